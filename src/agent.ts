@@ -1,0 +1,232 @@
+/**
+ * Agent is the composition root: it builds every part of the daemon from the
+ * validated options, starts them in order, and drains them in order. Several
+ * agents can live side by side in one process (tests do that); signals are
+ * owned by the CLI, not here.
+ *
+ * Start: wait for etcd -> settings -> register `starting` -> bind RPC ->
+ * follow the manager's event sink -> heartbeats -> `running`.
+ * Stop: refuse new calls -> finish in-flight calls -> `instance_terminated`
+ * -> deregister -> close sockets -> close etcd.
+ */
+import type { Logger } from './log.js';
+import { ConfigError, errorMessage } from './errors.js';
+import type { AgentOptions } from './config/options.js';
+import type { Settings } from './config/settings.js';
+import { EtcdStore } from './adapters/etcd.js';
+import { DockerEngine } from './adapters/docker.js';
+import { detectHostAddress, detectResources } from './node/resources.js';
+import { msgpackCodec } from './wire/codec.js';
+import { RpcRouter, type RouterStats } from './wire/router.js';
+import { Dispatcher, implement, notImplemented, type Binding } from './rpc/dispatcher.js';
+import { methods } from './rpc/methods.js';
+import { EventPublisher, type PublisherStats } from './events/publisher.js';
+import { Heartbeat } from './services/heartbeat.js';
+import { LiveSettings } from './services/live-settings.js';
+import { ManagerLink } from './services/manager-link.js';
+import { Registration } from './services/registration.js';
+
+/** The states of an agent; every transition is logged. */
+export type AgentState = 'initialized' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+/** How long a drain waits for in-flight calls before closing anyway. */
+const DRAIN_TIMEOUT_MS = 10_000;
+
+export class Agent {
+  private state: AgentState = 'initialized';
+  private readonly abort = new AbortController();
+  private readonly log: Logger;
+  private readonly etcd: EtcdStore;
+  private readonly docker = new DockerEngine();
+  private readonly registration: Registration;
+  private publisher: EventPublisher | null = null;
+  private readonly hostIp: string;
+  private settings: LiveSettings;
+  private dispatcher: Dispatcher | null = null;
+  private router: RpcRouter | null = null;
+  private heartbeat: Heartbeat | null = null;
+  private managerLink: ManagerLink | null = null;
+  private starting: Promise<void> | null = null;
+  private stopping: Promise<void> | null = null;
+  private registered = false;
+
+  constructor(
+    readonly options: AgentOptions,
+    log: Logger,
+  ) {
+    this.log = log.child({ component: 'agent', agentId: options.agentId });
+    this.etcd = new EtcdStore(options.etcdAddr, options.namespace, log.child({ component: 'etcd' }));
+    this.registration = new Registration(this.etcd, options.agentId);
+    this.hostIp = options.agentHostOverride ?? detectHostAddress();
+    this.settings = new LiveSettings(this.etcd, options.agentId, log.child({ component: 'settings' }), (s) => this.applySettings(s));
+  }
+
+  /** The current state. */
+  get currentState(): AgentState {
+    return this.state;
+  }
+
+  /** The `tcp://host:port` the manager reaches this agent at. */
+  get address(): string {
+    return `tcp://${this.hostIp}:${this.options.agentPort}`;
+  }
+
+  /** Counters of the RPC transport and the event publisher, for logs and tests. */
+  stats(): { rpc: RouterStats | null; events: PublisherStats } {
+    return { rpc: this.router?.snapshot() ?? null, events: this.publisher?.snapshot() ?? { queued: 0, dropped: 0 } };
+  }
+
+  /** Starts the agent; on failure everything taken so far is released and the error is thrown. */
+  start(): Promise<void> {
+    if (this.state !== 'initialized') return Promise.reject(new Error(`cannot start an agent that is ${this.state}`));
+    this.starting = this.doStart();
+    return this.starting;
+  }
+
+  private async doStart(): Promise<void> {
+    this.transition('initialized', 'starting');
+    const checkpoint = () => this.abort.signal.throwIfAborted();
+    try {
+      await this.etcd.waitReady(this.abort.signal);
+      const settings = await this.settings.load();
+      checkpoint();
+      const publisher = this.makePublisher(settings.eventQueueLimit);
+      this.publisher = publisher;
+      await this.registration.starting(this.hostIp);
+      this.registered = true;
+      checkpoint();
+
+      this.dispatcher = new Dispatcher(this.bindings(), this.log.child({ component: 'rpc' }));
+      this.router = new RpcRouter({
+        endpoint: `tcp://${this.options.bindHost}:${this.options.agentPort}`,
+        codec: msgpackCodec,
+        handler: this.dispatcher.handle,
+        log: this.log.child({ component: 'rpc' }),
+        maxMessageBytes: settings.rpcMaxMessageBytes,
+      });
+      await this.router.start().catch((err: unknown) => {
+        throw new ConfigError(
+          `cannot listen on ${this.options.bindHost}:${this.options.agentPort} (${errorMessage(err)}): ` +
+            'stop what holds the port or choose another with --agent-port',
+        );
+      });
+      this.log.info('serving RPC', { endpoint: this.router.endpoint });
+
+      this.heartbeat = new Heartbeat(
+        {
+          log: this.log.child({ component: 'heartbeat' }),
+          codec: msgpackCodec,
+          emit: (name, args) => publisher.emit(name, args),
+          identity: () => ({ ip: this.hostIp, region: this.options.region, addr: this.address }),
+          resources: detectResources,
+          listImages: () => this.docker.kernelImages(this.settings.value.imagePrefix),
+        },
+        settings.heartbeatIntervalSec * 1000,
+      );
+      this.managerLink = new ManagerLink({
+        etcd: this.etcd,
+        log: this.log.child({ component: 'manager-link' }),
+        setSink: (endpoint) => publisher.setSink(endpoint),
+        onAttach: () => {
+          // A new sink may be a new manager: introduce the agent, then beat at once.
+          publisher.emit('instance_started', []);
+          this.heartbeat?.kick();
+        },
+      });
+      await this.managerLink.start();
+      await this.settings.watch();
+      checkpoint();
+      this.heartbeat.start();
+      await this.registration.running();
+      checkpoint();
+      this.transition('starting', 'running');
+    } catch (err) {
+      const aborted = this.abort.signal.aborted;
+      await this.release();
+      this.transition(this.state, aborted ? 'stopped' : 'failed');
+      throw err;
+    }
+  }
+
+  /**
+   * Drains and stops the agent; a second call waits for the first. Kernels
+   * keep running. Called while starting, it aborts the start, which releases
+   * what it took.
+   */
+  stop(reason = 'shutdown'): Promise<void> {
+    this.stopping ??= (async () => {
+      if (this.state === 'starting') {
+        this.abort.abort(new Error('the agent was stopped while starting'));
+        await this.starting?.catch(() => undefined);
+      }
+      if (this.state === 'running') await this.drain(reason);
+    })();
+    return this.stopping;
+  }
+
+  private async drain(reason: string): Promise<void> {
+    this.transition('running', 'stopping');
+    this.dispatcher?.stopAccepting();
+    const idle = this.router?.idle() ?? Promise.resolve();
+    const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), DRAIN_TIMEOUT_MS).unref())]);
+    if (timedOut) this.log.warn('some RPC calls were still running after the drain timeout; closing anyway', { timeoutMs: DRAIN_TIMEOUT_MS });
+    this.heartbeat?.stop();
+    this.publisher?.emit('instance_terminated', [reason]);
+    await this.release();
+    this.transition('stopping', 'stopped');
+  }
+
+  /** Releases everything start() may have taken, in reverse order; never throws. */
+  private async release(): Promise<void> {
+    this.heartbeat?.stop();
+    await this.settings.stop();
+    await this.managerLink?.stop();
+    if (this.registered) {
+      await this.registration.deregister().catch((err: unknown) =>
+        this.log.warn('could not deregister from etcd', { error: errorMessage(err) }),
+      );
+      this.registered = false;
+    }
+    await this.router?.close();
+    await this.publisher?.close(1000);
+    this.etcd.close();
+  }
+
+  /** The RPC methods and what serves each. */
+  private bindings(): Binding[] {
+    return [
+      implement(methods.ping, (msg) => msg),
+      // No kernel is held by this build yet, so there is nothing to destroy.
+      implement(methods.reset, () => null),
+      notImplemented(methods.create_kernel),
+      notImplemented(methods.destroy_kernel),
+      notImplemented(methods.restart_kernel),
+      notImplemented(methods.execute),
+      notImplemented(methods.interrupt_kernel),
+      notImplemented(methods.get_completions),
+      notImplemented(methods.get_logs),
+      notImplemented(methods.upload_file),
+      notImplemented(methods.download_file),
+      notImplemented(methods.list_files),
+    ];
+  }
+
+  private applySettings(s: Settings): void {
+    this.heartbeat?.setInterval(s.heartbeatIntervalSec * 1000);
+  }
+
+  private makePublisher(queueLimit: number): EventPublisher {
+    return new EventPublisher({
+      agentId: this.options.agentId,
+      codec: msgpackCodec,
+      log: this.log.child({ component: 'events' }),
+      queueLimit,
+    });
+  }
+
+  private transition(from: AgentState, to: AgentState): void {
+    if (this.state !== from) this.log.debug('unexpected state transition', { expected: from, actual: this.state, to });
+    this.log.info(`agent ${to}`, { from: this.state });
+    this.state = to;
+  }
+}

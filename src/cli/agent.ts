@@ -1,0 +1,128 @@
+#!/usr/bin/env node
+/**
+ * The `agent` command: validates its flags, builds the agent and runs it in
+ * the foreground until SIGTERM or SIGINT. This runtime object is the one
+ * owner of signal handlers. A bad flag ends the process at once with one line
+ * on stderr and exit code 2; a failed start with one line and exit code 1.
+ */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { Agent } from '../agent.js';
+import { validateOptions, type RawOptions } from '../config/options.js';
+import { SETTINGS } from '../config/settings.js';
+import { AgentError, errorMessage } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import { describeMethods } from '../rpc/methods.js';
+
+const EXIT_USAGE = 2;
+const EXIT_FAILED = 1;
+
+function die(message: string, code: number): never {
+  process.stderr.write(`agent: error: ${message}\n`);
+  process.exit(code);
+}
+
+async function runAgent(raw: RawOptions): Promise<void> {
+  let options;
+  try {
+    options = await validateOptions(raw);
+  } catch (err) {
+    die(errorMessage(err), EXIT_USAGE);
+  }
+  const log = createLogger({ level: options.logLevel, format: options.logFormat });
+  const agent = new Agent(options, log);
+  installSignals(agent, log);
+  try {
+    await agent.start();
+  } catch (err) {
+    if (agent.currentState === 'stopped') process.exit(0); // a signal arrived while starting
+    log.error('the agent could not start', { error: errorMessage(err) });
+    if (!(err instanceof AgentError)) log.debug('start failure', { stack: (err as Error).stack });
+    die(errorMessage(err), EXIT_FAILED);
+  }
+}
+
+function installSignals(agent: Agent, log: Logger): void {
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      log.warn('second signal: exiting without finishing the drain', { signal });
+      process.exit(EXIT_FAILED);
+    }
+    signalled = true;
+    log.info('stopping on signal; kernels keep running', { signal });
+    agent.stop('shutdown').then(
+      () => process.exit(0),
+      (err: unknown) => die(`stop failed: ${errorMessage(err)}`, EXIT_FAILED),
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  // A bug must not take the daemon (and the calls in flight) down with it: log it loudly instead.
+  process.on('unhandledRejection', (reason) => log.error('unhandled promise rejection (a bug; please report it)', { error: errorMessage(reason), stack: (reason as Error)?.stack }));
+}
+
+function settingsEpilogue(): string {
+  const rows = SETTINGS.map((s) => `  ${s.key.padEnd(24)} ${String(s.default).padEnd(16)} ${s.doc}${s.live ? '' : ' (at start)'}`);
+  return [
+    'Settings read from etcd under /sorna/<namespace>/config/agent/<key> (cluster)',
+    'and /sorna/<namespace>/nodes/agents/<agent id>/config/<key> (this node, wins):',
+    ...rows,
+    '',
+    'Every flag can also be given as an environment variable BACKEND_<FLAG>,',
+    'e.g. BACKEND_ETCD_ADDR, BACKEND_SCRATCH_ROOT, BACKEND_AGENT_PORT.',
+  ].join('\n');
+}
+
+await yargs(hideBin(process.argv))
+  .scriptName('agent')
+  .usage('$0 [options]\n\nRuns the compute agent of this node in the foreground: serves the manager\'s RPC on --agent-port,\nsends events to the manager\'s sink found in etcd, and runs kernel containers on Docker.')
+  .env('BACKEND')
+  .command(
+    '$0',
+    'run the agent (the default command)',
+    (y) =>
+      y
+        .option('etcd-addr', { type: 'string', default: '127.0.0.1:2379', describe: 'etcd v3 address, HOST:PORT', group: 'Cluster:' })
+        .option('namespace', { type: 'string', default: 'local', describe: 'etcd namespace: keys live under /sorna/<namespace>/', group: 'Cluster:' })
+        .option('agent-id', { type: 'string', describe: 'id of this agent in etcd and events [default: i-<hostname>]', group: 'Cluster:' })
+        .option('region', { type: 'string', default: 'local', describe: 'region reported in heartbeats', group: 'Cluster:' })
+        .option('agent-port', { type: 'number', default: 6001, describe: 'TCP port of the RPC socket the manager connects to', group: 'Network:' })
+        .option('bind-host', { type: 'string', default: '*', describe: 'address the RPC socket binds (* = all interfaces)', group: 'Network:' })
+        .option('agent-host-override', { type: 'string', describe: 'address the manager should use to reach this agent [default: first non-loopback IPv4]', group: 'Network:' })
+        .option('kernel-host-override', { type: 'string', describe: 'address clients should use to reach kernel ports [default: the agent address]', group: 'Network:' })
+        .option('scratch-root', { type: 'string', default: '/var/cache/scratches', describe: 'directory holding each kernel\'s home; must exist and be writable', group: 'Kernels:' })
+        .option('idle-timeout', { type: 'number', default: 600, describe: 'seconds a kernel may stay unused before it is destroyed (0 = never)', group: 'Kernels:' })
+        .option('log-level', { type: 'string', default: 'info', choices: ['error', 'warn', 'info', 'debug'], describe: 'least severe log level printed', group: 'Logging:' })
+        .option('log-format', { type: 'string', default: 'text', choices: ['text', 'json'], describe: 'text for a terminal, json (one object per line) for log collectors', group: 'Logging:' })
+        .epilogue(settingsEpilogue()),
+    async (argv) => {
+      await runAgent({
+        etcdAddr: argv.etcdAddr,
+        namespace: argv.namespace,
+        agentId: argv.agentId,
+        region: argv.region,
+        agentPort: argv.agentPort,
+        bindHost: argv.bindHost,
+        agentHostOverride: argv.agentHostOverride,
+        kernelHostOverride: argv.kernelHostOverride,
+        scratchRoot: argv.scratchRoot,
+        idleTimeout: argv.idleTimeout,
+        logLevel: argv.logLevel,
+        logFormat: argv.logFormat,
+      });
+    },
+  )
+  .command('methods', 'list the RPC methods this agent serves, with their parameters', {}, () => {
+    process.stdout.write(describeMethods() + '\n');
+  })
+  .completion('completion', 'print a bash/zsh completion script (agent completion >> ~/.bashrc)')
+  .strict()
+  .help()
+  .alias('h', 'help')
+  .version()
+  .wrap(Math.min(110, process.stdout.columns || 100))
+  .fail((msg, err) => {
+    die(`${msg ?? errorMessage(err)} (agent --help lists the options)`, EXIT_USAGE);
+  })
+  .parseAsync();

@@ -1,0 +1,123 @@
+/**
+ * The agent's command-line and environment options, validated into one
+ * typed object before anything starts. Every check names the flag (and its
+ * environment variable) and says what to do, so a bad value ends the process
+ * with one clear line.
+ */
+import { randomUUID } from 'node:crypto';
+import { constants as fsc, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError } from '../errors.js';
+import type { LogFormat, LogLevel } from '../log.js';
+
+/** AgentOptions are the validated values of the agent's flags. */
+export interface AgentOptions {
+  etcdAddr: { host: string; port: number };
+  namespace: string;
+  scratchRoot: string;
+  agentPort: number;
+  /** Address the RPC socket binds (`*` for all interfaces). */
+  bindHost: string;
+  agentId: string;
+  region: string;
+  agentHostOverride: string | null;
+  kernelHostOverride: string | null;
+  idleTimeoutSec: number;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+}
+
+/** The raw values as yargs hands them over (flags, env vars and defaults merged). */
+export interface RawOptions {
+  etcdAddr: string;
+  namespace: string;
+  scratchRoot: string;
+  agentPort: number;
+  bindHost: string;
+  agentId?: string | undefined;
+  region: string;
+  agentHostOverride?: string | undefined;
+  kernelHostOverride?: string | undefined;
+  idleTimeout: number;
+  logLevel: string;
+  logFormat: string;
+}
+
+const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$/;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/** Parses `host:port` (IPv6 in brackets), e.g. the etcd address. */
+export function parseHostPort(value: string, flag: string): { host: string; port: number } {
+  const m = /^(.*):(\d{1,5})$/.exec(value.trim());
+  if (!m || !HOST.test(m[1]!)) {
+    throw new ConfigError(`${flag} ${JSON.stringify(value)} is not HOST:PORT (e.g. 127.0.0.1:2379)`);
+  }
+  return { host: m[1]!.replace(/^\[(.*)\]$/, '$1'), port: checkPort(Number(m[2]), flag) };
+}
+
+function checkPort(port: number, flag: string): number {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new ConfigError(`${flag} ${port} is out of range: use a TCP port from 1 to 65535`);
+  }
+  return port;
+}
+
+function checkHost(value: string | undefined, flag: string): string | null {
+  if (value === undefined || value === '') return null;
+  if (!HOST.test(value)) throw new ConfigError(`${flag} ${JSON.stringify(value)} is not a host name or IP address`);
+  return value.replace(/^\[(.*)\]$/, '$1');
+}
+
+/** Checks that the scratch root is a directory the agent can really create files in. */
+export async function checkScratchRoot(dir: string, flag = '--scratch-root'): Promise<string> {
+  const abs = path.resolve(dir);
+  let st;
+  try {
+    st = await fs.stat(abs);
+  } catch {
+    throw new ConfigError(`${flag} ${abs} does not exist: create it (mkdir -p ${abs}) or point ${flag} elsewhere`);
+  }
+  if (!st.isDirectory()) throw new ConfigError(`${flag} ${abs} is not a directory`);
+  // access(W_OK) says yes to root even on a read-only mount, so try for real.
+  const probe = path.join(abs, `.agent-write-probe-${randomUUID()}`);
+  try {
+    await fs.access(abs, fsc.W_OK | fsc.X_OK);
+    await fs.writeFile(probe, '');
+    await fs.unlink(probe);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError(`${flag} ${abs} is not writable (${code}): fix its permissions or mount, or point ${flag} elsewhere`);
+  }
+  return abs;
+}
+
+/** Validates raw options into {@link AgentOptions}; throws ConfigError naming the first bad flag. */
+export async function validateOptions(raw: RawOptions): Promise<AgentOptions> {
+  if (!NAME.test(raw.namespace)) {
+    throw new ConfigError(`--namespace ${JSON.stringify(raw.namespace)} must be letters, digits, "_", "." or "-"`);
+  }
+  const agentId = raw.agentId ?? `i-${os.hostname()}`;
+  if (!NAME.test(agentId)) throw new ConfigError(`--agent-id ${JSON.stringify(agentId)} must be letters, digits, "_", "." or "-"`);
+  if (!Number.isFinite(raw.idleTimeout) || raw.idleTimeout < 0) {
+    throw new ConfigError(`--idle-timeout ${raw.idleTimeout} must be a number of seconds >= 0 (0 turns idle reaping off)`);
+  }
+  const levels = ['error', 'warn', 'info', 'debug'];
+  if (!levels.includes(raw.logLevel)) throw new ConfigError(`--log-level must be one of ${levels.join(', ')}`);
+  if (raw.logFormat !== 'text' && raw.logFormat !== 'json') throw new ConfigError('--log-format must be text or json');
+  const bindHost = raw.bindHost === '*' ? '*' : checkHost(raw.bindHost, '--bind-host');
+  return {
+    etcdAddr: parseHostPort(raw.etcdAddr, '--etcd-addr'),
+    namespace: raw.namespace,
+    agentPort: checkPort(Number(raw.agentPort), '--agent-port'),
+    bindHost: bindHost ?? '*',
+    agentId,
+    region: raw.region,
+    agentHostOverride: checkHost(raw.agentHostOverride, '--agent-host-override'),
+    kernelHostOverride: checkHost(raw.kernelHostOverride, '--kernel-host-override'),
+    idleTimeoutSec: raw.idleTimeout,
+    logLevel: raw.logLevel as LogLevel,
+    logFormat: raw.logFormat,
+    scratchRoot: await checkScratchRoot(raw.scratchRoot),
+  };
+}

@@ -1,0 +1,126 @@
+/**
+ * The settings the agent reads from etcd (PROTOCOL.md section 3): the one
+ * catalogue of every key, its type, default and limits, and the one function
+ * that compiles cluster-wide and per-node values into a typed object. It runs
+ * at start (where a bad value stops the agent) and again on every change
+ * (where a bad value is logged and the last good settings stay).
+ */
+
+/** Settings are the compiled values of the `config/agent/...` keys. */
+export interface Settings {
+  /** Seconds between `instance_heartbeat` events. */
+  heartbeatIntervalSec: number;
+  /** Prefix that turns a `lang` into an image name. */
+  imagePrefix: string;
+  /** Events kept while the manager's sink is unreachable; beyond that they are dropped and counted. */
+  eventQueueLimit: number;
+  /** Largest RPC message accepted, in bytes; a larger one drops the peer's connection. */
+  rpcMaxMessageBytes: number;
+}
+
+interface SettingSpec<K extends keyof Settings> {
+  /** Key below `config/agent/` (cluster) and `nodes/agents/<id>/config/` (node). */
+  key: string;
+  field: K;
+  doc: string;
+  default: Settings[K];
+  /** Whether a change applies while running; otherwise it applies at the next start. */
+  live: boolean;
+  parse(raw: string): Settings[K];
+}
+
+function number(min: number, max: number, integer = false) {
+  return (raw: string): number => {
+    const v = Number(raw.trim());
+    if (raw.trim() === '' || !Number.isFinite(v)) throw new Error(`${JSON.stringify(raw)} is not a number`);
+    if (integer && !Number.isInteger(v)) throw new Error(`${JSON.stringify(raw)} is not a whole number`);
+    if (v < min || v > max) throw new Error(`${v} is outside ${min}..${max}`);
+    return v;
+  };
+}
+
+function imagePrefix(raw: string): string {
+  if (!/^[a-z0-9._/:-]*$/.test(raw)) throw new Error(`${JSON.stringify(raw)} is not a Docker image name prefix`);
+  return raw;
+}
+
+/** Every etcd setting of the agent, in the order of the README's table. */
+export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
+  { key: 'heartbeat_interval', field: 'heartbeatIntervalSec', doc: 'seconds between heartbeats', default: 3, live: true, parse: number(0.1, 3600) },
+  { key: 'image_prefix', field: 'imagePrefix', doc: 'prefix of kernel image names', default: 'lablup/kernel-', live: true, parse: imagePrefix },
+  {
+    key: 'event_queue_limit',
+    field: 'eventQueueLimit',
+    doc: 'events kept while the manager is unreachable',
+    default: 1000,
+    live: false,
+    parse: number(1, 1_000_000, true),
+  },
+  {
+    key: 'rpc_max_message_bytes',
+    field: 'rpcMaxMessageBytes',
+    doc: 'largest RPC message accepted',
+    default: 1100 * 1024 * 1024,
+    live: false,
+    parse: number(1024, 4 * 1024 ** 3, true),
+  },
+] as ReadonlyArray<SettingSpec<keyof Settings>>;
+
+/** The defaults of every setting. */
+export function defaultSettings(): Settings {
+  return Object.fromEntries(SETTINGS.map((s) => [s.field, s.default])) as unknown as Settings;
+}
+
+/** One problem found while compiling; `source` is the etcd key that holds the bad value. */
+export interface SettingProblem {
+  source: string;
+  field: keyof Settings;
+  message: string;
+}
+
+/** What {@link compileSettings} returns: the settings, and what it had to reject or ignore. */
+export interface CompiledSettings {
+  settings: Settings;
+  problems: SettingProblem[];
+  /** Keys that are not settings of this agent (typos, or settings of a newer agent). */
+  unknown: string[];
+}
+
+/**
+ * Compiles settings from the cluster-wide and per-node key/value maps (keys
+ * relative to their `config/` prefix); node values win. A bad value keeps the
+ * default (or the cluster value) and is reported as a problem.
+ */
+export function compileSettings(
+  cluster: Record<string, string>,
+  node: Record<string, string>,
+  prefixes = { cluster: 'config/agent/', node: 'nodes/agents/<id>/config/' },
+): CompiledSettings {
+  const out = defaultSettings() as unknown as Record<string, unknown>;
+  const problems: SettingProblem[] = [];
+  const known = new Set(SETTINGS.map((s) => s.key));
+  for (const spec of SETTINGS) {
+    for (const [source, values] of [
+      [prefixes.cluster, cluster],
+      [prefixes.node, node],
+    ] as const) {
+      const raw = values[spec.key];
+      if (raw === undefined) continue;
+      try {
+        out[spec.field] = spec.parse(raw);
+      } catch (err) {
+        problems.push({ source: source + spec.key, field: spec.field, message: `${(err as Error).message} (${spec.doc})` });
+      }
+    }
+  }
+  const unknown = [
+    ...Object.keys(cluster).filter((k) => !known.has(k)).map((k) => prefixes.cluster + k),
+    ...Object.keys(node).filter((k) => !known.has(k)).map((k) => prefixes.node + k),
+  ];
+  return { settings: out as unknown as Settings, problems, unknown };
+}
+
+/** The fields whose value differs between two settings objects, with whether each applies live. */
+export function changedSettings(before: Settings, after: Settings): Array<{ key: string; live: boolean }> {
+  return SETTINGS.filter((s) => before[s.field] !== after[s.field]).map((s) => ({ key: s.key, live: s.live }));
+}

@@ -1,0 +1,144 @@
+/**
+ * The single catalogue of the agent's error classes.
+ *
+ * Every failure that can reach a client is an {@link AgentError}: it carries
+ * the type name that goes on the wire (PROTOCOL.md section 1) and a message
+ * that says what went wrong and what to do. Adapters turn Docker, etcd and
+ * ZeroMQ failures into these at their boundary; the RPC dispatcher turns
+ * these into wire errors in one place (`toWireError`).
+ */
+
+/** AgentError is the base of every error the agent reports to a client. */
+export class AgentError extends Error {
+  /** Exception type name sent to the client, e.g. `agent.KernelNotFound`. */
+  readonly wireName: string = 'agent.AgentError';
+  /** Whether the same call may succeed if simply tried again later. */
+  readonly retryable: boolean = false;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+
+  /** Positional args of the wire error; a readable message by default. */
+  wireArgs(): unknown[] {
+    return [this.message];
+  }
+}
+
+/** ParametersError is raised when a call's arguments do not fit the method's declaration. */
+export class ParametersError extends AgentError {
+  override readonly wireName = 'aiozmq.rpc.base.ParametersError';
+}
+
+/** MethodNotFoundError is raised for a method name the agent does not serve. */
+export class MethodNotFoundError extends AgentError {
+  override readonly wireName = 'aiozmq.rpc.base.NotFoundError';
+  constructor(readonly method: string) {
+    super(`no such method: ${method}`);
+  }
+  /** aiozmq's NotFoundError carries the bare method name. */
+  override wireArgs(): unknown[] {
+    return [this.method];
+  }
+}
+
+/** NotImplementedYetError is raised by methods of the contract that this build does not serve yet. */
+export class NotImplementedYetError extends AgentError {
+  override readonly wireName = 'agent.NotImplemented';
+  constructor(method: string) {
+    super(`${method} is part of the agent protocol but is not implemented in this agent version yet`);
+  }
+}
+
+/** KernelNotFoundError is raised when a call names a kernel id the agent does not hold. */
+export class KernelNotFoundError extends AgentError {
+  override readonly wireName = 'agent.KernelNotFound';
+  constructor(kernelId: string) {
+    super(`no kernel with id ${kernelId} on this agent; list kernels or create it first`);
+  }
+}
+
+/** AgentShuttingDownError is raised for calls that arrive while the agent drains. */
+export class AgentShuttingDownError extends AgentError {
+  override readonly wireName = 'agent.ShuttingDown';
+  override readonly retryable = true;
+  constructor() {
+    super('the agent is shutting down; retry against the agent once it is back');
+  }
+}
+
+/** InternalError stands for any failure that is not one of ours; details go to the agent log. */
+export class InternalError extends AgentError {
+  override readonly wireName = 'agent.InternalError';
+}
+
+/** ConfigError is raised when a setting, flag or environment value is invalid; it names the key. */
+export class ConfigError extends AgentError {
+  override readonly wireName = 'agent.ConfigError';
+}
+
+/** RpcTimeoutError is raised by the client when no reply arrives within the call's timeout. */
+export class RpcTimeoutError extends AgentError {
+  override readonly wireName = 'agent.Timeout';
+  override readonly retryable = true;
+}
+
+/** RemoteError is raised by the client for an error reply; it keeps the wire type name and args. */
+export class RemoteError extends AgentError {
+  constructor(
+    readonly remoteType: string,
+    readonly remoteArgs: unknown[],
+    readonly remoteRepr: string,
+  ) {
+    super(`${remoteType}: ${remoteArgs.length === 1 ? String(remoteArgs[0]) : JSON.stringify(remoteArgs)}`);
+  }
+}
+
+/** Whether an error is worth retrying as is; a property, not a branch of the class tree. */
+export function isRetryable(err: unknown): boolean {
+  return err instanceof AgentError && err.retryable;
+}
+
+/** A wire error: what goes into the reply payload when is_error is set. */
+export interface WireError {
+  type: string;
+  args: unknown[];
+  repr: string;
+}
+
+/** Python-style repr of a string, so that the repr field reads like aiozmq's. */
+export function pyRepr(value: unknown): string {
+  if (typeof value === 'string') {
+    const quote = value.includes("'") && !value.includes('"') ? '"' : "'";
+    const body = value
+      .replace(/\\/g, '\\\\')
+      .replace(/\n/g, '\\n')
+      .replace(/\r/g, '\\r')
+      .replace(/\t/g, '\\t');
+    return quote + (quote === "'" ? body.replace(/'/g, "\\'") : body) + quote;
+  }
+  if (value === null || value === undefined) return 'None';
+  if (typeof value === 'boolean') return value ? 'True' : 'False';
+  return JSON.stringify(value) ?? String(value);
+}
+
+/**
+ * Turns any thrown value into the wire error sent to the client: ours keep
+ * their type name and message; anything else becomes an internal error whose
+ * message points at the agent log, where the caller logs the details.
+ */
+export function toWireError(err: unknown, method: string): WireError {
+  const known =
+    err instanceof AgentError
+      ? err
+      : new InternalError(`internal error in ${method}: ${errorMessage(err)}; the agent log has the details`);
+  const args = known.wireArgs();
+  const short = known.wireName.slice(known.wireName.lastIndexOf('.') + 1);
+  return { type: known.wireName, args, repr: `${short}(${args.map(pyRepr).join(', ')})` };
+}
+
+/** The message of any thrown value. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,107 @@
+/**
+ * EventPublisher is the transport of agent -> manager events (PROTOCOL.md
+ * section 2): a PUSH socket connected to the manager's event sink, sending
+ * `[event name, agent id, msgpack(args)]`. The sink may be unknown, appear
+ * or move at any time; events while none is known are dropped and counted,
+ * and a sink that stops reading holds at most `queueLimit` events.
+ */
+import * as zmq from 'zeromq';
+import type { Logger } from '../log.js';
+import { errorMessage } from '../errors.js';
+import type { Codec } from '../wire/codec.js';
+import { SendQueue } from '../wire/send-queue.js';
+
+/** Options of {@link EventPublisher}. */
+export interface EventPublisherOptions {
+  agentId: string;
+  codec: Codec;
+  log: Logger;
+  /** Events held for a sink that is not reading; more are dropped. */
+  queueLimit: number;
+}
+
+/** Counters of the publisher. */
+export interface PublisherStats {
+  queued: number;
+  dropped: number;
+}
+
+export class EventPublisher {
+  private socket: zmq.Push | null = null;
+  private queue: SendQueue | null = null;
+  private endpoint: string | null = null;
+  private readonly stats: PublisherStats = { queued: 0, dropped: 0 };
+  private readonly agentId: Buffer;
+  private lastDropLog = 0;
+
+  constructor(private readonly options: EventPublisherOptions) {
+    this.agentId = Buffer.from(options.agentId, 'utf8');
+  }
+
+  /** The endpoint events go to, or null while no sink is known. */
+  get sink(): string | null {
+    return this.endpoint;
+  }
+
+  snapshot(): PublisherStats {
+    return { ...this.stats };
+  }
+
+  /** Points the publisher at a new sink (or none); events queued for the old one get a short linger. */
+  setSink(endpoint: string | null): void {
+    if (endpoint === this.endpoint) return;
+    this.closeSocket(1000);
+    this.endpoint = endpoint;
+    if (!endpoint) return;
+    const socket = new zmq.Push({
+      sendHighWaterMark: this.options.queueLimit,
+      sendTimeout: 0, // a full queue drops the event at once instead of blocking the agent
+      linger: 1000,
+    });
+    socket.connect(endpoint);
+    this.socket = socket;
+    this.queue = new SendQueue(socket, (err) => this.noteDrop(`send failed: ${errorMessage(err)}`), this.options.queueLimit);
+    this.options.log.info('sending events to the manager', { sink: endpoint });
+  }
+
+  /** Sends an event; returns false when it was dropped (no sink, or the queue is full). */
+  emit(name: string, args: unknown[]): boolean {
+    if (!this.queue) {
+      this.noteDrop(`no event sink known (${name})`);
+      return false;
+    }
+    const frames = [Buffer.from(name, 'ascii'), this.agentId, this.options.codec.encode(args)];
+    if (!this.queue.push(frames)) {
+      this.noteDrop(`event queue full (${name})`);
+      return false;
+    }
+    this.stats.queued++;
+    return true;
+  }
+
+  /** Waits (up to `lingerMs`) for queued events to leave, then closes the socket. */
+  async close(lingerMs = 1000): Promise<void> {
+    const queue = this.queue;
+    if (queue) await Promise.race([queue.drained(), new Promise((r) => setTimeout(r, lingerMs).unref())]);
+    this.closeSocket(lingerMs);
+    this.endpoint = null;
+  }
+
+  private closeSocket(lingerMs: number): void {
+    if (this.socket && !this.socket.closed) {
+      this.socket.linger = lingerMs;
+      this.socket.close();
+    }
+    this.socket = null;
+    this.queue = null;
+  }
+
+  private noteDrop(reason: string): void {
+    this.stats.dropped++;
+    const now = Date.now();
+    if (now - this.lastDropLog >= 10_000) {
+      this.lastDropLog = now;
+      this.options.log.debug('event dropped', { reason, droppedTotal: this.stats.dropped });
+    }
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * AgentClient is a typed DEALER client for the agent's RPC port, speaking the
+ * same aiozmq.rpc framing as the agent. Calls are matched to replies by
+ * request id, so many may be in flight; each has its own timeout.
+ */
+import * as zmq from 'zeromq';
+import { errorMessage, RemoteError, RpcTimeoutError } from '../errors.js';
+import { msgpackCodec, type Codec } from '../wire/codec.js';
+import { decodeReplyHeader, encodeRequestHeader } from '../wire/headers.js';
+import { SendQueue } from '../wire/send-queue.js';
+import type { MethodDef } from './methods.js';
+import type { Param, ParamValues } from './params.js';
+
+/** Options of {@link AgentClient}. */
+export interface AgentClientOptions {
+  /** Default per-call timeout in milliseconds (10 s). */
+  timeoutMs?: number;
+  codec?: Codec;
+}
+
+interface Pending {
+  method: string;
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export class AgentClient {
+  private readonly socket = new zmq.Dealer({ linger: 0 });
+  private readonly queue: SendQueue;
+  private readonly pending = new Map<number, Pending>();
+  private readonly codec: Codec;
+  private readonly timeoutMs: number;
+  private readonly random = Math.floor(Math.random() * 0x10000);
+  private nextId = 1;
+  private readonly loop: Promise<void>;
+
+  /** Connects to an agent, e.g. `tcp://127.0.0.1:6001`; ZeroMQ connects in the background. */
+  constructor(endpoint: string, options: AgentClientOptions = {}) {
+    this.codec = options.codec ?? msgpackCodec;
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.socket.connect(endpoint);
+    this.queue = new SendQueue(this.socket, (err, frames) => {
+      const id = Buffer.isBuffer(frames[0]) ? frames[0].readUInt32LE(4) : -1;
+      this.settle(id, undefined, new Error(`could not send the request: ${errorMessage(err)}`));
+    });
+    this.loop = this.readLoop();
+  }
+
+  /** Calls a declared method with typed arguments. */
+  call<const P extends readonly Param<unknown>[], R>(def: MethodDef<P, R>, ...args: ParamValues<P>): Promise<R> {
+    return this.callRaw(def.name, args, {}) as Promise<R>;
+  }
+
+  /** Calls a declared method with a timeout of its own. */
+  callWithTimeout<const P extends readonly Param<unknown>[], R>(
+    timeoutMs: number,
+    def: MethodDef<P, R>,
+    ...args: ParamValues<P>
+  ): Promise<R> {
+    return this.callRaw(def.name, args, {}, timeoutMs) as Promise<R>;
+  }
+
+  /** Calls any method name with untyped arguments (for tests of the wire and for tools). */
+  callRaw(method: string, args: unknown[], kwargs: Record<string, unknown> = {}, timeoutMs = this.timeoutMs): Promise<unknown> {
+    if (this.socket.closed) return Promise.reject(new Error('the client is closed'));
+    const requestId = this.nextId;
+    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    const header = encodeRequestHeader({ pid: process.pid, random: this.random, requestId, time: Date.now() / 1000 });
+    const frames = [header, Buffer.from(method, 'utf8'), this.codec.encode(args), this.codec.encode(kwargs)];
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.settle(requestId, undefined, new RpcTimeoutError(`${method} got no reply within ${timeoutMs} ms; is the agent running and reachable?`));
+      }, timeoutMs);
+      this.pending.set(requestId, { method, resolve, reject, timer });
+      if (!this.queue.push(frames)) this.settle(requestId, undefined, new Error('too many requests queued'));
+    });
+  }
+
+  /** Number of calls waiting for a reply. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Fails every pending call and closes the socket. */
+  close(): void {
+    if (this.socket.closed) return;
+    for (const id of [...this.pending.keys()]) this.settle(id, undefined, new Error('the client was closed'));
+    this.socket.close();
+  }
+
+  private settle(id: number, value: unknown, err?: Error): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    if (err) p.reject(err);
+    else p.resolve(value);
+  }
+
+  private async readLoop(): Promise<void> {
+    try {
+      for await (const [headerFrame, payload] of this.socket) {
+        const header = headerFrame && decodeReplyHeader(headerFrame);
+        if (!header || !payload) continue; // not a reply of this framing
+        let value: unknown;
+        try {
+          value = this.codec.decode(payload);
+        } catch (err) {
+          this.settle(header.requestId, undefined, new Error(`undecodable reply: ${errorMessage(err)}`));
+          continue;
+        }
+        if (!header.isError) {
+          this.settle(header.requestId, value);
+          continue;
+        }
+        const [type, args, repr] = Array.isArray(value) ? value : ['unknown', [value], String(value)];
+        this.settle(header.requestId, undefined, new RemoteError(String(type), Array.isArray(args) ? args : [args], String(repr)));
+      }
+    } catch {
+      // the socket was closed
+    }
+  }
+
+  /** Resolves when the read loop has ended (after close). */
+  closed(): Promise<void> {
+    return this.loop;
+  }
+}

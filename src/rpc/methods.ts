@@ -1,0 +1,180 @@
+/**
+ * The agent's RPC methods (PROTOCOL.md section 1), each declared once: name,
+ * parameters with their limits, and result. The dispatcher, the typed client
+ * and the `agent methods` listing all read this table.
+ */
+import { p, type Param, type ParamValues } from './params.js';
+
+/** MethodDef is the declaration of one RPC method; `R` is the result type. */
+export interface MethodDef<P extends readonly Param<unknown>[] = readonly Param<unknown>[], R = unknown> {
+  readonly name: string;
+  readonly summary: string;
+  readonly params: P;
+  /** What the method returns, for listings. */
+  readonly returns: string;
+  /** An older argument form that is still accepted; its values are mapped onto `params`. */
+  readonly legacy?: { params: readonly Param<unknown>[]; toCanonical(values: unknown[]): ParamValues<P> };
+  /** Phantom field carrying the result type; never set. */
+  readonly __result?: R;
+}
+
+function define<const P extends readonly Param<unknown>[], R>(def: Omit<MethodDef<P, R>, '__result'>): MethodDef<P, R> {
+  return def;
+}
+
+/** Kernel ids: a safe charset and length, since they name containers and directories. */
+export const kernelIdParam = p.str('kernel_id', {
+  minLength: 1,
+  maxLength: 64,
+  pattern: { re: /^[A-Za-z0-9][A-Za-z0-9_.-]*$/, says: 'letters, digits, "_", "." and "-", not starting with a symbol' },
+});
+
+/** Kernel info returned by create_kernel (PROTOCOL.md section 1). */
+export interface KernelInfo {
+  id: string;
+  kernel_host: string;
+  repl_in_port: number;
+  repl_out_port: number;
+  stdin_port: number;
+  stdout_port: number;
+  container_id: string;
+  cpu_set: number[];
+  gpu_set: number[];
+}
+
+/** Per-kernel resource figures (PROTOCOL.md section 2). */
+export interface KernelStats {
+  cpu_used: number;
+  mem_max_bytes: number;
+  mem_cur_bytes: number;
+  net_rx_bytes: number;
+  net_tx_bytes: number;
+  io_read_bytes: number;
+  io_write_bytes: number;
+  io_max_scratch_size: number;
+  io_cur_scratch_size: number;
+}
+
+/** Result of execute (PROTOCOL.md section 1). */
+export interface RunResult {
+  runId: string;
+  status: 'finished' | 'continued' | 'waiting-input' | 'build-finished' | 'exec-timeout';
+  exitCode: number | null;
+  options: Record<string, unknown> | null;
+  files: Array<{ name: string; size: number }>;
+  console?: Array<[string, unknown]>;
+  stdout?: string;
+  stderr?: string;
+  media?: Array<[string, unknown]>;
+  html?: string[];
+}
+
+const MiB = 1024 * 1024;
+const code = p.str('code', { maxLength: 16 * MiB });
+const opts = p.map('opts');
+
+/** The method table of the agent; the order is the order of listings. */
+export const methods = {
+  ping: define<[Param<string>], string>({
+    name: 'ping',
+    summary: 'Answers with the message it was given; checks that the agent is alive.',
+    params: [p.str('msg')],
+    returns: 'msg',
+  }),
+  create_kernel: define<[Param<string>, Param<Record<string, unknown>>], KernelInfo>({
+    name: 'create_kernel',
+    summary: 'Starts a kernel container (idempotent per kernel id).',
+    params: [kernelIdParam, p.map('config')],
+    returns: 'kernel info',
+  }),
+  destroy_kernel: define<[Param<string>, Param<string | undefined>], KernelStats | null>({
+    name: 'destroy_kernel',
+    summary: 'Stops and removes a kernel and its scratch home.',
+    params: [kernelIdParam, p.optional(p.str('reason', { maxLength: 256 }))],
+    returns: 'last stats map or nil',
+  }),
+  restart_kernel: define<[Param<string>, Param<Record<string, unknown>>], Omit<KernelInfo, 'id' | 'kernel_host'>>({
+    name: 'restart_kernel',
+    summary: 'Recreates a kernel container, keeping its scratch home and cores.',
+    params: [kernelIdParam, p.map('new_config')],
+    returns: 'kernel info without id and kernel_host',
+  }),
+  execute: define<
+    [Param<number>, Param<string>, Param<string | null>, Param<'query' | 'batch' | 'input' | 'continue'>, Param<string>, Param<Record<string, unknown>>, Param<number | undefined>],
+    RunResult
+  >({
+    name: 'execute',
+    summary: 'Runs code in a kernel, or continues a run, and returns its output so far.',
+    params: [
+      p.int('api_version', { min: 1, max: 3 }),
+      kernelIdParam,
+      p.nullable(p.str('run_id', { maxLength: 64 })),
+      p.oneOf('mode', ['query', 'batch', 'input', 'continue'] as const),
+      code,
+      opts,
+      p.optional(p.float('flush_timeout', { min: 0, max: 3600 })),
+    ],
+    returns: 'run result',
+  }),
+  interrupt_kernel: define<[Param<string>], null>({
+    name: 'interrupt_kernel',
+    summary: 'Sends an interrupt (SIGINT) to the code running in a kernel.',
+    params: [kernelIdParam],
+    returns: 'nil',
+  }),
+  get_completions: define<[Param<string>, Param<string>, Param<Record<string, unknown>>], { status: string; completions: string[] }>({
+    name: 'get_completions',
+    summary: 'Asks the kernel for completions of a piece of code.',
+    params: [kernelIdParam, p.str('text', { maxLength: MiB }), opts],
+    returns: '{status, completions}',
+    legacy: {
+      // The 2018 manager sends (kernel_id, mode, text, opts).
+      params: [kernelIdParam, p.str('mode', { maxLength: 32 }), p.str('text', { maxLength: MiB }), opts],
+      toCanonical: (v) => [v[0] as string, v[2] as string, v[3] as Record<string, unknown>],
+    },
+  }),
+  get_logs: define<[Param<string>], { logs: string }>({
+    name: 'get_logs',
+    summary: "Returns the kernel container's output.",
+    params: [kernelIdParam],
+    returns: '{logs}',
+  }),
+  upload_file: define<[Param<string>, Param<string>, Param<Buffer>], null>({
+    name: 'upload_file',
+    summary: "Writes a file into the kernel's scratch home.",
+    params: [kernelIdParam, p.str('filename', { minLength: 1, maxLength: 4096 }), p.bytes('filedata', { maxLength: 1024 * MiB })],
+    returns: 'nil',
+  }),
+  download_file: define<[Param<string>, Param<string>], Buffer>({
+    name: 'download_file',
+    summary: "Returns a file or folder of the kernel's scratch home as tar bytes.",
+    params: [kernelIdParam, p.str('filepath', { minLength: 1, maxLength: 4096 })],
+    returns: 'tar archive bytes',
+  }),
+  list_files: define<[Param<string>, Param<string>], { files: string; errors: string; abspath: string }>({
+    name: 'list_files',
+    summary: "Lists a folder of the kernel's scratch home.",
+    params: [kernelIdParam, p.str('path', { maxLength: 4096 })],
+    returns: '{files (JSON), errors, abspath}',
+  }),
+  reset: define<[], null>({
+    name: 'reset',
+    summary: 'Destroys every kernel of this agent with reason agent-reset.',
+    params: [],
+    returns: 'nil',
+  }),
+} as const;
+
+/** Any method of the table. */
+export type AnyMethod = (typeof methods)[keyof typeof methods];
+
+/** A plain-text table of the methods, generated from their declarations. */
+export function describeMethods(defs: readonly MethodDef[] = Object.values(methods)): string {
+  const sig = (ps: readonly Param<unknown>[]) => ps.map((x) => `${x.name}${x.optional ? '?' : ''}: ${x.type}`).join(', ');
+  return defs
+    .map((d) => {
+      const legacy = d.legacy ? `\n    also accepted: (${sig(d.legacy.params)})` : '';
+      return `${d.name}(${sig(d.params)}) -> ${d.returns}\n    ${d.summary}${legacy}`;
+    })
+    .join('\n');
+}

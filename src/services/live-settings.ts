@@ -1,0 +1,91 @@
+/**
+ * LiveSettings loads the agent's settings from etcd (cluster-wide
+ * `config/agent/`, per-node `nodes/agents/<id>/config/`, node winning) and
+ * keeps them current: on every change it compiles them again, logs what
+ * changed, and keeps the last good value of any key whose new value is bad.
+ */
+import type { Logger } from '../log.js';
+import { ConfigError, errorMessage } from '../errors.js';
+import type { EtcdStore, Unwatch } from '../adapters/etcd.js';
+import { changedSettings, compileSettings, type Settings } from '../config/settings.js';
+import { agentKey } from './registration.js';
+
+export class LiveSettings {
+  private current!: Settings;
+  private unwatch: Unwatch[] = [];
+  private reload: NodeJS.Timeout | null = null;
+  private readonly prefixes: { cluster: string; node: string };
+
+  constructor(
+    private readonly etcd: EtcdStore,
+    agentId: string,
+    private readonly log: Logger,
+    private readonly onChange: (settings: Settings, before: Settings) => void,
+  ) {
+    this.prefixes = { cluster: 'config/agent/', node: `${agentKey(agentId)}/config/` };
+  }
+
+  /** The settings in force. */
+  get value(): Settings {
+    return this.current;
+  }
+
+  /** Loads the settings; a bad value stops the start with a ConfigError naming the key. */
+  async load(): Promise<Settings> {
+    const compiled = await this.compile();
+    if (compiled.problems.length > 0) {
+      const first = compiled.problems[0]!;
+      throw new ConfigError(`etcd key ${this.etcd.prefix}${first.source}: ${first.message}; fix or delete it`);
+    }
+    this.current = compiled.settings;
+    return this.current;
+  }
+
+  /** Watches both prefixes; changes are batched for 100 ms. */
+  async watch(): Promise<void> {
+    const schedule = () => {
+      if (this.reload) clearTimeout(this.reload);
+      this.reload = setTimeout(() => void this.apply(), 100);
+    };
+    this.unwatch.push(await this.etcd.watchPrefix(this.prefixes.cluster, schedule));
+    this.unwatch.push(await this.etcd.watchPrefix(this.prefixes.node, schedule));
+  }
+
+  async stop(): Promise<void> {
+    if (this.reload) clearTimeout(this.reload);
+    const all = this.unwatch;
+    this.unwatch = [];
+    await Promise.all(all.map((u) => u().catch(() => undefined)));
+  }
+
+  private async compile() {
+    const [cluster, node] = await Promise.all([this.etcd.getPrefix(this.prefixes.cluster), this.etcd.getPrefix(this.prefixes.node)]);
+    const compiled = compileSettings(cluster, node, this.prefixes);
+    for (const key of compiled.unknown) this.log.warn('ignoring an unknown setting in etcd', { key: this.etcd.prefix + key });
+    return compiled;
+  }
+
+  private async apply(): Promise<void> {
+    let compiled;
+    try {
+      compiled = await this.compile();
+    } catch (err) {
+      this.log.warn('could not reload settings from etcd; keeping the current ones', { error: errorMessage(err) });
+      return;
+    }
+    const before = this.current;
+    const next: Settings = { ...compiled.settings };
+    for (const p of compiled.problems) {
+      // A rejected key keeps its last good value rather than falling back to the default.
+      (next as unknown as Record<string, unknown>)[p.field] = before[p.field];
+      this.log.error('rejected a setting from etcd; the last good value stays in force', { key: this.etcd.prefix + p.source, problem: p.message });
+    }
+    const changes = changedSettings(before, next);
+    if (changes.length === 0) return;
+    this.current = next;
+    for (const c of changes) {
+      this.log.info(c.live ? 'setting changed; applied' : 'setting changed; applies at the next agent start', { key: c.key });
+    }
+    this.onChange(next, before);
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The payload codec: msgpack as aiozmq.rpc speaks it (msgpack 2.0 with
+ * use_bin_type, so strings are `str`, byte strings are `bin`).
+ *
+ * The transport takes a {@link Codec}, so that tests (and one day another
+ * encoding) can plug in without touching the socket loop.
+ */
+import { Packr, Unpackr } from 'msgpackr';
+
+/** Codec encodes values to bytes and back for the RPC payload frames. */
+export interface Codec {
+  encode(value: unknown): Buffer;
+  /** Decodes exactly one value; throws on truncated data or trailing bytes. */
+  decode(bytes: Uint8Array): unknown;
+}
+
+const packr = new Packr({
+  useRecords: false, // msgpackr's record extension is not msgpack that Python reads
+  moreTypes: false,
+  encodeUndefinedAsNil: true,
+  variableMapSize: true, // fixmap/map16 like Python's msgpack, so frames match byte for byte
+});
+
+const unpackr = new Unpackr({
+  useRecords: false,
+  mapsAsObjects: true,
+  int64AsType: 'number',
+});
+
+const INT32_MIN = -0x80000000;
+const UINT32_MAX = 0xffffffff;
+
+/**
+ * msgpackr writes integers beyond 32 bits as float64; Python would then see
+ * 25769803776.0 for a byte count. Such integers are turned into BigInt so
+ * that they go out as int64/uint64. Only plain arrays and objects are walked;
+ * byte buffers are leaves.
+ */
+function widenIntegers(value: unknown): unknown {
+  if (typeof value === 'number') {
+    return Number.isSafeInteger(value) && (value > UINT32_MAX || value < INT32_MIN) ? BigInt(value) : value;
+  }
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const v = widenIntegers(value[i]);
+      if (v !== value[i]) (out ??= value.slice())[i] = v;
+    }
+    return out ?? value;
+  }
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    let out: Record<string, unknown> | undefined;
+    for (const [k, v] of Object.entries(value)) {
+      const w = widenIntegers(v);
+      if (w !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = w;
+    }
+    return out ?? value;
+  }
+  return value;
+}
+
+/** The msgpack codec the agent and its client use. */
+export const msgpackCodec: Codec = {
+  encode(value: unknown): Buffer {
+    return packr.pack(widenIntegers(value));
+  },
+  decode(bytes: Uint8Array): unknown {
+    // unpack() rejects trailing bytes, so one frame holds exactly one value.
+    return unpackr.unpack(bytes);
+  },
+};

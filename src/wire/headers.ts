@@ -1,0 +1,69 @@
+/**
+ * The fixed-size headers of aiozmq.rpc frames (PROTOCOL.md section 1),
+ * little-endian: request `u16 pid, u16 random, u32 request id, f64 time`
+ * (16 bytes), reply the same plus `u8 is_error` (17 bytes).
+ */
+
+export const REQUEST_HEADER_SIZE = 16;
+export const REPLY_HEADER_SIZE = 17;
+
+/** RequestHeader is the first frame of a request after the envelope. */
+export interface RequestHeader {
+  pid: number;
+  random: number;
+  requestId: number;
+  time: number;
+}
+
+/** ReplyHeader is the first frame of a reply after the envelope. */
+export interface ReplyHeader extends RequestHeader {
+  isError: boolean;
+}
+
+/** Encodes a request header; used by the client. */
+export function encodeRequestHeader(h: RequestHeader): Buffer {
+  const buf = Buffer.allocUnsafe(REQUEST_HEADER_SIZE);
+  buf.writeUInt16LE(h.pid & 0xffff, 0);
+  buf.writeUInt16LE(h.random & 0xffff, 2);
+  buf.writeUInt32LE(h.requestId >>> 0, 4);
+  buf.writeDoubleLE(h.time, 8);
+  return buf;
+}
+
+/** Decodes a request header, or returns undefined when the frame is not one. */
+export function decodeRequestHeader(frame: Uint8Array): RequestHeader | undefined {
+  if (frame.length !== REQUEST_HEADER_SIZE) return undefined;
+  const buf = Buffer.from(frame.buffer, frame.byteOffset, frame.length);
+  return {
+    pid: buf.readUInt16LE(0),
+    random: buf.readUInt16LE(2),
+    requestId: buf.readUInt32LE(4),
+    time: buf.readDoubleLE(8),
+  };
+}
+
+/** Encodes a reply header; used by the server. */
+export function encodeReplyHeader(h: ReplyHeader): Buffer {
+  const buf = Buffer.allocUnsafe(REPLY_HEADER_SIZE);
+  buf.writeUInt16LE(h.pid & 0xffff, 0);
+  buf.writeUInt16LE(h.random & 0xffff, 2);
+  buf.writeUInt32LE(h.requestId >>> 0, 4);
+  buf.writeDoubleLE(h.time, 8);
+  buf.writeUInt8(h.isError ? 1 : 0, 16);
+  return buf;
+}
+
+/** Decodes a reply header, or returns undefined when the frame is not one. */
+export function decodeReplyHeader(frame: Uint8Array): ReplyHeader | undefined {
+  if (frame.length !== REPLY_HEADER_SIZE) return undefined;
+  const buf = Buffer.from(frame.buffer, frame.byteOffset, frame.length);
+  const flag = buf.readUInt8(16);
+  if (flag > 1) return undefined;
+  return {
+    pid: buf.readUInt16LE(0),
+    random: buf.readUInt16LE(2),
+    requestId: buf.readUInt32LE(4),
+    time: buf.readDoubleLE(8),
+    isError: flag === 1,
+  };
+}

@@ -1,0 +1,148 @@
+/**
+ * RpcRouter is the transport of the agent's RPC port: it owns the ZeroMQ
+ * ROUTER socket, reads frame sets in one loop, hands parsed requests to a
+ * handler without waiting for it (so replies may go out in any order), and
+ * writes the replies back through one send queue. It knows frames, not
+ * methods or kernels.
+ */
+import * as zmq from 'zeromq';
+import type { Logger } from '../log.js';
+import { errorMessage, type WireError } from '../errors.js';
+import type { Codec } from './codec.js';
+import { buildReplyFrames, parseRequestFrames, type MalformedRequest, type ParsedRequest, type ServerStamp } from './frames.js';
+import { SendQueue } from './send-queue.js';
+
+/** What a handler answers: a value, or a wire error. */
+export type Reply = { ok: true; value: unknown } | { ok: false; error: WireError };
+
+/** Handles one request; must not throw (the dispatcher turns every failure into a wire error). */
+export type RequestHandler = (request: ParsedRequest | MalformedRequest) => Promise<Reply>;
+
+/** Options of {@link RpcRouter}. */
+export interface RpcRouterOptions {
+  /** ZeroMQ endpoint to bind, e.g. `tcp://*:6001`. */
+  endpoint: string;
+  codec: Codec;
+  handler: RequestHandler;
+  log: Logger;
+  /** Larger inbound messages make libzmq drop the peer's connection. */
+  maxMessageBytes: number;
+}
+
+/** Counters of the transport, for logs, metrics and tests. */
+export interface RouterStats {
+  received: number;
+  replied: number;
+  /** Frame sets that could not be parsed at all (no header). */
+  dropped: number;
+  /** Replies that could not be delivered (peer gone, send timeout). */
+  sendFailures: number;
+  inFlight: number;
+}
+
+export class RpcRouter {
+  private readonly socket: zmq.Router;
+  private readonly queue: SendQueue;
+  private readonly stamp: ServerStamp = { pid: process.pid & 0xffff, random: Math.floor(Math.random() * 0x10000) };
+  private readonly stats: RouterStats = { received: 0, replied: 0, dropped: 0, sendFailures: 0, inFlight: 0 };
+  private loop: Promise<void> | undefined;
+  private idleWaiters: Array<() => void> = [];
+  private lastDropLog = 0;
+
+  constructor(private readonly options: RpcRouterOptions) {
+    this.socket = new zmq.Router({
+      mandatory: true, // a reply to a vanished peer fails loudly instead of vanishing
+      linger: 2000,
+      maxMessageSize: options.maxMessageBytes,
+      sendHighWaterMark: 10_000,
+      receiveHighWaterMark: 10_000,
+      sendTimeout: 2000, // a peer that stopped reading cannot stall replies to everyone else
+    });
+    this.queue = new SendQueue(this.socket, (err) => {
+      this.stats.sendFailures++;
+      options.log.debug('reply not delivered', { error: errorMessage(err) });
+    });
+  }
+
+  /** Binds the endpoint and starts reading; throws if the address cannot be bound. */
+  async start(): Promise<void> {
+    await this.socket.bind(this.options.endpoint);
+    this.loop = this.readLoop();
+  }
+
+  /** The endpoint actually bound (useful when the port was chosen by the system). */
+  get endpoint(): string | null {
+    return this.socket.lastEndpoint;
+  }
+
+  /** A snapshot of the counters. */
+  snapshot(): RouterStats {
+    return { ...this.stats };
+  }
+
+  /** Resolves once no request is being handled and every reply has been handed to the socket. */
+  async idle(): Promise<void> {
+    if (this.stats.inFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    await this.queue.drained();
+  }
+
+  /** Closes the socket; replies already queued get the linger period to leave. */
+  async close(): Promise<void> {
+    if (this.socket.closed) return;
+    await this.queue.drained();
+    this.socket.close();
+    await this.loop;
+  }
+
+  private async readLoop(): Promise<void> {
+    try {
+      for await (const frames of this.socket) {
+        this.stats.received++;
+        const parsed = parseRequestFrames(frames, this.options.codec);
+        if (parsed.kind === 'drop') {
+          this.noteDrop(parsed.reason, frames.length);
+          continue;
+        }
+        void this.handle(parsed);
+      }
+    } catch (err) {
+      if (!this.socket.closed) this.options.log.error('RPC receive loop failed', { error: errorMessage(err) });
+    }
+  }
+
+  private async handle(request: ParsedRequest | MalformedRequest): Promise<void> {
+    this.stats.inFlight++;
+    try {
+      const reply = await this.options.handler(request);
+      let payload: Buffer;
+      let isError = !reply.ok;
+      try {
+        payload = this.options.codec.encode(reply.ok ? reply.value : [reply.error.type, reply.error.args, reply.error.repr]);
+      } catch (err) {
+        isError = true;
+        const message = `the result of ${request.method} could not be encoded: ${errorMessage(err)}`;
+        payload = this.options.codec.encode(['agent.InternalError', [message], `InternalError(${JSON.stringify(message)})`]);
+      }
+      const frames = buildReplyFrames(request.envelope, this.stamp, request.header.requestId, isError, payload);
+      if (this.queue.push(frames)) this.stats.replied++;
+      else this.stats.sendFailures++;
+    } finally {
+      this.stats.inFlight--;
+      if (this.stats.inFlight === 0) {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const w of waiters) w();
+      }
+    }
+  }
+
+  /** Logs dropped frame sets at most once a second, so that a flood does not flood the log. */
+  private noteDrop(reason: string, frameCount: number): void {
+    this.stats.dropped++;
+    const now = Date.now();
+    if (now - this.lastDropLog >= 1000) {
+      this.lastDropLog = now;
+      this.options.log.warn('dropped an unparseable RPC message', { reason, frames: frameCount, droppedTotal: this.stats.dropped });
+    }
+  }
+}
