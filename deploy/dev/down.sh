@@ -19,8 +19,8 @@ pid_alive() {
 }
 pid_is() { pid_alive "$1" && [[ $(cat "/proc/$1/comm" 2>/dev/null) == "$2" ]]; }
 
-stop() { # stop NAME (pid file RUN_DIR/NAME.pid, process comm NAME)
-  local name=$1 pidfile=$RUN_DIR/$1.pid pid
+stop() { # stop PIDFILE NAME (NAME: the process's comm)
+  local pidfile=$1 name=$2 pid
   [[ -f $pidfile ]] || return 0
   pid=$(cat "$pidfile")
   if ! pid_is "$pid" "$name"; then
@@ -44,8 +44,10 @@ stop() { # stop NAME (pid file RUN_DIR/NAME.pid, process comm NAME)
 }
 
 [[ $(id -u) -eq 0 ]] || { log "run as root"; exit 1; }
-stop dockerd
+stop "$RUN_DIR/dockerd.pid" dockerd
 # a SIGKILLed dockerd leaves its pid file behind, and it blocks the next start
 pid=$(cat /var/run/docker.pid 2>/dev/null || true)
 if [[ -n $pid ]] && ! pid_is "$pid" dockerd; then rm -f /var/run/docker.pid; fi
-stop etcd
+for f in "$RUN_DIR"/etcd*.pid; do  # etcd.pid, and etcd-HOST_PORT.pid for other ETCD_ADDRs
+  if [[ -e $f ]]; then stop "$f" etcd; fi
+done

@@ -7,7 +7,9 @@
 #
 # Env overrides:
 #   ETCD_ADDR=127.0.0.1:2379       etcd client address
-#   ETCD_PEER_ADDR=127.0.0.1:2380  etcd peer address
+#   ETCD_PEER_ADDR=127.0.0.1:2380  etcd peer address (default: client port + 1)
+#                                  (a non-default ETCD_ADDR gets its own data
+#                                  dir, log and pid file: etcd-HOST_PORT)
 #   WAIT_SECS=60                   how long to wait for each service
 #   DOCKERD_STORAGE_DRIVER=        force a storage driver (default: dockerd's
 #                                  own choice, overlay2 where it works)
@@ -20,7 +22,7 @@
 set -euo pipefail
 
 ETCD_ADDR=${ETCD_ADDR:-127.0.0.1:2379}
-ETCD_PEER_ADDR=${ETCD_PEER_ADDR:-127.0.0.1:2380}
+ETCD_PEER_ADDR=${ETCD_PEER_ADDR:-${ETCD_ADDR%:*}:$((${ETCD_ADDR##*:} + 1))}
 WAIT_SECS=${WAIT_SECS:-60}
 DOCKERD_IPTABLES=${DOCKERD_IPTABLES:-auto}
 DOCKERD_USERLAND_PROXY=${DOCKERD_USERLAND_PROXY:-true}
@@ -31,6 +33,7 @@ SKIP_INSTALL=${SKIP_INSTALL:-0}
 STATE_DIR=/var/lib/compute-agent-dev
 LOG_DIR=/var/log/compute-agent-dev
 RUN_DIR=/run/compute-agent-dev
+if [[ $ETCD_ADDR == 127.0.0.1:2379 ]]; then ETCD_ID=etcd; else ETCD_ID=etcd-${ETCD_ADDR//[:.]/_}; fi
 PACKAGES=(etcd-server etcd-client docker.io python3-aiozmq python3-msgpack mmdebstrap iptables)
 
 log() { echo "dev-up: $*" >&2; }
@@ -38,6 +41,9 @@ die() { echo "dev-up: ERROR: $*" >&2; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || die "run as root"
 mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR"
+# one up.sh at a time (two would both start a daemon)
+exec 9>"$RUN_DIR/up.lock"
+flock 9
 
 # pid_alive PID: running and not a zombie (PID 1 here reaps orphans lazily,
 # so a dead daemon can linger as a zombie for a few seconds).
@@ -51,7 +57,8 @@ pid_is() { pid_alive "$1" && [[ $(cat "/proc/$1/comm" 2>/dev/null) == "$2" ]]; }
 
 fail_with_log() { # fail_with_log LOGFILE HINT
   echo "dev-up: ---- last lines of $1 ----" >&2
-  tail -n 25 "$1" >&2 2>/dev/null || true
+  # (dockerd's gRPC chatter hides the one line that matters)
+  grep -v 'module=grpc' "$1" 2>/dev/null | tail -n 25 >&2 || true
   echo "dev-up: ----" >&2
   die "$2"
 }
@@ -88,8 +95,8 @@ spawn() {
   shift 2
   echo "---- $(date -Is) starting: $*" >>"$logfile"
   # setsid does not fork here (we are not a process-group leader), so $! is
-  # the daemon itself.
-  setsid nohup "$@" >>"$logfile" 2>&1 </dev/null &
+  # the daemon itself. 9>&-: the daemon must not inherit our lock.
+  setsid nohup "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
   echo $! >"$pidfile"
 }
 
@@ -122,25 +129,26 @@ start_etcd() {
     log "etcd answers on $ETCD_ADDR"
     return 0
   fi
-  local pidfile=$RUN_DIR/etcd.pid logfile=$LOG_DIR/etcd.log
+  local pidfile=$RUN_DIR/$ETCD_ID.pid logfile=$LOG_DIR/$ETCD_ID.log
   if [[ -f $pidfile ]] && pid_is "$(cat "$pidfile")" etcd; then
     log "etcd (pid $(cat "$pidfile")) running but not healthy yet; waiting"
   else
-    log "starting etcd on $ETCD_ADDR (data $STATE_DIR/etcd, log $logfile)"
+    log "starting etcd on $ETCD_ADDR (data $STATE_DIR/$ETCD_ID, log $logfile)"
     # env -u: etcd reads every ETCD_* variable as a flag.
     spawn "$pidfile" "$logfile" env -u ETCD_ADDR -u ETCD_PEER_ADDR \
       etcd --name compute-agent-dev \
-      --data-dir "$STATE_DIR/etcd" \
+      --data-dir "$STATE_DIR/$ETCD_ID" \
       --listen-client-urls "http://$ETCD_ADDR" \
       --advertise-client-urls "http://$ETCD_ADDR" \
       --listen-peer-urls "http://$ETCD_PEER_ADDR" \
       --initial-advertise-peer-urls "http://$ETCD_PEER_ADDR" \
       --initial-cluster "compute-agent-dev=http://$ETCD_PEER_ADDR" \
       --initial-cluster-state new \
-      --auto-compaction-retention=1
+      --auto-compaction-retention=1 \
+      --logger=zap --log-outputs=stderr
   fi
   wait_for etcd "$pidfile" "$logfile" \
-    "is ${ETCD_ADDR##*:} or ${ETCD_PEER_ADDR##*:} taken by another process (ss -ltnp)? stale data dir $STATE_DIR/etcd?" \
+    "is ${ETCD_ADDR##*:} or ${ETCD_PEER_ADDR##*:} taken by another process (ss -ltnp)? stale data dir $STATE_DIR/$ETCD_ID?" \
     etcd_healthy
   log "etcd up on $ETCD_ADDR (pid $(cat "$pidfile"))"
 }

@@ -14,7 +14,8 @@
 # at /opt/kernel/ by an mmdebstrap customize hook (files keep their modes); if
 # it holds an executable `entrypoint.sh`, that becomes the image's CMD (run
 # under tini). The rootfs tarball is cached under CACHE_DIR keyed by the
-# package list, suite, variant, mirrors, this script and KERNEL_SRC's contents;
+# whole mmdebstrap command line (package list, suite, variant, mirrors, hooks)
+# and KERNEL_SRC's contents;
 # downloaded .debs are cached too, so a changed runner file rebuilds without
 # downloading anything.
 set -euo pipefail
@@ -68,17 +69,49 @@ kernel_src_hash() {
   fi
 }
 
-KEY=$( {
-  echo "suite=$SUITE variant=$VARIANT packages=$PKG_LIST"
-  echo "mirror=$MIRROR security=$SECURITY_MIRROR uid=$WORK_UID"
-  echo "kernel_src=$(kernel_src_hash)"
-  sha256sum <"${BASH_SOURCE[0]}"
-} | sha256sum | cut -c1-16)
-
 ROOTFS_DIR=$CACHE_DIR/kernels
 DEB_CACHE=$CACHE_DIR/debs/$SUITE
-TARBALL=$ROOTFS_DIR/rootfs-$SUITE-$VARIANT-$KEY.tar
 mkdir -p "$ROOTFS_DIR" "$DEB_CACHE"
+
+# The mmdebstrap command line, less the output path. Its text (plus the
+# contents of KERNEL_SRC) is the cache key, so any recipe change rebuilds.
+# Single quotes on purpose: mmdebstrap passes the chroot path as $1.
+# shellcheck disable=SC2016,SC2054
+mm_args=(
+  --quiet --mode=root --variant="$VARIANT" --format=tar
+  --include="$PKG_LIST"
+  --aptopt='APT::Install-Recommends "false"'
+  --dpkgopt='path-exclude=/usr/share/man/*'
+  --dpkgopt='path-exclude=/usr/share/info/*'
+  --dpkgopt='path-exclude=/usr/share/locale/*'
+  --dpkgopt='path-include=/usr/share/locale/locale.alias'
+  --dpkgopt='path-exclude=/usr/share/doc/*'
+  --dpkgopt='path-include=/usr/share/doc/*/copyright'
+  # reuse downloaded .debs between builds (no re-download on a cache miss)
+  --skip=download/empty,essential/unlink
+  --setup-hook='mkdir -p "$1"/var/cache/apt/archives/'
+  --setup-hook="sync-in $DEB_CACHE /var/cache/apt/archives/"
+  --customize-hook="sync-out /var/cache/apt/archives $DEB_CACHE"
+  --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb'
+  # the unprivileged user kernels run as (uid-match can remap it later)
+  --customize-hook="chroot \"\$1\" groupadd -g $WORK_UID work"
+  --customize-hook="chroot \"\$1\" useradd -u $WORK_UID -g $WORK_UID -d /home/work -m -s /bin/bash work"
+  --customize-hook='mkdir -p "$1"/opt/kernel'
+)
+if [[ -d $KERNEL_SRC ]]; then
+  mm_args+=(--customize-hook="sync-in $KERNEL_SRC /opt/kernel")
+fi
+sources=(
+  "deb $MIRROR $SUITE main"
+  "deb $MIRROR $SUITE-updates main"
+  "deb $SECURITY_MIRROR $SUITE-security main"
+)
+
+KEY=$( {
+  printf '%s\n' "${mm_args[@]}" "$SUITE" "${sources[@]}"
+  echo "kernel_src=$(kernel_src_hash)"
+} | sha256sum | cut -c1-16)
+TARBALL=$ROOTFS_DIR/rootfs-$SUITE-$VARIANT-$KEY.tar
 
 # One build at a time per cache dir.
 exec 9>"$ROOTFS_DIR/.lock"
@@ -90,41 +123,14 @@ if [[ -s $TARBALL ]]; then
   log "using cached rootfs $TARBALL"
 else
   log "mmdebstrap $SUITE ($VARIANT: $PKG_LIST) -> $TARBALL"
-  hooks=(
-    # reuse downloaded .debs between builds (no re-download on a cache miss)
-    --skip=download/empty,essential/unlink
-    --setup-hook='mkdir -p "$1"/var/cache/apt/archives/'
-    --setup-hook="sync-in $DEB_CACHE /var/cache/apt/archives/"
-    --customize-hook="sync-out /var/cache/apt/archives $DEB_CACHE"
-    --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb'
-    # the unprivileged user kernels run as (uid-match can remap it later)
-    --customize-hook="chroot \"\$1\" groupadd -g $WORK_UID work"
-    --customize-hook="chroot \"\$1\" useradd -u $WORK_UID -g $WORK_UID -d /home/work -m -s /bin/bash work"
-    --customize-hook='mkdir -p "$1"/opt/kernel'
-  )
-  if [[ -d $KERNEL_SRC ]]; then
-    hooks+=(--customize-hook="sync-in $KERNEL_SRC /opt/kernel")
-  fi
   tmp=$TARBALL.tmp.$$
   trap 'rm -f "$tmp"' EXIT
   # stdin from /dev/null: mmdebstrap would otherwise read sources from a pipe.
-  mmdebstrap --quiet --mode=root --variant="$VARIANT" --format=tar \
-    --include="$PKG_LIST" \
-    --aptopt='APT::Install-Recommends "false"' \
-    --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/info/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' \
-    --dpkgopt='path-include=/usr/share/locale/locale.alias' \
-    --dpkgopt='path-exclude=/usr/share/doc/*' \
-    --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    "${hooks[@]}" \
-    "$SUITE" "$tmp" \
-    "deb $MIRROR $SUITE main" \
-    "deb $MIRROR $SUITE-updates main" \
-    "deb $SECURITY_MIRROR $SUITE-security main" </dev/null
+  mmdebstrap "${mm_args[@]}" "$SUITE" "$tmp" "${sources[@]}" </dev/null
   mv -f "$tmp" "$TARBALL"
   trap - EXIT
   # keep the 3 newest rootfs tarballs
+  # shellcheck disable=SC2012
   ls -1t "$ROOTFS_DIR"/rootfs-*.tar 2>/dev/null | tail -n +4 | xargs -r rm -f
 fi
 

@@ -18,7 +18,7 @@ const EXIT_USAGE = 2;
 const EXIT_FAILED = 1;
 
 function die(message: string, code: number): never {
-  process.stderr.write(`agent: error: ${message}\n`);
+  process.stderr.write(`agent: error: ${message.replace(/\s*\n\s*/g, ' ')}\n`);
   process.exit(code);
 }
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Everything the quick start needs on a fresh Debian machine, as root:
+# the real services (etcd, dockerd: deploy/dev/up.sh), the npm dependencies,
+# the compiled agent, and the kernel image built offline. Idempotent and
+# quick when everything is already there. Used by start.sh and test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+log() { echo "prepare: $*" >&2; }
+
+bash deploy/dev/up.sh
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  log "installing Node.js and npm from Debian"
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+fi
+if [[ ! -f node_modules/.package-lock.json ]] || ! cmp -s <(sed -n '/"packages"/,$p' package-lock.json) <(sed -n '/"packages"/,$p' node_modules/.package-lock.json) 2>/dev/null; then
+  log "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+log "compiling"
+npm run --silent build
+bash deploy/kernels/build-base.sh

@@ -1,0 +1,222 @@
+/**
+ * Shared set-up of the integration tests: where the real etcd and Docker are,
+ * unique names and ports per test, an agent built in-process, and an agent
+ * run as a child process for signal tests. Everything a helper starts is
+ * registered for teardown, so a failing test leaves nothing behind.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Etcd3, type Namespace } from 'etcd3';
+import { Agent } from '../../src/agent.js';
+import { validateOptions, type RawOptions } from '../../src/config/options.js';
+import { createLogger, silentLogger, type Logger } from '../../src/log.js';
+import { AgentClient } from '../../src/rpc/client.js';
+
+/** The repository root (tests run from dist/tests/...). */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const AGENT_BIN = path.join(REPO_ROOT, 'dist/src/cli/agent.js');
+export const ETCD_ADDR = process.env.BACKEND_ETCD_ADDR ?? '127.0.0.1:2379';
+/** The kernel image the stack script builds, and its prefix. */
+export const TEST_IMAGE_PREFIX = 'lablup/kernel-';
+export const TEST_IMAGE_LANG = process.env.TEST_KERNEL_LANG ?? 'python:3-debian';
+
+function reachable(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port, timeout: 2000 }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+    s.on('timeout', () => {
+      s.destroy();
+      resolve(false);
+    });
+  });
+}
+
+/** Fails with a clear message when the real etcd is not there; call it in an integration suite's before(). */
+export async function requireEtcd(): Promise<void> {
+  const [host, port] = ETCD_ADDR.split(':');
+  if (!(await reachable(host!, Number(port)))) {
+    throw new Error(`etcd does not answer at ${ETCD_ADDR}: run deploy/dev/up.sh first (the test command does it)`);
+  }
+}
+
+/** A short random suffix for names that must not collide between tests or runs. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
+
+/** A TCP port that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Things to undo after each test, last first. */
+const cleanups: Array<() => Promise<void> | void> = [];
+export function onCleanup(fn: () => Promise<void> | void): void {
+  cleanups.push(fn);
+}
+export async function runCleanups(): Promise<void> {
+  while (cleanups.length) {
+    const fn = cleanups.pop()!;
+    try {
+      await fn();
+    } catch (err) {
+      console.error('cleanup failed:', err);
+    }
+  }
+}
+
+/** An etcd client on a namespace of its own, removed after the test. */
+export function testEtcd(namespace: string): { client: Etcd3; ns: Namespace } {
+  const [host, port] = ETCD_ADDR.split(':');
+  const client = new Etcd3({ hosts: `http://${host}:${port}` });
+  const ns = client.namespace(`/sorna/${namespace}/`);
+  onCleanup(async () => {
+    await ns.delete().all();
+    client.close();
+  });
+  return { client, ns };
+}
+
+/** A scratch root of its own, removed after the test. */
+export async function tempScratch(): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-scratch-'));
+  onCleanup(() => fs.rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** What {@link startAgent} returns. */
+export interface TestAgent {
+  agent: Agent;
+  client: AgentClient;
+  port: number;
+  namespace: string;
+  agentId: string;
+  etcd: Namespace;
+}
+
+/** Options for a test agent, defaults filled in with unique values. */
+export async function agentOptions(overrides: Partial<RawOptions> = {}): Promise<RawOptions> {
+  return {
+    etcdAddr: ETCD_ADDR,
+    namespace: uniqueName('test'),
+    agentId: uniqueName('i-test'),
+    region: 'local',
+    agentPort: await freePort(),
+    bindHost: '127.0.0.1',
+    agentHostOverride: '127.0.0.1',
+    kernelHostOverride: undefined,
+    scratchRoot: await tempScratch(),
+    idleTimeout: 600,
+    logLevel: 'info',
+    logFormat: 'text',
+    ...overrides,
+  };
+}
+
+/** The logger of test agents: silent unless TEST_LOG=debug|info is set. */
+export function testLogger(): Logger {
+  const level = process.env.TEST_LOG;
+  return level === 'debug' || level === 'info' ? createLogger({ level, format: 'text' }) : silentLogger();
+}
+
+/**
+ * Builds and starts an agent in this process against the real etcd, with a
+ * client connected to it; both are stopped after the test. `before` runs
+ * after the namespace exists and before the agent starts (to put settings).
+ */
+export async function startAgent(
+  overrides: Partial<RawOptions> = {},
+  before?: (etcd: Namespace, raw: RawOptions) => Promise<void>,
+): Promise<TestAgent> {
+  const raw = await agentOptions(overrides);
+  const { ns } = testEtcd(raw.namespace);
+  await before?.(ns, raw);
+  const agent = new Agent(await validateOptions(raw), testLogger());
+  onCleanup(() => agent.stop());
+  await agent.start();
+  const client = new AgentClient(`tcp://127.0.0.1:${raw.agentPort}`, { timeoutMs: 5000 });
+  onCleanup(() => client.close());
+  return { agent, client, port: raw.agentPort, namespace: raw.namespace, agentId: raw.agentId!, etcd: ns };
+}
+
+/** An agent run as a child process (the real CLI), with its stderr collected. */
+export interface SpawnedAgent {
+  child: ChildProcessWithoutNullStreams;
+  stderr(): string;
+  /** Resolves with the exit code (or signal name) when the process ends. */
+  exited: Promise<number | string>;
+  /** Resolves when stderr has matched the pattern; rejects after the timeout. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+}
+
+/** Runs `agent` with arguments; the process is killed after the test if still running. */
+export function spawnAgent(args: string[], env: NodeJS.ProcessEnv = {}): SpawnedAgent {
+  const child = spawn(process.execPath, [AGENT_BIN, ...args], { env: { ...process.env, ...env } });
+  let err = '';
+  const listeners = new Set<() => void>();
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+    for (const l of listeners) l();
+  });
+  child.stdout.resume();
+  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  onCleanup(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return {
+    child,
+    stderr: () => err,
+    exited,
+    waitFor(pattern, timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (pattern.test(err)) {
+            listeners.delete(check);
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`agent stderr did not match ${pattern} within ${timeoutMs} ms; stderr so far:\n${err}`));
+        }, timeoutMs);
+        listeners.add(check);
+        check();
+      });
+    },
+  };
+}
+
+/** Polls until `fn` returns a truthy value; fails with `what` after the timeout. */
+export async function eventually<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 10_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Events to the manager over a real PULL socket: the sink appears in etcd
+ * after the agent started, heartbeats carry the documented fields, the
+ * interval follows etcd live, and the sink may move.
+ */
+import { expect } from 'chai';
+import { uncompressSync } from 'snappy';
+import * as zmq from 'zeromq';
+import Docker from 'dockerode';
+import { msgpackCodec } from '../../src/wire/codec.js';
+import { freePort, onCleanup, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX } from '../helpers/env.js';
+
+interface Event {
+  name: string;
+  agentId: string;
+  args: unknown[];
+  at: number;
+}
+
+/** A manager's event sink: a bound PULL socket collecting events. */
+async function sink() {
+  const port = await freePort();
+  const pull = new zmq.Pull({ linger: 0 });
+  await pull.bind(`tcp://127.0.0.1:${port}`);
+  const events: Event[] = [];
+  void (async () => {
+    try {
+      for await (const [name, agentId, args] of pull) {
+        events.push({ name: name!.toString('ascii'), agentId: agentId!.toString('utf8'), args: msgpackCodec.decode(args!) as unknown[], at: Date.now() });
+      }
+    } catch {
+      // closed
+    }
+  })();
+  onCleanup(() => pull.close());
+  const next = async (name: string, after = 0, timeoutMs = 5000): Promise<Event> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const e = events.find((x) => x.name === name && x.at >= after);
+      if (e) return e;
+      if (Date.now() > deadline) throw new Error(`no ${name} event within ${timeoutMs} ms; got ${events.map((x) => x.name).join(', ')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  return { addr: `127.0.0.1:${port}`, events, next };
+}
+
+describe('events to the manager', () => {
+  before(requireEtcd);
+
+  it('attaches to a sink that appears after start and sends instance_started and heartbeats', async () => {
+    const { etcd, agentId, agent } = await startAgent({}, async (ns, raw) => {
+      await ns.put(`nodes/agents/${raw.agentId}/config/heartbeat_interval`).value('0.2');
+    });
+    const s = await sink();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(s.events).to.have.length(0);
+    await etcd.put('nodes/manager').value('mgr-1');
+    await etcd.put('nodes/manager/event_addr').value(s.addr);
+
+    const started = await s.next('instance_started');
+    expect(started.agentId).to.equal(agentId);
+    expect(started.args).to.deep.equal([]);
+    const hb = await s.next('instance_heartbeat');
+    const info = hb.args[0] as Record<string, unknown>;
+    expect(info).to.include({ ip: '127.0.0.1', region: 'local', addr: agent.address, gpu_slots: 0 });
+    expect(info.cpu_slots).to.be.a('number').and.to.be.at.least(1);
+    expect(info.mem_slots).to.be.a('number').and.to.be.above(100); // MiB
+    const images = msgpackCodec.decode(uncompressSync(info.images as Buffer) as Buffer) as Array<[string, string]>;
+    const image = await new Docker().getImage(TEST_IMAGE_PREFIX + TEST_IMAGE_LANG).inspect();
+    expect(images).to.deep.include([TEST_IMAGE_LANG, image.Id]);
+
+    // 0.2 s from the node-level setting: several beats within a second
+    const t0 = Date.now();
+    await new Promise((r) => setTimeout(r, 1000));
+    const beats = s.events.filter((e) => e.name === 'instance_heartbeat' && e.at >= t0).length;
+    expect(beats).to.be.within(3, 7);
+  });
+
+  it('follows a change of the heartbeat interval and a move of the sink, and says goodbye on stop', async () => {
+    const first = await sink();
+    const { etcd, agent, agentId } = await startAgent({}, async (ns) => {
+      await ns.put('nodes/manager/event_addr').value(first.addr);
+      await ns.put('config/agent/heartbeat_interval').value('5');
+    });
+    await first.next('instance_heartbeat');
+    await etcd.put(`nodes/agents/${agentId}/config/heartbeat_interval`).value('0.1');
+    const t0 = Date.now();
+    await first.next('instance_heartbeat', t0 + 1, 2000); // would take 5 s without the live change
+
+    const second = await sink();
+    await etcd.put('nodes/manager/event_addr').value(second.addr);
+    await second.next('instance_started');
+    await second.next('instance_heartbeat');
+
+    await agent.stop();
+    const bye = await second.next('instance_terminated');
+    expect(bye.args).to.deep.equal(['shutdown']);
+  });
+
+  it('keeps a bad sink address out and says so, staying on the good one', async () => {
+    const s = await sink();
+    const { etcd } = await startAgent({}, async (ns) => {
+      await ns.put('nodes/manager/event_addr').value(s.addr);
+      await ns.put('config/agent/heartbeat_interval').value('0.1');
+    });
+    await s.next('instance_heartbeat');
+    await etcd.put('nodes/manager/event_addr').value('not an address');
+    const t = Date.now() + 200;
+    await s.next('instance_heartbeat', t);
+  });
+});

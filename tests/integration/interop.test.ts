@@ -1,0 +1,35 @@
+/**
+ * Interoperability with the stock Python client: Debian's python3-aiozmq
+ * (`aiozmq.rpc.connect_rpc`) calls the agent. This proves the wire, not our
+ * own reading of it.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { expect } from 'chai';
+import { REPO_ROOT, requireEtcd, startAgent } from '../helpers/env.js';
+
+const run = promisify(execFile);
+const PYTHON = '/usr/bin/python3'; // Debian's, which has python3-aiozmq; not a pyenv one
+const SCRIPT = path.join(REPO_ROOT, 'tests/interop/aiozmq_client.py');
+
+describe('interop with the stock aiozmq.rpc client', () => {
+  before(async function () {
+    await requireEtcd();
+    if (!existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: deploy/dev/up.sh installs python3-aiozmq`);
+  });
+
+  it('calls ping, an unknown method, a wrong argument count and an unimplemented method', async () => {
+    const { port } = await startAgent();
+    const { stdout } = await run(PYTHON, [SCRIPT, `tcp://127.0.0.1:${port}`], { timeout: 30_000 });
+    const results = JSON.parse(stdout) as Record<string, unknown>;
+    expect(results.ping).to.equal('hello');
+    expect(results.ping_unicode).to.equal('héllo ☃');
+    expect(results.nosuch).to.deep.equal({ error: 'NotFoundError', args: ['nosuch'] });
+    expect(results.wrong_count).to.have.property('error', 'ParametersError');
+    expect(results.wrong_type).to.have.property('error', 'ParametersError');
+    expect(results.create_kernel).to.deep.include({ error: 'GenericError', type: 'agent.NotImplemented' });
+    expect(results.many).to.equal(100);
+  });
+});

@@ -1,0 +1,107 @@
+/**
+ * The RPC port over real ZeroMQ sockets: a running agent against the real
+ * etcd, and the transport alone with a handler of the test's own.
+ */
+import { expect } from 'chai';
+import * as zmq from 'zeromq';
+import { RemoteError } from '../../src/errors.js';
+import { silentLogger } from '../../src/log.js';
+import { AgentClient } from '../../src/rpc/client.js';
+import { methods } from '../../src/rpc/methods.js';
+import { msgpackCodec } from '../../src/wire/codec.js';
+import { RpcRouter } from '../../src/wire/router.js';
+import { encodeRequestHeader } from '../../src/wire/headers.js';
+import { eventually, freePort, onCleanup, requireEtcd, startAgent } from '../helpers/env.js';
+
+async function remoteError(p: Promise<unknown>): Promise<RemoteError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof RemoteError) return err;
+    throw err;
+  }
+  throw new Error('the call succeeded but should have failed');
+}
+
+describe('RPC on a running agent', () => {
+  before(requireEtcd);
+
+  it('answers ping and reset', async () => {
+    const { client } = await startAgent();
+    expect(await client.call(methods.ping, 'hello')).to.equal('hello');
+    expect(await client.call(methods.reset)).to.equal(null);
+  });
+
+  it('answers 2000 pings in flight at once, each with its own message', async () => {
+    const { client } = await startAgent();
+    const msgs = Array.from({ length: 2000 }, (_, i) => `m${i}`);
+    const replies = await Promise.all(msgs.map((m) => client.call(methods.ping, m)));
+    expect(replies).to.deep.equal(msgs);
+  });
+
+  it('answers unknown methods, bad arguments and unimplemented methods with typed errors', async () => {
+    const { client } = await startAgent();
+    const nf = await remoteError(client.callRaw('nosuch', []));
+    expect(nf.remoteType).to.equal('aiozmq.rpc.base.NotFoundError');
+    expect(nf.remoteArgs).to.deep.equal(['nosuch']);
+    const pe = await remoteError(client.callRaw('ping', ['a', 'b']));
+    expect(pe.remoteType).to.equal('aiozmq.rpc.base.ParametersError');
+    expect(String(pe.remoteArgs[0])).to.match(/at most 1 arguments \(2 given\)/);
+    const ni = await remoteError(client.call(methods.create_kernel, 'k1', { lang: 'python:3' }));
+    expect(ni.remoteType).to.equal('agent.NotImplemented');
+    expect(await client.call(methods.ping, 'still here')).to.equal('still here');
+  });
+});
+
+describe('RPC transport', () => {
+  async function router(handler: ConstructorParameters<typeof RpcRouter>[0]['handler']) {
+    const port = await freePort();
+    const r = new RpcRouter({ endpoint: `tcp://127.0.0.1:${port}`, codec: msgpackCodec, handler, log: silentLogger(), maxMessageBytes: 1 << 20 });
+    await r.start();
+    onCleanup(() => r.close());
+    const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 5000 });
+    onCleanup(() => client.close());
+    return { r, client, port };
+  }
+
+  it('sends replies in the order they are ready, not the order of the requests', async () => {
+    const done: string[] = [];
+    const { client } = await router(async (req) => {
+      const msg = req.kind === 'request' ? String(req.args[0]) : '';
+      await new Promise((res) => setTimeout(res, msg === 'slow' ? 300 : 0));
+      return { ok: true, value: msg };
+    });
+    const slow = client.callRaw('ping', ['slow']).then((v) => done.push(String(v)));
+    await new Promise((res) => setTimeout(res, 20));
+    const fast = client.callRaw('ping', ['fast']).then((v) => done.push(String(v)));
+    await Promise.all([slow, fast]);
+    expect(done).to.deep.equal(['fast', 'slow']);
+  });
+
+  it('counts a reply to a peer that has gone as undeliverable (ROUTER mandatory)', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((res) => (release = res));
+    const { r, port } = await router(async () => {
+      await gate;
+      return { ok: true, value: 'late' };
+    });
+    const dealer = new zmq.Dealer({ linger: 0 });
+    dealer.connect(`tcp://127.0.0.1:${port}`);
+    await dealer.send([encodeRequestHeader({ pid: 1, random: 1, requestId: 1, time: 0 }), 'ping', msgpackCodec.encode(['x']), msgpackCodec.encode({})]);
+    await eventually('the request to arrive', () => r.snapshot().inFlight === 1);
+    dealer.close();
+    await new Promise((res) => setTimeout(res, 200)); // let the router see the disconnect
+    release();
+    await eventually('the failed send to be counted', () => r.snapshot().sendFailures === 1);
+  });
+
+  it('fails a call with a timeout error when nothing answers', async () => {
+    const port = await freePort();
+    const client = new AgentClient(`tcp://127.0.0.1:${port}`);
+    onCleanup(() => client.close());
+    let err: unknown;
+    await client.callWithTimeout(200, methods.ping, 'x').catch((e: unknown) => (err = e));
+    expect((err as Error).name).to.equal('RpcTimeoutError');
+    expect(client.inFlight).to.equal(0);
+  });
+});

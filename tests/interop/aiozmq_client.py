@@ -1,0 +1,46 @@
+"""Calls a compute agent with the stock aiozmq.rpc client, as the 2018 manager does.
+
+Usage: python3 aiozmq_client.py tcp://HOST:PORT
+Prints one JSON object with the outcome of each call.
+"""
+import asyncio
+import json
+import sys
+
+import aiozmq.rpc
+
+
+def outcome(exc):
+    if isinstance(exc, aiozmq.rpc.GenericError):
+        return {'error': 'GenericError', 'type': exc.exc_type, 'args': list(exc.arguments)}
+    return {'error': type(exc).__name__, 'args': [str(a) for a in exc.args]}
+
+
+async def main(addr):
+    client = await aiozmq.rpc.connect_rpc(connect=addr, timeout=10)
+    out = {}
+
+    async def call(key, coro):
+        try:
+            out[key] = await coro
+        except Exception as exc:  # each failure is an expected outcome to report
+            out[key] = outcome(exc)
+
+    await call('ping', client.call.ping('hello'))
+    await call('ping_unicode', client.call.ping('héllo ☃'))
+    await call('nosuch', client.call.nosuch())
+    await call('wrong_count', client.call.ping())
+    await call('wrong_type', client.call.ping(42))
+    await call('create_kernel', client.call.create_kernel(
+        '8d1e2b8a-0f3c-4a51-9a3e-4c1b7f0e2d11',
+        {'lang': 'python:3.6-debian', 'limits': {'mem_slot': 256, 'cpu_slot': 1.0, 'gpu_slot': 0.0},
+         'mounts': [], 'environ': {'A': '1'}}))
+    replies = await asyncio.gather(*(client.call.ping('m%d' % i) for i in range(100)))
+    out['many'] = sum(1 for i, r in enumerate(replies) if r == 'm%d' % i)
+    client.close()
+    await client.wait_closed()
+    print(json.dumps(out))
+
+
+if __name__ == '__main__':
+    asyncio.run(main(sys.argv[1]))
