@@ -25,8 +25,15 @@ IMAGE=${IMAGE:-lablup/kernel-python:3-debian}
 SUITE=${SUITE:-bookworm}
 VARIANT=${VARIANT:-minbase}
 PACKAGES=${PACKAGES:-python3 python3-zmq python3-msgpack bash procps coreutils tini}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
-SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+# The mirrors default to the ones this machine's apt already uses.
+apt_uri() { # $1: a pattern the URI must (security) or must not (main) match
+  cat /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -n 's/^URIs:[[:space:]]*//p' | tr ' ' '\n'
+  grep -hE '^deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $2}'
+}
+MIRROR=${MIRROR:-$(apt_uri | grep -v -- '-security' | head -n1)}
+SECURITY_MIRROR=${SECURITY_MIRROR:-$(apt_uri | grep -- '-security' | head -n1)}
+[[ -n $MIRROR ]] || { echo "build-base: no Debian mirror found in /etc/apt; set MIRROR=" >&2; exit 1; }
+[[ -n $SECURITY_MIRROR ]] || SECURITY_MIRROR=${MIRROR%/debian}/debian-security
 CACHE_DIR=${CACHE_DIR:-/var/cache/compute-agent-dev}
 KERNEL_SRC=${KERNEL_SRC:-$HERE/python}
 FORCE=${FORCE:-0}
