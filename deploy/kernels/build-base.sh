@@ -26,12 +26,13 @@ SUITE=${SUITE:-bookworm}
 VARIANT=${VARIANT:-minbase}
 PACKAGES=${PACKAGES:-python3 python3-zmq python3-msgpack bash procps coreutils tini}
 # The mirrors default to the ones this machine's apt already uses.
-apt_uri() { # $1: a pattern the URI must (security) or must not (main) match
-  cat /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -n 's/^URIs:[[:space:]]*//p' | tr ' ' '\n'
-  grep -hE '^deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $2}'
+apt_uris() { # every repository URI of this machine's apt sources, one a line
+  { cat /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -n 's/^URIs:[[:space:]]*//p' | tr ' ' '\n'
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '$1 == "deb" {print $2}'
+  } || true
 }
-MIRROR=${MIRROR:-$(apt_uri | grep -v -- '-security' | head -n1)}
-SECURITY_MIRROR=${SECURITY_MIRROR:-$(apt_uri | grep -- '-security' | head -n1)}
+MIRROR=${MIRROR:-$(apt_uris | awk '!/-security/' | sed -n 1p)}
+SECURITY_MIRROR=${SECURITY_MIRROR:-$(apt_uris | awk '/-security/' | sed -n 1p)}
 [[ -n $MIRROR ]] || { echo "build-base: no Debian mirror found in /etc/apt; set MIRROR=" >&2; exit 1; }
 [[ -n $SECURITY_MIRROR ]] || SECURITY_MIRROR=${MIRROR%/debian}/debian-security
 CACHE_DIR=${CACHE_DIR:-/var/cache/compute-agent-dev}
