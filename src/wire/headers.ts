@@ -20,9 +20,7 @@ export interface ReplyHeader extends RequestHeader {
   isError: boolean;
 }
 
-/** Encodes a request header; used by the client. */
-export function encodeRequestHeader(h: RequestHeader): Buffer {
-  const buf = Buffer.allocUnsafe(REQUEST_HEADER_SIZE);
+function writeCommon(buf: Buffer, h: RequestHeader): Buffer {
   buf.writeUInt16LE(h.pid & 0xffff, 0);
   buf.writeUInt16LE(h.random & 0xffff, 2);
   buf.writeUInt32LE(h.requestId >>> 0, 4);
@@ -30,25 +28,25 @@ export function encodeRequestHeader(h: RequestHeader): Buffer {
   return buf;
 }
 
+function readCommon(buf: Buffer): RequestHeader {
+  return { pid: buf.readUInt16LE(0), random: buf.readUInt16LE(2), requestId: buf.readUInt32LE(4), time: buf.readDoubleLE(8) };
+}
+
+const view = (frame: Uint8Array) => Buffer.from(frame.buffer, frame.byteOffset, frame.length);
+
+/** Encodes a request header; used by the client. */
+export function encodeRequestHeader(h: RequestHeader): Buffer {
+  return writeCommon(Buffer.allocUnsafe(REQUEST_HEADER_SIZE), h);
+}
+
 /** Decodes a request header, or returns undefined when the frame is not one. */
 export function decodeRequestHeader(frame: Uint8Array): RequestHeader | undefined {
-  if (frame.length !== REQUEST_HEADER_SIZE) return undefined;
-  const buf = Buffer.from(frame.buffer, frame.byteOffset, frame.length);
-  return {
-    pid: buf.readUInt16LE(0),
-    random: buf.readUInt16LE(2),
-    requestId: buf.readUInt32LE(4),
-    time: buf.readDoubleLE(8),
-  };
+  return frame.length === REQUEST_HEADER_SIZE ? readCommon(view(frame)) : undefined;
 }
 
 /** Encodes a reply header; used by the server. */
 export function encodeReplyHeader(h: ReplyHeader): Buffer {
-  const buf = Buffer.allocUnsafe(REPLY_HEADER_SIZE);
-  buf.writeUInt16LE(h.pid & 0xffff, 0);
-  buf.writeUInt16LE(h.random & 0xffff, 2);
-  buf.writeUInt32LE(h.requestId >>> 0, 4);
-  buf.writeDoubleLE(h.time, 8);
+  const buf = writeCommon(Buffer.allocUnsafe(REPLY_HEADER_SIZE), h);
   buf.writeUInt8(h.isError ? 1 : 0, 16);
   return buf;
 }
@@ -56,14 +54,6 @@ export function encodeReplyHeader(h: ReplyHeader): Buffer {
 /** Decodes a reply header, or returns undefined when the frame is not one. */
 export function decodeReplyHeader(frame: Uint8Array): ReplyHeader | undefined {
   if (frame.length !== REPLY_HEADER_SIZE) return undefined;
-  const buf = Buffer.from(frame.buffer, frame.byteOffset, frame.length);
-  const flag = buf.readUInt8(16);
-  if (flag > 1) return undefined;
-  return {
-    pid: buf.readUInt16LE(0),
-    random: buf.readUInt16LE(2),
-    requestId: buf.readUInt32LE(4),
-    time: buf.readDoubleLE(8),
-    isError: flag === 1,
-  };
+  const flag = frame[16]!;
+  return flag > 1 ? undefined : { ...readCommon(view(frame)), isError: flag === 1 };
 }
