@@ -59,6 +59,21 @@ export class KernelNotFoundError extends AgentError {
   }
 }
 
+/** InvalidPathError is raised for a kernel file path that is malformed or would leave the kernel's scratch home. */
+export class InvalidPathError extends AgentError {
+  override readonly wireName = 'agent.InvalidPath';
+}
+
+/** FileTooLargeError is raised when a file operation would exceed a configured size limit. */
+export class FileTooLargeError extends AgentError {
+  override readonly wireName = 'agent.FileTooLarge';
+}
+
+/** KernelFileNotFoundError is raised when a path inside a kernel's scratch home does not exist. */
+export class KernelFileNotFoundError extends AgentError {
+  override readonly wireName = 'agent.FileNotFound';
+}
+
 /** AgentShuttingDownError is raised for calls that arrive while the agent drains. */
 export class AgentShuttingDownError extends AgentError {
   override readonly wireName = 'agent.ShuttingDown';
