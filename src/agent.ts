@@ -4,8 +4,9 @@
  * agents can live side by side in one process (tests do that); signals are
  * owned by the CLI, not here.
  *
- * Start: wait for etcd -> settings -> register `starting` -> bind RPC ->
- * follow the manager's event sink -> heartbeats -> `running`.
+ * Start: wait for etcd -> settings -> register `starting` -> re-adopt the
+ * kernels left running -> bind RPC -> follow the manager's event sink ->
+ * heartbeats, idle reaping, container deaths -> `running`.
  * Stop: refuse new calls -> finish in-flight calls -> `instance_terminated`
  * -> deregister -> close sockets -> close etcd.
  */
@@ -25,6 +26,9 @@ import { Heartbeat } from './services/heartbeat.js';
 import { LiveSettings } from './services/live-settings.js';
 import { ManagerLink } from './services/manager-link.js';
 import { Registration } from './services/registration.js';
+import { KernelService } from './kernels/service.js';
+import { CgroupStats } from './kernels/stats.js';
+import { DEFAULT_FILE_LIMITS } from './kernels/files.js';
 
 /** The states of an agent; every transition is logged. */
 export type AgentState = 'initialized' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -46,6 +50,7 @@ export class Agent {
   private router: RpcRouter | null = null;
   private heartbeat: Heartbeat | null = null;
   private managerLink: ManagerLink | null = null;
+  private kernels: KernelService | null = null;
   private starting: Promise<void> | null = null;
   private stopping: Promise<void> | null = null;
   private registered = false;
@@ -69,6 +74,11 @@ export class Agent {
   /** The `tcp://host:port` the manager reaches this agent at. */
   get address(): string {
     return `tcp://${this.hostIp}:${this.options.agentPort}`;
+  }
+
+  /** The kernel service once started (for tests and tools); null before. */
+  get kernelService(): KernelService | null {
+    return this.kernels;
   }
 
   /** Counters of the RPC transport and the event publisher, for logs and tests. */
@@ -96,7 +106,36 @@ export class Agent {
       this.registered = true;
       checkpoint();
 
-      this.dispatcher = new Dispatcher(this.bindings(), this.log.child({ component: 'rpc' }));
+      const vfolderRoot = (await this.etcd.get('volumes/_mount')) ?? '/mnt';
+      const kernels = new KernelService({
+        docker: this.docker,
+        stats: new CgroupStats(),
+        log: this.log.child({ component: 'kernels' }),
+        emit: (name, args) => publisher.emit(name, args),
+        agentId: this.options.agentId,
+        scratchRoot: this.options.scratchRoot,
+        kernelHost: this.options.kernelHostOverride ?? this.hostIp,
+        cores: Array.from({ length: detectResources().cpuSlots }, (_, i) => i),
+        createConcurrency: settings.createConcurrency,
+        cpuOvercommit: settings.cpuOvercommit,
+        settings: () => {
+          const s = this.settings.value;
+          return {
+            imagePrefix: s.imagePrefix,
+            vfolderRoot,
+            kernelUid: s.kernelUid,
+            idleTimeoutSec: this.options.idleTimeoutSec,
+            fileLimits: { ...DEFAULT_FILE_LIMITS, maxUploadBytes: s.maxUploadBytes, maxDownloadBytes: s.maxDownloadBytes },
+          };
+        },
+      });
+      this.kernels = kernels;
+      await kernels.adopt().catch((err: unknown) => {
+        throw new ConfigError(`cannot re-adopt the kernels of this node: ${errorMessage(err)}`);
+      });
+      checkpoint();
+
+      this.dispatcher = new Dispatcher(this.bindings(kernels), this.log.child({ component: 'rpc' }));
       this.router = new RpcRouter({
         endpoint: `tcp://${this.options.bindHost}:${this.options.agentPort}`,
         codec: msgpackCodec,
@@ -130,6 +169,7 @@ export class Agent {
         onAttach: () => {
           // A new sink may be a new manager: introduce the agent, then beat at once.
           publisher.emit('instance_started', []);
+          kernels.flushReports();
           this.heartbeat?.kick();
         },
       });
@@ -137,6 +177,7 @@ export class Agent {
       await this.settings.watch();
       checkpoint();
       this.heartbeat.start();
+      kernels.startBackground();
       await this.registration.running();
       checkpoint();
       this.transition('starting', 'running');
@@ -179,6 +220,7 @@ export class Agent {
   /** Releases everything start() may have taken, in reverse order; never throws. */
   private async release(): Promise<void> {
     this.heartbeat?.stop();
+    this.kernels?.close();
     await this.settings.stop();
     await this.managerLink?.stop();
     if (this.registered) {
@@ -193,21 +235,26 @@ export class Agent {
   }
 
   /** The RPC methods and what serves each. */
-  private bindings(): Binding[] {
+  private bindings(kernels: KernelService): Binding[] {
     return [
       implement(methods.ping, (msg) => msg),
-      // No kernel is held by this build yet, so there is nothing to destroy.
-      implement(methods.reset, () => null),
-      notImplemented(methods.create_kernel),
-      notImplemented(methods.destroy_kernel),
-      notImplemented(methods.restart_kernel),
+      implement(methods.reset, async () => {
+        await kernels.reset();
+        return null;
+      }),
+      implement(methods.create_kernel, (id, config) => kernels.create(id, config)),
+      implement(methods.destroy_kernel, (id, reason) => kernels.destroy(id, reason ?? 'user-requested')),
+      implement(methods.restart_kernel, (id, config) => kernels.restart(id, config)),
+      implement(methods.get_logs, async (id) => ({ logs: await kernels.logs(id) })),
+      implement(methods.upload_file, async (id, filename, data) => {
+        await (await kernels.files(id)).upload(filename, data);
+        return null;
+      }),
+      implement(methods.download_file, async (id, filepath) => (await kernels.files(id)).download(filepath)),
+      implement(methods.list_files, async (id, dir) => (await kernels.files(id)).list(dir)),
       notImplemented(methods.execute),
       notImplemented(methods.interrupt_kernel),
       notImplemented(methods.get_completions),
-      notImplemented(methods.get_logs),
-      notImplemented(methods.upload_file),
-      notImplemented(methods.download_file),
-      notImplemented(methods.list_files),
     ];
   }
 

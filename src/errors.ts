@@ -74,6 +74,30 @@ export class KernelFileNotFoundError extends AgentError {
   override readonly wireName = 'agent.FileNotFound';
 }
 
+/** ImageNotFoundError is raised when a kernel's image is not on this node (no registry is pulled from). */
+export class ImageNotFoundError extends AgentError {
+  override readonly wireName = 'agent.ImageNotFound';
+  constructor(image: string) {
+    super(`image ${image} is not on this node: build it (deploy/kernels/build-base.sh builds lablup/kernel-python:3-debian) or load it with docker load`);
+  }
+}
+
+/** DockerError is raised when the Docker engine refuses or fails a request; the message says which step. */
+export class DockerError extends AgentError {
+  override readonly wireName = 'agent.DockerError';
+}
+
+/** KernelCreationError is raised when a step of create_kernel fails; everything taken was given back. */
+export class KernelCreationError extends AgentError {
+  override readonly wireName = 'agent.KernelCreationFailed';
+}
+
+/** NoResourcesError is raised when the node has no room for what a kernel asks. */
+export class NoResourcesError extends AgentError {
+  override readonly wireName = 'agent.InsufficientResources';
+  override readonly retryable = true;
+}
+
 /** AgentShuttingDownError is raised for calls that arrive while the agent drains. */
 export class AgentShuttingDownError extends AgentError {
   override readonly wireName = 'agent.ShuttingDown';

@@ -1,12 +1,54 @@
 /**
- * DockerEngine is the agent's adapter to the Docker engine. For now it lists
- * the kernel images that the heartbeat advertises; kernel containers come
- * with the kernel lifecycle.
+ * DockerEngine is the agent's adapter to the Docker engine: kernel images,
+ * kernel containers (create, start, inspect, list by label, remove, logs) and
+ * the events stream, which reconnects by itself when dockerd restarts. Every
+ * dockerode failure becomes one of our errors here (`castDockerError`).
  */
 import Docker from 'dockerode';
+import { DockerError, errorMessage, ImageNotFoundError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { sleep } from './etcd.js';
 
 /** A kernel image as the heartbeat lists it: `name:tag` without the prefix, and the image id. */
 export type KernelImage = [nameTag: string, imageId: string];
+
+/** The container ports of the kernel runner (PROTOCOL.md section 4). */
+export const KERNEL_PORTS = [2000, 2001, 2002, 2003] as const;
+
+/** What the agent asks Docker for when it creates a kernel container. */
+export interface ContainerRequest {
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  env: string[];
+  binds: string[];
+  memoryBytes: number;
+  cpusetCpus: string;
+  /** Host address the runner ports are published on. */
+  publishHost: string;
+}
+
+/** What the agent needs to know of a container. */
+export interface ContainerState {
+  id: string;
+  running: boolean;
+  pid: number | null;
+  /** Host ports by container port; missing while the container is not running. */
+  ports: Partial<Record<number, number>>;
+  labels: Record<string, string>;
+}
+
+/** Turns a dockerode failure into our error, naming the step that failed. */
+export function castDockerError(err: unknown, step: string): Error {
+  const status = (err as { statusCode?: number }).statusCode;
+  const msg = ((err as { json?: { message?: string } }).json?.message ?? errorMessage(err)).trim();
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ECONNREFUSED') {
+    return new DockerError(`${step}: the Docker engine does not answer (${msg}); is dockerd running?`, { cause: err });
+  }
+  return new DockerError(`${step}: Docker said ${status ?? ''} ${msg}`.replace(/\s+/g, ' '), { cause: err });
+}
+
+const isNotFound = (err: unknown) => (err as { statusCode?: number }).statusCode === 404;
 
 export class DockerEngine {
   readonly docker: Docker;
@@ -33,4 +75,154 @@ export class DockerEngine {
     }
     return out.sort((a, b) => a[0].localeCompare(b[0]));
   }
+
+  /** The labels and id of a local image; ImageNotFoundError when it is not here. */
+  async image(name: string): Promise<{ id: string; labels: Record<string, string> }> {
+    try {
+      const info = await this.docker.getImage(name).inspect();
+      return { id: info.Id, labels: info.Config?.Labels ?? {} };
+    } catch (err) {
+      if (isNotFound(err)) throw new ImageNotFoundError(name);
+      throw castDockerError(err, `inspecting image ${name}`);
+    }
+  }
+
+  /** Creates a container; returns its id. */
+  async create(req: ContainerRequest): Promise<string> {
+    const exposed = Object.fromEntries(KERNEL_PORTS.map((p) => [`${p}/tcp`, {}]));
+    const bindings = Object.fromEntries(KERNEL_PORTS.map((p) => [`${p}/tcp`, [{ HostIp: req.publishHost, HostPort: '' }]]));
+    try {
+      const c = await this.docker.createContainer({
+        name: req.name,
+        Image: req.image,
+        Labels: req.labels,
+        Env: req.env,
+        ExposedPorts: exposed,
+        HostConfig: {
+          Binds: req.binds,
+          Memory: req.memoryBytes,
+          MemorySwap: req.memoryBytes, // equal to Memory: no swap
+          CpusetCpus: req.cpusetCpus,
+          PortBindings: bindings,
+          Init: false,
+        },
+      });
+      return c.id;
+    } catch (err) {
+      throw castDockerError(err, `creating container ${req.name}`);
+    }
+  }
+
+  async start(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).start();
+    } catch (err) {
+      throw castDockerError(err, `starting container ${id.slice(0, 12)}`);
+    }
+  }
+
+  /** The state of a container, or null when it does not exist. */
+  async inspect(id: string): Promise<ContainerState | null> {
+    try {
+      const info = await this.docker.getContainer(id).inspect();
+      const ports: Partial<Record<number, number>> = {};
+      for (const [key, binds] of Object.entries(info.NetworkSettings?.Ports ?? {})) {
+        const hostPort = binds?.[0]?.HostPort;
+        if (hostPort) ports[Number(key.split('/')[0])] = Number(hostPort);
+      }
+      return { id: info.Id, running: info.State.Running, pid: info.State.Pid || null, ports, labels: info.Config.Labels ?? {} };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw castDockerError(err, `inspecting container ${id.slice(0, 12)}`);
+    }
+  }
+
+  /** Containers (running or not) carrying a label, e.g. `io.compute-agent.agent=<id>`. */
+  async listByLabel(label: string): Promise<Array<{ id: string; running: boolean; labels: Record<string, string> }>> {
+    try {
+      const list = await this.docker.listContainers({ all: true, filters: { label: [label] } });
+      return list.map((c) => ({ id: c.Id, running: c.State === 'running', labels: c.Labels ?? {} }));
+    } catch (err) {
+      throw castDockerError(err, 'listing containers');
+    }
+  }
+
+  /** Kills and removes a container; a container already gone is fine. */
+  async remove(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).remove({ force: true, v: true });
+    } catch (err) {
+      if (isNotFound(err)) return;
+      if ((err as { statusCode?: number }).statusCode === 409 && /already in progress/.test(errorMessage(err))) return;
+      throw castDockerError(err, `removing container ${id.slice(0, 12)}`);
+    }
+  }
+
+  /** The container's output (stdout and stderr interleaved), as text. */
+  async logs(id: string, tailLines = 10_000): Promise<string> {
+    try {
+      const raw = (await this.docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false, tail: tailLines })) as unknown as Buffer;
+      return demux(raw).toString('utf8');
+    } catch (err) {
+      throw castDockerError(err, `reading logs of container ${id.slice(0, 12)}`);
+    }
+  }
+
+  /**
+   * Calls `onDie` for every `die` event of containers with the label, until
+   * the signal aborts; reconnects with a backoff when the stream ends (e.g.
+   * dockerd restarted), logging the outage once.
+   */
+  async watchDeaths(label: string, onDie: (containerId: string) => void, log: Logger, signal: AbortSignal): Promise<void> {
+    let delay = 250;
+    let down = false;
+    while (!signal.aborted) {
+      try {
+        const stream = (await this.docker.getEvents({ filters: { type: ['container'], event: ['die'], label: [label] } })) as NodeJS.ReadableStream & { destroy(): void };
+        if (down) log.info('Docker events stream is back');
+        down = false;
+        delay = 250;
+        const onAbort = () => stream.destroy();
+        signal.addEventListener('abort', onAbort, { once: true });
+        let buffered = '';
+        for await (const chunk of stream) {
+          buffered += chunk.toString();
+          let nl: number;
+          while ((nl = buffered.indexOf('\n')) >= 0) {
+            const line = buffered.slice(0, nl);
+            buffered = buffered.slice(nl + 1);
+            try {
+              const ev = JSON.parse(line) as { id?: string; Actor?: { ID?: string } };
+              const id = ev.Actor?.ID ?? ev.id;
+              if (id) onDie(id);
+            } catch {
+              // not an event line
+            }
+          }
+        }
+        signal.removeEventListener('abort', onAbort);
+      } catch (err) {
+        if (signal.aborted) return;
+        if (!down) log.warn('Docker events stream lost; reconnecting', { error: errorMessage(err) });
+        down = true;
+      }
+      if (signal.aborted) return;
+      await sleep(delay, signal).catch(() => undefined);
+      delay = Math.min(delay * 2, 5000);
+    }
+  }
+}
+
+/** Splits Docker's multiplexed log stream (8-byte frame headers) back into plain bytes. */
+function demux(raw: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let i = 0;
+  while (i + 8 <= raw.length) {
+    const type = raw[i]!;
+    const size = raw.readUInt32BE(i + 4);
+    if (type > 2 || raw[i + 1] !== 0 || raw[i + 2] !== 0 || raw[i + 3] !== 0) return raw; // a TTY container: not multiplexed
+    parts.push(raw.subarray(i + 8, i + 8 + size));
+    i += 8 + size;
+  }
+  return Buffer.concat(parts);
 }

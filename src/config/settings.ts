@@ -16,6 +16,16 @@ export interface Settings {
   eventQueueLimit: number;
   /** Largest RPC message accepted, in bytes; a larger one drops the peer's connection. */
   rpcMaxMessageBytes: number;
+  /** Kernel creations running against Docker at once; more wait in order. */
+  createConcurrency: number;
+  /** How many kernels may share one CPU core. */
+  cpuOvercommit: number;
+  /** The uid that owns scratch homes and, for uid-match images, runs the kernel. */
+  kernelUid: number;
+  /** Largest file upload_file accepts. */
+  maxUploadBytes: number;
+  /** Largest archive download_file returns. */
+  maxDownloadBytes: number;
 }
 
 interface SettingSpec<K extends keyof Settings> {
@@ -64,6 +74,11 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
     live: false,
     parse: number(1024, 4 * 1024 ** 3, true),
   },
+  { key: 'create_concurrency', field: 'createConcurrency', doc: 'kernel creations at once', default: 4, live: false, parse: number(1, 64, true) },
+  { key: 'cpu_overcommit', field: 'cpuOvercommit', doc: 'kernels that may share one core', default: 1, live: false, parse: number(1, 64, true) },
+  { key: 'kernel_uid', field: 'kernelUid', doc: 'uid owning scratch homes and running uid-match kernels', default: 1000, live: true, parse: number(1, 2 ** 31 - 1, true) },
+  { key: 'max_upload_bytes', field: 'maxUploadBytes', doc: 'largest upload_file', default: 100 * 1024 * 1024, live: true, parse: number(0, 1024 ** 3, true) },
+  { key: 'max_download_bytes', field: 'maxDownloadBytes', doc: 'largest download_file archive', default: 500 * 1024 * 1024, live: true, parse: number(0, 4 * 1024 ** 3, true) },
 ] as ReadonlyArray<SettingSpec<keyof Settings>>;
 
 /** The defaults of every setting. */

@@ -9,7 +9,7 @@ import { msgpackCodec, type Codec } from '../wire/codec.js';
 import { decodeReplyHeader, encodeRequestHeader } from '../wire/headers.js';
 import { SendQueue } from '../wire/send-queue.js';
 import type { MethodDef } from './methods.js';
-import type { Param, ParamValues } from './params.js';
+import type { CallArgs, Param } from './params.js';
 
 /** Options of {@link AgentClient}. */
 export interface AgentClientOptions {
@@ -48,7 +48,7 @@ export class AgentClient {
   }
 
   /** Calls a declared method with typed arguments. */
-  call<const P extends readonly Param<unknown>[], R>(def: MethodDef<P, R>, ...args: ParamValues<P>): Promise<R> {
+  call<const P extends readonly Param<unknown>[], R>(def: MethodDef<P, R>, ...args: CallArgs<P>): Promise<R> {
     return this.callRaw(def.name, args, {}) as Promise<R>;
   }
 
@@ -56,7 +56,7 @@ export class AgentClient {
   callWithTimeout<const P extends readonly Param<unknown>[], R>(
     timeoutMs: number,
     def: MethodDef<P, R>,
-    ...args: ParamValues<P>
+    ...args: CallArgs<P>
   ): Promise<R> {
     return this.callRaw(def.name, args, {}, timeoutMs) as Promise<R>;
   }

@@ -3,7 +3,7 @@
  * parameters with their limits, and result. The dispatcher, the typed client
  * and the `agent methods` listing all read this table.
  */
-import { p, type Param, type ParamValues } from './params.js';
+import { p, type OptionalParam, type Param, type ParamValues } from './params.js';
 
 /** MethodDef is the declaration of one RPC method; `R` is the result type. */
 export interface MethodDef<P extends readonly Param<unknown>[] = readonly Param<unknown>[], R = unknown> {
@@ -87,7 +87,7 @@ export const methods = {
     params: [kernelIdParam, p.map('config')],
     returns: 'kernel info',
   }),
-  destroy_kernel: define<[Param<string>, Param<string | undefined>], KernelStats | null>({
+  destroy_kernel: define<[Param<string>, OptionalParam<string>], KernelStats | null>({
     name: 'destroy_kernel',
     summary: 'Stops and removes a kernel and its scratch home.',
     params: [kernelIdParam, p.optional(p.str('reason', { maxLength: 256 }))],
@@ -100,7 +100,7 @@ export const methods = {
     returns: 'kernel info without id and kernel_host',
   }),
   execute: define<
-    [Param<number>, Param<string>, Param<string | null>, Param<'query' | 'batch' | 'input' | 'continue'>, Param<string>, Param<Record<string, unknown>>, Param<number | undefined>],
+    [Param<number>, Param<string>, Param<string | null>, Param<'query' | 'batch' | 'input' | 'continue'>, Param<string>, Param<Record<string, unknown>>, OptionalParam<number>],
     RunResult
   >({
     name: 'execute',

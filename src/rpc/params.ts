@@ -15,10 +15,20 @@ export interface Param<T> {
   check(value: unknown): T;
 }
 
+/** A parameter the caller may leave out. */
+export type OptionalParam<T> = Param<T | undefined> & { readonly optional: true };
+
 /** The handler-side types of a parameter list. */
 export type ParamValues<P extends readonly Param<unknown>[]> = {
   -readonly [K in keyof P]: P[K] extends Param<infer T> ? T : never;
 };
+
+/** The caller-side argument lists: all values, or without trailing optional ones. */
+export type CallArgs<P extends readonly Param<unknown>[]> = P extends readonly [...infer Init extends readonly Param<unknown>[], infer Last]
+  ? Last extends { readonly optional: true }
+    ? ParamValues<P> | CallArgs<Init>
+    : ParamValues<P>
+  : ParamValues<P>;
 
 class CheckFailed extends Error {}
 const fail = (reason: string): never => {
@@ -112,7 +122,7 @@ export const p = {
   },
 
   /** The same parameter, which the caller may leave out (it must come after the required ones). */
-  optional<T>(param: Param<T>): Param<T | undefined> {
+  optional<T>(param: Param<T>): OptionalParam<T> {
     return { ...param, optional: true, type: `${param.type}, optional`, check: (v) => (v === undefined ? undefined : param.check(v)) };
   },
 };

@@ -11,6 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Docker from 'dockerode';
 import { Etcd3, type Namespace } from 'etcd3';
 import { Agent } from '../../src/agent.js';
 import { validateOptions, type RawOptions } from '../../src/config/options.js';
@@ -99,6 +100,15 @@ export async function tempScratch(): Promise<string> {
   return dir;
 }
 
+/** After the test, removes every container the agent of this id created (they carry its label, and only they do). */
+export function removeContainersOf(agentId: string): void {
+  onCleanup(async () => {
+    const docker = new Docker();
+    const list = await docker.listContainers({ all: true, filters: { label: [`io.compute-agent.agent=${agentId}`] } });
+    await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  });
+}
+
 /** What {@link startAgent} returns. */
 export interface TestAgent {
   agent: Agent;
@@ -144,6 +154,7 @@ export async function startAgent(
   before?: (etcd: Namespace, raw: RawOptions) => Promise<void>,
 ): Promise<TestAgent> {
   const raw = await agentOptions(overrides);
+  removeContainersOf(raw.agentId!);
   const { ns } = testEtcd(raw.namespace);
   await before?.(ns, raw);
   const agent = new Agent(await validateOptions(raw), testLogger());

@@ -20,7 +20,7 @@ describe('interop with the stock aiozmq.rpc client', () => {
     if (!existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: deploy/dev/up.sh installs python3-aiozmq`);
   });
 
-  it('calls ping, an unknown method, a wrong argument count and an unimplemented method', async () => {
+  it('calls ping, an unknown method, a wrong argument count, a missing image and an unimplemented method', async () => {
     const { port } = await startAgent();
     const { stdout } = await run(PYTHON, [SCRIPT, `tcp://127.0.0.1:${port}`], { timeout: 30_000 });
     const results = JSON.parse(stdout) as Record<string, unknown>;
@@ -29,7 +29,9 @@ describe('interop with the stock aiozmq.rpc client', () => {
     expect(results.nosuch).to.deep.equal({ error: 'NotFoundError', args: ['nosuch'] });
     expect(results.wrong_count).to.have.property('error', 'ParametersError');
     expect(results.wrong_type).to.have.property('error', 'ParametersError');
-    expect(results.create_kernel).to.deep.include({ error: 'GenericError', type: 'agent.NotImplemented' });
+    expect(results.create_kernel).to.deep.include({ error: 'GenericError', type: 'agent.ImageNotFound' });
+    expect((results.create_kernel as { args: string[] }).args[0]).to.match(/lablup\/kernel-python:3\.6-debian is not on this node/);
+    expect(results.execute).to.deep.include({ error: 'GenericError', type: 'agent.NotImplemented' });
     expect(results.many).to.equal(100);
   });
 });

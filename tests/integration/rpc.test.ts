@@ -47,7 +47,7 @@ describe('RPC on a running agent', () => {
     const pe = await remoteError(client.callRaw('ping', ['a', 'b']));
     expect(pe.remoteType).to.equal('aiozmq.rpc.base.ParametersError');
     expect(String(pe.remoteArgs[0])).to.match(/at most 1 arguments \(2 given\)/);
-    const ni = await remoteError(client.call(methods.create_kernel, 'k1', { lang: 'python:3' }));
+    const ni = await remoteError(client.call(methods.execute, 2, 'k1', null, 'query', 'print(1)', {}));
     expect(ni.remoteType).to.equal('agent.NotImplemented');
     expect(await client.call(methods.ping, 'still here')).to.equal('still here');
   });

@@ -35,6 +35,7 @@ async def main(addr):
         '8d1e2b8a-0f3c-4a51-9a3e-4c1b7f0e2d11',
         {'lang': 'python:3.6-debian', 'limits': {'mem_slot': 256, 'cpu_slot': 1.0, 'gpu_slot': 0.0},
          'mounts': [], 'environ': {'A': '1'}}))
+    await call('execute', client.call.execute(2, '8d1e2b8a-0f3c-4a51-9a3e-4c1b7f0e2d11', None, 'query', 'print(1)', {}))
     replies = await asyncio.gather(*(client.call.ping('m%d' % i) for i in range(100)))
     out['many'] = sum(1 for i, r in enumerate(replies) if r == 'm%d' % i)
     client.close()

@@ -1,0 +1,99 @@
+/**
+ * How a kernel container is put together: its labels (enough to rebuild the
+ * agent's registry after a restart), environment, mounts and limits, read
+ * from the kernel spec and the image's labels (PROTOCOL.md section 5); and
+ * the preparation of its scratch home.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { ContainerRequest } from '../adapters/docker.js';
+import { langName, type KernelSpec } from './spec.js';
+
+/** Labels the agent puts on (and reads back from) its kernel containers. */
+export const LABELS = {
+  agent: 'io.compute-agent.agent',
+  kernel: 'io.compute-agent.kernel-id',
+  lang: 'io.compute-agent.lang',
+  cpuSet: 'io.compute-agent.cpu-set',
+  gpuSet: 'io.compute-agent.gpu-set',
+  memMiB: 'io.compute-agent.mem-mib',
+  created: 'io.compute-agent.created',
+} as const;
+
+/** What the image says of itself (`ai.backend.*` wins over `io.sorna.*`). */
+export interface ImageTraits {
+  features: Set<string>;
+  coreCountEnvs: string[];
+  execTimeoutSec: number;
+}
+
+/** Reads the kernel-related labels of an image. */
+export function imageTraits(labels: Record<string, string>): ImageTraits {
+  const get = (name: string) => labels[`ai.backend.${name}`] ?? labels[`io.sorna.${name}`] ?? '';
+  const timeout = Number(get('timeout'));
+  return {
+    features: new Set(get('features').split(/\s+/).filter(Boolean)),
+    coreCountEnvs: get('envs.corecount').split(',').map((s) => s.trim()).filter(Boolean),
+    execTimeoutSec: Number.isFinite(timeout) && timeout > 0 ? timeout : 0,
+  };
+}
+
+/** Everything a container request is built from. */
+export interface LaunchInput {
+  agentId: string;
+  kernelId: string;
+  spec: KernelSpec;
+  cpuSet: number[];
+  traits: ImageTraits;
+  scratchDir: string;
+  kernelUid: number;
+  publishHost: string;
+  createdAt: number;
+}
+
+/** The container name, `kernel.<lang name>.<kernel id>`. */
+export function containerName(lang: string, kernelId: string): string {
+  return `kernel.${langName(lang)}.${kernelId}`;
+}
+
+/** Builds the Docker request of a kernel container. */
+export function containerRequest(i: LaunchInput): ContainerRequest {
+  const env = Object.entries(i.spec.environ).map(([k, v]) => `${k}=${v}`);
+  for (const name of i.traits.coreCountEnvs) env.push(`${name}=${i.cpuSet.length}`);
+  if (i.traits.features.has('uid-match')) env.push(`LOCAL_USER_ID=${i.kernelUid}`);
+  return {
+    name: containerName(i.spec.lang, i.kernelId),
+    image: i.spec.image,
+    labels: {
+      [LABELS.agent]: i.agentId,
+      [LABELS.kernel]: i.kernelId,
+      [LABELS.lang]: i.spec.lang,
+      [LABELS.cpuSet]: i.cpuSet.join(','),
+      [LABELS.gpuSet]: (i.spec.gpuSet ?? []).join(','),
+      [LABELS.memMiB]: String(i.spec.memMiB),
+      [LABELS.created]: String(i.createdAt),
+    },
+    env,
+    binds: [`${i.scratchDir}:/home/work:rw`, ...i.spec.mounts.map((m) => `${m.hostPath}:/home/work/${m.name}:rw`)],
+    memoryBytes: i.spec.memMiB * 1024 * 1024,
+    cpusetCpus: i.cpuSet.join(','),
+    publishHost: i.publishHost,
+  };
+}
+
+/** Parses a comma-separated list of core numbers from a label. */
+export function parseCoreList(value: string | undefined): number[] {
+  return (value ?? '').split(',').filter(Boolean).map(Number).filter((n) => Number.isInteger(n) && n >= 0);
+}
+
+/**
+ * Creates the scratch home with `.config/environ.txt` (`KEY=VALUE` lines),
+ * owned by the kernel user so that code in the kernel can write its home.
+ * `.config` also marks the directory as the agent's for the orphan sweep.
+ */
+export async function prepareScratch(dir: string, environ: Record<string, string>, uid: number): Promise<void> {
+  await fs.mkdir(path.join(dir, '.config'), { recursive: true, mode: 0o755 });
+  const lines = Object.entries(environ).map(([k, v]) => `${k}=${v}\n`).join('');
+  await fs.writeFile(path.join(dir, '.config', 'environ.txt'), lines, { mode: 0o644 });
+  for (const p of [dir, path.join(dir, '.config'), path.join(dir, '.config', 'environ.txt')]) await fs.chown(p, uid, uid);
+}

@@ -1,0 +1,359 @@
+/**
+ * KernelService owns the kernels of this agent: it creates them (idempotent
+ * per id, at most N at once against Docker, rolling back every step on
+ * failure), destroys, restarts and resets them, re-adopts them after an agent
+ * restart, reaps idle ones, and notices containers that die by themselves.
+ * It knows Docker (through the adapter) and the file system, never frames.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../log.js';
+import { AgentError, DockerError, errorMessage, KernelCreationError, KernelNotFoundError, NoResourcesError } from '../errors.js';
+import { KERNEL_PORTS, type DockerEngine } from '../adapters/docker.js';
+import type { KernelInfo, KernelStats } from '../rpc/methods.js';
+import { CoresExhausted, CpuAllocator } from './allocator.js';
+import { containerRequest, imageTraits, LABELS, parseCoreList, prepareScratch, type ImageTraits } from './launch.js';
+import { Semaphore } from './semaphore.js';
+import { parseKernelConfig, type KernelSpec } from './spec.js';
+import type { CgroupStats } from './stats.js';
+import { ScratchFiles, type FileLimits } from './files.js';
+
+/** A kernel the agent holds. */
+export interface KernelRecord {
+  id: string;
+  spec: KernelSpec;
+  traits: ImageTraits;
+  containerId: string;
+  pid: number | null;
+  ports: number[];
+  cpuSet: number[];
+  scratchDir: string;
+  createdAt: number;
+  lastUsed: number;
+  state: 'running' | 'restarting' | 'destroying';
+  /** A restart in progress; calls on the kernel wait for it. */
+  busy: Promise<unknown> | null;
+}
+
+/** What the service needs from the rest of the agent. */
+export interface KernelServiceDeps {
+  docker: DockerEngine;
+  stats: CgroupStats;
+  log: Logger;
+  emit(name: string, args: unknown[]): void;
+  agentId: string;
+  scratchRoot: string;
+  kernelHost: string;
+  cores: number[];
+  /** Current values of live settings. */
+  settings(): { imagePrefix: string; vfolderRoot: string; kernelUid: number; idleTimeoutSec: number; fileLimits: FileLimits };
+  createConcurrency: number;
+  cpuOvercommit: number;
+}
+
+export class KernelService {
+  private readonly kernels = new Map<string, KernelRecord>();
+  private readonly creating = new Map<string, Promise<KernelInfo>>();
+  private readonly destroying = new Map<string, Promise<KernelStats | null>>();
+  private readonly pendingReports: Array<[string, string, KernelStats | null]> = [];
+  readonly createSlots: Semaphore;
+  readonly cores: CpuAllocator;
+  private readonly background = new AbortController();
+  private reaper: NodeJS.Timeout | null = null;
+
+  constructor(private readonly deps: KernelServiceDeps) {
+    this.createSlots = new Semaphore(deps.createConcurrency);
+    this.cores = new CpuAllocator(deps.cores, deps.cpuOvercommit);
+  }
+
+  /** The kernels held, for listings. */
+  list(): KernelRecord[] {
+    return [...this.kernels.values()];
+  }
+
+  /** create_kernel: returns the info of a live or in-flight kernel of the same id instead of creating another. */
+  async create(id: string, config: Record<string, unknown>): Promise<KernelInfo> {
+    const inflight = this.creating.get(id);
+    if (inflight) return inflight;
+    await this.destroying.get(id)?.catch(() => undefined);
+    const live = this.kernels.get(id);
+    if (live) {
+      await live.busy;
+      this.touch(live);
+      return this.info(live);
+    }
+    const s = this.deps.settings();
+    const spec = parseKernelConfig(config, s.imagePrefix, s.vfolderRoot); // a bad config takes nothing
+    const p = this.createSlots.run(() => this.doCreate(id, spec)).finally(() => this.creating.delete(id));
+    this.creating.set(id, p);
+    this.deps.emit('kernel_creating', [id]);
+    return p;
+  }
+
+  private async doCreate(id: string, spec: KernelSpec): Promise<KernelInfo> {
+    const log = this.deps.log.child({ kernelId: id });
+    const undo: Array<() => Promise<void> | void> = [];
+    let step = 'checking the image';
+    try {
+      const image = await this.deps.docker.image(spec.image);
+      const traits = imageTraits(image.labels);
+      step = 'allocating cores';
+      const cpuSet = this.takeCores(spec);
+      undo.push(() => this.cores.release(cpuSet));
+      step = 'creating the scratch home';
+      const scratchDir = path.join(this.deps.scratchRoot, id);
+      await fs.rm(scratchDir, { recursive: true, force: true }); // a leftover of a crash; no kernel holds it
+      undo.push(() => fs.rm(scratchDir, { recursive: true, force: true }));
+      await prepareScratch(scratchDir, spec.environ, this.deps.settings().kernelUid);
+      const rec: KernelRecord = {
+        id, spec, traits, cpuSet, scratchDir, containerId: '', pid: null, ports: [],
+        createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
+      };
+      await this.launch(rec, undo, (s) => (step = s));
+      this.kernels.set(id, rec);
+      log.info('kernel started', { container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB, ports: rec.ports });
+      this.deps.emit('kernel_started', [id]);
+      return this.info(rec);
+    } catch (err) {
+      for (const fn of undo.reverse()) {
+        try {
+          await fn();
+        } catch (e) {
+          log.error('rollback step failed; something may be left behind', { error: errorMessage(e) });
+        }
+      }
+      log.warn('kernel creation failed and was rolled back', { step, error: errorMessage(err) });
+      if (err instanceof AgentError && !(err instanceof DockerError)) throw err; // already says what to do
+      throw new KernelCreationError(`create_kernel ${id} failed while ${step}: ${errorMessage(err)}; everything it took was released`, { cause: err });
+    }
+  }
+
+  /** Creates and starts the container of a record, filling in its id, pid and ports; pushes its undo. */
+  private async launch(rec: KernelRecord, undo: Array<() => Promise<void> | void>, at: (step: string) => void): Promise<void> {
+    const s = this.deps.settings();
+    at('creating the container');
+    const containerId = await this.deps.docker.create(
+      containerRequest({
+        agentId: this.deps.agentId, kernelId: rec.id, spec: rec.spec, cpuSet: rec.cpuSet, traits: rec.traits,
+        scratchDir: rec.scratchDir, kernelUid: s.kernelUid, publishHost: this.deps.kernelHost, createdAt: rec.createdAt,
+      }),
+    );
+    undo.push(() => this.deps.docker.remove(containerId));
+    at('starting the container');
+    await this.deps.docker.start(containerId);
+    at('reading the published ports');
+    const state = await this.deps.docker.inspect(containerId);
+    const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
+    if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
+    Object.assign(rec, { containerId, pid: state.pid, ports: ports as number[] });
+  }
+
+  private takeCores(spec: KernelSpec): number[] {
+    try {
+      if (spec.cpuSet) {
+        this.cores.claim(spec.cpuSet);
+        return spec.cpuSet;
+      }
+      return this.cores.allocate(spec.cpuCount);
+    } catch (err) {
+      if (err instanceof CoresExhausted) throw new NoResourcesError(`not enough CPU cores for this kernel: ${err.message}`);
+      throw err;
+    }
+  }
+
+  /** destroy_kernel: a second call for a kernel being destroyed waits for the first. */
+  async destroy(id: string, reason = 'user-requested'): Promise<KernelStats | null> {
+    const pending = this.destroying.get(id);
+    if (pending) return pending;
+    await this.creating.get(id)?.catch(() => undefined);
+    const rec = this.kernels.get(id);
+    if (!rec) throw new KernelNotFoundError(id);
+    await rec.busy?.catch(() => undefined);
+    const p = this.doDestroy(rec, reason).finally(() => this.destroying.delete(id));
+    this.destroying.set(id, p);
+    return p;
+  }
+
+  private async doDestroy(rec: KernelRecord, reason: string): Promise<KernelStats | null> {
+    const log = this.deps.log.child({ kernelId: rec.id });
+    rec.state = 'destroying';
+    const stats = await this.deps.stats.read({ containerId: rec.containerId, pid: rec.pid, scratchDir: rec.scratchDir }).catch((err: unknown) => {
+      log.warn('could not read the last stats', { error: errorMessage(err) });
+      return null;
+    });
+    try {
+      await this.deps.docker.remove(rec.containerId);
+    } catch (err) {
+      rec.state = 'running';
+      throw err;
+    }
+    await fs.rm(rec.scratchDir, { recursive: true, force: true });
+    this.cores.release(rec.cpuSet);
+    this.deps.stats.forget(rec.containerId);
+    this.kernels.delete(rec.id);
+    log.info('kernel destroyed', { reason });
+    this.deps.emit('kernel_terminated', [rec.id, reason, stats]);
+    return stats;
+  }
+
+  /** restart_kernel: a new container on the same scratch home and cores; calls on the kernel wait meanwhile. */
+  async restart(id: string, config: Record<string, unknown>): Promise<Omit<KernelInfo, 'id' | 'kernel_host'>> {
+    const rec = await this.ready(id);
+    const s = this.deps.settings();
+    const spec = parseKernelConfig(config, s.imagePrefix, s.vfolderRoot);
+    const work = (async () => {
+      rec.state = 'restarting';
+      const stats = await this.deps.stats.read({ containerId: rec.containerId, pid: rec.pid, scratchDir: rec.scratchDir }).catch(() => null);
+      await this.deps.docker.remove(rec.containerId);
+      this.deps.stats.forget(rec.containerId);
+      this.deps.emit('kernel_terminated', [id, 'restarting', stats]);
+      const image = await this.deps.docker.image(spec.image);
+      Object.assign(rec, { spec: { ...spec, cpuSet: rec.cpuSet }, traits: imageTraits(image.labels) });
+      await prepareScratch(rec.scratchDir, spec.environ, s.kernelUid);
+      await this.launch(rec, [], () => undefined);
+      rec.state = 'running';
+      this.deps.emit('kernel_started', [id]);
+    })();
+    rec.busy = work;
+    try {
+      await work;
+    } catch (err) {
+      // The kernel has no container now: give back what it holds and tell the manager.
+      this.kernels.delete(id);
+      this.cores.release(rec.cpuSet);
+      await fs.rm(rec.scratchDir, { recursive: true, force: true });
+      this.deps.emit('kernel_terminated', [id, 'restarting', null]);
+      throw new KernelCreationError(`restart_kernel ${id} failed: ${errorMessage(err)}; the kernel was removed`, { cause: err });
+    } finally {
+      rec.busy = null;
+    }
+    const { id: _id, kernel_host: _host, ...rest } = this.info(rec);
+    return rest;
+  }
+
+  /** reset: destroys every kernel with reason agent-reset. */
+  async reset(): Promise<void> {
+    const results = await Promise.allSettled([...this.kernels.keys()].map((id) => this.destroy(id, 'agent-reset')));
+    const failed = results.filter((r) => r.status === 'rejected');
+    if (failed.length) throw new AgentError(`reset could not destroy ${failed.length} kernel(s): ${errorMessage((failed[0] as PromiseRejectedResult).reason)}`);
+  }
+
+  /** get_logs: the container's output. */
+  async logs(id: string): Promise<string> {
+    return this.deps.docker.logs((await this.ready(id)).containerId);
+  }
+
+  /** The file operations of a kernel's scratch home. */
+  async files(id: string): Promise<ScratchFiles> {
+    const rec = await this.ready(id);
+    return new ScratchFiles(rec.scratchDir, this.deps.settings().fileLimits);
+  }
+
+  /** The record of a kernel once no restart is in progress; counts as use. */
+  async ready(id: string): Promise<KernelRecord> {
+    await this.creating.get(id)?.catch(() => undefined);
+    const rec = this.kernels.get(id);
+    if (!rec || rec.state === 'destroying') throw new KernelNotFoundError(id);
+    await rec.busy?.catch(() => undefined);
+    if (!this.kernels.has(id)) throw new KernelNotFoundError(id);
+    this.touch(rec);
+    return rec;
+  }
+
+  private touch(rec: KernelRecord): void {
+    rec.lastUsed = Date.now();
+  }
+
+  private info(rec: KernelRecord): KernelInfo {
+    const [replIn, replOut, stdin, stdout] = rec.ports as [number, number, number, number];
+    return {
+      id: rec.id, kernel_host: this.deps.kernelHost, repl_in_port: replIn, repl_out_port: replOut, stdin_port: stdin, stdout_port: stdout,
+      container_id: rec.containerId, cpu_set: rec.cpuSet, gpu_set: rec.spec.gpuSet ?? [],
+    };
+  }
+
+  /**
+   * Rebuilds the registry from the containers carrying this agent's label:
+   * running ones are adopted as they are (ports, cores, limits), dead ones
+   * removed and reported once a sink is known, and scratch homes that belong
+   * to no kernel removed.
+   */
+  async adopt(): Promise<void> {
+    const containers = await this.deps.docker.listByLabel(`${LABELS.agent}=${this.deps.agentId}`);
+    for (const c of containers) {
+      const id = c.labels[LABELS.kernel];
+      if (!id) continue;
+      const scratchDir = path.join(this.deps.scratchRoot, id);
+      const state = c.running ? await this.deps.docker.inspect(c.id) : null;
+      const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
+      if (!state?.running || ports.some((p) => !p)) {
+        await this.deps.docker.remove(c.id);
+        await fs.rm(scratchDir, { recursive: true, force: true });
+        this.pendingReports.push([id, 'self-terminated', null]);
+        this.deps.log.info('removed a kernel that died while the agent was away', { kernelId: id });
+        continue;
+      }
+      const lang = c.labels[LABELS.lang] ?? '';
+      const cpuSet = parseCoreList(c.labels[LABELS.cpuSet]);
+      this.cores.claim(cpuSet, true);
+      const image = await this.deps.docker.image(this.deps.settings().imagePrefix + lang).catch(() => ({ labels: {} }));
+      const created = Number(c.labels[LABELS.created]) || Date.now();
+      this.kernels.set(id, {
+        id, containerId: c.id, pid: state.pid, ports: ports as number[], cpuSet, scratchDir, createdAt: created,
+        lastUsed: Date.now(), state: 'running', busy: null, traits: imageTraits(image.labels),
+        spec: {
+          lang, image: this.deps.settings().imagePrefix + lang, cpuCount: cpuSet.length, memMiB: Number(c.labels[LABELS.memMiB]) || 0,
+          gpuCount: 0, mounts: [], environ: {}, cpuSet, gpuSet: parseCoreList(c.labels[LABELS.gpuSet]),
+        },
+      });
+    }
+    for (const name of await fs.readdir(this.deps.scratchRoot).catch(() => [] as string[])) {
+      const dir = path.join(this.deps.scratchRoot, name);
+      if (this.kernels.has(name)) continue;
+      if (!(await fs.stat(path.join(dir, '.config')).then((st) => st.isDirectory(), () => false))) continue;
+      await fs.rm(dir, { recursive: true, force: true });
+      this.deps.log.info('removed a scratch home that belongs to no kernel', { dir });
+    }
+    this.deps.log.info('re-adopted kernels', { running: this.kernels.size, reportedDead: this.pendingReports.length });
+  }
+
+  /** Sends the terminations found by adopt(); called when an event sink appears. */
+  flushReports(): void {
+    for (const r of this.pendingReports.splice(0)) this.deps.emit('kernel_terminated', r);
+  }
+
+  /** Starts the idle reaper and the watch for containers that die by themselves. */
+  startBackground(): void {
+    void this.deps.docker.watchDeaths(`${LABELS.agent}=${this.deps.agentId}`, (cid) => this.onDeath(cid), this.deps.log, this.background.signal);
+    const tick = () => {
+      this.reapIdle();
+      const idle = this.deps.settings().idleTimeoutSec;
+      this.reaper = setTimeout(tick, idle > 0 ? Math.min(Math.max(idle * 250, 250), 10_000) : 10_000);
+    };
+    tick();
+  }
+
+  /** Stops the background work; kernels keep running (a clean agent shutdown does not kill them). */
+  close(): void {
+    this.background.abort();
+    if (this.reaper) clearTimeout(this.reaper);
+  }
+
+  private onDeath(containerId: string): void {
+    const rec = [...this.kernels.values()].find((r) => r.containerId === containerId);
+    if (!rec || rec.state !== 'running') return; // ours to remove: a destroy or restart is under way
+    this.deps.log.warn('kernel container died by itself', { kernelId: rec.id });
+    this.destroy(rec.id, 'self-terminated').catch((err: unknown) => this.deps.log.error('clean-up of a dead kernel failed', { kernelId: rec.id, error: errorMessage(err) }));
+  }
+
+  private reapIdle(): void {
+    const idle = this.deps.settings().idleTimeoutSec;
+    if (idle <= 0) return;
+    const now = Date.now();
+    for (const rec of this.kernels.values()) {
+      if (rec.state !== 'running' || rec.busy || now - rec.lastUsed < idle * 1000) continue;
+      this.deps.log.info('destroying an idle kernel', { kernelId: rec.id, idleSec: Math.round((now - rec.lastUsed) / 1000) });
+      this.destroy(rec.id, 'idle-timeout').catch((err: unknown) => this.deps.log.error('idle reaping failed', { kernelId: rec.id, error: errorMessage(err) }));
+    }
+  }
+}

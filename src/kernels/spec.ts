@@ -1,0 +1,101 @@
+/**
+ * KernelSpec is what create_kernel and restart_kernel are asked for, read
+ * from the 2018 manager's config map (PROTOCOL.md section 1) and checked
+ * before anything is taken: a bad config is a ParametersError that names the
+ * key.
+ */
+import path from 'node:path';
+import { ParametersError } from '../errors.js';
+
+/** A vfolder mount: `/home/work/<name>` from `<vfolder root>/<host>/<id>`. */
+export interface MountSpec {
+  name: string;
+  hostPath: string;
+}
+
+export interface KernelSpec {
+  /** `name:tag` as the manager sent it. */
+  lang: string;
+  image: string;
+  cpuCount: number;
+  memMiB: number;
+  gpuCount: number;
+  mounts: MountSpec[];
+  environ: Record<string, string>;
+  cpuSet: number[] | null;
+  gpuSet: number[] | null;
+}
+
+const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const LANG = /^[a-z0-9][a-z0-9._/-]{0,127}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
+
+function bad(key: string, why: string): never {
+  throw new ParametersError(`config ${key} ${why}`);
+}
+
+function num(v: unknown, key: string, min: number, max: number, fallback: number): number {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) bad(key, `must be a number from ${min} to ${max}`);
+  return v;
+}
+
+function intList(v: unknown, key: string): number[] | null {
+  if (v === undefined || v === null) return null;
+  if (!Array.isArray(v) || v.length > 1024 || !v.every((x) => Number.isInteger(x) && x >= 0 && x < 4096)) bad(key, 'must be a list of core numbers');
+  return [...new Set(v as number[])].sort((a, b) => a - b);
+}
+
+/** Reads a config map into a KernelSpec; `imagePrefix` + lang names the image, `vfolderRoot` holds the mounts. */
+export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: string, vfolderRoot: string): KernelSpec {
+  const lang = config.lang;
+  if (typeof lang !== 'string' || !LANG.test(lang)) bad('lang', 'must be an image "name:tag" such as "python:3-debian"');
+  const limits = (config.limits ?? {}) as Record<string, unknown>;
+  if (typeof limits !== 'object' || Array.isArray(limits)) bad('limits', 'must be a map');
+  const cpu = num(limits.cpu_slot, 'limits.cpu_slot', 0, 1024, 1);
+  const mem = num(limits.mem_slot, 'limits.mem_slot', 4, 16 * 1024 * 1024, 256); // MiB (the 2018 x256 was a bug)
+  const gpu = num(limits.gpu_slot, 'limits.gpu_slot', 0, 64, 0);
+
+  const mounts: MountSpec[] = [];
+  const rawMounts = config.mounts ?? [];
+  if (!Array.isArray(rawMounts) || rawMounts.length > 64) bad('mounts', 'must be a list of [folder name, host, folder id]');
+  for (const m of rawMounts as unknown[]) {
+    if (!Array.isArray(m) || m.length < 3 || !m.slice(0, 3).every((x) => typeof x === 'string' && SEGMENT.test(x))) {
+      bad('mounts', `entry ${JSON.stringify(m)} must be [folder name, host, folder id] of safe names (no "/" or "..")`);
+    }
+    const [name, host, id] = m as [string, string, string];
+    if (name === '.config' || name === '.output') bad('mounts', `folder name ${name} is reserved`);
+    const hostPath = path.join(vfolderRoot, host, id);
+    if (!hostPath.startsWith(path.resolve(vfolderRoot) + path.sep)) bad('mounts', `entry ${JSON.stringify(m)} leaves the vfolder root`);
+    mounts.push({ name, hostPath });
+  }
+
+  const environ: Record<string, string> = {};
+  const rawEnv = config.environ ?? {};
+  if (typeof rawEnv !== 'object' || rawEnv === null || Array.isArray(rawEnv)) bad('environ', 'must be a map of str to str');
+  const entries = Object.entries(rawEnv as Record<string, unknown>);
+  if (entries.length > 1024) bad('environ', 'has more than 1024 entries');
+  for (const [k, v] of entries) {
+    if (!ENV_KEY.test(k)) bad('environ', `key ${JSON.stringify(k)} is not a valid variable name`);
+    if (typeof v !== 'string' || v.length > 65_536 || v.includes('\n') || v.includes('\0')) bad('environ', `value of ${k} must be a single-line str`);
+    environ[k] = v;
+  }
+
+  const cpuSet = intList(config.cpu_set, 'cpu_set');
+  return {
+    lang,
+    image: imagePrefix + lang,
+    cpuCount: cpuSet?.length ?? Math.max(1, Math.ceil(cpu)),
+    memMiB: Math.floor(mem),
+    gpuCount: gpu,
+    mounts,
+    environ,
+    cpuSet,
+    gpuSet: intList(config.gpu_set, 'gpu_set'),
+  };
+}
+
+/** The lang's name without its tag, as used in container names (`kernel.<name>.<id>`). */
+export function langName(lang: string): string {
+  return lang.split(':')[0]!.replace(/[^A-Za-z0-9_.-]/g, '-');
+}

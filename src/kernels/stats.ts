@@ -1,0 +1,241 @@
+/**
+ * CgroupStats samples one kernel container's resource figures straight from
+ * the kernel's files: cgroups (v1 or v2), /proc/<pid>/net/dev and a walk of
+ * the scratch dir. It never asks Docker: the stats API blocks for a CPU
+ * sampling period (hundreds of ms per container), which does not scale to
+ * periodic samples of every kernel on a node.
+ */
+import { existsSync, promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { KernelStats } from '../rpc/methods.js';
+
+/** What {@link CgroupStats.read} needs to find one container's figures. */
+export interface StatsTarget {
+  /** The full (64 hex digit) Docker container id. */
+  containerId: string;
+  /** The container's main pid on the host, or null when it is not running. */
+  pid: number | null;
+  /** The host directory mounted as the kernel's home. */
+  scratchDir: string;
+}
+
+/** Entries the scratch walk visits at most, so a kernel with millions of files cannot stall sampling. */
+export const SCRATCH_WALK_LIMIT = 100_000;
+
+/** A v1 controller whose directory tells us where the container's cgroup is (all are laid out alike). */
+const PROBE_CONTROLLER = 'memory';
+
+interface Known {
+  /** The container's cgroup path relative to the hierarchy root, once found. */
+  rel?: string;
+  maxScratch: number;
+}
+
+/**
+ * Reads one container's figures from cgroups (v1 or v2, detected once),
+ * /proc/<pid>/net/dev and the scratch dir size; never the Docker stats API.
+ * A figure whose file is missing (container gone, controller absent) is 0:
+ * `read` throws only on a programming error.
+ */
+export class CgroupStats {
+  /** Which layout this host has: 'v1' (legacy or hybrid) or 'v2' (unified only). */
+  readonly version: 'v1' | 'v2';
+  private readonly root: string;
+  private readonly known = new Map<string, Known>();
+
+  constructor(options: { cgroupRoot?: string } = {}) {
+    this.root = options.cgroupRoot ?? '/sys/fs/cgroup';
+    // Only a pure v2 mount has cgroup.controllers at the root; a hybrid host
+    // keeps v2 under unified/ with no controllers in it, so it counts as v1.
+    this.version = existsSync(path.join(this.root, 'cgroup.controllers')) ? 'v2' : 'v1';
+  }
+
+  /** Samples the container now. Scratch sizes are in bytes as `du` counts them (allocated blocks). */
+  async read(target: StatsTarget): Promise<KernelStats> {
+    const { containerId, pid, scratchDir } = target;
+    if (!/^[0-9a-f]{64}$/.test(containerId)) throw new TypeError(`not a container id: ${JSON.stringify(containerId)}`);
+    if (pid !== null && !(Number.isInteger(pid) && pid > 0)) throw new TypeError(`not a pid: ${pid}`);
+    let known = this.known.get(containerId);
+    if (!known) this.known.set(containerId, (known = { maxScratch: 0 }));
+
+    // The pid may have exited and been reused by an unrelated process; its
+    // cgroup file tells us whether it still belongs to this container, and
+    // only then are its net/dev and cgroup path about the container.
+    const procCgroup = pid === null ? null : await readText(`/proc/${pid}/cgroup`);
+    const pidIsOurs = procCgroup !== null && procCgroup.includes(containerId);
+    known.rel ??= await this.locate(containerId, pidIsOurs ? procCgroup : null);
+
+    const [cg, net, scratch] = await Promise.all([
+      this.readCgroup(known.rel),
+      pidIsOurs ? readNetDev(`/proc/${pid}/net/dev`) : { rx: 0, tx: 0 },
+      scratchSize(scratchDir),
+    ]);
+    known.maxScratch = Math.max(known.maxScratch, scratch);
+    return {
+      ...cg,
+      net_rx_bytes: net.rx,
+      net_tx_bytes: net.tx,
+      io_max_scratch_size: known.maxScratch,
+      io_cur_scratch_size: scratch,
+    };
+  }
+
+  /** Drops what this object remembers of a container (its peak scratch size); call it once the kernel is gone. */
+  forget(containerId: string): void {
+    this.known.delete(containerId);
+  }
+
+  /** The container's cgroup path relative to the hierarchy root, or undefined when none exists (yet). */
+  private async locate(id: string, procCgroup: string | null): Promise<string | undefined> {
+    const candidates: string[] = [];
+    if (procCgroup !== null) {
+      // v2: "0::/path"; v1: "N:ctl,ctl:/path" and we take the probe controller's line.
+      for (const line of procCgroup.split('\n')) {
+        const m = /^\d+:([^:]*):(.*)$/.exec(line);
+        if (!m) continue;
+        const [, ctls, p] = m as unknown as [string, string, string];
+        const wanted = this.version === 'v2' ? ctls === '' : ctls.split(',').includes(PROBE_CONTROLLER);
+        if (wanted && p.includes(id)) candidates.push(p.replace(/^\/+/, ''));
+      }
+    }
+    candidates.push(`docker/${id}`, `system.slice/docker-${id}.scope`);
+    const base = this.version === 'v2' ? this.root : path.join(this.root, PROBE_CONTROLLER);
+    for (const rel of candidates) {
+      if (await isDir(path.join(base, rel))) return rel;
+    }
+    return undefined; // not cached: the container may not have started yet
+  }
+
+  private async readCgroup(rel: string | undefined): Promise<Omit<KernelStats, 'net_rx_bytes' | 'net_tx_bytes' | 'io_max_scratch_size' | 'io_cur_scratch_size'>> {
+    if (rel === undefined) return { cpu_used: 0, mem_max_bytes: 0, mem_cur_bytes: 0, io_read_bytes: 0, io_write_bytes: 0 };
+    if (this.version === 'v2') {
+      const dir = path.join(this.root, rel);
+      const [cpuStat, peak, current, ioStat] = await Promise.all(
+        ['cpu.stat', 'memory.peak', 'memory.current', 'io.stat'].map((f) => readText(path.join(dir, f))),
+      );
+      const io = sumKeys(ioStat ?? '', ['rbytes', 'wbytes']);
+      const cur = toNumber(current);
+      return {
+        cpu_used: Number(toBigInt(/^usage_usec (\d+)/m.exec(cpuStat ?? '')?.[1]) / 1000n),
+        // memory.peak only exists since Linux 5.19; the current value is the best lower bound before that.
+        mem_max_bytes: peak === null ? cur : toNumber(peak),
+        mem_cur_bytes: cur,
+        io_read_bytes: io.rbytes!,
+        io_write_bytes: io.wbytes!,
+      };
+    }
+    const at = (ctl: string, f: string) => readText(path.join(this.root, ctl, rel, f));
+    const [usage, maxUsage, curUsage, blkio] = await Promise.all([
+      at('cpuacct', 'cpuacct.usage'),
+      at('memory', 'memory.max_usage_in_bytes'),
+      at('memory', 'memory.usage_in_bytes'),
+      at('blkio', 'blkio.throttle.io_service_bytes'),
+    ]);
+    // Lines are "MAJ:MIN Op bytes" plus a final "Total bytes"; sum per op over devices.
+    let read = 0;
+    let write = 0;
+    for (const line of (blkio ?? '').split('\n')) {
+      const [dev, op, n] = line.trim().split(/\s+/);
+      if (dev?.includes(':') && op === 'Read') read += toNumber(n);
+      if (dev?.includes(':') && op === 'Write') write += toNumber(n);
+    }
+    return {
+      // Nanoseconds overflow 2^53 after ~104 days of CPU time, so divide as a bigint.
+      cpu_used: Number(toBigInt(usage) / 1_000_000n),
+      mem_max_bytes: toNumber(maxUsage),
+      mem_cur_bytes: toNumber(curUsage),
+      io_read_bytes: read,
+      io_write_bytes: write,
+    };
+  }
+}
+
+/** A file's text, or null when it cannot be read (gone, absent controller, process exited). */
+async function readText(file: string): Promise<string | null> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if (isSystemError(err)) return null;
+    throw err;
+  }
+}
+
+async function isDir(p: string): Promise<boolean> {
+  try {
+    return (await fs.stat(p)).isDirectory();
+  } catch (err) {
+    if (isSystemError(err)) return false;
+    throw err;
+  }
+}
+
+/** Any errno failure (ENOENT, ESRCH, ENODEV...) is the world changing under us, not a bug. */
+function isSystemError(err: unknown): boolean {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string';
+}
+
+function toNumber(s: string | null | undefined): number {
+  const n = Number.parseInt(s?.trim() ?? '', 10);
+  return Number.isFinite(n) && n >= 0 ? n : 0;
+}
+
+function toBigInt(s: string | null | undefined): bigint {
+  const t = s?.trim() ?? '';
+  return /^\d+$/.test(t) ? BigInt(t) : 0n;
+}
+
+/** Sums `key=value` fields over all lines (v2 io.stat has one line per device). */
+function sumKeys(text: string, keys: string[]): Record<string, number> {
+  const out: Record<string, number> = Object.fromEntries(keys.map((k) => [k, 0]));
+  for (const m of text.matchAll(/(\w+)=(\d+)/g)) {
+    if (m[1]! in out) out[m[1]!] += toNumber(m[2]);
+  }
+  return out;
+}
+
+/** Received and sent bytes over all interfaces but lo; zeros when the process is gone. */
+async function readNetDev(file: string): Promise<{ rx: number; tx: number }> {
+  const text = await readText(file);
+  let rx = 0;
+  let tx = 0;
+  for (const line of (text ?? '').split('\n').slice(2)) {
+    const colon = line.indexOf(':'); // split on ':' first: big counters touch the name ("eth0:123")
+    if (colon < 0 || line.slice(0, colon).trim() === 'lo') continue;
+    const f = line.slice(colon + 1).trim().split(/\s+/);
+    rx += toNumber(f[0]);
+    tx += toNumber(f[8]);
+  }
+  return { rx, tx };
+}
+
+/**
+ * Bytes allocated under `dir` (st_blocks, like `du`, so a sparse file counts
+ * what it really takes), walking with lstat so symlinks out of the scratch
+ * dir are never followed, and stopping after SCRATCH_WALK_LIMIT entries.
+ */
+async function scratchSize(dir: string): Promise<number> {
+  let total = 0;
+  let budget = SCRATCH_WALK_LIMIT;
+  const dirs = [dir];
+  while (dirs.length > 0 && budget > 0) {
+    const current = dirs.pop()!;
+    let names: string[];
+    try {
+      names = await fs.readdir(current);
+    } catch (err) {
+      if (isSystemError(err)) continue; // removed meanwhile, or not a dir
+      throw err;
+    }
+    names = names.slice(0, budget);
+    budget -= names.length;
+    const stats = await Promise.all(
+      names.map((n) => fs.lstat(path.join(current, n)).catch((err: unknown) => (isSystemError(err) ? null : Promise.reject(err)))),
+    );
+    stats.forEach((st, i) => {
+      if (!st) return;
+      total += st.blocks * 512;
+      if (st.isDirectory()) dirs.push(path.join(current, names[i]!));
+    });
+  }
+  return total;
+}

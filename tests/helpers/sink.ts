@@ -1,0 +1,40 @@
+/** A manager's event sink for tests: a bound PULL socket collecting events. */
+import * as zmq from 'zeromq';
+import { msgpackCodec } from '../../src/wire/codec.js';
+import { freePort, onCleanup } from './env.js';
+
+export interface Event {
+  name: string;
+  agentId: string;
+  args: unknown[];
+  at: number;
+}
+
+/** A manager's event sink: a bound PULL socket collecting events. */
+export async function sink() {
+  const port = await freePort();
+  const pull = new zmq.Pull({ linger: 0 });
+  await pull.bind(`tcp://127.0.0.1:${port}`);
+  const events: Event[] = [];
+  void (async () => {
+    try {
+      for await (const [name, agentId, args] of pull) {
+        events.push({ name: name!.toString('ascii'), agentId: agentId!.toString('utf8'), args: msgpackCodec.decode(args!) as unknown[], at: Date.now() });
+      }
+    } catch {
+      // closed
+    }
+  })();
+  onCleanup(() => pull.close());
+  const next = async (name: string, after = 0, timeoutMs = 5000): Promise<Event> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const e = events.find((x) => x.name === name && x.at >= after);
+      if (e) return e;
+      if (Date.now() > deadline) throw new Error(`no ${name} event within ${timeoutMs} ms; got ${events.map((x) => x.name).join(', ')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  return { addr: `127.0.0.1:${port}`, events, next };
+}
+
