@@ -137,14 +137,20 @@ describe('kernel lifecycle', function () {
     onCleanup(() => client.close());
     const ids = Array.from({ length: 5 }, () => uniqueName('k'));
     const before: KernelInfo[] = await Promise.all(ids.map((id) => client.call(methods.create_kernel, id, config())));
+    const doomed = await client.call(methods.create_kernel, 'doomed', config());
     await fs.writeFile(path.join(scratch, 'orphan-dir-marker'), ''); // a plain file: not a home, must stay
     await fs.mkdir(path.join(scratch, 'orphan', '.config'), { recursive: true }); // a home of no kernel: must go
     first.child.kill('SIGKILL');
     await first.exited;
+    await docker.getContainer(doomed.container_id).kill(); // dies while no agent watches
 
+    const s = await sink();
+    await ns.put('nodes/manager/event_addr').value(s.addr);
     const second = spawnAgent(args);
     await second.waitFor(/"message":"agent running"/);
     expect(second.stderr()).to.match(/"running":5/);
+    const dead = await s.next('kernel_terminated');
+    expect(dead.args).to.deep.equal(['doomed', 'self-terminated', null]);
     const after = await Promise.all(ids.map((id) => client.call(methods.create_kernel, id, config())));
     expect(after).to.deep.equal(before);
     expect(await containersOf(agentId)).to.have.length(5);
@@ -160,6 +166,27 @@ describe('kernel lifecycle', function () {
     expect(await containersOf(agentId)).to.have.length(0);
     second.child.kill('SIGTERM');
     expect(await second.exited).to.equal(0);
+  });
+
+  it('restarts a kernel on a new container, keeping its home and cores, while other calls wait', async () => {
+    const { client, agent } = await startAgent();
+    const id = uniqueName('k');
+    const info = await client.call(methods.create_kernel, id, config());
+    await client.call(methods.upload_file, id, 'keep.txt', Buffer.from('kept'));
+    const [restarted, logs] = await Promise.all([
+      client.call(methods.restart_kernel, id, config({ environ: { B: '2' } })),
+      new Promise((r) => setTimeout(r, 50)).then(() => client.call(methods.get_logs, id)),
+    ]);
+    expect(logs).to.have.property('logs');
+    expect(restarted).to.not.have.property('id');
+    expect(restarted.container_id).to.not.equal(info.container_id);
+    expect(restarted.cpu_set).to.deep.equal(info.cpu_set);
+    expect(await docker.getContainer(info.container_id).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
+    const home = path.join(agent.options.scratchRoot, id);
+    expect(await fs.readFile(path.join(home, 'keep.txt'), 'utf8')).to.equal('kept');
+    expect(await fs.readFile(path.join(home, '.config/environ.txt'), 'utf8')).to.equal('B=2\n');
+    expect(agent.kernelService!.cores.allocated).to.equal(1);
+    expect(await client.call(methods.create_kernel, id, config())).to.deep.include({ container_id: restarted.container_id });
   });
 
   it('reports a container killed behind its back as self-terminated and cleans up', async () => {
