@@ -73,12 +73,17 @@ export class KernelService {
 
   /** create_kernel: returns the info of a live or in-flight kernel of the same id instead of creating another. */
   async create(id: string, config: Record<string, unknown>): Promise<KernelInfo> {
+    // Everything up to `creating.set` runs without an await, so two calls for one id cannot both start a creation.
     const inflight = this.creating.get(id);
     if (inflight) return inflight;
-    await this.destroying.get(id)?.catch(() => undefined);
+    const destroying = this.destroying.get(id);
+    if (destroying) {
+      await destroying.catch(() => undefined);
+      return this.create(id, config);
+    }
     const live = this.kernels.get(id);
     if (live) {
-      await live.busy;
+      if (live.busy) await live.busy.catch(() => undefined);
       this.touch(live);
       return this.info(live);
     }
@@ -163,12 +168,20 @@ export class KernelService {
 
   /** destroy_kernel: a second call for a kernel being destroyed waits for the first. */
   async destroy(id: string, reason = 'user-requested'): Promise<KernelStats | null> {
+    // As in create(): no await before `destroying.set`, so concurrent calls share one destruction.
     const pending = this.destroying.get(id);
     if (pending) return pending;
-    await this.creating.get(id)?.catch(() => undefined);
+    const creating = this.creating.get(id);
+    if (creating) {
+      await creating.catch(() => undefined);
+      return this.destroy(id, reason);
+    }
     const rec = this.kernels.get(id);
     if (!rec) throw new KernelNotFoundError(id);
-    await rec.busy?.catch(() => undefined);
+    if (rec.busy) {
+      await rec.busy.catch(() => undefined);
+      return this.destroy(id, reason);
+    }
     const p = this.doDestroy(rec, reason).finally(() => this.destroying.delete(id));
     this.destroying.set(id, p);
     return p;
