@@ -122,7 +122,7 @@ describe('kernel lifecycle', function () {
     expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
   });
 
-  it('re-adopts 5 running kernels after SIGKILL with the same ports and cores', async () => {
+  it('re-adopts 5 running kernels after SIGKILL with the same ports and cores, and leaves them running on SIGTERM', async () => {
     const namespace = uniqueName('test');
     const agentId = uniqueName('i-test');
     const { ns } = testEtcd(namespace);
@@ -163,10 +163,11 @@ describe('kernel lifecycle', function () {
     await client.call(methods.destroy_kernel, 'sixth');
     expect(await client.call(methods.destroy_kernel, ids[0]!)).to.be.an('object');
     expect(await containersOf(agentId)).to.have.length(4);
-    await client.call(methods.reset);
-    expect(await containersOf(agentId)).to.have.length(0);
+    // a clean shutdown leaves the kernels running (reset is what kills them)
     second.child.kill('SIGTERM');
     expect(await second.exited).to.equal(0);
+    const left = await containersOf(agentId);
+    expect(left.map((c) => c.State)).to.deep.equal(['running', 'running', 'running', 'running']);
   });
 
   it('restarts a kernel on a new container, keeping its home and cores, while other calls wait', async () => {
