@@ -1,0 +1,59 @@
+/** Aggregation of runner output into run results, for every api version. */
+import { expect } from 'chai';
+import { MAX_RECORD_BYTES, RunOutput } from '../../src/relay/output.js';
+
+describe('run output aggregation', () => {
+  it('merges adjacent stdout and stderr records into console entries (api 2 and 3)', () => {
+    const o = new RunOutput();
+    o.addText('stdout', Buffer.from('a'));
+    o.addText('stdout', Buffer.from('b\n'));
+    o.addText('stderr', Buffer.from('oops\n'));
+    o.addMedia(Buffer.from(JSON.stringify({ type: 'image/svg+xml', data: '<svg/>' })));
+    o.addText('stdout', Buffer.from('c'));
+    o.addHtml(Buffer.from('<b>x</b>'));
+    expect(o.take(2)).to.deep.equal({
+      console: [['stdout', 'ab\n'], ['stderr', 'oops\n'], ['media', ['image/svg+xml', '<svg/>']], ['stdout', 'c'], ['html', '<b>x</b>']],
+    });
+    expect(o.take(3)).to.deep.equal({ console: [] });
+  });
+
+  it('shapes the same output as stdout, stderr, media and html for api 1', () => {
+    const o = new RunOutput();
+    o.addText('stdout', Buffer.from('2\n'));
+    o.addText('stderr', Buffer.from('e'));
+    o.addText('stdout', Buffer.from('3\n'));
+    o.addMedia(Buffer.from(JSON.stringify({ type: 'text/plain', data: 'x' })));
+    expect(o.take(1)).to.deep.equal({ stdout: '2\n3\n', stderr: 'e', media: [['text/plain', 'x']], html: [] });
+  });
+
+  it('keeps a multi-byte character split across two records whole', () => {
+    const o = new RunOutput();
+    const snow = Buffer.from('é☃\n'); // c3 a9 e2 98 83 0a
+    o.addText('stdout', snow.subarray(0, 1));
+    o.addText('stdout', snow.subarray(1, 3));
+    o.addText('stdout', snow.subarray(3));
+    expect(o.take(2)).to.deep.equal({ console: [['stdout', 'é☃\n']] });
+    // a split that straddles a take comes out whole in the next one
+    o.addText('stdout', snow.subarray(0, 4));
+    expect(o.take(2)).to.deep.equal({ console: [['stdout', 'é']] });
+    o.addText('stdout', snow.subarray(4));
+    expect(o.take(2)).to.deep.equal({ console: [['stdout', '☃\n']] });
+  });
+
+  it('truncates a record over 10 MiB with a marker instead of failing', () => {
+    const o = new RunOutput();
+    o.addText('stdout', Buffer.alloc(MAX_RECORD_BYTES + 5, 'x'));
+    const [[type, text]] = (o.take(2) as { console: Array<[string, string]> }).console as [[string, string]];
+    expect(type).to.equal('stdout');
+    expect(text.length).to.be.below(MAX_RECORD_BYTES + 200);
+    expect(text).to.match(/\[output truncated: a record of 10485765 bytes exceeded the 10485760-byte limit\]\n$/);
+  });
+
+  it('turns an unreadable media record into a note, and flushes a dangling byte at the end', () => {
+    const o = new RunOutput();
+    o.addMedia(Buffer.from('not json'));
+    o.addText('stdout', Buffer.from([0xe2, 0x98]));
+    o.finish();
+    expect(o.take(2)).to.deep.equal({ console: [['stderr', '[a media record from the kernel could not be read]\n'], ['stdout', '\ufffd']] });
+  });
+});
