@@ -19,7 +19,7 @@ import { DockerEngine } from './adapters/docker.js';
 import { detectHostAddress, detectResources } from './node/resources.js';
 import { msgpackCodec } from './wire/codec.js';
 import { RpcRouter, type RouterStats } from './wire/router.js';
-import { Dispatcher, implement, notImplemented, type Binding } from './rpc/dispatcher.js';
+import { Dispatcher, implement, type Binding } from './rpc/dispatcher.js';
 import { methods } from './rpc/methods.js';
 import { EventPublisher, type PublisherStats } from './events/publisher.js';
 import { Heartbeat } from './services/heartbeat.js';
@@ -125,6 +125,7 @@ export class Agent {
             vfolderRoot,
             kernelUid: s.kernelUid,
             idleTimeoutSec: this.options.idleTimeoutSec,
+            execTimeoutSec: s.execTimeoutSec,
             fileLimits: { ...DEFAULT_FILE_LIMITS, maxUploadBytes: s.maxUploadBytes, maxDownloadBytes: s.maxDownloadBytes },
           };
         },
@@ -252,9 +253,17 @@ export class Agent {
       }),
       implement(methods.download_file, async (id, filepath) => (await kernels.files(id)).download(filepath)),
       implement(methods.list_files, async (id, dir) => (await kernels.files(id)).list(dir)),
-      notImplemented(methods.execute),
-      notImplemented(methods.interrupt_kernel),
-      notImplemented(methods.get_completions),
+      implement(methods.execute, async (apiVersion, id, runId, mode, code, opts, flushTimeout) =>
+        (await kernels.relay(id)).execute({ apiVersion, runId, mode, code, opts, flushTimeoutMs: (flushTimeout ?? 2.0) * 1000 }),
+      ),
+      implement(methods.interrupt_kernel, async (id) => {
+        (await kernels.relay(id)).interrupt();
+        return null;
+      }),
+      implement(methods.get_completions, async (id, text, opts) => ({
+        status: 'finished',
+        completions: await (await kernels.relay(id)).complete(text, opts),
+      })),
     ];
   }
 

@@ -98,6 +98,17 @@ export class NoResourcesError extends AgentError {
   override readonly retryable = true;
 }
 
+/** RunNotFoundError is raised for a `continue` or `input` naming a run the kernel does not have. */
+export class RunNotFoundError extends AgentError {
+  override readonly wireName = 'agent.RunNotFound';
+}
+
+/** KernelUnresponsiveError is raised when the kernel runner does not answer a request in time. */
+export class KernelUnresponsiveError extends AgentError {
+  override readonly wireName = 'agent.KernelUnresponsive';
+  override readonly retryable = true;
+}
+
 /** AgentShuttingDownError is raised for calls that arrive while the agent drains. */
 export class AgentShuttingDownError extends AgentError {
   override readonly wireName = 'agent.ShuttingDown';

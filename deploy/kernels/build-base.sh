@@ -3,7 +3,7 @@
 # small Debian root filesystem from Debian's apt mirror, `docker import` turns
 # it into an image with the labels the agent reads.
 #
-#   bash deploy/kernels/build-base.sh            # skip if the image exists
+#   bash deploy/kernels/build-base.sh            # skip if the image is built from this recipe
 #   FORCE=1 bash deploy/kernels/build-base.sh    # rebuild (cached rootfs -> seconds)
 #
 # Env overrides: IMAGE, SUITE, VARIANT, PACKAGES, MIRROR, SECURITY_MIRROR,
@@ -49,11 +49,6 @@ die() { echo "build-base: ERROR: $*" >&2; exit 1; }
 
 if ! docker info >/dev/null 2>&1; then
   die "docker daemon not reachable; run: bash deploy/dev/up.sh"
-fi
-
-if [[ $FORCE != 1 ]] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  log "$IMAGE exists; skipping (FORCE=1 to rebuild)"
-  exit 0
 fi
 
 if ! command -v mmdebstrap >/dev/null 2>&1; then
@@ -120,6 +115,13 @@ KEY=$( {
   echo "kernel_src=$(kernel_src_hash)"
 } | sha256sum | cut -c1-16)
 TARBALL=$ROOTFS_DIR/rootfs-$SUITE-$VARIANT-$KEY.tar
+
+# Skip only when the image was built from this very recipe (packages, mirrors,
+# runner files): a changed runner must not leave a stale image behind.
+if [[ $FORCE != 1 ]] && [[ $(docker image inspect -f '{{index .Config.Labels "io.compute-agent.rootfs-key"}}' "$IMAGE" 2>/dev/null) == "$KEY" ]]; then
+  log "$IMAGE is up to date (recipe $KEY); skipping (FORCE=1 to rebuild)"
+  exit 0
+fi
 
 # One build at a time per cache dir.
 exec 9>"$ROOTFS_DIR/.lock"

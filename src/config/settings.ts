@@ -26,6 +26,8 @@ export interface Settings {
   maxUploadBytes: number;
   /** Largest archive download_file returns. */
   maxDownloadBytes: number;
+  /** Seconds a run may take; 0 uses the image's `io.sorna.timeout` label. */
+  execTimeoutSec: number;
 }
 
 interface SettingSpec<K extends keyof Settings> {
@@ -79,6 +81,7 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
   { key: 'kernel_uid', field: 'kernelUid', doc: 'uid owning scratch homes and running uid-match kernels', default: 1000, live: true, parse: number(1, 2 ** 31 - 1, true) },
   { key: 'max_upload_bytes', field: 'maxUploadBytes', doc: 'largest upload_file', default: 100 * 1024 * 1024, live: true, parse: number(0, 1024 ** 3, true) },
   { key: 'max_download_bytes', field: 'maxDownloadBytes', doc: 'largest download_file archive', default: 500 * 1024 * 1024, live: true, parse: number(0, 4 * 1024 ** 3, true) },
+  { key: 'exec_timeout', field: 'execTimeoutSec', doc: "seconds a run may take (0 = the image's label)", default: 0, live: true, parse: number(0, 7 * 24 * 3600) },
 ] as ReadonlyArray<SettingSpec<keyof Settings>>;
 
 /** The defaults of every setting. */

@@ -17,6 +17,7 @@ import { Semaphore } from './semaphore.js';
 import { parseKernelConfig, type KernelSpec } from './spec.js';
 import type { CgroupStats } from './stats.js';
 import { ScratchFiles, type FileLimits } from './files.js';
+import { KernelRelay } from '../relay/kernel-relay.js';
 
 /** A kernel the agent holds. */
 export interface KernelRecord {
@@ -46,7 +47,7 @@ export interface KernelServiceDeps {
   kernelHost: string;
   cores: number[];
   /** Current values of live settings. */
-  settings(): { imagePrefix: string; vfolderRoot: string; kernelUid: number; idleTimeoutSec: number; fileLimits: FileLimits };
+  settings(): { imagePrefix: string; vfolderRoot: string; kernelUid: number; idleTimeoutSec: number; execTimeoutSec: number; fileLimits: FileLimits };
   createConcurrency: number;
   cpuOvercommit: number;
 }
@@ -55,6 +56,7 @@ export class KernelService {
   private readonly kernels = new Map<string, KernelRecord>();
   private readonly creating = new Map<string, Promise<KernelInfo>>();
   private readonly destroying = new Map<string, Promise<KernelStats | null>>();
+  private readonly relays = new Map<string, KernelRelay>();
   private readonly pendingReports: Array<[string, string, KernelStats | null]> = [];
   readonly createSlots: Semaphore;
   readonly cores: CpuAllocator;
@@ -200,6 +202,7 @@ export class KernelService {
       rec.state = 'running';
       throw err;
     }
+    this.closeRelay(rec.id);
     await fs.rm(rec.scratchDir, { recursive: true, force: true });
     this.cores.release(rec.cpuSet);
     this.deps.stats.forget(rec.containerId);
@@ -218,6 +221,7 @@ export class KernelService {
       rec.state = 'restarting';
       const stats = await this.deps.stats.read({ containerId: rec.containerId, pid: rec.pid, scratchDir: rec.scratchDir }).catch(() => null);
       await this.deps.docker.remove(rec.containerId);
+      this.closeRelay(id);
       this.deps.stats.forget(rec.containerId);
       this.deps.emit('kernel_terminated', [id, 'restarting', stats]);
       const image = await this.deps.docker.image(spec.image);
@@ -260,6 +264,32 @@ export class KernelService {
   async files(id: string): Promise<ScratchFiles> {
     const rec = await this.ready(id);
     return new ScratchFiles(rec.scratchDir, this.deps.settings().fileLimits);
+  }
+
+  /** The relay to a kernel's runner, opened on first use; counts as use. */
+  async relay(id: string): Promise<KernelRelay> {
+    const rec = await this.ready(id);
+    let relay = this.relays.get(id);
+    if (!relay) {
+      const log = this.deps.log.child({ kernelId: id, component: 'relay' });
+      relay = new KernelRelay({
+        host: this.deps.kernelHost,
+        replInPort: rec.ports[0]!,
+        replOutPort: rec.ports[1]!,
+        log,
+        execTimeoutSec: this.deps.settings().execTimeoutSec || rec.traits.execTimeoutSec,
+        onExecTimeout: () => {
+          this.destroy(id, 'exec-timeout').catch((err: unknown) => log.error('destroying a timed-out kernel failed', { error: errorMessage(err) }));
+        },
+      });
+      this.relays.set(id, relay);
+    }
+    return relay;
+  }
+
+  private closeRelay(id: string): void {
+    this.relays.get(id)?.close();
+    this.relays.delete(id);
   }
 
   /** The record of a kernel once no restart is in progress; counts as use. */

@@ -39,7 +39,7 @@ describe('RPC on a running agent', () => {
     expect(replies).to.deep.equal(msgs);
   });
 
-  it('answers unknown methods, bad arguments and unimplemented methods with typed errors', async () => {
+  it('answers unknown methods, bad arguments and unknown kernels with typed errors', async () => {
     const { client } = await startAgent();
     const nf = await remoteError(client.callRaw('nosuch', []));
     expect(nf.remoteType).to.equal('aiozmq.rpc.base.NotFoundError');
@@ -47,8 +47,8 @@ describe('RPC on a running agent', () => {
     const pe = await remoteError(client.callRaw('ping', ['a', 'b']));
     expect(pe.remoteType).to.equal('aiozmq.rpc.base.ParametersError');
     expect(String(pe.remoteArgs[0])).to.match(/at most 1 arguments \(2 given\)/);
-    const ni = await remoteError(client.call(methods.execute, 2, 'k1', null, 'query', 'print(1)', {}));
-    expect(ni.remoteType).to.equal('agent.NotImplemented');
+    const nk = await remoteError(client.call(methods.execute, 2, 'k1', null, 'query', 'print(1)', {}));
+    expect(nk.remoteType).to.equal('agent.KernelNotFound');
     expect(await client.call(methods.ping, 'still here')).to.equal('still here');
   });
 });

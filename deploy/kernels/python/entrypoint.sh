@@ -1,0 +1,61 @@
+#!/bin/bash
+# Entrypoint of the kernel image (run under tini): starts the kernel runner
+# as the kernel user and restarts it if it ever dies, so the container only
+# ends when it is stopped (the agent reports a container whose main process
+# ended as self-terminated).
+#
+#   LOCAL_USER_ID   uid to run as (uid-match images; the agent sets it)
+#   LOCAL_GROUP_ID  gid to run as (default: the uid's group, else the uid)
+#   RUNNER          runner script (default /opt/kernel/runner.py)
+set -u
+
+RUNNER=${RUNNER:-/opt/kernel/runner.py}
+log() { echo "entrypoint: $*" >&2; }
+
+run_as=()
+if [[ $(id -u) -eq 0 ]]; then
+  uid=${LOCAL_USER_ID:-}
+  if [[ -z $uid ]]; then
+    uid=$(id -u work 2>/dev/null || echo 1000)
+  fi
+  if ! [[ $uid =~ ^[0-9]+$ ]]; then
+    log "LOCAL_USER_ID=$uid is not a number; using work"
+    uid=$(id -u work 2>/dev/null || echo 1000)
+  fi
+  if [[ $uid -ne 0 ]]; then
+    entry=$(getent passwd "$uid" || true)
+    if [[ -n $entry ]]; then
+      gid=${LOCAL_GROUP_ID:-$(cut -d: -f4 <<<"$entry")}
+    else
+      gid=${LOCAL_GROUP_ID:-$uid}
+    fi
+    [[ $gid =~ ^[0-9]+$ ]] || gid=$uid
+    if ! getent group "$gid" >/dev/null; then
+      groupadd -g "$gid" "group$gid" 2>/dev/null ||
+        echo "group$gid:x:$gid:" >>/etc/group || log "cannot add group $gid"
+    fi
+    if [[ -z $entry ]]; then
+      useradd -u "$uid" -g "$gid" -o -M -N -d /home/work -s /bin/bash "user$uid" 2>/dev/null ||
+        echo "user$uid:x:$uid:$gid::/home/work:/bin/bash" >>/etc/passwd || log "cannot add user $uid"
+    fi
+    user=$(getent passwd "$uid" | cut -d: -f1)
+    user=${user:-user$uid}
+    mkdir -p /home/work
+    # a fresh (non-bind-mounted) home must be writable by the kernel user
+    [[ -O /home/work ]] && chown "$uid:$gid" /home/work 2>/dev/null
+    export HOME=/home/work USER=$user LOGNAME=$user SHELL=/bin/bash
+    if getent passwd "$uid" >/dev/null; then groups=--init-groups; else groups=--clear-groups; fi
+    run_as=(setpriv --reuid="$uid" --regid="$gid" "$groups" --)
+  else
+    export HOME=/home/work USER=root LOGNAME=root SHELL=/bin/bash
+  fi
+fi
+
+cd /home/work 2>/dev/null || cd /
+log "starting runner as uid ${uid:-$(id -u)}"
+while :; do
+  "${run_as[@]}" /usr/bin/python3 -u "$RUNNER"
+  rc=$?
+  log "runner exited with status $rc; restarting in 1 s"
+  sleep 1
+done

@@ -1,0 +1,799 @@
+#!/usr/bin/env python3
+"""Kernel runner of the lablup/kernel-python image (PROTOCOL.md section 4).
+
+Sockets (all bound in the container; the agent connects):
+  2000 PULL  input records  [type, payload]
+  2001 PUSH  output records [type, payload]
+  2002 SUB   raw terminal input bytes (one frame)
+  2003 PUB   raw terminal output bytes (one frame)
+
+Threads:
+  main      the executor: runs queued code/build/exec jobs in order. User code
+            runs here so that an interrupt (SIGINT to this thread) raises
+            KeyboardInterrupt even in time.sleep() or `while True: pass`.
+  input     owns the PULL socket; queues jobs, answers status/complete,
+            delivers input and interrupts.
+  output    owns the PUSH socket; sends queued records, flushes batched
+            stdout/stderr.
+  terminal  owns SUB/PUB and the pty of a bash shell, restarted on exit.
+
+Only the standard library, pyzmq and msgpack.
+"""
+
+import builtins
+import collections
+import errno
+import fcntl
+import getpass
+import io
+import json
+import os
+import queue
+import re
+import rlcompleter
+import selectors
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+import traceback
+
+import msgpack
+import zmq
+
+HOME = '/home/work'
+CHUNK = 64 * 1024          # max bytes of one stdout/stderr/terminal record
+BATCH_DELAY = 0.03         # partial output is flushed after this many seconds
+EXEC_AFTER_BUILD_WAIT = 0.5  # how long to wait for the exec following a build
+
+_log_lock = threading.Lock()
+
+
+_log_fd = 2  # the container's stderr (a dup of it once fd 2 is captured)
+
+
+def log(*args):
+    msg = 'runner: %s\n' % ' '.join(str(a) for a in args)
+    with _log_lock:
+        try:
+            os.write(_log_fd, msg.encode('utf-8', 'replace'))
+        except Exception:
+            pass
+
+
+# --------------------------------------------------------------------------
+# output records
+
+out_q = queue.Queue()
+
+
+def send(rtype, payload=b''):
+    if isinstance(payload, str):
+        payload = payload.encode('utf-8')
+    out_q.put((rtype.encode('ascii'), payload))
+
+
+def send_json(rtype, obj):
+    send(rtype, json.dumps(obj))
+
+
+class Capture:
+    """Batches stdout/stderr text into records, keeping their relative order:
+    a write to the other stream first flushes the pending one."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.kind = None
+        self.parts = []
+        self.size = 0
+        self.since = 0.0
+
+    def write(self, kind, data):
+        if not data:
+            return
+        with self.lock:
+            if self.kind is not None and self.kind != kind:
+                self._flush()
+            if not self.parts:
+                self.since = time.monotonic()
+            self.kind = kind
+            self.parts.append(data)
+            self.size += len(data)
+            if self.size >= CHUNK:
+                self._flush()
+
+    def flush(self):
+        with self.lock:
+            self._flush()
+
+    def flush_if_old(self, age):
+        with self.lock:
+            if self.parts and time.monotonic() - self.since >= age:
+                self._flush()
+
+    def _flush(self):
+        if self.parts:
+            data = b''.join(self.parts)
+            for i in range(0, len(data), CHUNK):
+                out_q.put((self.kind.encode('ascii'), data[i:i + CHUNK]))
+        self.kind = None
+        self.parts = []
+        self.size = 0
+
+
+capture = Capture()
+
+
+class OutStream(io.TextIOBase):
+    """The sys.stdout / sys.stderr of user code."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.buffer = _RawOut(kind)
+
+    @property
+    def encoding(self):
+        return 'utf-8'
+
+    @property
+    def errors(self):
+        return 'replace'
+
+    @property
+    def name(self):
+        return '<%s>' % self.kind
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError('write() argument must be str, not %s' % type(s).__name__)
+        capture.write(self.kind, s.encode('utf-8', 'replace'))
+        return len(s)
+
+    def flush(self):
+        capture.flush()
+
+
+class _RawOut(io.RawIOBase):
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        b = bytes(b)
+        capture.write(self.kind, b)
+        return len(b)
+
+    def flush(self):
+        capture.flush()
+
+
+class FdCapture:
+    """Output written to fds 1 and 2 directly (os.system, C extensions) goes
+    to pipes read here and becomes stdout/stderr records too."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.pipes = {}  # read fd -> kind
+
+    def install(self):
+        global _log_fd
+        _log_fd = os.dup(2)
+        for fd, kind in ((1, 'stdout'), (2, 'stderr')):
+            r, w = os.pipe()
+            os.dup2(w, fd)
+            os.close(w)
+            os.set_blocking(r, False)
+            self.pipes[r] = kind
+
+    def drain(self):
+        with self.lock:
+            for r, kind in self.pipes.items():
+                while True:
+                    try:
+                        data = os.read(r, CHUNK)
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    capture.write(kind, data)
+
+    def run(self):
+        sel = selectors.DefaultSelector()
+        for r in self.pipes:
+            sel.register(r, selectors.EVENT_READ)
+        while True:
+            try:
+                sel.select()
+                self.drain()
+            except Exception as e:
+                log('fd capture failed: %s' % e)
+                time.sleep(0.1)
+
+
+fd_capture = FdCapture()
+
+
+def output_thread(sock):
+    while True:
+        try:
+            item = out_q.get(timeout=BATCH_DELAY / 2)
+        except queue.Empty:
+            capture.flush_if_old(BATCH_DELAY)
+            continue
+        try:
+            sock.send_multipart(item, copy=True)
+        except Exception as e:
+            log('cannot send a %r record: %s' % (item[0], e))
+
+
+# --------------------------------------------------------------------------
+# state shared between the threads
+
+class State:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.jobs = collections.deque()
+        self.jobs_cv = threading.Condition(self.lock)
+        self.busy = False
+        self.current = None          # ('code'|'build'|'exec', proc or None)
+        self.in_code = False         # user code is running in the main thread
+        self.proc = None             # running build/exec subprocess
+        self.interrupts = 0
+        self.inputs = queue.Queue()
+        self.namespace = {'__name__': '__main__', '__builtins__': builtins}
+
+
+state = State()
+MAIN_THREAD = threading.main_thread().ident
+
+
+def next_job(timeout=None):
+    with state.jobs_cv:
+        if timeout is None:
+            while not state.jobs:
+                state.jobs_cv.wait()
+        elif not state.jobs:
+            state.jobs_cv.wait(timeout)
+            if not state.jobs:
+                return None
+        return state.jobs.popleft()
+
+
+def peek_job():
+    with state.lock:
+        return state.jobs[0] if state.jobs else None
+
+
+# --------------------------------------------------------------------------
+# user input inside code
+
+def _request_input(prompt, is_password):
+    if prompt:
+        sys.stdout.write(str(prompt))
+    capture.flush()
+    # stale answers (sent when nothing was asked) are dropped
+    while True:
+        try:
+            state.inputs.get_nowait()
+        except queue.Empty:
+            break
+    send_json('waiting-input', {'is_password': bool(is_password)})
+    while True:
+        try:
+            text = state.inputs.get(timeout=0.2)
+            break
+        except queue.Empty:
+            continue
+    if text.endswith('\r\n'):
+        text = text[:-2]
+    elif text.endswith('\n'):
+        text = text[:-1]
+    return text
+
+
+def user_input(prompt=''):
+    return _request_input(prompt, False)
+
+
+def user_getpass(prompt='Password: ', stream=None):
+    return _request_input(prompt, True)
+
+
+class InStream(io.TextIOBase):
+    """sys.stdin of user code: each readline() asks the agent for a line."""
+
+    @property
+    def encoding(self):
+        return 'utf-8'
+
+    def readable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def readline(self, size=-1):
+        return _request_input('', False) + '\n'
+
+    def read(self, size=-1):
+        return self.readline()
+
+
+# --------------------------------------------------------------------------
+# query mode
+
+def sigint_handler(signum, frame):
+    if state.in_code:
+        raise KeyboardInterrupt
+    log('SIGINT outside user code ignored')
+
+
+def print_exception(exc):
+    tb = exc.__traceback__
+    # drop the runner's own frames (exec() call)
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    text = ''.join(traceback.format_exception(type(exc), exc, tb))
+    sys.stderr.write(text)
+
+
+def run_magic(src):
+    parts = src.strip().split()
+    cmd = parts[0]
+    if cmd == '%ping':
+        sys.stdout.write('pong!\n')
+        return 0
+    if cmd == '%resize':
+        try:
+            rows, cols = int(parts[1]), int(parts[2])
+        except (IndexError, ValueError):
+            sys.stderr.write('usage: %resize <rows> <cols>\n')
+            return 1
+        terminal.resize(rows, cols)
+        return 0
+    sys.stderr.write('unknown command: %s\n' % cmd)
+    return 1
+
+
+def run_code(src):
+    if src.lstrip().startswith('%'):
+        return run_magic(src)
+    exit_code = 0
+    try:
+        code = compile(src, '<input>', 'exec')
+        try:
+            state.in_code = True
+            exec(code, state.namespace)
+        finally:
+            state.in_code = False
+    except SystemExit as e:
+        if e.code is None:
+            exit_code = 0
+        elif isinstance(e.code, int):
+            exit_code = e.code
+        else:
+            sys.stderr.write('%s\n' % (e.code,))
+            exit_code = 1
+    except BaseException as e:  # includes KeyboardInterrupt
+        if isinstance(e, SyntaxError):
+            sys.stderr.write(''.join(traceback.format_exception_only(type(e), e)))
+        else:
+            print_exception(e)
+        exit_code = 1
+    finally:
+        state.in_code = False
+    return exit_code
+
+
+# --------------------------------------------------------------------------
+# batch mode
+
+def run_shell(cmd):
+    cwd = HOME if os.path.isdir(HOME) else '/'
+    try:
+        proc = subprocess.Popen(['/bin/bash', '-c', cmd], cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True, close_fds=True)
+    except Exception as e:
+        capture.write('stderr', ('cannot run the command: %s\n' % e).encode('utf-8'))
+        return 127
+    with state.lock:
+        state.proc = proc
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ, 'stdout')
+        sel.register(proc.stderr, selectors.EVENT_READ, 'stderr')
+        open_streams = 2
+        while open_streams:
+            for key, _ in sel.select(timeout=1.0):
+                try:
+                    data = os.read(key.fd, CHUNK)
+                except OSError:
+                    data = b''
+                if data:
+                    capture.write(key.data, data)
+                else:
+                    sel.unregister(key.fileobj)
+                    open_streams -= 1
+        sel.close()
+        rc = proc.wait()
+    finally:
+        with state.lock:
+            state.proc = None
+        for f in (proc.stdout, proc.stderr):
+            try:
+                f.close()
+            except Exception:
+                pass
+    return 128 - rc if rc < 0 else rc
+
+
+# --------------------------------------------------------------------------
+# the executor (main thread)
+
+def finish(rtype, exit_code):
+    fd_capture.drain()
+    capture.flush()
+    send_json(rtype, {'exitCode': exit_code})
+
+
+def run_job(job):
+    jtype, text = job
+    if jtype == 'code':
+        finish('finished', run_code(text))
+    elif jtype == 'exec':
+        finish('finished', run_shell(text))
+    elif jtype == 'build':
+        rc = run_shell(text)
+        finish('build-finished', rc)
+        # the exec of the same run follows the build (the agent sends both at once)
+        nxt = peek_job()
+        if nxt is None:
+            nxt_job = next_job(EXEC_AFTER_BUILD_WAIT)
+            if nxt_job is not None:
+                with state.lock:
+                    state.jobs.appendleft(nxt_job)
+            nxt = nxt_job
+        if nxt is not None and nxt[0] == 'exec':
+            if rc != 0:
+                next_job()  # skip it
+                finish('finished', 127)
+            # else: it runs as the next job and sends `finished`
+        else:
+            # a build with no exec: the run ends here
+            finish('finished', 127 if rc != 0 else 0)
+
+
+def executor():
+    while True:
+        job = next_job()
+        with state.lock:
+            state.busy = True
+            state.current = job[0]
+            state.interrupts = 0
+        try:
+            run_job(job)
+        except KeyboardInterrupt:
+            log('stray interrupt in the executor')
+            try:
+                finish('finished', 1)
+            except BaseException:
+                pass
+        except BaseException as e:
+            log('job %s failed: %s' % (job[0], traceback.format_exc()))
+            try:
+                finish('finished', 1)
+            except BaseException:
+                pass
+        finally:
+            state.in_code = False
+            with state.lock:
+                state.busy = False
+                state.current = None
+
+
+# --------------------------------------------------------------------------
+# the input thread
+
+def complete(payload):
+    try:
+        opts = json.loads(payload.decode('utf-8')) if payload else {}
+        if isinstance(opts, str):
+            opts = {'code': opts}
+        code = str(opts.get('code', ''))
+        m = re.search(r'[A-Za-z_][\w.]*$|$', code)
+        text = m.group(0) if m else ''
+        if not text:
+            return []
+        comp = rlcompleter.Completer(state.namespace)
+        seen, out = set(), []
+        for i in range(1000):
+            s = comp.complete(text, i)
+            if s is None:
+                break
+            s = s.rstrip('(')
+            if s not in seen:
+                seen.add(s)
+                out.append(s)
+        return out
+    except Exception as e:
+        log('completion failed: %s' % e)
+        return []
+
+
+def interrupt():
+    with state.lock:
+        cur = state.current
+        proc = state.proc
+        state.interrupts += 1
+        n = state.interrupts
+    if proc is not None:
+        sig = signal.SIGINT if n == 1 else signal.SIGKILL
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        except Exception as e:
+            log('cannot signal the subprocess: %s' % e)
+    elif cur == 'code' and state.in_code:
+        signal.pthread_kill(MAIN_THREAD, signal.SIGINT)
+    elif cur == 'code':
+        # waiting for a lock or about to start: still interrupt it
+        signal.pthread_kill(MAIN_THREAD, signal.SIGINT)
+
+
+def input_thread(sock):
+    while True:
+        try:
+            frames = sock.recv_multipart()
+        except zmq.ContextTerminated:
+            return
+        except Exception as e:
+            log('receive failed: %s' % e)
+            time.sleep(0.1)
+            continue
+        try:
+            rtype = frames[0].decode('utf-8', 'replace')
+            payload = frames[1] if len(frames) > 1 else b''
+            if rtype in ('code', 'build', 'exec'):
+                with state.jobs_cv:
+                    state.jobs.append((rtype, payload.decode('utf-8', 'replace')))
+                    state.jobs_cv.notify()
+            elif rtype == 'input':
+                state.inputs.put(payload.decode('utf-8', 'replace'))
+            elif rtype == 'interrupt':
+                interrupt()
+            elif rtype == 'complete':
+                send_json('completion', complete(payload))
+            elif rtype == 'status':
+                with state.lock:
+                    st = {'busy': state.busy, 'queue': len(state.jobs), 'current': state.current}
+                send('status', msgpack.packb(st, use_bin_type=True))
+            else:
+                log('ignoring a record of type %r' % rtype)
+        except Exception:
+            log('bad record: %s' % traceback.format_exc())
+
+
+# --------------------------------------------------------------------------
+# the terminal
+
+class Terminal:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.lock = threading.Lock()
+        self.master = None
+        self.proc = None
+        self.size = (24, 80)
+
+    def _setsize(self, fd):
+        rows, cols = self.size
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', rows, cols, 0, 0))
+
+    def spawn(self):
+        master, slave = os.openpty()
+        try:
+            self._setsize(slave)
+        except OSError:
+            pass
+        env = dict(os.environ)
+        env.setdefault('TERM', 'xterm-256color')
+        env['TERM'] = env.get('TERM') or 'xterm-256color'
+        env.pop('RUNNER', None)
+        cwd = HOME if os.path.isdir(HOME) else '/'
+        # setsid --ctty: a new session with the pty as controlling terminal
+        proc = subprocess.Popen(['setsid', '--ctty', '/bin/bash', '-i'], stdin=slave, stdout=slave,
+                                stderr=slave, cwd=cwd, env=env, close_fds=True)
+        os.close(slave)
+        os.set_blocking(master, False)
+        with self.lock:
+            self.master, self.proc = master, proc
+
+    def resize(self, rows, cols):
+        with self.lock:
+            self.size = (rows, cols)
+            master, proc = self.master, self.proc
+            if master is None:
+                return
+            try:
+                self._setsize(master)
+            except OSError as e:
+                log('resize failed: %s' % e)
+            if proc is not None and proc.poll() is None:
+                try:
+                    os.kill(proc.pid, signal.SIGWINCH)
+                except OSError:
+                    pass
+
+    def write(self, data):
+        with self.lock:
+            master = self.master
+        if master is None:
+            return
+        view = memoryview(data)
+        deadline = time.monotonic() + 2
+        while view:
+            try:
+                n = os.write(master, view)
+                view = view[n:]
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    log('terminal input dropped (pty full)')
+                    return
+                time.sleep(0.01)
+            except OSError:
+                return
+
+    def _close(self):
+        with self.lock:
+            master, proc = self.master, self.proc
+            self.master, self.proc = None, None
+        if master is not None:
+            try:
+                os.close(master)
+            except OSError:
+                pass
+        if proc is not None:
+            try:
+                proc.kill()
+            except OSError:
+                pass
+            try:
+                proc.wait(timeout=1)
+            except Exception:
+                pass
+
+    def run(self, sub, pub):
+        poller = zmq.Poller()
+        poller.register(sub, zmq.POLLIN)
+        while True:
+            try:
+                self.spawn()
+            except Exception as e:
+                log('cannot start the terminal shell: %s' % e)
+                time.sleep(2)
+                continue
+            master = self.master
+            poller.register(master, zmq.POLLIN)
+            ended = False
+            while not ended:
+                try:
+                    events = dict(poller.poll(500))
+                except zmq.ZMQError as e:
+                    if e.errno == errno.EINTR:
+                        continue
+                    raise
+                if sub in events:
+                    while True:
+                        try:
+                            data = sub.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self.write(data)
+                if master in events:
+                    while True:
+                        try:
+                            data = os.read(master, CHUNK)
+                        except BlockingIOError:
+                            break
+                        except OSError:  # EIO: every slave fd is closed
+                            data = b''
+                        if not data:
+                            ended = True
+                            break
+                        pub.send(data)
+                if not ended and self.proc is not None and self.proc.poll() is not None:
+                    # the shell is gone; a background job may still hold the pty
+                    try:
+                        while True:
+                            data = os.read(master, CHUNK)
+                            if not data:
+                                break
+                            pub.send(data)
+                    except OSError:
+                        pass
+                    ended = True
+            poller.unregister(master)
+            self._close()
+            pub.send(b'Restarting...\r\n')
+            log('terminal shell ended; restarting')
+            time.sleep(0.2)
+
+
+def terminal_thread(sub, pub):
+    while True:
+        try:
+            terminal.run(sub, pub)
+        except Exception:
+            log('terminal failed: %s' % traceback.format_exc())
+            terminal._close()
+            time.sleep(1)
+
+
+terminal = None
+
+
+# --------------------------------------------------------------------------
+
+def main():
+    global terminal
+    try:
+        os.chdir(HOME)
+    except OSError:
+        pass
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    push = ctx.socket(zmq.PUSH)
+    sub = ctx.socket(zmq.SUB)
+    pub = ctx.socket(zmq.PUB)
+    for s in (pull, push, sub, pub):
+        s.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b'')
+    pull.bind('tcp://*:2000')
+    push.bind('tcp://*:2001')
+    sub.bind('tcp://*:2002')
+    pub.bind('tcp://*:2003')
+
+    terminal = Terminal(ctx)
+    try:
+        fd_capture.install()
+        threading.Thread(target=fd_capture.run, name='fd-capture', daemon=True).start()
+    except Exception as e:
+        log('cannot capture fds 1 and 2: %s' % e)
+
+    sys.stdout = OutStream('stdout')
+    sys.stderr = OutStream('stderr')
+    sys.stdin = InStream()
+    builtins.input = user_input
+    getpass.getpass = user_getpass
+    signal.signal(signal.SIGINT, sigint_handler)
+
+    for target, args, name in ((output_thread, (push,), 'output'), (input_thread, (pull,), 'input'),
+                               (terminal_thread, (sub, pub), 'terminal')):
+        threading.Thread(target=target, args=args, name=name, daemon=True).start()
+    log('ready (uid %d, pid %d)' % (os.getuid(), os.getpid()))
+    while True:
+        try:
+            executor()
+        except BaseException:
+            log('executor failed: %s' % traceback.format_exc())
+            time.sleep(0.1)
+
+
+if __name__ == '__main__':
+    main()

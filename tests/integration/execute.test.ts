@@ -1,0 +1,125 @@
+/**
+ * execute through the agent's relay to the real kernel runner: every mode,
+ * api versions 1 and 2, continued runs, input, batch builds, interrupt, exec
+ * timeout, big output and completions.
+ */
+import { expect } from 'chai';
+import { RemoteError } from '../../src/errors.js';
+import type { AgentClient } from '../../src/rpc/client.js';
+import { methods, type RunResult } from '../../src/rpc/methods.js';
+import { requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import { sink } from '../helpers/sink.js';
+
+const config = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 512 }, mounts: [], environ: {} };
+
+/** Runs code in query mode and drives `continue` until the run finishes; returns every reply. */
+async function runToEnd(client: AgentClient, id: string, code: string, api = 2, flush?: number): Promise<RunResult[]> {
+  const replies: RunResult[] = [];
+  let r = await client.callWithTimeout(30_000, methods.execute, api, id, null, 'query', code, {}, ...(flush === undefined ? [] : [flush]) as []);
+  replies.push(r);
+  while (r.status === 'continued' || r.status === 'build-finished') {
+    r = await client.callWithTimeout(30_000, methods.execute, api, id, r.runId, 'continue', '', {});
+    replies.push(r);
+  }
+  return replies;
+}
+
+const consoleText = (replies: RunResult[], stream: string) =>
+  replies.flatMap((r) => (r.console ?? []).filter((e) => e[0] === stream).map((e) => e[1] as string)).join('');
+
+async function kernel(overrides: Parameters<typeof startAgent>[1] = undefined) {
+  const t = await startAgent({}, overrides);
+  const id = uniqueName('k');
+  await t.client.callWithTimeout(60_000, methods.create_kernel, id, config);
+  // The runner binds its ports a moment after the container starts; ZeroMQ holds the request until then.
+  expect(consoleText(await runToEnd(t.client, id, '%ping'), 'stdout')).to.equal('pong!\n');
+  return { ...t, id };
+}
+
+describe('execute through the relay', function () {
+  this.timeout(60_000);
+  before(requireEtcd);
+
+  it('runs query code with api 2 and api 1 shapes, keeps state, and reports exceptions', async () => {
+    const { client, id } = await kernel();
+    const two = await runToEnd(client, id, 'print(1+1)');
+    expect(two.at(-1)).to.include({ status: 'finished', exitCode: 0 });
+    expect(two.flatMap((r) => r.console)).to.deep.equal([['stdout', '2\n']]);
+    const one = await runToEnd(client, id, 'x = 41\nprint(x+1)', 1);
+    expect(one.map((r) => r.stdout).join('')).to.equal('42\n');
+    expect(one.at(-1)).to.include({ status: 'finished' });
+    expect(consoleText(await runToEnd(client, id, 'print(x)'), 'stdout')).to.equal('41\n');
+    const err = await runToEnd(client, id, '1/0');
+    expect(consoleText(err, 'stderr')).to.match(/Traceback[\s\S]*ZeroDivisionError/);
+    expect(err.at(-1)!.exitCode).to.not.equal(0);
+  });
+
+  it('returns continued after the flush timeout and the rest through continue, nothing lost or doubled', async () => {
+    const { client, id } = await kernel();
+    const replies = await runToEnd(client, id, 'import time\nfor i in range(8):\n    print(i)\n    time.sleep(0.25)', 2, 0.5);
+    expect(replies[0]!.status).to.equal('continued');
+    expect(replies.at(-1)!.status).to.equal('finished');
+    expect(consoleText(replies, 'stdout')).to.equal('0\n1\n2\n3\n4\n5\n6\n7\n');
+  });
+
+  it('asks for input and resumes with it', async () => {
+    const { client, id } = await kernel();
+    let r = await client.call(methods.execute, 2, id, null, 'query', 'name = input("who? ")\nprint("hi " + name)', {});
+    while (r.status === 'continued') r = await client.call(methods.execute, 2, id, r.runId, 'continue', '', {});
+    expect(r.status).to.equal('waiting-input');
+    expect(r.options).to.deep.include({ is_password: false });
+    const rest = [await client.call(methods.execute, 2, id, r.runId, 'input', 'bob', {})];
+    while (rest.at(-1)!.status === 'continued') rest.push(await client.call(methods.execute, 2, id, r.runId, 'continue', '', {}));
+    expect(consoleText(rest, 'stdout')).to.contain('hi bob');
+  });
+
+  it('runs batch mode: a failing build skips exec with 127, a good one runs it', async () => {
+    const { client, id } = await kernel();
+    const bad = [await client.call(methods.execute, 2, id, 'b1', 'batch', '', { build: 'exit 3', exec: 'echo never' })];
+    while (bad.at(-1)!.status !== 'finished') bad.push(await client.call(methods.execute, 2, id, 'b1', 'continue', '', {}));
+    expect(bad.map((r) => r.status)).to.include('build-finished');
+    expect(bad.at(-1)!.exitCode).to.equal(127);
+    expect(consoleText(bad, 'stdout')).to.not.contain('never');
+    const good = [await client.call(methods.execute, 2, id, 'b2', 'batch', '', { build: 'echo built', exec: 'echo ran' })];
+    while (good.at(-1)!.status !== 'finished') good.push(await client.call(methods.execute, 2, id, 'b2', 'continue', '', {}));
+    expect(good.at(-1)!.exitCode).to.equal(0);
+    expect(consoleText(good, 'stdout')).to.equal('built\nran\n');
+  });
+
+  it('interrupts a busy loop, and completes names', async () => {
+    const { client, id } = await kernel();
+    const r = await client.call(methods.execute, 2, id, null, 'query', 'while True: pass', {}, 0.3);
+    expect(r.status).to.equal('continued');
+    await client.call(methods.interrupt_kernel, id);
+    let end = await client.call(methods.execute, 2, id, r.runId, 'continue', '', {});
+    while (end.status === 'continued') end = await client.call(methods.execute, 2, id, r.runId, 'continue', '', {});
+    expect(end.status).to.equal('finished');
+    expect(end.exitCode).to.not.equal(0);
+    const gone = await client.call(methods.execute, 2, id, r.runId, 'continue', '', {}).catch((e: unknown) => e);
+    expect(gone instanceof RemoteError && gone.remoteType).to.equal('agent.RunNotFound');
+    const c = await client.call(methods.get_completions, id, 'pri', {});
+    expect(c.completions.some((x) => x.startsWith('print'))).to.equal(true);
+    expect(await client.callRaw('get_completions', [id, 'query', 'pri', {}])).to.deep.equal(c); // the 2018 form
+  });
+
+  it('truncates a 20 MiB record instead of failing', async () => {
+    const { client, id } = await kernel();
+    const replies = await runToEnd(client, id, 'import sys\nsys.stdout.write("x" * (20 * 1024 * 1024))\nsys.stdout.flush()\nprint()\nprint("after")');
+    const out = consoleText(replies, 'stdout');
+    expect(out).to.contain('after');
+    expect(out.length).to.be.below(21 * 1024 * 1024);
+    expect(replies.at(-1)!.status).to.equal('finished');
+  });
+
+  it('destroys the kernel with exec-timeout when a run takes too long', async () => {
+    const s = await sink();
+    const { client, id } = await kernel(async (ns) => {
+      await ns.put('nodes/manager/event_addr').value(s.addr);
+      await ns.put('config/agent/exec_timeout').value('2');
+    });
+    const replies = await runToEnd(client, id, 'import time\ntime.sleep(30)', 2, 1);
+    expect(replies.at(-1)!.status).to.equal('exec-timeout');
+    const term = await s.next('kernel_terminated', 0, 10_000);
+    expect(term.args.slice(0, 2)).to.deep.equal([id, 'exec-timeout']);
+  });
+});
