@@ -18,6 +18,7 @@ import { parseKernelConfig, type KernelSpec } from './spec.js';
 import type { CgroupStats } from './stats.js';
 import { ScratchFiles, type FileLimits } from './files.js';
 import { KernelRelay } from '../relay/kernel-relay.js';
+import { TerminalRelay } from '../relay/terminal.js';
 
 /** A kernel the agent holds. */
 export interface KernelRecord {
@@ -57,6 +58,7 @@ export class KernelService {
   private readonly creating = new Map<string, Promise<KernelInfo>>();
   private readonly destroying = new Map<string, Promise<KernelStats | null>>();
   private readonly relays = new Map<string, KernelRelay>();
+  private readonly terminals = new Map<string, TerminalRelay>();
   private readonly pendingReports: Array<[string, string, KernelStats | null]> = [];
   readonly createSlots: Semaphore;
   readonly cores: CpuAllocator;
@@ -287,9 +289,26 @@ export class KernelService {
     return relay;
   }
 
+  /** The relay to a kernel's terminal, opened on first use; counts as use. */
+  async terminal(id: string): Promise<TerminalRelay> {
+    const rec = await this.ready(id);
+    let t = this.terminals.get(id);
+    if (!t) {
+      // Docker's proxy accepts connections before the runner listens, and a PUB drops what it sends meanwhile.
+      await (await this.relay(id)).ping();
+      t = this.terminals.get(id);
+      if (t) return t;
+      t = new TerminalRelay(this.deps.kernelHost, rec.ports[2]!, rec.ports[3]!, this.deps.log.child({ kernelId: id, component: 'terminal' }));
+      this.terminals.set(id, t);
+    }
+    return t;
+  }
+
   private closeRelay(id: string): void {
     this.relays.get(id)?.close();
     this.relays.delete(id);
+    this.terminals.get(id)?.close();
+    this.terminals.delete(id);
   }
 
   /** The record of a kernel once no restart is in progress; counts as use. */

@@ -157,6 +157,24 @@ export const methods = {
     params: [kernelIdParam, p.str('path', { maxLength: 4096 })],
     returns: '{files (JSON), errors, abspath}',
   }),
+  terminal_write: define<[Param<string>, Param<Buffer>], null>({
+    name: 'terminal_write',
+    summary: "Writes bytes to the kernel's terminal (beyond the 2018 set: for clients that cannot reach kernel ports).",
+    params: [kernelIdParam, p.bytes('data', { maxLength: MiB })],
+    returns: 'nil',
+  }),
+  terminal_read: define<[Param<string>, Param<number>, OptionalParam<number>], { data: Buffer; cursor: number; dropped: number }>({
+    name: 'terminal_read',
+    summary: "Returns the terminal's output after a byte cursor, waiting up to `timeout` seconds for some (beyond).",
+    params: [kernelIdParam, p.int('cursor', { min: 0 }), p.optional(p.float('timeout', { min: 0, max: 30 }))],
+    returns: '{data: bytes, cursor: int (read from here next), dropped: int (bytes lost to the scrollback bound)}',
+  }),
+  terminal_resize: define<[Param<string>, Param<number>, Param<number>], null>({
+    name: 'terminal_resize',
+    summary: "Sets the terminal's window size (beyond).",
+    params: [kernelIdParam, p.int('rows', { min: 1, max: 1000 }), p.int('cols', { min: 1, max: 1000 })],
+    returns: 'nil',
+  }),
   reset: define<[], null>({
     name: 'reset',
     summary: 'Destroys every kernel of this agent with reason agent-reset.',

@@ -1,0 +1,96 @@
+/**
+ * TerminalRelay carries a kernel's terminal for clients that cannot reach the
+ * kernel's ports: a PUB to its port 2002 (input bytes) and a SUB on 2003
+ * (output bytes), opened on first use. Output is kept in a bounded scrollback
+ * addressed by a byte cursor, so a client reads "everything since cursor N"
+ * with a long poll and learns how much it missed if it fell behind.
+ */
+import * as zmq from 'zeromq';
+import { SendQueue } from '../wire/send-queue.js';
+import type { Logger } from '../log.js';
+import { errorMessage } from '../errors.js';
+
+/** What a read returns: the bytes after the cursor, the cursor to read from next, and bytes lost to the scrollback bound. */
+export interface TerminalChunk {
+  data: Buffer;
+  cursor: number;
+  dropped: number;
+}
+
+export class TerminalRelay {
+  private readonly pub = new zmq.Publisher({ linger: 0 });
+  private readonly sub = new zmq.Subscriber({ linger: 0 });
+  private readonly queue: SendQueue;
+  private readonly ready: Promise<void>;
+  /** Scrollback: `chunks` hold the bytes from offset `start` to `end`. */
+  private chunks: Buffer[] = [];
+  private start = 0;
+  private end = 0;
+  private waiters: Array<() => void> = [];
+
+  constructor(
+    host: string,
+    stdinPort: number,
+    stdoutPort: number,
+    private readonly log: Logger,
+    private readonly scrollbackBytes = 1024 * 1024,
+  ) {
+    const h = host.includes(':') ? `[${host}]` : host;
+    // PUB drops what it sends before the connection is up: writes wait for it (3 s at most).
+    this.ready = new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 3000);
+      this.pub.events.on('connect', () => {
+        clearTimeout(t);
+        setTimeout(resolve, 50); // let the runner's SUB finish its handshake
+      });
+    });
+    this.pub.connect(`tcp://${h}:${stdinPort}`);
+    this.sub.connect(`tcp://${h}:${stdoutPort}`);
+    this.sub.subscribe();
+    this.queue = new SendQueue(this.pub, (err) => log.warn('terminal input not delivered', { error: errorMessage(err) }));
+    void this.readLoop();
+  }
+
+  /** Sends input bytes to the terminal. */
+  async write(data: Buffer): Promise<void> {
+    await this.ready;
+    this.queue.push([data]);
+  }
+
+  /** Output after `cursor`; waits up to `timeoutMs` when there is none yet. */
+  async read(cursor: number, timeoutMs: number): Promise<TerminalChunk> {
+    if (cursor >= this.end && timeoutMs > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, timeoutMs);
+        function done() {
+          clearTimeout(t);
+          resolve();
+        }
+        this.waiters.push(done);
+      });
+    }
+    const from = Math.max(Math.min(cursor, this.end), this.start);
+    const all = Buffer.concat(this.chunks);
+    return { data: all.subarray(from - this.start), cursor: this.end, dropped: Math.max(0, this.start - cursor) };
+  }
+
+  close(): void {
+    for (const w of this.waiters.splice(0)) w();
+    this.pub.close();
+    this.sub.close();
+  }
+
+  private async readLoop(): Promise<void> {
+    try {
+      for await (const [data] of this.sub) {
+        if (!data || data.length === 0) continue;
+        this.chunks.push(data);
+        this.end += data.length;
+        while (this.end - this.start > this.scrollbackBytes && this.chunks.length > 1) this.start += this.chunks.shift()!.length;
+        for (const w of this.waiters.splice(0)) w();
+      }
+    } catch {
+      this.log.debug('terminal relay closed');
+    }
+  }
+}
