@@ -97,3 +97,29 @@ export async function prepareScratch(dir: string, environ: Record<string, string
   await fs.writeFile(path.join(dir, '.config', 'environ.txt'), lines, { mode: 0o644 });
   for (const p of [dir, path.join(dir, '.config'), path.join(dir, '.config', 'environ.txt')]) await fs.chown(p, uid, uid);
 }
+
+/**
+ * Files under `<home>/.output` whose mtime is at or after `sinceMs`, as
+ * `{name (relative to .output), size}`; symlinks are not followed, and the
+ * walk stops after `limit` entries so a kernel cannot stall a reply.
+ */
+export async function changedOutputFiles(home: string, sinceMs: number, limit = 1000): Promise<Array<{ name: string; size: number }>> {
+  const root = path.join(home, '.output');
+  const out: Array<{ name: string; size: number }> = [];
+  const stack = [''];
+  let seen = 0;
+  while (stack.length && seen < limit) {
+    const rel = stack.pop()!;
+    const entries = await fs.readdir(path.join(root, rel), { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      if (++seen > limit) break;
+      const name = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) stack.push(name);
+      else if (e.isFile()) {
+        const st = await fs.lstat(path.join(root, name)).catch(() => null);
+        if (st && st.mtimeMs >= sinceMs - 5) out.push({ name, size: st.size }); // 5 ms: file system timestamp granularity
+      }
+    }
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}

@@ -12,7 +12,7 @@ import { AgentError, DockerError, errorMessage, KernelCreationError, KernelNotFo
 import { KERNEL_PORTS, type DockerEngine } from '../adapters/docker.js';
 import type { KernelInfo, KernelStats } from '../rpc/methods.js';
 import { CoresExhausted, CpuAllocator } from './allocator.js';
-import { containerRequest, imageTraits, LABELS, parseCoreList, prepareScratch, type ImageTraits } from './launch.js';
+import { changedOutputFiles, containerRequest, imageTraits, LABELS, parseCoreList, prepareScratch, type ImageTraits } from './launch.js';
 import { Semaphore } from './semaphore.js';
 import { parseKernelConfig, type KernelSpec } from './spec.js';
 import type { CgroupStats } from './stats.js';
@@ -280,6 +280,7 @@ export class KernelService {
         replOutPort: rec.ports[1]!,
         log,
         execTimeoutSec: this.deps.settings().execTimeoutSec || rec.traits.execTimeoutSec,
+        outputFiles: (since) => changedOutputFiles(rec.scratchDir, since),
         onExecTimeout: () => {
           this.destroy(id, 'exec-timeout').catch((err: unknown) => log.error('destroying a timed-out kernel failed', { error: errorMessage(err) }));
         },

@@ -22,6 +22,8 @@ interface Run {
   /** Statuses that arrived and were not yet returned, oldest first. */
   statuses: Array<{ status: Status; exitCode: number | null; options: Record<string, unknown> | null }>;
   done: boolean;
+  /** When the runner started this run (it became the oldest unfinished one). */
+  startedAt: number;
   wake: (() => void) | null;
   timer: NodeJS.Timeout | null;
 }
@@ -46,6 +48,8 @@ export interface KernelRelayOptions {
   execTimeoutSec: number;
   /** Called once when a run exceeds the exec timeout; the kernel is then destroyed. */
   onExecTimeout(): void;
+  /** Files under /home/work/.output created or changed since a time (ms), for finished runs. */
+  outputFiles(sinceMs: number): Promise<Array<{ name: string; size: number }>>;
 }
 
 export class KernelRelay {
@@ -74,10 +78,10 @@ export class KernelRelay {
     } else {
       const id = req.runId ?? randomUUID();
       if (this.runs.has(id)) throw new ParametersError(`run ${id} is still going; call again with mode continue`);
-      run = { id, output: new RunOutput(), statuses: [], done: false, wake: null, timer: null };
+      run = { id, output: new RunOutput(), statuses: [], done: false, wake: null, timer: null, startedAt: 0 };
       this.runs.set(id, run);
       this.order.push(run);
-      if (this.order.length === 1) this.armTimeout(run);
+      if (this.order.length === 1) this.begin(run);
       if (req.mode === 'query') this.send('code', req.code);
       else this.sendBatch(run, req.opts);
     }
@@ -153,7 +157,8 @@ export class KernelRelay {
     }
     const next = run.statuses.shift() ?? { status: 'continued' as Status, exitCode: null, options: null };
     if (run.done && run.statuses.length === 0) this.runs.delete(run.id);
-    return { runId: run.id, status: next.status, exitCode: next.exitCode, options: next.options, files: [], ...run.output.take(apiVersion) };
+    const files = next.status === 'finished' ? await this.o.outputFiles(run.startedAt).catch(() => []) : [];
+    return { runId: run.id, status: next.status, exitCode: next.exitCode, options: next.options, files, ...run.output.take(apiVersion) };
   }
 
   private current(): Run | undefined {
@@ -214,7 +219,7 @@ export class KernelRelay {
     if (run.timer) clearTimeout(run.timer);
     const i = this.order.indexOf(run);
     if (i >= 0) this.order.splice(i, 1);
-    if (i === 0 && this.order[0]) this.armTimeout(this.order[0]);
+    if (i === 0 && this.order[0]) this.begin(this.order[0]);
   }
 
   private settle(run: Run, s: Run['statuses'][number]): void {
@@ -222,7 +227,9 @@ export class KernelRelay {
     run.wake?.();
   }
 
-  private armTimeout(run: Run): void {
+  /** The run is now the one the runner works on: its clock starts. */
+  private begin(run: Run): void {
+    run.startedAt = Date.now();
     if (this.o.execTimeoutSec <= 0) return;
     run.timer = setTimeout(() => {
       this.o.log.warn('a run exceeded the exec timeout; destroying the kernel', { runId: run.id, timeoutSec: this.o.execTimeoutSec });

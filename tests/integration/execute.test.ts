@@ -54,6 +54,15 @@ describe('execute through the relay', function () {
     expect(err.at(-1)!.exitCode).to.not.equal(0);
   });
 
+  it('lists the files a finished run wrote under .output', async () => {
+    const { client, id } = await kernel();
+    const wrote = await runToEnd(client, id, 'import os\nos.makedirs("/home/work/.output/sub", exist_ok=True)\nopen("/home/work/.output/a.txt", "w").write("12345")\nopen("/home/work/.output/sub/b.bin", "wb").write(b"x")');
+    expect(wrote.at(-1)!.files).to.deep.equal([{ name: 'a.txt', size: 5 }, { name: 'sub/b.bin', size: 1 }]);
+    await new Promise((r) => setTimeout(r, 20));
+    const untouched = await runToEnd(client, id, 'print("no files")');
+    expect(untouched.at(-1)!.files).to.deep.equal([]);
+  });
+
   it('returns continued after the flush timeout and the rest through continue, nothing lost or doubled', async () => {
     const { client, id } = await kernel();
     const replies = await runToEnd(client, id, 'import time\nfor i in range(8):\n    print(i)\n    time.sleep(0.25)', 2, 0.5);
