@@ -111,6 +111,12 @@ describe('execute through the relay', function () {
     expect(await client.callRaw('get_completions', [id, 'query', 'pri', {}])).to.deep.equal(c); // the 2018 form
   });
 
+  it('keeps a multi-byte character whole when the kernel writes it in two pieces', async () => {
+    const { client, id } = await kernel();
+    const replies = await runToEnd(client, id, 'import os, time\nos.write(1, b"\\xe2")\ntime.sleep(0.3)\nos.write(1, b"\\x98\\x83\\n")');
+    expect(consoleText(replies, 'stdout')).to.equal('\u2603\n');
+  });
+
   it('truncates a 20 MiB record instead of failing', async () => {
     const { client, id } = await kernel();
     const replies = await runToEnd(client, id, 'import sys\nsys.stdout.write("x" * (20 * 1024 * 1024))\nsys.stdout.flush()\nprint()\nprint("after")');
