@@ -266,9 +266,7 @@ export class Agent {
       }),
       implement(methods.terminal_read, async (id, cursor, timeout) => (await kernels.terminal(id)).read(cursor, (timeout ?? 0) * 1000)),
       implement(methods.terminal_resize, async (id, rows, cols) => {
-        const relay = await kernels.relay(id);
-        let r = await relay.execute({ apiVersion: 2, runId: null, mode: 'query', code: `%resize ${rows} ${cols}`, opts: {}, flushTimeoutMs: 5000 });
-        while (r.status === 'continued') r = await relay.execute({ apiVersion: 2, runId: r.runId, mode: 'continue', code: '', opts: {}, flushTimeoutMs: 5000 });
+        await (await kernels.relay(id)).runToEnd(`%resize ${rows} ${cols}`);
         return null;
       }),
       implement(methods.get_completions, async (id, text, opts) => ({

@@ -88,14 +88,20 @@ export class KernelRelay {
     return this.collect(run, req.apiVersion, req.flushTimeoutMs);
   }
 
-  /** Resolves once the runner answers a `%ping` run (it binds its ports a moment after the container starts). */
-  async ping(timeoutMs = 30_000): Promise<void> {
+  /** Runs query-mode code to its end (driving `continue`) and returns the last result; for the agent's own commands. */
+  async runToEnd(code: string, timeoutMs = 30_000): Promise<RunResult> {
     const deadline = Date.now() + timeoutMs;
-    let r = await this.execute({ apiVersion: 2, runId: null, mode: 'query', code: '%ping', opts: {}, flushTimeoutMs: 1000 });
+    let r = await this.execute({ apiVersion: 2, runId: null, mode: 'query', code, opts: {}, flushTimeoutMs: 1000 });
     while (r.status === 'continued') {
-      if (Date.now() > deadline) throw new KernelUnresponsiveError(`the kernel runner did not answer within ${timeoutMs / 1000} s`);
+      if (Date.now() > deadline) throw new KernelUnresponsiveError(`the kernel runner did not finish ${JSON.stringify(code)} within ${timeoutMs / 1000} s`);
       r = await this.execute({ apiVersion: 2, runId: r.runId, mode: 'continue', code: '', opts: {}, flushTimeoutMs: 1000 });
     }
+    return r;
+  }
+
+  /** Resolves once the runner answers `%ping` (it binds its ports a moment after the container starts). */
+  async ping(): Promise<void> {
+    await this.runToEnd('%ping');
   }
 
   /** interrupt_kernel: SIGINT (KeyboardInterrupt) to what the runner is running. */
