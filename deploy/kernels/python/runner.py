@@ -22,8 +22,6 @@ Only the standard library, pyzmq and msgpack.
 
 import builtins
 import collections
-import errno
-import fcntl
 import getpass
 import io
 import json
@@ -33,10 +31,8 @@ import re
 import rlcompleter
 import selectors
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import threading
 import time
 import traceback
@@ -44,202 +40,11 @@ import traceback
 import msgpack
 import zmq
 
-HOME = '/home/work'
-CHUNK = 64 * 1024          # max bytes of one stdout/stderr/terminal record
-BATCH_DELAY = 0.03         # partial output is flushed after this many seconds
+from common import CHUNK, HOME, log
+from output import OutStream, capture, fd_capture, output_thread, send, send_json
+from terminal import Terminal, terminal_thread
+
 EXEC_AFTER_BUILD_WAIT = 0.5  # how long to wait for the exec following a build
-
-_log_lock = threading.Lock()
-
-
-_log_fd = 2  # the container's stderr (a dup of it once fd 2 is captured)
-
-
-def log(*args):
-    msg = 'runner: %s\n' % ' '.join(str(a) for a in args)
-    with _log_lock:
-        try:
-            os.write(_log_fd, msg.encode('utf-8', 'replace'))
-        except Exception:
-            pass
-
-
-# --------------------------------------------------------------------------
-# output records
-
-out_q = queue.Queue()
-
-
-def send(rtype, payload=b''):
-    if isinstance(payload, str):
-        payload = payload.encode('utf-8')
-    out_q.put((rtype.encode('ascii'), payload))
-
-
-def send_json(rtype, obj):
-    send(rtype, json.dumps(obj))
-
-
-class Capture:
-    """Batches stdout/stderr text into records, keeping their relative order:
-    a write to the other stream first flushes the pending one."""
-
-    def __init__(self):
-        self.lock = threading.RLock()
-        self.kind = None
-        self.parts = []
-        self.size = 0
-        self.since = 0.0
-
-    def write(self, kind, data):
-        if not data:
-            return
-        with self.lock:
-            if self.kind is not None and self.kind != kind:
-                self._flush()
-            if not self.parts:
-                self.since = time.monotonic()
-            self.kind = kind
-            self.parts.append(data)
-            self.size += len(data)
-            if self.size >= CHUNK:
-                self._flush()
-
-    def flush(self):
-        with self.lock:
-            self._flush()
-
-    def flush_if_old(self, age):
-        with self.lock:
-            if self.parts and time.monotonic() - self.since >= age:
-                self._flush()
-
-    def _flush(self):
-        if self.parts:
-            data = b''.join(self.parts)
-            for i in range(0, len(data), CHUNK):
-                out_q.put((self.kind.encode('ascii'), data[i:i + CHUNK]))
-        self.kind = None
-        self.parts = []
-        self.size = 0
-
-
-capture = Capture()
-
-
-class OutStream(io.TextIOBase):
-    """The sys.stdout / sys.stderr of user code."""
-
-    def __init__(self, kind):
-        super().__init__()
-        self.kind = kind
-        self.buffer = _RawOut(kind)
-
-    @property
-    def encoding(self):
-        return 'utf-8'
-
-    @property
-    def errors(self):
-        return 'replace'
-
-    @property
-    def name(self):
-        return '<%s>' % self.kind
-
-    def writable(self):
-        return True
-
-    def isatty(self):
-        return False
-
-    def write(self, s):
-        if not isinstance(s, str):
-            raise TypeError('write() argument must be str, not %s' % type(s).__name__)
-        capture.write(self.kind, s.encode('utf-8', 'replace'))
-        return len(s)
-
-    def flush(self):
-        capture.flush()
-
-
-class _RawOut(io.RawIOBase):
-    def __init__(self, kind):
-        super().__init__()
-        self.kind = kind
-
-    def writable(self):
-        return True
-
-    def write(self, b):
-        b = bytes(b)
-        capture.write(self.kind, b)
-        return len(b)
-
-    def flush(self):
-        capture.flush()
-
-
-class FdCapture:
-    """Output written to fds 1 and 2 directly (os.system, C extensions) goes
-    to pipes read here and becomes stdout/stderr records too."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.pipes = {}  # read fd -> kind
-
-    def install(self):
-        global _log_fd
-        _log_fd = os.dup(2)
-        for fd, kind in ((1, 'stdout'), (2, 'stderr')):
-            r, w = os.pipe()
-            os.dup2(w, fd)
-            os.close(w)
-            os.set_blocking(r, False)
-            self.pipes[r] = kind
-
-    def drain(self):
-        with self.lock:
-            for r, kind in self.pipes.items():
-                while True:
-                    try:
-                        data = os.read(r, CHUNK)
-                    except BlockingIOError:
-                        break
-                    except OSError:
-                        break
-                    if not data:
-                        break
-                    capture.write(kind, data)
-
-    def run(self):
-        sel = selectors.DefaultSelector()
-        for r in self.pipes:
-            sel.register(r, selectors.EVENT_READ)
-        while True:
-            try:
-                sel.select()
-                self.drain()
-            except Exception as e:
-                log('fd capture failed: %s' % e)
-                time.sleep(0.1)
-
-
-fd_capture = FdCapture()
-
-
-def output_thread(sock):
-    while True:
-        try:
-            item = out_q.get(timeout=BATCH_DELAY / 2)
-        except queue.Empty:
-            capture.flush_if_old(BATCH_DELAY)
-            continue
-        try:
-            sock.send_multipart(item, copy=True)
-        except Exception as e:
-            log('cannot send a %r record: %s' % (item[0], e))
-
 
 # --------------------------------------------------------------------------
 # state shared between the threads
@@ -590,161 +395,6 @@ def input_thread(sock):
             log('bad record: %s' % traceback.format_exc())
 
 
-# --------------------------------------------------------------------------
-# the terminal
-
-class Terminal:
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.lock = threading.Lock()
-        self.master = None
-        self.proc = None
-        self.size = (24, 80)
-
-    def _setsize(self, fd):
-        rows, cols = self.size
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', rows, cols, 0, 0))
-
-    def spawn(self):
-        master, slave = os.openpty()
-        try:
-            self._setsize(slave)
-        except OSError:
-            pass
-        env = dict(os.environ)
-        env.setdefault('TERM', 'xterm-256color')
-        env['TERM'] = env.get('TERM') or 'xterm-256color'
-        env.pop('RUNNER', None)
-        cwd = HOME if os.path.isdir(HOME) else '/'
-        # setsid --ctty: a new session with the pty as controlling terminal
-        proc = subprocess.Popen(['setsid', '--ctty', '/bin/bash', '-i'], stdin=slave, stdout=slave,
-                                stderr=slave, cwd=cwd, env=env, close_fds=True)
-        os.close(slave)
-        os.set_blocking(master, False)
-        with self.lock:
-            self.master, self.proc = master, proc
-
-    def resize(self, rows, cols):
-        with self.lock:
-            self.size = (rows, cols)
-            master, proc = self.master, self.proc
-            if master is None:
-                return
-            try:
-                self._setsize(master)
-            except OSError as e:
-                log('resize failed: %s' % e)
-            if proc is not None and proc.poll() is None:
-                try:
-                    os.kill(proc.pid, signal.SIGWINCH)
-                except OSError:
-                    pass
-
-    def write(self, data):
-        with self.lock:
-            master = self.master
-        if master is None:
-            return
-        view = memoryview(data)
-        deadline = time.monotonic() + 2
-        while view:
-            try:
-                n = os.write(master, view)
-                view = view[n:]
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    log('terminal input dropped (pty full)')
-                    return
-                time.sleep(0.01)
-            except OSError:
-                return
-
-    def _close(self):
-        with self.lock:
-            master, proc = self.master, self.proc
-            self.master, self.proc = None, None
-        if master is not None:
-            try:
-                os.close(master)
-            except OSError:
-                pass
-        if proc is not None:
-            try:
-                proc.kill()
-            except OSError:
-                pass
-            try:
-                proc.wait(timeout=1)
-            except Exception:
-                pass
-
-    def run(self, sub, pub):
-        poller = zmq.Poller()
-        poller.register(sub, zmq.POLLIN)
-        while True:
-            try:
-                self.spawn()
-            except Exception as e:
-                log('cannot start the terminal shell: %s' % e)
-                time.sleep(2)
-                continue
-            master = self.master
-            poller.register(master, zmq.POLLIN)
-            ended = False
-            while not ended:
-                try:
-                    events = dict(poller.poll(500))
-                except zmq.ZMQError as e:
-                    if e.errno == errno.EINTR:
-                        continue
-                    raise
-                if sub in events:
-                    while True:
-                        try:
-                            data = sub.recv(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        self.write(data)
-                if master in events:
-                    while True:
-                        try:
-                            data = os.read(master, CHUNK)
-                        except BlockingIOError:
-                            break
-                        except OSError:  # EIO: every slave fd is closed
-                            data = b''
-                        if not data:
-                            ended = True
-                            break
-                        pub.send(data)
-                if not ended and self.proc is not None and self.proc.poll() is not None:
-                    # the shell is gone; a background job may still hold the pty
-                    try:
-                        while True:
-                            data = os.read(master, CHUNK)
-                            if not data:
-                                break
-                            pub.send(data)
-                    except OSError:
-                        pass
-                    ended = True
-            poller.unregister(master)
-            self._close()
-            pub.send(b'Restarting...\r\n')
-            log('terminal shell ended; restarting')
-            time.sleep(0.2)
-
-
-def terminal_thread(sub, pub):
-    while True:
-        try:
-            terminal.run(sub, pub)
-        except Exception:
-            log('terminal failed: %s' % traceback.format_exc())
-            terminal._close()
-            time.sleep(1)
-
-
 terminal = None
 
 
@@ -784,7 +434,7 @@ def main():
     signal.signal(signal.SIGINT, sigint_handler)
 
     for target, args, name in ((output_thread, (push,), 'output'), (input_thread, (pull,), 'input'),
-                               (terminal_thread, (sub, pub), 'terminal')):
+                               (terminal_thread, (terminal, sub, pub), 'terminal')):
         threading.Thread(target=target, args=args, name=name, daemon=True).start()
     log('ready (uid %d, pid %d)' % (os.getuid(), os.getpid()))
     while True:
