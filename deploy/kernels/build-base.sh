@@ -111,7 +111,8 @@ sources=(
 )
 
 KEY=$( {
-  printf '%s\n' "${mm_args[@]}" "$SUITE" "${sources[@]}"
+  # The checkout's path is not part of the recipe (kernel_src_hash covers the files).
+  printf '%s\n' "${mm_args[@]//"$KERNEL_SRC"/KERNEL_SRC}" "$SUITE" "${sources[@]}"
   echo "kernel_src=$(kernel_src_hash)"
 } | sha256sum | cut -c1-16)
 TARBALL=$ROOTFS_DIR/rootfs-$SUITE-$VARIANT-$KEY.tar
