@@ -191,25 +191,31 @@ export class KernelService {
     return p;
   }
 
-  private async doDestroy(rec: KernelRecord, reason: string): Promise<KernelStats | null> {
-    const log = this.deps.log.child({ kernelId: rec.id });
-    rec.state = 'destroying';
+  /** Reads the last stats of a kernel's container, then removes the container and closes its relays. */
+  private async retireContainer(rec: KernelRecord): Promise<KernelStats | null> {
     const stats = await this.deps.stats.read({ containerId: rec.containerId, pid: rec.pid, scratchDir: rec.scratchDir }).catch((err: unknown) => {
-      log.warn('could not read the last stats', { error: errorMessage(err) });
+      this.deps.log.warn('could not read the last stats', { kernelId: rec.id, error: errorMessage(err) });
       return null;
     });
+    await this.deps.docker.remove(rec.containerId);
+    this.closeRelay(rec.id);
+    this.deps.stats.forget(rec.containerId);
+    return stats;
+  }
+
+  private async doDestroy(rec: KernelRecord, reason: string): Promise<KernelStats | null> {
+    rec.state = 'destroying';
+    let stats: KernelStats | null;
     try {
-      await this.deps.docker.remove(rec.containerId);
+      stats = await this.retireContainer(rec);
     } catch (err) {
       rec.state = 'running';
       throw err;
     }
-    this.closeRelay(rec.id);
     await fs.rm(rec.scratchDir, { recursive: true, force: true });
     this.cores.release(rec.cpuSet);
-    this.deps.stats.forget(rec.containerId);
     this.kernels.delete(rec.id);
-    log.info('kernel destroyed', { reason });
+    this.deps.log.info('kernel destroyed', { kernelId: rec.id, reason });
     this.deps.emit('kernel_terminated', [rec.id, reason, stats]);
     return stats;
   }
@@ -221,10 +227,7 @@ export class KernelService {
     const spec = parseKernelConfig(config, s.imagePrefix, s.vfolderRoot);
     const work = (async () => {
       rec.state = 'restarting';
-      const stats = await this.deps.stats.read({ containerId: rec.containerId, pid: rec.pid, scratchDir: rec.scratchDir }).catch(() => null);
-      await this.deps.docker.remove(rec.containerId);
-      this.closeRelay(id);
-      this.deps.stats.forget(rec.containerId);
+      const stats = await this.retireContainer(rec);
       this.deps.emit('kernel_terminated', [id, 'restarting', stats]);
       const image = await this.deps.docker.image(spec.image);
       Object.assign(rec, { spec: { ...spec, cpuSet: rec.cpuSet }, traits: imageTraits(image.labels) });
