@@ -223,8 +223,14 @@ export class KernelService {
   /** restart_kernel: a new container on the same scratch home and cores; calls on the kernel wait meanwhile. */
   async restart(id: string, config: Record<string, unknown>): Promise<Omit<KernelInfo, 'id' | 'kernel_host'>> {
     const rec = await this.ready(id);
+    if (rec.busy) {
+      // Another restart got here first: run after it (no await from here until `rec.busy` is set).
+      await rec.busy.catch(() => undefined);
+      return this.restart(id, config);
+    }
     const s = this.deps.settings();
     const spec = parseKernelConfig(config, s.imagePrefix, s.vfolderRoot);
+    const undo: Array<() => Promise<void> | void> = [];
     const work = (async () => {
       rec.state = 'restarting';
       const stats = await this.retireContainer(rec);
@@ -232,7 +238,7 @@ export class KernelService {
       const image = await this.deps.docker.image(spec.image);
       Object.assign(rec, { spec: { ...spec, cpuSet: rec.cpuSet }, traits: imageTraits(image.labels) });
       await prepareScratch(rec.scratchDir, spec.environ, s.kernelUid);
-      await this.launch(rec, [], () => undefined);
+      await this.launch(rec, undo, () => undefined);
       rec.state = 'running';
       this.deps.emit('kernel_started', [id]);
     })();
@@ -240,7 +246,12 @@ export class KernelService {
     try {
       await work;
     } catch (err) {
-      // The kernel has no container now: give back what it holds and tell the manager.
+      // Remove what the restart made, and the old container if removing it was what failed;
+      // then the kernel has no container: give back what it holds and tell the manager.
+      for (const fn of undo.reverse()) await Promise.resolve().then(fn).catch(() => undefined);
+      await this.deps.docker.remove(rec.containerId).catch((e: unknown) =>
+        this.deps.log.error('could not remove the old container of a failed restart', { kernelId: id, error: errorMessage(e) }),
+      );
       this.kernels.delete(id);
       this.cores.release(rec.cpuSet);
       await fs.rm(rec.scratchDir, { recursive: true, force: true });

@@ -171,7 +171,7 @@ describe('kernel lifecycle', function () {
   });
 
   it('restarts a kernel on a new container, keeping its home and cores, while other calls wait', async () => {
-    const { client, agent } = await startAgent();
+    const { client, agent, agentId } = await startAgent();
     const id = uniqueName('k');
     const info = await client.call(methods.create_kernel, id, config());
     await client.call(methods.upload_file, id, 'keep.txt', Buffer.from('kept'));
@@ -189,6 +189,20 @@ describe('kernel lifecycle', function () {
     expect(await fs.readFile(path.join(home, '.config/environ.txt'), 'utf8')).to.equal('B=2\n');
     expect(agent.kernelService!.cores.allocated).to.equal(1);
     expect(await client.call(methods.create_kernel, id, config())).to.deep.include({ container_id: restarted.container_id });
+
+    // two restarts entering in the same tick run one after the other: one container at the end
+    const svc = agent.kernelService!;
+    const [r1, r2] = await Promise.all([svc.restart(id, config()), svc.restart(id, config())]);
+    expect(r1.container_id).to.not.equal(r2.container_id);
+    const left = await containersOf(agentId);
+    expect(left.map((c) => c.Id)).to.deep.equal([r2.container_id]);
+
+    // a restart that fails removes the kernel and gives back everything
+    const failed = await remoteError(client.call(methods.restart_kernel, id, config({ limits: { cpu_slot: 1, mem_slot: 4 } })));
+    expect(failed.remoteType).to.equal('agent.KernelCreationFailed');
+    expect(await containersOf(agentId)).to.have.length(0);
+    expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
+    expect(agent.kernelService!.cores.allocated).to.equal(0);
   });
 
   it('reports a container killed behind its back as self-terminated and cleans up', async () => {
