@@ -17,6 +17,7 @@ import { Agent } from '../../src/agent.js';
 import { validateOptions, type RawOptions } from '../../src/config/options.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { AgentClient } from '../../src/rpc/client.js';
+import { RemoteError } from '../../src/errors.js';
 
 /** The repository root (tests run from dist/tests/...). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -100,13 +101,28 @@ export async function tempScratch(): Promise<string> {
   return dir;
 }
 
-/** After the test, removes every container the agent of this id created (they carry its label, and only they do). */
+/** The containers (running or not) that the agent of this id created: they carry its label, and only they do. */
+export function containersOf(agentId: string): Promise<Docker.ContainerInfo[]> {
+  return new Docker().listContainers({ all: true, filters: { label: [`io.compute-agent.agent=${agentId}`] } });
+}
+
+/** After the test, removes every container the agent of this id created. */
 export function removeContainersOf(agentId: string): void {
   onCleanup(async () => {
     const docker = new Docker();
-    const list = await docker.listContainers({ all: true, filters: { label: [`io.compute-agent.agent=${agentId}`] } });
-    await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    await Promise.all((await containersOf(agentId)).map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
   });
+}
+
+/** The RemoteError a call fails with; fails the test if the call succeeds or fails otherwise. */
+export async function remoteError(p: Promise<unknown>): Promise<RemoteError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof RemoteError) return err;
+    throw err;
+  }
+  throw new Error('the call succeeded but should have failed');
 }
 
 /** What {@link startAgent} returns. */

@@ -8,11 +8,10 @@ import { promises as fs, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import Docker from 'dockerode';
-import { RemoteError } from '../../src/errors.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods, type KernelInfo } from '../../src/rpc/methods.js';
 import {
-  ETCD_ADDR, eventually, freePort, onCleanup, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch,
+  containersOf, ETCD_ADDR, eventually, freePort, onCleanup, remoteError, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch,
   testEtcd, TEST_IMAGE_LANG, uniqueName,
 } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
@@ -25,16 +24,6 @@ const config = (extra: Record<string, unknown> = {}) => ({
   environ: { GREETING: 'hello world', A: '1' },
   ...extra,
 });
-
-async function remoteError(p: Promise<unknown>): Promise<RemoteError> {
-  const err = await p.then(() => null, (e: unknown) => e);
-  if (err instanceof RemoteError) return err;
-  throw new Error(`expected a remote error, got ${String(err)}`);
-}
-
-async function containersOf(agentId: string) {
-  return docker.listContainers({ all: true, filters: { label: [`io.compute-agent.agent=${agentId}`] } });
-}
 
 describe('kernel lifecycle', function () {
   this.timeout(60_000);

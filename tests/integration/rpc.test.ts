@@ -4,24 +4,13 @@
  */
 import { expect } from 'chai';
 import * as zmq from 'zeromq';
-import { RemoteError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { msgpackCodec } from '../../src/wire/codec.js';
 import { RpcRouter } from '../../src/wire/router.js';
 import { encodeRequestHeader } from '../../src/wire/headers.js';
-import { eventually, freePort, onCleanup, requireEtcd, startAgent } from '../helpers/env.js';
-
-async function remoteError(p: Promise<unknown>): Promise<RemoteError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RemoteError) return err;
-    throw err;
-  }
-  throw new Error('the call succeeded but should have failed');
-}
+import { eventually, freePort, onCleanup, remoteError, requireEtcd, startAgent } from '../helpers/env.js';
 
 describe('RPC on a running agent', () => {
   before(requireEtcd);
