@@ -4,10 +4,10 @@
  * the events stream, which reconnects by itself when dockerd restarts. Every
  * dockerode failure becomes one of our errors here (`castDockerError`).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import { DockerError, errorMessage, ImageNotFoundError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { sleep } from './etcd.js';
 
 /** A kernel image as the heartbeat lists it: `name:tag` without the prefix, and the image id. */
 export type KernelImage = [nameTag: string, imageId: string];
@@ -207,7 +207,7 @@ export class DockerEngine {
         down = true;
       }
       if (signal.aborted) return;
-      await sleep(delay, signal).catch(() => undefined);
+      await sleep(delay, undefined, { signal }).catch(() => undefined);
       delay = Math.min(delay * 2, 5000);
     }
   }

@@ -4,6 +4,7 @@
  * It waits for etcd with a bounded backoff, and its watches reconnect by
  * themselves (the etcd3 watch manager resumes from the last revision).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Etcd3, type Namespace, type Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
@@ -13,22 +14,6 @@ export type WatchCallback = (key: string, value: string | null) => void;
 
 /** Closes a watch. */
 export type Unwatch = () => Promise<void>;
-
-/** Sleeps, waking early (with a rejection) when the signal aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 export class EtcdStore {
   private readonly client: Etcd3;
@@ -79,7 +64,7 @@ export class EtcdStore {
           });
         }
       }
-      await sleep(delay, signal);
+      await sleep(delay, undefined, { signal });
       delay = Math.min(delay * 2, 5000);
     }
   }
