@@ -171,17 +171,24 @@ export class DockerEngine {
   /**
    * Calls `onDie` for every `die` event of containers with the label, until
    * the signal aborts; reconnects with a backoff when the stream ends (e.g.
-   * dockerd restarted), logging the outage once.
+   * dockerd restarted), logging the outage once, replays events since the last
+   * one seen, and calls `onReconnect` so the caller can check what it holds.
    */
-  async watchDeaths(label: string, onDie: (containerId: string) => void, log: Logger, signal: AbortSignal): Promise<void> {
+  async watchDeaths(label: string, onDie: (containerId: string) => void, log: Logger, signal: AbortSignal, onReconnect?: () => void): Promise<void> {
     let delay = 250;
     let down = false;
+    let since: number | null = null; // unix seconds of the last event seen, to replay what a reconnect would miss
     while (!signal.aborted) {
       try {
-        const stream = (await this.docker.getEvents({ filters: { type: ['container'], event: ['die'], label: [label] } })) as NodeJS.ReadableStream & { destroy(): void };
-        if (down) log.info('Docker events stream is back');
+        const filters = { type: ['container' as const], event: ['die'], label: [label] };
+        const stream = (await this.docker.getEvents(since === null ? { filters } : { filters, since })) as NodeJS.ReadableStream & { destroy(): void };
+        if (down) {
+          log.info('Docker events stream is back');
+          onReconnect?.(); // deaths while the stream was down may be gone from a restarted dockerd's memory
+        }
         down = false;
         delay = 250;
+        since ??= Math.floor(Date.now() / 1000);
         const onAbort = () => stream.destroy();
         signal.addEventListener('abort', onAbort, { once: true });
         let buffered = '';
@@ -192,8 +199,9 @@ export class DockerEngine {
             const line = buffered.slice(0, nl);
             buffered = buffered.slice(nl + 1);
             try {
-              const ev = JSON.parse(line) as { id?: string; Actor?: { ID?: string } };
+              const ev = JSON.parse(line) as { id?: string; time?: number; Actor?: { ID?: string } };
               const id = ev.Actor?.ID ?? ev.id;
+              if (typeof ev.time === 'number') since = ev.time;
               if (id) onDie(id);
             } catch {
               // not an event line

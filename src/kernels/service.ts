@@ -401,7 +401,9 @@ export class KernelService {
 
   /** Starts the idle reaper and the watch for containers that die by themselves. */
   startBackground(): void {
-    void this.deps.docker.watchDeaths(`${LABELS.agent}=${this.deps.agentId}`, (cid) => this.onDeath(cid), this.deps.log, this.background.signal);
+    void this.deps.docker.watchDeaths(`${LABELS.agent}=${this.deps.agentId}`, (cid) => this.onDeath(cid), this.deps.log, this.background.signal, () => {
+      this.reconcile().catch((err: unknown) => this.deps.log.warn('could not check the kernels after Docker came back', { error: errorMessage(err) }));
+    });
     const tick = () => {
       this.reapIdle();
       const idle = this.deps.settings().idleTimeoutSec;
@@ -414,6 +416,15 @@ export class KernelService {
   close(): void {
     this.background.abort();
     if (this.reaper) clearTimeout(this.reaper);
+  }
+
+  /** Treats every held kernel whose container is gone or stopped as dead (after a Docker outage). */
+  private async reconcile(): Promise<void> {
+    for (const rec of [...this.kernels.values()]) {
+      if (rec.state !== 'running') continue;
+      const state = await this.deps.docker.inspect(rec.containerId);
+      if (!state?.running) this.onDeath(rec.containerId);
+    }
   }
 
   private onDeath(containerId: string): void {
