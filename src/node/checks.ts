@@ -109,7 +109,11 @@ export const CHECKS: Check[] = [
     fix: 'create it and make it writable for the agent',
     async run({ options }) {
       const dir = await checkScratchRoot(options.scratchRoot).catch((err: unknown) => {
-        throw new CheckFailure(errorMessage(err).replace(/: (create|fix).*$/, ''), `mkdir -p ${options.scratchRoot} and make it writable for the agent's user (and not a read-only mount), or point --scratch-root / BACKEND_SCRATCH_ROOT elsewhere`);
+        const msg = errorMessage(err).replace(/: (create|fix).*$/, '');
+        const where = 'or point --scratch-root / BACKEND_SCRATCH_ROOT elsewhere';
+        if (/does not exist/.test(msg)) throw new CheckFailure(msg, `create it (mkdir -p ${options.scratchRoot}) ${where}`);
+        if (/EROFS/.test(msg)) throw new CheckFailure(msg, `it is on a read-only mount: remount it read-write ${where}`);
+        throw new CheckFailure(msg, `give the agent's user write access (chown or chmod ${options.scratchRoot}) ${where}`);
       });
       const st = await fs.statfs(dir);
       return pass(`${dir} (${gib(st.bavail * st.bsize)} free of ${gib(st.blocks * st.bsize)})`);
