@@ -17,6 +17,7 @@ import type { Settings } from './config/settings.js';
 import { EtcdStore } from './adapters/etcd.js';
 import { DockerEngine } from './adapters/docker.js';
 import { detectHostAddress, detectResources } from './node/resources.js';
+import { NodeMonitor } from './node/stats.js';
 import { msgpackCodec } from './wire/codec.js';
 import { RpcRouter, type RouterStats } from './wire/router.js';
 import { Dispatcher, implement, type Binding } from './rpc/dispatcher.js';
@@ -25,7 +26,7 @@ import { EventPublisher, type PublisherStats } from './events/publisher.js';
 import { Heartbeat } from './services/heartbeat.js';
 import { LiveSettings } from './services/live-settings.js';
 import { ManagerLink } from './services/manager-link.js';
-import { Registration } from './services/registration.js';
+import { agentKey, Registration } from './services/registration.js';
 import { KernelService } from './kernels/service.js';
 import { CgroupStats } from './kernels/stats.js';
 import { DEFAULT_FILE_LIMITS } from './kernels/files.js';
@@ -43,6 +44,7 @@ export class Agent {
   private readonly etcd: EtcdStore;
   private readonly docker = new DockerEngine();
   private readonly registration: Registration;
+  private readonly node: NodeMonitor;
   private publisher: EventPublisher | null = null;
   private readonly hostIp: string;
   private settings: LiveSettings;
@@ -62,6 +64,7 @@ export class Agent {
     this.log = log.child({ component: 'agent', agentId: options.agentId });
     this.etcd = new EtcdStore(options.etcdAddr, options.namespace, log.child({ component: 'etcd' }));
     this.registration = new Registration(this.etcd, options.agentId);
+    this.node = new NodeMonitor(options.scratchRoot);
     this.hostIp = options.agentHostOverride ?? detectHostAddress();
     this.settings = new LiveSettings(this.etcd, options.agentId, log.child({ component: 'settings' }), (s) => this.applySettings(s));
   }
@@ -160,6 +163,11 @@ export class Agent {
           identity: () => ({ ip: this.hostIp, region: this.options.region, addr: this.address }),
           resources: detectResources,
           listImages: () => this.docker.kernelImages(this.settings.value.imagePrefix),
+          sample: async () => {
+            const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
+            return { node, kernels: kernelStats };
+          },
+          record: (beat) => this.etcd.put(`${agentKey(this.options.agentId)}/heartbeat`, JSON.stringify(beat)),
         },
         settings.heartbeatIntervalSec * 1000,
       );
@@ -212,7 +220,7 @@ export class Agent {
     const idle = this.router?.idle() ?? Promise.resolve();
     const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), DRAIN_TIMEOUT_MS).unref())]);
     if (timedOut) this.log.warn('some RPC calls were still running after the drain timeout; closing anyway', { timeoutMs: DRAIN_TIMEOUT_MS });
-    this.heartbeat?.stop();
+    await this.heartbeat?.stop();
     this.publisher?.emit('instance_terminated', [reason]);
     await this.release();
     this.transition('stopping', 'stopped');
@@ -220,7 +228,7 @@ export class Agent {
 
   /** Releases everything start() may have taken, in reverse order; never throws. */
   private async release(): Promise<void> {
-    this.heartbeat?.stop();
+    await this.heartbeat?.stop();
     this.kernels?.close();
     await this.settings.stop();
     await this.managerLink?.stop();
@@ -268,6 +276,10 @@ export class Agent {
       implement(methods.terminal_resize, async (id, rows, cols) => {
         await (await kernels.relay(id)).runToEnd(`%resize ${rows} ${cols}`);
         return null;
+      }),
+      implement(methods.get_node_stats, async () => {
+        const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
+        return { time: Date.now() / 1000, node, kernels: kernelStats };
       }),
       implement(methods.get_completions, async (id, text, opts) => ({
         status: 'finished',

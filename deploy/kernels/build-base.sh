@@ -48,7 +48,7 @@ die() { echo "build-base: ERROR: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "run as root (mmdebstrap root mode, docker import)"
 
 if ! docker info >/dev/null 2>&1; then
-  die "docker daemon not reachable; run: bash deploy/dev/up.sh"
+  die "docker daemon not reachable: start dockerd (systemctl start docker; on a dev machine: bash deploy/dev/up.sh)"
 fi
 
 if ! command -v mmdebstrap >/dev/null 2>&1; then

@@ -69,6 +69,11 @@ export class EtcdStore {
     }
   }
 
+  /** The version of the etcd server that answers, e.g. `3.4.23`; one try, bounded by the call deadline. */
+  async serverVersion(): Promise<string> {
+    return (await this.client.maintenance.status()).version;
+  }
+
   /** The value of a key, or null when absent. */
   async get(key: string): Promise<string | null> {
     return this.ns.get(key).string();

@@ -2,16 +2,20 @@
 /**
  * The `agent` command: validates its flags, builds the agent and runs it in
  * the foreground until SIGTERM or SIGINT. This runtime object is the one
- * owner of signal handlers. A bad flag ends the process at once with one line
+ * owner of signal handlers. `agent check` takes the same flags and prints
+ * the preflight checklist instead. A bad flag ends the process at once with one line
  * on stderr and exit code 2; a failed start with one line and exit code 1.
  */
-import yargs from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { Agent } from '../agent.js';
 import { validateOptions, type RawOptions } from '../config/options.js';
 import { SETTINGS } from '../config/settings.js';
 import { AgentError, errorMessage } from '../errors.js';
-import { createLogger, type Logger } from '../log.js';
+import { createLogger, silentLogger, type Logger } from '../log.js';
+import { EtcdStore } from '../adapters/etcd.js';
+import { DockerEngine } from '../adapters/docker.js';
+import { formatChecklist, runChecks, settingsReader } from '../node/checks.js';
 import { describeMethods } from '../rpc/methods.js';
 
 const EXIT_USAGE = 2;
@@ -40,6 +44,21 @@ async function runAgent(raw: RawOptions): Promise<void> {
     if (!(err instanceof AgentError)) log.debug('start failure', { stack: (err as Error).stack });
     die(errorMessage(err), EXIT_FAILED);
   }
+}
+
+/** `agent check`: runs the checklist, prints it, exits 0 when every check passed and 1 otherwise. */
+async function runCheck(raw: RawOptions, json: boolean): Promise<void> {
+  let options;
+  try {
+    options = await validateOptions(raw, { checkScratch: false });
+  } catch (err) {
+    die(errorMessage(err), EXIT_USAGE);
+  }
+  const etcd = new EtcdStore(options.etcdAddr, options.namespace, silentLogger());
+  const results = await runChecks({ options, etcd, docker: new DockerEngine(), settings: settingsReader(etcd, options.agentId) });
+  etcd.close();
+  process.stdout.write((json ? JSON.stringify(results, null, 2) : formatChecklist(results)) + '\n');
+  process.exit(results.every((r) => r.ok) ? 0 : EXIT_FAILED);
 }
 
 function installSignals(agent: Agent, log: Logger): void {
@@ -74,6 +93,41 @@ function settingsEpilogue(): string {
   ].join('\n');
 }
 
+/** The flags of the agent, shared by the daemon and `agent check` (same flags, same BACKEND_* variables). */
+function agentFlags<T>(y: Argv<T>) {
+  return y
+    .option('etcd-addr', { type: 'string', default: '127.0.0.1:2379', describe: 'etcd v3 address, HOST:PORT', group: 'Cluster:' })
+    .option('namespace', { type: 'string', default: 'local', describe: 'etcd namespace: keys live under /sorna/<namespace>/', group: 'Cluster:' })
+    .option('agent-id', { type: 'string', describe: 'id of this agent in etcd and events [default: i-<hostname>]', group: 'Cluster:' })
+    .option('region', { type: 'string', default: 'local', describe: 'region reported in heartbeats', group: 'Cluster:' })
+    .option('agent-port', { type: 'number', default: 6001, describe: 'TCP port of the RPC socket the manager connects to', group: 'Network:' })
+    .option('bind-host', { type: 'string', default: '*', describe: 'address the RPC socket binds (* = all interfaces)', group: 'Network:' })
+    .option('agent-host-override', { type: 'string', describe: 'address the manager should use to reach this agent [default: first non-loopback IPv4]', group: 'Network:' })
+    .option('kernel-host-override', { type: 'string', describe: 'address clients should use to reach kernel ports [default: the agent address]', group: 'Network:' })
+    .option('scratch-root', { type: 'string', default: '/var/cache/scratches', describe: 'directory holding each kernel\'s home; must exist and be writable', group: 'Kernels:' })
+    .option('idle-timeout', { type: 'number', default: 600, describe: 'seconds a kernel may stay unused before it is destroyed (0 = never)', group: 'Kernels:' })
+    .option('log-level', { type: 'string', default: 'info', choices: ['error', 'warn', 'info', 'debug'], describe: 'least severe log level printed', group: 'Logging:' })
+    .option('log-format', { type: 'string', default: 'text', choices: ['text', 'json'], describe: 'text for a terminal, json (one object per line) for log collectors', group: 'Logging:' });
+}
+
+/** The raw options from parsed flags. */
+function rawOptions(argv: RawOptions): RawOptions {
+  return {
+    etcdAddr: argv.etcdAddr,
+    namespace: argv.namespace,
+    agentId: argv.agentId,
+    region: argv.region,
+    agentPort: argv.agentPort,
+    bindHost: argv.bindHost,
+    agentHostOverride: argv.agentHostOverride,
+    kernelHostOverride: argv.kernelHostOverride,
+    scratchRoot: argv.scratchRoot,
+    idleTimeout: argv.idleTimeout,
+    logLevel: argv.logLevel,
+    logFormat: argv.logFormat,
+  };
+}
+
 await yargs(hideBin(process.argv))
   .scriptName('agent')
   .usage('$0 [options]\n\nRuns the compute agent of this node in the foreground: serves the manager\'s RPC on --agent-port,\nsends events to the manager\'s sink found in etcd, and runs kernel containers on Docker.')
@@ -81,36 +135,17 @@ await yargs(hideBin(process.argv))
   .command(
     '$0',
     'run the agent (the default command)',
-    (y) =>
-      y
-        .option('etcd-addr', { type: 'string', default: '127.0.0.1:2379', describe: 'etcd v3 address, HOST:PORT', group: 'Cluster:' })
-        .option('namespace', { type: 'string', default: 'local', describe: 'etcd namespace: keys live under /sorna/<namespace>/', group: 'Cluster:' })
-        .option('agent-id', { type: 'string', describe: 'id of this agent in etcd and events [default: i-<hostname>]', group: 'Cluster:' })
-        .option('region', { type: 'string', default: 'local', describe: 'region reported in heartbeats', group: 'Cluster:' })
-        .option('agent-port', { type: 'number', default: 6001, describe: 'TCP port of the RPC socket the manager connects to', group: 'Network:' })
-        .option('bind-host', { type: 'string', default: '*', describe: 'address the RPC socket binds (* = all interfaces)', group: 'Network:' })
-        .option('agent-host-override', { type: 'string', describe: 'address the manager should use to reach this agent [default: first non-loopback IPv4]', group: 'Network:' })
-        .option('kernel-host-override', { type: 'string', describe: 'address clients should use to reach kernel ports [default: the agent address]', group: 'Network:' })
-        .option('scratch-root', { type: 'string', default: '/var/cache/scratches', describe: 'directory holding each kernel\'s home; must exist and be writable', group: 'Kernels:' })
-        .option('idle-timeout', { type: 'number', default: 600, describe: 'seconds a kernel may stay unused before it is destroyed (0 = never)', group: 'Kernels:' })
-        .option('log-level', { type: 'string', default: 'info', choices: ['error', 'warn', 'info', 'debug'], describe: 'least severe log level printed', group: 'Logging:' })
-        .option('log-format', { type: 'string', default: 'text', choices: ['text', 'json'], describe: 'text for a terminal, json (one object per line) for log collectors', group: 'Logging:' })
-        .epilogue(settingsEpilogue()),
+    (y) => agentFlags(y).epilogue(settingsEpilogue()),
     async (argv) => {
-      await runAgent({
-        etcdAddr: argv.etcdAddr,
-        namespace: argv.namespace,
-        agentId: argv.agentId,
-        region: argv.region,
-        agentPort: argv.agentPort,
-        bindHost: argv.bindHost,
-        agentHostOverride: argv.agentHostOverride,
-        kernelHostOverride: argv.kernelHostOverride,
-        scratchRoot: argv.scratchRoot,
-        idleTimeout: argv.idleTimeout,
-        logLevel: argv.logLevel,
-        logFormat: argv.logFormat,
-      });
+      await runAgent(rawOptions(argv));
+    },
+  )
+  .command(
+    'check',
+    'check everything the agent needs before it runs (etcd, scratch root, Docker, images, port, cgroups); exit code 0 when all pass',
+    (y) => agentFlags(y).option('json', { type: 'boolean', default: false, describe: 'print the results as JSON instead of a checklist' }),
+    async (argv) => {
+      await runCheck(rawOptions(argv), argv.json);
     },
   )
   .command('methods', 'list the RPC methods this agent serves, with their parameters', {}, () => {

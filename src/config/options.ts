@@ -92,8 +92,12 @@ export async function checkScratchRoot(dir: string, flag = '--scratch-root'): Pr
   return abs;
 }
 
-/** Validates raw options into {@link AgentOptions}; throws ConfigError naming the first bad flag. */
-export async function validateOptions(raw: RawOptions): Promise<AgentOptions> {
+/**
+ * Validates raw options into {@link AgentOptions}; throws ConfigError naming
+ * the first bad flag. `agent check` passes `checkScratch: false` so that a
+ * scratch root it cannot use becomes one failed line of its checklist.
+ */
+export async function validateOptions(raw: RawOptions, { checkScratch = true } = {}): Promise<AgentOptions> {
   if (!NAME.test(raw.namespace)) {
     throw new ConfigError(`--namespace ${JSON.stringify(raw.namespace)} must be letters, digits, "_", "." or "-"`);
   }
@@ -118,6 +122,6 @@ export async function validateOptions(raw: RawOptions): Promise<AgentOptions> {
     idleTimeoutSec: raw.idleTimeout,
     logLevel: raw.logLevel as LogLevel,
     logFormat: raw.logFormat,
-    scratchRoot: await checkScratchRoot(raw.scratchRoot),
+    scratchRoot: checkScratch ? await checkScratchRoot(raw.scratchRoot) : path.resolve(raw.scratchRoot),
   };
 }

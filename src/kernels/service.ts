@@ -75,6 +75,23 @@ export class KernelService {
     return [...this.kernels.values()];
   }
 
+  /**
+   * Reads the cgroup figures of every running kernel (never the Docker stats
+   * API), by kernel id; a kernel whose figures cannot be read is left out.
+   */
+  async sampleStats(): Promise<Record<string, KernelStats>> {
+    const live = this.list().filter((rec) => rec.state === 'running' && rec.containerId !== '');
+    const read = await Promise.all(
+      live.map((rec) =>
+        this.deps.stats.read({ containerId: rec.containerId, pid: rec.pid, scratchDir: rec.scratchDir }).catch((err: unknown) => {
+          this.deps.log.debug('could not read kernel stats', { kernelId: rec.id, error: errorMessage(err) });
+          return null;
+        }),
+      ),
+    );
+    return Object.fromEntries(live.flatMap((rec, i) => (read[i] ? [[rec.id, read[i]]] : [])));
+  }
+
   /** create_kernel: returns the info of a live or in-flight kernel of the same id instead of creating another. */
   async create(id: string, config: Record<string, unknown>): Promise<KernelInfo> {
     // Everything up to `creating.set` runs without an await, so two calls for one id cannot both start a creation.

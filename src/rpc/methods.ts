@@ -55,6 +55,16 @@ export interface KernelStats {
   io_cur_scratch_size: number;
 }
 
+/** Result of get_node_stats (beyond the 2018 set). */
+export interface NodeStatsResult {
+  /** Unix seconds when the figures were read. */
+  time: number;
+  /** The node: CPU busy percent over all cores, memory and the scratch root's disk, in bytes. */
+  node: { cpu_pct: number; mem_total_bytes: number; mem_available_bytes: number; disk_total_bytes: number; disk_free_bytes: number };
+  /** Cgroup figures of each running kernel, by kernel id. */
+  kernels: Record<string, KernelStats>;
+}
+
 /** Result of execute (PROTOCOL.md section 1). */
 export interface RunResult {
   runId: string;
@@ -180,6 +190,12 @@ export const methods = {
     summary: 'Destroys every kernel of this agent with reason agent-reset.',
     params: [],
     returns: 'nil',
+  }),
+  get_node_stats: define<[], NodeStatsResult>({
+    name: 'get_node_stats',
+    summary: "Returns the node's CPU, memory and disk figures and each kernel's cgroup figures (beyond).",
+    params: [],
+    returns: '{time, node: {cpu_pct, mem_total_bytes, mem_available_bytes, disk_total_bytes, disk_free_bytes}, kernels: {kernel_id: stats}}',
   }),
 } as const;
 

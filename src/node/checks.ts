@@ -1,0 +1,262 @@
+/**
+ * The preflight checklist of `agent check`: everything the agent needs
+ * before it is run for real (etcd, its namespace and settings, the scratch
+ * root, Docker, kernel images, the RPC port, cgroup controllers). Each check
+ * answers {name, ok, detail, fix}; a failure's fix says what to do in one
+ * line. A new check is one more entry appended to {@link CHECKS}.
+ */
+import { existsSync, promises as fs } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { AgentOptions } from '../config/options.js';
+import { checkScratchRoot } from '../config/options.js';
+import { compileSettings, defaultSettings, type CompiledSettings } from '../config/settings.js';
+import type { EtcdStore } from '../adapters/etcd.js';
+import type { DockerEngine } from '../adapters/docker.js';
+import { errorMessage } from '../errors.js';
+import { agentKey } from '../services/registration.js';
+
+/** The result of one check, as printed and as `--format json` gives it. */
+export interface CheckResult {
+  name: string;
+  ok: boolean;
+  /** What was found, e.g. `Docker 20.10.24` or the error. */
+  detail: string;
+  /** What to do about a failure; empty when ok. */
+  fix: string;
+}
+
+/** What a check may look at: the validated flags and the real etcd and Docker. */
+export interface CheckContext {
+  options: AgentOptions;
+  etcd: EtcdStore;
+  docker: DockerEngine;
+  /** The etcd settings of this agent (read once, node values winning); rejects when etcd cannot be read. */
+  settings(): Promise<CompiledSettings>;
+}
+
+/** One entry of the checklist. `run` may throw: that is a failure whose detail is the error. */
+export interface Check {
+  name: string;
+  /** The fix printed when `run` throws instead of answering. */
+  fix: string;
+  /** The name of an earlier check that must pass first; when it failed, this one is reported as not checked. */
+  after?: string;
+  run(ctx: CheckContext): Promise<{ ok: boolean; detail: string; fix?: string }>;
+}
+
+/** How long one check may take before it counts as failed. */
+export const CHECK_TIMEOUT_MS = 10_000;
+
+/** A heartbeat younger than this means an agent with the same id is alive. */
+const ALIVE_WITHIN_SEC = 30;
+
+const pass = (detail: string) => ({ ok: true, detail });
+const fail = (detail: string, fix: string) => ({ ok: false, detail, fix });
+
+/** The checklist, in the order it is printed; append an entry to add a check. */
+export const CHECKS: Check[] = [
+  {
+    name: 'etcd reachable',
+    fix: 'start etcd, or fix --etcd-addr / BACKEND_ETCD_ADDR',
+    async run({ etcd }) {
+      try {
+        return pass(`${etcd.where} answers (etcd ${await etcd.serverVersion()})`);
+      } catch (err) {
+        const msg = errorMessage(err);
+        const reason = /E[A-Z]{4,}|DEADLINE_EXCEEDED|circuit breaker/.exec(msg)?.[0] ?? msg.slice(0, 120);
+        return fail(`etcd does not answer at ${etcd.where} (${reason})`, 'start etcd, or fix --etcd-addr / BACKEND_ETCD_ADDR');
+      }
+    },
+  },
+  {
+    name: 'etcd namespace and settings',
+    fix: 'make etcd reachable first',
+    after: 'etcd reachable',
+    async run({ etcd, settings }) {
+      const { problems, unknown } = await settings();
+      if (problems.length > 0) {
+        const p = problems[0]!;
+        return fail(`${etcd.prefix}${p.source}: ${p.message}`, `fix or delete it: etcdctl put ${etcd.prefix}${p.source} <value> (README.rst lists the settings)`);
+      }
+      const sink = await etcd.get('nodes/manager/event_addr');
+      const parts = [`${etcd.prefix} readable`, sink ? `manager event sink ${sink}` : 'no manager event sink yet (events wait for nodes/manager/event_addr)'];
+      if (unknown.length > 0) parts.push(`unknown keys ignored: ${unknown.join(', ')}`);
+      return pass(parts.join('; '));
+    },
+  },
+  {
+    name: 'agent id free',
+    fix: 'make etcd reachable first',
+    after: 'etcd reachable',
+    async run({ etcd, options }) {
+      const key = agentKey(options.agentId);
+      const state = await etcd.get(key);
+      if (state === null) return pass(`no agent registered as ${options.agentId}`);
+      const beat = parseBeat(await etcd.get(`${key}/heartbeat`));
+      const age = beat ? Math.round(Date.now() / 1000 - beat.time) : null;
+      if (age !== null && age < ALIVE_WITHIN_SEC) {
+        return fail(
+          `an agent registered as ${options.agentId} is alive (${state}, last heartbeat ${age} s ago from ${beat!.addr})`,
+          'stop that agent first, or give this one another --agent-id / BACKEND_AGENT_ID',
+        );
+      }
+      return pass(`a stale registration of ${options.agentId} (${state}) is left from an agent that did not stop cleanly; it is overwritten at start`);
+    },
+  },
+  {
+    name: 'scratch root writable',
+    fix: 'create it and make it writable for the agent',
+    async run({ options }) {
+      const dir = await checkScratchRoot(options.scratchRoot).catch((err: unknown) => {
+        const msg = errorMessage(err).replace(/: (create|fix).*$/, '');
+        const where = 'or point --scratch-root / BACKEND_SCRATCH_ROOT elsewhere';
+        if (/does not exist/.test(msg)) throw new CheckFailure(msg, `create it (mkdir -p ${options.scratchRoot}) ${where}`);
+        if (/EROFS/.test(msg)) throw new CheckFailure(msg, `it is on a read-only mount: remount it read-write ${where}`);
+        throw new CheckFailure(msg, `give the agent's user write access (chown or chmod ${options.scratchRoot}) ${where}`);
+      });
+      const st = await fs.statfs(dir);
+      return pass(`${dir} (${gib(st.bavail * st.bsize)} free of ${gib(st.blocks * st.bsize)})`);
+    },
+  },
+  {
+    name: 'Docker reachable',
+    fix: 'start dockerd',
+    async run({ docker }) {
+      try {
+        return pass(`Docker ${await docker.version()}`);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        const where = process.env.DOCKER_HOST ?? '/var/run/docker.sock';
+        if (code === 'EACCES') return fail(`permission denied on ${where}`, "run the agent as root or add its user to the docker group (usermod -aG docker <user>), then log in again");
+        return fail(`Docker does not answer at ${where}: ${errorMessage(err)}`, 'start dockerd (systemctl start docker, or deploy/dev/up.sh on a dev machine), or set DOCKER_HOST');
+      }
+    },
+  },
+  {
+    name: 'kernel images present',
+    fix: 'make Docker reachable first',
+    after: 'Docker reachable',
+    async run({ docker, settings }) {
+      const prefix = await settings().then(
+        (s) => s.settings.imagePrefix,
+        () => defaultSettings().imagePrefix,
+      );
+      const images = await docker.kernelImages(prefix);
+      if (images.length === 0) {
+        return fail(`no image named ${prefix}* on this node`, `build one: sudo deploy/kernels/build-base.sh (makes ${prefix}python:3-debian), or set the image_prefix setting`);
+      }
+      return pass(`${images.length} with prefix ${prefix}: ${images.map(([name]) => name).join(', ')}`);
+    },
+  },
+  {
+    name: 'RPC port free',
+    fix: 'choose another port with --agent-port / BACKEND_AGENT_PORT',
+    async run({ options }) {
+      const host = options.bindHost === '*' ? '0.0.0.0' : options.bindHost;
+      const problem = await tryListen(host, options.agentPort);
+      if (problem === null) return pass(`${options.bindHost}:${options.agentPort} is free`);
+      return fail(`cannot listen on ${options.bindHost}:${options.agentPort} (${problem})`, `find what holds it (ss -ltnp 'sport = ${options.agentPort}') and stop it, or choose another --agent-port / BACKEND_AGENT_PORT`);
+    },
+  },
+  {
+    name: 'cgroup controllers',
+    fix: 'mount the cgroup hierarchy at /sys/fs/cgroup',
+    async run() {
+      return cgroupControllers('/sys/fs/cgroup');
+    },
+  },
+];
+
+/** Thrown by a check to fail with a detail and fix of its own. */
+class CheckFailure extends Error {
+  constructor(
+    message: string,
+    readonly fix: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Runs every check in order (each bounded by {@link CHECK_TIMEOUT_MS}); never throws. */
+export async function runChecks(ctx: CheckContext, checks: readonly Check[] = CHECKS): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  for (const check of checks) {
+    if (check.after !== undefined && results.find((r) => r.name === check.after)?.ok === false) {
+      results.push({ name: check.name, ok: false, detail: `not checked: "${check.after}" failed`, fix: check.fix });
+      continue;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS / 1000} s`)), CHECK_TIMEOUT_MS);
+    });
+    try {
+      const r = await Promise.race([check.run(ctx), timeout]);
+      results.push({ name: check.name, ok: r.ok, detail: r.detail, fix: r.ok ? '' : (r.fix ?? check.fix) });
+    } catch (err) {
+      const fix = err instanceof CheckFailure ? err.fix : check.fix;
+      results.push({ name: check.name, ok: false, detail: errorMessage(err).replace(/\s*\n\s*/g, ' '), fix });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  return results;
+}
+
+/** Builds the {@link CheckContext} settings reader: reads both config prefixes once. */
+export function settingsReader(etcd: EtcdStore, agentId: string): () => Promise<CompiledSettings> {
+  let once: Promise<CompiledSettings> | null = null;
+  const node = `${agentKey(agentId)}/config/`;
+  return () =>
+    (once ??= Promise.all([etcd.getPrefix('config/agent/'), etcd.getPrefix(node)]).then(([c, n]) =>
+      compileSettings(c, n, { cluster: 'config/agent/', node }),
+    ));
+}
+
+/** The checklist as text: one line per check, a `fix:` line under each failure, and a summary. */
+export function formatChecklist(results: readonly CheckResult[]): string {
+  const width = Math.max(...results.map((r) => r.name.length));
+  const lines = results.flatMap((r) => [
+    `[${r.ok ? ' ok ' : 'FAIL'}] ${r.name.padEnd(width)}  ${r.detail}`,
+    ...(r.ok ? [] : [`       ${' '.repeat(width)}  fix: ${r.fix}`]),
+  ]);
+  const failed = results.filter((r) => !r.ok).length;
+  lines.push(failed === 0 ? `all ${results.length} checks passed` : `${failed} of ${results.length} checks failed`);
+  return lines.join('\n');
+}
+
+/** Which controllers the agent relies on: limits (memory, cpuset) and stats (cpuacct/cpu, blkio/io). */
+export async function cgroupControllers(root: string): Promise<{ ok: boolean; detail: string; fix?: string }> {
+  if (existsSync(path.join(root, 'cgroup.controllers'))) {
+    const have = (await fs.readFile(path.join(root, 'cgroup.controllers'), 'utf8')).trim().split(/\s+/);
+    const missing = ['cpu', 'cpuset', 'memory', 'io'].filter((c) => !have.includes(c));
+    if (missing.length === 0) return pass(`cgroup v2 with ${have.join(', ')}`);
+    return fail(`cgroup v2 without ${missing.join(', ')}`, 'enable the controllers in the kernel (e.g. boot with cgroup_enable=memory) and in cgroup.subtree_control');
+  }
+  const want = ['memory', 'cpuset', 'cpuacct', 'blkio'];
+  const missing = want.filter((c) => !existsSync(path.join(root, c)));
+  if (missing.length === 0) return pass(`cgroup v1 with ${want.join(', ')}`);
+  return fail(`cgroup v1 without ${missing.join(', ')} under ${root}`, `mount the missing controllers (mount -t cgroup -o ${missing[0]} cgroup ${root}/${missing[0]}) or boot with cgroup_enable=memory`);
+}
+
+/** Null when a TCP listener could be opened (and closed again) on host:port, else the error code. */
+function tryListen(host: string, port: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(null)));
+  });
+}
+
+function parseBeat(raw: string | null): { time: number; addr: string } | null {
+  try {
+    const v = JSON.parse(raw ?? '') as { time?: unknown; addr?: unknown };
+    return typeof v.time === 'number' ? { time: v.time, addr: String(v.addr) } : null;
+  } catch {
+    return null;
+  }
+}
+
+function gib(bytes: number): string {
+  return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+}

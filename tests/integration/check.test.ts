@@ -1,0 +1,126 @@
+/**
+ * `agent check`, the real CLI against the real etcd and Docker: it passes on
+ * this machine's set-up, and each failure is one clear line with a fix (a
+ * scratch root the agent's user cannot write, a read-only mount, an
+ * unreachable etcd, a taken port and a live agent of the same id, a bad etcd
+ * setting), with exit code 1.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { expect } from 'chai';
+import { AGENT_BIN, ETCD_ADDR, eventually, freePort, onCleanup, requireEtcd, startAgent, tempScratch, testEtcd, uniqueName } from '../helpers/env.js';
+
+interface CheckRun {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+/** Runs `agent check` with the given flags (optionally as another uid, or wrapped in another command). */
+function runCheck(args: string[], opts: { uid?: number; wrap?: string[] } = {}): Promise<CheckRun> {
+  const cmd = [...(opts.wrap ?? []), process.execPath, AGENT_BIN, 'check', ...args];
+  const child = spawn(cmd[0]!, cmd.slice(1), { uid: opts.uid, env: { ...process.env, BACKEND_ETCD_ADDR: ETCD_ADDR } });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  onCleanup(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, out, err })));
+}
+
+/** The line of one check and the line after it (its fix, for a failure). */
+function lineOf(run: CheckRun, name: string): { line: string; fix: string } {
+  const lines = run.out.split('\n');
+  const i = lines.findIndex((l) => l.slice(7).startsWith(name));
+  expect(i, `no line for "${name}" in:\n${run.out}${run.err}`).to.be.at.least(0);
+  return { line: lines[i]!, fix: lines[i + 1]?.trim() ?? '' };
+}
+
+/** Flags that are fine on this machine: own namespace, agent id, port and scratch root. */
+async function goodFlags(): Promise<string[]> {
+  return ['--namespace', uniqueName('test'), '--agent-id', uniqueName('i-test'), '--agent-port', String(await freePort()), '--bind-host', '127.0.0.1', '--scratch-root', await tempScratch()];
+}
+
+describe('agent check', () => {
+  before(requireEtcd);
+
+  it('passes every check on this machine and exits 0', async function () {
+    this.timeout(30_000);
+    const run = await runCheck(await goodFlags());
+    expect(run.code, run.out + run.err).to.equal(0);
+    const lines = run.out.trim().split('\n');
+    expect(lines.pop()).to.match(/^all \d+ checks passed$/);
+    for (const l of lines) expect(l).to.match(/^\[ ok \] /);
+    expect(lineOf(run, 'etcd reachable').line).to.match(/answers \(etcd \d+\.\d+/);
+    expect(lineOf(run, 'Docker reachable').line).to.match(/Docker \d+\.\d+/);
+    expect(lineOf(run, 'kernel images present').line).to.include('python:3-debian');
+    expect(lineOf(run, 'cgroup controllers').line).to.match(/cgroup v[12] with .*memory/);
+  });
+
+  it("fails with one clear line when the scratch root is not writable for the agent's user", async function () {
+    this.timeout(30_000);
+    const scratch = await tempScratch(); // mode 0700, owned by root
+    const flags = (await goodFlags()).slice(0, -1).concat(scratch);
+    const run = await runCheck(flags, { uid: 65534 });
+    expect(run.code, run.out + run.err).to.equal(1);
+    const { line, fix } = lineOf(run, 'scratch root writable');
+    expect(line).to.equal(`[FAIL] scratch root writable        --scratch-root ${scratch} is not writable (EACCES)`);
+    expect(fix).to.match(/^fix: give the agent's user write access .* or point --scratch-root \/ BACKEND_SCRATCH_ROOT elsewhere$/);
+    // The same user may not use Docker's socket either, which the checklist says just as clearly.
+    const docker = lineOf(run, 'Docker reachable');
+    expect(docker.line).to.match(/^\[FAIL\] Docker reachable +permission denied on \/var\/run\/docker\.sock$/);
+    expect(docker.fix).to.match(/^fix: .*docker group/);
+    expect(run.out.trim().split('\n').pop()).to.match(/^\d+ of \d+ checks failed$/);
+  });
+
+  it('fails when the scratch root is on a read-only mount, which root could otherwise write', async function () {
+    this.timeout(30_000);
+    if (spawnSync('unshare', ['--mount', 'true']).status !== 0) this.skip(); // no mount namespaces here
+    const scratch = await tempScratch();
+    const flags = (await goodFlags()).slice(0, -1).concat(scratch);
+    // A private mount namespace: the read-only bind mount is seen by this one process only.
+    const wrap = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind -o ro "$1" "$1" && shift && exec "$@"', 'sh', scratch];
+    const run = await runCheck(flags, { wrap });
+    expect(run.code, run.out + run.err).to.equal(1);
+    const { line, fix } = lineOf(run, 'scratch root writable');
+    expect(line).to.match(/\[FAIL\] scratch root writable +--scratch-root .* is not writable \(EROFS\)$/);
+    expect(fix).to.match(/^fix: it is on a read-only mount: remount it read-write/);
+  });
+
+  it('fails with one clear line when etcd does not answer, and does not run the checks that need it', async function () {
+    this.timeout(30_000);
+    const dead = await freePort();
+    const run = await runCheck([...(await goodFlags()), '--etcd-addr', `127.0.0.1:${dead}`]);
+    expect(run.code, run.out + run.err).to.equal(1);
+    const { line, fix } = lineOf(run, 'etcd reachable');
+    expect(line).to.match(new RegExp(`^\\[FAIL\\] etcd reachable +etcd does not answer at 127\\.0\\.0\\.1:${dead} \\(ECONNREFUSED\\)$`));
+    expect(fix).to.equal('fix: start etcd, or fix --etcd-addr / BACKEND_ETCD_ADDR');
+    expect(lineOf(run, 'agent id free').line).to.match(/not checked: "etcd reachable" failed$/);
+    expect(lineOf(run, 'scratch root writable').line).to.match(/^\[ ok \]/); // the rest is still checked
+  });
+
+  it('fails when the RPC port is taken and an agent with the same id is alive', async function () {
+    this.timeout(30_000);
+    const { port, namespace, agentId, etcd } = await startAgent();
+    await eventually('the first heartbeat in etcd', async () => (await etcd.get(`nodes/agents/${agentId}/heartbeat`).string()) !== null);
+    const run = await runCheck(['--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port), '--bind-host', '127.0.0.1', '--scratch-root', await tempScratch()]);
+    expect(run.code, run.out + run.err).to.equal(1);
+    const taken = lineOf(run, 'RPC port free');
+    expect(taken.line).to.match(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\)$`));
+    expect(taken.fix).to.include(`ss -ltnp 'sport = ${port}'`);
+    expect(lineOf(run, 'agent id free').line).to.match(/\[FAIL\] agent id free +an agent registered as .* is alive \(running, last heartbeat \d+ s ago from tcp:\/\/127\.0\.0\.1:\d+\)$/);
+  });
+
+  it('fails naming the etcd key of a bad setting', async function () {
+    this.timeout(30_000);
+    const flags = await goodFlags();
+    const { ns } = testEtcd(flags[1]!);
+    await ns.put('config/agent/cpu_overcommit').value('lots');
+    const run = await runCheck(flags);
+    expect(run.code).to.equal(1);
+    const { line, fix } = lineOf(run, 'etcd namespace and settings');
+    expect(line).to.include(`/sorna/${flags[1]}/config/agent/cpu_overcommit: "lots" is not a number`);
+    expect(fix).to.match(/^fix: fix or delete it/);
+  });
+});
