@@ -38,7 +38,11 @@ export class AgentApi {
   private readonly slowMs: number;
 
   /** Connects to an agent at e.g. `tcp://127.0.0.1:6001` (in the background: the first call waits for it). */
-  constructor(endpoint: string, options: AgentApiOptions = {}) {
+  constructor(
+    /** The agent's RPC endpoint. */
+    readonly endpoint: string,
+    options: AgentApiOptions = {},
+  ) {
     this.client = new AgentClient(endpoint, options);
     this.slowMs = options.slowTimeoutMs ?? SLOW_CALL_MS;
   }
