@@ -1,5 +1,5 @@
 /** Runs the real `agentctl` binary (dist/src/cli/agentctl.js) as a child process for the tests. */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { onCleanup, REPO_ROOT } from './env.js';
 
@@ -14,6 +14,11 @@ export interface CtlResult {
 
 /** Runs agentctl to its end; `input` is written to its stdin (then closed). Killed after `timeoutMs` and in cleanup. */
 export function agentctl(args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<CtlResult> {
+  return startAgentctl(args, options).done;
+}
+
+/** Starts agentctl and returns the process (to signal it) and its result once it ends. */
+export function startAgentctl(args: string[], options: { input?: string; timeoutMs?: number } = {}): { child: ChildProcess; done: Promise<CtlResult> } {
   const child = spawn(process.execPath, [AGENTCTL_BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -29,5 +34,5 @@ export function agentctl(args: string[], options: { input?: string; timeoutMs?: 
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await exited;
   });
-  return exited.finally(() => clearTimeout(timer));
+  return { child, done: exited.finally(() => clearTimeout(timer)) };
 }

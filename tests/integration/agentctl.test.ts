@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { methods } from '../../src/rpc/methods.js';
-import { agentctl } from '../helpers/ctl.js';
+import { agentctl, startAgentctl } from '../helpers/ctl.js';
 import { containersOf, eventually, requireEtcd, startAgent, TEST_IMAGE_LANG, testEtcd, uniqueName, type TestAgent } from '../helpers/env.js';
 
 const ctl = (t: TestAgent, ...args: string[]) => agentctl(['--agent', `tcp://127.0.0.1:${t.port}`, ...args]);
@@ -50,6 +50,19 @@ describe('agentctl', function () {
     const fromFile = await ctl(t, 'run', TEST_IMAGE_LANG, '-f', file);
     await fs.rm(path.dirname(file), { recursive: true });
     expect(fromFile.stdout).to.equal('0\n1\n2\n');
+  });
+
+  it('Ctrl-C during run interrupts the code, and the kernel is still destroyed', async () => {
+    const t = await startAgent();
+    const { child, done } = startAgentctl(['--agent', `tcp://127.0.0.1:${t.port}`, 'run', 'python', 'import time\nprint("sleeping", flush=True)\ntime.sleep(120)']);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await eventually('the program to start', () => out.includes('sleeping'), 60_000);
+    child.kill('SIGINT');
+    const r = await done;
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(/KeyboardInterrupt/);
+    expect(t.agent.kernelService!.list()).to.have.length(0);
   });
 
   it('run --keep keeps the kernel; kernels lists it; files go in and out; destroy removes it', async () => {
