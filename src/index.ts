@@ -9,4 +9,5 @@ export { methods, describeMethods, type KernelInfo, type KernelStats, type Kerne
 export { AgentError, RemoteError, RpcTimeoutError, WireErrors, isRetryable } from './errors.js';
 export { EventReceiver, decodeHeartbeatImages, registerEventSink, type AgentEvent } from './events/receiver.js';
 export { EtcdStore } from './adapters/etcd.js';
+export { createLogger, silentLogger, type Logger } from './log.js';
 export { msgpackCodec, type Codec } from './wire/codec.js';
