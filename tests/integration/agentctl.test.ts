@@ -109,6 +109,9 @@ describe('agentctl', function () {
     const missing = await ctl(t, 'run', 'nosuchlang:1', 'x');
     expect(missing.code).to.equal(1);
     expect(missing.stderr).to.match(/^agentctl: image lablup\/kernel-nosuchlang:1 is not on this node.*\(agent\.ImageNotFound\)\n$/);
+    const unconfirmed = await ctl(t, 'reset');
+    expect(unconfirmed.code).to.equal(2);
+    expect(unconfirmed.stderr).to.equal('agentctl: reset destroys every kernel of the agent; add --yes to confirm\n');
     const flag = await ctl(t, 'kernels', '--no-such-flag');
     expect(flag.code).to.equal(2);
     expect(flag.stderr.trim().split('\n')).to.have.length(1);
@@ -122,6 +125,13 @@ describe('agentctl', function () {
     const agents = JSON.parse((await agentctl(['--namespace', t.namespace, 'agents', '--json'])).stdout) as Array<Record<string, unknown>>;
     expect(agents).to.have.length(1);
     expect(agents[0]).to.include({ id: t.agentId, status: 'running', addr: `tcp://127.0.0.1:${t.port}` });
+    const table = (await agentctl(['--namespace', t.namespace, 'agents'])).stdout.split('\n');
+    expect(table[1]).to.match(new RegExp(`^${t.agentId}\\s+running\\s+tcp://127\\.0\\.0\\.1:${t.port}\\s+-\\s+-\\s+-$`));
+    // the heartbeat record, as the agent writes it on each beat
+    const beat = { time: Date.now() / 1000 - 5, addr: `tcp://127.0.0.1:${t.port}`, cpu_slots: 2, mem_slots: 2048, node: {} };
+    await t.etcd.put(`nodes/agents/${t.agentId}/heartbeat`).value(JSON.stringify(beat));
+    const withBeat = (await agentctl(['--namespace', t.namespace, 'agents'])).stdout.split('\n');
+    expect(withBeat[1]).to.match(new RegExp(`^${t.agentId}\\s+running\\s+tcp://127\\.0\\.0\\.1:${t.port}\\s+2\\s+2\\.0GiB\\s+[5-9]s ago$`));
     const ping = await agentctl(['--namespace', t.namespace, 'ping']);
     expect(ping.code, ping.stderr).to.equal(0);
     expect(ping.stdout).to.match(new RegExp(`^pong from tcp://127\\.0\\.0\\.1:${t.port} in `));

@@ -139,9 +139,20 @@ export async function resolveEndpoint(argv: GlobalArgs): Promise<string> {
   }
 }
 
-/** Connects to the agent the flags name. */
+/**
+ * Connects to the agent the flags name, and pings it with the quick timeout,
+ * so that an agent that is not there fails fast instead of after the long
+ * timeout of a slow call such as create_kernel.
+ */
 export async function connect(argv: GlobalArgs): Promise<AgentApi> {
-  return new AgentApi(await resolveEndpoint(argv), { timeoutMs: argv.timeout * 1000 });
+  const api = new AgentApi(await resolveEndpoint(argv), { timeoutMs: argv.timeout * 1000 });
+  try {
+    await api.ping('agentctl');
+  } catch (err) {
+    api.close();
+    throw err;
+  }
+  return api;
 }
 
 /** Runs `fn` with a connected client and closes it afterwards. */

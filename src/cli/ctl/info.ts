@@ -93,13 +93,13 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
       'reset',
       'destroy every kernel of the agent (reason agent-reset)',
       (c) => c.option('yes', { type: 'boolean', default: false, describe: 'required: confirms that every kernel goes' }),
-      action<GlobalArgs & { yes: boolean }>((argv) =>
-        withAgent(argv, async (api) => {
-          if (!argv.yes) throw new CtlError('reset destroys every kernel of the agent; add --yes to confirm', EXIT_USAGE);
+      action<GlobalArgs & { yes: boolean }>((argv) => {
+        if (!argv.yes) throw new CtlError('reset destroys every kernel of the agent; add --yes to confirm', EXIT_USAGE);
+        return withAgent(argv, async (api) => {
           const before = await api.listKernels();
           await api.reset();
           process.stdout.write(`reset: ${before.length} kernel(s) destroyed\n`);
-        }),
-      ),
+        });
+      }),
     );
 }
