@@ -105,7 +105,7 @@ export class Agent {
       checkpoint();
       const publisher = this.makePublisher(settings.eventQueueLimit);
       this.publisher = publisher;
-      await this.registration.starting(this.hostIp);
+      await this.registration.starting(this.hostIp, this.address);
       this.registered = true;
       checkpoint();
 
@@ -251,6 +251,7 @@ export class Agent {
         await kernels.reset();
         return null;
       }),
+      implement(methods.list_kernels, () => kernels.summaries()),
       implement(methods.create_kernel, (id, config) => kernels.create(id, config)),
       implement(methods.destroy_kernel, (id, reason) => kernels.destroy(id, reason ?? 'user-requested')),
       implement(methods.restart_kernel, (id, config) => kernels.restart(id, config)),

@@ -134,14 +134,51 @@ export class RpcTimeoutError extends AgentError {
   override readonly retryable = true;
 }
 
-/** RemoteError is raised by the client for an error reply; it keeps the wire type name and args. */
+/**
+ * WireErrors names the error types the agent sends, so that clients compare
+ * `RemoteError.remoteType` against a constant instead of a string literal.
+ */
+export const WireErrors = {
+  Parameters: 'aiozmq.rpc.base.ParametersError',
+  MethodNotFound: 'aiozmq.rpc.base.NotFoundError',
+  NotImplemented: 'agent.NotImplemented',
+  KernelNotFound: 'agent.KernelNotFound',
+  InvalidPath: 'agent.InvalidPath',
+  FileTooLarge: 'agent.FileTooLarge',
+  FileNotFound: 'agent.FileNotFound',
+  ImageNotFound: 'agent.ImageNotFound',
+  Docker: 'agent.DockerError',
+  KernelCreationFailed: 'agent.KernelCreationFailed',
+  InsufficientResources: 'agent.InsufficientResources',
+  RunNotFound: 'agent.RunNotFound',
+  KernelUnresponsive: 'agent.KernelUnresponsive',
+  ShuttingDown: 'agent.ShuttingDown',
+  Internal: 'agent.InternalError',
+  Config: 'agent.ConfigError',
+} as const;
+
+/** The wire error types that mean "the same call may succeed later". */
+const RETRYABLE_WIRE_ERRORS: ReadonlySet<string> = new Set([WireErrors.InsufficientResources, WireErrors.KernelUnresponsive, WireErrors.ShuttingDown]);
+
+/**
+ * RemoteError is raised by the client for an error reply; it keeps the wire
+ * type name (compare with {@link WireErrors}), the args and the repr, and is
+ * retryable when the agent's error is.
+ */
 export class RemoteError extends AgentError {
+  override readonly retryable: boolean;
   constructor(
     readonly remoteType: string,
     readonly remoteArgs: unknown[],
     readonly remoteRepr: string,
   ) {
     super(`${remoteType}: ${remoteArgs.length === 1 ? String(remoteArgs[0]) : JSON.stringify(remoteArgs)}`);
+    this.retryable = RETRYABLE_WIRE_ERRORS.has(remoteType);
+  }
+
+  /** The agent's own message, without the type name. */
+  get remoteMessage(): string {
+    return this.remoteArgs.length === 1 ? String(this.remoteArgs[0]) : JSON.stringify(this.remoteArgs);
   }
 }
 

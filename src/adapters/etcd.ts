@@ -94,6 +94,12 @@ export class EtcdStore {
     await this.ns.delete().key(key);
   }
 
+  /** Deletes a key only if it still holds `value` (one etcd transaction); returns whether it did. */
+  async deleteIf(key: string, value: string): Promise<boolean> {
+    const r = await this.ns.if(key, 'Value', '==', value).then(this.ns.delete().key(key)).commit();
+    return r.succeeded;
+  }
+
   /** Watches one key; the callback gets every put and delete. */
   async watchKey(key: string, onChange: WatchCallback): Promise<Unwatch> {
     return this.attach(await this.ns.watch().key(key).create(), onChange);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { Logger } from '../log.js';
 import { AgentError, DockerError, errorMessage, KernelCreationError, KernelNotFoundError, NoResourcesError } from '../errors.js';
 import { KERNEL_PORTS, type DockerEngine } from '../adapters/docker.js';
-import type { KernelInfo, KernelStats } from '../rpc/methods.js';
+import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
 import { CoresExhausted, CpuAllocator } from './allocator.js';
 import { changedOutputFiles, containerRequest, imageTraits, LABELS, parseCoreList, prepareScratch, type ImageTraits } from './launch.js';
 import { Semaphore } from './semaphore.js';
@@ -90,6 +90,20 @@ export class KernelService {
       ),
     );
     return Object.fromEntries(live.flatMap((rec, i) => (read[i] ? [[rec.id, read[i]]] : [])));
+  }
+
+  /** list_kernels: every kernel held, with its current CPU time and memory (a cgroup read each, no scratch walk). */
+  async summaries(): Promise<KernelSummary[]> {
+    return Promise.all(
+      this.list().map(async (rec) => {
+        const usage = await this.deps.stats.readUsage({ containerId: rec.containerId, pid: rec.pid }).catch(() => null);
+        return {
+          id: rec.id, lang: rec.spec.lang, image: rec.spec.image, state: rec.state, container_id: rec.containerId,
+          cpu_set: rec.cpuSet, mem_mib: rec.spec.memMiB, created_at: rec.createdAt / 1000, last_used: rec.lastUsed / 1000,
+          cpu_used: usage?.cpu_used ?? null, mem_cur_bytes: usage?.mem_cur_bytes ?? null,
+        };
+      }),
+    );
   }
 
   /** create_kernel: returns the info of a live or in-flight kernel of the same id instead of creating another. */

@@ -80,6 +80,24 @@ export class CgroupStats {
     };
   }
 
+  /**
+   * Reads only the container's CPU time (ms) and current memory (bytes) from
+   * its cgroup: a few small files, no scratch walk, so it is cheap enough for
+   * listings. Zeros while the cgroup cannot be found.
+   */
+  async readUsage(target: Omit<StatsTarget, 'scratchDir'>): Promise<{ cpu_used: number; mem_cur_bytes: number }> {
+    const { containerId, pid } = target;
+    if (!/^[0-9a-f]{64}$/.test(containerId)) throw new TypeError(`not a container id: ${JSON.stringify(containerId)}`);
+    let known = this.known.get(containerId);
+    if (!known) this.known.set(containerId, (known = { maxScratch: 0 }));
+    if (known.rel === undefined) {
+      const procCgroup = pid === null ? null : await readText(`/proc/${pid}/cgroup`);
+      known.rel = await this.locate(containerId, procCgroup !== null && procCgroup.includes(containerId) ? procCgroup : null);
+    }
+    const cg = await this.readCgroup(known.rel);
+    return { cpu_used: cg.cpu_used, mem_cur_bytes: cg.mem_cur_bytes };
+  }
+
   /** Drops what this object remembers of a container (its peak scratch size); call it once the kernel is gone. */
   forget(containerId: string): void {
     this.known.delete(containerId);

@@ -79,6 +79,25 @@ export interface RunResult {
   html?: string[];
 }
 
+/** One kernel as list_kernels describes it (beyond the 2018 set). */
+export interface KernelSummary {
+  id: string;
+  /** `name:tag` as given to create_kernel. */
+  lang: string;
+  image: string;
+  state: 'running' | 'restarting' | 'destroying';
+  container_id: string;
+  cpu_set: number[];
+  mem_mib: number;
+  /** Unix seconds. */
+  created_at: number;
+  /** Unix seconds of the last RPC on the kernel (what idle reaping counts from). */
+  last_used: number;
+  /** CPU time in ms and current memory in bytes from the cgroup; null when they could not be read. */
+  cpu_used: number | null;
+  mem_cur_bytes: number | null;
+}
+
 const MiB = 1024 * 1024;
 const code = p.str('code', { maxLength: 16 * MiB });
 const opts = p.map('opts');
@@ -184,6 +203,12 @@ export const methods = {
     summary: "Sets the terminal's window size (beyond).",
     params: [kernelIdParam, p.int('rows', { min: 1, max: 1000 }), p.int('cols', { min: 1, max: 1000 })],
     returns: 'nil',
+  }),
+  list_kernels: define<[], KernelSummary[]>({
+    name: 'list_kernels',
+    summary: 'Lists the kernels of this agent with their image, state, cores, memory, times and current usage (beyond).',
+    params: [],
+    returns: '[{id, lang, image, state, container_id, cpu_set, mem_mib, created_at, last_used, cpu_used, mem_cur_bytes}]',
   }),
   reset: define<[], null>({
     name: 'reset',

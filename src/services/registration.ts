@@ -1,6 +1,7 @@
 /**
  * Registration of this agent in etcd (PROTOCOL.md section 3):
  * `nodes/agents/<id>` = `starting` then `running`, `nodes/agents/<id>/ip`,
+ * `nodes/agents/<id>/addr` (**beyond**: the RPC address, for tools like agentctl),
  * and the tree removed on a clean shutdown, except the operator's node-level
  * settings under `nodes/agents/<id>/config/`, which must outlive a restart.
  */
@@ -17,9 +18,11 @@ export class Registration {
     private readonly agentId: string,
   ) {}
 
-  async starting(ip: string): Promise<void> {
+  /** Registers as `starting` with the node's ip and the `tcp://host:port` of the RPC socket. */
+  async starting(ip: string, addr: string): Promise<void> {
     await this.etcd.put(agentKey(this.agentId), 'starting');
     await this.etcd.put(`${agentKey(this.agentId)}/ip`, ip);
+    await this.etcd.put(`${agentKey(this.agentId)}/addr`, addr);
   }
 
   async running(): Promise<void> {

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/**
+ * The `agentctl` command: talks to one agent over its RPC port (`--agent`,
+ * or found in etcd), and to etcd for the agents and the event sink. Each
+ * subcommand lives in `ctl/`. A failure is one line on stderr and exit code 1;
+ * a bad flag exits 2; `run` exits with the run's exit code.
+ */
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { attachCommand } from './ctl/attach.js';
+import { EXIT_USAGE, type GlobalArgs } from './ctl/common.js';
+import { eventsCommand } from './ctl/events.js';
+import { fileCommands } from './ctl/files.js';
+import { infoCommands } from './ctl/info.js';
+import { runCommand } from './ctl/run.js';
+
+const parser = yargs(hideBin(process.argv))
+  .scriptName('agentctl')
+  .usage('$0 <command> [options]\n\nDrives a compute agent: its kernels, code runs, terminals, files and events.')
+  .env('AGENTCTL')
+  .option('agent', { type: 'string', describe: 'RPC address of the agent, tcp://HOST:PORT [default: found in etcd]', group: 'Agent:' })
+  .option('etcd-addr', { type: 'string', default: '127.0.0.1:2379', describe: 'etcd v3 address, HOST:PORT', group: 'Agent:' })
+  .option('namespace', { type: 'string', default: 'local', describe: 'etcd namespace of the cluster', group: 'Agent:' })
+  .option('agent-id', { type: 'string', describe: 'which registered agent, when several are', group: 'Agent:' })
+  .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for a reply to a quick call', group: 'Agent:' })
+  .option('json', { type: 'boolean', default: false, describe: 'print JSON instead of text (read commands)' }) as unknown as Argv<GlobalArgs>;
+
+let commands = parser;
+for (const add of [infoCommands, runCommand, attachCommand, eventsCommand, fileCommands]) commands = add(commands);
+
+await commands
+  .demandCommand(1, 'give a command')
+  .completion('completion', 'print a bash/zsh completion script (agentctl completion >> ~/.bashrc)')
+  .strict()
+  .help()
+  .alias('h', 'help')
+  .version()
+  .wrap(Math.min(110, process.stdout.columns || 100))
+  .fail((msg, err) => {
+    process.stderr.write(`agentctl: ${msg ?? err?.message ?? 'bad usage'} (agentctl --help lists the commands)\n`);
+    process.exit(EXIT_USAGE);
+  })
+  .parseAsync();

@@ -1,0 +1,137 @@
+/**
+ * AgentApi is the typed client library for managers and tools: one method per
+ * RPC of the method table, each with the table's argument and result types,
+ * on top of {@link AgentClient} (framing, request ids, timeouts). Failures are
+ * typed: {@link RemoteError} for an error reply (its `remoteType` is one of
+ * `WireErrors`), {@link RpcTimeoutError} when no reply comes in time.
+ */
+import { AgentClient, type AgentClientOptions } from './client.js';
+import { methods, type KernelInfo, type KernelStats, type KernelSummary, type RunResult } from './methods.js';
+
+/** How long the slow calls may take by default: creating or restarting a container, destroying one, resetting a node. */
+const SLOW_CALL_MS = 120_000;
+
+/** Options of {@link AgentApi}: the client's, plus the timeout of the slow calls. */
+export interface AgentApiOptions extends AgentClientOptions {
+  /** Timeout of create/restart/destroy/reset and of file transfers, in ms (120 s). */
+  slowTimeoutMs?: number;
+}
+
+/** Modes of {@link AgentApi.execute}. */
+export type ExecuteMode = 'query' | 'batch' | 'input' | 'continue';
+
+/** A kernel's config for create_kernel (PROTOCOL.md section 1); other keys are passed through. */
+export interface KernelConfig {
+  /** `name:tag`; the image is `<image prefix><lang>`. */
+  lang: string;
+  limits?: { cpu_slot?: number; mem_slot?: number; gpu_slot?: number };
+  mounts?: Array<[string, string, string]>;
+  environ?: Record<string, string>;
+  cpu_set?: number[];
+  gpu_set?: number[];
+  [key: string]: unknown;
+}
+
+export class AgentApi {
+  /** The underlying client, for calls by name (`callRaw`). */
+  readonly client: AgentClient;
+  private readonly slowMs: number;
+
+  /** Connects to an agent at e.g. `tcp://127.0.0.1:6001` (in the background: the first call waits for it). */
+  constructor(
+    /** The agent's RPC endpoint. */
+    readonly endpoint: string,
+    options: AgentApiOptions = {},
+  ) {
+    this.client = new AgentClient(endpoint, options);
+    this.slowMs = options.slowTimeoutMs ?? SLOW_CALL_MS;
+  }
+
+  ping(msg = 'ping'): Promise<string> {
+    return this.client.call(methods.ping, msg);
+  }
+
+  createKernel(kernelId: string, config: KernelConfig): Promise<KernelInfo> {
+    return this.client.callWithTimeout(this.slowMs, methods.create_kernel, kernelId, config);
+  }
+
+  destroyKernel(kernelId: string, reason?: string): Promise<KernelStats | null> {
+    if (reason === undefined) return this.client.callWithTimeout(this.slowMs, methods.destroy_kernel, kernelId);
+    return this.client.callWithTimeout(this.slowMs, methods.destroy_kernel, kernelId, reason);
+  }
+
+  restartKernel(kernelId: string, config: Partial<KernelConfig> = {}): Promise<Omit<KernelInfo, 'id' | 'kernel_host'>> {
+    return this.client.callWithTimeout(this.slowMs, methods.restart_kernel, kernelId, config);
+  }
+
+  /** One execute call; a result with status `continued` asks for another call with mode `continue`. */
+  execute(kernelId: string, runId: string | null, mode: ExecuteMode, code: string, opts: Record<string, unknown> = {}, flushTimeoutSec?: number, apiVersion = 2): Promise<RunResult> {
+    // The call itself may wait for the flush timeout, so its own timeout is longer.
+    const timeoutMs = this.slowMs + (flushTimeoutSec ?? 2) * 1000;
+    if (flushTimeoutSec === undefined) return this.client.callWithTimeout(timeoutMs, methods.execute, apiVersion, kernelId, runId, mode, code, opts);
+    return this.client.callWithTimeout(timeoutMs, methods.execute, apiVersion, kernelId, runId, mode, code, opts, flushTimeoutSec);
+  }
+
+  interruptKernel(kernelId: string): Promise<null> {
+    return this.client.call(methods.interrupt_kernel, kernelId);
+  }
+
+  getCompletions(kernelId: string, text: string, opts: Record<string, unknown> = {}): Promise<{ status: string; completions: string[] }> {
+    return this.client.call(methods.get_completions, kernelId, text, opts);
+  }
+
+  getLogs(kernelId: string): Promise<{ logs: string }> {
+    return this.client.call(methods.get_logs, kernelId);
+  }
+
+  uploadFile(kernelId: string, filename: string, data: Buffer): Promise<null> {
+    return this.client.callWithTimeout(this.slowMs, methods.upload_file, kernelId, filename, data);
+  }
+
+  /** A file or folder of the kernel's home as tar bytes. */
+  downloadFile(kernelId: string, filepath: string): Promise<Buffer> {
+    return this.client.callWithTimeout(this.slowMs, methods.download_file, kernelId, filepath);
+  }
+
+  /** A folder of the kernel's home; `files` is parsed from the wire's JSON string. */
+  async listFiles(kernelId: string, path: string): Promise<{ files: KernelFileEntry[]; errors: string; abspath: string }> {
+    const r = await this.client.call(methods.list_files, kernelId, path);
+    return { files: JSON.parse(r.files) as KernelFileEntry[], errors: r.errors, abspath: r.abspath };
+  }
+
+  listKernels(): Promise<KernelSummary[]> {
+    return this.client.call(methods.list_kernels);
+  }
+
+  terminalWrite(kernelId: string, data: Buffer): Promise<null> {
+    return this.client.call(methods.terminal_write, kernelId, data);
+  }
+
+  /** Output after `cursor`, waiting up to `waitSec` for some; the call's timeout covers the wait. */
+  terminalRead(kernelId: string, cursor: number, waitSec = 0): Promise<{ data: Buffer; cursor: number; dropped: number }> {
+    return this.client.callWithTimeout(waitSec * 1000 + 10_000, methods.terminal_read, kernelId, cursor, waitSec);
+  }
+
+  terminalResize(kernelId: string, rows: number, cols: number): Promise<null> {
+    return this.client.callWithTimeout(30_000, methods.terminal_resize, kernelId, rows, cols);
+  }
+
+  reset(): Promise<null> {
+    return this.client.callWithTimeout(this.slowMs, methods.reset);
+  }
+
+  /** Fails pending calls and closes the socket. */
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** One entry of list_files. */
+export interface KernelFileEntry {
+  filename: string;
+  size: number;
+  mode: string;
+  ctime: number;
+  mtime: number;
+  atime: number;
+}
