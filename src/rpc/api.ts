@@ -6,7 +6,7 @@
  * `WireErrors`), {@link RpcTimeoutError} when no reply comes in time.
  */
 import { AgentClient, type AgentClientOptions } from './client.js';
-import { methods, type KernelInfo, type KernelStats, type KernelSummary, type RunResult } from './methods.js';
+import { methods, type KernelInfo, type KernelStats, type KernelSummary, type NodeStatsResult, type RunResult } from './methods.js';
 
 /** How long the slow calls may take by default: creating or restarting a container, destroying one, resetting a node. */
 const SLOW_CALL_MS = 120_000;
@@ -101,6 +101,11 @@ export class AgentApi {
 
   listKernels(): Promise<KernelSummary[]> {
     return this.client.call(methods.list_kernels);
+  }
+
+  /** The node's CPU, memory and disk figures and each kernel's cgroup figures. */
+  nodeStats(): Promise<NodeStatsResult> {
+    return this.client.call(methods.get_node_stats);
   }
 
   terminalWrite(kernelId: string, data: Buffer): Promise<null> {

@@ -80,6 +80,12 @@ describe('agentctl', function () {
     const table = await ctl(t, 'kernels');
     expect(table.stdout.split('\n')[0]).to.match(/^ID\s+IMAGE\s+STATE\s+CORES\s+MEM/);
     expect(table.stdout).to.contain(id!);
+    const node = JSON.parse((await ctl(t, 'node', '--json')).stdout) as { node: Record<string, number>; kernels: Record<string, { mem_cur_bytes: number }> };
+    expect(node.node.mem_total_bytes).to.be.above(0);
+    expect(node.kernels[id!]!.mem_cur_bytes).to.be.above(0);
+    const nodeText = (await ctl(t, 'node')).stdout;
+    expect(nodeText).to.match(/^cpu [\d.]+%  memory .+ used of .+  scratch disk .+ used of .+\n/);
+    expect(nodeText).to.match(new RegExp(`^${id}\\s+[\\d.]+s\\s`, 'm'));
 
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ctl-'));
     try {

@@ -1,6 +1,6 @@
 /**
  * The read and admin subcommands of agentctl: `agents` (from etcd), `ping`,
- * `kernels`, `destroy`, `reset`. Read commands take `--json`.
+ * `node`, `kernels`, `destroy`, `reset`. Read commands take `--json`.
  */
 import type { Argv } from 'yargs';
 import { action, CtlError, EXIT_USAGE, formatAge, formatBytes, openEtcd, printJson, printTable, registeredAgents, withAgent, type GlobalArgs } from './common.js';
@@ -47,6 +47,36 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
           if (echo !== msg) throw new Error(`the agent answered ${JSON.stringify(echo)} instead of echoing ${JSON.stringify(msg)}`);
           if (argv.json) printJson({ ok: true, ms });
           else process.stdout.write(`pong from ${api.endpoint} in ${ms.toFixed(1)} ms\n`);
+        }),
+      ),
+    )
+    .command(
+      'node',
+      "the node's CPU, memory and disk, and each kernel's CPU time and memory (from cgroups)",
+      {},
+      action<GlobalArgs>((argv) =>
+        withAgent(argv, async (api) => {
+          const stats = await api.nodeStats();
+          if (argv.json) return printJson(stats);
+          const n = stats.node;
+          process.stdout.write(
+            `cpu ${n.cpu_pct.toFixed(1)}%  memory ${formatBytes(n.mem_total_bytes - n.mem_available_bytes)} used of ${formatBytes(n.mem_total_bytes)}` +
+              `  scratch disk ${formatBytes(n.disk_total_bytes - n.disk_free_bytes)} used of ${formatBytes(n.disk_total_bytes)}\n`,
+          );
+          const kernels = Object.entries(stats.kernels);
+          if (!kernels.length) return;
+          printTable(
+            ['KERNEL', 'CPU TIME', 'MEM', 'MEM PEAK', 'NET RX', 'NET TX', 'SCRATCH'],
+            kernels.map(([id, k]) => [
+              id,
+              `${(k.cpu_used / 1000).toFixed(1)}s`,
+              formatBytes(k.mem_cur_bytes),
+              formatBytes(k.mem_max_bytes),
+              formatBytes(k.net_rx_bytes),
+              formatBytes(k.net_tx_bytes),
+              formatBytes(k.io_cur_scratch_size),
+            ]),
+          );
         }),
       ),
     )
