@@ -127,17 +127,27 @@ describe('agentctl', function () {
   });
 
   it('finds the agent through etcd and lists the registered agents', async () => {
-    const t = await startAgent();
+    // One beat at start, then none for an hour: the record written by hand below stays.
+    const t = await startAgent({}, async (ns) => {
+      await ns.put('config/agent/heartbeat_interval').value('3600');
+    });
     const agents = JSON.parse((await agentctl(['--namespace', t.namespace, 'agents', '--json'])).stdout) as Array<Record<string, unknown>>;
     expect(agents).to.have.length(1);
     expect(agents[0]).to.include({ id: t.agentId, status: 'running', addr: `tcp://127.0.0.1:${t.port}` });
+    // the record of the agent's own first beat
+    const own = await eventually('the first heartbeat record', async () => (await t.etcd.get(`nodes/agents/${t.agentId}/heartbeat`).string()) ?? '');
+    expect(JSON.parse(own)).to.include({ cpu_slots: os.cpus().length, addr: `tcp://127.0.0.1:${t.port}` });
     const table = (await agentctl(['--namespace', t.namespace, 'agents'])).stdout.split('\n');
-    expect(table[1]).to.match(new RegExp(`^${t.agentId}\\s+running\\s+tcp://127\\.0\\.0\\.1:${t.port}\\s+-\\s+-\\s+-$`));
-    // the heartbeat record, as the agent writes it on each beat
+    expect(table[1]).to.match(new RegExp(`^${t.agentId}\\s+running\\s+tcp://127\\.0\\.0\\.1:${t.port}\\s+${os.cpus().length}\\s+\\S+\\s+\\d+s ago$`));
+    // a record written by hand, to check the columns
     const beat = { time: Date.now() / 1000 - 5, addr: `tcp://127.0.0.1:${t.port}`, cpu_slots: 2, mem_slots: 2048, node: {} };
     await t.etcd.put(`nodes/agents/${t.agentId}/heartbeat`).value(JSON.stringify(beat));
     const withBeat = (await agentctl(['--namespace', t.namespace, 'agents'])).stdout.split('\n');
     expect(withBeat[1]).to.match(new RegExp(`^${t.agentId}\\s+running\\s+tcp://127\\.0\\.0\\.1:${t.port}\\s+2\\s+2\\.0GiB\\s+[5-9]s ago$`));
+    // without any record: dashes
+    await t.etcd.delete().key(`nodes/agents/${t.agentId}/heartbeat`);
+    const noBeat = (await agentctl(['--namespace', t.namespace, 'agents'])).stdout.split('\n');
+    expect(noBeat[1]).to.match(new RegExp(`^${t.agentId}\\s+running\\s+tcp://127\\.0\\.0\\.1:${t.port}\\s+-\\s+-\\s+-$`));
     const ping = await agentctl(['--namespace', t.namespace, 'ping']);
     expect(ping.code, ping.stderr).to.equal(0);
     expect(ping.stdout).to.match(new RegExp(`^pong from tcp://127\\.0\\.0\\.1:${t.port} in `));
