@@ -1,0 +1,34 @@
+/**
+ * Order statistics of a sample: the median and the 99th percentile are what
+ * every figure reports (p99 by nearest rank, so it is a value that was
+ * really measured).
+ */
+
+/** A sample summarized. */
+export interface Summary {
+  n: number;
+  min: number;
+  median: number;
+  p99: number;
+  max: number;
+}
+
+/** The q-quantile (0..1) of sorted values by nearest rank; NaN for no values. */
+export function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil(q * sorted.length)));
+  return sorted[rank - 1]!;
+}
+
+/** The median: the middle value, or the mean of the two middle ones. */
+export function median(sorted: readonly number[]): number {
+  const n = sorted.length;
+  if (n === 0) return NaN;
+  return n % 2 ? sorted[(n - 1) / 2]! : (sorted[n / 2 - 1]! + sorted[n / 2]!) / 2;
+}
+
+/** Summarizes values in any order. */
+export function summarize(values: readonly number[]): Summary {
+  const sorted = [...values].sort((x, y) => x - y);
+  return { n: sorted.length, min: sorted[0] ?? NaN, median: median(sorted), p99: quantile(sorted, 0.99), max: sorted.at(-1) ?? NaN };
+}
