@@ -13,9 +13,10 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { errorMessage } from '../src/errors.js';
+import { LABELS } from '../src/kernels/launch.js';
 import { figures } from './figures/index.js';
 import { runFigure, type FigureResult } from './harness.js';
-import { BenchEnv, REPO_ROOT } from './lib/env.js';
+import { BENCH_LABEL, BenchEnv, REPO_ROOT } from './lib/env.js';
 import { markdown, svg } from './report.js';
 
 const USAGE = `usage: npm run bench -- [--figures ${figures.map((f) => f.name).join(',')}] [--rounds N] [--warmup N] [--short] [--out DIR]`;
@@ -62,6 +63,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const env = new BenchEnv();
+  console.error(`bench: run ${env.runId} (containers labelled ${BENCH_LABEL}=${env.runId} or ${LABELS.agent}=i-${env.runId})`);
   const stop = (sig: NodeJS.Signals) => {
     console.error(`bench: ${sig}: removing what the run started`);
     void env.close().finally(() => process.exit(130));

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { Etcd3 } from 'etcd3';
 import { errorMessage } from '../../src/errors.js';
+import { LABELS } from '../../src/kernels/launch.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { freePort } from './ports.js';
@@ -122,7 +123,7 @@ export class BenchEnv {
     });
     // Two kernels share core 0 in the execute figure; the allocator would refuse that at the default of 1.
     await ns.put('config/agent/cpu_overcommit').value('4');
-    this.onClose(() => this.removeContainers(`io.compute-agent.agent=${agentId}`));
+    this.onClose(() => this.removeContainers(`${LABELS.agent}=${agentId}`));
     const bin = path.join(REPO_ROOT, 'dist/src/cli/agent.js');
     const args = [
       bin, '--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),

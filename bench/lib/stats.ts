@@ -1,13 +1,16 @@
 /**
  * Order statistics of a sample: the median and the 99th percentile are what
- * every figure reports (p99 by nearest rank, so it is a value that was
- * really measured).
+ * every figure reports (by nearest rank, so each is a value that was really
+ * measured); for rates, where higher is better, the bad tail is the 1st
+ * percentile.
  */
 
 /** A sample summarized. */
 export interface Summary {
   n: number;
   min: number;
+  /** The 1st percentile: the bad tail of a rate, where higher is better. */
+  p1: number;
   median: number;
   p99: number;
   max: number;
@@ -30,5 +33,5 @@ export function median(sorted: readonly number[]): number {
 /** Summarizes values in any order. */
 export function summarize(values: readonly number[]): Summary {
   const sorted = [...values].sort((x, y) => x - y);
-  return { n: sorted.length, min: sorted[0] ?? NaN, median: median(sorted), p99: quantile(sorted, 0.99), max: sorted.at(-1) ?? NaN };
+  return { n: sorted.length, min: sorted[0] ?? NaN, p1: quantile(sorted, 0.01), median: median(sorted), p99: quantile(sorted, 0.99), max: sorted.at(-1) ?? NaN };
 }
