@@ -87,7 +87,7 @@ export const coldCreateFigure: Figure = {
   target: 'the agent no slower than the docker CLI (median ratio at most 1.0)',
   sides: ['agent create_kernel', 'docker run -d'],
   metrics: [{ key: 'create', label: 'creation until the runner answers', unit: 'ms', better: 'lower' }],
-  rounds: { full: 12, short: 2 },
+  rounds: { full: 20, short: 2 },
   async prepare(env) {
     await env.agent();
     const image = await env.docker.getImage(`${IMAGE_PREFIX}${KERNEL_LANG}`).inspect();
