@@ -10,6 +10,7 @@ import { execFile } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { errorMessage } from '../../src/errors.js';
 import { containerRequest, imageTraits, prepareScratch } from '../../src/kernels/launch.js';
 import { parseKernelConfig } from '../../src/kernels/spec.js';
 import { methods } from '../../src/rpc/methods.js';
@@ -90,7 +91,10 @@ export const coldCreateFigure: Figure = {
   rounds: { full: 20, short: 2 },
   async prepare(env) {
     await env.agent();
-    const image = await env.docker.getImage(`${IMAGE_PREFIX}${KERNEL_LANG}`).inspect();
+    const name = `${IMAGE_PREFIX}${KERNEL_LANG}`;
+    const image = await env.docker.getImage(name).inspect().catch((err: unknown) => {
+      throw new Error(`cannot inspect the kernel image ${name} (${errorMessage(err)}): deploy/kernels/build-base.sh builds it`);
+    });
     const traits = imageTraits(image.Config?.Labels ?? {});
     const homes = await env.tempDir('bench-cli-homes');
     const cpuSet = { last: [0] }; // the docker side uses the cores the agent picked last
