@@ -18,6 +18,10 @@ import { validateOptions, type RawOptions } from '../../src/config/options.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { RemoteError } from '../../src/errors.js';
+import { freePort } from '../../bench/lib/ports.js';
+
+/** A TCP port that was free a moment ago (shared with the benchmarks). */
+export { freePort };
 
 /** The repository root (tests run from dist/tests/...). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -52,18 +56,6 @@ export async function requireEtcd(): Promise<void> {
 /** A short random suffix for names that must not collide between tests or runs. */
 export function uniqueName(prefix: string): string {
   return `${prefix}-${randomBytes(4).toString('hex')}`;
-}
-
-/** A TCP port that was free a moment ago. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Things to undo after each test, last first. */

@@ -1,0 +1,102 @@
+/**
+ * Figure 4, execute overhead: `execute` of `x=1` (query mode) through the
+ * agent's RPC against the same code sent straight to a runner's ports with
+ * the runner's protocol (KernelRelay, as the agent itself uses it). Each
+ * side has its own kernel, both made by the agent with the same limits on
+ * the same core: two relays on one runner would split its output between
+ * them.
+ */
+import { performance } from 'node:perf_hooks';
+import type { KernelRelay } from '../../src/relay/kernel-relay.js';
+import { methods, type KernelInfo, type RunResult } from '../../src/rpc/methods.js';
+import type { Figure, Side } from '../harness.js';
+import type { BenchAgent } from '../lib/env.js';
+import { directRelay } from '../lib/runner.js';
+import { KERNEL_CONFIG } from './cold-create.js';
+
+const CODE = 'x=1';
+const FLUSH_TIMEOUT_S = 2.0;
+
+function finished(r: RunResult, side: string): void {
+  if (r.status !== 'finished' || r.exitCode !== 0) throw new Error(`${side}: ${CODE} ended as ${r.status} (exit code ${r.exitCode}), not finished`);
+}
+
+function agentSide(agent: BenchAgent, kernelId: string, calls: number): Side {
+  return {
+    label: 'through the agent',
+    async measure() {
+      const ms: number[] = [];
+      for (let i = 0; i < calls; i++) {
+        const t0 = performance.now();
+        const r = await agent.client.call(methods.execute, 2, kernelId, null, 'query', CODE, {}, FLUSH_TIMEOUT_S);
+        ms.push(performance.now() - t0);
+        finished(r, 'agent');
+      }
+      return { execute: ms };
+    },
+  };
+}
+
+function directSide(relay: KernelRelay, calls: number): Side {
+  return {
+    label: 'straight to the runner',
+    async measure() {
+      const ms: number[] = [];
+      for (let i = 0; i < calls; i++) {
+        const t0 = performance.now();
+        const r = await relay.execute({ apiVersion: 2, runId: null, mode: 'query', code: CODE, opts: {}, flushTimeoutMs: FLUSH_TIMEOUT_S * 1000 });
+        ms.push(performance.now() - t0);
+        finished(r, 'direct');
+      }
+      return { execute: ms };
+    },
+  };
+}
+
+export const executeFigure: Figure = {
+  name: 'execute',
+  title: 'Execute overhead: execute through the agent vs straight to the runner',
+  measures: `milliseconds of one execute of \`${CODE}\` (query mode, api 2) until its finished result, one call at a time`,
+  target: 'the agent adds under 0.5 ms at p50 (median difference)',
+  sides: ['through the agent', 'straight to the runner'],
+  metrics: [{ key: 'execute', label: `execute ${CODE}`, unit: 'ms', better: 'lower' }],
+  rounds: { full: 10, short: 2 },
+  async prepare(env, settings) {
+    const agent = await env.agent();
+    const config = { ...KERNEL_CONFIG, cpu_set: [0] };
+    const viaAgent = `${env.runId}-exec-agent`;
+    const direct = `${env.runId}-exec-direct`;
+    const create = (id: string) => agent.client.callWithTimeout(120_000, methods.create_kernel, id, config);
+    const destroy = (id: string) => agent.client.callWithTimeout(120_000, methods.destroy_kernel, id).catch(() => null);
+    let info: KernelInfo;
+    await create(viaAgent);
+    try {
+      info = await create(direct);
+    } catch (err) {
+      await destroy(viaAgent);
+      throw err;
+    }
+    const relay = directRelay(info.kernel_host, info.repl_in_port, info.repl_out_port);
+    const close = async () => {
+      relay.close();
+      await Promise.all([destroy(viaAgent), destroy(direct)]);
+    };
+    try {
+      // The first call on each side waits for its runner to bind; warm-up rounds come after this.
+      await agent.client.callWithTimeout(60_000, methods.execute, 2, viaAgent, null, 'query', '%ping', {}, 30);
+      await relay.ping();
+    } catch (err) {
+      await close();
+      throw err;
+    }
+    const calls = settings.short ? 20 : 100;
+    return { a: agentSide(agent, viaAgent, calls), b: directSide(relay, calls), close };
+  },
+  verdict(m) {
+    const e = m.execute!;
+    return {
+      met: e.delta < 0.5,
+      detail: `the agent adds ${e.delta.toFixed(3)} ms at p50 (target < 0.5 ms); p99 ${e.a.p99.toFixed(2)} vs ${e.b.p99.toFixed(2)} ms`,
+    };
+  },
+};

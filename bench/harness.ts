@@ -1,0 +1,151 @@
+/**
+ * The shape every benchmark figure has, and the one loop that runs them: a
+ * figure is a ratio of two sides measured in the same run, interleaved
+ * (A,B then B,A, round after round) so that the noise of a shared machine
+ * falls on both sides alike, with warm-up rounds left out of the figures.
+ * A figure is one module under `bench/figures/` that exports a {@link Figure}.
+ */
+import type { BenchEnv } from './lib/env.js';
+import { summarize, type Summary } from './lib/stats.js';
+
+/** Which way a metric is better. */
+export type Better = 'lower' | 'higher';
+
+/** One quantity a figure measures on both sides, e.g. `latency@16` in ms. */
+export interface MetricDef {
+  key: string;
+  label: string;
+  unit: string;
+  better: Better;
+}
+
+/** What one side measured in one round: values per metric key (a round may give many, e.g. every call's latency). */
+export type Samples = Record<string, number[]>;
+
+/** One side of a figure, ready to measure. */
+export interface Side {
+  label: string;
+  /** Measures one round; untimed set-up and tear-down per round belong in here too, outside the timed part. */
+  measure(round: number): Promise<Samples>;
+}
+
+/** Both sides of a figure, set up, and how to take them down. */
+export interface Prepared {
+  a: Side;
+  b: Side;
+  close(): Promise<void>;
+}
+
+/** How a run was asked for. */
+export interface RunSettings {
+  rounds: number;
+  warmup: number;
+  /** Few rounds and small counts, for CI (under a minute for all figures). */
+  short: boolean;
+}
+
+/** The per-metric result: both sides summarized and compared. */
+export interface MetricResult extends MetricDef {
+  a: Summary;
+  b: Summary;
+  /** a.median / b.median. */
+  ratio: number;
+  /** a.median - b.median, in the metric's unit. */
+  delta: number;
+}
+
+/** Whether a figure met its target, and the numbers that decided it. */
+export interface Verdict {
+  met: boolean;
+  detail: string;
+}
+
+/** A benchmark figure: a name, the two sides, what is measured, rounds, the target and how to judge it. */
+export interface Figure {
+  /** Short name, also the file name of its results (`<name>.json`). */
+  name: string;
+  title: string;
+  /** What one measurement is, in a sentence. */
+  measures: string;
+  /** The target, in words. */
+  target: string;
+  /** Labels of side A and side B (the ratio is A over B). */
+  sides: [string, string];
+  metrics: MetricDef[];
+  /** Default rounds for a full run and for `--short`. */
+  rounds: { full: number; short: number };
+  prepare(env: BenchEnv, settings: RunSettings): Promise<Prepared>;
+  verdict(metrics: Record<string, MetricResult>): Verdict;
+}
+
+/** Everything a run of one figure produced; this is the JSON written per figure. */
+export interface FigureResult {
+  name: string;
+  title: string;
+  measures: string;
+  target: string;
+  sides: { a: string; b: string };
+  rounds: number;
+  warmup: number;
+  short: boolean;
+  /** The order the sides ran in, warm-up first, e.g. `["w:A","w:B","A","B","B","A"]`. */
+  order: string[];
+  startedAt: string;
+  durationMs: number;
+  host: { cpus: number; loadavg: number[]; node: string };
+  metrics: MetricResult[];
+  verdict: Verdict;
+}
+
+/** The order of sides in round `i`: A,B then B,A, alternately. */
+export function roundOrder(i: number): Array<'A' | 'B'> {
+  return i % 2 === 0 ? ['A', 'B'] : ['B', 'A'];
+}
+
+/** Runs one figure: prepare, warm up, interleaved rounds, summary, verdict; always closes what it prepared. */
+export async function runFigure(fig: Figure, env: BenchEnv, settings: RunSettings, progress: (line: string) => void = () => {}): Promise<FigureResult> {
+  const started = Date.now();
+  const prepared = await fig.prepare(env, settings);
+  const collected = { A: {} as Record<string, number[]>, B: {} as Record<string, number[]> };
+  const order: string[] = [];
+  try {
+    const side = (s: 'A' | 'B') => (s === 'A' ? prepared.a : prepared.b);
+    for (let w = 0; w < settings.warmup; w++) {
+      for (const s of roundOrder(w)) {
+        await side(s).measure(-1 - w);
+        order.push(`w:${s}`);
+      }
+    }
+    for (let r = 0; r < settings.rounds; r++) {
+      for (const s of roundOrder(r)) {
+        const samples = await side(s).measure(r);
+        for (const [key, values] of Object.entries(samples)) (collected[s][key] ??= []).push(...values);
+        order.push(s);
+      }
+      progress(`${fig.name}: round ${r + 1}/${settings.rounds}`);
+    }
+  } finally {
+    await prepared.close();
+  }
+  const metrics: MetricResult[] = fig.metrics.map((m) => {
+    const a = summarize(collected.A[m.key] ?? []);
+    const b = summarize(collected.B[m.key] ?? []);
+    return { ...m, a, b, ratio: b.median === 0 ? NaN : a.median / b.median, delta: a.median - b.median };
+  });
+  return {
+    name: fig.name,
+    title: fig.title,
+    measures: fig.measures,
+    target: fig.target,
+    sides: { a: fig.sides[0], b: fig.sides[1] },
+    rounds: settings.rounds,
+    warmup: settings.warmup,
+    short: settings.short,
+    order,
+    startedAt: new Date(started).toISOString(),
+    durationMs: Date.now() - started,
+    host: env.hostInfo(),
+    metrics,
+    verdict: fig.verdict(Object.fromEntries(metrics.map((m) => [m.key, m]))),
+  };
+}

@@ -1,0 +1,171 @@
+/**
+ * BenchEnv owns what a benchmark run starts: the agent (the real CLI as a
+ * child process, on a unique etcd namespace, port and scratch root), child
+ * servers, and every container of the run. Containers carry a label with the
+ * run's id (or the agent's own label with the run's agent id), and
+ * {@link BenchEnv.close} removes them all, on success, on failure and on
+ * SIGINT (the runner calls it).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Docker from 'dockerode';
+import { Etcd3 } from 'etcd3';
+import { errorMessage } from '../../src/errors.js';
+import { LABELS } from '../../src/kernels/launch.js';
+import { AgentClient } from '../../src/rpc/client.js';
+import { methods } from '../../src/rpc/methods.js';
+import { freePort } from './ports.js';
+
+/** The repository root (this file runs from dist/bench/lib). */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const ETCD_ADDR = process.env.BACKEND_ETCD_ADDR ?? '127.0.0.1:2379';
+/** The kernel image (`<prefix><lang>`) every kernel of the benchmarks runs. */
+export const IMAGE_PREFIX = 'lablup/kernel-';
+export const KERNEL_LANG = process.env.BENCH_KERNEL_LANG ?? 'python:3-debian';
+/** The label on containers the benchmarks create themselves (value: the run id). */
+export const BENCH_LABEL = 'io.compute-agent.bench-run';
+
+/** The agent a run talks to. */
+export interface BenchAgent {
+  endpoint: string;
+  agentId: string;
+  client: AgentClient;
+}
+
+/** A child process that stops with the run; `stderr()` is what it printed there. */
+export interface Child {
+  proc: ChildProcess;
+  stderr(): string;
+}
+
+export class BenchEnv {
+  /** Unique per run: names, the etcd namespace and the container label derive from it. */
+  readonly runId = `bench-${randomBytes(4).toString('hex')}`;
+  readonly docker = new Docker();
+  private readonly cleanups: Array<() => Promise<void> | void> = [];
+  private agentP: Promise<BenchAgent> | null = null;
+  private closing: Promise<void> | null = null;
+
+  /** Registers something to undo at close, last first. */
+  onClose(fn: () => Promise<void> | void): void {
+    this.cleanups.push(fn);
+  }
+
+  /** A fresh temporary directory, removed at close. */
+  async tempDir(prefix: string): Promise<string> {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), `${prefix}-`));
+    this.onClose(() => fs.rm(dir, { recursive: true, force: true }));
+    return dir;
+  }
+
+  /** The machine the figures were measured on. */
+  hostInfo(): { cpus: number; loadavg: number[]; node: string } {
+    return { cpus: os.cpus().length, loadavg: os.loadavg().map((l) => Math.round(l * 100) / 100), node: process.version };
+  }
+
+  /** Starts a child process that is stopped (SIGTERM, then SIGKILL after 15 s) at close. */
+  spawnChild(cmd: string, args: string[]): Child {
+    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    proc.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-20_000)));
+    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+    this.onClose(async () => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(t);
+    });
+    return { proc, stderr: () => err };
+  }
+
+  /** Resolves once a child prints `ready` on stdout; fails if it exits first or after the timeout. */
+  waitForOutput(child: Child, ready: RegExp, timeoutMs = 30_000): Promise<void> {
+    const name = path.basename(child.proc.spawnfile);
+    let out = '';
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name} did not become ready within ${timeoutMs} ms; stderr:\n${child.stderr()}`)), timeoutMs);
+      child.proc.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (ready.test(out)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.proc.once('exit', (code, sig) => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited (${code ?? sig}) before it was ready; stderr:\n${child.stderr()}`));
+      });
+    });
+  }
+
+  /** The run's agent, started on first use and shared by the figures. */
+  agent(): Promise<BenchAgent> {
+    this.agentP ??= this.startAgent();
+    return this.agentP;
+  }
+
+  private async startAgent(): Promise<BenchAgent> {
+    const namespace = this.runId;
+    const agentId = `i-${this.runId}`;
+    const port = await freePort();
+    const scratch = await this.tempDir('bench-scratch');
+    const [host, etcdPort] = ETCD_ADDR.split(':');
+    const etcd = new Etcd3({ hosts: `http://${host}:${etcdPort}` });
+    const ns = etcd.namespace(`/sorna/${namespace}/`);
+    this.onClose(async () => {
+      await ns.delete().all().catch(() => undefined);
+      etcd.close();
+    });
+    // Two kernels share core 0 in the execute figure; the allocator would refuse that at the default of 1.
+    await ns.put('config/agent/cpu_overcommit').value('4');
+    this.onClose(() => this.removeContainers(`${LABELS.agent}=${agentId}`));
+    const bin = path.join(REPO_ROOT, 'dist/src/cli/agent.js');
+    const args = [
+      bin, '--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
+      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-level', 'warn',
+    ];
+    const child = this.spawnChild(process.execPath, args);
+    child.proc.stdout!.resume();
+    const endpoint = `tcp://127.0.0.1:${port}`;
+    const client = new AgentClient(endpoint, { timeoutMs: 60_000 });
+    this.onClose(() => client.close());
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (child.proc.exitCode !== null) throw new Error(`the agent exited (${child.proc.exitCode}) at start; its stderr:\n${child.stderr()}`);
+      try {
+        await client.callWithTimeout(500, methods.ping, 'ready?');
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`the agent did not answer ping within 30 s (${errorMessage(err)}); its stderr:\n${child.stderr()}`);
+      }
+    }
+    return { endpoint, agentId, client };
+  }
+
+  /** Removes every container carrying a label filter (`key=value`); never others. */
+  async removeContainers(labelFilter: string): Promise<void> {
+    const list = await this.docker.listContainers({ all: true, filters: { label: [labelFilter] } });
+    await Promise.all(list.map((c) => this.docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  }
+
+  /** Undoes everything, last first; a failing step is reported and the rest still runs. A second call waits for the first. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.onClose(() => this.removeContainers(`${BENCH_LABEL}=${this.runId}`)); // runs first
+      while (this.cleanups.length) {
+        const fn = this.cleanups.pop()!;
+        try {
+          await fn();
+        } catch (err) {
+          console.error(`bench: cleanup step failed: ${errorMessage(err)}`);
+        }
+      }
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The benchmark suite's short form (`npm run bench -- --short`) runs to the
+ * end against the real agent, aiozmq server, etcd and Docker, and writes
+ * well-formed results. Timings are not asserted: they belong to the
+ * benchmark, and this machine is shared.
+ */
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { expect } from 'chai';
+import Docker from 'dockerode';
+import { onCleanup, REPO_ROOT, requireEtcd, tempScratch } from '../helpers/env.js';
+
+const FIGURES = ['rpc', 'cold-create', 'execute'];
+
+interface Summary { n: number; median: number; p99: number }
+interface Metric { key: string; a: Summary; b: Summary; ratio: number }
+interface Result { name: string; sides: { a: string; b: string }; order: string[]; metrics: Metric[]; verdict: { met: boolean; detail: string } }
+
+/** Runs the suite as `npm run bench` does (built), with `--short`, into `out`; resolves with the exit code and stderr. */
+function runBench(out: string): Promise<{ code: number | string; stderr: string }> {
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/bench/run.js'), '--short', '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<{ code: number | string; stderr: string }>((resolve) =>
+    child.on('exit', (code, sig) => resolve({ code: code ?? sig ?? -1, stderr })),
+  );
+  // SIGINT makes the suite remove what it started; this only fires if the test gives up on it.
+  onCleanup(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGINT');
+      await done;
+    }
+  });
+  return done;
+}
+
+describe('benchmark suite (short form)', function () {
+  this.timeout(180_000);
+  before(requireEtcd);
+
+  it('measures every figure on both sides and writes JSON, Markdown and SVG, leaving no container behind', async () => {
+    const out = await tempScratch();
+    const { code, stderr } = await runBench(out);
+    expect(code, stderr).to.equal(0);
+    for (const name of FIGURES) {
+      const r = JSON.parse(await fs.readFile(path.join(out, `${name}.json`), 'utf8')) as Result;
+      expect(r.name).to.equal(name);
+      expect(r.sides.a).to.be.a('string').and.not.equal(r.sides.b);
+      expect(r.order.filter((s) => s === 'A')).to.have.length(r.order.filter((s) => s === 'B').length).and.not.empty;
+      expect(r.metrics, name).to.not.be.empty;
+      for (const m of r.metrics) {
+        for (const side of [m.a, m.b]) {
+          expect(side.n, `${name} ${m.key}`).to.be.greaterThan(0);
+          expect(side.median, `${name} ${m.key}`).to.be.greaterThan(0);
+          expect(side.p99, `${name} ${m.key}`).to.be.at.least(side.median);
+        }
+        expect(m.ratio, `${name} ${m.key}`).to.be.a('number').and.greaterThan(0);
+      }
+      expect(r.verdict.met).to.be.a('boolean');
+      expect(r.verdict.detail).to.be.a('string').and.not.empty;
+      const md = await fs.readFile(path.join(out, `${name}.md`), 'utf8');
+      expect(md).to.match(/^### /).and.include('| metric |').and.include(`${name}.svg`);
+      expect(await fs.readFile(path.join(out, `${name}.svg`), 'utf8')).to.match(/^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"[\s\S]*<\/svg>\n$/);
+    }
+    const runId = /^bench: run (bench-[0-9a-f]+)/m.exec(stderr)?.[1];
+    expect(runId, stderr).to.be.a('string');
+    const docker = new Docker();
+    expect(await docker.listContainers({ all: true, filters: { label: [`io.compute-agent.bench-run=${runId}`] } })).to.deep.equal([]);
+    expect(await docker.listContainers({ all: true, filters: { label: [`io.compute-agent.agent=i-${runId}`] } })).to.deep.equal([]);
+  });
+});

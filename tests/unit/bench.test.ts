@@ -1,0 +1,62 @@
+/**
+ * The pure parts of the benchmark suite: order statistics, the interleaving
+ * of sides, `docker port` parsing, and the Markdown and SVG of a result.
+ */
+import { expect } from 'chai';
+import { parseDockerPort } from '../../bench/figures/cold-create.js';
+import { roundOrder, type FigureResult, type MetricResult } from '../../bench/harness.js';
+import { median, quantile, summarize } from '../../bench/lib/stats.js';
+import { markdown, svg, tail } from '../../bench/report.js';
+
+const metric = (over: Partial<MetricResult>): MetricResult => ({
+  key: 'latency', label: 'latency <1>', unit: 'ms', better: 'lower',
+  a: summarize([1, 2, 3]), b: summarize([2, 4, 6]), ratio: 0.5, delta: -2, ...over,
+});
+
+const result = (metrics: MetricResult[]): FigureResult => ({
+  name: 'demo', title: 'A & B', measures: 'things', target: 'A under B', sides: { a: 'agent', b: 'ref' },
+  rounds: 2, warmup: 1, short: true, order: ['w:A', 'w:B', 'A', 'B', 'B', 'A'], startedAt: '2026-01-01T00:00:00.000Z',
+  durationMs: 1234, host: { cpus: 2, loadavg: [1, 1, 1], node: 'v20' }, metrics, verdict: { met: true, detail: 'fine' },
+});
+
+describe('benchmark suite parts', () => {
+  it('takes quantiles by nearest rank and medians as the middle value or the mean of the two middle ones', () => {
+    const hundred = Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(quantile(hundred, 0.99)).to.equal(99);
+    expect(quantile(hundred, 0.01)).to.equal(1);
+    expect(quantile([5], 0.99)).to.equal(5);
+    expect(quantile([], 0.5)).to.be.NaN;
+    expect(median([1, 2, 3])).to.equal(2);
+    expect(median([1, 2, 3, 10])).to.equal(2.5);
+    expect(summarize([3, 1, 2])).to.deep.equal({ n: 3, min: 1, p1: 1, median: 2, p99: 3, max: 3 });
+  });
+
+  it('alternates the sides A,B then B,A so that each side runs first in half the rounds', () => {
+    const order = [0, 1, 2, 3].flatMap(roundOrder);
+    expect(order.join('')).to.equal('ABBAABBA');
+  });
+
+  it('reads the host ports of docker port output, the first binding of each container port', () => {
+    const out = '2000/tcp -> 127.0.0.1:49153\n2001/tcp -> 127.0.0.1:49154\n2001/tcp -> [::1]:49999\n2003/tcp -> 127.0.0.1:49156\n';
+    expect([...parseDockerPort(out)]).to.deep.equal([[2000, 49153], [2001, 49154], [2003, 49156]]);
+    expect(parseDockerPort('').size).to.equal(0);
+  });
+
+  it('reports the bad tail of each metric: p99 of times, p1 of rates', () => {
+    expect(tail(metric({}), 'a')).to.deep.equal({ name: 'p99', value: 3 });
+    expect(tail(metric({ better: 'higher', a: summarize([10, 20, 30]) }), 'a')).to.deep.equal({ name: 'p1', value: 10 });
+  });
+
+  it('writes a Markdown table and an escaped SVG with one panel per metric', () => {
+    const r = result([metric({}), metric({ key: 'rate', label: 'rate', unit: 'req/s', better: 'higher' })]);
+    const md = markdown(r);
+    expect(md).to.match(/^### A & B\n/);
+    expect(md).to.include('| latency <1> | ms | 2.00 | p99 3.00 | 4.00 | p99 6.00 | 0.500 | 3 / 3 |');
+    expect(md).to.include('| rate | req/s | 2.00 | p1 1.00 |');
+    expect(md).to.include('**Target met**: fine.').and.include('![demo](demo.svg)');
+    const image = svg(r);
+    expect(image).to.match(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    expect(image).to.include('A &amp; B').and.include('latency &lt;1&gt;').and.not.include('<1>');
+    expect(image.match(/<rect x=/g)).to.have.length(8);
+  });
+});
