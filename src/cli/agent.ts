@@ -13,6 +13,7 @@ import { SETTINGS } from '../config/settings.js';
 import { AgentError, errorMessage } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { describeMethods } from '../rpc/methods.js';
+import { generateKeyPairFile } from '../config/keys.js';
 
 const EXIT_USAGE = 2;
 const EXIT_FAILED = 1;
@@ -116,6 +117,19 @@ await yargs(hideBin(process.argv))
   .command('methods', 'list the RPC methods this agent serves, with their parameters', {}, () => {
     process.stdout.write(describeMethods() + '\n');
   })
+  .command(
+    'keygen',
+    'write a new CURVE key pair file for rpc_keypair_file (mode 0600) and print its public key',
+    (y) => y.option('out', { type: 'string', demandOption: true, describe: 'file to write; an existing file is not overwritten' }),
+    async (argv) => {
+      try {
+        const pair = await generateKeyPairFile(argv.out);
+        process.stdout.write(`${pair.publicKey}\n`);
+      } catch (err) {
+        die(errorMessage(err), EXIT_FAILED);
+      }
+    },
+  )
   .completion('completion', 'print a bash/zsh completion script (agent completion >> ~/.bashrc)')
   .strict()
   .help()

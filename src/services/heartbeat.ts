@@ -22,6 +22,8 @@ export interface AgentInfo {
   gpu_slots: number;
   /** snappy(msgpack([[name:tag, image id], ...])) */
   images: Buffer;
+  /** The agent's CURVE public key (Z85) when RPC authentication is on; a 2018 manager ignores it. */
+  public_key?: string;
 }
 
 /** What the heartbeat needs from the rest of the agent. */
@@ -29,7 +31,7 @@ export interface HeartbeatDeps {
   log: Logger;
   codec: Codec;
   emit(name: string, args: unknown[]): boolean;
-  identity(): { ip: string; region: string; addr: string };
+  identity(): { ip: string; region: string; addr: string; public_key?: string };
   resources(): NodeResources;
   /** Lists kernel images; may fail (Docker down), then the last known list is sent. */
   listImages(): Promise<KernelImage[]>;
