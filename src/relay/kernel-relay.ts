@@ -54,7 +54,8 @@ export interface KernelRelayOptions {
 
 export class KernelRelay {
   private readonly push = new zmq.Push({ linger: 0, sendHighWaterMark: 1000 });
-  private readonly pull = new zmq.Pull({ linger: 0 });
+  // A small receive queue: records are up to 64 KiB, so while a run is held back (see RunOutput) libzmq keeps at most ~4 MiB of it here.
+  private readonly pull = new zmq.Pull({ linger: 0, receiveHighWaterMark: 64 });
   private readonly queue: SendQueue;
   private readonly runs = new Map<string, Run>();
   /** Runs sent to the runner and not finished; the first is the one running. */
