@@ -4,9 +4,11 @@
  * in one process each with its own list, a live change of the list, the
  * agent's key in heartbeats, events over CURVE, and `agent keygen`.
  */
+import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { expect } from 'chai';
 import * as zmq from 'zeromq';
 import type { Namespace } from 'etcd3';
@@ -15,7 +17,7 @@ import { RpcTimeoutError } from '../../src/errors.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { zapDomains } from '../../src/wire/zap.js';
-import { eventually, onCleanup, requireEtcd, spawnAgent, startAgent, type TestAgent } from '../helpers/env.js';
+import { eventually, onCleanup, REPO_ROOT, requireEtcd, spawnAgent, startAgent, type TestAgent } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 
 async function keyDir(): Promise<string> {
@@ -25,7 +27,7 @@ async function keyDir(): Promise<string> {
 }
 
 /** Starts an agent with CURVE on, admitting `allowed`; returns it with its key pair. */
-async function curveAgent(allowed: string[], before?: (ns: Namespace) => Promise<void>): Promise<TestAgent & { keys: KeyPair }> {
+async function curveAgent(allowed: string[], before?: (ns: Namespace) => Promise<void>): Promise<TestAgent & { keys: KeyPair; keyFile: string }> {
   const file = path.join(await keyDir(), 'agent.key');
   const keys = await generateKeyPairFile(file);
   const t = await startAgent({}, async (ns) => {
@@ -33,7 +35,7 @@ async function curveAgent(allowed: string[], before?: (ns: Namespace) => Promise
     await ns.put('config/agent/rpc_allowed_keys').value(allowed.join(','));
     await before?.(ns);
   });
-  return { ...t, keys };
+  return { ...t, keys, keyFile: file };
 }
 
 function curveClient(t: { port: number; keys: KeyPair }, client: KeyPair, timeoutMs = 5000): AgentClient {
@@ -71,6 +73,17 @@ describe('authenticated RPC (CURVE)', function () {
     // The allow-list is live: list B's manager on A, and a new connection with its key is answered.
     await a.etcd.put('config/agent/rpc_allowed_keys').value(`${managerA.publicKey} ${managerB.publicKey}`);
     await eventually('the new key to be admitted', async () => (await curveClient(a, managerB, 1000).call(methods.ping, 'late').catch(() => null)) === 'late', 15_000, 200);
+  });
+
+  it('answers a stock aiozmq client that reads the agent key from its file with pyzmq and has a listed key, and no other', async function () {
+    const manager = zmq.curveKeyPair();
+    const a = await curveAgent([manager.publicKey]);
+    const script = path.join(REPO_ROOT, 'tests/interop/aiozmq_curve_client.py');
+    const call = async (pair: KeyPair) =>
+      JSON.parse((await promisify(execFile)('/usr/bin/python3', [script, `tcp://127.0.0.1:${a.port}`, a.keyFile, pair.publicKey, pair.secretKey], { timeout: 20_000 })).stdout) as Record<string, string>;
+    expect(await call(manager)).to.deep.equal({ ping: 'hello' });
+    expect(await call(zmq.curveKeyPair())).to.deep.equal({ error: 'TimeoutError' });
+    expect(a.agent.stats().rpc!.authRefused).to.be.at.least(1);
   });
 
   it('puts its public key in heartbeats and sends events over CURVE to a manager whose key is in etcd', async () => {
