@@ -25,6 +25,8 @@ export interface ZapPolicy {
 const domains = new Map<string, ZapPolicy>();
 let socket: zmq.Reply | null = null;
 let loop: Promise<void> | null = null;
+/** Resolves once the handler's socket is bound; every registration waits for it. */
+let bound: Promise<void> | null = null;
 
 /**
  * Registers a domain's policy, binding the handler if it is the first;
@@ -37,15 +39,23 @@ export async function registerZapDomain(domain: string, policy: ZapPolicy): Prom
   if (!socket) {
     const s = new zmq.Reply({ linger: 0 });
     socket = s;
-    try {
-      await s.bind(ZAP_ENDPOINT);
-    } catch (err) {
-      socket = null;
-      domains.delete(domain);
-      s.close();
-      throw err;
-    }
-    loop = serve(s);
+    bound = s.bind(ZAP_ENDPOINT).then(
+      () => {
+        loop = serve(s);
+      },
+      (err: unknown) => {
+        socket = null;
+        bound = null;
+        s.close();
+        throw err;
+      },
+    );
+  }
+  try {
+    await bound; // a second registration must not return before the first one's bind is done
+  } catch (err) {
+    domains.delete(domain);
+    throw err;
   }
   return async () => {
     if (domains.get(domain) !== policy) return;
@@ -55,6 +65,7 @@ export async function registerZapDomain(domain: string, policy: ZapPolicy): Prom
       const l = loop;
       socket = null;
       loop = null;
+      bound = null;
       s.close();
       await l;
     }
