@@ -13,9 +13,9 @@ export const MAX_RECORD_BYTES = 10 * 1024 * 1024;
 /**
  * Output held for one run between two replies. Past it the relay stops
  * reading from the runner until a reply takes the output, so a kernel that
- * prints without end to a client that stopped calling `continue` is slowed
- * down at its source (ZeroMQ's high-water marks, then the runner's own
- * memory limit) instead of growing the agent's memory; nothing is lost.
+ * prints without end to a client that stopped calling `continue` cannot grow
+ * the agent's memory (the backlog stays in ZeroMQ's high-water marks and the
+ * kernel's own memory, which its limit bounds); nothing read is lost.
  */
 export const MAX_PENDING_BYTES = 16 * 1024 * 1024;
 

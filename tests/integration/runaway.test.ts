@@ -8,6 +8,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { expect } from 'chai';
+import Docker from 'dockerode';
 import { methods } from '../../src/rpc/methods.js';
 import { MAX_PENDING_BYTES } from '../../src/relay/output.js';
 import { containersOf, eventually, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
@@ -87,6 +88,7 @@ describe('runaway kernel drill', function () {
     expect(lines.length).to.be.above(1000);
     expect(lines.every((l) => l === 'x'.repeat(1000))).to.equal(true); // in order, none lost or mangled
 
+    const floodLogs = (await new Docker().getContainer(infos[0].container_id).logs({ stdout: true, stderr: true })).toString('latin1');
     const sorted = [...latencies].sort((x, y) => x - y);
     const summary = {
       pings: sorted.length,
@@ -96,6 +98,7 @@ describe('runaway kernel drill', function () {
       rssGrowthMiB: Math.round((maxRss - rssBefore) / 1024 / 1024),
       pidsCurrent: current?.trim() ?? 'unreadable',
       floodBytesHeld: heldBytes,
+      floodRunnerExits: floodLogs.match(/runner exited with status \d+/g) ?? [], // its own output queue hit the memory limit
     };
     console.log(`      runaway drill: ${JSON.stringify(summary)}`);
     expect(sorted.length).to.be.above(20);
