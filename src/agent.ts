@@ -30,6 +30,8 @@ import { agentKey, Registration } from './services/registration.js';
 import { KernelService } from './kernels/service.js';
 import { CgroupStats } from './kernels/stats.js';
 import { DEFAULT_FILE_LIMITS } from './kernels/files.js';
+import { containerSecurity } from './config/security.js';
+import { loadKeyPair, type KeyPair } from './config/keys.js';
 
 /** The states of an agent; every transition is logged. */
 export type AgentState = 'initialized' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -56,6 +58,7 @@ export class Agent {
   private starting: Promise<void> | null = null;
   private stopping: Promise<void> | null = null;
   private registered = false;
+  private keyPair: KeyPair | null = null;
 
   constructor(
     readonly options: AgentOptions,
@@ -72,6 +75,11 @@ export class Agent {
   /** The current state. */
   get currentState(): AgentState {
     return this.state;
+  }
+
+  /** The agent's CURVE public key (Z85) when RPC authentication is on, else null. */
+  get publicKey(): string | null {
+    return this.keyPair?.publicKey ?? null;
   }
 
   /** The `tcp://host:port` the manager reaches this agent at. */
@@ -102,6 +110,12 @@ export class Agent {
     try {
       await this.etcd.waitReady(this.abort.signal);
       const settings = await this.settings.load();
+      if (settings.rpcKeypairFile) {
+        this.keyPair = await loadKeyPair(settings.rpcKeypairFile);
+        if (settings.rpcAllowedKeys.length === 0) {
+          throw new ConfigError('rpc_keypair_file is set but rpc_allowed_keys is empty, so no manager could call: list the managers\' public keys');
+        }
+      }
       checkpoint();
       const publisher = this.makePublisher(settings.eventQueueLimit);
       this.publisher = publisher;
@@ -125,11 +139,14 @@ export class Agent {
           const s = this.settings.value;
           return {
             imagePrefix: s.imagePrefix,
+            imageAllowList: s.imageAllowList,
             vfolderRoot,
             kernelUid: s.kernelUid,
             idleTimeoutSec: this.options.idleTimeoutSec,
             execTimeoutSec: s.execTimeoutSec,
             fileLimits: { ...DEFAULT_FILE_LIMITS, maxUploadBytes: s.maxUploadBytes, maxDownloadBytes: s.maxDownloadBytes },
+            security: containerSecurity(s),
+            publishAddr: s.kernelPublishAddr,
           };
         },
       });
@@ -146,6 +163,7 @@ export class Agent {
         handler: this.dispatcher.handle,
         log: this.log.child({ component: 'rpc' }),
         maxMessageBytes: settings.rpcMaxMessageBytes,
+        curve: this.keyPair ? { ...this.keyPair, allows: (key) => this.settings.value.rpcAllowedKeys.includes(key) } : undefined,
       });
       await this.router.start().catch((err: unknown) => {
         throw new ConfigError(
@@ -153,14 +171,19 @@ export class Agent {
             'stop what holds the port or choose another with --agent-port',
         );
       });
-      this.log.info('serving RPC', { endpoint: this.router.endpoint });
+      this.log.info('serving RPC', { endpoint: this.router.endpoint, curve: this.keyPair !== null });
 
       this.heartbeat = new Heartbeat(
         {
           log: this.log.child({ component: 'heartbeat' }),
           codec: msgpackCodec,
           emit: (name, args) => publisher.emit(name, args),
-          identity: () => ({ ip: this.hostIp, region: this.options.region, addr: this.address }),
+          identity: () => ({
+            ip: this.hostIp,
+            region: this.options.region,
+            addr: this.address,
+            ...(this.keyPair ? { public_key: this.keyPair.publicKey } : {}),
+          }),
           resources: detectResources,
           listImages: () => this.docker.kernelImages(this.settings.value.imagePrefix),
           sample: async () => {
@@ -174,7 +197,7 @@ export class Agent {
       this.managerLink = new ManagerLink({
         etcd: this.etcd,
         log: this.log.child({ component: 'manager-link' }),
-        setSink: (endpoint) => publisher.setSink(endpoint),
+        setSink: (endpoint, serverKey) => publisher.setSink(endpoint, serverKey),
         onAttach: () => {
           // A new sink may be a new manager: introduce the agent, then beat at once.
           publisher.emit('instance_started', []);
@@ -299,6 +322,7 @@ export class Agent {
       codec: msgpackCodec,
       log: this.log.child({ component: 'events' }),
       queueLimit,
+      keyPair: this.keyPair ?? undefined,
     });
   }
 

@@ -10,6 +10,9 @@ import { execFile } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { ContainerSecurity } from '../../src/adapters/docker.js';
+import { containerSecurity } from '../../src/config/security.js';
+import { defaultSettings } from '../../src/config/settings.js';
 import { errorMessage } from '../../src/errors.js';
 import { containerRequest, imageTraits, prepareScratch } from '../../src/kernels/launch.js';
 import { parseKernelConfig } from '../../src/kernels/spec.js';
@@ -62,11 +65,11 @@ function cliSide(env: BenchEnv, cpuSet: { last: number[] }, homes: string, trait
       // The agent's own container request, so the limits and environment are the same by construction.
       const req = containerRequest({
         agentId: 'none', kernelId: id, spec, cpuSet: cpuSet.last, traits, scratchDir: home,
-        kernelUid: KERNEL_UID, publishHost: '127.0.0.1', createdAt: Date.now(),
+        kernelUid: KERNEL_UID, publishHost: '127.0.0.1', createdAt: Date.now(), security: containerSecurity(defaultSettings()),
       });
       const args = ['run', '-d', '--name', `bench.${id}`, '--label', `${BENCH_LABEL}=${env.runId}`,
         '--cpuset-cpus', req.cpusetCpus, '--memory', `${req.memoryBytes}b`, '--memory-swap', `${req.memoryBytes}b`,
-        ...req.env.flatMap((e) => ['-e', e]), ...req.binds.flatMap((b) => ['-v', b]),
+        ...securityFlags(req.security), ...req.env.flatMap((e) => ['-e', e]), ...req.binds.flatMap((b) => ['-v', b]),
         ...[2000, 2001, 2002, 2003].flatMap((p) => ['-p', `${req.publishHost}::${p}`]), req.image];
       const t0 = performance.now();
       const container = (await run(DOCKER, args)).stdout.trim();
@@ -79,6 +82,17 @@ function cliSide(env: BenchEnv, cpuSet: { last: number[] }, homes: string, trait
       return { create: [ms] };
     },
   };
+}
+
+/** The docker CLI flags of the agent's lock-down (the bench agent runs with the default settings). */
+function securityFlags(s: ContainerSecurity): string[] {
+  return [
+    ...(s.noNewPrivileges ? ['--security-opt', 'no-new-privileges'] : []),
+    ...(s.seccomp === 'unconfined' ? ['--security-opt', 'seccomp=unconfined'] : []),
+    ...(s.capabilities ? ['--cap-drop', 'ALL', ...s.capabilities.flatMap((c) => ['--cap-add', c])] : []),
+    ...(s.pidsLimit > 0 ? ['--pids-limit', String(s.pidsLimit)] : []),
+    ...(s.nofileLimit > 0 ? ['--ulimit', `nofile=${s.nofileLimit}:${s.nofileLimit}`] : []),
+  ];
 }
 
 export const coldCreateFigure: Figure = {

@@ -26,6 +26,34 @@ export interface ContainerRequest {
   cpusetCpus: string;
   /** Host address the runner ports are published on. */
   publishHost: string;
+  /** The lock-down of the container (README, Security). */
+  security: ContainerSecurity;
+}
+
+/** How a kernel container is locked down; every field maps to one HostConfig field. */
+export interface ContainerSecurity {
+  noNewPrivileges: boolean;
+  /** Capabilities kept after dropping all; null = Docker's default set. */
+  capabilities: string[] | null;
+  seccomp: 'default' | 'unconfined';
+  /** 0 = unlimited. */
+  pidsLimit: number;
+  /** 0 = Docker's default. */
+  nofileLimit: number;
+}
+
+/** The HostConfig fields of a lock-down; privileged mode is never asked for. */
+export function securityHostConfig(s: ContainerSecurity): Record<string, unknown> {
+  const securityOpt: string[] = [];
+  if (s.noNewPrivileges) securityOpt.push('no-new-privileges');
+  if (s.seccomp === 'unconfined') securityOpt.push('seccomp=unconfined');
+  return {
+    Privileged: false,
+    SecurityOpt: securityOpt,
+    ...(s.capabilities ? { CapDrop: ['ALL'], CapAdd: s.capabilities } : {}),
+    ...(s.pidsLimit > 0 ? { PidsLimit: s.pidsLimit } : {}),
+    ...(s.nofileLimit > 0 ? { Ulimits: [{ Name: 'nofile', Soft: s.nofileLimit, Hard: s.nofileLimit }] } : {}),
+  };
 }
 
 /** What the agent needs to know of a container. */
@@ -105,6 +133,7 @@ export class DockerEngine {
           CpusetCpus: req.cpusetCpus,
           PortBindings: bindings,
           Init: false,
+          ...securityHostConfig(req.security),
         },
       });
       return c.id;

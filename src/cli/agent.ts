@@ -17,6 +17,7 @@ import { EtcdStore } from '../adapters/etcd.js';
 import { DockerEngine } from '../adapters/docker.js';
 import { formatChecklist, runChecks, settingsReader } from '../node/checks.js';
 import { describeMethods } from '../rpc/methods.js';
+import { generateKeyPairFile } from '../config/keys.js';
 
 const EXIT_USAGE = 2;
 const EXIT_FAILED = 1;
@@ -151,6 +152,19 @@ await yargs(hideBin(process.argv))
   .command('methods', 'list the RPC methods this agent serves, with their parameters', {}, () => {
     process.stdout.write(describeMethods() + '\n');
   })
+  .command(
+    'keygen',
+    'write a new CURVE key pair file for rpc_keypair_file (mode 0600) and print its public key',
+    (y) => y.option('out', { type: 'string', demandOption: true, describe: 'file to write; an existing file is not overwritten' }),
+    async (argv) => {
+      try {
+        const pair = await generateKeyPairFile(argv.out);
+        process.stdout.write(`${pair.publicKey}\n`);
+      } catch (err) {
+        die(errorMessage(err), EXIT_FAILED);
+      }
+    },
+  )
   .completion('completion', 'print a bash/zsh completion script (agent completion >> ~/.bashrc)')
   .strict()
   .help()

@@ -28,6 +28,24 @@ export interface Settings {
   maxDownloadBytes: number;
   /** Seconds a run may take; 0 uses the image's `io.sorna.timeout` label. */
   execTimeoutSec: number;
+  /** File holding the agent's CURVE key pair; empty = RPC without CURVE (2018 managers). */
+  rpcKeypairFile: string;
+  /** Z85 public keys of the managers allowed to call the agent when CURVE is on. */
+  rpcAllowedKeys: string[];
+  /** Kernels get Docker's `no-new-privileges` (setuid binaries do not raise privileges). */
+  kernelNoNewPrivileges: boolean;
+  /** Capabilities kernels keep after dropping all; `null` = Docker's default set (nothing dropped). */
+  kernelCapabilities: string[] | null;
+  /** `default` = Docker's default seccomp profile; `unconfined` turns seccomp off (as the 2018 agent did). */
+  kernelSeccomp: 'default' | 'unconfined';
+  /** Most processes and threads a kernel may hold at once; 0 = unlimited. */
+  kernelPidsLimit: number;
+  /** Open files per process in a kernel (soft and hard); 0 = Docker's default. */
+  kernelNofileLimit: number;
+  /** Host address kernel ports are published on; empty = the kernel host address the manager is told. */
+  kernelPublishAddr: string;
+  /** Image names kernels may use besides those under `image_prefix` (exact `name:tag`). */
+  imageAllowList: string[];
 }
 
 interface SettingSpec<K extends keyof Settings> {
@@ -49,6 +67,49 @@ function number(min: number, max: number, integer = false) {
     if (v < min || v > max) throw new Error(`${v} is outside ${min}..${max}`);
     return v;
   };
+}
+
+function list(item: RegExp, what: string) {
+  return (raw: string): string[] => {
+    const items = raw.split(/[\s,]+/).filter(Boolean);
+    for (const i of items) if (!item.test(i)) throw new Error(`${JSON.stringify(i)} is not ${what}`);
+    return [...new Set(items)];
+  };
+}
+
+function bool(raw: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new Error(`${JSON.stringify(raw)} is not true or false`);
+}
+
+/** The capabilities kernels keep by default: what the image's entrypoint needs to switch to the kernel user (README, Security). */
+export const DEFAULT_KERNEL_CAPABILITIES = ['SETUID', 'SETGID'];
+
+function capabilities(raw: string): string[] | null {
+  if (raw.trim() === 'docker-default') return null;
+  if (raw.trim() === '' || raw.trim() === 'none') return [];
+  return list(/^(CAP_)?[A-Z_]{2,32}$/, 'a capability name such as SETUID')(raw.toUpperCase()).map((c) => c.replace(/^CAP_/, ''));
+}
+
+function oneOf<T extends string>(...values: T[]) {
+  return (raw: string): T => {
+    if (!(values as string[]).includes(raw.trim())) throw new Error(`${JSON.stringify(raw)} is not one of ${values.join(', ')}`);
+    return raw.trim() as T;
+  };
+}
+
+function address(raw: string): string {
+  const v = raw.trim();
+  if (v !== '' && !/^([0-9.]+|[0-9A-Fa-f:]+)$/.test(v)) throw new Error(`${JSON.stringify(raw)} is not an IP address`);
+  return v;
+}
+
+function filePath(raw: string): string {
+  const v = raw.trim();
+  if (v !== '' && !v.startsWith('/')) throw new Error(`${JSON.stringify(raw)} is not an absolute path`);
+  return v;
 }
 
 function imagePrefix(raw: string): string {
@@ -82,6 +143,36 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
   { key: 'max_upload_bytes', field: 'maxUploadBytes', doc: 'largest upload_file', default: 100 * 1024 * 1024, live: true, parse: number(0, 1024 ** 3, true) },
   { key: 'max_download_bytes', field: 'maxDownloadBytes', doc: 'largest download_file archive', default: 500 * 1024 * 1024, live: true, parse: number(0, 4 * 1024 ** 3, true) },
   { key: 'exec_timeout', field: 'execTimeoutSec', doc: "seconds a run may take (0 = the image's label)", default: 0, live: true, parse: number(0, 7 * 24 * 3600) },
+  { key: 'rpc_keypair_file', field: 'rpcKeypairFile', doc: 'CURVE key pair file of the agent (empty = no CURVE)', default: '', live: false, parse: filePath },
+  {
+    key: 'rpc_allowed_keys',
+    field: 'rpcAllowedKeys',
+    doc: 'Z85 public keys of managers allowed to call (CURVE)',
+    default: [],
+    live: true,
+    parse: list(/^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/, 'a Z85 public key (40 characters)'),
+  },
+  { key: 'kernel_no_new_privileges', field: 'kernelNoNewPrivileges', doc: 'kernels run with no-new-privileges', default: true, live: true, parse: bool },
+  {
+    key: 'kernel_capabilities',
+    field: 'kernelCapabilities',
+    doc: 'capabilities kernels keep after dropping all (docker-default = drop none)',
+    default: DEFAULT_KERNEL_CAPABILITIES,
+    live: true,
+    parse: capabilities,
+  },
+  { key: 'kernel_seccomp', field: 'kernelSeccomp', doc: "seccomp of kernels: default (Docker's profile) or unconfined", default: 'default', live: true, parse: oneOf('default', 'unconfined') },
+  { key: 'kernel_pids_limit', field: 'kernelPidsLimit', doc: 'processes and threads per kernel (0 = unlimited)', default: 1024, live: true, parse: number(0, 4_194_304, true) },
+  { key: 'kernel_nofile_limit', field: 'kernelNofileLimit', doc: "open files per kernel process (0 = Docker's default)", default: 4096, live: true, parse: number(0, 1_048_576, true) },
+  { key: 'kernel_publish_addr', field: 'kernelPublishAddr', doc: 'address kernel ports are published on (empty = the kernel host)', default: '', live: true, parse: address },
+  {
+    key: 'image_allow_list',
+    field: 'imageAllowList',
+    doc: 'images allowed besides those under image_prefix (name:tag)',
+    default: [],
+    live: true,
+    parse: list(/^[a-z0-9][a-z0-9._/-]{0,254}:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'an image name:tag'),
+  },
 ] as ReadonlyArray<SettingSpec<keyof Settings>>;
 
 /** The defaults of every setting. */
@@ -140,5 +231,5 @@ export function compileSettings(
 
 /** The fields whose value differs between two settings objects, with whether each applies live. */
 export function changedSettings(before: Settings, after: Settings): Array<{ key: string; live: boolean }> {
-  return SETTINGS.filter((s) => before[s.field] !== after[s.field]).map((s) => ({ key: s.key, live: s.live }));
+  return SETTINGS.filter((s) => JSON.stringify(before[s.field]) !== JSON.stringify(after[s.field])).map((s) => ({ key: s.key, live: s.live }));
 }

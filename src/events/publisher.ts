@@ -18,6 +18,8 @@ export interface EventPublisherOptions {
   log: Logger;
   /** Events held for a sink that is not reading; more are dropped. */
   queueLimit: number;
+  /** The agent's CURVE key pair, used when the sink's key is known; absent, a fresh pair is made for it. */
+  keyPair?: { publicKey: string; secretKey: string } | undefined;
 }
 
 /** Counters of the publisher. */
@@ -30,6 +32,7 @@ export class EventPublisher {
   private socket: zmq.Push | null = null;
   private queue: SendQueue | null = null;
   private endpoint: string | null = null;
+  private serverKey: string | null = null;
   private readonly stats: PublisherStats = { queued: 0, dropped: 0 };
   private readonly agentId: Buffer;
   private lastDropLog = 0;
@@ -47,21 +50,37 @@ export class EventPublisher {
     return { ...this.stats };
   }
 
-  /** Points the publisher at a new sink (or none); events queued for the old one get a short linger. */
-  setSink(endpoint: string | null): void {
-    if (endpoint === this.endpoint) return;
+  /** Whether events go out over CURVE (the sink's public key is known). */
+  get encrypted(): boolean {
+    return this.serverKey !== null;
+  }
+
+  /**
+   * Points the publisher at a new sink (or none); events queued for the old
+   * one get a short linger. With the sink's CURVE public key (Z85), events
+   * are encrypted and the agent authenticates with its key pair.
+   */
+  setSink(endpoint: string | null, serverKey: string | null = null): void {
+    if (endpoint === this.endpoint && serverKey === this.serverKey) return;
     this.closeSocket(1000);
     this.endpoint = endpoint;
+    this.serverKey = endpoint ? serverKey : null;
     if (!endpoint) return;
     const socket = new zmq.Push({
       sendHighWaterMark: this.options.queueLimit,
       sendTimeout: 0, // a full queue drops the event at once instead of blocking the agent
       linger: 1000,
     });
+    if (serverKey) {
+      const pair = this.options.keyPair ?? zmq.curveKeyPair();
+      socket.curveServerKey = serverKey;
+      socket.curvePublicKey = pair.publicKey;
+      socket.curveSecretKey = pair.secretKey;
+    }
     socket.connect(endpoint);
     this.socket = socket;
     this.queue = new SendQueue(socket, (err) => this.noteDrop(`send failed: ${errorMessage(err)}`), this.options.queueLimit);
-    this.options.log.info('sending events to the manager', { sink: endpoint });
+    this.options.log.info('sending events to the manager', { sink: endpoint, curve: serverKey !== null });
   }
 
   /** Sends an event; returns false when it was dropped (no sink, or the queue is full). */
@@ -85,6 +104,7 @@ export class EventPublisher {
     if (queue) await Promise.race([queue.drained(), new Promise((r) => setTimeout(r, lingerMs).unref())]);
     this.closeSocket(lingerMs);
     this.endpoint = null;
+    this.serverKey = null;
   }
 
   private closeSocket(lingerMs: number): void {

@@ -6,7 +6,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { ContainerRequest } from '../adapters/docker.js';
+import type { ContainerRequest, ContainerSecurity } from '../adapters/docker.js';
 import { langName, type KernelSpec } from './spec.js';
 
 /** Labels the agent puts on (and reads back from) its kernel containers. */
@@ -48,6 +48,7 @@ export interface LaunchInput {
   scratchDir: string;
   kernelUid: number;
   publishHost: string;
+  security: ContainerSecurity;
   createdAt: number;
 }
 
@@ -78,6 +79,7 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
     memoryBytes: i.spec.memMiB * 1024 * 1024,
     cpusetCpus: i.cpuSet.join(','),
     publishHost: i.publishHost,
+    security: i.security,
   };
 }
 

@@ -9,12 +9,12 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { AgentError, DockerError, errorMessage, KernelCreationError, KernelNotFoundError, NoResourcesError } from '../errors.js';
-import { KERNEL_PORTS, type DockerEngine } from '../adapters/docker.js';
+import { KERNEL_PORTS, type ContainerSecurity, type DockerEngine } from '../adapters/docker.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
 import { CoresExhausted, CpuAllocator } from './allocator.js';
 import { changedOutputFiles, containerRequest, imageTraits, LABELS, parseCoreList, prepareScratch, type ImageTraits } from './launch.js';
 import { Semaphore } from './semaphore.js';
-import { parseKernelConfig, type KernelSpec } from './spec.js';
+import { checkMounts, parseKernelConfig, type KernelSpec } from './spec.js';
 import type { CgroupStats } from './stats.js';
 import { ScratchFiles, type FileLimits } from './files.js';
 import { KernelRelay } from '../relay/kernel-relay.js';
@@ -48,7 +48,18 @@ export interface KernelServiceDeps {
   kernelHost: string;
   cores: number[];
   /** Current values of live settings. */
-  settings(): { imagePrefix: string; vfolderRoot: string; kernelUid: number; idleTimeoutSec: number; execTimeoutSec: number; fileLimits: FileLimits };
+  settings(): {
+    imagePrefix: string;
+    imageAllowList: string[];
+    vfolderRoot: string;
+    kernelUid: number;
+    idleTimeoutSec: number;
+    execTimeoutSec: number;
+    fileLimits: FileLimits;
+    security: ContainerSecurity;
+    /** Host address kernel ports are published on; empty = `kernelHost`. */
+    publishAddr: string;
+  };
   createConcurrency: number;
   cpuOvercommit: number;
 }
@@ -123,7 +134,7 @@ export class KernelService {
       return this.info(live);
     }
     const s = this.deps.settings();
-    const spec = parseKernelConfig(config, s.imagePrefix, s.vfolderRoot); // a bad config takes nothing
+    const spec = parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList); // a bad config takes nothing
     const p = this.createSlots.run(() => this.doCreate(id, spec)).finally(() => this.creating.delete(id));
     this.creating.set(id, p);
     this.deps.emit('kernel_creating', [id]);
@@ -135,6 +146,7 @@ export class KernelService {
     const undo: Array<() => Promise<void> | void> = [];
     let step = 'checking the image';
     try {
+      await checkMounts(spec.mounts, this.deps.settings().vfolderRoot); // a ParametersError, before anything is taken
       const image = await this.deps.docker.image(spec.image);
       const traits = imageTraits(image.labels);
       step = 'allocating cores';
@@ -175,7 +187,8 @@ export class KernelService {
     const containerId = await this.deps.docker.create(
       containerRequest({
         agentId: this.deps.agentId, kernelId: rec.id, spec: rec.spec, cpuSet: rec.cpuSet, traits: rec.traits,
-        scratchDir: rec.scratchDir, kernelUid: s.kernelUid, publishHost: this.deps.kernelHost, createdAt: rec.createdAt,
+        scratchDir: rec.scratchDir, kernelUid: s.kernelUid, publishHost: s.publishAddr || this.deps.kernelHost,
+        security: s.security, createdAt: rec.createdAt,
       }),
     );
     undo.push(() => this.deps.docker.remove(containerId));
@@ -260,7 +273,9 @@ export class KernelService {
       return this.restart(id, config);
     }
     const s = this.deps.settings();
-    const spec = parseKernelConfig(config, s.imagePrefix, s.vfolderRoot);
+    const spec = parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList);
+    await checkMounts(spec.mounts, s.vfolderRoot); // a bad mount is refused before the old container goes
+    if (rec.busy || this.kernels.get(id) !== rec || this.destroying.has(id)) return this.restart(id, config); // changed meanwhile: look again
     const undo: Array<() => Promise<void> | void> = [];
     const work = (async () => {
       rec.state = 'restarting';

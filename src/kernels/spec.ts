@@ -4,6 +4,7 @@
  * before anything is taken: a bad config is a ParametersError that names the
  * key.
  */
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ParametersError } from '../errors.js';
 
@@ -29,6 +30,15 @@ export interface KernelSpec {
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const LANG = /^[a-z0-9][a-z0-9._/-]{0,127}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
+/** Largest `environ` in all (keys, values and separators): it becomes the container's environment and a file. */
+export const MAX_ENVIRON_BYTES = 1024 * 1024;
+/**
+ * Variables the manager may not set: the agent sets the first ones, and the
+ * image's entrypoint runs as root before it drops to the kernel user, so a
+ * variable that changes what a root shell runs (or which user it becomes)
+ * would let code in the kernel gain root in its container.
+ */
+const RESERVED_ENV = /^(LOCAL_USER_ID|LOCAL_GROUP_ID|RUNNER|PATH|IFS|ENV|BASH_ENV|SHELLOPTS|BASHOPTS|PS4|GLOBIGNORE|CDPATH|LD_[A-Z_]*)$/;
 
 function bad(key: string, why: string): never {
   throw new ParametersError(`config ${key} ${why}`);
@@ -46,10 +56,24 @@ function intList(v: unknown, key: string): number[] | null {
   return [...new Set(v as number[])].sort((a, b) => a - b);
 }
 
-/** Reads a config map into a KernelSpec; `imagePrefix` + lang names the image, `vfolderRoot` holds the mounts. */
-export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: string, vfolderRoot: string): KernelSpec {
+/**
+ * The image a lang names: the lang itself when it is on the allow-list,
+ * else `imagePrefix` + lang (never with an empty prefix, which would let a
+ * manager name any image on the node).
+ */
+export function resolveImage(lang: string, imagePrefix: string, allowList: readonly string[] = []): string {
+  if (allowList.includes(lang)) return lang;
+  if (!imagePrefix) bad('lang', `${JSON.stringify(lang)} is not on image_allow_list and image_prefix is empty: add it to the list or set a prefix`);
+  const name = lang.split(':')[0]!;
+  if (name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) bad('lang', `${JSON.stringify(lang)} has an empty, "." or ".." path segment`);
+  return imagePrefix + lang;
+}
+
+/** Reads a config map into a KernelSpec; `imagePrefix` + lang (or the allow-list) names the image, `vfolderRoot` holds the mounts. */
+export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: string, vfolderRoot: string, imageAllowList: readonly string[] = []): KernelSpec {
   const lang = config.lang;
   if (typeof lang !== 'string' || !LANG.test(lang)) bad('lang', 'must be an image "name:tag" such as "python:3-debian"');
+  const image = resolveImage(lang, imagePrefix, imageAllowList);
   const limits = (config.limits ?? {}) as Record<string, unknown>;
   if (typeof limits !== 'object' || Array.isArray(limits)) bad('limits', 'must be a map');
   const cpu = num(limits.cpu_slot, 'limits.cpu_slot', 0, 1024, 1);
@@ -75,16 +99,20 @@ export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: 
   if (typeof rawEnv !== 'object' || rawEnv === null || Array.isArray(rawEnv)) bad('environ', 'must be a map of str to str');
   const entries = Object.entries(rawEnv as Record<string, unknown>);
   if (entries.length > 1024) bad('environ', 'has more than 1024 entries');
+  let total = 0;
   for (const [k, v] of entries) {
-    if (!ENV_KEY.test(k)) bad('environ', `key ${JSON.stringify(k)} is not a valid variable name`);
-    if (typeof v !== 'string' || v.length > 65_536 || v.includes('\n') || v.includes('\0')) bad('environ', `value of ${k} must be a single-line str`);
+    if (!ENV_KEY.test(k)) bad('environ', `key ${JSON.stringify(k.slice(0, 64))} is not a variable name (letters, digits and "_", at most 256)`);
+    if (RESERVED_ENV.test(k)) bad('environ', `key ${k} is reserved: the agent or the image's root entrypoint reads it`);
+    if (typeof v !== 'string' || v.length > 65_536 || v.includes('\n') || v.includes('\0')) bad('environ', `value of ${k} must be a single-line str of at most 65536 characters`);
+    total += Buffer.byteLength(k) + Buffer.byteLength(v) + 2;
+    if (total > MAX_ENVIRON_BYTES) bad('environ', `is larger than ${MAX_ENVIRON_BYTES} bytes in all`);
     environ[k] = v;
   }
 
   const cpuSet = intList(config.cpu_set, 'cpu_set');
   return {
     lang,
-    image: imagePrefix + lang,
+    image,
     cpuCount: cpuSet?.length ?? Math.max(1, Math.ceil(cpu)),
     memMiB: Math.floor(mem),
     gpuCount: gpu,
@@ -93,6 +121,22 @@ export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: 
     cpuSet,
     gpuSet: intList(config.gpu_set, 'gpu_set'),
   };
+}
+
+/**
+ * Checks that every mount's host folder exists, is a directory (Docker would
+ * create a missing one as root) and, with symlinks resolved, is still under
+ * the vfolder root. Runs before anything is taken.
+ */
+export async function checkMounts(mounts: readonly MountSpec[], vfolderRoot: string): Promise<void> {
+  if (mounts.length === 0) return;
+  const root = await fs.realpath(vfolderRoot).catch(() => bad('mounts', `cannot be used: the vfolder root ${vfolderRoot} (volumes/_mount) does not exist`));
+  for (const m of mounts) {
+    const real = await fs.realpath(m.hostPath).catch(() => bad('mounts', `folder ${m.name}: ${m.hostPath} does not exist`));
+    if (!real.startsWith(root + path.sep)) bad('mounts', `folder ${m.name}: ${m.hostPath} leads outside the vfolder root`);
+    const st = await fs.stat(real);
+    if (!st.isDirectory()) bad('mounts', `folder ${m.name}: ${m.hostPath} is not a directory`);
+  }
 }
 
 /** The lang's name without its tag, as used in container names (`kernel.<name>.<id>`). */

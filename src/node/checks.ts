@@ -15,6 +15,7 @@ import type { EtcdStore } from '../adapters/etcd.js';
 import type { DockerEngine } from '../adapters/docker.js';
 import { errorMessage } from '../errors.js';
 import { agentKey } from '../services/registration.js';
+import { securityFindings } from '../config/security.js';
 
 /** The result of one check, as printed and as `--format json` gives it. */
 export interface CheckResult {
@@ -24,6 +25,8 @@ export interface CheckResult {
   detail: string;
   /** What to do about a failure; empty when ok. */
   fix: string;
+  /** Things that pass but deserve a look (e.g. a protection turned off), each with its fix. */
+  warnings: string[];
 }
 
 /** What a check may look at: the validated flags and the real etcd and Docker. */
@@ -42,7 +45,7 @@ export interface Check {
   fix: string;
   /** The name of an earlier check that must pass first; when it failed, this one is reported as not checked. */
   after?: string;
-  run(ctx: CheckContext): Promise<{ ok: boolean; detail: string; fix?: string }>;
+  run(ctx: CheckContext): Promise<{ ok: boolean; detail: string; fix?: string; warnings?: string[] }>;
 }
 
 /** How long one check may take before it counts as failed. */
@@ -83,6 +86,20 @@ export const CHECKS: Check[] = [
       const parts = [`${etcd.prefix} readable`, sink ? `manager event sink ${sink}` : 'no manager event sink yet (events wait for nodes/manager/event_addr)'];
       if (unknown.length > 0) parts.push(`unknown keys ignored: ${unknown.join(', ')}`);
       return pass(parts.join('; '));
+    },
+  },
+  {
+    name: 'security settings',
+    fix: 'make etcd reachable first',
+    after: 'etcd namespace and settings',
+    async run({ settings }) {
+      const findings = securityFindings((await settings()).settings);
+      if (!findings.length) return pass('every protection is on (CURVE RPC, kernel lock-down)');
+      return {
+        ok: true,
+        detail: `${findings.length} protection(s) turned off: ${findings.map((f) => f.name).join(', ')}`,
+        warnings: findings.map((f) => `${f.name}: ${f.detail}; fix: ${f.fix}`),
+      };
     },
   },
   {
@@ -183,7 +200,7 @@ export async function runChecks(ctx: CheckContext, checks: readonly Check[] = CH
   const results: CheckResult[] = [];
   for (const check of checks) {
     if (check.after !== undefined && results.find((r) => r.name === check.after)?.ok === false) {
-      results.push({ name: check.name, ok: false, detail: `not checked: "${check.after}" failed`, fix: check.fix });
+      results.push({ name: check.name, ok: false, detail: `not checked: "${check.after}" failed`, fix: check.fix, warnings: [] });
       continue;
     }
     let timer: NodeJS.Timeout | undefined;
@@ -192,10 +209,10 @@ export async function runChecks(ctx: CheckContext, checks: readonly Check[] = CH
     });
     try {
       const r = await Promise.race([check.run(ctx), timeout]);
-      results.push({ name: check.name, ok: r.ok, detail: r.detail, fix: r.ok ? '' : (r.fix ?? check.fix) });
+      results.push({ name: check.name, ok: r.ok, detail: r.detail, fix: r.ok ? '' : (r.fix ?? check.fix), warnings: r.warnings ?? [] });
     } catch (err) {
       const fix = err instanceof CheckFailure ? err.fix : check.fix;
-      results.push({ name: check.name, ok: false, detail: errorMessage(err).replace(/\s*\n\s*/g, ' '), fix });
+      results.push({ name: check.name, ok: false, detail: errorMessage(err).replace(/\s*\n\s*/g, ' '), fix, warnings: [] });
     } finally {
       clearTimeout(timer);
     }
@@ -217,11 +234,14 @@ export function settingsReader(etcd: EtcdStore, agentId: string): () => Promise<
 export function formatChecklist(results: readonly CheckResult[]): string {
   const width = Math.max(...results.map((r) => r.name.length));
   const lines = results.flatMap((r) => [
-    `[${r.ok ? ' ok ' : 'FAIL'}] ${r.name.padEnd(width)}  ${r.detail}`,
+    `[${r.ok ? (r.warnings.length ? 'warn' : ' ok ') : 'FAIL'}] ${r.name.padEnd(width)}  ${r.detail}`,
     ...(r.ok ? [] : [`       ${' '.repeat(width)}  fix: ${r.fix}`]),
+    ...r.warnings.map((w) => `       ${' '.repeat(width)}  warn: ${w}`),
   ]);
   const failed = results.filter((r) => !r.ok).length;
-  lines.push(failed === 0 ? `all ${results.length} checks passed` : `${failed} of ${results.length} checks failed`);
+  const warned = results.reduce((n, r) => n + r.warnings.length, 0);
+  const warnings = warned ? ` (${warned} warning${warned === 1 ? '' : 's'})` : '';
+  lines.push(failed === 0 ? `all ${results.length} checks passed${warnings}` : `${failed} of ${results.length} checks failed${warnings}`);
   return lines.join('\n');
 }
 

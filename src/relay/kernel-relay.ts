@@ -54,7 +54,8 @@ export interface KernelRelayOptions {
 
 export class KernelRelay {
   private readonly push = new zmq.Push({ linger: 0, sendHighWaterMark: 1000 });
-  private readonly pull = new zmq.Pull({ linger: 0 });
+  // A small receive queue: records are up to 64 KiB, so while a run is held back (see RunOutput) libzmq keeps at most ~4 MiB of it here.
+  private readonly pull = new zmq.Pull({ linger: 0, receiveHighWaterMark: 64 });
   private readonly queue: SendQueue;
   private readonly runs = new Map<string, Run>();
   /** Runs sent to the runner and not finished; the first is the one running. */
@@ -127,7 +128,10 @@ export class KernelRelay {
 
   /** Closes the sockets and ends every run waiting for output. */
   close(): void {
-    for (const run of this.runs.values()) this.settle(run, { status: 'finished', exitCode: null, options: null });
+    for (const run of this.runs.values()) {
+      this.settle(run, { status: 'finished', exitCode: null, options: null });
+      run.output.release();
+    }
     this.push.close();
     this.pull.close();
   }
@@ -207,6 +211,9 @@ export class KernelRelay {
           default:
             break; // a runner may send more than we know
         }
+        // Back-pressure: a run holding as much output as it may is not read further until a reply takes it.
+        const holding = this.current();
+        if (holding?.output.full) await holding.output.waitForRoom();
       }
     } catch {
       // closed
@@ -222,6 +229,7 @@ export class KernelRelay {
   /** Takes a run out of the order; the next one starts its exec timeout. */
   private retire(run: Run): void {
     run.done = true;
+    run.output.release();
     if (run.timer) clearTimeout(run.timer);
     const i = this.order.indexOf(run);
     if (i >= 0) this.order.splice(i, 1);

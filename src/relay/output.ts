@@ -10,6 +10,15 @@
 /** Records larger than this are truncated (PROTOCOL.md section 4). */
 export const MAX_RECORD_BYTES = 10 * 1024 * 1024;
 
+/**
+ * Output held for one run between two replies. Past it the relay stops
+ * reading from the runner until a reply takes the output, so a kernel that
+ * prints without end to a client that stopped calling `continue` cannot grow
+ * the agent's memory (the backlog stays in ZeroMQ's high-water marks and the
+ * kernel's own memory, which its limit bounds); nothing read is lost.
+ */
+export const MAX_PENDING_BYTES = 16 * 1024 * 1024;
+
 /** The console entry types of api_version 2 and 3. */
 export type ConsoleEntry = ['stdout' | 'stderr', string] | ['media', [string, unknown]] | ['html', string];
 
@@ -26,10 +35,13 @@ export function truncateRecord(payload: Buffer, limit = MAX_RECORD_BYTES): { byt
 
 export class RunOutput {
   private entries: ConsoleEntry[] = [];
+  private pendingBytes = 0;
+  private roomWaiters: Array<() => void> = [];
   private readonly decoders = { stdout: new TextDecoder('utf-8'), stderr: new TextDecoder('utf-8') };
 
   /** Adds a `stdout` or `stderr` record; bytes may end in the middle of a character. */
   addText(stream: 'stdout' | 'stderr', payload: Buffer): void {
+    this.pendingBytes += payload.length;
     const { bytes, truncated } = truncateRecord(payload);
     let text = this.decoders[stream].decode(bytes, { stream: true });
     if (truncated) {
@@ -41,6 +53,7 @@ export class RunOutput {
 
   /** Adds a `media` record (JSON `{type, data}`); a malformed one becomes a note on stderr. */
   addMedia(payload: Buffer): void {
+    this.pendingBytes += payload.length;
     try {
       const m = JSON.parse(payload.toString('utf8')) as { type?: unknown; data?: unknown };
       if (typeof m.type !== 'string') throw new Error('no type');
@@ -52,7 +65,26 @@ export class RunOutput {
 
   /** Adds an `html` record. */
   addHtml(payload: Buffer): void {
+    this.pendingBytes += payload.length;
     this.entries.push(['html', truncateRecord(payload).bytes.toString('utf8')]);
+  }
+
+  /** Whether the run holds MAX_PENDING_BYTES or more, waiting for a reply to take them. */
+  get full(): boolean {
+    return this.pendingBytes >= MAX_PENDING_BYTES;
+  }
+
+  /** Resolves once the output is no longer full (a reply took it) or {@link release} is called. */
+  waitForRoom(): Promise<void> {
+    if (!this.full) return Promise.resolve();
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  /** Wakes every waiter, e.g. when the run is retired or the relay closes. */
+  release(): void {
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiters) w();
   }
 
   /** Whether anything is waiting to be returned. */
@@ -64,6 +96,8 @@ export class RunOutput {
   take(apiVersion: number): OutputFields {
     const entries = this.entries;
     this.entries = [];
+    this.pendingBytes = 0;
+    this.release();
     if (apiVersion >= 2) return { console: entries };
     const out = { stdout: '', stderr: '', media: [] as Array<[string, unknown]>, html: [] as string[] };
     for (const e of entries) {

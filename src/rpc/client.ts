@@ -16,6 +16,8 @@ export interface AgentClientOptions {
   /** Default per-call timeout in milliseconds (10 s). */
   timeoutMs?: number;
   codec?: Codec;
+  /** CURVE: the agent's public key and this client's key pair (all Z85), for an agent with RPC authentication on. */
+  curve?: { serverKey: string; publicKey: string; secretKey: string };
 }
 
 interface Pending {
@@ -39,6 +41,11 @@ export class AgentClient {
   constructor(endpoint: string, options: AgentClientOptions = {}) {
     this.codec = options.codec ?? msgpackCodec;
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    if (options.curve) {
+      this.socket.curveServerKey = options.curve.serverKey;
+      this.socket.curvePublicKey = options.curve.publicKey;
+      this.socket.curveSecretKey = options.curve.secretKey;
+    }
     this.socket.connect(endpoint);
     this.queue = new SendQueue(this.socket, (err, frames) => {
       const id = Buffer.isBuffer(frames[0]) ? frames[0].readUInt32LE(4) : -1;

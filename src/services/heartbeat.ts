@@ -32,6 +32,8 @@ export interface AgentInfo {
   node?: NodeFigures;
   /** Beyond: cgroup figures of each running kernel, by kernel id. */
   kernel_stats?: Record<string, KernelStats>;
+  /** The agent's CURVE public key (Z85) when RPC authentication is on; a 2018 manager ignores it. */
+  public_key?: string;
 }
 
 /** What each beat writes to etcd as `nodes/agents/<id>/heartbeat` (JSON), for tools such as `agentctl agents`. */
@@ -51,7 +53,7 @@ export interface HeartbeatDeps {
   log: Logger;
   codec: Codec;
   emit(name: string, args: unknown[]): boolean;
-  identity(): { ip: string; region: string; addr: string };
+  identity(): { ip: string; region: string; addr: string; public_key?: string };
   resources(): NodeResources;
   /** Lists kernel images; may fail (Docker down), then the last known list is sent. */
   listImages(): Promise<KernelImage[]>;

@@ -8,21 +8,26 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import { parseHostPort } from '../config/options.js';
 import type { EtcdStore, Unwatch } from '../adapters/etcd.js';
+import { Z85_KEY } from '../wire/z85.js';
 
 export const MANAGER_KEY = 'nodes/manager';
 export const EVENT_ADDR_KEY = 'nodes/manager/event_addr';
+/** The manager's CURVE public key (Z85); when present, events go out over CURVE. */
+export const MANAGER_PUBLIC_KEY = 'nodes/manager/public_key';
 
 /** What the link drives: where events go, and what to do when a sink appears. */
 export interface ManagerLinkDeps {
   etcd: EtcdStore;
   log: Logger;
-  setSink(endpoint: string | null): void;
+  setSink(endpoint: string | null, serverKey: string | null): void;
   /** Called each time the agent attaches to a (new) sink. */
   onAttach(endpoint: string): void;
 }
 
 export class ManagerLink {
   private unwatch: Unwatch[] = [];
+  private eventAddr: string | null = null;
+  private publicKey: string | null = null;
 
   constructor(private readonly deps: ManagerLinkDeps) {}
 
@@ -30,7 +35,9 @@ export class ManagerLink {
     const { etcd } = this.deps;
     this.unwatch.push(await etcd.watchKey(MANAGER_KEY, (_k, v) => this.onManager(v)));
     this.unwatch.push(await etcd.watchKey(EVENT_ADDR_KEY, (_k, v) => this.onEventAddr(v)));
+    this.unwatch.push(await etcd.watchKey(MANAGER_PUBLIC_KEY, (_k, v) => this.onPublicKey(v)));
     this.onManager(await etcd.get(MANAGER_KEY));
+    this.publicKey = this.checkKey(await etcd.get(MANAGER_PUBLIC_KEY));
     this.onEventAddr(await etcd.get(EVENT_ADDR_KEY));
   }
 
@@ -45,9 +52,23 @@ export class ManagerLink {
     else this.deps.log.info('no manager registered in etcd yet; serving RPC and waiting for one', { key: MANAGER_KEY });
   }
 
+  private checkKey(value: string | null): string | null {
+    const v = value?.trim() ?? '';
+    if (v === '') return null;
+    if (Z85_KEY.test(v)) return v;
+    this.deps.log.error('ignoring a bad manager public key in etcd: it must be 40 Z85 characters', { key: MANAGER_PUBLIC_KEY });
+    return null;
+  }
+
+  private onPublicKey(value: string | null): void {
+    this.publicKey = this.checkKey(value);
+    this.onEventAddr(this.eventAddr); // reconnect with (or without) CURVE
+  }
+
   private onEventAddr(value: string | null): void {
+    this.eventAddr = value;
     if (value === null || value.trim() === '') {
-      this.deps.setSink(null);
+      this.deps.setSink(null, null);
       return;
     }
     let endpoint: string;
@@ -58,7 +79,7 @@ export class ManagerLink {
       this.deps.log.error('ignoring a bad event sink address in etcd', { key: EVENT_ADDR_KEY, error: errorMessage(err) });
       return;
     }
-    this.deps.setSink(endpoint);
+    this.deps.setSink(endpoint, this.publicKey);
     this.deps.onAttach(endpoint);
   }
 }

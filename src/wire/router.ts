@@ -11,6 +11,7 @@ import { errorMessage, type WireError } from '../errors.js';
 import type { Codec } from './codec.js';
 import { buildReplyFrames, parseRequestFrames, type MalformedRequest, type ParsedRequest, type ServerStamp } from './frames.js';
 import { SendQueue } from './send-queue.js';
+import { registerZapDomain } from './zap.js';
 
 /** What a handler answers: a value, or a wire error. */
 export type Reply = { ok: true; value: unknown } | { ok: false; error: WireError };
@@ -27,6 +28,11 @@ export interface RpcRouterOptions {
   log: Logger;
   /** Larger inbound messages make libzmq drop the peer's connection. */
   maxMessageBytes: number;
+  /**
+   * CURVE on the socket: the agent's key pair (Z85) and which client public
+   * keys may connect. Absent, the socket speaks plain ZeroMQ (2018 managers).
+   */
+  curve?: { publicKey: string; secretKey: string; allows(clientKeyZ85: string): boolean } | undefined;
 }
 
 /** Counters of the transport, for logs, metrics and tests. */
@@ -38,13 +44,19 @@ export interface RouterStats {
   /** Replies that could not be delivered (peer gone, send timeout). */
   sendFailures: number;
   inFlight: number;
+  /** CURVE clients refused by the ZAP handler (a key not on the allow-list); they get no reply. */
+  authRefused: number;
+  /** CURVE handshakes admitted. */
+  authAdmitted: number;
 }
 
 export class RpcRouter {
   private readonly socket: zmq.Router;
   private readonly queue: SendQueue;
   private readonly stamp: ServerStamp = { pid: process.pid & 0xffff, random: Math.floor(Math.random() * 0x10000) };
-  private readonly stats: RouterStats = { received: 0, replied: 0, dropped: 0, sendFailures: 0, inFlight: 0 };
+  private readonly stats: RouterStats = { received: 0, replied: 0, dropped: 0, sendFailures: 0, inFlight: 0, authRefused: 0, authAdmitted: 0 };
+  private unregisterZap: (() => Promise<void>) | null = null;
+  private lastRefusalLog = 0;
   private loop: Promise<void> | undefined;
   private idleWaiters: Array<() => void> = [];
   private lastDropLog = 0;
@@ -58,6 +70,12 @@ export class RpcRouter {
       receiveHighWaterMark: 10_000,
       sendTimeout: 2000, // a peer that stopped reading cannot stall replies to everyone else
     });
+    if (options.curve) {
+      this.socket.curveServer = true;
+      this.socket.curveSecretKey = options.curve.secretKey;
+      this.socket.curvePublicKey = options.curve.publicKey;
+      this.socket.zapDomain = `rpc-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    }
     this.queue = new SendQueue(this.socket, (err) => {
       this.stats.sendFailures++;
       options.log.debug('reply not delivered', { error: errorMessage(err) });
@@ -66,7 +84,22 @@ export class RpcRouter {
 
   /** Binds the endpoint and starts reading; throws if the address cannot be bound. */
   async start(): Promise<void> {
-    await this.socket.bind(this.options.endpoint);
+    const curve = this.options.curve;
+    if (curve) {
+      // The handler must be bound before the endpoint: without one, libzmq admits every CURVE client.
+      this.unregisterZap = await registerZapDomain(this.socket.zapDomain!, {
+        allows: (key) => curve.allows(key),
+        onAdmitted: () => this.stats.authAdmitted++,
+        onRefused: (key, address) => this.noteRefusal(key, address),
+      });
+    }
+    try {
+      await this.socket.bind(this.options.endpoint);
+    } catch (err) {
+      await this.unregisterZap?.();
+      this.unregisterZap = null;
+      throw err;
+    }
     this.loop = this.readLoop();
   }
 
@@ -92,6 +125,8 @@ export class RpcRouter {
     await this.queue.drained();
     this.socket.close();
     await this.loop;
+    await this.unregisterZap?.();
+    this.unregisterZap = null;
   }
 
   private async readLoop(): Promise<void> {
@@ -133,6 +168,20 @@ export class RpcRouter {
         this.idleWaiters = [];
         for (const w of waiters) w();
       }
+    }
+  }
+
+  /** Counts a refused CURVE client and logs refusals at most once a second. */
+  private noteRefusal(key: string, address: string): void {
+    this.stats.authRefused++;
+    const now = Date.now();
+    if (now - this.lastRefusalLog >= 1000) {
+      this.lastRefusalLog = now;
+      this.options.log.warn('refused an RPC client whose CURVE key is not allowed; add it to rpc_allowed_keys if it is a manager', {
+        key,
+        address,
+        refusedTotal: this.stats.authRefused,
+      });
     }
   }
 

@@ -1,6 +1,7 @@
 /** A manager's event sink for tests: a bound PULL socket collecting events. */
 import * as zmq from 'zeromq';
 import { msgpackCodec } from '../../src/wire/codec.js';
+import { registerZapDomain } from '../../src/wire/zap.js';
 import { freePort, onCleanup } from './env.js';
 
 export interface Event {
@@ -10,10 +11,20 @@ export interface Event {
   at: number;
 }
 
-/** A manager's event sink: a bound PULL socket collecting events. */
-export async function sink() {
+/**
+ * A manager's event sink: a bound PULL socket collecting events. With
+ * `curve`, it is a CURVE server admitting only the agent keys `allows` accepts.
+ */
+export async function sink(curve?: { secretKey: string; allows(agentKey: string): boolean }) {
   const port = await freePort();
   const pull = new zmq.Pull({ linger: 0 });
+  if (curve) {
+    pull.curveServer = true;
+    pull.curveSecretKey = curve.secretKey;
+    pull.zapDomain = `sink-${port}`;
+    const unregister = await registerZapDomain(pull.zapDomain, { allows: curve.allows });
+    onCleanup(unregister);
+  }
   await pull.bind(`tcp://127.0.0.1:${port}`);
   const events: Event[] = [];
   void (async () => {

@@ -50,8 +50,11 @@ describe('agent check', () => {
     const run = await runCheck(await goodFlags());
     expect(run.code, run.out + run.err).to.equal(0);
     const lines = run.out.trim().split('\n');
-    expect(lines.pop()).to.match(/^all \d+ checks passed$/);
-    for (const l of lines) expect(l).to.match(/^\[ ok \] /);
+    // Out of the box, RPC is not authenticated (CURVE is off for 2018 managers): a warning, not a failure.
+    expect(lines.pop()).to.match(/^all \d+ checks passed \(1 warning\)$/);
+    expect(lineOf(run, 'security settings').line).to.match(/^\[warn\] security settings\s+1 protection\(s\) turned off: rpc_keypair_file$/);
+    expect(lineOf(run, 'security settings').fix).to.match(/^warn: rpc_keypair_file: RPC is not authenticated.*; fix: run agent keygen/);
+    for (const l of lines.filter((x) => !x.startsWith('[warn]') && !x.trim().startsWith('warn:'))) expect(l).to.match(/^\[ ok \] /);
     expect(lineOf(run, 'etcd reachable').line).to.match(/answers \(etcd \d+\.\d+/);
     expect(lineOf(run, 'Docker reachable').line).to.match(/Docker \d+\.\d+/);
     expect(lineOf(run, 'kernel images present').line).to.include('python:3-debian');
@@ -71,7 +74,7 @@ describe('agent check', () => {
     const docker = lineOf(run, 'Docker reachable');
     expect(docker.line).to.match(/^\[FAIL\] Docker reachable +permission denied on \/var\/run\/docker\.sock$/);
     expect(docker.fix).to.match(/^fix: .*docker group/);
-    expect(run.out.trim().split('\n').pop()).to.match(/^\d+ of \d+ checks failed$/);
+    expect(run.out.trim().split('\n').pop()).to.match(/^\d+ of \d+ checks failed( \(\d+ warnings?\))?$/);
   });
 
   it('fails when the scratch root is on a read-only mount, which root could otherwise write', async function () {
@@ -110,6 +113,20 @@ describe('agent check', () => {
     expect(taken.line).to.match(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\)$`));
     expect(taken.fix).to.include(`ss -ltnp 'sport = ${port}'`);
     expect(lineOf(run, 'agent id free').line).to.match(/\[FAIL\] agent id free +an agent registered as .* is alive \(running, last heartbeat \d+ s ago from tcp:\/\/127\.0\.0\.1:\d+\)$/);
+  });
+
+  it('warns about each protection the settings turn off, with its fix', async function () {
+    this.timeout(30_000);
+    const flags = await goodFlags();
+    const { ns } = testEtcd(flags[1]!);
+    await ns.put('config/agent/kernel_seccomp').value('unconfined');
+    await ns.put('config/agent/kernel_pids_limit').value('0');
+    const run = await runCheck(flags);
+    expect(run.code, run.out + run.err).to.equal(0);
+    expect(lineOf(run, 'security settings').line).to.match(/turned off: .*kernel_seccomp/);
+    expect(run.out).to.match(/warn: kernel_seccomp: .*; fix: /);
+    expect(run.out).to.match(/warn: kernel_pids_limit: .*; fix: /);
+    expect(run.out.trim().split('\n').pop()).to.match(/^all \d+ checks passed \(3 warnings\)$/);
   });
 
   it('fails naming the etcd key of a bad setting', async function () {

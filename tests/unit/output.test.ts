@@ -1,6 +1,6 @@
 /** Aggregation of runner output into run results, for every api version. */
 import { expect } from 'chai';
-import { MAX_RECORD_BYTES, RunOutput } from '../../src/relay/output.js';
+import { MAX_PENDING_BYTES, MAX_RECORD_BYTES, RunOutput } from '../../src/relay/output.js';
 
 describe('run output aggregation', () => {
   it('merges adjacent stdout and stderr records into console entries (api 2 and 3)', () => {
@@ -55,5 +55,23 @@ describe('run output aggregation', () => {
     o.addText('stdout', Buffer.from([0xe2, 0x98]));
     o.finish();
     expect(o.take(2)).to.deep.equal({ console: [['stderr', '[a media record from the kernel could not be read]\n'], ['stdout', '\ufffd']] });
+  });
+
+  it('is full at MAX_PENDING_BYTES until a reply takes the output, and wakes who waits for room', async () => {
+    const o = new RunOutput();
+    const chunk = Buffer.alloc(1024 * 1024, 'x');
+    for (let i = 0; i < 15; i++) o.addText('stdout', chunk);
+    expect(o.full).to.equal(false);
+    await o.waitForRoom(); // not full: at once
+    o.addText('stdout', chunk);
+    expect(o.full).to.equal(true);
+    let woke = false;
+    const waiting = o.waitForRoom().then(() => (woke = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(woke).to.equal(false);
+    const out = o.take(2) as { console: Array<[string, string]> };
+    expect(out.console[0]![1]).to.have.length(MAX_PENDING_BYTES); // nothing lost
+    await waiting;
+    expect(o.full).to.equal(false);
   });
 });
