@@ -14,6 +14,7 @@ import common
 from common import CHUNK, log
 
 BATCH_DELAY = 0.03         # partial output is flushed after this many seconds
+MAX_PENDING = 8 * 1024 * 1024  # output bytes queued for sending before writers wait
 
 # --------------------------------------------------------------------------
 # output records
@@ -21,10 +22,40 @@ BATCH_DELAY = 0.03         # partial output is flushed after this many seconds
 out_q = queue.Queue()
 
 
+class Backlog:
+    """Bytes of stdout/stderr queued but not yet sent. Writers of user output
+    wait while it is over MAX_PENDING, so a program that prints without end
+    is slowed to the pace the agent reads at instead of growing the runner
+    until its memory limit kills it. Only writers wait; the output thread
+    never does, so it always drains."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.bytes = 0
+
+    def wait_for_room(self):
+        with self.cond:
+            while self.bytes >= MAX_PENDING:
+                self.cond.wait(0.5)  # a timeout keeps the wait interruptible (SIGINT)
+
+    def add(self, n):
+        with self.cond:
+            self.bytes += n
+
+    def sent(self, n):
+        with self.cond:
+            self.bytes -= n
+            if self.bytes < MAX_PENDING:
+                self.cond.notify_all()
+
+
+backlog = Backlog()
+
+
 def send(rtype, payload=b''):
     if isinstance(payload, str):
         payload = payload.encode('utf-8')
-    out_q.put((rtype.encode('ascii'), payload))
+    out_q.put((rtype.encode('ascii'), payload, False))
 
 
 def send_json(rtype, obj):
@@ -45,6 +76,7 @@ class Capture:
     def write(self, kind, data):
         if not data:
             return
+        backlog.wait_for_room()
         with self.lock:
             if self.kind is not None and self.kind != kind:
                 self._flush()
@@ -68,8 +100,9 @@ class Capture:
     def _flush(self):
         if self.parts:
             data = b''.join(self.parts)
+            backlog.add(len(data))
             for i in range(0, len(data), CHUNK):
-                out_q.put((self.kind.encode('ascii'), data[i:i + CHUNK]))
+                out_q.put((self.kind.encode('ascii'), data[i:i + CHUNK], True))
         self.kind = None
         self.parts = []
         self.size = 0
@@ -185,9 +218,13 @@ def output_thread(sock):
         except queue.Empty:
             capture.flush_if_old(BATCH_DELAY)
             continue
+        rtype, payload, counted = item
         try:
-            sock.send_multipart(item, copy=True)
+            sock.send_multipart((rtype, payload), copy=True)
         except Exception as e:
-            log('cannot send a %r record: %s' % (item[0], e))
+            log('cannot send a %r record: %s' % (rtype, e))
+        finally:
+            if counted:
+                backlog.sent(len(payload))
 
 
