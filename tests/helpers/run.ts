@@ -2,13 +2,21 @@
 import type { AgentClient } from '../../src/rpc/client.js';
 import { methods, type RunResult } from '../../src/rpc/methods.js';
 
+/** How a test run is made: the api version, execute's flush timeout (seconds), and each call's timeout. */
+export interface RunOptions {
+  api?: number;
+  flush?: number;
+  timeoutMs?: number;
+}
+
 /** Runs code in query mode and drives `continue` until the run finishes; returns every reply. */
-export async function runToEnd(client: AgentClient, id: string, code: string, timeoutMs = 30_000): Promise<RunResult[]> {
+export async function runToEnd(client: AgentClient, id: string, code: string, { api = 2, flush, timeoutMs = 30_000 }: RunOptions = {}): Promise<RunResult[]> {
   const replies: RunResult[] = [];
-  let r = await client.callWithTimeout(timeoutMs, methods.execute, 2, id, null, 'query', code, {});
+  const flushArg = (flush === undefined ? [] : [flush]) as [];
+  let r = await client.callWithTimeout(timeoutMs, methods.execute, api, id, null, 'query', code, {}, ...flushArg);
   replies.push(r);
   while (r.status === 'continued' || r.status === 'build-finished') {
-    r = await client.callWithTimeout(timeoutMs, methods.execute, 2, id, r.runId, 'continue', '', {});
+    r = await client.callWithTimeout(timeoutMs, methods.execute, api, id, r.runId, 'continue', '', {});
     replies.push(r);
   }
   return replies;

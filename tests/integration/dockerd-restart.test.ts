@@ -18,6 +18,7 @@ import Docker from 'dockerode';
 import { methods } from '../../src/rpc/methods.js';
 import type { AgentClient } from '../../src/rpc/client.js';
 import { eventually, onCleanup, REPO_ROOT, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import { consoleText, runToEnd } from '../helpers/run.js';
 import { sink } from '../helpers/sink.js';
 
 const run = promisify(execFile);
@@ -42,13 +43,7 @@ async function bringDockerdBack(): Promise<void> {
 }
 
 async function stdoutOf(client: AgentClient, id: string, code: string): Promise<string> {
-  let r = await client.callWithTimeout(30_000, methods.execute, 2, id, null, 'query', code, {});
-  let out = '';
-  for (;;) {
-    out += (r.console ?? []).filter(([k]) => k === 'stdout').map(([, v]) => String(v)).join('');
-    if (r.status !== 'continued') return out;
-    r = await client.callWithTimeout(30_000, methods.execute, 2, id, r.runId, 'continue', '', {});
-  }
+  return consoleText(await runToEnd(client, id, code), 'stdout');
 }
 
 describe('fault drill: dockerd restart', function () {

@@ -5,27 +5,12 @@
  */
 import { expect } from 'chai';
 import { RemoteError } from '../../src/errors.js';
-import type { AgentClient } from '../../src/rpc/client.js';
-import { methods, type RunResult } from '../../src/rpc/methods.js';
+import { methods } from '../../src/rpc/methods.js';
 import { requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import { consoleText, runToEnd } from '../helpers/run.js';
 import { sink } from '../helpers/sink.js';
 
 const config = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 512 }, mounts: [], environ: {} };
-
-/** Runs code in query mode and drives `continue` until the run finishes; returns every reply. */
-async function runToEnd(client: AgentClient, id: string, code: string, api = 2, flush?: number): Promise<RunResult[]> {
-  const replies: RunResult[] = [];
-  let r = await client.callWithTimeout(30_000, methods.execute, api, id, null, 'query', code, {}, ...(flush === undefined ? [] : [flush]) as []);
-  replies.push(r);
-  while (r.status === 'continued' || r.status === 'build-finished') {
-    r = await client.callWithTimeout(30_000, methods.execute, api, id, r.runId, 'continue', '', {});
-    replies.push(r);
-  }
-  return replies;
-}
-
-const consoleText = (replies: RunResult[], stream: string) =>
-  replies.flatMap((r) => (r.console ?? []).filter((e) => e[0] === stream).map((e) => e[1] as string)).join('');
 
 async function kernel(overrides: Parameters<typeof startAgent>[1] = undefined) {
   const t = await startAgent({}, overrides);
@@ -45,7 +30,7 @@ describe('execute through the relay', function () {
     const two = await runToEnd(client, id, 'print(1+1)');
     expect(two.at(-1)).to.include({ status: 'finished', exitCode: 0 });
     expect(two.flatMap((r) => r.console)).to.deep.equal([['stdout', '2\n']]);
-    const one = await runToEnd(client, id, 'x = 41\nprint(x+1)', 1);
+    const one = await runToEnd(client, id, 'x = 41\nprint(x+1)', { api: 1 });
     expect(one.map((r) => r.stdout).join('')).to.equal('42\n');
     expect(one.at(-1)).to.include({ status: 'finished' });
     expect(consoleText(await runToEnd(client, id, 'print(x)'), 'stdout')).to.equal('41\n');
@@ -65,7 +50,7 @@ describe('execute through the relay', function () {
 
   it('returns continued after the flush timeout and the rest through continue, nothing lost or doubled', async () => {
     const { client, id } = await kernel();
-    const replies = await runToEnd(client, id, 'import time\nfor i in range(8):\n    print(i)\n    time.sleep(0.25)', 2, 0.5);
+    const replies = await runToEnd(client, id, 'import time\nfor i in range(8):\n    print(i)\n    time.sleep(0.25)', { flush: 0.5 });
     expect(replies[0]!.status).to.equal('continued');
     expect(replies.at(-1)!.status).to.equal('finished');
     expect(consoleText(replies, 'stdout')).to.equal('0\n1\n2\n3\n4\n5\n6\n7\n');
@@ -132,7 +117,7 @@ describe('execute through the relay', function () {
       await ns.put('nodes/manager/event_addr').value(s.addr);
       await ns.put('config/agent/exec_timeout').value('2');
     });
-    const replies = await runToEnd(client, id, 'import time\ntime.sleep(30)', 2, 1);
+    const replies = await runToEnd(client, id, 'import time\ntime.sleep(30)', { flush: 1 });
     expect(replies.at(-1)!.status).to.equal('exec-timeout');
     const term = await s.next('kernel_terminated', 0, 10_000);
     expect(term.args.slice(0, 2)).to.deep.equal([id, 'exec-timeout']);

@@ -59,7 +59,7 @@ describe('runaway kernel drill', function () {
     let maxRss = rssBefore;
     const calmRun = (async () => {
       await new Promise((r) => setTimeout(r, 2000));
-      return consoleText(await runToEnd(client, calm, 'print(6 * 7)', 60_000), 'stdout');
+      return consoleText(await runToEnd(client, calm, 'print(6 * 7)', { timeoutMs: 60_000 }), 'stdout');
     })();
     const until = Date.now() + 10_000;
     while (Date.now() < until) {
