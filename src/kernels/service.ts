@@ -466,7 +466,8 @@ export class KernelService {
   private onDeath(containerId: string): void {
     const rec = [...this.kernels.values()].find((r) => r.containerId === containerId);
     if (!rec) this.deps.pool?.died(containerId);
-    if (!rec || rec.state !== 'running') return; // ours to remove: a destroy or restart is under way
+    // A claim still under way finds out by itself (its runner does not answer) and falls back to a cold create.
+    if (!rec || rec.state !== 'running' || this.creating.has(rec.id)) return; // ours to remove: a destroy or restart is under way
     this.deps.log.warn('kernel container died by itself', { kernelId: rec.id });
     this.destroy(rec.id, 'self-terminated').catch((err: unknown) => this.deps.log.error('clean-up of a dead kernel failed', { kernelId: rec.id, error: errorMessage(err) }));
   }

@@ -82,7 +82,8 @@ export class WarmPool {
   readonly coldTotals = new Map<string, number>();
   /** Called with the seconds each successful creation took (create, start, runner answering). */
   onCreated: ((seconds: number) => void) | null = null;
-  private readonly recentClaims = new Map<string, number[]>();
+  /** Times of recent demand per `<lang>/<type>`: claims, and cold creations a configured type would have served. */
+  private readonly recentDemand = new Map<string, number[]>();
   private readonly backoff = new Map<string, { until: number; delayMs: number }>();
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
@@ -108,6 +109,9 @@ export class WarmPool {
       types.splice(types.indexOf(type), 1);
     }
     this.coldTotals.set(spec.lang, (this.coldTotals.get(spec.lang) ?? 0) + 1);
+    // Demand the pool could have served had it been bigger: the autoscaler counts it like a claim.
+    const wanted = s.images[spec.lang] ? fittingType(s.types.filter((t) => t.name in s.images[spec.lang]!), spec.cpuCount, spec.memMiB) : null;
+    if (wanted) this.noteDemand(poolKey(spec.lang, wanted.name));
     return null;
   }
 
@@ -132,12 +136,15 @@ export class WarmPool {
       await this.discard(c.containerId, [c.home, scratchDir]);
       throw err;
     }
-    const now = Date.now();
-    this.recentClaims.set(c.key, [...(this.recentClaims.get(c.key) ?? []), now]);
+    this.noteDemand(c.key);
     this.claimTotals.set(c.key, (this.claimTotals.get(c.key) ?? 0) + 1);
     log.info('claimed a warm container', { container: c.containerId.slice(0, 12), pool: c.key, cpuSet, memMiB: spec.memMiB });
     queueMicrotask(() => this.resize());
     return { scratchDir };
+  }
+
+  private noteDemand(key: string): void {
+    this.recentDemand.set(key, [...(this.recentDemand.get(key) ?? []), Date.now()]);
   }
 
   /** Removes a claimed container that could not become a kernel, with its home and claim record. */
@@ -267,12 +274,12 @@ export class WarmPool {
     for (const key of keys) {
       const { lang, type } = splitKey(key);
       const floor = typeNames.has(type) ? (s.images[lang]?.[type] ?? 0) : 0;
-      const recent = (this.recentClaims.get(key) ?? []).filter((t) => now - t < s.autoscaleWindowSec * 1000);
-      this.recentClaims.set(key, recent);
+      const recent = (this.recentDemand.get(key) ?? []).filter((t) => now - t < s.autoscaleWindowSec * 1000);
+      this.recentDemand.set(key, recent);
       const idle = [...this.idle.values()].filter((c) => c.key === key);
       const creating = [...this.creating.values()].filter((k) => k === key).length;
       const input = {
-        floor, max: s.max, autoscale: s.autoscale, recentClaims: recent.length, creating,
+        floor, max: s.max, autoscale: s.autoscale, recentDemand: recent.length, creating,
         idle: idle.map((c) => ({ id: c.containerId, idleSinceMs: c.idleSince })), nowMs: now, maxIdleSec: s.maxIdleSec,
       };
       const d = decideSize(input);
@@ -281,7 +288,7 @@ export class WarmPool {
       const start = blocked || !typeNames.has(type) ? 0 : Math.min(d.create, room);
       if (start === 0 && d.remove.length === 0) continue;
       this.deps.log.info('pool sizing', {
-        pool: key, floor, max: s.max, autoscale: s.autoscale, recentClaims: recent.length, idle: idle.length, creating,
+        pool: key, floor, max: s.max, autoscale: s.autoscale, recentDemand: recent.length, idle: idle.length, creating,
         target: d.target, creatingNow: start, waiting: d.create - start, removing: d.remove.length,
       });
       for (const id of d.remove) void this.drop(this.idle.get(id)!, 'above the target');

@@ -2,7 +2,8 @@
  * The sizing policy of the warm pool, as a pure function: for one image and
  * resource type, how many containers to create and which idle ones to
  * remove. The configured count is the floor; with autoscale on, the target
- * follows the claims of the recent window (bounded by `max`), containers
+ * follows the demand of the recent window (claims, and cold creations a
+ * configured type would have served; bounded by `max`), containers
  * still being created count as present (so a slow start never
  * over-provisions), and idle containers above the target go only once they
  * have been idle for `maxIdleSec`. Without autoscale the pool is held at the
@@ -14,8 +15,8 @@ export interface SizingInput {
   floor: number;
   max: number;
   autoscale: boolean;
-  /** Claims of this image and type within the autoscale window. */
-  recentClaims: number;
+  /** Demand for this image and type within the autoscale window (claims and cold creations it would have served). */
+  recentDemand: number;
   creating: number;
   /** Idle containers, with the time each became idle (ms). */
   idle: ReadonlyArray<{ id: string; idleSinceMs: number }>;
@@ -32,10 +33,11 @@ export interface SizingDecision {
 
 /** Decides how to bring one image and type to its target. */
 export function decideSize(i: SizingInput): SizingDecision {
-  const target = i.autoscale ? Math.max(i.floor, Math.min(i.max, i.recentClaims)) : i.floor;
+  const target = i.autoscale ? Math.max(i.floor, Math.min(i.max, i.recentDemand)) : i.floor;
   const present = i.idle.length + i.creating;
   const create = Math.max(0, target - present);
-  let excess = Math.min(i.idle.length, present - target);
+  // Only what is idle above the target goes: a creation under way may still fail.
+  let excess = i.idle.length - target;
   const remove: string[] = [];
   if (excess > 0) {
     // Oldest idle first: the longest unused go, and with autoscale only past max_idle.

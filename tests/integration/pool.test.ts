@@ -9,41 +9,23 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import Docker from 'dockerode';
-import type { Namespace } from 'etcd3';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods, type KernelInfo, type RunResult } from '../../src/rpc/methods.js';
-import type { Agent } from '../../src/agent.js';
 import {
   containersOf, ETCD_ADDR, eventually, freePort, onCleanup, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd,
   TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName,
 } from '../helpers/env.js';
 import { parsePrometheus, sample } from '../helpers/prometheus.js';
+import { poolSettled, putPool } from '../helpers/pool.js';
 
 const docker = new Docker();
 const LANG = TEST_IMAGE_LANG;
-const TYPES = [
-  { name: 'small', cpu: 1, memory: 256 },
-  { name: 'large', cpu: 2, memory: '1g' },
-];
 const config = (limits: { cpu_slot: number; mem_slot: number }, environ: Record<string, string> = {}) => ({ lang: LANG, limits, mounts: [], environ });
-
-/** Puts pool settings (a fast check interval unless given). */
-async function putPool(ns: Namespace, images: Record<string, Record<string, number>>, extra: Record<string, string> = {}): Promise<void> {
-  await ns.put('config/agent/pool/types').value(JSON.stringify(TYPES));
-  await ns.put('config/agent/pool/images').value(JSON.stringify(images));
-  for (const [k, v] of Object.entries({ check_interval: '0.5', ...extra })) await ns.put(`config/agent/pool/${k}`).value(v);
-}
+const settled = poolSettled;
 
 /** The pooled containers of an agent in Docker (idle and claimed). */
 async function pooledContainers(agentId: string): Promise<Docker.ContainerInfo[]> {
   return (await containersOf(agentId)).filter((c) => c.Labels['io.compute-agent.pool'] !== undefined);
-}
-
-/** Waits until the pool of an in-process agent has `n` idle containers and nothing being created. */
-async function settled(agent: Agent, n: number): Promise<string[]> {
-  const pool = agent.warmPool!;
-  await eventually(`a pool of ${n} idle containers`, () => pool.idle.size === n && pool.creating.size === 0, 90_000, 100);
-  return [...pool.idle.keys()];
 }
 
 async function run(client: AgentClient, id: string, code: string): Promise<string> {
@@ -89,6 +71,12 @@ describe('warm pool', function () {
     expect(refilled.filter((id) => warm.includes(id))).to.deep.equal([]);
     expect(await pooledContainers(agentId)).to.have.length(4);
 
+    // a restarted claimed kernel gets an ordinary container on the same home; its claim record goes
+    const restarted = await client.callWithTimeout(60_000, methods.restart_kernel, ids[0]!, config({ cpu_slot: 1, mem_slot: 128 }, { GREETING: 'again' }));
+    expect(await run(client, ids[0]!, "print(open('/home/work/note.txt').read())")).to.equal('from the agent\n');
+    expect(agent.warmPool!.claimed.has(infos[0]!.container_id)).to.equal(false);
+    expect(await fs.readdir(path.join(agent.options.scratchRoot, '.pool-claims'))).to.deep.equal([`${infos[1]!.container_id}.json`]);
+    expect(restarted.cpu_set).to.deep.equal(infos[0]!.cpu_set);
     for (const id of ids) await client.call(methods.destroy_kernel, id);
     expect(await pooledContainers(agentId)).to.have.length(2);
     expect(await fs.readdir(path.join(agent.options.scratchRoot, '.pool-claims'))).to.deep.equal([]);
@@ -146,6 +134,20 @@ describe('warm pool', function () {
       return idle.length === 1 && idle[0]!.containerId !== before && idle[0]!.imageId === newImage;
     }, 90_000, 100);
     expect(await docker.getContainer(before!).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
+  });
+
+  it('with autoscale, grows with demand from a floor of 0 and shrinks back after the window and max idle', async () => {
+    const { client, agent } = await startAgent({}, (ns) =>
+      putPool(ns, { [LANG]: { small: 0 } }, { autoscale: 'true', autoscale_window: '4', max: '1', max_idle: '1' }),
+    );
+    const id = uniqueName('k');
+    await client.callWithTimeout(60_000, methods.create_kernel, id, config({ cpu_slot: 1, mem_slot: 128 })); // cold: demand 1
+    expect(agent.warmPool!.coldTotals.get(LANG)).to.equal(1);
+    const [warm] = await settled(agent, 1);
+    const second = await client.callWithTimeout(30_000, methods.create_kernel, uniqueName('k'), config({ cpu_slot: 1, mem_slot: 128 }));
+    expect(second.container_id).to.equal(warm); // claimed: demand 2, bounded by max 1
+    await settled(agent, 1);
+    await eventually('the pool to shrink back to its floor', () => agent.warmPool!.idle.size === 0 && agent.warmPool!.creating.size === 0, 30_000, 100);
   });
 
   it('removes an untracked pooled container older than the zombie allowance, and not a younger one', async () => {
