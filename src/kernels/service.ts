@@ -1,8 +1,10 @@
 /**
  * KernelService owns the kernels of this agent: it creates them (idempotent
  * per id, at most N at once against Docker, rolling back every step on
- * failure), destroys, restarts and resets them, re-adopts them after an agent
- * restart, reaps idle ones, and notices containers that die by themselves.
+ * failure; claiming a warm pooled container first when a pool is given),
+ * destroys, restarts and resets them, re-adopts them after an agent restart
+ * (src/kernels/adopt.ts), reaps idle ones, and notices containers that die
+ * by themselves.
  * It knows Docker (through the adapter) and the file system, never frames.
  */
 import { promises as fs } from 'node:fs';
@@ -12,7 +14,7 @@ import { AgentError, DockerError, errorMessage, KernelCreationError, KernelNotFo
 import { KERNEL_PORTS, type DockerEngine } from '../adapters/docker.js';
 import type { KernelInfo, KernelStats } from '../rpc/methods.js';
 import { CoresExhausted, CpuAllocator } from './allocator.js';
-import { containerRequest, imageTraits, LABELS, parseCoreList, prepareScratch, type ImageTraits } from './launch.js';
+import { containerRequest, imageTraits, LABELS, prepareScratch, type ImageTraits } from './launch.js';
 import { Semaphore } from './semaphore.js';
 import { parseKernelConfig, type KernelSpec } from './spec.js';
 import type { CgroupStats } from './stats.js';
@@ -20,6 +22,7 @@ import { ScratchFiles, type FileLimits } from './files.js';
 import type { KernelRelay } from '../relay/kernel-relay.js';
 import type { TerminalRelay } from '../relay/terminal.js';
 import { KernelRelays } from './relays.js';
+import { adoptKernels } from './adopt.js';
 import type { PooledContainer, WarmPool } from '../pool/pool.js';
 
 /** A kernel the agent holds. */
@@ -389,56 +392,7 @@ export class KernelService {
    * to no kernel removed.
    */
   async adopt(): Promise<void> {
-    const containers = await this.deps.docker.listByLabel(`${LABELS.agent}=${this.deps.agentId}`);
-    for (const c of containers) {
-      const pooled = c.labels[LABELS.pool] !== undefined;
-      if (pooled && !this.deps.pool) continue;
-      const claim = pooled ? await this.deps.pool!.claimOf(c) : null;
-      if (pooled && !claim) {
-        await this.deps.pool!.adoptIdle(c);
-        continue;
-      }
-      // A claimed pooled container's labels are those of the pool; its claim record says what it became.
-      const labels = claim
-        ? { ...c.labels, [LABELS.kernel]: claim.kernelId, [LABELS.lang]: claim.lang, [LABELS.cpuSet]: claim.cpuSet.join(','), [LABELS.memMiB]: String(claim.memMiB), [LABELS.created]: String(claim.createdAt) }
-        : c.labels;
-      const id = labels[LABELS.kernel];
-      if (!id) continue;
-      const scratchDir = path.join(this.deps.scratchRoot, id);
-      const state = c.running ? await this.deps.docker.inspect(c.id) : null;
-      const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
-      // A claim cut short before its home was renamed left a kernel without a home: as good as dead.
-      const homeless = claim !== null && !(await fs.stat(scratchDir).then((st) => st.isDirectory(), () => false));
-      if (!state?.running || ports.some((p) => !p) || homeless) {
-        await this.deps.docker.remove(c.id);
-        await this.deps.pool?.released(c.id);
-        await fs.rm(scratchDir, { recursive: true, force: true });
-        this.pendingReports.push([id, 'self-terminated', null]);
-        this.deps.log.info('removed a kernel that died while the agent was away', { kernelId: id });
-        continue;
-      }
-      const lang = labels[LABELS.lang] ?? '';
-      const cpuSet = parseCoreList(labels[LABELS.cpuSet]);
-      this.cores.claim(cpuSet, true);
-      const image = await this.deps.docker.image(this.deps.settings().imagePrefix + lang).catch(() => ({ labels: {} }));
-      const created = Number(labels[LABELS.created]) || Date.now();
-      this.kernels.set(id, {
-        id, containerId: c.id, pid: state.pid, ports: ports as number[], cpuSet, scratchDir, createdAt: created,
-        lastUsed: Date.now(), state: 'running', busy: null, traits: imageTraits(image.labels),
-        spec: {
-          lang, image: this.deps.settings().imagePrefix + lang, cpuCount: cpuSet.length, memMiB: Number(labels[LABELS.memMiB]) || 0,
-          gpuCount: 0, mounts: [], environ: {}, cpuSet, gpuSet: parseCoreList(labels[LABELS.gpuSet]),
-        },
-      });
-    }
-    for (const name of await fs.readdir(this.deps.scratchRoot).catch(() => [] as string[])) {
-      const dir = path.join(this.deps.scratchRoot, name);
-      if (this.kernels.has(name)) continue;
-      if (!(await fs.stat(path.join(dir, '.config')).then((st) => st.isDirectory(), () => false))) continue;
-      await fs.rm(dir, { recursive: true, force: true });
-      this.deps.log.info('removed a scratch home that belongs to no kernel', { dir });
-    }
-    this.deps.log.info('re-adopted kernels', { running: this.kernels.size, reportedDead: this.pendingReports.length });
+    await adoptKernels({ deps: this.deps, cores: this.cores, kernels: this.kernels, reports: this.pendingReports });
   }
 
   /** Sends the terminations found by adopt(); called when an event sink appears. */
