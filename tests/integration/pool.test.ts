@@ -152,11 +152,13 @@ describe('warm pool', function () {
 
   it('removes an untracked pooled container older than the zombie allowance, and not a younger one', async () => {
     const { agent, agentId } = await startAgent({}, (ns) => putPool(ns, {}, { zombie_allowance: '60' }));
-    const make = async (ageMs: number) => {
+    const stranger = uniqueName('i-other');
+    removeContainersOf(stranger);
+    const make = async (ageMs: number, owner = agentId) => {
       const c = await docker.createContainer({
         Image: TEST_IMAGE_PREFIX + LANG,
         Labels: {
-          'io.compute-agent.agent': agentId, 'io.compute-agent.pool': `${LANG}/small`, 'io.compute-agent.pool-slot': 'feedbeef',
+          'io.compute-agent.agent': owner, 'io.compute-agent.pool': `${LANG}/small`, 'io.compute-agent.pool-slot': 'feedbeef',
           'io.compute-agent.created': String(Date.now() - ageMs),
         },
       });
@@ -164,9 +166,11 @@ describe('warm pool', function () {
     };
     const old = await make(120_000);
     const young = await make(1_000);
+    const othersOld = await make(120_000, stranger); // another agent's: never ours to remove
     await eventually('the old zombie to be removed', async () => (await docker.getContainer(old).inspect().then(() => false, () => true)), 30_000, 200);
     await new Promise((r) => setTimeout(r, 1500)); // three more checks
     expect(await docker.getContainer(young).inspect().then(() => 'exists', () => 'gone')).to.equal('exists');
+    expect(await docker.getContainer(othersOld).inspect().then(() => 'exists', () => 'gone')).to.equal('exists');
     expect(agent.warmPool!.idle.size).to.equal(0);
   });
 
@@ -215,6 +219,9 @@ describe('warm pool', function () {
     expect(full).to.match(/not enough CPU cores/);
     for (const id of ids) await client.call(methods.destroy_kernel, id);
     expect(await fs.readdir(path.join(scratch, '.pool-claims'))).to.deep.equal([]);
+    // a bad value while running: one log line naming the key and the problem
+    await ns.put('config/agent/pool/max').value('many');
+    await second.waitFor(/^(?=.*"message":"rejected a pool setting from etcd)(?=.*config\/agent\/pool\/max")(?=.*is not a number).*$/m, 10_000);
   });
 
   it('writes a metrics file that parses as Prometheus text and matches the pool, and serves the same over HTTP', async () => {
