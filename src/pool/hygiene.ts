@@ -2,7 +2,9 @@
  * The hygiene pass of the warm pool, run every `pool/check_interval`: idle
  * pooled containers that died, or were built from an image that has since
  * changed (another image id under the same name, or another image prefix),
- * are removed (sizing then replaces them); containers labelled as pooled by
+ * are removed (sizing then replaces them), and so are idle containers whose
+ * runner does not answer a readiness check (every `pool/readiness_interval`
+ * seconds, 5 s to answer); containers labelled as pooled by
  * this agent that it does not track and that are older than
  * `pool/zombie_allowance` are removed; claim records whose container is gone
  * are deleted.
@@ -35,6 +37,23 @@ export async function runHygiene(pool: WarmPool): Promise<void> {
       if (id === null) await pool.drop(c, `image ${c.image} is no longer on the node`);
       else if (id !== c.imageId) await pool.drop(c, `image ${c.image} changed (${c.imageId.slice(7, 19)} -> ${id.slice(7, 19)})`);
     }
+  }
+
+  if (s.readinessIntervalSec > 0) {
+    const due = [...pool.idle.values()].filter((c) => !c.checking && Date.now() - c.checkedAt >= s.readinessIntervalSec * 1000);
+    await Promise.all(
+      due.map(async (c) => {
+        c.checking = true;
+        try {
+          await pool.ready(c.ports, 5000);
+          c.checkedAt = Date.now();
+        } catch (err) {
+          await pool.drop(c, `its runner failed the readiness check (${errorMessage(err)})`);
+        } finally {
+          c.checking = false;
+        }
+      }),
+    );
   }
 
   const creatingSlots = new Set(pool.creating.keys());

@@ -41,6 +41,10 @@ export interface PooledContainer {
   ports: number[];
   traits: ImageTraits;
   idleSince: number;
+  /** When the runner last answered a readiness check. */
+  checkedAt: number;
+  /** A readiness check is under way: not to be handed out meanwhile (its relay would share the runner's output). */
+  checking: boolean;
 }
 
 /** What the pool needs from the rest of the agent. */
@@ -100,7 +104,7 @@ export class WarmPool {
     const types = s.types.filter((t) => [...this.idle.values()].some((c) => c.lang === spec.lang && c.type === t.name && c.image === spec.image));
     let type: PoolType | null;
     while ((type = fittingType(types, spec.cpuCount, spec.memMiB))) {
-      const c = [...this.idle.values()].find((e) => e.lang === spec.lang && e.type === type!.name && e.image === spec.image);
+      const c = [...this.idle.values()].find((e) => e.lang === spec.lang && e.type === type!.name && e.image === spec.image && !e.checking);
       if (c) {
         this.idle.delete(c.containerId);
         this.claimed.set(c.containerId, c.key);
@@ -180,7 +184,7 @@ export class WarmPool {
     const traits = await this.deps.docker.image(image).then((i) => imageTraits(i.labels), () => imageTraits({}));
     this.idle.set(c.id, {
       containerId: c.id, key: poolKey(lang, type), lang, type, image, imageId: c.imageId, slot, home, pid: state.pid,
-      ports: ports as number[], traits, idleSince: Date.now(),
+      ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false,
     });
   }
 
@@ -325,7 +329,7 @@ export class WarmPool {
       if (this.closed) return; // the next start takes it back
       this.idle.set(containerId, {
         containerId, key, lang, type: type.name, image: imageName, imageId: image.id, slot, home, pid: state.pid,
-        ports: ports as number[], traits, idleSince: Date.now(),
+        ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false,
       });
       this.backoff.delete(key);
       this.onCreated?.((performance.now() - t0) / 1000);
@@ -342,14 +346,14 @@ export class WarmPool {
     }
   }
 
-  /** Readiness: the runner answers `%ping` within 30 s. */
-  private async ready(ports: number[]): Promise<void> {
+  /** Readiness: the runner answers `%ping` within the timeout. */
+  async ready(ports: number[], timeoutMs = 30_000): Promise<void> {
     const relay = new KernelRelay({
       host: this.deps.kernelHost, replInPort: ports[0]!, replOutPort: ports[1]!, log: this.deps.log.child({ component: 'pool-readiness' }),
       execTimeoutSec: 0, onExecTimeout: () => undefined, outputFiles: async () => [],
     });
     try {
-      const r = await relay.runToEnd('%ping', 30_000);
+      const r = await relay.runToEnd('%ping', timeoutMs);
       if (r.exitCode !== 0) throw new Error(`the runner answered %ping with exit code ${r.exitCode}`);
     } finally {
       relay.close();

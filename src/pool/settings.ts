@@ -12,6 +12,7 @@
  *   pool/max_idle         seconds an idle container above the target may stay
  *   pool/zombie_allowance seconds before an untracked pooled container is removed
  *   pool/check_interval   seconds between hygiene and sizing passes
+ *   pool/readiness_interval seconds between readiness checks of an idle container (0: only at creation)
  *   pool/fill_concurrency pooled containers created at once
  */
 
@@ -33,6 +34,7 @@ export interface PoolSettings {
   maxIdleSec: number;
   zombieAllowanceSec: number;
   checkIntervalSec: number;
+  readinessIntervalSec: number;
   fillConcurrency: number;
 }
 
@@ -45,6 +47,7 @@ export const POOL_DEFAULTS: PoolSettings = {
   maxIdleSec: 600,
   zombieAllowanceSec: 300,
   checkIntervalSec: 2,
+  readinessIntervalSec: 30,
   fillConcurrency: 2,
 };
 
@@ -130,6 +133,7 @@ const KEYS: ReadonlyArray<{ key: string; field: Field; parse(raw: string): unkno
   { key: 'max_idle', field: 'maxIdleSec', parse: num(0, 7 * 24 * 3600, false) },
   { key: 'zombie_allowance', field: 'zombieAllowanceSec', parse: num(0, 7 * 24 * 3600, false) },
   { key: 'check_interval', field: 'checkIntervalSec', parse: num(0.1, 3600, false) },
+  { key: 'readiness_interval', field: 'readinessIntervalSec', parse: num(0, 7 * 24 * 3600, false) },
   { key: 'fill_concurrency', field: 'fillConcurrency', parse: num(1, 64, true) },
 ];
 

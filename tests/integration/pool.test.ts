@@ -136,6 +136,18 @@ describe('warm pool', function () {
     expect(await docker.getContainer(before!).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
   });
 
+  it('replaces an idle container that died and one whose runner stopped answering its readiness check', async () => {
+    const { agent } = await startAgent({}, (ns) => putPool(ns, { [LANG]: { small: 2 } }, { readiness_interval: '1' }));
+    const [dead, hung] = await settled(agent, 2);
+    await docker.getContainer(dead!).kill();
+    execFileSync('docker', ['exec', hung!, 'pkill', '-STOP', '-f', 'runner.py']);
+    await eventually('both to be replaced', () => {
+      const idle = [...agent.warmPool!.idle.keys()];
+      return idle.length === 2 && !idle.includes(dead!) && !idle.includes(hung!) && agent.warmPool!.creating.size === 0;
+    }, 90_000, 100);
+    for (const id of [dead!, hung!]) expect(await docker.getContainer(id).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
+  });
+
   it('with autoscale, grows with demand from a floor of 0 and shrinks back after the window and max idle', async () => {
     const { client, agent } = await startAgent({}, (ns) =>
       putPool(ns, { [LANG]: { small: 0 } }, { autoscale: 'true', autoscale_window: '4', max: '1', max_idle: '1' }),
