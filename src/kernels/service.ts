@@ -24,6 +24,7 @@ import type { TerminalRelay } from '../relay/terminal.js';
 import { KernelRelays } from './relays.js';
 import { adoptKernels } from './adopt.js';
 import type { PooledContainer, WarmPool } from '../pool/pool.js';
+import { environStatement, shellWaitStatement } from '../pool/claims.js';
 
 /** A kernel the agent holds. */
 export interface KernelRecord {
@@ -40,6 +41,8 @@ export interface KernelRecord {
   state: 'running' | 'restarting' | 'destroying';
   /** A restart in progress; calls on the kernel wait for it. */
   busy: Promise<unknown> | null;
+  /** Terminal shells hung up by a warm-pool claim; the terminal opens once the runner has started another. */
+  staleShells?: number[];
 }
 
 /** What the service needs from the rest of the agent. */
@@ -152,10 +155,13 @@ export class KernelService {
     };
     this.kernels.set(id, rec);
     try {
-      // The runner started before the claim: give it the kernel's environment (no names left in the user's namespace).
+      // The runner started before the claim: give it (and the terminal's shell) the kernel's environment.
       const environ = { ...spec.environ, ...Object.fromEntries(warm.traits.coreCountEnvs.map((n) => [n, String(cpuSet.length)])) };
-      const r = await this.relays.relay(rec).runToEnd(`__import__('os').environ.update(${JSON.stringify(environ)})`, 10_000);
+      const r = await this.relays.relay(rec).runToEnd(environStatement(environ), 10_000);
       if (r.exitCode !== 0) throw new Error(`the runner could not take the environment (exit code ${r.exitCode})`);
+      // The terminal's old shell was hung up: the first terminal use waits for its successor.
+      const printed = (r.console ?? []).filter((e) => e[0] === 'stdout').map((e) => String(e[1])).join('');
+      rec.staleShells = JSON.parse(printed.trim() || '[]') as number[];
     } catch (err) {
       this.kernels.delete(id);
       this.relays.close(id);
@@ -359,7 +365,13 @@ export class KernelService {
 
   /** The relay to a kernel's terminal, opened on first use; counts as use. */
   async terminal(id: string): Promise<TerminalRelay> {
-    return this.relays.terminal(await this.ready(id));
+    const rec = await this.ready(id);
+    const stale = rec.staleShells;
+    if (stale?.length) {
+      await this.relays.relay(rec).runToEnd(shellWaitStatement(stale), 10_000);
+      rec.staleShells = [];
+    }
+    return this.relays.terminal(rec);
   }
 
   /** The record of a kernel once no restart is in progress; counts as use. */

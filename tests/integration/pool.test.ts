@@ -65,6 +65,17 @@ describe('warm pool', function () {
       const out = await run(client, ids[i]!, "import os\nprint(os.environ['GREETING'], os.environ['OMP_NUM_THREADS'], open('/home/work/note.txt').read())");
       expect(out).to.equal('hello pool 1 from the agent\n');
       expect(await run(client, ids[i]!, "print(sorted(k for k in globals() if not k.startswith('__')))")).to.equal("['os']\n"); // the user's import only
+      expect(await run(client, ids[i]!, "import subprocess; print(subprocess.run('echo $GREETING', shell=True, capture_output=True, text=True).stdout)")).to.equal('hello pool\n\n');
+      // the terminal's shell, started before the claim, was replaced by one with the kernel's environment
+      let cursor = (await client.call(methods.terminal_read, ids[i]!, 0, 0)).cursor;
+      await client.call(methods.terminal_write, ids[i]!, Buffer.from('echo "env:$GREETING:$OMP_NUM_THREADS"\n'));
+      let text = '';
+      await eventually('the terminal to echo the environ', async () => {
+        const chunk = await client.call(methods.terminal_read, ids[i]!, cursor, 1);
+        cursor = chunk.cursor;
+        text += chunk.data.toString('utf8');
+        return /env:hello pool:1/.test(text);
+      }, 15_000, 10).catch((e: Error) => { throw new Error(`${e.message}; terminal said ${JSON.stringify(text)}`); });
     }
     expect(agent.kernelService!.cores.allocated).to.equal(2);
     const refilled = await settled(agent, 2);
