@@ -99,11 +99,12 @@ export class WarmPool {
 
   /** Takes the idle container that best fits a spec out of the pool (synchronously), or returns null. */
   take(spec: KernelSpec): PooledContainer | null {
-    if (this.closed || spec.mounts.length > 0 || spec.gpuCount > 0 || (spec.gpuSet?.length ?? 0) > 0) return null;
     const s = this.deps.settings();
+    if (this.closed || Object.keys(s.images).length === 0) return null; // no pool: not a fallback either
+    const servable = spec.mounts.length === 0 && spec.gpuCount === 0 && (spec.gpuSet?.length ?? 0) === 0; // mounts and GPUs cannot be added live
     const types = s.types.filter((t) => [...this.idle.values()].some((c) => c.lang === spec.lang && c.type === t.name && c.image === spec.image));
     let type: PoolType | null;
-    while ((type = fittingType(types, spec.cpuCount, spec.memMiB))) {
+    while (servable && (type = fittingType(types, spec.cpuCount, spec.memMiB))) {
       const c = [...this.idle.values()].find((e) => e.lang === spec.lang && e.type === type!.name && e.image === spec.image && !e.checking);
       if (c) {
         this.idle.delete(c.containerId);
@@ -114,7 +115,7 @@ export class WarmPool {
     }
     this.coldTotals.set(spec.lang, (this.coldTotals.get(spec.lang) ?? 0) + 1);
     // Demand the pool could have served had it been bigger: the autoscaler counts it like a claim.
-    const wanted = s.images[spec.lang] ? fittingType(s.types.filter((t) => t.name in s.images[spec.lang]!), spec.cpuCount, spec.memMiB) : null;
+    const wanted = servable && s.images[spec.lang] ? fittingType(s.types.filter((t) => t.name in s.images[spec.lang]!), spec.cpuCount, spec.memMiB) : null;
     if (wanted) this.noteDemand(poolKey(spec.lang, wanted.name));
     return null;
   }
