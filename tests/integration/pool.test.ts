@@ -106,6 +106,23 @@ describe('warm pool', function () {
     expect(agent.warmPool!.coldTotals.get(LANG)).to.equal(1);
   });
 
+  it('rolls back a claim whose runner does not answer and creates the kernel cold', async () => {
+    const { client, agent } = await startAgent({}, (ns) => putPool(ns, { [LANG]: { small: 1 } }, { readiness_interval: '0' }));
+    const [hung] = await settled(agent, 1);
+    const slot = agent.warmPool!.idle.get(hung!)!.slot;
+    execFileSync('docker', ['exec', hung!, 'pkill', '-STOP', '-f', 'runner.py']);
+    const id = uniqueName('k');
+    const info = await client.callWithTimeout(60_000, methods.create_kernel, id, config({ cpu_slot: 1, mem_slot: 128 }, { X: 'after' }));
+    expect(info.container_id).to.not.equal(hung);
+    expect(await run(client, id, "import os; print(os.environ['X'])")).to.equal('after\n');
+    expect(await docker.getContainer(hung!).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
+    expect(await fs.readdir(path.join(agent.options.scratchRoot, '.pool-claims'))).to.deep.equal([]);
+    expect(await fs.stat(path.join(agent.options.scratchRoot, '.pool', slot)).then(() => 'exists', () => 'gone')).to.equal('gone');
+    expect(agent.kernelService!.cores.allocated).to.equal(1);
+    expect(agent.warmPool!.claimed.size).to.equal(0);
+    expect(agent.kernelService!.list().map((k) => k.containerId)).to.deep.equal([info.container_id]);
+  });
+
   it('grows and shrinks with the counts in etcd, without a restart, and keeps the last good settings on a bad value', async () => {
     const { agent, agentId, etcd } = await startAgent({}, (ns) => putPool(ns, { [LANG]: { small: 1 } }));
     await settled(agent, 1);
