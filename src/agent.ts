@@ -32,6 +32,8 @@ import { CgroupStats } from './kernels/stats.js';
 import { DEFAULT_FILE_LIMITS } from './kernels/files.js';
 import { containerSecurity } from './config/security.js';
 import { loadKeyPair, type KeyPair } from './config/keys.js';
+import { WarmPool } from './pool/pool.js';
+import { AgentMetrics } from './metrics/metrics.js';
 
 /** The states of an agent; every transition is logged. */
 export type AgentState = 'initialized' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -55,6 +57,8 @@ export class Agent {
   private heartbeat: Heartbeat | null = null;
   private managerLink: ManagerLink | null = null;
   private kernels: KernelService | null = null;
+  private pool: WarmPool | null = null;
+  private metrics: AgentMetrics | null = null;
   private starting: Promise<void> | null = null;
   private stopping: Promise<void> | null = null;
   private registered = false;
@@ -92,6 +96,16 @@ export class Agent {
     return this.kernels;
   }
 
+  /** The warm pool once started (for tests and tools); null before. */
+  get warmPool(): WarmPool | null {
+    return this.pool;
+  }
+
+  /** The metrics once started (for tests and tools); null before. */
+  get agentMetrics(): AgentMetrics | null {
+    return this.metrics;
+  }
+
   /** Counters of the RPC transport and the event publisher, for logs and tests. */
   stats(): { rpc: RouterStats | null; events: PublisherStats } {
     return { rpc: this.router?.snapshot() ?? null, events: this.publisher?.snapshot() ?? { queued: 0, dropped: 0 } };
@@ -124,37 +138,66 @@ export class Agent {
       checkpoint();
 
       const vfolderRoot = (await this.etcd.get('volumes/_mount')) ?? '/mnt';
+      const kernelHost = this.options.kernelHostOverride ?? this.hostIp;
+      const cores = Array.from({ length: detectResources().cpuSlots }, (_, i) => i);
+      const kernelSettings = () => {
+        const s = this.settings.value;
+        return {
+          imagePrefix: s.imagePrefix,
+          imageAllowList: s.imageAllowList,
+          vfolderRoot,
+          kernelUid: s.kernelUid,
+          idleTimeoutSec: this.options.idleTimeoutSec,
+          execTimeoutSec: s.execTimeoutSec,
+          fileLimits: { ...DEFAULT_FILE_LIMITS, maxUploadBytes: s.maxUploadBytes, maxDownloadBytes: s.maxDownloadBytes },
+          security: containerSecurity(s),
+          publishAddr: s.kernelPublishAddr,
+        };
+      };
+      const pool = new WarmPool({
+        docker: this.docker,
+        log: this.log.child({ component: 'pool' }),
+        agentId: this.options.agentId,
+        scratchRoot: this.options.scratchRoot,
+        kernelHost,
+        allCores: cores,
+        settings: () => this.settings.poolValue,
+        kernelSettings,
+      });
+      this.pool = pool;
       const kernels = new KernelService({
+        pool,
         docker: this.docker,
         stats: new CgroupStats(),
         log: this.log.child({ component: 'kernels' }),
         emit: (name, args) => publisher.emit(name, args),
         agentId: this.options.agentId,
         scratchRoot: this.options.scratchRoot,
-        kernelHost: this.options.kernelHostOverride ?? this.hostIp,
-        cores: Array.from({ length: detectResources().cpuSlots }, (_, i) => i),
+        kernelHost,
+        cores,
         createConcurrency: settings.createConcurrency,
         cpuOvercommit: settings.cpuOvercommit,
-        settings: () => {
-          const s = this.settings.value;
-          return {
-            imagePrefix: s.imagePrefix,
-            imageAllowList: s.imageAllowList,
-            vfolderRoot,
-            kernelUid: s.kernelUid,
-            idleTimeoutSec: this.options.idleTimeoutSec,
-            execTimeoutSec: s.execTimeoutSec,
-            fileLimits: { ...DEFAULT_FILE_LIMITS, maxUploadBytes: s.maxUploadBytes, maxDownloadBytes: s.maxDownloadBytes },
-            security: containerSecurity(s),
-            publishAddr: s.kernelPublishAddr,
-          };
-        },
+        settings: kernelSettings,
       });
       this.kernels = kernels;
       await kernels.adopt().catch((err: unknown) => {
         throw new ConfigError(`cannot re-adopt the kernels of this node: ${errorMessage(err)}`);
       });
+      await pool.sweepHomes();
       checkpoint();
+      this.metrics = new AgentMetrics(
+        {
+          poolSizes: () => pool.sizes(),
+          claimTotals: () => pool.claimTotals,
+          coldTotals: () => pool.coldTotals,
+          kernelStates: () => kernels.stateCounts(),
+        },
+        { file: this.options.metricsPath, port: this.options.metricsPort, host: this.options.bindHost, intervalMs: 2000, log: this.log.child({ component: 'metrics' }) },
+      );
+      pool.onCreated = (sec) => this.metrics?.creationSeconds.observe(sec);
+      await this.metrics.start().catch((err: unknown) => {
+        throw new ConfigError(`cannot serve metrics on port ${this.options.metricsPort} (${errorMessage(err)}): choose another with --metrics-port`);
+      });
 
       this.dispatcher = new Dispatcher(this.bindings(kernels), this.log.child({ component: 'rpc' }));
       this.router = new RpcRouter({
@@ -210,6 +253,8 @@ export class Agent {
       checkpoint();
       this.heartbeat.start();
       kernels.startBackground();
+      this.settings.onPoolChange = () => pool.reconfigured();
+      pool.start();
       await this.registration.running();
       checkpoint();
       this.transition('starting', 'running');
@@ -253,6 +298,8 @@ export class Agent {
   private async release(): Promise<void> {
     await this.heartbeat?.stop();
     this.kernels?.close();
+    await this.pool?.close();
+    await this.metrics?.close();
     await this.settings.stop();
     await this.managerLink?.stop();
     if (this.registered) {

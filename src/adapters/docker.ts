@@ -24,6 +24,8 @@ export interface ContainerRequest {
   binds: string[];
   memoryBytes: number;
   cpusetCpus: string;
+  /** Relative CPU weight (Docker's default 1024); warm pooled containers get a low one. */
+  cpuShares?: number;
   /** Host address the runner ports are published on. */
   publishHost: string;
   /** The lock-down of the container (README, Security). */
@@ -64,6 +66,15 @@ export interface ContainerState {
   /** Host ports by container port; missing while the container is not running. */
   ports: Partial<Record<number, number>>;
   labels: Record<string, string>;
+}
+
+/** A container as listings show it. */
+export interface ContainerSummary {
+  id: string;
+  running: boolean;
+  labels: Record<string, string>;
+  imageId: string;
+  createdMs: number;
 }
 
 /** Turns a dockerode failure into our error, naming the step that failed. */
@@ -131,6 +142,7 @@ export class DockerEngine {
           Memory: req.memoryBytes,
           MemorySwap: req.memoryBytes, // equal to Memory: no swap
           CpusetCpus: req.cpusetCpus,
+          ...(req.cpuShares ? { CpuShares: req.cpuShares } : {}),
           PortBindings: bindings,
           Init: false,
           ...securityHostConfig(req.security),
@@ -166,11 +178,34 @@ export class DockerEngine {
     }
   }
 
-  /** Containers (running or not) carrying a label, e.g. `io.compute-agent.agent=<id>`. */
-  async listByLabel(label: string): Promise<Array<{ id: string; running: boolean; labels: Record<string, string> }>> {
+  /** Changes the cores, memory limit (swap equal: no swap) and CPU weight of a running container. */
+  async update(id: string, limits: { cpusetCpus: string; memoryBytes: number; cpuShares: number }): Promise<void> {
+    try {
+      await this.docker.getContainer(id).update({
+        CpusetCpus: limits.cpusetCpus,
+        Memory: limits.memoryBytes,
+        MemorySwap: limits.memoryBytes,
+        CpuShares: limits.cpuShares,
+      });
+    } catch (err) {
+      throw castDockerError(err, `updating the limits of container ${id.slice(0, 12)}`);
+    }
+  }
+
+  /** Renames a container. */
+  async rename(id: string, name: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).rename({ name });
+    } catch (err) {
+      throw castDockerError(err, `renaming container ${id.slice(0, 12)} to ${name}`);
+    }
+  }
+
+  /** Containers (running or not) carrying a label, e.g. `io.compute-agent.agent=<id>`, with their image id and creation time (ms). */
+  async listByLabel(label: string): Promise<ContainerSummary[]> {
     try {
       const list = await this.docker.listContainers({ all: true, filters: { label: [label] } });
-      return list.map((c) => ({ id: c.Id, running: c.State === 'running', labels: c.Labels ?? {} }));
+      return list.map((c) => ({ id: c.Id, running: c.State === 'running', labels: c.Labels ?? {}, imageId: c.ImageID, createdMs: c.Created * 1000 }));
     } catch (err) {
       throw castDockerError(err, 'listing containers');
     }

@@ -9,7 +9,7 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { Agent } from '../agent.js';
-import { validateOptions, type RawOptions } from '../config/options.js';
+import { DEFAULT_METRICS_PATH, validateOptions, type RawOptions } from '../config/options.js';
 import { SETTINGS } from '../config/settings.js';
 import { AgentError, errorMessage } from '../errors.js';
 import { createLogger, silentLogger, type Logger } from '../log.js';
@@ -88,6 +88,7 @@ function settingsEpilogue(): string {
     'Settings read from etcd under /sorna/<namespace>/config/agent/<key> (cluster)',
     'and /sorna/<namespace>/nodes/agents/<agent id>/config/<key> (this node, wins):',
     ...rows,
+    `  ${'pool/<key>'.padEnd(24)} ${''.padEnd(16)} warm pool: types, images, autoscale, ... (README, "Warm pool")`,
     '',
     'Every flag can also be given as an environment variable BACKEND_<FLAG>,',
     'e.g. BACKEND_ETCD_ADDR, BACKEND_SCRATCH_ROOT, BACKEND_AGENT_PORT.',
@@ -107,6 +108,8 @@ function agentFlags<T>(y: Argv<T>) {
     .option('kernel-host-override', { type: 'string', describe: 'address clients should use to reach kernel ports [default: the agent address]', group: 'Network:' })
     .option('scratch-root', { type: 'string', default: '/var/cache/scratches', describe: 'directory holding each kernel\'s home; must exist and be writable', group: 'Kernels:' })
     .option('idle-timeout', { type: 'number', default: 600, describe: 'seconds a kernel may stay unused before it is destroyed (0 = never)', group: 'Kernels:' })
+    .option('metrics', { type: 'string', default: DEFAULT_METRICS_PATH, describe: 'Prometheus text file written for node_exporter\'s textfile collector ("" = none)', group: 'Metrics:' })
+    .option('metrics-port', { type: 'number', default: 0, describe: 'TCP port serving GET /metrics (0 = off)', group: 'Metrics:' })
     .option('log-level', { type: 'string', default: 'info', choices: ['error', 'warn', 'info', 'debug'], describe: 'least severe log level printed', group: 'Logging:' })
     .option('log-format', { type: 'string', default: 'text', choices: ['text', 'json'], describe: 'text for a terminal, json (one object per line) for log collectors', group: 'Logging:' });
 }
@@ -126,6 +129,8 @@ function rawOptions(argv: RawOptions): RawOptions {
     idleTimeout: argv.idleTimeout,
     logLevel: argv.logLevel,
     logFormat: argv.logFormat,
+    metrics: argv.metrics,
+    metricsPort: argv.metricsPort,
   };
 }
 

@@ -26,7 +26,14 @@ export interface AgentOptions {
   idleTimeoutSec: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
+  /** The Prometheus text file written for node_exporter; null: none. */
+  metricsPath: string | null;
+  /** The port of the HTTP `/metrics` endpoint; null: none. */
+  metricsPort: number | null;
 }
+
+/** The default of `--metrics`: node_exporter's textfile collector directory. */
+export const DEFAULT_METRICS_PATH = '/var/lib/node_exporter/textfile_collector/compute_agent.prom';
 
 /** The raw values as yargs hands them over (flags, env vars and defaults merged). */
 export interface RawOptions {
@@ -42,6 +49,10 @@ export interface RawOptions {
   idleTimeout: number;
   logLevel: string;
   logFormat: string;
+  /** `--metrics`: absent or empty turns the file off (the CLI passes its default). */
+  metrics?: string | undefined;
+  /** `--metrics-port`: absent or 0 turns the endpoint off. */
+  metricsPort?: number | undefined;
 }
 
 const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$/;
@@ -123,5 +134,7 @@ export async function validateOptions(raw: RawOptions, { checkScratch = true } =
     logLevel: raw.logLevel as LogLevel,
     logFormat: raw.logFormat,
     scratchRoot: checkScratch ? await checkScratchRoot(raw.scratchRoot) : path.resolve(raw.scratchRoot),
+    metricsPath: raw.metrics ? path.resolve(raw.metrics) : null,
+    metricsPort: raw.metricsPort ? checkPort(Number(raw.metricsPort), '--metrics-port') : null,
   };
 }

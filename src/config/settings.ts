@@ -207,7 +207,9 @@ export function compileSettings(
 ): CompiledSettings {
   const out = defaultSettings() as unknown as Record<string, unknown>;
   const problems: SettingProblem[] = [];
+  // Keys below `pool/` are the warm pool's, compiled by src/pool/settings.ts.
   const known = new Set(SETTINGS.map((s) => s.key));
+  const isKnown = (k: string) => known.has(k) || k.startsWith('pool/');
   for (const spec of SETTINGS) {
     for (const [source, values] of [
       [prefixes.cluster, cluster],
@@ -223,8 +225,8 @@ export function compileSettings(
     }
   }
   const unknown = [
-    ...Object.keys(cluster).filter((k) => !known.has(k)).map((k) => prefixes.cluster + k),
-    ...Object.keys(node).filter((k) => !known.has(k)).map((k) => prefixes.node + k),
+    ...Object.keys(cluster).filter((k) => !isKnown(k)).map((k) => prefixes.cluster + k),
+    ...Object.keys(node).filter((k) => !isKnown(k)).map((k) => prefixes.node + k),
   ];
   return { settings: out as unknown as Settings, problems, unknown };
 }

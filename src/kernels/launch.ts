@@ -18,7 +18,13 @@ export const LABELS = {
   gpuSet: 'io.compute-agent.gpu-set',
   memMiB: 'io.compute-agent.mem-mib',
   created: 'io.compute-agent.created',
+  /** `<lang>/<type>` of a warm pooled container (no kernel id until claimed). */
+  pool: 'io.compute-agent.pool',
+  poolSlot: 'io.compute-agent.pool-slot',
 } as const;
+
+/** CPU weight of warm pooled containers: they hold every core but yield to kernels until claimed. */
+export const POOL_CPU_SHARES = 2;
 
 /** What the image says of itself (`ai.backend.*` wins over `io.sorna.*`). */
 export interface ImageTraits {
@@ -50,6 +56,8 @@ export interface LaunchInput {
   publishHost: string;
   security: ContainerSecurity;
   createdAt: number;
+  /** Set for a warm pooled container: its pool key (`<lang>/<type>`) and slot, instead of a kernel id. */
+  pool?: { key: string; slot: string };
 }
 
 /** The container name, `kernel.<lang name>.<kernel id>`. */
@@ -62,12 +70,14 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
   const env = Object.entries(i.spec.environ).map(([k, v]) => `${k}=${v}`);
   for (const name of i.traits.coreCountEnvs) env.push(`${name}=${i.cpuSet.length}`);
   if (i.traits.features.has('uid-match')) env.push(`LOCAL_USER_ID=${i.kernelUid}`);
+  const identity: Record<string, string> = i.pool ? { [LABELS.pool]: i.pool.key, [LABELS.poolSlot]: i.pool.slot } : { [LABELS.kernel]: i.kernelId };
   return {
-    name: containerName(i.spec.lang, i.kernelId),
+    name: containerName(i.spec.lang, i.pool ? `pool-${i.pool.slot}` : i.kernelId),
     image: i.spec.image,
+    ...(i.pool ? { cpuShares: POOL_CPU_SHARES } : {}),
     labels: {
       [LABELS.agent]: i.agentId,
-      [LABELS.kernel]: i.kernelId,
+      ...identity,
       [LABELS.lang]: i.spec.lang,
       [LABELS.cpuSet]: i.cpuSet.join(','),
       [LABELS.gpuSet]: (i.spec.gpuSet ?? []).join(','),

@@ -1,8 +1,10 @@
 /**
  * KernelService owns the kernels of this agent: it creates them (idempotent
  * per id, at most N at once against Docker, rolling back every step on
- * failure), destroys, restarts and resets them, re-adopts them after an agent
- * restart, reaps idle ones, and notices containers that die by themselves.
+ * failure; claiming a warm pooled container first when a pool is given),
+ * destroys, restarts and resets them, re-adopts them after an agent restart
+ * (src/kernels/adopt.ts), reaps idle ones, and notices containers that die
+ * by themselves.
  * It knows Docker (through the adapter) and the file system, never frames.
  */
 import { promises as fs } from 'node:fs';
@@ -12,13 +14,17 @@ import { AgentError, DockerError, errorMessage, KernelCreationError, KernelNotFo
 import { KERNEL_PORTS, type ContainerSecurity, type DockerEngine } from '../adapters/docker.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
 import { CoresExhausted, CpuAllocator } from './allocator.js';
-import { changedOutputFiles, containerRequest, imageTraits, LABELS, parseCoreList, prepareScratch, type ImageTraits } from './launch.js';
+import { containerRequest, imageTraits, LABELS, prepareScratch, type ImageTraits } from './launch.js';
 import { Semaphore } from './semaphore.js';
 import { checkMounts, parseKernelConfig, type KernelSpec } from './spec.js';
 import type { CgroupStats } from './stats.js';
 import { ScratchFiles, type FileLimits } from './files.js';
-import { KernelRelay } from '../relay/kernel-relay.js';
-import { TerminalRelay } from '../relay/terminal.js';
+import type { KernelRelay } from '../relay/kernel-relay.js';
+import type { TerminalRelay } from '../relay/terminal.js';
+import { KernelRelays } from './relays.js';
+import { adoptKernels } from './adopt.js';
+import type { PooledContainer, WarmPool } from '../pool/pool.js';
+import { environStatement, shellWaitStatement } from '../pool/claims.js';
 
 /** A kernel the agent holds. */
 export interface KernelRecord {
@@ -35,6 +41,8 @@ export interface KernelRecord {
   state: 'running' | 'restarting' | 'destroying';
   /** A restart in progress; calls on the kernel wait for it. */
   busy: Promise<unknown> | null;
+  /** Terminal shells hung up by a warm-pool claim; the terminal opens once the runner has started another. */
+  staleShells?: number[];
 }
 
 /** What the service needs from the rest of the agent. */
@@ -62,14 +70,15 @@ export interface KernelServiceDeps {
   };
   createConcurrency: number;
   cpuOvercommit: number;
+  /** The warm pool asked before every cold create; none: always cold. */
+  pool?: WarmPool | null;
 }
 
 export class KernelService {
   private readonly kernels = new Map<string, KernelRecord>();
   private readonly creating = new Map<string, Promise<KernelInfo>>();
   private readonly destroying = new Map<string, Promise<KernelStats | null>>();
-  private readonly relays = new Map<string, KernelRelay>();
-  private readonly terminals = new Map<string, TerminalRelay>();
+  private readonly relays: KernelRelays;
   private readonly pendingReports: Array<[string, string, KernelStats | null]> = [];
   readonly createSlots: Semaphore;
   readonly cores: CpuAllocator;
@@ -79,6 +88,21 @@ export class KernelService {
   constructor(private readonly deps: KernelServiceDeps) {
     this.createSlots = new Semaphore(deps.createConcurrency);
     this.cores = new CpuAllocator(deps.cores, deps.cpuOvercommit);
+    this.relays = new KernelRelays({
+      kernelHost: deps.kernelHost,
+      log: deps.log,
+      execTimeoutSec: () => deps.settings().execTimeoutSec,
+      onExecTimeout: (id, log) => {
+        this.destroy(id, 'exec-timeout').catch((err: unknown) => log.error('destroying a timed-out kernel failed', { error: errorMessage(err) }));
+      },
+    });
+  }
+
+  /** How many kernels are in each state, creations under way included (for metrics). */
+  stateCounts(): Record<string, number> {
+    const out: Record<string, number> = { creating: this.creating.size, running: 0, restarting: 0, destroying: 0 };
+    for (const r of this.kernels.values()) out[r.state] = (out[r.state] ?? 0) + 1;
+    return out;
   }
 
   /** The kernels held, for listings. */
@@ -135,10 +159,61 @@ export class KernelService {
     }
     const s = this.deps.settings();
     const spec = parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList); // a bad config takes nothing
-    const p = this.createSlots.run(() => this.doCreate(id, spec)).finally(() => this.creating.delete(id));
+    const p = this.createWarmOrCold(id, spec).finally(() => this.creating.delete(id));
     this.creating.set(id, p);
     this.deps.emit('kernel_creating', [id]);
     return p;
+  }
+
+  /** Claims a warm pooled container that fits the spec; falls back to a cold create when none fits or the claim fails. */
+  private async createWarmOrCold(id: string, spec: KernelSpec): Promise<KernelInfo> {
+    const pool = this.deps.pool;
+    if (pool) {
+      const cpuSet = this.takeCores(spec); // no room: NoResources, nothing taken
+      const warm = pool.take(spec);
+      if (warm) {
+        try {
+          return await this.claimWarm(id, spec, warm, cpuSet);
+        } catch (err) {
+          this.deps.log.warn('claiming a warm container failed; creating the kernel cold', { kernelId: id, error: errorMessage(err) });
+        }
+      } else this.cores.release(cpuSet);
+    }
+    return this.createSlots.run(() => this.doCreate(id, spec));
+  }
+
+  /** Turns a taken pooled container into a kernel; on failure it is removed and everything taken released. */
+  private async claimWarm(id: string, spec: KernelSpec, warm: PooledContainer, cpuSet: number[]): Promise<KernelInfo> {
+    let scratchDir = '';
+    try {
+      ({ scratchDir } = await this.deps.pool!.bind(warm, id, spec, cpuSet));
+    } catch (err) {
+      this.cores.release(cpuSet);
+      throw err;
+    }
+    const rec: KernelRecord = {
+      id, spec: { ...spec, cpuSet }, traits: warm.traits, cpuSet, scratchDir, containerId: warm.containerId, pid: warm.pid, ports: warm.ports,
+      createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
+    };
+    this.kernels.set(id, rec);
+    try {
+      // The runner started before the claim: give it (and the terminal's shell) the kernel's environment.
+      const environ = { ...spec.environ, ...Object.fromEntries(warm.traits.coreCountEnvs.map((n) => [n, String(cpuSet.length)])) };
+      const r = await this.relays.relay(rec).runToEnd(environStatement(environ), 10_000);
+      if (r.exitCode !== 0) throw new Error(`the runner could not take the environment (exit code ${r.exitCode})`);
+      // The terminal's old shell was hung up: the first terminal use waits for its successor.
+      const printed = (r.console ?? []).filter((e) => e[0] === 'stdout').map((e) => String(e[1])).join('');
+      rec.staleShells = JSON.parse(printed.trim() || '[]') as number[];
+    } catch (err) {
+      this.kernels.delete(id);
+      this.relays.close(id);
+      this.cores.release(cpuSet);
+      await this.deps.pool!.discard(warm.containerId, [scratchDir]);
+      throw err;
+    }
+    this.deps.log.info('kernel started from the warm pool', { kernelId: id, container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB });
+    this.deps.emit('kernel_started', [id]);
+    return this.info(rec);
   }
 
   private async doCreate(id: string, spec: KernelSpec): Promise<KernelInfo> {
@@ -242,8 +317,9 @@ export class KernelService {
       return null;
     });
     await this.deps.docker.remove(rec.containerId);
-    this.closeRelay(rec.id);
+    this.relays.close(rec.id);
     this.deps.stats.forget(rec.containerId);
+    await this.deps.pool?.released(rec.containerId);
     return stats;
   }
 
@@ -330,46 +406,18 @@ export class KernelService {
 
   /** The relay to a kernel's runner, opened on first use; counts as use. */
   async relay(id: string): Promise<KernelRelay> {
-    const rec = await this.ready(id);
-    let relay = this.relays.get(id);
-    if (!relay) {
-      const log = this.deps.log.child({ kernelId: id, component: 'relay' });
-      relay = new KernelRelay({
-        host: this.deps.kernelHost,
-        replInPort: rec.ports[0]!,
-        replOutPort: rec.ports[1]!,
-        log,
-        execTimeoutSec: this.deps.settings().execTimeoutSec || rec.traits.execTimeoutSec,
-        outputFiles: (since) => changedOutputFiles(rec.scratchDir, since),
-        onExecTimeout: () => {
-          this.destroy(id, 'exec-timeout').catch((err: unknown) => log.error('destroying a timed-out kernel failed', { error: errorMessage(err) }));
-        },
-      });
-      this.relays.set(id, relay);
-    }
-    return relay;
+    return this.relays.relay(await this.ready(id));
   }
 
   /** The relay to a kernel's terminal, opened on first use; counts as use. */
   async terminal(id: string): Promise<TerminalRelay> {
     const rec = await this.ready(id);
-    let t = this.terminals.get(id);
-    if (!t) {
-      // Docker's proxy accepts connections before the runner listens, and a PUB drops what it sends meanwhile.
-      await (await this.relay(id)).ping();
-      t = this.terminals.get(id);
-      if (t) return t;
-      t = new TerminalRelay(this.deps.kernelHost, rec.ports[2]!, rec.ports[3]!, this.deps.log.child({ kernelId: id, component: 'terminal' }));
-      this.terminals.set(id, t);
+    const stale = rec.staleShells;
+    if (stale?.length) {
+      await this.relays.relay(rec).runToEnd(shellWaitStatement(stale), 10_000);
+      rec.staleShells = [];
     }
-    return t;
-  }
-
-  private closeRelay(id: string): void {
-    this.relays.get(id)?.close();
-    this.relays.delete(id);
-    this.terminals.get(id)?.close();
-    this.terminals.delete(id);
+    return this.relays.terminal(rec);
   }
 
   /** The record of a kernel once no restart is in progress; counts as use. */
@@ -402,42 +450,7 @@ export class KernelService {
    * to no kernel removed.
    */
   async adopt(): Promise<void> {
-    const containers = await this.deps.docker.listByLabel(`${LABELS.agent}=${this.deps.agentId}`);
-    for (const c of containers) {
-      const id = c.labels[LABELS.kernel];
-      if (!id) continue;
-      const scratchDir = path.join(this.deps.scratchRoot, id);
-      const state = c.running ? await this.deps.docker.inspect(c.id) : null;
-      const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
-      if (!state?.running || ports.some((p) => !p)) {
-        await this.deps.docker.remove(c.id);
-        await fs.rm(scratchDir, { recursive: true, force: true });
-        this.pendingReports.push([id, 'self-terminated', null]);
-        this.deps.log.info('removed a kernel that died while the agent was away', { kernelId: id });
-        continue;
-      }
-      const lang = c.labels[LABELS.lang] ?? '';
-      const cpuSet = parseCoreList(c.labels[LABELS.cpuSet]);
-      this.cores.claim(cpuSet, true);
-      const image = await this.deps.docker.image(this.deps.settings().imagePrefix + lang).catch(() => ({ labels: {} }));
-      const created = Number(c.labels[LABELS.created]) || Date.now();
-      this.kernels.set(id, {
-        id, containerId: c.id, pid: state.pid, ports: ports as number[], cpuSet, scratchDir, createdAt: created,
-        lastUsed: Date.now(), state: 'running', busy: null, traits: imageTraits(image.labels),
-        spec: {
-          lang, image: this.deps.settings().imagePrefix + lang, cpuCount: cpuSet.length, memMiB: Number(c.labels[LABELS.memMiB]) || 0,
-          gpuCount: 0, mounts: [], environ: {}, cpuSet, gpuSet: parseCoreList(c.labels[LABELS.gpuSet]),
-        },
-      });
-    }
-    for (const name of await fs.readdir(this.deps.scratchRoot).catch(() => [] as string[])) {
-      const dir = path.join(this.deps.scratchRoot, name);
-      if (this.kernels.has(name)) continue;
-      if (!(await fs.stat(path.join(dir, '.config')).then((st) => st.isDirectory(), () => false))) continue;
-      await fs.rm(dir, { recursive: true, force: true });
-      this.deps.log.info('removed a scratch home that belongs to no kernel', { dir });
-    }
-    this.deps.log.info('re-adopted kernels', { running: this.kernels.size, reportedDead: this.pendingReports.length });
+    await adoptKernels({ deps: this.deps, cores: this.cores, kernels: this.kernels, reports: this.pendingReports });
   }
 
   /** Sends the terminations found by adopt(); called when an event sink appears. */
@@ -475,7 +488,9 @@ export class KernelService {
 
   private onDeath(containerId: string): void {
     const rec = [...this.kernels.values()].find((r) => r.containerId === containerId);
-    if (!rec || rec.state !== 'running') return; // ours to remove: a destroy or restart is under way
+    if (!rec) this.deps.pool?.died(containerId);
+    // A claim still under way finds out by itself (its runner does not answer) and falls back to a cold create.
+    if (!rec || rec.state !== 'running' || this.creating.has(rec.id)) return; // ours to remove: a destroy or restart is under way
     this.deps.log.warn('kernel container died by itself', { kernelId: rec.id });
     this.destroy(rec.id, 'self-terminated').catch((err: unknown) => this.deps.log.error('clean-up of a dead kernel failed', { kernelId: rec.id, error: errorMessage(err) }));
   }

@@ -9,9 +9,13 @@ import { ConfigError, errorMessage } from '../errors.js';
 import type { EtcdStore, Unwatch } from '../adapters/etcd.js';
 import { changedSettings, compileSettings, type Settings } from '../config/settings.js';
 import { agentKey } from './registration.js';
+import { compilePoolSettings, POOL_DEFAULTS, POOL_KEYS, type PoolSettings } from '../pool/settings.js';
 
 export class LiveSettings {
   private current!: Settings;
+  private pool: PoolSettings = POOL_DEFAULTS;
+  /** Called with the new pool settings whenever they change. */
+  onPoolChange: ((pool: PoolSettings) => void) | null = null;
   private unwatch: Unwatch[] = [];
   private reload: NodeJS.Timeout | null = null;
   private readonly prefixes: { cluster: string; node: string };
@@ -30,6 +34,11 @@ export class LiveSettings {
     return this.current;
   }
 
+  /** The warm-pool settings in force. */
+  get poolValue(): PoolSettings {
+    return this.pool;
+  }
+
   /** Loads the settings; a bad value stops the start with a ConfigError naming the key. */
   async load(): Promise<Settings> {
     const compiled = await this.compile();
@@ -37,6 +46,12 @@ export class LiveSettings {
       const first = compiled.problems[0]!;
       throw new ConfigError(`etcd key ${this.etcd.prefix}${first.source}: ${first.message}; fix or delete it`);
     }
+    const pool = compilePoolSettings(compiled.cluster, compiled.node, this.prefixes);
+    if (pool.problems.length > 0) {
+      const first = pool.problems[0]!;
+      throw new ConfigError(`etcd key ${this.etcd.prefix}${first.source}: ${first.message}; fix or delete it`);
+    }
+    this.pool = pool.settings;
     this.current = compiled.settings;
     return this.current;
   }
@@ -62,7 +77,12 @@ export class LiveSettings {
     const [cluster, node] = await Promise.all([this.etcd.getPrefix(this.prefixes.cluster), this.etcd.getPrefix(this.prefixes.node)]);
     const compiled = compileSettings(cluster, node, this.prefixes);
     for (const key of compiled.unknown) this.log.warn('ignoring an unknown setting in etcd', { key: this.etcd.prefix + key });
-    return compiled;
+    for (const [prefix, values] of [[this.prefixes.cluster, cluster], [this.prefixes.node, node]] as const) {
+      for (const k of Object.keys(values)) {
+        if (k.startsWith('pool/') && !POOL_KEYS.has(k)) this.log.warn('ignoring an unknown pool setting in etcd', { key: this.etcd.prefix + prefix + k });
+      }
+    }
+    return { ...compiled, cluster, node };
   }
 
   private async apply(): Promise<void> {
@@ -73,6 +93,7 @@ export class LiveSettings {
       this.log.warn('could not reload settings from etcd; keeping the current ones', { error: errorMessage(err) });
       return;
     }
+    this.applyPool(compiled.cluster, compiled.node);
     const before = this.current;
     const next: Settings = { ...compiled.settings };
     for (const p of compiled.problems) {
@@ -87,5 +108,16 @@ export class LiveSettings {
       this.log.info(c.live ? 'setting changed; applied' : 'setting changed; applies at the next agent start', { key: c.key });
     }
     this.onChange(next, before);
+  }
+
+  private applyPool(cluster: Record<string, string>, node: Record<string, string>): void {
+    const { settings, problems } = compilePoolSettings(cluster, node, this.prefixes, this.pool);
+    for (const p of problems) {
+      this.log.error('rejected a pool setting from etcd; the last good value stays in force', { key: this.etcd.prefix + p.source, problem: p.message });
+    }
+    if (JSON.stringify(settings) === JSON.stringify(this.pool)) return;
+    this.pool = settings;
+    this.log.info('pool settings changed; applied', { types: settings.types, images: settings.images, autoscale: settings.autoscale });
+    this.onPoolChange?.(settings);
   }
 }

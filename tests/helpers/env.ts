@@ -185,7 +185,8 @@ export interface SpawnedAgent {
 
 /** Runs `agent` with arguments; the process is killed after the test if still running. */
 export function spawnAgent(args: string[], env: NodeJS.ProcessEnv = {}): SpawnedAgent {
-  const child = spawn(process.execPath, [AGENT_BIN, ...args], { env: { ...process.env, ...env } });
+  // No metrics file unless a test asks for one (--metrics or BACKEND_METRICS): the CLI's default is node_exporter's directory.
+  const child = spawn(process.execPath, [AGENT_BIN, ...args], { env: { ...process.env, BACKEND_METRICS: '', ...env } });
   let err = '';
   const listeners = new Set<() => void>();
   child.stderr.on('data', (d: Buffer) => {

@@ -1,0 +1,77 @@
+/**
+ * Re-adoption: rebuilds the kernel registry from the containers carrying the
+ * agent's label after an agent restart. Running kernels are taken back as
+ * they are (ports, cores, limits; a claimed warm-pool container by its claim
+ * record), dead ones removed and queued for a `self-terminated` report, idle
+ * pooled containers handed to the pool, and scratch homes that belong to no
+ * kernel removed.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { KERNEL_PORTS } from '../adapters/docker.js';
+import type { KernelStats } from '../rpc/methods.js';
+import type { CpuAllocator } from './allocator.js';
+import { imageTraits, LABELS, parseCoreList } from './launch.js';
+import type { KernelRecord, KernelServiceDeps } from './service.js';
+
+/** What re-adoption fills in: the service's registry, core books and pending reports. */
+export interface AdoptionContext {
+  deps: KernelServiceDeps;
+  cores: CpuAllocator;
+  kernels: Map<string, KernelRecord>;
+  reports: Array<[string, string, KernelStats | null]>;
+}
+
+/** Re-adopts the kernels (and idle pooled containers) of this agent. */
+export async function adoptKernels({ deps, cores, kernels, reports }: AdoptionContext): Promise<void> {
+  const containers = await deps.docker.listByLabel(`${LABELS.agent}=${deps.agentId}`);
+  for (const c of containers) {
+    const pooled = c.labels[LABELS.pool] !== undefined;
+    if (pooled && !deps.pool) continue;
+    const claim = pooled ? await deps.pool!.claimOf(c) : null;
+    if (pooled && !claim) {
+      await deps.pool!.adoptIdle(c);
+      continue;
+    }
+    // A claimed pooled container's labels are those of the pool; its claim record says what it became.
+    const labels = claim
+      ? { ...c.labels, [LABELS.kernel]: claim.kernelId, [LABELS.lang]: claim.lang, [LABELS.cpuSet]: claim.cpuSet.join(','), [LABELS.memMiB]: String(claim.memMiB), [LABELS.created]: String(claim.createdAt) }
+      : c.labels;
+    const id = labels[LABELS.kernel];
+    if (!id) continue;
+    const scratchDir = path.join(deps.scratchRoot, id);
+    const state = c.running ? await deps.docker.inspect(c.id) : null;
+    const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
+    // A claim cut short before its home was renamed left a kernel without a home: as good as dead.
+    const homeless = claim !== null && !(await fs.stat(scratchDir).then((st) => st.isDirectory(), () => false));
+    if (!state?.running || ports.some((p) => !p) || homeless) {
+      await deps.docker.remove(c.id);
+      await deps.pool?.released(c.id);
+      await fs.rm(scratchDir, { recursive: true, force: true });
+      reports.push([id, 'self-terminated', null]);
+      deps.log.info('removed a kernel that died while the agent was away', { kernelId: id });
+      continue;
+    }
+    const lang = labels[LABELS.lang] ?? '';
+    const cpuSet = parseCoreList(labels[LABELS.cpuSet]);
+    cores.claim(cpuSet, true);
+    const image = await deps.docker.image(deps.settings().imagePrefix + lang).catch(() => ({ labels: {} }));
+    const created = Number(labels[LABELS.created]) || Date.now();
+    kernels.set(id, {
+      id, containerId: c.id, pid: state.pid, ports: ports as number[], cpuSet, scratchDir, createdAt: created,
+      lastUsed: Date.now(), state: 'running', busy: null, traits: imageTraits(image.labels),
+      spec: {
+        lang, image: deps.settings().imagePrefix + lang, cpuCount: cpuSet.length, memMiB: Number(labels[LABELS.memMiB]) || 0,
+        gpuCount: 0, mounts: [], environ: {}, cpuSet, gpuSet: parseCoreList(labels[LABELS.gpuSet]),
+      },
+    });
+  }
+  for (const name of await fs.readdir(deps.scratchRoot).catch(() => [] as string[])) {
+    const dir = path.join(deps.scratchRoot, name);
+    if (kernels.has(name)) continue;
+    if (!(await fs.stat(path.join(dir, '.config')).then((st) => st.isDirectory(), () => false))) continue;
+    await fs.rm(dir, { recursive: true, force: true });
+    deps.log.info('removed a scratch home that belongs to no kernel', { dir });
+  }
+  deps.log.info('re-adopted kernels', { running: kernels.size, reportedDead: reports.length });
+}

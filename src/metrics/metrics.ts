@@ -1,0 +1,147 @@
+/**
+ * AgentMetrics exposes the agent's numbers in the Prometheus text format:
+ * warm pool sizes per image and type and state (idle, creating, claimed),
+ * claims, cold fallbacks, the creation latency of pooled containers, and the
+ * kernels by state. They are written to a file for node_exporter's textfile
+ * collector (atomically: a temp file renamed over the old one) every few
+ * seconds and, when a port is given, served at `GET /metrics`.
+ */
+import { promises as fs } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Logger } from '../log.js';
+import { errorMessage } from '../errors.js';
+import type { PoolSizes } from '../pool/pool.js';
+
+/** Where the numbers come from, read at every collection. */
+export interface MetricsSources {
+  poolSizes(): PoolSizes[];
+  /** Claims so far per `<lang>/<type>`. */
+  claimTotals(): ReadonlyMap<string, number>;
+  /** Cold creations so far per lang (nothing in the pool fit). */
+  coldTotals(): ReadonlyMap<string, number>;
+  kernelStates(): Record<string, number>;
+}
+
+/** Options of {@link AgentMetrics}. */
+export interface MetricsOptions {
+  /** The text file to write; null: none. */
+  file: string | null;
+  /** The TCP port of the HTTP endpoint; null: none. */
+  port: number | null;
+  /** Address the HTTP endpoint binds (`*` for all). */
+  host: string;
+  intervalMs: number;
+  log: Logger;
+}
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  /** Observes the seconds a pooled container took to become ready. */
+  readonly creationSeconds: Histogram;
+  private timer: NodeJS.Timeout | null = null;
+  private server: http.Server | null = null;
+  private fileFailed = false;
+
+  constructor(
+    sources: MetricsSources,
+    private readonly o: MetricsOptions,
+  ) {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'compute_agent_pool_containers', help: 'Warm pool containers by image, resource type and state (idle, creating, claimed).',
+      labelNames: ['image', 'type', 'state'], registers,
+      collect() {
+        this.reset();
+        for (const r of sources.poolSizes()) {
+          for (const state of ['idle', 'creating', 'claimed'] as const) this.set({ image: r.lang, type: r.type, state }, r[state]);
+        }
+      },
+    });
+    new Counter({
+      name: 'compute_agent_pool_claims_total', help: 'Kernels created by claiming a warm pool container.', labelNames: ['image', 'type'], registers,
+      collect() {
+        this.reset();
+        for (const [key, n] of sources.claimTotals()) {
+          const i = key.lastIndexOf('/');
+          this.inc({ image: key.slice(0, i), type: key.slice(i + 1) }, n);
+        }
+      },
+    });
+    new Counter({
+      name: 'compute_agent_pool_cold_fallbacks_total', help: 'Kernels created cold because nothing in the warm pool fit.', labelNames: ['image'], registers,
+      collect() {
+        this.reset();
+        for (const [lang, n] of sources.coldTotals()) this.inc({ image: lang }, n);
+      },
+    });
+    this.creationSeconds = new Histogram({
+      name: 'compute_agent_pool_creation_seconds', help: 'Seconds from create to a runner answering, per warm pool container.',
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers,
+    });
+    new Gauge({
+      name: 'compute_agent_kernels', help: 'Kernels held by the agent, by state.', labelNames: ['state'], registers,
+      collect() {
+        this.reset();
+        for (const [state, n] of Object.entries(sources.kernelStates())) this.set({ state }, n);
+      },
+    });
+  }
+
+  /** Starts writing the file and serving HTTP; a port that cannot be bound fails the start. */
+  async start(): Promise<void> {
+    if (this.o.port !== null) {
+      const server = http.createServer((req, res) => {
+        if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+          res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics is served here\n');
+          return;
+        }
+        this.registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+          (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${errorMessage(err)}\n`),
+        );
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.o.port!, this.o.host === '*' ? undefined : this.o.host, () => resolve());
+      });
+      this.server = server;
+      this.o.log.info('serving metrics over HTTP', { port: this.o.port, path: '/metrics' });
+    }
+    if (this.o.file !== null) {
+      const loop = () => {
+        void this.writeFile().finally(() => {
+          if (this.timer !== null) this.timer = setTimeout(loop, this.o.intervalMs);
+        });
+      };
+      this.timer = setTimeout(loop, 0);
+    }
+  }
+
+  /** Writes the metrics file now (temp file + rename, so readers never see half of it). */
+  async writeFile(): Promise<void> {
+    const file = this.o.file;
+    if (file === null) return;
+    try {
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      const tmp = `${file}.${process.pid}.tmp`;
+      await fs.writeFile(tmp, await this.registry.metrics());
+      await fs.rename(tmp, file);
+      if (this.fileFailed) this.o.log.info('writing the metrics file works again', { file });
+      this.fileFailed = false;
+    } catch (err) {
+      if (!this.fileFailed) this.o.log.warn('cannot write the metrics file; fix its directory or point --metrics elsewhere', { file, error: errorMessage(err) });
+      this.fileFailed = true;
+    }
+  }
+
+  /** Stops the file writer and the HTTP endpoint. */
+  async close(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The hygiene pass of the warm pool, run every `pool/check_interval`: idle
+ * pooled containers that died, or were built from an image that has since
+ * changed (another image id under the same name, or another image prefix),
+ * are removed (sizing then replaces them), and so are idle containers whose
+ * runner does not answer a readiness check (every `pool/readiness_interval`
+ * seconds, 5 s to answer); containers labelled as pooled by
+ * this agent that it does not track and that are older than
+ * `pool/zombie_allowance` are removed; claim records whose container is gone
+ * are deleted.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { errorMessage } from '../errors.js';
+import { LABELS } from '../kernels/launch.js';
+import type { WarmPool } from './pool.js';
+
+/** Runs one hygiene pass over the pool. */
+export async function runHygiene(pool: WarmPool): Promise<void> {
+  const { docker, log, agentId, scratchRoot } = pool.deps;
+  const s = pool.deps.settings();
+  const prefix = pool.deps.kernelSettings().imagePrefix;
+  const listed = await docker.listByLabel(`${LABELS.agent}=${agentId}`);
+  const byId = new Map(listed.map((c) => [c.id, c]));
+
+  const imageIds = new Map<string, string | null>();
+  const imageId = async (name: string) => {
+    if (!imageIds.has(name)) imageIds.set(name, await docker.image(name).then((i) => i.id, () => null));
+    return imageIds.get(name)!;
+  };
+  for (const c of [...pool.idle.values()]) {
+    const seen = byId.get(c.containerId);
+    if (!seen?.running) await pool.drop(c, 'the container died');
+    else if (c.image !== prefix + c.lang) await pool.drop(c, `the image prefix changed (now ${prefix})`);
+    else {
+      const id = await imageId(c.image);
+      if (id === null) await pool.drop(c, `image ${c.image} is no longer on the node`);
+      else if (id !== c.imageId) await pool.drop(c, `image ${c.image} changed (${c.imageId.slice(7, 19)} -> ${id.slice(7, 19)})`);
+    }
+  }
+
+  if (s.readinessIntervalSec > 0) {
+    const due = [...pool.idle.values()].filter((c) => !c.checking && Date.now() - c.checkedAt >= s.readinessIntervalSec * 1000);
+    await Promise.all(
+      due.map(async (c) => {
+        c.checking = true;
+        try {
+          await pool.ready(c.ports, 5000);
+          c.checkedAt = Date.now();
+        } catch (err) {
+          await pool.drop(c, `its runner failed the readiness check (${errorMessage(err)})`);
+        } finally {
+          c.checking = false;
+        }
+      }),
+    );
+  }
+
+  const creatingSlots = new Set(pool.creating.keys());
+  const now = Date.now();
+  for (const c of listed) {
+    if (c.labels[LABELS.pool] === undefined) continue;
+    if (pool.idle.has(c.id) || pool.claimed.has(c.id) || creatingSlots.has(c.labels[LABELS.poolSlot] ?? '')) continue;
+    const ageMs = now - (Number(c.labels[LABELS.created]) || c.createdMs);
+    if (ageMs < s.zombieAllowanceSec * 1000) continue;
+    log.info('removing an untracked pooled container (zombie)', { container: c.id.slice(0, 12), pool: c.labels[LABELS.pool], ageSec: Math.round(ageMs / 1000), allowanceSec: s.zombieAllowanceSec });
+    await docker.remove(c.id).catch((e: unknown) => log.warn('could not remove a zombie pooled container', { error: errorMessage(e) }));
+    const slot = c.labels[LABELS.poolSlot] ?? '';
+    if (/^[0-9a-f]+$/.test(slot)) await fs.rm(path.join(scratchRoot, '.pool', slot), { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  for (const id of await pool.claims.list()) {
+    if (!byId.has(id) && !pool.claimed.has(id)) await pool.claims.remove(id).catch(() => undefined);
+  }
+}

@@ -1,0 +1,364 @@
+/**
+ * WarmPool keeps kernel containers created, started and answering before
+ * anyone asks for them, so that create_kernel can claim one in milliseconds
+ * instead of paying for a Docker create and start. Each pooled container has
+ * its own scratch home under `<scratch root>/.pool/<slot>`, every core of the
+ * node at a low CPU weight, and its type's memory limit; it is not bound to a
+ * kernel id and holds no cores in the allocator. A claim binds it (claim
+ * record, home renamed to `<scratch root>/<kernel id>` — the bind mount
+ * follows the directory — environ.txt, exact cores and memory by a live
+ * update) and it is never handed out again. The pool refills in the
+ * background with bounded concurrency, sized by `decideSize`, and a hygiene
+ * pass (src/pool/hygiene.ts) replaces dead and outdated containers and
+ * removes zombies.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../log.js';
+import { errorMessage } from '../errors.js';
+import { KERNEL_PORTS, type ContainerSecurity, type ContainerSummary, type DockerEngine } from '../adapters/docker.js';
+import { containerName, containerRequest, imageTraits, LABELS, prepareScratch, type ImageTraits } from '../kernels/launch.js';
+import type { KernelSpec } from '../kernels/spec.js';
+import { KernelRelay } from '../relay/kernel-relay.js';
+import { ClaimStore, type ClaimRecord } from './claims.js';
+import { runHygiene } from './hygiene.js';
+import { fittingType, type PoolSettings, type PoolType } from './settings.js';
+import { decideSize } from './sizing.js';
+
+/** An idle, warm pooled container. */
+export interface PooledContainer {
+  containerId: string;
+  /** `<lang>/<type>`. */
+  key: string;
+  lang: string;
+  type: string;
+  image: string;
+  imageId: string;
+  slot: string;
+  home: string;
+  pid: number | null;
+  ports: number[];
+  traits: ImageTraits;
+  idleSince: number;
+  /** When the runner last answered a readiness check. */
+  checkedAt: number;
+  /** A readiness check is under way: not to be handed out meanwhile (its relay would share the runner's output). */
+  checking: boolean;
+}
+
+/** What the pool needs from the rest of the agent. */
+export interface WarmPoolDeps {
+  docker: DockerEngine;
+  log: Logger;
+  agentId: string;
+  scratchRoot: string;
+  kernelHost: string;
+  /** Every core of the node: idle pooled containers may run on all of them. */
+  allCores: number[];
+  settings(): PoolSettings;
+  /** The kernel settings pooled containers are made with (the same as a cold create's). */
+  kernelSettings(): { imagePrefix: string; kernelUid: number; security: ContainerSecurity; publishAddr: string };
+}
+
+/** Counts for metrics, per `<lang>/<type>`. */
+export interface PoolSizes {
+  lang: string;
+  type: string;
+  idle: number;
+  creating: number;
+  claimed: number;
+}
+
+export const poolKey = (lang: string, type: string) => `${lang}/${type}`;
+const splitKey = (key: string) => {
+  const i = key.lastIndexOf('/');
+  return { lang: key.slice(0, i), type: key.slice(i + 1) };
+};
+
+export class WarmPool {
+  readonly idle = new Map<string, PooledContainer>();
+  /** Claimed (or being claimed) pooled containers: container id -> pool key. */
+  readonly claimed = new Map<string, string>();
+  /** Creations under way: slot -> pool key. */
+  readonly creating = new Map<string, string>();
+  readonly claims: ClaimStore;
+  readonly claimTotals = new Map<string, number>();
+  readonly coldTotals = new Map<string, number>();
+  /** Called with the seconds each successful creation took (create, start, runner answering). */
+  onCreated: ((seconds: number) => void) | null = null;
+  /** Times of recent demand per `<lang>/<type>`: claims, and cold creations a configured type would have served. */
+  private readonly recentDemand = new Map<string, number[]>();
+  private readonly backoff = new Map<string, { until: number; delayMs: number }>();
+  private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(readonly deps: WarmPoolDeps) {
+    this.claims = new ClaimStore(deps.scratchRoot);
+  }
+
+  /** Takes the idle container that best fits a spec out of the pool (synchronously), or returns null. */
+  take(spec: KernelSpec): PooledContainer | null {
+    const s = this.deps.settings();
+    if (this.closed || Object.keys(s.images).length === 0) return null; // no pool: not a fallback either
+    const servable = spec.mounts.length === 0 && spec.gpuCount === 0 && (spec.gpuSet?.length ?? 0) === 0; // mounts and GPUs cannot be added live
+    const types = s.types.filter((t) => [...this.idle.values()].some((c) => c.lang === spec.lang && c.type === t.name && c.image === spec.image));
+    let type: PoolType | null;
+    while (servable && (type = fittingType(types, spec.cpuCount, spec.memMiB))) {
+      const c = [...this.idle.values()].find((e) => e.lang === spec.lang && e.type === type!.name && e.image === spec.image && !e.checking);
+      if (c) {
+        this.idle.delete(c.containerId);
+        this.claimed.set(c.containerId, c.key);
+        return c;
+      }
+      types.splice(types.indexOf(type), 1);
+    }
+    this.coldTotals.set(spec.lang, (this.coldTotals.get(spec.lang) ?? 0) + 1);
+    // Demand the pool could have served had it been bigger: the autoscaler counts it like a claim.
+    const wanted = servable && s.images[spec.lang] ? fittingType(s.types.filter((t) => t.name in s.images[spec.lang]!), spec.cpuCount, spec.memMiB) : null;
+    if (wanted) this.noteDemand(poolKey(spec.lang, wanted.name));
+    return null;
+  }
+
+  /**
+   * Binds a taken container to a kernel: claim record, home renamed to the
+   * kernel's, environ.txt, exact cores and memory. On failure the container
+   * and everything of it is removed and the error thrown.
+   */
+  async bind(c: PooledContainer, kernelId: string, spec: KernelSpec, cpuSet: number[]): Promise<{ scratchDir: string }> {
+    const scratchDir = path.join(this.deps.scratchRoot, kernelId);
+    const log = this.deps.log.child({ kernelId });
+    try {
+      await this.claims.write(c.containerId, { kernelId, lang: c.lang, cpuSet, memMiB: spec.memMiB, createdAt: Date.now() });
+      await fs.rm(scratchDir, { recursive: true, force: true }); // a leftover of a crash; no kernel holds it
+      await fs.rename(c.home, scratchDir);
+      await prepareScratch(scratchDir, spec.environ, this.deps.kernelSettings().kernelUid);
+      await this.deps.docker.update(c.containerId, { cpusetCpus: cpuSet.join(','), memoryBytes: spec.memMiB * 1024 * 1024, cpuShares: 1024 });
+      await this.deps.docker.rename(c.containerId, containerName(spec.lang, kernelId)).catch((err: unknown) =>
+        log.warn('could not rename the claimed container; it keeps its pool name', { error: errorMessage(err) }),
+      );
+    } catch (err) {
+      await this.discard(c.containerId, [c.home, scratchDir]);
+      throw err;
+    }
+    this.noteDemand(c.key);
+    this.claimTotals.set(c.key, (this.claimTotals.get(c.key) ?? 0) + 1);
+    log.info('claimed a warm container', { container: c.containerId.slice(0, 12), pool: c.key, cpuSet, memMiB: spec.memMiB });
+    queueMicrotask(() => this.resize());
+    return { scratchDir };
+  }
+
+  private noteDemand(key: string): void {
+    this.recentDemand.set(key, [...(this.recentDemand.get(key) ?? []), Date.now()]);
+  }
+
+  /** Removes a claimed container that could not become a kernel, with its home and claim record. */
+  async discard(containerId: string, dirs: string[]): Promise<void> {
+    await this.deps.docker.remove(containerId).catch((e: unknown) => this.deps.log.error('could not remove a pooled container', { error: errorMessage(e) }));
+    await this.claims.remove(containerId).catch(() => undefined);
+    for (const d of dirs) await fs.rm(d, { recursive: true, force: true }).catch(() => undefined);
+    this.claimed.delete(containerId);
+  }
+
+  /** The claim record of a pooled container found at start (it is then a kernel), or null (it is idle). */
+  async claimOf(c: ContainerSummary): Promise<ClaimRecord | null> {
+    const rec = await this.claims.read(c.id);
+    if (rec) this.claimed.set(c.id, c.labels[LABELS.pool] ?? '');
+    return rec;
+  }
+
+  /** Takes back an idle pooled container found at start; one that is dead or lost its home is removed. */
+  async adoptIdle(c: ContainerSummary): Promise<void> {
+    const slot = c.labels[LABELS.poolSlot] ?? '';
+    const home = path.join(this.deps.scratchRoot, '.pool', slot);
+    const state = c.running ? await this.deps.docker.inspect(c.id) : null;
+    const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
+    const homeOk = /^[0-9a-f]+$/.test(slot) && (await fs.stat(home).then((s) => s.isDirectory(), () => false));
+    const { lang, type } = splitKey(c.labels[LABELS.pool] ?? '/');
+    if (!state?.running || ports.some((p) => !p) || !homeOk || !lang) {
+      await this.deps.docker.remove(c.id);
+      if (homeOk) await fs.rm(home, { recursive: true, force: true });
+      this.deps.log.info('removed a pooled container that died or lost its home while the agent was away', { container: c.id.slice(0, 12) });
+      return;
+    }
+    const image = this.deps.kernelSettings().imagePrefix + lang;
+    const traits = await this.deps.docker.image(image).then((i) => imageTraits(i.labels), () => imageTraits({}));
+    this.idle.set(c.id, {
+      containerId: c.id, key: poolKey(lang, type), lang, type, image, imageId: c.imageId, slot, home, pid: state.pid,
+      ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false,
+    });
+  }
+
+  /** Removes the pooled homes that no idle container holds (left by a crash mid-creation); call after re-adoption. */
+  async sweepHomes(): Promise<void> {
+    const held = new Set([...this.idle.values()].map((c) => c.slot));
+    const root = path.join(this.deps.scratchRoot, '.pool');
+    for (const name of await fs.readdir(root).catch(() => [] as string[])) {
+      if (held.has(name)) continue;
+      await fs.rm(path.join(root, name), { recursive: true, force: true });
+      this.deps.log.info('removed a pooled home that no container holds', { dir: path.join(root, name) });
+    }
+  }
+
+  /** A claimed container's kernel is gone: forget it and its claim record. */
+  async released(containerId: string): Promise<void> {
+    if (!this.claimed.delete(containerId)) return;
+    await this.claims.remove(containerId).catch(() => undefined);
+  }
+
+  /** An idle container died (Docker's events): replace it now rather than at the next check. */
+  died(containerId: string): void {
+    const c = this.idle.get(containerId);
+    if (c) void this.drop(c, 'the container died').then(() => this.resize());
+  }
+
+  /** Removes an idle container and its home. */
+  async drop(c: PooledContainer, reason: string): Promise<void> {
+    if (!this.idle.delete(c.containerId)) return;
+    this.deps.log.info('removing a pooled container', { container: c.containerId.slice(0, 12), pool: c.key, reason });
+    await this.deps.docker.remove(c.containerId).catch((e: unknown) => this.deps.log.warn('could not remove a pooled container', { error: errorMessage(e) }));
+    await fs.rm(c.home, { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  /** Starts the periodic hygiene and sizing pass. */
+  start(): void {
+    const loop = () => {
+      this.ticking = this.tick().finally(() => {
+        this.ticking = null;
+        if (!this.closed) this.timer = setTimeout(loop, this.deps.settings().checkIntervalSec * 1000);
+      });
+    };
+    loop();
+  }
+
+  /** A settings change: size again now. */
+  reconfigured(): void {
+    this.resize();
+  }
+
+  /** Stops the background work; warm containers stay for the next start to take back. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.ticking;
+  }
+
+  /** One pass: hygiene, then sizing. */
+  async tick(): Promise<void> {
+    try {
+      await runHygiene(this);
+    } catch (err) {
+      this.deps.log.warn('pool check failed; trying again at the next one', { error: errorMessage(err) });
+    }
+    this.resize();
+  }
+
+  /** Counts per image and type. */
+  sizes(): PoolSizes[] {
+    const rows = new Map<string, PoolSizes>();
+    const row = (key: string) => {
+      let r = rows.get(key);
+      if (!r) rows.set(key, (r = { ...splitKey(key), idle: 0, creating: 0, claimed: 0 }));
+      return r;
+    };
+    for (const [lang, counts] of Object.entries(this.deps.settings().images)) for (const t of Object.keys(counts)) row(poolKey(lang, t));
+    for (const c of this.idle.values()) row(c.key).idle++;
+    for (const k of this.creating.values()) row(k).creating++;
+    for (const k of this.claimed.values()) if (k) row(k).claimed++;
+    return [...rows.values()];
+  }
+
+  /** Brings every image and type towards its target; creations beyond fill_concurrency wait for a free place. */
+  resize(): void {
+    if (this.closed) return;
+    const s = this.deps.settings();
+    const now = Date.now();
+    const keys = new Set<string>([...this.idle.values()].map((c) => c.key).concat([...this.creating.values()]));
+    const typeNames = new Set(s.types.map((t) => t.name));
+    for (const [lang, counts] of Object.entries(s.images)) for (const t of Object.keys(counts)) keys.add(poolKey(lang, t));
+    for (const key of keys) {
+      const { lang, type } = splitKey(key);
+      const floor = typeNames.has(type) ? (s.images[lang]?.[type] ?? 0) : 0;
+      const recent = (this.recentDemand.get(key) ?? []).filter((t) => now - t < s.autoscaleWindowSec * 1000);
+      this.recentDemand.set(key, recent);
+      const idle = [...this.idle.values()].filter((c) => c.key === key);
+      const creating = [...this.creating.values()].filter((k) => k === key).length;
+      const input = {
+        floor, max: s.max, autoscale: s.autoscale, recentDemand: recent.length, creating,
+        idle: idle.map((c) => ({ id: c.containerId, idleSinceMs: c.idleSince })), nowMs: now, maxIdleSec: s.maxIdleSec,
+      };
+      const d = decideSize(input);
+      const blocked = (this.backoff.get(key)?.until ?? 0) > now;
+      const room = Math.max(0, s.fillConcurrency - this.creating.size);
+      const start = blocked || !typeNames.has(type) ? 0 : Math.min(d.create, room);
+      if (start === 0 && d.remove.length === 0) continue;
+      this.deps.log.info('pool sizing', {
+        pool: key, floor, max: s.max, autoscale: s.autoscale, recentDemand: recent.length, idle: idle.length, creating,
+        target: d.target, creatingNow: start, waiting: d.create - start, removing: d.remove.length,
+      });
+      for (const id of d.remove) void this.drop(this.idle.get(id)!, 'above the target');
+      for (let i = 0; i < start; i++) void this.fill(lang, s.types.find((t) => t.name === type)!);
+    }
+  }
+
+  /** Creates one pooled container and waits for its runner to answer. */
+  private async fill(lang: string, type: PoolType): Promise<void> {
+    const key = poolKey(lang, type.name);
+    const slot = randomBytes(6).toString('hex');
+    const home = path.join(this.deps.scratchRoot, '.pool', slot);
+    const { imagePrefix, kernelUid, security, publishAddr } = this.deps.kernelSettings();
+    this.creating.set(slot, key);
+    const t0 = performance.now();
+    let containerId = '';
+    try {
+      const imageName = imagePrefix + lang;
+      const image = await this.deps.docker.image(imageName);
+      const traits = imageTraits(image.labels);
+      await prepareScratch(home, {}, kernelUid);
+      const spec: KernelSpec = { lang, image: imageName, cpuCount: this.deps.allCores.length, memMiB: type.memMiB, gpuCount: 0, mounts: [], environ: {}, cpuSet: null, gpuSet: null };
+      containerId = await this.deps.docker.create(
+        containerRequest({
+          agentId: this.deps.agentId, kernelId: '', spec, cpuSet: this.deps.allCores, traits, scratchDir: home, kernelUid,
+          publishHost: publishAddr || this.deps.kernelHost, security, createdAt: Date.now(), pool: { key, slot },
+        }),
+      );
+      await this.deps.docker.start(containerId);
+      const state = await this.deps.docker.inspect(containerId);
+      const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
+      if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
+      await this.ready(ports as number[]);
+      if (this.closed) return; // the next start takes it back
+      this.idle.set(containerId, {
+        containerId, key, lang, type: type.name, image: imageName, imageId: image.id, slot, home, pid: state.pid,
+        ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false,
+      });
+      this.backoff.delete(key);
+      this.onCreated?.((performance.now() - t0) / 1000);
+      this.deps.log.debug('pooled container ready', { pool: key, container: containerId.slice(0, 12), ms: Math.round(performance.now() - t0) });
+    } catch (err) {
+      const delayMs = Math.min((this.backoff.get(key)?.delayMs ?? 1000) * 2, 60_000);
+      this.backoff.set(key, { until: Date.now() + delayMs, delayMs });
+      this.deps.log.warn('could not create a pooled container; trying again later', { pool: key, retryInMs: delayMs, error: errorMessage(err) });
+      if (containerId) await this.deps.docker.remove(containerId).catch(() => undefined);
+      await fs.rm(home, { recursive: true, force: true }).catch(() => undefined);
+    } finally {
+      this.creating.delete(slot);
+      this.resize();
+    }
+  }
+
+  /** Readiness: the runner answers `%ping` within the timeout. */
+  async ready(ports: number[], timeoutMs = 30_000): Promise<void> {
+    const relay = new KernelRelay({
+      host: this.deps.kernelHost, replInPort: ports[0]!, replOutPort: ports[1]!, log: this.deps.log.child({ component: 'pool-readiness' }),
+      execTimeoutSec: 0, onExecTimeout: () => undefined, outputFiles: async () => [],
+    });
+    try {
+      const r = await relay.runToEnd('%ping', timeoutMs);
+      if (r.exitCode !== 0) throw new Error(`the runner answered %ping with exit code ${r.exitCode}`);
+    } finally {
+      relay.close();
+    }
+  }
+}

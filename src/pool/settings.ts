@@ -1,0 +1,200 @@
+/**
+ * PoolSettings are the warm-pool keys under `config/agent/pool/` (cluster)
+ * and `nodes/agents/<id>/config/pool/` (node, wins), compiled key by key: a
+ * bad value is reported with its key and the last good value of that key
+ * stays in force, so one typo never empties a pool.
+ *
+ *   pool/types            [{"name":"small","cpu":1,"memory":256}, ...]  memory in MiB (or "512m", "2g")
+ *   pool/images           {"python:3-debian": {"small": 2, "large": 1}}  floor counts per lang and type
+ *   pool/autoscale        true | false
+ *   pool/autoscale_window seconds of claims the autoscaler looks back on
+ *   pool/max              most containers of one image and type
+ *   pool/max_idle         seconds an idle container above the target may stay
+ *   pool/zombie_allowance seconds before an untracked pooled container is removed
+ *   pool/check_interval   seconds between hygiene and sizing passes
+ *   pool/readiness_interval seconds between readiness checks of an idle container (0: only at creation)
+ *   pool/fill_concurrency pooled containers created at once
+ */
+
+/** A resource type of pooled containers. */
+export interface PoolType {
+  name: string;
+  cpu: number;
+  memMiB: number;
+}
+
+/** The compiled pool settings. */
+export interface PoolSettings {
+  types: PoolType[];
+  /** Floor counts per lang (`name:tag`, without the image prefix) and type name. */
+  images: Record<string, Record<string, number>>;
+  autoscale: boolean;
+  autoscaleWindowSec: number;
+  max: number;
+  maxIdleSec: number;
+  zombieAllowanceSec: number;
+  checkIntervalSec: number;
+  readinessIntervalSec: number;
+  fillConcurrency: number;
+}
+
+export const POOL_DEFAULTS: PoolSettings = {
+  types: [],
+  images: {},
+  autoscale: false,
+  autoscaleWindowSec: 300,
+  max: 8,
+  maxIdleSec: 600,
+  zombieAllowanceSec: 300,
+  checkIntervalSec: 2,
+  readinessIntervalSec: 30,
+  fillConcurrency: 2,
+};
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const LANG = /^[a-z0-9][a-z0-9._/-]{0,127}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
+
+function json(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw new Error(`${JSON.stringify(raw.slice(0, 80))} is not JSON`);
+  }
+}
+
+function num(min: number, max: number, integer: boolean) {
+  return (raw: string): number => {
+    const v = Number(raw.trim());
+    if (raw.trim() === '' || !Number.isFinite(v)) throw new Error(`${JSON.stringify(raw)} is not a number`);
+    if (integer && !Number.isInteger(v)) throw new Error(`${JSON.stringify(raw)} is not a whole number`);
+    if (v < min || v > max) throw new Error(`${v} is outside ${min}..${max}`);
+    return v;
+  };
+}
+
+/** Reads a memory size: a number of MiB, or a string with a k/m/g suffix. */
+function memMiB(v: unknown, where: string): number {
+  let mib: number;
+  if (typeof v === 'number') mib = v;
+  else if (typeof v === 'string' && /^\d+(\.\d+)?[kmg]?b?$/i.test(v.trim())) {
+    const m = /^(\d+(?:\.\d+)?)([kmg]?)/i.exec(v.trim())!;
+    const unit = m[2]!.toLowerCase();
+    mib = Number(m[1]) * (unit === 'g' ? 1024 : unit === 'k' ? 1 / 1024 : 1);
+  } else throw new Error(`${where} memory ${JSON.stringify(v)} must be MiB or a size such as "512m"`);
+  if (!(mib >= 4 && mib <= 16 * 1024 * 1024)) throw new Error(`${where} memory ${JSON.stringify(v)} must be from 4 MiB to 16 TiB`);
+  return Math.floor(mib);
+}
+
+function parseTypes(raw: string): PoolType[] {
+  const v = json(raw);
+  if (!Array.isArray(v)) throw new Error('must be a JSON list of {"name", "cpu", "memory"}');
+  const seen = new Set<string>();
+  return v.map((t: unknown, i) => {
+    if (typeof t !== 'object' || t === null) throw new Error(`entry ${i} must be an object {"name", "cpu", "memory"}`);
+    const { name, cpu, memory } = t as Record<string, unknown>;
+    if (typeof name !== 'string' || !NAME.test(name)) throw new Error(`entry ${i} name must be letters, digits, "_", "." or "-"`);
+    if (seen.has(name)) throw new Error(`type ${name} is listed twice`);
+    seen.add(name);
+    if (typeof cpu !== 'number' || !Number.isInteger(cpu) || cpu < 1 || cpu > 1024) throw new Error(`type ${name} cpu must be a whole number of cores >= 1`);
+    return { name, cpu, memMiB: memMiB(memory, `type ${name}`) };
+  });
+}
+
+function parseImages(raw: string): Record<string, Record<string, number>> {
+  const v = json(raw);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('must be a JSON map {"<lang>": {"<type>": <count>}}');
+  const out: Record<string, Record<string, number>> = {};
+  for (const [lang, counts] of Object.entries(v)) {
+    if (!LANG.test(lang)) throw new Error(`${JSON.stringify(lang)} is not a lang such as "python:3-debian"`);
+    if (typeof counts !== 'object' || counts === null || Array.isArray(counts)) throw new Error(`${lang} must map type names to counts`);
+    out[lang] = {};
+    for (const [type, n] of Object.entries(counts as Record<string, unknown>)) {
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 1000) throw new Error(`${lang} count of ${type} must be a whole number from 0 to 1000`);
+      out[lang]![type] = n;
+    }
+  }
+  return out;
+}
+
+function bool(raw: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(v)) return true;
+  if (['false', '0', 'no', 'off', ''].includes(v)) return false;
+  throw new Error(`${JSON.stringify(raw)} is not true or false`);
+}
+
+type Field = keyof PoolSettings;
+const KEYS: ReadonlyArray<{ key: string; field: Field; parse(raw: string): unknown }> = [
+  { key: 'types', field: 'types', parse: parseTypes },
+  { key: 'images', field: 'images', parse: parseImages },
+  { key: 'autoscale', field: 'autoscale', parse: bool },
+  { key: 'autoscale_window', field: 'autoscaleWindowSec', parse: num(1, 7 * 24 * 3600, false) },
+  { key: 'max', field: 'max', parse: num(0, 1000, true) },
+  { key: 'max_idle', field: 'maxIdleSec', parse: num(0, 7 * 24 * 3600, false) },
+  { key: 'zombie_allowance', field: 'zombieAllowanceSec', parse: num(0, 7 * 24 * 3600, false) },
+  { key: 'check_interval', field: 'checkIntervalSec', parse: num(0.1, 3600, false) },
+  { key: 'readiness_interval', field: 'readinessIntervalSec', parse: num(0, 7 * 24 * 3600, false) },
+  { key: 'fill_concurrency', field: 'fillConcurrency', parse: num(1, 64, true) },
+];
+
+/** The pool keys (below `pool/`), for the settings' unknown-key check. */
+export const POOL_KEYS: ReadonlySet<string> = new Set(KEYS.map((k) => `pool/${k.key}`));
+
+/** One rejected value: the full key (with its prefix) and what is wrong. */
+export interface PoolProblem {
+  source: string;
+  message: string;
+}
+
+/**
+ * Compiles the pool settings from the cluster and node maps (keys relative to
+ * `config/`, e.g. `pool/types`); node values win. A rejected key keeps its
+ * value in `lastGood` (the defaults at start). `images` naming a type that
+ * `types` lacks is rejected as a whole.
+ */
+export function compilePoolSettings(
+  cluster: Record<string, string>,
+  node: Record<string, string>,
+  prefixes: { cluster: string; node: string },
+  lastGood: PoolSettings = POOL_DEFAULTS,
+): { settings: PoolSettings; problems: PoolProblem[] } {
+  const out = { ...POOL_DEFAULTS } as Record<Field, unknown>;
+  const problems: PoolProblem[] = [];
+  const sourceOf: Partial<Record<Field, string>> = {};
+  for (const k of KEYS) {
+    for (const [prefix, values] of [
+      [prefixes.cluster, cluster],
+      [prefixes.node, node],
+    ] as const) {
+      const raw = values[`pool/${k.key}`];
+      if (raw === undefined) continue;
+      try {
+        out[k.field] = k.parse(raw);
+        sourceOf[k.field] = prefix + `pool/${k.key}`;
+      } catch (err) {
+        problems.push({ source: prefix + `pool/${k.key}`, message: (err as Error).message });
+        out[k.field] = lastGood[k.field];
+      }
+    }
+  }
+  const settings = out as unknown as PoolSettings;
+  const typeNames = new Set(settings.types.map((t) => t.name));
+  for (const [lang, counts] of Object.entries(settings.images)) {
+    const missing = Object.keys(counts).find((t) => !typeNames.has(t));
+    if (missing) {
+      problems.push({ source: sourceOf.images ?? prefixes.cluster + 'pool/images', message: `${lang} names type ${missing}, which pool/types does not define` });
+      const fallback = lastGood.images;
+      const stillValid = Object.values(fallback).every((c) => Object.keys(c).every((t) => typeNames.has(t)));
+      settings.images = stillValid ? fallback : {};
+      break;
+    }
+  }
+  return { settings, problems };
+}
+
+/** The smallest type (fewest cores, then least memory) that holds a request, or null. */
+export function fittingType(types: readonly PoolType[], cpu: number, memMiB: number): PoolType | null {
+  const fits = types.filter((t) => t.cpu >= cpu && t.memMiB >= memMiB);
+  fits.sort((a, b) => a.cpu - b.cpu || a.memMiB - b.memMiB);
+  return fits[0] ?? null;
+}
