@@ -36,6 +36,16 @@ export interface BenchAgent {
   client: AgentClient;
 }
 
+/** A second agent of the run, with settings of its own (e.g. a warm pool). */
+export interface AgentVariant {
+  /** Part of its namespace and agent id. */
+  name: string;
+  /** etcd settings below `config/agent/`, put before it starts. */
+  settings: Record<string, string>;
+  /** Extra command-line flags. */
+  args: string[];
+}
+
 /** A child process that stops with the run; `stderr()` is what it printed there. */
 export interface Child {
   proc: ChildProcess;
@@ -47,7 +57,7 @@ export class BenchEnv {
   readonly runId = `bench-${randomBytes(4).toString('hex')}`;
   readonly docker = new Docker();
   private readonly cleanups: Array<() => Promise<void> | void> = [];
-  private agentP: Promise<BenchAgent> | null = null;
+  private readonly agents = new Map<string, Promise<BenchAgent>>();
   private closing: Promise<void> | null = null;
 
   /** Registers something to undo at close, last first. */
@@ -103,15 +113,20 @@ export class BenchEnv {
     });
   }
 
-  /** The run's agent, started on first use and shared by the figures. */
-  agent(): Promise<BenchAgent> {
-    this.agentP ??= this.startAgent();
-    return this.agentP;
+  /** The run's agent (or a variant of it), started on first use and shared by the figures. */
+  agent(variant?: AgentVariant): Promise<BenchAgent> {
+    const key = variant?.name ?? '';
+    let p = this.agents.get(key);
+    if (!p) {
+      p = this.startAgent(variant);
+      this.agents.set(key, p);
+    }
+    return p;
   }
 
-  private async startAgent(): Promise<BenchAgent> {
-    const namespace = this.runId;
-    const agentId = `i-${this.runId}`;
+  private async startAgent(variant?: AgentVariant): Promise<BenchAgent> {
+    const namespace = variant ? `${this.runId}-${variant.name}` : this.runId;
+    const agentId = `i-${namespace}`;
     const port = await freePort();
     const scratch = await this.tempDir('bench-scratch');
     const [host, etcdPort] = ETCD_ADDR.split(':');
@@ -123,11 +138,13 @@ export class BenchEnv {
     });
     // Two kernels share core 0 in the execute figure; the allocator would refuse that at the default of 1.
     await ns.put('config/agent/cpu_overcommit').value('4');
+    for (const [k, v] of Object.entries(variant?.settings ?? {})) await ns.put(`config/agent/${k}`).value(v);
     this.onClose(() => this.removeContainers(`${LABELS.agent}=${agentId}`));
     const bin = path.join(REPO_ROOT, 'dist/src/cli/agent.js');
     const args = [
       bin, '--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
       '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-level', 'warn',
+      '--metrics', '', ...(variant?.args ?? []),
     ];
     const child = this.spawnChild(process.execPath, args);
     child.proc.stdout!.resume();

@@ -95,9 +95,14 @@ function settingsEpilogue(): string {
   ].join('\n');
 }
 
-/** The flags of the agent, shared by the daemon and `agent check` (same flags, same BACKEND_* variables). */
+/**
+ * The flags of the agent, shared by the daemon and `agent check` (same flags,
+ * same BACKEND_* variables). Only these commands read BACKEND_*: an env file
+ * with them must not break `agent methods` or `agent keygen` (strict mode).
+ */
 function agentFlags<T>(y: Argv<T>) {
   return y
+    .env('BACKEND')
     .option('etcd-addr', { type: 'string', default: '127.0.0.1:2379', describe: 'etcd v3 address, HOST:PORT', group: 'Cluster:' })
     .option('namespace', { type: 'string', default: 'local', describe: 'etcd namespace: keys live under /sorna/<namespace>/', group: 'Cluster:' })
     .option('agent-id', { type: 'string', describe: 'id of this agent in etcd and events [default: i-<hostname>]', group: 'Cluster:' })
@@ -137,7 +142,6 @@ function rawOptions(argv: RawOptions): RawOptions {
 await yargs(hideBin(process.argv))
   .scriptName('agent')
   .usage('$0 [options]\n\nRuns the compute agent of this node in the foreground: serves the manager\'s RPC on --agent-port,\nsends events to the manager\'s sink found in etcd, and runs kernel containers on Docker.')
-  .env('BACKEND')
   .command(
     '$0',
     'run the agent (the default command)',

@@ -11,7 +11,7 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import { onCleanup, REPO_ROOT, requireEtcd, tempScratch } from '../helpers/env.js';
 
-const FIGURES = ['rpc', 'cold-create', 'execute'];
+const FIGURES = ['rpc', 'cold-create', 'warm-create', 'execute'];
 
 interface Summary { n: number; median: number; p99: number }
 interface Metric { key: string; a: Summary; b: Summary; ratio: number }

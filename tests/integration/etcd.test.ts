@@ -81,6 +81,15 @@ describe('agent and etcd', () => {
     }
   });
 
+  it("reads BACKEND_* for the agent and check only: an env file's variables do not break methods or keygen", async () => {
+    const env = { BACKEND_SCRATCH_ROOT: '/nonexistent/scratch', BACKEND_METRICS: '' };
+    const methodsRun = spawnAgent(['methods'], env);
+    expect(await methodsRun.exited, methodsRun.stderr()).to.equal(0);
+    const bad = spawnAgent([], env);
+    expect(await bad.exited).to.equal(2);
+    expect(bad.stderr()).to.match(/--scratch-root \/nonexistent\/scratch does not exist/);
+  });
+
   it('serves RPC without any manager in etcd', async () => {
     const { client, etcd } = await startAgent();
     expect(await etcd.get('nodes/manager').string()).to.equal(null);

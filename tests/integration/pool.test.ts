@@ -110,7 +110,8 @@ describe('warm pool', function () {
     const { client, agent } = await startAgent({}, (ns) => putPool(ns, { [LANG]: { small: 1 } }, { readiness_interval: '0' }));
     const [hung] = await settled(agent, 1);
     const slot = agent.warmPool!.idle.get(hung!)!.slot;
-    execFileSync('docker', ['exec', hung!, 'pkill', '-STOP', '-f', 'runner.py']);
+    // as the runner's own user: kernels keep no CAP_KILL, so root in the container may not signal it
+    execFileSync('docker', ['exec', '-u', '1000', hung!, 'pkill', '-STOP', '-f', 'runner.py']);
     const id = uniqueName('k');
     const info = await client.callWithTimeout(60_000, methods.create_kernel, id, config({ cpu_slot: 1, mem_slot: 128 }, { X: 'after' }));
     expect(info.container_id).to.not.equal(hung);
@@ -168,7 +169,7 @@ describe('warm pool', function () {
     const { agent } = await startAgent({}, (ns) => putPool(ns, { [LANG]: { small: 2 } }, { readiness_interval: '1' }));
     const [dead, hung] = await settled(agent, 2);
     await docker.getContainer(dead!).kill();
-    execFileSync('docker', ['exec', hung!, 'pkill', '-STOP', '-f', 'runner.py']);
+    execFileSync('docker', ['exec', '-u', '1000', hung!, 'pkill', '-STOP', '-f', 'runner.py']);
     await eventually('both to be replaced', () => {
       const idle = [...agent.warmPool!.idle.keys()];
       return idle.length === 2 && !idle.includes(dead!) && !idle.includes(hung!) && agent.warmPool!.creating.size === 0;

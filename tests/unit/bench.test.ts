@@ -4,6 +4,7 @@
  */
 import { expect } from 'chai';
 import { parseDockerPort } from '../../bench/figures/cold-create.js';
+import { poolCounts } from '../../bench/figures/warm-create.js';
 import { roundOrder, type FigureResult, type MetricResult } from '../../bench/harness.js';
 import { median, quantile, summarize } from '../../bench/lib/stats.js';
 import { markdown, svg, tail } from '../../bench/report.js';
@@ -40,6 +41,18 @@ describe('benchmark suite parts', () => {
     const out = '2000/tcp -> 127.0.0.1:49153\n2001/tcp -> 127.0.0.1:49154\n2001/tcp -> [::1]:49999\n2003/tcp -> 127.0.0.1:49156\n';
     expect([...parseDockerPort(out)]).to.deep.equal([[2000, 49153], [2001, 49154], [2003, 49156]]);
     expect(parseDockerPort('').size).to.equal(0);
+  });
+
+  it("sums the idle and creating pooled containers of the agent's metrics", () => {
+    const text = [
+      '# HELP compute_agent_pool_containers Pooled containers',
+      'compute_agent_pool_containers{image="python:3-debian",type="small",state="idle"} 2',
+      'compute_agent_pool_containers{image="python:3-debian",type="large",state="idle"} 1',
+      'compute_agent_pool_containers{image="python:3-debian",type="small",state="creating"} 1',
+      'compute_agent_pool_containers{image="python:3-debian",type="small",state="claimed"} 5',
+    ].join('\n');
+    expect(poolCounts(text)).to.deep.equal({ idle: 3, creating: 1 });
+    expect(poolCounts('')).to.deep.equal({ idle: 0, creating: 0 });
   });
 
   it('reports the bad tail of each metric: p99 of times, p1 of rates', () => {
