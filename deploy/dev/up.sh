@@ -34,7 +34,7 @@ STATE_DIR=/var/lib/compute-agent-dev
 LOG_DIR=/var/log/compute-agent-dev
 RUN_DIR=/run/compute-agent-dev
 if [[ $ETCD_ADDR == 127.0.0.1:2379 ]]; then ETCD_ID=etcd; else ETCD_ID=etcd-${ETCD_ADDR//[:.]/_}; fi
-PACKAGES=(etcd-server etcd-client docker.io python3-aiozmq python3-msgpack mmdebstrap iptables tmux supervisor)
+PACKAGES=(etcd-server etcd-client docker.io python3-aiozmq python3-msgpack python3-docutils mmdebstrap iptables tmux supervisor)
 
 log() { echo "dev-up: $*" >&2; }
 die() { echo "dev-up: ERROR: $*" >&2; exit 1; }
