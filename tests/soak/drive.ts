@@ -46,13 +46,8 @@ export async function childAgent(options: ChildAgentOptions = {}): Promise<Child
   const scratch = options.scratch ?? (await tempScratch());
   const port = options.port ?? (await freePort());
   const etcdAddr = options.etcdAddr ?? ETCD_ADDR;
-  let etcd: Namespace;
-  if (options.namespace) {
-    etcd = testEtcd(namespace).ns; // the first start registered the clean-up of the namespace already; a second one is harmless
-  } else {
-    etcd = testEtcd(namespace).ns;
-    removeContainersOf(agentId);
-  }
+  const etcd = testEtcd(namespace).ns; // a restart registers the namespace's clean-up again: harmless
+  if (!options.agentId) removeContainersOf(agentId);
   for (const [k, v] of Object.entries(options.settings ?? {})) await etcd.put(`config/agent/${k}`).value(v);
   const proc = spawnAgent([
     '--etcd-addr', etcdAddr, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
