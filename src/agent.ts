@@ -70,7 +70,7 @@ export class Agent {
   ) {
     this.log = log.child({ component: 'agent', agentId: options.agentId });
     this.etcd = new EtcdStore(options.etcdAddr, options.namespace, log.child({ component: 'etcd' }));
-    this.registration = new Registration(this.etcd, options.agentId);
+    this.registration = new Registration(this.etcd, options.agentId, log.child({ component: 'registration' }));
     this.node = new NodeMonitor(options.scratchRoot);
     this.hostIp = options.agentHostOverride ?? detectHostAddress();
     this.settings = new LiveSettings(this.etcd, options.agentId, log.child({ component: 'settings' }), (s) => this.applySettings(s));
@@ -302,6 +302,7 @@ export class Agent {
     await this.metrics?.close();
     await this.settings.stop();
     await this.managerLink?.stop();
+    await this.registration.stopChecking();
     if (this.registered) {
       await this.registration.deregister().catch((err: unknown) =>
         this.log.warn('could not deregister from etcd', { error: errorMessage(err) }),

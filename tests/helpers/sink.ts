@@ -36,7 +36,7 @@ export async function sink(curve?: { secretKey: string; allows(agentKey: string)
       // closed
     }
   })();
-  onCleanup(() => pull.close());
+  onCleanup(() => void (pull.closed || pull.close()));
   const next = async (name: string, after = 0, timeoutMs = 5000): Promise<Event> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -46,6 +46,8 @@ export async function sink(curve?: { secretKey: string; allows(agentKey: string)
       await new Promise((r) => setTimeout(r, 20));
     }
   };
-  return { addr: `127.0.0.1:${port}`, events, next };
+  /** The sink goes away, as a manager that stops does. */
+  const close = async () => void (pull.closed || pull.close());
+  return { addr: `127.0.0.1:${port}`, events, next, close };
 }
 

@@ -1,0 +1,27 @@
+/**
+ * The short form of the soak (`npm run soak` runs the long one): cycles of
+ * create/execute/destroy and a flood of malformed frames against an agent run
+ * as a child, held to the bounds of tests/soak/verdict.ts.
+ */
+import { expect } from 'chai';
+import { requireEtcd } from '../helpers/env.js';
+import { soak } from '../soak/soak.js';
+import { soakProblems } from '../soak/verdict.js';
+
+describe('soak (short form)', function () {
+  this.timeout(600_000);
+  before(requireEtcd);
+
+  it('leaves no container, dir, core or port after 30 create/execute/destroy cycles, with RSS and fds flat', async () => {
+    const report = await soak({ cycles: Number(process.env.SOAK_CYCLES) || 30, frames: 0 });
+    expect(soakProblems(report)).to.deep.equal([]);
+    expect(report.figures.map((f) => f.at)).to.deep.equal(['start', 'middle', 'end of cycles']);
+  });
+
+  it('answers every request with a parseable header exactly once in a flood of 20 000 malformed and random frame sets', async () => {
+    const report = await soak({ cycles: 0, frames: Number(process.env.FLOOD_FRAMES) || 20_000, seed: Date.now() % 1000 });
+    expect(soakProblems(report)).to.deep.equal([]);
+    expect(report.flood!.expected).to.be.greaterThan(5000); // the flood did send answerable requests
+    expect(report.pingAfter).to.equal(true);
+  });
+});

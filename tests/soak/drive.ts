@@ -1,0 +1,101 @@
+/**
+ * Drivers shared by the soak command and the drill tests: an agent run as a
+ * child process (so its RSS and descriptors can be read from /proc), the
+ * figures read there, and a create/execute/destroy cycle through the RPC.
+ */
+import { promises as fs } from 'node:fs';
+import type { Namespace } from 'etcd3';
+import { methods, type KernelInfo, type RunResult } from '../../src/rpc/methods.js';
+import { AgentClient } from '../../src/rpc/client.js';
+import {
+  ETCD_ADDR, freePort, onCleanup, removeContainersOf, spawnAgent, tempScratch, testEtcd, TEST_IMAGE_LANG, uniqueName, type SpawnedAgent,
+} from '../helpers/env.js';
+
+/** The kernel config of the drills: one core, small memory. */
+export const SMALL_KERNEL = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 }, mounts: [], environ: {} };
+
+/** Options of {@link childAgent}. */
+export interface ChildAgentOptions {
+  /** Cluster settings put under `config/agent/` before the agent starts, e.g. `{ cpu_overcommit: '16' }`; the warm pool is switched on here. */
+  settings?: Record<string, string>;
+  /** Reuse these (a restart of the same agent). */
+  namespace?: string;
+  agentId?: string;
+  scratch?: string;
+  port?: number;
+  etcdAddr?: string;
+}
+
+/** An agent run as a child process, with a client and what identifies it. */
+export interface ChildAgent {
+  proc: SpawnedAgent;
+  client: AgentClient;
+  pid: number;
+  port: number;
+  namespace: string;
+  agentId: string;
+  scratch: string;
+  etcd: Namespace;
+  options: ChildAgentOptions;
+}
+
+/** Starts the real CLI as a child against etcd and waits until it runs; killed and cleaned up after the test. */
+export async function childAgent(options: ChildAgentOptions = {}): Promise<ChildAgent> {
+  const namespace = options.namespace ?? uniqueName('test');
+  const agentId = options.agentId ?? uniqueName('i-test');
+  const scratch = options.scratch ?? (await tempScratch());
+  const port = options.port ?? (await freePort());
+  const etcdAddr = options.etcdAddr ?? ETCD_ADDR;
+  const etcd = testEtcd(namespace).ns; // a restart registers the namespace's clean-up again: harmless
+  if (!options.agentId) removeContainersOf(agentId);
+  for (const [k, v] of Object.entries(options.settings ?? {})) await etcd.put(`config/agent/${k}`).value(v);
+  const proc = spawnAgent([
+    '--etcd-addr', etcdAddr, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
+    '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-format', 'json',
+  ]);
+  await proc.waitFor(/"message":"agent running"/, 60_000);
+  const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });
+  onCleanup(() => client.close());
+  return { proc, client, pid: proc.child.pid!, port, namespace, agentId, scratch, etcd, options: { ...options, namespace, agentId, scratch, port, etcdAddr } };
+}
+
+/** What /proc says about a process. */
+export interface ProcFigures {
+  rssKiB: number;
+  fds: number;
+  sockets: number;
+}
+
+/** RSS, open descriptors and sockets of a process, from /proc. */
+export async function procFigures(pid: number): Promise<ProcFigures> {
+  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
+  const rssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN);
+  const fds = await fs.readdir(`/proc/${pid}/fd`);
+  let sockets = 0;
+  for (const fd of fds) {
+    const target = await fs.readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    if (target.startsWith('socket:')) sockets++;
+  }
+  return { rssKiB, fds: fds.length, sockets };
+}
+
+/** Runs code in query mode and follows `continue` to the end; returns the stdout. */
+export async function runCode(client: AgentClient, id: string, code: string): Promise<string> {
+  let out = '';
+  let r: RunResult = await client.callWithTimeout(60_000, methods.execute, 2, id, null, 'query', code, {});
+  for (;;) {
+    for (const [stream, text] of r.console ?? []) if (stream === 'stdout') out += String(text);
+    if (r.status !== 'continued' && r.status !== 'build-finished') return out;
+    r = await client.callWithTimeout(60_000, methods.execute, 2, id, r.runId, 'continue', '', {});
+  }
+}
+
+/** One create/execute/destroy cycle; throws when the kernel does not print its own token. Returns the kernel's ports. */
+export async function cycle(client: AgentClient, id: string, config: Record<string, unknown> = SMALL_KERNEL): Promise<number[]> {
+  const info: KernelInfo = await client.callWithTimeout(120_000, methods.create_kernel, id, config);
+  const token = `tok-${id}`;
+  const out = await runCode(client, id, `print(${JSON.stringify(token)})`);
+  if (out !== `${token}\n`) throw new Error(`kernel ${id} printed ${JSON.stringify(out)}, expected its token ${token}`);
+  await client.callWithTimeout(120_000, methods.destroy_kernel, id, 'user-requested');
+  return [info.repl_in_port, info.repl_out_port, info.stdin_port, info.stdout_port];
+}

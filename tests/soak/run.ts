@@ -1,0 +1,55 @@
+/**
+ * The soak command: `npm run soak -- [--cycles N] [--frames N] [--seed N] [--setting key=value ...]`.
+ * Defaults: 1000 cycles and 100 000 frames. `--setting` puts a cluster
+ * setting in etcd before the agent starts (e.g. `--setting pool_size=2` for
+ * the warm pool). Exits 1 when a leftover, a leak bound or a lost reply is found.
+ */
+import { requireEtcd, runCleanups } from '../helpers/env.js';
+import { soak } from './soak.js';
+import { soakProblems } from './verdict.js';
+
+function parse(argv: string[]): { cycles: number; frames: number; seed: number; settings: Record<string, string> } {
+  const out = { cycles: 1000, frames: 100_000, seed: 1, settings: {} as Record<string, string> };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    const value = argv[++i];
+    if (value === undefined) throw new Error(`${flag} needs a value`);
+    if (flag === '--cycles' || flag === '--frames' || flag === '--seed') {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 0) throw new Error(`${flag} must be a whole number, got ${value}`);
+      out[flag.slice(2) as 'cycles' | 'frames' | 'seed'] = n;
+    } else if (flag === '--setting') {
+      const eq = value.indexOf('=');
+      if (eq < 1) throw new Error(`--setting wants key=value, got ${value}`);
+      out.settings[value.slice(0, eq)] = value.slice(eq + 1);
+    } else {
+      throw new Error(`unknown flag ${flag}; use --cycles, --frames, --seed or --setting key=value`);
+    }
+  }
+  return out;
+}
+
+async function main(): Promise<number> {
+  const args = parse(process.argv.slice(2));
+  await requireEtcd();
+  const say = (line: string) => console.log(`[${new Date().toISOString()}] ${line}`);
+  say(`soak: ${args.cycles} cycles, ${args.frames} frames, settings ${JSON.stringify(args.settings)}`);
+  try {
+    const report = await soak({ ...args, progress: say });
+    console.log(JSON.stringify(report, null, 2));
+    const problems = soakProblems(report);
+    for (const p of problems) say(`PROBLEM: ${p}`);
+    say(problems.length ? 'soak FAILED' : 'soak passed');
+    return problems.length ? 1 : 0;
+  } finally {
+    await runCleanups();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`soak: error: ${err instanceof Error ? err.message : String(err)}`);
+    void runCleanups().finally(() => process.exit(1));
+  },
+);

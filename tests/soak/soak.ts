@@ -1,0 +1,104 @@
+/**
+ * The leak soak and the live frame flood against one agent run as a child
+ * process: `cycles` create/execute/destroy cycles, then (or instead) a flood
+ * of malformed frames; RSS and descriptors read from /proc at start, middle
+ * and end, and the leftovers counted. The mocha suite runs a short form; the
+ * full form is `npm run soak -- --cycles 1000 --frames 100000`.
+ */
+import { promises as fs } from 'node:fs';
+import net from 'node:net';
+import { methods } from '../../src/rpc/methods.js';
+import { containersOf, uniqueName } from '../helpers/env.js';
+import { childAgent, cycle, procFigures, SMALL_KERNEL, type ChildAgent, type ProcFigures } from './drive.js';
+import { flood, type FloodResult } from './frames.js';
+
+/** Options of {@link soak}. */
+export interface SoakOptions {
+  cycles: number;
+  frames: number;
+  /** Extra cluster settings of the agent, e.g. `{ pool_size: '2' }` once the warm pool lands. */
+  settings?: Record<string, string>;
+  seed?: number;
+  progress?: (line: string) => void;
+}
+
+/** What a soak measured. */
+export interface SoakReport {
+  figures: Array<{ at: string } & ProcFigures>;
+  cycleMs: number;
+  flood: FloodResult | null;
+  floodFigures: { before: ProcFigures; after: ProcFigures } | null;
+  leftovers: { containers: number; scratchDirs: number; openPorts: number; allCoresFree: boolean };
+  pingAfter: boolean;
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port, timeout: 1000 }, () => (s.destroy(), resolve(true)));
+    s.on('error', () => resolve(false));
+    s.on('timeout', () => (s.destroy(), resolve(false)));
+  });
+}
+
+/** Waits a little for the child to settle (timers, GC) and reads its figures. */
+async function settled(pid: number): Promise<ProcFigures> {
+  await new Promise((r) => setTimeout(r, 3000));
+  return procFigures(pid);
+}
+
+/** Runs the soak on a fresh child agent; the caller runs the clean-ups (the test hooks, or the command's finally). */
+export async function soak(options: SoakOptions): Promise<SoakReport> {
+  const say = options.progress ?? (() => undefined);
+  const nproc = (await import('node:os')).availableParallelism();
+  const agent: ChildAgent = await childAgent({ settings: options.settings });
+  const { client, pid } = agent;
+  const figures: SoakReport['figures'] = [];
+  const mark = async (at: string) => {
+    const f = await settled(pid);
+    figures.push({ at, ...f });
+    say(`${at}: rss ${(f.rssKiB / 1024).toFixed(1)} MiB, fds ${f.fds}, sockets ${f.sockets}`);
+  };
+
+  // one cycle first, so that lazily built things (image cache, relay sockets code) count as the baseline
+  const ports: number[] = [];
+  if (options.cycles > 0) ports.push(...(await cycle(client, uniqueName('warm'))));
+  await mark('start');
+  const t0 = Date.now();
+  for (let i = 1; i <= options.cycles; i++) {
+    ports.push(...(await cycle(client, uniqueName(`soak${i}`))));
+    if (ports.length > 400) ports.splice(0, ports.length - 400);
+    if (i % 50 === 0) say(`cycle ${i}/${options.cycles} (${((Date.now() - t0) / i).toFixed(0)} ms each)`);
+    if (i === Math.floor(options.cycles / 2)) await mark('middle');
+  }
+  const cycleMs = options.cycles ? (Date.now() - t0) / options.cycles : 0;
+  if (options.cycles > 0) await mark('end of cycles');
+
+  let floodResult: FloodResult | null = null;
+  let floodFigures: SoakReport['floodFigures'] = null;
+  if (options.frames > 0) {
+    await flood(`tcp://127.0.0.1:${agent.port}`, Math.min(2000, options.frames), (options.seed ?? 1) + 1); // warm-up, not counted
+    const before = await settled(pid);
+    floodResult = await flood(`tcp://127.0.0.1:${agent.port}`, options.frames, options.seed ?? 1);
+    const after = await settled(pid);
+    floodFigures = { before, after };
+    say(`flood: ${JSON.stringify(floodResult)}`);
+    say(`flood rss ${(before.rssKiB / 1024).toFixed(1)} -> ${(after.rssKiB / 1024).toFixed(1)} MiB, fds ${before.fds} -> ${after.fds}`);
+  }
+
+  const pingAfter = (await client.call(methods.ping, 'still-there').catch(() => null)) === 'still-there';
+  const containers = (await containersOf(agent.agentId)).length;
+  const scratchDirs = (await fs.readdir(agent.scratch)).length;
+  let openPorts = 0;
+  for (const p of ports) if (await portOpen(p)) openPorts++;
+  // every core free: a kernel asking for all of them (overcommit 1) fits only then
+  let allCoresFree = true;
+  if (options.cycles > 0 && !options.settings?.cpu_overcommit) {
+    allCoresFree = await cycle(client, uniqueName('allcores'), { ...SMALL_KERNEL, limits: { cpu_slot: nproc, mem_slot: 256 } }).then(
+      () => true,
+      () => false,
+    );
+  }
+  const report = { figures, cycleMs, flood: floodResult, floodFigures, leftovers: { containers, scratchDirs, openPorts, allCoresFree }, pingAfter };
+  say(`leftovers: ${JSON.stringify(report.leftovers)}, ping after: ${pingAfter}`);
+  return report;
+}

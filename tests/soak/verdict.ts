@@ -1,0 +1,50 @@
+/**
+ * The bounds a soak report is held to, shared by the command and the suite.
+ *
+ * RSS: the V8 heap grows in steps and is given back to the system only when
+ * the GC decides to, so "flat" cannot mean equal. The bound is growth of at
+ * most 48 MiB or 25 % of the start (whichever is larger) from the start to
+ * the end: a leak of one retained kernel record, relay or reply per cycle or
+ * per frame (1 000 cycles, 100 000 frames) exceeds it, GC timing does not.
+ * Descriptors and sockets must be back to their start count, give or take 4
+ * (etcd/gRPC and Docker keep-alive connections come and go).
+ */
+import type { SoakReport } from './soak.js';
+
+const MiB = 1024;
+export const RSS_SLACK_KIB = 48 * MiB;
+export const FD_SLACK = 4;
+
+function rssBound(startKiB: number): number {
+  return startKiB + Math.max(RSS_SLACK_KIB, startKiB * 0.25);
+}
+
+/** Every way the report breaks the bounds; empty when it passes. */
+export function soakProblems(r: SoakReport): string[] {
+  const problems: string[] = [];
+  const start = r.figures[0];
+  const end = r.figures.at(-1);
+  if (start && end) {
+    if (end.rssKiB > rssBound(start.rssKiB)) problems.push(`RSS grew from ${start.rssKiB} to ${end.rssKiB} KiB over the cycles`);
+    if (end.fds > start.fds + FD_SLACK) problems.push(`open descriptors grew from ${start.fds} to ${end.fds}`);
+    if (end.sockets > start.sockets + FD_SLACK) problems.push(`sockets grew from ${start.sockets} to ${end.sockets}`);
+  }
+  const l = r.leftovers;
+  if (l.containers) problems.push(`${l.containers} container(s) left`);
+  if (l.scratchDirs) problems.push(`${l.scratchDirs} scratch dir(s) left`);
+  if (l.openPorts) problems.push(`${l.openPorts} kernel port(s) still accept connections`);
+  if (!l.allCoresFree) problems.push('a kernel asking for every core did not fit: cores were not given back');
+  if (!r.pingAfter) problems.push('the agent did not answer ping at the end');
+  if (r.flood) {
+    const f = r.flood;
+    if (f.missing) problems.push(`${f.missing} of ${f.expected} requests with a parseable header got no reply`);
+    if (f.duplicates) problems.push(`${f.duplicates} requests were answered more than once`);
+    if (f.unexpected) problems.push(`${f.unexpected} replies answered no request`);
+  }
+  if (r.floodFigures) {
+    const { before, after } = r.floodFigures;
+    if (after.rssKiB > rssBound(before.rssKiB)) problems.push(`RSS grew from ${before.rssKiB} to ${after.rssKiB} KiB over the flood`);
+    if (after.fds > before.fds + FD_SLACK) problems.push(`open descriptors grew from ${before.fds} to ${after.fds} over the flood`);
+  }
+  return problems;
+}
