@@ -198,6 +198,8 @@ export class KernelService {
     // The runner started before the claim: give it (and the terminal's shell) the kernel's environment.
     const giveEnviron = async () => {
       const environ = { ...spec.environ, ...Object.fromEntries(warm.traits.coreCountEnvs.map((n) => [n, String(cpuSet.length)])) };
+      if (warm.relay) this.relays.adopt(rec, warm.relay); // open since the container was made: no connect here
+      warm.relay = null;
       const r = await this.relays.relay(rec).runToEnd(environStatement(environ), 10_000);
       if (r.exitCode !== 0) throw new Error(`the runner could not take the environment (exit code ${r.exitCode})`);
       // The terminal's old shell was hung up: the first terminal use waits for its successor.
@@ -207,6 +209,7 @@ export class KernelService {
     try {
       await pool.bind(warm, id, spec, cpuSet, giveEnviron);
     } catch (err) {
+      warm.relay?.close(); // the claim failed before the runner was asked anything
       this.relays.close(id);
       this.cores.release(cpuSet);
       throw err;

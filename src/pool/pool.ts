@@ -48,6 +48,12 @@ export interface PooledContainer {
   checking: boolean;
   /** The cores and memory it was pinned to at weight 1024 (src/pool/pinning.ts); null: unknown, a claim updates it. */
   limits: PinnedLimits | null;
+  /**
+   * The relay opened when it was created, kept for its readiness checks and
+   * handed to the kernel by a claim (no connect on the claim's path; a second
+   * relay would share the runner's output); null until one is needed.
+   */
+  relay: KernelRelay | null;
 }
 
 /** What the pool needs from the rest of the agent. */
@@ -230,7 +236,7 @@ export class WarmPool {
     const traits = await this.deps.docker.image(image).then((i) => imageTraits(i.labels), () => imageTraits({}));
     this.idle.set(c.id, {
       containerId: c.id, key: poolKey(lang, type), lang, type, image, imageId: c.imageId, slot, home, pid: state.pid,
-      ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits: null,
+      ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits: null, relay: null,
     });
   }
 
@@ -260,6 +266,7 @@ export class WarmPool {
   /** Removes an idle container and its home. */
   async drop(c: PooledContainer, reason: string): Promise<void> {
     if (!this.idle.delete(c.containerId)) return;
+    c.relay?.close();
     this.deps.log.info('removing a pooled container', { container: c.containerId.slice(0, 12), pool: c.key, reason });
     await this.deps.docker.remove(c.containerId).catch((e: unknown) => this.deps.log.warn('could not remove a pooled container', { error: errorMessage(e) }));
     await fs.rm(c.home, { recursive: true, force: true }).catch(() => undefined);
@@ -286,6 +293,7 @@ export class WarmPool {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     await this.ticking;
+    for (const c of this.idle.values()) c.relay?.close();
   }
 
   /** One pass: hygiene, then sizing. */
@@ -355,6 +363,7 @@ export class WarmPool {
     this.creating.set(slot, key);
     const t0 = performance.now();
     let containerId = '';
+    let relay: KernelRelay | null = null;
     try {
       const imageName = imagePrefix + lang;
       const image = await this.deps.docker.image(imageName);
@@ -371,17 +380,21 @@ export class WarmPool {
       const state = await this.deps.docker.inspect(containerId);
       const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
       if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
-      await this.ready(ports as number[]);
+      relay = this.openRelay(ports as number[]);
+      await this.ready(relay, 30_000);
       // Started at a low weight on every core (its start yields to kernels); it waits where a claim would put it.
       const pins = [...this.idle.values()].filter((c) => c.key === key && c.limits).map((c) => c.limits!.cpuSet);
       for (const p of this.pinning.values()) if (p.key === key) pins.push(p.cpuSet);
       const limits = { cpuSet: pinCores(this.deps.allCores, Math.ceil(type.cpu), this.deps.coreLoad?.() ?? new Map(), pins), memMiB: type.memMiB };
       this.pinning.set(slot, { key, cpuSet: limits.cpuSet });
       await this.setLimits(containerId, limits.cpuSet, limits.memMiB);
-      if (this.closed) return; // the next start takes it back
+      if (this.closed) {
+        relay.close();
+        return; // the next start takes it back
+      }
       this.idle.set(containerId, {
         containerId, key, lang, type: type.name, image: imageName, imageId: image.id, slot, home, pid: state.pid,
-        ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits,
+        ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits, relay,
       });
       this.backoff.delete(key);
       this.onCreated?.((performance.now() - t0) / 1000);
@@ -390,6 +403,7 @@ export class WarmPool {
       const delayMs = Math.min((this.backoff.get(key)?.delayMs ?? 1000) * 2, 60_000);
       this.backoff.set(key, { until: Date.now() + delayMs, delayMs });
       this.deps.log.warn('could not create a pooled container; trying again later', { pool: key, retryInMs: delayMs, error: errorMessage(err) });
+      relay?.close();
       if (containerId) await this.deps.docker.remove(containerId).catch(() => undefined);
       await fs.rm(home, { recursive: true, force: true }).catch(() => undefined);
     } finally {
@@ -399,17 +413,21 @@ export class WarmPool {
     }
   }
 
-  /** Readiness: the runner answers `%ping` within the timeout. */
-  async ready(ports: number[], timeoutMs = 30_000): Promise<void> {
-    const relay = new KernelRelay({
+  /** Readiness of an idle container: its runner answers `%ping` within the timeout, through its kept relay. */
+  async check(c: PooledContainer, timeoutMs: number): Promise<void> {
+    c.relay ??= this.openRelay(c.ports);
+    await this.ready(c.relay, timeoutMs);
+  }
+
+  private openRelay(ports: number[]): KernelRelay {
+    return new KernelRelay({
       host: this.deps.kernelHost, replInPort: ports[0]!, replOutPort: ports[1]!, log: this.deps.log.child({ component: 'pool-readiness' }),
       execTimeoutSec: 0, onExecTimeout: () => undefined, outputFiles: async () => [],
     });
-    try {
-      const r = await relay.runToEnd('%ping', timeoutMs);
-      if (r.exitCode !== 0) throw new Error(`the runner answered %ping with exit code ${r.exitCode}`);
-    } finally {
-      relay.close();
-    }
+  }
+
+  private async ready(relay: KernelRelay, timeoutMs: number): Promise<void> {
+    const r = await relay.runToEnd('%ping', timeoutMs);
+    if (r.exitCode !== 0) throw new Error(`the runner answered %ping with exit code ${r.exitCode}`);
   }
 }

@@ -2,14 +2,17 @@
  * The fast path of a warm-pool claim against the real Docker engine, etcd
  * and kernel image: idle containers wait pinned where the next claims' cores
  * are, a claim of exactly those limits needs no live update (read from
- * Docker's own event stream), one that differs gets it, and a restart right
- * after a claim (whose rename runs after the reply) gets its name.
+ * Docker's own event stream), one that differs gets it, a restart right
+ * after a claim (whose rename runs after the reply) gets its name, and the
+ * relay the pool kept open becomes the kernel's (output files, exec timeout).
  */
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { methods, type KernelInfo } from '../../src/rpc/methods.js';
 import { eventually, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { poolSettled, putPool } from '../helpers/pool.js';
+import { runToEnd } from '../helpers/run.js';
+import { sink } from '../helpers/sink.js';
 
 const docker = new Docker();
 const MiB = 1024 * 1024;
@@ -70,5 +73,23 @@ describe('warm pool claim', function () {
     expect(c.Name).to.equal(`/kernel.python.${id}`);
     expect(c.Config.Labels['io.compute-agent.pool']).to.equal(undefined);
     await eventually('the claimed container to be gone', async () => !(await docker.getContainer(claimed.container_id).inspect().then(() => true, () => false)));
+  });
+
+  it("hands the pool's open relay to the kernel: finished runs list output files, and the exec timeout destroys the kernel", async () => {
+    const s = await sink();
+    const { client, agent } = await startAgent({}, async (ns) => {
+      await putPool(ns, { [TEST_IMAGE_LANG]: { small: 1 } });
+      await ns.put('nodes/manager/event_addr').value(s.addr);
+      await ns.put('config/agent/exec_timeout').value('2');
+    });
+    const [warm] = await poolSettled(agent, 1);
+    const id = uniqueName('k');
+    expect((await client.callWithTimeout(30_000, methods.create_kernel, id, config(256))).container_id).to.equal(warm);
+    const wrote = await runToEnd(client, id, 'import os\nos.makedirs("/home/work/.output", exist_ok=True)\nopen("/home/work/.output/a.txt", "w").write("12345")');
+    expect(wrote.at(-1)!.files).to.deep.equal([{ name: 'a.txt', size: 5 }]);
+    const replies = await runToEnd(client, id, 'import time\ntime.sleep(30)', { flush: 1 });
+    expect(replies.at(-1)!.status).to.equal('exec-timeout');
+    const term = await s.next('kernel_terminated', 0, 10_000);
+    expect(term.args.slice(0, 2)).to.deep.equal([id, 'exec-timeout']);
   });
 });
