@@ -2,15 +2,18 @@
  * WarmPool keeps kernel containers created, started and answering before
  * anyone asks for them, so that create_kernel can claim one in milliseconds
  * instead of paying for a Docker create and start. Each pooled container has
- * its own scratch home under `<scratch root>/.pool/<slot>`, every core of the
- * node at a low CPU weight, and its type's memory limit; it is not bound to a
- * kernel id and holds no cores in the allocator. A claim binds it (claim
- * record, home renamed to `<scratch root>/<kernel id>` — the bind mount
- * follows the directory — environ.txt, exact cores and memory by a live
- * update) and it is never handed out again. The pool refills in the
- * background with bounded concurrency, sized by `decideSize`, and a hygiene
- * pass (src/pool/hygiene.ts) replaces dead and outdated containers and
- * removes zombies.
+ * its own scratch home under `<scratch root>/.pool/<slot>` and its type's
+ * memory limit; it starts on every core of the node at a low CPU weight and,
+ * once its runner answers, is pinned where a claim would likely put it
+ * (src/pool/pinning.ts). It is not bound to a kernel id and holds no cores in
+ * the allocator, and it keeps the relay to its runner open. A claim binds it
+ * (claim record; then at once the home renamed to `<scratch root>/<kernel
+ * id>` — the bind mount follows the directory — with environ.txt, exact cores
+ * and memory by a live update unless already pinned so, and the caller's
+ * environ statement) and it is never handed out again. The pool refills in
+ * the background with bounded concurrency, sized by `decideSize`, and a
+ * hygiene pass (src/pool/hygiene.ts) replaces dead and outdated containers
+ * and removes zombies.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -63,7 +66,7 @@ export interface WarmPoolDeps {
   agentId: string;
   scratchRoot: string;
   kernelHost: string;
-  /** Every core of the node: idle pooled containers may run on all of them. */
+  /** Every core of the node: pooled containers start on all of them, and are pinned among them once ready. */
   allCores: number[];
   /** How many kernels hold each core, to pin idle containers where the next claim's cores likely are. */
   coreLoad?(): ReadonlyMap<number, number>;
