@@ -161,6 +161,7 @@ export class Agent {
         scratchRoot: this.options.scratchRoot,
         kernelHost,
         allCores: cores,
+        coreLoad: () => this.kernels?.cores.loads() ?? new Map(),
         settings: () => this.settings.poolValue,
         kernelSettings,
       });

@@ -42,6 +42,11 @@ export class CpuAllocator {
     for (const c of set) this.load.set(c, this.load.get(c)! + 1);
   }
 
+  /** How many kernels hold each core (for the warm pool's guess of the next allocation). */
+  loads(): ReadonlyMap<number, number> {
+    return this.load;
+  }
+
   /** Gives cores back. */
   release(set: readonly number[]): void {
     for (const c of set) {

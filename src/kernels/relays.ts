@@ -35,19 +35,27 @@ export class KernelRelays {
   relay(rec: RelayTarget): KernelRelay {
     let relay = this.relays.get(rec.id);
     if (!relay) {
-      const log = this.o.log.child({ kernelId: rec.id, component: 'relay' });
-      relay = new KernelRelay({
-        host: this.o.kernelHost,
-        replInPort: rec.ports[0]!,
-        replOutPort: rec.ports[1]!,
-        log,
-        execTimeoutSec: this.o.execTimeoutSec() || rec.traits.execTimeoutSec,
-        outputFiles: (since) => changedOutputFiles(rec.scratchDir, since),
-        onExecTimeout: () => this.o.onExecTimeout(rec.id, log),
-      });
+      relay = new KernelRelay({ host: this.o.kernelHost, replInPort: rec.ports[0]!, replOutPort: rec.ports[1]!, ...this.options(rec) });
       this.relays.set(rec.id, relay);
     }
     return relay;
+  }
+
+  /** Makes an open relay to a kernel's runner (a claimed pooled container's) the kernel's. */
+  adopt(rec: RelayTarget, relay: KernelRelay): void {
+    this.relays.get(rec.id)?.close();
+    relay.rebind(this.options(rec));
+    this.relays.set(rec.id, relay);
+  }
+
+  private options(rec: RelayTarget) {
+    const log = this.o.log.child({ kernelId: rec.id, component: 'relay' });
+    return {
+      log,
+      execTimeoutSec: this.o.execTimeoutSec() || rec.traits.execTimeoutSec,
+      outputFiles: (since: number) => changedOutputFiles(rec.scratchDir, since),
+      onExecTimeout: () => this.o.onExecTimeout(rec.id, log),
+    };
   }
 
   /** The relay to a kernel's terminal, opened once the runner answers. */

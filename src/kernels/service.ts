@@ -43,6 +43,8 @@ export interface KernelRecord {
   busy: Promise<unknown> | null;
   /** Terminal shells hung up by a warm-pool claim; the terminal opens once the runner has started another. */
   staleShells?: number[];
+  /** The rename of a claimed container to the kernel's name, done after the reply; removal waits for it. */
+  renamed?: Promise<void>;
 }
 
 /** What the service needs from the rest of the agent. */
@@ -170,7 +172,7 @@ export class KernelService {
     const pool = this.deps.pool;
     if (pool) {
       const cpuSet = this.takeCores(spec); // no room: NoResources, nothing taken
-      const warm = pool.take(spec);
+      const warm = pool.take(spec, cpuSet);
       if (warm) {
         try {
           return await this.claimWarm(id, spec, warm, cpuSet);
@@ -182,35 +184,38 @@ export class KernelService {
     return this.createSlots.run(() => this.doCreate(id, spec));
   }
 
-  /** Turns a taken pooled container into a kernel; on failure it is removed and everything taken released. */
+  /**
+   * Turns a taken pooled container into a kernel: the pool binds it while the
+   * runner takes the kernel's environment; on failure it is removed and
+   * everything taken released. The container is renamed after the reply.
+   */
   private async claimWarm(id: string, spec: KernelSpec, warm: PooledContainer, cpuSet: number[]): Promise<KernelInfo> {
-    let scratchDir = '';
-    try {
-      ({ scratchDir } = await this.deps.pool!.bind(warm, id, spec, cpuSet));
-    } catch (err) {
-      this.cores.release(cpuSet);
-      throw err;
-    }
+    const pool = this.deps.pool!;
     const rec: KernelRecord = {
-      id, spec: { ...spec, cpuSet }, traits: warm.traits, cpuSet, scratchDir, containerId: warm.containerId, pid: warm.pid, ports: warm.ports,
+      id, spec: { ...spec, cpuSet }, traits: warm.traits, cpuSet, scratchDir: pool.homeOf(id), containerId: warm.containerId, pid: warm.pid, ports: warm.ports,
       createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
     };
-    this.kernels.set(id, rec);
-    try {
-      // The runner started before the claim: give it (and the terminal's shell) the kernel's environment.
+    // The runner started before the claim: give it (and the terminal's shell) the kernel's environment.
+    const giveEnviron = async () => {
       const environ = { ...spec.environ, ...Object.fromEntries(warm.traits.coreCountEnvs.map((n) => [n, String(cpuSet.length)])) };
+      if (warm.relay) this.relays.adopt(rec, warm.relay); // open since the container was made: no connect here
+      warm.relay = null;
       const r = await this.relays.relay(rec).runToEnd(environStatement(environ), 10_000);
       if (r.exitCode !== 0) throw new Error(`the runner could not take the environment (exit code ${r.exitCode})`);
       // The terminal's old shell was hung up: the first terminal use waits for its successor.
       const printed = (r.console ?? []).filter((e) => e[0] === 'stdout').map((e) => String(e[1])).join('');
       rec.staleShells = JSON.parse(printed.trim() || '[]') as number[];
+    };
+    try {
+      await pool.bind(warm, id, spec, cpuSet, giveEnviron);
     } catch (err) {
-      this.kernels.delete(id);
+      warm.relay?.close(); // the claim failed before the runner was asked anything
       this.relays.close(id);
       this.cores.release(cpuSet);
-      await this.deps.pool!.discard(warm.containerId, [scratchDir]);
       throw err;
     }
+    this.kernels.set(id, rec);
+    rec.renamed = pool.nameAsKernel(rec.containerId, spec.lang, id);
     this.deps.log.info('kernel started from the warm pool', { kernelId: id, container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB });
     this.deps.emit('kernel_started', [id]);
     return this.info(rec);
@@ -316,6 +321,7 @@ export class KernelService {
       this.deps.log.warn('could not read the last stats', { kernelId: rec.id, error: errorMessage(err) });
       return null;
     });
+    await rec.renamed; // never rejects; a rename racing the removal could leave the kernel's name held
     await this.deps.docker.remove(rec.containerId);
     this.relays.close(rec.id);
     this.deps.stats.forget(rec.containerId);

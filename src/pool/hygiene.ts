@@ -45,7 +45,7 @@ export async function runHygiene(pool: WarmPool): Promise<void> {
       due.map(async (c) => {
         c.checking = true;
         try {
-          await pool.ready(c.ports, 5000);
+          await pool.check(c, 5000);
           c.checkedAt = Date.now();
         } catch (err) {
           await pool.drop(c, `its runner failed the readiness check (${errorMessage(err)})`);

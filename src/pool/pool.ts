@@ -2,15 +2,18 @@
  * WarmPool keeps kernel containers created, started and answering before
  * anyone asks for them, so that create_kernel can claim one in milliseconds
  * instead of paying for a Docker create and start. Each pooled container has
- * its own scratch home under `<scratch root>/.pool/<slot>`, every core of the
- * node at a low CPU weight, and its type's memory limit; it is not bound to a
- * kernel id and holds no cores in the allocator. A claim binds it (claim
- * record, home renamed to `<scratch root>/<kernel id>` — the bind mount
- * follows the directory — environ.txt, exact cores and memory by a live
- * update) and it is never handed out again. The pool refills in the
- * background with bounded concurrency, sized by `decideSize`, and a hygiene
- * pass (src/pool/hygiene.ts) replaces dead and outdated containers and
- * removes zombies.
+ * its own scratch home under `<scratch root>/.pool/<slot>` and its type's
+ * memory limit; it starts on every core of the node at a low CPU weight and,
+ * once its runner answers, is pinned where a claim would likely put it
+ * (src/pool/pinning.ts). It is not bound to a kernel id and holds no cores in
+ * the allocator, and it keeps the relay to its runner open. A claim binds it
+ * (claim record; then at once the home renamed to `<scratch root>/<kernel
+ * id>` — the bind mount follows the directory — with environ.txt, exact cores
+ * and memory by a live update unless already pinned so, and the caller's
+ * environ statement) and it is never handed out again. The pool refills in
+ * the background with bounded concurrency, sized by `decideSize`, and a
+ * hygiene pass (src/pool/hygiene.ts) replaces dead and outdated containers
+ * and removes zombies.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -25,6 +28,7 @@ import { ClaimStore, type ClaimRecord } from './claims.js';
 import { runHygiene } from './hygiene.js';
 import { fittingType, type PoolSettings, type PoolType } from './settings.js';
 import { decideSize } from './sizing.js';
+import { limitsExact, pinCores, type PinnedLimits } from './pinning.js';
 
 /** An idle, warm pooled container. */
 export interface PooledContainer {
@@ -45,6 +49,14 @@ export interface PooledContainer {
   checkedAt: number;
   /** A readiness check is under way: not to be handed out meanwhile (its relay would share the runner's output). */
   checking: boolean;
+  /** The cores and memory it was pinned to at weight 1024 (src/pool/pinning.ts); null: unknown, a claim updates it. */
+  limits: PinnedLimits | null;
+  /**
+   * The relay opened when it was created, kept for its readiness checks and
+   * handed to the kernel by a claim (no connect on the claim's path; a second
+   * relay would share the runner's output); null until one is needed.
+   */
+  relay: KernelRelay | null;
 }
 
 /** What the pool needs from the rest of the agent. */
@@ -54,8 +66,10 @@ export interface WarmPoolDeps {
   agentId: string;
   scratchRoot: string;
   kernelHost: string;
-  /** Every core of the node: idle pooled containers may run on all of them. */
+  /** Every core of the node: pooled containers start on all of them, and are pinned among them once ready. */
   allCores: number[];
+  /** How many kernels hold each core, to pin idle containers where the next claim's cores likely are. */
+  coreLoad?(): ReadonlyMap<number, number>;
   settings(): PoolSettings;
   /** The kernel settings pooled containers are made with (the same as a cold create's). */
   kernelSettings(): { imagePrefix: string; kernelUid: number; security: ContainerSecurity; publishAddr: string };
@@ -90,6 +104,8 @@ export class WarmPool {
   /** Times of recent demand per `<lang>/<type>`: claims, and cold creations a configured type would have served. */
   private readonly recentDemand = new Map<string, number[]>();
   private readonly backoff = new Map<string, { until: number; delayMs: number }>();
+  /** Pins chosen for containers still being created: slot -> pool key and cores. */
+  private readonly pinning = new Map<string, { key: string; cpuSet: number[] }>();
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private closed = false;
@@ -98,15 +114,20 @@ export class WarmPool {
     this.claims = new ClaimStore(deps.scratchRoot);
   }
 
-  /** Takes the idle container that best fits a spec out of the pool (synchronously), or returns null. */
-  take(spec: KernelSpec): PooledContainer | null {
+  /**
+   * Takes the idle container that best fits a spec out of the pool
+   * (synchronously), or returns null: the smallest type that holds it, and
+   * in it one already pinned to exactly `cpuSet` and the spec's memory if any.
+   */
+  take(spec: KernelSpec, cpuSet: number[]): PooledContainer | null {
     const s = this.deps.settings();
     if (this.closed || Object.keys(s.images).length === 0) return null; // no pool: not a fallback either
     const servable = spec.mounts.length === 0 && spec.gpuCount === 0 && (spec.gpuSet?.length ?? 0) === 0; // mounts and GPUs cannot be added live
     const types = s.types.filter((t) => [...this.idle.values()].some((c) => c.lang === spec.lang && c.type === t.name && c.image === spec.image));
     let type: PoolType | null;
     while (servable && (type = fittingType(types, spec.cpuCount, spec.memMiB))) {
-      const c = [...this.idle.values()].find((e) => e.lang === spec.lang && e.type === type!.name && e.image === spec.image && !e.checking);
+      const fits = [...this.idle.values()].filter((e) => e.lang === spec.lang && e.type === type!.name && e.image === spec.image && !e.checking);
+      const c = fits.find((e) => limitsExact(e.limits, cpuSet, spec.memMiB)) ?? fits[0];
       if (c) {
         this.idle.delete(c.containerId);
         this.claimed.set(c.containerId, c.key);
@@ -122,31 +143,63 @@ export class WarmPool {
   }
 
   /**
-   * Binds a taken container to a kernel: claim record, home renamed to the
-   * kernel's, environ.txt, exact cores and memory. On failure the container
-   * and everything of it is removed and the error thrown.
+   * Binds a taken container to a kernel: the claim record first (from then
+   * on an agent restart sees a kernel, never an idle container), then at
+   * once the home renamed to the kernel's with environ.txt, the exact cores
+   * and memory by a live update (none when the container was pinned to
+   * exactly these), and `alongside` (the caller's work on the
+   * running runner). On failure the container and everything of it is
+   * removed, once every step has ended, and the first error thrown.
    */
-  async bind(c: PooledContainer, kernelId: string, spec: KernelSpec, cpuSet: number[]): Promise<{ scratchDir: string }> {
-    const scratchDir = path.join(this.deps.scratchRoot, kernelId);
-    const log = this.deps.log.child({ kernelId });
+  async bind(c: PooledContainer, kernelId: string, spec: KernelSpec, cpuSet: number[], alongside: () => Promise<void>): Promise<{ scratchDir: string }> {
+    const scratchDir = this.homeOf(kernelId);
     try {
       await this.claims.write(c.containerId, { kernelId, lang: c.lang, cpuSet, memMiB: spec.memMiB, createdAt: Date.now() });
-      await fs.rm(scratchDir, { recursive: true, force: true }); // a leftover of a crash; no kernel holds it
-      await fs.rename(c.home, scratchDir);
-      await prepareScratch(scratchDir, spec.environ, this.deps.kernelSettings().kernelUid);
-      await this.deps.docker.update(c.containerId, { cpusetCpus: cpuSet.join(','), memoryBytes: spec.memMiB * 1024 * 1024, cpuShares: 1024 });
-      await this.deps.docker.rename(c.containerId, containerName(spec.lang, kernelId)).catch((err: unknown) =>
-        log.warn('could not rename the claimed container; it keeps its pool name', { error: errorMessage(err) }),
-      );
+      const steps = await Promise.allSettled([
+        this.moveHome(c.home, scratchDir, spec.environ),
+        limitsExact(c.limits, cpuSet, spec.memMiB) ? Promise.resolve() : this.setLimits(c.containerId, cpuSet, spec.memMiB),
+        alongside(),
+      ]);
+      const failed = steps.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
     } catch (err) {
       await this.discard(c.containerId, [c.home, scratchDir]);
       throw err;
     }
     this.noteDemand(c.key);
     this.claimTotals.set(c.key, (this.claimTotals.get(c.key) ?? 0) + 1);
-    log.info('claimed a warm container', { container: c.containerId.slice(0, 12), pool: c.key, cpuSet, memMiB: spec.memMiB });
+    this.deps.log.info('claimed a warm container', { kernelId, container: c.containerId.slice(0, 12), pool: c.key, cpuSet, memMiB: spec.memMiB, updated: !limitsExact(c.limits, cpuSet, spec.memMiB) });
     queueMicrotask(() => this.resize());
     return { scratchDir };
+  }
+
+  /** Gives a container exactly these cores and memory (swap off) at a kernel's CPU weight, by a live update. */
+  private setLimits(containerId: string, cpuSet: number[], memMiB: number): Promise<void> {
+    return this.deps.docker.update(containerId, { cpusetCpus: cpuSet.join(','), memoryBytes: memMiB * 1024 * 1024, cpuShares: 1024 });
+  }
+
+  /** The home a claim gives kernel `kernelId`. */
+  homeOf(kernelId: string): string {
+    return path.join(this.deps.scratchRoot, kernelId);
+  }
+
+  /** Renames a pooled home to a kernel's (the running container's bind mount follows it) and writes its environ.txt. */
+  private async moveHome(home: string, scratchDir: string, environ: Record<string, string>): Promise<void> {
+    await fs.rm(scratchDir, { recursive: true, force: true }); // a leftover of a crash; no kernel holds it
+    await fs.rename(home, scratchDir);
+    await prepareScratch(scratchDir, environ, this.deps.kernelSettings().kernelUid);
+  }
+
+  /**
+   * Gives a claimed container its kernel's name, after the claim was
+   * answered (the name is for people reading `docker ps`; nothing looks
+   * containers up by it). Never rejects: a container destroyed meanwhile
+   * keeps no name to fix.
+   */
+  async nameAsKernel(containerId: string, lang: string, kernelId: string): Promise<void> {
+    await this.deps.docker.rename(containerId, containerName(lang, kernelId)).catch((err: unknown) =>
+      this.deps.log.warn('could not rename the claimed container; it keeps its pool name', { kernelId, error: errorMessage(err) }),
+    );
   }
 
   private noteDemand(key: string): void {
@@ -186,7 +239,7 @@ export class WarmPool {
     const traits = await this.deps.docker.image(image).then((i) => imageTraits(i.labels), () => imageTraits({}));
     this.idle.set(c.id, {
       containerId: c.id, key: poolKey(lang, type), lang, type, image, imageId: c.imageId, slot, home, pid: state.pid,
-      ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false,
+      ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits: null, relay: null,
     });
   }
 
@@ -216,6 +269,7 @@ export class WarmPool {
   /** Removes an idle container and its home. */
   async drop(c: PooledContainer, reason: string): Promise<void> {
     if (!this.idle.delete(c.containerId)) return;
+    c.relay?.close();
     this.deps.log.info('removing a pooled container', { container: c.containerId.slice(0, 12), pool: c.key, reason });
     await this.deps.docker.remove(c.containerId).catch((e: unknown) => this.deps.log.warn('could not remove a pooled container', { error: errorMessage(e) }));
     await fs.rm(c.home, { recursive: true, force: true }).catch(() => undefined);
@@ -242,6 +296,7 @@ export class WarmPool {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     await this.ticking;
+    for (const c of this.idle.values()) c.relay?.close();
   }
 
   /** One pass: hygiene, then sizing. */
@@ -311,6 +366,7 @@ export class WarmPool {
     this.creating.set(slot, key);
     const t0 = performance.now();
     let containerId = '';
+    let relay: KernelRelay | null = null;
     try {
       const imageName = imagePrefix + lang;
       const image = await this.deps.docker.image(imageName);
@@ -327,11 +383,21 @@ export class WarmPool {
       const state = await this.deps.docker.inspect(containerId);
       const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
       if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
-      await this.ready(ports as number[]);
-      if (this.closed) return; // the next start takes it back
+      relay = this.openRelay(ports as number[]);
+      await this.ready(relay, 30_000);
+      // Started at a low weight on every core (its start yields to kernels); it waits where a claim would put it.
+      const pins = [...this.idle.values()].filter((c) => c.key === key && c.limits).map((c) => c.limits!.cpuSet);
+      for (const p of this.pinning.values()) if (p.key === key) pins.push(p.cpuSet);
+      const limits = { cpuSet: pinCores(this.deps.allCores, Math.ceil(type.cpu), this.deps.coreLoad?.() ?? new Map(), pins), memMiB: type.memMiB };
+      this.pinning.set(slot, { key, cpuSet: limits.cpuSet });
+      await this.setLimits(containerId, limits.cpuSet, limits.memMiB);
+      if (this.closed) {
+        relay.close();
+        return; // the next start takes it back
+      }
       this.idle.set(containerId, {
         containerId, key, lang, type: type.name, image: imageName, imageId: image.id, slot, home, pid: state.pid,
-        ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false,
+        ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits, relay,
       });
       this.backoff.delete(key);
       this.onCreated?.((performance.now() - t0) / 1000);
@@ -340,25 +406,31 @@ export class WarmPool {
       const delayMs = Math.min((this.backoff.get(key)?.delayMs ?? 1000) * 2, 60_000);
       this.backoff.set(key, { until: Date.now() + delayMs, delayMs });
       this.deps.log.warn('could not create a pooled container; trying again later', { pool: key, retryInMs: delayMs, error: errorMessage(err) });
+      relay?.close();
       if (containerId) await this.deps.docker.remove(containerId).catch(() => undefined);
       await fs.rm(home, { recursive: true, force: true }).catch(() => undefined);
     } finally {
       this.creating.delete(slot);
+      this.pinning.delete(slot);
       this.resize();
     }
   }
 
-  /** Readiness: the runner answers `%ping` within the timeout. */
-  async ready(ports: number[], timeoutMs = 30_000): Promise<void> {
-    const relay = new KernelRelay({
+  /** Readiness of an idle container: its runner answers `%ping` within the timeout, through its kept relay. */
+  async check(c: PooledContainer, timeoutMs: number): Promise<void> {
+    c.relay ??= this.openRelay(c.ports);
+    await this.ready(c.relay, timeoutMs);
+  }
+
+  private openRelay(ports: number[]): KernelRelay {
+    return new KernelRelay({
       host: this.deps.kernelHost, replInPort: ports[0]!, replOutPort: ports[1]!, log: this.deps.log.child({ component: 'pool-readiness' }),
       execTimeoutSec: 0, onExecTimeout: () => undefined, outputFiles: async () => [],
     });
-    try {
-      const r = await relay.runToEnd('%ping', timeoutMs);
-      if (r.exitCode !== 0) throw new Error(`the runner answered %ping with exit code ${r.exitCode}`);
-    } finally {
-      relay.close();
-    }
+  }
+
+  private async ready(relay: KernelRelay, timeoutMs: number): Promise<void> {
+    const r = await relay.runToEnd('%ping', timeoutMs);
+    if (r.exitCode !== 0) throw new Error(`the runner answered %ping with exit code ${r.exitCode}`);
   }
 }

@@ -62,12 +62,21 @@ export class KernelRelay {
   private readonly order: Run[] = [];
   private completions: Array<(list: string[]) => void> = [];
 
-  constructor(private readonly o: KernelRelayOptions) {
+  constructor(private o: KernelRelayOptions) {
     const host = o.host.includes(':') ? `[${o.host}]` : o.host;
     this.push.connect(`tcp://${host}:${o.replInPort}`);
     this.pull.connect(`tcp://${host}:${o.replOutPort}`);
-    this.queue = new SendQueue(this.push, (err) => o.log.warn('could not send to the kernel runner', { error: errorMessage(err) }));
+    this.queue = new SendQueue(this.push, (err) => this.o.log.warn('could not send to the kernel runner', { error: errorMessage(err) }));
     void this.readLoop();
+  }
+
+  /**
+   * Hands the relay to a new owner — a warm-pool claim makes the pool's
+   * relay the kernel's, so the claim pays no connect: from now on its log,
+   * exec timeout and output files. The connection stays.
+   */
+  rebind(o: Omit<KernelRelayOptions, 'host' | 'replInPort' | 'replOutPort'>): void {
+    this.o = { ...this.o, ...o };
   }
 
   /** execute: starts or resumes a run and returns its output so far. */

@@ -1,8 +1,9 @@
-/** Warm pool settings and sizing policy: shapes, node over cluster, last good values, floor, autoscale, max idle. */
+/** Warm pool settings, sizing and pinning policies: shapes, node over cluster, last good values, floor, autoscale, max idle, pins. */
 import { expect } from 'chai';
 import { compileSettings } from '../../src/config/settings.js';
 import { compilePoolSettings, fittingType, POOL_DEFAULTS } from '../../src/pool/settings.js';
 import { decideSize, type SizingInput } from '../../src/pool/sizing.js';
+import { limitsExact, pinCores } from '../../src/pool/pinning.js';
 
 const prefixes = { cluster: 'config/agent/', node: 'nodes/agents/i-1/config/' };
 const TYPES = JSON.stringify([{ name: 'small', cpu: 1, memory: 256 }, { name: 'large', cpu: 2, memory: '2g' }]);
@@ -93,5 +94,28 @@ describe('pool sizing', () => {
     expect(decideSize({ ...auto, idle: idle(3, 1_000_000 - 30_000) }).remove).to.deep.equal([]);
     const old = decideSize({ ...auto, idle: [{ id: 'old', idleSinceMs: 1_000_000 - 120_000 }, { id: 'new', idleSinceMs: 1_000_000 - 1000 }, { id: 'mid', idleSinceMs: 1_000_000 - 90_000 }] });
     expect(old.remove).to.deep.equal(['old', 'mid']);
+  });
+});
+
+describe('pool pinning', () => {
+  it('pins where the allocator would go next, spreading the pool over the least loaded cores', () => {
+    const none = new Map<number, number>();
+    expect(pinCores([0, 1, 2, 3], 1, none, [])).to.deep.equal([0]);
+    expect(pinCores([0, 1, 2, 3], 1, none, [[0]])).to.deep.equal([1]);
+    expect(pinCores([0, 1, 2, 3], 2, none, [[0, 1]])).to.deep.equal([2, 3]);
+    // cores held by kernels count as load: the allocator would give the free ones first
+    expect(pinCores([0, 1, 2, 3], 2, new Map([[0, 1], [2, 1]]), [])).to.deep.equal([1, 3]);
+    expect(pinCores([0, 1], 1, new Map([[0, 1]]), [[1]])).to.deep.equal([0]);
+    // a type wider than the node takes every core; a fractional one at least one
+    expect(pinCores([0, 1], 4, none, [])).to.deep.equal([0, 1]);
+    expect(pinCores([0, 1], 0, none, [])).to.deep.equal([0]);
+  });
+
+  it('finds limits exact only for the same cores in order and the same memory', () => {
+    expect(limitsExact({ cpuSet: [1, 2], memMiB: 256 }, [1, 2], 256)).to.equal(true);
+    expect(limitsExact({ cpuSet: [1, 2], memMiB: 256 }, [1, 3], 256)).to.equal(false);
+    expect(limitsExact({ cpuSet: [1, 2], memMiB: 256 }, [1], 256)).to.equal(false);
+    expect(limitsExact({ cpuSet: [1, 2], memMiB: 256 }, [1, 2], 128)).to.equal(false);
+    expect(limitsExact(null, [1, 2], 256)).to.equal(false);
   });
 });
