@@ -64,5 +64,7 @@ export function replyHeader(pid: number, random: number, requestId: number, time
 export function decodeReplyHeader(frame: Uint8Array): ReplyHeader | undefined {
   if (frame.length !== REPLY_HEADER_SIZE) return undefined;
   const flag = frame[16]!;
-  return flag > 1 ? undefined : { ...readCommon(view(frame)), isError: flag === 1 };
+  if (flag > 1) return undefined;
+  const buf = view(frame); // read in place rather than spreading readCommon's object: the client decodes one per reply
+  return { pid: buf.readUInt16LE(0), random: buf.readUInt16LE(2), requestId: buf.readUInt32LE(4), time: buf.readDoubleLE(8), isError: flag === 1 };
 }
