@@ -7,7 +7,7 @@ import * as zmq from 'zeromq';
 import { errorMessage, RemoteError, RpcTimeoutError } from '../errors.js';
 import { msgpackCodec, type Codec } from '../wire/codec.js';
 import { decodeReplyHeader, encodeRequestHeader } from '../wire/headers.js';
-import { SendQueue } from '../wire/send-queue.js';
+import { eagerSender, SendQueue } from '../wire/send-queue.js';
 import type { MethodDef } from './methods.js';
 import type { CallArgs, Param } from './params.js';
 
@@ -27,13 +27,22 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+function hasKeys(o: object): boolean {
+  for (const _ in o) return true;
+  return false;
+}
+
 export class AgentClient {
-  private readonly socket = new zmq.Dealer({ linger: 0 });
+  // sendTimeout 0: a request goes out without a readiness check; see eagerSender.
+  private readonly socket = new zmq.Dealer({ linger: 0, sendTimeout: 0 });
   private readonly queue: SendQueue;
   private readonly pending = new Map<number, Pending>();
   private readonly codec: Codec;
   private readonly timeoutMs: number;
   private readonly random = Math.floor(Math.random() * 0x10000);
+  /** Method name frames, encoded once per name (a client calls a few names many times). */
+  private readonly names = new Map<string, Buffer>();
+  private readonly noKwargs: Buffer;
   private nextId = 1;
   private readonly loop: Promise<void>;
 
@@ -46,8 +55,10 @@ export class AgentClient {
       this.socket.curvePublicKey = options.curve.publicKey;
       this.socket.curveSecretKey = options.curve.secretKey;
     }
+    this.noKwargs = this.codec.encode({});
     this.socket.connect(endpoint);
-    this.queue = new SendQueue(this.socket, (err, frames) => {
+    // Until the agent is connected the socket refuses (EAGAIN); then the request waits, as the call's timeout allows.
+    this.queue = new SendQueue(eagerSender(this.socket, -1), (err, frames) => {
       const id = Buffer.isBuffer(frames[0]) ? frames[0].readUInt32LE(4) : -1;
       this.settle(id, undefined, new Error(`could not send the request: ${errorMessage(err)}`));
     });
@@ -74,7 +85,12 @@ export class AgentClient {
     const requestId = this.nextId;
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
     const header = encodeRequestHeader({ pid: process.pid, random: this.random, requestId, time: Date.now() / 1000 });
-    const frames = [header, Buffer.from(method, 'utf8'), this.codec.encode(args), this.codec.encode(kwargs)];
+    let name = this.names.get(method);
+    if (!name) {
+      name = Buffer.from(method, 'utf8');
+      if (this.names.size < 256) this.names.set(method, name);
+    }
+    const frames = [header, name, this.codec.encode(args), hasKeys(kwargs) ? this.codec.encode(kwargs) : this.noKwargs];
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.settle(requestId, undefined, new RpcTimeoutError(`${method} got no reply within ${timeoutMs} ms; is the agent running and reachable?`));
@@ -107,7 +123,8 @@ export class AgentClient {
 
   private async readLoop(): Promise<void> {
     try {
-      for await (const [headerFrame, payload] of this.socket) {
+      while (!this.socket.closed) {
+        const [headerFrame, payload] = await this.socket.receive(); // not `for await`: its iterator costs a promise more per reply
         const header = headerFrame && decodeReplyHeader(headerFrame);
         if (!header || !payload) continue; // not a reply of this framing
         let value: unknown;

@@ -4,7 +4,7 @@
  * aiozmq frames.
  */
 import type { Codec } from './codec.js';
-import { decodeRequestHeader, encodeReplyHeader, type RequestHeader } from './headers.js';
+import { decodeRequestHeader, replyHeader, type RequestHeader } from './headers.js';
 
 /** A request that parsed: what the RPC layer needs, and where to send the reply. */
 export interface ParsedRequest {
@@ -101,6 +101,9 @@ export function buildReplyFrames(
   isError: boolean,
   payload: Buffer,
 ): Buffer[] {
-  const header = encodeReplyHeader({ ...stamp, requestId, time: Date.now() / 1000, isError });
-  return [...envelope, header, payload];
+  const header = replyHeader(stamp.pid, stamp.random, requestId, Date.now() / 1000, isError);
+  if (envelope.length === 1) return [envelope[0]!, header, payload]; // a DEALER peer: the usual case
+  const frames = envelope.slice();
+  frames.push(header, payload);
+  return frames;
 }

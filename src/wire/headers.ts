@@ -46,8 +46,17 @@ export function decodeRequestHeader(frame: Uint8Array): RequestHeader | undefine
 
 /** Encodes a reply header; used by the server. */
 export function encodeReplyHeader(h: ReplyHeader): Buffer {
-  const buf = writeCommon(Buffer.allocUnsafe(REPLY_HEADER_SIZE), h);
-  buf.writeUInt8(h.isError ? 1 : 0, 16);
+  return replyHeader(h.pid, h.random, h.requestId, h.time, h.isError);
+}
+
+/** {@link encodeReplyHeader} from plain arguments: the server writes one per reply, without an object for it. */
+export function replyHeader(pid: number, random: number, requestId: number, time: number, isError: boolean): Buffer {
+  const buf = Buffer.allocUnsafe(REPLY_HEADER_SIZE);
+  buf.writeUInt16LE(pid & 0xffff, 0);
+  buf.writeUInt16LE(random & 0xffff, 2);
+  buf.writeUInt32LE(requestId >>> 0, 4);
+  buf.writeDoubleLE(time, 8);
+  buf[16] = isError ? 1 : 0;
   return buf;
 }
 
@@ -55,5 +64,7 @@ export function encodeReplyHeader(h: ReplyHeader): Buffer {
 export function decodeReplyHeader(frame: Uint8Array): ReplyHeader | undefined {
   if (frame.length !== REPLY_HEADER_SIZE) return undefined;
   const flag = frame[16]!;
-  return flag > 1 ? undefined : { ...readCommon(view(frame)), isError: flag === 1 };
+  if (flag > 1) return undefined;
+  const buf = view(frame); // read in place rather than spreading readCommon's object: the client decodes one per reply
+  return { pid: buf.readUInt16LE(0), random: buf.readUInt16LE(2), requestId: buf.readUInt32LE(4), time: buf.readDoubleLE(8), isError: flag === 1 };
 }

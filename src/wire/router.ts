@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { errorMessage, type WireError } from '../errors.js';
 import type { Codec } from './codec.js';
 import { buildReplyFrames, parseRequestFrames, type MalformedRequest, type ParsedRequest, type ServerStamp } from './frames.js';
-import { SendQueue } from './send-queue.js';
+import { eagerSender, SendQueue } from './send-queue.js';
 import { registerZapDomain } from './zap.js';
 
 /** What a handler answers: a value, or a wire error. */
@@ -50,6 +50,9 @@ export interface RouterStats {
   authAdmitted: number;
 }
 
+/** How long a reply waits for a peer whose queue is full before it counts as not delivered. */
+const SEND_WAIT_MS = 2000;
+
 export class RpcRouter {
   private readonly socket: zmq.Router;
   private readonly queue: SendQueue;
@@ -68,7 +71,7 @@ export class RpcRouter {
       maxMessageSize: options.maxMessageBytes,
       sendHighWaterMark: 10_000,
       receiveHighWaterMark: 10_000,
-      sendTimeout: 2000, // a peer that stopped reading cannot stall replies to everyone else
+      sendTimeout: 0, // replies go out without a readiness check each; see eagerSender
     });
     if (options.curve) {
       this.socket.curveServer = true;
@@ -76,7 +79,8 @@ export class RpcRouter {
       this.socket.curvePublicKey = options.curve.publicKey;
       this.socket.zapDomain = `rpc-${process.pid}-${Math.random().toString(36).slice(2)}`;
     }
-    this.queue = new SendQueue(this.socket, (err) => {
+    // A peer that stopped reading cannot stall replies to everyone else for more than SEND_WAIT_MS.
+    this.queue = new SendQueue(eagerSender(this.socket, SEND_WAIT_MS), (err) => {
       this.stats.sendFailures++;
       options.log.debug('reply not delivered', { error: errorMessage(err) });
     });
@@ -129,9 +133,11 @@ export class RpcRouter {
     this.unregisterZap = null;
   }
 
+  /** Reads with receive() rather than `for await`, whose iterator adds a promise and a result object per message. */
   private async readLoop(): Promise<void> {
     try {
-      for await (const frames of this.socket) {
+      while (!this.socket.closed) {
+        const frames = await this.socket.receive();
         this.stats.received++;
         const parsed = parseRequestFrames(frames, this.options.codec);
         if (parsed.kind === 'drop') {
@@ -141,6 +147,7 @@ export class RpcRouter {
         void this.handle(parsed);
       }
     } catch (err) {
+      // close() makes the pending receive() reject (EAGAIN); only a failure on an open socket is news.
       if (!this.socket.closed) this.options.log.error('RPC receive loop failed', { error: errorMessage(err) });
     }
   }

@@ -9,6 +9,38 @@ export interface Sender {
   send(frames: Frames): Promise<void>;
 }
 
+/** A socket that {@link eagerSender} can drive: one whose send timeout it may change. */
+export interface TimedSocket extends Sender {
+  sendTimeout: number;
+}
+
+/**
+ * Wraps a socket created with `sendTimeout: 0` so that a send costs no
+ * readiness check: with a zero timeout zeromq.js queues the message at once
+ * (or refuses it at once with EAGAIN) instead of first asking libzmq whether
+ * the socket is writable, a system call per message. Only when the socket
+ * refuses does this wait for it, as a socket with `sendTimeout: waitMs`
+ * would (-1: without limit), then it returns to the zero timeout. Other
+ * errors (e.g. EHOSTUNREACH from a mandatory ROUTER) reject as they are.
+ */
+export function eagerSender(socket: TimedSocket, waitMs: number): Sender {
+  const slow = async (frames: Frames): Promise<void> => {
+    socket.sendTimeout = waitMs;
+    try {
+      await socket.send(frames);
+    } finally {
+      if (!(socket as { closed?: boolean }).closed) socket.sendTimeout = 0;
+    }
+  };
+  return {
+    send: (frames) =>
+      socket.send(frames).catch((err: unknown) => {
+        if ((err as { code?: string })?.code !== 'EAGAIN') throw err;
+        return slow(frames);
+      }),
+  };
+}
+
 /** SendQueue is the one writer of a socket; failures go to a callback, never to the caller. */
 export class SendQueue {
   private readonly pending: Frames[] = [];
