@@ -160,12 +160,13 @@ export function testLogger(): Logger {
 export async function startAgent(
   overrides: Partial<RawOptions> = {},
   before?: (etcd: Namespace, raw: RawOptions) => Promise<void>,
+  log: Logger = testLogger(),
 ): Promise<TestAgent> {
   const raw = await agentOptions(overrides);
   removeContainersOf(raw.agentId!);
   const { ns } = testEtcd(raw.namespace);
   await before?.(ns, raw);
-  const agent = new Agent(await validateOptions(raw), testLogger());
+  const agent = new Agent(await validateOptions(raw), log);
   onCleanup(() => agent.stop());
   await agent.start();
   const client = new AgentClient(`tcp://127.0.0.1:${raw.agentPort}`, { timeoutMs: 5000 });
