@@ -79,4 +79,14 @@ export class KernelRelays {
     this.terminals.get(id)?.close();
     this.terminals.delete(id);
   }
+
+  /**
+   * Closes every relay (the agent stops; its kernels keep running). A relay
+   * left open would keep reconnecting to the kernel's published ports, and
+   * once Docker hands those ports to another container it would take a share
+   * of that runner's output.
+   */
+  closeAll(): void {
+    for (const id of new Set([...this.relays.keys(), ...this.terminals.keys()])) this.close(id);
+  }
 }

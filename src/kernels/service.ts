@@ -477,10 +477,11 @@ export class KernelService {
     tick();
   }
 
-  /** Stops the background work; kernels keep running (a clean agent shutdown does not kill them). */
+  /** Stops the background work and closes the relays; kernels keep running (a clean agent shutdown does not kill them). */
   close(): void {
     this.background.abort();
     if (this.reaper) clearTimeout(this.reaper);
+    this.relays.closeAll();
   }
 
   /** Treats every held kernel whose container is gone or stopped as dead (after a Docker outage). */

@@ -8,6 +8,7 @@ import { promises as fs, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import Docker from 'dockerode';
+import * as zmq from 'zeromq';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods, type KernelInfo } from '../../src/rpc/methods.js';
 import {
@@ -15,6 +16,7 @@ import {
   testEtcd, TEST_IMAGE_LANG, uniqueName,
 } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
+import { consoleText, runToEnd } from '../helpers/run.js';
 
 const docker = new Docker();
 const config = (extra: Record<string, unknown> = {}) => ({
@@ -192,6 +194,38 @@ describe('kernel lifecycle', function () {
     expect(await containersOf(agentId)).to.have.length(0);
     expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
     expect(agent.kernelService!.cores.allocated).to.equal(0);
+  });
+
+  it('closes its relays when it stops: the kernel keeps running and its runner has no stale peer', async () => {
+    const { client, agent } = await startAgent();
+    const id = uniqueName('k');
+    const info = await client.call(methods.create_kernel, id, config());
+    const out = await runToEnd(client, id, 'print("through the agent")');
+    expect(consoleText(out, 'stdout')).to.equal('through the agent\n');
+    await agent.stop();
+    expect((await docker.getContainer(info.container_id).inspect()).State.Running).to.equal(true);
+
+    // Speak to the runner directly, as a new agent would. A relay left open by the stopped agent would be a
+    // second peer of the runner's PUSH socket, which deals records round-robin: some would never reach us.
+    const push = new zmq.Push({ linger: 0 });
+    const pull = new zmq.Pull({ linger: 0, receiveTimeout: 5000 }); // a record that went elsewhere fails the receive
+    onCleanup(() => {
+      push.close();
+      pull.close();
+    });
+    push.connect(`tcp://${info.kernel_host}:${info.repl_in_port}`);
+    pull.connect(`tcp://${info.kernel_host}:${info.repl_out_port}`);
+    for (let i = 0; i < 8; i++) {
+      await push.send(['code', `print(${i})`]);
+      const records: string[] = [];
+      while (records.at(-1)?.startsWith('finished') !== true) {
+        const [type, payload] = await pull.receive().catch((err: unknown) => {
+          throw new Error(`run ${i}: no further record within 5 s after ${JSON.stringify(records)}: ${String(err)}`);
+        });
+        records.push(`${String(type)}:${payload?.toString() ?? ''}`);
+      }
+      expect(records.join('|')).to.equal(`stdout:${i}\n|finished:{"exitCode": 0}`);
+    }
   });
 
   it('reports a container killed behind its back as self-terminated and cleans up', async () => {

@@ -4,9 +4,15 @@
  * as a child, held to the bounds of tests/soak/verdict.ts.
  */
 import { expect } from 'chai';
-import { requireEtcd } from '../helpers/env.js';
+import { requireEtcd, TEST_IMAGE_LANG } from '../helpers/env.js';
 import { soak } from '../soak/soak.js';
 import { soakProblems } from '../soak/verdict.js';
+
+/** A warm pool of two containers of the type every soak cycle asks for (1 core, 256 MiB). */
+const POOL = {
+  'pool/types': JSON.stringify([{ name: 'small', cpu: 1, memory: 256 }]),
+  'pool/images': JSON.stringify({ [TEST_IMAGE_LANG]: { small: 2 } }),
+};
 
 describe('soak (short form)', function () {
   this.timeout(600_000);
@@ -16,6 +22,14 @@ describe('soak (short form)', function () {
     const report = await soak({ cycles: Number(process.env.SOAK_CYCLES) || 30, frames: 0 });
     expect(soakProblems(report)).to.deep.equal([]);
     expect(report.figures.map((f) => f.at)).to.deep.equal(['start', 'middle', 'end of cycles']);
+  });
+
+  it('with the warm pool on: claims leave nothing but the pool itself, with RSS and fds flat', async () => {
+    const cycles = Number(process.env.SOAK_POOL_CYCLES) || 20;
+    const report = await soak({ cycles, frames: 0, settings: POOL });
+    expect(soakProblems(report)).to.deep.equal([]);
+    expect(report.pooledIdle, 'the pool is full again').to.equal(2);
+    expect(report.warmStarts, 'kernels claimed from the pool').to.be.greaterThan(cycles / 2);
   });
 
   it('answers every request with a parseable header exactly once in a flood of 20 000 malformed and random frame sets', async () => {

@@ -16,7 +16,7 @@ export const SMALL_KERNEL = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_
 
 /** Options of {@link childAgent}. */
 export interface ChildAgentOptions {
-  /** Cluster settings put under `config/agent/` before the agent starts, e.g. `{ cpu_overcommit: '16' }`; the warm pool is switched on here. */
+  /** Cluster settings put under `config/agent/` before the agent starts, e.g. `{ cpu_overcommit: '16' }` or the warm pool's `pool/images`. */
   settings?: Record<string, string>;
   /** Reuse these (a restart of the same agent). */
   namespace?: string;

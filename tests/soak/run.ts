@@ -1,8 +1,9 @@
 /**
  * The soak command: `npm run soak -- [--cycles N] [--frames N] [--seed N] [--setting key=value ...]`.
  * Defaults: 1000 cycles and 100 000 frames. `--setting` puts a cluster
- * setting in etcd before the agent starts (e.g. `--setting pool_size=2` for
- * the warm pool). Exits 1 when a leftover, a leak bound or a lost reply is found.
+ * setting in etcd before the agent starts (for the warm pool:
+ * `--setting 'pool/types=[{"name":"small","cpu":1,"memory":256}]'
+ * --setting 'pool/images={"python:3-debian":{"small":2}}'`). Exits 1 when a leftover, a leak bound or a lost reply is found.
  */
 import { requireEtcd, runCleanups } from '../helpers/env.js';
 import { soak } from './soak.js';
