@@ -220,9 +220,13 @@ export class KernelRelay {
           default:
             break; // a runner may send more than we know
         }
-        // Back-pressure: a run holding as much output as it may is not read further until a reply takes it.
+        // Back-pressure: a run holding as much output as it may is not read further until a reply takes it,
+        // and a call waiting on it answers now (continued) rather than at its flush timeout.
         const holding = this.current();
-        if (holding?.output.full) await holding.output.waitForRoom();
+        if (holding?.output.full) {
+          holding.wake?.();
+          await holding.output.waitForRoom();
+        }
       }
     } catch {
       // closed

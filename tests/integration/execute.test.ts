@@ -102,6 +102,17 @@ describe('execute through the relay', function () {
     expect(consoleText(replies, 'stdout')).to.equal('\u2603\n');
   });
 
+  it('answers a waiting call as soon as its run holds the 16 MiB it may, not at the flush timeout', async () => {
+    const { client, id } = await kernel();
+    const line = 'x'.repeat(1024 * 1024 - 1);
+    // flush timeout 600 s, each call given 30 s: only the early answer of a full run lets this finish
+    const replies = await runToEnd(client, id, `import sys\nfor _ in range(40):\n    sys.stdout.write("x" * ${line.length} + "\\n")`, { flush: 600, timeoutMs: 30_000 });
+    expect(replies[0]!.status).to.equal('continued');
+    expect(consoleText([replies[0]!], 'stdout').length).to.be.at.least(16 * 1024 * 1024);
+    expect(replies.at(-1)!.status).to.equal('finished');
+    expect(consoleText(replies, 'stdout')).to.equal(`${line}\n`.repeat(40));
+  });
+
   it('truncates a 20 MiB record instead of failing', async () => {
     const { client, id } = await kernel();
     const replies = await runToEnd(client, id, 'import sys\nsys.stdout.write("x" * (20 * 1024 * 1024))\nsys.stdout.flush()\nprint()\nprint("after")');
