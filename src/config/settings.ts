@@ -59,7 +59,8 @@ interface SettingSpec<K extends keyof Settings> {
   parse(raw: string): Settings[K];
 }
 
-function number(min: number, max: number, integer = false) {
+/** A parser of a number setting in `min..max` (whole numbers only when `integer`), with errors that name the value. */
+export function number(min: number, max: number, integer = false) {
   return (raw: string): number => {
     const v = Number(raw.trim());
     if (raw.trim() === '' || !Number.isFinite(v)) throw new Error(`${JSON.stringify(raw)} is not a number`);

@@ -3,8 +3,8 @@
  * per id, at most N at once against Docker, rolling back every step on
  * failure; claiming a warm pooled container first when a pool is given),
  * destroys, restarts and resets them, re-adopts them after an agent restart
- * (src/kernels/adopt.ts), reaps idle ones, and notices containers that die
- * by themselves.
+ * (src/kernels/adopt.ts), and through KernelWatch (src/kernels/watch.ts)
+ * reaps idle ones and notices containers that die by themselves.
  * It knows Docker (through the adapter) and the file system, never frames.
  */
 import { promises as fs } from 'node:fs';
@@ -14,7 +14,7 @@ import { AgentError, DockerError, errorMessage, KernelCreationError, KernelNotFo
 import { KERNEL_PORTS, type ContainerSecurity, type DockerEngine } from '../adapters/docker.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
 import { CoresExhausted, CpuAllocator } from './allocator.js';
-import { containerRequest, imageTraits, LABELS, prepareScratch, type ImageTraits } from './launch.js';
+import { containerRequest, imageTraits, prepareScratch, type ImageTraits } from './launch.js';
 import { Semaphore } from './semaphore.js';
 import { checkMounts, parseKernelConfig, type KernelSpec } from './spec.js';
 import type { CgroupStats } from './stats.js';
@@ -23,6 +23,7 @@ import type { KernelRelay } from '../relay/kernel-relay.js';
 import type { TerminalRelay } from '../relay/terminal.js';
 import { KernelRelays } from './relays.js';
 import { adoptKernels } from './adopt.js';
+import { KernelWatch } from './watch.js';
 import type { PooledContainer, WarmPool } from '../pool/pool.js';
 import { environStatement, shellWaitStatement } from '../pool/claims.js';
 
@@ -84,8 +85,7 @@ export class KernelService {
   private readonly pendingReports: Array<[string, string, KernelStats | null]> = [];
   readonly createSlots: Semaphore;
   readonly cores: CpuAllocator;
-  private readonly background = new AbortController();
-  private reaper: NodeJS.Timeout | null = null;
+  private readonly watch: KernelWatch;
 
   constructor(private readonly deps: KernelServiceDeps) {
     this.createSlots = new Semaphore(deps.createConcurrency);
@@ -97,6 +97,16 @@ export class KernelService {
       onExecTimeout: (id, log) => {
         this.destroy(id, 'exec-timeout').catch((err: unknown) => log.error('destroying a timed-out kernel failed', { error: errorMessage(err) }));
       },
+    });
+    this.watch = new KernelWatch({
+      docker: deps.docker,
+      agentId: deps.agentId,
+      log: deps.log,
+      idleTimeoutSec: () => deps.settings().idleTimeoutSec,
+      kernels: () => this.kernels.values(),
+      isCreating: (id) => this.creating.has(id),
+      destroy: (id, reason) => this.destroy(id, reason),
+      strayDied: (cid) => deps.pool?.died(cid),
     });
   }
 
@@ -464,52 +474,14 @@ export class KernelService {
     for (const r of this.pendingReports.splice(0)) this.deps.emit('kernel_terminated', r);
   }
 
-  /** Starts the idle reaper and the watch for containers that die by themselves. */
+  /** Starts the idle reaper and the watch for containers that die by themselves (src/kernels/watch.ts). */
   startBackground(): void {
-    void this.deps.docker.watchDeaths(`${LABELS.agent}=${this.deps.agentId}`, (cid) => this.onDeath(cid), this.deps.log, this.background.signal, () => {
-      this.reconcile().catch((err: unknown) => this.deps.log.warn('could not check the kernels after Docker came back', { error: errorMessage(err) }));
-    });
-    const tick = () => {
-      this.reapIdle();
-      const idle = this.deps.settings().idleTimeoutSec;
-      this.reaper = setTimeout(tick, idle > 0 ? Math.min(Math.max(idle * 250, 250), 10_000) : 10_000);
-    };
-    tick();
+    this.watch.start();
   }
 
   /** Stops the background work and closes the relays; kernels keep running (a clean agent shutdown does not kill them). */
   close(): void {
-    this.background.abort();
-    if (this.reaper) clearTimeout(this.reaper);
+    this.watch.stop();
     this.relays.closeAll();
-  }
-
-  /** Treats every held kernel whose container is gone or stopped as dead (after a Docker outage). */
-  private async reconcile(): Promise<void> {
-    for (const rec of [...this.kernels.values()]) {
-      if (rec.state !== 'running') continue;
-      const state = await this.deps.docker.inspect(rec.containerId);
-      if (!state?.running) this.onDeath(rec.containerId);
-    }
-  }
-
-  private onDeath(containerId: string): void {
-    const rec = [...this.kernels.values()].find((r) => r.containerId === containerId);
-    if (!rec) this.deps.pool?.died(containerId);
-    // A claim still under way finds out by itself (its runner does not answer) and falls back to a cold create.
-    if (!rec || rec.state !== 'running' || this.creating.has(rec.id)) return; // ours to remove: a destroy or restart is under way
-    this.deps.log.warn('kernel container died by itself', { kernelId: rec.id });
-    this.destroy(rec.id, 'self-terminated').catch((err: unknown) => this.deps.log.error('clean-up of a dead kernel failed', { kernelId: rec.id, error: errorMessage(err) }));
-  }
-
-  private reapIdle(): void {
-    const idle = this.deps.settings().idleTimeoutSec;
-    if (idle <= 0) return;
-    const now = Date.now();
-    for (const rec of this.kernels.values()) {
-      if (rec.state !== 'running' || rec.busy || now - rec.lastUsed < idle * 1000) continue;
-      this.deps.log.info('destroying an idle kernel', { kernelId: rec.id, idleSec: Math.round((now - rec.lastUsed) / 1000) });
-      this.destroy(rec.id, 'idle-timeout').catch((err: unknown) => this.deps.log.error('idle reaping failed', { kernelId: rec.id, error: errorMessage(err) }));
-    }
   }
 }

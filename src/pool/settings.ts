@@ -15,6 +15,7 @@
  *   pool/readiness_interval seconds between readiness checks of an idle container (0: only at creation)
  *   pool/fill_concurrency pooled containers created at once
  */
+import { number } from '../config/settings.js';
 
 /** A resource type of pooled containers. */
 export interface PoolType {
@@ -60,16 +61,6 @@ function json(raw: string): unknown {
   } catch {
     throw new Error(`${JSON.stringify(raw.slice(0, 80))} is not JSON`);
   }
-}
-
-function num(min: number, max: number, integer: boolean) {
-  return (raw: string): number => {
-    const v = Number(raw.trim());
-    if (raw.trim() === '' || !Number.isFinite(v)) throw new Error(`${JSON.stringify(raw)} is not a number`);
-    if (integer && !Number.isInteger(v)) throw new Error(`${JSON.stringify(raw)} is not a whole number`);
-    if (v < min || v > max) throw new Error(`${v} is outside ${min}..${max}`);
-    return v;
-  };
 }
 
 /** Reads a memory size: a number of MiB, or a string with a k/m/g suffix. */
@@ -128,13 +119,13 @@ const KEYS: ReadonlyArray<{ key: string; field: Field; parse(raw: string): unkno
   { key: 'types', field: 'types', parse: parseTypes },
   { key: 'images', field: 'images', parse: parseImages },
   { key: 'autoscale', field: 'autoscale', parse: bool },
-  { key: 'autoscale_window', field: 'autoscaleWindowSec', parse: num(1, 7 * 24 * 3600, false) },
-  { key: 'max', field: 'max', parse: num(0, 1000, true) },
-  { key: 'max_idle', field: 'maxIdleSec', parse: num(0, 7 * 24 * 3600, false) },
-  { key: 'zombie_allowance', field: 'zombieAllowanceSec', parse: num(0, 7 * 24 * 3600, false) },
-  { key: 'check_interval', field: 'checkIntervalSec', parse: num(0.1, 3600, false) },
-  { key: 'readiness_interval', field: 'readinessIntervalSec', parse: num(0, 7 * 24 * 3600, false) },
-  { key: 'fill_concurrency', field: 'fillConcurrency', parse: num(1, 64, true) },
+  { key: 'autoscale_window', field: 'autoscaleWindowSec', parse: number(1, 7 * 24 * 3600, false) },
+  { key: 'max', field: 'max', parse: number(0, 1000, true) },
+  { key: 'max_idle', field: 'maxIdleSec', parse: number(0, 7 * 24 * 3600, false) },
+  { key: 'zombie_allowance', field: 'zombieAllowanceSec', parse: number(0, 7 * 24 * 3600, false) },
+  { key: 'check_interval', field: 'checkIntervalSec', parse: number(0.1, 3600, false) },
+  { key: 'readiness_interval', field: 'readinessIntervalSec', parse: number(0, 7 * 24 * 3600, false) },
+  { key: 'fill_concurrency', field: 'fillConcurrency', parse: number(1, 64, true) },
 ];
 
 /** The pool keys (below `pool/`), for the settings' unknown-key check. */
