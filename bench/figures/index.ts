@@ -4,8 +4,10 @@
  */
 import type { Figure } from '../harness.js';
 import { coldCreateFigure } from './cold-create.js';
+import { densityFigure } from './density.js';
 import { executeFigure } from './execute.js';
 import { rpcFigure } from './rpc.js';
+import { streamingFigure } from './streaming.js';
 import { warmCreateFigure } from './warm-create.js';
 
-export const figures: Figure[] = [rpcFigure, coldCreateFigure, warmCreateFigure, executeFigure];
+export const figures: Figure[] = [rpcFigure, coldCreateFigure, warmCreateFigure, executeFigure, streamingFigure, densityFigure];

@@ -34,6 +34,8 @@ export interface BenchAgent {
   endpoint: string;
   agentId: string;
   client: AgentClient;
+  /** The agent process, for figures that read /proc. */
+  pid: number;
 }
 
 /** A second agent of the run, with settings of its own (e.g. a warm pool). */
@@ -161,7 +163,7 @@ export class BenchEnv {
         if (Date.now() > deadline) throw new Error(`the agent did not answer ping within 30 s (${errorMessage(err)}); its stderr:\n${child.stderr()}`);
       }
     }
-    return { endpoint, agentId, client };
+    return { endpoint, agentId, client, pid: child.proc.pid! };
   }
 
   /** Removes every container carrying a label filter (`key=value`); never others. */

@@ -164,7 +164,7 @@ export class KernelRelay {
   }
 
   private async collect(run: Run, apiVersion: number, flushTimeoutMs: number): Promise<RunResult> {
-    if (run.statuses.length === 0 && !run.done) {
+    if (run.statuses.length === 0 && !run.done && !run.output.full) { // full: answer now, the relay waits for this reply
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, flushTimeoutMs);
         run.wake = () => {

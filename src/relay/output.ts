@@ -6,6 +6,7 @@
  * Output bytes are decoded incrementally, so a character split across two
  * records comes out whole; a record over the size limit is cut with a marker.
  */
+import { StringDecoder } from 'node:string_decoder';
 
 /** Records larger than this are truncated (PROTOCOL.md section 4). */
 export const MAX_RECORD_BYTES = 10 * 1024 * 1024;
@@ -37,15 +38,17 @@ export class RunOutput {
   private entries: ConsoleEntry[] = [];
   private pendingBytes = 0;
   private roomWaiters: Array<() => void> = [];
-  private readonly decoders = { stdout: new TextDecoder('utf-8'), stderr: new TextDecoder('utf-8') };
+  // StringDecoder rather than a streaming TextDecoder: it keeps a split character for the next record just the same,
+  // and decodes through Buffer#toString, several times faster on the 64 KiB records of a big output.
+  private readonly decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
 
   /** Adds a `stdout` or `stderr` record; bytes may end in the middle of a character. */
   addText(stream: 'stdout' | 'stderr', payload: Buffer): void {
     this.pendingBytes += payload.length;
     const { bytes, truncated } = truncateRecord(payload);
-    let text = this.decoders[stream].decode(bytes, { stream: true });
+    let text = this.decoders[stream].write(bytes);
     if (truncated) {
-      text += this.decoders[stream].decode(); // flush what the cut left dangling
+      text += this.decoders[stream].end(); // flush what the cut left dangling
       text += `\n[output truncated: a record of ${payload.length} bytes exceeded the ${MAX_RECORD_BYTES}-byte limit]\n`;
     }
     if (text) this.push([stream, text]);
@@ -112,7 +115,7 @@ export class RunOutput {
   /** Flushes characters held back by the decoders (at the end of a run). */
   finish(): void {
     for (const stream of ['stdout', 'stderr'] as const) {
-      const rest = this.decoders[stream].decode();
+      const rest = this.decoders[stream].end();
       if (rest) this.push([stream, rest]);
     }
   }

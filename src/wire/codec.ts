@@ -59,10 +59,40 @@ function widenIntegers(value: unknown): unknown {
   return value;
 }
 
+/**
+ * An upper bound of the packed size of a value (strings at 3 bytes a
+ * character, 16 bytes for anything else), for plain arrays, objects,
+ * strings and byte buffers.
+ */
+export function packedSizeBound(value: unknown): number {
+  if (typeof value === 'string') return value.length * 3 + 5;
+  if (value instanceof Uint8Array) return value.length + 5;
+  let n = 16;
+  if (Array.isArray(value)) for (const v of value) n += packedSizeBound(v);
+  else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) n += k.length * 3 + 5 + packedSizeBound(v);
+  return n;
+}
+
+/** Values whose bound is above this are packed into a buffer of their own (see encode). */
+const BIG_VALUE_BYTES = 1024 * 1024;
+
 /** The msgpack codec the agent and its client use. */
 export const msgpackCodec: Codec = {
   encode(value: unknown): Buffer {
-    return packr.pack(widenIntegers(value));
+    const v = widenIntegers(value);
+    const bound = packedSizeBound(v);
+    if (bound <= BIG_VALUE_BYTES) return packr.pack(v);
+    // msgpackr packs into one buffer shared by every call; when a big string does not fit
+    // it allocates a larger one and copies the rest of the old one into it, junk included
+    // (tens of MiB per reply of a big output). A big value gets a buffer of its own, sized
+    // so that it never grows; then packing goes on in a fresh small buffer, so the big
+    // one lives only as long as the packed value.
+    packr.useBuffer(Buffer.allocUnsafeSlow(bound + 64 * 1024));
+    try {
+      return packr.pack(v);
+    } finally {
+      packr.useBuffer(Buffer.allocUnsafeSlow(8192));
+    }
   },
   decode(bytes: Uint8Array): unknown {
     // unpack() rejects trailing bytes, so one frame holds exactly one value.

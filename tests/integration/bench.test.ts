@@ -11,7 +11,7 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import { onCleanup, REPO_ROOT, requireEtcd, tempScratch } from '../helpers/env.js';
 
-const FIGURES = ['rpc', 'cold-create', 'warm-create', 'execute'];
+const FIGURES = ['rpc', 'cold-create', 'warm-create', 'execute', 'streaming', 'density'];
 
 interface Summary { n: number; median: number; p99: number }
 interface Metric { key: string; a: Summary; b: Summary; ratio: number }
@@ -52,10 +52,12 @@ describe('benchmark suite (short form)', function () {
       for (const m of r.metrics) {
         for (const side of [m.a, m.b]) {
           expect(side.n, `${name} ${m.key}`).to.be.greaterThan(0);
-          expect(side.median, `${name} ${m.key}`).to.be.greaterThan(0);
+          // an idle agent's CPU over a few seconds may truly be nothing; every other figure is a time, size or rate
+          if (m.key === 'cpu') expect(side.median, `${name} ${m.key}`).to.be.at.least(0);
+          else expect(side.median, `${name} ${m.key}`).to.be.greaterThan(0);
           expect(side.p99, `${name} ${m.key}`).to.be.at.least(side.median);
         }
-        expect(m.ratio, `${name} ${m.key}`).to.be.a('number').and.greaterThan(0);
+        if (m.b.median > 0) expect(m.ratio, `${name} ${m.key}`).to.be.a('number').and.greaterThan(0);
       }
       expect(r.verdict.met).to.be.a('boolean');
       expect(r.verdict.detail).to.be.a('string').and.not.empty;
@@ -67,6 +69,10 @@ describe('benchmark suite (short form)', function () {
     expect(runId, stderr).to.be.a('string');
     const docker = new Docker();
     expect(await docker.listContainers({ all: true, filters: { label: [`io.compute-agent.bench-run=${runId}`] } })).to.deep.equal([]);
-    expect(await docker.listContainers({ all: true, filters: { label: [`io.compute-agent.agent=i-${runId}`] } })).to.deep.equal([]);
+    // the run's agents: i-<run id>, and i-<run id>-<variant> for the pooled and density agents
+    const ours = (await docker.listContainers({ all: true, filters: { label: ['io.compute-agent.agent'] } })).filter((c) =>
+      c.Labels['io.compute-agent.agent']!.startsWith(`i-${runId}`),
+    );
+    expect(ours.map((c) => c.Names[0])).to.deep.equal([]);
   });
 });
