@@ -72,6 +72,7 @@ export interface RunResult {
   exitCode: number | null;
   options: Record<string, unknown> | null;
   files: Array<{ name: string; size: number }>;
+  /** Text entries are strings for a client; inside the agent they are still UTF-8 bytes (wire/utf8-text.ts). */
   console?: Array<[string, unknown]>;
   stdout?: string;
   stderr?: string;

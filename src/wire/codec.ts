@@ -5,7 +5,8 @@
  * The transport takes a {@link Codec}, so that tests (and one day another
  * encoding) can plug in without touching the socket loop.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { addExtension, Packr, Unpackr } from 'msgpackr';
+import { Utf8Text } from './utf8-text.js';
 
 /** Codec encodes values to bytes and back for the RPC payload frames. */
 export interface Codec {
@@ -26,6 +27,34 @@ const unpackr = new Unpackr({
   mapsAsObjects: true,
   int64AsType: 'number',
 });
+
+/**
+ * A {@link Utf8Text} goes out as a plain msgpack `str` (the shortest header,
+ * as Python's packer writes it) followed by its bytes, copied once. The
+ * extension type number is only a key msgpackr requires: nothing is written
+ * as an ext, and an ext of that number in a request is refused like any
+ * unknown one.
+ */
+const UTF8_TEXT_KEY = 0x55;
+addExtension({
+  Class: Utf8Text,
+  type: UTF8_TEXT_KEY,
+  pack(text: Utf8Text, allocateForWrite: (size: number) => { target: Uint8Array; position: number }) {
+    const n = text.byteLength;
+    const header = n < 32 ? [0xa0 | n] : n < 0x100 ? [0xd9, n] : n < 0x10000 ? [0xda, n >>> 8, n & 0xff] : [0xdb, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
+    const { target, position } = allocateForWrite(header.length + n);
+    target.set(header, position);
+    let at = position + header.length;
+    for (const chunk of text.chunks) {
+      target.set(chunk, at);
+      at += chunk.length;
+    }
+    return undefined; // written in place: nothing more to add
+  },
+  unpack() {
+    throw new Error(`Unknown extension type ${UTF8_TEXT_KEY}`);
+  },
+} as unknown as Parameters<typeof addExtension>[0]);
 
 const INT32_MIN = -0x80000000;
 const UINT32_MAX = 0xffffffff;
@@ -62,11 +91,12 @@ function widenIntegers(value: unknown): unknown {
 /**
  * An upper bound of the packed size of a value (strings at 3 bytes a
  * character, 16 bytes for anything else), for plain arrays, objects,
- * strings and byte buffers.
+ * strings, byte buffers and UTF-8 texts.
  */
 export function packedSizeBound(value: unknown): number {
   if (typeof value === 'string') return value.length * 3 + 5;
   if (value instanceof Uint8Array) return value.length + 5;
+  if (value instanceof Utf8Text) return value.byteLength + 5;
   let n = 16;
   if (Array.isArray(value)) for (const v of value) n += packedSizeBound(v);
   else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) n += k.length * 3 + 5 + packedSizeBound(v);

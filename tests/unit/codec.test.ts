@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { MethodNotFoundError, ParametersError, toWireError } from '../../src/errors.js';
+import { Utf8Text } from '../../src/wire/utf8-text.js';
 import { msgpackCodec } from '../../src/wire/codec.js';
 import { buildReplyFrames, parseRequestFrames } from '../../src/wire/frames.js';
 import { decodeReplyHeader, decodeRequestHeader, encodeReplyHeader, encodeRequestHeader } from '../../src/wire/headers.js';
@@ -126,6 +127,17 @@ describe('wire codec', () => {
       expect(msgpackCodec.encode('é')[0]! & 0xe0).to.equal(0xa0); // fixstr
       expect(msgpackCodec.encode(Buffer.from('é'))[0]).to.equal(0xc4); // bin8
       expect(msgpackCodec.encode(undefined).toString('hex')).to.equal('c0');
+    });
+
+    it('packs UTF-8 text held as bytes exactly as the same string, at every str header size', () => {
+      for (const n of [0, 31, 32, 255, 256, 65535, 65536, 3 * 1024 * 1024]) {
+        const s = 'é'.repeat(Math.floor(n / 2)) + 'x'.repeat(n % 2); // n bytes
+        const bytes = Buffer.from(s);
+        const text = new Utf8Text().appendUtf8(bytes.subarray(0, 7)).appendUtf8(bytes.subarray(7)); // in two chunks
+        const reply = (v: unknown) => ({ runId: 'r', console: [['stdout', v]], exitCode: null });
+        expect(msgpackCodec.encode(reply(text)).equals(msgpackCodec.encode(reply(s))), `${n} bytes`).to.equal(true);
+        expect(msgpackCodec.encode(text).equals(msgpackCodec.encode(s)), `${n} bytes alone`).to.equal(true);
+      }
     });
   });
 
