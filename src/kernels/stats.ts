@@ -5,7 +5,7 @@
  * sampling period (hundreds of ms per container), which does not scale to
  * periodic samples of every kernel on a node.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { KernelStats } from '../rpc/methods.js';
 
@@ -61,15 +61,13 @@ export class CgroupStats {
     // The pid may have exited and been reused by an unrelated process; its
     // cgroup file tells us whether it still belongs to this container, and
     // only then are its net/dev and cgroup path about the container.
-    const procCgroup = pid === null ? null : await readText(`/proc/${pid}/cgroup`);
+    const procCgroup = pid === null ? null : readText(`/proc/${pid}/cgroup`);
     const pidIsOurs = procCgroup !== null && procCgroup.includes(containerId);
     known.rel ??= await this.locate(containerId, pidIsOurs ? procCgroup : null);
 
-    const [cg, net, scratch] = await Promise.all([
-      this.readCgroup(known.rel),
-      pidIsOurs ? readNetDev(`/proc/${pid}/net/dev`) : { rx: 0, tx: 0 },
-      scratchSize(scratchDir),
-    ]);
+    const cg = this.readCgroup(known.rel);
+    const net = pidIsOurs ? readNetDev(`/proc/${pid}/net/dev`) : { rx: 0, tx: 0 };
+    const scratch = await scratchSize(scratchDir);
     known.maxScratch = Math.max(known.maxScratch, scratch);
     return {
       ...cg,
@@ -91,10 +89,10 @@ export class CgroupStats {
     let known = this.known.get(containerId);
     if (!known) this.known.set(containerId, (known = { maxScratch: 0 }));
     if (known.rel === undefined) {
-      const procCgroup = pid === null ? null : await readText(`/proc/${pid}/cgroup`);
+      const procCgroup = pid === null ? null : readText(`/proc/${pid}/cgroup`);
       known.rel = await this.locate(containerId, procCgroup !== null && procCgroup.includes(containerId) ? procCgroup : null);
     }
-    const cg = await this.readCgroup(known.rel);
+    const cg = this.readCgroup(known.rel);
     return { cpu_used: cg.cpu_used, mem_cur_bytes: cg.mem_cur_bytes };
   }
 
@@ -124,13 +122,11 @@ export class CgroupStats {
     return undefined; // not cached: the container may not have started yet
   }
 
-  private async readCgroup(rel: string | undefined): Promise<Omit<KernelStats, 'net_rx_bytes' | 'net_tx_bytes' | 'io_max_scratch_size' | 'io_cur_scratch_size'>> {
+  private readCgroup(rel: string | undefined): Omit<KernelStats, 'net_rx_bytes' | 'net_tx_bytes' | 'io_max_scratch_size' | 'io_cur_scratch_size'> {
     if (rel === undefined) return { cpu_used: 0, mem_max_bytes: 0, mem_cur_bytes: 0, io_read_bytes: 0, io_write_bytes: 0 };
     if (this.version === 'v2') {
       const dir = path.join(this.root, rel);
-      const [cpuStat, peak, current, ioStat] = await Promise.all(
-        ['cpu.stat', 'memory.peak', 'memory.current', 'io.stat'].map((f) => readText(path.join(dir, f))),
-      );
+      const [cpuStat, peak, current, ioStat] = ['cpu.stat', 'memory.peak', 'memory.current', 'io.stat'].map((f) => readText(path.join(dir, f)));
       const io = sumKeys(ioStat ?? '', ['rbytes', 'wbytes']);
       const cur = toNumber(current);
       return {
@@ -143,12 +139,10 @@ export class CgroupStats {
       };
     }
     const at = (ctl: string, f: string) => readText(path.join(this.root, ctl, rel, f));
-    const [usage, maxUsage, curUsage, blkio] = await Promise.all([
-      at('cpuacct', 'cpuacct.usage'),
-      at('memory', 'memory.max_usage_in_bytes'),
-      at('memory', 'memory.usage_in_bytes'),
-      at('blkio', 'blkio.throttle.io_service_bytes'),
-    ]);
+    const usage = at('cpuacct', 'cpuacct.usage');
+    const maxUsage = at('memory', 'memory.max_usage_in_bytes');
+    const curUsage = at('memory', 'memory.usage_in_bytes');
+    const blkio = at('blkio', 'blkio.throttle.io_service_bytes');
     // Lines are "MAJ:MIN Op bytes" plus a final "Total bytes"; sum per op over devices.
     let read = 0;
     let write = 0;
@@ -168,10 +162,17 @@ export class CgroupStats {
   }
 }
 
-/** A file's text, or null when it cannot be read (gone, absent controller, process exited). */
-async function readText(file: string): Promise<string | null> {
+/**
+ * A cgroup or /proc file's text, or null when it cannot be read (gone,
+ * absent controller, process exited). Read synchronously on purpose: these
+ * files live in the kernel's memory and answer in microseconds, while an
+ * async read costs four thread-pool round trips each (open, stat, read,
+ * close), which made sampling 100 kernels every heartbeat most of an idle
+ * agent's CPU.
+ */
+function readText(file: string): string | null {
   try {
-    return await fs.readFile(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (err) {
     if (isSystemError(err)) return null;
     throw err;
@@ -212,8 +213,8 @@ function sumKeys(text: string, keys: string[]): Record<string, number> {
 }
 
 /** Received and sent bytes over all interfaces but lo; zeros when the process is gone. */
-async function readNetDev(file: string): Promise<{ rx: number; tx: number }> {
-  const text = await readText(file);
+function readNetDev(file: string): { rx: number; tx: number } {
+  const text = readText(file);
   let rx = 0;
   let tx = 0;
   for (const line of (text ?? '').split('\n').slice(2)) {
