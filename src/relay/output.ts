@@ -56,8 +56,6 @@ export class RunOutput {
   private entries: ConsoleEntry[] = [];
   private pendingBytes = 0;
   private roomWaiters: Array<() => void> = [];
-  // StringDecoder rather than a streaming TextDecoder: it keeps a split character for the next record just the same,
-  // and decodes through Buffer#toString, several times faster on the 64 KiB records of a big output.
   // Per stream, the first bytes of a character the last record cut (at most 3).
   private readonly held = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
 

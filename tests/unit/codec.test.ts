@@ -139,6 +139,10 @@ describe('wire codec', () => {
         expect(msgpackCodec.encode(text).equals(msgpackCodec.encode(s)), `${n} bytes alone`).to.equal(true);
       }
     });
+
+    it('refuses, in a request, an ext of the number msgpackr files UTF-8 text under', () => {
+      expect(() => msgpackCodec.decode(Buffer.from([0xd4, 0x55, 0x00]))).to.throw(/Unknown extension type 85/);
+    });
   });
 
   describe('frame sets', () => {
