@@ -21,6 +21,8 @@ export const LABELS = {
   /** `<lang>/<type>` of a warm pooled container (no kernel id until claimed). */
   pool: 'io.compute-agent.pool',
   poolSlot: 'io.compute-agent.pool-slot',
+  /** Digest of the settings a pooled container was made with (lock-down, kernel uid, publish address). */
+  poolRecipe: 'io.compute-agent.pool-recipe',
 } as const;
 
 /** CPU weight of warm pooled containers: they hold every core but yield to kernels until claimed. */
@@ -56,8 +58,8 @@ export interface LaunchInput {
   publishHost: string;
   security: ContainerSecurity;
   createdAt: number;
-  /** Set for a warm pooled container: its pool key (`<lang>/<type>`) and slot, instead of a kernel id. */
-  pool?: { key: string; slot: string };
+  /** Set for a warm pooled container: its pool key (`<lang>/<type>`), slot and recipe, instead of a kernel id. */
+  pool?: { key: string; slot: string; recipe: string };
 }
 
 /** The container name, `kernel.<lang name>.<kernel id>`. */
@@ -70,7 +72,9 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
   const env = Object.entries(i.spec.environ).map(([k, v]) => `${k}=${v}`);
   for (const name of i.traits.coreCountEnvs) env.push(`${name}=${i.cpuSet.length}`);
   if (i.traits.features.has('uid-match')) env.push(`LOCAL_USER_ID=${i.kernelUid}`);
-  const identity: Record<string, string> = i.pool ? { [LABELS.pool]: i.pool.key, [LABELS.poolSlot]: i.pool.slot } : { [LABELS.kernel]: i.kernelId };
+  const identity: Record<string, string> = i.pool
+    ? { [LABELS.pool]: i.pool.key, [LABELS.poolSlot]: i.pool.slot, [LABELS.poolRecipe]: i.pool.recipe }
+    : { [LABELS.kernel]: i.kernelId };
   return {
     name: containerName(i.spec.lang, i.pool ? `pool-${i.pool.slot}` : i.kernelId),
     image: i.spec.image,

@@ -1,25 +1,45 @@
 /**
  * The hygiene pass of the warm pool, run every `pool/check_interval`: idle
- * pooled containers that died, or were built from an image that has since
+ * pooled containers that died, were built from an image that has since
  * changed (another image id under the same name, or another image prefix),
- * are removed (sizing then replaces them), and so are idle containers whose
- * runner does not answer a readiness check (every `pool/readiness_interval`
- * seconds, 5 s to answer); containers labelled as pooled by
- * this agent that it does not track and that are older than
+ * or were made with kernel settings that have since changed (lock-down,
+ * kernel uid, publish address: {@link poolRecipe}) are removed (sizing then
+ * replaces them), and so are idle containers whose runner does not answer a
+ * readiness check (every `pool/readiness_interval` seconds, 5 s to answer);
+ * containers labelled as pooled by this agent that it does not track and
+ * that are older than
  * `pool/zombie_allowance` are removed; claim records whose container is gone
  * are deleted.
  */
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import { LABELS } from '../kernels/launch.js';
+import type { ContainerSecurity } from '../adapters/docker.js';
 import type { WarmPool } from './pool.js';
+
+/** What of the kernel settings a container is made with and a claim cannot change. */
+export type RecipeSettings = { kernelUid: number; security: ContainerSecurity; publishAddr: string };
+
+/**
+ * A short digest of the settings a pooled container is made with and a claim
+ * cannot change afterwards (its lock-down, the kernel uid, the address its
+ * ports are published on); hygiene replaces idle containers whose digest is
+ * not the current one, so a settings change reaches the pool too.
+ */
+export function poolRecipe(s: RecipeSettings): string {
+  const { kernelUid, security, publishAddr } = s;
+  return createHash('sha256').update(JSON.stringify({ kernelUid, security, publishAddr })).digest('hex').slice(0, 16);
+}
 
 /** Runs one hygiene pass over the pool. */
 export async function runHygiene(pool: WarmPool): Promise<void> {
   const { docker, log, agentId, scratchRoot } = pool.deps;
   const s = pool.deps.settings();
-  const prefix = pool.deps.kernelSettings().imagePrefix;
+  const kernelSettings = pool.deps.kernelSettings();
+  const prefix = kernelSettings.imagePrefix;
+  const recipe = poolRecipe(kernelSettings);
   const listed = await docker.listByLabel(`${LABELS.agent}=${agentId}`);
   const byId = new Map(listed.map((c) => [c.id, c]));
 
@@ -32,6 +52,7 @@ export async function runHygiene(pool: WarmPool): Promise<void> {
     const seen = byId.get(c.containerId);
     if (!seen?.running) await pool.drop(c, 'the container died');
     else if (c.image !== prefix + c.lang) await pool.drop(c, `the image prefix changed (now ${prefix})`);
+    else if (c.recipe !== recipe) await pool.drop(c, 'the kernel settings it was made with changed (lock-down, kernel uid or publish address)');
     else {
       const id = await imageId(c.image);
       if (id === null) await pool.drop(c, `image ${c.image} is no longer on the node`);

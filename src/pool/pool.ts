@@ -25,7 +25,7 @@ import { containerName, containerRequest, imageTraits, LABELS, prepareScratch, t
 import type { KernelSpec } from '../kernels/spec.js';
 import { KernelRelay } from '../relay/kernel-relay.js';
 import { ClaimStore, type ClaimRecord } from './claims.js';
-import { runHygiene } from './hygiene.js';
+import { poolRecipe, runHygiene } from './hygiene.js';
 import { fittingType, type PoolSettings, type PoolType } from './settings.js';
 import { decideSize } from './sizing.js';
 import { limitsExact, pinCores, type PinnedLimits } from './pinning.js';
@@ -39,6 +39,8 @@ export interface PooledContainer {
   type: string;
   image: string;
   imageId: string;
+  /** `poolRecipe` (hygiene.ts) of the settings it was made with ('' when its label has none). */
+  recipe: string;
   slot: string;
   home: string;
   pid: number | null;
@@ -238,7 +240,7 @@ export class WarmPool {
     const image = this.deps.kernelSettings().imagePrefix + lang;
     const traits = await this.deps.docker.image(image).then((i) => imageTraits(i.labels), () => imageTraits({}));
     this.idle.set(c.id, {
-      containerId: c.id, key: poolKey(lang, type), lang, type, image, imageId: c.imageId, slot, home, pid: state.pid,
+      containerId: c.id, key: poolKey(lang, type), lang, type, image, imageId: c.imageId, recipe: c.labels[LABELS.poolRecipe] ?? '', slot, home, pid: state.pid,
       ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits: null, relay: null,
     });
   }
@@ -362,7 +364,9 @@ export class WarmPool {
     const key = poolKey(lang, type.name);
     const slot = randomBytes(6).toString('hex');
     const home = path.join(this.deps.scratchRoot, '.pool', slot);
-    const { imagePrefix, kernelUid, security, publishAddr } = this.deps.kernelSettings();
+    const settings = this.deps.kernelSettings();
+    const { imagePrefix, kernelUid, security, publishAddr } = settings;
+    const recipe = poolRecipe(settings);
     this.creating.set(slot, key);
     const t0 = performance.now();
     let containerId = '';
@@ -376,7 +380,7 @@ export class WarmPool {
       containerId = await this.deps.docker.create(
         containerRequest({
           agentId: this.deps.agentId, kernelId: '', spec, cpuSet: this.deps.allCores, traits, scratchDir: home, kernelUid,
-          publishHost: publishAddr || this.deps.kernelHost, security, createdAt: Date.now(), pool: { key, slot },
+          publishHost: publishAddr || this.deps.kernelHost, security, createdAt: Date.now(), pool: { key, slot, recipe },
         }),
       );
       await this.deps.docker.start(containerId);
@@ -396,7 +400,7 @@ export class WarmPool {
         return; // the next start takes it back
       }
       this.idle.set(containerId, {
-        containerId, key, lang, type: type.name, image: imageName, imageId: image.id, slot, home, pid: state.pid,
+        containerId, key, lang, type: type.name, image: imageName, imageId: image.id, recipe, slot, home, pid: state.pid,
         ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits, relay,
       });
       this.backoff.delete(key);

@@ -166,6 +166,20 @@ describe('warm pool', function () {
     expect(await docker.getContainer(before!).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
   });
 
+  it('replaces the idle pooled containers when a lock-down setting changes, and the new ones carry it', async () => {
+    const { agent, etcd } = await startAgent({}, (ns) => putPool(ns, { [LANG]: { small: 1 } }));
+    const [before] = await settled(agent, 1);
+    expect((await docker.getContainer(before!).inspect()).HostConfig.PidsLimit).to.equal(1024);
+    await etcd.put('config/agent/kernel_pids_limit').value('512');
+    await eventually('the pooled container to be replaced', () => {
+      const idle = [...agent.warmPool!.idle.keys()];
+      return idle.length === 1 && idle[0] !== before && agent.warmPool!.creating.size === 0;
+    }, 90_000, 100);
+    const [after] = [...agent.warmPool!.idle.keys()];
+    expect((await docker.getContainer(after!).inspect()).HostConfig.PidsLimit).to.equal(512);
+    expect(await docker.getContainer(before!).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
+  });
+
   it('replaces an idle container that died and one whose runner stopped answering its readiness check', async () => {
     const { agent } = await startAgent({}, (ns) => putPool(ns, { [LANG]: { small: 2 } }, { readiness_interval: '1' }));
     const [dead, hung] = await settled(agent, 2);
