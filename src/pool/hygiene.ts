@@ -7,9 +7,8 @@
  * replaces them), and so are idle containers whose runner does not answer a
  * readiness check (every `pool/readiness_interval` seconds, 5 s to answer);
  * containers labelled as pooled by this agent that it does not track and
- * that are older than
- * `pool/zombie_allowance` are removed; claim records whose container is gone
- * are deleted.
+ * that are older than `pool/zombie_allowance` are removed; claim records
+ * whose container is gone are deleted.
  */
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';

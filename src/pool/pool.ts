@@ -125,10 +125,13 @@ export class WarmPool {
     const s = this.deps.settings();
     if (this.closed || Object.keys(s.images).length === 0) return null; // no pool: not a fallback either
     const servable = spec.mounts.length === 0 && spec.gpuCount === 0 && (spec.gpuSet?.length ?? 0) === 0; // mounts and GPUs cannot be added live
-    const types = s.types.filter((t) => [...this.idle.values()].some((c) => c.lang === spec.lang && c.type === t.name && c.image === spec.image));
+    // A container made with other kernel settings than today's is never handed out; hygiene replaces it.
+    const recipe = poolRecipe(this.deps.kernelSettings());
+    const usable = [...this.idle.values()].filter((c) => c.lang === spec.lang && c.image === spec.image && c.recipe === recipe && !c.checking);
+    const types = s.types.filter((t) => usable.some((c) => c.type === t.name));
     let type: PoolType | null;
     while (servable && (type = fittingType(types, spec.cpuCount, spec.memMiB))) {
-      const fits = [...this.idle.values()].filter((e) => e.lang === spec.lang && e.type === type!.name && e.image === spec.image && !e.checking);
+      const fits = usable.filter((e) => e.type === type!.name);
       const c = fits.find((e) => limitsExact(e.limits, cpuSet, spec.memMiB)) ?? fits[0];
       if (c) {
         this.idle.delete(c.containerId);

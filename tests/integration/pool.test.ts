@@ -166,16 +166,24 @@ describe('warm pool', function () {
     expect(await docker.getContainer(before!).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
   });
 
-  it('replaces the idle pooled containers when a lock-down setting changes, and the new ones carry it', async () => {
-    const { agent, etcd } = await startAgent({}, (ns) => putPool(ns, { [LANG]: { small: 1 } }));
+  it('never hands out a pooled container made with other lock-down settings, and replaces it at the next check', async () => {
+    // Hygiene only when the test calls it: a create must not get the stale container in the meantime.
+    const { agent, client, etcd } = await startAgent({}, (ns) => putPool(ns, { [LANG]: { small: 1 } }, { check_interval: '3600' }));
     const [before] = await settled(agent, 1);
+    const pool = agent.warmPool!;
     expect((await docker.getContainer(before!).inspect()).HostConfig.PidsLimit).to.equal(1024);
     await etcd.put('config/agent/kernel_pids_limit').value('512');
+    await eventually('the new limit to be in force', () => pool.deps.kernelSettings().security.pidsLimit === 512);
+    const info: KernelInfo = await client.callWithTimeout(30_000, methods.create_kernel, uniqueName('k'), config({ cpu_slot: 1, mem_slot: 128 }));
+    expect(info.container_id).to.not.equal(before);
+    expect((await docker.getContainer(info.container_id).inspect()).HostConfig.PidsLimit).to.equal(512);
+    expect([...pool.idle.keys()]).to.deep.equal([before]); // cold: the stale one was not taken
+    await pool.tick();
     await eventually('the pooled container to be replaced', () => {
-      const idle = [...agent.warmPool!.idle.keys()];
-      return idle.length === 1 && idle[0] !== before && agent.warmPool!.creating.size === 0;
+      const idle = [...pool.idle.keys()];
+      return idle.length === 1 && idle[0] !== before && pool.creating.size === 0;
     }, 90_000, 100);
-    const [after] = [...agent.warmPool!.idle.keys()];
+    const [after] = [...pool.idle.keys()];
     expect((await docker.getContainer(after!).inspect()).HostConfig.PidsLimit).to.equal(512);
     expect(await docker.getContainer(before!).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
   });
