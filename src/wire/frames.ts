@@ -102,8 +102,7 @@ export function buildReplyFrames(
   payload: Buffer,
 ): Buffer[] {
   const header = replyHeader(stamp.pid, stamp.random, requestId, Date.now() / 1000, isError);
-  if (envelope.length === 1) return [envelope[0]!, header, payload]; // a DEALER peer: the usual case
-  const frames = envelope.slice();
+  const frames = envelope.slice(); // no spread: this runs once per reply
   frames.push(header, payload);
   return frames;
 }

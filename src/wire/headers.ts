@@ -20,11 +20,12 @@ export interface ReplyHeader extends RequestHeader {
   isError: boolean;
 }
 
-function writeCommon(buf: Buffer, h: RequestHeader): Buffer {
-  buf.writeUInt16LE(h.pid & 0xffff, 0);
-  buf.writeUInt16LE(h.random & 0xffff, 2);
-  buf.writeUInt32LE(h.requestId >>> 0, 4);
-  buf.writeDoubleLE(h.time, 8);
+/** Writes the fields both headers share (plain arguments: the server writes one per reply, with no object for it). */
+function writeCommon(buf: Buffer, pid: number, random: number, requestId: number, time: number): Buffer {
+  buf.writeUInt16LE(pid & 0xffff, 0);
+  buf.writeUInt16LE(random & 0xffff, 2);
+  buf.writeUInt32LE(requestId >>> 0, 4);
+  buf.writeDoubleLE(time, 8);
   return buf;
 }
 
@@ -36,7 +37,7 @@ const view = (frame: Uint8Array) => Buffer.from(frame.buffer, frame.byteOffset, 
 
 /** Encodes a request header; used by the client. */
 export function encodeRequestHeader(h: RequestHeader): Buffer {
-  return writeCommon(Buffer.allocUnsafe(REQUEST_HEADER_SIZE), h);
+  return writeCommon(Buffer.allocUnsafe(REQUEST_HEADER_SIZE), h.pid, h.random, h.requestId, h.time);
 }
 
 /** Decodes a request header, or returns undefined when the frame is not one. */
@@ -51,11 +52,7 @@ export function encodeReplyHeader(h: ReplyHeader): Buffer {
 
 /** {@link encodeReplyHeader} from plain arguments: the server writes one per reply, without an object for it. */
 export function replyHeader(pid: number, random: number, requestId: number, time: number, isError: boolean): Buffer {
-  const buf = Buffer.allocUnsafe(REPLY_HEADER_SIZE);
-  buf.writeUInt16LE(pid & 0xffff, 0);
-  buf.writeUInt16LE(random & 0xffff, 2);
-  buf.writeUInt32LE(requestId >>> 0, 4);
-  buf.writeDoubleLE(time, 8);
+  const buf = writeCommon(Buffer.allocUnsafe(REPLY_HEADER_SIZE), pid, random, requestId, time);
   buf[16] = isError ? 1 : 0;
   return buf;
 }
@@ -65,6 +62,7 @@ export function decodeReplyHeader(frame: Uint8Array): ReplyHeader | undefined {
   if (frame.length !== REPLY_HEADER_SIZE) return undefined;
   const flag = frame[16]!;
   if (flag > 1) return undefined;
-  const buf = view(frame); // read in place rather than spreading readCommon's object: the client decodes one per reply
-  return { pid: buf.readUInt16LE(0), random: buf.readUInt16LE(2), requestId: buf.readUInt32LE(4), time: buf.readDoubleLE(8), isError: flag === 1 };
+  const h = readCommon(view(frame)) as ReplyHeader; // completed in place rather than spread into a new object: the client decodes one per reply
+  h.isError = flag === 1;
+  return h;
 }
