@@ -8,33 +8,18 @@
  * from `schedstat`, in nanoseconds). Kernels are made before the first round
  * and destroyed after the last, untimed.
  */
-import { promises as fs } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { methods } from '../../src/rpc/methods.js';
 import type { Figure, Side } from '../harness.js';
 import type { BenchAgent } from '../lib/env.js';
+import { cpuNs, rssKiB } from '../lib/proc.js';
 import { KERNEL_CONFIG } from './cold-create.js';
-
-/** CPU time (ns) the process has used, all threads. */
-export async function cpuNs(pid: number): Promise<number> {
-  let total = 0;
-  for (const tid of await fs.readdir(`/proc/${pid}/task`)) {
-    const line = await fs.readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').catch(() => '0');
-    total += Number(line.split(' ')[0]) || 0;
-  }
-  return total;
-}
-
-async function rssMiB(pid: number): Promise<number> {
-  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) / 1024;
-}
 
 function side(label: string, agent: BenchAgent, windowMs: number, pings: number): Side {
   return {
     label,
     async measure() {
-      const rss = await rssMiB(agent.pid);
+      const rss = (await rssKiB(agent.pid)) / 1024;
       const c0 = await cpuNs(agent.pid);
       const t0 = performance.now();
       await new Promise((r) => setTimeout(r, windowMs));

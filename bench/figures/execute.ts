@@ -8,10 +8,10 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { KernelRelay } from '../../src/relay/kernel-relay.js';
-import { methods, type KernelInfo, type RunResult } from '../../src/rpc/methods.js';
+import { methods, type RunResult } from '../../src/rpc/methods.js';
 import type { Figure, Side } from '../harness.js';
 import type { BenchAgent } from '../lib/env.js';
-import { directRelay } from '../lib/runner.js';
+import { directRelay, kernelPair } from '../lib/runner.js';
 import { KERNEL_CONFIG } from './cold-create.js';
 
 const CODE = 'x=1';
@@ -63,32 +63,9 @@ export const executeFigure: Figure = {
   rounds: { full: 10, short: 2 },
   async prepare(env, settings) {
     const agent = await env.agent();
-    const config = { ...KERNEL_CONFIG, cpu_set: [0] };
-    const viaAgent = `${env.runId}-exec-agent`;
-    const direct = `${env.runId}-exec-direct`;
-    const create = (id: string) => agent.client.callWithTimeout(120_000, methods.create_kernel, id, config);
-    const destroy = (id: string) => agent.client.callWithTimeout(120_000, methods.destroy_kernel, id).catch(() => null);
-    let info: KernelInfo;
-    await create(viaAgent);
-    try {
-      info = await create(direct);
-    } catch (err) {
-      await destroy(viaAgent);
-      throw err;
-    }
-    const relay = directRelay(info.kernel_host, info.repl_in_port, info.repl_out_port);
-    const close = async () => {
-      relay.close();
-      await Promise.all([destroy(viaAgent), destroy(direct)]);
-    };
-    try {
-      // The first call on each side waits for its runner to bind; warm-up rounds come after this.
-      await agent.client.callWithTimeout(60_000, methods.execute, 2, viaAgent, null, 'query', '%ping', {}, 30);
-      await relay.ping();
-    } catch (err) {
-      await close();
-      throw err;
-    }
+    const { viaAgent, direct: relay, close } = await kernelPair(agent, `${env.runId}-exec`, { ...KERNEL_CONFIG, cpu_set: [0] }, (info) =>
+      directRelay(info.kernel_host, info.repl_in_port, info.repl_out_port),
+    );
     const calls = settings.short ? 20 : 100;
     return { a: agentSide(agent, viaAgent, calls), b: directSide(relay, calls), close };
   },

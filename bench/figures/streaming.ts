@@ -12,6 +12,7 @@ import * as zmq from 'zeromq';
 import { methods, type KernelInfo } from '../../src/rpc/methods.js';
 import type { Figure, Side } from '../harness.js';
 import type { BenchAgent } from '../lib/env.js';
+import { kernelPair, type RunnerConnection } from '../lib/runner.js';
 import { KERNEL_CONFIG } from './cold-create.js';
 
 const MiB = 1024 * 1024;
@@ -39,11 +40,7 @@ function agentSide(agent: BenchAgent, kernelId: string, mib: number): Side {
 }
 
 /** The direct side: a runner's own sockets, read with no relay in between. */
-interface DirectSide extends Side {
-  /** Runs `%ping` (the first one waits for the runner to bind). */
-  ping(): Promise<number>;
-  close(): void;
-}
+type DirectSide = Side & RunnerConnection;
 
 function directSide(info: KernelInfo, mib: number): DirectSide {
   const push = new zmq.Push({ linger: 0 });
@@ -89,30 +86,7 @@ export const streamingFigure: Figure = {
     const mib = settings.short ? 8 : 100;
     const agent = await env.agent();
     const config = { ...KERNEL_CONFIG, limits: { cpu_slot: 1, mem_slot: 512 } };
-    const viaAgent = `${env.runId}-stream-agent`;
-    const direct = `${env.runId}-stream-direct`;
-    const destroy = (id: string) => agent.client.callWithTimeout(120_000, methods.destroy_kernel, id).catch(() => null);
-    await agent.client.callWithTimeout(120_000, methods.create_kernel, viaAgent, config);
-    let info: KernelInfo;
-    try {
-      info = await agent.client.callWithTimeout(120_000, methods.create_kernel, direct, config);
-    } catch (err) {
-      await destroy(viaAgent);
-      throw err;
-    }
-    const b = directSide(info, mib);
-    const close = async () => {
-      b.close();
-      await Promise.all([destroy(viaAgent), destroy(direct)]);
-    };
-    try {
-      // The first call on each side waits for its runner to bind; warm-up rounds come after this.
-      await agent.client.callWithTimeout(60_000, methods.execute, 2, viaAgent, null, 'query', '%ping', {}, 30);
-      await b.ping();
-    } catch (err) {
-      await close();
-      throw err;
-    }
+    const { viaAgent, direct: b, close } = await kernelPair(agent, `${env.runId}-stream`, config, (info) => directSide(info, mib));
     return { a: agentSide(agent, viaAgent, mib), b, close };
   },
   verdict(m) {

@@ -1,15 +1,16 @@
 /**
  * Drivers shared by the soak command and the drill tests: an agent run as a
- * child process (so its RSS and descriptors can be read from /proc), the
- * figures read there, and a create/execute/destroy cycle through the RPC.
+ * child process (so its RSS and descriptors can be read from /proc: the
+ * reader is bench/lib/proc.ts, which the density figure uses too), and a
+ * create/execute/destroy cycle through the RPC.
  */
-import { promises as fs } from 'node:fs';
 import type { Namespace } from 'etcd3';
 import { methods, type KernelInfo, type RunResult } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import {
   ETCD_ADDR, freePort, onCleanup, removeContainersOf, spawnAgent, tempScratch, testEtcd, TEST_IMAGE_LANG, uniqueName, type SpawnedAgent,
 } from '../helpers/env.js';
+export { procFigures, type ProcFigures } from '../../bench/lib/proc.js';
 
 /** The kernel config of the drills: one core, small memory. */
 export const SMALL_KERNEL = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 }, mounts: [], environ: {} };
@@ -57,26 +58,6 @@ export async function childAgent(options: ChildAgentOptions = {}): Promise<Child
   const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });
   onCleanup(() => client.close());
   return { proc, client, pid: proc.child.pid!, port, namespace, agentId, scratch, etcd, options: { ...options, namespace, agentId, scratch, port, etcdAddr } };
-}
-
-/** What /proc says about a process. */
-export interface ProcFigures {
-  rssKiB: number;
-  fds: number;
-  sockets: number;
-}
-
-/** RSS, open descriptors and sockets of a process, from /proc. */
-export async function procFigures(pid: number): Promise<ProcFigures> {
-  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
-  const rssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN);
-  const fds = await fs.readdir(`/proc/${pid}/fd`);
-  let sockets = 0;
-  for (const fd of fds) {
-    const target = await fs.readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
-    if (target.startsWith('socket:')) sockets++;
-  }
-  return { rssKiB, fds: fds.length, sockets };
 }
 
 /** Runs code in query mode and follows `continue` to the end; returns the stdout. */
