@@ -31,9 +31,10 @@ export const ETCD_ADDR = process.env.BACKEND_ETCD_ADDR ?? '127.0.0.1:2379';
 export const TEST_IMAGE_PREFIX = 'lablup/kernel-';
 export const TEST_IMAGE_LANG = process.env.TEST_KERNEL_LANG ?? 'python:3-debian';
 
-function reachable(host: string, port: number): Promise<boolean> {
+/** Whether a TCP port accepts a connection within `timeoutMs`. */
+export function reachable(host: string, port: number, timeoutMs = 2000): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = net.connect({ host, port, timeout: 2000 }, () => {
+    const s = net.connect({ host, port, timeout: timeoutMs }, () => {
       s.destroy();
       resolve(true);
     });

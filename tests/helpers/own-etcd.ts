@@ -5,10 +5,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { eventually, freePort, onCleanup } from './env.js';
+import { eventually, freePort, onCleanup, reachable } from './env.js';
 
 export interface OwnEtcd {
   addr: string;
@@ -32,9 +31,6 @@ export async function ownEtcd(): Promise<OwnEtcd> {
     proc.kill('SIGKILL');
     await fs.rm(dir, { recursive: true, force: true });
   });
-  await eventually('own etcd to listen', () => new Promise<boolean>((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port: client }, () => (s.destroy(), resolve(true)));
-    s.on('error', () => resolve(false));
-  }), 20_000, 100);
+  await eventually('own etcd to listen', () => reachable('127.0.0.1', client), 20_000, 100);
   return { addr: `127.0.0.1:${client}`, proc, pause: () => proc.kill('SIGSTOP'), resume: () => proc.kill('SIGCONT') };
 }

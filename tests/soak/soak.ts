@@ -7,9 +7,8 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import net from 'node:net';
 import { methods } from '../../src/rpc/methods.js';
-import { containersOf, uniqueName } from '../helpers/env.js';
+import { containersOf, reachable, uniqueName } from '../helpers/env.js';
 import { childAgent, cycle, procFigures, SMALL_KERNEL, type ChildAgent, type ProcFigures } from './drive.js';
 import { flood, type FloodResult } from './frames.js';
 
@@ -63,14 +62,6 @@ async function leftovers(agent: ChildAgent): Promise<{ containers: number; scrat
   return r;
 }
 
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port, timeout: 1000 }, () => (s.destroy(), resolve(true)));
-    s.on('error', () => resolve(false));
-    s.on('timeout', () => (s.destroy(), resolve(false)));
-  });
-}
-
 /** Waits a little for the child to settle (timers, GC) and reads its figures. */
 async function settled(pid: number): Promise<ProcFigures> {
   await new Promise((r) => setTimeout(r, 3000));
@@ -120,7 +111,7 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
   const { containers, scratchDirs, pooledIdle } = await leftovers(agent);
   const warmStarts = agent.proc.stderr().match(/kernel started from the warm pool/g)?.length ?? 0;
   let openPorts = 0;
-  for (const p of ports) if (await portOpen(p)) openPorts++;
+  for (const p of ports) if (await reachable('127.0.0.1', p, 1000)) openPorts++;
   // every core free: a kernel asking for all of them (overcommit 1) fits only then
   let allCoresFree = true;
   if (options.cycles > 0 && !options.settings?.cpu_overcommit) {
