@@ -2,7 +2,7 @@
 import * as zmq from 'zeromq';
 import { msgpackCodec } from '../../src/wire/codec.js';
 import { registerZapDomain } from '../../src/wire/zap.js';
-import { freePort, onCleanup } from './env.js';
+import { onCleanup, uniqueName } from './env.js';
 
 export interface Event {
   name: string;
@@ -16,16 +16,16 @@ export interface Event {
  * `curve`, it is a CURVE server admitting only the agent keys `allows` accepts.
  */
 export async function sink(curve?: { secretKey: string; allows(agentKey: string): boolean }) {
-  const port = await freePort();
   const pull = new zmq.Pull({ linger: 0 });
   if (curve) {
     pull.curveServer = true;
     pull.curveSecretKey = curve.secretKey;
-    pull.zapDomain = `sink-${port}`;
+    pull.zapDomain = uniqueName('sink');
     const unregister = await registerZapDomain(pull.zapDomain, { allows: curve.allows });
     onCleanup(unregister);
   }
-  await pull.bind(`tcp://127.0.0.1:${port}`);
+  await pull.bind('tcp://127.0.0.1:*'); // the system's choice of port: no window for another bind to take it
+  const addr = pull.lastEndpoint!.replace(/^tcp:\/\//, '');
   const events: Event[] = [];
   void (async () => {
     try {
@@ -48,6 +48,6 @@ export async function sink(curve?: { secretKey: string; allows(agentKey: string)
   };
   /** The sink goes away, as a manager that stops does. */
   const close = async () => void (pull.closed || pull.close());
-  return { addr: `127.0.0.1:${port}`, events, next, close };
+  return { addr, events, next, close };
 }
 

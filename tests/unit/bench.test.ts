@@ -1,11 +1,14 @@
 /**
  * The pure parts of the benchmark suite: order statistics, the interleaving
- * of sides, `docker port` parsing, and the Markdown and SVG of a result.
+ * of sides, `docker port` parsing, free ports, and the Markdown and SVG of a
+ * result.
  */
 import { expect } from 'chai';
 import { parseDockerPort } from '../../bench/figures/cold-create.js';
 import { poolCounts } from '../../bench/figures/warm-create.js';
 import { roundOrder, type FigureResult, type MetricResult } from '../../bench/harness.js';
+import { readFileSync } from 'node:fs';
+import { freePort } from '../../bench/lib/ports.js';
 import { median, quantile, summarize } from '../../bench/lib/stats.js';
 import { markdown, svg, tail } from '../../bench/report.js';
 
@@ -30,6 +33,13 @@ describe('benchmark suite parts', () => {
     expect(median([1, 2, 3])).to.equal(2);
     expect(median([1, 2, 3, 10])).to.equal(2.5);
     expect(summarize([3, 1, 2])).to.deep.equal({ n: 3, min: 1, p1: 1, median: 2, p99: 3, max: 3 });
+  });
+
+  it('hands out free ports below the ephemeral range, never the same one twice', async () => {
+    const ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]);
+    const ports = await Promise.all(Array.from({ length: 50 }, () => freePort()));
+    expect(new Set(ports).size).to.equal(50);
+    for (const p of ports) expect(p).to.be.below(ephemeralLow);
   });
 
   it('alternates the sides A,B then B,A so that each side runs first in half the rounds', () => {
