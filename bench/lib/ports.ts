@@ -11,6 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { tryListen } from '../../src/node/checks.js';
 
 const LOWEST = 20_000;
 const given = new Set<number>();
@@ -27,14 +28,6 @@ function ephemeralLow(): number {
 
 const HIGHEST = ephemeralLow() - 1;
 
-function listens(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
-}
-
 /** A TCP port that was free a moment ago, outside the ephemeral range where there is room. */
 export async function freePort(): Promise<number> {
   if (HIGHEST - LOWEST >= 1000) {
@@ -42,7 +35,7 @@ export async function freePort(): Promise<number> {
       const port = LOWEST + Math.floor(Math.random() * (HIGHEST - LOWEST + 1));
       if (given.has(port)) continue;
       given.add(port); // before the check, so that concurrent callers never share one
-      if (await listens(port)) return port;
+      if ((await tryListen('127.0.0.1', port)) === null) return port;
     }
   }
   return new Promise((resolve, reject) => {

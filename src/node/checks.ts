@@ -260,7 +260,7 @@ export async function cgroupControllers(root: string): Promise<{ ok: boolean; de
 }
 
 /** Null when a TCP listener could be opened (and closed again) on host:port, else the error code. */
-function tryListen(host: string, port: number): Promise<string | null> {
+export function tryListen(host: string, port: number): Promise<string | null> {
   return new Promise((resolve) => {
     const srv = net.createServer();
     srv.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
