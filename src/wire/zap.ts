@@ -27,6 +27,12 @@ let socket: zmq.Reply | null = null;
 let loop: Promise<void> | null = null;
 /** Resolves once the handler's socket is bound; every registration waits for it. */
 let bound: Promise<void> | null = null;
+/**
+ * Resolves once the last closed handler has given the endpoint back. Closing
+ * alone frees an inproc name only later, in libzmq's reaper thread, and a
+ * bind before that fails with EADDRINUSE; an unbind frees it when it resolves.
+ */
+let released: Promise<void> = Promise.resolve();
 
 /**
  * Registers a domain's policy, binding the handler if it is the first;
@@ -39,7 +45,7 @@ export async function registerZapDomain(domain: string, policy: ZapPolicy): Prom
   if (!socket) {
     const s = new zmq.Reply({ linger: 0 });
     socket = s;
-    bound = s.bind(ZAP_ENDPOINT).then(
+    bound = released.then(() => s.bind(ZAP_ENDPOINT)).then(
       () => {
         loop = serve(s);
       },
@@ -66,7 +72,11 @@ export async function registerZapDomain(domain: string, policy: ZapPolicy): Prom
       socket = null;
       loop = null;
       bound = null;
-      s.close();
+      released = s.unbind(ZAP_ENDPOINT).then(
+        () => s.close(),
+        () => s.close(),
+      );
+      await released;
       await l;
     }
   };
