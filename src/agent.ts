@@ -149,6 +149,7 @@ export class Agent {
           kernelUid: s.kernelUid,
           idleTimeoutSec: this.options.idleTimeoutSec,
           execTimeoutSec: s.execTimeoutSec,
+          runnerReadyTimeoutSec: s.runnerReadyTimeoutSec,
           fileLimits: { ...DEFAULT_FILE_LIMITS, maxUploadBytes: s.maxUploadBytes, maxDownloadBytes: s.maxDownloadBytes },
           security: containerSecurity(s),
           publishAddr: s.kernelPublishAddr,

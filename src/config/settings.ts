@@ -28,6 +28,7 @@ export interface Settings {
   maxDownloadBytes: number;
   /** Seconds a run may take; 0 uses the image's `io.sorna.timeout` label. */
   execTimeoutSec: number;
+  runnerReadyTimeoutSec: number;
   /** File holding the agent's CURVE key pair; empty = RPC without CURVE (2018 managers). */
   rpcKeypairFile: string;
   /** Z85 public keys of the managers allowed to call the agent when CURVE is on. */
@@ -144,6 +145,14 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
   { key: 'max_upload_bytes', field: 'maxUploadBytes', doc: 'largest upload_file', default: 100 * 1024 * 1024, live: true, parse: number(0, 1024 ** 3, true) },
   { key: 'max_download_bytes', field: 'maxDownloadBytes', doc: 'largest download_file archive', default: 500 * 1024 * 1024, live: true, parse: number(0, 4 * 1024 ** 3, true) },
   { key: 'exec_timeout', field: 'execTimeoutSec', doc: "seconds a run may take (0 = the image's label)", default: 0, live: true, parse: number(0, 7 * 24 * 3600) },
+  {
+    key: 'runner_ready_timeout',
+    field: 'runnerReadyTimeoutSec',
+    doc: "seconds a cold create waits for the kernel's runner to answer before it fails",
+    default: 10,
+    live: true,
+    parse: number(1, 600),
+  },
   { key: 'rpc_keypair_file', field: 'rpcKeypairFile', doc: 'CURVE key pair file of the agent (empty = no CURVE)', default: '', live: false, parse: filePath },
   {
     key: 'rpc_allowed_keys',

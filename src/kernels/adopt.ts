@@ -12,7 +12,7 @@ import { KERNEL_PORTS } from '../adapters/docker.js';
 import type { KernelStats } from '../rpc/methods.js';
 import type { CpuAllocator } from './allocator.js';
 import { imageTraits, LABELS, parseCoreList } from './launch.js';
-import type { KernelRecord, KernelServiceDeps } from './service.js';
+import type { KernelRecord, KernelServiceDeps } from './record.js';
 
 /** What re-adoption fills in: the service's registry, core books and pending reports. */
 export interface AdoptionContext {

@@ -8,74 +8,23 @@
  * It knows Docker (through the adapter) and the file system, never frames.
  */
 import { promises as fs } from 'node:fs';
-import path from 'node:path';
-import type { Logger } from '../log.js';
-import { AgentError, DockerError, errorMessage, KernelCreationError, KernelNotFoundError, NoResourcesError } from '../errors.js';
-import { KERNEL_PORTS, type ContainerSecurity, type DockerEngine } from '../adapters/docker.js';
+import { AgentError, errorMessage, KernelCreationError, KernelNotFoundError } from '../errors.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
-import { CoresExhausted, CpuAllocator } from './allocator.js';
-import { containerRequest, imageTraits, prepareScratch, type ImageTraits } from './launch.js';
+import { CpuAllocator } from './allocator.js';
+import { imageTraits, prepareScratch } from './launch.js';
 import { Semaphore } from './semaphore.js';
-import { checkMounts, parseKernelConfig, type KernelSpec } from './spec.js';
-import type { CgroupStats } from './stats.js';
-import { ScratchFiles, type FileLimits } from './files.js';
+import { checkMounts, parseKernelConfig } from './spec.js';
+import { ScratchFiles } from './files.js';
 import type { KernelRelay } from '../relay/kernel-relay.js';
 import type { TerminalRelay } from '../relay/terminal.js';
 import { KernelRelays } from './relays.js';
 import { adoptKernels } from './adopt.js';
 import { KernelWatch } from './watch.js';
-import type { PooledContainer, WarmPool } from '../pool/pool.js';
-import { environStatement, shellWaitStatement } from '../pool/claims.js';
+import { KernelFactory } from './create.js';
+import { kernelInfo, type KernelRecord, type KernelServiceDeps } from './record.js';
+import { shellWaitStatement } from '../pool/claims.js';
 
-/** A kernel the agent holds. */
-export interface KernelRecord {
-  id: string;
-  spec: KernelSpec;
-  traits: ImageTraits;
-  containerId: string;
-  pid: number | null;
-  ports: number[];
-  cpuSet: number[];
-  scratchDir: string;
-  createdAt: number;
-  lastUsed: number;
-  state: 'running' | 'restarting' | 'destroying';
-  /** A restart in progress; calls on the kernel wait for it. */
-  busy: Promise<unknown> | null;
-  /** Terminal shells hung up by a warm-pool claim; the terminal opens once the runner has started another. */
-  staleShells?: number[];
-  /** The rename of a claimed container to the kernel's name, done after the reply; removal waits for it. */
-  renamed?: Promise<void>;
-}
-
-/** What the service needs from the rest of the agent. */
-export interface KernelServiceDeps {
-  docker: DockerEngine;
-  stats: CgroupStats;
-  log: Logger;
-  emit(name: string, args: unknown[]): void;
-  agentId: string;
-  scratchRoot: string;
-  kernelHost: string;
-  cores: number[];
-  /** Current values of live settings. */
-  settings(): {
-    imagePrefix: string;
-    imageAllowList: string[];
-    vfolderRoot: string;
-    kernelUid: number;
-    idleTimeoutSec: number;
-    execTimeoutSec: number;
-    fileLimits: FileLimits;
-    security: ContainerSecurity;
-    /** Host address kernel ports are published on; empty = `kernelHost`. */
-    publishAddr: string;
-  };
-  createConcurrency: number;
-  cpuOvercommit: number;
-  /** The warm pool asked before every cold create; none: always cold. */
-  pool?: WarmPool | null;
-}
+export type { KernelRecord, KernelServiceDeps } from './record.js';
 
 export class KernelService {
   private readonly kernels = new Map<string, KernelRecord>();
@@ -86,6 +35,7 @@ export class KernelService {
   readonly createSlots: Semaphore;
   readonly cores: CpuAllocator;
   private readonly watch: KernelWatch;
+  private readonly factory: KernelFactory;
 
   constructor(private readonly deps: KernelServiceDeps) {
     this.createSlots = new Semaphore(deps.createConcurrency);
@@ -98,6 +48,7 @@ export class KernelService {
         this.destroy(id, 'exec-timeout').catch((err: unknown) => log.error('destroying a timed-out kernel failed', { error: errorMessage(err) }));
       },
     });
+    this.factory = new KernelFactory({ deps, cores: this.cores, relays: this.relays, kernels: this.kernels, createSlots: this.createSlots });
     this.watch = new KernelWatch({
       docker: deps.docker,
       agentId: deps.agentId,
@@ -171,137 +122,10 @@ export class KernelService {
     }
     const s = this.deps.settings();
     const spec = parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList); // a bad config takes nothing
-    const p = this.createWarmOrCold(id, spec).finally(() => this.creating.delete(id));
+    const p = this.factory.createWarmOrCold(id, spec).finally(() => this.creating.delete(id));
     this.creating.set(id, p);
     this.deps.emit('kernel_creating', [id]);
     return p;
-  }
-
-  /** Claims a warm pooled container that fits the spec; falls back to a cold create when none fits or the claim fails. */
-  private async createWarmOrCold(id: string, spec: KernelSpec): Promise<KernelInfo> {
-    const pool = this.deps.pool;
-    if (pool) {
-      const cpuSet = this.takeCores(spec); // no room: NoResources, nothing taken
-      const warm = pool.take(spec, cpuSet);
-      if (warm) {
-        try {
-          return await this.claimWarm(id, spec, warm, cpuSet);
-        } catch (err) {
-          this.deps.log.warn('claiming a warm container failed; creating the kernel cold', { kernelId: id, error: errorMessage(err) });
-        }
-      } else this.cores.release(cpuSet);
-    }
-    return this.createSlots.run(() => this.doCreate(id, spec));
-  }
-
-  /**
-   * Turns a taken pooled container into a kernel: the pool binds it while the
-   * runner takes the kernel's environment; on failure it is removed and
-   * everything taken released. The container is renamed after the reply.
-   */
-  private async claimWarm(id: string, spec: KernelSpec, warm: PooledContainer, cpuSet: number[]): Promise<KernelInfo> {
-    const pool = this.deps.pool!;
-    const rec: KernelRecord = {
-      id, spec: { ...spec, cpuSet }, traits: warm.traits, cpuSet, scratchDir: pool.homeOf(id), containerId: warm.containerId, pid: warm.pid, ports: warm.ports,
-      createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
-    };
-    // The runner started before the claim: give it (and the terminal's shell) the kernel's environment.
-    const giveEnviron = async () => {
-      const environ = { ...spec.environ, ...Object.fromEntries(warm.traits.coreCountEnvs.map((n) => [n, String(cpuSet.length)])) };
-      if (warm.relay) this.relays.adopt(rec, warm.relay); // open since the container was made: no connect here
-      warm.relay = null;
-      const r = await this.relays.relay(rec).runToEnd(environStatement(environ), 10_000);
-      if (r.exitCode !== 0) throw new Error(`the runner could not take the environment (exit code ${r.exitCode})`);
-      // The terminal's old shell was hung up: the first terminal use waits for its successor.
-      const printed = (r.console ?? []).filter((e) => e[0] === 'stdout').map((e) => String(e[1])).join('');
-      rec.staleShells = JSON.parse(printed.trim() || '[]') as number[];
-    };
-    try {
-      await pool.bind(warm, id, spec, cpuSet, giveEnviron);
-    } catch (err) {
-      warm.relay?.close(); // the claim failed before the runner was asked anything
-      this.relays.close(id);
-      this.cores.release(cpuSet);
-      throw err;
-    }
-    this.kernels.set(id, rec);
-    rec.renamed = pool.nameAsKernel(rec.containerId, spec.lang, id);
-    this.deps.log.info('kernel started from the warm pool', { kernelId: id, container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB });
-    this.deps.emit('kernel_started', [id]);
-    return this.info(rec);
-  }
-
-  private async doCreate(id: string, spec: KernelSpec): Promise<KernelInfo> {
-    const log = this.deps.log.child({ kernelId: id });
-    const undo: Array<() => Promise<void> | void> = [];
-    let step = 'checking the image';
-    try {
-      await checkMounts(spec.mounts, this.deps.settings().vfolderRoot); // a ParametersError, before anything is taken
-      const image = await this.deps.docker.image(spec.image);
-      const traits = imageTraits(image.labels);
-      step = 'allocating cores';
-      const cpuSet = this.takeCores(spec);
-      undo.push(() => this.cores.release(cpuSet));
-      step = 'creating the scratch home';
-      const scratchDir = path.join(this.deps.scratchRoot, id);
-      await fs.rm(scratchDir, { recursive: true, force: true }); // a leftover of a crash; no kernel holds it
-      undo.push(() => fs.rm(scratchDir, { recursive: true, force: true }));
-      await prepareScratch(scratchDir, spec.environ, this.deps.settings().kernelUid);
-      const rec: KernelRecord = {
-        id, spec, traits, cpuSet, scratchDir, containerId: '', pid: null, ports: [],
-        createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
-      };
-      await this.launch(rec, undo, (s) => (step = s));
-      this.kernels.set(id, rec);
-      log.info('kernel started', { container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB, ports: rec.ports });
-      this.deps.emit('kernel_started', [id]);
-      return this.info(rec);
-    } catch (err) {
-      for (const fn of undo.reverse()) {
-        try {
-          await fn();
-        } catch (e) {
-          log.error('rollback step failed; something may be left behind', { error: errorMessage(e) });
-        }
-      }
-      log.warn('kernel creation failed and was rolled back', { step, error: errorMessage(err) });
-      if (err instanceof AgentError && !(err instanceof DockerError)) throw err; // already says what to do
-      throw new KernelCreationError(`create_kernel ${id} failed while ${step}: ${errorMessage(err)}; everything it took was released`, { cause: err });
-    }
-  }
-
-  /** Creates and starts the container of a record, filling in its id, pid and ports; pushes its undo. */
-  private async launch(rec: KernelRecord, undo: Array<() => Promise<void> | void>, at: (step: string) => void): Promise<void> {
-    const s = this.deps.settings();
-    at('creating the container');
-    const containerId = await this.deps.docker.create(
-      containerRequest({
-        agentId: this.deps.agentId, kernelId: rec.id, spec: rec.spec, cpuSet: rec.cpuSet, traits: rec.traits,
-        scratchDir: rec.scratchDir, kernelUid: s.kernelUid, publishHost: s.publishAddr || this.deps.kernelHost,
-        security: s.security, createdAt: rec.createdAt,
-      }),
-    );
-    undo.push(() => this.deps.docker.remove(containerId));
-    at('starting the container');
-    await this.deps.docker.start(containerId);
-    at('reading the published ports');
-    const state = await this.deps.docker.inspect(containerId);
-    const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
-    if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
-    Object.assign(rec, { containerId, pid: state.pid, ports: ports as number[] });
-  }
-
-  private takeCores(spec: KernelSpec): number[] {
-    try {
-      if (spec.cpuSet) {
-        this.cores.claim(spec.cpuSet);
-        return spec.cpuSet;
-      }
-      return this.cores.allocate(spec.cpuCount);
-    } catch (err) {
-      if (err instanceof CoresExhausted) throw new NoResourcesError(`not enough CPU cores for this kernel: ${err.message}`);
-      throw err;
-    }
   }
 
   /** destroy_kernel: a second call for a kernel being destroyed waits for the first. */
@@ -376,7 +200,7 @@ export class KernelService {
       const image = await this.deps.docker.image(spec.image);
       Object.assign(rec, { spec: { ...spec, cpuSet: rec.cpuSet }, traits: imageTraits(image.labels) });
       await prepareScratch(rec.scratchDir, spec.environ, s.kernelUid);
-      await this.launch(rec, undo, () => undefined);
+      await this.factory.launch(rec, undo, () => undefined);
       rec.state = 'running';
       this.deps.emit('kernel_started', [id]);
     })();
@@ -452,11 +276,7 @@ export class KernelService {
   }
 
   private info(rec: KernelRecord): KernelInfo {
-    const [replIn, replOut, stdin, stdout] = rec.ports as [number, number, number, number];
-    return {
-      id: rec.id, kernel_host: this.deps.kernelHost, repl_in_port: replIn, repl_out_port: replOut, stdin_port: stdin, stdout_port: stdout,
-      container_id: rec.containerId, cpu_set: rec.cpuSet, gpu_set: rec.spec.gpuSet ?? [],
-    };
+    return kernelInfo(rec, this.deps.kernelHost);
   }
 
   /**

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import { LABELS } from '../kernels/launch.js';
 import type { ContainerSecurity } from '../adapters/docker.js';
-import type { WarmPool } from './pool.js';
+import type { HygieneTarget } from './types.js';
 
 /** What of the kernel settings a container is made with and a claim cannot change. */
 export type RecipeSettings = { kernelUid: number; security: ContainerSecurity; publishAddr: string };
@@ -33,7 +33,7 @@ export function poolRecipe(s: RecipeSettings): string {
 }
 
 /** Runs one hygiene pass over the pool. */
-export async function runHygiene(pool: WarmPool): Promise<void> {
+export async function runHygiene(pool: HygieneTarget): Promise<void> {
   const { docker, log, agentId, scratchRoot } = pool.deps;
   const s = pool.deps.settings();
   const kernelSettings = pool.deps.kernelSettings();

@@ -18,73 +18,19 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
-import { KERNEL_PORTS, type ContainerSecurity, type ContainerSummary, type DockerEngine } from '../adapters/docker.js';
-import { containerName, containerRequest, imageTraits, LABELS, prepareScratch, type ImageTraits } from '../kernels/launch.js';
+import { KERNEL_PORTS, type ContainerSummary } from '../adapters/docker.js';
+import { containerName, containerRequest, imageTraits, LABELS, prepareScratch } from '../kernels/launch.js';
 import type { KernelSpec } from '../kernels/spec.js';
 import { KernelRelay } from '../relay/kernel-relay.js';
 import { ClaimStore, type ClaimRecord } from './claims.js';
 import { poolRecipe, runHygiene } from './hygiene.js';
-import { fittingType, type PoolSettings, type PoolType } from './settings.js';
+import type { HygieneTarget, PooledContainer, PoolSizes, WarmPoolDeps } from './types.js';
+import { fittingType, type PoolType } from './settings.js';
 import { decideSize } from './sizing.js';
-import { limitsExact, pinCores, type PinnedLimits } from './pinning.js';
+import { limitsExact, pinCores } from './pinning.js';
 
-/** An idle, warm pooled container. */
-export interface PooledContainer {
-  containerId: string;
-  /** `<lang>/<type>`. */
-  key: string;
-  lang: string;
-  type: string;
-  image: string;
-  imageId: string;
-  /** `poolRecipe` (hygiene.ts) of the settings it was made with ('' when its label has none). */
-  recipe: string;
-  slot: string;
-  home: string;
-  pid: number | null;
-  ports: number[];
-  traits: ImageTraits;
-  idleSince: number;
-  /** When the runner last answered a readiness check. */
-  checkedAt: number;
-  /** A readiness check is under way: not to be handed out meanwhile (its relay would share the runner's output). */
-  checking: boolean;
-  /** The cores and memory it was pinned to at weight 1024 (src/pool/pinning.ts); null: unknown, a claim updates it. */
-  limits: PinnedLimits | null;
-  /**
-   * The relay opened when it was created, kept for its readiness checks and
-   * handed to the kernel by a claim (no connect on the claim's path; a second
-   * relay would share the runner's output); null until one is needed.
-   */
-  relay: KernelRelay | null;
-}
-
-/** What the pool needs from the rest of the agent. */
-export interface WarmPoolDeps {
-  docker: DockerEngine;
-  log: Logger;
-  agentId: string;
-  scratchRoot: string;
-  kernelHost: string;
-  /** Every core of the node: pooled containers start on all of them, and are pinned among them once ready. */
-  allCores: number[];
-  /** How many kernels hold each core, to pin idle containers where the next claim's cores likely are. */
-  coreLoad?(): ReadonlyMap<number, number>;
-  settings(): PoolSettings;
-  /** The kernel settings pooled containers are made with (the same as a cold create's). */
-  kernelSettings(): { imagePrefix: string; kernelUid: number; security: ContainerSecurity; publishAddr: string };
-}
-
-/** Counts for metrics, per `<lang>/<type>`. */
-export interface PoolSizes {
-  lang: string;
-  type: string;
-  idle: number;
-  creating: number;
-  claimed: number;
-}
+export type { PooledContainer, PoolSizes, WarmPoolDeps } from './types.js';
 
 export const poolKey = (lang: string, type: string) => `${lang}/${type}`;
 const splitKey = (key: string) => {
@@ -92,7 +38,7 @@ const splitKey = (key: string) => {
   return { lang: key.slice(0, i), type: key.slice(i + 1) };
 };
 
-export class WarmPool {
+export class WarmPool implements HygieneTarget {
   readonly idle = new Map<string, PooledContainer>();
   /** Claimed (or being claimed) pooled containers: container id -> pool key. */
   readonly claimed = new Map<string, string>();

@@ -1,0 +1,165 @@
+/**
+ * KernelFactory makes kernels for the kernel service: a claim of a warm
+ * pooled container when one fits, else a cold create under the creation
+ * bound (cores, scratch home, container, and the wait for its runner to
+ * answer), rolling back every step it took when one fails. The service owns
+ * the registry and decides when to create; this module does the creating.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { AgentError, DockerError, errorMessage, KernelCreationError, NoResourcesError } from '../errors.js';
+import { KERNEL_PORTS } from '../adapters/docker.js';
+import type { KernelInfo } from '../rpc/methods.js';
+import { CoresExhausted, type CpuAllocator } from './allocator.js';
+import { containerRequest, imageTraits, prepareScratch } from './launch.js';
+import type { Semaphore } from './semaphore.js';
+import { checkMounts, type KernelSpec } from './spec.js';
+import type { KernelRelays } from './relays.js';
+import { kernelInfo, type KernelRecord, type KernelServiceDeps } from './record.js';
+import type { PooledContainer } from '../pool/pool.js';
+import { environStatement } from '../pool/claims.js';
+
+/** What the factory shares with the service: its dependencies, books and relays. */
+export interface FactoryContext {
+  deps: KernelServiceDeps;
+  cores: CpuAllocator;
+  relays: KernelRelays;
+  kernels: Map<string, KernelRecord>;
+  createSlots: Semaphore;
+}
+
+export class KernelFactory {
+  private readonly d: KernelServiceDeps;
+
+  constructor(private readonly c: FactoryContext) {
+    this.d = c.deps;
+  }
+
+  /** Claims a warm pooled container that fits the spec; falls back to a cold create when none fits or the claim fails. */
+  async createWarmOrCold(id: string, spec: KernelSpec): Promise<KernelInfo> {
+    const pool = this.d.pool;
+    if (pool) {
+      const cpuSet = this.takeCores(spec); // no room: NoResources, nothing taken
+      const warm = pool.take(spec, cpuSet);
+      if (warm) {
+        try {
+          return await this.claimWarm(id, spec, warm, cpuSet);
+        } catch (err) {
+          this.d.log.warn('claiming a warm container failed; creating the kernel cold', { kernelId: id, error: errorMessage(err) });
+        }
+      } else this.c.cores.release(cpuSet);
+    }
+    return this.c.createSlots.run(() => this.doCreate(id, spec));
+  }
+
+  /**
+   * Turns a taken pooled container into a kernel: the pool binds it while the
+   * runner takes the kernel's environment; on failure it is removed and
+   * everything taken released. The container is renamed after the reply.
+   */
+  private async claimWarm(id: string, spec: KernelSpec, warm: PooledContainer, cpuSet: number[]): Promise<KernelInfo> {
+    const pool = this.d.pool!;
+    const rec: KernelRecord = {
+      id, spec: { ...spec, cpuSet }, traits: warm.traits, cpuSet, scratchDir: pool.homeOf(id), containerId: warm.containerId, pid: warm.pid, ports: warm.ports,
+      createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
+    };
+    // The runner started before the claim: give it (and the terminal's shell) the kernel's environment.
+    const giveEnviron = async () => {
+      const environ = { ...spec.environ, ...Object.fromEntries(warm.traits.coreCountEnvs.map((n) => [n, String(cpuSet.length)])) };
+      if (warm.relay) this.c.relays.adopt(rec, warm.relay); // open since the container was made: no connect here
+      warm.relay = null;
+      const r = await this.c.relays.relay(rec).runToEnd(environStatement(environ), 10_000);
+      if (r.exitCode !== 0) throw new Error(`the runner could not take the environment (exit code ${r.exitCode})`);
+      // The terminal's old shell was hung up: the first terminal use waits for its successor.
+      const printed = (r.console ?? []).filter((e) => e[0] === 'stdout').map((e) => String(e[1])).join('');
+      rec.staleShells = JSON.parse(printed.trim() || '[]') as number[];
+    };
+    try {
+      await pool.bind(warm, id, spec, cpuSet, giveEnviron);
+    } catch (err) {
+      warm.relay?.close(); // the claim failed before the runner was asked anything
+      this.c.relays.close(id);
+      this.c.cores.release(cpuSet);
+      throw err;
+    }
+    this.c.kernels.set(id, rec);
+    rec.renamed = pool.nameAsKernel(rec.containerId, spec.lang, id);
+    this.d.log.info('kernel started from the warm pool', { kernelId: id, container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB });
+    this.d.emit('kernel_started', [id]);
+    return kernelInfo(rec, this.d.kernelHost);
+  }
+
+  private async doCreate(id: string, spec: KernelSpec): Promise<KernelInfo> {
+    const log = this.d.log.child({ kernelId: id });
+    const undo: Array<() => Promise<void> | void> = [];
+    let step = 'checking the image';
+    try {
+      await checkMounts(spec.mounts, this.d.settings().vfolderRoot); // a ParametersError, before anything is taken
+      const image = await this.d.docker.image(spec.image);
+      const traits = imageTraits(image.labels);
+      step = 'allocating cores';
+      const cpuSet = this.takeCores(spec);
+      undo.push(() => this.c.cores.release(cpuSet));
+      step = 'creating the scratch home';
+      const scratchDir = path.join(this.d.scratchRoot, id);
+      await fs.rm(scratchDir, { recursive: true, force: true }); // a leftover of a crash; no kernel holds it
+      undo.push(() => fs.rm(scratchDir, { recursive: true, force: true }));
+      await prepareScratch(scratchDir, spec.environ, this.d.settings().kernelUid);
+      const rec: KernelRecord = {
+        id, spec, traits, cpuSet, scratchDir, containerId: '', pid: null, ports: [],
+        createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
+      };
+      await this.launch(rec, undo, (s) => (step = s));
+      this.c.kernels.set(id, rec);
+      log.info('kernel started', { container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB, ports: rec.ports });
+      this.d.emit('kernel_started', [id]);
+      return kernelInfo(rec, this.d.kernelHost);
+    } catch (err) {
+      for (const fn of undo.reverse()) {
+        try {
+          await fn();
+        } catch (e) {
+          log.error('rollback step failed; something may be left behind', { error: errorMessage(e) });
+        }
+      }
+      log.warn('kernel creation failed and was rolled back', { step, error: errorMessage(err) });
+      if (err instanceof AgentError && !(err instanceof DockerError)) throw err; // already says what to do
+      throw new KernelCreationError(`create_kernel ${id} failed while ${step}: ${errorMessage(err)}; everything it took was released`, { cause: err });
+    }
+  }
+
+  /** Creates and starts the container of a record, filling in its id, pid and ports; pushes its undo. */
+  async launch(rec: KernelRecord, undo: Array<() => Promise<void> | void>, at: (step: string) => void): Promise<void> {
+    const s = this.d.settings();
+    at('creating the container');
+    const containerId = await this.d.docker.create(
+      containerRequest({
+        agentId: this.d.agentId, kernelId: rec.id, spec: rec.spec, cpuSet: rec.cpuSet, traits: rec.traits,
+        scratchDir: rec.scratchDir, kernelUid: s.kernelUid, publishHost: s.publishAddr || this.d.kernelHost,
+        security: s.security, createdAt: rec.createdAt,
+      }),
+    );
+    undo.push(() => this.d.docker.remove(containerId));
+    at('starting the container');
+    await this.d.docker.start(containerId);
+    at('reading the published ports');
+    const state = await this.d.docker.inspect(containerId);
+    const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
+    if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
+    Object.assign(rec, { containerId, pid: state.pid, ports: ports as number[] });
+  }
+
+  takeCores(spec: KernelSpec): number[] {
+    try {
+      if (spec.cpuSet) {
+        this.c.cores.claim(spec.cpuSet);
+        return spec.cpuSet;
+      }
+      return this.c.cores.allocate(spec.cpuCount);
+    } catch (err) {
+      if (err instanceof CoresExhausted) throw new NoResourcesError(`not enough CPU cores for this kernel: ${err.message}`);
+      throw err;
+    }
+  }
+
+}

@@ -1,0 +1,77 @@
+/**
+ * The kernel service's shared types: what a held kernel is (KernelRecord) and
+ * what the service needs from the rest of the agent (KernelServiceDeps). They
+ * live here, below the service and the modules it composes (creation,
+ * re-adoption), so that those need not import the service.
+ */
+import type { Logger } from '../log.js';
+import type { ContainerSecurity, DockerEngine } from '../adapters/docker.js';
+import type { ImageTraits } from './launch.js';
+import type { KernelSpec } from './spec.js';
+import type { CgroupStats } from './stats.js';
+import type { FileLimits } from './files.js';
+import type { WarmPool } from '../pool/pool.js';
+import type { KernelInfo } from '../rpc/methods.js';
+
+/** A kernel the agent holds. */
+export interface KernelRecord {
+  id: string;
+  spec: KernelSpec;
+  traits: ImageTraits;
+  containerId: string;
+  pid: number | null;
+  ports: number[];
+  cpuSet: number[];
+  scratchDir: string;
+  createdAt: number;
+  lastUsed: number;
+  state: 'running' | 'restarting' | 'destroying';
+  /** A restart in progress; calls on the kernel wait for it. */
+  busy: Promise<unknown> | null;
+  /** Terminal shells hung up by a warm-pool claim; the terminal opens once the runner has started another. */
+  staleShells?: number[];
+  /** The rename of a claimed container to the kernel's name, done after the reply; removal waits for it. */
+  renamed?: Promise<void>;
+  /** Re-adopted from a previous agent process: runs it had in flight may be picked up, or are lost. */
+  adopted?: boolean;
+}
+
+/** What the service needs from the rest of the agent. */
+export interface KernelServiceDeps {
+  docker: DockerEngine;
+  stats: CgroupStats;
+  log: Logger;
+  emit(name: string, args: unknown[]): void;
+  agentId: string;
+  scratchRoot: string;
+  kernelHost: string;
+  cores: number[];
+  /** Current values of live settings. */
+  settings(): {
+    imagePrefix: string;
+    imageAllowList: string[];
+    vfolderRoot: string;
+    kernelUid: number;
+    idleTimeoutSec: number;
+    execTimeoutSec: number;
+    /** Seconds a cold create waits for the kernel's runner to answer `%ping`. */
+    runnerReadyTimeoutSec: number;
+    fileLimits: FileLimits;
+    security: ContainerSecurity;
+    /** Host address kernel ports are published on; empty = `kernelHost`. */
+    publishAddr: string;
+  };
+  createConcurrency: number;
+  cpuOvercommit: number;
+  /** The warm pool asked before every cold create; none: always cold. */
+  pool?: WarmPool | null;
+}
+
+/** The kernel info of `create_kernel` (PROTOCOL.md section 1) for a held kernel. */
+export function kernelInfo(rec: KernelRecord, kernelHost: string): KernelInfo {
+  const [replIn, replOut, stdin, stdout] = rec.ports as [number, number, number, number];
+  return {
+    id: rec.id, kernel_host: kernelHost, repl_in_port: replIn, repl_out_port: replOut, stdin_port: stdin, stdout_port: stdout,
+    container_id: rec.containerId, cpu_set: rec.cpuSet, gpu_set: rec.spec.gpuSet ?? [],
+  };
+}

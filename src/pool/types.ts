@@ -1,0 +1,82 @@
+/**
+ * The warm pool's shared types: an idle pooled container, what the pool
+ * needs from the agent, and what a hygiene pass needs of the pool. They live
+ * below both the pool (src/pool/pool.ts) and its hygiene pass
+ * (src/pool/hygiene.ts), so that neither imports the other's module for them.
+ */
+import type { Logger } from '../log.js';
+import type { ContainerSecurity, DockerEngine } from '../adapters/docker.js';
+import type { ImageTraits } from '../kernels/launch.js';
+import type { KernelRelay } from '../relay/kernel-relay.js';
+import type { ClaimStore } from './claims.js';
+import type { PinnedLimits } from './pinning.js';
+import type { PoolSettings } from './settings.js';
+
+/** An idle, warm pooled container. */
+export interface PooledContainer {
+  containerId: string;
+  /** `<lang>/<type>`. */
+  key: string;
+  lang: string;
+  type: string;
+  image: string;
+  imageId: string;
+  /** `poolRecipe` (hygiene.ts) of the settings it was made with ('' when its label has none). */
+  recipe: string;
+  slot: string;
+  home: string;
+  pid: number | null;
+  ports: number[];
+  traits: ImageTraits;
+  idleSince: number;
+  /** When the runner last answered a readiness check. */
+  checkedAt: number;
+  /** A readiness check is under way: not to be handed out meanwhile (its relay would share the runner's output). */
+  checking: boolean;
+  /** The cores and memory it was pinned to at weight 1024 (src/pool/pinning.ts); null: unknown, a claim updates it. */
+  limits: PinnedLimits | null;
+  /**
+   * The relay opened when it was created, kept for its readiness checks and
+   * handed to the kernel by a claim (no connect on the claim's path; a second
+   * relay would share the runner's output); null until one is needed.
+   */
+  relay: KernelRelay | null;
+}
+
+/** What the pool needs from the rest of the agent. */
+export interface WarmPoolDeps {
+  docker: DockerEngine;
+  log: Logger;
+  agentId: string;
+  scratchRoot: string;
+  kernelHost: string;
+  /** Every core of the node: pooled containers start on all of them, and are pinned among them once ready. */
+  allCores: number[];
+  /** How many kernels hold each core, to pin idle containers where the next claim's cores likely are. */
+  coreLoad?(): ReadonlyMap<number, number>;
+  settings(): PoolSettings;
+  /** The kernel settings pooled containers are made with (the same as a cold create's). */
+  kernelSettings(): { imagePrefix: string; kernelUid: number; security: ContainerSecurity; publishAddr: string };
+}
+
+/** Counts for metrics, per `<lang>/<type>`. */
+export interface PoolSizes {
+  lang: string;
+  type: string;
+  idle: number;
+  creating: number;
+  claimed: number;
+}
+
+/** What a hygiene pass works on: the pool's books, and the two things it may do to an idle container. */
+export interface HygieneTarget {
+  readonly deps: WarmPoolDeps;
+  readonly idle: Map<string, PooledContainer>;
+  readonly claimed: Map<string, string>;
+  readonly creating: Map<string, string>;
+  readonly claims: ClaimStore;
+  /** Removes an idle container from the pool, saying why. */
+  drop(c: PooledContainer, reason: string): Promise<void>;
+  /** Checks that an idle container's runner answers within the timeout. */
+  check(c: PooledContainer, timeoutMs: number): Promise<void>;
+}
