@@ -287,6 +287,7 @@ export class Agent {
   private async drain(reason: string): Promise<void> {
     this.transition('running', 'stopping');
     this.dispatcher?.stopAccepting();
+    this.kernels?.drain(); // calls waiting on runs answer `continued` now, never a `finished` that did not happen
     const idle = this.router?.idle() ?? Promise.resolve();
     const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), DRAIN_TIMEOUT_MS).unref())]);
     if (timedOut) this.log.warn('some RPC calls were still running after the drain timeout; closing anyway', { timeoutMs: DRAIN_TIMEOUT_MS });

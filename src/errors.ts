@@ -103,6 +103,15 @@ export class RunNotFoundError extends AgentError {
   override readonly wireName = 'agent.RunNotFound';
 }
 
+/**
+ * RunLostError is raised for a `continue` of a run that was in flight when
+ * the agent restarted and that the kernel's runner no longer holds: its end
+ * and output cannot be recovered (unlike RunNotFound, the run did exist).
+ */
+export class RunLostError extends AgentError {
+  override readonly wireName = 'agent.RunLost';
+}
+
 /** KernelUnresponsiveError is raised when the kernel runner does not answer a request in time. */
 export class KernelUnresponsiveError extends AgentError {
   override readonly wireName = 'agent.KernelUnresponsive';
@@ -151,6 +160,7 @@ export const WireErrors = {
   KernelCreationFailed: 'agent.KernelCreationFailed',
   InsufficientResources: 'agent.InsufficientResources',
   RunNotFound: 'agent.RunNotFound',
+  RunLost: 'agent.RunLost',
   KernelUnresponsive: 'agent.KernelUnresponsive',
   ShuttingDown: 'agent.ShuttingDown',
   Internal: 'agent.InternalError',

@@ -66,6 +66,8 @@ export interface ContainerState {
   /** Host ports by container port; missing while the container is not running. */
   ports: Partial<Record<number, number>>;
   labels: Record<string, string>;
+  /** The kernel's OOM killer ended the container's main process (Docker's State.OOMKilled). */
+  oomKilled: boolean;
 }
 
 /** A container as listings show it. */
@@ -171,7 +173,7 @@ export class DockerEngine {
         const hostPort = binds?.[0]?.HostPort;
         if (hostPort) ports[Number(key.split('/')[0])] = Number(hostPort);
       }
-      return { id: info.Id, running: info.State.Running, pid: info.State.Pid || null, ports, labels: info.Config.Labels ?? {} };
+      return { id: info.Id, running: info.State.Running, pid: info.State.Pid || null, ports, labels: info.Config.Labels ?? {}, oomKilled: info.State.OOMKilled === true };
     } catch (err) {
       if (isNotFound(err)) return null;
       throw castDockerError(err, `inspecting container ${id.slice(0, 12)}`);

@@ -59,7 +59,7 @@ export async function adoptKernels({ deps, cores, kernels, reports }: AdoptionCo
     const created = Number(labels[LABELS.created]) || Date.now();
     kernels.set(id, {
       id, containerId: c.id, pid: state.pid, ports: ports as number[], cpuSet, scratchDir, createdAt: created,
-      lastUsed: Date.now(), state: 'running', busy: null, traits: imageTraits(image.labels),
+      lastUsed: Date.now(), state: 'running', busy: null, traits: imageTraits(image.labels), adopted: true,
       spec: {
         lang, image: deps.settings().imagePrefix + lang, cpuCount: cpuSet.length, memMiB: Number(labels[LABELS.memMiB]) || 0,
         gpuCount: 0, mounts: [], environ: {}, cpuSet, gpuSet: parseCoreList(labels[LABELS.gpuSet]),

@@ -147,6 +147,34 @@ export class KernelFactory {
     const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
     if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
     Object.assign(rec, { containerId, pid: state.pid, ports: ports as number[] });
+    at('waiting for the kernel runner');
+    undo.push(() => this.c.relays.close(rec.id));
+    await this.waitForRunner(rec);
+  }
+
+  /**
+   * Waits for the new container's runner to answer `%ping`, so that a kernel
+   * whose runner cannot start (a broken environment, too little memory) is a
+   * failed create rather than a kernel whose every run stays `continued`.
+   */
+  private async waitForRunner(rec: KernelRecord): Promise<void> {
+    const timeoutSec = this.d.settings().runnerReadyTimeoutSec;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.c.relays.relay(rec).ping(timeoutSec * 1000),
+        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutSec} s (runner_ready_timeout)`)), timeoutSec * 1000))),
+      ]);
+    } catch (err) {
+      const logs = await this.d.docker.logs(rec.containerId).catch(() => '');
+      const last = logs.split('\n').map((l) => l.trim()).filter((l) => l !== '').slice(-8).join(' | ');
+      throw new KernelCreationError(
+        `create_kernel ${rec.id} failed: the kernel's runner did not come up (${errorMessage(err)}); it printed last: ${last || '(nothing)'}; everything the create took was released`,
+        { cause: err },
+      );
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   takeCores(spec: KernelSpec): number[] {

@@ -5,6 +5,7 @@
  */
 import type { Logger } from '../log.js';
 import { KernelRelay } from '../relay/kernel-relay.js';
+import type { Run } from '../relay/runs.js';
 import { TerminalRelay } from '../relay/terminal.js';
 import { changedOutputFiles, type ImageTraits } from './launch.js';
 
@@ -14,11 +15,18 @@ export interface RelayTarget {
   ports: number[];
   scratchDir: string;
   traits: ImageTraits;
+  containerId: string;
+  pid: number | null;
+  spec: { memMiB: number };
+  /** Re-adopted from a previous agent: the relay takes over the runs its runner holds. */
+  adopted?: boolean;
 }
 
 export class KernelRelays {
   private readonly relays = new Map<string, KernelRelay>();
   private readonly terminals = new Map<string, TerminalRelay>();
+  /** Runs a closed relay ended (a restart) whose ending was not collected yet: the kernel's next relay answers them. */
+  private readonly leftovers = new Map<string, Run[]>();
 
   constructor(
     private readonly o: {
@@ -28,6 +36,10 @@ export class KernelRelays {
       execTimeoutSec(): number;
       /** A run exceeded the exec timeout: the kernel is to be destroyed. */
       onExecTimeout(id: string, log: Logger): void;
+      /** A kernel's runner restarted; `line` says how the previous one ended. */
+      onRunnerRestart(id: string, line: string): void;
+      /** A kernel's OOM kills so far (null: unknown). */
+      oomKills(containerId: string, pid: number | null): Promise<number | null>;
     },
   ) {}
 
@@ -35,7 +47,9 @@ export class KernelRelays {
   relay(rec: RelayTarget): KernelRelay {
     let relay = this.relays.get(rec.id);
     if (!relay) {
-      relay = new KernelRelay({ host: this.o.kernelHost, replInPort: rec.ports[0]!, replOutPort: rec.ports[1]!, ...this.options(rec) });
+      const inherited = this.leftovers.get(rec.id);
+      this.leftovers.delete(rec.id);
+      relay = new KernelRelay({ host: this.o.kernelHost, replInPort: rec.ports[0]!, replOutPort: rec.ports[1]!, ...this.options(rec), takeOver: rec.adopted === true, inherited });
       this.relays.set(rec.id, relay);
     }
     return relay;
@@ -55,6 +69,9 @@ export class KernelRelays {
       execTimeoutSec: this.o.execTimeoutSec() || rec.traits.execTimeoutSec,
       outputFiles: (since: number) => changedOutputFiles(rec.scratchDir, since),
       onExecTimeout: () => this.o.onExecTimeout(rec.id, log),
+      onRunnerRestart: (line: string) => this.o.onRunnerRestart(rec.id, line),
+      oomKills: () => this.o.oomKills(rec.containerId, rec.pid),
+      memLimitMiB: rec.spec.memMiB,
     };
   }
 
@@ -72,12 +89,23 @@ export class KernelRelays {
     return t;
   }
 
-  /** Closes both relays of a kernel. */
-  close(id: string): void {
-    this.relays.get(id)?.close();
+  /**
+   * Closes both relays of a kernel. With a reason, the runs not finished end
+   * with it (terminated, or not started); with `keep` (a restart: the kernel
+   * lives on), the endings not collected yet stay for its next relay.
+   */
+  close(id: string, reason?: string, keep = false): void {
+    const left = this.relays.get(id)?.close(reason) ?? [];
+    if (keep && left.length > 0) this.leftovers.set(id, left);
+    else this.leftovers.delete(id);
     this.relays.delete(id);
     this.terminals.get(id)?.close();
     this.terminals.delete(id);
+  }
+
+  /** The agent is stopping: calls waiting on runs answer now (`continued`). */
+  drainAll(): void {
+    for (const relay of this.relays.values()) relay.drain();
   }
 
   /**
@@ -87,6 +115,7 @@ export class KernelRelays {
    * of that runner's output.
    */
   closeAll(): void {
+    this.leftovers.clear();
     for (const id of new Set([...this.relays.keys(), ...this.terminals.keys()])) this.close(id);
   }
 }

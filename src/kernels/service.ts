@@ -47,6 +47,8 @@ export class KernelService {
       onExecTimeout: (id, log) => {
         this.destroy(id, 'exec-timeout').catch((err: unknown) => log.error('destroying a timed-out kernel failed', { error: errorMessage(err) }));
       },
+      onRunnerRestart: (id, line) => deps.emit('kernel_runner_restarted', [id, line]),
+      oomKills: (containerId, pid) => deps.stats.oomKills({ containerId, pid }),
     });
     this.factory = new KernelFactory({ deps, cores: this.cores, relays: this.relays, kernels: this.kernels, createSlots: this.createSlots });
     this.watch = new KernelWatch({
@@ -149,15 +151,18 @@ export class KernelService {
     return p;
   }
 
-  /** Reads the last stats of a kernel's container, then removes the container and closes its relays. */
-  private async retireContainer(rec: KernelRecord): Promise<KernelStats | null> {
+  /**
+   * Reads the last stats of a kernel's container, then removes the container
+   * and closes its relays: runs not finished end with the reason.
+   */
+  private async retireContainer(rec: KernelRecord, reason: string): Promise<KernelStats | null> {
     const stats = await this.deps.stats.read({ containerId: rec.containerId, pid: rec.pid, scratchDir: rec.scratchDir }).catch((err: unknown) => {
       this.deps.log.warn('could not read the last stats', { kernelId: rec.id, error: errorMessage(err) });
       return null;
     });
     await rec.renamed; // never rejects; a rename racing the removal could leave the kernel's name held
     await this.deps.docker.remove(rec.containerId);
-    this.relays.close(rec.id);
+    this.relays.close(rec.id, reason, reason === 'restarting');
     this.deps.stats.forget(rec.containerId);
     await this.deps.pool?.released(rec.containerId);
     return stats;
@@ -167,7 +172,7 @@ export class KernelService {
     rec.state = 'destroying';
     let stats: KernelStats | null;
     try {
-      stats = await this.retireContainer(rec);
+      stats = await this.retireContainer(rec, reason);
     } catch (err) {
       rec.state = 'running';
       throw err;
@@ -195,7 +200,7 @@ export class KernelService {
     const undo: Array<() => Promise<void> | void> = [];
     const work = (async () => {
       rec.state = 'restarting';
-      const stats = await this.retireContainer(rec);
+      const stats = await this.retireContainer(rec, 'restarting');
       this.deps.emit('kernel_terminated', [id, 'restarting', stats]);
       const image = await this.deps.docker.image(spec.image);
       Object.assign(rec, { spec: { ...spec, cpuSet: rec.cpuSet }, traits: imageTraits(image.labels) });
@@ -215,6 +220,7 @@ export class KernelService {
         this.deps.log.error('could not remove the old container of a failed restart', { kernelId: id, error: errorMessage(e) }),
       );
       this.kernels.delete(id);
+      this.relays.close(id); // and the endings kept for a successor relay that will not come
       this.cores.release(rec.cpuSet);
       await fs.rm(rec.scratchDir, { recursive: true, force: true });
       this.deps.emit('kernel_terminated', [id, 'restarting', null]);
@@ -297,6 +303,11 @@ export class KernelService {
   /** Starts the idle reaper and the watch for containers that die by themselves (src/kernels/watch.ts). */
   startBackground(): void {
     this.watch.start();
+  }
+
+  /** The agent is stopping: calls waiting on runs answer now with `continued`, for the manager to continue on the restarted agent. */
+  drain(): void {
+    this.relays.drainAll();
   }
 
   /** Stops the background work and closes the relays; kernels keep running (a clean agent shutdown does not kill them). */

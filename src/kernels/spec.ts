@@ -38,7 +38,23 @@ export const MAX_ENVIRON_BYTES = 1024 * 1024;
  * variable that changes what a root shell runs (or which user it becomes)
  * would let code in the kernel gain root in its container.
  */
-const RESERVED_ENV = /^(LOCAL_USER_ID|LOCAL_GROUP_ID|RUNNER|PATH|IFS|ENV|BASH_ENV|SHELLOPTS|BASHOPTS|PS4|GLOBIGNORE|CDPATH|LD_[A-Z_]*)$/;
+const RESERVED_ENV = /^(LOCAL_USER_ID|LOCAL_GROUP_ID|RUNNER|RUNNER_PREVIOUS_STATUS|PATH|IFS|ENV|BASH_ENV|SHELLOPTS|BASHOPTS|PS4|GLOBIGNORE|CDPATH|LD_[A-Z_]*)$/;
+
+/**
+ * Variables that stop the kernel runner's Python from starting at all (it
+ * finds no standard library, or runs something else): refused at create
+ * instead of making a kernel whose every run would wait for a runner that
+ * never comes. Others that break it are caught by the create's wait for the
+ * runner (runner_ready_timeout), which names what the runner printed.
+ */
+const INTERPRETER_ENV = /^(PYTHONHOME|PYTHONPLATLIBDIR|PYTHONEXECUTABLE|PYTHONINSPECT)$/;
+
+/**
+ * The smallest memory limit (MiB) a kernel may have: the runner alone peaks
+ * at about 14 MiB of its cgroup and is killed in a loop at 12 MiB (measured
+ * on the python:3-debian image); 32 leaves it room for a first import.
+ */
+export const MIN_MEM_MIB = 32;
 
 function bad(key: string, why: string): never {
   throw new ParametersError(`config ${key} ${why}`);
@@ -77,7 +93,8 @@ export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: 
   const limits = (config.limits ?? {}) as Record<string, unknown>;
   if (typeof limits !== 'object' || Array.isArray(limits)) bad('limits', 'must be a map');
   const cpu = num(limits.cpu_slot, 'limits.cpu_slot', 0, 1024, 1);
-  const mem = num(limits.mem_slot, 'limits.mem_slot', 4, 16 * 1024 * 1024, 256); // MiB (the 2018 x256 was a bug)
+  const mem = num(limits.mem_slot, 'limits.mem_slot', 0, 16 * 1024 * 1024, 256); // MiB (the 2018 x256 was a bug)
+  if (mem < MIN_MEM_MIB) bad('limits.mem_slot', `is ${mem} MiB: a kernel needs at least ${MIN_MEM_MIB} MiB (its runner alone takes about 14 MiB)`);
   const gpu = num(limits.gpu_slot, 'limits.gpu_slot', 0, 64, 0);
 
   const mounts: MountSpec[] = [];
@@ -103,6 +120,7 @@ export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: 
   for (const [k, v] of entries) {
     if (!ENV_KEY.test(k)) bad('environ', `key ${JSON.stringify(k.slice(0, 64))} is not a variable name (letters, digits and "_", at most 256)`);
     if (RESERVED_ENV.test(k)) bad('environ', `key ${k} is reserved: the agent or the image's root entrypoint reads it`);
+    if (INTERPRETER_ENV.test(k)) bad('environ', `key ${k} would stop the kernel's Python runner from starting (it changes where Python finds its standard library or how it runs); leave it out`);
     if (typeof v !== 'string' || v.length > 65_536 || v.includes('\n') || v.includes('\0')) bad('environ', `value of ${k} must be a single-line str of at most 65536 characters`);
     total += Buffer.byteLength(k) + Buffer.byteLength(v) + 2;
     if (total > MAX_ENVIRON_BYTES) bad('environ', `is larger than ${MAX_ENVIRON_BYTES} bytes in all`);

@@ -84,21 +84,40 @@ export class CgroupStats {
    * listings. Zeros while the cgroup cannot be found.
    */
   async readUsage(target: Omit<StatsTarget, 'scratchDir'>): Promise<{ cpu_used: number; mem_cur_bytes: number }> {
+    if (!/^[0-9a-f]{64}$/.test(target.containerId)) throw new TypeError(`not a container id: ${JSON.stringify(target.containerId)}`);
+    const cg = this.readCgroup(await this.cgroupOf(target));
+    return { cpu_used: cg.cpu_used, mem_cur_bytes: cg.mem_cur_bytes };
+  }
+
+  /**
+   * How many times the kernel's memory cgroup has OOM-killed a process
+   * (`oom_kill` of memory.oom_control on v1, memory.events on v2), or null
+   * when the cgroup cannot be found or the kernel does not count them.
+   */
+  async oomKills(target: Omit<StatsTarget, 'scratchDir'>): Promise<number | null> {
+    if (!/^[0-9a-f]{64}$/.test(target.containerId)) return null;
+    const rel = await this.cgroupOf(target);
+    if (rel === undefined) return null;
+    const text = this.version === 'v2' ? readText(path.join(this.root, rel, 'memory.events')) : readText(path.join(this.root, 'memory', rel, 'memory.oom_control'));
+    const m = /^oom_kill (\d+)$/m.exec(text ?? '');
+    return m ? Number(m[1]) : null;
+  }
+
+  /** Drops what this object remembers of a container (its peak scratch size); call it once the kernel is gone. */
+  forget(containerId: string): void {
+    this.known.delete(containerId);
+  }
+
+  /** The container's cgroup path (found once, from its pid's cgroup file where that pid is still the container's). */
+  private async cgroupOf(target: Omit<StatsTarget, 'scratchDir'>): Promise<string | undefined> {
     const { containerId, pid } = target;
-    if (!/^[0-9a-f]{64}$/.test(containerId)) throw new TypeError(`not a container id: ${JSON.stringify(containerId)}`);
     let known = this.known.get(containerId);
     if (!known) this.known.set(containerId, (known = { maxScratch: 0 }));
     if (known.rel === undefined) {
       const procCgroup = pid === null ? null : readText(`/proc/${pid}/cgroup`);
       known.rel = await this.locate(containerId, procCgroup !== null && procCgroup.includes(containerId) ? procCgroup : null);
     }
-    const cg = this.readCgroup(known.rel);
-    return { cpu_used: cg.cpu_used, mem_cur_bytes: cg.mem_cur_bytes };
-  }
-
-  /** Drops what this object remembers of a container (its peak scratch size); call it once the kernel is gone. */
-  forget(containerId: string): void {
-    this.known.delete(containerId);
+    return known.rel;
   }
 
   /** The container's cgroup path relative to the hierarchy root, or undefined when none exists (yet). */

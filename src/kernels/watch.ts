@@ -74,8 +74,16 @@ export class KernelWatch {
     if (!rec) d.strayDied(containerId);
     // A claim still under way finds out by itself (its runner does not answer) and falls back to a cold create.
     if (!rec || rec.state !== 'running' || d.isCreating(rec.id)) return; // ours to remove: a destroy or restart is under way
-    d.log.warn('kernel container died by itself', { kernelId: rec.id });
-    d.destroy(rec.id, 'self-terminated').catch((err: unknown) => d.log.error('clean-up of a dead kernel failed', { kernelId: rec.id, error: errorMessage(err) }));
+    const id = rec.id;
+    // Docker says whether the OOM killer ended it: the manager and the runs it held are told which.
+    void d.docker
+      .inspect(containerId)
+      .then((st) => (st?.oomKilled ? 'oom-killed' : 'self-terminated'), () => 'self-terminated')
+      .then((reason) => {
+        d.log.warn('kernel container died by itself', { kernelId: id, reason });
+        return d.destroy(id, reason);
+      })
+      .catch((err: unknown) => d.log.error('clean-up of a dead kernel failed', { kernelId: id, error: errorMessage(err) }));
   }
 
   private reapIdle(): void {

@@ -1,32 +1,43 @@
 /**
  * KernelRelay is the agent's side of one kernel runner (PROTOCOL.md section
  * 4): a PUSH to its port 2000 and a PULL from 2001, opened on first use and
- * closed with the kernel. It keeps the runs of the kernel in the order they
- * were sent (the runner serves them in that order, so output belongs to the
- * oldest unfinished run), answers `execute` with what arrived within the
- * flush timeout, and enforces the exec timeout of each run.
+ * closed with the kernel. It answers `execute` with what a run printed within
+ * the flush timeout, enforces the exec timeout, and makes sure every result
+ * belongs to its run.
+ *
+ * On opening it synchronises with the runner (`hello`, and `status` for a
+ * runner that does not know hello), and sends nothing else until it has.
+ * A runner that answers hello tags: each input carries a tag (a third
+ * frame), every record the runner sends carries its generation and the tag
+ * of the job or request it belongs to, so output goes to the run that
+ * printed it, answers to the request that asked, and records of a runner
+ * that has died, of a run that has ended, or of a previous agent's runs
+ * reach no one else. When the generation changes (the runner died and its
+ * entrypoint started another), the run it was running ends with the way it
+ * died, and runs it had not started go to its successor. A runner that does
+ * not tag gets section 4 as it is (output to the oldest unfinished run), one
+ * request of a kind at a time, and liveness probes that end a run its runner
+ * has lost.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import * as zmq from 'zeromq';
 import type { Logger } from '../log.js';
-import { errorMessage, KernelUnresponsiveError, ParametersError, RunNotFoundError } from '../errors.js';
+import { errorMessage, KernelUnresponsiveError, ParametersError, RunLostError, RunNotFoundError } from '../errors.js';
 import type { RunResult } from '../rpc/methods.js';
 import { SendQueue } from '../wire/send-queue.js';
-import { RunOutput } from './output.js';
+import { MAX_PENDING_BYTES } from './output.js';
+import { RequestBook } from './requests.js';
+import { Run, type RunStatus } from './runs.js';
+import { describeRunnerEnd, parseHello, parseRecord, parseStatus, type RunnerHello, type RunnerRecord } from './runner-records.js';
 
-type Status = RunResult['status'];
-
-interface Run {
-  id: string;
-  output: RunOutput;
-  /** Statuses that arrived and were not yet returned, oldest first. */
-  statuses: Array<{ status: Status; exitCode: number | null; options: Record<string, unknown> | null }>;
-  done: boolean;
-  /** When the runner started this run (it became the oldest unfinished one). */
-  startedAt: number;
-  wake: (() => void) | null;
-  timer: NodeJS.Timeout | null;
-}
+/** How long a new relay waits for the runner to say who it is before treating it as one that does not tag. */
+export const SYNC_TIMEOUT_MS = 10_000;
+/** A run with nothing heard from its runner for this long gets a liveness probe (`status`). */
+export const PROBE_INTERVAL_MS = 5000;
+/** Probes a runner that does not tag may miss in a row before its run is ended. */
+const UNTAGGED_MISSES = 3;
+/** Runs taken over from a previous agent that nobody has asked for, kept at most. */
+const MAX_UNCLAIMED = 64;
 
 /** What `execute` asks of the relay, its arguments already checked. */
 export interface ExecuteRequest {
@@ -50,182 +61,273 @@ export interface KernelRelayOptions {
   onExecTimeout(): void;
   /** Files under /home/work/.output created or changed since a time (ms), for finished runs. */
   outputFiles(sinceMs: number): Promise<Array<{ name: string; size: number }>>;
+  /** The runner restarted; `line` says how the previous one ended. */
+  onRunnerRestart?(line: string): void;
+  /** The kernel's OOM kills so far (null: unknown), to tell an OOM kill from another SIGKILL. */
+  oomKills?(): Promise<number | null>;
+  /** The kernel's memory limit in MiB, for the message of an OOM kill. */
+  memLimitMiB?: number;
+  /** The kernel was re-adopted from a previous agent: runs its runner still holds are taken over, others are lost. */
+  takeOver?: boolean;
+  /** Runs a previous relay of the kernel ended (a restart) that were not collected yet. */
+  inherited?: Run[];
 }
+
+type Mode = 'pending' | 'tagged' | 'untagged';
+type Meta = { t: string; run?: string } | null;
 
 export class KernelRelay {
   private readonly push = new zmq.Push({ linger: 0, sendHighWaterMark: 1000 });
   // A small receive queue: records are up to 64 KiB, so while a run is held back (see RunOutput) libzmq keeps at most ~4 MiB of it here.
   private readonly pull = new zmq.Pull({ linger: 0, receiveHighWaterMark: 64 });
   private readonly queue: SendQueue;
+  private readonly requests: RequestBook;
+  /** Tags are `<epoch>.<n>`: unique to this relay, so no record meant for another agent's run can match one of ours. */
+  private readonly epoch = randomBytes(4).toString('hex');
+  private seq = 0;
+  private mode: Mode = 'pending';
+  private readonly syncWaiters: Array<() => void> = [];
+  private readonly deferred: Array<[string, string, Meta]> = [];
+  private held: RunnerRecord[] = [];
+  private heldBytes = 0;
+  /** The reply to the untagged `status` of the synchronisation is still to come (and is not an answer to anyone). */
+  private syncStatusOwed = true;
+  private generation: string | null = null;
+  /** The tag of the job the runner said it started last and has not finished. */
+  private runningTag: string | null = null;
   private readonly runs = new Map<string, Run>();
-  /** Runs sent to the runner and not finished; the first is the one running. */
+  private readonly byTag = new Map<string, Run>();
+  /** Runs sent and not finished, in the order they were sent; for a runner that does not tag, the first is the one running. */
   private readonly order: Run[] = [];
-  private completions: Array<(list: string[]) => void> = [];
+  private readonly syncTimer: NodeJS.Timeout;
+  private readonly probeTimer: NodeJS.Timeout;
+  private lastHeard = Date.now();
+  private probing = false;
+  private probeMisses = 0;
+  private idleProbes = 0;
+  private oomSeen: Promise<number | null>;
+  private closed = false;
+  private draining = false;
+  /** Records given to no one: from a runner that died, late output, or output of runs that are no longer held. */
+  dropped = 0;
 
   constructor(private o: KernelRelayOptions) {
     const host = o.host.includes(':') ? `[${o.host}]` : o.host;
     this.push.connect(`tcp://${host}:${o.replInPort}`);
     this.pull.connect(`tcp://${host}:${o.replOutPort}`);
     this.queue = new SendQueue(this.push, (err) => this.o.log.warn('could not send to the kernel runner', { error: errorMessage(err) }));
+    this.requests = new RequestBook({
+      tagged: () => this.mode === 'tagged',
+      newTag: () => this.newTag(),
+      send: (type, payload, tag) => this.send(type, payload, tag === null ? null : { t: tag }),
+    });
+    for (const run of o.inherited ?? []) this.runs.set(run.id, run);
+    this.oomSeen = this.readOom();
     void this.readLoop();
+    // A runner that speaks the extension answers hello; any runner answers status (section 4).
+    this.queue.push(['hello', '']);
+    this.queue.push(['status', '']);
+    this.syncTimer = setTimeout(() => this.synced('untagged', null), SYNC_TIMEOUT_MS);
+    this.probeTimer = setInterval(() => this.probe(), PROBE_INTERVAL_MS);
+    this.probeTimer.unref();
   }
 
   /**
    * Hands the relay to a new owner — a warm-pool claim makes the pool's
    * relay the kernel's, so the claim pays no connect: from now on its log,
-   * exec timeout and output files. The connection stays.
+   * exec timeout, output files and runner callbacks. The connection stays.
    */
   rebind(o: Omit<KernelRelayOptions, 'host' | 'replInPort' | 'replOutPort'>): void {
     this.o = { ...this.o, ...o };
+    this.oomSeen = this.readOom();
+  }
+
+  /** Whether the runner tags its records ('pending' until the relay has synchronised). */
+  get protocol(): Mode {
+    return this.mode;
   }
 
   /** execute: starts or resumes a run and returns its output so far. */
   async execute(req: ExecuteRequest): Promise<RunResult> {
-    let run: Run;
+    await this.whenSynced();
     if (req.mode === 'continue' || req.mode === 'input') {
-      run = this.runs.get(req.runId ?? '') ?? this.fail(new RunNotFoundError(`no run ${req.runId} on this kernel; start one with mode query or batch`));
-      if (req.mode === 'input') this.send('input', req.code);
-    } else {
-      const id = req.runId ?? randomUUID();
-      if (this.runs.has(id)) throw new ParametersError(`run ${id} is still going; call again with mode continue`);
-      run = { id, output: new RunOutput(), statuses: [], done: false, wake: null, timer: null, startedAt: 0 };
-      this.runs.set(id, run);
-      this.order.push(run);
-      if (this.order.length === 1) this.begin(run);
-      if (req.mode === 'query') this.send('code', req.code);
-      else this.sendBatch(run, req.opts);
+      const run = this.runs.get(req.runId ?? '');
+      if (!run) {
+        if (this.o.takeOver) throw new RunLostError(`run ${req.runId} is not known to this kernel any more: it was in progress when the agent restarted, and its runner no longer holds it (it ended, or the runner restarted); its output cannot be recovered`);
+        throw new RunNotFoundError(`no run ${req.runId} on this kernel; start one with mode query or batch`);
+      }
+      run.unclaimed = false;
+      if (req.mode === 'input') this.send('input', req.code, run.tag === null ? null : { t: run.tag, run: run.id });
+      return this.collect(run, req.apiVersion, req.flushTimeoutMs);
     }
+    const id = req.runId ?? randomUUID();
+    const old = this.runs.get(id);
+    if (old && !old.done) throw new ParametersError(`run ${id} is still going; call again with mode continue`);
+    if (old) this.forget(old);
+    const inputs = req.mode === 'query' ? ([['code', req.code]] as Array<[string, string]>) : batchInputs(req.opts);
+    const run = new Run(id, this.mode === 'tagged' ? this.newTag() : null, inputs);
+    this.runs.set(id, run);
+    if (run.tag !== null) this.byTag.set(run.tag, run);
+    this.order.push(run);
+    if (this.mode === 'untagged' && this.order.length === 1) this.begin(run);
+    if (inputs.length === 0) this.finishRun(run, 0);
+    else this.sendInputs(run);
     return this.collect(run, req.apiVersion, req.flushTimeoutMs);
   }
 
   /** Runs query-mode code to its end (driving `continue`) and returns the last result; for the agent's own commands. */
   async runToEnd(code: string, timeoutMs = 30_000): Promise<RunResult> {
     const deadline = Date.now() + timeoutMs;
-    let r = await this.execute({ apiVersion: 2, runId: null, mode: 'query', code, opts: {}, flushTimeoutMs: 1000 });
+    const flush = Math.min(1000, timeoutMs);
+    let r = await this.execute({ apiVersion: 2, runId: null, mode: 'query', code, opts: {}, flushTimeoutMs: flush });
     while (r.status === 'continued') {
       if (Date.now() > deadline) throw new KernelUnresponsiveError(`the kernel runner did not finish ${JSON.stringify(code)} within ${timeoutMs / 1000} s`);
-      r = await this.execute({ apiVersion: 2, runId: r.runId, mode: 'continue', code: '', opts: {}, flushTimeoutMs: 1000 });
+      r = await this.execute({ apiVersion: 2, runId: r.runId, mode: 'continue', code: '', opts: {}, flushTimeoutMs: flush });
     }
     return r;
   }
 
   /** Resolves once the runner answers `%ping` (it binds its ports a moment after the container starts). */
-  async ping(): Promise<void> {
-    await this.runToEnd('%ping');
+  async ping(timeoutMs = 30_000): Promise<void> {
+    const r = await this.runToEnd('%ping', timeoutMs);
+    if (r.exitCode !== 0) throw new KernelUnresponsiveError(`the kernel runner answered %ping with exit code ${r.exitCode}`);
   }
 
   /** interrupt_kernel: SIGINT (KeyboardInterrupt) to what the runner is running. */
   interrupt(): void {
-    this.send('interrupt', '');
+    this.send('interrupt', '', null);
   }
 
   /** get_completions: asks the runner and waits (5 s at most) for its answer. */
-  complete(text: string, opts: Record<string, unknown>): Promise<string[]> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.completions = this.completions.filter((w) => w !== waiter);
-        reject(new KernelUnresponsiveError('the kernel did not answer the completion request within 5 s; it may be busy'));
-      }, 5000);
-      const waiter = (list: string[]) => {
-        clearTimeout(timer);
-        resolve(list);
-      };
-      this.completions.push(waiter);
-      this.send('complete', JSON.stringify({ ...opts, code: text }));
-    });
+  async complete(text: string, opts: Record<string, unknown>): Promise<string[]> {
+    const list = this.json(await this.request('complete', JSON.stringify({ ...opts, code: text }), 'completion', 5000, 'the kernel did not answer the completion request within 5 s; it may be busy'));
+    return Array.isArray(list) ? list.filter((x): x is string => typeof x === 'string') : [];
   }
 
-  /** Closes the sockets and ends every run waiting for output. */
-  close(): void {
+  /** Sends a request record and waits for its answer's payload (matched by tag, or one at a time). */
+  async request(type: string, payload: string, replyType: string, timeoutMs: number, timeoutMessage: string): Promise<Buffer> {
+    await this.whenSynced();
+    return this.requests.request(type, payload, replyType, timeoutMs, () => new KernelUnresponsiveError(timeoutMessage));
+  }
+
+  /** The agent is stopping: every call waiting on a run answers now (`continued`); the manager continues it on the restarted agent. */
+  drain(): void {
+    this.draining = true;
+    for (const run of this.runs.values()) run.wake();
+  }
+
+  /**
+   * Closes the sockets. With a reason (destroy, restart, container death),
+   * every run not finished ends first — exit code -1 and `terminated:
+   * <reason>` on stderr, or `not started: <reason>` for runs the runner
+   * never began — and the runs whose ending was not collected yet are
+   * returned, for a successor relay to answer. Without one (the agent
+   * stops; the kernel runs on), waiting calls answer `continued`.
+   */
+  close(reason?: string): Run[] {
+    if (this.closed) return [];
+    this.closed = true;
+    clearTimeout(this.syncTimer);
+    clearInterval(this.probeTimer);
     for (const run of this.runs.values()) {
-      this.settle(run, { status: 'finished', exitCode: null, options: null });
+      if (reason && !run.done) {
+        run.end(-1, run.started ? `terminated: ${reason}` : `not started: ${reason}`);
+        this.retire(run);
+      } else run.wake();
       run.output.release();
     }
+    this.requests.failAll(() => new KernelUnresponsiveError('the connection to the kernel runner was closed'));
+    for (const w of this.syncWaiters.splice(0)) w();
+    if (this.dropped + this.requests.dropped > 0) this.o.log.debug('records given to no run or request', { records: this.dropped, answers: this.requests.dropped });
     this.push.close();
     this.pull.close();
+    return [...this.runs.values()].filter((r) => r.done && r.statuses.length > 0);
   }
 
-  private fail(err: Error): never {
-    throw err;
+  private newTag(): string {
+    return `${this.epoch}.${++this.seq}`;
   }
 
-  private send(type: string, payload: string): void {
-    this.queue.push([type, Buffer.from(payload, 'utf8')]);
-  }
-
-  private sendBatch(run: Run, opts: Record<string, unknown>): void {
-    // `*` would be the image's default command; this image declares none, so it is skipped like an empty one.
-    const cmd = (v: unknown) => (typeof v === 'string' && v !== '' && v !== '*' ? v : null);
-    const build = cmd(opts.build);
-    const exec = cmd(opts.exec);
-    if (build) this.send('build', build);
-    if (exec) this.send('exec', exec);
-    if (!build && !exec) this.finishRun(run, 0);
-  }
-
-  private async collect(run: Run, apiVersion: number, flushTimeoutMs: number): Promise<RunResult> {
-    if (run.statuses.length === 0 && !run.done && !run.output.full) { // full: answer now, the relay waits for this reply
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, flushTimeoutMs);
-        run.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      run.wake = null;
+  /** Sends an input record; held until the relay has synchronised, tagged when the runner tags. */
+  private send(type: string, payload: string, meta: Meta): void {
+    if (this.closed) return;
+    if (this.mode === 'pending') {
+      this.deferred.push([type, payload, meta]);
+      return;
     }
-    const next = run.statuses.shift() ?? { status: 'continued' as Status, exitCode: null, options: null };
-    if (run.done && run.statuses.length === 0) this.runs.delete(run.id);
-    const files = next.status === 'finished' ? await this.o.outputFiles(run.startedAt).catch(() => []) : [];
-    return { runId: run.id, status: next.status, exitCode: next.exitCode, options: next.options, files, ...run.output.take(apiVersion) };
+    const frames: Array<Buffer | string> = [type, Buffer.from(payload, 'utf8')];
+    if (this.mode === 'tagged' && meta) frames.push(JSON.stringify(meta));
+    this.queue.push(frames);
   }
 
-  private current(): Run | undefined {
-    return this.order[0];
+  private sendInputs(run: Run): void {
+    for (const [type, payload] of run.inputs) this.send(type, payload, run.tag === null ? null : { t: run.tag, run: run.id });
+  }
+
+  private whenSynced(): Promise<void> {
+    if (this.mode !== 'pending' || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  /** The relay knows now whether the runner tags: records held meanwhile are dispatched (or dropped), deferred inputs sent. */
+  private synced(mode: 'tagged' | 'untagged', hello: RunnerHello | null): void {
+    if (this.mode !== 'pending') return;
+    clearTimeout(this.syncTimer);
+    this.mode = mode;
+    if (hello) {
+      this.generation = hello.generation;
+      if (this.o.takeOver) this.takeOver(hello);
+    }
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    // Before the synchronisation nothing of ours was sent: what came is a previous agent's, for runs taken over or no one.
+    if (mode === 'tagged') for (const rec of held) this.accept(rec);
+    else this.dropped += held.length;
+    for (const [type, payload, meta] of this.deferred.splice(0)) this.send(type, payload, meta);
+    for (const w of this.syncWaiters.splice(0)) w();
+  }
+
+  /** After an agent restart: the runs the runner holds (running, queued, just finished) become runs of this relay. */
+  private takeOver(h: RunnerHello): void {
+    const holds = [...(h.current ? [h.current] : []), ...h.queue];
+    holds.forEach((ref, i) => {
+      if (!ref.run || this.runs.has(ref.run) || this.byTag.has(ref.t)) return;
+      const run = new Run(ref.run, ref.t, [], true);
+      this.runs.set(run.id, run);
+      this.byTag.set(ref.t, run);
+      this.order.push(run);
+      if (i === 0 && h.current) {
+        this.runningTag = ref.t;
+        this.begin(run);
+      }
+    });
+    for (const ref of h.recent) {
+      if (!ref.run || this.runs.has(ref.run)) continue;
+      // Finished while no agent listened: its end is known; output still on its way reaches it by tag.
+      const run = new Run(ref.run, ref.t, [], true);
+      run.started = true;
+      this.runs.set(run.id, run);
+      this.byTag.set(ref.t, run);
+      run.settle({ status: 'finished', exitCode: ref.exitCode, options: null });
+      run.done = true;
+    }
+    const unclaimed = [...this.runs.values()].filter((r) => r.unclaimed);
+    for (const r of unclaimed.slice(0, Math.max(0, unclaimed.length - MAX_UNCLAIMED))) this.forget(r);
+    this.o.log.info('took over the runs the kernel runner holds after an agent restart', { running: h.current?.run ?? null, queued: h.queue.length, finished: h.recent.length });
   }
 
   private async readLoop(): Promise<void> {
     try {
-      for await (const [typeFrame, payload = Buffer.alloc(0)] of this.pull) {
-        const type = typeFrame?.toString('utf8');
-        const run = this.current();
-        switch (type) {
-          case 'stdout':
-          case 'stderr':
-            run?.output.addText(type, payload);
-            break;
-          case 'media':
-            run?.output.addMedia(payload);
-            break;
-          case 'html':
-            run?.output.addHtml(payload);
-            break;
-          case 'waiting-input':
-            if (run) {
-              const o = this.json(payload);
-              this.settle(run, { status: 'waiting-input', exitCode: null, options: o && !Array.isArray(o) ? o : { is_password: false } });
-            }
-            break;
-          case 'build-finished':
-            if (run) this.settle(run, { status: 'build-finished', exitCode: this.exitCode(payload), options: null });
-            break;
-          case 'finished':
-            if (run) this.finishRun(run, this.exitCode(payload));
-            break;
-          case 'completion': {
-            const list = this.json(payload);
-            this.completions.shift()?.(Array.isArray(list) ? list.filter((x): x is string => typeof x === 'string') : []);
-            break;
-          }
-          default:
-            break; // a runner may send more than we know
-        }
+      for await (const frames of this.pull) {
+        const rec = parseRecord(frames);
+        if (!rec) continue;
+        const run = this.onRecord(rec);
         // Back-pressure: a run holding as much output as it may is not read further until a reply takes it,
         // and a call waiting on it answers now (continued) rather than at its flush timeout.
-        const holding = this.current();
-        if (holding?.output.full) {
-          holding.wake?.();
-          await holding.output.waitForRoom();
+        if (run?.output.full && !run.done) {
+          run.wake();
+          await run.output.waitForRoom();
         }
       }
     } catch {
@@ -233,37 +335,282 @@ export class KernelRelay {
     }
   }
 
+  /** Handles one record; returns the run its output went to, if any. */
+  private onRecord(rec: RunnerRecord): Run | undefined {
+    this.probeMisses = 0;
+    if (this.mode === 'pending') {
+      if (rec.type === 'hello') {
+        const h = parseHello(rec.payload);
+        if (h) return void this.synced('tagged', h);
+      } else if (rec.type === 'status' && this.syncStatusOwed) {
+        this.syncStatusOwed = false;
+        const st = parseStatus(rec.payload);
+        const gen = st?.generation;
+        // Our runner answers hello before status; one whose status has no generation does not tag.
+        if (typeof gen === 'string') this.synced('tagged', { generation: gen, pid: null, previousStatus: null, current: null, queue: [], recent: [] });
+        else this.synced('untagged', null);
+        return undefined;
+      }
+      this.hold(rec);
+      return undefined;
+    }
+    if (rec.type === 'hello') return void this.onHello(rec);
+    if (this.mode === 'tagged' && rec.meta?.g !== undefined && rec.meta.g !== this.generation) {
+      this.dropped++; // a runner that has died
+      return undefined;
+    }
+    return this.accept(rec);
+  }
+
+  private hold(rec: RunnerRecord): void {
+    if (this.heldBytes + rec.payload.length > MAX_PENDING_BYTES) {
+      this.dropped++;
+      return;
+    }
+    this.held.push(rec);
+    this.heldBytes += rec.payload.length;
+  }
+
+  private onHello(rec: RunnerRecord): void {
+    const h = parseHello(rec.payload);
+    if (!h) return;
+    if (rec.meta?.t !== undefined) this.requests.answer('hello', rec.meta.t, rec.payload);
+    if (this.mode !== 'tagged') return; // a runner that did not answer in time is served as one that does not tag
+    if (h.generation !== this.generation) void this.runnerRestarted(h);
+  }
+
+  /** Gives a record to the run or request it belongs to. */
+  private accept(rec: RunnerRecord): Run | undefined {
+    const tagged = this.mode === 'tagged';
+    switch (rec.type) {
+      case 'completion':
+      case 'status':
+      case 'service-result':
+        if (rec.type === 'status' && rec.meta?.t === undefined && this.syncStatusOwed) this.syncStatusOwed = false;
+        else this.requests.answer(rec.type, tagged ? (rec.meta?.t ?? '') : undefined, rec.payload);
+        return undefined;
+      case 'started': {
+        if (!tagged || rec.meta?.t === undefined) return undefined;
+        this.heard();
+        this.runningTag = rec.meta.t;
+        const run = this.byTag.get(rec.meta.t);
+        if (run && !run.started) this.begin(run);
+        return undefined;
+      }
+      case 'stdout':
+      case 'stderr':
+      case 'media':
+      case 'html':
+      case 'waiting-input':
+      case 'build-finished':
+      case 'finished':
+        break;
+      default:
+        return undefined; // a runner may send more than we know
+    }
+    const run = tagged ? (rec.meta?.t !== undefined ? this.byTag.get(rec.meta.t) : undefined) : this.order[0];
+    this.heard();
+    if (!run || run.done) {
+      this.dropped++; // late output (rec.meta.late), or a run no longer held
+      return undefined;
+    }
+    switch (rec.type) {
+      case 'stdout':
+      case 'stderr':
+        if (run.unclaimed && run.output.full) run.droppedBytes += rec.payload.length;
+        else run.output.addText(rec.type, rec.payload);
+        break;
+      case 'media':
+        run.output.addMedia(rec.payload);
+        break;
+      case 'html':
+        run.output.addHtml(rec.payload);
+        break;
+      case 'waiting-input': {
+        const o = this.json(rec.payload);
+        run.settle({ status: 'waiting-input', exitCode: null, options: o && !Array.isArray(o) ? o : { is_password: false } });
+        break;
+      }
+      case 'build-finished':
+        run.settle({ status: 'build-finished', exitCode: this.exitCode(rec.payload), options: null });
+        break;
+      case 'finished':
+        if (run.tag !== null && this.runningTag === run.tag) this.runningTag = null;
+        this.finishRun(run, this.exitCode(rec.payload));
+        break;
+    }
+    return run.unclaimed ? undefined : run;
+  }
+
+  /**
+   * A new runner generation: the old runner is gone. The relay asks the new
+   * one what it holds: the run the old one was running (the one it said it
+   * started, else the oldest unfinished run the new one does not hold) ends
+   * with how it died; the other runs the new one lacks were lost in the old
+   * one's queue and are sent again; requests it owed fail.
+   */
+  private async runnerRestarted(h: RunnerHello): Promise<void> {
+    this.generation = h.generation;
+    const said = this.runningTag !== null ? this.byTag.get(this.runningTag) : undefined;
+    this.runningTag = null;
+    const sent = this.order.filter((r) => !r.done);
+    this.requests.failAll(() => new KernelUnresponsiveError('the kernel runner restarted before it answered; ask again'));
+    const before = await this.oomSeen;
+    this.oomSeen = this.readOom();
+    const now = await this.oomSeen;
+    const end = describeRunnerEnd(h.previousStatus, { killed: before !== null && now !== null && now > before, limitMiB: this.o.memLimitMiB ?? 0 });
+    this.o.onRunnerRestart?.(end.line);
+    let has: Set<string> | null = null;
+    if (sent.length > 0 && !this.closed) {
+      try {
+        const again = parseHello(await this.requests.request('hello', '', 'hello', 5000, () => new KernelUnresponsiveError('no hello')));
+        if (again?.generation !== this.generation) return; // restarted again meanwhile: that restart settles these runs
+        has = new Set([...(again.current ? [again.current] : []), ...again.queue, ...again.recent].map((j) => j.t));
+      } catch (err) {
+        this.o.log.warn('could not ask the restarted runner what it holds; runs queued before the restart are not sent again', { error: errorMessage(err) });
+      }
+    }
+    const held = (r: Run) => has !== null && has.has(r.tag ?? '');
+    const dead = said && !said.done ? said : sent.find((r) => !r.done && !held(r));
+    this.o.log.warn('the kernel runner restarted', { reason: end.line, endedRun: dead?.id ?? null, generation: h.generation, pid: h.pid });
+    if (dead) {
+      dead.end(end.exitCode, `${end.line}; the kernel's state (variables, imports) was lost`);
+      this.retire(dead);
+    }
+    if (has === null) return;
+    for (const run of sent) {
+      if (run.done || run.started || held(run)) continue;
+      this.order.splice(this.order.indexOf(run), 1);
+      this.order.push(run);
+      this.sendInputs(run);
+    }
+  }
+
+  /** A runner that does not tag lost its run (it says it runs nothing, or it stopped answering). */
+  private lostRunner(line: string, queued: 'resend' | 'end'): void {
+    const head = this.order[0];
+    if (!head) return;
+    this.o.log.warn('the kernel runner lost the run it was running', { reason: line, runId: head.id });
+    this.o.onRunnerRestart?.(line);
+    const rest = this.order.slice(1);
+    head.end(-1, `${line}; the kernel's state may have been lost`);
+    this.retire(head); // begins the next one
+    for (const run of rest) {
+      if (queued === 'resend') this.sendInputs(run);
+      else {
+        run.end(-1, `not started: ${line}`);
+        this.retire(run);
+      }
+    }
+  }
+
+  /** The runner said something about a run (not a probe's answer): it is alive and working. */
+  private heard(): void {
+    this.lastHeard = Date.now();
+    this.idleProbes = 0;
+  }
+
+  /** Liveness: a run whose runner has been silent for a while gets a `status` probe. */
+  private probe(): void {
+    if (this.mode === 'pending' || this.closed || this.probing) return;
+    if (this.order.length === 0) this.idleProbes = 0;
+    if (this.order.length === 0 || Date.now() - this.lastHeard < PROBE_INTERVAL_MS) return;
+    this.probing = true;
+    this.requests
+      .request('status', '', 'status', PROBE_INTERVAL_MS, () => new KernelUnresponsiveError('no status'))
+      .then(
+        (payload) => this.onProbe(parseStatus(payload)),
+        () => this.onProbeMissed(),
+      )
+      .finally(() => (this.probing = false));
+  }
+
+  private onProbe(st: Record<string, unknown> | null): void {
+    this.probeMisses = 0;
+    if (!st || this.closed) return;
+    if (this.mode === 'tagged') {
+      // A generation we have not heard say hello: ask, and the answer takes the restart path.
+      if (typeof st.generation === 'string' && st.generation !== this.generation) {
+        this.requests.request('hello', '', 'hello', 5000, () => new KernelUnresponsiveError('no hello')).catch(() => undefined);
+      }
+      return;
+    }
+    const head = this.order[0];
+    if (head?.started && st.busy === false && st.queue === 0) {
+      if (++this.idleProbes < 2) return; // twice in a row: a `finished` on its way has had time to arrive
+      this.idleProbes = 0;
+      this.lostRunner('runner lost the run: it says it runs nothing (it may have restarted)', 'resend');
+    } else this.idleProbes = 0;
+  }
+
+  private onProbeMissed(): void {
+    if (this.closed) return;
+    this.probeMisses++;
+    if (this.probeMisses === 1) this.o.log.warn('the kernel runner did not answer a liveness probe', { timeoutMs: PROBE_INTERVAL_MS });
+    if (this.mode === 'untagged' && this.probeMisses >= UNTAGGED_MISSES) {
+      this.probeMisses = 0;
+      this.lostRunner(`the runner did not answer ${UNTAGGED_MISSES} liveness probes`, 'end');
+    }
+  }
+
+  private collect(run: Run, apiVersion: number, flushTimeoutMs: number): Promise<RunResult> {
+    if (run.collecting) {
+      // Several callers waiting on one run all get the same answer.
+      if (run.collecting.apiVersion === apiVersion) return run.collecting.promise;
+      throw new ParametersError(`run ${run.id} already has a call waiting on it with api_version ${run.collecting.apiVersion}; wait for it`);
+    }
+    const promise = this.collectNow(run, apiVersion, flushTimeoutMs).finally(() => (run.collecting = null));
+    run.collecting = { apiVersion, promise };
+    return promise;
+  }
+
+  private async collectNow(run: Run, apiVersion: number, flushTimeoutMs: number): Promise<RunResult> {
+    if (!run.ready && !this.draining && !this.closed) await run.sleep(flushTimeoutMs);
+    const next: RunStatus = run.statuses.shift() ?? { status: 'continued', exitCode: null, options: null };
+    if (run.done && run.statuses.length === 0) this.forget(run);
+    const files = next.status === 'finished' && run.startedAt > 0 ? await this.o.outputFiles(run.startedAt).catch(() => []) : [];
+    return { runId: run.id, status: next.status, exitCode: next.exitCode, options: next.options, files, ...run.output.take(apiVersion) };
+  }
+
   private finishRun(run: Run, exitCode: number | null): void {
     run.output.finish();
-    this.settle(run, { status: 'finished', exitCode, options: null });
+    run.settle({ status: 'finished', exitCode, options: null });
     this.retire(run);
   }
 
-  /** Takes a run out of the order; the next one starts its exec timeout. */
+  /** Takes a run out of the order; for a runner that does not tag, the next one starts its exec timeout. */
   private retire(run: Run): void {
     run.done = true;
+    run.inputs = [];
     run.output.release();
     if (run.timer) clearTimeout(run.timer);
+    if (run.tag !== null && this.byTag.get(run.tag) === run) this.byTag.delete(run.tag);
     const i = this.order.indexOf(run);
     if (i >= 0) this.order.splice(i, 1);
-    if (i === 0 && this.order[0]) this.begin(this.order[0]);
+    if (this.mode !== 'tagged' && i === 0 && this.order[0]) this.begin(this.order[0]);
   }
 
-  private settle(run: Run, s: Run['statuses'][number]): void {
-    run.statuses.push(s);
-    run.wake?.();
+  private forget(run: Run): void {
+    if (this.runs.get(run.id) === run) this.runs.delete(run.id);
+    if (run.tag !== null && this.byTag.get(run.tag) === run) this.byTag.delete(run.tag);
   }
 
   /** The run is now the one the runner works on: its clock starts. */
   private begin(run: Run): void {
+    run.started = true;
     run.startedAt = Date.now();
+    run.inputs = this.mode === 'tagged' ? [] : run.inputs; // a runner that does not tag may lose it and need it again
     if (this.o.execTimeoutSec <= 0) return;
     run.timer = setTimeout(() => {
       this.o.log.warn('a run exceeded the exec timeout; destroying the kernel', { runId: run.id, timeoutSec: this.o.execTimeoutSec });
-      this.settle(run, { status: 'exec-timeout', exitCode: null, options: null });
+      run.settle({ status: 'exec-timeout', exitCode: null, options: null });
       this.retire(run);
       this.o.onExecTimeout();
     }, this.o.execTimeoutSec * 1000);
+  }
+
+  private readOom(): Promise<number | null> {
+    return this.o.oomKills ? this.o.oomKills().catch(() => null) : Promise.resolve(null);
   }
 
   private json(payload: Buffer): Record<string, unknown> | unknown[] | null {
@@ -278,4 +625,12 @@ export class KernelRelay {
     const v = this.json(payload) as { exitCode?: unknown } | null;
     return v && typeof v.exitCode === 'number' ? v.exitCode : null;
   }
+}
+
+/** The records of a batch run: `*` would be the image's default command; this image declares none, so it is skipped like an empty one. */
+function batchInputs(opts: Record<string, unknown>): Array<[string, string]> {
+  const cmd = (v: unknown) => (typeof v === 'string' && v !== '' && v !== '*' ? v : null);
+  const build = cmd(opts.build);
+  const exec = cmd(opts.exec);
+  return [...(build ? [['build', build] as [string, string]] : []), ...(exec ? [['exec', exec] as [string, string]] : [])];
 }

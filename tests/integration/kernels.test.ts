@@ -95,12 +95,12 @@ describe('kernel lifecycle', function () {
   });
 
   it('rolls back everything when a step after the scratch home fails', async () => {
-    const { client, agent, agentId } = await startAgent();
+    const { client, agent, agentId } = await startAgent({}, (etcd) => etcd.put('config/agent/runner_ready_timeout').value('3').then(() => undefined));
     const id = uniqueName('k');
-    // Docker refuses a 4 MiB memory limit at container creation: after cores and home were taken.
-    const err = await remoteError(client.call(methods.create_kernel, id, config({ limits: { cpu_slot: 1, mem_slot: 4 } })));
+    // A codec Python does not know stops the runner at start: the create fails after cores, home and container were taken.
+    const err = await remoteError(client.call(methods.create_kernel, id, config({ environ: { PYTHONIOENCODING: 'no-such-codec' } })));
     expect(err.remoteType).to.equal('agent.KernelCreationFailed');
-    expect(String(err.remoteArgs[0])).to.match(/while creating the container: .*memory/i);
+    expect(String(err.remoteArgs[0])).to.match(/runner did not come up .*printed last: .*no-such-codec/i);
     expect(await containersOf(agentId)).to.have.length(0);
     expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
     expect(agent.kernelService!.cores.allocated).to.equal(0);
@@ -162,7 +162,7 @@ describe('kernel lifecycle', function () {
   });
 
   it('restarts a kernel on a new container, keeping its home and cores, while other calls wait', async () => {
-    const { client, agent, agentId } = await startAgent();
+    const { client, agent, agentId } = await startAgent({}, (etcd) => etcd.put('config/agent/runner_ready_timeout').value('3').then(() => undefined));
     const id = uniqueName('k');
     const info = await client.call(methods.create_kernel, id, config());
     await client.call(methods.upload_file, id, 'keep.txt', Buffer.from('kept'));
@@ -189,7 +189,7 @@ describe('kernel lifecycle', function () {
     expect(left.map((c) => c.Id)).to.deep.equal([r2.container_id]);
 
     // a restart that fails removes the kernel and gives back everything
-    const failed = await remoteError(client.call(methods.restart_kernel, id, config({ limits: { cpu_slot: 1, mem_slot: 4 } })));
+    const failed = await remoteError(client.callWithTimeout(30_000, methods.restart_kernel, id, config({ environ: { PYTHONIOENCODING: 'no-such-codec' } })));
     expect(failed.remoteType).to.equal('agent.KernelCreationFailed');
     expect(await containersOf(agentId)).to.have.length(0);
     expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);

@@ -35,7 +35,7 @@ describe('agentctl parts', () => {
       new errors.ParametersError('x'), new errors.MethodNotFoundError('m'), new errors.NotImplementedYetError('m'),
       new errors.KernelNotFoundError('k'), new errors.InvalidPathError('x'), new errors.FileTooLargeError('x'),
       new errors.KernelFileNotFoundError('x'), new errors.ImageNotFoundError('i'), new errors.DockerError('x'),
-      new errors.KernelCreationError('x'), new errors.NoResourcesError('x'), new errors.RunNotFoundError('x'),
+      new errors.KernelCreationError('x'), new errors.NoResourcesError('x'), new errors.RunNotFoundError('x'), new errors.RunLostError('x'),
       new errors.KernelUnresponsiveError('x'), new errors.AgentShuttingDownError(), new errors.InternalError('x'),
       new errors.ConfigError('x'),
     ];

@@ -7,6 +7,10 @@
 #   LOCAL_USER_ID   uid to run as (uid-match images; the agent sets it)
 #   LOCAL_GROUP_ID  gid to run as (default: the uid's group, else the uid)
 #   RUNNER          runner script (default /opt/kernel/runner.py)
+#
+# A restarted runner gets RUNNER_PREVIOUS_STATUS, the status the one before it
+# ended with (bash's $?: 128 + N for signal N), and announces it to the agent,
+# which ends the run that died with it and says why.
 set -u
 
 RUNNER=${RUNNER:-/opt/kernel/runner.py}
@@ -57,5 +61,6 @@ while :; do
   "${run_as[@]}" /usr/bin/python3 -u "$RUNNER"
   rc=$?
   log "runner exited with status $rc; restarting in 1 s"
+  export RUNNER_PREVIOUS_STATUS=$rc
   sleep 1
 done

@@ -2,11 +2,12 @@
 sends on port 2001, and the capture of what user code writes (sys.stdout,
 sys.stderr and the raw file descriptors 1 and 2) as stdout/stderr records,
 flushed as they are written (PROTOCOL.md section 4)."""
+import fcntl
 import io
 import json
 import os
 import queue
-import selectors
+import select
 import threading
 import time
 
@@ -52,23 +53,55 @@ class Backlog:
 backlog = Backlog()
 
 
-def send(rtype, payload=b''):
+class Tagging:
+    """What the runner attaches to its records (a beyond-section-4 extension).
+
+    An agent that speaks it sends inputs with a third frame, JSON
+    `{"t": tag, "run": run id}`; from the first such input on, every record
+    the runner sends carries a third frame too, JSON `{"g": generation}` plus
+    `"t"`: the tag of the job the record belongs to (for output: the job
+    running when it was written), or `"late": true` for output written while
+    no job runs (a thread that outlived its run). An agent that never tags
+    gets the two-frame records of section 4."""
+
+    def __init__(self):
+        self.enabled = False
+        self.job_tag = None   # the tag of the job running now, None between jobs
+
+    def meta(self, tag=None, late=False):
+        if not self.enabled:
+            return None
+        m = {'g': common.GENERATION}
+        if tag is not None:
+            m['t'] = tag
+        elif late:
+            m['late'] = True
+        return json.dumps(m, separators=(',', ':')).encode('ascii')
+
+
+tagging = Tagging()
+
+
+def send(rtype, payload=b'', tag=None):
+    """Queues a record; `tag` is the tag of the input it answers (a job's or a request's)."""
     if isinstance(payload, str):
         payload = payload.encode('utf-8')
-    out_q.put((rtype.encode('ascii'), payload, False))
+    out_q.put((rtype.encode('ascii'), payload, False, tagging.meta(tag)))
 
 
-def send_json(rtype, obj):
-    send(rtype, json.dumps(obj))
+def send_json(rtype, obj, tag=None):
+    send(rtype, json.dumps(obj), tag)
 
 
 class Capture:
     """Batches stdout/stderr text into records, keeping their relative order:
-    a write to the other stream first flushes the pending one."""
+    a write to the other stream, or one made for another job, first flushes
+    the pending one. Output is tagged with the job running when it is written."""
 
     def __init__(self):
         self.lock = threading.RLock()
         self.kind = None
+        self.tag = None
         self.parts = []
         self.size = 0
         self.since = 0.0
@@ -78,11 +111,13 @@ class Capture:
             return
         backlog.wait_for_room()
         with self.lock:
-            if self.kind is not None and self.kind != kind:
+            tag = tagging.job_tag
+            if self.kind is not None and (self.kind != kind or self.tag != tag):
                 self._flush()
             if not self.parts:
                 self.since = time.monotonic()
             self.kind = kind
+            self.tag = tag
             self.parts.append(data)
             self.size += len(data)
             if self.size >= CHUNK:
@@ -101,9 +136,11 @@ class Capture:
         if self.parts:
             data = b''.join(self.parts)
             backlog.add(len(data))
+            meta = tagging.meta(self.tag, late=self.tag is None)
             for i in range(0, len(data), CHUNK):
-                out_q.put((self.kind.encode('ascii'), data[i:i + CHUNK], True))
+                out_q.put((self.kind.encode('ascii'), data[i:i + CHUNK], True, meta))
         self.kind = None
+        self.tag = None
         self.parts = []
         self.size = 0
 
@@ -166,43 +203,80 @@ class _RawOut(io.RawIOBase):
 
 class FdCapture:
     """Output written to fds 1 and 2 directly (os.system, C extensions) goes
-    to pipes read here and becomes stdout/stderr records too."""
+    to pipes read here and becomes stdout/stderr records too.
+
+    User code may close or replace fds 1 and 2: `restore()`, called before
+    every job, puts a fresh pipe back on a descriptor that no longer is ours.
+    A pipe whose every writer is gone reads as end-of-file and is dropped
+    (reading it again would return at once, for ever: a spinning thread)."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.pipes = {}  # read fd -> kind
+        self.pipes = {}    # read fd -> kind
+        self.writers = {}  # 1 or 2 -> (st_dev, st_ino) of the pipe it should hold
 
     def install(self):
         common.set_log_fd(os.dup(2))
         for fd, kind in ((1, 'stdout'), (2, 'stderr')):
-            r, w = os.pipe()
-            os.dup2(w, fd)
-            os.close(w)
-            os.set_blocking(r, False)
+            self._attach(fd, kind)
+
+    def _attach(self, fd, kind):
+        r, w = os.pipe()
+        # With fds 1 and 2 closed, the pipe itself gets them: move both ends above 2 first.
+        low = [x for x in (r, w) if x <= 2]
+        r, w = (fcntl.fcntl(x, fcntl.F_DUPFD_CLOEXEC, 3) if x <= 2 else x for x in (r, w))
+        for x in low:
+            os.close(x)
+        os.set_inheritable(w, False)
+        os.dup2(w, fd)  # fd 1 or 2 itself stays inheritable, for subprocesses
+        os.close(w)
+        os.set_blocking(r, False)
+        st = os.fstat(fd)
+        with self.lock:
             self.pipes[r] = kind
+            self.writers[fd] = (st.st_dev, st.st_ino)
+
+    def restore(self):
+        """Re-attaches fd 1 or 2 when user code closed it or put something else there."""
+        for fd, kind in ((1, 'stdout'), (2, 'stderr')):
+            want = self.writers.get(fd)
+            if want is None:
+                continue
+            try:
+                st = os.fstat(fd)
+                ok = (st.st_dev, st.st_ino) == want
+            except OSError:
+                ok = False
+            if not ok:
+                log('fd %d was closed or replaced by user code; restoring it' % fd)
+                self._attach(fd, kind)
 
     def drain(self):
         with self.lock:
-            for r, kind in self.pipes.items():
+            for r, kind in list(self.pipes.items()):
                 while True:
                     try:
                         data = os.read(r, CHUNK)
                     except BlockingIOError:
                         break
                     except OSError:
-                        break
+                        data = b''
                     if not data:
+                        # every writer closed it: nothing will come again
+                        del self.pipes[r]
+                        os.close(r)
                         break
                     capture.write(kind, data)
 
     def run(self):
-        sel = selectors.DefaultSelector()
-        for r in self.pipes:
-            sel.register(r, selectors.EVENT_READ)
         while True:
             try:
-                sel.select()
-                self.drain()
+                with self.lock:
+                    fds = list(self.pipes)
+                # a timeout: pipes attached meanwhile are picked up
+                ready, _, _ = select.select(fds, [], [], 0.5)
+                if ready:
+                    self.drain()
             except Exception as e:
                 log('fd capture failed: %s' % e)
                 time.sleep(0.1)
@@ -218,9 +292,9 @@ def output_thread(sock):
         except queue.Empty:
             capture.flush_if_old(BATCH_DELAY)
             continue
-        rtype, payload, counted = item
+        rtype, payload, counted, meta = item
         try:
-            sock.send_multipart((rtype, payload), copy=True)
+            sock.send_multipart((rtype, payload) if meta is None else (rtype, payload, meta), copy=True)
         except Exception as e:
             log('cannot send a %r record: %s' % (rtype, e))
         finally:

@@ -17,6 +17,15 @@ Threads:
             stdout/stderr.
   terminal  owns SUB/PUB and the pty of a bash shell, restarted on exit.
 
+Beyond section 4 (the agent's run integrity): the runner says `hello` at
+start and when asked (its generation, pid, how the runner before it ended,
+the job it runs, the queue and the last jobs it finished), sends `started`
+when a job begins, and, once the agent tags its inputs (a third frame), tags
+every record with its generation and the tag of the job or request it
+belongs to (output.Tagging). Before each job it puts back what user code may
+have taken from it: fds 1 and 2, sys.stdout/stderr/stdin, input() and the
+SIGINT handler.
+
 Only the standard library, pyzmq and msgpack.
 """
 
@@ -40,8 +49,9 @@ import traceback
 import msgpack
 import zmq
 
+import common
 from common import CHUNK, HOME, log
-from output import OutStream, capture, fd_capture, output_thread, send, send_json
+from output import OutStream, capture, fd_capture, output_thread, send, send_json, tagging
 from terminal import Terminal, terminal_thread
 
 EXEC_AFTER_BUILD_WAIT = 0.5  # how long to wait for the exec following a build
@@ -52,7 +62,9 @@ EXEC_AFTER_BUILD_WAIT = 0.5  # how long to wait for the exec following a build
 class State:
     def __init__(self):
         self.lock = threading.Lock()
-        self.jobs = collections.deque()
+        self.jobs = collections.deque()   # (type, text, tag, run id)
+        self.job = None                   # {'t', 'run'} of the job running now
+        self.recent = collections.deque(maxlen=32)  # {'t', 'run', 'exitCode'} of the last jobs finished
         self.jobs_cv = threading.Condition(self.lock)
         self.busy = False
         self.current = None          # ('code'|'build'|'exec', proc or None)
@@ -97,7 +109,7 @@ def _request_input(prompt, is_password):
             state.inputs.get_nowait()
         except queue.Empty:
             break
-    send_json('waiting-input', {'is_password': bool(is_password)})
+    send_json('waiting-input', {'is_password': bool(is_password)}, tagging.job_tag)
     while True:
         try:
             text = state.inputs.get(timeout=0.2)
@@ -251,21 +263,39 @@ def run_shell(cmd):
 # --------------------------------------------------------------------------
 # the executor (main thread)
 
-def finish(rtype, exit_code):
+def finish(rtype, exit_code, tag=None):
     fd_capture.drain()
     capture.flush()
-    send_json(rtype, {'exitCode': exit_code})
+    send_json(rtype, {'exitCode': exit_code}, tag)
+    if rtype == 'finished':
+        with state.lock:
+            state.recent.append({'t': tag, 'run': state.job['run'] if state.job else None, 'exitCode': exit_code})
+
+
+def restore_io():
+    """Puts back what user code may have replaced or closed since the last job."""
+    fd_capture.restore()
+    if not isinstance(sys.stdout, OutStream) or sys.stdout.kind != 'stdout':
+        sys.stdout = OutStream('stdout')
+    if not isinstance(sys.stderr, OutStream) or sys.stderr.kind != 'stderr':
+        sys.stderr = OutStream('stderr')
+    if not isinstance(sys.stdin, InStream):
+        sys.stdin = InStream()
+    builtins.input = user_input
+    getpass.getpass = user_getpass
+    if signal.getsignal(signal.SIGINT) is not sigint_handler:
+        signal.signal(signal.SIGINT, sigint_handler)
 
 
 def run_job(job):
-    jtype, text = job
+    jtype, text, tag, _run = job
     if jtype == 'code':
-        finish('finished', run_code(text))
+        finish('finished', run_code(text), tag)
     elif jtype == 'exec':
-        finish('finished', run_shell(text))
+        finish('finished', run_shell(text), tag)
     elif jtype == 'build':
         rc = run_shell(text)
-        finish('build-finished', rc)
+        finish('build-finished', rc, tag)
         # the exec of the same run follows the build (the agent sends both at once)
         nxt = peek_job()
         if nxt is None:
@@ -274,42 +304,54 @@ def run_job(job):
                 with state.lock:
                     state.jobs.appendleft(nxt_job)
             nxt = nxt_job
-        if nxt is not None and nxt[0] == 'exec':
+        if nxt is not None and nxt[0] == 'exec' and nxt[2] == tag:
             if rc != 0:
                 next_job()  # skip it
-                finish('finished', 127)
+                finish('finished', 127, tag)
             # else: it runs as the next job and sends `finished`
         else:
             # a build with no exec: the run ends here
-            finish('finished', 127 if rc != 0 else 0)
+            finish('finished', 127 if rc != 0 else 0, tag)
 
 
 def executor():
     while True:
         job = next_job()
+        tag = job[2]
+        try:
+            restore_io()
+        except Exception:
+            log('could not restore the I/O of user code: %s' % traceback.format_exc())
         with state.lock:
             state.busy = True
             state.current = job[0]
+            state.job = {'t': tag, 'run': job[3]}
             state.interrupts = 0
+        capture.flush()  # what was written before this job is not this job's
+        tagging.job_tag = tag
+        if tag is not None:
+            send('started', b'', tag)
         try:
             run_job(job)
         except KeyboardInterrupt:
             log('stray interrupt in the executor')
             try:
-                finish('finished', 1)
+                finish('finished', 1, tag)
             except BaseException:
                 pass
         except BaseException as e:
             log('job %s failed: %s' % (job[0], traceback.format_exc()))
             try:
-                finish('finished', 1)
+                finish('finished', 1, tag)
             except BaseException:
                 pass
         finally:
             state.in_code = False
+            tagging.job_tag = None
             with state.lock:
                 state.busy = False
                 state.current = None
+                state.job = None
 
 
 # --------------------------------------------------------------------------
@@ -362,6 +404,34 @@ def interrupt():
         signal.pthread_kill(MAIN_THREAD, signal.SIGINT)
 
 
+def hello():
+    """The runner's identity and what it holds: the agent synchronises with it."""
+    with state.lock:
+        return {
+            'generation': common.GENERATION,
+            'pid': os.getpid(),
+            'protocol': 1,
+            'previous': None if common.PREVIOUS_STATUS is None else {'status': common.PREVIOUS_STATUS},
+            'current': dict(state.job) if state.job else None,
+            'queue': [{'t': j[2], 'run': j[3]} for j in state.jobs],
+            'recent': list(state.recent),
+        }
+
+
+def input_meta(frames):
+    """The agent's tag frame of an input, or {} (an agent that does not tag)."""
+    if len(frames) < 3:
+        return {}
+    try:
+        m = json.loads(frames[2].decode('utf-8'))
+    except Exception:
+        return {}
+    if not isinstance(m, dict):
+        return {}
+    tagging.enabled = True
+    return m
+
+
 def input_thread(sock):
     while True:
         try:
@@ -375,20 +445,26 @@ def input_thread(sock):
         try:
             rtype = frames[0].decode('utf-8', 'replace')
             payload = frames[1] if len(frames) > 1 else b''
+            meta = input_meta(frames)
+            tag = meta.get('t') if isinstance(meta.get('t'), str) else None
+            run = meta.get('run') if isinstance(meta.get('run'), str) else None
             if rtype in ('code', 'build', 'exec'):
                 with state.jobs_cv:
-                    state.jobs.append((rtype, payload.decode('utf-8', 'replace')))
+                    state.jobs.append((rtype, payload.decode('utf-8', 'replace'), tag, run))
                     state.jobs_cv.notify()
+            elif rtype == 'hello':
+                send_json('hello', hello(), tag)
             elif rtype == 'input':
                 state.inputs.put(payload.decode('utf-8', 'replace'))
             elif rtype == 'interrupt':
                 interrupt()
             elif rtype == 'complete':
-                send_json('completion', complete(payload))
+                send_json('completion', complete(payload), tag)
             elif rtype == 'status':
                 with state.lock:
-                    st = {'busy': state.busy, 'queue': len(state.jobs), 'current': state.current}
-                send('status', msgpack.packb(st, use_bin_type=True))
+                    st = {'busy': state.busy, 'queue': len(state.jobs), 'current': state.current,
+                          'generation': common.GENERATION}
+                send('status', msgpack.packb(st, use_bin_type=True), tag)
             else:
                 log('ignoring a record of type %r' % rtype)
         except Exception:
@@ -402,6 +478,12 @@ terminal = None
 
 def main():
     global terminal
+    try:
+        # A group of its own: user code that signals its group (os.killpg(0, 9)) ends the
+        # runner and its children, not the entrypoint that restarts it.
+        os.setpgrp()
+    except OSError:
+        pass
     try:
         os.chdir(HOME)
     except OSError:
@@ -436,7 +518,10 @@ def main():
     for target, args, name in ((output_thread, (push,), 'output'), (input_thread, (pull,), 'input'),
                                (terminal_thread, (terminal, sub, pub), 'terminal')):
         threading.Thread(target=target, args=args, name=name, daemon=True).start()
-    log('ready (uid %d, pid %d)' % (os.getuid(), os.getpid()))
+    if common.PREVIOUS_STATUS is not None:
+        log('the runner before this one ended with status %d; its state is lost' % common.PREVIOUS_STATUS)
+    send_json('hello', hello())
+    log('ready (uid %d, pid %d, generation %s)' % (os.getuid(), os.getpid(), common.GENERATION))
     while True:
         try:
             executor()

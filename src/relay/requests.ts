@@ -1,0 +1,131 @@
+/**
+ * RequestBook matches the runner's answers (completions, status probes,
+ * hello, service results) to the requests that asked for them. A runner
+ * that tags echoes each request's tag, so answers are matched by tag and a
+ * late answer to a request that timed out finds no one and is dropped. A
+ * runner that does not tag gets one request of a kind in flight at a time;
+ * after a timeout, the next answer of that kind is taken for the late one and
+ * dropped, so it never reaches the request after it.
+ */
+
+interface Waiter {
+  replyType: string;
+  resolve(payload: Buffer): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+/** One kind of answer of an untagged runner: its queue, the request in flight and the late answers still owed. */
+interface Lane {
+  inflight: Waiter | null;
+  waiting: Array<() => void>;
+  stale: number;
+}
+
+/** What the book needs of its relay. */
+export interface RequestSender {
+  /** Whether the runner tags (decided once the relay has synchronised). */
+  tagged(): boolean;
+  /** A tag no other input of this relay has. */
+  newTag(): string;
+  /** Sends a request record, with its tag when the runner tags. */
+  send(type: string, payload: string, tag: string | null): void;
+}
+
+export class RequestBook {
+  private readonly byTag = new Map<string, Waiter>();
+  private readonly lanes = new Map<string, Lane>();
+  /** Answers that matched no request (late, or never asked for). */
+  dropped = 0;
+
+  constructor(private readonly s: RequestSender) {}
+
+  /** Sends a request and resolves with the payload of its answer, or rejects with `timeout()` after `timeoutMs`. */
+  request(type: string, payload: string, replyType: string, timeoutMs: number, timeout: () => Error): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      if (this.s.tagged()) {
+        const tag = this.s.newTag();
+        const w: Waiter = {
+          replyType, resolve, reject,
+          timer: setTimeout(() => {
+            this.byTag.delete(tag);
+            reject(timeout());
+          }, timeoutMs),
+        };
+        this.byTag.set(tag, w);
+        this.s.send(type, payload, tag);
+        return;
+      }
+      const lane = this.lane(replyType);
+      const start = () => {
+        const w: Waiter = {
+          replyType, resolve, reject,
+          timer: setTimeout(() => {
+            lane.inflight = null;
+            lane.stale++; // its answer may still come: it is not the next request's
+            reject(timeout());
+            this.next(lane);
+          }, timeoutMs),
+        };
+        lane.inflight = w;
+        this.s.send(type, payload, null);
+      };
+      if (lane.inflight) lane.waiting.push(start);
+      else start();
+    });
+  }
+
+  /** Gives an answer to its request; false when it belongs to none (it is dropped and counted). */
+  answer(replyType: string, tag: string | undefined, payload: Buffer): boolean {
+    if (tag !== undefined) {
+      const w = this.byTag.get(tag);
+      if (!w || w.replyType !== replyType) {
+        this.dropped++;
+        return false;
+      }
+      this.byTag.delete(tag);
+      clearTimeout(w.timer);
+      w.resolve(payload);
+      return true;
+    }
+    const lane = this.lanes.get(replyType);
+    if (!lane || (lane.stale > 0 && (lane.stale--, true)) || !lane.inflight) {
+      this.dropped++;
+      return false;
+    }
+    const w = lane.inflight;
+    lane.inflight = null;
+    clearTimeout(w.timer);
+    w.resolve(payload);
+    this.next(lane);
+    return true;
+  }
+
+  /** Fails every request waiting (the runner that was asked is gone); late answers owed are forgotten. */
+  failAll(err: () => Error): void {
+    for (const w of this.byTag.values()) {
+      clearTimeout(w.timer);
+      w.reject(err());
+    }
+    this.byTag.clear();
+    for (const lane of this.lanes.values()) {
+      lane.stale = 0;
+      if (lane.inflight) {
+        clearTimeout(lane.inflight.timer);
+        lane.inflight.reject(err());
+        lane.inflight = null;
+      }
+      this.next(lane);
+    }
+  }
+
+  private lane(replyType: string): Lane {
+    let lane = this.lanes.get(replyType);
+    if (!lane) this.lanes.set(replyType, (lane = { inflight: null, waiting: [], stale: 0 }));
+    return lane;
+  }
+
+  private next(lane: Lane): void {
+    lane.waiting.shift()?.();
+  }
+}

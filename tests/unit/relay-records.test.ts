@@ -1,0 +1,94 @@
+/** The run-integrity pieces of the relay without a kernel: runner records, how a runner ended, and matching answers to requests. */
+import { expect } from 'chai';
+import { pack } from 'msgpackr';
+import { describeRunnerEnd, parseHello, parseRecord, parseStatus } from '../../src/relay/runner-records.js';
+import { RequestBook } from '../../src/relay/requests.js';
+
+describe('runner records', () => {
+  it('reads a two-frame record, a tagged one, and refuses meta it cannot read without failing', () => {
+    expect(parseRecord([Buffer.from('stdout'), Buffer.from('x')])).to.deep.equal({ type: 'stdout', payload: Buffer.from('x'), meta: null });
+    expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('{"g":"G1","t":"e.1"}')])!.meta).to.deep.equal({ g: 'G1', t: 'e.1' });
+    expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('{"g":"G1","late":true}')])!.meta).to.deep.equal({ g: 'G1', late: true });
+    expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('not json')])!.meta).to.equal(null);
+    expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('{"g":7,"t":[1]}')])!.meta).to.deep.equal({});
+    expect(parseRecord([])).to.equal(null);
+  });
+
+  it('reads hello, keeping only well-formed job references', () => {
+    const h = parseHello(Buffer.from(JSON.stringify({
+      generation: 'abc', pid: 12, protocol: 1, previous: { status: 139 },
+      current: { t: 'e.3', run: 'r3' }, queue: [{ t: 'e.4', run: 'r4' }, { run: 'no tag' }, 'junk'], recent: [{ t: 'e.2', run: 'r2', exitCode: 0 }],
+    })));
+    expect(h).to.deep.equal({
+      generation: 'abc', pid: 12, previousStatus: 139, current: { t: 'e.3', run: 'r3' }, queue: [{ t: 'e.4', run: 'r4' }], recent: [{ t: 'e.2', run: 'r2', exitCode: 0 }],
+    });
+    expect(parseHello(Buffer.from('{"pid": 1}'))).to.equal(null);
+    expect(parseHello(Buffer.from('garbage'))).to.equal(null);
+    expect(parseHello(Buffer.from(JSON.stringify({ generation: 'g' })))!.previousStatus).to.equal(null);
+  });
+
+  it('reads a status map and nothing else', () => {
+    expect(parseStatus(pack({ busy: false, queue: 0 }))).to.deep.equal({ busy: false, queue: 0 });
+    expect(parseStatus(pack([1, 2]))).to.equal(null);
+    expect(parseStatus(Buffer.from([0xc1]))).to.equal(null);
+  });
+
+  it('says how a runner ended: exit status, signal, OOM kill, unknown; never exit code 0', () => {
+    const noOom = { killed: false, limitMiB: 128 };
+    expect(describeRunnerEnd(3, noOom)).to.deep.equal({ exitCode: 3, line: 'runner exited with status 3' });
+    expect(describeRunnerEnd(0, noOom)).to.deep.equal({ exitCode: -1, line: 'runner exited with status 0' });
+    expect(describeRunnerEnd(139, noOom)).to.deep.equal({ exitCode: 139, line: 'runner died: signal 11 (SIGSEGV)' });
+    expect(describeRunnerEnd(137, noOom)).to.deep.equal({ exitCode: 137, line: 'runner died: signal 9 (SIGKILL)' });
+    expect(describeRunnerEnd(137, { killed: true, limitMiB: 128 })).to.deep.equal({ exitCode: 137, line: 'killed: out of memory (limit 128 MiB)' });
+    expect(describeRunnerEnd(null, { killed: true, limitMiB: 64 }).line).to.equal('killed: out of memory (limit 64 MiB)');
+    expect(describeRunnerEnd(3, { killed: true, limitMiB: 64 }).line).to.equal('runner exited with status 3'); // it exited by itself
+    expect(describeRunnerEnd(null, noOom)).to.deep.equal({ exitCode: -1, line: 'runner restarted (how the previous one ended is unknown)' });
+  });
+});
+
+describe('request book', () => {
+  const book = (tagged: boolean) => {
+    const sent: Array<[string, string, string | null]> = [];
+    let n = 0;
+    const b = new RequestBook({ tagged: () => tagged, newTag: () => `t${++n}`, send: (type, payload, tag) => void sent.push([type, payload, tag]) });
+    return { b, sent };
+  };
+  const timeout = () => new Error('timed out');
+
+  it('tagged: answers match by tag, out of order; a late answer to a timed-out request is dropped', async () => {
+    const { b, sent } = book(true);
+    const first = b.request('complete', 'a', 'completion', 30, timeout);
+    await first.then(() => expect.fail('answered'), (e: Error) => expect(e.message).to.equal('timed out'));
+    const second = b.request('complete', 'b', 'completion', 1000, timeout);
+    expect(b.answer('completion', 't1', Buffer.from('late'))).to.equal(false);
+    expect(b.answer('completion', 't2', Buffer.from('mine'))).to.equal(true);
+    expect((await second).toString()).to.equal('mine');
+    expect(sent.map((s) => s[2])).to.deep.equal(['t1', 't2']);
+    expect(b.dropped).to.equal(1);
+  });
+
+  it('untagged: one request of a kind in flight; after a timeout the next answer is the late one and is dropped', async () => {
+    const { b, sent } = book(false);
+    const first = b.request('complete', 'a', 'completion', 30, timeout);
+    const second = b.request('complete', 'b', 'completion', 1000, timeout);
+    expect(sent).to.have.length(1); // the second waits for the first
+    await first.catch(() => undefined);
+    expect(sent).to.have.length(2);
+    expect(b.answer('completion', undefined, Buffer.from('late answer of a'))).to.equal(false);
+    expect(b.answer('completion', undefined, Buffer.from('answer of b'))).to.equal(true);
+    expect((await second).toString()).to.equal('answer of b');
+    expect(b.answer('completion', undefined, Buffer.from('unasked'))).to.equal(false);
+  });
+
+  it('fails every request waiting when the runner is gone, and forgets the late answers owed', async () => {
+    const { b } = book(false);
+    const timedOut = b.request('status', '', 'status', 10, timeout);
+    await timedOut.catch(() => undefined);
+    const waiting = b.request('status', '', 'status', 1000, timeout);
+    b.failAll(() => new Error('gone'));
+    await waiting.then(() => expect.fail('answered'), (e: Error) => expect(e.message).to.equal('gone'));
+    const next = b.request('status', '', 'status', 1000, timeout);
+    expect(b.answer('status', undefined, Buffer.from('fresh'))).to.equal(true);
+    expect((await next).toString()).to.equal('fresh');
+  });
+});
