@@ -18,6 +18,7 @@ import type { KernelRelays } from './relays.js';
 import { kernelInfo, type KernelRecord, type KernelServiceDeps } from './record.js';
 import type { PooledContainer } from '../pool/pool.js';
 import { environStatement } from '../pool/claims.js';
+import { takeGpus } from '../accelerators/kernel-gpus.js';
 
 /** What the factory shares with the service: its dependencies, books and relays. */
 export interface FactoryContext {
@@ -97,8 +98,11 @@ export class KernelFactory {
       await checkMounts(spec.mounts, this.d.settings().vfolderRoot); // a ParametersError, before anything is taken
       const image = await this.d.docker.image(spec.image);
       const traits = imageTraits(image.labels);
-      step = 'allocating cores';
-      const cpuSet = this.takeCores(spec);
+      step = 'allocating GPUs and cores';
+      const grant = takeGpus(this.d.gpus, id, spec, traits); // GPUs first: the cores follow their NUMA node
+      undo.push(() => this.d.gpus?.release(grant?.gpuSet));
+      if (grant) spec = { ...spec, gpuSet: grant.gpuSet };
+      const cpuSet = this.takeCores(spec, grant?.preferCores);
       undo.push(() => this.c.cores.release(cpuSet));
       step = 'creating the scratch home';
       const scratchDir = path.join(this.d.scratchRoot, id);
@@ -136,7 +140,7 @@ export class KernelFactory {
       containerRequest({
         agentId: this.d.agentId, kernelId: rec.id, spec: rec.spec, cpuSet: rec.cpuSet, traits: rec.traits,
         scratchDir: rec.scratchDir, kernelUid: s.kernelUid, publishHost: s.publishAddr || this.d.kernelHost,
-        security: s.security, createdAt: rec.createdAt,
+        security: s.security, createdAt: rec.createdAt, gpu: this.d.gpus?.hostConfig(rec.spec.gpuSet, rec.cpuSet),
       }),
     );
     undo.push(() => this.d.docker.remove(containerId));
@@ -149,13 +153,13 @@ export class KernelFactory {
     Object.assign(rec, { containerId, pid: state.pid, ports: ports as number[] });
   }
 
-  takeCores(spec: KernelSpec): number[] {
+  takeCores(spec: KernelSpec, prefer: number[] | null = null): number[] {
     try {
       if (spec.cpuSet) {
         this.c.cores.claim(spec.cpuSet);
         return spec.cpuSet;
       }
-      return this.c.cores.allocate(spec.cpuCount);
+      return this.c.cores.allocate(spec.cpuCount, prefer);
     } catch (err) {
       if (err instanceof CoresExhausted) throw new NoResourcesError(`not enough CPU cores for this kernel: ${err.message}`);
       throw err;

@@ -174,6 +174,7 @@ export class KernelService {
     }
     await fs.rm(rec.scratchDir, { recursive: true, force: true });
     this.cores.release(rec.cpuSet);
+    this.deps.gpus?.release(rec.spec.gpuSet);
     this.kernels.delete(rec.id);
     this.deps.log.info('kernel destroyed', { kernelId: rec.id, reason });
     this.deps.emit('kernel_terminated', [rec.id, reason, stats]);
@@ -198,7 +199,7 @@ export class KernelService {
       const stats = await this.retireContainer(rec);
       this.deps.emit('kernel_terminated', [id, 'restarting', stats]);
       const image = await this.deps.docker.image(spec.image);
-      Object.assign(rec, { spec: { ...spec, cpuSet: rec.cpuSet }, traits: imageTraits(image.labels) });
+      Object.assign(rec, { spec: { ...spec, cpuSet: rec.cpuSet, gpuSet: rec.spec.gpuSet }, traits: imageTraits(image.labels) }); // same cores and GPUs
       await prepareScratch(rec.scratchDir, spec.environ, s.kernelUid);
       await this.factory.launch(rec, undo, () => undefined);
       rec.state = 'running';
@@ -216,6 +217,7 @@ export class KernelService {
       );
       this.kernels.delete(id);
       this.cores.release(rec.cpuSet);
+      this.deps.gpus?.release(rec.spec.gpuSet);
       await fs.rm(rec.scratchDir, { recursive: true, force: true });
       this.deps.emit('kernel_terminated', [id, 'restarting', null]);
       throw new KernelCreationError(`restart_kernel ${id} failed: ${errorMessage(err)}; the kernel was removed`, { cause: err });
