@@ -127,6 +127,8 @@ export class NvidiaCuda implements Accelerator {
   /** The driver files found by the last detection (device-node path). */
   private libraries: string[] = [];
   private binaries: string[] = [];
+  /** Docker is older than DeviceRequests (API 1.40) but has the nvidia runtime: containers run with it instead. */
+  private legacyRuntime = false;
 
   constructor(options: NvidiaOptions = {}) {
     this.o = {
@@ -179,7 +181,11 @@ export class NvidiaCuda implements Accelerator {
   /** Runtime if Docker has one (or the toolkit with DeviceRequests), else device nodes if they are all there, else none. */
   private async choosePath(devices: readonly AcceleratorDevice[]): Promise<{ path: PassPath; reason: string; fix: string }> {
     const docker = await this.o.docker?.().catch(() => null);
-    if (docker?.runtimes.includes('nvidia')) return { path: 'runtime', reason: 'Docker has the nvidia runtime registered', fix: '' };
+    this.legacyRuntime = false;
+    if (docker?.runtimes.includes('nvidia')) {
+      this.legacyRuntime = !apiAtLeast(docker.apiVersion, 1, 40);
+      return { path: 'runtime', reason: `Docker has the nvidia runtime registered${this.legacyRuntime ? ` (API ${docker.apiVersion}: containers run with it, no DeviceRequests)` : ''}`, fix: '' };
+    }
     const cli = await this.findBinary('nvidia-container-cli');
     if (cli && docker && apiAtLeast(docker.apiVersion, 1, 40)) return { path: 'runtime', reason: `Docker API ${docker!.apiVersion} takes DeviceRequests and the NVIDIA container toolkit is installed (${cli})`, fix: '' };
     const toolkitFix = 'install nvidia-container-toolkit and run nvidia-ctk runtime configure --runtime=docker, then restart dockerd';
@@ -211,7 +217,8 @@ export class NvidiaCuda implements Accelerator {
     if (via === 'runtime') {
       const uuids = devices.map((d) => d.uuid);
       cfg.env.push(`NVIDIA_VISIBLE_DEVICES=${uuids.join(',')}`, 'NVIDIA_DRIVER_CAPABILITIES=compute,utility');
-      cfg.deviceRequests.push({ Driver: 'nvidia', DeviceIDs: uuids, Capabilities: [['gpu']] });
+      if (this.legacyRuntime) cfg.runtime = 'nvidia'; // the runtime reads NVIDIA_VISIBLE_DEVICES
+      else cfg.deviceRequests.push({ Driver: 'nvidia', DeviceIDs: uuids, Capabilities: [['gpu']] });
       return cfg;
     }
     const node = (name: string) => ({ PathOnHost: path.join(this.o.devRoot, name), PathInContainer: `/dev/${name}`, CgroupPermissions: 'mrw' });

@@ -5,10 +5,12 @@
  * its bin/nvidia-smi), the driver's /proc files, sysfs and /dev entries, and
  * an `ldconfig -p` listing.
  */
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { NvidiaCuda, type NvidiaOptions } from '../../src/accelerators/nvidia.js';
-import { REPO_ROOT } from './env.js';
+import { onCleanup, REPO_ROOT } from './env.js';
 
 export type GpuFixture = 'dgx8' | 'any1';
 
@@ -35,4 +37,36 @@ export function fixtureOptions(name: GpuFixture, overrides: NvidiaOptions = {}):
 /** A detector on a fixture tree. */
 export function fixtureCuda(name: GpuFixture, overrides: NvidiaOptions = {}): NvidiaCuda {
   return new NvidiaCuda(fixtureOptions(name, overrides));
+}
+
+/**
+ * A copy of a fixture tree that Docker can use: its /dev entries become
+ * character devices 1:3 (a /dev/null stand-in: Docker reads a real node's
+ * major and minor), the libraries `ldconfig -p` lists become files of their
+ * own, and nvidia-smi a script that prints the CSV wherever it is mounted.
+ * Removed after the test.
+ */
+export async function standInTree(name: GpuFixture, overrides: NvidiaOptions = {}): Promise<{ root: string; options: NvidiaOptions }> {
+  const src = fixtureRoot(name);
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), `gpu-${name}-`));
+  onCleanup(() => fs.rm(root, { recursive: true, force: true }));
+  await fs.cp(path.join(src, 'proc'), path.join(root, 'proc'), { recursive: true });
+  await fs.cp(path.join(src, 'sys'), path.join(root, 'sys'), { recursive: true });
+  await fs.mkdir(path.join(root, 'dev'));
+  for (const node of await fs.readdir(path.join(src, 'dev'))) execFileSync('mknod', [path.join(root, 'dev', node), 'c', '1', '3']);
+  const csv = await fs.readFile(path.join(src, 'nvidia-smi.csv'), 'utf8');
+  await fs.mkdir(path.join(root, 'bin'));
+  await fs.writeFile(path.join(root, 'bin/nvidia-smi'), `#!/bin/sh\n# stand-in nvidia-smi\ncat <<'CSV'\n${csv}CSV\n`, { mode: 0o755 });
+  const libDir = path.join(root, 'lib');
+  await fs.mkdir(libDir);
+  const ldconfig = (await fs.readFile(path.join(src, 'ldconfig.txt'), 'utf8')).replace(/=> \/usr\/lib\/x86_64-linux-gnu\/(\S+)/g, (_, f: string) => `=> ${libDir}/${f}`);
+  for (const m of ldconfig.matchAll(/=> (\S+)/g)) if (m[1]!.startsWith(libDir)) await fs.writeFile(m[1]!, `stand-in ${path.basename(m[1]!)}\n`);
+  return {
+    root,
+    options: {
+      smi: path.join(root, 'bin/nvidia-smi'), procRoot: path.join(root, 'proc'), sysRoot: path.join(root, 'sys'), devRoot: path.join(root, 'dev'),
+      ldconfig: async () => ldconfig, binDirs: [path.join(root, 'bin')], docker: async () => ({ runtimes: ['runc'], apiVersion: '1.41' }),
+      ...overrides,
+    },
+  };
 }

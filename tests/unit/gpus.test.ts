@@ -133,6 +133,13 @@ describe('GPU detection (nvidia-smi and a fake /proc, /sys, /dev)', () => {
     expect(cfg.env).to.deep.equal(['CUDA_VISIBLE_DEVICES=0,1', `NVIDIA_VISIBLE_DEVICES=${uuids.join(',')}`, 'NVIDIA_DRIVER_CAPABILITIES=compute,utility']);
     expect(cfg.devices).to.deep.equal([]);
     expect(cfg.binds).to.deep.equal([]);
+    expect(cfg.runtime).to.equal(null);
+    // A Docker older than DeviceRequests with the nvidia runtime: the container runs with the runtime instead.
+    const legacy = fixtureCuda('dgx8', { docker: async () => ({ runtimes: ['nvidia'], apiVersion: '1.39' }) });
+    expect((await legacy.detect()).path).to.equal('runtime');
+    const old = legacy.hostConfig([s.devices[4]!], 'runtime');
+    expect(old).to.deep.include({ runtime: 'nvidia', deviceRequests: [] });
+    expect(old.env).to.include('NVIDIA_VISIBLE_DEVICES=GPU-5e1c0a04-1c2d-4e5f-8a9b-c0ffee000004');
   });
 
   it('builds the Docker arguments of the device-node path: its /dev/nvidiaN, the control nodes, the 64-bit driver libraries read-only', async () => {
