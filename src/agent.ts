@@ -181,6 +181,7 @@ export class Agent {
         coreLoad: () => this.kernels?.cores.loads() ?? new Map(),
         settings: () => this.settings.poolValue,
         kernelSettings,
+        gpus,
       });
       this.pool = pool;
       const kernels = new KernelService({

@@ -61,7 +61,7 @@ export class KernelFactory {
   private async claimWarm(id: string, spec: KernelSpec, warm: PooledContainer, cpuSet: number[]): Promise<KernelInfo> {
     const pool = this.d.pool!;
     const rec: KernelRecord = {
-      id, spec: { ...spec, cpuSet }, traits: warm.traits, cpuSet, scratchDir: pool.homeOf(id), containerId: warm.containerId, pid: warm.pid, ports: warm.ports,
+      id, spec: { ...spec, cpuSet, gpuSet: warm.gpuSet.length ? warm.gpuSet : null }, traits: warm.traits, cpuSet, scratchDir: pool.homeOf(id), containerId: warm.containerId, pid: warm.pid, ports: warm.ports,
       createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
     };
     // The runner started before the claim: give it (and the terminal's shell) the kernel's environment.
@@ -83,6 +83,7 @@ export class KernelFactory {
       this.c.cores.release(cpuSet);
       throw err;
     }
+    this.d.gpus?.adopt(warm.gpuSet, id); // the pooled container's devices are the kernel's now
     this.c.kernels.set(id, rec);
     rec.renamed = pool.nameAsKernel(rec.containerId, spec.lang, id);
     this.d.log.info('kernel started from the warm pool', { kernelId: id, container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB });

@@ -18,10 +18,12 @@ import { methods } from '../../src/rpc/methods.js';
 import { containersOf, remoteError, requireEtcd, startAgent, tempScratch, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { standInTree } from '../helpers/gpu-fixtures.js';
+import { poolSettled, putPool } from '../helpers/pool.js';
 
 const docker = new Docker();
 /** A kernel image of this test's own that opts in to CUDA (the shared one does not). */
-const IMAGE = `agent-gpu-test/kernel-python:cuda-${process.pid}`;
+const POOL_LANG = `python:cuda-${process.pid}`;
+const IMAGE = `agent-gpu-test/kernel-${POOL_LANG}`;
 const config = (gpu: number, lang = IMAGE) => ({ lang, limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: gpu }, mounts: [], environ: {} });
 
 describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', function () {
@@ -35,10 +37,15 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
     await docker.getImage(IMAGE).remove({ force: true }).catch(() => undefined);
   });
 
-  const agentWith = async (tree: Awaited<ReturnType<typeof standInTree>>, overrides: { agentId?: string; scratchRoot?: string } = {}) =>
+  const agentWith = async (tree: Awaited<ReturnType<typeof standInTree>>, overrides: { agentId?: string; scratchRoot?: string } = {}, pool = false) =>
     startAgent(overrides, async (ns) => {
       await ns.put('config/agent/image_allow_list').value(IMAGE);
       await ns.put('config/agent/cpu_overcommit').value('4'); // several kernels on this 2-core machine
+      if (pool) {
+        // The pool names images by prefix: this namespace's prefix is the test image's.
+        await ns.put('config/agent/image_prefix').value('agent-gpu-test/kernel-');
+        await putPool(ns, { [POOL_LANG]: { g1: 1, small: 1 } }, {}, [{ name: 'g1', cpu: 1, memory: 256, gpu: 1 }, { name: 'small', cpu: 1, memory: 256 }]);
+      }
     }, undefined, { accelerator: new NvidiaCuda(tree.options) });
 
   it('gives a kernel its devices, control nodes, driver files and variables, near its NUMA node; refuses what does not fit, taking nothing', async () => {
@@ -132,5 +139,42 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
     expect(agent.gpuService!.books.free).to.equal(8);
     expect(agent.kernelService!.cores.allocated).to.equal(0);
     expect(await containersOf(agentId)).to.have.length(0);
+  });
+
+  it('keeps a pooled GPU container holding its device while idle, hands it to a GPU kernel of that count, and re-adopts it', async () => {
+    const tree = await standInTree('dgx8');
+    const scratchRoot = await tempScratch();
+    const agentId = uniqueName('i-test');
+    const first = await agentWith(tree, { agentId, scratchRoot }, true);
+    const [a, b] = await poolSettled(first.agent, 2);
+    const gpuIdle = [...first.agent.warmPool!.idle.values()].find((c) => c.type === 'g1')!;
+    expect(gpuIdle.gpuSet).to.have.length(1);
+    expect([a, b]).to.include(gpuIdle.containerId);
+    expect(first.agent.gpuService!.books.holders().get(gpuIdle.gpuSet[0]!)).to.equal(`pool:${gpuIdle.slot}`);
+    const c = await docker.getContainer(gpuIdle.containerId).inspect();
+    expect((c.HostConfig.Devices ?? []).map((d: Docker.DeviceMapping) => d.PathInContainer)).to.include(`/dev/nvidia${gpuIdle.gpuSet[0]}`);
+
+    const cpuKernel = await first.client.call(methods.create_kernel, uniqueName('k'), config(0, POOL_LANG));
+    expect(cpuKernel.gpu_set).to.deep.equal([]);
+    expect(cpuKernel.container_id).not.to.equal(gpuIdle.containerId); // a GPU container never serves a kernel without GPUs
+    const k = uniqueName('k');
+    const info = await first.client.call(methods.create_kernel, k, config(1, POOL_LANG));
+    expect(info.container_id).to.equal(gpuIdle.containerId); // claimed: no device change
+    expect(info.gpu_set).to.deep.equal(gpuIdle.gpuSet);
+    expect(first.agent.gpuService!.books.holders().get(gpuIdle.gpuSet[0]!)).to.equal(k);
+    const out = consoleText(await runToEnd(first.client, k, "import os\nprint(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['GPU_COUNT'])"), 'stdout');
+    expect(out).to.equal('0 1\n');
+    // The pool refills with another device; after an agent restart the kernel and the idle container hold theirs again.
+    await poolSettled(first.agent, 2);
+    const refill = [...first.agent.warmPool!.idle.values()].find((x) => x.type === 'g1')!;
+    expect(refill.gpuSet).to.have.length(1).and.not.to.deep.equal(gpuIdle.gpuSet);
+    await first.agent.stop();
+    const second = await agentWith(tree, { agentId, scratchRoot }, true);
+    const holders = second.agent.gpuService!.books.holders();
+    expect(holders.get(gpuIdle.gpuSet[0]!)).to.equal(k);
+    expect(holders.get(refill.gpuSet[0]!)).to.equal(`pool:${refill.slot}`);
+    expect(holders.size).to.equal(2);
+    await second.client.call(methods.destroy_kernel, k);
+    expect(second.agent.gpuService!.books.holders().has(gpuIdle.gpuSet[0]!)).to.equal(false);
   });
 });
