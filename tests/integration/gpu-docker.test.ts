@@ -19,6 +19,7 @@ import { containersOf, remoteError, requireEtcd, startAgent, tempScratch, TEST_I
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { standInTree } from '../helpers/gpu-fixtures.js';
 import { poolSettled, putPool } from '../helpers/pool.js';
+import { agentctl } from '../helpers/ctl.js';
 
 const docker = new Docker();
 /** A kernel image of this test's own that opts in to CUDA (the shared one does not). */
@@ -31,7 +32,7 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
   before(async () => {
     await requireEtcd();
     const dockerfile = `FROM ${TEST_IMAGE_PREFIX}${TEST_IMAGE_LANG}\nLABEL ai.backend.accelerators=cuda ai.backend.envs.gpucount=GPU_COUNT\n`;
-    execFileSync('docker', ['build', '-q', '-t', IMAGE, '-'], { input: dockerfile, stdio: ['pipe', 'ignore', 'inherit'] });
+    execFileSync('docker', ['build', '-q', '-t', IMAGE, '-'], { input: dockerfile, stdio: ['pipe', 'ignore', 'pipe'] });
   });
   after(async () => {
     await docker.getImage(IMAGE).remove({ force: true }).catch(() => undefined);
@@ -50,7 +51,7 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
 
   it('gives a kernel its devices, control nodes, driver files and variables, near its NUMA node; refuses what does not fit, taking nothing', async () => {
     const tree = await standInTree('dgx8');
-    const { client, agent, agentId } = await agentWith(tree);
+    const { client, agent, agentId, port } = await agentWith(tree);
     expect(agent.gpuService!.slots).to.equal(8);
     const k1 = uniqueName('k');
     const info = await client.call(methods.create_kernel, k1, config(2));
@@ -96,6 +97,11 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
     expect(stats.gpu_path).to.equal('device-nodes');
     expect(stats.gpus.map((g) => g.kernel_id)).to.deep.equal([k1, k1, null, null, k2, k2, k2, k2]);
     expect(stats.gpus[5]).to.deep.include({ mem_used_bytes: 20120 * 1024 * 1024, util_pct: 87, numa_node: 1 });
+    const nodeText = (await agentctl(['--agent', `tcp://127.0.0.1:${port}`, 'node'])).stdout;
+    expect(nodeText).to.match(/^gpus: device-nodes, 8 usable\nGPU +NAME +NUMA +MEM USED +MEM +UTIL +KERNEL\n/m);
+    expect(nodeText).to.match(new RegExp(`^0 +NVIDIA A100-SXM4-40GB +0 +.+ +${k1}$`, 'm'));
+    expect(nodeText).to.match(/^5 +NVIDIA A100-SXM4-40GB +1 +.+ 87% +k-/m);
+    expect(nodeText).to.match(/^2 +NVIDIA A100-SXM4-40GB +0 +.+ +0% +-$/m);
 
     await client.call(methods.destroy_kernel, k2);
     expect(agent.gpuService!.books.free).to.equal(6);
