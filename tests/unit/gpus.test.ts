@@ -13,6 +13,7 @@ import { allowed, apiAtLeast, driverLibraries, parseSmiCsv, sysfsBusId } from '.
 import { commonNode, cpusetMems, DeviceAllocator, DevicesExhausted, numaPlacement, pickDevices } from '../../src/accelerators/allocator.js';
 import { GpuService, parseCpuList, readNodeCpus } from '../../src/accelerators/gpus.js';
 import { gpuCheck } from '../../src/accelerators/check.js';
+import { formatProbe, probeGpus } from '../../src/accelerators/report.js';
 import { CpuAllocator } from '../../src/kernels/allocator.js';
 import { containerRequest, imageTraits } from '../../src/kernels/launch.js';
 import { parseKernelConfig } from '../../src/kernels/spec.js';
@@ -297,5 +298,26 @@ describe('GPU kernels: spec, image labels and container request', () => {
     expect(broken.fix).to.match(/run nvidia-smi by hand/);
     const good = await gpuCheck(fixtureCuda('dgx8', { allow: () => ['0', '1'] }));
     expect(good).to.deep.equal({ ok: true, detail: `device-nodes: 2 GPU(s) (NVIDIA A100-SXM4-40GB, 6 kept back by gpu_allow); no NVIDIA container runtime; device nodes under ${fixtureRoot('dgx8')}/dev and 6 driver libraries bind-mounted` });
+  });
+});
+
+describe('agent gpus (the probe gpu-check.sh prints)', () => {
+  it('prints the devices, the path with its reason and the Docker arguments for one device', async () => {
+    const text = formatProbe(await probeGpus(fixtureCuda('any1')));
+    const dev = path.join(fixtureRoot('any1'), 'dev');
+    expect(text.split('\n').slice(0, 4)).to.deep.equal([
+      'devices: 1 usable',
+      `  0  Tesla T4  GPU-0b4f6d2e-7a1c-4b9e-9d3f-2a6c8e1f4b70  bus 0000:00:1e.0  numa any  15360 MiB  /dev/nvidia0`,
+      `path: device-nodes (no NVIDIA container runtime; device nodes under ${dev} and 6 driver libraries bind-mounted)`,
+      'better: for DeviceRequests: install nvidia-container-toolkit and run nvidia-ctk runtime configure --runtime=docker, then restart dockerd',
+    ]);
+    expect(text).to.include(`docker arguments for device 0:\n  --env CUDA_VISIBLE_DEVICES=0\n  --env LD_LIBRARY_PATH=/usr/local/nvidia/lib64\n  --device ${dev}/nvidia0:/dev/nvidia0:mrw\n  --device ${dev}/nvidiactl:/dev/nvidiactl:mrw`);
+    expect(text).to.include('  --volume /usr/lib/x86_64-linux-gnu/libcuda.so.1:/usr/local/nvidia/lib64/libcuda.so.1:ro');
+    const runtime = formatProbe(await probeGpus(fixtureCuda('any1', { docker: async () => ({ runtimes: ['nvidia'], apiVersion: '1.41' }) })));
+    expect(runtime).to.include(`  --gpus '"device=GPU-0b4f6d2e-7a1c-4b9e-9d3f-2a6c8e1f4b70"'  (HostConfig.DeviceRequests: driver nvidia, capabilities [["gpu"]])`);
+    const empty = await tempDir();
+    const none = await probeGpus(fixtureCuda('any1', { smi: path.join(empty, 'nvidia-smi'), procRoot: empty }));
+    expect(none.oneDevice).to.equal(null);
+    expect(formatProbe(none)).to.match(/^devices: 0 usable\npath: none \(no NVIDIA driver .*\)\nfix: install the NVIDIA driver/);
   });
 });
