@@ -15,6 +15,13 @@ import type { Accelerator, AcceleratorDevice, AcceleratorState, DeviceHostConfig
 
 /** How often detection runs again after start. */
 export const GPU_DETECT_INTERVAL_MS = 60_000;
+/** How often the device memory of kernels' processes is sampled while kernels hold GPUs. */
+export const GPU_MEMORY_INTERVAL_MS = 10_000;
+
+/** The container id in a /proc/<pid>/cgroup file (cgroup v1 `/docker/<id>`, v2 `docker-<id>.scope`), or null. */
+export function containerOfCgroup(text: string): string | null {
+  return /[/-]([0-9a-f]{64})(?:\.scope)?$/m.exec(text)?.[1] ?? null;
+}
 
 /** What a GPU grant tells the core allocator: the devices, and the cores to prefer for them. */
 export interface GpuGrant {
@@ -69,8 +76,14 @@ export class GpuService {
   readonly books = new DeviceAllocator([]);
   private current: AcceleratorState;
   private timer: NodeJS.Timeout | null = null;
+  private memoryTimer: NodeJS.Timeout | null = null;
   private detecting: Promise<AcceleratorState> | null = null;
   private logged = '';
+  /** The most device memory (bytes, summed over its processes) seen per container. */
+  private readonly memoryMax = new Map<string, number>();
+  private memoryFailing = false;
+  /** Where the host's /proc is, to find the container of a GPU process. */
+  procRoot = '/proc';
 
   constructor(
     private readonly accelerator: Accelerator,
@@ -99,11 +112,51 @@ export class GpuService {
       this.timer.unref();
     };
     loop();
+    const memoryLoop = () => {
+      this.memoryTimer = setTimeout(() => {
+        const held = [...this.books.holders().values()].some((h) => !h.startsWith('pool:'));
+        void (held ? this.sampleMemory() : Promise.resolve()).finally(() => this.memoryTimer !== null && memoryLoop());
+      }, GPU_MEMORY_INTERVAL_MS);
+      this.memoryTimer.unref();
+    };
+    memoryLoop();
   }
 
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
+    if (this.memoryTimer) clearTimeout(this.memoryTimer);
     this.timer = null;
+    this.memoryTimer = null;
+  }
+
+  /**
+   * Samples the device memory of every GPU process and adds it to the
+   * maximum of its container (found from /proc/<pid>/cgroup); a driver that
+   * cannot say is logged once and leaves the maxima as they are.
+   */
+  async sampleMemory(): Promise<void> {
+    if (!this.accelerator.processMemory || this.current.path === 'none') return;
+    try {
+      const procs = await this.accelerator.processMemory();
+      const sums = new Map<string, number>();
+      for (const p of procs) {
+        const cid = containerOfCgroup(await fs.readFile(path.join(this.procRoot, String(p.pid), 'cgroup'), 'utf8').catch(() => ''));
+        if (cid) sums.set(cid, (sums.get(cid) ?? 0) + p.usedMiB * 1024 * 1024);
+      }
+      for (const [cid, bytes] of sums) this.memoryMax.set(cid, Math.max(bytes, this.memoryMax.get(cid) ?? 0));
+      if (this.memoryFailing) this.log.info('GPU process memory readable again');
+      this.memoryFailing = false;
+    } catch (err) {
+      if (!this.memoryFailing) this.log.warn('cannot read the GPU memory of processes; kernels report no gpu_mem_max_bytes meanwhile', { error: (err as Error).message });
+      this.memoryFailing = true;
+    }
+  }
+
+  /** The most device memory a container's processes held at the samples (0 when none was seen), and forgets it. */
+  takeMemoryMax(containerId: string): number {
+    const v = this.memoryMax.get(containerId) ?? 0;
+    this.memoryMax.delete(containerId);
+    return v;
   }
 
   /** Runs a detection (one at a time); logs the path when it differs from the last one logged. */

@@ -89,6 +89,20 @@ export function parseSmiCsv(text: string): SmiRow[] {
   return rows;
 }
 
+/**
+ * Parses `nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits`;
+ * a process whose memory the driver does not give ("[N/A]", as under MIG or without permission) is left out.
+ */
+export function parseComputeApps(text: string): Array<{ pid: number; usedMiB: number }> {
+  const out: Array<{ pid: number; usedMiB: number }> = [];
+  for (const line of text.split('\n').map((l) => l.trim()).filter(Boolean)) {
+    const [pid, used] = line.split(',').map((s) => figure(s));
+    if (pid === null || pid === undefined || !Number.isInteger(pid) || pid <= 0) throw new Error(`nvidia-smi printed a process line this agent cannot read: ${JSON.stringify(line.slice(0, 120))}`);
+    if (used !== null && used !== undefined) out.push({ pid, usedMiB: used });
+  }
+  return out;
+}
+
 /** The `Key: value` lines of a /proc/driver/nvidia/gpus/<bus>/information file. */
 export function parseInformation(text: string): Record<string, string> {
   return Object.fromEntries([...text.matchAll(/^([^:\n]+):\s*(.*)$/gm)].map((m) => [m[1]!.trim(), m[2]!.trim()]));
@@ -208,6 +222,10 @@ export class NvidiaCuda implements Accelerator {
       if (await executable(file)) return file;
     }
     return null;
+  }
+
+  async processMemory(): Promise<Array<{ pid: number; usedMiB: number }>> {
+    return parseComputeApps(await runProbe(this.o.smi, ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'], this.o.timeoutMs));
   }
 
   hostConfig(devices: readonly AcceleratorDevice[], via: PassPath): DeviceHostConfig {

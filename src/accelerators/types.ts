@@ -88,4 +88,9 @@ export interface Accelerator {
   detect(): Promise<AcceleratorState>;
   /** The Docker arguments of a set of devices (of the last detection) for a path. */
   hostConfig(devices: readonly AcceleratorDevice[], path: PassPath): DeviceHostConfig;
+  /**
+   * The device memory each process uses now, by host pid; rejects when the
+   * driver cannot say (then kernels report no GPU memory figure).
+   */
+  processMemory?(): Promise<Array<{ pid: number; usedMiB: number }>>;
 }

@@ -155,6 +155,7 @@ export class KernelService {
       this.deps.log.warn('could not read the last stats', { kernelId: rec.id, error: errorMessage(err) });
       return null;
     });
+    if (stats && rec.spec.gpuSet?.length && this.deps.gpus) stats.gpu_mem_max_bytes = this.deps.gpus.takeMemoryMax(rec.containerId);
     await rec.renamed; // never rejects; a rename racing the removal could leave the kernel's name held
     await this.deps.docker.remove(rec.containerId);
     this.relays.close(rec.id);

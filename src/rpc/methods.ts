@@ -53,6 +53,8 @@ export interface KernelStats {
   io_write_bytes: number;
   io_max_scratch_size: number;
   io_cur_scratch_size: number;
+  /** The most GPU memory the kernel's processes held at the samples (GPU kernels only; see README, GPUs). */
+  gpu_mem_max_bytes?: number;
 }
 
 /** Result of get_node_stats (beyond the 2018 set). */

@@ -43,7 +43,8 @@ export function fixtureCuda(name: GpuFixture, overrides: NvidiaOptions = {}): Nv
  * A copy of a fixture tree that Docker can use: its /dev entries become
  * character devices 1:3 (a /dev/null stand-in: Docker reads a real node's
  * major and minor), the libraries `ldconfig -p` lists become files of their
- * own, and nvidia-smi a script that prints the CSV wherever it is mounted.
+ * own, and nvidia-smi a script that prints the CSV wherever it is mounted
+ * (and, for --query-compute-apps, `<root>/compute-apps.csv` if written).
  * Removed after the test.
  */
 export async function standInTree(name: GpuFixture, overrides: NvidiaOptions = {}): Promise<{ root: string; options: NvidiaOptions }> {
@@ -56,7 +57,9 @@ export async function standInTree(name: GpuFixture, overrides: NvidiaOptions = {
   for (const node of await fs.readdir(path.join(src, 'dev'))) execFileSync('mknod', [path.join(root, 'dev', node), 'c', '1', '3']);
   const csv = await fs.readFile(path.join(src, 'nvidia-smi.csv'), 'utf8');
   await fs.mkdir(path.join(root, 'bin'));
-  await fs.writeFile(path.join(root, 'bin/nvidia-smi'), `#!/bin/sh\n# stand-in nvidia-smi\ncat <<'CSV'\n${csv}CSV\n`, { mode: 0o755 });
+  // Self-contained (it is also mounted into containers); --query-compute-apps prints <root>/compute-apps.csv when a test wrote one.
+  const smi = `#!/bin/sh\n# stand-in nvidia-smi\ncase "$*" in\n  *--query-compute-apps*) cat ${root}/compute-apps.csv 2>/dev/null; exit 0 ;;\nesac\ncat <<'CSV'\n${csv}CSV\n`;
+  await fs.writeFile(path.join(root, 'bin/nvidia-smi'), smi, { mode: 0o755 });
   const libDir = path.join(root, 'lib');
   await fs.mkdir(libDir);
   const ldconfig = (await fs.readFile(path.join(src, 'ldconfig.txt'), 'utf8')).replace(/=> \/usr\/lib\/x86_64-linux-gnu\/(\S+)/g, (_, f: string) => `=> ${libDir}/${f}`);

@@ -10,7 +10,8 @@
  * its devices back.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { promises as fs, readdirSync } from 'node:fs';
+import path from 'node:path';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { NvidiaCuda } from '../../src/accelerators/nvidia.js';
@@ -103,9 +104,14 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
     expect(nodeText).to.match(/^5 +NVIDIA A100-SXM4-40GB +1 +.+ 87% +k-/m);
     expect(nodeText).to.match(/^2 +NVIDIA A100-SXM4-40GB +0 +.+ +0% +-$/m);
 
-    await client.call(methods.destroy_kernel, k2);
+    // GPU memory per kernel: the driver's per-process figures (here the stand-in's), matched to the kernel by its runner's cgroup.
+    await fs.writeFile(path.join(tree.root, 'compute-apps.csv'), `${c.State.Pid}, 1500\n999999999, 7\n`);
+    await agent.gpuService!.sampleMemory();
+    await fs.writeFile(path.join(tree.root, 'compute-apps.csv'), `${c.State.Pid}, 900\n`);
+    await agent.gpuService!.sampleMemory();
+    expect((await client.call(methods.destroy_kernel, k2))!.gpu_mem_max_bytes).to.equal(0);
     expect(agent.gpuService!.books.free).to.equal(6);
-    await client.call(methods.destroy_kernel, k1);
+    expect((await client.call(methods.destroy_kernel, k1))!.gpu_mem_max_bytes).to.equal(1500 * 1024 * 1024);
     expect(agent.gpuService!.books.free).to.equal(8);
     expect(await containersOf(agentId)).to.have.length(0);
   });

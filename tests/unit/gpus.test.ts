@@ -9,9 +9,9 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { allowed, apiAtLeast, driverLibraries, parseSmiCsv, sysfsBusId } from '../../src/accelerators/nvidia.js';
+import { allowed, apiAtLeast, driverLibraries, parseComputeApps, parseSmiCsv, sysfsBusId } from '../../src/accelerators/nvidia.js';
 import { commonNode, cpusetMems, DeviceAllocator, DevicesExhausted, numaPlacement, pickDevices } from '../../src/accelerators/allocator.js';
-import { GpuService, parseCpuList, readNodeCpus } from '../../src/accelerators/gpus.js';
+import { containerOfCgroup, GpuService, parseCpuList, readNodeCpus } from '../../src/accelerators/gpus.js';
 import { gpuCheck } from '../../src/accelerators/check.js';
 import { formatProbe, probeGpus } from '../../src/accelerators/report.js';
 import { CpuAllocator } from '../../src/kernels/allocator.js';
@@ -248,6 +248,47 @@ describe('GPU allocation and NUMA placement', () => {
     await working.refresh();
     expect(log.lines.slice(2)).to.deep.equal(['info GPUs detected']);
     expect(working.slots).to.equal(1);
+  });
+});
+
+describe('GPU memory per kernel', () => {
+  const cid = 'ab'.repeat(32);
+  it('parses the per-process figures and finds the container of a process from its cgroup (v1 and v2)', () => {
+    expect(parseComputeApps('4242, 1500\n4243, [N/A]\n')).to.deep.equal([{ pid: 4242, usedMiB: 1500 }]);
+    expect(() => parseComputeApps('No running processes found')).to.throw(/cannot read/);
+    expect(containerOfCgroup(`12:memory:/docker/${cid}\n11:cpuset:/docker/${cid}\n`)).to.equal(cid);
+    expect(containerOfCgroup(`0::/system.slice/docker-${cid}.scope\n`)).to.equal(cid);
+    expect(containerOfCgroup('0::/user.slice/session-3.scope\n')).to.equal(null);
+  });
+
+  it("keeps each container's maximum over the samples, summed over its processes, and says nothing of others", async () => {
+    const proc = await tempDir();
+    for (const [pid, text] of [['11', `0::/system.slice/docker-${cid}.scope\n`], ['12', `0::/system.slice/docker-${cid}.scope\n`], ['13', '0::/init.scope\n']]) {
+      await fs.mkdir(path.join(proc, pid!));
+      await fs.writeFile(path.join(proc, pid!, 'cgroup'), text!);
+    }
+    let answer = '11, 100\n12, 50\n13, 4000\n14, 1\n';
+    const cuda = fixtureCuda('any1');
+    cuda.processMemory = async () => parseComputeApps(answer);
+    const gpus = new GpuService(cuda, silentLogger());
+    gpus.procRoot = proc;
+    await gpus.refresh();
+    await gpus.sampleMemory();
+    answer = '11, 20\n';
+    await gpus.sampleMemory();
+    expect(gpus.takeMemoryMax(cid)).to.equal(150 * 1024 * 1024);
+    expect(gpus.takeMemoryMax(cid)).to.equal(0); // forgotten once taken
+    const log = recordingLogger();
+    cuda.processMemory = async () => parseComputeApps('garbage');
+    const failing = new GpuService(cuda, log);
+    await failing.refresh();
+    await failing.sampleMemory();
+    await failing.sampleMemory();
+    expect(log.lines.filter((l) => /memory/.test(l))).to.have.length(1);
+  });
+
+  it('reads the stand-in nvidia-smi of the fixture: no compute-apps file, no processes', async () => {
+    expect(await fixtureCuda('dgx8').processMemory()).to.deep.equal([]);
   });
 });
 
