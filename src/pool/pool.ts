@@ -303,7 +303,7 @@ export class WarmPool implements HygieneTarget {
       const d = decideSize(input);
       const blocked = (this.backoff.get(key)?.until ?? 0) > now;
       const room = Math.max(0, s.fillConcurrency - this.creating.size);
-      const start = blocked || !typeNames.has(type) || !this.gpusFor(s.types.find((t) => t.name === type)) ? 0 : Math.min(d.create, room);
+      const start = blocked || !typeNames.has(type) ? 0 : Math.min(d.create, room, this.gpuRoom(s.types.find((t) => t.name === type)));
       if (start === 0 && d.remove.length === 0) continue;
       this.deps.log.info('pool sizing', {
         pool: key, floor, max: s.max, autoscale: s.autoscale, recentDemand: recent.length, idle: idle.length, creating,
@@ -314,9 +314,15 @@ export class WarmPool implements HygieneTarget {
     }
   }
 
-  /** Whether the node has the usable GPUs a type needs (types without GPUs always can be filled). */
-  private gpusFor(type: PoolType | undefined): boolean {
-    return !type?.gpu || (this.deps.gpus?.slots ?? 0) >= type.gpu;
+  /**
+   * How many containers of a type the node's free GPUs allow now (no limit
+   * for types without GPUs): a CPU node, or one whose devices kernels hold,
+   * does not try (and warn) at every pass; a pass after a release does.
+   */
+  private gpuRoom(type: PoolType | undefined): number {
+    const gpus = this.deps.gpus;
+    if (!type?.gpu) return Infinity;
+    return gpus && gpus.slots > 0 ? Math.floor(gpus.books.free / type.gpu) : 0;
   }
 
   /** Creates one pooled container and waits for its runner to answer. */

@@ -19,6 +19,8 @@ import {
   TEST_IMAGE_LANG, uniqueName,
 } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
+import type { Logger } from '../../src/log.js';
+import { poolSettled, putPool } from '../helpers/pool.js';
 
 const docker = new Docker();
 const config = (gpu: number) => ({ lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: gpu }, mounts: [], environ: {} });
@@ -61,6 +63,20 @@ describe('GPUs on a node without one', function () {
     expect(stats.gpus).to.deep.equal([]);
     await client.call(methods.destroy_kernel, id);
     expect(agent.kernelService!.cores.allocated).to.equal(0);
+  });
+
+  it('fills the CPU pool types and never tries a GPU type (a cluster-wide one costs this node nothing)', async () => {
+    const types = [{ name: 'small', cpu: 1, memory: 256 }, { name: 'g1', cpu: 1, memory: 256, gpu: 1 }];
+    const warnings: string[] = [];
+    const log: Logger = { error: () => undefined, warn: (m) => warnings.push(m), info: () => undefined, debug: () => undefined, child: () => log };
+    const { agent } = await startAgent({}, (ns) => putPool(ns, { [TEST_IMAGE_LANG]: { small: 1, g1: 1 } }, {}, types), log);
+    await poolSettled(agent, 1);
+    await agent.warmPool!.tick();
+    expect(warnings.filter((w) => /pooled container/.test(w))).to.deep.equal([]); // no attempt, so no failure
+    expect(agent.warmPool!.creating.size).to.equal(0);
+    expect([...agent.warmPool!.idle.values()].map((c) => c.type)).to.deep.equal(['small']);
+    const gpuRow = agent.warmPool!.sizes().find((r) => r.type === 'g1');
+    expect(gpuRow).to.include({ idle: 0, creating: 0 });
   });
 
   it('agent check says the CPU fallback applies and why', async function () {
