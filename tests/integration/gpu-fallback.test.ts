@@ -6,7 +6,7 @@
  * a hung or failing nvidia-smi on PATH leaves the agent serving with
  * gpu_slots 0 and one log line.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, promises as fs, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +15,7 @@ import Docker from 'dockerode';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import {
-  AGENT_BIN, containersOf, ETCD_ADDR, freePort, onCleanup, remoteError, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd,
+  AGENT_BIN, REPO_ROOT, containersOf, ETCD_ADDR, freePort, onCleanup, remoteError, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd,
   TEST_IMAGE_LANG, uniqueName,
 } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
@@ -89,6 +89,20 @@ describe('GPUs on a node without one', function () {
     const line = out.split('\n').find((l) => l.slice(7).startsWith('GPUs'));
     expect(line, out).to.match(/^\[ ok \] GPUs\s+none: CPU fallback, gpu_slots 0 \(no NVIDIA driver .*\); to use GPUs: install the NVIDIA driver and nvidia-container-toolkit/);
     expect(code, out).to.equal(0);
+  });
+
+  it('agent gpus and deploy/dev/gpu-check.sh say there is no usable GPU, and why, with exit codes 1 and 2', async function () {
+    this.timeout(30_000);
+    const gpus = spawnSync(process.execPath, [AGENT_BIN, 'gpus'], { encoding: 'utf8' });
+    expect(gpus.status, gpus.stdout + gpus.stderr).to.equal(1);
+    expect(gpus.stdout).to.match(/^devices: 0 usable\npath: none \(no NVIDIA driver \(\/proc\/driver\/nvidia is missing; nvidia-smi not found\)\)\nfix: install the NVIDIA driver/);
+    const json = JSON.parse(spawnSync(process.execPath, [AGENT_BIN, 'gpus', '--json'], { encoding: 'utf8' }).stdout) as { state: { path: string }; oneDevice: unknown };
+    expect(json).to.deep.include({ oneDevice: null });
+    expect(json.state.path).to.equal('none');
+    const check = spawnSync('bash', [path.join(REPO_ROOT, 'deploy/dev/gpu-check.sh')], { encoding: 'utf8' });
+    expect(check.status, check.stdout + check.stderr).to.equal(2);
+    expect(check.stdout).to.match(/^path: none /m);
+    expect(check.stderr).to.match(/gpu-check: no usable NVIDIA GPU on this machine: the agent runs the CPU fallback here/);
   });
 
   for (const [what, body, said] of [
