@@ -34,6 +34,9 @@ import { containerSecurity } from './config/security.js';
 import { loadKeyPair, type KeyPair } from './config/keys.js';
 import { WarmPool } from './pool/pool.js';
 import { AgentMetrics } from './metrics/metrics.js';
+import { GpuService, readNodeCpus } from './accelerators/gpus.js';
+import { NvidiaCuda } from './accelerators/nvidia.js';
+import type { Accelerator } from './accelerators/types.js';
 
 /** The states of an agent; every transition is logged. */
 export type AgentState = 'initialized' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -59,6 +62,7 @@ export class Agent {
   private kernels: KernelService | null = null;
   private pool: WarmPool | null = null;
   private metrics: AgentMetrics | null = null;
+  private gpus: GpuService | null = null;
   private starting: Promise<void> | null = null;
   private stopping: Promise<void> | null = null;
   private registered = false;
@@ -67,6 +71,8 @@ export class Agent {
   constructor(
     readonly options: AgentOptions,
     log: Logger,
+    /** Parts a test puts in place of the host's: the accelerator (a fixture tree instead of the real driver). */
+    private readonly parts: { accelerator?: Accelerator } = {},
   ) {
     this.log = log.child({ component: 'agent', agentId: options.agentId });
     this.etcd = new EtcdStore(options.etcdAddr, options.namespace, log.child({ component: 'etcd' }));
@@ -104,6 +110,11 @@ export class Agent {
   /** The metrics once started (for tests and tools); null before. */
   get agentMetrics(): AgentMetrics | null {
     return this.metrics;
+  }
+
+  /** The GPU service once started (for tests and tools); null before. */
+  get gpuService(): GpuService | null {
+    return this.gpus;
   }
 
   /** Counters of the RPC transport and the event publisher, for logs and tests. */
@@ -155,6 +166,11 @@ export class Agent {
           publishAddr: s.kernelPublishAddr,
         };
       };
+      const accelerator = this.parts.accelerator ?? new NvidiaCuda({ allow: () => this.settings.value.gpuAllow, docker: () => this.docker.runtimes() });
+      const gpus = new GpuService(accelerator, this.log.child({ component: 'gpus' }), await readNodeCpus());
+      this.gpus = gpus;
+      await gpus.start(); // a hung or failing nvidia-smi is a `none` state, never an error
+      checkpoint();
       const pool = new WarmPool({
         docker: this.docker,
         log: this.log.child({ component: 'pool' }),
@@ -165,6 +181,7 @@ export class Agent {
         coreLoad: () => this.kernels?.cores.loads() ?? new Map(),
         settings: () => this.settings.poolValue,
         kernelSettings,
+        gpus,
       });
       this.pool = pool;
       const kernels = new KernelService({
@@ -180,6 +197,7 @@ export class Agent {
         createConcurrency: settings.createConcurrency,
         cpuOvercommit: settings.cpuOvercommit,
         settings: kernelSettings,
+        gpus,
       });
       this.kernels = kernels;
       await kernels.adopt().catch((err: unknown) => {
@@ -193,6 +211,7 @@ export class Agent {
           claimTotals: () => pool.claimTotals,
           coldTotals: () => pool.coldTotals,
           kernelStates: () => kernels.stateCounts(),
+          gpus: () => gpus.report(),
         },
         { file: this.options.metricsPath, port: this.options.metricsPort, host: this.options.bindHost, intervalMs: 2000, log: this.log.child({ component: 'metrics' }) },
       );
@@ -229,7 +248,7 @@ export class Agent {
             addr: this.address,
             ...(this.keyPair ? { public_key: this.keyPair.publicKey } : {}),
           }),
-          resources: detectResources,
+          resources: () => ({ ...detectResources(), gpuSlots: gpus.slots }),
           listImages: () => this.docker.kernelImages(this.settings.value.imagePrefix),
           sample: async () => {
             const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
@@ -301,6 +320,7 @@ export class Agent {
   private async release(): Promise<void> {
     await this.heartbeat?.stop();
     this.kernels?.close();
+    this.gpus?.stop();
     await this.pool?.close();
     await this.metrics?.close();
     await this.settings.stop();
@@ -354,7 +374,7 @@ export class Agent {
       }),
       implement(methods.get_node_stats, async () => {
         const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
-        return { time: Date.now() / 1000, node, kernels: kernelStats };
+        return { time: Date.now() / 1000, node, kernels: kernelStats, gpu_path: this.gpus?.state.path ?? 'none', gpus: this.gpus?.report() ?? [] };
       }),
       implement(methods.get_completions, async (id, text, opts) => ({
         status: 'finished',
@@ -365,6 +385,7 @@ export class Agent {
 
   private applySettings(s: Settings): void {
     this.heartbeat?.setInterval(s.heartbeatIntervalSec * 1000);
+    void this.gpus?.refresh(); // gpu_allow may have changed
   }
 
   private makePublisher(queueLimit: number): EventPublisher {

@@ -28,6 +28,14 @@ export interface ContainerRequest {
   cpuShares?: number;
   /** Host address the runner ports are published on. */
   publishHost: string;
+  /** Memory nodes (Docker's CpusetMems); empty or absent: every node. */
+  cpusetMems?: string;
+  /** Device nodes given to the container (a GPU's /dev/nvidiaN on the device-node path). */
+  devices?: Array<{ PathOnHost: string; PathInContainer: string; CgroupPermissions: string }>;
+  /** Device requests for a device driver (the NVIDIA toolkit). */
+  deviceRequests?: Array<{ Driver: string; DeviceIDs: string[]; Capabilities: string[][] }>;
+  /** A Docker runtime other than the default (`nvidia`); null or absent: the default. */
+  runtime?: string | null;
   /** The lock-down of the container (README, Security). */
   security: ContainerSecurity;
 }
@@ -105,6 +113,12 @@ export class DockerEngine {
     return v.Version;
   }
 
+  /** The runtimes registered with the engine (`docker info` Runtimes) and its API version. */
+  async runtimes(): Promise<{ runtimes: string[]; apiVersion: string }> {
+    const [info, version] = await Promise.all([this.docker.info() as Promise<{ Runtimes?: Record<string, unknown> }>, this.docker.version()]);
+    return { runtimes: Object.keys(info.Runtimes ?? {}), apiVersion: version.ApiVersion };
+  }
+
   /** The local images whose repository starts with the prefix, as `[name:tag without prefix, id]`. */
   async kernelImages(prefix: string): Promise<KernelImage[]> {
     const images = await this.docker.listImages();
@@ -145,6 +159,10 @@ export class DockerEngine {
           MemorySwap: req.memoryBytes, // equal to Memory: no swap
           CpusetCpus: req.cpusetCpus,
           ...(req.cpuShares ? { CpuShares: req.cpuShares } : {}),
+          ...(req.cpusetMems ? { CpusetMems: req.cpusetMems } : {}),
+          ...(req.devices?.length ? { Devices: req.devices } : {}),
+          ...(req.deviceRequests?.length ? { DeviceRequests: req.deviceRequests } : {}),
+          ...(req.runtime ? { Runtime: req.runtime } : {}),
           PortBindings: bindings,
           Init: false,
           ...securityHostConfig(req.security),

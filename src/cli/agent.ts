@@ -18,6 +18,8 @@ import { DockerEngine } from '../adapters/docker.js';
 import { formatChecklist, runChecks, settingsReader } from '../node/checks.js';
 import { describeMethods } from '../rpc/methods.js';
 import { generateKeyPairFile } from '../config/keys.js';
+import { NvidiaCuda } from '../accelerators/nvidia.js';
+import { formatProbe, probeGpus } from '../accelerators/report.js';
 
 const EXIT_USAGE = 2;
 const EXIT_FAILED = 1;
@@ -156,6 +158,21 @@ await yargs(hideBin(process.argv))
     (y) => agentFlags(y).option('json', { type: 'boolean', default: false, describe: 'print the results as JSON instead of a checklist' }),
     async (argv) => {
       await runCheck(rawOptions(argv), argv.json);
+    },
+  )
+  .command(
+    'gpus',
+    'detect the GPUs of this node and print them, the path containers would take (runtime, device-nodes, none) and the Docker arguments for one device; exit code 1 on the CPU fallback',
+    (y) =>
+      y
+        .option('json', { type: 'boolean', default: false, describe: 'print the detection as JSON' })
+        .option('allow', { type: 'string', default: '', describe: 'GPUs to consider, as gpu_allow takes them (indexes or UUIDs, comma-separated; empty = all)' }),
+    async (argv) => {
+      const allow = argv.allow.split(',').map((s) => s.trim()).filter(Boolean);
+      const docker = new DockerEngine();
+      const probe = await probeGpus(new NvidiaCuda({ allow: () => allow, docker: () => docker.runtimes() }));
+      process.stdout.write((argv.json ? JSON.stringify(probe, null, 2) : formatProbe(probe)) + '\n');
+      process.exit(probe.state.path === 'none' ? EXIT_FAILED : 0);
     },
   )
   .command('methods', 'list the RPC methods this agent serves, with their parameters', {}, () => {

@@ -47,6 +47,8 @@ export interface Settings {
   kernelPublishAddr: string;
   /** Image names kernels may use besides those under `image_prefix` (exact `name:tag`). */
   imageAllowList: string[];
+  /** GPUs the agent may hand out, by index or UUID (the 2018 agent's `--limit-gpus`); empty = all. */
+  gpuAllow: string[];
 }
 
 interface SettingSpec<K extends keyof Settings> {
@@ -182,6 +184,14 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
     default: [],
     live: true,
     parse: list(/^[a-z0-9][a-z0-9._/-]{0,254}:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'an image name:tag'),
+  },
+  {
+    key: 'gpu_allow',
+    field: 'gpuAllow',
+    doc: 'GPUs kernels may get, by index or UUID (empty = all)',
+    default: [],
+    live: true,
+    parse: list(/^(\d{1,4}|(GPU|MIG)-[0-9A-Fa-f-]{8,64})$/, 'a GPU index or UUID (GPU-...)'),
   },
 ] as ReadonlyArray<SettingSpec<keyof Settings>>;
 

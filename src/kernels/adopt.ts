@@ -55,6 +55,8 @@ export async function adoptKernels({ deps, cores, kernels, reports }: AdoptionCo
     const lang = labels[LABELS.lang] ?? '';
     const cpuSet = parseCoreList(labels[LABELS.cpuSet]);
     cores.claim(cpuSet, true);
+    const gpuSet = parseCoreList(labels[LABELS.gpuSet]);
+    deps.gpus?.adopt(gpuSet, id);
     const image = await deps.docker.image(deps.settings().imagePrefix + lang).catch(() => ({ labels: {} }));
     const created = Number(labels[LABELS.created]) || Date.now();
     kernels.set(id, {
@@ -62,7 +64,7 @@ export async function adoptKernels({ deps, cores, kernels, reports }: AdoptionCo
       lastUsed: Date.now(), state: 'running', busy: null, traits: imageTraits(image.labels), adopted: true,
       spec: {
         lang, image: deps.settings().imagePrefix + lang, cpuCount: cpuSet.length, memMiB: Number(labels[LABELS.memMiB]) || 0,
-        gpuCount: 0, mounts: [], environ: {}, cpuSet, gpuSet: parseCoreList(labels[LABELS.gpuSet]),
+        gpuCount: gpuSet.length, mounts: [], environ: {}, cpuSet, gpuSet,
       },
     });
   }

@@ -18,9 +18,14 @@ export class CpuAllocator {
     this.load = new Map(cores.map((c) => [c, 0]));
   }
 
-  /** Takes `count` cores; throws CoresExhausted (taking nothing) when there is no room. */
-  allocate(count: number): number[] {
-    const free = [...this.load].filter(([, n]) => n < this.overcommit).sort((a, b) => a[1] - b[1] || a[0] - b[0]);
+  /**
+   * Takes `count` cores, those in `prefer` first (a GPU kernel's NUMA node);
+   * throws CoresExhausted (taking nothing) when there is no room.
+   */
+  allocate(count: number, prefer: readonly number[] | null = null): number[] {
+    const near = new Set(prefer ?? []);
+    const rank = (c: number) => (near.size === 0 || near.has(c) ? 0 : 1);
+    const free = [...this.load].filter(([, n]) => n < this.overcommit).sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1] || a[0] - b[0]);
     if (count < 1 || free.length < count) {
       throw new CoresExhausted(`${count} cores requested, ${free.length} of ${this.load.size} have room (overcommit ${this.overcommit})`);
     }

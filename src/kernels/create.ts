@@ -18,6 +18,7 @@ import type { KernelRelays } from './relays.js';
 import { kernelInfo, type KernelRecord, type KernelServiceDeps } from './record.js';
 import type { PooledContainer } from '../pool/pool.js';
 import { environStatement } from '../pool/claims.js';
+import { takeGpus } from '../accelerators/kernel-gpus.js';
 
 /** What the factory shares with the service: its dependencies, books and relays. */
 export interface FactoryContext {
@@ -60,7 +61,7 @@ export class KernelFactory {
   private async claimWarm(id: string, spec: KernelSpec, warm: PooledContainer, cpuSet: number[]): Promise<KernelInfo> {
     const pool = this.d.pool!;
     const rec: KernelRecord = {
-      id, spec: { ...spec, cpuSet }, traits: warm.traits, cpuSet, scratchDir: pool.homeOf(id), containerId: warm.containerId, pid: warm.pid, ports: warm.ports,
+      id, spec: { ...spec, cpuSet, gpuSet: warm.gpuSet.length ? warm.gpuSet : null }, traits: warm.traits, cpuSet, scratchDir: pool.homeOf(id), containerId: warm.containerId, pid: warm.pid, ports: warm.ports,
       createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
     };
     // The runner started before the claim: give it (and the terminal's shell) the kernel's environment.
@@ -82,6 +83,7 @@ export class KernelFactory {
       this.c.cores.release(cpuSet);
       throw err;
     }
+    this.d.gpus?.adopt(warm.gpuSet, id); // the pooled container's devices are the kernel's now
     this.c.kernels.set(id, rec);
     rec.renamed = pool.nameAsKernel(rec.containerId, spec.lang, id);
     this.d.log.info('kernel started from the warm pool', { kernelId: id, container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB });
@@ -97,8 +99,11 @@ export class KernelFactory {
       await checkMounts(spec.mounts, this.d.settings().vfolderRoot); // a ParametersError, before anything is taken
       const image = await this.d.docker.image(spec.image);
       const traits = imageTraits(image.labels);
-      step = 'allocating cores';
-      const cpuSet = this.takeCores(spec);
+      step = 'allocating GPUs and cores';
+      const grant = takeGpus(this.d.gpus, id, spec, traits); // GPUs first: the cores follow their NUMA node
+      undo.push(() => this.d.gpus?.release(grant?.gpuSet));
+      if (grant) spec = { ...spec, gpuSet: grant.gpuSet };
+      const cpuSet = this.takeCores(spec, grant?.preferCores);
       undo.push(() => this.c.cores.release(cpuSet));
       step = 'creating the scratch home';
       const scratchDir = path.join(this.d.scratchRoot, id);
@@ -136,7 +141,7 @@ export class KernelFactory {
       containerRequest({
         agentId: this.d.agentId, kernelId: rec.id, spec: rec.spec, cpuSet: rec.cpuSet, traits: rec.traits,
         scratchDir: rec.scratchDir, kernelUid: s.kernelUid, publishHost: s.publishAddr || this.d.kernelHost,
-        security: s.security, createdAt: rec.createdAt,
+        security: s.security, createdAt: rec.createdAt, gpu: this.d.gpus?.hostConfig(rec.spec.gpuSet, rec.cpuSet),
       }),
     );
     undo.push(() => this.d.docker.remove(containerId));
@@ -177,13 +182,13 @@ export class KernelFactory {
     }
   }
 
-  takeCores(spec: KernelSpec): number[] {
+  takeCores(spec: KernelSpec, prefer: number[] | null = null): number[] {
     try {
       if (spec.cpuSet) {
         this.c.cores.claim(spec.cpuSet);
         return spec.cpuSet;
       }
-      return this.c.cores.allocate(spec.cpuCount);
+      return this.c.cores.allocate(spec.cpuCount, prefer);
     } catch (err) {
       if (err instanceof CoresExhausted) throw new NoResourcesError(`not enough CPU cores for this kernel: ${err.message}`);
       throw err;

@@ -7,6 +7,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { ContainerRequest, ContainerSecurity } from '../adapters/docker.js';
+import type { DeviceHostConfig } from '../accelerators/types.js';
 import { langName, type KernelSpec } from './spec.js';
 
 /** Labels the agent puts on (and reads back from) its kernel containers. */
@@ -32,6 +33,10 @@ export const POOL_CPU_SHARES = 2;
 export interface ImageTraits {
   features: Set<string>;
   coreCountEnvs: string[];
+  /** Variables that get the kernel's GPU count (`envs.gpucount`). */
+  gpuCountEnvs: string[];
+  /** The image opts in to NVIDIA GPUs: `io.sorna.nvidia.enabled=yes` or `ai.backend.accelerators` naming cuda. */
+  cuda: boolean;
   execTimeoutSec: number;
 }
 
@@ -39,9 +44,12 @@ export interface ImageTraits {
 export function imageTraits(labels: Record<string, string>): ImageTraits {
   const get = (name: string) => labels[`ai.backend.${name}`] ?? labels[`io.sorna.${name}`] ?? '';
   const timeout = Number(get('timeout'));
+  const names = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
   return {
     features: new Set(get('features').split(/\s+/).filter(Boolean)),
-    coreCountEnvs: get('envs.corecount').split(',').map((s) => s.trim()).filter(Boolean),
+    coreCountEnvs: names(get('envs.corecount')),
+    gpuCountEnvs: names(get('envs.gpucount')),
+    cuda: labels['io.sorna.nvidia.enabled']?.trim().toLowerCase() === 'yes' || names(labels['ai.backend.accelerators'] ?? '').includes('cuda'),
     execTimeoutSec: Number.isFinite(timeout) && timeout > 0 ? timeout : 0,
   };
 }
@@ -58,6 +66,8 @@ export interface LaunchInput {
   publishHost: string;
   security: ContainerSecurity;
   createdAt: number;
+  /** The Docker arguments of the kernel's GPUs (src/accelerators); none: no GPU. */
+  gpu?: (DeviceHostConfig & { cpusetMems: string }) | null;
   /** Set for a warm pooled container: its pool key (`<lang>/<type>`), slot and recipe, instead of a kernel id. */
   pool?: { key: string; slot: string; recipe: string };
 }
@@ -72,6 +82,9 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
   const env = Object.entries(i.spec.environ).map(([k, v]) => `${k}=${v}`);
   for (const name of i.traits.coreCountEnvs) env.push(`${name}=${i.cpuSet.length}`);
   if (i.traits.features.has('uid-match')) env.push(`LOCAL_USER_ID=${i.kernelUid}`);
+  const gpuCount = i.spec.gpuSet?.length ?? 0;
+  for (const name of i.traits.gpuCountEnvs) env.push(`${name}=${gpuCount}`);
+  const gpu = i.gpu && gpuCount > 0 ? i.gpu : null;
   const identity: Record<string, string> = i.pool
     ? { [LABELS.pool]: i.pool.key, [LABELS.poolSlot]: i.pool.slot, [LABELS.poolRecipe]: i.pool.recipe }
     : { [LABELS.kernel]: i.kernelId };
@@ -88,10 +101,11 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
       [LABELS.memMiB]: String(i.spec.memMiB),
       [LABELS.created]: String(i.createdAt),
     },
-    env,
-    binds: [`${i.scratchDir}:/home/work:rw`, ...i.spec.mounts.map((m) => `${m.hostPath}:/home/work/${m.name}:rw`)],
+    env: [...env, ...(gpu?.env ?? [])],
+    binds: [`${i.scratchDir}:/home/work:rw`, ...i.spec.mounts.map((m) => `${m.hostPath}:/home/work/${m.name}:rw`), ...(gpu?.binds ?? [])],
     memoryBytes: i.spec.memMiB * 1024 * 1024,
     cpusetCpus: i.cpuSet.join(','),
+    ...(gpu ? { devices: gpu.devices, deviceRequests: gpu.deviceRequests, runtime: gpu.runtime, cpusetMems: gpu.cpusetMems } : {}),
     publishHost: i.publishHost,
     security: i.security,
   };

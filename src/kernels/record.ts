@@ -12,6 +12,7 @@ import type { CgroupStats } from './stats.js';
 import type { FileLimits } from './files.js';
 import type { WarmPool } from '../pool/pool.js';
 import type { KernelInfo } from '../rpc/methods.js';
+import type { GpuService } from '../accelerators/gpus.js';
 
 /** A kernel the agent holds. */
 export interface KernelRecord {
@@ -63,6 +64,8 @@ export interface KernelServiceDeps {
   };
   createConcurrency: number;
   cpuOvercommit: number;
+  /** The node's GPUs (src/accelerators); none: a kernel asking for one is refused like on the CPU fallback. */
+  gpus?: GpuService | null;
   /** The warm pool asked before every cold create; none: always cold. */
   pool?: WarmPool | null;
 }

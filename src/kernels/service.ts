@@ -160,6 +160,7 @@ export class KernelService {
       this.deps.log.warn('could not read the last stats', { kernelId: rec.id, error: errorMessage(err) });
       return null;
     });
+    if (stats && rec.spec.gpuSet?.length && this.deps.gpus) stats.gpu_mem_max_bytes = this.deps.gpus.takeMemoryMax(rec.containerId);
     await rec.renamed; // never rejects; a rename racing the removal could leave the kernel's name held
     await this.deps.docker.remove(rec.containerId);
     this.relays.close(rec.id, reason, reason === 'restarting');
@@ -179,6 +180,7 @@ export class KernelService {
     }
     await fs.rm(rec.scratchDir, { recursive: true, force: true });
     this.cores.release(rec.cpuSet);
+    this.deps.gpus?.release(rec.spec.gpuSet);
     this.kernels.delete(rec.id);
     this.deps.log.info('kernel destroyed', { kernelId: rec.id, reason });
     this.deps.emit('kernel_terminated', [rec.id, reason, stats]);
@@ -203,7 +205,7 @@ export class KernelService {
       const stats = await this.retireContainer(rec, 'restarting');
       this.deps.emit('kernel_terminated', [id, 'restarting', stats]);
       const image = await this.deps.docker.image(spec.image);
-      Object.assign(rec, { spec: { ...spec, cpuSet: rec.cpuSet }, traits: imageTraits(image.labels) });
+      Object.assign(rec, { spec: { ...spec, cpuSet: rec.cpuSet, gpuSet: rec.spec.gpuSet }, traits: imageTraits(image.labels) }); // same cores and GPUs
       await prepareScratch(rec.scratchDir, spec.environ, s.kernelUid);
       await this.factory.launch(rec, undo, () => undefined);
       rec.state = 'running';
@@ -222,6 +224,7 @@ export class KernelService {
       this.kernels.delete(id);
       this.relays.close(id); // and the endings kept for a successor relay that will not come
       this.cores.release(rec.cpuSet);
+      this.deps.gpus?.release(rec.spec.gpuSet);
       await fs.rm(rec.scratchDir, { recursive: true, force: true });
       this.deps.emit('kernel_terminated', [id, 'restarting', null]);
       throw new KernelCreationError(`restart_kernel ${id} failed: ${errorMessage(err)}; the kernel was removed`, { cause: err });

@@ -128,16 +128,17 @@ export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: 
   }
 
   const cpuSet = intList(config.cpu_set, 'cpu_set');
+  const gpuSet = intList(config.gpu_set, 'gpu_set');
   return {
     lang,
     image,
     cpuCount: cpuSet?.length ?? Math.max(1, Math.ceil(cpu)),
     memMiB: Math.floor(mem),
-    gpuCount: gpu,
+    gpuCount: gpuSet?.length || Math.ceil(gpu), // whole devices: a fractional gpu_slot is rounded up
     mounts,
     environ,
     cpuSet,
-    gpuSet: intList(config.gpu_set, 'gpu_set'),
+    gpuSet,
   };
 }
 

@@ -13,6 +13,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { PoolSizes } from '../pool/pool.js';
+import type { GpuReport } from '../accelerators/gpus.js';
 
 /** Where the numbers come from, read at every collection. */
 export interface MetricsSources {
@@ -22,6 +23,8 @@ export interface MetricsSources {
   /** Cold creations so far per lang (nothing in the pool fit). */
   coldTotals(): ReadonlyMap<string, number>;
   kernelStates(): Record<string, number>;
+  /** Each usable GPU; absent: no GPU gauges. */
+  gpus?(): GpuReport[];
 }
 
 /** Options of {@link AgentMetrics}. */
@@ -87,6 +90,28 @@ export class AgentMetrics {
         for (const [state, n] of Object.entries(sources.kernelStates())) this.set({ state }, n);
       },
     });
+    this.gpuGauges(sources, registers);
+  }
+
+  /** The per-device GPU gauges: memory, utilisation, and whether a kernel holds it. */
+  private gpuGauges(sources: MetricsSources, registers: Registry[]): void {
+    const gpus = sources.gpus;
+    if (!gpus) return;
+    const gauge = (name: string, help: string, value: (g: GpuReport) => number | null) =>
+      new Gauge({
+        name, help, labelNames: ['index', 'uuid', 'name'], registers,
+        collect() {
+          this.reset();
+          for (const g of gpus()) {
+            const v = value(g);
+            if (v !== null) this.set({ index: String(g.index), uuid: g.uuid, name: g.name }, v);
+          }
+        },
+      });
+    gauge('compute_agent_gpu_memory_total_bytes', 'Memory of each usable GPU.', (g) => g.mem_total_bytes);
+    gauge('compute_agent_gpu_memory_used_bytes', 'Memory in use on each usable GPU, at the last detection.', (g) => g.mem_used_bytes);
+    gauge('compute_agent_gpu_utilization_ratio', 'Busy share of each usable GPU (0-1), at the last detection.', (g) => (g.util_pct === null ? null : g.util_pct / 100));
+    gauge('compute_agent_gpu_allocated', '1 when a kernel (or an idle pooled container) holds the GPU, else 0.', (g) => (g.kernel_id ? 1 : 0));
   }
 
   /** Starts writing the file and serving HTTP; a port that cannot be bound fails the start. */

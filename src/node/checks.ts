@@ -16,6 +16,8 @@ import type { DockerEngine } from '../adapters/docker.js';
 import { errorMessage } from '../errors.js';
 import { agentKey } from '../services/registration.js';
 import { securityFindings } from '../config/security.js';
+import { gpuCheck } from '../accelerators/check.js';
+import { NvidiaCuda } from '../accelerators/nvidia.js';
 
 /** The result of one check, as printed and as `--format json` gives it. */
 export interface CheckResult {
@@ -181,6 +183,14 @@ export const CHECKS: Check[] = [
     fix: 'mount the cgroup hierarchy at /sys/fs/cgroup',
     async run() {
       return cgroupControllers('/sys/fs/cgroup');
+    },
+  },
+  {
+    name: 'GPUs',
+    fix: 'run nvidia-smi by hand and see README.rst, GPUs',
+    async run({ docker, settings }) {
+      const allow = await settings().then((s) => s.settings.gpuAllow, () => []);
+      return gpuCheck(new NvidiaCuda({ allow: () => allow, docker: () => docker.runtimes() }));
     },
   },
 ];

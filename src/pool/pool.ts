@@ -20,7 +20,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import { KERNEL_PORTS, type ContainerSummary } from '../adapters/docker.js';
-import { containerName, containerRequest, imageTraits, LABELS, prepareScratch } from '../kernels/launch.js';
+import { containerName, containerRequest, imageTraits, LABELS, parseCoreList, prepareScratch } from '../kernels/launch.js';
+import { takeGpus } from '../accelerators/kernel-gpus.js';
 import type { KernelSpec } from '../kernels/spec.js';
 import { KernelRelay } from '../relay/kernel-relay.js';
 import { ClaimStore, type ClaimRecord } from './claims.js';
@@ -70,13 +71,14 @@ export class WarmPool implements HygieneTarget {
   take(spec: KernelSpec, cpuSet: number[]): PooledContainer | null {
     const s = this.deps.settings();
     if (this.closed || Object.keys(s.images).length === 0) return null; // no pool: not a fallback either
-    const servable = spec.mounts.length === 0 && spec.gpuCount === 0 && (spec.gpuSet?.length ?? 0) === 0; // mounts and GPUs cannot be added live
+    // Mounts and devices cannot be added live: a GPU kernel takes a type with exactly its count, and a gpu_set (a restart) is never pooled.
+    const servable = spec.mounts.length === 0 && (spec.gpuSet?.length ?? 0) === 0;
     // A container made with other kernel settings than today's is never handed out; hygiene replaces it.
     const recipe = poolRecipe(this.deps.kernelSettings());
     const usable = [...this.idle.values()].filter((c) => c.lang === spec.lang && c.image === spec.image && c.recipe === recipe && !c.checking);
     const types = s.types.filter((t) => usable.some((c) => c.type === t.name));
     let type: PoolType | null;
-    while (servable && (type = fittingType(types, spec.cpuCount, spec.memMiB))) {
+    while (servable && (type = fittingType(types, spec.cpuCount, spec.memMiB, spec.gpuCount))) {
       const fits = usable.filter((e) => e.type === type!.name);
       const c = fits.find((e) => limitsExact(e.limits, cpuSet, spec.memMiB)) ?? fits[0];
       if (c) {
@@ -88,7 +90,7 @@ export class WarmPool implements HygieneTarget {
     }
     this.coldTotals.set(spec.lang, (this.coldTotals.get(spec.lang) ?? 0) + 1);
     // Demand the pool could have served had it been bigger: the autoscaler counts it like a claim.
-    const wanted = servable && s.images[spec.lang] ? fittingType(s.types.filter((t) => t.name in s.images[spec.lang]!), spec.cpuCount, spec.memMiB) : null;
+    const wanted = servable && s.images[spec.lang] ? fittingType(s.types.filter((t) => t.name in s.images[spec.lang]!), spec.cpuCount, spec.memMiB, spec.gpuCount) : null;
     if (wanted) this.noteDemand(poolKey(spec.lang, wanted.name));
     return null;
   }
@@ -115,6 +117,7 @@ export class WarmPool implements HygieneTarget {
       if (failed) throw failed.reason;
     } catch (err) {
       await this.discard(c.containerId, [c.home, scratchDir]);
+      this.deps.gpus?.release(c.gpuSet);
       throw err;
     }
     this.noteDemand(c.key);
@@ -180,6 +183,7 @@ export class WarmPool implements HygieneTarget {
     const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
     const homeOk = /^[0-9a-f]+$/.test(slot) && (await fs.stat(home).then((s) => s.isDirectory(), () => false));
     const { lang, type } = splitKey(c.labels[LABELS.pool] ?? '/');
+    const gpuSet = parseCoreList(c.labels[LABELS.gpuSet]);
     if (!state?.running || ports.some((p) => !p) || !homeOk || !lang) {
       await this.deps.docker.remove(c.id);
       if (homeOk) await fs.rm(home, { recursive: true, force: true });
@@ -188,9 +192,10 @@ export class WarmPool implements HygieneTarget {
     }
     const image = this.deps.kernelSettings().imagePrefix + lang;
     const traits = await this.deps.docker.image(image).then((i) => imageTraits(i.labels), () => imageTraits({}));
+    this.deps.gpus?.adopt(gpuSet, `pool:${slot}`);
     this.idle.set(c.id, {
       containerId: c.id, key: poolKey(lang, type), lang, type, image, imageId: c.imageId, recipe: c.labels[LABELS.poolRecipe] ?? '', slot, home, pid: state.pid,
-      ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits: null, relay: null,
+      ports: ports as number[], traits, gpuSet, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits: null, relay: null,
     });
   }
 
@@ -221,6 +226,7 @@ export class WarmPool implements HygieneTarget {
   async drop(c: PooledContainer, reason: string): Promise<void> {
     if (!this.idle.delete(c.containerId)) return;
     c.relay?.close();
+    this.deps.gpus?.release(c.gpuSet);
     this.deps.log.info('removing a pooled container', { container: c.containerId.slice(0, 12), pool: c.key, reason });
     await this.deps.docker.remove(c.containerId).catch((e: unknown) => this.deps.log.warn('could not remove a pooled container', { error: errorMessage(e) }));
     await fs.rm(c.home, { recursive: true, force: true }).catch(() => undefined);
@@ -297,7 +303,7 @@ export class WarmPool implements HygieneTarget {
       const d = decideSize(input);
       const blocked = (this.backoff.get(key)?.until ?? 0) > now;
       const room = Math.max(0, s.fillConcurrency - this.creating.size);
-      const start = blocked || !typeNames.has(type) ? 0 : Math.min(d.create, room);
+      const start = blocked || !typeNames.has(type) ? 0 : Math.min(d.create, room, this.gpuRoom(s.types.find((t) => t.name === type)));
       if (start === 0 && d.remove.length === 0) continue;
       this.deps.log.info('pool sizing', {
         pool: key, floor, max: s.max, autoscale: s.autoscale, recentDemand: recent.length, idle: idle.length, creating,
@@ -306,6 +312,17 @@ export class WarmPool implements HygieneTarget {
       for (const id of d.remove) void this.drop(this.idle.get(id)!, 'above the target');
       for (let i = 0; i < start; i++) void this.fill(lang, s.types.find((t) => t.name === type)!);
     }
+  }
+
+  /**
+   * How many containers of a type the node's free GPUs allow now (no limit
+   * for types without GPUs): a CPU node, or one whose devices kernels hold,
+   * does not try (and warn) at every pass; a pass after a release does.
+   */
+  private gpuRoom(type: PoolType | undefined): number {
+    const gpus = this.deps.gpus;
+    if (!type?.gpu) return Infinity;
+    return gpus && gpus.slots > 0 ? Math.floor(gpus.books.free / type.gpu) : 0;
   }
 
   /** Creates one pooled container and waits for its runner to answer. */
@@ -320,16 +337,20 @@ export class WarmPool implements HygieneTarget {
     const t0 = performance.now();
     let containerId = '';
     let relay: KernelRelay | null = null;
+    let gpuSet: number[] = [];
     try {
       const imageName = imagePrefix + lang;
       const image = await this.deps.docker.image(imageName);
       const traits = imageTraits(image.labels);
+      const spec: KernelSpec = { lang, image: imageName, cpuCount: this.deps.allCores.length, memMiB: type.memMiB, gpuCount: type.gpu, mounts: [], environ: {}, cpuSet: null, gpuSet: null };
+      gpuSet = takeGpus(this.deps.gpus, `pool:${slot}`, spec, traits)?.gpuSet ?? []; // held while idle
+      spec.gpuSet = gpuSet.length ? gpuSet : null;
       await prepareScratch(home, {}, kernelUid);
-      const spec: KernelSpec = { lang, image: imageName, cpuCount: this.deps.allCores.length, memMiB: type.memMiB, gpuCount: 0, mounts: [], environ: {}, cpuSet: null, gpuSet: null };
       containerId = await this.deps.docker.create(
         containerRequest({
           agentId: this.deps.agentId, kernelId: '', spec, cpuSet: this.deps.allCores, traits, scratchDir: home, kernelUid,
           publishHost: publishAddr || this.deps.kernelHost, security, createdAt: Date.now(), pool: { key, slot, recipe },
+          gpu: this.deps.gpus?.hostConfig(gpuSet, this.deps.allCores),
         }),
       );
       await this.deps.docker.start(containerId);
@@ -346,11 +367,12 @@ export class WarmPool implements HygieneTarget {
       await this.setLimits(containerId, limits.cpuSet, limits.memMiB);
       if (this.closed) {
         relay.close();
-        return; // the next start takes it back
+        this.deps.gpus?.release(gpuSet); // the next start takes it back, with its devices
+        return;
       }
       this.idle.set(containerId, {
         containerId, key, lang, type: type.name, image: imageName, imageId: image.id, recipe, slot, home, pid: state.pid,
-        ports: ports as number[], traits, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits, relay,
+        ports: ports as number[], traits, gpuSet, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits, relay,
       });
       this.backoff.delete(key);
       this.onCreated?.((performance.now() - t0) / 1000);
@@ -360,6 +382,7 @@ export class WarmPool implements HygieneTarget {
       this.backoff.set(key, { until: Date.now() + delayMs, delayMs });
       this.deps.log.warn('could not create a pooled container; trying again later', { pool: key, retryInMs: delayMs, error: errorMessage(err) });
       relay?.close();
+      this.deps.gpus?.release(gpuSet);
       if (containerId) await this.deps.docker.remove(containerId).catch(() => undefined);
       await fs.rm(home, { recursive: true, force: true }).catch(() => undefined);
     } finally {

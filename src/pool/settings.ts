@@ -4,7 +4,7 @@
  * bad value is reported with its key and the last good value of that key
  * stays in force, so one typo never empties a pool.
  *
- *   pool/types            [{"name":"small","cpu":1,"memory":256}, ...]  memory in MiB (or "512m", "2g")
+ *   pool/types            [{"name":"small","cpu":1,"memory":256,"gpu":0}, ...]  memory in MiB (or "512m", "2g"); gpu optional
  *   pool/images           {"python:3-debian": {"small": 2, "large": 1}}  floor counts per lang and type
  *   pool/autoscale        true | false
  *   pool/autoscale_window seconds of claims the autoscaler looks back on
@@ -22,6 +22,8 @@ export interface PoolType {
   name: string;
   cpu: number;
   memMiB: number;
+  /** Whole GPUs each container holds while idle (0: none); a claim needs exactly this many. */
+  gpu: number;
 }
 
 /** The compiled pool settings. */
@@ -82,12 +84,13 @@ function parseTypes(raw: string): PoolType[] {
   const seen = new Set<string>();
   return v.map((t: unknown, i) => {
     if (typeof t !== 'object' || t === null) throw new Error(`entry ${i} must be an object {"name", "cpu", "memory"}`);
-    const { name, cpu, memory } = t as Record<string, unknown>;
+    const { name, cpu, memory, gpu = 0 } = t as Record<string, unknown>;
     if (typeof name !== 'string' || !NAME.test(name)) throw new Error(`entry ${i} name must be letters, digits, "_", "." or "-"`);
     if (seen.has(name)) throw new Error(`type ${name} is listed twice`);
     seen.add(name);
     if (typeof cpu !== 'number' || !Number.isInteger(cpu) || cpu < 1 || cpu > 1024) throw new Error(`type ${name} cpu must be a whole number of cores >= 1`);
-    return { name, cpu, memMiB: memMiB(memory, `type ${name}`) };
+    if (typeof gpu !== 'number' || !Number.isInteger(gpu) || gpu < 0 || gpu > 64) throw new Error(`type ${name} gpu must be a whole number of GPUs from 0 to 64`);
+    return { name, cpu, memMiB: memMiB(memory, `type ${name}`), gpu };
   });
 }
 
@@ -183,9 +186,9 @@ export function compilePoolSettings(
   return { settings, problems };
 }
 
-/** The smallest type (fewest cores, then least memory) that holds a request, or null. */
-export function fittingType(types: readonly PoolType[], cpu: number, memMiB: number): PoolType | null {
-  const fits = types.filter((t) => t.cpu >= cpu && t.memMiB >= memMiB);
+/** The smallest type (fewest cores, then least memory) that holds a request with exactly its GPU count, or null. */
+export function fittingType(types: readonly PoolType[], cpu: number, memMiB: number, gpu = 0): PoolType | null {
+  const fits = types.filter((t) => t.cpu >= cpu && t.memMiB >= memMiB && t.gpu === gpu);
   fits.sort((a, b) => a.cpu - b.cpu || a.memMiB - b.memMiB);
   return fits[0] ?? null;
 }

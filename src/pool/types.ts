@@ -11,6 +11,7 @@ import type { KernelRelay } from '../relay/kernel-relay.js';
 import type { ClaimStore } from './claims.js';
 import type { PinnedLimits } from './pinning.js';
 import type { PoolSettings } from './settings.js';
+import type { GpuService } from '../accelerators/gpus.js';
 
 /** An idle, warm pooled container. */
 export interface PooledContainer {
@@ -29,6 +30,8 @@ export interface PooledContainer {
   ports: number[];
   traits: ImageTraits;
   idleSince: number;
+  /** The GPUs it holds while idle (its type's count), handed to the kernel by a claim. */
+  gpuSet: number[];
   /** When the runner last answered a readiness check. */
   checkedAt: number;
   /** A readiness check is under way: not to be handed out meanwhile (its relay would share the runner's output). */
@@ -55,6 +58,8 @@ export interface WarmPoolDeps {
   /** How many kernels hold each core, to pin idle containers where the next claim's cores likely are. */
   coreLoad?(): ReadonlyMap<number, number>;
   settings(): PoolSettings;
+  /** The node's GPUs, for types with a GPU count; none: such types are not filled. */
+  gpus?: GpuService | null;
   /** The kernel settings pooled containers are made with (the same as a cold create's). */
   kernelSettings(): { imagePrefix: string; kernelUid: number; security: ContainerSecurity; publishAddr: string };
 }

@@ -53,6 +53,8 @@ export interface KernelStats {
   io_write_bytes: number;
   io_max_scratch_size: number;
   io_cur_scratch_size: number;
+  /** The most GPU memory the kernel's processes held at the samples (GPU kernels only; see README, GPUs). */
+  gpu_mem_max_bytes?: number;
 }
 
 /** Result of get_node_stats (beyond the 2018 set). */
@@ -63,6 +65,10 @@ export interface NodeStatsResult {
   node: { cpu_pct: number; mem_total_bytes: number; mem_available_bytes: number; disk_total_bytes: number; disk_free_bytes: number };
   /** Cgroup figures of each running kernel, by kernel id. */
   kernels: Record<string, KernelStats>;
+  /** How GPUs get into containers on this node: runtime, device-nodes, or none (CPU fallback). */
+  gpu_path: string;
+  /** Each usable GPU, with its figures at the last detection and the kernel holding it. */
+  gpus: Array<{ index: number; uuid: string; name: string; numa_node: number | null; mem_total_bytes: number; mem_used_bytes: number; util_pct: number | null; kernel_id: string | null }>;
 }
 
 /** Result of execute (PROTOCOL.md section 1). */
@@ -219,9 +225,9 @@ export const methods = {
   }),
   get_node_stats: define<[], NodeStatsResult>({
     name: 'get_node_stats',
-    summary: "Returns the node's CPU, memory and disk figures and each kernel's cgroup figures (beyond).",
+    summary: "Returns the node's CPU, memory and disk figures, each kernel's cgroup figures and each GPU (beyond).",
     params: [],
-    returns: '{time, node: {cpu_pct, mem_total_bytes, mem_available_bytes, disk_total_bytes, disk_free_bytes}, kernels: {kernel_id: stats}}',
+    returns: '{time, node: {cpu_pct, mem_total_bytes, mem_available_bytes, disk_total_bytes, disk_free_bytes}, kernels: {kernel_id: stats}, gpu_path, gpus: [{index, uuid, name, numa_node, mem_total_bytes, mem_used_bytes, util_pct, kernel_id}]}',
   }),
 } as const;
 

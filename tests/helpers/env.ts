@@ -162,12 +162,13 @@ export async function startAgent(
   overrides: Partial<RawOptions> = {},
   before?: (etcd: Namespace, raw: RawOptions) => Promise<void>,
   log: Logger = testLogger(),
+  parts: ConstructorParameters<typeof Agent>[2] = {},
 ): Promise<TestAgent> {
   const raw = await agentOptions(overrides);
   removeContainersOf(raw.agentId!);
   const { ns } = testEtcd(raw.namespace);
   await before?.(ns, raw);
-  const agent = new Agent(await validateOptions(raw), log);
+  const agent = new Agent(await validateOptions(raw), log, parts);
   onCleanup(() => agent.stop());
   await agent.start();
   const client = new AgentClient(`tcp://127.0.0.1:${raw.agentPort}`, { timeoutMs: 5000 });

@@ -16,7 +16,7 @@ describe('pool settings', () => {
       prefixes,
     );
     expect(problems).to.deep.equal([]);
-    expect(settings.types).to.deep.equal([{ name: 'small', cpu: 1, memMiB: 256 }, { name: 'large', cpu: 2, memMiB: 2048 }]);
+    expect(settings.types).to.deep.equal([{ name: 'small', cpu: 1, memMiB: 256, gpu: 0 }, { name: 'large', cpu: 2, memMiB: 2048, gpu: 0 }]);
     expect(settings.images).to.deep.equal({ 'python:3': { small: 2, large: 1 } });
     expect(settings).to.include({ max: 6, autoscale: true, checkIntervalSec: 0.5, zombieAllowanceSec: 300, fillConcurrency: 2 });
   });
@@ -63,6 +63,18 @@ describe('pool settings', () => {
     expect(fittingType(types, 1, 512)?.name).to.equal('large');
     expect(fittingType(types, 2, 256)?.name).to.equal('large');
     expect(fittingType(types, 3, 256)).to.equal(null);
+  });
+
+  it('reads a GPU count per type, and fits a request only to a type of exactly its GPU count', () => {
+    const withGpu = JSON.stringify([{ name: 'small', cpu: 1, memory: 256 }, { name: 'g1', cpu: 1, memory: 256, gpu: 1 }, { name: 'g2', cpu: 4, memory: '8g', gpu: 2 }]);
+    const types = compilePoolSettings({ 'pool/types': withGpu }, {}, prefixes).settings.types;
+    expect(types.map((t) => t.gpu)).to.deep.equal([0, 1, 2]);
+    expect(fittingType(types, 1, 128)?.name).to.equal('small');
+    expect(fittingType(types, 1, 128, 1)?.name).to.equal('g1');
+    expect(fittingType(types, 1, 128, 2)?.name).to.equal('g2');
+    expect(fittingType(types, 1, 128, 3)).to.equal(null);
+    const bad = compilePoolSettings({ 'pool/types': JSON.stringify([{ name: 'g', cpu: 1, memory: 256, gpu: 0.5 }]) }, {}, prefixes);
+    expect(bad.problems[0]!.message).to.equal('type g gpu must be a whole number of GPUs from 0 to 64');
   });
 });
 

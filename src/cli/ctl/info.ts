@@ -52,7 +52,7 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
     )
     .command(
       'node',
-      "the node's CPU, memory and disk, and each kernel's CPU time and memory (from cgroups)",
+      "the node's CPU, memory and disk, each GPU (and the kernel holding it), and each kernel's CPU time and memory (from cgroups)",
       {},
       action<GlobalArgs>((argv) =>
         withAgent(argv, async (api) => {
@@ -63,6 +63,16 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
             `cpu ${n.cpu_pct.toFixed(1)}%  memory ${formatBytes(n.mem_total_bytes - n.mem_available_bytes)} used of ${formatBytes(n.mem_total_bytes)}` +
               `  scratch disk ${formatBytes(n.disk_total_bytes - n.disk_free_bytes)} used of ${formatBytes(n.disk_total_bytes)}\n`,
           );
+          process.stdout.write(`gpus: ${stats.gpu_path}, ${stats.gpus.length} usable\n`);
+          if (stats.gpus.length) {
+            printTable(
+              ['GPU', 'NAME', 'NUMA', 'MEM USED', 'MEM', 'UTIL', 'KERNEL'],
+              stats.gpus.map((g) => [
+                String(g.index), g.name, g.numa_node === null ? 'any' : String(g.numa_node), formatBytes(g.mem_used_bytes), formatBytes(g.mem_total_bytes),
+                g.util_pct === null ? '-' : `${g.util_pct}%`, g.kernel_id ?? '-',
+              ]),
+            );
+          }
           const kernels = Object.entries(stats.kernels);
           if (!kernels.length) return;
           printTable(

@@ -44,6 +44,7 @@ interface RunArgs extends GlobalArgs {
   keep: boolean;
   cpu: number;
   mem: number;
+  gpu: number;
 }
 
 /** Registers `run` on the agentctl parser. */
@@ -59,7 +60,8 @@ export function runCommand(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .option('kernel', { type: 'string', describe: 'run in this existing kernel instead of creating one (it is kept)' })
         .option('keep', { type: 'boolean', default: false, describe: 'keep the created kernel after the run (its id goes to stderr)' })
         .option('cpu', { type: 'number', default: 1, describe: 'cores of the created kernel' })
-        .option('mem', { type: 'number', default: 256, describe: 'memory of the created kernel, MiB' }),
+        .option('mem', { type: 'number', default: 256, describe: 'memory of the created kernel, MiB' })
+        .option('gpu', { type: 'number', default: 0, describe: 'GPUs of the created kernel (whole devices)' }),
     action<RunArgs>(async (argv) => {
       let { lang, code } = argv;
       if (argv.kernel && code === undefined && argv.file === undefined) [lang, code] = [undefined, lang]; // `run --kernel K "code"`
@@ -93,7 +95,7 @@ async function runIn(api: AgentApi, argv: RunArgs, lang: string | undefined, cod
   };
   process.on('SIGINT', onSigint);
   try {
-    if (created) await api.createKernel(created, { lang: resolveLang(lang!), limits: { cpu_slot: argv.cpu, mem_slot: argv.mem } });
+    if (created) await api.createKernel(created, { lang: resolveLang(lang!), limits: { cpu_slot: argv.cpu, mem_slot: argv.mem, gpu_slot: argv.gpu } });
     const steps = stream(api, kernelId, code, input);
     for (;;) {
       const next = await Promise.race([steps.next(), stopped]);
