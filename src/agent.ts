@@ -34,6 +34,9 @@ import { containerSecurity } from './config/security.js';
 import { loadKeyPair, type KeyPair } from './config/keys.js';
 import { WarmPool } from './pool/pool.js';
 import { AgentMetrics } from './metrics/metrics.js';
+import { DockerImages } from './adapters/docker-images.js';
+import { ImageService } from './images/service.js';
+import { imageBindings } from './images/bindings.js';
 
 /** The states of an agent; every transition is logged. */
 export type AgentState = 'initialized' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -58,6 +61,7 @@ export class Agent {
   private managerLink: ManagerLink | null = null;
   private kernels: KernelService | null = null;
   private pool: WarmPool | null = null;
+  private images: ImageService | null = null;
   private metrics: AgentMetrics | null = null;
   private starting: Promise<void> | null = null;
   private stopping: Promise<void> | null = null;
@@ -99,6 +103,11 @@ export class Agent {
   /** The warm pool once started (for tests and tools); null before. */
   get warmPool(): WarmPool | null {
     return this.pool;
+  }
+
+  /** The image room once started (for tests and tools); null before. */
+  get imageService(): ImageService | null {
+    return this.images;
   }
 
   /** The metrics once started (for tests and tools); null before. */
@@ -155,7 +164,21 @@ export class Agent {
           publishAddr: s.kernelPublishAddr,
         };
       };
+      const images: ImageService = new ImageService({
+        images: new DockerImages(this.docker.docker),
+        log: this.log.child({ component: 'images' }),
+        emit: (name, args) => publisher.emit(name, args),
+        settings: () => this.settings.value,
+        etcdGet: (key) => this.etcd.get(key),
+        users: () => ({ kernels: this.kernels?.list().map((k) => k.spec.image) ?? [], pooled: [...(this.pool?.idle.values() ?? [])].map((c) => c.image) }),
+        dropPooled: async (image) => {
+          for (const c of [...(this.pool?.idle.values() ?? [])]) if (c.image === image) await this.pool?.drop(c, 'its image is being deleted');
+        },
+      });
+      this.images = images;
+      images.start();
       const pool = new WarmPool({
+        ensureImage: (image: string) => images.ensure(image),
         docker: this.docker,
         log: this.log.child({ component: 'pool' }),
         agentId: this.options.agentId,
@@ -169,6 +192,7 @@ export class Agent {
       this.pool = pool;
       const kernels = new KernelService({
         pool,
+        images,
         docker: this.docker,
         stats: new CgroupStats(),
         log: this.log.child({ component: 'kernels' }),
@@ -201,7 +225,7 @@ export class Agent {
         throw new ConfigError(`cannot serve metrics on port ${this.options.metricsPort} (${errorMessage(err)}): choose another with --metrics-port`);
       });
 
-      this.dispatcher = new Dispatcher(this.bindings(kernels), this.log.child({ component: 'rpc' }));
+      this.dispatcher = new Dispatcher([...this.bindings(kernels), ...imageBindings(images)], this.log.child({ component: 'rpc' }));
       this.router = new RpcRouter({
         endpoint: `tcp://${this.options.bindHost}:${this.options.agentPort}`,
         codec: msgpackCodec,
@@ -230,7 +254,7 @@ export class Agent {
             ...(this.keyPair ? { public_key: this.keyPair.publicKey } : {}),
           }),
           resources: detectResources,
-          listImages: () => this.docker.kernelImages(this.settings.value.imagePrefix),
+          listImages: () => images.heartbeatImages(),
           sample: async () => {
             const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
             return { node, kernels: kernelStats };
@@ -301,6 +325,7 @@ export class Agent {
     await this.heartbeat?.stop();
     this.kernels?.close();
     await this.pool?.close();
+    await this.images?.close();
     await this.metrics?.close();
     await this.settings.stop();
     await this.managerLink?.stop();

@@ -49,6 +49,8 @@ export class KernelFactory {
         }
       } else this.c.cores.release(cpuSet);
     }
+    // A missing image is pulled (as auto_pull says) before a creation slot is taken: a long pull must not hold one.
+    await this.d.images?.ensure(spec.image, id);
     return this.c.createSlots.run(() => this.doCreate(id, spec));
   }
 

@@ -65,6 +65,8 @@ export interface KernelServiceDeps {
   cpuOvercommit: number;
   /** The warm pool asked before every cold create; none: always cold. */
   pool?: WarmPool | null;
+  /** Pulls a cold create's image when it is missing (src/images/); none: the image must be here. */
+  images?: { ensure(image: string, kernelId: string): Promise<void> } | null;
 }
 
 /** The kernel info of `create_kernel` (PROTOCOL.md section 1) for a held kernel. */

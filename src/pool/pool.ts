@@ -322,6 +322,7 @@ export class WarmPool implements HygieneTarget {
     let relay: KernelRelay | null = null;
     try {
       const imageName = imagePrefix + lang;
+      await this.deps.ensureImage?.(imageName);
       const image = await this.deps.docker.image(imageName);
       const traits = imageTraits(image.labels);
       await prepareScratch(home, {}, kernelUid);

@@ -55,6 +55,8 @@ export interface WarmPoolDeps {
   /** How many kernels hold each core, to pin idle containers where the next claim's cores likely are. */
   coreLoad?(): ReadonlyMap<number, number>;
   settings(): PoolSettings;
+  /** Pulls a pooled image before the pool fills with it (src/images/); none: the image must be here. */
+  ensureImage?(image: string): Promise<void>;
   /** The kernel settings pooled containers are made with (the same as a cold create's). */
   kernelSettings(): { imagePrefix: string; kernelUid: number; security: ContainerSecurity; publishAddr: string };
 }

@@ -1,0 +1,184 @@
+/**
+ * Images from the real local registry (deploy/dev/up.sh, 127.0.0.1:5000):
+ * create_kernel pulls a missing image with events and progress, one pull per
+ * image however many creates wait, auto_pull=never, a tag absent from the
+ * registry, the free-space check, a registry that stalls (a TCP proxy of the
+ * test's own) against pull_timeout, and the inventory RPCs.
+ */
+import { readdirSync } from 'node:fs';
+import { expect } from 'chai';
+import { methods } from '../../src/rpc/methods.js';
+import { containersOf, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName, type TestAgent } from '../helpers/env.js';
+import { sink } from '../helpers/sink.js';
+import { consoleText, runToEnd } from '../helpers/run.js';
+import { hasImage, pushTestImage, REGISTRY, requireRegistry, type PushedImage } from '../helpers/registry.js';
+import { tcpProxy } from '../helpers/proxy.js';
+
+const config = (lang: string) => ({ lang, limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 }, mounts: [], environ: {} });
+
+/** An agent whose image prefix is the test image's repository, sending events to a sink of its own. */
+async function agentFor(prefix: string, settings: Record<string, string> = {}) {
+  const s = await sink();
+  const a = await startAgent({}, async (ns) => {
+    await ns.put('nodes/manager/event_addr').value(s.addr);
+    await ns.put('config/agent/image_prefix').value(prefix);
+    for (const [k, v] of Object.entries(settings)) await ns.put(`config/agent/${k}`).value(v);
+  });
+  return { ...a, sink: s };
+}
+
+/** Nothing of a failed create is left: no container, no scratch home, no cores. */
+async function nothingLeft(a: TestAgent): Promise<void> {
+  expect(await containersOf(a.agentId)).to.have.length(0);
+  expect(readdirSync(a.agent.options.scratchRoot).filter((n) => !n.startsWith('.'))).to.deep.equal([]);
+  expect(a.agent.kernelService!.cores.allocated).to.equal(0);
+}
+
+describe('images: pull on demand from the local registry', function () {
+  this.timeout(120_000);
+  before(async () => {
+    await requireEtcd();
+    await requireRegistry();
+  });
+
+  it('pulls a missing image on create with kernel_pulling and progress; concurrent creates share one pull and the kernels run code', async () => {
+    const img = await pushTestImage();
+    expect(await hasImage(img.image)).to.equal(false);
+    const a = await agentFor(img.prefix, { cpu_overcommit: '4' });
+    const ids = [uniqueName('k'), uniqueName('k')];
+    const first = ids.map((id) => a.client.callWithTimeout(90_000, methods.create_kernel, id, config(img.lang)));
+    // a third create while the pull is under way waits for it and succeeds
+    await a.sink.next('kernel_pulling', 0, 30_000);
+    const third = uniqueName('k');
+    expect(a.agent.imageService!.puller.pulling(img.image)).to.equal(true);
+    const late = a.client.callWithTimeout(90_000, methods.create_kernel, third, config(img.lang));
+    const infos = await Promise.all([...first, late]);
+    expect(infos.map((i) => i.id)).to.deep.equal([...ids, third]);
+    expect(a.agent.imageService!.puller.started).to.equal(1);
+    const pulling = a.sink.events.filter((e) => e.name === 'kernel_pulling');
+    expect(pulling.map((e) => e.args[0]).sort()).to.deep.equal([...ids, third].sort());
+    expect(pulling.every((e) => e.args[1] === img.image)).to.equal(true);
+    const finished = await a.sink.next('image_pull_finished');
+    expect(finished.args).to.deep.equal([img.image]);
+    const progress = a.sink.events.filter((e) => e.name === 'image_pull_progress');
+    expect(progress.length).to.be.greaterThan(0);
+    const last = progress.at(-1)!.args as [string, number, number];
+    expect(last[0]).to.equal(img.image);
+    expect(last[1]).to.equal(last[2]);
+    expect(last[2]).to.be.greaterThan(1_000_000); // the random layer was downloaded
+    // at most one progress event per second
+    for (let i = 1; i < progress.length - 1; i++) expect(progress[i]!.at - progress[i - 1]!.at).to.be.at.least(900);
+    expect(a.sink.events.filter((e) => e.name === 'image_pull_failed')).to.have.length(0);
+    const out = consoleText(await runToEnd(a.client, third, 'print(6 * 7)'), 'stdout');
+    expect(out).to.equal('42\n');
+  });
+
+  it('auto_pull=never gives a clear error naming the image, and pulls nothing', async () => {
+    const img = await pushTestImage();
+    const a = await agentFor(img.prefix, { auto_pull: 'never' });
+    const err = await remoteError(a.client.call(methods.create_kernel, uniqueName('k'), config(img.lang)));
+    expect(err.remoteType).to.equal('agent.ImageNotFound');
+    expect(err.remoteMessage).to.include(img.image).and.include('auto_pull');
+    expect(a.agent.imageService!.puller.started).to.equal(0);
+    expect(await hasImage(img.image)).to.equal(false);
+    await nothingLeft(a);
+  });
+
+  it('a tag absent from the registry gives image_pull_failed and a clear create error, and leaves nothing behind', async () => {
+    const prefix = `${REGISTRY}/${uniqueName('test')}/kernel-`;
+    const a = await agentFor(prefix);
+    const err = await remoteError(a.client.call(methods.create_kernel, uniqueName('k'), config('python:no-such-tag')));
+    expect(err.remoteType).to.equal('agent.ImageNotFound');
+    expect(err.remoteMessage).to.include(`${prefix}python:no-such-tag is not on this node and cannot be pulled`).and.include('has no');
+    const failed = await a.sink.next('image_pull_failed');
+    expect(failed.args[0]).to.equal(`${prefix}python:no-such-tag`);
+    expect(String(failed.args[1])).to.include('has no');
+    await nothingLeft(a);
+    expect(await a.client.call(methods.ping, 'still here')).to.equal('still here');
+  });
+
+  it('refuses a pull that does not fit the free space, naming the numbers', async () => {
+    const img = await pushTestImage();
+    const a = await agentFor(img.prefix, { pull_space_margin: String(2 ** 50) });
+    const err = await remoteError(a.client.call(methods.create_kernel, uniqueName('k'), config(img.lang)));
+    expect(err.remoteType).to.equal('agent.ImagePullFailed');
+    expect(err.remoteMessage).to.match(/not enough free space to pull .* has .* free, and the pull needs 2 x .* compressed \+ .* margin = /);
+    expect(err.remoteMessage).to.include('+ 1048576.00 GiB margin').and.match(/\(\d+ bytes\) free/);
+    expect(a.agent.imageService!.puller.started).to.equal(0);
+    expect(await hasImage(img.image)).to.equal(false);
+    await nothingLeft(a);
+  });
+
+  it('aborts a pull past pull_timeout through a stalling registry; every waiter gets the timeout and the agent keeps serving', async () => {
+    const img = await pushTestImage({ noiseBytes: 4_000_000 });
+    const [host, port] = REGISTRY.split(':');
+    const proxy = await tcpProxy({ host: host!, port: Number(port) }, { stallAfter: 64 * 1024 });
+    const prefix = `127.0.0.1:${proxy.port}/${img.repo.slice(0, img.repo.lastIndexOf('/') + 1)}kernel-`;
+    const a = await agentFor(prefix, { pull_timeout: '3', cpu_overcommit: '4' });
+    const creates = [uniqueName('k'), uniqueName('k')].map((id) => remoteError(a.client.callWithTimeout(30_000, methods.create_kernel, id, config(img.lang))));
+    const errs = await Promise.all(creates);
+    for (const e of errs) {
+      expect(e.remoteType).to.equal('agent.ImagePullFailed');
+      expect(e.remoteMessage).to.include('pull_timeout (3 s)').and.include(`${prefix}${img.lang}`);
+    }
+    expect(a.agent.imageService!.puller.started).to.equal(1);
+    expect(proxy.connections()).to.be.greaterThan(0); // Docker really went through the stalling proxy
+    const failed = await a.sink.next('image_pull_failed');
+    expect(String(failed.args[1])).to.include('pull_timeout');
+    expect(a.agent.imageService!.listPulls()).to.deep.equal([]);
+    expect(await a.client.call(methods.ping, 'alive')).to.equal('alive');
+    await nothingLeft(a);
+  });
+});
+
+describe('images: inventory RPCs', function () {
+  this.timeout(120_000);
+  before(async () => {
+    await requireEtcd();
+    await requireRegistry();
+  });
+
+  let img: PushedImage;
+
+  it('pull_image pulls, list_images counts users, delete_image refuses an image in use and removes an idle one', async () => {
+    img = await pushTestImage();
+    const a = await agentFor(img.prefix);
+    const pulled = await a.client.callWithTimeout(90_000, methods.pull_image, img.lang);
+    expect(pulled).to.deep.equal({ image: img.image, pulled: true });
+    expect(await a.client.call(methods.pull_image, img.lang)).to.deep.equal({ image: img.image, pulled: false });
+    let list = await a.client.call(methods.list_images);
+    const row = list.find((r) => r.image === img.image)!;
+    expect(row).to.include({ lang: img.lang, tag: img.tag, kernels: 0, pooled: 0 });
+    expect(row.digest).to.match(/^sha256:[0-9a-f]{64}$/);
+    const id = uniqueName('k');
+    await a.client.callWithTimeout(60_000, methods.create_kernel, id, config(img.lang));
+    list = await a.client.call(methods.list_images);
+    expect(list.find((r) => r.image === img.image)).to.include({ kernels: 1 });
+    for (const force of [false, true]) {
+      const e = await remoteError(a.client.call(methods.delete_image, img.lang, force));
+      expect(e.remoteType).to.equal('agent.ImageInUse');
+      expect(e.remoteMessage).to.include('1 kernel');
+    }
+    const purged = await a.client.call(methods.purge_images, [img.lang]);
+    expect(purged).to.have.length(1);
+    expect(purged[0]).to.include({ image: img.image, removed: false });
+    await a.client.call(methods.destroy_kernel, id);
+    expect(await a.client.call(methods.delete_image, img.lang, true)).to.deep.equal({ image: img.image, removed: true });
+    expect(await hasImage(img.image)).to.equal(false);
+    const gone = await remoteError(a.client.call(methods.delete_image, img.lang));
+    expect(gone.remoteType).to.equal('agent.ImageNotFound');
+  });
+
+  it('a bad name is a ParametersError for every image method', async () => {
+    const a = await startAgent();
+    for (const call of [
+      a.client.call(methods.pull_image, '../etc:x'),
+      a.client.call(methods.delete_image, 'UPPER:case'),
+      a.client.call(methods.purge_images, ['python:ok', 'bad name']),
+    ]) {
+      const e = await remoteError(call);
+      expect(e.remoteType).to.equal('aiozmq.rpc.base.ParametersError');
+    }
+    expect(await hasImage(`lablup/kernel-${TEST_IMAGE_LANG}`)).to.equal(true);
+  });
+});
