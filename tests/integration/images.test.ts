@@ -13,6 +13,7 @@ import { sink } from '../helpers/sink.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { hasImage, pushTestImage, REGISTRY, requireRegistry, type PushedImage } from '../helpers/registry.js';
 import { tcpProxy } from '../helpers/proxy.js';
+import { agentctl } from '../helpers/ctl.js';
 
 const config = (lang: string) => ({ lang, limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 }, mounts: [], environ: {} });
 
@@ -180,5 +181,38 @@ describe('images: inventory RPCs', function () {
       expect(e.remoteType).to.equal('aiozmq.rpc.base.ParametersError');
     }
     expect(await hasImage(`lablup/kernel-${TEST_IMAGE_LANG}`)).to.equal(true);
+  });
+});
+
+describe('images: agentctl images', function () {
+  this.timeout(120_000);
+  before(async () => {
+    await requireEtcd();
+    await requireRegistry();
+  });
+
+  it('pull shows progress lines when stdout is not a TTY, list --json shows the image, rm removes it', async () => {
+    const img = await pushTestImage({ noiseBytes: 20_000_000 });
+    const a = await agentFor(img.prefix);
+    const ctl = (...args: string[]) => agentctl(['--agent', `tcp://127.0.0.1:${a.port}`, ...args], { timeoutMs: 90_000 });
+    const pulled = await ctl('images', 'pull', img.lang);
+    expect(pulled.code, pulled.stderr).to.equal(0);
+    expect(pulled.stdout).to.match(new RegExp(`pulled ${img.image.replace(/[.]/g, '\\.')}\\n$`));
+    for (const line of pulled.stdout.trim().split('\n').slice(0, -1)) expect(line).to.match(/^pulling \S+: (\d+% \S+ of \S+, \S+\/s|queued behind other pulls)$/);
+    const again = await ctl('images', 'pull', img.lang, '--json');
+    expect(JSON.parse(again.stdout)).to.deep.equal({ image: img.image, pulled: false });
+    const list = await ctl('images', 'list', '--json');
+    const rows = JSON.parse(list.stdout) as Array<{ image: string; kernels: number }>;
+    expect(rows.find((r) => r.image === img.image)).to.include({ kernels: 0 });
+    const table = await ctl('images');
+    expect(table.stdout).to.match(/^LANG\s+IMAGE\s+ID\s+SIZE/);
+    expect(table.stdout).to.include(img.image);
+    const rm = await ctl('images', 'rm', img.lang);
+    expect(rm.code, rm.stderr).to.equal(0);
+    expect(rm.stdout).to.equal(`removed ${img.image}\n`);
+    expect(await hasImage(img.image)).to.equal(false);
+    const rmAgain = await ctl('images', 'rm', img.lang, '--json');
+    expect(rmAgain.code).to.equal(1);
+    expect((JSON.parse(rmAgain.stdout) as Array<{ removed: boolean; error: string }>)[0]).to.include({ removed: false });
   });
 });
