@@ -7,11 +7,13 @@
  */
 import { readdirSync } from 'node:fs';
 import { expect } from 'chai';
+import Docker from 'dockerode';
+import { decodeHeartbeatImages } from '../../src/events/receiver.js';
 import { methods } from '../../src/rpc/methods.js';
-import { containersOf, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName, type TestAgent } from '../helpers/env.js';
+import { containersOf, eventually, onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName, type TestAgent } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
-import { hasImage, pushTestImage, REGISTRY, requireRegistry, type PushedImage } from '../helpers/registry.js';
+import { hasImage, pushTestImage, removeLocal, REGISTRY, requireRegistry, type PushedImage } from '../helpers/registry.js';
 import { tcpProxy } from '../helpers/proxy.js';
 import { agentctl } from '../helpers/ctl.js';
 
@@ -214,5 +216,32 @@ describe('images: agentctl images', function () {
     const rmAgain = await ctl('images', 'rm', img.lang, '--json');
     expect(rmAgain.code).to.equal(1);
     expect((JSON.parse(rmAgain.stdout) as Array<{ removed: boolean; error: string }>)[0]).to.include({ removed: false });
+  });
+});
+
+describe('images: heartbeat list', function () {
+  this.timeout(60_000);
+  before(requireEtcd);
+
+  it('is rebuilt only when Docker reports an image change, not on every beat', async () => {
+    const s = await sink();
+    const a = await startAgent({}, async (ns) => {
+      await ns.put('nodes/manager/event_addr').value(s.addr);
+      await ns.put('config/agent/heartbeat_interval').value('0.2');
+    });
+    const inv = a.agent.imageService!.inventory;
+    await eventually('10 heartbeats', () => s.events.filter((e) => e.name === 'instance_heartbeat').length >= 10);
+    const beats = s.events.filter((e) => e.name === 'instance_heartbeat').length;
+    // other image events on this shared engine may cause a rebuild or two; every beat would be one each
+    expect(inv.rebuilds).to.be.lessThan(beats / 2);
+    const lang = `${uniqueName('hbtest')}:1`;
+    const tag = `lablup/kernel-${lang}`;
+    await new Docker().getImage(`lablup/kernel-${TEST_IMAGE_LANG}`).tag({ repo: tag.split(':')[0]!, tag: '1' });
+    onCleanup(() => removeLocal(tag));
+    const imagesOf = (e: { args: unknown[] }) => decodeHeartbeatImages((e.args[0] as { images: unknown }).images).map(([n]) => n);
+    await eventually('a heartbeat with the new tag', () => s.events.filter((e) => e.name === 'instance_heartbeat').some((e) => imagesOf(e).includes(lang)));
+    await removeLocal(tag);
+    const after = s.events.length;
+    await eventually('a heartbeat without the removed tag', () => s.events.slice(after).some((e) => e.name === 'instance_heartbeat' && !imagesOf(e).includes(lang)));
   });
 });
