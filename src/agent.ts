@@ -37,6 +37,8 @@ import { AgentMetrics } from './metrics/metrics.js';
 import { DockerImages } from './adapters/docker-images.js';
 import { ImageService } from './images/service.js';
 import { imageBindings } from './images/bindings.js';
+import { nodeStartup } from './node/startup.js';
+import { Prepull } from './images/prepull.js';
 
 /** The states of an agent; every transition is logged. */
 export type AgentState = 'initialized' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -62,6 +64,7 @@ export class Agent {
   private kernels: KernelService | null = null;
   private pool: WarmPool | null = null;
   private images: ImageService | null = null;
+  private prepull: Prepull | null = null;
   private metrics: AgentMetrics | null = null;
   private starting: Promise<void> | null = null;
   private stopping: Promise<void> | null = null;
@@ -139,6 +142,7 @@ export class Agent {
           throw new ConfigError('rpc_keypair_file is set but rpc_allowed_keys is empty, so no manager could call: list the managers\' public keys');
         }
       }
+      await nodeStartup(settings, this.log.child({ component: 'startup' }), this.abort.signal);
       checkpoint();
       const publisher = this.makePublisher(settings.eventQueueLimit);
       this.publisher = publisher;
@@ -280,6 +284,13 @@ export class Agent {
       this.heartbeat.start();
       kernels.startBackground();
       this.settings.onPoolChange = () => pool.reconfigured();
+      // The prepull list's images before the pool fills (a pooled image among them is then pulled once).
+      this.prepull = new Prepull(images, () => this.settings.value.prepull, this.log.child({ component: 'prepull' }));
+      const prepulled = this.prepull.update();
+      if (settings.prepullBeforeRunning) {
+        const aborted = new Promise<never>((_, reject) => this.abort.signal.addEventListener('abort', () => reject(this.abort.signal.reason as Error), { once: true }));
+        await Promise.race([prepulled, aborted]);
+      }
       pool.start();
       await this.registration.running();
       checkpoint();
@@ -389,6 +400,7 @@ export class Agent {
 
   private applySettings(s: Settings): void {
     this.heartbeat?.setInterval(s.heartbeatIntervalSec * 1000);
+    void this.prepull?.update();
   }
 
   private makePublisher(queueLimit: number): EventPublisher {

@@ -16,6 +16,7 @@ import type { DockerEngine } from '../adapters/docker.js';
 import { errorMessage } from '../errors.js';
 import { agentKey } from '../services/registration.js';
 import { securityFindings } from '../config/security.js';
+import { PREP_CHECKS } from './prep-checks.js';
 
 /** The result of one check, as printed and as `--format json` gives it. */
 export interface CheckResult {
@@ -183,6 +184,7 @@ export const CHECKS: Check[] = [
       return cgroupControllers('/sys/fs/cgroup');
     },
   },
+  ...PREP_CHECKS,
 ];
 
 /** Thrown by a check to fail with a detail and fix of its own. */
