@@ -166,6 +166,9 @@ export class Agent {
           fileLimits: { ...DEFAULT_FILE_LIMITS, maxUploadBytes: s.maxUploadBytes, maxDownloadBytes: s.maxDownloadBytes },
           security: containerSecurity(s),
           publishAddr: s.kernelPublishAddr,
+          workspaceTemplate: s.workspaceTemplate,
+          workspaceTemplateMaxBytes: s.workspaceTemplateMaxBytes,
+          bootstrapTimeoutSec: s.bootstrapTimeoutSec,
         };
       };
       const images: ImageService = new ImageService({

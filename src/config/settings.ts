@@ -69,6 +69,8 @@ export interface Settings {
   workspaceTemplate: string;
   /** Largest workspace template, in bytes of file content. */
   workspaceTemplateMaxBytes: number;
+  /** Seconds a create waits for a kernel's bootstrap_script to finish. */
+  bootstrapTimeoutSec: number;
 }
 
 interface SettingSpec<K extends keyof Settings> {
@@ -230,6 +232,7 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
     live: true,
     parse: number(0, 2 ** 40, true),
   },
+  { key: 'bootstrap_timeout', field: 'bootstrapTimeoutSec', doc: "seconds a create waits for the kernel's bootstrap_script", default: 600, live: true, parse: number(1, 24 * 3600) },
 ] as ReadonlyArray<SettingSpec<keyof Settings>>;
 
 /** The defaults of every setting. */

@@ -18,6 +18,7 @@ import type { KernelRelays } from './relays.js';
 import { kernelInfo, type KernelRecord, type KernelServiceDeps } from './record.js';
 import type { PooledContainer } from '../pool/pool.js';
 import { environStatement } from '../pool/claims.js';
+import { prepareHome, waitBootstrap } from './workspace.js';
 
 /** What the factory shares with the service: its dependencies, books and relays. */
 export interface FactoryContext {
@@ -37,7 +38,7 @@ export class KernelFactory {
 
   /** Claims a warm pooled container that fits the spec; falls back to a cold create when none fits or the claim fails. */
   async createWarmOrCold(id: string, spec: KernelSpec): Promise<KernelInfo> {
-    const pool = this.d.pool;
+    const pool = spec.bootstrapScript ? null : this.d.pool; // a warm runner has started already: no bootstrap before it
     if (pool) {
       const cpuSet = this.takeCores(spec); // no room: NoResources, nothing taken
       const warm = pool.take(spec, cpuSet);
@@ -106,12 +107,15 @@ export class KernelFactory {
       const scratchDir = path.join(this.d.scratchRoot, id);
       await fs.rm(scratchDir, { recursive: true, force: true }); // a leftover of a crash; no kernel holds it
       undo.push(() => fs.rm(scratchDir, { recursive: true, force: true }));
+      step = 'preparing the home (workspace template, bootstrap script)';
+      await prepareHome(scratchDir, spec, this.d.settings());
       await prepareScratch(scratchDir, spec.environ, this.d.settings().kernelUid);
       const rec: KernelRecord = {
         id, spec, traits, cpuSet, scratchDir, containerId: '', pid: null, ports: [],
         createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
       };
       await this.launch(rec, undo, (s) => (step = s));
+      if (spec.bootstrapScript) await waitBootstrap(scratchDir, this.d.settings().bootstrapTimeoutSec ?? 600, async () => (await this.d.docker.inspect(rec.containerId))?.running === true);
       this.c.kernels.set(id, rec);
       log.info('kernel started', { container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB, ports: rec.ports });
       this.d.emit('kernel_started', [id]);

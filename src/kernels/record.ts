@@ -60,6 +60,10 @@ export interface KernelServiceDeps {
     security: ContainerSecurity;
     /** Host address kernel ports are published on; empty = `kernelHost`. */
     publishAddr: string;
+    /** Folder copied into each new home (empty = none), its bound, and how long a bootstrap_script may run. */
+    workspaceTemplate?: string;
+    workspaceTemplateMaxBytes?: number;
+    bootstrapTimeoutSec?: number;
   };
   createConcurrency: number;
   cpuOvercommit: number;

@@ -21,6 +21,7 @@ import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import { KERNEL_PORTS, type ContainerSummary } from '../adapters/docker.js';
 import { containerName, containerRequest, imageTraits, LABELS, prepareScratch } from '../kernels/launch.js';
+import { prepareHome } from '../kernels/workspace.js';
 import type { KernelSpec } from '../kernels/spec.js';
 import { KernelRelay } from '../relay/kernel-relay.js';
 import { ClaimStore, type ClaimRecord } from './claims.js';
@@ -325,6 +326,7 @@ export class WarmPool implements HygieneTarget {
       await this.deps.ensureImage?.(imageName);
       const image = await this.deps.docker.image(imageName);
       const traits = imageTraits(image.labels);
+      await prepareHome(home, {}, settings); // the workspace template, as a cold create's home gets it
       await prepareScratch(home, {}, kernelUid);
       const spec: KernelSpec = { lang, image: imageName, cpuCount: this.deps.allCores.length, memMiB: type.memMiB, gpuCount: 0, mounts: [], environ: {}, cpuSet: null, gpuSet: null };
       containerId = await this.deps.docker.create(
