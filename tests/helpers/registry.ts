@@ -5,8 +5,12 @@
  * bytes (so a pull really downloads something), and removes it locally and
  * from the registry afterwards. The shared image is never changed.
  */
+import { spawn, spawnSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import Docker from 'dockerode';
-import { onCleanup, reachable, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from './env.js';
+import { eventually, freePort, onCleanup, reachable, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from './env.js';
 
 export const REGISTRY = process.env.TEST_REGISTRY ?? '127.0.0.1:5000';
 const docker = new Docker();
@@ -34,8 +38,10 @@ async function drain(stream: NodeJS.ReadableStream): Promise<void> {
 }
 
 /** The registry's digest of a tag, or null when it has none. */
-export async function registryDigest(repo: string, tag: string, registry = REGISTRY): Promise<string | null> {
-  const res = await fetch(`http://${registry}/v2/${repo}/manifests/${tag}`, { method: 'HEAD', headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+export async function registryDigest(repo: string, tag: string, registry = REGISTRY, auth?: { username: string; password: string }): Promise<string | null> {
+  const headers: Record<string, string> = { Accept: 'application/vnd.docker.distribution.manifest.v2+json' };
+  if (auth) headers.Authorization = `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
+  const res = await fetch(`http://${registry}/v2/${repo}/manifests/${tag}`, { method: 'HEAD', headers });
   return res.status === 200 ? res.headers.get('docker-content-digest') : null;
 }
 
@@ -45,11 +51,14 @@ export async function registryDigest(repo: string, tag: string, registry = REGIS
  * `keepLocal`) removes it locally so that the next use must pull it. After
  * the test the local image and the registry's manifest are removed.
  */
-export async function pushTestImage(o: { noiseBytes?: number; keepLocal?: boolean; tag?: string; repoBase?: string } = {}): Promise<PushedImage> {
+export async function pushTestImage(
+  o: { noiseBytes?: number; keepLocal?: boolean; tag?: string; repoBase?: string; registry?: string; auth?: { username: string; password: string } } = {},
+): Promise<PushedImage> {
+  const registry = o.registry ?? REGISTRY;
   const [name, baseTag] = TEST_IMAGE_LANG.split(':') as [string, string];
   const tag = o.tag ?? baseTag;
   const repoPath = `${o.repoBase ?? uniqueName('test')}/kernel-${name}`;
-  const repo = `${REGISTRY}/${repoPath}`;
+  const repo = `${registry}/${repoPath}`;
   const image = `${repo}:${tag}`;
   const base = await docker.getImage(TEST_IMAGE_PREFIX + TEST_IMAGE_LANG).inspect();
   const c = await docker.createContainer({
@@ -67,8 +76,8 @@ export async function pushTestImage(o: { noiseBytes?: number; keepLocal?: boolea
     await c.remove({ force: true });
   }
   onCleanup(() => removeLocal(image));
-  onCleanup(() => deleteFromRegistry(repoPath, tag));
-  await drain(await docker.getImage(image).push({ authconfig: { serveraddress: REGISTRY } }));
+  if (registry === REGISTRY) onCleanup(() => deleteFromRegistry(repoPath, tag));
+  await drain(await docker.getImage(image).push({ authconfig: { ...o.auth, serveraddress: registry } }));
   if (!o.keepLocal) await removeLocal(image);
   return { prefix: `${repo.slice(0, repo.lastIndexOf('/') + 1)}kernel-`, lang: `${name}:${tag}`, image, repo: repoPath, tag };
 }
@@ -89,4 +98,37 @@ export async function deleteFromRegistry(repo: string, tag: string): Promise<voi
 /** Whether an image is in the local Docker. */
 export async function hasImage(image: string): Promise<boolean> {
   return docker.getImage(image).inspect().then(() => true, () => false);
+}
+
+/**
+ * A registry of the test's own (Debian's docker-registry, the same server
+ * up.sh starts) on a free loopback port, with htpasswd (bcrypt) auth for one
+ * user and storage in a temp dir; stopped and removed after the test.
+ */
+export async function authRegistry(username: string, password: string): Promise<{ addr: string }> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'registry-'));
+  onCleanup(() => fs.rm(dir, { recursive: true, force: true }));
+  const hash = spawnSync('python3', ['-W', 'ignore', '-c', 'import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))', password], { encoding: 'utf8' });
+  if (hash.status !== 0 || !hash.stdout.startsWith('$2')) throw new Error(`cannot make a bcrypt hash with python3: ${hash.stderr}`);
+  await fs.writeFile(path.join(dir, 'htpasswd'), `${username}:${hash.stdout.trim()}\n`);
+  const port = await freePort();
+  const config = [
+    'version: 0.1',
+    'log: {level: error, accesslog: {disabled: true}}',
+    `storage: {filesystem: {rootdirectory: ${dir}/data}, delete: {enabled: true}}`,
+    `http: {addr: 127.0.0.1:${port}}`,
+    `auth: {htpasswd: {realm: test, path: ${dir}/htpasswd}}`,
+  ].join('\n');
+  await fs.writeFile(path.join(dir, 'config.yml'), config + '\n');
+  const child = spawn('docker-registry', ['serve', path.join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  onCleanup(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+    }
+  });
+  await eventually(`the test registry on port ${port} (${err})`, () => reachable('127.0.0.1', port, 500), 10_000, 100);
+  return { addr: `127.0.0.1:${port}` };
 }

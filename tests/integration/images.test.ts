@@ -6,14 +6,16 @@
  * test's own) against pull_timeout, and the inventory RPCs.
  */
 import { readdirSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { decodeHeartbeatImages } from '../../src/events/receiver.js';
 import { methods } from '../../src/rpc/methods.js';
+import { createLogger } from '../../src/log.js';
 import { containersOf, eventually, onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName, type TestAgent } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
-import { hasImage, pushTestImage, removeLocal, REGISTRY, requireRegistry, type PushedImage } from '../helpers/registry.js';
+import { authRegistry, hasImage, pushTestImage, removeLocal, REGISTRY, requireRegistry, type PushedImage } from '../helpers/registry.js';
 import { tcpProxy } from '../helpers/proxy.js';
 import { agentctl } from '../helpers/ctl.js';
 
@@ -243,5 +245,39 @@ describe('images: heartbeat list', function () {
     await removeLocal(tag);
     const after = s.events.length;
     await eventually('a heartbeat without the removed tag', () => s.events.slice(after).some((e) => e.name === 'instance_heartbeat' && !imagesOf(e).includes(lang)));
+  });
+});
+
+describe('images: registry credentials', function () {
+  this.timeout(120_000);
+  before(requireEtcd);
+
+  it('pulls from a registry that needs a login with the credentials from etcd, and never logs or sends the password', async () => {
+    const password = `pw-${uniqueName('secret')}`;
+    const reg = await authRegistry('agent', password);
+    const img = await pushTestImage({ registry: reg.addr, auth: { username: 'agent', password } });
+    const lines: string[] = [];
+    const log = createLogger({ level: 'debug', format: 'json', stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });
+    const s = await sink();
+    // without credentials: refused, with a message that says where they go
+    const anon = await startAgent({}, async (ns) => {
+      await ns.put('config/agent/image_prefix').value(img.prefix);
+    }, log);
+    const refused = await remoteError(anon.client.call(methods.create_kernel, uniqueName('k'), config(img.lang)));
+    expect(refused.remoteType).to.equal('agent.ImageNotFound');
+    expect(refused.remoteMessage).to.include(`config/docker/registry/${reg.addr}/username`);
+    const a = await startAgent({}, async (ns) => {
+      await ns.put('nodes/manager/event_addr').value(s.addr);
+      await ns.put('config/agent/image_prefix').value(img.prefix);
+      await ns.put(`config/docker/registry/${reg.addr}/username`).value('agent');
+      await ns.put(`config/docker/registry/${reg.addr}/password`).value(password);
+    }, log);
+    const id = uniqueName('k');
+    await a.client.callWithTimeout(90_000, methods.create_kernel, id, config(img.lang));
+    expect(await hasImage(img.image)).to.equal(true);
+    await s.next('image_pull_finished');
+    expect(lines.length).to.be.greaterThan(10);
+    expect(lines.filter((l) => l.includes(password))).to.deep.equal([]);
+    expect(s.events.filter((e) => JSON.stringify(e.args).includes(password))).to.deep.equal([]);
   });
 });
