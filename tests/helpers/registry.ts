@@ -82,11 +82,23 @@ export async function pushTestImage(
   return { prefix: `${repo.slice(0, repo.lastIndexOf('/') + 1)}kernel-`, lang: `${name}:${tag}`, image, repo: repoPath, tag };
 }
 
-/** Removes a test image locally (its own tag only; a shared image keeps its other names). */
+/**
+ * Removes a test image locally: its tag, then the image itself when nothing
+ * but references into the same test repository is left on it (a pulled image
+ * keeps a `repo@digest` reference after its last tag goes). A shared image
+ * keeps its other names.
+ */
 export async function removeLocal(image: string): Promise<void> {
+  const repo = image.slice(0, image.lastIndexOf(':'));
+  const info = await docker.getImage(image).inspect().catch(() => null);
   await docker.getImage(image).remove({ force: true }).catch((err: { statusCode?: number }) => {
     if (err.statusCode !== 404) throw err;
   });
+  if (!info) return;
+  const left = await docker.getImage(info.Id).inspect().catch(() => null);
+  if (!left) return;
+  const refs = [...(left.RepoTags ?? []), ...(left.RepoDigests ?? [])];
+  if (refs.every((r) => r.startsWith(`${repo}@`) || r.startsWith(`${repo}:`))) await docker.getImage(info.Id).remove({ force: true }).catch(() => undefined);
 }
 
 /** Deletes a tag's manifest from the registry (delete is enabled in deploy/dev/registry/config.yml). */

@@ -136,6 +136,54 @@ describe('images: pull on demand from the local registry', function () {
   });
 });
 
+describe('images: pull bounds and auto_pull=digest', function () {
+  this.timeout(120_000);
+  before(async () => {
+    await requireEtcd();
+    await requireRegistry();
+  });
+
+  it('runs at most pull_concurrency pulls at once; the others wait queued', async () => {
+    const base = uniqueName('test');
+    const imgs = [await pushTestImage({ repoBase: base, tag: 'a' }), await pushTestImage({ repoBase: base, tag: 'b' })];
+    const [host, port] = REGISTRY.split(':');
+    const proxy = await tcpProxy({ host: host!, port: Number(port) }, { stallAfter: 64 * 1024 });
+    const prefix = `127.0.0.1:${proxy.port}/${base}/kernel-`;
+    const a = await agentFor(prefix, { pull_concurrency: '1', pull_timeout: '4' });
+    const pulls = imgs.map((i) => remoteError(a.client.callWithTimeout(30_000, methods.pull_image, i.lang)));
+    const states = await eventually('two pulls listed', async () => {
+      const l = await a.client.call(methods.list_pulls);
+      return l.length === 2 && l.some((p) => p.state === 'pulling') ? l : null;
+    });
+    expect(states!.map((p) => p.state).sort()).to.deep.equal(['pulling', 'queued']);
+    const errs = await Promise.all(pulls);
+    for (const e of errs) expect(e.remoteMessage).to.include('pull_timeout (4 s)');
+    expect(a.agent.imageService!.puller.peak).to.equal(1);
+  });
+
+  it('auto_pull=digest pulls again when the registry has a new image for the tag, and not when it is the same', async () => {
+    const base = uniqueName('test');
+    const first = await pushTestImage({ repoBase: base });
+    const a = await agentFor(first.prefix, { auto_pull: 'digest', cpu_overcommit: '4' });
+    const ids = [uniqueName('k'), uniqueName('k'), uniqueName('k')];
+    await a.client.callWithTimeout(60_000, methods.create_kernel, ids[0]!, config(first.lang));
+    expect(a.agent.imageService!.puller.started).to.equal(1);
+    await a.client.callWithTimeout(60_000, methods.create_kernel, ids[1]!, config(first.lang));
+    expect(a.agent.imageService!.puller.started).to.equal(1); // same digest: no pull
+    const old = (await a.client.call(methods.list_images)).find((r) => r.image === first.image)!;
+    onCleanup(() => new Docker().getImage(old.id).remove({ force: true }).catch(() => undefined));
+    // new content under the same tag in the registry; here the tag goes back to the old image
+    await pushTestImage({ repoBase: base });
+    await new Docker().getImage(old.id).tag({ repo: first.image.slice(0, first.image.lastIndexOf(':')), tag: first.tag });
+    await a.client.callWithTimeout(60_000, methods.create_kernel, ids[2]!, config(first.lang));
+    expect(a.agent.imageService!.puller.started).to.equal(2);
+    const now = (await a.client.call(methods.list_images)).find((r) => r.image === first.image)!;
+    expect(now.id).to.not.equal(old.id);
+    expect(now.digest).to.not.equal(old.digest);
+    for (const id of ids) await a.client.call(methods.destroy_kernel, id);
+  });
+});
+
 describe('images: inventory RPCs', function () {
   this.timeout(120_000);
   before(async () => {
