@@ -34,7 +34,8 @@ export class PullBar {
 
   /** The text to write for the pull's state now ('' when nothing is due). */
   update(p: PullSummary | null): string {
-    if (!p) return '';
+    // Nothing to show until the manifest has given the size (a pull that fails at the manifest shows no bar).
+    if (!p || (p.state === 'pulling' && p.bytes_total === 0)) return '';
     const t = this.now();
     this.samples.push({ t, bytes: p.bytes_done });
     this.samples = this.samples.filter((s) => t - s.t <= 5000);
