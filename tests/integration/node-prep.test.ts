@@ -10,8 +10,10 @@ import { promises as fs, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { AGENT_BIN, ETCD_ADDR, eventually, freePort, onCleanup, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd, uniqueName } from '../helpers/env.js';
+import { AGENT_BIN, ETCD_ADDR, eventually, freePort, onCleanup, remoteError, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd, uniqueName } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
+import { putPool, poolSettled } from '../helpers/pool.js';
+import { methods } from '../../src/rpc/methods.js';
 import { hasImage, pushTestImage, requireRegistry } from '../helpers/registry.js';
 
 describe('node preparation: prepull', function () {
@@ -45,6 +47,27 @@ describe('node preparation: prepull', function () {
     await a.etcd.put('config/agent/prepull').value('python:not-this-one');
     await a.etcd.put(`nodes/agents/${a.agentId}/config/prepull`).value(img.lang);
     await eventually('the prepulled image', () => hasImage(img.image), 60_000, 200);
+  });
+
+  it('pulls a pooled image before the pool fills with it, and list_images counts the pooled containers; delete_image needs force', async () => {
+    const img = await pushTestImage();
+    const s = await sink();
+    const a = await startAgent({}, async (ns) => {
+      await ns.put('nodes/manager/event_addr').value(s.addr);
+      await ns.put('config/agent/image_prefix').value(img.prefix);
+      await putPool(ns, { [img.lang]: { small: 1 } });
+    });
+    await poolSettled(a.agent, 1);
+    await s.next('image_pull_finished');
+    expect(a.agent.imageService!.puller.started).to.equal(1);
+    const row = (await a.client.call(methods.list_images)).find((r) => r.image === img.image)!;
+    expect(row).to.include({ pooled: 1, kernels: 0 });
+    const refused = await remoteError(a.client.call(methods.delete_image, img.lang));
+    expect(refused.remoteType).to.equal('agent.ImageInUse');
+    expect(refused.remoteMessage).to.include('1 idle pooled container').and.include('force');
+    const pooled = [...a.agent.warmPool!.idle.keys()];
+    expect(await a.client.call(methods.delete_image, img.lang, true)).to.deep.equal({ image: img.image, removed: true });
+    expect(a.agent.warmPool!.idle.has(pooled[0]!)).to.equal(false); // its pooled container went first
   });
 });
 
