@@ -5,11 +5,9 @@
  * events (pull, tag, untag, delete, load, import), which reconnects by
  * itself when dockerd restarts. Failures become our errors here.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
-import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { castDockerError } from './docker.js';
+import { castDockerError, followEvents, jsonLines } from './docker.js';
 import type { DockerProgressMessage } from '../images/progress.js';
 
 /** A local image as list_images reports it. */
@@ -51,24 +49,7 @@ export class DockerImages {
     } catch (err) {
       throw castDockerError(err, `pulling ${name}`);
     }
-    async function* lines(): AsyncGenerator<DockerProgressMessage> {
-      let buffered = '';
-      for await (const chunk of stream) {
-        buffered += chunk.toString();
-        let nl: number;
-        while ((nl = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, nl).trim();
-          buffered = buffered.slice(nl + 1);
-          if (!line) continue;
-          try {
-            yield JSON.parse(line) as DockerProgressMessage;
-          } catch {
-            // not a progress line
-          }
-        }
-      }
-    }
-    return { messages: lines(), cancel: () => stream.destroy() };
+    return { messages: jsonLines<DockerProgressMessage>(stream as unknown as AsyncIterable<Buffer>), cancel: () => stream.destroy() };
   }
 
   /** Every local image. */
@@ -116,47 +97,13 @@ export class DockerImages {
   }
 
   /**
-   * Calls `onChange` for every image event, and once after each reconnect
-   * (events may have been missed), until the signal aborts.
+   * Calls `onChange` for every image event, and with `reconnect` after each
+   * reconnect of the stream (events may have been missed), until the signal
+   * aborts.
    */
-  async watch(onChange: (action: string, name: string) => void, log: Logger, signal: AbortSignal): Promise<void> {
-    let delay = 250;
-    let down = false;
-    let first = true;
-    while (!signal.aborted) {
-      try {
-        const stream = (await this.docker.getEvents({ filters: { type: ['image' as const] } })) as NodeJS.ReadableStream & { destroy(): void };
-        if (down) log.info('Docker image events stream is back');
-        if (!first) onChange('reconnect', '');
-        first = false;
-        down = false;
-        delay = 250;
-        const onAbort = () => stream.destroy();
-        signal.addEventListener('abort', onAbort, { once: true });
-        let buffered = '';
-        for await (const chunk of stream) {
-          buffered += chunk.toString();
-          let nl: number;
-          while ((nl = buffered.indexOf('\n')) >= 0) {
-            const line = buffered.slice(0, nl);
-            buffered = buffered.slice(nl + 1);
-            try {
-              const ev = JSON.parse(line) as { Action?: string; status?: string; id?: string; Actor?: { ID?: string } };
-              onChange(ev.Action ?? ev.status ?? '', ev.Actor?.ID ?? ev.id ?? '');
-            } catch {
-              // not an event line
-            }
-          }
-        }
-        signal.removeEventListener('abort', onAbort);
-      } catch (err) {
-        if (signal.aborted) return;
-        if (!down) log.warn('Docker image events stream lost; reconnecting', { error: errorMessage(err) });
-        down = true;
-      }
-      if (signal.aborted) return;
-      await sleep(delay, undefined, { signal }).catch(() => undefined);
-      delay = Math.min(delay * 2, 5000);
-    }
+  watch(onChange: (action: string, name: string) => void, log: Logger, signal: AbortSignal): Promise<void> {
+    return followEvents(this.docker, { type: ['image'] }, (ev) => onChange(ev.Action ?? ev.status ?? '', ev.Actor?.ID ?? ev.id ?? ''), {
+      log, signal, onReconnect: () => onChange('reconnect', ''), what: 'Docker image events stream',
+    });
   }
 }

@@ -11,16 +11,12 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { expect } from 'chai';
 import { methods } from '../../src/rpc/methods.js';
-import { containersOf, onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName, type TestAgent } from '../helpers/env.js';
+import { onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
+import { expectNothingLeft } from '../helpers/leftovers.js';
 
 const config = (extra: Record<string, unknown> = {}) => ({ lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 }, mounts: [], environ: {}, ...extra });
 
-async function nothingLeft(a: TestAgent): Promise<void> {
-  expect(await containersOf(a.agentId)).to.have.length(0);
-  expect(readdirSync(a.agent.options.scratchRoot).filter((n) => !n.startsWith('.'))).to.deep.equal([]);
-  expect(a.agent.kernelService!.cores.allocated).to.equal(0);
-}
 
 async function tempDir(): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'template-'));
@@ -49,7 +45,7 @@ describe('per-kernel preparation: bootstrap_script', function () {
     const err = await remoteError(a.client.callWithTimeout(30_000, methods.create_kernel, uniqueName('k'), config({ bootstrap_script: 'echo "step one"\necho "it broke" >&2\nexit 7\n' })));
     expect(err.remoteType).to.equal('agent.KernelCreationFailed');
     expect(err.remoteMessage).to.include('exit code 7').and.include('step one').and.include('it broke');
-    await nothingLeft(a);
+    await expectNothingLeft(a);
   });
 
   it('refuses a script that is too large or not a str, as a ParametersError', async () => {
@@ -59,7 +55,7 @@ describe('per-kernel preparation: bootstrap_script', function () {
       expect(e.remoteType).to.equal('aiozmq.rpc.base.ParametersError');
       expect(e.remoteMessage).to.include('bootstrap_script');
     }
-    await nothingLeft(a);
+    await expectNothingLeft(a);
   });
 });
 
@@ -99,11 +95,11 @@ describe('per-kernel preparation: workspace_template', function () {
     const big = await remoteError(a.client.call(methods.create_kernel, uniqueName('k'), config()));
     expect(big.remoteType).to.equal('agent.KernelCreationFailed');
     expect(big.remoteMessage).to.include('larger than workspace_template_max_bytes (1000 bytes)');
-    await nothingLeft(a);
+    await expectNothingLeft(a);
     await fs.rm(path.join(tpl, 'big.bin'));
     execFileSync('mkfifo', [path.join(tpl, 'pipe')]);
     const fifo = await remoteError(a.client.call(methods.create_kernel, uniqueName('k'), config()));
     expect(fifo.remoteMessage).to.include('entry pipe is not a file, folder or symlink');
-    await nothingLeft(a);
+    await expectNothingLeft(a);
   });
 });

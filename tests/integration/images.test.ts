@@ -5,15 +5,15 @@
  * registry, the free-space check, a registry that stalls (a TCP proxy of the
  * test's own) against pull_timeout, and the inventory RPCs.
  */
-import { readdirSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { decodeHeartbeatImages } from '../../src/events/receiver.js';
 import { methods } from '../../src/rpc/methods.js';
 import { createLogger } from '../../src/log.js';
-import { containersOf, eventually, onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName, type TestAgent } from '../helpers/env.js';
+import { eventually, onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
+import { expectNothingLeft } from '../helpers/leftovers.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { authRegistry, hasImage, pushTestImage, removeLocal, REGISTRY, requireRegistry, type PushedImage } from '../helpers/registry.js';
 import { tcpProxy } from '../helpers/proxy.js';
@@ -32,12 +32,6 @@ async function agentFor(prefix: string, settings: Record<string, string> = {}) {
   return { ...a, sink: s };
 }
 
-/** Nothing of a failed create is left: no container, no scratch home, no cores. */
-async function nothingLeft(a: TestAgent): Promise<void> {
-  expect(await containersOf(a.agentId)).to.have.length(0);
-  expect(readdirSync(a.agent.options.scratchRoot).filter((n) => !n.startsWith('.'))).to.deep.equal([]);
-  expect(a.agent.kernelService!.cores.allocated).to.equal(0);
-}
 
 describe('images: pull on demand from the local registry', function () {
   this.timeout(120_000);
@@ -86,7 +80,7 @@ describe('images: pull on demand from the local registry', function () {
     expect(err.remoteMessage).to.include(img.image).and.include('auto_pull');
     expect(a.agent.imageService!.puller.started).to.equal(0);
     expect(await hasImage(img.image)).to.equal(false);
-    await nothingLeft(a);
+    await expectNothingLeft(a);
   });
 
   it('a tag absent from the registry gives image_pull_failed and a clear create error, and leaves nothing behind', async () => {
@@ -98,7 +92,7 @@ describe('images: pull on demand from the local registry', function () {
     const failed = await a.sink.next('image_pull_failed');
     expect(failed.args[0]).to.equal(`${prefix}python:no-such-tag`);
     expect(String(failed.args[1])).to.include('has no');
-    await nothingLeft(a);
+    await expectNothingLeft(a);
     expect(await a.client.call(methods.ping, 'still here')).to.equal('still here');
   });
 
@@ -111,7 +105,7 @@ describe('images: pull on demand from the local registry', function () {
     expect(err.remoteMessage).to.include('+ 1048576.00 GiB margin').and.match(/\(\d+ bytes\) free/);
     expect(a.agent.imageService!.puller.started).to.equal(0);
     expect(await hasImage(img.image)).to.equal(false);
-    await nothingLeft(a);
+    await expectNothingLeft(a);
   });
 
   it('aborts a pull past pull_timeout through a stalling registry; every waiter gets the timeout and the agent keeps serving', async () => {
@@ -132,7 +126,7 @@ describe('images: pull on demand from the local registry', function () {
     expect(String(failed.args[1])).to.include('pull_timeout');
     expect(a.agent.imageService!.listPulls()).to.deep.equal([]);
     expect(await a.client.call(methods.ping, 'alive')).to.equal('alive');
-    await nothingLeft(a);
+    await expectNothingLeft(a);
   });
 });
 
