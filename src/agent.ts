@@ -177,10 +177,8 @@ export class Agent {
         emit: (name, args) => publisher.emit(name, args),
         settings: () => this.settings.value,
         etcdGet: (key) => this.etcd.get(key),
-        users: () => ({ kernels: this.kernels?.list().map((k) => k.spec.image) ?? [], pooled: [...(this.pool?.idle.values() ?? [])].map((c) => c.image) }),
-        dropPooled: async (image) => {
-          for (const c of [...(this.pool?.idle.values() ?? [])]) if (c.image === image) await this.pool?.drop(c, 'its image is being deleted');
-        },
+        kernels: () => this.kernels?.list() ?? [],
+        pool: () => this.pool,
       });
       this.images = images;
       images.start();
@@ -289,11 +287,7 @@ export class Agent {
       this.settings.onPoolChange = () => pool.reconfigured();
       // The prepull list's images before the pool fills (a pooled image among them is then pulled once).
       this.prepull = new Prepull(images, () => this.settings.value.prepull, this.log.child({ component: 'prepull' }));
-      const prepulled = this.prepull.update();
-      if (settings.prepullBeforeRunning) {
-        const aborted = new Promise<never>((_, reject) => this.abort.signal.addEventListener('abort', () => reject(this.abort.signal.reason as Error), { once: true }));
-        await Promise.race([prepulled, aborted]);
-      }
+      await this.prepull.start(settings.prepullBeforeRunning, this.abort.signal);
       pool.start();
       await this.registration.running();
       checkpoint();

@@ -30,6 +30,14 @@ export class Prepull {
     private readonly log: Logger,
   ) {}
 
+  /** The first pass; with `wait`, resolves when it is done (or rejects when the signal aborts), else at once. */
+  async start(wait: boolean, signal: AbortSignal): Promise<void> {
+    const pass = this.update();
+    if (!wait || !pass) return;
+    const aborted = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }));
+    await Promise.race([pass, aborted]);
+  }
+
   /** Runs a pass when the list differs from the last one run (the first call always runs); resolves with its report. */
   update(): Promise<PrepullReport> | null {
     const key = this.list().join('\n');

@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import type { DockerImages } from '../adapters/docker-images.js';
 import type { KernelImage } from '../adapters/docker.js';
 import type { ImageRemoval, ImageSummary, PullSummary } from '../rpc/methods.js';
+import type { PooledContainer } from '../pool/types.js';
 import { resolveImage } from '../kernels/spec.js';
 import { ImageInventory, type ImageUsers } from './inventory.js';
 import { ImagePuller } from './puller.js';
@@ -36,10 +37,10 @@ export interface ImageServiceDeps {
   settings(): ImageSettings;
   /** Reads one etcd key (relative to the namespace); registry credentials live at `config/docker/registry/<host>/{username,password}`. */
   etcdGet(key: string): Promise<string | null>;
-  /** The image names of the kernels held and of the idle pooled containers. */
-  users(): ImageUsers;
-  /** Removes the idle pooled containers of an image (delete_image with force). */
-  dropPooled(image: string): Promise<void>;
+  /** The kernels held (their images are in use). */
+  kernels(): ReadonlyArray<{ spec: { image: string } }>;
+  /** The warm pool, whose idle containers use images too; null before it exists. */
+  pool(): { idle: ReadonlyMap<string, PooledContainer>; drop(c: PooledContainer, reason: string): Promise<void> } | null;
   freeBytes?(dir: string): Promise<number>;
 }
 
@@ -122,7 +123,7 @@ export class ImageService {
   /** list_images. */
   listImages(): Promise<ImageSummary[]> {
     const s = this.d.settings();
-    return this.inventory.list(s.imagePrefix, s.imageAllowList, this.d.users());
+    return this.inventory.list(s.imagePrefix, s.imageAllowList, this.users());
   }
 
   /** list_pulls. */
@@ -159,7 +160,7 @@ export class ImageService {
 
   private async remove(image: string, force: boolean): Promise<ImageRemoval> {
     if ((await this.d.images.digests(image)) === null) throw new ImageNotFoundError(image, `image ${image} is not on this node; nothing to delete`);
-    const users = this.d.users();
+    const users = this.users();
     const kernels = users.kernels.filter((n) => n === image).length;
     const pooled = users.pooled.filter((n) => n === image).length;
     if (kernels > 0) {
@@ -168,11 +169,17 @@ export class ImageService {
     if (this.puller.pulling(image)) throw new ImageInUseError(`image ${image} is being pulled; delete it once the pull is done`);
     if (pooled > 0) {
       if (!force) throw new ImageInUseError(`image ${image} is used by ${pooled} idle pooled container(s); pass force to remove them with it`);
-      await this.d.dropPooled(image);
+      const pool = this.d.pool();
+      for (const c of [...(pool?.idle.values() ?? [])]) if (c.image === image) await pool!.drop(c, 'its image is being deleted');
     }
     await this.d.images.remove(image, force);
     this.d.log.info('image deleted', { image, force, pooledRemoved: pooled });
     return { image, removed: true };
+  }
+
+  /** The image names of the kernels held and of the idle pooled containers. */
+  private users(): ImageUsers {
+    return { kernels: this.d.kernels().map((k) => k.spec.image), pooled: [...(this.d.pool()?.idle.values() ?? [])].map((c) => c.image) };
   }
 
   /** A registry's credentials from etcd, or null; never logged. */
