@@ -131,12 +131,14 @@ export class ImagePuller {
       cancel = stream.cancel;
       if (abort.signal.aborted) stream.cancel();
       const throttle = new Throttle(1000);
+      const logThrottle = new Throttle(10_000); // and in the log every 10 s, for the operator of a long (pre)pull
       for await (const msg of stream.messages) {
         job.progress.update(msg);
         if (job.progress.error) break;
         if (throttle.ready()) {
           const s = job.progress.snapshot();
           this.d.emit('image_pull_progress', [image, s.bytesDone, s.bytesTotal]);
+          if (logThrottle.ready()) log.info('pull progress', { bytesDone: s.bytesDone, bytesTotal: s.bytesTotal, pct: s.bytesTotal ? Math.floor((100 * s.bytesDone) / s.bytesTotal) : 0 });
         }
       }
       stream.cancel();
