@@ -263,6 +263,24 @@ describe('images: agentctl images', function () {
   });
 });
 
+describe('images: agentctl run of an image not here yet', function () {
+  this.timeout(120_000);
+  before(async () => {
+    await requireEtcd();
+    await requireRegistry();
+  });
+
+  it('waits for the pull, showing only progress lines on stderr, then runs the code', async () => {
+    const img = await pushTestImage({ noiseBytes: 20_000_000 });
+    const a = await agentFor(img.prefix);
+    const r = await agentctl(['--agent', `tcp://127.0.0.1:${a.port}`, 'run', img.lang, 'print(6*7)'], { timeoutMs: 90_000 });
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.equal('42\n');
+    for (const line of r.stderr.split('\n').filter(Boolean)) expect(line).to.match(/^pulling \S+: /);
+    expect(await hasImage(img.image)).to.equal(true);
+  });
+});
+
 describe('images: heartbeat list', function () {
   this.timeout(60_000);
   before(requireEtcd);
