@@ -71,7 +71,9 @@ export async function pushTestImage(
     await c.start();
     await c.wait();
     const changes = [`ENTRYPOINT ${JSON.stringify(base.Config.Entrypoint ?? [])}`, `CMD ${JSON.stringify(base.Config.Cmd ?? [])}`];
-    await c.commit({ repo, tag, changes });
+    const made = (await c.commit({ repo, tag, changes })) as { Id: string };
+    // last of all: the image itself, by id (a pulled copy has the same id), when only test references are left on it
+    onCleanup(() => removeIfOurs(made.Id));
   } finally {
     await c.remove({ force: true });
   }
@@ -99,6 +101,14 @@ export async function removeLocal(image: string): Promise<void> {
   if (!left) return;
   const refs = [...(left.RepoTags ?? []), ...(left.RepoDigests ?? [])];
   if (refs.every((r) => r.startsWith(`${repo}@`) || r.startsWith(`${repo}:`))) await docker.getImage(info.Id).remove({ force: true }).catch(() => undefined);
+}
+
+/** Removes an image by id when it has no references but test ones (`<registry>/test-...`); never a shared image. */
+async function removeIfOurs(id: string): Promise<void> {
+  const info = await docker.getImage(id).inspect().catch(() => null);
+  if (!info) return;
+  const refs = [...(info.RepoTags ?? []), ...(info.RepoDigests ?? [])];
+  if (refs.every((r) => /^[^/]+\/test-[0-9a-f]{8}\//.test(r))) await docker.getImage(id).remove({ force: true }).catch(() => undefined);
 }
 
 /** Deletes a tag's manifest from the registry (delete is enabled in deploy/dev/registry/config.yml). */
