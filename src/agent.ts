@@ -37,6 +37,11 @@ import { AgentMetrics } from './metrics/metrics.js';
 import { GpuService, readNodeCpus } from './accelerators/gpus.js';
 import { NvidiaCuda } from './accelerators/nvidia.js';
 import type { Accelerator } from './accelerators/types.js';
+import { DockerImages } from './adapters/docker-images.js';
+import { ImageService } from './images/service.js';
+import { imageBindings } from './images/bindings.js';
+import { nodeStartup } from './node/startup.js';
+import { Prepull } from './images/prepull.js';
 
 /** The states of an agent; every transition is logged. */
 export type AgentState = 'initialized' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -61,6 +66,8 @@ export class Agent {
   private managerLink: ManagerLink | null = null;
   private kernels: KernelService | null = null;
   private pool: WarmPool | null = null;
+  private images: ImageService | null = null;
+  private prepull: Prepull | null = null;
   private metrics: AgentMetrics | null = null;
   private gpus: GpuService | null = null;
   private starting: Promise<void> | null = null;
@@ -107,6 +114,11 @@ export class Agent {
     return this.pool;
   }
 
+  /** The image room once started (for tests and tools); null before. */
+  get imageService(): ImageService | null {
+    return this.images;
+  }
+
   /** The metrics once started (for tests and tools); null before. */
   get agentMetrics(): AgentMetrics | null {
     return this.metrics;
@@ -141,6 +153,7 @@ export class Agent {
           throw new ConfigError('rpc_keypair_file is set but rpc_allowed_keys is empty, so no manager could call: list the managers\' public keys');
         }
       }
+      await nodeStartup(settings, this.log.child({ component: 'startup' }), this.abort.signal);
       checkpoint();
       const publisher = this.makePublisher(settings.eventQueueLimit);
       this.publisher = publisher;
@@ -164,6 +177,9 @@ export class Agent {
           fileLimits: { ...DEFAULT_FILE_LIMITS, maxUploadBytes: s.maxUploadBytes, maxDownloadBytes: s.maxDownloadBytes },
           security: containerSecurity(s),
           publishAddr: s.kernelPublishAddr,
+          workspaceTemplate: s.workspaceTemplate,
+          workspaceTemplateMaxBytes: s.workspaceTemplateMaxBytes,
+          bootstrapTimeoutSec: s.bootstrapTimeoutSec,
         };
       };
       const accelerator = this.parts.accelerator ?? new NvidiaCuda({ allow: () => this.settings.value.gpuAllow, docker: () => this.docker.runtimes() });
@@ -171,7 +187,19 @@ export class Agent {
       this.gpus = gpus;
       await gpus.start(); // a hung or failing nvidia-smi is a `none` state, never an error
       checkpoint();
+      const images: ImageService = new ImageService({
+        images: new DockerImages(this.docker.docker),
+        log: this.log.child({ component: 'images' }),
+        emit: (name, args) => publisher.emit(name, args),
+        settings: () => this.settings.value,
+        etcdGet: (key) => this.etcd.get(key),
+        kernels: () => this.kernels?.list() ?? [],
+        pool: () => this.pool,
+      });
+      this.images = images;
+      images.start();
       const pool = new WarmPool({
+        ensureImage: (image: string) => images.ensure(image),
         docker: this.docker,
         log: this.log.child({ component: 'pool' }),
         agentId: this.options.agentId,
@@ -186,6 +214,7 @@ export class Agent {
       this.pool = pool;
       const kernels = new KernelService({
         pool,
+        images,
         docker: this.docker,
         stats: new CgroupStats(),
         log: this.log.child({ component: 'kernels' }),
@@ -220,7 +249,7 @@ export class Agent {
         throw new ConfigError(`cannot serve metrics on port ${this.options.metricsPort} (${errorMessage(err)}): choose another with --metrics-port`);
       });
 
-      this.dispatcher = new Dispatcher(this.bindings(kernels), this.log.child({ component: 'rpc' }));
+      this.dispatcher = new Dispatcher([...this.bindings(kernels), ...imageBindings(images)], this.log.child({ component: 'rpc' }));
       this.router = new RpcRouter({
         endpoint: `tcp://${this.options.bindHost}:${this.options.agentPort}`,
         codec: msgpackCodec,
@@ -249,7 +278,7 @@ export class Agent {
             ...(this.keyPair ? { public_key: this.keyPair.publicKey } : {}),
           }),
           resources: () => ({ ...detectResources(), gpuSlots: gpus.slots }),
-          listImages: () => this.docker.kernelImages(this.settings.value.imagePrefix),
+          listImages: () => images.heartbeatImages(),
           sample: async () => {
             const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
             return { node, kernels: kernelStats };
@@ -275,6 +304,9 @@ export class Agent {
       this.heartbeat.start();
       kernels.startBackground();
       this.settings.onPoolChange = () => pool.reconfigured();
+      // The prepull list's images before the pool fills (a pooled image among them is then pulled once).
+      this.prepull = new Prepull(images, () => this.settings.value.prepull, this.log.child({ component: 'prepull' }));
+      await this.prepull.start(settings.prepullBeforeRunning, this.abort.signal);
       pool.start();
       await this.registration.running();
       checkpoint();
@@ -322,6 +354,7 @@ export class Agent {
     this.kernels?.close();
     this.gpus?.stop();
     await this.pool?.close();
+    await this.images?.close();
     await this.metrics?.close();
     await this.settings.stop();
     await this.managerLink?.stop();
@@ -386,6 +419,7 @@ export class Agent {
   private applySettings(s: Settings): void {
     this.heartbeat?.setInterval(s.heartbeatIntervalSec * 1000);
     void this.gpus?.refresh(); // gpu_allow may have changed
+    void this.prepull?.update();
   }
 
   private makePublisher(queueLimit: number): EventPublisher {

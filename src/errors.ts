@@ -74,12 +74,26 @@ export class KernelFileNotFoundError extends AgentError {
   override readonly wireName = 'agent.FileNotFound';
 }
 
-/** ImageNotFoundError is raised when a kernel's image is not on this node (no registry is pulled from). */
+/** ImageNotFoundError is raised when a kernel's image is not on this node and the agent may not pull it (auto_pull=never). */
 export class ImageNotFoundError extends AgentError {
   override readonly wireName = 'agent.ImageNotFound';
-  constructor(image: string) {
-    super(`image ${image} is not on this node: build it (deploy/kernels/build-base.sh builds lablup/kernel-python:3-debian) or load it with docker load`);
+  constructor(image: string, message?: string) {
+    super(
+      message ??
+        `image ${image} is not on this node and auto_pull is never: pull it (agentctl images pull, or the pull_image call), set auto_pull to missing, ` +
+          'or build it (deploy/kernels/build-base.sh builds lablup/kernel-python:3-debian)',
+    );
   }
+}
+
+/** ImagePullError is raised when pulling an image fails or times out; the message names the image and the cause. */
+export class ImagePullError extends AgentError {
+  override readonly wireName = 'agent.ImagePullFailed';
+}
+
+/** ImageInUseError is raised by delete_image and purge_images for an image that kernels or pooled containers use. */
+export class ImageInUseError extends AgentError {
+  override readonly wireName = 'agent.ImageInUse';
 }
 
 /** DockerError is raised when the Docker engine refuses or fails a request; the message says which step. */
@@ -156,6 +170,8 @@ export const WireErrors = {
   FileTooLarge: 'agent.FileTooLarge',
   FileNotFound: 'agent.FileNotFound',
   ImageNotFound: 'agent.ImageNotFound',
+  ImagePullFailed: 'agent.ImagePullFailed',
+  ImageInUse: 'agent.ImageInUse',
   Docker: 'agent.DockerError',
   KernelCreationFailed: 'agent.KernelCreationFailed',
   InsufficientResources: 'agent.InsufficientResources',

@@ -6,8 +6,9 @@ import type { Figure } from '../harness.js';
 import { coldCreateFigure } from './cold-create.js';
 import { densityFigure } from './density.js';
 import { executeFigure } from './execute.js';
+import { imagePullFigure } from './image-pull.js';
 import { rpcFigure } from './rpc.js';
 import { streamingFigure } from './streaming.js';
 import { warmCreateFigure } from './warm-create.js';
 
-export const figures: Figure[] = [rpcFigure, coldCreateFigure, warmCreateFigure, executeFigure, streamingFigure, densityFigure];
+export const figures: Figure[] = [rpcFigure, coldCreateFigure, warmCreateFigure, executeFigure, streamingFigure, densityFigure, imagePullFigure];

@@ -44,6 +44,7 @@ stop() { # stop PIDFILE NAME (NAME: the process's comm)
 }
 
 [[ $(id -u) -eq 0 ]] || { log "run as root"; exit 1; }
+stop "$RUN_DIR/registry.pid" docker-registry
 stop "$RUN_DIR/dockerd.pid" dockerd
 # a SIGKILLed dockerd leaves its pid file behind, and it blocks the next start
 pid=$(cat /var/run/docker.pid 2>/dev/null || true)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Bring up the real local services compute-agent talks to: etcd (loopback) and
-# dockerd. Idempotent: installs only what is missing, starts only what does not
+# Bring up the real local services compute-agent talks to: etcd (loopback),
+# dockerd and a local image registry (loopback, plain HTTP). Idempotent: installs only what is missing, starts only what does not
 # answer, adopts services that already answer (someone else's stay theirs).
 # Works without systemd: daemons are started with setsid/nohup and survive
 # this script; their pid files live in /run/compute-agent-dev/ for down.sh.
@@ -18,6 +18,9 @@
 #                                  DNAT only (ports stay reachable while
 #                                  dockerd is down; needs working iptables)
 #   DOCKERD_EXTRA_ARGS=            appended to the dockerd command line
+#   REGISTRY_ADDR=127.0.0.1:5000   image registry address (loopback: Docker
+#                                  pulls from it over plain HTTP without an
+#                                  insecure-registries entry)
 #   SKIP_INSTALL=1                 never run apt-get
 set -euo pipefail
 
@@ -29,12 +32,14 @@ DOCKERD_USERLAND_PROXY=${DOCKERD_USERLAND_PROXY:-true}
 DOCKERD_STORAGE_DRIVER=${DOCKERD_STORAGE_DRIVER:-}
 DOCKERD_EXTRA_ARGS=${DOCKERD_EXTRA_ARGS:-}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
+REGISTRY_ADDR=${REGISTRY_ADDR:-127.0.0.1:5000}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 STATE_DIR=/var/lib/compute-agent-dev
 LOG_DIR=/var/log/compute-agent-dev
 RUN_DIR=/run/compute-agent-dev
 if [[ $ETCD_ADDR == 127.0.0.1:2379 ]]; then ETCD_ID=etcd; else ETCD_ID=etcd-${ETCD_ADDR//[:.]/_}; fi
-PACKAGES=(etcd-server etcd-client docker.io python3-aiozmq python3-msgpack python3-docutils mmdebstrap iptables tmux supervisor)
+PACKAGES=(etcd-server etcd-client docker.io python3-aiozmq python3-msgpack python3-docutils mmdebstrap iptables tmux supervisor docker-registry curl)
 
 log() { echo "dev-up: $*" >&2; }
 die() { echo "dev-up: ERROR: $*" >&2; exit 1; }
@@ -220,6 +225,31 @@ start_dockerd() {
   log "dockerd up (pid $(cat "$pidfile"), storage $(docker info -f '{{.Driver}}'), cgroup v$(docker info -f '{{.CgroupVersion}}'))"
 }
 
+# ---------------------------------------------------------------- registry --
+registry_ok() { curl -fsS --max-time 3 "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1; }
+
+start_registry() {
+  if registry_ok; then
+    log "image registry answers on $REGISTRY_ADDR"
+    return 0
+  fi
+  local pidfile=$RUN_DIR/registry.pid logfile=$LOG_DIR/registry.log
+  if [[ -f $pidfile ]] && pid_is "$(cat "$pidfile")" docker-registry; then
+    log "registry (pid $(cat "$pidfile")) running but not answering yet; waiting"
+  else
+    mkdir -p "$STATE_DIR/registry"
+    log "starting the image registry on $REGISTRY_ADDR (storage $STATE_DIR/registry, log $logfile)"
+    spawn "$pidfile" "$logfile" env REGISTRY_HTTP_ADDR="$REGISTRY_ADDR" \
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY="$STATE_DIR/registry" \
+      docker-registry serve "$HERE/registry/config.yml"
+  fi
+  wait_for registry "$pidfile" "$logfile" \
+    "is ${REGISTRY_ADDR##*:} taken by another process (ss -ltnp)?" \
+    registry_ok
+  log "image registry up on $REGISTRY_ADDR (pid $(cat "$pidfile"))"
+}
+
 install_missing
 start_etcd
 start_dockerd
+start_registry

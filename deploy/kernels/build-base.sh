@@ -8,7 +8,8 @@
 #
 # Env overrides: IMAGE, SUITE, VARIANT, PACKAGES, MIRROR, SECURITY_MIRROR,
 #   CACHE_DIR, KERNEL_SRC, KERNEL_CMD (JSON array), FORCE=1, NO_CACHE=1,
-#   SKIP_SMOKE=1.
+#   SKIP_SMOKE=1, PUSH_REGISTRY=127.0.0.1:5000 (also push the image there as
+#   <registry>/<image>, e.g. to the registry of deploy/dev/up.sh).
 #
 # Anything under deploy/kernels/python/ (KERNEL_SRC) is copied into the rootfs
 # at /opt/kernel/ by an mmdebstrap customize hook (files keep their modes); if
@@ -44,6 +45,14 @@ WORK_UID=${WORK_UID:-1000}
 
 log() { echo "build-base: $*" >&2; }
 die() { echo "build-base: ERROR: $*" >&2; exit 1; }
+
+# push_image: with PUSH_REGISTRY set, tag the image <registry>/<image> and push it
+push_image() {
+  [[ -n ${PUSH_REGISTRY:-} ]] || return 0
+  docker tag "$IMAGE" "$PUSH_REGISTRY/$IMAGE"
+  docker push "$PUSH_REGISTRY/$IMAGE" >/dev/null || die "pushing $PUSH_REGISTRY/$IMAGE failed (is the registry up? deploy/dev/up.sh starts one)"
+  log "pushed $PUSH_REGISTRY/$IMAGE"
+}
 
 [[ $(id -u) -eq 0 ]] || die "run as root (mmdebstrap root mode, docker import)"
 
@@ -121,6 +130,7 @@ TARBALL=$ROOTFS_DIR/rootfs-$SUITE-$VARIANT-$KEY.tar
 # runner files): a changed runner must not leave a stale image behind.
 if [[ $FORCE != 1 ]] && [[ $(docker image inspect -f '{{index .Config.Labels "io.compute-agent.rootfs-key"}}' "$IMAGE" 2>/dev/null) == "$KEY" ]]; then
   log "$IMAGE is up to date (recipe $KEY); skipping (FORCE=1 to rebuild)"
+  push_image
   exit 0
 fi
 
@@ -184,3 +194,4 @@ if [[ $SKIP_SMOKE != 1 ]]; then
     || die "smoke test of $IMAGE failed"
 fi
 log "built $IMAGE ($new_id)"
+push_image

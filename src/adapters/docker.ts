@@ -258,50 +258,84 @@ export class DockerEngine {
    * dockerd restarted), logging the outage once, replays events since the last
    * one seen, and calls `onReconnect` so the caller can check what it holds.
    */
-  async watchDeaths(label: string, onDie: (containerId: string) => void, log: Logger, signal: AbortSignal, onReconnect?: () => void): Promise<void> {
-    let delay = 250;
-    let down = false;
-    let since: number | null = null; // unix seconds of the last event seen, to replay what a reconnect would miss
-    while (!signal.aborted) {
+  watchDeaths(label: string, onDie: (containerId: string) => void, log: Logger, signal: AbortSignal, onReconnect?: () => void): Promise<void> {
+    const filters = { type: ['container'], event: ['die'], label: [label] };
+    return followEvents(this.docker, filters, (ev) => {
+      const id = ev.Actor?.ID ?? ev.id;
+      if (id) onDie(id);
+    }, { log, signal, onReconnect, what: 'Docker events stream' });
+  }
+}
+
+/** One event of Docker's events stream, as far as the agent reads it. */
+export interface DockerEvent {
+  Action?: string;
+  status?: string;
+  id?: string;
+  time?: number;
+  Actor?: { ID?: string };
+}
+
+/** The JSON values of a stream of newline-separated JSON lines (Docker's events and pull progress); other lines are skipped. */
+export async function* jsonLines<T>(stream: AsyncIterable<Buffer | string>): AsyncGenerator<T> {
+  let buffered = '';
+  for await (const chunk of stream) {
+    buffered += chunk.toString();
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl).trim();
+      buffered = buffered.slice(nl + 1);
+      if (!line) continue;
       try {
-        const filters = { type: ['container' as const], event: ['die'], label: [label] };
-        const stream = (await this.docker.getEvents(since === null ? { filters } : { filters, since })) as NodeJS.ReadableStream & { destroy(): void };
-        if (down) {
-          log.info('Docker events stream is back');
-          onReconnect?.(); // deaths while the stream was down may be gone from a restarted dockerd's memory
-        }
-        down = false;
-        delay = 250;
-        since ??= Math.floor(Date.now() / 1000);
-        const onAbort = () => stream.destroy();
-        signal.addEventListener('abort', onAbort, { once: true });
-        let buffered = '';
-        for await (const chunk of stream) {
-          buffered += chunk.toString();
-          let nl: number;
-          while ((nl = buffered.indexOf('\n')) >= 0) {
-            const line = buffered.slice(0, nl);
-            buffered = buffered.slice(nl + 1);
-            try {
-              const ev = JSON.parse(line) as { id?: string; time?: number; Actor?: { ID?: string } };
-              const id = ev.Actor?.ID ?? ev.id;
-              if (typeof ev.time === 'number') since = ev.time;
-              if (id) onDie(id);
-            } catch {
-              // not an event line
-            }
-          }
-        }
-        signal.removeEventListener('abort', onAbort);
-      } catch (err) {
-        if (signal.aborted) return;
-        if (!down) log.warn('Docker events stream lost; reconnecting', { error: errorMessage(err) });
-        down = true;
+        yield JSON.parse(line) as T;
+      } catch {
+        // not a JSON line
       }
-      if (signal.aborted) return;
-      await sleep(delay, undefined, { signal }).catch(() => undefined);
-      delay = Math.min(delay * 2, 5000);
     }
+  }
+}
+
+/**
+ * Follows Docker's events matching the filters until the signal aborts:
+ * reconnects with a backoff when the stream ends (dockerd restarted), logging
+ * the outage once, asks for the events since the last one seen, and calls
+ * `onReconnect` after each reconnect (events may be lost across a restart).
+ */
+export async function followEvents(
+  docker: Docker,
+  filters: Record<string, string[]>,
+  onEvent: (ev: DockerEvent) => void,
+  o: { log: Logger; signal: AbortSignal; onReconnect?: () => void; what: string },
+): Promise<void> {
+  const { log, signal } = o;
+  let delay = 250;
+  let down = false;
+  let since: number | null = null; // unix seconds of the last event seen, to replay what a reconnect would miss
+  while (!signal.aborted) {
+    try {
+      const stream = (await docker.getEvents(since === null ? { filters } : { filters, since })) as NodeJS.ReadableStream & AsyncIterable<Buffer> & { destroy(): void };
+      if (down) {
+        log.info(`${o.what} is back`);
+        o.onReconnect?.();
+      }
+      down = false;
+      delay = 250;
+      since ??= Math.floor(Date.now() / 1000);
+      const onAbort = () => stream.destroy();
+      signal.addEventListener('abort', onAbort, { once: true });
+      for await (const ev of jsonLines<DockerEvent>(stream)) {
+        if (typeof ev.time === 'number') since = ev.time;
+        onEvent(ev);
+      }
+      signal.removeEventListener('abort', onAbort);
+    } catch (err) {
+      if (signal.aborted) return;
+      if (!down) log.warn(`${o.what} lost; reconnecting`, { error: errorMessage(err) });
+      down = true;
+    }
+    if (signal.aborted) return;
+    await sleep(delay, undefined, { signal }).catch(() => undefined);
+    delay = Math.min(delay * 2, 5000);
   }
 }
 

@@ -11,6 +11,7 @@ import { attachCommand } from './ctl/attach.js';
 import { EXIT_USAGE, type GlobalArgs } from './ctl/common.js';
 import { eventsCommand } from './ctl/events.js';
 import { fileCommands } from './ctl/files.js';
+import { imagesCommand } from './ctl/images.js';
 import { infoCommands } from './ctl/info.js';
 import { runCommand } from './ctl/run.js';
 
@@ -26,7 +27,7 @@ const parser = yargs(hideBin(process.argv))
   .option('json', { type: 'boolean', default: false, describe: 'print JSON instead of text (read commands)' }) as unknown as Argv<GlobalArgs>;
 
 let commands = parser;
-for (const add of [infoCommands, runCommand, attachCommand, eventsCommand, fileCommands]) commands = add(commands);
+for (const add of [infoCommands, runCommand, attachCommand, eventsCommand, fileCommands, imagesCommand]) commands = add(commands);
 
 await commands
   .demandCommand(1, 'give a command')

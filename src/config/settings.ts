@@ -49,6 +49,30 @@ export interface Settings {
   imageAllowList: string[];
   /** GPUs the agent may hand out, by index or UUID (the 2018 agent's `--limit-gpus`); empty = all. */
   gpuAllow: string[];
+  /** When a create pulls its image: `missing` (not here), `digest` (also when the registry's digest differs), `never`. */
+  autoPull: 'missing' | 'digest' | 'never';
+  /** Image pulls at once; more wait in order. */
+  pullConcurrency: number;
+  /** Seconds a pull may take before it is aborted. */
+  pullTimeoutSec: number;
+  /** Free bytes kept on Docker's data root beyond twice an image's compressed size. */
+  pullSpaceMarginBytes: number;
+  /** Langs (`name:tag`, resolved like create's) this node must have; missing ones are pulled in the background. */
+  prepull: string[];
+  /** Whether the agent waits for the prepull list before it registers `running`. */
+  prepullBeforeRunning: boolean;
+  /** Script run once at agent start before `running`; empty = none. Root-owned, not group/world-writable. */
+  nodeStartupScript: string;
+  /** Seconds the start-up script may run. */
+  nodeStartupTimeoutSec: number;
+  /** What a failed start-up script does: `abort` the start, or `continue` with a warning. */
+  nodeStartupFailure: 'abort' | 'continue';
+  /** Host folder copied into each new scratch home; empty = none. */
+  workspaceTemplate: string;
+  /** Largest workspace template, in bytes of file content. */
+  workspaceTemplateMaxBytes: number;
+  /** Seconds a create waits for a kernel's bootstrap_script to finish. */
+  bootstrapTimeoutSec: number;
 }
 
 interface SettingSpec<K extends keyof Settings> {
@@ -183,7 +207,7 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
     doc: 'images allowed besides those under image_prefix (name:tag)',
     default: [],
     live: true,
-    parse: list(/^[a-z0-9][a-z0-9._/-]{0,254}:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'an image name:tag'),
+    parse: list(/^[a-z0-9][a-z0-9._/:-]{0,254}:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'an image name:tag'),
   },
   {
     key: 'gpu_allow',
@@ -193,6 +217,32 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
     live: true,
     parse: list(/^(\d{1,4}|(GPU|MIG)-[0-9A-Fa-f-]{8,64})$/, 'a GPU index or UUID (GPU-...)'),
   },
+  { key: 'auto_pull', field: 'autoPull', doc: 'when a create pulls its image: missing, digest (also a changed tag) or never', default: 'missing', live: true, parse: oneOf('missing', 'digest', 'never') },
+  { key: 'pull_concurrency', field: 'pullConcurrency', doc: 'image pulls at once', default: 2, live: true, parse: number(1, 16, true) },
+  { key: 'pull_timeout', field: 'pullTimeoutSec', doc: 'seconds a pull may take before it is aborted', default: 600, live: true, parse: number(1, 24 * 3600) },
+  {
+    key: 'pull_space_margin',
+    field: 'pullSpaceMarginBytes',
+    doc: "free bytes kept on Docker's data root beyond 2 x an image's compressed size",
+    default: 1024 ** 3,
+    live: true,
+    parse: number(0, 2 ** 50, true),
+  },
+  { key: 'prepull', field: 'prepull', doc: 'langs (name:tag) this node must have, pulled in the background', default: [], live: true, parse: list(/^[a-z0-9][a-z0-9._/:-]{0,254}:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'a lang name:tag') },
+  { key: 'prepull_before_running', field: 'prepullBeforeRunning', doc: 'wait for the prepull list before registering running', default: false, live: false, parse: bool },
+  { key: 'node_startup_script', field: 'nodeStartupScript', doc: 'script run once at start before running (root-owned, not group/world-writable)', default: '', live: false, parse: filePath },
+  { key: 'node_startup_timeout', field: 'nodeStartupTimeoutSec', doc: 'seconds the start-up script may run', default: 300, live: false, parse: number(1, 24 * 3600) },
+  { key: 'node_startup_failure', field: 'nodeStartupFailure', doc: 'a failed start-up script: abort the start or continue', default: 'abort', live: false, parse: oneOf('abort', 'continue') },
+  { key: 'workspace_template', field: 'workspaceTemplate', doc: 'host folder copied into each new scratch home (empty = none)', default: '', live: true, parse: filePath },
+  {
+    key: 'workspace_template_max_bytes',
+    field: 'workspaceTemplateMaxBytes',
+    doc: 'largest workspace template (bytes of file content)',
+    default: 100 * 1024 * 1024,
+    live: true,
+    parse: number(0, 2 ** 40, true),
+  },
+  { key: 'bootstrap_timeout', field: 'bootstrapTimeoutSec', doc: "seconds a create waits for the kernel's bootstrap_script", default: 600, live: true, parse: number(1, 24 * 3600) },
 ] as ReadonlyArray<SettingSpec<keyof Settings>>;
 
 /** The defaults of every setting. */

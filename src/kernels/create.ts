@@ -19,6 +19,7 @@ import { kernelInfo, type KernelRecord, type KernelServiceDeps } from './record.
 import type { PooledContainer } from '../pool/pool.js';
 import { environStatement } from '../pool/claims.js';
 import { takeGpus } from '../accelerators/kernel-gpus.js';
+import { prepareHome, waitBootstrap } from './workspace.js';
 
 /** What the factory shares with the service: its dependencies, books and relays. */
 export interface FactoryContext {
@@ -38,7 +39,7 @@ export class KernelFactory {
 
   /** Claims a warm pooled container that fits the spec; falls back to a cold create when none fits or the claim fails. */
   async createWarmOrCold(id: string, spec: KernelSpec): Promise<KernelInfo> {
-    const pool = this.d.pool;
+    const pool = spec.bootstrapScript ? null : this.d.pool; // a warm runner has started already: no bootstrap before it
     if (pool) {
       const cpuSet = this.takeCores(spec); // no room: NoResources, nothing taken
       const warm = pool.take(spec, cpuSet);
@@ -50,6 +51,8 @@ export class KernelFactory {
         }
       } else this.c.cores.release(cpuSet);
     }
+    // A missing image is pulled (as auto_pull says) before a creation slot is taken: a long pull must not hold one.
+    await this.d.images?.ensure(spec.image, id);
     return this.c.createSlots.run(() => this.doCreate(id, spec));
   }
 
@@ -109,6 +112,8 @@ export class KernelFactory {
       const scratchDir = path.join(this.d.scratchRoot, id);
       await fs.rm(scratchDir, { recursive: true, force: true }); // a leftover of a crash; no kernel holds it
       undo.push(() => fs.rm(scratchDir, { recursive: true, force: true }));
+      step = 'preparing the home (workspace template, bootstrap script)';
+      await prepareHome(scratchDir, spec, this.d.settings());
       await prepareScratch(scratchDir, spec.environ, this.d.settings().kernelUid);
       const rec: KernelRecord = {
         id, spec, traits, cpuSet, scratchDir, containerId: '', pid: null, ports: [],
@@ -152,6 +157,11 @@ export class KernelFactory {
     const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
     if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
     Object.assign(rec, { containerId, pid: state.pid, ports: ports as number[] });
+    if (rec.spec.bootstrapScript) {
+      // The entrypoint starts the runner only once the bootstrap script has finished.
+      at('running the bootstrap script');
+      await waitBootstrap(rec.scratchDir, s.bootstrapTimeoutSec ?? 600, async () => (await this.d.docker.inspect(containerId))?.running === true);
+    }
     at('waiting for the kernel runner');
     undo.push(() => this.c.relays.close(rec.id));
     await this.waitForRunner(rec);

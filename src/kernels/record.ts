@@ -61,6 +61,10 @@ export interface KernelServiceDeps {
     security: ContainerSecurity;
     /** Host address kernel ports are published on; empty = `kernelHost`. */
     publishAddr: string;
+    /** Folder copied into each new home (empty = none), its bound, and how long a bootstrap_script may run. */
+    workspaceTemplate?: string;
+    workspaceTemplateMaxBytes?: number;
+    bootstrapTimeoutSec?: number;
   };
   createConcurrency: number;
   cpuOvercommit: number;
@@ -68,6 +72,8 @@ export interface KernelServiceDeps {
   gpus?: GpuService | null;
   /** The warm pool asked before every cold create; none: always cold. */
   pool?: WarmPool | null;
+  /** Pulls a cold create's image when it is missing (src/images/); none: the image must be here. */
+  images?: { ensure(image: string, kernelId: string): Promise<void> } | null;
 }
 
 /** The kernel info of `create_kernel` (PROTOCOL.md section 1) for a held kernel. */

@@ -25,7 +25,12 @@ export interface KernelSpec {
   environ: Record<string, string>;
   cpuSet: number[] | null;
   gpuSet: number[] | null;
+  /** `config.bootstrap_script`: run as the kernel user before the runner starts; null = none. */
+  bootstrapScript?: string | null;
 }
+
+/** Largest `bootstrap_script`. */
+export const MAX_BOOTSTRAP_BYTES = 64 * 1024;
 
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const LANG = /^[a-z0-9][a-z0-9._/-]{0,127}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
@@ -129,6 +134,10 @@ export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: 
 
   const cpuSet = intList(config.cpu_set, 'cpu_set');
   const gpuSet = intList(config.gpu_set, 'gpu_set');
+  const boot = config.bootstrap_script ?? null;
+  if (boot !== null && (typeof boot !== 'string' || Buffer.byteLength(boot) > MAX_BOOTSTRAP_BYTES || boot.includes('\0'))) {
+    bad('bootstrap_script', `must be a str of at most ${MAX_BOOTSTRAP_BYTES} bytes without NUL`);
+  }
   return {
     lang,
     image,
@@ -139,6 +148,7 @@ export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: 
     environ,
     cpuSet,
     gpuSet,
+    bootstrapScript: boot || null,
   };
 }
 

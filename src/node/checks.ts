@@ -18,6 +18,7 @@ import { agentKey } from '../services/registration.js';
 import { securityFindings } from '../config/security.js';
 import { gpuCheck } from '../accelerators/check.js';
 import { NvidiaCuda } from '../accelerators/nvidia.js';
+import { PREP_CHECKS } from './prep-checks.js';
 
 /** The result of one check, as printed and as `--format json` gives it. */
 export interface CheckResult {
@@ -193,6 +194,7 @@ export const CHECKS: Check[] = [
       return gpuCheck(new NvidiaCuda({ allow: () => allow, docker: () => docker.runtimes() }));
     },
   },
+  ...PREP_CHECKS,
 ];
 
 /** Thrown by a check to fail with a detail and fix of its own. */

@@ -22,6 +22,7 @@ import { errorMessage } from '../errors.js';
 import { KERNEL_PORTS, type ContainerSummary } from '../adapters/docker.js';
 import { containerName, containerRequest, imageTraits, LABELS, parseCoreList, prepareScratch } from '../kernels/launch.js';
 import { takeGpus } from '../accelerators/kernel-gpus.js';
+import { prepareHome } from '../kernels/workspace.js';
 import type { KernelSpec } from '../kernels/spec.js';
 import { KernelRelay } from '../relay/kernel-relay.js';
 import { ClaimStore, type ClaimRecord } from './claims.js';
@@ -340,11 +341,13 @@ export class WarmPool implements HygieneTarget {
     let gpuSet: number[] = [];
     try {
       const imageName = imagePrefix + lang;
+      await this.deps.ensureImage?.(imageName);
       const image = await this.deps.docker.image(imageName);
       const traits = imageTraits(image.labels);
       const spec: KernelSpec = { lang, image: imageName, cpuCount: this.deps.allCores.length, memMiB: type.memMiB, gpuCount: type.gpu, mounts: [], environ: {}, cpuSet: null, gpuSet: null };
       gpuSet = takeGpus(this.deps.gpus, `pool:${slot}`, spec, traits)?.gpuSet ?? []; // held while idle
       spec.gpuSet = gpuSet.length ? gpuSet : null;
+      await prepareHome(home, {}, settings); // the workspace template, as a cold create's home gets it
       await prepareScratch(home, {}, kernelUid);
       containerId = await this.deps.docker.create(
         containerRequest({

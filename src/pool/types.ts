@@ -60,8 +60,10 @@ export interface WarmPoolDeps {
   settings(): PoolSettings;
   /** The node's GPUs, for types with a GPU count; none: such types are not filled. */
   gpus?: GpuService | null;
+  /** Pulls a pooled image before the pool fills with it (src/images/); none: the image must be here. */
+  ensureImage?(image: string): Promise<void>;
   /** The kernel settings pooled containers are made with (the same as a cold create's). */
-  kernelSettings(): { imagePrefix: string; kernelUid: number; security: ContainerSecurity; publishAddr: string };
+  kernelSettings(): { imagePrefix: string; kernelUid: number; security: ContainerSecurity; publishAddr: string; workspaceTemplate?: string; workspaceTemplateMaxBytes?: number };
 }
 
 /** Counts for metrics, per `<lang>/<type>`. */

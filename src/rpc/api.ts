@@ -6,7 +6,9 @@
  * `WireErrors`), {@link RpcTimeoutError} when no reply comes in time.
  */
 import { AgentClient, type AgentClientOptions } from './client.js';
-import { methods, type KernelInfo, type KernelStats, type KernelSummary, type NodeStatsResult, type RunResult } from './methods.js';
+import {
+  methods, type ImageRemoval, type ImageSummary, type KernelInfo, type KernelStats, type KernelSummary, type NodeStatsResult, type PullSummary, type RunResult,
+} from './methods.js';
 
 /** How long the slow calls may take by default: creating or restarting a container, destroying one, resetting a node. */
 const SLOW_CALL_MS = 120_000;
@@ -119,6 +121,29 @@ export class AgentApi {
 
   terminalResize(kernelId: string, rows: number, cols: number): Promise<null> {
     return this.client.callWithTimeout(30_000, methods.terminal_resize, kernelId, rows, cols);
+  }
+
+  /** The kernel images of the node with their users. */
+  listImages(): Promise<ImageSummary[]> {
+    return this.client.call(methods.list_images);
+  }
+
+  /** The pulls queued or under way, with their progress. */
+  listPulls(): Promise<PullSummary[]> {
+    return this.client.call(methods.list_pulls);
+  }
+
+  /** Pulls an image (a lang); returns when it is here, which may take minutes. */
+  pullImage(lang: string, timeoutMs = 3_600_000): Promise<{ image: string; pulled: boolean }> {
+    return this.client.callWithTimeout(timeoutMs, methods.pull_image, lang);
+  }
+
+  deleteImage(lang: string, force = false): Promise<ImageRemoval> {
+    return this.client.callWithTimeout(this.slowMs, methods.delete_image, lang, force);
+  }
+
+  purgeImages(langs: string[], force = false): Promise<ImageRemoval[]> {
+    return this.client.callWithTimeout(this.slowMs, methods.purge_images, langs, force);
   }
 
   reset(): Promise<null> {

@@ -105,7 +105,45 @@ export interface KernelSummary {
   mem_cur_bytes: number | null;
 }
 
+/** One local kernel image as list_images describes it (beyond the 2018 set). */
+export interface ImageSummary {
+  /** The full image name with its tag, e.g. `lablup/kernel-python:3-debian`. */
+  image: string;
+  /** The name create_kernel takes (`name:tag` under image_prefix, or the allow-listed name). */
+  lang: string;
+  /** The repository, without the tag. */
+  name: string;
+  tag: string;
+  id: string;
+  /** `sha256:...` of the registry manifest it came from; null for an image built or loaded here. */
+  digest: string | null;
+  size: number;
+  /** Unix seconds. */
+  created: number;
+  /** Kernels and idle pooled containers that use it. */
+  kernels: number;
+  pooled: number;
+}
+
+/** A pull queued or under way, as list_pulls describes it (beyond). */
+export interface PullSummary {
+  image: string;
+  state: 'queued' | 'pulling';
+  bytes_done: number;
+  bytes_total: number;
+  layers: Array<{ id: string; status: string; done: number; total: number }>;
+}
+
+/** What delete_image returns, and purge_images for each image. */
+export interface ImageRemoval {
+  image: string;
+  removed: boolean;
+  /** Why it was not removed (purge_images only; delete_image raises instead). */
+  error?: string;
+}
+
 const MiB = 1024 * 1024;
+const imageLang = p.str('image', { minLength: 1, maxLength: 512 });
 const code = p.str('code', { maxLength: 16 * MiB });
 const opts = p.map('opts');
 
@@ -228,6 +266,36 @@ export const methods = {
     summary: "Returns the node's CPU, memory and disk figures, each kernel's cgroup figures and each GPU (beyond).",
     params: [],
     returns: '{time, node: {cpu_pct, mem_total_bytes, mem_available_bytes, disk_total_bytes, disk_free_bytes}, kernels: {kernel_id: stats}, gpu_path, gpus: [{index, uuid, name, numa_node, mem_total_bytes, mem_used_bytes, util_pct, kernel_id}]}',
+  }),
+  list_images: define<[], ImageSummary[]>({
+    name: 'list_images',
+    summary: 'Lists the kernel images on this node with their id, digest, size and how many kernels and pooled containers use each (beyond).',
+    params: [],
+    returns: '[{image, lang, name, tag, id, digest, size, created, kernels, pooled}]',
+  }),
+  list_pulls: define<[], PullSummary[]>({
+    name: 'list_pulls',
+    summary: 'Lists the image pulls queued or under way with their progress, per layer (beyond).',
+    params: [],
+    returns: '[{image, state, bytes_done, bytes_total, layers: [{id, status, done, total}]}]',
+  }),
+  pull_image: define<[Param<string>], { image: string; pulled: boolean }>({
+    name: 'pull_image',
+    summary: 'Pulls a kernel image (a lang as create_kernel takes it) and returns when it is here; progress goes out as events (beyond).',
+    params: [imageLang],
+    returns: '{image, pulled: false when it was already here}',
+  }),
+  delete_image: define<[Param<string>, OptionalParam<boolean>], ImageRemoval>({
+    name: 'delete_image',
+    summary: "Removes a kernel image; refuses one in use unless forced (force removes its idle pooled containers, never a kernel's image) (beyond).",
+    params: [imageLang, p.optional(p.bool('force'))],
+    returns: '{image, removed}',
+  }),
+  purge_images: define<[Param<string[]>, OptionalParam<boolean>], ImageRemoval[]>({
+    name: 'purge_images',
+    summary: 'Removes several kernel images as delete_image does; one refused does not stop the others (beyond).',
+    params: [p.strList('images', { minLength: 1, maxLength: 512, maxItems: 256 }), p.optional(p.bool('force'))],
+    returns: '[{image, removed, error?}]',
   }),
 } as const;
 

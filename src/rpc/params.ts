@@ -98,6 +98,20 @@ export const p = {
     });
   },
 
+  bool(name: string): Param<boolean> {
+    return make(name, 'bool', (v) => (typeof v === 'boolean' ? v : fail(`must be a bool, got ${describeValue(v)}`)));
+  },
+
+  /** A list of strings, each checked like {@link p.str}. */
+  strList(name: string, o: StrOptions & { maxItems: number }): Param<string[]> {
+    const item = p.str(name, o);
+    return make(name, `list of at most ${o.maxItems} ${item.type}`, (v) => {
+      if (!Array.isArray(v)) return fail(`must be a list, got ${describeValue(v)}`);
+      if (v.length > o.maxItems) return fail(`must have at most ${o.maxItems} items, got ${v.length}`);
+      return v.map((x) => item.check(x));
+    });
+  },
+
   map(name: string): Param<Record<string, unknown>> {
     return make(name, 'map', (v) => {
       if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array) {

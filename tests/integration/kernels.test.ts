@@ -107,7 +107,7 @@ describe('kernel lifecycle', function () {
 
     const missing = await remoteError(client.call(methods.create_kernel, id, config({ lang: 'nosuch:1' })));
     expect(missing.remoteType).to.equal('agent.ImageNotFound');
-    expect(String(missing.remoteArgs[0])).to.match(/lablup\/kernel-nosuch:1 is not on this node: build it/);
+    expect(String(missing.remoteArgs[0])).to.match(/lablup\/kernel-nosuch:1 is not on this node.*build it/);
     const bad = await remoteError(client.call(methods.create_kernel, id, config({ mounts: [['x', '..', 'y']] })));
     expect(bad.remoteType).to.equal('aiozmq.rpc.base.ParametersError');
     expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);

@@ -56,6 +56,27 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 
 cd /home/work 2>/dev/null || cd /
+
+# Per-kernel bootstrap (create_kernel's config.bootstrap_script, written by the
+# agent to /home/work/bootstrap.sh): run once, as the kernel user, before the
+# runner starts, its output in the container log (get_logs). The agent waits
+# for .config/bootstrap.done or .config/bootstrap.failed (exit code, then the
+# last lines); after a failure the runner is not started.
+if [[ -f /home/work/bootstrap.sh && ! -e /home/work/.config/bootstrap.done ]]; then
+  log "running /home/work/bootstrap.sh as uid ${uid:-$(id -u)}"
+  "${run_as[@]}" /bin/bash /home/work/bootstrap.sh </dev/null 2>&1 | tee /tmp/bootstrap.out
+  rc=${PIPESTATUS[0]}
+  if [[ $rc -ne 0 ]]; then
+    log "bootstrap script failed with exit code $rc; the runner is not started"
+    # (written as the kernel user: root here has no CAP_DAC_OVERRIDE for the user's home)
+    { echo "$rc"; tail -n 20 /tmp/bootstrap.out; } | "${run_as[@]}" sh -c 'cat >/home/work/.config/bootstrap.failed.tmp &&
+      mv -f /home/work/.config/bootstrap.failed.tmp /home/work/.config/bootstrap.failed'
+    exec sleep infinity
+  fi
+  "${run_as[@]}" sh -c 'echo 0 >/home/work/.config/bootstrap.done'
+  log "bootstrap script done"
+fi
+
 log "starting runner as uid ${uid:-$(id -u)}"
 while :; do
   "${run_as[@]}" /usr/bin/python3 -u "$RUNNER"

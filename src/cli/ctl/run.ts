@@ -15,6 +15,7 @@ import { errorMessage, RemoteError, WireErrors } from '../../errors.js';
 import type { AgentApi } from '../../rpc/api.js';
 import type { RunResult } from '../../rpc/methods.js';
 import { action, CtlError, EXIT_USAGE, withAgent, type GlobalArgs } from './common.js';
+import { followPull } from './images.js';
 
 /**
  * Short language names and the `name:tag` they stand for (the image is the
@@ -95,7 +96,12 @@ async function runIn(api: AgentApi, argv: RunArgs, lang: string | undefined, cod
   };
   process.on('SIGINT', onSigint);
   try {
-    if (created) await api.createKernel(created, { lang: resolveLang(lang!), limits: { cpu_slot: argv.cpu, mem_slot: argv.mem, gpu_slot: argv.gpu } });
+    if (created) {
+      // A first create of an image waits for its pull: show its progress (the image name ends with the lang).
+      const wanted = resolveLang(lang!);
+      const creating = api.createKernel(created, { lang: wanted, limits: { cpu_slot: argv.cpu, mem_slot: argv.mem, gpu_slot: argv.gpu } });
+      await followPull(api, (images) => images.find((i) => i.endsWith(wanted)), creating, process.stderr);
+    }
     const steps = stream(api, kernelId, code, input);
     for (;;) {
       const next = await Promise.race([steps.next(), stopped]);

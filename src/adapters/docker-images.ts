@@ -1,0 +1,109 @@
+/**
+ * DockerImages is the agent's adapter to Docker's image API: pull (as a
+ * stream of JSON progress messages, cancelled by closing it), list with
+ * digests and sizes, remove, the engine's data root, and the stream of image
+ * events (pull, tag, untag, delete, load, import), which reconnects by
+ * itself when dockerd restarts. Failures become our errors here.
+ */
+import type Docker from 'dockerode';
+import type { Logger } from '../log.js';
+import { castDockerError, followEvents, jsonLines } from './docker.js';
+import type { DockerProgressMessage } from '../images/progress.js';
+
+/** A local image as list_images reports it. */
+export interface LocalImage {
+  id: string;
+  /** `repo:tag` names; empty for an untagged image. */
+  tags: string[];
+  /** `repo@sha256:...` of the registries it came from. */
+  digests: string[];
+  size: number;
+  /** Unix seconds. */
+  created: number;
+}
+
+/** The credentials Docker is given for a pull (X-Registry-Auth). */
+export interface PullAuth {
+  username: string;
+  password: string;
+  serveraddress: string;
+}
+
+/** A running pull: its messages, and `cancel` to stop it (dockerd cancels a pull whose client went away). */
+export interface PullStream {
+  messages: AsyncIterable<DockerProgressMessage>;
+  cancel(): void;
+}
+
+export class DockerImages {
+  constructor(private readonly docker: Docker) {}
+
+  /** Starts pulling `name` (`repo:tag` or `repo@digest`). */
+  async pull(name: string, auth: PullAuth | null): Promise<PullStream> {
+    const at = name.indexOf('@');
+    const colon = name.lastIndexOf(':');
+    const split = at >= 0 ? { fromImage: name } : colon > name.lastIndexOf('/') ? { fromImage: name.slice(0, colon), tag: name.slice(colon + 1) } : { fromImage: name, tag: 'latest' };
+    let stream: NodeJS.ReadableStream & { destroy(): void };
+    try {
+      stream = (await this.docker.createImage(auth ?? {}, split)) as unknown as typeof stream;
+    } catch (err) {
+      throw castDockerError(err, `pulling ${name}`);
+    }
+    return { messages: jsonLines<DockerProgressMessage>(stream as unknown as AsyncIterable<Buffer>), cancel: () => stream.destroy() };
+  }
+
+  /** Every local image. */
+  async list(): Promise<LocalImage[]> {
+    try {
+      const list = await this.docker.listImages();
+      return list.map((i) => ({
+        id: i.Id,
+        tags: (i.RepoTags ?? []).filter((t) => !t.endsWith(':<none>')),
+        digests: (i.RepoDigests ?? []).filter((d) => !d.startsWith('<none>')),
+        size: i.Size,
+        created: i.Created,
+      }));
+    } catch (err) {
+      throw castDockerError(err, 'listing images');
+    }
+  }
+
+  /** The repo digests of a local image, or null when it is not here. */
+  async digests(name: string): Promise<string[] | null> {
+    try {
+      return (await this.docker.getImage(name).inspect()).RepoDigests ?? [];
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return null;
+      throw castDockerError(err, `inspecting image ${name}`);
+    }
+  }
+
+  /** Removes an image name (untags it; the image goes when its last name does); `force` also for stopped containers' images. */
+  async remove(name: string, force = false): Promise<void> {
+    try {
+      await this.docker.getImage(name).remove({ force, noprune: false });
+    } catch (err) {
+      throw castDockerError(err, `removing image ${name}`);
+    }
+  }
+
+  /** The engine's data root (`docker info` DockerRootDir), where pulled layers go. */
+  async dataRoot(): Promise<string> {
+    try {
+      return ((await this.docker.info()) as { DockerRootDir?: string }).DockerRootDir ?? '/var/lib/docker';
+    } catch (err) {
+      throw castDockerError(err, 'reading the engine info');
+    }
+  }
+
+  /**
+   * Calls `onChange` for every image event, and with `reconnect` after each
+   * reconnect of the stream (events may have been missed), until the signal
+   * aborts.
+   */
+  watch(onChange: (action: string, name: string) => void, log: Logger, signal: AbortSignal): Promise<void> {
+    return followEvents(this.docker, { type: ['image'] }, (ev) => onChange(ev.Action ?? ev.status ?? '', ev.Actor?.ID ?? ev.id ?? ''), {
+      log, signal, onReconnect: () => onChange('reconnect', ''), what: 'Docker image events stream',
+    });
+  }
+}

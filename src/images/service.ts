@@ -1,0 +1,196 @@
+/**
+ * ImageService is the agent's room for kernel images: it composes the pull
+ * queue (puller.ts), the registry client (registry.ts), the inventory
+ * (inventory.ts) and Docker's image events, and serves the kernel factory
+ * (`ensure` before a create), the pool (`ensure` before a fill), the RPC
+ * methods (list_images, list_pulls, pull_image, delete_image, purge_images)
+ * and the heartbeat (`heartbeatImages`). Every name a client gives is a
+ * lang checked against image_prefix / image_allow_list as create does.
+ */
+import { errorMessage, ImageInUseError, ImageNotFoundError, ParametersError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { DockerImages } from '../adapters/docker-images.js';
+import type { KernelImage } from '../adapters/docker.js';
+import type { ImageRemoval, ImageSummary, PullSummary } from '../rpc/methods.js';
+import type { PooledContainer } from '../pool/types.js';
+import { resolveImage } from '../kernels/spec.js';
+import { ImageInventory, type ImageUsers } from './inventory.js';
+import { ImagePuller } from './puller.js';
+import { parseImageRef } from './reference.js';
+import { RegistryClient, type RegistryCredentials } from './registry.js';
+
+/** The settings the image room reads (live). */
+export interface ImageSettings {
+  imagePrefix: string;
+  imageAllowList: string[];
+  autoPull: 'missing' | 'digest' | 'never';
+  pullConcurrency: number;
+  pullTimeoutSec: number;
+  pullSpaceMarginBytes: number;
+}
+
+/** What the image room needs from the rest of the agent. */
+export interface ImageServiceDeps {
+  images: DockerImages;
+  log: Logger;
+  emit(name: string, args: unknown[]): void;
+  settings(): ImageSettings;
+  /** Reads one etcd key (relative to the namespace); registry credentials live at `config/docker/registry/<host>/{username,password}`. */
+  etcdGet(key: string): Promise<string | null>;
+  /** The kernels held (their images are in use). */
+  kernels(): ReadonlyArray<{ spec: { image: string } }>;
+  /** The warm pool, whose idle containers use images too; null before it exists. */
+  pool(): { idle: ReadonlyMap<string, PooledContainer>; drop(c: PooledContainer, reason: string): Promise<void> } | null;
+  freeBytes?(dir: string): Promise<number>;
+}
+
+const LANG = /^[a-z0-9][a-z0-9._/:-]{0,254}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
+
+export class ImageService {
+  readonly puller: ImagePuller;
+  readonly inventory: ImageInventory;
+  readonly registry: RegistryClient;
+  private readonly abort = new AbortController();
+  private watching: Promise<void> | null = null;
+
+  constructor(private readonly d: ImageServiceDeps) {
+    const credentials = (host: string) => this.credentials(host);
+    this.registry = new RegistryClient(credentials);
+    this.puller = new ImagePuller({ images: d.images, registry: this.registry, log: d.log, emit: d.emit, credentials, settings: d.settings, freeBytes: d.freeBytes });
+    this.inventory = new ImageInventory(d.images, d.log);
+  }
+
+  /** Follows Docker's image events (the heartbeat's cache depends on them). */
+  start(): void {
+    this.watching ??= this.d.images.watch((action) => this.inventory.onEvent(action), this.d.log, this.abort.signal);
+  }
+
+  async close(): Promise<void> {
+    this.abort.abort();
+    this.puller.close();
+    await this.watching;
+  }
+
+  /** The image a client's lang names; a ParametersError as create_kernel gives for a bad one. */
+  resolve(lang: string): string {
+    if (!LANG.test(lang)) throw new ParametersError(`image ${JSON.stringify(lang.slice(0, 64))} must be a lang "name:tag" such as "python:3-debian"`);
+    const s = this.d.settings();
+    const image = resolveImage(lang, s.imagePrefix, s.imageAllowList);
+    try {
+      parseImageRef(image);
+    } catch (err) {
+      throw new ParametersError(errorMessage(err));
+    }
+    return image;
+  }
+
+  /**
+   * Makes sure an image is here before a create (or a pool fill), pulling it
+   * as auto_pull says; `kernelId` gets a `kernel_pulling` event when a pull
+   * is needed. Joins a pull of the image already under way.
+   */
+  async ensure(image: string, kernelId?: string): Promise<void> {
+    const policy = this.d.settings().autoPull;
+    if (this.puller.pulling(image)) return this.pullFor(image, kernelId);
+    const local = await this.d.images.digests(image);
+    if (local && policy !== 'digest') return;
+    if (!local && policy === 'never') throw new ImageNotFoundError(image);
+    if (local) {
+      const name = image.includes('@') ? image.slice(0, image.indexOf('@')) : image.slice(0, image.lastIndexOf(':'));
+      try {
+        const { digest } = await this.registry.manifest(parseImageRef(image));
+        if (local.includes(`${name}@${digest}`)) return;
+        this.d.log.info('the registry has a newer image for this tag; pulling it (auto_pull=digest)', { image, digest });
+      } catch (err) {
+        this.d.log.warn('cannot compare the image with the registry; using the local one', { image, error: errorMessage(err) });
+        return;
+      }
+    }
+    return this.pullFor(image, kernelId);
+  }
+
+  private pullFor(image: string, kernelId?: string): Promise<void> {
+    if (kernelId) this.d.emit('kernel_pulling', [kernelId, image]);
+    return this.puller.pull(image);
+  }
+
+  /** The heartbeat's `images` list (cached until Docker reports a change). */
+  heartbeatImages(): Promise<KernelImage[]> {
+    const s = this.d.settings();
+    return this.inventory.kernelImages(s.imagePrefix, []);
+  }
+
+  /** list_images. */
+  listImages(): Promise<ImageSummary[]> {
+    const s = this.d.settings();
+    return this.inventory.list(s.imagePrefix, s.imageAllowList, this.users());
+  }
+
+  /** list_pulls. */
+  listPulls(): PullSummary[] {
+    return this.puller.list().map((p) => ({ image: p.image, state: p.state, bytes_done: p.bytesDone, bytes_total: p.bytesTotal, layers: p.layers }));
+  }
+
+  /** pull_image: pulls (or joins the pull of) an image; `pulled` is false when it was already here. */
+  async pullImage(lang: string): Promise<{ image: string; pulled: boolean }> {
+    const image = this.resolve(lang);
+    if (!this.puller.pulling(image) && (await this.d.images.digests(image)) !== null) return { image, pulled: false };
+    await this.puller.pull(image);
+    return { image, pulled: true };
+  }
+
+  /** delete_image. */
+  async deleteImage(lang: string, force = false): Promise<ImageRemoval> {
+    return this.remove(this.resolve(lang), force);
+  }
+
+  /** purge_images: every name is checked before anything is removed. */
+  async purgeImages(langs: string[], force = false): Promise<ImageRemoval[]> {
+    const images = [...new Set(langs.map((l) => this.resolve(l)))];
+    const out: ImageRemoval[] = [];
+    for (const image of images) {
+      try {
+        out.push(await this.remove(image, force));
+      } catch (err) {
+        out.push({ image, removed: false, error: errorMessage(err) });
+      }
+    }
+    return out;
+  }
+
+  private async remove(image: string, force: boolean): Promise<ImageRemoval> {
+    if ((await this.d.images.digests(image)) === null) throw new ImageNotFoundError(image, `image ${image} is not on this node; nothing to delete`);
+    const users = this.users();
+    const kernels = users.kernels.filter((n) => n === image).length;
+    const pooled = users.pooled.filter((n) => n === image).length;
+    if (kernels > 0) {
+      throw new ImageInUseError(`image ${image} is used by ${kernels} kernel(s) of this agent; destroy them first (force never removes a running kernel's image)`);
+    }
+    if (this.puller.pulling(image)) throw new ImageInUseError(`image ${image} is being pulled; delete it once the pull is done`);
+    if (pooled > 0) {
+      if (!force) throw new ImageInUseError(`image ${image} is used by ${pooled} idle pooled container(s); pass force to remove them with it`);
+      const pool = this.d.pool();
+      for (const c of [...(pool?.idle.values() ?? [])]) if (c.image === image) await pool!.drop(c, 'its image is being deleted');
+    }
+    await this.d.images.remove(image, force);
+    this.d.log.info('image deleted', { image, force, pooledRemoved: pooled });
+    return { image, removed: true };
+  }
+
+  /** The image names of the kernels held and of the idle pooled containers. */
+  private users(): ImageUsers {
+    return { kernels: this.d.kernels().map((k) => k.spec.image), pooled: [...(this.d.pool()?.idle.values() ?? [])].map((c) => c.image) };
+  }
+
+  /** A registry's credentials from etcd, or null; never logged. */
+  private async credentials(host: string): Promise<RegistryCredentials | null> {
+    const base = `config/docker/registry/${host}`;
+    try {
+      const [username, password] = await Promise.all([this.d.etcdGet(`${base}/username`), this.d.etcdGet(`${base}/password`)]);
+      return username ? { username, password: password ?? '' } : null;
+    } catch (err) {
+      this.d.log.warn('cannot read registry credentials from etcd; pulling without them', { registry: host, error: errorMessage(err) });
+      return null;
+    }
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * The node-preparation entries of `agent check`: the start-up script's owner
+ * and mode, and the state of each image of the prepull list (present here,
+ * missing but in the registry, or not in the registry either).
+ */
+import type { Check } from './checks.js';
+import { errorMessage } from '../errors.js';
+import { resolveImage } from '../kernels/spec.js';
+import { parseImageRef } from '../images/reference.js';
+import { RegistryClient } from '../images/registry.js';
+import { startupScriptProblem } from './startup.js';
+
+export const PREP_CHECKS: Check[] = [
+  {
+    name: 'node start-up script',
+    fix: 'make etcd reachable first',
+    after: 'etcd namespace and settings',
+    async run({ settings }) {
+      const file = (await settings()).settings.nodeStartupScript;
+      if (!file) return { ok: true, detail: 'none set (node_startup_script)' };
+      const problem = await startupScriptProblem(file);
+      if (problem) return { ok: false, detail: problem, fix: `make it a root-owned executable that only root can write (chown root ${file}; chmod 0755 ${file})` };
+      return { ok: true, detail: `${file}: root-owned, not group/world-writable` };
+    },
+  },
+  {
+    name: 'prepull images',
+    fix: 'make Docker and etcd reachable first',
+    after: 'Docker reachable',
+    async run({ settings, docker, etcd }) {
+      const s = (await settings()).settings;
+      if (s.prepull.length === 0) return { ok: true, detail: 'no prepull list set' };
+      const registry = new RegistryClient(async (host) => {
+        const username = await etcd.get(`config/docker/registry/${host}/username`);
+        return username ? { username, password: (await etcd.get(`config/docker/registry/${host}/password`)) ?? '' } : null;
+      }, 5000);
+      const states = await Promise.all(
+        s.prepull.map(async (lang) => {
+          let image = lang;
+          try {
+            image = resolveImage(lang, s.imagePrefix, s.imageAllowList);
+            const present = await docker.image(image).then(() => true, () => false);
+            if (present) return { image, state: 'present', bad: false };
+            await registry.manifest(parseImageRef(image));
+            return { image, state: 'missing (in the registry: the agent pulls it at start)', bad: false };
+          } catch (err) {
+            return { image, state: `not in the registry (${errorMessage(err)})`, bad: true };
+          }
+        }),
+      );
+      const detail = states.map((x) => `${x.image}: ${x.state}`).join('; ');
+      const missing = states.filter((x) => x.state !== 'present').map((x) => x.image);
+      if (states.some((x) => x.bad)) return { ok: false, detail, fix: 'push the images to their registry, fix the prepull list, or set the registry credentials (config/docker/registry/<host>/username, /password)' };
+      return { ok: true, detail, warnings: missing.length ? [`${missing.length} prepull image(s) not here yet: ${missing.join(', ')}; fix: none needed, the agent pulls them`] : [] };
+    },
+  },
+];
