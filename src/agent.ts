@@ -34,6 +34,12 @@ import { containerSecurity } from './config/security.js';
 import { loadKeyPair, type KeyPair } from './config/keys.js';
 import { WarmPool } from './pool/pool.js';
 import { AgentMetrics } from './metrics/metrics.js';
+import { modernCodec } from './wire/modern-codec.js';
+import { ModernRpc } from './services/modern-rpc.js';
+import { createRequire } from 'node:module';
+
+/** The agent's version, from package.json (the modern health and heartbeat report it). */
+export const AGENT_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
 
 /** The states of an agent; every transition is logged. */
 export type AgentState = 'initialized' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -53,6 +59,10 @@ export class Agent {
   private readonly hostIp: string;
   private settings: LiveSettings;
   private dispatcher: Dispatcher | null = null;
+  private modernDispatcher: Dispatcher | null = null;
+  private modern: ModernRpc | null = null;
+  /** Called once the agent has stopped by itself (shutdown_agent), so that the process can exit; the CLI sets it. */
+  onSelfStop: (() => void) | null = null;
   private router: RpcRouter | null = null;
   private heartbeat: Heartbeat | null = null;
   private managerLink: ManagerLink | null = null;
@@ -202,6 +212,21 @@ export class Agent {
       });
 
       this.dispatcher = new Dispatcher(this.bindings(kernels), this.log.child({ component: 'rpc' }));
+      this.modern = new ModernRpc({
+        kernels,
+        log: this.log.child({ component: 'rpc-modern' }),
+        version: AGENT_VERSION,
+        agentAddr: this.address,
+        emitModern: () => undefined,
+        requestStop: (reason) => {
+          this.stop(reason).then(
+            () => this.onSelfStop?.(),
+            (err: unknown) => this.log.error('stopping on shutdown_agent failed', { error: errorMessage(err) }),
+          );
+        },
+        resources: detectResources,
+      });
+      this.modernDispatcher = new Dispatcher(this.modern.bindings(), this.log.child({ component: 'rpc-modern' }));
       this.router = new RpcRouter({
         endpoint: `tcp://${this.options.bindHost}:${this.options.agentPort}`,
         codec: msgpackCodec,
@@ -209,6 +234,7 @@ export class Agent {
         log: this.log.child({ component: 'rpc' }),
         maxMessageBytes: settings.rpcMaxMessageBytes,
         curve: this.keyPair ? { ...this.keyPair, allows: (key) => this.settings.value.rpcAllowedKeys.includes(key) } : undefined,
+        callosum: { handler: this.modernDispatcher.handle, codec: modernCodec },
       });
       await this.router.start().catch((err: unknown) => {
         throw new ConfigError(
@@ -287,6 +313,7 @@ export class Agent {
   private async drain(reason: string): Promise<void> {
     this.transition('running', 'stopping');
     this.dispatcher?.stopAccepting();
+    this.modernDispatcher?.stopAccepting();
     const idle = this.router?.idle() ?? Promise.resolve();
     const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), DRAIN_TIMEOUT_MS).unref())]);
     if (timedOut) this.log.warn('some RPC calls were still running after the drain timeout; closing anyway', { timeoutMs: DRAIN_TIMEOUT_MS });

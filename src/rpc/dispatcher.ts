@@ -83,6 +83,7 @@ export class Dispatcher {
   };
 
   private bind(def: MethodDef, args: unknown[], kwargs: Record<string, unknown>): unknown[] {
+    if (def.unchecked) return [];
     try {
       return bindArguments(def.name, def.params, args, kwargs);
     } catch (err) {
