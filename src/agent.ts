@@ -37,6 +37,10 @@ import { AgentMetrics } from './metrics/metrics.js';
 import { modernCodec } from './wire/modern-codec.js';
 import { ModernRpc } from './services/modern-rpc.js';
 import { createRequire } from 'node:module';
+import { RedisStreamSink } from './events/redis-stream.js';
+import { ModernEvents } from './events/modern-events.js';
+import { RedisLink } from './services/redis-link.js';
+import type { SinkStats } from './events/sink.js';
 
 /** The agent's version, from package.json (the modern health and heartbeat report it). */
 export const AGENT_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
@@ -61,6 +65,9 @@ export class Agent {
   private dispatcher: Dispatcher | null = null;
   private modernDispatcher: Dispatcher | null = null;
   private modern: ModernRpc | null = null;
+  private redisSink: RedisStreamSink | null = null;
+  private modernEvents: ModernEvents | null = null;
+  private redisLink: RedisLink | null = null;
   /** Called once the agent has stopped by itself (shutdown_agent), so that the process can exit; the CLI sets it. */
   onSelfStop: (() => void) | null = null;
   private router: RpcRouter | null = null;
@@ -117,8 +124,18 @@ export class Agent {
   }
 
   /** Counters of the RPC transport and the event publisher, for logs and tests. */
-  stats(): { rpc: RouterStats | null; events: PublisherStats } {
-    return { rpc: this.router?.snapshot() ?? null, events: this.publisher?.snapshot() ?? { queued: 0, dropped: 0 } };
+  stats(): { rpc: RouterStats | null; events: PublisherStats; modernEvents: SinkStats } {
+    return {
+      rpc: this.router?.snapshot() ?? null,
+      events: this.publisher?.snapshot() ?? { queued: 0, dropped: 0 },
+      modernEvents: this.redisSink?.snapshot() ?? { queued: 0, dropped: 0 },
+    };
+  }
+
+  /** Emits an event of the agent to every sink: the 2018 PUSH one as it is, the Redis stream in its modern form. */
+  private emitEvent(name: string, args: unknown[]): boolean {
+    this.modernEvents?.fromAgent(name, args);
+    return this.publisher?.emit(name, args) ?? false;
   }
 
   /** Starts the agent; on failure everything taken so far is released and the error is thrown. */
@@ -143,6 +160,8 @@ export class Agent {
       checkpoint();
       const publisher = this.makePublisher(settings.eventQueueLimit);
       this.publisher = publisher;
+      const redisSink = new RedisStreamSink({ agentId: this.options.agentId, codec: msgpackCodec, log: this.log.child({ component: 'events-redis' }), queueLimit: settings.eventQueueLimit });
+      this.redisSink = redisSink;
       await this.registration.starting(this.hostIp, this.address);
       this.registered = true;
       checkpoint();
@@ -182,7 +201,7 @@ export class Agent {
         docker: this.docker,
         stats: new CgroupStats(),
         log: this.log.child({ component: 'kernels' }),
-        emit: (name, args) => publisher.emit(name, args),
+        emit: (name, args) => this.emitEvent(name, args),
         agentId: this.options.agentId,
         scratchRoot: this.options.scratchRoot,
         kernelHost,
@@ -217,7 +236,7 @@ export class Agent {
         log: this.log.child({ component: 'rpc-modern' }),
         version: AGENT_VERSION,
         agentAddr: this.address,
-        emitModern: () => undefined,
+        emitModern: (name, args) => this.modernEvents?.emitModern(name, args),
         requestStop: (reason) => {
           this.stop(reason).then(
             () => this.onSelfStop?.(),
@@ -227,6 +246,15 @@ export class Agent {
         resources: detectResources,
       });
       this.modernDispatcher = new Dispatcher(this.modern.bindings(), this.log.child({ component: 'rpc-modern' }));
+      const modern = this.modern;
+      this.modernEvents = new ModernEvents(redisSink, modern, msgpackCodec, () => ({
+        scalingGroup: 'default',
+        publicHost: this.hostIp,
+        version: AGENT_VERSION,
+        architecture: process.arch === 'arm64' ? 'aarch64' : 'x86_64',
+        publicKey: this.keyPair?.publicKey ?? null,
+        imagePrefix: this.settings.value.imagePrefix,
+      }));
       this.router = new RpcRouter({
         endpoint: `tcp://${this.options.bindHost}:${this.options.agentPort}`,
         codec: msgpackCodec,
@@ -248,7 +276,7 @@ export class Agent {
         {
           log: this.log.child({ component: 'heartbeat' }),
           codec: msgpackCodec,
-          emit: (name, args) => publisher.emit(name, args),
+          emit: (name, args) => this.emitEvent(name, args),
           identity: () => ({
             ip: this.hostIp,
             region: this.options.region,
@@ -277,6 +305,9 @@ export class Agent {
         },
       });
       await this.managerLink.start();
+      this.redisLink = new RedisLink({ etcd: this.etcd, log: this.log.child({ component: 'redis-link' }), setTarget: (t) => redisSink.setTarget(t) });
+      await this.redisLink.start();
+      this.modernEvents.fromAgent('instance_started', []); // agent_started, once: a 2018 sink's attach introduces the agent to that sink only
       await this.settings.watch();
       checkpoint();
       this.heartbeat.start();
@@ -318,7 +349,7 @@ export class Agent {
     const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), DRAIN_TIMEOUT_MS).unref())]);
     if (timedOut) this.log.warn('some RPC calls were still running after the drain timeout; closing anyway', { timeoutMs: DRAIN_TIMEOUT_MS });
     await this.heartbeat?.stop();
-    this.publisher?.emit('instance_terminated', [reason]);
+    this.emitEvent('instance_terminated', [reason]);
     await this.release();
     this.transition('stopping', 'stopped');
   }
@@ -331,6 +362,7 @@ export class Agent {
     await this.metrics?.close();
     await this.settings.stop();
     await this.managerLink?.stop();
+    await this.redisLink?.stop();
     await this.registration.stopChecking();
     if (this.registered) {
       await this.registration.deregister().catch((err: unknown) =>
@@ -339,7 +371,7 @@ export class Agent {
       this.registered = false;
     }
     await this.router?.close();
-    await this.publisher?.close(1000);
+    await Promise.all([this.publisher?.close(1000), this.redisSink?.close(1000)]);
     this.etcd.close();
   }
 

@@ -86,7 +86,7 @@ export class CallosumClient {
   }
 
   /** Calls any method by name; on timeout a cancel goes out and the call fails with RpcTimeoutError. */
-  async callRaw(method: string, args: unknown[], kwargs: Record<string, unknown> = {}, timeoutMs = this.timeoutMs): Promise<unknown> {
+  async callRaw(method: string, args: unknown[], kwargs: Record<string, unknown> = {}, timeoutMs = this.timeoutMs, packed?: Buffer): Promise<unknown> {
     if (this.socket.closed) throw new Error('the client is closed');
     await this.ready;
     const seq = this.seq++;
@@ -97,7 +97,7 @@ export class CallosumClient {
         this.socket.send(cancel).catch(() => undefined);
       }, timeoutMs);
       this.pending.set(seq, { method, resolve, reject, timer });
-      const frames = buildCallosumRequest(this.generation, msgpackCodec, { method, okey: this.okey, seq, args, kwargs });
+      const frames = buildCallosumRequest(this.generation, msgpackCodec, { method, okey: this.okey, seq, args, kwargs, packed });
       this.socket.send(frames).catch((err: unknown) => this.settle(seq, undefined, new Error(`could not send ${method}: ${errorMessage(err)}`)));
     });
   }
@@ -105,6 +105,11 @@ export class CallosumClient {
   /** Resolves when the read loop has ended (after close). */
   closed(): Promise<void> {
     return this.loop;
+  }
+
+  /** Calls a method with arguments packed elsewhere (msgpack of `{args, kwargs}`), e.g. carrying ext values. */
+  callPacked(method: string, packed: Buffer, timeoutMs = this.timeoutMs): Promise<unknown> {
+    return this.callRaw(method, [], {}, timeoutMs, packed);
   }
 
   /** Fails every pending call and closes the socket. */

@@ -19,7 +19,8 @@ import { singleFileOfTar } from '../kernels/tar-single.js';
 export interface ModernKernel {
   sessionId: string;
   extras: ModernKernelExtras;
-  info: KernelInfo;
+  /** Null while the kernel is being created. */
+  info: KernelInfo | null;
 }
 
 /** What the modern handlers need from the agent. */
@@ -38,7 +39,7 @@ export interface ModernRpcDeps {
 }
 
 /** The `creation_info` of kernel_started as 24.09's manager reads it (the create_kernels result of that kernel). */
-export function creationInfo(k: ModernKernel, agentAddr: string): ModernKernelResult {
+export function creationInfo(k: ModernKernel & { info: KernelInfo }, agentAddr: string): ModernKernelResult {
   const i = k.info as KernelInfo & { service_ports?: unknown[] };
   return {
     id: i.id,
@@ -74,6 +75,16 @@ export class ModernRpc {
     return this.sessions.get(kernelId)?.sessionId ?? null;
   }
 
+  /** Whether the kernel's next kernel_terminated is suppressed (destroy_kernel with suppress_events, sync); forgets that. */
+  takeSuppressed(kernelId: string): boolean {
+    return this.suppressed.delete(kernelId);
+  }
+
+  /** Forgets a terminated kernel. */
+  forget(kernelId: string): void {
+    this.sessions.delete(kernelId);
+  }
+
   bindings(): Binding[] {
     const k = this.d.kernels;
     const m = modernMethods;
@@ -95,7 +106,7 @@ export class ModernRpc {
       implement(m.destroy_kernel, async (id, sid, reason, suppress) => {
         if (!k.list().some((r) => r.id === id)) throw new KernelNotFoundError(id);
         if (suppress) this.suppressed.add(id);
-        if (!this.sessions.has(id)) this.sessions.set(id, { sessionId: sid, extras: defaultExtras(), info: { id } as KernelInfo });
+        if (!this.sessions.has(id)) this.sessions.set(id, { sessionId: sid, extras: defaultExtras(), info: null });
         return k.destroy(id, reason ?? 'user-requested');
       }),
       implement(m.interrupt_kernel, async (id) => {
@@ -140,14 +151,22 @@ export class ModernRpc {
     const outcomes = await Promise.allSettled(
       ids.map(async (id, i) => {
         let extras: ModernKernelExtras | undefined;
-        const info = await this.d.kernels.create(id, configs[i]!, (s) => {
-          const r = parseModernKernelConfig(configs[i]!, refs[id], s);
-          extras = r.extras;
-          return r.spec;
-        });
+        // known before the creation starts, so that its kernel_preparing / kernel_creating name the session
+        if (!this.sessions.has(id)) this.sessions.set(id, { sessionId, extras: defaultExtras(), info: null });
+        let info: KernelInfo;
+        try {
+          info = await this.d.kernels.create(id, configs[i]!, (s) => {
+            const r = parseModernKernelConfig(configs[i]!, refs[id], s);
+            extras = r.extras;
+            return r.spec;
+          });
+        } catch (err) {
+          if (!this.d.kernels.list().some((r) => r.id === id)) this.sessions.delete(id); // rolled back: nothing left to report on
+          throw err;
+        }
         extras ??= this.sessions.get(id)?.extras ?? defaultExtras(); // an idempotent repeat reads no config
         if (extras.ignored.length) this.d.log.warn('create_kernels: config keys ignored by this agent', { kernelId: id, keys: extras.ignored });
-        const mk: ModernKernel = { sessionId, extras, info };
+        const mk = { sessionId, extras, info };
         this.sessions.set(id, mk);
         this.d.emitModern('kernel_started', [id, sessionId, 'new-container-started', creationInfo(mk, this.d.agentAddr)]);
         return creationInfo(mk, this.d.agentAddr);

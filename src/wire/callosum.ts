@@ -193,10 +193,11 @@ export interface CallosumReply {
 export function buildCallosumRequest(
   generation: CallosumGeneration,
   codec: Codec,
-  call: { method: string; okey: unknown; seq: number; args: unknown[]; kwargs?: Record<string, unknown>; type?: number; zip?: (b: Buffer) => Buffer },
+  call: { method: string; okey: unknown; seq: number; args: unknown[]; kwargs?: Record<string, unknown>; type?: number; zip?: (b: Buffer) => Buffer; packed?: Buffer },
 ): Buffer[] {
   const header = codec.encode({ type: call.type ?? CallosumType.FUNCTION, meth: call.method, okey: call.okey, seq: call.seq, zip: call.zip !== undefined });
-  const inner = call.type === CallosumType.CANCEL ? null : codec.encode({ args: call.args, kwargs: call.kwargs ?? {} });
+  // `packed`: msgpack of {args, kwargs} made elsewhere (a test's ext values)
+  const inner = call.type === CallosumType.CANCEL ? null : (call.packed ?? codec.encode({ args: call.args, kwargs: call.kwargs ?? {} }));
   let body = codec.encode({ meta: Buffer.alloc(0), body: inner });
   if (call.zip) body = call.zip(body);
   return generation === '1.x' ? [UPPER, header, body] : [header, body];

@@ -9,6 +9,11 @@ import { CallosumClient, type CallosumClientOptions } from '../../src/rpc/callos
 import { modernMethods } from '../../src/rpc/modern-methods.js';
 import type { RunResult } from '../../src/rpc/methods.js';
 import { TEST_IMAGE_LANG, TEST_IMAGE_PREFIX } from './env.js';
+import { Redis } from 'ioredis';
+import { msgpackCodec } from '../../src/wire/codec.js';
+
+/** The shared Redis that deploy/dev/up.sh starts (REDIS_ADDR overrides). */
+export const REDIS_ADDR = process.env.REDIS_ADDR ?? '127.0.0.1:6379';
 
 /** A 24.09 kernel creation config for the test image; `extra` overrides keys. */
 export function modernKernelConfig(extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -76,4 +81,93 @@ export class ModernManager {
   close(): void {
     this.client.close();
   }
+}
+
+/** One event read from the stream: its name, source and decoded args. */
+export interface StreamEvent {
+  id: string;
+  name: string;
+  source: string;
+  args: unknown[];
+}
+
+/**
+ * A reader of the Redis event stream as the 24.09 manager consumes it
+ * (`events` in database 4, fields name, source, args), keeping the events
+ * of one agent (`source`).
+ */
+export class StreamReader {
+  private readonly redis: Redis;
+  private last = '$';
+  readonly seen: StreamEvent[] = [];
+
+  constructor(addr: string, private readonly source: string) {
+    const [host, port] = addr.split(':');
+    this.redis = new Redis({ host, port: Number(port), db: 4, maxRetriesPerRequest: 1, lazyConnect: false });
+    this.redis.on('error', () => undefined);
+  }
+
+  /** Starts reading after what is in the stream now (call before the agent starts). */
+  async mark(): Promise<void> {
+    const top = (await this.redis.xrevrange('events', '+', '-', 'COUNT', 1)) as Array<[string, string[]]>;
+    this.last = top[0]?.[0] ?? '0';
+  }
+
+  /** Waits until an event of this source matches `pred` (reading on from where it was), up to `timeoutMs`. */
+  async waitFor(what: string, pred: (e: StreamEvent) => boolean, timeoutMs = 30_000): Promise<StreamEvent> {
+    const found = this.seen.find(pred);
+    if (found) return found;
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const res = (await this.redis.xreadBuffer('COUNT', 500, 'BLOCK', 500, 'STREAMS', 'events', this.last)) as Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
+      for (const [, entries] of res ?? []) {
+        for (const [id, fields] of entries) {
+          this.last = id.toString();
+          const f: Record<string, Buffer> = {};
+          for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!.toString()] = fields[i + 1]!;
+          if (f.source?.toString() !== this.source) continue;
+          const e = { id: this.last, name: f.name!.toString(), source: this.source, args: msgpackCodec.decode(f.args!) as unknown[] };
+          this.seen.push(e);
+        }
+      }
+      const hit = this.seen.find(pred);
+      if (hit) return hit;
+    }
+    throw new Error(`no ${what} on the Redis stream within ${timeoutMs} ms; seen: ${this.seen.map((e) => e.name).join(', ')}`);
+  }
+
+  close(): void {
+    this.redis.disconnect();
+  }
+}
+
+/** A msgpack ext value with its raw data, for {@link packWithExt} (e.g. a pickle as a 24.09 manager packs it). */
+export class RawExt {
+  constructor(readonly type: number, readonly data: Buffer) {}
+}
+
+/**
+ * Packs a value like the agent's codec, except that {@link RawExt} leaves
+ * go out as msgpack ext types: the arguments of a 24.09 manager that carry
+ * pickled values (msgpackr's extension registry is global, so the test does
+ * not register packers there).
+ */
+export function packWithExt(value: unknown): Buffer {
+  if (value instanceof RawExt) {
+    const n = value.data.length;
+    const head = n <= 0xff ? Buffer.from([0xc7, n, value.type]) : Buffer.from([0xc8, n >> 8, n & 0xff, value.type]);
+    return Buffer.concat([head, value.data]);
+  }
+  if (Array.isArray(value)) {
+    const n = value.length;
+    const head = n < 16 ? Buffer.from([0x90 | n]) : Buffer.from([0xdc, n >> 8, n & 0xff]);
+    return Buffer.concat([head, ...value.map(packWithExt)]);
+  }
+  if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) {
+    const entries = Object.entries(value);
+    const n = entries.length;
+    const head = n < 16 ? Buffer.from([0x80 | n]) : Buffer.from([0xde, n >> 8, n & 0xff]);
+    return Buffer.concat([head, ...entries.flatMap(([k, v]) => [msgpackCodec.encode(k), packWithExt(v)])]);
+  }
+  return msgpackCodec.encode(value);
 }

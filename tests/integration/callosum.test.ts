@@ -14,10 +14,13 @@ import { modernMethods } from '../../src/rpc/modern-methods.js';
 import { CallosumClient } from '../../src/rpc/callosum-client.js';
 import { msgpackCodec } from '../../src/wire/codec.js';
 import { buildCallosumRequest, parseCallosumReply } from '../../src/wire/callosum.js';
-import { containersOf, eventually, onCleanup, remoteError, REPO_ROOT, requireEtcd, startAgent, uniqueName } from '../helpers/env.js';
-import { ModernManager, modernKernelConfig } from '../helpers/modern-manager.js';
+import { containersOf, eventually, onCleanup, remoteError, REPO_ROOT, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
+import { ModernManager, modernKernelConfig, packWithExt, RawExt, REDIS_ADDR, StreamReader } from '../helpers/modern-manager.js';
+import type { ModernKernelResult } from '../../src/rpc/modern-methods.js';
+import { inflateSync } from 'node:zlib';
 
-const fixtures = JSON.parse(readFileSync(path.join(REPO_ROOT, 'tests/unit/fixtures/modern-values.json'), 'utf8')) as { bodies: Record<string, string> };
+const fixtures = JSON.parse(readFileSync(path.join(REPO_ROOT, 'tests/unit/fixtures/modern-values.json'), 'utf8')) as { bodies: Record<string, string>; pickles: Record<string, string> };
+const hex = (s: string) => Buffer.from(s, 'hex');
 
 /** Sends raw frames on a DEALER of its own and returns the first reply's frames (or null after `ms`). */
 async function rawExchange(endpoint: string, frames: Buffer[], ms = 3000): Promise<Buffer[] | null> {
@@ -108,49 +111,84 @@ describe('a 24.09 session walk over Callosum', function () {
   this.timeout(180_000);
   before(requireEtcd);
 
-  it('creates a session, runs code, completes, moves files, restarts, destroys and syncs, as a 24.09 manager does', async () => {
-    const { port, agentId, client } = await startAgent();
+  it('walks a session as a 24.09 manager does, with the events read from the Redis stream and pickled ext values in the config', async () => {
+    const ids = { agentId: uniqueName('i-test') };
+    const events = new StreamReader(REDIS_ADDR, ids.agentId);
+    onCleanup(() => events.close());
+    await events.mark();
+    const { port, agentId, client, agent } = await startAgent({ agentId: ids.agentId }, async (ns) => {
+      await ns.put('config/redis/addr').value(REDIS_ADDR);
+      await ns.put('config/agent/heartbeat_interval').value('0.5');
+    });
     const m = new ModernManager(`tcp://127.0.0.1:${port}`);
     onCleanup(() => m.close());
+
+    // 1. the manager waits for the agent's heartbeat
+    await events.waitFor('agent_started', (e) => e.name === 'agent_started');
+    const beat = await events.waitFor('agent_heartbeat', (e) => e.name === 'agent_heartbeat');
+    const info = beat.args[0] as Record<string, unknown>;
+    expect(info).to.include({ addr: agent.address, region: 'local', scaling_group: 'default', architecture: 'x86_64' });
+    expect((info.resource_slots as { cpu: [string, string] }).cpu[0]).to.equal('count');
+    expect(Number((info.resource_slots as { mem: [string, string] }).mem[1])).to.be.above(0);
+    expect(info['images.opts']).to.deep.equal({ compression: 'zlib' });
+    const images = msgpackCodec.decode(inflateSync(info.images as Buffer)) as Array<[string, string]>;
+    expect(images.map((i) => i[0])).to.include(TEST_IMAGE_PREFIX + TEST_IMAGE_LANG);
+
+    // 2. check_and_pull is not served yet: a failure naming it, never silence
+    expect((await remoteError(m.client.callRaw('check_and_pull', [{}]))).remoteRepr).to.match(/check_and_pull/);
+
+    // 3. create_kernels with pickled ext values: resource_slots a ResourceSlot (Decimals inside), the image ref an ImageRef
     const sid = uniqueName('s');
     const kid = uniqueName('k');
-    const [res] = await m.createKernels(sid, [kid], [modernKernelConfig()]);
+    const config = { ...modernKernelConfig(), resource_slots: new RawExt(8, hex(fixtures.pickles.resource_slot!)) };
+    const packed = packWithExt({ args: [sid, [kid], [config], {}, { [kid]: new RawExt(7, hex(fixtures.pickles.image_ref!)) }], kwargs: {} });
+    const [res] = (await m.client.callPacked('create_kernels', packed)) as ModernKernelResult[];
     expect(res).to.include({ id: kid, kernel_host: '127.0.0.1', scaling_group: 'default' });
-    expect(res!.service_ports).to.be.an('array');
+    const started = await events.waitFor('kernel_started', (e) => e.name === 'kernel_started' && e.args[0] === kid);
+    expect(started.args.slice(0, 3)).to.deep.equal([kid, sid, 'new-container-started']);
+    expect(started.args[3]).to.include({ container_id: res!.container_id, repl_in_port: res!.repl_in_port });
+    expect(events.seen.filter((e) => e.args[0] === kid).map((e) => e.name).slice(0, 3)).to.deep.equal(['kernel_preparing', 'kernel_creating', 'kernel_started']);
     expect((await containersOf(agentId)).map((c) => c.Id)).to.include(res!.container_id);
-    // a repeated call for the same kernel answers the same kernel (idempotent, as the 2018 create_kernel)
-    const [again] = await m.createKernels(sid, [kid], [modernKernelConfig()]);
+    const [again] = await m.createKernels(sid, [kid], [modernKernelConfig()]); // idempotent
     expect(again!.container_id).to.equal(res!.container_id);
 
+    // 4. execute until finished, completions, files
     const r = await m.executeToEnd(sid, kid, 'import os; print(1 + 1, os.environ["GREETING"])');
     expect(r.status).to.equal('finished');
     expect(JSON.stringify(r.console)).to.contain('2 hello');
-    const comp = await m.client.call(modernMethods.get_completions, kid, 'impo', {});
-    expect(comp.status).to.equal('finished');
+    expect((await m.client.call(modernMethods.get_completions, kid, 'impo', {})).status).to.equal('finished');
     expect(await m.client.call(modernMethods.ping_kernel, kid)).to.have.property('rtt').that.is.a('number');
-
     await m.client.call(modernMethods.upload_file, kid, 'hello.txt', Buffer.from('hi there'));
     expect((await m.client.call(modernMethods.download_single, kid, 'hello.txt')).toString()).to.equal('hi there');
-    const tar = await m.client.call(modernMethods.download_file, kid, 'hello.txt');
-    expect(tar.includes(Buffer.from('hi there'))).to.equal(true);
+    expect((await m.client.call(modernMethods.download_file, kid, 'hello.txt')).includes(Buffer.from('hi there'))).to.equal(true);
     const listing = await m.client.call(modernMethods.list_files, kid, '.');
     expect(JSON.parse(listing.files).map((f: { filename: string }) => f.filename)).to.include('hello.txt');
     expect((await remoteError(m.client.call(modernMethods.download_single, kid, '.'))).remoteRepr).to.match(/directory/);
     expect((await m.client.call(modernMethods.get_logs, kid)).logs).to.be.a('string');
 
+    // 5. start_service is not served yet; restart keeps the kernel (no kernel_terminated for a restart)
+    expect((await remoteError(m.client.callRaw('start_service', [kid, 'jupyter', {}]))).remoteRepr).to.match(/start_service/);
     const restarted = await m.client.call(modernMethods.restart_kernel, sid, kid, {}, {});
     expect(restarted.container_id).to.not.equal(res!.container_id);
     expect((await m.executeToEnd(sid, kid, 'print(6 * 7)', 'r2')).console).to.deep.include(['stdout', '42\n']);
+    expect((await client.call(methods.list_kernels)).map((k) => k.id)).to.deep.equal([kid]); // one implementation behind both tables
 
-    // the 2018 table sees the same kernel: one implementation behind both
-    expect((await client.call(methods.list_kernels)).map((k) => k.id)).to.deep.equal([kid]);
+    // 6. destroy_kernel with a pickled enum reason, then kernel_terminated with that reason
+    const destroyArgs = packWithExt({ args: [kid, sid, new RawExt(6, hex(fixtures.pickles.enum_reason!))], kwargs: {} });
+    await m.client.callPacked('destroy_kernel', destroyArgs);
+    const terminated = await events.waitFor('kernel_terminated', (e) => e.name === 'kernel_terminated' && e.args[0] === kid);
+    expect(terminated.args).to.deep.equal([kid, sid, 'user-requested', -1]);
+    expect(events.seen.filter((e) => e.name === 'kernel_terminated' && e.args[0] === kid)).to.have.length(1);
 
-    // sync with a manager that knows nothing: the kernel is destroyed
+    // 7. sync_kernel_registry: a kernel the manager does not know is destroyed without an event, one it knows but is gone is reported
     const kid2 = uniqueName('k');
     await m.createKernels(sid, [kid2], [modernKernelConfig()]);
-    await m.client.call(modernMethods.destroy_kernel, kid, sid, 'user-requested', false);
     await m.client.call(modernMethods.sync_kernel_registry, [[kid, sid]]);
+    const gone = await events.waitFor('already-terminated', (e) => e.name === 'kernel_terminated' && e.args[2] === 'already-terminated');
+    expect(gone.args.slice(0, 2)).to.deep.equal([kid, sid]);
     await eventually('the unknown kernel is gone', async () => ((await containersOf(agentId)).length === 0 ? true : undefined), 60_000);
+    expect(events.seen.some((e) => e.name === 'kernel_terminated' && e.args[0] === kid2)).to.equal(false);
+    expect(agent.stats().modernEvents.dropped).to.equal(0);
   });
 
   it('refuses what it does not support in the creation config, naming the key, and rolls back only the failing kernel of a batch', async () => {
