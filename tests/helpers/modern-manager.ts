@@ -98,7 +98,7 @@ export interface StreamEvent {
  */
 export class StreamReader {
   private readonly redis: Redis;
-  private last = '$';
+  private last = '0';
   readonly seen: StreamEvent[] = [];
 
   constructor(addr: string, private readonly source: string) {

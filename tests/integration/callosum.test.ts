@@ -18,6 +18,7 @@ import { containersOf, eventually, onCleanup, remoteError, REPO_ROOT, requireEtc
 import { ModernManager, modernKernelConfig, packWithExt, RawExt, REDIS_ADDR, StreamReader } from '../helpers/modern-manager.js';
 import type { ModernKernelResult } from '../../src/rpc/modern-methods.js';
 import { inflateSync } from 'node:zlib';
+import { ownRedis } from '../helpers/own-redis.js';
 
 const fixtures = JSON.parse(readFileSync(path.join(REPO_ROOT, 'tests/unit/fixtures/modern-values.json'), 'utf8')) as { bodies: Record<string, string>; pickles: Record<string, string> };
 const hex = (s: string) => Buffer.from(s, 'hex');
@@ -214,5 +215,40 @@ describe('a 24.09 session walk over Callosum', function () {
     const left = await containersOf(agentId);
     expect(left.map((c) => c.Labels['io.compute-agent.kernel-id'])).to.deep.equal([good]); // the good one stays, as 24.09 leaves it
     await m.client.call(modernMethods.reset_agent);
+  });
+});
+
+describe('the Redis event stream in an outage', function () {
+  this.timeout(120_000);
+  before(requireEtcd);
+
+  it('keeps RPC unaffected while Redis is stopped, drops and counts events meanwhile, and resumes when it returns', async () => {
+    const redis = await ownRedis();
+    const agentId = uniqueName('i-test');
+    const { port, agent, client } = await startAgent({ agentId }, async (ns) => {
+      await ns.put('config/redis/addr').value(redis.addr);
+      await ns.put('config/agent/heartbeat_interval').value('0.2');
+      await ns.put('config/agent/event_queue_limit').value('5');
+    });
+    const m = new ModernManager(`tcp://127.0.0.1:${port}`, { timeoutMs: 5000 });
+    onCleanup(() => m.close());
+    const first = new StreamReader(redis.addr, agentId);
+    onCleanup(() => first.close());
+    await first.waitFor('a heartbeat', (e) => e.name === 'agent_heartbeat');
+
+    await redis.stop();
+    const droppedBefore = agent.stats().modernEvents.dropped;
+    // beats go on: past the queue bound of 5 they are dropped and counted; RPC of both generations answers meanwhile
+    await eventually('events dropped', () => (agent.stats().modernEvents.dropped > droppedBefore + 3 ? true : undefined), 30_000);
+    expect(await m.client.call(modernMethods.ping, 'still')).to.equal('still');
+    expect(await client.call(methods.ping, 'here')).to.equal('here');
+
+    await redis.start();
+    const again = new StreamReader(redis.addr, agentId); // the old stream went with the server: read the new one from its start
+    onCleanup(() => again.close());
+    await again.waitFor('a heartbeat after the outage', (e) => e.name === 'agent_heartbeat', 30_000);
+    const dropped = agent.stats().modernEvents.dropped;
+    await again.waitFor('more heartbeats', () => again.seen.filter((e) => e.name === 'agent_heartbeat').length >= 3, 30_000);
+    expect(agent.stats().modernEvents.dropped).to.equal(dropped); // flowing again: nothing more dropped
   });
 });
