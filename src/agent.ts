@@ -20,6 +20,7 @@ import { detectHostAddress, detectResources } from './node/resources.js';
 import { NodeMonitor } from './node/stats.js';
 import { msgpackCodec } from './wire/codec.js';
 import { RpcRouter, type RouterStats } from './wire/router.js';
+import { zapDomains } from './wire/zap.js';
 import { Dispatcher, implement, type Binding } from './rpc/dispatcher.js';
 import { methods } from './rpc/methods.js';
 import { EventPublisher, type PublisherStats } from './events/publisher.js';
@@ -71,6 +72,9 @@ export class Agent {
   /** Called once the agent has stopped by itself (shutdown_agent), so that the process can exit; the CLI sets it. */
   onSelfStop: (() => void) | null = null;
   private router: RpcRouter | null = null;
+  /** The second RPC socket, with CURVE, for modern managers (callosum_curve_port); null when off. */
+  private curveRouter: RpcRouter | null = null;
+  private callosumKeyPair: KeyPair | null = null;
   private heartbeat: Heartbeat | null = null;
   private managerLink: ManagerLink | null = null;
   private kernels: KernelService | null = null;
@@ -108,6 +112,12 @@ export class Agent {
     return `tcp://${this.hostIp}:${this.options.agentPort}`;
   }
 
+  /** The `tcp://host:port` modern managers are told to reach this agent at: the CURVE socket when there is one. */
+  get modernAddress(): string {
+    const port = this.settings.value.callosumCurvePort;
+    return this.callosumKeyPair && port > 0 ? `tcp://${this.hostIp}:${port}` : this.address;
+  }
+
   /** The kernel service once started (for tests and tools); null before. */
   get kernelService(): KernelService | null {
     return this.kernels;
@@ -124,9 +134,10 @@ export class Agent {
   }
 
   /** Counters of the RPC transport and the event publisher, for logs and tests. */
-  stats(): { rpc: RouterStats | null; events: PublisherStats; modernEvents: SinkStats } {
+  stats(): { rpc: RouterStats | null; rpcCurve: RouterStats | null; events: PublisherStats; modernEvents: SinkStats } {
     return {
       rpc: this.router?.snapshot() ?? null,
+      rpcCurve: this.curveRouter?.snapshot() ?? null,
       events: this.publisher?.snapshot() ?? { queued: 0, dropped: 0 },
       modernEvents: this.redisSink?.snapshot() ?? { queued: 0, dropped: 0 },
     };
@@ -155,6 +166,14 @@ export class Agent {
         this.keyPair = await loadKeyPair(settings.rpcKeypairFile);
         if (settings.rpcAllowedKeys.length === 0) {
           throw new ConfigError('rpc_keypair_file is set but rpc_allowed_keys is empty, so no manager could call: list the managers\' public keys');
+        }
+      }
+      if (settings.callosumCurvePort > 0) {
+        const file = settings.callosumKeypairFile || settings.rpcKeypairFile;
+        if (!file) throw new ConfigError('callosum_curve_port is set but neither callosum_keypair_file nor rpc_keypair_file is: the CURVE socket needs a key pair (agent keygen makes one)');
+        this.callosumKeyPair = await loadKeyPair(file);
+        if (settings.callosumManagerKeys.length === 0) {
+          throw new ConfigError('callosum_curve_port is set but callosum_manager_keys is empty, so no modern manager could call: list their public keys');
         }
       }
       checkpoint();
@@ -235,7 +254,7 @@ export class Agent {
         kernels,
         log: this.log.child({ component: 'rpc-modern' }),
         version: AGENT_VERSION,
-        agentAddr: this.address,
+        agentAddr: this.modernAddress,
         emitModern: (name, args) => this.modernEvents?.emitModern(name, args),
         requestStop: (reason) => {
           this.stop(reason).then(
@@ -252,7 +271,8 @@ export class Agent {
         publicHost: this.hostIp,
         version: AGENT_VERSION,
         architecture: process.arch === 'arm64' ? 'aarch64' : 'x86_64',
-        publicKey: this.keyPair?.publicKey ?? null,
+        publicKey: (this.callosumKeyPair ?? this.keyPair)?.publicKey ?? null,
+        addr: this.modernAddress,
         imagePrefix: this.settings.value.imagePrefix,
       }));
       this.router = new RpcRouter({
@@ -271,6 +291,24 @@ export class Agent {
         );
       });
       this.log.info('serving RPC', { endpoint: this.router.endpoint, curve: this.keyPair !== null });
+      if (this.callosumKeyPair) {
+        const pair = this.callosumKeyPair;
+        const port = settings.callosumCurvePort;
+        this.curveRouter = new RpcRouter({
+          endpoint: `tcp://${this.options.bindHost}:${port}`,
+          codec: msgpackCodec,
+          handler: this.dispatcher.handle,
+          log: this.log.child({ component: 'rpc-curve' }),
+          maxMessageBytes: settings.rpcMaxMessageBytes,
+          // ZAP domain "local", as Backend.AI's agent; a second agent in this process (tests) takes one of its own
+          curve: { ...pair, allows: (key) => this.settings.value.callosumManagerKeys.includes(key), zapDomain: zapDomains().includes('local') ? undefined : 'local' },
+          callosum: { handler: this.modernDispatcher.handle, codec: modernCodec },
+        });
+        await this.curveRouter.start().catch((err: unknown) => {
+          throw new ConfigError(`cannot listen on ${this.options.bindHost}:${port} for modern managers (${errorMessage(err)}): choose another callosum_curve_port`);
+        });
+        this.log.info('serving RPC to modern managers with CURVE', { endpoint: this.curveRouter.endpoint, publicKey: pair.publicKey });
+      }
 
       this.heartbeat = new Heartbeat(
         {
@@ -345,7 +383,7 @@ export class Agent {
     this.transition('running', 'stopping');
     this.dispatcher?.stopAccepting();
     this.modernDispatcher?.stopAccepting();
-    const idle = this.router?.idle() ?? Promise.resolve();
+    const idle = Promise.all([this.router?.idle(), this.curveRouter?.idle()]);
     const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), DRAIN_TIMEOUT_MS).unref())]);
     if (timedOut) this.log.warn('some RPC calls were still running after the drain timeout; closing anyway', { timeoutMs: DRAIN_TIMEOUT_MS });
     await this.heartbeat?.stop();
@@ -371,6 +409,7 @@ export class Agent {
       this.registered = false;
     }
     await this.router?.close();
+    await this.curveRouter?.close();
     await Promise.all([this.publisher?.close(1000), this.redisSink?.close(1000)]);
     this.etcd.close();
   }

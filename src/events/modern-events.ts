@@ -40,6 +40,8 @@ export interface ModernIdentity {
   version: string;
   architecture: string;
   publicKey: string | null;
+  /** Where modern managers connect (the CURVE socket when there is one). */
+  addr: string;
   /** The 2018 list names images by lang (`python:3-debian`); the modern one by reference: this prefix goes before. */
   imagePrefix: string;
 }
@@ -109,7 +111,7 @@ export class ModernEvents {
       ip: info.ip,
       region: info.region,
       scaling_group: id.scalingGroup,
-      addr: info.addr,
+      addr: id.addr,
       public_key: id.publicKey,
       public_host: id.publicHost,
       resource_slots: { cpu: ['count', String(info.cpu_slots)], mem: ['bytes', String(info.mem_slots * 1024 * 1024)] },

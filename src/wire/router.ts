@@ -51,7 +51,7 @@ export interface RpcRouterOptions {
    * CURVE on the socket: the agent's key pair (Z85) and which client public
    * keys may connect. Absent, the socket speaks plain ZeroMQ (2018 managers).
    */
-  curve?: { publicKey: string; secretKey: string; allows(clientKeyZ85: string): boolean } | undefined;
+  curve?: { publicKey: string; secretKey: string; allows(clientKeyZ85: string): boolean; zapDomain?: string } | undefined;
   /** Serve Callosum (modern) managers beside aiozmq ones. */
   callosum?: CallosumOptions | undefined;
 }
@@ -115,7 +115,7 @@ export class RpcRouter {
       this.socket.curveServer = true;
       this.socket.curveSecretKey = options.curve.secretKey;
       this.socket.curvePublicKey = options.curve.publicKey;
-      this.socket.zapDomain = `rpc-${process.pid}-${Math.random().toString(36).slice(2)}`;
+      this.socket.zapDomain = options.curve.zapDomain ?? `rpc-${process.pid}-${Math.random().toString(36).slice(2)}`;
     }
     // A peer that stopped reading cannot stall replies to everyone else for more than SEND_WAIT_MS.
     this.queue = new SendQueue(eagerSender(this.socket, SEND_WAIT_MS), (err) => {

@@ -5,8 +5,11 @@
  * 0.9-framed request at once; the modern method table; pickled ext values
  * read, foreign ones refused.
  */
-import { readFileSync } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { generateKeyPairFile } from '../../src/config/keys.js';
+import { RpcTimeoutError } from '../../src/errors.js';
 import { expect } from 'chai';
 import * as zmq from 'zeromq';
 import { methods } from '../../src/rpc/methods.js';
@@ -14,7 +17,7 @@ import { modernMethods } from '../../src/rpc/modern-methods.js';
 import { CallosumClient } from '../../src/rpc/callosum-client.js';
 import { msgpackCodec } from '../../src/wire/codec.js';
 import { buildCallosumRequest, parseCallosumReply } from '../../src/wire/callosum.js';
-import { containersOf, eventually, onCleanup, remoteError, REPO_ROOT, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
+import { containersOf, eventually, freePort, onCleanup, remoteError, REPO_ROOT, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
 import { ModernManager, modernKernelConfig, packWithExt, RawExt, REDIS_ADDR, StreamReader } from '../helpers/modern-manager.js';
 import type { ModernKernelResult } from '../../src/rpc/modern-methods.js';
 import { inflateSync } from 'node:zlib';
@@ -250,5 +253,51 @@ describe('the Redis event stream in an outage', function () {
     const dropped = agent.stats().modernEvents.dropped;
     await again.waitFor('more heartbeats', () => again.seen.filter((e) => e.name === 'agent_heartbeat').length >= 3, 30_000);
     expect(agent.stats().modernEvents.dropped).to.equal(dropped); // flowing again: nothing more dropped
+  });
+});
+
+describe('CURVE for modern managers on a second port', function () {
+  this.timeout(60_000);
+  before(requireEtcd);
+
+  it('admits the listed manager key, gives a wrong key nothing, keeps the 2018 port NULL, and tells the key and address in the heartbeat', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-keys-'));
+    onCleanup(() => fs.rm(dir, { recursive: true, force: true }));
+    const keyFile = path.join(dir, 'agent.key');
+    const keys = await generateKeyPairFile(keyFile);
+    const manager = zmq.curveKeyPair();
+    const curvePort = await freePort();
+    const agentId = uniqueName('i-test');
+    const events = new StreamReader(REDIS_ADDR, agentId);
+    onCleanup(() => events.close());
+    await events.mark();
+    const { port, client, agent } = await startAgent({ agentId }, async (ns) => {
+      await ns.put('config/agent/callosum_curve_port').value(String(curvePort));
+      await ns.put('config/agent/callosum_keypair_file').value(keyFile);
+      await ns.put('config/agent/callosum_manager_keys').value(manager.publicKey);
+      await ns.put('config/agent/heartbeat_interval').value('0.5');
+      await ns.put('config/redis/addr').value(REDIS_ADDR);
+    });
+    const endpoint = `tcp://127.0.0.1:${curvePort}`;
+    const good = new CallosumClient(endpoint, { timeoutMs: 5000, curve: { serverKey: keys.publicKey, ...manager } });
+    onCleanup(() => good.close());
+    expect(await good.call(modernMethods.ping, 'curve')).to.equal('curve');
+
+    const stranger = zmq.curveKeyPair();
+    const wrong = new CallosumClient(endpoint, { timeoutMs: 1500, handshakeMs: 1500, curve: { serverKey: keys.publicKey, ...stranger } });
+    onCleanup(() => wrong.close());
+    const err = await wrong.call(modernMethods.ping, 'no').then(() => null, (e: unknown) => e);
+    expect(err).to.be.instanceOf(RpcTimeoutError);
+    await eventually('the refusal is counted', () => (agent.stats().rpcCurve!.authRefused > 0 ? true : undefined));
+    const plain = new CallosumClient(endpoint, { timeoutMs: 1500, handshakeMs: 1500 });
+    onCleanup(() => plain.close());
+    expect(await plain.call(modernMethods.ping, 'no').then(() => null, (e: unknown) => e)).to.be.instanceOf(RpcTimeoutError);
+
+    // the 2018 port is unchanged: NULL, aiozmq, answered
+    expect(await client.call(methods.ping, 'null')).to.equal('null');
+    expect(port).to.not.equal(curvePort);
+
+    const beat = await events.waitFor('agent_heartbeat', (e) => e.name === 'agent_heartbeat');
+    expect(beat.args[0]).to.include({ public_key: keys.publicKey, addr: `tcp://127.0.0.1:${curvePort}` });
   });
 });
