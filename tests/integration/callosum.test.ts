@@ -22,6 +22,7 @@ import { ModernManager, modernKernelConfig, packWithExt, RawExt, REDIS_ADDR, Str
 import type { ModernKernelResult } from '../../src/rpc/modern-methods.js';
 import { inflateSync } from 'node:zlib';
 import { ownRedis } from '../helpers/own-redis.js';
+import { agentctl } from '../helpers/ctl.js';
 
 const fixtures = JSON.parse(readFileSync(path.join(REPO_ROOT, 'tests/unit/fixtures/modern-values.json'), 'utf8')) as { bodies: Record<string, string>; pickles: Record<string, string> };
 const hex = (s: string) => Buffer.from(s, 'hex');
@@ -299,5 +300,25 @@ describe('CURVE for modern managers on a second port', function () {
 
     const beat = await events.waitFor('agent_heartbeat', (e) => e.name === 'agent_heartbeat');
     expect(beat.args[0]).to.include({ public_key: keys.publicKey, addr: `tcp://127.0.0.1:${curvePort}` });
+  });
+});
+
+describe('agentctl --callosum', function () {
+  this.timeout(60_000);
+  before(requireEtcd);
+
+  it('checks an agent the way a modern manager will: handshake, ping, health, and calls by name', async () => {
+    const { port } = await startAgent();
+    const at = ['--agent', `tcp://127.0.0.1:${port}`, '--callosum'];
+    const ping = await agentctl([...at, 'ping']);
+    expect(ping.code, ping.stderr).to.equal(0);
+    expect(ping.stdout).to.match(/pong over Callosum 1\.x from tcp:\/\/127\.0\.0\.1:\d+ .* 0 kernel\(s\)/);
+    const hw = await agentctl([...at, 'call', 'gather_hwinfo']);
+    expect(JSON.parse(hw.stdout)).to.have.nested.property('cpu.status', 'healthy');
+    const missing = await agentctl([...at, 'call', 'no_such_method']);
+    expect(missing.code).to.equal(1);
+    expect(missing.stderr).to.match(/no_such_method is not served.*KeyError/);
+    const old = await agentctl(['--agent', `tcp://127.0.0.1:${port}`, 'call', 'ping', '"x"']);
+    expect(old.stdout.trim()).to.equal('"x"'); // without --callosum: the 2018 table over aiozmq
   });
 });
