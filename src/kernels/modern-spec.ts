@@ -15,14 +15,14 @@ export type KeyTreatment = 'supported' | 'ignored' | 'refused unless empty';
 
 /** Every key of 24.09's KernelCreationConfig (and the user keys the issue names), with how it is treated and why. */
 export const MODERN_CONFIG_KEYS: ReadonlyArray<{ key: string; treatment: KeyTreatment; note: string }> = [
-  { key: 'image', treatment: 'supported', note: '`canonical` names the image: on image_allow_list as is, or under image_prefix (the prefix stripped gives the lang); other fields ignored' },
-  { key: 'resource_slots', treatment: 'supported', note: '`cpu` (cores) and `mem` (bytes) as strings or numbers; any other slot with a non-zero amount is refused (no accelerators here)' },
-  { key: 'environ', treatment: 'supported', note: 'the same rules as the 2018 `environ`' },
-  { key: 'mounts', treatment: 'supported', note: 'maps of `name`, `host_path` (under the vfolder root), `kernel_path` (`/home/work/<name>`), `mount_perm` `rw` or `wd`; `ro` is refused' },
-  { key: 'cluster_mode', treatment: 'supported', note: '`single-node` only; `multi-node` is refused' },
-  { key: 'cluster_role', treatment: 'supported', note: 'kept for `creation_info`' },
-  { key: 'cluster_idx', treatment: 'supported', note: 'kept for `creation_info`' },
-  { key: 'cluster_hostname', treatment: 'supported', note: 'kept for `creation_info` (the container keeps its own hostname)' },
+  { key: 'image', treatment: 'supported', note: '``canonical`` names the image: on image_allow_list as is, or under image_prefix (the prefix stripped gives the lang); other fields ignored' },
+  { key: 'resource_slots', treatment: 'supported', note: '``cpu`` (cores) and ``mem`` (bytes) as strings or numbers; any other slot with a non-zero amount is refused (no accelerators here)' },
+  { key: 'environ', treatment: 'supported', note: 'the same rules as the 2018 ``environ``' },
+  { key: 'mounts', treatment: 'supported', note: 'maps of ``name``, ``host_path`` (under the vfolder root), ``kernel_path`` (``/home/work/<name>``), ``mount_perm`` ``rw`` or ``wd``; ``ro`` is refused' },
+  { key: 'cluster_mode', treatment: 'supported', note: '``single-node`` only; ``multi-node`` is refused' },
+  { key: 'cluster_role', treatment: 'supported', note: 'kept for ``creation_info``' },
+  { key: 'cluster_idx', treatment: 'supported', note: 'kept for ``creation_info``' },
+  { key: 'cluster_hostname', treatment: 'supported', note: 'kept for ``creation_info`` (the container keeps its own hostname)' },
   { key: 'scaling_group', treatment: 'supported', note: 'returned in the result' },
   { key: 'agent_addr', treatment: 'supported', note: 'returned in the result' },
   { key: 'uid', treatment: 'refused unless empty', note: 'must be absent, nil or the agent\'s kernel_uid' },
