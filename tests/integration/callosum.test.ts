@@ -17,7 +17,10 @@ import { modernMethods } from '../../src/rpc/modern-methods.js';
 import { CallosumClient } from '../../src/rpc/callosum-client.js';
 import { msgpackCodec } from '../../src/wire/codec.js';
 import { buildCallosumRequest, parseCallosumReply } from '../../src/wire/callosum.js';
-import { containersOf, eventually, freePort, onCleanup, remoteError, REPO_ROOT, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
+import {
+  containersOf, ETCD_ADDR, eventually, freePort, onCleanup, remoteError, REPO_ROOT, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd,
+  TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName,
+} from '../helpers/env.js';
 import { ModernManager, modernKernelConfig, packWithExt, RawExt, REDIS_ADDR, StreamReader } from '../helpers/modern-manager.js';
 import type { ModernKernelResult } from '../../src/rpc/modern-methods.js';
 import { inflateSync } from 'node:zlib';
@@ -320,5 +323,33 @@ describe('agentctl --callosum', function () {
     expect(missing.stderr).to.match(/no_such_method is not served.*KeyError/);
     const old = await agentctl(['--agent', `tcp://127.0.0.1:${port}`, 'call', 'ping', '"x"']);
     expect(old.stdout.trim()).to.equal('"x"'); // without --callosum: the 2018 table over aiozmq
+  });
+});
+
+describe('shutdown_agent', function () {
+  this.timeout(60_000);
+  before(requireEtcd);
+
+  it('answers, then drains and stops the agent process as SIGTERM does (agent_terminated on the stream, deregistered, exit 0)', async () => {
+    const namespace = uniqueName('test');
+    const agentId = uniqueName('i-test');
+    const { ns } = testEtcd(namespace);
+    await ns.put('config/redis/addr').value(REDIS_ADDR);
+    const events = new StreamReader(REDIS_ADDR, agentId);
+    onCleanup(() => events.close());
+    await events.mark();
+    const port = await freePort();
+    const proc = spawnAgent(['--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
+      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', await tempScratch(), '--log-format', 'json']);
+    await proc.waitFor(/"message":"agent running"/);
+    expect(await ns.get(`nodes/agents/${agentId}`).string()).to.equal('running');
+    const m = new ModernManager(`tcp://127.0.0.1:${port}`, { timeoutMs: 10_000 });
+    onCleanup(() => m.close());
+    expect(await m.client.call(modernMethods.shutdown_agent, false)).to.equal(null);
+    expect(await proc.exited).to.equal(0);
+    expect(proc.stderr()).to.match(/"message":"agent stopping"/);
+    expect(await ns.get(`nodes/agents/${agentId}`).string()).to.equal(null);
+    const bye = await events.waitFor('agent_terminated', (e) => e.name === 'agent_terminated');
+    expect(bye.args).to.deep.equal(['shutdown-agent']);
   });
 });
