@@ -3,10 +3,11 @@
  * (PROTOCOL.md section 7), with the names, positional orders and result
  * shapes of `agent/server.py` at tag 24.09.0, each declared once like the
  * 2018 table (src/rpc/methods.ts): the declaration drives binding, dispatch,
- * the Callosum client and `agent methods --modern`. The handlers map them
+ * the Callosum client and `agent methods --modern` (methods whose 24.09
+ * shape is the 2018 one are the 2018 declarations). The handlers map them
  * onto the same kernel, relay and file services (src/services/modern-rpc.ts).
  */
-import { define, kernelIdParam, type KernelStats, type RunResult } from './methods.js';
+import { define, kernelIdParam, methods, type KernelStats, type RunResult } from './methods.js';
 import { p, type OptionalParam, type Param } from './params.js';
 
 const MiB = 1024 * 1024;
@@ -91,14 +92,9 @@ export const modernMethods = {
     params: [kernelId, sessionIdParam, p.optional(p.nullable(p.str('reason', { maxLength: 256 }))), p.optional(p.bool('suppress_events'))],
     returns: 'last stats map or nil',
   }),
-  interrupt_kernel: define<[Param<string>], null>({ name: 'interrupt_kernel', summary: 'Sends SIGINT to the code a kernel runs.', params: [kernelId], returns: 'nil' }),
-  get_completions: define<[Param<string>, Param<string>, Param<Record<string, unknown>>], { status: string; completions: string[] }>({
-    name: 'get_completions',
-    summary: 'Asks the kernel for completions of a piece of code.',
-    params: [kernelId, p.str('text', { maxLength: MiB }), opts],
-    returns: '{status, completions}',
-  }),
-  get_logs: define<[Param<string>], { logs: string }>({ name: 'get_logs', summary: "Returns the kernel container's output.", params: [kernelId], returns: '{logs}' }),
+  interrupt_kernel: methods.interrupt_kernel,
+  get_completions: methods.get_completions,
+  get_logs: methods.get_logs,
   restart_kernel: define<[Param<string>, Param<string>, Param<Record<string, unknown>>, Param<Record<string, unknown>>], Record<string, unknown>>({
     name: 'restart_kernel',
     summary: 'Recreates a kernel container, keeping its scratch home.',
@@ -123,30 +119,15 @@ export const modernMethods = {
     ],
     returns: 'run result',
   }),
-  upload_file: define<[Param<string>, Param<string>, Param<Buffer>], null>({
-    name: 'upload_file',
-    summary: "Writes a file into the kernel's home.",
-    params: [kernelId, p.str('filename', { minLength: 1, maxLength: 4096 }), p.bytes('filedata', { maxLength: 1024 * MiB })],
-    returns: 'nil',
-  }),
-  download_file: define<[Param<string>, Param<string>], Buffer>({
-    name: 'download_file',
-    summary: "A file or folder of the kernel's home as tar bytes.",
-    params: [kernelId, p.str('filepath', { minLength: 1, maxLength: 4096 })],
-    returns: 'tar archive bytes',
-  }),
+  upload_file: methods.upload_file,
+  download_file: methods.download_file,
   download_single: define<[Param<string>, Param<string>], Buffer>({
     name: 'download_single',
     summary: "The bytes of one file of the kernel's home.",
     params: [kernelId, p.str('filepath', { minLength: 1, maxLength: 4096 })],
     returns: 'file bytes',
   }),
-  list_files: define<[Param<string>, Param<string>], { files: string; errors: string; abspath: string }>({
-    name: 'list_files',
-    summary: "Lists a folder of the kernel's home.",
-    params: [kernelId, p.str('path', { maxLength: 4096 })],
-    returns: '{files (JSON), errors, abspath}',
-  }),
+  list_files: methods.list_files,
   reset_agent: define<[], null>({ name: 'reset_agent', summary: 'Destroys every kernel with reason agent-reset.', params: [], returns: 'nil' }),
   get_local_config: define<[], Record<string, unknown>>({
     name: 'get_local_config',

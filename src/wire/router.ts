@@ -212,12 +212,7 @@ export class RpcRouter {
       if (this.queue.push(frames)) this.stats.replied++;
       else this.stats.sendFailures++;
     } finally {
-      this.stats.inFlight--;
-      if (this.stats.inFlight === 0) {
-        const waiters = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const w of waiters) w();
-      }
+      this.callDone();
     }
   }
 
@@ -253,12 +248,17 @@ export class RpcRouter {
       if (this.queue.push(frames)) this.stats.replied++;
       else this.stats.sendFailures++;
     } finally {
-      this.stats.inFlight--;
-      if (this.stats.inFlight === 0) {
-        const waiters = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const w of waiters) w();
-      }
+      this.callDone();
+    }
+  }
+
+  /** Counts a call as finished and wakes idle() waiters when it was the last. */
+  private callDone(): void {
+    this.stats.inFlight--;
+    if (this.stats.inFlight === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
     }
   }
 
