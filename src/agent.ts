@@ -20,7 +20,6 @@ import { detectHostAddress, detectResources } from './node/resources.js';
 import { NodeMonitor } from './node/stats.js';
 import { msgpackCodec } from './wire/codec.js';
 import { RpcRouter, type RouterStats } from './wire/router.js';
-import { zapDomains } from './wire/zap.js';
 import { Dispatcher, implement, type Binding } from './rpc/dispatcher.js';
 import { methods } from './rpc/methods.js';
 import { EventPublisher, type PublisherStats } from './events/publisher.js';
@@ -35,12 +34,8 @@ import { containerSecurity } from './config/security.js';
 import { loadKeyPair, type KeyPair } from './config/keys.js';
 import { WarmPool } from './pool/pool.js';
 import { AgentMetrics } from './metrics/metrics.js';
-import { modernCodec } from './wire/modern-codec.js';
-import { ModernRpc } from './services/modern-rpc.js';
+import { ModernSide } from './modern-side.js';
 import { createRequire } from 'node:module';
-import { RedisStreamSink } from './events/redis-stream.js';
-import { ModernEvents } from './events/modern-events.js';
-import { RedisLink } from './services/redis-link.js';
 import type { SinkStats } from './events/sink.js';
 
 /** The agent's version, from package.json (the modern health and heartbeat report it). */
@@ -64,17 +59,10 @@ export class Agent {
   private readonly hostIp: string;
   private settings: LiveSettings;
   private dispatcher: Dispatcher | null = null;
-  private modernDispatcher: Dispatcher | null = null;
-  private modern: ModernRpc | null = null;
-  private redisSink: RedisStreamSink | null = null;
-  private modernEvents: ModernEvents | null = null;
-  private redisLink: RedisLink | null = null;
+  private modern: ModernSide | null = null;
   /** Called once the agent has stopped by itself (shutdown_agent), so that the process can exit; the CLI sets it. */
   onSelfStop: (() => void) | null = null;
   private router: RpcRouter | null = null;
-  /** The second RPC socket, with CURVE, for modern managers (callosum_curve_port); null when off. */
-  private curveRouter: RpcRouter | null = null;
-  private callosumKeyPair: KeyPair | null = null;
   private heartbeat: Heartbeat | null = null;
   private managerLink: ManagerLink | null = null;
   private kernels: KernelService | null = null;
@@ -112,12 +100,6 @@ export class Agent {
     return `tcp://${this.hostIp}:${this.options.agentPort}`;
   }
 
-  /** The `tcp://host:port` modern managers are told to reach this agent at: the CURVE socket when there is one. */
-  get modernAddress(): string {
-    const port = this.settings.value.callosumCurvePort;
-    return this.callosumKeyPair && port > 0 ? `tcp://${this.hostIp}:${port}` : this.address;
-  }
-
   /** The kernel service once started (for tests and tools); null before. */
   get kernelService(): KernelService | null {
     return this.kernels;
@@ -137,15 +119,14 @@ export class Agent {
   stats(): { rpc: RouterStats | null; rpcCurve: RouterStats | null; events: PublisherStats; modernEvents: SinkStats } {
     return {
       rpc: this.router?.snapshot() ?? null,
-      rpcCurve: this.curveRouter?.snapshot() ?? null,
       events: this.publisher?.snapshot() ?? { queued: 0, dropped: 0 },
-      modernEvents: this.redisSink?.snapshot() ?? { queued: 0, dropped: 0 },
+      ...(this.modern?.stats() ?? { rpcCurve: null, modernEvents: { queued: 0, dropped: 0 } }),
     };
   }
 
   /** Emits an event of the agent to every sink: the 2018 PUSH one as it is, the Redis stream in its modern form. */
   private emitEvent(name: string, args: unknown[]): boolean {
-    this.modernEvents?.fromAgent(name, args);
+    this.modern?.fromAgent(name, args);
     return this.publisher?.emit(name, args) ?? false;
   }
 
@@ -168,19 +149,21 @@ export class Agent {
           throw new ConfigError('rpc_keypair_file is set but rpc_allowed_keys is empty, so no manager could call: list the managers\' public keys');
         }
       }
-      if (settings.callosumCurvePort > 0) {
-        const file = settings.callosumKeypairFile || settings.rpcKeypairFile;
-        if (!file) throw new ConfigError('callosum_curve_port is set but neither callosum_keypair_file nor rpc_keypair_file is: the CURVE socket needs a key pair (agent keygen makes one)');
-        this.callosumKeyPair = await loadKeyPair(file);
-        if (settings.callosumManagerKeys.length === 0) {
-          throw new ConfigError('callosum_curve_port is set but callosum_manager_keys is empty, so no modern manager could call: list their public keys');
-        }
-      }
+      const modern = new ModernSide({
+        agentId: this.options.agentId,
+        log: this.log,
+        etcd: this.etcd,
+        version: AGENT_VERSION,
+        hostIp: this.hostIp,
+        bindHost: this.options.bindHost,
+        address: this.address,
+        settings: () => this.settings.value,
+      });
+      this.modern = modern;
+      await modern.loadKeys();
       checkpoint();
       const publisher = this.makePublisher(settings.eventQueueLimit);
       this.publisher = publisher;
-      const redisSink = new RedisStreamSink({ agentId: this.options.agentId, codec: msgpackCodec, log: this.log.child({ component: 'events-redis' }), queueLimit: settings.eventQueueLimit });
-      this.redisSink = redisSink;
       await this.registration.starting(this.hostIp, this.address);
       this.registered = true;
       checkpoint();
@@ -250,31 +233,19 @@ export class Agent {
       });
 
       this.dispatcher = new Dispatcher(this.bindings(kernels), this.log.child({ component: 'rpc' }));
-      this.modern = new ModernRpc({
-        kernels,
-        log: this.log.child({ component: 'rpc-modern' }),
-        version: AGENT_VERSION,
-        agentAddr: this.modernAddress,
-        emitModern: (name, args) => this.modernEvents?.emitModern(name, args),
-        requestStop: (reason) => {
-          this.stop(reason).then(
-            () => this.onSelfStop?.(),
-            (err: unknown) => this.log.error('stopping on shutdown_agent failed', { error: errorMessage(err) }),
-          );
+      const callosum = modern.serve(
+        {
+          kernels,
+          resources: detectResources,
+          requestStop: (reason) => {
+            this.stop(reason).then(
+              () => this.onSelfStop?.(),
+              (err: unknown) => this.log.error('stopping on shutdown_agent failed', { error: errorMessage(err) }),
+            );
+          },
         },
-        resources: detectResources,
-      });
-      this.modernDispatcher = new Dispatcher(this.modern.bindings(), this.log.child({ component: 'rpc-modern' }));
-      const modern = this.modern;
-      this.modernEvents = new ModernEvents(redisSink, modern, msgpackCodec, () => ({
-        scalingGroup: 'default',
-        publicHost: this.hostIp,
-        version: AGENT_VERSION,
-        architecture: process.arch === 'arm64' ? 'aarch64' : 'x86_64',
-        publicKey: (this.callosumKeyPair ?? this.keyPair)?.publicKey ?? null,
-        addr: this.modernAddress,
-        imagePrefix: this.settings.value.imagePrefix,
-      }));
+        this.keyPair?.publicKey ?? null,
+      );
       this.router = new RpcRouter({
         endpoint: `tcp://${this.options.bindHost}:${this.options.agentPort}`,
         codec: msgpackCodec,
@@ -282,7 +253,7 @@ export class Agent {
         log: this.log.child({ component: 'rpc' }),
         maxMessageBytes: settings.rpcMaxMessageBytes,
         curve: this.keyPair ? { ...this.keyPair, allows: (key) => this.settings.value.rpcAllowedKeys.includes(key) } : undefined,
-        callosum: { handler: this.modernDispatcher.handle, codec: modernCodec },
+        callosum,
       });
       await this.router.start().catch((err: unknown) => {
         throw new ConfigError(
@@ -291,24 +262,7 @@ export class Agent {
         );
       });
       this.log.info('serving RPC', { endpoint: this.router.endpoint, curve: this.keyPair !== null });
-      if (this.callosumKeyPair) {
-        const pair = this.callosumKeyPair;
-        const port = settings.callosumCurvePort;
-        this.curveRouter = new RpcRouter({
-          endpoint: `tcp://${this.options.bindHost}:${port}`,
-          codec: msgpackCodec,
-          handler: this.dispatcher.handle,
-          log: this.log.child({ component: 'rpc-curve' }),
-          maxMessageBytes: settings.rpcMaxMessageBytes,
-          // ZAP domain "local", as Backend.AI's agent; a second agent in this process (tests) takes one of its own
-          curve: { ...pair, allows: (key) => this.settings.value.callosumManagerKeys.includes(key), zapDomain: zapDomains().includes('local') ? undefined : 'local' },
-          callosum: { handler: this.modernDispatcher.handle, codec: modernCodec },
-        });
-        await this.curveRouter.start().catch((err: unknown) => {
-          throw new ConfigError(`cannot listen on ${this.options.bindHost}:${port} for modern managers (${errorMessage(err)}): choose another callosum_curve_port`);
-        });
-        this.log.info('serving RPC to modern managers with CURVE', { endpoint: this.curveRouter.endpoint, publicKey: pair.publicKey });
-      }
+      await modern.startCurve(this.dispatcher.handle);
 
       this.heartbeat = new Heartbeat(
         {
@@ -343,9 +297,7 @@ export class Agent {
         },
       });
       await this.managerLink.start();
-      this.redisLink = new RedisLink({ etcd: this.etcd, log: this.log.child({ component: 'redis-link' }), setTarget: (t) => redisSink.setTarget(t) });
-      await this.redisLink.start();
-      this.modernEvents.fromAgent('instance_started', []); // agent_started, once: a 2018 sink's attach introduces the agent to that sink only
+      await modern.startEvents();
       await this.settings.watch();
       checkpoint();
       this.heartbeat.start();
@@ -382,8 +334,8 @@ export class Agent {
   private async drain(reason: string): Promise<void> {
     this.transition('running', 'stopping');
     this.dispatcher?.stopAccepting();
-    this.modernDispatcher?.stopAccepting();
-    const idle = Promise.all([this.router?.idle(), this.curveRouter?.idle()]);
+    this.modern?.stopAccepting();
+    const idle = Promise.all([this.router?.idle(), this.modern?.idle()]);
     const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), DRAIN_TIMEOUT_MS).unref())]);
     if (timedOut) this.log.warn('some RPC calls were still running after the drain timeout; closing anyway', { timeoutMs: DRAIN_TIMEOUT_MS });
     await this.heartbeat?.stop();
@@ -400,7 +352,6 @@ export class Agent {
     await this.metrics?.close();
     await this.settings.stop();
     await this.managerLink?.stop();
-    await this.redisLink?.stop();
     await this.registration.stopChecking();
     if (this.registered) {
       await this.registration.deregister().catch((err: unknown) =>
@@ -409,8 +360,8 @@ export class Agent {
       this.registered = false;
     }
     await this.router?.close();
-    await this.curveRouter?.close();
-    await Promise.all([this.publisher?.close(1000), this.redisSink?.close(1000)]);
+    await this.modern?.closeRpc();
+    await Promise.all([this.publisher?.close(1000), this.modern?.closeEvents(1000)]);
     this.etcd.close();
   }
 
