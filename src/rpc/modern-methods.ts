@@ -7,28 +7,17 @@
  * shape is the 2018 one are the 2018 declarations). The handlers map them
  * onto the same kernel, relay and file services (src/services/modern-rpc.ts).
  */
-import { define, kernelIdParam, methods, type KernelStats, type RunResult } from './methods.js';
+import { define, kernelIdParam, methods, type KernelInfo, type KernelStats, type RunResult } from './methods.js';
 import { p, type OptionalParam, type Param } from './params.js';
 
 const MiB = 1024 * 1024;
 
 /** A session id: the same charset as kernel ids (24.09 sends UUIDs as str). */
-export const sessionIdParam = p.str('session_id', {
-  minLength: 1,
-  maxLength: 64,
-  pattern: { re: /^[A-Za-z0-9][A-Za-z0-9_.-]*$/, says: 'letters, digits, "_", "." and "-", not starting with a symbol' },
-});
+export const sessionIdParam: Param<string> = { ...kernelIdParam, name: 'session_id' };
 
 /** One kernel's result of create_kernels, as 24.09 returns it. */
-export interface ModernKernelResult {
-  id: string;
-  kernel_host: string;
-  repl_in_port: number;
-  repl_out_port: number;
-  stdin_port: number;
-  stdout_port: number;
+export interface ModernKernelResult extends Omit<KernelInfo, 'cpu_set' | 'gpu_set'> {
   service_ports: unknown[];
-  container_id: string;
   resource_spec: Record<string, unknown>;
   attached_devices: Record<string, unknown>;
   agent_addr: string;
@@ -74,7 +63,7 @@ export const modernMethods = {
   }),
   sync_kernel_registry: define<[Param<Array<[string, string]>>], null>({
     name: 'sync_kernel_registry',
-    summary: 'Reconciles with the manager: kernels it does not know are destroyed, kernels it knows that are gone are reported terminated.',
+    summary: 'Reconciles with the manager: kernels of modern sessions it does not list are destroyed, listed ones that are gone are reported terminated.',
     params: [
       p.list('raw_kernel_session_ids', kernelSessionPair, { maxLength: 100_000 }),
     ],

@@ -188,7 +188,8 @@ export class ModernRpc {
       if (!held.has(kid)) this.d.emitModern('kernel_terminated', [kid, sid, 'already-terminated', null]);
     }
     for (const id of held) {
-      if (known.has(id)) continue;
+      // only the modern managers' kernels: those a 2018 manager created on this agent are not theirs to reap
+      if (known.has(id) || !this.sessions.has(id)) continue;
       this.suppressed.add(id);
       await this.d.kernels.destroy(id, 'not-found-in-manager').catch((err: unknown) => this.d.log.warn('sync_kernel_registry: destroying a kernel the manager does not know failed', { kernelId: id, error: String(err) }));
     }

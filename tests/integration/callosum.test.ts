@@ -191,10 +191,13 @@ describe('a 24.09 session walk over Callosum', function () {
     // 7. sync_kernel_registry: a kernel the manager does not know is destroyed without an event, one it knows but is gone is reported
     const kid2 = uniqueName('k');
     await m.createKernels(sid, [kid2], [modernKernelConfig()]);
+    const old = uniqueName('k'); // a 2018 manager's kernel on the same agent: not the modern manager's to reap
+    await client.call(methods.create_kernel, old, { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 } });
     await m.client.call(modernMethods.sync_kernel_registry, [[kid, sid]]);
     const gone = await events.waitFor('already-terminated', (e) => e.name === 'kernel_terminated' && e.args[2] === 'already-terminated');
     expect(gone.args.slice(0, 2)).to.deep.equal([kid, sid]);
-    await eventually('the unknown kernel is gone', async () => ((await containersOf(agentId)).length === 0 ? true : undefined), 60_000);
+    await eventually('the unknown kernel is gone', async () => ((await containersOf(agentId)).length === 1 ? true : undefined), 60_000);
+    expect((await client.call(methods.list_kernels)).map((k) => k.id)).to.deep.equal([old]);
     expect(events.seen.some((e) => e.name === 'kernel_terminated' && e.args[0] === kid2)).to.equal(false);
     expect(agent.stats().modernEvents.dropped).to.equal(0);
   });
