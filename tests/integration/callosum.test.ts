@@ -18,7 +18,7 @@ import { CallosumClient } from '../../src/rpc/callosum-client.js';
 import { msgpackCodec } from '../../src/wire/codec.js';
 import { buildCallosumRequest, parseCallosumReply } from '../../src/wire/callosum.js';
 import {
-  containersOf, ETCD_ADDR, eventually, freePort, onCleanup, remoteError, REPO_ROOT, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd,
+  AGENT_BIN, containersOf, ETCD_ADDR, eventually, freePort, onCleanup, remoteError, REPO_ROOT, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd,
   TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName,
 } from '../helpers/env.js';
 import { ModernManager, modernKernelConfig, packWithExt, RawExt, REDIS_ADDR, StreamReader } from '../helpers/modern-manager.js';
@@ -26,6 +26,8 @@ import type { ModernKernelResult } from '../../src/rpc/modern-methods.js';
 import { inflateSync } from 'node:zlib';
 import { ownRedis } from '../helpers/own-redis.js';
 import { agentctl } from '../helpers/ctl.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 
 const fixtures = JSON.parse(readFileSync(path.join(REPO_ROOT, 'tests/unit/fixtures/modern-values.json'), 'utf8')) as { bodies: Record<string, string>; pickles: Record<string, string> };
 const hex = (s: string) => Buffer.from(s, 'hex');
@@ -326,6 +328,13 @@ describe('agentctl --callosum', function () {
     expect(missing.stderr).to.match(/no_such_method is not served.*KeyError/);
     const old = await agentctl(['--agent', `tcp://127.0.0.1:${port}`, 'call', 'ping', '"x"']);
     expect(old.stdout.trim()).to.equal('"x"'); // without --callosum: the 2018 table over aiozmq
+  });
+
+  it('lists the modern table with `agent methods --modern`, from the same declarations, and what is not served', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [AGENT_BIN, 'methods', '--modern']);
+    for (const name of Object.keys(modernMethods)) expect(stdout).to.match(new RegExp(`^${name}\\(`, 'm'));
+    expect(stdout).to.match(/^execute\(session_id: .*, kernel_id: .*, api_version: .*flush_timeout: float/m);
+    expect(stdout).to.match(/not served yet .*check_and_pull.*scan_gpu_alloc_map/);
   });
 });
 
