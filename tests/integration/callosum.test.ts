@@ -365,3 +365,26 @@ describe('shutdown_agent', function () {
     expect(bye.args).to.deep.equal(['shutdown-agent']);
   });
 });
+
+describe('Callosum from Python (pyzmq and msgpack as a 24.09 manager packs)', function () {
+  this.timeout(60_000);
+  before(requireEtcd);
+
+  it('handshakes, calls, reads failures, and gets a refusal for a pickle of os.system, which never runs', async () => {
+    const { port } = await startAgent();
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pickle-marker-'));
+    onCleanup(() => fs.rm(dir, { recursive: true, force: true }));
+    const marker = path.join(dir, 'ran');
+    const { stdout } = await promisify(execFile)('/usr/bin/python3', [path.join(REPO_ROOT, 'tests/interop/callosum_client.py'), `tcp://127.0.0.1:${port}`, marker], { timeout: 30_000 });
+    const out = JSON.parse(stdout) as Record<string, { result?: unknown; failure?: string; repr?: string }> & { handshake: string[] };
+    expect(out.handshake).to.deep.equal(['PONG', '', '']);
+    expect(out.ping).to.deep.equal({ result: 'from python' });
+    expect(out.health!.result).to.include({ status: 'ok' });
+    expect(out.destroy_enum).to.include({ failure: 'KernelNotFound' });
+    expect(out.evil).to.include({ failure: 'ParametersError' });
+    expect(out.evil!.repr).to.match(/posix\.system/);
+    expect(out.unknown).to.include({ failure: 'KeyError' });
+    expect(out.legacy_09).to.deep.equal({ result: 'from 0.9' });
+    expect(await fs.stat(marker).then(() => true, () => false)).to.equal(false);
+  });
+});
