@@ -131,6 +131,7 @@ export function parseCallosumFrames(frames: Buffer[], headerCodec: Codec, codec:
 
   let outer: unknown;
   try {
+    if (decoded.zip === true) checkSnappyLength(rawBody);
     const plain = decoded.zip === true ? uncompressSync(rawBody, { asBuffer: true }) : rawBody;
     outer = headerCodec.decode(plain as Buffer);
   } catch (err) {
@@ -152,6 +153,30 @@ export function parseCallosumFrames(frames: Buffer[], headerCodec: Codec, codec:
   if (!Array.isArray(args)) return bad('args must be a list');
   if (!isMap(kwargs)) return bad('kwargs must be a map');
   return { kind: 'request', ...base, args, kwargs };
+}
+
+/** Most that a zipped body may unpack to (rpc_max_message_bytes' default). */
+const MAX_UNZIPPED_BYTES = 1100 * 1024 * 1024;
+
+/**
+ * Refuses a snappy block whose declared length (the varint that starts it)
+ * is more than snappy can expand that many bytes to (about 22 times), or
+ * than {@link MAX_UNZIPPED_BYTES}, before anything is allocated for it.
+ */
+function checkSnappyLength(block: Buffer): void {
+  let n = 0;
+  let shift = 0;
+  for (let i = 0; i < 5; i++) {
+    const b = block[i];
+    if (b === undefined) throw new Error('truncated snappy length');
+    n += (b & 0x7f) * 2 ** shift;
+    if ((b & 0x80) === 0) {
+      if (n > Math.min(22 * block.length + 64, MAX_UNZIPPED_BYTES)) throw new Error(`a zipped body of ${block.length} bytes claims to unpack to ${n}`);
+      return;
+    }
+    shift += 7;
+  }
+  throw new Error('bad snappy length');
 }
 
 /**

@@ -163,6 +163,10 @@ describe('callosum: framing', () => {
     expect(evil.kind === 'malformed' && evil.reason).to.match(/posix\.system/);
     expect(parseCallosumFrames([id, good[1]!, Buffer.from([0x85, 0xc1]), good[3]!], msgpackCodec, modernCodec).kind).to.equal('drop');
     expect(parseCallosumFrames([id, good[1]!, msgpackCodec.encode({ type: 1 }), good[3]!], msgpackCodec, modernCodec).kind).to.equal('drop');
+    // a zipped body that claims to unpack to 1 GiB from a few bytes is refused before anything is allocated
+    const zipHeader = msgpackCodec.encode({ type: 1, meth: 'ping', okey: '', seq: 4, zip: true });
+    const bomb = parseCallosumFrames([id, good[1]!, zipHeader, Buffer.from([0x80, 0x80, 0x80, 0x80, 0x04, 0x00])], msgpackCodec, modernCodec);
+    expect(bomb.kind === 'malformed' && bomb.reason).to.match(/claims to unpack/);
     const cancel = parseCallosumFrames(upper({ method: 'ping', okey: '', seq: 3, args: [], type: 5 }), msgpackCodec, modernCodec);
     expect(cancel.kind).to.equal('cancel');
   });
