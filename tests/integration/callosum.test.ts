@@ -9,6 +9,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { generateKeyPairFile } from '../../src/config/keys.js';
+import type { Logger } from '../../src/log.js';
 import { RpcTimeoutError } from '../../src/errors.js';
 import { expect } from 'chai';
 import * as zmq from 'zeromq';
@@ -31,6 +32,18 @@ import { promisify } from 'node:util';
 
 const fixtures = JSON.parse(readFileSync(path.join(REPO_ROOT, 'tests/unit/fixtures/modern-values.json'), 'utf8')) as { bodies: Record<string, string>; pickles: Record<string, string> };
 const hex = (s: string) => Buffer.from(s, 'hex');
+
+/** A logger that records `level message` lines (children included). */
+function recordingLogger(lines: string[]): Logger {
+  const make = (): Logger => ({
+    error: (m) => void lines.push(`error ${m}`),
+    warn: (m) => void lines.push(`warn ${m}`),
+    info: (m) => void lines.push(`info ${m}`),
+    debug: () => undefined,
+    child: () => make(),
+  });
+  return make();
+}
 
 /** Sends raw frames on a DEALER of its own and returns the first reply's frames (or null after `ms`). */
 async function rawExchange(endpoint: string, frames: Buffer[], ms = 3000): Promise<Buffer[] | null> {
@@ -237,11 +250,16 @@ describe('the Redis event stream in an outage', function () {
   it('keeps RPC unaffected while Redis is stopped, drops and counts events meanwhile, and resumes when it returns', async () => {
     const redis = await ownRedis();
     const agentId = uniqueName('i-test');
-    const { port, agent, client } = await startAgent({ agentId }, async (ns) => {
-      await ns.put('config/redis/addr').value(redis.addr);
-      await ns.put('config/agent/heartbeat_interval').value('0.2');
-      await ns.put('config/agent/event_queue_limit').value('5');
-    });
+    const lines: string[] = [];
+    const { port, agent, client } = await startAgent(
+      { agentId },
+      async (ns) => {
+        await ns.put('config/redis/addr').value(redis.addr);
+        await ns.put('config/agent/heartbeat_interval').value('0.2');
+        await ns.put('config/agent/event_queue_limit').value('5');
+      },
+      recordingLogger(lines),
+    );
     const m = new ModernManager(`tcp://127.0.0.1:${port}`, { timeoutMs: 5000 });
     onCleanup(() => m.close());
     const first = new StreamReader(redis.addr, agentId);
@@ -262,6 +280,9 @@ describe('the Redis event stream in an outage', function () {
     const dropped = agent.stats().modernEvents.dropped;
     await again.waitFor('more heartbeats', () => again.seen.filter((e) => e.name === 'agent_heartbeat').length >= 3, 30_000);
     expect(agent.stats().modernEvents.dropped).to.equal(dropped); // flowing again: nothing more dropped
+    // one line when the outage began, one when it ended, however many reconnects and drops lay between
+    expect(lines.filter((l) => l.startsWith('warn the Redis event stream does not take events'))).to.have.length(1);
+    expect(lines.filter((l) => l.startsWith('info the Redis event stream takes events again'))).to.have.length(1);
   });
 });
 
