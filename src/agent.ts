@@ -42,6 +42,12 @@ import { ImageService } from './images/service.js';
 import { imageBindings } from './images/bindings.js';
 import { nodeStartup } from './node/startup.js';
 import { Prepull } from './images/prepull.js';
+import { ModernSide } from './modern-side.js';
+import { createRequire } from 'node:module';
+import type { SinkStats } from './events/sink.js';
+
+/** The agent's version, from package.json (the modern health and heartbeat report it). */
+export const AGENT_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
 
 /** The states of an agent; every transition is logged. */
 export type AgentState = 'initialized' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -61,6 +67,9 @@ export class Agent {
   private readonly hostIp: string;
   private settings: LiveSettings;
   private dispatcher: Dispatcher | null = null;
+  private modern: ModernSide | null = null;
+  /** Called once the agent has stopped by itself (shutdown_agent), so that the process can exit; the CLI sets it. */
+  onSelfStop: (() => void) | null = null;
   private router: RpcRouter | null = null;
   private heartbeat: Heartbeat | null = null;
   private managerLink: ManagerLink | null = null;
@@ -130,8 +139,18 @@ export class Agent {
   }
 
   /** Counters of the RPC transport and the event publisher, for logs and tests. */
-  stats(): { rpc: RouterStats | null; events: PublisherStats } {
-    return { rpc: this.router?.snapshot() ?? null, events: this.publisher?.snapshot() ?? { queued: 0, dropped: 0 } };
+  stats(): { rpc: RouterStats | null; rpcCurve: RouterStats | null; events: PublisherStats; modernEvents: SinkStats } {
+    return {
+      rpc: this.router?.snapshot() ?? null,
+      events: this.publisher?.snapshot() ?? { queued: 0, dropped: 0 },
+      ...(this.modern?.stats() ?? { rpcCurve: null, modernEvents: { queued: 0, dropped: 0 } }),
+    };
+  }
+
+  /** Emits an event of the agent to every sink: the 2018 PUSH one as it is, the Redis stream in its modern form. */
+  private emitEvent(name: string, args: unknown[]): boolean {
+    this.modern?.fromAgent(name, args);
+    return this.publisher?.emit(name, args) ?? false;
   }
 
   /** Starts the agent; on failure everything taken so far is released and the error is thrown. */
@@ -154,6 +173,18 @@ export class Agent {
         }
       }
       await nodeStartup(settings, this.log.child({ component: 'startup' }), this.abort.signal);
+      const modern = new ModernSide({
+        agentId: this.options.agentId,
+        log: this.log,
+        etcd: this.etcd,
+        version: AGENT_VERSION,
+        hostIp: this.hostIp,
+        bindHost: this.options.bindHost,
+        address: this.address,
+        settings: () => this.settings.value,
+      });
+      this.modern = modern;
+      await modern.loadKeys();
       checkpoint();
       const publisher = this.makePublisher(settings.eventQueueLimit);
       this.publisher = publisher;
@@ -218,7 +249,7 @@ export class Agent {
         docker: this.docker,
         stats: new CgroupStats(),
         log: this.log.child({ component: 'kernels' }),
-        emit: (name, args) => publisher.emit(name, args),
+        emit: (name, args) => this.emitEvent(name, args),
         agentId: this.options.agentId,
         scratchRoot: this.options.scratchRoot,
         kernelHost,
@@ -250,6 +281,19 @@ export class Agent {
       });
 
       this.dispatcher = new Dispatcher([...this.bindings(kernels), ...imageBindings(images)], this.log.child({ component: 'rpc' }));
+      const callosum = modern.serve(
+        {
+          kernels,
+          resources: () => ({ ...detectResources(), gpuSlots: this.gpus?.slots ?? 0 }),
+          requestStop: (reason) => {
+            this.stop(reason).then(
+              () => this.onSelfStop?.(),
+              (err: unknown) => this.log.error('stopping on shutdown_agent failed', { error: errorMessage(err) }),
+            );
+          },
+        },
+        this.keyPair?.publicKey ?? null,
+      );
       this.router = new RpcRouter({
         endpoint: `tcp://${this.options.bindHost}:${this.options.agentPort}`,
         codec: msgpackCodec,
@@ -257,6 +301,7 @@ export class Agent {
         log: this.log.child({ component: 'rpc' }),
         maxMessageBytes: settings.rpcMaxMessageBytes,
         curve: this.keyPair ? { ...this.keyPair, allows: (key) => this.settings.value.rpcAllowedKeys.includes(key) } : undefined,
+        callosum,
       });
       await this.router.start().catch((err: unknown) => {
         throw new ConfigError(
@@ -265,12 +310,13 @@ export class Agent {
         );
       });
       this.log.info('serving RPC', { endpoint: this.router.endpoint, curve: this.keyPair !== null });
+      await modern.startCurve(this.dispatcher.handle);
 
       this.heartbeat = new Heartbeat(
         {
           log: this.log.child({ component: 'heartbeat' }),
           codec: msgpackCodec,
-          emit: (name, args) => publisher.emit(name, args),
+          emit: (name, args) => this.emitEvent(name, args),
           identity: () => ({
             ip: this.hostIp,
             region: this.options.region,
@@ -299,6 +345,7 @@ export class Agent {
         },
       });
       await this.managerLink.start();
+      await modern.startEvents();
       await this.settings.watch();
       checkpoint();
       this.heartbeat.start();
@@ -339,11 +386,12 @@ export class Agent {
     this.transition('running', 'stopping');
     this.dispatcher?.stopAccepting();
     this.kernels?.drain(); // calls waiting on runs answer `continued` now, never a `finished` that did not happen
-    const idle = this.router?.idle() ?? Promise.resolve();
+    this.modern?.stopAccepting();
+    const idle = Promise.all([this.router?.idle(), this.modern?.idle()]);
     const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), DRAIN_TIMEOUT_MS).unref())]);
     if (timedOut) this.log.warn('some RPC calls were still running after the drain timeout; closing anyway', { timeoutMs: DRAIN_TIMEOUT_MS });
     await this.heartbeat?.stop();
-    this.publisher?.emit('instance_terminated', [reason]);
+    this.emitEvent('instance_terminated', [reason]);
     await this.release();
     this.transition('stopping', 'stopped');
   }
@@ -366,7 +414,8 @@ export class Agent {
       this.registered = false;
     }
     await this.router?.close();
-    await this.publisher?.close(1000);
+    await this.modern?.closeRpc();
+    await Promise.all([this.publisher?.close(1000), this.modern?.closeEvents(1000)]);
     this.etcd.close();
   }
 

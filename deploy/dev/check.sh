@@ -4,10 +4,12 @@
 # starts with a memory limit and a cpuset applied (seen in its cgroup and
 # enforced: over-allocation is OOM-killed) and a port published on 127.0.0.1
 # answers from the host. Needs the image: bash deploy/kernels/build-base.sh
-# Env: ETCD_ADDR=127.0.0.1:2379, IMAGE=lablup/kernel-python:3-debian
+# Redis takes an XADD to a stream of its own and gives it back.
+# Env: ETCD_ADDR=127.0.0.1:2379, REDIS_ADDR=127.0.0.1:6379, IMAGE=lablup/kernel-python:3-debian
 set -euo pipefail
 
 ETCD_ADDR=${ETCD_ADDR:-127.0.0.1:2379}
+REDIS_ADDR=${REDIS_ADDR:-127.0.0.1:6379}
 IMAGE=${IMAGE:-lablup/kernel-python:3-debian}
 NAME=compute-agent-dev-check-$$
 
@@ -21,6 +23,14 @@ etcdctl_ put "$key" ok >/dev/null || die "etcd put on $ETCD_ADDR"
 [[ $(etcdctl_ get --print-value-only "$key") == ok ]] || die "etcd get"
 etcdctl_ del "$key" >/dev/null || die "etcd del"
 log "etcd ok ($ETCD_ADDR)"
+
+# redis ---------------------------------------------------------------------
+redis_() { timeout 5 redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" -n 4 "$@"; }
+stream=compute-agent-dev-check-$$
+redis_ XADD "$stream" '*' name check >/dev/null || die "redis XADD on $REDIS_ADDR"
+[[ $(redis_ XLEN "$stream") == 1 ]] || die "redis XLEN"
+redis_ DEL "$stream" >/dev/null || die "redis DEL"
+log "redis ok ($REDIS_ADDR)"
 
 # docker --------------------------------------------------------------------
 docker image inspect "$IMAGE" >/dev/null 2>&1 || die "no image $IMAGE (bash deploy/kernels/build-base.sh)"

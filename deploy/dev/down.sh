@@ -52,3 +52,6 @@ if [[ -n $pid ]] && ! pid_is "$pid" dockerd; then rm -f /var/run/docker.pid; fi
 for f in "$RUN_DIR"/etcd*.pid; do  # etcd.pid, and etcd-HOST_PORT.pid for other ETCD_ADDRs
   if [[ -e $f ]]; then stop "$f" etcd; fi
 done
+for f in "$RUN_DIR"/redis*.pid; do  # redis.pid, and redis-HOST_PORT.pid for other REDIS_ADDRs
+  if [[ -e $f ]]; then stop "$f" redis-server; fi
+done

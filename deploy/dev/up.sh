@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bring up the real local services compute-agent talks to: etcd (loopback),
-# dockerd and a local image registry (loopback, plain HTTP). Idempotent: installs only what is missing, starts only what does not
+# dockerd, a local image registry (loopback, plain HTTP) and Redis (loopback; the event stream of modern managers). Idempotent: installs only what is missing, starts only what does not
 # answer, adopts services that already answer (someone else's stay theirs).
 # Works without systemd: daemons are started with setsid/nohup and survive
 # this script; their pid files live in /run/compute-agent-dev/ for down.sh.
@@ -10,6 +10,8 @@
 #   ETCD_PEER_ADDR=127.0.0.1:2380  etcd peer address (default: client port + 1)
 #                                  (a non-default ETCD_ADDR gets its own data
 #                                  dir, log and pid file: etcd-HOST_PORT)
+#   REDIS_ADDR=127.0.0.1:6379      Redis address (loopback; a non-default one
+#                                  gets its own pid file: redis-HOST_PORT)
 #   WAIT_SECS=60                   how long to wait for each service
 #   DOCKERD_STORAGE_DRIVER=        force a storage driver (default: dockerd's
 #                                  own choice, overlay2 where it works)
@@ -27,6 +29,7 @@ set -euo pipefail
 ETCD_ADDR=${ETCD_ADDR:-127.0.0.1:2379}
 ETCD_PEER_ADDR=${ETCD_PEER_ADDR:-${ETCD_ADDR%:*}:$((${ETCD_ADDR##*:} + 1))}
 WAIT_SECS=${WAIT_SECS:-60}
+REDIS_ADDR=${REDIS_ADDR:-127.0.0.1:6379}
 DOCKERD_IPTABLES=${DOCKERD_IPTABLES:-auto}
 DOCKERD_USERLAND_PROXY=${DOCKERD_USERLAND_PROXY:-true}
 DOCKERD_STORAGE_DRIVER=${DOCKERD_STORAGE_DRIVER:-}
@@ -39,7 +42,8 @@ STATE_DIR=/var/lib/compute-agent-dev
 LOG_DIR=/var/log/compute-agent-dev
 RUN_DIR=/run/compute-agent-dev
 if [[ $ETCD_ADDR == 127.0.0.1:2379 ]]; then ETCD_ID=etcd; else ETCD_ID=etcd-${ETCD_ADDR//[:.]/_}; fi
-PACKAGES=(etcd-server etcd-client docker.io python3-aiozmq python3-msgpack python3-docutils mmdebstrap iptables tmux supervisor docker-registry curl)
+if [[ $REDIS_ADDR == 127.0.0.1:6379 ]]; then REDIS_ID=redis; else REDIS_ID=redis-${REDIS_ADDR//[:.]/_}; fi
+PACKAGES=(etcd-server etcd-client redis-server docker.io python3-aiozmq python3-msgpack python3-docutils mmdebstrap iptables tmux supervisor docker-registry curl)
 
 log() { echo "dev-up: $*" >&2; }
 die() { echo "dev-up: ERROR: $*" >&2; exit 1; }
@@ -247,9 +251,32 @@ start_registry() {
     "is ${REGISTRY_ADDR##*:} taken by another process (ss -ltnp)?" \
     registry_ok
   log "image registry up on $REGISTRY_ADDR (pid $(cat "$pidfile"))"
+# ------------------------------------------------------------------- redis --
+redis_healthy() {
+  [[ $(redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" ping 2>/dev/null) == PONG ]]
+}
+
+start_redis() {
+  if redis_healthy; then
+    log "redis answers on $REDIS_ADDR"
+    return 0
+  fi
+  local pidfile=$RUN_DIR/$REDIS_ID.pid logfile=$LOG_DIR/$REDIS_ID.log
+  if [[ -f $pidfile ]] && pid_is "$(cat "$pidfile")" redis-server; then
+    log "redis (pid $(cat "$pidfile")) running but not answering yet; waiting"
+  else
+    mkdir -p "$STATE_DIR/$REDIS_ID"
+    log "starting redis on $REDIS_ADDR (dir $STATE_DIR/$REDIS_ID, log $logfile)"
+    # no persistence: the stream is a transport, and a dev box needs no dump files
+    spawn "$pidfile" "$logfile" redis-server --bind "${REDIS_ADDR%:*}" --port "${REDIS_ADDR##*:}" \
+      --dir "$STATE_DIR/$REDIS_ID" --save '' --appendonly no --daemonize no --protected-mode yes
+  fi
+  wait_for redis "$pidfile" "$logfile" "see the log; is the port taken (REDIS_ADDR=...)?" redis_healthy
+  log "redis up on $REDIS_ADDR (pid $(cat "$pidfile"))"
 }
 
 install_missing
 start_etcd
 start_dockerd
 start_registry
+start_redis

@@ -17,6 +17,7 @@ import { EtcdStore } from '../adapters/etcd.js';
 import { DockerEngine } from '../adapters/docker.js';
 import { formatChecklist, runChecks, settingsReader } from '../node/checks.js';
 import { describeMethods } from '../rpc/methods.js';
+import { modernMethods, modernNotServed } from '../rpc/modern-methods.js';
 import { generateKeyPairFile } from '../config/keys.js';
 import { NvidiaCuda } from '../accelerators/nvidia.js';
 import { formatProbe, probeGpus } from '../accelerators/report.js';
@@ -39,6 +40,7 @@ async function runAgent(raw: RawOptions): Promise<void> {
   const log = createLogger({ level: options.logLevel, format: options.logFormat });
   const agent = new Agent(options, log);
   installSignals(agent, log);
+  agent.onSelfStop = () => process.exit(0); // shutdown_agent drained it as SIGTERM does
   try {
     await agent.start();
   } catch (err) {
@@ -175,9 +177,17 @@ await yargs(hideBin(process.argv))
       process.exit(probe.state.path === 'none' ? EXIT_FAILED : 0);
     },
   )
-  .command('methods', 'list the RPC methods this agent serves, with their parameters', {}, () => {
-    process.stdout.write(describeMethods() + '\n');
-  })
+  .command(
+    'methods',
+    'list the RPC methods this agent serves, with their parameters',
+    (y) => y.option('modern', { type: 'boolean', default: false, describe: 'list the methods served to modern (Callosum, 24.09) managers instead' }),
+    (argv) => {
+      const text = argv.modern
+        ? `${describeMethods(Object.values(modernMethods))}\nnot served yet (each answers a failure naming it): ${modernNotServed.join(', ')}`
+        : describeMethods();
+      process.stdout.write(text + '\n');
+    },
+  )
   .command(
     'keygen',
     'write a new CURVE key pair file for rpc_keypair_file (mode 0600) and print its public key',

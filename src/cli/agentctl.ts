@@ -14,6 +14,7 @@ import { fileCommands } from './ctl/files.js';
 import { imagesCommand } from './ctl/images.js';
 import { infoCommands } from './ctl/info.js';
 import { runCommand } from './ctl/run.js';
+import { callCommand } from './ctl/modern.js';
 
 const parser = yargs(hideBin(process.argv))
   .scriptName('agentctl')
@@ -24,10 +25,11 @@ const parser = yargs(hideBin(process.argv))
   .option('namespace', { type: 'string', default: 'local', describe: 'etcd namespace of the cluster', group: 'Agent:' })
   .option('agent-id', { type: 'string', describe: 'which registered agent, when several are', group: 'Agent:' })
   .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for a reply to a quick call', group: 'Agent:' })
+  .option('callosum', { type: 'boolean', default: false, describe: 'speak Callosum 1.x as a modern (24.09) manager does (ping, call)', group: 'Agent:' })
   .option('json', { type: 'boolean', default: false, describe: 'print JSON instead of text (read commands)' }) as unknown as Argv<GlobalArgs>;
 
 let commands = parser;
-for (const add of [infoCommands, runCommand, attachCommand, eventsCommand, fileCommands, imagesCommand]) commands = add(commands);
+for (const add of [infoCommands, runCommand, attachCommand, eventsCommand, fileCommands, imagesCommand, callCommand]) commands = add(commands);
 
 await commands
   .demandCommand(1, 'give a command')

@@ -33,6 +33,9 @@ export interface Settings {
   rpcKeypairFile: string;
   /** Z85 public keys of the managers allowed to call the agent when CURVE is on. */
   rpcAllowedKeys: string[];
+  callosumCurvePort: number;
+  callosumKeypairFile: string;
+  callosumManagerKeys: string[];
   /** Kernels get Docker's `no-new-privileges` (setuid binaries do not raise privileges). */
   kernelNoNewPrivileges: boolean;
   /** Capabilities kernels keep after dropping all; `null` = Docker's default set (nothing dropped). */
@@ -184,6 +187,30 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
     key: 'rpc_allowed_keys',
     field: 'rpcAllowedKeys',
     doc: 'Z85 public keys of managers allowed to call (CURVE)',
+    default: [],
+    live: true,
+    parse: list(/^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/, 'a Z85 public key (40 characters)'),
+  },
+  {
+    key: 'callosum_curve_port',
+    field: 'callosumCurvePort',
+    doc: 'port of a second RPC socket with CURVE, for modern (Callosum) managers (0 = none)',
+    default: 0,
+    live: false,
+    parse: number(0, 65535, true),
+  },
+  {
+    key: 'callosum_keypair_file',
+    field: 'callosumKeypairFile',
+    doc: 'CURVE key pair file of that socket (empty = rpc_keypair_file)',
+    default: '',
+    live: false,
+    parse: filePath,
+  },
+  {
+    key: 'callosum_manager_keys',
+    field: 'callosumManagerKeys',
+    doc: 'Z85 public keys of modern managers allowed on that socket',
     default: [],
     live: true,
     parse: list(/^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/, 'a Z85 public key (40 characters)'),

@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { Codec } from '../wire/codec.js';
 import { SendQueue } from '../wire/send-queue.js';
+import type { EventSink } from './sink.js';
 
 /** Options of {@link EventPublisher}. */
 export interface EventPublisherOptions {
@@ -28,7 +29,7 @@ export interface PublisherStats {
   dropped: number;
 }
 
-export class EventPublisher {
+export class EventPublisher implements EventSink {
   private socket: zmq.Push | null = null;
   private queue: SendQueue | null = null;
   private endpoint: string | null = null;

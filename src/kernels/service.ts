@@ -13,7 +13,7 @@ import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
 import { CpuAllocator } from './allocator.js';
 import { imageTraits, prepareScratch } from './launch.js';
 import { Semaphore } from './semaphore.js';
-import { checkMounts, parseKernelConfig } from './spec.js';
+import { checkMounts, parseKernelConfig, type KernelSpec } from './spec.js';
 import { ScratchFiles } from './files.js';
 import type { KernelRelay } from '../relay/kernel-relay.js';
 import type { TerminalRelay } from '../relay/terminal.js';
@@ -106,15 +106,18 @@ export class KernelService {
     );
   }
 
-  /** create_kernel: returns the info of a live or in-flight kernel of the same id instead of creating another. */
-  async create(id: string, config: Record<string, unknown>): Promise<KernelInfo> {
+  /**
+   * create_kernel: returns the info of a live or in-flight kernel of the same id instead of creating another.
+   * `readSpec` reads another generation's config (src/kernels/modern-spec.ts); the 2018 reader by default.
+   */
+  async create(id: string, config: Record<string, unknown>, readSpec?: (s: ReturnType<KernelServiceDeps['settings']>) => KernelSpec): Promise<KernelInfo> {
     // Everything up to `creating.set` runs without an await, so two calls for one id cannot both start a creation.
     const inflight = this.creating.get(id);
     if (inflight) return inflight;
     const destroying = this.destroying.get(id);
     if (destroying) {
       await destroying.catch(() => undefined);
-      return this.create(id, config);
+      return this.create(id, config, readSpec);
     }
     const live = this.kernels.get(id);
     if (live) {
@@ -123,7 +126,7 @@ export class KernelService {
       return this.info(live);
     }
     const s = this.deps.settings();
-    const spec = parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList); // a bad config takes nothing
+    const spec = readSpec ? readSpec(s) : parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList); // a bad config takes nothing
     const p = this.factory.createWarmOrCold(id, spec).finally(() => this.creating.delete(id));
     this.creating.set(id, p);
     this.deps.emit('kernel_creating', [id]);
@@ -188,17 +191,17 @@ export class KernelService {
   }
 
   /** restart_kernel: a new container on the same scratch home and cores; calls on the kernel wait meanwhile. */
-  async restart(id: string, config: Record<string, unknown>): Promise<Omit<KernelInfo, 'id' | 'kernel_host'>> {
+  async restart(id: string, config: Record<string, unknown>, readSpec?: (s: ReturnType<KernelServiceDeps['settings']>, current: KernelSpec) => KernelSpec): Promise<Omit<KernelInfo, 'id' | 'kernel_host'>> {
     const rec = await this.ready(id);
     if (rec.busy) {
       // Another restart got here first: run after it (no await from here until `rec.busy` is set).
       await rec.busy.catch(() => undefined);
-      return this.restart(id, config);
+      return this.restart(id, config, readSpec);
     }
     const s = this.deps.settings();
-    const spec = parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList);
+    const spec = readSpec ? readSpec(s, rec.spec) : parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList);
     await checkMounts(spec.mounts, s.vfolderRoot); // a bad mount is refused before the old container goes
-    if (rec.busy || this.kernels.get(id) !== rec || this.destroying.has(id)) return this.restart(id, config); // changed meanwhile: look again
+    if (rec.busy || this.kernels.get(id) !== rec || this.destroying.has(id)) return this.restart(id, config, readSpec); // changed meanwhile: look again
     const undo: Array<() => Promise<void> | void> = [];
     const work = (async () => {
       rec.state = 'restarting';

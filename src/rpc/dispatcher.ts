@@ -14,8 +14,7 @@ import {
   ParametersError,
   toWireError,
 } from '../errors.js';
-import type { MalformedRequest, ParsedRequest } from '../wire/frames.js';
-import type { Reply } from '../wire/router.js';
+import type { DispatchRequest, Reply } from '../wire/router.js';
 import type { MethodDef } from './methods.js';
 import { bindArguments, type Param, type ParamValues } from './params.js';
 
@@ -63,7 +62,7 @@ export class Dispatcher {
   }
 
   /** The request handler the transport calls; it never throws. */
-  readonly handle = async (request: ParsedRequest | MalformedRequest): Promise<Reply> => {
+  readonly handle = async (request: DispatchRequest): Promise<Reply> => {
     const method = request.method;
     try {
       if (request.kind === 'malformed') throw new ParametersError(request.reason);
@@ -84,6 +83,7 @@ export class Dispatcher {
   };
 
   private bind(def: MethodDef, args: unknown[], kwargs: Record<string, unknown>): unknown[] {
+    if (def.unchecked) return [];
     try {
       return bindArguments(def.name, def.params, args, kwargs);
     } catch (err) {

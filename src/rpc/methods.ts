@@ -14,11 +14,13 @@ export interface MethodDef<P extends readonly Param<unknown>[] = readonly Param<
   readonly returns: string;
   /** An older argument form that is still accepted; its values are mapped onto `params`. */
   readonly legacy?: { params: readonly Param<unknown>[]; toCanonical(values: unknown[]): ParamValues<P> };
+  /** Arguments are not bound or checked (a method declared but not served answers the same failure whatever it is given). */
+  readonly unchecked?: boolean;
   /** Phantom field carrying the result type; never set. */
   readonly __result?: R;
 }
 
-function define<const P extends readonly Param<unknown>[], R>(def: Omit<MethodDef<P, R>, '__result'>): MethodDef<P, R> {
+export function define<const P extends readonly Param<unknown>[], R>(def: Omit<MethodDef<P, R>, '__result'>): MethodDef<P, R> {
   return def;
 }
 

@@ -130,6 +130,30 @@ export const p = {
     });
   },
 
+  /** A list whose items each pass `item` (which names the item in its type only). */
+  list<T>(name: string, item: Param<T>, o: { maxLength: number }): Param<T[]> {
+    return make(name, `list of ${item.type} (at most ${o.maxLength})`, (v) => {
+      if (!Array.isArray(v)) return fail(`must be a list, got ${describeValue(v)}`);
+      if (v.length > o.maxLength) return fail(`must have at most ${o.maxLength} items, got ${v.length}`);
+      return v.map((x, i) => {
+        try {
+          return item.check(x);
+        } catch (err) {
+          if (err instanceof CheckFailed) return fail(`item ${i} ${err.message}`);
+          throw err;
+        }
+      });
+    });
+  },
+
+  /** A value checked by a function that returns it or a reason it is wrong (a string). */
+  custom<T>(name: string, type: string, check: (v: unknown) => { ok: T } | string): Param<T> {
+    return make(name, type, (v) => {
+      const r = check(v);
+      return typeof r === 'string' ? fail(r) : r.ok;
+    });
+  },
+
   /** The same parameter, where nil is also accepted. */
   nullable<T>(param: Param<T>): Param<T | null> {
     return { ...param, type: `${param.type} or nil`, check: (v) => (v === null || v === undefined ? null : param.check(v)) };

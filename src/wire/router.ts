@@ -7,17 +7,36 @@
  */
 import * as zmq from 'zeromq';
 import type { Logger } from '../log.js';
-import { errorMessage, type WireError } from '../errors.js';
-import type { Codec } from './codec.js';
+import { errorMessage, pyRepr, type WireError } from '../errors.js';
+import { msgpackCodec, type Codec } from './codec.js';
 import { buildReplyFrames, parseRequestFrames, type MalformedRequest, type ParsedRequest, type ServerStamp } from './frames.js';
 import { eagerSender, SendQueue } from './send-queue.js';
 import { registerZapDomain } from './zap.js';
+import { buildCallosumReply, isCallosumFrames, parseCallosumFrames, type CallosumMalformed, type CallosumRequest } from './callosum.js';
 
 /** What a handler answers: a value, or a wire error. */
 export type Reply = { ok: true; value: unknown } | { ok: false; error: WireError };
 
+/** What a handler is given: a call that parsed, or one whose header parsed and whose reason says what was wrong. */
+export type DispatchRequest =
+  | { kind: 'request'; method: string; args: unknown[]; kwargs: Record<string, unknown> }
+  | { kind: 'malformed'; method: string; reason: string }
+  | ParsedRequest
+  | MalformedRequest;
+
 /** Handles one request; must not throw (the dispatcher turns every failure into a wire error). */
-export type RequestHandler = (request: ParsedRequest | MalformedRequest) => Promise<Reply>;
+export type RequestHandler = (request: DispatchRequest) => Promise<Reply>;
+
+/**
+ * Callosum calls of modern managers on the same socket (PROTOCOL.md section
+ * 7): their handler (the modern method table's dispatcher) and the codec of
+ * their arguments. Absent, Callosum frame sets are dropped like any
+ * unparseable one.
+ */
+export interface CallosumOptions {
+  handler: RequestHandler;
+  codec: Codec;
+}
 
 /** Options of {@link RpcRouter}. */
 export interface RpcRouterOptions {
@@ -32,15 +51,21 @@ export interface RpcRouterOptions {
    * CURVE on the socket: the agent's key pair (Z85) and which client public
    * keys may connect. Absent, the socket speaks plain ZeroMQ (2018 managers).
    */
-  curve?: { publicKey: string; secretKey: string; allows(clientKeyZ85: string): boolean } | undefined;
+  curve?: { publicKey: string; secretKey: string; allows(clientKeyZ85: string): boolean; zapDomain?: string } | undefined;
+  /** Serve Callosum (modern) managers beside aiozmq ones. */
+  callosum?: CallosumOptions | undefined;
 }
 
 /** Counters of the transport, for logs, metrics and tests. */
 export interface RouterStats {
   received: number;
   replied: number;
-  /** Frame sets that could not be parsed at all (no header). */
+  /** Frame sets that could not be parsed at all (no header), of either generation. */
   dropped: number;
+  /** Callosum calls received (1.x and 0.9), handshakes not counted. */
+  callosumCalls: number;
+  /** Callosum cancels received (the call goes on; nothing is answered). */
+  callosumCancels: number;
   /** Replies that could not be delivered (peer gone, send timeout). */
   sendFailures: number;
   inFlight: number;
@@ -50,6 +75,19 @@ export interface RouterStats {
   authAdmitted: number;
 }
 
+/**
+ * A wire error as a Callosum failure: the exception's short name and a repr
+ * that says what to do; an unknown method is a `KeyError` naming it, as the
+ * stock Callosum server would raise (but answered, not swallowed).
+ */
+export function callosumFailure(error: WireError): { name: string; repr: string; traceback: string } {
+  if (error.type === 'aiozmq.rpc.base.NotFoundError') {
+    const message = `the method ${String(error.args[0])} is not served by this agent (agent methods --modern lists those that are)`;
+    return { name: 'KeyError', repr: `KeyError(${pyRepr(message)})`, traceback: '' };
+  }
+  return { name: error.type.slice(error.type.lastIndexOf('.') + 1), repr: error.repr, traceback: '' };
+}
+
 /** How long a reply waits for a peer whose queue is full before it counts as not delivered. */
 const SEND_WAIT_MS = 2000;
 
@@ -57,7 +95,7 @@ export class RpcRouter {
   private readonly socket: zmq.Router;
   private readonly queue: SendQueue;
   private readonly stamp: ServerStamp = { pid: process.pid & 0xffff, random: Math.floor(Math.random() * 0x10000) };
-  private readonly stats: RouterStats = { received: 0, replied: 0, dropped: 0, sendFailures: 0, inFlight: 0, authRefused: 0, authAdmitted: 0 };
+  private readonly stats: RouterStats = { received: 0, replied: 0, dropped: 0, callosumCalls: 0, callosumCancels: 0, sendFailures: 0, inFlight: 0, authRefused: 0, authAdmitted: 0 };
   private unregisterZap: (() => Promise<void>) | null = null;
   private lastRefusalLog = 0;
   private loop: Promise<void> | undefined;
@@ -77,7 +115,7 @@ export class RpcRouter {
       this.socket.curveServer = true;
       this.socket.curveSecretKey = options.curve.secretKey;
       this.socket.curvePublicKey = options.curve.publicKey;
-      this.socket.zapDomain = `rpc-${process.pid}-${Math.random().toString(36).slice(2)}`;
+      this.socket.zapDomain = options.curve.zapDomain ?? `rpc-${process.pid}-${Math.random().toString(36).slice(2)}`;
     }
     // A peer that stopped reading cannot stall replies to everyone else for more than SEND_WAIT_MS.
     this.queue = new SendQueue(eagerSender(this.socket, SEND_WAIT_MS), (err) => {
@@ -139,6 +177,11 @@ export class RpcRouter {
       while (!this.socket.closed) {
         const frames = await this.socket.receive();
         this.stats.received++;
+        // aiozmq requests have 5 frames or more; only shorter sets can be Callosum's, so this costs aiozmq one comparison.
+        if (frames.length < 5 && this.options.callosum && isCallosumFrames(frames)) {
+          this.receiveCallosum(frames, this.options.callosum);
+          continue;
+        }
         const parsed = parseRequestFrames(frames, this.options.codec);
         if (parsed.kind === 'drop') {
           this.noteDrop(parsed.reason, frames.length);
@@ -169,12 +212,53 @@ export class RpcRouter {
       if (this.queue.push(frames)) this.stats.replied++;
       else this.stats.sendFailures++;
     } finally {
-      this.stats.inFlight--;
-      if (this.stats.inFlight === 0) {
-        const waiters = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const w of waiters) w();
+      this.callDone();
+    }
+  }
+
+  private receiveCallosum(frames: Buffer[], callosum: CallosumOptions): void {
+    const parsed = parseCallosumFrames(frames, msgpackCodec, callosum.codec);
+    switch (parsed.kind) {
+      case 'drop':
+        this.noteDrop(parsed.reason, frames.length);
+        return;
+      case 'ping':
+        this.queue.push(parsed.reply);
+        return;
+      case 'cancel':
+        this.stats.callosumCancels++; // answering nothing is allowed; the call finishes and its reply is dropped by the client
+        return;
+      default:
+        this.stats.callosumCalls++;
+        void this.handleCallosum(parsed, callosum);
+    }
+  }
+
+  private async handleCallosum(request: CallosumRequest | CallosumMalformed, callosum: CallosumOptions): Promise<void> {
+    this.stats.inFlight++;
+    try {
+      const reply = await callosum.handler(request);
+      let frames: Buffer[];
+      try {
+        frames = buildCallosumReply(request, msgpackCodec, reply.ok ? { ok: true, payload: callosum.codec.encode(reply.value) } : { ok: false, ...callosumFailure(reply.error) });
+      } catch (err) {
+        const message = `the result of ${request.method} could not be encoded: ${errorMessage(err)}`;
+        frames = buildCallosumReply(request, msgpackCodec, { ok: false, name: 'InternalError', repr: `InternalError(${pyRepr(message)})`, traceback: '' });
       }
+      if (this.queue.push(frames)) this.stats.replied++;
+      else this.stats.sendFailures++;
+    } finally {
+      this.callDone();
+    }
+  }
+
+  /** Counts a call as finished and wakes idle() waiters when it was the last. */
+  private callDone(): void {
+    this.stats.inFlight--;
+    if (this.stats.inFlight === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
     }
   }
 

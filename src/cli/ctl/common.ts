@@ -20,6 +20,8 @@ export interface GlobalArgs {
   agentId?: string;
   timeout: number;
   json: boolean;
+  /** Speak Callosum 1.x, as a modern (24.09) manager does (ping and call). */
+  callosum?: boolean;
 }
 
 /** CtlError is a failure of agentctl itself (not of the agent), said in one line; `code` is the exit code. */

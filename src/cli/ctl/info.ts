@@ -3,6 +3,7 @@
  * `node`, `kernels`, `destroy`, `reset`. Read commands take `--json`.
  */
 import type { Argv } from 'yargs';
+import { callosumPing } from './modern.js';
 import { action, CtlError, EXIT_USAGE, formatAge, formatBytes, openEtcd, printJson, printTable, registeredAgents, withAgent, type GlobalArgs } from './common.js';
 
 /** Registers the subcommands on the agentctl parser. */
@@ -39,7 +40,7 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
       'check that the agent answers, and how fast',
       {},
       action<GlobalArgs>((argv) =>
-        withAgent(argv, async (api) => {
+        argv.callosum ? callosumPing(argv) : withAgent(argv, async (api) => {
           const started = process.hrtime.bigint();
           const msg = `agentctl-${process.pid}`;
           const echo = await api.ping(msg);

@@ -1,0 +1,198 @@
+/**
+ * The handlers of the modern method table (src/rpc/modern-methods.ts): each
+ * maps a 24.09 call shape onto the same kernel, relay and file services the
+ * 2018 table uses, so there is one implementation of each operation. It
+ * keeps which session each kernel belongs to (modern events name both), and
+ * tells the modern event sink (src/events/modern-events.ts) what 24.09
+ * reads from it.
+ */
+import type { Logger } from '../log.js';
+import { AgentError, KernelCreationError, KernelNotFoundError } from '../errors.js';
+import { implement, notImplemented, type Binding } from '../rpc/dispatcher.js';
+import { define, type KernelInfo } from '../rpc/methods.js';
+import { modernMethods, modernNotServed, type HardwareMetadata, type ModernKernelResult } from '../rpc/modern-methods.js';
+import type { KernelService } from '../kernels/service.js';
+import { parseModernKernelConfig, type ModernKernelExtras } from '../kernels/modern-spec.js';
+import { singleFileOfTar } from '../kernels/tar-single.js';
+
+/** A kernel created by a modern manager: its session and what `creation_info` reports. */
+export interface ModernKernel {
+  sessionId: string;
+  extras: ModernKernelExtras;
+  /** Null while the kernel is being created. */
+  info: KernelInfo | null;
+}
+
+/** What the modern handlers need from the agent. */
+export interface ModernRpcDeps {
+  kernels: KernelService;
+  log: Logger;
+  version: string;
+  /** The agent's `tcp://host:port` as the manager reaches it. */
+  agentAddr: string;
+  /** Emits a modern event (to the Redis stream when one is set; a no-op otherwise). */
+  emitModern(name: string, args: unknown[]): void;
+  /** Drains and stops the agent as SIGTERM does; called after the reply of shutdown_agent went out. */
+  requestStop(reason: string): void;
+  /** The CPU cores and memory the node has, for gather_hwinfo. */
+  resources(): { cpuSlots: number; memSlotsMiB: number };
+}
+
+/** The `creation_info` of kernel_started as 24.09's manager reads it (the create_kernels result of that kernel). */
+export function creationInfo(k: ModernKernel & { info: KernelInfo }, agentAddr: string): ModernKernelResult {
+  const i = k.info as KernelInfo & { service_ports?: unknown[] };
+  return {
+    id: i.id,
+    kernel_host: i.kernel_host,
+    repl_in_port: i.repl_in_port,
+    repl_out_port: i.repl_out_port,
+    stdin_port: i.stdin_port,
+    stdout_port: i.stdout_port,
+    service_ports: i.service_ports ?? [],
+    container_id: i.container_id,
+    resource_spec: { cpu_set: i.cpu_set, slots: {}, mounts: [], allocations: {} },
+    attached_devices: {},
+    agent_addr: k.extras.agentAddr || agentAddr,
+    scaling_group: k.extras.scalingGroup,
+  };
+}
+
+function defaultExtras(): ModernKernelExtras {
+  return { clusterRole: 'main', clusterIdx: 1, clusterHostname: 'main1', scalingGroup: 'default', agentAddr: '', ignored: [] };
+}
+
+/** ModernRpc owns the kernel -> session map and gives the bindings of the modern table. */
+export class ModernRpc {
+  /** Kernels created by modern managers, by kernel id. */
+  readonly sessions = new Map<string, ModernKernel>();
+  /** Kernels whose next kernel_terminated is not to be emitted (destroy_kernel with suppress_events). */
+  readonly suppressed = new Set<string>();
+
+  constructor(private readonly d: ModernRpcDeps) {}
+
+  /** The session of a kernel, when a modern manager created it. */
+  sessionOf(kernelId: string): string | null {
+    return this.sessions.get(kernelId)?.sessionId ?? null;
+  }
+
+  /** Whether the kernel's next kernel_terminated is suppressed (destroy_kernel with suppress_events, sync); forgets that. */
+  takeSuppressed(kernelId: string): boolean {
+    return this.suppressed.delete(kernelId);
+  }
+
+  /** Forgets a terminated kernel. */
+  forget(kernelId: string): void {
+    this.sessions.delete(kernelId);
+  }
+
+  bindings(): Binding[] {
+    const k = this.d.kernels;
+    const m = modernMethods;
+    return [
+      implement(m.ping, (msg) => msg),
+      implement(m.health, () => ({ status: 'ok', version: this.d.version, kernels: k.list().length })),
+      implement(m.gather_hwinfo, () => {
+        const r = this.d.resources();
+        const healthy = (metadata: Record<string, string>): HardwareMetadata => ({ status: 'healthy', status_info: null, metadata });
+        return { cpu: healthy({ cores: String(r.cpuSlots) }), mem: healthy({ bytes: String(r.memSlotsMiB * 1024 * 1024) }) };
+      }),
+      implement(m.ping_kernel, async (id) => {
+        const t0 = process.hrtime.bigint();
+        await (await k.relay(id)).ping();
+        return { rtt: Number(process.hrtime.bigint() - t0) / 1e9 };
+      }),
+      implement(m.sync_kernel_registry, (pairs) => this.sync(pairs)),
+      implement(m.create_kernels, (sid, ids, configs, _cluster, refs) => this.createKernels(sid, ids, configs, refs)),
+      implement(m.destroy_kernel, async (id, sid, reason, suppress) => {
+        if (!k.list().some((r) => r.id === id)) throw new KernelNotFoundError(id);
+        if (suppress) this.suppressed.add(id);
+        if (!this.sessions.has(id)) this.sessions.set(id, { sessionId: sid, extras: defaultExtras(), info: null });
+        return k.destroy(id, reason ?? 'user-requested');
+      }),
+      implement(m.interrupt_kernel, async (id) => {
+        (await k.relay(id)).interrupt();
+        return null;
+      }),
+      implement(m.get_completions, async (id, text, opts) => ({ status: 'finished', completions: await (await k.relay(id)).complete(text, opts) })),
+      implement(m.get_logs, async (id) => ({ logs: await k.logs(id) })),
+      implement(m.restart_kernel, async (_sid, id, image, config) => {
+        // a full creation config (image or resource_slots) is read like create_kernels'; else the kernel keeps its spec
+        const full = config.image !== undefined || config.resource_slots !== undefined;
+        const info = await k.restart(id, config, (s, current) => (full ? parseModernKernelConfig(config, image, s).spec : { ...current }));
+        return { ...info, service_ports: (info as { service_ports?: unknown[] }).service_ports ?? [] };
+      }),
+      implement(m.execute, async (_sid, id, apiVersion, runId, mode, code, opts, flushTimeout) =>
+        (await k.relay(id)).execute({ apiVersion: Math.min(apiVersion, 3), runId, mode, code, opts, flushTimeoutMs: flushTimeout * 1000 }),
+      ),
+      implement(m.upload_file, async (id, filename, data) => {
+        await (await k.files(id)).upload(filename, data);
+        return null;
+      }),
+      implement(m.download_file, async (id, filepath) => (await k.files(id)).download(filepath)),
+      implement(m.download_single, async (id, filepath) => singleFileOfTar(await (await k.files(id)).download(filepath), filepath)),
+      implement(m.list_files, async (id, dir) => (await k.files(id)).list(dir)),
+      implement(m.reset_agent, async () => {
+        await k.reset();
+        return null;
+      }),
+      implement(m.get_local_config, () => ({ agent: { 'abuse-report-path': '' }, watcher: {} })),
+      implement(m.shutdown_agent, async (terminateKernels) => {
+        if (terminateKernels) await k.reset();
+        // after this reply is queued: the drain waits for calls in flight, this one included
+        setImmediate(() => this.d.requestStop('shutdown-agent'));
+        return null;
+      }),
+      ...modernNotServed.map((name) => notImplemented(define({ name, summary: 'not served by this agent yet', params: [], returns: 'a failure naming the method', unchecked: true }))),
+    ];
+  }
+
+  private async createKernels(sessionId: string, ids: string[], configs: Array<Record<string, unknown>>, refs: Record<string, unknown>): Promise<ModernKernelResult[]> {
+    if (ids.length !== configs.length) throw new KernelCreationError(`create_kernels got ${ids.length} kernel ids but ${configs.length} configs; they pair up one to one`);
+    const outcomes = await Promise.allSettled(
+      ids.map(async (id, i) => {
+        let extras: ModernKernelExtras | undefined;
+        // known before the creation starts, so that its kernel_preparing / kernel_creating name the session
+        if (!this.sessions.has(id)) this.sessions.set(id, { sessionId, extras: defaultExtras(), info: null });
+        let info: KernelInfo;
+        try {
+          info = await this.d.kernels.create(id, configs[i]!, (s) => {
+            const r = parseModernKernelConfig(configs[i]!, refs[id], s);
+            extras = r.extras;
+            return r.spec;
+          });
+        } catch (err) {
+          if (!this.d.kernels.list().some((r) => r.id === id)) this.sessions.delete(id); // rolled back: nothing left to report on
+          throw err;
+        }
+        extras ??= this.sessions.get(id)?.extras ?? defaultExtras(); // an idempotent repeat reads no config
+        if (extras.ignored.length) this.d.log.warn('create_kernels: config keys ignored by this agent', { kernelId: id, keys: extras.ignored });
+        const mk = { sessionId, extras, info };
+        this.sessions.set(id, mk);
+        this.d.emitModern('kernel_started', [id, sessionId, 'new-container-started', creationInfo(mk, this.d.agentAddr)]);
+        return creationInfo(mk, this.d.agentAddr);
+      }),
+    );
+    const failed = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [{ id: ids[i]!, err: o.reason as unknown }] : []));
+    if (failed.length === 1 && failed[0]!.err instanceof AgentError) throw failed[0]!.err; // as 24.09: one failure is raised as it is
+    if (failed.length > 0) {
+      const each = failed.map((f) => `${f.id}: ${f.err instanceof Error ? f.err.message : String(f.err)}`).join('; ');
+      throw new KernelCreationError(`create_kernels: ${failed.length} of ${ids.length} kernels failed and were rolled back (${each}); the others were created`);
+    }
+    return outcomes.map((o) => (o as PromiseFulfilledResult<ModernKernelResult>).value);
+  }
+
+  private async sync(pairs: Array<[string, string]>): Promise<null> {
+    const known = new Set(pairs.map(([kid]) => kid));
+    const held = new Set(this.d.kernels.list().map((r) => r.id));
+    for (const [kid, sid] of pairs) {
+      if (!held.has(kid)) this.d.emitModern('kernel_terminated', [kid, sid, 'already-terminated', null]);
+    }
+    for (const id of held) {
+      // only the modern managers' kernels: those a 2018 manager created on this agent are not theirs to reap
+      if (known.has(id) || !this.sessions.has(id)) continue;
+      this.suppressed.add(id);
+      await this.d.kernels.destroy(id, 'not-found-in-manager').catch((err: unknown) => this.d.log.warn('sync_kernel_registry: destroying a kernel the manager does not know failed', { kernelId: id, error: String(err) }));
+    }
+    return null;
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * RedisLink follows `config/redis` in etcd (24.09's keys: `addr` as
+ * `host:port`, optional `password`) and points the Redis event sink at it;
+ * set, cleared or changed at any time, it takes effect at once. Without the
+ * key, no events go to Redis (2018 managers need none).
+ */
+import type { Logger } from '../log.js';
+import { errorMessage } from '../errors.js';
+import type { EtcdStore, Unwatch } from '../adapters/etcd.js';
+import type { RedisTarget } from '../events/redis-stream.js';
+
+/** What RedisLink needs. */
+export interface RedisLinkDeps {
+  etcd: EtcdStore;
+  log: Logger;
+  setTarget(target: RedisTarget | null): void;
+}
+
+export class RedisLink {
+  private unwatch: Unwatch | null = null;
+  private reading: Promise<void> = Promise.resolve();
+
+  constructor(private readonly d: RedisLinkDeps) {}
+
+  /** Reads the key once and then follows it. */
+  async start(): Promise<void> {
+    await this.read();
+    this.unwatch = await this.d.etcd.watchPrefix('config/redis/', () => {
+      this.reading = this.reading.then(() => this.read());
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.unwatch?.().catch(() => undefined);
+    this.unwatch = null;
+    await this.reading;
+  }
+
+  private async read(): Promise<void> {
+    try {
+      const [addr, password] = await Promise.all([this.d.etcd.get('config/redis/addr'), this.d.etcd.get('config/redis/password')]);
+      this.d.setTarget(addr ? { addr, password } : null);
+    } catch (err) {
+      this.d.log.warn('could not read config/redis from etcd; the Redis event sink stays as it was', { error: errorMessage(err) });
+    }
+  }
+}
