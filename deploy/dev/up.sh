@@ -251,6 +251,8 @@ start_registry() {
     "is ${REGISTRY_ADDR##*:} taken by another process (ss -ltnp)?" \
     registry_ok
   log "image registry up on $REGISTRY_ADDR (pid $(cat "$pidfile"))"
+}
+
 # ------------------------------------------------------------------- redis --
 redis_healthy() {
   [[ $(redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" ping 2>/dev/null) == PONG ]]

@@ -27,17 +27,13 @@ import type { RunResult } from '../rpc/methods.js';
 import { SendQueue } from '../wire/send-queue.js';
 import { MAX_PENDING_BYTES } from './output.js';
 import { RequestBook } from './requests.js';
-import { Run, type RunStatus } from './runs.js';
+import { Liveness } from './liveness.js';
+import { RunBook } from './run-book.js';
+import { Run } from './runs.js';
 import { describeRunnerEnd, parseHello, parseRecord, parseStatus, type RunnerHello, type RunnerRecord } from './runner-records.js';
 
 /** How long a new relay waits for the runner to say who it is before treating it as one that does not tag. */
 export const SYNC_TIMEOUT_MS = 10_000;
-/** A run with nothing heard from its runner for this long gets a liveness probe (`status`). */
-export const PROBE_INTERVAL_MS = 5000;
-/** Probes a runner that does not tag may miss in a row before its run is ended. */
-const UNTAGGED_MISSES = 3;
-/** Runs taken over from a previous agent that nobody has asked for, kept at most. */
-const MAX_UNCLAIMED = 64;
 
 /** What `execute` asks of the relay, its arguments already checked. */
 export interface ExecuteRequest {
@@ -95,16 +91,9 @@ export class KernelRelay {
   private generation: string | null = null;
   /** The tag of the job the runner said it started last and has not finished. */
   private runningTag: string | null = null;
-  private readonly runs = new Map<string, Run>();
-  private readonly byTag = new Map<string, Run>();
-  /** Runs sent and not finished, in the order they were sent; for a runner that does not tag, the first is the one running. */
-  private readonly order: Run[] = [];
+  private readonly book: RunBook;
   private readonly syncTimer: NodeJS.Timeout;
-  private readonly probeTimer: NodeJS.Timeout;
-  private lastHeard = Date.now();
-  private probing = false;
-  private probeMisses = 0;
-  private idleProbes = 0;
+  private readonly liveness: Liveness;
   private oomSeen: Promise<number | null>;
   private closed = false;
   private draining = false;
@@ -121,15 +110,32 @@ export class KernelRelay {
       newTag: () => this.newTag(),
       send: (type, payload, tag) => this.send(type, payload, tag === null ? null : { t: tag }),
     });
-    for (const run of o.inherited ?? []) this.runs.set(run.id, run);
+    this.book = new RunBook(
+      {
+        log: o.log,
+        execTimeoutSec: () => this.o.execTimeoutSec,
+        onExecTimeout: () => this.o.onExecTimeout(),
+        outputFiles: (since) => this.o.outputFiles(since),
+        tagged: () => this.mode === 'tagged',
+        hurry: () => this.draining || this.closed,
+      },
+      o.inherited,
+    );
     this.oomSeen = this.readOom();
     void this.readLoop();
     // A runner that speaks the extension answers hello; any runner answers status (section 4).
     this.queue.push(['hello', '']);
     this.queue.push(['status', '']);
     this.syncTimer = setTimeout(() => this.synced('untagged', null), SYNC_TIMEOUT_MS);
-    this.probeTimer = setInterval(() => this.probe(), PROBE_INTERVAL_MS);
-    this.probeTimer.unref();
+    this.liveness = new Liveness({
+      log: o.log,
+      ready: () => this.mode !== 'pending' && !this.closed,
+      tagged: () => this.mode === 'tagged',
+      generation: () => this.generation,
+      active: () => ({ any: this.book.head !== undefined, headStarted: this.book.head?.started === true }),
+      request: (type, replyType, timeoutMs) => this.requests.request(type, '', replyType, timeoutMs, () => new KernelUnresponsiveError(`no ${replyType}`)),
+      lost: (line, queued) => this.lostRunner(line, queued),
+    });
   }
 
   /**
@@ -151,28 +157,25 @@ export class KernelRelay {
   async execute(req: ExecuteRequest): Promise<RunResult> {
     await this.whenSynced();
     if (req.mode === 'continue' || req.mode === 'input') {
-      const run = this.runs.get(req.runId ?? '');
+      const run = this.book.get(req.runId ?? '');
       if (!run) {
         if (this.o.takeOver) throw new RunLostError(`run ${req.runId} is not known to this kernel any more: it was in progress when the agent restarted, and its runner no longer holds it (it ended, or the runner restarted); its output cannot be recovered`);
         throw new RunNotFoundError(`no run ${req.runId} on this kernel; start one with mode query or batch`);
       }
       run.unclaimed = false;
       if (req.mode === 'input') this.send('input', req.code, run.tag === null ? null : { t: run.tag, run: run.id });
-      return this.collect(run, req.apiVersion, req.flushTimeoutMs);
+      return this.book.collect(run, req.apiVersion, req.flushTimeoutMs);
     }
     const id = req.runId ?? randomUUID();
-    const old = this.runs.get(id);
+    const old = this.book.get(id);
     if (old && !old.done) throw new ParametersError(`run ${id} is still going; call again with mode continue`);
-    if (old) this.forget(old);
+    if (old) this.book.forget(old);
     const inputs = req.mode === 'query' ? ([['code', req.code]] as Array<[string, string]>) : batchInputs(req.opts);
     const run = new Run(id, this.mode === 'tagged' ? this.newTag() : null, inputs);
-    this.runs.set(id, run);
-    if (run.tag !== null) this.byTag.set(run.tag, run);
-    this.order.push(run);
-    if (this.mode === 'untagged' && this.order.length === 1) this.begin(run);
-    if (inputs.length === 0) this.finishRun(run, 0);
+    this.book.add(run);
+    if (inputs.length === 0) this.book.finish(run, 0);
     else this.sendInputs(run);
-    return this.collect(run, req.apiVersion, req.flushTimeoutMs);
+    return this.book.collect(run, req.apiVersion, req.flushTimeoutMs);
   }
 
   /** Runs query-mode code to its end (driving `continue`) and returns the last result; for the agent's own commands. */
@@ -213,7 +216,7 @@ export class KernelRelay {
   /** The agent is stopping: every call waiting on a run answers now (`continued`); the manager continues it on the restarted agent. */
   drain(): void {
     this.draining = true;
-    for (const run of this.runs.values()) run.wake();
+    this.book.wakeAll();
   }
 
   /**
@@ -228,20 +231,15 @@ export class KernelRelay {
     if (this.closed) return [];
     this.closed = true;
     clearTimeout(this.syncTimer);
-    clearInterval(this.probeTimer);
-    for (const run of this.runs.values()) {
-      if (reason && !run.done) {
-        run.end(-1, run.started ? `terminated: ${reason}` : `not started: ${reason}`);
-        this.retire(run);
-      } else run.wake();
-      run.output.release();
-    }
+    this.liveness.stop();
+    const left = reason ? this.book.endAll(reason) : [];
+    this.book.wakeAll();
     this.requests.failAll(() => new KernelUnresponsiveError('the connection to the kernel runner was closed'));
     for (const w of this.syncWaiters.splice(0)) w();
     if (this.dropped + this.requests.dropped > 0) this.o.log.debug('records given to no run or request', { records: this.dropped, answers: this.requests.dropped });
     this.push.close();
     this.pull.close();
-    return [...this.runs.values()].filter((r) => r.done && r.statuses.length > 0);
+    return left;
   }
 
   private newTag(): string {
@@ -276,7 +274,7 @@ export class KernelRelay {
     this.mode = mode;
     if (hello) {
       this.generation = hello.generation;
-      if (this.o.takeOver) this.takeOver(hello);
+      if (this.o.takeOver) this.runningTag = this.book.takeOver(hello) ?? this.runningTag;
     }
     const held = this.held;
     this.held = [];
@@ -286,35 +284,6 @@ export class KernelRelay {
     else this.dropped += held.length;
     for (const [type, payload, meta] of this.deferred.splice(0)) this.send(type, payload, meta);
     for (const w of this.syncWaiters.splice(0)) w();
-  }
-
-  /** After an agent restart: the runs the runner holds (running, queued, just finished) become runs of this relay. */
-  private takeOver(h: RunnerHello): void {
-    const holds = [...(h.current ? [h.current] : []), ...h.queue];
-    holds.forEach((ref, i) => {
-      if (!ref.run || this.runs.has(ref.run) || this.byTag.has(ref.t)) return;
-      const run = new Run(ref.run, ref.t, [], true);
-      this.runs.set(run.id, run);
-      this.byTag.set(ref.t, run);
-      this.order.push(run);
-      if (i === 0 && h.current) {
-        this.runningTag = ref.t;
-        this.begin(run);
-      }
-    });
-    for (const ref of h.recent) {
-      if (!ref.run || this.runs.has(ref.run)) continue;
-      // Finished while no agent listened: its end is known; output still on its way reaches it by tag.
-      const run = new Run(ref.run, ref.t, [], true);
-      run.started = true;
-      this.runs.set(run.id, run);
-      this.byTag.set(ref.t, run);
-      run.settle({ status: 'finished', exitCode: ref.exitCode, options: null });
-      run.done = true;
-    }
-    const unclaimed = [...this.runs.values()].filter((r) => r.unclaimed);
-    for (const r of unclaimed.slice(0, Math.max(0, unclaimed.length - MAX_UNCLAIMED))) this.forget(r);
-    this.o.log.info('took over the runs the kernel runner holds after an agent restart', { running: h.current?.run ?? null, queued: h.queue.length, finished: h.recent.length });
   }
 
   private async readLoop(): Promise<void> {
@@ -337,7 +306,7 @@ export class KernelRelay {
 
   /** Handles one record; returns the run its output went to, if any. */
   private onRecord(rec: RunnerRecord): Run | undefined {
-    this.probeMisses = 0;
+    this.liveness.answered();
     if (this.mode === 'pending') {
       if (rec.type === 'hello') {
         const h = parseHello(rec.payload);
@@ -391,10 +360,10 @@ export class KernelRelay {
         return undefined;
       case 'started': {
         if (!tagged || rec.meta?.t === undefined) return undefined;
-        this.heard();
+        this.liveness.heard();
         this.runningTag = rec.meta.t;
-        const run = this.byTag.get(rec.meta.t);
-        if (run && !run.started) this.begin(run);
+        const run = this.book.withTag(rec.meta.t);
+        if (run && !run.started) this.book.begin(run);
         return undefined;
       }
       case 'stdout':
@@ -408,8 +377,8 @@ export class KernelRelay {
       default:
         return undefined; // a runner may send more than we know
     }
-    const run = tagged ? (rec.meta?.t !== undefined ? this.byTag.get(rec.meta.t) : undefined) : this.order[0];
-    this.heard();
+    const run = tagged ? (rec.meta?.t !== undefined ? this.book.withTag(rec.meta.t) : undefined) : this.book.head;
+    this.liveness.heard();
     if (!run || run.done) {
       this.dropped++; // late output (rec.meta.late), or a run no longer held
       return undefined;
@@ -436,7 +405,7 @@ export class KernelRelay {
         break;
       case 'finished':
         if (run.tag !== null && this.runningTag === run.tag) this.runningTag = null;
-        this.finishRun(run, this.exitCode(rec.payload));
+        this.book.finish(run, this.exitCode(rec.payload));
         break;
     }
     return run.unclaimed ? undefined : run;
@@ -451,9 +420,9 @@ export class KernelRelay {
    */
   private async runnerRestarted(h: RunnerHello): Promise<void> {
     this.generation = h.generation;
-    const said = this.runningTag !== null ? this.byTag.get(this.runningTag) : undefined;
+    const said = this.runningTag !== null ? this.book.withTag(this.runningTag) : undefined;
     this.runningTag = null;
-    const sent = this.order.filter((r) => !r.done);
+    const sent = this.book.pending();
     this.requests.failAll(() => new KernelUnresponsiveError('the kernel runner restarted before it answered; ask again'));
     const before = await this.oomSeen;
     this.oomSeen = this.readOom();
@@ -473,140 +442,26 @@ export class KernelRelay {
     const held = (r: Run) => has !== null && has.has(r.tag ?? '');
     const dead = said && !said.done ? said : sent.find((r) => !r.done && !held(r));
     this.o.log.warn('the kernel runner restarted', { reason: end.line, endedRun: dead?.id ?? null, generation: h.generation, pid: h.pid });
-    if (dead) {
-      dead.end(end.exitCode, `${end.line}; the kernel's state (variables, imports) was lost`);
-      this.retire(dead);
-    }
+    if (dead) this.book.end(dead, end.exitCode, `${end.line}; the kernel's state (variables, imports) was lost`);
     if (has === null) return;
     for (const run of sent) {
       if (run.done || run.started || held(run)) continue;
-      this.order.splice(this.order.indexOf(run), 1);
-      this.order.push(run);
+      this.book.requeue(run);
       this.sendInputs(run);
     }
   }
 
   /** A runner that does not tag lost its run (it says it runs nothing, or it stopped answering). */
   private lostRunner(line: string, queued: 'resend' | 'end'): void {
-    const head = this.order[0];
+    const [head, ...rest] = this.book.pending();
     if (!head) return;
     this.o.log.warn('the kernel runner lost the run it was running', { reason: line, runId: head.id });
     this.o.onRunnerRestart?.(line);
-    const rest = this.order.slice(1);
-    head.end(-1, `${line}; the kernel's state may have been lost`);
-    this.retire(head); // begins the next one
+    this.book.end(head, -1, `${line}; the kernel's state may have been lost`); // begins the next one
     for (const run of rest) {
       if (queued === 'resend') this.sendInputs(run);
-      else {
-        run.end(-1, `not started: ${line}`);
-        this.retire(run);
-      }
+      else this.book.end(run, -1, `not started: ${line}`);
     }
-  }
-
-  /** The runner said something about a run (not a probe's answer): it is alive and working. */
-  private heard(): void {
-    this.lastHeard = Date.now();
-    this.idleProbes = 0;
-  }
-
-  /** Liveness: a run whose runner has been silent for a while gets a `status` probe. */
-  private probe(): void {
-    if (this.mode === 'pending' || this.closed || this.probing) return;
-    if (this.order.length === 0) this.idleProbes = 0;
-    if (this.order.length === 0 || Date.now() - this.lastHeard < PROBE_INTERVAL_MS) return;
-    this.probing = true;
-    this.requests
-      .request('status', '', 'status', PROBE_INTERVAL_MS, () => new KernelUnresponsiveError('no status'))
-      .then(
-        (payload) => this.onProbe(parseStatus(payload)),
-        () => this.onProbeMissed(),
-      )
-      .finally(() => (this.probing = false));
-  }
-
-  private onProbe(st: Record<string, unknown> | null): void {
-    this.probeMisses = 0;
-    if (!st || this.closed) return;
-    if (this.mode === 'tagged') {
-      // A generation we have not heard say hello: ask, and the answer takes the restart path.
-      if (typeof st.generation === 'string' && st.generation !== this.generation) {
-        this.requests.request('hello', '', 'hello', 5000, () => new KernelUnresponsiveError('no hello')).catch(() => undefined);
-      }
-      return;
-    }
-    const head = this.order[0];
-    if (head?.started && st.busy === false && st.queue === 0) {
-      if (++this.idleProbes < 2) return; // twice in a row: a `finished` on its way has had time to arrive
-      this.idleProbes = 0;
-      this.lostRunner('runner lost the run: it says it runs nothing (it may have restarted)', 'resend');
-    } else this.idleProbes = 0;
-  }
-
-  private onProbeMissed(): void {
-    if (this.closed) return;
-    this.probeMisses++;
-    if (this.probeMisses === 1) this.o.log.warn('the kernel runner did not answer a liveness probe', { timeoutMs: PROBE_INTERVAL_MS });
-    if (this.mode === 'untagged' && this.probeMisses >= UNTAGGED_MISSES) {
-      this.probeMisses = 0;
-      this.lostRunner(`the runner did not answer ${UNTAGGED_MISSES} liveness probes`, 'end');
-    }
-  }
-
-  private collect(run: Run, apiVersion: number, flushTimeoutMs: number): Promise<RunResult> {
-    if (run.collecting) {
-      // Several callers waiting on one run all get the same answer.
-      if (run.collecting.apiVersion === apiVersion) return run.collecting.promise;
-      throw new ParametersError(`run ${run.id} already has a call waiting on it with api_version ${run.collecting.apiVersion}; wait for it`);
-    }
-    const promise = this.collectNow(run, apiVersion, flushTimeoutMs).finally(() => (run.collecting = null));
-    run.collecting = { apiVersion, promise };
-    return promise;
-  }
-
-  private async collectNow(run: Run, apiVersion: number, flushTimeoutMs: number): Promise<RunResult> {
-    if (!run.ready && !this.draining && !this.closed) await run.sleep(flushTimeoutMs);
-    const next: RunStatus = run.statuses.shift() ?? { status: 'continued', exitCode: null, options: null };
-    if (run.done && run.statuses.length === 0) this.forget(run);
-    const files = next.status === 'finished' && run.startedAt > 0 ? await this.o.outputFiles(run.startedAt).catch(() => []) : [];
-    return { runId: run.id, status: next.status, exitCode: next.exitCode, options: next.options, files, ...run.output.take(apiVersion) };
-  }
-
-  private finishRun(run: Run, exitCode: number | null): void {
-    run.output.finish();
-    run.settle({ status: 'finished', exitCode, options: null });
-    this.retire(run);
-  }
-
-  /** Takes a run out of the order; for a runner that does not tag, the next one starts its exec timeout. */
-  private retire(run: Run): void {
-    run.done = true;
-    run.inputs = [];
-    run.output.release();
-    if (run.timer) clearTimeout(run.timer);
-    if (run.tag !== null && this.byTag.get(run.tag) === run) this.byTag.delete(run.tag);
-    const i = this.order.indexOf(run);
-    if (i >= 0) this.order.splice(i, 1);
-    if (this.mode !== 'tagged' && i === 0 && this.order[0]) this.begin(this.order[0]);
-  }
-
-  private forget(run: Run): void {
-    if (this.runs.get(run.id) === run) this.runs.delete(run.id);
-    if (run.tag !== null && this.byTag.get(run.tag) === run) this.byTag.delete(run.tag);
-  }
-
-  /** The run is now the one the runner works on: its clock starts. */
-  private begin(run: Run): void {
-    run.started = true;
-    run.startedAt = Date.now();
-    run.inputs = this.mode === 'tagged' ? [] : run.inputs; // a runner that does not tag may lose it and need it again
-    if (this.o.execTimeoutSec <= 0) return;
-    run.timer = setTimeout(() => {
-      this.o.log.warn('a run exceeded the exec timeout; destroying the kernel', { runId: run.id, timeoutSec: this.o.execTimeoutSec });
-      run.settle({ status: 'exec-timeout', exitCode: null, options: null });
-      this.retire(run);
-      this.o.onExecTimeout();
-    }, this.o.execTimeoutSec * 1000);
   }
 
   private readOom(): Promise<number | null> {

@@ -1,0 +1,101 @@
+/**
+ * Liveness watches a kernel runner while it has runs: a run with nothing
+ * heard from its runner for a while gets a `status` probe. For a runner that
+ * tags, a probe answered with a generation the relay has not heard say hello
+ * means a restart it missed; for one that does not, two "I run nothing"
+ * answers in a row mean the runner lost the run (it restarted), and several
+ * probes without an answer mean it stopped answering. It decides; the relay
+ * acts.
+ */
+import type { Logger } from '../log.js';
+import { parseStatus } from './runner-records.js';
+
+/** A run with nothing heard from its runner for this long gets a liveness probe (`status`). */
+export const PROBE_INTERVAL_MS = 5000;
+/** Probes a runner that does not tag may miss in a row before its run is ended. */
+const UNTAGGED_MISSES = 3;
+
+/** What the watch needs of its relay. */
+export interface LivenessTarget {
+  log: Logger;
+  /** Whether the relay is synchronised and open (no probes before, none after). */
+  ready(): boolean;
+  /** Whether the runner tags its records. */
+  tagged(): boolean;
+  /** The generation the relay knows. */
+  generation(): string | null;
+  /** Whether a run is going, and whether the oldest one has started. */
+  active(): { any: boolean; headStarted: boolean };
+  /** Sends a request and resolves with its answer's payload. */
+  request(type: string, replyType: string, timeoutMs: number): Promise<Buffer>;
+  /** A runner that does not tag lost its run: end it, and `resend` or `end` the ones queued behind it. */
+  lost(line: string, queued: 'resend' | 'end'): void;
+}
+
+export class Liveness {
+  private readonly timer: NodeJS.Timeout;
+  private lastHeard = Date.now();
+  private probing = false;
+  private misses = 0;
+  private idle = 0;
+
+  constructor(private readonly t: LivenessTarget) {
+    this.timer = setInterval(() => this.probe(), PROBE_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  /** The runner said something about a run (not a probe's answer): it is alive and working. */
+  heard(): void {
+    this.lastHeard = Date.now();
+    this.idle = 0;
+  }
+
+  /** Any record came: the runner answers. */
+  answered(): void {
+    this.misses = 0;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private probe(): void {
+    if (!this.t.ready() || this.probing) return;
+    const { any } = this.t.active();
+    if (!any) this.idle = 0;
+    if (!any || Date.now() - this.lastHeard < PROBE_INTERVAL_MS) return;
+    this.probing = true;
+    this.t
+      .request('status', 'status', PROBE_INTERVAL_MS)
+      .then(
+        (payload) => this.onAnswer(parseStatus(payload)),
+        () => this.onMissed(),
+      )
+      .finally(() => (this.probing = false));
+  }
+
+  private onAnswer(st: Record<string, unknown> | null): void {
+    this.misses = 0;
+    if (!st || !this.t.ready()) return;
+    if (this.t.tagged()) {
+      // A generation we have not heard say hello: ask, and the answer takes the restart path.
+      if (typeof st.generation === 'string' && st.generation !== this.t.generation()) this.t.request('hello', 'hello', 5000).catch(() => undefined);
+      return;
+    }
+    if (this.t.active().headStarted && st.busy === false && st.queue === 0) {
+      if (++this.idle < 2) return; // twice in a row: a `finished` on its way has had time to arrive
+      this.idle = 0;
+      this.t.lost('runner lost the run: it says it runs nothing (it may have restarted)', 'resend');
+    } else this.idle = 0;
+  }
+
+  private onMissed(): void {
+    if (!this.t.ready()) return;
+    this.misses++;
+    if (this.misses === 1) this.t.log.warn('the kernel runner did not answer a liveness probe', { timeoutMs: PROBE_INTERVAL_MS });
+    if (!this.t.tagged() && this.misses >= UNTAGGED_MISSES) {
+      this.misses = 0;
+      this.t.lost(`the runner did not answer ${UNTAGGED_MISSES} liveness probes`, 'end');
+    }
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * RunBook holds the runs of one kernel relay: by run id, by tag, and in the
+ * order they were sent (for a runner that does not tag, the first is the one
+ * running). It starts a run's exec-timeout clock, finishes and retires runs,
+ * takes over the runs an earlier agent left in the runner, and answers the
+ * calls collecting a run's output, sharing one answer between them. The
+ * relay decides what happened; the book keeps the runs consistent with it.
+ */
+import type { Logger } from '../log.js';
+import { ParametersError } from '../errors.js';
+import type { RunResult } from '../rpc/methods.js';
+import { Run, type RunStatus } from './runs.js';
+import type { RunnerHello } from './runner-records.js';
+
+/** Runs taken over from a previous agent that nobody has asked for, kept at most. */
+const MAX_UNCLAIMED = 64;
+
+/** What the book needs of its relay. */
+export interface RunBookOptions {
+  log: Logger;
+  /** Seconds a run may take once the runner starts it (0 = no limit). */
+  execTimeoutSec(): number;
+  /** A run exceeded the exec timeout: the kernel is to be destroyed. */
+  onExecTimeout(): void;
+  /** Files under /home/work/.output created or changed since a time (ms), for finished runs. */
+  outputFiles(sinceMs: number): Promise<Array<{ name: string; size: number }>>;
+  /** Whether the runner tags its records (a runner that does not may lose a run and need its inputs again). */
+  tagged(): boolean;
+  /** Whether calls should answer at once instead of waiting (the agent drains, or the relay closed). */
+  hurry(): boolean;
+}
+
+export class RunBook {
+  private readonly runs = new Map<string, Run>();
+  private readonly byTag = new Map<string, Run>();
+  /** Runs sent and not finished, in the order they were sent (or sent again). */
+  private readonly order: Run[] = [];
+
+  constructor(
+    private readonly o: RunBookOptions,
+    inherited: Run[] = [],
+  ) {
+    for (const run of inherited) this.runs.set(run.id, run);
+  }
+
+  get(id: string): Run | undefined {
+    return this.runs.get(id);
+  }
+
+  withTag(tag: string): Run | undefined {
+    return this.byTag.get(tag);
+  }
+
+  /** The oldest run not finished: the one a runner that does not tag is running. */
+  get head(): Run | undefined {
+    return this.order[0];
+  }
+
+  /** The runs not finished, oldest first (a copy). */
+  pending(): Run[] {
+    return [...this.order];
+  }
+
+  /** Every run held (a copy). */
+  all(): Run[] {
+    return [...this.runs.values()];
+  }
+
+  /** Adds a run just sent; for a runner that does not tag, the first one starts at once. */
+  add(run: Run): void {
+    this.runs.set(run.id, run);
+    if (run.tag !== null) this.byTag.set(run.tag, run);
+    this.order.push(run);
+    if (!this.o.tagged() && this.order.length === 1) this.begin(run);
+  }
+
+  /** Moves a run to the end of the order (it was sent again, after the others). */
+  requeue(run: Run): void {
+    const i = this.order.indexOf(run);
+    if (i >= 0) this.order.splice(i, 1);
+    this.order.push(run);
+  }
+
+  /** The run is now the one the runner works on: its clock starts. */
+  begin(run: Run): void {
+    run.started = true;
+    run.startedAt = Date.now();
+    if (this.o.tagged()) run.inputs = []; // a runner that does not tag may lose it and need it again
+    const limit = this.o.execTimeoutSec();
+    if (limit <= 0) return;
+    run.timer = setTimeout(() => {
+      this.o.log.warn('a run exceeded the exec timeout; destroying the kernel', { runId: run.id, timeoutSec: limit });
+      run.settle({ status: 'exec-timeout', exitCode: null, options: null });
+      this.retire(run);
+      this.o.onExecTimeout();
+    }, limit * 1000);
+  }
+
+  /** The runner said the run finished. */
+  finish(run: Run, exitCode: number | null): void {
+    run.output.finish();
+    run.settle({ status: 'finished', exitCode, options: null });
+    this.retire(run);
+  }
+
+  /** Ends a run with a status of the relay's and its line on stderr. */
+  end(run: Run, exitCode: number, line: string): void {
+    run.end(exitCode, line);
+    this.retire(run);
+  }
+
+  /** Takes a run out of the order; for a runner that does not tag, the next one starts its exec timeout. */
+  retire(run: Run): void {
+    run.done = true;
+    run.inputs = [];
+    run.output.release();
+    if (run.timer) clearTimeout(run.timer);
+    if (run.tag !== null && this.byTag.get(run.tag) === run) this.byTag.delete(run.tag);
+    const i = this.order.indexOf(run);
+    if (i >= 0) this.order.splice(i, 1);
+    if (!this.o.tagged() && i === 0 && this.order[0]) this.begin(this.order[0]);
+  }
+
+  /** Drops a run from the book (its last status was returned, or it is replaced). */
+  forget(run: Run): void {
+    if (this.runs.get(run.id) === run) this.runs.delete(run.id);
+    if (run.tag !== null && this.byTag.get(run.tag) === run) this.byTag.delete(run.tag);
+  }
+
+  /** Wakes every call waiting on a run (they answer with what the run holds). */
+  wakeAll(): void {
+    for (const run of this.runs.values()) run.wake();
+  }
+
+  /**
+   * Ends every run not finished with a reason (exit code -1, `terminated:`,
+   * or `not started:` for runs the runner never began) and returns the runs
+   * whose ending was not collected yet, for a successor relay to answer.
+   */
+  endAll(reason: string): Run[] {
+    for (const run of this.runs.values()) {
+      if (!run.done) this.end(run, -1, run.started ? `terminated: ${reason}` : `not started: ${reason}`);
+      run.output.release();
+    }
+    return this.all().filter((r) => r.done && r.statuses.length > 0);
+  }
+
+  /**
+   * After an agent restart: the runs the runner holds (running, queued, just
+   * finished) become runs of this book. Returns the tag of the one running.
+   */
+  takeOver(h: RunnerHello): string | null {
+    let running: string | null = null;
+    const holds = [...(h.current ? [h.current] : []), ...h.queue];
+    holds.forEach((ref, i) => {
+      if (!ref.run || this.runs.has(ref.run) || this.byTag.has(ref.t)) return;
+      const run = new Run(ref.run, ref.t, [], true);
+      this.add(run);
+      if (i === 0 && h.current) {
+        running = ref.t;
+        this.begin(run);
+      }
+    });
+    for (const ref of h.recent) {
+      if (!ref.run || this.runs.has(ref.run)) continue;
+      // Finished while no agent listened: its end is known; output still on its way reaches it by tag.
+      const run = new Run(ref.run, ref.t, [], true);
+      run.started = true;
+      this.runs.set(run.id, run);
+      this.byTag.set(ref.t, run);
+      run.settle({ status: 'finished', exitCode: ref.exitCode, options: null });
+      run.done = true;
+    }
+    const unclaimed = this.all().filter((r) => r.unclaimed);
+    for (const r of unclaimed.slice(0, Math.max(0, unclaimed.length - MAX_UNCLAIMED))) this.forget(r);
+    this.o.log.info('took over the runs the kernel runner holds after an agent restart', { running: h.current?.run ?? null, queued: h.queue.length, finished: h.recent.length });
+    return running;
+  }
+
+  /** Answers a call for a run's output: at its next status, or after the flush timeout (`continued`). */
+  collect(run: Run, apiVersion: number, flushTimeoutMs: number): Promise<RunResult> {
+    if (run.collecting) {
+      // Several callers waiting on one run all get the same answer.
+      if (run.collecting.apiVersion === apiVersion) return run.collecting.promise;
+      throw new ParametersError(`run ${run.id} already has a call waiting on it with api_version ${run.collecting.apiVersion}; wait for it`);
+    }
+    const promise = this.collectNow(run, apiVersion, flushTimeoutMs).finally(() => (run.collecting = null));
+    run.collecting = { apiVersion, promise };
+    return promise;
+  }
+
+  private async collectNow(run: Run, apiVersion: number, flushTimeoutMs: number): Promise<RunResult> {
+    if (!run.ready && !this.o.hurry()) await run.sleep(flushTimeoutMs);
+    const next: RunStatus = run.statuses.shift() ?? { status: 'continued', exitCode: null, options: null };
+    if (run.done && run.statuses.length === 0) this.forget(run);
+    const files = next.status === 'finished' && run.startedAt > 0 ? await this.o.outputFiles(run.startedAt).catch(() => []) : [];
+    return { runId: run.id, status: next.status, exitCode: next.exitCode, options: next.options, files, ...run.output.take(apiVersion) };
+  }
+}
