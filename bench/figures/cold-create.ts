@@ -3,7 +3,8 @@
  * the runner answers, against `docker run -d` (the real docker CLI) of the
  * same image with the same limits, environment and home mount until the
  * runner answers, read through `docker port`. Both sides wait for the runner
- * the same way (a `%ping` through KernelRelay on the published ports).
+ * to answer a `%ping` through KernelRelay on the published ports: the agent
+ * inside create_kernel (which answers only then), the CLI side after it.
  * Destruction between rounds is not timed.
  */
 import { execFile } from 'node:child_process';
@@ -44,8 +45,8 @@ function agentSide(env: BenchEnv, cpuSet: { last: number[] }): Side {
       const { client } = await env.agent();
       const id = `${env.runId}-cold-${round < 0 ? `w${-round}` : round}`;
       const t0 = performance.now();
+      // create_kernel answers once the kernel's runner has answered %ping (runner_ready_timeout).
       const info = await client.callWithTimeout(120_000, methods.create_kernel, id, KERNEL_CONFIG);
-      await runnerAnswers(info.kernel_host, info.repl_in_port, info.repl_out_port);
       const ms = performance.now() - t0;
       cpuSet.last = info.cpu_set;
       await client.callWithTimeout(120_000, methods.destroy_kernel, id);

@@ -120,6 +120,7 @@ export class KernelFactory {
         createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
       };
       await this.launch(rec, undo, (s) => (step = s));
+      rec.lastUsed = Date.now(); // idle from when it is ready, not from when the create began
       this.c.kernels.set(id, rec);
       log.info('kernel started', { container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB, ports: rec.ports });
       this.d.emit('kernel_started', [id]);
@@ -163,7 +164,6 @@ export class KernelFactory {
       await waitBootstrap(rec.scratchDir, s.bootstrapTimeoutSec ?? 600, async () => (await this.d.docker.inspect(containerId))?.running === true);
     }
     at('waiting for the kernel runner');
-    undo.push(() => this.c.relays.close(rec.id));
     await this.waitForRunner(rec);
   }
 
@@ -173,13 +173,8 @@ export class KernelFactory {
    * failed create rather than a kernel whose every run stays `continued`.
    */
   private async waitForRunner(rec: KernelRecord): Promise<void> {
-    const timeoutSec = this.d.settings().runnerReadyTimeoutSec;
-    let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
-        this.c.relays.relay(rec).ping(timeoutSec * 1000),
-        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutSec} s (runner_ready_timeout)`)), timeoutSec * 1000))),
-      ]);
+      await this.c.relays.waitReady(rec, this.d.settings().runnerReadyTimeoutSec * 1000);
     } catch (err) {
       const logs = await this.d.docker.logs(rec.containerId).catch(() => '');
       const last = logs.split('\n').map((l) => l.trim()).filter((l) => l !== '').slice(-8).join(' | ');
@@ -187,8 +182,6 @@ export class KernelFactory {
         `create_kernel ${rec.id} failed: the kernel's runner did not come up (${errorMessage(err)}); it printed last: ${last || '(nothing)'}; everything the create took was released`,
         { cause: err },
       );
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -55,6 +55,26 @@ export class KernelRelays {
     return relay;
   }
 
+  /**
+   * Resolves once a new container's runner answers `%ping`, through a relay
+   * of its own that is closed again: the kernel's own relay opens on first
+   * use (and answers the runs a restart ended), and an idle kernel holds no
+   * connection.
+   */
+  async waitReady(rec: RelayTarget, timeoutMs: number): Promise<void> {
+    const probe = new KernelRelay({ host: this.o.kernelHost, replInPort: rec.ports[0]!, replOutPort: rec.ports[1]!, ...this.options(rec) });
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        probe.ping(timeoutMs),
+        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs / 1000} s (runner_ready_timeout)`)), timeoutMs))),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      probe.close(); // at once, also on a timeout: the container goes, and Docker may give its ports to another
+    }
+  }
+
   /** Makes an open relay to a kernel's runner (a claimed pooled container's) the kernel's. */
   adopt(rec: RelayTarget, relay: KernelRelay): void {
     this.relays.get(rec.id)?.close();

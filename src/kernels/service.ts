@@ -234,6 +234,7 @@ export class KernelService {
     } finally {
       rec.busy = null;
     }
+    this.touch(rec); // idle from when the new container is ready
     const { id: _id, kernel_host: _host, ...rest } = this.info(rec);
     return rest;
   }

@@ -94,8 +94,11 @@ describe('node stats of the real agent', function () {
     const kernelId = uniqueName('k');
     await client.callWithTimeout(60_000, methods.create_kernel, kernelId, { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 }, mounts: [], environ: {} });
 
-    const t = Date.now();
-    const info = (await s.next('instance_heartbeat', t)).args[0] as Record<string, any>;
+    // The first heartbeat after the create may have been sampled before the kernel was registered: take one that has it.
+    const info = await eventually('a heartbeat with the kernel\'s figures', () => {
+      const beats = s.events.filter((e) => e.name === 'instance_heartbeat').map((e) => e.args[0] as Record<string, any>);
+      return beats.find((b) => b.kernel_stats?.[kernelId]) ?? null;
+    }) as Record<string, any>;
     // The 2018 keys are unchanged; node and kernel_stats are extra.
     expect(info).to.include.keys('ip', 'region', 'addr', 'mem_slots', 'cpu_slots', 'gpu_slots', 'images', 'node', 'kernel_stats');
     expect(info.node).to.have.keys(NODE_KEYS);

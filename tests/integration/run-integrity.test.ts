@@ -258,8 +258,10 @@ describe('run integrity', function () {
     }
     onCleanup(() => docker.getImage(`lablup/kernel-python:${tag}`).remove({ force: true }).then(() => undefined, () => undefined));
     const { client, id, agent } = await kernel({ lang: `python:${tag}` });
+    expect(consoleText(await runToEnd(client, id, '%ping'), 'stdout')).to.equal('pong!\n');
     expect((agent.kernelService as unknown as { relays: { relays: Map<string, { protocol: string }> } }).relays.relays.get(id)!.protocol).to.equal('untagged');
-    const a = start(client, id, 'import os; os._exit(3)', 'fa');
+    // B reaches the runner's queue before A ends the runner: it is lost with it, and must be sent again.
+    const a = start(client, id, 'import os, time; time.sleep(0.5); os._exit(3)', 'fa');
     const b = start(client, id, 'print("output of B")', 'fb');
     const [ra, rb] = await Promise.all([drive(client, id, a, 90_000), drive(client, id, b, 90_000)]);
     expect([ra.at(-1)!.status, ra.at(-1)!.exitCode]).to.deep.equal(['finished', -1]);
