@@ -9,9 +9,9 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { AgentError, DockerError, errorMessage, KernelCreationError, NoResourcesError } from '../errors.js';
 import { KERNEL_PORTS } from '../adapters/docker.js';
-import type { KernelInfo } from '../rpc/methods.js';
+import type { KernelInfo, ServicePort } from '../rpc/methods.js';
 import { CoresExhausted, type CpuAllocator } from './allocator.js';
-import { containerRequest, imageTraits, prepareScratch } from './launch.js';
+import { containerRequest, imageTraits, prepareScratch, type ImageTraits } from './launch.js';
 import type { Semaphore } from './semaphore.js';
 import { checkMounts, type KernelSpec } from './spec.js';
 import type { KernelRelays } from './relays.js';
@@ -20,6 +20,17 @@ import type { PooledContainer } from '../pool/pool.js';
 import { environStatement } from '../pool/claims.js';
 import { takeGpus } from '../accelerators/kernel-gpus.js';
 import { prepareHome, waitBootstrap } from './workspace.js';
+import { servicePortsInfo } from './service-ports.js';
+
+/** A create (or restart) on an image whose service-port label is bad is refused, naming the label. */
+export function refuseBadServiceLabel(traits: ImageTraits, image: string): void {
+  if (!traits.services.ok) throw new KernelCreationError(`cannot create a kernel of ${image}: ${traits.services.error}; nothing was taken`);
+}
+
+/** The service ports of a kernel's info from its image's apps and its container's published ports. */
+export function servicePortsOf(traits: ImageTraits, published: Partial<Record<number, number>>): ServicePort[] {
+  return servicePortsInfo(traits.services.ok ? traits.services.services : [], published);
+}
 
 /** What the factory shares with the service: its dependencies, books and relays. */
 export interface FactoryContext {
@@ -63,7 +74,10 @@ export class KernelFactory {
    */
   private async claimWarm(id: string, spec: KernelSpec, warm: PooledContainer, cpuSet: number[]): Promise<KernelInfo> {
     const pool = this.d.pool!;
+    refuseBadServiceLabel(warm.traits, spec.image);
+    const published = warm.traits.services.ok && warm.traits.services.services.length ? (await this.d.docker.inspect(warm.containerId))?.ports ?? {} : {};
     const rec: KernelRecord = {
+      servicePorts: servicePortsOf(warm.traits, published),
       id, spec: { ...spec, cpuSet, gpuSet: warm.gpuSet.length ? warm.gpuSet : null }, traits: warm.traits, cpuSet, scratchDir: pool.homeOf(id), containerId: warm.containerId, pid: warm.pid, ports: warm.ports,
       createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
     };
@@ -102,6 +116,7 @@ export class KernelFactory {
       await checkMounts(spec.mounts, this.d.settings().vfolderRoot); // a ParametersError, before anything is taken
       const image = await this.d.docker.image(spec.image);
       const traits = imageTraits(image.labels);
+      refuseBadServiceLabel(traits, spec.image); // before anything is taken
       step = 'allocating GPUs and cores';
       const grant = takeGpus(this.d.gpus, id, spec, traits); // GPUs first: the cores follow their NUMA node
       undo.push(() => this.d.gpus?.release(grant?.gpuSet));
@@ -141,6 +156,7 @@ export class KernelFactory {
   /** Creates and starts the container of a record, filling in its id, pid and ports; pushes its undo. */
   async launch(rec: KernelRecord, undo: Array<() => Promise<void> | void>, at: (step: string) => void): Promise<void> {
     const s = this.d.settings();
+    refuseBadServiceLabel(rec.traits, rec.spec.image);
     at('creating the container');
     const containerId = await this.d.docker.create(
       containerRequest({
@@ -156,7 +172,7 @@ export class KernelFactory {
     const state = await this.d.docker.inspect(containerId);
     const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
     if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
-    Object.assign(rec, { containerId, pid: state.pid, ports: ports as number[] });
+    Object.assign(rec, { containerId, pid: state.pid, ports: ports as number[], servicePorts: servicePortsOf(rec.traits, state.ports) });
     if (rec.spec.bootstrapScript) {
       // The entrypoint starts the runner only once the bootstrap script has finished.
       at('running the bootstrap script');

@@ -16,7 +16,7 @@ const MiB = 1024 * 1024;
 export const sessionIdParam: Param<string> = { ...kernelIdParam, name: 'session_id' };
 
 /** One kernel's result of create_kernels, as 24.09 returns it. */
-export interface ModernKernelResult extends Omit<KernelInfo, 'cpu_set' | 'gpu_set'> {
+export interface ModernKernelResult extends Omit<KernelInfo, 'cpu_set' | 'gpu_set' | 'service_ports'> {
   service_ports: unknown[];
   resource_spec: Record<string, unknown>;
   attached_devices: Record<string, unknown>;

@@ -40,7 +40,7 @@ export interface ModernRpcDeps {
 
 /** The `creation_info` of kernel_started as 24.09's manager reads it (the create_kernels result of that kernel). */
 export function creationInfo(k: ModernKernel & { info: KernelInfo }, agentAddr: string): ModernKernelResult {
-  const i = k.info as KernelInfo & { service_ports?: unknown[] };
+  const i = k.info;
   return {
     id: i.id,
     kernel_host: i.kernel_host,
@@ -48,13 +48,18 @@ export function creationInfo(k: ModernKernel & { info: KernelInfo }, agentAddr: 
     repl_out_port: i.repl_out_port,
     stdin_port: i.stdin_port,
     stdout_port: i.stdout_port,
-    service_ports: i.service_ports ?? [],
+    service_ports: modernServicePorts(i.service_ports),
     container_id: i.container_id,
     resource_spec: { cpu_set: i.cpu_set, slots: {}, mounts: [], allocations: {} },
     attached_devices: {},
     agent_addr: k.extras.agentAddr || agentAddr,
     scaling_group: k.extras.scalingGroup,
   };
+}
+
+/** Service ports as 24.09 reads them: container and host ports as lists. */
+export function modernServicePorts(ports: KernelInfo['service_ports'] | undefined): unknown[] {
+  return (ports ?? []).map((p) => ({ name: p.name, protocol: p.protocol, container_ports: [p.container_port], host_ports: [p.host_port], is_inference: false }));
 }
 
 function defaultExtras(): ModernKernelExtras {
@@ -119,7 +124,7 @@ export class ModernRpc {
         // a full creation config (image or resource_slots) is read like create_kernels'; else the kernel keeps its spec
         const full = config.image !== undefined || config.resource_slots !== undefined;
         const info = await k.restart(id, config, (s, current) => (full ? parseModernKernelConfig(config, image, s).spec : { ...current }));
-        return { ...info, service_ports: (info as { service_ports?: unknown[] }).service_ports ?? [] };
+        return { ...info, service_ports: modernServicePorts(info.service_ports) };
       }),
       implement(m.execute, async (_sid, id, apiVersion, runId, mode, code, opts, flushTimeout) =>
         (await k.relay(id)).execute({ apiVersion: Math.min(apiVersion, 3), runId, mode, code, opts, flushTimeoutMs: flushTimeout * 1000 }),
