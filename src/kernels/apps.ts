@@ -22,8 +22,8 @@ const PING_WAIT_MS = 10_000;
 export type AppState = 'running' | 'stopped' | 'failed' | 'not-started';
 
 /** The known state of each app of a kernel's image. */
-export function appStates(rec: KernelRecord): Array<{ name: string; protocol: string; host_port: number; state: AppState }> {
-  return (rec.servicePorts ?? []).map((p) => ({ name: p.name, protocol: p.protocol, host_port: p.host_port, state: rec.appStates?.[p.name] ?? 'not-started' }));
+export function appStates(rec: KernelRecord, host: string): Array<{ name: string; protocol: string; host: string; host_port: number; state: AppState }> {
+  return (rec.servicePorts ?? []).map((p) => ({ name: p.name, protocol: p.protocol, host, host_port: p.host_port, state: rec.appStates?.[p.name] ?? 'not-started' }));
 }
 
 /** The runner's answer, or a failed map saying why there is none usable. */

@@ -122,8 +122,8 @@ export interface KernelSummary {
   /** CPU time in ms and current memory in bytes from the cgroup; null when they could not be read. */
   cpu_used: number | null;
   mem_cur_bytes: number | null;
-  /** The image's apps, their host ports and last known state (section 6). */
-  services: Array<{ name: string; protocol: string; host_port: number; state: 'running' | 'stopped' | 'failed' | 'not-started' }>;
+  /** The image's apps, where they are reached (the kernel host and host port) and their last known state (section 6). */
+  services: Array<{ name: string; protocol: string; host: string; host_port: number; state: 'running' | 'stopped' | 'failed' | 'not-started' }>;
 }
 
 /** One local kernel image as list_images describes it (beyond the 2018 set). */
@@ -298,7 +298,7 @@ export const methods = {
     name: 'list_kernels',
     summary: 'Lists the kernels of this agent with their image, state, cores, memory, times and current usage (beyond).',
     params: [],
-    returns: '[{id, lang, image, state, container_id, cpu_set, mem_mib, created_at, last_used, cpu_used, mem_cur_bytes, services: [{name, protocol, host_port, state}]}]',
+    returns: '[{id, lang, image, state, container_id, cpu_set, mem_mib, created_at, last_used, cpu_used, mem_cur_bytes, services: [{name, protocol, host, host_port, state}]}]',
   }),
   reset: define<[], null>({
     name: 'reset',

@@ -14,14 +14,12 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { methods } from '../../src/rpc/methods.js';
-import { containersOf, onCleanup, remoteError, REPO_ROOT, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import { containersOf, onCleanup, remoteError, REPO_ROOT, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_JUPYTER_LANG, uniqueName } from '../helpers/env.js';
 
 const run = promisify(execFile);
 const PYTHON = '/usr/bin/python3';
 const SCRIPT = path.join(REPO_ROOT, 'tests/interop/aiozmq_services.py');
 const docker = new Docker();
-/** The Jupyter image's lang (deploy/kernels/build-jupyter.sh); TEST_JUPYTER_LANG for another tag. */
-export const TEST_JUPYTER_LANG = process.env.TEST_JUPYTER_LANG ?? 'python:3-jupyter';
 const config = (lang: string) => ({ lang, limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 }, mounts: [], environ: {} });
 
 /**
@@ -71,7 +69,7 @@ describe('service ports', function () {
     expect(r.start_again).to.deep.equal({ status: 'running' });
     expect(r.start_unknown).to.deep.equal({ status: 'failed', error: 'invalid service name' });
     const listed = (r.list as Array<{ id: string; services: unknown[] }>).find((k) => k.id === r.create.id);
-    expect(listed?.services).to.deep.equal([{ name: 'jupyter', protocol: 'http', host_port: r.create.service_ports[0].host_port, state: 'running' }]);
+    expect(listed?.services).to.deep.equal([{ name: 'jupyter', protocol: 'http', host: '127.0.0.1', host_port: r.create.service_ports[0].host_port, state: 'running' }]);
     expect(r.shutdown).to.deep.equal({ status: 'stopped' });
     expect(r.api_after).to.have.property('error');
     expect(r.shutdown_again).to.deep.equal({ status: 'not-running' });
