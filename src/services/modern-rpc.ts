@@ -12,6 +12,7 @@ import { implement, notImplemented, type Binding } from '../rpc/dispatcher.js';
 import { define, type KernelInfo } from '../rpc/methods.js';
 import { modernMethods, modernNotServed, type HardwareMetadata, type ModernKernelResult } from '../rpc/modern-methods.js';
 import type { KernelService } from '../kernels/service.js';
+import { KernelApps } from '../kernels/apps.js';
 import { parseModernKernelConfig, type ModernKernelExtras } from '../kernels/modern-spec.js';
 import { singleFileOfTar } from '../kernels/tar-single.js';
 
@@ -92,6 +93,7 @@ export class ModernRpc {
 
   bindings(): Binding[] {
     const k = this.d.kernels;
+    const apps = new KernelApps(k);
     const m = modernMethods;
     return [
       implement(m.ping, (msg) => msg),
@@ -101,11 +103,9 @@ export class ModernRpc {
         const healthy = (metadata: Record<string, string>): HardwareMetadata => ({ status: 'healthy', status_info: null, metadata });
         return { cpu: healthy({ cores: String(r.cpuSlots) }), mem: healthy({ bytes: String(r.memSlotsMiB * 1024 * 1024) }) };
       }),
-      implement(m.ping_kernel, async (id) => {
-        const t0 = process.hrtime.bigint();
-        await (await k.relay(id)).ping();
-        return { rtt: Number(process.hrtime.bigint() - t0) / 1e9 };
-      }),
+      implement(m.ping_kernel, async (id) => ({ rtt: await apps.ping(id) })),
+      implement(m.start_service, (id, service, opts) => apps.start(id, service, opts)),
+      implement(m.shutdown_service, (id, service) => apps.shutdown(id, service)),
       implement(m.sync_kernel_registry, (pairs) => this.sync(pairs)),
       implement(m.create_kernels, (sid, ids, configs, _cluster, refs) => this.createKernels(sid, ids, configs, refs)),
       implement(m.destroy_kernel, async (id, sid, reason, suppress) => {
