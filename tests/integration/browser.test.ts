@@ -7,7 +7,8 @@
  * output (TEST_OUTPUT_DIR, default test-output/browser). An error page or a
  * login form fails the test.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +17,7 @@ import { chromium } from 'playwright-core';
 import { methods } from '../../src/rpc/methods.js';
 import { freePort, onCleanup, REPO_ROOT, requireEtcd, startAgent, TEST_JUPYTER_LANG, uniqueName } from '../helpers/env.js';
 
+const run = promisify(execFile);
 const CHROMIUM = '/usr/bin/chromium';
 const AGENTCTL = path.join(REPO_ROOT, 'dist/src/cli/agentctl.js');
 const OUTPUT = process.env.TEST_OUTPUT_DIR ?? path.join(REPO_ROOT, 'test-output', 'browser');
@@ -78,5 +80,13 @@ describe('Jupyter in a real browser', function () {
       await page.screenshot({ path: shot, fullPage: true });
     }
     expect((await fs.stat(shot)).size).to.be.above(1000);
+
+    // Without --forward: the app runs already, so the URL is the node's, without a token; there the login form shows (what the check above catches).
+    const plain = await run(process.execPath, [AGENTCTL, '--agent', `tcp://127.0.0.1:${port}`, 'open', id, 'jupyter']);
+    const direct = (await client.call(methods.list_kernels)).find((k) => k.id === id)!.services[0]!;
+    expect(plain.stdout.trim()).to.equal(`http://127.0.0.1:${direct.host_port}/`);
+    expect(plain.stderr).to.match(/jupyter was already running; it keeps the token it was started with/);
+    await page.goto(plain.stdout.trim(), { waitUntil: 'load', timeout: 60_000 });
+    expect(await page.locator('input[type=password]').count()).to.be.above(0);
   });
 });

@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { methods } from '../../src/rpc/methods.js';
+import { runToEnd } from '../helpers/run.js';
 import { containersOf, onCleanup, remoteError, REPO_ROOT, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_JUPYTER_LANG, uniqueName } from '../helpers/env.js';
 
 const run = promisify(execFile);
@@ -75,6 +76,22 @@ describe('service ports', function () {
     expect(r.shutdown_again).to.deep.equal({ status: 'not-running' });
   });
 
+  it('ping_kernel fails naming the kernel when its runner does not answer', async () => {
+    const { client } = await startAgent();
+    const id = uniqueName('k');
+    const info = await client.call(methods.create_kernel, id, config(TEST_IMAGE_LANG));
+    expect(await client.call(methods.ping_kernel, id)).to.equal(null);
+    await docker.getContainer(info.container_id).pause();
+    try {
+      const err = await remoteError(client.callWithTimeout(30_000, methods.ping_kernel, id));
+      expect(err.remoteType).to.equal('agent.KernelUnresponsive');
+      expect(err.message).to.match(new RegExp(`ping_kernel ${id}: the kernel runner did not answer within 10 s`));
+    } finally {
+      await docker.getContainer(info.container_id).unpause();
+    }
+    expect(await client.call(methods.ping_kernel, id)).to.equal(null);
+  });
+
   it('refuses a bad service-port label at create, naming it, and takes nothing', async () => {
     const lang = await derivedImage('jupyter:http:2001', {});
     const { client, agent, agentId } = await startAgent();
@@ -103,6 +120,12 @@ describe('service ports', function () {
     const files = info.service_ports.find((p) => p.name === 'http-files')!;
     const res = await fetch(`http://127.0.0.1:${files.host_port}/`);
     expect(res.status).to.equal(200);
+    // an app that dies after it started is reported once, then started again: nothing restarts it behind the manager's back
+    await runToEnd(client, id, 'import subprocess; subprocess.run(["pkill", "-f", "http.server"])');
+    const died = await client.call(methods.start_service, id, 'http-files', {});
+    expect(died.status).to.equal('failed');
+    expect(died.error).to.match(/^http-files exited with status -15; its last output: /);
+    expect(await client.call(methods.start_service, id, 'http-files', {})).to.deep.equal({ status: 'started' });
     expect(await client.call(methods.shutdown_service, id, 'http-files')).to.deep.equal({ status: 'stopped' });
     // restart_kernel keeps the apps (on new host ports)
     const again = await client.call(methods.restart_kernel, id, config(lang));
