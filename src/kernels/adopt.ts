@@ -13,7 +13,7 @@ import type { KernelStats } from '../rpc/methods.js';
 import type { CpuAllocator } from './allocator.js';
 import { imageTraits, LABELS, parseCoreList } from './launch.js';
 import type { KernelRecord, KernelServiceDeps } from './record.js';
-import { servicePortsOf } from './create.js';
+import { servicePortsOf } from './service-ports.js';
 
 /** What re-adoption fills in: the service's registry, core books and pending reports. */
 export interface AdoptionContext {

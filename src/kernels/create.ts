@@ -9,9 +9,9 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { AgentError, DockerError, errorMessage, KernelCreationError, NoResourcesError } from '../errors.js';
 import { KERNEL_PORTS } from '../adapters/docker.js';
-import type { KernelInfo, ServicePort } from '../rpc/methods.js';
+import type { KernelInfo } from '../rpc/methods.js';
 import { CoresExhausted, type CpuAllocator } from './allocator.js';
-import { containerRequest, imageTraits, prepareScratch, type ImageTraits } from './launch.js';
+import { containerRequest, imageTraits, prepareScratch } from './launch.js';
 import type { Semaphore } from './semaphore.js';
 import { checkMounts, type KernelSpec } from './spec.js';
 import type { KernelRelays } from './relays.js';
@@ -20,17 +20,7 @@ import type { PooledContainer } from '../pool/pool.js';
 import { environStatement } from '../pool/claims.js';
 import { takeGpus } from '../accelerators/kernel-gpus.js';
 import { prepareHome, waitBootstrap } from './workspace.js';
-import { servicePortsInfo } from './service-ports.js';
-
-/** A create (or restart) on an image whose service-port label is bad is refused, naming the label. */
-export function refuseBadServiceLabel(traits: ImageTraits, image: string): void {
-  if (!traits.services.ok) throw new KernelCreationError(`cannot create a kernel of ${image}: ${traits.services.error}; nothing was taken`);
-}
-
-/** The service ports of a kernel's info from its image's apps and its container's published ports. */
-export function servicePortsOf(traits: ImageTraits, published: Partial<Record<number, number>>): ServicePort[] {
-  return servicePortsInfo(traits.services.ok ? traits.services.services : [], published);
-}
+import { refuseBadServiceLabel, servicePortsOf } from './service-ports.js';
 
 /** What the factory shares with the service: its dependencies, books and relays. */
 export interface FactoryContext {
@@ -74,10 +64,7 @@ export class KernelFactory {
    */
   private async claimWarm(id: string, spec: KernelSpec, warm: PooledContainer, cpuSet: number[]): Promise<KernelInfo> {
     const pool = this.d.pool!;
-    refuseBadServiceLabel(warm.traits, spec.image);
-    const published = warm.traits.services.ok && warm.traits.services.services.length ? (await this.d.docker.inspect(warm.containerId))?.ports ?? {} : {};
     const rec: KernelRecord = {
-      servicePorts: servicePortsOf(warm.traits, published),
       id, spec: { ...spec, cpuSet, gpuSet: warm.gpuSet.length ? warm.gpuSet : null }, traits: warm.traits, cpuSet, scratchDir: pool.homeOf(id), containerId: warm.containerId, pid: warm.pid, ports: warm.ports,
       createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
     };
@@ -101,6 +88,11 @@ export class KernelFactory {
       throw err;
     }
     this.d.gpus?.adopt(warm.gpuSet, id); // the pooled container's devices are the kernel's now
+    if (warm.traits.services.ok && warm.traits.services.services.length) {
+      // The pool filled it with the image's service ports published (a bad label never makes a pooled container).
+      const published = await this.d.docker.inspect(warm.containerId).catch(() => null);
+      rec.servicePorts = servicePortsOf(warm.traits, published?.ports ?? {});
+    }
     this.c.kernels.set(id, rec);
     rec.renamed = pool.nameAsKernel(rec.containerId, spec.lang, id);
     this.d.log.info('kernel started from the warm pool', { kernelId: id, container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB });

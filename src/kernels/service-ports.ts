@@ -4,7 +4,9 @@
  * checked once so that a bad label refuses a create before anything is
  * taken, and the host port of each in a kernel's info.
  */
+import { KernelCreationError } from '../errors.js';
 import type { ServicePort } from '../rpc/methods.js';
+import type { ImageTraits } from './launch.js';
 
 /** One app an image declares: `name:protocol:port`. */
 export interface ServiceDecl {
@@ -48,4 +50,14 @@ export function servicePortsInfo(services: ServiceDecl[], hostPorts: Partial<Rec
     const host = hostPorts[s.port];
     return host ? [{ name: s.name, protocol: s.protocol, container_port: s.port, host_port: host }] : [];
   });
+}
+
+/** A create (or restart, or a pooled container) on an image whose service-port label is bad is refused, naming the label. */
+export function refuseBadServiceLabel(traits: ImageTraits, image: string): void {
+  if (!traits.services.ok) throw new KernelCreationError(`cannot create a kernel of ${image}: ${traits.services.error}; nothing was taken`);
+}
+
+/** The service ports of a kernel's info from its image's apps and its container's published ports. */
+export function servicePortsOf(traits: ImageTraits, published: Partial<Record<number, number>>): ServicePort[] {
+  return servicePortsInfo(traits.services.ok ? traits.services.services : [], published);
 }

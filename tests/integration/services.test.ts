@@ -15,6 +15,7 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import { methods } from '../../src/rpc/methods.js';
 import { runToEnd } from '../helpers/run.js';
+import { poolSettled, putPool } from '../helpers/pool.js';
 import { containersOf, onCleanup, remoteError, REPO_ROOT, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_JUPYTER_LANG, uniqueName } from '../helpers/env.js';
 
 const run = promisify(execFile);
@@ -74,6 +75,20 @@ describe('service ports', function () {
     expect(r.shutdown).to.deep.equal({ status: 'stopped' });
     expect(r.api_after).to.have.property('error');
     expect(r.shutdown_again).to.deep.equal({ status: 'not-running' });
+  });
+
+  it('a kernel claimed from the warm pool has its service ports, from the range, and starts its app', async () => {
+    const lang = await derivedImage('http-files:http:9101', {});
+    const { client, agent } = await startAgent({}, (ns) => putPool(ns, { [lang]: { small: 1 } }));
+    await poolSettled(agent, 1);
+    const id = uniqueName('k');
+    const info = await client.call(methods.create_kernel, id, config(lang));
+    expect((await docker.getContainer(info.container_id).inspect()).Config.Labels).to.have.property('io.compute-agent.pool'); // claimed, not cold
+    expect(info.service_ports).to.have.length(1);
+    expect(info.service_ports[0]).to.include({ name: 'http-files', container_port: 9101 });
+    expect(info.service_ports[0]!.host_port).to.be.within(30000, 31000);
+    expect(await client.call(methods.start_service, id, 'http-files', {})).to.deep.equal({ status: 'started' });
+    expect((await fetch(`http://127.0.0.1:${info.service_ports[0]!.host_port}/`)).status).to.equal(200);
   });
 
   it('ping_kernel fails naming the kernel when its runner does not answer', async () => {
