@@ -15,7 +15,6 @@ import { ConfigError, errorMessage } from './errors.js';
 import type { AgentOptions } from './config/options.js';
 import type { Settings } from './config/settings.js';
 import { EtcdStore } from './adapters/etcd.js';
-import { DockerEngine } from './adapters/docker.js';
 import { detectHostAddress, detectResources } from './node/resources.js';
 import { NodeMonitor } from './node/stats.js';
 import { msgpackCodec } from './wire/codec.js';
@@ -43,6 +42,11 @@ import { imageBindings } from './images/bindings.js';
 import { nodeStartup } from './node/startup.js';
 import { Prepull } from './images/prepull.js';
 import { ModernSide } from './modern-side.js';
+import { RangedDocker } from './ports/ranged-docker.js';
+import type { PortRangeStats } from './ports/range.js';
+import { KernelApps } from './kernels/apps.js';
+import { appBindings } from './kernels/app-bindings.js';
+import { portRangeBounds } from './config/settings.js';
 import { createRequire } from 'node:module';
 import type { SinkStats } from './events/sink.js';
 
@@ -60,7 +64,8 @@ export class Agent {
   private readonly abort = new AbortController();
   private readonly log: Logger;
   private readonly etcd: EtcdStore;
-  private readonly docker = new DockerEngine();
+  /** Docker with host ports from container_port_range (src/ports/). */
+  private readonly docker = new RangedDocker(() => ({ ...portRangeBounds(this.settings.value.containerPortRange), cooldownSec: this.settings.value.portReuseCooldownSec }));
   private readonly registration: Registration;
   private readonly node: NodeMonitor;
   private publisher: EventPublisher | null = null;
@@ -260,6 +265,7 @@ export class Agent {
         gpus,
       });
       this.kernels = kernels;
+      await this.docker.adoptAgentPorts(this.options.agentId); // the ports of containers left running, before they are adopted
       await kernels.adopt().catch((err: unknown) => {
         throw new ConfigError(`cannot re-adopt the kernels of this node: ${errorMessage(err)}`);
       });
@@ -280,7 +286,7 @@ export class Agent {
         throw new ConfigError(`cannot serve metrics on port ${this.options.metricsPort} (${errorMessage(err)}): choose another with --metrics-port`);
       });
 
-      this.dispatcher = new Dispatcher([...this.bindings(kernels), ...imageBindings(images)], this.log.child({ component: 'rpc' }));
+      this.dispatcher = new Dispatcher([...this.bindings(kernels), ...imageBindings(images), ...appBindings(new KernelApps(kernels), this.log.child({ component: 'rpc' }))], this.log.child({ component: 'rpc' }));
       const callosum = modern.serve(
         {
           kernels,
@@ -417,6 +423,11 @@ export class Agent {
     await this.modern?.closeRpc();
     await Promise.all([this.publisher?.close(1000), this.modern?.closeEvents(1000)]);
     this.etcd.close();
+  }
+
+  /** The figures of the host port range (src/ports/): held, ready and cooling ports. */
+  portStats(): PortRangeStats {
+    return this.docker.ports.stats();
   }
 
   /** The RPC methods and what serves each. */

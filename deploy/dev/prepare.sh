@@ -21,3 +21,12 @@ fi
 log "compiling"
 npm run --silent build
 bash deploy/kernels/build-base.sh
+# The test suite also needs the Jupyter kernel image and a browser (test.sh sets
+# PREPARE_TESTS=1); the quick start does not.
+if [[ ${PREPARE_TESTS:-0} == 1 ]]; then
+  bash deploy/kernels/build-jupyter.sh
+  if ! command -v chromium >/dev/null; then
+    log "installing Debian's chromium (the browser test)"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+  fi
+fi

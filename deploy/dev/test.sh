@@ -4,5 +4,5 @@
 # deploy/dev/test.sh --grep interop
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bash deploy/dev/prepare.sh
+PREPARE_TESTS=1 bash deploy/dev/prepare.sh
 exec npx --no-install mocha "$@"

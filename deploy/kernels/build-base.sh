@@ -6,9 +6,10 @@
 #   bash deploy/kernels/build-base.sh            # skip if the image is built from this recipe
 #   FORCE=1 bash deploy/kernels/build-base.sh    # rebuild (cached rootfs -> seconds)
 #
-# Env overrides: IMAGE, SUITE, VARIANT, PACKAGES, MIRROR, SECURITY_MIRROR,
+# Env overrides: IMAGE, SUITE, VARIANT, PACKAGES, EXTRA_PACKAGES, MIRROR, SECURITY_MIRROR,
 #   CACHE_DIR, KERNEL_SRC, KERNEL_CMD (JSON array), FORCE=1, NO_CACHE=1,
-#   SKIP_SMOKE=1, PUSH_REGISTRY=127.0.0.1:5000 (also push the image there as
+#   SKIP_SMOKE=1, SERVICE_PORTS (the image's apps, e.g. jupyter:http:8080, put in
+#   its ai.backend.service-ports label; PROTOCOL.md section 6), PUSH_REGISTRY=127.0.0.1:5000 (also push the image there as
 #   <registry>/<image>, e.g. to the registry of deploy/dev/up.sh).
 #
 # Anything under deploy/kernels/python/ (KERNEL_SRC) is copied into the rootfs
@@ -26,6 +27,7 @@ IMAGE=${IMAGE:-lablup/kernel-python:3-debian}
 SUITE=${SUITE:-bookworm}
 VARIANT=${VARIANT:-minbase}
 PACKAGES=${PACKAGES:-python3 python3-zmq python3-msgpack bash procps coreutils tini}
+PACKAGES="$PACKAGES ${EXTRA_PACKAGES:-}"  # the base list plus an image's own (build-jupyter.sh)
 # The mirrors default to the ones this machine's apt already uses.
 apt_uris() { # every repository URI of this machine's apt sources, one a line
   { cat /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -n 's/^URIs:[[:space:]]*//p' | tr ' ' '\n'
@@ -42,6 +44,7 @@ FORCE=${FORCE:-0}
 NO_CACHE=${NO_CACHE:-0}
 SKIP_SMOKE=${SKIP_SMOKE:-0}
 WORK_UID=${WORK_UID:-1000}
+SERVICE_PORTS=${SERVICE_PORTS:-}
 
 log() { echo "build-base: $*" >&2; }
 die() { echo "build-base: ERROR: $*" >&2; exit 1; }
@@ -123,6 +126,7 @@ KEY=$( {
   # The checkout's path is not part of the recipe (kernel_src_hash covers the files).
   printf '%s\n' "${mm_args[@]//"$KERNEL_SRC"/KERNEL_SRC}" "$SUITE" "${sources[@]}"
   echo "kernel_src=$(kernel_src_hash)"
+  echo "service_ports=$SERVICE_PORTS"
 } | sha256sum | cut -c1-16)
 TARBALL=$ROOTFS_DIR/rootfs-$SUITE-$VARIANT-$KEY.tar
 
@@ -169,6 +173,13 @@ else
   ENTRYPOINT='[]'
 fi
 
+# The apps of the image (PROTOCOL.md section 6): their label, and their ports exposed.
+service_changes=()
+if [[ -n $SERVICE_PORTS ]]; then
+  service_changes+=(--change "LABEL ai.backend.service-ports=\"$SERVICE_PORTS\"")
+  for item in ${SERVICE_PORTS//,/ }; do service_changes+=(--change "EXPOSE ${item##*:}"); done
+fi
+
 old_id=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 log "docker import -> $IMAGE"
 new_id=$(docker import \
@@ -177,6 +188,7 @@ new_id=$(docker import \
   --change 'LABEL io.sorna.features="query batch user-input tty uid-match"' \
   --change 'LABEL io.sorna.envs.corecount="OPENBLAS_NUM_THREADS,OMP_NUM_THREADS,NPROC"' \
   --change "LABEL io.compute-agent.rootfs-key=\"$KEY\"" \
+  "${service_changes[@]}" \
   --change 'EXPOSE 2000 2001 2002 2003' \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV LANG=C.UTF-8 PYTHONUNBUFFERED=1' \

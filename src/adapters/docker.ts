@@ -28,6 +28,10 @@ export interface ContainerRequest {
   cpuShares?: number;
   /** Host address the runner ports are published on. */
   publishHost: string;
+  /** Container ports published besides 2000-2003 (the image's service ports). */
+  servicePorts?: number[];
+  /** The host port of each published container port (src/ports/); absent: Docker's ephemeral ports. */
+  hostPorts?: Record<number, number>;
   /** Memory nodes (Docker's CpusetMems); empty or absent: every node. */
   cpusetMems?: string;
   /** Device nodes given to the container (a GPU's /dev/nvidiaN on the device-node path). */
@@ -97,6 +101,17 @@ export function castDockerError(err: unknown, step: string): Error {
   return new DockerError(`${step}: Docker said ${status ?? ''} ${msg}`.replace(/\s+/g, ' '), { cause: err });
 }
 
+/** The container ports a request publishes: 2000-2003, then its service ports. */
+export function publishedPorts(req: Pick<ContainerRequest, 'servicePorts'>): number[] {
+  return [...KERNEL_PORTS, ...(req.servicePorts ?? [])];
+}
+
+/** The host ports that containers of this engine publish now (any container, any owner). */
+export async function publishedHostPorts(docker: Docker): Promise<Set<number>> {
+  const list = await docker.listContainers({ all: true });
+  return new Set(list.flatMap((c) => (c.Ports ?? []).map((p) => p.PublicPort).filter((p): p is number => typeof p === 'number' && p > 0)));
+}
+
 const isNotFound = (err: unknown) => (err as { statusCode?: number }).statusCode === 404;
 
 export class DockerEngine {
@@ -144,8 +159,9 @@ export class DockerEngine {
 
   /** Creates a container; returns its id. */
   async create(req: ContainerRequest): Promise<string> {
-    const exposed = Object.fromEntries(KERNEL_PORTS.map((p) => [`${p}/tcp`, {}]));
-    const bindings = Object.fromEntries(KERNEL_PORTS.map((p) => [`${p}/tcp`, [{ HostIp: req.publishHost, HostPort: '' }]]));
+    const published = publishedPorts(req);
+    const exposed = Object.fromEntries(published.map((p) => [`${p}/tcp`, {}]));
+    const bindings = Object.fromEntries(published.map((p) => [`${p}/tcp`, [{ HostIp: req.publishHost, HostPort: String(req.hostPorts?.[p] ?? '') }]]));
     try {
       const c = await this.docker.createContainer({
         name: req.name,

@@ -15,6 +15,7 @@ import { imagesCommand } from './ctl/images.js';
 import { infoCommands } from './ctl/info.js';
 import { runCommand } from './ctl/run.js';
 import { callCommand } from './ctl/modern.js';
+import { openCommand } from './ctl/open.js';
 
 const parser = yargs(hideBin(process.argv))
   .scriptName('agentctl')
@@ -29,7 +30,7 @@ const parser = yargs(hideBin(process.argv))
   .option('json', { type: 'boolean', default: false, describe: 'print JSON instead of text (read commands)' }) as unknown as Argv<GlobalArgs>;
 
 let commands = parser;
-for (const add of [infoCommands, runCommand, attachCommand, eventsCommand, fileCommands, imagesCommand, callCommand]) commands = add(commands);
+for (const add of [infoCommands, runCommand, attachCommand, eventsCommand, fileCommands, imagesCommand, callCommand, openCommand]) commands = add(commands);
 
 await commands
   .demandCommand(1, 'give a command')

@@ -48,6 +48,10 @@ export interface Settings {
   kernelNofileLimit: number;
   /** Host address kernel ports are published on; empty = the kernel host address the manager is told. */
   kernelPublishAddr: string;
+  /** The host ports kernel ports are published on (PROTOCOL.md section 6), `LO-HI` inclusive (portRangeBounds reads it). */
+  containerPortRange: string;
+  /** Seconds a released host port waits before it is given out again. */
+  portReuseCooldownSec: number;
   /** Image names kernels may use besides those under `image_prefix` (exact `name:tag`). */
   imageAllowList: string[];
   /** GPUs the agent may hand out, by index or UUID (the 2018 agent's `--limit-gpus`); empty = all. */
@@ -137,6 +141,19 @@ function address(raw: string): string {
   return v;
 }
 
+/** The bounds of a `container_port_range` value (already checked by its parser). */
+export function portRangeBounds(value: string): { lo: number; hi: number } {
+  const [lo, hi] = value.split('-').map(Number) as [number, number];
+  return { lo, hi };
+}
+/** `LO-HI`: at least the four runner ports of one kernel, above 1023. */
+function portRange(raw: string): string {
+  const m = /^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$/.exec(raw);
+  const lo = Number(m?.[1]);
+  const hi = Number(m?.[2]);
+  if (!m || lo < 1024 || hi > 65535 || hi - lo + 1 < 4) throw new Error(`${JSON.stringify(raw)} is not a port range LO-HI with 1024 <= LO, HI <= 65535 and at least 4 ports`);
+  return `${lo}-${hi}`;
+}
 function filePath(raw: string): string {
   const v = raw.trim();
   if (v !== '' && !v.startsWith('/')) throw new Error(`${JSON.stringify(raw)} is not an absolute path`);
@@ -227,6 +244,15 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
   { key: 'kernel_seccomp', field: 'kernelSeccomp', doc: "seccomp of kernels: default (Docker's profile) or unconfined", default: 'default', live: true, parse: oneOf('default', 'unconfined') },
   { key: 'kernel_pids_limit', field: 'kernelPidsLimit', doc: 'processes and threads per kernel (0 = unlimited)', default: 1024, live: true, parse: number(0, 4_194_304, true) },
   { key: 'kernel_nofile_limit', field: 'kernelNofileLimit', doc: "open files per kernel process (0 = Docker's default)", default: 4096, live: true, parse: number(0, 1_048_576, true) },
+  {
+    key: 'container_port_range',
+    field: 'containerPortRange',
+    doc: 'host ports kernel ports (2000-2003 and service ports) are published on, LO-HI',
+    default: '30000-31000',
+    live: true,
+    parse: portRange,
+  },
+  { key: 'port_reuse_cooldown', field: 'portReuseCooldownSec', doc: 'seconds a released host port waits before it is given out again', default: 60, live: true, parse: number(0, 24 * 3600) },
   { key: 'kernel_publish_addr', field: 'kernelPublishAddr', doc: 'address kernel ports are published on (empty = the kernel host)', default: '', live: true, parse: address },
   {
     key: 'image_allow_list',

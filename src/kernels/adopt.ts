@@ -13,6 +13,7 @@ import type { KernelStats } from '../rpc/methods.js';
 import type { CpuAllocator } from './allocator.js';
 import { imageTraits, LABELS, parseCoreList } from './launch.js';
 import type { KernelRecord, KernelServiceDeps } from './record.js';
+import { servicePortsOf } from './service-ports.js';
 
 /** What re-adoption fills in: the service's registry, core books and pending reports. */
 export interface AdoptionContext {
@@ -59,9 +60,10 @@ export async function adoptKernels({ deps, cores, kernels, reports }: AdoptionCo
     deps.gpus?.adopt(gpuSet, id);
     const image = await deps.docker.image(deps.settings().imagePrefix + lang).catch(() => ({ labels: {} }));
     const created = Number(labels[LABELS.created]) || Date.now();
+    const traits = imageTraits(image.labels);
     kernels.set(id, {
-      id, containerId: c.id, pid: state.pid, ports: ports as number[], cpuSet, scratchDir, createdAt: created,
-      lastUsed: Date.now(), state: 'running', busy: null, traits: imageTraits(image.labels), adopted: true,
+      id, containerId: c.id, pid: state.pid, ports: ports as number[], servicePorts: servicePortsOf(traits, state.ports), cpuSet, scratchDir, createdAt: created,
+      lastUsed: Date.now(), state: 'running', busy: null, traits, adopted: true,
       spec: {
         lang, image: deps.settings().imagePrefix + lang, cpuCount: cpuSet.length, memMiB: Number(labels[LABELS.memMiB]) || 0,
         gpuCount: gpuSet.length, mounts: [], environ: {}, cpuSet, gpuSet,

@@ -20,6 +20,7 @@ import type { PooledContainer } from '../pool/pool.js';
 import { environStatement } from '../pool/claims.js';
 import { takeGpus } from '../accelerators/kernel-gpus.js';
 import { prepareHome, waitBootstrap } from './workspace.js';
+import { refuseBadServiceLabel, servicePortsOf } from './service-ports.js';
 
 /** What the factory shares with the service: its dependencies, books and relays. */
 export interface FactoryContext {
@@ -87,6 +88,11 @@ export class KernelFactory {
       throw err;
     }
     this.d.gpus?.adopt(warm.gpuSet, id); // the pooled container's devices are the kernel's now
+    if (warm.traits.services.ok && warm.traits.services.services.length) {
+      // The pool filled it with the image's service ports published (a bad label never makes a pooled container).
+      const published = await this.d.docker.inspect(warm.containerId).catch(() => null);
+      rec.servicePorts = servicePortsOf(warm.traits, published?.ports ?? {});
+    }
     this.c.kernels.set(id, rec);
     rec.renamed = pool.nameAsKernel(rec.containerId, spec.lang, id);
     this.d.log.info('kernel started from the warm pool', { kernelId: id, container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB });
@@ -102,6 +108,7 @@ export class KernelFactory {
       await checkMounts(spec.mounts, this.d.settings().vfolderRoot); // a ParametersError, before anything is taken
       const image = await this.d.docker.image(spec.image);
       const traits = imageTraits(image.labels);
+      refuseBadServiceLabel(traits, spec.image); // before anything is taken
       step = 'allocating GPUs and cores';
       const grant = takeGpus(this.d.gpus, id, spec, traits); // GPUs first: the cores follow their NUMA node
       undo.push(() => this.d.gpus?.release(grant?.gpuSet));
@@ -142,6 +149,7 @@ export class KernelFactory {
   /** Creates and starts the container of a record, filling in its id, pid and ports; pushes its undo. */
   async launch(rec: KernelRecord, undo: Array<() => Promise<void> | void>, at: (step: string) => void): Promise<void> {
     const s = this.d.settings();
+    refuseBadServiceLabel(rec.traits, rec.spec.image);
     at('creating the container');
     const containerId = await this.d.docker.create(
       containerRequest({
@@ -157,7 +165,7 @@ export class KernelFactory {
     const state = await this.d.docker.inspect(containerId);
     const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
     if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
-    Object.assign(rec, { containerId, pid: state.pid, ports: ports as number[] });
+    Object.assign(rec, { containerId, pid: state.pid, ports: ports as number[], servicePorts: servicePortsOf(rec.traits, state.ports) });
     if (rec.spec.bootstrapScript) {
       // The entrypoint starts the runner only once the bootstrap script has finished.
       at('running the bootstrap script');

@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { ContainerRequest, ContainerSecurity } from '../adapters/docker.js';
 import type { DeviceHostConfig } from '../accelerators/types.js';
 import { langName, type KernelSpec } from './spec.js';
+import { parseServicePorts, type ServiceDecls } from './service-ports.js';
 
 /** Labels the agent puts on (and reads back from) its kernel containers. */
 export const LABELS = {
@@ -38,6 +39,8 @@ export interface ImageTraits {
   /** The image opts in to NVIDIA GPUs: `io.sorna.nvidia.enabled=yes` or `ai.backend.accelerators` naming cuda. */
   cuda: boolean;
   execTimeoutSec: number;
+  /** The apps of `ai.backend.service-ports` (src/kernels/service-ports.ts), or why the label is refused. */
+  services: ServiceDecls;
 }
 
 /** Reads the kernel-related labels of an image. */
@@ -51,6 +54,7 @@ export function imageTraits(labels: Record<string, string>): ImageTraits {
     gpuCountEnvs: names(get('envs.gpucount')),
     cuda: labels['io.sorna.nvidia.enabled']?.trim().toLowerCase() === 'yes' || names(labels['ai.backend.accelerators'] ?? '').includes('cuda'),
     execTimeoutSec: Number.isFinite(timeout) && timeout > 0 ? timeout : 0,
+    services: parseServicePorts(labels),
   };
 }
 
@@ -107,6 +111,7 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
     cpusetCpus: i.cpuSet.join(','),
     ...(gpu ? { devices: gpu.devices, deviceRequests: gpu.deviceRequests, runtime: gpu.runtime, cpusetMems: gpu.cpusetMems } : {}),
     publishHost: i.publishHost,
+    servicePorts: i.traits.services.ok ? i.traits.services.services.map((x) => x.port) : [],
     security: i.security,
   };
 }

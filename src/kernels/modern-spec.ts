@@ -30,7 +30,7 @@ export const MODERN_CONFIG_KEYS: ReadonlyArray<{ key: string; treatment: KeyTrea
   { key: 'supplementary_gids', treatment: 'refused unless empty', note: 'must be absent or empty' },
   { key: 'bootstrap_script', treatment: 'refused unless empty', note: 'not run by this agent' },
   { key: 'startup_command', treatment: 'refused unless empty', note: 'not run by this agent' },
-  { key: 'preopen_ports', treatment: 'refused unless empty', note: 'service ports are not served to modern managers yet' },
+  { key: 'preopen_ports', treatment: 'refused unless empty', note: 'preopened ports are not served to modern managers yet' },
   { key: 'auto_pull', treatment: 'ignored', note: 'images are not pulled by this agent' },
   { key: 'session_type', treatment: 'ignored', note: 'interactive and batch kernels are created alike' },
   { key: 'resource_opts', treatment: 'ignored', note: 'e.g. shmem: the agent sets its own' },

@@ -11,7 +11,7 @@ import type { KernelSpec } from './spec.js';
 import type { CgroupStats } from './stats.js';
 import type { FileLimits } from './files.js';
 import type { WarmPool } from '../pool/pool.js';
-import type { KernelInfo } from '../rpc/methods.js';
+import type { KernelInfo, ServicePort } from '../rpc/methods.js';
 import type { GpuService } from '../accelerators/gpus.js';
 
 /** A kernel the agent holds. */
@@ -22,6 +22,10 @@ export interface KernelRecord {
   containerId: string;
   pid: number | null;
   ports: number[];
+  /** The image's apps with their host ports (PROTOCOL.md section 6). */
+  servicePorts?: ServicePort[];
+  /** The last known state of each app started through start_service (src/kernels/apps.ts). */
+  appStates?: Record<string, 'running' | 'stopped' | 'failed'>;
   cpuSet: number[];
   scratchDir: string;
   createdAt: number;
@@ -81,6 +85,6 @@ export function kernelInfo(rec: KernelRecord, kernelHost: string): KernelInfo {
   const [replIn, replOut, stdin, stdout] = rec.ports as [number, number, number, number];
   return {
     id: rec.id, kernel_host: kernelHost, repl_in_port: replIn, repl_out_port: replOut, stdin_port: stdin, stdout_port: stdout,
-    container_id: rec.containerId, cpu_set: rec.cpuSet, gpu_set: rec.spec.gpuSet ?? [],
+    container_id: rec.containerId, cpu_set: rec.cpuSet, gpu_set: rec.spec.gpuSet ?? [], service_ports: rec.servicePorts ?? [],
   };
 }

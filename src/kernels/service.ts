@@ -23,6 +23,7 @@ import { KernelWatch } from './watch.js';
 import { KernelFactory } from './create.js';
 import { kernelInfo, type KernelRecord, type KernelServiceDeps } from './record.js';
 import { shellWaitStatement } from '../pool/claims.js';
+import { appStates } from './apps.js';
 
 export type { KernelRecord, KernelServiceDeps } from './record.js';
 
@@ -100,7 +101,7 @@ export class KernelService {
         return {
           id: rec.id, lang: rec.spec.lang, image: rec.spec.image, state: rec.state, container_id: rec.containerId,
           cpu_set: rec.cpuSet, mem_mib: rec.spec.memMiB, created_at: rec.createdAt / 1000, last_used: rec.lastUsed / 1000,
-          cpu_used: usage?.cpu_used ?? null, mem_cur_bytes: usage?.mem_cur_bytes ?? null,
+          cpu_used: usage?.cpu_used ?? null, mem_cur_bytes: usage?.mem_cur_bytes ?? null, services: appStates(rec, this.deps.kernelHost),
         };
       }),
     );

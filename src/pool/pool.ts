@@ -21,6 +21,7 @@ import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import { KERNEL_PORTS, type ContainerSummary } from '../adapters/docker.js';
 import { containerName, containerRequest, imageTraits, LABELS, parseCoreList, prepareScratch } from '../kernels/launch.js';
+import { refuseBadServiceLabel } from '../kernels/service-ports.js';
 import { takeGpus } from '../accelerators/kernel-gpus.js';
 import { prepareHome } from '../kernels/workspace.js';
 import type { KernelSpec } from '../kernels/spec.js';
@@ -344,6 +345,7 @@ export class WarmPool implements HygieneTarget {
       await this.deps.ensureImage?.(imageName);
       const image = await this.deps.docker.image(imageName);
       const traits = imageTraits(image.labels);
+      refuseBadServiceLabel(traits, imageName); // a bad service-port label makes no pooled container
       const spec: KernelSpec = { lang, image: imageName, cpuCount: this.deps.allCores.length, memMiB: type.memMiB, gpuCount: type.gpu, mounts: [], environ: {}, cpuSet: null, gpuSet: null };
       gpuSet = takeGpus(this.deps.gpus, `pool:${slot}`, spec, traits)?.gpuSet ?? []; // held while idle
       spec.gpuSet = gpuSet.length ? gpuSet : null;

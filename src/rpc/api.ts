@@ -8,10 +8,13 @@
 import { AgentClient, type AgentClientOptions } from './client.js';
 import {
   methods, type ImageRemoval, type ImageSummary, type KernelInfo, type KernelStats, type KernelSummary, type NodeStatsResult, type PullSummary, type RunResult,
+  type ServiceResult,
 } from './methods.js';
 
 /** How long the slow calls may take by default: creating or restarting a container, destroying one, resetting a node. */
 const SLOW_CALL_MS = 120_000;
+/** start_service: above the agent's own bound on the runner's answer (75 s, src/kernels/apps.ts). */
+const START_SERVICE_CALL_MS = 90_000;
 
 /** Options of {@link AgentApi}: the client's, plus the timeout of the slow calls. */
 export interface AgentApiOptions extends AgentClientOptions {
@@ -72,6 +75,20 @@ export class AgentApi {
     const timeoutMs = this.slowMs + (flushTimeoutSec ?? 2) * 1000;
     if (flushTimeoutSec === undefined) return this.client.callWithTimeout(timeoutMs, methods.execute, apiVersion, kernelId, runId, mode, code, opts);
     return this.client.callWithTimeout(timeoutMs, methods.execute, apiVersion, kernelId, runId, mode, code, opts, flushTimeoutSec);
+  }
+
+  /** ping_kernel: null, or an error when the kernel's runner does not answer. */
+  pingKernel(kernelId: string): Promise<null> {
+    return this.client.callWithTimeout(this.slowMs, methods.ping_kernel, kernelId);
+  }
+
+  /** start_service: the app's start waits for its port, up to the agent's bound (src/kernels/apps.ts). */
+  startService(kernelId: string, service: string, opts: Record<string, unknown> = {}): Promise<ServiceResult> {
+    return this.client.callWithTimeout(START_SERVICE_CALL_MS, methods.start_service, kernelId, service, opts);
+  }
+
+  shutdownService(kernelId: string, service: string): Promise<ServiceResult> {
+    return this.client.callWithTimeout(this.slowMs, methods.shutdown_service, kernelId, service);
   }
 
   interruptKernel(kernelId: string): Promise<null> {

@@ -42,6 +42,23 @@ export interface KernelInfo {
   container_id: string;
   cpu_set: number[];
   gpu_set: number[];
+  /** The image's apps and their host ports (PROTOCOL.md section 6); empty when it declares none. */
+  service_ports: ServicePort[];
+}
+
+/** One app of a kernel's image (PROTOCOL.md section 6). */
+export interface ServicePort {
+  name: string;
+  protocol: 'tcp' | 'pty' | 'http';
+  container_port: number;
+  host_port: number;
+}
+
+/** What start_service and shutdown_service return: the runner's `service-result` map. */
+export interface ServiceResult {
+  status: 'started' | 'running' | 'failed' | 'stopped' | 'not-running';
+  error?: string;
+  [key: string]: unknown;
 }
 
 /** Per-kernel resource figures (PROTOCOL.md section 2). */
@@ -105,6 +122,8 @@ export interface KernelSummary {
   /** CPU time in ms and current memory in bytes from the cgroup; null when they could not be read. */
   cpu_used: number | null;
   mem_cur_bytes: number | null;
+  /** The image's apps, where they are reached (the kernel host and host port) and their last known state (section 6). */
+  services: Array<{ name: string; protocol: string; host: string; host_port: number; state: 'running' | 'stopped' | 'failed' | 'not-started' }>;
 }
 
 /** One local kernel image as list_images describes it (beyond the 2018 set). */
@@ -148,6 +167,7 @@ const MiB = 1024 * 1024;
 const imageLang = p.str('image', { minLength: 1, maxLength: 512 });
 const code = p.str('code', { maxLength: 16 * MiB });
 const opts = p.map('opts');
+const serviceName = p.str('service', { minLength: 1, maxLength: 64 });
 
 /** The method table of the agent; the order is the order of listings. */
 export const methods = {
@@ -197,6 +217,29 @@ export const methods = {
     summary: 'Sends an interrupt (SIGINT) to the code running in a kernel.',
     params: [kernelIdParam],
     returns: 'nil',
+    legacy: {
+      // The 2017 (seed-era) manager sends (kernel_id, mode); the mode is ignored (PROTOCOL.md section 6).
+      params: [kernelIdParam, p.str('mode', { maxLength: 32 })],
+      toCanonical: (v) => [v[0] as string],
+    },
+  }),
+  ping_kernel: define<[Param<string>], null>({
+    name: 'ping_kernel',
+    summary: "Checks that a kernel's runner answers (an error when it does not); counts as use of the kernel.",
+    params: [kernelIdParam],
+    returns: 'nil',
+  }),
+  start_service: define<[Param<string>, Param<string>, Param<Record<string, unknown>>], ServiceResult>({
+    name: 'start_service',
+    summary: "Starts an app the kernel's image declares in ai.backend.service-ports (or finds it running).",
+    params: [kernelIdParam, serviceName, opts],
+    returns: '{status: started | running | failed, error?}',
+  }),
+  shutdown_service: define<[Param<string>, Param<string>], ServiceResult>({
+    name: 'shutdown_service',
+    summary: 'Stops an app started by start_service (beyond).',
+    params: [kernelIdParam, serviceName],
+    returns: '{status: stopped | not-running | failed, error?}',
   }),
   get_completions: define<[Param<string>, Param<string>, Param<Record<string, unknown>>], { status: string; completions: string[] }>({
     name: 'get_completions',
@@ -255,7 +298,7 @@ export const methods = {
     name: 'list_kernels',
     summary: 'Lists the kernels of this agent with their image, state, cores, memory, times and current usage (beyond).',
     params: [],
-    returns: '[{id, lang, image, state, container_id, cpu_set, mem_mib, created_at, last_used, cpu_used, mem_cur_bytes}]',
+    returns: '[{id, lang, image, state, container_id, cpu_set, mem_mib, created_at, last_used, cpu_used, mem_cur_bytes, services: [{name, protocol, host, host_port, state}]}]',
   }),
   reset: define<[], null>({
     name: 'reset',

@@ -16,7 +16,7 @@ const MiB = 1024 * 1024;
 export const sessionIdParam: Param<string> = { ...kernelIdParam, name: 'session_id' };
 
 /** One kernel's result of create_kernels, as 24.09 returns it. */
-export interface ModernKernelResult extends Omit<KernelInfo, 'cpu_set' | 'gpu_set'> {
+export interface ModernKernelResult extends Omit<KernelInfo, 'cpu_set' | 'gpu_set' | 'service_ports'> {
   service_ports: unknown[];
   resource_spec: Record<string, unknown>;
   attached_devices: Record<string, unknown>;
@@ -82,6 +82,8 @@ export const modernMethods = {
     returns: 'last stats map or nil',
   }),
   interrupt_kernel: methods.interrupt_kernel,
+  start_service: methods.start_service,
+  shutdown_service: methods.shutdown_service,
   get_completions: methods.get_completions,
   get_logs: methods.get_logs,
   restart_kernel: define<[Param<string>, Param<string>, Param<Record<string, unknown>>, Param<Record<string, unknown>>], Record<string, unknown>>({
@@ -138,6 +140,6 @@ export const modernMethods = {
  * parameters are not checked, so that the failure is always that one.
  */
 export const modernNotServed: readonly string[] = [
-  'check_and_pull', 'purge_images', 'start_service', 'shutdown_service', 'assign_port', 'release_port', 'scan_gpu_alloc_map',
+  'check_and_pull', 'purge_images', 'assign_port', 'release_port', 'scan_gpu_alloc_map',
   'update_scaling_group', 'trigger_batch_execution', 'get_commit_status', 'commit', 'push_image', 'create_local_network', 'destroy_local_network',
 ];

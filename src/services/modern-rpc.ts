@@ -12,6 +12,7 @@ import { implement, notImplemented, type Binding } from '../rpc/dispatcher.js';
 import { define, type KernelInfo } from '../rpc/methods.js';
 import { modernMethods, modernNotServed, type HardwareMetadata, type ModernKernelResult } from '../rpc/modern-methods.js';
 import type { KernelService } from '../kernels/service.js';
+import { KernelApps } from '../kernels/apps.js';
 import { parseModernKernelConfig, type ModernKernelExtras } from '../kernels/modern-spec.js';
 import { singleFileOfTar } from '../kernels/tar-single.js';
 
@@ -40,7 +41,7 @@ export interface ModernRpcDeps {
 
 /** The `creation_info` of kernel_started as 24.09's manager reads it (the create_kernels result of that kernel). */
 export function creationInfo(k: ModernKernel & { info: KernelInfo }, agentAddr: string): ModernKernelResult {
-  const i = k.info as KernelInfo & { service_ports?: unknown[] };
+  const i = k.info;
   return {
     id: i.id,
     kernel_host: i.kernel_host,
@@ -48,13 +49,18 @@ export function creationInfo(k: ModernKernel & { info: KernelInfo }, agentAddr: 
     repl_out_port: i.repl_out_port,
     stdin_port: i.stdin_port,
     stdout_port: i.stdout_port,
-    service_ports: i.service_ports ?? [],
+    service_ports: modernServicePorts(i.service_ports),
     container_id: i.container_id,
     resource_spec: { cpu_set: i.cpu_set, slots: {}, mounts: [], allocations: {} },
     attached_devices: {},
     agent_addr: k.extras.agentAddr || agentAddr,
     scaling_group: k.extras.scalingGroup,
   };
+}
+
+/** Service ports as 24.09 reads them: container and host ports as lists. */
+export function modernServicePorts(ports: KernelInfo['service_ports'] | undefined): unknown[] {
+  return (ports ?? []).map((p) => ({ name: p.name, protocol: p.protocol, container_ports: [p.container_port], host_ports: [p.host_port], is_inference: false }));
 }
 
 function defaultExtras(): ModernKernelExtras {
@@ -87,6 +93,7 @@ export class ModernRpc {
 
   bindings(): Binding[] {
     const k = this.d.kernels;
+    const apps = new KernelApps(k);
     const m = modernMethods;
     return [
       implement(m.ping, (msg) => msg),
@@ -96,11 +103,9 @@ export class ModernRpc {
         const healthy = (metadata: Record<string, string>): HardwareMetadata => ({ status: 'healthy', status_info: null, metadata });
         return { cpu: healthy({ cores: String(r.cpuSlots) }), mem: healthy({ bytes: String(r.memSlotsMiB * 1024 * 1024) }) };
       }),
-      implement(m.ping_kernel, async (id) => {
-        const t0 = process.hrtime.bigint();
-        await (await k.relay(id)).ping();
-        return { rtt: Number(process.hrtime.bigint() - t0) / 1e9 };
-      }),
+      implement(m.ping_kernel, async (id) => ({ rtt: await apps.ping(id) })),
+      implement(m.start_service, (id, service, opts) => apps.start(id, service, opts)),
+      implement(m.shutdown_service, (id, service) => apps.shutdown(id, service)),
       implement(m.sync_kernel_registry, (pairs) => this.sync(pairs)),
       implement(m.create_kernels, (sid, ids, configs, _cluster, refs) => this.createKernels(sid, ids, configs, refs)),
       implement(m.destroy_kernel, async (id, sid, reason, suppress) => {
@@ -119,7 +124,7 @@ export class ModernRpc {
         // a full creation config (image or resource_slots) is read like create_kernels'; else the kernel keeps its spec
         const full = config.image !== undefined || config.resource_slots !== undefined;
         const info = await k.restart(id, config, (s, current) => (full ? parseModernKernelConfig(config, image, s).spec : { ...current }));
-        return { ...info, service_ports: (info as { service_ports?: unknown[] }).service_ports ?? [] };
+        return { ...info, service_ports: modernServicePorts(info.service_ports) };
       }),
       implement(m.execute, async (_sid, id, apiVersion, runId, mode, code, opts, flushTimeout) =>
         (await k.relay(id)).execute({ apiVersion: Math.min(apiVersion, 3), runId, mode, code, opts, flushTimeoutMs: flushTimeout * 1000 }),

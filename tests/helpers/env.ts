@@ -30,6 +30,8 @@ export const ETCD_ADDR = process.env.BACKEND_ETCD_ADDR ?? '127.0.0.1:2379';
 /** The kernel image the stack script builds, and its prefix. */
 export const TEST_IMAGE_PREFIX = 'lablup/kernel-';
 export const TEST_IMAGE_LANG = process.env.TEST_KERNEL_LANG ?? 'python:3-debian';
+/** The Jupyter image's lang (deploy/kernels/build-jupyter.sh); TEST_JUPYTER_LANG for another tag. */
+export const TEST_JUPYTER_LANG = process.env.TEST_JUPYTER_LANG ?? 'python:3-jupyter';
 
 /** Whether a TCP port accepts a connection within `timeoutMs`. */
 export function reachable(host: string, port: number, timeoutMs = 2000): Promise<boolean> {

@@ -189,8 +189,8 @@ describe('a 24.09 session walk over Callosum', function () {
     expect((await remoteError(m.client.call(modernMethods.download_single, kid, '.'))).remoteRepr).to.match(/directory/);
     expect((await m.client.call(modernMethods.get_logs, kid)).logs).to.be.a('string');
 
-    // 5. start_service is not served yet; restart keeps the kernel (no kernel_terminated for a restart)
-    expect((await remoteError(m.client.callRaw('start_service', [kid, 'jupyter', {}]))).remoteRepr).to.match(/start_service/);
+    // 5. start_service of an app the image lacks is the failed map; restart keeps the kernel (no kernel_terminated for a restart)
+    expect(await m.client.callRaw('start_service', [kid, 'jupyter', {}])).to.deep.equal({ status: 'failed', error: 'invalid service name' });
     const restarted = await m.client.call(modernMethods.restart_kernel, sid, kid, {}, {});
     expect(restarted.container_id).to.not.equal(res!.container_id);
     expect((await m.executeToEnd(sid, kid, 'print(6 * 7)', 'r2')).console).to.deep.include(['stdout', '42\n']);

@@ -50,6 +50,7 @@ import msgpack
 import zmq
 
 import common
+import services
 from common import CHUNK, HOME, log
 from output import OutStream, capture, fd_capture, output_thread, send, send_json, tagging
 from terminal import Terminal, terminal_thread
@@ -460,6 +461,8 @@ def input_thread(sock):
                 interrupt()
             elif rtype == 'complete':
                 send_json('completion', complete(payload), tag)
+            elif rtype in ('start-service', 'shutdown-service'):
+                services.handle(rtype, payload, tag)
             elif rtype == 'status':
                 with state.lock:
                     st = {'busy': state.busy, 'queue': len(state.jobs), 'current': state.current,

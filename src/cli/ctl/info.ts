@@ -93,7 +93,7 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
     )
     .command(
       'kernels',
-      "list the agent's kernels: id, image, state, cores, memory, age, idle time",
+      "list the agent's kernels: id, image, state, cores, memory, age, idle time, apps (name:host port(state))",
       {},
       action<GlobalArgs>((argv) =>
         withAgent(argv, async (api) => {
@@ -101,7 +101,7 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
           if (argv.json) return printJson(kernels);
           const now = Date.now() / 1000;
           printTable(
-            ['ID', 'IMAGE', 'STATE', 'CORES', 'MEM', 'MEM USED', 'CPU TIME', 'AGE', 'IDLE'],
+            ['ID', 'IMAGE', 'STATE', 'CORES', 'MEM', 'MEM USED', 'CPU TIME', 'AGE', 'IDLE', 'APPS'],
             kernels.map((k) => [
               k.id,
               k.image,
@@ -112,6 +112,7 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
               k.cpu_used === null ? '-' : `${(k.cpu_used / 1000).toFixed(1)}s`,
               formatAge(now - k.created_at),
               formatAge(now - k.last_used),
+              (k.services ?? []).map((a) => `${a.name}:${a.host_port}(${a.state})`).join(',') || '-',
             ]),
           );
         }),

@@ -1,0 +1,20 @@
+/**
+ * The RPCs of section 6 (PROTOCOL.md): ping_kernel, start_service and
+ * shutdown_service, served by KernelApps (src/kernels/apps.ts).
+ */
+import type { Logger } from '../log.js';
+import { implement, type Binding } from '../rpc/dispatcher.js';
+import { methods } from '../rpc/methods.js';
+import { KernelApps } from './apps.js';
+
+export function appBindings(apps: KernelApps, log: Logger): Binding[] {
+  return [
+    implement(methods.ping_kernel, async (id) => {
+      const rtt = await apps.ping(id);
+      log.debug('ping_kernel', { kernelId: id, rttMs: Math.round(rtt * 1000) });
+      return null;
+    }),
+    implement(methods.start_service, (id, service, opts) => apps.start(id, service, opts)),
+    implement(methods.shutdown_service, (id, service) => apps.shutdown(id, service)),
+  ];
+}

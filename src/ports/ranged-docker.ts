@@ -1,0 +1,67 @@
+/**
+ * RangedDocker is the Docker engine as kernels and the warm pool see it when
+ * the agent manages host ports: every container it creates is published on
+ * ports of the HostPortRange (src/ports/range.ts), taken before the create
+ * and given back when the create fails or the container is removed, so that
+ * every path that removes a container (destroy, restart, a failed create or
+ * claim, pool hygiene, a dead kernel found at start) returns its ports.
+ */
+import net from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { DockerEngine, publishedHostPorts, publishedPorts, type ContainerRequest } from '../adapters/docker.js';
+import { LABELS } from '../kernels/launch.js';
+import { HostPortRange, type PortRangeSettings } from './range.js';
+
+/** Whether something on this host already listens on `host:port` (a bind on it fails with EADDRINUSE; any other failure is not a listener). */
+export function listenerOn(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EADDRINUSE'));
+    srv.listen({ host: host || '0.0.0.0', port, exclusive: true }, () => srv.close(() => resolve(false)));
+  });
+}
+
+export class RangedDocker extends DockerEngine {
+  readonly ports: HostPortRange;
+
+  constructor(settings: () => PortRangeSettings, now?: () => number) {
+    super();
+    this.ports = new HostPortRange(settings, now);
+  }
+
+  override async create(req: ContainerRequest): Promise<string> {
+    const wanted = publishedPorts(req);
+    const token = `creating:${randomUUID()}`;
+    const byDocker = await publishedHostPorts(this.docker).catch(() => new Set<number>()); // other agents' containers on this engine
+    const host = await this.ports.take(wanted.length, token, async (p) => byDocker.has(p) || (await listenerOn(req.publishHost, p)));
+    try {
+      const id = await super.create({ ...req, hostPorts: Object.fromEntries(wanted.map((p, i) => [p, host[i]!])) });
+      this.ports.transfer(token, id);
+      return id;
+    } catch (err) {
+      this.ports.release(token);
+      throw err;
+    }
+  }
+
+  override async remove(id: string): Promise<void> {
+    await super.remove(id); // a failure keeps the ports: the container may still hold them
+    this.ports.release(id);
+  }
+
+  /**
+   * Takes back the host ports of the running containers of the agent
+   * (re-adoption after an agent restart); call before the kernels and the
+   * pool adopt their containers. Returns how many ports were taken back.
+   */
+  async adoptAgentPorts(agentId: string): Promise<number> {
+    let n = 0;
+    for (const c of await this.listByLabel(`${LABELS.agent}=${agentId}`)) {
+      const state = c.running ? await this.inspect(c.id) : null;
+      const ports = Object.values(state?.ports ?? {}).filter((p): p is number => typeof p === 'number');
+      this.ports.adopt(c.id, ports);
+      n += ports.length;
+    }
+    return n;
+  }
+}
