@@ -13,9 +13,15 @@ import { onCleanup, REPO_ROOT, requireEtcd, tempScratch } from '../helpers/env.j
 
 const FIGURES = ['rpc', 'cold-create', 'warm-create', 'execute', 'streaming', 'density'];
 
+/** The limit anchors each figure measures beside its two sides. */
+const ANCHORS: Record<string, string[]> = {
+  rpc: ['bare zeromq.js echo', 'bare libzmq echo (C)', 'agent, TypeScript client'],
+};
+
 interface Summary { n: number; median: number; p99: number }
 interface Metric { key: string; a: Summary; b: Summary; ratio: number }
-interface Result { name: string; sides: { a: string; b: string }; order: string[]; metrics: Metric[]; verdict: { met: boolean; detail: string } }
+interface Anchor { label: string; metrics: Array<{ key: string; summary: Summary }> }
+interface Result { name: string; sides: { a: string; b: string }; order: string[]; metrics: Metric[]; anchors: Anchor[]; verdict: { met: boolean; detail: string } }
 
 /** Runs the suite as `npm run bench` does (built), with `--short`, into `out`; resolves with the exit code and stderr. */
 function runBench(out: string): Promise<{ code: number | string; stderr: string }> {
@@ -59,6 +65,12 @@ describe('benchmark suite (short form)', function () {
         }
         if (m.b.median > 0) expect(m.ratio, `${name} ${m.key}`).to.be.a('number').and.greaterThan(0);
       }
+      for (const x of r.anchors) {
+        expect(r.order.filter((s) => /^X\d+$/.test(s)), name).to.not.be.empty;
+        expect(x.metrics, `${name} ${x.label}`).to.not.be.empty;
+        for (const m of x.metrics) expect(m.summary.median, `${name} ${x.label} ${m.key}`).to.be.greaterThan(0);
+      }
+      if (name in ANCHORS) expect(r.anchors.map((x) => x.label), name).to.deep.equal(ANCHORS[name]);
       expect(r.verdict.met).to.be.a('boolean');
       expect(r.verdict.detail).to.be.a('string').and.not.empty;
       const md = await fs.readFile(path.join(out, `${name}.md`), 'utf8');
