@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { freePort } from '../../bench/lib/ports.js';
 import { median, quantile, summarize } from '../../bench/lib/stats.js';
 import { markdown, svg, tail } from '../../bench/report.js';
+import { BEGIN, END, performanceTable, spliceTable } from '../../bench/readme-table.js';
 
 const metric = (over: Partial<MetricResult>): MetricResult => ({
   key: 'latency', label: 'latency <1>', unit: 'ms', better: 'lower',
@@ -95,5 +96,20 @@ describe('benchmark suite parts', () => {
     const md = markdown(r);
     expect(md).to.include('| anchor | metric |').and.include('| bare echo | rate | req/s | 100 | p1 90.0 | 0.500 |');
     expect(markdown(result([m]))).to.not.include('| anchor |');
+  });
+
+  it("writes the README's table from results: every metric, a vs row per anchor, markup made literal, between the markers", () => {
+    const m = metric({ key: 'rate', label: 'rate', unit: 'req/s', better: 'higher', a: summarize([40, 50, 60]) });
+    const r = { ...result([m, metric({ label: 'execute `x=1`' })]), anchors: [{ label: 'bare_ echo', metrics: [{ key: 'rate', label: 'rate', unit: 'req/s', better: 'higher' as const, summary: summarize([100]), aOver: 0.5 }] }] };
+    const block = performanceTable([r]);
+    expect(block.startsWith(BEGIN) && block.endsWith(END)).to.equal(true);
+    const body = block.split('\n').filter((l) => l.startsWith('demo '));
+    expect(body).to.have.length(3);
+    expect(body[0]).to.match(/^demo +rate \(req\/s\) +50\.0 \/ p1 40\.0 +4\.00 \/ p1 2\.00 \(ref\) +0\.500 +met$/);
+    expect(body[1]).to.match(/^demo +``vs bare_ echo`` +50\.0 +100 \/ p1 100 +0\.500$/);
+    expect(body[2]).to.include("``execute 'x=1' (ms)``");
+    const readme = `title\n\n${BEGIN}\nold table\n${END}\n\nafter\n`;
+    expect(spliceTable(readme, block)).to.equal(`title\n\n${block}\n\nafter\n`);
+    expect(() => spliceTable('no markers', block)).to.throw(/markers/);
   });
 });
