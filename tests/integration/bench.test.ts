@@ -16,6 +16,7 @@ const FIGURES = ['rpc', 'cold-create', 'warm-create', 'execute', 'streaming', 'd
 /** The limit anchors each figure measures beside its two sides. */
 const ANCHORS: Record<string, string[]> = {
   rpc: ['bare zeromq.js echo', 'bare libzmq echo (C)', 'agent, TypeScript client'],
+  streaming: ['bare forwarding hop'],
 };
 
 interface Summary { n: number; median: number; p99: number }
