@@ -11,7 +11,7 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import { onCleanup, REPO_ROOT, requireEtcd, tempScratch } from '../helpers/env.js';
 
-const FIGURES = ['rpc', 'cold-create', 'warm-create', 'execute', 'streaming', 'density'];
+const FIGURES = ['rpc', 'cold-create', 'warm-create', 'execute', 'streaming', 'burst-create', 'burst-claims', 'restart', 'density'];
 
 /** The limit anchors each figure measures beside its two sides. */
 const ANCHORS: Record<string, string[]> = {
@@ -43,7 +43,7 @@ function runBench(out: string): Promise<{ code: number | string; stderr: string 
 }
 
 describe('benchmark suite (short form)', function () {
-  this.timeout(180_000);
+  this.timeout(300_000);
   before(requireEtcd);
 
   it('measures every figure on both sides and writes JSON, Markdown and SVG, leaving no container behind', async () => {
@@ -82,7 +82,7 @@ describe('benchmark suite (short form)', function () {
     expect(runId, stderr).to.be.a('string');
     const docker = new Docker();
     expect(await docker.listContainers({ all: true, filters: { label: [`io.compute-agent.bench-run=${runId}`] } })).to.deep.equal([]);
-    // the run's agents: i-<run id>, and i-<run id>-<variant> for the pooled and density agents
+    // the run's agents: i-<run id>, and i-<run id>-<variant> for the pooled, burst, restart and density agents
     const ours = (await docker.listContainers({ all: true, filters: { label: ['io.compute-agent.agent'] } })).filter((c) =>
       c.Labels['io.compute-agent.agent']!.startsWith(`i-${runId}`),
     );
