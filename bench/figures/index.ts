@@ -8,6 +8,7 @@ import { burstCreateFigure } from './burst-create.js';
 import { coldCreateFigure } from './cold-create.js';
 import { densityFigure } from './density.js';
 import { executeFigure } from './execute.js';
+import { heartbeatFigure } from './heartbeat.js';
 import { imagePullFigure } from './image-pull.js';
 import { restartFigure } from './restart.js';
 import { rpcFigure } from './rpc.js';
@@ -16,5 +17,5 @@ import { warmCreateFigure } from './warm-create.js';
 
 export const figures: Figure[] = [
   rpcFigure, coldCreateFigure, warmCreateFigure, executeFigure, streamingFigure,
-  burstCreateFigure, burstClaimsFigure, restartFigure, densityFigure, imagePullFigure,
+  burstCreateFigure, burstClaimsFigure, restartFigure, heartbeatFigure, densityFigure, imagePullFigure,
 ];

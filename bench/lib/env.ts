@@ -48,6 +48,8 @@ export interface AgentVariant {
   settings: Record<string, string>;
   /** Extra command-line flags. */
   args: string[];
+  /** Other keys of its etcd namespace, put before it starts (e.g. `nodes/manager/event_addr`). */
+  keys?: Record<string, string>;
 }
 
 /** Resolves once something listens on 127.0.0.1:`port`; fails after `timeoutMs` or as soon as `failed` returns an error. */
@@ -173,6 +175,7 @@ export class BenchEnv {
     // Two kernels share core 0 in the execute figure; the allocator would refuse that at the default of 1.
     await ns.put('config/agent/cpu_overcommit').value('4');
     for (const [k, v] of Object.entries(variant?.settings ?? {})) await ns.put(`config/agent/${k}`).value(v);
+    for (const [k, v] of Object.entries(variant?.keys ?? {})) await ns.put(k).value(v);
     this.onClose(() => this.removeContainers(`${LABELS.agent}=${agentId}`));
     const bin = path.join(REPO_ROOT, 'dist/src/cli/agent.js');
     const args = [

@@ -11,7 +11,7 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import { onCleanup, REPO_ROOT, requireEtcd, tempScratch } from '../helpers/env.js';
 
-const FIGURES = ['rpc', 'cold-create', 'warm-create', 'execute', 'streaming', 'burst-create', 'burst-claims', 'restart', 'density'];
+const FIGURES = ['rpc', 'cold-create', 'warm-create', 'execute', 'streaming', 'burst-create', 'burst-claims', 'restart', 'heartbeat', 'density'];
 
 /** The limit anchors each figure measures beside its two sides. */
 const ANCHORS: Record<string, string[]> = {
