@@ -2,9 +2,10 @@
  * Figure 2, cold kernel creation: `create_kernel` through the agent until
  * the runner answers, against `docker run -d` (the real docker CLI) of the
  * same image with the same limits, environment and home mount until the
- * runner answers, read through `docker port`. Both sides wait for the runner
- * the same way (a `%ping` through KernelRelay on the published ports).
- * Destruction between rounds is not timed.
+ * runner answers, read through `docker port`. Both wait for the runner's
+ * answer to a `%ping`: the agent's create_kernel answers only once its own
+ * relay has it (run integrity), the docker side pings through KernelRelay
+ * on the published ports. Destruction between rounds is not timed.
  */
 import { performance } from 'node:perf_hooks';
 import { methods } from '../../src/rpc/methods.js';
@@ -26,8 +27,9 @@ function agentSide(env: BenchEnv, cpuSet: { last: number[] }): Side {
       const { client } = await env.agent();
       const id = `${env.runId}-cold-${round < 0 ? `w${-round}` : round}`;
       const t0 = performance.now();
+      // The answer comes once the runner has answered the agent's own %ping (run integrity). A second %ping
+      // from here would race the agent's relay, which keeps reading the runner's output socket.
       const info = await client.callWithTimeout(120_000, methods.create_kernel, id, KERNEL_CONFIG);
-      await runnerAnswers(info.kernel_host, info.repl_in_port, info.repl_out_port);
       const ms = performance.now() - t0;
       cpuSet.last = info.cpu_set;
       await client.callWithTimeout(120_000, methods.destroy_kernel, id);

@@ -178,8 +178,10 @@ export class BenchEnv {
     for (const [k, v] of Object.entries(variant?.keys ?? {})) await ns.put(k).value(v);
     this.onClose(() => this.removeContainers(`${LABELS.agent}=${agentId}`));
     const bin = path.join(REPO_ROOT, 'dist/src/cli/agent.js');
+    // BENCH_AGENT_NODE_ARGS: node flags for the agents of the run, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them.
+    const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
     const args = [
-      bin, '--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
+      ...nodeArgs, bin, '--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
       '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-level', 'warn',
       '--metrics', '', ...(variant?.args ?? []),
     ];
