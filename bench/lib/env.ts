@@ -194,7 +194,10 @@ export class BenchEnv {
         const t0 = performance.now();
         const c = (child = this.spawnChild(process.execPath, args));
         c.proc.stdout!.resume();
-        const exited = () => (c.proc.exitCode !== null ? new Error(`the agent exited (${c.proc.exitCode}) at start; its stderr:\n${c.stderr()}`) : null);
+        const exited = () =>
+          c.proc.exitCode !== null || c.proc.signalCode !== null
+            ? new Error(`the agent exited (${c.proc.exitCode ?? c.proc.signalCode}) at start; its stderr:\n${c.stderr()}`)
+            : null;
         // Until the port listens (polled every 5 ms: a DEALER would only retry every 100 ms), then a ping on a new client.
         await waitListening(port, 60_000, exited);
         const client = new AgentClient(endpoint, { timeoutMs: 60_000 });
