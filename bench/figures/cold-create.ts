@@ -63,7 +63,9 @@ function cliSide(env: BenchEnv, cpuSet: { last: number[] }, homes: string, trait
 export const coldCreateFigure: Figure = {
   name: 'cold-create',
   title: 'Cold kernel creation: agent create_kernel vs docker run -d',
-  measures: 'milliseconds from the request (an RPC, or starting the docker CLI) until the kernel runner answers %ping on its published port',
+  measures:
+    'milliseconds from the request (an RPC, or starting the docker CLI) until the kernel runner answers %ping ' +
+    "(the agent's own %ping, which its create_kernel waits for; on the CLI side one through the published port)",
   target: 'the agent no slower than the docker CLI (median ratio at most 1.0)',
   sides: ['agent create_kernel', 'docker run -d'],
   metrics: [{ key: 'create', label: 'creation until the runner answers', unit: 'ms', better: 'lower' }],
