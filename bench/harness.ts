@@ -33,6 +33,14 @@ export interface Side {
 export interface Prepared {
   a: Side;
   b: Side;
+  /**
+   * Limit anchors: what the figure's best case is on this machine (e.g. a
+   * bare echo server for RPC), measured in the same rounds as the two sides
+   * and reported beside them; never part of the ratio.
+   */
+  anchors?: Side[];
+  /** Extra results for the JSON (e.g. latency histograms), read after the last round. */
+  details?(): Record<string, unknown>;
   close(): Promise<void>;
 }
 
@@ -53,6 +61,15 @@ export interface MetricResult extends MetricDef {
   /** a.median - b.median, in the metric's unit. */
   delta: number;
 }
+
+/** One anchor's metrics (those it measured), summarized. */
+export interface AnchorResult {
+  label: string;
+  metrics: Array<MetricDef & { summary: Summary; /** side A's median over the anchor's */ aOver: number }>;
+}
+
+/** The anchors' summaries by label and metric key, for verdicts. */
+export type Anchors = Record<string, Record<string, Summary>>;
 
 /** Whether a figure met its target, and the numbers that decided it. */
 export interface Verdict {
@@ -75,7 +92,7 @@ export interface Figure {
   /** Default rounds for a full run and for `--short`. */
   rounds: { full: number; short: number };
   prepare(env: BenchEnv, settings: RunSettings): Promise<Prepared>;
-  verdict(metrics: Record<string, MetricResult>): Verdict;
+  verdict(metrics: Record<string, MetricResult>, anchors: Anchors): Verdict;
 }
 
 /** Everything a run of one figure produced; this is the JSON written per figure. */
@@ -94,44 +111,72 @@ export interface FigureResult {
   durationMs: number;
   host: { cpus: number; loadavg: number[]; node: string };
   metrics: MetricResult[];
+  /** Limit anchors measured in the same rounds (empty where a figure has none). */
+  anchors: AnchorResult[];
+  details?: Record<string, unknown>;
   verdict: Verdict;
 }
 
 /** The order of sides in round `i`: A,B then B,A, alternately. */
 export function roundOrder(i: number): Array<'A' | 'B'> {
-  return i % 2 === 0 ? ['A', 'B'] : ['B', 'A'];
+  return roundSides(i, 0) as Array<'A' | 'B'>;
+}
+
+/**
+ * The order of every side in round `i` with `anchors` anchors (`X1`, `X2`...):
+ * A, B, the anchors, then all of it reversed in the next round, so that each
+ * runs early in half of the rounds.
+ */
+export function roundSides(i: number, anchors: number): string[] {
+  const all = ['A', 'B', ...Array.from({ length: anchors }, (_, k) => `X${k + 1}`)];
+  return i % 2 === 0 ? all : all.reverse();
 }
 
 /** Runs one figure: prepare, warm up, interleaved rounds, summary, verdict; always closes what it prepared. */
 export async function runFigure(fig: Figure, env: BenchEnv, settings: RunSettings, progress: (line: string) => void = () => {}): Promise<FigureResult> {
   const started = Date.now();
   const prepared = await fig.prepare(env, settings);
-  const collected = { A: {} as Record<string, number[]>, B: {} as Record<string, number[]> };
+  const anchorSides = prepared.anchors ?? [];
+  const collected: Record<string, Record<string, number[]>> = {};
   const order: string[] = [];
+  let details: Record<string, unknown> | undefined;
   try {
-    const side = (s: 'A' | 'B') => (s === 'A' ? prepared.a : prepared.b);
+    const side = (s: string) => (s === 'A' ? prepared.a : s === 'B' ? prepared.b : anchorSides[Number(s.slice(1)) - 1]!);
     for (let w = 0; w < settings.warmup; w++) {
-      for (const s of roundOrder(w)) {
+      for (const s of roundSides(w, anchorSides.length)) {
         await side(s).measure(-1 - w);
         order.push(`w:${s}`);
       }
     }
     for (let r = 0; r < settings.rounds; r++) {
-      for (const s of roundOrder(r)) {
+      for (const s of roundSides(r, anchorSides.length)) {
         const samples = await side(s).measure(r);
-        for (const [key, values] of Object.entries(samples)) (collected[s][key] ??= []).push(...values);
+        const into = (collected[s] ??= {});
+        for (const [key, values] of Object.entries(samples)) (into[key] ??= []).push(...values);
         order.push(s);
       }
       progress(`${fig.name}: round ${r + 1}/${settings.rounds}`);
     }
+    details = prepared.details?.();
   } finally {
     await prepared.close();
   }
   const metrics: MetricResult[] = fig.metrics.map((m) => {
-    const a = summarize(collected.A[m.key] ?? []);
-    const b = summarize(collected.B[m.key] ?? []);
+    const a = summarize(collected.A?.[m.key] ?? []);
+    const b = summarize(collected.B?.[m.key] ?? []);
     return { ...m, a, b, ratio: b.median === 0 ? NaN : a.median / b.median, delta: a.median - b.median };
   });
+  const anchors: AnchorResult[] = anchorSides.map((side, k) => ({
+    label: side.label,
+    metrics: fig.metrics
+      .filter((m) => collected[`X${k + 1}`]?.[m.key]?.length)
+      .map((m) => {
+        const summary = summarize(collected[`X${k + 1}`]![m.key]!);
+        const a = metrics.find((x) => x.key === m.key)!.a;
+        return { ...m, summary, aOver: summary.median === 0 ? NaN : a.median / summary.median };
+      }),
+  }));
+  const anchorMap: Anchors = Object.fromEntries(anchors.map((x) => [x.label, Object.fromEntries(x.metrics.map((m) => [m.key, m.summary]))]));
   return {
     name: fig.name,
     title: fig.title,
@@ -146,6 +191,8 @@ export async function runFigure(fig: Figure, env: BenchEnv, settings: RunSetting
     durationMs: Date.now() - started,
     host: env.hostInfo(),
     metrics,
-    verdict: fig.verdict(Object.fromEntries(metrics.map((m) => [m.key, m]))),
+    anchors,
+    ...(details ? { details } : {}),
+    verdict: fig.verdict(Object.fromEntries(metrics.map((m) => [m.key, m])), anchorMap),
   };
 }

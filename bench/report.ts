@@ -3,7 +3,8 @@
  * hand-written SVG chart (per metric, the median and p99 of both sides as
  * horizontal bars; for rates the p1 instead of the p99, the bad end).
  */
-import type { FigureResult, MetricResult } from './harness.js';
+import type { Better, FigureResult, MetricResult } from './harness.js';
+import type { Summary } from './lib/stats.js';
 
 /** A number with about three significant digits, for tables and labels. */
 export function fmt(v: number): string {
@@ -18,7 +19,12 @@ export function fmt(v: number): string {
 
 /** The bad tail of a metric: p99 where lower is better (times), p1 where higher is better (rates). */
 export function tail(m: MetricResult, side: 'a' | 'b'): { name: string; value: number } {
-  return m.better === 'lower' ? { name: 'p99', value: m[side].p99 } : { name: 'p1', value: m[side].p1 };
+  return tailOf(m[side], m.better);
+}
+
+/** The bad tail of one summary. */
+export function tailOf(s: Summary, better: Better): { name: string; value: number } {
+  return better === 'lower' ? { name: 'p99', value: s.p99 } : { name: 'p1', value: s.p1 };
 }
 
 /** The Markdown of one figure: title, what and target, the table, the verdict, the chart. */
@@ -39,6 +45,7 @@ export function markdown(r: FigureResult): string {
     '',
     'Tail: p99 of times, p1 of rates (one rate per round), so each is the bad end. Ratio: the first side over the second.',
     '',
+    ...anchorTable(r),
     `**Target ${r.verdict.met ? 'met' : 'not met'}**: ${r.verdict.detail}.`,
     '',
     `${r.rounds} rounds (A,B then B,A alternately) after ${r.warmup} warm-up round(s)${r.short ? ', short run' : ''}; ` +
@@ -47,6 +54,25 @@ export function markdown(r: FigureResult): string {
     `![${r.name}](${r.name}.svg)`,
     '',
   ].join('\n');
+}
+
+/** The limit anchors of a figure as a table (nothing where it has none). */
+function anchorTable(r: FigureResult): string[] {
+  const rows = (r.anchors ?? []).flatMap((x) =>
+    x.metrics.map((m) => {
+      const t = tailOf(m.summary, m.better);
+      return `| ${x.label} | ${m.label} | ${m.unit} | ${fmt(m.summary.median)} | ${t.name} ${fmt(t.value)} | ${fmt(m.aOver)} |`;
+    }),
+  );
+  if (!rows.length) return [];
+  return [
+    `Limit anchors, measured in the same rounds (${r.sides.a} over the anchor in the last column):`,
+    '',
+    '| anchor | metric | unit | median | tail | ratio (median) |',
+    '| --- | --- | --- | ---: | ---: | ---: |',
+    ...rows,
+    '',
+  ];
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

@@ -2,7 +2,10 @@
  * `npm run bench`: runs the benchmark figures and writes, per figure,
  * `<name>.json`, `<name>.md` and `<name>.svg` to the results directory.
  *
- *   node dist/bench/run.js [--figures rpc,cold-create,execute] [--rounds N] [--warmup N] [--short] [--out DIR]
+ *   node dist/bench/run.js [--figures rpc,cold-create,execute] [--rounds N] [--warmup N] [--short] [--out DIR] [--readme]
+ *
+ * After a full run into bench/results/ (or with --readme), the performance
+ * table of README.rst is rewritten from every JSON there (bench/readme-table.ts).
  *
  * Everything the run starts (the agent, the reference server, containers)
  * is removed at the end, on failure, and on SIGINT/SIGTERM. Exit code 0 means
@@ -17,9 +20,11 @@ import { LABELS } from '../src/kernels/launch.js';
 import { figures } from './figures/index.js';
 import { runFigure, type FigureResult } from './harness.js';
 import { BENCH_LABEL, BenchEnv, REPO_ROOT } from './lib/env.js';
+import { writeReadmeTable } from './readme-table.js';
 import { markdown, svg } from './report.js';
 
-const USAGE = `usage: npm run bench -- [--figures ${figures.map((f) => f.name).join(',')}] [--rounds N] [--warmup N] [--short] [--out DIR]`;
+const DEFAULT_OUT = path.join(REPO_ROOT, 'bench/results');
+const USAGE = `usage: npm run bench -- [--figures ${figures.map((f) => f.name).join(',')}] [--rounds N] [--warmup N] [--short] [--out DIR] [--readme]`;
 
 function options() {
   const { values } = parseArgs({
@@ -28,7 +33,8 @@ function options() {
       rounds: { type: 'string' },
       warmup: { type: 'string' },
       short: { type: 'boolean', default: false },
-      out: { type: 'string', default: path.join(REPO_ROOT, 'bench/results') },
+      readme: { type: 'boolean', default: false },
+      out: { type: 'string', default: DEFAULT_OUT },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -51,6 +57,7 @@ function options() {
     warmup: count('warmup', values.warmup, 0),
     short: values.short,
     out: path.resolve(values.out),
+    readme: values.readme,
   };
 }
 
@@ -90,6 +97,11 @@ async function main(): Promise<number> {
     await env.close();
   }
   console.error(`bench: wrote ${results.map((r) => r.name).join(', ')} to ${o.out}`);
+  // The README's table shows the checked-in results: rewritten after a full run into them, or when asked (--readme).
+  if (o.readme || (!o.short && o.out === DEFAULT_OUT)) {
+    await writeReadmeTable(o.out, path.join(REPO_ROOT, 'README.rst'), figures.map((f) => f.name));
+    console.error('bench: rewrote the performance table of README.rst from the results');
+  }
   return 0;
 }
 

@@ -1,6 +1,7 @@
 /**
- * Figure 6, density: an agent holding many idle kernels (100; 4 in the short
- * form) against an agent of the same build holding none, both running side
+ * Figure 6, density: an agent holding many idle kernels (300; 4 in the short
+ * form; where Docker cannot hold that many here, as many as it held, said in
+ * the verdict) against an agent of the same build holding none, both running side
  * by side and idle: the agent's RSS, the CPU it uses while idle over a
  * window (heartbeats with every kernel's cgroup figures, the registration
  * check, the idle reaper), and `ping` latency one call at a time. RSS and
@@ -9,6 +10,7 @@
  * and destroyed after the last, untimed.
  */
 import { performance } from 'node:perf_hooks';
+import { errorMessage } from '../../src/errors.js';
 import { methods } from '../../src/rpc/methods.js';
 import type { Figure, Side } from '../harness.js';
 import type { BenchAgent } from '../lib/env.js';
@@ -35,21 +37,40 @@ function side(label: string, agent: BenchAgent, windowMs: number, pings: number)
   };
 }
 
-/** Makes `count` kernels on an agent, `parallel` at a time. */
-async function fill(agent: BenchAgent, ids: string[], parallel: number): Promise<void> {
+/**
+ * Makes the kernels `ids` on an agent, `parallel` at a time. A failed create
+ * fails the fill, unless `tolerate`: then no further one is started and the
+ * fill resolves with the ids that were made (the largest count the node held).
+ */
+export async function fill(agent: BenchAgent, ids: string[], parallel: number, tolerate = false): Promise<string[]> {
   const config = { ...KERNEL_CONFIG, limits: { cpu_slot: 1, mem_slot: 128 } };
   const queue = [...ids];
+  const made: string[] = [];
+  let failure: unknown = null;
   const worker = async () => {
-    for (let id = queue.shift(); id; id = queue.shift()) await agent.client.callWithTimeout(300_000, methods.create_kernel, id, config);
+    for (let id = queue.shift(); id && failure === null; id = queue.shift()) {
+      try {
+        await agent.client.callWithTimeout(300_000, methods.create_kernel, id, config);
+        made.push(id);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
   };
   await Promise.all(Array.from({ length: parallel }, worker));
+  if (failure !== null && !tolerate) throw failure;
+  if (failure !== null) console.error(`bench: density: the node held ${made.length} of ${ids.length} kernels; the next create failed: ${errorMessage(failure)}`);
+  return made;
 }
+
+/** How many kernels the dense agent held in the last run (the verdict reports it). */
+let held = { count: 0, of: 0 };
 
 export const densityFigure: Figure = {
   name: 'density',
-  title: 'Density: an agent holding 100 idle kernels vs one holding none',
+  title: 'Density: an agent holding 300 idle kernels vs one holding none',
   measures: 'agent RSS (MiB), CPU while idle (% of one core, over a 10 s window) and ping latency (ms, 200 calls one at a time), per round',
-  target: 'with the kernels: RSS under 150 MiB and idle CPU under 2% of a core (medians)',
+  target: 'with the kernels: RSS under 150 MiB and idle CPU under 3% of a core (medians)',
   sides: ['holding the kernels', 'holding none'],
   metrics: [
     { key: 'rss', label: 'agent RSS', unit: 'MiB', better: 'lower' },
@@ -58,11 +79,11 @@ export const densityFigure: Figure = {
   ],
   rounds: { full: 6, short: 2 },
   async prepare(env, settings) {
-    const count = settings.short ? 4 : 100;
+    const count = settings.short ? 4 : 300;
     const windowMs = settings.short ? 3000 : 10_000;
     const pings = settings.short ? 50 : 200;
-    // A core per kernel, as a manager would ask; overcommitted so that 100 fit on this machine.
-    const dense = await env.agent({ name: 'dense', settings: { cpu_overcommit: '64' }, args: [] });
+    // A core per kernel, as a manager would ask; overcommitted so that 300 fit on this machine.
+    const dense = await env.agent({ name: 'dense', settings: { cpu_overcommit: String(Math.max(64, Math.ceil(count / 2))) }, args: [] });
     const empty = await env.agent({ name: 'empty', settings: {}, args: [] });
     const ids = Array.from({ length: count }, (_, i) => `${env.runId}-dense-${i}`);
     const close = async () => {
@@ -71,10 +92,14 @@ export const densityFigure: Figure = {
       }
     };
     try {
-      await fill(dense, ids, 4);
+      held = { count: (await fill(dense, ids, 4, true)).length, of: count };
     } catch (err) {
       await close();
       throw err;
+    }
+    if (held.count === 0) {
+      await close();
+      throw new Error('density: the node held no kernel at all');
     }
     return { a: side('holding the kernels', dense, windowMs, pings), b: side('holding none', empty, windowMs, pings), close };
   },
@@ -82,8 +107,8 @@ export const densityFigure: Figure = {
     const rss = m.rss!.a.median;
     const cpu = m.cpu!.a.median;
     return {
-      met: rss < 150 && cpu < 2,
-      detail: `with the kernels: RSS ${rss.toFixed(1)} MiB (target < 150), idle CPU ${cpu.toFixed(2)}% of a core (target < 2), ping p99 ${m.ping!.a.p99.toFixed(2)} ms (${m.ping!.b.p99.toFixed(2)} ms without)`,
+      met: rss < 150 && cpu < 3 && held.count === held.of,
+      detail: `${held.count === held.of ? `with ${held.count} kernels` : `with ${held.count} kernels (Docker held no more of the ${held.of} asked for)`}: RSS ${rss.toFixed(1)} MiB (target < 150), idle CPU ${cpu.toFixed(2)}% of a core (target < 3), ping p99 ${m.ping!.a.p99.toFixed(2)} ms (${m.ping!.b.p99.toFixed(2)} ms without)`,
     };
   },
 };

@@ -1,10 +1,11 @@
 /**
  * Figure 4, execute overhead: `execute` of `x=1` (query mode) through the
  * agent's RPC against the same code sent straight to a runner's ports with
- * the runner's protocol (KernelRelay, as the agent itself uses it). Each
- * side has its own kernel, both made by the agent with the same limits on
- * the same core: two relays on one runner would split its output between
- * them.
+ * the runner's protocol (KernelRelay, as the agent itself uses it): the
+ * limit, a runner round trip with nothing in between. Each side has its own
+ * kernel with the same limits on the same core, the direct one started by
+ * the docker CLI outside the agent (bench/lib/runner.ts kernelPair): two
+ * relays on one runner would split its output between them.
  */
 import { performance } from 'node:perf_hooks';
 import type { KernelRelay } from '../../src/relay/kernel-relay.js';
@@ -63,8 +64,8 @@ export const executeFigure: Figure = {
   rounds: { full: 10, short: 2 },
   async prepare(env, settings) {
     const agent = await env.agent();
-    const { viaAgent, direct: relay, close } = await kernelPair(agent, `${env.runId}-exec`, { ...KERNEL_CONFIG, cpu_set: [0] }, (info) =>
-      directRelay(info.kernel_host, info.repl_in_port, info.repl_out_port),
+    const { viaAgent, direct: relay, close } = await kernelPair(env, agent, `${env.runId}-exec`, { ...KERNEL_CONFIG, cpu_set: [0] }, (k) =>
+      directRelay(k.host, k.inPort, k.outPort),
     );
     const calls = settings.short ? 20 : 100;
     return { a: agentSide(agent, viaAgent, calls), b: directSide(relay, calls), close };

@@ -3,12 +3,19 @@
  * module exporting a Figure, added here.
  */
 import type { Figure } from '../harness.js';
+import { burstClaimsFigure } from './burst-claims.js';
+import { burstCreateFigure } from './burst-create.js';
 import { coldCreateFigure } from './cold-create.js';
 import { densityFigure } from './density.js';
 import { executeFigure } from './execute.js';
+import { heartbeatFigure } from './heartbeat.js';
 import { imagePullFigure } from './image-pull.js';
+import { restartFigure } from './restart.js';
 import { rpcFigure } from './rpc.js';
 import { streamingFigure } from './streaming.js';
 import { warmCreateFigure } from './warm-create.js';
 
-export const figures: Figure[] = [rpcFigure, coldCreateFigure, warmCreateFigure, executeFigure, streamingFigure, densityFigure, imagePullFigure];
+export const figures: Figure[] = [
+  rpcFigure, coldCreateFigure, warmCreateFigure, executeFigure, streamingFigure,
+  burstCreateFigure, burstClaimsFigure, restartFigure, heartbeatFigure, densityFigure, imagePullFigure,
+];

@@ -3,17 +3,28 @@
  * through the agent (`execute`, then `continue` until finished, as a manager
  * drives it) against the same run read straight from a runner's output
  * socket (a PUSH/PULL pair on its published ports, PROTOCOL.md section 4, no
- * relay code at all). Each side has its own kernel, both made by the agent
- * with the same limits: two readers on one runner would split its output.
+ * relay code at all). Each side has its own kernel with the same limits, the
+ * direct one started by the docker CLI outside the agent: two readers on one
+ * runner would split its output.
  * Every byte is counted on both sides; a short count fails the round.
+ *
+ * Anchor: a bare forwarding hop (bench/lib/stream-hop.ts, zeromq.js like the
+ * agent) between a third kernel's runner and the same direct client, so that
+ * "one more process in the path" is measured on its own.
  */
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as zmq from 'zeromq';
-import { methods, type KernelInfo } from '../../src/rpc/methods.js';
+import { methods } from '../../src/rpc/methods.js';
 import type { Figure, Side } from '../harness.js';
-import type { BenchAgent } from '../lib/env.js';
-import { kernelPair, type RunnerConnection } from '../lib/runner.js';
+import { kernelPair, standaloneKernel, type RunnerConnection, type RunnerPorts } from '../lib/runner.js';
+import { REPO_ROOT, type BenchAgent } from '../lib/env.js';
+import { freePort } from '../lib/ports.js';
 import { KERNEL_CONFIG } from './cold-create.js';
+
+const HOP = path.join(REPO_ROOT, 'dist/bench/lib/stream-hop.js');
+/** The anchor's label (the verdict reads it). */
+const ANCHOR_HOP = 'bare forwarding hop';
 
 const MiB = 1024 * 1024;
 /** The run: `mib` lines of 1 MiB (newline included), written as fast as the runner takes them. */
@@ -42,11 +53,15 @@ function agentSide(agent: BenchAgent, kernelId: string, mib: number): Side {
 /** The direct side: a runner's own sockets, read with no relay in between. */
 type DirectSide = Side & RunnerConnection;
 
-function directSide(info: KernelInfo, mib: number): DirectSide {
+/** The runner's input and output endpoints. */
+const endpoints = (k: RunnerPorts) => ({ input: `tcp://${k.host}:${k.inPort}`, output: `tcp://${k.host}:${k.outPort}` });
+
+/** Code sent to `input`, records read from `output` (the runner's own socket, or the hop's). */
+function directSide(label: string, input: string, output: string, mib: number): DirectSide {
   const push = new zmq.Push({ linger: 0 });
   const pull = new zmq.Pull({ linger: 0, receiveTimeout: 60_000 });
-  push.connect(`tcp://${info.kernel_host}:${info.repl_in_port}`);
-  pull.connect(`tcp://${info.kernel_host}:${info.repl_out_port}`);
+  push.connect(input);
+  pull.connect(output);
   const run = async (src: string) => {
     await push.send(['code', src]);
     let bytes = 0;
@@ -58,12 +73,12 @@ function directSide(info: KernelInfo, mib: number): DirectSide {
     }
   };
   return {
-    label: 'straight from the runner',
+    label,
     async measure() {
       const t0 = performance.now();
       const bytes = await run(code(mib));
       const s = (performance.now() - t0) / 1000;
-      if (bytes !== mib * MiB) throw new Error(`direct: the run ended with ${bytes} of ${mib * MiB} bytes`);
+      if (bytes !== mib * MiB) throw new Error(`${label}: the run ended with ${bytes} of ${mib * MiB} bytes`);
       return { rate: [mib / s] };
     },
     ping: () => run('%ping'),
@@ -78,7 +93,7 @@ export const streamingFigure: Figure = {
   name: 'streaming',
   title: 'Output streaming: 100 MiB of stdout through the agent vs straight from the runner',
   measures: 'MiB/s of a run writing 100 MiB to stdout in 1 MiB lines, from sending the code until its finished record (one run per round)',
-  target: 'the agent at least 80% of the direct rate (median)',
+  target: 'the agent at least 90% of the bare forwarding hop and at least 80% of the direct rate (medians)',
   sides: ['through the agent', 'straight from the runner'],
   metrics: [{ key: 'rate', label: 'stdout rate', unit: 'MiB/s', better: 'higher' }],
   rounds: { full: 6, short: 2 },
@@ -86,14 +101,42 @@ export const streamingFigure: Figure = {
     const mib = settings.short ? 8 : 100;
     const agent = await env.agent();
     const config = { ...KERNEL_CONFIG, limits: { cpu_slot: 1, mem_slot: 512 } };
-    const { viaAgent, direct: b, close } = await kernelPair(agent, `${env.runId}-stream`, config, (info) => directSide(info, mib));
-    return { a: agentSide(agent, viaAgent, mib), b, close };
+    const pair = await kernelPair(env, agent, `${env.runId}-stream`, config, (k) => {
+      const e = endpoints(k);
+      return directSide('straight from the runner', e.input, e.output, mib);
+    });
+    // The hop's own kernel, outside the agent: two readers on one runner would split its output.
+    let hop: DirectSide | undefined;
+    let hopKernel: Awaited<ReturnType<typeof standaloneKernel>> | undefined;
+    const close = async () => {
+      hop?.close();
+      await Promise.all([pair.close(), hopKernel?.remove()]);
+    };
+    try {
+      hopKernel = await standaloneKernel(env, `${env.runId}-stream-hop`, config, [0]);
+      const e = endpoints(hopKernel);
+      const bind = `tcp://127.0.0.1:${await freePort()}`;
+      const child = env.spawnChild(process.execPath, [HOP, e.output, bind]);
+      await env.waitForOutput(child, /ready/);
+      hop = directSide(ANCHOR_HOP, e.input, bind, mib);
+      await hop.ping();
+    } catch (err) {
+      await close();
+      throw err;
+    }
+    return { a: agentSide(agent, pair.viaAgent, mib), b: pair.direct, anchors: [hop], close };
   },
-  verdict(m) {
+  verdict(m, anchors) {
     const r = m.rate!;
+    const hop = anchors[ANCHOR_HOP]?.rate?.median ?? NaN;
+    const ofHop = r.a.median / hop;
+    const hopOfDirect = hop / r.b.median;
     return {
-      met: r.ratio >= 0.8,
-      detail: `the agent streams at ${(r.ratio * 100).toFixed(0)}% of the direct rate (${r.a.median.toFixed(0)} vs ${r.b.median.toFixed(0)} MiB/s; target >= 80%)`,
+      met: ofHop >= 0.9 && r.ratio >= 0.8,
+      detail:
+        `the agent streams at ${(ofHop * 100).toFixed(0)}% of the bare hop (target >= 90%) and ${(r.ratio * 100).toFixed(0)}% of the direct rate ` +
+        `(target >= 80%): ${r.a.median.toFixed(0)} vs ${hop.toFixed(0)} vs ${r.b.median.toFixed(0)} MiB/s; the hop itself is at ${(hopOfDirect * 100).toFixed(0)}% of direct` +
+        (hopOfDirect < 0.8 ? ' (under 80%: on this machine one more process in the path costs more than the target allows, so the 90%-of-the-hop target is the one that counts)' : ''),
     };
   },
 };

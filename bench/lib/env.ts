@@ -9,8 +9,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { Etcd3 } from 'etcd3';
@@ -46,6 +48,25 @@ export interface AgentVariant {
   settings: Record<string, string>;
   /** Extra command-line flags. */
   args: string[];
+  /** Other keys of its etcd namespace, put before it starts (e.g. `nodes/manager/event_addr`). */
+  keys?: Record<string, string>;
+}
+
+/** Resolves once something listens on 127.0.0.1:`port`; fails after `timeoutMs` or as soon as `failed` returns an error. */
+async function waitListening(port: number, timeoutMs: number, failed: () => Error | null): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const err = failed();
+    if (err) throw err;
+    const up = await new Promise<boolean>((resolve) => {
+      const sock = net.connect(port, '127.0.0.1');
+      sock.once('connect', () => (sock.destroy(), resolve(true)));
+      sock.once('error', () => resolve(false));
+    });
+    if (up) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on port ${port} after ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 /** A child process that stops with the run; `stderr()` is what it printed there. */
@@ -127,6 +148,19 @@ export class BenchEnv {
   }
 
   private async startAgent(variant?: AgentVariant): Promise<BenchAgent> {
+    const a = await this.restartableAgent(variant);
+    await a.start();
+    return a.current();
+  }
+
+  /**
+   * An agent of the run that a figure may kill (SIGKILL, so that its
+   * kernels stay) and start again with the same id, namespace, port and
+   * scratch root; `start` resolves with the milliseconds from spawning the
+   * process until it answers `ping` (its RPC socket binds after re-adopting
+   * the kernels it finds). Not shared with other figures.
+   */
+  async restartableAgent(variant?: AgentVariant): Promise<{ start(): Promise<number>; kill(): Promise<void>; current(): BenchAgent }> {
     const namespace = variant ? `${this.runId}-${variant.name}` : this.runId;
     const agentId = `i-${namespace}`;
     const port = await freePort();
@@ -141,29 +175,55 @@ export class BenchEnv {
     // Two kernels share core 0 in the execute figure; the allocator would refuse that at the default of 1.
     await ns.put('config/agent/cpu_overcommit').value('4');
     for (const [k, v] of Object.entries(variant?.settings ?? {})) await ns.put(`config/agent/${k}`).value(v);
+    for (const [k, v] of Object.entries(variant?.keys ?? {})) await ns.put(k).value(v);
     this.onClose(() => this.removeContainers(`${LABELS.agent}=${agentId}`));
     const bin = path.join(REPO_ROOT, 'dist/src/cli/agent.js');
+    // BENCH_AGENT_NODE_ARGS: node flags for the agents of the run, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them.
+    const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
     const args = [
-      bin, '--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
+      ...nodeArgs, bin, '--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
       '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-level', 'warn',
       '--metrics', '', ...(variant?.args ?? []),
     ];
-    const child = this.spawnChild(process.execPath, args);
-    child.proc.stdout!.resume();
     const endpoint = `tcp://127.0.0.1:${port}`;
-    const client = new AgentClient(endpoint, { timeoutMs: 60_000 });
-    this.onClose(() => client.close());
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (child.proc.exitCode !== null) throw new Error(`the agent exited (${child.proc.exitCode}) at start; its stderr:\n${child.stderr()}`);
-      try {
-        await client.callWithTimeout(500, methods.ping, 'ready?');
-        break;
-      } catch (err) {
-        if (Date.now() > deadline) throw new Error(`the agent did not answer ping within 30 s (${errorMessage(err)}); its stderr:\n${child.stderr()}`);
-      }
-    }
-    return { endpoint, agentId, client, pid: child.proc.pid! };
+    let agent: BenchAgent | null = null;
+    let child: Child | null = null;
+    return {
+      start: async () => {
+        if (child && child.proc.exitCode === null && child.proc.signalCode === null) throw new Error(`agent ${agentId} is running already`);
+        const t0 = performance.now();
+        const c = (child = this.spawnChild(process.execPath, args));
+        c.proc.stdout!.resume();
+        const exited = () =>
+          c.proc.exitCode !== null || c.proc.signalCode !== null
+            ? new Error(`the agent exited (${c.proc.exitCode ?? c.proc.signalCode}) at start; its stderr:\n${c.stderr()}`)
+            : null;
+        // Until the port listens (polled every 5 ms: a DEALER would only retry every 100 ms), then a ping on a new client.
+        await waitListening(port, 60_000, exited);
+        const client = new AgentClient(endpoint, { timeoutMs: 60_000 });
+        this.onClose(() => client.close());
+        try {
+          await client.callWithTimeout(30_000, methods.ping, 'ready?');
+        } catch (err) {
+          throw exited() ?? new Error(`the agent did not answer ping (${errorMessage(err)}); its stderr:\n${c.stderr()}`);
+        }
+        const ms = performance.now() - t0;
+        agent?.client.close();
+        agent = { endpoint, agentId, client, pid: c.proc.pid! };
+        return ms;
+      },
+      kill: async () => {
+        const c = child;
+        if (!c || c.proc.exitCode !== null || c.proc.signalCode !== null) return;
+        const gone = new Promise((r) => c.proc.once('exit', r));
+        c.proc.kill('SIGKILL');
+        await gone;
+      },
+      current: () => {
+        if (!agent) throw new Error(`agent ${agentId} has not started`);
+        return agent;
+      },
+    };
   }
 
   /** Removes every container carrying a label filter (`key=value`); never others. */

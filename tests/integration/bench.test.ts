@@ -11,11 +11,18 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import { onCleanup, REPO_ROOT, requireEtcd, tempScratch } from '../helpers/env.js';
 
-const FIGURES = ['rpc', 'cold-create', 'warm-create', 'execute', 'streaming', 'density'];
+const FIGURES = ['rpc', 'cold-create', 'warm-create', 'execute', 'streaming', 'burst-create', 'burst-claims', 'restart', 'heartbeat', 'density'];
+
+/** The limit anchors each figure measures beside its two sides. */
+const ANCHORS: Record<string, string[]> = {
+  rpc: ['bare zeromq.js echo', 'bare libzmq echo (C)', 'agent, TypeScript client'],
+  streaming: ['bare forwarding hop'],
+};
 
 interface Summary { n: number; median: number; p99: number }
 interface Metric { key: string; a: Summary; b: Summary; ratio: number }
-interface Result { name: string; sides: { a: string; b: string }; order: string[]; metrics: Metric[]; verdict: { met: boolean; detail: string } }
+interface Anchor { label: string; metrics: Array<{ key: string; summary: Summary }> }
+interface Result { name: string; sides: { a: string; b: string }; order: string[]; metrics: Metric[]; anchors: Anchor[]; verdict: { met: boolean; detail: string } }
 
 /** Runs the suite as `npm run bench` does (built), with `--short`, into `out`; resolves with the exit code and stderr. */
 function runBench(out: string): Promise<{ code: number | string; stderr: string }> {
@@ -36,7 +43,7 @@ function runBench(out: string): Promise<{ code: number | string; stderr: string 
 }
 
 describe('benchmark suite (short form)', function () {
-  this.timeout(180_000);
+  this.timeout(300_000);
   before(requireEtcd);
 
   it('measures every figure on both sides and writes JSON, Markdown and SVG, leaving no container behind', async () => {
@@ -59,6 +66,12 @@ describe('benchmark suite (short form)', function () {
         }
         if (m.b.median > 0) expect(m.ratio, `${name} ${m.key}`).to.be.a('number').and.greaterThan(0);
       }
+      for (const x of r.anchors) {
+        expect(r.order.filter((s) => /^X\d+$/.test(s)), name).to.not.be.empty;
+        expect(x.metrics, `${name} ${x.label}`).to.not.be.empty;
+        for (const m of x.metrics) expect(m.summary.median, `${name} ${x.label} ${m.key}`).to.be.greaterThan(0);
+      }
+      if (name in ANCHORS) expect(r.anchors.map((x) => x.label), name).to.deep.equal(ANCHORS[name]);
       expect(r.verdict.met).to.be.a('boolean');
       expect(r.verdict.detail).to.be.a('string').and.not.empty;
       const md = await fs.readFile(path.join(out, `${name}.md`), 'utf8');
@@ -69,7 +82,7 @@ describe('benchmark suite (short form)', function () {
     expect(runId, stderr).to.be.a('string');
     const docker = new Docker();
     expect(await docker.listContainers({ all: true, filters: { label: [`io.compute-agent.bench-run=${runId}`] } })).to.deep.equal([]);
-    // the run's agents: i-<run id>, and i-<run id>-<variant> for the pooled and density agents
+    // the run's agents: i-<run id>, and i-<run id>-<variant> for the pooled, burst, restart and density agents
     const ours = (await docker.listContainers({ all: true, filters: { label: ['io.compute-agent.agent'] } })).filter((c) =>
       c.Labels['io.compute-agent.agent']!.startsWith(`i-${runId}`),
     );

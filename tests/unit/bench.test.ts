@@ -6,11 +6,12 @@
 import { expect } from 'chai';
 import { parseDockerPort } from '../../bench/figures/cold-create.js';
 import { poolCounts } from '../../bench/figures/warm-create.js';
-import { roundOrder, type FigureResult, type MetricResult } from '../../bench/harness.js';
+import { roundOrder, roundSides, type FigureResult, type MetricResult } from '../../bench/harness.js';
 import { readFileSync } from 'node:fs';
 import { freePort } from '../../bench/lib/ports.js';
 import { median, quantile, summarize } from '../../bench/lib/stats.js';
 import { markdown, svg, tail } from '../../bench/report.js';
+import { BEGIN, END, performanceTable, spliceTable } from '../../bench/readme-table.js';
 
 const metric = (over: Partial<MetricResult>): MetricResult => ({
   key: 'latency', label: 'latency <1>', unit: 'ms', better: 'lower',
@@ -20,7 +21,7 @@ const metric = (over: Partial<MetricResult>): MetricResult => ({
 const result = (metrics: MetricResult[]): FigureResult => ({
   name: 'demo', title: 'A & B', measures: 'things', target: 'A under B', sides: { a: 'agent', b: 'ref' },
   rounds: 2, warmup: 1, short: true, order: ['w:A', 'w:B', 'A', 'B', 'B', 'A'], startedAt: '2026-01-01T00:00:00.000Z',
-  durationMs: 1234, host: { cpus: 2, loadavg: [1, 1, 1], node: 'v20' }, metrics, verdict: { met: true, detail: 'fine' },
+  durationMs: 1234, host: { cpus: 2, loadavg: [1, 1, 1], node: 'v20' }, metrics, anchors: [], verdict: { met: true, detail: 'fine' },
 });
 
 describe('benchmark suite parts', () => {
@@ -45,6 +46,12 @@ describe('benchmark suite parts', () => {
   it('alternates the sides A,B then B,A so that each side runs first in half the rounds', () => {
     const order = [0, 1, 2, 3].flatMap(roundOrder);
     expect(order.join('')).to.equal('ABBAABBA');
+  });
+
+  it('puts the anchors after A and B, and reverses all of it every other round', () => {
+    expect(roundSides(0, 2)).to.deep.equal(['A', 'B', 'X1', 'X2']);
+    expect(roundSides(1, 2)).to.deep.equal(['X2', 'X1', 'B', 'A']);
+    expect(roundSides(3, 0)).to.deep.equal(['B', 'A']);
   });
 
   it('reads the host ports of docker port output, the first binding of each container port', () => {
@@ -81,5 +88,28 @@ describe('benchmark suite parts', () => {
     expect(image).to.match(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
     expect(image).to.include('A &amp; B').and.include('latency &lt;1&gt;').and.not.include('<1>');
     expect(image.match(/<rect x=/g)).to.have.length(8);
+  });
+
+  it('lists the limit anchors under the table, with side A over each anchor', () => {
+    const m = metric({ key: 'rate', label: 'rate', unit: 'req/s', better: 'higher', a: summarize([40, 50, 60]) });
+    const r = { ...result([m]), anchors: [{ label: 'bare echo', metrics: [{ key: 'rate', label: 'rate', unit: 'req/s', better: 'higher' as const, summary: summarize([90, 100, 110]), aOver: 0.5 }] }] };
+    const md = markdown(r);
+    expect(md).to.include('| anchor | metric |').and.include('| bare echo | rate | req/s | 100 | p1 90.0 | 0.500 |');
+    expect(markdown(result([m]))).to.not.include('| anchor |');
+  });
+
+  it("writes the README's table from results: every metric, a vs row per anchor, markup made literal, between the markers", () => {
+    const m = metric({ key: 'rate', label: 'rate', unit: 'req/s', better: 'higher', a: summarize([40, 50, 60]) });
+    const r = { ...result([m, metric({ label: 'execute `x=1`' })]), anchors: [{ label: 'bare_ echo', metrics: [{ key: 'rate', label: 'rate', unit: 'req/s', better: 'higher' as const, summary: summarize([100]), aOver: 0.5 }] }] };
+    const block = performanceTable([r]);
+    expect(block.startsWith(BEGIN) && block.endsWith(END)).to.equal(true);
+    const body = block.split('\n').filter((l) => l.startsWith('demo '));
+    expect(body).to.have.length(3);
+    expect(body[0]).to.match(/^demo +rate \(req\/s\) +50\.0 \/ p1 40\.0 +4\.00 \/ p1 2\.00 \(ref\) +0\.500 +met$/);
+    expect(body[1]).to.match(/^demo +``vs bare_ echo`` +50\.0 +100 \/ p1 100 +0\.500$/);
+    expect(body[2]).to.include("``execute 'x=1' (ms)``");
+    const readme = `title\n\n${BEGIN}\nold table\n${END}\n\nafter\n`;
+    expect(spliceTable(readme, block)).to.equal(`title\n\n${block}\n\nafter\n`);
+    expect(() => spliceTable('no markers', block)).to.throw(/markers/);
   });
 });
