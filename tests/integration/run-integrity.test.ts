@@ -6,7 +6,7 @@
  * checks every run involved — the dead one, those queued behind it and the
  * next ones — against the real image's runner through the agent.
  */
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import Docker from 'dockerode';
@@ -14,7 +14,7 @@ import tar from 'tar-stream';
 import { methods, type RunResult } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import {
-  ETCD_ADDR, freePort, onCleanup, remoteError, removeContainersOf, REPO_ROOT, requireEtcd, spawnAgent, startAgent, tempScratch, TEST_IMAGE_LANG,
+  ETCD_ADDR, eventually, freePort, onCleanup, remoteError, removeContainersOf, REPO_ROOT, requireEtcd, spawnAgent, startAgent, tempScratch, TEST_IMAGE_LANG,
   TEST_IMAGE_PREFIX, testEtcd, uniqueName,
 } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
@@ -112,9 +112,11 @@ describe('run integrity', function () {
   });
 
   it('runs ended by destroy say terminated, runs that never started say not started: never a plain finished', async () => {
-    const { client, id } = await kernel();
-    const calls = [start(client, id, 'import time; time.sleep(30)', 'r0', 20), ...[1, 2, 3].map((n) => start(client, id, `print(${n})`, `r${n}`, 20))];
-    await sleep(1000);
+    const { client, id, agent } = await kernel();
+    const calls = [start(client, id, 'import time; open("/home/work/r0-began", "w").close(); time.sleep(30)', 'r0', 20), ...[1, 2, 3].map((n) => start(client, id, `print(${n})`, `r${n}`, 20))];
+    // Destroy once r0 is surely running (on a loaded machine a fixed pause may be too short).
+    await eventually('r0 to begin', () => existsSync(path.join(agent.options.scratchRoot, id, 'r0-began')), 30_000);
+    await sleep(500); // its `started` record (sent before the code ran) reaches the agent
     await client.call(methods.destroy_kernel, id, 'user-requested');
     const replies = await Promise.all(calls);
     expect(replies.map((r) => [r.status, r.exitCode])).to.deep.equal([['finished', -1], ['finished', -1], ['finished', -1], ['finished', -1]]);
@@ -138,9 +140,10 @@ describe('run integrity', function () {
   });
 
   it('a container killed behind the agent ends its run as terminated: self-terminated', async () => {
-    const { client, id, info } = await kernel();
-    const call = start(client, id, 'import time; time.sleep(30)', 'k1', 20);
-    await sleep(800);
+    const { client, id, info, agent } = await kernel();
+    const call = start(client, id, 'import time; open("/home/work/k1-began", "w").close(); time.sleep(30)', 'k1', 20);
+    await eventually('k1 to begin', () => existsSync(path.join(agent.options.scratchRoot, id, 'k1-began')), 30_000);
+    await sleep(500);
     await docker.getContainer(info.container_id).kill();
     const r = await call;
     expect([r.status, r.exitCode]).to.deep.equal(['finished', -1]);
