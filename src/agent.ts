@@ -43,6 +43,7 @@ import { imageBindings } from './images/bindings.js';
 import { nodeStartup } from './node/startup.js';
 import { Prepull } from './images/prepull.js';
 import { ModernSide } from './modern-side.js';
+import { slotFigures } from './kernels/memory.js';
 import { createRequire } from 'node:module';
 import type { SinkStats } from './events/sink.js';
 
@@ -211,6 +212,8 @@ export class Agent {
           workspaceTemplate: s.workspaceTemplate,
           workspaceTemplateMaxBytes: s.workspaceTemplateMaxBytes,
           bootstrapTimeoutSec: s.bootstrapTimeoutSec,
+          memReserveMiB: s.memReserveMiB,
+          memOvercommit: s.memOvercommit,
         };
       };
       const accelerator = this.parts.accelerator ?? new NvidiaCuda({ allow: () => this.settings.value.gpuAllow, docker: () => this.docker.runtimes() });
@@ -284,7 +287,7 @@ export class Agent {
       const callosum = modern.serve(
         {
           kernels,
-          resources: () => ({ ...detectResources(), gpuSlots: this.gpus?.slots ?? 0 }),
+          resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: this.gpus?.slots ?? 0 }),
           requestStop: (reason) => {
             this.stop(reason).then(
               () => this.onSelfStop?.(),
@@ -323,7 +326,7 @@ export class Agent {
             addr: this.address,
             ...(this.keyPair ? { public_key: this.keyPair.publicKey } : {}),
           }),
-          resources: () => ({ ...detectResources(), gpuSlots: gpus.slots }),
+          resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: gpus.slots }), // schedulable totals (README, memory accounting)
           listImages: () => images.heartbeatImages(),
           sample: async () => {
             const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
@@ -456,7 +459,7 @@ export class Agent {
       }),
       implement(methods.get_node_stats, async () => {
         const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
-        return { time: Date.now() / 1000, node, kernels: kernelStats, gpu_path: this.gpus?.state.path ?? 'none', gpus: this.gpus?.report() ?? [] };
+        return { time: Date.now() / 1000, node, slots: slotFigures(kernels), kernels: kernelStats, gpu_path: this.gpus?.state.path ?? 'none', gpus: this.gpus?.report() ?? [] };
       }),
       implement(methods.get_completions, async (id, text, opts) => ({
         status: 'finished',

@@ -31,6 +31,14 @@ export class ParametersError extends AgentError {
   override readonly wireName = 'aiozmq.rpc.base.ParametersError';
 }
 
+/**
+ * ImpossibleRequestError is raised when a kernel asks for more than the node
+ * could ever hold (more cores or memory than it has, a core it lacks, an
+ * empty cpu_set): a ParametersError, never retryable, whose message names
+ * the node's figures. A request that could fit later is a NoResourcesError.
+ */
+export class ImpossibleRequestError extends ParametersError {}
+
 /** MethodNotFoundError is raised for a method name the agent does not serve. */
 export class MethodNotFoundError extends AgentError {
   override readonly wireName = 'aiozmq.rpc.base.NotFoundError';

@@ -20,6 +20,10 @@ export interface Settings {
   createConcurrency: number;
   /** How many kernels may share one CPU core. */
   cpuOvercommit: number;
+  /** MiB of the node's memory kept for the OS and the agent: never promised to kernels. */
+  memReserveMiB: number;
+  /** How many times the node's memory (minus the reserve) kernels' limits may add up to. */
+  memOvercommit: number;
   /** The uid that owns scratch homes and, for uid-match images, runs the kernel. */
   kernelUid: number;
   /** Largest file upload_file accepts. */
@@ -170,6 +174,22 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
   },
   { key: 'create_concurrency', field: 'createConcurrency', doc: 'kernel creations at once', default: 4, live: false, parse: number(1, 64, true) },
   { key: 'cpu_overcommit', field: 'cpuOvercommit', doc: 'kernels that may share one core', default: 1, live: false, parse: number(1, 64, true) },
+  {
+    key: 'mem_reserve',
+    field: 'memReserveMiB',
+    doc: "MiB of the node's memory kept for the OS and the agent, never promised to kernels",
+    default: 1024,
+    live: true,
+    parse: number(0, 1024 * 1024 * 1024, true),
+  },
+  {
+    key: 'mem_overcommit',
+    field: 'memOvercommit',
+    doc: "ratio of the node's memory (minus mem_reserve) that kernels' memory limits may add up to",
+    default: 1,
+    live: true,
+    parse: number(0.1, 64),
+  },
   { key: 'kernel_uid', field: 'kernelUid', doc: 'uid owning scratch homes and running uid-match kernels', default: 1000, live: true, parse: number(1, 2 ** 31 - 1, true) },
   { key: 'max_upload_bytes', field: 'maxUploadBytes', doc: 'largest upload_file', default: 100 * 1024 * 1024, live: true, parse: number(0, 1024 ** 3, true) },
   { key: 'max_download_bytes', field: 'maxDownloadBytes', doc: 'largest download_file archive', default: 500 * 1024 * 1024, live: true, parse: number(0, 4 * 1024 ** 3, true) },

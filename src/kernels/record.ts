@@ -65,6 +65,9 @@ export interface KernelServiceDeps {
     workspaceTemplate?: string;
     workspaceTemplateMaxBytes?: number;
     bootstrapTimeoutSec?: number;
+    /** MiB of the node's memory never promised to kernels (mem_reserve; 0 when absent) and the overcommit ratio (1). */
+    memReserveMiB?: number;
+    memOvercommit?: number;
   };
   createConcurrency: number;
   cpuOvercommit: number;

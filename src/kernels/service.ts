@@ -8,9 +8,10 @@
  * It knows Docker (through the adapter) and the file system, never frames.
  */
 import { promises as fs } from 'node:fs';
-import { AgentError, errorMessage, KernelCreationError, KernelNotFoundError } from '../errors.js';
+import { AgentError, errorMessage, KernelCreationError, KernelNotFoundError, NoResourcesError } from '../errors.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
 import { CpuAllocator } from './allocator.js';
+import { checkPossible, MemoryBook, MemoryExhausted, nodeMemoryMiB, schedulable, type Capacity } from './memory.js';
 import { imageTraits, prepareScratch } from './launch.js';
 import { Semaphore } from './semaphore.js';
 import { checkMounts, parseKernelConfig, type KernelSpec } from './spec.js';
@@ -34,12 +35,15 @@ export class KernelService {
   private readonly pendingReports: Array<[string, string, KernelStats | null]> = [];
   readonly createSlots: Semaphore;
   readonly cores: CpuAllocator;
+  /** Kernels' memory limits, charged and released with their cores (src/kernels/memory.ts). */
+  readonly memory: MemoryBook;
   private readonly watch: KernelWatch;
   private readonly factory: KernelFactory;
 
   constructor(private readonly deps: KernelServiceDeps) {
     this.createSlots = new Semaphore(deps.createConcurrency);
     this.cores = new CpuAllocator(deps.cores, deps.cpuOvercommit);
+    this.memory = new MemoryBook(() => this.capacity().memSlotsMiB);
     this.relays = new KernelRelays({
       kernelHost: deps.kernelHost,
       log: deps.log,
@@ -50,7 +54,8 @@ export class KernelService {
       onRunnerRestart: (id, line) => deps.emit('kernel_runner_restarted', [id, line]),
       oomKills: (containerId, pid) => deps.stats.oomKills({ containerId, pid }),
     });
-    this.factory = new KernelFactory({ deps, cores: this.cores, relays: this.relays, kernels: this.kernels, createSlots: this.createSlots });
+    this.factory = new KernelFactory({
+      deps, cores: this.cores, memory: this.memory, memoryLimits: () => ({ memSlotsMiB: this.capacity().memSlotsMiB, memReserveMiB: deps.settings().memReserveMiB ?? 0 }), relays: this.relays, kernels: this.kernels, createSlots: this.createSlots });
     this.watch = new KernelWatch({
       docker: deps.docker,
       agentId: deps.agentId,
@@ -68,6 +73,17 @@ export class KernelService {
     const out: Record<string, number> = { creating: this.creating.size, running: 0, restarting: 0, destroying: 0 };
     for (const r of this.kernels.values()) out[r.state] = (out[r.state] ?? 0) + 1;
     return out;
+  }
+
+  /** The node's schedulable totals (the heartbeat's cpu_slots and mem_slots): its figures minus the reserves, times the overcommits. */
+  capacity(): Capacity {
+    const s = this.deps.settings();
+    return schedulable({ cores: this.deps.cores.length, memMiB: nodeMemoryMiB() }, { cpuOvercommit: this.deps.cpuOvercommit, memReserveMiB: s.memReserveMiB ?? 0, memOvercommit: s.memOvercommit ?? 1 });
+  }
+
+  /** What is free now of {@link capacity} (for get_node_stats and the metrics). */
+  freeSlots(): Capacity {
+    return { cpuSlots: this.capacity().cpuSlots - this.cores.allocated, memSlotsMiB: this.memory.free };
   }
 
   /** The kernels held, for listings. */
@@ -182,7 +198,7 @@ export class KernelService {
       throw err;
     }
     await fs.rm(rec.scratchDir, { recursive: true, force: true });
-    this.cores.release(rec.cpuSet);
+    this.factory.releaseCores(rec.id, rec.cpuSet);
     this.deps.gpus?.release(rec.spec.gpuSet);
     this.kernels.delete(rec.id);
     this.deps.log.info('kernel destroyed', { kernelId: rec.id, reason });
@@ -202,6 +218,14 @@ export class KernelService {
     const spec = readSpec ? readSpec(s, rec.spec) : parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList);
     await checkMounts(spec.mounts, s.vfolderRoot); // a bad mount is refused before the old container goes
     if (rec.busy || this.kernels.get(id) !== rec || this.destroying.has(id)) return this.restart(id, config, readSpec); // changed meanwhile: look again
+    // The same cores, perhaps another memory limit: charged before the old container goes (no await from here until `rec.busy`).
+    checkPossible({ cpuCount: rec.cpuSet.length, cpuSet: rec.cpuSet, memMiB: spec.memMiB }, { cores: this.deps.cores, memSlotsMiB: this.capacity().memSlotsMiB, memReserveMiB: s.memReserveMiB ?? 0 });
+    try {
+      this.memory.take(id, spec.memMiB);
+    } catch (err) {
+      if (err instanceof MemoryExhausted) throw new NoResourcesError(`not enough memory to restart this kernel with ${spec.memMiB} MiB: ${err.message}; the kernel runs on as it was`);
+      throw err;
+    }
     const undo: Array<() => Promise<void> | void> = [];
     const work = (async () => {
       rec.state = 'restarting';
@@ -226,7 +250,7 @@ export class KernelService {
       );
       this.kernels.delete(id);
       this.relays.close(id); // and the endings kept for a successor relay that will not come
-      this.cores.release(rec.cpuSet);
+      this.factory.releaseCores(id, rec.cpuSet);
       this.deps.gpus?.release(rec.spec.gpuSet);
       await fs.rm(rec.scratchDir, { recursive: true, force: true });
       this.deps.emit('kernel_terminated', [id, 'restarting', null]);
@@ -298,7 +322,7 @@ export class KernelService {
    * to no kernel removed.
    */
   async adopt(): Promise<void> {
-    await adoptKernels({ deps: this.deps, cores: this.cores, kernels: this.kernels, reports: this.pendingReports });
+    await adoptKernels({ deps: this.deps, cores: this.cores, memory: this.memory, kernels: this.kernels, reports: this.pendingReports });
   }
 
   /** Sends the terminations found by adopt(); called when an event sink appears. */

@@ -59,12 +59,22 @@ export interface KernelStats {
   gpu_mem_max_bytes?: number;
 }
 
+/** SlotFigures are the node's schedulable core places and memory (MiB) in all and free now (README, memory accounting). */
+export interface SlotFigures {
+  cpu_total: number;
+  cpu_free: number;
+  mem_total_mib: number;
+  mem_free_mib: number;
+}
+
 /** Result of get_node_stats (beyond the 2018 set). */
 export interface NodeStatsResult {
   /** Unix seconds when the figures were read. */
   time: number;
   /** The node: CPU busy percent over all cores, memory and the scratch root's disk, in bytes. */
   node: { cpu_pct: number; mem_total_bytes: number; mem_available_bytes: number; disk_total_bytes: number; disk_free_bytes: number };
+  /** The schedulable totals (the heartbeat's cpu_slots, mem_slots in MiB) and what of them is free now. */
+  slots: SlotFigures;
   /** Cgroup figures of each running kernel, by kernel id. */
   kernels: Record<string, KernelStats>;
   /** How GPUs get into containers on this node: runtime, device-nodes, or none (CPU fallback). */
@@ -267,7 +277,7 @@ export const methods = {
     name: 'get_node_stats',
     summary: "Returns the node's CPU, memory and disk figures, each kernel's cgroup figures and each GPU (beyond).",
     params: [],
-    returns: '{time, node: {cpu_pct, mem_total_bytes, mem_available_bytes, disk_total_bytes, disk_free_bytes}, kernels: {kernel_id: stats}, gpu_path, gpus: [{index, uuid, name, numa_node, mem_total_bytes, mem_used_bytes, util_pct, kernel_id}]}',
+    returns: '{time, node: {cpu_pct, mem_total_bytes, mem_available_bytes, disk_total_bytes, disk_free_bytes}, slots: {cpu_total, cpu_free, mem_total_mib, mem_free_mib}, kernels: {kernel_id: stats}, gpu_path, gpus: [{index, uuid, name, numa_node, mem_total_bytes, mem_used_bytes, util_pct, kernel_id}]}',
   }),
   list_images: define<[], ImageSummary[]>({
     name: 'list_images',
