@@ -259,6 +259,7 @@ export class Agent {
         cores,
         createConcurrency: settings.createConcurrency,
         cpuOvercommit: settings.cpuOvercommit,
+        downloadConcurrency: settings.downloadConcurrency,
         settings: kernelSettings,
         gpus,
       });

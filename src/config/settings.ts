@@ -20,6 +20,8 @@ export interface Settings {
   createConcurrency: number;
   /** How many kernels may share one CPU core. */
   cpuOvercommit: number;
+  /** download_file calls building their archive at once; more wait (up to 16) in order. */
+  downloadConcurrency: number;
   /** MiB of the node's memory kept for the OS and the agent: never promised to kernels. */
   memReserveMiB: number;
   /** How many times the node's memory (minus the reserve) kernels' limits may add up to. */
@@ -174,6 +176,7 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
   },
   { key: 'create_concurrency', field: 'createConcurrency', doc: 'kernel creations at once', default: 4, live: false, parse: number(1, 64, true) },
   { key: 'cpu_overcommit', field: 'cpuOvercommit', doc: 'kernels that may share one core', default: 1, live: false, parse: number(1, 64, true) },
+  { key: 'download_concurrency', field: 'downloadConcurrency', doc: 'download_file archives built at once (more wait, at most 16)', default: 2, live: false, parse: number(1, 64, true) },
   {
     key: 'mem_reserve',
     field: 'memReserveMiB',

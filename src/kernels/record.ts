@@ -71,6 +71,8 @@ export interface KernelServiceDeps {
   };
   createConcurrency: number;
   cpuOvercommit: number;
+  /** download_file archives built at once (download_concurrency); 2 when absent. */
+  downloadConcurrency?: number;
   /** The node's GPUs (src/accelerators); none: a kernel asking for one is refused like on the CPU fallback. */
   gpus?: GpuService | null;
   /** The warm pool asked before every cold create; none: always cold. */

@@ -34,6 +34,8 @@ export class KernelService {
   private readonly relays: KernelRelays;
   private readonly pendingReports: Array<[string, string, KernelStats | null]> = [];
   readonly createSlots: Semaphore;
+  /** Bounds the download archives held in memory at once (src/kernels/files.ts). */
+  private readonly downloadSlots: Semaphore;
   readonly cores: CpuAllocator;
   /** Kernels' memory limits, charged and released with their cores (src/kernels/memory.ts). */
   readonly memory: MemoryBook;
@@ -42,6 +44,7 @@ export class KernelService {
 
   constructor(private readonly deps: KernelServiceDeps) {
     this.createSlots = new Semaphore(deps.createConcurrency);
+    this.downloadSlots = new Semaphore(deps.downloadConcurrency ?? 2);
     this.cores = new CpuAllocator(deps.cores, deps.cpuOvercommit);
     this.memory = new MemoryBook(() => this.capacity().memSlotsMiB);
     this.relays = new KernelRelays({
@@ -277,7 +280,7 @@ export class KernelService {
   /** The file operations of a kernel's scratch home. */
   async files(id: string): Promise<ScratchFiles> {
     const rec = await this.ready(id);
-    return new ScratchFiles(rec.scratchDir, this.deps.settings().fileLimits);
+    return new ScratchFiles(rec.scratchDir, this.deps.settings().fileLimits, this.downloadSlots);
   }
 
   /** The relay to a kernel's runner, opened on first use; counts as use. */
