@@ -212,6 +212,7 @@ export class Agent {
           workspaceTemplate: s.workspaceTemplate,
           workspaceTemplateMaxBytes: s.workspaceTemplateMaxBytes,
           bootstrapTimeoutSec: s.bootstrapTimeoutSec,
+          destroyTimeoutSec: s.destroyTimeoutSec,
           memReserveMiB: s.memReserveMiB,
           memOvercommit: s.memOvercommit,
         };

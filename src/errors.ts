@@ -120,6 +120,18 @@ export class NoResourcesError extends AgentError {
   override readonly retryable = true;
 }
 
+/**
+ * DestroyPendingError is raised when destroy_kernel could not see the
+ * container gone within destroy_timeout (a hung or failing Docker): the
+ * message says what was done; the agent keeps removing it in the background,
+ * releases the kernel's resources and sends kernel_terminated once it is
+ * gone. Retryable: a later destroy_kernel answers how it ended.
+ */
+export class DestroyPendingError extends AgentError {
+  override readonly wireName = 'agent.DestroyPending';
+  override readonly retryable = true;
+}
+
 /** RunNotFoundError is raised for a `continue` or `input` naming a run the kernel does not have. */
 export class RunNotFoundError extends AgentError {
   override readonly wireName = 'agent.RunNotFound';
@@ -183,6 +195,7 @@ export const WireErrors = {
   Docker: 'agent.DockerError',
   KernelCreationFailed: 'agent.KernelCreationFailed',
   InsufficientResources: 'agent.InsufficientResources',
+  DestroyPending: 'agent.DestroyPending',
   RunNotFound: 'agent.RunNotFound',
   RunLost: 'agent.RunLost',
   KernelUnresponsive: 'agent.KernelUnresponsive',
@@ -192,7 +205,7 @@ export const WireErrors = {
 } as const;
 
 /** The wire error types that mean "the same call may succeed later". */
-const RETRYABLE_WIRE_ERRORS: ReadonlySet<string> = new Set([WireErrors.InsufficientResources, WireErrors.KernelUnresponsive, WireErrors.ShuttingDown]);
+const RETRYABLE_WIRE_ERRORS: ReadonlySet<string> = new Set([WireErrors.InsufficientResources, WireErrors.DestroyPending, WireErrors.KernelUnresponsive, WireErrors.ShuttingDown]);
 
 /**
  * RemoteError is raised by the client for an error reply; it keeps the wire

@@ -20,6 +20,8 @@ export interface Settings {
   createConcurrency: number;
   /** How many kernels may share one CPU core. */
   cpuOvercommit: number;
+  /** Seconds destroy_kernel may take to see a container gone before it answers agent.DestroyPending. */
+  destroyTimeoutSec: number;
   /** download_file calls building their archive at once; more wait (up to 16) in order. */
   downloadConcurrency: number;
   /** MiB of the node's memory kept for the OS and the agent: never promised to kernels. */
@@ -176,6 +178,14 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
   },
   { key: 'create_concurrency', field: 'createConcurrency', doc: 'kernel creations at once', default: 4, live: false, parse: number(1, 64, true) },
   { key: 'cpu_overcommit', field: 'cpuOvercommit', doc: 'kernels that may share one core', default: 1, live: false, parse: number(1, 64, true) },
+  {
+    key: 'destroy_timeout',
+    field: 'destroyTimeoutSec',
+    doc: 'seconds destroy_kernel may take to see the container gone (kill, force remove, retried) before it answers agent.DestroyPending',
+    default: 30,
+    live: true,
+    parse: number(1, 3600),
+  },
   { key: 'download_concurrency', field: 'downloadConcurrency', doc: 'download_file archives built at once (more wait, at most 16)', default: 2, live: false, parse: number(1, 64, true) },
   {
     key: 'mem_reserve',

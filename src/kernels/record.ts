@@ -66,6 +66,8 @@ export interface KernelServiceDeps {
     workspaceTemplateMaxBytes?: number;
     bootstrapTimeoutSec?: number;
     /** MiB of the node's memory never promised to kernels (mem_reserve; 0 when absent) and the overcommit ratio (1). */
+    /** Seconds a destroy may take to see its container gone (destroy_timeout); 30 when absent. */
+    destroyTimeoutSec?: number;
     memReserveMiB?: number;
     memOvercommit?: number;
   };

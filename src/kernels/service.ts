@@ -8,7 +8,9 @@
  * It knows Docker (through the adapter) and the file system, never frames.
  */
 import { promises as fs } from 'node:fs';
-import { AgentError, errorMessage, KernelCreationError, KernelNotFoundError, NoResourcesError } from '../errors.js';
+import { AgentError, DestroyPendingError, errorMessage, KernelCreationError, KernelNotFoundError, NoResourcesError } from '../errors.js';
+import { removeContainer, removeUntilGone, within } from './teardown.js';
+import { KernelEndings, type Ending } from './endings.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
 import { CpuAllocator } from './allocator.js';
 import { checkPossible, MemoryBook, MemoryExhausted, nodeMemoryMiB, schedulable, type Capacity } from './memory.js';
@@ -31,6 +33,11 @@ export class KernelService {
   private readonly kernels = new Map<string, KernelRecord>();
   private readonly creating = new Map<string, Promise<KernelInfo>>();
   private readonly destroying = new Map<string, Promise<KernelStats | null>>();
+  /** Destroys that answered agent.DestroyPending and go on removing the container in the background. */
+  private readonly tearingDown = new Map<string, Promise<KernelStats | null>>();
+  private closed = false;
+  /** The final output of kernels that died by themselves, for get_logs after they are gone. */
+  private readonly endings = new KernelEndings();
   private readonly relays: KernelRelays;
   private readonly pendingReports: Array<[string, string, KernelStats | null]> = [];
   readonly createSlots: Semaphore;
@@ -153,22 +160,30 @@ export class KernelService {
   }
 
   /** destroy_kernel: a second call for a kernel being destroyed waits for the first. */
-  async destroy(id: string, reason = 'user-requested'): Promise<KernelStats | null> {
+  async destroy(id: string, reason = 'user-requested', ending?: Ending): Promise<KernelStats | null> {
     // As in create(): no await before `destroying.set`, so concurrent calls share one destruction.
     const pending = this.destroying.get(id);
     if (pending) return pending;
+    const tearing = this.tearingDown.get(id);
+    if (tearing) {
+      const boundMs = this.destroyBoundMs();
+      return within(tearing, boundMs, 'the removal').catch(() => {
+        throw new DestroyPendingError(`kernel ${id}: its container is still not gone after another ${boundMs / 1000} s; the agent keeps removing it and sends kernel_terminated once it is`);
+      });
+    }
     const creating = this.creating.get(id);
     if (creating) {
       await creating.catch(() => undefined);
-      return this.destroy(id, reason);
+      return this.destroy(id, reason, ending);
     }
     const rec = this.kernels.get(id);
     if (!rec) throw new KernelNotFoundError(id);
     if (rec.busy) {
       await rec.busy.catch(() => undefined);
-      return this.destroy(id, reason);
+      return this.destroy(id, reason, ending);
     }
-    const p = this.doDestroy(rec, reason).finally(() => this.destroying.delete(id));
+    if (ending) this.endings.record(id, ending.finalLog);
+    const p = this.doDestroy(rec, reason, ending).finally(() => this.destroying.delete(id));
     this.destroying.set(id, p);
     return p;
   }
@@ -183,23 +198,57 @@ export class KernelService {
       return null;
     });
     if (stats && rec.spec.gpuSet?.length && this.deps.gpus) stats.gpu_mem_max_bytes = this.deps.gpus.takeMemoryMax(rec.containerId);
-    await rec.renamed; // never rejects; a rename racing the removal could leave the kernel's name held
-    await this.deps.docker.remove(rec.containerId);
-    this.relays.close(rec.id, reason, reason === 'restarting');
-    this.deps.stats.forget(rec.containerId);
-    await this.deps.pool?.released(rec.containerId);
+    const boundMs = this.destroyBoundMs();
+    await within(Promise.resolve(rec.renamed), boundMs / 4, 'the rename').catch(() => undefined); // a rename racing the removal could leave the kernel's name held
+    const t = await removeContainer(this.deps.docker, rec.containerId, boundMs);
+    if (!t.gone) {
+      throw new DestroyPendingError(
+        `kernel ${rec.id}: its container ${rec.containerId.slice(0, 12)} is not gone after ${boundMs / 1000} s (destroy_timeout; tried: ${t.steps.slice(-4).join('; ')}); ` +
+          'the agent keeps removing it and sends kernel_terminated once it is',
+        { cause: { stats } },
+      );
+    }
+    await this.afterRemoval(rec, reason);
     return stats;
   }
 
-  private async doDestroy(rec: KernelRecord, reason: string): Promise<KernelStats | null> {
+  /** What follows the container's removal: its relays closed (runs end with the reason), its stats and pool entry forgotten. */
+  private async afterRemoval(rec: KernelRecord, reason: string): Promise<void> {
+    this.relays.close(rec.id, reason, reason === 'restarting');
+    this.deps.stats.forget(rec.containerId);
+    await this.deps.pool?.released(rec.containerId);
+  }
+
+  private destroyBoundMs(): number {
+    return (this.deps.settings().destroyTimeoutSec ?? 30) * 1000;
+  }
+
+  private async doDestroy(rec: KernelRecord, reason: string, ending?: Ending): Promise<KernelStats | null> {
     rec.state = 'destroying';
     let stats: KernelStats | null;
     try {
       stats = await this.retireContainer(rec, reason);
+      if (stats && ending?.exitCode != null) Object.assign(stats, { end_detail: ending.detail, exit_code: ending.exitCode });
     } catch (err) {
+      if (err instanceof DestroyPendingError) {
+        // Answer now; the container goes later, and only then what it holds.
+        this.deps.log.warn('a destroy could not see the container gone in time; removing it in the background', { kernelId: rec.id, error: err.message });
+        const last = (err.cause as { stats: KernelStats | null }).stats;
+        const later = removeUntilGone(this.deps.docker, rec.containerId, () => this.destroyBoundMs(), () => this.closed, this.deps.log.child({ kernelId: rec.id }))
+          .then(() => this.afterRemoval(rec, reason))
+          .then(() => this.finishDestroy(rec, reason, last));
+        this.tearingDown.set(rec.id, later);
+        void later.finally(() => this.tearingDown.delete(rec.id)).catch((e: unknown) => this.deps.log.error('finishing a destroy failed', { kernelId: rec.id, error: errorMessage(e) }));
+        throw err;
+      }
       rec.state = 'running';
       throw err;
     }
+    return this.finishDestroy(rec, reason, stats);
+  }
+
+  /** Gives back what a kernel held once its container is gone, and reports it. */
+  private async finishDestroy(rec: KernelRecord, reason: string, stats: KernelStats | null): Promise<KernelStats | null> {
     await fs.rm(rec.scratchDir, { recursive: true, force: true });
     this.factory.releaseCores(rec.id, rec.cpuSet);
     this.deps.gpus?.release(rec.spec.gpuSet);
@@ -248,7 +297,7 @@ export class KernelService {
       // Remove what the restart made, and the old container if removing it was what failed;
       // then the kernel has no container: give back what it holds and tell the manager.
       for (const fn of undo.reverse()) await Promise.resolve().then(fn).catch(() => undefined);
-      await this.deps.docker.remove(rec.containerId).catch((e: unknown) =>
+      await within(this.deps.docker.remove(rec.containerId), this.destroyBoundMs(), 'remove').catch((e: unknown) =>
         this.deps.log.error('could not remove the old container of a failed restart', { kernelId: id, error: errorMessage(e) }),
       );
       this.kernels.delete(id);
@@ -272,8 +321,10 @@ export class KernelService {
     if (failed.length) throw new AgentError(`reset could not destroy ${failed.length} kernel(s): ${errorMessage((failed[0] as PromiseRejectedResult).reason)}`);
   }
 
-  /** get_logs: the container's output. */
+  /** get_logs: the container's output; for a kernel that died by itself and is gone, its final output and how it ended. */
   async logs(id: string): Promise<string> {
+    const ended = this.endings.get(id);
+    if (ended !== undefined && !this.kernels.has(id) && !this.creating.has(id)) return ended;
     return this.deps.docker.logs((await this.ready(id)).containerId);
   }
 
@@ -345,6 +396,7 @@ export class KernelService {
 
   /** Stops the background work and closes the relays; kernels keep running (a clean agent shutdown does not kill them). */
   close(): void {
+    this.closed = true;
     this.watch.stop();
     this.relays.closeAll();
   }

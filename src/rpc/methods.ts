@@ -55,6 +55,9 @@ export interface KernelStats {
   io_write_bytes: number;
   io_max_scratch_size: number;
   io_cur_scratch_size: number;
+  /** Beyond: how a container that died by itself ended, `exit-code-<n>`, and its exit code (kernel_terminated only). */
+  end_detail?: string;
+  exit_code?: number;
   /** The most GPU memory the kernel's processes held at the samples (GPU kernels only; see README, GPUs). */
   gpu_mem_max_bytes?: number;
 }
