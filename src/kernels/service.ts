@@ -73,7 +73,7 @@ export class KernelService {
       idleTimeoutSec: () => deps.settings().idleTimeoutSec,
       kernels: () => this.kernels.values(),
       isCreating: (id) => this.creating.has(id),
-      destroy: (id, reason) => this.destroy(id, reason),
+      destroy: (id, reason, ending) => this.destroy(id, reason, ending),
       strayDied: (cid) => deps.pool?.died(cid),
     });
   }
