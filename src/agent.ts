@@ -213,6 +213,7 @@ export class Agent {
           workspaceTemplateMaxBytes: s.workspaceTemplateMaxBytes,
           bootstrapTimeoutSec: s.bootstrapTimeoutSec,
           destroyTimeoutSec: s.destroyTimeoutSec,
+          scratchReserveMiB: s.scratchReserveMiB,
           memReserveMiB: s.memReserveMiB,
           memOvercommit: s.memOvercommit,
         };

@@ -132,6 +132,11 @@ export class DestroyPendingError extends AgentError {
   override readonly retryable = true;
 }
 
+/** NoSpaceError is raised when a write to a kernel's home finds its file system full (ENOSPC, EDQUOT); nothing half-written is left. */
+export class NoSpaceError extends AgentError {
+  override readonly wireName = 'agent.NoSpace';
+}
+
 /** RunNotFoundError is raised for a `continue` or `input` naming a run the kernel does not have. */
 export class RunNotFoundError extends AgentError {
   override readonly wireName = 'agent.RunNotFound';
@@ -196,6 +201,7 @@ export const WireErrors = {
   KernelCreationFailed: 'agent.KernelCreationFailed',
   InsufficientResources: 'agent.InsufficientResources',
   DestroyPending: 'agent.DestroyPending',
+  NoSpace: 'agent.NoSpace',
   RunNotFound: 'agent.RunNotFound',
   RunLost: 'agent.RunLost',
   KernelUnresponsive: 'agent.KernelUnresponsive',

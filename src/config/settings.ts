@@ -22,6 +22,8 @@ export interface Settings {
   cpuOvercommit: number;
   /** Seconds destroy_kernel may take to see a container gone before it answers agent.DestroyPending. */
   destroyTimeoutSec: number;
+  /** MiB the scratch root must have free for a new kernel. */
+  scratchReserveMiB: number;
   /** download_file calls building their archive at once; more wait (up to 16) in order. */
   downloadConcurrency: number;
   /** MiB of the node's memory kept for the OS and the agent: never promised to kernels. */
@@ -185,6 +187,14 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
     default: 30,
     live: true,
     parse: number(1, 3600),
+  },
+  {
+    key: 'scratch_reserve',
+    field: 'scratchReserveMiB',
+    doc: 'MiB the scratch root must have free for a new kernel (less refuses creates, retryable)',
+    default: 512,
+    live: true,
+    parse: number(0, 1024 * 1024 * 1024, true),
   },
   { key: 'download_concurrency', field: 'downloadConcurrency', doc: 'download_file archives built at once (more wait, at most 16)', default: 2, live: false, parse: number(1, 64, true) },
   {

@@ -11,7 +11,7 @@ import { AgentError, DockerError, errorMessage, KernelCreationError, NoResources
 import { KERNEL_PORTS } from '../adapters/docker.js';
 import type { KernelInfo } from '../rpc/methods.js';
 import { CoresExhausted, type CpuAllocator } from './allocator.js';
-import { checkPossible, MemoryExhausted, type MemoryBook } from './memory.js';
+import { checkPossible, checkScratchReserve, MemoryExhausted, type MemoryBook } from './memory.js';
 import { containerRequest, imageTraits, prepareScratch } from './launch.js';
 import type { Semaphore } from './semaphore.js';
 import { checkMounts, type KernelSpec } from './spec.js';
@@ -45,6 +45,7 @@ export class KernelFactory {
   /** Claims a warm pooled container that fits the spec; falls back to a cold create when none fits or the claim fails. */
   async createWarmOrCold(id: string, spec: KernelSpec): Promise<KernelInfo> {
     checkPossible(spec, { cores: this.d.cores, ...this.c.memoryLimits() }); // a ParametersError: never fits, never retried
+    await checkScratchReserve(this.d.scratchRoot, this.d.settings().scratchReserveMiB ?? 0); // a full disk must not break the kernels already there
     const pool = spec.bootstrapScript ? null : this.d.pool; // a warm runner has started already: no bootstrap before it
     if (pool) {
       const cpuSet = this.takeCores(id, spec); // no room: NoResources, nothing taken

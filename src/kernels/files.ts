@@ -16,7 +16,7 @@ import { constants as C, promises as fs, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import tar, { type Pack } from 'tar-stream';
-import { AgentError, FileTooLargeError, InternalError, InvalidPathError, KernelFileNotFoundError, NoResourcesError, errorMessage } from '../errors.js';
+import { AgentError, FileTooLargeError, InternalError, InvalidPathError, KernelFileNotFoundError, NoResourcesError, NoSpaceError, errorMessage } from '../errors.js';
 import type { Semaphore } from './semaphore.js';
 import { releasePending, releaseSoon } from '../node/release-memory.js';
 
@@ -71,6 +71,8 @@ const SYSTEM_ERRORS: Record<string, [new (message: string, options: { cause: unk
   EINVAL: [InvalidPathError, CHANGED],
   EISDIR: [InvalidPathError, 'is a directory'],
   ENAMETOOLONG: [InvalidPathError, 'has a name that is too long'],
+  ENOSPC: [NoSpaceError, "cannot be written: the kernel's home is full (its file system has no space left); remove files in it first"],
+  EDQUOT: [NoSpaceError, "cannot be written: the kernel's home is over its quota; remove files in it first"],
 };
 
 /**

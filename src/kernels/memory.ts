@@ -7,8 +7,9 @@
  * `mem_overcommit`. The book is keyed by kernel id, so a charge is never
  * counted twice and a release of what was never charged is harmless.
  */
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
-import { ImpossibleRequestError } from '../errors.js';
+import { ImpossibleRequestError, NoResourcesError } from '../errors.js';
 import type { SlotFigures } from '../rpc/methods.js';
 
 /** The settings the capacity is computed from. */
@@ -114,4 +115,20 @@ export function slotFigures(k: { capacity(): Capacity; freeSlots(): Capacity }):
   const total = k.capacity();
   const free = k.freeSlots();
   return { cpu_total: total.cpuSlots, cpu_free: free.cpuSlots, mem_total_mib: total.memSlotsMiB, mem_free_mib: free.memSlotsMiB };
+}
+
+/**
+ * Refuses a new kernel (retryably) when the scratch root has less free space
+ * than `reserveMiB` (scratch_reserve): the kernels there and the agent's own
+ * files keep room to write. A file system that cannot be read is left to
+ * the create's own steps.
+ */
+export async function checkScratchReserve(scratchRoot: string, reserveMiB: number): Promise<void> {
+  if (reserveMiB <= 0) return;
+  const st = await fs.statfs(scratchRoot).catch(() => null);
+  if (!st) return;
+  const freeMiB = Math.floor((st.bavail * st.bsize) / (1024 * 1024));
+  if (freeMiB < reserveMiB) {
+    throw new NoResourcesError(`the scratch root ${scratchRoot} has ${freeMiB} MiB free, less than scratch_reserve (${reserveMiB} MiB): no new kernels until kernels free space or are destroyed`);
+  }
 }

@@ -68,6 +68,8 @@ export interface KernelServiceDeps {
     /** MiB of the node's memory never promised to kernels (mem_reserve; 0 when absent) and the overcommit ratio (1). */
     /** Seconds a destroy may take to see its container gone (destroy_timeout); 30 when absent. */
     destroyTimeoutSec?: number;
+    /** MiB the scratch root must keep free for a create to go on (scratch_reserve); 0 when absent. */
+    scratchReserveMiB?: number;
     memReserveMiB?: number;
     memOvercommit?: number;
   };
