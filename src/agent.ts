@@ -214,6 +214,7 @@ export class Agent {
           bootstrapTimeoutSec: s.bootstrapTimeoutSec,
           destroyTimeoutSec: s.destroyTimeoutSec,
           scratchReserveMiB: s.scratchReserveMiB,
+          syncGraceSec: s.syncGraceSec,
           memReserveMiB: s.memReserveMiB,
           memOvercommit: s.memOvercommit,
         };
@@ -436,6 +437,7 @@ export class Agent {
       implement(methods.list_kernels, () => kernels.summaries()),
       implement(methods.create_kernel, (id, config) => kernels.create(id, config)),
       implement(methods.destroy_kernel, (id, reason) => kernels.destroy(id, reason ?? 'user-requested')),
+      implement(methods.sync_kernels, async (ids) => kernels.sync.sync(ids)),
       implement(methods.restart_kernel, (id, config) => kernels.restart(id, config)),
       implement(methods.get_logs, async (id) => ({ logs: await kernels.logs(id) })),
       implement(methods.upload_file, async (id, filename, data) => {

@@ -24,6 +24,8 @@ export interface Settings {
   destroyTimeoutSec: number;
   /** MiB the scratch root must have free for a new kernel. */
   scratchReserveMiB: number;
+  /** Seconds a kernel the manager's sync_kernels does not list may stay before it is destroyed; 0 = report only. */
+  syncGraceSec: number;
   /** download_file calls building their archive at once; more wait (up to 16) in order. */
   downloadConcurrency: number;
   /** MiB of the node's memory kept for the OS and the agent: never promised to kernels. */
@@ -195,6 +197,14 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
     default: 512,
     live: true,
     parse: number(0, 1024 * 1024 * 1024, true),
+  },
+  {
+    key: 'sync_grace',
+    field: 'syncGraceSec',
+    doc: 'seconds a kernel that sync_kernels does not list may stay before it is destroyed as not-found-in-manager (0 = report only)',
+    default: 0,
+    live: true,
+    parse: number(0, 7 * 24 * 3600),
   },
   { key: 'download_concurrency', field: 'downloadConcurrency', doc: 'download_file archives built at once (more wait, at most 16)', default: 2, live: false, parse: number(1, 64, true) },
   {

@@ -70,6 +70,8 @@ export interface KernelServiceDeps {
     destroyTimeoutSec?: number;
     /** MiB the scratch root must keep free for a create to go on (scratch_reserve); 0 when absent. */
     scratchReserveMiB?: number;
+    /** Seconds before a kernel the manager does not list is destroyed (sync_grace); 0 or absent = report only. */
+    syncGraceSec?: number;
     memReserveMiB?: number;
     memOvercommit?: number;
   };

@@ -11,6 +11,7 @@ import { promises as fs } from 'node:fs';
 import { AgentError, DestroyPendingError, errorMessage, KernelCreationError, KernelNotFoundError, NoResourcesError } from '../errors.js';
 import { removeContainer, removeUntilGone, within } from './teardown.js';
 import { KernelEndings, type Ending } from './endings.js';
+import { KernelSync } from './sync.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
 import { CpuAllocator } from './allocator.js';
 import { checkPossible, MemoryBook, MemoryExhausted, nodeMemoryMiB, schedulable, type Capacity } from './memory.js';
@@ -38,6 +39,8 @@ export class KernelService {
   private closed = false;
   /** The final output of kernels that died by themselves, for get_logs after they are gone. */
   private readonly endings = new KernelEndings();
+  /** sync_kernels (src/kernels/sync.ts). */
+  readonly sync: KernelSync;
   private readonly relays: KernelRelays;
   private readonly pendingReports: Array<[string, string, KernelStats | null]> = [];
   readonly createSlots: Semaphore;
@@ -66,6 +69,13 @@ export class KernelService {
     });
     this.factory = new KernelFactory({
       deps, cores: this.cores, memory: this.memory, memoryLimits: () => ({ memSlotsMiB: this.capacity().memSlotsMiB, memReserveMiB: deps.settings().memReserveMiB ?? 0 }), relays: this.relays, kernels: this.kernels, createSlots: this.createSlots });
+    this.sync = new KernelSync({
+      held: () => [...new Set([...this.kernels.keys(), ...this.creating.keys()])],
+      destroy: (id, reason) => this.destroy(id, reason),
+      emit: deps.emit,
+      graceSec: () => deps.settings().syncGraceSec ?? 0,
+      log: deps.log.child({ component: 'sync' }),
+    });
     this.watch = new KernelWatch({
       docker: deps.docker,
       agentId: deps.agentId,
@@ -397,6 +407,7 @@ export class KernelService {
   /** Stops the background work and closes the relays; kernels keep running (a clean agent shutdown does not kill them). */
   close(): void {
     this.closed = true;
+    this.sync.close();
     this.watch.stop();
     this.relays.closeAll();
   }

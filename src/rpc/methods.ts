@@ -70,6 +70,9 @@ export interface SlotFigures {
   mem_free_mib: number;
 }
 
+export type { SyncResult } from '../kernels/sync.js';
+import type { SyncResult } from '../kernels/sync.js';
+
 /** Result of get_node_stats (beyond the 2018 set). */
 export interface NodeStatsResult {
   /** Unix seconds when the figures were read. */
@@ -275,6 +278,12 @@ export const methods = {
     summary: 'Destroys every kernel of this agent with reason agent-reset.',
     params: [],
     returns: 'nil',
+  }),
+  sync_kernels: define<[Param<string[]>], SyncResult>({
+    name: 'sync_kernels',
+    summary: "Compares the manager's kernel ids with the agent's: unlisted kernels are destroyed after sync_grace, listed ones the agent lacks reported (beyond).",
+    params: [p.strList('kernel_ids', { maxItems: 100_000, minLength: 1, maxLength: 64 })],
+    returns: '{missing, extra, destroyed, pending}',
   }),
   get_node_stats: define<[], NodeStatsResult>({
     name: 'get_node_stats',
