@@ -215,6 +215,7 @@ export class Agent {
           destroyTimeoutSec: s.destroyTimeoutSec,
           scratchReserveMiB: s.scratchReserveMiB,
           syncGraceSec: s.syncGraceSec,
+          selfSyncIntervalSec: s.selfSyncIntervalSec,
           memReserveMiB: s.memReserveMiB,
           memOvercommit: s.memOvercommit,
         };

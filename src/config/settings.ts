@@ -26,6 +26,8 @@ export interface Settings {
   scratchReserveMiB: number;
   /** Seconds a kernel the manager's sync_kernels does not list may stay before it is destroyed; 0 = report only. */
   syncGraceSec: number;
+  /** Seconds between self-syncs of the kernel records against Docker's containers; 0 = none. */
+  selfSyncIntervalSec: number;
   /** download_file calls building their archive at once; more wait (up to 16) in order. */
   downloadConcurrency: number;
   /** MiB of the node's memory kept for the OS and the agent: never promised to kernels. */
@@ -205,6 +207,14 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
     default: 0,
     live: true,
     parse: number(0, 7 * 24 * 3600),
+  },
+  {
+    key: 'self_sync_interval',
+    field: 'selfSyncIntervalSec',
+    doc: "seconds between self-syncs of the agent's kernel records against Docker's containers of its label (0 = none)",
+    default: 60,
+    live: true,
+    parse: number(0, 24 * 3600),
   },
   { key: 'download_concurrency', field: 'downloadConcurrency', doc: 'download_file archives built at once (more wait, at most 16)', default: 2, live: false, parse: number(1, 64, true) },
   {

@@ -72,6 +72,8 @@ export interface KernelServiceDeps {
     scratchReserveMiB?: number;
     /** Seconds before a kernel the manager does not list is destroyed (sync_grace); 0 or absent = report only. */
     syncGraceSec?: number;
+    /** Seconds between self-syncs (self_sync_interval); 0 or absent = none. */
+    selfSyncIntervalSec?: number;
     memReserveMiB?: number;
     memOvercommit?: number;
   };

@@ -12,6 +12,7 @@ import { AgentError, DestroyPendingError, errorMessage, KernelCreationError, Ker
 import { removeContainer, removeUntilGone, within } from './teardown.js';
 import { KernelEndings, type Ending } from './endings.js';
 import { KernelSync } from './sync.js';
+import { SelfSync } from './self-sync.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
 import { CpuAllocator } from './allocator.js';
 import { checkPossible, MemoryBook, MemoryExhausted, nodeMemoryMiB, schedulable, type Capacity } from './memory.js';
@@ -41,6 +42,7 @@ export class KernelService {
   private readonly endings = new KernelEndings();
   /** sync_kernels (src/kernels/sync.ts). */
   readonly sync: KernelSync;
+  private readonly selfSync: SelfSync;
   private readonly relays: KernelRelays;
   private readonly pendingReports: Array<[string, string, KernelStats | null]> = [];
   readonly createSlots: Semaphore;
@@ -75,6 +77,11 @@ export class KernelService {
       emit: deps.emit,
       graceSec: () => deps.settings().syncGraceSec ?? 0,
       log: deps.log.child({ component: 'sync' }),
+    });
+    this.selfSync = new SelfSync({
+      docker: deps.docker, agentId: deps.agentId, records: () => this.list(), destroy: (id, reason) => this.destroy(id, reason),
+      busy: (id) => this.creating.has(id) || this.destroying.has(id) || this.tearingDown.has(id),
+      intervalSec: () => deps.settings().selfSyncIntervalSec ?? 0, log: deps.log.child({ component: 'self-sync' }),
     });
     this.watch = new KernelWatch({
       docker: deps.docker,
@@ -397,6 +404,7 @@ export class KernelService {
   /** Starts the idle reaper and the watch for containers that die by themselves (src/kernels/watch.ts). */
   startBackground(): void {
     this.watch.start();
+    this.selfSync.start();
   }
 
   /** The agent is stopping: calls waiting on runs answer now with `continued`, for the manager to continue on the restarted agent. */
@@ -408,6 +416,7 @@ export class KernelService {
   close(): void {
     this.closed = true;
     this.sync.close();
+    this.selfSync.stop();
     this.watch.stop();
     this.relays.closeAll();
   }

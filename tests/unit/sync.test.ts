@@ -1,6 +1,7 @@
 /** The reconciliation plan of sync_kernels (src/kernels/sync.ts): pure, so every case is a table row. */
 import { expect } from 'chai';
 import { planSync } from '../../src/kernels/sync.js';
+import { planSelfSync } from '../../src/kernels/self-sync.js';
 
 describe('sync_kernels plan', () => {
   it('reports missing ids, marks unlisted kernels, and destroys them only after the grace period', () => {
@@ -18,5 +19,24 @@ describe('sync_kernels plan', () => {
   it('with sync_grace 0 only reports, however long a kernel stays unlisted', () => {
     const plan = planSync({ held: ['b'], listed: [], marks: new Map([['b', 0]]), now: 10 ** 12, graceSec: 0 });
     expect(plan.result).to.deep.equal({ missing: [], extra: ['b'], destroyed: [], pending: ['b'] });
+  });
+});
+
+describe('self-sync plan', () => {
+  const c = (id: string, labels: Record<string, string>) => ({ id, running: true, labels, imageId: 'sha256:x', createdMs: 0 });
+  it("destroys records whose container is gone and removes this agent's kernel containers no kernel accounts for", () => {
+    const records = [
+      { id: 'a', containerId: 'ca', state: 'running', busy: null },
+      { id: 'lost', containerId: 'gone', state: 'running', busy: null },
+      { id: 'restarting', containerId: 'old', state: 'restarting', busy: Promise.resolve() },
+    ];
+    const containers = [
+      c('ca', { 'io.compute-agent.kernel-id': 'a' }),
+      c('new', { 'io.compute-agent.kernel-id': 'restarting' }), // the restart's new container
+      c('stray', { 'io.compute-agent.kernel-id': 'forgotten' }),
+      c('creating', { 'io.compute-agent.kernel-id': 'in-flight' }),
+      c('pooled', { 'io.compute-agent.pool': 'python:small' }),
+    ];
+    expect(planSelfSync(records, containers, (id) => id === 'in-flight')).to.deep.equal({ lostContainers: ['lost'], strays: ['stray'] });
   });
 });
