@@ -279,6 +279,7 @@ export class Agent {
           claimTotals: () => pool.claimTotals,
           coldTotals: () => pool.coldTotals,
           kernelStates: () => kernels.stateCounts(),
+          slots: () => slotFigures(kernels),
           gpus: () => gpus.report(),
         },
         { file: this.options.metricsPath, port: this.options.metricsPort, host: this.options.bindHost, intervalMs: 2000, log: this.log.child({ component: 'metrics' }) },

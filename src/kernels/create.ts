@@ -28,8 +28,8 @@ export interface FactoryContext {
   cores: CpuAllocator;
   /** The memory book beside the cores: charged and released on the same paths, by kernel id. */
   memory: MemoryBook;
-  /** The node's schedulable memory now (MiB) and its reserve, for refusing what could never fit. */
-  memoryLimits(): { memSlotsMiB: number; memReserveMiB: number };
+  /** The node's schedulable memory now (MiB), for refusing what could never fit. */
+  capacityMiB(): number;
   relays: KernelRelays;
   kernels: Map<string, KernelRecord>;
   createSlots: Semaphore;
@@ -44,7 +44,7 @@ export class KernelFactory {
 
   /** Claims a warm pooled container that fits the spec; falls back to a cold create when none fits or the claim fails. */
   async createWarmOrCold(id: string, spec: KernelSpec): Promise<KernelInfo> {
-    checkPossible(spec, { cores: this.d.cores, ...this.c.memoryLimits() }); // a ParametersError: never fits, never retried
+    checkPossible(spec, this.nodeLimits()); // a ParametersError: never fits, never retried
     await checkScratchReserve(this.d.scratchRoot, this.d.settings().scratchReserveMiB ?? 0); // a full disk must not break the kernels already there
     const pool = spec.bootstrapScript ? null : this.d.pool; // a warm runner has started already: no bootstrap before it
     if (pool) {
@@ -216,6 +216,25 @@ export class KernelFactory {
     } catch (err) {
       this.c.memory.release(id);
       if (err instanceof CoresExhausted) throw new NoResourcesError(`not enough CPU cores for this kernel: ${err.message}`);
+      throw err;
+    }
+  }
+
+  private nodeLimits(): { cores: number[]; memSlotsMiB: number; memReserveMiB: number } {
+    return { cores: this.d.cores, memSlotsMiB: this.c.capacityMiB(), memReserveMiB: this.d.settings().memReserveMiB ?? 0 };
+  }
+
+  /**
+   * Charges a restart's memory limit in place of the kernel's old one (same
+   * cores); refuses, changing nothing, what could never fit (ParametersError)
+   * or does not fit now (NoResourcesError: the kernel runs on as it was).
+   */
+  chargeRestart(id: string, memMiB: number, cpuSet: number[]): void {
+    checkPossible({ cpuCount: cpuSet.length, cpuSet, memMiB }, this.nodeLimits());
+    try {
+      this.c.memory.take(id, memMiB);
+    } catch (err) {
+      if (err instanceof MemoryExhausted) throw new NoResourcesError(`not enough memory to restart this kernel with ${memMiB} MiB: ${err.message}; the kernel runs on as it was`);
       throw err;
     }
   }

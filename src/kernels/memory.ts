@@ -12,16 +12,6 @@ import os from 'node:os';
 import { ImpossibleRequestError, NoResourcesError } from '../errors.js';
 import type { SlotFigures } from '../rpc/methods.js';
 
-/** The settings the capacity is computed from. */
-export interface CapacitySettings {
-  /** MiB kept for the OS and the agent. */
-  memReserveMiB: number;
-  /** Ratio the rest may be promised to kernels' limits. */
-  memOvercommit: number;
-  /** Kernels that may share one core. */
-  cpuOvercommit: number;
-}
-
 /** Capacity is what the node offers kernels in all: the heartbeat's `cpu_slots` and `mem_slots`. */
 export interface Capacity {
   /** Core places: the node's cores times cpu_overcommit. */
@@ -35,11 +25,11 @@ export function nodeMemoryMiB(): number {
   return Math.floor(os.totalmem() / (1024 * 1024));
 }
 
-/** Computes the schedulable totals: (memory - reserve) x overcommit, cores x overcommit. */
-export function schedulable(node: { cores: number; memMiB: number }, s: CapacitySettings): Capacity {
+/** Computes the schedulable totals: (memory - mem_reserve) x mem_overcommit (0 and 1 when absent), cores x cpu_overcommit. */
+export function schedulable(node: { cores: number; memMiB: number }, s: { cpuOvercommit: number; memReserveMiB?: number; memOvercommit?: number }): Capacity {
   return {
     cpuSlots: node.cores * s.cpuOvercommit,
-    memSlotsMiB: Math.max(0, Math.floor((node.memMiB - s.memReserveMiB) * s.memOvercommit)),
+    memSlotsMiB: Math.max(0, Math.floor((node.memMiB - (s.memReserveMiB ?? 0)) * (s.memOvercommit ?? 1))),
   };
 }
 

@@ -8,14 +8,14 @@
  * It knows Docker (through the adapter) and the file system, never frames.
  */
 import { promises as fs } from 'node:fs';
-import { AgentError, DestroyPendingError, errorMessage, KernelCreationError, KernelNotFoundError, NoResourcesError } from '../errors.js';
-import { removeContainer, removeUntilGone, within } from './teardown.js';
+import { AgentError, DestroyPendingError, errorMessage, KernelCreationError, KernelNotFoundError } from '../errors.js';
+import { PendingDestroys, removeContainer, removeUntilGone, within } from './teardown.js';
 import { KernelEndings, type Ending } from './endings.js';
 import { KernelSync } from './sync.js';
 import { SelfSync } from './self-sync.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
 import { CpuAllocator } from './allocator.js';
-import { checkPossible, MemoryBook, MemoryExhausted, nodeMemoryMiB, schedulable, type Capacity } from './memory.js';
+import { MemoryBook, nodeMemoryMiB, schedulable, type Capacity } from './memory.js';
 import { imageTraits, prepareScratch } from './launch.js';
 import { Semaphore } from './semaphore.js';
 import { checkMounts, parseKernelConfig, type KernelSpec } from './spec.js';
@@ -36,7 +36,7 @@ export class KernelService {
   private readonly creating = new Map<string, Promise<KernelInfo>>();
   private readonly destroying = new Map<string, Promise<KernelStats | null>>();
   /** Destroys that answered agent.DestroyPending and go on removing the container in the background. */
-  private readonly tearingDown = new Map<string, Promise<KernelStats | null>>();
+  private readonly tearingDown = new PendingDestroys<KernelStats | null>();
   private closed = false;
   /** The final output of kernels that died by themselves, for get_logs after they are gone. */
   private readonly endings = new KernelEndings();
@@ -70,17 +70,11 @@ export class KernelService {
       oomKills: (containerId, pid) => deps.stats.oomKills({ containerId, pid }),
     });
     this.factory = new KernelFactory({
-      deps, cores: this.cores, memory: this.memory, memoryLimits: () => ({ memSlotsMiB: this.capacity().memSlotsMiB, memReserveMiB: deps.settings().memReserveMiB ?? 0 }), relays: this.relays, kernels: this.kernels, createSlots: this.createSlots });
-    this.sync = new KernelSync({
-      held: () => [...new Set([...this.kernels.keys(), ...this.creating.keys()])],
-      destroy: (id, reason) => this.destroy(id, reason),
-      emit: deps.emit,
-      graceSec: () => deps.settings().syncGraceSec ?? 0,
-      log: deps.log.child({ component: 'sync' }),
-    });
+      deps, cores: this.cores, memory: this.memory, capacityMiB: () => this.capacity().memSlotsMiB, relays: this.relays, kernels: this.kernels, createSlots: this.createSlots });
+    const destroy = (id: string, reason: string) => this.destroy(id, reason);
+    this.sync = new KernelSync({ held: () => [...new Set([...this.kernels.keys(), ...this.creating.keys()])], destroy, emit: deps.emit, graceSec: () => deps.settings().syncGraceSec ?? 0, log: deps.log.child({ component: 'sync' }) });
     this.selfSync = new SelfSync({
-      docker: deps.docker, agentId: deps.agentId, records: () => this.list(), destroy: (id, reason) => this.destroy(id, reason),
-      busy: (id) => this.creating.has(id) || this.destroying.has(id) || this.tearingDown.has(id),
+      docker: deps.docker, agentId: deps.agentId, records: () => this.list(), destroy, busy: (id) => this.creating.has(id) || this.destroying.has(id) || this.tearingDown.has(id),
       intervalSec: () => deps.settings().selfSyncIntervalSec ?? 0, log: deps.log.child({ component: 'self-sync' }),
     });
     this.watch = new KernelWatch({
@@ -104,8 +98,7 @@ export class KernelService {
 
   /** The node's schedulable totals (the heartbeat's cpu_slots and mem_slots): its figures minus the reserves, times the overcommits. */
   capacity(): Capacity {
-    const s = this.deps.settings();
-    return schedulable({ cores: this.deps.cores.length, memMiB: nodeMemoryMiB() }, { cpuOvercommit: this.deps.cpuOvercommit, memReserveMiB: s.memReserveMiB ?? 0, memOvercommit: s.memOvercommit ?? 1 });
+    return schedulable({ cores: this.deps.cores.length, memMiB: nodeMemoryMiB() }, { cpuOvercommit: this.deps.cpuOvercommit, ...this.deps.settings() });
   }
 
   /** What is free now of {@link capacity} (for get_node_stats and the metrics). */
@@ -181,13 +174,8 @@ export class KernelService {
     // As in create(): no await before `destroying.set`, so concurrent calls share one destruction.
     const pending = this.destroying.get(id);
     if (pending) return pending;
-    const tearing = this.tearingDown.get(id);
-    if (tearing) {
-      const boundMs = this.destroyBoundMs();
-      return within(tearing, boundMs, 'the removal').catch(() => {
-        throw new DestroyPendingError(`kernel ${id}: its container is still not gone after another ${boundMs / 1000} s; the agent keeps removing it and sends kernel_terminated once it is`);
-      });
-    }
+    const tearing = this.tearingDown.wait(id, this.destroyBoundMs());
+    if (tearing) return tearing;
     const creating = this.creating.get(id);
     if (creating) {
       await creating.catch(() => undefined);
@@ -254,8 +242,7 @@ export class KernelService {
         const later = removeUntilGone(this.deps.docker, rec.containerId, () => this.destroyBoundMs(), () => this.closed, this.deps.log.child({ kernelId: rec.id }))
           .then(() => this.afterRemoval(rec, reason))
           .then(() => this.finishDestroy(rec, reason, last));
-        this.tearingDown.set(rec.id, later);
-        void later.finally(() => this.tearingDown.delete(rec.id)).catch((e: unknown) => this.deps.log.error('finishing a destroy failed', { kernelId: rec.id, error: errorMessage(e) }));
+        this.tearingDown.start(rec.id, later, this.deps.log);
         throw err;
       }
       rec.state = 'running';
@@ -287,14 +274,7 @@ export class KernelService {
     const spec = readSpec ? readSpec(s, rec.spec) : parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList);
     await checkMounts(spec.mounts, s.vfolderRoot); // a bad mount is refused before the old container goes
     if (rec.busy || this.kernels.get(id) !== rec || this.destroying.has(id)) return this.restart(id, config, readSpec); // changed meanwhile: look again
-    // The same cores, perhaps another memory limit: charged before the old container goes (no await from here until `rec.busy`).
-    checkPossible({ cpuCount: rec.cpuSet.length, cpuSet: rec.cpuSet, memMiB: spec.memMiB }, { cores: this.deps.cores, memSlotsMiB: this.capacity().memSlotsMiB, memReserveMiB: s.memReserveMiB ?? 0 });
-    try {
-      this.memory.take(id, spec.memMiB);
-    } catch (err) {
-      if (err instanceof MemoryExhausted) throw new NoResourcesError(`not enough memory to restart this kernel with ${spec.memMiB} MiB: ${err.message}; the kernel runs on as it was`);
-      throw err;
-    }
+    this.factory.chargeRestart(id, spec.memMiB, rec.cpuSet); // before the old container goes (no await from here until `rec.busy`)
     const undo: Array<() => Promise<void> | void> = [];
     const work = (async () => {
       rec.state = 'restarting';

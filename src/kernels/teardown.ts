@@ -6,7 +6,7 @@
  * Docker says it no longer exists. What was tried is kept for the answer and
  * the log.
  */
-import { errorMessage } from '../errors.js';
+import { DestroyPendingError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ContainerState } from '../adapters/docker.js';
 
@@ -82,4 +82,31 @@ export async function removeUntilGone(docker: TeardownDocker, id: string, boundM
     log.warn('the container of a pending destroy is still there', { round: round + 1, tried: t.steps.slice(-2) });
   }
   throw new Error('the agent stopped before the container was gone; the next start finds it and cleans up');
+}
+
+/**
+ * PendingDestroys holds the destroys that answered agent.DestroyPending and
+ * go on in the background, by kernel id, until their container is gone.
+ */
+export class PendingDestroys<T> {
+  private readonly work = new Map<string, Promise<T>>();
+
+  has(id: string): boolean {
+    return this.work.has(id);
+  }
+
+  /** Starts a background destroy; its failure is logged (the next start's re-adoption cleans up). */
+  start(id: string, work: Promise<T>, log: Logger): void {
+    this.work.set(id, work);
+    void work.finally(() => this.work.delete(id)).catch((e: unknown) => log.error('finishing a destroy failed', { kernelId: id, error: errorMessage(e) }));
+  }
+
+  /** A destroy of a kernel whose destroy goes on: waits another bound for it, else DestroyPendingError again; null when none goes on. */
+  wait(id: string, boundMs: number): Promise<T> | null {
+    const w = this.work.get(id);
+    if (!w) return null;
+    return within(w, boundMs, 'the removal').catch(() => {
+      throw new DestroyPendingError(`kernel ${id}: its container is still not gone after another ${boundMs / 1000} s; the agent keeps removing it and sends kernel_terminated once it is`);
+    });
+  }
 }

@@ -25,6 +25,8 @@ export interface MetricsSources {
   kernelStates(): Record<string, number>;
   /** Each usable GPU; absent: no GPU gauges. */
   gpus?(): GpuReport[];
+  /** The schedulable slots in all and free now (README, Memory accounting); absent: no slot gauges. */
+  slots?(): { cpu_total: number; cpu_free: number; mem_total_mib: number; mem_free_mib: number };
 }
 
 /** Options of {@link AgentMetrics}. */
@@ -90,6 +92,19 @@ export class AgentMetrics {
         for (const [state, n] of Object.entries(sources.kernelStates())) this.set({ state }, n);
       },
     });
+    const slots = sources.slots;
+    if (slots) {
+      new Gauge({
+        name: 'compute_agent_slots', help: 'Schedulable core places and memory (MiB): in all and free now.', labelNames: ['resource', 'kind'], registers,
+        collect() {
+          const s = slots();
+          this.set({ resource: 'cpu', kind: 'total' }, s.cpu_total);
+          this.set({ resource: 'cpu', kind: 'free' }, s.cpu_free);
+          this.set({ resource: 'mem_mib', kind: 'total' }, s.mem_total_mib);
+          this.set({ resource: 'mem_mib', kind: 'free' }, s.mem_free_mib);
+        },
+      });
+    }
     this.gpuGauges(sources, registers);
   }
 
