@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { ContainerRequest, ContainerSecurity } from '../adapters/docker.js';
 import type { DeviceHostConfig } from '../accelerators/types.js';
 import { langName, type KernelSpec } from './spec.js';
+import { writeFileAtomic } from '../node/atomic-write.js';
 
 /** Labels the agent puts on (and reads back from) its kernel containers. */
 export const LABELS = {
@@ -124,7 +125,7 @@ export function parseCoreList(value: string | undefined): number[] {
 export async function prepareScratch(dir: string, environ: Record<string, string>, uid: number): Promise<void> {
   await fs.mkdir(path.join(dir, '.config'), { recursive: true, mode: 0o755 });
   const lines = Object.entries(environ).map(([k, v]) => `${k}=${v}\n`).join('');
-  await fs.writeFile(path.join(dir, '.config', 'environ.txt'), lines, { mode: 0o644 });
+  await writeFileAtomic(path.join(dir, '.config', 'environ.txt'), lines, 0o644); // a full disk fails the step, never half a file
   for (const p of [dir, path.join(dir, '.config'), path.join(dir, '.config', 'environ.txt')]) await fs.chown(p, uid, uid);
 }
 

@@ -14,6 +14,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { PoolSizes } from '../pool/pool.js';
 import type { GpuReport } from '../accelerators/gpus.js';
+import { writeFileAtomic } from '../node/atomic-write.js';
 
 /** Where the numbers come from, read at every collection. */
 export interface MetricsSources {
@@ -165,9 +166,7 @@ export class AgentMetrics {
     if (file === null) return;
     try {
       await fs.mkdir(path.dirname(file), { recursive: true });
-      const tmp = `${file}.${process.pid}.tmp`;
-      await fs.writeFile(tmp, await this.registry.metrics());
-      await fs.rename(tmp, file);
+      await writeFileAtomic(file, await this.registry.metrics());
       if (this.fileFailed) this.o.log.info('writing the metrics file works again', { file });
       this.fileFailed = false;
     } catch (err) {

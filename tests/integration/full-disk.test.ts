@@ -3,7 +3,8 @@
  * scratch root is a small loop-mounted file system made by the test; once
  * its free space is under scratch_reserve new kernels are refused with the
  * free space named (retryable), an upload that does not fit is agent.NoSpace
- * and leaves nothing behind, and the running kernel and the agent go on.
+ * and leaves nothing behind, the agent's own atomic writes fail whole, and
+ * the running kernel and the agent go on.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -12,6 +13,7 @@ import { methods } from '../../src/rpc/methods.js';
 import { remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { smallFs } from '../helpers/small-fs.js';
+import { writeFileAtomic } from '../../src/node/atomic-write.js';
 
 const MiB = 1024 * 1024;
 const config = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 128 }, mounts: [], environ: {} };
@@ -41,6 +43,14 @@ describe('a full scratch disk', function () {
     // the kernel and the agent go on; freeing space lets creates in again
     expect(consoleText(await runToEnd(client, id, 'print(open("fill.bin", "rb").read(3))'), 'stdout')).to.equal("b'\\x01\\x01\\x01'\n");
     expect(await client.call(methods.ping, 'still here')).to.equal('still here');
+    // the agent's own writes (claim records, environ.txt, the metrics file) never leave half a file
+    const own = path.join(scratchRoot, 'agent-file');
+    await writeFileAtomic(own, 'old');
+    const err = await writeFileAtomic(own, Buffer.alloc(20 * MiB, 3)).then(() => null, (e: NodeJS.ErrnoException) => e);
+    expect(err?.code).to.equal('ENOSPC');
+    expect(await fs.readFile(own, 'utf8')).to.equal('old');
+    expect((await fs.readdir(scratchRoot)).filter((n) => n.endsWith('.tmp'))).to.deep.equal([]);
+    await fs.rm(own);
     await client.call(methods.upload_file, id, 'fill.bin', Buffer.from('small now'));
     const second = uniqueName('k');
     await client.callWithTimeout(60_000, methods.create_kernel, second, config);
