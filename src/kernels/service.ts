@@ -103,7 +103,7 @@ export class KernelService {
 
   /** What is free now of {@link capacity} (for get_node_stats and the metrics). */
   freeSlots(): Capacity {
-    return { cpuSlots: this.capacity().cpuSlots - this.cores.allocated, memSlotsMiB: this.memory.free };
+    return { cpuSlots: Math.max(0, this.capacity().cpuSlots - this.cores.allocated), memSlotsMiB: this.memory.free };
   }
 
   /** The kernels held, for listings. */
@@ -204,8 +204,9 @@ export class KernelService {
     });
     if (stats && rec.spec.gpuSet?.length && this.deps.gpus) stats.gpu_mem_max_bytes = this.deps.gpus.takeMemoryMax(rec.containerId);
     const boundMs = this.destroyBoundMs();
+    const started = Date.now(); // the rename's wait and the removal share the one bound
     await within(Promise.resolve(rec.renamed), boundMs / 4, 'the rename').catch(() => undefined); // a rename racing the removal could leave the kernel's name held
-    const t = await removeContainer(this.deps.docker, rec.containerId, boundMs);
+    const t = await removeContainer(this.deps.docker, rec.containerId, Math.max(1, boundMs - (Date.now() - started)));
     if (!t.gone) {
       throw new DestroyPendingError(
         `kernel ${rec.id}: its container ${rec.containerId.slice(0, 12)} is not gone after ${boundMs / 1000} s (destroy_timeout; tried: ${t.steps.slice(-4).join('; ')}); ` +
