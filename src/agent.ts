@@ -47,6 +47,7 @@ import type { PortRangeStats } from './ports/range.js';
 import { KernelApps } from './kernels/apps.js';
 import { appBindings } from './kernels/app-bindings.js';
 import { portRangeBounds } from './config/settings.js';
+import { slotFigures } from './kernels/memory.js';
 import { createRequire } from 'node:module';
 import type { SinkStats } from './events/sink.js';
 
@@ -216,6 +217,12 @@ export class Agent {
           workspaceTemplate: s.workspaceTemplate,
           workspaceTemplateMaxBytes: s.workspaceTemplateMaxBytes,
           bootstrapTimeoutSec: s.bootstrapTimeoutSec,
+          destroyTimeoutSec: s.destroyTimeoutSec,
+          scratchReserveMiB: s.scratchReserveMiB,
+          syncGraceSec: s.syncGraceSec,
+          selfSyncIntervalSec: s.selfSyncIntervalSec,
+          memReserveMiB: s.memReserveMiB,
+          memOvercommit: s.memOvercommit,
         };
       };
       const accelerator = this.parts.accelerator ?? new NvidiaCuda({ allow: () => this.settings.value.gpuAllow, docker: () => this.docker.runtimes() });
@@ -261,6 +268,7 @@ export class Agent {
         cores,
         createConcurrency: settings.createConcurrency,
         cpuOvercommit: settings.cpuOvercommit,
+        downloadConcurrency: settings.downloadConcurrency,
         settings: kernelSettings,
         gpus,
       });
@@ -277,6 +285,7 @@ export class Agent {
           claimTotals: () => pool.claimTotals,
           coldTotals: () => pool.coldTotals,
           kernelStates: () => kernels.stateCounts(),
+          slots: () => slotFigures(kernels),
           gpus: () => gpus.report(),
         },
         { file: this.options.metricsPath, port: this.options.metricsPort, host: this.options.bindHost, intervalMs: 2000, log: this.log.child({ component: 'metrics' }) },
@@ -290,7 +299,7 @@ export class Agent {
       const callosum = modern.serve(
         {
           kernels,
-          resources: () => ({ ...detectResources(), gpuSlots: this.gpus?.slots ?? 0 }),
+          resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: this.gpus?.slots ?? 0 }),
           requestStop: (reason) => {
             this.stop(reason).then(
               () => this.onSelfStop?.(),
@@ -329,7 +338,7 @@ export class Agent {
             addr: this.address,
             ...(this.keyPair ? { public_key: this.keyPair.publicKey } : {}),
           }),
-          resources: () => ({ ...detectResources(), gpuSlots: gpus.slots }),
+          resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: gpus.slots }), // schedulable totals (README, memory accounting)
           listImages: () => images.heartbeatImages(),
           sample: async () => {
             const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
@@ -441,6 +450,7 @@ export class Agent {
       implement(methods.list_kernels, () => kernels.summaries()),
       implement(methods.create_kernel, (id, config) => kernels.create(id, config)),
       implement(methods.destroy_kernel, (id, reason) => kernels.destroy(id, reason ?? 'user-requested')),
+      implement(methods.sync_kernels, async (ids) => kernels.sync.sync(ids)),
       implement(methods.restart_kernel, (id, config) => kernels.restart(id, config)),
       implement(methods.get_logs, async (id) => ({ logs: await kernels.logs(id) })),
       implement(methods.upload_file, async (id, filename, data) => {
@@ -467,7 +477,7 @@ export class Agent {
       }),
       implement(methods.get_node_stats, async () => {
         const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
-        return { time: Date.now() / 1000, node, kernels: kernelStats, gpu_path: this.gpus?.state.path ?? 'none', gpus: this.gpus?.report() ?? [] };
+        return { time: Date.now() / 1000, node, slots: slotFigures(kernels), kernels: kernelStats, gpu_path: this.gpus?.state.path ?? 'none', gpus: this.gpus?.report() ?? [] };
       }),
       implement(methods.get_completions, async (id, text, opts) => ({
         status: 'finished',
