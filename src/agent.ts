@@ -26,7 +26,7 @@ import { EventPublisher, type PublisherStats } from './events/publisher.js';
 import { Heartbeat } from './services/heartbeat.js';
 import { LiveSettings } from './services/live-settings.js';
 import { ManagerLink } from './services/manager-link.js';
-import { agentKey, Registration } from './services/registration.js';
+import { Registration } from './services/registration.js';
 import { KernelService } from './kernels/service.js';
 import { CgroupStats } from './kernels/stats.js';
 import { DEFAULT_FILE_LIMITS } from './kernels/files.js';
@@ -188,7 +188,7 @@ export class Agent {
       checkpoint();
       const publisher = this.makePublisher(settings.eventQueueLimit);
       this.publisher = publisher;
-      await this.registration.starting(this.hostIp, this.address);
+      await this.registration.starting(this.hostIp, this.address, settings.registrationLeaseTtlSec);
       this.registered = true;
       checkpoint();
 
@@ -329,7 +329,7 @@ export class Agent {
             const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
             return { node, kernels: kernelStats };
           },
-          record: (beat) => this.etcd.put(`${agentKey(this.options.agentId)}/heartbeat`, JSON.stringify(beat)),
+          record: (beat) => this.registration.record('heartbeat', JSON.stringify(beat)),
         },
         settings.heartbeatIntervalSec * 1000,
       );
