@@ -5,11 +5,13 @@
  * keys at once, a dead node's keys expire, a lost lease is re-granted and
  * logged once), and watches that survive a compaction by a full re-read.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { EtcdStore } from '../../src/adapters/etcd.js';
 import { parseEndpoints } from '../../src/config/options.js';
 import { agentKey, Registration } from '../../src/services/registration.js';
-import { eventually, onCleanup, uniqueName } from '../helpers/env.js';
+import { AGENT_BIN, eventually, freePort, onCleanup, tempScratch, uniqueName } from '../helpers/env.js';
 import { etcdCluster, recordingLogger, type EtcdCluster } from '../helpers/etcd-cluster.js';
 
 describe('etcd cluster: leases, failover, compaction', function () {
@@ -130,5 +132,23 @@ describe('etcd cluster: leases, failover, compaction', function () {
     expect(log.count(/cancelled a watch/)).to.equal(1);
     await ns.put('config/k').value('4');
     await eventually('a change after the watch was created anew', () => seen.includes('4'), 20_000, 50);
+  });
+
+  it('agent check checks each member and the cluster: a lost member is a warning, a lost quorum a failure', async () => {
+    const check = async () => {
+      const args = [AGENT_BIN, 'check', '--etcd-addr', cluster.addr, '--namespace', uniqueName('check'), '--agent-id', uniqueName('i-check'),
+        '--agent-port', String(await freePort()), '--bind-host', '127.0.0.1', '--scratch-root', await tempScratch()];
+      const r = await promisify(execFile)(process.execPath, args).catch((e: { stdout: string }) => e);
+      const lines = r.stdout.split('\n');
+      const i = lines.findIndex((l) => l.slice(7).startsWith('etcd cluster health'));
+      return { line: lines[i] ?? r.stdout, next: lines[i + 1] ?? '' };
+    };
+    expect((await check()).line).to.match(/^\[ ok \] etcd cluster health +3\/3 endpoint\(s\) answer \(etcd 3\.\d+\.\d+\); leader [0-9a-f]+ at 127\.0\.0\.1:\d+, raft term \d+$/);
+    await cluster.kill(1);
+    const one = await check();
+    expect(one.line).to.match(/^\[warn\] etcd cluster health +2\/3 endpoint\(s\) answer/);
+    expect(one.next).to.include(`127.0.0.1:${cluster.members[1]!.client} does not answer`);
+    await cluster.kill(2);
+    expect((await check()).line).to.match(/^\[FAIL\] etcd cluster health +only 1 of 3 etcd endpoints answer: no quorum/);
   });
 });
