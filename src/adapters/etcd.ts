@@ -81,6 +81,8 @@ export class EtcdStore {
   readonly prefix: string;
   /** The endpoints of the cluster, in the order given. */
   readonly endpoints: Endpoint[];
+  /** The watches share one stream: its outage is said once for all of them. */
+  private readonly watchOutage = new Outage();
   /** Leases handed out and not yet released: close() stops keeping them alive. */
   private readonly leases = new Set<Lease>();
 
@@ -243,17 +245,17 @@ export class EtcdStore {
   private async resilientWatch(build: () => WatchBuilder, what: string, onChange: WatchCallback, opts: WatchOptions): Promise<Unwatch> {
     let closed = false;
     let current: Watcher | null = null;
-    const outage = new Outage();
+    const outage = this.watchOutage;
     const attach = (watcher: Watcher) => {
       current = watcher;
       watcher.on('put', (kv) => onChange(kv.key.toString('utf8'), kv.value.toString('utf8')));
       watcher.on('delete', (kv) => onChange(kv.key.toString('utf8'), null));
       watcher.on('disconnected', (err) => {
-        if (outage.fail()) this.log.warn('etcd watch disconnected; resuming from the last seen revision', { watch: what, error: errorMessage(err) });
+        if (outage.fail()) this.log.warn('etcd watches disconnected; each resumes from its last seen revision', { etcd: this.where, error: errorMessage(err) });
       });
       watcher.on('connected', () => {
         const ms = outage.recover();
-        if (ms !== null) this.log.info('etcd watch resumed', { watch: what, outageSec: Math.round(ms / 1000) });
+        if (ms !== null) this.log.info('etcd watches resumed', { etcd: this.where, outageSec: Math.round(ms / 1000) });
       });
       watcher.on('error', (err) => {
         if (closed || current !== watcher) return;
