@@ -27,6 +27,7 @@ import { Heartbeat } from './services/heartbeat.js';
 import { LiveSettings } from './services/live-settings.js';
 import { ManagerLink } from './services/manager-link.js';
 import { Registration } from './services/registration.js';
+import { shareDemand, type DemandShare } from './services/demand-share.js';
 import { KernelService } from './kernels/service.js';
 import { CgroupStats } from './kernels/stats.js';
 import { DEFAULT_FILE_LIMITS } from './kernels/files.js';
@@ -75,6 +76,7 @@ export class Agent {
   private managerLink: ManagerLink | null = null;
   private kernels: KernelService | null = null;
   private pool: WarmPool | null = null;
+  private demand: DemandShare | null = null;
   private images: ImageService | null = null;
   private prepull: Prepull | null = null;
   private metrics: AgentMetrics | null = null;
@@ -239,6 +241,7 @@ export class Agent {
         allCores: cores,
         coreLoad: () => this.kernels?.cores.loads() ?? new Map(),
         settings: () => this.settings.poolValue,
+        clusterShare: () => this.demand?.value ?? {},
         kernelSettings,
         gpus,
       });
@@ -355,6 +358,7 @@ export class Agent {
       this.prepull = new Prepull(images, () => this.settings.value.prepull, this.log.child({ component: 'prepull' }));
       await this.prepull.start(settings.prepullBeforeRunning, this.abort.signal);
       pool.start();
+      this.demand = shareDemand(this.etcd, this.options.agentId, this.log, () => this.settings.poolValue, () => pool.reconfigured());
       await this.registration.running();
       checkpoint();
       this.transition('starting', 'running');
@@ -401,6 +405,7 @@ export class Agent {
     await this.heartbeat?.stop();
     this.kernels?.close();
     this.gpus?.stop();
+    await this.demand?.stop();
     await this.pool?.close();
     await this.images?.close();
     await this.metrics?.close();

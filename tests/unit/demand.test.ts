@@ -1,6 +1,8 @@
 /** The split of the cluster's pending demand among the live agents. */
 import { expect } from 'chai';
 import { DemandWindow, largestRemainder, parseDemand, splitDemand, type AgentCapacity } from '../../src/services/demand.js';
+import { liveAgents } from '../../src/services/demand-share.js';
+import { decideSize } from '../../src/pool/sizing.js';
 
 const agents: AgentCapacity[] = [
   { id: 'i-c', freeCores: 2, freeMemMiB: 2048 },
@@ -60,5 +62,28 @@ describe('demand split', () => {
     expect(w.add({ l: { t: 2 } }, 10_000, 60)).to.deep.equal({ l: { t: 2 } });
     expect(w.add({ l: { t: 50 } }, 20_000, 60)).to.deep.equal({ l: { t: 18 } });
     expect(w.add({}, 100_000, 60)).to.deep.equal({});
+  });
+
+  it('takes the live agents and their free room from the registrations and heartbeat records', () => {
+    const tree = {
+      'i-1': 'running',
+      'i-1/heartbeat': JSON.stringify({ cpu_slots: 8, kernels: 3, node: { mem_available_bytes: 2 * 1024 ** 3 } }),
+      'i-1/config/pool/images': '{}',
+      'i-2': 'starting',
+      'i-3': 'running',
+      'i-3/heartbeat': 'garbage',
+    };
+    expect(liveAgents(tree)).to.deep.equal([
+      { id: 'i-1', freeCores: 5, freeMemMiB: 2048 },
+      { id: 'i-3', freeCores: 0, freeMemMiB: 0 },
+    ]);
+  });
+
+  it('sizes a pool to the floor plus the share, bounded by max, or to the autoscaler\'s target when larger', () => {
+    const base = { floor: 1, max: 4, autoscale: false, recentDemand: 0, creating: 0, idle: [], nowMs: 0, maxIdleSec: 60 };
+    expect(decideSize({ ...base, clusterShare: 2 }).target).to.equal(3);
+    expect(decideSize({ ...base, clusterShare: 9 }).target).to.equal(4);
+    expect(decideSize({ ...base, clusterShare: 0 }).target).to.equal(1);
+    expect(decideSize({ ...base, autoscale: true, recentDemand: 4, clusterShare: 1 }).target).to.equal(4);
   });
 });
