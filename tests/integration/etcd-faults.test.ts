@@ -4,7 +4,8 @@
  * quorum lost and regained. Throughout, RPC answers and heartbeats reach
  * the manager's sink; settings changed during and after the election arrive
  * exactly once; the quorum loss is said once, and when the quorum returns
- * the agent re-registers under a new lease and catches up on changes.
+ * the agent re-registers under a new lease and catches up on changes; an
+ * agent started while the quorum is lost waits and starts when it returns.
  */
 import { expect } from 'chai';
 import { methods } from '../../src/rpc/methods.js';
@@ -68,6 +69,12 @@ describe('agent under etcd cluster faults', function () {
     await proc.waitFor(/etcd does not answer/, 30_000);
     await proc.waitFor(/lease of the registration was lost/, 30_000);
     await alive('no quorum 1');
+    // an agent started while the quorum is lost waits for etcd, and starts when it returns
+    const late = spawnAgent([
+      '--etcd-addr', cluster.addr, '--namespace', namespace, '--agent-id', uniqueName('i-late'), '--agent-port', String(await freePort()),
+      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', await tempScratch(), '--log-format', 'json',
+    ]);
+    await late.waitFor(/waiting for etcd/, 30_000);
     await alive('no quorum 2');
 
     // 4. the quorum back: re-registered under a new lease, and changes arrive again
@@ -75,6 +82,7 @@ describe('agent under etcd cluster faults', function () {
     await proc.waitFor(/registration re-granted/, 60_000);
     await proc.waitFor(/etcd answers again/, 30_000);
     await eventually('the registration back', async () => (await ns.get(`nodes/agents/${agentId}`).string()) === 'running', 30_000, 200);
+    await late.waitFor(/"message":"agent running"/, 60_000);
     await put('config/agent/exec_timeout', '7');
     await eventually('the change after the quorum returned', () => changes() === 3, 30_000, 100);
     await alive('after');
