@@ -10,14 +10,10 @@
  * failure and on Ctrl-C. The agents share this machine's cores and Docker:
  * the figures are about the control plane.
  */
-import { Etcd3 } from 'etcd3';
-import { EtcdStore } from '../../src/adapters/etcd.js';
-import { parseEndpoints } from '../../src/config/options.js';
 import { methods } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
-import { silentLogger } from '../../src/log.js';
-import { AGENT_BIN, eventually, onCleanup, runCleanups, tempScratch, uniqueName } from '../helpers/env.js';
-import { fleetAgent, fleetEtcd, fleetManager, makeFleet, requireNetns } from '../helpers/fleet.js';
+import { AGENT_BIN, eventually, onCleanup, runCleanups, tempScratch } from '../helpers/env.js';
+import { appliedSetting, fleetAgent, killEtcdLeader, readyFleet, requireNetns } from '../helpers/fleet.js';
 
 function parse(argv: string[]): { agents: number; ttl: number; interval: number } {
   const out = { agents: 8, ttl: 5, interval: 1 };
@@ -36,34 +32,17 @@ async function main(): Promise<void> {
   requireNetns();
   const say = (line: string) => console.error(`[${new Date().toISOString()}] ${line}`);
   const sec = (t: number) => Math.round((Date.now() - t) / 100) / 10;
-  const fleet = await makeFleet(args.agents + 3);
-  const etcdHosts = fleet.hosts.slice(0, 3);
-  const agentHosts = fleet.hosts.slice(3);
-  const cluster = await fleetEtcd(fleet, etcdHosts);
-  onCleanup(async () => {
-    await fleet.close();
-    await cluster.remove();
+  const { fleet, etcdHosts, agentHosts, etcdAddr, namespace, ns, store, manager } = await readyFleet(args.agents, {
+    heartbeat_interval: String(args.interval),
+    registration_lease_ttl: String(args.ttl),
   });
-  say(`fleet ${fleet.prefix}: etcd ${cluster.addr}, ${args.agents} agents on ${agentHosts[0]!.ip}.., manager ${fleet.managerIp}`);
-  const namespace = uniqueName('fleet');
-  const raw = new Etcd3({ hosts: cluster.addr.split(',').map((a) => `http://${a}`), dialTimeout: 2000 });
-  onCleanup(() => raw.close());
-  const ns = raw.namespace(`/sorna/${namespace}/`);
-  await eventually('the etcd cluster', async () => {
-    await ns.put('config/agent/heartbeat_interval').value(String(args.interval));
-    return true;
-  }, 30_000, 200);
-  await ns.put('config/agent/registration_lease_ttl').value(String(args.ttl));
-  const store = new EtcdStore(parseEndpoints(cluster.addr, '--etcd-addr'), namespace, silentLogger());
-  onCleanup(() => store.close());
-  const manager = await fleetManager(fleet, store);
-  onCleanup(manager.close);
+  say(`fleet ${fleet.prefix}: etcd ${etcdAddr}, ${args.agents} agents on ${agentHosts[0]!.ip}.., manager ${fleet.managerIp}`);
   const seen = (name: string, id: string, after = 0) => manager.events.filter((e) => e.name === name && e.agentId === id && e.receivedAt >= after).length;
   const registered = async () => (await ns.getAll().prefix('nodes/agents/').keys()).filter((k) => !k.slice(13).includes('/')).length;
 
   const ids = agentHosts.map((_, i) => `i-${fleet.prefix}-${i}`);
   const t0 = Date.now();
-  for (const [i, h] of agentHosts.entries()) fleetAgent(fleet, h, { agentBin: AGENT_BIN, etcdAddr: cluster.addr, namespace, agentId: ids[i]!, scratch: await tempScratch() });
+  for (const [i, h] of agentHosts.entries()) fleetAgent(fleet, h, { agentBin: AGENT_BIN, etcdAddr, namespace, agentId: ids[i]!, scratch: await tempScratch() });
   await eventually('every instance_started', () => ids.every((id) => seen('instance_started', id) > 0), 300_000, 200);
   const startedSec = sec(t0);
   await eventually('every registration', async () => (await registered()) === ids.length, 60_000, 200);
@@ -83,17 +62,14 @@ async function main(): Promise<void> {
   const expirySec = sec(k0);
   say(`killed ${ids[0]}: dropped out of etcd after ${expirySec} s (lease TTL ${args.ttl} s)`);
 
-  const statuses = await store.memberStatuses();
-  const leaderIp = statuses.find((s) => s.ok && s.memberId === s.leader)!.endpoint.split(':')[0];
-  await fleet.kill(etcdHosts.find((h) => h.ip === leaderIp)!);
+  await killEtcdLeader(fleet, etcdHosts, store);
   const l0 = Date.now();
   await eventually('a write after the election', async () => {
     await ns.put('config/agent/exec_timeout').value('9');
     return true;
   }, 60_000, 100);
   const writableSec = sec(l0);
-  const got = (h: (typeof agentHosts)[number]) => h.stderr.split('\n').some((l) => l.includes('setting changed; applied') && l.includes('"key":"exec_timeout"'));
-  await eventually('the setting at every live agent', () => agentHosts.slice(1).every(got), 60_000, 100);
+  await eventually('the setting at every live agent', () => agentHosts.slice(1).every((h) => appliedSetting(h, 'exec_timeout')), 60_000, 100);
   const settingSec = sec(l0);
   await new Promise((r) => setTimeout(r, 3 * args.interval * 1000));
   const beatsAfterLeader = ids.slice(1).map((id) => seen('instance_heartbeat', id, l0));

@@ -22,8 +22,12 @@ import { once } from 'node:events';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { EtcdStore } from '../../src/adapters/etcd.js';
+import { Etcd3, type Namespace } from 'etcd3';
+import { EtcdStore } from '../../src/adapters/etcd.js';
+import { parseEndpoints } from '../../src/config/options.js';
+import { silentLogger } from '../../src/log.js';
 import { EventReceiver, registerEventSink, type AgentEvent } from '../../src/events/receiver.js';
+import { eventually, onCleanup, uniqueName } from './env.js';
 
 export interface FleetHost {
   /** The namespace's name. */
@@ -197,4 +201,56 @@ export function fleetAgent(fleet: Fleet, host: FleetHost, o: { agentBin: string;
     o.agentBin, '--etcd-addr', o.etcdAddr, '--namespace', o.namespace, '--agent-id', o.agentId, '--agent-port', '6001',
     '--bind-host', host.ip, '--agent-host-override', host.ip, '--scratch-root', o.scratch, '--metrics', '', '--log-format', 'json',
   ]);
+}
+
+/** SIGKILLs the host of the etcd member that leads now (asked through `store`); returns it. */
+export async function killEtcdLeader(fleet: Fleet, members: FleetHost[], store: EtcdStore): Promise<FleetHost> {
+  const leader = (await store.memberStatuses()).find((s) => s.ok && s.memberId === s.leader);
+  const host = members.find((h) => leader && h.ip === leader.endpoint.split(':')[0]);
+  if (!host) throw new Error('no etcd member says it leads');
+  await fleet.kill(host);
+  return host;
+}
+
+/** Whether an agent host logged that the setting `key` changed and applied. */
+export function appliedSetting(host: FleetHost, key: string): boolean {
+  return host.stderr.split('\n').some((l) => l.includes('setting changed; applied') && l.includes(`"key":"${key}"`));
+}
+
+/** A fleet ready for agents: three etcd hosts, `agents` empty agent hosts, a namespace with `settings` put, an etcd store and the test manager. */
+export interface ReadyFleet {
+  fleet: Fleet;
+  etcdHosts: FleetHost[];
+  agentHosts: FleetHost[];
+  etcdAddr: string;
+  namespace: string;
+  ns: Namespace;
+  store: EtcdStore;
+  manager: Awaited<ReturnType<typeof fleetManager>>;
+}
+
+/** Builds a fleet with its etcd and manager; all of it is torn down by the test clean-ups (onCleanup), last first. */
+export async function readyFleet(agents: number, settings: Record<string, string>): Promise<ReadyFleet> {
+  const fleet = await makeFleet(agents + 3);
+  const etcdHosts = fleet.hosts.slice(0, 3);
+  const cluster = await fleetEtcd(fleet, etcdHosts);
+  onCleanup(async () => {
+    await fleet.close();
+    await cluster.remove();
+  });
+  const namespace = uniqueName('fleet');
+  const raw = new Etcd3({ hosts: cluster.addr.split(',').map((a) => `http://${a}`), dialTimeout: 2000 });
+  onCleanup(() => raw.close());
+  const ns = raw.namespace(`/sorna/${namespace}/`);
+  const [first, ...rest] = Object.entries(settings);
+  await eventually('the etcd cluster in the namespaces', async () => {
+    if (first) await ns.put(`config/agent/${first[0]}`).value(first[1]);
+    return true;
+  }, 30_000, 200);
+  for (const [k, v] of rest) await ns.put(`config/agent/${k}`).value(v);
+  const store = new EtcdStore(parseEndpoints(cluster.addr, '--etcd-addr'), namespace, silentLogger());
+  onCleanup(() => store.close());
+  const manager = await fleetManager(fleet, store);
+  onCleanup(manager.close);
+  return { fleet, etcdHosts, agentHosts: fleet.hosts.slice(3), etcdAddr: cluster.addr, namespace, ns, store, manager };
 }

@@ -9,14 +9,10 @@
  * restarted registers again. Skipped without root or `ip netns`.
  */
 import { expect } from 'chai';
-import { Etcd3 } from 'etcd3';
-import { EtcdStore } from '../../src/adapters/etcd.js';
-import { parseEndpoints } from '../../src/config/options.js';
 import { methods } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
-import { silentLogger } from '../../src/log.js';
 import { AGENT_BIN, eventually, onCleanup, removeContainersOf, tempScratch, uniqueName } from '../helpers/env.js';
-import { fleetAgent, fleetEtcd, fleetManager, makeFleet, requireNetns } from '../helpers/fleet.js';
+import { appliedSetting, fleetAgent, killEtcdLeader, readyFleet, requireNetns } from '../helpers/fleet.js';
 
 describe('fleet on network-namespace hosts', function () {
   this.timeout(240_000);
@@ -27,32 +23,15 @@ describe('fleet on network-namespace hosts', function () {
     } catch {
       this.skip();
     }
-    const fleet = await makeFleet(6);
-    const etcdHosts = fleet.hosts.slice(0, 3);
-    const agentHosts = fleet.hosts.slice(3);
-    const cluster = await fleetEtcd(fleet, etcdHosts);
-    onCleanup(async () => {
-      await fleet.close();
-      await cluster.remove();
+    const { fleet, etcdHosts, agentHosts, etcdAddr, namespace, ns, store, manager } = await readyFleet(3, {
+      heartbeat_interval: '0.5',
+      registration_lease_ttl: '3',
     });
-    const namespace = uniqueName('fleet');
-    const raw = new Etcd3({ hosts: cluster.addr.split(',').map((a) => `http://${a}`), dialTimeout: 2000 });
-    onCleanup(() => raw.close());
-    const ns = raw.namespace(`/sorna/${namespace}/`);
-    await eventually('the etcd cluster in the namespaces', async () => {
-      await ns.put('config/agent/heartbeat_interval').value('0.5');
-      return true;
-    }, 30_000, 200);
-    await ns.put('config/agent/registration_lease_ttl').value('3');
-    const store = new EtcdStore(parseEndpoints(cluster.addr, '--etcd-addr'), namespace, silentLogger());
-    onCleanup(() => store.close());
-    const manager = await fleetManager(fleet, store);
-    onCleanup(manager.close);
 
     const ids = agentHosts.map((_, i) => uniqueName(`i-fleet${i}`));
     const scratch = await Promise.all(agentHosts.map(() => tempScratch()));
     for (const id of ids) onCleanup(() => removeContainersOf(id));
-    agentHosts.forEach((h, i) => fleetAgent(fleet, h, { agentBin: AGENT_BIN, etcdAddr: cluster.addr, namespace, agentId: ids[i]!, scratch: scratch[i]! }));
+    agentHosts.forEach((h, i) => fleetAgent(fleet, h, { agentBin: AGENT_BIN, etcdAddr, namespace, agentId: ids[i]!, scratch: scratch[i]! }));
     const seen = (name: string, id: string, after = 0) => manager.events.some((e) => e.name === name && e.agentId === id && e.receivedAt >= after);
     for (const id of ids) await eventually(`instance_started of ${id}`, () => seen('instance_started', id), 60_000, 100);
     const registered = async () => (await ns.getAll().prefix('nodes/agents/').keys()).filter((k) => !k.slice('nodes/agents/'.length).includes('/'));
@@ -68,21 +47,19 @@ describe('fleet on network-namespace hosts', function () {
     for (const id of ids.slice(1)) await eventually(`a heartbeat of ${id} after the kill`, () => seen('instance_heartbeat', id, t0), 10_000, 50);
 
     // the etcd leader killed: the agents keep beating; a setting changed after the election reaches each
-    const statuses = await store.memberStatuses();
-    const leaderIp = statuses.find((s) => s.ok && s.memberId === s.leader)!.endpoint.split(':')[0];
-    await fleet.kill(etcdHosts.find((h) => h.ip === leaderIp)!);
+    await killEtcdLeader(fleet, etcdHosts, store);
     const t1 = Date.now();
     await eventually('a write after the election', async () => {
       await ns.put('config/agent/exec_timeout').value('9');
       return true;
     }, 30_000, 200);
     for (const [i, h] of agentHosts.slice(1).entries()) {
-      await eventually(`the setting at ${ids[i + 1]}`, () => h.stderr.split('\n').some((l) => l.includes('setting changed; applied') && l.includes('"key":"exec_timeout"')), 30_000, 100);
+      await eventually(`the setting at ${ids[i + 1]}`, () => appliedSetting(h, 'exec_timeout'), 30_000, 100);
       await eventually(`a heartbeat of ${ids[i + 1]} after the leader kill`, () => seen('instance_heartbeat', ids[i + 1]!, t1), 10_000, 50);
     }
 
     // the killed agent restarted: it registers and starts again
-    fleetAgent(fleet, agentHosts[0]!, { agentBin: AGENT_BIN, etcdAddr: cluster.addr, namespace, agentId: ids[0]!, scratch: scratch[0]! });
+    fleetAgent(fleet, agentHosts[0]!, { agentBin: AGENT_BIN, etcdAddr, namespace, agentId: ids[0]!, scratch: scratch[0]! });
     const t2 = Date.now();
     await eventually('the restarted agent', () => seen('instance_started', ids[0]!, t2), 60_000, 100);
     await eventually('three registrations again', async () => (await registered()).length === 3, 30_000, 200);
