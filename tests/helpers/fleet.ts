@@ -195,11 +195,17 @@ export async function fleetManager(fleet: Fleet, etcd: EtcdStore): Promise<{ eve
   };
 }
 
-/** Starts the agent CLI on a host: RPC on the host's address port 6001, `--agent-host-override` set to it, no metrics file. */
+/**
+ * Starts the agent CLI on a host: RPC on the host's address port 6001,
+ * `--agent-host-override` set to it, no metrics file; kernels (containers of
+ * the machine's one Docker) are reached at the manager's address.
+ */
 export function fleetAgent(fleet: Fleet, host: FleetHost, o: { agentBin: string; etcdAddr: string; namespace: string; agentId: string; scratch: string }): ChildProcess {
   return fleet.run(host, process.execPath, [
     o.agentBin, '--etcd-addr', o.etcdAddr, '--namespace', o.namespace, '--agent-id', o.agentId, '--agent-port', '6001',
     '--bind-host', host.ip, '--agent-host-override', host.ip, '--scratch-root', o.scratch, '--metrics', '', '--log-format', 'json',
+    // kernels are containers of the machine's Docker, their ports published in its namespace: reached through the manager's veth
+    '--kernel-host-override', fleet.managerIp,
   ]);
 }
 

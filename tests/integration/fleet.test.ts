@@ -3,21 +3,24 @@
  * etcd members and three agents, each on a host of its own with an address
  * from 198.18.0.0/15, and a test manager (an EventReceiver and AgentClients)
  * in this process. The manager sees every agent start, register and beat;
- * an agent host killed drops out of etcd within its lease TTL while the
+ * it creates a kernel through one agent's address and runs code in it; that
+ * agent host killed drops out of etcd within its lease TTL while the
  * others go on; the etcd leader killed, the agents keep beating and a
  * setting changed after the election reaches every agent; the killed agent
- * restarted registers again. Skipped without root or `ip netns`.
+ * restarted registers again and re-adopts its kernel. Skipped without root
+ * or `ip netns`.
  */
 import { expect } from 'chai';
 import { methods } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
+import { SMALL_KERNEL, runCode } from '../soak/drive.js';
 import { AGENT_BIN, eventually, onCleanup, removeContainersOf, tempScratch, uniqueName } from '../helpers/env.js';
 import { appliedSetting, fleetAgent, killEtcdLeader, readyFleet, requireNetns } from '../helpers/fleet.js';
 
 describe('fleet on network-namespace hosts', function () {
   this.timeout(240_000);
 
-  it('three agents on a three-member etcd: seen by the manager, a dead host expires, a leader kill survived', async function () {
+  it('three agents on a three-member etcd: seen by the manager, a kernel run, a dead host expires, a leader kill survived, the kernel re-adopted', async function () {
     try {
       requireNetns();
     } catch {
@@ -39,6 +42,10 @@ describe('fleet on network-namespace hosts', function () {
     const clients = agentHosts.map((h) => new AgentClient(`tcp://${h.ip}:6001`, { timeoutMs: 5000 }));
     for (const c of clients) onCleanup(() => c.close());
     for (const [i, c] of clients.entries()) expect(await c.call(methods.ping, `p${i}`)).to.equal(`p${i}`);
+    // a kernel on the agent that will be killed, created and run through that agent's address
+    const kernelId = uniqueName('k');
+    await clients[0]!.callWithTimeout(60_000, methods.create_kernel, kernelId, SMALL_KERNEL);
+    expect(await runCode(clients[0]!, kernelId, 'print(6 * 7)')).to.equal('42\n');
 
     // one agent host killed: its registration expires within the lease TTL, the others go on
     await fleet.kill(agentHosts[0]!);
@@ -64,5 +71,8 @@ describe('fleet on network-namespace hosts', function () {
     await eventually('the restarted agent', () => seen('instance_started', ids[0]!, t2), 60_000, 100);
     await eventually('three registrations again', async () => (await registered()).length === 3, 30_000, 200);
     expect(await clients[0]!.call(methods.ping, 'back')).to.equal('back');
+    // and re-adopts its kernel, which still runs code
+    expect((await clients[0]!.call(methods.list_kernels)).map((k) => k.id)).to.include(kernelId);
+    expect(await runCode(clients[0]!, kernelId, 'print(6 * 8)')).to.equal('48\n');
   });
 });
