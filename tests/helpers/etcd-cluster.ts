@@ -37,7 +37,8 @@ export interface EtcdCluster {
   client(): Etcd3;
 }
 
-export async function etcdCluster(size = 3): Promise<EtcdCluster> {
+/** `metrics: 'extensive'` adds the gRPC latency histograms to each member's /metrics (fleet-sim reads them). */
+export async function etcdCluster(size = 3, opts: { metrics?: 'basic' | 'extensive' } = {}): Promise<EtcdCluster> {
   const token = uniqueName('ec');
   const members: ClusterMember[] = [];
   for (let i = 0; i < size; i++) {
@@ -52,7 +53,7 @@ export async function etcdCluster(size = 3): Promise<EtcdCluster> {
       '--listen-peer-urls', `http://127.0.0.1:${m.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peer}`,
       '--initial-cluster', initial, '--initial-cluster-token', token, '--initial-cluster-state', 'new',
       // short election timings keep a test's leader change brief (the defaults are 100 ms / 1 s)
-      '--heartbeat-interval', '100', '--election-timeout', '600', '--log-level', 'error',
+      '--heartbeat-interval', '100', '--election-timeout', '600', '--log-level', 'error', '--metrics', opts.metrics ?? 'basic',
     ], { stdio: 'ignore' });
   };
   onCleanup(async () => {
