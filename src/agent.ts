@@ -25,7 +25,8 @@ import { EventPublisher, type PublisherStats } from './events/publisher.js';
 import { Heartbeat } from './services/heartbeat.js';
 import { LiveSettings } from './services/live-settings.js';
 import { ManagerLink } from './services/manager-link.js';
-import { agentKey, Registration } from './services/registration.js';
+import { Registration } from './services/registration.js';
+import { shareDemand, type DemandShare } from './services/demand-share.js';
 import { KernelService } from './kernels/service.js';
 import { CgroupStats } from './kernels/stats.js';
 import { DEFAULT_FILE_LIMITS } from './kernels/files.js';
@@ -81,6 +82,7 @@ export class Agent {
   private managerLink: ManagerLink | null = null;
   private kernels: KernelService | null = null;
   private pool: WarmPool | null = null;
+  private demand: DemandShare | null = null;
   private images: ImageService | null = null;
   private prepull: Prepull | null = null;
   private metrics: AgentMetrics | null = null;
@@ -194,7 +196,7 @@ export class Agent {
       checkpoint();
       const publisher = this.makePublisher(settings.eventQueueLimit);
       this.publisher = publisher;
-      await this.registration.starting(this.hostIp, this.address);
+      await this.registration.starting(this.hostIp, this.address, settings.registrationLeaseTtlSec);
       this.registered = true;
       checkpoint();
 
@@ -251,6 +253,7 @@ export class Agent {
         allCores: cores,
         coreLoad: () => this.kernels?.cores.loads() ?? new Map(),
         settings: () => this.settings.poolValue,
+        clusterShare: () => this.demand?.value ?? {},
         kernelSettings,
         gpus,
       });
@@ -344,7 +347,7 @@ export class Agent {
             const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
             return { node, kernels: kernelStats };
           },
-          record: (beat) => this.etcd.put(`${agentKey(this.options.agentId)}/heartbeat`, JSON.stringify(beat)),
+          record: (beat) => this.registration.record('heartbeat', JSON.stringify(beat)),
         },
         settings.heartbeatIntervalSec * 1000,
       );
@@ -370,6 +373,7 @@ export class Agent {
       this.prepull = new Prepull(images, () => this.settings.value.prepull, this.log.child({ component: 'prepull' }));
       await this.prepull.start(settings.prepullBeforeRunning, this.abort.signal);
       pool.start();
+      this.demand = shareDemand(this.etcd, this.options.agentId, this.log, () => this.settings.poolValue, () => pool.reconfigured());
       await this.registration.running();
       checkpoint();
       this.transition('starting', 'running');
@@ -416,6 +420,7 @@ export class Agent {
     await this.heartbeat?.stop();
     this.kernels?.close();
     this.gpus?.stop();
+    await this.demand?.stop();
     await this.pool?.close();
     await this.images?.close();
     await this.metrics?.close();

@@ -94,6 +94,8 @@ export interface Settings {
   workspaceTemplateMaxBytes: number;
   /** Seconds a create waits for a kernel's bootstrap_script to finish. */
   bootstrapTimeoutSec: number;
+  /** TTL of the etcd lease that holds the registration: a node cut off from etcd disappears from it after this long. */
+  registrationLeaseTtlSec: number;
 }
 
 interface SettingSpec<K extends keyof Settings> {
@@ -357,6 +359,14 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
     default: 100 * 1024 * 1024,
     live: true,
     parse: number(0, 2 ** 40, true),
+  },
+  {
+    key: 'registration_lease_ttl',
+    field: 'registrationLeaseTtlSec',
+    doc: 'seconds the etcd lease holding the registration outlives a node cut off from etcd',
+    default: 15,
+    live: false,
+    parse: number(2, 3600, true),
   },
   { key: 'bootstrap_timeout', field: 'bootstrapTimeoutSec', doc: "seconds a create waits for the kernel's bootstrap_script", default: 600, live: true, parse: number(1, 24 * 3600) },
 ] as ReadonlyArray<SettingSpec<keyof Settings>>;
