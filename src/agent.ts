@@ -25,7 +25,8 @@ import { EventPublisher, type PublisherStats } from './events/publisher.js';
 import { Heartbeat } from './services/heartbeat.js';
 import { LiveSettings } from './services/live-settings.js';
 import { ManagerLink } from './services/manager-link.js';
-import { agentKey, Registration } from './services/registration.js';
+import { Registration } from './services/registration.js';
+import { shareDemand, type DemandShare } from './services/demand-share.js';
 import { KernelService } from './kernels/service.js';
 import { CgroupStats } from './kernels/stats.js';
 import { DEFAULT_FILE_LIMITS } from './kernels/files.js';
@@ -47,6 +48,7 @@ import type { PortRangeStats } from './ports/range.js';
 import { KernelApps } from './kernels/apps.js';
 import { appBindings } from './kernels/app-bindings.js';
 import { portRangeBounds } from './config/settings.js';
+import { slotFigures } from './kernels/memory.js';
 import { createRequire } from 'node:module';
 import type { SinkStats } from './events/sink.js';
 
@@ -80,6 +82,7 @@ export class Agent {
   private managerLink: ManagerLink | null = null;
   private kernels: KernelService | null = null;
   private pool: WarmPool | null = null;
+  private demand: DemandShare | null = null;
   private images: ImageService | null = null;
   private prepull: Prepull | null = null;
   private metrics: AgentMetrics | null = null;
@@ -193,7 +196,7 @@ export class Agent {
       checkpoint();
       const publisher = this.makePublisher(settings.eventQueueLimit);
       this.publisher = publisher;
-      await this.registration.starting(this.hostIp, this.address);
+      await this.registration.starting(this.hostIp, this.address, settings.registrationLeaseTtlSec);
       this.registered = true;
       checkpoint();
 
@@ -216,6 +219,12 @@ export class Agent {
           workspaceTemplate: s.workspaceTemplate,
           workspaceTemplateMaxBytes: s.workspaceTemplateMaxBytes,
           bootstrapTimeoutSec: s.bootstrapTimeoutSec,
+          destroyTimeoutSec: s.destroyTimeoutSec,
+          scratchReserveMiB: s.scratchReserveMiB,
+          syncGraceSec: s.syncGraceSec,
+          selfSyncIntervalSec: s.selfSyncIntervalSec,
+          memReserveMiB: s.memReserveMiB,
+          memOvercommit: s.memOvercommit,
         };
       };
       const accelerator = this.parts.accelerator ?? new NvidiaCuda({ allow: () => this.settings.value.gpuAllow, docker: () => this.docker.runtimes() });
@@ -244,6 +253,7 @@ export class Agent {
         allCores: cores,
         coreLoad: () => this.kernels?.cores.loads() ?? new Map(),
         settings: () => this.settings.poolValue,
+        clusterShare: () => this.demand?.value ?? {},
         kernelSettings,
         gpus,
       });
@@ -261,6 +271,7 @@ export class Agent {
         cores,
         createConcurrency: settings.createConcurrency,
         cpuOvercommit: settings.cpuOvercommit,
+        downloadConcurrency: settings.downloadConcurrency,
         settings: kernelSettings,
         gpus,
       });
@@ -277,6 +288,7 @@ export class Agent {
           claimTotals: () => pool.claimTotals,
           coldTotals: () => pool.coldTotals,
           kernelStates: () => kernels.stateCounts(),
+          slots: () => slotFigures(kernels),
           gpus: () => gpus.report(),
         },
         { file: this.options.metricsPath, port: this.options.metricsPort, host: this.options.bindHost, intervalMs: 2000, log: this.log.child({ component: 'metrics' }) },
@@ -290,7 +302,7 @@ export class Agent {
       const callosum = modern.serve(
         {
           kernels,
-          resources: () => ({ ...detectResources(), gpuSlots: this.gpus?.slots ?? 0 }),
+          resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: this.gpus?.slots ?? 0 }),
           requestStop: (reason) => {
             this.stop(reason).then(
               () => this.onSelfStop?.(),
@@ -329,13 +341,13 @@ export class Agent {
             addr: this.address,
             ...(this.keyPair ? { public_key: this.keyPair.publicKey } : {}),
           }),
-          resources: () => ({ ...detectResources(), gpuSlots: gpus.slots }),
+          resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: gpus.slots }), // schedulable totals (README, memory accounting)
           listImages: () => images.heartbeatImages(),
           sample: async () => {
             const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
             return { node, kernels: kernelStats };
           },
-          record: (beat) => this.etcd.put(`${agentKey(this.options.agentId)}/heartbeat`, JSON.stringify(beat)),
+          record: (beat) => this.registration.record('heartbeat', JSON.stringify(beat)),
         },
         settings.heartbeatIntervalSec * 1000,
       );
@@ -361,6 +373,7 @@ export class Agent {
       this.prepull = new Prepull(images, () => this.settings.value.prepull, this.log.child({ component: 'prepull' }));
       await this.prepull.start(settings.prepullBeforeRunning, this.abort.signal);
       pool.start();
+      this.demand = shareDemand(this.etcd, this.options.agentId, this.log, () => this.settings.poolValue, () => pool.reconfigured());
       await this.registration.running();
       checkpoint();
       this.transition('starting', 'running');
@@ -407,6 +420,7 @@ export class Agent {
     await this.heartbeat?.stop();
     this.kernels?.close();
     this.gpus?.stop();
+    await this.demand?.stop();
     await this.pool?.close();
     await this.images?.close();
     await this.metrics?.close();
@@ -441,6 +455,7 @@ export class Agent {
       implement(methods.list_kernels, () => kernels.summaries()),
       implement(methods.create_kernel, (id, config) => kernels.create(id, config)),
       implement(methods.destroy_kernel, (id, reason) => kernels.destroy(id, reason ?? 'user-requested')),
+      implement(methods.sync_kernels, async (ids) => kernels.sync.sync(ids)),
       implement(methods.restart_kernel, (id, config) => kernels.restart(id, config)),
       implement(methods.get_logs, async (id) => ({ logs: await kernels.logs(id) })),
       implement(methods.upload_file, async (id, filename, data) => {
@@ -467,7 +482,7 @@ export class Agent {
       }),
       implement(methods.get_node_stats, async () => {
         const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
-        return { time: Date.now() / 1000, node, kernels: kernelStats, gpu_path: this.gpus?.state.path ?? 'none', gpus: this.gpus?.report() ?? [] };
+        return { time: Date.now() / 1000, node, slots: slotFigures(kernels), kernels: kernelStats, gpu_path: this.gpus?.state.path ?? 'none', gpus: this.gpus?.report() ?? [] };
       }),
       implement(methods.get_completions, async (id, text, opts) => ({
         status: 'finished',

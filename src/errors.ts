@@ -31,6 +31,14 @@ export class ParametersError extends AgentError {
   override readonly wireName = 'aiozmq.rpc.base.ParametersError';
 }
 
+/**
+ * ImpossibleRequestError is raised when a kernel asks for more than the node
+ * could ever hold (more cores or memory than it has, a core it lacks, an
+ * empty cpu_set): a ParametersError, never retryable, whose message names
+ * the node's figures. A request that could fit later is a NoResourcesError.
+ */
+export class ImpossibleRequestError extends ParametersError {}
+
 /** MethodNotFoundError is raised for a method name the agent does not serve. */
 export class MethodNotFoundError extends AgentError {
   override readonly wireName = 'aiozmq.rpc.base.NotFoundError';
@@ -112,6 +120,23 @@ export class NoResourcesError extends AgentError {
   override readonly retryable = true;
 }
 
+/**
+ * DestroyPendingError is raised when destroy_kernel could not see the
+ * container gone within destroy_timeout (a hung or failing Docker): the
+ * message says what was done; the agent keeps removing it in the background,
+ * releases the kernel's resources and sends kernel_terminated once it is
+ * gone. Retryable: a later destroy_kernel answers how it ended.
+ */
+export class DestroyPendingError extends AgentError {
+  override readonly wireName = 'agent.DestroyPending';
+  override readonly retryable = true;
+}
+
+/** NoSpaceError is raised when a write to a kernel's home finds its file system full (ENOSPC, EDQUOT); nothing half-written is left. */
+export class NoSpaceError extends AgentError {
+  override readonly wireName = 'agent.NoSpace';
+}
+
 /** RunNotFoundError is raised for a `continue` or `input` naming a run the kernel does not have. */
 export class RunNotFoundError extends AgentError {
   override readonly wireName = 'agent.RunNotFound';
@@ -175,6 +200,8 @@ export const WireErrors = {
   Docker: 'agent.DockerError',
   KernelCreationFailed: 'agent.KernelCreationFailed',
   InsufficientResources: 'agent.InsufficientResources',
+  DestroyPending: 'agent.DestroyPending',
+  NoSpace: 'agent.NoSpace',
   RunNotFound: 'agent.RunNotFound',
   RunLost: 'agent.RunLost',
   KernelUnresponsive: 'agent.KernelUnresponsive',
@@ -184,7 +211,7 @@ export const WireErrors = {
 } as const;
 
 /** The wire error types that mean "the same call may succeed later". */
-const RETRYABLE_WIRE_ERRORS: ReadonlySet<string> = new Set([WireErrors.InsufficientResources, WireErrors.KernelUnresponsive, WireErrors.ShuttingDown]);
+const RETRYABLE_WIRE_ERRORS: ReadonlySet<string> = new Set([WireErrors.InsufficientResources, WireErrors.DestroyPending, WireErrors.KernelUnresponsive, WireErrors.ShuttingDown]);
 
 /**
  * RemoteError is raised by the client for an error reply; it keeps the wire

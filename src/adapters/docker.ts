@@ -80,6 +80,8 @@ export interface ContainerState {
   labels: Record<string, string>;
   /** The kernel's OOM killer ended the container's main process (Docker's State.OOMKilled). */
   oomKilled: boolean;
+  /** The main process's exit code once it has ended (Docker's State.ExitCode); null while running. */
+  exitCode?: number | null;
 }
 
 /** A container as listings show it. */
@@ -207,7 +209,8 @@ export class DockerEngine {
         const hostPort = binds?.[0]?.HostPort;
         if (hostPort) ports[Number(key.split('/')[0])] = Number(hostPort);
       }
-      return { id: info.Id, running: info.State.Running, pid: info.State.Pid || null, ports, labels: info.Config.Labels ?? {}, oomKilled: info.State.OOMKilled === true };
+      return { id: info.Id, running: info.State.Running, pid: info.State.Pid || null, ports, labels: info.Config.Labels ?? {}, oomKilled: info.State.OOMKilled === true,
+        exitCode: info.State.Running ? null : info.State.ExitCode };
     } catch (err) {
       if (isNotFound(err)) return null;
       throw castDockerError(err, `inspecting container ${id.slice(0, 12)}`);
@@ -244,6 +247,17 @@ export class DockerEngine {
       return list.map((c) => ({ id: c.Id, running: c.State === 'running', labels: c.Labels ?? {}, imageId: c.ImageID, createdMs: c.Created * 1000 }));
     } catch (err) {
       throw castDockerError(err, 'listing containers');
+    }
+  }
+
+  /** Sends SIGKILL to a container; one already stopped or gone is fine. */
+  async kill(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).kill({ signal: 'SIGKILL' });
+    } catch (err) {
+      const status = (err as { statusCode?: number }).statusCode;
+      if (isNotFound(err) || status === 409) return; // gone, or not running
+      throw castDockerError(err, `killing container ${id.slice(0, 12)}`);
     }
   }
 

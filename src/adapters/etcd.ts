@@ -1,13 +1,17 @@
 /**
  * EtcdStore is the agent's adapter to etcd v3: every key is relative to
  * `/sorna/<namespace>/` (PROTOCOL.md section 3), values are UTF-8 strings.
- * It waits for etcd with a bounded backoff, and its watches reconnect by
- * themselves (the etcd3 watch manager resumes from the last revision).
+ * It talks to a cluster: the endpoint list of `--etcd-addr` (the etcd3
+ * client fails over between them), waits for etcd with a bounded jittered
+ * backoff, hands out leases, and its watches resume from the last seen
+ * revision after a reconnect (the etcd3 watch manager) and survive a
+ * compaction in between by a full re-read (the caller's `onResync`).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Etcd3, type Namespace, type Watcher } from 'etcd3';
+import { Etcd3, type Lease, type Namespace, type Watcher, type WatchBuilder } from 'etcd3';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
+import { backoffDelay, Outage } from '../services/backoff.js';
 
 /** A change seen by a watch: the key (relative to the watched prefix's namespace) and its new value, or null when deleted. */
 export type WatchCallback = (key: string, value: string | null) => void;
@@ -15,38 +19,100 @@ export type WatchCallback = (key: string, value: string | null) => void;
 /** Closes a watch. */
 export type Unwatch = () => Promise<void>;
 
+/** One etcd client endpoint. */
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+/** What a watch may be given besides its callback. */
+export interface WatchOptions {
+  /** Called after the watch had to be created anew (its history was compacted away): re-read everything watched. */
+  onResync?: () => void;
+  /** Start from this revision instead of now (tests, and callers that read at a known revision). */
+  fromRevision?: string;
+}
+
+/** MemberStatus is what one endpoint says about itself and the cluster, or why it did not answer. */
+export interface MemberStatus {
+  endpoint: string;
+  ok: boolean;
+  error?: string;
+  version?: string;
+  clusterId?: string;
+  memberId?: string;
+  leader?: string;
+  raftTerm?: string;
+}
+
+/** A lease of this store: keys put with it vanish when it expires or is revoked. */
+export interface StoreLease {
+  /** Puts a key held by the lease. */
+  put(key: string, value: string): Promise<void>;
+  /** Called once when the lease is lost (expired, revoked, or not kept alive for twice its TTL). */
+  onLost(cb: (err: Error) => void): void;
+  /** Called on each successful keep-alive. */
+  onKeepalive(cb: () => void): void;
+  /** The lease's id (hex), once granted. */
+  id(): Promise<string>;
+  /** Revokes it: its keys go at once. */
+  revoke(): Promise<void>;
+  /** Stops keeping it alive without revoking it (its keys go at the TTL). */
+  release(): void;
+}
+
+function endpointUrl(e: Endpoint): string {
+  return `http://${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
+}
+
+function endpointName(e: Endpoint): string {
+  return `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
+}
+
+const clientOptions = {
+  dialTimeout: 3000,
+  // unary calls get a deadline, so a hung etcd cannot hang a caller forever
+  defaultCallOptions: (ctx: { isStream: boolean }) => (ctx.isStream ? {} : { deadline: Date.now() + 5000 }),
+};
+
 export class EtcdStore {
   private readonly client: Etcd3;
   private readonly ns: Namespace;
   readonly prefix: string;
+  /** The endpoints of the cluster, in the order given. */
+  readonly endpoints: Endpoint[];
+  /** The watches share one stream: its outage is said once for all of them. */
+  private readonly watchOutage = new Outage();
+  /** Leases handed out and not yet released: close() stops keeping them alive. */
+  private readonly leases = new Set<Lease>();
 
   constructor(
-    readonly address: { host: string; port: number },
+    address: Endpoint | Endpoint[],
     namespace: string,
     private readonly log: Logger,
   ) {
-    const host = address.host.includes(':') ? `[${address.host}]` : address.host;
-    this.client = new Etcd3({
-      hosts: `http://${host}:${address.port}`,
-      dialTimeout: 3000,
-      // unary calls get a deadline, so a hung etcd cannot hang a caller forever
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5000 }),
-    });
+    this.endpoints = Array.isArray(address) ? address : [address];
+    if (this.endpoints.length === 0) throw new RangeError('EtcdStore needs at least one endpoint');
+    this.client = new Etcd3({ hosts: this.endpoints.map(endpointUrl), ...clientOptions });
     this.prefix = `/sorna/${namespace}/`;
     this.ns = this.client.namespace(this.prefix);
   }
 
-  /** Human-readable address, for logs. */
+  /** The first endpoint (what a single-endpoint caller gave). */
+  get address(): Endpoint {
+    return this.endpoints[0]!;
+  }
+
+  /** Human-readable endpoint list, for logs. */
   get where(): string {
-    return `${this.address.host}:${this.address.port}`;
+    return this.endpoints.map(endpointName).join(',');
   }
 
   /**
-   * Waits until etcd answers, retrying with a backoff from 250 ms up to 5 s.
+   * Waits until etcd answers, retrying with a jittered backoff from 250 ms up to 5 s.
    * Logs once when it starts waiting and then every 30 s, not on every try.
    */
   async waitReady(signal: AbortSignal): Promise<void> {
-    let delay = 250;
     let lastLog = 0;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -60,13 +126,72 @@ export class EtcdStore {
           this.log.warn('waiting for etcd', {
             etcd: this.where,
             error: errorMessage(err),
-            hint: 'start etcd or fix --etcd-addr / BACKEND_ETCD_ADDR; the agent keeps retrying',
+            hint: 'start etcd (a quorum of its members) or fix --etcd-addr / BACKEND_ETCD_ADDR; the agent keeps retrying',
           });
         }
       }
-      await sleep(delay, undefined, { signal });
-      delay = Math.min(delay * 2, 5000);
+      await sleep(backoffDelay(attempt), undefined, { signal });
     }
+  }
+
+  /** Grants a lease of `ttlSec` seconds (at least 1), kept alive by the client until revoked or released. */
+  lease(ttlSec: number): StoreLease {
+    const lease: Lease = this.ns.lease(ttlSec, { autoKeepAlive: true });
+    lease.on('lost', () => undefined); // a listener of the caller's is added by onLost; never an unhandled 'error'
+    this.leases.add(lease);
+    lease.once('lost', () => this.leases.delete(lease));
+    return {
+      put: async (key, value) => {
+        await lease.put(key).value(value);
+      },
+      onLost: (cb) => void lease.once('lost', cb),
+      onKeepalive: (cb) => void lease.on('keepaliveSucceeded', () => cb()),
+      id: async () => BigInt(await lease.grant()).toString(16),
+      revoke: () => {
+        this.leases.delete(lease);
+        return lease.revoke();
+      },
+      release: () => {
+        this.leases.delete(lease);
+        lease.release();
+      },
+    };
+  }
+
+  /** What each endpoint says about itself and the cluster (one try each, bounded by a deadline). */
+  async memberStatuses(): Promise<MemberStatus[]> {
+    return Promise.all(
+      this.endpoints.map(async (e) => {
+        const one = new Etcd3({ hosts: endpointUrl(e), ...clientOptions });
+        try {
+          const s = await one.maintenance.status();
+          return {
+            endpoint: endpointName(e),
+            ok: true,
+            version: s.version,
+            clusterId: s.header.cluster_id,
+            memberId: s.header.member_id,
+            leader: s.leader,
+            raftTerm: s.raftTerm,
+          };
+        } catch (err) {
+          return { endpoint: endpointName(e), ok: false, error: errorMessage(err) };
+        } finally {
+          one.close();
+        }
+      }),
+    );
+  }
+
+  /** The members the cluster lists (id and client URLs). */
+  async memberList(): Promise<Array<{ id: string; name: string; clientURLs: string[] }>> {
+    const r = await this.client.cluster.memberList({ linearizable: true });
+    return r.members.map((m) => ({ id: m.ID, name: m.name, clientURLs: m.clientURLs }));
+  }
+
+  /** The cluster's current revision (of the KV store). */
+  async revision(): Promise<string> {
+    return (await this.client.maintenance.status()).header.revision;
   }
 
   /** The version of the etcd server that answers, e.g. `3.4.23`; one try, bounded by the call deadline. */
@@ -101,25 +226,72 @@ export class EtcdStore {
   }
 
   /** Watches one key; the callback gets every put and delete. */
-  async watchKey(key: string, onChange: WatchCallback): Promise<Unwatch> {
-    return this.attach(await this.ns.watch().key(key).create(), onChange);
+  async watchKey(key: string, onChange: WatchCallback, opts: WatchOptions = {}): Promise<Unwatch> {
+    return this.resilientWatch(() => this.ns.watch().key(key), `key ${key}`, onChange, opts);
   }
 
   /** Watches every key below a prefix. */
-  async watchPrefix(prefix: string, onChange: WatchCallback): Promise<Unwatch> {
-    return this.attach(await this.ns.watch().prefix(prefix).create(), onChange);
+  async watchPrefix(prefix: string, onChange: WatchCallback, opts: WatchOptions = {}): Promise<Unwatch> {
+    return this.resilientWatch(() => this.ns.watch().prefix(prefix), `prefix ${prefix}`, onChange, opts);
   }
 
-  private attach(watcher: Watcher, onChange: WatchCallback): Unwatch {
-    watcher.on('put', (kv) => onChange(kv.key.toString('utf8'), kv.value.toString('utf8')));
-    watcher.on('delete', (kv) => onChange(kv.key.toString('utf8'), null));
-    watcher.on('disconnected', (err) => this.log.debug('etcd watch disconnected; reconnecting', { error: errorMessage(err) }));
-    watcher.on('error', (err) => this.log.error('etcd watch failed', { error: errorMessage(err) }));
-    return () => watcher.cancel();
+  /**
+   * A watch that stays: reconnects resume from the last seen revision (the
+   * etcd3 watch manager); a watch that etcd cancels (its start revision was
+   * compacted away while it was disconnected) is created anew from now with
+   * a jittered backoff, and then `onResync` re-reads what it watches, so no
+   * change is missed. One log line per outage, not per retry.
+   */
+  private async resilientWatch(build: () => WatchBuilder, what: string, onChange: WatchCallback, opts: WatchOptions): Promise<Unwatch> {
+    let closed = false;
+    let current: Watcher | null = null;
+    const outage = this.watchOutage;
+    const attach = (watcher: Watcher) => {
+      current = watcher;
+      watcher.on('put', (kv) => onChange(kv.key.toString('utf8'), kv.value.toString('utf8')));
+      watcher.on('delete', (kv) => onChange(kv.key.toString('utf8'), null));
+      watcher.on('disconnected', (err) => {
+        if (outage.fail()) this.log.warn('etcd watches disconnected; each resumes from its last seen revision', { etcd: this.where, error: errorMessage(err) });
+      });
+      watcher.on('connected', () => {
+        const ms = outage.recover();
+        if (ms !== null) this.log.info('etcd watches resumed', { etcd: this.where, outageSec: Math.round(ms / 1000) });
+      });
+      watcher.on('error', (err) => {
+        if (closed || current !== watcher) return;
+        this.log.warn('etcd cancelled a watch (its history was compacted?); watching anew and re-reading', { watch: what, error: errorMessage(err) });
+        void renew();
+      });
+    };
+    const renew = async () => {
+      for (let attempt = 1; !closed; attempt++) {
+        try {
+          const w = await build().create();
+          if (closed) {
+            await w.cancel().catch(() => undefined);
+            return;
+          }
+          attach(w);
+          opts.onResync?.();
+          return;
+        } catch {
+          await sleep(backoffDelay(attempt));
+        }
+      }
+    };
+    const first = build();
+    if (opts.fromRevision !== undefined) first.startRevision(opts.fromRevision);
+    attach(await first.create());
+    return async () => {
+      closed = true;
+      await current?.cancel();
+    };
   }
 
-  /** Closes the connection; pending calls fail. */
+  /** Closes the connection; pending calls fail, and leases are no longer kept alive (their keys go at their TTL). */
   close(): void {
+    for (const l of this.leases) l.release();
+    this.leases.clear();
     this.client.close();
   }
 }

@@ -107,7 +107,7 @@ function settingsEpilogue(): string {
 function agentFlags<T>(y: Argv<T>) {
   return y
     .env('BACKEND')
-    .option('etcd-addr', { type: 'string', default: '127.0.0.1:2379', describe: 'etcd v3 address, HOST:PORT', group: 'Cluster:' })
+    .option('etcd-addr', { type: 'string', default: '127.0.0.1:2379', describe: 'etcd v3 endpoints, HOST:PORT[,HOST:PORT...] (the members of the cluster)', group: 'Cluster:' })
     .option('namespace', { type: 'string', default: 'local', describe: 'etcd namespace: keys live under /sorna/<namespace>/', group: 'Cluster:' })
     .option('agent-id', { type: 'string', describe: 'id of this agent in etcd and events [default: i-<hostname>]', group: 'Cluster:' })
     .option('region', { type: 'string', default: 'local', describe: 'region reported in heartbeats', group: 'Cluster:' })

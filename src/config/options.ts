@@ -13,7 +13,8 @@ import type { LogFormat, LogLevel } from '../log.js';
 
 /** AgentOptions are the validated values of the agent's flags. */
 export interface AgentOptions {
-  etcdAddr: { host: string; port: number };
+  /** The etcd cluster's client endpoints, in the order given (the client fails over between them). */
+  etcdAddr: Array<{ host: string; port: number }>;
   namespace: string;
   scratchRoot: string;
   agentPort: number;
@@ -65,6 +66,25 @@ export function parseHostPort(value: string, flag: string): { host: string; port
     throw new ConfigError(`${flag} ${JSON.stringify(value)} is not HOST:PORT (e.g. 127.0.0.1:2379)`);
   }
   return { host: m[1]!.replace(/^\[(.*)\]$/, '$1'), port: checkPort(Number(m[2]), flag) };
+}
+
+/**
+ * Parses a comma-separated list of `host:port` endpoints (an etcd cluster's
+ * members), e.g. `10.0.0.1:2379,10.0.0.2:2379`; a repeated or empty entry is an error.
+ */
+export function parseEndpoints(value: string, flag: string): Array<{ host: string; port: number }> {
+  const parts = value.split(',').map((p) => p.trim());
+  if (parts.some((p) => p === '')) {
+    throw new ConfigError(`${flag} ${JSON.stringify(value)} has an empty entry: give HOST:PORT[,HOST:PORT...] (e.g. 10.0.0.1:2379,10.0.0.2:2379)`);
+  }
+  const out = parts.map((p) => parseHostPort(p, flag));
+  const seen = new Set<string>();
+  for (const e of out) {
+    const k = `${e.host}:${e.port}`;
+    if (seen.has(k)) throw new ConfigError(`${flag} lists ${k} twice: give each etcd member once`);
+    seen.add(k);
+  }
+  return out;
 }
 
 function checkPort(port: number, flag: string): number {
@@ -122,7 +142,7 @@ export async function validateOptions(raw: RawOptions, { checkScratch = true } =
   if (raw.logFormat !== 'text' && raw.logFormat !== 'json') throw new ConfigError('--log-format must be text or json');
   const bindHost = raw.bindHost === '*' ? '*' : checkHost(raw.bindHost, '--bind-host');
   return {
-    etcdAddr: parseHostPort(raw.etcdAddr, '--etcd-addr'),
+    etcdAddr: parseEndpoints(raw.etcdAddr, '--etcd-addr'),
     namespace: raw.namespace,
     agentPort: checkPort(Number(raw.agentPort), '--agent-port'),
     bindHost: bindHost ?? '*',

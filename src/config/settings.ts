@@ -20,6 +20,20 @@ export interface Settings {
   createConcurrency: number;
   /** How many kernels may share one CPU core. */
   cpuOvercommit: number;
+  /** Seconds destroy_kernel may take to see a container gone before it answers agent.DestroyPending. */
+  destroyTimeoutSec: number;
+  /** MiB the scratch root must have free for a new kernel. */
+  scratchReserveMiB: number;
+  /** Seconds a kernel the manager's sync_kernels does not list may stay before it is destroyed; 0 = report only. */
+  syncGraceSec: number;
+  /** Seconds between self-syncs of the kernel records against Docker's containers; 0 = none. */
+  selfSyncIntervalSec: number;
+  /** download_file calls building their archive at once; more wait (up to 16) in order. */
+  downloadConcurrency: number;
+  /** MiB of the node's memory kept for the OS and the agent: never promised to kernels. */
+  memReserveMiB: number;
+  /** How many times the node's memory (minus the reserve) kernels' limits may add up to. */
+  memOvercommit: number;
   /** The uid that owns scratch homes and, for uid-match images, runs the kernel. */
   kernelUid: number;
   /** Largest file upload_file accepts. */
@@ -80,6 +94,8 @@ export interface Settings {
   workspaceTemplateMaxBytes: number;
   /** Seconds a create waits for a kernel's bootstrap_script to finish. */
   bootstrapTimeoutSec: number;
+  /** TTL of the etcd lease that holds the registration: a node cut off from etcd disappears from it after this long. */
+  registrationLeaseTtlSec: number;
 }
 
 interface SettingSpec<K extends keyof Settings> {
@@ -187,6 +203,55 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
   },
   { key: 'create_concurrency', field: 'createConcurrency', doc: 'kernel creations at once', default: 4, live: false, parse: number(1, 64, true) },
   { key: 'cpu_overcommit', field: 'cpuOvercommit', doc: 'kernels that may share one core', default: 1, live: false, parse: number(1, 64, true) },
+  {
+    key: 'destroy_timeout',
+    field: 'destroyTimeoutSec',
+    doc: 'seconds destroy_kernel may take to see the container gone (kill, force remove, retried) before it answers agent.DestroyPending',
+    default: 30,
+    live: true,
+    parse: number(1, 3600),
+  },
+  {
+    key: 'scratch_reserve',
+    field: 'scratchReserveMiB',
+    doc: 'MiB the scratch root must have free for a new kernel (less refuses creates, retryable)',
+    default: 512,
+    live: true,
+    parse: number(0, 1024 * 1024 * 1024, true),
+  },
+  {
+    key: 'sync_grace',
+    field: 'syncGraceSec',
+    doc: 'seconds a kernel that sync_kernels does not list may stay before it is destroyed as not-found-in-manager (0 = report only)',
+    default: 0,
+    live: true,
+    parse: number(0, 7 * 24 * 3600),
+  },
+  {
+    key: 'self_sync_interval',
+    field: 'selfSyncIntervalSec',
+    doc: "seconds between self-syncs of the agent's kernel records against Docker's containers of its label (0 = none)",
+    default: 60,
+    live: true,
+    parse: number(0, 24 * 3600),
+  },
+  { key: 'download_concurrency', field: 'downloadConcurrency', doc: 'download_file archives built at once (more wait, at most 16)', default: 2, live: false, parse: number(1, 64, true) },
+  {
+    key: 'mem_reserve',
+    field: 'memReserveMiB',
+    doc: "MiB of the node's memory kept for the OS and the agent, never promised to kernels",
+    default: 1024,
+    live: true,
+    parse: number(0, 1024 * 1024 * 1024, true),
+  },
+  {
+    key: 'mem_overcommit',
+    field: 'memOvercommit',
+    doc: "ratio of the node's memory (minus mem_reserve) that kernels' memory limits may add up to",
+    default: 1,
+    live: true,
+    parse: number(0.1, 64),
+  },
   { key: 'kernel_uid', field: 'kernelUid', doc: 'uid owning scratch homes and running uid-match kernels', default: 1000, live: true, parse: number(1, 2 ** 31 - 1, true) },
   { key: 'max_upload_bytes', field: 'maxUploadBytes', doc: 'largest upload_file', default: 100 * 1024 * 1024, live: true, parse: number(0, 1024 ** 3, true) },
   { key: 'max_download_bytes', field: 'maxDownloadBytes', doc: 'largest download_file archive', default: 500 * 1024 * 1024, live: true, parse: number(0, 4 * 1024 ** 3, true) },
@@ -294,6 +359,14 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
     default: 100 * 1024 * 1024,
     live: true,
     parse: number(0, 2 ** 40, true),
+  },
+  {
+    key: 'registration_lease_ttl',
+    field: 'registrationLeaseTtlSec',
+    doc: 'seconds the etcd lease holding the registration outlives a node cut off from etcd',
+    default: 15,
+    live: false,
+    parse: number(2, 3600, true),
   },
   { key: 'bootstrap_timeout', field: 'bootstrapTimeoutSec', doc: "seconds a create waits for the kernel's bootstrap_script", default: 600, live: true, parse: number(1, 24 * 3600) },
 ] as ReadonlyArray<SettingSpec<keyof Settings>>;

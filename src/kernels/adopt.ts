@@ -11,6 +11,7 @@ import path from 'node:path';
 import { KERNEL_PORTS } from '../adapters/docker.js';
 import type { KernelStats } from '../rpc/methods.js';
 import type { CpuAllocator } from './allocator.js';
+import type { MemoryBook } from './memory.js';
 import { imageTraits, LABELS, parseCoreList } from './launch.js';
 import type { KernelRecord, KernelServiceDeps } from './record.js';
 import { servicePortsOf } from './service-ports.js';
@@ -19,12 +20,13 @@ import { servicePortsOf } from './service-ports.js';
 export interface AdoptionContext {
   deps: KernelServiceDeps;
   cores: CpuAllocator;
+  memory: MemoryBook;
   kernels: Map<string, KernelRecord>;
   reports: Array<[string, string, KernelStats | null]>;
 }
 
 /** Re-adopts the kernels (and idle pooled containers) of this agent. */
-export async function adoptKernels({ deps, cores, kernels, reports }: AdoptionContext): Promise<void> {
+export async function adoptKernels({ deps, cores, memory, kernels, reports }: AdoptionContext): Promise<void> {
   const containers = await deps.docker.listByLabel(`${LABELS.agent}=${deps.agentId}`);
   for (const c of containers) {
     const pooled = c.labels[LABELS.pool] !== undefined;
@@ -56,6 +58,7 @@ export async function adoptKernels({ deps, cores, kernels, reports }: AdoptionCo
     const lang = labels[LABELS.lang] ?? '';
     const cpuSet = parseCoreList(labels[LABELS.cpuSet]);
     cores.claim(cpuSet, true);
+    memory.claim(id, Number(labels[LABELS.memMiB]) || 0);
     const gpuSet = parseCoreList(labels[LABELS.gpuSet]);
     deps.gpus?.adopt(gpuSet, id);
     const image = await deps.docker.image(deps.settings().imagePrefix + lang).catch(() => ({ labels: {} }));

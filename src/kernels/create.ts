@@ -11,6 +11,7 @@ import { AgentError, DockerError, errorMessage, KernelCreationError, NoResources
 import { KERNEL_PORTS } from '../adapters/docker.js';
 import type { KernelInfo } from '../rpc/methods.js';
 import { CoresExhausted, type CpuAllocator } from './allocator.js';
+import { checkPossible, checkScratchReserve, MemoryExhausted, type MemoryBook } from './memory.js';
 import { containerRequest, imageTraits, prepareScratch } from './launch.js';
 import type { Semaphore } from './semaphore.js';
 import { checkMounts, type KernelSpec } from './spec.js';
@@ -26,6 +27,10 @@ import { refuseBadServiceLabel, servicePortsOf } from './service-ports.js';
 export interface FactoryContext {
   deps: KernelServiceDeps;
   cores: CpuAllocator;
+  /** The memory book beside the cores: charged and released on the same paths, by kernel id. */
+  memory: MemoryBook;
+  /** The node's schedulable memory now (MiB), for refusing what could never fit. */
+  capacityMiB(): number;
   relays: KernelRelays;
   kernels: Map<string, KernelRecord>;
   createSlots: Semaphore;
@@ -40,9 +45,11 @@ export class KernelFactory {
 
   /** Claims a warm pooled container that fits the spec; falls back to a cold create when none fits or the claim fails. */
   async createWarmOrCold(id: string, spec: KernelSpec): Promise<KernelInfo> {
+    checkPossible(spec, this.nodeLimits()); // a ParametersError: never fits, never retried
+    await checkScratchReserve(this.d.scratchRoot, this.d.settings().scratchReserveMiB ?? 0); // a full disk must not break the kernels already there
     const pool = spec.bootstrapScript ? null : this.d.pool; // a warm runner has started already: no bootstrap before it
     if (pool) {
-      const cpuSet = this.takeCores(spec); // no room: NoResources, nothing taken
+      const cpuSet = this.takeCores(id, spec); // no room: NoResources, nothing taken
       const warm = pool.take(spec, cpuSet);
       if (warm) {
         try {
@@ -50,7 +57,7 @@ export class KernelFactory {
         } catch (err) {
           this.d.log.warn('claiming a warm container failed; creating the kernel cold', { kernelId: id, error: errorMessage(err) });
         }
-      } else this.c.cores.release(cpuSet);
+      } else this.releaseCores(id, cpuSet);
     }
     // A missing image is pulled (as auto_pull says) before a creation slot is taken: a long pull must not hold one.
     await this.d.images?.ensure(spec.image, id);
@@ -84,7 +91,7 @@ export class KernelFactory {
     } catch (err) {
       warm.relay?.close(); // the claim failed before the runner was asked anything
       this.c.relays.close(id);
-      this.c.cores.release(cpuSet);
+      this.releaseCores(id, cpuSet);
       throw err;
     }
     this.d.gpus?.adopt(warm.gpuSet, id); // the pooled container's devices are the kernel's now
@@ -113,8 +120,8 @@ export class KernelFactory {
       const grant = takeGpus(this.d.gpus, id, spec, traits); // GPUs first: the cores follow their NUMA node
       undo.push(() => this.d.gpus?.release(grant?.gpuSet));
       if (grant) spec = { ...spec, gpuSet: grant.gpuSet };
-      const cpuSet = this.takeCores(spec, grant?.preferCores);
-      undo.push(() => this.c.cores.release(cpuSet));
+      const cpuSet = this.takeCores(id, spec, grant?.preferCores);
+      undo.push(() => this.releaseCores(id, cpuSet));
       step = 'creating the scratch home';
       const scratchDir = path.join(this.d.scratchRoot, id);
       await fs.rm(scratchDir, { recursive: true, force: true }); // a leftover of a crash; no kernel holds it
@@ -193,7 +200,14 @@ export class KernelFactory {
     }
   }
 
-  takeCores(spec: KernelSpec, prefer: number[] | null = null): number[] {
+  /** Takes a kernel's memory and cores (memory first); throws NoResourcesError, taking nothing, when either has no room now. */
+  takeCores(id: string, spec: KernelSpec, prefer: number[] | null = null): number[] {
+    try {
+      this.c.memory.take(id, spec.memMiB);
+    } catch (err) {
+      if (err instanceof MemoryExhausted) throw new NoResourcesError(`not enough memory for this kernel: ${err.message}`);
+      throw err;
+    }
     try {
       if (spec.cpuSet) {
         this.c.cores.claim(spec.cpuSet);
@@ -201,9 +215,35 @@ export class KernelFactory {
       }
       return this.c.cores.allocate(spec.cpuCount, prefer);
     } catch (err) {
+      this.c.memory.release(id);
       if (err instanceof CoresExhausted) throw new NoResourcesError(`not enough CPU cores for this kernel: ${err.message}`);
       throw err;
     }
+  }
+
+  private nodeLimits(): { cores: number[]; memSlotsMiB: number; memReserveMiB: number } {
+    return { cores: this.d.cores, memSlotsMiB: this.c.capacityMiB(), memReserveMiB: this.d.settings().memReserveMiB ?? 0 };
+  }
+
+  /**
+   * Charges a restart's memory limit in place of the kernel's old one (same
+   * cores); refuses, changing nothing, what could never fit (ParametersError)
+   * or does not fit now (NoResourcesError: the kernel runs on as it was).
+   */
+  chargeRestart(id: string, memMiB: number, cpuSet: number[]): void {
+    checkPossible({ cpuCount: cpuSet.length, cpuSet, memMiB }, this.nodeLimits());
+    try {
+      this.c.memory.take(id, memMiB);
+    } catch (err) {
+      if (err instanceof MemoryExhausted) throw new NoResourcesError(`not enough memory to restart this kernel with ${memMiB} MiB: ${err.message}; the kernel runs on as it was`);
+      throw err;
+    }
+  }
+
+  /** Gives back what {@link takeCores} took. */
+  releaseCores(id: string, cpuSet: readonly number[]): void {
+    this.c.cores.release(cpuSet);
+    this.c.memory.release(id);
   }
 
 }

@@ -11,11 +11,14 @@
  * container sees them (an absolute target must be under `/home/work`), so a
  * link swapped in after a check cannot redirect a later step. Linux only.
  */
+import { constants as BUFFER } from 'node:buffer';
 import { constants as C, promises as fs, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import tar, { type Pack } from 'tar-stream';
-import { AgentError, FileTooLargeError, InternalError, InvalidPathError, KernelFileNotFoundError, errorMessage } from '../errors.js';
+import { AgentError, FileTooLargeError, InternalError, InvalidPathError, KernelFileNotFoundError, NoResourcesError, NoSpaceError, errorMessage } from '../errors.js';
+import type { Semaphore } from './semaphore.js';
+import { releasePending, releaseSoon } from '../node/release-memory.js';
 
 /** FileLimits bounds what one file call may move or return. */
 export interface FileLimits {
@@ -68,6 +71,8 @@ const SYSTEM_ERRORS: Record<string, [new (message: string, options: { cause: unk
   EINVAL: [InvalidPathError, CHANGED],
   EISDIR: [InvalidPathError, 'is a directory'],
   ENAMETOOLONG: [InvalidPathError, 'has a name that is too long'],
+  ENOSPC: [NoSpaceError, "cannot be written: the kernel's home is full (its file system has no space left); remove files in it first"],
+  EDQUOT: [NoSpaceError, "cannot be written: the kernel's home is over its quota; remove files in it first"],
 };
 
 /**
@@ -76,10 +81,14 @@ const SYSTEM_ERRORS: Record<string, [new (message: string, options: { cause: unk
  * a symlink that leads out of it is refused with {@link InvalidPathError}.
  */
 export class ScratchFiles {
-  /** @param home absolute host path of the scratch home, mounted at `/home/work`. */
+  /**
+   * @param home absolute host path of the scratch home, mounted at `/home/work`.
+   * @param downloads the agent's bound on downloads at once (download_concurrency), shared by every kernel; none = no bound.
+   */
   constructor(
     private readonly home: string,
     private readonly limits: FileLimits,
+    private readonly downloads: Semaphore | null = null,
   ) {}
 
   /**
@@ -141,12 +150,27 @@ export class ScratchFiles {
    */
   async download(filepath: string): Promise<Buffer> {
     const segs = this.parse(filepath, true);
+    if (!this.downloads) return this.makeArchive(filepath, segs);
+    if (this.downloads.waiting >= MAX_WAITING_DOWNLOADS) {
+      throw new NoResourcesError(`${this.downloads.waiting} downloads are waiting for one of the download_concurrency slots already; try again when they are done`);
+    }
+    return this.downloads.run(() => this.makeArchive(filepath, segs)).finally(releaseSoon); // the archive and its reply go once sent
+  }
+
+  /**
+   * Writes the archive straight into one buffer (an {@link ArchiveBuffer}):
+   * each file is read in small chunks, so the agent holds the archive once,
+   * never a file's chunks beside it nor a second joined copy.
+   */
+  private makeArchive(filepath: string, segs: ReturnType<ScratchFiles['parse']>): Promise<Buffer> {
     return this.guard(filepath, async () => {
       const w = await this.walk(filepath, segs, { followLast: false });
-      const chunks: Buffer[] = [];
+      const out = new ArchiveBuffer(this.limits.maxDownloadBytes, filepath);
       const pack = tar.pack();
-      pack.on('data', (c) => void chunks.push(c as Buffer));
       const ended = new Promise<void>((resolve, reject) => pack.on('end', resolve).on('error', reject));
+      pack.on('data', (c) => {
+        if (!out.push(c as Buffer)) pack.destroy(out.overflow());
+      });
       const budget = { left: this.limits.maxDownloadBytes };
       try {
         const dir = w.dirs.at(-1)!;
@@ -155,7 +179,7 @@ export class ScratchFiles {
         else throw new KernelFileNotFoundError(`${shown([...w.names, w.name])} does not exist`);
         pack.finalize();
         await ended;
-        return Buffer.concat(chunks);
+        return out.bytes();
       } finally {
         if (!pack.destroyed) pack.destroy();
         await closeAll(w.dirs);
@@ -335,17 +359,16 @@ export class ScratchFiles {
         const fst = await fh.stat();
         if (!fst.isFile()) return;
         charge(fst.size);
-        const chunks: Buffer[] = [];
-        let total = 0;
-        for (;;) {
-          const { bytesRead, buffer } = await fh.read(Buffer.alloc(64 * 1024), 0, 64 * 1024, null);
-          if (bytesRead === 0) break;
-          // The file may grow while it is read (a kernel writing to it); what it grows by counts too.
-          charge(Math.max(0, total + bytesRead - Math.max(total, fst.size)));
-          total += bytesRead;
-          chunks.push(buffer.subarray(0, bytesRead));
-        }
-        pack.entry({ ...header, type: 'file', size: total }, Buffer.concat(chunks, total));
+        await new Promise<void>((resolve, reject) => {
+          const sink = pack.entry({ ...header, type: 'file', size: fst.size }, (err) => (err ? reject(err) : resolve()));
+          streamFile(fh, fst.size, sink).then(
+            () => sink.end(undefined),
+            (err: unknown) => {
+              sink.destroy(err as Error);
+              reject(err);
+            },
+          );
+        });
       } finally {
         await fh.close();
       }
@@ -362,6 +385,65 @@ export class ScratchFiles {
       if (known) throw new known[0](`path ${JSON.stringify(input)} ${known[1]}`, { cause: err });
       throw new InternalError(`file operation on path ${JSON.stringify(input)} failed: ${errorMessage(err)}`, { cause: err });
     }
+  }
+}
+
+/** Downloads that may wait for a download_concurrency slot; more are refused (retryable) rather than queued without end. */
+export const MAX_WAITING_DOWNLOADS = 16;
+/** Bytes read from a file at a time. */
+const READ_CHUNK = 256 * 1024;
+/** Room in an archive's buffer beyond max_download_bytes for what the budget does not count (block padding, long-name headers, the end). */
+const ARCHIVE_SLACK = 64 * 1024 * 1024;
+
+/**
+ * ArchiveBuffer is the one buffer a download's archive is written into.
+ * It is allocated at its largest possible size without being filled, so the
+ * system gives it pages only as they are written (its resident size is the
+ * archive's), and it never grows by copying.
+ */
+class ArchiveBuffer {
+  private readonly buf: Buffer;
+  private used = 0;
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly input: string,
+  ) {
+    releasePending(); // the last archive's reply, sent by now, is collected before this one takes memory
+    this.buf = Buffer.allocUnsafeSlow(Math.min(BUFFER.MAX_LENGTH, maxBytes + ARCHIVE_SLACK));
+  }
+
+  /** Appends a chunk; false when it does not fit (the archive is over the limit). */
+  push(chunk: Buffer): boolean {
+    if (this.used + chunk.length > this.buf.length) return false;
+    chunk.copy(this.buf, this.used);
+    this.used += chunk.length;
+    return true;
+  }
+
+  overflow(): FileTooLargeError {
+    return new FileTooLargeError(`download of ${JSON.stringify(this.input)} is over the limit of ${this.maxBytes} bytes`);
+  }
+
+  /** The archive: a view of the buffer, no copy. */
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.used);
+  }
+}
+
+/**
+ * Writes exactly `size` bytes of an open file to a tar entry, in chunks, as
+ * tar does: what the file grows by after its stat is left out, and a file
+ * that shrank meanwhile is padded with zeros.
+ */
+async function streamFile(fh: FileHandle, size: number, sink: { write(chunk: Buffer): boolean; once(event: 'drain', fn: () => void): unknown }): Promise<void> {
+  let left = size;
+  while (left > 0) {
+    const n = Math.min(left, READ_CHUNK);
+    const { bytesRead, buffer } = await fh.read(Buffer.allocUnsafe(n), 0, n, null);
+    const chunk = bytesRead === 0 ? Buffer.alloc(n) : buffer.subarray(0, bytesRead);
+    left -= chunk.length;
+    if (!sink.write(chunk)) await new Promise<void>((resolve) => sink.once('drain', () => resolve()));
   }
 }
 

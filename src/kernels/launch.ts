@@ -10,6 +10,7 @@ import type { ContainerRequest, ContainerSecurity } from '../adapters/docker.js'
 import type { DeviceHostConfig } from '../accelerators/types.js';
 import { langName, type KernelSpec } from './spec.js';
 import { parseServicePorts, type ServiceDecls } from './service-ports.js';
+import { writeFileAtomic } from '../node/atomic-write.js';
 
 /** Labels the agent puts on (and reads back from) its kernel containers. */
 export const LABELS = {
@@ -129,7 +130,7 @@ export function parseCoreList(value: string | undefined): number[] {
 export async function prepareScratch(dir: string, environ: Record<string, string>, uid: number): Promise<void> {
   await fs.mkdir(path.join(dir, '.config'), { recursive: true, mode: 0o755 });
   const lines = Object.entries(environ).map(([k, v]) => `${k}=${v}\n`).join('');
-  await fs.writeFile(path.join(dir, '.config', 'environ.txt'), lines, { mode: 0o644 });
+  await writeFileAtomic(path.join(dir, '.config', 'environ.txt'), lines, 0o644); // a full disk fails the step, never half a file
   for (const p of [dir, path.join(dir, '.config'), path.join(dir, '.config', 'environ.txt')]) await fs.chown(p, uid, uid);
 }
 

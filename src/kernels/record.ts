@@ -69,9 +69,22 @@ export interface KernelServiceDeps {
     workspaceTemplate?: string;
     workspaceTemplateMaxBytes?: number;
     bootstrapTimeoutSec?: number;
+    /** MiB of the node's memory never promised to kernels (mem_reserve; 0 when absent) and the overcommit ratio (1). */
+    /** Seconds a destroy may take to see its container gone (destroy_timeout); 30 when absent. */
+    destroyTimeoutSec?: number;
+    /** MiB the scratch root must keep free for a create to go on (scratch_reserve); 0 when absent. */
+    scratchReserveMiB?: number;
+    /** Seconds before a kernel the manager does not list is destroyed (sync_grace); 0 or absent = report only. */
+    syncGraceSec?: number;
+    /** Seconds between self-syncs (self_sync_interval); 0 or absent = none. */
+    selfSyncIntervalSec?: number;
+    memReserveMiB?: number;
+    memOvercommit?: number;
   };
   createConcurrency: number;
   cpuOvercommit: number;
+  /** download_file archives built at once (download_concurrency); 2 when absent. */
+  downloadConcurrency?: number;
   /** The node's GPUs (src/accelerators); none: a kernel asking for one is refused like on the CPU fallback. */
   gpus?: GpuService | null;
   /** The warm pool asked before every cold create; none: always cold. */

@@ -8,9 +8,14 @@
  * It knows Docker (through the adapter) and the file system, never frames.
  */
 import { promises as fs } from 'node:fs';
-import { AgentError, errorMessage, KernelCreationError, KernelNotFoundError } from '../errors.js';
+import { AgentError, DestroyPendingError, errorMessage, KernelCreationError, KernelNotFoundError } from '../errors.js';
+import { PendingDestroys, removeContainer, removeUntilGone, within } from './teardown.js';
+import { KernelEndings, type Ending } from './endings.js';
+import { KernelSync } from './sync.js';
+import { SelfSync } from './self-sync.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
 import { CpuAllocator } from './allocator.js';
+import { MemoryBook, nodeMemoryMiB, schedulable, type Capacity } from './memory.js';
 import { imageTraits, prepareScratch } from './launch.js';
 import { Semaphore } from './semaphore.js';
 import { checkMounts, parseKernelConfig, type KernelSpec } from './spec.js';
@@ -31,16 +36,30 @@ export class KernelService {
   private readonly kernels = new Map<string, KernelRecord>();
   private readonly creating = new Map<string, Promise<KernelInfo>>();
   private readonly destroying = new Map<string, Promise<KernelStats | null>>();
+  /** Destroys that answered agent.DestroyPending and go on removing the container in the background. */
+  private readonly tearingDown = new PendingDestroys<KernelStats | null>();
+  private closed = false;
+  /** The final output of kernels that died by themselves, for get_logs after they are gone. */
+  private readonly endings = new KernelEndings();
+  /** sync_kernels (src/kernels/sync.ts). */
+  readonly sync: KernelSync;
+  private readonly selfSync: SelfSync;
   private readonly relays: KernelRelays;
   private readonly pendingReports: Array<[string, string, KernelStats | null]> = [];
   readonly createSlots: Semaphore;
+  /** Bounds the download archives held in memory at once (src/kernels/files.ts). */
+  private readonly downloadSlots: Semaphore;
   readonly cores: CpuAllocator;
+  /** Kernels' memory limits, charged and released with their cores (src/kernels/memory.ts). */
+  readonly memory: MemoryBook;
   private readonly watch: KernelWatch;
   private readonly factory: KernelFactory;
 
   constructor(private readonly deps: KernelServiceDeps) {
     this.createSlots = new Semaphore(deps.createConcurrency);
+    this.downloadSlots = new Semaphore(deps.downloadConcurrency ?? 2);
     this.cores = new CpuAllocator(deps.cores, deps.cpuOvercommit);
+    this.memory = new MemoryBook(() => this.capacity().memSlotsMiB);
     this.relays = new KernelRelays({
       kernelHost: deps.kernelHost,
       log: deps.log,
@@ -51,7 +70,14 @@ export class KernelService {
       onRunnerRestart: (id, line) => deps.emit('kernel_runner_restarted', [id, line]),
       oomKills: (containerId, pid) => deps.stats.oomKills({ containerId, pid }),
     });
-    this.factory = new KernelFactory({ deps, cores: this.cores, relays: this.relays, kernels: this.kernels, createSlots: this.createSlots });
+    this.factory = new KernelFactory({
+      deps, cores: this.cores, memory: this.memory, capacityMiB: () => this.capacity().memSlotsMiB, relays: this.relays, kernels: this.kernels, createSlots: this.createSlots });
+    const destroy = (id: string, reason: string) => this.destroy(id, reason);
+    this.sync = new KernelSync({ held: () => [...new Set([...this.kernels.keys(), ...this.creating.keys()])], destroy, emit: deps.emit, graceSec: () => deps.settings().syncGraceSec ?? 0, log: deps.log.child({ component: 'sync' }) });
+    this.selfSync = new SelfSync({
+      docker: deps.docker, agentId: deps.agentId, records: () => this.list(), destroy, busy: (id) => this.creating.has(id) || this.destroying.has(id) || this.tearingDown.has(id),
+      intervalSec: () => deps.settings().selfSyncIntervalSec ?? 0, log: deps.log.child({ component: 'self-sync' }),
+    });
     this.watch = new KernelWatch({
       docker: deps.docker,
       agentId: deps.agentId,
@@ -59,7 +85,7 @@ export class KernelService {
       idleTimeoutSec: () => deps.settings().idleTimeoutSec,
       kernels: () => this.kernels.values(),
       isCreating: (id) => this.creating.has(id),
-      destroy: (id, reason) => this.destroy(id, reason),
+      destroy: (id, reason, ending) => this.destroy(id, reason, ending),
       strayDied: (cid) => deps.pool?.died(cid),
     });
   }
@@ -69,6 +95,16 @@ export class KernelService {
     const out: Record<string, number> = { creating: this.creating.size, running: 0, restarting: 0, destroying: 0 };
     for (const r of this.kernels.values()) out[r.state] = (out[r.state] ?? 0) + 1;
     return out;
+  }
+
+  /** The node's schedulable totals (the heartbeat's cpu_slots and mem_slots): its figures minus the reserves, times the overcommits. */
+  capacity(): Capacity {
+    return schedulable({ cores: this.deps.cores.length, memMiB: nodeMemoryMiB() }, { cpuOvercommit: this.deps.cpuOvercommit, ...this.deps.settings() });
+  }
+
+  /** What is free now of {@link capacity} (for get_node_stats and the metrics). */
+  freeSlots(): Capacity {
+    return { cpuSlots: Math.max(0, this.capacity().cpuSlots - this.cores.allocated), memSlotsMiB: this.memory.free };
   }
 
   /** The kernels held, for listings. */
@@ -135,22 +171,25 @@ export class KernelService {
   }
 
   /** destroy_kernel: a second call for a kernel being destroyed waits for the first. */
-  async destroy(id: string, reason = 'user-requested'): Promise<KernelStats | null> {
+  async destroy(id: string, reason = 'user-requested', ending?: Ending): Promise<KernelStats | null> {
     // As in create(): no await before `destroying.set`, so concurrent calls share one destruction.
     const pending = this.destroying.get(id);
     if (pending) return pending;
+    const tearing = this.tearingDown.wait(id, this.destroyBoundMs());
+    if (tearing) return tearing;
     const creating = this.creating.get(id);
     if (creating) {
       await creating.catch(() => undefined);
-      return this.destroy(id, reason);
+      return this.destroy(id, reason, ending);
     }
     const rec = this.kernels.get(id);
     if (!rec) throw new KernelNotFoundError(id);
     if (rec.busy) {
       await rec.busy.catch(() => undefined);
-      return this.destroy(id, reason);
+      return this.destroy(id, reason, ending);
     }
-    const p = this.doDestroy(rec, reason).finally(() => this.destroying.delete(id));
+    if (ending) this.endings.record(id, ending.finalLog);
+    const p = this.doDestroy(rec, reason, ending).finally(() => this.destroying.delete(id));
     this.destroying.set(id, p);
     return p;
   }
@@ -165,25 +204,59 @@ export class KernelService {
       return null;
     });
     if (stats && rec.spec.gpuSet?.length && this.deps.gpus) stats.gpu_mem_max_bytes = this.deps.gpus.takeMemoryMax(rec.containerId);
-    await rec.renamed; // never rejects; a rename racing the removal could leave the kernel's name held
-    await this.deps.docker.remove(rec.containerId);
-    this.relays.close(rec.id, reason, reason === 'restarting');
-    this.deps.stats.forget(rec.containerId);
-    await this.deps.pool?.released(rec.containerId);
+    const boundMs = this.destroyBoundMs();
+    const started = Date.now(); // the rename's wait and the removal share the one bound
+    await within(Promise.resolve(rec.renamed), boundMs / 4, 'the rename').catch(() => undefined); // a rename racing the removal could leave the kernel's name held
+    const t = await removeContainer(this.deps.docker, rec.containerId, Math.max(1, boundMs - (Date.now() - started)));
+    if (!t.gone) {
+      throw new DestroyPendingError(
+        `kernel ${rec.id}: its container ${rec.containerId.slice(0, 12)} is not gone after ${boundMs / 1000} s (destroy_timeout; tried: ${t.steps.slice(-4).join('; ')}); ` +
+          'the agent keeps removing it and sends kernel_terminated once it is',
+        { cause: { stats } },
+      );
+    }
+    await this.afterRemoval(rec, reason);
     return stats;
   }
 
-  private async doDestroy(rec: KernelRecord, reason: string): Promise<KernelStats | null> {
+  /** What follows the container's removal: its relays closed (runs end with the reason), its stats and pool entry forgotten. */
+  private async afterRemoval(rec: KernelRecord, reason: string): Promise<void> {
+    this.relays.close(rec.id, reason, reason === 'restarting');
+    this.deps.stats.forget(rec.containerId);
+    await this.deps.pool?.released(rec.containerId);
+  }
+
+  private destroyBoundMs(): number {
+    return (this.deps.settings().destroyTimeoutSec ?? 30) * 1000;
+  }
+
+  private async doDestroy(rec: KernelRecord, reason: string, ending?: Ending): Promise<KernelStats | null> {
     rec.state = 'destroying';
     let stats: KernelStats | null;
     try {
       stats = await this.retireContainer(rec, reason);
+      if (stats && ending?.exitCode != null) Object.assign(stats, { end_detail: ending.detail, exit_code: ending.exitCode });
     } catch (err) {
+      if (err instanceof DestroyPendingError) {
+        // Answer now; the container goes later, and only then what it holds.
+        this.deps.log.warn('a destroy could not see the container gone in time; removing it in the background', { kernelId: rec.id, error: err.message });
+        const last = (err.cause as { stats: KernelStats | null }).stats;
+        const later = removeUntilGone(this.deps.docker, rec.containerId, () => this.destroyBoundMs(), () => this.closed, this.deps.log.child({ kernelId: rec.id }))
+          .then(() => this.afterRemoval(rec, reason))
+          .then(() => this.finishDestroy(rec, reason, last));
+        this.tearingDown.start(rec.id, later, this.deps.log);
+        throw err;
+      }
       rec.state = 'running';
       throw err;
     }
+    return this.finishDestroy(rec, reason, stats);
+  }
+
+  /** Gives back what a kernel held once its container is gone, and reports it. */
+  private async finishDestroy(rec: KernelRecord, reason: string, stats: KernelStats | null): Promise<KernelStats | null> {
     await fs.rm(rec.scratchDir, { recursive: true, force: true });
-    this.cores.release(rec.cpuSet);
+    this.factory.releaseCores(rec.id, rec.cpuSet);
     this.deps.gpus?.release(rec.spec.gpuSet);
     this.kernels.delete(rec.id);
     this.deps.log.info('kernel destroyed', { kernelId: rec.id, reason });
@@ -203,6 +276,7 @@ export class KernelService {
     const spec = readSpec ? readSpec(s, rec.spec) : parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList);
     await checkMounts(spec.mounts, s.vfolderRoot); // a bad mount is refused before the old container goes
     if (rec.busy || this.kernels.get(id) !== rec || this.destroying.has(id)) return this.restart(id, config, readSpec); // changed meanwhile: look again
+    this.factory.chargeRestart(id, spec.memMiB, rec.cpuSet); // before the old container goes (no await from here until `rec.busy`)
     const undo: Array<() => Promise<void> | void> = [];
     const work = (async () => {
       rec.state = 'restarting';
@@ -222,12 +296,12 @@ export class KernelService {
       // Remove what the restart made, and the old container if removing it was what failed;
       // then the kernel has no container: give back what it holds and tell the manager.
       for (const fn of undo.reverse()) await Promise.resolve().then(fn).catch(() => undefined);
-      await this.deps.docker.remove(rec.containerId).catch((e: unknown) =>
+      await within(this.deps.docker.remove(rec.containerId), this.destroyBoundMs(), 'remove').catch((e: unknown) =>
         this.deps.log.error('could not remove the old container of a failed restart', { kernelId: id, error: errorMessage(e) }),
       );
       this.kernels.delete(id);
       this.relays.close(id); // and the endings kept for a successor relay that will not come
-      this.cores.release(rec.cpuSet);
+      this.factory.releaseCores(id, rec.cpuSet);
       this.deps.gpus?.release(rec.spec.gpuSet);
       await fs.rm(rec.scratchDir, { recursive: true, force: true });
       this.deps.emit('kernel_terminated', [id, 'restarting', null]);
@@ -247,15 +321,17 @@ export class KernelService {
     if (failed.length) throw new AgentError(`reset could not destroy ${failed.length} kernel(s): ${errorMessage((failed[0] as PromiseRejectedResult).reason)}`);
   }
 
-  /** get_logs: the container's output. */
+  /** get_logs: the container's output; for a kernel that died by itself and is gone, its final output and how it ended. */
   async logs(id: string): Promise<string> {
+    const ended = this.endings.get(id);
+    if (ended !== undefined && !this.kernels.has(id) && !this.creating.has(id)) return ended;
     return this.deps.docker.logs((await this.ready(id)).containerId);
   }
 
   /** The file operations of a kernel's scratch home. */
   async files(id: string): Promise<ScratchFiles> {
     const rec = await this.ready(id);
-    return new ScratchFiles(rec.scratchDir, this.deps.settings().fileLimits);
+    return new ScratchFiles(rec.scratchDir, this.deps.settings().fileLimits, this.downloadSlots);
   }
 
   /** The relay to a kernel's runner, opened on first use; counts as use. */
@@ -300,7 +376,7 @@ export class KernelService {
    * to no kernel removed.
    */
   async adopt(): Promise<void> {
-    await adoptKernels({ deps: this.deps, cores: this.cores, kernels: this.kernels, reports: this.pendingReports });
+    await adoptKernels({ deps: this.deps, cores: this.cores, memory: this.memory, kernels: this.kernels, reports: this.pendingReports });
   }
 
   /** Sends the terminations found by adopt(); called when an event sink appears. */
@@ -311,6 +387,7 @@ export class KernelService {
   /** Starts the idle reaper and the watch for containers that die by themselves (src/kernels/watch.ts). */
   startBackground(): void {
     this.watch.start();
+    this.selfSync.start();
   }
 
   /** The agent is stopping: calls waiting on runs answer now with `continued`, for the manager to continue on the restarted agent. */
@@ -320,6 +397,9 @@ export class KernelService {
 
   /** Stops the background work and closes the relays; kernels keep running (a clean agent shutdown does not kill them). */
   close(): void {
+    this.closed = true;
+    this.sync.close();
+    this.selfSync.stop();
     this.watch.stop();
     this.relays.closeAll();
   }

@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { DockerEngine } from '../adapters/docker.js';
 import { LABELS } from './launch.js';
+import { describeEnding, type Ending } from './endings.js';
 
 /** What the watch sees of a held kernel. */
 export interface WatchedKernel {
@@ -18,6 +19,7 @@ export interface WatchedKernel {
   state: string;
   busy: unknown;
   lastUsed: number;
+  spec: { memMiB: number };
 }
 
 /** What the watch needs from the kernel service. */
@@ -29,7 +31,7 @@ export interface KernelWatchDeps {
   kernels(): Iterable<WatchedKernel>;
   /** A create or claim of this kernel is under way: it finds out by itself. */
   isCreating(id: string): boolean;
-  destroy(id: string, reason: string): Promise<unknown>;
+  destroy(id: string, reason: string, ending?: Ending): Promise<unknown>;
   /** A container of this agent died that is no kernel's (an idle pooled one, say). */
   strayDied(containerId: string): void;
 }
@@ -75,13 +77,12 @@ export class KernelWatch {
     // A claim still under way finds out by itself (its runner does not answer) and falls back to a cold create.
     if (!rec || rec.state !== 'running' || d.isCreating(rec.id)) return; // ours to remove: a destroy or restart is under way
     const id = rec.id;
-    // Docker says whether the OOM killer ended it: the manager and the runs it held are told which.
-    void d.docker
-      .inspect(containerId)
-      .then((st) => (st?.oomKilled ? 'oom-killed' : 'self-terminated'), () => 'self-terminated')
-      .then((reason) => {
-        d.log.warn('kernel container died by itself', { kernelId: id, reason });
-        return d.destroy(id, reason);
+    // Docker says whether the OOM killer ended it and with which exit code: the manager, the runs it held and the user are told.
+    void Promise.all([d.docker.inspect(containerId).catch(() => null), d.docker.logs(containerId, 200).catch(() => '')])
+      .then(([st, output]) => {
+        const ending = describeEnding(st, output, rec.spec.memMiB);
+        d.log.warn('kernel container died by itself', { kernelId: id, reason: ending.reason, detail: ending.detail, lastOutput: ending.tail });
+        return d.destroy(id, ending.reason, ending);
       })
       .catch((err: unknown) => d.log.error('clean-up of a dead kernel failed', { kernelId: id, error: errorMessage(err) }));
   }

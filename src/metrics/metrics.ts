@@ -14,6 +14,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { PoolSizes } from '../pool/pool.js';
 import type { GpuReport } from '../accelerators/gpus.js';
+import { writeFileAtomic } from '../node/atomic-write.js';
 
 /** Where the numbers come from, read at every collection. */
 export interface MetricsSources {
@@ -25,6 +26,8 @@ export interface MetricsSources {
   kernelStates(): Record<string, number>;
   /** Each usable GPU; absent: no GPU gauges. */
   gpus?(): GpuReport[];
+  /** The schedulable slots in all and free now (README, Memory accounting); absent: no slot gauges. */
+  slots?(): { cpu_total: number; cpu_free: number; mem_total_mib: number; mem_free_mib: number };
 }
 
 /** Options of {@link AgentMetrics}. */
@@ -90,6 +93,19 @@ export class AgentMetrics {
         for (const [state, n] of Object.entries(sources.kernelStates())) this.set({ state }, n);
       },
     });
+    const slots = sources.slots;
+    if (slots) {
+      new Gauge({
+        name: 'compute_agent_slots', help: 'Schedulable core places and memory (MiB): in all and free now.', labelNames: ['resource', 'kind'], registers,
+        collect() {
+          const s = slots();
+          this.set({ resource: 'cpu', kind: 'total' }, s.cpu_total);
+          this.set({ resource: 'cpu', kind: 'free' }, s.cpu_free);
+          this.set({ resource: 'mem_mib', kind: 'total' }, s.mem_total_mib);
+          this.set({ resource: 'mem_mib', kind: 'free' }, s.mem_free_mib);
+        },
+      });
+    }
     this.gpuGauges(sources, registers);
   }
 
@@ -150,9 +166,7 @@ export class AgentMetrics {
     if (file === null) return;
     try {
       await fs.mkdir(path.dirname(file), { recursive: true });
-      const tmp = `${file}.${process.pid}.tmp`;
-      await fs.writeFile(tmp, await this.registry.metrics());
-      await fs.rename(tmp, file);
+      await writeFileAtomic(file, await this.registry.metrics());
       if (this.fileFailed) this.o.log.info('writing the metrics file works again', { file });
       this.fileFailed = false;
     } catch (err) {

@@ -12,6 +12,7 @@ import type { AgentOptions } from '../config/options.js';
 import { checkScratchRoot } from '../config/options.js';
 import { compileSettings, defaultSettings, type CompiledSettings } from '../config/settings.js';
 import type { EtcdStore } from '../adapters/etcd.js';
+import { judgeCluster } from '../services/cluster-health.js';
 import type { DockerEngine } from '../adapters/docker.js';
 import { errorMessage } from '../errors.js';
 import { agentKey } from '../services/registration.js';
@@ -73,6 +74,14 @@ export const CHECKS: Check[] = [
         const reason = /E[A-Z]{4,}|DEADLINE_EXCEEDED|circuit breaker/.exec(msg)?.[0] ?? msg.slice(0, 120);
         return fail(`etcd does not answer at ${etcd.where} (${reason})`, 'start etcd, or fix --etcd-addr / BACKEND_ETCD_ADDR');
       }
+    },
+  },
+  {
+    name: 'etcd cluster health',
+    fix: 'make etcd reachable first',
+    after: 'etcd reachable',
+    async run({ etcd }) {
+      return judgeCluster(await etcd.memberStatuses());
     },
   },
   {

@@ -8,6 +8,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomic } from '../node/atomic-write.js';
 
 /** Python: the pids of the runner's terminal shells (`/bin/bash -i` children of the runner). */
 const SHELLS = [
@@ -85,12 +86,10 @@ export class ClaimStore {
     return path.join(this.dir, `${containerId}.json`);
   }
 
-  /** Writes a record atomically (temp file + rename). */
+  /** Writes a record atomically (temp file, fsync, rename; nothing half-written on a full disk). */
   async write(containerId: string, rec: ClaimRecord): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const file = this.file(containerId);
-    await fs.writeFile(`${file}.tmp`, JSON.stringify(rec), { mode: 0o600 });
-    await fs.rename(`${file}.tmp`, file);
+    await writeFileAtomic(this.file(containerId), JSON.stringify(rec), 0o600);
   }
 
   /** The record of a container, or null when it has none (or an unreadable one). */

@@ -291,6 +291,8 @@ export class WarmPool implements HygieneTarget {
     const keys = new Set<string>([...this.idle.values()].map((c) => c.key).concat([...this.creating.values()]));
     const typeNames = new Set(s.types.map((t) => t.name));
     for (const [lang, counts] of Object.entries(s.images)) for (const t of Object.keys(counts)) keys.add(poolKey(lang, t));
+    const shares = this.deps.clusterShare?.() ?? {};
+    for (const [lang, counts] of Object.entries(shares)) for (const t of Object.keys(counts)) keys.add(poolKey(lang, t));
     for (const key of keys) {
       const { lang, type } = splitKey(key);
       const floor = typeNames.has(type) ? (s.images[lang]?.[type] ?? 0) : 0;
@@ -299,7 +301,7 @@ export class WarmPool implements HygieneTarget {
       const idle = [...this.idle.values()].filter((c) => c.key === key);
       const creating = [...this.creating.values()].filter((k) => k === key).length;
       const input = {
-        floor, max: s.max, autoscale: s.autoscale, recentDemand: recent.length, creating,
+        floor, max: s.max, autoscale: s.autoscale, recentDemand: recent.length, clusterShare: shares[lang]?.[type] ?? 0, creating,
         idle: idle.map((c) => ({ id: c.containerId, idleSinceMs: c.idleSince })), nowMs: now, maxIdleSec: s.maxIdleSec,
       };
       const d = decideSize(input);
@@ -308,7 +310,7 @@ export class WarmPool implements HygieneTarget {
       const start = blocked || !typeNames.has(type) ? 0 : Math.min(d.create, room, this.gpuRoom(s.types.find((t) => t.name === type)));
       if (start === 0 && d.remove.length === 0) continue;
       this.deps.log.info('pool sizing', {
-        pool: key, floor, max: s.max, autoscale: s.autoscale, recentDemand: recent.length, idle: idle.length, creating,
+        pool: key, floor, max: s.max, autoscale: s.autoscale, recentDemand: recent.length, clusterShare: input.clusterShare, idle: idle.length, creating,
         target: d.target, creatingNow: start, waiting: d.create - start, removing: d.remove.length,
       });
       for (const id of d.remove) void this.drop(this.idle.get(id)!, 'above the target');

@@ -14,6 +14,9 @@
  *   pool/check_interval   seconds between hygiene and sizing passes
  *   pool/readiness_interval seconds between readiness checks of an idle container (0: only at creation)
  *   pool/fill_concurrency pooled containers created at once
+ *   pool/demand_window    seconds the cluster's pending demand (`pool/demand`) is averaged over
+ *
+ * `config/agent/pool/demand` itself is not a setting but an input (services/demand-share.ts).
  */
 import { number } from '../config/settings.js';
 
@@ -39,6 +42,7 @@ export interface PoolSettings {
   checkIntervalSec: number;
   readinessIntervalSec: number;
   fillConcurrency: number;
+  demandWindowSec: number;
 }
 
 export const POOL_DEFAULTS: PoolSettings = {
@@ -52,6 +56,7 @@ export const POOL_DEFAULTS: PoolSettings = {
   checkIntervalSec: 2,
   readinessIntervalSec: 30,
   fillConcurrency: 2,
+  demandWindowSec: 60,
 };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -129,10 +134,11 @@ const KEYS: ReadonlyArray<{ key: string; field: Field; parse(raw: string): unkno
   { key: 'check_interval', field: 'checkIntervalSec', parse: number(0.1, 3600, false) },
   { key: 'readiness_interval', field: 'readinessIntervalSec', parse: number(0, 7 * 24 * 3600, false) },
   { key: 'fill_concurrency', field: 'fillConcurrency', parse: number(1, 64, true) },
+  { key: 'demand_window', field: 'demandWindowSec', parse: number(0, 24 * 3600, false) },
 ];
 
 /** The pool keys (below `pool/`), for the settings' unknown-key check. */
-export const POOL_KEYS: ReadonlySet<string> = new Set(KEYS.map((k) => `pool/${k.key}`));
+export const POOL_KEYS: ReadonlySet<string> = new Set([...KEYS.map((k) => `pool/${k.key}`), 'pool/demand']);
 
 /** One rejected value: the full key (with its prefix) and what is wrong. */
 export interface PoolProblem {

@@ -8,6 +8,9 @@
  * over-provisions), and idle containers above the target go only once they
  * have been idle for `maxIdleSec`. Without autoscale the pool is held at the
  * floor: containers above it go at once (a lowered count applies live).
+ * This node's share of the cluster's pending demand (services/demand.ts),
+ * added to the floor and bounded by `max`, is a second target; the larger
+ * of the two wins, with or without autoscale.
  */
 
 /** What one sizing decision is made from; logged with the decision. */
@@ -17,6 +20,8 @@ export interface SizingInput {
   autoscale: boolean;
   /** Demand for this image and type within the autoscale window (claims and cold creations it would have served). */
   recentDemand: number;
+  /** This node's share of the cluster's pending demand for this image and type (0: none). */
+  clusterShare?: number;
   creating: number;
   /** Idle containers, with the time each became idle (ms). */
   idle: ReadonlyArray<{ id: string; idleSinceMs: number }>;
@@ -33,7 +38,9 @@ export interface SizingDecision {
 
 /** Decides how to bring one image and type to its target. */
 export function decideSize(i: SizingInput): SizingDecision {
-  const target = i.autoscale ? Math.max(i.floor, Math.min(i.max, i.recentDemand)) : i.floor;
+  const own = i.autoscale ? Math.max(i.floor, Math.min(i.max, i.recentDemand)) : i.floor;
+  const share = i.clusterShare ?? 0;
+  const target = share > 0 ? Math.max(own, Math.min(i.max, i.floor + share)) : own;
   const present = i.idle.length + i.creating;
   const create = Math.max(0, target - present);
   // Only what is idle above the target goes: a creation under way may still fail.

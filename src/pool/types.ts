@@ -48,6 +48,8 @@ export interface PooledContainer {
 
 /** What the pool needs from the rest of the agent. */
 export interface WarmPoolDeps {
+  /** This node's share of the cluster's pending demand per lang and type (services/demand-share.ts); none: no share. */
+  clusterShare?: () => Record<string, Record<string, number>>;
   docker: DockerEngine;
   log: Logger;
   agentId: string;

@@ -72,9 +72,23 @@ export interface KernelStats {
   io_write_bytes: number;
   io_max_scratch_size: number;
   io_cur_scratch_size: number;
+  /** Beyond: how a container that died by itself ended, `exit-code-<n>`, and its exit code (kernel_terminated only). */
+  end_detail?: string;
+  exit_code?: number;
   /** The most GPU memory the kernel's processes held at the samples (GPU kernels only; see README, GPUs). */
   gpu_mem_max_bytes?: number;
 }
+
+/** SlotFigures are the node's schedulable core places and memory (MiB) in all and free now (README, memory accounting). */
+export interface SlotFigures {
+  cpu_total: number;
+  cpu_free: number;
+  mem_total_mib: number;
+  mem_free_mib: number;
+}
+
+export type { SyncResult } from '../kernels/sync.js';
+import type { SyncResult } from '../kernels/sync.js';
 
 /** Result of get_node_stats (beyond the 2018 set). */
 export interface NodeStatsResult {
@@ -82,6 +96,8 @@ export interface NodeStatsResult {
   time: number;
   /** The node: CPU busy percent over all cores, memory and the scratch root's disk, in bytes. */
   node: { cpu_pct: number; mem_total_bytes: number; mem_available_bytes: number; disk_total_bytes: number; disk_free_bytes: number };
+  /** The schedulable totals (the heartbeat's cpu_slots, mem_slots in MiB) and what of them is free now. */
+  slots: SlotFigures;
   /** Cgroup figures of each running kernel, by kernel id. */
   kernels: Record<string, KernelStats>;
   /** How GPUs get into containers on this node: runtime, device-nodes, or none (CPU fallback). */
@@ -306,11 +322,17 @@ export const methods = {
     params: [],
     returns: 'nil',
   }),
+  sync_kernels: define<[Param<string[]>], SyncResult>({
+    name: 'sync_kernels',
+    summary: "Compares the manager's kernel ids with the agent's: unlisted kernels are destroyed after sync_grace, listed ones the agent lacks reported (beyond).",
+    params: [p.strList('kernel_ids', { maxItems: 100_000, minLength: 1, maxLength: 64 })],
+    returns: '{missing, extra, destroyed, pending}',
+  }),
   get_node_stats: define<[], NodeStatsResult>({
     name: 'get_node_stats',
     summary: "Returns the node's CPU, memory and disk figures, each kernel's cgroup figures and each GPU (beyond).",
     params: [],
-    returns: '{time, node: {cpu_pct, mem_total_bytes, mem_available_bytes, disk_total_bytes, disk_free_bytes}, kernels: {kernel_id: stats}, gpu_path, gpus: [{index, uuid, name, numa_node, mem_total_bytes, mem_used_bytes, util_pct, kernel_id}]}',
+    returns: '{time, node: {cpu_pct, mem_total_bytes, mem_available_bytes, disk_total_bytes, disk_free_bytes}, slots: {cpu_total, cpu_free, mem_total_mib, mem_free_mib}, kernels: {kernel_id: stats}, gpu_path, gpus: [{index, uuid, name, numa_node, mem_total_bytes, mem_used_bytes, util_pct, kernel_id}]}',
   }),
   list_images: define<[], ImageSummary[]>({
     name: 'list_images',

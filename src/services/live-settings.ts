@@ -62,8 +62,9 @@ export class LiveSettings {
       if (this.reload) clearTimeout(this.reload);
       this.reload = setTimeout(() => void this.apply(), 100);
     };
-    this.unwatch.push(await this.etcd.watchPrefix(this.prefixes.cluster, schedule));
-    this.unwatch.push(await this.etcd.watchPrefix(this.prefixes.node, schedule));
+    // A watch created anew after a compaction re-reads everything: the same full reload as a change.
+    this.unwatch.push(await this.etcd.watchPrefix(this.prefixes.cluster, schedule, { onResync: schedule }));
+    this.unwatch.push(await this.etcd.watchPrefix(this.prefixes.node, schedule, { onResync: schedule }));
   }
 
   async stop(): Promise<void> {

@@ -33,9 +33,20 @@ export class ManagerLink {
 
   async start(): Promise<void> {
     const { etcd } = this.deps;
-    this.unwatch.push(await etcd.watchKey(MANAGER_KEY, (_k, v) => this.onManager(v)));
-    this.unwatch.push(await etcd.watchKey(EVENT_ADDR_KEY, (_k, v) => this.onEventAddr(v)));
-    this.unwatch.push(await etcd.watchKey(MANAGER_PUBLIC_KEY, (_k, v) => this.onPublicKey(v)));
+    // After a compaction a watch is created anew and the key read again (onResync).
+    const reread = (key: string, apply: (v: string | null) => void) => () => {
+      etcd.get(key).then(apply, (err: unknown) => this.deps.log.warn('could not re-read a manager key from etcd', { key, error: errorMessage(err) }));
+    };
+    const onManager = (v: string | null) => this.onManager(v);
+    const onEventAddr = (v: string | null) => {
+      if (v !== this.eventAddr) this.onEventAddr(v);
+    };
+    const onPublicKey = (v: string | null) => {
+      if (this.checkKey(v) !== this.publicKey) this.onPublicKey(v);
+    };
+    this.unwatch.push(await etcd.watchKey(MANAGER_KEY, (_k, v) => onManager(v), { onResync: reread(MANAGER_KEY, onManager) }));
+    this.unwatch.push(await etcd.watchKey(EVENT_ADDR_KEY, (_k, v) => this.onEventAddr(v), { onResync: reread(EVENT_ADDR_KEY, onEventAddr) }));
+    this.unwatch.push(await etcd.watchKey(MANAGER_PUBLIC_KEY, (_k, v) => this.onPublicKey(v), { onResync: reread(MANAGER_PUBLIC_KEY, onPublicKey) }));
     this.onManager(await etcd.get(MANAGER_KEY));
     this.publicKey = this.checkKey(await etcd.get(MANAGER_PUBLIC_KEY));
     this.onEventAddr(await etcd.get(EVENT_ADDR_KEY));

@@ -1,20 +1,32 @@
 /**
  * Registration of this agent in etcd (PROTOCOL.md section 3):
  * `nodes/agents/<id>` = `starting` then `running`, `nodes/agents/<id>/ip`,
- * `nodes/agents/<id>/addr` (**beyond**: the RPC address, for tools like agentctl),
- * and the tree removed on a clean shutdown, except the operator's node-level
- * settings under `nodes/agents/<id>/config/`, which must outlive a restart.
- * While running, the registration is checked every few seconds: an etcd
- * outage is logged once when it starts and once when it ends, and a key that
- * is missing or wrong when etcd answers (etcd lost its data, or someone swept
- * it) is written again.
+ * `nodes/agents/<id>/addr` (**beyond**: the RPC address, for tools like agentctl)
+ * and the heartbeat record, all held by one etcd **lease** that the agent
+ * keeps alive (TTL `registration_lease_ttl`, 15 s by default): a node that
+ * dies or is cut off disappears from etcd by itself, while a clean stop
+ * revokes the lease and so deletes the keys at once. The operator's
+ * node-level settings under `nodes/agents/<id>/config/` are not leased and
+ * outlive a restart.
+ *
+ * A lost lease (it expired while etcd was unreachable, or someone revoked
+ * it) is re-granted and the keys written again, with a jittered backoff and
+ * one log line when the loss starts and one when it is healed. While
+ * running, the keys are also checked every few seconds: an etcd outage is
+ * logged once when it starts and once when it ends, and a key that is
+ * missing or wrong when etcd answers is written again.
  */
-import type { EtcdStore } from '../adapters/etcd.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { EtcdStore, StoreLease } from '../adapters/etcd.js';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
+import { backoffDelay, Outage } from './backoff.js';
 
 /** How often a running agent checks its registration (and so notices an etcd outage). */
 export const REGISTRATION_CHECK_MS = 5000;
+
+/** The default TTL of the registration's lease, in seconds. */
+export const DEFAULT_LEASE_TTL_SEC = 15;
 
 /** The etcd key of an agent. */
 export function agentKey(agentId: string): string {
@@ -24,9 +36,19 @@ export function agentKey(agentId: string): string {
 export class Registration {
   private ip = '';
   private addr = '';
+  private state: 'starting' | 'running' = 'starting';
   private timer: NodeJS.Timeout | null = null;
   private checking: Promise<void> | null = null;
-  private outageSince: number | null = null;
+  private regranting: Promise<void> | null = null;
+  private readonly etcdOutage = new Outage();
+  private readonly leaseOutage = new Outage();
+  private lease: StoreLease | null = null;
+  private ttlSec = DEFAULT_LEASE_TTL_SEC;
+  private stopped = false;
+  /** Whether the keys were written once: only a held registration is re-granted. */
+  private held = false;
+  /** Extra leased keys below the registration (e.g. `heartbeat`), rewritten with the rest after a loss. */
+  private readonly extra = new Map<string, string>();
 
   constructor(
     private readonly etcd: EtcdStore,
@@ -34,18 +56,35 @@ export class Registration {
     private readonly log: Logger,
   ) {}
 
-  /** Registers as `starting` with the node's ip and the `tcp://host:port` of the RPC socket. */
-  async starting(ip: string, addr: string): Promise<void> {
+  /** How many times the lease was re-granted after a loss (for tests and metrics). */
+  regrants = 0;
+
+  /** The id (hex) of the lease in force, or null before one is granted. */
+  async leaseId(): Promise<string | null> {
+    return this.lease ? this.lease.id() : null;
+  }
+
+  /** Registers as `starting` with the node's ip and the `tcp://host:port` of the RPC socket, under a new lease of `ttlSec`. */
+  async starting(ip: string, addr: string, ttlSec = DEFAULT_LEASE_TTL_SEC): Promise<void> {
     this.ip = ip;
     this.addr = addr;
-    await this.etcd.put(agentKey(this.agentId), 'starting');
-    await this.etcd.put(`${agentKey(this.agentId)}/ip`, ip);
-    await this.etcd.put(`${agentKey(this.agentId)}/addr`, addr);
+    this.ttlSec = ttlSec;
+    this.state = 'starting';
+    this.lease = this.newLease();
+    try {
+      await this.writeAll(this.lease);
+      this.held = true;
+    } catch (err) {
+      this.lease.release();
+      this.lease = null;
+      throw err;
+    }
   }
 
   /** Marks the agent running and from then on keeps the registration in place (see the file comment). */
   async running(checkMs = REGISTRATION_CHECK_MS): Promise<void> {
-    await this.etcd.put(agentKey(this.agentId), 'running');
+    this.state = 'running';
+    await this.put(agentKey(this.agentId), 'running');
     const tick = () => {
       this.checking = this.check().finally(() => {
         this.checking = null;
@@ -55,40 +94,99 @@ export class Registration {
     this.timer = setTimeout(tick, checkMs);
   }
 
-  /** Stops the checks; waits for one under way. */
+  /** Puts a key below the registration (`nodes/agents/<id>/<sub>`) under the lease, so it goes with the node. */
+  async record(sub: string, value: string): Promise<void> {
+    this.extra.set(sub, value);
+    await this.put(`${agentKey(this.agentId)}/${sub}`, value);
+  }
+
+  /** Stops the checks and the re-grants; waits for those under way. */
   async stopChecking(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.checking;
+    await this.regranting;
+  }
+
+  private async put(key: string, value: string): Promise<void> {
+    if (!this.lease) throw new Error('not registered: no lease');
+    await this.lease.put(key, value);
+  }
+
+  private newLease(): StoreLease {
+    const lease = this.etcd.lease(this.ttlSec);
+    lease.onLost((err) => this.onLost(lease, err));
+    return lease;
+  }
+
+  private async writeAll(lease: StoreLease): Promise<void> {
+    const key = agentKey(this.agentId);
+    await lease.put(`${key}/ip`, this.ip);
+    await lease.put(`${key}/addr`, this.addr);
+    for (const [sub, v] of this.extra) await lease.put(`${key}/${sub}`, v);
+    await lease.put(key, this.state);
+  }
+
+  private onLost(lease: StoreLease, err: Error): void {
+    if (this.stopped || !this.held || lease !== this.lease) return;
+    if (this.leaseOutage.fail()) {
+      this.log.warn('the etcd lease of the registration was lost; re-granting it and writing the registration again', {
+        etcd: this.etcd.where,
+        ttlSec: this.ttlSec,
+        error: errorMessage(err),
+      });
+    }
+    this.regranting ??= this.regrant().finally(() => {
+      this.regranting = null;
+    });
+  }
+
+  /** Grants a new lease and writes the keys under it, retrying with a jittered backoff until it works or the agent stops. */
+  private async regrant(): Promise<void> {
+    for (let attempt = 1; !this.stopped; attempt++) {
+      const lease = this.newLease();
+      this.lease = lease;
+      try {
+        await this.writeAll(lease);
+        if (this.stopped) return;
+        this.regrants++;
+        const ms = this.leaseOutage.recover();
+        this.log.info('registration re-granted: a new etcd lease holds it', { id: await lease.id(), lostSec: ms === null ? 0 : Math.round(ms / 1000) });
+        return;
+      } catch {
+        lease.release();
+        await sleep(backoffDelay(attempt));
+      }
+    }
   }
 
   private async check(): Promise<void> {
     const key = agentKey(this.agentId);
     try {
       const [state, ip, addr] = await Promise.all([this.etcd.get(key), this.etcd.get(`${key}/ip`), this.etcd.get(`${key}/addr`)]);
-      if (!this.timer) return; // stopped meanwhile: a deregistration may be under way
+      if (!this.timer || this.regranting) return; // stopped meanwhile, or a re-grant is writing the keys
       if (state !== 'running' || ip !== this.ip || addr !== this.addr) {
-        await this.etcd.put(`${key}/ip`, this.ip);
-        await this.etcd.put(`${key}/addr`, this.addr);
-        await this.etcd.put(key, 'running');
+        await this.writeAll(this.lease!);
         this.log.warn('re-registered in etcd: the registration was missing or changed', { key, found: state });
       }
-      if (this.outageSince !== null) {
-        this.log.info('etcd answers again', { etcd: this.etcd.where, outageSec: Math.round((Date.now() - this.outageSince) / 1000) });
-        this.outageSince = null;
-      }
+      const ms = this.etcdOutage.recover();
+      if (ms !== null) this.log.info('etcd answers again', { etcd: this.etcd.where, outageSec: Math.round(ms / 1000) });
     } catch (err) {
-      if (this.outageSince !== null) return; // said once already
-      this.outageSince = Date.now();
-      this.log.warn('etcd does not answer; the agent keeps serving RPC and heartbeats and re-checks its registration every few seconds', {
+      if (!this.etcdOutage.fail()) return; // said once already
+      this.log.warn('etcd does not answer; the agent keeps serving RPC and heartbeats with its last settings and re-checks its registration every few seconds', {
         etcd: this.etcd.where,
         error: errorMessage(err),
       });
     }
   }
 
-  /** Removes `nodes/agents/<id>` and what the agent wrote below it; keeps `config/`. */
+  /** Revokes the lease (its keys go at once) and removes anything else the agent wrote below `nodes/agents/<id>`; keeps `config/`. */
   async deregister(): Promise<void> {
+    this.stopped = true;
+    const lease = this.lease;
+    this.lease = null;
+    if (lease) await lease.revoke().catch(() => lease.release());
     const key = agentKey(this.agentId);
     const below = await this.etcd.getPrefix(`${key}/`);
     const mine = Object.keys(below).filter((k) => !k.startsWith('config/'));

@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { checkScratchRoot, parseHostPort, validateOptions, type RawOptions } from '../../src/config/options.js';
+import { checkScratchRoot, parseEndpoints, parseHostPort, validateOptions, type RawOptions } from '../../src/config/options.js';
 import { compileSettings, defaultSettings } from '../../src/config/settings.js';
 import { ConfigError } from '../../src/errors.js';
 
@@ -61,7 +61,7 @@ describe('options', () => {
   it('accepts good values and fills the agent id', async () => {
     const o = await validateOptions(raw());
     expect(o.agentId).to.equal(`i-${os.hostname()}`);
-    expect(o.etcdAddr).to.deep.equal({ host: '127.0.0.1', port: 2379 });
+    expect(o.etcdAddr).to.deep.equal([{ host: '127.0.0.1', port: 2379 }]);
   });
 
   it('rejects bad values with a message that names the flag', async () => {
@@ -73,6 +73,9 @@ describe('options', () => {
     };
     await rejects({ agentPort: 70000 }, /--agent-port 70000 is out of range/);
     await rejects({ etcdAddr: 'nonsense' }, /--etcd-addr "nonsense" is not HOST:PORT/);
+    await rejects({ etcdAddr: '127.0.0.1:2379,,127.0.0.1:2380' }, /--etcd-addr .* has an empty entry/);
+    await rejects({ etcdAddr: '127.0.0.1:2379,127.0.0.1:2379' }, /lists 127.0.0.1:2379 twice/);
+    await rejects({ etcdAddr: '127.0.0.1:2379,nope' }, /--etcd-addr "nope" is not HOST:PORT/);
     await rejects({ scratchRoot: path.join(dir, 'missing') }, /--scratch-root .* does not exist/);
     await rejects({ namespace: 'a/b' }, /--namespace/);
     await rejects({ idleTimeout: -1 }, /--idle-timeout/);
@@ -85,5 +88,16 @@ describe('options', () => {
     let err: unknown;
     await checkScratchRoot(file).catch((e: unknown) => (err = e));
     expect((err as Error).message).to.match(/is not a directory/);
+  });
+});
+
+describe('etcd endpoint list', () => {
+  it('takes one endpoint or a comma-separated list of cluster members, IPv6 in brackets', () => {
+    expect(parseEndpoints('127.0.0.1:2379', '--etcd-addr')).to.deep.equal([{ host: '127.0.0.1', port: 2379 }]);
+    expect(parseEndpoints('198.18.0.1:2379, 198.18.0.2:2379,[::1]:2379', '--etcd-addr')).to.deep.equal([
+      { host: '198.18.0.1', port: 2379 },
+      { host: '198.18.0.2', port: 2379 },
+      { host: '::1', port: 2379 },
+    ]);
   });
 });

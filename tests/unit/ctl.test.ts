@@ -37,7 +37,7 @@ describe('agentctl parts', () => {
       new errors.KernelFileNotFoundError('x'), new errors.ImageNotFoundError('i'), new errors.DockerError('x'),
       new errors.KernelCreationError('x'), new errors.NoResourcesError('x'), new errors.RunNotFoundError('x'), new errors.RunLostError('x'),
       new errors.KernelUnresponsiveError('x'), new errors.AgentShuttingDownError(), new errors.InternalError('x'),
-      new errors.ConfigError('x'), new errors.ImagePullError('x'), new errors.ImageInUseError('x'),
+      new errors.ConfigError('x'), new errors.ImagePullError('x'), new errors.ImageInUseError('x'), new errors.DestroyPendingError('x'), new errors.ImpossibleRequestError('x'), new errors.NoSpaceError('x'),
     ];
     for (const e of samples) {
       names.add(e.wireName);

@@ -3,7 +3,7 @@
  * (`--agent`, or the agents registered in etcd), turning any failure into one
  * line on stderr, and small formatting helpers for tables.
  */
-import { parseHostPort } from '../../config/options.js';
+import { parseEndpoints } from '../../config/options.js';
 import { EtcdStore } from '../../adapters/etcd.js';
 import { AgentError, errorMessage, RemoteError, RpcTimeoutError } from '../../errors.js';
 import { silentLogger } from '../../log.js';
@@ -69,7 +69,7 @@ export function action<A>(fn: (argv: A) => Promise<number | void>): (argv: unkno
 export function openEtcd(argv: GlobalArgs): EtcdStore {
   let addr;
   try {
-    addr = parseHostPort(argv.etcdAddr, '--etcd-addr');
+    addr = parseEndpoints(argv.etcdAddr, '--etcd-addr');
   } catch (err) {
     throw new CtlError(errorMessage(err), EXIT_USAGE);
   }

@@ -1,0 +1,27 @@
+/**
+ * writeFileAtomic writes the agent's own files (claim records, a kernel's
+ * environ.txt, the metrics file) so that a full or failing disk never leaves
+ * half a file: the data goes to a temporary file beside the target, is
+ * fsynced, and renamed over it; on any failure the temporary file is removed
+ * and the old file (if any) stays as it was. The caller decides what a
+ * failure means (log and retry, or fail the step that needed it).
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  let fh: fs.FileHandle | null = null;
+  try {
+    fh = await fs.open(tmp, 'wx', mode);
+    await fh.writeFile(data);
+    await fh.sync();
+    await fh.close();
+    fh = null;
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fh?.close().catch(() => undefined);
+    await fs.unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+}

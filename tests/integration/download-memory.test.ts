@@ -1,0 +1,80 @@
+/**
+ * download_file's memory, measured on the real CLI agent (its own process,
+ * so its RSS is the agent's alone): three concurrent downloads of a 200 MiB
+ * file stay within the bound (download_concurrency archives, each held once
+ * plus its encoded reply) and the RSS comes back near its baseline after.
+ * The figures are printed (README, Files); pings are timed and printed, not
+ * asserted (no timings in tests).
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { expect } from 'chai';
+import { AgentClient } from '../../src/rpc/client.js';
+import { methods } from '../../src/rpc/methods.js';
+import { ETCD_ADDR, eventually, freePort, onCleanup, removeContainersOf, requireEtcd, spawnAgent, tempScratch, testEtcd, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+
+const MiB = 1024 * 1024;
+const FILE = 200 * MiB;
+
+/** VmRSS and VmHWM (the peak since the last reset) of a process, in MiB. */
+async function memory(pid: number): Promise<{ rss: number; peak: number }> {
+  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
+  const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)![1]) / 1024;
+  return { rss: Math.round(kib('VmRSS')), peak: Math.round(kib('VmHWM')) };
+}
+
+describe('download memory', function () {
+  this.timeout(180_000);
+  before(requireEtcd);
+
+  it('holds at most download_concurrency archives for three concurrent 200 MiB downloads and gives the memory back', async () => {
+    const namespace = uniqueName('test');
+    const agentId = uniqueName('i-test');
+    const { ns } = testEtcd(namespace);
+    await ns.put('config/agent/download_concurrency').value('1');
+    removeContainersOf(agentId);
+    const scratch = await tempScratch();
+    const port = await freePort();
+    const agent = spawnAgent(['--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
+      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-format', 'json']);
+    await agent.waitFor(/"message":"agent running"/);
+    const pid = agent.child.pid!;
+    const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 120_000 });
+    onCleanup(() => client.close());
+    const id = uniqueName('k');
+    await client.callWithTimeout(60_000, methods.create_kernel, id, { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 }, mounts: [], environ: {} });
+    const fh = await fs.open(path.join(scratch, id, 'big.bin'), 'w');
+    const block = Buffer.alloc(MiB, 7);
+    for (let i = 0; i < FILE / MiB; i++) await fh.write(block);
+    await fh.close();
+    await client.call(methods.download_file, id, '.config'); // warm up the code paths
+    const base = await memory(pid);
+    await fs.writeFile(`/proc/${pid}/clear_refs`, '5'); // the peak starts from here
+
+    const pings: number[] = [];
+    let downloading = true;
+    const pinger = (async () => {
+      while (downloading) {
+        const t0 = process.hrtime.bigint();
+        await client.call(methods.ping, 'x');
+        pings.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    const archives = await Promise.all([0, 1, 2].map(() => client.callWithTimeout(120_000, methods.download_file, id, 'big.bin')));
+    downloading = false;
+    await pinger;
+    for (const a of archives) expect(a.length).to.equal(512 + FILE + 1024);
+    const during = await memory(pid);
+    const after = await eventually('the agent gives the archives back', async () => {
+      const m = await memory(pid);
+      return m.rss - base.rss < 64 ? m : null;
+    }, 60_000, 500).catch(async () => null) ?? await memory(pid);
+    pings.sort((a, b) => a - b);
+    const p99 = pings[Math.min(pings.length - 1, Math.floor(pings.length * 0.99))]!;
+    console.log(`      download memory (MiB): baseline RSS ${base.rss}, peak ${during.peak} (+${during.peak - base.rss}), after ${after.rss} (+${after.rss - base.rss}); ${pings.length} pings meanwhile, p99 ${p99.toFixed(1)} ms, max ${pings.at(-1)!.toFixed(1)} ms`);
+    // download_concurrency 1: one archive (200 MiB) and its encoded reply (200 MiB) at a time, plus slack
+    expect(during.peak - base.rss).to.be.below(2 * FILE / MiB + 150);
+    expect(after.rss - base.rss).to.be.below(64);
+  });
+});
