@@ -19,8 +19,9 @@ import { detectHostAddress, detectResources } from './node/resources.js';
 import { NodeMonitor } from './node/stats.js';
 import { msgpackCodec } from './wire/codec.js';
 import { RpcRouter, type RouterStats } from './wire/router.js';
-import { Dispatcher, implement, type Binding } from './rpc/dispatcher.js';
-import { methods } from './rpc/methods.js';
+import { Dispatcher } from './rpc/dispatcher.js';
+import type { NodeStatsResult } from './rpc/methods.js';
+import { kernelBindings } from './kernel-bindings.js';
 import { EventPublisher, type PublisherStats } from './events/publisher.js';
 import { Heartbeat } from './services/heartbeat.js';
 import { LiveSettings } from './services/live-settings.js';
@@ -298,7 +299,7 @@ export class Agent {
         throw new ConfigError(`cannot serve metrics on port ${this.options.metricsPort} (${errorMessage(err)}): choose another with --metrics-port`);
       });
 
-      this.dispatcher = new Dispatcher([...this.bindings(kernels), ...imageBindings(images), ...appBindings(new KernelApps(kernels), this.log.child({ component: 'rpc' }))], this.log.child({ component: 'rpc' }));
+      this.dispatcher = new Dispatcher([...kernelBindings(kernels, () => this.nodeStats(kernels)), ...imageBindings(images), ...appBindings(new KernelApps(kernels), this.log.child({ component: 'rpc' }))], this.log.child({ component: 'rpc' }));
       const callosum = modern.serve(
         {
           kernels,
@@ -444,51 +445,10 @@ export class Agent {
     return this.docker.ports.stats();
   }
 
-  /** The RPC methods and what serves each. */
-  private bindings(kernels: KernelService): Binding[] {
-    return [
-      implement(methods.ping, (msg) => msg),
-      implement(methods.reset, async () => {
-        await kernels.reset();
-        return null;
-      }),
-      implement(methods.list_kernels, () => kernels.summaries()),
-      implement(methods.create_kernel, (id, config) => kernels.create(id, config)),
-      implement(methods.destroy_kernel, (id, reason) => kernels.destroy(id, reason ?? 'user-requested')),
-      implement(methods.sync_kernels, async (ids) => kernels.sync.sync(ids)),
-      implement(methods.restart_kernel, (id, config) => kernels.restart(id, config)),
-      implement(methods.get_logs, async (id) => ({ logs: await kernels.logs(id) })),
-      implement(methods.upload_file, async (id, filename, data) => {
-        await (await kernels.files(id)).upload(filename, data);
-        return null;
-      }),
-      implement(methods.download_file, async (id, filepath) => (await kernels.files(id)).download(filepath)),
-      implement(methods.list_files, async (id, dir) => (await kernels.files(id)).list(dir)),
-      implement(methods.execute, async (apiVersion, id, runId, mode, code, opts, flushTimeout) =>
-        (await kernels.relay(id)).execute({ apiVersion, runId, mode, code, opts, flushTimeoutMs: (flushTimeout ?? 2.0) * 1000 }),
-      ),
-      implement(methods.interrupt_kernel, async (id) => {
-        (await kernels.relay(id)).interrupt();
-        return null;
-      }),
-      implement(methods.terminal_write, async (id, data) => {
-        await (await kernels.terminal(id)).write(data);
-        return null;
-      }),
-      implement(methods.terminal_read, async (id, cursor, timeout) => (await kernels.terminal(id)).read(cursor, (timeout ?? 0) * 1000)),
-      implement(methods.terminal_resize, async (id, rows, cols) => {
-        await (await kernels.relay(id)).runToEnd(`%resize ${rows} ${cols}`);
-        return null;
-      }),
-      implement(methods.get_node_stats, async () => {
-        const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
-        return { time: Date.now() / 1000, node, slots: slotFigures(kernels), kernels: kernelStats, gpu_path: this.gpus?.state.path ?? 'none', gpus: this.gpus?.report() ?? [] };
-      }),
-      implement(methods.get_completions, async (id, text, opts) => ({
-        status: 'finished',
-        completions: await (await kernels.relay(id)).complete(text, opts),
-      })),
-    ];
+  /** get_node_stats: the node's figures, its slots, each kernel's cgroup figures and the GPUs. */
+  private async nodeStats(kernels: KernelService): Promise<NodeStatsResult> {
+    const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
+    return { time: Date.now() / 1000, node, slots: slotFigures(kernels), kernels: kernelStats, gpu_path: this.gpus?.state.path ?? 'none', gpus: this.gpus?.report() ?? [] };
   }
 
   private applySettings(s: Settings): void {
