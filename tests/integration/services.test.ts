@@ -136,7 +136,8 @@ describe('service ports', function () {
     const res = await fetch(`http://127.0.0.1:${files.host_port}/`);
     expect(res.status).to.equal(200);
     // an app that dies after it started is reported once, then started again: nothing restarts it behind the manager's back
-    await runToEnd(client, id, 'import subprocess; subprocess.run(["pkill", "-f", "http.server"])');
+    // (and waits until it is gone: SIGTERM takes a moment, more on a loaded machine)
+    await runToEnd(client, id, 'import subprocess, time\nsubprocess.run(["pkill", "-f", "http.server"])\nfor _ in range(100):\n    if subprocess.run(["pgrep", "-f", "http.server"]).returncode != 0: break\n    time.sleep(0.1)');
     const died = await client.call(methods.start_service, id, 'http-files', {});
     expect(died.status).to.equal('failed');
     expect(died.error).to.match(/^http-files exited with status -15; its last output: /);
