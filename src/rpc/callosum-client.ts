@@ -12,6 +12,7 @@ import { errorMessage, RemoteError, RpcTimeoutError } from '../errors.js';
 import { msgpackCodec } from '../wire/codec.js';
 import { buildCallosumRequest, CALLOSUM_PING, CallosumType, parseCallosumReply, type CallosumGeneration } from '../wire/callosum.js';
 import type { MethodDef } from './methods.js';
+import { PendingCalls } from './pending.js';
 import type { CallArgs, Param } from './params.js';
 
 /** Options of {@link CallosumClient}. */
@@ -28,16 +29,9 @@ export interface CallosumClientOptions {
   curve?: { serverKey: string; publicKey: string; secretKey: string };
 }
 
-interface Pending {
-  method: string;
-  resolve(v: unknown): void;
-  reject(e: Error): void;
-  timer: NodeJS.Timeout;
-}
-
 export class CallosumClient {
   private readonly socket = new zmq.Dealer({ linger: 0 });
-  private readonly pending = new Map<number, Pending>();
+  private readonly pending = new PendingCalls();
   private readonly generation: CallosumGeneration;
   private readonly okey: string | Buffer;
   private readonly timeoutMs: number;
@@ -92,13 +86,13 @@ export class CallosumClient {
     const seq = this.seq++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.settle(seq, undefined, new RpcTimeoutError(`${method} got no reply within ${timeoutMs} ms; the call was cancelled`));
+        this.pending.settle(seq, undefined, new RpcTimeoutError(`${method} got no reply within ${timeoutMs} ms; the call was cancelled`));
         const cancel = buildCallosumRequest(this.generation, msgpackCodec, { method, okey: this.okey, seq, args: [], type: CallosumType.CANCEL });
         this.socket.send(cancel).catch(() => undefined);
       }, timeoutMs);
-      this.pending.set(seq, { method, resolve, reject, timer });
+      this.pending.add(seq, { method, resolve, reject, timer });
       const frames = buildCallosumRequest(this.generation, msgpackCodec, { method, okey: this.okey, seq, args, kwargs, packed });
-      this.socket.send(frames).catch((err: unknown) => this.settle(seq, undefined, new Error(`could not send ${method}: ${errorMessage(err)}`)));
+      this.socket.send(frames).catch((err: unknown) => this.pending.settle(seq, undefined, new Error(`could not send ${method}: ${errorMessage(err)}`)));
     });
   }
 
@@ -115,17 +109,8 @@ export class CallosumClient {
   /** Fails every pending call and closes the socket. */
   close(): void {
     if (this.socket.closed) return;
-    for (const seq of [...this.pending.keys()]) this.settle(seq, undefined, new Error('the client was closed'));
+    this.pending.failAll(() => new Error('the client was closed'));
     this.socket.close();
-  }
-
-  private settle(seq: number, value: unknown, err?: Error): void {
-    const p = this.pending.get(seq);
-    if (!p) return;
-    this.pending.delete(seq);
-    clearTimeout(p.timer);
-    if (err) p.reject(err);
-    else p.resolve(value);
   }
 
   private async readLoop(): Promise<void> {
@@ -142,8 +127,8 @@ export class CallosumClient {
         // a reply must echo okey in the type it was sent in, as the real client checks
         const okeyMatches = typeof this.okey === 'string' ? reply.header.okey === this.okey : Buffer.isBuffer(reply.header.okey) && reply.header.okey.equals(this.okey);
         if (!okeyMatches) continue;
-        if (reply.result.ok) this.settle(reply.header.seq, reply.result.value);
-        else this.settle(reply.header.seq, undefined, new RemoteError(reply.result.name, [reply.result.repr], reply.result.repr));
+        if (reply.result.ok) this.pending.settle(reply.header.seq, reply.result.value);
+        else this.pending.settle(reply.header.seq, undefined, new RemoteError(reply.result.name, [reply.result.repr], reply.result.repr));
       }
     } catch {
       // closed

@@ -9,6 +9,7 @@ import { msgpackCodec, type Codec } from '../wire/codec.js';
 import { decodeReplyHeader, encodeRequestHeader } from '../wire/headers.js';
 import { eagerSender, SendQueue } from '../wire/send-queue.js';
 import type { MethodDef } from './methods.js';
+import { PendingCalls } from './pending.js';
 import type { CallArgs, Param } from './params.js';
 
 /** Options of {@link AgentClient}. */
@@ -20,13 +21,6 @@ export interface AgentClientOptions {
   curve?: { serverKey: string; publicKey: string; secretKey: string };
 }
 
-interface Pending {
-  method: string;
-  resolve(value: unknown): void;
-  reject(err: Error): void;
-  timer: NodeJS.Timeout;
-}
-
 function hasKeys(o: object): boolean {
   for (const _ in o) return true;
   return false;
@@ -36,7 +30,7 @@ export class AgentClient {
   // sendTimeout 0: a request goes out without a readiness check; see eagerSender.
   private readonly socket = new zmq.Dealer({ linger: 0, sendTimeout: 0 });
   private readonly queue: SendQueue;
-  private readonly pending = new Map<number, Pending>();
+  private readonly pending = new PendingCalls();
   private readonly codec: Codec;
   private readonly timeoutMs: number;
   private readonly random = Math.floor(Math.random() * 0x10000);
@@ -60,7 +54,7 @@ export class AgentClient {
     // Until the agent is connected the socket refuses (EAGAIN); then the request waits, as the call's timeout allows.
     this.queue = new SendQueue(eagerSender(this.socket, -1), (err, frames) => {
       const id = Buffer.isBuffer(frames[0]) ? frames[0].readUInt32LE(4) : -1;
-      this.settle(id, undefined, new Error(`could not send the request: ${errorMessage(err)}`));
+      this.pending.settle(id, undefined, new Error(`could not send the request: ${errorMessage(err)}`));
     });
     this.loop = this.readLoop();
   }
@@ -93,10 +87,10 @@ export class AgentClient {
     const frames = [header, name, this.codec.encode(args), hasKeys(kwargs) ? this.codec.encode(kwargs) : this.noKwargs];
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.settle(requestId, undefined, new RpcTimeoutError(`${method} got no reply within ${timeoutMs} ms; is the agent running and reachable?`));
+        this.pending.settle(requestId, undefined, new RpcTimeoutError(`${method} got no reply within ${timeoutMs} ms; is the agent running and reachable?`));
       }, timeoutMs);
-      this.pending.set(requestId, { method, resolve, reject, timer });
-      if (!this.queue.push(frames)) this.settle(requestId, undefined, new Error('too many requests queued'));
+      this.pending.add(requestId, { method, resolve, reject, timer });
+      if (!this.queue.push(frames)) this.pending.settle(requestId, undefined, new Error('too many requests queued'));
     });
   }
 
@@ -108,17 +102,8 @@ export class AgentClient {
   /** Fails every pending call and closes the socket. */
   close(): void {
     if (this.socket.closed) return;
-    for (const id of [...this.pending.keys()]) this.settle(id, undefined, new Error('the client was closed'));
+    this.pending.failAll(() => new Error('the client was closed'));
     this.socket.close();
-  }
-
-  private settle(id: number, value: unknown, err?: Error): void {
-    const p = this.pending.get(id);
-    if (!p) return;
-    this.pending.delete(id);
-    clearTimeout(p.timer);
-    if (err) p.reject(err);
-    else p.resolve(value);
   }
 
   private async readLoop(): Promise<void> {
@@ -131,15 +116,15 @@ export class AgentClient {
         try {
           value = this.codec.decode(payload);
         } catch (err) {
-          this.settle(header.requestId, undefined, new Error(`undecodable reply: ${errorMessage(err)}`));
+          this.pending.settle(header.requestId, undefined, new Error(`undecodable reply: ${errorMessage(err)}`));
           continue;
         }
         if (!header.isError) {
-          this.settle(header.requestId, value);
+          this.pending.settle(header.requestId, value);
           continue;
         }
         const [type, args, repr] = Array.isArray(value) ? value : ['unknown', [value], String(value)];
-        this.settle(header.requestId, undefined, new RemoteError(String(type), Array.isArray(args) ? args : [args], String(repr)));
+        this.pending.settle(header.requestId, undefined, new RemoteError(String(type), Array.isArray(args) ? args : [args], String(repr)));
       }
     } catch {
       // the socket was closed
