@@ -304,6 +304,9 @@ export class Agent {
         {
           kernels,
           resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: this.gpus?.slots ?? 0 }),
+          ports: { assign: () => this.docker.assignPort(this.settings.value.kernelPublishAddr || kernelHost), release: (port) => this.docker.releasePort(port) },
+          images,
+          gpus: () => gpus.report(),
           requestStop: (reason) => {
             this.stop(reason).then(
               () => this.onSelfStop?.(),

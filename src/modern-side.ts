@@ -21,6 +21,7 @@ import { RedisStreamSink } from './events/redis-stream.js';
 import { ModernEvents } from './events/modern-events.js';
 import type { SinkStats } from './events/sink.js';
 import { ModernRpc, type ModernRpcDeps } from './services/modern-rpc.js';
+import { modernImageBindings, type ModernImageDeps } from './services/modern-images.js';
 import { RedisLink } from './services/redis-link.js';
 
 /** What the modern side needs from the agent. */
@@ -73,15 +74,15 @@ export class ModernSide {
    * ones. `publicKey` is the agent's key that heartbeats tell (the second
    * socket's, else the 2018 one's).
    */
-  serve(deps: Pick<ModernRpcDeps, 'kernels' | 'requestStop' | 'resources'>, fallbackPublicKey: string | null): CallosumOptions {
-    const rpc = new ModernRpc({
-      ...deps,
-      log: this.o.log.child({ component: 'rpc-modern' }),
-      version: this.o.version,
-      agentAddr: this.address,
-      emitModern: (name, args) => this.events?.emitModern(name, args),
-    });
-    this.dispatcher = new Dispatcher(rpc.bindings(), this.o.log.child({ component: 'rpc-modern' }));
+  serve(
+    deps: Pick<ModernRpcDeps, 'kernels' | 'requestStop' | 'resources' | 'ports'> & Pick<ModernImageDeps, 'images' | 'gpus'>,
+    fallbackPublicKey: string | null,
+  ): CallosumOptions {
+    const log = this.o.log.child({ component: 'rpc-modern' });
+    const emitModern = (name: string, args: unknown[]) => this.events?.emitModern(name, args);
+    const rpc = new ModernRpc({ ...deps, log, version: this.o.version, agentAddr: this.address, emitModern });
+    const images = modernImageBindings({ images: deps.images, gpus: deps.gpus, agentId: this.o.agentId, emitModern, log });
+    this.dispatcher = new Dispatcher([...rpc.bindings(), ...images], log);
     this.events = new ModernEvents(this.sink, rpc, msgpackCodec, () => ({
       scalingGroup: 'default',
       publicHost: this.o.hostIp,

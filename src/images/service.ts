@@ -85,13 +85,31 @@ export class ImageService {
   }
 
   /**
+   * The lang of a canonical image reference (modern managers name images so):
+   * one on image_allow_list is its own lang; else it must lie under
+   * image_prefix and the rest is the lang. A ParametersError naming it otherwise.
+   */
+  resolveCanonical(canonical: string): { lang: string; image: string } {
+    const s = this.d.settings();
+    if (s.imageAllowList.includes(canonical)) return { lang: canonical, image: canonical };
+    if (!s.imagePrefix || !canonical.startsWith(s.imagePrefix) || canonical.length === s.imagePrefix.length) {
+      throw new ParametersError(
+        `image ${JSON.stringify(canonical.slice(0, 300))} is not under this agent's image_prefix ${JSON.stringify(s.imagePrefix)} nor on image_allow_list; the agent runs no other image`,
+      );
+    }
+    const lang = canonical.slice(s.imagePrefix.length);
+    return { lang, image: this.resolve(lang) };
+  }
+
+  /**
    * Makes sure an image is here before a create (or a pool fill), pulling it
    * as auto_pull says; `kernelId` gets a `kernel_pulling` event when a pull
-   * is needed. Joins a pull of the image already under way.
+   * is needed, and `onPull` is called before one starts. Joins a pull of the
+   * image already under way.
    */
-  async ensure(image: string, kernelId?: string): Promise<void> {
+  async ensure(image: string, kernelId?: string, onPull?: () => void): Promise<void> {
     const policy = this.d.settings().autoPull;
-    if (this.puller.pulling(image)) return this.pullFor(image, kernelId);
+    if (this.puller.pulling(image)) return this.pullFor(image, kernelId, onPull);
     const local = await this.d.images.digests(image);
     if (local && policy !== 'digest') return;
     if (!local && policy === 'never') throw new ImageNotFoundError(image);
@@ -106,11 +124,12 @@ export class ImageService {
         return;
       }
     }
-    return this.pullFor(image, kernelId);
+    return this.pullFor(image, kernelId, onPull);
   }
 
-  private pullFor(image: string, kernelId?: string): Promise<void> {
+  private pullFor(image: string, kernelId?: string, onPull?: () => void): Promise<void> {
     if (kernelId) this.d.emit('kernel_pulling', [kernelId, image]);
+    onPull?.();
     return this.puller.pull(image);
   }
 

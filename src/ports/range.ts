@@ -6,7 +6,16 @@
  * container holds which port; it knows no Docker (src/ports/ranged-docker.ts
  * does the wiring).
  */
-import { NoResourcesError } from '../errors.js';
+import { NoResourcesError, ParametersError } from '../errors.js';
+
+/** The holder of manager-assigned ports (assign_port), as HostPortRange keeps it. */
+export const ASSIGNED = 'assign_port';
+
+/** A holder as an error message names it. */
+function describeHolder(holder: string): string {
+  if (holder.startsWith('creating:')) return 'a container being created';
+  return `container ${holder.slice(0, 12)}`;
+}
 
 /** The live settings the range follows. */
 export interface PortRangeSettings {
@@ -109,6 +118,22 @@ export class HostPortRange {
       if (port >= this.bounds.lo && port <= this.bounds.hi) this.free.push({ port, at });
     }
     return out;
+  }
+
+  /**
+   * Gives back one port `owner` holds (release_port of a modern manager).
+   * Returns false when the port is free already; throws a ParametersError
+   * naming the holder when another holds it (a kernel's port is given back by
+   * destroying the kernel).
+   */
+  releaseOne(owner: string, port: number): boolean {
+    this.sync();
+    const holder = this.held.get(port);
+    if (holder === undefined) return false;
+    if (holder !== owner) throw new ParametersError(`port ${port} was not given out by assign_port: ${describeHolder(holder)} holds it`);
+    this.held.delete(port);
+    if (port >= this.bounds.lo && port <= this.bounds.hi) this.free.push({ port, at: this.now() });
+    return true;
   }
 
   /** Moves the ports of one holder to another (a create's token to the container id). */

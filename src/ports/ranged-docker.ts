@@ -10,7 +10,7 @@ import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { DockerEngine, publishedHostPorts, publishedPorts, type ContainerRequest } from '../adapters/docker.js';
 import { LABELS } from '../kernels/launch.js';
-import { HostPortRange, type PortRangeSettings } from './range.js';
+import { ASSIGNED, HostPortRange, type PortRangeSettings } from './range.js';
 
 /** Whether something on this host already listens on `host:port` (a bind on it fails with EADDRINUSE; any other failure is not a listener). */
 export function listenerOn(host: string, port: number): Promise<boolean> {
@@ -29,11 +29,31 @@ export class RangedDocker extends DockerEngine {
     this.ports = new HostPortRange(settings, now);
   }
 
+  /** Takes `n` ports for `owner`, skipping those another agent's container or another program holds. */
+  private async takePorts(n: number, owner: string, publishHost: string): Promise<number[]> {
+    const byDocker = await publishedHostPorts(this.docker).catch(() => new Set<number>()); // other agents' containers on this engine
+    return this.ports.take(n, owner, async (p) => byDocker.has(p) || (await listenerOn(publishHost, p)));
+  }
+
+  /**
+   * assign_port of a modern manager: one free port of the range, held until
+   * release_port gives it back (kept only in memory, as the 24.09 agent's
+   * port pool: an agent restart frees it again).
+   */
+  async assignPort(publishHost: string): Promise<number> {
+    const [port] = await this.takePorts(1, ASSIGNED, publishHost);
+    return port!;
+  }
+
+  /** release_port: gives back a port assign_port gave out; false when it was free already. */
+  releasePort(port: number): boolean {
+    return this.ports.releaseOne(ASSIGNED, port);
+  }
+
   override async create(req: ContainerRequest): Promise<string> {
     const wanted = publishedPorts(req);
     const token = `creating:${randomUUID()}`;
-    const byDocker = await publishedHostPorts(this.docker).catch(() => new Set<number>()); // other agents' containers on this engine
-    const host = await this.ports.take(wanted.length, token, async (p) => byDocker.has(p) || (await listenerOn(req.publishHost, p)));
+    const host = await this.takePorts(wanted.length, token, req.publishHost);
     try {
       const id = await super.create({ ...req, hostPorts: Object.fromEntries(wanted.map((p, i) => [p, host[i]!])) });
       this.ports.transfer(token, id);

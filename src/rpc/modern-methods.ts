@@ -126,6 +126,37 @@ export const modernMethods = {
     params: [],
     returns: '{agent: {abuse-report-path}, watcher: {}}',
   }),
+  check_and_pull: define<[Param<Record<string, unknown>>], Record<string, string>>({
+    name: 'check_and_pull',
+    summary:
+      'Pulls, in the background, each image of {canonical: image config} the node lacks (as auto_pull says); image_pull_started / image_pull_finished / image_pull_failed on the stream tell the outcome (the shape of releases after 24.09).',
+    params: [p.map('image_configs')],
+    returns: '{canonical: task id}',
+  }),
+  purge_images: define<[Param<string[]>, Param<boolean>, OptionalParam<boolean>], { responses: Array<{ image: string; error: string | null }> }>({
+    name: 'purge_images',
+    summary: 'Removes kernel images by canonical name as delete_image does; one refused does not stop the others (the shape of releases after 24.09; noprune is accepted and has no effect).',
+    params: [p.strList('image_canonicals', { minLength: 1, maxLength: 512, maxItems: 256 }), p.bool('force'), p.optional(p.bool('noprune'))],
+    returns: '{responses: [{image, error}]}',
+  }),
+  scan_gpu_alloc_map: define<[], Record<string, string>>({
+    name: 'scan_gpu_alloc_map',
+    summary: 'The GPUs held by kernels: {device index: amount} as decimal strings (whole devices, so "1"; the shape of releases after 24.09).',
+    params: [],
+    returns: '{device id: "amount"}',
+  }),
+  assign_port: define<[], number>({
+    name: 'assign_port',
+    summary: 'Takes one free host port of container_port_range for the manager, held until release_port (in memory only: an agent restart frees it).',
+    params: [],
+    returns: 'port number',
+  }),
+  release_port: define<[Param<number>], null>({
+    name: 'release_port',
+    summary: 'Gives back a port assign_port gave out (a free port is a no-op; a kernel\'s port is a ParametersError).',
+    params: [p.int('port_no', { min: 1, max: 65535 })],
+    returns: 'nil',
+  }),
   shutdown_agent: define<[Param<boolean>], null>({
     name: 'shutdown_agent',
     summary: 'Drains and stops the agent as SIGTERM does (after this reply); with terminate_kernels, destroys every kernel first.',
@@ -140,6 +171,5 @@ export const modernMethods = {
  * parameters are not checked, so that the failure is always that one.
  */
 export const modernNotServed: readonly string[] = [
-  'check_and_pull', 'purge_images', 'assign_port', 'release_port', 'scan_gpu_alloc_map',
   'update_scaling_group', 'trigger_batch_execution', 'get_commit_status', 'commit', 'push_image', 'create_local_network', 'destroy_local_network',
 ];

@@ -35,6 +35,8 @@ export interface ModernRpcDeps {
   emitModern(name: string, args: unknown[]): void;
   /** Drains and stops the agent as SIGTERM does; called after the reply of shutdown_agent went out. */
   requestStop(reason: string): void;
+  /** assign_port / release_port over the host port range (src/ports/ranged-docker.ts). */
+  ports: { assign(): Promise<number>; release(port: number): boolean };
   /** The CPU cores and memory the node has, for gather_hwinfo. */
   resources(): { cpuSlots: number; memSlotsMiB: number };
 }
@@ -138,6 +140,15 @@ export class ModernRpc {
       implement(m.list_files, async (id, dir) => (await k.files(id)).list(dir)),
       implement(m.reset_agent, async () => {
         await k.reset();
+        return null;
+      }),
+      implement(m.assign_port, async () => {
+        const port = await this.d.ports.assign();
+        this.d.log.info('assign_port: a host port is held for the manager', { port });
+        return port;
+      }),
+      implement(m.release_port, (port) => {
+        if (this.d.ports.release(port)) this.d.log.info('release_port: a port assign_port gave out is free again', { port });
         return null;
       }),
       implement(m.get_local_config, () => ({ agent: { 'abuse-report-path': '' }, watcher: {} })),

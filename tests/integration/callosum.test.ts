@@ -26,6 +26,7 @@ import { ModernManager, modernKernelConfig, packWithExt, RawExt, REDIS_ADDR, Str
 import type { ModernKernelResult } from '../../src/rpc/modern-methods.js';
 import { inflateSync } from 'node:zlib';
 import { ownRedis } from '../helpers/own-redis.js';
+import { hasImage, pushTestImage, requireRegistry } from '../helpers/registry.js';
 import { agentctl } from '../helpers/ctl.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -99,9 +100,9 @@ describe('Callosum managers beside aiozmq ones on one port', function () {
     const nf = await remoteError(modern.callRaw('no_such_method', []));
     expect(nf.remoteType).to.equal('KeyError');
     expect(nf.remoteRepr).to.match(/no_such_method is not served/);
-    const ns = await remoteError(modern.callRaw('check_and_pull', [{}]));
+    const ns = await remoteError(modern.callRaw('push_image', [{}]));
     expect(ns.remoteType).to.equal('NotImplemented');
-    expect(ns.remoteRepr).to.match(/check_and_pull .*not implemented/);
+    expect(ns.remoteRepr).to.match(/push_image .*not implemented/);
     const pe = await remoteError(modern.callRaw('execute', ['s', 'k', 2]));
     expect(pe.remoteType).to.equal('ParametersError');
     expect(pe.remoteRepr).to.match(/missing a required argument: 'run_id'/);
@@ -157,8 +158,12 @@ describe('a 24.09 session walk over Callosum', function () {
     const images = msgpackCodec.decode(inflateSync(info.images as Buffer)) as Array<[string, string]>;
     expect(images.map((i) => i[0])).to.include(TEST_IMAGE_PREFIX + TEST_IMAGE_LANG);
 
-    // 2. check_and_pull is not served yet: a failure naming it, never silence
-    expect((await remoteError(m.client.callRaw('check_and_pull', [{}]))).remoteRepr).to.match(/check_and_pull/);
+    // 2. check_and_pull of the image the node has: nothing pulled, finished at once (a real pull: the next describe)
+    const canonical = TEST_IMAGE_PREFIX + TEST_IMAGE_LANG;
+    const tasks = await m.client.call(modernMethods.check_and_pull, { [canonical]: { canonical, digest: '', auto_pull: 'digest' } });
+    expect(Object.keys(tasks)).to.deep.equal([canonical]);
+    const present = await events.waitFor('image_pull_finished', (e) => e.name === 'image_pull_finished' && e.args[0] === canonical);
+    expect(present.args[3]).to.equal('Image already exists');
 
     // 3. create_kernels with pickled ext values: resource_slots a ResourceSlot (Decimals inside), the image ref an ImageRef
     const sid = uniqueName('s');
@@ -240,6 +245,68 @@ describe('a 24.09 session walk over Callosum', function () {
     const left = await containersOf(agentId);
     expect(left.map((c) => c.Labels['io.compute-agent.kernel-id'])).to.deep.equal([good]); // the good one stays, as 24.09 leaves it
     await m.client.call(modernMethods.reset_agent);
+  });
+});
+
+describe('assign_port, release_port and the image and GPU methods of modern managers', function () {
+  this.timeout(240_000);
+  before(requireEtcd);
+
+  it('pulls with check_and_pull and its events, holds manager-assigned ports out of kernels until release_port, purges by canonical name', async () => {
+    await requireRegistry();
+    const pushed = await pushTestImage({ noiseBytes: 500_000 });
+    const lo = 21000 + 12 * Math.floor(Math.random() * 600);
+    const ids = { agentId: uniqueName('i-test') };
+    const events = new StreamReader(REDIS_ADDR, ids.agentId);
+    onCleanup(() => events.close());
+    await events.mark();
+    const { port, client, agent } = await startAgent({ agentId: ids.agentId }, async (ns) => {
+      await ns.put('config/redis/addr').value(REDIS_ADDR);
+      await ns.put('config/agent/container_port_range').value(`${lo}-${lo + 11}`);
+      await ns.put('config/agent/port_reuse_cooldown').value('0');
+      await ns.put('config/agent/image_prefix').value(pushed.prefix);
+    });
+    const m = new ModernManager(`tcp://127.0.0.1:${port}`);
+    onCleanup(() => m.close());
+
+    // no GPU on this node: nothing is held
+    expect(await m.client.call(modernMethods.scan_gpu_alloc_map)).to.deep.equal({});
+
+    // check_and_pull: a name outside image_prefix refuses the whole call, nothing starts; the pushed image is pulled
+    const outside = await remoteError(m.client.call(modernMethods.check_and_pull, { [pushed.image]: {}, 'elsewhere/kernel-python:3': {} }));
+    expect(outside.remoteType).to.equal('ParametersError');
+    expect(outside.remoteRepr).to.match(/"elsewhere\/kernel-python:3" is not under .*image_prefix/);
+    expect(await hasImage(pushed.image)).to.equal(false);
+    const tasks = await m.client.call(modernMethods.check_and_pull, { [pushed.image]: { canonical: pushed.image, digest: '', auto_pull: 'digest' } });
+    expect(tasks[pushed.image]).to.match(/^[0-9a-f]{32}$/);
+    const finished = await events.waitFor('image_pull_finished', (e) => e.name === 'image_pull_finished' && e.args[0] === pushed.image, 60_000);
+    expect(finished.args.slice(0, 2)).to.deep.equal([pushed.image, ids.agentId]);
+    expect(finished.args[3]).to.equal(null);
+    expect(events.seen.filter((e) => e.args[0] === pushed.image).map((e) => e.name)).to.deep.equal(['image_pull_started', 'image_pull_finished']);
+    expect(await hasImage(pushed.image)).to.equal(true);
+
+    // ports: two assigned, a kernel published on none of them, a kernel's port not the manager's to release
+    const a = await m.client.call(modernMethods.assign_port);
+    const b = await m.client.call(modernMethods.assign_port);
+    expect([a, b].every((p) => p >= lo && p <= lo + 11) && a !== b).to.equal(true);
+    const kid = uniqueName('k');
+    const info = await client.call(methods.create_kernel, kid, { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 } });
+    const kernelPorts = [info.repl_in_port, info.repl_out_port, info.stdin_port, info.stdout_port];
+    expect(kernelPorts.filter((p) => p === a || p === b)).to.deep.equal([]);
+    expect(agent.portStats()).to.include({ held: 6 });
+    const theirs = await remoteError(m.client.call(modernMethods.release_port, kernelPorts[0]!));
+    expect(theirs.remoteType).to.equal('ParametersError');
+    expect(theirs.remoteRepr).to.match(/not given out by assign_port: container [0-9a-f]{12} holds it/);
+    expect(await m.client.call(modernMethods.release_port, a)).to.equal(null);
+    expect(await m.client.call(modernMethods.release_port, a)).to.equal(null); // free already: a no-op
+    expect(agent.portStats()).to.include({ held: 5 });
+    await client.call(methods.destroy_kernel, kid);
+
+    // purge_images by canonical name: one outside the prefix is refused on its own
+    const purged = await m.client.call(modernMethods.purge_images, [pushed.image, 'elsewhere/kernel-python:3'], false, false);
+    expect(purged.responses).to.deep.include({ image: pushed.image, error: null });
+    expect(purged.responses.find((r) => r.image === 'elsewhere/kernel-python:3')?.error).to.match(/not under this agent's image_prefix/);
+    expect(await hasImage(pushed.image)).to.equal(false);
   });
 });
 
@@ -355,7 +422,8 @@ describe('agentctl --callosum', function () {
     const { stdout } = await promisify(execFile)(process.execPath, [AGENT_BIN, 'methods', '--modern']);
     for (const name of Object.keys(modernMethods)) expect(stdout).to.match(new RegExp(`^${name}\\(`, 'm'));
     expect(stdout).to.match(/^execute\(session_id: .*, kernel_id: .*, api_version: .*flush_timeout: float/m);
-    expect(stdout).to.match(/not served yet .*check_and_pull.*scan_gpu_alloc_map/);
+    expect(stdout).to.match(/not served yet .*push_image.*destroy_local_network/);
+    expect(stdout).to.match(/^assign_port\(\) -> port number/m);
   });
 });
 

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { HostPortRange } from '../../src/ports/range.js';
 import { parseServicePorts, servicePortsInfo } from '../../src/kernels/service-ports.js';
 import { compileSettings } from '../../src/config/settings.js';
-import { NoResourcesError } from '../../src/errors.js';
+import { NoResourcesError, ParametersError } from '../../src/errors.js';
 
 describe('host port range', () => {
   let now = 1_000_000;
@@ -70,6 +70,18 @@ describe('host port range', () => {
     expect(await r.take(4, 'x', none)).to.deep.equal([30006, 30007, 30008, 30009]);
     r.release('old'); // 29000 is outside the range: not given out
     expect(r.stats()).to.include({ size: 10, held: 8, ready: 2 });
+  });
+
+  it('gives back one port of its holder (release_port), refusing a port another holds and ignoring a free one', async () => {
+    const { r } = make(30000, 30003, 0);
+    const [p1, p2] = [...(await r.take(1, 'assign_port', none)), ...(await r.take(1, 'assign_port', none))];
+    const kernel = await r.take(2, 'c0ffee0123456789', none);
+    expect(() => r.releaseOne('assign_port', kernel[0]!)).to.throw(ParametersError, /port 30002 was not given out by assign_port: container c0ffee012345 holds it/);
+    expect(r.releaseOne('assign_port', p1!)).to.equal(true);
+    expect(r.releaseOne('assign_port', p1!)).to.equal(false);
+    expect(r.portsOf('assign_port')).to.deep.equal([p2]);
+    expect(r.stats()).to.include({ held: 3, ready: 1 });
+    expect(await r.take(1, 'next', none)).to.deep.equal([p1]);
   });
 
   it('reads container_port_range and port_reuse_cooldown, refusing a bad range', () => {
