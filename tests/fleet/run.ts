@@ -4,15 +4,18 @@
  * network namespaces (tests/helpers/fleet.ts, 198.18.0.0/15), a test
  * manager in this process, and reports as JSON: how long until every agent
  * started and registered, heartbeats per agent over 5 intervals, RPC to each
- * agent by its address, how long a killed agent host stays registered (vs.
- * the lease TTL), and whether beats go on and a setting reaches every agent
- * after the etcd leader is killed. Everything is torn down at the end, on
+ * agent by its address, a kernel created and run on each agent through its
+ * address, how long a killed agent host stays registered (vs. the lease
+ * TTL), whether beats go on and a setting reaches every agent after the
+ * etcd leader is killed, and whether the killed agent, restarted,
+ * re-adopts its kernel. Everything is torn down at the end, on
  * failure and on Ctrl-C. The agents share this machine's cores and Docker:
  * the figures are about the control plane.
  */
 import { methods } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
-import { AGENT_BIN, eventually, onCleanup, runCleanups, tempScratch } from '../helpers/env.js';
+import { AGENT_BIN, eventually, onCleanup, removeContainersOf, runCleanups, tempScratch } from '../helpers/env.js';
+import { SMALL_KERNEL, runCode } from '../soak/drive.js';
 import { appliedSetting, fleetAgent, killEtcdLeader, readyFleet, requireNetns } from '../helpers/fleet.js';
 
 function parse(argv: string[]): { agents: number; ttl: number; interval: number } {
@@ -42,7 +45,8 @@ async function main(): Promise<void> {
 
   const ids = agentHosts.map((_, i) => `i-${fleet.prefix}-${i}`);
   const t0 = Date.now();
-  for (const [i, h] of agentHosts.entries()) fleetAgent(fleet, h, { agentBin: AGENT_BIN, etcdAddr, namespace, agentId: ids[i]!, scratch: await tempScratch() });
+  const scratch = await Promise.all(agentHosts.map(() => tempScratch()));
+  for (const [i, h] of agentHosts.entries()) fleetAgent(fleet, h, { agentBin: AGENT_BIN, etcdAddr, namespace, agentId: ids[i]!, scratch: scratch[i]! });
   await eventually('every instance_started', () => ids.every((id) => seen('instance_started', id) > 0), 300_000, 200);
   const startedSec = sec(t0);
   await eventually('every registration', async () => (await registered()) === ids.length, 60_000, 200);
@@ -55,6 +59,18 @@ async function main(): Promise<void> {
   const clients = agentHosts.map((h) => new AgentClient(`tcp://${h.ip}:6001`, { timeoutMs: 5000 }));
   onCleanup(() => clients.forEach((c) => c.close()));
   const pings = (await Promise.all(clients.map((c, i) => c.call(methods.ping, `p${i}`).then((v) => v === `p${i}`, () => false)))).filter(Boolean).length;
+
+  // a kernel on each agent, created and run through that agent's address (one at a time: the agents share this machine's cores)
+  const kernelIds = ids.map((id) => `${id}-k`);
+  for (const id of ids) onCleanup(() => removeContainersOf(id));
+  const c0 = Date.now();
+  let ran = 0;
+  for (const [i, c] of clients.entries()) {
+    await c.callWithTimeout(120_000, methods.create_kernel, kernelIds[i]!, SMALL_KERNEL);
+    if ((await runCode(c, kernelIds[i]!, `print(${i} * 7)`)) === `${i * 7}\n`) ran++;
+  }
+  const kernelsSec = sec(c0);
+  say(`a kernel created and run on each agent: ${ran}/${ids.length} in ${kernelsSec} s`);
 
   await fleet.kill(agentHosts[0]!);
   const k0 = Date.now();
@@ -73,14 +89,26 @@ async function main(): Promise<void> {
   const settingSec = sec(l0);
   await new Promise((r) => setTimeout(r, 3 * args.interval * 1000));
   const beatsAfterLeader = ids.slice(1).map((id) => seen('instance_heartbeat', id, l0));
+
+  // the killed agent restarted on its host: it starts, registers and re-adopts its kernel, which still runs code
+  fleetAgent(fleet, agentHosts[0]!, { agentBin: AGENT_BIN, etcdAddr, namespace, agentId: ids[0]!, scratch: scratch[0]! });
+  const r0 = Date.now();
+  await eventually('the restarted agent', () => seen('instance_started', ids[0]!, r0) > 0, 120_000, 100);
+  await eventually('every registration again', async () => (await registered()) === ids.length, 60_000, 200);
+  const restartSec = sec(r0);
+  const readopted = (await clients[0]!.call(methods.list_kernels)).some((k) => k.id === kernelIds[0]) && (await runCode(clients[0]!, kernelIds[0]!, 'print(6 * 8)')) === '48\n';
+  say(`restarted ${ids[0]}: registered again in ${restartSec} s, kernel re-adopted and running: ${readopted}`);
   console.log(JSON.stringify({
     agents: ids.length, cores: (await import('node:os')).cpus().length, heartbeatIntervalSec: args.interval, leaseTtlSec: args.ttl,
     startedSec, registeredSec,
     heartbeatsPerAgentIn5Intervals: { min: Math.min(...beats), max: Math.max(...beats) },
     rpcAnswered: `${pings}/${ids.length}`,
+    kernelsCreatedAndRun: `${ran}/${ids.length}`, kernelsSec,
     killedAgentExpirySec: expirySec,
     leaderKill: { writableAfterSec: writableSec, settingAtEveryAgentSec: settingSec, minBeatsPerAgentSinceKill: Math.min(...beatsAfterLeader), sinceKillSec: sec(l0) },
+    restartedAgent: { registeredAgainSec: restartSec, kernelReadoptedAndRunning: readopted },
   }, null, 2));
+  if (pings !== ids.length || ran !== ids.length || !readopted) throw new Error(`the fleet did not hold up: RPC ${pings}/${ids.length}, kernels ${ran}/${ids.length}, re-adopted ${readopted}`);
 }
 
 let code = 0;
