@@ -19,6 +19,7 @@ import tar, { type Pack } from 'tar-stream';
 import { AgentError, FileTooLargeError, InternalError, InvalidPathError, KernelFileNotFoundError, NoResourcesError, NoSpaceError, errorMessage } from '../errors.js';
 import type { Semaphore } from './semaphore.js';
 import { releasePending, releaseSoon } from '../node/release-memory.js';
+import { HEADROOM_BYTES, withHeadroom } from '../node/headroom.js';
 
 /** FileLimits bounds what one file call may move or return. */
 export interface FileLimits {
@@ -411,6 +412,7 @@ class ArchiveBuffer {
   ) {
     releasePending(); // the last archive's reply, sent by now, is collected before this one takes memory
     this.buf = Buffer.allocUnsafeSlow(Math.min(BUFFER.MAX_LENGTH, maxBytes + ARCHIVE_SLACK));
+    this.used = HEADROOM_BYTES; // room for the reply's frame header: the archive goes out without a copy
   }
 
   /** Appends a chunk; false when it does not fit (the archive is over the limit). */
@@ -425,9 +427,9 @@ class ArchiveBuffer {
     return new FileTooLargeError(`download of ${JSON.stringify(this.input)} is over the limit of ${this.maxBytes} bytes`);
   }
 
-  /** The archive: a view of the buffer, no copy. */
+  /** The archive: a view of the buffer, no copy, with headroom before it (src/node/headroom.ts). */
   bytes(): Buffer {
-    return this.buf.subarray(0, this.used);
+    return withHeadroom(this.buf.subarray(HEADROOM_BYTES, this.used));
   }
 }
 

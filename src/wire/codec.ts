@@ -7,6 +7,7 @@
  */
 import { addExtension, Packr, Unpackr } from 'msgpackr';
 import { Utf8Text } from './utf8-text.js';
+import { hasHeadroom } from '../node/headroom.js';
 
 /** Codec encodes values to bytes and back for the RPC payload frames. */
 export interface Codec {
@@ -103,12 +104,22 @@ export function packedSizeBound(value: unknown): number {
   return n;
 }
 
+/** The msgpack `bin 32` of a view with headroom (src/node/headroom.ts): its 5-byte header written just before it, one view over both. */
+function binInPlace(view: Uint8Array): Buffer {
+  const at = view.byteOffset - 5;
+  const out = Buffer.from(view.buffer, at, view.length + 5);
+  out[0] = 0xc6;
+  out.writeUInt32BE(view.length, 1);
+  return out;
+}
+
 /** Values whose bound is above this are packed into a buffer of their own (see encode). */
 const BIG_VALUE_BYTES = 1024 * 1024;
 
 /** The msgpack codec the agent and its client use. */
 export const msgpackCodec: Codec = {
   encode(value: unknown): Buffer {
+    if (value instanceof Uint8Array && value.length > 0xffff && hasHeadroom(value)) return binInPlace(value); // bin 32: no copy
     const v = widenIntegers(value);
     const bound = packedSizeBound(v);
     if (bound <= BIG_VALUE_BYTES) return packr.pack(v);

@@ -9,6 +9,7 @@ import { expect } from 'chai';
 import { MethodNotFoundError, ParametersError, toWireError } from '../../src/errors.js';
 import { Utf8Text } from '../../src/wire/utf8-text.js';
 import { msgpackCodec } from '../../src/wire/codec.js';
+import { HEADROOM_BYTES, withHeadroom } from '../../src/node/headroom.js';
 import { buildReplyFrames, parseRequestFrames } from '../../src/wire/frames.js';
 import { decodeReplyHeader, decodeRequestHeader, encodeReplyHeader, encodeRequestHeader } from '../../src/wire/headers.js';
 import { REPO_ROOT } from '../helpers/env.js';
@@ -24,6 +25,19 @@ const request = (method: string) => fixtures.requests.find((r) => r.method === m
 const reply = (call: string) => fixtures.replies.find((r) => r.call.startsWith(call))!;
 
 describe('wire codec', () => {
+  it('packs a big view with headroom as bin 32 in place: the same bytes as a copy, the same memory as the view', () => {
+    const backing = Buffer.allocUnsafeSlow(HEADROOM_BYTES + 300_000).fill(0xee);
+    const view = backing.subarray(HEADROOM_BYTES);
+    for (let i = 0; i < view.length; i++) view[i] = i % 251;
+    const copied = msgpackCodec.encode(Buffer.from(view)); // an unmarked buffer: packed by copy
+    const inPlace = msgpackCodec.encode(withHeadroom(view));
+    expect(inPlace.equals(copied)).to.equal(true);
+    expect(inPlace.buffer).to.equal(backing.buffer);
+    expect(inPlace.byteOffset).to.equal(backing.byteOffset + HEADROOM_BYTES - 5);
+    expect((msgpackCodec.decode(inPlace) as Buffer).equals(view)).to.equal(true);
+    expect(() => withHeadroom(backing.subarray(2))).to.throw(/no room/);
+  });
+
   describe('headers', () => {
     it('lays out a request header as u16 pid, u16 random, u32 id, f64 time, little-endian', () => {
       const bytes = encodeRequestHeader({ pid: 0x1234, random: 0xabcd, requestId: 7, time: 1.5 });
