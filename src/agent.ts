@@ -29,21 +29,17 @@ import { ManagerLink } from './services/manager-link.js';
 import { Registration } from './services/registration.js';
 import { shareDemand, type DemandShare } from './services/demand-share.js';
 import { KernelService } from './kernels/service.js';
-import { CgroupStats } from './kernels/stats.js';
-import { DEFAULT_FILE_LIMITS } from './kernels/files.js';
-import { containerSecurity } from './config/security.js';
 import { loadKeyPair, type KeyPair } from './config/keys.js';
 import { WarmPool } from './pool/pool.js';
 import { AgentMetrics } from './metrics/metrics.js';
-import { GpuService, readNodeCpus } from './accelerators/gpus.js';
-import { NvidiaCuda } from './accelerators/nvidia.js';
+import type { GpuService } from './accelerators/gpus.js';
 import type { Accelerator } from './accelerators/types.js';
-import { DockerImages } from './adapters/docker-images.js';
 import { ImageService } from './images/service.js';
 import { imageBindings } from './images/bindings.js';
 import { nodeStartup } from './node/startup.js';
 import { Prepull } from './images/prepull.js';
 import { ModernSide } from './modern-side.js';
+import { KernelRoom } from './kernel-room.js';
 import { RangedDocker } from './ports/ranged-docker.js';
 import type { PortRangeStats } from './ports/range.js';
 import { KernelApps } from './kernels/apps.js';
@@ -81,13 +77,10 @@ export class Agent {
   private router: RpcRouter | null = null;
   private heartbeat: Heartbeat | null = null;
   private managerLink: ManagerLink | null = null;
-  private kernels: KernelService | null = null;
-  private pool: WarmPool | null = null;
+  /** The GPU books, images, warm pool, kernels and metrics (src/kernel-room.ts). */
+  private readonly room = new KernelRoom();
   private demand: DemandShare | null = null;
-  private images: ImageService | null = null;
   private prepull: Prepull | null = null;
-  private metrics: AgentMetrics | null = null;
-  private gpus: GpuService | null = null;
   private starting: Promise<void> | null = null;
   private stopping: Promise<void> | null = null;
   private registered = false;
@@ -124,27 +117,27 @@ export class Agent {
 
   /** The kernel service once started (for tests and tools); null before. */
   get kernelService(): KernelService | null {
-    return this.kernels;
+    return this.room.kernels;
   }
 
   /** The warm pool once started (for tests and tools); null before. */
   get warmPool(): WarmPool | null {
-    return this.pool;
+    return this.room.pool;
   }
 
   /** The image room once started (for tests and tools); null before. */
   get imageService(): ImageService | null {
-    return this.images;
+    return this.room.images;
   }
 
   /** The metrics once started (for tests and tools); null before. */
   get agentMetrics(): AgentMetrics | null {
-    return this.metrics;
+    return this.room.metrics;
   }
 
   /** The GPU service once started (for tests and tools); null before. */
   get gpuService(): GpuService | null {
-    return this.gpus;
+    return this.room.gpus;
   }
 
   /** Counters of the RPC transport and the event publisher, for logs and tests. */
@@ -201,109 +194,26 @@ export class Agent {
       this.registered = true;
       checkpoint();
 
-      const vfolderRoot = (await this.etcd.get('volumes/_mount')) ?? '/mnt';
       const kernelHost = this.options.kernelHostOverride ?? this.hostIp;
-      const cores = Array.from({ length: detectResources().cpuSlots }, (_, i) => i);
-      const kernelSettings = () => {
-        const s = this.settings.value;
-        return {
-          imagePrefix: s.imagePrefix,
-          imageAllowList: s.imageAllowList,
-          vfolderRoot,
-          kernelUid: s.kernelUid,
-          idleTimeoutSec: this.options.idleTimeoutSec,
-          execTimeoutSec: s.execTimeoutSec,
-          runnerReadyTimeoutSec: s.runnerReadyTimeoutSec,
-          fileLimits: { ...DEFAULT_FILE_LIMITS, maxUploadBytes: s.maxUploadBytes, maxDownloadBytes: s.maxDownloadBytes },
-          security: containerSecurity(s),
-          publishAddr: s.kernelPublishAddr,
-          workspaceTemplate: s.workspaceTemplate,
-          workspaceTemplateMaxBytes: s.workspaceTemplateMaxBytes,
-          bootstrapTimeoutSec: s.bootstrapTimeoutSec,
-          destroyTimeoutSec: s.destroyTimeoutSec,
-          scratchReserveMiB: s.scratchReserveMiB,
-          syncGraceSec: s.syncGraceSec,
-          selfSyncIntervalSec: s.selfSyncIntervalSec,
-          memReserveMiB: s.memReserveMiB,
-          memOvercommit: s.memOvercommit,
-        };
-      };
-      const accelerator = this.parts.accelerator ?? new NvidiaCuda({ allow: () => this.settings.value.gpuAllow, docker: () => this.docker.runtimes() });
-      const gpus = new GpuService(accelerator, this.log.child({ component: 'gpus' }), await readNodeCpus());
-      this.gpus = gpus;
-      await gpus.start(); // a hung or failing nvidia-smi is a `none` state, never an error
-      checkpoint();
-      const images: ImageService = new ImageService({
-        images: new DockerImages(this.docker.docker),
-        log: this.log.child({ component: 'images' }),
-        emit: (name, args) => publisher.emit(name, args),
-        settings: () => this.settings.value,
-        etcdGet: (key) => this.etcd.get(key),
-        kernels: () => this.kernels?.list() ?? [],
-        pool: () => this.pool,
-      });
-      this.images = images;
-      images.start();
-      const pool = new WarmPool({
-        ensureImage: (image: string) => images.ensure(image),
+      const { gpus, images, pool, kernels } = await this.room.build({
+        options: this.options,
+        log: this.log,
+        etcd: this.etcd,
         docker: this.docker,
-        log: this.log.child({ component: 'pool' }),
-        agentId: this.options.agentId,
-        scratchRoot: this.options.scratchRoot,
+        settings: this.settings,
         kernelHost,
-        allCores: cores,
-        coreLoad: () => this.kernels?.cores.loads() ?? new Map(),
-        settings: () => this.settings.poolValue,
+        accelerator: this.parts.accelerator,
+        publish: (name, args) => publisher.emit(name, args),
+        emitEvent: (name, args) => this.emitEvent(name, args),
         clusterShare: () => this.demand?.value ?? {},
-        kernelSettings,
-        gpus,
-      });
-      this.pool = pool;
-      const kernels = new KernelService({
-        pool,
-        images,
-        docker: this.docker,
-        stats: new CgroupStats(),
-        log: this.log.child({ component: 'kernels' }),
-        emit: (name, args) => this.emitEvent(name, args),
-        agentId: this.options.agentId,
-        scratchRoot: this.options.scratchRoot,
-        kernelHost,
-        cores,
-        createConcurrency: settings.createConcurrency,
-        cpuOvercommit: settings.cpuOvercommit,
-        downloadConcurrency: settings.downloadConcurrency,
-        settings: kernelSettings,
-        gpus,
-      });
-      this.kernels = kernels;
-      await this.docker.adoptAgentPorts(this.options.agentId); // the ports of containers left running, before they are adopted
-      await kernels.adopt().catch((err: unknown) => {
-        throw new ConfigError(`cannot re-adopt the kernels of this node: ${errorMessage(err)}`);
-      });
-      await pool.sweepHomes();
-      checkpoint();
-      this.metrics = new AgentMetrics(
-        {
-          poolSizes: () => pool.sizes(),
-          claimTotals: () => pool.claimTotals,
-          coldTotals: () => pool.coldTotals,
-          kernelStates: () => kernels.stateCounts(),
-          slots: () => slotFigures(kernels),
-          gpus: () => gpus.report(),
-        },
-        { file: this.options.metricsPath, port: this.options.metricsPort, host: this.options.bindHost, intervalMs: 2000, log: this.log.child({ component: 'metrics' }) },
-      );
-      pool.onCreated = (sec) => this.metrics?.creationSeconds.observe(sec);
-      await this.metrics.start().catch((err: unknown) => {
-        throw new ConfigError(`cannot serve metrics on port ${this.options.metricsPort} (${errorMessage(err)}): choose another with --metrics-port`);
+        checkpoint,
       });
 
       this.dispatcher = new Dispatcher([...kernelBindings(kernels, () => this.nodeStats(kernels)), ...imageBindings(images), ...appBindings(new KernelApps(kernels), this.log.child({ component: 'rpc' }))], this.log.child({ component: 'rpc' }));
       const callosum = modern.serve(
         {
           kernels,
-          resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: this.gpus?.slots ?? 0 }),
+          resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: gpus.slots }),
           ports: { assign: () => this.docker.assignPort(this.settings.value.kernelPublishAddr || kernelHost), release: (port) => this.docker.releasePort(port) },
           images,
           gpus: () => gpus.report(),
@@ -408,7 +318,7 @@ export class Agent {
   private async drain(reason: string): Promise<void> {
     this.transition('running', 'stopping');
     this.dispatcher?.stopAccepting();
-    this.kernels?.drain(); // calls waiting on runs answer `continued` now, never a `finished` that did not happen
+    this.room.kernels?.drain(); // calls waiting on runs answer `continued` now, never a `finished` that did not happen
     this.modern?.stopAccepting();
     const idle = Promise.all([this.router?.idle(), this.modern?.idle()]);
     const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), DRAIN_TIMEOUT_MS).unref())]);
@@ -422,12 +332,8 @@ export class Agent {
   /** Releases everything start() may have taken, in reverse order; never throws. */
   private async release(): Promise<void> {
     await this.heartbeat?.stop();
-    this.kernels?.close();
-    this.gpus?.stop();
     await this.demand?.stop();
-    await this.pool?.close();
-    await this.images?.close();
-    await this.metrics?.close();
+    await this.room.close();
     await this.settings.stop();
     await this.managerLink?.stop();
     await this.registration.stopChecking();
@@ -451,12 +357,12 @@ export class Agent {
   /** get_node_stats: the node's figures, its slots, each kernel's cgroup figures and the GPUs. */
   private async nodeStats(kernels: KernelService): Promise<NodeStatsResult> {
     const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
-    return { time: Date.now() / 1000, node, slots: slotFigures(kernels), kernels: kernelStats, gpu_path: this.gpus?.state.path ?? 'none', gpus: this.gpus?.report() ?? [] };
+    return { time: Date.now() / 1000, node, slots: slotFigures(kernels), kernels: kernelStats, gpu_path: this.room.gpus?.state.path ?? 'none', gpus: this.room.gpus?.report() ?? [] };
   }
 
   private applySettings(s: Settings): void {
     this.heartbeat?.setInterval(s.heartbeatIntervalSec * 1000);
-    void this.gpus?.refresh(); // gpu_allow may have changed
+    void this.room.gpus?.refresh(); // gpu_allow may have changed
     void this.prepull?.update();
   }
 

@@ -1,0 +1,177 @@
+/**
+ * The kernel room of the composition root: the parts that hold kernels and
+ * what they need — the GPU books, the image room, the warm pool, the kernel
+ * service (re-adopting what an earlier run left running) and the metrics
+ * over them — built in order by {@link KernelRoom.build}, each kept as soon
+ * as it exists so that a failed start releases exactly what it took
+ * ({@link KernelRoom.close}). The agent (src/agent.ts) wires RPC, events
+ * and etcd around it.
+ */
+import type { Logger } from './log.js';
+import { ConfigError, errorMessage } from './errors.js';
+import type { AgentOptions } from './config/options.js';
+import type { EtcdStore } from './adapters/etcd.js';
+import { detectResources } from './node/resources.js';
+import type { LiveSettings } from './services/live-settings.js';
+import { KernelService } from './kernels/service.js';
+import type { KernelServiceDeps } from './kernels/record.js';
+import { CgroupStats } from './kernels/stats.js';
+import { DEFAULT_FILE_LIMITS } from './kernels/files.js';
+import { slotFigures } from './kernels/memory.js';
+import { containerSecurity } from './config/security.js';
+import { WarmPool } from './pool/pool.js';
+import { AgentMetrics } from './metrics/metrics.js';
+import { GpuService, readNodeCpus } from './accelerators/gpus.js';
+import { NvidiaCuda } from './accelerators/nvidia.js';
+import type { Accelerator } from './accelerators/types.js';
+import { DockerImages } from './adapters/docker-images.js';
+import { ImageService } from './images/service.js';
+import type { RangedDocker } from './ports/ranged-docker.js';
+
+/** What the kernel room is built from. */
+export interface KernelRoomContext {
+  options: AgentOptions;
+  log: Logger;
+  etcd: EtcdStore;
+  docker: RangedDocker;
+  settings: LiveSettings;
+  /** The address kernels' ports are published for (the agent's, or --kernel-host-override). */
+  kernelHost: string;
+  /** A test's accelerator in place of the host's driver. */
+  accelerator?: Accelerator;
+  /** Emits a 2018 event (the image room's pull events). */
+  publish(name: string, args: unknown[]): void;
+  /** Emits an event to every sink (2018 PUSH and the modern stream). */
+  emitEvent(name: string, args: unknown[]): void;
+  /** This agent's share of the cluster's pending demand (src/services/demand-share.ts). */
+  clusterShare(): Record<string, Record<string, number>>;
+  /** Throws when the start was aborted. */
+  checkpoint(): void;
+}
+
+/** The kernel service's live settings, read from the agent's settings each time. */
+function kernelSettings(live: LiveSettings, options: AgentOptions, vfolderRoot: string): KernelServiceDeps['settings'] {
+  return () => {
+    const s = live.value;
+    return {
+      imagePrefix: s.imagePrefix,
+      imageAllowList: s.imageAllowList,
+      vfolderRoot,
+      kernelUid: s.kernelUid,
+      idleTimeoutSec: options.idleTimeoutSec,
+      execTimeoutSec: s.execTimeoutSec,
+      runnerReadyTimeoutSec: s.runnerReadyTimeoutSec,
+      fileLimits: { ...DEFAULT_FILE_LIMITS, maxUploadBytes: s.maxUploadBytes, maxDownloadBytes: s.maxDownloadBytes },
+      security: containerSecurity(s),
+      publishAddr: s.kernelPublishAddr,
+      workspaceTemplate: s.workspaceTemplate,
+      workspaceTemplateMaxBytes: s.workspaceTemplateMaxBytes,
+      bootstrapTimeoutSec: s.bootstrapTimeoutSec,
+      destroyTimeoutSec: s.destroyTimeoutSec,
+      scratchReserveMiB: s.scratchReserveMiB,
+      syncGraceSec: s.syncGraceSec,
+      selfSyncIntervalSec: s.selfSyncIntervalSec,
+      memReserveMiB: s.memReserveMiB,
+      memOvercommit: s.memOvercommit,
+    };
+  };
+}
+
+/** The parts that hold kernels; null until built (or when a start failed before them). */
+export class KernelRoom {
+  gpus: GpuService | null = null;
+  images: ImageService | null = null;
+  pool: WarmPool | null = null;
+  kernels: KernelService | null = null;
+  metrics: AgentMetrics | null = null;
+
+  /** Builds and starts the parts in order; the kernels left running are re-adopted, the metrics served. */
+  async build(c: KernelRoomContext): Promise<{ gpus: GpuService; images: ImageService; pool: WarmPool; kernels: KernelService; metrics: AgentMetrics }> {
+    const { options, settings: live } = c;
+    const settings = live.value;
+    const vfolderRoot = (await c.etcd.get('volumes/_mount')) ?? '/mnt';
+    const cores = Array.from({ length: detectResources().cpuSlots }, (_, i) => i);
+    const forKernels = kernelSettings(live, options, vfolderRoot);
+    const accelerator = c.accelerator ?? new NvidiaCuda({ allow: () => live.value.gpuAllow, docker: () => c.docker.runtimes() });
+    const gpus = new GpuService(accelerator, c.log.child({ component: 'gpus' }), await readNodeCpus());
+    this.gpus = gpus;
+    await gpus.start(); // a hung or failing nvidia-smi is a `none` state, never an error
+    c.checkpoint();
+    const images: ImageService = new ImageService({
+      images: new DockerImages(c.docker.docker),
+      log: c.log.child({ component: 'images' }),
+      emit: (name, args) => c.publish(name, args),
+      settings: () => live.value,
+      etcdGet: (key) => c.etcd.get(key),
+      kernels: () => this.kernels?.list() ?? [],
+      pool: () => this.pool,
+    });
+    this.images = images;
+    images.start();
+    const pool = new WarmPool({
+      ensureImage: (image: string) => images.ensure(image),
+      docker: c.docker,
+      log: c.log.child({ component: 'pool' }),
+      agentId: options.agentId,
+      scratchRoot: options.scratchRoot,
+      kernelHost: c.kernelHost,
+      allCores: cores,
+      coreLoad: () => this.kernels?.cores.loads() ?? new Map(),
+      settings: () => live.poolValue,
+      clusterShare: () => c.clusterShare(),
+      kernelSettings: forKernels,
+      gpus,
+    });
+    this.pool = pool;
+    const kernels = new KernelService({
+      pool,
+      images,
+      docker: c.docker,
+      stats: new CgroupStats(),
+      log: c.log.child({ component: 'kernels' }),
+      emit: (name, args) => c.emitEvent(name, args),
+      agentId: options.agentId,
+      scratchRoot: options.scratchRoot,
+      kernelHost: c.kernelHost,
+      cores,
+      createConcurrency: settings.createConcurrency,
+      cpuOvercommit: settings.cpuOvercommit,
+      downloadConcurrency: settings.downloadConcurrency,
+      settings: forKernels,
+      gpus,
+    });
+    this.kernels = kernels;
+    await c.docker.adoptAgentPorts(options.agentId); // the ports of containers left running, before they are adopted
+    await kernels.adopt().catch((err: unknown) => {
+      throw new ConfigError(`cannot re-adopt the kernels of this node: ${errorMessage(err)}`);
+    });
+    await pool.sweepHomes();
+    c.checkpoint();
+    const metrics = new AgentMetrics(
+      {
+        poolSizes: () => pool.sizes(),
+        claimTotals: () => pool.claimTotals,
+        coldTotals: () => pool.coldTotals,
+        kernelStates: () => kernels.stateCounts(),
+        slots: () => slotFigures(kernels),
+        gpus: () => gpus.report(),
+      },
+      { file: options.metricsPath, port: options.metricsPort, host: options.bindHost, intervalMs: 2000, log: c.log.child({ component: 'metrics' }) },
+    );
+    this.metrics = metrics;
+    pool.onCreated = (sec) => this.metrics?.creationSeconds.observe(sec);
+    await metrics.start().catch((err: unknown) => {
+      throw new ConfigError(`cannot serve metrics on port ${options.metricsPort} (${errorMessage(err)}): choose another with --metrics-port`);
+    });
+    return { gpus, images, pool, kernels, metrics };
+  }
+
+  /** Stops what was built, in reverse order; never throws. */
+  async close(): Promise<void> {
+    this.kernels?.close();
+    this.gpus?.stop();
+    await this.pool?.close();
+    await this.images?.close();
+    await this.metrics?.close();
+  }
+}
