@@ -7,10 +7,15 @@ import winston from 'winston';
 
 /** Logger is the small interface components log through. */
 export interface Logger {
+  /** Logs a failure that needs an operator. */
   error(message: string, fields?: Record<string, unknown>): void;
+  /** Logs something wrong that the agent works around. */
   warn(message: string, fields?: Record<string, unknown>): void;
+  /** Logs a step of the agent's life (start, registration, kernels). */
   info(message: string, fields?: Record<string, unknown>): void;
+  /** Logs detail for debugging, shown at --log-level debug. */
   debug(message: string, fields?: Record<string, unknown>): void;
+  /** A logger that adds `fields` to every line. */
   child(fields: Record<string, unknown>): Logger;
 }
 

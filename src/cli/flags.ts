@@ -24,7 +24,7 @@ export interface FlagSpec {
 
 /** The flags of the agent daemon and `agent check` (environment variables `BACKEND_*`). */
 export const AGENT_FLAGS: readonly FlagSpec[] = [
-  { name: 'etcd-addr', type: 'string', default: '127.0.0.1:2379', describe: 'etcd v3 endpoints, HOST:PORT[,HOST:PORT...] (the members of the cluster)', group: 'Cluster:' },
+  { name: 'etcd-addr', type: 'string', default: '127.0.0.1:2379', describe: 'etcd v3 endpoints, HOST:PORT[,HOST:PORT...], IPv6 in brackets (the members of the cluster)', group: 'Cluster:' },
   { name: 'namespace', type: 'string', default: 'local', describe: 'etcd namespace: keys live under /sorna/<namespace>/', group: 'Cluster:' },
   { name: 'agent-id', type: 'string', defaultText: 'i-<hostname>', describe: 'id of this agent in etcd and events', group: 'Cluster:' },
   { name: 'region', type: 'string', default: 'local', describe: 'region reported in heartbeats', group: 'Cluster:' },

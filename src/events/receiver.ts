@@ -21,6 +21,11 @@ export interface AgentEvent {
   receivedAt: number;
 }
 
+/**
+ * EventReceiver is a manager's event sink: a bound PULL socket that agents
+ * push their events to, async-iterable as decoded {@link AgentEvent}s (frames
+ * that do not decode are skipped and counted).
+ */
 export class EventReceiver implements AsyncIterable<AgentEvent> {
   private undecodable = 0;
 
@@ -53,6 +58,7 @@ export class EventReceiver implements AsyncIterable<AgentEvent> {
     return this.undecodable;
   }
 
+  /** The events as they arrive, until the receiver is closed. */
   async *[Symbol.asyncIterator](): AsyncIterator<AgentEvent> {
     try {
       for await (const [name, agentId, args] of this.socket) {

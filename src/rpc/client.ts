@@ -26,6 +26,12 @@ function hasKeys(o: object): boolean {
   return false;
 }
 
+/**
+ * AgentClient is the low-level RPC client of one agent: a DEALER socket that
+ * speaks the aiozmq.rpc framing, typed by the method table
+ * (`client.call(methods.ping, 'hello')`), with replies matched to calls by
+ * request id and a timeout per call. {@link AgentApi} wraps it with one method per RPC.
+ */
 export class AgentClient {
   // sendTimeout 0: a request goes out without a readiness check; see eagerSender.
   private readonly socket = new zmq.Dealer({ linger: 0, sendTimeout: 0 });

@@ -13,7 +13,11 @@ export interface MethodDef<P extends readonly Param<unknown>[] = readonly Param<
   /** What the method returns, for listings. */
   readonly returns: string;
   /** An older argument form that is still accepted; its values are mapped onto `params`. */
-  readonly legacy?: { params: readonly Param<unknown>[]; toCanonical(values: unknown[]): ParamValues<P> };
+  readonly legacy?: {
+    params: readonly Param<unknown>[];
+    /** Maps the older form's values onto the current parameters. */
+    toCanonical(values: unknown[]): ParamValues<P>;
+  };
   /** Arguments are not bound or checked (a method declared but not served answers the same failure whatever it is given). */
   readonly unchecked?: boolean;
   /** Phantom field carrying the result type; never set. */
@@ -369,13 +373,33 @@ export const methods = {
 /** Any method of the table. */
 export type AnyMethod = (typeof methods)[keyof typeof methods];
 
-/** A plain-text table of the methods, generated from their declarations. */
+/** MethodListing is one method as `agent methods` and the manual list it: its signature pieces and summary. */
+export interface MethodListing {
+  name: string;
+  params: Array<{ name: string; type: string; optional: boolean }>;
+  returns: string;
+  summary: string;
+  /** The older argument form still accepted, if any. */
+  legacy: Array<{ name: string; type: string; optional: boolean }> | null;
+}
+
+/** The listing of methods (all of the 2018 table by default), for `agent methods` and the manual's RPC tables. */
+export function listMethods(defs: readonly MethodDef[] = Object.values(methods)): MethodListing[] {
+  const ps = (list: readonly Param<unknown>[]) => list.map((x) => ({ name: x.name, type: x.type, optional: x.optional }));
+  return defs.map((d) => ({ name: d.name, params: ps(d.params), returns: d.returns, summary: d.summary, legacy: d.legacy ? ps(d.legacy.params) : null }));
+}
+
+/** A parameter list as `agent methods` prints it: `name?: type, ...`. */
+export function signature(params: MethodListing['params']): string {
+  return params.map((x) => `${x.name}${x.optional ? '?' : ''}: ${x.type}`).join(', ');
+}
+
+/** Human-readable listing of methods (all of the 2018 table by default), for `agent methods`. */
 export function describeMethods(defs: readonly MethodDef[] = Object.values(methods)): string {
-  const sig = (ps: readonly Param<unknown>[]) => ps.map((x) => `${x.name}${x.optional ? '?' : ''}: ${x.type}`).join(', ');
-  return defs
+  return listMethods(defs)
     .map((d) => {
-      const legacy = d.legacy ? `\n    also accepted: (${sig(d.legacy.params)})` : '';
-      return `${d.name}(${sig(d.params)}) -> ${d.returns}\n    ${d.summary}${legacy}`;
+      const legacy = d.legacy ? `\n    also accepted: (${signature(d.legacy)})` : '';
+      return `${d.name}(${signature(d.params)}) -> ${d.returns}\n    ${d.summary}${legacy}`;
     })
     .join('\n');
 }

@@ -10,6 +10,7 @@ import { Utf8Text } from './utf8-text.js';
 
 /** Codec encodes values to bytes and back for the RPC payload frames. */
 export interface Codec {
+  /** Encodes one value. */
   encode(value: unknown): Buffer;
   /** Decodes exactly one value; throws on truncated data or trailing bytes. */
   decode(bytes: Uint8Array): unknown;
