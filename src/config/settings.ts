@@ -133,7 +133,7 @@ export function number(min: number, max: number, integer = false): SettingParser
 }
 
 function list(item: RegExp, what: string): SettingParser<string[]> {
-  return parser(`list of ${what.replace(/^an? /, '')}s (commas or spaces between)`, (raw: string): string[] => {
+  return parser(`list, each ${what}; commas or spaces between`, (raw: string): string[] => {
     const items = raw.split(/[\s,]+/).filter(Boolean);
     for (const i of items) if (!item.test(i)) throw new Error(`${JSON.stringify(i)} is not ${what}`);
     return [...new Set(items)];

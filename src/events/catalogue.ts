@@ -32,7 +32,7 @@ export const AGENT_EVENTS = [
     args: [{ name: 'agent_info', type: 'map {ip, region, addr, mem_slots (MiB), cpu_slots, gpu_slots, images; beyond: node, kernel_stats, public_key}' }],
     when: 'every heartbeat_interval seconds',
   },
-  { name: 'instance_terminated', args: [{ name: 'reason', type: 'str (shutdown)' }], when: 'the agent stops (SIGTERM, SIGINT, shutdown_agent)' },
+  { name: 'instance_terminated', args: [{ name: 'reason', type: 'str: shutdown (a signal) or shutdown-agent (shutdown_agent)' }], when: 'the agent stops (SIGTERM, SIGINT, a modern shutdown_agent)' },
   { name: 'kernel_creating', args: [kernelId], when: 'a create_kernel starts' },
   { name: 'kernel_started', args: [kernelId], when: 'a kernel was created (cold or from the warm pool) or restarted' },
   {
@@ -62,7 +62,7 @@ export const MODERN_EVENTS = [
     args: [{ name: 'agent_info', type: 'map {ip, region, scaling_group, addr, public_key, public_host, resource_slots, version, compute_plugins, images, images.opts, architecture, auto_terminate_abusing_kernel}' }],
     when: 'every heartbeat_interval seconds',
   },
-  { name: 'agent_terminated', args: [{ name: 'reason', type: 'str (agent-termination)' }], when: 'the agent stops' },
+  { name: 'agent_terminated', args: [{ name: 'reason', type: 'str: agent-termination (a signal) or shutdown-agent' }], when: 'the agent stops' },
   { name: 'kernel_preparing', args: [...modernKernel, { name: 'data', type: 'map (empty)' }], when: 'a create of a kernel of a modern session starts' },
   { name: 'kernel_creating', args: [...modernKernel, { name: 'data', type: 'map (empty)' }], when: 'right after kernel_preparing' },
   { name: 'kernel_started', args: [...modernKernel, { name: 'creation_info', type: "map: the kernel's create_kernels result" }], when: 'a kernel of a modern session was created' },
