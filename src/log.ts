@@ -40,7 +40,7 @@ const textFormat = winston.format.printf((info) => {
   return `${String(timestamp)} ${String(level)}${where} ${String(message)}${fields ? ' ' + fields : ''}`;
 });
 
-/** Builds the one winston logger of a process: text for a terminal, JSON lines for machines. */
+/** createLogger builds the one winston logger of a process: text for a terminal, JSON lines for machines. */
 export function createLogger(options: LogOptions): Logger {
   const format =
     options.format === 'json'
@@ -53,7 +53,7 @@ export function createLogger(options: LogOptions): Logger {
   });
 }
 
-/** A logger that drops everything, for tests and library use without logging. */
+/** silentLogger is a logger that drops everything, for tests and library use without logging. */
 export function silentLogger(): Logger {
   return winston.createLogger({ silent: true, transports: [new winston.transports.Console({ silent: true })] });
 }

@@ -16,16 +16,16 @@ const SLOW_CALL_MS = 120_000;
 /** start_service: above the agent's own bound on the runner's answer (75 s, src/kernels/apps.ts). */
 const START_SERVICE_CALL_MS = 90_000;
 
-/** Options of {@link AgentApi}: the client's, plus the timeout of the slow calls. */
+/** AgentApiOptions are the options of {@link AgentApi}: the client's, plus the timeout of the slow calls. */
 export interface AgentApiOptions extends AgentClientOptions {
   /** Timeout of create/restart/destroy/reset and of file transfers, in ms (120 s). */
   slowTimeoutMs?: number;
 }
 
-/** Modes of {@link AgentApi.execute}. */
+/** ExecuteMode is a mode of {@link AgentApi.execute}. */
 export type ExecuteMode = 'query' | 'batch' | 'input' | 'continue';
 
-/** A kernel's config for create_kernel (PROTOCOL.md section 1); other keys are passed through. */
+/** KernelConfig is a kernel's config for create_kernel (PROTOCOL.md section 1); other keys are passed through. */
 export interface KernelConfig {
   /** `name:tag`; the image is `<image prefix><lang>`. */
   lang: string;
@@ -194,7 +194,7 @@ export class AgentApi {
   }
 }
 
-/** One entry of list_files. */
+/** KernelFileEntry is one entry of list_files. */
 export interface KernelFileEntry {
   filename: string;
   size: number;

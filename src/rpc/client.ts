@@ -12,7 +12,7 @@ import type { MethodDef } from './methods.js';
 import { PendingCalls } from './pending.js';
 import type { CallArgs, Param } from './params.js';
 
-/** Options of {@link AgentClient}. */
+/** AgentClientOptions are the options of {@link AgentClient}. */
 export interface AgentClientOptions {
   /** Default per-call timeout in milliseconds (10 s). */
   timeoutMs?: number;

@@ -35,7 +35,7 @@ export const kernelIdParam = p.str('kernel_id', {
   pattern: { re: /^[A-Za-z0-9][A-Za-z0-9_.-]*$/, says: 'letters, digits, "_", "." and "-", not starting with a symbol' },
 });
 
-/** Kernel info returned by create_kernel (PROTOCOL.md section 1). */
+/** KernelInfo is the kernel info returned by create_kernel (PROTOCOL.md section 1). */
 export interface KernelInfo {
   id: string;
   kernel_host: string;
@@ -65,7 +65,7 @@ export interface ServiceResult {
   [key: string]: unknown;
 }
 
-/** Per-kernel resource figures (PROTOCOL.md section 2). */
+/** KernelStats are the per-kernel resource figures (PROTOCOL.md section 2). */
 export interface KernelStats {
   cpu_used: number;
   mem_max_bytes: number;
@@ -94,7 +94,7 @@ export interface SlotFigures {
 export type { SyncResult } from '../kernels/sync.js';
 import type { SyncResult } from '../kernels/sync.js';
 
-/** Result of get_node_stats (beyond the 2018 set). */
+/** NodeStatsResult is the result of get_node_stats (beyond the 2018 set). */
 export interface NodeStatsResult {
   /** Unix seconds when the figures were read. */
   time: number;
@@ -110,7 +110,7 @@ export interface NodeStatsResult {
   gpus: Array<{ index: number; uuid: string; name: string; numa_node: number | null; mem_total_bytes: number; mem_used_bytes: number; util_pct: number | null; kernel_id: string | null }>;
 }
 
-/** Result of execute (PROTOCOL.md section 1). */
+/** RunResult is the result of execute (PROTOCOL.md section 1). */
 export interface RunResult {
   runId: string;
   status: 'finished' | 'continued' | 'waiting-input' | 'build-finished' | 'exec-timeout';
@@ -125,7 +125,7 @@ export interface RunResult {
   html?: string[];
 }
 
-/** One kernel as list_kernels describes it (beyond the 2018 set). */
+/** KernelSummary is one kernel as list_kernels describes it (beyond the 2018 set). */
 export interface KernelSummary {
   id: string;
   /** `name:tag` as given to create_kernel. */
@@ -189,7 +189,7 @@ const code = p.str('code', { maxLength: 16 * MiB });
 const opts = p.map('opts');
 const serviceName = p.str('service', { minLength: 1, maxLength: 64 });
 
-/** The method table of the agent; the order is the order of listings. */
+/** methods is the method table of the agent (the 2018 set and beyond); the order is the order of listings. */
 export const methods = {
   ping: define<[Param<string>], string>({
     name: 'ping',
@@ -394,7 +394,7 @@ export function signature(params: MethodListing['params']): string {
   return params.map((x) => `${x.name}${x.optional ? '?' : ''}: ${x.type}`).join(', ');
 }
 
-/** Human-readable listing of methods (all of the 2018 table by default), for `agent methods`. */
+/** describeMethods is the human-readable listing of methods (all of the 2018 table by default) that `agent methods` prints. */
 export function describeMethods(defs: readonly MethodDef[] = Object.values(methods)): string {
   return listMethods(defs)
     .map((d) => {

@@ -37,7 +37,7 @@ export interface AgentInfo {
   public_key?: string;
 }
 
-/** What each beat writes to etcd as `nodes/agents/<id>/heartbeat` (JSON), for tools such as `agentctl agents`. */
+/** HeartbeatRecord is what each beat writes to etcd as `nodes/agents/<id>/heartbeat` (JSON), for tools such as `agentctl agents`. */
 export interface HeartbeatRecord {
   /** Unix seconds. */
   time: number;

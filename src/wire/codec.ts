@@ -107,7 +107,7 @@ export function packedSizeBound(value: unknown): number {
 /** Values whose bound is above this are packed into a buffer of their own (see encode). */
 const BIG_VALUE_BYTES = 1024 * 1024;
 
-/** The msgpack codec the agent and its client use. */
+/** msgpackCodec is the msgpack codec the agent and its client use. */
 export const msgpackCodec: Codec = {
   encode(value: unknown): Buffer {
     const v = widenIntegers(value);
