@@ -16,7 +16,7 @@
  * `--check` only says which differ (exit 1). tests/unit/docs.test.ts fails
  * when the checked-in files differ from what this produces.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AGENT_FLAGS, AGENTCTL_FLAGS, CHECK_FLAGS, envVar, type FlagSpec } from '../src/cli/flags.js';
@@ -29,17 +29,51 @@ import { AGENT_EVENTS, MODERN_EVENTS, type EventSpec } from '../src/events/catal
 import { AgentMetrics } from '../src/metrics/metrics.js';
 import { silentLogger } from '../src/log.js';
 
-/** Plain text made safe for reStructuredText (no markup is recognised in it). */
+/** Plain text made safe for reStructuredText (no markup is recognised in it; URIs such as `tcp://HOST:PORT` become literals). */
 export function text(s: string): string {
+  const escape = (t: string) =>
+    t
+      .replace(/\\/g, '\\\\')
+      .replace(/([*`|])/g, '\\$1')
+      .replace(/(?<=\w)_(?=\W|$)/g, '\\_');
   return s
-    .replace(/\\/g, '\\\\')
-    .replace(/([*`|])/g, '\\$1')
-    .replace(/(?<=\w)_(?=\W|$)/g, '\\_');
+    .split(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s,;)]+)/)
+    .map((part, i) => (i % 2 === 1 ? lit(part) : escape(part)))
+    .join('');
 }
 
 /** An inline literal. */
 function lit(s: string): string {
   return s === '' ? 'empty' : `\`\`${s.replace(/`/g, "'")}\`\``;
+}
+
+/** The manual's section titles (docs/*.rst, chapter titles first), each with its file and anchor. */
+function sectionIndex(): Map<string, string> {
+  const out = new Map<string, string>();
+  const later: Array<[string, string]> = [];
+  for (const file of readdirSync(DOCS_DIR).filter((f) => f.endsWith('.rst')).sort()) {
+    const lines = readFileSync(path.join(DOCS_DIR, file), 'utf8').split('\n');
+    for (let i = 1; i < lines.length; i++) {
+      const m = /^([=~-])\1{2,}$/.exec(lines[i]!);
+      const title = lines[i - 1]!.trim();
+      if (!m || title === '' || /^[=~-]+$/.test(title)) continue;
+      const anchor = title.replace(/``/g, '').toLowerCase().replace(/[^a-z0-9 _-]/g, '').trim().replace(/[ _]+/g, '-').replace(/-+/g, '-');
+      if (m[1] === '=') out.set(title, `../${file}`);
+      else later.push([title, `../${file}#${anchor}`]);
+    }
+  }
+  for (const [title, where] of later) if (!out.has(title)) out.set(title, where);
+  return out;
+}
+
+let sections: Map<string, string> | null = null;
+
+/** A link to the manual's section of that title (a link that works on a code host and, through conf.py, in the HTML). */
+function ref(title: string): string {
+  sections ??= sectionIndex();
+  const where = sections.get(title);
+  if (!where) throw new Error(`docs/generate.ts: no section titled ${JSON.stringify(title)} in docs/*.rst`);
+  return `\`${title} <${where}>\`__`;
 }
 
 function header(source: string): string {
@@ -90,7 +124,7 @@ function flagsPage(): string {
     header('src/cli/flags.ts') +
     title('Flags and environment variables') +
     'Every flag can also be set through its environment variable. A bad value ends the process at once\n' +
-    'with one line on stderr and exit code 2 (*Configuration*).\n\n' +
+    `with one line on stderr and exit code 2 (${ref('Configuration')}).\n\n` +
     title('agent and agent check', '-') +
     table(h, flagRows(AGENT_FLAGS, 'BACKEND'), [20, 25, 20, 35]) +
     '``agent check`` also takes:\n\n' +
@@ -106,7 +140,7 @@ function settingsPage(): string {
     text(s.parse.type),
     defaultOf(s.default),
     s.live ? 'yes' : 'no',
-    text(s.doc) + (s.see ? ` (see *${s.see}*)` : ''),
+    text(s.doc) + (s.see ? ` (see ${ref(s.see)})` : ''),
   ]);
   const poolDefaults = POOL_DEFAULTS as unknown as Record<string, unknown>;
   const poolRows = POOL_SETTINGS.map((s) => [lit(s.key), text(s.parse.type), defaultOf(poolDefaults[s.field]), text(s.doc)]);
@@ -119,7 +153,7 @@ function settingsPage(): string {
     table(['key', 'type', 'default', 'live', 'meaning'], rows, [18, 18, 12, 6, 46]) +
     title('Warm pool keys', '-') +
     'JSON-valued keys below ``config/agent/pool/`` (cluster) and ``nodes/agents/<id>/config/pool/``\n' +
-    '(node; a node key wins over the same cluster key). All apply live (*Warm pool*).\n\n' +
+    `(node; a node key wins over the same cluster key). All apply live (${ref('Warm pool')}).\n\n` +
     table(['key (below pool/)', 'type', 'default', 'meaning'], poolRows, [18, 20, 12, 50])
   );
 }
@@ -140,7 +174,7 @@ function methodsPage(): string {
     title('RPC methods (2018 managers, aiozmq)') +
     'The methods served on ``--agent-port`` in the framing of ``aiozmq.rpc``, each declared once with\n' +
     'its parameters and their limits (``agent methods`` prints the same). Arguments may be positional or\n' +
-    'keyword; one that does not fit is a ``ParametersError`` naming it (*The wire contract*).\n\n' +
+    `keyword; one that does not fit is a \`\`ParametersError\`\` naming it (${ref('The wire contract')}).\n\n` +
     table(['method', 'parameters', 'returns', 'what it does'], methodRows(listMethods(Object.values(methods))), [16, 44, 15, 25])
   );
 }
@@ -150,7 +184,7 @@ function modernMethodsPage(): string {
     header('src/rpc/modern-methods.ts (what agent methods --modern prints)') +
     title('RPC methods (modern managers, Callosum)') +
     'The methods served to modern (Backend.AI 20.03+, 24.09) managers over Callosum on the same port\n' +
-    '(``agent methods --modern`` prints the same; *Modern managers*).\n\n' +
+    `(\`\`agent methods --modern\`\` prints the same; ${ref('Modern managers')}).\n\n` +
     table(['method', 'parameters', 'returns', 'what it does'], methodRows(listMethods(Object.values(modernMethods))), [16, 44, 15, 25]) +
     'Not served yet (each answers a ``NotImplemented`` failure naming the method, whatever its arguments):\n' +
     modernNotServed.map(lit).join(', ') +
@@ -186,7 +220,7 @@ function eventsPage(): string {
     table(['event', 'arguments', 'when'], eventRows(AGENT_EVENTS), [22, 43, 35]) +
     title('To modern managers (Redis stream)', '-') +
     '``XADD`` to the stream ``events`` in Redis database 4, fields ``name``, ``source`` (the agent id) and\n' +
-    '``args`` (msgpack of the argument list), when ``config/redis/addr`` is set (*Modern managers*).\n\n' +
+    `\`\`args\`\` (msgpack of the argument list), when \`\`config/redis/addr\`\` is set (${ref('Modern managers')}).\n\n` +
     table(['event', 'arguments', 'when'], eventRows(MODERN_EVENTS), [22, 43, 35])
   );
 }
@@ -204,7 +238,7 @@ function metricsPage(): string {
     header('src/metrics/metrics.ts (the metrics AgentMetrics registers)') +
     title('Prometheus metrics') +
     'Written to ``--metrics`` every 2 s and served at ``GET /metrics`` with ``--metrics-port``\n' +
-    '(*Observability*). The ``image`` label is the ``lang`` (``python:3-debian``). The GPU gauges\n' +
+    `(${ref('Observability')}). The \`\`image\`\` label is the \`\`lang\`\` (\`\`python:3-debian\`\`). The GPU gauges\n` +
     'exist where the node has usable GPUs.\n\n' +
     table(['metric', 'type', 'labels', 'help'], rows, [30, 10, 20, 40])
   );

@@ -65,6 +65,7 @@ describe('docs', () => {
 
   it('escapes plain text so that nothing in it reads as markup', () => {
     expect(text('a *b* `c` |d| e_ f_g \\')).to.equal('a \\*b\\* \\`c\\` \\|d\\| e\\_ f_g \\\\');
+    expect(text('the agent, tcp://HOST:PORT, or *')).to.equal('the agent, ``tcp://HOST:PORT``, or \\*');
   });
 
   it('builds the manual with sphinx-build -W (warnings are errors)', async function () {
@@ -76,6 +77,21 @@ describe('docs', () => {
       throw new Error(`sphinx-build failed (install Debian's python3-sphinx: deploy/dev/prepare.sh does with PREPARE_TESTS=1): ${e.stderr || e.message}`);
     }
     expect((await fs.readdir(path.join(out, 'html'))).filter((f) => f.endsWith('.html'))).to.include.members(['index.html', 'configuration.html']);
+    // The chapters link to each other as files (so that the links work on a code host too): each link must reach a page and its section.
+    const broken: string[] = [];
+    const pages = (await fs.readdir(path.join(out, 'html'), { recursive: true })).filter((f) => f.endsWith('.html'));
+    for (const page of pages) {
+      const html = await fs.readFile(path.join(out, 'html', page), 'utf8');
+      for (const m of html.matchAll(/class="reference internal" href="([^"]*)"|class="reference external" href="((?![a-z]+:)[^"]*)"/g)) {
+        const href = m[1] ?? m[2]!;
+        const [file, anchor] = href.split('#') as [string, string | undefined];
+        if (file.startsWith('api/') || file === '') continue;
+        const target = path.join(out, 'html', path.dirname(page), file);
+        const body = await fs.readFile(target, 'utf8').catch(() => null);
+        if (body === null || (anchor && !body.includes(`id="${anchor}"`))) broken.push(`${page} -> ${href}`);
+      }
+    }
+    expect(broken, broken.join('\n')).to.deep.equal([]);
   });
 
   it('builds the API reference of the client library with TypeDoc (every export documented)', async function () {
