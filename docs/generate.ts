@@ -19,7 +19,7 @@
 import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AGENT_FLAGS, AGENTCTL_FLAGS, CHECK_FLAGS, envVar, type FlagSpec } from '../src/cli/flags.js';
+import { AGENT_COMMAND_FLAGS, AGENT_FLAGS, AGENTCTL_COMMAND_FLAGS, AGENTCTL_FLAGS, CHECK_FLAGS, envVar, type FlagSpec } from '../src/cli/flags.js';
 import { SETTINGS } from '../src/config/settings.js';
 import { POOL_DEFAULTS, POOL_SETTINGS } from '../src/pool/settings.js';
 import { listMethods, methods, type MethodListing } from '../src/rpc/methods.js';
@@ -109,10 +109,10 @@ function defaultOf(v: unknown): string {
   return lit(String(v));
 }
 
-function flagRows(flags: readonly FlagSpec[], prefix: string): string[][] {
+function flagRows(flags: readonly FlagSpec[], prefix: string | null): string[][] {
   return flags.map((f) => [
-    lit(`--${f.name}`),
-    lit(envVar(prefix, f.name)),
+    lit(`--${f.name}`) + (f.alias ? `, ${lit(`-${f.alias}`)}` : '') + (f.required ? ' (required)' : ''),
+    prefix ? lit(envVar(prefix, f.name)) : 'none',
     f.defaultText ? text(f.defaultText) : f.default === undefined ? 'none' : lit(String(f.default)),
     text(f.describe) + (f.choices ? ` (${f.choices.map(lit).join(', ')})` : ''),
   ]);
@@ -129,8 +129,18 @@ function flagsPage(): string {
     table(h, flagRows(AGENT_FLAGS, 'BACKEND'), [20, 25, 20, 35]) +
     '``agent check`` also takes:\n\n' +
     table(h, flagRows(CHECK_FLAGS, 'BACKEND'), [20, 25, 20, 35]) +
+    title('agent gpus, methods and keygen', '-') +
+    'These commands read no environment variables.\n\n' +
+    Object.entries(AGENT_COMMAND_FLAGS)
+      .map(([cmd, flags]) => `\`\`agent ${cmd}\`\`:\n\n` + table(h, flagRows(flags, null), [20, 25, 20, 35]))
+      .join('') +
     title('agentctl (global flags)', '-') +
-    table(h, flagRows(AGENTCTL_FLAGS, 'AGENTCTL'), [20, 25, 20, 35])
+    table(h, flagRows(AGENTCTL_FLAGS, 'AGENTCTL'), [20, 25, 20, 35]) +
+    title('agentctl commands', '-') +
+    'The flags of single commands; like the global ones, each is also an ``AGENTCTL_*`` variable.\n\n' +
+    Object.entries(AGENTCTL_COMMAND_FLAGS)
+      .map(([cmd, flags]) => `\`\`agentctl ${cmd}\`\`:\n\n` + table(h, flagRows(flags, 'AGENTCTL'), [20, 25, 20, 35]))
+      .join('')
   );
 }
 

@@ -10,7 +10,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { Agent } from '../agent.js';
 import { validateOptions, type RawOptions } from '../config/options.js';
-import { addFlags, AGENT_FLAGS, CHECK_FLAGS } from './flags.js';
+import { addFlags, AGENT_COMMAND_FLAGS, AGENT_FLAGS, CHECK_FLAGS } from './flags.js';
 import { SETTINGS } from '../config/settings.js';
 import { AgentError, errorMessage } from '../errors.js';
 import { createLogger, silentLogger, type Logger } from '../log.js';
@@ -151,10 +151,7 @@ await yargs(hideBin(process.argv))
   .command(
     'gpus',
     'detect the GPUs of this node and print them, the path containers would take (runtime, device-nodes, none) and the Docker arguments for one device; exit code 1 on the CPU fallback',
-    (y) =>
-      y
-        .option('json', { type: 'boolean', default: false, describe: 'print the detection as JSON' })
-        .option('allow', { type: 'string', default: '', describe: 'GPUs to consider, as gpu_allow takes them (indexes or UUIDs, comma-separated; empty = all)' }),
+    (y) => addFlags<unknown, { json: boolean; allow: string }>(y, AGENT_COMMAND_FLAGS.gpus),
     async (argv) => {
       const allow = argv.allow.split(',').map((s) => s.trim()).filter(Boolean);
       const docker = new DockerEngine();
@@ -166,7 +163,7 @@ await yargs(hideBin(process.argv))
   .command(
     'methods',
     'list the RPC methods this agent serves, with their parameters',
-    (y) => y.option('modern', { type: 'boolean', default: false, describe: 'list the methods served to modern (Callosum, 24.09) managers instead' }),
+    (y) => addFlags<unknown, { modern: boolean }>(y, AGENT_COMMAND_FLAGS.methods),
     (argv) => {
       const text = argv.modern
         ? `${describeMethods(Object.values(modernMethods))}\nnot served yet (each answers a failure naming it): ${modernNotServed.join(', ')}`
@@ -177,7 +174,7 @@ await yargs(hideBin(process.argv))
   .command(
     'keygen',
     'write a new CURVE key pair file for rpc_keypair_file (mode 0600) and print its public key',
-    (y) => y.option('out', { type: 'string', demandOption: true, describe: 'file to write; an existing file is not overwritten' }),
+    (y) => addFlags<unknown, { out: string }>(y, AGENT_COMMAND_FLAGS.keygen),
     async (argv) => {
       try {
         const pair = await generateKeyPairFile(argv.out);

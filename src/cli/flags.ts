@@ -20,6 +20,10 @@ export interface FlagSpec {
   readonly choices?: readonly string[];
   /** The --help group. */
   readonly group?: string;
+  /** A one-letter alias, e.g. `f` for `-f`. */
+  readonly alias?: string;
+  /** The command does not run without it. */
+  readonly required?: boolean;
 }
 
 /** The flags of the agent daemon and `agent check` (environment variables `BACKEND_*`). */
@@ -43,6 +47,16 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
 /** The flags `agent check` takes besides {@link AGENT_FLAGS}. */
 export const CHECK_FLAGS: readonly FlagSpec[] = [{ name: 'json', type: 'boolean', default: false, describe: 'print the results as JSON instead of a checklist' }];
 
+/** The flags of the agent's other commands (these read no environment variables). */
+export const AGENT_COMMAND_FLAGS: Readonly<Record<'gpus' | 'methods' | 'keygen', readonly FlagSpec[]>> = {
+  gpus: [
+    { name: 'json', type: 'boolean', default: false, describe: 'print the detection as JSON' },
+    { name: 'allow', type: 'string', default: '', describe: 'GPUs to consider, as gpu_allow takes them (indexes or UUIDs, comma-separated; empty = all)' },
+  ],
+  methods: [{ name: 'modern', type: 'boolean', default: false, describe: 'list the methods served to modern (Callosum, 24.09) managers instead' }],
+  keygen: [{ name: 'out', type: 'string', required: true, describe: 'file to write; an existing file is not overwritten' }],
+};
+
 /** The global flags of agentctl (environment variables `AGENTCTL_*`). */
 export const AGENTCTL_FLAGS: readonly FlagSpec[] = [
   { name: 'agent', type: 'string', defaultText: 'found in etcd', describe: 'RPC address of the agent, tcp://HOST:PORT', group: 'Agent:' },
@@ -53,6 +67,35 @@ export const AGENTCTL_FLAGS: readonly FlagSpec[] = [
   { name: 'callosum', type: 'boolean', default: false, describe: 'speak Callosum 1.x as a modern (24.09) manager does (ping, call)', group: 'Agent:' },
   { name: 'json', type: 'boolean', default: false, describe: 'print JSON instead of text (read commands)' },
 ];
+
+/** The flags of agentctl's commands, by command (like the global ones, each is also an `AGENTCTL_*` variable). */
+export const AGENTCTL_COMMAND_FLAGS: Readonly<Record<'run' | 'events' | 'download' | 'destroy' | 'reset' | 'images rm' | 'open', readonly FlagSpec[]>> = {
+  run: [
+    { name: 'file', alias: 'f', type: 'string', describe: 'read the code from FILE' },
+    { name: 'kernel', type: 'string', describe: 'run in this existing kernel instead of creating one (it is kept)' },
+    { name: 'keep', type: 'boolean', default: false, describe: 'keep the created kernel after the run (its id goes to stderr)' },
+    { name: 'cpu', type: 'number', default: 1, describe: 'cores of the created kernel' },
+    { name: 'mem', type: 'number', default: 256, describe: 'memory of the created kernel, MiB' },
+    { name: 'gpu', type: 'number', default: 0, describe: 'GPUs of the created kernel (whole devices)' },
+  ],
+  events: [
+    { name: 'bind', type: 'string', default: 'tcp://127.0.0.1:*', describe: 'where the event sink binds (port * = any free port)' },
+    { name: 'advertise', type: 'string', defaultText: 'the bound address', describe: 'HOST:PORT the agents should send to' },
+    { name: 'manager-id', type: 'string', defaultText: 'agentctl-<host>-<pid>', describe: 'value put in nodes/manager' },
+    { name: 'count', type: 'number', describe: 'exit after this many events' },
+  ],
+  download: [
+    { name: 'output', alias: 'o', type: 'string', defaultText: 'its base name, + .tar for an archive', describe: 'where to write it; - for stdout' },
+    { name: 'tar', type: 'boolean', default: false, describe: 'write the tar archive as the agent sends it, even for one file' },
+  ],
+  destroy: [{ name: 'reason', type: 'string', default: 'user-requested', describe: 'reason sent in kernel_terminated' }],
+  reset: [{ name: 'yes', type: 'boolean', default: false, describe: 'required: confirms that every kernel goes' }],
+  'images rm': [{ name: 'force', type: 'boolean', default: false, describe: 'also remove images that idle pooled containers use' }],
+  open: [
+    { name: 'forward', type: 'number', describe: 'serve the app on this local port through agentctl (runs until Ctrl-C)' },
+    { name: 'bind', type: 'string', default: '127.0.0.1', describe: 'address --forward listens on' },
+  ],
+};
 
 /** The environment variable of a flag: `envVar('BACKEND', 'etcd-addr')` is `BACKEND_ETCD_ADDR`. */
 export function envVar(prefix: string, flag: string): string {
@@ -67,6 +110,8 @@ export function addFlags<T, U = unknown>(y: Argv<T>, flags: readonly FlagSpec[])
     if (f.default !== undefined) o.default = f.default;
     if (f.choices) o.choices = [...f.choices];
     if (f.group) o.group = f.group;
+    if (f.alias) o.alias = f.alias;
+    if (f.required) o.demandOption = true;
     out = out.option(f.name, o);
   }
   return out as Argv<T & U>;

@@ -19,7 +19,7 @@ import { POOL_SETTINGS } from '../../src/pool/settings.js';
 import { methods } from '../../src/rpc/methods.js';
 import { modernMethods } from '../../src/rpc/modern-methods.js';
 import { AGENT_EVENTS, MODERN_EVENTS } from '../../src/events/catalogue.js';
-import { AGENT_FLAGS, AGENTCTL_FLAGS } from '../../src/cli/flags.js';
+import { AGENT_COMMAND_FLAGS, AGENT_FLAGS, AGENTCTL_COMMAND_FLAGS, AGENTCTL_FLAGS } from '../../src/cli/flags.js';
 import { REPO_ROOT } from '../helpers/env.js';
 
 const run = promisify(execFile);
@@ -52,7 +52,9 @@ describe('docs', () => {
   it('lists every flag, setting, pool key, method, event and metric', () => {
     const pages = generate();
     const page = (name: string) => pages.get(`reference/${name}.rst`)!;
-    for (const f of [...AGENT_FLAGS, ...AGENTCTL_FLAGS]) expect(page('flags')).to.include(`\`\`--${f.name}\`\``);
+    const commandFlags = [...Object.values(AGENT_COMMAND_FLAGS), ...Object.values(AGENTCTL_COMMAND_FLAGS)].flat();
+    for (const f of [...AGENT_FLAGS, ...AGENTCTL_FLAGS, ...commandFlags]) expect(page('flags')).to.include(`\`\`--${f.name}\`\``);
+    expect(page('flags')).to.include('``agentctl run``').and.include('``AGENTCTL_CPU``').and.include('``--file``, ``-f``');
     expect(page('flags')).to.include('``BACKEND_ETCD_ADDR``').and.include('``AGENTCTL_ETCD_ADDR``');
     for (const s of SETTINGS) expect(page('settings'), s.key).to.include(`\`\`${s.key}\`\``).and.include(text(s.doc));
     for (const s of POOL_SETTINGS) expect(page('settings'), s.key).to.include(`\`\`${s.key}\`\``);
