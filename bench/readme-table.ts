@@ -1,9 +1,10 @@
 /**
- * The performance table of README.rst, written from the figures' JSON (never
+ * The performance table of the manual (docs/performance.rst; the file was
+ * README.rst before the manual), written from the figures' JSON (never
  * typed by hand): one row per headline metric of each figure (both sides'
  * median and tail, the ratio, the verdict on the figure's first row) and one
  * per limit anchor of those metrics (side A against the anchor), between the
- * two marker comments of the README's *Performance* section.
+ * two marker comments of its *Performance* chapter.
  *
  *   node dist/bench/readme-table.js [--results DIR] [--readme FILE]
  *
@@ -81,7 +82,7 @@ export function performanceTable(results: FigureResult[]): string {
 export function spliceTable(readme: string, block: string): string {
   const b = readme.indexOf(BEGIN);
   const e = readme.indexOf(END, b);
-  if (b < 0 || e < 0) throw new Error(`README.rst has no "${BEGIN.slice(0, 24)}..." / "${END}" markers in its Performance section`);
+  if (b < 0 || e < 0) throw new Error(`the performance table's file has no "${BEGIN.slice(0, 24)}..." / "${END}" markers`);
   return readme.slice(0, b) + block + readme.slice(e + END.length);
 }
 
@@ -108,6 +109,6 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
   const { values } = parseArgs({ options: { results: { type: 'string' }, readme: { type: 'string' } } });
   const { figures } = await import('./figures/index.js');
-  await writeReadmeTable(values.results ?? path.join(root, 'bench/results'), values.readme ?? path.join(root, 'README.rst'), figures.map((f) => f.name));
-  console.error('bench: rewrote the performance table of README.rst');
+  await writeReadmeTable(values.results ?? path.join(root, 'bench/results'), values.readme ?? path.join(root, 'docs/performance.rst'), figures.map((f) => f.name));
+  console.error('bench: rewrote the performance table of docs/performance.rst');
 }

@@ -5,7 +5,7 @@
  *   node dist/bench/run.js [--figures rpc,cold-create,execute] [--rounds N] [--warmup N] [--short] [--out DIR] [--readme]
  *
  * After a full run into bench/results/ (or with --readme), the performance
- * table of README.rst is rewritten from every JSON there (bench/readme-table.ts).
+ * table of the manual (docs/performance.rst) is rewritten from every JSON there (bench/readme-table.ts).
  *
  * Everything the run starts (the agent, the reference server, containers)
  * is removed at the end, on failure, and on SIGINT/SIGTERM. Exit code 0 means
@@ -97,10 +97,10 @@ async function main(): Promise<number> {
     await env.close();
   }
   console.error(`bench: wrote ${results.map((r) => r.name).join(', ')} to ${o.out}`);
-  // The README's table shows the checked-in results: rewritten after a full run into them, or when asked (--readme).
+  // The manual's table (docs/performance.rst) shows the checked-in results: rewritten after a full run into them, or when asked (--readme).
   if (o.readme || (!o.short && o.out === DEFAULT_OUT)) {
-    await writeReadmeTable(o.out, path.join(REPO_ROOT, 'README.rst'), figures.map((f) => f.name));
-    console.error('bench: rewrote the performance table of README.rst from the results');
+    await writeReadmeTable(o.out, path.join(REPO_ROOT, 'docs/performance.rst'), figures.map((f) => f.name));
+    console.error('bench: rewrote the performance table of docs/performance.rst from the results');
   }
   return 0;
 }

@@ -48,6 +48,7 @@ import { portRangeBounds } from './config/settings.js';
 import { slotFigures } from './kernels/memory.js';
 import { createRequire } from 'node:module';
 import type { SinkStats } from './events/sink.js';
+import type { AgentEventName } from './events/catalogue.js';
 
 /** The agent's version, from package.json (the modern health and heartbeat report it). */
 export const AGENT_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
@@ -150,7 +151,7 @@ export class Agent {
   }
 
   /** Emits an event of the agent to every sink: the 2018 PUSH one as it is, the Redis stream in its modern form. */
-  private emitEvent(name: string, args: unknown[]): boolean {
+  private emitEvent(name: AgentEventName, args: unknown[]): boolean {
     this.modern?.fromAgent(name, args);
     return this.publisher?.emit(name, args) ?? false;
   }

@@ -235,7 +235,7 @@ export class RemoteError extends AgentError {
   }
 }
 
-/** Whether an error is worth retrying as is; a property, not a branch of the class tree. */
+/** isRetryable says whether an error is worth retrying as is; a property, not a branch of the class tree. */
 export function isRetryable(err: unknown): boolean {
   return err instanceof AgentError && err.retryable;
 }

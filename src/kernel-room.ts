@@ -27,6 +27,7 @@ import type { Accelerator } from './accelerators/types.js';
 import { DockerImages } from './adapters/docker-images.js';
 import { ImageService } from './images/service.js';
 import type { RangedDocker } from './ports/ranged-docker.js';
+import type { AgentEventName } from './events/catalogue.js';
 
 /** What the kernel room is built from. */
 export interface KernelRoomContext {
@@ -40,9 +41,9 @@ export interface KernelRoomContext {
   /** A test's accelerator in place of the host's driver. */
   accelerator?: Accelerator;
   /** Emits a 2018 event (the image room's pull events). */
-  publish(name: string, args: unknown[]): void;
+  publish(name: AgentEventName, args: unknown[]): void;
   /** Emits an event to every sink (2018 PUSH and the modern stream). */
-  emitEvent(name: string, args: unknown[]): void;
+  emitEvent(name: AgentEventName, args: unknown[]): void;
   /** This agent's share of the cluster's pending demand (src/services/demand-share.ts). */
   clusterShare(): Record<string, Record<string, number>>;
   /** Throws when the start was aborted. */

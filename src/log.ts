@@ -7,10 +7,15 @@ import winston from 'winston';
 
 /** Logger is the small interface components log through. */
 export interface Logger {
+  /** Logs a failure that needs an operator. */
   error(message: string, fields?: Record<string, unknown>): void;
+  /** Logs something wrong that the agent works around. */
   warn(message: string, fields?: Record<string, unknown>): void;
+  /** Logs a step of the agent's life (start, registration, kernels). */
   info(message: string, fields?: Record<string, unknown>): void;
+  /** Logs detail for debugging, shown at --log-level debug. */
   debug(message: string, fields?: Record<string, unknown>): void;
+  /** A logger that adds `fields` to every line. */
   child(fields: Record<string, unknown>): Logger;
 }
 
@@ -35,7 +40,7 @@ const textFormat = winston.format.printf((info) => {
   return `${String(timestamp)} ${String(level)}${where} ${String(message)}${fields ? ' ' + fields : ''}`;
 });
 
-/** Builds the one winston logger of a process: text for a terminal, JSON lines for machines. */
+/** createLogger builds the one winston logger of a process: text for a terminal, JSON lines for machines. */
 export function createLogger(options: LogOptions): Logger {
   const format =
     options.format === 'json'
@@ -48,7 +53,7 @@ export function createLogger(options: LogOptions): Logger {
   });
 }
 
-/** A logger that drops everything, for tests and library use without logging. */
+/** silentLogger is a logger that drops everything, for tests and library use without logging. */
 export function silentLogger(): Logger {
   return winston.createLogger({ silent: true, transports: [new winston.transports.Console({ silent: true })] });
 }

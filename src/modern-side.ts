@@ -22,6 +22,7 @@ import { ModernEvents } from './events/modern-events.js';
 import type { SinkStats } from './events/sink.js';
 import { ModernRpc, type ModernRpcDeps } from './services/modern-rpc.js';
 import { modernImageBindings, type ModernImageDeps } from './services/modern-images.js';
+import type { ModernEventName } from './events/catalogue.js';
 import { RedisLink } from './services/redis-link.js';
 
 /** What the modern side needs from the agent. */
@@ -79,7 +80,7 @@ export class ModernSide {
     fallbackPublicKey: string | null,
   ): CallosumOptions {
     const log = this.o.log.child({ component: 'rpc-modern' });
-    const emitModern = (name: string, args: unknown[]) => this.events?.emitModern(name, args);
+    const emitModern = (name: ModernEventName, args: unknown[]) => this.events?.emitModern(name, args);
     const rpc = new ModernRpc({ ...deps, log, version: this.o.version, agentAddr: this.address, emitModern });
     const images = modernImageBindings({ images: deps.images, gpus: deps.gpus, agentId: this.o.agentId, emitModern, log });
     this.dispatcher = new Dispatcher([...rpc.bindings(), ...images], log);

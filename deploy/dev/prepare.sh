@@ -21,12 +21,16 @@ fi
 log "compiling"
 npm run --silent build
 bash deploy/kernels/build-base.sh
-# The test suite also needs the Jupyter kernel image and a browser (test.sh sets
-# PREPARE_TESTS=1); the quick start does not.
+# The test suite also needs the Jupyter kernel image, a browser and Sphinx (test.sh
+# sets PREPARE_TESTS=1); the quick start does not.
 if [[ ${PREPARE_TESTS:-0} == 1 ]]; then
   bash deploy/kernels/build-jupyter.sh
   if ! command -v chromium >/dev/null; then
     log "installing Debian's chromium (the browser test)"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+  fi
+  if ! command -v sphinx-build >/dev/null; then
+    log "installing Debian's python3-sphinx (the manual, built by the docs test)"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-sphinx
   fi
 fi

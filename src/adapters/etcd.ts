@@ -75,6 +75,11 @@ const clientOptions = {
   defaultCallOptions: (ctx: { isStream: boolean }) => (ctx.isStream ? {} : { deadline: Date.now() + 5000 }),
 };
 
+/**
+ * EtcdStore is the agent's view of etcd: one namespace (`/sorna/<namespace>/`)
+ * of an etcd v3 cluster, with reads, writes, watches and leases, and calls that
+ * fail over between the cluster's endpoints.
+ */
 export class EtcdStore {
   private readonly client: Etcd3;
   private readonly ns: Namespace;
@@ -210,6 +215,7 @@ export class EtcdStore {
     return Object.fromEntries(Object.entries(all).map(([k, v]) => [k.slice(prefix.length), v]));
   }
 
+  /** Writes a key of the namespace. */
   async put(key: string, value: string): Promise<void> {
     await this.ns.put(key).value(value);
   }

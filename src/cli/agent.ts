@@ -9,7 +9,8 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { Agent } from '../agent.js';
-import { DEFAULT_METRICS_PATH, validateOptions, type RawOptions } from '../config/options.js';
+import { validateOptions, type RawOptions } from '../config/options.js';
+import { addFlags, AGENT_COMMAND_FLAGS, AGENT_FLAGS, CHECK_FLAGS } from './flags.js';
 import { SETTINGS } from '../config/settings.js';
 import { AgentError, errorMessage } from '../errors.js';
 import { createLogger, silentLogger, type Logger } from '../log.js';
@@ -92,7 +93,7 @@ function settingsEpilogue(): string {
     'Settings read from etcd under /sorna/<namespace>/config/agent/<key> (cluster)',
     'and /sorna/<namespace>/nodes/agents/<agent id>/config/<key> (this node, wins):',
     ...rows,
-    `  ${'pool/<key>'.padEnd(24)} ${''.padEnd(16)} warm pool: types, images, autoscale, ... (README, "Warm pool")`,
+    `  ${'pool/<key>'.padEnd(24)} ${''.padEnd(16)} warm pool: types, images, autoscale, ... (docs/pool.rst)`,
     '',
     'Every flag can also be given as an environment variable BACKEND_<FLAG>,',
     'e.g. BACKEND_ETCD_ADDR, BACKEND_SCRATCH_ROOT, BACKEND_AGENT_PORT.',
@@ -105,22 +106,7 @@ function settingsEpilogue(): string {
  * with them must not break `agent methods` or `agent keygen` (strict mode).
  */
 function agentFlags<T>(y: Argv<T>) {
-  return y
-    .env('BACKEND')
-    .option('etcd-addr', { type: 'string', default: '127.0.0.1:2379', describe: 'etcd v3 endpoints, HOST:PORT[,HOST:PORT...] (the members of the cluster)', group: 'Cluster:' })
-    .option('namespace', { type: 'string', default: 'local', describe: 'etcd namespace: keys live under /sorna/<namespace>/', group: 'Cluster:' })
-    .option('agent-id', { type: 'string', describe: 'id of this agent in etcd and events [default: i-<hostname>]', group: 'Cluster:' })
-    .option('region', { type: 'string', default: 'local', describe: 'region reported in heartbeats', group: 'Cluster:' })
-    .option('agent-port', { type: 'number', default: 6001, describe: 'TCP port of the RPC socket the manager connects to', group: 'Network:' })
-    .option('bind-host', { type: 'string', default: '*', describe: 'address the RPC socket binds (* = all interfaces)', group: 'Network:' })
-    .option('agent-host-override', { type: 'string', describe: 'address the manager should use to reach this agent [default: first non-loopback IPv4]', group: 'Network:' })
-    .option('kernel-host-override', { type: 'string', describe: 'address clients should use to reach kernel ports [default: the agent address]', group: 'Network:' })
-    .option('scratch-root', { type: 'string', default: '/var/cache/scratches', describe: 'directory holding each kernel\'s home; must exist and be writable', group: 'Kernels:' })
-    .option('idle-timeout', { type: 'number', default: 600, describe: 'seconds a kernel may stay unused before it is destroyed (0 = never)', group: 'Kernels:' })
-    .option('metrics', { type: 'string', default: DEFAULT_METRICS_PATH, describe: 'Prometheus text file written for node_exporter\'s textfile collector ("" = none)', group: 'Metrics:' })
-    .option('metrics-port', { type: 'number', default: 0, describe: 'TCP port serving GET /metrics (0 = off)', group: 'Metrics:' })
-    .option('log-level', { type: 'string', default: 'info', choices: ['error', 'warn', 'info', 'debug'], describe: 'least severe log level printed', group: 'Logging:' })
-    .option('log-format', { type: 'string', default: 'text', choices: ['text', 'json'], describe: 'text for a terminal, json (one object per line) for log collectors', group: 'Logging:' });
+  return addFlags<T, RawOptions>(y.env('BACKEND'), AGENT_FLAGS);
 }
 
 /** The raw options from parsed flags. */
@@ -157,7 +143,7 @@ await yargs(hideBin(process.argv))
   .command(
     'check',
     'check everything the agent needs before it runs (etcd, scratch root, Docker, images, port, cgroups); exit code 0 when all pass',
-    (y) => agentFlags(y).option('json', { type: 'boolean', default: false, describe: 'print the results as JSON instead of a checklist' }),
+    (y) => addFlags<RawOptions, { json: boolean }>(agentFlags(y), CHECK_FLAGS),
     async (argv) => {
       await runCheck(rawOptions(argv), argv.json);
     },
@@ -165,10 +151,7 @@ await yargs(hideBin(process.argv))
   .command(
     'gpus',
     'detect the GPUs of this node and print them, the path containers would take (runtime, device-nodes, none) and the Docker arguments for one device; exit code 1 on the CPU fallback',
-    (y) =>
-      y
-        .option('json', { type: 'boolean', default: false, describe: 'print the detection as JSON' })
-        .option('allow', { type: 'string', default: '', describe: 'GPUs to consider, as gpu_allow takes them (indexes or UUIDs, comma-separated; empty = all)' }),
+    (y) => addFlags<unknown, { json: boolean; allow: string }>(y, AGENT_COMMAND_FLAGS.gpus),
     async (argv) => {
       const allow = argv.allow.split(',').map((s) => s.trim()).filter(Boolean);
       const docker = new DockerEngine();
@@ -180,7 +163,7 @@ await yargs(hideBin(process.argv))
   .command(
     'methods',
     'list the RPC methods this agent serves, with their parameters',
-    (y) => y.option('modern', { type: 'boolean', default: false, describe: 'list the methods served to modern (Callosum, 24.09) managers instead' }),
+    (y) => addFlags<unknown, { modern: boolean }>(y, AGENT_COMMAND_FLAGS.methods),
     (argv) => {
       const text = argv.modern
         ? `${describeMethods(Object.values(modernMethods))}\nnot served yet (each answers a failure naming it): ${modernNotServed.join(', ')}`
@@ -191,7 +174,7 @@ await yargs(hideBin(process.argv))
   .command(
     'keygen',
     'write a new CURVE key pair file for rpc_keypair_file (mode 0600) and print its public key',
-    (y) => y.option('out', { type: 'string', demandOption: true, describe: 'file to write; an existing file is not overwritten' }),
+    (y) => addFlags<unknown, { out: string }>(y, AGENT_COMMAND_FLAGS.keygen),
     async (argv) => {
       try {
         const pair = await generateKeyPairFile(argv.out);

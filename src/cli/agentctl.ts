@@ -16,18 +16,13 @@ import { infoCommands } from './ctl/info.js';
 import { runCommand } from './ctl/run.js';
 import { callCommand } from './ctl/modern.js';
 import { openCommand } from './ctl/open.js';
+import { addFlags, AGENTCTL_FLAGS } from './flags.js';
 
-const parser = yargs(hideBin(process.argv))
+const base = yargs(hideBin(process.argv))
   .scriptName('agentctl')
   .usage('$0 <command> [options]\n\nDrives a compute agent: its kernels, code runs, terminals, files and events.')
-  .env('AGENTCTL')
-  .option('agent', { type: 'string', describe: 'RPC address of the agent, tcp://HOST:PORT [default: found in etcd]', group: 'Agent:' })
-  .option('etcd-addr', { type: 'string', default: '127.0.0.1:2379', describe: 'etcd v3 endpoints, HOST:PORT[,HOST:PORT...] (the members of the cluster)', group: 'Agent:' })
-  .option('namespace', { type: 'string', default: 'local', describe: 'etcd namespace of the cluster', group: 'Agent:' })
-  .option('agent-id', { type: 'string', describe: 'which registered agent, when several are', group: 'Agent:' })
-  .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for a reply to a quick call', group: 'Agent:' })
-  .option('callosum', { type: 'boolean', default: false, describe: 'speak Callosum 1.x as a modern (24.09) manager does (ping, call)', group: 'Agent:' })
-  .option('json', { type: 'boolean', default: false, describe: 'print JSON instead of text (read commands)' }) as unknown as Argv<GlobalArgs>;
+  .env('AGENTCTL');
+const parser = addFlags<unknown, GlobalArgs>(base, AGENTCTL_FLAGS) as unknown as Argv<GlobalArgs>;
 
 let commands = parser;
 for (const add of [infoCommands, runCommand, attachCommand, eventsCommand, fileCommands, imagesCommand, callCommand, openCommand]) commands = add(commands);

@@ -16,6 +16,7 @@ import { uncompressSync } from 'snappy';
 import type { Codec } from '../wire/codec.js';
 import type { AgentInfo } from '../services/heartbeat.js';
 import type { EventSink } from './sink.js';
+import type { ModernEventName } from './catalogue.js';
 
 /** The agent's reasons as 24.09's KernelLifecycleEventReason values (the others are already such values). */
 const REASONS: Readonly<Record<string, string>> = {
@@ -55,7 +56,11 @@ export class ModernEvents {
   ) {}
 
   /** Emits a modern event as it is (for the RPC layer: kernel_started with creation_info, sync's kernel_terminated). */
-  emitModern(name: string, args: unknown[]): void {
+  emitModern(name: ModernEventName, args: unknown[]): void {
+    this.out(name, args);
+  }
+
+  private out(name: ModernEventName, args: unknown[]): void {
     this.sink.emit(name, args);
   }
 
@@ -63,20 +68,20 @@ export class ModernEvents {
   fromAgent(name: string, args: unknown[]): void {
     switch (name) {
       case 'instance_started':
-        this.sink.emit('agent_started', ['']);
+        this.out('agent_started', ['']);
         return;
       case 'instance_terminated':
-        this.sink.emit('agent_terminated', [REASONS[String(args[0])] ?? String(args[0] ?? '')]);
+        this.out('agent_terminated', [REASONS[String(args[0])] ?? String(args[0] ?? '')]);
         return;
       case 'instance_heartbeat':
-        this.sink.emit('agent_heartbeat', [this.agentInfo(args[0] as AgentInfo)]);
+        this.out('agent_heartbeat', [this.agentInfo(args[0] as AgentInfo)]);
         return;
       case 'kernel_creating': {
         const id = String(args[0]);
         const sid = this.sessions.sessionOf(id);
         if (!sid) return;
-        this.sink.emit('kernel_preparing', [id, sid, '', {}]);
-        this.sink.emit('kernel_creating', [id, sid, '', {}]);
+        this.out('kernel_preparing', [id, sid, '', {}]);
+        this.out('kernel_creating', [id, sid, '', {}]);
         return;
       }
       case 'kernel_terminated': {
@@ -88,8 +93,8 @@ export class ModernEvents {
         this.sessions.forget(id);
         if (suppressed) return;
         const modernReason = REASONS[reason] ?? reason;
-        this.sink.emit('kernel_terminating', [id, sid, modernReason]);
-        this.sink.emit('kernel_terminated', [id, sid, modernReason, -1]);
+        this.out('kernel_terminating', [id, sid, modernReason]);
+        this.out('kernel_terminated', [id, sid, modernReason, -1]);
         return;
       }
       default:

@@ -12,7 +12,7 @@ import { msgpackCodec, type Codec } from '../wire/codec.js';
 import type { EtcdStore } from '../adapters/etcd.js';
 import { EVENT_ADDR_KEY, MANAGER_KEY } from '../services/manager-link.js';
 
-/** One event as received. */
+/** AgentEvent is one event as received by an {@link EventReceiver}. */
 export interface AgentEvent {
   name: string;
   agentId: string;
@@ -21,6 +21,11 @@ export interface AgentEvent {
   receivedAt: number;
 }
 
+/**
+ * EventReceiver is a manager's event sink: a bound PULL socket that agents
+ * push their events to, async-iterable as decoded {@link AgentEvent}s (frames
+ * that do not decode are skipped and counted).
+ */
 export class EventReceiver implements AsyncIterable<AgentEvent> {
   private undecodable = 0;
 
@@ -53,6 +58,7 @@ export class EventReceiver implements AsyncIterable<AgentEvent> {
     return this.undecodable;
   }
 
+  /** The events as they arrive, until the receiver is closed. */
   async *[Symbol.asyncIterator](): AsyncIterator<AgentEvent> {
     try {
       for await (const [name, agentId, args] of this.socket) {
@@ -82,7 +88,7 @@ export class EventReceiver implements AsyncIterable<AgentEvent> {
 }
 
 /**
- * Decodes the `images` field of a heartbeat's agent_info
+ * decodeHeartbeatImages decodes the `images` field of a heartbeat's agent_info
  * (snappy(msgpack([[name:tag, image id], ...]))); an empty list when it does not decode.
  */
 export function decodeHeartbeatImages(images: unknown, codec: Codec = msgpackCodec): Array<[string, string]> {
@@ -96,7 +102,7 @@ export function decodeHeartbeatImages(images: unknown, codec: Codec = msgpackCod
 }
 
 /**
- * Registers an event sink in etcd as the manager (`nodes/manager` = id,
+ * registerEventSink registers an event sink in etcd as the manager (`nodes/manager` = id,
  * `nodes/manager/event_addr` = host:port); the agents of the namespace follow
  * it. The returned function removes both keys, each only if it still holds
  * what was put (another manager may have taken over meanwhile).

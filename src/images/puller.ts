@@ -15,13 +15,14 @@ import type { DockerImages, PullAuth } from '../adapters/docker-images.js';
 import { PullProgress, Throttle, type PullSnapshot } from './progress.js';
 import { parseImageRef } from './reference.js';
 import { RegistryError, type RegistryClient, type RegistryCredentials } from './registry.js';
+import type { AgentEventName } from '../events/catalogue.js';
 
 /** What the puller needs from the rest of the agent. */
 export interface PullerDeps {
   images: DockerImages;
   registry: RegistryClient;
   log: Logger;
-  emit(name: string, args: unknown[]): void;
+  emit(name: AgentEventName, args: unknown[]): void;
   credentials(host: string): Promise<RegistryCredentials | null>;
   settings(): { pullConcurrency: number; pullTimeoutSec: number; pullSpaceMarginBytes: number };
   /** Free bytes on the file system of a path (statfs); tests may replace it. */

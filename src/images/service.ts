@@ -18,6 +18,7 @@ import { ImageInventory, type ImageUsers } from './inventory.js';
 import { ImagePuller } from './puller.js';
 import { parseImageRef } from './reference.js';
 import { RegistryClient, type RegistryCredentials } from './registry.js';
+import type { AgentEventName } from '../events/catalogue.js';
 
 /** The settings the image room reads (live). */
 export interface ImageSettings {
@@ -33,7 +34,7 @@ export interface ImageSettings {
 export interface ImageServiceDeps {
   images: DockerImages;
   log: Logger;
-  emit(name: string, args: unknown[]): void;
+  emit(name: AgentEventName, args: unknown[]): void;
   settings(): ImageSettings;
   /** Reads one etcd key (relative to the namespace); registry credentials live at `config/docker/registry/<host>/{username,password}`. */
   etcdGet(key: string): Promise<string | null>;

@@ -3,8 +3,8 @@
  * same KernelSpec as the 2018 config (src/kernels/spec.ts, whose checks of
  * the image, limits and environ it reuses). Each key of 24.09's
  * `KernelCreationConfig` is supported, ignored with a warning, or refused
- * with a ParametersError that names it (README, "Modern managers", has the
- * table: {@link MODERN_CONFIG_KEYS} is its source).
+ * with a ParametersError that names it (the manual's table,
+ * docs/reference/modern-config.rst, is written from {@link MODERN_CONFIG_KEYS}).
  */
 import path from 'node:path';
 import { ParametersError } from '../errors.js';

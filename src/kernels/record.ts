@@ -13,6 +13,7 @@ import type { FileLimits } from './files.js';
 import type { WarmPool } from '../pool/pool.js';
 import type { KernelInfo, ServicePort } from '../rpc/methods.js';
 import type { GpuService } from '../accelerators/gpus.js';
+import type { AgentEventName } from '../events/catalogue.js';
 
 /** A kernel the agent holds. */
 export interface KernelRecord {
@@ -46,7 +47,7 @@ export interface KernelServiceDeps {
   docker: DockerEngine;
   stats: CgroupStats;
   log: Logger;
-  emit(name: string, args: unknown[]): void;
+  emit(name: AgentEventName, args: unknown[]): void;
   agentId: string;
   scratchRoot: string;
   kernelHost: string;

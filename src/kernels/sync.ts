@@ -11,6 +11,7 @@
  */
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
+import type { AgentEventName } from '../events/catalogue.js';
 
 /** The result of sync_kernels. */
 export interface SyncResult {
@@ -67,7 +68,7 @@ export function planSync(i: SyncInput): SyncPlan {
 export interface KernelSyncDeps {
   held(): string[];
   destroy(id: string, reason: string): Promise<unknown>;
-  emit(name: string, args: unknown[]): void;
+  emit(name: AgentEventName, args: unknown[]): void;
   graceSec(): number;
   log: Logger;
 }

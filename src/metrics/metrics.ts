@@ -87,7 +87,7 @@ export class AgentMetrics {
       buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers,
     });
     new Gauge({
-      name: 'compute_agent_kernels', help: 'Kernels held by the agent, by state.', labelNames: ['state'], registers,
+      name: 'compute_agent_kernels', help: 'Kernels held by the agent, by state (creating, running, restarting, destroying).', labelNames: ['state'], registers,
       collect() {
         this.reset();
         for (const [state, n] of Object.entries(sources.kernelStates())) this.set({ state }, n);
@@ -96,7 +96,7 @@ export class AgentMetrics {
     const slots = sources.slots;
     if (slots) {
       new Gauge({
-        name: 'compute_agent_slots', help: 'Schedulable core places and memory (MiB): in all and free now.', labelNames: ['resource', 'kind'], registers,
+        name: 'compute_agent_slots', help: 'Schedulable core places and memory (MiB): in all and free now (resource cpu or mem_mib, kind total or free).', labelNames: ['resource', 'kind'], registers,
         collect() {
           const s = slots();
           this.set({ resource: 'cpu', kind: 'total' }, s.cpu_total);
@@ -126,7 +126,7 @@ export class AgentMetrics {
       });
     gauge('compute_agent_gpu_memory_total_bytes', 'Memory of each usable GPU.', (g) => g.mem_total_bytes);
     gauge('compute_agent_gpu_memory_used_bytes', 'Memory in use on each usable GPU, at the last detection.', (g) => g.mem_used_bytes);
-    gauge('compute_agent_gpu_utilization_ratio', 'Busy share of each usable GPU (0-1), at the last detection.', (g) => (g.util_pct === null ? null : g.util_pct / 100));
+    gauge('compute_agent_gpu_utilization_ratio', 'Busy share of each usable GPU (0-1), at the last detection; absent where the driver says N/A.', (g) => (g.util_pct === null ? null : g.util_pct / 100));
     gauge('compute_agent_gpu_allocated', '1 when a kernel (or an idle pooled container) holds the GPU, else 0.', (g) => (g.kernel_id ? 1 : 0));
   }
 

@@ -92,7 +92,7 @@ export const CHECKS: Check[] = [
       const { problems, unknown } = await settings();
       if (problems.length > 0) {
         const p = problems[0]!;
-        return fail(`${etcd.prefix}${p.source}: ${p.message}`, `fix or delete it: etcdctl put ${etcd.prefix}${p.source} <value> (README.rst lists the settings)`);
+        return fail(`${etcd.prefix}${p.source}: ${p.message}`, `fix or delete it: etcdctl put ${etcd.prefix}${p.source} <value> (docs/reference/settings.rst lists the settings)`);
       }
       const sink = await etcd.get('nodes/manager/event_addr');
       const parts = [`${etcd.prefix} readable`, sink ? `manager event sink ${sink}` : 'no manager event sink yet (events wait for nodes/manager/event_addr)'];

@@ -18,7 +18,7 @@
  *
  * `config/agent/pool/demand` itself is not a setting but an input (services/demand-share.ts).
  */
-import { number } from '../config/settings.js';
+import { number, parser, type SettingParser } from '../config/settings.js';
 
 /** A resource type of pooled containers. */
 export interface PoolType {
@@ -83,7 +83,7 @@ function memMiB(v: unknown, where: string): number {
   return Math.floor(mib);
 }
 
-function parseTypes(raw: string): PoolType[] {
+const parseTypes = parser('JSON list of {name, cpu, memory, gpu?}', (raw: string): PoolType[] => {
   const v = json(raw);
   if (!Array.isArray(v)) throw new Error('must be a JSON list of {"name", "cpu", "memory"}');
   const seen = new Set<string>();
@@ -97,9 +97,9 @@ function parseTypes(raw: string): PoolType[] {
     if (typeof gpu !== 'number' || !Number.isInteger(gpu) || gpu < 0 || gpu > 64) throw new Error(`type ${name} gpu must be a whole number of GPUs from 0 to 64`);
     return { name, cpu, memMiB: memMiB(memory, `type ${name}`), gpu };
   });
-}
+});
 
-function parseImages(raw: string): Record<string, Record<string, number>> {
+const parseImages = parser('JSON map {lang: {type: count 0-1000}}', (raw: string): Record<string, Record<string, number>> => {
   const v = json(raw);
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('must be a JSON map {"<lang>": {"<type>": <count>}}');
   const out: Record<string, Record<string, number>> = {};
@@ -113,29 +113,41 @@ function parseImages(raw: string): Record<string, Record<string, number>> {
     }
   }
   return out;
-}
+});
 
-function bool(raw: string): boolean {
+const bool = parser('boolean (true, false, yes, no, on, off, 1, 0)', (raw: string): boolean => {
   const v = raw.trim().toLowerCase();
   if (['true', '1', 'yes', 'on'].includes(v)) return true;
   if (['false', '0', 'no', 'off', ''].includes(v)) return false;
   throw new Error(`${JSON.stringify(raw)} is not true or false`);
-}
+});
 
 type Field = keyof PoolSettings;
-const KEYS: ReadonlyArray<{ key: string; field: Field; parse(raw: string): unknown }> = [
-  { key: 'types', field: 'types', parse: parseTypes },
-  { key: 'images', field: 'images', parse: parseImages },
-  { key: 'autoscale', field: 'autoscale', parse: bool },
-  { key: 'autoscale_window', field: 'autoscaleWindowSec', parse: number(1, 7 * 24 * 3600, false) },
-  { key: 'max', field: 'max', parse: number(0, 1000, true) },
-  { key: 'max_idle', field: 'maxIdleSec', parse: number(0, 7 * 24 * 3600, false) },
-  { key: 'zombie_allowance', field: 'zombieAllowanceSec', parse: number(0, 7 * 24 * 3600, false) },
-  { key: 'check_interval', field: 'checkIntervalSec', parse: number(0.1, 3600, false) },
-  { key: 'readiness_interval', field: 'readinessIntervalSec', parse: number(0, 7 * 24 * 3600, false) },
-  { key: 'fill_concurrency', field: 'fillConcurrency', parse: number(1, 64, true) },
-  { key: 'demand_window', field: 'demandWindowSec', parse: number(0, 24 * 3600, false) },
+
+/** PoolSettingSpec is the declaration of one warm-pool key (below `pool/`); the manual's pool table is written from these. */
+export interface PoolSettingSpec {
+  key: string;
+  field: Field;
+  /** What the key means, in plain text. */
+  doc: string;
+  parse: SettingParser<unknown>;
+}
+
+/** Every warm-pool key (all apply live), in the order of the manual's table; the defaults are {@link POOL_DEFAULTS}. */
+export const POOL_SETTINGS: readonly PoolSettingSpec[] = [
+  { key: 'types', field: 'types', doc: 'resource types: [{"name": "small", "cpu": 1, "memory": 256}, ...]; memory in MiB or a size such as "2g"; optional "gpu": N whole GPUs held while idle', parse: parseTypes },
+  { key: 'images', field: 'images', doc: 'per lang (as the manager sends it), the count of each type to keep warm: {"python:3-debian": {"small": 2, "large": 1}}', parse: parseImages },
+  { key: 'autoscale', field: 'autoscale', doc: "let each image's target follow recent demand (the counts stay the floor)", parse: bool },
+  { key: 'autoscale_window', field: 'autoscaleWindowSec', doc: 'seconds of demand the autoscaler looks back on', parse: number(1, 7 * 24 * 3600, false) },
+  { key: 'max', field: 'max', doc: 'most warm containers of one image and type under autoscale', parse: number(0, 1000, true) },
+  { key: 'max_idle', field: 'maxIdleSec', doc: 'seconds an idle container above the autoscaled target may stay', parse: number(0, 7 * 24 * 3600, false) },
+  { key: 'zombie_allowance', field: 'zombieAllowanceSec', doc: 'seconds before an untracked container labelled as pooled is removed', parse: number(0, 7 * 24 * 3600, false) },
+  { key: 'check_interval', field: 'checkIntervalSec', doc: 'seconds between hygiene and sizing passes', parse: number(0.1, 3600, false) },
+  { key: 'readiness_interval', field: 'readinessIntervalSec', doc: 'seconds between readiness checks (%ping, 5 s to answer) of an idle container; 0 = only when it is created', parse: number(0, 7 * 24 * 3600, false) },
+  { key: 'fill_concurrency', field: 'fillConcurrency', doc: 'pooled containers created at once (separate from create_concurrency)', parse: number(1, 64, true) },
+  { key: 'demand_window', field: 'demandWindowSec', doc: "seconds the cluster's pending demand (pool/demand, see Running a fleet) is averaged over", parse: number(0, 24 * 3600, false) },
 ];
+const KEYS = POOL_SETTINGS;
 
 /** The pool keys (below `pool/`), for the settings' unknown-key check. */
 export const POOL_KEYS: ReadonlySet<string> = new Set([...KEYS.map((k) => `pool/${k.key}`), 'pool/demand']);

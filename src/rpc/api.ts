@@ -16,16 +16,16 @@ const SLOW_CALL_MS = 120_000;
 /** start_service: above the agent's own bound on the runner's answer (75 s, src/kernels/apps.ts). */
 const START_SERVICE_CALL_MS = 90_000;
 
-/** Options of {@link AgentApi}: the client's, plus the timeout of the slow calls. */
+/** AgentApiOptions are the options of {@link AgentApi}: the client's, plus the timeout of the slow calls. */
 export interface AgentApiOptions extends AgentClientOptions {
   /** Timeout of create/restart/destroy/reset and of file transfers, in ms (120 s). */
   slowTimeoutMs?: number;
 }
 
-/** Modes of {@link AgentApi.execute}. */
+/** ExecuteMode is a mode of {@link AgentApi.execute}. */
 export type ExecuteMode = 'query' | 'batch' | 'input' | 'continue';
 
-/** A kernel's config for create_kernel (PROTOCOL.md section 1); other keys are passed through. */
+/** KernelConfig is a kernel's config for create_kernel (PROTOCOL.md section 1); other keys are passed through. */
 export interface KernelConfig {
   /** `name:tag`; the image is `<image prefix><lang>`. */
   lang: string;
@@ -37,6 +37,12 @@ export interface KernelConfig {
   [key: string]: unknown;
 }
 
+/**
+ * AgentApi is the typed client of one agent: one method per RPC of the 2018
+ * table, with per-call timeouts (10 s by default, 120 s for the slow calls
+ * such as createKernel); an error reply rejects with {@link RemoteError}, no
+ * reply in time with {@link RpcTimeoutError}.
+ */
 export class AgentApi {
   /** The underlying client, for calls by name (`callRaw`). */
   readonly client: AgentClient;
@@ -52,19 +58,23 @@ export class AgentApi {
     this.slowMs = options.slowTimeoutMs ?? SLOW_CALL_MS;
   }
 
+  /** ping: the agent answers with `msg`; checks that it is alive. */
   ping(msg = 'ping'): Promise<string> {
     return this.client.call(methods.ping, msg);
   }
 
+  /** create_kernel: starts a kernel container (idempotent per kernel id) and returns its info. */
   createKernel(kernelId: string, config: KernelConfig): Promise<KernelInfo> {
     return this.client.callWithTimeout(this.slowMs, methods.create_kernel, kernelId, config);
   }
 
+  /** destroy_kernel: stops and removes a kernel and its home, and returns its last stats. */
   destroyKernel(kernelId: string, reason?: string): Promise<KernelStats | null> {
     if (reason === undefined) return this.client.callWithTimeout(this.slowMs, methods.destroy_kernel, kernelId);
     return this.client.callWithTimeout(this.slowMs, methods.destroy_kernel, kernelId, reason);
   }
 
+  /** restart_kernel: recreates a kernel's container on the same home and cores, with `config`'s limits and environ. */
   restartKernel(kernelId: string, config: Partial<KernelConfig> = {}): Promise<Omit<KernelInfo, 'id' | 'kernel_host'>> {
     return this.client.callWithTimeout(this.slowMs, methods.restart_kernel, kernelId, config);
   }
@@ -87,22 +97,27 @@ export class AgentApi {
     return this.client.callWithTimeout(START_SERVICE_CALL_MS, methods.start_service, kernelId, service, opts);
   }
 
+  /** shutdown_service (beyond the 2018 set): stops an app started by start_service. */
   shutdownService(kernelId: string, service: string): Promise<ServiceResult> {
     return this.client.callWithTimeout(this.slowMs, methods.shutdown_service, kernelId, service);
   }
 
+  /** interrupt_kernel: sends SIGINT to the code running in a kernel. */
   interruptKernel(kernelId: string): Promise<null> {
     return this.client.call(methods.interrupt_kernel, kernelId);
   }
 
+  /** get_completions: asks the kernel for completions of `text`. */
   getCompletions(kernelId: string, text: string, opts: Record<string, unknown> = {}): Promise<{ status: string; completions: string[] }> {
     return this.client.call(methods.get_completions, kernelId, text, opts);
   }
 
+  /** get_logs: the kernel container's output. */
   getLogs(kernelId: string): Promise<{ logs: string }> {
     return this.client.call(methods.get_logs, kernelId);
   }
 
+  /** upload_file: writes `data` as `filename` in the kernel's home. */
   uploadFile(kernelId: string, filename: string, data: Buffer): Promise<null> {
     return this.client.callWithTimeout(this.slowMs, methods.upload_file, kernelId, filename, data);
   }
@@ -118,6 +133,7 @@ export class AgentApi {
     return { files: JSON.parse(r.files) as KernelFileEntry[], errors: r.errors, abspath: r.abspath };
   }
 
+  /** list_kernels (beyond the 2018 set): the agent's kernels with their state, cores, memory and apps. */
   listKernels(): Promise<KernelSummary[]> {
     return this.client.call(methods.list_kernels);
   }
@@ -127,6 +143,7 @@ export class AgentApi {
     return this.client.call(methods.get_node_stats);
   }
 
+  /** terminal_write (beyond the 2018 set): sends bytes to the kernel's terminal. */
   terminalWrite(kernelId: string, data: Buffer): Promise<null> {
     return this.client.call(methods.terminal_write, kernelId, data);
   }
@@ -136,6 +153,7 @@ export class AgentApi {
     return this.client.callWithTimeout(waitSec * 1000 + 10_000, methods.terminal_read, kernelId, cursor, waitSec);
   }
 
+  /** terminal_resize (beyond the 2018 set): sets the kernel terminal's size. */
   terminalResize(kernelId: string, rows: number, cols: number): Promise<null> {
     return this.client.callWithTimeout(30_000, methods.terminal_resize, kernelId, rows, cols);
   }
@@ -155,14 +173,17 @@ export class AgentApi {
     return this.client.callWithTimeout(timeoutMs, methods.pull_image, lang);
   }
 
+  /** delete_image (beyond the 2018 set): removes an image (a lang); `force` also removes the idle pooled containers using it. */
   deleteImage(lang: string, force = false): Promise<ImageRemoval> {
     return this.client.callWithTimeout(this.slowMs, methods.delete_image, lang, force);
   }
 
+  /** purge_images (beyond the 2018 set): removes several images, one answer each. */
   purgeImages(langs: string[], force = false): Promise<ImageRemoval[]> {
     return this.client.callWithTimeout(this.slowMs, methods.purge_images, langs, force);
   }
 
+  /** reset: destroys every kernel of the agent (reason agent-reset). */
   reset(): Promise<null> {
     return this.client.callWithTimeout(this.slowMs, methods.reset);
   }
@@ -173,7 +194,7 @@ export class AgentApi {
   }
 }
 
-/** One entry of list_files. */
+/** KernelFileEntry is one entry of list_files. */
 export interface KernelFileEntry {
   filename: string;
   size: number;

@@ -12,7 +12,7 @@ import type { MethodDef } from './methods.js';
 import { PendingCalls } from './pending.js';
 import type { CallArgs, Param } from './params.js';
 
-/** Options of {@link AgentClient}. */
+/** AgentClientOptions are the options of {@link AgentClient}. */
 export interface AgentClientOptions {
   /** Default per-call timeout in milliseconds (10 s). */
   timeoutMs?: number;
@@ -26,6 +26,12 @@ function hasKeys(o: object): boolean {
   return false;
 }
 
+/**
+ * AgentClient is the low-level RPC client of one agent: a DEALER socket that
+ * speaks the aiozmq.rpc framing, typed by the method table
+ * (`client.call(methods.ping, 'hello')`), with replies matched to calls by
+ * request id and a timeout per call. {@link AgentApi} wraps it with one method per RPC.
+ */
 export class AgentClient {
   // sendTimeout 0: a request goes out without a readiness check; see eagerSender.
   private readonly socket = new zmq.Dealer({ linger: 0, sendTimeout: 0 });

@@ -13,7 +13,11 @@ export interface MethodDef<P extends readonly Param<unknown>[] = readonly Param<
   /** What the method returns, for listings. */
   readonly returns: string;
   /** An older argument form that is still accepted; its values are mapped onto `params`. */
-  readonly legacy?: { params: readonly Param<unknown>[]; toCanonical(values: unknown[]): ParamValues<P> };
+  readonly legacy?: {
+    params: readonly Param<unknown>[];
+    /** Maps the older form's values onto the current parameters. */
+    toCanonical(values: unknown[]): ParamValues<P>;
+  };
   /** Arguments are not bound or checked (a method declared but not served answers the same failure whatever it is given). */
   readonly unchecked?: boolean;
   /** Phantom field carrying the result type; never set. */
@@ -31,7 +35,7 @@ export const kernelIdParam = p.str('kernel_id', {
   pattern: { re: /^[A-Za-z0-9][A-Za-z0-9_.-]*$/, says: 'letters, digits, "_", "." and "-", not starting with a symbol' },
 });
 
-/** Kernel info returned by create_kernel (PROTOCOL.md section 1). */
+/** KernelInfo is the kernel info returned by create_kernel (PROTOCOL.md section 1). */
 export interface KernelInfo {
   id: string;
   kernel_host: string;
@@ -61,7 +65,7 @@ export interface ServiceResult {
   [key: string]: unknown;
 }
 
-/** Per-kernel resource figures (PROTOCOL.md section 2). */
+/** KernelStats are the per-kernel resource figures (PROTOCOL.md section 2). */
 export interface KernelStats {
   cpu_used: number;
   mem_max_bytes: number;
@@ -90,7 +94,7 @@ export interface SlotFigures {
 export type { SyncResult } from '../kernels/sync.js';
 import type { SyncResult } from '../kernels/sync.js';
 
-/** Result of get_node_stats (beyond the 2018 set). */
+/** NodeStatsResult is the result of get_node_stats (beyond the 2018 set). */
 export interface NodeStatsResult {
   /** Unix seconds when the figures were read. */
   time: number;
@@ -106,7 +110,7 @@ export interface NodeStatsResult {
   gpus: Array<{ index: number; uuid: string; name: string; numa_node: number | null; mem_total_bytes: number; mem_used_bytes: number; util_pct: number | null; kernel_id: string | null }>;
 }
 
-/** Result of execute (PROTOCOL.md section 1). */
+/** RunResult is the result of execute (PROTOCOL.md section 1). */
 export interface RunResult {
   runId: string;
   status: 'finished' | 'continued' | 'waiting-input' | 'build-finished' | 'exec-timeout';
@@ -121,7 +125,7 @@ export interface RunResult {
   html?: string[];
 }
 
-/** One kernel as list_kernels describes it (beyond the 2018 set). */
+/** KernelSummary is one kernel as list_kernels describes it (beyond the 2018 set). */
 export interface KernelSummary {
   id: string;
   /** `name:tag` as given to create_kernel. */
@@ -185,7 +189,7 @@ const code = p.str('code', { maxLength: 16 * MiB });
 const opts = p.map('opts');
 const serviceName = p.str('service', { minLength: 1, maxLength: 64 });
 
-/** The method table of the agent; the order is the order of listings. */
+/** methods is the method table of the agent (the 2018 set and beyond); the order is the order of listings. */
 export const methods = {
   ping: define<[Param<string>], string>({
     name: 'ping',
@@ -369,13 +373,33 @@ export const methods = {
 /** Any method of the table. */
 export type AnyMethod = (typeof methods)[keyof typeof methods];
 
-/** A plain-text table of the methods, generated from their declarations. */
+/** MethodListing is one method as `agent methods` and the manual list it: its signature pieces and summary. */
+export interface MethodListing {
+  name: string;
+  params: Array<{ name: string; type: string; optional: boolean }>;
+  returns: string;
+  summary: string;
+  /** The older argument form still accepted, if any. */
+  legacy: Array<{ name: string; type: string; optional: boolean }> | null;
+}
+
+/** The listing of methods (all of the 2018 table by default), for `agent methods` and the manual's RPC tables. */
+export function listMethods(defs: readonly MethodDef[] = Object.values(methods)): MethodListing[] {
+  const ps = (list: readonly Param<unknown>[]) => list.map((x) => ({ name: x.name, type: x.type, optional: x.optional }));
+  return defs.map((d) => ({ name: d.name, params: ps(d.params), returns: d.returns, summary: d.summary, legacy: d.legacy ? ps(d.legacy.params) : null }));
+}
+
+/** A parameter list as `agent methods` prints it: `name?: type, ...`. */
+export function signature(params: MethodListing['params']): string {
+  return params.map((x) => `${x.name}${x.optional ? '?' : ''}: ${x.type}`).join(', ');
+}
+
+/** describeMethods is the human-readable listing of methods (all of the 2018 table by default) that `agent methods` prints. */
 export function describeMethods(defs: readonly MethodDef[] = Object.values(methods)): string {
-  const sig = (ps: readonly Param<unknown>[]) => ps.map((x) => `${x.name}${x.optional ? '?' : ''}: ${x.type}`).join(', ');
-  return defs
+  return listMethods(defs)
     .map((d) => {
-      const legacy = d.legacy ? `\n    also accepted: (${sig(d.legacy.params)})` : '';
-      return `${d.name}(${sig(d.params)}) -> ${d.returns}\n    ${d.summary}${legacy}`;
+      const legacy = d.legacy ? `\n    also accepted: (${signature(d.legacy)})` : '';
+      return `${d.name}(${signature(d.params)}) -> ${d.returns}\n    ${d.summary}${legacy}`;
     })
     .join('\n');
 }

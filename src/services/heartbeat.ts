@@ -17,6 +17,7 @@ import type { NodeResources } from '../node/resources.js';
 import type { NodeFigures } from '../node/stats.js';
 import type { KernelStats } from '../rpc/methods.js';
 import type { Codec } from '../wire/codec.js';
+import type { AgentEventName } from '../events/catalogue.js';
 
 /** The agent_info map of heartbeats. */
 export interface AgentInfo {
@@ -36,7 +37,7 @@ export interface AgentInfo {
   public_key?: string;
 }
 
-/** What each beat writes to etcd as `nodes/agents/<id>/heartbeat` (JSON), for tools such as `agentctl agents`. */
+/** HeartbeatRecord is what each beat writes to etcd as `nodes/agents/<id>/heartbeat` (JSON), for tools such as `agentctl agents`. */
 export interface HeartbeatRecord {
   /** Unix seconds. */
   time: number;
@@ -52,7 +53,7 @@ export interface HeartbeatRecord {
 export interface HeartbeatDeps {
   log: Logger;
   codec: Codec;
-  emit(name: string, args: unknown[]): boolean;
+  emit(name: AgentEventName, args: unknown[]): boolean;
   identity(): { ip: string; region: string; addr: string; public_key?: string };
   resources(): NodeResources;
   /** Lists kernel images; may fail (Docker down), then the last known list is sent. */

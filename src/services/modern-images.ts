@@ -14,6 +14,7 @@ import { implement, type Binding } from '../rpc/dispatcher.js';
 import { modernMethods } from '../rpc/modern-methods.js';
 import type { ImageService } from '../images/service.js';
 import type { GpuReport } from '../accelerators/gpus.js';
+import type { ModernEventName } from '../events/catalogue.js';
 
 /** What the modern image methods need from the agent. */
 export interface ModernImageDeps {
@@ -22,7 +23,7 @@ export interface ModernImageDeps {
   gpus(): GpuReport[] | null;
   agentId: string;
   /** Emits a modern event (to the Redis stream when one is set). */
-  emitModern(name: string, args: unknown[]): void;
+  emitModern(name: ModernEventName, args: unknown[]): void;
   log: Logger;
 }
 

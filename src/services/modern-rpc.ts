@@ -15,6 +15,7 @@ import type { KernelService } from '../kernels/service.js';
 import { KernelApps } from '../kernels/apps.js';
 import { parseModernKernelConfig, type ModernKernelExtras } from '../kernels/modern-spec.js';
 import { singleFileOfTar } from '../kernels/tar-single.js';
+import type { ModernEventName } from '../events/catalogue.js';
 
 /** A kernel created by a modern manager: its session and what `creation_info` reports. */
 export interface ModernKernel {
@@ -32,7 +33,7 @@ export interface ModernRpcDeps {
   /** The agent's `tcp://host:port` as the manager reaches it. */
   agentAddr: string;
   /** Emits a modern event (to the Redis stream when one is set; a no-op otherwise). */
-  emitModern(name: string, args: unknown[]): void;
+  emitModern(name: ModernEventName, args: unknown[]): void;
   /** Drains and stops the agent as SIGTERM does; called after the reply of shutdown_agent went out. */
   requestStop(reason: string): void;
   /** assign_port / release_port over the host port range (src/ports/ranged-docker.ts). */

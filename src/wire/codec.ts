@@ -11,6 +11,7 @@ import { hasHeadroom } from '../node/headroom.js';
 
 /** Codec encodes values to bytes and back for the RPC payload frames. */
 export interface Codec {
+  /** Encodes one value. */
   encode(value: unknown): Buffer;
   /** Decodes exactly one value; throws on truncated data or trailing bytes. */
   decode(bytes: Uint8Array): unknown;
@@ -116,7 +117,7 @@ function binInPlace(view: Uint8Array): Buffer {
 /** Values whose bound is above this are packed into a buffer of their own (see encode). */
 const BIG_VALUE_BYTES = 1024 * 1024;
 
-/** The msgpack codec the agent and its client use. */
+/** msgpackCodec is the msgpack codec the agent and its client use. */
 export const msgpackCodec: Codec = {
   encode(value: unknown): Buffer {
     if (value instanceof Uint8Array && value.length > 0xffff && hasHeadroom(value)) return binInPlace(value); // bin 32: no copy

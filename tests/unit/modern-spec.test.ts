@@ -62,11 +62,12 @@ describe('modern kernel creation config', () => {
     expect(parseModernKernelConfig({ ...base(), uid: 1000, main_gid: 1000 }, undefined, ctx).spec.lang).to.equal('python:3-debian');
   });
 
-  it('has every key in README.rst\'s table, with the same treatment', () => {
-    const readme = readFileSync(path.join(here, '../../../README.rst'), 'utf8');
+  it("has every key in the manual's table (docs/reference/modern-config.rst), with the same treatment", () => {
+    const lines = readFileSync(path.join(here, '../../../docs/reference/modern-config.rst'), 'utf8').split('\n');
     for (const k of MODERN_CONFIG_KEYS) {
-      const row = readme.split('\n').find((l) => l.startsWith(`\`\`${k.key}\`\` `) && l.includes(k.treatment));
-      expect(row, `README row of ${k.key}`).to.be.a('string');
+      const at = lines.findIndex((l) => l.trim() === `* - \`\`${k.key}\`\``);
+      expect(at, `table row of ${k.key}`).to.be.above(-1);
+      expect(lines[at + 1]?.trim()).to.equal(`- ${k.treatment}`);
     }
   });
 });

@@ -11,6 +11,7 @@ import type { Argv } from 'yargs';
 import { decodeHeartbeatImages, EventReceiver, registerEventSink, type AgentEvent } from '../../events/receiver.js';
 import { errorMessage } from '../../errors.js';
 import { action, CtlError, openEtcd, type GlobalArgs } from './common.js';
+import { addFlags, AGENTCTL_COMMAND_FLAGS } from '../flags.js';
 
 interface EventsArgs extends GlobalArgs {
   bind: string;
@@ -25,11 +26,7 @@ export function eventsCommand(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
     'events',
     "receive the agents' events as their manager and print them as they come",
     (c) =>
-      c
-        .option('bind', { type: 'string', default: 'tcp://127.0.0.1:*', describe: 'where the event sink binds (port * = any free port)' })
-        .option('advertise', { type: 'string', describe: 'HOST:PORT the agents should send to [default: the bound address]' })
-        .option('manager-id', { type: 'string', describe: 'value put in nodes/manager [default: agentctl-<host>-<pid>]' })
-        .option('count', { type: 'number', describe: 'exit after this many events' }),
+      addFlags(c, AGENTCTL_COMMAND_FLAGS.events),
     action<EventsArgs>(async (argv) => {
       const receiver = await EventReceiver.bind(argv.bind).catch((err: unknown) => {
         throw new CtlError(errorMessage(err));

@@ -10,6 +10,7 @@ import tar from 'tar-stream';
 import type { Argv } from 'yargs';
 import { errorMessage } from '../../errors.js';
 import { action, CtlError, formatBytes, printJson, printTable, withAgent, type GlobalArgs } from './common.js';
+import { addFlags, AGENTCTL_COMMAND_FLAGS } from '../flags.js';
 
 /** Registers the file subcommands on the agentctl parser. */
 export function fileCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
@@ -30,12 +31,7 @@ export function fileCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
     .command(
       'download <kernel-id> <path>',
       "copy a file (or, as a tar archive, a folder) out of the kernel's home",
-      (c) =>
-        c
-          .positional('kernel-id', { type: 'string', demandOption: true })
-          .positional('path', { type: 'string', demandOption: true })
-          .option('output', { alias: 'o', type: 'string', describe: 'where to write it; - for stdout [default: its base name, + .tar for an archive]' })
-          .option('tar', { type: 'boolean', default: false, describe: 'write the tar archive as the agent sends it, even for one file' }),
+      (c) => addFlags(c.positional('kernel-id', { type: 'string', demandOption: true }).positional('path', { type: 'string', demandOption: true }), AGENTCTL_COMMAND_FLAGS.download),
       action<GlobalArgs & { kernelId: string; path: string; output?: string; tar: boolean }>(async (argv) => {
         const archive = await withAgent(argv, (api) => api.downloadFile(argv.kernelId, argv.path));
         const single = argv.tar ? null : await singleFile(archive);

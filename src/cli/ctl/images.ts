@@ -8,6 +8,7 @@ import type { Argv } from 'yargs';
 import type { AgentApi } from '../../rpc/api.js';
 import { action, CtlError, formatAge, formatBytes, printJson, printTable, withAgent, type GlobalArgs } from './common.js';
 import { PullBar } from './progress-bar.js';
+import { addFlags, AGENTCTL_COMMAND_FLAGS } from '../flags.js';
 
 interface PullArgs extends GlobalArgs {
   lang: string;
@@ -83,10 +84,7 @@ export function imagesCommand(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
       .command(
         'rm <langs..>',
         'remove kernel images; one in use is refused (--force removes idle pooled containers with it, never a kernel\'s image)',
-        (p) =>
-          p
-            .positional('langs', { type: 'string', array: true, demandOption: true, describe: 'images as create_kernel names them' })
-            .option('force', { type: 'boolean', default: false, describe: 'also remove images that idle pooled containers use' }),
+        (p) => addFlags(p.positional('langs', { type: 'string', array: true, demandOption: true, describe: 'images as create_kernel names them' }), AGENTCTL_COMMAND_FLAGS['images rm']),
         action<RmArgs>((argv) =>
           withAgent(argv, async (api) => {
             const results = await api.purgeImages(argv.langs, argv.force);

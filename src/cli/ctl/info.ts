@@ -5,6 +5,7 @@
 import type { Argv } from 'yargs';
 import { callosumPing } from './modern.js';
 import { action, CtlError, EXIT_USAGE, formatAge, formatBytes, openEtcd, printJson, printTable, registeredAgents, withAgent, type GlobalArgs } from './common.js';
+import { addFlags, AGENTCTL_COMMAND_FLAGS } from '../flags.js';
 
 /** Registers the subcommands on the agentctl parser. */
 export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
@@ -121,7 +122,7 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
     .command(
       'destroy <kernel-id>',
       'destroy a kernel and print its last stats',
-      (c) => c.positional('kernel-id', { type: 'string', demandOption: true }).option('reason', { type: 'string', default: 'user-requested', describe: 'reason sent in kernel_terminated' }),
+      (c) => addFlags(c.positional('kernel-id', { type: 'string', demandOption: true }), AGENTCTL_COMMAND_FLAGS.destroy),
       action<GlobalArgs & { kernelId: string; reason: string }>((argv) =>
         withAgent(argv, async (api) => {
           const stats = await api.destroyKernel(argv.kernelId, argv.reason);
@@ -134,7 +135,7 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
     .command(
       'reset',
       'destroy every kernel of the agent (reason agent-reset)',
-      (c) => c.option('yes', { type: 'boolean', default: false, describe: 'required: confirms that every kernel goes' }),
+      (c) => addFlags(c, AGENTCTL_COMMAND_FLAGS.reset),
       action<GlobalArgs & { yes: boolean }>((argv) => {
         if (!argv.yes) throw new CtlError('reset destroys every kernel of the agent; add --yes to confirm', EXIT_USAGE);
         return withAgent(argv, async (api) => {

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Argv } from 'yargs';
 import { action, CtlError, EXIT_USAGE, withAgent, type GlobalArgs } from './common.js';
+import { addFlags, AGENTCTL_COMMAND_FLAGS } from '../flags.js';
 
 interface OpenArgs extends GlobalArgs {
   kernelId: string;
@@ -43,11 +44,12 @@ export function openCommand(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
     'open <kernel-id> <service>',
     "start an app of a kernel's image (e.g. jupyter) if needed and print its URL",
     (c) =>
-      c
-        .positional('kernel-id', { type: 'string', demandOption: true })
-        .positional('service', { type: 'string', demandOption: true, describe: 'a name of the image\'s ai.backend.service-ports label' })
-        .option('forward', { type: 'number', describe: 'serve the app on this local port through agentctl (runs until Ctrl-C)' })
-        .option('bind', { type: 'string', default: '127.0.0.1', describe: 'address --forward listens on' }),
+      addFlags(
+        c
+          .positional('kernel-id', { type: 'string', demandOption: true })
+          .positional('service', { type: 'string', demandOption: true, describe: 'a name of the image\'s ai.backend.service-ports label' }),
+        AGENTCTL_COMMAND_FLAGS.open,
+      ),
     action<OpenArgs>((argv) =>
       withAgent(argv, async (api) => {
         if (argv.forward !== undefined && (!Number.isInteger(argv.forward) || argv.forward < 1 || argv.forward > 65535)) {

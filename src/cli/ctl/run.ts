@@ -16,6 +16,7 @@ import type { AgentApi } from '../../rpc/api.js';
 import type { RunResult } from '../../rpc/methods.js';
 import { action, CtlError, EXIT_USAGE, withAgent, type GlobalArgs } from './common.js';
 import { followPull } from './images.js';
+import { addFlags, AGENTCTL_COMMAND_FLAGS } from '../flags.js';
 
 /**
  * Short language names and the `name:tag` they stand for (the image is the
@@ -54,15 +55,12 @@ export function runCommand(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
     'run [lang] [code]',
     'run code in a new kernel (or --kernel ID), streaming its output; exits with its exit code',
     (c) =>
-      c
-        .positional('lang', { type: 'string', describe: `language: name:tag, or a short name (${Object.keys(LANG_ALIASES).join(', ')})` })
-        .positional('code', { type: 'string', describe: 'the code to run (or -f FILE)' })
-        .option('file', { alias: 'f', type: 'string', describe: 'read the code from FILE' })
-        .option('kernel', { type: 'string', describe: 'run in this existing kernel instead of creating one (it is kept)' })
-        .option('keep', { type: 'boolean', default: false, describe: 'keep the created kernel after the run (its id goes to stderr)' })
-        .option('cpu', { type: 'number', default: 1, describe: 'cores of the created kernel' })
-        .option('mem', { type: 'number', default: 256, describe: 'memory of the created kernel, MiB' })
-        .option('gpu', { type: 'number', default: 0, describe: 'GPUs of the created kernel (whole devices)' }),
+      addFlags(
+        c
+          .positional('lang', { type: 'string', describe: `language: name:tag, or a short name (${Object.keys(LANG_ALIASES).join(', ')})` })
+          .positional('code', { type: 'string', describe: 'the code to run (or -f FILE)' }),
+        AGENTCTL_COMMAND_FLAGS.run,
+      ),
     action<RunArgs>(async (argv) => {
       let { lang, code } = argv;
       if (argv.kernel && code === undefined && argv.file === undefined) [lang, code] = [undefined, lang]; // `run --kernel K "code"`
