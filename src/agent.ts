@@ -257,6 +257,7 @@ export class Agent {
         clusterShare: () => this.demand?.value ?? {},
         kernelSettings,
         gpus,
+        memory: () => this.kernels?.memory ?? null, // idle pooled containers' limits are charged with the kernels'
       });
       this.pool = pool;
       const kernels = new KernelService({

@@ -15,6 +15,7 @@
  *   pool/readiness_interval seconds between readiness checks of an idle container (0: only at creation)
  *   pool/fill_concurrency pooled containers created at once
  *   pool/demand_window    seconds the cluster's pending demand (`pool/demand`) is averaged over
+ *   pool/freeze           true | false: idle pooled containers wait paused (src/pool/freeze.ts)
  *
  * `config/agent/pool/demand` itself is not a setting but an input (services/demand-share.ts).
  */
@@ -43,6 +44,8 @@ export interface PoolSettings {
   readinessIntervalSec: number;
   fillConcurrency: number;
   demandWindowSec: number;
+  /** Idle pooled containers wait paused (the cgroup freezer) between their checks and until a claim. */
+  freeze: boolean;
 }
 
 export const POOL_DEFAULTS: PoolSettings = {
@@ -57,6 +60,7 @@ export const POOL_DEFAULTS: PoolSettings = {
   readinessIntervalSec: 30,
   fillConcurrency: 2,
   demandWindowSec: 60,
+  freeze: false,
 };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -135,6 +139,7 @@ const KEYS: ReadonlyArray<{ key: string; field: Field; parse(raw: string): unkno
   { key: 'readiness_interval', field: 'readinessIntervalSec', parse: number(0, 7 * 24 * 3600, false) },
   { key: 'fill_concurrency', field: 'fillConcurrency', parse: number(1, 64, true) },
   { key: 'demand_window', field: 'demandWindowSec', parse: number(0, 24 * 3600, false) },
+  { key: 'freeze', field: 'freeze', parse: bool },
 ];
 
 /** The pool keys (below `pool/`), for the settings' unknown-key check. */
