@@ -11,32 +11,28 @@
  * id>` — the bind mount follows the directory — with environ.txt, exact cores
  * and memory by a live update unless already pinned so, and the caller's
  * environ statement) and it is never handed out again. The pool refills in
- * the background with bounded concurrency, sized by `decideSize`, and a
+ * the background with bounded concurrency (src/pool/fill.ts), sized by `decideSize`, and a
  * hygiene pass (src/pool/hygiene.ts) replaces dead and outdated containers
  * and removes zombies. Idle containers' memory limits are charged to the
  * kernels' memory book (src/pool/charges.ts) and, with `pool/freeze`, they
  * wait paused (src/pool/freeze.ts); re-adoption is src/pool/adopt.ts.
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
-import { KERNEL_PORTS, type ContainerSummary } from '../adapters/docker.js';
-import { containerName, containerRequest, imageTraits, prepareScratch } from '../kernels/launch.js';
-import { refuseBadServiceLabel } from '../kernels/service-ports.js';
-import { takeGpus } from '../accelerators/kernel-gpus.js';
-import { prepareHome } from '../kernels/workspace.js';
+import type { ContainerSummary } from '../adapters/docker.js';
+import { containerName, prepareScratch } from '../kernels/launch.js';
 import type { KernelSpec } from '../kernels/spec.js';
-import type { KernelRelay } from '../relay/kernel-relay.js';
 import { ClaimStore, type ClaimRecord } from './claims.js';
 import { adoptIdle, claimOf, openRelay, pingReady, poolKey, splitKey, sweepHomes } from './adopt.js';
 import { PoolCharges } from './charges.js';
+import { PoolFiller, setLimits } from './fill.js';
 import { PoolFreezer } from './freeze.js';
 import { poolRecipe, runHygiene } from './hygiene.js';
 import type { HygieneTarget, PooledContainer, PoolSizes, WarmPoolDeps } from './types.js';
 import { fittingType, type PoolType } from './settings.js';
 import { decideSize } from './sizing.js';
-import { limitsExact, pinCores } from './pinning.js';
+import { limitsExact } from './pinning.js';
 
 export type { PooledContainer, PoolSizes, WarmPoolDeps } from './types.js';
 export { poolKey } from './adopt.js';
@@ -45,8 +41,6 @@ export class WarmPool implements HygieneTarget {
   readonly idle = new Map<string, PooledContainer>();
   /** Claimed (or being claimed) pooled containers: container id -> pool key. */
   readonly claimed = new Map<string, string>();
-  /** Creations under way: slot -> pool key. */
-  readonly creating = new Map<string, string>();
   readonly claims: ClaimStore;
   /** Idle containers' memory charges (src/pool/charges.ts). */
   readonly charges: PoolCharges;
@@ -57,12 +51,20 @@ export class WarmPool implements HygieneTarget {
   onCreated: ((seconds: number) => void) | null = null;
   /** Times of recent demand per `<lang>/<type>`: claims, and cold creations a configured type would have served. */
   private readonly recentDemand = new Map<string, number[]>();
-  private readonly backoff = new Map<string, { until: number; delayMs: number }>();
-  /** Pins chosen for containers still being created: slot -> pool key and cores. */
-  private readonly pinning = new Map<string, { key: string; cpuSet: number[] }>();
+  private readonly filler = new PoolFiller(this);
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private closed = false;
+
+  /** Creations under way: slot -> pool key. */
+  get creating(): Map<string, string> {
+    return this.filler.creating;
+  }
+
+  /** Whether {@link close} was called (fills under way then leave their container for the next start). */
+  get isClosed(): boolean {
+    return this.closed;
+  }
 
   constructor(readonly deps: WarmPoolDeps) {
     this.claims = new ClaimStore(deps.scratchRoot);
@@ -121,7 +123,7 @@ export class WarmPool implements HygieneTarget {
       await this.claims.write(c.containerId, { kernelId, lang: c.lang, cpuSet, memMiB: spec.memMiB, createdAt: Date.now() });
       const steps = await Promise.allSettled([
         this.moveHome(c.home, scratchDir, spec.environ),
-        limitsExact(c.limits, cpuSet, spec.memMiB) ? Promise.resolve() : this.setLimits(c.containerId, cpuSet, spec.memMiB),
+        limitsExact(c.limits, cpuSet, spec.memMiB) ? Promise.resolve() : setLimits(this.deps.docker, c.containerId, cpuSet, spec.memMiB),
         alongside(),
       ]);
       const failed = steps.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -136,11 +138,6 @@ export class WarmPool implements HygieneTarget {
     this.deps.log.info('claimed a warm container', { kernelId, container: c.containerId.slice(0, 12), pool: c.key, cpuSet, memMiB: spec.memMiB, updated: !limitsExact(c.limits, cpuSet, spec.memMiB), wasFrozen });
     queueMicrotask(() => this.resize());
     return { scratchDir };
-  }
-
-  /** Gives a container exactly these cores and memory (swap off) at a kernel's CPU weight, by a live update. */
-  private setLimits(containerId: string, cpuSet: number[], memMiB: number): Promise<void> {
-    return this.deps.docker.update(containerId, { cpusetCpus: cpuSet.join(','), memoryBytes: memMiB * 1024 * 1024, cpuShares: 1024 });
   }
 
   /** The home a claim gives kernel `kernelId`. */
@@ -292,7 +289,7 @@ export class WarmPool implements HygieneTarget {
         idle: idle.map((c) => ({ id: c.containerId, idleSinceMs: c.idleSince })), nowMs: now, maxIdleSec: s.maxIdleSec,
       };
       const d = decideSize(input);
-      const blocked = (this.backoff.get(key)?.until ?? 0) > now;
+      const blocked = this.filler.blocked(key, now);
       const room = Math.max(0, s.fillConcurrency - this.creating.size);
       const t = s.types.find((x) => x.name === type);
       const fits = t ? this.charges.room(t.memMiB) : 0; // kernels' and pooled limits stay within the schedulable memory
@@ -304,7 +301,7 @@ export class WarmPool implements HygieneTarget {
         target: d.target, creatingNow: start, waiting: d.create - start, removing: d.remove.length,
       });
       for (const id of d.remove) void this.drop(this.idle.get(id)!, 'above the target');
-      for (let i = 0; i < start; i++) void this.fill(lang, t!);
+      for (let i = 0; i < start; i++) void this.filler.fill(lang, t!);
     }
   }
 
@@ -317,81 +314,6 @@ export class WarmPool implements HygieneTarget {
     const gpus = this.deps.gpus;
     if (!type?.gpu) return Infinity;
     return gpus && gpus.slots > 0 ? Math.floor(gpus.books.free / type.gpu) : 0;
-  }
-
-  /** Creates one pooled container and waits for its runner to answer. */
-  private async fill(lang: string, type: PoolType): Promise<void> {
-    const key = poolKey(lang, type.name);
-    const slot = randomBytes(6).toString('hex');
-    const home = path.join(this.deps.scratchRoot, '.pool', slot);
-    const settings = this.deps.kernelSettings();
-    const { imagePrefix, kernelUid, security, publishAddr } = settings;
-    const recipe = poolRecipe(settings);
-    if (!this.charges.take(slot, type.memMiB)) return; // another charge took the room since the pass looked
-    this.creating.set(slot, key);
-    const t0 = performance.now();
-    let containerId = '';
-    let relay: KernelRelay | null = null;
-    let gpuSet: number[] = [];
-    try {
-      const imageName = imagePrefix + lang;
-      await this.deps.ensureImage?.(imageName);
-      const image = await this.deps.docker.image(imageName);
-      const traits = imageTraits(image.labels);
-      refuseBadServiceLabel(traits, imageName); // a bad service-port label makes no pooled container
-      const spec: KernelSpec = { lang, image: imageName, cpuCount: this.deps.allCores.length, memMiB: type.memMiB, gpuCount: type.gpu, mounts: [], environ: {}, cpuSet: null, gpuSet: null };
-      gpuSet = takeGpus(this.deps.gpus, `pool:${slot}`, spec, traits)?.gpuSet ?? []; // held while idle
-      spec.gpuSet = gpuSet.length ? gpuSet : null;
-      await prepareHome(home, {}, settings); // the workspace template, as a cold create's home gets it
-      await prepareScratch(home, {}, kernelUid);
-      containerId = await this.deps.docker.create(
-        containerRequest({
-          agentId: this.deps.agentId, kernelId: '', spec, cpuSet: this.deps.allCores, traits, scratchDir: home, kernelUid,
-          publishHost: publishAddr || this.deps.kernelHost, security, createdAt: Date.now(), pool: { key, slot, recipe },
-          gpu: this.deps.gpus?.hostConfig(gpuSet, this.deps.allCores),
-        }),
-      );
-      await this.deps.docker.start(containerId);
-      const state = await this.deps.docker.inspect(containerId);
-      const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
-      if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
-      relay = openRelay(this.deps, ports as number[]);
-      await pingReady(relay, 30_000);
-      // Started at a low weight on every core (its start yields to kernels); it waits where a claim would put it.
-      const pins = [...this.idle.values()].filter((c) => c.key === key && c.limits).map((c) => c.limits!.cpuSet);
-      for (const p of this.pinning.values()) if (p.key === key) pins.push(p.cpuSet);
-      const limits = { cpuSet: pinCores(this.deps.allCores, Math.ceil(type.cpu), this.deps.coreLoad?.() ?? new Map(), pins), memMiB: type.memMiB };
-      this.pinning.set(slot, { key, cpuSet: limits.cpuSet });
-      await this.setLimits(containerId, limits.cpuSet, limits.memMiB);
-      const pooled: PooledContainer = {
-        containerId, key, lang, type: type.name, image: imageName, imageId: image.id, recipe, slot, home, pid: state.pid,
-        ports: ports as number[], traits, gpuSet, idleSince: Date.now(), checkedAt: Date.now(), checking: false, frozen: false, memMiB: type.memMiB, limits, relay,
-      };
-      await this.freezer.freeze(pooled); // pool/freeze: it waits paused from now on
-      if (this.closed) {
-        relay.close();
-        this.deps.gpus?.release(gpuSet); // the next start takes it back, with its devices
-        this.charges.release(slot);
-        return;
-      }
-      this.idle.set(containerId, pooled);
-      this.backoff.delete(key);
-      this.onCreated?.((performance.now() - t0) / 1000);
-      this.deps.log.debug('pooled container ready', { pool: key, container: containerId.slice(0, 12), ms: Math.round(performance.now() - t0) });
-    } catch (err) {
-      const delayMs = Math.min((this.backoff.get(key)?.delayMs ?? 1000) * 2, 60_000);
-      this.backoff.set(key, { until: Date.now() + delayMs, delayMs });
-      this.deps.log.warn('could not create a pooled container; trying again later', { pool: key, retryInMs: delayMs, error: errorMessage(err) });
-      relay?.close();
-      this.deps.gpus?.release(gpuSet);
-      this.charges.release(slot);
-      if (containerId) await this.deps.docker.remove(containerId).catch(() => undefined);
-      await fs.rm(home, { recursive: true, force: true }).catch(() => undefined);
-    } finally {
-      this.creating.delete(slot);
-      this.pinning.delete(slot);
-      this.resize();
-    }
   }
 
   /** Readiness of an idle container: its runner answers `%ping` within the timeout, through its kept relay; a frozen one is unpaused for it and paused again. */
