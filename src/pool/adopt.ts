@@ -30,10 +30,25 @@ export interface AdoptTarget {
   readonly charges: PoolCharges;
 }
 
-/** The claim record of a pooled container found at start (it is then a kernel), or null (it is idle). */
+/**
+ * The claim record of a pooled container found at start (it is then a
+ * kernel), or null (it is idle). A claimed container still paused (the
+ * agent died while the claim unpaused it) is unpaused; one that cannot be
+ * stays not running, and the kernel's re-adoption removes it as dead.
+ */
 export async function claimOf(pool: AdoptTarget, c: ContainerSummary): Promise<ClaimRecord | null> {
   const rec = await pool.claims.read(c.id);
-  if (rec) pool.claimed.set(c.id, c.labels[LABELS.pool] ?? '');
+  if (!rec) return null;
+  pool.claimed.set(c.id, c.labels[LABELS.pool] ?? '');
+  if (c.paused) {
+    await pool.deps.docker.setPaused(c.id, false).then(
+      () => {
+        Object.assign(c, { running: true, paused: false }); // what the kernel's re-adoption reads next
+        pool.deps.log.info('unpaused a claimed pooled container left paused', { kernelId: rec.kernelId, container: c.id.slice(0, 12) });
+      },
+      (err: unknown) => pool.deps.log.warn('could not unpause a claimed pooled container', { kernelId: rec.kernelId, container: c.id.slice(0, 12), error: errorMessage(err) }),
+    );
+  }
   return rec;
 }
 

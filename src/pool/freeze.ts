@@ -71,11 +71,4 @@ export class PoolFreezer {
       }),
     );
   }
-
-  /** How many of these wait frozen. */
-  static count(idle: Iterable<PooledContainer>): number {
-    let n = 0;
-    for (const c of idle) if (c.frozen) n++;
-    return n;
-  }
 }

@@ -111,24 +111,28 @@ export class WarmPool implements HygieneTarget {
    * once the home renamed to the kernel's with environ.txt, the exact cores
    * and memory by a live update (none when the container was pinned to
    * exactly these), and `alongside` (the caller's work on the
-   * running runner). A frozen container is unpaused before all of it. On
-   * failure the container and everything of it is removed, once every step
-   * has ended, and the first error thrown.
+   * running runner). A frozen container's unpause starts before all of it,
+   * and only `alongside` waits for it. On failure (an unpause that fails
+   * too) the container and everything of it is removed, once every step has
+   * ended, and the first error thrown.
    */
   async bind(c: PooledContainer, kernelId: string, spec: KernelSpec, cpuSet: number[], alongside: () => Promise<void>): Promise<{ scratchDir: string }> {
     const scratchDir = this.homeOf(kernelId);
     const wasFrozen = c.frozen;
+    // The runner is needed by `alongside` only; a restart that finds the claim record with the container still paused unpauses it (src/pool/adopt.ts).
+    const thawed = this.freezer.thaw(c);
+    const thawEnded = thawed.then(() => undefined, () => undefined);
     try {
-      await this.freezer.thaw(c); // before the claim record: a restart finds a kernel running, never paused
       await this.claims.write(c.containerId, { kernelId, lang: c.lang, cpuSet, memMiB: spec.memMiB, createdAt: Date.now() });
       const steps = await Promise.allSettled([
         this.moveHome(c.home, scratchDir, spec.environ),
         limitsExact(c.limits, cpuSet, spec.memMiB) ? Promise.resolve() : setLimits(this.deps.docker, c.containerId, cpuSet, spec.memMiB),
-        alongside(),
+        thawed.then(alongside),
       ]);
       const failed = steps.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
     } catch (err) {
+      await thawEnded;
       await this.discard(c.containerId, [c.home, scratchDir]);
       this.deps.gpus?.release(c.gpuSet);
       throw err;

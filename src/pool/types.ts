@@ -95,6 +95,6 @@ export interface HygieneTarget {
   readonly claims: ClaimStore;
   /** Removes an idle container from the pool, saying why. */
   drop(c: PooledContainer, reason: string): Promise<void>;
-  /** Checks that an idle container's runner answers within the timeout. */
+  /** Checks that an idle container's runner answers within the timeout (a frozen one unpaused for it, then paused again). */
   check(c: PooledContainer, timeoutMs: number): Promise<void>;
 }

@@ -11,13 +11,11 @@
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
 import Docker from 'dockerode';
-import { Agent } from '../../src/agent.js';
-import { validateOptions } from '../../src/config/options.js';
 import { createLogger } from '../../src/log.js';
-import { AgentClient } from '../../src/rpc/client.js';
+import type { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { nodeMemoryMiB } from '../../src/kernels/memory.js';
-import { agentOptions, eventually, onCleanup, remoteError, removeContainersOf, requireEtcd, startAgent, TEST_IMAGE_LANG, testLogger, uniqueName } from '../helpers/env.js';
+import { eventually, remoteError, removeContainersOf, requireEtcd, restartAgent, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { poolSettled, putPool } from '../helpers/pool.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 
@@ -31,7 +29,8 @@ describe('warm pool freeze and memory charge', function () {
   before(requireEtcd);
 
   it('with pool/freeze idle containers wait paused across readiness checks and a restart; a claim gets a running kernel', async () => {
-    const { client, agent, agentId, namespace } = await startAgent({}, (ns) => putPool(ns, { [TEST_IMAGE_LANG]: { small: 2 } }, { freeze: 'true', readiness_interval: '1' }));
+    const t = await startAgent({}, (ns) => putPool(ns, { [TEST_IMAGE_LANG]: { small: 2 } }, { freeze: 'true', readiness_interval: '1' }));
+    const { client, agent } = t;
     const warm = await poolSettled(agent, 2);
     await eventually('the pool to be paused', () => allPaused(warm));
     // a readiness check unpauses, pings and pauses again
@@ -47,20 +46,20 @@ describe('warm pool freeze and memory charge', function () {
     expect((await docker.getContainer(info.container_id).inspect()).State).to.include({ Running: true, Paused: false });
     expect(consoleText(await runToEnd(client, id, "import os; print(os.environ['WHO'], 6 * 7)"), 'stdout')).to.equal('thawed 42\n');
 
-    // a stop leaves the idle ones paused; the next start unpauses them to adopt them, and pauses them again
+    // a stop leaves the idle ones paused; the next start unpauses them to adopt them, and pauses them again;
+    // a claimed container found paused (an agent that died mid-claim; here paused by hand) is unpaused and adopted as its kernel
     const idle = await poolSettled(agent, 2);
     await eventually('the refilled pool to be paused', () => allPaused(idle));
-    await agent.stop();
-    const raw = await agentOptions({ agentId, namespace, scratchRoot: agent.options.scratchRoot });
-    const again = new Agent(await validateOptions(raw), testLogger());
-    onCleanup(() => again.stop());
-    await again.start();
+    await docker.getContainer(info.container_id).pause();
+    const { agent: again, client: client2 } = await restartAgent(t);
     expect(again.warmPool!.idle.size).to.equal(2);
     await eventually('the adopted pool to be paused again', async () => (await allPaused(idle)) && [...again.warmPool!.idle.values()].every((c) => c.frozen));
-    const client2 = new AgentClient(`tcp://127.0.0.1:${raw.agentPort}`, { timeoutMs: 5000 });
-    onCleanup(() => client2.close());
-    await client2.call(methods.destroy_kernel, id);
-    removeContainersOf(agentId); // removes the paused ones too (a forced remove kills them frozen)
+    expect(consoleText(await runToEnd(client2, id, 'print(6 * 7)'), 'stdout')).to.equal('42\n');
+    // a paused kernel container (paused by hand) is destroyed all the same
+    await docker.getContainer(info.container_id).pause();
+    await client2.callWithTimeout(30_000, methods.destroy_kernel, id);
+    expect(await docker.getContainer(info.container_id).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
+    removeContainersOf(t.agentId); // removes the paused ones too (a forced remove kills them frozen)
   });
 
   it('without pool/freeze idle containers run; turning it on pauses them live', async () => {
@@ -79,10 +78,11 @@ describe('warm pool freeze and memory charge', function () {
     const lines: string[] = [];
     const stream = new PassThrough();
     stream.on('data', (b: Buffer) => lines.push(...b.toString('utf8').split('\n').filter(Boolean)));
-    const { client, agent, agentId, namespace } = await startAgent({}, async (ns) => {
+    const t = await startAgent({}, async (ns) => {
       await ns.put('config/agent/mem_reserve').value(String(nodeMemoryMiB() - capacity));
       await putPool(ns, { [TEST_IMAGE_LANG]: { small: 4 } }, { check_interval: '0.2' });
     }, createLogger({ level: 'info', format: 'json', stream }));
+    const { client, agent } = t;
     await poolSettled(agent, 2);
     const slots = async (c: AgentClient) => (await c.call(methods.get_node_stats)).slots.mem_free_mib;
     expect(await slots(client)).to.equal(capacity - 512);
@@ -100,17 +100,11 @@ describe('warm pool freeze and memory charge', function () {
     expect(await slots(client)).to.equal(capacity - 256 - 128);
 
     // a restart rebuilds the same figures from the adopted kernel and pooled container
-    await agent.stop();
-    const raw = await agentOptions({ agentId, namespace, scratchRoot: agent.options.scratchRoot });
-    const again = new Agent(await validateOptions(raw), testLogger());
-    onCleanup(() => again.stop());
-    await again.start();
-    const client2 = new AgentClient(`tcp://127.0.0.1:${raw.agentPort}`, { timeoutMs: 5000 });
-    onCleanup(() => client2.close());
+    const { agent: again, client: client2 } = await restartAgent(t);
     expect(await slots(client2)).to.equal(capacity - 256 - 128);
     await client2.call(methods.destroy_kernel, id); // the kernel's charge back: the pool refills to the bound
     await poolSettled(again, 2);
     expect(await slots(client2)).to.equal(capacity - 512);
-    removeContainersOf(agentId);
+    removeContainersOf(t.agentId);
   });
 });
