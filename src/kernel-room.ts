@@ -122,6 +122,7 @@ export class KernelRoom {
       clusterShare: () => c.clusterShare(),
       kernelSettings: forKernels,
       gpus,
+      memory: () => this.kernels?.memory ?? null, // idle pooled containers' limits are charged with the kernels'
     });
     this.pool = pool;
     const kernels = new KernelService({

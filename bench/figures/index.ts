@@ -10,6 +10,7 @@ import { densityFigure } from './density.js';
 import { executeFigure } from './execute.js';
 import { heartbeatFigure } from './heartbeat.js';
 import { imagePullFigure } from './image-pull.js';
+import { poolFreezeFigure } from './pool-freeze.js';
 import { restartFigure } from './restart.js';
 import { rpcFigure } from './rpc.js';
 import { streamingFigure } from './streaming.js';
@@ -17,5 +18,5 @@ import { warmCreateFigure } from './warm-create.js';
 
 export const figures: Figure[] = [
   rpcFigure, coldCreateFigure, warmCreateFigure, executeFigure, streamingFigure,
-  burstCreateFigure, burstClaimsFigure, restartFigure, heartbeatFigure, densityFigure, imagePullFigure,
+  burstCreateFigure, burstClaimsFigure, poolFreezeFigure, restartFigure, heartbeatFigure, densityFigure, imagePullFigure,
 ];

@@ -44,7 +44,7 @@ export async function waitForPool(metricsUrl: string, size = POOL_SIZE, timeoutM
 }
 
 /** One create until the kernel answers `%ping` through the agent, then an untimed destroy. */
-async function createOnce(agent: BenchAgent, id: string): Promise<Samples> {
+export async function createOnce(agent: BenchAgent, id: string): Promise<Samples> {
   const t0 = performance.now();
   await agent.client.callWithTimeout(120_000, methods.create_kernel, id, KERNEL_CONFIG);
   const created = performance.now() - t0;

@@ -82,12 +82,18 @@ export interface ContainerState {
   oomKilled: boolean;
   /** The main process's exit code once it has ended (Docker's State.ExitCode); null while running. */
   exitCode?: number | null;
+  /** Paused (`docker pause`, the cgroup freezer); a paused container is also running. */
+  paused?: boolean;
+  /** Its memory limit in bytes (HostConfig.Memory; 0: none). */
+  memoryBytes?: number;
 }
 
 /** A container as listings show it. */
 export interface ContainerSummary {
   id: string;
   running: boolean;
+  /** Paused (`docker pause`); listings then say `paused`, not `running`. */
+  paused?: boolean;
   labels: Record<string, string>;
   imageId: string;
   createdMs: number;
@@ -210,7 +216,7 @@ export class DockerEngine {
         if (hostPort) ports[Number(key.split('/')[0])] = Number(hostPort);
       }
       return { id: info.Id, running: info.State.Running, pid: info.State.Pid || null, ports, labels: info.Config.Labels ?? {}, oomKilled: info.State.OOMKilled === true,
-        exitCode: info.State.Running ? null : info.State.ExitCode };
+        exitCode: info.State.Running ? null : info.State.ExitCode, paused: info.State.Paused === true, memoryBytes: info.HostConfig?.Memory ?? 0 };
     } catch (err) {
       if (isNotFound(err)) return null;
       throw castDockerError(err, `inspecting container ${id.slice(0, 12)}`);
@@ -231,6 +237,16 @@ export class DockerEngine {
     }
   }
 
+  /** Pauses (`freeze`) or unpauses a running container's processes (the cgroup freezer). */
+  async setPaused(id: string, paused: boolean): Promise<void> {
+    try {
+      const c = this.docker.getContainer(id);
+      await (paused ? c.pause() : c.unpause());
+    } catch (err) {
+      throw castDockerError(err, `${paused ? 'pausing' : 'unpausing'} container ${id.slice(0, 12)}`);
+    }
+  }
+
   /** Renames a container. */
   async rename(id: string, name: string): Promise<void> {
     try {
@@ -244,7 +260,7 @@ export class DockerEngine {
   async listByLabel(label: string): Promise<ContainerSummary[]> {
     try {
       const list = await this.docker.listContainers({ all: true, filters: { label: [label] } });
-      return list.map((c) => ({ id: c.Id, running: c.State === 'running', labels: c.Labels ?? {}, imageId: c.ImageID, createdMs: c.Created * 1000 }));
+      return list.map((c) => ({ id: c.Id, running: c.State === 'running', paused: c.State === 'paused', labels: c.Labels ?? {}, imageId: c.ImageID, createdMs: c.Created * 1000 }));
     } catch (err) {
       throw castDockerError(err, 'listing containers');
     }

@@ -49,8 +49,8 @@ export class KernelFactory {
     await checkScratchReserve(this.d.scratchRoot, this.d.settings().scratchReserveMiB ?? 0); // a full disk must not break the kernels already there
     const pool = spec.bootstrapScript ? null : this.d.pool; // a warm runner has started already: no bootstrap before it
     if (pool) {
-      const cpuSet = this.takeCores(id, spec); // no room: NoResources, nothing taken
-      const warm = pool.take(spec, cpuSet);
+      const cpuSet = this.takeCores(id, spec, null, false); // no room: NoResources, nothing taken
+      const warm = pool.take(spec, cpuSet, id); // its memory charge becomes the kernel's
       if (warm) {
         try {
           return await this.claimWarm(id, spec, warm, cpuSet);
@@ -200,10 +200,14 @@ export class KernelFactory {
     }
   }
 
-  /** Takes a kernel's memory and cores (memory first); throws NoResourcesError, taking nothing, when either has no room now. */
-  takeCores(id: string, spec: KernelSpec, prefer: number[] | null = null): number[] {
+  /**
+   * Takes a kernel's memory and cores (memory first; the cores only when not
+   * `memory`: a claim moves a pooled container's charge instead); throws
+   * NoResourcesError, taking nothing, when either has no room now.
+   */
+  takeCores(id: string, spec: KernelSpec, prefer: number[] | null = null, memory = true): number[] {
     try {
-      this.c.memory.take(id, spec.memMiB);
+      if (memory) this.c.memory.take(id, spec.memMiB);
     } catch (err) {
       if (err instanceof MemoryExhausted) throw new NoResourcesError(`not enough memory for this kernel: ${err.message}`);
       throw err;

@@ -65,6 +65,14 @@ export class AgentMetrics {
         }
       },
     });
+    new Gauge({
+      name: 'compute_agent_pool_frozen', help: 'Idle warm pool containers waiting paused (pool/freeze), by image and resource type.',
+      labelNames: ['image', 'type'], registers,
+      collect() {
+        this.reset();
+        for (const r of sources.poolSizes()) this.set({ image: r.lang, type: r.type }, r.frozen);
+      },
+    });
     new Counter({
       name: 'compute_agent_pool_claims_total', help: 'Kernels created by claiming a warm pool container.', labelNames: ['image', 'type'], registers,
       collect() {

@@ -49,7 +49,7 @@ export async function runHygiene(pool: HygieneTarget): Promise<void> {
   };
   for (const c of [...pool.idle.values()]) {
     const seen = byId.get(c.containerId);
-    if (!seen?.running) await pool.drop(c, 'the container died');
+    if (!seen?.running && !seen?.paused) await pool.drop(c, 'the container died');
     else if (c.image !== prefix + c.lang) await pool.drop(c, `the image prefix changed (now ${prefix})`);
     else if (c.recipe !== recipe) await pool.drop(c, 'the kernel settings it was made with changed (lock-down, kernel uid or publish address)');
     else {

@@ -11,66 +11,74 @@
  * id>` — the bind mount follows the directory — with environ.txt, exact cores
  * and memory by a live update unless already pinned so, and the caller's
  * environ statement) and it is never handed out again. The pool refills in
- * the background with bounded concurrency, sized by `decideSize`, and a
+ * the background with bounded concurrency (src/pool/fill.ts), sized by `decideSize`, and a
  * hygiene pass (src/pool/hygiene.ts) replaces dead and outdated containers
- * and removes zombies.
+ * and removes zombies. Idle containers' memory limits are charged to the
+ * kernels' memory book (src/pool/charges.ts) and, with `pool/freeze`, they
+ * wait paused (src/pool/freeze.ts); re-adoption is src/pool/adopt.ts.
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
-import { KERNEL_PORTS, type ContainerSummary } from '../adapters/docker.js';
-import { containerName, containerRequest, imageTraits, LABELS, parseCoreList, prepareScratch } from '../kernels/launch.js';
-import { refuseBadServiceLabel } from '../kernels/service-ports.js';
-import { takeGpus } from '../accelerators/kernel-gpus.js';
-import { prepareHome } from '../kernels/workspace.js';
+import type { ContainerSummary } from '../adapters/docker.js';
+import { containerName, prepareScratch } from '../kernels/launch.js';
 import type { KernelSpec } from '../kernels/spec.js';
-import { KernelRelay } from '../relay/kernel-relay.js';
 import { ClaimStore, type ClaimRecord } from './claims.js';
+import { adoptIdle, claimOf, openRelay, pingReady, poolKey, splitKey, sweepHomes } from './adopt.js';
+import { PoolCharges } from './charges.js';
+import { PoolFiller, setLimits } from './fill.js';
+import { PoolFreezer } from './freeze.js';
 import { poolRecipe, runHygiene } from './hygiene.js';
 import type { HygieneTarget, PooledContainer, PoolSizes, WarmPoolDeps } from './types.js';
 import { fittingType, type PoolType } from './settings.js';
 import { decideSize } from './sizing.js';
-import { limitsExact, pinCores } from './pinning.js';
+import { limitsExact } from './pinning.js';
 
 export type { PooledContainer, PoolSizes, WarmPoolDeps } from './types.js';
-
-export const poolKey = (lang: string, type: string) => `${lang}/${type}`;
-const splitKey = (key: string) => {
-  const i = key.lastIndexOf('/');
-  return { lang: key.slice(0, i), type: key.slice(i + 1) };
-};
+export { poolKey } from './adopt.js';
 
 export class WarmPool implements HygieneTarget {
   readonly idle = new Map<string, PooledContainer>();
   /** Claimed (or being claimed) pooled containers: container id -> pool key. */
   readonly claimed = new Map<string, string>();
-  /** Creations under way: slot -> pool key. */
-  readonly creating = new Map<string, string>();
   readonly claims: ClaimStore;
+  /** Idle containers' memory charges (src/pool/charges.ts). */
+  readonly charges: PoolCharges;
+  readonly freezer: PoolFreezer;
   readonly claimTotals = new Map<string, number>();
   readonly coldTotals = new Map<string, number>();
   /** Called with the seconds each successful creation took (create, start, runner answering). */
   onCreated: ((seconds: number) => void) | null = null;
   /** Times of recent demand per `<lang>/<type>`: claims, and cold creations a configured type would have served. */
   private readonly recentDemand = new Map<string, number[]>();
-  private readonly backoff = new Map<string, { until: number; delayMs: number }>();
-  /** Pins chosen for containers still being created: slot -> pool key and cores. */
-  private readonly pinning = new Map<string, { key: string; cpuSet: number[] }>();
+  private readonly filler = new PoolFiller(this);
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private closed = false;
 
+  /** Creations under way: slot -> pool key. */
+  get creating(): Map<string, string> {
+    return this.filler.creating;
+  }
+
+  /** Whether {@link close} was called (fills under way then leave their container for the next start). */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   constructor(readonly deps: WarmPoolDeps) {
     this.claims = new ClaimStore(deps.scratchRoot);
+    this.charges = new PoolCharges(() => deps.memory?.() ?? null, deps.log);
+    this.freezer = new PoolFreezer(deps.docker, deps.log, () => deps.settings().freeze);
   }
 
   /**
    * Takes the idle container that best fits a spec out of the pool
    * (synchronously), or returns null: the smallest type that holds it, and
    * in it one already pinned to exactly `cpuSet` and the spec's memory if any.
+   * Its memory charge becomes kernel `kernelId`'s (the spec's memory).
    */
-  take(spec: KernelSpec, cpuSet: number[]): PooledContainer | null {
+  take(spec: KernelSpec, cpuSet: number[], kernelId: string): PooledContainer | null {
     const s = this.deps.settings();
     if (this.closed || Object.keys(s.images).length === 0) return null; // no pool: not a fallback either
     // Mounts and devices cannot be added live: a GPU kernel takes a type with exactly its count, and a gpu_set (a restart) is never pooled.
@@ -83,7 +91,7 @@ export class WarmPool implements HygieneTarget {
     while (servable && (type = fittingType(types, spec.cpuCount, spec.memMiB, spec.gpuCount))) {
       const fits = usable.filter((e) => e.type === type!.name);
       const c = fits.find((e) => limitsExact(e.limits, cpuSet, spec.memMiB)) ?? fits[0];
-      if (c) {
+      if (c && this.charges.transfer(c.slot, kernelId, spec.memMiB)) {
         this.idle.delete(c.containerId);
         this.claimed.set(c.containerId, c.key);
         return c;
@@ -103,35 +111,37 @@ export class WarmPool implements HygieneTarget {
    * once the home renamed to the kernel's with environ.txt, the exact cores
    * and memory by a live update (none when the container was pinned to
    * exactly these), and `alongside` (the caller's work on the
-   * running runner). On failure the container and everything of it is
-   * removed, once every step has ended, and the first error thrown.
+   * running runner). A frozen container's unpause starts before all of it,
+   * and only `alongside` waits for it. On failure (an unpause that fails
+   * too) the container and everything of it is removed, once every step has
+   * ended, and the first error thrown.
    */
   async bind(c: PooledContainer, kernelId: string, spec: KernelSpec, cpuSet: number[], alongside: () => Promise<void>): Promise<{ scratchDir: string }> {
     const scratchDir = this.homeOf(kernelId);
+    const wasFrozen = c.frozen;
+    // The runner is needed by `alongside` only; a restart that finds the claim record with the container still paused unpauses it (src/pool/adopt.ts).
+    const thawed = this.freezer.thaw(c);
+    const thawEnded = thawed.then(() => undefined, () => undefined);
     try {
       await this.claims.write(c.containerId, { kernelId, lang: c.lang, cpuSet, memMiB: spec.memMiB, createdAt: Date.now() });
       const steps = await Promise.allSettled([
         this.moveHome(c.home, scratchDir, spec.environ),
-        limitsExact(c.limits, cpuSet, spec.memMiB) ? Promise.resolve() : this.setLimits(c.containerId, cpuSet, spec.memMiB),
-        alongside(),
+        limitsExact(c.limits, cpuSet, spec.memMiB) ? Promise.resolve() : setLimits(this.deps.docker, c.containerId, cpuSet, spec.memMiB),
+        thawed.then(alongside),
       ]);
       const failed = steps.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
     } catch (err) {
+      await thawEnded;
       await this.discard(c.containerId, [c.home, scratchDir]);
       this.deps.gpus?.release(c.gpuSet);
       throw err;
     }
     this.noteDemand(c.key);
     this.claimTotals.set(c.key, (this.claimTotals.get(c.key) ?? 0) + 1);
-    this.deps.log.info('claimed a warm container', { kernelId, container: c.containerId.slice(0, 12), pool: c.key, cpuSet, memMiB: spec.memMiB, updated: !limitsExact(c.limits, cpuSet, spec.memMiB) });
+    this.deps.log.info('claimed a warm container', { kernelId, container: c.containerId.slice(0, 12), pool: c.key, cpuSet, memMiB: spec.memMiB, updated: !limitsExact(c.limits, cpuSet, spec.memMiB), wasFrozen });
     queueMicrotask(() => this.resize());
     return { scratchDir };
-  }
-
-  /** Gives a container exactly these cores and memory (swap off) at a kernel's CPU weight, by a live update. */
-  private setLimits(containerId: string, cpuSet: number[], memMiB: number): Promise<void> {
-    return this.deps.docker.update(containerId, { cpusetCpus: cpuSet.join(','), memoryBytes: memMiB * 1024 * 1024, cpuShares: 1024 });
   }
 
   /** The home a claim gives kernel `kernelId`. */
@@ -171,45 +181,18 @@ export class WarmPool implements HygieneTarget {
   }
 
   /** The claim record of a pooled container found at start (it is then a kernel), or null (it is idle). */
-  async claimOf(c: ContainerSummary): Promise<ClaimRecord | null> {
-    const rec = await this.claims.read(c.id);
-    if (rec) this.claimed.set(c.id, c.labels[LABELS.pool] ?? '');
-    return rec;
+  claimOf(c: ContainerSummary): Promise<ClaimRecord | null> {
+    return claimOf(this, c);
   }
 
-  /** Takes back an idle pooled container found at start; one that is dead or lost its home is removed. */
-  async adoptIdle(c: ContainerSummary): Promise<void> {
-    const slot = c.labels[LABELS.poolSlot] ?? '';
-    const home = path.join(this.deps.scratchRoot, '.pool', slot);
-    const state = c.running ? await this.deps.docker.inspect(c.id) : null;
-    const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
-    const homeOk = /^[0-9a-f]+$/.test(slot) && (await fs.stat(home).then((s) => s.isDirectory(), () => false));
-    const { lang, type } = splitKey(c.labels[LABELS.pool] ?? '/');
-    const gpuSet = parseCoreList(c.labels[LABELS.gpuSet]);
-    if (!state?.running || ports.some((p) => !p) || !homeOk || !lang) {
-      await this.deps.docker.remove(c.id);
-      if (homeOk) await fs.rm(home, { recursive: true, force: true });
-      this.deps.log.info('removed a pooled container that died or lost its home while the agent was away', { container: c.id.slice(0, 12) });
-      return;
-    }
-    const image = this.deps.kernelSettings().imagePrefix + lang;
-    const traits = await this.deps.docker.image(image).then((i) => imageTraits(i.labels), () => imageTraits({}));
-    this.deps.gpus?.adopt(gpuSet, `pool:${slot}`);
-    this.idle.set(c.id, {
-      containerId: c.id, key: poolKey(lang, type), lang, type, image, imageId: c.imageId, recipe: c.labels[LABELS.poolRecipe] ?? '', slot, home, pid: state.pid,
-      ports: ports as number[], traits, gpuSet, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits: null, relay: null,
-    });
+  /** Takes back an idle pooled container found at start (src/pool/adopt.ts). */
+  adoptIdle(c: ContainerSummary): Promise<void> {
+    return adoptIdle(this, c);
   }
 
-  /** Removes the pooled homes that no idle container holds (left by a crash mid-creation); call after re-adoption. */
-  async sweepHomes(): Promise<void> {
-    const held = new Set([...this.idle.values()].map((c) => c.slot));
-    const root = path.join(this.deps.scratchRoot, '.pool');
-    for (const name of await fs.readdir(root).catch(() => [] as string[])) {
-      if (held.has(name)) continue;
-      await fs.rm(path.join(root, name), { recursive: true, force: true });
-      this.deps.log.info('removed a pooled home that no container holds', { dir: path.join(root, name) });
-    }
+  /** Removes the pooled homes that no idle container holds; call after re-adoption. */
+  sweepHomes(): Promise<void> {
+    return sweepHomes(this);
   }
 
   /** A claimed container's kernel is gone: forget it and its claim record. */
@@ -229,6 +212,7 @@ export class WarmPool implements HygieneTarget {
     if (!this.idle.delete(c.containerId)) return;
     c.relay?.close();
     this.deps.gpus?.release(c.gpuSet);
+    this.charges.release(c.slot);
     this.deps.log.info('removing a pooled container', { container: c.containerId.slice(0, 12), pool: c.key, reason });
     await this.deps.docker.remove(c.containerId).catch((e: unknown) => this.deps.log.warn('could not remove a pooled container', { error: errorMessage(e) }));
     await fs.rm(c.home, { recursive: true, force: true }).catch(() => undefined);
@@ -258,10 +242,11 @@ export class WarmPool implements HygieneTarget {
     for (const c of this.idle.values()) c.relay?.close();
   }
 
-  /** One pass: hygiene, then sizing. */
+  /** One pass: hygiene, the idle containers paused or unpaused as `pool/freeze` says, then sizing. */
   async tick(): Promise<void> {
     try {
       await runHygiene(this);
+      await this.freezer.settle(this.idle.values(), (c, why) => this.drop(c, why));
     } catch (err) {
       this.deps.log.warn('pool check failed; trying again at the next one', { error: errorMessage(err) });
     }
@@ -273,11 +258,14 @@ export class WarmPool implements HygieneTarget {
     const rows = new Map<string, PoolSizes>();
     const row = (key: string) => {
       let r = rows.get(key);
-      if (!r) rows.set(key, (r = { ...splitKey(key), idle: 0, creating: 0, claimed: 0 }));
+      if (!r) rows.set(key, (r = { ...splitKey(key), idle: 0, creating: 0, claimed: 0, frozen: 0 }));
       return r;
     };
     for (const [lang, counts] of Object.entries(this.deps.settings().images)) for (const t of Object.keys(counts)) row(poolKey(lang, t));
-    for (const c of this.idle.values()) row(c.key).idle++;
+    for (const c of this.idle.values()) {
+      row(c.key).idle++;
+      if (c.frozen) row(c.key).frozen++;
+    }
     for (const k of this.creating.values()) row(k).creating++;
     for (const k of this.claimed.values()) if (k) row(k).claimed++;
     return [...rows.values()];
@@ -305,16 +293,19 @@ export class WarmPool implements HygieneTarget {
         idle: idle.map((c) => ({ id: c.containerId, idleSinceMs: c.idleSince })), nowMs: now, maxIdleSec: s.maxIdleSec,
       };
       const d = decideSize(input);
-      const blocked = (this.backoff.get(key)?.until ?? 0) > now;
+      const blocked = this.filler.blocked(key, now);
       const room = Math.max(0, s.fillConcurrency - this.creating.size);
-      const start = blocked || !typeNames.has(type) ? 0 : Math.min(d.create, room, this.gpuRoom(s.types.find((t) => t.name === type)));
+      const t = s.types.find((x) => x.name === type);
+      const fits = t ? this.charges.room(t.memMiB) : 0; // kernels' and pooled limits stay within the schedulable memory
+      if (t && !blocked) this.charges.note(key, Math.min(d.create, room), fits, t.memMiB);
+      const start = blocked || !t ? 0 : Math.min(d.create, room, this.gpuRoom(t), fits);
       if (start === 0 && d.remove.length === 0) continue;
       this.deps.log.info('pool sizing', {
         pool: key, floor, max: s.max, autoscale: s.autoscale, recentDemand: recent.length, clusterShare: input.clusterShare, idle: idle.length, creating,
         target: d.target, creatingNow: start, waiting: d.create - start, removing: d.remove.length,
       });
       for (const id of d.remove) void this.drop(this.idle.get(id)!, 'above the target');
-      for (let i = 0; i < start; i++) void this.fill(lang, s.types.find((t) => t.name === type)!);
+      for (let i = 0; i < start; i++) void this.filler.fill(lang, t!);
     }
   }
 
@@ -329,91 +320,11 @@ export class WarmPool implements HygieneTarget {
     return gpus && gpus.slots > 0 ? Math.floor(gpus.books.free / type.gpu) : 0;
   }
 
-  /** Creates one pooled container and waits for its runner to answer. */
-  private async fill(lang: string, type: PoolType): Promise<void> {
-    const key = poolKey(lang, type.name);
-    const slot = randomBytes(6).toString('hex');
-    const home = path.join(this.deps.scratchRoot, '.pool', slot);
-    const settings = this.deps.kernelSettings();
-    const { imagePrefix, kernelUid, security, publishAddr } = settings;
-    const recipe = poolRecipe(settings);
-    this.creating.set(slot, key);
-    const t0 = performance.now();
-    let containerId = '';
-    let relay: KernelRelay | null = null;
-    let gpuSet: number[] = [];
-    try {
-      const imageName = imagePrefix + lang;
-      await this.deps.ensureImage?.(imageName);
-      const image = await this.deps.docker.image(imageName);
-      const traits = imageTraits(image.labels);
-      refuseBadServiceLabel(traits, imageName); // a bad service-port label makes no pooled container
-      const spec: KernelSpec = { lang, image: imageName, cpuCount: this.deps.allCores.length, memMiB: type.memMiB, gpuCount: type.gpu, mounts: [], environ: {}, cpuSet: null, gpuSet: null };
-      gpuSet = takeGpus(this.deps.gpus, `pool:${slot}`, spec, traits)?.gpuSet ?? []; // held while idle
-      spec.gpuSet = gpuSet.length ? gpuSet : null;
-      await prepareHome(home, {}, settings); // the workspace template, as a cold create's home gets it
-      await prepareScratch(home, {}, kernelUid);
-      containerId = await this.deps.docker.create(
-        containerRequest({
-          agentId: this.deps.agentId, kernelId: '', spec, cpuSet: this.deps.allCores, traits, scratchDir: home, kernelUid,
-          publishHost: publishAddr || this.deps.kernelHost, security, createdAt: Date.now(), pool: { key, slot, recipe },
-          gpu: this.deps.gpus?.hostConfig(gpuSet, this.deps.allCores),
-        }),
-      );
-      await this.deps.docker.start(containerId);
-      const state = await this.deps.docker.inspect(containerId);
-      const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
-      if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
-      relay = this.openRelay(ports as number[]);
-      await this.ready(relay, 30_000);
-      // Started at a low weight on every core (its start yields to kernels); it waits where a claim would put it.
-      const pins = [...this.idle.values()].filter((c) => c.key === key && c.limits).map((c) => c.limits!.cpuSet);
-      for (const p of this.pinning.values()) if (p.key === key) pins.push(p.cpuSet);
-      const limits = { cpuSet: pinCores(this.deps.allCores, Math.ceil(type.cpu), this.deps.coreLoad?.() ?? new Map(), pins), memMiB: type.memMiB };
-      this.pinning.set(slot, { key, cpuSet: limits.cpuSet });
-      await this.setLimits(containerId, limits.cpuSet, limits.memMiB);
-      if (this.closed) {
-        relay.close();
-        this.deps.gpus?.release(gpuSet); // the next start takes it back, with its devices
-        return;
-      }
-      this.idle.set(containerId, {
-        containerId, key, lang, type: type.name, image: imageName, imageId: image.id, recipe, slot, home, pid: state.pid,
-        ports: ports as number[], traits, gpuSet, idleSince: Date.now(), checkedAt: Date.now(), checking: false, limits, relay,
-      });
-      this.backoff.delete(key);
-      this.onCreated?.((performance.now() - t0) / 1000);
-      this.deps.log.debug('pooled container ready', { pool: key, container: containerId.slice(0, 12), ms: Math.round(performance.now() - t0) });
-    } catch (err) {
-      const delayMs = Math.min((this.backoff.get(key)?.delayMs ?? 1000) * 2, 60_000);
-      this.backoff.set(key, { until: Date.now() + delayMs, delayMs });
-      this.deps.log.warn('could not create a pooled container; trying again later', { pool: key, retryInMs: delayMs, error: errorMessage(err) });
-      relay?.close();
-      this.deps.gpus?.release(gpuSet);
-      if (containerId) await this.deps.docker.remove(containerId).catch(() => undefined);
-      await fs.rm(home, { recursive: true, force: true }).catch(() => undefined);
-    } finally {
-      this.creating.delete(slot);
-      this.pinning.delete(slot);
-      this.resize();
-    }
-  }
-
-  /** Readiness of an idle container: its runner answers `%ping` within the timeout, through its kept relay. */
+  /** Readiness of an idle container: its runner answers `%ping` within the timeout, through its kept relay; a frozen one is unpaused for it and paused again. */
   async check(c: PooledContainer, timeoutMs: number): Promise<void> {
-    c.relay ??= this.openRelay(c.ports);
-    await this.ready(c.relay, timeoutMs);
-  }
-
-  private openRelay(ports: number[]): KernelRelay {
-    return new KernelRelay({
-      host: this.deps.kernelHost, replInPort: ports[0]!, replOutPort: ports[1]!, log: this.deps.log.child({ component: 'pool-readiness' }),
-      execTimeoutSec: 0, onExecTimeout: () => undefined, outputFiles: async () => [],
-    });
-  }
-
-  private async ready(relay: KernelRelay, timeoutMs: number): Promise<void> {
-    const r = await relay.runToEnd('%ping', timeoutMs);
-    if (r.exitCode !== 0) throw new Error(`the runner answered %ping with exit code ${r.exitCode}`);
+    await this.freezer.thaw(c);
+    c.relay ??= openRelay(this.deps, c.ports);
+    await pingReady(c.relay, timeoutMs);
+    await this.freezer.freeze(c);
   }
 }

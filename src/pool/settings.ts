@@ -15,6 +15,7 @@
  *   pool/readiness_interval seconds between readiness checks of an idle container (0: only at creation)
  *   pool/fill_concurrency pooled containers created at once
  *   pool/demand_window    seconds the cluster's pending demand (`pool/demand`) is averaged over
+ *   pool/freeze           true | false: idle pooled containers wait paused (src/pool/freeze.ts)
  *
  * `config/agent/pool/demand` itself is not a setting but an input (services/demand-share.ts).
  */
@@ -43,6 +44,8 @@ export interface PoolSettings {
   readinessIntervalSec: number;
   fillConcurrency: number;
   demandWindowSec: number;
+  /** Idle pooled containers wait paused (the cgroup freezer) between their checks and until a claim. */
+  freeze: boolean;
 }
 
 export const POOL_DEFAULTS: PoolSettings = {
@@ -57,6 +60,7 @@ export const POOL_DEFAULTS: PoolSettings = {
   readinessIntervalSec: 30,
   fillConcurrency: 2,
   demandWindowSec: 60,
+  freeze: false,
 };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -146,6 +150,7 @@ export const POOL_SETTINGS: readonly PoolSettingSpec[] = [
   { key: 'readiness_interval', field: 'readinessIntervalSec', doc: 'seconds between readiness checks (%ping, 5 s to answer) of an idle container; 0 = only when it is created', parse: number(0, 7 * 24 * 3600, false) },
   { key: 'fill_concurrency', field: 'fillConcurrency', doc: 'pooled containers created at once (separate from create_concurrency)', parse: number(1, 64, true) },
   { key: 'demand_window', field: 'demandWindowSec', doc: "seconds the cluster's pending demand (pool/demand, see Running a fleet) is averaged over", parse: number(0, 24 * 3600, false) },
+  { key: 'freeze', field: 'freeze', doc: 'idle containers wait paused (docker pause, the cgroup freezer) until a claim or a readiness check unpauses them', parse: bool },
 ];
 const KEYS = POOL_SETTINGS;
 

@@ -12,6 +12,7 @@ import type { ClaimStore } from './claims.js';
 import type { PinnedLimits } from './pinning.js';
 import type { PoolSettings } from './settings.js';
 import type { GpuService } from '../accelerators/gpus.js';
+import type { MemoryBook } from '../kernels/memory.js';
 
 /** An idle, warm pooled container. */
 export interface PooledContainer {
@@ -34,8 +35,12 @@ export interface PooledContainer {
   gpuSet: number[];
   /** When the runner last answered a readiness check. */
   checkedAt: number;
-  /** A readiness check is under way: not to be handed out meanwhile (its relay would share the runner's output). */
+  /** A readiness check or a pause/unpause is under way: not to be handed out meanwhile (its relay would share the runner's output). */
   checking: boolean;
+  /** Paused by `pool/freeze` (src/pool/freeze.ts): a claim or a check unpauses it first. */
+  frozen: boolean;
+  /** Its memory limit as charged to the memory book while idle (MiB; src/pool/charges.ts). */
+  memMiB: number;
   /** The cores and memory it was pinned to at weight 1024 (src/pool/pinning.ts); null: unknown, a claim updates it. */
   limits: PinnedLimits | null;
   /**
@@ -60,6 +65,8 @@ export interface WarmPoolDeps {
   /** How many kernels hold each core, to pin idle containers where the next claim's cores likely are. */
   coreLoad?(): ReadonlyMap<number, number>;
   settings(): PoolSettings;
+  /** The kernels' memory book (src/kernels/memory.ts): idle pooled containers' limits are charged to it; none: not charged. */
+  memory?: () => MemoryBook | null;
   /** The node's GPUs, for types with a GPU count; none: such types are not filled. */
   gpus?: GpuService | null;
   /** Pulls a pooled image before the pool fills with it (src/images/); none: the image must be here. */
@@ -75,6 +82,8 @@ export interface PoolSizes {
   idle: number;
   creating: number;
   claimed: number;
+  /** Of the idle ones, how many wait paused (`pool/freeze`). */
+  frozen: number;
 }
 
 /** What a hygiene pass works on: the pool's books, and the two things it may do to an idle container. */
@@ -86,6 +95,6 @@ export interface HygieneTarget {
   readonly claims: ClaimStore;
   /** Removes an idle container from the pool, saying why. */
   drop(c: PooledContainer, reason: string): Promise<void>;
-  /** Checks that an idle container's runner answers within the timeout. */
+  /** Checks that an idle container's runner answers within the timeout (a frozen one unpaused for it, then paused again). */
   check(c: PooledContainer, timeoutMs: number): Promise<void>;
 }

@@ -178,6 +178,22 @@ export async function startAgent(
   return { agent, client, port: raw.agentPort, namespace: raw.namespace, agentId: raw.agentId!, etcd: ns };
 }
 
+/**
+ * Stops an in-process test agent (its containers stay) and starts a new one
+ * of the same id, namespace and scratch root on a new port, with a client;
+ * both are stopped after the test.
+ */
+export async function restartAgent(t: { agent: Agent; agentId: string; namespace: string }): Promise<{ agent: Agent; client: AgentClient }> {
+  await t.agent.stop();
+  const raw = await agentOptions({ agentId: t.agentId, namespace: t.namespace, scratchRoot: t.agent.options.scratchRoot });
+  const agent = new Agent(await validateOptions(raw), testLogger());
+  onCleanup(() => agent.stop());
+  await agent.start();
+  const client = new AgentClient(`tcp://127.0.0.1:${raw.agentPort}`, { timeoutMs: 5000 });
+  onCleanup(() => client.close());
+  return { agent, client };
+}
+
 /** An agent run as a child process (the real CLI), with its stderr collected. */
 export interface SpawnedAgent {
   child: ChildProcessWithoutNullStreams;
