@@ -52,6 +52,7 @@ import { portRangeBounds } from './config/settings.js';
 import { slotFigures } from './kernels/memory.js';
 import { createRequire } from 'node:module';
 import type { SinkStats } from './events/sink.js';
+import { openScratchHomes } from './scratch/homes.js';
 
 /** The agent's version, from package.json (the modern health and heartbeat report it). */
 export const AGENT_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
@@ -222,6 +223,7 @@ export class Agent {
           bootstrapTimeoutSec: s.bootstrapTimeoutSec,
           destroyTimeoutSec: s.destroyTimeoutSec,
           scratchReserveMiB: s.scratchReserveMiB,
+          scratchSizeMiB: s.scratchSizeMiB,
           syncGraceSec: s.syncGraceSec,
           selfSyncIntervalSec: s.selfSyncIntervalSec,
           memReserveMiB: s.memReserveMiB,
@@ -259,7 +261,10 @@ export class Agent {
         gpus,
       });
       this.pool = pool;
+      // scratch_type: a host that cannot give it stops the start here (ConfigError naming what is missing).
+      const scratch = await openScratchHomes({ root: this.options.scratchRoot, agentId: this.options.agentId, type: settings.scratchType, log: this.log.child({ component: 'scratch' }), settings: kernelSettings });
       const kernels = new KernelService({
+        scratch,
         pool,
         images,
         docker: this.docker,
