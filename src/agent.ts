@@ -183,6 +183,8 @@ export class Agent {
         }
       }
       await nodeStartup(settings, this.log.child({ component: 'startup' }), this.abort.signal);
+      // scratch_type: a host that cannot give it stops the start here (ConfigError naming what is missing).
+      const scratch = await openScratchHomes({ root: this.options.scratchRoot, agentId: this.options.agentId, type: settings.scratchType, log: this.log.child({ component: 'scratch' }), settings: () => this.settings.value });
       const modern = new ModernSide({
         agentId: this.options.agentId,
         log: this.log,
@@ -261,8 +263,6 @@ export class Agent {
         gpus,
       });
       this.pool = pool;
-      // scratch_type: a host that cannot give it stops the start here (ConfigError naming what is missing).
-      const scratch = await openScratchHomes({ root: this.options.scratchRoot, agentId: this.options.agentId, type: settings.scratchType, log: this.log.child({ component: 'scratch' }), settings: kernelSettings });
       const kernels = new KernelService({
         scratch,
         pool,
