@@ -163,7 +163,7 @@ describe('scratch quotas', function () {
     await expectClean(root, agentId);
   });
 
-  it('memory: a kernel gets a tmpfs of its size, full at that size, gone with the kernel', async () => {
+  it('memory: a kernel gets a tmpfs of its size, full at that size, kept by a restart, gone with the kernel', async () => {
     const root = await scratchRoot();
     const { client, agentId } = await startAgent({ scratchRoot: root }, async (ns) => {
       await ns.put('config/agent/scratch_type').value('memory');
@@ -175,6 +175,10 @@ describe('scratch quotas', function () {
     const out = consoleText(await runToEnd(client, id, `import os\ns = os.statvfs('/home/work')\nprint(s.f_blocks * s.f_frsize)\n${fill('big.bin', 24)}`), 'stdout');
     expect(out.trim().split('\n')).to.deep.equal([String(16 * MiB), '16 ENOSPC']);
     expect((await client.call(methods.get_node_stats)).kernels[id]!.io_cur_scratch_size).to.equal(16 * MiB);
+    // a restart keeps the home (a new container on the same mount)
+    await client.callWithTimeout(60_000, methods.restart_kernel, id, config({ scratch_mib: 16 }));
+    expect(mountsUnder(root)).to.have.length(1);
+    expect(consoleText(await runToEnd(client, id, "import os\nprint(os.path.getsize('big.bin'))"), 'stdout').trim()).to.match(/^1[56]\d{6}$/);
     await client.call(methods.destroy_kernel, id);
     await expectClean(root, agentId);
   });
