@@ -49,6 +49,7 @@ import { slotFigures } from './kernels/memory.js';
 import { createRequire } from 'node:module';
 import type { SinkStats } from './events/sink.js';
 import type { AgentEventName } from './events/catalogue.js';
+import { openScratchHomes } from './scratch/homes.js';
 
 /** The agent's version, from package.json (the modern health and heartbeat report it). */
 export const AGENT_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
@@ -176,6 +177,8 @@ export class Agent {
         }
       }
       await nodeStartup(settings, this.log.child({ component: 'startup' }), this.abort.signal);
+      // scratch_type: a host that cannot give it stops the start here (ConfigError naming what is missing).
+      const scratch = await openScratchHomes({ root: this.options.scratchRoot, agentId: this.options.agentId, type: settings.scratchType, log: this.log.child({ component: 'scratch' }), settings: () => this.settings.value });
       const modern = new ModernSide({
         agentId: this.options.agentId,
         log: this.log,
@@ -207,6 +210,7 @@ export class Agent {
         publish: (name, args) => publisher.emit(name, args),
         emitEvent: (name, args) => this.emitEvent(name, args),
         clusterShare: () => this.demand?.value ?? {},
+        scratch,
         checkpoint,
       });
 

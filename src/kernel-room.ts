@@ -28,6 +28,7 @@ import { DockerImages } from './adapters/docker-images.js';
 import { ImageService } from './images/service.js';
 import type { RangedDocker } from './ports/ranged-docker.js';
 import type { AgentEventName } from './events/catalogue.js';
+import type { ScratchHomes } from './scratch/homes.js';
 
 /** What the kernel room is built from. */
 export interface KernelRoomContext {
@@ -46,6 +47,8 @@ export interface KernelRoomContext {
   emitEvent(name: AgentEventName, args: unknown[]): void;
   /** This agent's share of the cluster's pending demand (src/services/demand-share.ts). */
   clusterShare(): Record<string, Record<string, number>>;
+  /** The kernels' homes as scratch_type makes them (src/scratch/homes.ts). */
+  scratch: ScratchHomes;
   /** Throws when the start was aborted. */
   checkpoint(): void;
 }
@@ -70,6 +73,7 @@ function kernelSettings(live: LiveSettings, options: AgentOptions, vfolderRoot: 
       bootstrapTimeoutSec: s.bootstrapTimeoutSec,
       destroyTimeoutSec: s.destroyTimeoutSec,
       scratchReserveMiB: s.scratchReserveMiB,
+      scratchSizeMiB: s.scratchSizeMiB,
       syncGraceSec: s.syncGraceSec,
       selfSyncIntervalSec: s.selfSyncIntervalSec,
       memReserveMiB: s.memReserveMiB,
@@ -126,6 +130,7 @@ export class KernelRoom {
     });
     this.pool = pool;
     const kernels = new KernelService({
+      scratch: c.scratch,
       pool,
       images,
       docker: c.docker,

@@ -43,7 +43,7 @@ LOG_DIR=/var/log/compute-agent-dev
 RUN_DIR=/run/compute-agent-dev
 if [[ $ETCD_ADDR == 127.0.0.1:2379 ]]; then ETCD_ID=etcd; else ETCD_ID=etcd-${ETCD_ADDR//[:.]/_}; fi
 if [[ $REDIS_ADDR == 127.0.0.1:6379 ]]; then REDIS_ID=redis; else REDIS_ID=redis-${REDIS_ADDR//[:.]/_}; fi
-PACKAGES=(etcd-server etcd-client redis-server docker.io python3-aiozmq python3-msgpack python3-docutils mmdebstrap iptables tmux supervisor docker-registry curl gcc libzmq3-dev)
+PACKAGES=(etcd-server etcd-client redis-server docker.io python3-aiozmq python3-msgpack python3-docutils mmdebstrap iptables tmux supervisor docker-registry curl gcc libzmq3-dev e2fsprogs util-linux)
 
 log() { echo "dev-up: $*" >&2; }
 die() { echo "dev-up: ERROR: $*" >&2; exit 1; }

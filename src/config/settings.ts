@@ -24,6 +24,10 @@ export interface Settings {
   destroyTimeoutSec: number;
   /** MiB the scratch root must have free for a new kernel. */
   scratchReserveMiB: number;
+  /** What a kernel's home is (src/scratch/homes.ts): a plain folder, a loop-mounted ext4 file, or a tmpfs. */
+  scratchType: 'hostdir' | 'hostfile' | 'memory';
+  /** MiB of a hostfile or memory home when the create's limits.scratch_mib names none. */
+  scratchSizeMiB: number;
   /** Seconds a kernel the manager's sync_kernels does not list may stay before it is destroyed; 0 = report only. */
   syncGraceSec: number;
   /** Seconds between self-syncs of the kernel records against Docker's containers; 0 = none. */
@@ -230,6 +234,22 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
     default: 512,
     live: true,
     parse: number(0, 1024 * 1024 * 1024, true),
+  },
+  {
+    key: 'scratch_type',
+    field: 'scratchType',
+    doc: 'what a kernel home is: hostdir (a folder), hostfile (a loop-mounted ext4 file of a size) or memory (a tmpfs of a size)',
+    default: 'hostdir',
+    live: false,
+    parse: oneOf('hostdir', 'hostfile', 'memory'),
+  },
+  {
+    key: 'scratch_size',
+    field: 'scratchSizeMiB',
+    doc: 'MiB of a hostfile or memory home when the create names no limits.scratch_mib',
+    default: 1024,
+    live: true,
+    parse: number(8, 16 * 1024 * 1024, true),
   },
   {
     key: 'sync_grace',

@@ -4,7 +4,7 @@
  * they are (ports, cores, limits; a claimed warm-pool container by its claim
  * record), dead ones removed and queued for a `self-terminated` report, idle
  * pooled containers handed to the pool, and scratch homes that belong to no
- * kernel removed.
+ * kernel removed (their mounts and hostfiles first: src/scratch/homes.ts).
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -15,6 +15,8 @@ import type { MemoryBook } from './memory.js';
 import { imageTraits, LABELS, parseCoreList } from './launch.js';
 import type { KernelRecord, KernelServiceDeps } from './record.js';
 import { servicePortsOf } from './service-ports.js';
+import { homesOf } from '../scratch/homes.js';
+import { errorMessage } from '../errors.js';
 
 /** What re-adoption fills in: the service's registry, core books and pending reports. */
 export interface AdoptionContext {
@@ -50,11 +52,13 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
     if (!state?.running || ports.some((p) => !p) || homeless) {
       await deps.docker.remove(c.id);
       await deps.pool?.released(c.id);
-      await fs.rm(scratchDir, { recursive: true, force: true });
+      await homesOf(deps).remove(id);
       reports.push([id, 'self-terminated', null]);
       deps.log.info('removed a kernel that died while the agent was away', { kernelId: id });
       continue;
     }
+    const home = await homesOf(deps).reattach(id).catch((err: unknown) => `not re-attached (${errorMessage(err)})`);
+    if (home !== 'dir') deps.log.info('the home of a re-adopted kernel', { kernelId: id, home });
     const lang = labels[LABELS.lang] ?? '';
     const cpuSet = parseCoreList(labels[LABELS.cpuSet]);
     cores.claim(cpuSet, true);
@@ -73,6 +77,7 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
       },
     });
   }
+  await homesOf(deps).sweep(new Set(kernels.keys())); // mounts and hostfiles of kernels that are gone, before the folders
   for (const name of await fs.readdir(deps.scratchRoot).catch(() => [] as string[])) {
     const dir = path.join(deps.scratchRoot, name);
     if (kernels.has(name)) continue;

@@ -5,8 +5,6 @@
  * answer), rolling back every step it took when one fails. The service owns
  * the registry and decides when to create; this module does the creating.
  */
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { AgentError, DockerError, errorMessage, KernelCreationError, NoResourcesError } from '../errors.js';
 import { KERNEL_PORTS } from '../adapters/docker.js';
 import type { KernelInfo } from '../rpc/methods.js';
@@ -22,6 +20,7 @@ import { environStatement } from '../pool/claims.js';
 import { takeGpus } from '../accelerators/kernel-gpus.js';
 import { prepareHome, waitBootstrap } from './workspace.js';
 import { refuseBadServiceLabel, servicePortsOf } from './service-ports.js';
+import { homesOf } from '../scratch/homes.js';
 
 /** What the factory shares with the service: its dependencies, books and relays. */
 export interface FactoryContext {
@@ -47,7 +46,8 @@ export class KernelFactory {
   async createWarmOrCold(id: string, spec: KernelSpec): Promise<KernelInfo> {
     checkPossible(spec, this.nodeLimits()); // a ParametersError: never fits, never retried
     await checkScratchReserve(this.d.scratchRoot, this.d.settings().scratchReserveMiB ?? 0); // a full disk must not break the kernels already there
-    const pool = spec.bootstrapScript ? null : this.d.pool; // a warm runner has started already: no bootstrap before it
+    // A warm runner has started already (no bootstrap before it), in a home that is a plain folder (hostdir only).
+    const pool = spec.bootstrapScript || homesOf(this.d).type !== 'hostdir' ? null : this.d.pool;
     if (pool) {
       const cpuSet = this.takeCores(id, spec, null, false); // no room: NoResources, nothing taken
       const warm = pool.take(spec, cpuSet, id); // its memory charge becomes the kernel's
@@ -122,10 +122,9 @@ export class KernelFactory {
       if (grant) spec = { ...spec, gpuSet: grant.gpuSet };
       const cpuSet = this.takeCores(id, spec, grant?.preferCores);
       undo.push(() => this.releaseCores(id, cpuSet));
-      step = 'creating the scratch home';
-      const scratchDir = path.join(this.d.scratchRoot, id);
-      await fs.rm(scratchDir, { recursive: true, force: true }); // a leftover of a crash; no kernel holds it
-      undo.push(() => fs.rm(scratchDir, { recursive: true, force: true }));
+      step = `creating the scratch home (${homesOf(this.d).type})`;
+      undo.push(async () => void (await homesOf(this.d).remove(id))); // whatever make got to: mount, loop device, file, folder
+      const scratchDir = await homesOf(this.d).make(id, spec.scratchMiB ?? null); // a leftover of a crash is removed first
       step = 'preparing the home (workspace template, bootstrap script)';
       await prepareHome(scratchDir, spec, this.d.settings());
       await prepareScratch(scratchDir, spec.environ, this.d.settings().kernelUid);

@@ -14,6 +14,7 @@ import type { WarmPool } from '../pool/pool.js';
 import type { KernelInfo, ServicePort } from '../rpc/methods.js';
 import type { GpuService } from '../accelerators/gpus.js';
 import type { AgentEventName } from '../events/catalogue.js';
+import type { ScratchHomes } from '../scratch/homes.js';
 
 /** A kernel the agent holds. */
 export interface KernelRecord {
@@ -81,6 +82,8 @@ export interface KernelServiceDeps {
     selfSyncIntervalSec?: number;
     memReserveMiB?: number;
     memOvercommit?: number;
+    /** MiB of a hostfile or memory home without limits.scratch_mib (scratch_size). */
+    scratchSizeMiB?: number;
   };
   createConcurrency: number;
   cpuOvercommit: number;
@@ -88,10 +91,17 @@ export interface KernelServiceDeps {
   downloadConcurrency?: number;
   /** The node's GPUs (src/accelerators); none: a kernel asking for one is refused like on the CPU fallback. */
   gpus?: GpuService | null;
+  /** The kernels' homes (scratch_type); none: plain folders on the scratch root. */
+  scratch?: ScratchHomes | null;
   /** The warm pool asked before every cold create; none: always cold. */
   pool?: WarmPool | null;
   /** Pulls a cold create's image when it is missing (src/images/); none: the image must be here. */
   images?: { ensure(image: string, kernelId: string): Promise<void> } | null;
+}
+
+/** What the stats reader needs of a kernel (src/kernels/stats.ts). */
+export function statsTarget(rec: KernelRecord): { containerId: string; pid: number | null; scratchDir: string } {
+  return { containerId: rec.containerId, pid: rec.pid, scratchDir: rec.scratchDir };
 }
 
 /** The kernel info of `create_kernel` (PROTOCOL.md section 1) for a held kernel. */

@@ -7,7 +7,6 @@
  * reaps idle ones and notices containers that die by themselves.
  * It knows Docker (through the adapter) and the file system, never frames.
  */
-import { promises as fs } from 'node:fs';
 import { AgentError, DestroyPendingError, errorMessage, KernelCreationError, KernelNotFoundError } from '../errors.js';
 import { PendingDestroys, removeContainer, removeUntilGone, within } from './teardown.js';
 import { KernelEndings, type Ending } from './endings.js';
@@ -26,7 +25,8 @@ import { KernelRelays } from './relays.js';
 import { adoptKernels } from './adopt.js';
 import { KernelWatch } from './watch.js';
 import { KernelFactory } from './create.js';
-import { kernelInfo, type KernelRecord, type KernelServiceDeps } from './record.js';
+import { kernelInfo, statsTarget, type KernelRecord, type KernelServiceDeps } from './record.js';
+import { homesOf } from '../scratch/homes.js';
 import { shellWaitStatement } from '../pool/claims.js';
 import { appStates } from './apps.js';
 
@@ -120,7 +120,7 @@ export class KernelService {
     const live = this.list().filter((rec) => rec.state === 'running' && rec.containerId !== '');
     const read = await Promise.all(
       live.map((rec) =>
-        this.deps.stats.read({ containerId: rec.containerId, pid: rec.pid, scratchDir: rec.scratchDir }).catch((err: unknown) => {
+        this.deps.stats.read(statsTarget(rec)).catch((err: unknown) => {
           this.deps.log.debug('could not read kernel stats', { kernelId: rec.id, error: errorMessage(err) });
           return null;
         }),
@@ -199,7 +199,7 @@ export class KernelService {
    * and closes its relays: runs not finished end with the reason.
    */
   private async retireContainer(rec: KernelRecord, reason: string): Promise<KernelStats | null> {
-    const stats = await this.deps.stats.read({ containerId: rec.containerId, pid: rec.pid, scratchDir: rec.scratchDir }).catch((err: unknown) => {
+    const stats = await this.deps.stats.read(statsTarget(rec)).catch((err: unknown) => {
       this.deps.log.warn('could not read the last stats', { kernelId: rec.id, error: errorMessage(err) });
       return null;
     });
@@ -255,7 +255,7 @@ export class KernelService {
 
   /** Gives back what a kernel held once its container is gone, and reports it. */
   private async finishDestroy(rec: KernelRecord, reason: string, stats: KernelStats | null): Promise<KernelStats | null> {
-    await fs.rm(rec.scratchDir, { recursive: true, force: true });
+    await homesOf(this.deps).remove(rec.id); // logs what it could not remove
     this.factory.releaseCores(rec.id, rec.cpuSet);
     this.deps.gpus?.release(rec.spec.gpuSet);
     this.kernels.delete(rec.id);
@@ -303,7 +303,7 @@ export class KernelService {
       this.relays.close(id); // and the endings kept for a successor relay that will not come
       this.factory.releaseCores(id, rec.cpuSet);
       this.deps.gpus?.release(rec.spec.gpuSet);
-      await fs.rm(rec.scratchDir, { recursive: true, force: true });
+      await homesOf(this.deps).remove(rec.id); // logs what it could not remove
       this.deps.emit('kernel_terminated', [id, 'restarting', null]);
       throw new KernelCreationError(`restart_kernel ${id} failed: ${errorMessage(err)}; the kernel was removed`, { cause: err });
     } finally {

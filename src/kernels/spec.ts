@@ -27,6 +27,8 @@ export interface KernelSpec {
   gpuSet: number[] | null;
   /** `config.bootstrap_script`: run as the kernel user before the runner starts; null = none. */
   bootstrapScript?: string | null;
+  /** `limits.scratch_mib`: MiB of a hostfile or memory home; null = the scratch_size setting. */
+  scratchMiB?: number | null;
 }
 
 /** Largest `bootstrap_script`. */
@@ -101,6 +103,7 @@ export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: 
   const mem = num(limits.mem_slot, 'limits.mem_slot', 0, 16 * 1024 * 1024, 256); // MiB (the 2018 x256 was a bug)
   if (mem < MIN_MEM_MIB) bad('limits.mem_slot', `is ${mem} MiB: a kernel needs at least ${MIN_MEM_MIB} MiB (its runner alone takes about 14 MiB)`);
   const gpu = num(limits.gpu_slot, 'limits.gpu_slot', 0, 64, 0);
+  const scratchMiB = limits.scratch_mib === undefined || limits.scratch_mib === null ? null : Math.floor(num(limits.scratch_mib, 'limits.scratch_mib', 8, 16 * 1024 * 1024, 0));
 
   const mounts: MountSpec[] = [];
   const rawMounts = config.mounts ?? [];
@@ -149,6 +152,7 @@ export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: 
     cpuSet,
     gpuSet,
     bootstrapScript: boot || null,
+    scratchMiB,
   };
 }
 

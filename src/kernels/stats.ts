@@ -1,13 +1,14 @@
 /**
  * CgroupStats samples one kernel container's resource figures straight from
- * the kernel's files: cgroups (v1 or v2), /proc/<pid>/net/dev and a walk of
- * the scratch dir. It never asks Docker: the stats API blocks for a CPU
+ * the kernel's files: cgroups (v1 or v2), /proc/<pid>/net/dev and the scratch
+ * home (statfs of a mounted one, else a bounded walk of the folder). It never asks Docker: the stats API blocks for a CPU
  * sampling period (hundreds of ms per container), which does not scale to
  * periodic samples of every kernel on a node.
  */
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { KernelStats } from '../rpc/methods.js';
+import { fsFigures, isMountPoint } from '../scratch/mounts.js';
 
 /** What {@link CgroupStats.read} needs to find one container's figures. */
 export interface StatsTarget {
@@ -67,7 +68,8 @@ export class CgroupStats {
 
     const cg = this.readCgroup(known.rel);
     const net = pidIsOurs ? readNetDev(`/proc/${pid}/net/dev`) : { rx: 0, tx: 0 };
-    const scratch = await scratchSize(scratchDir);
+    // A mounted home (hostfile, memory) has its file system's own figures; a plain folder is walked (bounded).
+    const scratch = (await isMountPoint(scratchDir)) ? (await fsFigures(scratchDir)).used : await scratchSize(scratchDir);
     known.maxScratch = Math.max(known.maxScratch, scratch);
     return {
       ...cg,

@@ -1,7 +1,8 @@
 /**
  * The preflight checklist of `agent check`: everything the agent needs
  * before it is run for real (etcd, its namespace and settings, the scratch
- * root, Docker, kernel images, the RPC port, cgroup controllers). Each check
+ * root, Docker, kernel images, the RPC port, cgroup controllers, whether
+ * hostfile scratch homes can work). Each check
  * answers {name, ok, detail, fix}; a failure's fix says what to do in one
  * line. A new check is one more entry appended to {@link CHECKS}.
  */
@@ -20,6 +21,7 @@ import { securityFindings } from '../config/security.js';
 import { gpuCheck } from '../accelerators/check.js';
 import { NvidiaCuda } from '../accelerators/nvidia.js';
 import { PREP_CHECKS } from './prep-checks.js';
+import { hostfileProblems, MOUNT_RIGHTS } from '../scratch/mounts.js';
 
 /** The result of one check, as printed and as `--format json` gives it. */
 export interface CheckResult {
@@ -201,6 +203,19 @@ export const CHECKS: Check[] = [
     async run({ docker, settings }) {
       const allow = await settings().then((s) => s.settings.gpuAllow, () => []);
       return gpuCheck(new NvidiaCuda({ allow: () => allow, docker: () => docker.runtimes() }));
+    },
+  },
+  {
+    name: 'scratch quotas (hostfile)',
+    fix: 'install e2fsprogs and util-linux, make loop devices available (modprobe loop) and run the agent as root; or set scratch_type to hostdir',
+    async run({ settings }) {
+      const type = await settings().then((s) => s.settings.scratchType, () => 'hostdir' as const);
+      const { problems, found } = await hostfileProblems();
+      if (!problems.length) return pass(`hostfile homes can work here (${found.join(', ')}); scratch_type is ${type}`);
+      const why = problems.join('; ');
+      const needed = type === 'hostfile' ? problems : type === 'memory' ? problems.filter((p) => p === MOUNT_RIGHTS) : [];
+      if (needed.length) return fail(`scratch_type is ${type}, which cannot work here: ${needed.join('; ')}`, `fix that, or set scratch_type to hostdir; the agent refuses to start as it is`);
+      return pass(`hostfile homes cannot work here (${why}); scratch_type is ${type}, which does not need them`);
     },
   },
   ...PREP_CHECKS,

@@ -58,6 +58,7 @@ describe('agent check', () => {
     expect(lineOf(run, 'etcd reachable').line).to.match(/answers \(etcd \d+\.\d+/);
     expect(lineOf(run, 'Docker reachable').line).to.match(/Docker \d+\.\d+/);
     expect(lineOf(run, 'kernel images present').line).to.include('python:3-debian');
+    expect(lineOf(run, 'scratch quotas (hostfile)').line).to.match(/hostfile homes can work here \(mkfs.ext4, loop devices \(\/dev\/loop\d+ free\), the right to mount\); scratch_type is hostdir$/);
     expect(lineOf(run, 'cgroup controllers').line).to.match(/cgroup v[12] with .*memory/);
   });
 

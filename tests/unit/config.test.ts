@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { checkScratchRoot, parseEndpoints, parseHostPort, validateOptions, type RawOptions } from '../../src/config/options.js';
 import { compileSettings, defaultSettings } from '../../src/config/settings.js';
 import { ConfigError } from '../../src/errors.js';
+import { parseKernelConfig } from '../../src/kernels/spec.js';
 
 describe('settings', () => {
   it('has defaults for every key', () => {
@@ -29,6 +30,17 @@ describe('settings', () => {
 
   it('lists unknown keys so typos show up in the log', () => {
     expect(compileSettings({ heartbeat_intervall: '1' }, {}).unknown).to.deep.equal(['config/agent/heartbeat_intervall']);
+  });
+
+  it('reads scratch_type and scratch_size, and a create\'s limits.scratch_mib', () => {
+    expect(defaultSettings()).to.include({ scratchType: 'hostdir', scratchSizeMiB: 1024 });
+    const c = compileSettings({ scratch_type: 'hostfile', scratch_size: '64' }, { scratch_type: 'zfs' });
+    expect(c.settings).to.include({ scratchType: 'hostfile', scratchSizeMiB: 64 });
+    expect(c.problems[0]!.message).to.match(/"zfs" is not one of hostdir, hostfile, memory/);
+    const spec = (limits: Record<string, unknown>) => parseKernelConfig({ lang: 'python:3', limits }, 'lablup/kernel-', '/mnt');
+    expect(spec({}).scratchMiB).to.equal(null);
+    expect(spec({ scratch_mib: 16.5 }).scratchMiB).to.equal(16);
+    expect(() => spec({ scratch_mib: 4 })).to.throw(/limits.scratch_mib.*must be a number from 8/);
   });
 });
 
