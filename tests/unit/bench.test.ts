@@ -11,7 +11,11 @@ import { readFileSync } from 'node:fs';
 import { freePort } from '../../bench/lib/ports.js';
 import { median, quantile, summarize } from '../../bench/lib/stats.js';
 import { markdown, svg, tail } from '../../bench/report.js';
-import { BEGIN, END, performanceTable, spliceTable } from '../../bench/readme-table.js';
+import { BEGIN, END, HEADLINES, performanceTable, readResults, spliceTable } from '../../bench/readme-table.js';
+import { figures } from '../../bench/figures/index.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 const metric = (over: Partial<MetricResult>): MetricResult => ({
   key: 'latency', label: 'latency <1>', unit: 'ms', better: 'lower',
@@ -111,5 +115,34 @@ describe('benchmark suite parts', () => {
     const readme = `title\n\n${BEGIN}\nold table\n${END}\n\nafter\n`;
     expect(spliceTable(readme, block)).to.equal(`title\n\n${block}\n\nafter\n`);
     expect(() => spliceTable('no markers', block)).to.throw(/markers/);
+  });
+
+  it("gives every figure of the suite rows in the README's table once its JSON is in the results, in the suite's order", async () => {
+    // Every headline the table picks is a metric its figure measures.
+    for (const [name, keys] of Object.entries(HEADLINES)) {
+      const fig = figures.find((f) => f.name === name);
+      expect(fig, name).to.not.equal(undefined);
+      for (const k of keys) expect(fig!.metrics.map((m) => m.key), `${name} ${k}`).to.include(k);
+    }
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-table-'));
+    try {
+      // Written in reverse, so that the order must come from the suite, not from the files.
+      for (const fig of [...figures].reverse()) {
+        const r = { ...result(fig.metrics.map((m) => metric({ ...m }))), name: fig.name };
+        writeFileSync(path.join(dir, `${fig.name}.json`), JSON.stringify(r));
+      }
+      writeFileSync(path.join(dir, 'not-a-result.json'), '{"x": 1}');
+      const results = await readResults(dir, figures.map((f) => f.name));
+      expect(results.map((r) => r.name)).to.deep.equal(figures.map((f) => f.name));
+      const lines = performanceTable(results).split('\n');
+      for (const fig of figures) {
+        const keys = HEADLINES[fig.name] ?? fig.metrics.map((m) => m.key);
+        const rows = lines.filter((l) => l.startsWith(`${fig.name} `));
+        expect(rows, fig.name).to.have.length(keys.length);
+        expect(lines.filter((l) => l.startsWith(`- \`\`${fig.name}\`\`:`)), fig.name).to.have.length(1);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
