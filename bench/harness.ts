@@ -117,6 +117,16 @@ export interface FigureResult {
   verdict: Verdict;
 }
 
+/** A round's name for the ids of what it makes: its number, or `w1`, `w2`... for the warm-up rounds (measured with -1, -2...). */
+export function roundName(round: number): string {
+  return round < 0 ? `w${-round}` : String(round);
+}
+
+/** Runs `each` on `items`, `batch` at a time (set-up and clean-up of many kernels or images without flooding Docker). */
+export async function inBatches<T>(items: readonly T[], batch: number, each: (item: T) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < items.length; i += batch) await Promise.all(items.slice(i, i + batch).map(each));
+}
+
 /** The order of sides in round `i`: A,B then B,A, alternately. */
 export function roundOrder(i: number): Array<'A' | 'B'> {
   return roundSides(i, 0) as Array<'A' | 'B'>;

@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { methods } from '../../src/rpc/methods.js';
 import type { Figure, Side } from '../harness.js';
 import type { BenchAgent, BenchEnv } from '../lib/env.js';
+import { atOnce, destroyKernels, roundKernelIds } from '../lib/kernels.js';
 import { freePort } from '../lib/ports.js';
 import { KERNEL_CONFIG } from './cold-create.js';
 import { waitForPool } from './warm-create.js';
@@ -17,19 +18,17 @@ function side(label: string, env: BenchEnv, agent: BenchAgent, tag: string, coun
   return {
     label,
     async measure(round) {
-      const ids = Array.from({ length: count }, (_, i) => `${env.runId}-${tag}-${round < 0 ? `w${-round}` : round}-${i}`);
-      const made = await Promise.allSettled(
-        ids.map(async (id) => {
+      const { values } = await atOnce(
+        roundKernelIds(env, tag, round, count),
+        async (id) => {
           const t0 = performance.now();
           await agent.client.callWithTimeout(300_000, methods.create_kernel, id, KERNEL_CONFIG);
           return performance.now() - t0;
-        }),
+        },
+        (id) => destroyKernels(agent, [id]),
       );
-      await Promise.all(ids.map((id) => agent.client.callWithTimeout(120_000, methods.destroy_kernel, id).catch(() => null)));
-      const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
-      if (failed) throw failed.reason;
       await after();
-      return { claim: made.map((m) => (m as PromiseFulfilledResult<number>).value) };
+      return { claim: values };
     },
   };
 }

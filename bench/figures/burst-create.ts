@@ -9,31 +9,20 @@
  * `create_concurrency` (4 creations at once; the rest wait their turn), as
  * an operator would have it.
  */
-import { performance } from 'node:perf_hooks';
 import { methods } from '../../src/rpc/methods.js';
 import type { Figure, Side } from '../harness.js';
 import { dockerRunKernel, kernelImageTraits, kernelRunArgs, removeKernel } from '../lib/docker-run.js';
 import type { BenchAgent, BenchEnv } from '../lib/env.js';
+import { atOnce, roundKernelIds } from '../lib/kernels.js';
 import { runnerAnswers } from '../lib/runner.js';
 import { KERNEL_CONFIG } from './cold-create.js';
-
-/** Runs `make` for every id at once; resolves with the time until all are done, then undoes every one that was made (untimed). */
-async function burst(ids: string[], make: (id: string) => Promise<unknown>, undo: (id: string) => Promise<unknown>): Promise<number> {
-  const t0 = performance.now();
-  const made = await Promise.allSettled(ids.map(make));
-  const ms = performance.now() - t0;
-  await Promise.all(ids.map((id) => undo(id).catch(() => undefined)));
-  const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
-  if (failed) throw failed.reason;
-  return ms;
-}
 
 function agentSide(env: BenchEnv, agent: BenchAgent, count: number): Side {
   return {
     label: `${count} create_kernel at once`,
     async measure(round) {
-      const ids = Array.from({ length: count }, (_, i) => `${env.runId}-burst-${round < 0 ? `w${-round}` : round}-${i}`);
-      const ms = await burst(
+      const ids = roundKernelIds(env, 'burst', round, count);
+      const { ms } = await atOnce(
         ids,
         (id) => agent.client.callWithTimeout(300_000, methods.create_kernel, id, KERNEL_CONFIG),
         (id) => agent.client.callWithTimeout(120_000, methods.destroy_kernel, id),
@@ -47,14 +36,14 @@ function cliSide(env: BenchEnv, count: number, homes: string, traits: Awaited<Re
   return {
     label: `${count} docker run -d at once`,
     async measure(round) {
-      const ids = Array.from({ length: count }, (_, i) => `${env.runId}-burstcli-${round < 0 ? `w${-round}` : round}-${i}`);
+      const ids = roundKernelIds(env, 'burstcli', round, count);
       // The homes and arguments are prepared before the clock starts (the agent's time includes them).
       const args = await Promise.all(ids.map((id, i) => kernelRunArgs(env, id, KERNEL_CONFIG, [i % 2], homes, traits)));
       const containers = new Map<string, string>();
-      const ms = await burst(
+      const { ms } = await atOnce(
         ids,
-        async (id) => {
-          const k = await dockerRunKernel(env, args[ids.indexOf(id)]!);
+        async (id, i) => {
+          const k = await dockerRunKernel(env, args[i]!);
           containers.set(id, k.container);
           await runnerAnswers(k.host, k.inPort, k.outPort);
         },

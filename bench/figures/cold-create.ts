@@ -9,7 +9,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { methods } from '../../src/rpc/methods.js';
-import type { Figure, Side } from '../harness.js';
+import { roundName, type Figure, type Side } from '../harness.js';
 import { dockerRunKernel, kernelImageTraits, kernelRunArgs, removeKernel } from '../lib/docker-run.js';
 import { KERNEL_LANG, type BenchEnv } from '../lib/env.js';
 import type { ImageTraits } from '../../src/kernels/launch.js';
@@ -25,7 +25,7 @@ function agentSide(env: BenchEnv, cpuSet: { last: number[] }): Side {
     label: 'agent create_kernel',
     async measure(round) {
       const { client } = await env.agent();
-      const id = `${env.runId}-cold-${round < 0 ? `w${-round}` : round}`;
+      const id = `${env.runId}-cold-${roundName(round)}`;
       const t0 = performance.now();
       // create_kernel answers once the kernel's runner has answered %ping (runner_ready_timeout).
       const info = await client.callWithTimeout(120_000, methods.create_kernel, id, KERNEL_CONFIG);
@@ -41,7 +41,7 @@ function cliSide(env: BenchEnv, cpuSet: { last: number[] }, homes: string, trait
   return {
     label: 'docker run -d',
     async measure(round) {
-      const id = `${env.runId}-cli-${round < 0 ? `w${-round}` : round}`;
+      const id = `${env.runId}-cli-${roundName(round)}`;
       // The agent's own container request, so the limits and environment are the same by construction; the home is prepared untimed here, timed there.
       const args = await kernelRunArgs(env, id, KERNEL_CONFIG, cpuSet.last, homes, traits);
       const t0 = performance.now();

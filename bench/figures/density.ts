@@ -10,12 +10,11 @@
  * and destroyed after the last, untimed.
  */
 import { performance } from 'node:perf_hooks';
-import { errorMessage } from '../../src/errors.js';
 import { methods } from '../../src/rpc/methods.js';
 import type { Figure, Side } from '../harness.js';
 import type { BenchAgent } from '../lib/env.js';
+import { holdKernels } from '../lib/kernels.js';
 import { cpuNs, rssKiB } from '../lib/proc.js';
-import { KERNEL_CONFIG } from './cold-create.js';
 
 function side(label: string, agent: BenchAgent, windowMs: number, pings: number): Side {
   return {
@@ -35,32 +34,6 @@ function side(label: string, agent: BenchAgent, windowMs: number, pings: number)
       return { rss: [rss], cpu: [cpu], ping };
     },
   };
-}
-
-/**
- * Makes the kernels `ids` on an agent, `parallel` at a time. A failed create
- * fails the fill, unless `tolerate`: then no further one is started and the
- * fill resolves with the ids that were made (the largest count the node held).
- */
-export async function fill(agent: BenchAgent, ids: string[], parallel: number, tolerate = false): Promise<string[]> {
-  const config = { ...KERNEL_CONFIG, limits: { cpu_slot: 1, mem_slot: 128 } };
-  const queue = [...ids];
-  const made: string[] = [];
-  let failure: unknown = null;
-  const worker = async () => {
-    for (let id = queue.shift(); id && failure === null; id = queue.shift()) {
-      try {
-        await agent.client.callWithTimeout(300_000, methods.create_kernel, id, config);
-        made.push(id);
-      } catch (err) {
-        failure ??= err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: parallel }, worker));
-  if (failure !== null && !tolerate) throw failure;
-  if (failure !== null) console.error(`bench: density: the node held ${made.length} of ${ids.length} kernels; the next create failed: ${errorMessage(failure)}`);
-  return made;
 }
 
 /** How many kernels the dense agent held in the last run (the verdict reports it). */
@@ -85,18 +58,8 @@ export const densityFigure: Figure = {
     // A core per kernel, as a manager would ask; overcommitted so that 300 fit on this machine.
     const dense = await env.agent({ name: 'dense', settings: { cpu_overcommit: String(Math.max(64, Math.ceil(count / 2))) }, args: [] });
     const empty = await env.agent({ name: 'empty', settings: {}, args: [] });
-    const ids = Array.from({ length: count }, (_, i) => `${env.runId}-dense-${i}`);
-    const close = async () => {
-      for (let i = 0; i < ids.length; i += 10) {
-        await Promise.all(ids.slice(i, i + 10).map((id) => dense.client.callWithTimeout(120_000, methods.destroy_kernel, id).catch(() => null)));
-      }
-    };
-    try {
-      held = { count: (await fill(dense, ids, 4, true)).length, of: count };
-    } catch (err) {
-      await close();
-      throw err;
-    }
+    const { made, close } = await holdKernels(env, () => dense, 'dense', count, { parallel: 4, tolerate: true });
+    held = { count: made.length, of: count };
     if (held.count === 0) {
       await close();
       throw new Error('density: the node held no kernel at all');

@@ -12,7 +12,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import * as zmq from 'zeromq';
-import type { Figure, Samples, Side } from '../harness.js';
+import { inBatches, type Figure, type Samples, type Side } from '../harness.js';
 import { IMAGE_PREFIX, KERNEL_LANG, type BenchAgent, type BenchEnv } from '../lib/env.js';
 import { freePort } from '../lib/ports.js';
 import { cpuNs } from '../lib/proc.js';
@@ -67,12 +67,8 @@ function side(label: string, agent: BenchAgent, beats: BeatCounter, windowMs: nu
 async function tagImages(env: BenchEnv, repo: string, count: number): Promise<void> {
   const image = env.docker.getImage(`${IMAGE_PREFIX}${KERNEL_LANG}`);
   const tags = Array.from({ length: count }, (_, i) => `${repo}img${i}`);
-  env.onClose(async () => {
-    for (let i = 0; i < tags.length; i += 20) {
-      await Promise.all(tags.slice(i, i + 20).map((t) => env.docker.getImage(`${t}:1`).remove({ noprune: true }).catch(() => undefined)));
-    }
-  });
-  for (let i = 0; i < tags.length; i += 10) await Promise.all(tags.slice(i, i + 10).map((t) => image.tag({ repo: t, tag: '1' })));
+  env.onClose(() => inBatches(tags, 20, (t) => env.docker.getImage(`${t}:1`).remove({ noprune: true }).catch(() => undefined)));
+  await inBatches(tags, 10, (t) => image.tag({ repo: t, tag: '1' }));
 }
 
 export const heartbeatFigure: Figure = {

@@ -7,10 +7,9 @@
  * empty node (no kernels of its own). The kernels are made before the first
  * round and destroyed after the last, untimed.
  */
-import { methods } from '../../src/rpc/methods.js';
 import type { Figure, Side } from '../harness.js';
 import type { BenchEnv } from '../lib/env.js';
-import { fill } from './density.js';
+import { holdKernels } from '../lib/kernels.js';
 
 type Restartable = Awaited<ReturnType<BenchEnv['restartableAgent']>>;
 
@@ -37,19 +36,7 @@ export const restartFigure: Figure = {
     const full = await env.restartableAgent({ name: 'restart-full', settings: { cpu_overcommit: '64' }, args: [] });
     const empty = await env.restartableAgent({ name: 'restart-empty', settings: {}, args: [] });
     await Promise.all([full.start(), empty.start()]);
-    const ids = Array.from({ length: count }, (_, i) => `${env.runId}-readopt-${i}`);
-    const close = async () => {
-      const a = full.current();
-      for (let i = 0; i < ids.length; i += 10) {
-        await Promise.all(ids.slice(i, i + 10).map((id) => a.client.callWithTimeout(120_000, methods.destroy_kernel, id).catch(() => null)));
-      }
-    };
-    try {
-      await fill(full.current(), ids, 4);
-    } catch (err) {
-      await close();
-      throw err;
-    }
+    const { close } = await holdKernels(env, () => full.current(), 'readopt', count, { parallel: 4 });
     return { a: side('re-adopting the kernels', full), b: side('empty node', empty), close };
   },
   verdict(m) {

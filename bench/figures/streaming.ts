@@ -20,6 +20,8 @@ import type { Figure, Side } from '../harness.js';
 import { kernelPair, standaloneKernel, type RunnerConnection, type RunnerPorts } from '../lib/runner.js';
 import { REPO_ROOT, type BenchAgent } from '../lib/env.js';
 import { freePort } from '../lib/ports.js';
+import { cpuNsByThread } from '../lib/proc.js';
+import { summarize } from '../lib/stats.js';
 import { KERNEL_CONFIG } from './cold-create.js';
 
 const HOP = path.join(REPO_ROOT, 'dist/bench/lib/stream-hop.js');
@@ -30,6 +32,36 @@ const MiB = 1024 * 1024;
 /** The run: `mib` lines of 1 MiB (newline included), written as fast as the runner takes them. */
 const code = (mib: number) => `import sys\nline = "x" * ${MiB - 1} + "\\n"\nfor _ in range(${mib}):\n    sys.stdout.write(line)\n`;
 const FLUSH_TIMEOUT_S = 2.0;
+
+/**
+ * CPU ms per MiB of the process in the middle (the agent, the hop), per
+ * round, all threads together (`all`) and by thread name: stable where rates
+ * on shared cores are not, and it shows where the time goes (the main
+ * thread, V8's helper threads, ZeroMQ's I/O thread).
+ */
+type CpuLog = Record<string, Record<string, number[]>>;
+
+/** Measures a round and logs the CPU that process `pid` spent on it, per MiB (warm-up rounds left out). */
+function withCpu(side: Side, log: CpuLog, key: string, pid: number, mib: number): Side {
+  return {
+    label: side.label,
+    async measure(round) {
+      const c0 = await cpuNsByThread(pid);
+      const samples = await side.measure(round);
+      const c1 = await cpuNsByThread(pid);
+      if (round < 0) return samples;
+      const into = (log[key] ??= {});
+      let all = 0;
+      for (const [thread, ns] of Object.entries(c1)) {
+        const ms = (ns - (c0[thread] ?? 0)) / 1e6 / mib;
+        all += ms;
+        (into[thread] ??= []).push(ms);
+      }
+      (into.all ??= []).push(all);
+      return samples;
+    },
+  };
+}
 
 function agentSide(agent: BenchAgent, kernelId: string, mib: number): Side {
   return {
@@ -107,6 +139,7 @@ export const streamingFigure: Figure = {
     });
     // The hop's own kernel, outside the agent: two readers on one runner would split its output.
     let hop: DirectSide | undefined;
+    let hopPid = 0;
     let hopKernel: Awaited<ReturnType<typeof standaloneKernel>> | undefined;
     const close = async () => {
       hop?.close();
@@ -120,11 +153,19 @@ export const streamingFigure: Figure = {
       await env.waitForOutput(child, /ready/);
       hop = directSide(ANCHOR_HOP, e.input, bind, mib);
       await hop.ping();
+      hopPid = child.proc.pid!;
     } catch (err) {
       await close();
       throw err;
     }
-    return { a: agentSide(agent, pair.viaAgent, mib), b: pair.direct, anchors: [hop], close };
+    const cpu: CpuLog = {};
+    return {
+      a: withCpu(agentSide(agent, pair.viaAgent, mib), cpu, 'agent', agent.pid, mib),
+      b: pair.direct,
+      anchors: [withCpu(hop, cpu, 'hop', hopPid, mib)],
+      details: () => ({ cpuMsPerMiB: Object.fromEntries(Object.entries(cpu).map(([k, threads]) => [k, Object.fromEntries(Object.entries(threads).map(([t, v]) => [t, summarize(v).median]))])) }),
+      close,
+    };
   },
   verdict(m, anchors) {
     const r = m.rate!;

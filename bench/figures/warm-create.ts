@@ -11,7 +11,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { methods } from '../../src/rpc/methods.js';
-import type { Figure, Samples, Side } from '../harness.js';
+import { roundName, type Figure, type Samples, type Side } from '../harness.js';
 import type { BenchAgent, BenchEnv } from '../lib/env.js';
 import { freePort } from '../lib/ports.js';
 import { KERNEL_CONFIG } from './cold-create.js';
@@ -60,7 +60,7 @@ function side(label: string, env: BenchEnv, agent: BenchAgent, tag: string, afte
   return {
     label,
     async measure(round) {
-      const samples = await createOnce(agent, `${env.runId}-${tag}-${round < 0 ? `w${-round}` : round}`);
+      const samples = await createOnce(agent, `${env.runId}-${tag}-${roundName(round)}`);
       await after();
       return samples;
     },

@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { createWriteStream, promises as fs } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -193,7 +193,9 @@ export class BenchEnv {
         if (child && child.proc.exitCode === null && child.proc.signalCode === null) throw new Error(`agent ${agentId} is running already`);
         const t0 = performance.now();
         const c = (child = this.spawnChild(process.execPath, args));
-        c.proc.stdout!.resume();
+        // BENCH_AGENT_STDOUT: a file to append the agents' stdout to (e.g. what --trace-gc prints); else it is discarded.
+        if (process.env.BENCH_AGENT_STDOUT) c.proc.stdout!.pipe(createWriteStream(process.env.BENCH_AGENT_STDOUT, { flags: 'a' }));
+        else c.proc.stdout!.resume();
         const exited = () =>
           c.proc.exitCode !== null || c.proc.signalCode !== null
             ? new Error(`the agent exited (${c.proc.exitCode ?? c.proc.signalCode}) at start; its stderr:\n${c.stderr()}`)

@@ -39,3 +39,17 @@ export async function cpuNs(pid: number): Promise<number> {
   }
   return total;
 }
+
+/** CPU time (ns) of a process by thread name (`comm`: the main thread has the process's name), from each thread's `schedstat`. */
+export async function cpuNsByThread(pid: number): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const tid of await fs.readdir(`/proc/${pid}/task`)) {
+    const [line, comm] = await Promise.all([
+      fs.readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').catch(() => '0'),
+      fs.readFile(`/proc/${pid}/task/${tid}/comm`, 'utf8').catch(() => '?'),
+    ]);
+    const name = tid === String(pid) ? 'main' : comm.trim();
+    out[name] = (out[name] ?? 0) + (Number(line.split(' ')[0]) || 0);
+  }
+  return out;
+}

@@ -6,6 +6,7 @@
  * encoding) can plug in without touching the socket loop.
  */
 import { addExtension, Packr, Unpackr } from 'msgpackr';
+import { SendBuffers } from './send-buffers.js';
 import { Utf8Text } from './utf8-text.js';
 import { hasHeadroom } from '../node/headroom.js';
 
@@ -15,6 +16,12 @@ export interface Codec {
   encode(value: unknown): Buffer;
   /** Decodes exactly one value; throws on truncated data or trailing bytes. */
   decode(bytes: Uint8Array): unknown;
+  /**
+   * Like encode, for a payload that goes to a socket and is then dropped
+   * (never kept, never sliced): a big one may be packed into a buffer used
+   * again once the payload is collected (`SendBuffers` in src/wire/send-buffers.ts).
+   */
+  encodeForSend?(value: unknown): Buffer;
 }
 
 const packr = new Packr({
@@ -117,6 +124,28 @@ function binInPlace(view: Uint8Array): Buffer {
 /** Values whose bound is above this are packed into a buffer of their own (see encode). */
 const BIG_VALUE_BYTES = 1024 * 1024;
 
+/** Payloads up to this bound (execute's 16 MiB of output and its envelope) pack into reused buffers. */
+const MAX_REUSED_BYTES = 24 * 1024 * 1024;
+
+/** Big payloads sent and dropped (replies of `execute` with much output) reuse their buffers. */
+export const sendBuffers = new SendBuffers();
+
+/**
+ * Packs a value whose bound is big into `into` (sized so that packing never
+ * grows it); then packing goes on in a fresh small buffer, so the big one is
+ * referenced only by the packed value. msgpackr otherwise packs into one
+ * buffer shared by every call and, when a big string does not fit, allocates
+ * a larger one and copies the rest of the old one into it, junk included.
+ */
+function packInto(v: unknown, into: Buffer): Buffer {
+  packr.useBuffer(into);
+  try {
+    return packr.pack(v);
+  } finally {
+    packr.useBuffer(Buffer.allocUnsafeSlow(8192));
+  }
+}
+
 /** msgpackCodec is the msgpack codec the agent and its client use. */
 export const msgpackCodec: Codec = {
   encode(value: unknown): Buffer {
@@ -124,17 +153,17 @@ export const msgpackCodec: Codec = {
     const v = widenIntegers(value);
     const bound = packedSizeBound(v);
     if (bound <= BIG_VALUE_BYTES) return packr.pack(v);
-    // msgpackr packs into one buffer shared by every call; when a big string does not fit
-    // it allocates a larger one and copies the rest of the old one into it, junk included
-    // (tens of MiB per reply of a big output). A big value gets a buffer of its own, sized
-    // so that it never grows; then packing goes on in a fresh small buffer, so the big
-    // one lives only as long as the packed value.
-    packr.useBuffer(Buffer.allocUnsafeSlow(bound + 64 * 1024));
-    try {
-      return packr.pack(v);
-    } finally {
-      packr.useBuffer(Buffer.allocUnsafeSlow(8192));
-    }
+    return packInto(v, Buffer.allocUnsafeSlow(bound + 64 * 1024));
+  },
+  encodeForSend(value: unknown): Buffer {
+    if (value instanceof Uint8Array && value.length > 0xffff && hasHeadroom(value)) return binInPlace(value); // bin 32: no copy
+    const v = widenIntegers(value);
+    const bound = packedSizeBound(v);
+    if (bound <= BIG_VALUE_BYTES) return packr.pack(v);
+    // a reply bigger than execute's (a download not sent in place) gets a buffer of its own: the pool keeps none that big
+    if (bound > MAX_REUSED_BYTES) return packInto(v, Buffer.allocUnsafeSlow(bound + 64 * 1024));
+    const into = sendBuffers.take(bound + 64 * 1024);
+    return sendBuffers.track(packInto(v, into), into);
   },
   decode(bytes: Uint8Array): unknown {
     // unpack() rejects trailing bytes, so one frame holds exactly one value.

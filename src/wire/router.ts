@@ -202,7 +202,9 @@ export class RpcRouter {
       let payload: Buffer;
       let isError = !reply.ok;
       try {
-        payload = this.options.codec.encode(reply.ok ? reply.value : [reply.error.type, reply.error.args, reply.error.repr]);
+        const value = reply.ok ? reply.value : [reply.error.type, reply.error.args, reply.error.repr];
+        // The payload goes to the send queue and is dropped once sent: a big one may reuse its buffer.
+        payload = this.options.codec.encodeForSend?.(value) ?? this.options.codec.encode(value);
       } catch (err) {
         isError = true;
         const message = `the result of ${request.method} could not be encoded: ${errorMessage(err)}`;

@@ -11,7 +11,12 @@ import { readFileSync } from 'node:fs';
 import { freePort } from '../../bench/lib/ports.js';
 import { median, quantile, summarize } from '../../bench/lib/stats.js';
 import { markdown, svg, tail } from '../../bench/report.js';
-import { BEGIN, END, performanceTable, spliceTable } from '../../bench/readme-table.js';
+import { BEGIN, END, HEADLINES, performanceTable, readResults, spliceTable } from '../../bench/readme-table.js';
+import { figures } from '../../bench/figures/index.js';
+import { compareRuns, comparisonTable } from '../../bench/compare.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 const metric = (over: Partial<MetricResult>): MetricResult => ({
   key: 'latency', label: 'latency <1>', unit: 'ms', better: 'lower',
@@ -111,5 +116,49 @@ describe('benchmark suite parts', () => {
     const readme = `title\n\n${BEGIN}\nold table\n${END}\n\nafter\n`;
     expect(spliceTable(readme, block)).to.equal(`title\n\n${block}\n\nafter\n`);
     expect(() => spliceTable('no markers', block)).to.throw(/markers/);
+  });
+
+  it('compares two runs: every median of both sides and the anchors, the difference in percent, rows beyond the tolerance and verdicts that differ', () => {
+    const anchor = (median: number) => [{ label: 'hop', metrics: [{ key: 'latency', label: 'latency <1>', unit: 'ms', better: 'lower' as const, summary: summarize([median]), aOver: 1 }] }];
+    const one = { ...result([metric({ a: summarize([10]), b: summarize([20]) })]), anchors: anchor(5) };
+    const two = { ...result([metric({ a: summarize([10.5]), b: summarize([30]) })]), anchors: anchor(5), verdict: { met: false, detail: 'worse' } };
+    const rows = compareRuns([one], [two], 10);
+    expect(rows.map((r) => [r.what, r.first, r.second, Math.round(r.diffPercent), r.beyond])).to.deep.equal([
+      ['latency <1> (ms), agent', 10, 10.5, 5, false],
+      ['latency <1> (ms), ref', 20, 30, 50, true],
+      ['latency <1> (ms), hop', 5, 5, 0, false],
+    ]);
+    const table = comparisonTable([one], [two, { ...one, name: 'other' }], 10);
+    expect(table).to.include('| demo | latency <1> (ms), ref | 20.0 | 30.0 | +50.0% | ! |');
+    expect(table).to.include('| demo | met | not met | ! |').and.include('| other | absent | met | ! |');
+  });
+
+  it("gives every figure of the suite rows in the README's table once its JSON is in the results, in the suite's order", async () => {
+    // Every headline the table picks is a metric its figure measures.
+    for (const [name, keys] of Object.entries(HEADLINES)) {
+      const fig = figures.find((f) => f.name === name);
+      expect(fig, name).to.not.equal(undefined);
+      for (const k of keys) expect(fig!.metrics.map((m) => m.key), `${name} ${k}`).to.include(k);
+    }
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-table-'));
+    try {
+      // Written in reverse, so that the order must come from the suite, not from the files.
+      for (const fig of [...figures].reverse()) {
+        const r = { ...result(fig.metrics.map((m) => metric({ ...m }))), name: fig.name };
+        writeFileSync(path.join(dir, `${fig.name}.json`), JSON.stringify(r));
+      }
+      writeFileSync(path.join(dir, 'not-a-result.json'), '{"x": 1}');
+      const results = await readResults(dir, figures.map((f) => f.name));
+      expect(results.map((r) => r.name)).to.deep.equal(figures.map((f) => f.name));
+      const lines = performanceTable(results).split('\n');
+      for (const fig of figures) {
+        const keys = HEADLINES[fig.name] ?? fig.metrics.map((m) => m.key);
+        const rows = lines.filter((l) => l.startsWith(`${fig.name} `));
+        expect(rows, fig.name).to.have.length(keys.length);
+        expect(lines.filter((l) => l.startsWith(`- \`\`${fig.name}\`\`:`)), fig.name).to.have.length(1);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
