@@ -55,8 +55,9 @@ export const densityFigure: Figure = {
     const count = settings.short ? 4 : 300;
     const windowMs = settings.short ? 3000 : 10_000;
     const pings = settings.short ? 50 : 200;
-    // A core per kernel, as a manager would ask; overcommitted so that 300 fit on this machine.
-    const dense = await env.agent({ name: 'dense', settings: { cpu_overcommit: String(Math.max(64, Math.ceil(count / 2))) }, args: [] });
+    // A core and 128 MiB per kernel, as a manager would ask; cores and memory overcommitted so that 300 idle ones fit on this machine
+    // (each uses far less than its limit: the runner is about 14 MiB).
+    const dense = await env.agent({ name: 'dense', settings: { cpu_overcommit: String(Math.max(64, Math.ceil(count / 2))), mem_overcommit: '4' }, args: [] });
     const empty = await env.agent({ name: 'empty', settings: {}, args: [] });
     const { made, close } = await holdKernels(env, () => dense, 'dense', count, { parallel: 4, tolerate: true });
     held = { count: made.length, of: count };

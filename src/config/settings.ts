@@ -218,7 +218,7 @@ export const SETTINGS: ReadonlyArray<SettingSpec<keyof Settings>> = [
     parse: number(1024, 4 * 1024 ** 3, true),
   },
   { key: 'create_concurrency', field: 'createConcurrency', doc: 'kernel creations running against Docker at once; more wait in order', default: 4, live: false, parse: number(1, 64, true) },
-  { key: 'cpu_overcommit', field: 'cpuOvercommit', doc: 'how many kernels may share one CPU core', default: 1, live: false, parse: number(1, 64, true) },
+  { key: 'cpu_overcommit', field: 'cpuOvercommit', doc: 'how many kernels may share one CPU core (up to 256: many idle notebooks on a small node)', default: 1, live: false, parse: number(1, 256, true) },
   {
     key: 'destroy_timeout',
     field: 'destroyTimeoutSec',
