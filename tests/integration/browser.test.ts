@@ -71,7 +71,11 @@ describe('Jupyter in a real browser', function () {
     const shot = path.join(OUTPUT, `jupyter-${id}.png`);
     try {
       expect(await page.locator('input[type=password]').count(), 'a login form the test cannot pass').to.equal(0);
-      await page.locator('#notebook_list').waitFor({ state: 'visible', timeout: 30_000 });
+      // Once in a loaded suite the page stayed blank (its scripts never ran) for 30 s; a user would reload, and so does the test, once.
+      await page.locator('#notebook_list').waitFor({ state: 'visible', timeout: 30_000 }).catch(async () => {
+        await page.reload({ waitUntil: 'load', timeout: 60_000 });
+        await page.locator('#notebook_list').waitFor({ state: 'visible', timeout: 60_000 });
+      });
       await page.getByText('greeting-from-the-test.txt').first().waitFor({ state: 'visible', timeout: 30_000 });
       const title = await page.title();
       expect(title).to.match(/Home|Jupyter/);
