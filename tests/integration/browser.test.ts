@@ -74,7 +74,15 @@ describe('Jupyter in a real browser', function () {
       // Once in a loaded suite the page stayed blank (its scripts never ran) for 30 s; a user would reload, and so does the test, once.
       await page.locator('#notebook_list').waitFor({ state: 'visible', timeout: 30_000 }).catch(async () => {
         await page.reload({ waitUntil: 'load', timeout: 60_000 });
-        await page.locator('#notebook_list').waitFor({ state: 'visible', timeout: 60_000 });
+        await page.locator('#notebook_list').waitFor({ state: 'visible', timeout: 60_000 }).catch(async (err: Error) => {
+          // say what the notebook server answered for the listing the page asks for, and what the kernel logged
+          const api = await page.request.get(new URL(`/api/contents?type=directory&${new URL(url).search.slice(1)}`, url).href).then(
+            async (r) => `${r.status()} ${(await r.text()).slice(0, 600)}`,
+            (e: Error) => e.message,
+          );
+          const logs = (await client.call(methods.get_logs, id)).logs.slice(-1500);
+          throw new Error(`${err.message}\n/api/contents answered: ${api}\nkernel log tail: ${logs}`);
+        });
       });
       await page.getByText('greeting-from-the-test.txt').first().waitFor({ state: 'visible', timeout: 30_000 });
       const title = await page.title();
