@@ -146,24 +146,34 @@ function packInto(v: unknown, into: Buffer): Buffer {
   }
 }
 
+/**
+ * Packs a value: a big view with headroom in place, a small value into
+ * msgpackr's shared buffer, a big one through `big` (given its size bound).
+ */
+function encodeWith(value: unknown, big: (v: unknown, bound: number) => Buffer): Buffer {
+  if (value instanceof Uint8Array && value.length > 0xffff && hasHeadroom(value)) return binInPlace(value); // bin 32: no copy
+  const v = widenIntegers(value);
+  const bound = packedSizeBound(v);
+  return bound <= BIG_VALUE_BYTES ? packr.pack(v) : big(v, bound);
+}
+
+/** A buffer of a big value's own, sized so that packing never grows it. */
+const ownBuffer = (v: unknown, bound: number): Buffer => packInto(v, Buffer.allocUnsafeSlow(bound + 64 * 1024));
+
+/** A reused send buffer (execute's big replies); a reply bigger than execute's (a download not sent in place) gets one of its own, since the pool keeps none that big. */
+function reusedBuffer(v: unknown, bound: number): Buffer {
+  if (bound > MAX_REUSED_BYTES) return ownBuffer(v, bound);
+  const into = sendBuffers.take(bound + 64 * 1024);
+  return sendBuffers.track(packInto(v, into), into);
+}
+
 /** msgpackCodec is the msgpack codec the agent and its client use. */
 export const msgpackCodec: Codec = {
   encode(value: unknown): Buffer {
-    if (value instanceof Uint8Array && value.length > 0xffff && hasHeadroom(value)) return binInPlace(value); // bin 32: no copy
-    const v = widenIntegers(value);
-    const bound = packedSizeBound(v);
-    if (bound <= BIG_VALUE_BYTES) return packr.pack(v);
-    return packInto(v, Buffer.allocUnsafeSlow(bound + 64 * 1024));
+    return encodeWith(value, ownBuffer);
   },
   encodeForSend(value: unknown): Buffer {
-    if (value instanceof Uint8Array && value.length > 0xffff && hasHeadroom(value)) return binInPlace(value); // bin 32: no copy
-    const v = widenIntegers(value);
-    const bound = packedSizeBound(v);
-    if (bound <= BIG_VALUE_BYTES) return packr.pack(v);
-    // a reply bigger than execute's (a download not sent in place) gets a buffer of its own: the pool keeps none that big
-    if (bound > MAX_REUSED_BYTES) return packInto(v, Buffer.allocUnsafeSlow(bound + 64 * 1024));
-    const into = sendBuffers.take(bound + 64 * 1024);
-    return sendBuffers.track(packInto(v, into), into);
+    return encodeWith(value, reusedBuffer);
   },
   decode(bytes: Uint8Array): unknown {
     // unpack() rejects trailing bytes, so one frame holds exactly one value.
