@@ -4,6 +4,11 @@
  * timed from its request until its answer, against the same burst on the
  * agent without a pool (cold creations). After each round the kernels are
  * destroyed and the figure waits, untimed, until the pool is whole again.
+ * Before each burst (of either side) it waits, untimed, until the machine is
+ * quiet: the last round's containers are removed and the pool's new runners
+ * have started, so that the burst is measured and not what the last round
+ * set off (on 2 cores that tail made the p99 of one full run 77 ms and of
+ * the next 41 ms).
  */
 import { performance } from 'node:perf_hooks';
 import { methods } from '../../src/rpc/methods.js';
@@ -11,6 +16,7 @@ import type { Figure, Side } from '../harness.js';
 import type { BenchAgent, BenchEnv } from '../lib/env.js';
 import { atOnce, destroyKernels, roundKernelIds } from '../lib/kernels.js';
 import { freePort } from '../lib/ports.js';
+import { waitForQuiet } from '../lib/proc.js';
 import { KERNEL_CONFIG } from './cold-create.js';
 import { waitForPool } from './warm-create.js';
 
@@ -18,6 +24,8 @@ function side(label: string, env: BenchEnv, agent: BenchAgent, tag: string, coun
   return {
     label,
     async measure(round) {
+      const calm = await waitForQuiet();
+      if (!calm.quiet) console.error(`bench: burst-claims: the machine stayed busy (${(calm.busy * 100).toFixed(0)}% of its CPUs) before a ${label} burst; measuring anyway`);
       const { values } = await atOnce(
         roundKernelIds(env, tag, round, count),
         async (id) => {

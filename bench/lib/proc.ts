@@ -53,3 +53,32 @@ export async function cpuNsByThread(pid: number): Promise<Record<string, number>
   }
   return out;
 }
+
+/** Busy and total jiffies of all CPUs, from the first line of /proc/stat. */
+async function machineJiffies(): Promise<{ busy: number; total: number }> {
+  const line = (await fs.readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!;
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0); // idle + iowait
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * Waits until the whole machine is quiet: busy under `busyShare` of all its
+ * cores over a window of `windowMs`, for at most `timeoutMs`. A latency
+ * figure calls it before a burst, so that it measures the burst and not the
+ * tail of what the last round set off (containers still being removed, a
+ * pool's new runners still starting). Resolves with the share of the last
+ * window and whether it was quiet.
+ */
+export async function waitForQuiet(busyShare = 0.2, windowMs = 300, timeoutMs = 15_000): Promise<{ busy: number; quiet: boolean }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const a = await machineJiffies();
+    await new Promise((r) => setTimeout(r, windowMs));
+    const b = await machineJiffies();
+    const busy = (b.busy - a.busy) / Math.max(1, b.total - a.total);
+    if (busy < busyShare) return { busy, quiet: true };
+    if (Date.now() > deadline) return { busy, quiet: false };
+  }
+}

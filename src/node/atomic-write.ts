@@ -5,17 +5,23 @@
  * fsynced, and renamed over it; on any failure the temporary file is removed
  * and the old file (if any) stays as it was. The caller decides what a
  * failure means (log and retry, or fail the step that needed it).
+ *
+ * The temporary file and the rename are what keep a half-written file from
+ * ever being read; the fsync only matters if the machine itself goes down.
+ * A file that means nothing once its container is gone (a claim record, a
+ * kernel's environ.txt: no container outlives a crash of its machine) is
+ * written with `sync: false`, which spares a claim its slowest step.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644, o: { sync?: boolean } = {}): Promise<void> {
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   let fh: fs.FileHandle | null = null;
   try {
     fh = await fs.open(tmp, 'wx', mode);
     await fh.writeFile(data);
-    await fh.sync();
+    if (o.sync !== false) await fh.sync();
     await fh.close();
     fh = null;
     await fs.rename(tmp, file);

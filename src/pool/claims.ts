@@ -86,10 +86,14 @@ export class ClaimStore {
     return path.join(this.dir, `${containerId}.json`);
   }
 
-  /** Writes a record atomically (temp file, fsync, rename; nothing half-written on a full disk). */
+  /**
+   * Writes a record atomically (temp file, rename; nothing half-written on a
+   * full disk). Not fsynced: a record matters only while its container
+   * runs, and no container survives a crash of the machine.
+   */
   async write(containerId: string, rec: ClaimRecord): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.file(containerId), JSON.stringify(rec), 0o600);
+    await writeFileAtomic(this.file(containerId), JSON.stringify(rec), 0o600, { sync: false });
   }
 
   /** The record of a container, or null when it has none (or an unreadable one). */

@@ -42,6 +42,13 @@ export function notImplemented(def: MethodDef): Binding {
   };
 }
 
+/** A handler's value as a reply (undefined goes out as nil). */
+const answer = (value: unknown): Reply => ({ ok: true, value: value === undefined ? null : value });
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function';
+}
+
 export class Dispatcher {
   private readonly table = new Map<string, Binding>();
   private accepting = true;
@@ -61,8 +68,12 @@ export class Dispatcher {
     this.accepting = false;
   }
 
-  /** The request handler the transport calls; it never throws. */
-  readonly handle = async (request: DispatchRequest): Promise<Reply> => {
+  /**
+   * The request handler the transport calls; it never throws. A handler that
+   * answers at once (ping, the readers of the agent's state) gets its reply
+   * without a promise, so the hot calls skip two microtask turns each.
+   */
+  readonly handle = (request: DispatchRequest): Reply | Promise<Reply> => {
     const method = request.method;
     try {
       if (request.kind === 'malformed') throw new ParametersError(request.reason);
@@ -70,17 +81,23 @@ export class Dispatcher {
       const binding = this.table.get(method);
       if (!binding) throw new MethodNotFoundError(method);
       const values = this.bind(binding.def, request.args, request.kwargs);
-      const value = await binding.handler(...(values as never[]));
-      return { ok: true, value: value === undefined ? null : value };
+      const value = binding.handler(...(values as never[]));
+      if (isThenable(value)) return Promise.resolve(value).then(answer, (err: unknown) => this.failure(err, method));
+      return answer(value);
     } catch (err) {
-      if (!(err instanceof AgentError)) {
-        this.log.error('RPC handler failed unexpectedly', { method, error: errorMessage(err), stack: (err as Error)?.stack });
-      } else {
-        this.log.debug('RPC call failed', { method, error: err.message });
-      }
-      return { ok: false, error: toWireError(err, method) };
+      return this.failure(err, method);
     }
   };
+
+  /** The one place a failure becomes a wire error (and an unexpected one is logged). */
+  private failure(err: unknown, method: string): Reply {
+    if (!(err instanceof AgentError)) {
+      this.log.error('RPC handler failed unexpectedly', { method, error: errorMessage(err), stack: (err as Error)?.stack });
+    } else {
+      this.log.debug('RPC call failed', { method, error: err.message });
+    }
+    return { ok: false, error: toWireError(err, method) };
+  }
 
   private bind(def: MethodDef, args: unknown[], kwargs: Record<string, unknown>): unknown[] {
     if (def.unchecked) return [];

@@ -24,8 +24,12 @@ export type DispatchRequest =
   | ParsedRequest
   | MalformedRequest;
 
-/** Handles one request; must not throw (the dispatcher turns every failure into a wire error). */
-export type RequestHandler = (request: DispatchRequest) => Promise<Reply>;
+/**
+ * Handles one request; must not throw (the dispatcher turns every failure
+ * into a wire error). It may answer at once: a reply that is not a promise
+ * goes out without a turn of the microtask queue.
+ */
+export type RequestHandler = (request: DispatchRequest) => Reply | Promise<Reply>;
 
 /**
  * Callosum calls of modern managers on the same socket (PROTOCOL.md section
@@ -86,6 +90,12 @@ export function callosumFailure(error: WireError): { name: string; repr: string;
     return { name: 'KeyError', repr: `KeyError(${pyRepr(message)})`, traceback: '' };
   }
   return { name: error.type.slice(error.type.lastIndexOf('.') + 1), repr: error.repr, traceback: '' };
+}
+
+/** The reply to a handler that threw, which it must not: an internal error naming the method. */
+function handlerThrew(method: string, err: unknown): Reply {
+  const message = `the handler of ${method} failed: ${errorMessage(err)}`;
+  return { ok: false, error: { type: 'agent.InternalError', args: [message], repr: `InternalError(${pyRepr(message)})` } };
 }
 
 /** How long a reply waits for a peer whose queue is full before it counts as not delivered. */
@@ -195,10 +205,30 @@ export class RpcRouter {
     }
   }
 
-  private async handle(request: ParsedRequest | MalformedRequest): Promise<void> {
+  private handle(request: ParsedRequest | MalformedRequest): void {
     this.stats.inFlight++;
+    const reply = this.call(this.options.handler, request);
+    if (reply instanceof Promise) {
+      reply.then(
+        (r) => this.reply(request, r),
+        (err: unknown) => this.reply(request, handlerThrew(request.method, err)),
+      );
+    } else {
+      this.reply(request, reply);
+    }
+  }
+
+  /** Calls a handler; one that throws (it must not) answers an internal error rather than bringing the loop down. */
+  private call<R extends { method: string }>(handler: (request: R) => Reply | Promise<Reply>, request: R): Reply | Promise<Reply> {
     try {
-      const reply = await this.options.handler(request);
+      return handler(request);
+    } catch (err) {
+      return handlerThrew(request.method, err);
+    }
+  }
+
+  private reply(request: ParsedRequest | MalformedRequest, reply: Reply): void {
+    try {
       let payload: Buffer;
       let isError = !reply.ok;
       try {
@@ -236,10 +266,21 @@ export class RpcRouter {
     }
   }
 
-  private async handleCallosum(request: CallosumRequest | CallosumMalformed, callosum: CallosumOptions): Promise<void> {
+  private handleCallosum(request: CallosumRequest | CallosumMalformed, callosum: CallosumOptions): void {
     this.stats.inFlight++;
+    const reply = this.call(callosum.handler, request);
+    if (reply instanceof Promise) {
+      reply.then(
+        (r) => this.replyCallosum(request, r, callosum),
+        (err: unknown) => this.replyCallosum(request, handlerThrew(request.method, err), callosum),
+      );
+    } else {
+      this.replyCallosum(request, reply, callosum);
+    }
+  }
+
+  private replyCallosum(request: CallosumRequest | CallosumMalformed, reply: Reply, callosum: CallosumOptions): void {
     try {
-      const reply = await callosum.handler(request);
       let frames: Buffer[];
       try {
         frames = buildCallosumReply(request, msgpackCodec, reply.ok ? { ok: true, payload: callosum.codec.encode(reply.value) } : { ok: false, ...callosumFailure(reply.error) });
