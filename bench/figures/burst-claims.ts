@@ -7,8 +7,7 @@
  * Before each burst (of either side) it waits, untimed, until the machine is
  * quiet: the last round's containers are removed and the pool's new runners
  * have started, so that the burst is measured and not what the last round
- * set off (on 2 cores that tail made the p99 of one full run 77 ms and of
- * the next 41 ms).
+ * set off.
  */
 import { performance } from 'node:perf_hooks';
 import { methods } from '../../src/rpc/methods.js';
