@@ -6,20 +6,27 @@
  * relay code at all). Each side has its own kernel with the same limits, the
  * direct one started by the docker CLI outside the agent: two readers on one
  * runner would split its output.
- * Every byte is counted on both sides; a short count fails the round.
+ * Every byte is counted on both sides; a short count fails the round. The
+ * agent's side is read by AgentClient with a codec that counts the output's
+ * bytes without decoding them into strings (bench/lib/counting-codec.ts), as
+ * the direct and hop clients count theirs: on two shared cores a client that
+ * decodes takes CPU from the process measured.
  *
- * Anchor: a bare forwarding hop (bench/lib/stream-hop.ts, zeromq.js like the
+ * Anchors: a bare forwarding hop (bench/lib/stream-hop.ts, zeromq.js like the
  * agent) between a third kernel's runner and the same direct client, so that
- * "one more process in the path" is measured on its own.
+ * "one more process in the path" is measured on its own; and the agent read
+ * by AgentClient as a manager reads it, every reply's text decoded.
  */
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as zmq from 'zeromq';
+import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import type { Figure, Side } from '../harness.js';
 import { kernelPair, standaloneKernel, type RunnerConnection, type RunnerPorts } from '../lib/runner.js';
-import { REPO_ROOT, type BenchAgent } from '../lib/env.js';
+import { REPO_ROOT } from '../lib/env.js';
 import { freePort } from '../lib/ports.js';
+import { countingCodec, Skipped } from '../lib/counting-codec.js';
 import { cpuNsByThread } from '../lib/proc.js';
 import { summarize } from '../lib/stats.js';
 import { KERNEL_CONFIG } from './cold-create.js';
@@ -27,6 +34,8 @@ import { KERNEL_CONFIG } from './cold-create.js';
 const HOP = path.join(REPO_ROOT, 'dist/bench/lib/stream-hop.js');
 /** The anchor's label (the verdict reads it). */
 const ANCHOR_HOP = 'bare forwarding hop';
+/** The anchor of the agent read by the manager's client, which decodes every reply's text into strings. */
+const ANCHOR_FULL_DECODE = 'through the agent, AgentClient (text decoded)';
 
 const MiB = 1024 * 1024;
 /** The run: `mib` lines of 1 MiB (newline included), written as fast as the runner takes them. */
@@ -63,20 +72,23 @@ function withCpu(side: Side, log: CpuLog, key: string, pid: number, mib: number)
   };
 }
 
-function agentSide(agent: BenchAgent, kernelId: string, mib: number): Side {
+/** Bytes of a console entry's text: a string (the manager's client) or a skipped one (the counting codec). */
+const textBytes = (t: unknown): number => (t instanceof Skipped ? t.byteLength : Buffer.byteLength(t as string));
+
+function agentSide(label: string, client: AgentClient, kernelId: string, mib: number): Side {
   return {
-    label: 'through the agent',
+    label,
     async measure() {
       const t0 = performance.now();
       let bytes = 0;
-      let r = await agent.client.callWithTimeout(60_000, methods.execute, 2, kernelId, null, 'query', code(mib), {}, FLUSH_TIMEOUT_S);
+      let r = await client.callWithTimeout(60_000, methods.execute, 2, kernelId, null, 'query', code(mib), {}, FLUSH_TIMEOUT_S);
       for (;;) {
-        for (const e of r.console ?? []) if (e[0] === 'stdout') bytes += Buffer.byteLength(e[1] as string);
+        for (const e of r.console ?? []) if (e[0] === 'stdout') bytes += textBytes(e[1]);
         if (r.status !== 'continued') break;
-        r = await agent.client.callWithTimeout(60_000, methods.execute, 2, kernelId, r.runId, 'continue', '', {}, FLUSH_TIMEOUT_S);
+        r = await client.callWithTimeout(60_000, methods.execute, 2, kernelId, r.runId, 'continue', '', {}, FLUSH_TIMEOUT_S);
       }
       const s = (performance.now() - t0) / 1000;
-      if (r.status !== 'finished' || bytes !== mib * MiB) throw new Error(`agent: the run ended ${r.status} with ${bytes} of ${mib * MiB} bytes`);
+      if (r.status !== 'finished' || bytes !== mib * MiB) throw new Error(`${label}: the run ended ${r.status} with ${bytes} of ${mib * MiB} bytes`);
       return { rate: [mib / s] };
     },
   };
@@ -159,12 +171,17 @@ export const streamingFigure: Figure = {
       throw err;
     }
     const cpu: CpuLog = {};
+    // Side A's client counts the output's bytes as the direct and hop clients do; the manager's client is an anchor.
+    const counting = new AgentClient(agent.endpoint, { codec: countingCodec, timeoutMs: 60_000 });
     return {
-      a: withCpu(agentSide(agent, pair.viaAgent, mib), cpu, 'agent', agent.pid, mib),
+      a: withCpu(agentSide('through the agent', counting, pair.viaAgent, mib), cpu, 'agent', agent.pid, mib),
       b: pair.direct,
-      anchors: [withCpu(hop, cpu, 'hop', hopPid, mib)],
+      anchors: [withCpu(hop, cpu, 'hop', hopPid, mib), withCpu(agentSide(ANCHOR_FULL_DECODE, agent.client, pair.viaAgent, mib), cpu, 'agent, text decoded', agent.pid, mib)],
       details: () => ({ cpuMsPerMiB: Object.fromEntries(Object.entries(cpu).map(([k, threads]) => [k, Object.fromEntries(Object.entries(threads).map(([t, v]) => [t, summarize(v).median]))])) }),
-      close,
+      async close() {
+        counting.close();
+        await close();
+      },
     };
   },
   verdict(m, anchors) {

@@ -14,6 +14,8 @@ import { markdown, svg, tail } from '../../bench/report.js';
 import { BEGIN, END, HEADLINES, performanceTable, readResults, spliceTable } from '../../bench/readme-table.js';
 import { figures } from '../../bench/figures/index.js';
 import { compareRuns, comparisonTable } from '../../bench/compare.js';
+import { decodeSkipping, Skipped } from '../../bench/lib/counting-codec.js';
+import { msgpackCodec } from '../../src/wire/codec.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -160,5 +162,22 @@ describe('benchmark suite parts', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('reads replies as the agent packs them, long texts by their length only (the streaming figure\'s counting codec)', () => {
+    const small = { status: 'continued', runId: 'r-1', exitCode: -1, big: 2 ** 40, neg: -70000, f: 0.5, ok: true, none: null, list: [1, [2, 'x']], bytes: Buffer.from('ab') };
+    expect(decodeSkipping(msgpackCodec.encode(small))).to.deep.equal(msgpackCodec.decode(msgpackCodec.encode(small)));
+    const text = 'é'.repeat(40_000); // 80,000 bytes of UTF-8: a str 32 header
+    const out = decodeSkipping(msgpackCodec.encode({ console: [['stdout', text], ['stderr', 'short']], blob: Buffer.alloc(300) })) as {
+      console: Array<[string, unknown]>;
+      blob: unknown;
+    };
+    expect(out.console[0]![1]).to.be.instanceOf(Skipped);
+    expect((out.console[0]![1] as Skipped).byteLength).to.equal(80_000);
+    expect(out.console[1]).to.deep.equal(['stderr', 'short']);
+    expect((out.blob as Skipped).byteLength).to.equal(300);
+    const packed = msgpackCodec.encode(['x'.repeat(1000)]);
+    expect(() => decodeSkipping(packed.subarray(0, packed.length - 1))).to.throw(/truncated/);
+    expect(() => decodeSkipping(Buffer.concat([packed, Buffer.from([0xc0])]))).to.throw(/after the msgpack value/);
   });
 });
