@@ -10,7 +10,7 @@ import { KERNEL_PORTS } from '../adapters/docker.js';
 import type { KernelInfo } from '../rpc/methods.js';
 import { CoresExhausted, type CpuAllocator } from './allocator.js';
 import { checkPossible, checkScratchReserve, MemoryExhausted, type MemoryBook } from './memory.js';
-import { containerRequest, imageTraits, prepareScratch } from './launch.js';
+import { containerRequest, imageTraits, lastLines, prepareScratch } from './launch.js';
 import type { Semaphore } from './semaphore.js';
 import { checkMounts, type KernelSpec } from './spec.js';
 import type { KernelRelays } from './relays.js';
@@ -190,10 +190,9 @@ export class KernelFactory {
     try {
       await this.c.relays.waitReady(rec, this.d.settings().runnerReadyTimeoutSec * 1000);
     } catch (err) {
-      const logs = await this.d.docker.logs(rec.containerId).catch(() => '');
-      const last = logs.split('\n').map((l) => l.trim()).filter((l) => l !== '').slice(-8).join(' | ');
+      const last = await lastLines(this.d.docker, rec.containerId);
       throw new KernelCreationError(
-        `create_kernel ${rec.id} failed: the kernel's runner did not come up (${errorMessage(err)}); it printed last: ${last || '(nothing)'}; everything the create took was released`,
+        `create_kernel ${rec.id} failed: the kernel's runner did not come up (${errorMessage(err)}); it printed last: ${last}; everything the create took was released`,
         { cause: err },
       );
     }

@@ -6,7 +6,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { ContainerRequest, ContainerSecurity } from '../adapters/docker.js';
+import type { ContainerRequest, ContainerSecurity, DockerEngine } from '../adapters/docker.js';
 import type { DeviceHostConfig } from '../accelerators/types.js';
 import { langName, type KernelSpec } from './spec.js';
 import { parseServicePorts, type ServiceDecls } from './service-ports.js';
@@ -159,4 +159,14 @@ export async function changedOutputFiles(home: string, sinceMs: number, limit = 
     }
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/**
+ * The last `n` lines a container printed, joined with ` | ` (or
+ * `(nothing)`), for the message of a runner that did not come up. Never
+ * rejects: a container already gone has nothing to say.
+ */
+export async function lastLines(docker: Pick<DockerEngine, 'logs'>, containerId: string, n = 8): Promise<string> {
+  const logs = await docker.logs(containerId, 200).catch(() => '');
+  return logs.split('\n').map((l) => l.trim()).filter((l) => l !== '').slice(-n).join(' | ') || '(nothing)';
 }

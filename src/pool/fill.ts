@@ -11,7 +11,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import { KERNEL_PORTS, type DockerEngine } from '../adapters/docker.js';
-import { containerRequest, imageTraits, prepareScratch } from '../kernels/launch.js';
+import { containerRequest, imageTraits, lastLines, prepareScratch } from '../kernels/launch.js';
 import { refuseBadServiceLabel } from '../kernels/service-ports.js';
 import { takeGpus } from '../accelerators/kernel-gpus.js';
 import { prepareHome } from '../kernels/workspace.js';
@@ -118,7 +118,9 @@ export class PoolFiller {
     } catch (err) {
       const delayMs = Math.min((this.backoff.get(key)?.delayMs ?? 1000) * 2, 60_000);
       this.backoff.set(key, { until: Date.now() + delayMs, delayMs });
-      this.pool.deps.log.warn('could not create a pooled container; trying again later', { pool: key, retryInMs: delayMs, error: errorMessage(err) });
+      // What the container printed says why its runner did not come up (read before the container is removed).
+      const printed = containerId ? await lastLines(this.pool.deps.docker, containerId) : undefined;
+      this.pool.deps.log.warn('could not create a pooled container; trying again later', { pool: key, retryInMs: delayMs, error: errorMessage(err), printed });
       relay?.close();
       this.pool.deps.gpus?.release(gpuSet);
       this.pool.charges.release(slot);

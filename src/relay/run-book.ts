@@ -35,6 +35,8 @@ export class RunBook {
   private readonly byTag = new Map<string, Run>();
   /** Runs sent and not finished, in the order they were sent (or sent again). */
   private readonly order: Run[] = [];
+  /** When the last run ended (ms): the next one's files are those changed after it. */
+  private lastRetiredAt = 0;
 
   constructor(
     private readonly o: RunBookOptions,
@@ -81,10 +83,17 @@ export class RunBook {
     this.order.push(run);
   }
 
-  /** The run is now the one the runner works on: its clock starts. */
+  /**
+   * The run is now the one the runner works on: its clock starts. Its output
+   * files are those changed since it was sent or since the run before it
+   * ended, whichever is later: the runner starts a job before the agent
+   * hears that it did, so a quick run's file is older than that; less a
+   * margin, since file times come from the kernel's coarse clock.
+   */
   begin(run: Run): void {
     run.started = true;
     run.startedAt = Date.now();
+    run.filesSince = Math.max(run.createdAt, this.lastRetiredAt);
     if (this.o.tagged()) run.inputs = []; // a runner that does not tag may lose it and need it again
     const limit = this.o.execTimeoutSec();
     if (limit <= 0) return;
@@ -111,6 +120,7 @@ export class RunBook {
 
   /** Takes a run out of the order; for a runner that does not tag, the next one starts its exec timeout. */
   retire(run: Run): void {
+    this.lastRetiredAt = Date.now();
     run.done = true;
     run.inputs = [];
     run.output.release();
@@ -193,7 +203,7 @@ export class RunBook {
     if (!run.ready && !this.o.hurry()) await run.sleep(flushTimeoutMs);
     const next: RunStatus = run.statuses.shift() ?? { status: 'continued', exitCode: null, options: null };
     if (run.done && run.statuses.length === 0) this.forget(run);
-    const files = next.status === 'finished' && run.startedAt > 0 ? await this.o.outputFiles(run.startedAt).catch(() => []) : [];
+    const files = next.status === 'finished' && run.startedAt > 0 ? await this.o.outputFiles(run.filesSince).catch(() => []) : [];
     return { runId: run.id, status: next.status, exitCode: next.exitCode, options: next.options, files, ...run.output.take(apiVersion) };
   }
 }

@@ -24,8 +24,12 @@ export class Run {
   done = false;
   /** The runner began it (a `started` record; for a runner that does not tag, it became the oldest unfinished run). */
   started = false;
-  /** When it started (ms), for the exec timeout and the output files it wrote. */
+  /** When it started (ms, as the agent heard it), for the exec timeout. */
   startedAt = 0;
+  /** The time (ms) from which files changed under `.output` are this run's (see RunBook.begin). */
+  filesSince = 0;
+  /** When the relay made it, just before its inputs were sent. */
+  readonly createdAt = Date.now();
   timer: NodeJS.Timeout | null = null;
   /** The call collecting its output now; a second call for the run shares its answer. */
   collecting: { apiVersion: number; promise: Promise<RunResult> } | null = null;

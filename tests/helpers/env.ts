@@ -128,6 +128,25 @@ export interface TestAgent {
   namespace: string;
   agentId: string;
   etcd: Namespace;
+  /** The host ports its kernels are published on (see {@link nextPortBlock}). */
+  ports: { lo: number; hi: number; text: string };
+}
+
+let portBlocks = 0;
+
+/**
+ * A block of 500 host ports of its own for each in-process test agent
+ * (10000-19999, in turn; the soak's 100 kernels need 400 with the default
+ * port_reuse_cooldown), put as its container_port_range. Every agent's
+ * port book starts empty, so with one shared range consecutive tests gave
+ * the first ports to a new kernel while the last test's containers were
+ * still being removed, and Docker then took the new container's published
+ * port down with the old one's (seen: nothing listening on a running
+ * kernel's port for 30 s, until the pool gave up on it).
+ */
+export function nextPortBlock(): { lo: number; hi: number; text: string } {
+  const lo = 10_000 + (portBlocks++ % 20) * 500;
+  return { lo, hi: lo + 499, text: `${lo}-${lo + 499}` };
 }
 
 /** Options for a test agent, defaults filled in with unique values. */
@@ -169,13 +188,15 @@ export async function startAgent(
   const raw = await agentOptions(overrides);
   removeContainersOf(raw.agentId!);
   const { ns } = testEtcd(raw.namespace);
+  const ports = nextPortBlock();
+  await ns.put('config/agent/container_port_range').value(ports.text); // `before` may put another
   await before?.(ns, raw);
   const agent = new Agent(await validateOptions(raw), log, parts);
   onCleanup(() => agent.stop());
   await agent.start();
   const client = new AgentClient(`tcp://127.0.0.1:${raw.agentPort}`, { timeoutMs: 5000 });
   onCleanup(() => client.close());
-  return { agent, client, port: raw.agentPort, namespace: raw.namespace, agentId: raw.agentId!, etcd: ns };
+  return { agent, client, port: raw.agentPort, namespace: raw.namespace, agentId: raw.agentId!, etcd: ns, ports };
 }
 
 /**

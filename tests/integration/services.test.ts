@@ -55,12 +55,12 @@ describe('service ports', function () {
 
   it('serves ping_kernel, interrupt_kernel(kid, mode), start_service and shutdown_service to a stock aiozmq client, Jupyter answering /api', async function () {
     if (!existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: deploy/dev/up.sh installs python3-aiozmq`);
-    const { port } = await startAgent();
+    const { port, ports } = await startAgent();
     const { stdout } = await run(PYTHON, [SCRIPT, `tcp://127.0.0.1:${port}`, TEST_JUPYTER_LANG], { timeout: 150_000 });
     const r = JSON.parse(stdout) as Record<string, any>;
     expect(r.create.service_ports, JSON.stringify(r.create)).to.have.length(1);
     expect(r.create.service_ports[0]).to.include({ name: 'jupyter', protocol: 'http', container_port: 8080 });
-    expect(r.create.service_ports[0].host_port).to.be.within(30000, 31000);
+    expect(r.create.service_ports[0].host_port).to.be.within(ports.lo, ports.hi);
     expect(r.ping_kernel).to.equal(null);
     expect(r.interrupt_2017).to.equal(null);
     expect(r.interrupt_2018).to.equal(null);
@@ -79,14 +79,14 @@ describe('service ports', function () {
 
   it('a kernel claimed from the warm pool has its service ports, from the range, and starts its app', async () => {
     const lang = await derivedImage('http-files:http:9101', {});
-    const { client, agent } = await startAgent({}, (ns) => putPool(ns, { [lang]: { small: 1 } }));
+    const { client, agent, ports } = await startAgent({}, (ns) => putPool(ns, { [lang]: { small: 1 } }));
     await poolSettled(agent, 1);
     const id = uniqueName('k');
     const info = await client.call(methods.create_kernel, id, config(lang));
     expect((await docker.getContainer(info.container_id).inspect()).Config.Labels).to.have.property('io.compute-agent.pool'); // claimed, not cold
     expect(info.service_ports).to.have.length(1);
     expect(info.service_ports[0]).to.include({ name: 'http-files', container_port: 9101 });
-    expect(info.service_ports[0]!.host_port).to.be.within(30000, 31000);
+    expect(info.service_ports[0]!.host_port).to.be.within(ports.lo, ports.hi);
     expect(await client.call(methods.start_service, id, 'http-files', {})).to.deep.equal({ status: 'started' });
     expect((await fetch(`http://127.0.0.1:${info.service_ports[0]!.host_port}/`)).status).to.equal(200);
   });

@@ -3,6 +3,9 @@ import { expect } from 'chai';
 import { pack } from 'msgpackr';
 import { describeRunnerEnd, parseHello, parseRecord, parseStatus } from '../../src/relay/runner-records.js';
 import { RequestBook } from '../../src/relay/requests.js';
+import { RunBook } from '../../src/relay/run-book.js';
+import { Run } from '../../src/relay/runs.js';
+import { silentLogger } from '../../src/log.js';
 
 describe('runner records', () => {
   it('reads a two-frame record, a tagged one, and refuses meta it cannot read without failing', () => {
@@ -90,5 +93,39 @@ describe('request book', () => {
     const next = b.request('status', '', 'status', 1000, timeout);
     expect(b.answer('status', undefined, Buffer.from('fresh'))).to.equal(true);
     expect((await next).toString()).to.equal('fresh');
+  });
+});
+
+describe('run book: the output files of a run', () => {
+  const sinceAsked: number[] = [];
+  const book = new RunBook({
+    log: silentLogger(),
+    execTimeoutSec: () => 0,
+    onExecTimeout: () => undefined,
+    outputFiles: async (since) => (sinceAsked.push(since), []),
+    tagged: () => true,
+    hurry: () => true,
+  });
+
+  it('counts from when a run was sent, not from when the agent heard it start, and never from before the last run ended', async () => {
+    const first = new Run('r1', 't1', [['code', 'x']]);
+    book.add(first);
+    await new Promise((r) => setTimeout(r, 15)); // the runner started it long before the agent heard so
+    book.begin(first);
+    expect(first.filesSince).to.equal(first.createdAt);
+    book.finish(first, 0);
+    await book.collect(first, 2, 0);
+    expect(sinceAsked).to.deep.equal([first.createdAt]);
+
+    const queued = new Run('r2', 't2', [['code', 'y']]); // sent while r3 runs
+    const running = new Run('r3', 't3', [['code', 'z']]);
+    book.add(running);
+    book.add(queued);
+    book.begin(running);
+    await new Promise((r) => setTimeout(r, 15));
+    book.finish(running, 0);
+    book.begin(queued);
+    expect(queued.filesSince).to.be.above(queued.createdAt); // what r3 wrote is not r2's
+    expect(queued.filesSince).to.be.at.most(Date.now());
   });
 });
