@@ -85,10 +85,10 @@ export class RunBook {
 
   /**
    * The run is now the one the runner works on: its clock starts. Its output
-   * files are those changed since it was sent or since the run before it
-   * ended, whichever is later: the runner starts a job before the agent
-   * hears that it did, so a quick run's file is older than that; less a
-   * margin, since file times come from the kernel's coarse clock.
+   * files are those changed since it was sent or since the agent heard the
+   * run before it end, whichever is later (changedOutputFiles allows 5 ms
+   * for the file system's clock): the runner starts a job before the agent
+   * hears that it did, so a quick run's file may be older than that.
    */
   begin(run: Run): void {
     run.started = true;

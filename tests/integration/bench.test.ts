@@ -16,7 +16,7 @@ const FIGURES = ['rpc', 'cold-create', 'warm-create', 'execute', 'streaming', 'b
 /** The limit anchors each figure measures beside its two sides. */
 const ANCHORS: Record<string, string[]> = {
   rpc: ['bare zeromq.js echo', 'bare libzmq echo (C)', 'agent, TypeScript client'],
-  streaming: ['bare forwarding hop'],
+  streaming: ['bare forwarding hop', 'through the agent, AgentClient (text decoded)'],
 };
 
 interface Summary { n: number; median: number; p99: number }
