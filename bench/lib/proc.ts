@@ -4,6 +4,7 @@
  * agent's figures through this.
  */
 import { promises as fs } from 'node:fs';
+import { parseCpuLine } from '../../src/node/stats.js';
 
 /** RSS (KiB), open descriptors and sockets of a process. */
 export interface ProcFigures {
@@ -54,13 +55,9 @@ export async function cpuNsByThread(pid: number): Promise<Record<string, number>
   return out;
 }
 
-/** Busy and total jiffies of all CPUs, from the first line of /proc/stat. */
+/** Busy and total jiffies of all CPUs, as the agent's own node figures read them. */
 async function machineJiffies(): Promise<{ busy: number; total: number }> {
-  const line = (await fs.readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!;
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
-  const idle = (f[3] ?? 0) + (f[4] ?? 0); // idle + iowait
-  const total = f.reduce((a, b) => a + b, 0);
-  return { busy: total - idle, total };
+  return parseCpuLine(await fs.readFile('/proc/stat', 'utf8'), Date.now());
 }
 
 /**

@@ -206,25 +206,24 @@ export class RpcRouter {
   }
 
   private handle(request: ParsedRequest | MalformedRequest): void {
-    this.stats.inFlight++;
-    const reply = this.call(this.options.handler, request);
-    if (reply instanceof Promise) {
-      reply.then(
-        (r) => this.reply(request, r),
-        (err: unknown) => this.reply(request, handlerThrew(request.method, err)),
-      );
-    } else {
-      this.reply(request, reply);
-    }
+    this.dispatch(this.options.handler, request, (r) => this.reply(request, r));
   }
 
-  /** Calls a handler; one that throws (it must not) answers an internal error rather than bringing the loop down. */
-  private call<R extends { method: string }>(handler: (request: R) => Reply | Promise<Reply>, request: R): Reply | Promise<Reply> {
+  /**
+   * Calls a handler and hands its reply to `send`: at once when it answered
+   * at once, else when its promise settles. A handler that throws or rejects
+   * (it must not) answers an internal error rather than bringing the loop down.
+   */
+  private dispatch<R extends { method: string }>(handler: (request: R) => Reply | Promise<Reply>, request: R, send: (reply: Reply) => void): void {
+    this.stats.inFlight++;
+    let reply: Reply | Promise<Reply>;
     try {
-      return handler(request);
+      reply = handler(request);
     } catch (err) {
-      return handlerThrew(request.method, err);
+      reply = handlerThrew(request.method, err);
     }
+    if (reply instanceof Promise) reply.then(send, (err: unknown) => send(handlerThrew(request.method, err)));
+    else send(reply);
   }
 
   private reply(request: ParsedRequest | MalformedRequest, reply: Reply): void {
@@ -267,16 +266,7 @@ export class RpcRouter {
   }
 
   private handleCallosum(request: CallosumRequest | CallosumMalformed, callosum: CallosumOptions): void {
-    this.stats.inFlight++;
-    const reply = this.call(callosum.handler, request);
-    if (reply instanceof Promise) {
-      reply.then(
-        (r) => this.replyCallosum(request, r, callosum),
-        (err: unknown) => this.replyCallosum(request, handlerThrew(request.method, err), callosum),
-      );
-    } else {
-      this.replyCallosum(request, reply, callosum);
-    }
+    this.dispatch(callosum.handler, request, (r) => this.replyCallosum(request, r, callosum));
   }
 
   private replyCallosum(request: CallosumRequest | CallosumMalformed, reply: Reply, callosum: CallosumOptions): void {
