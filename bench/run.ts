@@ -16,7 +16,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { errorMessage } from '../src/errors.js';
-import { LABELS } from '../src/kernels/launch.js';
+import { LABELS } from '../src/adapters/labels.js';
 import { figures } from './figures/index.js';
 import { runFigure, type FigureResult } from './harness.js';
 import { BENCH_LABEL, BenchEnv, REPO_ROOT } from './lib/env.js';

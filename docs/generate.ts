@@ -10,13 +10,16 @@
  *   `agent methods` lists them (src/rpc/methods.ts, src/rpc/modern-methods.ts);
  * - modern-config.rst: the modern kernel creation config (MODERN_CONFIG_KEYS);
  * - events.rst: the events (src/events/catalogue.ts);
- * - metrics.rst: the Prometheus metrics as AgentMetrics registers them.
+ * - metrics.rst: the Prometheus metrics as AgentMetrics registers them;
+ * - layers.rst: the floor plan of src/ (layers.cjs, the list that
+ *   .dependency-cruiser.cjs also checks the imports against).
  *
  * `node dist/docs/generate.js` (npm run docs:gen) writes them;
  * `--check` only says which differ (exit 1). tests/unit/docs.test.ts fails
  * when the checked-in files differ from what this produces.
  */
 import { promises as fs, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AGENT_COMMAND_FLAGS, AGENT_FLAGS, AGENTCTL_COMMAND_FLAGS, AGENTCTL_FLAGS, CHECK_FLAGS, envVar, type FlagSpec } from '../src/cli/flags.js';
@@ -254,6 +257,36 @@ function metricsPage(): string {
   );
 }
 
+/** A layer of src/ as layers.cjs declares it. */
+interface Layer {
+  name: string;
+  paths: string[];
+  what: string;
+}
+
+/** The floor plan: the layers of src/, top down, drawn as a stack with the arrow of imports. */
+function layersPage(): string {
+  const { LAYERS } = createRequire(import.meta.url)('../../layers.cjs') as { LAYERS: Layer[] };
+  const where = (l: Layer) => l.paths.map((p) => `src/${p}`).join(' ');
+  const width = Math.max(...LAYERS.map((l) => l.name.length)) + 2;
+  const lines: string[] = [];
+  LAYERS.forEach((l, i) => {
+    lines.push(`   ${l.name.padEnd(width)}${where(l)}`);
+    lines.push(`   ${' '.repeat(width)}${l.what}`);
+    if (i < LAYERS.length - 1) lines.push('     |', '     v');
+  });
+  return (
+    header('layers.cjs (the layers .dependency-cruiser.cjs checks)') +
+    title('Layers of src/') +
+    'Top down: each layer may import its own and those below it (the arrows), never one above.\n' +
+    '``npm run lint:layers`` fails on an import up, on a circle between files and on a module\n' +
+    'of src/ that belongs to no layer.\n\n' +
+    '.. code-block:: text\n\n' +
+    lines.join('\n') +
+    '\n'
+  );
+}
+
 /** Every generated file, by its path below docs/. */
 export function generate(): Map<string, string> {
   return new Map([
@@ -264,6 +297,7 @@ export function generate(): Map<string, string> {
     ['reference/modern-config.rst', modernConfigPage()],
     ['reference/events.rst', eventsPage()],
     ['reference/metrics.rst', metricsPage()],
+    ['reference/layers.rst', layersPage()],
   ]);
 }
 

@@ -45,7 +45,7 @@ import type { PortRangeStats } from './ports/range.js';
 import { KernelApps } from './kernels/apps.js';
 import { appBindings } from './kernels/app-bindings.js';
 import { portRangeBounds } from './config/settings.js';
-import { slotFigures } from './kernels/memory.js';
+import { slotFigures } from './node/memory.js';
 import { createRequire } from 'node:module';
 import type { SinkStats } from './events/sink.js';
 import type { AgentEventName } from './events/catalogue.js';

@@ -17,7 +17,7 @@ import { KernelService } from './kernels/service.js';
 import type { KernelServiceDeps } from './kernels/record.js';
 import { CgroupStats } from './kernels/stats.js';
 import { DEFAULT_FILE_LIMITS } from './kernels/files.js';
-import { slotFigures } from './kernels/memory.js';
+import { slotFigures } from './node/memory.js';
 import { containerSecurity } from './config/security.js';
 import { WarmPool } from './pool/pool.js';
 import { AgentMetrics } from './metrics/metrics.js';

@@ -12,7 +12,7 @@ import { methods } from '../../src/rpc/methods.js';
 import { roundName, type Figure, type Side } from '../harness.js';
 import { dockerRunKernel, kernelImageTraits, kernelRunArgs, removeKernel } from '../lib/docker-run.js';
 import { KERNEL_LANG, type BenchEnv } from '../lib/env.js';
-import type { ImageTraits } from '../../src/kernels/launch.js';
+import type { ImageTraits } from '../../src/containers/image-traits.js';
 import { runnerAnswers } from '../lib/runner.js';
 
 export { parseDockerPort } from '../lib/docker-run.js';

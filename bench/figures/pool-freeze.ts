@@ -12,7 +12,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import Docker from 'dockerode';
-import { LABELS } from '../../src/kernels/launch.js';
+import { LABELS } from '../../src/adapters/labels.js';
 import type { Figure, Side } from '../harness.js';
 import type { BenchAgent, BenchEnv } from '../lib/env.js';
 import { containerCpuNs } from '../lib/container-cpu.js';

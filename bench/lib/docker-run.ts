@@ -16,8 +16,9 @@ import type { ContainerSecurity } from '../../src/adapters/docker.js';
 import { containerSecurity } from '../../src/config/security.js';
 import { defaultSettings } from '../../src/config/settings.js';
 import { errorMessage } from '../../src/errors.js';
-import { containerRequest, imageTraits, prepareScratch, type ImageTraits } from '../../src/kernels/launch.js';
-import { parseKernelConfig } from '../../src/kernels/spec.js';
+import { containerRequest, prepareScratch } from '../../src/containers/launch.js';
+import { imageTraits, type ImageTraits } from '../../src/containers/image-traits.js';
+import { parseKernelConfig } from '../../src/containers/spec.js';
 import { BENCH_LABEL, IMAGE_PREFIX, KERNEL_LANG, type BenchEnv } from './env.js';
 
 const run = promisify(execFile);

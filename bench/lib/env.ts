@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { Etcd3 } from 'etcd3';
 import { errorMessage } from '../../src/errors.js';
-import { LABELS } from '../../src/kernels/launch.js';
+import { LABELS } from '../../src/adapters/labels.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { freePort } from './ports.js';

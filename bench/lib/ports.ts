@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { tryListen } from '../../src/node/checks.js';
+import { tryListen } from '../../src/cli/check/checks.js';
 
 const LOWEST = 20_000;
 const given = new Set<number>();

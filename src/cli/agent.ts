@@ -16,7 +16,7 @@ import { AgentError, errorMessage } from '../errors.js';
 import { createLogger, silentLogger, type Logger } from '../log.js';
 import { EtcdStore } from '../adapters/etcd.js';
 import { DockerEngine } from '../adapters/docker.js';
-import { formatChecklist, runChecks, settingsReader } from '../node/checks.js';
+import { formatChecklist, runChecks, settingsReader } from './check/checks.js';
 import { describeMethods } from '../rpc/methods.js';
 import { modernMethods, modernNotServed } from '../rpc/modern-methods.js';
 import { generateKeyPairFile } from '../config/keys.js';

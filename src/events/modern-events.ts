@@ -14,7 +14,7 @@
 import { deflateSync } from 'node:zlib';
 import { uncompressSync } from 'snappy';
 import type { Codec } from '../wire/codec.js';
-import type { AgentInfo } from '../services/heartbeat.js';
+import type { AgentInfo } from './agent-info.js';
 import type { EventSink } from './sink.js';
 import type { ModernEventName } from './catalogue.js';
 

@@ -12,8 +12,7 @@ import type { Logger } from '../log.js';
 import type { DockerImages } from '../adapters/docker-images.js';
 import type { KernelImage } from '../adapters/docker.js';
 import type { ImageRemoval, ImageSummary, PullSummary } from '../rpc/methods.js';
-import type { PooledContainer } from '../pool/types.js';
-import { resolveImage } from '../kernels/spec.js';
+import { resolveImage } from '../containers/spec.js';
 import { ImageInventory, type ImageUsers } from './inventory.js';
 import { ImagePuller } from './puller.js';
 import { parseImageRef } from './reference.js';
@@ -41,8 +40,13 @@ export interface ImageServiceDeps {
   /** The kernels held (their images are in use). */
   kernels(): ReadonlyArray<{ spec: { image: string } }>;
   /** The warm pool, whose idle containers use images too; null before it exists. */
-  pool(): { idle: ReadonlyMap<string, PooledContainer>; drop(c: PooledContainer, reason: string): Promise<void> } | null;
+  pool(): { idle: ReadonlyMap<string, PooledImageUser>; drop(c: PooledImageUser, reason: string): Promise<void> } | null;
   freeBytes?(dir: string): Promise<number>;
+}
+
+/** What the image service needs of an idle pooled container: its image. */
+export interface PooledImageUser {
+  image: string;
 }
 
 const LANG = /^[a-z0-9][a-z0-9._/:-]{0,254}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;

@@ -11,10 +11,12 @@ import path from 'node:path';
 import { KERNEL_PORTS } from '../adapters/docker.js';
 import type { KernelStats } from '../rpc/methods.js';
 import type { CpuAllocator } from './allocator.js';
-import type { MemoryBook } from './memory.js';
-import { imageTraits, LABELS, parseCoreList } from './launch.js';
+import type { MemoryBook } from '../node/memory.js';
+import { parseCoreList } from '../containers/launch.js';
+import { LABELS } from '../adapters/labels.js';
+import { imageTraits } from '../containers/image-traits.js';
 import type { KernelRecord, KernelServiceDeps } from './record.js';
-import { servicePortsOf } from './service-ports.js';
+import { servicePortsOf } from '../containers/service-ports.js';
 import { homesOf } from '../scratch/homes.js';
 import { errorMessage } from '../errors.js';
 

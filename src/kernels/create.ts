@@ -9,17 +9,18 @@ import { AgentError, DockerError, errorMessage, KernelCreationError, NoResources
 import { KERNEL_PORTS } from '../adapters/docker.js';
 import type { KernelInfo } from '../rpc/methods.js';
 import { CoresExhausted, type CpuAllocator } from './allocator.js';
-import { checkPossible, checkScratchReserve, MemoryExhausted, type MemoryBook } from './memory.js';
-import { containerRequest, imageTraits, lastLines, prepareScratch } from './launch.js';
+import { checkPossible, checkScratchReserve, MemoryExhausted, type MemoryBook } from '../node/memory.js';
+import { containerRequest, lastLines, prepareScratch } from '../containers/launch.js';
+import { imageTraits } from '../containers/image-traits.js';
 import type { Semaphore } from './semaphore.js';
-import { checkMounts, type KernelSpec } from './spec.js';
+import { checkMounts, type KernelSpec } from '../containers/spec.js';
 import type { KernelRelays } from './relays.js';
 import { kernelInfo, type KernelRecord, type KernelServiceDeps } from './record.js';
 import type { PooledContainer } from '../pool/pool.js';
 import { environStatement } from '../pool/claims.js';
 import { takeGpus } from '../accelerators/kernel-gpus.js';
-import { prepareHome, waitBootstrap } from './workspace.js';
-import { refuseBadServiceLabel, servicePortsOf } from './service-ports.js';
+import { prepareHome, waitBootstrap } from '../containers/workspace.js';
+import { refuseBadServiceLabel, servicePortsOf } from '../containers/service-ports.js';
 import { homesOf } from '../scratch/homes.js';
 
 /** What the factory shares with the service: its dependencies, books and relays. */

@@ -19,7 +19,7 @@ import tar, { type Pack } from 'tar-stream';
 import { AgentError, FileTooLargeError, InternalError, InvalidPathError, KernelFileNotFoundError, NoResourcesError, NoSpaceError, errorMessage } from '../errors.js';
 import type { Semaphore } from './semaphore.js';
 import { releasePending, releaseSoon } from '../node/release-memory.js';
-import { HEADROOM_BYTES, withHeadroom } from '../node/headroom.js';
+import { HEADROOM_BYTES, withHeadroom } from '../wire/headroom.js';
 
 /** FileLimits bounds what one file call may move or return. */
 export interface FileLimits {
@@ -427,7 +427,7 @@ class ArchiveBuffer {
     return new FileTooLargeError(`download of ${JSON.stringify(this.input)} is over the limit of ${this.maxBytes} bytes`);
   }
 
-  /** The archive: a view of the buffer, no copy, with headroom before it (src/node/headroom.ts). */
+  /** The archive: a view of the buffer, no copy, with headroom before it (src/wire/headroom.ts). */
   bytes(): Buffer {
     return withHeadroom(this.buf.subarray(HEADROOM_BYTES, this.used));
   }

@@ -1,6 +1,6 @@
 /**
  * The kernel creation config of a modern (24.09) manager, read into the
- * same KernelSpec as the 2018 config (src/kernels/spec.ts, whose checks of
+ * same KernelSpec as the 2018 config (src/containers/spec.ts, whose checks of
  * the image, limits and environ it reuses). Each key of 24.09's
  * `KernelCreationConfig` is supported, ignored with a warning, or refused
  * with a ParametersError that names it (the manual's table,
@@ -8,7 +8,7 @@
  */
 import path from 'node:path';
 import { ParametersError } from '../errors.js';
-import { parseKernelConfig, type KernelSpec, type MountSpec } from './spec.js';
+import { parseKernelConfig, type KernelSpec, type MountSpec } from '../containers/spec.js';
 
 /** How a key of the modern config is treated. */
 export type KeyTreatment = 'supported' | 'ignored' | 'refused unless empty';

@@ -6,8 +6,8 @@
  */
 import type { Logger } from '../log.js';
 import type { ContainerSecurity, DockerEngine } from '../adapters/docker.js';
-import type { ImageTraits } from './launch.js';
-import type { KernelSpec } from './spec.js';
+import type { ImageTraits } from '../containers/image-traits.js';
+import type { KernelSpec } from '../containers/spec.js';
 import type { CgroupStats } from './stats.js';
 import type { FileLimits } from './files.js';
 import type { WarmPool } from '../pool/pool.js';

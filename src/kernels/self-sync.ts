@@ -10,7 +10,7 @@
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { ContainerSummary } from '../adapters/docker.js';
-import { LABELS } from './launch.js';
+import { LABELS } from '../adapters/labels.js';
 
 /** What the plan sees of a record. */
 export interface SyncedRecord {

@@ -14,10 +14,11 @@ import { KernelSync } from './sync.js';
 import { SelfSync } from './self-sync.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
 import { CpuAllocator } from './allocator.js';
-import { MemoryBook, nodeMemoryMiB, schedulable, type Capacity } from './memory.js';
-import { imageTraits, prepareScratch } from './launch.js';
+import { MemoryBook, nodeMemoryMiB, schedulable, type Capacity } from '../node/memory.js';
+import { prepareScratch } from '../containers/launch.js';
+import { imageTraits } from '../containers/image-traits.js';
 import { Semaphore } from './semaphore.js';
-import { checkMounts, parseKernelConfig, type KernelSpec } from './spec.js';
+import { checkMounts, parseKernelConfig, type KernelSpec } from '../containers/spec.js';
 import { ScratchFiles } from './files.js';
 import type { KernelRelay } from '../relay/kernel-relay.js';
 import type { TerminalRelay } from '../relay/terminal.js';
@@ -50,7 +51,7 @@ export class KernelService {
   /** Bounds the download archives held in memory at once (src/kernels/files.ts). */
   private readonly downloadSlots: Semaphore;
   readonly cores: CpuAllocator;
-  /** Kernels' memory limits, charged and released with their cores (src/kernels/memory.ts). */
+  /** Kernels' memory limits, charged and released with their cores (src/node/memory.ts). */
   readonly memory: MemoryBook;
   private readonly watch: KernelWatch;
   private readonly factory: KernelFactory;

@@ -12,18 +12,7 @@
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { AgentEventName } from '../events/catalogue.js';
-
-/** The result of sync_kernels. */
-export interface SyncResult {
-  /** Ids the manager listed that this agent does not hold (reported already-terminated). */
-  missing: string[];
-  /** Kernels this agent holds that the manager did not list. */
-  extra: string[];
-  /** Of those, the ones destroyed now (their grace is over). */
-  destroyed: string[];
-  /** Of those, the ones waiting for their grace to run out (with `sync_grace` 0: all of them, never destroyed). */
-  pending: string[];
-}
+import type { SyncResult } from '../rpc/methods.js';
 
 /** What a plan is made from. */
 export interface SyncInput {

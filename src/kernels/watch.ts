@@ -9,7 +9,7 @@
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { DockerEngine } from '../adapters/docker.js';
-import { LABELS } from './launch.js';
+import { LABELS } from '../adapters/labels.js';
 import { describeEnding, type Ending } from './endings.js';
 
 /** What the watch sees of a held kernel. */

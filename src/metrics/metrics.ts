@@ -14,7 +14,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { PoolSizes } from '../pool/pool.js';
 import type { GpuReport } from '../accelerators/gpus.js';
-import { writeFileAtomic } from '../node/atomic-write.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
 
 /** Where the numbers come from, read at every collection. */
 export interface MetricsSources {

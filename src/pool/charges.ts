@@ -1,6 +1,6 @@
 /**
  * PoolCharges puts the memory limits of pooled containers in the kernels'
- * memory book (src/kernels/memory.ts), so that the limits of kernels and
+ * memory book (src/node/memory.ts), so that the limits of kernels and
  * pooled containers together never exceed the node's schedulable memory:
  * a fill is charged before its container is created (none is created
  * without room; the pool stops filling at the bound, logged once per
@@ -9,7 +9,7 @@
  * twice), and a drop or a failed fill gives it back. Re-adoption charges
  * the idle containers found at start with their Docker memory limit.
  */
-import { MemoryExhausted, type MemoryBook } from '../kernels/memory.js';
+import { MemoryExhausted, type MemoryBook } from '../node/memory.js';
 import type { Logger } from '../log.js';
 
 /** The book's owner name of a pooled container's charge (GPUs use the same). */

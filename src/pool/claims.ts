@@ -8,7 +8,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../node/atomic-write.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
 
 /** Python: the pids of the runner's terminal shells (`/bin/bash -i` children of the runner). */
 const SHELLS = [

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
-import { LABELS } from '../kernels/launch.js';
+import { LABELS } from '../adapters/labels.js';
 import type { ContainerSecurity } from '../adapters/docker.js';
 import type { HygieneTarget } from './types.js';
 

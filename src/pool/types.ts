@@ -6,13 +6,13 @@
  */
 import type { Logger } from '../log.js';
 import type { ContainerSecurity, DockerEngine } from '../adapters/docker.js';
-import type { ImageTraits } from '../kernels/launch.js';
+import type { ImageTraits } from '../containers/image-traits.js';
 import type { KernelRelay } from '../relay/kernel-relay.js';
 import type { ClaimStore } from './claims.js';
 import type { PinnedLimits } from './pinning.js';
 import type { PoolSettings } from './settings.js';
 import type { GpuService } from '../accelerators/gpus.js';
-import type { MemoryBook } from '../kernels/memory.js';
+import type { MemoryBook } from '../node/memory.js';
 
 /** An idle, warm pooled container. */
 export interface PooledContainer {
@@ -65,7 +65,7 @@ export interface WarmPoolDeps {
   /** How many kernels hold each core, to pin idle containers where the next claim's cores likely are. */
   coreLoad?(): ReadonlyMap<number, number>;
   settings(): PoolSettings;
-  /** The kernels' memory book (src/kernels/memory.ts): idle pooled containers' limits are charged to it; none: not charged. */
+  /** The kernels' memory book (src/node/memory.ts): idle pooled containers' limits are charged to it; none: not charged. */
   memory?: () => MemoryBook | null;
   /** The node's GPUs, for types with a GPU count; none: such types are not filled. */
   gpus?: GpuService | null;

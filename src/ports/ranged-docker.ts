@@ -9,7 +9,7 @@
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { DockerEngine, publishedHostPorts, publishedPorts, type ContainerRequest } from '../adapters/docker.js';
-import { LABELS } from '../kernels/launch.js';
+import { LABELS } from '../adapters/labels.js';
 import { ASSIGNED, HostPortRange, type PortRangeSettings } from './range.js';
 
 /** Whether something on this host already listens on `host:port` (a bind on it fails with EADDRINUSE; any other failure is not a listener). */

@@ -91,8 +91,18 @@ export interface SlotFigures {
   mem_free_mib: number;
 }
 
-export type { SyncResult } from '../kernels/sync.js';
-import type { SyncResult } from '../kernels/sync.js';
+/** The result of sync_kernels. */
+export interface SyncResult {
+  /** Ids the manager listed that this agent does not hold (reported already-terminated). */
+  missing: string[];
+  /** Kernels this agent holds that the manager did not list. */
+  extra: string[];
+  /** Of those, the ones destroyed now (their grace is over). */
+  destroyed: string[];
+  /** Of those, the ones waiting for their grace to run out (with `sync_grace` 0: all of them, never destroyed). */
+  pending: string[];
+}
+
 
 /** NodeStatsResult is the result of get_node_stats (beyond the 2018 set). */
 export interface NodeStatsResult {

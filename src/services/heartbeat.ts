@@ -18,24 +18,7 @@ import type { NodeFigures } from '../node/stats.js';
 import type { KernelStats } from '../rpc/methods.js';
 import type { Codec } from '../wire/codec.js';
 import type { AgentEventName } from '../events/catalogue.js';
-
-/** The agent_info map of heartbeats. */
-export interface AgentInfo {
-  ip: string;
-  region: string;
-  addr: string;
-  mem_slots: number;
-  cpu_slots: number;
-  gpu_slots: number;
-  /** snappy(msgpack([[name:tag, image id], ...])) */
-  images: Buffer;
-  /** Beyond: the node's figures (absent when they could not be read). */
-  node?: NodeFigures;
-  /** Beyond: cgroup figures of each running kernel, by kernel id. */
-  kernel_stats?: Record<string, KernelStats>;
-  /** The agent's CURVE public key (Z85) when RPC authentication is on; a 2018 manager ignores it. */
-  public_key?: string;
-}
+import type { AgentInfo } from '../events/agent-info.js';
 
 /** HeartbeatRecord is what each beat writes to etcd as `nodes/agents/<id>/heartbeat` (JSON), for tools such as `agentctl agents`. */
 export interface HeartbeatRecord {

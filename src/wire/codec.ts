@@ -8,7 +8,7 @@
 import { addExtension, Packr, Unpackr } from 'msgpackr';
 import { SendBuffers } from './send-buffers.js';
 import { Utf8Text } from './utf8-text.js';
-import { hasHeadroom } from '../node/headroom.js';
+import { hasHeadroom } from './headroom.js';
 
 /** Codec encodes values to bytes and back for the RPC payload frames. */
 export interface Codec {
@@ -112,7 +112,7 @@ export function packedSizeBound(value: unknown): number {
   return n;
 }
 
-/** The msgpack `bin 32` of a view with headroom (src/node/headroom.ts): its 5-byte header written just before it, one view over both. */
+/** The msgpack `bin 32` of a view with headroom (src/wire/headroom.ts): its 5-byte header written just before it, one view over both. */
 function binInPlace(view: Uint8Array): Buffer {
   const at = view.byteOffset - 5;
   const out = Buffer.from(view.buffer, at, view.length + 5);

@@ -71,7 +71,7 @@ describe('download memory', function () {
       return m.rss - base.rss < 64 ? m : null;
     }, 60_000, 500).catch(async () => null) ?? await memory(pid);
     console.log(`      download memory (MiB): baseline RSS ${base.rss}, peak ${during.peak} (+${during.peak - base.rss}), after ${after.rss} (+${after.rss - base.rss}); ${pings.n} pings meanwhile from another process, p50 ${pings.p50.toFixed(1)} ms, p99 ${pings.p99.toFixed(1)} ms, max ${pings.max.toFixed(1)} ms`);
-    // download_concurrency 1: one archive (200 MiB) at a time, sent without a copy (src/node/headroom.ts), plus slack
+    // download_concurrency 1: one archive (200 MiB) at a time, sent without a copy (src/wire/headroom.ts), plus slack
     expect(during.peak - base.rss).to.be.below(FILE / MiB + 200);
     expect(after.rss - base.rss).to.be.below(64);
   });

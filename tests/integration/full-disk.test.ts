@@ -13,7 +13,7 @@ import { methods } from '../../src/rpc/methods.js';
 import { remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { smallFs } from '../helpers/small-fs.js';
-import { writeFileAtomic } from '../../src/node/atomic-write.js';
+import { writeFileAtomic } from '../../src/util/atomic-write.js';
 
 const MiB = 1024 * 1024;
 const config = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 128 }, mounts: [], environ: {} };

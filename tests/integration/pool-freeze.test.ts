@@ -14,7 +14,7 @@ import Docker from 'dockerode';
 import { createLogger } from '../../src/log.js';
 import type { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
-import { nodeMemoryMiB } from '../../src/kernels/memory.js';
+import { nodeMemoryMiB } from '../../src/node/memory.js';
 import { eventually, remoteError, removeContainersOf, requireEtcd, restartAgent, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { poolSettled, putPool } from '../helpers/pool.js';
 import { consoleText, runToEnd } from '../helpers/run.js';

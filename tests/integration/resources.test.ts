@@ -11,7 +11,7 @@ import { Agent } from '../../src/agent.js';
 import { validateOptions } from '../../src/config/options.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
-import { nodeMemoryMiB } from '../../src/kernels/memory.js';
+import { nodeMemoryMiB } from '../../src/node/memory.js';
 import { agentOptions, onCleanup, remoteError, removeContainersOf, requireEtcd, startAgent, testEtcd, testLogger, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 

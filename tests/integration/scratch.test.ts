@@ -16,7 +16,7 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
-import { writeFileAtomic } from '../../src/node/atomic-write.js';
+import { writeFileAtomic } from '../../src/util/atomic-write.js';
 import {
   AGENT_BIN, ETCD_ADDR, freePort, onCleanup, remoteError, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd, TEST_IMAGE_LANG, uniqueName,
 } from '../helpers/env.js';

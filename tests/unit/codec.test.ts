@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { MethodNotFoundError, ParametersError, toWireError } from '../../src/errors.js';
 import { Utf8Text } from '../../src/wire/utf8-text.js';
 import { msgpackCodec } from '../../src/wire/codec.js';
-import { HEADROOM_BYTES, withHeadroom } from '../../src/node/headroom.js';
+import { HEADROOM_BYTES, withHeadroom } from '../../src/wire/headroom.js';
 import { buildReplyFrames, parseRequestFrames } from '../../src/wire/frames.js';
 import { decodeReplyHeader, decodeRequestHeader, encodeReplyHeader, encodeRequestHeader } from '../../src/wire/headers.js';
 import { REPO_ROOT } from '../helpers/env.js';

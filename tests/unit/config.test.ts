@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { checkScratchRoot, parseEndpoints, parseHostPort, validateOptions, type RawOptions } from '../../src/config/options.js';
 import { compileSettings, defaultSettings } from '../../src/config/settings.js';
 import { ConfigError } from '../../src/errors.js';
-import { parseKernelConfig } from '../../src/kernels/spec.js';
+import { parseKernelConfig } from '../../src/containers/spec.js';
 
 describe('settings', () => {
   it('has defaults for every key', () => {

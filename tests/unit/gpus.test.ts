@@ -15,8 +15,9 @@ import { containerOfCgroup, GpuService, parseCpuList, readNodeCpus } from '../..
 import { gpuCheck } from '../../src/accelerators/check.js';
 import { formatProbe, probeGpus } from '../../src/accelerators/report.js';
 import { CpuAllocator } from '../../src/kernels/allocator.js';
-import { containerRequest, imageTraits } from '../../src/kernels/launch.js';
-import { parseKernelConfig } from '../../src/kernels/spec.js';
+import { containerRequest } from '../../src/containers/launch.js';
+import { imageTraits } from '../../src/containers/image-traits.js';
+import { parseKernelConfig } from '../../src/containers/spec.js';
 import { NoResourcesError, ParametersError } from '../../src/errors.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { fixtureCuda, fixtureRoot } from '../helpers/gpu-fixtures.js';

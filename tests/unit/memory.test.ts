@@ -1,7 +1,7 @@
-/** The memory book, the schedulable totals and the refusal of requests a node could never hold (src/kernels/memory.ts). */
+/** The memory book, the schedulable totals and the refusal of requests a node could never hold (src/node/memory.ts). */
 import { expect } from 'chai';
 import { ImpossibleRequestError, isRetryable, NoResourcesError, ParametersError } from '../../src/errors.js';
-import { checkPossible, MemoryBook, MemoryExhausted, schedulable } from '../../src/kernels/memory.js';
+import { checkPossible, MemoryBook, MemoryExhausted, schedulable } from '../../src/node/memory.js';
 
 describe('memory accounting', () => {
   it('computes the schedulable totals from the reserve and the overcommits', () => {

@@ -1,6 +1,6 @@
 /** The pool's memory charges (src/pool/charges.ts) and its freezer (src/pool/freeze.ts), without Docker. */
 import { expect } from 'chai';
-import { MemoryBook } from '../../src/kernels/memory.js';
+import { MemoryBook } from '../../src/node/memory.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { PoolCharges } from '../../src/pool/charges.js';
 import { PoolFreezer } from '../../src/pool/freeze.js';

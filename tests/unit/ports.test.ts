@@ -1,7 +1,7 @@
-/** The host port range (src/ports/range.ts) and the service-port label (src/kernels/service-ports.ts), with a hand-driven clock. */
+/** The host port range (src/ports/range.ts) and the service-port label (src/containers/service-ports.ts), with a hand-driven clock. */
 import { expect } from 'chai';
 import { HostPortRange } from '../../src/ports/range.js';
-import { parseServicePorts, servicePortsInfo } from '../../src/kernels/service-ports.js';
+import { parseServicePorts, servicePortsInfo } from '../../src/containers/service-ports.js';
 import { compileSettings } from '../../src/config/settings.js';
 import { NoResourcesError, ParametersError } from '../../src/errors.js';
 

@@ -1,63 +1,20 @@
 /**
- * How a kernel container is put together: its labels (enough to rebuild the
- * agent's registry after a restart), environment, mounts and limits, read
- * from the kernel spec and the image's labels (PROTOCOL.md section 5); and
- * the preparation of its scratch home.
+ * How a kernel container is put together: its labels (src/adapters/labels.ts),
+ * environment, mounts and limits, read from the kernel spec and the image's
+ * traits (src/containers/image-traits.ts); the preparation of its scratch
+ * home, and what a container that did not come up printed last.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { ContainerRequest, ContainerSecurity, DockerEngine } from '../adapters/docker.js';
 import type { DeviceHostConfig } from '../accelerators/types.js';
 import { langName, type KernelSpec } from './spec.js';
-import { parseServicePorts, type ServiceDecls } from './service-ports.js';
-import { writeFileAtomic } from '../node/atomic-write.js';
-
-/** Labels the agent puts on (and reads back from) its kernel containers. */
-export const LABELS = {
-  agent: 'io.compute-agent.agent',
-  kernel: 'io.compute-agent.kernel-id',
-  lang: 'io.compute-agent.lang',
-  cpuSet: 'io.compute-agent.cpu-set',
-  gpuSet: 'io.compute-agent.gpu-set',
-  memMiB: 'io.compute-agent.mem-mib',
-  created: 'io.compute-agent.created',
-  /** `<lang>/<type>` of a warm pooled container (no kernel id until claimed). */
-  pool: 'io.compute-agent.pool',
-  poolSlot: 'io.compute-agent.pool-slot',
-  /** Digest of the settings a pooled container was made with (lock-down, kernel uid, publish address). */
-  poolRecipe: 'io.compute-agent.pool-recipe',
-} as const;
+import { LABELS } from '../adapters/labels.js';
+import type { ImageTraits } from './image-traits.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
 
 /** CPU weight of warm pooled containers: they hold every core but yield to kernels until claimed. */
 export const POOL_CPU_SHARES = 2;
-
-/** What the image says of itself (`ai.backend.*` wins over `io.sorna.*`). */
-export interface ImageTraits {
-  features: Set<string>;
-  coreCountEnvs: string[];
-  /** Variables that get the kernel's GPU count (`envs.gpucount`). */
-  gpuCountEnvs: string[];
-  /** The image opts in to NVIDIA GPUs: `io.sorna.nvidia.enabled=yes` or `ai.backend.accelerators` naming cuda. */
-  cuda: boolean;
-  execTimeoutSec: number;
-  /** The apps of `ai.backend.service-ports` (src/kernels/service-ports.ts), or why the label is refused. */
-  services: ServiceDecls;
-}
-
-/** Reads the kernel-related labels of an image. */
-export function imageTraits(labels: Record<string, string>): ImageTraits {
-  const get = (name: string) => labels[`ai.backend.${name}`] ?? labels[`io.sorna.${name}`] ?? '';
-  const timeout = Number(get('timeout'));
-  const names = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
-  return {
-    features: new Set(get('features').split(/\s+/).filter(Boolean)),
-    coreCountEnvs: names(get('envs.corecount')),
-    gpuCountEnvs: names(get('envs.gpucount')),
-    cuda: labels['io.sorna.nvidia.enabled']?.trim().toLowerCase() === 'yes' || names(labels['ai.backend.accelerators'] ?? '').includes('cuda'),
-    execTimeoutSec: Number.isFinite(timeout) && timeout > 0 ? timeout : 0,
-    services: parseServicePorts(labels),
-  };
-}
 
 /** Everything a container request is built from. */
 export interface LaunchInput {

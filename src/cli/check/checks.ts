@@ -9,50 +9,18 @@
 import { existsSync, promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import type { AgentOptions } from '../config/options.js';
-import { checkScratchRoot } from '../config/options.js';
-import { compileSettings, defaultSettings, type CompiledSettings } from '../config/settings.js';
-import type { EtcdStore } from '../adapters/etcd.js';
-import { judgeCluster } from '../services/cluster-health.js';
-import type { DockerEngine } from '../adapters/docker.js';
-import { errorMessage } from '../errors.js';
-import { agentKey } from '../services/registration.js';
-import { securityFindings } from '../config/security.js';
-import { gpuCheck } from '../accelerators/check.js';
-import { NvidiaCuda } from '../accelerators/nvidia.js';
+import { checkScratchRoot } from '../../config/options.js';
+import { compileSettings, defaultSettings, type CompiledSettings } from '../../config/settings.js';
+import type { EtcdStore } from '../../adapters/etcd.js';
+import { judgeCluster } from '../../services/cluster-health.js';
+import { errorMessage } from '../../errors.js';
+import { agentKey } from '../../services/registration.js';
+import { securityFindings } from '../../config/security.js';
+import { gpuCheck } from '../../accelerators/check.js';
+import { NvidiaCuda } from '../../accelerators/nvidia.js';
 import { PREP_CHECKS } from './prep-checks.js';
-import { hostfileProblems, MOUNT_RIGHTS } from '../scratch/mounts.js';
-
-/** The result of one check, as printed and as `--format json` gives it. */
-export interface CheckResult {
-  name: string;
-  ok: boolean;
-  /** What was found, e.g. `Docker 20.10.24` or the error. */
-  detail: string;
-  /** What to do about a failure; empty when ok. */
-  fix: string;
-  /** Things that pass but deserve a look (e.g. a protection turned off), each with its fix. */
-  warnings: string[];
-}
-
-/** What a check may look at: the validated flags and the real etcd and Docker. */
-export interface CheckContext {
-  options: AgentOptions;
-  etcd: EtcdStore;
-  docker: DockerEngine;
-  /** The etcd settings of this agent (read once, node values winning); rejects when etcd cannot be read. */
-  settings(): Promise<CompiledSettings>;
-}
-
-/** One entry of the checklist. `run` may throw: that is a failure whose detail is the error. */
-export interface Check {
-  name: string;
-  /** The fix printed when `run` throws instead of answering. */
-  fix: string;
-  /** The name of an earlier check that must pass first; when it failed, this one is reported as not checked. */
-  after?: string;
-  run(ctx: CheckContext): Promise<{ ok: boolean; detail: string; fix?: string; warnings?: string[] }>;
-}
+import type { Check, CheckContext, CheckResult } from './types.js';
+import { hostfileProblems, MOUNT_RIGHTS } from '../../scratch/mounts.js';
 
 /** How long one check may take before it counts as failed. */
 export const CHECK_TIMEOUT_MS = 10_000;

@@ -6,7 +6,6 @@
  */
 import { KernelCreationError } from '../errors.js';
 import type { ServicePort } from '../rpc/methods.js';
-import type { ImageTraits } from './launch.js';
 
 /** One app an image declares: `name:protocol:port`. */
 export interface ServiceDecl {
@@ -53,11 +52,11 @@ export function servicePortsInfo(services: ServiceDecl[], hostPorts: Partial<Rec
 }
 
 /** A create (or restart, or a pooled container) on an image whose service-port label is bad is refused, naming the label. */
-export function refuseBadServiceLabel(traits: ImageTraits, image: string): void {
+export function refuseBadServiceLabel(traits: { services: ServiceDecls }, image: string): void {
   if (!traits.services.ok) throw new KernelCreationError(`cannot create a kernel of ${image}: ${traits.services.error}; nothing was taken`);
 }
 
 /** The service ports of a kernel's info from its image's apps and its container's published ports. */
-export function servicePortsOf(traits: ImageTraits, published: Partial<Record<number, number>>): ServicePort[] {
+export function servicePortsOf(traits: { services: ServiceDecls }, published: Partial<Record<number, number>>): ServicePort[] {
   return servicePortsInfo(traits.services.ok ? traits.services.services : [], published);
 }

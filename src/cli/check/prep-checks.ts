@@ -3,12 +3,12 @@
  * and mode, and the state of each image of the prepull list (present here,
  * missing but in the registry, or not in the registry either).
  */
-import type { Check } from './checks.js';
-import { errorMessage } from '../errors.js';
-import { resolveImage } from '../kernels/spec.js';
-import { parseImageRef } from '../images/reference.js';
-import { RegistryClient } from '../images/registry.js';
-import { startupScriptProblem } from './startup.js';
+import type { Check } from './types.js';
+import { errorMessage } from '../../errors.js';
+import { resolveImage } from '../../containers/spec.js';
+import { parseImageRef } from '../../images/reference.js';
+import { RegistryClient } from '../../images/registry.js';
+import { startupScriptProblem } from '../../node/startup.js';
 
 export const PREP_CHECKS: Check[] = [
   {

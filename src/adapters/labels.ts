@@ -1,0 +1,24 @@
+/**
+ * The labels the agent puts on its containers and reads back through Docker:
+ * enough to rebuild the agent's registry of kernels and pooled containers
+ * after a restart, and to tell its containers from anyone else's. They live
+ * beside the Docker adapter because every room that lists containers (the
+ * kernels, the pool, the host port range) filters by them.
+ */
+
+/** Labels the agent puts on (and reads back from) its kernel containers. */
+export const LABELS = {
+  agent: 'io.compute-agent.agent',
+  kernel: 'io.compute-agent.kernel-id',
+  lang: 'io.compute-agent.lang',
+  cpuSet: 'io.compute-agent.cpu-set',
+  gpuSet: 'io.compute-agent.gpu-set',
+  memMiB: 'io.compute-agent.mem-mib',
+  created: 'io.compute-agent.created',
+  /** `<lang>/<type>` of a warm pooled container (no kernel id until claimed). */
+  pool: 'io.compute-agent.pool',
+  poolSlot: 'io.compute-agent.pool-slot',
+  /** Digest of the settings a pooled container was made with (lock-down, kernel uid, publish address). */
+  poolRecipe: 'io.compute-agent.pool-recipe',
+} as const;
+
