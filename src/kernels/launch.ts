@@ -1,7 +1,7 @@
 /**
  * How a kernel container is put together: its labels (enough to rebuild the
  * agent's registry after a restart), environment, mounts and limits, read
- * from the kernel spec and the image's labels (PROTOCOL.md section 5); and
+ * from the kernel spec and the image's labels (docs/wire-contract.rst, "Containers"); and
  * the preparation of its scratch home.
  */
 import { promises as fs } from 'node:fs';
