@@ -137,8 +137,8 @@ describe('warm pool', function () {
 
     await etcd.put('config/agent/pool/images').value(JSON.stringify({ [LANG]: { nope: 1 } })); // a type that does not exist
     await etcd.put('config/agent/pool/max').value('many');
-    await log.waitFor(/rejected a pool setting from etcd.*pool\/images/);
-    await log.waitFor(/rejected a pool setting from etcd.*pool\/max/);
+    await log.waitFor(/^(?=.*rejected a pool setting from etcd)(?=.*pool\/images")/);
+    await log.waitFor(/^(?=.*rejected a pool setting from etcd)(?=.*pool\/max")/);
     await agent.warmPool!.afterPasses(2); // sizing has run with what stayed in force
     expect(agent.warmPool!.deps.settings().images).to.deep.equal({ [LANG]: { small: 2, large: 1 } });
     expect(agent.warmPool!.deps.settings().max).to.equal(8);
