@@ -2,7 +2,7 @@
  * The single catalogue of the agent's error classes.
  *
  * Every failure that can reach a client is an {@link AgentError}: it carries
- * the type name that goes on the wire (PROTOCOL.md section 1) and a message
+ * the type name that goes on the wire (docs/wire-contract.rst, "RPC") and a message
  * that says what went wrong and what to do. Adapters turn Docker, etcd and
  * ZeroMQ failures into these at their boundary; the RPC dispatcher turns
  * these into wire errors in one place (`toWireError`).

@@ -1,6 +1,6 @@
 /**
  * ModernSide is the part of the composition root that serves modern
- * (Callosum, Backend.AI 20.03+) managers (PROTOCOL.md section 7): the
+ * (Callosum, Backend.AI 20.03+) managers (docs/modern-managers.rst): the
  * modern method table's handlers and dispatcher, the Redis event sink with
  * the link that follows `config/redis`, the modern forms of the agent's
  * events, and the optional second ROUTER with CURVE. The Agent builds one,

@@ -2,7 +2,7 @@
  * Figure 5, output streaming: a run that writes 100 MiB to stdout, read
  * through the agent (`execute`, then `continue` until finished, as a manager
  * drives it) against the same run read straight from a runner's output
- * socket (a PUSH/PULL pair on its published ports, PROTOCOL.md section 4, no
+ * socket (a PUSH/PULL pair on its published ports, docs/wire-contract.rst, "Kernel runner ports", no
  * relay code at all). Each side has its own kernel with the same limits, the
  * direct one started by the docker CLI outside the agent: two readers on one
  * runner would split its output.

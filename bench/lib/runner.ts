@@ -1,6 +1,5 @@
 /**
- * Talking to a kernel runner straight on its published ports (PROTOCOL.md
- * section 4), with the agent's own KernelRelay: both sides of the cold
+ * Talking to a kernel runner straight on its published ports (docs/wire-contract.rst, "Kernel runner ports"), with the agent's own KernelRelay: both sides of the cold
  * creation figure wait for the runner through this, and it is the "direct"
  * side of the execute figure; {@link kernelPair} gives the execute and
  * streaming figures their two kernels, the second one outside the agent.

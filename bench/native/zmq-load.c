@@ -7,7 +7,7 @@
  *
  *   zmq-load ENDPOINT IN_FLIGHT DURATION_MS [SAMPLES]
  *
- * Sends `ping("ping")` (PROTOCOL.md section 1: header, name, args, kwargs)
+ * Sends `ping("ping")` (docs/wire-contract.rst, "RPC": header, name, args, kwargs)
  * and expects the reply header with is_error 0 and the payload "ping". Prints
  * one JSON object on stdout: completed calls, bad replies, calls lost (no
  * reply within 5 s of the end), elapsed seconds, the rate, the latency

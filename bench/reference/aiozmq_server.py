@@ -1,8 +1,7 @@
 """The reference server of the RPC figure: a stock aiozmq.rpc server serving `ping`.
 
 Usage: /usr/bin/python3 aiozmq_server.py tcp://127.0.0.1:PORT
-Runs with Debian's python3-aiozmq (the framing the agent speaks, PROTOCOL.md
-section 1). Prints "ready" on stdout once bound; stops on SIGTERM or SIGINT.
+Runs with Debian's python3-aiozmq (the framing the agent speaks, docs/wire-contract.rst, "RPC"). Prints "ready" on stdout once bound; stops on SIGTERM or SIGINT.
 """
 import asyncio
 import signal

@@ -9,7 +9,7 @@
 # Env overrides: IMAGE, SUITE, VARIANT, PACKAGES, EXTRA_PACKAGES, MIRROR, SECURITY_MIRROR,
 #   CACHE_DIR, KERNEL_SRC, KERNEL_CMD (JSON array), FORCE=1, NO_CACHE=1,
 #   SKIP_SMOKE=1, SERVICE_PORTS (the image's apps, e.g. jupyter:http:8080, put in
-#   its ai.backend.service-ports label; PROTOCOL.md section 6), PUSH_REGISTRY=127.0.0.1:5000 (also push the image there as
+#   its ai.backend.service-ports label; docs/service-ports.rst), PUSH_REGISTRY=127.0.0.1:5000 (also push the image there as
 #   <registry>/<image>, e.g. to the registry of deploy/dev/up.sh).
 #
 # Anything under deploy/kernels/python/ (KERNEL_SRC) is copied into the rootfs
@@ -173,7 +173,7 @@ else
   ENTRYPOINT='[]'
 fi
 
-# The apps of the image (PROTOCOL.md section 6): their label, and their ports exposed.
+# The apps of the image (docs/service-ports.rst): their label, and their ports exposed.
 service_changes=()
 if [[ -n $SERVICE_PORTS ]]; then
   service_changes+=(--change "LABEL ai.backend.service-ports=\"$SERVICE_PORTS\"")

@@ -2,7 +2,7 @@
 # Build the Jupyter Notebook kernel image offline: the base image's recipe
 # (build-base.sh: mmdebstrap + docker import, the same runner files) plus
 # Debian's jupyter-notebook, labelled with its app for start_service
-# (ai.backend.service-ports=jupyter:http:8080, PROTOCOL.md section 6; the
+# (ai.backend.service-ports=jupyter:http:8080, docs/service-ports.rst; the
 # app's command is deploy/kernels/python/service-defs/jupyter.json).
 #
 #   bash deploy/kernels/build-jupyter.sh       # IMAGE=... for another tag

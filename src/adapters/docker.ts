@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 /** A kernel image as the heartbeat lists it: `name:tag` without the prefix, and the image id. */
 export type KernelImage = [nameTag: string, imageId: string];
 
-/** The container ports of the kernel runner (PROTOCOL.md section 4). */
+/** The container ports of the kernel runner (docs/wire-contract.rst, "Kernel runner ports"). */
 export const KERNEL_PORTS = [2000, 2001, 2002, 2003] as const;
 
 /** What the agent asks Docker for when it creates a kernel container. */

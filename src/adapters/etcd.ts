@@ -1,6 +1,6 @@
 /**
  * EtcdStore is the agent's adapter to etcd v3: every key is relative to
- * `/sorna/<namespace>/` (PROTOCOL.md section 3), values are UTF-8 strings.
+ * `/sorna/<namespace>/` (docs/wire-contract.rst, "etcd"), values are UTF-8 strings.
  * It talks to a cluster: the endpoint list of `--etcd-addr` (the etcd3
  * client fails over between them), waits for etcd with a bounded jittered
  * backoff, hands out leases, and its watches resume from the last seen

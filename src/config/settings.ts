@@ -1,5 +1,5 @@
 /**
- * The settings the agent reads from etcd (PROTOCOL.md section 3): the one
+ * The settings the agent reads from etcd (docs/wire-contract.rst, "etcd"): the one
  * catalogue of every key, its type, default and limits, and the one function
  * that compiles cluster-wide and per-node values into a typed object. It runs
  * at start (where a bad value stops the agent) and again on every change
@@ -66,7 +66,7 @@ export interface Settings {
   kernelNofileLimit: number;
   /** Host address kernel ports are published on; empty = the kernel host address the manager is told. */
   kernelPublishAddr: string;
-  /** The host ports kernel ports are published on (PROTOCOL.md section 6), `LO-HI` inclusive (portRangeBounds reads it). */
+  /** The host ports kernel ports are published on (docs/service-ports.rst, "The host port range"), `LO-HI` inclusive (portRangeBounds reads it). */
   containerPortRange: string;
   /** Seconds a released host port waits before it is given out again. */
   portReuseCooldownSec: number;

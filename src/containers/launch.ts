@@ -1,7 +1,7 @@
 /**
  * How a kernel container is put together: its labels (src/adapters/labels.ts),
  * environment, mounts and limits, read from the kernel spec and the image's
- * traits (src/containers/image-traits.ts); the preparation of its scratch
+ * traits (src/containers/image-traits.ts; docs/wire-contract.rst, "Containers"); the preparation of its scratch
  * home, and what a container that did not come up printed last.
  */
 import { promises as fs } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * Service ports (PROTOCOL.md section 6): the apps an image declares in its
+ * Service ports (docs/service-ports.rst): the apps an image declares in its
  * `ai.backend.service-ports` label (`io.sorna.service-ports` is read too),
  * checked once so that a bad label refuses a create before anything is
  * taken, and the host port of each in a kernel's info.

@@ -1,6 +1,6 @@
 /**
  * KernelSpec is what create_kernel and restart_kernel are asked for, read
- * from the 2018 manager's config map (PROTOCOL.md section 1) and checked
+ * from the 2018 manager's config map (docs/wire-contract.rst, "RPC") and checked
  * before anything is taken: a bad config is a ParametersError that names the
  * key.
  */

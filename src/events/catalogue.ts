@@ -1,6 +1,6 @@
 /**
  * Every event the agent sends, declared once with its arguments: the 2018
- * events of PROTOCOL.md section 2 (PUSH to the manager's sink, some beyond the
+ * events of docs/wire-contract.rst, "Events" (PUSH to the manager's sink, some beyond the
  * 2018 set) and the modern ones of section 7 (the Redis stream of 24.09
  * managers). The emitters are typed by these names, so an event that is not
  * declared here does not compile, and the manual's event tables

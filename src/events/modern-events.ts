@@ -1,6 +1,6 @@
 /**
  * ModernEvents turns what the agent emits (the 2018 event names and shapes
- * of PROTOCOL.md section 2, emitted by the kernel service and the
+ * of docs/wire-contract.rst, "Events", emitted by the kernel service and the
  * heartbeat) into the events a 24.09 manager reads from its Redis stream
  * (section 7; `common/events.py` at 24.09.0): `agent_started`,
  * `agent_heartbeat [agent_info]`, `agent_terminated [reason]`, and for

@@ -1,6 +1,5 @@
 /**
- * EventPublisher is the transport of agent -> manager events (PROTOCOL.md
- * section 2): a PUSH socket connected to the manager's event sink, sending
+ * EventPublisher is the transport of agent -> manager events (docs/wire-contract.rst, "Events"): a PUSH socket connected to the manager's event sink, sending
  * `[event name, agent id, msgpack(args)]`. The sink may be unknown, appear
  * or move at any time; events while none is known are dropped and counted,
  * and a sink that stops reading holds at most `queueLimit` events.

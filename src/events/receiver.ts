@@ -1,6 +1,6 @@
 /**
  * EventReceiver is the manager's end of the agent -> manager events
- * (PROTOCOL.md section 2): a bound PULL socket that decodes the agents'
+ * (docs/wire-contract.rst, "Events"): a bound PULL socket that decodes the agents'
  * `[event name, agent id, msgpack(args)]` frames and hands them out as an
  * async iterable. Frames that do not decode are counted and skipped, never
  * thrown. `registerEventSink` tells the agents of a namespace where it is.

@@ -1,6 +1,5 @@
 /**
- * RedisStreamSink is the transport of events to modern managers (PROTOCOL.md
- * section 7): `XADD events * name <event> source <agent id> args
+ * RedisStreamSink is the transport of events to modern managers (docs/modern-managers.rst): `XADD events * name <event> source <agent id> args
  * <msgpack(args)>` in Redis database 4. Like the PUSH publisher it never
  * blocks the caller: events wait in a bounded queue while Redis is slow or
  * gone, events beyond the bound (or while no Redis is known) are dropped

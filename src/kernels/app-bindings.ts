@@ -1,5 +1,5 @@
 /**
- * The RPCs of section 6 (PROTOCOL.md): ping_kernel, start_service and
+ * The RPCs of docs/service-ports.rst: ping_kernel, start_service and
  * shutdown_service, served by KernelApps (src/kernels/apps.ts).
  */
 import type { Logger } from '../log.js';

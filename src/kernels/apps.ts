@@ -1,5 +1,5 @@
 /**
- * The apps of a kernel (PROTOCOL.md section 6): start_service and
+ * The apps of a kernel (docs/service-ports.rst): start_service and
  * shutdown_service ask the kernel's runner with a `start-service` /
  * `shutdown-service` record and return its `service-result` map; the agent
  * bounds its wait beyond the runner's own start timeout, so that a slow app
@@ -44,7 +44,7 @@ function asResult(payload: Buffer): ServiceResult {
 export class KernelApps {
   constructor(private readonly kernels: KernelService) {}
 
-  /** start_service: an unknown name is the failed map, not an RPC error (PROTOCOL.md section 6). */
+  /** start_service: an unknown name is the failed map, not an RPC error (docs/service-ports.rst). */
   async start(id: string, name: string, options: Record<string, unknown>): Promise<ServiceResult> {
     const rec = await this.kernels.ready(id);
     const decl = rec.traits.services.ok ? rec.traits.services.services.find((s) => s.name === name) : undefined;

@@ -1,6 +1,6 @@
 /**
  * File operations on a kernel's scratch home: upload_file, download_file and
- * list_files (PROTOCOL.md section 1).
+ * list_files (docs/wire-contract.rst, "RPC").
  *
  * The home (`<scratch root>/<kernel id>`) is `/home/work` in the container,
  * where untrusted code may plant symlinks anywhere, and the agent is root. So

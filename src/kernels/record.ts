@@ -24,7 +24,7 @@ export interface KernelRecord {
   containerId: string;
   pid: number | null;
   ports: number[];
-  /** The image's apps with their host ports (PROTOCOL.md section 6). */
+  /** The image's apps with their host ports (docs/service-ports.rst). */
   servicePorts?: ServicePort[];
   /** The last known state of each app started through start_service (src/kernels/apps.ts). */
   appStates?: Record<string, 'running' | 'stopped' | 'failed'>;
@@ -104,7 +104,7 @@ export function statsTarget(rec: KernelRecord): { containerId: string; pid: numb
   return { containerId: rec.containerId, pid: rec.pid, scratchDir: rec.scratchDir };
 }
 
-/** The kernel info of `create_kernel` (PROTOCOL.md section 1) for a held kernel. */
+/** The kernel info of `create_kernel` (docs/wire-contract.rst, "RPC") for a held kernel. */
 export function kernelInfo(rec: KernelRecord, kernelHost: string): KernelInfo {
   const [replIn, replOut, stdin, stdout] = rec.ports as [number, number, number, number];
   return {

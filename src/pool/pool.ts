@@ -55,10 +55,27 @@ export class WarmPool implements HygieneTarget {
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private closed = false;
+  private passCount = 0;
+  private readonly passWaiters = new Set<{ at: number; wake: () => void }>();
 
   /** Creations under way: slot -> pool key. */
   get creating(): Map<string, string> {
     return this.filler.creating;
+  }
+
+  /** Hygiene and sizing passes finished since the pool was made. */
+  get passes(): number {
+    return this.passCount;
+  }
+
+  /**
+   * Resolves once `n` more passes than now have finished, so that a test or a
+   * tool waits for the pool's own work instead of for time; resolves at
+   * {@link close} too (no more passes will come).
+   */
+  afterPasses(n: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((wake) => this.passWaiters.add({ at: this.passCount + n, wake }));
   }
 
   /** Whether {@link close} was called (fills under way then leave their container for the next start). */
@@ -239,6 +256,8 @@ export class WarmPool implements HygieneTarget {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     await this.ticking;
+    for (const w of this.passWaiters) w.wake();
+    this.passWaiters.clear();
     for (const c of this.idle.values()) c.relay?.close();
   }
 
@@ -251,6 +270,12 @@ export class WarmPool implements HygieneTarget {
       this.deps.log.warn('pool check failed; trying again at the next one', { error: errorMessage(err) });
     }
     this.resize();
+    this.passCount++;
+    for (const w of this.passWaiters) {
+      if (w.at > this.passCount) continue;
+      this.passWaiters.delete(w);
+      w.wake();
+    }
   }
 
   /** Counts per image and type. */

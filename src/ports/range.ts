@@ -1,6 +1,6 @@
 /**
  * HostPortRange hands out the host ports kernel containers are published on
- * (PROTOCOL.md section 6): from `container_port_range`, first-in first-out,
+ * (docs/service-ports.rst, "The host port range"): from `container_port_range`, first-in first-out,
  * a released port not again within `port_reuse_cooldown` seconds, a port
  * another program holds skipped (and tried again later). It keeps which
  * container holds which port; it knows no Docker (src/ports/ranged-docker.ts

@@ -1,6 +1,5 @@
 /**
- * KernelRelay is the agent's side of one kernel runner (PROTOCOL.md section
- * 4): a PUSH to its port 2000 and a PULL from 2001, opened on first use and
+ * KernelRelay is the agent's side of one kernel runner (docs/wire-contract.rst, "Kernel runner ports"): a PUSH to its port 2000 and a PULL from 2001, opened on first use and
  * closed with the kernel. It answers `execute` with what a run printed within
  * the flush timeout, enforces the exec timeout, and makes sure every result
  * belongs to its run.

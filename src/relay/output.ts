@@ -1,6 +1,6 @@
 /**
  * RunOutput collects what a kernel runner printed for one run between two
- * replies of `execute`, and shapes it as PROTOCOL.md section 1 says: for
+ * replies of `execute`, and shapes it as docs/running-code.rst says: for
  * api_version 2 and 3 a `console` list with adjacent stdout (stderr) records
  * merged, for api_version 1 separate `stdout`, `stderr`, `media` and `html`.
  * Text stays in the UTF-8 bytes it came in ({@link Utf8Text}): only checked,
@@ -11,7 +11,7 @@
 import { isUtf8 } from 'node:buffer';
 import { Utf8Text } from '../wire/utf8-text.js';
 
-/** Records larger than this are truncated (PROTOCOL.md section 4). */
+/** Records larger than this are truncated (docs/wire-contract.rst, "Kernel runner ports"). */
 export const MAX_RECORD_BYTES = 10 * 1024 * 1024;
 
 /**

@@ -28,6 +28,8 @@ export interface RunBookOptions {
   tagged(): boolean;
   /** Whether calls should answer at once instead of waiting (the agent drains, or the relay closed). */
   hurry(): boolean;
+  /** The clock (ms) of starts and ends; Date.now unless a test moves its own. */
+  now?(): number;
 }
 
 export class RunBook {
@@ -43,6 +45,10 @@ export class RunBook {
     inherited: Run[] = [],
   ) {
     for (const run of inherited) this.runs.set(run.id, run);
+  }
+
+  private now(): number {
+    return this.o.now ? this.o.now() : Date.now();
   }
 
   get(id: string): Run | undefined {
@@ -92,7 +98,7 @@ export class RunBook {
    */
   begin(run: Run): void {
     run.started = true;
-    run.startedAt = Date.now();
+    run.startedAt = this.now();
     run.filesSince = Math.max(run.createdAt, this.lastRetiredAt);
     if (this.o.tagged()) run.inputs = []; // a runner that does not tag may lose it and need it again
     const limit = this.o.execTimeoutSec();
@@ -120,7 +126,7 @@ export class RunBook {
 
   /** Takes a run out of the order; for a runner that does not tag, the next one starts its exec timeout. */
   retire(run: Run): void {
-    this.lastRetiredAt = Date.now();
+    this.lastRetiredAt = this.now();
     run.done = true;
     run.inputs = [];
     run.output.release();

@@ -1,6 +1,5 @@
 /**
- * The records of a kernel runner as the relay reads them (PROTOCOL.md
- * section 4), and the runner-integrity extension beyond it: a third frame of
+ * The records of a kernel runner as the relay reads them (docs/wire-contract.rst, "Kernel runner ports"), and the runner-integrity extension beyond it: a third frame of
  * JSON meta (`{g: generation, t: tag}`) on every record of a runner that
  * speaks it, the `hello` record a runner announces itself with, and what the
  * end of a runner incarnation means for the run it was running.

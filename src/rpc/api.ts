@@ -25,7 +25,7 @@ export interface AgentApiOptions extends AgentClientOptions {
 /** ExecuteMode is a mode of {@link AgentApi.execute}. */
 export type ExecuteMode = 'query' | 'batch' | 'input' | 'continue';
 
-/** KernelConfig is a kernel's config for create_kernel (PROTOCOL.md section 1); other keys are passed through. */
+/** KernelConfig is a kernel's config for create_kernel (docs/wire-contract.rst, "RPC"); other keys are passed through. */
 export interface KernelConfig {
   /** `name:tag`; the image is `<image prefix><lang>`. */
   lang: string;

@@ -1,5 +1,5 @@
 /**
- * The agent's RPC methods (PROTOCOL.md section 1), each declared once: name,
+ * The agent's RPC methods (docs/wire-contract.rst, "RPC"), each declared once: name,
  * parameters with their limits, and result. The dispatcher, the typed client
  * and the `agent methods` listing all read this table.
  */
@@ -35,7 +35,7 @@ export const kernelIdParam = p.str('kernel_id', {
   pattern: { re: /^[A-Za-z0-9][A-Za-z0-9_.-]*$/, says: 'letters, digits, "_", "." and "-", not starting with a symbol' },
 });
 
-/** KernelInfo is the kernel info returned by create_kernel (PROTOCOL.md section 1). */
+/** KernelInfo is the kernel info returned by create_kernel (docs/wire-contract.rst, "RPC"). */
 export interface KernelInfo {
   id: string;
   kernel_host: string;
@@ -46,11 +46,11 @@ export interface KernelInfo {
   container_id: string;
   cpu_set: number[];
   gpu_set: number[];
-  /** The image's apps and their host ports (PROTOCOL.md section 6); empty when it declares none. */
+  /** The image's apps and their host ports (docs/service-ports.rst); empty when it declares none. */
   service_ports: ServicePort[];
 }
 
-/** One app of a kernel's image (PROTOCOL.md section 6). */
+/** One app of a kernel's image (docs/service-ports.rst). */
 export interface ServicePort {
   name: string;
   protocol: 'tcp' | 'pty' | 'http';
@@ -65,7 +65,7 @@ export interface ServiceResult {
   [key: string]: unknown;
 }
 
-/** KernelStats are the per-kernel resource figures (PROTOCOL.md section 2). */
+/** KernelStats are the per-kernel resource figures (docs/wire-contract.rst, "Events"). */
 export interface KernelStats {
   cpu_used: number;
   mem_max_bytes: number;
@@ -120,7 +120,7 @@ export interface NodeStatsResult {
   gpus: Array<{ index: number; uuid: string; name: string; numa_node: number | null; mem_total_bytes: number; mem_used_bytes: number; util_pct: number | null; kernel_id: string | null }>;
 }
 
-/** RunResult is the result of execute (PROTOCOL.md section 1). */
+/** RunResult is the result of execute (docs/running-code.rst). */
 export interface RunResult {
   runId: string;
   status: 'finished' | 'continued' | 'waiting-input' | 'build-finished' | 'exec-timeout';
@@ -248,7 +248,7 @@ export const methods = {
     params: [kernelIdParam],
     returns: 'nil',
     legacy: {
-      // The 2017 (seed-era) manager sends (kernel_id, mode); the mode is ignored (PROTOCOL.md section 6).
+      // The 2017 (seed-era) manager sends (kernel_id, mode); the mode is ignored (docs/service-ports.rst).
       params: [kernelIdParam, p.str('mode', { maxLength: 32 })],
       toCanonical: (v) => [v[0] as string],
     },

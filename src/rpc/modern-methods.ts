@@ -1,6 +1,6 @@
 /**
  * The method table of modern (Backend.AI 20.03+, Callosum) managers
- * (PROTOCOL.md section 7), with the names, positional orders and result
+ * (docs/modern-managers.rst), with the names, positional orders and result
  * shapes of `agent/server.py` at tag 24.09.0, each declared once like the
  * 2018 table (src/rpc/methods.ts): the declaration drives binding, dispatch,
  * the Callosum client and `agent methods --modern` (methods whose 24.09

@@ -1,6 +1,6 @@
 /**
  * Heartbeat sends `instance_heartbeat` with the agent's info at a fixed
- * interval (PROTOCOL.md section 2). The info carries the node's slots and the
+ * interval (docs/wire-contract.rst, "Events"). The info carries the node's slots and the
  * kernel images on this node, msgpacked and snappy-compressed as the 2018
  * manager reads them, plus (beyond the 2018 set, ignored by its manager)
  * the node's CPU, memory and disk figures and each kernel's cgroup figures.

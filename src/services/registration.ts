@@ -1,5 +1,5 @@
 /**
- * Registration of this agent in etcd (PROTOCOL.md section 3):
+ * Registration of this agent in etcd (docs/wire-contract.rst, "etcd"):
  * `nodes/agents/<id>` = `starting` then `running`, `nodes/agents/<id>/ip`,
  * `nodes/agents/<id>/addr` (**beyond**: the RPC address, for tools like agentctl)
  * and the heartbeat record, all held by one etcd **lease** that the agent

@@ -1,6 +1,6 @@
 /**
  * The framing of Callosum RPC, the library modern Backend.AI managers talk
- * with (PROTOCOL.md section 7), beside aiozmq's on the same ROUTER: telling
+ * with (docs/modern-managers.rst), beside aiozmq's on the same ROUTER: telling
  * the generations apart per message, parsing a request's header and body,
  * and building replies in the framing the request came in. No socket here:
  * the ROUTER loop calls these, and unit and fuzz tests feed them frames.

@@ -1,5 +1,5 @@
 /**
- * The fixed-size headers of aiozmq.rpc frames (PROTOCOL.md section 1),
+ * The fixed-size headers of aiozmq.rpc frames (docs/wire-contract.rst, "RPC"),
  * little-endian: request `u16 pid, u16 random, u32 request id, f64 time`
  * (16 bytes), reply the same plus `u8 is_error` (17 bytes).
  */

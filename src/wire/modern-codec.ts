@@ -1,7 +1,6 @@
 /**
  * The codec of modern (Callosum) managers: msgpack as Backend.AI 23.03+
- * packs it, with its ext types read into plain values (PROTOCOL.md
- * section 7): 1 UUID -> its canonical str, 2 datetime -> an ISO 8601 str,
+ * packs it, with its ext types read into plain values (docs/modern-managers.rst): 1 UUID -> its canonical str, 2 datetime -> an ISO 8601 str,
  * 4 and 5 paths -> str, and 3 Decimal, 6 Enum, 7 ImageRef, 8 ResourceSlot,
  * 16 BinarySize through the restricted pickle reader (src/wire/pickle.ts).
  * Replies are plain msgpack, as the aiozmq codec writes them.

@@ -1,7 +1,7 @@
 /**
  * A restricted reader of the Python pickles that a modern (23.03+)
  * Backend.AI manager puts inside msgpack ext types 3, 6, 7, 8 and 16
- * (PROTOCOL.md section 7): it reads them into plain values and never runs
+ * (docs/modern-managers.rst): it reads them into plain values and never runs
  * anything. It knows the few opcodes those pickles use (protocol 5 of a
  * Decimal, an enum member, a dataclass-like object, a UserDict, an int
  * subclass) and the few globals they name; any other opcode or global is a

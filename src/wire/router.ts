@@ -32,8 +32,7 @@ export type DispatchRequest =
 export type RequestHandler = (request: DispatchRequest) => Reply | Promise<Reply>;
 
 /**
- * Callosum calls of modern managers on the same socket (PROTOCOL.md section
- * 7): their handler (the modern method table's dispatcher) and the codec of
+ * Callosum calls of modern managers on the same socket (docs/modern-managers.rst): their handler (the modern method table's dispatcher) and the codec of
  * their arguments. Absent, Callosum frame sets are dropped like any
  * unparseable one.
  */

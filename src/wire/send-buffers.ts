@@ -27,11 +27,13 @@ export interface SendBufferOptions {
   maxFree: number;
   /** Free buffers unused for this long are dropped (ms), so a burst of output leaves no memory behind. */
   idleMs: number;
+  /** Starts the idle timer: the global setTimeout unless a test passes a fake clock's. */
+  setTimer?: (fn: () => void, ms: number) => { refresh(): unknown; unref(): unknown };
 }
 
 export class SendBuffers {
   private free: ArrayBuffer[] = [];
-  private idleTimer: NodeJS.Timeout | null = null;
+  private idleTimer: { refresh(): unknown; unref(): unknown } | null = null;
   private readonly registry = new FinalizationRegistry<ArrayBuffer>((buffer) => this.giveBack(buffer));
   /** Counters, for tests and profiles. */
   readonly stats = { allocated: 0, reused: 0, returned: 0 };
@@ -66,9 +68,11 @@ export class SendBuffers {
     if (this.free.length >= this.o.maxFree) return;
     this.free.push(buffer);
     this.idleTimer?.refresh();
-    this.idleTimer ??= setTimeout(() => {
+    if (this.idleTimer) return;
+    this.idleTimer = (this.o.setTimer ?? setTimeout)(() => {
       this.free = [];
       this.idleTimer = null;
-    }, this.o.idleMs).unref();
+    }, this.o.idleMs);
+    this.idleTimer.unref();
   }
 }

@@ -1,6 +1,6 @@
 /**
  * A reader of temporenc, the datetime encoding inside msgpack ext type 2 of
- * the modern manager (PROTOCOL.md section 7). It gives an ISO 8601 string:
+ * the modern manager (docs/modern-managers.rst). It gives an ISO 8601 string:
  * with `+00:00` when the value carries a zone (temporenc stores zoned values
  * in UTC), without one otherwise; a missing component is an error.
  */

@@ -1,5 +1,5 @@
 /**
- * Both generations of manager on one port (PROTOCOL.md section 7), against
+ * Both generations of manager on one port (docs/modern-managers.rst), against
  * a running agent, the real etcd, ZeroMQ and (for the session walk) Docker
  * and the kernel image: an aiozmq client, a Callosum 1.x client and a
  * 0.9-framed request at once; the modern method table; pickled ext values

@@ -17,6 +17,7 @@ import {
 } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
+import { waitRealTime } from '../helpers/real-time.js';
 
 const docker = new Docker();
 const config = (extra: Record<string, unknown> = {}) => ({
@@ -251,7 +252,7 @@ describe('kernel lifecycle', function () {
     });
     const id = uniqueName('k');
     await client.call(methods.create_kernel, id, config());
-    await new Promise((r) => setTimeout(r, 1200));
+    await waitRealTime(1200, 'part of the idle timeout passes before the use that resets it');
     await client.call(methods.get_logs, id); // use resets the clock
     const touched = Date.now();
     const term = await s.next('kernel_terminated', 0, 10_000);

@@ -86,7 +86,7 @@ describe('warm pool freeze and memory charge', function () {
     await poolSettled(agent, 2);
     const slots = async (c: AgentClient) => (await c.call(methods.get_node_stats)).slots.mem_free_mib;
     expect(await slots(client)).to.equal(capacity - 512);
-    await new Promise((r) => setTimeout(r, 1500)); // several passes: no third fill, and one log line
+    await agent.warmPool!.afterPasses(5); // several passes: no third fill, and one log line
     expect(agent.warmPool!.idle.size + agent.warmPool!.creating.size).to.equal(2);
     expect(lines.filter((l) => l.includes('the pool stops filling')).length).to.equal(1);
 

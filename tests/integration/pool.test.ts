@@ -17,6 +17,7 @@ import {
 } from '../helpers/env.js';
 import { parsePrometheus, sample } from '../helpers/prometheus.js';
 import { poolSettled, putPool } from '../helpers/pool.js';
+import { capturedLog } from '../helpers/log-capture.js';
 
 const docker = new Docker();
 const LANG = TEST_IMAGE_LANG;
@@ -126,7 +127,8 @@ describe('warm pool', function () {
   });
 
   it('grows and shrinks with the counts in etcd, without a restart, and keeps the last good settings on a bad value', async () => {
-    const { agent, agentId, etcd } = await startAgent({}, (ns) => putPool(ns, { [LANG]: { small: 1 } }));
+    const log = capturedLog();
+    const { agent, agentId, etcd } = await startAgent({}, (ns) => putPool(ns, { [LANG]: { small: 1 } }), log.logger);
     await settled(agent, 1);
     await etcd.put('config/agent/pool/images').value(JSON.stringify({ [LANG]: { small: 2, large: 1 } }));
     await settled(agent, 3);
@@ -135,7 +137,9 @@ describe('warm pool', function () {
 
     await etcd.put('config/agent/pool/images').value(JSON.stringify({ [LANG]: { nope: 1 } })); // a type that does not exist
     await etcd.put('config/agent/pool/max').value('many');
-    await new Promise((r) => setTimeout(r, 1500));
+    await log.waitFor(/^(?=.*rejected a pool setting from etcd)(?=.*pool\/images")/);
+    await log.waitFor(/^(?=.*rejected a pool setting from etcd)(?=.*pool\/max")/);
+    await agent.warmPool!.afterPasses(2); // sizing has run with what stayed in force
     expect(agent.warmPool!.deps.settings().images).to.deep.equal({ [LANG]: { small: 2, large: 1 } });
     expect(agent.warmPool!.deps.settings().max).to.equal(8);
     expect(agent.warmPool!.idle.size).to.equal(3);
@@ -232,7 +236,7 @@ describe('warm pool', function () {
     const young = await make(1_000);
     const othersOld = await make(120_000, stranger); // another agent's: never ours to remove
     await eventually('the old zombie to be removed', async () => (await docker.getContainer(old).inspect().then(() => false, () => true)), 30_000, 200);
-    await new Promise((r) => setTimeout(r, 1500)); // three more checks
+    await agent.warmPool!.afterPasses(3); // three more checks
     expect(await docker.getContainer(young).inspect().then(() => 'exists', () => 'gone')).to.equal('exists');
     expect(await docker.getContainer(othersOld).inspect().then(() => 'exists', () => 'gone')).to.equal('exists');
     expect(agent.warmPool!.idle.size).to.equal(0);

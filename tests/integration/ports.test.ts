@@ -1,6 +1,6 @@
 /**
  * The managed host port range against the real Docker engine and etcd
- * (PROTOCOL.md section 6): every published port of a kernel comes from
+ * (docs/service-ports.rst): every published port of a kernel comes from
  * container_port_range, first in first out; none is given out again within
  * port_reuse_cooldown; 30 create/destroy cycles on 12 ports leak none; a
  * create with too few free ports fails taking nothing; a port a listener of

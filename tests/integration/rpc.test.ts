@@ -55,14 +55,15 @@ describe('RPC transport', () => {
 
   it('sends replies in the order they are ready, not the order of the requests', async () => {
     const done: string[] = [];
+    let releaseSlow!: () => void;
+    const slowGate = new Promise<void>((res) => (releaseSlow = res));
     const { client } = await router(async (req) => {
       const msg = req.kind === 'request' ? String(req.args[0]) : '';
-      await new Promise((res) => setTimeout(res, msg === 'slow' ? 300 : 0));
+      if (msg === 'slow') await slowGate; // ready only once the later request has been answered
       return { ok: true, value: msg };
     });
     const slow = client.callRaw('ping', ['slow']).then((v) => done.push(String(v)));
-    await new Promise((res) => setTimeout(res, 20));
-    const fast = client.callRaw('ping', ['fast']).then((v) => done.push(String(v)));
+    const fast = client.callRaw('ping', ['fast']).then((v) => (done.push(String(v)), releaseSlow()));
     await Promise.all([slow, fast]);
     expect(done).to.deep.equal(['fast', 'slow']);
   });

@@ -13,6 +13,7 @@ import { methods } from '../../src/rpc/methods.js';
 import { MAX_PENDING_BYTES } from '../../src/relay/output.js';
 import { containersOf, eventually, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
+import { waitRealTime } from '../helpers/real-time.js';
 
 const config = (memMiB: number) => ({ lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: memMiB }, mounts: [], environ: {} });
 const FLOOD = 'while True:\n    print("x" * 1000)';
@@ -58,7 +59,7 @@ describe('runaway kernel drill', function () {
     const latencies: number[] = [];
     let maxRss = rssBefore;
     const calmRun = (async () => {
-      await new Promise((r) => setTimeout(r, 2000));
+      await waitRealTime(2000, 'the calm kernel runs its code well into the flood and the fork bomb');
       return consoleText(await runToEnd(client, calm, 'print(6 * 7)', { timeoutMs: 60_000 }), 'stdout');
     })();
     const until = Date.now() + 10_000;
@@ -67,7 +68,7 @@ describe('runaway kernel drill', function () {
       expect(await client.callWithTimeout(10_000, methods.ping, 'p')).to.equal('p');
       latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
       maxRss = Math.max(maxRss, process.memoryUsage().rss);
-      await new Promise((r) => setTimeout(r, 20));
+      await waitRealTime(20, 'pings paced through the 10 s window under load');
     }
     expect(await calmRun).to.equal('42\n');
 

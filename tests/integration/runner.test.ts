@@ -1,6 +1,6 @@
 /**
  * The kernel runner of the real kernel image (deploy/kernels/python/), spoken
- * to directly over its four ZeroMQ ports (PROTOCOL.md section 4), without an
+ * to directly over its four ZeroMQ ports (docs/wire-contract.rst, "Kernel runner ports"), without an
  * agent: query mode, streaming, input, batch mode, interrupt, completion,
  * status, the terminal and the uid-match entrypoint.
  */

@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import * as zmq from 'zeromq';
 import { eagerSender, SendQueue } from '../../src/wire/send-queue.js';
 import { freePort, onCleanup } from '../helpers/env.js';
+import { waitRealTime } from '../helpers/real-time.js';
 
 function dealer(endpoint: string): zmq.Dealer {
   const d = new zmq.Dealer({ linger: 0, sendTimeout: 0 });
@@ -32,7 +33,7 @@ describe('eager sends (SendQueue over eagerSender)', () => {
     const queue = new SendQueue(eagerSender(d, -1), (err) => failures.push(err));
     const sent = Array.from({ length: 2000 }, (_, i) => `m${i}`);
     for (const m of sent) expect(queue.push([m])).to.equal(true);
-    await new Promise((res) => setTimeout(res, 200)); // nobody listens: the pipe is full at its high-water mark (1000) and the queue waits
+    await waitRealTime(200, 'nobody listens: the pipe is full at its high-water mark (1000), and a queue that dropped or lost its messages would be empty by now');
     expect(queue.size).to.be.greaterThan(0);
     const router = new zmq.Router({ linger: 0 });
     onCleanup(() => router.close());

@@ -1,6 +1,6 @@
 /**
  * Service ports against the real Docker engine, etcd and kernel images
- * (PROTOCOL.md section 6): a stock aiozmq client calls ping_kernel,
+ * (docs/service-ports.rst): a stock aiozmq client calls ping_kernel,
  * interrupt_kernel with the 2017 mode, start_service of the Jupyter image's
  * app and GETs its /api, starts it again, stops it; a bad service-port label
  * is refused at create naming the label; a name the image lacks is the

@@ -1,4 +1,4 @@
-"""Calls the section 6 RPCs (PROTOCOL.md) with the stock aiozmq.rpc client, as
+"""Calls the RPCs of docs/service-ports.rst with the stock aiozmq.rpc client, as
 a late-2018 (and a 2017) manager does: ping_kernel, interrupt_kernel with a
 mode, start_service / shutdown_service of the image's Jupyter app, and an
 HTTP GET of /api on the app's reported host port.

@@ -75,7 +75,7 @@ function frameSet(kind: (typeof KINDS)[number], rnd: () => number): Buffer[] {
   }
 }
 
-/** Where the router looks for the header in what a DEALER sent (PROTOCOL.md section 1; the router adds the identity frame). */
+/** Where the router looks for the header in what a DEALER sent (docs/wire-contract.rst, "RPC"; the router adds the identity frame). */
 function headerIndex(frames: Buffer[]): number {
   return frames.length >= 4 ? frames.length - 4 : 0;
 }

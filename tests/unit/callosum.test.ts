@@ -1,6 +1,6 @@
 /**
  * The Callosum framing and the modern codec without a socket: the detection
- * table of PROTOCOL.md section 7, requests and replies of both generations,
+ * table of docs/modern-managers.rst, requests and replies of both generations,
  * and the restricted pickle reader against pickles made by real Python
  * (tests/unit/fixtures/modern-values.json, from tests/interop/modern_fixtures.py).
  */

@@ -1,7 +1,8 @@
 /**
  * The wire codec against hand-built byte layouts and against real frames
  * captured from the stock aiozmq.rpc client and server
- * (../shared/fixtures/aiozmq-frames.json).
+ * (tests/fixtures/aiozmq-frames.json, kept in the repository so that a clone
+ * alone runs its tests).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -18,7 +19,7 @@ interface Fixtures {
   requests: Array<{ method: string; frames: string[] }>;
   replies: Array<{ call: string; request_id: number; frames: string[] }>;
 }
-const fixtures: Fixtures = JSON.parse(readFileSync(path.join(REPO_ROOT, '../shared/fixtures/aiozmq-frames.json'), 'utf8'));
+const fixtures: Fixtures = JSON.parse(readFileSync(path.join(REPO_ROOT, 'tests/fixtures/aiozmq-frames.json'), 'utf8'));
 const hex = (h: string) => Buffer.from(h, 'hex');
 const identity = Buffer.from([0, 0x6b, 0x8b, 0x45, 0x67]);
 const request = (method: string) => fixtures.requests.find((r) => r.method === method)!.frames.map(hex);

@@ -71,7 +71,7 @@ describe('run output aggregation', () => {
     expect(o.full).to.equal(true);
     let woke = false;
     const waiting = o.waitForRoom().then(() => (woke = true));
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setImmediate(r)); // every promise that could wake it has run by now
     expect(woke).to.equal(false);
     const out = wire(o.take(2)) as { console: Array<[string, string]> };
     expect(out.console[0]![1]).to.have.length(MAX_PENDING_BYTES); // nothing lost

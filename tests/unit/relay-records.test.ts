@@ -98,7 +98,9 @@ describe('request book', () => {
 
 describe('run book: the output files of a run', () => {
   const sinceAsked: number[] = [];
+  let ahead = 0; // how far the book's clock is ahead of the wall clock: the test moves it instead of sleeping
   const book = new RunBook({
+    now: () => Date.now() + ahead,
     log: silentLogger(),
     execTimeoutSec: () => 0,
     onExecTimeout: () => undefined,
@@ -110,7 +112,7 @@ describe('run book: the output files of a run', () => {
   it('counts from when a run was sent, not from when the agent heard it start, and never from before the last run ended', async () => {
     const first = new Run('r1', 't1', [['code', 'x']]);
     book.add(first);
-    await new Promise((r) => setTimeout(r, 15)); // the runner started it long before the agent heard so
+    ahead += 15; // the runner started it long before the agent heard so
     book.begin(first);
     expect(first.filesSince).to.equal(first.createdAt);
     book.finish(first, 0);
@@ -122,10 +124,10 @@ describe('run book: the output files of a run', () => {
     book.add(running);
     book.add(queued);
     book.begin(running);
-    await new Promise((r) => setTimeout(r, 15));
+    ahead += 15;
     book.finish(running, 0);
     book.begin(queued);
     expect(queued.filesSince).to.be.above(queued.createdAt); // what r3 wrote is not r2's
-    expect(queued.filesSince).to.be.at.most(Date.now());
+    expect(queued.filesSince).to.be.at.most(Date.now() + ahead);
   });
 });

@@ -11,6 +11,7 @@ import * as zmq from 'zeromq';
 import { msgpackCodec, sendBuffers } from '../../src/wire/codec.js';
 import { SendBuffers } from '../../src/wire/send-buffers.js';
 import { Utf8Text } from '../../src/wire/utf8-text.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -56,12 +57,15 @@ describe('send buffers', () => {
   });
 
   it('drops its free buffers after they were idle', async () => {
-    const pool = new SendBuffers({ maxFree: 2, idleMs: 300 });
+    const clock = new FakeClock();
+    const pool = new SendBuffers({ maxFree: 2, idleMs: 300, setTimer: clock.setTimeout });
     const into = pool.take(MiB);
     pool.track(into.subarray(0, 1), into);
     await collect();
     expect(pool.freeCount).to.equal(1);
-    await new Promise((r) => setTimeout(r, 600));
+    clock.advance(299);
+    expect(pool.freeCount).to.equal(1); // not idle long enough yet
+    clock.advance(1);
     expect(pool.freeCount).to.equal(0);
   });
 

@@ -1,7 +1,7 @@
 """Output records of the kernel runner: the queue that the output thread
 sends on port 2001, and the capture of what user code writes (sys.stdout,
 sys.stderr and the raw file descriptors 1 and 2) as stdout/stderr records,
-flushed as they are written (PROTOCOL.md section 4)."""
+flushed as they are written (docs/wire-contract.rst, "Kernel runner ports")."""
 import fcntl
 import io
 import json

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Kernel runner of the lablup/kernel-python image (PROTOCOL.md section 4).
+"""Kernel runner of the lablup/kernel-python image (docs/wire-contract.rst, "Kernel runner ports").
 
 Sockets (all bound in the container; the agent connects):
   2000 PULL  input records  [type, payload]

@@ -1,4 +1,4 @@
-"""The kernel's apps (PROTOCOL.md section 6): `start-service` launches an app
+"""The kernel's apps (docs/service-ports.rst): `start-service` launches an app
 the image declares (its definition in /opt/kernel/service-defs/<name>.json)
 as the kernel user in /home/work, waits until its port accepts connections
 and answers one `service-result` record; `shutdown-service` stops it. Each

@@ -1,6 +1,6 @@
 """The kernel's terminal: /bin/bash on a pty, its output published on port
 2003 and input from port 2002 written to it; restarted when the shell exits
-(PROTOCOL.md section 4)."""
+(docs/wire-contract.rst, "Kernel runner ports")."""
 import errno
 import fcntl
 import os
