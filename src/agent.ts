@@ -313,7 +313,7 @@ export class Agent {
     this.stopping ??= (async () => {
       if (this.state === 'starting') {
         this.abort.abort(new Error('the agent was stopped while starting'));
-        await this.starting?.catch(() => undefined);
+        await this.starting?.catch(() => undefined); // only waits for the aborted start to settle: start() reports its own failure
       }
       if (this.state === 'running') await this.drain(reason);
     })();

@@ -97,7 +97,10 @@ export class KernelFactory {
     this.d.gpus?.adopt(warm.gpuSet, id); // the pooled container's devices are the kernel's now
     if (warm.traits.services.ok && warm.traits.services.services.length) {
       // The pool filled it with the image's service ports published (a bad label never makes a pooled container).
-      const published = await this.d.docker.inspect(warm.containerId).catch(() => null);
+      const published = await this.d.docker.inspect(warm.containerId).catch((err: unknown) => {
+        this.d.log.warn('could not read the published ports of a claimed pooled container; its service ports are unknown', { kernelId: id, container: warm.containerId.slice(0, 12), error: errorMessage(err) });
+        return null;
+      });
       rec.servicePorts = servicePortsOf(warm.traits, published?.ports ?? {});
     }
     this.c.kernels.set(id, rec);

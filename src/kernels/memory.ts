@@ -115,7 +115,7 @@ export function slotFigures(k: { capacity(): Capacity; freeSlots(): Capacity }):
  */
 export async function checkScratchReserve(scratchRoot: string, reserveMiB: number): Promise<void> {
   if (reserveMiB <= 0) return;
-  const st = await fs.statfs(scratchRoot).catch(() => null);
+  const st = await fs.statfs(scratchRoot).catch(() => null); // optional: without it, no disk figure
   if (!st) return;
   const freeMiB = Math.floor((st.bavail * st.bsize) / (1024 * 1024));
   if (freeMiB < reserveMiB) {

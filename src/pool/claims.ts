@@ -98,7 +98,7 @@ export class ClaimStore {
 
   /** The record of a container, or null when it has none (or an unreadable one). */
   async read(containerId: string): Promise<ClaimRecord | null> {
-    const text = await fs.readFile(this.file(containerId), 'utf8').catch(() => null);
+    const text = await fs.readFile(this.file(containerId), 'utf8').catch(() => null); // no record (or none readable): the container was never claimed
     if (text === null) return null;
     try {
       const r = JSON.parse(text) as ClaimRecord;

@@ -415,6 +415,10 @@ export class KernelRelay {
   }
 
   private readOom(): Promise<number | null> {
-    return this.o.oomKills ? this.o.oomKills().catch(() => null) : Promise.resolve(null);
+    if (!this.o.oomKills) return Promise.resolve(null);
+    return this.o.oomKills().catch((err: unknown) => {
+      this.o.log.warn('could not read the kernel\'s OOM kills; a runner restart is not told apart from an OOM kill', { error: errorMessage(err) });
+      return null;
+    });
   }
 }
