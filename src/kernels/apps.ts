@@ -7,7 +7,7 @@
  * list_kernels. Nothing here restarts an app behind the manager's back.
  */
 import { errorMessage } from '../errors.js';
-import type { ServiceResult } from '../rpc/methods.js';
+import type { ServiceResult } from '../rpc/results.js';
 import type { KernelService } from './service.js';
 import type { KernelRecord } from './record.js';
 

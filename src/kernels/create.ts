@@ -7,7 +7,7 @@
  */
 import { AgentError, DockerError, errorMessage, KernelCreationError, NoResourcesError } from '../errors.js';
 import { KERNEL_PORTS } from '../adapters/docker.js';
-import type { KernelInfo } from '../rpc/methods.js';
+import type { KernelInfo } from '../rpc/results.js';
 import { CoresExhausted, type CpuAllocator } from './allocator.js';
 import { checkPossible, checkScratchReserve, MemoryExhausted, type MemoryBook } from './memory.js';
 import { containerRequest, imageTraits, lastLines, prepareScratch } from './launch.js';
@@ -16,7 +16,7 @@ import { checkMounts, type KernelSpec } from './spec.js';
 import type { KernelRelays } from './relays.js';
 import { kernelInfo, type KernelRecord, type KernelServiceDeps } from './record.js';
 import type { PooledContainer } from '../pool/pool.js';
-import { environStatement } from '../pool/claims.js';
+import { environStatement } from '../relay/runner-snippets.js';
 import { takeGpus } from '../accelerators/kernel-gpus.js';
 import { prepareHome, waitBootstrap } from './workspace.js';
 import { refuseBadServiceLabel, servicePortsOf } from './service-ports.js';

@@ -10,7 +10,7 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import { ImpossibleRequestError, NoResourcesError } from '../errors.js';
-import type { SlotFigures } from '../rpc/methods.js';
+import type { SlotFigures } from '../rpc/results.js';
 
 /** Capacity is what the node offers kernels in all: the heartbeat's `cpu_slots` and `mem_slots`. */
 export interface Capacity {

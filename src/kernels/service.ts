@@ -12,7 +12,7 @@ import { PendingDestroys, removeContainer, removeUntilGone, within } from './tea
 import { KernelEndings, type Ending } from './endings.js';
 import { KernelSync } from './sync.js';
 import { SelfSync } from './self-sync.js';
-import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
+import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/results.js';
 import { CpuAllocator } from './allocator.js';
 import { MemoryBook, nodeMemoryMiB, schedulable, type Capacity } from './memory.js';
 import { imageTraits, prepareScratch } from './launch.js';
@@ -27,7 +27,7 @@ import { KernelWatch } from './watch.js';
 import { KernelFactory } from './create.js';
 import { kernelInfo, statsTarget, type KernelRecord, type KernelServiceDeps } from './record.js';
 import { homesOf } from '../scratch/homes.js';
-import { shellWaitStatement } from '../pool/claims.js';
+import { shellWaitStatement } from '../relay/runner-snippets.js';
 import { appStates } from './apps.js';
 
 export type { KernelRecord, KernelServiceDeps } from './record.js';

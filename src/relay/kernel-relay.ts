@@ -23,7 +23,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { errorMessage, InternalError, KernelUnresponsiveError, ParametersError, RunLostError, RunNotFoundError } from '../errors.js';
-import type { RunResult } from '../rpc/methods.js';
+import type { RunResult } from '../rpc/results.js';
 import { RequestBook } from './requests.js';
 import { Liveness } from './liveness.js';
 import { RunBook } from './run-book.js';

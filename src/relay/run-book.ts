@@ -8,7 +8,7 @@
  */
 import type { Logger } from '../log.js';
 import { errorMessage, ParametersError } from '../errors.js';
-import type { RunResult } from '../rpc/methods.js';
+import type { RunResult } from '../rpc/results.js';
 import { Run, type RunStatus } from './runs.js';
 import type { RunnerHello } from './runner-records.js';
 
