@@ -20,7 +20,7 @@ import { NodeMonitor } from './node/stats.js';
 import { msgpackCodec } from './wire/codec.js';
 import { RpcRouter, type RouterStats } from './wire/router.js';
 import { Dispatcher } from './rpc/dispatcher.js';
-import type { NodeStatsResult } from './rpc/methods.js';
+import type { NodeStatsResult } from './rpc/results.js';
 import { kernelBindings } from './kernel-bindings.js';
 import { EventPublisher, type PublisherStats } from './events/publisher.js';
 import { Heartbeat } from './services/heartbeat.js';
@@ -313,7 +313,7 @@ export class Agent {
     this.stopping ??= (async () => {
       if (this.state === 'starting') {
         this.abort.abort(new Error('the agent was stopped while starting'));
-        await this.starting?.catch(() => undefined);
+        await this.starting?.catch(() => undefined); // only waits for the aborted start to settle: start() reports its own failure
       }
       if (this.state === 'running') await this.drain(reason);
     })();

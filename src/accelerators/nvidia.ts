@@ -194,7 +194,7 @@ export class NvidiaCuda implements Accelerator {
 
   /** Runtime if Docker has one (or the toolkit with DeviceRequests), else device nodes if they are all there, else none. */
   private async choosePath(devices: readonly AcceleratorDevice[]): Promise<{ path: PassPath; reason: string; fix: string }> {
-    const docker = await this.o.docker?.().catch(() => null);
+    const docker = await this.o.docker?.().catch(() => null); // optional: without Docker's view the check says so below
     this.legacyRuntime = false;
     if (docker?.runtimes.includes('nvidia')) {
       this.legacyRuntime = !apiAtLeast(docker.apiVersion, 1, 40);

@@ -380,7 +380,7 @@ export async function followEvents(
       down = true;
     }
     if (signal.aborted) return;
-    await sleep(delay, undefined, { signal }).catch(() => undefined);
+    await sleep(delay, undefined, { signal }).catch(() => undefined); // an abort ends the wait early, which is its purpose
     delay = Math.min(delay * 2, 5000);
   }
 }

@@ -274,7 +274,7 @@ export class EtcdStore {
         try {
           const w = await build().create();
           if (closed) {
-            await w.cancel().catch(() => undefined);
+            await w.cancel().catch((err: unknown) => this.log.warn('could not cancel an etcd watch made after its owner stopped watching', { etcd: this.where, error: errorMessage(err) }));
             return;
           }
           attach(w);

@@ -17,7 +17,7 @@ import { createLogger, silentLogger, type Logger } from '../log.js';
 import { EtcdStore } from '../adapters/etcd.js';
 import { DockerEngine } from '../adapters/docker.js';
 import { formatChecklist, runChecks, settingsReader } from './check/checks.js';
-import { describeMethods } from '../rpc/methods.js';
+import { describeMethods } from '../rpc/listing.js';
 import { modernMethods, modernNotServed } from '../rpc/modern-methods.js';
 import { generateKeyPairFile } from '../config/keys.js';
 import { NvidiaCuda } from '../accelerators/nvidia.js';

@@ -104,13 +104,13 @@ export async function changedOutputFiles(home: string, sinceMs: number, limit = 
   let seen = 0;
   while (stack.length && seen < limit) {
     const rel = stack.pop()!;
-    const entries = await fs.readdir(path.join(root, rel), { withFileTypes: true }).catch(() => []);
+    const entries = await fs.readdir(path.join(root, rel), { withFileTypes: true }).catch(() => []); // no .output directory (or gone meanwhile): no files
     for (const e of entries) {
       if (++seen > limit) break;
       const name = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) stack.push(name);
       else if (e.isFile()) {
-        const st = await fs.lstat(path.join(root, name)).catch(() => null);
+        const st = await fs.lstat(path.join(root, name)).catch(() => null); // removed meanwhile: not listed
         if (st && st.mtimeMs >= sinceMs - 5) out.push({ name, size: st.size }); // 5 ms: file system timestamp granularity
       }
     }

@@ -5,7 +5,7 @@
  * taken, and the host port of each in a kernel's info.
  */
 import { KernelCreationError } from '../errors.js';
-import type { ServicePort } from '../rpc/methods.js';
+import type { ServicePort } from '../rpc/results.js';
 
 /** One app an image declares: `name:protocol:port`. */
 export interface ServiceDecl {

@@ -18,7 +18,7 @@ const MAX_TEMPLATE_ENTRIES = 100_000;
 
 /** Copies a template folder into a home (created if needed); throws an Error that says which entry broke which rule. */
 export async function copyTemplate(template: string, home: string, uid: number, maxBytes: number): Promise<{ files: number; bytes: number }> {
-  const top = await fs.lstat(template).catch(() => null);
+  const top = await fs.lstat(template).catch(() => null); // no template: nothing to copy
   if (!top?.isDirectory()) throw new Error(`workspace_template ${template} is not a directory (a symlink is not followed either)`);
   await fs.mkdir(home, { recursive: true, mode: 0o755 });
   let bytes = 0;
@@ -84,7 +84,7 @@ export async function waitBootstrap(home: string, timeoutSec: number, running: (
   const deadline = Date.now() + timeoutSec * 1000;
   for (let i = 0; ; i++) {
     if (await fs.access(path.join(home, DONE)).then(() => true, () => false)) return;
-    const failed = await fs.readFile(path.join(home, FAILED), 'utf8').catch(() => null);
+    const failed = await fs.readFile(path.join(home, FAILED), 'utf8').catch(() => null); // no marker: the preparation did not fail
     if (failed !== null) {
       const [code, ...lines] = failed.split('\n');
       const tail = lines.join('\n').trim();

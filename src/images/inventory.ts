@@ -8,7 +8,7 @@
 import type { DockerImages, LocalImage } from '../adapters/docker-images.js';
 import type { KernelImage } from '../adapters/docker.js';
 import type { Logger } from '../log.js';
-import type { ImageSummary } from '../rpc/methods.js';
+import type { ImageSummary } from '../rpc/results.js';
 
 /** Who uses which image name: kernels, and idle pooled containers. */
 export interface ImageUsers {

@@ -104,7 +104,7 @@ export class RegistryClient {
     let res = await this.request(url, headers, ref, signal);
     if (res.status !== 401) return res;
     const challenge = res.headers.get('www-authenticate') ?? '';
-    await res.arrayBuffer().catch(() => undefined);
+    await res.arrayBuffer().catch(() => undefined); // only drains the body so the connection is reused; the answer was read already
     const creds = await this.credentials(ref.registry);
     const basic = creds ? `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}` : null;
     if (/^basic/i.test(challenge)) {

@@ -11,7 +11,7 @@ import { errorMessage, ImageInUseError, ImageNotFoundError, ParametersError } fr
 import type { Logger } from '../log.js';
 import type { DockerImages } from '../adapters/docker-images.js';
 import type { KernelImage } from '../adapters/docker.js';
-import type { ImageRemoval, ImageSummary, PullSummary } from '../rpc/methods.js';
+import type { ImageRemoval, ImageSummary, PullSummary } from '../rpc/results.js';
 import { resolveImage } from '../containers/spec.js';
 import { ImageInventory, type ImageUsers } from './inventory.js';
 import { ImagePuller } from './puller.js';

@@ -9,7 +9,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { KERNEL_PORTS } from '../adapters/docker.js';
-import type { KernelStats } from '../rpc/methods.js';
+import type { KernelStats } from '../rpc/results.js';
 import type { CpuAllocator } from './allocator.js';
 import type { MemoryBook } from '../node/memory.js';
 import { parseCoreList } from '../containers/launch.js';

@@ -7,8 +7,8 @@
  * list_kernels. Nothing here restarts an app behind the manager's back.
  */
 import { errorMessage } from '../errors.js';
-import type { ServiceResult } from '../rpc/methods.js';
-import type { KernelService } from './service.js';
+import type { ServiceResult } from '../rpc/results.js';
+import type { KernelRelay } from '../relay/kernel-relay.js';
 import type { KernelRecord } from './record.js';
 
 /** How long the runner waits for an app's port before it answers `failed` (deploy/kernels/python/services.py). */
@@ -41,8 +41,16 @@ function asResult(payload: Buffer): ServiceResult {
   return o as ServiceResult;
 }
 
+/** What the apps need of the kernel service (KernelService is one): a narrow view, so that the service may list app states without a file circle. */
+export interface AppKernels {
+  /** The record of a kernel once no restart is in progress. */
+  ready(id: string): Promise<KernelRecord>;
+  /** The relay to a kernel's runner. */
+  relay(id: string): Promise<KernelRelay>;
+}
+
 export class KernelApps {
-  constructor(private readonly kernels: KernelService) {}
+  constructor(private readonly kernels: AppKernels) {}
 
   /** start_service: an unknown name is the failed map, not an RPC error (docs/service-ports.rst). */
   async start(id: string, name: string, options: Record<string, unknown>): Promise<ServiceResult> {

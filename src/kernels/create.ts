@@ -7,7 +7,7 @@
  */
 import { AgentError, DockerError, errorMessage, KernelCreationError, NoResourcesError } from '../errors.js';
 import { KERNEL_PORTS } from '../adapters/docker.js';
-import type { KernelInfo } from '../rpc/methods.js';
+import type { KernelInfo } from '../rpc/results.js';
 import { CoresExhausted, type CpuAllocator } from './allocator.js';
 import { checkPossible, checkScratchReserve, MemoryExhausted, type MemoryBook } from '../node/memory.js';
 import { containerRequest, lastLines, prepareScratch } from '../containers/launch.js';
@@ -17,7 +17,7 @@ import { checkMounts, type KernelSpec } from '../containers/spec.js';
 import type { KernelRelays } from './relays.js';
 import { kernelInfo, type KernelRecord, type KernelServiceDeps } from './record.js';
 import type { PooledContainer } from '../pool/pool.js';
-import { environStatement } from '../pool/claims.js';
+import { environStatement } from '../relay/runner-snippets.js';
 import { takeGpus } from '../accelerators/kernel-gpus.js';
 import { prepareHome, waitBootstrap } from '../containers/workspace.js';
 import { refuseBadServiceLabel, servicePortsOf } from '../containers/service-ports.js';
@@ -98,7 +98,10 @@ export class KernelFactory {
     this.d.gpus?.adopt(warm.gpuSet, id); // the pooled container's devices are the kernel's now
     if (warm.traits.services.ok && warm.traits.services.services.length) {
       // The pool filled it with the image's service ports published (a bad label never makes a pooled container).
-      const published = await this.d.docker.inspect(warm.containerId).catch(() => null);
+      const published = await this.d.docker.inspect(warm.containerId).catch((err: unknown) => {
+        this.d.log.warn('could not read the published ports of a claimed pooled container; its service ports are unknown', { kernelId: id, container: warm.containerId.slice(0, 12), error: errorMessage(err) });
+        return null;
+      });
       rec.servicePorts = servicePortsOf(warm.traits, published?.ports ?? {});
     }
     this.c.kernels.set(id, rec);

@@ -136,7 +136,7 @@ export class ScratchFiles {
         await fs.rename(at(dir, tmp), at(dir, w.name!));
         tmpLeft = false;
       } finally {
-        if (tmpLeft) await fs.unlink(at(dir, tmp)).catch(() => undefined);
+        if (tmpLeft) await fs.unlink(at(dir, tmp)).catch(() => undefined); // the upload's own error is thrown; a temp file it never made is nothing to report
         await closeAll(w.dirs);
       }
     });
@@ -450,7 +450,7 @@ async function streamFile(fh: FileHandle, size: number, sink: { write(chunk: Buf
 }
 
 async function closeAll(handles: FileHandle[]): Promise<void> {
-  await Promise.all(handles.map((h) => h.close().catch(() => undefined)));
+  await Promise.all(handles.map((h) => h.close().catch(() => undefined))); // read-only directory descriptors: a failed close loses nothing
 }
 
 /** Python's `stat.filemode`: `-rw-r--r--`, with s/S/t/T for setuid, setgid and sticky. */

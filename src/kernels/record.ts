@@ -11,7 +11,7 @@ import type { KernelSpec } from '../containers/spec.js';
 import type { CgroupStats } from './stats.js';
 import type { FileLimits } from './files.js';
 import type { WarmPool } from '../pool/pool.js';
-import type { KernelInfo, ServicePort } from '../rpc/methods.js';
+import type { KernelInfo, ServicePort } from '../rpc/results.js';
 import type { GpuService } from '../accelerators/gpus.js';
 import type { AgentEventName } from '../events/catalogue.js';
 import type { ScratchHomes } from '../scratch/homes.js';

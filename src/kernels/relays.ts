@@ -99,6 +99,11 @@ export class KernelRelays {
   /** The relay to a kernel's terminal, opened once the runner answers. */
   async terminal(rec: RelayTarget): Promise<TerminalRelay> {
     let t = this.terminals.get(rec.id);
+    if (t?.failure) {
+      t.close(); // its read loop failed (logged): a new relay reconnects
+      this.terminals.delete(rec.id);
+      t = undefined;
+    }
     if (!t) {
       // Docker's proxy accepts connections before the runner listens, and a PUB drops what it sends meanwhile.
       await this.relay(rec).ping();

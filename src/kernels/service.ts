@@ -12,7 +12,7 @@ import { PendingDestroys, removeContainer, removeUntilGone, within } from './tea
 import { KernelEndings, type Ending } from './endings.js';
 import { KernelSync } from './sync.js';
 import { SelfSync } from './self-sync.js';
-import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/methods.js';
+import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/results.js';
 import { CpuAllocator } from './allocator.js';
 import { MemoryBook, nodeMemoryMiB, schedulable, type Capacity } from '../node/memory.js';
 import { prepareScratch } from '../containers/launch.js';
@@ -28,7 +28,7 @@ import { KernelWatch } from './watch.js';
 import { KernelFactory } from './create.js';
 import { kernelInfo, statsTarget, type KernelRecord, type KernelServiceDeps } from './record.js';
 import { homesOf } from '../scratch/homes.js';
-import { shellWaitStatement } from '../pool/claims.js';
+import { shellWaitStatement } from '../relay/runner-snippets.js';
 import { appStates } from './apps.js';
 
 export type { KernelRecord, KernelServiceDeps } from './record.js';
@@ -134,7 +134,7 @@ export class KernelService {
   async summaries(): Promise<KernelSummary[]> {
     return Promise.all(
       this.list().map(async (rec) => {
-        const usage = await this.deps.stats.readUsage({ containerId: rec.containerId, pid: rec.pid }).catch(() => null);
+        const usage = await this.deps.stats.readUsage({ containerId: rec.containerId, pid: rec.pid }).catch(() => null); // optional: a kernel going away has no usage to read
         return {
           id: rec.id, lang: rec.spec.lang, image: rec.spec.image, state: rec.state, container_id: rec.containerId,
           cpu_set: rec.cpuSet, mem_mib: rec.spec.memMiB, created_at: rec.createdAt / 1000, last_used: rec.lastUsed / 1000,
@@ -154,12 +154,12 @@ export class KernelService {
     if (inflight) return inflight;
     const destroying = this.destroying.get(id);
     if (destroying) {
-      await destroying.catch(() => undefined);
+      await destroying.catch(() => undefined); // only waits for it to settle: its failure is answered to its own caller
       return this.create(id, config, readSpec);
     }
     const live = this.kernels.get(id);
     if (live) {
-      if (live.busy) await live.busy.catch(() => undefined);
+      if (live.busy) await live.busy.catch(() => undefined); // only waits for it to settle: its failure is answered to its own caller
       this.touch(live);
       return this.info(live);
     }
@@ -180,13 +180,13 @@ export class KernelService {
     if (tearing) return tearing;
     const creating = this.creating.get(id);
     if (creating) {
-      await creating.catch(() => undefined);
+      await creating.catch(() => undefined); // only waits for it to settle: its failure is answered to its own caller
       return this.destroy(id, reason, ending);
     }
     const rec = this.kernels.get(id);
     if (!rec) throw new KernelNotFoundError(id);
     if (rec.busy) {
-      await rec.busy.catch(() => undefined);
+      await rec.busy.catch(() => undefined); // only waits for it to settle: its failure is answered to its own caller
       return this.destroy(id, reason, ending);
     }
     if (ending) this.endings.record(id, ending.finalLog);
@@ -270,7 +270,7 @@ export class KernelService {
     const rec = await this.ready(id);
     if (rec.busy) {
       // Another restart got here first: run after it (no await from here until `rec.busy` is set).
-      await rec.busy.catch(() => undefined);
+      await rec.busy.catch(() => undefined); // only waits for it to settle: its failure is answered to its own caller
       return this.restart(id, config, readSpec);
     }
     const s = this.deps.settings();
@@ -296,7 +296,7 @@ export class KernelService {
     } catch (err) {
       // Remove what the restart made, and the old container if removing it was what failed;
       // then the kernel has no container: give back what it holds and tell the manager.
-      for (const fn of undo.reverse()) await Promise.resolve().then(fn).catch(() => undefined);
+      for (const fn of undo.reverse()) await Promise.resolve().then(fn).catch((e: unknown) => this.deps.log.warn('could not undo a step of a failed restart', { kernelId: id, error: errorMessage(e) }));
       await within(this.deps.docker.remove(rec.containerId), this.destroyBoundMs(), 'remove').catch((e: unknown) =>
         this.deps.log.error('could not remove the old container of a failed restart', { kernelId: id, error: errorMessage(e) }),
       );
@@ -353,10 +353,10 @@ export class KernelService {
 
   /** The record of a kernel once no restart is in progress; counts as use. */
   async ready(id: string): Promise<KernelRecord> {
-    await this.creating.get(id)?.catch(() => undefined);
+    await this.creating.get(id)?.catch(() => undefined); // only waits for it to settle: its failure is answered to its own caller
     const rec = this.kernels.get(id);
     if (!rec || rec.state === 'destroying') throw new KernelNotFoundError(id);
-    await rec.busy?.catch(() => undefined);
+    await rec.busy?.catch(() => undefined); // only waits for it to settle: its failure is answered to its own caller
     if (!this.kernels.has(id)) throw new KernelNotFoundError(id);
     this.touch(rec);
     return rec;

@@ -7,7 +7,7 @@
  */
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { KernelStats } from '../rpc/methods.js';
+import type { KernelStats } from '../rpc/results.js';
 import { fsFigures, isMountPoint } from '../scratch/mounts.js';
 
 /** What {@link CgroupStats.read} needs to find one container's figures. */

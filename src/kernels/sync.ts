@@ -12,7 +12,7 @@
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { AgentEventName } from '../events/catalogue.js';
-import type { SyncResult } from '../rpc/methods.js';
+import type { SyncResult } from '../rpc/results.js';
 
 /** What a plan is made from. */
 export interface SyncInput {

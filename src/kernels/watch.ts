@@ -78,7 +78,7 @@ export class KernelWatch {
     if (!rec || rec.state !== 'running' || d.isCreating(rec.id)) return; // ours to remove: a destroy or restart is under way
     const id = rec.id;
     // Docker says whether the OOM killer ended it and with which exit code: the manager, the runs it held and the user are told.
-    void Promise.all([d.docker.inspect(containerId).catch(() => null), d.docker.logs(containerId, 200).catch(() => '')])
+    void Promise.all([d.docker.inspect(containerId).catch(() => null), d.docker.logs(containerId, 200).catch(() => '')]) // optional detail for the death's log line
       .then(([st, output]) => {
         const ending = describeEnding(st, output, rec.spec.memMiB);
         d.log.warn('kernel container died by itself', { kernelId: id, reason: ending.reason, detail: ending.detail, lastOutput: ending.tail });

@@ -10,7 +10,7 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import { ImpossibleRequestError, NoResourcesError } from '../errors.js';
-import type { SlotFigures } from '../rpc/methods.js';
+import type { SlotFigures } from '../rpc/results.js';
 
 /** Capacity is what the node offers kernels in all: the heartbeat's `cpu_slots` and `mem_slots`. */
 export interface Capacity {
@@ -115,7 +115,7 @@ export function slotFigures(k: { capacity(): Capacity; freeSlots(): Capacity }):
  */
 export async function checkScratchReserve(scratchRoot: string, reserveMiB: number): Promise<void> {
   if (reserveMiB <= 0) return;
-  const st = await fs.statfs(scratchRoot).catch(() => null);
+  const st = await fs.statfs(scratchRoot).catch(() => null); // optional: without it, no disk figure
   if (!st) return;
   const freeMiB = Math.floor((st.bavail * st.bsize) / (1024 * 1024));
   if (freeMiB < reserveMiB) {

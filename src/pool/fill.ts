@@ -125,8 +125,9 @@ export class PoolFiller {
       relay?.close();
       this.pool.deps.gpus?.release(gpuSet);
       this.pool.charges.release(slot);
-      if (containerId) await this.pool.deps.docker.remove(containerId).catch(() => undefined);
-      await fs.rm(home, { recursive: true, force: true }).catch(() => undefined);
+      const log = this.pool.deps.log;
+      if (containerId) await this.pool.deps.docker.remove(containerId).catch((e: unknown) => log.warn('could not remove a pooled container that did not come up', { container: containerId.slice(0, 12), error: errorMessage(e) }));
+      await fs.rm(home, { recursive: true, force: true }).catch((e: unknown) => log.warn('could not remove the home of a pooled container that did not come up', { dir: home, error: errorMessage(e) }));
     } finally {
       this.creating.delete(slot);
       this.pinning.delete(slot);

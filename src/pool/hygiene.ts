@@ -86,10 +86,10 @@ export async function runHygiene(pool: HygieneTarget): Promise<void> {
     log.info('removing an untracked pooled container (zombie)', { container: c.id.slice(0, 12), pool: c.labels[LABELS.pool], ageSec: Math.round(ageMs / 1000), allowanceSec: s.zombieAllowanceSec });
     await docker.remove(c.id).catch((e: unknown) => log.warn('could not remove a zombie pooled container', { error: errorMessage(e) }));
     const slot = c.labels[LABELS.poolSlot] ?? '';
-    if (/^[0-9a-f]+$/.test(slot)) await fs.rm(path.join(scratchRoot, '.pool', slot), { recursive: true, force: true }).catch(() => undefined);
+    if (/^[0-9a-f]+$/.test(slot)) await fs.rm(path.join(scratchRoot, '.pool', slot), { recursive: true, force: true }).catch((e: unknown) => log.warn('could not remove the home of a zombie pooled container', { container: c.id.slice(0, 12), slot, error: errorMessage(e) }));
   }
 
   for (const id of await pool.claims.list()) {
-    if (!byId.has(id) && !pool.claimed.has(id)) await pool.claims.remove(id).catch(() => undefined);
+    if (!byId.has(id) && !pool.claimed.has(id)) await pool.claims.remove(id).catch((e: unknown) => log.warn('could not remove a claim record of a container that is gone', { container: id.slice(0, 12), error: errorMessage(e) }));
   }
 }

@@ -192,8 +192,8 @@ export class WarmPool implements HygieneTarget {
   /** Removes a claimed container that could not become a kernel, with its home and claim record. */
   async discard(containerId: string, dirs: string[]): Promise<void> {
     await this.deps.docker.remove(containerId).catch((e: unknown) => this.deps.log.error('could not remove a pooled container', { error: errorMessage(e) }));
-    await this.claims.remove(containerId).catch(() => undefined);
-    for (const d of dirs) await fs.rm(d, { recursive: true, force: true }).catch(() => undefined);
+    await this.claims.remove(containerId).catch((e: unknown) => this.deps.log.warn('could not remove the claim record of a discarded pooled container', { container: containerId.slice(0, 12), error: errorMessage(e) }));
+    for (const d of dirs) await fs.rm(d, { recursive: true, force: true }).catch((e: unknown) => this.deps.log.warn('could not remove a directory of a discarded pooled container', { container: containerId.slice(0, 12), dir: d, error: errorMessage(e) }));
     this.claimed.delete(containerId);
   }
 
@@ -215,7 +215,7 @@ export class WarmPool implements HygieneTarget {
   /** A claimed container's kernel is gone: forget it and its claim record. */
   async released(containerId: string): Promise<void> {
     if (!this.claimed.delete(containerId)) return;
-    await this.claims.remove(containerId).catch(() => undefined);
+    await this.claims.remove(containerId).catch((e: unknown) => this.deps.log.warn('could not remove the claim record of a released pooled container', { container: containerId.slice(0, 12), error: errorMessage(e) }));
   }
 
   /** An idle container died (Docker's events): replace it now rather than at the next check. */
@@ -232,7 +232,7 @@ export class WarmPool implements HygieneTarget {
     this.charges.release(c.slot);
     this.deps.log.info('removing a pooled container', { container: c.containerId.slice(0, 12), pool: c.key, reason });
     await this.deps.docker.remove(c.containerId).catch((e: unknown) => this.deps.log.warn('could not remove a pooled container', { error: errorMessage(e) }));
-    await fs.rm(c.home, { recursive: true, force: true }).catch(() => undefined);
+    await fs.rm(c.home, { recursive: true, force: true }).catch((e: unknown) => this.deps.log.warn('could not remove the home of a pooled container', { container: c.containerId.slice(0, 12), dir: c.home, error: errorMessage(e) }));
   }
 
   /** Starts the periodic hygiene and sizing pass. */

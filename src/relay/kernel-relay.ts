@@ -1,10 +1,12 @@
 /**
- * KernelRelay is the agent's side of one kernel runner (docs/wire-contract.rst, "Kernel runner ports"): a PUSH to its port 2000 and a PULL from 2001, opened on first use and
- * closed with the kernel. It answers `execute` with what a run printed within
+ * KernelRelay is the agent's side of one kernel runner (docs/wire-contract.rst,
+ * "Kernel runner ports": a PUSH to its port 2000 and a PULL from 2001), opened on first use and closed with the kernel: its connection
+ * ({@link RunnerLink}: sockets, read loop, synchronisation) and the routing
+ * of what the runner sends to runs and requests. It answers `execute` with what a run printed within
  * the flush timeout, enforces the exec timeout, and makes sure every result
  * belongs to its run.
  *
- * On opening it synchronises with the runner (`hello`, and `status` for a
+ * The link synchronises with the runner first (`hello`, and `status` for a
  * runner that does not know hello), and sends nothing else until it has.
  * A runner that answers hello tags: each input carries a tag (a third
  * frame), every record the runner sends carries its generation and the tag
@@ -18,21 +20,16 @@
  * request of a kind at a time, and liveness probes that end a run its runner
  * has lost.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import * as zmq from 'zeromq';
+import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
-import { errorMessage, KernelUnresponsiveError, ParametersError, RunLostError, RunNotFoundError } from '../errors.js';
-import type { RunResult } from '../rpc/methods.js';
-import { SendQueue } from '../wire/send-queue.js';
-import { MAX_PENDING_BYTES } from './output.js';
+import { errorMessage, InternalError, KernelUnresponsiveError, ParametersError, RunLostError, RunNotFoundError } from '../errors.js';
+import type { RunResult } from '../rpc/results.js';
 import { RequestBook } from './requests.js';
 import { Liveness } from './liveness.js';
 import { RunBook } from './run-book.js';
 import { Run } from './runs.js';
-import { describeRunnerEnd, parseHello, parseRecord, parseStatus, type RunnerHello, type RunnerRecord } from './runner-records.js';
-
-/** How long a new relay waits for the runner to say who it is before treating it as one that does not tag. */
-export const SYNC_TIMEOUT_MS = 10_000;
+import { RunnerLink, type InputMeta, type LinkMode } from './runner-link.js';
+import { batchInputs, describeRunnerEnd, parseHello, payloadExitCode, payloadJson, type RunnerHello, type RunnerRecord } from './runner-records.js';
 
 /** What `execute` asks of the relay, its arguments already checked. */
 export interface ExecuteRequest {
@@ -68,45 +65,26 @@ export interface KernelRelayOptions {
   inherited?: Run[];
 }
 
-type Mode = 'pending' | 'tagged' | 'untagged';
-type Meta = { t: string; run?: string } | null;
-
 export class KernelRelay {
-  private readonly push = new zmq.Push({ linger: 0, sendHighWaterMark: 1000 });
-  // A small receive queue: records are up to 64 KiB, so while a run is held back (see RunOutput) libzmq keeps at most ~4 MiB of it here.
-  private readonly pull = new zmq.Pull({ linger: 0, receiveHighWaterMark: 64 });
-  private readonly queue: SendQueue;
+  private readonly link: RunnerLink;
   private readonly requests: RequestBook;
-  /** Tags are `<epoch>.<n>`: unique to this relay, so no record meant for another agent's run can match one of ours. */
-  private readonly epoch = randomBytes(4).toString('hex');
-  private seq = 0;
-  private mode: Mode = 'pending';
-  private readonly syncWaiters: Array<() => void> = [];
-  private readonly deferred: Array<[string, string, Meta]> = [];
-  private held: RunnerRecord[] = [];
-  private heldBytes = 0;
-  /** The reply to the untagged `status` of the synchronisation is still to come (and is not an answer to anyone). */
-  private syncStatusOwed = true;
   private generation: string | null = null;
   /** The tag of the job the runner said it started last and has not finished. */
   private runningTag: string | null = null;
   private readonly book: RunBook;
-  private readonly syncTimer: NodeJS.Timeout;
   private readonly liveness: Liveness;
   private oomSeen: Promise<number | null>;
   private closed = false;
   private draining = false;
+  /** Set when the link gave up after read failures: calls fail at once with it. */
+  private broken: string | null = null;
   /** Records given to no one: from a runner that died, late output, or output of runs that are no longer held. */
   dropped = 0;
 
   constructor(private o: KernelRelayOptions) {
-    const host = o.host.includes(':') ? `[${o.host}]` : o.host;
-    this.push.connect(`tcp://${host}:${o.replInPort}`);
-    this.pull.connect(`tcp://${host}:${o.replOutPort}`);
-    this.queue = new SendQueue(this.push, (err) => this.o.log.warn('could not send to the kernel runner', { error: errorMessage(err) }));
     this.requests = new RequestBook({
       tagged: () => this.mode === 'tagged',
-      newTag: () => this.newTag(),
+      newTag: () => this.link.newTag(),
       send: (type, payload, tag) => this.send(type, payload, tag === null ? null : { t: tag }),
     });
     this.book = new RunBook(
@@ -121,11 +99,6 @@ export class KernelRelay {
       o.inherited,
     );
     this.oomSeen = this.readOom();
-    void this.readLoop();
-    // A runner that speaks the extension answers hello; any runner answers status (section 4).
-    this.queue.push(['hello', '']);
-    this.queue.push(['status', '']);
-    this.syncTimer = setTimeout(() => this.synced('untagged', null), SYNC_TIMEOUT_MS);
     this.liveness = new Liveness({
       log: o.log,
       ready: () => this.mode !== 'pending' && !this.closed,
@@ -135,6 +108,19 @@ export class KernelRelay {
       request: (type, replyType, timeoutMs) => this.requests.request(type, '', replyType, timeoutMs, () => new KernelUnresponsiveError(`no ${replyType}`)),
       lost: (line, queued) => this.lostRunner(line, queued),
     });
+    this.link = new RunnerLink(
+      { host: o.host, replInPort: o.replInPort, replOutPort: o.replOutPort, log: () => this.o.log },
+      {
+        answered: () => this.liveness.answered(),
+        synced: (mode, hello) => this.synced(mode, hello),
+        record: (rec, kept) => this.onRecord(rec, kept),
+        failed: (err, final) => this.failed(err, final),
+      },
+    );
+  }
+
+  private get mode(): LinkMode {
+    return this.link.mode;
   }
 
   /**
@@ -148,13 +134,14 @@ export class KernelRelay {
   }
 
   /** Whether the runner tags its records ('pending' until the relay has synchronised). */
-  get protocol(): Mode {
+  get protocol(): LinkMode {
     return this.mode;
   }
 
   /** execute: starts or resumes a run and returns its output so far. */
   async execute(req: ExecuteRequest): Promise<RunResult> {
     await this.whenSynced();
+    if (this.broken) throw new InternalError(this.broken);
     if (req.mode === 'continue' || req.mode === 'input') {
       const run = this.book.get(req.runId ?? '');
       if (!run) {
@@ -170,7 +157,7 @@ export class KernelRelay {
     if (old && !old.done) throw new ParametersError(`run ${id} is still going; call again with mode continue`);
     if (old) this.book.forget(old);
     const inputs = req.mode === 'query' ? ([['code', req.code]] as Array<[string, string]>) : batchInputs(req.opts);
-    const run = new Run(id, this.mode === 'tagged' ? this.newTag() : null, inputs);
+    const run = new Run(id, this.mode === 'tagged' ? this.link.newTag() : null, inputs);
     this.book.add(run);
     if (inputs.length === 0) this.book.finish(run, 0);
     else this.sendInputs(run);
@@ -202,13 +189,14 @@ export class KernelRelay {
 
   /** get_completions: asks the runner and waits (5 s at most) for its answer. */
   async complete(text: string, opts: Record<string, unknown>): Promise<string[]> {
-    const list = this.json(await this.request('complete', JSON.stringify({ ...opts, code: text }), 'completion', 5000, 'the kernel did not answer the completion request within 5 s; it may be busy'));
+    const list = payloadJson(await this.request('complete', JSON.stringify({ ...opts, code: text }), 'completion', 5000, 'the kernel did not answer the completion request within 5 s; it may be busy'));
     return Array.isArray(list) ? list.filter((x): x is string => typeof x === 'string') : [];
   }
 
   /** Sends a request record and waits for its answer's payload (matched by tag, or one at a time). */
   async request(type: string, payload: string, replyType: string, timeoutMs: number, timeoutMessage: string): Promise<Buffer> {
     await this.whenSynced();
+    if (this.broken) throw new InternalError(this.broken);
     return this.requests.request(type, payload, replyType, timeoutMs, () => new KernelUnresponsiveError(timeoutMessage));
   }
 
@@ -229,32 +217,19 @@ export class KernelRelay {
   close(reason?: string): Run[] {
     if (this.closed) return [];
     this.closed = true;
-    clearTimeout(this.syncTimer);
     this.liveness.stop();
     const left = reason ? this.book.endAll(reason) : [];
     this.book.wakeAll();
     this.requests.failAll(() => new KernelUnresponsiveError('the connection to the kernel runner was closed'));
-    for (const w of this.syncWaiters.splice(0)) w();
-    if (this.dropped + this.requests.dropped > 0) this.o.log.debug('records given to no run or request', { records: this.dropped, answers: this.requests.dropped });
-    this.push.close();
-    this.pull.close();
+    const dropped = this.dropped + this.link.dropped;
+    if (dropped + this.requests.dropped > 0) this.o.log.debug('records given to no run or request', { records: dropped, answers: this.requests.dropped });
+    this.link.close();
     return left;
   }
 
-  private newTag(): string {
-    return `${this.epoch}.${++this.seq}`;
-  }
-
-  /** Sends an input record; held until the relay has synchronised, tagged when the runner tags. */
-  private send(type: string, payload: string, meta: Meta): void {
-    if (this.closed) return;
-    if (this.mode === 'pending') {
-      this.deferred.push([type, payload, meta]);
-      return;
-    }
-    const frames: Array<Buffer | string> = [type, Buffer.from(payload, 'utf8')];
-    if (this.mode === 'tagged' && meta) frames.push(JSON.stringify(meta));
-    this.queue.push(frames);
+  /** Sends an input record (see {@link RunnerLink.send}). */
+  private send(type: string, payload: string, meta: InputMeta): void {
+    if (!this.closed) this.link.send(type, payload, meta);
   }
 
   private sendInputs(run: Run): void {
@@ -262,66 +237,47 @@ export class KernelRelay {
   }
 
   private whenSynced(): Promise<void> {
-    if (this.mode !== 'pending' || this.closed) return Promise.resolve();
-    return new Promise((resolve) => this.syncWaiters.push(resolve));
+    return this.closed ? Promise.resolve() : this.link.whenSynced();
   }
 
-  /** The relay knows now whether the runner tags: records held meanwhile are dispatched (or dropped), deferred inputs sent. */
+  /** The link knows whether the runner tags: a runner's hello says its generation, and which runs it holds of a previous agent. */
   private synced(mode: 'tagged' | 'untagged', hello: RunnerHello | null): void {
-    if (this.mode !== 'pending') return;
-    clearTimeout(this.syncTimer);
-    this.mode = mode;
-    if (hello) {
+    if (mode === 'tagged' && hello) {
       this.generation = hello.generation;
       if (this.o.takeOver) this.runningTag = this.book.takeOver(hello) ?? this.runningTag;
     }
-    const held = this.held;
-    this.held = [];
-    this.heldBytes = 0;
-    // Before the synchronisation nothing of ours was sent: what came is a previous agent's, for runs taken over or no one.
-    if (mode === 'tagged') for (const rec of held) this.accept(rec);
-    else this.dropped += held.length;
-    for (const [type, payload, meta] of this.deferred.splice(0)) this.send(type, payload, meta);
-    for (const w of this.syncWaiters.splice(0)) w();
   }
 
-  private async readLoop(): Promise<void> {
-    try {
-      for await (const frames of this.pull) {
-        const rec = parseRecord(frames);
-        if (!rec) continue;
-        const run = this.onRecord(rec);
-        // Back-pressure: a run holding as much output as it may is not read further until a reply takes it,
-        // and a call waiting on it answers now (continued) rather than at its flush timeout.
-        if (run?.output.full && !run.done) {
-          run.wake();
-          await run.output.waitForRoom();
-        }
-      }
-    } catch {
-      // closed
-    }
+  /**
+   * The link's read loop failed (a bug of ours handling a record, or the
+   * socket): it logged the error. Every run not finished ends now with the
+   * reason, and every request fails, rather than waiting out its timeout; the
+   * relay serves later runs (the loop goes on) unless the link gave up.
+   */
+  private failed(err: unknown, final: boolean): void {
+    const reason = `the agent's relay to this kernel failed (${errorMessage(err)}; the agent logged it at error level)`;
+    this.runningTag = null;
+    this.book.endAll(final ? reason : `${reason}; the kernel may still be running it`);
+    this.book.wakeAll();
+    this.requests.failAll(() => new InternalError(`${reason}; ask again`));
+    if (final) this.broken = `${reason}; the relay gave up reading from the runner: destroy or restart the kernel`;
   }
 
-  /** Handles one record; returns the run its output went to, if any. */
-  private onRecord(rec: RunnerRecord): Run | undefined {
-    this.liveness.answered();
-    if (this.mode === 'pending') {
-      if (rec.type === 'hello') {
-        const h = parseHello(rec.payload);
-        if (h) return void this.synced('tagged', h);
-      } else if (rec.type === 'status' && this.syncStatusOwed) {
-        this.syncStatusOwed = false;
-        const st = parseStatus(rec.payload);
-        const gen = st?.generation;
-        // Our runner answers hello before status; one whose status has no generation does not tag.
-        if (typeof gen === 'string') this.synced('tagged', { generation: gen, pid: null, previousStatus: null, current: null, queue: [], recent: [] });
-        else this.synced('untagged', null);
-        return undefined;
-      }
-      this.hold(rec);
-      return undefined;
+  /** Handles one record of the link; a promise returned holds the read loop back (the run is full). */
+  private onRecord(rec: RunnerRecord, kept: boolean): Promise<void> | undefined {
+    if (kept) return void this.accept(rec); // kept before the synchronisation: a previous agent's, of the generation the hello named
+    const run = this.route(rec);
+    // Back-pressure: a run holding as much output as it may is not read further until a reply takes it,
+    // and a call waiting on it answers now (continued) rather than at its flush timeout.
+    if (run?.output.full && !run.done) {
+      run.wake();
+      return run.output.waitForRoom();
     }
+    return undefined;
+  }
+
+  /** Routes one record after the synchronisation; returns the run its output went to, if any. */
+  private route(rec: RunnerRecord): Run | undefined {
     if (rec.type === 'hello') return void this.onHello(rec);
     if (this.mode === 'tagged' && rec.meta?.g !== undefined && rec.meta.g !== this.generation) {
       this.dropped++; // a runner that has died
@@ -330,21 +286,17 @@ export class KernelRelay {
     return this.accept(rec);
   }
 
-  private hold(rec: RunnerRecord): void {
-    if (this.heldBytes + rec.payload.length > MAX_PENDING_BYTES) {
-      this.dropped++;
-      return;
-    }
-    this.held.push(rec);
-    this.heldBytes += rec.payload.length;
-  }
-
   private onHello(rec: RunnerRecord): void {
     const h = parseHello(rec.payload);
     if (!h) return;
     if (rec.meta?.t !== undefined) this.requests.answer('hello', rec.meta.t, rec.payload);
     if (this.mode !== 'tagged') return; // a runner that did not answer in time is served as one that does not tag
-    if (h.generation !== this.generation) void this.runnerRestarted(h);
+    if (h.generation !== this.generation) {
+      this.runnerRestarted(h).catch((err: unknown) => {
+        this.o.log.error('the relay failed handling a restart of the kernel runner; its runs and requests end now', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
+        this.failed(err, false);
+      });
+    }
   }
 
   /** Gives a record to the run or request it belongs to. */
@@ -354,8 +306,7 @@ export class KernelRelay {
       case 'completion':
       case 'status':
       case 'service-result':
-        if (rec.type === 'status' && rec.meta?.t === undefined && this.syncStatusOwed) this.syncStatusOwed = false;
-        else this.requests.answer(rec.type, tagged ? (rec.meta?.t ?? '') : undefined, rec.payload);
+        this.requests.answer(rec.type, tagged ? (rec.meta?.t ?? '') : undefined, rec.payload);
         return undefined;
       case 'started': {
         if (!tagged || rec.meta?.t === undefined) return undefined;
@@ -395,16 +346,16 @@ export class KernelRelay {
         run.output.addHtml(rec.payload);
         break;
       case 'waiting-input': {
-        const o = this.json(rec.payload);
+        const o = payloadJson(rec.payload);
         run.settle({ status: 'waiting-input', exitCode: null, options: o && !Array.isArray(o) ? o : { is_password: false } });
         break;
       }
       case 'build-finished':
-        run.settle({ status: 'build-finished', exitCode: this.exitCode(rec.payload), options: null });
+        run.settle({ status: 'build-finished', exitCode: payloadExitCode(rec.payload), options: null });
         break;
       case 'finished':
         if (run.tag !== null && this.runningTag === run.tag) this.runningTag = null;
-        this.book.finish(run, this.exitCode(rec.payload));
+        this.book.finish(run, payloadExitCode(rec.payload));
         break;
     }
     return run.unclaimed ? undefined : run;
@@ -464,27 +415,10 @@ export class KernelRelay {
   }
 
   private readOom(): Promise<number | null> {
-    return this.o.oomKills ? this.o.oomKills().catch(() => null) : Promise.resolve(null);
-  }
-
-  private json(payload: Buffer): Record<string, unknown> | unknown[] | null {
-    try {
-      return JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
-    } catch {
+    if (!this.o.oomKills) return Promise.resolve(null);
+    return this.o.oomKills().catch((err: unknown) => {
+      this.o.log.warn('could not read the kernel\'s OOM kills; a runner restart is not told apart from an OOM kill', { error: errorMessage(err) });
       return null;
-    }
+    });
   }
-
-  private exitCode(payload: Buffer): number | null {
-    const v = this.json(payload) as { exitCode?: unknown } | null;
-    return v && typeof v.exitCode === 'number' ? v.exitCode : null;
-  }
-}
-
-/** The records of a batch run: `*` would be the image's default command; this image declares none, so it is skipped like an empty one. */
-function batchInputs(opts: Record<string, unknown>): Array<[string, string]> {
-  const cmd = (v: unknown) => (typeof v === 'string' && v !== '' && v !== '*' ? v : null);
-  const build = cmd(opts.build);
-  const exec = cmd(opts.exec);
-  return [...(build ? [['build', build] as [string, string]] : []), ...(exec ? [['exec', exec] as [string, string]] : [])];
 }

@@ -79,7 +79,7 @@ export class Liveness {
     if (!st || !this.t.ready()) return;
     if (this.t.tagged()) {
       // A generation we have not heard say hello: ask, and the answer takes the restart path.
-      if (typeof st.generation === 'string' && st.generation !== this.t.generation()) this.t.request('hello', 'hello', 5000).catch(() => undefined);
+      if (typeof st.generation === 'string' && st.generation !== this.t.generation()) this.t.request('hello', 'hello', 5000).catch(() => undefined); // its answer reaches the relay as a hello record; no answer: the next probe asks again
       return;
     }
     if (this.t.active().headStarted && st.busy === false && st.queue === 0) {

@@ -7,8 +7,8 @@
  * relay decides what happened; the book keeps the runs consistent with it.
  */
 import type { Logger } from '../log.js';
-import { ParametersError } from '../errors.js';
-import type { RunResult } from '../rpc/methods.js';
+import { errorMessage, ParametersError } from '../errors.js';
+import type { RunResult } from '../rpc/results.js';
 import { Run, type RunStatus } from './runs.js';
 import type { RunnerHello } from './runner-records.js';
 
@@ -209,7 +209,10 @@ export class RunBook {
     if (!run.ready && !this.o.hurry()) await run.sleep(flushTimeoutMs);
     const next: RunStatus = run.statuses.shift() ?? { status: 'continued', exitCode: null, options: null };
     if (run.done && run.statuses.length === 0) this.forget(run);
-    const files = next.status === 'finished' && run.startedAt > 0 ? await this.o.outputFiles(run.filesSince).catch(() => []) : [];
+    const files = next.status === 'finished' && run.startedAt > 0 ? await this.o.outputFiles(run.filesSince).catch((err: unknown) => {
+      this.o.log.warn('could not list the output files of a run; it answers with none', { runId: run.id, error: errorMessage(err) });
+      return [];
+    }) : [];
     return { runId: run.id, status: next.status, exitCode: next.exitCode, options: next.options, files, ...run.output.take(apiVersion) };
   }
 }

@@ -88,8 +88,9 @@ export function parseHello(payload: Buffer): RunnerHello | null {
     queue: list(o.queue).map(jobRef).filter((j): j is JobRef => j !== null),
     recent: list(o.recent).flatMap((r) => {
       const j = jobRef(r);
+      if (!j) return []; // not an object with a tag (null included): nothing to read an exit code from
       const code = (r as { exitCode?: unknown }).exitCode;
-      return j ? [{ ...j, exitCode: typeof code === 'number' ? code : null }] : [];
+      return [{ ...j, exitCode: typeof code === 'number' ? code : null }];
     }),
   };
 }
@@ -128,4 +129,27 @@ export function describeRunnerEnd(status: number | null, oom: { killed: boolean;
     return { exitCode: status, line: `runner died: signal ${sig}${SIGNALS[sig] ? ` (${SIGNALS[sig]})` : ''}` };
   }
   return { exitCode: status === 0 ? -1 : status, line: `runner exited with status ${status}` };
+}
+
+/** A record's JSON payload; null when it is not JSON. */
+export function payloadJson(payload: Buffer): Record<string, unknown> | unknown[] | null {
+  try {
+    return JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
+  } catch {
+    return null; // a payload that is not JSON is read as none: the caller has a default
+  }
+}
+
+/** The exit code a `finished` or `build-finished` payload carries (`{"exitCode": n}`); null when it has none. */
+export function payloadExitCode(payload: Buffer): number | null {
+  const v = payloadJson(payload) as { exitCode?: unknown } | null;
+  return v && typeof v.exitCode === 'number' ? v.exitCode : null;
+}
+
+/** The records of a batch run: `*` would be the image's default command; this image declares none, so it is skipped like an empty one. */
+export function batchInputs(opts: Record<string, unknown>): Array<[string, string]> {
+  const cmd = (v: unknown) => (typeof v === 'string' && v !== '' && v !== '*' ? v : null);
+  const build = cmd(opts.build);
+  const exec = cmd(opts.exec);
+  return [...(build ? [['build', build] as [string, string]] : []), ...(exec ? [['exec', exec] as [string, string]] : [])];
 }

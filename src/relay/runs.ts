@@ -5,7 +5,7 @@
  * got them can be sent them again), and the calls waiting on it, who share
  * one answer.
  */
-import type { RunResult } from '../rpc/methods.js';
+import type { RunResult } from '../rpc/results.js';
 import { RunOutput } from './output.js';
 
 export type Status = RunResult['status'];

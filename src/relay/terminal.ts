@@ -8,7 +8,7 @@
 import * as zmq from 'zeromq';
 import { SendQueue } from '../wire/send-queue.js';
 import type { Logger } from '../log.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, InternalError } from '../errors.js';
 
 /** What a read returns: the bytes after the cursor, the cursor to read from next, and bytes lost to the scrollback bound. */
 export interface TerminalChunk {
@@ -27,6 +27,9 @@ export class TerminalRelay {
   private start = 0;
   private end = 0;
   private waiters: Array<() => void> = [];
+  /** Why the read loop failed (null while it runs): reads fail with it, and the kernel's next use opens a new relay. */
+  failure: string | null = null;
+  private closed = false;
 
   constructor(
     host: string,
@@ -48,7 +51,7 @@ export class TerminalRelay {
     this.sub.connect(`tcp://${h}:${stdoutPort}`);
     this.sub.subscribe();
     this.queue = new SendQueue(this.pub, (err) => log.warn('terminal input not delivered', { error: errorMessage(err) }));
-    void this.readLoop();
+    void this.readLoop(); // it catches and logs whatever ends it
   }
 
   /** Sends input bytes to the terminal. */
@@ -59,6 +62,7 @@ export class TerminalRelay {
 
   /** Output after `cursor`; waits up to `timeoutMs` when there is none yet. */
   async read(cursor: number, timeoutMs: number): Promise<TerminalChunk> {
+    if (this.failure) throw new InternalError(this.failure);
     if (cursor >= this.end && timeoutMs > 0) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(done, timeoutMs);
@@ -68,13 +72,16 @@ export class TerminalRelay {
         }
         this.waiters.push(done);
       });
+      if (this.failure) throw new InternalError(this.failure);
     }
     const from = Math.max(Math.min(cursor, this.end), this.start);
     const all = Buffer.concat(this.chunks);
     return { data: all.subarray(from - this.start), cursor: this.end, dropped: Math.max(0, this.start - cursor) };
   }
 
+  /** Closes both sockets; reads waiting answer with what there is. */
   close(): void {
+    this.closed = true;
     for (const w of this.waiters.splice(0)) w();
     this.pub.close();
     this.sub.close();
@@ -89,8 +96,12 @@ export class TerminalRelay {
         while (this.end - this.start > this.scrollbackBytes && this.chunks.length > 1) this.start += this.chunks.shift()!.length;
         for (const w of this.waiters.splice(0)) w();
       }
-    } catch {
-      this.log.debug('terminal relay closed');
+    } catch (err) {
+      if (this.closed || this.sub.closed) return this.log.debug('terminal relay closed');
+      // Not a close: readers waiting fail now with the reason instead of timing out on a relay that reads nothing.
+      this.failure = `the agent's terminal relay failed (${errorMessage(err)}; the agent logged it at error level); read again to reconnect`;
+      this.log.error('the terminal relay stopped reading the kernel\'s output', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
+      for (const w of this.waiters.splice(0)) w();
     }
   }
 }

@@ -12,6 +12,7 @@ import { errorMessage, RemoteError, RpcTimeoutError } from '../errors.js';
 import { msgpackCodec } from '../wire/codec.js';
 import { buildCallosumRequest, CALLOSUM_PING, CallosumType, parseCallosumReply, type CallosumGeneration } from '../wire/callosum.js';
 import type { MethodDef } from './methods.js';
+import type { Logger } from '../log.js';
 import { PendingCalls } from './pending.js';
 import type { CallArgs, Param } from './params.js';
 
@@ -27,6 +28,8 @@ export interface CallosumClientOptions {
   okey?: string | Buffer;
   /** CURVE: the agent's public key and this client's key pair (Z85). */
   curve?: { serverKey: string; publicKey: string; secretKey: string };
+  /** Where a failure of the read loop is logged (error level); the calls waiting get it either way. */
+  log?: Logger;
 }
 
 export class CallosumClient {
@@ -39,6 +42,9 @@ export class CallosumClient {
   private pong: (() => void) | null = null;
   private ready: Promise<void>;
   private readonly loop: Promise<void>;
+  private readonly log: Logger | undefined;
+  /** Why the read loop failed; calls fail with it from then on. */
+  private failure: string | null = null;
 
   /** Connects to `tcp://host:port` and, for 1.x, starts the handshake (the first call waits for it). */
   constructor(endpoint: string, options: CallosumClientOptions = {}) {
@@ -50,6 +56,7 @@ export class CallosumClient {
       this.socket.curvePublicKey = options.curve.publicKey;
       this.socket.curveSecretKey = options.curve.secretKey;
     }
+    this.log = options.log;
     this.socket.connect(endpoint);
     this.loop = this.readLoop();
     this.ready = this.generation === '1.x' ? this.handshake(options.handshakeMs ?? 5000) : Promise.resolve();
@@ -81,14 +88,15 @@ export class CallosumClient {
 
   /** Calls any method by name; on timeout a cancel goes out and the call fails with RpcTimeoutError. */
   async callRaw(method: string, args: unknown[], kwargs: Record<string, unknown> = {}, timeoutMs = this.timeoutMs, packed?: Buffer): Promise<unknown> {
-    if (this.socket.closed) throw new Error('the client is closed');
+    if (this.socket.closed) throw new Error(this.failure ?? 'the client is closed');
     await this.ready;
     const seq = this.seq++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.settle(seq, undefined, new RpcTimeoutError(`${method} got no reply within ${timeoutMs} ms; the call was cancelled`));
         const cancel = buildCallosumRequest(this.generation, msgpackCodec, { method, okey: this.okey, seq, args: [], type: CallosumType.CANCEL });
-        this.socket.send(cancel).catch(() => undefined);
+        // The call has failed with its timeout already; a cancel that cannot go out only leaves the agent finishing it.
+        this.socket.send(cancel).catch((err: unknown) => this.log?.warn('could not send the cancel of a timed-out call', { method, seq, error: errorMessage(err) }));
       }, timeoutMs);
       this.pending.add(seq, { method, resolve, reject, timer });
       const frames = buildCallosumRequest(this.generation, msgpackCodec, { method, okey: this.okey, seq, args, kwargs, packed });
@@ -130,8 +138,22 @@ export class CallosumClient {
         if (reply.result.ok) this.pending.settle(reply.header.seq, reply.result.value);
         else this.pending.settle(reply.header.seq, undefined, new RemoteError(reply.result.name, [reply.result.repr], reply.result.repr));
       }
-    } catch {
-      // closed
+    } catch (err) {
+      if (!this.socket.closed) this.loopFailed(err); // else: the client was closed, the normal end
     }
+  }
+
+  /**
+   * The read loop failed on an open socket (a reply it could not handle):
+   * the error is logged, every call waiting fails with it at once rather
+   * than at its timeout, and the client closes, since no reply can reach
+   * its caller any more.
+   */
+  private loopFailed(err: unknown): void {
+    this.failure = `the client's read loop failed (${errorMessage(err)}); the client is closed: make a new one`;
+    this.log?.error('the RPC client stopped reading replies', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
+    const failure = this.failure;
+    this.pending.failAll(() => new Error(failure));
+    this.socket.close();
   }
 }

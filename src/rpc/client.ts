@@ -9,6 +9,7 @@ import { msgpackCodec, type Codec } from '../wire/codec.js';
 import { decodeReplyHeader, encodeRequestHeader } from '../wire/headers.js';
 import { eagerSender, SendQueue } from '../wire/send-queue.js';
 import type { MethodDef } from './methods.js';
+import type { Logger } from '../log.js';
 import { PendingCalls } from './pending.js';
 import type { CallArgs, Param } from './params.js';
 
@@ -19,6 +20,8 @@ export interface AgentClientOptions {
   codec?: Codec;
   /** CURVE: the agent's public key and this client's key pair (all Z85), for an agent with RPC authentication on. */
   curve?: { serverKey: string; publicKey: string; secretKey: string };
+  /** Where a failure of the read loop is logged (error level); the calls waiting get it either way. */
+  log?: Logger;
 }
 
 function hasKeys(o: object): boolean {
@@ -45,6 +48,9 @@ export class AgentClient {
   private readonly noKwargs: Buffer;
   private nextId = 1;
   private readonly loop: Promise<void>;
+  private readonly log: Logger | undefined;
+  /** Why the read loop failed; calls fail with it from then on. */
+  private failure: string | null = null;
 
   /** Connects to an agent, e.g. `tcp://127.0.0.1:6001`; ZeroMQ connects in the background. */
   constructor(endpoint: string, options: AgentClientOptions = {}) {
@@ -56,6 +62,7 @@ export class AgentClient {
       this.socket.curveSecretKey = options.curve.secretKey;
     }
     this.noKwargs = this.codec.encode({});
+    this.log = options.log;
     this.socket.connect(endpoint);
     // Until the agent is connected the socket refuses (EAGAIN); then the request waits, as the call's timeout allows.
     this.queue = new SendQueue(eagerSender(this.socket, -1), (err, frames) => {
@@ -81,7 +88,7 @@ export class AgentClient {
 
   /** Calls any method name with untyped arguments (for tests of the wire and for tools). */
   callRaw(method: string, args: unknown[], kwargs: Record<string, unknown> = {}, timeoutMs = this.timeoutMs): Promise<unknown> {
-    if (this.socket.closed) return Promise.reject(new Error('the client is closed'));
+    if (this.socket.closed) return Promise.reject(new Error(this.failure ?? 'the client is closed'));
     const requestId = this.nextId;
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
     const header = encodeRequestHeader({ pid: process.pid, random: this.random, requestId, time: Date.now() / 1000 });
@@ -132,13 +139,27 @@ export class AgentClient {
         const [type, args, repr] = Array.isArray(value) ? value : ['unknown', [value], String(value)];
         this.pending.settle(header.requestId, undefined, new RemoteError(String(type), Array.isArray(args) ? args : [args], String(repr)));
       }
-    } catch {
-      // the socket was closed
+    } catch (err) {
+      if (!this.socket.closed) this.loopFailed(err);
     }
   }
 
   /** Resolves when the read loop has ended (after close). */
   closed(): Promise<void> {
     return this.loop;
+  }
+
+  /**
+   * The read loop failed on an open socket (a reply it could not handle):
+   * the error is logged, every call waiting fails with it at once rather
+   * than at its timeout, and the client closes, since no reply can reach
+   * its caller any more.
+   */
+  private loopFailed(err: unknown): void {
+    this.failure = `the client's read loop failed (${errorMessage(err)}); the client is closed: make a new one`;
+    this.log?.error('the RPC client stopped reading replies', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
+    const failure = this.failure;
+    this.pending.failAll(() => new Error(failure));
+    this.socket.close();
   }
 }

@@ -56,7 +56,7 @@ export async function mountTable(): Promise<MountEntry[]> {
 export async function loopBackingFile(device: string): Promise<string | null> {
   const m = /^\/dev\/(loop\d+)$/.exec(device);
   if (!m) return null;
-  const text = await fs.readFile(`/sys/block/${m[1]}/loop/backing_file`, 'utf8').catch(() => null);
+  const text = await fs.readFile(`/sys/block/${m[1]}/loop/backing_file`, 'utf8').catch(() => null); // optional: a loop device without a backing file is not ours
   return text === null ? null : text.trim().replace(/ \(deleted\)$/, '');
 }
 
@@ -92,7 +92,7 @@ export async function fsFigures(dir: string): Promise<{ used: number; size: numb
 
 /** Whether `dir` is the root of a file system of its own (another device than its parent's). */
 export async function isMountPoint(dir: string): Promise<boolean> {
-  const [a, b] = await Promise.all([fs.stat(dir).catch(() => null), fs.stat(`${dir}/..`).catch(() => null)]);
+  const [a, b] = await Promise.all([fs.stat(dir).catch(() => null), fs.stat(`${dir}/..`).catch(() => null)]); // a path that cannot be read is no mount point
   return a !== null && b !== null && a.isDirectory() && a.dev !== b.dev;
 }
 

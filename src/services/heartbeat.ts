@@ -15,7 +15,7 @@ import { errorMessage } from '../errors.js';
 import type { KernelImage } from '../adapters/docker.js';
 import type { NodeResources } from '../node/resources.js';
 import type { NodeFigures } from '../node/stats.js';
-import type { KernelStats } from '../rpc/methods.js';
+import type { KernelStats } from '../rpc/results.js';
 import type { Codec } from '../wire/codec.js';
 import type { AgentEventName } from '../events/catalogue.js';
 import type { AgentInfo } from '../events/agent-info.js';

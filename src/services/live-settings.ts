@@ -71,7 +71,7 @@ export class LiveSettings {
     if (this.reload) clearTimeout(this.reload);
     const all = this.unwatch;
     this.unwatch = [];
-    await Promise.all(all.map((u) => u().catch(() => undefined)));
+    await Promise.all(all.map((u) => u().catch((err: unknown) => this.log.warn('could not stop watching the settings in etcd', { error: errorMessage(err) }))));
   }
 
   private async compile() {

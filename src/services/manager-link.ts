@@ -55,7 +55,7 @@ export class ManagerLink {
   async stop(): Promise<void> {
     const all = this.unwatch;
     this.unwatch = [];
-    await Promise.all(all.map((u) => u().catch(() => undefined)));
+    await Promise.all(all.map((u) => u().catch((err: unknown) => this.deps.log.warn('could not stop watching a manager key in etcd', { error: errorMessage(err) }))));
   }
 
   private onManager(id: string | null): void {

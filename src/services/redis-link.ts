@@ -31,7 +31,7 @@ export class RedisLink {
   }
 
   async stop(): Promise<void> {
-    await this.unwatch?.().catch(() => undefined);
+    await this.unwatch?.().catch((err: unknown) => this.d.log.warn('could not stop watching config/redis/ in etcd', { error: errorMessage(err) }));
     this.unwatch = null;
     await this.reading;
   }

@@ -26,6 +26,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
     fh = null;
     await fs.rename(tmp, file);
   } catch (err) {
+    // The write's own error is thrown below; the temp file may be half made or not made at all, so these steps fail quietly.
     await fh?.close().catch(() => undefined);
     await fs.unlink(tmp).catch(() => undefined);
     throw err;

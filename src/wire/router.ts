@@ -142,6 +142,7 @@ export class RpcRouter {
         allows: (key) => curve.allows(key),
         onAdmitted: () => this.stats.authAdmitted++,
         onRefused: (key, address) => this.noteRefusal(key, address),
+        onFailure: (err) => this.options.log.error('the CURVE authentication handler (ZAP) failed', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined }),
       });
     }
     try {
@@ -186,22 +187,25 @@ export class RpcRouter {
       while (!this.socket.closed) {
         const frames = await this.socket.receive();
         this.stats.received++;
-        // aiozmq requests have 5 frames or more; only shorter sets can be Callosum's, so this costs aiozmq one comparison.
-        if (frames.length < 5 && this.options.callosum && isCallosumFrames(frames)) {
-          this.receiveCallosum(frames, this.options.callosum);
-          continue;
+        try {
+          this.receive(frames);
+        } catch (err) {
+          // A bug of ours for this message: it gets no reply (its caller times out); the loop serves the next one.
+          this.options.log.error('RPC: a request could not be handled', { frames: frames.length, error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
         }
-        const parsed = parseRequestFrames(frames, this.options.codec);
-        if (parsed.kind === 'drop') {
-          this.noteDrop(parsed.reason, frames.length);
-          continue;
-        }
-        void this.handle(parsed);
       }
     } catch (err) {
       // close() makes the pending receive() reject (EAGAIN); only a failure on an open socket is news.
-      if (!this.socket.closed) this.options.log.error('RPC receive loop failed', { error: errorMessage(err) });
+      if (!this.socket.closed) this.options.log.error('RPC receive loop failed; the agent answers no RPC any more: restart it', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
     }
+  }
+
+  private receive(frames: Buffer[]): void {
+    // aiozmq requests have 5 frames or more; only shorter sets can be Callosum's, so this costs aiozmq one comparison.
+    if (frames.length < 5 && this.options.callosum && isCallosumFrames(frames)) return this.receiveCallosum(frames, this.options.callosum);
+    const parsed = parseRequestFrames(frames, this.options.codec);
+    if (parsed.kind === 'drop') return this.noteDrop(parsed.reason, frames.length);
+    this.handle(parsed);
   }
 
   private handle(request: ParsedRequest | MalformedRequest): void {

@@ -20,6 +20,8 @@ export interface ZapPolicy {
   allows(publicKeyZ85: string): boolean;
   onRefused?(publicKeyZ85: string, address: string): void;
   onAdmitted?(publicKeyZ85: string): void;
+  /** The handler failed (a policy threw, or the socket did on an open socket); the server logs it. */
+  onFailure?(err: unknown): void;
 }
 
 const domains = new Map<string, ZapPolicy>();
@@ -89,10 +91,25 @@ export function zapDomains(): string[] {
 
 async function serve(s: zmq.Reply): Promise<void> {
   try {
-    for await (const frames of s) await s.send(answer(frames));
-  } catch {
-    // the socket was closed
+    for await (const frames of s) await s.send(answerSafely(frames));
+  } catch (err) {
+    // close() ends the loop (the normal end); on an open socket the handler is gone and CURVE clients cannot connect: say so.
+    if (!s.closed) failed(err);
   }
+}
+
+/** Answers a request; a policy that throws refuses the client (500) and is reported, and the handler goes on. */
+function answerSafely(frames: Buffer[]): Buffer[] {
+  try {
+    return answer(frames);
+  } catch (err) {
+    failed(err);
+    return [Buffer.from('1.0'), frames[1] ?? Buffer.alloc(0), Buffer.from('500'), Buffer.from('internal error'), Buffer.alloc(0), Buffer.alloc(0)];
+  }
+}
+
+function failed(err: unknown): void {
+  for (const p of domains.values()) p.onFailure?.(err);
 }
 
 /**

@@ -6,7 +6,8 @@ import { expect } from 'chai';
 import { AgentError, KernelNotFoundError, ParametersError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { Dispatcher, implement, notImplemented } from '../../src/rpc/dispatcher.js';
-import { methods, describeMethods } from '../../src/rpc/methods.js';
+import { methods } from '../../src/rpc/methods.js';
+import { describeMethods } from '../../src/rpc/listing.js';
 import { bindArguments, p } from '../../src/rpc/params.js';
 import type { ParsedRequest } from '../../src/wire/frames.js';
 

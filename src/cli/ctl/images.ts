@@ -28,14 +28,14 @@ export async function followPull<T>(api: AgentApi, image: string | ((images: str
   const finished = done.finally(() => (settled = true));
   const poll = async () => {
     while (!settled) {
-      const pulls = await api.listPulls().catch(() => []);
+      const pulls = await api.listPulls().catch(() => []); // an agent without the call shows no pulls
       const name = typeof image === 'string' ? image : image(pulls.map((p) => p.image));
       const p = pulls.find((x) => x.image === name) ?? null;
       if (p) {
         bar ??= new PullBar(p.image, { tty: out.isTTY === true, columns: out.columns });
         out.write(bar.update(p));
       }
-      await Promise.race([finished.catch(() => undefined), new Promise((r) => setTimeout(r, 500))]);
+      await Promise.race([finished.catch(() => undefined) /* its failure is reported where it is awaited */, new Promise((r) => setTimeout(r, 500))]);
     }
   };
   const polling = poll();

@@ -4,7 +4,7 @@
  * percent, rate) redrawn in place, with a line per layer when the terminal is
  * wide enough; elsewhere a plain line at most once a second.
  */
-import type { PullSummary } from '../../rpc/methods.js';
+import type { PullSummary } from '../../rpc/results.js';
 import { Throttle } from '../../images/progress.js';
 import { formatBytes } from './common.js';
 

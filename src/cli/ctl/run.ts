@@ -13,7 +13,7 @@ import readline from 'node:readline';
 import type { Argv } from 'yargs';
 import { errorMessage, RemoteError, WireErrors } from '../../errors.js';
 import type { AgentApi } from '../../rpc/api.js';
-import type { RunResult } from '../../rpc/methods.js';
+import type { RunResult } from '../../rpc/results.js';
 import { action, CtlError, EXIT_USAGE, withAgent, type GlobalArgs } from './common.js';
 import { followPull } from './images.js';
 import { addFlags, AGENTCTL_COMMAND_FLAGS } from '../flags.js';
