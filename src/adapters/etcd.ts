@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Etcd3, type Lease, type Namespace, type Watcher, type WatchBuilder } from 'etcd3';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
-import { backoffDelay, Outage } from '../services/backoff.js';
+import { backoffDelay, Outage, type BackoffPolicy } from '../util/backoff.js';
 
 /** A change seen by a watch: the key (relative to the watched prefix's namespace) and its new value, or null when deleted. */
 export type WatchCallback = (key: string, value: string | null) => void;
@@ -68,6 +68,9 @@ function endpointUrl(e: Endpoint): string {
 function endpointName(e: Endpoint): string {
   return `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
 }
+
+/** The policy of the agent's etcd loops (waits, lease re-grants, watch re-creation): 250 ms doubling to 5 s, +-20 %. */
+export const ETCD_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 5000, jitter: 0.2 };
 
 const clientOptions = {
   dialTimeout: 3000,
@@ -135,7 +138,7 @@ export class EtcdStore {
           });
         }
       }
-      await sleep(backoffDelay(attempt), undefined, { signal });
+      await sleep(backoffDelay(attempt, ETCD_BACKOFF), undefined, { signal });
     }
   }
 
@@ -281,7 +284,7 @@ export class EtcdStore {
           opts.onResync?.();
           return;
         } catch {
-          await sleep(backoffDelay(attempt));
+          await sleep(backoffDelay(attempt, ETCD_BACKOFF));
         }
       }
     };
