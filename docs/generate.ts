@@ -13,6 +13,8 @@
  * - metrics.rst: the Prometheus metrics as AgentMetrics registers them;
  * - layers.rst: the floor plan of src/ (layers.cjs, the list that
  *   .dependency-cruiser.cjs also checks the imports against).
+ * - errors.rst: the wire errors, from the error classes (src/errors.ts
+ *   WIRE_ERROR_CLASSES) and their Callosum form (src/rpc/callosum-failure.ts).
  *
  * `node dist/docs/generate.js` (npm run docs:gen) writes them;
  * `--check` only says which differ (exit 1). tests/unit/docs.test.ts fails
@@ -32,6 +34,8 @@ import { MODERN_CONFIG_KEYS } from '../src/kernels/modern-spec.js';
 import { AGENT_EVENTS, MODERN_EVENTS, type EventSpec } from '../src/events/catalogue.js';
 import { AgentMetrics } from '../src/metrics/metrics.js';
 import { silentLogger } from '../src/log.js';
+import { WIRE_ERROR_CLASSES } from '../src/errors.js';
+import { callosumFailure } from '../src/rpc/callosum-failure.js';
 
 /** Plain text made safe for reStructuredText (no markup is recognised in it; URIs such as `tcp://HOST:PORT` become literals). */
 export function text(s: string): string {
@@ -288,6 +292,23 @@ function layersPage(): string {
   );
 }
 
+/** The wire errors: each class's wire name and retryability, and the name a modern manager sees. */
+function errorsPage(): string {
+  const rows = Object.entries(WIRE_ERROR_CLASSES).map(([key, cls]) => {
+    const callosum = callosumFailure({ type: cls.wireName, args: [], repr: '' }).name;
+    return [lit(cls.wireName), lit(`WireErrors.${key}`), lit(callosum), cls.retryable ? 'yes' : 'no', lit(cls.name)];
+  });
+  return (
+    header('the error classes of src/errors.ts (WIRE_ERROR_CLASSES) and src/rpc/callosum-failure.ts') +
+    title('Wire errors') +
+    'The error types an error reply carries (``[type, args, repr]`` to 2018 managers; a Callosum failure\n' +
+    'names the short form). *Retryable*: the same call may succeed later as it is; the client library\'s\n' +
+    `\`\`RemoteError.retryable\`\` and \`\`isRetryable\`\` read it (${ref('The wire contract')}). Anything else that fails\n` +
+    'is ``agent.InternalError``, whose message points at the agent log.\n\n' +
+    table(['wire type', 'client constant', 'Callosum name', 'retryable', 'class'], rows, [30, 25, 20, 10, 15])
+  );
+}
+
 /** Every generated file, by its path below docs/. */
 export function generate(): Map<string, string> {
   return new Map([
@@ -299,6 +320,7 @@ export function generate(): Map<string, string> {
     ['reference/events.rst', eventsPage()],
     ['reference/metrics.rst', metricsPage()],
     ['reference/layers.rst', layersPage()],
+    ['reference/errors.rst', errorsPage()],
   ]);
 }
 

@@ -8,16 +8,32 @@
  * these into wire errors in one place (`toWireError`).
  */
 
-/** AgentError is the base of every error the agent reports to a client. */
+/**
+ * AgentError is the base of every error the agent reports to a client. Each
+ * class declares its wire name and retryability once, as statics; instances
+ * read them from their class, and every table of errors (WireErrors, the
+ * client's reconstruction of RemoteError, the Callosum names, the manual's
+ * reference) is derived from the classes.
+ */
 export class AgentError extends Error {
   /** Exception type name sent to the client, e.g. `agent.KernelNotFound`. */
-  readonly wireName: string = 'agent.AgentError';
+  static readonly wireName: string = 'agent.AgentError';
   /** Whether the same call may succeed if simply tried again later. */
-  readonly retryable: boolean = false;
+  static readonly retryable: boolean = false;
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
+  }
+
+  /** The wire name of this error's class. */
+  get wireName(): string {
+    return (this.constructor as typeof AgentError).wireName;
+  }
+
+  /** Whether this error's class is retryable (read it through {@link isRetryable} for any thrown value). */
+  get retryable(): boolean {
+    return (this.constructor as typeof AgentError).retryable;
   }
 
   /** Positional args of the wire error; a readable message by default. */
@@ -28,7 +44,7 @@ export class AgentError extends Error {
 
 /** ParametersError is raised when a call's arguments do not fit the method's declaration. */
 export class ParametersError extends AgentError {
-  override readonly wireName = 'aiozmq.rpc.base.ParametersError';
+  static override readonly wireName = 'aiozmq.rpc.base.ParametersError';
 }
 
 /**
@@ -41,7 +57,7 @@ export class ImpossibleRequestError extends ParametersError {}
 
 /** MethodNotFoundError is raised for a method name the agent does not serve. */
 export class MethodNotFoundError extends AgentError {
-  override readonly wireName = 'aiozmq.rpc.base.NotFoundError';
+  static override readonly wireName = 'aiozmq.rpc.base.NotFoundError';
   constructor(readonly method: string) {
     super(`no such method: ${method}`);
   }
@@ -53,7 +69,7 @@ export class MethodNotFoundError extends AgentError {
 
 /** NotImplementedYetError is raised by methods of the contract that this build does not serve yet. */
 export class NotImplementedYetError extends AgentError {
-  override readonly wireName = 'agent.NotImplemented';
+  static override readonly wireName = 'agent.NotImplemented';
   constructor(method: string) {
     super(`${method} is part of the agent protocol but is not implemented in this agent version yet`);
   }
@@ -61,7 +77,7 @@ export class NotImplementedYetError extends AgentError {
 
 /** KernelNotFoundError is raised when a call names a kernel id the agent does not hold. */
 export class KernelNotFoundError extends AgentError {
-  override readonly wireName = 'agent.KernelNotFound';
+  static override readonly wireName = 'agent.KernelNotFound';
   constructor(kernelId: string) {
     super(`no kernel with id ${kernelId} on this agent; list kernels or create it first`);
   }
@@ -69,22 +85,22 @@ export class KernelNotFoundError extends AgentError {
 
 /** InvalidPathError is raised for a kernel file path that is malformed or would leave the kernel's scratch home. */
 export class InvalidPathError extends AgentError {
-  override readonly wireName = 'agent.InvalidPath';
+  static override readonly wireName = 'agent.InvalidPath';
 }
 
 /** FileTooLargeError is raised when a file operation would exceed a configured size limit. */
 export class FileTooLargeError extends AgentError {
-  override readonly wireName = 'agent.FileTooLarge';
+  static override readonly wireName = 'agent.FileTooLarge';
 }
 
 /** KernelFileNotFoundError is raised when a path inside a kernel's scratch home does not exist. */
 export class KernelFileNotFoundError extends AgentError {
-  override readonly wireName = 'agent.FileNotFound';
+  static override readonly wireName = 'agent.FileNotFound';
 }
 
 /** ImageNotFoundError is raised when a kernel's image is not on this node and the agent may not pull it (auto_pull=never). */
 export class ImageNotFoundError extends AgentError {
-  override readonly wireName = 'agent.ImageNotFound';
+  static override readonly wireName = 'agent.ImageNotFound';
   constructor(image: string, message?: string) {
     super(
       message ??
@@ -96,28 +112,28 @@ export class ImageNotFoundError extends AgentError {
 
 /** ImagePullError is raised when pulling an image fails or times out; the message names the image and the cause. */
 export class ImagePullError extends AgentError {
-  override readonly wireName = 'agent.ImagePullFailed';
+  static override readonly wireName = 'agent.ImagePullFailed';
 }
 
 /** ImageInUseError is raised by delete_image and purge_images for an image that kernels or pooled containers use. */
 export class ImageInUseError extends AgentError {
-  override readonly wireName = 'agent.ImageInUse';
+  static override readonly wireName = 'agent.ImageInUse';
 }
 
 /** DockerError is raised when the Docker engine refuses or fails a request; the message says which step. */
 export class DockerError extends AgentError {
-  override readonly wireName = 'agent.DockerError';
+  static override readonly wireName = 'agent.DockerError';
 }
 
 /** KernelCreationError is raised when a step of create_kernel fails; everything taken was given back. */
 export class KernelCreationError extends AgentError {
-  override readonly wireName = 'agent.KernelCreationFailed';
+  static override readonly wireName = 'agent.KernelCreationFailed';
 }
 
 /** NoResourcesError is raised when the node has no room for what a kernel asks. */
 export class NoResourcesError extends AgentError {
-  override readonly wireName = 'agent.InsufficientResources';
-  override readonly retryable = true;
+  static override readonly wireName = 'agent.InsufficientResources';
+  static override readonly retryable = true;
 }
 
 /**
@@ -128,18 +144,18 @@ export class NoResourcesError extends AgentError {
  * gone. Retryable: a later destroy_kernel answers how it ended.
  */
 export class DestroyPendingError extends AgentError {
-  override readonly wireName = 'agent.DestroyPending';
-  override readonly retryable = true;
+  static override readonly wireName = 'agent.DestroyPending';
+  static override readonly retryable = true;
 }
 
 /** NoSpaceError is raised when a write to a kernel's home finds its file system full (ENOSPC, EDQUOT); nothing half-written is left. */
 export class NoSpaceError extends AgentError {
-  override readonly wireName = 'agent.NoSpace';
+  static override readonly wireName = 'agent.NoSpace';
 }
 
 /** RunNotFoundError is raised for a `continue` or `input` naming a run the kernel does not have. */
 export class RunNotFoundError extends AgentError {
-  override readonly wireName = 'agent.RunNotFound';
+  static override readonly wireName = 'agent.RunNotFound';
 }
 
 /**
@@ -148,19 +164,19 @@ export class RunNotFoundError extends AgentError {
  * and output cannot be recovered (unlike RunNotFound, the run did exist).
  */
 export class RunLostError extends AgentError {
-  override readonly wireName = 'agent.RunLost';
+  static override readonly wireName = 'agent.RunLost';
 }
 
 /** KernelUnresponsiveError is raised when the kernel runner does not answer a request in time. */
 export class KernelUnresponsiveError extends AgentError {
-  override readonly wireName = 'agent.KernelUnresponsive';
-  override readonly retryable = true;
+  static override readonly wireName = 'agent.KernelUnresponsive';
+  static override readonly retryable = true;
 }
 
 /** AgentShuttingDownError is raised for calls that arrive while the agent drains. */
 export class AgentShuttingDownError extends AgentError {
-  override readonly wireName = 'agent.ShuttingDown';
-  override readonly retryable = true;
+  static override readonly wireName = 'agent.ShuttingDown';
+  static override readonly retryable = true;
   constructor() {
     super('the agent is shutting down; retry against the agent once it is back');
   }
@@ -168,65 +184,123 @@ export class AgentShuttingDownError extends AgentError {
 
 /** InternalError stands for any failure that is not one of ours; details go to the agent log. */
 export class InternalError extends AgentError {
-  override readonly wireName = 'agent.InternalError';
+  static override readonly wireName = 'agent.InternalError';
 }
 
 /** ConfigError is raised when a setting, flag or environment value is invalid; it names the key. */
 export class ConfigError extends AgentError {
-  override readonly wireName = 'agent.ConfigError';
+  static override readonly wireName = 'agent.ConfigError';
 }
 
 /** RpcTimeoutError is raised by the client when no reply arrives within the call's timeout. */
 export class RpcTimeoutError extends AgentError {
-  override readonly wireName = 'agent.Timeout';
-  override readonly retryable = true;
+  static override readonly wireName = 'agent.Timeout';
+  static override readonly retryable = true;
+}
+
+/** EtcdUnavailableError is raised when etcd does not answer (no endpoint reachable, a deadline passed); the same call may work once etcd is back. */
+export class EtcdUnavailableError extends AgentError {
+  static override readonly wireName = 'agent.EtcdUnavailable';
+  static override readonly retryable = true;
+  constructor(
+    message: string,
+    /** The short cause (`deadline exceeded`, `no endpoint answers`, the gRPC status), for one-line reports. */
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** EtcdError is raised when etcd answers but refuses or fails a request (permission, auth, a lost lease); the message says which step. */
+export class EtcdError extends AgentError {
+  static override readonly wireName = 'agent.EtcdError';
 }
 
 /**
- * WireErrors names the error types the agent sends, so that clients compare
- * `RemoteError.remoteType` against a constant instead of a string literal.
+ * The errors the agent sends to clients, by the name of their
+ * {@link WireErrors} constant: the one list of the catalogue; each class
+ * brings its own wire name and retryability.
  */
-export const WireErrors = {
-  Parameters: 'aiozmq.rpc.base.ParametersError',
-  MethodNotFound: 'aiozmq.rpc.base.NotFoundError',
-  NotImplemented: 'agent.NotImplemented',
-  KernelNotFound: 'agent.KernelNotFound',
-  InvalidPath: 'agent.InvalidPath',
-  FileTooLarge: 'agent.FileTooLarge',
-  FileNotFound: 'agent.FileNotFound',
-  ImageNotFound: 'agent.ImageNotFound',
-  ImagePullFailed: 'agent.ImagePullFailed',
-  ImageInUse: 'agent.ImageInUse',
-  Docker: 'agent.DockerError',
-  KernelCreationFailed: 'agent.KernelCreationFailed',
-  InsufficientResources: 'agent.InsufficientResources',
-  DestroyPending: 'agent.DestroyPending',
-  NoSpace: 'agent.NoSpace',
-  RunNotFound: 'agent.RunNotFound',
-  RunLost: 'agent.RunLost',
-  KernelUnresponsive: 'agent.KernelUnresponsive',
-  ShuttingDown: 'agent.ShuttingDown',
-  Internal: 'agent.InternalError',
-  Config: 'agent.ConfigError',
+export const WIRE_ERROR_CLASSES = {
+  Parameters: ParametersError,
+  MethodNotFound: MethodNotFoundError,
+  NotImplemented: NotImplementedYetError,
+  KernelNotFound: KernelNotFoundError,
+  InvalidPath: InvalidPathError,
+  FileTooLarge: FileTooLargeError,
+  FileNotFound: KernelFileNotFoundError,
+  ImageNotFound: ImageNotFoundError,
+  ImagePullFailed: ImagePullError,
+  ImageInUse: ImageInUseError,
+  Docker: DockerError,
+  KernelCreationFailed: KernelCreationError,
+  InsufficientResources: NoResourcesError,
+  DestroyPending: DestroyPendingError,
+  NoSpace: NoSpaceError,
+  RunNotFound: RunNotFoundError,
+  RunLost: RunLostError,
+  KernelUnresponsive: KernelUnresponsiveError,
+  ShuttingDown: AgentShuttingDownError,
+  Internal: InternalError,
+  Config: ConfigError,
+  EtcdUnavailable: EtcdUnavailableError,
+  Etcd: EtcdError,
 } as const;
 
-/** The wire error types that mean "the same call may succeed later". */
-const RETRYABLE_WIRE_ERRORS: ReadonlySet<string> = new Set([WireErrors.InsufficientResources, WireErrors.DestroyPending, WireErrors.KernelUnresponsive, WireErrors.ShuttingDown]);
+type WireErrorClasses = typeof WIRE_ERROR_CLASSES;
+
+/**
+ * WireErrors names the error types the agent sends, so that clients compare
+ * `RemoteError.remoteType` against a constant instead of a string literal;
+ * derived from the classes of the catalogue (`WIRE_ERROR_CLASSES` in src/errors.ts).
+ */
+export const WireErrors = Object.freeze(Object.fromEntries(Object.entries(WIRE_ERROR_CLASSES).map(([k, c]) => [k, c.wireName]))) as {
+  readonly [K in keyof WireErrorClasses]: WireErrorClasses[K]['wireName'];
+};
+
+/** The short form of a wire name (`agent.KernelNotFound` -> `KernelNotFound`), as exception names are given where only those travel (Callosum, reprs). */
+export function shortWireName(wireName: string): string {
+  return wireName.slice(wireName.lastIndexOf('.') + 1);
+}
+
+/** What the catalogue knows of an error class: its name and the statics it declares. */
+export interface WireErrorClass {
+  readonly name: string;
+  readonly wireName: string;
+  readonly retryable: boolean;
+}
+
+/** The catalogue's classes by wire name and by short name (Callosum replies carry only the short one). */
+const CLASS_BY_NAME: ReadonlyMap<string, WireErrorClass> = new Map(
+  Object.values(WIRE_ERROR_CLASSES).flatMap((c): Array<[string, WireErrorClass]> => [
+    [c.wireName, c],
+    [shortWireName(c.wireName), c],
+  ]),
+);
+
+/** The error class of a wire type name, full (`agent.KernelNotFound`) or short (`KernelNotFound`); undefined for a type not in the catalogue. */
+export function wireErrorClass(type: string): WireErrorClass | undefined {
+  return CLASS_BY_NAME.get(type);
+}
 
 /**
  * RemoteError is raised by the client for an error reply; it keeps the wire
  * type name (compare with {@link WireErrors}), the args and the repr, and is
- * retryable when the agent's error is.
+ * retryable when the agent's error class is.
  */
 export class RemoteError extends AgentError {
-  override readonly retryable: boolean;
   constructor(
     readonly remoteType: string,
     readonly remoteArgs: unknown[],
     readonly remoteRepr: string,
   ) {
     super(`${remoteType}: ${remoteArgs.length === 1 ? String(remoteArgs[0]) : JSON.stringify(remoteArgs)}`);
-    this.retryable = RETRYABLE_WIRE_ERRORS.has(remoteType);
+  }
+
+  /** Retryable as the agent's error class is (false for a type this client does not know). */
+  override get retryable(): boolean {
+    return wireErrorClass(this.remoteType)?.retryable ?? false;
   }
 
   /** The agent's own message, without the type name. */
@@ -235,7 +309,7 @@ export class RemoteError extends AgentError {
   }
 }
 
-/** isRetryable says whether an error is worth retrying as is; a property, not a branch of the class tree. */
+/** isRetryable says whether an error is worth retrying as is: the one reading of retryability, from the error's class. */
 export function isRetryable(err: unknown): boolean {
   return err instanceof AgentError && err.retryable;
 }
@@ -269,13 +343,14 @@ export function pyRepr(value: unknown): string {
  * message points at the agent log, where the caller logs the details.
  */
 export function toWireError(err: unknown, method: string): WireError {
-  const known =
-    err instanceof AgentError
-      ? err
-      : new InternalError(`internal error in ${method}: ${errorMessage(err)}; the agent log has the details`);
-  const args = known.wireArgs();
-  const short = known.wireName.slice(known.wireName.lastIndexOf('.') + 1);
-  return { type: known.wireName, args, repr: `${short}(${args.map(pyRepr).join(', ')})` };
+  if (!(err instanceof AgentError)) return internalWireError(`internal error in ${method}: ${errorMessage(err)}; the agent log has the details`);
+  const args = err.wireArgs();
+  return { type: err.wireName, args, repr: `${shortWireName(err.wireName)}(${args.map(pyRepr).join(', ')})` };
+}
+
+/** The wire error of a failure that is not one of ours (a handler that threw, a result that could not be encoded): the one way to build it. */
+export function internalWireError(message: string): WireError {
+  return toWireError(new InternalError(message), '');
 }
 
 /** The message of any thrown value. */

@@ -17,6 +17,7 @@ import { modernCodec } from './wire/modern-codec.js';
 import { RpcRouter, type CallosumOptions, type RequestHandler, type RouterStats } from './wire/router.js';
 import { zapDomains } from './wire/zap.js';
 import { Dispatcher } from './rpc/dispatcher.js';
+import { callosumFailure } from './rpc/callosum-failure.js';
 import { RedisStreamSink } from './events/redis-stream.js';
 import { ModernEvents } from './events/modern-events.js';
 import type { SinkStats } from './events/sink.js';
@@ -93,7 +94,7 @@ export class ModernSide {
       addr: this.address,
       imagePrefix: this.o.settings().imagePrefix,
     }));
-    return { handler: this.dispatcher.handle, codec: modernCodec };
+    return { handler: this.dispatcher.handle, codec: modernCodec, failure: callosumFailure };
   }
 
   /** Binds the second ROUTER with CURVE when one is set; `aiozmq` serves 2018 calls on it too. */
@@ -110,7 +111,7 @@ export class ModernSide {
       maxMessageBytes: s.rpcMaxMessageBytes,
       // ZAP domain "local", as Backend.AI's agent; a second agent in this process (tests) takes one of its own
       curve: { ...pair, allows: (key) => this.o.settings().callosumManagerKeys.includes(key), zapDomain: zapDomains().includes('local') ? undefined : 'local' },
-      callosum: { handler: this.dispatcher.handle, codec: modernCodec },
+      callosum: { handler: this.dispatcher.handle, codec: modernCodec, failure: callosumFailure },
     });
     await this.curveRouter.start().catch((err: unknown) => {
       throw new ConfigError(`cannot listen on ${this.o.bindHost}:${port} for modern managers (${errorMessage(err)}): choose another callosum_curve_port`);

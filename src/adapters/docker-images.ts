@@ -7,8 +7,17 @@
  */
 import type Docker from 'dockerode';
 import type { Logger } from '../log.js';
-import { castDockerError, followEvents, jsonLines } from './docker.js';
-import type { DockerProgressMessage } from '../images/progress.js';
+import { castDockerError } from './docker.js';
+import { followEvents, jsonLines } from './docker-events.js';
+
+/** One line of Docker's pull stream. */
+export interface DockerProgressMessage {
+  status?: string;
+  id?: string;
+  progressDetail?: { current?: number; total?: number };
+  error?: string;
+  errorDetail?: { message?: string };
+}
 
 /** A local image as list_images reports it. */
 export interface LocalImage {

@@ -1,13 +1,14 @@
 /**
  * DockerEngine is the agent's adapter to the Docker engine: kernel images,
  * kernel containers (create, start, inspect, list by label, remove, logs) and
- * the events stream, which reconnects by itself when dockerd restarts. Every
- * dockerode failure becomes one of our errors here (`castDockerError`).
+ * their deaths, read from the events stream (docker-events.ts), which
+ * reconnects by itself when dockerd restarts. Every dockerode failure becomes
+ * one of our errors here (`castDockerError`).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import { DockerError, errorMessage, ImageNotFoundError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { followEvents } from './docker-events.js';
 
 /** A kernel image as the heartbeat lists it: `name:tag` without the prefix, and the image id. */
 export type KernelImage = [nameTag: string, imageId: string];
@@ -310,78 +311,6 @@ export class DockerEngine {
       const id = ev.Actor?.ID ?? ev.id;
       if (id) onDie(id);
     }, { log, signal, onReconnect, what: 'Docker events stream' });
-  }
-}
-
-/** One event of Docker's events stream, as far as the agent reads it. */
-export interface DockerEvent {
-  Action?: string;
-  status?: string;
-  id?: string;
-  time?: number;
-  Actor?: { ID?: string };
-}
-
-/** The JSON values of a stream of newline-separated JSON lines (Docker's events and pull progress); other lines are skipped. */
-export async function* jsonLines<T>(stream: AsyncIterable<Buffer | string>): AsyncGenerator<T> {
-  let buffered = '';
-  for await (const chunk of stream) {
-    buffered += chunk.toString();
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl).trim();
-      buffered = buffered.slice(nl + 1);
-      if (!line) continue;
-      try {
-        yield JSON.parse(line) as T;
-      } catch {
-        // not a JSON line
-      }
-    }
-  }
-}
-
-/**
- * Follows Docker's events matching the filters until the signal aborts:
- * reconnects with a backoff when the stream ends (dockerd restarted), logging
- * the outage once, asks for the events since the last one seen, and calls
- * `onReconnect` after each reconnect (events may be lost across a restart).
- */
-export async function followEvents(
-  docker: Docker,
-  filters: Record<string, string[]>,
-  onEvent: (ev: DockerEvent) => void,
-  o: { log: Logger; signal: AbortSignal; onReconnect?: () => void; what: string },
-): Promise<void> {
-  const { log, signal } = o;
-  let delay = 250;
-  let down = false;
-  let since: number | null = null; // unix seconds of the last event seen, to replay what a reconnect would miss
-  while (!signal.aborted) {
-    try {
-      const stream = (await docker.getEvents(since === null ? { filters } : { filters, since })) as NodeJS.ReadableStream & AsyncIterable<Buffer> & { destroy(): void };
-      if (down) {
-        log.info(`${o.what} is back`);
-        o.onReconnect?.();
-      }
-      down = false;
-      delay = 250;
-      since ??= Math.floor(Date.now() / 1000);
-      const onAbort = () => stream.destroy();
-      signal.addEventListener('abort', onAbort, { once: true });
-      for await (const ev of jsonLines<DockerEvent>(stream)) {
-        if (typeof ev.time === 'number') since = ev.time;
-        onEvent(ev);
-      }
-      signal.removeEventListener('abort', onAbort);
-    } catch (err) {
-      if (signal.aborted) return;
-      if (!down) log.warn(`${o.what} lost; reconnecting`, { error: errorMessage(err) });
-      down = true;
-    }
-    if (signal.aborted) return;
-    await sleep(delay, undefined, { signal }).catch(() => undefined); // an abort ends the wait early, which is its purpose
-    delay = Math.min(delay * 2, 5000);
   }
 }
 

@@ -6,12 +6,13 @@
  * backoff, hands out leases, and its watches resume from the last seen
  * revision after a reconnect (the etcd3 watch manager) and survive a
  * compaction in between by a full re-read (the caller's `onResync`).
+ * Every etcd3/gRPC failure becomes one of our errors here (`castEtcdError`).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Etcd3, type Lease, type Namespace, type Watcher, type WatchBuilder } from 'etcd3';
+import { ClientClosedError, Etcd3, GRPCDeadlineExceededError, GRPCResourceExhastedError, GRPCUnavailableError, isRecoverableError, type Lease, type Namespace, type Watcher, type WatchBuilder } from 'etcd3';
 import type { Logger } from '../log.js';
-import { errorMessage } from '../errors.js';
-import { backoffDelay, Outage } from '../services/backoff.js';
+import { AgentError, errorMessage, EtcdError, EtcdUnavailableError } from '../errors.js';
+import { backoffDelay, Outage, type BackoffPolicy } from '../util/backoff.js';
 
 /** A change seen by a watch: the key (relative to the watched prefix's namespace) and its new value, or null when deleted. */
 export type WatchCallback = (key: string, value: string | null) => void;
@@ -68,6 +69,47 @@ function endpointUrl(e: Endpoint): string {
 function endpointName(e: Endpoint): string {
   return `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
 }
+
+/** What to do when etcd does not answer, said by every error and log line about it. */
+export const ETCD_UNAVAILABLE_FIX = 'start etcd (a quorum of its members) or fix --etcd-addr / BACKEND_ETCD_ADDR';
+
+/**
+ * Turns an etcd3 failure into our error, naming the endpoints and the step
+ * (as etcd3's castGrpcError types gRPC statuses): no endpoint answers, a
+ * deadline passed or a transient gRPC failure is a retryable
+ * EtcdUnavailableError saying what to do; anything else etcd refused is an
+ * EtcdError. Ours pass through as they are.
+ */
+export function castEtcdError(err: unknown, step: string, where: string): AgentError {
+  if (err instanceof AgentError) return err;
+  const msg = errorMessage(err);
+  const reason = unavailableReason(err);
+  if (reason !== null) {
+    return new EtcdUnavailableError(`${step}: etcd at ${where} does not answer (${msg}); ${ETCD_UNAVAILABLE_FIX}`, reason, { cause: err });
+  }
+  if (err instanceof ClientClosedError) return new EtcdError(`${step}: the etcd client is closed (the agent is stopping)`, { cause: err });
+  return new EtcdError(`${step}: etcd at ${where} refused it (${msg})`, { cause: err });
+}
+
+/** Socket errors that mean the endpoint cannot be reached now. */
+const SOCKET_FAILURES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
+
+/** The short cause when a failure means etcd is not reachable now (else null). */
+function unavailableReason(err: unknown): string | null {
+  if (!(err instanceof Error)) return null;
+  if (err instanceof GRPCDeadlineExceededError) return 'deadline exceeded';
+  if (err instanceof GRPCUnavailableError) return 'unavailable';
+  // cockatiel's BrokenCircuitError: every endpoint failed just before, so etcd3 does not even try
+  if ((err as { isBrokenCircuitError?: boolean }).isBrokenCircuitError === true) return 'no endpoint answers (circuit breaker open)';
+  const code = (err as NodeJS.ErrnoException).code;
+  if (typeof code === 'string' && SOCKET_FAILURES.has(code)) return code;
+  // etcd3 counts a message over gRPC's size limit as recoverable; sent again, it is refused again
+  if (isRecoverableError(err) && !(err instanceof GRPCResourceExhastedError)) return err.constructor.name.replace(/^GRPC|Error$/g, '') || 'transient gRPC failure';
+  return null;
+}
+
+/** The policy of the agent's etcd loops (waits, lease re-grants, watch re-creation): 250 ms doubling to 5 s, +-20 %. */
+export const ETCD_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 5000, jitter: 0.2 };
 
 const clientOptions = {
   dialTimeout: 3000,
@@ -131,11 +173,11 @@ export class EtcdStore {
           this.log.warn('waiting for etcd', {
             etcd: this.where,
             error: errorMessage(err),
-            hint: 'start etcd (a quorum of its members) or fix --etcd-addr / BACKEND_ETCD_ADDR; the agent keeps retrying',
+            hint: `${ETCD_UNAVAILABLE_FIX}; the agent keeps retrying`,
           });
         }
       }
-      await sleep(backoffDelay(attempt), undefined, { signal });
+      await sleep(backoffDelay(attempt, ETCD_BACKOFF), undefined, { signal });
     }
   }
 
@@ -146,15 +188,13 @@ export class EtcdStore {
     this.leases.add(lease);
     lease.once('lost', () => this.leases.delete(lease));
     return {
-      put: async (key, value) => {
-        await lease.put(key).value(value);
-      },
+      put: (key, value) => this.call(`writing ${key} under a lease`, async () => void (await lease.put(key).value(value))),
       onLost: (cb) => void lease.once('lost', cb),
       onKeepalive: (cb) => void lease.on('keepaliveSucceeded', () => cb()),
-      id: async () => BigInt(await lease.grant()).toString(16),
+      id: () => this.call('granting a lease', async () => BigInt(await lease.grant()).toString(16)),
       revoke: () => {
         this.leases.delete(lease);
-        return lease.revoke();
+        return this.call('revoking a lease', () => lease.revoke());
       },
       release: () => {
         this.leases.delete(lease);
@@ -190,44 +230,44 @@ export class EtcdStore {
 
   /** The members the cluster lists (id and client URLs). */
   async memberList(): Promise<Array<{ id: string; name: string; clientURLs: string[] }>> {
-    const r = await this.client.cluster.memberList({ linearizable: true });
+    const r = await this.call('listing the members', () => this.client.cluster.memberList({ linearizable: true }));
     return r.members.map((m) => ({ id: m.ID, name: m.name, clientURLs: m.clientURLs }));
   }
 
   /** The cluster's current revision (of the KV store). */
   async revision(): Promise<string> {
-    return (await this.client.maintenance.status()).header.revision;
+    return (await this.call('reading the revision', () => this.client.maintenance.status())).header.revision;
   }
 
   /** The version of the etcd server that answers, e.g. `3.4.23`; one try, bounded by the call deadline. */
   async serverVersion(): Promise<string> {
-    return (await this.client.maintenance.status()).version;
+    return (await this.call('reading the server version', () => this.client.maintenance.status())).version;
   }
 
   /** The value of a key, or null when absent. */
   async get(key: string): Promise<string | null> {
-    return this.ns.get(key).string();
+    return this.call(`reading ${key}`, () => this.ns.get(key).string());
   }
 
   /** Every key below a prefix, with the prefix stripped from the keys. */
   async getPrefix(prefix: string): Promise<Record<string, string>> {
-    const all = await this.ns.getAll().prefix(prefix).strings();
+    const all = await this.call(`reading ${prefix}*`, () => this.ns.getAll().prefix(prefix).strings());
     return Object.fromEntries(Object.entries(all).map(([k, v]) => [k.slice(prefix.length), v]));
   }
 
   /** Writes a key of the namespace. */
   async put(key: string, value: string): Promise<void> {
-    await this.ns.put(key).value(value);
+    await this.call(`writing ${key}`, () => this.ns.put(key).value(value));
   }
 
   /** Deletes one key. */
   async delete(key: string): Promise<void> {
-    await this.ns.delete().key(key);
+    await this.call(`deleting ${key}`, () => this.ns.delete().key(key));
   }
 
   /** Deletes a key only if it still holds `value` (one etcd transaction); returns whether it did. */
   async deleteIf(key: string, value: string): Promise<boolean> {
-    const r = await this.ns.if(key, 'Value', '==', value).then(this.ns.delete().key(key)).commit();
+    const r = await this.call(`deleting ${key} if unchanged`, () => this.ns.if(key, 'Value', '==', value).then(this.ns.delete().key(key)).commit());
     return r.succeeded;
   }
 
@@ -281,17 +321,26 @@ export class EtcdStore {
           opts.onResync?.();
           return;
         } catch {
-          await sleep(backoffDelay(attempt));
+          await sleep(backoffDelay(attempt, ETCD_BACKOFF));
         }
       }
     };
     const first = build();
     if (opts.fromRevision !== undefined) first.startRevision(opts.fromRevision);
-    attach(await first.create());
+    attach(await this.call(`watching ${what}`, () => first.create()));
     return async () => {
       closed = true;
       await current?.cancel();
     };
+  }
+
+  /** Runs one etcd call; its failure becomes our error (castEtcdError) naming the step. */
+  private async call<T>(step: string, run: () => PromiseLike<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      throw castEtcdError(err, step, this.where);
+    }
   }
 
   /** Closes the connection; pending calls fail, and leases are no longer kept alive (their keys go at their TTL). */

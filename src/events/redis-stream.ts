@@ -9,8 +9,12 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
+import { backoffDelay, type BackoffPolicy } from '../util/backoff.js';
 import type { Codec } from '../wire/codec.js';
 import type { EventSink, SinkStats } from './sink.js';
+
+/** ioredis' reconnect delays: 200 ms doubling to 2 s. */
+const REDIS_BACKOFF: BackoffPolicy = { baseMs: 200, maxMs: 2000, jitter: 0 };
 
 /** Options of {@link RedisStreamSink}. */
 export interface RedisStreamSinkOptions {
@@ -78,7 +82,7 @@ export class RedisStreamSink implements EventSink {
       maxRetriesPerRequest: 0,
       connectTimeout: 2000,
       commandTimeout: 5000,
-      retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
+      retryStrategy: (times) => backoffDelay(times, REDIS_BACKOFF),
       lazyConnect: false,
     });
     client.on('error', (err: unknown) => this.noteOutage(errorMessage(err)));

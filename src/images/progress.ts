@@ -5,15 +5,7 @@
  * agentctl's progress bar all read this one aggregation. `Throttle` lets
  * an update through at most once per interval.
  */
-
-/** One line of Docker's pull stream. */
-export interface DockerProgressMessage {
-  status?: string;
-  id?: string;
-  progressDetail?: { current?: number; total?: number };
-  error?: string;
-  errorDetail?: { message?: string };
-}
+import type { DockerProgressMessage } from '../adapters/docker-images.js';
 
 /** One layer of a pull. */
 export interface LayerProgress {

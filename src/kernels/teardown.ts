@@ -9,6 +9,13 @@
 import { DestroyPendingError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ContainerState } from '../adapters/docker.js';
+import { backoffDelay, type BackoffPolicy } from '../util/backoff.js';
+
+/** The pause between the rounds of one removal: 100 ms doubling to 3.2 s (and never past the removal's bound). */
+const REMOVE_RETRY_BACKOFF: BackoffPolicy = { baseMs: 100, maxMs: 3200, jitter: 0 };
+
+/** The pause before each removal of a pending destroy: 500 ms doubling to a minute. */
+const PENDING_DESTROY_BACKOFF: BackoffPolicy = { baseMs: 500, maxMs: 60_000, jitter: 0 };
 
 /** The Docker calls a teardown makes. */
 export interface TeardownDocker {
@@ -60,7 +67,7 @@ export async function removeContainer(docker: TeardownDocker, id: string, boundM
     } catch (err) {
       steps.push(`kill: ${errorMessage(err)}`);
     }
-    await sleep(Math.min(Math.max(0, left()), 100 * 2 ** Math.min(round, 5)));
+    await sleep(Math.min(Math.max(0, left()), backoffDelay(round + 1, REMOVE_RETRY_BACKOFF)));
   }
   return { gone: false, steps };
 }
@@ -73,7 +80,7 @@ export async function removeContainer(docker: TeardownDocker, id: string, boundM
  */
 export async function removeUntilGone(docker: TeardownDocker, id: string, boundMs: () => number, closed: () => boolean, log: Logger): Promise<void> {
   for (let round = 0; !closed(); round++) {
-    await sleep(Math.min(60_000, 500 * 2 ** round));
+    await sleep(backoffDelay(round + 1, PENDING_DESTROY_BACKOFF));
     const t = await removeContainer(docker, id, boundMs());
     if (t.gone) {
       log.info('the container of a pending destroy is gone', { rounds: round + 1 });

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
+import { Backoff, type BackoffPolicy } from '../util/backoff.js';
 import { KERNEL_PORTS, type DockerEngine } from '../adapters/docker.js';
 import { containerRequest, lastLines, prepareScratch } from '../containers/launch.js';
 import { imageTraits } from '../containers/image-traits.js';
@@ -43,10 +44,13 @@ export interface FillTarget {
   resize(): void;
 }
 
+/** The wait of a pool key's fills after failures: 2 s doubling to a minute; a fill that works resets it. */
+const FILL_BACKOFF: BackoffPolicy = { baseMs: 2000, maxMs: 60_000, jitter: 0 };
+
 export class PoolFiller {
   /** Creations under way: slot -> pool key. */
   readonly creating = new Map<string, string>();
-  private readonly backoff = new Map<string, { until: number; delayMs: number }>();
+  private readonly backoff = new Map<string, { until: number; delays: Backoff }>();
   /** Pins chosen for containers still being created: slot -> pool key and cores. */
   private readonly pinning = new Map<string, { key: string; cpuSet: number[] }>();
 
@@ -117,8 +121,10 @@ export class PoolFiller {
       this.pool.onCreated?.((performance.now() - t0) / 1000);
       this.pool.deps.log.debug('pooled container ready', { pool: key, container: containerId.slice(0, 12), ms: Math.round(performance.now() - t0) });
     } catch (err) {
-      const delayMs = Math.min((this.backoff.get(key)?.delayMs ?? 1000) * 2, 60_000);
-      this.backoff.set(key, { until: Date.now() + delayMs, delayMs });
+      const entry = this.backoff.get(key) ?? { until: 0, delays: new Backoff(FILL_BACKOFF) };
+      const delayMs = entry.delays.next();
+      entry.until = Date.now() + delayMs;
+      this.backoff.set(key, entry);
       // What the container printed says why its runner did not come up (read before the container is removed).
       const printed = containerId ? await lastLines(this.pool.deps.docker, containerId) : undefined;
       this.pool.deps.log.warn('could not create a pooled container; trying again later', { pool: key, retryInMs: delayMs, error: errorMessage(err), printed });

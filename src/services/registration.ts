@@ -17,10 +17,10 @@
  * missing or wrong when etcd answers is written again.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { EtcdStore, StoreLease } from '../adapters/etcd.js';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
-import { backoffDelay, Outage } from './backoff.js';
+import { backoffDelay, Outage } from '../util/backoff.js';
+import { ETCD_BACKOFF, type EtcdStore, type StoreLease } from '../adapters/etcd.js';
 
 /** How often a running agent checks its registration (and so notices an etcd outage). */
 export const REGISTRATION_CHECK_MS = 5000;
@@ -156,7 +156,7 @@ export class Registration {
         return;
       } catch {
         lease.release();
-        await sleep(backoffDelay(attempt));
+        await sleep(backoffDelay(attempt, ETCD_BACKOFF));
       }
     }
   }

@@ -179,6 +179,13 @@ function checkSnappyLength(block: Buffer): void {
   throw new Error('bad snappy length');
 }
 
+/** A failure as a Callosum reply carries it: the exception's short name, its repr, and a traceback (empty: the agent log has it). */
+export interface CallosumFailure {
+  name: string;
+  repr: string;
+  traceback: string;
+}
+
 /**
  * Builds a reply: a result (type 2) with `meta` = msgpack `[]` and `body`
  * the packed value, or a failure (type 3) with `meta` = msgpack
@@ -188,7 +195,7 @@ function checkSnappyLength(block: Buffer): void {
 export function buildCallosumReply(
   request: { generation: CallosumGeneration; envelope: Buffer[]; header: CallosumHeader },
   codec: Codec,
-  outcome: { ok: true; payload: Buffer } | { ok: false; name: string; repr: string; traceback: string },
+  outcome: { ok: true; payload: Buffer } | ({ ok: false } & CallosumFailure),
 ): Buffer[] {
   const h = request.header;
   const header = codec.encode({ type: outcome.ok ? CallosumType.RESULT : CallosumType.FAILURE, meth: h.meth, okey: h.okey, seq: h.seq, zip: false });

@@ -7,12 +7,12 @@
  */
 import * as zmq from 'zeromq';
 import type { Logger } from '../log.js';
-import { errorMessage, pyRepr, type WireError } from '../errors.js';
+import { errorMessage, internalWireError, type WireError } from '../errors.js';
 import { msgpackCodec, type Codec } from './codec.js';
 import { buildReplyFrames, parseRequestFrames, type MalformedRequest, type ParsedRequest, type ServerStamp } from './frames.js';
 import { eagerSender, SendQueue } from './send-queue.js';
 import { registerZapDomain } from './zap.js';
-import { buildCallosumReply, isCallosumFrames, parseCallosumFrames, type CallosumMalformed, type CallosumRequest } from './callosum.js';
+import { buildCallosumReply, isCallosumFrames, parseCallosumFrames, type CallosumFailure, type CallosumMalformed, type CallosumRequest } from './callosum.js';
 
 /** What a handler answers: a value, or a wire error. */
 export type Reply = { ok: true; value: unknown } | { ok: false; error: WireError };
@@ -32,13 +32,15 @@ export type DispatchRequest =
 export type RequestHandler = (request: DispatchRequest) => Reply | Promise<Reply>;
 
 /**
- * Callosum calls of modern managers on the same socket (docs/modern-managers.rst): their handler (the modern method table's dispatcher) and the codec of
- * their arguments. Absent, Callosum frame sets are dropped like any
- * unparseable one.
+ * Callosum calls of modern managers on the same socket (docs/modern-managers.rst): their handler (the modern method table's dispatcher), the codec of
+ * their arguments, and how a wire error reads as a Callosum failure (the RPC
+ * layer's `callosumFailure`). Absent, Callosum frame sets are dropped like
+ * any unparseable one.
  */
 export interface CallosumOptions {
   handler: RequestHandler;
   codec: Codec;
+  failure: (error: WireError) => CallosumFailure;
 }
 
 /** Options of {@link RpcRouter}. */
@@ -78,23 +80,9 @@ export interface RouterStats {
   authAdmitted: number;
 }
 
-/**
- * A wire error as a Callosum failure: the exception's short name and a repr
- * that says what to do; an unknown method is a `KeyError` naming it, as the
- * stock Callosum server would raise (but answered, not swallowed).
- */
-export function callosumFailure(error: WireError): { name: string; repr: string; traceback: string } {
-  if (error.type === 'aiozmq.rpc.base.NotFoundError') {
-    const message = `the method ${String(error.args[0])} is not served by this agent (agent methods --modern lists those that are)`;
-    return { name: 'KeyError', repr: `KeyError(${pyRepr(message)})`, traceback: '' };
-  }
-  return { name: error.type.slice(error.type.lastIndexOf('.') + 1), repr: error.repr, traceback: '' };
-}
-
 /** The reply to a handler that threw, which it must not: an internal error naming the method. */
 function handlerThrew(method: string, err: unknown): Reply {
-  const message = `the handler of ${method} failed: ${errorMessage(err)}`;
-  return { ok: false, error: { type: 'agent.InternalError', args: [message], repr: `InternalError(${pyRepr(message)})` } };
+  return { ok: false, error: internalWireError(`the handler of ${method} failed: ${errorMessage(err)}`) };
 }
 
 /** How long a reply waits for a peer whose queue is full before it counts as not delivered. */
@@ -233,14 +221,14 @@ export class RpcRouter {
     try {
       let payload: Buffer;
       let isError = !reply.ok;
+      const errorValue = (e: WireError) => [e.type, e.args, e.repr];
       try {
-        const value = reply.ok ? reply.value : [reply.error.type, reply.error.args, reply.error.repr];
+        const value = reply.ok ? reply.value : errorValue(reply.error);
         // The payload goes to the send queue and is dropped once sent: a big one may reuse its buffer.
         payload = this.options.codec.encodeForSend?.(value) ?? this.options.codec.encode(value);
       } catch (err) {
         isError = true;
-        const message = `the result of ${request.method} could not be encoded: ${errorMessage(err)}`;
-        payload = this.options.codec.encode(['agent.InternalError', [message], `InternalError(${JSON.stringify(message)})`]);
+        payload = this.options.codec.encode(errorValue(internalWireError(`the result of ${request.method} could not be encoded: ${errorMessage(err)}`)));
       }
       const frames = buildReplyFrames(request.envelope, this.stamp, request.header.requestId, isError, payload);
       if (this.queue.push(frames)) this.stats.replied++;
@@ -276,10 +264,10 @@ export class RpcRouter {
     try {
       let frames: Buffer[];
       try {
-        frames = buildCallosumReply(request, msgpackCodec, reply.ok ? { ok: true, payload: callosum.codec.encode(reply.value) } : { ok: false, ...callosumFailure(reply.error) });
+        frames = buildCallosumReply(request, msgpackCodec, reply.ok ? { ok: true, payload: callosum.codec.encode(reply.value) } : { ok: false, ...callosum.failure(reply.error) });
       } catch (err) {
-        const message = `the result of ${request.method} could not be encoded: ${errorMessage(err)}`;
-        frames = buildCallosumReply(request, msgpackCodec, { ok: false, name: 'InternalError', repr: `InternalError(${pyRepr(message)})`, traceback: '' });
+        const error = internalWireError(`the result of ${request.method} could not be encoded: ${errorMessage(err)}`);
+        frames = buildCallosumReply(request, msgpackCodec, { ok: false, ...callosum.failure(error) });
       }
       if (this.queue.push(frames)) this.stats.replied++;
       else this.stats.sendFailures++;

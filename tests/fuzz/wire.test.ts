@@ -14,7 +14,7 @@ import { ParametersError } from '../../src/errors.js';
 import { buildCallosumReply, buildCallosumRequest, isCallosumFrames, parseCallosumFrames, parseCallosumReply } from '../../src/wire/callosum.js';
 import { modernCodec } from '../../src/wire/modern-codec.js';
 import { readPickle } from '../../src/wire/pickle.js';
-import { callosumFailure } from '../../src/wire/router.js';
+import { callosumFailure } from '../../src/rpc/callosum-failure.js';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -4,6 +4,7 @@
  */
 import { expect } from 'chai';
 import * as zmq from 'zeromq';
+import { pyRepr, WireErrors } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
@@ -66,6 +67,23 @@ describe('RPC transport', () => {
     const fast = client.callRaw('ping', ['fast']).then((v) => (done.push(String(v)), releaseSlow()));
     await Promise.all([slow, fast]);
     expect(done).to.deep.equal(['fast', 'slow']);
+  });
+
+  it('answers a handler that throws and a result that cannot be encoded with the same internal error form', async () => {
+    const { client } = await router((req) => {
+      if (req.method === 'throws') throw new Error('boom');
+      return { ok: true, value: 2n ** 70n }; // more than msgpack's 64-bit integers hold
+    });
+    const threw = await remoteError(client.callRaw('throws', []));
+    const unencodable = await remoteError(client.callRaw('big', []));
+    for (const [err, message] of [
+      [threw, 'the handler of throws failed: boom'],
+      [unencodable, 'the result of big could not be encoded: '],
+    ] as const) {
+      expect(err.remoteType).to.equal(WireErrors.Internal);
+      expect(String(err.remoteArgs[0])).to.contain(message);
+      expect(err.remoteRepr).to.equal(`InternalError(${pyRepr(err.remoteArgs[0])})`);
+    }
   });
 
   it('counts a reply to a peer that has gone as undeliverable (ROUTER mandatory)', async () => {

@@ -1,6 +1,6 @@
 /** The reconnect backoff (bounded, jittered) and the one-line-per-outage bookkeeping. */
 import { expect } from 'chai';
-import { backoffDelay, Outage } from '../../src/services/backoff.js';
+import { backoffDelay, Outage } from '../../src/util/backoff.js';
 
 describe('backoff', () => {
   const policy = { baseMs: 100, maxMs: 1000, jitter: 0.5 };

@@ -22,7 +22,7 @@ import {
 import { modernCodec } from '../../src/wire/modern-codec.js';
 import { readPickle } from '../../src/wire/pickle.js';
 import { readTemporenc } from '../../src/wire/temporenc.js';
-import { callosumFailure } from '../../src/wire/router.js';
+import { callosumFailure } from '../../src/rpc/callosum-failure.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixtures = JSON.parse(readFileSync(path.join(here, '../../../tests/unit/fixtures/modern-values.json'), 'utf8')) as {

@@ -38,11 +38,28 @@ describe('agentctl parts', () => {
       new errors.KernelCreationError('x'), new errors.NoResourcesError('x'), new errors.RunNotFoundError('x'), new errors.RunLostError('x'),
       new errors.KernelUnresponsiveError('x'), new errors.AgentShuttingDownError(), new errors.InternalError('x'),
       new errors.ConfigError('x'), new errors.ImagePullError('x'), new errors.ImageInUseError('x'), new errors.DestroyPendingError('x'), new errors.ImpossibleRequestError('x'), new errors.NoSpaceError('x'),
+      new errors.EtcdUnavailableError('x', 'unavailable'), new errors.EtcdError('x'),
     ];
     for (const e of samples) {
       names.add(e.wireName);
       expect(new errors.RemoteError(e.wireName, ['m'], '').retryable, e.wireName).to.equal(e.retryable);
+      // a Callosum reply carries the short name only
+      expect(new errors.RemoteError(errors.shortWireName(e.wireName), ['m'], '').retryable, e.wireName).to.equal(e.retryable);
+      expect(errors.isRetryable(e)).to.equal(e.retryable);
     }
     expect(new Set(Object.values(errors.WireErrors))).to.deep.equal(names);
+    expect(new errors.RemoteError('agent.SomethingNew', ['m'], '').retryable).to.equal(false);
+  });
+
+  it('WireErrors is derived from the classes: each constant is its class\'s wire name, and no two classes share one', () => {
+    const seen = new Map<string, string>();
+    for (const [key, cls] of Object.entries(errors.WIRE_ERROR_CLASSES)) {
+      expect(errors.WireErrors[key as keyof typeof errors.WireErrors]).to.equal(cls.wireName);
+      expect(seen.get(cls.wireName), `${cls.name} and ${seen.get(cls.wireName)} both say ${cls.wireName}`).to.equal(undefined);
+      expect(seen.get(errors.shortWireName(cls.wireName)), `${cls.name}'s short name is taken`).to.equal(undefined);
+      seen.set(cls.wireName, cls.name).set(errors.shortWireName(cls.wireName), cls.name);
+      expect(errors.wireErrorClass(cls.wireName)).to.equal(cls);
+    }
+    expect([errors.WireErrors.KernelNotFound, errors.WireErrors.Parameters]).to.deep.equal(['agent.KernelNotFound', 'aiozmq.rpc.base.ParametersError']);
   });
 });

@@ -54,7 +54,7 @@ describe('argument binding', () => {
 
 describe('dispatcher', () => {
   class Boom extends AgentError {
-    override readonly wireName = 'agent.Boom';
+    static override readonly wireName = 'agent.Boom';
   }
   const dispatcher = new Dispatcher(
     [

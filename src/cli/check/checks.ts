@@ -13,7 +13,7 @@ import { checkScratchRoot } from '../../config/options.js';
 import { compileSettings, defaultSettings, type CompiledSettings } from '../../config/settings.js';
 import type { EtcdStore } from '../../adapters/etcd.js';
 import { judgeCluster } from '../../services/cluster-health.js';
-import { errorMessage } from '../../errors.js';
+import { errorMessage, EtcdUnavailableError } from '../../errors.js';
 import { agentKey } from '../../services/registration.js';
 import { securityFindings } from '../../config/security.js';
 import { gpuCheck } from '../../accelerators/check.js';
@@ -40,8 +40,7 @@ export const CHECKS: Check[] = [
       try {
         return pass(`${etcd.where} answers (etcd ${await etcd.serverVersion()})`);
       } catch (err) {
-        const msg = errorMessage(err);
-        const reason = /E[A-Z]{4,}|DEADLINE_EXCEEDED|circuit breaker/.exec(msg)?.[0] ?? msg.slice(0, 120);
+        const reason = err instanceof EtcdUnavailableError ? err.reason : errorMessage(err).slice(0, 120);
         return fail(`etcd does not answer at ${etcd.where} (${reason})`, 'start etcd, or fix --etcd-addr / BACKEND_ETCD_ADDR');
       }
     },
