@@ -4,7 +4,7 @@
  * appears in the manual without a hand edit:
  *
  * - flags.rst: the yargs flags of `agent` and `agentctl` (src/cli/flags.ts);
- * - settings.rst: the etcd settings (src/config/settings.ts SETTINGS) and the
+ * - settings.rst: the etcd settings (src/config/setting-table.ts SETTINGS) and the
  *   warm pool's keys (src/pool/settings.ts POOL_SETTINGS);
  * - methods.rst and modern-methods.rst: the RPC method tables, as
  *   `agent methods` lists them (src/rpc/methods.ts, src/rpc/modern-methods.ts);
@@ -20,7 +20,7 @@ import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AGENT_COMMAND_FLAGS, AGENT_FLAGS, AGENTCTL_COMMAND_FLAGS, AGENTCTL_FLAGS, CHECK_FLAGS, envVar, type FlagSpec } from '../src/cli/flags.js';
-import { SETTINGS } from '../src/config/settings.js';
+import { SETTINGS } from '../src/config/setting-table.js';
 import { POOL_DEFAULTS, POOL_SETTINGS } from '../src/pool/settings.js';
 import { listMethods, methods, type MethodListing } from '../src/rpc/methods.js';
 import { modernMethods, modernNotServed } from '../src/rpc/modern-methods.js';

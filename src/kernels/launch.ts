@@ -8,7 +8,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { ContainerRequest, ContainerSecurity, DockerEngine } from '../adapters/docker.js';
 import type { DeviceHostConfig } from '../accelerators/types.js';
-import { langName, type KernelSpec } from './spec.js';
+import type { KernelSpec } from './spec.js';
+import { langName } from '../config/lang.js';
 import { parseServicePorts, type ServiceDecls } from './service-ports.js';
 import { writeFileAtomic } from '../node/atomic-write.js';
 
