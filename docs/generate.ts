@@ -155,7 +155,7 @@ function settingsPage(): string {
   const poolDefaults = POOL_DEFAULTS as unknown as Record<string, unknown>;
   const poolRows = POOL_SETTINGS.map((s) => [lit(s.key), text(s.parse.type), defaultOf(poolDefaults[s.field]), text(s.doc)]);
   return (
-    header('src/config/settings.ts (SETTINGS) and src/pool/settings.ts (POOL_SETTINGS)') +
+    header('src/config/setting-table.ts (SETTINGS) and src/pool/settings.ts (POOL_SETTINGS)') +
     title('Settings in etcd') +
     'Cluster-wide under ``/sorna/<namespace>/config/agent/<key>``, per node under\n' +
     '``/sorna/<namespace>/nodes/agents/<agent id>/config/<key>``; the node value wins.\n' +
