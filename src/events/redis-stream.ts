@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { Codec } from '../wire/codec.js';
 import type { EventSink, SinkStats } from './sink.js';
+import { REDIS_ADDR_KEY } from '../config/etcd-keys.js';
 
 /** Options of {@link RedisStreamSink}. */
 export interface RedisStreamSinkOptions {
@@ -65,7 +66,7 @@ export class RedisStreamSink implements EventSink {
     if (!target) return;
     const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(target.addr);
     if (!m) {
-      this.options.log.error('config/redis/addr is not host:port; events to modern managers are off', { addr: target.addr });
+      this.options.log.error(`${REDIS_ADDR_KEY} is not host:port; events to modern managers are off`, { addr: target.addr });
       return;
     }
     this.target = target.addr;

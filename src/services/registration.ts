@@ -26,9 +26,6 @@ import { AGENT_CONFIG_SUBKEY, agentFieldKey, agentKey, type AgentField } from '.
 /** How often a running agent checks its registration (and so notices an etcd outage). */
 export const REGISTRATION_CHECK_MS = 5000;
 
-/** The default TTL of the registration's lease, in seconds. */
-export const DEFAULT_LEASE_TTL_SEC = 15;
-
 export class Registration {
   private ip = '';
   private addr = '';
@@ -39,7 +36,8 @@ export class Registration {
   private readonly etcdOutage = new Outage();
   private readonly leaseOutage = new Outage();
   private lease: StoreLease | null = null;
-  private ttlSec = DEFAULT_LEASE_TTL_SEC;
+  /** The lease's TTL (registration_lease_ttl), set by {@link starting}. */
+  private ttlSec = 0;
   private stopped = false;
   /** Whether the keys were written once: only a held registration is re-granted. */
   private held = false;
@@ -61,7 +59,7 @@ export class Registration {
   }
 
   /** Registers as `starting` with the node's ip and the `tcp://host:port` of the RPC socket, under a new lease of `ttlSec`. */
-  async starting(ip: string, addr: string, ttlSec = DEFAULT_LEASE_TTL_SEC): Promise<void> {
+  async starting(ip: string, addr: string, ttlSec: number): Promise<void> {
     this.ip = ip;
     this.addr = addr;
     this.ttlSec = ttlSec;
