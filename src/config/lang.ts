@@ -88,17 +88,17 @@ const EXAMPLE = 'such as "python:3-debian"';
  * the module's comment); throws an Error that names the lang and what is wrong.
  */
 export function checkLang(lang: string): void {
-  const must = `lang ${JSON.stringify(lang.slice(0, 80))} must be an image "name:tag" ${EXAMPLE}`;
-  if (lang.length === 0 || lang.length > MAX_LANG) throw new Error(`${must} of 1 to ${MAX_LANG} characters`);
-  if (lang.includes('@')) throw new Error(`${must}, without a digest`);
+  const must = `lang must be an image "name:tag" ${EXAMPLE}; ${JSON.stringify(lang.slice(0, 80))}`;
+  if (lang.length === 0 || lang.length > MAX_LANG) throw new Error(`${must} has ${lang.length} characters, not 1 to ${MAX_LANG}`);
+  if (lang.includes('@')) throw new Error(`${must} names a digest: name the image by its tag`);
   const slash = lang.lastIndexOf('/');
   const colon = lang.lastIndexOf(':');
   const name = colon > slash ? lang.slice(0, colon) : lang;
-  if (name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) throw new Error(`${must}: it has an empty, "." or ".." path segment`);
+  if (name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) throw new Error(`${must} has an empty, "." or ".." path segment`);
   try {
     parseImageRef(lang);
   } catch (err) {
-    throw new Error(`${must}: ${(err as Error).message}`);
+    throw new Error(`${must} is no image name (${(err as Error).message})`);
   }
 }
 
