@@ -4,7 +4,7 @@
  * appears in the manual without a hand edit:
  *
  * - flags.rst: the yargs flags of `agent` and `agentctl` (src/cli/flags.ts);
- * - settings.rst: the etcd settings (src/config/settings.ts SETTINGS) and the
+ * - settings.rst: the etcd settings (src/config/setting-table.ts SETTINGS) and the
  *   warm pool's keys (src/pool/settings.ts POOL_SETTINGS);
  * - methods.rst and modern-methods.rst: the RPC method tables, as
  *   `agent methods` lists them (src/rpc/methods.ts, src/rpc/modern-methods.ts);
@@ -25,7 +25,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AGENT_COMMAND_FLAGS, AGENT_FLAGS, AGENTCTL_COMMAND_FLAGS, AGENTCTL_FLAGS, CHECK_FLAGS, envVar, type FlagSpec } from '../src/cli/flags.js';
-import { SETTINGS } from '../src/config/settings.js';
+import { SETTINGS } from '../src/config/setting-table.js';
 import { POOL_DEFAULTS, POOL_SETTINGS } from '../src/pool/settings.js';
 import { methods } from '../src/rpc/methods.js';
 import { listMethods, type MethodListing } from '../src/rpc/listing.js';
@@ -163,7 +163,7 @@ function settingsPage(): string {
   const poolDefaults = POOL_DEFAULTS as unknown as Record<string, unknown>;
   const poolRows = POOL_SETTINGS.map((s) => [lit(s.key), text(s.parse.type), defaultOf(poolDefaults[s.field]), text(s.doc)]);
   return (
-    header('src/config/settings.ts (SETTINGS) and src/pool/settings.ts (POOL_SETTINGS)') +
+    header('src/config/setting-table.ts (SETTINGS) and src/pool/settings.ts (POOL_SETTINGS)') +
     title('Settings in etcd') +
     'Cluster-wide under ``/sorna/<namespace>/config/agent/<key>``, per node under\n' +
     '``/sorna/<namespace>/nodes/agents/<agent id>/config/<key>``; the node value wins.\n' +

@@ -13,7 +13,7 @@
 import type { Logger } from './log.js';
 import { ConfigError, errorMessage } from './errors.js';
 import type { AgentOptions } from './config/options.js';
-import type { Settings } from './config/settings.js';
+import type { Settings } from './config/setting-table.js';
 import { EtcdStore } from './adapters/etcd.js';
 import { detectHostAddress, detectResources } from './node/resources.js';
 import { NodeMonitor } from './node/stats.js';
@@ -44,7 +44,7 @@ import { RangedDocker } from './ports/ranged-docker.js';
 import type { PortRangeStats } from './ports/range.js';
 import { KernelApps } from './kernels/apps.js';
 import { appBindings } from './kernels/app-bindings.js';
-import { portRangeBounds } from './config/settings.js';
+import { portRangeBounds } from './config/setting-parsers.js';
 import { slotFigures } from './node/memory.js';
 import { createRequire } from 'node:module';
 import type { SinkStats } from './events/sink.js';

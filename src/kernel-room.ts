@@ -10,6 +10,7 @@
 import type { Logger } from './log.js';
 import { ConfigError, errorMessage } from './errors.js';
 import type { AgentOptions } from './config/options.js';
+import { VFOLDER_ROOT_KEY } from './config/etcd-keys.js';
 import type { EtcdStore } from './adapters/etcd.js';
 import { detectResources } from './node/resources.js';
 import type { LiveSettings } from './services/live-settings.js';
@@ -94,7 +95,7 @@ export class KernelRoom {
   async build(c: KernelRoomContext): Promise<{ gpus: GpuService; images: ImageService; pool: WarmPool; kernels: KernelService; metrics: AgentMetrics }> {
     const { options, settings: live } = c;
     const settings = live.value;
-    const vfolderRoot = (await c.etcd.get('volumes/_mount')) ?? '/mnt';
+    const vfolderRoot = (await c.etcd.get(VFOLDER_ROOT_KEY)) ?? '/mnt';
     const cores = Array.from({ length: detectResources().cpuSlots }, (_, i) => i);
     const forKernels = kernelSettings(live, options, vfolderRoot);
     const accelerator = c.accelerator ?? new NvidiaCuda({ allow: () => live.value.gpuAllow, docker: () => c.docker.runtimes() });

@@ -9,7 +9,7 @@
  */
 import type { Logger } from './log.js';
 import { ConfigError, errorMessage } from './errors.js';
-import type { Settings } from './config/settings.js';
+import type { Settings } from './config/setting-table.js';
 import type { EtcdStore } from './adapters/etcd.js';
 import { loadKeyPair, type KeyPair } from './config/keys.js';
 import { msgpackCodec } from './wire/codec.js';

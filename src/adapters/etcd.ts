@@ -163,7 +163,7 @@ export class EtcdStore {
     let lastLog = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.ns.get('nodes/manager').string();
+        await this.ns.get('').string(); // any read proves a quorum answers; the namespace's own key needs no knowledge of the layout (src/config/etcd-keys.ts)
         if (attempt > 1) this.log.info('etcd is reachable', { etcd: this.where, attempts: attempt });
         return;
       } catch (err) {

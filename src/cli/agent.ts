@@ -11,7 +11,7 @@ import { hideBin } from 'yargs/helpers';
 import { Agent } from '../agent.js';
 import { validateOptions, type RawOptions } from '../config/options.js';
 import { addFlags, AGENT_COMMAND_FLAGS, AGENT_FLAGS, CHECK_FLAGS } from './flags.js';
-import { SETTINGS } from '../config/settings.js';
+import { SETTINGS } from '../config/setting-table.js';
 import { AgentError, errorMessage } from '../errors.js';
 import { createLogger, silentLogger, type Logger } from '../log.js';
 import { EtcdStore } from '../adapters/etcd.js';

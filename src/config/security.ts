@@ -4,7 +4,7 @@
  * how to turn the protection back on. A pure function of the settings.
  */
 import type { ContainerSecurity } from '../adapters/docker.js';
-import { DEFAULT_KERNEL_CAPABILITIES, type Settings } from './settings.js';
+import { DEFAULT_KERNEL_CAPABILITIES, type Settings } from './setting-table.js';
 
 /** The lock-down of kernel containers that the settings ask for. */
 export function containerSecurity(s: Settings): ContainerSecurity {

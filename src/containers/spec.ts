@@ -7,6 +7,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ParametersError } from '../errors.js';
+import { resolveImage } from '../config/lang.js';
 
 /** A vfolder mount: `/home/work/<name>` from `<vfolder root>/<host>/<id>`. */
 export interface MountSpec {
@@ -35,7 +36,6 @@ export interface KernelSpec {
 export const MAX_BOOTSTRAP_BYTES = 64 * 1024;
 
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-const LANG = /^[a-z0-9][a-z0-9._/-]{0,127}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
 /** Largest `environ` in all (keys, values and separators): it becomes the container's environment and a file. */
 export const MAX_ENVIRON_BYTES = 1024 * 1024;
@@ -79,24 +79,16 @@ function intList(v: unknown, key: string): number[] | null {
   return [...new Set(v as number[])].sort((a, b) => a - b);
 }
 
-/**
- * The image a lang names: the lang itself when it is on the allow-list,
- * else `imagePrefix` + lang (never with an empty prefix, which would let a
- * manager name any image on the node).
- */
-export function resolveImage(lang: string, imagePrefix: string, allowList: readonly string[] = []): string {
-  if (allowList.includes(lang)) return lang;
-  if (!imagePrefix) bad('lang', `${JSON.stringify(lang)} is not on image_allow_list and image_prefix is empty: add it to the list or set a prefix`);
-  const name = lang.split(':')[0]!;
-  if (name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) bad('lang', `${JSON.stringify(lang)} has an empty, "." or ".." path segment`);
-  return imagePrefix + lang;
-}
-
 /** Reads a config map into a KernelSpec; `imagePrefix` + lang (or the allow-list) names the image, `vfolderRoot` holds the mounts. */
 export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: string, vfolderRoot: string, imageAllowList: readonly string[] = []): KernelSpec {
   const lang = config.lang;
-  if (typeof lang !== 'string' || !LANG.test(lang)) bad('lang', 'must be an image "name:tag" such as "python:3-debian"');
-  const image = resolveImage(lang, imagePrefix, imageAllowList);
+  if (typeof lang !== 'string') bad('lang', 'must be an image "name:tag" such as "python:3-debian"');
+  let image: string;
+  try {
+    image = resolveImage(lang, imagePrefix, imageAllowList);
+  } catch (err) {
+    bad('lang', (err as Error).message.replace(/^lang /, ''));
+  }
   const limits = (config.limits ?? {}) as Record<string, unknown>;
   if (typeof limits !== 'object' || Array.isArray(limits)) bad('limits', 'must be a map');
   const cpu = num(limits.cpu_slot, 'limits.cpu_slot', 0, 1024, 1);
@@ -170,9 +162,4 @@ export async function checkMounts(mounts: readonly MountSpec[], vfolderRoot: str
     const st = await fs.stat(real);
     if (!st.isDirectory()) bad('mounts', `folder ${m.name}: ${m.hostPath} is not a directory`);
   }
-}
-
-/** The lang's name without its tag, as used in container names (`kernel.<name>.<id>`). */
-export function langName(lang: string): string {
-  return lang.split(':')[0]!.replace(/[^A-Za-z0-9_.-]/g, '-');
 }

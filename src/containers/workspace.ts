@@ -12,6 +12,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KernelCreationError } from '../errors.js';
+import type { Settings } from '../config/setting-table.js';
 
 /** Most entries a template may hold. */
 const MAX_TEMPLATE_ENTRIES = 100_000;
@@ -55,9 +56,9 @@ export async function copyTemplate(template: string, home: string, uid: number, 
 export async function prepareHome(
   home: string,
   spec: { bootstrapScript?: string | null },
-  s: { kernelUid: number; workspaceTemplate?: string; workspaceTemplateMaxBytes?: number },
+  s: Pick<Settings, 'kernelUid' | 'workspaceTemplate' | 'workspaceTemplateMaxBytes'>,
 ): Promise<void> {
-  if (s.workspaceTemplate) await copyTemplate(s.workspaceTemplate, home, s.kernelUid, s.workspaceTemplateMaxBytes ?? 100 * 1024 * 1024);
+  if (s.workspaceTemplate) await copyTemplate(s.workspaceTemplate, home, s.kernelUid, s.workspaceTemplateMaxBytes);
   if (spec.bootstrapScript) {
     await fs.mkdir(home, { recursive: true, mode: 0o755 });
     await writeBootstrap(home, spec.bootstrapScript, s.kernelUid);

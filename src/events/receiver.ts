@@ -10,7 +10,7 @@ import { uncompressSync } from 'snappy';
 import { errorMessage } from '../errors.js';
 import { msgpackCodec, type Codec } from '../wire/codec.js';
 import type { EtcdStore } from '../adapters/etcd.js';
-import { EVENT_ADDR_KEY, MANAGER_KEY } from '../services/manager-link.js';
+import { EVENT_ADDR_KEY, MANAGER_KEY } from '../config/etcd-keys.js';
 
 /** AgentEvent is one event as received by an {@link EventReceiver}. */
 export interface AgentEvent {

@@ -12,6 +12,7 @@ import { errorMessage } from '../errors.js';
 import { backoffDelay, type BackoffPolicy } from '../util/backoff.js';
 import type { Codec } from '../wire/codec.js';
 import type { EventSink, SinkStats } from './sink.js';
+import { REDIS_ADDR_KEY } from '../config/etcd-keys.js';
 
 /** ioredis' reconnect delays: 200 ms doubling to 2 s. */
 const REDIS_BACKOFF: BackoffPolicy = { baseMs: 200, maxMs: 2000, jitter: 0 };
@@ -68,7 +69,7 @@ export class RedisStreamSink implements EventSink {
     if (!target) return;
     const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(target.addr);
     if (!m) {
-      this.options.log.error('config/redis/addr is not host:port; events to modern managers are off', { addr: target.addr });
+      this.options.log.error(`${REDIS_ADDR_KEY} is not host:port; events to modern managers are off`, { addr: target.addr });
       return;
     }
     this.target = target.addr;

@@ -9,6 +9,7 @@ import type { DockerImages, LocalImage } from '../adapters/docker-images.js';
 import type { KernelImage } from '../adapters/docker.js';
 import type { Logger } from '../log.js';
 import type { ImageSummary } from '../rpc/results.js';
+import { langOfImage } from '../config/lang.js';
 
 /** Who uses which image name: kernels, and idle pooled containers. */
 export interface ImageUsers {
@@ -48,7 +49,7 @@ export class ImageInventory {
     const out: KernelImage[] = [];
     for (const image of await this.images.list()) {
       for (const tag of image.tags) {
-        const lang = langOf(tag, prefix, allowList);
+        const lang = langOfImage(tag, prefix, allowList);
         if (lang !== null) out.push([lang, image.id]);
       }
     }
@@ -69,7 +70,7 @@ export class ImageInventory {
     const out: ImageSummary[] = [];
     for (const image of await this.images.list()) {
       for (const tag of image.tags) {
-        const lang = langOf(tag, prefix, allowList);
+        const lang = langOfImage(tag, prefix, allowList);
         if (lang === null) continue;
         const colon = tag.lastIndexOf(':');
         const name = tag.slice(0, colon);
@@ -81,13 +82,6 @@ export class ImageInventory {
     }
     return out.sort((a, b) => a.image.localeCompare(b.image));
   }
-}
-
-/** The lang a local image name stands for, or null when it is not a kernel image (neither under the prefix nor allow-listed). */
-export function langOf(tag: string, prefix: string, allowList: readonly string[]): string | null {
-  if (allowList.includes(tag)) return tag;
-  if (prefix && tag.startsWith(prefix)) return tag.slice(prefix.length);
-  return null;
 }
 
 function digestOf(image: LocalImage, name: string): string | null {

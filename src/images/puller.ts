@@ -13,7 +13,7 @@ import { AgentError, errorMessage, ImageNotFoundError, ImagePullError } from '..
 import type { Logger } from '../log.js';
 import type { DockerImages, PullAuth } from '../adapters/docker-images.js';
 import { PullProgress, Throttle, type PullSnapshot } from './progress.js';
-import { parseImageRef } from './reference.js';
+import { parseImageRef } from '../config/lang.js';
 import { RegistryError, type RegistryClient, type RegistryCredentials } from './registry.js';
 import type { AgentEventName } from '../events/catalogue.js';
 

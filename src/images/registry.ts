@@ -8,12 +8,30 @@
  * realm and never appear in an error message.
  */
 import { createHash } from 'node:crypto';
-import { isLoopbackRegistry, type ImageRef } from './reference.js';
+import type { ImageRef } from '../config/lang.js';
+import { registryCredentialKeys } from '../config/etcd-keys.js';
 
 /** A registry's user name and password (etcd `config/docker/registry/<host>/{username,password}`). */
 export interface RegistryCredentials {
   username: string;
   password: string;
+}
+
+/**
+ * Reads a registry's credentials through `get` (an etcd read relative to the
+ * namespace): null when no user name is set, an empty password when none is.
+ * The one reader of these keys; a failed read throws.
+ */
+export async function readRegistryCredentials(get: (key: string) => Promise<string | null>, host: string): Promise<RegistryCredentials | null> {
+  const keys = registryCredentialKeys(host);
+  const [username, password] = await Promise.all([get(keys.username), get(keys.password)]);
+  return username ? { username, password: password ?? '' } : null;
+}
+
+/** Whether a registry host is on loopback, where plain HTTP is used (as Docker does). */
+export function isLoopbackRegistry(host: string): boolean {
+  const h = host.replace(/:[0-9]+$/, '').replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.[0-9]+\.[0-9]+\.[0-9]+$/.test(h);
 }
 
 /** What a manifest says about an image. */
@@ -80,7 +98,7 @@ export class RegistryClient {
     const res = await this.get(ref, url, signal);
     if (res.status === 404) throw new RegistryError(`the registry ${ref.registry} has no ${ref.repository}:${reference}`, true);
     if (res.status === 401 || res.status === 403) {
-      throw new RegistryError(`the registry ${ref.registry} refused access to ${ref.repository} (HTTP ${res.status}): check its credentials in etcd (config/docker/registry/${ref.registry}/username, /password)`);
+      throw new RegistryError(`the registry ${ref.registry} refused access to ${ref.repository} (HTTP ${res.status}): check its credentials in etcd (${registryCredentialKeys(ref.registry).username}, /password)`);
     }
     if (res.status !== 200) throw new RegistryError(`the registry ${ref.registry} answered HTTP ${res.status} for the manifest of ${ref.repository}:${reference}`);
     const raw = Buffer.from(await res.arrayBuffer());

@@ -12,11 +12,10 @@ import type { Logger } from '../log.js';
 import type { DockerImages } from '../adapters/docker-images.js';
 import type { KernelImage } from '../adapters/docker.js';
 import type { ImageRemoval, ImageSummary, PullSummary } from '../rpc/results.js';
-import { resolveImage } from '../containers/spec.js';
 import { ImageInventory, type ImageUsers } from './inventory.js';
 import { ImagePuller } from './puller.js';
-import { parseImageRef } from './reference.js';
-import { RegistryClient, type RegistryCredentials } from './registry.js';
+import { langOfImage, parseImageRef, resolveImage } from '../config/lang.js';
+import { readRegistryCredentials, RegistryClient, type RegistryCredentials } from './registry.js';
 import type { AgentEventName } from '../events/catalogue.js';
 
 /** The settings the image room reads (live). */
@@ -49,8 +48,6 @@ export interface PooledImageUser {
   image: string;
 }
 
-const LANG = /^[a-z0-9][a-z0-9._/:-]{0,254}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
-
 export class ImageService {
   readonly puller: ImagePuller;
   readonly inventory: ImageInventory;
@@ -78,15 +75,12 @@ export class ImageService {
 
   /** The image a client's lang names; a ParametersError as create_kernel gives for a bad one. */
   resolve(lang: string): string {
-    if (!LANG.test(lang)) throw new ParametersError(`image ${JSON.stringify(lang.slice(0, 64))} must be a lang "name:tag" such as "python:3-debian"`);
     const s = this.d.settings();
-    const image = resolveImage(lang, s.imagePrefix, s.imageAllowList);
     try {
-      parseImageRef(image);
+      return resolveImage(lang, s.imagePrefix, s.imageAllowList);
     } catch (err) {
       throw new ParametersError(errorMessage(err));
     }
-    return image;
   }
 
   /**
@@ -96,13 +90,12 @@ export class ImageService {
    */
   resolveCanonical(canonical: string): { lang: string; image: string } {
     const s = this.d.settings();
-    if (s.imageAllowList.includes(canonical)) return { lang: canonical, image: canonical };
-    if (!s.imagePrefix || !canonical.startsWith(s.imagePrefix) || canonical.length === s.imagePrefix.length) {
+    const lang = langOfImage(canonical, s.imagePrefix, s.imageAllowList);
+    if (lang === null) {
       throw new ParametersError(
         `image ${JSON.stringify(canonical.slice(0, 300))} is not under this agent's image_prefix ${JSON.stringify(s.imagePrefix)} nor on image_allow_list; the agent runs no other image`,
       );
     }
-    const lang = canonical.slice(s.imagePrefix.length);
     return { lang, image: this.resolve(lang) };
   }
 
@@ -208,10 +201,8 @@ export class ImageService {
 
   /** A registry's credentials from etcd, or null; never logged. */
   private async credentials(host: string): Promise<RegistryCredentials | null> {
-    const base = `config/docker/registry/${host}`;
     try {
-      const [username, password] = await Promise.all([this.d.etcdGet(`${base}/username`), this.d.etcdGet(`${base}/password`)]);
-      return username ? { username, password: password ?? '' } : null;
+      return await readRegistryCredentials((key) => this.d.etcdGet(key), host);
     } catch (err) {
       this.d.log.warn('cannot read registry credentials from etcd; pulling without them', { registry: host, error: errorMessage(err) });
       return null;

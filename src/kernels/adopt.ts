@@ -19,6 +19,7 @@ import type { KernelRecord, KernelServiceDeps } from './record.js';
 import { servicePortsOf } from '../containers/service-ports.js';
 import { homesOf } from '../scratch/homes.js';
 import { errorMessage } from '../errors.js';
+import { resolveImage } from '../config/lang.js';
 
 /** What re-adoption fills in: the service's registry, core books and pending reports. */
 export interface AdoptionContext {
@@ -67,14 +68,20 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
     memory.claim(id, Number(labels[LABELS.memMiB]) || 0);
     const gpuSet = parseCoreList(labels[LABELS.gpuSet]);
     deps.gpus?.adopt(gpuSet, id);
-    const image = await deps.docker.image(deps.settings().imagePrefix + lang).catch(() => ({ labels: {} }));
+    let imageName = lang; // a lang that names no image now (image_prefix or image_allow_list changed) stands for what it named
+    try {
+      imageName = resolveImage(lang, deps.settings().imagePrefix, deps.settings().imageAllowList);
+    } catch (err) {
+      deps.log.warn('the lang of a re-adopted kernel names no image under the settings in force', { kernelId: id, lang, error: errorMessage(err) });
+    }
+    const image = await deps.docker.image(imageName).catch(() => ({ labels: {} }));
     const created = Number(labels[LABELS.created]) || Date.now();
     const traits = imageTraits(image.labels);
     kernels.set(id, {
       id, containerId: c.id, pid: state.pid, ports: ports as number[], servicePorts: servicePortsOf(traits, state.ports), cpuSet, scratchDir, createdAt: created,
       lastUsed: Date.now(), state: 'running', busy: null, traits, adopted: true,
       spec: {
-        lang, image: deps.settings().imagePrefix + lang, cpuCount: cpuSet.length, memMiB: Number(labels[LABELS.memMiB]) || 0,
+        lang, image: imageName, cpuCount: cpuSet.length, memMiB: Number(labels[LABELS.memMiB]) || 0,
         gpuCount: gpuSet.length, mounts: [], environ: {}, cpuSet, gpuSet,
       },
     });

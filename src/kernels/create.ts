@@ -46,7 +46,7 @@ export class KernelFactory {
   /** Claims a warm pooled container that fits the spec; falls back to a cold create when none fits or the claim fails. */
   async createWarmOrCold(id: string, spec: KernelSpec): Promise<KernelInfo> {
     checkPossible(spec, this.nodeLimits()); // a ParametersError: never fits, never retried
-    await checkScratchReserve(this.d.scratchRoot, this.d.settings().scratchReserveMiB ?? 0); // a full disk must not break the kernels already there
+    await checkScratchReserve(this.d.scratchRoot, this.d.settings().scratchReserveMiB); // a full disk must not break the kernels already there
     // A warm runner has started already (no bootstrap before it), in a home that is a plain folder (hostdir only).
     const pool = spec.bootstrapScript || homesOf(this.d).type !== 'hostdir' ? null : this.d.pool;
     if (pool) {
@@ -179,7 +179,7 @@ export class KernelFactory {
     if (rec.spec.bootstrapScript) {
       // The entrypoint starts the runner only once the bootstrap script has finished.
       at('running the bootstrap script');
-      await waitBootstrap(rec.scratchDir, s.bootstrapTimeoutSec ?? 600, async () => (await this.d.docker.inspect(containerId))?.running === true);
+      await waitBootstrap(rec.scratchDir, s.bootstrapTimeoutSec, async () => (await this.d.docker.inspect(containerId))?.running === true);
     }
     at('waiting for the kernel runner');
     await this.waitForRunner(rec);
@@ -228,7 +228,7 @@ export class KernelFactory {
   }
 
   private nodeLimits(): { cores: number[]; memSlotsMiB: number; memReserveMiB: number } {
-    return { cores: this.d.cores, memSlotsMiB: this.c.capacityMiB(), memReserveMiB: this.d.settings().memReserveMiB ?? 0 };
+    return { cores: this.d.cores, memSlotsMiB: this.c.capacityMiB(), memReserveMiB: this.d.settings().memReserveMiB };
   }
 
   /**

@@ -8,6 +8,7 @@
  */
 import path from 'node:path';
 import { ParametersError } from '../errors.js';
+import { langOfImage } from '../config/lang.js';
 import { parseKernelConfig, type KernelSpec, type MountSpec } from '../containers/spec.js';
 
 /** How a key of the modern config is treated. */
@@ -76,14 +77,9 @@ function amount(v: unknown, key: string): number {
   return n;
 }
 
-/** The lang of an image reference: itself on the allow-list, else the part after the image prefix. */
+/** The lang of an image reference (src/config/lang.ts); a ParametersError when it is no kernel image of this agent. */
 function langOf(canonical: string, ctx: ModernSpecContext): string {
-  if (ctx.imageAllowList.includes(canonical)) return canonical;
-  if (ctx.imagePrefix && canonical.startsWith(ctx.imagePrefix) && canonical.length > ctx.imagePrefix.length) return canonical.slice(ctx.imagePrefix.length);
-  const docker = `docker.io/${ctx.imagePrefix}`;
-  const index = `index.docker.io/${ctx.imagePrefix}`;
-  for (const pre of [docker, index]) if (ctx.imagePrefix && canonical.startsWith(pre) && canonical.length > pre.length) return canonical.slice(pre.length);
-  return bad('image', `${JSON.stringify(canonical)} is neither on image_allow_list nor under image_prefix ${JSON.stringify(ctx.imagePrefix)}`);
+  return langOfImage(canonical, ctx.imagePrefix, ctx.imageAllowList) ?? bad('image', `${JSON.stringify(canonical)} is neither on image_allow_list nor under image_prefix ${JSON.stringify(ctx.imagePrefix)}`);
 }
 
 function mountsOf(raw: unknown, vfolderRoot: string): MountSpec[] {

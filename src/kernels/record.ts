@@ -15,6 +15,7 @@ import type { KernelInfo, ServicePort } from '../rpc/results.js';
 import type { GpuService } from '../accelerators/gpus.js';
 import type { AgentEventName } from '../events/catalogue.js';
 import type { ScratchHomes } from '../scratch/homes.js';
+import type { Settings } from '../config/setting-table.js';
 
 /** A kernel the agent holds. */
 export interface KernelRecord {
@@ -43,6 +44,40 @@ export interface KernelRecord {
   adopted?: boolean;
 }
 
+/**
+ * The settings the kernels read (live): the compiled ones they use as they
+ * are (src/config/setting-table.ts has their defaults, and nothing here
+ * defaults them again) and what the agent derives from the settings and its
+ * flags.
+ */
+export type KernelSettings = Pick<
+  Settings,
+  | 'imagePrefix'
+  | 'imageAllowList'
+  | 'kernelUid'
+  | 'execTimeoutSec'
+  | 'runnerReadyTimeoutSec'
+  | 'workspaceTemplate'
+  | 'workspaceTemplateMaxBytes'
+  | 'bootstrapTimeoutSec'
+  | 'destroyTimeoutSec'
+  | 'scratchReserveMiB'
+  | 'syncGraceSec'
+  | 'selfSyncIntervalSec'
+  | 'memReserveMiB'
+  | 'memOvercommit'
+  | 'scratchSizeMiB'
+> & {
+  /** The host folder vfolder mounts come from (etcd `volumes/_mount`). */
+  vfolderRoot: string;
+  /** --idle-timeout. */
+  idleTimeoutSec: number;
+  fileLimits: FileLimits;
+  security: ContainerSecurity;
+  /** Host address kernel ports are published on (kernel_publish_addr); empty = `kernelHost`. */
+  publishAddr: string;
+};
+
 /** What the service needs from the rest of the agent. */
 export interface KernelServiceDeps {
   docker: DockerEngine;
@@ -54,41 +89,11 @@ export interface KernelServiceDeps {
   kernelHost: string;
   cores: number[];
   /** Current values of live settings. */
-  settings(): {
-    imagePrefix: string;
-    imageAllowList: string[];
-    vfolderRoot: string;
-    kernelUid: number;
-    idleTimeoutSec: number;
-    execTimeoutSec: number;
-    /** Seconds a cold create waits for the kernel's runner to answer `%ping`. */
-    runnerReadyTimeoutSec: number;
-    fileLimits: FileLimits;
-    security: ContainerSecurity;
-    /** Host address kernel ports are published on; empty = `kernelHost`. */
-    publishAddr: string;
-    /** Folder copied into each new home (empty = none), its bound, and how long a bootstrap_script may run. */
-    workspaceTemplate?: string;
-    workspaceTemplateMaxBytes?: number;
-    bootstrapTimeoutSec?: number;
-    /** MiB of the node's memory never promised to kernels (mem_reserve; 0 when absent) and the overcommit ratio (1). */
-    /** Seconds a destroy may take to see its container gone (destroy_timeout); 30 when absent. */
-    destroyTimeoutSec?: number;
-    /** MiB the scratch root must keep free for a create to go on (scratch_reserve); 0 when absent. */
-    scratchReserveMiB?: number;
-    /** Seconds before a kernel the manager does not list is destroyed (sync_grace); 0 or absent = report only. */
-    syncGraceSec?: number;
-    /** Seconds between self-syncs (self_sync_interval); 0 or absent = none. */
-    selfSyncIntervalSec?: number;
-    memReserveMiB?: number;
-    memOvercommit?: number;
-    /** MiB of a hostfile or memory home without limits.scratch_mib (scratch_size). */
-    scratchSizeMiB?: number;
-  };
+  settings(): KernelSettings;
   createConcurrency: number;
   cpuOvercommit: number;
-  /** download_file archives built at once (download_concurrency); 2 when absent. */
-  downloadConcurrency?: number;
+  /** download_file archives built at once (download_concurrency). */
+  downloadConcurrency: number;
   /** The node's GPUs (src/accelerators); none: a kernel asking for one is refused like on the CPU fallback. */
   gpus?: GpuService | null;
   /** The kernels' homes (scratch_type); none: plain folders on the scratch root. */

@@ -58,7 +58,7 @@ export class KernelService {
 
   constructor(private readonly deps: KernelServiceDeps) {
     this.createSlots = new Semaphore(deps.createConcurrency);
-    this.downloadSlots = new Semaphore(deps.downloadConcurrency ?? 2);
+    this.downloadSlots = new Semaphore(deps.downloadConcurrency);
     this.cores = new CpuAllocator(deps.cores, deps.cpuOvercommit);
     this.memory = new MemoryBook(() => this.capacity().memSlotsMiB);
     this.relays = new KernelRelays({
@@ -74,10 +74,10 @@ export class KernelService {
     this.factory = new KernelFactory({
       deps, cores: this.cores, memory: this.memory, capacityMiB: () => this.capacity().memSlotsMiB, relays: this.relays, kernels: this.kernels, createSlots: this.createSlots });
     const destroy = (id: string, reason: string) => this.destroy(id, reason);
-    this.sync = new KernelSync({ held: () => [...new Set([...this.kernels.keys(), ...this.creating.keys()])], destroy, emit: deps.emit, graceSec: () => deps.settings().syncGraceSec ?? 0, log: deps.log.child({ component: 'sync' }) });
+    this.sync = new KernelSync({ held: () => [...new Set([...this.kernels.keys(), ...this.creating.keys()])], destroy, emit: deps.emit, graceSec: () => deps.settings().syncGraceSec, log: deps.log.child({ component: 'sync' }) });
     this.selfSync = new SelfSync({
       docker: deps.docker, agentId: deps.agentId, records: () => this.list(), destroy, busy: (id) => this.creating.has(id) || this.destroying.has(id) || this.tearingDown.has(id),
-      intervalSec: () => deps.settings().selfSyncIntervalSec ?? 0, log: deps.log.child({ component: 'self-sync' }),
+      intervalSec: () => deps.settings().selfSyncIntervalSec, log: deps.log.child({ component: 'self-sync' }),
     });
     this.watch = new KernelWatch({
       docker: deps.docker,
@@ -228,7 +228,7 @@ export class KernelService {
   }
 
   private destroyBoundMs(): number {
-    return (this.deps.settings().destroyTimeoutSec ?? 30) * 1000;
+    return this.deps.settings().destroyTimeoutSec * 1000;
   }
 
   private async doDestroy(rec: KernelRecord, reason: string, ending?: Ending): Promise<KernelStats | null> {

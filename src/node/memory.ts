@@ -11,6 +11,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import { ImpossibleRequestError, NoResourcesError } from '../errors.js';
 import type { SlotFigures } from '../rpc/results.js';
+import type { Settings } from '../config/setting-table.js';
 
 /** Capacity is what the node offers kernels in all: the heartbeat's `cpu_slots` and `mem_slots`. */
 export interface Capacity {
@@ -25,11 +26,11 @@ export function nodeMemoryMiB(): number {
   return Math.floor(os.totalmem() / (1024 * 1024));
 }
 
-/** Computes the schedulable totals: (memory - mem_reserve) x mem_overcommit (0 and 1 when absent), cores x cpu_overcommit. */
-export function schedulable(node: { cores: number; memMiB: number }, s: { cpuOvercommit: number; memReserveMiB?: number; memOvercommit?: number }): Capacity {
+/** Computes the schedulable totals: (memory - mem_reserve) x mem_overcommit, cores x cpu_overcommit. */
+export function schedulable(node: { cores: number; memMiB: number }, s: Pick<Settings, 'cpuOvercommit' | 'memReserveMiB' | 'memOvercommit'>): Capacity {
   return {
     cpuSlots: node.cores * s.cpuOvercommit,
-    memSlotsMiB: Math.max(0, Math.floor((node.memMiB - (s.memReserveMiB ?? 0)) * (s.memOvercommit ?? 1))),
+    memSlotsMiB: Math.max(0, Math.floor((node.memMiB - s.memReserveMiB) * s.memOvercommit)),
   };
 }
 

@@ -15,7 +15,7 @@ import { imageTraits } from '../containers/image-traits.js';
 import { KernelRelay } from '../relay/kernel-relay.js';
 import type { ClaimRecord, ClaimStore } from './claims.js';
 import type { PoolCharges } from './charges.js';
-import type { PooledContainer, WarmPoolDeps } from './types.js';
+import { poolImage, type PooledContainer, type WarmPoolDeps } from './types.js';
 
 export const poolKey = (lang: string, type: string) => `${lang}/${type}`;
 export const splitKey = (key: string) => {
@@ -75,13 +75,13 @@ export async function adoptIdle(pool: AdoptTarget, c: ContainerSummary): Promise
       return false;
     });
   }
-  if (!state?.running || ports.some((p) => !p) || !homeOk || !lang || !thawed) {
+  const image = lang ? poolImage(pool.deps.kernelSettings(), lang) : null; // null: the lang names no image now
+  if (!state?.running || ports.some((p) => !p) || !homeOk || image === null || !thawed) {
     await docker.remove(c.id);
     if (homeOk) await fs.rm(home, { recursive: true, force: true });
     log.info('removed a pooled container that died, lost its home or could not be unpaused while the agent was away', { container: c.id.slice(0, 12) });
     return;
   }
-  const image = pool.deps.kernelSettings().imagePrefix + lang;
   const traits = await docker.image(image).then((i) => imageTraits(i.labels), () => imageTraits({}));
   const memMiB = Math.ceil((state.memoryBytes ?? 0) / (1024 * 1024)) || (pool.deps.settings().types.find((t) => t.name === type)?.memMiB ?? 0);
   pool.deps.gpus?.adopt(gpuSet, `pool:${slot}`);

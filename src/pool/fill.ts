@@ -18,6 +18,7 @@ import { refuseBadServiceLabel } from '../containers/service-ports.js';
 import { takeGpus } from '../accelerators/kernel-gpus.js';
 import { prepareHome } from '../containers/workspace.js';
 import type { KernelSpec } from '../containers/spec.js';
+import { resolveImage } from '../config/lang.js';
 import type { KernelRelay } from '../relay/kernel-relay.js';
 import { openRelay, pingReady, poolKey } from './adopt.js';
 import type { PoolCharges } from './charges.js';
@@ -67,7 +68,7 @@ export class PoolFiller {
     const slot = randomBytes(6).toString('hex');
     const home = path.join(this.pool.deps.scratchRoot, '.pool', slot);
     const settings = this.pool.deps.kernelSettings();
-    const { imagePrefix, kernelUid, security, publishAddr } = settings;
+    const { kernelUid, security, publishAddr } = settings;
     const recipe = poolRecipe(settings);
     if (!this.pool.charges.take(slot, type.memMiB)) return; // another charge took the room since the pass looked
     this.creating.set(slot, key);
@@ -76,7 +77,7 @@ export class PoolFiller {
     let relay: KernelRelay | null = null;
     let gpuSet: number[] = [];
     try {
-      const imageName = imagePrefix + lang;
+      const imageName = resolveImage(lang, settings.imagePrefix, settings.imageAllowList);
       await this.pool.deps.ensureImage?.(imageName);
       const image = await this.pool.deps.docker.image(imageName);
       const traits = imageTraits(image.labels);

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import { LABELS } from '../adapters/labels.js';
 import type { ContainerSecurity } from '../adapters/docker.js';
-import type { HygieneTarget } from './types.js';
+import { poolImage, type HygieneTarget } from './types.js';
 
 /** What of the kernel settings a container is made with and a claim cannot change. */
 export type RecipeSettings = { kernelUid: number; security: ContainerSecurity; publishAddr: string };
@@ -37,7 +37,6 @@ export async function runHygiene(pool: HygieneTarget): Promise<void> {
   const { docker, log, agentId, scratchRoot } = pool.deps;
   const s = pool.deps.settings();
   const kernelSettings = pool.deps.kernelSettings();
-  const prefix = kernelSettings.imagePrefix;
   const recipe = poolRecipe(kernelSettings);
   const listed = await docker.listByLabel(`${LABELS.agent}=${agentId}`);
   const byId = new Map(listed.map((c) => [c.id, c]));
@@ -50,7 +49,7 @@ export async function runHygiene(pool: HygieneTarget): Promise<void> {
   for (const c of [...pool.idle.values()]) {
     const seen = byId.get(c.containerId);
     if (!seen?.running && !seen?.paused) await pool.drop(c, 'the container died');
-    else if (c.image !== prefix + c.lang) await pool.drop(c, `the image prefix changed (now ${prefix})`);
+    else if (c.image !== poolImage(kernelSettings, c.lang)) await pool.drop(c, `its lang names another image now (image_prefix ${JSON.stringify(kernelSettings.imagePrefix)} or image_allow_list changed)`);
     else if (c.recipe !== recipe) await pool.drop(c, 'the kernel settings it was made with changed (lock-down, kernel uid or publish address)');
     else {
       const id = await imageId(c.image);

@@ -19,7 +19,9 @@
  *
  * `config/agent/pool/demand` itself is not a setting but an input (services/demand-share.ts).
  */
-import { number, parser, type SettingParser } from '../config/settings.js';
+import { bool, json, number, parser, type SettingParser } from '../config/setting-parsers.js';
+import { DEMAND_SUBKEY, POOL_SUBKEY } from '../config/etcd-keys.js';
+import { isLang } from '../config/lang.js';
 
 /** A resource type of pooled containers. */
 export interface PoolType {
@@ -64,15 +66,6 @@ export const POOL_DEFAULTS: PoolSettings = {
 };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const LANG = /^[a-z0-9][a-z0-9._/-]{0,127}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
-
-function json(raw: string): unknown {
-  try {
-    return JSON.parse(raw);
-  } catch {
-    throw new Error(`${JSON.stringify(raw.slice(0, 80))} is not JSON`);
-  }
-}
 
 /** Reads a memory size: a number of MiB, or a string with a k/m/g suffix. */
 function memMiB(v: unknown, where: string): number {
@@ -108,7 +101,7 @@ const parseImages = parser('JSON map {lang: {type: count 0-1000}}', (raw: string
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('must be a JSON map {"<lang>": {"<type>": <count>}}');
   const out: Record<string, Record<string, number>> = {};
   for (const [lang, counts] of Object.entries(v)) {
-    if (!LANG.test(lang)) throw new Error(`${JSON.stringify(lang)} is not a lang such as "python:3-debian"`);
+    if (!isLang(lang)) throw new Error(`${JSON.stringify(lang)} is not a lang such as "python:3-debian"`);
     if (typeof counts !== 'object' || counts === null || Array.isArray(counts)) throw new Error(`${lang} must map type names to counts`);
     out[lang] = {};
     for (const [type, n] of Object.entries(counts as Record<string, unknown>)) {
@@ -119,43 +112,47 @@ const parseImages = parser('JSON map {lang: {type: count 0-1000}}', (raw: string
   return out;
 });
 
-const bool = parser('boolean (true, false, yes, no, on, off, 1, 0)', (raw: string): boolean => {
-  const v = raw.trim().toLowerCase();
-  if (['true', '1', 'yes', 'on'].includes(v)) return true;
-  if (['false', '0', 'no', 'off', ''].includes(v)) return false;
-  throw new Error(`${JSON.stringify(raw)} is not true or false`);
-});
-
 type Field = keyof PoolSettings;
 
 /** PoolSettingSpec is the declaration of one warm-pool key (below `pool/`); the manual's pool table is written from these. */
-export interface PoolSettingSpec {
+export interface PoolSettingSpec<K extends Field = Field> {
   key: string;
-  field: Field;
+  field: K;
   /** What the key means, in plain text. */
   doc: string;
-  parse: SettingParser<unknown>;
+  /** Gives the field's type: a parser of another type for a field fails to compile. */
+  parse: SettingParser<PoolSettings[K]>;
+}
+
+/** Declares one pool key, its parser checked against its field's type. */
+function poolSetting<K extends Field>(spec: PoolSettingSpec<K>): PoolSettingSpec<K> {
+  return spec;
+}
+
+/** Sets one field; `K` ties the value's type to the field's. */
+function put<K extends Field>(out: PoolSettings, field: K, value: PoolSettings[K]): void {
+  out[field] = value;
 }
 
 /** Every warm-pool key (all apply live), in the order of the manual's table; the defaults are {@link POOL_DEFAULTS}. */
-export const POOL_SETTINGS: readonly PoolSettingSpec[] = [
-  { key: 'types', field: 'types', doc: 'resource types: [{"name": "small", "cpu": 1, "memory": 256}, ...]; memory in MiB or a size such as "2g"; optional "gpu": N whole GPUs held while idle', parse: parseTypes },
-  { key: 'images', field: 'images', doc: 'per lang (as the manager sends it), the count of each type to keep warm: {"python:3-debian": {"small": 2, "large": 1}}', parse: parseImages },
-  { key: 'autoscale', field: 'autoscale', doc: "let each image's target follow recent demand (the counts stay the floor)", parse: bool },
-  { key: 'autoscale_window', field: 'autoscaleWindowSec', doc: 'seconds of demand the autoscaler looks back on', parse: number(1, 7 * 24 * 3600, false) },
-  { key: 'max', field: 'max', doc: 'most warm containers of one image and type under autoscale', parse: number(0, 1000, true) },
-  { key: 'max_idle', field: 'maxIdleSec', doc: 'seconds an idle container above the autoscaled target may stay', parse: number(0, 7 * 24 * 3600, false) },
-  { key: 'zombie_allowance', field: 'zombieAllowanceSec', doc: 'seconds before an untracked container labelled as pooled is removed', parse: number(0, 7 * 24 * 3600, false) },
-  { key: 'check_interval', field: 'checkIntervalSec', doc: 'seconds between hygiene and sizing passes', parse: number(0.1, 3600, false) },
-  { key: 'readiness_interval', field: 'readinessIntervalSec', doc: 'seconds between readiness checks (%ping, 5 s to answer) of an idle container; 0 = only when it is created', parse: number(0, 7 * 24 * 3600, false) },
-  { key: 'fill_concurrency', field: 'fillConcurrency', doc: 'pooled containers created at once (separate from create_concurrency)', parse: number(1, 64, true) },
-  { key: 'demand_window', field: 'demandWindowSec', doc: "seconds the cluster's pending demand (pool/demand, see Running a fleet) is averaged over", parse: number(0, 24 * 3600, false) },
-  { key: 'freeze', field: 'freeze', doc: 'idle containers wait paused (docker pause, the cgroup freezer) until a claim or a readiness check unpauses them', parse: bool },
+export const POOL_SETTINGS = [
+  poolSetting({ key: 'types', field: 'types', doc: 'resource types: [{"name": "small", "cpu": 1, "memory": 256}, ...]; memory in MiB or a size such as "2g"; optional "gpu": N whole GPUs held while idle', parse: parseTypes }),
+  poolSetting({ key: 'images', field: 'images', doc: 'per lang (as the manager sends it), the count of each type to keep warm: {"python:3-debian": {"small": 2, "large": 1}}', parse: parseImages }),
+  poolSetting({ key: 'autoscale', field: 'autoscale', doc: "let each image's target follow recent demand (the counts stay the floor)", parse: bool }),
+  poolSetting({ key: 'autoscale_window', field: 'autoscaleWindowSec', doc: 'seconds of demand the autoscaler looks back on', parse: number(1, 7 * 24 * 3600, false) }),
+  poolSetting({ key: 'max', field: 'max', doc: 'most warm containers of one image and type under autoscale', parse: number(0, 1000, true) }),
+  poolSetting({ key: 'max_idle', field: 'maxIdleSec', doc: 'seconds an idle container above the autoscaled target may stay', parse: number(0, 7 * 24 * 3600, false) }),
+  poolSetting({ key: 'zombie_allowance', field: 'zombieAllowanceSec', doc: 'seconds before an untracked container labelled as pooled is removed', parse: number(0, 7 * 24 * 3600, false) }),
+  poolSetting({ key: 'check_interval', field: 'checkIntervalSec', doc: 'seconds between hygiene and sizing passes', parse: number(0.1, 3600, false) }),
+  poolSetting({ key: 'readiness_interval', field: 'readinessIntervalSec', doc: 'seconds between readiness checks (%ping, 5 s to answer) of an idle container; 0 = only when it is created', parse: number(0, 7 * 24 * 3600, false) }),
+  poolSetting({ key: 'fill_concurrency', field: 'fillConcurrency', doc: 'pooled containers created at once (separate from create_concurrency)', parse: number(1, 64, true) }),
+  poolSetting({ key: 'demand_window', field: 'demandWindowSec', doc: "seconds the cluster's pending demand (pool/demand, see Running a fleet) is averaged over", parse: number(0, 24 * 3600, false) }),
+  poolSetting({ key: 'freeze', field: 'freeze', doc: 'idle containers wait paused (docker pause, the cgroup freezer) until a claim or a readiness check unpauses them', parse: bool }),
 ];
 const KEYS = POOL_SETTINGS;
 
 /** The pool keys (below `pool/`), for the settings' unknown-key check. */
-export const POOL_KEYS: ReadonlySet<string> = new Set([...KEYS.map((k) => `pool/${k.key}`), 'pool/demand']);
+export const POOL_KEYS: ReadonlySet<string> = new Set([...KEYS.map((k) => POOL_SUBKEY + k.key), DEMAND_SUBKEY]);
 
 /** One rejected value: the full key (with its prefix) and what is wrong. */
 export interface PoolProblem {
@@ -175,7 +172,7 @@ export function compilePoolSettings(
   prefixes: { cluster: string; node: string },
   lastGood: PoolSettings = POOL_DEFAULTS,
 ): { settings: PoolSettings; problems: PoolProblem[] } {
-  const out = { ...POOL_DEFAULTS } as Record<Field, unknown>;
+  const settings: PoolSettings = { ...POOL_DEFAULTS };
   const problems: PoolProblem[] = [];
   const sourceOf: Partial<Record<Field, string>> = {};
   for (const k of KEYS) {
@@ -183,23 +180,22 @@ export function compilePoolSettings(
       [prefixes.cluster, cluster],
       [prefixes.node, node],
     ] as const) {
-      const raw = values[`pool/${k.key}`];
+      const raw = values[POOL_SUBKEY + k.key];
       if (raw === undefined) continue;
       try {
-        out[k.field] = k.parse(raw);
-        sourceOf[k.field] = prefix + `pool/${k.key}`;
+        put(settings, k.field, k.parse(raw));
+        sourceOf[k.field] = prefix + POOL_SUBKEY + k.key;
       } catch (err) {
-        problems.push({ source: prefix + `pool/${k.key}`, message: (err as Error).message });
-        out[k.field] = lastGood[k.field];
+        problems.push({ source: prefix + POOL_SUBKEY + k.key, message: (err as Error).message });
+        put(settings, k.field, lastGood[k.field]);
       }
     }
   }
-  const settings = out as unknown as PoolSettings;
   const typeNames = new Set(settings.types.map((t) => t.name));
   for (const [lang, counts] of Object.entries(settings.images)) {
     const missing = Object.keys(counts).find((t) => !typeNames.has(t));
     if (missing) {
-      problems.push({ source: sourceOf.images ?? prefixes.cluster + 'pool/images', message: `${lang} names type ${missing}, which pool/types does not define` });
+      problems.push({ source: sourceOf.images ?? `${prefixes.cluster}${POOL_SUBKEY}images`, message: `${lang} names type ${missing}, which pool/types does not define` });
       const fallback = lastGood.images;
       const stillValid = Object.values(fallback).every((c) => Object.keys(c).every((t) => typeNames.has(t)));
       settings.images = stillValid ? fallback : {};

@@ -11,6 +11,8 @@ import type { KernelRelay } from '../relay/kernel-relay.js';
 import type { ClaimStore } from './claims.js';
 import type { PinnedLimits } from './pinning.js';
 import type { PoolSettings } from './settings.js';
+import type { Settings } from '../config/setting-table.js';
+import { resolveImage } from '../config/lang.js';
 import type { GpuService } from '../accelerators/gpus.js';
 import type { MemoryBook } from '../node/memory.js';
 
@@ -72,7 +74,7 @@ export interface WarmPoolDeps {
   /** Pulls a pooled image before the pool fills with it (src/images/); none: the image must be here. */
   ensureImage?(image: string): Promise<void>;
   /** The kernel settings pooled containers are made with (the same as a cold create's). */
-  kernelSettings(): { imagePrefix: string; kernelUid: number; security: ContainerSecurity; publishAddr: string; workspaceTemplate?: string; workspaceTemplateMaxBytes?: number };
+  kernelSettings(): Pick<Settings, 'imagePrefix' | 'imageAllowList' | 'kernelUid' | 'workspaceTemplate' | 'workspaceTemplateMaxBytes'> & { security: ContainerSecurity; publishAddr: string };
 }
 
 /** Counts for metrics, per `<lang>/<type>`. */
@@ -97,4 +99,17 @@ export interface HygieneTarget {
   drop(c: PooledContainer, reason: string): Promise<void>;
   /** Checks that an idle container's runner answers within the timeout (a frozen one unpaused for it, then paused again). */
   check(c: PooledContainer, timeoutMs: number): Promise<void>;
+}
+
+/**
+ * The image a pooled lang names under the settings in force (as a cold
+ * create resolves it), or null when it names none now (the prefix or the
+ * allow list changed under it).
+ */
+export function poolImage(s: Pick<Settings, 'imagePrefix' | 'imageAllowList'>, lang: string): string | null {
+  try {
+    return resolveImage(lang, s.imagePrefix, s.imageAllowList);
+  } catch {
+    return null;
+  }
 }

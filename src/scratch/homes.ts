@@ -20,9 +20,10 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { Settings } from '../config/setting-table.js';
 import { canMount, detachLoops, hostfileProblems, MOUNT_RIGHTS, loopBackingFile, mountTable, tool, unmount, type MountEntry } from './mounts.js';
 
-export type ScratchType = 'hostdir' | 'hostfile' | 'memory';
+export type ScratchType = Settings['scratchType'];
 
 export interface ScratchOptions {
   root: string;
@@ -30,12 +31,10 @@ export interface ScratchOptions {
   type: ScratchType;
   log: Logger;
   /** The live figures a new home needs: its default size (scratch_size, MiB) and the kernel user. */
-  settings(): { scratchSizeMiB?: number; kernelUid: number };
+  settings(): Pick<Settings, 'scratchSizeMiB' | 'kernelUid'>;
 }
 
 const MiB = 1024 * 1024;
-/** What a home with no size of its own gets when the settings name none. */
-export const DEFAULT_SCRATCH_MIB = 1024;
 
 export class ScratchHomes {
   readonly type: ScratchType;
@@ -72,7 +71,7 @@ export class ScratchHomes {
     const home = this.homeOf(id);
     await fs.mkdir(home, { mode: 0o755 });
     const s = this.o.settings();
-    const size = Math.floor(sizeMiB ?? s.scratchSizeMiB ?? DEFAULT_SCRATCH_MIB);
+    const size = Math.floor(sizeMiB ?? s.scratchSizeMiB);
     const uid = s.kernelUid;
     if (this.type === 'hostfile') {
       await fs.mkdir(this.filesDir, { recursive: true, mode: 0o700 });
@@ -169,7 +168,7 @@ export class ScratchHomes {
 }
 
 /** The homes of a kernel service's deps: the agent's, or plain folders on the scratch root (tools, unit tests). */
-export function homesOf(deps: { scratch?: ScratchHomes | null; scratchRoot: string; agentId: string; log: Logger; settings(): { kernelUid: number } }): ScratchHomes {
+export function homesOf(deps: { scratch?: ScratchHomes | null; scratchRoot: string; agentId: string; log: Logger; settings(): Pick<Settings, 'scratchSizeMiB' | 'kernelUid'> }): ScratchHomes {
   return deps.scratch ?? new ScratchHomes({ root: deps.scratchRoot, agentId: deps.agentId, type: 'hostdir', log: deps.log, settings: deps.settings });
 }
 

@@ -10,10 +10,8 @@
 import type { EtcdStore } from '../adapters/etcd.js';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
+import { AGENTS_PREFIX, agentFieldKey, DEMAND_KEY } from '../config/etcd-keys.js';
 import { DemandWindow, parseDemand, splitDemand, type AgentCapacity, type Demand } from './demand.js';
-
-/** The demand key, relative to the namespace. */
-export const DEMAND_KEY = 'config/agent/pool/demand';
 
 const MIB = 1024 * 1024;
 
@@ -25,7 +23,7 @@ export function liveAgents(tree: Record<string, string>): AgentCapacity[] {
     let freeCores = 0;
     let freeMemMiB = 0;
     try {
-      const beat = JSON.parse(tree[`${id}/heartbeat`] ?? 'null') as { cpu_slots?: number; kernels?: number; node?: { mem_available_bytes?: number } | null } | null;
+      const beat = JSON.parse(tree[agentFieldKey(id, 'heartbeat').slice(AGENTS_PREFIX.length)] ?? 'null') as { cpu_slots?: number; kernels?: number; node?: { mem_available_bytes?: number } | null } | null;
       freeCores = Math.max(0, (beat?.cpu_slots ?? 0) - (beat?.kernels ?? 0));
       freeMemMiB = Math.floor((beat?.node?.mem_available_bytes ?? 0) / MIB);
     } catch {
@@ -84,7 +82,7 @@ export class DemandShare {
     let raw: string | null;
     let tree: Record<string, string>;
     try {
-      [raw, tree] = await Promise.all([etcd.get(DEMAND_KEY), etcd.getPrefix('nodes/agents/')]);
+      [raw, tree] = await Promise.all([etcd.get(DEMAND_KEY), etcd.getPrefix(AGENTS_PREFIX)]);
     } catch {
       return; // etcd away: the last share stays (the registration says the outage once)
     }

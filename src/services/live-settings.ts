@@ -7,8 +7,9 @@
 import type { Logger } from '../log.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { EtcdStore, Unwatch } from '../adapters/etcd.js';
-import { changedSettings, compileSettings, type Settings } from '../config/settings.js';
-import { agentKey } from './registration.js';
+import { changedSettings, compileSettings } from '../config/settings.js';
+import type { Settings } from '../config/setting-table.js';
+import { settingPrefixes } from '../config/etcd-keys.js';
 import { compilePoolSettings, POOL_DEFAULTS, POOL_KEYS, type PoolSettings } from '../pool/settings.js';
 
 export class LiveSettings {
@@ -26,7 +27,7 @@ export class LiveSettings {
     private readonly log: Logger,
     private readonly onChange: (settings: Settings, before: Settings) => void,
   ) {
-    this.prefixes = { cluster: 'config/agent/', node: `${agentKey(agentId)}/config/` };
+    this.prefixes = settingPrefixes(agentId);
   }
 
   /** The settings in force. */

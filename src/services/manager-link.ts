@@ -9,11 +9,7 @@ import { errorMessage } from '../errors.js';
 import { parseHostPort } from '../config/options.js';
 import type { EtcdStore, Unwatch } from '../adapters/etcd.js';
 import { Z85_KEY } from '../wire/z85.js';
-
-export const MANAGER_KEY = 'nodes/manager';
-export const EVENT_ADDR_KEY = 'nodes/manager/event_addr';
-/** The manager's CURVE public key (Z85); when present, events go out over CURVE. */
-export const MANAGER_PUBLIC_KEY = 'nodes/manager/public_key';
+import { EVENT_ADDR_KEY, MANAGER_KEY, MANAGER_PUBLIC_KEY } from '../config/etcd-keys.js';
 
 /** What the link drives: where events go, and what to do when a sink appears. */
 export interface ManagerLinkDeps {

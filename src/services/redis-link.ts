@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { EtcdStore, Unwatch } from '../adapters/etcd.js';
 import type { RedisTarget } from '../events/redis-stream.js';
+import { REDIS_ADDR_KEY, REDIS_PASSWORD_KEY, REDIS_PREFIX } from '../config/etcd-keys.js';
 
 /** What RedisLink needs. */
 export interface RedisLinkDeps {
@@ -25,7 +26,7 @@ export class RedisLink {
   /** Reads the key once and then follows it. */
   async start(): Promise<void> {
     await this.read();
-    this.unwatch = await this.d.etcd.watchPrefix('config/redis/', () => {
+    this.unwatch = await this.d.etcd.watchPrefix(REDIS_PREFIX, () => {
       this.reading = this.reading.then(() => this.read());
     });
   }
@@ -38,7 +39,7 @@ export class RedisLink {
 
   private async read(): Promise<void> {
     try {
-      const [addr, password] = await Promise.all([this.d.etcd.get('config/redis/addr'), this.d.etcd.get('config/redis/password')]);
+      const [addr, password] = await Promise.all([this.d.etcd.get(REDIS_ADDR_KEY), this.d.etcd.get(REDIS_PASSWORD_KEY)]);
       this.d.setTarget(addr ? { addr, password } : null);
     } catch (err) {
       this.d.log.warn('could not read config/redis from etcd; the Redis event sink stays as it was', { error: errorMessage(err) });

@@ -21,17 +21,10 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import { backoffDelay, Outage } from '../util/backoff.js';
 import { ETCD_BACKOFF, type EtcdStore, type StoreLease } from '../adapters/etcd.js';
+import { AGENT_CONFIG_SUBKEY, agentFieldKey, agentKey, type AgentField } from '../config/etcd-keys.js';
 
 /** How often a running agent checks its registration (and so notices an etcd outage). */
 export const REGISTRATION_CHECK_MS = 5000;
-
-/** The default TTL of the registration's lease, in seconds. */
-export const DEFAULT_LEASE_TTL_SEC = 15;
-
-/** The etcd key of an agent. */
-export function agentKey(agentId: string): string {
-  return `nodes/agents/${agentId}`;
-}
 
 export class Registration {
   private ip = '';
@@ -43,12 +36,13 @@ export class Registration {
   private readonly etcdOutage = new Outage();
   private readonly leaseOutage = new Outage();
   private lease: StoreLease | null = null;
-  private ttlSec = DEFAULT_LEASE_TTL_SEC;
+  /** The lease's TTL (registration_lease_ttl), set by {@link starting}. */
+  private ttlSec = 0;
   private stopped = false;
   /** Whether the keys were written once: only a held registration is re-granted. */
   private held = false;
   /** Extra leased keys below the registration (e.g. `heartbeat`), rewritten with the rest after a loss. */
-  private readonly extra = new Map<string, string>();
+  private readonly extra = new Map<AgentField, string>();
 
   constructor(
     private readonly etcd: EtcdStore,
@@ -65,7 +59,7 @@ export class Registration {
   }
 
   /** Registers as `starting` with the node's ip and the `tcp://host:port` of the RPC socket, under a new lease of `ttlSec`. */
-  async starting(ip: string, addr: string, ttlSec = DEFAULT_LEASE_TTL_SEC): Promise<void> {
+  async starting(ip: string, addr: string, ttlSec: number): Promise<void> {
     this.ip = ip;
     this.addr = addr;
     this.ttlSec = ttlSec;
@@ -95,9 +89,9 @@ export class Registration {
   }
 
   /** Puts a key below the registration (`nodes/agents/<id>/<sub>`) under the lease, so it goes with the node. */
-  async record(sub: string, value: string): Promise<void> {
+  async record(sub: AgentField, value: string): Promise<void> {
     this.extra.set(sub, value);
-    await this.put(`${agentKey(this.agentId)}/${sub}`, value);
+    await this.put(agentFieldKey(this.agentId, sub), value);
   }
 
   /** Stops the checks and the re-grants; waits for those under way. */
@@ -122,9 +116,9 @@ export class Registration {
 
   private async writeAll(lease: StoreLease): Promise<void> {
     const key = agentKey(this.agentId);
-    await lease.put(`${key}/ip`, this.ip);
-    await lease.put(`${key}/addr`, this.addr);
-    for (const [sub, v] of this.extra) await lease.put(`${key}/${sub}`, v);
+    await lease.put(agentFieldKey(this.agentId, 'ip'), this.ip);
+    await lease.put(agentFieldKey(this.agentId, 'addr'), this.addr);
+    for (const [sub, v] of this.extra) await lease.put(agentFieldKey(this.agentId, sub), v);
     await lease.put(key, this.state);
   }
 
@@ -164,7 +158,7 @@ export class Registration {
   private async check(): Promise<void> {
     const key = agentKey(this.agentId);
     try {
-      const [state, ip, addr] = await Promise.all([this.etcd.get(key), this.etcd.get(`${key}/ip`), this.etcd.get(`${key}/addr`)]);
+      const [state, ip, addr] = await Promise.all([this.etcd.get(key), this.etcd.get(agentFieldKey(this.agentId, 'ip')), this.etcd.get(agentFieldKey(this.agentId, 'addr'))]);
       if (!this.timer || this.regranting) return; // stopped meanwhile, or a re-grant is writing the keys
       if (state !== 'running' || ip !== this.ip || addr !== this.addr) {
         await this.writeAll(this.lease!);
@@ -189,7 +183,7 @@ export class Registration {
     if (lease) await lease.revoke().catch(() => lease.release());
     const key = agentKey(this.agentId);
     const below = await this.etcd.getPrefix(`${key}/`);
-    const mine = Object.keys(below).filter((k) => !k.startsWith('config/'));
+    const mine = Object.keys(below).filter((k) => !k.startsWith(AGENT_CONFIG_SUBKEY));
     await Promise.all(mine.map((k) => this.etcd.delete(`${key}/${k}`)));
     await this.etcd.delete(key);
   }

@@ -10,7 +10,8 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { EtcdStore } from '../../src/adapters/etcd.js';
 import { parseEndpoints } from '../../src/config/options.js';
-import { agentKey, Registration } from '../../src/services/registration.js';
+import { Registration } from '../../src/services/registration.js';
+import { agentKey } from '../../src/config/etcd-keys.js';
 import { AGENT_BIN, eventually, freePort, onCleanup, tempScratch, uniqueName } from '../helpers/env.js';
 import { etcdCluster, recordingLogger, type EtcdCluster } from '../helpers/etcd-cluster.js';
 

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { DOCS_DIR, generate, stale, text } from '../../docs/generate.js';
-import { SETTINGS } from '../../src/config/settings.js';
+import { SETTINGS } from '../../src/config/setting-table.js';
 import { POOL_SETTINGS } from '../../src/pool/settings.js';
 import { methods } from '../../src/rpc/methods.js';
 import { modernMethods } from '../../src/rpc/modern-methods.js';

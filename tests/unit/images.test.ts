@@ -1,6 +1,7 @@
 /** Image names as registries read them, the aggregation of Docker's pull progress, the throttle, and agentctl's progress bar. */
 import { expect } from 'chai';
-import { DOCKER_HUB, isLoopbackRegistry, parseImageRef } from '../../src/images/reference.js';
+import { DOCKER_HUB, parseImageRef } from '../../src/config/lang.js';
+import { isLoopbackRegistry } from '../../src/images/registry.js';
 import { PullProgress, Throttle } from '../../src/images/progress.js';
 import { PullBar } from '../../src/cli/ctl/progress-bar.js';
 import { compileSettings } from '../../src/config/settings.js';

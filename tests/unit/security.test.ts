@@ -13,7 +13,8 @@ import { securityHostConfig } from '../../src/adapters/docker.js';
 import { formatKeyPair, loadKeyPair, parseKeyPair } from '../../src/config/keys.js';
 import { securityFindings } from '../../src/config/security.js';
 import { compileSettings, defaultSettings } from '../../src/config/settings.js';
-import { parseKernelConfig, resolveImage } from '../../src/containers/spec.js';
+import { parseKernelConfig } from '../../src/containers/spec.js';
+import { resolveImage } from '../../src/config/lang.js';
 import { z85Decode, z85Encode } from '../../src/wire/z85.js';
 import { answer, registerZapDomain, zapDomains } from '../../src/wire/zap.js';
 

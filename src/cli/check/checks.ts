@@ -14,7 +14,7 @@ import { compileSettings, defaultSettings, type CompiledSettings } from '../../c
 import type { EtcdStore } from '../../adapters/etcd.js';
 import { judgeCluster } from '../../services/cluster-health.js';
 import { errorMessage, EtcdUnavailableError } from '../../errors.js';
-import { agentKey } from '../../services/registration.js';
+import { agentFieldKey, agentKey, EVENT_ADDR_KEY, settingPrefixes } from '../../config/etcd-keys.js';
 import { securityFindings } from '../../config/security.js';
 import { gpuCheck } from '../../accelerators/check.js';
 import { NvidiaCuda } from '../../accelerators/nvidia.js';
@@ -63,7 +63,7 @@ export const CHECKS: Check[] = [
         const p = problems[0]!;
         return fail(`${etcd.prefix}${p.source}: ${p.message}`, `fix or delete it: etcdctl put ${etcd.prefix}${p.source} <value> (docs/reference/settings.rst lists the settings)`);
       }
-      const sink = await etcd.get('nodes/manager/event_addr');
+      const sink = await etcd.get(EVENT_ADDR_KEY);
       const parts = [`${etcd.prefix} readable`, sink ? `manager event sink ${sink}` : 'no manager event sink yet (events wait for nodes/manager/event_addr)'];
       if (unknown.length > 0) parts.push(`unknown keys ignored: ${unknown.join(', ')}`);
       return pass(parts.join('; '));
@@ -88,10 +88,9 @@ export const CHECKS: Check[] = [
     fix: 'make etcd reachable first',
     after: 'etcd reachable',
     async run({ etcd, options }) {
-      const key = agentKey(options.agentId);
-      const state = await etcd.get(key);
+      const state = await etcd.get(agentKey(options.agentId));
       if (state === null) return pass(`no agent registered as ${options.agentId}`);
-      const beat = parseBeat(await etcd.get(`${key}/heartbeat`));
+      const beat = parseBeat(await etcd.get(agentFieldKey(options.agentId, 'heartbeat')));
       const age = beat ? Math.round(Date.now() / 1000 - beat.time) : null;
       if (age !== null && age < ALIVE_WITHIN_SEC) {
         return fail(
@@ -226,10 +225,10 @@ export async function runChecks(ctx: CheckContext, checks: readonly Check[] = CH
 /** Builds the {@link CheckContext} settings reader: reads both config prefixes once. */
 export function settingsReader(etcd: EtcdStore, agentId: string): () => Promise<CompiledSettings> {
   let once: Promise<CompiledSettings> | null = null;
-  const node = `${agentKey(agentId)}/config/`;
+  const prefixes = settingPrefixes(agentId);
   return () =>
-    (once ??= Promise.all([etcd.getPrefix('config/agent/'), etcd.getPrefix(node)]).then(([c, n]) =>
-      compileSettings(c, n, { cluster: 'config/agent/', node }),
+    (once ??= Promise.all([etcd.getPrefix(prefixes.cluster), etcd.getPrefix(prefixes.node)]).then(([c, n]) =>
+      compileSettings(c, n, prefixes),
     ));
 }
 

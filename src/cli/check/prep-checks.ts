@@ -5,9 +5,9 @@
  */
 import type { Check } from './types.js';
 import { errorMessage } from '../../errors.js';
-import { resolveImage } from '../../containers/spec.js';
-import { parseImageRef } from '../../images/reference.js';
-import { RegistryClient } from '../../images/registry.js';
+import { parseImageRef, resolveImage } from '../../config/lang.js';
+import { registryCredentialKeys } from '../../config/etcd-keys.js';
+import { readRegistryCredentials, RegistryClient } from '../../images/registry.js';
 import { startupScriptProblem } from '../../node/startup.js';
 
 export const PREP_CHECKS: Check[] = [
@@ -30,10 +30,7 @@ export const PREP_CHECKS: Check[] = [
     async run({ settings, docker, etcd }) {
       const s = (await settings()).settings;
       if (s.prepull.length === 0) return { ok: true, detail: 'no prepull list set' };
-      const registry = new RegistryClient(async (host) => {
-        const username = await etcd.get(`config/docker/registry/${host}/username`);
-        return username ? { username, password: (await etcd.get(`config/docker/registry/${host}/password`)) ?? '' } : null;
-      }, 5000);
+      const registry = new RegistryClient((host) => readRegistryCredentials((key) => etcd.get(key), host), 5000);
       const states = await Promise.all(
         s.prepull.map(async (lang) => {
           let image = lang;
@@ -50,7 +47,7 @@ export const PREP_CHECKS: Check[] = [
       );
       const detail = states.map((x) => `${x.image}: ${x.state}`).join('; ');
       const missing = states.filter((x) => x.state !== 'present').map((x) => x.image);
-      if (states.some((x) => x.bad)) return { ok: false, detail, fix: 'push the images to their registry, fix the prepull list, or set the registry credentials (config/docker/registry/<host>/username, /password)' };
+      if (states.some((x) => x.bad)) return { ok: false, detail, fix: `push the images to their registry, fix the prepull list, or set the registry credentials (${registryCredentialKeys('<host>').username}, /password)` };
       return { ok: true, detail, warnings: missing.length ? [`${missing.length} prepull image(s) not here yet: ${missing.join(', ')}; fix: none needed, the agent pulls them`] : [] };
     },
   },

@@ -5,6 +5,7 @@
  */
 import { parseEndpoints } from '../../config/options.js';
 import { EtcdStore } from '../../adapters/etcd.js';
+import { AGENTS_PREFIX } from '../../config/etcd-keys.js';
 import { AgentError, errorMessage, RemoteError, RpcTimeoutError } from '../../errors.js';
 import { silentLogger } from '../../log.js';
 import { AgentApi } from '../../rpc/api.js';
@@ -90,7 +91,7 @@ export interface RegisteredAgent {
 export async function registeredAgents(etcd: EtcdStore): Promise<RegisteredAgent[]> {
   let all: Record<string, string>;
   try {
-    all = await etcd.getPrefix('nodes/agents/');
+    all = await etcd.getPrefix(AGENTS_PREFIX);
   } catch (err) {
     throw new CtlError(`cannot read the agents from etcd at ${etcd.where} (${errorMessage(err)}); fix --etcd-addr or give --agent tcp://host:port`);
   }
