@@ -151,7 +151,7 @@ export const streamingFigure: Figure = {
     });
     // The hop's own kernel, outside the agent: two readers on one runner would split its output.
     let hop: DirectSide | undefined;
-    let hopPid = 0;
+    let hopPid: number;
     let hopKernel: Awaited<ReturnType<typeof standaloneKernel>> | undefined;
     const close = async () => {
       hop?.close();

@@ -40,6 +40,7 @@ async function build(name: string): Promise<string> {
     throw new Error(
       `cannot compile ${path.relative(REPO_ROOT, src)} with ${CC} (${stderr || errorMessage(err)}): ` +
         'deploy/dev/up.sh installs gcc and libzmq3-dev',
+      { cause: err },
     );
   }
   return out;

@@ -71,14 +71,6 @@ export function parseImageRef(name: string): ImageRef {
   return { name, registry, repository: parts.join('/'), tag, digest };
 }
 
-/** The name with `:latest` added when it has neither tag nor digest (how Docker lists it). */
-export function withTag(name: string): string {
-  const ref = parseImageRef(name);
-  if (ref.digest || name.slice(name.lastIndexOf('/') + 1).includes(':')) return name;
-  return `${name}:${ref.tag}`;
-}
-
-
 /** The longest lang: a registry host and repository (255) and a tag (128). */
 const MAX_LANG = 384;
 const EXAMPLE = 'such as "python:3-debian"';
@@ -98,7 +90,7 @@ export function checkLang(lang: string): void {
   try {
     parseImageRef(lang);
   } catch (err) {
-    throw new Error(`${must} is no image name (${(err as Error).message})`);
+    throw new Error(`${must} is no image name (${(err as Error).message})`, { cause: err });
   }
 }
 
@@ -127,7 +119,7 @@ export function resolveImage(lang: string, imagePrefix: string, allowList: reado
   try {
     parseImageRef(image);
   } catch (err) {
-    throw new Error(`lang ${JSON.stringify(lang)} under image_prefix ${JSON.stringify(imagePrefix)} makes no image name (${(err as Error).message}): name the image under the prefix, or put the full name on image_allow_list`);
+    throw new Error(`lang ${JSON.stringify(lang)} under image_prefix ${JSON.stringify(imagePrefix)} makes no image name (${(err as Error).message}): name the image under the prefix, or put the full name on image_allow_list`, { cause: err });
   }
   return image;
 }

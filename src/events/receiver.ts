@@ -43,7 +43,7 @@ export class EventReceiver implements AsyncIterable<AgentEvent> {
       await socket.bind(endpoint);
     } catch (err) {
       socket.close();
-      throw new Error(`cannot bind the event sink at ${endpoint}: ${errorMessage(err)}`);
+      throw new Error(`cannot bind the event sink at ${endpoint}: ${errorMessage(err)}`, { cause: err });
     }
     return new EventReceiver(socket, socket.lastEndpoint ?? endpoint, codec);
   }

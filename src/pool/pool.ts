@@ -35,7 +35,6 @@ import { decideSize } from './sizing.js';
 import { limitsExact } from './pinning.js';
 
 export type { PooledContainer, PoolSizes, WarmPoolDeps } from './types.js';
-export { poolKey } from './adopt.js';
 
 export class WarmPool implements HygieneTarget {
   readonly idle = new Map<string, PooledContainer>();

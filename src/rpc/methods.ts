@@ -36,7 +36,7 @@ export const kernelIdParam = p.str('kernel_id', {
 });
 
 // The result types live in results.ts; re-exported for callers that take the table and its results together (index.ts, tests, bench).
-export type { KernelInfo, ServicePort, ServiceResult, KernelStats, SlotFigures, NodeStatsResult, RunResult, KernelSummary, ImageSummary, PullSummary, ImageRemoval, SyncResult } from './results.js';
+export type { KernelInfo, ServiceResult, KernelStats, NodeStatsResult, RunResult, KernelSummary, ImageSummary, PullSummary, ImageRemoval, SyncResult } from './results.js';
 import type { KernelInfo, ServiceResult, KernelStats, NodeStatsResult, RunResult, KernelSummary, ImageSummary, PullSummary, ImageRemoval, SyncResult } from './results.js';
 
 const MiB = 1024 * 1024;
@@ -226,5 +226,3 @@ export const methods = {
   }),
 } as const;
 
-/** Any method of the table. */
-export type AnyMethod = (typeof methods)[keyof typeof methods];

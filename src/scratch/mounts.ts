@@ -22,7 +22,7 @@ export async function tool(cmd: string, args: string[]): Promise<string> {
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string; killed?: boolean };
     const said = (e.stderr ?? '').trim().split('\n').pop() || (e.killed ? `no answer within ${TOOL_TIMEOUT_MS / 1000} s` : e.code ?? e.message);
-    throw new Error(`${cmd} ${args.join(' ')} failed: ${said}`);
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${said}`, { cause: err });
   }
 }
 

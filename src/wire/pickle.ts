@@ -49,16 +49,6 @@ export const ALLOWED_GLOBALS: ReadonlyMap<string, GlobalKind> = new Map<string, 
   ...ENUMS_OF_TYPES.map((n): [string, GlobalKind] => [`ai.backend.common.types.${n}`, 'enum']),
 ]);
 
-/** The opcodes read, by byte (the names are pickletools'); any other byte is refused. */
-export const PICKLE_OPCODES: Readonly<Record<number, string>> = {
-  0x80: 'PROTO', 0x95: 'FRAME', 0x2e: 'STOP', 0x94: 'MEMOIZE', 0x68: 'BINGET', 0x6a: 'LONG_BINGET',
-  0x8c: 'SHORT_BINUNICODE', 0x58: 'BINUNICODE', 0x43: 'SHORT_BINBYTES', 0x42: 'BINBYTES',
-  0x93: 'STACK_GLOBAL', 0x28: 'MARK', 0x29: 'EMPTY_TUPLE', 0x85: 'TUPLE1', 0x86: 'TUPLE2', 0x87: 'TUPLE3', 0x74: 'TUPLE',
-  0x7d: 'EMPTY_DICT', 0x73: 'SETITEM', 0x75: 'SETITEMS', 0x5d: 'EMPTY_LIST', 0x61: 'APPEND', 0x65: 'APPENDS',
-  0x4e: 'NONE', 0x88: 'NEWTRUE', 0x89: 'NEWFALSE', 0x4a: 'BININT', 0x4b: 'BININT1', 0x4d: 'BININT2', 0x8a: 'LONG1',
-  0x47: 'BINFLOAT', 0x52: 'REDUCE', 0x81: 'NEWOBJ', 0x62: 'BUILD',
-};
-
 /** Largest pickle read, and most values on its stack and memo: a manager's values are small. */
 const MAX_PICKLE_BYTES = 1024 * 1024;
 const MAX_ITEMS = 100_000;
