@@ -17,10 +17,10 @@ const LAYERS = [
   { name: 'cli', paths: ['cli/'], what: 'the agent and agentctl commands, the one owner of signals, agent check' },
   {
     name: 'root',
-    paths: ['agent.ts', 'kernel-room.ts', 'modern-side.ts', 'kernel-bindings.ts', 'index.ts'],
+    paths: ['agent.ts', 'kernel-room.ts', 'modern-side.ts', 'index.ts'],
     what: 'the composition root and lifecycle, and the package entry (the client library)',
   },
-  { name: 'bindings', paths: ['bindings/'], what: 'the RPC method tables bound to the services' },
+  { name: 'bindings', paths: ['bindings/'], what: 'the RPC method tables bound to the services, one file per group of methods' },
   { name: 'services', paths: ['services/'], what: 'heartbeat, manager link, registration, live settings, the modern RPC handlers' },
   { name: 'metrics', paths: ['metrics/'], what: 'Prometheus metrics (file and HTTP)' },
   { name: 'kernels', paths: ['kernels/'], what: 'the kernel service: create, restart, destroy, adopt, watch, files, stats' },

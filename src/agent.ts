@@ -21,7 +21,11 @@ import { msgpackCodec } from './wire/codec.js';
 import { RpcRouter, type RouterStats } from './wire/router.js';
 import { Dispatcher } from './rpc/dispatcher.js';
 import type { NodeStatsResult } from './rpc/results.js';
-import { kernelBindings } from './kernel-bindings.js';
+import { kernelBindings } from './bindings/kernels.js';
+import { fileBindings } from './bindings/files.js';
+import { runBindings } from './bindings/runs.js';
+import { imageBindings } from './bindings/images.js';
+import { appBindings } from './bindings/apps.js';
 import { EventPublisher, type PublisherStats } from './events/publisher.js';
 import { Heartbeat } from './services/heartbeat.js';
 import { LiveSettings } from './services/live-settings.js';
@@ -35,7 +39,6 @@ import { AgentMetrics } from './metrics/metrics.js';
 import type { GpuService } from './accelerators/gpus.js';
 import type { Accelerator } from './accelerators/types.js';
 import { ImageService } from './images/service.js';
-import { imageBindings } from './images/bindings.js';
 import { nodeStartup } from './node/startup.js';
 import { Prepull } from './images/prepull.js';
 import { ModernSide } from './modern-side.js';
@@ -43,7 +46,6 @@ import { KernelRoom } from './kernel-room.js';
 import { RangedDocker } from './ports/ranged-docker.js';
 import type { PortRangeStats } from './ports/range.js';
 import { KernelApps } from './kernels/apps.js';
-import { appBindings } from './kernels/app-bindings.js';
 import { portRangeBounds } from './config/setting-parsers.js';
 import { slotFigures } from './node/memory.js';
 import { createRequire } from 'node:module';
@@ -214,7 +216,16 @@ export class Agent {
         checkpoint,
       });
 
-      this.dispatcher = new Dispatcher([...kernelBindings(kernels, () => this.nodeStats(kernels)), ...imageBindings(images), ...appBindings(new KernelApps(kernels), this.log.child({ component: 'rpc' }))], this.log.child({ component: 'rpc' }));
+      this.dispatcher = new Dispatcher(
+        [
+          ...kernelBindings(kernels, () => this.nodeStats(kernels)),
+          ...fileBindings(kernels),
+          ...runBindings(kernels),
+          ...imageBindings(images),
+          ...appBindings(new KernelApps(kernels), this.log.child({ component: 'rpc' })),
+        ],
+        this.log.child({ component: 'rpc' }),
+      );
       const callosum = modern.serve(
         {
           kernels,

@@ -22,7 +22,7 @@ import { RedisStreamSink } from './events/redis-stream.js';
 import { ModernEvents } from './events/modern-events.js';
 import type { SinkStats } from './events/sink.js';
 import { ModernRpc, type ModernRpcDeps } from './services/modern-rpc.js';
-import { modernImageBindings, type ModernImageDeps } from './services/modern-images.js';
+import { modernImageBindings, type ModernImageDeps } from './bindings/modern-images.js';
 import type { ModernEventName } from './events/catalogue.js';
 import { RedisLink } from './services/redis-link.js';
 

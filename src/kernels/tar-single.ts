@@ -1,6 +1,6 @@
 /**
  * download_single of modern managers: the bytes of one regular file, taken
- * from the tar archive download_file builds (src/kernels/files.ts), so that
+ * from the tar archive download_file builds (src/kernels/archive.ts), so that
  * the same path checks and size limit apply.
  */
 import { KernelFileNotFoundError } from '../errors.js';

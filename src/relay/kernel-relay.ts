@@ -26,10 +26,11 @@ import { errorMessage, InternalError, KernelUnresponsiveError, ParametersError, 
 import type { RunResult } from '../rpc/results.js';
 import { RequestBook } from './requests.js';
 import { Liveness } from './liveness.js';
+import { OomWatch } from './oom-watch.js';
 import { RunBook } from './run-book.js';
 import { Run } from './runs.js';
 import { RunnerLink, type InputMeta, type LinkMode } from './runner-link.js';
-import { batchInputs, describeRunnerEnd, parseHello, payloadExitCode, payloadJson, type RunnerHello, type RunnerRecord } from './runner-records.js';
+import { batchInputs, describeRunnerEnd, parseHello, payloadJson, type RunnerHello, type RunnerRecord } from './runner-records.js';
 
 /** What `execute` asks of the relay, its arguments already checked. */
 export interface ExecuteRequest {
@@ -73,7 +74,7 @@ export class KernelRelay {
   private runningTag: string | null = null;
   private readonly book: RunBook;
   private readonly liveness: Liveness;
-  private oomSeen: Promise<number | null>;
+  private readonly oom: OomWatch;
   private closed = false;
   private draining = false;
   /** Set when the link gave up after read failures: calls fail at once with it. */
@@ -98,7 +99,7 @@ export class KernelRelay {
       },
       o.inherited,
     );
-    this.oomSeen = this.readOom();
+    this.oom = new OomWatch({ oomKills: () => this.o.oomKills?.() ?? null, log: () => this.o.log });
     this.liveness = new Liveness({
       log: o.log,
       ready: () => this.mode !== 'pending' && !this.closed,
@@ -130,7 +131,7 @@ export class KernelRelay {
    */
   rebind(o: Omit<KernelRelayOptions, 'host' | 'replInPort' | 'replOutPort'>): void {
     this.o = { ...this.o, ...o };
-    this.oomSeen = this.readOom();
+    this.oom.rebase();
   }
 
   /** Whether the runner tags its records ('pending' until the relay has synchronised). */
@@ -333,31 +334,8 @@ export class KernelRelay {
       this.dropped++; // late output (rec.meta.late), or a run no longer held
       return undefined;
     }
-    switch (rec.type) {
-      case 'stdout':
-      case 'stderr':
-        if (run.unclaimed && run.output.full) run.droppedBytes += rec.payload.length;
-        else run.output.addText(rec.type, rec.payload);
-        break;
-      case 'media':
-        run.output.addMedia(rec.payload);
-        break;
-      case 'html':
-        run.output.addHtml(rec.payload);
-        break;
-      case 'waiting-input': {
-        const o = payloadJson(rec.payload);
-        run.settle({ status: 'waiting-input', exitCode: null, options: o && !Array.isArray(o) ? o : { is_password: false } });
-        break;
-      }
-      case 'build-finished':
-        run.settle({ status: 'build-finished', exitCode: payloadExitCode(rec.payload), options: null });
-        break;
-      case 'finished':
-        if (run.tag !== null && this.runningTag === run.tag) this.runningTag = null;
-        this.book.finish(run, payloadExitCode(rec.payload));
-        break;
-    }
+    if (rec.type === 'finished' && run.tag !== null && this.runningTag === run.tag) this.runningTag = null;
+    this.book.deliver(run, rec);
     return run.unclaimed ? undefined : run;
   }
 
@@ -374,10 +352,7 @@ export class KernelRelay {
     this.runningTag = null;
     const sent = this.book.pending();
     this.requests.failAll(() => new KernelUnresponsiveError('the kernel runner restarted before it answered; ask again'));
-    const before = await this.oomSeen;
-    this.oomSeen = this.readOom();
-    const now = await this.oomSeen;
-    const end = describeRunnerEnd(h.previousStatus, { killed: before !== null && now !== null && now > before, limitMiB: this.o.memLimitMiB ?? 0 });
+    const end = describeRunnerEnd(h.previousStatus, { killed: await this.oom.killedSince(), limitMiB: this.o.memLimitMiB ?? 0 });
     this.o.onRunnerRestart?.(end.line);
     let has: Set<string> | null = null;
     if (sent.length > 0 && !this.closed) {
@@ -412,13 +387,5 @@ export class KernelRelay {
       if (queued === 'resend') this.sendInputs(run);
       else this.book.end(run, -1, `not started: ${line}`);
     }
-  }
-
-  private readOom(): Promise<number | null> {
-    if (!this.o.oomKills) return Promise.resolve(null);
-    return this.o.oomKills().catch((err: unknown) => {
-      this.o.log.warn('could not read the kernel\'s OOM kills; a runner restart is not told apart from an OOM kill', { error: errorMessage(err) });
-      return null;
-    });
   }
 }

@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { errorMessage, ParametersError } from '../errors.js';
 import type { RunResult } from '../rpc/results.js';
 import { Run, type RunStatus } from './runs.js';
-import type { RunnerHello } from './runner-records.js';
+import { payloadExitCode, payloadJson, type RunnerHello, type RunnerRecord } from './runner-records.js';
 
 /** Runs taken over from a previous agent that nobody has asked for, kept at most. */
 const MAX_UNCLAIMED = 64;
@@ -116,6 +116,39 @@ export class RunBook {
     run.output.finish();
     run.settle({ status: 'finished', exitCode, options: null });
     this.retire(run);
+  }
+
+  /**
+   * Gives a record of the runner to the run the relay routed it to: text,
+   * media and html go to its output (text of a run nobody collects is
+   * counted, not kept, once its output is full), waiting-input and
+   * build-finished are statuses, finished ends it.
+   */
+  deliver(run: Run, rec: RunnerRecord): void {
+    switch (rec.type) {
+      case 'stdout':
+      case 'stderr':
+        if (run.unclaimed && run.output.full) run.droppedBytes += rec.payload.length;
+        else run.output.addText(rec.type, rec.payload);
+        break;
+      case 'media':
+        run.output.addMedia(rec.payload);
+        break;
+      case 'html':
+        run.output.addHtml(rec.payload);
+        break;
+      case 'waiting-input': {
+        const o = payloadJson(rec.payload);
+        run.settle({ status: 'waiting-input', exitCode: null, options: o && !Array.isArray(o) ? o : { is_password: false } });
+        break;
+      }
+      case 'build-finished':
+        run.settle({ status: 'build-finished', exitCode: payloadExitCode(rec.payload), options: null });
+        break;
+      case 'finished':
+        this.finish(run, payloadExitCode(rec.payload));
+        break;
+    }
   }
 
   /** Ends a run with a status of the relay's and its line on stderr. */

@@ -5,8 +5,9 @@
 import type { Logger } from '../log.js';
 import { implement, type Binding } from '../rpc/dispatcher.js';
 import { methods } from '../rpc/methods.js';
-import { KernelApps } from './apps.js';
+import type { KernelApps } from '../kernels/apps.js';
 
+/** appBindings are the service-port methods and what serves each; ping_kernel's round trip is logged at debug. */
 export function appBindings(apps: KernelApps, log: Logger): Binding[] {
   return [
     implement(methods.ping_kernel, async (id) => {

@@ -4,7 +4,7 @@
  */
 import { implement, type Binding } from '../rpc/dispatcher.js';
 import { methods } from '../rpc/methods.js';
-import type { ImageService } from './service.js';
+import type { ImageService } from '../images/service.js';
 
 /** What serves each image method. */
 export function imageBindings(images: ImageService): Binding[] {

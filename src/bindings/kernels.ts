@@ -1,0 +1,29 @@
+/**
+ * The kernel lifecycle methods of the 2018 table (src/rpc/methods.ts: ping,
+ * reset, list_kernels, create_kernel, destroy_kernel, sync_kernels,
+ * restart_kernel, get_logs, get_node_stats) bound to the kernel service.
+ * The other groups sit beside it: files.ts, runs.ts, images.ts, apps.ts
+ * (and the modern table's image methods in modern-images.ts); the agent's
+ * composition root only lists which groups it serves.
+ */
+import { implement, type Binding } from '../rpc/dispatcher.js';
+import { methods, type NodeStatsResult } from '../rpc/methods.js';
+import type { KernelService } from '../kernels/service.js';
+
+/** kernelBindings are the kernel lifecycle methods and what serves each; get_node_stats comes from the agent. */
+export function kernelBindings(kernels: KernelService, nodeStats: () => Promise<NodeStatsResult>): Binding[] {
+  return [
+    implement(methods.ping, (msg) => msg),
+    implement(methods.reset, async () => {
+      await kernels.reset();
+      return null;
+    }),
+    implement(methods.list_kernels, () => kernels.summaries()),
+    implement(methods.create_kernel, (id, config) => kernels.create(id, config)),
+    implement(methods.destroy_kernel, (id, reason) => kernels.destroy(id, reason ?? 'user-requested')),
+    implement(methods.sync_kernels, async (ids) => kernels.sync.sync(ids)),
+    implement(methods.restart_kernel, (id, config) => kernels.restart(id, config)),
+    implement(methods.get_logs, async (id) => ({ logs: await kernels.logs(id) })),
+    implement(methods.get_node_stats, nodeStats),
+  ];
+}
