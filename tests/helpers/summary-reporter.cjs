@@ -11,7 +11,9 @@ const Mocha = require('mocha');
 class SummaryReporter extends Mocha.reporters.Spec {
   constructor(runner, options) {
     super(runner, options);
-    const timesFile = process.env.TEST_TIMES;
+    // a run in parts (tests/run-suite.sh) writes one file per part: times.json -> times-parallel.json, times-alone.json
+    const part = process.env.TEST_PART;
+    const timesFile = process.env.TEST_TIMES && part ? process.env.TEST_TIMES.replace(/(\.json)?$/, `-${part}$1`) : process.env.TEST_TIMES;
     const tests = [];
     const files = {};
     const started = Date.now();
