@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -132,12 +132,59 @@ export interface TestAgent {
   ports: { lo: number; hi: number; text: string };
 }
 
+/** The host ports of in-process test agents: 20 blocks of 500, from 10000 (below freePort's 20000-). */
+const PORT_BLOCKS = { first: 10_000, size: 500, count: 20 };
+/** Test processes that may run at once (mocha's parallel workers, a serial run beside them), each with a lane of PORT_BLOCKS.count / PORT_LANES blocks. */
+const PORT_LANES = 4;
 let portBlocks = 0;
+let portLane: { lane: number; lanes: number } | undefined;
 
 /**
- * A block of 500 host ports of its own for each in-process test agent
- * (10000-19999, in turn; the soak's 100 kernels need 400 with the default
- * port_reuse_cooldown), put as its container_port_range. Every agent's
+ * The lane of port blocks this process holds: claimed with a lock file of
+ * its own in the temp dir (its pid inside, removed at exit; a dead pid's
+ * file is taken over), so that test processes running at once (mocha's
+ * parallel workers, a serial run beside them) never hand out the same
+ * block. Where every lane is held, the whole range, as one process did
+ * before lanes, with a warning.
+ */
+function claimPortLane(): { lane: number; lanes: number } {
+  for (let lane = 0; lane < PORT_LANES; lane++) {
+    const file = path.join(os.tmpdir(), `compute-agent-test-port-lane-${lane}`);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        writeFileSync(file, String(process.pid), { flag: 'wx' });
+        process.once('exit', () => rmSync(file, { force: true }));
+        return { lane, lanes: PORT_LANES };
+      } catch {
+        try {
+          const holder = Number(readFileSync(file, 'utf8').trim() || 'NaN');
+          if (holder === process.pid) return { lane, lanes: PORT_LANES };
+          if (Number.isInteger(holder) && alive(holder)) break; // held: the next lane
+          rmSync(file, { force: true }); // left by a process that is gone
+        } catch {
+          // gone meanwhile (try again), or not ours to read or remove (the next lane)
+        }
+      }
+    }
+  }
+  console.warn(`every test port lane (${os.tmpdir()}/compute-agent-test-port-lane-*) is held: this process uses all ${PORT_BLOCKS.count} blocks`);
+  return { lane: 0, lanes: 1 };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * A block of 500 host ports of its own for each in-process test agent, put
+ * as its container_port_range: the blocks of this process's lane (see
+ * {@link claimPortLane}; 5 of the 20 in 10000-19999), in turn (the soak's
+ * 100 kernels need 400 with the default port_reuse_cooldown). Every agent's
  * port book starts empty, so with one shared range consecutive tests gave
  * the first ports to a new kernel while the last test's containers were
  * still being removed, and Docker then took the new container's published
@@ -145,8 +192,12 @@ let portBlocks = 0;
  * kernel's port for 30 s, until the pool gave up on it).
  */
 export function nextPortBlock(): { lo: number; hi: number; text: string } {
-  const lo = 10_000 + (portBlocks++ % 20) * 500;
-  return { lo, hi: lo + 499, text: `${lo}-${lo + 499}` };
+  portLane ??= claimPortLane();
+  const perLane = PORT_BLOCKS.count / portLane.lanes;
+  const block = portLane.lane * perLane + (portBlocks++ % perLane);
+  const lo = PORT_BLOCKS.first + block * PORT_BLOCKS.size;
+  const hi = lo + PORT_BLOCKS.size - 1;
+  return { lo, hi, text: `${lo}-${hi}` };
 }
 
 /** Options for a test agent, defaults filled in with unique values. */
@@ -225,10 +276,17 @@ export interface SpawnedAgent {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
 }
 
+/** The module {@link spawnAgent} preloads into agents so that their kernels take a port block of this process's lane. */
+const PORT_BLOCK_PRELOAD = path.join(REPO_ROOT, 'dist/tests/helpers/port-block-preload.js');
+
 /** Runs `agent` with arguments; the process is killed after the test if still running. */
 export function spawnAgent(args: string[], env: NodeJS.ProcessEnv = {}): SpawnedAgent {
   // No metrics file unless a test asks for one (--metrics or BACKEND_METRICS): the CLI's default is node_exporter's directory.
-  const child = spawn(process.execPath, [AGENT_BIN, ...args], { env: { ...process.env, BACKEND_METRICS: '', ...env } });
+  // An agent of a namespace of the test's own gets a port block as in-process agents do (see port-block-preload.ts).
+  const serves = args.includes('--namespace') && (args[0]?.startsWith('-') ?? false); // the agent itself, not a subcommand
+  const preload = serves ? ['--import', PORT_BLOCK_PRELOAD] : [];
+  const portEnv = serves ? { TEST_PORT_BLOCK: nextPortBlock().text } : {};
+  const child = spawn(process.execPath, [...preload, AGENT_BIN, ...args], { env: { ...process.env, BACKEND_METRICS: '', ...portEnv, ...env } });
   let err = '';
   const listeners = new Set<() => void>();
   child.stderr.on('data', (d: Buffer) => {

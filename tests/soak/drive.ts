@@ -4,11 +4,11 @@
  * reader is bench/lib/proc.ts, which the density figure uses too), and a
  * create/execute/destroy cycle through the RPC.
  */
-import type { Namespace } from 'etcd3';
+import { Etcd3, type Namespace } from 'etcd3';
 import { methods, type KernelInfo, type RunResult } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import {
-  ETCD_ADDR, freePort, onCleanup, removeContainersOf, spawnAgent, tempScratch, testEtcd, TEST_IMAGE_LANG, uniqueName, type SpawnedAgent,
+  ETCD_ADDR, freePort, nextPortBlock, onCleanup, removeContainersOf, spawnAgent, tempScratch, testEtcd, TEST_IMAGE_LANG, uniqueName, type SpawnedAgent,
 } from '../helpers/env.js';
 export { procFigures, type ProcFigures } from '../../bench/lib/proc.js';
 
@@ -47,9 +47,13 @@ export async function childAgent(options: ChildAgentOptions = {}): Promise<Child
   const scratch = options.scratch ?? (await tempScratch());
   const port = options.port ?? (await freePort());
   const etcdAddr = options.etcdAddr ?? ETCD_ADDR;
-  const etcd = testEtcd(namespace).ns; // a restart registers the namespace's clean-up again: harmless
+  const etcd = etcdAddr === ETCD_ADDR ? testEtcd(namespace).ns : ownEtcdNamespace(etcdAddr, namespace); // a restart registers the namespace's clean-up again: harmless
   if (!options.agentId) removeContainersOf(agentId);
-  for (const [k, v] of Object.entries(options.settings ?? {})) await etcd.put(`config/agent/${k}`).value(v);
+  // Under mocha, a new namespace gets a port block of its own, as in-process test agents do (test
+  // processes run at once); `npm run soak` keeps the default range, whose 1,000 ports its long runs need.
+  const underMocha = typeof (globalThis as { describe?: unknown }).describe === 'function';
+  const settings = underMocha && !options.namespace ? { container_port_range: nextPortBlock().text, ...options.settings } : options.settings;
+  for (const [k, v] of Object.entries(settings ?? {})) await etcd.put(`config/agent/${k}`).value(v);
   const proc = spawnAgent([
     '--etcd-addr', etcdAddr, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
     '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-format', 'json',
@@ -58,6 +62,17 @@ export async function childAgent(options: ChildAgentOptions = {}): Promise<Child
   const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });
   onCleanup(() => client.close());
   return { proc, client, pid: proc.child.pid!, port, namespace, agentId, scratch, etcd, options: { ...options, namespace, agentId, scratch, port, etcdAddr } };
+}
+
+/**
+ * The namespace on an etcd of a test's own (the drills' paused one), where
+ * the agent reads its settings; only its client is closed after the test,
+ * since that etcd goes with the test and may be paused when the test fails.
+ */
+function ownEtcdNamespace(addr: string, namespace: string): Namespace {
+  const client = new Etcd3({ hosts: `http://${addr}` });
+  onCleanup(() => client.close());
+  return client.namespace(`/sorna/${namespace}/`);
 }
 
 /** Runs code in query mode and follows `continue` to the end; returns the stdout. */

@@ -1,0 +1,39 @@
+// Mocha's settings. `npx mocha` runs the whole suite in one process, file
+// after file. deploy/dev/test.sh (CI) runs it in two parts, chosen by
+// TEST_PART: `parallel`, every file but those of ALONE, two files at a time
+// (mocha's parallel mode, one worker process per file), then `alone`, the
+// files of ALONE one after another with nothing beside them. TEST_PART=drills
+// is `npm run drills`: the long drills, whose long forms that command asks
+// for through environment variables (docs/development.rst, Tests).
+'use strict';
+
+/** Files that must have the machine to themselves: they restart the shared dockerd. */
+const ALONE = ['dist/tests/integration/dockerd-restart.test.js'];
+
+/** The files of the long drills (their short forms are in the suite). */
+const DRILLS = [
+  'dist/tests/integration/drill-etcd.test.js',
+  'dist/tests/integration/kernels.test.js',
+  'dist/tests/integration/run-integrity.test.js',
+  'dist/tests/integration/soak.test.js',
+  'dist/tests/fuzz/wire.test.js',
+];
+
+const ALL = ['dist/tests/**/*.test.js'];
+const part = process.env.TEST_PART ?? '';
+const parts = {
+  '': { spec: ALL },
+  parallel: { spec: ALL, ignore: ALONE, parallel: true, jobs: Number(process.env.TEST_JOBS) || 2 },
+  alone: { spec: ALONE },
+  drills: { spec: DRILLS },
+};
+if (!(part in parts)) throw new Error(`TEST_PART=${part} is not one of ${Object.keys(parts).filter(Boolean).join(', ')} (or unset: the whole suite in one process)`);
+
+module.exports = {
+  ...parts[part],
+  timeout: 20000,
+  'node-option': ['enable-source-maps'],
+  reporter: 'tests/helpers/summary-reporter.cjs',
+  exit: true,
+  require: ['dist/tests/helpers/hooks.js'],
+};
