@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import * as zmq from 'zeromq';
 import { msgpackCodec } from '../../src/wire/codec.js';
 import { decodeReplyHeader, encodeRequestHeader, REQUEST_HEADER_SIZE } from '../../src/wire/headers.js';
+import { waitRealTime } from '../helpers/real-time.js';
 
 /** What a flood counted. */
 export interface FloodResult {
@@ -126,7 +127,7 @@ export async function flood(endpoint: string, count: number, seed = 1, settleMs 
   }
   const deadline = Date.now() + settleMs;
   while (answered < expected.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  await new Promise((r) => setTimeout(r, 200)); // late duplicates would arrive now
+  await waitRealTime(200, 'a window for late duplicate replies to show up');
   dealer.close();
   await reader;
   let duplicates = 0;
