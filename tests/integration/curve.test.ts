@@ -116,7 +116,7 @@ describe('authenticated RPC (CURVE)', function () {
     await t.agent.afterHeartbeats(4); // beats that a sink taking them would have had
     expect(s.events).to.have.length(0);
     await t.etcd.put('nodes/manager/public_key').value(zmq.curveKeyPair().publicKey); // a key, but not the sink's
-    await log.waitFor(/"message":"sending events to the manager".*"curve":true/);
+    await log.waitFor(/^(?=.*"message":"sending events to the manager")(?=.*"curve":true)/);
     await t.agent.afterHeartbeats(4);
     expect(s.events).to.have.length(0);
     await t.etcd.put('nodes/manager/public_key').value(manager.publicKey); // the right key: a fresh pair of the agent's own

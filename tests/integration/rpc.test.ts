@@ -82,10 +82,11 @@ describe('RPC transport', () => {
   it('counts a reply to a peer that has gone as undeliverable (ROUTER mandatory)', async () => {
     let release!: () => void;
     const gate = new Promise<void>((res) => (release = res));
-    const { r, port } = await router(async () => {
+    const { r, port, client } = await router(async () => {
       await gate;
       return { ok: true, value: 'late' };
     });
+    client.close(); // not used here: the only connection to the router is the dealer's
     const dealer = new zmq.Dealer({ linger: 0 });
     dealer.connect(`tcp://127.0.0.1:${port}`);
     await dealer.send([encodeRequestHeader({ pid: 1, random: 1, requestId: 1, time: 0 }), 'ping', msgpackCodec.encode(['x']), msgpackCodec.encode({})]);
