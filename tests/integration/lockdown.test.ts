@@ -124,7 +124,7 @@ describe('locked-down kernels and hostile input', function () {
     expect(String(err.remoteArgs[0])).to.match(/not on image_allow_list and image_prefix is empty/);
     const full = TEST_IMAGE_PREFIX + TEST_IMAGE_LANG;
     await etcd.put('config/agent/image_allow_list').value(full);
-    await log.waitFor(/"message":"setting changed; applied".*image_allow_list/);
+    await log.waitFor(/^(?=.*"message":"setting changed; applied")(?=.*"key":"image_allow_list")/);
     const info = await client.callWithTimeout(60_000, methods.create_kernel, id, config({ lang: full }));
     expect((await docker.getContainer(info.container_id).inspect()).Config.Image).to.equal(full);
     expect(await containersOf(agentId)).to.have.length(1);
