@@ -235,8 +235,11 @@ describe('run integrity', function () {
       } else old.catch(() => undefined); // the agent died with the call
       const second = spawnAgent(args);
       await second.waitFor(/"message":"agent running"/);
+      // A new run opens the restarted agent's relay, which takes over the old run; then the old run may go on.
+      const freshRun = drive(client, id, start(client, id, 'print("new run 1")', 'new1'));
+      await second.waitFor(/"message":"took over the runs the kernel runner holds/);
       await fs.writeFile(path.join(scratch, id, 'go'), '');
-      const fresh = await drive(client, id, start(client, id, 'print("new run 1")', 'new1'));
+      const fresh = await freshRun;
       expect(fresh.at(-1)!.exitCode).to.equal(0);
       expect(consoleText(fresh, 'stdout')).to.equal('new run 1\n');
       const rest = await drive(client, id, client.callWithTimeout(30_000, methods.execute, 2, id, 'old', 'continue', '', {}, 1));
