@@ -126,7 +126,13 @@ export async function flood(endpoint: string, count: number, seed = 1, settleMs 
     while (expected.size - answered > 500) await new Promise<void>((r) => ((waker.wake = r), setTimeout(r, 100)));
   }
   const deadline = Date.now() + settleMs;
-  while (answered < expected.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  // woken by each answer; the timer only bounds the wait by the deadline
+  while (answered < expected.size && Date.now() < deadline) {
+    await new Promise<void>((r) => {
+      const t = setTimeout(r, Math.max(0, deadline - Date.now()));
+      waker.wake = () => (clearTimeout(t), r());
+    });
+  }
   await waitRealTime(200, 'a window for late duplicate replies to show up');
   dealer.close();
   await reader;
