@@ -245,7 +245,7 @@ function eventsPage(): string {
 
 function metricsPage(): string {
   const m = new AgentMetrics(
-    { poolSizes: () => [], claimTotals: () => new Map(), coldTotals: () => new Map(), kernelStates: () => ({}), gpus: () => [], slots: () => ({ cpu_total: 0, cpu_free: 0, mem_total_mib: 0, mem_free_mib: 0 }) },
+    { poolSizes: () => [], claimTotals: () => new Map(), coldTotals: () => new Map(), poolPasses: () => 0, kernelStates: () => ({}), gpus: () => [], slots: () => ({ cpu_total: 0, cpu_free: 0, mem_total_mib: 0, mem_free_mib: 0 }) },
     { file: null, port: null, host: '*', intervalMs: 1000, log: silentLogger() },
   );
   const rows = m.registry.getMetricsAsArray().map((x) => {

@@ -144,6 +144,15 @@ export class Agent {
     return this.room.gpus;
   }
 
+  /**
+   * Resolves once `n` more heartbeats than now have gone out (at once when
+   * the agent is not beating, and at its stop): tests and tools wait on the
+   * beat instead of for a time that should hold some beats.
+   */
+  afterHeartbeats(n: number): Promise<void> {
+    return this.heartbeat?.afterBeats(n) ?? Promise.resolve();
+  }
+
   /** Counters of the RPC transport and the event publisher, for logs and tests. */
   stats(): { rpc: RouterStats | null; rpcCurve: RouterStats | null; events: PublisherStats; modernEvents: SinkStats } {
     return {

@@ -160,6 +160,7 @@ export class KernelRoom {
         poolSizes: () => pool.sizes(),
         claimTotals: () => pool.claimTotals,
         coldTotals: () => pool.coldTotals,
+        poolPasses: () => pool.passes,
         kernelStates: () => kernels.stateCounts(),
         slots: () => slotFigures(kernels),
         gpus: () => gpus.report(),

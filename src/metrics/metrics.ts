@@ -23,6 +23,8 @@ export interface MetricsSources {
   claimTotals(): ReadonlyMap<string, number>;
   /** Cold creations so far per lang (nothing in the pool fit). */
   coldTotals(): ReadonlyMap<string, number>;
+  /** The warm pool's hygiene and sizing passes so far. */
+  poolPasses(): number;
   kernelStates(): Record<string, number>;
   /** Each usable GPU; absent: no GPU gauges. */
   gpus?(): GpuReport[];
@@ -88,6 +90,13 @@ export class AgentMetrics {
       collect() {
         this.reset();
         for (const [lang, n] of sources.coldTotals()) this.inc({ image: lang }, n);
+      },
+    });
+    new Counter({
+      name: 'compute_agent_pool_passes_total', help: 'Hygiene and sizing passes of the warm pool (one every few seconds while it runs).', registers,
+      collect() {
+        this.reset();
+        this.inc(sources.poolPasses());
       },
     });
     this.creationSeconds = new Histogram({

@@ -33,6 +33,7 @@ import type { HygieneTarget, PooledContainer, PoolSizes, WarmPoolDeps } from './
 import { fittingType, type PoolType } from './settings.js';
 import { decideSize } from './sizing.js';
 import { limitsExact } from './pinning.js';
+import { PassCounter } from '../util/pass-counter.js';
 
 export type { PooledContainer, PoolSizes, WarmPoolDeps } from './types.js';
 
@@ -54,8 +55,7 @@ export class WarmPool implements HygieneTarget {
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private closed = false;
-  private passCount = 0;
-  private readonly passWaiters = new Set<{ at: number; wake: () => void }>();
+  private readonly passCounter = new PassCounter();
 
   /** Creations under way: slot -> pool key. */
   get creating(): Map<string, string> {
@@ -64,7 +64,7 @@ export class WarmPool implements HygieneTarget {
 
   /** Hygiene and sizing passes finished since the pool was made. */
   get passes(): number {
-    return this.passCount;
+    return this.passCounter.count;
   }
 
   /**
@@ -73,8 +73,7 @@ export class WarmPool implements HygieneTarget {
    * {@link close} too (no more passes will come).
    */
   afterPasses(n: number): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    return new Promise((wake) => this.passWaiters.add({ at: this.passCount + n, wake }));
+    return this.passCounter.after(n);
   }
 
   /** Whether {@link close} was called (fills under way then leave their container for the next start). */
@@ -255,8 +254,7 @@ export class WarmPool implements HygieneTarget {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     await this.ticking;
-    for (const w of this.passWaiters) w.wake();
-    this.passWaiters.clear();
+    this.passCounter.close();
     for (const c of this.idle.values()) c.relay?.close();
   }
 
@@ -269,12 +267,7 @@ export class WarmPool implements HygieneTarget {
       this.deps.log.warn('pool check failed; trying again at the next one', { error: errorMessage(err) });
     }
     this.resize();
-    this.passCount++;
-    for (const w of this.passWaiters) {
-      if (w.at > this.passCount) continue;
-      this.passWaiters.delete(w);
-      w.wake();
-    }
+    this.passCounter.passed();
   }
 
   /** Counts per image and type. */

@@ -27,7 +27,7 @@ import type { RunResult } from '../rpc/results.js';
 import { RequestBook } from './requests.js';
 import { Liveness } from './liveness.js';
 import { OomWatch } from './oom-watch.js';
-import { RunBook } from './run-book.js';
+import { RunBook, type RunStage } from './run-book.js';
 import { Run } from './runs.js';
 import { RunnerLink, type InputMeta, type LinkMode } from './runner-link.js';
 import { batchInputs, describeRunnerEnd, parseHello, payloadJson, type RunnerHello, type RunnerRecord } from './runner-records.js';
@@ -134,6 +134,11 @@ export class KernelRelay {
     this.oom.rebase();
   }
 
+  /** Resolves once a run reached a stage (see {@link RunBook.whenRun}); for tests and tools that wait on a run, not on time. */
+  whenRun(runId: string, stage: RunStage): Promise<void> {
+    return this.closed ? Promise.resolve() : this.book.whenRun(runId, stage);
+  }
+
   /** Whether the runner tags its records ('pending' until the relay has synchronised). */
   get protocol(): LinkMode {
     return this.mode;
@@ -225,6 +230,7 @@ export class KernelRelay {
     const dropped = this.dropped + this.link.dropped;
     if (dropped + this.requests.dropped > 0) this.o.log.debug('records given to no run or request', { records: dropped, answers: this.requests.dropped });
     this.link.close();
+    this.book.releaseWaiters();
     return left;
   }
 

@@ -12,6 +12,9 @@ import type { RunResult } from '../rpc/results.js';
 import { Run, type RunStatus } from './runs.js';
 import { payloadExitCode, payloadJson, type RunnerHello, type RunnerRecord } from './runner-records.js';
 
+/** How far a run has come, for {@link RunBook.whenRun}. */
+export type RunStage = 'started' | 'ended';
+
 /** Runs taken over from a previous agent that nobody has asked for, kept at most. */
 const MAX_UNCLAIMED = 64;
 
@@ -39,6 +42,8 @@ export class RunBook {
   private readonly order: Run[] = [];
   /** When the last run ended (ms): the next one's files are those changed after it. */
   private lastRetiredAt = 0;
+  /** Those waiting for a run to reach a stage (see {@link whenRun}). */
+  private readonly stageWaiters = new Set<{ runId: string; stage: RunStage; wake: () => void }>();
 
   constructor(
     private readonly o: RunBookOptions,
@@ -101,6 +106,7 @@ export class RunBook {
     run.startedAt = this.now();
     run.filesSince = Math.max(run.createdAt, this.lastRetiredAt);
     if (this.o.tagged()) run.inputs = []; // a runner that does not tag may lose it and need it again
+    this.reached(run.id, 'started');
     const limit = this.o.execTimeoutSec();
     if (limit <= 0) return;
     run.timer = setTimeout(() => {
@@ -167,7 +173,36 @@ export class RunBook {
     if (run.tag !== null && this.byTag.get(run.tag) === run) this.byTag.delete(run.tag);
     const i = this.order.indexOf(run);
     if (i >= 0) this.order.splice(i, 1);
+    this.reached(run.id, 'ended');
     if (!this.o.tagged() && i === 0 && this.order[0]) this.begin(this.order[0]);
+  }
+
+  /**
+   * Resolves once the run `runId` has reached `stage` — `started`: the
+   * runner began it (a destroy now says `terminated`, not `not started`);
+   * `ended`: it finished or the relay ended it — at once if it already has,
+   * and at {@link releaseWaiters}. It is how a test or a tool waits on a
+   * run's progress instead of for time.
+   */
+  whenRun(runId: string, stage: RunStage): Promise<void> {
+    const run = this.runs.get(runId);
+    if (run && (run.done || (stage === 'started' && run.started))) return Promise.resolve();
+    return new Promise((wake) => this.stageWaiters.add({ runId, stage, wake }));
+  }
+
+  /** Wakes every {@link whenRun} wait (the relay closed: no run of it moves any more). */
+  releaseWaiters(): void {
+    for (const w of this.stageWaiters) w.wake();
+    this.stageWaiters.clear();
+  }
+
+  private reached(runId: string, stage: RunStage): void {
+    for (const w of this.stageWaiters) {
+      // A run that ends has passed `started` too, even one the runner never began.
+      if (w.runId !== runId || (w.stage === 'ended' && stage !== 'ended')) continue;
+      this.stageWaiters.delete(w);
+      w.wake();
+    }
   }
 
   /** Drops a run from the book (its last status was returned, or it is replaced). */

@@ -19,6 +19,7 @@ import type { KernelStats } from '../rpc/results.js';
 import type { Codec } from '../wire/codec.js';
 import type { AgentEventName } from '../events/catalogue.js';
 import type { AgentInfo } from '../events/agent-info.js';
+import { PassCounter } from '../util/pass-counter.js';
 
 /** HeartbeatRecord is what each beat writes to etcd as `nodes/agents/<id>/heartbeat` (JSON), for tools such as `agentctl agents`. */
 export interface HeartbeatRecord {
@@ -57,6 +58,8 @@ export class Heartbeat {
   private recordFailing = false;
   /** The etcd write in flight; at most one at a time, awaited by stop(). */
   private recording: Promise<void> | null = null;
+  /** Beats sent (an `instance_heartbeat` emitted): what {@link afterBeats} waits on. */
+  private readonly beats = new PassCounter();
 
   constructor(
     private readonly deps: HeartbeatDeps,
@@ -87,11 +90,17 @@ export class Heartbeat {
     void this.beat();
   }
 
+  /** Resolves once `n` more heartbeats than now have been emitted (at {@link stop} too): a wait on the beat, not on time. */
+  afterBeats(n: number): Promise<void> {
+    return this.beats.after(n);
+  }
+
   /** Stops beating; resolves once a beat's etcd write in flight is done, so a deregistration after it is final. */
   async stop(): Promise<void> {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.beats.close();
     await this.recording;
   }
 
@@ -128,6 +137,7 @@ export class Heartbeat {
       const info = await this.agentInfo();
       if (!this.running) return; // stopped meanwhile: no beat after instance_terminated, no write after deregistering
       this.deps.emit('instance_heartbeat', [info]);
+      this.beats.passed();
       this.store(info);
     } catch (err) {
       this.deps.log.error('heartbeat failed', { error: errorMessage(err) });

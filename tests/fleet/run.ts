@@ -16,6 +16,7 @@ import { methods } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { AGENT_BIN, eventually, onCleanup, removeContainersOf, runCleanups, tempScratch } from '../helpers/env.js';
 import { SMALL_KERNEL, runCode } from '../soak/drive.js';
+import { waitRealTime } from '../helpers/real-time.js';
 import { appliedSetting, fleetAgent, killEtcdLeader, readyFleet, requireNetns } from '../helpers/fleet.js';
 
 function parse(argv: string[]): { agents: number; ttl: number; interval: number } {
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
   say(`all ${ids.length} started in ${startedSec} s, registered in ${registeredSec} s`);
 
   const w0 = Date.now();
-  await new Promise((r) => setTimeout(r, 5 * args.interval * 1000));
+  await waitRealTime(5 * args.interval * 1000, 'the figure is the heartbeats each agent sends in 5 intervals');
   const beats = ids.map((id) => seen('instance_heartbeat', id, w0));
   const clients = agentHosts.map((h) => new AgentClient(`tcp://${h.ip}:6001`, { timeoutMs: 5000 }));
   onCleanup(() => clients.forEach((c) => c.close()));
@@ -87,7 +88,7 @@ async function main(): Promise<void> {
   const writableSec = sec(l0);
   await eventually('the setting at every live agent', () => agentHosts.slice(1).every((h) => appliedSetting(h, 'exec_timeout')), 60_000, 100);
   const settingSec = sec(l0);
-  await new Promise((r) => setTimeout(r, 3 * args.interval * 1000));
+  await waitRealTime(3 * args.interval * 1000, 'the figure is the beats each live agent sends in the intervals after the leader kill');
   const beatsAfterLeader = ids.slice(1).map((id) => seen('instance_heartbeat', id, l0));
 
   // the killed agent restarted on its host: it starts, registers and re-adopts its kernel, which still runs code

@@ -17,6 +17,7 @@ import { Agent } from '../../src/agent.js';
 import { validateOptions, type RawOptions } from '../../src/config/options.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { AgentClient } from '../../src/rpc/client.js';
+import { methods } from '../../src/rpc/methods.js';
 import { RemoteError } from '../../src/errors.js';
 import { freePort } from '../../bench/lib/ports.js';
 
@@ -94,6 +95,17 @@ export async function tempScratch(): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-scratch-'));
   onCleanup(() => fs.rm(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** The cores the agent's kernels hold now, as get_node_stats tells any caller (its CPU slots in all minus those free). */
+export async function coresHeld(client: AgentClient): Promise<number> {
+  const { slots } = await client.call(methods.get_node_stats);
+  return slots.cpu_total - slots.cpu_free;
+}
+
+/** The kernel ids the agent lists (list_kernels), in its order. */
+export async function kernelIds(client: AgentClient): Promise<string[]> {
+  return (await client.call(methods.list_kernels)).map((k) => k.id);
 }
 
 /** The containers (running or not) that the agent of this id created: they carry its label, and only they do. */

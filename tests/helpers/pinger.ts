@@ -1,7 +1,8 @@
 /**
  * A pinger in a process of its own: `node dist/tests/helpers/pinger.js
  * tcp://host:port` sends `ping` every 10 ms, one at a time, until SIGTERM,
- * then prints `{n, p50, p99, max}` (ms) as JSON. Timing from a separate
+ * prints `pinging` once the first ping is answered (the caller waits for
+ * it), and at the end prints `{n, p50, p99, max}` (ms) as JSON. Timing from a separate
  * process keeps the caller's own stalls (decoding big replies) out of the
  * agent's figures.
  */
@@ -23,6 +24,7 @@ while (on) {
   const t0 = process.hrtime.bigint();
   await client.call(methods.ping, 'x');
   ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  if (ms.length === 1) console.log('pinging');
   await new Promise((r) => setTimeout(r, 10));
 }
 ms.sort((a, b) => a - b);

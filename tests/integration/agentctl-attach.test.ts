@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { methods } from '../../src/rpc/methods.js';
 import { AGENTCTL_BIN } from '../helpers/ctl.js';
-import { eventually, onCleanup, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import { eventually, kernelIds, onCleanup, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 
 const run = promisify(execFile);
 
@@ -43,8 +43,8 @@ describe('agentctl attach', function () {
       'the kernel terminal to follow the resize',
       async () => {
         await tmux('send-keys', '-t', 'main', 'stty size', 'Enter');
-        await new Promise((r) => setTimeout(r, 500));
-        return /^25 90\s*$/m.test(await screen());
+        // The answer to this stty, if the size has arrived; else the next try asks again.
+        return eventually('stty to answer 25 90', async () => /^25 90\s*$/m.test(await screen()), 1000, 100).catch(() => false);
       },
       30_000,
       500,
@@ -56,7 +56,7 @@ describe('agentctl attach', function () {
       return s.includes('agentctl exited with 0') ? s : '';
     }, 15_000, 200);
     expect(after).to.contain(`detached from kernel ${id}`);
-    expect(t.agent.kernelService!.list().map((k) => k.id)).to.deep.equal([id]); // detaching keeps the kernel
+    expect(await kernelIds(t.client)).to.deep.equal([id]); // detaching keeps the kernel
   });
 
   it('fails in one line for an unknown kernel without touching the terminal', async () => {

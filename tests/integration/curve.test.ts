@@ -19,6 +19,7 @@ import { methods } from '../../src/rpc/methods.js';
 import { zapDomains } from '../../src/wire/zap.js';
 import { eventually, onCleanup, REPO_ROOT, requireEtcd, spawnAgent, startAgent, type TestAgent } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
+import { capturedLog } from '../helpers/log-capture.js';
 
 async function keyDir(): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-keys-'));
@@ -107,14 +108,16 @@ describe('authenticated RPC (CURVE)', function () {
   it('sends no event to a CURVE sink when the manager key is not in etcd (plain PUSH), and none with the wrong key', async () => {
     const manager = zmq.curveKeyPair();
     const s = await sink({ secretKey: manager.secretKey, allows: () => true });
+    const log = capturedLog();
     const t = await startAgent({}, async (ns) => {
       await ns.put('config/agent/heartbeat_interval').value('0.2');
       await ns.put('nodes/manager/event_addr').value(s.addr);
-    });
-    await new Promise((r) => setTimeout(r, 800));
+    }, log.logger);
+    await t.agent.afterHeartbeats(4); // beats that a sink taking them would have had
     expect(s.events).to.have.length(0);
     await t.etcd.put('nodes/manager/public_key').value(zmq.curveKeyPair().publicKey); // a key, but not the sink's
-    await new Promise((r) => setTimeout(r, 800));
+    await log.waitFor(/^(?=.*"message":"sending events to the manager")(?=.*"curve":true)/);
+    await t.agent.afterHeartbeats(4);
     expect(s.events).to.have.length(0);
     await t.etcd.put('nodes/manager/public_key').value(manager.publicKey); // the right key: a fresh pair of the agent's own
     await s.next('instance_heartbeat', 0, 10_000);

@@ -59,11 +59,11 @@ describe('download memory', function () {
     let pingOut = '';
     pinger.stdout.on('data', (d: Buffer) => (pingOut += d.toString()));
     const pingerDone = new Promise((r) => pinger.once('exit', r));
-    await new Promise((r) => setTimeout(r, 300)); // connected and pinging
+    await eventually('the pinger to be answered', () => pingOut.startsWith('pinging\n'), 30_000);
     const archives = await Promise.all([0, 1, 2].map(() => client.callWithTimeout(120_000, methods.download_file, id, 'big.bin')));
     pinger.kill('SIGTERM');
     await pingerDone;
-    const pings = JSON.parse(pingOut) as { n: number; p50: number; p99: number; max: number };
+    const pings = JSON.parse(pingOut.slice('pinging\n'.length)) as { n: number; p50: number; p99: number; max: number };
     for (const a of archives) expect(a.length).to.equal(512 + FILE + 1024);
     const during = await memory(pid);
     const after = await eventually('the agent gives the archives back', async () => {

@@ -9,6 +9,7 @@ import { methods } from '../../src/rpc/methods.js';
 import { requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { sink } from '../helpers/sink.js';
+import { waitRealTime } from '../helpers/real-time.js';
 
 const config = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 512 }, mounts: [], environ: {} };
 
@@ -43,7 +44,7 @@ describe('execute through the relay', function () {
     const { client, id } = await kernel();
     const wrote = await runToEnd(client, id, 'import os\nos.makedirs("/home/work/.output/sub", exist_ok=True)\nopen("/home/work/.output/a.txt", "w").write("12345")\nopen("/home/work/.output/sub/b.bin", "wb").write(b"x")');
     expect(wrote.at(-1)!.files).to.deep.equal([{ name: 'a.txt', size: 5 }, { name: 'sub/b.bin', size: 1 }]);
-    await new Promise((r) => setTimeout(r, 20));
+    await waitRealTime(20, 'the next run starts past the 5 ms the file listing allows the file system clock, so these files are older than it');
     const untouched = await runToEnd(client, id, 'print("no files")');
     expect(untouched.at(-1)!.files).to.deep.equal([]);
   });

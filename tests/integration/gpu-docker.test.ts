@@ -16,7 +16,7 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import { NvidiaCuda } from '../../src/accelerators/nvidia.js';
 import { methods } from '../../src/rpc/methods.js';
-import { containersOf, remoteError, requireEtcd, startAgent, tempScratch, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
+import { containersOf, coresHeld, remoteError, requireEtcd, startAgent, tempScratch, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { standInTree } from '../helpers/gpu-fixtures.js';
 import { poolSettled, putPool } from '../helpers/pool.js';
@@ -81,7 +81,7 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
 
     const k2 = uniqueName('k');
     expect((await client.call(methods.create_kernel, k2, config(4))).gpu_set).to.deep.equal([4, 5, 6, 7]); // node 0 has only 2 left
-    const before = { containers: (await containersOf(agentId)).length, cores: agent.kernelService!.cores.allocated };
+    const before = { containers: (await containersOf(agentId)).length, cores: await coresHeld(client) };
     const tooMany = await remoteError(client.call(methods.create_kernel, uniqueName('k'), config(3)));
     expect(tooMany.remoteType).to.equal('agent.InsufficientResources');
     expect(String(tooMany.remoteArgs[0])).to.match(/not enough GPUs for this kernel: 3 GPU\(s\) requested, 2 of 8 free/);
@@ -91,7 +91,7 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
     const held = await remoteError(client.call(methods.create_kernel, uniqueName('k'), { ...config(1), gpu_set: [1] }));
     expect(String(held.remoteArgs[0])).to.match(/GPU 1 is held by k-/);
     expect((await containersOf(agentId)).length).to.equal(before.containers);
-    expect(agent.kernelService!.cores.allocated).to.equal(before.cores);
+    expect(await coresHeld(client)).to.equal(before.cores);
     expect(agent.gpuService!.books.free).to.equal(2);
 
     const stats = await client.call(methods.get_node_stats);
@@ -149,7 +149,7 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
     expect(err.remoteType).to.equal('agent.KernelCreationFailed');
     expect(String(err.remoteArgs[0])).to.match(/while starting the container: .*could not select device driver "nvidia".*; everything it took was released$/);
     expect(agent.gpuService!.books.free).to.equal(8);
-    expect(agent.kernelService!.cores.allocated).to.equal(0);
+    expect(await coresHeld(client)).to.equal(0);
     expect(await containersOf(agentId)).to.have.length(0);
   });
 

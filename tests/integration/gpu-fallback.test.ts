@@ -16,7 +16,7 @@ import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import {
   AGENT_BIN, REPO_ROOT, containersOf, ETCD_ADDR, freePort, onCleanup, remoteError, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd,
-  TEST_IMAGE_LANG, uniqueName,
+  TEST_IMAGE_LANG, uniqueName, coresHeld,
 } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 import type { Logger } from '../../src/log.js';
@@ -47,7 +47,7 @@ describe('GPUs on a node without one', function () {
     expect(fractional.remoteType).to.equal('agent.InsufficientResources');
     expect(await containersOf(agentId)).to.have.length(0);
     expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
-    expect(agent.kernelService!.cores.allocated).to.equal(0);
+    expect(await coresHeld(client)).to.equal(0);
     expect(agent.gpuService!.books.holders().size).to.equal(0);
 
     const id = uniqueName('k');
@@ -62,7 +62,7 @@ describe('GPUs on a node without one', function () {
     expect(stats).to.include({ gpu_path: 'none' });
     expect(stats.gpus).to.deep.equal([]);
     await client.call(methods.destroy_kernel, id);
-    expect(agent.kernelService!.cores.allocated).to.equal(0);
+    expect(await coresHeld(client)).to.equal(0);
   });
 
   it('fills the CPU pool types and never tries a GPU type (a cluster-wide one costs this node nothing)', async () => {

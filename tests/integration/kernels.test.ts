@@ -12,7 +12,7 @@ import * as zmq from 'zeromq';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods, type KernelInfo } from '../../src/rpc/methods.js';
 import {
-  containersOf, ETCD_ADDR, eventually, freePort, onCleanup, remoteError, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch,
+  containersOf, coresHeld, ETCD_ADDR, eventually, freePort, kernelIds, onCleanup, remoteError, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch,
   testEtcd, TEST_IMAGE_LANG, uniqueName,
 } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
@@ -62,7 +62,7 @@ describe('kernel lifecycle', function () {
     expect(stats).to.have.keys('cpu_used', 'mem_max_bytes', 'mem_cur_bytes', 'net_rx_bytes', 'net_tx_bytes', 'io_read_bytes', 'io_write_bytes', 'io_max_scratch_size', 'io_cur_scratch_size');
     expect(await containersOf(agentId)).to.have.length(0);
     expect(await fs.stat(scratch).then(() => true, () => false)).to.equal(false);
-    expect(agent.kernelService!.cores.allocated).to.equal(0);
+    expect(await coresHeld(client)).to.equal(0);
     await s.next('kernel_terminated');
     const names = s.events.map((e) => e.name).filter((n) => n.startsWith('kernel_'));
     expect(names).to.deep.equal(['kernel_creating', 'kernel_started', 'kernel_terminated']);
@@ -104,7 +104,7 @@ describe('kernel lifecycle', function () {
     expect(String(err.remoteArgs[0])).to.match(/runner did not come up .*printed last: .*no-such-codec/i);
     expect(await containersOf(agentId)).to.have.length(0);
     expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
-    expect(agent.kernelService!.cores.allocated).to.equal(0);
+    expect(await coresHeld(client)).to.equal(0);
 
     const missing = await remoteError(client.call(methods.create_kernel, id, config({ lang: 'nosuch:1' })));
     expect(missing.remoteType).to.equal('agent.ImageNotFound');
@@ -169,7 +169,9 @@ describe('kernel lifecycle', function () {
     await client.call(methods.upload_file, id, 'keep.txt', Buffer.from('kept'));
     const [restarted, logs] = await Promise.all([
       client.call(methods.restart_kernel, id, config({ environ: { B: '2' } })),
-      new Promise((r) => setTimeout(r, 50)).then(() => client.call(methods.get_logs, id)),
+      // get_logs once the restart is under way (list_kernels says so), so that it waits for it
+      eventually('the restart to begin', async () => (await client.call(methods.list_kernels)).find((k) => k.id === id)?.state === 'restarting', 30_000, 10)
+        .then(() => client.call(methods.get_logs, id)),
     ]);
     expect(logs).to.have.property('logs');
     expect(restarted).to.not.have.property('id');
@@ -179,7 +181,7 @@ describe('kernel lifecycle', function () {
     const home = path.join(agent.options.scratchRoot, id);
     expect(await fs.readFile(path.join(home, 'keep.txt'), 'utf8')).to.equal('kept');
     expect(await fs.readFile(path.join(home, '.config/environ.txt'), 'utf8')).to.equal('B=2\n');
-    expect(agent.kernelService!.cores.allocated).to.equal(1);
+    expect(await coresHeld(client)).to.equal(1);
     expect(await client.call(methods.create_kernel, id, config())).to.deep.include({ container_id: restarted.container_id });
 
     // two restarts entering in the same tick run one after the other: one container at the end
@@ -194,7 +196,7 @@ describe('kernel lifecycle', function () {
     expect(failed.remoteType).to.equal('agent.KernelCreationFailed');
     expect(await containersOf(agentId)).to.have.length(0);
     expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
-    expect(agent.kernelService!.cores.allocated).to.equal(0);
+    expect(await coresHeld(client)).to.equal(0);
   });
 
   it('closes its relays when it stops: the kernel keeps running and its runner has no stale peer', async () => {
@@ -231,7 +233,7 @@ describe('kernel lifecycle', function () {
 
   it('reports a container killed behind its back as self-terminated and cleans up', async () => {
     const s = await sink();
-    const { client, agent } = await startAgent({}, async (ns) => {
+    const { client } = await startAgent({}, async (ns) => {
       await ns.put('nodes/manager/event_addr').value(s.addr);
     });
     const id = uniqueName('k');
@@ -241,8 +243,8 @@ describe('kernel lifecycle', function () {
     expect(term.args[0]).to.equal(id);
     expect(term.args[1]).to.equal('self-terminated');
     expect(term.args[2]).to.be.an('object');
-    await eventually('the registry to forget it', () => agent.kernelService!.list().length === 0);
-    expect(agent.kernelService!.cores.allocated).to.equal(0);
+    await eventually('the registry to forget it', async () => (await kernelIds(client)).length === 0);
+    expect(await coresHeld(client)).to.equal(0);
   });
 
   it('destroys a kernel left unused for the idle timeout', async () => {
@@ -302,7 +304,7 @@ describe('kernel lifecycle', function () {
     for (let i = 0; i < soakCycles; i += 2) await Promise.all([cycle(i), cycle(i + 1)]);
     expect(await containersOf(agentId)).to.have.length(0);
     expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
-    expect(agent.kernelService!.cores.allocated).to.equal(0);
+    expect(await coresHeld(client)).to.equal(0);
     expect(fds()).to.be.at.most(fdBefore + 5);
   });
 });

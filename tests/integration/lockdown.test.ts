@@ -10,7 +10,8 @@ import path from 'node:path';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { methods } from '../../src/rpc/methods.js';
-import { containersOf, onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
+import { capturedLog } from '../helpers/log-capture.js';
+import { containersOf, coresHeld, onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 
 const docker = new Docker();
@@ -102,7 +103,7 @@ describe('locked-down kernels and hostile input', function () {
     }
     expect(await containersOf(agentId)).to.have.length(0);
     expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
-    expect(agent.kernelService!.cores.allocated).to.equal(0);
+    expect(await coresHeld(client)).to.equal(0);
     expect(await fs.readFile(path.join(vroot, 'host1', 'afile'), 'utf8')).to.equal('x');
 
     // A good mount works; a restart with a bad one is refused and the kernel keeps running.
@@ -114,24 +115,17 @@ describe('locked-down kernels and hostile input', function () {
   });
 
   it('takes images only under image_prefix or from image_allow_list', async () => {
+    const log = capturedLog();
     const { client, etcd, agentId } = await startAgent({}, async (ns) => {
       await ns.put('config/agent/image_prefix').value('');
-    });
+    }, log.logger);
     const id = uniqueName('k');
     const err = await remoteError(client.call(methods.create_kernel, id, config()));
     expect(String(err.remoteArgs[0])).to.match(/not on image_allow_list and image_prefix is empty/);
     const full = TEST_IMAGE_PREFIX + TEST_IMAGE_LANG;
     await etcd.put('config/agent/image_allow_list').value(full);
-    const info = await (async () => {
-      for (let i = 0; ; i++) {
-        try {
-          return await client.callWithTimeout(60_000, methods.create_kernel, id, config({ lang: full }));
-        } catch (e) {
-          if (i > 50) throw e; // the live setting takes a moment to arrive
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
-    })();
+    await log.waitFor(/^(?=.*"message":"setting changed; applied")(?=.*"key":"image_allow_list")/);
+    const info = await client.callWithTimeout(60_000, methods.create_kernel, id, config({ lang: full }));
     expect((await docker.getContainer(info.container_id).inspect()).Config.Image).to.equal(full);
     expect(await containersOf(agentId)).to.have.length(1);
     await client.call(methods.destroy_kernel, id);

@@ -12,7 +12,7 @@ import Docker from 'dockerode';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods, type KernelInfo, type RunResult } from '../../src/rpc/methods.js';
 import {
-  containersOf, ETCD_ADDR, eventually, freePort, onCleanup, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd,
+  containersOf, coresHeld, ETCD_ADDR, eventually, freePort, onCleanup, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd,
   TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName,
 } from '../helpers/env.js';
 import { parsePrometheus, sample } from '../helpers/prometheus.js';
@@ -79,7 +79,7 @@ describe('warm pool', function () {
         return /env:hello pool:1/.test(text);
       }, 15_000, 10).catch((e: Error) => { throw new Error(`${e.message}; terminal said ${JSON.stringify(text)}`); });
     }
-    expect(agent.kernelService!.cores.allocated).to.equal(2);
+    expect(await coresHeld(client)).to.equal(2);
     const refilled = await settled(agent, 2);
     expect(refilled.filter((id) => warm.includes(id))).to.deep.equal([]);
     expect(await pooledContainers(agentId)).to.have.length(4);
@@ -121,9 +121,9 @@ describe('warm pool', function () {
     expect(await docker.getContainer(hung!).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
     expect(await fs.readdir(path.join(agent.options.scratchRoot, '.pool-claims'))).to.deep.equal([]);
     expect(await fs.stat(path.join(agent.options.scratchRoot, '.pool', slot)).then(() => 'exists', () => 'gone')).to.equal('gone');
-    expect(agent.kernelService!.cores.allocated).to.equal(1);
+    expect(await coresHeld(client)).to.equal(1);
     expect(agent.warmPool!.claimed.size).to.equal(0);
-    expect(agent.kernelService!.list().map((k) => k.containerId)).to.deep.equal([info.container_id]);
+    expect((await client.call(methods.list_kernels)).map((k) => k.container_id)).to.deep.equal([info.container_id]);
   });
 
   it('grows and shrinks with the counts in etcd, without a restart, and keeps the last good settings on a bad value', async () => {
@@ -276,7 +276,10 @@ describe('warm pool', function () {
     await second.waitFor(/"message":"agent running"/, 30_000);
     expect(second.stderr()).to.match(/"running":2/);
     await eventually('the restarted agent to see its pool whole', async () => (await metricsSay('idle', 2)) && (await metricsSay('claimed', 2)), 30_000, 200);
-    await new Promise((r) => setTimeout(r, 1500)); // a few sizing passes: nothing more may be created
+    // A few sizing passes of the restarted agent (its pass counter in the metrics): nothing more may be created.
+    const passes = async () => sample(parsePrometheus(await fs.readFile(metricsFile, 'utf8')), 'compute_agent_pool_passes_total', {}) ?? 0;
+    const p0 = await passes();
+    await eventually('three more pool passes', async () => (await passes()) >= p0 + 3, 60_000, 200);
     expect(await metricsSay('creating', 0)).to.equal(true);
     expect((await pooledContainers(agentId)).map((c) => c.Id).sort()).to.deep.equal(beforeKill);
     const again = await Promise.all(ids.map((id) => client.call(methods.create_kernel, id, config({ cpu_slot: 1, mem_slot: 128 }))));

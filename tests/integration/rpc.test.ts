@@ -2,6 +2,7 @@
  * The RPC port over real ZeroMQ sockets: a running agent against the real
  * etcd, and the transport alone with a handler of the test's own.
  */
+import { promises as fs } from 'node:fs';
 import { expect } from 'chai';
 import * as zmq from 'zeromq';
 import { pyRepr, WireErrors } from '../../src/errors.js';
@@ -12,6 +13,16 @@ import { msgpackCodec } from '../../src/wire/codec.js';
 import { RpcRouter } from '../../src/wire/router.js';
 import { encodeRequestHeader } from '../../src/wire/headers.js';
 import { eventually, freePort, onCleanup, remoteError, requireEtcd, startAgent } from '../helpers/env.js';
+
+/** Whether a TCP connection accepted on this local port is still open on the accepting side (ESTABLISHED or CLOSE_WAIT in /proc/net). */
+async function openOnPort(port: number): Promise<boolean> {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => fs.readFile(f, 'utf8').catch(() => '')));
+  return tables.some((t) => t.split('\n').slice(1).some((line) => {
+    const [, local, , state] = line.trim().split(/\s+/);
+    return local?.endsWith(`:${hex}`) === true && (state === '01' || state === '08');
+  }));
+}
 
 describe('RPC on a running agent', () => {
   before(requireEtcd);
@@ -89,16 +100,17 @@ describe('RPC transport', () => {
   it('counts a reply to a peer that has gone as undeliverable (ROUTER mandatory)', async () => {
     let release!: () => void;
     const gate = new Promise<void>((res) => (release = res));
-    const { r, port } = await router(async () => {
+    const { r, port, client } = await router(async () => {
       await gate;
       return { ok: true, value: 'late' };
     });
+    client.close(); // not used here: the only connection to the router is the dealer's
     const dealer = new zmq.Dealer({ linger: 0 });
     dealer.connect(`tcp://127.0.0.1:${port}`);
     await dealer.send([encodeRequestHeader({ pid: 1, random: 1, requestId: 1, time: 0 }), 'ping', msgpackCodec.encode(['x']), msgpackCodec.encode({})]);
     await eventually('the request to arrive', () => r.snapshot().inFlight === 1);
     dealer.close();
-    await new Promise((res) => setTimeout(res, 200)); // let the router see the disconnect
+    await eventually('the router to close its side of the connection', async () => !(await openOnPort(port)));
     release();
     await eventually('the failed send to be counted', () => r.snapshot().sendFailures === 1);
   });

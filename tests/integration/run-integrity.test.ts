@@ -15,14 +15,14 @@ import { methods, type RunResult } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import {
   ETCD_ADDR, eventually, freePort, onCleanup, remoteError, removeContainersOf, REPO_ROOT, requireEtcd, spawnAgent, startAgent, tempScratch, TEST_IMAGE_LANG,
-  TEST_IMAGE_PREFIX, testEtcd, uniqueName,
+  TEST_IMAGE_PREFIX, testEtcd, uniqueName, coresHeld,
 } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { sink } from '../helpers/sink.js';
+import { waitRealTime } from '../helpers/real-time.js';
 
 const docker = new Docker();
 const config = (extra: Record<string, unknown> = {}) => ({ lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 }, mounts: [], environ: {}, ...extra });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Starts a run (one execute call) and drives `continue` to its end; every reply, in order. */
 async function drive(client: AgentClient, id: string, first: Promise<RunResult>, timeoutMs = 60_000): Promise<RunResult[]> {
@@ -90,7 +90,7 @@ describe('run integrity', function () {
   });
 
   it('a create whose runner cannot start fails naming what it printed, and leaves nothing; environ that breaks Python and too little memory are refused', async () => {
-    const { client, agent, agentId } = await startAgent({}, (etcd) => etcd.put('config/agent/runner_ready_timeout').value('3').then(() => undefined));
+    const { client, agentId } = await startAgent({}, (etcd) => etcd.put('config/agent/runner_ready_timeout').value('3').then(() => undefined));
     const home = uniqueName('PYTHONHOME');
     const refused = await remoteError(client.call(methods.create_kernel, uniqueName('k'), config({ environ: { PYTHONHOME: '/nonexistent', [home.replace(/-/g, '_')]: '1' } })));
     expect(refused.remoteType).to.equal('aiozmq.rpc.base.ParametersError');
@@ -104,7 +104,7 @@ describe('run integrity', function () {
     expect(broken.remoteType).to.equal('agent.KernelCreationFailed');
     expect(String(broken.remoteArgs[0])).to.match(/runner did not come up .*LookupError: unknown encoding: no-such-codec/);
     expect(await docker.listContainers({ all: true, filters: { label: [`io.compute-agent.agent=${agentId}`] } })).to.have.length(0);
-    expect(agent.kernelService!.cores.allocated).to.equal(0);
+    expect(await coresHeld(client)).to.equal(0);
     // The smallest kernel accepted runs code.
     const id = uniqueName('k');
     await client.callWithTimeout(30_000, methods.create_kernel, id, config({ limits: { cpu_slot: 1, mem_slot: 32 } }));
@@ -114,9 +114,8 @@ describe('run integrity', function () {
   it('runs ended by destroy say terminated, runs that never started say not started: never a plain finished', async () => {
     const { client, id, agent } = await kernel();
     const calls = [start(client, id, 'import time; open("/home/work/r0-began", "w").close(); time.sleep(30)', 'r0', 20), ...[1, 2, 3].map((n) => start(client, id, `print(${n})`, `r${n}`, 20))];
-    // Destroy once r0 is surely running (on a loaded machine a fixed pause may be too short).
-    await eventually('r0 to begin', () => existsSync(path.join(agent.options.scratchRoot, id, 'r0-began')), 30_000);
-    await sleep(500); // its `started` record (sent before the code ran) reaches the agent
+    // Destroy once the agent has heard the runner start r0 (its `started` record), so that r0 is cut, not unstarted.
+    await (await agent.kernelService!.relay(id)).whenRun('r0', 'started');
     await client.call(methods.destroy_kernel, id, 'user-requested');
     const replies = await Promise.all(calls);
     expect(replies.map((r) => [r.status, r.exitCode])).to.deep.equal([['finished', -1], ['finished', -1], ['finished', -1], ['finished', -1]]);
@@ -142,8 +141,7 @@ describe('run integrity', function () {
   it('a container killed behind the agent ends its run as terminated: self-terminated', async () => {
     const { client, id, info, agent } = await kernel();
     const call = start(client, id, 'import time; open("/home/work/k1-began", "w").close(); time.sleep(30)', 'k1', 20);
-    await eventually('k1 to begin', () => existsSync(path.join(agent.options.scratchRoot, id, 'k1-began')), 30_000);
-    await sleep(500);
+    await (await agent.kernelService!.relay(id)).whenRun('k1', 'started');
     await docker.getContainer(info.container_id).kill();
     const r = await call;
     expect([r.status, r.exitCode]).to.deep.equal(['finished', -1]);
@@ -185,23 +183,23 @@ describe('run integrity', function () {
     const { client, id, agent } = await kernel();
     expect((await runToEnd(client, id, 'import os; os.close(1); os.close(2)')).at(-1)!.exitCode).to.equal(0);
     // No spinning capture thread: the kernel stays idle.
-    const cpu = async () => (await agent.kernelService!.summaries()).find((k) => k.id === id)!.cpu_used!;
+    const cpu = async () => (await client.call(methods.list_kernels)).find((k) => k.id === id)!.cpu_used!;
     const c0 = await cpu();
-    await sleep(3000);
+    await waitRealTime(3000, 'an idle kernel must use almost no CPU over this time: a spinning capture thread would');
     expect((await cpu()) - c0).to.be.below(600);
     const sub = await runToEnd(client, id, 'import subprocess\nf = open("/home/work/mine.txt", "w")\nsubprocess.run(["echo", "from a subprocess"])\nf.close()');
     expect(consoleText(sub, 'stdout')).to.equal('from a subprocess\n');
     // ... and not into the file user code opened next (it would have got fd 1).
     expect(consoleText(await runToEnd(client, id, 'print(repr(open("/home/work/mine.txt").read()))'), 'stdout')).to.equal("''\n");
     await runToEnd(client, id, 'import sys, io, signal\nsys.stdout = io.StringIO()\nsignal.signal(signal.SIGINT, signal.SIG_IGN)');
-    const loop = start(client, id, 'print("looping")\nwhile True: pass', 'loop', 0.5);
-    await sleep(1000);
+    const loop = start(client, id, 'print("looping")\nopen("/home/work/loop-began", "w").close()\nwhile True: pass', 'loop', 0.5);
+    await eventually('the loop to run', () => existsSync(path.join(agent.options.scratchRoot, id, 'loop-began')), 30_000);
     await client.call(methods.interrupt_kernel, id);
     const rl = await drive(client, id, loop);
     expect(consoleText(rl, 'stdout')).to.equal('looping\n');
     expect(consoleText(rl, 'stderr')).to.contain('KeyboardInterrupt');
-    await runToEnd(client, id, 'import threading, time\ndef chatter():\n    for i in range(10):\n        print("late", i)\n        time.sleep(0.1)\nthreading.Thread(target=chatter).start()');
-    await sleep(1500);
+    await runToEnd(client, id, 'import threading, time\ndef chatter():\n    for i in range(10):\n        print("late", i)\n        time.sleep(0.1)\n    open("/home/work/chatter-done", "w").close()\nthreading.Thread(target=chatter).start()');
+    await eventually('the thread to stop printing', () => existsSync(path.join(agent.options.scratchRoot, id, 'chatter-done')), 30_000);
     expect(consoleText(await runToEnd(client, id, 'print("mine")'), 'stdout')).to.equal('mine\n');
   });
 
@@ -212,19 +210,24 @@ describe('run integrity', function () {
       testEtcd(namespace);
       removeContainersOf(agentId);
       const port = await freePort();
+      const scratch = await tempScratch();
       const args = ['--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
-        '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', await tempScratch(), '--log-format', 'json'];
+        '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-format', 'json'];
       const first = spawnAgent(args);
       await first.waitFor(/"message":"agent running"/);
       const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });
       onCleanup(() => client.close());
       const id = uniqueName('k');
       await client.callWithTimeout(60_000, methods.create_kernel, id, config());
-      const old = client.callWithTimeout(40_000, methods.execute, 2, id, 'old', 'query', 'import time; print("old start"); time.sleep(5); print("old run end")', {}, 25);
-      await sleep(1000);
+      // The old run prints a line, then waits for the test's go-ahead (a file in its home).
+      const code = 'import os, time\nprint("old start", flush=True)\nwhile not os.path.exists("/home/work/go"): time.sleep(0.05)\nprint("old run end")';
+      const seen = [await client.callWithTimeout(30_000, methods.execute, 2, id, 'old', 'query', code, {}, 1)];
+      while (!consoleText(seen, 'stdout').includes('old start')) seen.push(await client.callWithTimeout(30_000, methods.execute, 2, id, 'old', 'continue', '', {}, 1));
+      // A continue waiting on the run when the signal comes; a ping after it on the same connection shows it is in flight.
+      const old = client.callWithTimeout(40_000, methods.execute, 2, id, 'old', 'continue', '', {}, 25);
+      await client.call(methods.ping, 'after the continue');
       first.child.kill(signal);
       await first.exited;
-      const seen: RunResult[] = [];
       if (signal === 'SIGTERM') {
         const r = await old; // answered by the drain: still running, so continued, never finished
         expect(r.status).to.equal('continued');
@@ -232,14 +235,18 @@ describe('run integrity', function () {
       } else old.catch(() => undefined); // the agent died with the call
       const second = spawnAgent(args);
       await second.waitFor(/"message":"agent running"/);
-      const fresh = await drive(client, id, start(client, id, 'print("new run 1")', 'new1'));
+      // A new run opens the restarted agent's relay, which takes over the old run; then the old run may go on.
+      const freshRun = drive(client, id, start(client, id, 'print("new run 1")', 'new1'));
+      await second.waitFor(/"message":"took over the runs the kernel runner holds/);
+      await fs.writeFile(path.join(scratch, id, 'go'), '');
+      const fresh = await freshRun;
       expect(fresh.at(-1)!.exitCode).to.equal(0);
       expect(consoleText(fresh, 'stdout')).to.equal('new run 1\n');
       const rest = await drive(client, id, client.callWithTimeout(30_000, methods.execute, 2, id, 'old', 'continue', '', {}, 1));
       expect(rest.at(-1)!.status).to.equal('finished');
       expect(rest.at(-1)!.exitCode).to.equal(0);
-      // With SIGKILL, what the dead agent had taken from the runner ("old start") went with it.
-      expect(consoleText([...seen, ...rest], 'stdout')).to.equal(signal === 'SIGTERM' ? 'old start\nold run end\n' : 'old run end\n');
+      // What a reply gave ("old start") is not given again; the rest comes from the restarted agent.
+      expect(consoleText([...seen, ...rest], 'stdout')).to.equal('old start\nold run end\n');
       const lost = await remoteError(client.call(methods.execute, 2, id, 'never-was', 'continue', '', {}));
       expect(lost.remoteType).to.equal('agent.RunLost');
       expect(consoleText(await runToEnd(client, id, 'print("after")'), 'stdout')).to.equal('after\n');
@@ -262,7 +269,7 @@ describe('run integrity', function () {
     onCleanup(() => docker.getImage(`lablup/kernel-python:${tag}`).remove({ force: true }).then(() => undefined, () => undefined));
     const { client, id, agent } = await kernel({ lang: `python:${tag}` });
     expect(consoleText(await runToEnd(client, id, '%ping'), 'stdout')).to.equal('pong!\n');
-    expect((agent.kernelService as unknown as { relays: { relays: Map<string, { protocol: string }> } }).relays.relays.get(id)!.protocol).to.equal('untagged');
+    expect((await agent.kernelService!.relay(id)).protocol).to.equal('untagged');
     // B reaches the runner's queue before A ends the runner: it is lost with it, and must be sent again.
     const a = start(client, id, 'import os, time; time.sleep(0.5); os._exit(3)', 'fa');
     const b = start(client, id, 'print("output of B")', 'fb');
@@ -325,7 +332,7 @@ describe('run integrity', function () {
         counts.restarts++;
         await client.callWithTimeout(60_000, methods.restart_kernel, id, config());
       }
-      await sleep(rand() * 300);
+      await waitRealTime(rand() * 300, 'the fuzz spaces its operations at random moments: the timing is the input');
     }
     await Promise.all([...outstanding]);
     expect(problems, `seed ${seedUsed}, ${JSON.stringify(counts)}`).to.deep.equal([]);

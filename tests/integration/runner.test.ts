@@ -33,7 +33,6 @@ interface Run {
 
 const text = (recs: Rec[], type: string) => Buffer.concat(recs.filter((r) => r.type === type).map((r) => r.data)).toString('utf8');
 const json = (r: Rec | undefined): any => (r ? JSON.parse(r.data.toString('utf8')) : undefined);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A kernel container and the four sockets connected to it. */
 class Kernel {
@@ -182,7 +181,14 @@ async function startKernel(): Promise<Kernel> {
     30_000,
     0,
   );
-  await sleep(300); // let the answers of earlier pings arrive
+  // Jobs run in order: once a last job's output and end arrive, so have the answers of every earlier ping.
+  const from = k.records.length;
+  await k.send('code', 'print("settled")');
+  await k.waitFor('the last job of the start', () => {
+    const recs = k.records.slice(from);
+    const at = recs.findIndex((r) => r.type === 'stdout' && r.data.toString('utf8').includes('settled'));
+    return at >= 0 && recs.slice(at).some((r) => r.type === 'finished');
+  });
   k.mark();
   return k;
 }
@@ -264,8 +270,11 @@ describe('kernel runner', function () {
     expect(r.stdout).to.equal('building\n');
     expect(r.stderr).to.equal('oops\n');
     expect(r.exitCode).to.equal(127);
-    await sleep(300);
-    expect(text(k.recent, 'stdout')).not.to.include('SHOULD-NOT-RUN');
+    // A job after the batch: had the skipped exec run, its output would come before this one's end.
+    const from = k.records.length;
+    await k.send('code', 'print("after the batch")');
+    await k.waitFor('the next job to finish', () => k.records.slice(from).some((x) => x.type === 'finished'));
+    expect(text(k.records.slice(from), 'stdout')).to.equal('after the batch\n');
   });
 
   it('batch: a succeeding build, then the exec in /home/work', async () => {
@@ -280,10 +289,11 @@ describe('kernel runner', function () {
   });
 
   it('interrupts a busy loop, a sleep and a shell command', async () => {
-    for (const code of ['while True: pass', 'import time\ntime.sleep(100)']) {
+    // Each job says when it is in user code (its first line), and is interrupted then.
+    for (const code of ['print("in", flush=True)\nwhile True: pass', 'import time\nprint("in", flush=True)\ntime.sleep(100)']) {
       k.mark();
       await k.send('code', code);
-      await sleep(300);
+      await k.waitFor('the job to run', () => text(k.recent, 'stdout').includes('in\n'));
       const t = Date.now();
       await k.send('interrupt');
       const r = await k.result(2000);
@@ -292,8 +302,8 @@ describe('kernel runner', function () {
       expect(r.stderr).to.include('KeyboardInterrupt');
     }
     k.mark();
-    await k.send('exec', 'sleep 100');
-    await sleep(300);
+    await k.send('exec', 'echo in; sleep 100');
+    await k.waitFor('the command to run', () => text(k.recent, 'stdout').includes('in\n'));
     await k.send('interrupt');
     expect((await k.result(2000)).exitCode).to.equal(130);
     expect(await k.run('code', 'print("still here")')).to.include({ stdout: 'still here\n', exitCode: 0 });
@@ -330,13 +340,12 @@ describe('kernel runner', function () {
     // even a runner that dies is restarted by the entrypoint
     k.mark();
     await k.send('code', 'import os\nos._exit(3)');
-    await sleep(500);
-    expect((await k.container.inspect()).State.Running).to.equal(true);
     await eventually('the restarted runner', async () => {
       k.mark();
       await k.send('code', '%ping');
       await k.next('finished', 1000);
       return true;
     }, 20_000, 0);
+    expect((await k.container.inspect()).State.Running).to.equal(true);
   });
 });

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import * as zmq from 'zeromq';
 import { msgpackCodec } from '../../src/wire/codec.js';
 import { decodeReplyHeader, encodeRequestHeader, REQUEST_HEADER_SIZE } from '../../src/wire/headers.js';
+import { waitRealTime } from '../helpers/real-time.js';
 
 /** What a flood counted. */
 export interface FloodResult {
@@ -125,8 +126,14 @@ export async function flood(endpoint: string, count: number, seed = 1, settleMs 
     while (expected.size - answered > 500) await new Promise<void>((r) => ((waker.wake = r), setTimeout(r, 100)));
   }
   const deadline = Date.now() + settleMs;
-  while (answered < expected.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  await new Promise((r) => setTimeout(r, 200)); // late duplicates would arrive now
+  // woken by each answer; the timer only bounds the wait by the deadline
+  while (answered < expected.size && Date.now() < deadline) {
+    await new Promise<void>((r) => {
+      const t = setTimeout(r, Math.max(0, deadline - Date.now()));
+      waker.wake = () => (clearTimeout(t), r());
+    });
+  }
+  await waitRealTime(200, 'a window for late duplicate replies to show up');
   dealer.close();
   await reader;
   let duplicates = 0;

@@ -11,6 +11,7 @@ import { methods } from '../../src/rpc/methods.js';
 import { containersOf, reachable, uniqueName } from '../helpers/env.js';
 import { childAgent, cycle, procFigures, SMALL_KERNEL, type ChildAgent, type ProcFigures } from './drive.js';
 import { flood, type FloodResult } from './frames.js';
+import { waitRealTime } from '../helpers/real-time.js';
 
 /** Options of {@link soak}. */
 export interface SoakOptions {
@@ -64,7 +65,7 @@ async function leftovers(agent: ChildAgent): Promise<{ containers: number; scrat
 
 /** Waits a little for the child to settle (timers, GC) and reads its figures. */
 async function settled(pid: number): Promise<ProcFigures> {
-  await new Promise((r) => setTimeout(r, 3000));
+  await waitRealTime(3000, 'the child settles (timers fire, GC runs) before its figures are read');
   return procFigures(pid);
 }
 

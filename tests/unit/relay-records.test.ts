@@ -131,3 +131,38 @@ describe('run book: the output files of a run', () => {
     expect(queued.filesSince).to.be.at.most(Date.now() + ahead);
   });
 });
+
+describe('run book: waits on a run', () => {
+  const book = () =>
+    new RunBook({ log: silentLogger(), execTimeoutSec: () => 0, onExecTimeout: () => undefined, outputFiles: async () => [], tagged: () => true, hurry: () => true });
+  const settled = async (p: Promise<void>) => {
+    let done = false;
+    void p.then(() => (done = true)); // only observed: the promise never rejects
+    await Promise.resolve();
+    return done;
+  };
+
+  it('whenRun resolves when the run starts or ends, for a run not sent yet too; at once for one already there; and at releaseWaiters', async () => {
+    const b = book();
+    const started = b.whenRun('r1', 'started');
+    const ended = b.whenRun('r1', 'ended');
+    const run = new Run('r1', 't1', [['code', 'x']]);
+    b.add(run);
+    expect(await settled(started)).to.equal(false);
+    b.begin(run);
+    expect(await settled(started)).to.equal(true);
+    expect(await settled(ended)).to.equal(false);
+    expect(await settled(b.whenRun('r1', 'started'))).to.equal(true);
+    b.finish(run, 0);
+    expect(await settled(ended)).to.equal(true);
+    // A run ended before it started has passed `started` too.
+    const never = new Run('r2', 't2', [['code', 'y']]);
+    const wait = b.whenRun('r2', 'started');
+    b.add(never);
+    b.end(never, -1, 'not started: test');
+    expect(await settled(wait)).to.equal(true);
+    const orphan = b.whenRun('r3', 'ended');
+    b.releaseWaiters();
+    expect(await settled(orphan)).to.equal(true);
+  });
+});
