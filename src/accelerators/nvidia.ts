@@ -137,7 +137,7 @@ async function executable(file: string): Promise<boolean> {
 
 export class NvidiaCuda implements Accelerator {
   readonly kind = 'cuda';
-  private readonly o: Required<Omit<NvidiaOptions, 'docker' | 'ldconfig'>> & Pick<NvidiaOptions, 'docker' | 'ldconfig'>;
+  private readonly options: Required<Omit<NvidiaOptions, 'docker' | 'ldconfig'>> & Pick<NvidiaOptions, 'docker' | 'ldconfig'>;
   /** The driver files found by the last detection (device-node path). */
   private libraries: string[] = [];
   private binaries: string[] = [];
@@ -145,7 +145,7 @@ export class NvidiaCuda implements Accelerator {
   private legacyRuntime = false;
 
   constructor(options: NvidiaOptions = {}) {
-    this.o = {
+    this.options = {
       smi: 'nvidia-smi', procRoot: '/proc', sysRoot: '/sys', devRoot: '/dev', timeoutMs: 5000, allow: () => [],
       binDirs: (process.env.PATH ?? '/usr/bin:/bin').split(':').filter(Boolean),
       ...options,
@@ -157,10 +157,10 @@ export class NvidiaCuda implements Accelerator {
     const none = (reason: string, fix: string, extra: Partial<AcceleratorState> = {}): AcceleratorState => ({
       kind: this.kind, path: 'none', devices: [], excluded: 0, figures: [], reason, fix, at, driverFound: true, ...extra,
     });
-    const driverDir = path.join(this.o.procRoot, 'driver/nvidia');
+    const driverDir = path.join(this.options.procRoot, 'driver/nvidia');
     let rows: SmiRow[];
     try {
-      rows = parseSmiCsv(await runProbe(this.o.smi, [`--query-gpu=${SMI_FIELDS.join(',')}`, '--format=csv,noheader,nounits'], this.o.timeoutMs));
+      rows = parseSmiCsv(await runProbe(this.options.smi, [`--query-gpu=${SMI_FIELDS.join(',')}`, '--format=csv,noheader,nounits'], this.options.timeoutMs));
     } catch (err) {
       if (!existsSync(driverDir)) {
         return none(`no NVIDIA driver (${driverDir} is missing; ${errorMessage(err)})`, 'install the NVIDIA driver and nvidia-container-toolkit, or run kernels with gpu_slot 0 on this node', { driverFound: false });
@@ -168,7 +168,7 @@ export class NvidiaCuda implements Accelerator {
       return none(`the NVIDIA driver is loaded but ${errorMessage(err)}`, 'run nvidia-smi by hand: a driver that does not answer is wedged or mismatched (reboot after a driver upgrade)');
     }
     if (rows.length === 0) return none('the NVIDIA driver lists no devices', 'check that the GPUs are seated and powered (lspci | grep -i nvidia)');
-    const allow = this.o.allow();
+    const allow = this.options.allow();
     const usable = rows.filter((r) => allowed(r, allow));
     if (usable.length === 0) return none(`gpu_allow (${allow.join(',')}) excludes all ${rows.length} device(s)`, 'list the indexes or UUIDs of nvidia-smi -L in gpu_allow, or empty it', { excluded: rows.length });
     const devices = await Promise.all(usable.map((r) => this.device(r)));
@@ -181,9 +181,9 @@ export class NvidiaCuda implements Accelerator {
 
   /** The sysfs and /proc facts of a device. */
   private async device(r: SmiRow): Promise<AcceleratorDevice> {
-    const numaRaw = await fs.readFile(path.join(this.o.sysRoot, 'bus/pci/devices', r.busId, 'numa_node'), 'utf8').catch(() => '-1');
+    const numaRaw = await fs.readFile(path.join(this.options.sysRoot, 'bus/pci/devices', r.busId, 'numa_node'), 'utf8').catch(() => '-1');
     const numa = Number(numaRaw.trim());
-    const info = parseInformation(await fs.readFile(path.join(this.o.procRoot, 'driver/nvidia/gpus', r.busId, 'information'), 'utf8').catch(() => ''));
+    const info = parseInformation(await fs.readFile(path.join(this.options.procRoot, 'driver/nvidia/gpus', r.busId, 'information'), 'utf8').catch(() => ''));
     const minor = Number(info['Device Minor']);
     return {
       index: r.index, uuid: r.uuid, busId: r.busId, name: r.name, memoryTotalMiB: r.memoryTotalMiB,
@@ -194,7 +194,7 @@ export class NvidiaCuda implements Accelerator {
 
   /** Runtime if Docker has one (or the toolkit with DeviceRequests), else device nodes if they are all there, else none. */
   private async choosePath(devices: readonly AcceleratorDevice[]): Promise<{ path: PassPath; reason: string; fix: string }> {
-    const docker = await this.o.docker?.().catch(() => null); // optional: without Docker's view the check says so below
+    const docker = await this.options.docker?.().catch(() => null); // optional: without Docker's view the check says so below
     this.legacyRuntime = false;
     if (docker?.runtimes.includes('nvidia')) {
       this.legacyRuntime = !apiAtLeast(docker.apiVersion, 1, 40);
@@ -203,21 +203,21 @@ export class NvidiaCuda implements Accelerator {
     const cli = await this.findBinary('nvidia-container-cli');
     if (cli && docker && apiAtLeast(docker.apiVersion, 1, 40)) return { path: 'runtime', reason: `Docker API ${docker!.apiVersion} takes DeviceRequests and the NVIDIA container toolkit is installed (${cli})`, fix: '' };
     const toolkitFix = 'install nvidia-container-toolkit and run nvidia-ctk runtime configure --runtime=docker, then restart dockerd';
-    const missing = ['nvidiactl', ...devices.map((d) => `nvidia${d.minor}`)].filter((n) => !existsSync(path.join(this.o.devRoot, n)));
+    const missing = ['nvidiactl', ...devices.map((d) => `nvidia${d.minor}`)].filter((n) => !existsSync(path.join(this.options.devRoot, n)));
     if (missing.length) {
-      return { path: 'none', reason: `no NVIDIA container runtime, and ${missing.map((n) => path.join(this.o.devRoot, n)).join(', ')} missing for the device-node path`, fix: `${toolkitFix}; or create the nodes (nvidia-modprobe -c 0 -u)` };
+      return { path: 'none', reason: `no NVIDIA container runtime, and ${missing.map((n) => path.join(this.options.devRoot, n)).join(', ')} missing for the device-node path`, fix: `${toolkitFix}; or create the nodes (nvidia-modprobe -c 0 -u)` };
     }
-    const ld = await (this.o.ldconfig ?? (() => runProbe('ldconfig', ['-p'], this.o.timeoutMs)))().catch(() => '');
+    const ld = await (this.options.ldconfig ?? (() => runProbe('ldconfig', ['-p'], this.options.timeoutMs)))().catch(() => '');
     this.libraries = driverLibraries(ld);
     this.binaries = (await Promise.all(DRIVER_BINARIES.map((b) => this.findBinary(b)))).filter((b): b is string => b !== null);
     if (!this.libraries.some((l) => path.basename(l).startsWith('libcuda.so'))) {
       return { path: 'none', reason: 'no NVIDIA container runtime, and ldconfig -p lists no libcuda.so for the device-node path', fix: `${toolkitFix}; or install the driver's libraries (libcuda1) and run ldconfig` };
     }
-    return { path: 'device-nodes', reason: `no NVIDIA container runtime; device nodes under ${this.o.devRoot} and ${this.libraries.length} driver libraries bind-mounted`, fix: `for DeviceRequests: ${toolkitFix}` };
+    return { path: 'device-nodes', reason: `no NVIDIA container runtime; device nodes under ${this.options.devRoot} and ${this.libraries.length} driver libraries bind-mounted`, fix: `for DeviceRequests: ${toolkitFix}` };
   }
 
   private async findBinary(name: string): Promise<string | null> {
-    for (const dir of this.o.binDirs) {
+    for (const dir of this.options.binDirs) {
       const file = path.join(dir, name);
       if (await executable(file)) return file;
     }
@@ -225,7 +225,7 @@ export class NvidiaCuda implements Accelerator {
   }
 
   async processMemory(): Promise<Array<{ pid: number; usedMiB: number }>> {
-    return parseComputeApps(await runProbe(this.o.smi, ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'], this.o.timeoutMs));
+    return parseComputeApps(await runProbe(this.options.smi, ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'], this.options.timeoutMs));
   }
 
   hostConfig(devices: readonly AcceleratorDevice[], via: PassPath): DeviceHostConfig {
@@ -239,9 +239,9 @@ export class NvidiaCuda implements Accelerator {
       else cfg.deviceRequests.push({ Driver: 'nvidia', DeviceIDs: uuids, Capabilities: [['gpu']] });
       return cfg;
     }
-    const node = (name: string) => ({ PathOnHost: path.join(this.o.devRoot, name), PathInContainer: `/dev/${name}`, CgroupPermissions: 'mrw' });
+    const node = (name: string) => ({ PathOnHost: path.join(this.options.devRoot, name), PathInContainer: `/dev/${name}`, CgroupPermissions: 'mrw' });
     cfg.devices.push(...devices.map((d) => node(`nvidia${d.minor}`)));
-    cfg.devices.push(...CONTROL_NODES.filter((n) => existsSync(path.join(this.o.devRoot, n))).map(node));
+    cfg.devices.push(...CONTROL_NODES.filter((n) => existsSync(path.join(this.options.devRoot, n))).map(node));
     cfg.binds.push(...this.libraries.map((l) => `${l}:${CONTAINER_DRIVER_DIR}/lib64/${path.basename(l)}:ro`));
     cfg.binds.push(...this.binaries.map((b) => `${b}:${CONTAINER_DRIVER_DIR}/bin/${path.basename(b)}:ro`));
     cfg.env.push(`LD_LIBRARY_PATH=${CONTAINER_DRIVER_DIR}/lib64`);

@@ -55,7 +55,7 @@ export class ImagePuller {
   /** The most pulls that ever ran at once. */
   peak = 0;
 
-  constructor(private readonly d: PullerDeps) {}
+  constructor(private readonly deps: PullerDeps) {}
 
   /** Pulls an image, or joins the pull of it already under way; resolves when it is here. */
   pull(image: string): Promise<void> {
@@ -85,7 +85,7 @@ export class ImagePuller {
   }
 
   private async slot(): Promise<void> {
-    while (this.active >= this.d.settings().pullConcurrency && !this.closed) await new Promise<void>((r) => this.waiting.push(r));
+    while (this.active >= this.deps.settings().pullConcurrency && !this.closed) await new Promise<void>((r) => this.waiting.push(r));
     if (this.closed) throw new ImagePullError('the agent is shutting down; the pull was not started');
     this.active++;
     this.peak = Math.max(this.peak, this.active);
@@ -98,8 +98,8 @@ export class ImagePuller {
 
   private async run(image: string, job: PullJob): Promise<void> {
     await this.slot();
-    const log = this.d.log.child({ image });
-    const { pullTimeoutSec } = this.d.settings();
+    const log = this.deps.log.child({ image });
+    const { pullTimeoutSec } = this.deps.settings();
     const abort = job.abort;
     let cancel: (() => void) | null = null;
     abort.signal.addEventListener('abort', () => cancel?.(), { once: true });
@@ -110,8 +110,8 @@ export class ImagePuller {
     try {
       job.state = 'pulling';
       const ref = parseImageRef(image);
-      const creds = await this.d.credentials(ref.registry);
-      const manifest = await this.d.registry.manifest(ref, abort.signal).catch((err: unknown) => {
+      const creds = await this.deps.credentials(ref.registry);
+      const manifest = await this.deps.registry.manifest(ref, abort.signal).catch((err: unknown) => {
         if (abort.signal.aborted) throw abort.signal.reason;
         // The registry cannot give it: to the caller, the image is not to be had (as for an agent that never pulls).
         if (err instanceof RegistryError) {
@@ -128,7 +128,7 @@ export class ImagePuller {
       log.info('pulling image', { registry: ref.registry, compressedBytes: manifest.compressedBytes, layers: manifest.layers, digest: manifest.digest });
       this.started++;
       const auth: PullAuth | null = creds ? { username: creds.username, password: creds.password, serveraddress: ref.registry } : null;
-      const stream = await this.d.images.pull(image, auth);
+      const stream = await this.deps.images.pull(image, auth);
       cancel = stream.cancel;
       if (abort.signal.aborted) stream.cancel();
       const throttle = new Throttle(1000);
@@ -138,21 +138,21 @@ export class ImagePuller {
         if (job.progress.error) break;
         if (throttle.ready()) {
           const s = job.progress.snapshot();
-          this.d.emit('image_pull_progress', [image, s.bytesDone, s.bytesTotal]);
+          this.deps.emit('image_pull_progress', [image, s.bytesDone, s.bytesTotal]);
           if (logThrottle.ready()) log.info('pull progress', { bytesDone: s.bytesDone, bytesTotal: s.bytesTotal, pct: s.bytesTotal ? Math.floor((100 * s.bytesDone) / s.bytesTotal) : 0 });
         }
       }
       stream.cancel();
       if (abort.signal.aborted) throw abort.signal.reason;
       if (job.progress.error) throw new ImagePullError(`Docker could not pull ${image}: ${job.progress.error}`);
-      if ((await this.d.images.digests(image)) === null) throw new ImagePullError(`Docker's pull of ${image} ended but the image is not there; see the dockerd log`);
+      if ((await this.deps.images.digests(image)) === null) throw new ImagePullError(`Docker's pull of ${image} ended but the image is not there; see the dockerd log`);
       const s = job.progress.snapshot();
-      this.d.emit('image_pull_progress', [image, s.bytesTotal, s.bytesTotal]);
-      this.d.emit('image_pull_finished', [image]);
+      this.deps.emit('image_pull_progress', [image, s.bytesTotal, s.bytesTotal]);
+      this.deps.emit('image_pull_finished', [image]);
       log.info('image pulled', { seconds: (Date.now() - t0) / 1000, bytes: s.bytesTotal });
     } catch (err) {
       const e = abort.signal.aborted ? (abort.signal.reason as ImagePullError) : err instanceof AgentError ? err : new ImagePullError(`cannot pull ${image}: ${errorMessage(err)}`);
-      this.d.emit('image_pull_failed', [image, e.message]);
+      this.deps.emit('image_pull_failed', [image, e.message]);
       log.warn('image pull failed', { error: e.message, seconds: (Date.now() - t0) / 1000 });
       throw e;
     } finally {
@@ -165,22 +165,22 @@ export class ImagePuller {
   /** Refuses a pull that would leave less than the margin free on Docker's data root (layers take about twice their compressed size while unpacked). */
   private async checkSpace(image: string, compressed: number): Promise<void> {
     try {
-      this.dataRoot ??= await this.d.images.dataRoot();
+      this.dataRoot ??= await this.deps.images.dataRoot();
     } catch {
       return; // Docker's own error comes with the pull
     }
     let free: number;
     try {
-      free = await (this.d.freeBytes ?? statfsFree)(this.dataRoot);
+      free = await (this.deps.freeBytes ?? statfsFree)(this.dataRoot);
     } catch (err) {
-      this.d.log.debug('cannot read the free space of the Docker data root; pulling without the check', { dataRoot: this.dataRoot, error: errorMessage(err) });
+      this.deps.log.debug('cannot read the free space of the Docker data root; pulling without the check', { dataRoot: this.dataRoot, error: errorMessage(err) });
       return;
     }
-    const need = compressed * 2 + this.d.settings().pullSpaceMarginBytes;
+    const need = compressed * 2 + this.deps.settings().pullSpaceMarginBytes;
     if (free < need) {
       throw new ImagePullError(
         `not enough free space to pull ${image}: ${this.dataRoot} has ${fmt(free)} (${free} bytes) free, and the pull needs 2 x ${fmt(compressed)} compressed ` +
-          `+ ${fmt(this.d.settings().pullSpaceMarginBytes)} margin = ${fmt(need)} (${need} bytes); free space (agentctl images rm, docker image prune) or lower pull_space_margin`,
+          `+ ${fmt(this.deps.settings().pullSpaceMarginBytes)} margin = ${fmt(need)} (${need} bytes); free space (agentctl images rm, docker image prune) or lower pull_space_margin`,
       );
     }
   }

@@ -55,16 +55,16 @@ export class ImageService {
   private readonly abort = new AbortController();
   private watching: Promise<void> | null = null;
 
-  constructor(private readonly d: ImageServiceDeps) {
+  constructor(private readonly deps: ImageServiceDeps) {
     const credentials = (host: string) => this.credentials(host);
     this.registry = new RegistryClient(credentials);
-    this.puller = new ImagePuller({ images: d.images, registry: this.registry, log: d.log, emit: d.emit, credentials, settings: d.settings, freeBytes: d.freeBytes });
-    this.inventory = new ImageInventory(d.images, d.log);
+    this.puller = new ImagePuller({ images: deps.images, registry: this.registry, log: deps.log, emit: deps.emit, credentials, settings: deps.settings, freeBytes: deps.freeBytes });
+    this.inventory = new ImageInventory(deps.images, deps.log);
   }
 
   /** Follows Docker's image events (the heartbeat's cache depends on them). */
   start(): void {
-    this.watching ??= this.d.images.watch((action) => this.inventory.onEvent(action), this.d.log, this.abort.signal);
+    this.watching ??= this.deps.images.watch((action) => this.inventory.onEvent(action), this.deps.log, this.abort.signal);
   }
 
   async close(): Promise<void> {
@@ -75,7 +75,7 @@ export class ImageService {
 
   /** The image a client's lang names; a ParametersError as create_kernel gives for a bad one. */
   resolve(lang: string): string {
-    const s = this.d.settings();
+    const s = this.deps.settings();
     try {
       return resolveImage(lang, s.imagePrefix, s.imageAllowList);
     } catch (err) {
@@ -89,7 +89,7 @@ export class ImageService {
    * image_prefix and the rest is the lang. A ParametersError naming it otherwise.
    */
   resolveCanonical(canonical: string): { lang: string; image: string } {
-    const s = this.d.settings();
+    const s = this.deps.settings();
     const lang = langOfImage(canonical, s.imagePrefix, s.imageAllowList);
     if (lang === null) {
       throw new ParametersError(
@@ -106,9 +106,9 @@ export class ImageService {
    * image already under way.
    */
   async ensure(image: string, kernelId?: string, onPull?: () => void): Promise<void> {
-    const policy = this.d.settings().autoPull;
+    const policy = this.deps.settings().autoPull;
     if (this.puller.pulling(image)) return this.pullFor(image, kernelId, onPull);
-    const local = await this.d.images.digests(image);
+    const local = await this.deps.images.digests(image);
     if (local && policy !== 'digest') return;
     if (!local && policy === 'never') throw new ImageNotFoundError(image);
     if (local) {
@@ -116,9 +116,9 @@ export class ImageService {
       try {
         const { digest } = await this.registry.manifest(parseImageRef(image));
         if (local.includes(`${name}@${digest}`)) return;
-        this.d.log.info('the registry has a newer image for this tag; pulling it (auto_pull=digest)', { image, digest });
+        this.deps.log.info('the registry has a newer image for this tag; pulling it (auto_pull=digest)', { image, digest });
       } catch (err) {
-        this.d.log.warn('cannot compare the image with the registry; using the local one', { image, error: errorMessage(err) });
+        this.deps.log.warn('cannot compare the image with the registry; using the local one', { image, error: errorMessage(err) });
         return;
       }
     }
@@ -126,20 +126,20 @@ export class ImageService {
   }
 
   private pullFor(image: string, kernelId?: string, onPull?: () => void): Promise<void> {
-    if (kernelId) this.d.emit('kernel_pulling', [kernelId, image]);
+    if (kernelId) this.deps.emit('kernel_pulling', [kernelId, image]);
     onPull?.();
     return this.puller.pull(image);
   }
 
   /** The heartbeat's `images` list (cached until Docker reports a change). */
   heartbeatImages(): Promise<KernelImage[]> {
-    const s = this.d.settings();
+    const s = this.deps.settings();
     return this.inventory.kernelImages(s.imagePrefix, []);
   }
 
   /** list_images. */
   listImages(): Promise<ImageSummary[]> {
-    const s = this.d.settings();
+    const s = this.deps.settings();
     return this.inventory.list(s.imagePrefix, s.imageAllowList, this.users());
   }
 
@@ -151,7 +151,7 @@ export class ImageService {
   /** pull_image: pulls (or joins the pull of) an image; `pulled` is false when it was already here. */
   async pullImage(lang: string): Promise<{ image: string; pulled: boolean }> {
     const image = this.resolve(lang);
-    if (!this.puller.pulling(image) && (await this.d.images.digests(image)) !== null) return { image, pulled: false };
+    if (!this.puller.pulling(image) && (await this.deps.images.digests(image)) !== null) return { image, pulled: false };
     await this.puller.pull(image);
     return { image, pulled: true };
   }
@@ -176,7 +176,7 @@ export class ImageService {
   }
 
   private async remove(image: string, force: boolean): Promise<ImageRemoval> {
-    if ((await this.d.images.digests(image)) === null) throw new ImageNotFoundError(image, `image ${image} is not on this node; nothing to delete`);
+    if ((await this.deps.images.digests(image)) === null) throw new ImageNotFoundError(image, `image ${image} is not on this node; nothing to delete`);
     const users = this.users();
     const kernels = users.kernels.filter((n) => n === image).length;
     const pooled = users.pooled.filter((n) => n === image).length;
@@ -186,25 +186,25 @@ export class ImageService {
     if (this.puller.pulling(image)) throw new ImageInUseError(`image ${image} is being pulled; delete it once the pull is done`);
     if (pooled > 0) {
       if (!force) throw new ImageInUseError(`image ${image} is used by ${pooled} idle pooled container(s); pass force to remove them with it`);
-      const pool = this.d.pool();
+      const pool = this.deps.pool();
       for (const c of [...(pool?.idle.values() ?? [])]) if (c.image === image) await pool!.drop(c, 'its image is being deleted');
     }
-    await this.d.images.remove(image, force);
-    this.d.log.info('image deleted', { image, force, pooledRemoved: pooled });
+    await this.deps.images.remove(image, force);
+    this.deps.log.info('image deleted', { image, force, pooledRemoved: pooled });
     return { image, removed: true };
   }
 
   /** The image names of the kernels held and of the idle pooled containers. */
   private users(): ImageUsers {
-    return { kernels: this.d.kernels().map((k) => k.spec.image), pooled: [...(this.d.pool()?.idle.values() ?? [])].map((c) => c.image) };
+    return { kernels: this.deps.kernels().map((k) => k.spec.image), pooled: [...(this.deps.pool()?.idle.values() ?? [])].map((c) => c.image) };
   }
 
   /** A registry's credentials from etcd, or null; never logged. */
   private async credentials(host: string): Promise<RegistryCredentials | null> {
     try {
-      return await readRegistryCredentials((key) => this.d.etcdGet(key), host);
+      return await readRegistryCredentials((key) => this.deps.etcdGet(key), host);
     } catch (err) {
-      this.d.log.warn('cannot read registry credentials from etcd; pulling without them', { registry: host, error: errorMessage(err) });
+      this.deps.log.warn('cannot read registry credentials from etcd; pulling without them', { registry: host, error: errorMessage(err) });
       return null;
     }
   }

@@ -37,18 +37,18 @@ export interface FactoryContext {
 }
 
 export class KernelFactory {
-  private readonly d: KernelServiceDeps;
+  private readonly deps: KernelServiceDeps;
 
-  constructor(private readonly c: FactoryContext) {
-    this.d = c.deps;
+  constructor(private readonly context: FactoryContext) {
+    this.deps = context.deps;
   }
 
   /** Claims a warm pooled container that fits the spec; falls back to a cold create when none fits or the claim fails. */
   async createWarmOrCold(id: string, spec: KernelSpec): Promise<KernelInfo> {
     checkPossible(spec, this.nodeLimits()); // a ParametersError: never fits, never retried
-    await checkScratchReserve(this.d.scratchRoot, this.d.settings().scratchReserveMiB); // a full disk must not break the kernels already there
+    await checkScratchReserve(this.deps.scratchRoot, this.deps.settings().scratchReserveMiB); // a full disk must not break the kernels already there
     // A warm runner has started already (no bootstrap before it), in a home that is a plain folder (hostdir only).
-    const pool = spec.bootstrapScript || homesOf(this.d).type !== 'hostdir' ? null : this.d.pool;
+    const pool = spec.bootstrapScript || homesOf(this.deps).type !== 'hostdir' ? null : this.deps.pool;
     if (pool) {
       const cpuSet = this.takeCores(id, spec, null, false); // no room: NoResources, nothing taken
       const warm = pool.take(spec, cpuSet, id); // its memory charge becomes the kernel's
@@ -56,13 +56,13 @@ export class KernelFactory {
         try {
           return await this.claimWarm(id, spec, warm, cpuSet);
         } catch (err) {
-          this.d.log.warn('claiming a warm container failed; creating the kernel cold', { kernelId: id, error: errorMessage(err) });
+          this.deps.log.warn('claiming a warm container failed; creating the kernel cold', { kernelId: id, error: errorMessage(err) });
         }
       } else this.releaseCores(id, cpuSet);
     }
     // A missing image is pulled (as auto_pull says) before a creation slot is taken: a long pull must not hold one.
-    await this.d.images?.ensure(spec.image, id);
-    return this.c.createSlots.run(() => this.doCreate(id, spec));
+    await this.deps.images?.ensure(spec.image, id);
+    return this.context.createSlots.run(() => this.doCreate(id, spec));
   }
 
   /**
@@ -71,7 +71,7 @@ export class KernelFactory {
    * everything taken released. The container is renamed after the reply.
    */
   private async claimWarm(id: string, spec: KernelSpec, warm: PooledContainer, cpuSet: number[]): Promise<KernelInfo> {
-    const pool = this.d.pool!;
+    const pool = this.deps.pool!;
     const rec: KernelRecord = {
       id, spec: { ...spec, cpuSet, gpuSet: warm.gpuSet.length ? warm.gpuSet : null }, traits: warm.traits, cpuSet, scratchDir: pool.homeOf(id), containerId: warm.containerId, pid: warm.pid, ports: warm.ports,
       createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
@@ -79,9 +79,9 @@ export class KernelFactory {
     // The runner started before the claim: give it (and the terminal's shell) the kernel's environment.
     const giveEnviron = async () => {
       const environ = { ...spec.environ, ...Object.fromEntries(warm.traits.coreCountEnvs.map((n) => [n, String(cpuSet.length)])) };
-      if (warm.relay) this.c.relays.adopt(rec, warm.relay); // open since the container was made: no connect here
+      if (warm.relay) this.context.relays.adopt(rec, warm.relay); // open since the container was made: no connect here
       warm.relay = null;
-      const r = await this.c.relays.relay(rec).runToEnd(environStatement(environ), 10_000);
+      const r = await this.context.relays.relay(rec).runToEnd(environStatement(environ), 10_000);
       if (r.exitCode !== 0) throw new Error(`the runner could not take the environment (exit code ${r.exitCode})`);
       // The terminal's old shell was hung up: the first terminal use waits for its successor.
       const printed = (r.console ?? []).filter((e) => e[0] === 'stdout').map((e) => String(e[1])).join('');
@@ -91,57 +91,57 @@ export class KernelFactory {
       await pool.bind(warm, id, spec, cpuSet, giveEnviron);
     } catch (err) {
       warm.relay?.close(); // the claim failed before the runner was asked anything
-      this.c.relays.close(id);
+      this.context.relays.close(id);
       this.releaseCores(id, cpuSet);
       throw err;
     }
-    this.d.gpus?.adopt(warm.gpuSet, id); // the pooled container's devices are the kernel's now
+    this.deps.gpus?.adopt(warm.gpuSet, id); // the pooled container's devices are the kernel's now
     if (warm.traits.services.ok && warm.traits.services.services.length) {
       // The pool filled it with the image's service ports published (a bad label never makes a pooled container).
-      const published = await this.d.docker.inspect(warm.containerId).catch((err: unknown) => {
-        this.d.log.warn('could not read the published ports of a claimed pooled container; its service ports are unknown', { kernelId: id, container: warm.containerId.slice(0, 12), error: errorMessage(err) });
+      const published = await this.deps.docker.inspect(warm.containerId).catch((err: unknown) => {
+        this.deps.log.warn('could not read the published ports of a claimed pooled container; its service ports are unknown', { kernelId: id, container: warm.containerId.slice(0, 12), error: errorMessage(err) });
         return null;
       });
       rec.servicePorts = servicePortsOf(warm.traits, published?.ports ?? {});
     }
-    this.c.kernels.set(id, rec);
+    this.context.kernels.set(id, rec);
     rec.renamed = pool.nameAsKernel(rec.containerId, spec.lang, id);
-    this.d.log.info('kernel started from the warm pool', { kernelId: id, container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB });
-    this.d.emit('kernel_started', [id]);
-    return kernelInfo(rec, this.d.kernelHost);
+    this.deps.log.info('kernel started from the warm pool', { kernelId: id, container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB });
+    this.deps.emit('kernel_started', [id]);
+    return kernelInfo(rec, this.deps.kernelHost);
   }
 
   private async doCreate(id: string, spec: KernelSpec): Promise<KernelInfo> {
-    const log = this.d.log.child({ kernelId: id });
+    const log = this.deps.log.child({ kernelId: id });
     const undo: Array<() => Promise<void> | void> = [];
     let step = 'checking the image';
     try {
-      await checkMounts(spec.mounts, this.d.settings().vfolderRoot); // a ParametersError, before anything is taken
-      const image = await this.d.docker.image(spec.image);
+      await checkMounts(spec.mounts, this.deps.settings().vfolderRoot); // a ParametersError, before anything is taken
+      const image = await this.deps.docker.image(spec.image);
       const traits = imageTraits(image.labels);
       refuseBadServiceLabel(traits, spec.image); // before anything is taken
       step = 'allocating GPUs and cores';
-      const grant = takeGpus(this.d.gpus, id, spec, traits); // GPUs first: the cores follow their NUMA node
-      undo.push(() => this.d.gpus?.release(grant?.gpuSet));
+      const grant = takeGpus(this.deps.gpus, id, spec, traits); // GPUs first: the cores follow their NUMA node
+      undo.push(() => this.deps.gpus?.release(grant?.gpuSet));
       if (grant) spec = { ...spec, gpuSet: grant.gpuSet };
       const cpuSet = this.takeCores(id, spec, grant?.preferCores);
       undo.push(() => this.releaseCores(id, cpuSet));
-      step = `creating the scratch home (${homesOf(this.d).type})`;
-      undo.push(async () => void (await homesOf(this.d).remove(id))); // whatever make got to: mount, loop device, file, folder
-      const scratchDir = await homesOf(this.d).make(id, spec.scratchMiB ?? null); // a leftover of a crash is removed first
+      step = `creating the scratch home (${homesOf(this.deps).type})`;
+      undo.push(async () => void (await homesOf(this.deps).remove(id))); // whatever make got to: mount, loop device, file, folder
+      const scratchDir = await homesOf(this.deps).make(id, spec.scratchMiB ?? null); // a leftover of a crash is removed first
       step = 'preparing the home (workspace template, bootstrap script)';
-      await prepareHome(scratchDir, spec, this.d.settings());
-      await prepareScratch(scratchDir, spec.environ, this.d.settings().kernelUid);
+      await prepareHome(scratchDir, spec, this.deps.settings());
+      await prepareScratch(scratchDir, spec.environ, this.deps.settings().kernelUid);
       const rec: KernelRecord = {
         id, spec, traits, cpuSet, scratchDir, containerId: '', pid: null, ports: [],
         createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
       };
       await this.launch(rec, undo, (s) => (step = s));
       rec.lastUsed = Date.now(); // idle from when it is ready, not from when the create began
-      this.c.kernels.set(id, rec);
+      this.context.kernels.set(id, rec);
       log.info('kernel started', { container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB, ports: rec.ports });
-      this.d.emit('kernel_started', [id]);
-      return kernelInfo(rec, this.d.kernelHost);
+      this.deps.emit('kernel_started', [id]);
+      return kernelInfo(rec, this.deps.kernelHost);
     } catch (err) {
       for (const fn of undo.reverse()) {
         try {
@@ -158,28 +158,28 @@ export class KernelFactory {
 
   /** Creates and starts the container of a record, filling in its id, pid and ports; pushes its undo. */
   async launch(rec: KernelRecord, undo: Array<() => Promise<void> | void>, at: (step: string) => void): Promise<void> {
-    const s = this.d.settings();
+    const s = this.deps.settings();
     refuseBadServiceLabel(rec.traits, rec.spec.image);
     at('creating the container');
-    const containerId = await this.d.docker.create(
+    const containerId = await this.deps.docker.create(
       containerRequest({
-        agentId: this.d.agentId, kernelId: rec.id, spec: rec.spec, cpuSet: rec.cpuSet, traits: rec.traits,
-        scratchDir: rec.scratchDir, kernelUid: s.kernelUid, publishHost: s.publishAddr || this.d.kernelHost,
-        security: s.security, createdAt: rec.createdAt, gpu: this.d.gpus?.hostConfig(rec.spec.gpuSet, rec.cpuSet),
+        agentId: this.deps.agentId, kernelId: rec.id, spec: rec.spec, cpuSet: rec.cpuSet, traits: rec.traits,
+        scratchDir: rec.scratchDir, kernelUid: s.kernelUid, publishHost: s.publishAddr || this.deps.kernelHost,
+        security: s.security, createdAt: rec.createdAt, gpu: this.deps.gpus?.hostConfig(rec.spec.gpuSet, rec.cpuSet),
       }),
     );
-    undo.push(() => this.d.docker.remove(containerId));
+    undo.push(() => this.deps.docker.remove(containerId));
     at('starting the container');
-    await this.d.docker.start(containerId);
+    await this.deps.docker.start(containerId);
     at('reading the published ports');
-    const state = await this.d.docker.inspect(containerId);
+    const state = await this.deps.docker.inspect(containerId);
     const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
     if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
     Object.assign(rec, { containerId, pid: state.pid, ports: ports as number[], servicePorts: servicePortsOf(rec.traits, state.ports) });
     if (rec.spec.bootstrapScript) {
       // The entrypoint starts the runner only once the bootstrap script has finished.
       at('running the bootstrap script');
-      await waitBootstrap(rec.scratchDir, s.bootstrapTimeoutSec, async () => (await this.d.docker.inspect(containerId))?.running === true);
+      await waitBootstrap(rec.scratchDir, s.bootstrapTimeoutSec, async () => (await this.deps.docker.inspect(containerId))?.running === true);
     }
     at('waiting for the kernel runner');
     await this.waitForRunner(rec);
@@ -192,9 +192,9 @@ export class KernelFactory {
    */
   private async waitForRunner(rec: KernelRecord): Promise<void> {
     try {
-      await this.c.relays.waitReady(rec, this.d.settings().runnerReadyTimeoutSec * 1000);
+      await this.context.relays.waitReady(rec, this.deps.settings().runnerReadyTimeoutSec * 1000);
     } catch (err) {
-      const last = await lastLines(this.d.docker, rec.containerId);
+      const last = await lastLines(this.deps.docker, rec.containerId);
       throw new KernelCreationError(
         `create_kernel ${rec.id} failed: the kernel's runner did not come up (${errorMessage(err)}); it printed last: ${last}; everything the create took was released`,
         { cause: err },
@@ -209,26 +209,26 @@ export class KernelFactory {
    */
   takeCores(id: string, spec: KernelSpec, prefer: number[] | null = null, memory = true): number[] {
     try {
-      if (memory) this.c.memory.take(id, spec.memMiB);
+      if (memory) this.context.memory.take(id, spec.memMiB);
     } catch (err) {
       if (err instanceof MemoryExhausted) throw new NoResourcesError(`not enough memory for this kernel: ${err.message}`);
       throw err;
     }
     try {
       if (spec.cpuSet) {
-        this.c.cores.claim(spec.cpuSet);
+        this.context.cores.claim(spec.cpuSet);
         return spec.cpuSet;
       }
-      return this.c.cores.allocate(spec.cpuCount, prefer);
+      return this.context.cores.allocate(spec.cpuCount, prefer);
     } catch (err) {
-      this.c.memory.release(id);
+      this.context.memory.release(id);
       if (err instanceof CoresExhausted) throw new NoResourcesError(`not enough CPU cores for this kernel: ${err.message}`);
       throw err;
     }
   }
 
   private nodeLimits(): { cores: number[]; memSlotsMiB: number; memReserveMiB: number } {
-    return { cores: this.d.cores, memSlotsMiB: this.c.capacityMiB(), memReserveMiB: this.d.settings().memReserveMiB };
+    return { cores: this.deps.cores, memSlotsMiB: this.context.capacityMiB(), memReserveMiB: this.deps.settings().memReserveMiB };
   }
 
   /**
@@ -239,7 +239,7 @@ export class KernelFactory {
   chargeRestart(id: string, memMiB: number, cpuSet: number[]): void {
     checkPossible({ cpuCount: cpuSet.length, cpuSet, memMiB }, this.nodeLimits());
     try {
-      this.c.memory.take(id, memMiB);
+      this.context.memory.take(id, memMiB);
     } catch (err) {
       if (err instanceof MemoryExhausted) throw new NoResourcesError(`not enough memory to restart this kernel with ${memMiB} MiB: ${err.message}; the kernel runs on as it was`);
       throw err;
@@ -248,8 +248,8 @@ export class KernelFactory {
 
   /** Gives back what {@link takeCores} took. */
   releaseCores(id: string, cpuSet: readonly number[]): void {
-    this.c.cores.release(cpuSet);
-    this.c.memory.release(id);
+    this.context.cores.release(cpuSet);
+    this.context.memory.release(id);
   }
 
 }

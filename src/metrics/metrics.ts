@@ -54,7 +54,7 @@ export class AgentMetrics {
 
   constructor(
     sources: MetricsSources,
-    private readonly o: MetricsOptions,
+    private readonly options: MetricsOptions,
   ) {
     const registers = [this.registry];
     new Gauge({
@@ -149,7 +149,7 @@ export class AgentMetrics {
 
   /** Starts writing the file and serving HTTP; a port that cannot be bound fails the start. */
   async start(): Promise<void> {
-    if (this.o.port !== null) {
+    if (this.options.port !== null) {
       const server = http.createServer((req, res) => {
         if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
           res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics is served here\n');
@@ -162,15 +162,15 @@ export class AgentMetrics {
       });
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(this.o.port!, this.o.host === '*' ? undefined : this.o.host, () => resolve());
+        server.listen(this.options.port!, this.options.host === '*' ? undefined : this.options.host, () => resolve());
       });
       this.server = server;
-      this.o.log.info('serving metrics over HTTP', { port: this.o.port, path: '/metrics' });
+      this.options.log.info('serving metrics over HTTP', { port: this.options.port, path: '/metrics' });
     }
-    if (this.o.file !== null) {
+    if (this.options.file !== null) {
       const loop = () => {
         void this.writeFile().finally(() => {
-          if (this.timer !== null) this.timer = setTimeout(loop, this.o.intervalMs);
+          if (this.timer !== null) this.timer = setTimeout(loop, this.options.intervalMs);
         });
       };
       this.timer = setTimeout(loop, 0);
@@ -179,15 +179,15 @@ export class AgentMetrics {
 
   /** Writes the metrics file now (temp file + rename, so readers never see half of it). */
   async writeFile(): Promise<void> {
-    const file = this.o.file;
+    const file = this.options.file;
     if (file === null) return;
     try {
       await fs.mkdir(path.dirname(file), { recursive: true });
       await writeFileAtomic(file, await this.registry.metrics());
-      if (this.fileFailed) this.o.log.info('writing the metrics file works again', { file });
+      if (this.fileFailed) this.options.log.info('writing the metrics file works again', { file });
       this.fileFailed = false;
     } catch (err) {
-      if (!this.fileFailed) this.o.log.warn('cannot write the metrics file; fix its directory or point --metrics elsewhere', { file, error: errorMessage(err) });
+      if (!this.fileFailed) this.options.log.warn('cannot write the metrics file; fix its directory or point --metrics elsewhere', { file, error: errorMessage(err) });
       this.fileFailed = true;
     }
   }

@@ -82,7 +82,7 @@ export class KernelRelay {
   /** Records given to no one: from a runner that died, late output, or output of runs that are no longer held. */
   dropped = 0;
 
-  constructor(private o: KernelRelayOptions) {
+  constructor(private options: KernelRelayOptions) {
     this.requests = new RequestBook({
       tagged: () => this.mode === 'tagged',
       newTag: () => this.link.newTag(),
@@ -90,18 +90,18 @@ export class KernelRelay {
     });
     this.book = new RunBook(
       {
-        log: o.log,
-        execTimeoutSec: () => this.o.execTimeoutSec,
-        onExecTimeout: () => this.o.onExecTimeout(),
-        outputFiles: (since) => this.o.outputFiles(since),
+        log: options.log,
+        execTimeoutSec: () => this.options.execTimeoutSec,
+        onExecTimeout: () => this.options.onExecTimeout(),
+        outputFiles: (since) => this.options.outputFiles(since),
         tagged: () => this.mode === 'tagged',
         hurry: () => this.draining || this.closed,
       },
-      o.inherited,
+      options.inherited,
     );
-    this.oom = new OomWatch({ oomKills: () => this.o.oomKills?.() ?? null, log: () => this.o.log });
+    this.oom = new OomWatch({ oomKills: () => this.options.oomKills?.() ?? null, log: () => this.options.log });
     this.liveness = new Liveness({
-      log: o.log,
+      log: options.log,
       ready: () => this.mode !== 'pending' && !this.closed,
       tagged: () => this.mode === 'tagged',
       generation: () => this.generation,
@@ -110,7 +110,7 @@ export class KernelRelay {
       lost: (line, queued) => this.lostRunner(line, queued),
     });
     this.link = new RunnerLink(
-      { host: o.host, replInPort: o.replInPort, replOutPort: o.replOutPort, log: () => this.o.log },
+      { host: options.host, replInPort: options.replInPort, replOutPort: options.replOutPort, log: () => this.options.log },
       {
         answered: () => this.liveness.answered(),
         synced: (mode, hello) => this.synced(mode, hello),
@@ -130,7 +130,7 @@ export class KernelRelay {
    * exec timeout, output files and runner callbacks. The connection stays.
    */
   rebind(o: Omit<KernelRelayOptions, 'host' | 'replInPort' | 'replOutPort'>): void {
-    this.o = { ...this.o, ...o };
+    this.options = { ...this.options, ...o };
     this.oom.rebase();
   }
 
@@ -151,7 +151,7 @@ export class KernelRelay {
     if (req.mode === 'continue' || req.mode === 'input') {
       const run = this.book.get(req.runId ?? '');
       if (!run) {
-        if (this.o.takeOver) throw new RunLostError(`run ${req.runId} is not known to this kernel any more: it was in progress when the agent restarted, and its runner no longer holds it (it ended, or the runner restarted); its output cannot be recovered`);
+        if (this.options.takeOver) throw new RunLostError(`run ${req.runId} is not known to this kernel any more: it was in progress when the agent restarted, and its runner no longer holds it (it ended, or the runner restarted); its output cannot be recovered`);
         throw new RunNotFoundError(`no run ${req.runId} on this kernel; start one with mode query or batch`);
       }
       run.unclaimed = false;
@@ -228,7 +228,7 @@ export class KernelRelay {
     this.book.wakeAll();
     this.requests.failAll(() => new KernelUnresponsiveError('the connection to the kernel runner was closed'));
     const dropped = this.dropped + this.link.dropped;
-    if (dropped + this.requests.dropped > 0) this.o.log.debug('records given to no run or request', { records: dropped, answers: this.requests.dropped });
+    if (dropped + this.requests.dropped > 0) this.options.log.debug('records given to no run or request', { records: dropped, answers: this.requests.dropped });
     this.link.close();
     this.book.releaseWaiters();
     return left;
@@ -251,7 +251,7 @@ export class KernelRelay {
   private synced(mode: 'tagged' | 'untagged', hello: RunnerHello | null): void {
     if (mode === 'tagged' && hello) {
       this.generation = hello.generation;
-      if (this.o.takeOver) this.runningTag = this.book.takeOver(hello) ?? this.runningTag;
+      if (this.options.takeOver) this.runningTag = this.book.takeOver(hello) ?? this.runningTag;
     }
   }
 
@@ -300,7 +300,7 @@ export class KernelRelay {
     if (this.mode !== 'tagged') return; // a runner that did not answer in time is served as one that does not tag
     if (h.generation !== this.generation) {
       this.runnerRestarted(h).catch((err: unknown) => {
-        this.o.log.error('the relay failed handling a restart of the kernel runner; its runs and requests end now', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
+        this.options.log.error('the relay failed handling a restart of the kernel runner; its runs and requests end now', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
         this.failed(err, false);
       });
     }
@@ -358,8 +358,8 @@ export class KernelRelay {
     this.runningTag = null;
     const sent = this.book.pending();
     this.requests.failAll(() => new KernelUnresponsiveError('the kernel runner restarted before it answered; ask again'));
-    const end = describeRunnerEnd(h.previousStatus, { killed: await this.oom.killedSince(), limitMiB: this.o.memLimitMiB ?? 0 });
-    this.o.onRunnerRestart?.(end.line);
+    const end = describeRunnerEnd(h.previousStatus, { killed: await this.oom.killedSince(), limitMiB: this.options.memLimitMiB ?? 0 });
+    this.options.onRunnerRestart?.(end.line);
     let has: Set<string> | null = null;
     if (sent.length > 0 && !this.closed) {
       try {
@@ -367,12 +367,12 @@ export class KernelRelay {
         if (again?.generation !== this.generation) return; // restarted again meanwhile: that restart settles these runs
         has = new Set([...(again.current ? [again.current] : []), ...again.queue, ...again.recent].map((j) => j.t));
       } catch (err) {
-        this.o.log.warn('could not ask the restarted runner what it holds; runs queued before the restart are not sent again', { error: errorMessage(err) });
+        this.options.log.warn('could not ask the restarted runner what it holds; runs queued before the restart are not sent again', { error: errorMessage(err) });
       }
     }
     const held = (r: Run) => has !== null && has.has(r.tag ?? '');
     const dead = said && !said.done ? said : sent.find((r) => !r.done && !held(r));
-    this.o.log.warn('the kernel runner restarted', { reason: end.line, endedRun: dead?.id ?? null, generation: h.generation, pid: h.pid });
+    this.options.log.warn('the kernel runner restarted', { reason: end.line, endedRun: dead?.id ?? null, generation: h.generation, pid: h.pid });
     if (dead) this.book.end(dead, end.exitCode, `${end.line}; the kernel's state (variables, imports) was lost`);
     if (has === null) return;
     for (const run of sent) {
@@ -386,8 +386,8 @@ export class KernelRelay {
   private lostRunner(line: string, queued: 'resend' | 'end'): void {
     const [head, ...rest] = this.book.pending();
     if (!head) return;
-    this.o.log.warn('the kernel runner lost the run it was running', { reason: line, runId: head.id });
-    this.o.onRunnerRestart?.(line);
+    this.options.log.warn('the kernel runner lost the run it was running', { reason: line, runId: head.id });
+    this.options.onRunnerRestart?.(line);
     this.book.end(head, -1, `${line}; the kernel's state may have been lost`); // begins the next one
     for (const run of rest) {
       if (queued === 'resend') this.sendInputs(run);

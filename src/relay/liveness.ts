@@ -39,7 +39,7 @@ export class Liveness {
   private misses = 0;
   private idle = 0;
 
-  constructor(private readonly t: LivenessTarget) {
+  constructor(private readonly target: LivenessTarget) {
     this.timer = setInterval(() => this.probe(), PROBE_INTERVAL_MS);
     this.timer.unref();
   }
@@ -60,12 +60,12 @@ export class Liveness {
   }
 
   private probe(): void {
-    if (!this.t.ready() || this.probing) return;
-    const { any } = this.t.active();
+    if (!this.target.ready() || this.probing) return;
+    const { any } = this.target.active();
     if (!any) this.idle = 0;
     if (!any || Date.now() - this.lastHeard < PROBE_INTERVAL_MS) return;
     this.probing = true;
-    this.t
+    this.target
       .request('status', 'status', PROBE_INTERVAL_MS)
       .then(
         (payload) => this.onAnswer(parseStatus(payload)),
@@ -76,26 +76,26 @@ export class Liveness {
 
   private onAnswer(st: Record<string, unknown> | null): void {
     this.misses = 0;
-    if (!st || !this.t.ready()) return;
-    if (this.t.tagged()) {
+    if (!st || !this.target.ready()) return;
+    if (this.target.tagged()) {
       // A generation we have not heard say hello: ask, and the answer takes the restart path.
-      if (typeof st.generation === 'string' && st.generation !== this.t.generation()) this.t.request('hello', 'hello', 5000).catch(() => undefined); // its answer reaches the relay as a hello record; no answer: the next probe asks again
+      if (typeof st.generation === 'string' && st.generation !== this.target.generation()) this.target.request('hello', 'hello', 5000).catch(() => undefined); // its answer reaches the relay as a hello record; no answer: the next probe asks again
       return;
     }
-    if (this.t.active().headStarted && st.busy === false && st.queue === 0) {
+    if (this.target.active().headStarted && st.busy === false && st.queue === 0) {
       if (++this.idle < 2) return; // twice in a row: a `finished` on its way has had time to arrive
       this.idle = 0;
-      this.t.lost('runner lost the run: it says it runs nothing (it may have restarted)', 'resend');
+      this.target.lost('runner lost the run: it says it runs nothing (it may have restarted)', 'resend');
     } else this.idle = 0;
   }
 
   private onMissed(): void {
-    if (!this.t.ready()) return;
+    if (!this.target.ready()) return;
     this.misses++;
-    if (this.misses === 1) this.t.log.warn('the kernel runner did not answer a liveness probe', { timeoutMs: PROBE_INTERVAL_MS });
-    if (!this.t.tagged() && this.misses >= UNTAGGED_MISSES) {
+    if (this.misses === 1) this.target.log.warn('the kernel runner did not answer a liveness probe', { timeoutMs: PROBE_INTERVAL_MS });
+    if (!this.target.tagged() && this.misses >= UNTAGGED_MISSES) {
       this.misses = 0;
-      this.t.lost(`the runner did not answer ${UNTAGGED_MISSES} liveness probes`, 'end');
+      this.target.lost(`the runner did not answer ${UNTAGGED_MISSES} liveness probes`, 'end');
     }
   }
 }

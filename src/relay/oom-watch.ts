@@ -18,7 +18,7 @@ export interface OomWatchOptions {
 export class OomWatch {
   private seen: Promise<number | null>;
 
-  constructor(private readonly o: OomWatchOptions) {
+  constructor(private readonly options: OomWatchOptions) {
     this.seen = this.look();
   }
 
@@ -36,10 +36,10 @@ export class OomWatch {
   }
 
   private look(): Promise<number | null> {
-    const read = this.o.oomKills();
+    const read = this.options.oomKills();
     if (!read) return Promise.resolve(null);
     return read.catch((err: unknown) => {
-      this.o.log().warn('could not read the kernel\'s OOM kills; a runner restart is not told apart from an OOM kill', { error: errorMessage(err) });
+      this.options.log().warn('could not read the kernel\'s OOM kills; a runner restart is not told apart from an OOM kill', { error: errorMessage(err) });
       return null;
     });
   }

@@ -38,13 +38,13 @@ export class RequestBook {
   /** Answers that matched no request (late, or never asked for). */
   dropped = 0;
 
-  constructor(private readonly s: RequestSender) {}
+  constructor(private readonly sender: RequestSender) {}
 
   /** Sends a request and resolves with the payload of its answer, or rejects with `timeout()` after `timeoutMs`. */
   request(type: string, payload: string, replyType: string, timeoutMs: number, timeout: () => Error): Promise<Buffer> {
     return new Promise((resolve, reject) => {
-      if (this.s.tagged()) {
-        const tag = this.s.newTag();
+      if (this.sender.tagged()) {
+        const tag = this.sender.newTag();
         const w: Waiter = {
           replyType, resolve, reject,
           timer: setTimeout(() => {
@@ -53,7 +53,7 @@ export class RequestBook {
           }, timeoutMs),
         };
         this.byTag.set(tag, w);
-        this.s.send(type, payload, tag);
+        this.sender.send(type, payload, tag);
         return;
       }
       const lane = this.lane(replyType);
@@ -68,7 +68,7 @@ export class RequestBook {
           }, timeoutMs),
         };
         lane.inflight = w;
-        this.s.send(type, payload, null);
+        this.sender.send(type, payload, null);
       };
       if (lane.inflight) lane.waiting.push(start);
       else start();

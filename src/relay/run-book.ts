@@ -46,14 +46,14 @@ export class RunBook {
   private readonly stageWaiters = new Set<{ runId: string; stage: RunStage; wake: () => void }>();
 
   constructor(
-    private readonly o: RunBookOptions,
+    private readonly options: RunBookOptions,
     inherited: Run[] = [],
   ) {
     for (const run of inherited) this.runs.set(run.id, run);
   }
 
   private now(): number {
-    return this.o.now ? this.o.now() : Date.now();
+    return this.options.now ? this.options.now() : Date.now();
   }
 
   get(id: string): Run | undefined {
@@ -84,7 +84,7 @@ export class RunBook {
     this.runs.set(run.id, run);
     if (run.tag !== null) this.byTag.set(run.tag, run);
     this.order.push(run);
-    if (!this.o.tagged() && this.order.length === 1) this.begin(run);
+    if (!this.options.tagged() && this.order.length === 1) this.begin(run);
   }
 
   /** Moves a run to the end of the order (it was sent again, after the others). */
@@ -105,15 +105,15 @@ export class RunBook {
     run.started = true;
     run.startedAt = this.now();
     run.filesSince = Math.max(run.createdAt, this.lastRetiredAt);
-    if (this.o.tagged()) run.inputs = []; // a runner that does not tag may lose it and need it again
+    if (this.options.tagged()) run.inputs = []; // a runner that does not tag may lose it and need it again
     this.reached(run.id, 'started');
-    const limit = this.o.execTimeoutSec();
+    const limit = this.options.execTimeoutSec();
     if (limit <= 0) return;
     run.timer = setTimeout(() => {
-      this.o.log.warn('a run exceeded the exec timeout; destroying the kernel', { runId: run.id, timeoutSec: limit });
+      this.options.log.warn('a run exceeded the exec timeout; destroying the kernel', { runId: run.id, timeoutSec: limit });
       run.settle({ status: 'exec-timeout', exitCode: null, options: null });
       this.retire(run);
-      this.o.onExecTimeout();
+      this.options.onExecTimeout();
     }, limit * 1000);
   }
 
@@ -174,7 +174,7 @@ export class RunBook {
     const i = this.order.indexOf(run);
     if (i >= 0) this.order.splice(i, 1);
     this.reached(run.id, 'ended');
-    if (!this.o.tagged() && i === 0 && this.order[0]) this.begin(this.order[0]);
+    if (!this.options.tagged() && i === 0 && this.order[0]) this.begin(this.order[0]);
   }
 
   /**
@@ -257,7 +257,7 @@ export class RunBook {
     }
     const unclaimed = this.all().filter((r) => r.unclaimed);
     for (const r of unclaimed.slice(0, Math.max(0, unclaimed.length - MAX_UNCLAIMED))) this.forget(r);
-    this.o.log.info('took over the runs the kernel runner holds after an agent restart', { running: h.current?.run ?? null, queued: h.queue.length, finished: h.recent.length });
+    this.options.log.info('took over the runs the kernel runner holds after an agent restart', { running: h.current?.run ?? null, queued: h.queue.length, finished: h.recent.length });
     return running;
   }
 
@@ -274,11 +274,11 @@ export class RunBook {
   }
 
   private async collectNow(run: Run, apiVersion: number, flushTimeoutMs: number): Promise<RunResult> {
-    if (!run.ready && !this.o.hurry()) await run.sleep(flushTimeoutMs);
+    if (!run.ready && !this.options.hurry()) await run.sleep(flushTimeoutMs);
     const next: RunStatus = run.statuses.shift() ?? { status: 'continued', exitCode: null, options: null };
     if (run.done && run.statuses.length === 0) this.forget(run);
-    const files = next.status === 'finished' && run.startedAt > 0 ? await this.o.outputFiles(run.filesSince).catch((err: unknown) => {
-      this.o.log.warn('could not list the output files of a run; it answers with none', { runId: run.id, error: errorMessage(err) });
+    const files = next.status === 'finished' && run.startedAt > 0 ? await this.options.outputFiles(run.filesSince).catch((err: unknown) => {
+      this.options.log.warn('could not list the output files of a run; it answers with none', { runId: run.id, error: errorMessage(err) });
       return [];
     }) : [];
     return { runId: run.id, status: next.status, exitCode: next.exitCode, options: next.options, files, ...run.output.take(apiVersion) };

@@ -83,15 +83,15 @@ export class RunnerLink {
   dropped = 0;
 
   constructor(
-    private readonly o: RunnerLinkOptions,
-    private readonly h: LinkHandlers,
+    private readonly options: RunnerLinkOptions,
+    private readonly handlers: LinkHandlers,
   ) {
-    const host = o.host.includes(':') ? `[${o.host}]` : o.host;
-    this.endpoint = { in: `tcp://${host}:${o.replInPort}`, out: `tcp://${host}:${o.replOutPort}` };
+    const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+    this.endpoint = { in: `tcp://${host}:${options.replInPort}`, out: `tcp://${host}:${options.replOutPort}` };
     this.push.connect(this.endpoint.in);
     this.openPull();
-    this.queue = new SendQueue(this.push, (err) => this.o.log().warn('could not send to the kernel runner', { error: errorMessage(err) }));
-    this.readLoop().catch((err: unknown) => this.o.log().error('the read loop of the kernel runner link ended', { error: errorMessage(err) })); // readLoop catches what it can; this is the last resort
+    this.queue = new SendQueue(this.push, (err) => this.options.log().warn('could not send to the kernel runner', { error: errorMessage(err) }));
+    this.readLoop().catch((err: unknown) => this.options.log().error('the read loop of the kernel runner link ended', { error: errorMessage(err) })); // readLoop catches what it can; this is the last resort
     this.queue.push(['hello', '']);
     this.queue.push(['status', '']);
     this.syncTimer = setTimeout(() => this.synced('untagged', null), SYNC_TIMEOUT_MS);
@@ -151,12 +151,12 @@ export class RunnerLink {
     if (this.state !== 'pending') return;
     clearTimeout(this.syncTimer);
     this.state = mode;
-    this.h.synced(mode, hello);
+    this.handlers.synced(mode, hello);
     const held = this.held;
     this.held = [];
     this.heldBytes = 0;
     // Before the synchronisation nothing of ours was sent: what came is a previous agent's, for runs taken over or no one.
-    if (mode === 'tagged') for (const rec of held) void this.handle(() => this.h.record(rec, true), rec); // no run of ours holds these back: none was sent yet
+    if (mode === 'tagged') for (const rec of held) void this.handle(() => this.handlers.record(rec, true), rec); // no run of ours holds these back: none was sent yet
     else this.dropped += held.length;
     for (const [type, payload, meta] of this.deferred.splice(0)) this.send(type, payload, meta);
     for (const w of this.syncWaiters.splice(0)) w();
@@ -172,7 +172,7 @@ export class RunnerLink {
         if (this.closed || pull.closed) return; // the link was closed: the normal end
         this.failuresInARow++;
         const final = this.failuresInARow > MAX_RECONNECTS;
-        this.o.log().error(final ? 'reading from the kernel runner failed again; the relay gives up on this kernel' : 'reading from the kernel runner failed; reconnecting', {
+        this.options.log().error(final ? 'reading from the kernel runner failed again; the relay gives up on this kernel' : 'reading from the kernel runner failed; reconnecting', {
           error: errorMessage(err),
           stack: err instanceof Error ? err.stack : undefined,
           failuresInARow: this.failuresInARow,
@@ -201,7 +201,7 @@ export class RunnerLink {
   }
 
   private handlerFailed(err: unknown, rec: RunnerRecord): void {
-    this.o.log().error('the relay failed handling a record of the kernel runner; its runs and requests end now', {
+    this.options.log().error('the relay failed handling a record of the kernel runner; its runs and requests end now', {
       record: rec.type,
       error: errorMessage(err),
       stack: err instanceof Error ? err.stack : undefined,
@@ -211,20 +211,20 @@ export class RunnerLink {
 
   private report(err: unknown, final: boolean): void {
     try {
-      this.h.failed(err, final);
+      this.handlers.failed(err, final);
     } catch (again) {
-      this.o.log().error('the relay failed ending its runs after a failure', { error: errorMessage(again), stack: again instanceof Error ? again.stack : undefined });
+      this.options.log().error('the relay failed ending its runs after a failure', { error: errorMessage(again), stack: again instanceof Error ? again.stack : undefined });
     }
   }
 
   private onRecord(rec: RunnerRecord): Promise<void> | undefined {
-    this.h.answered();
+    this.handlers.answered();
     if (this.state !== 'pending') {
       if (rec.type === 'status' && rec.meta?.t === undefined && this.syncStatusOwed) {
         this.syncStatusOwed = false; // the answer to the synchronisation's status, after hello settled it
         return undefined;
       }
-      return this.h.record(rec, false);
+      return this.handlers.record(rec, false);
     }
     if (rec.type === 'hello') {
       const hello = parseHello(rec.payload);

@@ -77,7 +77,7 @@ export class ModernRpc {
   /** Kernels whose next kernel_terminated is not to be emitted (destroy_kernel with suppress_events). */
   readonly suppressed = new Set<string>();
 
-  constructor(private readonly d: ModernRpcDeps) {}
+  constructor(private readonly deps: ModernRpcDeps) {}
 
   /** The session of a kernel, when a modern manager created it. */
   sessionOf(kernelId: string): string | null {
@@ -95,14 +95,14 @@ export class ModernRpc {
   }
 
   bindings(): Binding[] {
-    const k = this.d.kernels;
+    const k = this.deps.kernels;
     const apps = new KernelApps(k);
     const m = modernMethods;
     return [
       implement(m.ping, (msg) => msg),
-      implement(m.health, () => ({ status: 'ok', version: this.d.version, kernels: k.list().length })),
+      implement(m.health, () => ({ status: 'ok', version: this.deps.version, kernels: k.list().length })),
       implement(m.gather_hwinfo, () => {
-        const r = this.d.resources();
+        const r = this.deps.resources();
         const healthy = (metadata: Record<string, string>): HardwareMetadata => ({ status: 'healthy', status_info: null, metadata });
         return { cpu: healthy({ cores: String(r.cpuSlots) }), mem: healthy({ bytes: String(r.memSlotsMiB * 1024 * 1024) }) };
       }),
@@ -144,19 +144,19 @@ export class ModernRpc {
         return null;
       }),
       implement(m.assign_port, async () => {
-        const port = await this.d.ports.assign();
-        this.d.log.info('assign_port: a host port is held for the manager', { port });
+        const port = await this.deps.ports.assign();
+        this.deps.log.info('assign_port: a host port is held for the manager', { port });
         return port;
       }),
       implement(m.release_port, (port) => {
-        if (this.d.ports.release(port)) this.d.log.info('release_port: a port assign_port gave out is free again', { port });
+        if (this.deps.ports.release(port)) this.deps.log.info('release_port: a port assign_port gave out is free again', { port });
         return null;
       }),
       implement(m.get_local_config, () => ({ agent: { 'abuse-report-path': '' }, watcher: {} })),
       implement(m.shutdown_agent, async (terminateKernels) => {
         if (terminateKernels) await k.reset();
         // after this reply is queued: the drain waits for calls in flight, this one included
-        setImmediate(() => this.d.requestStop('shutdown-agent'));
+        setImmediate(() => this.deps.requestStop('shutdown-agent'));
         return null;
       }),
       ...modernNotServed.map((name) => notImplemented(define({ name, summary: 'not served by this agent yet', params: [], returns: 'a failure naming the method', unchecked: true }))),
@@ -172,21 +172,21 @@ export class ModernRpc {
         if (!this.sessions.has(id)) this.sessions.set(id, { sessionId, extras: defaultExtras(), info: null });
         let info: KernelInfo;
         try {
-          info = await this.d.kernels.create(id, configs[i]!, (s) => {
+          info = await this.deps.kernels.create(id, configs[i]!, (s) => {
             const r = parseModernKernelConfig(configs[i]!, refs[id], s);
             extras = r.extras;
             return r.spec;
           });
         } catch (err) {
-          if (!this.d.kernels.list().some((r) => r.id === id)) this.sessions.delete(id); // rolled back: nothing left to report on
+          if (!this.deps.kernels.list().some((r) => r.id === id)) this.sessions.delete(id); // rolled back: nothing left to report on
           throw err;
         }
         extras ??= this.sessions.get(id)?.extras ?? defaultExtras(); // an idempotent repeat reads no config
-        if (extras.ignored.length) this.d.log.warn('create_kernels: config keys ignored by this agent', { kernelId: id, keys: extras.ignored });
+        if (extras.ignored.length) this.deps.log.warn('create_kernels: config keys ignored by this agent', { kernelId: id, keys: extras.ignored });
         const mk = { sessionId, extras, info };
         this.sessions.set(id, mk);
-        this.d.emitModern('kernel_started', [id, sessionId, 'new-container-started', creationInfo(mk, this.d.agentAddr)]);
-        return creationInfo(mk, this.d.agentAddr);
+        this.deps.emitModern('kernel_started', [id, sessionId, 'new-container-started', creationInfo(mk, this.deps.agentAddr)]);
+        return creationInfo(mk, this.deps.agentAddr);
       }),
     );
     const failed = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [{ id: ids[i]!, err: o.reason as unknown }] : []));
@@ -200,15 +200,15 @@ export class ModernRpc {
 
   private async sync(pairs: Array<[string, string]>): Promise<null> {
     const known = new Set(pairs.map(([kid]) => kid));
-    const held = new Set(this.d.kernels.list().map((r) => r.id));
+    const held = new Set(this.deps.kernels.list().map((r) => r.id));
     for (const [kid, sid] of pairs) {
-      if (!held.has(kid)) this.d.emitModern('kernel_terminated', [kid, sid, 'already-terminated', null]);
+      if (!held.has(kid)) this.deps.emitModern('kernel_terminated', [kid, sid, 'already-terminated', null]);
     }
     for (const id of held) {
       // only the modern managers' kernels: those a 2018 manager created on this agent are not theirs to reap
       if (known.has(id) || !this.sessions.has(id)) continue;
       this.suppressed.add(id);
-      await this.d.kernels.destroy(id, 'not-found-in-manager').catch((err: unknown) => this.d.log.warn('sync_kernel_registry: destroying a kernel the manager does not know failed', { kernelId: id, error: String(err) }));
+      await this.deps.kernels.destroy(id, 'not-found-in-manager').catch((err: unknown) => this.deps.log.warn('sync_kernel_registry: destroying a kernel the manager does not know failed', { kernelId: id, error: String(err) }));
     }
     return null;
   }

@@ -21,28 +21,28 @@ export class RedisLink {
   private unwatch: Unwatch | null = null;
   private reading: Promise<void> = Promise.resolve();
 
-  constructor(private readonly d: RedisLinkDeps) {}
+  constructor(private readonly deps: RedisLinkDeps) {}
 
   /** Reads the key once and then follows it. */
   async start(): Promise<void> {
     await this.read();
-    this.unwatch = await this.d.etcd.watchPrefix(REDIS_PREFIX, () => {
+    this.unwatch = await this.deps.etcd.watchPrefix(REDIS_PREFIX, () => {
       this.reading = this.reading.then(() => this.read());
     });
   }
 
   async stop(): Promise<void> {
-    await this.unwatch?.().catch((err: unknown) => this.d.log.warn('could not stop watching config/redis/ in etcd', { error: errorMessage(err) }));
+    await this.unwatch?.().catch((err: unknown) => this.deps.log.warn('could not stop watching config/redis/ in etcd', { error: errorMessage(err) }));
     this.unwatch = null;
     await this.reading;
   }
 
   private async read(): Promise<void> {
     try {
-      const [addr, password] = await Promise.all([this.d.etcd.get(REDIS_ADDR_KEY), this.d.etcd.get(REDIS_PASSWORD_KEY)]);
-      this.d.setTarget(addr ? { addr, password } : null);
+      const [addr, password] = await Promise.all([this.deps.etcd.get(REDIS_ADDR_KEY), this.deps.etcd.get(REDIS_PASSWORD_KEY)]);
+      this.deps.setTarget(addr ? { addr, password } : null);
     } catch (err) {
-      this.d.log.warn('could not read config/redis from etcd; the Redis event sink stays as it was', { error: errorMessage(err) });
+      this.deps.log.warn('could not read config/redis from etcd; the Redis event sink stays as it was', { error: errorMessage(err) });
     }
   }
 }

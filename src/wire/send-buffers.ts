@@ -38,7 +38,7 @@ export class SendBuffers {
   /** Counters, for tests and profiles. */
   readonly stats = { allocated: 0, reused: 0, returned: 0 };
 
-  constructor(private readonly o: SendBufferOptions = { maxFree: 2, idleMs: 10_000 }) {}
+  constructor(private readonly options: SendBufferOptions = { maxFree: 2, idleMs: 10_000 }) {}
 
   /** A buffer of at least `bytes` (its whole length is writable), reused when a free one fits. */
   take(bytes: number): Buffer {
@@ -65,14 +65,14 @@ export class SendBuffers {
 
   private giveBack(buffer: ArrayBuffer): void {
     this.stats.returned++;
-    if (this.free.length >= this.o.maxFree) return;
+    if (this.free.length >= this.options.maxFree) return;
     this.free.push(buffer);
     this.idleTimer?.refresh();
     if (this.idleTimer) return;
-    this.idleTimer = (this.o.setTimer ?? setTimeout)(() => {
+    this.idleTimer = (this.options.setTimer ?? setTimeout)(() => {
       this.free = [];
       this.idleTimer = null;
-    }, this.o.idleMs);
+    }, this.options.idleMs);
     this.idleTimer.unref();
   }
 }

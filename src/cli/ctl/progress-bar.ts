@@ -26,9 +26,9 @@ export class PullBar {
 
   constructor(
     readonly image: string,
-    private readonly o: PullBarOptions,
+    private readonly options: PullBarOptions,
   ) {
-    this.now = o.now ?? Date.now;
+    this.now = options.now ?? Date.now;
     this.throttle = new Throttle(1000, this.now);
   }
 
@@ -39,9 +39,9 @@ export class PullBar {
     const t = this.now();
     this.samples.push({ t, bytes: p.bytes_done });
     this.samples = this.samples.filter((s) => t - s.t <= 5000);
-    if (!this.o.tty) return this.throttle.ready() ? this.summary(p) + '\n' : '';
+    if (!this.options.tty) return this.throttle.ready() ? this.summary(p) + '\n' : '';
     const lines = [this.bar(p)];
-    if ((this.o.columns ?? 80) >= LAYER_COLUMNS) {
+    if ((this.options.columns ?? 80) >= LAYER_COLUMNS) {
       for (const l of p.layers) lines.push(`  ${l.id.slice(0, 12)} ${l.status.padEnd(18)} ${l.total ? `${formatBytes(l.done)}/${formatBytes(l.total)}` : ''}`.trimEnd());
     }
     return this.redraw(lines);
@@ -49,7 +49,7 @@ export class PullBar {
 
   /** The last text: on a terminal the bar is cleared (the caller says how it ended). */
   finish(): string {
-    return this.o.tty ? this.redraw([]) : '';
+    return this.options.tty ? this.redraw([]) : '';
   }
 
   /** Bytes per second over the last seconds. */
@@ -71,7 +71,7 @@ export class PullBar {
   }
 
   private bar(p: PullSummary): string {
-    const cols = Math.max(40, this.o.columns ?? 80);
+    const cols = Math.max(40, this.options.columns ?? 80);
     const tail = p.state === 'queued' ? ' queued' : ` ${String(this.pct(p)).padStart(3)}% ${formatBytes(p.bytes_done)}/${formatBytes(p.bytes_total)} ${formatBytes(this.rate())}/s`;
     const name = p.image.length > cols / 3 ? '…' + p.image.slice(-Math.floor(cols / 3)) : p.image;
     const width = Math.max(10, cols - name.length - tail.length - 4);
