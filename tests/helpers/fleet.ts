@@ -127,7 +127,7 @@ export async function makeFleet(count: number): Promise<Fleet> {
     }
   } catch (err) {
     await close();
-    throw new Error(`cannot build the fleet's namespaces: ${(err as { stderr?: Buffer }).stderr?.toString().trim() || String(err)}`);
+    throw new Error(`cannot build the fleet's namespaces: ${(err as { stderr?: Buffer }).stderr?.toString().trim() || String(err)}`, { cause: err });
   }
   return {
     prefix,

@@ -84,7 +84,7 @@ describe('agentctl', function () {
     expect(node.node.mem_total_bytes).to.be.above(0);
     expect(node.kernels[id!]!.mem_cur_bytes).to.be.above(0);
     const nodeText = (await ctl(t, 'node')).stdout;
-    expect(nodeText).to.match(/^cpu [\d.]+%  memory .+ used of .+  scratch disk .+ used of .+\n/);
+    expect(nodeText).to.match(/^cpu [\d.]+% {2}memory .+ used of .+ {2}scratch disk .+ used of .+\n/);
     expect(nodeText).to.match(new RegExp(`^${id}\\s+[\\d.]+s\\s`, 'm'));
 
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ctl-'));

@@ -74,7 +74,7 @@ function stepper(log: string[]) {
     } catch (err) {
       const dockerd = await fs.readFile('/var/log/compute-agent-dev/dockerd.log', 'utf8').catch(() => '');
       const tail = (lines: string[], n: number) => lines.slice(-n).join('\n');
-      throw new Error(`${(err as Error).message} (${since()})\n--- agent log (last 60 lines)\n${tail(log, 60)}\n--- dockerd log (last 30 lines)\n${tail(dockerd.split('\n'), 30)}`);
+      throw new Error(`${(err as Error).message} (${since()})\n--- agent log (last 60 lines)\n${tail(log, 60)}\n--- dockerd log (last 30 lines)\n${tail(dockerd.split('\n'), 30)}`, { cause: err });
     } finally {
       clearTimeout(timer);
     }

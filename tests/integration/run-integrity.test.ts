@@ -302,7 +302,7 @@ describe('run integrity', function () {
         const err = consoleText(replies, 'stderr');
         for (const line of out.split('\n').filter(Boolean)) if (!line.startsWith(`${rid}:`)) problems.push(`${rid} got someone else's output: ${JSON.stringify(line)}`);
         for (const line of err.split('\n').filter(Boolean)) {
-          if (!line.startsWith(`${rid}:`) && !/^(terminated: |not started: |runner |killed: |Traceback|KeyboardInterrupt|  )/.test(line)) problems.push(`${rid} got a stderr line not its own: ${JSON.stringify(line)}`);
+          if (!line.startsWith(`${rid}:`) && !/^(terminated: |not started: |runner |killed: |Traceback|KeyboardInterrupt| {2})/.test(line)) problems.push(`${rid} got a stderr line not its own: ${JSON.stringify(line)}`);
         }
         if (end.status !== 'finished') problems.push(`${rid} ended with ${end.status}`);
         if (end.exitCode === 0) {

@@ -76,7 +76,7 @@ describe('docs', () => {
       await run('sphinx-build', ['-W', '--keep-going', '-q', '-E', '-b', 'html', DOCS_DIR, path.join(out, 'html')], { cwd: REPO_ROOT });
     } catch (err) {
       const e = err as { stderr?: string; message: string };
-      throw new Error(`sphinx-build failed (install Debian's python3-sphinx: deploy/dev/prepare.sh does with PREPARE_TESTS=1): ${e.stderr || e.message}`);
+      throw new Error(`sphinx-build failed (install Debian's python3-sphinx: deploy/dev/prepare.sh does with PREPARE_TESTS=1): ${e.stderr || e.message}`, { cause: err });
     }
     expect((await fs.readdir(path.join(out, 'html'))).filter((f) => f.endsWith('.html'))).to.include.members(['index.html', 'configuration.html']);
     // The chapters link to each other as files (so that the links work on a code host too): each link must reach a page and its section.
@@ -103,7 +103,8 @@ describe('docs', () => {
       await run(bin, ['--options', path.join(REPO_ROOT, 'typedoc.json'), '--out', path.join(out, 'api'), '--logLevel', 'Warn'], { cwd: REPO_ROOT });
     } catch (err) {
       const e = err as { stdout?: string; stderr?: string; message: string };
-      throw new Error(`typedoc failed: ${e.stdout ?? ''}${e.stderr ?? ''}` || e.message);
+      const said = `${e.stdout ?? ''}${e.stderr ?? ''}`;
+      throw new Error(`typedoc failed: ${said || e.message}`, { cause: err });
     }
     const classes = await fs.readdir(path.join(out, 'api/classes'));
     expect(classes).to.include.members(['AgentApi.html', 'AgentClient.html', 'EventReceiver.html', 'RemoteError.html', 'RpcTimeoutError.html']);

@@ -79,9 +79,11 @@ describe('agentctl pull bar', () => {
     let now = 0;
     const narrow = new PullBar('reg/x:1', { tty: true, columns: 80, now: () => now });
     const first = narrow.update(pull(1024 * 1024));
+    // eslint-disable-next-line no-control-regex -- the escape sequences of the terminal are what is tested
     expect(first).to.match(/^\x1b\[J.*\[#+\.+\]\s+25% 1\.0MiB\/4\.0MiB/);
     expect(first.split('\n')).to.have.length(2);
     now = 100;
+    // eslint-disable-next-line no-control-regex -- the escape sequences of the terminal are what is tested
     expect(narrow.update(pull(2 * 1024 * 1024))).to.match(/^\x1b\[1F\x1b\[J/);
     const wide = new PullBar('reg/x:1', { tty: true, columns: 120, now: () => now });
     const lines = wide.update(pull(1024 * 1024)).split('\n');

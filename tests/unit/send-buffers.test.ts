@@ -36,6 +36,7 @@ describe('send buffers', () => {
     expect(pool.freeCount, 'the message is still referenced').to.equal(0);
     expect(pool.take(5 * MiB).buffer).to.not.equal(first);
     expect(held.length).to.equal(10);
+    // eslint-disable-next-line no-useless-assignment -- dropping the last reference is what lets the collector take the message
     held = null;
     await collect();
     expect(pool.freeCount).to.equal(1);
