@@ -27,7 +27,10 @@ const parts = {
   alone: { spec: ALONE },
   drills: { spec: DRILLS },
 };
-if (!(part in parts)) throw new Error(`TEST_PART=${part} is not one of ${Object.keys(parts).filter(Boolean).join(', ')} (or unset: the whole suite in one process)`);
+if (!(part in parts))
+  throw new Error(
+    `TEST_PART=${part} is not one of ${Object.keys(parts).filter(Boolean).join(', ')} (or unset: the whole suite in one process)`,
+  );
 
 module.exports = {
   ...parts[part],

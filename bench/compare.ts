@@ -59,8 +59,14 @@ export function compareRuns(first: FigureResult[], second: FigureResult[], toler
 export function comparisonTable(first: FigureResult[], second: FigureResult[], tolerancePercent: number): string {
   const rows = compareRuns(first, second, tolerancePercent);
   const verdict = (r: FigureResult | undefined) => (r ? (r.verdict.met ? 'met' : 'not met') : 'absent');
-  const lines = [`| figure | median of | run 1 | run 2 | run 2 vs 1 | beyond ${tolerancePercent}% |`, '| --- | --- | --- | --- | --- | --- |'];
-  for (const c of rows) lines.push(`| ${c.figure} | ${c.what} | ${fmt(c.first)} | ${fmt(c.second)} | ${c.diffPercent >= 0 ? '+' : ''}${c.diffPercent.toFixed(1)}% | ${c.beyond ? '!' : ''} |`);
+  const lines = [
+    `| figure | median of | run 1 | run 2 | run 2 vs 1 | beyond ${tolerancePercent}% |`,
+    '| --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const c of rows)
+    lines.push(
+      `| ${c.figure} | ${c.what} | ${fmt(c.first)} | ${fmt(c.second)} | ${c.diffPercent >= 0 ? '+' : ''}${c.diffPercent.toFixed(1)}% | ${c.beyond ? '!' : ''} |`,
+    );
   const names = [...new Set([...first, ...second].map((r) => r.name))];
   lines.push('', '| figure | verdict, run 1 | verdict, run 2 | |', '| --- | --- | --- | --- |');
   for (const n of names) {

@@ -143,7 +143,12 @@ export function roundSides(i: number, anchors: number): string[] {
 }
 
 /** Runs one figure: prepare, warm up, interleaved rounds, summary, verdict; always closes what it prepared. */
-export async function runFigure(fig: Figure, env: BenchEnv, settings: RunSettings, progress: (line: string) => void = () => {}): Promise<FigureResult> {
+export async function runFigure(
+  fig: Figure,
+  env: BenchEnv,
+  settings: RunSettings,
+  progress: (line: string) => void = () => {},
+): Promise<FigureResult> {
   const started = Date.now();
   const prepared = await fig.prepare(env, settings);
   const anchorSides = prepared.anchors ?? [];
@@ -186,7 +191,9 @@ export async function runFigure(fig: Figure, env: BenchEnv, settings: RunSetting
         return { ...m, summary, aOver: summary.median === 0 ? NaN : a.median / summary.median };
       }),
   }));
-  const anchorMap: Anchors = Object.fromEntries(anchors.map((x) => [x.label, Object.fromEntries(x.metrics.map((m) => [m.key, m.summary]))]));
+  const anchorMap: Anchors = Object.fromEntries(
+    anchors.map((x) => [x.label, Object.fromEntries(x.metrics.map((m) => [m.key, m.summary]))]),
+  );
   return {
     name: fig.name,
     title: fig.title,

@@ -38,7 +38,14 @@ function rows(r: FigureResult): string[][] {
   const both = (m: MetricResult, side: 'a' | 'b') => `${fmt(m[side].median)} / ${tail(m, side).name} ${fmt(tail(m, side).value)}`;
   const out: string[][] = [];
   for (const m of picked) {
-    out.push([r.name, `${m.label} (${m.unit})`, both(m, 'a'), `${both(m, 'b')} (${r.sides.b})`, fmt(m.ratio), out.length ? '' : r.verdict.met ? 'met' : 'not met']);
+    out.push([
+      r.name,
+      `${m.label} (${m.unit})`,
+      both(m, 'a'),
+      `${both(m, 'b')} (${r.sides.b})`,
+      fmt(m.ratio),
+      out.length ? '' : r.verdict.met ? 'met' : 'not met',
+    ]);
     for (const x of r.anchors ?? []) {
       const am = x.metrics.find((y) => y.key === m.key);
       if (!am) continue;
@@ -54,7 +61,11 @@ export function performanceTable(results: FigureResult[]): string {
   const header = ['figure', 'metric (unit)', 'A median / tail', 'B (or anchor) median / tail', 'ratio', 'target'];
   const body = results.flatMap(rows);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  const line = (row: string[]) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (row: string[]) =>
+    row
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   const rule = widths.map((w) => '='.repeat(w)).join('  ');
   const runs = results.map(
     (r) =>
@@ -109,6 +120,10 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
   const { values } = parseArgs({ options: { results: { type: 'string' }, readme: { type: 'string' } } });
   const { figures } = await import('./figures/index.js');
-  await writeReadmeTable(values.results ?? path.join(root, 'bench/results'), values.readme ?? path.join(root, 'docs/performance.rst'), figures.map((f) => f.name));
+  await writeReadmeTable(
+    values.results ?? path.join(root, 'bench/results'),
+    values.readme ?? path.join(root, 'docs/performance.rst'),
+    figures.map((f) => f.name),
+  );
   console.error('bench: rewrote the performance table of docs/performance.rst');
 }

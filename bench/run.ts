@@ -48,7 +48,10 @@ function options() {
     if (!Number.isInteger(n) || n < min) throw new Error(`--${name} ${v} is not a whole number of at least ${min}`);
     return n;
   };
-  const names = values.figures?.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = values.figures
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = names?.filter((n) => !figures.some((f) => f.name === n)) ?? [];
   if (unknown.length) throw new Error(`unknown figure ${unknown.join(', ')}: choose from ${figures.map((f) => f.name).join(', ')}`);
   return {
@@ -99,7 +102,11 @@ async function main(): Promise<number> {
   console.error(`bench: wrote ${results.map((r) => r.name).join(', ')} to ${o.out}`);
   // The manual's table (docs/performance.rst) shows the checked-in results: rewritten after a full run into them, or when asked (--readme).
   if (o.readme || (!o.short && o.out === DEFAULT_OUT)) {
-    await writeReadmeTable(o.out, path.join(REPO_ROOT, 'docs/performance.rst'), figures.map((f) => f.name));
+    await writeReadmeTable(
+      o.out,
+      path.join(REPO_ROOT, 'docs/performance.rst'),
+      figures.map((f) => f.name),
+    );
     console.error('bench: rewrote the performance table of docs/performance.rst from the results');
   }
   return 0;

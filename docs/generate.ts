@@ -24,7 +24,15 @@ import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AGENT_COMMAND_FLAGS, AGENT_FLAGS, AGENTCTL_COMMAND_FLAGS, AGENTCTL_FLAGS, CHECK_FLAGS, envVar, type FlagSpec } from '../src/cli/flags.js';
+import {
+  AGENT_COMMAND_FLAGS,
+  AGENT_FLAGS,
+  AGENTCTL_COMMAND_FLAGS,
+  AGENTCTL_FLAGS,
+  CHECK_FLAGS,
+  envVar,
+  type FlagSpec,
+} from '../src/cli/flags.js';
 import { SETTINGS } from '../src/config/setting-table.js';
 import { POOL_DEFAULTS, POOL_SETTINGS } from '../src/pool/settings.js';
 import { methods } from '../src/rpc/methods.js';
@@ -59,13 +67,21 @@ function lit(s: string): string {
 function sectionIndex(): Map<string, string> {
   const out = new Map<string, string>();
   const later: Array<[string, string]> = [];
-  for (const file of readdirSync(DOCS_DIR).filter((f) => f.endsWith('.rst')).sort()) {
+  for (const file of readdirSync(DOCS_DIR)
+    .filter((f) => f.endsWith('.rst'))
+    .sort()) {
     const lines = readFileSync(path.join(DOCS_DIR, file), 'utf8').split('\n');
     for (let i = 1; i < lines.length; i++) {
       const m = /^([=~-])\1{2,}$/.exec(lines[i]!);
       const title = lines[i - 1]!.trim();
       if (!m || title === '' || /^[=~-]+$/.test(title)) continue;
-      const anchor = title.replace(/``/g, '').toLowerCase().replace(/[^a-z0-9 _-]/g, '').trim().replace(/[ _]+/g, '-').replace(/-+/g, '-');
+      const anchor = title
+        .replace(/``/g, '')
+        .toLowerCase()
+        .replace(/[^a-z0-9 _-]/g, '')
+        .trim()
+        .replace(/[ _]+/g, '-')
+        .replace(/-+/g, '-');
       if (m[1] === '=') out.set(title, `../${file}`);
       else later.push([title, `../${file}#${anchor}`]);
     }
@@ -96,18 +112,23 @@ function title(t: string, ch = '='): string {
 function table(headers: string[], rows: string[][], widths?: number[]): string {
   const cell = (c: string, first: boolean) => {
     const lines = (c === '' ? '-' : c).split('\n');
-    return `   ${first ? '* -' : '  -'} ${lines[0]}${lines.slice(1).map((l) => (l === '' ? '\n' : `\n       ${l}`)).join('')}`;
+    return `   ${first ? '* -' : '  -'} ${lines[0]}${lines
+      .slice(1)
+      .map((l) => (l === '' ? '\n' : `\n       ${l}`))
+      .join('')}`;
   };
   const row = (r: string[]) => r.map((c, i) => cell(c, i === 0)).join('\n');
-  return [
-    '.. list-table::',
-    '   :header-rows: 1',
-    ...(widths ? [`   :widths: ${widths.join(' ')}`] : []),
-    '',
-    row(headers),
-    ...rows.map(row),
-    '',
-  ].join('\n') + '\n';
+  return (
+    [
+      '.. list-table::',
+      '   :header-rows: 1',
+      ...(widths ? [`   :widths: ${widths.join(' ')}`] : []),
+      '',
+      row(headers),
+      ...rows.map(row),
+      '',
+    ].join('\n') + '\n'
+  );
 }
 
 function defaultOf(v: unknown): string {
@@ -177,7 +198,8 @@ function settingsPage(): string {
 }
 
 function methodRows(list: MethodListing[]): string[][] {
-  const params = (ps: MethodListing['params']) => (ps.length === 0 ? 'none' : ps.map((x) => `- ${lit(x.name)}${x.optional ? ' (optional)' : ''}: ${text(x.type)}`).join('\n'));
+  const params = (ps: MethodListing['params']) =>
+    ps.length === 0 ? 'none' : ps.map((x) => `- ${lit(x.name)}${x.optional ? ' (optional)' : ''}: ${text(x.type)}`).join('\n');
   return list.map((m) => [
     lit(m.name),
     params(m.params) + (m.legacy ? `\n\nalso accepted:\n\n${params(m.legacy)}` : ''),
@@ -213,10 +235,14 @@ function modernMethodsPage(): string {
 function modernConfigPage(): string {
   return (
     header('src/kernels/modern-spec.ts (MODERN_CONFIG_KEYS)') +
-    title("The modern kernel creation config") +
+    title('The modern kernel creation config') +
     "How each key of 24.09's ``KernelCreationConfig`` (``create_kernels``) is treated. *Ignored* keys are\n" +
     'logged as a warning once per kernel; unknown keys are ignored the same way.\n\n' +
-    table(['key', 'treatment', 'note'], MODERN_CONFIG_KEYS.map((k) => [lit(k.key), k.treatment, k.note]), [20, 15, 65])
+    table(
+      ['key', 'treatment', 'note'],
+      MODERN_CONFIG_KEYS.map((k) => [lit(k.key), k.treatment, k.note]),
+      [20, 15, 65],
+    )
   );
 }
 
@@ -245,12 +271,25 @@ function eventsPage(): string {
 
 function metricsPage(): string {
   const m = new AgentMetrics(
-    { poolSizes: () => [], claimTotals: () => new Map(), coldTotals: () => new Map(), poolPasses: () => 0, kernelStates: () => ({}), gpus: () => [], slots: () => ({ cpu_total: 0, cpu_free: 0, mem_total_mib: 0, mem_free_mib: 0 }) },
+    {
+      poolSizes: () => [],
+      claimTotals: () => new Map(),
+      coldTotals: () => new Map(),
+      poolPasses: () => 0,
+      kernelStates: () => ({}),
+      gpus: () => [],
+      slots: () => ({ cpu_total: 0, cpu_free: 0, mem_total_mib: 0, mem_free_mib: 0 }),
+    },
     { file: null, port: null, host: '*', intervalMs: 1000, log: silentLogger() },
   );
   const rows = m.registry.getMetricsAsArray().map((x) => {
     const labels = (x as unknown as { labelNames?: string[] }).labelNames ?? [];
-    return [lit(x.name), String((x as unknown as { type: string }).type), labels.length ? labels.map(lit).join(', ') : 'none', text(x.help)];
+    return [
+      lit(x.name),
+      String((x as unknown as { type: string }).type),
+      labels.length ? labels.map(lit).join(', ') : 'none',
+      text(x.help),
+    ];
   });
   return (
     header('src/metrics/metrics.ts (the metrics AgentMetrics registers)') +
@@ -302,7 +341,7 @@ function errorsPage(): string {
     header('the error classes of src/errors.ts (WIRE_ERROR_CLASSES) and src/rpc/callosum-failure.ts') +
     title('Wire errors') +
     'The error types an error reply carries (``[type, args, repr]`` to 2018 managers; a Callosum failure\n' +
-    'names the short form). *Retryable*: the same call may succeed later as it is; the client library\'s\n' +
+    "names the short form). *Retryable*: the same call may succeed later as it is; the client library's\n" +
     `\`\`RemoteError.retryable\`\` and \`\`isRetryable\`\` read it (${ref('The wire contract')}). Anything else that fails\n` +
     'is ``agent.InternalError``, whose message points at the agent log.\n\n' +
     table(['wire type', 'client constant', 'Callosum name', 'retryable', 'class'], rows, [30, 25, 20, 10, 15])

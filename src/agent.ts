@@ -68,7 +68,10 @@ export class Agent {
   private readonly log: Logger;
   private readonly etcd: EtcdStore;
   /** Docker with host ports from container_port_range (src/ports/). */
-  private readonly docker = new RangedDocker(() => ({ ...portRangeBounds(this.settings.value.containerPortRange), cooldownSec: this.settings.value.portReuseCooldownSec }));
+  private readonly docker = new RangedDocker(() => ({
+    ...portRangeBounds(this.settings.value.containerPortRange),
+    cooldownSec: this.settings.value.portReuseCooldownSec,
+  }));
   private readonly registration: Registration;
   private readonly node: NodeMonitor;
   private publisher: EventPublisher | null = null;
@@ -184,12 +187,20 @@ export class Agent {
       if (settings.rpcKeypairFile) {
         this.keyPair = await loadKeyPair(settings.rpcKeypairFile);
         if (settings.rpcAllowedKeys.length === 0) {
-          throw new ConfigError('rpc_keypair_file is set but rpc_allowed_keys is empty, so no manager could call: list the managers\' public keys');
+          throw new ConfigError(
+            "rpc_keypair_file is set but rpc_allowed_keys is empty, so no manager could call: list the managers' public keys",
+          );
         }
       }
       await nodeStartup(settings, this.log.child({ component: 'startup' }), this.abort.signal);
       // scratch_type: a host that cannot give it stops the start here (ConfigError naming what is missing).
-      const scratch = await openScratchHomes({ root: this.options.scratchRoot, agentId: this.options.agentId, type: settings.scratchType, log: this.log.child({ component: 'scratch' }), settings: () => this.settings.value });
+      const scratch = await openScratchHomes({
+        root: this.options.scratchRoot,
+        agentId: this.options.agentId,
+        type: settings.scratchType,
+        log: this.log.child({ component: 'scratch' }),
+        settings: () => this.settings.value,
+      });
       const modern = new ModernSide({
         agentId: this.options.agentId,
         log: this.log,
@@ -239,7 +250,10 @@ export class Agent {
         {
           kernels,
           resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: gpus.slots }),
-          ports: { assign: () => this.docker.assignPort(this.settings.value.kernelPublishAddr || kernelHost), release: (port) => this.docker.releasePort(port) },
+          ports: {
+            assign: () => this.docker.assignPort(this.settings.value.kernelPublishAddr || kernelHost),
+            release: (port) => this.docker.releasePort(port),
+          },
           images,
           gpus: () => gpus.report(),
           requestStop: (reason) => {
@@ -312,7 +326,13 @@ export class Agent {
       this.prepull = new Prepull(images, () => this.settings.value.prepull, this.log.child({ component: 'prepull' }));
       await this.prepull.start(settings.prepullBeforeRunning, this.abort.signal);
       pool.start();
-      this.demand = shareDemand(this.etcd, this.options.agentId, this.log, () => this.settings.poolValue, () => pool.reconfigured());
+      this.demand = shareDemand(
+        this.etcd,
+        this.options.agentId,
+        this.log,
+        () => this.settings.poolValue,
+        () => pool.reconfigured(),
+      );
       await this.registration.running();
       checkpoint();
       this.transition('starting', 'running');
@@ -346,8 +366,12 @@ export class Agent {
     this.room.kernels?.drain(); // calls waiting on runs answer `continued` now, never a `finished` that did not happen
     this.modern?.stopAccepting();
     const idle = Promise.all([this.router?.idle(), this.modern?.idle()]);
-    const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), DRAIN_TIMEOUT_MS).unref())]);
-    if (timedOut) this.log.warn('some RPC calls were still running after the drain timeout; closing anyway', { timeoutMs: DRAIN_TIMEOUT_MS });
+    const timedOut = await Promise.race([
+      idle.then(() => false),
+      new Promise<boolean>((r) => setTimeout(() => r(true), DRAIN_TIMEOUT_MS).unref()),
+    ]);
+    if (timedOut)
+      this.log.warn('some RPC calls were still running after the drain timeout; closing anyway', { timeoutMs: DRAIN_TIMEOUT_MS });
     await this.heartbeat?.stop();
     this.emitEvent('instance_terminated', [reason]);
     await this.release();
@@ -363,9 +387,9 @@ export class Agent {
     await this.managerLink?.stop();
     await this.registration.stopChecking();
     if (this.registered) {
-      await this.registration.deregister().catch((err: unknown) =>
-        this.log.warn('could not deregister from etcd', { error: errorMessage(err) }),
-      );
+      await this.registration
+        .deregister()
+        .catch((err: unknown) => this.log.warn('could not deregister from etcd', { error: errorMessage(err) }));
       this.registered = false;
     }
     await this.router?.close();
@@ -382,7 +406,14 @@ export class Agent {
   /** get_node_stats: the node's figures, its slots, each kernel's cgroup figures and the GPUs. */
   private async nodeStats(kernels: KernelService): Promise<NodeStatsResult> {
     const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
-    return { time: Date.now() / 1000, node, slots: slotFigures(kernels), kernels: kernelStats, gpu_path: this.room.gpus?.state.path ?? 'none', gpus: this.room.gpus?.report() ?? [] };
+    return {
+      time: Date.now() / 1000,
+      node,
+      slots: slotFigures(kernels),
+      kernels: kernelStats,
+      gpu_path: this.room.gpus?.state.path ?? 'none',
+      gpus: this.room.gpus?.report() ?? [],
+    };
   }
 
   private applySettings(s: Settings): void {

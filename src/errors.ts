@@ -325,11 +325,7 @@ export interface WireError {
 export function pyRepr(value: unknown): string {
   if (typeof value === 'string') {
     const quote = value.includes("'") && !value.includes('"') ? '"' : "'";
-    const body = value
-      .replace(/\\/g, '\\\\')
-      .replace(/\n/g, '\\n')
-      .replace(/\r/g, '\\r')
-      .replace(/\t/g, '\\t');
+    const body = value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\t/g, '\\t');
     return quote + (quote === "'" ? body.replace(/'/g, "\\'") : body) + quote;
   }
   if (value === null || value === undefined) return 'None';
@@ -343,7 +339,8 @@ export function pyRepr(value: unknown): string {
  * message points at the agent log, where the caller logs the details.
  */
 export function toWireError(err: unknown, method: string): WireError {
-  if (!(err instanceof AgentError)) return internalWireError(`internal error in ${method}: ${errorMessage(err)}; the agent log has the details`);
+  if (!(err instanceof AgentError))
+    return internalWireError(`internal error in ${method}: ${errorMessage(err)}; the agent log has the details`);
   const args = err.wireArgs();
   return { type: err.wireName, args, repr: `${shortWireName(err.wireName)}(${args.map(pyRepr).join(', ')})` };
 }

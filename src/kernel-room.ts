@@ -92,7 +92,9 @@ export class KernelRoom {
   metrics: AgentMetrics | null = null;
 
   /** Builds and starts the parts in order; the kernels left running are re-adopted, the metrics served. */
-  async build(c: KernelRoomContext): Promise<{ gpus: GpuService; images: ImageService; pool: WarmPool; kernels: KernelService; metrics: AgentMetrics }> {
+  async build(
+    c: KernelRoomContext,
+  ): Promise<{ gpus: GpuService; images: ImageService; pool: WarmPool; kernels: KernelService; metrics: AgentMetrics }> {
     const { options, settings: live } = c;
     const settings = live.value;
     const vfolderRoot = (await c.etcd.get(VFOLDER_ROOT_KEY)) ?? '/mnt';
@@ -165,12 +167,20 @@ export class KernelRoom {
         slots: () => slotFigures(kernels),
         gpus: () => gpus.report(),
       },
-      { file: options.metricsPath, port: options.metricsPort, host: options.bindHost, intervalMs: 2000, log: c.log.child({ component: 'metrics' }) },
+      {
+        file: options.metricsPath,
+        port: options.metricsPort,
+        host: options.bindHost,
+        intervalMs: 2000,
+        log: c.log.child({ component: 'metrics' }),
+      },
     );
     this.metrics = metrics;
     pool.onCreated = (sec) => this.metrics?.creationSeconds.observe(sec);
     await metrics.start().catch((err: unknown) => {
-      throw new ConfigError(`cannot serve metrics on port ${options.metricsPort} (${errorMessage(err)}): choose another with --metrics-port`);
+      throw new ConfigError(
+        `cannot serve metrics on port ${options.metricsPort} (${errorMessage(err)}): choose another with --metrics-port`,
+      );
     });
     return { gpus, images, pool, kernels, metrics };
   }

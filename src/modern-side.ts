@@ -49,7 +49,12 @@ export class ModernSide {
   private curveRouter: RpcRouter | null = null;
 
   constructor(private readonly o: ModernSideOptions) {
-    this.sink = new RedisStreamSink({ agentId: o.agentId, codec: msgpackCodec, log: o.log.child({ component: 'events-redis' }), queueLimit: o.settings().eventQueueLimit });
+    this.sink = new RedisStreamSink({
+      agentId: o.agentId,
+      codec: msgpackCodec,
+      log: o.log.child({ component: 'events-redis' }),
+      queueLimit: o.settings().eventQueueLimit,
+    });
   }
 
   /** Reads the CURVE key pair of the second socket when callosum_curve_port is set; a ConfigError names what is missing. */
@@ -57,10 +62,15 @@ export class ModernSide {
     const s = this.o.settings();
     if (s.callosumCurvePort === 0) return;
     const file = s.callosumKeypairFile || s.rpcKeypairFile;
-    if (!file) throw new ConfigError('callosum_curve_port is set but neither callosum_keypair_file nor rpc_keypair_file is: the CURVE socket needs a key pair (agent keygen makes one)');
+    if (!file)
+      throw new ConfigError(
+        'callosum_curve_port is set but neither callosum_keypair_file nor rpc_keypair_file is: the CURVE socket needs a key pair (agent keygen makes one)',
+      );
     this.keyPair = await loadKeyPair(file);
     if (s.callosumManagerKeys.length === 0) {
-      throw new ConfigError('callosum_curve_port is set but callosum_manager_keys is empty, so no modern manager could call: list their public keys');
+      throw new ConfigError(
+        'callosum_curve_port is set but callosum_manager_keys is empty, so no modern manager could call: list their public keys',
+      );
     }
   }
 
@@ -110,18 +120,28 @@ export class ModernSide {
       log: this.o.log.child({ component: 'rpc-curve' }),
       maxMessageBytes: s.rpcMaxMessageBytes,
       // ZAP domain "local", as Backend.AI's agent; a second agent in this process (tests) takes one of its own
-      curve: { ...pair, allows: (key) => this.o.settings().callosumManagerKeys.includes(key), zapDomain: zapDomains().includes('local') ? undefined : 'local' },
+      curve: {
+        ...pair,
+        allows: (key) => this.o.settings().callosumManagerKeys.includes(key),
+        zapDomain: zapDomains().includes('local') ? undefined : 'local',
+      },
       callosum: { handler: this.dispatcher.handle, codec: modernCodec, failure: callosumFailure },
     });
     await this.curveRouter.start().catch((err: unknown) => {
-      throw new ConfigError(`cannot listen on ${this.o.bindHost}:${port} for modern managers (${errorMessage(err)}): choose another callosum_curve_port`);
+      throw new ConfigError(
+        `cannot listen on ${this.o.bindHost}:${port} for modern managers (${errorMessage(err)}): choose another callosum_curve_port`,
+      );
     });
     this.o.log.info('serving RPC to modern managers with CURVE', { endpoint: this.curveRouter.endpoint, publicKey: pair.publicKey });
   }
 
   /** Follows `config/redis`, then says `agent_started` on the stream (once: a 2018 sink's attach introduces the agent to that sink only). */
   async startEvents(): Promise<void> {
-    this.link = new RedisLink({ etcd: this.o.etcd, log: this.o.log.child({ component: 'redis-link' }), setTarget: (t) => this.sink.setTarget(t) });
+    this.link = new RedisLink({
+      etcd: this.o.etcd,
+      log: this.o.log.child({ component: 'redis-link' }),
+      setTarget: (t) => this.sink.setTarget(t),
+    });
     await this.link.start();
     this.events?.fromAgent('instance_started', []);
   }

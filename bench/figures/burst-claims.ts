@@ -24,7 +24,10 @@ function side(label: string, env: BenchEnv, agent: BenchAgent, tag: string, coun
     label,
     async measure(round) {
       const calm = await waitForQuiet();
-      if (!calm.quiet) console.error(`bench: burst-claims: the machine stayed busy (${(calm.busy * 100).toFixed(0)}% of its CPUs) before a ${label} burst; measuring anyway`);
+      if (!calm.quiet)
+        console.error(
+          `bench: burst-claims: the machine stayed busy (${(calm.busy * 100).toFixed(0)}% of its CPUs) before a ${label} burst; measuring anyway`,
+        );
       const { values } = await atOnce(
         roundKernelIds(env, tag, round, count),
         async (id) => {
@@ -65,10 +68,17 @@ export const burstClaimsFigure: Figure = {
     const url = `http://127.0.0.1:${metricsPort}/metrics`;
     const refill = () => waitForPool(url, count, 300_000);
     await refill();
-    return { a: side('warm pool', env, pooled, 'claim', count, refill), b: side('cold', env, cold, 'claimcold', count, async () => {}), close: async () => {} };
+    return {
+      a: side('warm pool', env, pooled, 'claim', count, refill),
+      b: side('cold', env, cold, 'claimcold', count, async () => {}),
+      close: async () => {},
+    };
   },
   verdict(m) {
     const c = m.claim!;
-    return { met: c.a.p99 < 50, detail: `from the pool p50 ${c.a.median.toFixed(1)} ms, p99 ${c.a.p99.toFixed(1)} ms (target < 50); cold p50 ${c.b.median.toFixed(0)} ms` };
+    return {
+      met: c.a.p99 < 50,
+      detail: `from the pool p50 ${c.a.median.toFixed(1)} ms, p99 ${c.a.p99.toFixed(1)} ms (target < 50); cold p50 ${c.b.median.toFixed(0)} ms`,
+    };
   },
 };

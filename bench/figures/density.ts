@@ -24,7 +24,7 @@ function side(label: string, agent: BenchAgent, windowMs: number, pings: number)
       const c0 = await cpuNs(agent.pid);
       const t0 = performance.now();
       await new Promise((r) => setTimeout(r, windowMs));
-      const cpu = ((await cpuNs(agent.pid)) - c0) / 1e6 / (performance.now() - t0) * 100;
+      const cpu = (((await cpuNs(agent.pid)) - c0) / 1e6 / (performance.now() - t0)) * 100;
       const ping: number[] = [];
       for (let i = 0; i < pings; i++) {
         const t = performance.now();

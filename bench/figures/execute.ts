@@ -19,7 +19,8 @@ const CODE = 'x=1';
 const FLUSH_TIMEOUT_S = 2.0;
 
 function finished(r: RunResult, side: string): void {
-  if (r.status !== 'finished' || r.exitCode !== 0) throw new Error(`${side}: ${CODE} ended as ${r.status} (exit code ${r.exitCode}), not finished`);
+  if (r.status !== 'finished' || r.exitCode !== 0)
+    throw new Error(`${side}: ${CODE} ended as ${r.status} (exit code ${r.exitCode}), not finished`);
 }
 
 function agentSide(agent: BenchAgent, kernelId: string, calls: number): Side {
@@ -45,7 +46,14 @@ function directSide(relay: KernelRelay, calls: number): Side {
       const ms: number[] = [];
       for (let i = 0; i < calls; i++) {
         const t0 = performance.now();
-        const r = await relay.execute({ apiVersion: 2, runId: null, mode: 'query', code: CODE, opts: {}, flushTimeoutMs: FLUSH_TIMEOUT_S * 1000 });
+        const r = await relay.execute({
+          apiVersion: 2,
+          runId: null,
+          mode: 'query',
+          code: CODE,
+          opts: {},
+          flushTimeoutMs: FLUSH_TIMEOUT_S * 1000,
+        });
         ms.push(performance.now() - t0);
         finished(r, 'direct');
       }
@@ -64,7 +72,11 @@ export const executeFigure: Figure = {
   rounds: { full: 10, short: 2 },
   async prepare(env, settings) {
     const agent = await env.agent();
-    const { viaAgent, direct: relay, close } = await kernelPair(env, agent, `${env.runId}-exec`, { ...KERNEL_CONFIG, cpu_set: [0] }, (k) =>
+    const {
+      viaAgent,
+      direct: relay,
+      close,
+    } = await kernelPair(env, agent, `${env.runId}-exec`, { ...KERNEL_CONFIG, cpu_set: [0] }, (k) =>
       directRelay(k.host, k.inPort, k.outPort),
     );
     const calls = settings.short ? 20 : 100;

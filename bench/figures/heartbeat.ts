@@ -67,7 +67,14 @@ function side(label: string, agent: BenchAgent, beats: BeatCounter, windowMs: nu
 async function tagImages(env: BenchEnv, repo: string, count: number): Promise<void> {
   const image = env.docker.getImage(`${IMAGE_PREFIX}${KERNEL_LANG}`);
   const tags = Array.from({ length: count }, (_, i) => `${repo}img${i}`);
-  env.onClose(() => inBatches(tags, 20, (t) => env.docker.getImage(`${t}:1`).remove({ noprune: true }).catch(() => undefined)));
+  env.onClose(() =>
+    inBatches(tags, 20, (t) =>
+      env.docker
+        .getImage(`${t}:1`)
+        .remove({ noprune: true })
+        .catch(() => undefined),
+    ),
+  );
   await inBatches(tags, 10, (t) => image.tag({ repo: t, tag: '1' }));
 }
 
@@ -76,7 +83,7 @@ export const heartbeatFigure: Figure = {
   title: 'Heartbeat cost: an agent with 300 kernel images in Docker vs one with none',
   measures:
     'agent CPU per heartbeat (ms, every thread, over a 10 s window of beats every 0.2 s) and the bytes of each instance_heartbeat message, ' +
-    'with 300 tags of the kernel image under the agent\'s image_prefix (20 in the short form) against a prefix matching none',
+    "with 300 tags of the kernel image under the agent's image_prefix (20 in the short form) against a prefix matching none",
   target: 'none set by the issue: the figures are reported (CPU and bytes per heartbeat with 300 images)',
   sides: ['300 images', 'no images'],
   metrics: [

@@ -24,14 +24,20 @@ const REGISTRY = process.env.BENCH_REGISTRY ?? '127.0.0.1:5000';
 
 /** Removes the image (ours: made by this run) so that the next pull is cold. */
 async function removeImage(env: BenchEnv, image: string): Promise<void> {
-  const info = await env.docker.getImage(image).inspect().catch(() => null);
+  const info = await env.docker
+    .getImage(image)
+    .inspect()
+    .catch(() => null);
   if (info) await env.docker.getImage(info.Id).remove({ force: true });
 }
 
 /** The short form's image: a layer of 1 MB of random bytes and nothing else. */
 async function importNoise(env: BenchEnv, image: string): Promise<void> {
   const dir = await env.tempDir('bench-pull');
-  await run('sh', ['-c', `mkdir -p "${dir}/opt" && head -c 1000000 /dev/urandom > "${dir}/opt/bench-noise" && tar -C "${dir}" -c . | ${DOCKER} import - ${image}`]);
+  await run('sh', [
+    '-c',
+    `mkdir -p "${dir}/opt" && head -c 1000000 /dev/urandom > "${dir}/opt/bench-noise" && tar -C "${dir}" -c . | ${DOCKER} import - ${image}`,
+  ]);
 }
 
 /** Makes the run's image: the kernel image's file system plus random bytes (only the bytes, short), one layer, pushed to the registry and removed here. */
@@ -39,7 +45,10 @@ async function makeImage(env: BenchEnv, image: string, short: boolean): Promise<
   env.onClose(async () => {
     await removeImage(env, image).catch(() => undefined);
     const [repo, tag] = [image.slice(REGISTRY.length + 1, image.lastIndexOf(':')), image.slice(image.lastIndexOf(':') + 1)];
-    const head = await fetch(`http://${REGISTRY}/v2/${repo}/manifests/${tag}`, { method: 'HEAD', headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+    const head = await fetch(`http://${REGISTRY}/v2/${repo}/manifests/${tag}`, {
+      method: 'HEAD',
+      headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+    });
     const digest = head.headers.get('docker-content-digest');
     if (digest) await fetch(`http://${REGISTRY}/v2/${repo}/manifests/${digest}`, { method: 'DELETE' });
   });
@@ -53,7 +62,12 @@ async function makeImage(env: BenchEnv, image: string, short: boolean): Promise<
 async function exportKernelImage(env: BenchEnv, image: string): Promise<void> {
   const base = `${IMAGE_PREFIX}${KERNEL_LANG}`;
   const c = await env.docker
-    .createContainer({ Image: base, Entrypoint: ['/bin/sh', '-c'], Cmd: ['head -c 1000000 /dev/urandom > /opt/bench-noise'], Labels: { [BENCH_LABEL]: env.runId } })
+    .createContainer({
+      Image: base,
+      Entrypoint: ['/bin/sh', '-c'],
+      Cmd: ['head -c 1000000 /dev/urandom > /opt/bench-noise'],
+      Labels: { [BENCH_LABEL]: env.runId },
+    })
     .catch((err: unknown) => {
       throw new Error(`cannot use the kernel image ${base} (${errorMessage(err)}): deploy/kernels/build-base.sh builds it`);
     });

@@ -17,6 +17,16 @@ import { streamingFigure } from './streaming.js';
 import { warmCreateFigure } from './warm-create.js';
 
 export const figures: Figure[] = [
-  rpcFigure, coldCreateFigure, warmCreateFigure, executeFigure, streamingFigure,
-  burstCreateFigure, burstClaimsFigure, poolFreezeFigure, restartFigure, heartbeatFigure, densityFigure, imagePullFigure,
+  rpcFigure,
+  coldCreateFigure,
+  warmCreateFigure,
+  executeFigure,
+  streamingFigure,
+  burstCreateFigure,
+  burstClaimsFigure,
+  poolFreezeFigure,
+  restartFigure,
+  heartbeatFigure,
+  densityFigure,
+  imagePullFigure,
 ];

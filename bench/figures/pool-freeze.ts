@@ -32,7 +32,10 @@ export function frozenCount(text: string): number {
 async function waitFrozen(metricsUrl: string, size: number, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const text = await fetch(metricsUrl).then((r) => r.text(), () => '');
+    const text = await fetch(metricsUrl).then(
+      (r) => r.text(),
+      () => '',
+    );
     if (frozenCount(text) >= size) return;
     if (Date.now() > deadline) throw new Error(`the pool did not have ${size} frozen containers within ${timeoutMs / 1000} s`);
     await new Promise((r) => setTimeout(r, 50));
@@ -57,7 +60,12 @@ function side(label: string, env: BenchEnv, agent: BenchAgent, tag: string, whol
       const [p0, a0, t0] = [await poolCpuNs(docker, agent.agentId), await cpuNs(agent.pid), performance.now()];
       await new Promise((r) => setTimeout(r, windowMs));
       const [p1, a1, ms] = [await poolCpuNs(docker, agent.agentId), await cpuNs(agent.pid), performance.now() - t0];
-      return { claim: samples.usable!, rpc: samples.rpc!, poolCpu: [((p1 - p0) / 1e6 / ms) * 100], agentCpu: [((a1 - a0) / 1e6 / ms) * 100] };
+      return {
+        claim: samples.usable!,
+        rpc: samples.rpc!,
+        poolCpu: [((p1 - p0) / 1e6 / ms) * 100],
+        agentCpu: [((a1 - a0) / 1e6 / ms) * 100],
+      };
     },
   };
 }
@@ -66,7 +74,7 @@ export const poolFreezeFigure: Figure = {
   name: 'pool-freeze',
   title: 'Frozen warm pool: a claim from a paused pool of 8 vs a running one, and the idle CPU each costs',
   measures:
-    'milliseconds from create_kernel until the kernel answers %ping (and the RPC alone), and the CPU of the idle pool (its containers\' cgroups) and of ' +
+    "milliseconds from create_kernel until the kernel answers %ping (and the RPC alone), and the CPU of the idle pool (its containers' cgroups) and of " +
     'the agent over a 10 s window (2 s short; % of one core), with pool/freeze on against off',
   target: 'a claim from the frozen pool costs under 20 ms more (median), and the idle pool uses less CPU frozen',
   sides: ['frozen pool', 'running pool'],

@@ -26,7 +26,8 @@ function side(label: string, agent: Restartable): Side {
 export const restartFigure: Figure = {
   name: 'restart',
   title: 'Restart recovery: an agent re-adopting 100 kernels vs one on an empty node',
-  measures: 'milliseconds from starting the agent process (after a SIGKILL) until it answers ping, having re-adopted its kernels (100; 4 in the short form)',
+  measures:
+    'milliseconds from starting the agent process (after a SIGKILL) until it answers ping, having re-adopted its kernels (100; 4 in the short form)',
   target: 'with the kernels, less than 2 s more than on an empty node (median difference)',
   sides: ['re-adopting the kernels', 'empty node'],
   metrics: [{ key: 'restart', label: 'start until ping answers', unit: 'ms', better: 'lower' }],

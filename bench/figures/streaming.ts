@@ -88,7 +88,8 @@ function agentSide(label: string, client: AgentClient, kernelId: string, mib: nu
         r = await client.callWithTimeout(60_000, methods.execute, 2, kernelId, r.runId, 'continue', '', {}, FLUSH_TIMEOUT_S);
       }
       const s = (performance.now() - t0) / 1000;
-      if (r.status !== 'finished' || bytes !== mib * MiB) throw new Error(`${label}: the run ended ${r.status} with ${bytes} of ${mib * MiB} bytes`);
+      if (r.status !== 'finished' || bytes !== mib * MiB)
+        throw new Error(`${label}: the run ended ${r.status} with ${bytes} of ${mib * MiB} bytes`);
       return { rate: [mib / s] };
     },
   };
@@ -176,8 +177,18 @@ export const streamingFigure: Figure = {
     return {
       a: withCpu(agentSide('through the agent', counting, pair.viaAgent, mib), cpu, 'agent', agent.pid, mib),
       b: pair.direct,
-      anchors: [withCpu(hop, cpu, 'hop', hopPid, mib), withCpu(agentSide(ANCHOR_FULL_DECODE, agent.client, pair.viaAgent, mib), cpu, 'agent, text decoded', agent.pid, mib)],
-      details: () => ({ cpuMsPerMiB: Object.fromEntries(Object.entries(cpu).map(([k, threads]) => [k, Object.fromEntries(Object.entries(threads).map(([t, v]) => [t, summarize(v).median]))])) }),
+      anchors: [
+        withCpu(hop, cpu, 'hop', hopPid, mib),
+        withCpu(agentSide(ANCHOR_FULL_DECODE, agent.client, pair.viaAgent, mib), cpu, 'agent, text decoded', agent.pid, mib),
+      ],
+      details: () => ({
+        cpuMsPerMiB: Object.fromEntries(
+          Object.entries(cpu).map(([k, threads]) => [
+            k,
+            Object.fromEntries(Object.entries(threads).map(([t, v]) => [t, summarize(v).median])),
+          ]),
+        ),
+      }),
       async close() {
         counting.close();
         await close();
@@ -194,7 +205,9 @@ export const streamingFigure: Figure = {
       detail:
         `the agent streams at ${(ofHop * 100).toFixed(0)}% of the bare hop (target >= 90%) and ${(r.ratio * 100).toFixed(0)}% of the direct rate ` +
         `(target >= 80%): ${r.a.median.toFixed(0)} vs ${hop.toFixed(0)} vs ${r.b.median.toFixed(0)} MiB/s; the hop itself is at ${(hopOfDirect * 100).toFixed(0)}% of direct` +
-        (hopOfDirect < 0.8 ? ' (under 80%: on this machine one more process in the path costs more than the target allows, so the 90%-of-the-hop target is the one that counts)' : ''),
+        (hopOfDirect < 0.8
+          ? ' (under 80%: on this machine one more process in the path costs more than the target allows, so the 90%-of-the-hop target is the one that counts)'
+          : ''),
     };
   },
 };

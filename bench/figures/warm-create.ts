@@ -33,10 +33,14 @@ export function poolCounts(text: string): { idle: number; creating: number } {
 export async function waitForPool(metricsUrl: string, size = POOL_SIZE, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const text = await fetch(metricsUrl).then((r) => r.text(), (err: unknown) => `unreachable: ${String(err)}`);
+    const text = await fetch(metricsUrl).then(
+      (r) => r.text(),
+      (err: unknown) => `unreachable: ${String(err)}`,
+    );
     const c = poolCounts(text);
     if (c.idle >= size && c.creating === 0) return;
-    if (Date.now() > deadline) throw new Error(`the warm pool did not refill to ${size} within ${timeoutMs / 1000} s (last: ${JSON.stringify(c)})`);
+    if (Date.now() > deadline)
+      throw new Error(`the warm pool did not refill to ${size} within ${timeoutMs / 1000} s (last: ${JSON.stringify(c)})`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -52,7 +52,9 @@ export async function cLoad(endpoint: string, inFlight: number, durationMs: numb
     const e = err as { stdout?: string; stderr?: string; message: string };
     if (e.stdout) {
       const r = parseCLoad(e.stdout);
-      throw new Error(`zmq-load against ${endpoint}: ${r.bad} bad replies and ${r.lost} lost of ${r.completed + r.lost} calls`, { cause: err });
+      throw new Error(`zmq-load against ${endpoint}: ${r.bad} bad replies and ${r.lost} lost of ${r.completed + r.lost} calls`, {
+        cause: err,
+      });
     }
     throw new Error(`zmq-load against ${endpoint} failed: ${e.stderr?.trim() || e.message}`, { cause: err });
   }

@@ -49,9 +49,12 @@ function securityFlags(s: ContainerSecurity): string[] {
 /** The kernel image's traits (its io.sorna.* labels); fails with the fix when the image is missing. */
 export async function kernelImageTraits(env: BenchEnv): Promise<ImageTraits> {
   const name = `${IMAGE_PREFIX}${KERNEL_LANG}`;
-  const image = await env.docker.getImage(name).inspect().catch((err: unknown) => {
-    throw new Error(`cannot inspect the kernel image ${name} (${errorMessage(err)}): deploy/kernels/build-base.sh builds it`);
-  });
+  const image = await env.docker
+    .getImage(name)
+    .inspect()
+    .catch((err: unknown) => {
+      throw new Error(`cannot inspect the kernel image ${name} (${errorMessage(err)}): deploy/kernels/build-base.sh builds it`);
+    });
   return imageTraits(image.Config?.Labels ?? {});
 }
 
@@ -60,19 +63,47 @@ export async function kernelImageTraits(env: BenchEnv): Promise<ImageTraits> {
  * returns the `docker run` arguments of kernel `id` with `config` on `cpuSet`.
  */
 export async function kernelRunArgs(
-  env: BenchEnv, id: string, config: Record<string, unknown>, cpuSet: number[], homes: string, traits: ImageTraits,
+  env: BenchEnv,
+  id: string,
+  config: Record<string, unknown>,
+  cpuSet: number[],
+  homes: string,
+  traits: ImageTraits,
 ): Promise<string[]> {
   const home = path.join(homes, id);
   const spec = parseKernelConfig(config, IMAGE_PREFIX, '/mnt');
   await prepareScratch(home, spec.environ, KERNEL_UID);
   const req = containerRequest({
-    agentId: 'none', kernelId: id, spec, cpuSet, traits, scratchDir: home,
-    kernelUid: KERNEL_UID, publishHost: '127.0.0.1', createdAt: Date.now(), security: containerSecurity(defaultSettings()),
+    agentId: 'none',
+    kernelId: id,
+    spec,
+    cpuSet,
+    traits,
+    scratchDir: home,
+    kernelUid: KERNEL_UID,
+    publishHost: '127.0.0.1',
+    createdAt: Date.now(),
+    security: containerSecurity(defaultSettings()),
   });
-  return ['run', '-d', '--name', `bench.${id}`, '--label', `${BENCH_LABEL}=${env.runId}`,
-    '--cpuset-cpus', req.cpusetCpus, '--memory', `${req.memoryBytes}b`, '--memory-swap', `${req.memoryBytes}b`,
-    ...securityFlags(req.security), ...req.env.flatMap((e) => ['-e', e]), ...req.binds.flatMap((b) => ['-v', b]),
-    ...[2000, 2001, 2002, 2003].flatMap((p) => ['-p', `${req.publishHost}::${p}`]), req.image];
+  return [
+    'run',
+    '-d',
+    '--name',
+    `bench.${id}`,
+    '--label',
+    `${BENCH_LABEL}=${env.runId}`,
+    '--cpuset-cpus',
+    req.cpusetCpus,
+    '--memory',
+    `${req.memoryBytes}b`,
+    '--memory-swap',
+    `${req.memoryBytes}b`,
+    ...securityFlags(req.security),
+    ...req.env.flatMap((e) => ['-e', e]),
+    ...req.binds.flatMap((b) => ['-v', b]),
+    ...[2000, 2001, 2002, 2003].flatMap((p) => ['-p', `${req.publishHost}::${p}`]),
+    req.image,
+  ];
 }
 
 /** A kernel container started by the docker CLI: its id and the host ports of the runner's input and output. */
@@ -98,5 +129,11 @@ export async function dockerRunKernel(env: BenchEnv, args: string[]): Promise<Cl
 }
 
 export function removeKernel(env: BenchEnv, container: string): Promise<void> {
-  return env.docker.getContainer(container).remove({ force: true }).then(() => undefined, () => undefined);
+  return env.docker
+    .getContainer(container)
+    .remove({ force: true })
+    .then(
+      () => undefined,
+      () => undefined,
+    );
 }

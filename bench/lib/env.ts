@@ -121,7 +121,10 @@ export class BenchEnv {
     const name = path.basename(child.proc.spawnfile);
     let out = '';
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${name} did not become ready within ${timeoutMs} ms; stderr:\n${child.stderr()}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`${name} did not become ready within ${timeoutMs} ms; stderr:\n${child.stderr()}`)),
+        timeoutMs,
+      );
       child.proc.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
         if (ready.test(out)) {
@@ -169,7 +172,10 @@ export class BenchEnv {
     const etcd = new Etcd3({ hosts: `http://${host}:${etcdPort}` });
     const ns = etcd.namespace(`/sorna/${namespace}/`);
     this.onClose(async () => {
-      await ns.delete().all().catch(() => undefined);
+      await ns
+        .delete()
+        .all()
+        .catch(() => undefined);
       etcd.close();
     });
     // Two kernels share core 0 in the execute figure; the allocator would refuse that at the default of 1.
@@ -181,9 +187,27 @@ export class BenchEnv {
     // BENCH_AGENT_NODE_ARGS: node flags for the agents of the run, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them.
     const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
     const args = [
-      ...nodeArgs, bin, '--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
-      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-level', 'warn',
-      '--metrics', '', ...(variant?.args ?? []),
+      ...nodeArgs,
+      bin,
+      '--etcd-addr',
+      ETCD_ADDR,
+      '--namespace',
+      namespace,
+      '--agent-id',
+      agentId,
+      '--agent-port',
+      String(port),
+      '--bind-host',
+      '127.0.0.1',
+      '--agent-host-override',
+      '127.0.0.1',
+      '--scratch-root',
+      scratch,
+      '--log-level',
+      'warn',
+      '--metrics',
+      '',
+      ...(variant?.args ?? []),
     ];
     const endpoint = `tcp://127.0.0.1:${port}`;
     let agent: BenchAgent | null = null;
@@ -231,7 +255,14 @@ export class BenchEnv {
   /** Removes every container carrying a label filter (`key=value`); never others. */
   async removeContainers(labelFilter: string): Promise<void> {
     const list = await this.docker.listContainers({ all: true, filters: { label: [labelFilter] } });
-    await Promise.all(list.map((c) => this.docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    await Promise.all(
+      list.map((c) =>
+        this.docker
+          .getContainer(c.Id)
+          .remove({ force: true })
+          .catch(() => undefined),
+      ),
+    );
   }
 
   /** Undoes everything, last first; a failing step is reported and the rest still runs. A second call waits for the first. */

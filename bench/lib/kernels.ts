@@ -22,7 +22,11 @@ export function roundKernelIds(env: BenchEnv, tag: string, round: number, count:
  * are ignored, an id never made included). A failed `make` fails the burst,
  * after the undo.
  */
-export async function atOnce<T>(ids: string[], make: (id: string, i: number) => Promise<T>, undo: (id: string) => Promise<unknown>): Promise<{ ms: number; values: T[] }> {
+export async function atOnce<T>(
+  ids: string[],
+  make: (id: string, i: number) => Promise<T>,
+  undo: (id: string) => Promise<unknown>,
+): Promise<{ ms: number; values: T[] }> {
   const t0 = performance.now();
   const made = await Promise.allSettled(ids.map(make));
   const ms = performance.now() - t0;
@@ -61,7 +65,8 @@ export async function fill(agent: BenchAgent, ids: string[], parallel: number, t
   };
   await Promise.all(Array.from({ length: parallel }, worker));
   if (failure !== null && !tolerate) throw failure;
-  if (failure !== null) console.error(`bench: the node held ${made.length} of ${ids.length} kernels; the next create failed: ${errorMessage(failure)}`);
+  if (failure !== null)
+    console.error(`bench: the node held ${made.length} of ${ids.length} kernels; the next create failed: ${errorMessage(failure)}`);
   return made;
 }
 

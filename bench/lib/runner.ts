@@ -53,7 +53,12 @@ export interface RunnerPorts {
  * once its runner answers `%ping`; `remove` takes it away (the run's end does
  * at the latest).
  */
-export async function standaloneKernel(env: BenchEnv, id: string, config: Record<string, unknown>, cpuSet: number[]): Promise<RunnerPorts & { remove(): Promise<void> }> {
+export async function standaloneKernel(
+  env: BenchEnv,
+  id: string,
+  config: Record<string, unknown>,
+  cpuSet: number[],
+): Promise<RunnerPorts & { remove(): Promise<void> }> {
   const args = await kernelRunArgs(env, id, config, cpuSet, await env.tempDir('bench-homes'), await kernelImageTraits(env));
   const k = await dockerRunKernel(env, args);
   const remove = () => removeKernel(env, k.container);

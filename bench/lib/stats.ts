@@ -33,5 +33,12 @@ export function median(sorted: readonly number[]): number {
 /** Summarizes values in any order. */
 export function summarize(values: readonly number[]): Summary {
   const sorted = [...values].sort((x, y) => x - y);
-  return { n: sorted.length, min: sorted[0] ?? NaN, p1: quantile(sorted, 0.01), median: median(sorted), p99: quantile(sorted, 0.99), max: sorted.at(-1) ?? NaN };
+  return {
+    n: sorted.length,
+    min: sorted[0] ?? NaN,
+    p1: quantile(sorted, 0.01),
+    median: median(sorted),
+    p99: quantile(sorted, 0.99),
+    max: sorted.at(-1) ?? NaN,
+  };
 }

@@ -30,7 +30,10 @@ export function pickDevices(free: readonly Placeable[], count: number, preferNod
     .map((x) => ({ ...x, devs: [...x.devs.filter((d) => d.numaNode === x.n), ...x.devs.filter((d) => d.numaNode === null)] }))
     .sort((a, b) => a.devs.length - b.devs.length || Number(b.n === preferNode) - Number(a.n === preferNode) || a.n - b.n);
   const chosen = fitting[0]?.devs ?? byIndex;
-  return chosen.slice(0, count).map((d) => d.index).sort((a, b) => a - b);
+  return chosen
+    .slice(0, count)
+    .map((d) => d.index)
+    .sort((a, b) => a - b);
 }
 
 /** The NUMA node all of these devices are on (devices of node "any" agree with every node); null when none or several. */
@@ -44,7 +47,10 @@ export function commonNode(devices: readonly Placeable[]): number | null {
  * their common NUMA node (null: no preference), and the `CpusetMems` to give
  * once the cores are chosen: that node when every core lies on it, else ''.
  */
-export function numaPlacement(devices: readonly Placeable[], nodeCpus: ReadonlyMap<number, readonly number[]>): { preferCores: number[] | null; node: number | null } {
+export function numaPlacement(
+  devices: readonly Placeable[],
+  nodeCpus: ReadonlyMap<number, readonly number[]>,
+): { preferCores: number[] | null; node: number | null } {
   const node = commonNode(devices);
   const cpus = node === null ? undefined : nodeCpus.get(node);
   return { preferCores: cpus ? [...cpus] : null, node: cpus ? node : null };
@@ -85,7 +91,10 @@ export class DeviceAllocator {
   claim(set: readonly number[], holder: string, force = false): void {
     if (!force) {
       for (const i of set) {
-        if (!this.devices.some((d) => d.index === i)) throw new DevicesExhausted(`GPU ${i} is not usable on this node (usable: ${this.devices.map((d) => d.index).join(',') || 'none'})`);
+        if (!this.devices.some((d) => d.index === i))
+          throw new DevicesExhausted(
+            `GPU ${i} is not usable on this node (usable: ${this.devices.map((d) => d.index).join(',') || 'none'})`,
+          );
         const by = this.held.get(i);
         if (by !== undefined && by !== holder) throw new DevicesExhausted(`GPU ${i} is held by ${by}`);
       }

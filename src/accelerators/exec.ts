@@ -57,7 +57,14 @@ export function runProbe(file: string, args: readonly string[], timeoutMs: numbe
       if (err.length < 4096) err += d.toString();
     });
     child.on('error', (e: NodeJS.ErrnoException) =>
-      finish(() => reject(new ProbeError(e.code === 'ENOENT' ? `${file} not found` : `${file} could not be run: ${e.message}`, e.code === 'ENOENT' ? 'not-found' : 'failed'))),
+      finish(() =>
+        reject(
+          new ProbeError(
+            e.code === 'ENOENT' ? `${file} not found` : `${file} could not be run: ${e.message}`,
+            e.code === 'ENOENT' ? 'not-found' : 'failed',
+          ),
+        ),
+      ),
     );
     child.on('close', (code, signal) => {
       if (code === 0) finish(() => resolve(Buffer.concat(out).toString('utf8')));

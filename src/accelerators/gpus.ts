@@ -91,7 +91,17 @@ export class GpuService {
     readonly nodeCpus: ReadonlyMap<number, readonly number[]> = new Map(),
     private readonly intervalMs = GPU_DETECT_INTERVAL_MS,
   ) {
-    this.current = { kind: accelerator.kind, path: 'none', devices: [], excluded: 0, figures: [], reason: 'not detected yet', fix: '', at: 0, driverFound: false };
+    this.current = {
+      kind: accelerator.kind,
+      path: 'none',
+      devices: [],
+      excluded: 0,
+      figures: [],
+      reason: 'not detected yet',
+      fix: '',
+      at: 0,
+      driverFound: false,
+    };
   }
 
   /** The last detection. */
@@ -147,7 +157,10 @@ export class GpuService {
       if (this.memoryFailing) this.log.info('GPU process memory readable again');
       this.memoryFailing = false;
     } catch (err) {
-      if (!this.memoryFailing) this.log.warn('cannot read the GPU memory of processes; kernels report no gpu_mem_max_bytes meanwhile', { error: (err as Error).message });
+      if (!this.memoryFailing)
+        this.log.warn('cannot read the GPU memory of processes; kernels report no gpu_mem_max_bytes meanwhile', {
+          error: (err as Error).message,
+        });
       this.memoryFailing = true;
     }
   }
@@ -161,17 +174,26 @@ export class GpuService {
 
   /** Runs a detection (one at a time); logs the path when it differs from the last one logged. */
   refresh(): Promise<AcceleratorState> {
-    this.detecting ??= this.accelerator.detect().then((s) => {
-      this.current = s;
-      this.books.setDevices(s.path === 'none' ? [] : s.devices);
-      const summary = `${s.path}|${s.devices.length}|${s.reason}`;
-      if (summary !== this.logged) {
-        this.logged = summary;
-        if (s.path === 'none') this.log.warn('no usable GPU: kernels asking for gpu_slot > 0 are refused, gpu_slots is 0', { reason: s.reason, fix: s.fix });
-        else this.log.info('GPUs detected', { path: s.path, devices: s.devices.map((d) => `${d.index}:${d.name}:numa${d.numaNode ?? '-any'}`), reason: s.reason });
-      }
-      return s;
-    }).finally(() => (this.detecting = null));
+    this.detecting ??= this.accelerator
+      .detect()
+      .then((s) => {
+        this.current = s;
+        this.books.setDevices(s.path === 'none' ? [] : s.devices);
+        const summary = `${s.path}|${s.devices.length}|${s.reason}`;
+        if (summary !== this.logged) {
+          this.logged = summary;
+          if (s.path === 'none')
+            this.log.warn('no usable GPU: kernels asking for gpu_slot > 0 are refused, gpu_slots is 0', { reason: s.reason, fix: s.fix });
+          else
+            this.log.info('GPUs detected', {
+              path: s.path,
+              devices: s.devices.map((d) => `${d.index}:${d.name}:numa${d.numaNode ?? '-any'}`),
+              reason: s.reason,
+            });
+        }
+        return s;
+      })
+      .finally(() => (this.detecting = null));
     return this.detecting;
   }
 
@@ -187,7 +209,9 @@ export class GpuService {
     const s = this.current;
     if (s.path === 'none') throw new NoResourcesError(`this node has no usable GPU (${s.reason}); fix: ${s.fix || 'none'}`);
     if (!traits.cuda) {
-      throw new ParametersError(`image ${spec.image} does not opt in to GPUs: it needs the label io.sorna.nvidia.enabled=yes or ai.backend.accelerators=cuda (or ask for gpu_slot 0)`);
+      throw new ParametersError(
+        `image ${spec.image} does not opt in to GPUs: it needs the label io.sorna.nvidia.enabled=yes or ai.backend.accelerators=cuda (or ask for gpu_slot 0)`,
+      );
     }
     try {
       let gpuSet: number[];
@@ -226,14 +250,30 @@ export class GpuService {
     return this.current.devices.map((d) => {
       const f = this.current.figures.find((x) => x.index === d.index);
       return {
-        index: d.index, uuid: d.uuid, name: d.name, numa_node: d.numaNode,
-        mem_total_bytes: (f?.memoryTotalMiB ?? d.memoryTotalMiB) * 1024 * 1024, mem_used_bytes: (f?.memoryUsedMiB ?? 0) * 1024 * 1024,
-        util_pct: f?.utilizationPct ?? null, kernel_id: holders.get(d.index) ?? null,
+        index: d.index,
+        uuid: d.uuid,
+        name: d.name,
+        numa_node: d.numaNode,
+        mem_total_bytes: (f?.memoryTotalMiB ?? d.memoryTotalMiB) * 1024 * 1024,
+        mem_used_bytes: (f?.memoryUsedMiB ?? 0) * 1024 * 1024,
+        util_pct: f?.utilizationPct ?? null,
+        kernel_id: holders.get(d.index) ?? null,
       };
     });
   }
 
   private devicesOf(set: readonly number[]): AcceleratorDevice[] {
-    return set.map((i) => this.current.devices.find((d) => d.index === i) ?? { index: i, uuid: '', busId: '', numaNode: null, memoryTotalMiB: 0, name: '', minor: i });
+    return set.map(
+      (i) =>
+        this.current.devices.find((d) => d.index === i) ?? {
+          index: i,
+          uuid: '',
+          busId: '',
+          numaNode: null,
+          memoryTotalMiB: 0,
+          name: '',
+          minor: i,
+        },
+    );
   }
 }

@@ -20,11 +20,25 @@ export const SMI_FIELDS = ['index', 'uuid', 'pci.bus_id', 'name', 'memory.total'
 
 /** The driver's user-space libraries a CUDA program needs (sonames without the version), as nvidia-docker 1 listed them. */
 export const DRIVER_LIBRARIES = [
-  'libcuda.so', 'libnvidia-ml.so', 'libnvidia-ptxjitcompiler.so', 'libnvidia-fatbinaryloader.so', 'libnvidia-compiler.so',
-  'libnvidia-nvvm.so', 'libnvidia-opencl.so', 'libnvidia-cfg.so', 'libnvidia-gpucomp.so', 'libnvidia-allocator.so',
+  'libcuda.so',
+  'libnvidia-ml.so',
+  'libnvidia-ptxjitcompiler.so',
+  'libnvidia-fatbinaryloader.so',
+  'libnvidia-compiler.so',
+  'libnvidia-nvvm.so',
+  'libnvidia-opencl.so',
+  'libnvidia-cfg.so',
+  'libnvidia-gpucomp.so',
+  'libnvidia-allocator.so',
 ];
 /** The driver's binaries given to containers on the device-node path. */
-export const DRIVER_BINARIES = ['nvidia-smi', 'nvidia-debugdump', 'nvidia-persistenced', 'nvidia-cuda-mps-control', 'nvidia-cuda-mps-server'];
+export const DRIVER_BINARIES = [
+  'nvidia-smi',
+  'nvidia-debugdump',
+  'nvidia-persistenced',
+  'nvidia-cuda-mps-control',
+  'nvidia-cuda-mps-server',
+];
 /** Control nodes a CUDA program opens besides its devices' `/dev/nvidiaN`, when the host has them. */
 export const CONTROL_NODES = ['nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools', 'nvidia-modeset'];
 /** Where the driver's files appear inside a container on the device-node path. */
@@ -75,15 +89,23 @@ const figure = (v: string | undefined): number | null => {
 /** Parses `nvidia-smi --query-gpu=<SMI_FIELDS> --format=csv,noheader,nounits`; throws on a line it cannot read. */
 export function parseSmiCsv(text: string): SmiRow[] {
   const rows: SmiRow[] = [];
-  for (const line of text.split('\n').map((l) => l.trim()).filter(Boolean)) {
+  for (const line of text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)) {
     const f = line.split(',').map((s) => s.trim());
     const index = figure(f[0]);
     if (f.length < SMI_FIELDS.length || index === null || !Number.isInteger(index) || !/^(GPU|MIG)-[0-9a-fA-F-]+$/.test(f[1]!)) {
       throw new Error(`nvidia-smi printed a line this agent cannot read: ${JSON.stringify(line.slice(0, 120))}`);
     }
     rows.push({
-      index, uuid: f[1]!, busId: sysfsBusId(f[2]!), name: f.slice(3, f.length - 3).join(', '), // a name may hold commas
-      memoryTotalMiB: figure(f[f.length - 3]) ?? 0, memoryUsedMiB: figure(f[f.length - 2]) ?? 0, utilizationPct: figure(f[f.length - 1]),
+      index,
+      uuid: f[1]!,
+      busId: sysfsBusId(f[2]!),
+      name: f.slice(3, f.length - 3).join(', '), // a name may hold commas
+      memoryTotalMiB: figure(f[f.length - 3]) ?? 0,
+      memoryUsedMiB: figure(f[f.length - 2]) ?? 0,
+      utilizationPct: figure(f[f.length - 1]),
     });
   }
   return rows;
@@ -95,9 +117,13 @@ export function parseSmiCsv(text: string): SmiRow[] {
  */
 export function parseComputeApps(text: string): Array<{ pid: number; usedMiB: number }> {
   const out: Array<{ pid: number; usedMiB: number }> = [];
-  for (const line of text.split('\n').map((l) => l.trim()).filter(Boolean)) {
+  for (const line of text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)) {
     const [pid, used] = line.split(',').map((s) => figure(s));
-    if (pid === null || pid === undefined || !Number.isInteger(pid) || pid <= 0) throw new Error(`nvidia-smi printed a process line this agent cannot read: ${JSON.stringify(line.slice(0, 120))}`);
+    if (pid === null || pid === undefined || !Number.isInteger(pid) || pid <= 0)
+      throw new Error(`nvidia-smi printed a process line this agent cannot read: ${JSON.stringify(line.slice(0, 120))}`);
     if (used !== null && used !== undefined) out.push({ pid, usedMiB: used });
   }
   return out;
@@ -132,7 +158,10 @@ export function apiAtLeast(version: string, major: number, minor: number): boole
 }
 
 async function executable(file: string): Promise<boolean> {
-  return fs.access(file, fsc.X_OK).then(() => true, () => false);
+  return fs.access(file, fsc.X_OK).then(
+    () => true,
+    () => false,
+  );
 }
 
 export class NvidiaCuda implements Accelerator {
@@ -146,7 +175,12 @@ export class NvidiaCuda implements Accelerator {
 
   constructor(options: NvidiaOptions = {}) {
     this.options = {
-      smi: 'nvidia-smi', procRoot: '/proc', sysRoot: '/sys', devRoot: '/dev', timeoutMs: 5000, allow: () => [],
+      smi: 'nvidia-smi',
+      procRoot: '/proc',
+      sysRoot: '/sys',
+      devRoot: '/dev',
+      timeoutMs: 5000,
+      allow: () => [],
       binDirs: (process.env.PATH ?? '/usr/bin:/bin').split(':').filter(Boolean),
       ...options,
     };
@@ -155,24 +189,53 @@ export class NvidiaCuda implements Accelerator {
   async detect(): Promise<AcceleratorState> {
     const at = Date.now();
     const none = (reason: string, fix: string, extra: Partial<AcceleratorState> = {}): AcceleratorState => ({
-      kind: this.kind, path: 'none', devices: [], excluded: 0, figures: [], reason, fix, at, driverFound: true, ...extra,
+      kind: this.kind,
+      path: 'none',
+      devices: [],
+      excluded: 0,
+      figures: [],
+      reason,
+      fix,
+      at,
+      driverFound: true,
+      ...extra,
     });
     const driverDir = path.join(this.options.procRoot, 'driver/nvidia');
     let rows: SmiRow[];
     try {
-      rows = parseSmiCsv(await runProbe(this.options.smi, [`--query-gpu=${SMI_FIELDS.join(',')}`, '--format=csv,noheader,nounits'], this.options.timeoutMs));
+      rows = parseSmiCsv(
+        await runProbe(this.options.smi, [`--query-gpu=${SMI_FIELDS.join(',')}`, '--format=csv,noheader,nounits'], this.options.timeoutMs),
+      );
     } catch (err) {
       if (!existsSync(driverDir)) {
-        return none(`no NVIDIA driver (${driverDir} is missing; ${errorMessage(err)})`, 'install the NVIDIA driver and nvidia-container-toolkit, or run kernels with gpu_slot 0 on this node', { driverFound: false });
+        return none(
+          `no NVIDIA driver (${driverDir} is missing; ${errorMessage(err)})`,
+          'install the NVIDIA driver and nvidia-container-toolkit, or run kernels with gpu_slot 0 on this node',
+          { driverFound: false },
+        );
       }
-      return none(`the NVIDIA driver is loaded but ${errorMessage(err)}`, 'run nvidia-smi by hand: a driver that does not answer is wedged or mismatched (reboot after a driver upgrade)');
+      return none(
+        `the NVIDIA driver is loaded but ${errorMessage(err)}`,
+        'run nvidia-smi by hand: a driver that does not answer is wedged or mismatched (reboot after a driver upgrade)',
+      );
     }
-    if (rows.length === 0) return none('the NVIDIA driver lists no devices', 'check that the GPUs are seated and powered (lspci | grep -i nvidia)');
+    if (rows.length === 0)
+      return none('the NVIDIA driver lists no devices', 'check that the GPUs are seated and powered (lspci | grep -i nvidia)');
     const allow = this.options.allow();
     const usable = rows.filter((r) => allowed(r, allow));
-    if (usable.length === 0) return none(`gpu_allow (${allow.join(',')}) excludes all ${rows.length} device(s)`, 'list the indexes or UUIDs of nvidia-smi -L in gpu_allow, or empty it', { excluded: rows.length });
+    if (usable.length === 0)
+      return none(
+        `gpu_allow (${allow.join(',')}) excludes all ${rows.length} device(s)`,
+        'list the indexes or UUIDs of nvidia-smi -L in gpu_allow, or empty it',
+        { excluded: rows.length },
+      );
     const devices = await Promise.all(usable.map((r) => this.device(r)));
-    const figures: DeviceFigures[] = usable.map((r) => ({ index: r.index, memoryUsedMiB: r.memoryUsedMiB, memoryTotalMiB: r.memoryTotalMiB, utilizationPct: r.utilizationPct }));
+    const figures: DeviceFigures[] = usable.map((r) => ({
+      index: r.index,
+      memoryUsedMiB: r.memoryUsedMiB,
+      memoryTotalMiB: r.memoryTotalMiB,
+      utilizationPct: r.utilizationPct,
+    }));
     const found = { devices, figures, excluded: rows.length - usable.length };
     const choice = await this.choosePath(devices);
     if (choice.path === 'none') return none(choice.reason, choice.fix, { excluded: found.excluded });
@@ -183,10 +246,16 @@ export class NvidiaCuda implements Accelerator {
   private async device(r: SmiRow): Promise<AcceleratorDevice> {
     const numaRaw = await fs.readFile(path.join(this.options.sysRoot, 'bus/pci/devices', r.busId, 'numa_node'), 'utf8').catch(() => '-1');
     const numa = Number(numaRaw.trim());
-    const info = parseInformation(await fs.readFile(path.join(this.options.procRoot, 'driver/nvidia/gpus', r.busId, 'information'), 'utf8').catch(() => ''));
+    const info = parseInformation(
+      await fs.readFile(path.join(this.options.procRoot, 'driver/nvidia/gpus', r.busId, 'information'), 'utf8').catch(() => ''),
+    );
     const minor = Number(info['Device Minor']);
     return {
-      index: r.index, uuid: r.uuid, busId: r.busId, name: r.name, memoryTotalMiB: r.memoryTotalMiB,
+      index: r.index,
+      uuid: r.uuid,
+      busId: r.busId,
+      name: r.name,
+      memoryTotalMiB: r.memoryTotalMiB,
       numaNode: Number.isInteger(numa) && numa >= 0 ? numa : null,
       minor: info['Device Minor'] !== undefined && Number.isInteger(minor) && minor >= 0 ? minor : r.index,
     };
@@ -198,22 +267,43 @@ export class NvidiaCuda implements Accelerator {
     this.legacyRuntime = false;
     if (docker?.runtimes.includes('nvidia')) {
       this.legacyRuntime = !apiAtLeast(docker.apiVersion, 1, 40);
-      return { path: 'runtime', reason: `Docker has the nvidia runtime registered${this.legacyRuntime ? ` (API ${docker.apiVersion}: containers run with it, no DeviceRequests)` : ''}`, fix: '' };
+      return {
+        path: 'runtime',
+        reason: `Docker has the nvidia runtime registered${this.legacyRuntime ? ` (API ${docker.apiVersion}: containers run with it, no DeviceRequests)` : ''}`,
+        fix: '',
+      };
     }
     const cli = await this.findBinary('nvidia-container-cli');
-    if (cli && docker && apiAtLeast(docker.apiVersion, 1, 40)) return { path: 'runtime', reason: `Docker API ${docker!.apiVersion} takes DeviceRequests and the NVIDIA container toolkit is installed (${cli})`, fix: '' };
+    if (cli && docker && apiAtLeast(docker.apiVersion, 1, 40))
+      return {
+        path: 'runtime',
+        reason: `Docker API ${docker!.apiVersion} takes DeviceRequests and the NVIDIA container toolkit is installed (${cli})`,
+        fix: '',
+      };
     const toolkitFix = 'install nvidia-container-toolkit and run nvidia-ctk runtime configure --runtime=docker, then restart dockerd';
     const missing = ['nvidiactl', ...devices.map((d) => `nvidia${d.minor}`)].filter((n) => !existsSync(path.join(this.options.devRoot, n)));
     if (missing.length) {
-      return { path: 'none', reason: `no NVIDIA container runtime, and ${missing.map((n) => path.join(this.options.devRoot, n)).join(', ')} missing for the device-node path`, fix: `${toolkitFix}; or create the nodes (nvidia-modprobe -c 0 -u)` };
+      return {
+        path: 'none',
+        reason: `no NVIDIA container runtime, and ${missing.map((n) => path.join(this.options.devRoot, n)).join(', ')} missing for the device-node path`,
+        fix: `${toolkitFix}; or create the nodes (nvidia-modprobe -c 0 -u)`,
+      };
     }
     const ld = await (this.options.ldconfig ?? (() => runProbe('ldconfig', ['-p'], this.options.timeoutMs)))().catch(() => '');
     this.libraries = driverLibraries(ld);
     this.binaries = (await Promise.all(DRIVER_BINARIES.map((b) => this.findBinary(b)))).filter((b): b is string => b !== null);
     if (!this.libraries.some((l) => path.basename(l).startsWith('libcuda.so'))) {
-      return { path: 'none', reason: 'no NVIDIA container runtime, and ldconfig -p lists no libcuda.so for the device-node path', fix: `${toolkitFix}; or install the driver's libraries (libcuda1) and run ldconfig` };
+      return {
+        path: 'none',
+        reason: 'no NVIDIA container runtime, and ldconfig -p lists no libcuda.so for the device-node path',
+        fix: `${toolkitFix}; or install the driver's libraries (libcuda1) and run ldconfig`,
+      };
     }
-    return { path: 'device-nodes', reason: `no NVIDIA container runtime; device nodes under ${this.options.devRoot} and ${this.libraries.length} driver libraries bind-mounted`, fix: `for DeviceRequests: ${toolkitFix}` };
+    return {
+      path: 'device-nodes',
+      reason: `no NVIDIA container runtime; device nodes under ${this.options.devRoot} and ${this.libraries.length} driver libraries bind-mounted`,
+      fix: `for DeviceRequests: ${toolkitFix}`,
+    };
   }
 
   private async findBinary(name: string): Promise<string | null> {
@@ -225,7 +315,9 @@ export class NvidiaCuda implements Accelerator {
   }
 
   async processMemory(): Promise<Array<{ pid: number; usedMiB: number }>> {
-    return parseComputeApps(await runProbe(this.options.smi, ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'], this.options.timeoutMs));
+    return parseComputeApps(
+      await runProbe(this.options.smi, ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'], this.options.timeoutMs),
+    );
   }
 
   hostConfig(devices: readonly AcceleratorDevice[], via: PassPath): DeviceHostConfig {
@@ -235,11 +327,16 @@ export class NvidiaCuda implements Accelerator {
     if (via === 'runtime') {
       const uuids = devices.map((d) => d.uuid);
       cfg.env.push(`NVIDIA_VISIBLE_DEVICES=${uuids.join(',')}`, 'NVIDIA_DRIVER_CAPABILITIES=compute,utility');
-      if (this.legacyRuntime) cfg.runtime = 'nvidia'; // the runtime reads NVIDIA_VISIBLE_DEVICES
+      if (this.legacyRuntime)
+        cfg.runtime = 'nvidia'; // the runtime reads NVIDIA_VISIBLE_DEVICES
       else cfg.deviceRequests.push({ Driver: 'nvidia', DeviceIDs: uuids, Capabilities: [['gpu']] });
       return cfg;
     }
-    const node = (name: string) => ({ PathOnHost: path.join(this.options.devRoot, name), PathInContainer: `/dev/${name}`, CgroupPermissions: 'mrw' });
+    const node = (name: string) => ({
+      PathOnHost: path.join(this.options.devRoot, name),
+      PathInContainer: `/dev/${name}`,
+      CgroupPermissions: 'mrw',
+    });
     cfg.devices.push(...devices.map((d) => node(`nvidia${d.minor}`)));
     cfg.devices.push(...CONTROL_NODES.filter((n) => existsSync(path.join(this.options.devRoot, n))).map(node));
     cfg.binds.push(...this.libraries.map((l) => `${l}:${CONTAINER_DRIVER_DIR}/lib64/${path.basename(l)}:ro`));

@@ -24,7 +24,9 @@ export async function probeGpus(accelerator: Accelerator): Promise<GpuProbe> {
 export function formatProbe({ state, oneDevice }: GpuProbe): string {
   const lines = [`devices: ${state.devices.length} usable${state.excluded ? `, ${state.excluded} kept back by gpu_allow` : ''}`];
   for (const d of state.devices) {
-    lines.push(`  ${d.index}  ${d.name}  ${d.uuid}  bus ${d.busId}  numa ${d.numaNode ?? 'any'}  ${d.memoryTotalMiB} MiB  /dev/nvidia${d.minor}`);
+    lines.push(
+      `  ${d.index}  ${d.name}  ${d.uuid}  bus ${d.busId}  numa ${d.numaNode ?? 'any'}  ${d.memoryTotalMiB} MiB  /dev/nvidia${d.minor}`,
+    );
   }
   lines.push(`path: ${state.path} (${state.reason})`);
   if (state.fix) lines.push(`${state.path === 'none' ? 'fix' : 'better'}: ${state.fix}`);
@@ -33,7 +35,10 @@ export function formatProbe({ state, oneDevice }: GpuProbe): string {
     for (const e of oneDevice.env) lines.push(`  --env ${e}`);
     for (const d of oneDevice.devices) lines.push(`  --device ${d.PathOnHost}:${d.PathInContainer}:${d.CgroupPermissions}`);
     for (const b of oneDevice.binds) lines.push(`  --volume ${b}`);
-    for (const r of oneDevice.deviceRequests) lines.push(`  --gpus '"device=${r.DeviceIDs.join(',')}"'  (HostConfig.DeviceRequests: driver ${r.Driver}, capabilities ${JSON.stringify(r.Capabilities)})`);
+    for (const r of oneDevice.deviceRequests)
+      lines.push(
+        `  --gpus '"device=${r.DeviceIDs.join(',')}"'  (HostConfig.DeviceRequests: driver ${r.Driver}, capabilities ${JSON.stringify(r.Capabilities)})`,
+      );
     if (oneDevice.runtime) lines.push(`  --runtime ${oneDevice.runtime}`);
   }
   return lines.join('\n');

@@ -59,7 +59,8 @@ export async function followEvents(
   let since: number | null = null; // unix seconds of the last event seen, to replay what a reconnect would miss
   while (!signal.aborted) {
     try {
-      const stream = (await docker.getEvents(since === null ? { filters } : { filters, since })) as NodeJS.ReadableStream & AsyncIterable<Buffer> & { destroy(): void };
+      const stream = (await docker.getEvents(since === null ? { filters } : { filters, since })) as NodeJS.ReadableStream &
+        AsyncIterable<Buffer> & { destroy(): void };
       if (down) {
         log.info(`${o.what} is back`);
         o.onReconnect?.();

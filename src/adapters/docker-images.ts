@@ -51,7 +51,12 @@ export class DockerImages {
   async pull(name: string, auth: PullAuth | null): Promise<PullStream> {
     const at = name.indexOf('@');
     const colon = name.lastIndexOf(':');
-    const split = at >= 0 ? { fromImage: name } : colon > name.lastIndexOf('/') ? { fromImage: name.slice(0, colon), tag: name.slice(colon + 1) } : { fromImage: name, tag: 'latest' };
+    const split =
+      at >= 0
+        ? { fromImage: name }
+        : colon > name.lastIndexOf('/')
+          ? { fromImage: name.slice(0, colon), tag: name.slice(colon + 1) }
+          : { fromImage: name, tag: 'latest' };
     let stream: NodeJS.ReadableStream & { destroy(): void };
     try {
       stream = (await this.docker.createImage(auth ?? {}, split)) as unknown as typeof stream;
@@ -112,7 +117,10 @@ export class DockerImages {
    */
   watch(onChange: (action: string, name: string) => void, log: Logger, signal: AbortSignal): Promise<void> {
     return followEvents(this.docker, { type: ['image'] }, (ev) => onChange(ev.Action ?? ev.status ?? '', ev.Actor?.ID ?? ev.id ?? ''), {
-      log, signal, onReconnect: () => onChange('reconnect', ''), what: 'Docker image events stream',
+      log,
+      signal,
+      onReconnect: () => onChange('reconnect', ''),
+      what: 'Docker image events stream',
     });
   }
 }

@@ -139,7 +139,10 @@ export class DockerEngine {
 
   /** The runtimes registered with the engine (`docker info` Runtimes) and its API version. */
   async runtimes(): Promise<{ runtimes: string[]; apiVersion: string }> {
-    const [info, version] = await Promise.all([this.docker.info() as Promise<{ Runtimes?: Record<string, unknown> }>, this.docker.version()]);
+    const [info, version] = await Promise.all([
+      this.docker.info() as Promise<{ Runtimes?: Record<string, unknown> }>,
+      this.docker.version(),
+    ]);
     return { runtimes: Object.keys(info.Runtimes ?? {}), apiVersion: version.ApiVersion };
   }
 
@@ -170,7 +173,9 @@ export class DockerEngine {
   async create(req: ContainerRequest): Promise<string> {
     const published = publishedPorts(req);
     const exposed = Object.fromEntries(published.map((p) => [`${p}/tcp`, {}]));
-    const bindings = Object.fromEntries(published.map((p) => [`${p}/tcp`, [{ HostIp: req.publishHost, HostPort: String(req.hostPorts?.[p] ?? '') }]]));
+    const bindings = Object.fromEntries(
+      published.map((p) => [`${p}/tcp`, [{ HostIp: req.publishHost, HostPort: String(req.hostPorts?.[p] ?? '') }]]),
+    );
     try {
       const c = await this.docker.createContainer({
         name: req.name,
@@ -216,8 +221,17 @@ export class DockerEngine {
         const hostPort = binds?.[0]?.HostPort;
         if (hostPort) ports[Number(key.split('/')[0])] = Number(hostPort);
       }
-      return { id: info.Id, running: info.State.Running, pid: info.State.Pid || null, ports, labels: info.Config.Labels ?? {}, oomKilled: info.State.OOMKilled === true,
-        exitCode: info.State.Running ? null : info.State.ExitCode, paused: info.State.Paused === true, memoryBytes: info.HostConfig?.Memory ?? 0 };
+      return {
+        id: info.Id,
+        running: info.State.Running,
+        pid: info.State.Pid || null,
+        ports,
+        labels: info.Config.Labels ?? {},
+        oomKilled: info.State.OOMKilled === true,
+        exitCode: info.State.Running ? null : info.State.ExitCode,
+        paused: info.State.Paused === true,
+        memoryBytes: info.HostConfig?.Memory ?? 0,
+      };
     } catch (err) {
       if (isNotFound(err)) return null;
       throw castDockerError(err, `inspecting container ${id.slice(0, 12)}`);
@@ -261,7 +275,14 @@ export class DockerEngine {
   async listByLabel(label: string): Promise<ContainerSummary[]> {
     try {
       const list = await this.docker.listContainers({ all: true, filters: { label: [label] } });
-      return list.map((c) => ({ id: c.Id, running: c.State === 'running', paused: c.State === 'paused', labels: c.Labels ?? {}, imageId: c.ImageID, createdMs: c.Created * 1000 }));
+      return list.map((c) => ({
+        id: c.Id,
+        running: c.State === 'running',
+        paused: c.State === 'paused',
+        labels: c.Labels ?? {},
+        imageId: c.ImageID,
+        createdMs: c.Created * 1000,
+      }));
     } catch (err) {
       throw castDockerError(err, 'listing containers');
     }
@@ -292,7 +313,9 @@ export class DockerEngine {
   /** The container's output (stdout and stderr interleaved), as text. */
   async logs(id: string, tailLines = 10_000): Promise<string> {
     try {
-      const raw = (await this.docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false, tail: tailLines })) as unknown as Buffer;
+      const raw = (await this.docker
+        .getContainer(id)
+        .logs({ stdout: true, stderr: true, follow: false, tail: tailLines })) as unknown as Buffer;
       return demux(raw).toString('utf8');
     } catch (err) {
       throw castDockerError(err, `reading logs of container ${id.slice(0, 12)}`);
@@ -305,12 +328,23 @@ export class DockerEngine {
    * dockerd restarted), logging the outage once, replays events since the last
    * one seen, and calls `onReconnect` so the caller can check what it holds.
    */
-  watchDeaths(label: string, onDie: (containerId: string) => void, log: Logger, signal: AbortSignal, onReconnect?: () => void): Promise<void> {
+  watchDeaths(
+    label: string,
+    onDie: (containerId: string) => void,
+    log: Logger,
+    signal: AbortSignal,
+    onReconnect?: () => void,
+  ): Promise<void> {
     const filters = { type: ['container'], event: ['die'], label: [label] };
-    return followEvents(this.docker, filters, (ev) => {
-      const id = ev.Actor?.ID ?? ev.id;
-      if (id) onDie(id);
-    }, { log, signal, onReconnect, what: 'Docker events stream' });
+    return followEvents(
+      this.docker,
+      filters,
+      (ev) => {
+        const id = ev.Actor?.ID ?? ev.id;
+        if (id) onDie(id);
+      },
+      { log, signal, onReconnect, what: 'Docker events stream' },
+    );
   }
 }
 

@@ -9,7 +9,18 @@
  * Every etcd3/gRPC failure becomes one of our errors here (`castEtcdError`).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ClientClosedError, Etcd3, GRPCDeadlineExceededError, GRPCResourceExhastedError, GRPCUnavailableError, isRecoverableError, type Lease, type Namespace, type Watcher, type WatchBuilder } from 'etcd3';
+import {
+  ClientClosedError,
+  Etcd3,
+  GRPCDeadlineExceededError,
+  GRPCResourceExhastedError,
+  GRPCUnavailableError,
+  isRecoverableError,
+  type Lease,
+  type Namespace,
+  type Watcher,
+  type WatchBuilder,
+} from 'etcd3';
 import type { Logger } from '../log.js';
 import { AgentError, errorMessage, EtcdError, EtcdUnavailableError } from '../errors.js';
 import { backoffDelay, Outage, type BackoffPolicy } from '../util/backoff.js';
@@ -92,7 +103,16 @@ export function castEtcdError(err: unknown, step: string, where: string): AgentE
 }
 
 /** Socket errors that mean the endpoint cannot be reached now. */
-const SOCKET_FAILURES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
+const SOCKET_FAILURES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+]);
 
 /** The short cause when a failure means etcd is not reachable now (else null). */
 function unavailableReason(err: unknown): string | null {
@@ -104,7 +124,8 @@ function unavailableReason(err: unknown): string | null {
   const code = (err as NodeJS.ErrnoException).code;
   if (typeof code === 'string' && SOCKET_FAILURES.has(code)) return code;
   // etcd3 counts a message over gRPC's size limit as recoverable; sent again, it is refused again
-  if (isRecoverableError(err) && !(err instanceof GRPCResourceExhastedError)) return err.constructor.name.replace(/^GRPC|Error$/g, '') || 'transient gRPC failure';
+  if (isRecoverableError(err) && !(err instanceof GRPCResourceExhastedError))
+    return err.constructor.name.replace(/^GRPC|Error$/g, '') || 'transient gRPC failure';
   return null;
 }
 
@@ -267,7 +288,9 @@ export class EtcdStore {
 
   /** Deletes a key only if it still holds `value` (one etcd transaction); returns whether it did. */
   async deleteIf(key: string, value: string): Promise<boolean> {
-    const r = await this.call(`deleting ${key} if unchanged`, () => this.ns.if(key, 'Value', '==', value).then(this.ns.delete().key(key)).commit());
+    const r = await this.call(`deleting ${key} if unchanged`, () =>
+      this.ns.if(key, 'Value', '==', value).then(this.ns.delete().key(key)).commit(),
+    );
     return r.succeeded;
   }
 
@@ -297,7 +320,11 @@ export class EtcdStore {
       watcher.on('put', (kv) => onChange(kv.key.toString('utf8'), kv.value.toString('utf8')));
       watcher.on('delete', (kv) => onChange(kv.key.toString('utf8'), null));
       watcher.on('disconnected', (err) => {
-        if (outage.fail()) this.log.warn('etcd watches disconnected; each resumes from its last seen revision', { etcd: this.where, error: errorMessage(err) });
+        if (outage.fail())
+          this.log.warn('etcd watches disconnected; each resumes from its last seen revision', {
+            etcd: this.where,
+            error: errorMessage(err),
+          });
       });
       watcher.on('connected', () => {
         const ms = outage.recover();
@@ -305,7 +332,10 @@ export class EtcdStore {
       });
       watcher.on('error', (err) => {
         if (closed || current !== watcher) return;
-        this.log.warn('etcd cancelled a watch (its history was compacted?); watching anew and re-reading', { watch: what, error: errorMessage(err) });
+        this.log.warn('etcd cancelled a watch (its history was compacted?); watching anew and re-reading', {
+          watch: what,
+          error: errorMessage(err),
+        });
         void renew();
       });
     };
@@ -314,7 +344,12 @@ export class EtcdStore {
         try {
           const w = await build().create();
           if (closed) {
-            await w.cancel().catch((err: unknown) => this.log.warn('could not cancel an etcd watch made after its owner stopped watching', { etcd: this.where, error: errorMessage(err) }));
+            await w.cancel().catch((err: unknown) =>
+              this.log.warn('could not cancel an etcd watch made after its owner stopped watching', {
+                etcd: this.where,
+                error: errorMessage(err),
+              }),
+            );
             return;
           }
           attach(w);

@@ -21,4 +21,3 @@ export const LABELS = {
   /** Digest of the settings a pooled container was made with (lock-down, kernel uid, publish address). */
   poolRecipe: 'io.compute-agent.pool-recipe',
 } as const;
-

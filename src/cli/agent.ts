@@ -84,7 +84,9 @@ function installSignals(agent: Agent, log: Logger): void {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   // A bug must not take the daemon (and the calls in flight) down with it: log it loudly instead.
-  process.on('unhandledRejection', (reason) => log.error('unhandled promise rejection (a bug; please report it)', { error: errorMessage(reason), stack: (reason as Error)?.stack }));
+  process.on('unhandledRejection', (reason) =>
+    log.error('unhandled promise rejection (a bug; please report it)', { error: errorMessage(reason), stack: (reason as Error)?.stack }),
+  );
 }
 
 function settingsEpilogue(): string {
@@ -131,7 +133,9 @@ function rawOptions(argv: RawOptions): RawOptions {
 
 await yargs(hideBin(process.argv))
   .scriptName('agent')
-  .usage('$0 [options]\n\nRuns the compute agent of this node in the foreground: serves the manager\'s RPC on --agent-port,\nsends events to the manager\'s sink found in etcd, and runs kernel containers on Docker.')
+  .usage(
+    "$0 [options]\n\nRuns the compute agent of this node in the foreground: serves the manager's RPC on --agent-port,\nsends events to the manager's sink found in etcd, and runs kernel containers on Docker.",
+  )
   .command(
     '$0',
     'run the agent (the default command)',
@@ -153,7 +157,10 @@ await yargs(hideBin(process.argv))
     'detect the GPUs of this node and print them, the path containers would take (runtime, device-nodes, none) and the Docker arguments for one device; exit code 1 on the CPU fallback',
     (y) => addFlags<unknown, { json: boolean; allow: string }>(y, AGENT_COMMAND_FLAGS.gpus),
     async (argv) => {
-      const allow = argv.allow.split(',').map((s) => s.trim()).filter(Boolean);
+      const allow = argv.allow
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
       const docker = new DockerEngine();
       const probe = await probeGpus(new NvidiaCuda({ allow: () => allow, docker: () => docker.runtimes() }));
       process.stdout.write((argv.json ? JSON.stringify(probe, null, 2) : formatProbe(probe)) + '\n');

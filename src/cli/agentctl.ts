@@ -25,7 +25,8 @@ const base = yargs(hideBin(process.argv))
 const parser = addFlags<unknown, GlobalArgs>(base, AGENTCTL_FLAGS) as unknown as Argv<GlobalArgs>;
 
 let commands = parser;
-for (const add of [infoCommands, runCommand, attachCommand, eventsCommand, fileCommands, imagesCommand, callCommand, openCommand]) commands = add(commands);
+for (const add of [infoCommands, runCommand, attachCommand, eventsCommand, fileCommands, imagesCommand, callCommand, openCommand])
+  commands = add(commands);
 
 await commands
   .demandCommand(1, 'give a command')

@@ -28,48 +28,133 @@ export interface FlagSpec {
 
 /** The flags of the agent daemon and `agent check` (environment variables `BACKEND_*`). */
 export const AGENT_FLAGS: readonly FlagSpec[] = [
-  { name: 'etcd-addr', type: 'string', default: '127.0.0.1:2379', describe: 'etcd v3 endpoints, HOST:PORT[,HOST:PORT...], IPv6 in brackets (the members of the cluster)', group: 'Cluster:' },
-  { name: 'namespace', type: 'string', default: 'local', describe: 'etcd namespace: keys live under /sorna/<namespace>/', group: 'Cluster:' },
+  {
+    name: 'etcd-addr',
+    type: 'string',
+    default: '127.0.0.1:2379',
+    describe: 'etcd v3 endpoints, HOST:PORT[,HOST:PORT...], IPv6 in brackets (the members of the cluster)',
+    group: 'Cluster:',
+  },
+  {
+    name: 'namespace',
+    type: 'string',
+    default: 'local',
+    describe: 'etcd namespace: keys live under /sorna/<namespace>/',
+    group: 'Cluster:',
+  },
   { name: 'agent-id', type: 'string', defaultText: 'i-<hostname>', describe: 'id of this agent in etcd and events', group: 'Cluster:' },
   { name: 'region', type: 'string', default: 'local', describe: 'region reported in heartbeats', group: 'Cluster:' },
   { name: 'agent-port', type: 'number', default: 6001, describe: 'TCP port of the RPC socket the manager connects to', group: 'Network:' },
   { name: 'bind-host', type: 'string', default: '*', describe: 'address the RPC socket binds (* = all interfaces)', group: 'Network:' },
-  { name: 'agent-host-override', type: 'string', defaultText: 'first non-loopback IPv4', describe: 'address the manager should use to reach this agent (heartbeat addr, etcd ip)', group: 'Network:' },
-  { name: 'kernel-host-override', type: 'string', defaultText: 'the agent address', describe: 'address clients should use to reach kernel ports (published there, reported as kernel_host)', group: 'Network:' },
-  { name: 'scratch-root', type: 'string', default: '/var/cache/scratches', describe: "directory holding each kernel's home; must exist and be writable", group: 'Kernels:' },
-  { name: 'idle-timeout', type: 'number', default: 600, describe: 'seconds a kernel may stay unused before it is destroyed with reason idle-timeout (0 = never)', group: 'Kernels:' },
-  { name: 'metrics', type: 'string', default: DEFAULT_METRICS_PATH, describe: 'Prometheus text file written for node_exporter\'s textfile collector, rewritten atomically every 2 s ("" = none)', group: 'Metrics:' },
-  { name: 'metrics-port', type: 'number', default: 0, describe: 'TCP port serving GET /metrics on --bind-host (0 = off)', group: 'Metrics:' },
-  { name: 'log-level', type: 'string', default: 'info', choices: ['error', 'warn', 'info', 'debug'], describe: 'least severe log level printed', group: 'Logging:' },
-  { name: 'log-format', type: 'string', default: 'text', choices: ['text', 'json'], describe: 'text for a terminal, json (one object per line) for log collectors', group: 'Logging:' },
+  {
+    name: 'agent-host-override',
+    type: 'string',
+    defaultText: 'first non-loopback IPv4',
+    describe: 'address the manager should use to reach this agent (heartbeat addr, etcd ip)',
+    group: 'Network:',
+  },
+  {
+    name: 'kernel-host-override',
+    type: 'string',
+    defaultText: 'the agent address',
+    describe: 'address clients should use to reach kernel ports (published there, reported as kernel_host)',
+    group: 'Network:',
+  },
+  {
+    name: 'scratch-root',
+    type: 'string',
+    default: '/var/cache/scratches',
+    describe: "directory holding each kernel's home; must exist and be writable",
+    group: 'Kernels:',
+  },
+  {
+    name: 'idle-timeout',
+    type: 'number',
+    default: 600,
+    describe: 'seconds a kernel may stay unused before it is destroyed with reason idle-timeout (0 = never)',
+    group: 'Kernels:',
+  },
+  {
+    name: 'metrics',
+    type: 'string',
+    default: DEFAULT_METRICS_PATH,
+    describe: 'Prometheus text file written for node_exporter\'s textfile collector, rewritten atomically every 2 s ("" = none)',
+    group: 'Metrics:',
+  },
+  {
+    name: 'metrics-port',
+    type: 'number',
+    default: 0,
+    describe: 'TCP port serving GET /metrics on --bind-host (0 = off)',
+    group: 'Metrics:',
+  },
+  {
+    name: 'log-level',
+    type: 'string',
+    default: 'info',
+    choices: ['error', 'warn', 'info', 'debug'],
+    describe: 'least severe log level printed',
+    group: 'Logging:',
+  },
+  {
+    name: 'log-format',
+    type: 'string',
+    default: 'text',
+    choices: ['text', 'json'],
+    describe: 'text for a terminal, json (one object per line) for log collectors',
+    group: 'Logging:',
+  },
 ];
 
 /** The flags `agent check` takes besides {@link AGENT_FLAGS}. */
-export const CHECK_FLAGS: readonly FlagSpec[] = [{ name: 'json', type: 'boolean', default: false, describe: 'print the results as JSON instead of a checklist' }];
+export const CHECK_FLAGS: readonly FlagSpec[] = [
+  { name: 'json', type: 'boolean', default: false, describe: 'print the results as JSON instead of a checklist' },
+];
 
 /** The flags of the agent's other commands (these read no environment variables). */
 export const AGENT_COMMAND_FLAGS: Readonly<Record<'gpus' | 'methods' | 'keygen', readonly FlagSpec[]>> = {
   gpus: [
     { name: 'json', type: 'boolean', default: false, describe: 'print the detection as JSON' },
-    { name: 'allow', type: 'string', default: '', describe: 'GPUs to consider, as gpu_allow takes them (indexes or UUIDs, comma-separated; empty = all)' },
+    {
+      name: 'allow',
+      type: 'string',
+      default: '',
+      describe: 'GPUs to consider, as gpu_allow takes them (indexes or UUIDs, comma-separated; empty = all)',
+    },
   ],
-  methods: [{ name: 'modern', type: 'boolean', default: false, describe: 'list the methods served to modern (Callosum, 24.09) managers instead' }],
+  methods: [
+    { name: 'modern', type: 'boolean', default: false, describe: 'list the methods served to modern (Callosum, 24.09) managers instead' },
+  ],
   keygen: [{ name: 'out', type: 'string', required: true, describe: 'file to write; an existing file is not overwritten' }],
 };
 
 /** The global flags of agentctl (environment variables `AGENTCTL_*`). */
 export const AGENTCTL_FLAGS: readonly FlagSpec[] = [
   { name: 'agent', type: 'string', defaultText: 'found in etcd', describe: 'RPC address of the agent, tcp://HOST:PORT', group: 'Agent:' },
-  { name: 'etcd-addr', type: 'string', default: '127.0.0.1:2379', describe: 'etcd v3 endpoints, HOST:PORT[,HOST:PORT...] (the members of the cluster)', group: 'Agent:' },
+  {
+    name: 'etcd-addr',
+    type: 'string',
+    default: '127.0.0.1:2379',
+    describe: 'etcd v3 endpoints, HOST:PORT[,HOST:PORT...] (the members of the cluster)',
+    group: 'Agent:',
+  },
   { name: 'namespace', type: 'string', default: 'local', describe: 'etcd namespace of the cluster', group: 'Agent:' },
   { name: 'agent-id', type: 'string', describe: 'which registered agent, when several are', group: 'Agent:' },
   { name: 'timeout', type: 'number', default: 10, describe: 'seconds to wait for a reply to a quick call', group: 'Agent:' },
-  { name: 'callosum', type: 'boolean', default: false, describe: 'speak Callosum 1.x as a modern (24.09) manager does (ping, call)', group: 'Agent:' },
+  {
+    name: 'callosum',
+    type: 'boolean',
+    default: false,
+    describe: 'speak Callosum 1.x as a modern (24.09) manager does (ping, call)',
+    group: 'Agent:',
+  },
   { name: 'json', type: 'boolean', default: false, describe: 'print JSON instead of text (read commands)' },
 ];
 
 /** The flags of agentctl's commands, by command (like the global ones, each is also an `AGENTCTL_*` variable). */
-export const AGENTCTL_COMMAND_FLAGS: Readonly<Record<'run' | 'events' | 'download' | 'destroy' | 'reset' | 'images rm' | 'open', readonly FlagSpec[]>> = {
+export const AGENTCTL_COMMAND_FLAGS: Readonly<
+  Record<'run' | 'events' | 'download' | 'destroy' | 'reset' | 'images rm' | 'open', readonly FlagSpec[]>
+> = {
   run: [
     { name: 'file', alias: 'f', type: 'string', describe: 'read the code from FILE' },
     { name: 'kernel', type: 'string', describe: 'run in this existing kernel instead of creating one (it is kept)' },
@@ -85,7 +170,13 @@ export const AGENTCTL_COMMAND_FLAGS: Readonly<Record<'run' | 'events' | 'downloa
     { name: 'count', type: 'number', describe: 'exit after this many events' },
   ],
   download: [
-    { name: 'output', alias: 'o', type: 'string', defaultText: 'its base name, + .tar for an archive', describe: 'where to write it; - for stdout' },
+    {
+      name: 'output',
+      alias: 'o',
+      type: 'string',
+      defaultText: 'its base name, + .tar for an archive',
+      describe: 'where to write it; - for stdout',
+    },
     { name: 'tar', type: 'boolean', default: false, describe: 'write the tar archive as the agent sends it, even for one file' },
   ],
   destroy: [{ name: 'reason', type: 'string', default: 'user-requested', describe: 'reason sent in kernel_terminated' }],

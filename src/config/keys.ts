@@ -38,7 +38,8 @@ export function formatKeyPair(pair: KeyPair): string {
 export function parseKeyPair(text: string, file: string): KeyPair {
   const get = (name: string) => {
     const m = new RegExp(`^\\s*${name}\\s*=\\s*"([^"]*)"\\s*$`, 'm').exec(text);
-    if (!m || !Z85_KEY.test(m[1]!)) throw new ConfigError(`${file} has no valid ${name} (40 Z85 characters): write a new one with agent keygen --out ${file}`);
+    if (!m || !Z85_KEY.test(m[1]!))
+      throw new ConfigError(`${file} has no valid ${name} (40 Z85 characters): write a new one with agent keygen --out ${file}`);
     return m[1]!;
   };
   return { publicKey: get('public-key'), secretKey: get('secret-key') };
@@ -65,6 +66,7 @@ export async function loadKeyPair(file: string): Promise<KeyPair> {
   } catch {
     throw new ConfigError(`rpc_keypair_file ${file} does not exist: create it with agent keygen --out ${file}`);
   }
-  if ((st.mode & 0o077) !== 0) throw new ConfigError(`rpc_keypair_file ${file} may be read by others (mode ${(st.mode & 0o777).toString(8)}): chmod 600 ${file}`);
+  if ((st.mode & 0o077) !== 0)
+    throw new ConfigError(`rpc_keypair_file ${file} may be read by others (mode ${(st.mode & 0o777).toString(8)}): chmod 600 ${file}`);
   return parseKeyPair(await fs.readFile(file, 'utf8'), file);
 }

@@ -41,7 +41,8 @@ const HOST = /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:]+\])(?::[0-9]{
 
 /** Parses an image name; throws an Error saying what is wrong with it. */
 export function parseImageRef(name: string): ImageRef {
-  if (name.length === 0 || name.length > 512) throw new Error(`image name ${JSON.stringify(name.slice(0, 64))} must have 1 to 512 characters`);
+  if (name.length === 0 || name.length > 512)
+    throw new Error(`image name ${JSON.stringify(name.slice(0, 64))} must have 1 to 512 characters`);
   let rest = name;
   let digest: string | null = null;
   const at = rest.indexOf('@');
@@ -86,7 +87,8 @@ export function checkLang(lang: string): void {
   const slash = lang.lastIndexOf('/');
   const colon = lang.lastIndexOf(':');
   const name = colon > slash ? lang.slice(0, colon) : lang;
-  if (name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) throw new Error(`${must} has an empty, "." or ".." path segment`);
+  if (name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..'))
+    throw new Error(`${must} has an empty, "." or ".." path segment`);
   try {
     parseImageRef(lang);
   } catch (err) {
@@ -114,12 +116,18 @@ export function isLang(lang: string): boolean {
 export function resolveImage(lang: string, imagePrefix: string, allowList: readonly string[] = []): string {
   checkLang(lang);
   if (allowList.includes(lang)) return lang;
-  if (!imagePrefix) throw new Error(`lang ${JSON.stringify(lang)} is not on image_allow_list and image_prefix is empty: add it to the list or set a prefix`);
+  if (!imagePrefix)
+    throw new Error(
+      `lang ${JSON.stringify(lang)} is not on image_allow_list and image_prefix is empty: add it to the list or set a prefix`,
+    );
   const image = imagePrefix + lang;
   try {
     parseImageRef(image);
   } catch (err) {
-    throw new Error(`lang ${JSON.stringify(lang)} under image_prefix ${JSON.stringify(imagePrefix)} makes no image name (${(err as Error).message}): name the image under the prefix, or put the full name on image_allow_list`, { cause: err });
+    throw new Error(
+      `lang ${JSON.stringify(lang)} under image_prefix ${JSON.stringify(imagePrefix)} makes no image name (${(err as Error).message}): name the image under the prefix, or put the full name on image_allow_list`,
+      { cause: err },
+    );
   }
   return image;
 }

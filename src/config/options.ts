@@ -75,7 +75,9 @@ export function parseHostPort(value: string, flag: string): { host: string; port
 export function parseEndpoints(value: string, flag: string): Array<{ host: string; port: number }> {
   const parts = value.split(',').map((p) => p.trim());
   if (parts.some((p) => p === '')) {
-    throw new ConfigError(`${flag} ${JSON.stringify(value)} has an empty entry: give HOST:PORT[,HOST:PORT...] (e.g. 10.0.0.1:2379,10.0.0.2:2379)`);
+    throw new ConfigError(
+      `${flag} ${JSON.stringify(value)} has an empty entry: give HOST:PORT[,HOST:PORT...] (e.g. 10.0.0.1:2379,10.0.0.2:2379)`,
+    );
   }
   const out = parts.map((p) => parseHostPort(p, flag));
   const seen = new Set<string>();

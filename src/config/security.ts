@@ -34,34 +34,71 @@ export function securityFindings(s: Settings): SecurityFinding[] {
     out.push({
       name: 'rpc_keypair_file',
       detail: 'RPC is not authenticated: anyone who reaches the agent port can run code and read kernels',
-      fix: 'run agent keygen --out FILE, set rpc_keypair_file to FILE and rpc_allowed_keys to the managers\' public keys (needs a CURVE-capable manager); until then bind --bind-host to the manager\'s network only',
+      fix: "run agent keygen --out FILE, set rpc_keypair_file to FILE and rpc_allowed_keys to the managers' public keys (needs a CURVE-capable manager); until then bind --bind-host to the manager's network only",
     });
   } else if (s.rpcAllowedKeys.length === 0) {
-    out.push({ name: 'rpc_allowed_keys', detail: 'no manager key is allowed: every RPC client is refused', fix: "list the managers' Z85 public keys" });
+    out.push({
+      name: 'rpc_allowed_keys',
+      detail: 'no manager key is allowed: every RPC client is refused',
+      fix: "list the managers' Z85 public keys",
+    });
   }
   if (!s.kernelNoNewPrivileges) {
-    out.push({ name: 'kernel_no_new_privileges', detail: 'setuid programs in kernels can raise privileges', fix: 'set kernel_no_new_privileges to true' });
+    out.push({
+      name: 'kernel_no_new_privileges',
+      detail: 'setuid programs in kernels can raise privileges',
+      fix: 'set kernel_no_new_privileges to true',
+    });
   }
   if (s.kernelCapabilities === null) {
-    out.push({ name: 'kernel_capabilities', detail: "kernels keep Docker's default capabilities", fix: `set kernel_capabilities to ${DEFAULT_KERNEL_CAPABILITIES.join(',')}` });
+    out.push({
+      name: 'kernel_capabilities',
+      detail: "kernels keep Docker's default capabilities",
+      fix: `set kernel_capabilities to ${DEFAULT_KERNEL_CAPABILITIES.join(',')}`,
+    });
   } else {
     const extra = s.kernelCapabilities.filter((c) => !DEFAULT_KERNEL_CAPABILITIES.includes(c));
-    if (extra.length > 0) out.push({ name: 'kernel_capabilities', detail: `kernels keep extra capabilities: ${extra.join(', ')}`, fix: `remove them unless an image needs them (default ${DEFAULT_KERNEL_CAPABILITIES.join(',')})` });
+    if (extra.length > 0)
+      out.push({
+        name: 'kernel_capabilities',
+        detail: `kernels keep extra capabilities: ${extra.join(', ')}`,
+        fix: `remove them unless an image needs them (default ${DEFAULT_KERNEL_CAPABILITIES.join(',')})`,
+      });
   }
   if (s.kernelSeccomp !== 'default') {
-    out.push({ name: 'kernel_seccomp', detail: 'kernels run without a seccomp filter: every system call reaches the host kernel', fix: 'set kernel_seccomp to default' });
+    out.push({
+      name: 'kernel_seccomp',
+      detail: 'kernels run without a seccomp filter: every system call reaches the host kernel',
+      fix: 'set kernel_seccomp to default',
+    });
   }
   if (s.kernelPidsLimit === 0) {
-    out.push({ name: 'kernel_pids_limit', detail: 'a fork bomb in a kernel can exhaust the node\'s process table', fix: 'set kernel_pids_limit (default 1024)' });
+    out.push({
+      name: 'kernel_pids_limit',
+      detail: "a fork bomb in a kernel can exhaust the node's process table",
+      fix: 'set kernel_pids_limit (default 1024)',
+    });
   }
   if (s.kernelNofileLimit === 0) {
-    out.push({ name: 'kernel_nofile_limit', detail: "kernels get Docker's default open-files limit", fix: 'set kernel_nofile_limit (default 4096)' });
+    out.push({
+      name: 'kernel_nofile_limit',
+      detail: "kernels get Docker's default open-files limit",
+      fix: 'set kernel_nofile_limit (default 4096)',
+    });
   }
   if (ANY_ADDRESS.has(s.kernelPublishAddr)) {
-    out.push({ name: 'kernel_publish_addr', detail: 'kernel ports are published on every interface of the node', fix: 'leave kernel_publish_addr empty (the kernel host address) or set the manager-facing address' });
+    out.push({
+      name: 'kernel_publish_addr',
+      detail: 'kernel ports are published on every interface of the node',
+      fix: 'leave kernel_publish_addr empty (the kernel host address) or set the manager-facing address',
+    });
   }
   if (s.imagePrefix === '' && s.imageAllowList.length === 0) {
-    out.push({ name: 'image_prefix', detail: 'image_prefix is empty: no kernel can be created (the agent refuses unprefixed images)', fix: 'set image_prefix, or list images in image_allow_list' });
+    out.push({
+      name: 'image_prefix',
+      detail: 'image_prefix is empty: no kernel can be created (the agent refuses unprefixed images)',
+      fix: 'set image_prefix, or list images in image_allow_list',
+    });
   }
   return out;
 }

@@ -85,7 +85,8 @@ export const portRange = parser('port range LO-HI (1024 <= LO, HI <= 65535, at l
   const m = /^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$/.exec(raw);
   const lo = Number(m?.[1]);
   const hi = Number(m?.[2]);
-  if (!m || lo < 1024 || hi > 65535 || hi - lo + 1 < 4) throw new Error(`${JSON.stringify(raw)} is not a port range LO-HI with 1024 <= LO, HI <= 65535 and at least 4 ports`);
+  if (!m || lo < 1024 || hi > 65535 || hi - lo + 1 < 4)
+    throw new Error(`${JSON.stringify(raw)} is not a port range LO-HI with 1024 <= LO, HI <= 65535 and at least 4 ports`);
   return `${lo}-${hi}`;
 });
 

@@ -65,13 +65,20 @@ export function compileSettings(
     }
   }
   const unknown = [
-    ...Object.keys(cluster).filter((k) => !isKnown(k)).map((k) => prefixes.cluster + k),
-    ...Object.keys(node).filter((k) => !isKnown(k)).map((k) => prefixes.node + k),
+    ...Object.keys(cluster)
+      .filter((k) => !isKnown(k))
+      .map((k) => prefixes.cluster + k),
+    ...Object.keys(node)
+      .filter((k) => !isKnown(k))
+      .map((k) => prefixes.node + k),
   ];
   return { settings: out, problems, unknown };
 }
 
 /** The fields whose value differs between two settings objects, with whether each applies live. */
 export function changedSettings(before: Settings, after: Settings): Array<{ key: string; live: boolean }> {
-  return SETTINGS.filter((s) => JSON.stringify(before[s.field]) !== JSON.stringify(after[s.field])).map((s) => ({ key: s.key, live: s.live }));
+  return SETTINGS.filter((s) => JSON.stringify(before[s.field]) !== JSON.stringify(after[s.field])).map((s) => ({
+    key: s.key,
+    live: s.live,
+  }));
 }

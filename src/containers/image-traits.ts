@@ -22,12 +22,17 @@ export interface ImageTraits {
 export function imageTraits(labels: Record<string, string>): ImageTraits {
   const get = (name: string) => labels[`ai.backend.${name}`] ?? labels[`io.sorna.${name}`] ?? '';
   const timeout = Number(get('timeout'));
-  const names = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = (v: string) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   return {
     features: new Set(get('features').split(/\s+/).filter(Boolean)),
     coreCountEnvs: names(get('envs.corecount')),
     gpuCountEnvs: names(get('envs.gpucount')),
-    cuda: labels['io.sorna.nvidia.enabled']?.trim().toLowerCase() === 'yes' || names(labels['ai.backend.accelerators'] ?? '').includes('cuda'),
+    cuda:
+      labels['io.sorna.nvidia.enabled']?.trim().toLowerCase() === 'yes' || names(labels['ai.backend.accelerators'] ?? '').includes('cuda'),
     execTimeoutSec: Number.isFinite(timeout) && timeout > 0 ? timeout : 0,
     services: parseServicePorts(labels),
   };

@@ -77,7 +77,11 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
 
 /** Parses a comma-separated list of core numbers from a label. */
 export function parseCoreList(value: string | undefined): number[] {
-  return (value ?? '').split(',').filter(Boolean).map(Number).filter((n) => Number.isInteger(n) && n >= 0);
+  return (value ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map(Number)
+    .filter((n) => Number.isInteger(n) && n >= 0);
 }
 
 /**
@@ -87,7 +91,9 @@ export function parseCoreList(value: string | undefined): number[] {
  */
 export async function prepareScratch(dir: string, environ: Record<string, string>, uid: number): Promise<void> {
   await fs.mkdir(path.join(dir, '.config'), { recursive: true, mode: 0o755 });
-  const lines = Object.entries(environ).map(([k, v]) => `${k}=${v}\n`).join('');
+  const lines = Object.entries(environ)
+    .map(([k, v]) => `${k}=${v}\n`)
+    .join('');
   // A full disk fails the step, never half a file; not fsynced, as it is read only by the kernel's own container.
   await writeFileAtomic(path.join(dir, '.config', 'environ.txt'), lines, 0o644, { sync: false });
   for (const p of [dir, path.join(dir, '.config'), path.join(dir, '.config', 'environ.txt')]) await fs.chown(p, uid, uid);
@@ -126,5 +132,12 @@ export async function changedOutputFiles(home: string, sinceMs: number, limit = 
  */
 export async function lastLines(docker: Pick<DockerEngine, 'logs'>, containerId: string, n = 8): Promise<string> {
   const logs = await docker.logs(containerId, 200).catch(() => '');
-  return logs.split('\n').map((l) => l.trim()).filter((l) => l !== '').slice(-n).join(' | ') || '(nothing)';
+  return (
+    logs
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '')
+      .slice(-n)
+      .join(' | ') || '(nothing)'
+  );
 }

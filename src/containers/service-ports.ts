@@ -26,15 +26,21 @@ export function parseServicePorts(labels: Record<string, string>): ServiceDecls 
   const raw = key ? labels[key]!.trim() : '';
   if (!key || raw === '') return { ok: true, services: [] };
   const services: ServiceDecl[] = [];
-  const bad = (why: string): ServiceDecls => ({ ok: false, error: `the image label ${key}=${JSON.stringify(raw)} is invalid: ${why} (expected name:protocol:port, comma-separated)` });
+  const bad = (why: string): ServiceDecls => ({
+    ok: false,
+    error: `the image label ${key}=${JSON.stringify(raw)} is invalid: ${why} (expected name:protocol:port, comma-separated)`,
+  });
   for (const item of raw.split(',')) {
     const parts = item.trim().split(':');
     if (parts.length !== 3) return bad(`${JSON.stringify(item.trim())} is not name:protocol:port`);
     const [name, protocol, portText] = parts as [string, string, string];
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) return bad(`${JSON.stringify(name)} is not a service name (letters, digits, "_", "." and "-")`);
-    if (protocol !== 'tcp' && protocol !== 'pty' && protocol !== 'http') return bad(`protocol ${JSON.stringify(protocol)} of ${name} is not tcp, pty or http`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name))
+      return bad(`${JSON.stringify(name)} is not a service name (letters, digits, "_", "." and "-")`);
+    if (protocol !== 'tcp' && protocol !== 'pty' && protocol !== 'http')
+      return bad(`protocol ${JSON.stringify(protocol)} of ${name} is not tcp, pty or http`);
     const port = Number(portText);
-    if (!/^\d{1,5}$/.test(portText) || port <= 1024 || port > 65535) return bad(`port ${JSON.stringify(portText)} of ${name} is not an integer in 1025..65535`);
+    if (!/^\d{1,5}$/.test(portText) || port <= 1024 || port > 65535)
+      return bad(`port ${JSON.stringify(portText)} of ${name} is not an integer in 1025..65535`);
     if (port >= 2000 && port <= 2003) return bad(`port ${port} of ${name} is one of the runner's ports 2000-2003`);
     if (services.some((s) => s.name === name)) return bad(`the name ${name} appears twice`);
     if (services.some((s) => s.port === port)) return bad(`the port ${port} appears twice`);

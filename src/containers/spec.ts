@@ -45,7 +45,8 @@ export const MAX_ENVIRON_BYTES = 1024 * 1024;
  * variable that changes what a root shell runs (or which user it becomes)
  * would let code in the kernel gain root in its container.
  */
-const RESERVED_ENV = /^(LOCAL_USER_ID|LOCAL_GROUP_ID|RUNNER|RUNNER_PREVIOUS_STATUS|PATH|IFS|ENV|BASH_ENV|SHELLOPTS|BASHOPTS|PS4|GLOBIGNORE|CDPATH|LD_[A-Z_]*)$/;
+const RESERVED_ENV =
+  /^(LOCAL_USER_ID|LOCAL_GROUP_ID|RUNNER|RUNNER_PREVIOUS_STATUS|PATH|IFS|ENV|BASH_ENV|SHELLOPTS|BASHOPTS|PS4|GLOBIGNORE|CDPATH|LD_[A-Z_]*)$/;
 
 /**
  * Variables that stop the kernel runner's Python from starting at all (it
@@ -75,12 +76,18 @@ function num(v: unknown, key: string, min: number, max: number, fallback: number
 
 function intList(v: unknown, key: string): number[] | null {
   if (v === undefined || v === null) return null;
-  if (!Array.isArray(v) || v.length > 1024 || !v.every((x) => Number.isInteger(x) && x >= 0 && x < 4096)) bad(key, 'must be a list of core numbers');
+  if (!Array.isArray(v) || v.length > 1024 || !v.every((x) => Number.isInteger(x) && x >= 0 && x < 4096))
+    bad(key, 'must be a list of core numbers');
   return [...new Set(v as number[])].sort((a, b) => a - b);
 }
 
 /** Reads a config map into a KernelSpec; `imagePrefix` + lang (or the allow-list) names the image, `vfolderRoot` holds the mounts. */
-export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: string, vfolderRoot: string, imageAllowList: readonly string[] = []): KernelSpec {
+export function parseKernelConfig(
+  config: Record<string, unknown>,
+  imagePrefix: string,
+  vfolderRoot: string,
+  imageAllowList: readonly string[] = [],
+): KernelSpec {
   const lang = config.lang;
   if (typeof lang !== 'string') bad('lang', 'must be an image "name:tag" such as "python:3-debian"');
   let image: string;
@@ -93,9 +100,13 @@ export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: 
   if (typeof limits !== 'object' || Array.isArray(limits)) bad('limits', 'must be a map');
   const cpu = num(limits.cpu_slot, 'limits.cpu_slot', 0, 1024, 1);
   const mem = num(limits.mem_slot, 'limits.mem_slot', 0, 16 * 1024 * 1024, 256); // MiB (the 2018 x256 was a bug)
-  if (mem < MIN_MEM_MIB) bad('limits.mem_slot', `is ${mem} MiB: a kernel needs at least ${MIN_MEM_MIB} MiB (its runner alone takes about 14 MiB)`);
+  if (mem < MIN_MEM_MIB)
+    bad('limits.mem_slot', `is ${mem} MiB: a kernel needs at least ${MIN_MEM_MIB} MiB (its runner alone takes about 14 MiB)`);
   const gpu = num(limits.gpu_slot, 'limits.gpu_slot', 0, 64, 0);
-  const scratchMiB = limits.scratch_mib === undefined || limits.scratch_mib === null ? null : Math.floor(num(limits.scratch_mib, 'limits.scratch_mib', 8, 16 * 1024 * 1024, 0));
+  const scratchMiB =
+    limits.scratch_mib === undefined || limits.scratch_mib === null
+      ? null
+      : Math.floor(num(limits.scratch_mib, 'limits.scratch_mib', 8, 16 * 1024 * 1024, 0));
 
   const mounts: MountSpec[] = [];
   const rawMounts = config.mounts ?? [];
@@ -118,10 +129,16 @@ export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: 
   if (entries.length > 1024) bad('environ', 'has more than 1024 entries');
   let total = 0;
   for (const [k, v] of entries) {
-    if (!ENV_KEY.test(k)) bad('environ', `key ${JSON.stringify(k.slice(0, 64))} is not a variable name (letters, digits and "_", at most 256)`);
+    if (!ENV_KEY.test(k))
+      bad('environ', `key ${JSON.stringify(k.slice(0, 64))} is not a variable name (letters, digits and "_", at most 256)`);
     if (RESERVED_ENV.test(k)) bad('environ', `key ${k} is reserved: the agent or the image's root entrypoint reads it`);
-    if (INTERPRETER_ENV.test(k)) bad('environ', `key ${k} would stop the kernel's Python runner from starting (it changes where Python finds its standard library or how it runs); leave it out`);
-    if (typeof v !== 'string' || v.length > 65_536 || v.includes('\n') || v.includes('\0')) bad('environ', `value of ${k} must be a single-line str of at most 65536 characters`);
+    if (INTERPRETER_ENV.test(k))
+      bad(
+        'environ',
+        `key ${k} would stop the kernel's Python runner from starting (it changes where Python finds its standard library or how it runs); leave it out`,
+      );
+    if (typeof v !== 'string' || v.length > 65_536 || v.includes('\n') || v.includes('\0'))
+      bad('environ', `value of ${k} must be a single-line str of at most 65536 characters`);
     total += Buffer.byteLength(k) + Buffer.byteLength(v) + 2;
     if (total > MAX_ENVIRON_BYTES) bad('environ', `is larger than ${MAX_ENVIRON_BYTES} bytes in all`);
     environ[k] = v;
@@ -155,7 +172,9 @@ export function parseKernelConfig(config: Record<string, unknown>, imagePrefix: 
  */
 export async function checkMounts(mounts: readonly MountSpec[], vfolderRoot: string): Promise<void> {
   if (mounts.length === 0) return;
-  const root = await fs.realpath(vfolderRoot).catch(() => bad('mounts', `cannot be used: the vfolder root ${vfolderRoot} (volumes/_mount) does not exist`));
+  const root = await fs
+    .realpath(vfolderRoot)
+    .catch(() => bad('mounts', `cannot be used: the vfolder root ${vfolderRoot} (volumes/_mount) does not exist`));
   for (const m of mounts) {
     const real = await fs.realpath(m.hostPath).catch(() => bad('mounts', `folder ${m.name}: ${m.hostPath} does not exist`));
     if (!real.startsWith(root + path.sep)) bad('mounts', `folder ${m.name}: ${m.hostPath} leads outside the vfolder root`);

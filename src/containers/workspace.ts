@@ -18,7 +18,12 @@ import type { Settings } from '../config/setting-table.js';
 const MAX_TEMPLATE_ENTRIES = 100_000;
 
 /** Copies a template folder into a home (created if needed); throws an Error that says which entry broke which rule. */
-export async function copyTemplate(template: string, home: string, uid: number, maxBytes: number): Promise<{ files: number; bytes: number }> {
+export async function copyTemplate(
+  template: string,
+  home: string,
+  uid: number,
+  maxBytes: number,
+): Promise<{ files: number; bytes: number }> {
   const top = await fs.lstat(template).catch(() => null); // no template: nothing to copy
   if (!top?.isDirectory()) throw new Error(`workspace_template ${template} is not a directory (a symlink is not followed either)`);
   await fs.mkdir(home, { recursive: true, mode: 0o755 });
@@ -28,7 +33,8 @@ export async function copyTemplate(template: string, home: string, uid: number, 
     for (const e of await fs.readdir(path.join(template, rel), { withFileTypes: true })) {
       if (++entries > MAX_TEMPLATE_ENTRIES) throw new Error(`workspace_template ${template} has more than ${MAX_TEMPLATE_ENTRIES} entries`);
       const name = path.join(rel, e.name);
-      if (rel === '' && e.name === '.config') throw new Error(`workspace_template ${template} may not hold .config (the agent's folder in the home)`);
+      if (rel === '' && e.name === '.config')
+        throw new Error(`workspace_template ${template} may not hold .config (the agent's folder in the home)`);
       const from = path.join(template, name);
       const to = path.join(home, name);
       const st = await fs.lstat(from);
@@ -41,7 +47,8 @@ export async function copyTemplate(template: string, home: string, uid: number, 
         await walk(name);
       } else if (st.isFile()) {
         bytes += st.size;
-        if (bytes > maxBytes) throw new Error(`workspace_template ${template} is larger than workspace_template_max_bytes (${maxBytes} bytes)`);
+        if (bytes > maxBytes)
+          throw new Error(`workspace_template ${template} is larger than workspace_template_max_bytes (${maxBytes} bytes)`);
         await fs.copyFile(from, to, fs.constants.COPYFILE_EXCL);
         await fs.chmod(to, st.mode & 0o777);
         await fs.chown(to, uid, uid);
@@ -84,15 +91,29 @@ export async function writeBootstrap(home: string, script: string, uid: number):
 export async function waitBootstrap(home: string, timeoutSec: number, running: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + timeoutSec * 1000;
   for (let i = 0; ; i++) {
-    if (await fs.access(path.join(home, DONE)).then(() => true, () => false)) return;
+    if (
+      await fs.access(path.join(home, DONE)).then(
+        () => true,
+        () => false,
+      )
+    )
+      return;
     const failed = await fs.readFile(path.join(home, FAILED), 'utf8').catch(() => null); // no marker: the preparation did not fail
     if (failed !== null) {
       const [code, ...lines] = failed.split('\n');
       const tail = lines.join('\n').trim();
-      throw new KernelCreationError(`the bootstrap script failed with exit code ${code}; its last lines: ${tail ? JSON.stringify(tail.slice(-2000)) : '(no output)'}; the kernel was rolled back`);
+      throw new KernelCreationError(
+        `the bootstrap script failed with exit code ${code}; its last lines: ${tail ? JSON.stringify(tail.slice(-2000)) : '(no output)'}; the kernel was rolled back`,
+      );
     }
-    if (i % 10 === 9 && !(await running())) throw new KernelCreationError('the kernel container stopped while its bootstrap script ran; get_logs of a retry or docker logs has its output');
-    if (Date.now() > deadline) throw new KernelCreationError(`the bootstrap script did not finish within bootstrap_timeout (${timeoutSec} s); the kernel was rolled back`);
+    if (i % 10 === 9 && !(await running()))
+      throw new KernelCreationError(
+        'the kernel container stopped while its bootstrap script ran; get_logs of a retry or docker logs has its output',
+      );
+    if (Date.now() > deadline)
+      throw new KernelCreationError(
+        `the bootstrap script did not finish within bootstrap_timeout (${timeoutSec} s); the kernel was rolled back`,
+      );
     await sleep(100);
   }
 }

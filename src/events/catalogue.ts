@@ -29,10 +29,19 @@ export const AGENT_EVENTS = [
   { name: 'instance_started', args: [], when: 'the event socket connected to a (new) manager sink; a heartbeat follows at once' },
   {
     name: 'instance_heartbeat',
-    args: [{ name: 'agent_info', type: 'map {ip, region, addr, mem_slots (MiB), cpu_slots, gpu_slots, images; beyond: node, kernel_stats, public_key}' }],
+    args: [
+      {
+        name: 'agent_info',
+        type: 'map {ip, region, addr, mem_slots (MiB), cpu_slots, gpu_slots, images; beyond: node, kernel_stats, public_key}',
+      },
+    ],
     when: 'every heartbeat_interval seconds',
   },
-  { name: 'instance_terminated', args: [{ name: 'reason', type: 'str: shutdown (a signal) or shutdown-agent (shutdown_agent)' }], when: 'the agent stops (SIGTERM, SIGINT, a modern shutdown_agent)' },
+  {
+    name: 'instance_terminated',
+    args: [{ name: 'reason', type: 'str: shutdown (a signal) or shutdown-agent (shutdown_agent)' }],
+    when: 'the agent stops (SIGTERM, SIGINT, a modern shutdown_agent)',
+  },
   { name: 'kernel_creating', args: [kernelId], when: 'a create_kernel starts' },
   { name: 'kernel_started', args: [kernelId], when: 'a kernel was created (cold or from the warm pool) or restarted' },
   {
@@ -40,16 +49,38 @@ export const AGENT_EVENTS = [
     args: [kernelId, { name: 'reason', type: 'str' }, { name: 'stats', type: 'map of the last stats or nil' }],
     when: 'a kernel is gone: destroyed, reset, idle, died by itself (self-terminated, oom-killed), restarting, or already-terminated (sync_kernels)',
   },
-  { name: 'kernel_runner_restarted', args: [kernelId, { name: 'line', type: 'str: how the runner ended' }], when: "the kernel's runner died and the entrypoint started a new one", beyond: true },
-  { name: 'kernel_pulling', args: [kernelId, { name: 'image', type: 'str' }], when: 'a create waits for the pull of its image', beyond: true },
+  {
+    name: 'kernel_runner_restarted',
+    args: [kernelId, { name: 'line', type: 'str: how the runner ended' }],
+    when: "the kernel's runner died and the entrypoint started a new one",
+    beyond: true,
+  },
+  {
+    name: 'kernel_pulling',
+    args: [kernelId, { name: 'image', type: 'str' }],
+    when: 'a create waits for the pull of its image',
+    beyond: true,
+  },
   {
     name: 'image_pull_progress',
-    args: [{ name: 'image', type: 'str' }, { name: 'bytes_done', type: 'int' }, { name: 'bytes_total', type: 'int' }],
+    args: [
+      { name: 'image', type: 'str' },
+      { name: 'bytes_done', type: 'int' },
+      { name: 'bytes_total', type: 'int' },
+    ],
     when: 'at most once a second per image while it is pulled (compressed bytes), and once at the end with bytes_done = bytes_total',
     beyond: true,
   },
   { name: 'image_pull_finished', args: [{ name: 'image', type: 'str' }], when: 'a pull ended well', beyond: true },
-  { name: 'image_pull_failed', args: [{ name: 'image', type: 'str' }, { name: 'reason', type: 'str' }], when: 'a pull failed', beyond: true },
+  {
+    name: 'image_pull_failed',
+    args: [
+      { name: 'image', type: 'str' },
+      { name: 'reason', type: 'str' },
+    ],
+    when: 'a pull failed',
+    beyond: true,
+  },
 ] as const satisfies readonly EventSpec[];
 
 const modernKernel = [kernelId, { name: 'session_id', type: 'str' }, { name: 'reason', type: 'str' }] as const;
@@ -59,13 +90,30 @@ export const MODERN_EVENTS = [
   { name: 'agent_started', args: [{ name: 'reason', type: 'str (empty)' }], when: 'as instance_started' },
   {
     name: 'agent_heartbeat',
-    args: [{ name: 'agent_info', type: 'map {ip, region, scaling_group, addr, public_key, public_host, resource_slots, version, compute_plugins, images, images.opts, architecture, auto_terminate_abusing_kernel}' }],
+    args: [
+      {
+        name: 'agent_info',
+        type: 'map {ip, region, scaling_group, addr, public_key, public_host, resource_slots, version, compute_plugins, images, images.opts, architecture, auto_terminate_abusing_kernel}',
+      },
+    ],
     when: 'every heartbeat_interval seconds',
   },
-  { name: 'agent_terminated', args: [{ name: 'reason', type: 'str: agent-termination (a signal) or shutdown-agent' }], when: 'the agent stops' },
-  { name: 'kernel_preparing', args: [...modernKernel, { name: 'data', type: 'map (empty)' }], when: 'a create of a kernel of a modern session starts' },
+  {
+    name: 'agent_terminated',
+    args: [{ name: 'reason', type: 'str: agent-termination (a signal) or shutdown-agent' }],
+    when: 'the agent stops',
+  },
+  {
+    name: 'kernel_preparing',
+    args: [...modernKernel, { name: 'data', type: 'map (empty)' }],
+    when: 'a create of a kernel of a modern session starts',
+  },
   { name: 'kernel_creating', args: [...modernKernel, { name: 'data', type: 'map (empty)' }], when: 'right after kernel_preparing' },
-  { name: 'kernel_started', args: [...modernKernel, { name: 'creation_info', type: "map: the kernel's create_kernels result" }], when: 'a kernel of a modern session was created' },
+  {
+    name: 'kernel_started',
+    args: [...modernKernel, { name: 'creation_info', type: "map: the kernel's create_kernels result" }],
+    when: 'a kernel of a modern session was created',
+  },
   { name: 'kernel_terminating', args: [...modernKernel], when: 'a kernel of a modern session is gone (before kernel_terminated)' },
   {
     name: 'kernel_terminated',
@@ -74,19 +122,32 @@ export const MODERN_EVENTS = [
   },
   {
     name: 'image_pull_started',
-    args: [{ name: 'image', type: 'str: canonical' }, { name: 'agent_id', type: 'str' }, { name: 'timestamp', type: 'float (s)' }],
+    args: [
+      { name: 'image', type: 'str: canonical' },
+      { name: 'agent_id', type: 'str' },
+      { name: 'timestamp', type: 'float (s)' },
+    ],
     when: 'an image of check_and_pull is being pulled (the shape of releases after 24.09)',
     beyond: true,
   },
   {
     name: 'image_pull_finished',
-    args: [{ name: 'image', type: 'str: canonical' }, { name: 'agent_id', type: 'str' }, { name: 'timestamp', type: 'float (s)' }, { name: 'msg', type: 'str "Image already exists" when nothing was pulled, else nil' }],
+    args: [
+      { name: 'image', type: 'str: canonical' },
+      { name: 'agent_id', type: 'str' },
+      { name: 'timestamp', type: 'float (s)' },
+      { name: 'msg', type: 'str "Image already exists" when nothing was pulled, else nil' },
+    ],
     when: 'an image of check_and_pull is here (the shape of releases after 24.09)',
     beyond: true,
   },
   {
     name: 'image_pull_failed',
-    args: [{ name: 'image', type: 'str: canonical' }, { name: 'agent_id', type: 'str' }, { name: 'msg', type: 'str: why' }],
+    args: [
+      { name: 'image', type: 'str: canonical' },
+      { name: 'agent_id', type: 'str' },
+      { name: 'msg', type: 'str: why' },
+    ],
     when: 'a pull of check_and_pull failed (the shape of releases after 24.09)',
     beyond: true,
   },

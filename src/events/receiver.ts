@@ -73,7 +73,12 @@ export class EventReceiver implements AsyncIterable<AgentEvent> {
           this.undecodable++;
           continue;
         }
-        yield { name: name.toString('utf8'), agentId: agentId.toString('utf8'), args: Array.isArray(decoded) ? decoded : [decoded], receivedAt: Date.now() };
+        yield {
+          name: name.toString('utf8'),
+          agentId: agentId.toString('utf8'),
+          args: Array.isArray(decoded) ? decoded : [decoded],
+          receivedAt: Date.now(),
+        };
       }
     } catch (err) {
       if (!this.socket.closed) throw err;

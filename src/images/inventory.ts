@@ -75,8 +75,16 @@ export class ImageInventory {
         const colon = tag.lastIndexOf(':');
         const name = tag.slice(0, colon);
         out.push({
-          image: tag, lang, name, tag: tag.slice(colon + 1), id: image.id, digest: digestOf(image, name), size: image.size, created: image.created,
-          kernels: kernels.get(tag) ?? 0, pooled: pooled.get(tag) ?? 0,
+          image: tag,
+          lang,
+          name,
+          tag: tag.slice(colon + 1),
+          id: image.id,
+          digest: digestOf(image, name),
+          size: image.size,
+          created: image.created,
+          kernels: kernels.get(tag) ?? 0,
+          pooled: pooled.get(tag) ?? 0,
         });
       }
     }

@@ -34,7 +34,9 @@ export class Prepull {
   async start(wait: boolean, signal: AbortSignal): Promise<void> {
     const pass = this.update();
     if (!wait || !pass) return;
-    const aborted = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }));
+    const aborted = new Promise<never>((_, reject) =>
+      signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }),
+    );
     await Promise.race([pass, aborted]);
   }
 
@@ -75,7 +77,11 @@ export class Prepull {
         }
       }),
     );
-    this.log.info('prepull pass done', { present: report.present.length, pulled: report.pulled, failed: report.failed.map((f) => f.image) });
+    this.log.info('prepull pass done', {
+      present: report.present.length,
+      pulled: report.pulled,
+      failed: report.failed.map((f) => f.image),
+    });
     return report;
   }
 }

@@ -70,7 +70,12 @@ export class PullProgress {
       done += l.done;
       total += l.total;
     }
-    return { image: this.image, bytesDone: done, bytesTotal: Math.max(total, this.totalHint, done), layers: [...this.layers.values()].map((l) => ({ ...l })) };
+    return {
+      image: this.image,
+      bytesDone: done,
+      bytesTotal: Math.max(total, this.totalHint, done),
+      layers: [...this.layers.values()].map((l) => ({ ...l })),
+    };
   }
 }
 

@@ -74,7 +74,10 @@ export class ImagePuller {
 
   /** The pulls queued or under way, with their progress. */
   list(): Array<PullSnapshot & { state: 'queued' | 'pulling' }> {
-    return [...this.jobs.entries()].map(([image, j]) => ({ ...(j.progress?.snapshot() ?? { image, bytesDone: 0, bytesTotal: 0, layers: [] }), state: j.state }));
+    return [...this.jobs.entries()].map(([image, j]) => ({
+      ...(j.progress?.snapshot() ?? { image, bytesDone: 0, bytesTotal: 0, layers: [] }),
+      state: j.state,
+    }));
   }
 
   /** Stops taking pulls; those queued fail, those running are cancelled. */
@@ -104,7 +107,11 @@ export class ImagePuller {
     let cancel: (() => void) | null = null;
     abort.signal.addEventListener('abort', () => cancel?.(), { once: true });
     const timer = setTimeout(() => {
-      abort.abort(new ImagePullError(`pulling ${image} took longer than pull_timeout (${pullTimeoutSec} s) and was aborted; check the registry and the network, or raise pull_timeout`));
+      abort.abort(
+        new ImagePullError(
+          `pulling ${image} took longer than pull_timeout (${pullTimeoutSec} s) and was aborted; check the registry and the network, or raise pull_timeout`,
+        ),
+      );
     }, pullTimeoutSec * 1000);
     const t0 = Date.now();
     try {
@@ -125,7 +132,12 @@ export class ImagePuller {
       });
       await this.checkSpace(image, manifest.compressedBytes);
       job.progress = new PullProgress(image, manifest.compressedBytes);
-      log.info('pulling image', { registry: ref.registry, compressedBytes: manifest.compressedBytes, layers: manifest.layers, digest: manifest.digest });
+      log.info('pulling image', {
+        registry: ref.registry,
+        compressedBytes: manifest.compressedBytes,
+        layers: manifest.layers,
+        digest: manifest.digest,
+      });
       this.started++;
       const auth: PullAuth | null = creds ? { username: creds.username, password: creds.password, serveraddress: ref.registry } : null;
       const stream = await this.deps.images.pull(image, auth);
@@ -139,19 +151,29 @@ export class ImagePuller {
         if (throttle.ready()) {
           const s = job.progress.snapshot();
           this.deps.emit('image_pull_progress', [image, s.bytesDone, s.bytesTotal]);
-          if (logThrottle.ready()) log.info('pull progress', { bytesDone: s.bytesDone, bytesTotal: s.bytesTotal, pct: s.bytesTotal ? Math.floor((100 * s.bytesDone) / s.bytesTotal) : 0 });
+          if (logThrottle.ready())
+            log.info('pull progress', {
+              bytesDone: s.bytesDone,
+              bytesTotal: s.bytesTotal,
+              pct: s.bytesTotal ? Math.floor((100 * s.bytesDone) / s.bytesTotal) : 0,
+            });
         }
       }
       stream.cancel();
       if (abort.signal.aborted) throw abort.signal.reason;
       if (job.progress.error) throw new ImagePullError(`Docker could not pull ${image}: ${job.progress.error}`);
-      if ((await this.deps.images.digests(image)) === null) throw new ImagePullError(`Docker's pull of ${image} ended but the image is not there; see the dockerd log`);
+      if ((await this.deps.images.digests(image)) === null)
+        throw new ImagePullError(`Docker's pull of ${image} ended but the image is not there; see the dockerd log`);
       const s = job.progress.snapshot();
       this.deps.emit('image_pull_progress', [image, s.bytesTotal, s.bytesTotal]);
       this.deps.emit('image_pull_finished', [image]);
       log.info('image pulled', { seconds: (Date.now() - t0) / 1000, bytes: s.bytesTotal });
     } catch (err) {
-      const e = abort.signal.aborted ? (abort.signal.reason as ImagePullError) : err instanceof AgentError ? err : new ImagePullError(`cannot pull ${image}: ${errorMessage(err)}`);
+      const e = abort.signal.aborted
+        ? (abort.signal.reason as ImagePullError)
+        : err instanceof AgentError
+          ? err
+          : new ImagePullError(`cannot pull ${image}: ${errorMessage(err)}`);
       this.deps.emit('image_pull_failed', [image, e.message]);
       log.warn('image pull failed', { error: e.message, seconds: (Date.now() - t0) / 1000 });
       throw e;
@@ -173,7 +195,10 @@ export class ImagePuller {
     try {
       free = await (this.deps.freeBytes ?? statfsFree)(this.dataRoot);
     } catch (err) {
-      this.deps.log.debug('cannot read the free space of the Docker data root; pulling without the check', { dataRoot: this.dataRoot, error: errorMessage(err) });
+      this.deps.log.debug('cannot read the free space of the Docker data root; pulling without the check', {
+        dataRoot: this.dataRoot,
+        error: errorMessage(err),
+      });
       return;
     }
     const need = compressed * 2 + this.deps.settings().pullSpaceMarginBytes;

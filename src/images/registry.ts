@@ -22,7 +22,10 @@ export interface RegistryCredentials {
  * namespace): null when no user name is set, an empty password when none is.
  * The one reader of these keys; a failed read throws.
  */
-export async function readRegistryCredentials(get: (key: string) => Promise<string | null>, host: string): Promise<RegistryCredentials | null> {
+export async function readRegistryCredentials(
+  get: (key: string) => Promise<string | null>,
+  host: string,
+): Promise<RegistryCredentials | null> {
   const keys = registryCredentialKeys(host);
   const [username, password] = await Promise.all([get(keys.username), get(keys.password)]);
   return username ? { username, password: password ?? '' } : null;
@@ -98,9 +101,14 @@ export class RegistryClient {
     const res = await this.get(ref, url, signal);
     if (res.status === 404) throw new RegistryError(`the registry ${ref.registry} has no ${ref.repository}:${reference}`, true);
     if (res.status === 401 || res.status === 403) {
-      throw new RegistryError(`the registry ${ref.registry} refused access to ${ref.repository} (HTTP ${res.status}): check its credentials in etcd (${registryCredentialKeys(ref.registry).username}, /password)`);
+      throw new RegistryError(
+        `the registry ${ref.registry} refused access to ${ref.repository} (HTTP ${res.status}): check its credentials in etcd (${registryCredentialKeys(ref.registry).username}, /password)`,
+      );
     }
-    if (res.status !== 200) throw new RegistryError(`the registry ${ref.registry} answered HTTP ${res.status} for the manifest of ${ref.repository}:${reference}`);
+    if (res.status !== 200)
+      throw new RegistryError(
+        `the registry ${ref.registry} answered HTTP ${res.status} for the manifest of ${ref.repository}:${reference}`,
+      );
     const raw = Buffer.from(await res.arrayBuffer());
     if (raw.length > MAX_MANIFEST_BYTES) throw new RegistryError(`the manifest of ${ref.name} is larger than ${MAX_MANIFEST_BYTES} bytes`);
     let body: unknown;
@@ -152,7 +160,9 @@ export class RegistryClient {
       return await fetch(url, { headers, redirect: 'follow', signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
-      const why = timeout.aborted ? `no answer within ${this.timeoutMs / 1000} s` : ((err as { cause?: Error }).cause?.message ?? (err as Error).message);
+      const why = timeout.aborted
+        ? `no answer within ${this.timeoutMs / 1000} s`
+        : ((err as { cause?: Error }).cause?.message ?? (err as Error).message);
       throw new RegistryError(`cannot reach the registry ${ref.registry} (${why}); is it up and reachable from this node?`);
     }
   }

@@ -58,7 +58,15 @@ export class ImageService {
   constructor(private readonly deps: ImageServiceDeps) {
     const credentials = (host: string) => this.credentials(host);
     this.registry = new RegistryClient(credentials);
-    this.puller = new ImagePuller({ images: deps.images, registry: this.registry, log: deps.log, emit: deps.emit, credentials, settings: deps.settings, freeBytes: deps.freeBytes });
+    this.puller = new ImagePuller({
+      images: deps.images,
+      registry: this.registry,
+      log: deps.log,
+      emit: deps.emit,
+      credentials,
+      settings: deps.settings,
+      freeBytes: deps.freeBytes,
+    });
     this.inventory = new ImageInventory(deps.images, deps.log);
   }
 
@@ -145,7 +153,9 @@ export class ImageService {
 
   /** list_pulls. */
   listPulls(): PullSummary[] {
-    return this.puller.list().map((p) => ({ image: p.image, state: p.state, bytes_done: p.bytesDone, bytes_total: p.bytesTotal, layers: p.layers }));
+    return this.puller
+      .list()
+      .map((p) => ({ image: p.image, state: p.state, bytes_done: p.bytesDone, bytes_total: p.bytesTotal, layers: p.layers }));
   }
 
   /** pull_image: pulls (or joins the pull of) an image; `pulled` is false when it was already here. */
@@ -176,16 +186,20 @@ export class ImageService {
   }
 
   private async remove(image: string, force: boolean): Promise<ImageRemoval> {
-    if ((await this.deps.images.digests(image)) === null) throw new ImageNotFoundError(image, `image ${image} is not on this node; nothing to delete`);
+    if ((await this.deps.images.digests(image)) === null)
+      throw new ImageNotFoundError(image, `image ${image} is not on this node; nothing to delete`);
     const users = this.users();
     const kernels = users.kernels.filter((n) => n === image).length;
     const pooled = users.pooled.filter((n) => n === image).length;
     if (kernels > 0) {
-      throw new ImageInUseError(`image ${image} is used by ${kernels} kernel(s) of this agent; destroy them first (force never removes a running kernel's image)`);
+      throw new ImageInUseError(
+        `image ${image} is used by ${kernels} kernel(s) of this agent; destroy them first (force never removes a running kernel's image)`,
+      );
     }
     if (this.puller.pulling(image)) throw new ImageInUseError(`image ${image} is being pulled; delete it once the pull is done`);
     if (pooled > 0) {
-      if (!force) throw new ImageInUseError(`image ${image} is used by ${pooled} idle pooled container(s); pass force to remove them with it`);
+      if (!force)
+        throw new ImageInUseError(`image ${image} is used by ${pooled} idle pooled container(s); pass force to remove them with it`);
       const pool = this.deps.pool();
       for (const c of [...(pool?.idle.values() ?? [])]) if (c.image === image) await pool!.drop(c, 'its image is being deleted');
     }
@@ -196,7 +210,10 @@ export class ImageService {
 
   /** The image names of the kernels held and of the idle pooled containers. */
   private users(): ImageUsers {
-    return { kernels: this.deps.kernels().map((k) => k.spec.image), pooled: [...(this.deps.pool()?.idle.values() ?? [])].map((c) => c.image) };
+    return {
+      kernels: this.deps.kernels().map((k) => k.spec.image),
+      pooled: [...(this.deps.pool()?.idle.values() ?? [])].map((c) => c.image),
+    };
   }
 
   /** A registry's credentials from etcd, or null; never logged. */

@@ -43,7 +43,14 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
     }
     // A claimed pooled container's labels are those of the pool; its claim record says what it became.
     const labels = claim
-      ? { ...c.labels, [LABELS.kernel]: claim.kernelId, [LABELS.lang]: claim.lang, [LABELS.cpuSet]: claim.cpuSet.join(','), [LABELS.memMiB]: String(claim.memMiB), [LABELS.created]: String(claim.createdAt) }
+      ? {
+          ...c.labels,
+          [LABELS.kernel]: claim.kernelId,
+          [LABELS.lang]: claim.lang,
+          [LABELS.cpuSet]: claim.cpuSet.join(','),
+          [LABELS.memMiB]: String(claim.memMiB),
+          [LABELS.created]: String(claim.createdAt),
+        }
       : c.labels;
     const id = labels[LABELS.kernel];
     if (!id) continue;
@@ -51,7 +58,12 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
     const state = c.running ? await deps.docker.inspect(c.id) : null;
     const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
     // A claim cut short before its home was renamed left a kernel without a home: as good as dead.
-    const homeless = claim !== null && !(await fs.stat(scratchDir).then((st) => st.isDirectory(), () => false));
+    const homeless =
+      claim !== null &&
+      !(await fs.stat(scratchDir).then(
+        (st) => st.isDirectory(),
+        () => false,
+      ));
     if (!state?.running || ports.some((p) => !p) || homeless) {
       await deps.docker.remove(c.id);
       await deps.pool?.released(c.id);
@@ -60,7 +72,9 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
       deps.log.info('removed a kernel that died while the agent was away', { kernelId: id });
       continue;
     }
-    const home = await homesOf(deps).reattach(id).catch((err: unknown) => `not re-attached (${errorMessage(err)})`);
+    const home = await homesOf(deps)
+      .reattach(id)
+      .catch((err: unknown) => `not re-attached (${errorMessage(err)})`);
     if (home !== 'dir') deps.log.info('the home of a re-adopted kernel', { kernelId: id, home });
     const lang = labels[LABELS.lang] ?? '';
     const cpuSet = parseCoreList(labels[LABELS.cpuSet]);
@@ -72,17 +86,39 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
     try {
       imageName = resolveImage(lang, deps.settings().imagePrefix, deps.settings().imageAllowList);
     } catch (err) {
-      deps.log.warn('the lang of a re-adopted kernel names no image under the settings in force', { kernelId: id, lang, error: errorMessage(err) });
+      deps.log.warn('the lang of a re-adopted kernel names no image under the settings in force', {
+        kernelId: id,
+        lang,
+        error: errorMessage(err),
+      });
     }
     const image = await deps.docker.image(imageName).catch(() => ({ labels: {} }));
     const created = Number(labels[LABELS.created]) || Date.now();
     const traits = imageTraits(image.labels);
     kernels.set(id, {
-      id, containerId: c.id, pid: state.pid, ports: ports as number[], servicePorts: servicePortsOf(traits, state.ports), cpuSet, scratchDir, createdAt: created,
-      lastUsed: Date.now(), state: 'running', busy: null, traits, adopted: true,
+      id,
+      containerId: c.id,
+      pid: state.pid,
+      ports: ports as number[],
+      servicePorts: servicePortsOf(traits, state.ports),
+      cpuSet,
+      scratchDir,
+      createdAt: created,
+      lastUsed: Date.now(),
+      state: 'running',
+      busy: null,
+      traits,
+      adopted: true,
       spec: {
-        lang, image: imageName, cpuCount: cpuSet.length, memMiB: Number(labels[LABELS.memMiB]) || 0,
-        gpuCount: gpuSet.length, mounts: [], environ: {}, cpuSet, gpuSet,
+        lang,
+        image: imageName,
+        cpuCount: cpuSet.length,
+        memMiB: Number(labels[LABELS.memMiB]) || 0,
+        gpuCount: gpuSet.length,
+        mounts: [],
+        environ: {},
+        cpuSet,
+        gpuSet,
       },
     });
   }
@@ -90,7 +126,13 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
   for (const name of await fs.readdir(deps.scratchRoot).catch(() => [] as string[])) {
     const dir = path.join(deps.scratchRoot, name);
     if (kernels.has(name)) continue;
-    if (!(await fs.stat(path.join(dir, '.config')).then((st) => st.isDirectory(), () => false))) continue;
+    if (
+      !(await fs.stat(path.join(dir, '.config')).then(
+        (st) => st.isDirectory(),
+        () => false,
+      ))
+    )
+      continue;
     await fs.rm(dir, { recursive: true, force: true });
     deps.log.info('removed a scratch home that belongs to no kernel', { dir });
   }

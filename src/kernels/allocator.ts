@@ -25,11 +25,16 @@ export class CpuAllocator {
   allocate(count: number, prefer: readonly number[] | null = null): number[] {
     const near = new Set(prefer ?? []);
     const rank = (c: number) => (near.size === 0 || near.has(c) ? 0 : 1);
-    const free = [...this.load].filter(([, n]) => n < this.overcommit).sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1] || a[0] - b[0]);
+    const free = [...this.load]
+      .filter(([, n]) => n < this.overcommit)
+      .sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1] || a[0] - b[0]);
     if (count < 1 || free.length < count) {
       throw new CoresExhausted(`${count} cores requested, ${free.length} of ${this.load.size} have room (overcommit ${this.overcommit})`);
     }
-    const set = free.slice(0, count).map(([c]) => c).sort((a, b) => a - b);
+    const set = free
+      .slice(0, count)
+      .map(([c]) => c)
+      .sort((a, b) => a - b);
     for (const c of set) this.load.set(c, this.load.get(c)! + 1);
     return set;
   }
@@ -42,7 +47,8 @@ export class CpuAllocator {
   claim(set: readonly number[], force = false): void {
     for (const c of set) {
       if (!this.load.has(c)) throw new CoresExhausted(`core ${c} does not exist on this node (cores: ${[...this.load.keys()].join(',')})`);
-      if (!force && this.load.get(c)! >= this.overcommit) throw new CoresExhausted(`core ${c} is already taken by ${this.load.get(c)} kernel(s)`);
+      if (!force && this.load.get(c)! >= this.overcommit)
+        throw new CoresExhausted(`core ${c} is already taken by ${this.load.get(c)} kernel(s)`);
     }
     for (const c of set) this.load.set(c, this.load.get(c)! + 1);
   }

@@ -22,8 +22,17 @@ const PING_WAIT_MS = 10_000;
 export type AppState = 'running' | 'stopped' | 'failed' | 'not-started';
 
 /** The known state of each app of a kernel's image. */
-export function appStates(rec: KernelRecord, host: string): Array<{ name: string; protocol: string; host: string; host_port: number; state: AppState }> {
-  return (rec.servicePorts ?? []).map((p) => ({ name: p.name, protocol: p.protocol, host, host_port: p.host_port, state: rec.appStates?.[p.name] ?? 'not-started' }));
+export function appStates(
+  rec: KernelRecord,
+  host: string,
+): Array<{ name: string; protocol: string; host: string; host_port: number; state: AppState }> {
+  return (rec.servicePorts ?? []).map((p) => ({
+    name: p.name,
+    protocol: p.protocol,
+    host,
+    host_port: p.host_port,
+    state: rec.appStates?.[p.name] ?? 'not-started',
+  }));
 }
 
 /** The runner's answer, or a failed map saying why there is none usable. */
@@ -60,7 +69,9 @@ export class KernelApps {
     const relay = await this.kernels.relay(id);
     const body = JSON.stringify({ name, port: decl.port, protocol: decl.protocol, options });
     const wait = `the kernel runner did not answer start-service for ${name} within ${AGENT_START_WAIT_MS / 1000} s`;
-    const result = await relay.request('start-service', body, 'service-result', AGENT_START_WAIT_MS, wait).then(asResult, (err: unknown) => ({ status: 'failed', error: errorMessage(err) }) as ServiceResult);
+    const result = await relay
+      .request('start-service', body, 'service-result', AGENT_START_WAIT_MS, wait)
+      .then(asResult, (err: unknown) => ({ status: 'failed', error: errorMessage(err) }) as ServiceResult);
     rec.appStates = { ...rec.appStates, [name]: result.status === 'failed' ? 'failed' : 'running' };
     return result;
   }
@@ -72,7 +83,9 @@ export class KernelApps {
     if (!known) return { status: 'failed', error: 'invalid service name' };
     const relay = await this.kernels.relay(id);
     const wait = `the kernel runner did not answer shutdown-service for ${name} within ${SHUTDOWN_WAIT_MS / 1000} s`;
-    const result = await relay.request('shutdown-service', JSON.stringify({ name }), 'service-result', SHUTDOWN_WAIT_MS, wait).then(asResult, (err: unknown) => ({ status: 'failed', error: errorMessage(err) }) as ServiceResult);
+    const result = await relay
+      .request('shutdown-service', JSON.stringify({ name }), 'service-result', SHUTDOWN_WAIT_MS, wait)
+      .then(asResult, (err: unknown) => ({ status: 'failed', error: errorMessage(err) }) as ServiceResult);
     if (result.status !== 'failed') rec.appStates = { ...rec.appStates, [name]: 'stopped' };
     return result;
   }
@@ -85,7 +98,13 @@ export class KernelApps {
   async ping(id: string, timeoutMs = PING_WAIT_MS): Promise<number> {
     const relay = await this.kernels.relay(id);
     const t0 = process.hrtime.bigint();
-    await relay.request('status', '', 'status', timeoutMs, `ping_kernel ${id}: the kernel runner did not answer within ${timeoutMs / 1000} s; get_logs shows its output`);
+    await relay.request(
+      'status',
+      '',
+      'status',
+      timeoutMs,
+      `ping_kernel ${id}: the kernel runner did not answer within ${timeoutMs / 1000} s; get_logs shows its output`,
+    );
     return Number(process.hrtime.bigint() - t0) / 1e9;
   }
 }

@@ -30,7 +30,14 @@ const ARCHIVE_SLACK = 64 * 1024 * 1024;
  * each file is read in small chunks, so the agent holds the archive once,
  * never a file's chunks beside it nor a second joined copy.
  */
-export async function packArchive(dir: FileHandle, name: string, tarName: string, st: Stats, maxBytes: number, input: string): Promise<Buffer> {
+export async function packArchive(
+  dir: FileHandle,
+  name: string,
+  tarName: string,
+  st: Stats,
+  maxBytes: number,
+  input: string,
+): Promise<Buffer> {
   const out = new ArchiveBuffer(maxBytes, input);
   const pack = tar.pack();
   const ended = new Promise<void>((resolve, reject) => pack.on('end', resolve).on('error', reject));
@@ -49,14 +56,19 @@ export async function packArchive(dir: FileHandle, name: string, tarName: string
 }
 
 /** What an archive may still take, and what to name when it is over. */
-interface Budget { left: number; readonly maxBytes: number; readonly input: string }
+interface Budget {
+  left: number;
+  readonly maxBytes: number;
+  readonly input: string;
+}
 
 /** Adds one entry (a directory with all below it) to the archive, charging 512 bytes of header plus its content to the budget. */
 async function addEntry(pack: Pack, dir: FileHandle, name: string, tarName: string, st: Stats, budget: Budget): Promise<void> {
   const header = { name: tarName, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
   const charge = (bytes: number) => {
     budget.left -= bytes;
-    if (budget.left < 0) throw new FileTooLargeError(`download of ${JSON.stringify(budget.input)} is over the limit of ${budget.maxBytes} bytes`);
+    if (budget.left < 0)
+      throw new FileTooLargeError(`download of ${JSON.stringify(budget.input)} is over the limit of ${budget.maxBytes} bytes`);
   };
   charge(512);
   if (st.isSymbolicLink()) {
@@ -142,7 +154,11 @@ class ArchiveBuffer {
  * tar does: what the file grows by after its stat is left out, and a file
  * that shrank meanwhile is padded with zeros.
  */
-async function streamFile(fh: FileHandle, size: number, sink: { write(chunk: Buffer): boolean; once(event: 'drain', fn: () => void): unknown }): Promise<void> {
+async function streamFile(
+  fh: FileHandle,
+  size: number,
+  sink: { write(chunk: Buffer): boolean; once(event: 'drain', fn: () => void): unknown },
+): Promise<void> {
   let left = size;
   while (left > 0) {
     const n = Math.min(left, READ_CHUNK);

@@ -73,8 +73,18 @@ export class KernelFactory {
   private async claimWarm(id: string, spec: KernelSpec, warm: PooledContainer, cpuSet: number[]): Promise<KernelInfo> {
     const pool = this.deps.pool!;
     const rec: KernelRecord = {
-      id, spec: { ...spec, cpuSet, gpuSet: warm.gpuSet.length ? warm.gpuSet : null }, traits: warm.traits, cpuSet, scratchDir: pool.homeOf(id), containerId: warm.containerId, pid: warm.pid, ports: warm.ports,
-      createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
+      id,
+      spec: { ...spec, cpuSet, gpuSet: warm.gpuSet.length ? warm.gpuSet : null },
+      traits: warm.traits,
+      cpuSet,
+      scratchDir: pool.homeOf(id),
+      containerId: warm.containerId,
+      pid: warm.pid,
+      ports: warm.ports,
+      createdAt: Date.now(),
+      lastUsed: Date.now(),
+      state: 'running',
+      busy: null,
     };
     // The runner started before the claim: give it (and the terminal's shell) the kernel's environment.
     const giveEnviron = async () => {
@@ -84,7 +94,10 @@ export class KernelFactory {
       const r = await this.context.relays.relay(rec).runToEnd(environStatement(environ), 10_000);
       if (r.exitCode !== 0) throw new Error(`the runner could not take the environment (exit code ${r.exitCode})`);
       // The terminal's old shell was hung up: the first terminal use waits for its successor.
-      const printed = (r.console ?? []).filter((e) => e[0] === 'stdout').map((e) => String(e[1])).join('');
+      const printed = (r.console ?? [])
+        .filter((e) => e[0] === 'stdout')
+        .map((e) => String(e[1]))
+        .join('');
       rec.staleShells = JSON.parse(printed.trim() || '[]') as number[];
     };
     try {
@@ -99,14 +112,23 @@ export class KernelFactory {
     if (warm.traits.services.ok && warm.traits.services.services.length) {
       // The pool filled it with the image's service ports published (a bad label never makes a pooled container).
       const published = await this.deps.docker.inspect(warm.containerId).catch((err: unknown) => {
-        this.deps.log.warn('could not read the published ports of a claimed pooled container; its service ports are unknown', { kernelId: id, container: warm.containerId.slice(0, 12), error: errorMessage(err) });
+        this.deps.log.warn('could not read the published ports of a claimed pooled container; its service ports are unknown', {
+          kernelId: id,
+          container: warm.containerId.slice(0, 12),
+          error: errorMessage(err),
+        });
         return null;
       });
       rec.servicePorts = servicePortsOf(warm.traits, published?.ports ?? {});
     }
     this.context.kernels.set(id, rec);
     rec.renamed = pool.nameAsKernel(rec.containerId, spec.lang, id);
-    this.deps.log.info('kernel started from the warm pool', { kernelId: id, container: rec.containerId.slice(0, 12), cpuSet, memMiB: spec.memMiB });
+    this.deps.log.info('kernel started from the warm pool', {
+      kernelId: id,
+      container: rec.containerId.slice(0, 12),
+      cpuSet,
+      memMiB: spec.memMiB,
+    });
     this.deps.emit('kernel_started', [id]);
     return kernelInfo(rec, this.deps.kernelHost);
   }
@@ -133,8 +155,18 @@ export class KernelFactory {
       await prepareHome(scratchDir, spec, this.deps.settings());
       await prepareScratch(scratchDir, spec.environ, this.deps.settings().kernelUid);
       const rec: KernelRecord = {
-        id, spec, traits, cpuSet, scratchDir, containerId: '', pid: null, ports: [],
-        createdAt: Date.now(), lastUsed: Date.now(), state: 'running', busy: null,
+        id,
+        spec,
+        traits,
+        cpuSet,
+        scratchDir,
+        containerId: '',
+        pid: null,
+        ports: [],
+        createdAt: Date.now(),
+        lastUsed: Date.now(),
+        state: 'running',
+        busy: null,
       };
       await this.launch(rec, undo, (s) => (step = s));
       rec.lastUsed = Date.now(); // idle from when it is ready, not from when the create began
@@ -152,7 +184,9 @@ export class KernelFactory {
       }
       log.warn('kernel creation failed and was rolled back', { step, error: errorMessage(err) });
       if (err instanceof AgentError && !(err instanceof DockerError)) throw err; // already says what to do
-      throw new KernelCreationError(`create_kernel ${id} failed while ${step}: ${errorMessage(err)}; everything it took was released`, { cause: err });
+      throw new KernelCreationError(`create_kernel ${id} failed while ${step}: ${errorMessage(err)}; everything it took was released`, {
+        cause: err,
+      });
     }
   }
 
@@ -163,9 +197,17 @@ export class KernelFactory {
     at('creating the container');
     const containerId = await this.deps.docker.create(
       containerRequest({
-        agentId: this.deps.agentId, kernelId: rec.id, spec: rec.spec, cpuSet: rec.cpuSet, traits: rec.traits,
-        scratchDir: rec.scratchDir, kernelUid: s.kernelUid, publishHost: s.publishAddr || this.deps.kernelHost,
-        security: s.security, createdAt: rec.createdAt, gpu: this.deps.gpus?.hostConfig(rec.spec.gpuSet, rec.cpuSet),
+        agentId: this.deps.agentId,
+        kernelId: rec.id,
+        spec: rec.spec,
+        cpuSet: rec.cpuSet,
+        traits: rec.traits,
+        scratchDir: rec.scratchDir,
+        kernelUid: s.kernelUid,
+        publishHost: s.publishAddr || this.deps.kernelHost,
+        security: s.security,
+        createdAt: rec.createdAt,
+        gpu: this.deps.gpus?.hostConfig(rec.spec.gpuSet, rec.cpuSet),
       }),
     );
     undo.push(() => this.deps.docker.remove(containerId));
@@ -174,12 +216,17 @@ export class KernelFactory {
     at('reading the published ports');
     const state = await this.deps.docker.inspect(containerId);
     const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
-    if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
+    if (!state?.running || ports.some((p) => !p))
+      throw new Error('the container stopped right after it started; docker logs has its output');
     Object.assign(rec, { containerId, pid: state.pid, ports: ports as number[], servicePorts: servicePortsOf(rec.traits, state.ports) });
     if (rec.spec.bootstrapScript) {
       // The entrypoint starts the runner only once the bootstrap script has finished.
       at('running the bootstrap script');
-      await waitBootstrap(rec.scratchDir, s.bootstrapTimeoutSec, async () => (await this.deps.docker.inspect(containerId))?.running === true);
+      await waitBootstrap(
+        rec.scratchDir,
+        s.bootstrapTimeoutSec,
+        async () => (await this.deps.docker.inspect(containerId))?.running === true,
+      );
     }
     at('waiting for the kernel runner');
     await this.waitForRunner(rec);
@@ -241,7 +288,10 @@ export class KernelFactory {
     try {
       this.context.memory.take(id, memMiB);
     } catch (err) {
-      if (err instanceof MemoryExhausted) throw new NoResourcesError(`not enough memory to restart this kernel with ${memMiB} MiB: ${err.message}; the kernel runs on as it was`);
+      if (err instanceof MemoryExhausted)
+        throw new NoResourcesError(
+          `not enough memory to restart this kernel with ${memMiB} MiB: ${err.message}; the kernel runs on as it was`,
+        );
       throw err;
     }
   }
@@ -251,5 +301,4 @@ export class KernelFactory {
     this.context.cores.release(cpuSet);
     this.context.memory.release(id);
   }
-
 }

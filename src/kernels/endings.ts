@@ -36,7 +36,13 @@ export function describeEnding(state: ContainerState | null, output: string, mem
     ? `[agent] the kernel was ended by the out-of-memory killer: its processes used all of its ${memMiB} MiB memory limit (limits.mem_slot); ask for more memory or use less (exit code ${exitCode ?? 'unknown'})`
     : `[agent] the kernel's main process ended by itself${exitCode === null ? '' : ` with exit code ${exitCode}`}`;
   const kept = output.length > KEPT_LOG_BYTES ? output.slice(-KEPT_LOG_BYTES) : output;
-  return { reason: oom ? 'oom-killed' : 'self-terminated', detail, exitCode, tail: lines.slice(-TAIL_LINES), finalLog: `${kept}${kept === '' || kept.endsWith('\n') ? '' : '\n'}${closing}\n` };
+  return {
+    reason: oom ? 'oom-killed' : 'self-terminated',
+    detail,
+    exitCode,
+    tail: lines.slice(-TAIL_LINES),
+    finalLog: `${kept}${kept === '' || kept.endsWith('\n') ? '' : '\n'}${closing}\n`,
+  };
 }
 
 /** KernelEndings keeps the final output of the last kernels that ended by themselves, for get_logs after they are gone. */

@@ -8,7 +8,16 @@
  */
 import { constants as C, promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { AgentError, FileTooLargeError, InternalError, InvalidPathError, KernelFileNotFoundError, NoResourcesError, NoSpaceError, errorMessage } from '../errors.js';
+import {
+  AgentError,
+  FileTooLargeError,
+  InternalError,
+  InvalidPathError,
+  KernelFileNotFoundError,
+  NoResourcesError,
+  NoSpaceError,
+  errorMessage,
+} from '../errors.js';
 import type { Semaphore } from './semaphore.js';
 import { releaseSoon } from '../node/release-memory.js';
 import { packArchive } from './archive.js';
@@ -71,7 +80,9 @@ export class ScratchFiles {
   async upload(filename: string, data: Buffer): Promise<void> {
     const segs = parsePath(filename, false);
     if (data.length > this.limits.maxUploadBytes) {
-      throw new FileTooLargeError(`upload of ${JSON.stringify(filename)} is ${data.length} bytes, over the limit of ${this.limits.maxUploadBytes} bytes`);
+      throw new FileTooLargeError(
+        `upload of ${JSON.stringify(filename)} is ${data.length} bytes, over the limit of ${this.limits.maxUploadBytes} bytes`,
+      );
     }
     await this.guard(filename, async () => {
       const w = await walkHome(this.home, filename, segs, { create: true, followLast: false });
@@ -79,12 +90,16 @@ export class ScratchFiles {
       const tmp = `.upload-${randomBytes(8).toString('hex')}.tmp`;
       let tmpLeft = false;
       try {
-        if (w.st?.isDirectory()) throw new InvalidPathError(`cannot upload to ${JSON.stringify(filename)}: ${shown([...w.names, w.name!])} is a directory`);
+        if (w.st?.isDirectory())
+          throw new InvalidPathError(`cannot upload to ${JSON.stringify(filename)}: ${shown([...w.names, w.name!])} is a directory`);
         if (w.st?.isSymbolicLink()) {
           // Refused if it leads outside (that walk throws) or to nothing; otherwise the rename below replaces the link itself.
           const link = await walkHome(this.home, filename, [...w.names, w.name!], { followLast: true });
           await closeAll(link.dirs);
-          if (link.st === null) throw new InvalidPathError(`cannot upload to ${JSON.stringify(filename)}: ${shown([...w.names, w.name!])} is a symlink to a missing file`);
+          if (link.st === null)
+            throw new InvalidPathError(
+              `cannot upload to ${JSON.stringify(filename)}: ${shown([...w.names, w.name!])} is a symlink to a missing file`,
+            );
         }
         const owner = await w.dirs[0]!.stat();
         const fh = await fs.open(at(dir, tmp), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW | C.O_TRUNC, 0o644);
@@ -121,7 +136,9 @@ export class ScratchFiles {
     const segs = parsePath(filepath, true);
     if (!this.downloads) return this.makeArchive(filepath, segs);
     if (this.downloads.waiting >= MAX_WAITING_DOWNLOADS) {
-      throw new NoResourcesError(`${this.downloads.waiting} downloads are waiting for one of the download_concurrency slots already; try again when they are done`);
+      throw new NoResourcesError(
+        `${this.downloads.waiting} downloads are waiting for one of the download_concurrency slots already; try again when they are done`,
+      );
     }
     return this.downloads.run(() => this.makeArchive(filepath, segs)).finally(releaseSoon); // the archive and its reply go once sent
   }
@@ -165,12 +182,20 @@ export class ScratchFiles {
         const dir = w.dirs.at(-1)!;
         const all = (await fs.readdir(`/proc/self/fd/${dir.fd}`)).sort();
         const errors: string[] = [];
-        if (all.length > this.limits.maxListEntries) errors.push(`listing cut at ${this.limits.maxListEntries} of ${all.length} entries (the list limit)`);
+        if (all.length > this.limits.maxListEntries)
+          errors.push(`listing cut at ${this.limits.maxListEntries} of ${all.length} entries (the list limit)`);
         const files = [];
         for (const filename of all.slice(0, this.limits.maxListEntries)) {
           try {
             const st = await fs.lstat(at(dir, filename));
-            files.push({ filename, size: st.size, mode: fileMode(st.mode), ctime: st.ctimeMs / 1000, mtime: st.mtimeMs / 1000, atime: st.atimeMs / 1000 });
+            files.push({
+              filename,
+              size: st.size,
+              mode: fileMode(st.mode),
+              ctime: st.ctimeMs / 1000,
+              mtime: st.mtimeMs / 1000,
+              atime: st.atimeMs / 1000,
+            });
           } catch (err) {
             errors.push(`${filename}: ${errCode(err) === 'ENOENT' ? 'removed while listing' : errorMessage(err)}`);
           }
@@ -200,7 +225,15 @@ export const MAX_WAITING_DOWNLOADS = 16;
 
 /** Python's `stat.filemode`: `-rw-r--r--`, with s/S/t/T for setuid, setgid and sticky. */
 function fileMode(mode: number): string {
-  const types: Record<number, string> = { [C.S_IFDIR]: 'd', [C.S_IFLNK]: 'l', [C.S_IFREG]: '-', [C.S_IFCHR]: 'c', [C.S_IFBLK]: 'b', [C.S_IFIFO]: 'p', [C.S_IFSOCK]: 's' };
+  const types: Record<number, string> = {
+    [C.S_IFDIR]: 'd',
+    [C.S_IFLNK]: 'l',
+    [C.S_IFREG]: '-',
+    [C.S_IFCHR]: 'c',
+    [C.S_IFBLK]: 'b',
+    [C.S_IFIFO]: 'p',
+    [C.S_IFSOCK]: 's',
+  };
   let out = types[mode & C.S_IFMT] ?? '?';
   for (let i = 0; i < 3; i++) {
     const bits = (mode >> (6 - 3 * i)) & 7;

@@ -16,18 +16,30 @@ export type KeyTreatment = 'supported' | 'ignored' | 'refused unless empty';
 
 /** Every key of 24.09's KernelCreationConfig (and the user keys the issue names), with how it is treated and why. */
 export const MODERN_CONFIG_KEYS: ReadonlyArray<{ key: string; treatment: KeyTreatment; note: string }> = [
-  { key: 'image', treatment: 'supported', note: '``canonical`` names the image: on image_allow_list as is, or under image_prefix (the prefix stripped gives the lang); other fields ignored' },
-  { key: 'resource_slots', treatment: 'supported', note: '``cpu`` (cores) and ``mem`` (bytes) as strings or numbers; any other slot with a non-zero amount is refused (no accelerators here)' },
+  {
+    key: 'image',
+    treatment: 'supported',
+    note: '``canonical`` names the image: on image_allow_list as is, or under image_prefix (the prefix stripped gives the lang); other fields ignored',
+  },
+  {
+    key: 'resource_slots',
+    treatment: 'supported',
+    note: '``cpu`` (cores) and ``mem`` (bytes) as strings or numbers; any other slot with a non-zero amount is refused (no accelerators here)',
+  },
   { key: 'environ', treatment: 'supported', note: 'the same rules as the 2018 ``environ``' },
-  { key: 'mounts', treatment: 'supported', note: 'maps of ``name``, ``host_path`` (under the vfolder root), ``kernel_path`` (``/home/work/<name>``), ``mount_perm`` ``rw`` or ``wd``; ``ro`` is refused' },
+  {
+    key: 'mounts',
+    treatment: 'supported',
+    note: 'maps of ``name``, ``host_path`` (under the vfolder root), ``kernel_path`` (``/home/work/<name>``), ``mount_perm`` ``rw`` or ``wd``; ``ro`` is refused',
+  },
   { key: 'cluster_mode', treatment: 'supported', note: '``single-node`` only; ``multi-node`` is refused' },
   { key: 'cluster_role', treatment: 'supported', note: 'kept for ``creation_info``' },
   { key: 'cluster_idx', treatment: 'supported', note: 'kept for ``creation_info``' },
   { key: 'cluster_hostname', treatment: 'supported', note: 'kept for ``creation_info`` (the container keeps its own hostname)' },
   { key: 'scaling_group', treatment: 'supported', note: 'returned in the result' },
   { key: 'agent_addr', treatment: 'supported', note: 'returned in the result' },
-  { key: 'uid', treatment: 'refused unless empty', note: 'must be absent, nil or the agent\'s kernel_uid' },
-  { key: 'main_gid', treatment: 'refused unless empty', note: 'must be absent, nil or the agent\'s kernel_uid' },
+  { key: 'uid', treatment: 'refused unless empty', note: "must be absent, nil or the agent's kernel_uid" },
+  { key: 'main_gid', treatment: 'refused unless empty', note: "must be absent, nil or the agent's kernel_uid" },
   { key: 'supplementary_gids', treatment: 'refused unless empty', note: 'must be absent or empty' },
   { key: 'bootstrap_script', treatment: 'refused unless empty', note: 'not run by this agent' },
   { key: 'startup_command', treatment: 'refused unless empty', note: 'not run by this agent' },
@@ -67,19 +79,24 @@ function bad(key: string, why: string): never {
   throw new ParametersError(`config ${key} ${why}`);
 }
 
-const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array);
+const isMap = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array);
 const empty = (v: unknown) => v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0);
 
 /** A slot amount: a decimal string (as 24.09 sends it) or a number. */
 function amount(v: unknown, key: string): number {
   const n = typeof v === 'string' && /^\s*[+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/.test(v) ? Number(v) : typeof v === 'number' ? v : NaN;
-  if (!Number.isFinite(n) || n < 0) bad(`resource_slots.${key}`, `must be a non-negative decimal string such as "1" or "268435456", got ${JSON.stringify(v)}`);
+  if (!Number.isFinite(n) || n < 0)
+    bad(`resource_slots.${key}`, `must be a non-negative decimal string such as "1" or "268435456", got ${JSON.stringify(v)}`);
   return n;
 }
 
 /** The lang of an image reference (src/config/lang.ts); a ParametersError when it is no kernel image of this agent. */
 function langOf(canonical: string, ctx: ModernSpecContext): string {
-  return langOfImage(canonical, ctx.imagePrefix, ctx.imageAllowList) ?? bad('image', `${JSON.stringify(canonical)} is neither on image_allow_list nor under image_prefix ${JSON.stringify(ctx.imagePrefix)}`);
+  return (
+    langOfImage(canonical, ctx.imagePrefix, ctx.imageAllowList) ??
+    bad('image', `${JSON.stringify(canonical)} is neither on image_allow_list nor under image_prefix ${JSON.stringify(ctx.imagePrefix)}`)
+  );
 }
 
 function mountsOf(raw: unknown, vfolderRoot: string): MountSpec[] {
@@ -89,7 +106,8 @@ function mountsOf(raw: unknown, vfolderRoot: string): MountSpec[] {
   return raw.map((m: unknown, i) => {
     if (!isMap(m)) bad('mounts', `entry ${i} must be a map of name, host_path, kernel_path and mount_perm`);
     const { name, host_path: hostPath, kernel_path: kernelPath, mount_perm: perm } = m;
-    if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(name)) bad('mounts', `entry ${i}: name must be a safe folder name`);
+    if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(name))
+      bad('mounts', `entry ${i}: name must be a safe folder name`);
     if (name === '.config' || name === '.output') bad('mounts', `folder name ${name} is reserved`);
     if (typeof hostPath !== 'string' || !path.isAbsolute(hostPath)) bad('mounts', `${name}: host_path must be an absolute path`);
     const resolved = path.resolve(hostPath);
@@ -109,7 +127,11 @@ function mountsOf(raw: unknown, vfolderRoot: string): MountSpec[] {
  * `kernel_image_refs` entry, an ImageRef field map) is the fallback when the
  * config has no `image.canonical`.
  */
-export function parseModernKernelConfig(config: Record<string, unknown>, imageRef: unknown, ctx: ModernSpecContext): { spec: KernelSpec; extras: ModernKernelExtras } {
+export function parseModernKernelConfig(
+  config: Record<string, unknown>,
+  imageRef: unknown,
+  ctx: ModernSpecContext,
+): { spec: KernelSpec; extras: ModernKernelExtras } {
   const ignored: string[] = [];
   for (const [key, value] of Object.entries(config)) {
     const known = KNOWN.get(key);

@@ -113,7 +113,15 @@ export function statsTarget(rec: KernelRecord): { containerId: string; pid: numb
 export function kernelInfo(rec: KernelRecord, kernelHost: string): KernelInfo {
   const [replIn, replOut, stdin, stdout] = rec.ports as [number, number, number, number];
   return {
-    id: rec.id, kernel_host: kernelHost, repl_in_port: replIn, repl_out_port: replOut, stdin_port: stdin, stdout_port: stdout,
-    container_id: rec.containerId, cpu_set: rec.cpuSet, gpu_set: rec.spec.gpuSet ?? [], service_ports: rec.servicePorts ?? [],
+    id: rec.id,
+    kernel_host: kernelHost,
+    repl_in_port: replIn,
+    repl_out_port: replOut,
+    stdin_port: stdin,
+    stdout_port: stdout,
+    container_id: rec.containerId,
+    cpu_set: rec.cpuSet,
+    gpu_set: rec.spec.gpuSet ?? [],
+    service_ports: rec.servicePorts ?? [],
   };
 }

@@ -50,7 +50,14 @@ export class KernelRelays {
     if (!relay) {
       const inherited = this.leftovers.get(rec.id);
       this.leftovers.delete(rec.id);
-      relay = new KernelRelay({ host: this.o.kernelHost, replInPort: rec.ports[0]!, replOutPort: rec.ports[1]!, ...this.options(rec), takeOver: rec.adopted === true, inherited });
+      relay = new KernelRelay({
+        host: this.o.kernelHost,
+        replInPort: rec.ports[0]!,
+        replOutPort: rec.ports[1]!,
+        ...this.options(rec),
+        takeOver: rec.adopted === true,
+        inherited,
+      });
       this.relays.set(rec.id, relay);
     }
     return relay;
@@ -68,7 +75,10 @@ export class KernelRelays {
     try {
       await Promise.race([
         probe.ping(timeoutMs),
-        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs / 1000} s (runner_ready_timeout)`)), timeoutMs))),
+        new Promise(
+          (_, reject) =>
+            (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs / 1000} s (runner_ready_timeout)`)), timeoutMs)),
+        ),
       ]);
     } finally {
       clearTimeout(timer);

@@ -29,7 +29,13 @@ export const DIR_FLAGS = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
  * path) and, unless the target is the last of them, the final `name` and its
  * lstat (null when absent). The caller closes `dirs` ({@link closeAll}).
  */
-export interface Walk { dirs: FileHandle[]; names: string[]; realHome: string; name?: string; st?: Stats | null }
+export interface Walk {
+  dirs: FileHandle[];
+  names: string[];
+  realHome: string;
+  name?: string;
+  st?: Stats | null;
+}
 
 /** at is the path of `name` inside the directory open as `dir`, resolved by the kernel from the descriptor, not from a path. */
 export const at = (dir: FileHandle, name: string): string => `/proc/self/fd/${dir.fd}/${name}`;
@@ -76,7 +82,12 @@ export function parsePath(input: string, allowHome: boolean): string[] {
  * last component is only lstat'ed; with `create`, missing directories on the
  * way are made. `input` is the caller's path, for messages.
  */
-export async function walkHome(home: string, input: string, segs: string[], opts: { create?: boolean; followLast: boolean }): Promise<Walk> {
+export async function walkHome(
+  home: string,
+  input: string,
+  segs: string[],
+  opts: { create?: boolean; followLast: boolean },
+): Promise<Walk> {
   const homeFh = await fs.open(home, C.O_RDONLY | C.O_DIRECTORY).catch((err: unknown) => {
     throw new KernelFileNotFoundError(`the kernel's scratch home ${home} cannot be opened: ${errorMessage(err)}`);
   });
@@ -111,7 +122,8 @@ export async function walkHome(home: string, input: string, segs: string[], opts
         if (++hops > MAX_LINK_HOPS) throw new InvalidPathError(`path ${JSON.stringify(input)}: ${via}; too many levels of symlinks`);
         let parts = target.split('/').filter((s) => s !== '');
         if (target.startsWith('/')) {
-          if (parts[0] !== 'home' || parts[1] !== 'work') throw new InvalidPathError(`path ${JSON.stringify(input)}: ${via}, outside ${CONTAINER_HOME}`);
+          if (parts[0] !== 'home' || parts[1] !== 'work')
+            throw new InvalidPathError(`path ${JSON.stringify(input)}: ${via}, outside ${CONTAINER_HOME}`);
           parts = parts.slice(2);
           while (w.dirs.length > 1) await w.dirs.pop()!.close();
           w.names.length = 0;

@@ -29,10 +29,16 @@ export interface SelfSyncPlan {
 }
 
 /** Decides the fixes; pure. `busy(id)`: a creation, restart or destroy of that kernel id is under way. */
-export function planSelfSync(records: readonly SyncedRecord[], containers: readonly ContainerSummary[], busy: (kernelId: string) => boolean): SelfSyncPlan {
+export function planSelfSync(
+  records: readonly SyncedRecord[],
+  containers: readonly ContainerSummary[],
+  busy: (kernelId: string) => boolean,
+): SelfSyncPlan {
   const present = new Set(containers.map((c) => c.id));
   const held = new Set(records.map((r) => r.id));
-  const lostContainers = records.filter((r) => r.state === 'running' && !r.busy && r.containerId !== '' && !present.has(r.containerId) && !busy(r.id)).map((r) => r.id);
+  const lostContainers = records
+    .filter((r) => r.state === 'running' && !r.busy && r.containerId !== '' && !present.has(r.containerId) && !busy(r.id))
+    .map((r) => r.id);
   const strays = containers
     .filter((c) => c.labels[LABELS.pool] === undefined)
     .filter((c) => {
@@ -63,10 +69,17 @@ export class SelfSync {
   start(): void {
     const tick = () => {
       const sec = this.deps.intervalSec();
-      this.timer = setTimeout(() => {
-        if (this.stopped) return;
-        this.once().catch((err: unknown) => this.deps.log.warn('self-sync failed; trying again at the next interval', { error: errorMessage(err) })).finally(tick);
-      }, (sec > 0 ? sec : 60) * 1000);
+      this.timer = setTimeout(
+        () => {
+          if (this.stopped) return;
+          this.once()
+            .catch((err: unknown) =>
+              this.deps.log.warn('self-sync failed; trying again at the next interval', { error: errorMessage(err) }),
+            )
+            .finally(tick);
+        },
+        (sec > 0 ? sec : 60) * 1000,
+      );
       this.timer.unref();
     };
     tick();
@@ -79,13 +92,19 @@ export class SelfSync {
     const containers = await d.docker.listByLabel(`${LABELS.agent}=${d.agentId}`);
     const plan = planSelfSync(d.records(), containers, (id) => d.busy(id));
     for (const id of plan.lostContainers) {
-      d.log.warn('self-sync: a kernel\'s container is gone; destroying the kernel', { kernelId: id });
-      await d.destroy(id, 'self-terminated').catch((err: unknown) => d.log.error('self-sync could not destroy a kernel', { kernelId: id, error: errorMessage(err) }));
+      d.log.warn("self-sync: a kernel's container is gone; destroying the kernel", { kernelId: id });
+      await d
+        .destroy(id, 'self-terminated')
+        .catch((err: unknown) => d.log.error('self-sync could not destroy a kernel', { kernelId: id, error: errorMessage(err) }));
     }
     for (const cid of plan.strays) {
       if (d.busy(containers.find((c) => c.id === cid)?.labels[LABELS.kernel] ?? '')) continue; // a create started meanwhile
       d.log.warn('self-sync: removing a kernel container of this agent that no kernel accounts for', { container: cid.slice(0, 12) });
-      await d.docker.remove(cid).catch((err: unknown) => d.log.error('self-sync could not remove a stray container', { container: cid.slice(0, 12), error: errorMessage(err) }));
+      await d.docker
+        .remove(cid)
+        .catch((err: unknown) =>
+          d.log.error('self-sync could not remove a stray container', { container: cid.slice(0, 12), error: errorMessage(err) }),
+        );
     }
     return plan;
   }

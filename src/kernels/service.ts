@@ -66,18 +66,38 @@ export class KernelService {
       log: deps.log,
       execTimeoutSec: () => deps.settings().execTimeoutSec,
       onExecTimeout: (id, log) => {
-        this.destroy(id, 'exec-timeout').catch((err: unknown) => log.error('destroying a timed-out kernel failed', { error: errorMessage(err) }));
+        this.destroy(id, 'exec-timeout').catch((err: unknown) =>
+          log.error('destroying a timed-out kernel failed', { error: errorMessage(err) }),
+        );
       },
       onRunnerRestart: (id, line) => deps.emit('kernel_runner_restarted', [id, line]),
       oomKills: (containerId, pid) => deps.stats.oomKills({ containerId, pid }),
     });
     this.factory = new KernelFactory({
-      deps, cores: this.cores, memory: this.memory, capacityMiB: () => this.capacity().memSlotsMiB, relays: this.relays, kernels: this.kernels, createSlots: this.createSlots });
+      deps,
+      cores: this.cores,
+      memory: this.memory,
+      capacityMiB: () => this.capacity().memSlotsMiB,
+      relays: this.relays,
+      kernels: this.kernels,
+      createSlots: this.createSlots,
+    });
     const destroy = (id: string, reason: string) => this.destroy(id, reason);
-    this.sync = new KernelSync({ held: () => [...new Set([...this.kernels.keys(), ...this.creating.keys()])], destroy, emit: deps.emit, graceSec: () => deps.settings().syncGraceSec, log: deps.log.child({ component: 'sync' }) });
+    this.sync = new KernelSync({
+      held: () => [...new Set([...this.kernels.keys(), ...this.creating.keys()])],
+      destroy,
+      emit: deps.emit,
+      graceSec: () => deps.settings().syncGraceSec,
+      log: deps.log.child({ component: 'sync' }),
+    });
     this.selfSync = new SelfSync({
-      docker: deps.docker, agentId: deps.agentId, records: () => this.list(), destroy, busy: (id) => this.creating.has(id) || this.destroying.has(id) || this.tearingDown.has(id),
-      intervalSec: () => deps.settings().selfSyncIntervalSec, log: deps.log.child({ component: 'self-sync' }),
+      docker: deps.docker,
+      agentId: deps.agentId,
+      records: () => this.list(),
+      destroy,
+      busy: (id) => this.creating.has(id) || this.destroying.has(id) || this.tearingDown.has(id),
+      intervalSec: () => deps.settings().selfSyncIntervalSec,
+      log: deps.log.child({ component: 'self-sync' }),
     });
     this.watch = new KernelWatch({
       docker: deps.docker,
@@ -100,7 +120,10 @@ export class KernelService {
 
   /** The node's schedulable totals (the heartbeat's cpu_slots and mem_slots): its figures minus the reserves, times the overcommits. */
   capacity(): Capacity {
-    return schedulable({ cores: this.deps.cores.length, memMiB: nodeMemoryMiB() }, { cpuOvercommit: this.deps.cpuOvercommit, ...this.deps.settings() });
+    return schedulable(
+      { cores: this.deps.cores.length, memMiB: nodeMemoryMiB() },
+      { cpuOvercommit: this.deps.cpuOvercommit, ...this.deps.settings() },
+    );
   }
 
   /** What is free now of {@link capacity} (for get_node_stats and the metrics). */
@@ -136,9 +159,18 @@ export class KernelService {
       this.list().map(async (rec) => {
         const usage = await this.deps.stats.readUsage({ containerId: rec.containerId, pid: rec.pid }).catch(() => null); // optional: a kernel going away has no usage to read
         return {
-          id: rec.id, lang: rec.spec.lang, image: rec.spec.image, state: rec.state, container_id: rec.containerId,
-          cpu_set: rec.cpuSet, mem_mib: rec.spec.memMiB, created_at: rec.createdAt / 1000, last_used: rec.lastUsed / 1000,
-          cpu_used: usage?.cpu_used ?? null, mem_cur_bytes: usage?.mem_cur_bytes ?? null, services: appStates(rec, this.deps.kernelHost),
+          id: rec.id,
+          lang: rec.spec.lang,
+          image: rec.spec.image,
+          state: rec.state,
+          container_id: rec.containerId,
+          cpu_set: rec.cpuSet,
+          mem_mib: rec.spec.memMiB,
+          created_at: rec.createdAt / 1000,
+          last_used: rec.lastUsed / 1000,
+          cpu_used: usage?.cpu_used ?? null,
+          mem_cur_bytes: usage?.mem_cur_bytes ?? null,
+          services: appStates(rec, this.deps.kernelHost),
         };
       }),
     );
@@ -148,7 +180,11 @@ export class KernelService {
    * create_kernel: returns the info of a live or in-flight kernel of the same id instead of creating another.
    * `readSpec` reads another generation's config (src/kernels/modern-spec.ts); the 2018 reader by default.
    */
-  async create(id: string, config: Record<string, unknown>, readSpec?: (s: ReturnType<KernelServiceDeps['settings']>) => KernelSpec): Promise<KernelInfo> {
+  async create(
+    id: string,
+    config: Record<string, unknown>,
+    readSpec?: (s: ReturnType<KernelServiceDeps['settings']>) => KernelSpec,
+  ): Promise<KernelInfo> {
     // Everything up to `creating.set` runs without an await, so two calls for one id cannot both start a creation.
     const inflight = this.creating.get(id);
     if (inflight) return inflight;
@@ -240,9 +276,18 @@ export class KernelService {
     } catch (err) {
       if (err instanceof DestroyPendingError) {
         // Answer now; the container goes later, and only then what it holds.
-        this.deps.log.warn('a destroy could not see the container gone in time; removing it in the background', { kernelId: rec.id, error: err.message });
+        this.deps.log.warn('a destroy could not see the container gone in time; removing it in the background', {
+          kernelId: rec.id,
+          error: err.message,
+        });
         const last = (err.cause as { stats: KernelStats | null }).stats;
-        const later = removeUntilGone(this.deps.docker, rec.containerId, () => this.destroyBoundMs(), () => this.closed, this.deps.log.child({ kernelId: rec.id }))
+        const later = removeUntilGone(
+          this.deps.docker,
+          rec.containerId,
+          () => this.destroyBoundMs(),
+          () => this.closed,
+          this.deps.log.child({ kernelId: rec.id }),
+        )
           .then(() => this.afterRemoval(rec, reason))
           .then(() => this.finishDestroy(rec, reason, last));
         this.tearingDown.start(rec.id, later, this.deps.log);
@@ -266,7 +311,11 @@ export class KernelService {
   }
 
   /** restart_kernel: a new container on the same scratch home and cores; calls on the kernel wait meanwhile. */
-  async restart(id: string, config: Record<string, unknown>, readSpec?: (s: ReturnType<KernelServiceDeps['settings']>, current: KernelSpec) => KernelSpec): Promise<Omit<KernelInfo, 'id' | 'kernel_host'>> {
+  async restart(
+    id: string,
+    config: Record<string, unknown>,
+    readSpec?: (s: ReturnType<KernelServiceDeps['settings']>, current: KernelSpec) => KernelSpec,
+  ): Promise<Omit<KernelInfo, 'id' | 'kernel_host'>> {
     const rec = await this.ready(id);
     if (rec.busy) {
       // Another restart got here first: run after it (no await from here until `rec.busy` is set).
@@ -296,7 +345,10 @@ export class KernelService {
     } catch (err) {
       // Remove what the restart made, and the old container if removing it was what failed;
       // then the kernel has no container: give back what it holds and tell the manager.
-      for (const fn of undo.reverse()) await Promise.resolve().then(fn).catch((e: unknown) => this.deps.log.warn('could not undo a step of a failed restart', { kernelId: id, error: errorMessage(e) }));
+      for (const fn of undo.reverse())
+        await Promise.resolve()
+          .then(fn)
+          .catch((e: unknown) => this.deps.log.warn('could not undo a step of a failed restart', { kernelId: id, error: errorMessage(e) }));
       await within(this.deps.docker.remove(rec.containerId), this.destroyBoundMs(), 'remove').catch((e: unknown) =>
         this.deps.log.error('could not remove the old container of a failed restart', { kernelId: id, error: errorMessage(e) }),
       );
@@ -319,7 +371,10 @@ export class KernelService {
   async reset(): Promise<void> {
     const results = await Promise.allSettled([...this.kernels.keys()].map((id) => this.destroy(id, 'agent-reset')));
     const failed = results.filter((r) => r.status === 'rejected');
-    if (failed.length) throw new AgentError(`reset could not destroy ${failed.length} kernel(s): ${errorMessage((failed[0] as PromiseRejectedResult).reason)}`);
+    if (failed.length)
+      throw new AgentError(
+        `reset could not destroy ${failed.length} kernel(s): ${errorMessage((failed[0] as PromiseRejectedResult).reason)}`,
+      );
   }
 
   /** get_logs: the container's output; for a kernel that died by itself and is gone, its final output and how it ended. */

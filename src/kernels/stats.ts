@@ -100,7 +100,10 @@ export class CgroupStats {
     if (!/^[0-9a-f]{64}$/.test(target.containerId)) return null;
     const rel = await this.cgroupOf(target);
     if (rel === undefined) return null;
-    const text = this.version === 'v2' ? readText(path.join(this.root, rel, 'memory.events')) : readText(path.join(this.root, 'memory', rel, 'memory.oom_control'));
+    const text =
+      this.version === 'v2'
+        ? readText(path.join(this.root, rel, 'memory.events'))
+        : readText(path.join(this.root, 'memory', rel, 'memory.oom_control'));
     const m = /^oom_kill (\d+)$/m.exec(text ?? '');
     return m ? Number(m[1]) : null;
   }
@@ -143,11 +146,15 @@ export class CgroupStats {
     return undefined; // not cached: the container may not have started yet
   }
 
-  private readCgroup(rel: string | undefined): Omit<KernelStats, 'net_rx_bytes' | 'net_tx_bytes' | 'io_max_scratch_size' | 'io_cur_scratch_size'> {
+  private readCgroup(
+    rel: string | undefined,
+  ): Omit<KernelStats, 'net_rx_bytes' | 'net_tx_bytes' | 'io_max_scratch_size' | 'io_cur_scratch_size'> {
     if (rel === undefined) return { cpu_used: 0, mem_max_bytes: 0, mem_cur_bytes: 0, io_read_bytes: 0, io_write_bytes: 0 };
     if (this.version === 'v2') {
       const dir = path.join(this.root, rel);
-      const [cpuStat, peak, current, ioStat] = ['cpu.stat', 'memory.peak', 'memory.current', 'io.stat'].map((f) => readText(path.join(dir, f)));
+      const [cpuStat, peak, current, ioStat] = ['cpu.stat', 'memory.peak', 'memory.current', 'io.stat'].map((f) =>
+        readText(path.join(dir, f)),
+      );
       const io = sumKeys(ioStat ?? '', ['rbytes', 'wbytes']);
       const cur = toNumber(current);
       return {
@@ -241,7 +248,10 @@ function readNetDev(file: string): { rx: number; tx: number } {
   for (const line of (text ?? '').split('\n').slice(2)) {
     const colon = line.indexOf(':'); // split on ':' first: big counters touch the name ("eth0:123")
     if (colon < 0 || line.slice(0, colon).trim() === 'lo') continue;
-    const f = line.slice(colon + 1).trim().split(/\s+/);
+    const f = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/);
     rx += toNumber(f[0]);
     tx += toNumber(f[8]);
   }

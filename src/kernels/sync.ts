@@ -82,7 +82,9 @@ export class KernelSync {
     if (reportMissing) for (const id of plan.result.missing) d.emit('kernel_terminated', [id, 'already-terminated', null]);
     for (const id of plan.result.destroyed) {
       d.log.warn('destroying a kernel the manager does not list', { kernelId: id, graceSec: d.graceSec() });
-      d.destroy(id, 'not-found-in-manager').catch((err: unknown) => d.log.error('destroying a kernel the manager does not list failed', { kernelId: id, error: errorMessage(err) }));
+      d.destroy(id, 'not-found-in-manager').catch((err: unknown) =>
+        d.log.error('destroying a kernel the manager does not list failed', { kernelId: id, error: errorMessage(err) }),
+      );
     }
     if (plan.result.extra.length || plan.result.missing.length) d.log.info('synced kernels with the manager', { ...plan.result });
     this.plan();

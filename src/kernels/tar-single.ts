@@ -21,7 +21,9 @@ export function singleFileOfTar(tar: Buffer, filepath: string): Buffer {
   }
   if (header.length < BLOCK) throw new KernelFileNotFoundError(`${filepath} does not exist`);
   if (type !== '0' && type !== '\0') {
-    throw new KernelFileNotFoundError(`${filepath} is ${type === '5' ? 'a directory' : type === '2' ? 'a symbolic link' : 'not a regular file'}: download_single sends one file (download_file sends folders)`);
+    throw new KernelFileNotFoundError(
+      `${filepath} is ${type === '5' ? 'a directory' : type === '2' ? 'a symbolic link' : 'not a regular file'}: download_single sends one file (download_file sends folders)`,
+    );
   }
   return Buffer.from(tar.subarray(at + BLOCK, at + BLOCK + sizeAt(header)));
 }

@@ -78,7 +78,13 @@ export async function removeContainer(docker: TeardownDocker, id: string, boundM
  * container is gone; rejects when `closed()` says the agent stops first
  * (the next start's re-adoption cleans up).
  */
-export async function removeUntilGone(docker: TeardownDocker, id: string, boundMs: () => number, closed: () => boolean, log: Logger): Promise<void> {
+export async function removeUntilGone(
+  docker: TeardownDocker,
+  id: string,
+  boundMs: () => number,
+  closed: () => boolean,
+  log: Logger,
+): Promise<void> {
   for (let round = 0; !closed(); round++) {
     await sleep(backoffDelay(round + 1, PENDING_DESTROY_BACKOFF));
     const t = await removeContainer(docker, id, boundMs());
@@ -105,7 +111,9 @@ export class PendingDestroys<T> {
   /** Starts a background destroy; its failure is logged (the next start's re-adoption cleans up). */
   start(id: string, work: Promise<T>, log: Logger): void {
     this.work.set(id, work);
-    void work.finally(() => this.work.delete(id)).catch((e: unknown) => log.error('finishing a destroy failed', { kernelId: id, error: errorMessage(e) }));
+    void work
+      .finally(() => this.work.delete(id))
+      .catch((e: unknown) => log.error('finishing a destroy failed', { kernelId: id, error: errorMessage(e) }));
   }
 
   /** A destroy of a kernel whose destroy goes on: waits another bound for it, else DestroyPendingError again; null when none goes on. */
@@ -113,7 +121,9 @@ export class PendingDestroys<T> {
     const w = this.work.get(id);
     if (!w) return null;
     return within(w, boundMs, 'the removal').catch(() => {
-      throw new DestroyPendingError(`kernel ${id}: its container is still not gone after another ${boundMs / 1000} s; the agent keeps removing it and sends kernel_terminated once it is`);
+      throw new DestroyPendingError(
+        `kernel ${id}: its container is still not gone after another ${boundMs / 1000} s; the agent keeps removing it and sends kernel_terminated once it is`,
+      );
     });
   }
 }

@@ -45,9 +45,17 @@ export class KernelWatch {
   /** Starts following Docker's events and the idle reaper. */
   start(): void {
     const d = this.deps;
-    void d.docker.watchDeaths(`${LABELS.agent}=${d.agentId}`, (cid) => this.onDeath(cid), d.log, this.stopped.signal, () => {
-      this.reconcile().catch((err: unknown) => d.log.warn('could not check the kernels after Docker came back', { error: errorMessage(err) }));
-    });
+    void d.docker.watchDeaths(
+      `${LABELS.agent}=${d.agentId}`,
+      (cid) => this.onDeath(cid),
+      d.log,
+      this.stopped.signal,
+      () => {
+        this.reconcile().catch((err: unknown) =>
+          d.log.warn('could not check the kernels after Docker came back', { error: errorMessage(err) }),
+        );
+      },
+    );
     const tick = () => {
       this.reapIdle();
       const idle = d.idleTimeoutSec();
@@ -81,7 +89,12 @@ export class KernelWatch {
     void Promise.all([d.docker.inspect(containerId).catch(() => null), d.docker.logs(containerId, 200).catch(() => '')]) // optional detail for the death's log line
       .then(([st, output]) => {
         const ending = describeEnding(st, output, rec.spec.memMiB);
-        d.log.warn('kernel container died by itself', { kernelId: id, reason: ending.reason, detail: ending.detail, lastOutput: ending.tail });
+        d.log.warn('kernel container died by itself', {
+          kernelId: id,
+          reason: ending.reason,
+          detail: ending.detail,
+          lastOutput: ending.tail,
+        });
         return d.destroy(id, ending.reason, ending);
       })
       .catch((err: unknown) => d.log.error('clean-up of a dead kernel failed', { kernelId: id, error: errorMessage(err) }));
@@ -95,7 +108,9 @@ export class KernelWatch {
     for (const rec of d.kernels()) {
       if (rec.state !== 'running' || rec.busy || now - rec.lastUsed < idle * 1000) continue;
       d.log.info('destroying an idle kernel', { kernelId: rec.id, idleSec: Math.round((now - rec.lastUsed) / 1000) });
-      d.destroy(rec.id, 'idle-timeout').catch((err: unknown) => d.log.error('idle reaping failed', { kernelId: rec.id, error: errorMessage(err) }));
+      d.destroy(rec.id, 'idle-timeout').catch((err: unknown) =>
+        d.log.error('idle reaping failed', { kernelId: rec.id, error: errorMessage(err) }),
+      );
     }
   }
 }

@@ -58,8 +58,10 @@ export class AgentMetrics {
   ) {
     const registers = [this.registry];
     new Gauge({
-      name: 'compute_agent_pool_containers', help: 'Warm pool containers by image, resource type and state (idle, creating, claimed).',
-      labelNames: ['image', 'type', 'state'], registers,
+      name: 'compute_agent_pool_containers',
+      help: 'Warm pool containers by image, resource type and state (idle, creating, claimed).',
+      labelNames: ['image', 'type', 'state'],
+      registers,
       collect() {
         this.reset();
         for (const r of sources.poolSizes()) {
@@ -68,15 +70,20 @@ export class AgentMetrics {
       },
     });
     new Gauge({
-      name: 'compute_agent_pool_frozen', help: 'Idle warm pool containers waiting paused (pool/freeze), by image and resource type.',
-      labelNames: ['image', 'type'], registers,
+      name: 'compute_agent_pool_frozen',
+      help: 'Idle warm pool containers waiting paused (pool/freeze), by image and resource type.',
+      labelNames: ['image', 'type'],
+      registers,
       collect() {
         this.reset();
         for (const r of sources.poolSizes()) this.set({ image: r.lang, type: r.type }, r.frozen);
       },
     });
     new Counter({
-      name: 'compute_agent_pool_claims_total', help: 'Kernels created by claiming a warm pool container.', labelNames: ['image', 'type'], registers,
+      name: 'compute_agent_pool_claims_total',
+      help: 'Kernels created by claiming a warm pool container.',
+      labelNames: ['image', 'type'],
+      registers,
       collect() {
         this.reset();
         for (const [key, n] of sources.claimTotals()) {
@@ -86,25 +93,35 @@ export class AgentMetrics {
       },
     });
     new Counter({
-      name: 'compute_agent_pool_cold_fallbacks_total', help: 'Kernels created cold because nothing in the warm pool fit.', labelNames: ['image'], registers,
+      name: 'compute_agent_pool_cold_fallbacks_total',
+      help: 'Kernels created cold because nothing in the warm pool fit.',
+      labelNames: ['image'],
+      registers,
       collect() {
         this.reset();
         for (const [lang, n] of sources.coldTotals()) this.inc({ image: lang }, n);
       },
     });
     new Counter({
-      name: 'compute_agent_pool_passes_total', help: 'Hygiene and sizing passes of the warm pool (one every few seconds while it runs).', registers,
+      name: 'compute_agent_pool_passes_total',
+      help: 'Hygiene and sizing passes of the warm pool (one every few seconds while it runs).',
+      registers,
       collect() {
         this.reset();
         this.inc(sources.poolPasses());
       },
     });
     this.creationSeconds = new Histogram({
-      name: 'compute_agent_pool_creation_seconds', help: 'Seconds from create to a runner answering, per warm pool container.',
-      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers,
+      name: 'compute_agent_pool_creation_seconds',
+      help: 'Seconds from create to a runner answering, per warm pool container.',
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+      registers,
     });
     new Gauge({
-      name: 'compute_agent_kernels', help: 'Kernels held by the agent, by state (creating, running, restarting, destroying).', labelNames: ['state'], registers,
+      name: 'compute_agent_kernels',
+      help: 'Kernels held by the agent, by state (creating, running, restarting, destroying).',
+      labelNames: ['state'],
+      registers,
       collect() {
         this.reset();
         for (const [state, n] of Object.entries(sources.kernelStates())) this.set({ state }, n);
@@ -113,7 +130,10 @@ export class AgentMetrics {
     const slots = sources.slots;
     if (slots) {
       new Gauge({
-        name: 'compute_agent_slots', help: 'Schedulable core places and memory (MiB): in all and free now (resource cpu or mem_mib, kind total or free).', labelNames: ['resource', 'kind'], registers,
+        name: 'compute_agent_slots',
+        help: 'Schedulable core places and memory (MiB): in all and free now (resource cpu or mem_mib, kind total or free).',
+        labelNames: ['resource', 'kind'],
+        registers,
         collect() {
           const s = slots();
           this.set({ resource: 'cpu', kind: 'total' }, s.cpu_total);
@@ -132,7 +152,10 @@ export class AgentMetrics {
     if (!gpus) return;
     const gauge = (name: string, help: string, value: (g: GpuReport) => number | null) =>
       new Gauge({
-        name, help, labelNames: ['index', 'uuid', 'name'], registers,
+        name,
+        help,
+        labelNames: ['index', 'uuid', 'name'],
+        registers,
         collect() {
           this.reset();
           for (const g of gpus()) {
@@ -143,8 +166,14 @@ export class AgentMetrics {
       });
     gauge('compute_agent_gpu_memory_total_bytes', 'Memory of each usable GPU.', (g) => g.mem_total_bytes);
     gauge('compute_agent_gpu_memory_used_bytes', 'Memory in use on each usable GPU, at the last detection.', (g) => g.mem_used_bytes);
-    gauge('compute_agent_gpu_utilization_ratio', 'Busy share of each usable GPU (0-1), at the last detection; absent where the driver says N/A.', (g) => (g.util_pct === null ? null : g.util_pct / 100));
-    gauge('compute_agent_gpu_allocated', '1 when a kernel (or an idle pooled container) holds the GPU, else 0.', (g) => (g.kernel_id ? 1 : 0));
+    gauge(
+      'compute_agent_gpu_utilization_ratio',
+      'Busy share of each usable GPU (0-1), at the last detection; absent where the driver says N/A.',
+      (g) => (g.util_pct === null ? null : g.util_pct / 100),
+    );
+    gauge('compute_agent_gpu_allocated', '1 when a kernel (or an idle pooled container) holds the GPU, else 0.', (g) =>
+      g.kernel_id ? 1 : 0,
+    );
   }
 
   /** Starts writing the file and serving HTTP; a port that cannot be bound fails the start. */
@@ -187,7 +216,11 @@ export class AgentMetrics {
       if (this.fileFailed) this.options.log.info('writing the metrics file works again', { file });
       this.fileFailed = false;
     } catch (err) {
-      if (!this.fileFailed) this.options.log.warn('cannot write the metrics file; fix its directory or point --metrics elsewhere', { file, error: errorMessage(err) });
+      if (!this.fileFailed)
+        this.options.log.warn('cannot write the metrics file; fix its directory or point --metrics elsewhere', {
+          file,
+          error: errorMessage(err),
+        });
       this.fileFailed = true;
     }
   }

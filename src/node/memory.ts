@@ -27,7 +27,10 @@ export function nodeMemoryMiB(): number {
 }
 
 /** Computes the schedulable totals: (memory - mem_reserve) x mem_overcommit, cores x cpu_overcommit. */
-export function schedulable(node: { cores: number; memMiB: number }, s: Pick<Settings, 'cpuOvercommit' | 'memReserveMiB' | 'memOvercommit'>): Capacity {
+export function schedulable(
+  node: { cores: number; memMiB: number },
+  s: Pick<Settings, 'cpuOvercommit' | 'memReserveMiB' | 'memOvercommit'>,
+): Capacity {
   return {
     cpuSlots: node.cores * s.cpuOvercommit,
     memSlotsMiB: Math.max(0, Math.floor((node.memMiB - s.memReserveMiB) * s.memOvercommit)),
@@ -90,15 +93,21 @@ export class MemoryBook {
  * more memory than it can schedule. A request that could fit later is left
  * to the allocators (a retryable NoResourcesError).
  */
-export function checkPossible(req: { cpuCount: number; cpuSet: readonly number[] | null; memMiB: number }, node: { cores: readonly number[]; memSlotsMiB: number; memReserveMiB: number }): void {
+export function checkPossible(
+  req: { cpuCount: number; cpuSet: readonly number[] | null; memMiB: number },
+  node: { cores: readonly number[]; memSlotsMiB: number; memReserveMiB: number },
+): void {
   const have = `this node has ${node.cores.length} cores (${node.cores.join(',') || 'none'}) and ${node.memSlotsMiB} MiB schedulable memory (mem_reserve ${node.memReserveMiB} MiB kept back)`;
   if (req.cpuSet) {
     if (req.cpuSet.length === 0) throw new ImpossibleRequestError(`config cpu_set must name at least one core; ${have}`);
     const missing = req.cpuSet.filter((c) => !node.cores.includes(c));
-    if (missing.length) throw new ImpossibleRequestError(`config cpu_set names core(s) ${missing.join(',')} this node does not have; ${have}`);
+    if (missing.length)
+      throw new ImpossibleRequestError(`config cpu_set names core(s) ${missing.join(',')} this node does not have; ${have}`);
   }
-  if (req.cpuCount > node.cores.length) throw new ImpossibleRequestError(`the kernel asks for ${req.cpuCount} cores, more than this node will ever hold: ${have}`);
-  if (req.memMiB > node.memSlotsMiB) throw new ImpossibleRequestError(`the kernel asks for ${req.memMiB} MiB of memory, more than this node will ever hold: ${have}`);
+  if (req.cpuCount > node.cores.length)
+    throw new ImpossibleRequestError(`the kernel asks for ${req.cpuCount} cores, more than this node will ever hold: ${have}`);
+  if (req.memMiB > node.memSlotsMiB)
+    throw new ImpossibleRequestError(`the kernel asks for ${req.memMiB} MiB of memory, more than this node will ever hold: ${have}`);
 }
 
 /** The slot figures of get_node_stats: the totals and what is free of them now. */
@@ -120,6 +129,8 @@ export async function checkScratchReserve(scratchRoot: string, reserveMiB: numbe
   if (!st) return;
   const freeMiB = Math.floor((st.bavail * st.bsize) / (1024 * 1024));
   if (freeMiB < reserveMiB) {
-    throw new NoResourcesError(`the scratch root ${scratchRoot} has ${freeMiB} MiB free, less than scratch_reserve (${reserveMiB} MiB): no new kernels until kernels free space or are destroyed`);
+    throw new NoResourcesError(
+      `the scratch root ${scratchRoot} has ${freeMiB} MiB free, less than scratch_reserve (${reserveMiB} MiB): no new kernels until kernels free space or are destroyed`,
+    );
   }
 }

@@ -48,7 +48,12 @@ export async function claimOf(pool: AdoptTarget, c: ContainerSummary): Promise<C
         Object.assign(c, { running: true, paused: false }); // what the kernel's re-adoption reads next
         pool.deps.log.info('unpaused a claimed pooled container left paused', { kernelId: rec.kernelId, container: c.id.slice(0, 12) });
       },
-      (err: unknown) => pool.deps.log.warn('could not unpause a claimed pooled container', { kernelId: rec.kernelId, container: c.id.slice(0, 12), error: errorMessage(err) }),
+      (err: unknown) =>
+        pool.deps.log.warn('could not unpause a claimed pooled container', {
+          kernelId: rec.kernelId,
+          container: c.id.slice(0, 12),
+          error: errorMessage(err),
+        }),
     );
   }
   return rec;
@@ -64,31 +69,63 @@ export async function adoptIdle(pool: AdoptTarget, c: ContainerSummary): Promise
   const home = path.join(scratchRoot, '.pool', slot);
   const state = c.running || c.paused ? await docker.inspect(c.id) : null;
   const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
-  const homeOk = /^[0-9a-f]+$/.test(slot) && (await fs.stat(home).then((s) => s.isDirectory(), () => false));
+  const homeOk =
+    /^[0-9a-f]+$/.test(slot) &&
+    (await fs.stat(home).then(
+      (s) => s.isDirectory(),
+      () => false,
+    ));
   const { lang, type } = splitKey(c.labels[LABELS.pool] ?? '/');
   const gpuSet = parseCoreList(c.labels[LABELS.gpuSet]);
   // Left frozen by the last run: running again before it rejoins (pool/freeze pauses it again after a check).
   let thawed = true;
   if (state?.paused) {
-    thawed = await docker.setPaused(c.id, false).then(() => true, (err: unknown) => {
-      log.warn('could not unpause a pooled container left paused', { container: c.id.slice(0, 12), error: errorMessage(err) });
-      return false;
-    });
+    thawed = await docker.setPaused(c.id, false).then(
+      () => true,
+      (err: unknown) => {
+        log.warn('could not unpause a pooled container left paused', { container: c.id.slice(0, 12), error: errorMessage(err) });
+        return false;
+      },
+    );
   }
   const image = lang ? poolImage(pool.deps.kernelSettings(), lang) : null; // null: the lang names no image now
   if (!state?.running || ports.some((p) => !p) || !homeOk || image === null || !thawed) {
     await docker.remove(c.id);
     if (homeOk) await fs.rm(home, { recursive: true, force: true });
-    log.info('removed a pooled container that died, lost its home or could not be unpaused while the agent was away', { container: c.id.slice(0, 12) });
+    log.info('removed a pooled container that died, lost its home or could not be unpaused while the agent was away', {
+      container: c.id.slice(0, 12),
+    });
     return;
   }
-  const traits = await docker.image(image).then((i) => imageTraits(i.labels), () => imageTraits({}));
-  const memMiB = Math.ceil((state.memoryBytes ?? 0) / (1024 * 1024)) || (pool.deps.settings().types.find((t) => t.name === type)?.memMiB ?? 0);
+  const traits = await docker.image(image).then(
+    (i) => imageTraits(i.labels),
+    () => imageTraits({}),
+  );
+  const memMiB =
+    Math.ceil((state.memoryBytes ?? 0) / (1024 * 1024)) || (pool.deps.settings().types.find((t) => t.name === type)?.memMiB ?? 0);
   pool.deps.gpus?.adopt(gpuSet, `pool:${slot}`);
   pool.charges.adopt(slot, memMiB);
   pool.idle.set(c.id, {
-    containerId: c.id, key: poolKey(lang, type), lang, type, image, imageId: c.imageId, recipe: c.labels[LABELS.poolRecipe] ?? '', slot, home, pid: state.pid,
-    ports: ports as number[], traits, gpuSet, idleSince: Date.now(), checkedAt: Date.now(), checking: false, frozen: false, memMiB, limits: null, relay: null,
+    containerId: c.id,
+    key: poolKey(lang, type),
+    lang,
+    type,
+    image,
+    imageId: c.imageId,
+    recipe: c.labels[LABELS.poolRecipe] ?? '',
+    slot,
+    home,
+    pid: state.pid,
+    ports: ports as number[],
+    traits,
+    gpuSet,
+    idleSince: Date.now(),
+    checkedAt: Date.now(),
+    checking: false,
+    frozen: false,
+    memMiB,
+    limits: null,
+    relay: null,
   });
 }
 
@@ -106,8 +143,13 @@ export async function sweepHomes(pool: AdoptTarget): Promise<void> {
 /** A relay to a pooled container's runner, for its readiness checks (and, by a claim, the kernel's). */
 export function openRelay(deps: WarmPoolDeps, ports: number[]): KernelRelay {
   return new KernelRelay({
-    host: deps.kernelHost, replInPort: ports[0]!, replOutPort: ports[1]!, log: deps.log.child({ component: 'pool-readiness' }),
-    execTimeoutSec: 0, onExecTimeout: () => undefined, outputFiles: async () => [],
+    host: deps.kernelHost,
+    replInPort: ports[0]!,
+    replOutPort: ports[1]!,
+    log: deps.log.child({ component: 'pool-readiness' }),
+    execTimeoutSec: 0,
+    onExecTimeout: () => undefined,
+    outputFiles: async () => [],
   });
 }
 

@@ -44,8 +44,13 @@ export class PoolCharges {
     if (this.bounded.has(key)) return;
     this.bounded.add(key);
     const b = this.book();
-    this.log.warn('the pool stops filling at the node\'s schedulable memory (mem_reserve, mem_overcommit)', {
-      pool: key, wanted: want, fits: room, memMiB, freeMiB: b?.free, usedMiB: b?.used,
+    this.log.warn("the pool stops filling at the node's schedulable memory (mem_reserve, mem_overcommit)", {
+      pool: key,
+      wanted: want,
+      fits: room,
+      memMiB,
+      freeMiB: b?.free,
+      usedMiB: b?.used,
     });
   }
 

@@ -48,7 +48,8 @@ export class ClaimStore {
     if (text === null) return null;
     try {
       const r = JSON.parse(text) as ClaimRecord;
-      if (typeof r.kernelId !== 'string' || typeof r.lang !== 'string' || !Array.isArray(r.cpuSet) || typeof r.memMiB !== 'number') return null;
+      if (typeof r.kernelId !== 'string' || typeof r.lang !== 'string' || !Array.isArray(r.cpuSet) || typeof r.memMiB !== 'number')
+        return null;
       return r;
     } catch {
       return null;

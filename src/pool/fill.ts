@@ -82,33 +82,74 @@ export class PoolFiller {
       const image = await this.pool.deps.docker.image(imageName);
       const traits = imageTraits(image.labels);
       refuseBadServiceLabel(traits, imageName); // a bad service-port label makes no pooled container
-      const spec: KernelSpec = { lang, image: imageName, cpuCount: this.pool.deps.allCores.length, memMiB: type.memMiB, gpuCount: type.gpu, mounts: [], environ: {}, cpuSet: null, gpuSet: null };
+      const spec: KernelSpec = {
+        lang,
+        image: imageName,
+        cpuCount: this.pool.deps.allCores.length,
+        memMiB: type.memMiB,
+        gpuCount: type.gpu,
+        mounts: [],
+        environ: {},
+        cpuSet: null,
+        gpuSet: null,
+      };
       gpuSet = takeGpus(this.pool.deps.gpus, `pool:${slot}`, spec, traits)?.gpuSet ?? []; // held while idle
       spec.gpuSet = gpuSet.length ? gpuSet : null;
       await prepareHome(home, {}, settings); // the workspace template, as a cold create's home gets it
       await prepareScratch(home, {}, kernelUid);
       containerId = await this.pool.deps.docker.create(
         containerRequest({
-          agentId: this.pool.deps.agentId, kernelId: '', spec, cpuSet: this.pool.deps.allCores, traits, scratchDir: home, kernelUid,
-          publishHost: publishAddr || this.pool.deps.kernelHost, security, createdAt: Date.now(), pool: { key, slot, recipe },
+          agentId: this.pool.deps.agentId,
+          kernelId: '',
+          spec,
+          cpuSet: this.pool.deps.allCores,
+          traits,
+          scratchDir: home,
+          kernelUid,
+          publishHost: publishAddr || this.pool.deps.kernelHost,
+          security,
+          createdAt: Date.now(),
+          pool: { key, slot, recipe },
           gpu: this.pool.deps.gpus?.hostConfig(gpuSet, this.pool.deps.allCores),
         }),
       );
       await this.pool.deps.docker.start(containerId);
       const state = await this.pool.deps.docker.inspect(containerId);
       const ports = KERNEL_PORTS.map((p) => state?.ports[p]);
-      if (!state?.running || ports.some((p) => !p)) throw new Error('the container stopped right after it started; docker logs has its output');
+      if (!state?.running || ports.some((p) => !p))
+        throw new Error('the container stopped right after it started; docker logs has its output');
       relay = openRelay(this.pool.deps, ports as number[]);
       await pingReady(relay, 30_000);
       // Started at a low weight on every core (its start yields to kernels); it waits where a claim would put it.
       const pins = [...this.pool.idle.values()].filter((c) => c.key === key && c.limits).map((c) => c.limits!.cpuSet);
       for (const p of this.pinning.values()) if (p.key === key) pins.push(p.cpuSet);
-      const limits = { cpuSet: pinCores(this.pool.deps.allCores, Math.ceil(type.cpu), this.pool.deps.coreLoad?.() ?? new Map(), pins), memMiB: type.memMiB };
+      const limits = {
+        cpuSet: pinCores(this.pool.deps.allCores, Math.ceil(type.cpu), this.pool.deps.coreLoad?.() ?? new Map(), pins),
+        memMiB: type.memMiB,
+      };
       this.pinning.set(slot, { key, cpuSet: limits.cpuSet });
       await setLimits(this.pool.deps.docker, containerId, limits.cpuSet, limits.memMiB);
       const pooled: PooledContainer = {
-        containerId, key, lang, type: type.name, image: imageName, imageId: image.id, recipe, slot, home, pid: state.pid,
-        ports: ports as number[], traits, gpuSet, idleSince: Date.now(), checkedAt: Date.now(), checking: false, frozen: false, memMiB: type.memMiB, limits, relay,
+        containerId,
+        key,
+        lang,
+        type: type.name,
+        image: imageName,
+        imageId: image.id,
+        recipe,
+        slot,
+        home,
+        pid: state.pid,
+        ports: ports as number[],
+        traits,
+        gpuSet,
+        idleSince: Date.now(),
+        checkedAt: Date.now(),
+        checking: false,
+        frozen: false,
+        memMiB: type.memMiB,
+        limits,
+        relay,
       };
       await this.pool.freezer.freeze(pooled); // pool/freeze: it waits paused from now on
       if (this.pool.isClosed) {
@@ -120,7 +161,11 @@ export class PoolFiller {
       this.pool.idle.set(containerId, pooled);
       this.backoff.delete(key);
       this.pool.onCreated?.((performance.now() - t0) / 1000);
-      this.pool.deps.log.debug('pooled container ready', { pool: key, container: containerId.slice(0, 12), ms: Math.round(performance.now() - t0) });
+      this.pool.deps.log.debug('pooled container ready', {
+        pool: key,
+        container: containerId.slice(0, 12),
+        ms: Math.round(performance.now() - t0),
+      });
     } catch (err) {
       const entry = this.backoff.get(key) ?? { until: 0, delays: new Backoff(FILL_BACKOFF) };
       const delayMs = entry.delays.next();
@@ -128,13 +173,28 @@ export class PoolFiller {
       this.backoff.set(key, entry);
       // What the container printed says why its runner did not come up (read before the container is removed).
       const printed = containerId ? await lastLines(this.pool.deps.docker, containerId) : undefined;
-      this.pool.deps.log.warn('could not create a pooled container; trying again later', { pool: key, retryInMs: delayMs, error: errorMessage(err), printed });
+      this.pool.deps.log.warn('could not create a pooled container; trying again later', {
+        pool: key,
+        retryInMs: delayMs,
+        error: errorMessage(err),
+        printed,
+      });
       relay?.close();
       this.pool.deps.gpus?.release(gpuSet);
       this.pool.charges.release(slot);
       const log = this.pool.deps.log;
-      if (containerId) await this.pool.deps.docker.remove(containerId).catch((e: unknown) => log.warn('could not remove a pooled container that did not come up', { container: containerId.slice(0, 12), error: errorMessage(e) }));
-      await fs.rm(home, { recursive: true, force: true }).catch((e: unknown) => log.warn('could not remove the home of a pooled container that did not come up', { dir: home, error: errorMessage(e) }));
+      if (containerId)
+        await this.pool.deps.docker.remove(containerId).catch((e: unknown) =>
+          log.warn('could not remove a pooled container that did not come up', {
+            container: containerId.slice(0, 12),
+            error: errorMessage(e),
+          }),
+        );
+      await fs
+        .rm(home, { recursive: true, force: true })
+        .catch((e: unknown) =>
+          log.warn('could not remove the home of a pooled container that did not come up', { dir: home, error: errorMessage(e) }),
+        );
     } finally {
       this.creating.delete(slot);
       this.pinning.delete(slot);

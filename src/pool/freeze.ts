@@ -45,7 +45,11 @@ export class PoolFreezer {
       await this.docker.setPaused(c.containerId, true);
       c.frozen = true;
     } catch (err) {
-      this.log.warn('could not pause an idle pooled container; it waits running', { container: c.containerId.slice(0, 12), pool: c.key, error: errorMessage(err) });
+      this.log.warn('could not pause an idle pooled container; it waits running', {
+        container: c.containerId.slice(0, 12),
+        pool: c.key,
+        error: errorMessage(err),
+      });
     }
   }
 

@@ -43,14 +43,26 @@ export async function runHygiene(pool: HygieneTarget): Promise<void> {
 
   const imageIds = new Map<string, string | null>();
   const imageId = async (name: string) => {
-    if (!imageIds.has(name)) imageIds.set(name, await docker.image(name).then((i) => i.id, () => null));
+    if (!imageIds.has(name))
+      imageIds.set(
+        name,
+        await docker.image(name).then(
+          (i) => i.id,
+          () => null,
+        ),
+      );
     return imageIds.get(name)!;
   };
   for (const c of [...pool.idle.values()]) {
     const seen = byId.get(c.containerId);
     if (!seen?.running && !seen?.paused) await pool.drop(c, 'the container died');
-    else if (c.image !== poolImage(kernelSettings, c.lang)) await pool.drop(c, `its lang names another image now (image_prefix ${JSON.stringify(kernelSettings.imagePrefix)} or image_allow_list changed)`);
-    else if (c.recipe !== recipe) await pool.drop(c, 'the kernel settings it was made with changed (lock-down, kernel uid or publish address)');
+    else if (c.image !== poolImage(kernelSettings, c.lang))
+      await pool.drop(
+        c,
+        `its lang names another image now (image_prefix ${JSON.stringify(kernelSettings.imagePrefix)} or image_allow_list changed)`,
+      );
+    else if (c.recipe !== recipe)
+      await pool.drop(c, 'the kernel settings it was made with changed (lock-down, kernel uid or publish address)');
     else {
       const id = await imageId(c.image);
       if (id === null) await pool.drop(c, `image ${c.image} is no longer on the node`);
@@ -82,13 +94,30 @@ export async function runHygiene(pool: HygieneTarget): Promise<void> {
     if (pool.idle.has(c.id) || pool.claimed.has(c.id) || creatingSlots.has(c.labels[LABELS.poolSlot] ?? '')) continue;
     const ageMs = now - (Number(c.labels[LABELS.created]) || c.createdMs);
     if (ageMs < s.zombieAllowanceSec * 1000) continue;
-    log.info('removing an untracked pooled container (zombie)', { container: c.id.slice(0, 12), pool: c.labels[LABELS.pool], ageSec: Math.round(ageMs / 1000), allowanceSec: s.zombieAllowanceSec });
+    log.info('removing an untracked pooled container (zombie)', {
+      container: c.id.slice(0, 12),
+      pool: c.labels[LABELS.pool],
+      ageSec: Math.round(ageMs / 1000),
+      allowanceSec: s.zombieAllowanceSec,
+    });
     await docker.remove(c.id).catch((e: unknown) => log.warn('could not remove a zombie pooled container', { error: errorMessage(e) }));
     const slot = c.labels[LABELS.poolSlot] ?? '';
-    if (/^[0-9a-f]+$/.test(slot)) await fs.rm(path.join(scratchRoot, '.pool', slot), { recursive: true, force: true }).catch((e: unknown) => log.warn('could not remove the home of a zombie pooled container', { container: c.id.slice(0, 12), slot, error: errorMessage(e) }));
+    if (/^[0-9a-f]+$/.test(slot))
+      await fs.rm(path.join(scratchRoot, '.pool', slot), { recursive: true, force: true }).catch((e: unknown) =>
+        log.warn('could not remove the home of a zombie pooled container', {
+          container: c.id.slice(0, 12),
+          slot,
+          error: errorMessage(e),
+        }),
+      );
   }
 
   for (const id of await pool.claims.list()) {
-    if (!byId.has(id) && !pool.claimed.has(id)) await pool.claims.remove(id).catch((e: unknown) => log.warn('could not remove a claim record of a container that is gone', { container: id.slice(0, 12), error: errorMessage(e) }));
+    if (!byId.has(id) && !pool.claimed.has(id))
+      await pool.claims
+        .remove(id)
+        .catch((e: unknown) =>
+          log.warn('could not remove a claim record of a container that is gone', { container: id.slice(0, 12), error: errorMessage(e) }),
+        );
   }
 }

@@ -15,11 +15,20 @@
  * loaded of `cores`, by the allocator's load plus the pins of the pool's
  * other idle containers, lowest index first; sorted.
  */
-export function pinCores(cores: readonly number[], count: number, allocatorLoad: ReadonlyMap<number, number>, pins: ReadonlyArray<readonly number[]>): number[] {
+export function pinCores(
+  cores: readonly number[],
+  count: number,
+  allocatorLoad: ReadonlyMap<number, number>,
+  pins: ReadonlyArray<readonly number[]>,
+): number[] {
   const load = new Map(cores.map((c) => [c, allocatorLoad.get(c) ?? 0]));
   for (const pin of pins) for (const c of pin) if (load.has(c)) load.set(c, load.get(c)! + 1);
   const n = Math.min(Math.max(1, count), cores.length);
-  return [...load].sort((a, b) => a[1] - b[1] || a[0] - b[0]).slice(0, n).map(([c]) => c).sort((a, b) => a - b);
+  return [...load]
+    .sort((a, b) => a[1] - b[1] || a[0] - b[0])
+    .slice(0, n)
+    .map(([c]) => c)
+    .sort((a, b) => a - b);
 }
 
 /** The exact limits a pooled container has been given. */

@@ -100,7 +100,9 @@ export class WarmPool implements HygieneTarget {
     const servable = spec.mounts.length === 0 && (spec.gpuSet?.length ?? 0) === 0;
     // A container made with other kernel settings than today's is never handed out; hygiene replaces it.
     const recipe = poolRecipe(this.deps.kernelSettings());
-    const usable = [...this.idle.values()].filter((c) => c.lang === spec.lang && c.image === spec.image && c.recipe === recipe && !c.checking);
+    const usable = [...this.idle.values()].filter(
+      (c) => c.lang === spec.lang && c.image === spec.image && c.recipe === recipe && !c.checking,
+    );
     const types = s.types.filter((t) => usable.some((c) => c.type === t.name));
     let type: PoolType | null;
     while (servable && (type = fittingType(types, spec.cpuCount, spec.memMiB, spec.gpuCount))) {
@@ -115,7 +117,15 @@ export class WarmPool implements HygieneTarget {
     }
     this.coldTotals.set(spec.lang, (this.coldTotals.get(spec.lang) ?? 0) + 1);
     // Demand the pool could have served had it been bigger: the autoscaler counts it like a claim.
-    const wanted = servable && s.images[spec.lang] ? fittingType(s.types.filter((t) => t.name in s.images[spec.lang]!), spec.cpuCount, spec.memMiB, spec.gpuCount) : null;
+    const wanted =
+      servable && s.images[spec.lang]
+        ? fittingType(
+            s.types.filter((t) => t.name in s.images[spec.lang]!),
+            spec.cpuCount,
+            spec.memMiB,
+            spec.gpuCount,
+          )
+        : null;
     if (wanted) this.noteDemand(poolKey(spec.lang, wanted.name));
     return null;
   }
@@ -131,12 +141,21 @@ export class WarmPool implements HygieneTarget {
    * too) the container and everything of it is removed, once every step has
    * ended, and the first error thrown.
    */
-  async bind(c: PooledContainer, kernelId: string, spec: KernelSpec, cpuSet: number[], alongside: () => Promise<void>): Promise<{ scratchDir: string }> {
+  async bind(
+    c: PooledContainer,
+    kernelId: string,
+    spec: KernelSpec,
+    cpuSet: number[],
+    alongside: () => Promise<void>,
+  ): Promise<{ scratchDir: string }> {
     const scratchDir = this.homeOf(kernelId);
     const wasFrozen = c.frozen;
     // The runner is needed by `alongside` only; a restart that finds the claim record with the container still paused unpauses it (src/pool/adopt.ts).
     const thawed = this.freezer.thaw(c);
-    const thawEnded = thawed.then(() => undefined, () => undefined);
+    const thawEnded = thawed.then(
+      () => undefined,
+      () => undefined,
+    );
     try {
       await this.claims.write(c.containerId, { kernelId, lang: c.lang, cpuSet, memMiB: spec.memMiB, createdAt: Date.now() });
       const steps = await Promise.allSettled([
@@ -154,7 +173,15 @@ export class WarmPool implements HygieneTarget {
     }
     this.noteDemand(c.key);
     this.claimTotals.set(c.key, (this.claimTotals.get(c.key) ?? 0) + 1);
-    this.deps.log.info('claimed a warm container', { kernelId, container: c.containerId.slice(0, 12), pool: c.key, cpuSet, memMiB: spec.memMiB, updated: !limitsExact(c.limits, cpuSet, spec.memMiB), wasFrozen });
+    this.deps.log.info('claimed a warm container', {
+      kernelId,
+      container: c.containerId.slice(0, 12),
+      pool: c.key,
+      cpuSet,
+      memMiB: spec.memMiB,
+      updated: !limitsExact(c.limits, cpuSet, spec.memMiB),
+      wasFrozen,
+    });
     queueMicrotask(() => this.resize());
     return { scratchDir };
   }
@@ -178,9 +205,11 @@ export class WarmPool implements HygieneTarget {
    * keeps no name to fix.
    */
   async nameAsKernel(containerId: string, lang: string, kernelId: string): Promise<void> {
-    await this.deps.docker.rename(containerId, containerName(lang, kernelId)).catch((err: unknown) =>
-      this.deps.log.warn('could not rename the claimed container; it keeps its pool name', { kernelId, error: errorMessage(err) }),
-    );
+    await this.deps.docker
+      .rename(containerId, containerName(lang, kernelId))
+      .catch((err: unknown) =>
+        this.deps.log.warn('could not rename the claimed container; it keeps its pool name', { kernelId, error: errorMessage(err) }),
+      );
   }
 
   private noteDemand(key: string): void {
@@ -189,9 +218,23 @@ export class WarmPool implements HygieneTarget {
 
   /** Removes a claimed container that could not become a kernel, with its home and claim record. */
   async discard(containerId: string, dirs: string[]): Promise<void> {
-    await this.deps.docker.remove(containerId).catch((e: unknown) => this.deps.log.error('could not remove a pooled container', { error: errorMessage(e) }));
-    await this.claims.remove(containerId).catch((e: unknown) => this.deps.log.warn('could not remove the claim record of a discarded pooled container', { container: containerId.slice(0, 12), error: errorMessage(e) }));
-    for (const d of dirs) await fs.rm(d, { recursive: true, force: true }).catch((e: unknown) => this.deps.log.warn('could not remove a directory of a discarded pooled container', { container: containerId.slice(0, 12), dir: d, error: errorMessage(e) }));
+    await this.deps.docker
+      .remove(containerId)
+      .catch((e: unknown) => this.deps.log.error('could not remove a pooled container', { error: errorMessage(e) }));
+    await this.claims.remove(containerId).catch((e: unknown) =>
+      this.deps.log.warn('could not remove the claim record of a discarded pooled container', {
+        container: containerId.slice(0, 12),
+        error: errorMessage(e),
+      }),
+    );
+    for (const d of dirs)
+      await fs.rm(d, { recursive: true, force: true }).catch((e: unknown) =>
+        this.deps.log.warn('could not remove a directory of a discarded pooled container', {
+          container: containerId.slice(0, 12),
+          dir: d,
+          error: errorMessage(e),
+        }),
+      );
     this.claimed.delete(containerId);
   }
 
@@ -213,7 +256,12 @@ export class WarmPool implements HygieneTarget {
   /** A claimed container's kernel is gone: forget it and its claim record. */
   async released(containerId: string): Promise<void> {
     if (!this.claimed.delete(containerId)) return;
-    await this.claims.remove(containerId).catch((e: unknown) => this.deps.log.warn('could not remove the claim record of a released pooled container', { container: containerId.slice(0, 12), error: errorMessage(e) }));
+    await this.claims.remove(containerId).catch((e: unknown) =>
+      this.deps.log.warn('could not remove the claim record of a released pooled container', {
+        container: containerId.slice(0, 12),
+        error: errorMessage(e),
+      }),
+    );
   }
 
   /** An idle container died (Docker's events): replace it now rather than at the next check. */
@@ -229,8 +277,16 @@ export class WarmPool implements HygieneTarget {
     this.deps.gpus?.release(c.gpuSet);
     this.charges.release(c.slot);
     this.deps.log.info('removing a pooled container', { container: c.containerId.slice(0, 12), pool: c.key, reason });
-    await this.deps.docker.remove(c.containerId).catch((e: unknown) => this.deps.log.warn('could not remove a pooled container', { error: errorMessage(e) }));
-    await fs.rm(c.home, { recursive: true, force: true }).catch((e: unknown) => this.deps.log.warn('could not remove the home of a pooled container', { container: c.containerId.slice(0, 12), dir: c.home, error: errorMessage(e) }));
+    await this.deps.docker
+      .remove(c.containerId)
+      .catch((e: unknown) => this.deps.log.warn('could not remove a pooled container', { error: errorMessage(e) }));
+    await fs.rm(c.home, { recursive: true, force: true }).catch((e: unknown) =>
+      this.deps.log.warn('could not remove the home of a pooled container', {
+        container: c.containerId.slice(0, 12),
+        dir: c.home,
+        error: errorMessage(e),
+      }),
+    );
   }
 
   /** Starts the periodic hygiene and sizing pass. */
@@ -306,8 +362,15 @@ export class WarmPool implements HygieneTarget {
       const idle = [...this.idle.values()].filter((c) => c.key === key);
       const creating = [...this.creating.values()].filter((k) => k === key).length;
       const input = {
-        floor, max: s.max, autoscale: s.autoscale, recentDemand: recent.length, clusterShare: shares[lang]?.[type] ?? 0, creating,
-        idle: idle.map((c) => ({ id: c.containerId, idleSinceMs: c.idleSince })), nowMs: now, maxIdleSec: s.maxIdleSec,
+        floor,
+        max: s.max,
+        autoscale: s.autoscale,
+        recentDemand: recent.length,
+        clusterShare: shares[lang]?.[type] ?? 0,
+        creating,
+        idle: idle.map((c) => ({ id: c.containerId, idleSinceMs: c.idleSince })),
+        nowMs: now,
+        maxIdleSec: s.maxIdleSec,
       };
       const d = decideSize(input);
       const blocked = this.filler.blocked(key, now);
@@ -318,8 +381,18 @@ export class WarmPool implements HygieneTarget {
       const start = blocked || !t ? 0 : Math.min(d.create, room, this.gpuRoom(t), fits);
       if (start === 0 && d.remove.length === 0) continue;
       this.deps.log.info('pool sizing', {
-        pool: key, floor, max: s.max, autoscale: s.autoscale, recentDemand: recent.length, clusterShare: input.clusterShare, idle: idle.length, creating,
-        target: d.target, creatingNow: start, waiting: d.create - start, removing: d.remove.length,
+        pool: key,
+        floor,
+        max: s.max,
+        autoscale: s.autoscale,
+        recentDemand: recent.length,
+        clusterShare: input.clusterShare,
+        idle: idle.length,
+        creating,
+        target: d.target,
+        creatingNow: start,
+        waiting: d.create - start,
+        removing: d.remove.length,
       });
       for (const id of d.remove) void this.drop(this.idle.get(id)!, 'above the target');
       for (let i = 0; i < start; i++) void this.filler.fill(lang, t!);

@@ -90,8 +90,10 @@ const parseTypes = parser('JSON list of {name, cpu, memory, gpu?}', (raw: string
     if (typeof name !== 'string' || !NAME.test(name)) throw new Error(`entry ${i} name must be letters, digits, "_", "." or "-"`);
     if (seen.has(name)) throw new Error(`type ${name} is listed twice`);
     seen.add(name);
-    if (typeof cpu !== 'number' || !Number.isInteger(cpu) || cpu < 1 || cpu > 1024) throw new Error(`type ${name} cpu must be a whole number of cores >= 1`);
-    if (typeof gpu !== 'number' || !Number.isInteger(gpu) || gpu < 0 || gpu > 64) throw new Error(`type ${name} gpu must be a whole number of GPUs from 0 to 64`);
+    if (typeof cpu !== 'number' || !Number.isInteger(cpu) || cpu < 1 || cpu > 1024)
+      throw new Error(`type ${name} cpu must be a whole number of cores >= 1`);
+    if (typeof gpu !== 'number' || !Number.isInteger(gpu) || gpu < 0 || gpu > 64)
+      throw new Error(`type ${name} gpu must be a whole number of GPUs from 0 to 64`);
     return { name, cpu, memMiB: memMiB(memory, `type ${name}`), gpu };
   });
 });
@@ -105,7 +107,8 @@ const parseImages = parser('JSON map {lang: {type: count 0-1000}}', (raw: string
     if (typeof counts !== 'object' || counts === null || Array.isArray(counts)) throw new Error(`${lang} must map type names to counts`);
     out[lang] = {};
     for (const [type, n] of Object.entries(counts as Record<string, unknown>)) {
-      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 1000) throw new Error(`${lang} count of ${type} must be a whole number from 0 to 1000`);
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 1000)
+        throw new Error(`${lang} count of ${type} must be a whole number from 0 to 1000`);
       out[lang]![type] = n;
     }
   }
@@ -136,18 +139,78 @@ function put<K extends Field>(out: PoolSettings, field: K, value: PoolSettings[K
 
 /** Every warm-pool key (all apply live), in the order of the manual's table; the defaults are {@link POOL_DEFAULTS}. */
 export const POOL_SETTINGS = [
-  poolSetting({ key: 'types', field: 'types', doc: 'resource types: [{"name": "small", "cpu": 1, "memory": 256}, ...]; memory in MiB or a size such as "2g"; optional "gpu": N whole GPUs held while idle', parse: parseTypes }),
-  poolSetting({ key: 'images', field: 'images', doc: 'per lang (as the manager sends it), the count of each type to keep warm: {"python:3-debian": {"small": 2, "large": 1}}', parse: parseImages }),
-  poolSetting({ key: 'autoscale', field: 'autoscale', doc: "let each image's target follow recent demand (the counts stay the floor)", parse: bool }),
-  poolSetting({ key: 'autoscale_window', field: 'autoscaleWindowSec', doc: 'seconds of demand the autoscaler looks back on', parse: number(1, 7 * 24 * 3600, false) }),
-  poolSetting({ key: 'max', field: 'max', doc: 'most warm containers of one image and type under autoscale', parse: number(0, 1000, true) }),
-  poolSetting({ key: 'max_idle', field: 'maxIdleSec', doc: 'seconds an idle container above the autoscaled target may stay', parse: number(0, 7 * 24 * 3600, false) }),
-  poolSetting({ key: 'zombie_allowance', field: 'zombieAllowanceSec', doc: 'seconds before an untracked container labelled as pooled is removed', parse: number(0, 7 * 24 * 3600, false) }),
-  poolSetting({ key: 'check_interval', field: 'checkIntervalSec', doc: 'seconds between hygiene and sizing passes', parse: number(0.1, 3600, false) }),
-  poolSetting({ key: 'readiness_interval', field: 'readinessIntervalSec', doc: 'seconds between readiness checks (%ping, 5 s to answer) of an idle container; 0 = only when it is created', parse: number(0, 7 * 24 * 3600, false) }),
-  poolSetting({ key: 'fill_concurrency', field: 'fillConcurrency', doc: 'pooled containers created at once (separate from create_concurrency)', parse: number(1, 64, true) }),
-  poolSetting({ key: 'demand_window', field: 'demandWindowSec', doc: "seconds the cluster's pending demand (pool/demand, see Running a fleet) is averaged over", parse: number(0, 24 * 3600, false) }),
-  poolSetting({ key: 'freeze', field: 'freeze', doc: 'idle containers wait paused (docker pause, the cgroup freezer) until a claim or a readiness check unpauses them', parse: bool }),
+  poolSetting({
+    key: 'types',
+    field: 'types',
+    doc: 'resource types: [{"name": "small", "cpu": 1, "memory": 256}, ...]; memory in MiB or a size such as "2g"; optional "gpu": N whole GPUs held while idle',
+    parse: parseTypes,
+  }),
+  poolSetting({
+    key: 'images',
+    field: 'images',
+    doc: 'per lang (as the manager sends it), the count of each type to keep warm: {"python:3-debian": {"small": 2, "large": 1}}',
+    parse: parseImages,
+  }),
+  poolSetting({
+    key: 'autoscale',
+    field: 'autoscale',
+    doc: "let each image's target follow recent demand (the counts stay the floor)",
+    parse: bool,
+  }),
+  poolSetting({
+    key: 'autoscale_window',
+    field: 'autoscaleWindowSec',
+    doc: 'seconds of demand the autoscaler looks back on',
+    parse: number(1, 7 * 24 * 3600, false),
+  }),
+  poolSetting({
+    key: 'max',
+    field: 'max',
+    doc: 'most warm containers of one image and type under autoscale',
+    parse: number(0, 1000, true),
+  }),
+  poolSetting({
+    key: 'max_idle',
+    field: 'maxIdleSec',
+    doc: 'seconds an idle container above the autoscaled target may stay',
+    parse: number(0, 7 * 24 * 3600, false),
+  }),
+  poolSetting({
+    key: 'zombie_allowance',
+    field: 'zombieAllowanceSec',
+    doc: 'seconds before an untracked container labelled as pooled is removed',
+    parse: number(0, 7 * 24 * 3600, false),
+  }),
+  poolSetting({
+    key: 'check_interval',
+    field: 'checkIntervalSec',
+    doc: 'seconds between hygiene and sizing passes',
+    parse: number(0.1, 3600, false),
+  }),
+  poolSetting({
+    key: 'readiness_interval',
+    field: 'readinessIntervalSec',
+    doc: 'seconds between readiness checks (%ping, 5 s to answer) of an idle container; 0 = only when it is created',
+    parse: number(0, 7 * 24 * 3600, false),
+  }),
+  poolSetting({
+    key: 'fill_concurrency',
+    field: 'fillConcurrency',
+    doc: 'pooled containers created at once (separate from create_concurrency)',
+    parse: number(1, 64, true),
+  }),
+  poolSetting({
+    key: 'demand_window',
+    field: 'demandWindowSec',
+    doc: "seconds the cluster's pending demand (pool/demand, see Running a fleet) is averaged over",
+    parse: number(0, 24 * 3600, false),
+  }),
+  poolSetting({
+    key: 'freeze',
+    field: 'freeze',
+    doc: 'idle containers wait paused (docker pause, the cgroup freezer) until a claim or a readiness check unpauses them',
+    parse: bool,
+  }),
 ];
 const KEYS = POOL_SETTINGS;
 
@@ -195,7 +258,10 @@ export function compilePoolSettings(
   for (const [lang, counts] of Object.entries(settings.images)) {
     const missing = Object.keys(counts).find((t) => !typeNames.has(t));
     if (missing) {
-      problems.push({ source: sourceOf.images ?? `${prefixes.cluster}${POOL_SUBKEY}images`, message: `${lang} names type ${missing}, which pool/types does not define` });
+      problems.push({
+        source: sourceOf.images ?? `${prefixes.cluster}${POOL_SUBKEY}images`,
+        message: `${lang} names type ${missing}, which pool/types does not define`,
+      });
       const fallback = lastGood.images;
       const stillValid = Object.values(fallback).every((c) => Object.keys(c).every((t) => typeNames.has(t)));
       settings.images = stillValid ? fallback : {};

@@ -151,7 +151,10 @@ export class HostPortRange {
 
   /** The ports a holder has. */
   portsOf(owner: string): number[] {
-    return [...this.held].filter(([, o]) => o === owner).map(([p]) => p).sort((a, b) => a - b);
+    return [...this.held]
+      .filter(([, o]) => o === owner)
+      .map(([p]) => p)
+      .sort((a, b) => a - b);
   }
 
   stats(): PortRangeStats {

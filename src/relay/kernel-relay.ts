@@ -106,7 +106,8 @@ export class KernelRelay {
       tagged: () => this.mode === 'tagged',
       generation: () => this.generation,
       active: () => ({ any: this.book.head !== undefined, headStarted: this.book.head?.started === true }),
-      request: (type, replyType, timeoutMs) => this.requests.request(type, '', replyType, timeoutMs, () => new KernelUnresponsiveError(`no ${replyType}`)),
+      request: (type, replyType, timeoutMs) =>
+        this.requests.request(type, '', replyType, timeoutMs, () => new KernelUnresponsiveError(`no ${replyType}`)),
       lost: (line, queued) => this.lostRunner(line, queued),
     });
     this.link = new RunnerLink(
@@ -151,7 +152,10 @@ export class KernelRelay {
     if (req.mode === 'continue' || req.mode === 'input') {
       const run = this.book.get(req.runId ?? '');
       if (!run) {
-        if (this.options.takeOver) throw new RunLostError(`run ${req.runId} is not known to this kernel any more: it was in progress when the agent restarted, and its runner no longer holds it (it ended, or the runner restarted); its output cannot be recovered`);
+        if (this.options.takeOver)
+          throw new RunLostError(
+            `run ${req.runId} is not known to this kernel any more: it was in progress when the agent restarted, and its runner no longer holds it (it ended, or the runner restarted); its output cannot be recovered`,
+          );
         throw new RunNotFoundError(`no run ${req.runId} on this kernel; start one with mode query or batch`);
       }
       run.unclaimed = false;
@@ -176,7 +180,8 @@ export class KernelRelay {
     const flush = Math.min(1000, timeoutMs);
     let r = await this.execute({ apiVersion: 2, runId: null, mode: 'query', code, opts: {}, flushTimeoutMs: flush });
     while (r.status === 'continued') {
-      if (Date.now() > deadline) throw new KernelUnresponsiveError(`the kernel runner did not finish ${JSON.stringify(code)} within ${timeoutMs / 1000} s`);
+      if (Date.now() > deadline)
+        throw new KernelUnresponsiveError(`the kernel runner did not finish ${JSON.stringify(code)} within ${timeoutMs / 1000} s`);
       r = await this.execute({ apiVersion: 2, runId: r.runId, mode: 'continue', code: '', opts: {}, flushTimeoutMs: flush });
     }
     return r;
@@ -195,7 +200,15 @@ export class KernelRelay {
 
   /** get_completions: asks the runner and waits (5 s at most) for its answer. */
   async complete(text: string, opts: Record<string, unknown>): Promise<string[]> {
-    const list = payloadJson(await this.request('complete', JSON.stringify({ ...opts, code: text }), 'completion', 5000, 'the kernel did not answer the completion request within 5 s; it may be busy'));
+    const list = payloadJson(
+      await this.request(
+        'complete',
+        JSON.stringify({ ...opts, code: text }),
+        'completion',
+        5000,
+        'the kernel did not answer the completion request within 5 s; it may be busy',
+      ),
+    );
     return Array.isArray(list) ? list.filter((x): x is string => typeof x === 'string') : [];
   }
 
@@ -228,7 +241,8 @@ export class KernelRelay {
     this.book.wakeAll();
     this.requests.failAll(() => new KernelUnresponsiveError('the connection to the kernel runner was closed'));
     const dropped = this.dropped + this.link.dropped;
-    if (dropped + this.requests.dropped > 0) this.options.log.debug('records given to no run or request', { records: dropped, answers: this.requests.dropped });
+    if (dropped + this.requests.dropped > 0)
+      this.options.log.debug('records given to no run or request', { records: dropped, answers: this.requests.dropped });
     this.link.close();
     this.book.releaseWaiters();
     return left;
@@ -300,7 +314,10 @@ export class KernelRelay {
     if (this.mode !== 'tagged') return; // a runner that did not answer in time is served as one that does not tag
     if (h.generation !== this.generation) {
       this.runnerRestarted(h).catch((err: unknown) => {
-        this.options.log.error('the relay failed handling a restart of the kernel runner; its runs and requests end now', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
+        this.options.log.error('the relay failed handling a restart of the kernel runner; its runs and requests end now', {
+          error: errorMessage(err),
+          stack: err instanceof Error ? err.stack : undefined,
+        });
         this.failed(err, false);
       });
     }
@@ -367,12 +384,19 @@ export class KernelRelay {
         if (again?.generation !== this.generation) return; // restarted again meanwhile: that restart settles these runs
         has = new Set([...(again.current ? [again.current] : []), ...again.queue, ...again.recent].map((j) => j.t));
       } catch (err) {
-        this.options.log.warn('could not ask the restarted runner what it holds; runs queued before the restart are not sent again', { error: errorMessage(err) });
+        this.options.log.warn('could not ask the restarted runner what it holds; runs queued before the restart are not sent again', {
+          error: errorMessage(err),
+        });
       }
     }
     const held = (r: Run) => has !== null && has.has(r.tag ?? '');
     const dead = said && !said.done ? said : sent.find((r) => !r.done && !held(r));
-    this.options.log.warn('the kernel runner restarted', { reason: end.line, endedRun: dead?.id ?? null, generation: h.generation, pid: h.pid });
+    this.options.log.warn('the kernel runner restarted', {
+      reason: end.line,
+      endedRun: dead?.id ?? null,
+      generation: h.generation,
+      pid: h.pid,
+    });
     if (dead) this.book.end(dead, end.exitCode, `${end.line}; the kernel's state (variables, imports) was lost`);
     if (has === null) return;
     for (const run of sent) {

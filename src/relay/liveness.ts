@@ -79,7 +79,8 @@ export class Liveness {
     if (!st || !this.target.ready()) return;
     if (this.target.tagged()) {
       // A generation we have not heard say hello: ask, and the answer takes the restart path.
-      if (typeof st.generation === 'string' && st.generation !== this.target.generation()) this.target.request('hello', 'hello', 5000).catch(() => undefined); // its answer reaches the relay as a hello record; no answer: the next probe asks again
+      if (typeof st.generation === 'string' && st.generation !== this.target.generation())
+        this.target.request('hello', 'hello', 5000).catch(() => undefined); // its answer reaches the relay as a hello record; no answer: the next probe asks again
       return;
     }
     if (this.target.active().headStarted && st.busy === false && st.queue === 0) {

@@ -39,7 +39,9 @@ export class OomWatch {
     const read = this.options.oomKills();
     if (!read) return Promise.resolve(null);
     return read.catch((err: unknown) => {
-      this.options.log().warn('could not read the kernel\'s OOM kills; a runner restart is not told apart from an OOM kill', { error: errorMessage(err) });
+      this.options
+        .log()
+        .warn("could not read the kernel's OOM kills; a runner restart is not told apart from an OOM kill", { error: errorMessage(err) });
       return null;
     });
   }

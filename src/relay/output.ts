@@ -28,8 +28,7 @@ export type ConsoleEntry = ['stdout' | 'stderr', Utf8Text] | ['media', [string, 
 
 /** The output part of a run result, in the shape of one api_version (api 1 is the 2018 one: strings). */
 export type OutputFields =
-  | { console: ConsoleEntry[] }
-  | { stdout: string; stderr: string; media: Array<[string, unknown]>; html: string[] };
+  { console: ConsoleEntry[] } | { stdout: string; stderr: string; media: Array<[string, unknown]>; html: string[] };
 
 /**
  * Where a trailing character that is not complete yet begins (the length of
@@ -69,7 +68,8 @@ export class RunOutput {
     this.held[stream] = Buffer.from(bytes.subarray(end)); // a copy: keeps no big record alive
     const text = new Utf8Text();
     appendChecked(text, bytes.subarray(0, end));
-    if (truncated) text.appendString(`\n[output truncated: a record of ${payload.length} bytes exceeded the ${MAX_RECORD_BYTES}-byte limit]\n`);
+    if (truncated)
+      text.appendString(`\n[output truncated: a record of ${payload.length} bytes exceeded the ${MAX_RECORD_BYTES}-byte limit]\n`);
     this.push(stream, text);
   }
 

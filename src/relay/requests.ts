@@ -46,7 +46,9 @@ export class RequestBook {
       if (this.sender.tagged()) {
         const tag = this.sender.newTag();
         const w: Waiter = {
-          replyType, resolve, reject,
+          replyType,
+          resolve,
+          reject,
           timer: setTimeout(() => {
             this.byTag.delete(tag);
             reject(timeout());
@@ -59,7 +61,9 @@ export class RequestBook {
       const lane = this.lane(replyType);
       const start = () => {
         const w: Waiter = {
-          replyType, resolve, reject,
+          replyType,
+          resolve,
+          reject,
           timer: setTimeout(() => {
             lane.inflight = null;
             lane.stale++; // its answer may still come: it is not the next request's

@@ -257,7 +257,11 @@ export class RunBook {
     }
     const unclaimed = this.all().filter((r) => r.unclaimed);
     for (const r of unclaimed.slice(0, Math.max(0, unclaimed.length - MAX_UNCLAIMED))) this.forget(r);
-    this.options.log.info('took over the runs the kernel runner holds after an agent restart', { running: h.current?.run ?? null, queued: h.queue.length, finished: h.recent.length });
+    this.options.log.info('took over the runs the kernel runner holds after an agent restart', {
+      running: h.current?.run ?? null,
+      queued: h.queue.length,
+      finished: h.recent.length,
+    });
     return running;
   }
 
@@ -266,7 +270,9 @@ export class RunBook {
     if (run.collecting) {
       // Several callers waiting on one run all get the same answer.
       if (run.collecting.apiVersion === apiVersion) return run.collecting.promise;
-      throw new ParametersError(`run ${run.id} already has a call waiting on it with api_version ${run.collecting.apiVersion}; wait for it`);
+      throw new ParametersError(
+        `run ${run.id} already has a call waiting on it with api_version ${run.collecting.apiVersion}; wait for it`,
+      );
     }
     const promise = this.collectNow(run, apiVersion, flushTimeoutMs).finally(() => (run.collecting = null));
     run.collecting = { apiVersion, promise };
@@ -277,10 +283,16 @@ export class RunBook {
     if (!run.ready && !this.options.hurry()) await run.sleep(flushTimeoutMs);
     const next: RunStatus = run.statuses.shift() ?? { status: 'continued', exitCode: null, options: null };
     if (run.done && run.statuses.length === 0) this.forget(run);
-    const files = next.status === 'finished' && run.startedAt > 0 ? await this.options.outputFiles(run.filesSince).catch((err: unknown) => {
-      this.options.log.warn('could not list the output files of a run; it answers with none', { runId: run.id, error: errorMessage(err) });
-      return [];
-    }) : [];
+    const files =
+      next.status === 'finished' && run.startedAt > 0
+        ? await this.options.outputFiles(run.filesSince).catch((err: unknown) => {
+            this.options.log.warn('could not list the output files of a run; it answers with none', {
+              runId: run.id,
+              error: errorMessage(err),
+            });
+            return [];
+          })
+        : [];
     return { runId: run.id, status: next.status, exitCode: next.exitCode, options: next.options, files, ...run.output.take(apiVersion) };
   }
 }

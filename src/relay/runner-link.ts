@@ -90,8 +90,12 @@ export class RunnerLink {
     this.endpoint = { in: `tcp://${host}:${options.replInPort}`, out: `tcp://${host}:${options.replOutPort}` };
     this.push.connect(this.endpoint.in);
     this.openPull();
-    this.queue = new SendQueue(this.push, (err) => this.options.log().warn('could not send to the kernel runner', { error: errorMessage(err) }));
-    this.readLoop().catch((err: unknown) => this.options.log().error('the read loop of the kernel runner link ended', { error: errorMessage(err) })); // readLoop catches what it can; this is the last resort
+    this.queue = new SendQueue(this.push, (err) =>
+      this.options.log().warn('could not send to the kernel runner', { error: errorMessage(err) }),
+    );
+    this.readLoop().catch((err: unknown) =>
+      this.options.log().error('the read loop of the kernel runner link ended', { error: errorMessage(err) }),
+    ); // readLoop catches what it can; this is the last resort
     this.queue.push(['hello', '']);
     this.queue.push(['status', '']);
     this.syncTimer = setTimeout(() => this.synced('untagged', null), SYNC_TIMEOUT_MS);
@@ -156,7 +160,8 @@ export class RunnerLink {
     this.held = [];
     this.heldBytes = 0;
     // Before the synchronisation nothing of ours was sent: what came is a previous agent's, for runs taken over or no one.
-    if (mode === 'tagged') for (const rec of held) void this.handle(() => this.handlers.record(rec, true), rec); // no run of ours holds these back: none was sent yet
+    if (mode === 'tagged')
+      for (const rec of held) void this.handle(() => this.handlers.record(rec, true), rec); // no run of ours holds these back: none was sent yet
     else this.dropped += held.length;
     for (const [type, payload, meta] of this.deferred.splice(0)) this.send(type, payload, meta);
     for (const w of this.syncWaiters.splice(0)) w();
@@ -172,11 +177,18 @@ export class RunnerLink {
         if (this.closed || pull.closed) return; // the link was closed: the normal end
         this.failuresInARow++;
         const final = this.failuresInARow > MAX_RECONNECTS;
-        this.options.log().error(final ? 'reading from the kernel runner failed again; the relay gives up on this kernel' : 'reading from the kernel runner failed; reconnecting', {
-          error: errorMessage(err),
-          stack: err instanceof Error ? err.stack : undefined,
-          failuresInARow: this.failuresInARow,
-        });
+        this.options
+          .log()
+          .error(
+            final
+              ? 'reading from the kernel runner failed again; the relay gives up on this kernel'
+              : 'reading from the kernel runner failed; reconnecting',
+            {
+              error: errorMessage(err),
+              stack: err instanceof Error ? err.stack : undefined,
+              failuresInARow: this.failuresInARow,
+            },
+          );
         this.report(err, final);
         if (final) return;
         pull.close();
@@ -213,7 +225,10 @@ export class RunnerLink {
     try {
       this.handlers.failed(err, final);
     } catch (again) {
-      this.options.log().error('the relay failed ending its runs after a failure', { error: errorMessage(again), stack: again instanceof Error ? again.stack : undefined });
+      this.options.log().error('the relay failed ending its runs after a failure', {
+        error: errorMessage(again),
+        stack: again instanceof Error ? again.stack : undefined,
+      });
     }
   }
 
@@ -233,7 +248,8 @@ export class RunnerLink {
       this.syncStatusOwed = false;
       const gen = parseStatus(rec.payload)?.generation;
       // Our runner answers hello before status; one whose status has no generation does not tag.
-      if (typeof gen === 'string') this.synced('tagged', { generation: gen, pid: null, previousStatus: null, current: null, queue: [], recent: [] });
+      if (typeof gen === 'string')
+        this.synced('tagged', { generation: gen, pid: null, previousStatus: null, current: null, queue: [], recent: [] });
       else this.synced('untagged', null);
       return undefined;
     }

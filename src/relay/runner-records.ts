@@ -85,7 +85,9 @@ export function parseHello(payload: Buffer): RunnerHello | null {
     pid: typeof o.pid === 'number' ? o.pid : null,
     previousStatus: prev && typeof prev.status === 'number' ? prev.status : null,
     current: jobRef(o.current),
-    queue: list(o.queue).map(jobRef).filter((j): j is JobRef => j !== null),
+    queue: list(o.queue)
+      .map(jobRef)
+      .filter((j): j is JobRef => j !== null),
     recent: list(o.recent).flatMap((r) => {
       const j = jobRef(r);
       if (!j) return []; // not an object with a tag (null included): nothing to read an exit code from
@@ -105,7 +107,19 @@ export function parseStatus(payload: Buffer): Record<string, unknown> | null {
   }
 }
 
-const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 4: 'SIGILL', 6: 'SIGABRT', 7: 'SIGBUS', 8: 'SIGFPE', 9: 'SIGKILL', 11: 'SIGSEGV', 13: 'SIGPIPE', 15: 'SIGTERM' };
+const SIGNALS: Record<number, string> = {
+  1: 'SIGHUP',
+  2: 'SIGINT',
+  3: 'SIGQUIT',
+  4: 'SIGILL',
+  6: 'SIGABRT',
+  7: 'SIGBUS',
+  8: 'SIGFPE',
+  9: 'SIGKILL',
+  11: 'SIGSEGV',
+  13: 'SIGPIPE',
+  15: 'SIGTERM',
+};
 
 /** How a runner incarnation ended, as the run that died with it reports it. */
 export interface RunnerEnd {

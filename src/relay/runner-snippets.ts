@@ -48,7 +48,7 @@ export function environStatement(environ: Record<string, string>): string {
     '        os.kill(pid, 1)',
     '    except OSError:',
     '        pass',
-    "print(sorted(old))",
+    'print(sorted(old))',
   ];
   // JSON string literals are Python string literals.
   return once('_compute_agent_claim', 'env', body, JSON.stringify(environ));
@@ -56,6 +56,11 @@ export function environStatement(environ: Record<string, string>): string {
 
 /** The Python statement that waits (3 s at most) until the runner has a terminal shell other than the hung-up ones. */
 export function shellWaitStatement(oldShells: number[]): string {
-  const body = ['import time', 'deadline = time.monotonic() + 3', 'while not (shells() - set(old)) and time.monotonic() < deadline:', '    time.sleep(0.01)'];
+  const body = [
+    'import time',
+    'deadline = time.monotonic() + 3',
+    'while not (shells() - set(old)) and time.monotonic() < deadline:',
+    '    time.sleep(0.01)',
+  ];
   return once('_compute_agent_wait', 'old', body, JSON.stringify(oldShells));
 }

@@ -100,7 +100,10 @@ export class TerminalRelay {
       if (this.closed || this.sub.closed) return this.log.debug('terminal relay closed');
       // Not a close: readers waiting fail now with the reason instead of timing out on a relay that reads nothing.
       this.failure = `the agent's terminal relay failed (${errorMessage(err)}; the agent logged it at error level); read again to reconnect`;
-      this.log.error('the terminal relay stopped reading the kernel\'s output', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
+      this.log.error("the terminal relay stopped reading the kernel's output", {
+        error: errorMessage(err),
+        stack: err instanceof Error ? err.stack : undefined,
+      });
       for (const w of this.waiters.splice(0)) w();
     }
   }

@@ -7,7 +7,15 @@
  */
 import { AgentClient, type AgentClientOptions } from './client.js';
 import {
-  methods, type ImageRemoval, type ImageSummary, type KernelInfo, type KernelStats, type KernelSummary, type NodeStatsResult, type PullSummary, type RunResult,
+  methods,
+  type ImageRemoval,
+  type ImageSummary,
+  type KernelInfo,
+  type KernelStats,
+  type KernelSummary,
+  type NodeStatsResult,
+  type PullSummary,
+  type RunResult,
   type ServiceResult,
 } from './methods.js';
 
@@ -80,10 +88,19 @@ export class AgentApi {
   }
 
   /** One execute call; a result with status `continued` asks for another call with mode `continue`. */
-  execute(kernelId: string, runId: string | null, mode: ExecuteMode, code: string, opts: Record<string, unknown> = {}, flushTimeoutSec?: number, apiVersion = 2): Promise<RunResult> {
+  execute(
+    kernelId: string,
+    runId: string | null,
+    mode: ExecuteMode,
+    code: string,
+    opts: Record<string, unknown> = {},
+    flushTimeoutSec?: number,
+    apiVersion = 2,
+  ): Promise<RunResult> {
     // The call itself may wait for the flush timeout, so its own timeout is longer.
     const timeoutMs = this.slowMs + (flushTimeoutSec ?? 2) * 1000;
-    if (flushTimeoutSec === undefined) return this.client.callWithTimeout(timeoutMs, methods.execute, apiVersion, kernelId, runId, mode, code, opts);
+    if (flushTimeoutSec === undefined)
+      return this.client.callWithTimeout(timeoutMs, methods.execute, apiVersion, kernelId, runId, mode, code, opts);
     return this.client.callWithTimeout(timeoutMs, methods.execute, apiVersion, kernelId, runId, mode, code, opts, flushTimeoutSec);
   }
 

@@ -67,7 +67,15 @@ export class CallosumClient {
     const got = new Promise<void>((resolve) => (this.pong = resolve));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RpcTimeoutError(`the agent did not answer the Callosum handshake (PING) within ${timeoutMs} ms; is it running and reachable?`)), timeoutMs);
+      timer = setTimeout(
+        () =>
+          reject(
+            new RpcTimeoutError(
+              `the agent did not answer the Callosum handshake (PING) within ${timeoutMs} ms; is it running and reachable?`,
+            ),
+          ),
+        timeoutMs,
+      );
     });
     try {
       await Promise.race([this.socket.send([...CALLOSUM_PING]).then(() => got), timeout]);
@@ -87,20 +95,38 @@ export class CallosumClient {
   }
 
   /** Calls any method by name; on timeout a cancel goes out and the call fails with RpcTimeoutError. */
-  async callRaw(method: string, args: unknown[], kwargs: Record<string, unknown> = {}, timeoutMs = this.timeoutMs, packed?: Buffer): Promise<unknown> {
+  async callRaw(
+    method: string,
+    args: unknown[],
+    kwargs: Record<string, unknown> = {},
+    timeoutMs = this.timeoutMs,
+    packed?: Buffer,
+  ): Promise<unknown> {
     if (this.socket.closed) throw new Error(this.failure ?? 'the client is closed');
     await this.ready;
     const seq = this.seq++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.settle(seq, undefined, new RpcTimeoutError(`${method} got no reply within ${timeoutMs} ms; the call was cancelled`));
-        const cancel = buildCallosumRequest(this.generation, msgpackCodec, { method, okey: this.okey, seq, args: [], type: CallosumType.CANCEL });
+        const cancel = buildCallosumRequest(this.generation, msgpackCodec, {
+          method,
+          okey: this.okey,
+          seq,
+          args: [],
+          type: CallosumType.CANCEL,
+        });
         // The call has failed with its timeout already; a cancel that cannot go out only leaves the agent finishing it.
-        this.socket.send(cancel).catch((err: unknown) => this.log?.warn('could not send the cancel of a timed-out call', { method, seq, error: errorMessage(err) }));
+        this.socket
+          .send(cancel)
+          .catch((err: unknown) =>
+            this.log?.warn('could not send the cancel of a timed-out call', { method, seq, error: errorMessage(err) }),
+          );
       }, timeoutMs);
       this.pending.add(seq, { method, resolve, reject, timer });
       const frames = buildCallosumRequest(this.generation, msgpackCodec, { method, okey: this.okey, seq, args, kwargs, packed });
-      this.socket.send(frames).catch((err: unknown) => this.pending.settle(seq, undefined, new Error(`could not send ${method}: ${errorMessage(err)}`)));
+      this.socket
+        .send(frames)
+        .catch((err: unknown) => this.pending.settle(seq, undefined, new Error(`could not send ${method}: ${errorMessage(err)}`)));
     });
   }
 
@@ -133,7 +159,10 @@ export class CallosumClient {
         const reply = parseCallosumReply(frames, msgpackCodec);
         if (!reply || typeof reply.header.seq !== 'number') continue;
         // a reply must echo okey in the type it was sent in, as the real client checks
-        const okeyMatches = typeof this.okey === 'string' ? reply.header.okey === this.okey : Buffer.isBuffer(reply.header.okey) && reply.header.okey.equals(this.okey);
+        const okeyMatches =
+          typeof this.okey === 'string'
+            ? reply.header.okey === this.okey
+            : Buffer.isBuffer(reply.header.okey) && reply.header.okey.equals(this.okey);
         if (!okeyMatches) continue;
         if (reply.result.ok) this.pending.settle(reply.header.seq, reply.result.value);
         else this.pending.settle(reply.header.seq, undefined, new RemoteError(reply.result.name, [reply.result.repr], reply.result.repr));
@@ -151,7 +180,10 @@ export class CallosumClient {
    */
   private loopFailed(err: unknown): void {
     this.failure = `the client's read loop failed (${errorMessage(err)}); the client is closed: make a new one`;
-    this.log?.error('the RPC client stopped reading replies', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
+    this.log?.error('the RPC client stopped reading replies', {
+      error: errorMessage(err),
+      stack: err instanceof Error ? err.stack : undefined,
+    });
     const failure = this.failure;
     this.pending.failAll(() => new Error(failure));
     this.socket.close();

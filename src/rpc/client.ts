@@ -78,11 +78,7 @@ export class AgentClient {
   }
 
   /** Calls a declared method with a timeout of its own. */
-  callWithTimeout<const P extends readonly Param<unknown>[], R>(
-    timeoutMs: number,
-    def: MethodDef<P, R>,
-    ...args: CallArgs<P>
-  ): Promise<R> {
+  callWithTimeout<const P extends readonly Param<unknown>[], R>(timeoutMs: number, def: MethodDef<P, R>, ...args: CallArgs<P>): Promise<R> {
     return this.callRaw(def.name, args, {}, timeoutMs) as Promise<R>;
   }
 
@@ -100,7 +96,11 @@ export class AgentClient {
     const frames = [header, name, this.codec.encode(args), hasKeys(kwargs) ? this.codec.encode(kwargs) : this.noKwargs];
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.pending.settle(requestId, undefined, new RpcTimeoutError(`${method} got no reply within ${timeoutMs} ms; is the agent running and reachable?`));
+        this.pending.settle(
+          requestId,
+          undefined,
+          new RpcTimeoutError(`${method} got no reply within ${timeoutMs} ms; is the agent running and reachable?`),
+        );
       }, timeoutMs);
       this.pending.add(requestId, { method, resolve, reject, timer });
       if (!this.queue.push(frames)) this.pending.settle(requestId, undefined, new Error('too many requests queued'));
@@ -157,7 +157,10 @@ export class AgentClient {
    */
   private loopFailed(err: unknown): void {
     this.failure = `the client's read loop failed (${errorMessage(err)}); the client is closed: make a new one`;
-    this.log?.error('the RPC client stopped reading replies', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
+    this.log?.error('the RPC client stopped reading replies', {
+      error: errorMessage(err),
+      stack: err instanceof Error ? err.stack : undefined,
+    });
     const failure = this.failure;
     this.pending.failAll(() => new Error(failure));
     this.socket.close();

@@ -18,7 +18,13 @@ export interface MethodListing {
 /** The listing of methods (all of the 2018 table by default), for `agent methods` and the manual's RPC tables. */
 export function listMethods(defs: readonly MethodDef[] = Object.values(methods)): MethodListing[] {
   const ps = (list: readonly Param<unknown>[]) => list.map((x) => ({ name: x.name, type: x.type, optional: x.optional }));
-  return defs.map((d) => ({ name: d.name, params: ps(d.params), returns: d.returns, summary: d.summary, legacy: d.legacy ? ps(d.legacy.params) : null }));
+  return defs.map((d) => ({
+    name: d.name,
+    params: ps(d.params),
+    returns: d.returns,
+    summary: d.summary,
+    legacy: d.legacy ? ps(d.legacy.params) : null,
+  }));
 }
 
 /** A parameter list as `agent methods` prints it: `name?: type, ...`. */

@@ -36,8 +36,30 @@ export const kernelIdParam = p.str('kernel_id', {
 });
 
 // The result types live in results.ts; re-exported for callers that take the table and its results together (index.ts, tests, bench).
-export type { KernelInfo, ServiceResult, KernelStats, NodeStatsResult, RunResult, KernelSummary, ImageSummary, PullSummary, ImageRemoval, SyncResult } from './results.js';
-import type { KernelInfo, ServiceResult, KernelStats, NodeStatsResult, RunResult, KernelSummary, ImageSummary, PullSummary, ImageRemoval, SyncResult } from './results.js';
+export type {
+  KernelInfo,
+  ServiceResult,
+  KernelStats,
+  NodeStatsResult,
+  RunResult,
+  KernelSummary,
+  ImageSummary,
+  PullSummary,
+  ImageRemoval,
+  SyncResult,
+} from './results.js';
+import type {
+  KernelInfo,
+  ServiceResult,
+  KernelStats,
+  NodeStatsResult,
+  RunResult,
+  KernelSummary,
+  ImageSummary,
+  PullSummary,
+  ImageRemoval,
+  SyncResult,
+} from './results.js';
 
 const MiB = 1024 * 1024;
 const imageLang = p.str('image', { minLength: 1, maxLength: 512 });
@@ -72,7 +94,15 @@ export const methods = {
     returns: 'kernel info without id and kernel_host',
   }),
   execute: define<
-    [Param<number>, Param<string>, Param<string | null>, Param<'query' | 'batch' | 'input' | 'continue'>, Param<string>, Param<Record<string, unknown>>, OptionalParam<number>],
+    [
+      Param<number>,
+      Param<string>,
+      Param<string | null>,
+      Param<'query' | 'batch' | 'input' | 'continue'>,
+      Param<string>,
+      Param<Record<string, unknown>>,
+      OptionalParam<number>,
+    ],
     RunResult
   >({
     name: 'execute',
@@ -174,7 +204,8 @@ export const methods = {
     name: 'list_kernels',
     summary: 'Lists the kernels of this agent with their image, state, cores, memory, times and current usage (beyond).',
     params: [],
-    returns: '[{id, lang, image, state, container_id, cpu_set, mem_mib, created_at, last_used, cpu_used, mem_cur_bytes, services: [{name, protocol, host, host_port, state}]}]',
+    returns:
+      '[{id, lang, image, state, container_id, cpu_set, mem_mib, created_at, last_used, cpu_used, mem_cur_bytes, services: [{name, protocol, host, host_port, state}]}]',
   }),
   reset: define<[], null>({
     name: 'reset',
@@ -184,7 +215,8 @@ export const methods = {
   }),
   sync_kernels: define<[Param<string[]>], SyncResult>({
     name: 'sync_kernels',
-    summary: "Compares the manager's kernel ids with the agent's: unlisted kernels are destroyed after sync_grace, listed ones the agent lacks reported (beyond).",
+    summary:
+      "Compares the manager's kernel ids with the agent's: unlisted kernels are destroyed after sync_grace, listed ones the agent lacks reported (beyond).",
     params: [p.strList('kernel_ids', { maxItems: 100_000, minLength: 1, maxLength: 64 })],
     returns: '{missing, extra, destroyed, pending}',
   }),
@@ -192,11 +224,13 @@ export const methods = {
     name: 'get_node_stats',
     summary: "Returns the node's CPU, memory and disk figures, each kernel's cgroup figures and each GPU (beyond).",
     params: [],
-    returns: '{time, node: {cpu_pct, mem_total_bytes, mem_available_bytes, disk_total_bytes, disk_free_bytes}, slots: {cpu_total, cpu_free, mem_total_mib, mem_free_mib}, kernels: {kernel_id: stats}, gpu_path, gpus: [{index, uuid, name, numa_node, mem_total_bytes, mem_used_bytes, util_pct, kernel_id}]}',
+    returns:
+      '{time, node: {cpu_pct, mem_total_bytes, mem_available_bytes, disk_total_bytes, disk_free_bytes}, slots: {cpu_total, cpu_free, mem_total_mib, mem_free_mib}, kernels: {kernel_id: stats}, gpu_path, gpus: [{index, uuid, name, numa_node, mem_total_bytes, mem_used_bytes, util_pct, kernel_id}]}',
   }),
   list_images: define<[], ImageSummary[]>({
     name: 'list_images',
-    summary: 'Lists the kernel images on this node with their id, digest, size and how many kernels and pooled containers use each (beyond).',
+    summary:
+      'Lists the kernel images on this node with their id, digest, size and how many kernels and pooled containers use each (beyond).',
     params: [],
     returns: '[{image, lang, name, tag, id, digest, size, created, kernels, pooled}]',
   }),
@@ -214,7 +248,8 @@ export const methods = {
   }),
   delete_image: define<[Param<string>, OptionalParam<boolean>], ImageRemoval>({
     name: 'delete_image',
-    summary: "Removes a kernel image; refuses one in use unless forced (force removes its idle pooled containers, never a kernel's image) (beyond).",
+    summary:
+      "Removes a kernel image; refuses one in use unless forced (force removes its idle pooled containers, never a kernel's image) (beyond).",
     params: [imageLang, p.optional(p.bool('force'))],
     returns: '{image, removed}',
   }),
@@ -225,4 +260,3 @@ export const methods = {
     returns: '[{image, removed, error?}]',
   }),
 } as const;
-

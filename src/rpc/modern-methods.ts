@@ -42,7 +42,12 @@ const opts = p.map('opts');
 
 /** The methods served to modern managers; the order is the order of listings. */
 export const modernMethods = {
-  ping: define<[Param<string>], string>({ name: 'ping', summary: 'Answers with the message it was given.', params: [p.str('msg')], returns: 'msg' }),
+  ping: define<[Param<string>], string>({
+    name: 'ping',
+    summary: 'Answers with the message it was given.',
+    params: [p.str('msg')],
+    returns: 'msg',
+  }),
   health: define<[], { status: string; version: string; kernels: number }>({
     name: 'health',
     summary: 'Says whether the agent is serving, with its version and kernel count.',
@@ -63,17 +68,27 @@ export const modernMethods = {
   }),
   sync_kernel_registry: define<[Param<Array<[string, string]>>], null>({
     name: 'sync_kernel_registry',
-    summary: 'Reconciles with the manager: kernels of modern sessions it does not list are destroyed, listed ones that are gone are reported terminated.',
-    params: [
-      p.list('raw_kernel_session_ids', kernelSessionPair, { maxLength: 100_000 }),
-    ],
+    summary:
+      'Reconciles with the manager: kernels of modern sessions it does not list are destroyed, listed ones that are gone are reported terminated.',
+    params: [p.list('raw_kernel_session_ids', kernelSessionPair, { maxLength: 100_000 })],
     returns: 'nil',
   }),
-  create_kernels: define<[Param<string>, Param<string[]>, Param<Array<Record<string, unknown>>>, Param<Record<string, unknown>>, Param<Record<string, unknown>>], ModernKernelResult[]>({
+  create_kernels: define<
+    [Param<string>, Param<string[]>, Param<Array<Record<string, unknown>>>, Param<Record<string, unknown>>, Param<Record<string, unknown>>],
+    ModernKernelResult[]
+  >({
     name: 'create_kernels',
-    summary: 'Creates every kernel of a session (under the creation concurrency bound); a kernel that fails is rolled back and named in the failure.',
-    params: [sessionIdParam, p.list('raw_kernel_ids', kernelId, { maxLength: 64 }), p.list('raw_configs', p.map('config'), { maxLength: 64 }), p.map('raw_cluster_info'), p.map('kernel_image_refs')],
-    returns: '[{id, kernel_host, repl_in_port, repl_out_port, stdin_port, stdout_port, service_ports, container_id, resource_spec, attached_devices, agent_addr, scaling_group}]',
+    summary:
+      'Creates every kernel of a session (under the creation concurrency bound); a kernel that fails is rolled back and named in the failure.',
+    params: [
+      sessionIdParam,
+      p.list('raw_kernel_ids', kernelId, { maxLength: 64 }),
+      p.list('raw_configs', p.map('config'), { maxLength: 64 }),
+      p.map('raw_cluster_info'),
+      p.map('kernel_image_refs'),
+    ],
+    returns:
+      '[{id, kernel_host, repl_in_port, repl_out_port, stdin_port, stdout_port, service_ports, container_id, resource_spec, attached_devices, agent_addr, scaling_group}]',
   }),
   destroy_kernel: define<[Param<string>, Param<string>, OptionalParam<string | null>, OptionalParam<boolean>], KernelStats | null>({
     name: 'destroy_kernel',
@@ -86,14 +101,26 @@ export const modernMethods = {
   shutdown_service: methods.shutdown_service,
   get_completions: methods.get_completions,
   get_logs: methods.get_logs,
-  restart_kernel: define<[Param<string>, Param<string>, Param<Record<string, unknown>>, Param<Record<string, unknown>>], Record<string, unknown>>({
+  restart_kernel: define<
+    [Param<string>, Param<string>, Param<Record<string, unknown>>, Param<Record<string, unknown>>],
+    Record<string, unknown>
+  >({
     name: 'restart_kernel',
     summary: 'Recreates a kernel container, keeping its scratch home.',
     params: [sessionIdParam, kernelId, p.map('kernel_image'), p.map('updated_config')],
     returns: '{container_id, repl_in_port, repl_out_port, stdin_port, stdout_port, service_ports}',
   }),
   execute: define<
-    [Param<string>, Param<string>, Param<number>, Param<string | null>, Param<'query' | 'batch' | 'input' | 'continue'>, Param<string>, Param<Record<string, unknown>>, Param<number>],
+    [
+      Param<string>,
+      Param<string>,
+      Param<number>,
+      Param<string | null>,
+      Param<'query' | 'batch' | 'input' | 'continue'>,
+      Param<string>,
+      Param<Record<string, unknown>>,
+      Param<number>,
+    ],
     RunResult
   >({
     name: 'execute',
@@ -119,7 +146,12 @@ export const modernMethods = {
     returns: 'file bytes',
   }),
   list_files: methods.list_files,
-  reset_agent: define<[], null>({ name: 'reset_agent', summary: 'Destroys every kernel with reason agent-reset.', params: [], returns: 'nil' }),
+  reset_agent: define<[], null>({
+    name: 'reset_agent',
+    summary: 'Destroys every kernel with reason agent-reset.',
+    params: [],
+    returns: 'nil',
+  }),
   get_local_config: define<[], Record<string, unknown>>({
     name: 'get_local_config',
     summary: "The parts of the agent's local config a 24.09 manager reads.",
@@ -133,27 +165,37 @@ export const modernMethods = {
     params: [p.map('image_configs')],
     returns: '{canonical: task id}',
   }),
-  purge_images: define<[Param<string[]>, Param<boolean>, OptionalParam<boolean>], { responses: Array<{ image: string; error: string | null }> }>({
+  purge_images: define<
+    [Param<string[]>, Param<boolean>, OptionalParam<boolean>],
+    { responses: Array<{ image: string; error: string | null }> }
+  >({
     name: 'purge_images',
-    summary: 'Removes kernel images by canonical name as delete_image does; one refused does not stop the others (the shape of releases after 24.09; noprune is accepted and has no effect).',
-    params: [p.strList('image_canonicals', { minLength: 1, maxLength: 512, maxItems: 256 }), p.bool('force'), p.optional(p.bool('noprune'))],
+    summary:
+      'Removes kernel images by canonical name as delete_image does; one refused does not stop the others (the shape of releases after 24.09; noprune is accepted and has no effect).',
+    params: [
+      p.strList('image_canonicals', { minLength: 1, maxLength: 512, maxItems: 256 }),
+      p.bool('force'),
+      p.optional(p.bool('noprune')),
+    ],
     returns: '{responses: [{image, error}]}',
   }),
   scan_gpu_alloc_map: define<[], Record<string, string>>({
     name: 'scan_gpu_alloc_map',
-    summary: 'The GPUs held by kernels: {device index: amount} as decimal strings (whole devices, so "1"; the shape of releases after 24.09).',
+    summary:
+      'The GPUs held by kernels: {device index: amount} as decimal strings (whole devices, so "1"; the shape of releases after 24.09).',
     params: [],
     returns: '{device id: "amount"}',
   }),
   assign_port: define<[], number>({
     name: 'assign_port',
-    summary: 'Takes one free host port of container_port_range for the manager, held until release_port (in memory only: an agent restart frees it).',
+    summary:
+      'Takes one free host port of container_port_range for the manager, held until release_port (in memory only: an agent restart frees it).',
     params: [],
     returns: 'port number',
   }),
   release_port: define<[Param<number>], null>({
     name: 'release_port',
-    summary: 'Gives back a port assign_port gave out (a free port is a no-op; a kernel\'s port is a ParametersError).',
+    summary: "Gives back a port assign_port gave out (a free port is a no-op; a kernel's port is a ParametersError).",
     params: [p.int('port_no', { min: 1, max: 65535 })],
     returns: 'nil',
   }),
@@ -171,5 +213,11 @@ export const modernMethods = {
  * parameters are not checked, so that the failure is always that one.
  */
 export const modernNotServed: readonly string[] = [
-  'update_scaling_group', 'trigger_batch_execution', 'get_commit_status', 'commit', 'push_image', 'create_local_network', 'destroy_local_network',
+  'update_scaling_group',
+  'trigger_batch_execution',
+  'get_commit_status',
+  'commit',
+  'push_image',
+  'create_local_network',
+  'destroy_local_network',
 ];

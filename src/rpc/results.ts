@@ -72,7 +72,6 @@ export interface SlotFigures {
   mem_free_mib: number;
 }
 
-
 /** NodeStatsResult is the result of get_node_stats (beyond the 2018 set). */
 export interface NodeStatsResult {
   /** Unix seconds when the figures were read. */
@@ -86,7 +85,16 @@ export interface NodeStatsResult {
   /** How GPUs get into containers on this node: runtime, device-nodes, or none (CPU fallback). */
   gpu_path: string;
   /** Each usable GPU, with its figures at the last detection and the kernel holding it. */
-  gpus: Array<{ index: number; uuid: string; name: string; numa_node: number | null; mem_total_bytes: number; mem_used_bytes: number; util_pct: number | null; kernel_id: string | null }>;
+  gpus: Array<{
+    index: number;
+    uuid: string;
+    name: string;
+    numa_node: number | null;
+    mem_total_bytes: number;
+    mem_used_bytes: number;
+    util_pct: number | null;
+    kernel_id: string | null;
+  }>;
 }
 
 /** RunResult is the result of execute (docs/wire-contract.rst, "RPC"). */
@@ -122,7 +130,13 @@ export interface KernelSummary {
   cpu_used: number | null;
   mem_cur_bytes: number | null;
   /** The image's apps, where they are reached (the kernel host and host port) and their last known state (section 6). */
-  services: Array<{ name: string; protocol: string; host: string; host_port: number; state: 'running' | 'stopped' | 'failed' | 'not-started' }>;
+  services: Array<{
+    name: string;
+    protocol: string;
+    host: string;
+    host_port: number;
+    state: 'running' | 'stopped' | 'failed' | 'not-started';
+  }>;
 }
 
 /** One local kernel image as list_images describes it (beyond the 2018 set). */

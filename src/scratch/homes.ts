@@ -21,7 +21,17 @@ import path from 'node:path';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Settings } from '../config/setting-table.js';
-import { canMount, detachLoops, hostfileProblems, MOUNT_RIGHTS, loopBackingFile, mountTable, tool, unmount, type MountEntry } from './mounts.js';
+import {
+  canMount,
+  detachLoops,
+  hostfileProblems,
+  MOUNT_RIGHTS,
+  loopBackingFile,
+  mountTable,
+  tool,
+  unmount,
+  type MountEntry,
+} from './mounts.js';
 
 export type ScratchType = Settings['scratchType'];
 
@@ -97,18 +107,29 @@ export class ScratchHomes {
     const home = this.homeOf(id);
     try {
       for (let m = await this.mountAt(id); m; m = await this.mountAt(id)) {
-        if (!(await this.isOurs(m, id))) throw new Error(`${home} has a mount that is not this agent's (${m.fstype} from ${m.source}); it is left alone`);
-        if ((await unmount(home)) === 'lazily') this.o.log.warn('a host process still held a file in the home; it was unmounted lazily', { kernelId: id });
+        if (!(await this.isOurs(m, id)))
+          throw new Error(`${home} has a mount that is not this agent's (${m.fstype} from ${m.source}); it is left alone`);
+        if ((await unmount(home)) === 'lazily')
+          this.o.log.warn('a host process still held a file in the home; it was unmounted lazily', { kernelId: id });
       }
       await fs.rm(home, { recursive: true, force: true });
       const file = this.fileOf(id);
-      if (await fs.access(file).then(() => true, () => false)) {
+      if (
+        await fs.access(file).then(
+          () => true,
+          () => false,
+        )
+      ) {
         await detachLoops(file);
         await fs.rm(file, { force: true });
       }
       return true;
     } catch (err) {
-      this.o.log.error('a scratch home could not be removed; the next agent start tries again', { kernelId: id, home, error: errorMessage(err) });
+      this.o.log.error('a scratch home could not be removed; the next agent start tries again', {
+        kernelId: id,
+        home,
+        error: errorMessage(err),
+      });
       return false;
     }
   }
@@ -122,7 +143,13 @@ export class ScratchHomes {
     const m = await this.mountAt(id);
     if (m && (await this.isOurs(m, id))) return 'mounted';
     const file = this.fileOf(id);
-    if (!m && (await fs.access(file).then(() => true, () => false))) {
+    if (
+      !m &&
+      (await fs.access(file).then(
+        () => true,
+        () => false,
+      ))
+    ) {
       await fs.mkdir(this.homeOf(id), { recursive: true, mode: 0o755 });
       await tool('mount', ['-t', 'ext4', '-o', 'loop,nosuid,nodev', file, this.homeOf(id)]);
       this.o.log.warn('re-attached the hostfile home of a running kernel that was not mounted', { kernelId: id });
@@ -146,7 +173,8 @@ export class ScratchHomes {
       const id = name.replace(/\.ext4$/, '');
       if (name.endsWith('.ext4') && !keep.has(id)) ids.add(id);
     }
-    for (const id of ids) if (await this.remove(id)) this.o.log.info('removed the scratch mount or file of a kernel that is gone', { kernelId: id });
+    for (const id of ids)
+      if (await this.remove(id)) this.o.log.info('removed the scratch mount or file of a kernel that is gone', { kernelId: id });
     return [...ids];
   }
 
@@ -168,8 +196,17 @@ export class ScratchHomes {
 }
 
 /** The homes of a kernel service's deps: the agent's, or plain folders on the scratch root (tools, unit tests). */
-export function homesOf(deps: { scratch?: ScratchHomes | null; scratchRoot: string; agentId: string; log: Logger; settings(): Pick<Settings, 'scratchSizeMiB' | 'kernelUid'> }): ScratchHomes {
-  return deps.scratch ?? new ScratchHomes({ root: deps.scratchRoot, agentId: deps.agentId, type: 'hostdir', log: deps.log, settings: deps.settings });
+export function homesOf(deps: {
+  scratch?: ScratchHomes | null;
+  scratchRoot: string;
+  agentId: string;
+  log: Logger;
+  settings(): Pick<Settings, 'scratchSizeMiB' | 'kernelUid'>;
+}): ScratchHomes {
+  return (
+    deps.scratch ??
+    new ScratchHomes({ root: deps.scratchRoot, agentId: deps.agentId, type: 'hostdir', log: deps.log, settings: deps.settings })
+  );
 }
 
 /**
@@ -179,7 +216,10 @@ export function homesOf(deps: { scratch?: ScratchHomes | null; scratchRoot: stri
 export async function openScratchHomes(o: ScratchOptions): Promise<ScratchHomes> {
   if (o.type !== 'hostdir') {
     const relevant = o.type === 'hostfile' ? (await hostfileProblems()).problems : canMount() ? [] : [MOUNT_RIGHTS];
-    if (relevant.length) throw new ConfigError(`scratch_type is ${o.type}, which cannot work on this host: ${relevant.join('; ')}; fix that or set scratch_type to hostdir (agent check tells the same)`);
+    if (relevant.length)
+      throw new ConfigError(
+        `scratch_type is ${o.type}, which cannot work on this host: ${relevant.join('; ')}; fix that or set scratch_type to hostdir (agent check tells the same)`,
+      );
   }
   return new ScratchHomes(o);
 }

@@ -21,7 +21,8 @@ export async function tool(cmd: string, args: string[]): Promise<string> {
     return stdout;
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string; killed?: boolean };
-    const said = (e.stderr ?? '').trim().split('\n').pop() || (e.killed ? `no answer within ${TOOL_TIMEOUT_MS / 1000} s` : e.code ?? e.message);
+    const said =
+      (e.stderr ?? '').trim().split('\n').pop() || (e.killed ? `no answer within ${TOOL_TIMEOUT_MS / 1000} s` : (e.code ?? e.message));
     throw new Error(`${cmd} ${args.join(' ')} failed: ${said}`, { cause: err });
   }
 }
@@ -63,7 +64,10 @@ export async function loopBackingFile(device: string): Promise<string | null> {
 /** Detaches every loop device that still reads `file` (a device in use is freed once its last user goes). */
 export async function detachLoops(file: string): Promise<void> {
   const listed = await tool('losetup', ['-j', file]).catch(() => '');
-  for (const dev of listed.split('\n').map((l) => l.split(':')[0]!.trim()).filter((d) => /^\/dev\/loop\d+$/.test(d))) {
+  for (const dev of listed
+    .split('\n')
+    .map((l) => l.split(':')[0]!.trim())
+    .filter((d) => /^\/dev\/loop\d+$/.test(d))) {
     await tool('losetup', ['-d', dev]).catch(() => undefined); // gone meanwhile, or autoclear already set
   }
 }
@@ -128,7 +132,9 @@ export async function hostfileProblems(): Promise<{ problems: string[]; found: s
   if (!existsSync('/dev/loop-control')) problems.push('no /dev/loop-control (modprobe loop, or give the agent the loop devices)');
   else {
     const free = await tool('losetup', ['-f']).catch((err: Error) => {
-      problems.push(/ENOENT/.test(err.message) ? 'losetup is not installed (apt-get install util-linux)' : `no free loop device (${err.message})`);
+      problems.push(
+        /ENOENT/.test(err.message) ? 'losetup is not installed (apt-get install util-linux)' : `no free loop device (${err.message})`,
+      );
       return null;
     });
     if (free) found.push(`loop devices (${free.trim()} free)`);

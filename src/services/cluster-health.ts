@@ -17,13 +17,16 @@ export interface ClusterVerdict {
   warnings: string[];
 }
 
-const FIX_ENDPOINTS = 'start the etcd members that do not answer, or list the cluster\'s client endpoints in --etcd-addr / BACKEND_ETCD_ADDR';
+const FIX_ENDPOINTS =
+  "start the etcd members that do not answer, or list the cluster's client endpoints in --etcd-addr / BACKEND_ETCD_ADDR";
 
 /** Judges the cluster from the status of each configured endpoint. */
 export function judgeCluster(statuses: readonly MemberStatus[]): ClusterVerdict {
   const up = statuses.filter((s) => s.ok);
   const down = statuses.filter((s) => !s.ok);
-  const warnings = down.map((s) => `etcd endpoint ${s.endpoint} does not answer (${(s.error ?? 'no answer').slice(0, 120)}); fix: ${FIX_ENDPOINTS}`);
+  const warnings = down.map(
+    (s) => `etcd endpoint ${s.endpoint} does not answer (${(s.error ?? 'no answer').slice(0, 120)}); fix: ${FIX_ENDPOINTS}`,
+  );
   if (up.length === 0) return { ok: false, detail: `none of ${statuses.length} etcd endpoint(s) answers`, fix: FIX_ENDPOINTS, warnings };
   if (statuses.length > 1 && up.length * 2 <= statuses.length) {
     return {
@@ -46,7 +49,10 @@ export function judgeCluster(statuses: readonly MemberStatus[]): ClusterVerdict 
   if (leaders.has('0') || leaders.size > 1) {
     return {
       ok: false,
-      detail: leaders.size > 1 ? `the members disagree on the leader (${up.map((s) => `${s.endpoint}: ${s.leader}`).join(', ')})` : 'no leader: the cluster has lost its quorum or is electing one',
+      detail:
+        leaders.size > 1
+          ? `the members disagree on the leader (${up.map((s) => `${s.endpoint}: ${s.leader}`).join(', ')})`
+          : 'no leader: the cluster has lost its quorum or is electing one',
       fix: 'bring a majority of the etcd members up (etcdctl endpoint status --cluster shows each)',
       warnings,
     };

@@ -23,7 +23,11 @@ export function liveAgents(tree: Record<string, string>): AgentCapacity[] {
     let freeCores = 0;
     let freeMemMiB = 0;
     try {
-      const beat = JSON.parse(tree[agentFieldKey(id, 'heartbeat').slice(AGENTS_PREFIX.length)] ?? 'null') as { cpu_slots?: number; kernels?: number; node?: { mem_available_bytes?: number } | null } | null;
+      const beat = JSON.parse(tree[agentFieldKey(id, 'heartbeat').slice(AGENTS_PREFIX.length)] ?? 'null') as {
+        cpu_slots?: number;
+        kernels?: number;
+        node?: { mem_available_bytes?: number } | null;
+      } | null;
       freeCores = Math.max(0, (beat?.cpu_slots ?? 0) - (beat?.kernels ?? 0));
       freeMemMiB = Math.floor((beat?.node?.mem_available_bytes ?? 0) / MIB);
     } catch {
@@ -91,7 +95,10 @@ export class DemandShare {
       try {
         this.demand = raw === null || raw.trim() === '' ? {} : parseDemand(raw);
       } catch (err) {
-        log.error('ignoring a bad pool demand in etcd; the last good one stays', { key: etcd.prefix + DEMAND_KEY, problem: errorMessage(err) });
+        log.error('ignoring a bad pool demand in etcd; the last good one stays', {
+          key: etcd.prefix + DEMAND_KEY,
+          problem: errorMessage(err),
+        });
       }
     }
     const averaged = this.window.add(this.demand, now, this.deps.timing().windowSec);

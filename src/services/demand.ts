@@ -36,7 +36,8 @@ export function parseDemand(raw: string): Demand {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('must be a JSON object {"lang": {"type": pending_count}}');
   const out: Demand = {};
   for (const [lang, types] of Object.entries(v)) {
-    if (typeof types !== 'object' || types === null || Array.isArray(types)) throw new Error(`${lang} must map type names to pending counts`);
+    if (typeof types !== 'object' || types === null || Array.isArray(types))
+      throw new Error(`${lang} must map type names to pending counts`);
     out[lang] = {};
     for (const [type, n] of Object.entries(types as Record<string, unknown>)) {
       if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_PENDING) {
@@ -71,7 +72,9 @@ export function splitDemand(demand: Demand, agents: readonly AgentCapacity[]): M
   const sorted = [...agents].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const cores = sorted.reduce((a, x) => a + Math.max(0, x.freeCores), 0);
   const mem = sorted.reduce((a, x) => a + Math.max(0, x.freeMemMiB), 0);
-  const weights = sorted.map((x) => ((cores > 0 ? Math.max(0, x.freeCores) / cores : 0) + (mem > 0 ? Math.max(0, x.freeMemMiB) / mem : 0)) / 2);
+  const weights = sorted.map(
+    (x) => ((cores > 0 ? Math.max(0, x.freeCores) / cores : 0) + (mem > 0 ? Math.max(0, x.freeMemMiB) / mem : 0)) / 2,
+  );
   const out = new Map<string, Demand>(sorted.map((x) => [x.id, {}]));
   for (const lang of Object.keys(demand).sort()) {
     for (const type of Object.keys(demand[lang]!).sort()) {

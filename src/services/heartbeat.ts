@@ -115,7 +115,8 @@ export class Heartbeat {
         return v;
       },
       (err: unknown) => {
-        if (!this.sampleFailing) this.deps.log.warn('cannot read the node figures; heartbeats go out without them', { error: errorMessage(err) });
+        if (!this.sampleFailing)
+          this.deps.log.warn('cannot read the node figures; heartbeats go out without them', { error: errorMessage(err) });
         this.sampleFailing = true;
         return null;
       },

@@ -72,16 +72,24 @@ export class LiveSettings {
     if (this.reload) clearTimeout(this.reload);
     const all = this.unwatch;
     this.unwatch = [];
-    await Promise.all(all.map((u) => u().catch((err: unknown) => this.log.warn('could not stop watching the settings in etcd', { error: errorMessage(err) }))));
+    await Promise.all(
+      all.map((u) =>
+        u().catch((err: unknown) => this.log.warn('could not stop watching the settings in etcd', { error: errorMessage(err) })),
+      ),
+    );
   }
 
   private async compile() {
     const [cluster, node] = await Promise.all([this.etcd.getPrefix(this.prefixes.cluster), this.etcd.getPrefix(this.prefixes.node)]);
     const compiled = compileSettings(cluster, node, this.prefixes);
     for (const key of compiled.unknown) this.log.warn('ignoring an unknown setting in etcd', { key: this.etcd.prefix + key });
-    for (const [prefix, values] of [[this.prefixes.cluster, cluster], [this.prefixes.node, node]] as const) {
+    for (const [prefix, values] of [
+      [this.prefixes.cluster, cluster],
+      [this.prefixes.node, node],
+    ] as const) {
       for (const k of Object.keys(values)) {
-        if (k.startsWith('pool/') && !POOL_KEYS.has(k)) this.log.warn('ignoring an unknown pool setting in etcd', { key: this.etcd.prefix + prefix + k });
+        if (k.startsWith('pool/') && !POOL_KEYS.has(k))
+          this.log.warn('ignoring an unknown pool setting in etcd', { key: this.etcd.prefix + prefix + k });
       }
     }
     return { ...compiled, cluster, node };
@@ -101,7 +109,10 @@ export class LiveSettings {
     for (const p of compiled.problems) {
       // A rejected key keeps its last good value rather than falling back to the default.
       (next as unknown as Record<string, unknown>)[p.field] = before[p.field];
-      this.log.error('rejected a setting from etcd; the last good value stays in force', { key: this.etcd.prefix + p.source, problem: p.message });
+      this.log.error('rejected a setting from etcd; the last good value stays in force', {
+        key: this.etcd.prefix + p.source,
+        problem: p.message,
+      });
     }
     const changes = changedSettings(before, next);
     if (changes.length === 0) return;
@@ -115,7 +126,10 @@ export class LiveSettings {
   private applyPool(cluster: Record<string, string>, node: Record<string, string>): void {
     const { settings, problems } = compilePoolSettings(cluster, node, this.prefixes, this.pool);
     for (const p of problems) {
-      this.log.error('rejected a pool setting from etcd; the last good value stays in force', { key: this.etcd.prefix + p.source, problem: p.message });
+      this.log.error('rejected a pool setting from etcd; the last good value stays in force', {
+        key: this.etcd.prefix + p.source,
+        problem: p.message,
+      });
     }
     if (JSON.stringify(settings) === JSON.stringify(this.pool)) return;
     this.pool = settings;

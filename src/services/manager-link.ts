@@ -31,7 +31,9 @@ export class ManagerLink {
     const { etcd } = this.deps;
     // After a compaction a watch is created anew and the key read again (onResync).
     const reread = (key: string, apply: (v: string | null) => void) => () => {
-      etcd.get(key).then(apply, (err: unknown) => this.deps.log.warn('could not re-read a manager key from etcd', { key, error: errorMessage(err) }));
+      etcd
+        .get(key)
+        .then(apply, (err: unknown) => this.deps.log.warn('could not re-read a manager key from etcd', { key, error: errorMessage(err) }));
     };
     const onManager = (v: string | null) => this.onManager(v);
     const onEventAddr = (v: string | null) => {
@@ -41,8 +43,12 @@ export class ManagerLink {
       if (this.checkKey(v) !== this.publicKey) this.onPublicKey(v);
     };
     this.unwatch.push(await etcd.watchKey(MANAGER_KEY, (_k, v) => onManager(v), { onResync: reread(MANAGER_KEY, onManager) }));
-    this.unwatch.push(await etcd.watchKey(EVENT_ADDR_KEY, (_k, v) => this.onEventAddr(v), { onResync: reread(EVENT_ADDR_KEY, onEventAddr) }));
-    this.unwatch.push(await etcd.watchKey(MANAGER_PUBLIC_KEY, (_k, v) => this.onPublicKey(v), { onResync: reread(MANAGER_PUBLIC_KEY, onPublicKey) }));
+    this.unwatch.push(
+      await etcd.watchKey(EVENT_ADDR_KEY, (_k, v) => this.onEventAddr(v), { onResync: reread(EVENT_ADDR_KEY, onEventAddr) }),
+    );
+    this.unwatch.push(
+      await etcd.watchKey(MANAGER_PUBLIC_KEY, (_k, v) => this.onPublicKey(v), { onResync: reread(MANAGER_PUBLIC_KEY, onPublicKey) }),
+    );
     this.onManager(await etcd.get(MANAGER_KEY));
     this.publicKey = this.checkKey(await etcd.get(MANAGER_PUBLIC_KEY));
     this.onEventAddr(await etcd.get(EVENT_ADDR_KEY));
@@ -51,7 +57,11 @@ export class ManagerLink {
   async stop(): Promise<void> {
     const all = this.unwatch;
     this.unwatch = [];
-    await Promise.all(all.map((u) => u().catch((err: unknown) => this.deps.log.warn('could not stop watching a manager key in etcd', { error: errorMessage(err) }))));
+    await Promise.all(
+      all.map((u) =>
+        u().catch((err: unknown) => this.deps.log.warn('could not stop watching a manager key in etcd', { error: errorMessage(err) })),
+      ),
+    );
   }
 
   private onManager(id: string | null): void {

@@ -63,7 +63,13 @@ export function creationInfo(k: ModernKernel & { info: KernelInfo }, agentAddr: 
 
 /** Service ports as 24.09 reads them: container and host ports as lists. */
 export function modernServicePorts(ports: KernelInfo['service_ports'] | undefined): unknown[] {
-  return (ports ?? []).map((p) => ({ name: p.name, protocol: p.protocol, container_ports: [p.container_port], host_ports: [p.host_port], is_inference: false }));
+  return (ports ?? []).map((p) => ({
+    name: p.name,
+    protocol: p.protocol,
+    container_ports: [p.container_port],
+    host_ports: [p.host_port],
+    is_inference: false,
+  }));
 }
 
 function defaultExtras(): ModernKernelExtras {
@@ -121,7 +127,10 @@ export class ModernRpc {
         (await k.relay(id)).interrupt();
         return null;
       }),
-      implement(m.get_completions, async (id, text, opts) => ({ status: 'finished', completions: await (await k.relay(id)).complete(text, opts) })),
+      implement(m.get_completions, async (id, text, opts) => ({
+        status: 'finished',
+        completions: await (await k.relay(id)).complete(text, opts),
+      })),
       implement(m.get_logs, async (id) => ({ logs: await k.logs(id) })),
       implement(m.restart_kernel, async (_sid, id, image, config) => {
         // a full creation config (image or resource_slots) is read like create_kernels'; else the kernel keeps its spec
@@ -159,12 +168,22 @@ export class ModernRpc {
         setImmediate(() => this.deps.requestStop('shutdown-agent'));
         return null;
       }),
-      ...modernNotServed.map((name) => notImplemented(define({ name, summary: 'not served by this agent yet', params: [], returns: 'a failure naming the method', unchecked: true }))),
+      ...modernNotServed.map((name) =>
+        notImplemented(
+          define({ name, summary: 'not served by this agent yet', params: [], returns: 'a failure naming the method', unchecked: true }),
+        ),
+      ),
     ];
   }
 
-  private async createKernels(sessionId: string, ids: string[], configs: Array<Record<string, unknown>>, refs: Record<string, unknown>): Promise<ModernKernelResult[]> {
-    if (ids.length !== configs.length) throw new KernelCreationError(`create_kernels got ${ids.length} kernel ids but ${configs.length} configs; they pair up one to one`);
+  private async createKernels(
+    sessionId: string,
+    ids: string[],
+    configs: Array<Record<string, unknown>>,
+    refs: Record<string, unknown>,
+  ): Promise<ModernKernelResult[]> {
+    if (ids.length !== configs.length)
+      throw new KernelCreationError(`create_kernels got ${ids.length} kernel ids but ${configs.length} configs; they pair up one to one`);
     const outcomes = await Promise.allSettled(
       ids.map(async (id, i) => {
         let extras: ModernKernelExtras | undefined;
@@ -182,7 +201,8 @@ export class ModernRpc {
           throw err;
         }
         extras ??= this.sessions.get(id)?.extras ?? defaultExtras(); // an idempotent repeat reads no config
-        if (extras.ignored.length) this.deps.log.warn('create_kernels: config keys ignored by this agent', { kernelId: id, keys: extras.ignored });
+        if (extras.ignored.length)
+          this.deps.log.warn('create_kernels: config keys ignored by this agent', { kernelId: id, keys: extras.ignored });
         const mk = { sessionId, extras, info };
         this.sessions.set(id, mk);
         this.deps.emitModern('kernel_started', [id, sessionId, 'new-container-started', creationInfo(mk, this.deps.agentAddr)]);
@@ -193,7 +213,9 @@ export class ModernRpc {
     if (failed.length === 1 && failed[0]!.err instanceof AgentError) throw failed[0]!.err; // as 24.09: one failure is raised as it is
     if (failed.length > 0) {
       const each = failed.map((f) => `${f.id}: ${f.err instanceof Error ? f.err.message : String(f.err)}`).join('; ');
-      throw new KernelCreationError(`create_kernels: ${failed.length} of ${ids.length} kernels failed and were rolled back (${each}); the others were created`);
+      throw new KernelCreationError(
+        `create_kernels: ${failed.length} of ${ids.length} kernels failed and were rolled back (${each}); the others were created`,
+      );
     }
     return outcomes.map((o) => (o as PromiseFulfilledResult<ModernKernelResult>).value);
   }
@@ -208,7 +230,12 @@ export class ModernRpc {
       // only the modern managers' kernels: those a 2018 manager created on this agent are not theirs to reap
       if (known.has(id) || !this.sessions.has(id)) continue;
       this.suppressed.add(id);
-      await this.deps.kernels.destroy(id, 'not-found-in-manager').catch((err: unknown) => this.deps.log.warn('sync_kernel_registry: destroying a kernel the manager does not know failed', { kernelId: id, error: String(err) }));
+      await this.deps.kernels.destroy(id, 'not-found-in-manager').catch((err: unknown) =>
+        this.deps.log.warn('sync_kernel_registry: destroying a kernel the manager does not know failed', {
+          kernelId: id,
+          error: String(err),
+        }),
+      );
     }
     return null;
   }

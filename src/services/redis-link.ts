@@ -32,7 +32,9 @@ export class RedisLink {
   }
 
   async stop(): Promise<void> {
-    await this.unwatch?.().catch((err: unknown) => this.deps.log.warn('could not stop watching config/redis/ in etcd', { error: errorMessage(err) }));
+    await this.unwatch?.().catch((err: unknown) =>
+      this.deps.log.warn('could not stop watching config/redis/ in etcd', { error: errorMessage(err) }),
+    );
     this.unwatch = null;
     await this.reading;
   }

@@ -146,7 +146,10 @@ export class Registration {
         if (this.stopped) return;
         this.regrants++;
         const ms = this.leaseOutage.recover();
-        this.log.info('registration re-granted: a new etcd lease holds it', { id: await lease.id(), lostSec: ms === null ? 0 : Math.round(ms / 1000) });
+        this.log.info('registration re-granted: a new etcd lease holds it', {
+          id: await lease.id(),
+          lostSec: ms === null ? 0 : Math.round(ms / 1000),
+        });
         return;
       } catch {
         lease.release();
@@ -158,7 +161,11 @@ export class Registration {
   private async check(): Promise<void> {
     const key = agentKey(this.agentId);
     try {
-      const [state, ip, addr] = await Promise.all([this.etcd.get(key), this.etcd.get(agentFieldKey(this.agentId, 'ip')), this.etcd.get(agentFieldKey(this.agentId, 'addr'))]);
+      const [state, ip, addr] = await Promise.all([
+        this.etcd.get(key),
+        this.etcd.get(agentFieldKey(this.agentId, 'ip')),
+        this.etcd.get(agentFieldKey(this.agentId, 'addr')),
+      ]);
       if (!this.timer || this.regranting) return; // stopped meanwhile, or a re-grant is writing the keys
       if (state !== 'running' || ip !== this.ip || addr !== this.addr) {
         await this.writeAll(this.lease!);
@@ -168,10 +175,13 @@ export class Registration {
       if (ms !== null) this.log.info('etcd answers again', { etcd: this.etcd.where, outageSec: Math.round(ms / 1000) });
     } catch (err) {
       if (!this.etcdOutage.fail()) return; // said once already
-      this.log.warn('etcd does not answer; the agent keeps serving RPC and heartbeats with its last settings and re-checks its registration every few seconds', {
-        etcd: this.etcd.where,
-        error: errorMessage(err),
-      });
+      this.log.warn(
+        'etcd does not answer; the agent keeps serving RPC and heartbeats with its last settings and re-checks its registration every few seconds',
+        {
+          etcd: this.etcd.where,
+          error: errorMessage(err),
+        },
+      );
     }
   }
 

@@ -127,7 +127,8 @@ export function parseCallosumFrames(frames: Buffer[], headerCodec: Codec, codec:
   const base = { generation, envelope, header, method };
   if (header.type === CallosumType.CANCEL) return { kind: 'cancel', ...base };
   const bad = (reason: string): CallosumMalformed => ({ kind: 'malformed', ...base, reason });
-  if (header.type !== CallosumType.FUNCTION) return bad(`a Callosum message of type ${header.type} is not a call (type 1) or a cancel (type 5)`);
+  if (header.type !== CallosumType.FUNCTION)
+    return bad(`a Callosum message of type ${header.type} is not a call (type 1) or a cancel (type 5)`);
 
   let outer: unknown;
   try {
@@ -171,7 +172,8 @@ function checkSnappyLength(block: Buffer): void {
     if (b === undefined) throw new Error('truncated snappy length');
     n += (b & 0x7f) * 2 ** shift;
     if ((b & 0x80) === 0) {
-      if (n > Math.min(22 * block.length + 64, MAX_UNZIPPED_BYTES)) throw new Error(`a zipped body of ${block.length} bytes claims to unpack to ${n}`);
+      if (n > Math.min(22 * block.length + 64, MAX_UNZIPPED_BYTES))
+        throw new Error(`a zipped body of ${block.length} bytes claims to unpack to ${n}`);
       return;
     }
     shift += 7;
@@ -198,7 +200,13 @@ export function buildCallosumReply(
   outcome: { ok: true; payload: Buffer } | ({ ok: false } & CallosumFailure),
 ): Buffer[] {
   const h = request.header;
-  const header = codec.encode({ type: outcome.ok ? CallosumType.RESULT : CallosumType.FAILURE, meth: h.meth, okey: h.okey, seq: h.seq, zip: false });
+  const header = codec.encode({
+    type: outcome.ok ? CallosumType.RESULT : CallosumType.FAILURE,
+    meth: h.meth,
+    okey: h.okey,
+    seq: h.seq,
+    zip: false,
+  });
   const body = outcome.ok
     ? codec.encode({ meta: EMPTY_LIST, body: outcome.payload })
     : codec.encode({ meta: codec.encode([outcome.name, outcome.repr, outcome.traceback]), body: null });
@@ -214,7 +222,10 @@ const EMPTY_LIST = Buffer.from([0x90]);
 /** A reply as a client reads it: the echoed header fields, and the value or the failure. */
 export interface CallosumReply {
   header: CallosumHeader;
-  result: { ok: true; value: unknown } | { ok: false; name: string; repr: string; traceback: string } | { ok: false; name: 'cancelled'; repr: string; traceback: string };
+  result:
+    | { ok: true; value: unknown }
+    | { ok: false; name: string; repr: string; traceback: string }
+    | { ok: false; name: 'cancelled'; repr: string; traceback: string };
 }
 
 /**
@@ -225,9 +236,24 @@ export interface CallosumReply {
 export function buildCallosumRequest(
   generation: CallosumGeneration,
   codec: Codec,
-  call: { method: string; okey: unknown; seq: number; args: unknown[]; kwargs?: Record<string, unknown>; type?: number; zip?: (b: Buffer) => Buffer; packed?: Buffer },
+  call: {
+    method: string;
+    okey: unknown;
+    seq: number;
+    args: unknown[];
+    kwargs?: Record<string, unknown>;
+    type?: number;
+    zip?: (b: Buffer) => Buffer;
+    packed?: Buffer;
+  },
 ): Buffer[] {
-  const header = codec.encode({ type: call.type ?? CallosumType.FUNCTION, meth: call.method, okey: call.okey, seq: call.seq, zip: call.zip !== undefined });
+  const header = codec.encode({
+    type: call.type ?? CallosumType.FUNCTION,
+    meth: call.method,
+    okey: call.okey,
+    seq: call.seq,
+    zip: call.zip !== undefined,
+  });
   // `packed`: msgpack of {args, kwargs} made elsewhere (a test's ext values)
   const inner = call.type === CallosumType.CANCEL ? null : (call.packed ?? codec.encode({ args: call.args, kwargs: call.kwargs ?? {} }));
   let body = codec.encode({ meta: Buffer.alloc(0), body: inner });
@@ -247,7 +273,8 @@ export function parseCallosumReply(frames: Buffer[], codec: Codec): CallosumRepl
     if (h.type === CallosumType.RESULT) {
       return { header, result: { ok: true, value: b.body instanceof Uint8Array ? codec.decode(b.body) : null } };
     }
-    if (h.type === CallosumType.CANCELLED) return { header, result: { ok: false, name: 'cancelled', repr: 'the server cancelled the call', traceback: '' } };
+    if (h.type === CallosumType.CANCELLED)
+      return { header, result: { ok: false, name: 'cancelled', repr: 'the server cancelled the call', traceback: '' } };
     const meta = b.meta instanceof Uint8Array && b.meta.length > 0 ? codec.decode(b.meta) : [];
     const [name, repr, traceback] = Array.isArray(meta) ? meta : [];
     return { header, result: { ok: false, name: String(name ?? 'unknown'), repr: String(repr ?? ''), traceback: String(traceback ?? '') } };

@@ -50,7 +50,14 @@ addExtension({
   type: UTF8_TEXT_KEY,
   pack(text: Utf8Text, allocateForWrite: (size: number) => { target: Uint8Array; position: number }) {
     const n = text.byteLength;
-    const header = n < 32 ? [0xa0 | n] : n < 0x100 ? [0xd9, n] : n < 0x10000 ? [0xda, n >>> 8, n & 0xff] : [0xdb, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
+    const header =
+      n < 32
+        ? [0xa0 | n]
+        : n < 0x100
+          ? [0xd9, n]
+          : n < 0x10000
+            ? [0xda, n >>> 8, n & 0xff]
+            : [0xdb, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
     const { target, position } = allocateForWrite(header.length + n);
     target.set(header, position);
     let at = position + header.length;
@@ -108,7 +115,8 @@ export function packedSizeBound(value: unknown): number {
   if (value instanceof Utf8Text) return value.byteLength + 5;
   let n = 16;
   if (Array.isArray(value)) for (const v of value) n += packedSizeBound(v);
-  else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) n += k.length * 3 + 5 + packedSizeBound(v);
+  else if (value !== null && typeof value === 'object')
+    for (const [k, v] of Object.entries(value)) n += k.length * 3 + 5 + packedSizeBound(v);
   return n;
 }
 

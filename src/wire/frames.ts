@@ -94,13 +94,7 @@ export interface ServerStamp {
 }
 
 /** Builds the frames of a reply: envelope, 17-byte header, payload. */
-export function buildReplyFrames(
-  envelope: Buffer[],
-  stamp: ServerStamp,
-  requestId: number,
-  isError: boolean,
-  payload: Buffer,
-): Buffer[] {
+export function buildReplyFrames(envelope: Buffer[], stamp: ServerStamp, requestId: number, isError: boolean, payload: Buffer): Buffer[] {
   const header = replyHeader(stamp.pid, stamp.random, requestId, Date.now() / 1000, isError);
   const frames = envelope.slice(); // no spread: this runs once per reply
   frames.push(header, payload);

@@ -16,7 +16,17 @@ import { readPickle } from './pickle.js';
 import { readTemporenc } from './temporenc.js';
 
 /** The ext type numbers of the modern manager (common/msgpack.py ExtTypes). */
-export const MODERN_EXT_TYPES = { UUID: 1, DATETIME: 2, DECIMAL: 3, POSIX_PATH: 4, PURE_POSIX_PATH: 5, ENUM: 6, IMAGE_REF: 7, RESOURCE_SLOT: 8, BINARY_SIZE: 16 } as const;
+export const MODERN_EXT_TYPES = {
+  UUID: 1,
+  DATETIME: 2,
+  DECIMAL: 3,
+  POSIX_PATH: 4,
+  PURE_POSIX_PATH: 5,
+  ENUM: 6,
+  IMAGE_REF: 7,
+  RESOURCE_SLOT: 8,
+  BINARY_SIZE: 16,
+} as const;
 
 const EXT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(MODERN_EXT_TYPES).map(([k, v]) => [v, k]));
 

@@ -18,8 +18,17 @@ import { ParametersError } from '../errors.js';
 type GlobalKind = 'decimal' | 'enum' | 'object' | 'userdict' | 'int' | 'getattr';
 
 const ENUMS_OF_TYPES = [
-  'SlotTypes', 'AutoPullBehavior', 'ServicePortProtocols', 'SessionTypes', 'SessionResult', 'ClusterMode',
-  'MountPermission', 'MountTypes', 'VFolderUsageMode', 'RuntimeVariant', 'AbuseReportValue',
+  'SlotTypes',
+  'AutoPullBehavior',
+  'ServicePortProtocols',
+  'SessionTypes',
+  'SessionResult',
+  'ClusterMode',
+  'MountPermission',
+  'MountTypes',
+  'VFolderUsageMode',
+  'RuntimeVariant',
+  'AbuseReportValue',
 ];
 
 /**
@@ -54,7 +63,10 @@ const MAX_PICKLE_BYTES = 1024 * 1024;
 const MAX_ITEMS = 100_000;
 
 class Global {
-  constructor(readonly path: string, readonly kind: GlobalKind) {}
+  constructor(
+    readonly path: string,
+    readonly kind: GlobalKind,
+  ) {}
 }
 /** An object made by NEWOBJ that BUILD has not filled yet. */
 class Pending {
@@ -127,10 +139,12 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
     return refuse(what, 'a map key is not a str or an int');
   };
   const setItems = (map: unknown, items: unknown[]) => {
-    if (map === null || typeof map !== 'object' || Array.isArray(map) || map instanceof Tuple || map instanceof Pending) refuse(what, 'SETITEM(S) on something that is not a dict');
+    if (map === null || typeof map !== 'object' || Array.isArray(map) || map instanceof Tuple || map instanceof Pending)
+      refuse(what, 'SETITEM(S) on something that is not a dict');
     if (items.length % 2 !== 0) refuse(what, 'SETITEMS with an odd number of values');
     const m = map as Record<string, unknown>;
-    for (let i = 0; i < items.length; i += 2) Object.defineProperty(m, key(items[i]), { value: plain(items[i + 1]), enumerable: true, writable: true, configurable: true });
+    for (let i = 0; i < items.length; i += 2)
+      Object.defineProperty(m, key(items[i]), { value: plain(items[i + 1]), enumerable: true, writable: true, configurable: true });
   };
   const call = (callee: unknown, args: unknown, op: string): unknown => {
     if (!(callee instanceof Global)) return refuse(what, `${op} of something that is not an allowed global`);
@@ -138,7 +152,12 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
     const a = args.items;
     switch (callee.kind) {
       case 'decimal':
-        if (op !== 'REDUCE' || a.length !== 1 || typeof a[0] !== 'string' || !/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?(Infinity|NaN|sNaN)$/.test(a[0])) {
+        if (
+          op !== 'REDUCE' ||
+          a.length !== 1 ||
+          typeof a[0] !== 'string' ||
+          !/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?(Infinity|NaN|sNaN)$/.test(a[0])
+        ) {
           return refuse(what, 'a Decimal must be built from one numeric str');
         }
         return a[0];
@@ -156,7 +175,8 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
         return value;
       }
       case 'int':
-        if (op !== 'NEWOBJ' || a.length !== 1 || (typeof a[0] !== 'number' && typeof a[0] !== 'bigint')) return refuse(what, `${callee.path} must be built from one int`);
+        if (op !== 'NEWOBJ' || a.length !== 1 || (typeof a[0] !== 'number' && typeof a[0] !== 'bigint'))
+          return refuse(what, `${callee.path} must be built from one int`);
         return a[0];
       case 'object':
       case 'userdict':
@@ -178,7 +198,8 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
         need(8);
         at += 8;
         break;
-      case 0x2e: { // STOP
+      case 0x2e: {
+        // STOP
         if (stack.length !== 1 || stack[0] === MARK) refuse(what, 'it does not end with exactly one value');
         if (at !== buf.length) refuse(what, 'it has bytes after STOP');
         return plain(stack[0]);
@@ -213,7 +234,8 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
         at += 4;
         push(bytes(buf.readUInt32LE(at - 4)));
         break;
-      case 0x93: { // STACK_GLOBAL
+      case 0x93: {
+        // STACK_GLOBAL
         const name = pop();
         const module = pop();
         if (typeof name !== 'string' || typeof module !== 'string') refuse(what, 'STACK_GLOBAL needs a module and a name');
@@ -290,7 +312,8 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
         push(buf.readUInt16LE(at));
         at += 2;
         break;
-      case 0x8a: { // LONG1: little-endian two's complement of n bytes
+      case 0x8a: {
+        // LONG1: little-endian two's complement of n bytes
         need(1);
         const n = buf[at++]!;
         if (n > 8) refuse(what, 'an int wider than 64 bits is not read');
@@ -314,11 +337,13 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
         push(call(callee, args, op === 0x52 ? 'REDUCE' : 'NEWOBJ'));
         break;
       }
-      case 0x62: { // BUILD
+      case 0x62: {
+        // BUILD
         const state = plain(pop());
         const obj = pop();
         if (!(obj instanceof Pending)) refuse(what, 'BUILD on something that is not a new object');
-        if (state === null || typeof state !== 'object' || Array.isArray(state)) refuse(what, `the state of ${obj.cls.path} is not a field map`);
+        if (state === null || typeof state !== 'object' || Array.isArray(state))
+          refuse(what, `the state of ${obj.cls.path} is not a field map`);
         const fields = state as Record<string, unknown>;
         if (obj.cls.kind === 'userdict') {
           const data = fields.data;

@@ -12,7 +12,14 @@ import { msgpackCodec, type Codec } from './codec.js';
 import { buildReplyFrames, parseRequestFrames, type MalformedRequest, type ParsedRequest, type ServerStamp } from './frames.js';
 import { eagerSender, SendQueue } from './send-queue.js';
 import { registerZapDomain } from './zap.js';
-import { buildCallosumReply, isCallosumFrames, parseCallosumFrames, type CallosumFailure, type CallosumMalformed, type CallosumRequest } from './callosum.js';
+import {
+  buildCallosumReply,
+  isCallosumFrames,
+  parseCallosumFrames,
+  type CallosumFailure,
+  type CallosumMalformed,
+  type CallosumRequest,
+} from './callosum.js';
 
 /** What a handler answers: a value, or a wire error. */
 export type Reply = { ok: true; value: unknown } | { ok: false; error: WireError };
@@ -92,7 +99,17 @@ export class RpcRouter {
   private readonly socket: zmq.Router;
   private readonly queue: SendQueue;
   private readonly stamp: ServerStamp = { pid: process.pid & 0xffff, random: Math.floor(Math.random() * 0x10000) };
-  private readonly stats: RouterStats = { received: 0, replied: 0, dropped: 0, callosumCalls: 0, callosumCancels: 0, sendFailures: 0, inFlight: 0, authRefused: 0, authAdmitted: 0 };
+  private readonly stats: RouterStats = {
+    received: 0,
+    replied: 0,
+    dropped: 0,
+    callosumCalls: 0,
+    callosumCancels: 0,
+    sendFailures: 0,
+    inFlight: 0,
+    authRefused: 0,
+    authAdmitted: 0,
+  };
   private unregisterZap: (() => Promise<void>) | null = null;
   private lastRefusalLog = 0;
   private loop: Promise<void> | undefined;
@@ -130,7 +147,11 @@ export class RpcRouter {
         allows: (key) => curve.allows(key),
         onAdmitted: () => this.stats.authAdmitted++,
         onRefused: (key, address) => this.noteRefusal(key, address),
-        onFailure: (err) => this.options.log.error('the CURVE authentication handler (ZAP) failed', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined }),
+        onFailure: (err) =>
+          this.options.log.error('the CURVE authentication handler (ZAP) failed', {
+            error: errorMessage(err),
+            stack: err instanceof Error ? err.stack : undefined,
+          }),
       });
     }
     try {
@@ -179,12 +200,20 @@ export class RpcRouter {
           this.receive(frames);
         } catch (err) {
           // A bug of ours for this message: it gets no reply (its caller times out); the loop serves the next one.
-          this.options.log.error('RPC: a request could not be handled', { frames: frames.length, error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
+          this.options.log.error('RPC: a request could not be handled', {
+            frames: frames.length,
+            error: errorMessage(err),
+            stack: err instanceof Error ? err.stack : undefined,
+          });
         }
       }
     } catch (err) {
       // close() makes the pending receive() reject (EAGAIN); only a failure on an open socket is news.
-      if (!this.socket.closed) this.options.log.error('RPC receive loop failed; the agent answers no RPC any more: restart it', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
+      if (!this.socket.closed)
+        this.options.log.error('RPC receive loop failed; the agent answers no RPC any more: restart it', {
+          error: errorMessage(err),
+          stack: err instanceof Error ? err.stack : undefined,
+        });
     }
   }
 
@@ -205,7 +234,11 @@ export class RpcRouter {
    * at once, else when its promise settles. A handler that throws or rejects
    * (it must not) answers an internal error rather than bringing the loop down.
    */
-  private dispatch<R extends { method: string }>(handler: (request: R) => Reply | Promise<Reply>, request: R, send: (reply: Reply) => void): void {
+  private dispatch<R extends { method: string }>(
+    handler: (request: R) => Reply | Promise<Reply>,
+    request: R,
+    send: (reply: Reply) => void,
+  ): void {
     this.stats.inFlight++;
     let reply: Reply | Promise<Reply>;
     try {
@@ -228,7 +261,9 @@ export class RpcRouter {
         payload = this.options.codec.encodeForSend?.(value) ?? this.options.codec.encode(value);
       } catch (err) {
         isError = true;
-        payload = this.options.codec.encode(errorValue(internalWireError(`the result of ${request.method} could not be encoded: ${errorMessage(err)}`)));
+        payload = this.options.codec.encode(
+          errorValue(internalWireError(`the result of ${request.method} could not be encoded: ${errorMessage(err)}`)),
+        );
       }
       const frames = buildReplyFrames(request.envelope, this.stamp, request.header.requestId, isError, payload);
       if (this.queue.push(frames)) this.stats.replied++;
@@ -264,7 +299,11 @@ export class RpcRouter {
     try {
       let frames: Buffer[];
       try {
-        frames = buildCallosumReply(request, msgpackCodec, reply.ok ? { ok: true, payload: callosum.codec.encode(reply.value) } : { ok: false, ...callosum.failure(reply.error) });
+        frames = buildCallosumReply(
+          request,
+          msgpackCodec,
+          reply.ok ? { ok: true, payload: callosum.codec.encode(reply.value) } : { ok: false, ...callosum.failure(reply.error) },
+        );
       } catch (err) {
         const error = internalWireError(`the result of ${request.method} could not be encoded: ${errorMessage(err)}`);
         frames = buildCallosumReply(request, msgpackCodec, { ok: false, ...callosum.failure(error) });

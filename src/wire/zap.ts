@@ -47,17 +47,19 @@ export async function registerZapDomain(domain: string, policy: ZapPolicy): Prom
   if (!socket) {
     const s = new zmq.Reply({ linger: 0 });
     socket = s;
-    bound = released.then(() => s.bind(ZAP_ENDPOINT)).then(
-      () => {
-        loop = serve(s);
-      },
-      (err: unknown) => {
-        socket = null;
-        bound = null;
-        s.close();
-        throw err;
-      },
-    );
+    bound = released
+      .then(() => s.bind(ZAP_ENDPOINT))
+      .then(
+        () => {
+          loop = serve(s);
+        },
+        (err: unknown) => {
+          socket = null;
+          bound = null;
+          s.close();
+          throw err;
+        },
+      );
   }
   try {
     await bound; // a second registration must not return before the first one's bind is done
@@ -104,7 +106,14 @@ function answerSafely(frames: Buffer[]): Buffer[] {
     return answer(frames);
   } catch (err) {
     failed(err);
-    return [Buffer.from('1.0'), frames[1] ?? Buffer.alloc(0), Buffer.from('500'), Buffer.from('internal error'), Buffer.alloc(0), Buffer.alloc(0)];
+    return [
+      Buffer.from('1.0'),
+      frames[1] ?? Buffer.alloc(0),
+      Buffer.from('500'),
+      Buffer.from('internal error'),
+      Buffer.alloc(0),
+      Buffer.alloc(0),
+    ];
   }
 }
 
@@ -118,7 +127,14 @@ function failed(err: unknown): void {
  */
 export function answer(frames: Buffer[]): Buffer[] {
   const [version, requestId, domain, address, , mechanism, key] = frames;
-  const reply = (code: string, text: string, user = '') => [Buffer.from('1.0'), requestId ?? Buffer.alloc(0), Buffer.from(code), Buffer.from(text), Buffer.from(user), Buffer.alloc(0)];
+  const reply = (code: string, text: string, user = '') => [
+    Buffer.from('1.0'),
+    requestId ?? Buffer.alloc(0),
+    Buffer.from(code),
+    Buffer.from(text),
+    Buffer.from(user),
+    Buffer.alloc(0),
+  ];
   if (version?.toString() !== '1.0') return reply('500', 'unsupported ZAP version');
   const policy = domains.get(domain?.toString() ?? '');
   if (mechanism?.toString() !== 'CURVE' || !key || key.length !== 32 || !policy) return reply('400', 'not allowed');

@@ -24,7 +24,8 @@ function parse(argv: string[]): { agents: number; ttl: number; interval: number 
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i]!.replace(/^--/, '');
     const n = Number(argv[i + 1]);
-    if (!(flag in out) || !Number.isFinite(n) || n <= 0) throw new Error(`usage: npm run fleet -- [--agents N] [--ttl S] [--interval S] (got ${argv[i]} ${argv[i + 1]})`);
+    if (!(flag in out) || !Number.isFinite(n) || n <= 0)
+      throw new Error(`usage: npm run fleet -- [--agents N] [--ttl S] [--interval S] (got ${argv[i]} ${argv[i + 1]})`);
     out[flag as keyof typeof out] = n;
   }
   if (out.agents > 100) throw new Error('--agents: at most 100 on one machine');
@@ -41,13 +42,15 @@ async function main(): Promise<void> {
     registration_lease_ttl: String(args.ttl),
   });
   say(`fleet ${fleet.prefix}: etcd ${etcdAddr}, ${args.agents} agents on ${agentHosts[0]!.ip}.., manager ${fleet.managerIp}`);
-  const seen = (name: string, id: string, after = 0) => manager.events.filter((e) => e.name === name && e.agentId === id && e.receivedAt >= after).length;
+  const seen = (name: string, id: string, after = 0) =>
+    manager.events.filter((e) => e.name === name && e.agentId === id && e.receivedAt >= after).length;
   const registered = async () => (await ns.getAll().prefix('nodes/agents/').keys()).filter((k) => !k.slice(13).includes('/')).length;
 
   const ids = agentHosts.map((_, i) => `i-${fleet.prefix}-${i}`);
   const t0 = Date.now();
   const scratch = await Promise.all(agentHosts.map(() => tempScratch()));
-  for (const [i, h] of agentHosts.entries()) fleetAgent(fleet, h, { agentBin: AGENT_BIN, etcdAddr, namespace, agentId: ids[i]!, scratch: scratch[i]! });
+  for (const [i, h] of agentHosts.entries())
+    fleetAgent(fleet, h, { agentBin: AGENT_BIN, etcdAddr, namespace, agentId: ids[i]!, scratch: scratch[i]! });
   await eventually('every instance_started', () => ids.every((id) => seen('instance_started', id) > 0), 300_000, 200);
   const startedSec = sec(t0);
   await eventually('every registration', async () => (await registered()) === ids.length, 60_000, 200);
@@ -59,7 +62,16 @@ async function main(): Promise<void> {
   const beats = ids.map((id) => seen('instance_heartbeat', id, w0));
   const clients = agentHosts.map((h) => new AgentClient(`tcp://${h.ip}:6001`, { timeoutMs: 5000 }));
   onCleanup(() => clients.forEach((c) => c.close()));
-  const pings = (await Promise.all(clients.map((c, i) => c.call(methods.ping, `p${i}`).then((v) => v === `p${i}`, () => false)))).filter(Boolean).length;
+  const pings = (
+    await Promise.all(
+      clients.map((c, i) =>
+        c.call(methods.ping, `p${i}`).then(
+          (v) => v === `p${i}`,
+          () => false,
+        ),
+      ),
+    )
+  ).filter(Boolean).length;
 
   // a kernel on each agent, created and run through that agent's address (one at a time: the agents share this machine's cores)
   const kernelIds = ids.map((id) => `${id}-k`);
@@ -81,12 +93,22 @@ async function main(): Promise<void> {
 
   await killEtcdLeader(fleet, etcdHosts, store);
   const l0 = Date.now();
-  await eventually('a write after the election', async () => {
-    await ns.put('config/agent/exec_timeout').value('9');
-    return true;
-  }, 60_000, 100);
+  await eventually(
+    'a write after the election',
+    async () => {
+      await ns.put('config/agent/exec_timeout').value('9');
+      return true;
+    },
+    60_000,
+    100,
+  );
   const writableSec = sec(l0);
-  await eventually('the setting at every live agent', () => agentHosts.slice(1).every((h) => appliedSetting(h, 'exec_timeout')), 60_000, 100);
+  await eventually(
+    'the setting at every live agent',
+    () => agentHosts.slice(1).every((h) => appliedSetting(h, 'exec_timeout')),
+    60_000,
+    100,
+  );
   const settingSec = sec(l0);
   await waitRealTime(3 * args.interval * 1000, 'the figure is the beats each live agent sends in the intervals after the leader kill');
   const beatsAfterLeader = ids.slice(1).map((id) => seen('instance_heartbeat', id, l0));
@@ -97,19 +119,38 @@ async function main(): Promise<void> {
   await eventually('the restarted agent', () => seen('instance_started', ids[0]!, r0) > 0, 120_000, 100);
   await eventually('every registration again', async () => (await registered()) === ids.length, 60_000, 200);
   const restartSec = sec(r0);
-  const readopted = (await clients[0]!.call(methods.list_kernels)).some((k) => k.id === kernelIds[0]) && (await runCode(clients[0]!, kernelIds[0]!, 'print(6 * 8)')) === '48\n';
+  const readopted =
+    (await clients[0]!.call(methods.list_kernels)).some((k) => k.id === kernelIds[0]) &&
+    (await runCode(clients[0]!, kernelIds[0]!, 'print(6 * 8)')) === '48\n';
   say(`restarted ${ids[0]}: registered again in ${restartSec} s, kernel re-adopted and running: ${readopted}`);
-  console.log(JSON.stringify({
-    agents: ids.length, cores: (await import('node:os')).cpus().length, heartbeatIntervalSec: args.interval, leaseTtlSec: args.ttl,
-    startedSec, registeredSec,
-    heartbeatsPerAgentIn5Intervals: { min: Math.min(...beats), max: Math.max(...beats) },
-    rpcAnswered: `${pings}/${ids.length}`,
-    kernelsCreatedAndRun: `${ran}/${ids.length}`, kernelsSec,
-    killedAgentExpirySec: expirySec,
-    leaderKill: { writableAfterSec: writableSec, settingAtEveryAgentSec: settingSec, minBeatsPerAgentSinceKill: Math.min(...beatsAfterLeader), sinceKillSec: sec(l0) },
-    restartedAgent: { registeredAgainSec: restartSec, kernelReadoptedAndRunning: readopted },
-  }, null, 2));
-  if (pings !== ids.length || ran !== ids.length || !readopted) throw new Error(`the fleet did not hold up: RPC ${pings}/${ids.length}, kernels ${ran}/${ids.length}, re-adopted ${readopted}`);
+  console.log(
+    JSON.stringify(
+      {
+        agents: ids.length,
+        cores: (await import('node:os')).cpus().length,
+        heartbeatIntervalSec: args.interval,
+        leaseTtlSec: args.ttl,
+        startedSec,
+        registeredSec,
+        heartbeatsPerAgentIn5Intervals: { min: Math.min(...beats), max: Math.max(...beats) },
+        rpcAnswered: `${pings}/${ids.length}`,
+        kernelsCreatedAndRun: `${ran}/${ids.length}`,
+        kernelsSec,
+        killedAgentExpirySec: expirySec,
+        leaderKill: {
+          writableAfterSec: writableSec,
+          settingAtEveryAgentSec: settingSec,
+          minBeatsPerAgentSinceKill: Math.min(...beatsAfterLeader),
+          sinceKillSec: sec(l0),
+        },
+        restartedAgent: { registeredAgainSec: restartSec, kernelReadoptedAndRunning: readopted },
+      },
+      null,
+      2,
+    ),
+  );
+  if (pings !== ids.length || ran !== ids.length || !readopted)
+    throw new Error(`the fleet did not hold up: RPC ${pings}/${ids.length}, kernels ${ran}/${ids.length}, re-adopted ${readopted}`);
 }
 
 let code = 0;

@@ -32,7 +32,16 @@ try {
   const metricsUrls = cluster.members.map((m) => `http://127.0.0.1:${m.client}/metrics`);
   for (const n of args.agents) {
     say(`fleet-sim: ${n} agents`);
-    const report = await simulate({ agents: n, etcdAddr: cluster.addr, metricsUrls, namespace: uniqueName('sim'), heartbeatSec: args.heartbeat, leaseTtlSec: args.ttl, measureSec: args.measure, progress: say });
+    const report = await simulate({
+      agents: n,
+      etcdAddr: cluster.addr,
+      metricsUrls,
+      namespace: uniqueName('sim'),
+      heartbeatSec: args.heartbeat,
+      leaseTtlSec: args.ttl,
+      measureSec: args.measure,
+      progress: say,
+    });
     console.log(JSON.stringify(report));
   }
 } catch (err) {

@@ -115,7 +115,16 @@ export async function simulate(o: SimOptions): Promise<SimReport> {
           identity: () => ({ ip: '198.18.0.1', region: 'sim', addr: `tcp://198.18.0.1:${7000 + i}` }),
           resources: () => ({ cpuSlots: 8, memSlotsMiB: 32768, gpuSlots: 0 }),
           listImages: async () => [],
-          sample: async () => ({ node: { cpu_pct: 10, mem_total_bytes: 34359738368, mem_available_bytes: 17179869184, disk_total_bytes: 1e12, disk_free_bytes: 5e11 }, kernels: {} }),
+          sample: async () => ({
+            node: {
+              cpu_pct: 10,
+              mem_total_bytes: 34359738368,
+              mem_available_bytes: 17179869184,
+              disk_total_bytes: 1e12,
+              disk_free_bytes: 5e11,
+            },
+            kernels: {},
+          }),
           record: (b) => reg.record('heartbeat', JSON.stringify(b)),
         },
         s.heartbeatIntervalSec * 1000,

@@ -11,7 +11,13 @@ import { msgpackCodec } from '../../src/wire/codec.js';
 import { parseRequestFrames, type MalformedRequest, type ParsedRequest } from '../../src/wire/frames.js';
 import { encodeRequestHeader } from '../../src/wire/headers.js';
 import { ParametersError } from '../../src/errors.js';
-import { buildCallosumReply, buildCallosumRequest, isCallosumFrames, parseCallosumFrames, parseCallosumReply } from '../../src/wire/callosum.js';
+import {
+  buildCallosumReply,
+  buildCallosumRequest,
+  isCallosumFrames,
+  parseCallosumFrames,
+  parseCallosumReply,
+} from '../../src/wire/callosum.js';
 import { modernCodec } from '../../src/wire/modern-codec.js';
 import { readPickle } from '../../src/wire/pickle.js';
 import { callosumFailure } from '../../src/rpc/callosum-failure.js';
@@ -55,11 +61,17 @@ describe('fuzz: codec', () => {
 
   it('writes integers beyond 32 bits as msgpack ints, not floats', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.integer({ min: 2 ** 32, max: Number.MAX_SAFE_INTEGER }), fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -(2 ** 31) - 1 })), (n) => {
-        const bytes = msgpackCodec.encode(n);
-        expect(bytes[0], `type byte of ${n}`).to.be.oneOf([0xcf, 0xd3]); // uint64 / int64, never 0xcb float64
-        expect(msgpackCodec.decode(bytes)).to.equal(n);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.integer({ min: 2 ** 32, max: Number.MAX_SAFE_INTEGER }),
+          fc.integer({ min: Number.MIN_SAFE_INTEGER, max: -(2 ** 31) - 1 }),
+        ),
+        (n) => {
+          const bytes = msgpackCodec.encode(n);
+          expect(bytes[0], `type byte of ${n}`).to.be.oneOf([0xcf, 0xd3]); // uint64 / int64, never 0xcb float64
+          expect(msgpackCodec.decode(bytes)).to.equal(n);
+        },
+      ),
       opts,
     );
   });
@@ -71,7 +83,9 @@ describe('fuzz: codec', () => {
           msgpackCodec.decode(bytes);
         } catch (err) {
           expect(err).to.be.instanceOf(Error);
-          expect((err as Error).message).to.be.a('string').and.not.equal('');
+          expect((err as Error).message)
+            .to.be.a('string')
+            .and.not.equal('');
         }
       }),
       { numRuns: RUNS * 10 },
@@ -105,10 +119,15 @@ describe('fuzz: frame parsing and dispatch', () => {
   it('answers arbitrary method names, args and kwargs exactly once and never throws', async () => {
     const header = encodeRequestHeader({ pid: 1, random: 2, requestId: 3, time: 0 });
     await fc.assert(
-      fc.asyncProperty(methodName, fc.array(wireValue, { maxLength: 8 }), fc.dictionary(fc.string({ maxLength: 12 }), wireValue, { maxKeys: 4 }), async (m, args, kwargs) => {
-        const frames = [Buffer.from('id'), header, Buffer.from(m), msgpackCodec.encode(args), msgpackCodec.encode(kwargs)];
-        expect(await replies(frames)).to.equal(1);
-      }),
+      fc.asyncProperty(
+        methodName,
+        fc.array(wireValue, { maxLength: 8 }),
+        fc.dictionary(fc.string({ maxLength: 12 }), wireValue, { maxKeys: 4 }),
+        async (m, args, kwargs) => {
+          const frames = [Buffer.from('id'), header, Buffer.from(m), msgpackCodec.encode(args), msgpackCodec.encode(kwargs)];
+          expect(await replies(frames)).to.equal(1);
+        },
+      ),
       opts,
     );
   });
@@ -132,7 +151,11 @@ describe('fuzz: Callosum framing, the modern codec and the pickle reader', () =>
   const id = Buffer.from('id');
   const here = path.dirname(fileURLToPath(import.meta.url));
   const pickles = Object.values(
-    (JSON.parse(readFileSync(path.join(here, '../../../tests/unit/fixtures/modern-values.json'), 'utf8')) as { pickles: Record<string, string> }).pickles,
+    (
+      JSON.parse(readFileSync(path.join(here, '../../../tests/unit/fixtures/modern-values.json'), 'utf8')) as {
+        pickles: Record<string, string>;
+      }
+    ).pickles,
   ).map((h) => Buffer.from(h, 'hex'));
 
   /** What the ROUTER does with a frame set on the Callosum path: 0 replies for a drop or a cancel, else 1, checked to read back. */
@@ -141,7 +164,11 @@ describe('fuzz: Callosum framing, the modern codec and the pickle reader', () =>
     if (parsed.kind === 'drop' || parsed.kind === 'cancel') return 0;
     if (parsed.kind === 'ping') return 1;
     const reply = await dispatcher.handle(parsed);
-    const out = buildCallosumReply(parsed, msgpackCodec, reply.ok ? { ok: true, payload: modernCodec.encode(reply.value) } : { ok: false, ...callosumFailure(reply.error) });
+    const out = buildCallosumReply(
+      parsed,
+      msgpackCodec,
+      reply.ok ? { ok: true, payload: modernCodec.encode(reply.value) } : { ok: false, ...callosumFailure(reply.error) },
+    );
     const back = parseCallosumReply(out.slice(1), msgpackCodec);
     expect(back, 'the reply reads back').to.not.equal(undefined);
     expect(back!.header.seq).to.deep.equal(parsed.header.seq);

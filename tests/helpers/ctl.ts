@@ -18,7 +18,10 @@ export function agentctl(args: string[], options: { input?: string; timeoutMs?: 
 }
 
 /** Starts agentctl and returns the process (to signal it) and its result once it ends. */
-export function startAgentctl(args: string[], options: { input?: string; timeoutMs?: number } = {}): { child: ChildProcess; done: Promise<CtlResult> } {
+export function startAgentctl(
+  args: string[],
+  options: { input?: string; timeoutMs?: number } = {},
+): { child: ChildProcess; done: Promise<CtlResult> } {
   const child = spawn(process.execPath, [AGENTCTL_BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -27,7 +30,9 @@ export function startAgentctl(args: string[], options: { input?: string; timeout
   child.stdin.on('error', () => undefined); // it may exit before reading
   child.stdin.end(options.input ?? '');
   // 'close' comes after the exit and after stdout and stderr are drained
-  const exited = new Promise<CtlResult>((resolve) => child.on('close', (code, signal) => resolve({ code: code ?? signal ?? -1, stdout, stderr })));
+  const exited = new Promise<CtlResult>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code: code ?? signal ?? -1, stdout, stderr })),
+  );
   const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
   onCleanup(async () => {
     clearTimeout(timer);

@@ -117,7 +117,14 @@ export function containersOf(agentId: string): Promise<Docker.ContainerInfo[]> {
 export function removeContainersOf(agentId: string): void {
   onCleanup(async () => {
     const docker = new Docker();
-    await Promise.all((await containersOf(agentId)).map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    await Promise.all(
+      (await containersOf(agentId)).map((c) =>
+        docker
+          .getContainer(c.Id)
+          .remove({ force: true })
+          .catch(() => undefined),
+      ),
+    );
   });
 }
 
@@ -179,7 +186,9 @@ function claimPortLane(): { lane: number; lanes: number } {
       }
     }
   }
-  console.warn(`every test port lane (${os.tmpdir()}/compute-agent-test-port-lane-*) is held: this process uses all ${PORT_BLOCKS.count} blocks`);
+  console.warn(
+    `every test port lane (${os.tmpdir()}/compute-agent-test-port-lane-*) is held: this process uses all ${PORT_BLOCKS.count} blocks`,
+  );
   return { lane: 0, lanes: 1 };
 }
 
@@ -267,7 +276,11 @@ export async function startAgent(
  * of the same id, namespace and scratch root on a new port, with a client;
  * both are stopped after the test.
  */
-export async function restartAgent(t: { agent: Agent; agentId: string; namespace: string }): Promise<{ agent: Agent; client: AgentClient }> {
+export async function restartAgent(t: {
+  agent: Agent;
+  agentId: string;
+  namespace: string;
+}): Promise<{ agent: Agent; client: AgentClient }> {
   await t.agent.stop();
   const raw = await agentOptions({ agentId: t.agentId, namespace: t.namespace, scratchRoot: t.agent.options.scratchRoot });
   const agent = new Agent(await validateOptions(raw), testLogger());
@@ -298,7 +311,9 @@ export function spawnAgent(args: string[], env: NodeJS.ProcessEnv = {}): Spawned
   const serves = args.includes('--namespace') && (args[0]?.startsWith('-') ?? false); // the agent itself, not a subcommand
   const preload = serves ? ['--import', PORT_BLOCK_PRELOAD] : [];
   const portEnv = serves ? { TEST_PORT_BLOCK: nextPortBlock().text } : {};
-  const child = spawn(process.execPath, [...preload, AGENT_BIN, ...args], { env: { ...process.env, BACKEND_METRICS: '', ...portEnv, ...env } });
+  const child = spawn(process.execPath, [...preload, AGENT_BIN, ...args], {
+    env: { ...process.env, BACKEND_METRICS: '', ...portEnv, ...env },
+  });
   let err = '';
   const listeners = new Set<() => void>();
   child.stderr.on('data', (d: Buffer) => {

@@ -42,19 +42,50 @@ export async function etcdCluster(size = 3, opts: { metrics?: 'basic' | 'extensi
   const token = uniqueName('ec');
   const members: ClusterMember[] = [];
   for (let i = 0; i < size; i++) {
-    members.push({ name: `m${i}`, client: await freePort(), peer: await freePort(), dir: await fs.mkdtemp(path.join(os.tmpdir(), `${token}-m${i}-`)), proc: null });
+    members.push({
+      name: `m${i}`,
+      client: await freePort(),
+      peer: await freePort(),
+      dir: await fs.mkdtemp(path.join(os.tmpdir(), `${token}-m${i}-`)),
+      proc: null,
+    });
   }
   const initial = members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(',');
   const clients: Etcd3[] = [];
   const spawnMember = (m: ClusterMember) => {
-    m.proc = spawn('/usr/bin/etcd', [
-      '--name', m.name, '--data-dir', m.dir,
-      '--listen-client-urls', `http://127.0.0.1:${m.client}`, '--advertise-client-urls', `http://127.0.0.1:${m.client}`,
-      '--listen-peer-urls', `http://127.0.0.1:${m.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peer}`,
-      '--initial-cluster', initial, '--initial-cluster-token', token, '--initial-cluster-state', 'new',
-      // short election timings keep a test's leader change brief (the defaults are 100 ms / 1 s)
-      '--heartbeat-interval', '100', '--election-timeout', '600', '--log-level', 'error', '--metrics', opts.metrics ?? 'basic',
-    ], { stdio: 'ignore' });
+    m.proc = spawn(
+      '/usr/bin/etcd',
+      [
+        '--name',
+        m.name,
+        '--data-dir',
+        m.dir,
+        '--listen-client-urls',
+        `http://127.0.0.1:${m.client}`,
+        '--advertise-client-urls',
+        `http://127.0.0.1:${m.client}`,
+        '--listen-peer-urls',
+        `http://127.0.0.1:${m.peer}`,
+        '--initial-advertise-peer-urls',
+        `http://127.0.0.1:${m.peer}`,
+        '--initial-cluster',
+        initial,
+        '--initial-cluster-token',
+        token,
+        '--initial-cluster-state',
+        'new',
+        // short election timings keep a test's leader change brief (the defaults are 100 ms / 1 s)
+        '--heartbeat-interval',
+        '100',
+        '--election-timeout',
+        '600',
+        '--log-level',
+        'error',
+        '--metrics',
+        opts.metrics ?? 'basic',
+      ],
+      { stdio: 'ignore' },
+    );
   };
   onCleanup(async () => {
     for (const c of clients) c.close();
@@ -90,22 +121,27 @@ export async function etcdCluster(size = 3, opts: { metrics?: 'basic' | 'extensi
     },
     start,
     async leader() {
-      return eventually('an etcd leader', async () => {
-        for (let i = 0; i < size; i++) {
-          const p = members[i]!.proc;
-          if (!p || p.exitCode !== null || p.signalCode !== null) continue;
-          const c = new Etcd3({ hosts: `http://127.0.0.1:${members[i]!.client}`, dialTimeout: 1000 });
-          try {
-            const s = await c.maintenance.status({ deadline: Date.now() + 1000 });
-            if (s.leader !== '0' && s.leader === s.header.member_id) return i + 1;
-          } catch {
-            // not answering: ask the next one
-          } finally {
-            c.close();
+      return eventually(
+        'an etcd leader',
+        async () => {
+          for (let i = 0; i < size; i++) {
+            const p = members[i]!.proc;
+            if (!p || p.exitCode !== null || p.signalCode !== null) continue;
+            const c = new Etcd3({ hosts: `http://127.0.0.1:${members[i]!.client}`, dialTimeout: 1000 });
+            try {
+              const s = await c.maintenance.status({ deadline: Date.now() + 1000 });
+              if (s.leader !== '0' && s.leader === s.header.member_id) return i + 1;
+            } catch {
+              // not answering: ask the next one
+            } finally {
+              c.close();
+            }
           }
-        }
-        return 0;
-      }, 20_000, 100).then((n) => n - 1);
+          return 0;
+        },
+        20_000,
+        100,
+      ).then((n) => n - 1);
     },
     clientOf,
     client() {

@@ -127,7 +127,9 @@ export async function makeFleet(count: number): Promise<Fleet> {
     }
   } catch (err) {
     await close();
-    throw new Error(`cannot build the fleet's namespaces: ${(err as { stderr?: Buffer }).stderr?.toString().trim() || String(err)}`, { cause: err });
+    throw new Error(`cannot build the fleet's namespaces: ${(err as { stderr?: Buffer }).stderr?.toString().trim() || String(err)}`, {
+      cause: err,
+    });
   }
   return {
     prefix,
@@ -154,18 +156,40 @@ export async function makeFleet(count: number): Promise<Fleet> {
 }
 
 /** Starts three etcd members on the first three hosts (client port 2379, peer 2380); returns `--etcd-addr` and their data dirs' clean-up. */
-export async function fleetEtcd(fleet: Fleet, members: FleetHost[]): Promise<{ addr: string; start(h: FleetHost): void; remove(): Promise<void> }> {
+export async function fleetEtcd(
+  fleet: Fleet,
+  members: FleetHost[],
+): Promise<{ addr: string; start(h: FleetHost): void; remove(): Promise<void> }> {
   const dirs = new Map<FleetHost, string>();
   for (const h of members) dirs.set(h, await fs.mkdtemp(path.join(os.tmpdir(), `${fleet.prefix}-etcd-`)));
   const initial = members.map((h, i) => `e${i}=http://${h.ip}:2380`).join(',');
   const start = (h: FleetHost) => {
     const i = members.indexOf(h);
     fleet.run(h, '/usr/bin/etcd', [
-      '--name', `e${i}`, '--data-dir', dirs.get(h)!,
-      '--listen-client-urls', `http://${h.ip}:2379`, '--advertise-client-urls', `http://${h.ip}:2379`,
-      '--listen-peer-urls', `http://${h.ip}:2380`, '--initial-advertise-peer-urls', `http://${h.ip}:2380`,
-      '--initial-cluster', initial, '--initial-cluster-token', fleet.prefix, '--initial-cluster-state', 'new',
-      '--heartbeat-interval', '100', '--election-timeout', '600', '--log-level', 'error',
+      '--name',
+      `e${i}`,
+      '--data-dir',
+      dirs.get(h)!,
+      '--listen-client-urls',
+      `http://${h.ip}:2379`,
+      '--advertise-client-urls',
+      `http://${h.ip}:2379`,
+      '--listen-peer-urls',
+      `http://${h.ip}:2380`,
+      '--initial-advertise-peer-urls',
+      `http://${h.ip}:2380`,
+      '--initial-cluster',
+      initial,
+      '--initial-cluster-token',
+      fleet.prefix,
+      '--initial-cluster-state',
+      'new',
+      '--heartbeat-interval',
+      '100',
+      '--election-timeout',
+      '600',
+      '--log-level',
+      'error',
     ]);
   };
   for (const h of members) start(h);
@@ -200,12 +224,34 @@ export async function fleetManager(fleet: Fleet, etcd: EtcdStore): Promise<{ eve
  * `--agent-host-override` set to it, no metrics file; kernels (containers of
  * the machine's one Docker) are reached at the manager's address.
  */
-export function fleetAgent(fleet: Fleet, host: FleetHost, o: { agentBin: string; etcdAddr: string; namespace: string; agentId: string; scratch: string }): ChildProcess {
+export function fleetAgent(
+  fleet: Fleet,
+  host: FleetHost,
+  o: { agentBin: string; etcdAddr: string; namespace: string; agentId: string; scratch: string },
+): ChildProcess {
   return fleet.run(host, process.execPath, [
-    o.agentBin, '--etcd-addr', o.etcdAddr, '--namespace', o.namespace, '--agent-id', o.agentId, '--agent-port', '6001',
-    '--bind-host', host.ip, '--agent-host-override', host.ip, '--scratch-root', o.scratch, '--metrics', '', '--log-format', 'json',
+    o.agentBin,
+    '--etcd-addr',
+    o.etcdAddr,
+    '--namespace',
+    o.namespace,
+    '--agent-id',
+    o.agentId,
+    '--agent-port',
+    '6001',
+    '--bind-host',
+    host.ip,
+    '--agent-host-override',
+    host.ip,
+    '--scratch-root',
+    o.scratch,
+    '--metrics',
+    '',
+    '--log-format',
+    'json',
     // kernels are containers of the machine's Docker, their ports published in its namespace: reached through the manager's veth
-    '--kernel-host-override', fleet.managerIp,
+    '--kernel-host-override',
+    fleet.managerIp,
   ]);
 }
 
@@ -249,10 +295,15 @@ export async function readyFleet(agents: number, settings: Record<string, string
   onCleanup(() => raw.close());
   const ns = raw.namespace(`/sorna/${namespace}/`);
   const [first, ...rest] = Object.entries(settings);
-  await eventually('the etcd cluster in the namespaces', async () => {
-    if (first) await ns.put(`config/agent/${first[0]}`).value(first[1]);
-    return true;
-  }, 30_000, 200);
+  await eventually(
+    'the etcd cluster in the namespaces',
+    async () => {
+      if (first) await ns.put(`config/agent/${first[0]}`).value(first[1]);
+      return true;
+    },
+    30_000,
+    200,
+  );
   for (const [k, v] of rest) await ns.put(`config/agent/${k}`).value(v);
   const store = new EtcdStore(parseEndpoints(cluster.addr, '--etcd-addr'), namespace, silentLogger());
   onCleanup(() => store.close());

@@ -62,13 +62,22 @@ export async function standInTree(name: GpuFixture, overrides: NvidiaOptions = {
   await fs.writeFile(path.join(root, 'bin/nvidia-smi'), smi, { mode: 0o755 });
   const libDir = path.join(root, 'lib');
   await fs.mkdir(libDir);
-  const ldconfig = (await fs.readFile(path.join(src, 'ldconfig.txt'), 'utf8')).replace(/=> \/usr\/lib\/x86_64-linux-gnu\/(\S+)/g, (_, f: string) => `=> ${libDir}/${f}`);
-  for (const m of ldconfig.matchAll(/=> (\S+)/g)) if (m[1]!.startsWith(libDir)) await fs.writeFile(m[1]!, `stand-in ${path.basename(m[1]!)}\n`);
+  const ldconfig = (await fs.readFile(path.join(src, 'ldconfig.txt'), 'utf8')).replace(
+    /=> \/usr\/lib\/x86_64-linux-gnu\/(\S+)/g,
+    (_, f: string) => `=> ${libDir}/${f}`,
+  );
+  for (const m of ldconfig.matchAll(/=> (\S+)/g))
+    if (m[1]!.startsWith(libDir)) await fs.writeFile(m[1]!, `stand-in ${path.basename(m[1]!)}\n`);
   return {
     root,
     options: {
-      smi: path.join(root, 'bin/nvidia-smi'), procRoot: path.join(root, 'proc'), sysRoot: path.join(root, 'sys'), devRoot: path.join(root, 'dev'),
-      ldconfig: async () => ldconfig, binDirs: [path.join(root, 'bin')], docker: async () => ({ runtimes: ['runc'], apiVersion: '1.41' }),
+      smi: path.join(root, 'bin/nvidia-smi'),
+      procRoot: path.join(root, 'proc'),
+      sysRoot: path.join(root, 'sys'),
+      devRoot: path.join(root, 'dev'),
+      ldconfig: async () => ldconfig,
+      binDirs: [path.join(root, 'bin')],
+      docker: async () => ({ runtimes: ['runc'], apiVersion: '1.41' }),
       ...overrides,
     },
   };

@@ -37,7 +37,11 @@ export function capturedLog(level: 'debug' | 'info' = 'info'): CapturedLog {
         };
         const timer = setTimeout(() => {
           listeners.delete(check);
-          reject(new Error(`no log line matched ${pattern} within ${timeoutMs} ms; the last of ${lines.length} lines:\n${lines.slice(-5).join('\n')}`));
+          reject(
+            new Error(
+              `no log line matched ${pattern} within ${timeoutMs} ms; the last of ${lines.length} lines:\n${lines.slice(-5).join('\n')}`,
+            ),
+          );
         }, timeoutMs);
         listeners.add(check);
         check();

@@ -68,13 +68,28 @@ export class ModernManager {
 
   createKernels(sessionId: string, kernelIds: string[], configs: Array<Record<string, unknown>>) {
     const refs = Object.fromEntries(kernelIds.map((k) => [k, testImageRef()]));
-    return this.client.call(modernMethods.create_kernels, sessionId, kernelIds, configs, { mode: 'single-node', size: kernelIds.length, replicas: { main: 1 }, network_name: null, ssh_keypair: { public_key: '', private_key: '' }, cluster_ssh_port_mapping: null }, refs);
+    return this.client.call(
+      modernMethods.create_kernels,
+      sessionId,
+      kernelIds,
+      configs,
+      {
+        mode: 'single-node',
+        size: kernelIds.length,
+        replicas: { main: 1 },
+        network_name: null,
+        ssh_keypair: { public_key: '', private_key: '' },
+        cluster_ssh_port_mapping: null,
+      },
+      refs,
+    );
   }
 
   /** Runs code to its end as the manager's execute loop does (continue while `continued`). */
   async executeToEnd(sessionId: string, kernelId: string, code: string, runId = 'r1'): Promise<RunResult> {
     let r = await this.client.call(modernMethods.execute, sessionId, kernelId, 2, runId, 'query', code, {}, 2.0);
-    for (let i = 0; r.status === 'continued' && i < 100; i++) r = await this.client.call(modernMethods.execute, sessionId, kernelId, 2, runId, 'continue', '', {}, 2.0);
+    for (let i = 0; r.status === 'continued' && i < 100; i++)
+      r = await this.client.call(modernMethods.execute, sessionId, kernelId, 2, runId, 'continue', '', {}, 2.0);
     return r;
   }
 
@@ -101,7 +116,10 @@ export class StreamReader {
   private last = '0';
   readonly seen: StreamEvent[] = [];
 
-  constructor(addr: string, private readonly source: string) {
+  constructor(
+    addr: string,
+    private readonly source: string,
+  ) {
     const [host, port] = addr.split(':');
     this.redis = new Redis({ host, port: Number(port), db: 4, maxRetriesPerRequest: 1, lazyConnect: false });
     this.redis.on('error', () => undefined);
@@ -119,7 +137,9 @@ export class StreamReader {
     if (found) return found;
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      const res = (await this.redis.xreadBuffer('COUNT', 500, 'BLOCK', 500, 'STREAMS', 'events', this.last)) as Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
+      const res = (await this.redis.xreadBuffer('COUNT', 500, 'BLOCK', 500, 'STREAMS', 'events', this.last)) as Array<
+        [Buffer, Array<[Buffer, Buffer[]]>]
+      > | null;
       for (const [, entries] of res ?? []) {
         for (const [id, fields] of entries) {
           this.last = id.toString();
@@ -143,7 +163,10 @@ export class StreamReader {
 
 /** A msgpack ext value with its raw data, for {@link packWithExt} (e.g. a pickle as a 24.09 manager packs it). */
 export class RawExt {
-  constructor(readonly type: number, readonly data: Buffer) {}
+  constructor(
+    readonly type: number,
+    readonly data: Buffer,
+  ) {}
 }
 
 /**

@@ -20,12 +20,28 @@ export interface OwnEtcd {
 export async function ownEtcd(): Promise<OwnEtcd> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'own-etcd-'));
   const [client, peer] = [await freePort(), await freePort()];
-  const proc = spawn('/usr/bin/etcd', [
-    '--name', 'drill', '--data-dir', dir,
-    '--listen-client-urls', `http://127.0.0.1:${client}`, '--advertise-client-urls', `http://127.0.0.1:${client}`,
-    '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
-    '--initial-cluster', `drill=http://127.0.0.1:${peer}`, '--log-level', 'error',
-  ], { stdio: 'ignore' });
+  const proc = spawn(
+    '/usr/bin/etcd',
+    [
+      '--name',
+      'drill',
+      '--data-dir',
+      dir,
+      '--listen-client-urls',
+      `http://127.0.0.1:${client}`,
+      '--advertise-client-urls',
+      `http://127.0.0.1:${client}`,
+      '--listen-peer-urls',
+      `http://127.0.0.1:${peer}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${peer}`,
+      '--initial-cluster',
+      `drill=http://127.0.0.1:${peer}`,
+      '--log-level',
+      'error',
+    ],
+    { stdio: 'ignore' },
+  );
   onCleanup(async () => {
     proc.kill('SIGCONT');
     proc.kill('SIGKILL');

@@ -18,7 +18,8 @@ const docker = new Docker();
 /** Fails with a clear message when the local registry does not answer. */
 export async function requireRegistry(): Promise<void> {
   const [host, port] = REGISTRY.split(':');
-  if (!(await reachable(host!, Number(port)))) throw new Error(`the image registry does not answer at ${REGISTRY}: run deploy/dev/up.sh first`);
+  if (!(await reachable(host!, Number(port))))
+    throw new Error(`the image registry does not answer at ${REGISTRY}: run deploy/dev/up.sh first`);
 }
 
 /** An image of the test's own in the registry: `prefix` + `lang` names it. */
@@ -33,12 +34,21 @@ export interface PushedImage {
 async function drain(stream: NodeJS.ReadableStream): Promise<void> {
   let buffered = '';
   for await (const chunk of stream) buffered += chunk.toString();
-  const err = buffered.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { error?: string }).find((m) => m.error);
+  const err = buffered
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { error?: string })
+    .find((m) => m.error);
   if (err) throw new Error(err.error);
 }
 
 /** The registry's digest of a tag, or null when it has none. */
-export async function registryDigest(repo: string, tag: string, registry = REGISTRY, auth?: { username: string; password: string }): Promise<string | null> {
+export async function registryDigest(
+  repo: string,
+  tag: string,
+  registry = REGISTRY,
+  auth?: { username: string; password: string },
+): Promise<string | null> {
   const headers: Record<string, string> = { Accept: 'application/vnd.docker.distribution.manifest.v2+json' };
   if (auth) headers.Authorization = `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
   const res = await fetch(`http://${registry}/v2/${repo}/manifests/${tag}`, { method: 'HEAD', headers });
@@ -52,7 +62,14 @@ export async function registryDigest(repo: string, tag: string, registry = REGIS
  * the test the local image and the registry's manifest are removed.
  */
 export async function pushTestImage(
-  o: { noiseBytes?: number; keepLocal?: boolean; tag?: string; repoBase?: string; registry?: string; auth?: { username: string; password: string } } = {},
+  o: {
+    noiseBytes?: number;
+    keepLocal?: boolean;
+    tag?: string;
+    repoBase?: string;
+    registry?: string;
+    auth?: { username: string; password: string };
+  } = {},
 ): Promise<PushedImage> {
   const registry = o.registry ?? REGISTRY;
   const [name, baseTag] = TEST_IMAGE_LANG.split(':') as [string, string];
@@ -92,23 +109,43 @@ export async function pushTestImage(
  */
 export async function removeLocal(image: string): Promise<void> {
   const repo = image.slice(0, image.lastIndexOf(':'));
-  const info = await docker.getImage(image).inspect().catch(() => null);
-  await docker.getImage(image).remove({ force: true }).catch((err: { statusCode?: number }) => {
-    if (err.statusCode !== 404) throw err;
-  });
+  const info = await docker
+    .getImage(image)
+    .inspect()
+    .catch(() => null);
+  await docker
+    .getImage(image)
+    .remove({ force: true })
+    .catch((err: { statusCode?: number }) => {
+      if (err.statusCode !== 404) throw err;
+    });
   if (!info) return;
-  const left = await docker.getImage(info.Id).inspect().catch(() => null);
+  const left = await docker
+    .getImage(info.Id)
+    .inspect()
+    .catch(() => null);
   if (!left) return;
   const refs = [...(left.RepoTags ?? []), ...(left.RepoDigests ?? [])];
-  if (refs.every((r) => r.startsWith(`${repo}@`) || r.startsWith(`${repo}:`))) await docker.getImage(info.Id).remove({ force: true }).catch(() => undefined);
+  if (refs.every((r) => r.startsWith(`${repo}@`) || r.startsWith(`${repo}:`)))
+    await docker
+      .getImage(info.Id)
+      .remove({ force: true })
+      .catch(() => undefined);
 }
 
 /** Removes an image by id when it has no references but test ones (`<registry>/test-...`); never a shared image. */
 async function removeIfOurs(id: string): Promise<void> {
-  const info = await docker.getImage(id).inspect().catch(() => null);
+  const info = await docker
+    .getImage(id)
+    .inspect()
+    .catch(() => null);
   if (!info) return;
   const refs = [...(info.RepoTags ?? []), ...(info.RepoDigests ?? [])];
-  if (refs.every((r) => /^[^/]+\/test-[0-9a-f]{8}\//.test(r))) await docker.getImage(id).remove({ force: true }).catch(() => undefined);
+  if (refs.every((r) => /^[^/]+\/test-[0-9a-f]{8}\//.test(r)))
+    await docker
+      .getImage(id)
+      .remove({ force: true })
+      .catch(() => undefined);
 }
 
 /** Deletes a tag's manifest from the registry (delete is enabled in deploy/dev/registry/config.yml). */
@@ -119,7 +156,13 @@ export async function deleteFromRegistry(repo: string, tag: string): Promise<voi
 
 /** Whether an image is in the local Docker. */
 export async function hasImage(image: string): Promise<boolean> {
-  return docker.getImage(image).inspect().then(() => true, () => false);
+  return docker
+    .getImage(image)
+    .inspect()
+    .then(
+      () => true,
+      () => false,
+    );
 }
 
 /**
@@ -130,7 +173,11 @@ export async function hasImage(image: string): Promise<boolean> {
 export async function authRegistry(username: string, password: string): Promise<{ addr: string }> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'registry-'));
   onCleanup(() => fs.rm(dir, { recursive: true, force: true }));
-  const hash = spawnSync('python3', ['-W', 'ignore', '-c', 'import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))', password], { encoding: 'utf8' });
+  const hash = spawnSync(
+    'python3',
+    ['-W', 'ignore', '-c', 'import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))', password],
+    { encoding: 'utf8' },
+  );
   if (hash.status !== 0 || !hash.stdout.startsWith('$2')) throw new Error(`cannot make a bcrypt hash with python3: ${hash.stderr}`);
   await fs.writeFile(path.join(dir, 'htpasswd'), `${username}:${hash.stdout.trim()}\n`);
   const port = await freePort();

@@ -10,7 +10,12 @@ export interface RunOptions {
 }
 
 /** Runs code in query mode and drives `continue` until the run finishes; returns every reply. */
-export async function runToEnd(client: AgentClient, id: string, code: string, { api = 2, flush, timeoutMs = 30_000 }: RunOptions = {}): Promise<RunResult[]> {
+export async function runToEnd(
+  client: AgentClient,
+  id: string,
+  code: string,
+  { api = 2, flush, timeoutMs = 30_000 }: RunOptions = {},
+): Promise<RunResult[]> {
   const replies: RunResult[] = [];
   const flushArg = (flush === undefined ? [] : [flush]) as [];
   let r = await client.callWithTimeout(timeoutMs, methods.execute, api, id, null, 'query', code, {}, ...flushArg);

@@ -31,7 +31,12 @@ export async function sink(curve?: { secretKey: string; allows(agentKey: string)
   void (async () => {
     try {
       for await (const [name, agentId, args] of pull) {
-        events.push({ name: name!.toString('ascii'), agentId: agentId!.toString('utf8'), args: msgpackCodec.decode(args!) as unknown[], at: Date.now() });
+        events.push({
+          name: name!.toString('ascii'),
+          agentId: agentId!.toString('utf8'),
+          args: msgpackCodec.decode(args!) as unknown[],
+          at: Date.now(),
+        });
         for (const wake of arrived) wake();
       }
     } catch {
@@ -60,4 +65,3 @@ export async function sink(curve?: { secretKey: string; allows(agentKey: string)
   const close = async () => void (pull.closed || pull.close());
   return { addr, events, next, close };
 }
-

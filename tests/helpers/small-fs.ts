@@ -21,7 +21,11 @@ export async function smallFs(sizeMiB: number): Promise<string> {
   onCleanup(async () => {
     await run('umount', [mnt]).catch(() => undefined);
     const { stdout } = await run('losetup', ['-j', image]).catch(() => ({ stdout: '' }));
-    for (const dev of stdout.split('\n').map((l) => l.split(':')[0]).filter(Boolean)) await run('losetup', ['-d', dev!]).catch(() => undefined);
+    for (const dev of stdout
+      .split('\n')
+      .map((l) => l.split(':')[0])
+      .filter(Boolean))
+      await run('losetup', ['-d', dev!]).catch(() => undefined);
     await fs.rm(mnt, { recursive: true, force: true });
     await fs.rm(image, { force: true });
   });

@@ -31,7 +31,9 @@ class SummaryReporter extends Mocha.reporters.Spec {
     runner.once('end', () => {
       const s = runner.stats;
       if (timesFile) {
-        const wall = Object.entries(files).map(([file, f]) => ({ file, ms: f.ms })).sort((a, b) => b.ms - a.ms);
+        const wall = Object.entries(files)
+          .map(([file, f]) => ({ file, ms: f.ms }))
+          .sort((a, b) => b.ms - a.ms);
         fs.writeFileSync(timesFile, JSON.stringify({ totalMs: Date.now() - started, files: wall, tests }, null, 1));
       }
       // a run in parts (deploy/dev/test.sh) adds up the parts' counts from this file

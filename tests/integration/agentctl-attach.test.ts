@@ -16,7 +16,12 @@ const run = promisify(execFile);
 function tmuxServer() {
   const socket = uniqueName('agentctl-test');
   const tmux = async (...args: string[]) => (await run('tmux', ['-L', socket, ...args])).stdout;
-  onCleanup(() => tmux('kill-server').then(() => undefined, () => undefined));
+  onCleanup(() =>
+    tmux('kill-server').then(
+      () => undefined,
+      () => undefined,
+    ),
+  );
   return { tmux, screen: () => tmux('capture-pane', '-p', '-J', '-t', 'main') };
 }
 
@@ -51,10 +56,15 @@ describe('agentctl attach', function () {
     );
 
     await tmux('send-keys', '-t', 'main', 'C-]');
-    const after = await eventually('agentctl to detach and exit 0', async () => {
-      const s = await screen();
-      return s.includes('agentctl exited with 0') ? s : '';
-    }, 15_000, 200);
+    const after = await eventually(
+      'agentctl to detach and exit 0',
+      async () => {
+        const s = await screen();
+        return s.includes('agentctl exited with 0') ? s : '';
+      },
+      15_000,
+      200,
+    );
     expect(after).to.contain(`detached from kernel ${id}`);
     expect(await kernelIds(t.client)).to.deep.equal([id]); // detaching keeps the kernel
   });
@@ -64,10 +74,15 @@ describe('agentctl attach', function () {
     const { tmux, screen } = tmuxServer();
     const cmd = `${process.execPath} ${AGENTCTL_BIN} --agent tcp://127.0.0.1:${t.port} attach nope; echo "agentctl exited with $?"; sleep 600`;
     await tmux('new-session', '-d', '-s', 'main', '-x', '100', '-y', '30', cmd);
-    const s = await eventually('agentctl to exit', async () => {
-      const text = await screen();
-      return text.includes('exited with') ? text : '';
-    }, 15_000, 200);
+    const s = await eventually(
+      'agentctl to exit',
+      async () => {
+        const text = await screen();
+        return text.includes('exited with') ? text : '';
+      },
+      15_000,
+      200,
+    );
     expect(s).to.contain('agentctl: no kernel with id nope on this agent; list kernels or create it first (agent.KernelNotFound)');
     expect(s).to.contain('agentctl exited with 1');
   });

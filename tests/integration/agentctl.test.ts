@@ -9,7 +9,17 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { methods } from '../../src/rpc/methods.js';
 import { agentctl, startAgentctl } from '../helpers/ctl.js';
-import { containersOf, eventually, kernelIds, requireEtcd, startAgent, TEST_IMAGE_LANG, testEtcd, uniqueName, type TestAgent } from '../helpers/env.js';
+import {
+  containersOf,
+  eventually,
+  kernelIds,
+  requireEtcd,
+  startAgent,
+  TEST_IMAGE_LANG,
+  testEtcd,
+  uniqueName,
+  type TestAgent,
+} from '../helpers/env.js';
 
 const ctl = (t: TestAgent, ...args: string[]) => agentctl(['--agent', `tcp://127.0.0.1:${t.port}`, ...args]);
 
@@ -54,7 +64,13 @@ describe('agentctl', function () {
 
   it('Ctrl-C during run interrupts the code, and the kernel is still destroyed', async () => {
     const t = await startAgent();
-    const { child, done } = startAgentctl(['--agent', `tcp://127.0.0.1:${t.port}`, 'run', 'python', 'import time\nprint("sleeping", flush=True)\ntime.sleep(120)']);
+    const { child, done } = startAgentctl([
+      '--agent',
+      `tcp://127.0.0.1:${t.port}`,
+      'run',
+      'python',
+      'import time\nprint("sleeping", flush=True)\ntime.sleep(120)',
+    ]);
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await eventually('the program to start', () => out.includes('sleeping'), 60_000);
@@ -80,7 +96,10 @@ describe('agentctl', function () {
     const table = await ctl(t, 'kernels');
     expect(table.stdout.split('\n')[0]).to.match(/^ID\s+IMAGE\s+STATE\s+CORES\s+MEM/);
     expect(table.stdout).to.contain(id!);
-    const node = JSON.parse((await ctl(t, 'node', '--json')).stdout) as { node: Record<string, number>; kernels: Record<string, { mem_cur_bytes: number }> };
+    const node = JSON.parse((await ctl(t, 'node', '--json')).stdout) as {
+      node: Record<string, number>;
+      kernels: Record<string, { mem_cur_bytes: number }>;
+    };
     expect(node.node.mem_total_bytes).to.be.above(0);
     expect(node.kernels[id!]!.mem_cur_bytes).to.be.above(0);
     const nodeText = (await ctl(t, 'node')).stdout;
@@ -111,7 +130,9 @@ describe('agentctl', function () {
     const t = await startAgent();
     const r = await ctl(t, 'destroy', 'no-such-kernel');
     expect(r.code).to.equal(1);
-    expect(r.stderr).to.equal('agentctl: no kernel with id no-such-kernel on this agent; list kernels or create it first (agent.KernelNotFound)\n');
+    expect(r.stderr).to.equal(
+      'agentctl: no kernel with id no-such-kernel on this agent; list kernels or create it first (agent.KernelNotFound)\n',
+    );
     const missing = await ctl(t, 'run', 'nosuchlang:1', 'x');
     expect(missing.code).to.equal(1);
     expect(missing.stderr).to.match(/^agentctl: image lablup\/kernel-nosuchlang:1 is not on this node.*\(agent\.ImageNotFound\)\n$/);
@@ -135,10 +156,15 @@ describe('agentctl', function () {
     expect(agents).to.have.length(1);
     expect(agents[0]).to.include({ id: t.agentId, status: 'running', addr: `tcp://127.0.0.1:${t.port}` });
     // the record of the agent's own first beat
-    const own = await eventually('the first heartbeat record', async () => (await t.etcd.get(`nodes/agents/${t.agentId}/heartbeat`).string()) ?? '');
+    const own = await eventually(
+      'the first heartbeat record',
+      async () => (await t.etcd.get(`nodes/agents/${t.agentId}/heartbeat`).string()) ?? '',
+    );
     expect(JSON.parse(own)).to.include({ cpu_slots: os.cpus().length, addr: `tcp://127.0.0.1:${t.port}` });
     const table = (await agentctl(['--namespace', t.namespace, 'agents'])).stdout.split('\n');
-    expect(table[1]).to.match(new RegExp(`^${t.agentId}\\s+running\\s+tcp://127\\.0\\.0\\.1:${t.port}\\s+${os.cpus().length}\\s+\\S+\\s+\\d+s ago$`));
+    expect(table[1]).to.match(
+      new RegExp(`^${t.agentId}\\s+running\\s+tcp://127\\.0\\.0\\.1:${t.port}\\s+${os.cpus().length}\\s+\\S+\\s+\\d+s ago$`),
+    );
     // a record written by hand, to check the columns
     const beat = { time: Date.now() / 1000 - 5, addr: `tcp://127.0.0.1:${t.port}`, cpu_slots: 2, mem_slots: 2048, node: {} };
     await t.etcd.put(`nodes/agents/${t.agentId}/heartbeat`).value(JSON.stringify(beat));
@@ -161,7 +187,10 @@ describe('agentctl', function () {
     expect(await t.etcd.get('nodes/manager').string()).to.equal(null);
     const r = await agentctl(['--namespace', t.namespace, 'events', '--json', '--count', '3'], { timeoutMs: 60_000 });
     expect(r.code, r.stderr).to.equal(0);
-    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { agent: string; event: string; args: Array<Record<string, unknown>> });
+    const events = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { agent: string; event: string; args: Array<Record<string, unknown>> });
     const beats = events.filter((e) => e.event === 'instance_heartbeat');
     expect(beats.length, r.stdout).to.be.at.least(1);
     expect(beats[0]!.agent).to.equal(t.agentId);

@@ -59,7 +59,12 @@ describe('malformed input', () => {
       },
       () => {
         expectReply.add(++id);
-        return [header(id), Buffer.from('ping'), msgpackCodec.encode([randomBytes(4 * 1024 * 1024).toString('latin1')]), msgpackCodec.encode({})]; // huge
+        return [
+          header(id),
+          Buffer.from('ping'),
+          msgpackCodec.encode([randomBytes(4 * 1024 * 1024).toString('latin1')]),
+          msgpackCodec.encode({}),
+        ]; // huge
       },
       () => {
         expectReply.add(++id);

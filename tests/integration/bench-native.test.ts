@@ -38,7 +38,10 @@ describe('benchmark programs (C load generator, echoes, hop)', function () {
   for (const [name, start] of [
     ['the bare libzmq echo', async (e: string) => server(await nativeProgram('zmq-echo'), [e])],
     ['the bare zeromq.js echo', (e: string) => server(process.execPath, [path.join(REPO_ROOT, 'dist/bench/lib/zmq-echo.js'), e])],
-    ['the stock aiozmq.rpc server', (e: string) => server(process.env.BENCH_PYTHON ?? '/usr/bin/python3', [path.join(REPO_ROOT, 'bench/reference/aiozmq_server.py'), e])],
+    [
+      'the stock aiozmq.rpc server',
+      (e: string) => server(process.env.BENCH_PYTHON ?? '/usr/bin/python3', [path.join(REPO_ROOT, 'bench/reference/aiozmq_server.py'), e]),
+    ],
   ] as const) {
     it(`drives ${name} with every reply checked, a histogram holding every call and samples taken from them`, async () => {
       const e = await endpoint();

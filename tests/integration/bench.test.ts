@@ -11,7 +11,19 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import { onCleanup, REPO_ROOT, requireEtcd, tempScratch } from '../helpers/env.js';
 
-const FIGURES = ['rpc', 'cold-create', 'warm-create', 'execute', 'streaming', 'burst-create', 'burst-claims', 'pool-freeze', 'restart', 'heartbeat', 'density'];
+const FIGURES = [
+  'rpc',
+  'cold-create',
+  'warm-create',
+  'execute',
+  'streaming',
+  'burst-create',
+  'burst-claims',
+  'pool-freeze',
+  'restart',
+  'heartbeat',
+  'density',
+];
 
 /** The limit anchors each figure measures beside its two sides. */
 const ANCHORS: Record<string, string[]> = {
@@ -19,14 +31,35 @@ const ANCHORS: Record<string, string[]> = {
   streaming: ['bare forwarding hop', 'through the agent, AgentClient (text decoded)'],
 };
 
-interface Summary { n: number; median: number; p99: number }
-interface Metric { key: string; a: Summary; b: Summary; ratio: number }
-interface Anchor { label: string; metrics: Array<{ key: string; summary: Summary }> }
-interface Result { name: string; sides: { a: string; b: string }; order: string[]; metrics: Metric[]; anchors: Anchor[]; verdict: { met: boolean; detail: string } }
+interface Summary {
+  n: number;
+  median: number;
+  p99: number;
+}
+interface Metric {
+  key: string;
+  a: Summary;
+  b: Summary;
+  ratio: number;
+}
+interface Anchor {
+  label: string;
+  metrics: Array<{ key: string; summary: Summary }>;
+}
+interface Result {
+  name: string;
+  sides: { a: string; b: string };
+  order: string[];
+  metrics: Metric[];
+  anchors: Anchor[];
+  verdict: { met: boolean; detail: string };
+}
 
 /** Runs the suite as `npm run bench` does (built), with `--short`, into `out`; resolves with the exit code and stderr. */
 function runBench(out: string): Promise<{ code: number | string; stderr: string }> {
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/bench/run.js'), '--short', '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/bench/run.js'), '--short', '--out', out], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const done = new Promise<{ code: number | string; stderr: string }>((resolve) =>
@@ -71,16 +104,25 @@ describe('benchmark suite (short form)', function () {
         }
       }
       for (const x of r.anchors) {
-        expect(r.order.filter((s) => /^X\d+$/.test(s)), name).to.not.be.empty;
+        expect(
+          r.order.filter((s) => /^X\d+$/.test(s)),
+          name,
+        ).to.not.be.empty;
         expect(x.metrics, `${name} ${x.label}`).to.not.be.empty;
         for (const m of x.metrics) expect(m.summary.median, `${name} ${x.label} ${m.key}`).to.be.greaterThan(0);
       }
-      if (name in ANCHORS) expect(r.anchors.map((x) => x.label), name).to.deep.equal(ANCHORS[name]);
+      if (name in ANCHORS)
+        expect(
+          r.anchors.map((x) => x.label),
+          name,
+        ).to.deep.equal(ANCHORS[name]);
       expect(r.verdict.met).to.be.a('boolean');
       expect(r.verdict.detail).to.be.a('string').and.not.empty;
       const md = await fs.readFile(path.join(out, `${name}.md`), 'utf8');
       expect(md).to.match(/^### /).and.include('| metric |').and.include(`${name}.svg`);
-      expect(await fs.readFile(path.join(out, `${name}.svg`), 'utf8')).to.match(/^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"[\s\S]*<\/svg>\n$/);
+      expect(await fs.readFile(path.join(out, `${name}.svg`), 'utf8')).to.match(
+        /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"[\s\S]*<\/svg>\n$/,
+      );
     }
     const runId = /^bench: run (bench-[0-9a-f]+)/m.exec(stderr)?.[1];
     expect(runId, stderr).to.be.a('string');

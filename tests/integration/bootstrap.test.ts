@@ -15,8 +15,13 @@ import { onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqu
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { expectNothingLeft } from '../helpers/leftovers.js';
 
-const config = (extra: Record<string, unknown> = {}) => ({ lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 }, mounts: [], environ: {}, ...extra });
-
+const config = (extra: Record<string, unknown> = {}) => ({
+  lang: TEST_IMAGE_LANG,
+  limits: { cpu_slot: 1, mem_slot: 256 },
+  mounts: [],
+  environ: {},
+  ...extra,
+});
 
 async function tempDir(): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'template-'));
@@ -31,7 +36,12 @@ describe('per-kernel preparation: bootstrap_script', function () {
   it('runs as the kernel user before the runner; the code reads what it wrote, get_logs shows its output', async () => {
     const a = await startAgent();
     const id = uniqueName('k');
-    await a.client.callWithTimeout(30_000, methods.create_kernel, id, config({ bootstrap_script: 'echo "bootstrap says hi"\nid -u > /home/work/made-by-bootstrap\n' }));
+    await a.client.callWithTimeout(
+      30_000,
+      methods.create_kernel,
+      id,
+      config({ bootstrap_script: 'echo "bootstrap says hi"\nid -u > /home/work/made-by-bootstrap\n' }),
+    );
     const out = consoleText(await runToEnd(a.client, id, 'print(open("/home/work/made-by-bootstrap").read().strip())'), 'stdout');
     expect(out).to.equal('1000\n');
     const { logs } = await a.client.call(methods.get_logs, id);
@@ -42,7 +52,14 @@ describe('per-kernel preparation: bootstrap_script', function () {
 
   it('a failing script fails create_kernel with its exit code and last lines, and rolls everything back', async () => {
     const a = await startAgent();
-    const err = await remoteError(a.client.callWithTimeout(30_000, methods.create_kernel, uniqueName('k'), config({ bootstrap_script: 'echo "step one"\necho "it broke" >&2\nexit 7\n' })));
+    const err = await remoteError(
+      a.client.callWithTimeout(
+        30_000,
+        methods.create_kernel,
+        uniqueName('k'),
+        config({ bootstrap_script: 'echo "step one"\necho "it broke" >&2\nexit 7\n' }),
+      ),
+    );
     expect(err.remoteType).to.equal('agent.KernelCreationFailed');
     expect(err.remoteMessage).to.include('exit code 7').and.include('step one').and.include('it broke');
     await expectNothingLeft(a);
@@ -81,7 +98,10 @@ describe('per-kernel preparation: workspace_template', function () {
     expect(link.uid).to.equal(1000);
     expect(await fs.readlink(path.join(home, 'etc-link'))).to.equal('/etc');
     expect(readdirSync(home)).to.not.include('passwd'); // the target was not copied
-    const out = consoleText(await runToEnd(a.client, id, 'import os; print(os.path.islink("etc-link"), open("sub/hello.txt").read().strip())'), 'stdout');
+    const out = consoleText(
+      await runToEnd(a.client, id, 'import os; print(os.path.islink("etc-link"), open("sub/hello.txt").read().strip())'),
+      'stdout',
+    );
     expect(out).to.equal('True from the template\n');
   });
 

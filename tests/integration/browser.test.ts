@@ -21,11 +21,29 @@ const run = promisify(execFile);
 const CHROMIUM = '/usr/bin/chromium';
 const AGENTCTL = path.join(REPO_ROOT, 'dist/src/cli/agentctl.js');
 const OUTPUT = process.env.TEST_OUTPUT_DIR ?? path.join(REPO_ROOT, 'test-output', 'browser');
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** Runs `agentctl open ... --forward` and resolves with the URL it prints; the process is stopped after the test. */
 function agentctlOpen(agentPort: number, kernelId: string, localPort: number): Promise<string> {
-  const child = spawn(process.execPath, [AGENTCTL, '--agent', `tcp://127.0.0.1:${agentPort}`, 'open', kernelId, 'jupyter', '--forward', String(localPort)]);
+  const child = spawn(process.execPath, [
+    AGENTCTL,
+    '--agent',
+    `tcp://127.0.0.1:${agentPort}`,
+    'open',
+    kernelId,
+    'jupyter',
+    '--forward',
+    String(localPort),
+  ]);
   onCleanup(async () => {
     if (child.exitCode === null) {
       child.kill('SIGTERM');
@@ -48,13 +66,19 @@ describe('Jupyter in a real browser', function () {
   this.timeout(180_000);
   before(async () => {
     await requireEtcd();
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: deploy/dev/prepare.sh (PREPARE_TESTS=1, as test.sh runs it) installs Debian's chromium`);
+    if (!existsSync(CHROMIUM))
+      throw new Error(`${CHROMIUM} is missing: deploy/dev/prepare.sh (PREPARE_TESTS=1, as test.sh runs it) installs Debian's chromium`);
   });
 
   it('opens the notebook URL that agentctl open --forward prints, with the notebook list and a screenshot', async () => {
     const { client, port } = await startAgent();
     const id = uniqueName('k');
-    await client.call(methods.create_kernel, id, { lang: TEST_JUPYTER_LANG, limits: { cpu_slot: 1, mem_slot: 1024, gpu_slot: 0 }, mounts: [], environ: {} });
+    await client.call(methods.create_kernel, id, {
+      lang: TEST_JUPYTER_LANG,
+      limits: { cpu_slot: 1, mem_slot: 1024, gpu_slot: 0 },
+      mounts: [],
+      environ: {},
+    });
     await client.call(methods.upload_file, id, 'greeting-from-the-test.txt', Buffer.from('hello\n'));
     const local = await freePort();
     const url = await agentctlOpen(port, id, local);
@@ -72,18 +96,24 @@ describe('Jupyter in a real browser', function () {
     try {
       expect(await page.locator('input[type=password]').count(), 'a login form the test cannot pass').to.equal(0);
       // Once in a loaded suite the page stayed blank (its scripts never ran) for 30 s; a user would reload, and so does the test, once.
-      await page.locator('#notebook_list').waitFor({ state: 'visible', timeout: 30_000 }).catch(async () => {
-        await page.reload({ waitUntil: 'load', timeout: 60_000 });
-        await page.locator('#notebook_list').waitFor({ state: 'visible', timeout: 60_000 }).catch(async (err: Error) => {
-          // say what the notebook server answered for the listing the page asks for, and what the kernel logged
-          const api = await page.request.get(new URL(`/api/contents?type=directory&${new URL(url).search.slice(1)}`, url).href).then(
-            async (r) => `${r.status()} ${(await r.text()).slice(0, 600)}`,
-            (e: Error) => e.message,
-          );
-          const logs = (await client.call(methods.get_logs, id)).logs.slice(-1500);
-          throw new Error(`${err.message}\n/api/contents answered: ${api}\nkernel log tail: ${logs}`);
+      await page
+        .locator('#notebook_list')
+        .waitFor({ state: 'visible', timeout: 30_000 })
+        .catch(async () => {
+          await page.reload({ waitUntil: 'load', timeout: 60_000 });
+          await page
+            .locator('#notebook_list')
+            .waitFor({ state: 'visible', timeout: 60_000 })
+            .catch(async (err: Error) => {
+              // say what the notebook server answered for the listing the page asks for, and what the kernel logged
+              const api = await page.request.get(new URL(`/api/contents?type=directory&${new URL(url).search.slice(1)}`, url).href).then(
+                async (r) => `${r.status()} ${(await r.text()).slice(0, 600)}`,
+                (e: Error) => e.message,
+              );
+              const logs = (await client.call(methods.get_logs, id)).logs.slice(-1500);
+              throw new Error(`${err.message}\n/api/contents answered: ${api}\nkernel log tail: ${logs}`);
+            });
         });
-      });
       await page.getByText('greeting-from-the-test.txt').first().waitFor({ state: 'visible', timeout: 30_000 });
       const title = await page.title();
       expect(title).to.match(/Home|Jupyter/);

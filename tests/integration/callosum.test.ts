@@ -19,8 +19,22 @@ import { CallosumClient } from '../../src/rpc/callosum-client.js';
 import { msgpackCodec } from '../../src/wire/codec.js';
 import { buildCallosumRequest, parseCallosumReply } from '../../src/wire/callosum.js';
 import {
-  AGENT_BIN, containersOf, ETCD_ADDR, eventually, freePort, onCleanup, remoteError, REPO_ROOT, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd,
-  TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName,
+  AGENT_BIN,
+  containersOf,
+  ETCD_ADDR,
+  eventually,
+  freePort,
+  onCleanup,
+  remoteError,
+  REPO_ROOT,
+  requireEtcd,
+  spawnAgent,
+  startAgent,
+  tempScratch,
+  testEtcd,
+  TEST_IMAGE_LANG,
+  TEST_IMAGE_PREFIX,
+  uniqueName,
 } from '../helpers/env.js';
 import { ModernManager, modernKernelConfig, packWithExt, RawExt, REDIS_ADDR, StreamReader } from '../helpers/modern-manager.js';
 import type { ModernKernelResult } from '../../src/rpc/modern-methods.js';
@@ -31,7 +45,10 @@ import { agentctl } from '../helpers/ctl.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
-const fixtures = JSON.parse(readFileSync(path.join(REPO_ROOT, 'tests/unit/fixtures/modern-values.json'), 'utf8')) as { bodies: Record<string, string>; pickles: Record<string, string> };
+const fixtures = JSON.parse(readFileSync(path.join(REPO_ROOT, 'tests/unit/fixtures/modern-values.json'), 'utf8')) as {
+  bodies: Record<string, string>;
+  pickles: Record<string, string>;
+};
 const hex = (s: string) => Buffer.from(s, 'hex');
 
 /** A logger that records `level message` lines (children included). */
@@ -88,9 +105,15 @@ describe('Callosum managers beside aiozmq ones on one port', function () {
     // a raw 1.x exchange: handshake, then a reply byte-compatible with what was sent (okey as str)
     const pong = await rawExchange(endpoint, [Buffer.from('PING'), Buffer.from('h'), Buffer.from('b')]);
     expect(pong!.map(String)).to.deep.equal(['PONG', 'h', 'b']);
-    const raw = await rawExchange(endpoint, buildCallosumRequest('1.x', msgpackCodec, { method: 'ping', okey: '', seq: 41, args: ['raw'] }));
+    const raw = await rawExchange(
+      endpoint,
+      buildCallosumRequest('1.x', msgpackCodec, { method: 'ping', okey: '', seq: 41, args: ['raw'] }),
+    );
     expect(raw![0]!.toString()).to.equal('UPPER');
-    expect(parseCallosumReply(raw!, msgpackCodec)).to.deep.equal({ header: { type: 2, meth: 'ping', okey: '', seq: 41 }, result: { ok: true, value: 'raw' } });
+    expect(parseCallosumReply(raw!, msgpackCodec)).to.deep.equal({
+      header: { type: 2, meth: 'ping', okey: '', seq: 41 },
+      result: { ok: true, value: 'raw' },
+    });
   });
 
   it('answers an unknown method with a KeyError naming it, a not-served one with a failure naming it, bad arguments with a ParametersError', async () => {
@@ -169,13 +192,21 @@ describe('a 24.09 session walk over Callosum', function () {
     const sid = uniqueName('s');
     const kid = uniqueName('k');
     const config = { ...modernKernelConfig(), resource_slots: new RawExt(8, hex(fixtures.pickles.resource_slot!)) };
-    const packed = packWithExt({ args: [sid, [kid], [config], {}, { [kid]: new RawExt(7, hex(fixtures.pickles.image_ref!)) }], kwargs: {} });
+    const packed = packWithExt({
+      args: [sid, [kid], [config], {}, { [kid]: new RawExt(7, hex(fixtures.pickles.image_ref!)) }],
+      kwargs: {},
+    });
     const [res] = (await m.client.callPacked('create_kernels', packed)) as ModernKernelResult[];
     expect(res).to.include({ id: kid, kernel_host: '127.0.0.1', scaling_group: 'default' });
     const started = await events.waitFor('kernel_started', (e) => e.name === 'kernel_started' && e.args[0] === kid);
     expect(started.args.slice(0, 3)).to.deep.equal([kid, sid, 'new-container-started']);
     expect(started.args[3]).to.include({ container_id: res!.container_id, repl_in_port: res!.repl_in_port });
-    expect(events.seen.filter((e) => e.args[0] === kid).map((e) => e.name).slice(0, 3)).to.deep.equal(['kernel_preparing', 'kernel_creating', 'kernel_started']);
+    expect(
+      events.seen
+        .filter((e) => e.args[0] === kid)
+        .map((e) => e.name)
+        .slice(0, 3),
+    ).to.deep.equal(['kernel_preparing', 'kernel_creating', 'kernel_started']);
     expect((await containersOf(agentId)).map((c) => c.Id)).to.include(res!.container_id);
     const [again] = await m.createKernels(sid, [kid], [modernKernelConfig()]); // idempotent
     expect(again!.container_id).to.equal(res!.container_id);
@@ -185,7 +216,9 @@ describe('a 24.09 session walk over Callosum', function () {
     expect(r.status).to.equal('finished');
     expect(JSON.stringify(r.console)).to.contain('2 hello');
     expect((await m.client.call(modernMethods.get_completions, kid, 'impo', {})).status).to.equal('finished');
-    expect(await m.client.call(modernMethods.ping_kernel, kid)).to.have.property('rtt').that.is.a('number');
+    expect(await m.client.call(modernMethods.ping_kernel, kid))
+      .to.have.property('rtt')
+      .that.is.a('number');
     await m.client.call(modernMethods.upload_file, kid, 'hello.txt', Buffer.from('hi there'));
     expect((await m.client.call(modernMethods.download_single, kid, 'hello.txt')).toString()).to.equal('hi there');
     expect((await m.client.call(modernMethods.download_file, kid, 'hello.txt')).includes(Buffer.from('hi there'))).to.equal(true);
@@ -195,7 +228,10 @@ describe('a 24.09 session walk over Callosum', function () {
     expect((await m.client.call(modernMethods.get_logs, kid)).logs).to.be.a('string');
 
     // 5. start_service of an app the image lacks is the failed map; restart keeps the kernel (no kernel_terminated for a restart)
-    expect(await m.client.callRaw('start_service', [kid, 'jupyter', {}])).to.deep.equal({ status: 'failed', error: 'invalid service name' });
+    expect(await m.client.callRaw('start_service', [kid, 'jupyter', {}])).to.deep.equal({
+      status: 'failed',
+      error: 'invalid service name',
+    });
     const restarted = await m.client.call(modernMethods.restart_kernel, sid, kid, {}, {});
     expect(restarted.container_id).to.not.equal(res!.container_id);
     expect((await m.executeToEnd(sid, kid, 'print(6 * 7)', 'r2')).console).to.deep.include(['stdout', '42\n']);
@@ -240,7 +276,9 @@ describe('a 24.09 session walk over Callosum', function () {
     }
     const good = uniqueName('k');
     const bad = uniqueName('k');
-    const err = await remoteError(m.createKernels(sid, [good, bad], [modernKernelConfig(), modernKernelConfig({ resource_slots: { cpu: 'lots' } })]));
+    const err = await remoteError(
+      m.createKernels(sid, [good, bad], [modernKernelConfig(), modernKernelConfig({ resource_slots: { cpu: 'lots' } })]),
+    );
     expect(err.remoteRepr).to.match(new RegExp(`resource_slots.cpu`));
     const left = await containersOf(agentId);
     expect(left.map((c) => c.Labels['io.compute-agent.kernel-id'])).to.deep.equal([good]); // the good one stays, as 24.09 leaves it
@@ -277,12 +315,21 @@ describe('assign_port, release_port and the image and GPU methods of modern mana
     expect(outside.remoteType).to.equal('ParametersError');
     expect(outside.remoteRepr).to.match(/"elsewhere\/kernel-python:3" is not under .*image_prefix/);
     expect(await hasImage(pushed.image)).to.equal(false);
-    const tasks = await m.client.call(modernMethods.check_and_pull, { [pushed.image]: { canonical: pushed.image, digest: '', auto_pull: 'digest' } });
+    const tasks = await m.client.call(modernMethods.check_and_pull, {
+      [pushed.image]: { canonical: pushed.image, digest: '', auto_pull: 'digest' },
+    });
     expect(tasks[pushed.image]).to.match(/^[0-9a-f]{32}$/);
-    const finished = await events.waitFor('image_pull_finished', (e) => e.name === 'image_pull_finished' && e.args[0] === pushed.image, 60_000);
+    const finished = await events.waitFor(
+      'image_pull_finished',
+      (e) => e.name === 'image_pull_finished' && e.args[0] === pushed.image,
+      60_000,
+    );
     expect(finished.args.slice(0, 2)).to.deep.equal([pushed.image, ids.agentId]);
     expect(finished.args[3]).to.equal(null);
-    expect(events.seen.filter((e) => e.args[0] === pushed.image).map((e) => e.name)).to.deep.equal(['image_pull_started', 'image_pull_finished']);
+    expect(events.seen.filter((e) => e.args[0] === pushed.image).map((e) => e.name)).to.deep.equal([
+      'image_pull_started',
+      'image_pull_finished',
+    ]);
     expect(await hasImage(pushed.image)).to.equal(true);
 
     // ports: two assigned, a kernel published on none of them, a kernel's port not the manager's to release
@@ -383,12 +430,20 @@ describe('CURVE for modern managers on a second port', function () {
     const stranger = zmq.curveKeyPair();
     const wrong = new CallosumClient(endpoint, { timeoutMs: 1500, handshakeMs: 1500, curve: { serverKey: keys.publicKey, ...stranger } });
     onCleanup(() => wrong.close());
-    const err = await wrong.call(modernMethods.ping, 'no').then(() => null, (e: unknown) => e);
+    const err = await wrong.call(modernMethods.ping, 'no').then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).to.be.instanceOf(RpcTimeoutError);
     await eventually('the refusal is counted', () => (agent.stats().rpcCurve!.authRefused > 0 ? true : undefined));
     const plain = new CallosumClient(endpoint, { timeoutMs: 1500, handshakeMs: 1500 });
     onCleanup(() => plain.close());
-    expect(await plain.call(modernMethods.ping, 'no').then(() => null, (e: unknown) => e)).to.be.instanceOf(RpcTimeoutError);
+    expect(
+      await plain.call(modernMethods.ping, 'no').then(
+        () => null,
+        (e: unknown) => e,
+      ),
+    ).to.be.instanceOf(RpcTimeoutError);
 
     // the 2018 port is unchanged: NULL, aiozmq, answered
     expect(await client.call(methods.ping, 'null')).to.equal('null');
@@ -440,8 +495,24 @@ describe('shutdown_agent', function () {
     onCleanup(() => events.close());
     await events.mark();
     const port = await freePort();
-    const proc = spawnAgent(['--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
-      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', await tempScratch(), '--log-format', 'json']);
+    const proc = spawnAgent([
+      '--etcd-addr',
+      ETCD_ADDR,
+      '--namespace',
+      namespace,
+      '--agent-id',
+      agentId,
+      '--agent-port',
+      String(port),
+      '--bind-host',
+      '127.0.0.1',
+      '--agent-host-override',
+      '127.0.0.1',
+      '--scratch-root',
+      await tempScratch(),
+      '--log-format',
+      'json',
+    ]);
     await proc.waitFor(/"message":"agent running"/);
     expect(await ns.get(`nodes/agents/${agentId}`).string()).to.equal('running');
     const m = new ModernManager(`tcp://127.0.0.1:${port}`, { timeoutMs: 10_000 });
@@ -464,7 +535,11 @@ describe('Callosum from Python (pyzmq and msgpack as a 24.09 manager packs)', fu
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pickle-marker-'));
     onCleanup(() => fs.rm(dir, { recursive: true, force: true }));
     const marker = path.join(dir, 'ran');
-    const { stdout } = await promisify(execFile)('/usr/bin/python3', [path.join(REPO_ROOT, 'tests/interop/callosum_client.py'), `tcp://127.0.0.1:${port}`, marker], { timeout: 30_000 });
+    const { stdout } = await promisify(execFile)(
+      '/usr/bin/python3',
+      [path.join(REPO_ROOT, 'tests/interop/callosum_client.py'), `tcp://127.0.0.1:${port}`, marker],
+      { timeout: 30_000 },
+    );
     const out = JSON.parse(stdout) as Record<string, { result?: unknown; failure?: string; repr?: string }> & { handshake: string[] };
     expect(out.handshake).to.deep.equal(['PONG', '', '']);
     expect(out.ping).to.deep.equal({ result: 'from python' });
@@ -474,6 +549,11 @@ describe('Callosum from Python (pyzmq and msgpack as a 24.09 manager packs)', fu
     expect(out.evil!.repr).to.match(/posix\.system/);
     expect(out.unknown).to.include({ failure: 'KeyError' });
     expect(out.legacy_09).to.deep.equal({ result: 'from 0.9' });
-    expect(await fs.stat(marker).then(() => true, () => false)).to.equal(false);
+    expect(
+      await fs.stat(marker).then(
+        () => true,
+        () => false,
+      ),
+    ).to.equal(false);
   });
 });

@@ -7,7 +7,18 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { expect } from 'chai';
-import { AGENT_BIN, ETCD_ADDR, eventually, freePort, onCleanup, requireEtcd, startAgent, tempScratch, testEtcd, uniqueName } from '../helpers/env.js';
+import {
+  AGENT_BIN,
+  ETCD_ADDR,
+  eventually,
+  freePort,
+  onCleanup,
+  requireEtcd,
+  startAgent,
+  tempScratch,
+  testEtcd,
+  uniqueName,
+} from '../helpers/env.js';
 
 interface CheckRun {
   code: number | null;
@@ -39,7 +50,18 @@ function lineOf(run: CheckRun, name: string): { line: string; fix: string } {
 
 /** Flags that are fine on this machine: own namespace, agent id, port and scratch root. */
 async function goodFlags(): Promise<string[]> {
-  return ['--namespace', uniqueName('test'), '--agent-id', uniqueName('i-test'), '--agent-port', String(await freePort()), '--bind-host', '127.0.0.1', '--scratch-root', await tempScratch()];
+  return [
+    '--namespace',
+    uniqueName('test'),
+    '--agent-id',
+    uniqueName('i-test'),
+    '--agent-port',
+    String(await freePort()),
+    '--bind-host',
+    '127.0.0.1',
+    '--scratch-root',
+    await tempScratch(),
+  ];
 }
 
 describe('agent check', () => {
@@ -58,7 +80,9 @@ describe('agent check', () => {
     expect(lineOf(run, 'etcd reachable').line).to.match(/answers \(etcd \d+\.\d+/);
     expect(lineOf(run, 'Docker reachable').line).to.match(/Docker \d+\.\d+/);
     expect(lineOf(run, 'kernel images present').line).to.include('python:3-debian');
-    expect(lineOf(run, 'scratch quotas (hostfile)').line).to.match(/hostfile homes can work here \(mkfs.ext4, loop devices \(\/dev\/loop\d+ free\), the right to mount\); scratch_type is hostdir$/);
+    expect(lineOf(run, 'scratch quotas (hostfile)').line).to.match(
+      /hostfile homes can work here \(mkfs.ext4, loop devices \(\/dev\/loop\d+ free\), the right to mount\); scratch_type is hostdir$/,
+    );
     expect(lineOf(run, 'cgroup controllers').line).to.match(/cgroup v[12] with .*memory/);
   });
 
@@ -84,7 +108,17 @@ describe('agent check', () => {
     const scratch = await tempScratch();
     const flags = (await goodFlags()).slice(0, -1).concat(scratch);
     // A private mount namespace: the read-only bind mount is seen by this one process only.
-    const wrap = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind -o ro "$1" "$1" && shift && exec "$@"', 'sh', scratch];
+    const wrap = [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      'mount --bind -o ro "$1" "$1" && shift && exec "$@"',
+      'sh',
+      scratch,
+    ];
     const run = await runCheck(flags, { wrap });
     expect(run.code, run.out + run.err).to.equal(1);
     const { line, fix } = lineOf(run, 'scratch root writable');
@@ -108,12 +142,25 @@ describe('agent check', () => {
     this.timeout(30_000);
     const { port, namespace, agentId, etcd } = await startAgent();
     await eventually('the first heartbeat in etcd', async () => (await etcd.get(`nodes/agents/${agentId}/heartbeat`).string()) !== null);
-    const run = await runCheck(['--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port), '--bind-host', '127.0.0.1', '--scratch-root', await tempScratch()]);
+    const run = await runCheck([
+      '--namespace',
+      namespace,
+      '--agent-id',
+      agentId,
+      '--agent-port',
+      String(port),
+      '--bind-host',
+      '127.0.0.1',
+      '--scratch-root',
+      await tempScratch(),
+    ]);
     expect(run.code, run.out + run.err).to.equal(1);
     const taken = lineOf(run, 'RPC port free');
     expect(taken.line).to.match(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\)$`));
     expect(taken.fix).to.include(`ss -ltnp 'sport = ${port}'`);
-    expect(lineOf(run, 'agent id free').line).to.match(/\[FAIL\] agent id free +an agent registered as .* is alive \(running, last heartbeat \d+ s ago from tcp:\/\/127\.0\.0\.1:\d+\)$/);
+    expect(lineOf(run, 'agent id free').line).to.match(
+      /\[FAIL\] agent id free +an agent registered as .* is alive \(running, last heartbeat \d+ s ago from tcp:\/\/127\.0\.0\.1:\d+\)$/,
+    );
   });
 
   it('warns about each protection the settings turn off, with its fix', async function () {

@@ -28,7 +28,10 @@ async function keyDir(): Promise<string> {
 }
 
 /** Starts an agent with CURVE on, admitting `allowed`; returns it with its key pair. */
-async function curveAgent(allowed: string[], before?: (ns: Namespace) => Promise<void>): Promise<TestAgent & { keys: KeyPair; keyFile: string }> {
+async function curveAgent(
+  allowed: string[],
+  before?: (ns: Namespace) => Promise<void>,
+): Promise<TestAgent & { keys: KeyPair; keyFile: string }> {
   const file = path.join(await keyDir(), 'agent.key');
   const keys = await generateKeyPairFile(file);
   const t = await startAgent({}, async (ns) => {
@@ -73,7 +76,15 @@ describe('authenticated RPC (CURVE)', function () {
 
     // The allow-list is live: list B's manager on A, and a new connection with its key is answered.
     await a.etcd.put('config/agent/rpc_allowed_keys').value(`${managerA.publicKey} ${managerB.publicKey}`);
-    await eventually('the new key to be admitted', async () => (await curveClient(a, managerB, 1000).call(methods.ping, 'late').catch(() => null)) === 'late', 15_000, 200);
+    await eventually(
+      'the new key to be admitted',
+      async () =>
+        (await curveClient(a, managerB, 1000)
+          .call(methods.ping, 'late')
+          .catch(() => null)) === 'late',
+      15_000,
+      200,
+    );
   });
 
   it('answers a stock aiozmq client that reads the agent key from its file with pyzmq and has a listed key, and no other', async function () {
@@ -81,7 +92,13 @@ describe('authenticated RPC (CURVE)', function () {
     const a = await curveAgent([manager.publicKey]);
     const script = path.join(REPO_ROOT, 'tests/interop/aiozmq_curve_client.py');
     const call = async (pair: KeyPair) =>
-      JSON.parse((await promisify(execFile)('/usr/bin/python3', [script, `tcp://127.0.0.1:${a.port}`, a.keyFile, pair.publicKey, pair.secretKey], { timeout: 20_000 })).stdout) as Record<string, string>;
+      JSON.parse(
+        (
+          await promisify(execFile)('/usr/bin/python3', [script, `tcp://127.0.0.1:${a.port}`, a.keyFile, pair.publicKey, pair.secretKey], {
+            timeout: 20_000,
+          })
+        ).stdout,
+      ) as Record<string, string>;
     expect(await call(manager)).to.deep.equal({ ping: 'hello' });
     expect(await call(zmq.curveKeyPair())).to.deep.equal({ error: 'TimeoutError' });
     expect(a.agent.stats().rpc!.authRefused).to.be.at.least(1);
@@ -109,10 +126,14 @@ describe('authenticated RPC (CURVE)', function () {
     const manager = zmq.curveKeyPair();
     const s = await sink({ secretKey: manager.secretKey, allows: () => true });
     const log = capturedLog();
-    const t = await startAgent({}, async (ns) => {
-      await ns.put('config/agent/heartbeat_interval').value('0.2');
-      await ns.put('nodes/manager/event_addr').value(s.addr);
-    }, log.logger);
+    const t = await startAgent(
+      {},
+      async (ns) => {
+        await ns.put('config/agent/heartbeat_interval').value('0.2');
+        await ns.put('nodes/manager/event_addr').value(s.addr);
+      },
+      log.logger,
+    );
     await t.agent.afterHeartbeats(4); // beats that a sink taking them would have had
     expect(s.events).to.have.length(0);
     await t.etcd.put('nodes/manager/public_key').value(zmq.curveKeyPair().publicKey); // a key, but not the sink's
@@ -127,10 +148,20 @@ describe('authenticated RPC (CURVE)', function () {
     const file = path.join(await keyDir(), 'agent.key');
     await generateKeyPairFile(file);
     await fs.chmod(file, 0o644);
-    const open = await startAgent({}, async (ns) => ns.put('config/agent/rpc_keypair_file').value(file).then(() => undefined)).catch((e: Error) => e);
+    const open = await startAgent({}, async (ns) =>
+      ns
+        .put('config/agent/rpc_keypair_file')
+        .value(file)
+        .then(() => undefined),
+    ).catch((e: Error) => e);
     expect(String(open)).to.match(/may be read by others .*chmod 600/);
     await fs.chmod(file, 0o600);
-    const none = await startAgent({}, async (ns) => ns.put('config/agent/rpc_keypair_file').value(file).then(() => undefined)).catch((e: Error) => e);
+    const none = await startAgent({}, async (ns) =>
+      ns
+        .put('config/agent/rpc_keypair_file')
+        .value(file)
+        .then(() => undefined),
+    ).catch((e: Error) => e);
     expect(String(none)).to.match(/rpc_allowed_keys is empty/);
   });
 

@@ -15,7 +15,18 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
-import { ETCD_ADDR, eventually, freePort, onCleanup, removeContainersOf, REPO_ROOT, requireEtcd, testEtcd, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import {
+  ETCD_ADDR,
+  eventually,
+  freePort,
+  onCleanup,
+  removeContainersOf,
+  REPO_ROOT,
+  requireEtcd,
+  testEtcd,
+  TEST_IMAGE_LANG,
+  uniqueName,
+} from '../helpers/env.js';
 
 const run = promisify(execFile);
 
@@ -36,11 +47,25 @@ async function ownSupervisord(dir: string, programConf: string) {
   await fs.writeFile(
     conf,
     [
-      '[unix_http_server]', `file = ${dir}/supervisor.sock`, 'chmod = 0700', '',
-      '[supervisord]', `logfile = ${dir}/supervisord.log`, `pidfile = ${dir}/supervisord.pid`, `childlogdir = ${dir}`, 'loglevel = info', '',
-      '[rpcinterface:supervisor]', 'supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface', '',
-      '[supervisorctl]', `serverurl = unix://${dir}/supervisor.sock`, '',
-      '[include]', `files = ${dir}/program.conf`, '',
+      '[unix_http_server]',
+      `file = ${dir}/supervisor.sock`,
+      'chmod = 0700',
+      '',
+      '[supervisord]',
+      `logfile = ${dir}/supervisord.log`,
+      `pidfile = ${dir}/supervisord.pid`,
+      `childlogdir = ${dir}`,
+      'loglevel = info',
+      '',
+      '[rpcinterface:supervisor]',
+      'supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface',
+      '',
+      '[supervisorctl]',
+      `serverurl = unix://${dir}/supervisor.sock`,
+      '',
+      '[include]',
+      `files = ${dir}/program.conf`,
+      '',
     ].join('\n'),
   );
   const ctl = async (...args: string[]) => {
@@ -72,7 +97,8 @@ describe('deployment', function () {
   before(requireEtcd);
 
   it('runs the agent under supervisord from the shipped files; supervisorctl stop deregisters it and leaves its kernel running', async function () {
-    if (spawnSync('supervisord', ['--version']).status !== 0) throw new Error('supervisord is not installed: apt-get install supervisor (deploy/dev/up.sh does it)');
+    if (spawnSync('supervisord', ['--version']).status !== 0)
+      throw new Error('supervisord is not installed: apt-get install supervisor (deploy/dev/up.sh does it)');
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-supervisord-'));
     onCleanup(() => fs.rm(dir, { recursive: true, force: true }));
     const namespace = uniqueName('test');
@@ -86,8 +112,14 @@ describe('deployment', function () {
     await fs.writeFile(
       path.join(dir, 'agent.env'),
       [
-        `BACKEND_ETCD_ADDR=${ETCD_ADDR}`, `BACKEND_NAMESPACE=${namespace}`, `BACKEND_AGENT_ID=${agentId}`, `BACKEND_AGENT_PORT=${port}`,
-        'BACKEND_BIND_HOST=127.0.0.1', 'BACKEND_AGENT_HOST_OVERRIDE=127.0.0.1', `BACKEND_SCRATCH_ROOT="${dir}/scratch"`, '',
+        `BACKEND_ETCD_ADDR=${ETCD_ADDR}`,
+        `BACKEND_NAMESPACE=${namespace}`,
+        `BACKEND_AGENT_ID=${agentId}`,
+        `BACKEND_AGENT_PORT=${port}`,
+        'BACKEND_BIND_HOST=127.0.0.1',
+        'BACKEND_AGENT_HOST_OVERRIDE=127.0.0.1',
+        `BACKEND_SCRATCH_ROOT="${dir}/scratch"`,
+        '',
       ].join('\n'),
     );
     await fs.mkdir(path.join(dir, 'log'));
@@ -98,16 +130,33 @@ describe('deployment', function () {
     });
     const sv = await ownSupervisord(dir, program);
 
-    await eventually('the agent to register as running', async () => (await ns.get(`nodes/agents/${agentId}`).string()) === 'running', 60_000, 200);
+    await eventually(
+      'the agent to register as running',
+      async () => (await ns.get(`nodes/agents/${agentId}`).string()) === 'running',
+      60_000,
+      200,
+    );
     // RUNNING once it has stayed up for startsecs (5 s).
-    await eventually('supervisord to see the agent RUNNING', async () => /^compute-agent\s+RUNNING\s+pid \d+/.test(await sv.ctl('status', 'compute-agent')), 30_000, 500);
-    const beat = JSON.parse((await eventually('a heartbeat in etcd', () => ns.get(`nodes/agents/${agentId}/heartbeat`).string(), 20_000))!) as Record<string, unknown>;
+    await eventually(
+      'supervisord to see the agent RUNNING',
+      async () => /^compute-agent\s+RUNNING\s+pid \d+/.test(await sv.ctl('status', 'compute-agent')),
+      30_000,
+      500,
+    );
+    const beat = JSON.parse(
+      (await eventually('a heartbeat in etcd', () => ns.get(`nodes/agents/${agentId}/heartbeat`).string(), 20_000))!,
+    ) as Record<string, unknown>;
     expect(beat).to.include({ addr: `tcp://127.0.0.1:${port}`, kernels: 0 });
 
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 60_000 });
     onCleanup(() => client.close());
     const kernelId = uniqueName('k');
-    const info = await client.call(methods.create_kernel, kernelId, { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 }, mounts: [], environ: {} });
+    const info = await client.call(methods.create_kernel, kernelId, {
+      lang: TEST_IMAGE_LANG,
+      limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 },
+      mounts: [],
+      environ: {},
+    });
 
     expect(await sv.ctl('stop', 'compute-agent')).to.equal('compute-agent: stopped');
     expect(await sv.ctl('status', 'compute-agent')).to.match(/^compute-agent\s+STOPPED/);

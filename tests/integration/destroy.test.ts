@@ -11,7 +11,20 @@ import Docker from 'dockerode';
 import { expect } from 'chai';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
-import { ETCD_ADDR, eventually, freePort, onCleanup, remoteError, removeContainersOf, requireEtcd, spawnAgent, tempScratch, testEtcd, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import {
+  ETCD_ADDR,
+  eventually,
+  freePort,
+  onCleanup,
+  remoteError,
+  removeContainersOf,
+  requireEtcd,
+  spawnAgent,
+  tempScratch,
+  testEtcd,
+  TEST_IMAGE_LANG,
+  uniqueName,
+} from '../helpers/env.js';
 import { dockerProxy } from '../helpers/docker-proxy.js';
 import { sink } from '../helpers/sink.js';
 import { runToEnd } from '../helpers/run.js';
@@ -32,13 +45,37 @@ describe('destroys that always finish', function () {
     await ns.put('config/agent/destroy_timeout').value('3');
     removeContainersOf(agentId);
     const port = await freePort();
-    const agent = spawnAgent(['--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
-      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', await tempScratch(), '--log-format', 'json'], { DOCKER_HOST: proxy.host });
+    const agent = spawnAgent(
+      [
+        '--etcd-addr',
+        ETCD_ADDR,
+        '--namespace',
+        namespace,
+        '--agent-id',
+        agentId,
+        '--agent-port',
+        String(port),
+        '--bind-host',
+        '127.0.0.1',
+        '--agent-host-override',
+        '127.0.0.1',
+        '--scratch-root',
+        await tempScratch(),
+        '--log-format',
+        'json',
+      ],
+      { DOCKER_HOST: proxy.host },
+    );
     await agent.waitFor(/"message":"agent running"/);
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 20_000 }); // well past the 3 s bound
     onCleanup(() => client.close());
     const id = uniqueName('k');
-    const info = await client.callWithTimeout(60_000, methods.create_kernel, id, { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 128 }, mounts: [], environ: {} });
+    const info = await client.callWithTimeout(60_000, methods.create_kernel, id, {
+      lang: TEST_IMAGE_LANG,
+      limits: { cpu_slot: 1, mem_slot: 128 },
+      mounts: [],
+      environ: {},
+    });
     // a process that ignores SIGTERM: a graceful stop would wait for it
     await runToEnd(client, id, 'import subprocess; subprocess.Popen(["bash", "-c", "trap \\"\\" TERM; sleep 1000"])');
     const free0 = (await client.call(methods.get_node_stats)).slots.cpu_free;
@@ -47,7 +84,9 @@ describe('destroys that always finish', function () {
     const pending = await remoteError(client.call(methods.destroy_kernel, id));
     expect(pending.remoteType).to.equal('agent.DestroyPending');
     expect(pending.retryable).to.equal(true);
-    expect(String(pending.remoteArgs[0])).to.match(/not gone after 3 s \(destroy_timeout; tried: .*remove: Docker did not answer within .*kill: done/);
+    expect(String(pending.remoteArgs[0])).to.match(
+      /not gone after 3 s \(destroy_timeout; tried: .*remove: Docker did not answer within .*kill: done/,
+    );
     expect(proxy.held()).to.be.at.least(1);
     expect((await docker.getContainer(info.container_id).inspect()).State.Running).to.equal(false); // killed meanwhile
     expect((await remoteError(client.call(methods.get_logs, id))).remoteType).to.equal('agent.KernelNotFound');
@@ -59,7 +98,10 @@ describe('destroys that always finish', function () {
     proxy.holdDeletes(false);
     const done = await s.next('kernel_terminated', 0, 60_000);
     expect(done.args.slice(0, 2)).to.deep.equal([id, 'user-requested']);
-    await eventually('the container is gone', async () => (await docker.listContainers({ all: true, filters: { id: [info.container_id] } })).length === 0);
+    await eventually(
+      'the container is gone',
+      async () => (await docker.listContainers({ all: true, filters: { id: [info.container_id] } })).length === 0,
+    );
     expect((await client.call(methods.get_node_stats)).slots.cpu_free).to.equal(free0 + 1);
     expect((await remoteError(client.call(methods.destroy_kernel, id))).remoteType).to.equal('agent.KernelNotFound');
   });

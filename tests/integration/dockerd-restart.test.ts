@@ -39,7 +39,10 @@ async function ourDockerdPid(): Promise<number | null> {
 }
 
 async function dockerAnswers(): Promise<boolean> {
-  return docker.ping().then(() => true, () => false);
+  return docker.ping().then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Starts dockerd again through the project's script (which waits until it answers). */
@@ -74,7 +77,10 @@ function stepper(log: string[]) {
     } catch (err) {
       const dockerd = await fs.readFile('/var/log/compute-agent-dev/dockerd.log', 'utf8').catch(() => '');
       const tail = (lines: string[], n: number) => lines.slice(-n).join('\n');
-      throw new Error(`${(err as Error).message} (${since()})\n--- agent log (last 60 lines)\n${tail(log, 60)}\n--- dockerd log (last 30 lines)\n${tail(dockerd.split('\n'), 30)}`, { cause: err });
+      throw new Error(
+        `${(err as Error).message} (${since()})\n--- agent log (last 60 lines)\n${tail(log, 60)}\n--- dockerd log (last 30 lines)\n${tail(dockerd.split('\n'), 30)}`,
+        { cause: err },
+      );
     } finally {
       clearTimeout(timer);
     }
@@ -93,9 +99,13 @@ describe('fault drill: dockerd restart', function () {
     const log = memoryLog();
     const step = stepper(log.lines);
     const s = await sink();
-    const { client } = await startAgent({}, async (ns) => {
-      await ns.put('nodes/manager/event_addr').value(s.addr);
-    }, log.logger);
+    const { client } = await startAgent(
+      {},
+      async (ns) => {
+        await ns.put('nodes/manager/event_addr').value(s.addr);
+      },
+      log.logger,
+    );
     const config = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 }, mounts: [], environ: {} };
     const [a, b] = [uniqueName('k'), uniqueName('k')];
     const ka = await step('create kernel a', 60_000, () => client.callWithTimeout(60_000, methods.create_kernel, a, config));
@@ -106,7 +116,17 @@ describe('fault drill: dockerd restart', function () {
     onCleanup(bringDockerdBack); // whatever happens below, dockerd is up again for the tests after this one
     process.kill(pid, 'SIGTERM');
     await step('dockerd to exit', 30_000, () =>
-      eventually('dockerd to exit', async () => !(await fs.stat(`/proc/${pid}`).then(() => true, () => false)), 30_000, 200));
+      eventually(
+        'dockerd to exit',
+        async () =>
+          !(await fs.stat(`/proc/${pid}`).then(
+            () => true,
+            () => false,
+          )),
+        30_000,
+        200,
+      ),
+    );
     await step('dockerd to come back', 60_000, bringDockerdBack);
 
     // The same containers, never restarted; the kernels keep their state.
@@ -121,7 +141,12 @@ describe('fault drill: dockerd restart', function () {
     const ev = await step('kernel_terminated of the killed kernel b', 30_000, () => s.next('kernel_terminated', since, 30_000));
     expect(ev.args.slice(0, 2)).to.deep.equal([b, 'self-terminated']);
     await step('the dead container to be removed', 30_000, () =>
-      eventually('the dead container to be removed', async () => (await docker.listContainers({ all: true, filters: { id: [kb.container_id] } })).length === 0, 30_000));
+      eventually(
+        'the dead container to be removed',
+        async () => (await docker.listContainers({ all: true, filters: { id: [kb.container_id] } })).length === 0,
+        30_000,
+      ),
+    );
 
     // And Docker calls work again: a new kernel can be created.
     const c = uniqueName('k');

@@ -13,7 +13,20 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
-import { ETCD_ADDR, eventually, freePort, onCleanup, removeContainersOf, REPO_ROOT, requireEtcd, spawnAgent, tempScratch, testEtcd, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import {
+  ETCD_ADDR,
+  eventually,
+  freePort,
+  onCleanup,
+  removeContainersOf,
+  REPO_ROOT,
+  requireEtcd,
+  spawnAgent,
+  tempScratch,
+  testEtcd,
+  TEST_IMAGE_LANG,
+  uniqueName,
+} from '../helpers/env.js';
 
 const MiB = 1024 * 1024;
 const FILE = 200 * MiB;
@@ -37,14 +50,35 @@ describe('download memory', function () {
     removeContainersOf(agentId);
     const scratch = await tempScratch();
     const port = await freePort();
-    const agent = spawnAgent(['--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
-      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-format', 'json']);
+    const agent = spawnAgent([
+      '--etcd-addr',
+      ETCD_ADDR,
+      '--namespace',
+      namespace,
+      '--agent-id',
+      agentId,
+      '--agent-port',
+      String(port),
+      '--bind-host',
+      '127.0.0.1',
+      '--agent-host-override',
+      '127.0.0.1',
+      '--scratch-root',
+      scratch,
+      '--log-format',
+      'json',
+    ]);
     await agent.waitFor(/"message":"agent running"/);
     const pid = agent.child.pid!;
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 120_000 });
     onCleanup(() => client.close());
     const id = uniqueName('k');
-    await client.callWithTimeout(60_000, methods.create_kernel, id, { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 }, mounts: [], environ: {} });
+    await client.callWithTimeout(60_000, methods.create_kernel, id, {
+      lang: TEST_IMAGE_LANG,
+      limits: { cpu_slot: 1, mem_slot: 256 },
+      mounts: [],
+      environ: {},
+    });
     const fh = await fs.open(path.join(scratch, id, 'big.bin'), 'w');
     const block = Buffer.alloc(MiB, 7);
     for (let i = 0; i < FILE / MiB; i++) await fh.write(block);
@@ -54,7 +88,9 @@ describe('download memory', function () {
     await fs.writeFile(`/proc/${pid}/clear_refs`, '5'); // the peak starts from here
 
     // pings from a process of its own, so that this process's decoding of the replies does not count
-    const pinger = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/tests/helpers/pinger.js'), `tcp://127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const pinger = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/tests/helpers/pinger.js'), `tcp://127.0.0.1:${port}`], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     onCleanup(() => void pinger.kill('SIGKILL'));
     let pingOut = '';
     pinger.stdout.on('data', (d: Buffer) => (pingOut += d.toString()));
@@ -66,11 +102,19 @@ describe('download memory', function () {
     const pings = JSON.parse(pingOut.slice('pinging\n'.length)) as { n: number; p50: number; p99: number; max: number };
     for (const a of archives) expect(a.length).to.equal(512 + FILE + 1024);
     const during = await memory(pid);
-    const after = await eventually('the agent gives the archives back', async () => {
-      const m = await memory(pid);
-      return m.rss - base.rss < 64 ? m : null;
-    }, 60_000, 500).catch(async () => null) ?? await memory(pid);
-    console.log(`      download memory (MiB): baseline RSS ${base.rss}, peak ${during.peak} (+${during.peak - base.rss}), after ${after.rss} (+${after.rss - base.rss}); ${pings.n} pings meanwhile from another process, p50 ${pings.p50.toFixed(1)} ms, p99 ${pings.p99.toFixed(1)} ms, max ${pings.max.toFixed(1)} ms`);
+    const after =
+      (await eventually(
+        'the agent gives the archives back',
+        async () => {
+          const m = await memory(pid);
+          return m.rss - base.rss < 64 ? m : null;
+        },
+        60_000,
+        500,
+      ).catch(async () => null)) ?? (await memory(pid));
+    console.log(
+      `      download memory (MiB): baseline RSS ${base.rss}, peak ${during.peak} (+${during.peak - base.rss}), after ${after.rss} (+${after.rss - base.rss}); ${pings.n} pings meanwhile from another process, p50 ${pings.p50.toFixed(1)} ms, p99 ${pings.p99.toFixed(1)} ms, max ${pings.max.toFixed(1)} ms`,
+    );
     // download_concurrency 1: one archive (200 MiB) at a time, sent without a copy (src/wire/headroom.ts), plus slack
     expect(during.peak - base.rss).to.be.below(FILE / MiB + 200);
     expect(after.rss - base.rss).to.be.below(64);

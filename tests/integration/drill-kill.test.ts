@@ -23,7 +23,14 @@ const nproc = (await import('node:os')).availableParallelism();
 
 /** Kill points: when the creation has reached them, the agent gets SIGKILL. */
 const points: Array<[string, (a: ChildAgent, id: string) => Promise<boolean>]> = [
-  ['the scratch home exists', async (a, id) => fs.stat(path.join(a.scratch, id)).then(() => true, () => false)],
+  [
+    'the scratch home exists',
+    async (a, id) =>
+      fs.stat(path.join(a.scratch, id)).then(
+        () => true,
+        () => false,
+      ),
+  ],
   ['the container exists (created, maybe not started)', async (a) => (await containersOf(a.agentId)).length > 0],
   ['the container runs', async (a) => (await containersOf(a.agentId)).some((c) => c.State === 'running')],
 ];
@@ -47,7 +54,10 @@ describe('drill: SIGKILL during create_kernel', function () {
       const again = await childAgent(first.options);
       const info = await again.client.callWithTimeout(120_000, methods.create_kernel, id, SMALL_KERNEL);
       const containers = await containersOf(again.agentId);
-      expect(containers.map((c) => c.Id), 'one container, the kernel the retry returned').to.deep.equal([info.container_id]);
+      expect(
+        containers.map((c) => c.Id),
+        'one container, the kernel the retry returned',
+      ).to.deep.equal([info.container_id]);
       expect(await fs.readdir(again.scratch)).to.deep.equal([id]);
       expect(await runCode(again.client, id, 'print("alive")')).to.equal('alive\n');
 
@@ -56,7 +66,10 @@ describe('drill: SIGKILL during create_kernel', function () {
       expect(await fs.readdir(again.scratch)).to.deep.equal([]);
       // every core is free again: a kernel asking for all of them fits (overcommit 1)
       const all = uniqueName('all');
-      await again.client.callWithTimeout(120_000, methods.create_kernel, all, { ...SMALL_KERNEL, limits: { cpu_slot: nproc, mem_slot: 256 } });
+      await again.client.callWithTimeout(120_000, methods.create_kernel, all, {
+        ...SMALL_KERNEL,
+        limits: { cpu_slot: nproc, mem_slot: 256 },
+      });
       await again.client.call(methods.destroy_kernel, all);
     });
   }

@@ -28,34 +28,64 @@ describe('termination reasons', function () {
     const lines: string[] = [];
     const stream = new Writable({ write: (chunk: Buffer, _e, done) => void (lines.push(chunk.toString()), done()) });
     const log = createLogger({ level: 'info', format: 'json', stream });
-    const { client } = await startAgent({}, (ns) => ns.put('nodes/manager/event_addr').value(s.addr).then(() => undefined), log);
+    const { client } = await startAgent(
+      {},
+      (ns) =>
+        ns
+          .put('nodes/manager/event_addr')
+          .value(s.addr)
+          .then(() => undefined),
+      log,
+    );
     const id = uniqueName('k');
-    const info = await client.callWithTimeout(60_000, methods.create_kernel, id, { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 64 }, mounts: [], environ: {} });
+    const info = await client.callWithTimeout(60_000, methods.create_kernel, id, {
+      lang: TEST_IMAGE_LANG,
+      limits: { cpu_slot: 1, mem_slot: 64 },
+      mounts: [],
+      environ: {},
+    });
     await runToEnd(client, id, 'print("about to fill memory")');
     // The container's init goes first when its cgroup runs out, and the memory is filled by many small processes,
     // each far smaller than the init's score: the OOM killer ends the container's main process.
     const pid = (await docker.getContainer(info.container_id).inspect()).State.Pid;
     await fs.writeFile(`/proc/${pid}/oom_score_adj`, '1000');
-    const fill = 'import subprocess\nps = [subprocess.Popen(["python3", "-c", "import time; x = b\'x\' * (8 << 20); time.sleep(120)"]) for _ in range(12)]\n[p.wait() for p in ps]\n';
+    const fill =
+      'import subprocess\nps = [subprocess.Popen(["python3", "-c", "import time; x = b\'x\' * (8 << 20); time.sleep(120)"]) for _ in range(12)]\n[p.wait() for p in ps]\n';
     await runToEnd(client, id, fill, { timeoutMs: 60_000 }).catch(() => undefined);
     const ended = await s.next('kernel_terminated', 0, 60_000);
     expect(ended.args[0]).to.equal(id);
     expect(ended.args[1]).to.equal('oom-killed');
-    expect(ended.args[2]).to.be.an('object').that.includes({ end_detail: `exit-code-${(ended.args[2] as { exit_code: number }).exit_code}` });
-    expect(lines.find((l) => l.includes('kernel container died by itself'))).to.match(/"reason":"oom-killed"/).and.match(/lastOutput/);
+    expect(ended.args[2])
+      .to.be.an('object')
+      .that.includes({ end_detail: `exit-code-${(ended.args[2] as { exit_code: number }).exit_code}` });
+    expect(lines.find((l) => l.includes('kernel container died by itself')))
+      .to.match(/"reason":"oom-killed"/)
+      .and.match(/lastOutput/);
     const logs = (await client.call(methods.get_logs, id)).logs;
     expect(logs).to.match(/\[agent\] the kernel was ended by the out-of-memory killer: its processes used all of its 64 MiB memory limit/);
   });
 
   it('keeps self-terminated for a plain exit, with the exit code as detail', async () => {
     const s = await sink();
-    const { client } = await startAgent({}, (ns) => ns.put('nodes/manager/event_addr').value(s.addr).then(() => undefined));
+    const { client } = await startAgent({}, (ns) =>
+      ns
+        .put('nodes/manager/event_addr')
+        .value(s.addr)
+        .then(() => undefined),
+    );
     const id = uniqueName('k');
-    const info = await client.callWithTimeout(60_000, methods.create_kernel, id, { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 128 }, mounts: [], environ: {} });
+    const info = await client.callWithTimeout(60_000, methods.create_kernel, id, {
+      lang: TEST_IMAGE_LANG,
+      limits: { cpu_slot: 1, mem_slot: 128 },
+      mounts: [],
+      environ: {},
+    });
     await docker.getContainer(info.container_id).kill({ signal: 'SIGKILL' });
     const ended = await s.next('kernel_terminated', 0, 30_000);
     expect(ended.args.slice(0, 2)).to.deep.equal([id, 'self-terminated']);
     expect(ended.args[2]).to.include({ end_detail: 'exit-code-137', exit_code: 137 });
-    expect((await client.call(methods.get_logs, id)).logs).to.match(/\[agent\] the kernel's main process ended by itself with exit code 137\n$/);
+    expect((await client.call(methods.get_logs, id)).logs).to.match(
+      /\[agent\] the kernel's main process ended by itself with exit code 137\n$/,
+    );
   });
 });

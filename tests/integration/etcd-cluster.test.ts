@@ -29,7 +29,7 @@ describe('etcd cluster: leases, failover, compaction', function () {
     return s;
   };
 
-  it('holds the registration with a lease: the keys carry it, a clean stop deletes them at once, a dead node\'s expire by themselves', async () => {
+  it("holds the registration with a lease: the keys carry it, a clean stop deletes them at once, a dead node's expire by themselves", async () => {
     const namespace = uniqueName('lease');
     const ns = cluster.client().namespace(`/sorna/${namespace}/`);
     const a = new Registration(store(namespace), 'i-a', recordingLogger());
@@ -47,7 +47,14 @@ describe('etcd cluster: leases, failover, compaction', function () {
     await a.deregister();
     // at once, not after the TTL
     expect(await ns.get(agentKey('i-a')).string()).to.equal(null);
-    expect(Object.keys(await ns.getAll().prefix(`${agentKey('i-a')}/`).strings())).to.deep.equal([`${agentKey('i-a')}/config/heartbeat_interval`]);
+    expect(
+      Object.keys(
+        await ns
+          .getAll()
+          .prefix(`${agentKey('i-a')}/`)
+          .strings(),
+      ),
+    ).to.deep.equal([`${agentKey('i-a')}/config/heartbeat_interval`]);
 
     // a node that dies: its client goes without a word, the lease is no longer kept alive
     const deadStore = new EtcdStore(parseEndpoints(cluster.addr, '--etcd-addr'), namespace, recordingLogger());
@@ -57,7 +64,7 @@ describe('etcd cluster: leases, failover, compaction', function () {
     expect(await ns.get(agentKey('i-b')).string()).to.equal('running');
     await b.stopChecking();
     deadStore.close();
-    await eventually('the dead node\'s registration to expire', async () => (await ns.get(agentKey('i-b')).string()) === null, 15_000, 200);
+    await eventually("the dead node's registration to expire", async () => (await ns.get(agentKey('i-b')).string()) === null, 15_000, 200);
     expect(await ns.get(`${agentKey('i-b')}/ip`).string()).to.equal(null);
   });
 
@@ -73,7 +80,12 @@ describe('etcd cluster: leases, failover, compaction', function () {
     const first = (await reg.leaseId())!;
     // someone (an operator, or etcd after an outage) revokes the lease: the keys go with it
     await raw.leaseClient.leaseRevoke({ ID: BigInt(`0x${first}`).toString() });
-    await eventually('the registration to be written again', async () => reg.regrants === 1 && (await ns.get(agentKey('i-r')).string()) === 'running', 20_000, 100);
+    await eventually(
+      'the registration to be written again',
+      async () => reg.regrants === 1 && (await ns.get(agentKey('i-r')).string()) === 'running',
+      20_000,
+      100,
+    );
     const second = (await reg.leaseId())!;
     expect(second).to.not.equal(first);
     const kv = (await ns.get(`${agentKey('i-r')}/ip`).exec()).kvs[0]!;
@@ -97,15 +109,23 @@ describe('etcd cluster: leases, failover, compaction', function () {
     // kill the leader: the client's connection to it (if that is the one) breaks, and an election follows
     const leader = await cluster.leader();
     await cluster.kill(leader);
-    await eventually('a write during or after the election', async () => {
-      await ns.put('config/a').value('2');
-      return true;
-    }, 30_000, 200);
+    await eventually(
+      'a write during or after the election',
+      async () => {
+        await ns.put('config/a').value('2');
+        return true;
+      },
+      30_000,
+      200,
+    );
     await eventually('a read through the store after the leader died', async () => (await s.get('config/a')) === '2', 30_000, 200);
     await eventually('the change made across the election', () => seen.some(([, v]) => v === '2'), 30_000, 100);
     await ns.put('config/b').value('3');
     await eventually('a change after the election', () => seen.some(([k]) => k === 'config/b'), 30_000, 100);
-    expect(seen.map(([, v]) => v), 'each change exactly once, in order').to.deep.equal(['1', '2', '3']);
+    expect(
+      seen.map(([, v]) => v),
+      'each change exactly once, in order',
+    ).to.deep.equal(['1', '2', '3']);
     await cluster.start(leader);
   });
 
@@ -137,14 +157,30 @@ describe('etcd cluster: leases, failover, compaction', function () {
 
   it('agent check checks each member and the cluster: a lost member is a warning, a lost quorum a failure', async () => {
     const check = async () => {
-      const args = [AGENT_BIN, 'check', '--etcd-addr', cluster.addr, '--namespace', uniqueName('check'), '--agent-id', uniqueName('i-check'),
-        '--agent-port', String(await freePort()), '--bind-host', '127.0.0.1', '--scratch-root', await tempScratch()];
+      const args = [
+        AGENT_BIN,
+        'check',
+        '--etcd-addr',
+        cluster.addr,
+        '--namespace',
+        uniqueName('check'),
+        '--agent-id',
+        uniqueName('i-check'),
+        '--agent-port',
+        String(await freePort()),
+        '--bind-host',
+        '127.0.0.1',
+        '--scratch-root',
+        await tempScratch(),
+      ];
       const r = await promisify(execFile)(process.execPath, args).catch((e: { stdout: string }) => e);
       const lines = r.stdout.split('\n');
       const i = lines.findIndex((l) => l.slice(7).startsWith('etcd cluster health'));
       return { line: lines[i] ?? r.stdout, next: lines[i + 1] ?? '' };
     };
-    expect((await check()).line).to.match(/^\[ ok \] etcd cluster health +3\/3 endpoint\(s\) answer \(etcd 3\.\d+\.\d+\); leader [0-9a-f]+ at 127\.0\.0\.1:\d+, raft term \d+$/);
+    expect((await check()).line).to.match(
+      /^\[ ok \] etcd cluster health +3\/3 endpoint\(s\) answer \(etcd 3\.\d+\.\d+\); leader [0-9a-f]+ at 127\.0\.0\.1:\d+, raft term \d+$/,
+    );
     await cluster.kill(1);
     const one = await check();
     expect(one.line).to.match(/^\[warn\] etcd cluster health +2\/3 endpoint\(s\) answer/);

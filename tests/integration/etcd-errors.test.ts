@@ -21,19 +21,30 @@ describe('etcd errors, typed at the adapter', function () {
 
   it('an etcd that does not answer is a retryable EtcdUnavailableError naming the address and the fix', async () => {
     const addr = `127.0.0.1:${await freePort()}`; // nothing listens there
-    const err = await store(addr).get('nodes/manager').then(
-      () => expect.fail('a read from an etcd that is not there succeeded'),
-      (e: unknown) => e,
-    );
+    const err = await store(addr)
+      .get('nodes/manager')
+      .then(
+        () => expect.fail('a read from an etcd that is not there succeeded'),
+        (e: unknown) => e,
+      );
     expect(err).to.be.instanceOf(EtcdUnavailableError);
     expect(isRetryable(err)).to.equal(true);
-    expect((err as EtcdUnavailableError).message).to.contain(addr).and.to.contain('reading nodes/manager').and.to.contain('--etcd-addr');
-    expect((err as EtcdUnavailableError).reason).to.be.a('string').and.not.equal('');
+    expect((err as EtcdUnavailableError).message)
+      .to.contain(addr)
+      .and.to.contain('reading nodes/manager')
+      .and.to.contain('--etcd-addr');
+    expect((err as EtcdUnavailableError).reason)
+      .to.be.a('string')
+      .and.not.equal('');
   });
 
   it('a request etcd refuses is a non-retryable EtcdError naming the step', async () => {
     await requireEtcd();
-    const refused = async (p: Promise<unknown>) => p.then(() => expect.fail('etcd took it'), (e: unknown) => e);
+    const refused = async (p: Promise<unknown>) =>
+      p.then(
+        () => expect.fail('etcd took it'),
+        (e: unknown) => e,
+      );
     // a write under a lease that was revoked
     const s = store(ETCD_ADDR);
     const lease = s.lease(5);
@@ -42,7 +53,9 @@ describe('etcd errors, typed at the adapter', function () {
     const lost = await refused(lease.put('held', 'x'));
     expect(lost).to.be.instanceOf(EtcdError);
     expect(isRetryable(lost)).to.equal(false);
-    expect((lost as EtcdError).message).to.contain('writing held under a lease').and.to.contain(ETCD_ADDR);
+    expect((lost as EtcdError).message)
+      .to.contain('writing held under a lease')
+      .and.to.contain(ETCD_ADDR);
     // a value over the size limit of the gRPC channel is refused however often it is sent
     const big = await refused(store(ETCD_ADDR).put('too-large', 'x'.repeat(3 * 1024 * 1024)));
     expect(big).to.be.instanceOf(EtcdError);

@@ -29,13 +29,31 @@ describe('agent under etcd cluster faults', function () {
     await ns.put('nodes/manager/event_addr').value(s.addr);
     const port = await freePort();
     const proc = spawnAgent([
-      '--etcd-addr', cluster.addr, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
-      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', await tempScratch(), '--log-format', 'json',
+      '--etcd-addr',
+      cluster.addr,
+      '--namespace',
+      namespace,
+      '--agent-id',
+      agentId,
+      '--agent-port',
+      String(port),
+      '--bind-host',
+      '127.0.0.1',
+      '--agent-host-override',
+      '127.0.0.1',
+      '--scratch-root',
+      await tempScratch(),
+      '--log-format',
+      'json',
     ]);
     await proc.waitFor(/"message":"agent running"/, 60_000);
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 5000 });
     onCleanup(() => client.close());
-    const lines = (re: RegExp, and = /./) => proc.stderr().split('\n').filter((l) => re.test(l) && and.test(l)).length;
+    const lines = (re: RegExp, and = /./) =>
+      proc
+        .stderr()
+        .split('\n')
+        .filter((l) => re.test(l) && and.test(l)).length;
     const changes = () => lines(/setting changed; applied/, /"key":"exec_timeout"/);
     const alive = async (what: string) => {
       expect(await client.call(methods.ping, what), `RPC ${what}`).to.equal(what);
@@ -43,10 +61,15 @@ describe('agent under etcd cluster faults', function () {
       await s.next('instance_heartbeat', since, 10_000);
     };
     const put = (key: string, value: string) =>
-      eventually(`etcd to take ${key}=${value}`, async () => {
-        await ns.put(key).value(value);
-        return true;
-      }, 60_000, 200);
+      eventually(
+        `etcd to take ${key}=${value}`,
+        async () => {
+          await ns.put(key).value(value);
+          return true;
+        },
+        60_000,
+        200,
+      );
     await alive('start');
     expect(await ns.get(`nodes/agents/${agentId}`).string()).to.equal('running');
 
@@ -71,8 +94,22 @@ describe('agent under etcd cluster faults', function () {
     await alive('no quorum 1');
     // an agent started while the quorum is lost waits for etcd, and starts when it returns
     const late = spawnAgent([
-      '--etcd-addr', cluster.addr, '--namespace', namespace, '--agent-id', uniqueName('i-late'), '--agent-port', String(await freePort()),
-      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', await tempScratch(), '--log-format', 'json',
+      '--etcd-addr',
+      cluster.addr,
+      '--namespace',
+      namespace,
+      '--agent-id',
+      uniqueName('i-late'),
+      '--agent-port',
+      String(await freePort()),
+      '--bind-host',
+      '127.0.0.1',
+      '--agent-host-override',
+      '127.0.0.1',
+      '--scratch-root',
+      await tempScratch(),
+      '--log-format',
+      'json',
     ]);
     await late.waitFor(/waiting for etcd/, 30_000);
     await alive('no quorum 2');

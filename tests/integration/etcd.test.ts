@@ -5,7 +5,18 @@
 import { expect } from 'chai';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
-import { ETCD_ADDR, eventually, freePort, onCleanup, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd, uniqueName } from '../helpers/env.js';
+import {
+  ETCD_ADDR,
+  eventually,
+  freePort,
+  onCleanup,
+  requireEtcd,
+  spawnAgent,
+  startAgent,
+  tempScratch,
+  testEtcd,
+  uniqueName,
+} from '../helpers/env.js';
 
 describe('agent and etcd', () => {
   before(requireEtcd);
@@ -26,7 +37,14 @@ describe('agent and etcd', () => {
 
   it('waits for etcd, logging that it waits, and stops cleanly on SIGTERM meanwhile', async () => {
     const dead = await freePort();
-    const agent = spawnAgent(['--etcd-addr', `127.0.0.1:${dead}`, '--scratch-root', await tempScratch(), '--agent-port', String(await freePort())]);
+    const agent = spawnAgent([
+      '--etcd-addr',
+      `127.0.0.1:${dead}`,
+      '--scratch-root',
+      await tempScratch(),
+      '--agent-port',
+      String(await freePort()),
+    ]);
     await agent.waitFor(/waiting for etcd/);
     agent.child.kill('SIGTERM');
     expect(await agent.exited).to.equal(0);
@@ -39,10 +57,23 @@ describe('agent and etcd', () => {
     const { ns } = testEtcd(namespace);
     await ns.put(`nodes/agents/${agentId}/config/heartbeat_interval`).value('2');
     const port = await freePort();
-    const agent = spawnAgent([
-      '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port), '--bind-host', '127.0.0.1',
-      '--scratch-root', await tempScratch(), '--log-format', 'json',
-    ], { BACKEND_ETCD_ADDR: ETCD_ADDR });
+    const agent = spawnAgent(
+      [
+        '--namespace',
+        namespace,
+        '--agent-id',
+        agentId,
+        '--agent-port',
+        String(port),
+        '--bind-host',
+        '127.0.0.1',
+        '--scratch-root',
+        await tempScratch(),
+        '--log-format',
+        'json',
+      ],
+      { BACKEND_ETCD_ADDR: ETCD_ADDR },
+    );
     await agent.waitFor(/"message":"agent running"/);
     expect(await ns.get(`nodes/agents/${agentId}`).string()).to.equal('running');
     const client = new AgentClient(`tcp://127.0.0.1:${port}`);
@@ -59,7 +90,18 @@ describe('agent and etcd', () => {
 
   it('exits with one clear line when the RPC port is taken', async () => {
     const { port } = await startAgent();
-    const agent = spawnAgent(['--etcd-addr', ETCD_ADDR, '--namespace', uniqueName('test'), '--agent-port', String(port), '--bind-host', '127.0.0.1', '--scratch-root', await tempScratch()]);
+    const agent = spawnAgent([
+      '--etcd-addr',
+      ETCD_ADDR,
+      '--namespace',
+      uniqueName('test'),
+      '--agent-port',
+      String(port),
+      '--bind-host',
+      '127.0.0.1',
+      '--scratch-root',
+      await tempScratch(),
+    ]);
     expect(await agent.exited).to.equal(1);
     const last = agent.stderr().trim().split('\n').pop()!;
     expect(last).to.match(/^agent: error: cannot listen on 127\.0\.0\.1:\d+ .*--agent-port$/);

@@ -66,10 +66,14 @@ describe('events to the manager', () => {
   it('keeps a bad sink address out and says so, staying on the good one', async () => {
     const s = await sink();
     const log = capturedLog();
-    const { etcd } = await startAgent({}, async (ns) => {
-      await ns.put('nodes/manager/event_addr').value(s.addr);
-      await ns.put('config/agent/heartbeat_interval').value('0.1');
-    }, log.logger);
+    const { etcd } = await startAgent(
+      {},
+      async (ns) => {
+        await ns.put('nodes/manager/event_addr').value(s.addr);
+        await ns.put('config/agent/heartbeat_interval').value('0.1');
+      },
+      log.logger,
+    );
     await s.next('instance_heartbeat');
     await etcd.put('nodes/manager/event_addr').value('not an address');
     const said = await log.waitFor(/ignoring a bad event sink address in etcd/);

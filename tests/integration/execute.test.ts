@@ -42,9 +42,19 @@ describe('execute through the relay', function () {
 
   it('lists the files a finished run wrote under .output', async () => {
     const { client, id } = await kernel();
-    const wrote = await runToEnd(client, id, 'import os\nos.makedirs("/home/work/.output/sub", exist_ok=True)\nopen("/home/work/.output/a.txt", "w").write("12345")\nopen("/home/work/.output/sub/b.bin", "wb").write(b"x")');
-    expect(wrote.at(-1)!.files).to.deep.equal([{ name: 'a.txt', size: 5 }, { name: 'sub/b.bin', size: 1 }]);
-    await waitRealTime(20, 'the next run starts past the 5 ms the file listing allows the file system clock, so these files are older than it');
+    const wrote = await runToEnd(
+      client,
+      id,
+      'import os\nos.makedirs("/home/work/.output/sub", exist_ok=True)\nopen("/home/work/.output/a.txt", "w").write("12345")\nopen("/home/work/.output/sub/b.bin", "wb").write(b"x")',
+    );
+    expect(wrote.at(-1)!.files).to.deep.equal([
+      { name: 'a.txt', size: 5 },
+      { name: 'sub/b.bin', size: 1 },
+    ]);
+    await waitRealTime(
+      20,
+      'the next run starts past the 5 ms the file listing allows the file system clock, so these files are older than it',
+    );
     const untouched = await runToEnd(client, id, 'print("no files")');
     expect(untouched.at(-1)!.files).to.deep.equal([]);
   });
@@ -107,7 +117,10 @@ describe('execute through the relay', function () {
     const { client, id } = await kernel();
     const line = 'x'.repeat(1024 * 1024 - 1);
     // flush timeout 600 s, each call given 30 s: only the early answer of a full run lets this finish
-    const replies = await runToEnd(client, id, `import sys\nfor _ in range(40):\n    sys.stdout.write("x" * ${line.length} + "\\n")`, { flush: 600, timeoutMs: 30_000 });
+    const replies = await runToEnd(client, id, `import sys\nfor _ in range(40):\n    sys.stdout.write("x" * ${line.length} + "\\n")`, {
+      flush: 600,
+      timeoutMs: 30_000,
+    });
     expect(replies[0]!.status).to.equal('continued');
     expect(consoleText([replies[0]!], 'stdout').length).to.be.at.least(16 * 1024 * 1024);
     expect(replies.at(-1)!.status).to.equal('finished');
@@ -116,7 +129,11 @@ describe('execute through the relay', function () {
 
   it('truncates a 20 MiB record instead of failing', async () => {
     const { client, id } = await kernel();
-    const replies = await runToEnd(client, id, 'import sys\nsys.stdout.write("x" * (20 * 1024 * 1024))\nsys.stdout.flush()\nprint()\nprint("after")');
+    const replies = await runToEnd(
+      client,
+      id,
+      'import sys\nsys.stdout.write("x" * (20 * 1024 * 1024))\nsys.stdout.flush()\nprint()\nprint("after")',
+    );
     const out = consoleText(replies, 'stdout');
     expect(out).to.contain('after');
     expect(out.length).to.be.below(21 * 1024 * 1024);

@@ -15,8 +15,13 @@ describe('fleet-sim (short form)', function () {
   it('runs 10 simulated agents against a three-member cluster and reports the figures', async () => {
     const cluster = await etcdCluster(3, { metrics: 'extensive' });
     const r = await simulate({
-      agents: 10, etcdAddr: cluster.addr, metricsUrls: cluster.members.map((m) => `http://127.0.0.1:${m.client}/metrics`),
-      namespace: uniqueName('sim'), heartbeatSec: 0.5, leaseTtlSec: 3, measureSec: 3,
+      agents: 10,
+      etcdAddr: cluster.addr,
+      metricsUrls: cluster.members.map((m) => `http://127.0.0.1:${m.client}/metrics`),
+      namespace: uniqueName('sim'),
+      heartbeatSec: 0.5,
+      leaseTtlSec: 3,
+      measureSec: 3,
     });
     expect(r.agents).to.equal(10);
     expect(r.watchEventsPerChangePerAgent, 'each agent applies a change once').to.equal(1);
@@ -24,6 +29,9 @@ describe('fleet-sim (short form)', function () {
     expect(r.sinkEventsPerSec, 'heartbeats reach the sink').to.be.greaterThan(0);
     expect(r.heartbeatBytesPerAgentPerMin).to.be.greaterThan(0);
     const ns = cluster.client().namespace(`/sorna/`);
-    expect((await ns.getAll().prefix('').keys()).filter((k) => k.includes('/nodes/agents/')), 'every simulated agent deregistered').to.deep.equal([]);
+    expect(
+      (await ns.getAll().prefix('').keys()).filter((k) => k.includes('/nodes/agents/')),
+      'every simulated agent deregistered',
+    ).to.deep.equal([]);
   });
 });

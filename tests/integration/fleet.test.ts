@@ -34,10 +34,14 @@ describe('fleet on network-namespace hosts', function () {
     const ids = agentHosts.map((_, i) => uniqueName(`i-fleet${i}`));
     const scratch = await Promise.all(agentHosts.map(() => tempScratch()));
     for (const id of ids) onCleanup(() => removeContainersOf(id));
-    agentHosts.forEach((h, i) => fleetAgent(fleet, h, { agentBin: AGENT_BIN, etcdAddr, namespace, agentId: ids[i]!, scratch: scratch[i]! }));
-    const seen = (name: string, id: string, after = 0) => manager.events.some((e) => e.name === name && e.agentId === id && e.receivedAt >= after);
+    agentHosts.forEach((h, i) =>
+      fleetAgent(fleet, h, { agentBin: AGENT_BIN, etcdAddr, namespace, agentId: ids[i]!, scratch: scratch[i]! }),
+    );
+    const seen = (name: string, id: string, after = 0) =>
+      manager.events.some((e) => e.name === name && e.agentId === id && e.receivedAt >= after);
     for (const id of ids) await eventually(`instance_started of ${id}`, () => seen('instance_started', id), 60_000, 100);
-    const registered = async () => (await ns.getAll().prefix('nodes/agents/').keys()).filter((k) => !k.slice('nodes/agents/'.length).includes('/'));
+    const registered = async () =>
+      (await ns.getAll().prefix('nodes/agents/').keys()).filter((k) => !k.slice('nodes/agents/'.length).includes('/'));
     await eventually('three registrations', async () => (await registered()).length === 3, 30_000, 200);
     const clients = agentHosts.map((h) => new AgentClient(`tcp://${h.ip}:6001`, { timeoutMs: 5000 }));
     for (const c of clients) onCleanup(() => c.close());
@@ -49,17 +53,28 @@ describe('fleet on network-namespace hosts', function () {
 
     // one agent host killed: its registration expires within the lease TTL, the others go on
     await fleet.kill(agentHosts[0]!);
-    await eventually('the dead host to drop out of etcd', async () => !(await registered()).includes(`nodes/agents/${ids[0]}`), 15_000, 200);
+    await eventually(
+      'the dead host to drop out of etcd',
+      async () => !(await registered()).includes(`nodes/agents/${ids[0]}`),
+      15_000,
+      200,
+    );
     const t0 = Date.now();
-    for (const id of ids.slice(1)) await eventually(`a heartbeat of ${id} after the kill`, () => seen('instance_heartbeat', id, t0), 10_000, 50);
+    for (const id of ids.slice(1))
+      await eventually(`a heartbeat of ${id} after the kill`, () => seen('instance_heartbeat', id, t0), 10_000, 50);
 
     // the etcd leader killed: the agents keep beating; a setting changed after the election reaches each
     await killEtcdLeader(fleet, etcdHosts, store);
     const t1 = Date.now();
-    await eventually('a write after the election', async () => {
-      await ns.put('config/agent/exec_timeout').value('9');
-      return true;
-    }, 30_000, 200);
+    await eventually(
+      'a write after the election',
+      async () => {
+        await ns.put('config/agent/exec_timeout').value('9');
+        return true;
+      },
+      30_000,
+      200,
+    );
     for (const [i, h] of agentHosts.slice(1).entries()) {
       await eventually(`the setting at ${ids[i + 1]}`, () => appliedSetting(h, 'exec_timeout'), 30_000, 100);
       await eventually(`a heartbeat of ${ids[i + 1]} after the leader kill`, () => seen('instance_heartbeat', ids[i + 1]!, t1), 10_000, 50);

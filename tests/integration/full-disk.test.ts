@@ -24,7 +24,12 @@ describe('a full scratch disk', function () {
 
   it('refuses new kernels under scratch_reserve, fails an upload that does not fit with agent.NoSpace, and keeps the rest running', async () => {
     const scratchRoot = await smallFs(32);
-    const { client } = await startAgent({ scratchRoot }, (ns) => ns.put('config/agent/scratch_reserve').value('12').then(() => undefined));
+    const { client } = await startAgent({ scratchRoot }, (ns) =>
+      ns
+        .put('config/agent/scratch_reserve')
+        .value('12')
+        .then(() => undefined),
+    );
     const id = uniqueName('k');
     await client.callWithTimeout(60_000, methods.create_kernel, id, config);
     await client.call(methods.upload_file, id, 'fill.bin', Buffer.alloc(20 * MiB, 1)); // the root now has under 12 MiB free
@@ -46,7 +51,10 @@ describe('a full scratch disk', function () {
     // the agent's own writes (claim records, environ.txt, the metrics file) never leave half a file
     const own = path.join(scratchRoot, 'agent-file');
     await writeFileAtomic(own, 'old');
-    const err = await writeFileAtomic(own, Buffer.alloc(20 * MiB, 3)).then(() => null, (e: NodeJS.ErrnoException) => e);
+    const err = await writeFileAtomic(own, Buffer.alloc(20 * MiB, 3)).then(
+      () => null,
+      (e: NodeJS.ErrnoException) => e,
+    );
     expect(err?.code).to.equal('ENOSPC');
     expect(await fs.readFile(own, 'utf8')).to.equal('old');
     expect((await fs.readdir(scratchRoot)).filter((n) => n.endsWith('.tmp'))).to.deep.equal([]);

@@ -16,7 +16,17 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import { NvidiaCuda } from '../../src/accelerators/nvidia.js';
 import { methods } from '../../src/rpc/methods.js';
-import { containersOf, coresHeld, remoteError, requireEtcd, startAgent, tempScratch, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
+import {
+  containersOf,
+  coresHeld,
+  remoteError,
+  requireEtcd,
+  startAgent,
+  tempScratch,
+  TEST_IMAGE_LANG,
+  TEST_IMAGE_PREFIX,
+  uniqueName,
+} from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { standInTree } from '../helpers/gpu-fixtures.js';
 import { poolSettled, putPool } from '../helpers/pool.js';
@@ -36,19 +46,34 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
     execFileSync('docker', ['build', '-q', '-t', IMAGE, '-'], { input: dockerfile, stdio: ['pipe', 'ignore', 'pipe'] });
   });
   after(async () => {
-    await docker.getImage(IMAGE).remove({ force: true }).catch(() => undefined);
+    await docker
+      .getImage(IMAGE)
+      .remove({ force: true })
+      .catch(() => undefined);
   });
 
-  const agentWith = async (tree: Awaited<ReturnType<typeof standInTree>>, overrides: { agentId?: string; scratchRoot?: string } = {}, pool = false) =>
-    startAgent(overrides, async (ns) => {
-      await ns.put('config/agent/image_allow_list').value(IMAGE);
-      await ns.put('config/agent/cpu_overcommit').value('4'); // several kernels on this 2-core machine
-      if (pool) {
-        // The pool names images by prefix: this namespace's prefix is the test image's.
-        await ns.put('config/agent/image_prefix').value('agent-gpu-test/kernel-');
-        await putPool(ns, { [POOL_LANG]: { g1: 1, small: 1 } }, {}, [{ name: 'g1', cpu: 1, memory: 256, gpu: 1 }, { name: 'small', cpu: 1, memory: 256 }]);
-      }
-    }, undefined, { accelerator: new NvidiaCuda(tree.options) });
+  const agentWith = async (
+    tree: Awaited<ReturnType<typeof standInTree>>,
+    overrides: { agentId?: string; scratchRoot?: string } = {},
+    pool = false,
+  ) =>
+    startAgent(
+      overrides,
+      async (ns) => {
+        await ns.put('config/agent/image_allow_list').value(IMAGE);
+        await ns.put('config/agent/cpu_overcommit').value('4'); // several kernels on this 2-core machine
+        if (pool) {
+          // The pool names images by prefix: this namespace's prefix is the test image's.
+          await ns.put('config/agent/image_prefix').value('agent-gpu-test/kernel-');
+          await putPool(ns, { [POOL_LANG]: { g1: 1, small: 1 } }, {}, [
+            { name: 'g1', cpu: 1, memory: 256, gpu: 1 },
+            { name: 'small', cpu: 1, memory: 256 },
+          ]);
+        }
+      },
+      undefined,
+      { accelerator: new NvidiaCuda(tree.options) },
+    );
 
   it('gives a kernel its devices, control nodes, driver files and variables, near its NUMA node; refuses what does not fit, taking nothing', async () => {
     const tree = await standInTree('dgx8');
@@ -58,8 +83,14 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
     const info = await client.call(methods.create_kernel, k1, config(2));
     expect(info.gpu_set).to.deep.equal([0, 1]);
     const c = await docker.getContainer(info.container_id).inspect();
-    const devs = (c.HostConfig.Devices ?? []).map((d: Docker.DeviceMapping) => `${d.PathOnHost}>${d.PathInContainer}:${d.CgroupPermissions}`);
-    expect(devs).to.deep.equal(['nvidia0', 'nvidia1', 'nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools', 'nvidia-modeset'].map((n) => `${tree.root}/dev/${n}>/dev/${n}:mrw`));
+    const devs = (c.HostConfig.Devices ?? []).map(
+      (d: Docker.DeviceMapping) => `${d.PathOnHost}>${d.PathInContainer}:${d.CgroupPermissions}`,
+    );
+    expect(devs).to.deep.equal(
+      ['nvidia0', 'nvidia1', 'nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools', 'nvidia-modeset'].map(
+        (n) => `${tree.root}/dev/${n}>/dev/${n}:mrw`,
+      ),
+    );
     expect(c.HostConfig.Binds).to.include(`${tree.root}/lib/libcuda.so.1:/usr/local/nvidia/lib64/libcuda.so.1:ro`);
     expect(c.HostConfig.Binds).to.include(`${tree.root}/bin/nvidia-smi:/usr/local/nvidia/bin/nvidia-smi:ro`);
     expect(c.Config.Env).to.include.members(['CUDA_VISIBLE_DEVICES=0,1', 'GPU_COUNT=2', 'LD_LIBRARY_PATH=/usr/local/nvidia/lib64']);
@@ -69,7 +100,11 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
     if (nodes.length === 1) expect(c.HostConfig.CpusetMems).to.equal('0');
 
     const out = consoleText(
-      await runToEnd(client, k1, "import os, subprocess\nprint(sorted(n for n in os.listdir('/dev') if n.startswith('nvidia')))\nprint(subprocess.run(['/usr/local/nvidia/bin/nvidia-smi'], capture_output=True, text=True).stdout.splitlines()[1])\nprint(open('/usr/local/nvidia/lib64/libcuda.so.1').read().strip())"),
+      await runToEnd(
+        client,
+        k1,
+        "import os, subprocess\nprint(sorted(n for n in os.listdir('/dev') if n.startswith('nvidia')))\nprint(subprocess.run(['/usr/local/nvidia/bin/nvidia-smi'], capture_output=True, text=True).stdout.splitlines()[1])\nprint(open('/usr/local/nvidia/lib64/libcuda.so.1').read().strip())",
+      ),
       'stdout',
     );
     expect(out.split('\n')).to.deep.equal([
@@ -87,7 +122,9 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
     expect(String(tooMany.remoteArgs[0])).to.match(/not enough GPUs for this kernel: 3 GPU\(s\) requested, 2 of 8 free/);
     const plainImage = await remoteError(client.call(methods.create_kernel, uniqueName('k'), config(1, TEST_IMAGE_LANG)));
     expect(plainImage.remoteType).to.equal('aiozmq.rpc.base.ParametersError');
-    expect(String(plainImage.remoteArgs[0])).to.match(/image lablup\/kernel-python:3-debian does not opt in to GPUs: it needs the label io\.sorna\.nvidia\.enabled=yes or ai\.backend\.accelerators=cuda/);
+    expect(String(plainImage.remoteArgs[0])).to.match(
+      /image lablup\/kernel-python:3-debian does not opt in to GPUs: it needs the label io\.sorna\.nvidia\.enabled=yes or ai\.backend\.accelerators=cuda/,
+    );
     const held = await remoteError(client.call(methods.create_kernel, uniqueName('k'), { ...config(1), gpu_set: [1] }));
     expect(String(held.remoteArgs[0])).to.match(/GPU 1 is held by k-/);
     expect((await containersOf(agentId)).length).to.equal(before.containers);
@@ -128,12 +165,19 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
     const restarted = await first.client.call(methods.restart_kernel, k1, { ...config(2), gpu_set: [0, 1] });
     expect(restarted.gpu_set).to.deep.equal([0, 1]);
     const c = await docker.getContainer(restarted.container_id).inspect();
-    expect((c.HostConfig.Devices ?? []).slice(0, 2).map((d: Docker.DeviceMapping) => d.PathInContainer)).to.deep.equal(['/dev/nvidia0', '/dev/nvidia1']);
+    expect((c.HostConfig.Devices ?? []).slice(0, 2).map((d: Docker.DeviceMapping) => d.PathInContainer)).to.deep.equal([
+      '/dev/nvidia0',
+      '/dev/nvidia1',
+    ]);
     expect(first.agent.gpuService!.books.free).to.equal(5);
     await first.agent.stop(); // the kernels keep running
 
     const second = await agentWith(tree, { agentId, scratchRoot });
-    expect([...second.agent.gpuService!.books.holders()].sort()).to.deep.equal([[0, k1], [1, k1], [2, k2]]);
+    expect([...second.agent.gpuService!.books.holders()].sort()).to.deep.equal([
+      [0, k1],
+      [1, k1],
+      [2, k2],
+    ]);
     const again = await second.client.call(methods.create_kernel, k1, config(2));
     expect(again.gpu_set).to.deep.equal([0, 1]);
     expect((await second.client.call(methods.create_kernel, uniqueName('k'), config(1))).gpu_set).to.deep.equal([3]);
@@ -147,7 +191,9 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
     expect(agent.gpuService!.state.path).to.equal('runtime');
     const err = await remoteError(client.call(methods.create_kernel, uniqueName('k'), config(1)));
     expect(err.remoteType).to.equal('agent.KernelCreationFailed');
-    expect(String(err.remoteArgs[0])).to.match(/while starting the container: .*could not select device driver "nvidia".*; everything it took was released$/);
+    expect(String(err.remoteArgs[0])).to.match(
+      /while starting the container: .*could not select device driver "nvidia".*; everything it took was released$/,
+    );
     expect(agent.gpuService!.books.free).to.equal(8);
     expect(await coresHeld(client)).to.equal(0);
     expect(await containersOf(agentId)).to.have.length(0);
@@ -174,7 +220,10 @@ describe('GPU kernels on the device-node path (fixture GPUs, real Docker)', func
     expect(info.container_id).to.equal(gpuIdle.containerId); // claimed: no device change
     expect(info.gpu_set).to.deep.equal(gpuIdle.gpuSet);
     expect(first.agent.gpuService!.books.holders().get(gpuIdle.gpuSet[0]!)).to.equal(k);
-    const out = consoleText(await runToEnd(first.client, k, "import os\nprint(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['GPU_COUNT'])"), 'stdout');
+    const out = consoleText(
+      await runToEnd(first.client, k, "import os\nprint(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['GPU_COUNT'])"),
+      'stdout',
+    );
     expect(out).to.equal('0 1\n');
     // The pool refills with another device; after an agent restart the kernel and the idle container hold theirs again.
     await poolSettled(first.agent, 2);

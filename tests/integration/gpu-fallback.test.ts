@@ -15,8 +15,22 @@ import Docker from 'dockerode';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import {
-  AGENT_BIN, REPO_ROOT, containersOf, ETCD_ADDR, freePort, onCleanup, remoteError, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd,
-  TEST_IMAGE_LANG, uniqueName, coresHeld,
+  AGENT_BIN,
+  REPO_ROOT,
+  containersOf,
+  ETCD_ADDR,
+  freePort,
+  onCleanup,
+  remoteError,
+  removeContainersOf,
+  requireEtcd,
+  spawnAgent,
+  startAgent,
+  tempScratch,
+  testEtcd,
+  TEST_IMAGE_LANG,
+  uniqueName,
+  coresHeld,
 } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 import type { Logger } from '../../src/log.js';
@@ -42,7 +56,9 @@ describe('GPUs on a node without one', function () {
 
     const refused = await remoteError(client.call(methods.create_kernel, uniqueName('k'), config(1)));
     expect(refused.remoteType).to.equal('agent.InsufficientResources');
-    expect(String(refused.remoteArgs[0])).to.match(/^this node has no usable GPU \(no NVIDIA driver \(\/proc\/driver\/nvidia is missing; nvidia-smi not found\)\); fix: install the NVIDIA driver/);
+    expect(String(refused.remoteArgs[0])).to.match(
+      /^this node has no usable GPU \(no NVIDIA driver \(\/proc\/driver\/nvidia is missing; nvidia-smi not found\)\); fix: install the NVIDIA driver/,
+    );
     const fractional = await remoteError(client.call(methods.create_kernel, uniqueName('k'), config(0.25)));
     expect(fractional.remoteType).to.equal('agent.InsufficientResources');
     expect(await containersOf(agentId)).to.have.length(0);
@@ -66,9 +82,18 @@ describe('GPUs on a node without one', function () {
   });
 
   it('fills the CPU pool types and never tries a GPU type (a cluster-wide one costs this node nothing)', async () => {
-    const types = [{ name: 'small', cpu: 1, memory: 256 }, { name: 'g1', cpu: 1, memory: 256, gpu: 1 }];
+    const types = [
+      { name: 'small', cpu: 1, memory: 256 },
+      { name: 'g1', cpu: 1, memory: 256, gpu: 1 },
+    ];
     const warnings: string[] = [];
-    const log: Logger = { error: () => undefined, warn: (m) => warnings.push(m), info: () => undefined, debug: () => undefined, child: () => log };
+    const log: Logger = {
+      error: () => undefined,
+      warn: (m) => warnings.push(m),
+      info: () => undefined,
+      debug: () => undefined,
+      child: () => log,
+    };
     const { agent } = await startAgent({}, (ns) => putPool(ns, { [TEST_IMAGE_LANG]: { small: 1, g1: 1 } }, {}, types), log);
     await poolSettled(agent, 1);
     await agent.warmPool!.tick();
@@ -81,13 +106,27 @@ describe('GPUs on a node without one', function () {
 
   it('agent check says the CPU fallback applies and why', async function () {
     this.timeout(30_000);
-    const args = ['check', '--namespace', uniqueName('test'), '--agent-id', uniqueName('i-test'), '--agent-port', String(await freePort()), '--bind-host', '127.0.0.1', '--scratch-root', await tempScratch()];
+    const args = [
+      'check',
+      '--namespace',
+      uniqueName('test'),
+      '--agent-id',
+      uniqueName('i-test'),
+      '--agent-port',
+      String(await freePort()),
+      '--bind-host',
+      '127.0.0.1',
+      '--scratch-root',
+      await tempScratch(),
+    ];
     const child = spawn(process.execPath, [AGENT_BIN, ...args], { env: { ...process.env, BACKEND_ETCD_ADDR: ETCD_ADDR } });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const code = await new Promise((resolve) => child.on('close', resolve));
     const line = out.split('\n').find((l) => l.slice(7).startsWith('GPUs'));
-    expect(line, out).to.match(/^\[ ok \] GPUs\s+none: CPU fallback, gpu_slots 0 \(no NVIDIA driver .*\); to use GPUs: install the NVIDIA driver and nvidia-container-toolkit/);
+    expect(line, out).to.match(
+      /^\[ ok \] GPUs\s+none: CPU fallback, gpu_slots 0 \(no NVIDIA driver .*\); to use GPUs: install the NVIDIA driver and nvidia-container-toolkit/,
+    );
     expect(code, out).to.equal(0);
   });
 
@@ -95,8 +134,13 @@ describe('GPUs on a node without one', function () {
     this.timeout(30_000);
     const gpus = spawnSync(process.execPath, [AGENT_BIN, 'gpus'], { encoding: 'utf8' });
     expect(gpus.status, gpus.stdout + gpus.stderr).to.equal(1);
-    expect(gpus.stdout).to.match(/^devices: 0 usable\npath: none \(no NVIDIA driver \(\/proc\/driver\/nvidia is missing; nvidia-smi not found\)\)\nfix: install the NVIDIA driver/);
-    const json = JSON.parse(spawnSync(process.execPath, [AGENT_BIN, 'gpus', '--json'], { encoding: 'utf8' }).stdout) as { state: { path: string }; oneDevice: unknown };
+    expect(gpus.stdout).to.match(
+      /^devices: 0 usable\npath: none \(no NVIDIA driver \(\/proc\/driver\/nvidia is missing; nvidia-smi not found\)\)\nfix: install the NVIDIA driver/,
+    );
+    const json = JSON.parse(spawnSync(process.execPath, [AGENT_BIN, 'gpus', '--json'], { encoding: 'utf8' }).stdout) as {
+      state: { path: string };
+      oneDevice: unknown;
+    };
     expect(json).to.deep.include({ oneDevice: null });
     expect(json.state.path).to.equal('none');
     const check = spawnSync('bash', [path.join(REPO_ROOT, 'deploy/dev/gpu-check.sh')], { encoding: 'utf8' });
@@ -107,7 +151,11 @@ describe('GPUs on a node without one', function () {
 
   for (const [what, body, said] of [
     ['hung', 'sleep 600', /nvidia-smi did not answer within 5 s and was killed/],
-    ['failing', 'echo "NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver." >&2; exit 9', /nvidia-smi exited with code 9: NVIDIA-SMI has failed/],
+    [
+      'failing',
+      'echo "NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver." >&2; exit 9',
+      /nvidia-smi exited with code 9: NVIDIA-SMI has failed/,
+    ],
   ] as const) {
     it(`keeps serving with gpu_slots 0 and one log line when nvidia-smi on PATH is ${what}`, async () => {
       const bin = await fs.mkdtemp(path.join(os.tmpdir(), 'fake-smi-'));
@@ -121,8 +169,24 @@ describe('GPUs on a node without one', function () {
       removeContainersOf(agentId);
       const port = await freePort();
       const agent = spawnAgent(
-        ['--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port), '--bind-host', '127.0.0.1',
-          '--agent-host-override', '127.0.0.1', '--scratch-root', await tempScratch(), '--log-format', 'json'],
+        [
+          '--etcd-addr',
+          ETCD_ADDR,
+          '--namespace',
+          namespace,
+          '--agent-id',
+          agentId,
+          '--agent-port',
+          String(port),
+          '--bind-host',
+          '127.0.0.1',
+          '--agent-host-override',
+          '127.0.0.1',
+          '--scratch-root',
+          await tempScratch(),
+          '--log-format',
+          'json',
+        ],
         { PATH: `${bin}:${process.env.PATH ?? ''}` },
       );
       await agent.waitFor(/"message":"agent running"/, 30_000);
@@ -131,7 +195,10 @@ describe('GPUs on a node without one', function () {
       const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 10_000 });
       onCleanup(() => client.close());
       expect((await client.call(methods.get_node_stats)).gpu_path).to.equal('none');
-      const lines = agent.stderr().split('\n').filter((l) => /GPU|nvidia/i.test(l));
+      const lines = agent
+        .stderr()
+        .split('\n')
+        .filter((l) => /GPU|nvidia/i.test(l));
       const refused = await remoteError(client.call(methods.create_kernel, uniqueName('k'), config(1)));
       expect(refused.remoteType).to.equal('agent.InsufficientResources');
       expect(String(refused.remoteArgs[0])).to.match(said);

@@ -32,7 +32,6 @@ async function agentFor(prefix: string, settings: Record<string, string> = {}) {
   return { ...a, sink: s };
 }
 
-
 describe('images: pull on demand from the local registry', function () {
   this.timeout(120_000);
   before(async () => {
@@ -101,8 +100,12 @@ describe('images: pull on demand from the local registry', function () {
     const a = await agentFor(img.prefix, { pull_space_margin: String(2 ** 50) });
     const err = await remoteError(a.client.call(methods.create_kernel, uniqueName('k'), config(img.lang)));
     expect(err.remoteType).to.equal('agent.ImagePullFailed');
-    expect(err.remoteMessage).to.match(/not enough free space to pull .* has .* free, and the pull needs 2 x .* compressed \+ .* margin = /);
-    expect(err.remoteMessage).to.include('+ 1048576.00 GiB margin').and.match(/\(\d+ bytes\) free/);
+    expect(err.remoteMessage).to.match(
+      /not enough free space to pull .* has .* free, and the pull needs 2 x .* compressed \+ .* margin = /,
+    );
+    expect(err.remoteMessage)
+      .to.include('+ 1048576.00 GiB margin')
+      .and.match(/\(\d+ bytes\) free/);
     expect(a.agent.imageService!.puller.started).to.equal(0);
     expect(await hasImage(img.image)).to.equal(false);
     await expectNothingLeft(a);
@@ -114,7 +117,9 @@ describe('images: pull on demand from the local registry', function () {
     const proxy = await tcpProxy({ host: host!, port: Number(port) }, { stallAfter: 64 * 1024 });
     const prefix = `127.0.0.1:${proxy.port}/${img.repo.slice(0, img.repo.lastIndexOf('/') + 1)}kernel-`;
     const a = await agentFor(prefix, { pull_timeout: '3', cpu_overcommit: '4' });
-    const creates = [uniqueName('k'), uniqueName('k')].map((id) => remoteError(a.client.callWithTimeout(30_000, methods.create_kernel, id, config(img.lang))));
+    const creates = [uniqueName('k'), uniqueName('k')].map((id) =>
+      remoteError(a.client.callWithTimeout(30_000, methods.create_kernel, id, config(img.lang))),
+    );
     const errs = await Promise.all(creates);
     for (const e of errs) {
       expect(e.remoteType).to.equal('agent.ImagePullFailed');
@@ -165,7 +170,12 @@ describe('images: pull bounds and auto_pull=digest', function () {
     await a.client.callWithTimeout(60_000, methods.create_kernel, ids[1]!, config(first.lang));
     expect(a.agent.imageService!.puller.started).to.equal(1); // same digest: no pull
     const old = (await a.client.call(methods.list_images)).find((r) => r.image === first.image)!;
-    onCleanup(() => new Docker().getImage(old.id).remove({ force: true }).catch(() => undefined));
+    onCleanup(() =>
+      new Docker()
+        .getImage(old.id)
+        .remove({ force: true })
+        .catch(() => undefined),
+    );
     // new content under the same tag in the registry; here the tag goes back to the old image
     await pushTestImage({ repoBase: base });
     await new Docker().getImage(old.id).tag({ repo: first.image.slice(0, first.image.lastIndexOf(':')), tag: first.tag });
@@ -244,7 +254,8 @@ describe('images: agentctl images', function () {
     const pulled = await ctl('images', 'pull', img.lang);
     expect(pulled.code, pulled.stderr).to.equal(0);
     expect(pulled.stdout).to.match(new RegExp(`pulled ${img.image.replace(/[.]/g, '\\.')}\\n$`));
-    for (const line of pulled.stdout.trim().split('\n').slice(0, -1)) expect(line).to.match(/^pulling \S+: (\d+% \S+ of \S+, \S+\/s|queued behind other pulls)$/);
+    for (const line of pulled.stdout.trim().split('\n').slice(0, -1))
+      expect(line).to.match(/^pulling \S+: (\d+% \S+ of \S+, \S+\/s|queued behind other pulls)$/);
     const again = await ctl('images', 'pull', img.lang, '--json');
     expect(JSON.parse(again.stdout)).to.deep.equal({ image: img.image, pulled: false });
     const list = await ctl('images', 'list', '--json');
@@ -301,10 +312,14 @@ describe('images: heartbeat list', function () {
     await new Docker().getImage(`lablup/kernel-${TEST_IMAGE_LANG}`).tag({ repo: tag.split(':')[0]!, tag: '1' });
     onCleanup(() => removeLocal(tag));
     const imagesOf = (e: { args: unknown[] }) => decodeHeartbeatImages((e.args[0] as { images: unknown }).images).map(([n]) => n);
-    await eventually('a heartbeat with the new tag', () => s.events.filter((e) => e.name === 'instance_heartbeat').some((e) => imagesOf(e).includes(lang)));
+    await eventually('a heartbeat with the new tag', () =>
+      s.events.filter((e) => e.name === 'instance_heartbeat').some((e) => imagesOf(e).includes(lang)),
+    );
     await removeLocal(tag);
     const after = s.events.length;
-    await eventually('a heartbeat without the removed tag', () => s.events.slice(after).some((e) => e.name === 'instance_heartbeat' && !imagesOf(e).includes(lang)));
+    await eventually('a heartbeat without the removed tag', () =>
+      s.events.slice(after).some((e) => e.name === 'instance_heartbeat' && !imagesOf(e).includes(lang)),
+    );
   });
 });
 
@@ -317,21 +332,33 @@ describe('images: registry credentials', function () {
     const reg = await authRegistry('agent', password);
     const img = await pushTestImage({ registry: reg.addr, auth: { username: 'agent', password } });
     const lines: string[] = [];
-    const log = createLogger({ level: 'debug', format: 'json', stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });
+    const log = createLogger({
+      level: 'debug',
+      format: 'json',
+      stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }),
+    });
     const s = await sink();
     // without credentials: refused, with a message that says where they go
-    const anon = await startAgent({}, async (ns) => {
-      await ns.put('config/agent/image_prefix').value(img.prefix);
-    }, log);
+    const anon = await startAgent(
+      {},
+      async (ns) => {
+        await ns.put('config/agent/image_prefix').value(img.prefix);
+      },
+      log,
+    );
     const refused = await remoteError(anon.client.call(methods.create_kernel, uniqueName('k'), config(img.lang)));
     expect(refused.remoteType).to.equal('agent.ImageNotFound');
     expect(refused.remoteMessage).to.include(`config/docker/registry/${reg.addr}/username`);
-    const a = await startAgent({}, async (ns) => {
-      await ns.put('nodes/manager/event_addr').value(s.addr);
-      await ns.put('config/agent/image_prefix').value(img.prefix);
-      await ns.put(`config/docker/registry/${reg.addr}/username`).value('agent');
-      await ns.put(`config/docker/registry/${reg.addr}/password`).value(password);
-    }, log);
+    const a = await startAgent(
+      {},
+      async (ns) => {
+        await ns.put('nodes/manager/event_addr').value(s.addr);
+        await ns.put('config/agent/image_prefix').value(img.prefix);
+        await ns.put(`config/docker/registry/${reg.addr}/username`).value('agent');
+        await ns.put(`config/docker/registry/${reg.addr}/password`).value(password);
+      },
+      log,
+    );
     const id = uniqueName('k');
     await a.client.callWithTimeout(90_000, methods.create_kernel, id, config(img.lang));
     expect(await hasImage(img.image)).to.equal(true);

@@ -12,8 +12,22 @@ import * as zmq from 'zeromq';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods, type KernelInfo } from '../../src/rpc/methods.js';
 import {
-  containersOf, coresHeld, ETCD_ADDR, eventually, freePort, kernelIds, onCleanup, remoteError, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch,
-  testEtcd, TEST_IMAGE_LANG, uniqueName,
+  containersOf,
+  coresHeld,
+  ETCD_ADDR,
+  eventually,
+  freePort,
+  kernelIds,
+  onCleanup,
+  remoteError,
+  removeContainersOf,
+  requireEtcd,
+  spawnAgent,
+  startAgent,
+  tempScratch,
+  testEtcd,
+  TEST_IMAGE_LANG,
+  uniqueName,
 } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
@@ -57,11 +71,29 @@ describe('kernel lifecycle', function () {
     const published = [2000, 2001, 2002, 2003].map((p) => Number(c.NetworkSettings.Ports[`${p}/tcp`]![0]!.HostPort));
     expect(published).to.deep.equal([info.repl_in_port, info.repl_out_port, info.stdin_port, info.stdout_port]);
 
-    const [stats, again] = await Promise.all([client.call(methods.destroy_kernel, id), client.call(methods.destroy_kernel, id, 'user-requested')]);
+    const [stats, again] = await Promise.all([
+      client.call(methods.destroy_kernel, id),
+      client.call(methods.destroy_kernel, id, 'user-requested'),
+    ]);
     expect(again).to.deep.equal(stats); // the second waited for the first
-    expect(stats).to.have.keys('cpu_used', 'mem_max_bytes', 'mem_cur_bytes', 'net_rx_bytes', 'net_tx_bytes', 'io_read_bytes', 'io_write_bytes', 'io_max_scratch_size', 'io_cur_scratch_size');
+    expect(stats).to.have.keys(
+      'cpu_used',
+      'mem_max_bytes',
+      'mem_cur_bytes',
+      'net_rx_bytes',
+      'net_tx_bytes',
+      'io_read_bytes',
+      'io_write_bytes',
+      'io_max_scratch_size',
+      'io_cur_scratch_size',
+    );
     expect(await containersOf(agentId)).to.have.length(0);
-    expect(await fs.stat(scratch).then(() => true, () => false)).to.equal(false);
+    expect(
+      await fs.stat(scratch).then(
+        () => true,
+        () => false,
+      ),
+    ).to.equal(false);
     expect(await coresHeld(client)).to.equal(0);
     await s.next('kernel_terminated');
     const names = s.events.map((e) => e.name).filter((n) => n.startsWith('kernel_'));
@@ -96,7 +128,12 @@ describe('kernel lifecycle', function () {
   });
 
   it('rolls back everything when a step after the scratch home fails', async () => {
-    const { client, agent, agentId } = await startAgent({}, (etcd) => etcd.put('config/agent/runner_ready_timeout').value('3').then(() => undefined));
+    const { client, agent, agentId } = await startAgent({}, (etcd) =>
+      etcd
+        .put('config/agent/runner_ready_timeout')
+        .value('3')
+        .then(() => undefined),
+    );
     const id = uniqueName('k');
     // A codec Python does not know stops the runner at start: the create fails after cores, home and container were taken.
     const err = await remoteError(client.call(methods.create_kernel, id, config({ environ: { PYTHONIOENCODING: 'no-such-codec' } })));
@@ -122,8 +159,24 @@ describe('kernel lifecycle', function () {
     removeContainersOf(agentId);
     const scratch = await tempScratch();
     const port = await freePort();
-    const args = ['--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
-      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-format', 'json'];
+    const args = [
+      '--etcd-addr',
+      ETCD_ADDR,
+      '--namespace',
+      namespace,
+      '--agent-id',
+      agentId,
+      '--agent-port',
+      String(port),
+      '--bind-host',
+      '127.0.0.1',
+      '--agent-host-override',
+      '127.0.0.1',
+      '--scratch-root',
+      scratch,
+      '--log-format',
+      'json',
+    ];
     const first = spawnAgent(args);
     await first.waitFor(/"message":"agent running"/);
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });
@@ -163,21 +216,38 @@ describe('kernel lifecycle', function () {
   });
 
   it('restarts a kernel on a new container, keeping its home and cores, while other calls wait', async () => {
-    const { client, agent, agentId } = await startAgent({}, (etcd) => etcd.put('config/agent/runner_ready_timeout').value('3').then(() => undefined));
+    const { client, agent, agentId } = await startAgent({}, (etcd) =>
+      etcd
+        .put('config/agent/runner_ready_timeout')
+        .value('3')
+        .then(() => undefined),
+    );
     const id = uniqueName('k');
     const info = await client.call(methods.create_kernel, id, config());
     await client.call(methods.upload_file, id, 'keep.txt', Buffer.from('kept'));
     const [restarted, logs] = await Promise.all([
       client.call(methods.restart_kernel, id, config({ environ: { B: '2' } })),
       // get_logs once the restart is under way (list_kernels says so), so that it waits for it
-      eventually('the restart to begin', async () => (await client.call(methods.list_kernels)).find((k) => k.id === id)?.state === 'restarting', 30_000, 10)
-        .then(() => client.call(methods.get_logs, id)),
+      eventually(
+        'the restart to begin',
+        async () => (await client.call(methods.list_kernels)).find((k) => k.id === id)?.state === 'restarting',
+        30_000,
+        10,
+      ).then(() => client.call(methods.get_logs, id)),
     ]);
     expect(logs).to.have.property('logs');
     expect(restarted).to.not.have.property('id');
     expect(restarted.container_id).to.not.equal(info.container_id);
     expect(restarted.cpu_set).to.deep.equal(info.cpu_set);
-    expect(await docker.getContainer(info.container_id).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
+    expect(
+      await docker
+        .getContainer(info.container_id)
+        .inspect()
+        .then(
+          () => 'exists',
+          () => 'gone',
+        ),
+    ).to.equal('gone');
     const home = path.join(agent.options.scratchRoot, id);
     expect(await fs.readFile(path.join(home, 'keep.txt'), 'utf8')).to.equal('kept');
     expect(await fs.readFile(path.join(home, '.config/environ.txt'), 'utf8')).to.equal('B=2\n');
@@ -192,7 +262,9 @@ describe('kernel lifecycle', function () {
     expect(left.map((c) => c.Id)).to.deep.equal([r2.container_id]);
 
     // a restart that fails removes the kernel and gives back everything
-    const failed = await remoteError(client.callWithTimeout(30_000, methods.restart_kernel, id, config({ environ: { PYTHONIOENCODING: 'no-such-codec' } })));
+    const failed = await remoteError(
+      client.callWithTimeout(30_000, methods.restart_kernel, id, config({ environ: { PYTHONIOENCODING: 'no-such-codec' } })),
+    );
     expect(failed.remoteType).to.equal('agent.KernelCreationFailed');
     expect(await containersOf(agentId)).to.have.length(0);
     expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
@@ -281,7 +353,12 @@ describe('kernel lifecycle', function () {
       const err = await remoteError(client.call(methods.upload_file, id, bad, Buffer.from('pwned')));
       expect(err.remoteType, bad).to.equal('agent.InvalidPath');
     }
-    expect(await fs.stat(marker).then(() => true, () => false)).to.equal(false);
+    expect(
+      await fs.stat(marker).then(
+        () => true,
+        () => false,
+      ),
+    ).to.equal(false);
     expect((await remoteError(client.call(methods.list_files, id, 'root/etc'))).remoteType).to.equal('agent.InvalidPath');
     expect((await remoteError(client.call(methods.download_file, id, 'root/etc/passwd'))).remoteType).to.equal('agent.InvalidPath');
     const logs = await client.call(methods.get_logs, id);

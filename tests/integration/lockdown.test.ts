@@ -11,11 +11,27 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import { methods } from '../../src/rpc/methods.js';
 import { capturedLog } from '../helpers/log-capture.js';
-import { containersOf, coresHeld, onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
+import {
+  containersOf,
+  coresHeld,
+  onCleanup,
+  remoteError,
+  requireEtcd,
+  startAgent,
+  TEST_IMAGE_LANG,
+  TEST_IMAGE_PREFIX,
+  uniqueName,
+} from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 
 const docker = new Docker();
-const config = (extra: Record<string, unknown> = {}) => ({ lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 }, mounts: [], environ: {}, ...extra });
+const config = (extra: Record<string, unknown> = {}) => ({
+  lang: TEST_IMAGE_LANG,
+  limits: { cpu_slot: 1, mem_slot: 256 },
+  mounts: [],
+  environ: {},
+  ...extra,
+});
 
 /** What the kernel's own code sees of its privileges. */
 const PROBE = [
@@ -43,7 +59,9 @@ describe('locked-down kernels and hostile input', function () {
     expect(hc.Binds).to.deep.equal([`${path.join(agent.options.scratchRoot, id)}:/home/work:rw`]); // no docker socket, no host paths
     for (const port of [2000, 2001, 2002, 2003]) expect(hc.PortBindings![`${port}/tcp`][0].HostIp).to.equal('127.0.0.1');
 
-    const out = consoleText(await runToEnd(client, id, PROBE), 'stdout').trim().split(' ');
+    const out = consoleText(await runToEnd(client, id, PROBE), 'stdout')
+      .trim()
+      .split(' ');
     // uid 1000, no effective capability, SETUID/SETGID left in the bounding set only, NoNewPrivs, seccomp filter mode
     expect(out).to.deep.equal(['1000', '0000000000000000', '00000000000000c0', '1', '2', '4096']);
     await client.call(methods.destroy_kernel, id);
@@ -51,12 +69,22 @@ describe('locked-down kernels and hostile input', function () {
 
   it('turns each protection off only through its setting, and publishes on the configured address', async () => {
     const { client } = await startAgent({}, async (ns) => {
-      for (const [k, v] of [['kernel_no_new_privileges', 'false'], ['kernel_capabilities', 'docker-default'], ['kernel_seccomp', 'unconfined'],
-        ['kernel_pids_limit', '0'], ['kernel_nofile_limit', '0'], ['kernel_publish_addr', '0.0.0.0']]) await ns.put(`config/agent/${k}`).value(v!);
+      for (const [k, v] of [
+        ['kernel_no_new_privileges', 'false'],
+        ['kernel_capabilities', 'docker-default'],
+        ['kernel_seccomp', 'unconfined'],
+        ['kernel_pids_limit', '0'],
+        ['kernel_nofile_limit', '0'],
+        ['kernel_publish_addr', '0.0.0.0'],
+      ])
+        await ns.put(`config/agent/${k}`).value(v!);
     });
     const id = uniqueName('k');
     const info = await client.callWithTimeout(60_000, methods.create_kernel, id, config());
-    const hc = (await docker.getContainer(info.container_id).inspect()).HostConfig as Docker.HostConfig & { CapDrop: string[] | null; SecurityOpt: string[] };
+    const hc = (await docker.getContainer(info.container_id).inspect()).HostConfig as Docker.HostConfig & {
+      CapDrop: string[] | null;
+      SecurityOpt: string[];
+    };
     expect(hc.SecurityOpt).to.deep.equal(['seccomp=unconfined']);
     expect(hc.CapDrop ?? []).to.deep.equal([]);
     expect(hc.PidsLimit ?? 0).to.equal(0);
@@ -83,7 +111,10 @@ describe('locked-down kernels and hostile input', function () {
       [config({ environ: { BASH_ENV: '/home/work/x' } }), /BASH_ENV is reserved/],
       [config({ environ: { A: 'line\nbreak' } }), /value of A must be a single-line str/],
       [config({ environ: { A: 42 } }), /value of A must be a single-line str/],
-      [config({ environ: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`V${i}`, 'x'.repeat(60_000)])) }), /larger than 1048576 bytes/],
+      [
+        config({ environ: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`V${i}`, 'x'.repeat(60_000)])) }),
+        /larger than 1048576 bytes/,
+      ],
       [config({ mounts: [['x', '..', 'y']] }), /safe names/],
       [config({ mounts: [['x', 'host1', 'escape']] }), /leads outside the vfolder root/],
       [config({ mounts: [['x', 'host1', 'missing']] }), /does not exist/],
@@ -116,9 +147,13 @@ describe('locked-down kernels and hostile input', function () {
 
   it('takes images only under image_prefix or from image_allow_list', async () => {
     const log = capturedLog();
-    const { client, etcd, agentId } = await startAgent({}, async (ns) => {
-      await ns.put('config/agent/image_prefix').value('');
-    }, log.logger);
+    const { client, etcd, agentId } = await startAgent(
+      {},
+      async (ns) => {
+        await ns.put('config/agent/image_prefix').value('');
+      },
+      log.logger,
+    );
     const id = uniqueName('k');
     const err = await remoteError(client.call(methods.create_kernel, id, config()));
     expect(String(err.remoteArgs[0])).to.match(/not on image_allow_list and image_prefix is empty/);

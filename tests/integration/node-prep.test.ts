@@ -10,7 +10,20 @@ import { promises as fs, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { AGENT_BIN, ETCD_ADDR, eventually, freePort, onCleanup, remoteError, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd, uniqueName } from '../helpers/env.js';
+import {
+  AGENT_BIN,
+  ETCD_ADDR,
+  eventually,
+  freePort,
+  onCleanup,
+  remoteError,
+  requireEtcd,
+  spawnAgent,
+  startAgent,
+  tempScratch,
+  testEtcd,
+  uniqueName,
+} from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 import { putPool, poolSettled } from '../helpers/pool.js';
 import { methods } from '../../src/rpc/methods.js';
@@ -87,8 +100,24 @@ describe('node preparation: start-up script', function () {
     const { ns } = testEtcd(namespace);
     await ns.put('config/agent/node_startup_script').value(script);
     for (const [k, v] of Object.entries(settings)) await ns.put(`config/agent/${k}`).value(v);
-    const args = ['--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(await freePort()),
-      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', await tempScratch(), '--log-format', 'json'];
+    const args = [
+      '--etcd-addr',
+      ETCD_ADDR,
+      '--namespace',
+      namespace,
+      '--agent-id',
+      agentId,
+      '--agent-port',
+      String(await freePort()),
+      '--bind-host',
+      '127.0.0.1',
+      '--agent-host-override',
+      '127.0.0.1',
+      '--scratch-root',
+      await tempScratch(),
+      '--log-format',
+      'json',
+    ];
     return { dir, script, ns, agentId, agent: spawnAgent(args) };
   }
 
@@ -107,7 +136,9 @@ describe('node preparation: start-up script', function () {
     const t = await setup('echo "cannot mount /data" >&2\nexit 3', { node_startup_failure: 'abort' });
     expect(await t.agent.exited).to.equal(1);
     const last = t.agent.stderr().trim().split('\n').at(-1)!;
-    expect(last).to.match(/^agent: error: node start-up script \S+ failed \(exit code 3\); its output is in the log above; node_startup_failure is abort, so the agent does not start$/);
+    expect(last).to.match(
+      /^agent: error: node start-up script \S+ failed \(exit code 3\); its output is in the log above; node_startup_failure is abort, so the agent does not start$/,
+    );
     expect(t.agent.stderr()).to.include('start-up script: cannot mount /data');
     expect(await t.ns.getAll().prefix('nodes/agents/').keys()).to.deep.equal([]);
   });
@@ -115,14 +146,18 @@ describe('node preparation: start-up script', function () {
   it('a script past node_startup_timeout is killed; with continue the agent starts and says so in one line', async () => {
     const t = await setup('sleep 60', { node_startup_timeout: '1', node_startup_failure: 'continue' });
     await t.agent.waitFor(/"message":"agent running"/, 30_000);
-    expect(t.agent.stderr()).to.match(/ran past node_startup_timeout \(1 s\) and was killed; node_startup_failure is continue, so the agent starts anyway/);
+    expect(t.agent.stderr()).to.match(
+      /ran past node_startup_timeout \(1 s\) and was killed; node_startup_failure is continue, so the agent starts anyway/,
+    );
     expect(await t.ns.get(`nodes/agents/${t.agentId}`).string()).to.equal('running');
   });
 
   it('refuses a world-writable script without running it', async () => {
     const t = await setup('touch "$(dirname "$0")/ran"', {}, 0o777);
     expect(await t.agent.exited).to.equal(1);
-    expect(t.agent.stderr().trim().split('\n').at(-1)).to.match(/^agent: error: node_startup_script \S+ is writable by group or others \(mode 0777\): chmod go-w \S+; it was not run; node_startup_failure is abort/);
+    expect(t.agent.stderr().trim().split('\n').at(-1)).to.match(
+      /^agent: error: node_startup_script \S+ is writable by group or others \(mode 0777\): chmod go-w \S+; it was not run; node_startup_failure is abort/,
+    );
     expect(existsSync(path.join(t.dir, 'ran'))).to.equal(false);
   });
 });
@@ -146,8 +181,26 @@ describe('node preparation: agent check', function () {
     await ns.put('config/agent/image_prefix').value(img.prefix);
     await ns.put('config/agent/prepull').value(`${img.lang} python:no-such-tag`);
     await ns.put('config/agent/node_startup_script').value(script);
-    const run = spawnSync(process.execPath, [AGENT_BIN, 'check', '--namespace', namespace, '--agent-id', uniqueName('i-test'), '--agent-port', String(await freePort()),
-      '--bind-host', '127.0.0.1', '--scratch-root', await tempScratch(), '--etcd-addr', ETCD_ADDR], { encoding: 'utf8', timeout: 30_000 });
+    const run = spawnSync(
+      process.execPath,
+      [
+        AGENT_BIN,
+        'check',
+        '--namespace',
+        namespace,
+        '--agent-id',
+        uniqueName('i-test'),
+        '--agent-port',
+        String(await freePort()),
+        '--bind-host',
+        '127.0.0.1',
+        '--scratch-root',
+        await tempScratch(),
+        '--etcd-addr',
+        ETCD_ADDR,
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
     expect(run.status).to.equal(1);
     const lines = run.stdout.split('\n');
     const prepull = lines.find((l) => l.includes('prepull images'))!;

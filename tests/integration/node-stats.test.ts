@@ -30,14 +30,37 @@ async function ownEtcd() {
   const [client, peer] = [await freePort(), await freePort()];
   let proc: ReturnType<typeof spawn> | null = null;
   const start = async () => {
-    proc = spawn('etcd', [
-      '--name', 'test', '--data-dir', `${dir}/data`,
-      '--listen-client-urls', `http://127.0.0.1:${client}`, '--advertise-client-urls', `http://127.0.0.1:${client}`,
-      '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
-      '--initial-cluster', `test=http://127.0.0.1:${peer}`,
-    ], { stdio: 'ignore' });
+    proc = spawn(
+      'etcd',
+      [
+        '--name',
+        'test',
+        '--data-dir',
+        `${dir}/data`,
+        '--listen-client-urls',
+        `http://127.0.0.1:${client}`,
+        '--advertise-client-urls',
+        `http://127.0.0.1:${client}`,
+        '--listen-peer-urls',
+        `http://127.0.0.1:${peer}`,
+        '--initial-advertise-peer-urls',
+        `http://127.0.0.1:${peer}`,
+        '--initial-cluster',
+        `test=http://127.0.0.1:${peer}`,
+      ],
+      { stdio: 'ignore' },
+    );
     const probe = new Etcd3({ hosts: `http://127.0.0.1:${client}` });
-    await eventually('our etcd to answer', () => probe.get('x').string().then(() => true), 30_000, 200).finally(() => probe.close());
+    await eventually(
+      'our etcd to answer',
+      () =>
+        probe
+          .get('x')
+          .string()
+          .then(() => true),
+      30_000,
+      200,
+    ).finally(() => probe.close());
   };
   const kill = async () => {
     const p = proc;
@@ -59,10 +82,15 @@ describe('node stats of the real agent', function () {
   this.timeout(90_000);
   before(requireEtcd);
 
-  it('answers get_node_stats with the node figures and each kernel\'s cgroup figures', async () => {
+  it("answers get_node_stats with the node figures and each kernel's cgroup figures", async () => {
     const { client, agent } = await startAgent(); // it removes the agent's containers after the test
     const kernelId = uniqueName('k');
-    await client.callWithTimeout(60_000, methods.create_kernel, kernelId, { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 }, mounts: [], environ: {} });
+    await client.callWithTimeout(60_000, methods.create_kernel, kernelId, {
+      lang: TEST_IMAGE_LANG,
+      limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 },
+      mounts: [],
+      environ: {},
+    });
     const stats: NodeStatsResult = await client.call(methods.get_node_stats);
 
     expect(stats.node).to.have.keys(NODE_KEYS);
@@ -76,7 +104,9 @@ describe('node stats of the real agent', function () {
 
     expect(Object.keys(stats.kernels)).to.deep.equal([kernelId]);
     const k = stats.kernels[kernelId]!;
-    expect(k.mem_cur_bytes, 'mem_cur_bytes').to.be.above(0).and.at.most(256 * 1024 * 1024);
+    expect(k.mem_cur_bytes, 'mem_cur_bytes')
+      .to.be.above(0)
+      .and.at.most(256 * 1024 * 1024);
     expect(k.mem_max_bytes).to.be.at.least(k.mem_cur_bytes);
     expect(k.cpu_used, 'cpu_used (ms)').to.be.above(0); // the runner started: python used some CPU
     expect(k.io_cur_scratch_size).to.be.above(0); // .config/environ.txt
@@ -92,26 +122,33 @@ describe('node stats of the real agent', function () {
       await ns.put('nodes/manager/event_addr').value(s.addr);
     });
     const kernelId = uniqueName('k');
-    await client.callWithTimeout(60_000, methods.create_kernel, kernelId, { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 }, mounts: [], environ: {} });
+    await client.callWithTimeout(60_000, methods.create_kernel, kernelId, {
+      lang: TEST_IMAGE_LANG,
+      limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 },
+      mounts: [],
+      environ: {},
+    });
 
     // The first heartbeat after the create may have been sampled before the kernel was registered: take one that has it.
-    const info = await eventually('a heartbeat with the kernel\'s figures', () => {
+    const info = (await eventually("a heartbeat with the kernel's figures", () => {
       const beats = s.events.filter((e) => e.name === 'instance_heartbeat').map((e) => e.args[0] as Record<string, any>);
       return beats.find((b) => b.kernel_stats?.[kernelId]) ?? null;
-    }) as Record<string, any>;
+    })) as Record<string, any>;
     // The 2018 keys are unchanged; node and kernel_stats are extra.
     expect(info).to.include.keys('ip', 'region', 'addr', 'mem_slots', 'cpu_slots', 'gpu_slots', 'images', 'node', 'kernel_stats');
     expect(info.node).to.have.keys(NODE_KEYS);
     expect(info.node.mem_total_bytes).to.equal(await memTotalBytes());
     expect(info.kernel_stats[kernelId].mem_cur_bytes).to.be.above(0);
 
-    const beat = await eventually('a heartbeat in etcd that counts the kernel', async () => {
+    const beat = (await eventually('a heartbeat in etcd that counts the kernel', async () => {
       const v = JSON.parse((await etcd.get(`nodes/agents/${agentId}/heartbeat`).string()) ?? 'null') as Record<string, any> | null;
       return v?.kernels === 1 ? v : null;
-    }) as Record<string, any>;
+    })) as Record<string, any>;
     expect(beat).to.have.keys('time', 'addr', 'cpu_slots', 'mem_slots', 'node', 'kernels');
     expect(beat).to.include({ addr: agent.address, cpu_slots: info.cpu_slots, mem_slots: info.mem_slots });
-    expect(beat.time).to.be.a('number').and.closeTo(Date.now() / 1000, 60);
+    expect(beat.time)
+      .to.be.a('number')
+      .and.closeTo(Date.now() / 1000, 60);
     expect(Number.isInteger(beat.time)).to.equal(true);
     expect(beat.node).to.have.keys(NODE_KEYS);
 
@@ -139,13 +176,22 @@ describe('node stats of the real agent', function () {
 
     await own.kill();
     const down = Date.now();
-    await eventually('10 heartbeats while etcd is down', () => s.events.filter((e) => e.name === 'instance_heartbeat' && e.at > down).length >= 10, 30_000);
+    await eventually(
+      '10 heartbeats while etcd is down',
+      () => s.events.filter((e) => e.name === 'instance_heartbeat' && e.at > down).length >= 10,
+      30_000,
+    );
     const failures = () => lines.filter((l) => l.includes('cannot write the heartbeat to etcd'));
     expect(failures(), lines.join('\n')).to.have.length(1);
 
     await own.start();
     const up = Date.now() / 1000;
-    await eventually('a fresh heartbeat in etcd', async () => (JSON.parse((await ns.get(key).string()) ?? '{}') as { time?: number }).time! >= Math.floor(up), 60_000, 200);
+    await eventually(
+      'a fresh heartbeat in etcd',
+      async () => (JSON.parse((await ns.get(key).string()) ?? '{}') as { time?: number }).time! >= Math.floor(up),
+      60_000,
+      200,
+    );
     await eventually('the recovery to be logged', () => lines.some((l) => l.includes('etcd takes heartbeats again')));
     expect(failures()).to.have.length(1);
     await agent.stop();

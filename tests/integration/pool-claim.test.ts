@@ -16,20 +16,34 @@ import { sink } from '../helpers/sink.js';
 
 const docker = new Docker();
 const MiB = 1024 * 1024;
-const config = (memMiB: number) => ({ lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: memMiB }, mounts: [], environ: { WHO: 'claim' } });
+const config = (memMiB: number) => ({
+  lang: TEST_IMAGE_LANG,
+  limits: { cpu_slot: 1, mem_slot: memMiB },
+  mounts: [],
+  environ: { WHO: 'claim' },
+});
 
 /** Docker's `update` events of a container between two times (s, fractional). */
 async function updateEvents(containerId: string, since: number, until: number): Promise<unknown[]> {
   const stream = await docker.getEvents({ since, until, filters: { container: [containerId], event: ['update'] } });
   const chunks: Buffer[] = [];
   for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as unknown);
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as unknown);
 }
 
 /** Docker's view of a container's limits. */
 async function limits(containerId: string): Promise<{ cpus: string; mem: number; swap: number; shares: number }> {
   const c = await docker.getContainer(containerId).inspect();
-  return { cpus: c.HostConfig.CpusetCpus ?? '', mem: c.HostConfig.Memory ?? 0, swap: c.HostConfig.MemorySwap ?? 0, shares: c.HostConfig.CpuShares ?? 0 };
+  return {
+    cpus: c.HostConfig.CpusetCpus ?? '',
+    mem: c.HostConfig.Memory ?? 0,
+    swap: c.HostConfig.MemorySwap ?? 0,
+    shares: c.HostConfig.CpuShares ?? 0,
+  };
 }
 
 describe('warm pool claim', function () {
@@ -59,7 +73,12 @@ describe('warm pool claim', function () {
     const other: KernelInfo = await client.callWithTimeout(30_000, methods.create_kernel, uniqueName('k'), config(128));
     expect(other.container_id).to.be.oneOf(warm);
     expect(other.container_id).to.not.equal(exact.container_id);
-    expect(await limits(other.container_id)).to.deep.equal({ cpus: other.cpu_set.join(','), mem: 128 * MiB, swap: 128 * MiB, shares: 1024 });
+    expect(await limits(other.container_id)).to.deep.equal({
+      cpus: other.cpu_set.join(','),
+      mem: 128 * MiB,
+      swap: 128 * MiB,
+      shares: 1024,
+    });
     expect(await updateEvents(other.container_id, t1, Date.now() / 1000 + 0.5)).to.have.length(1);
 
     // a restart straight after a claim gets a cold container under the kernel's name
@@ -72,7 +91,17 @@ describe('warm pool claim', function () {
     const c = await docker.getContainer(restarted.container_id).inspect();
     expect(c.Name).to.equal(`/kernel.python.${id}`);
     expect(c.Config.Labels['io.compute-agent.pool']).to.equal(undefined);
-    await eventually('the claimed container to be gone', async () => !(await docker.getContainer(claimed.container_id).inspect().then(() => true, () => false)));
+    await eventually(
+      'the claimed container to be gone',
+      async () =>
+        !(await docker
+          .getContainer(claimed.container_id)
+          .inspect()
+          .then(
+            () => true,
+            () => false,
+          )),
+    );
   });
 
   it("hands the pool's open relay to the kernel: finished runs list output files, and the exec timeout destroys the kernel", async () => {
@@ -85,7 +114,11 @@ describe('warm pool claim', function () {
     const [warm] = await poolSettled(agent, 1);
     const id = uniqueName('k');
     expect((await client.callWithTimeout(30_000, methods.create_kernel, id, config(256))).container_id).to.equal(warm);
-    const wrote = await runToEnd(client, id, 'import os\nos.makedirs("/home/work/.output", exist_ok=True)\nopen("/home/work/.output/a.txt", "w").write("12345")');
+    const wrote = await runToEnd(
+      client,
+      id,
+      'import os\nos.makedirs("/home/work/.output", exist_ok=True)\nopen("/home/work/.output/a.txt", "w").write("12345")',
+    );
     expect(wrote.at(-1)!.files).to.deep.equal([{ name: 'a.txt', size: 5 }]);
     const replies = await runToEnd(client, id, 'import time\ntime.sleep(30)', { flush: 1 });
     expect(replies.at(-1)!.status).to.equal('exec-timeout');

@@ -22,7 +22,12 @@ describe('warm pool from the cluster demand', function () {
     const a = await startAgent({ namespace, agentId: uniqueName('i-da') });
     const b = await startAgent({ namespace, agentId: uniqueName('i-db') });
     // both registered with a heartbeat record (their capacity) before the demand appears
-    await eventually('both heartbeat records', async () => (await ns.getAll().prefix('nodes/agents/').keys()).filter((k) => k.endsWith('/heartbeat')).length === 2, 20_000, 100);
+    await eventually(
+      'both heartbeat records',
+      async () => (await ns.getAll().prefix('nodes/agents/').keys()).filter((k) => k.endsWith('/heartbeat')).length === 2,
+      20_000,
+      100,
+    );
     await ns.put('config/agent/pool/demand').value(JSON.stringify({ [LANG]: { small: 2 } }));
     await poolSettled(a.agent, 1);
     await poolSettled(b.agent, 1);

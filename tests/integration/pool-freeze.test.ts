@@ -15,12 +15,26 @@ import { createLogger } from '../../src/log.js';
 import type { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { nodeMemoryMiB } from '../../src/node/memory.js';
-import { eventually, remoteError, removeContainersOf, requireEtcd, restartAgent, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import {
+  eventually,
+  remoteError,
+  removeContainersOf,
+  requireEtcd,
+  restartAgent,
+  startAgent,
+  TEST_IMAGE_LANG,
+  uniqueName,
+} from '../helpers/env.js';
 import { poolSettled, putPool } from '../helpers/pool.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 
 const docker = new Docker();
-const config = (memMiB: number) => ({ lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: memMiB }, mounts: [], environ: { WHO: 'thawed' } });
+const config = (memMiB: number) => ({
+  lang: TEST_IMAGE_LANG,
+  limits: { cpu_slot: 1, mem_slot: memMiB },
+  mounts: [],
+  environ: { WHO: 'thawed' },
+});
 const paused = async (id: string) => (await docker.getContainer(id).inspect()).State.Paused;
 const allPaused = async (ids: string[], want = true) => (await Promise.all(ids.map(paused))).every((p) => p === want);
 
@@ -36,7 +50,11 @@ describe('warm pool freeze and memory charge', function () {
     // a readiness check unpauses, pings and pauses again
     const t0 = Date.now();
     const pool = agent.warmPool!;
-    await eventually('a readiness check of each', () => [...pool.idle.values()].every((c) => c.checkedAt > t0 && !c.checking && c.frozen), 20_000);
+    await eventually(
+      'a readiness check of each',
+      () => [...pool.idle.values()].every((c) => c.checkedAt > t0 && !c.checking && c.frozen),
+      20_000,
+    );
     expect(await allPaused(warm)).to.equal(true);
     expect(pool.sizes()[0]).to.include({ idle: 2, frozen: 2 });
 
@@ -53,12 +71,23 @@ describe('warm pool freeze and memory charge', function () {
     await docker.getContainer(info.container_id).pause();
     const { agent: again, client: client2 } = await restartAgent(t);
     expect(again.warmPool!.idle.size).to.equal(2);
-    await eventually('the adopted pool to be paused again', async () => (await allPaused(idle)) && [...again.warmPool!.idle.values()].every((c) => c.frozen));
+    await eventually(
+      'the adopted pool to be paused again',
+      async () => (await allPaused(idle)) && [...again.warmPool!.idle.values()].every((c) => c.frozen),
+    );
     expect(consoleText(await runToEnd(client2, id, 'print(6 * 7)'), 'stdout')).to.equal('42\n');
     // a paused kernel container (paused by hand) is destroyed all the same
     await docker.getContainer(info.container_id).pause();
     await client2.callWithTimeout(30_000, methods.destroy_kernel, id);
-    expect(await docker.getContainer(info.container_id).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
+    expect(
+      await docker
+        .getContainer(info.container_id)
+        .inspect()
+        .then(
+          () => 'exists',
+          () => 'gone',
+        ),
+    ).to.equal('gone');
     removeContainersOf(t.agentId); // removes the paused ones too (a forced remove kills them frozen)
   });
 
@@ -78,10 +107,14 @@ describe('warm pool freeze and memory charge', function () {
     const lines: string[] = [];
     const stream = new PassThrough();
     stream.on('data', (b: Buffer) => lines.push(...b.toString('utf8').split('\n').filter(Boolean)));
-    const t = await startAgent({}, async (ns) => {
-      await ns.put('config/agent/mem_reserve').value(String(nodeMemoryMiB() - capacity));
-      await putPool(ns, { [TEST_IMAGE_LANG]: { small: 4 } }, { check_interval: '0.2' });
-    }, createLogger({ level: 'info', format: 'json', stream }));
+    const t = await startAgent(
+      {},
+      async (ns) => {
+        await ns.put('config/agent/mem_reserve').value(String(nodeMemoryMiB() - capacity));
+        await putPool(ns, { [TEST_IMAGE_LANG]: { small: 4 } }, { check_interval: '0.2' });
+      },
+      createLogger({ level: 'info', format: 'json', stream }),
+    );
     const { client, agent } = t;
     await poolSettled(agent, 2);
     const slots = async (c: AgentClient) => (await c.call(methods.get_node_stats)).slots.mem_free_mib;

@@ -12,8 +12,21 @@ import Docker from 'dockerode';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods, type KernelInfo, type RunResult } from '../../src/rpc/methods.js';
 import {
-  containersOf, coresHeld, ETCD_ADDR, eventually, freePort, onCleanup, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd,
-  TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName,
+  containersOf,
+  coresHeld,
+  ETCD_ADDR,
+  eventually,
+  freePort,
+  onCleanup,
+  removeContainersOf,
+  requireEtcd,
+  spawnAgent,
+  startAgent,
+  tempScratch,
+  testEtcd,
+  TEST_IMAGE_LANG,
+  TEST_IMAGE_PREFIX,
+  uniqueName,
 } from '../helpers/env.js';
 import { parsePrometheus, sample } from '../helpers/prometheus.js';
 import { poolSettled, putPool } from '../helpers/pool.js';
@@ -21,7 +34,12 @@ import { capturedLog } from '../helpers/log-capture.js';
 
 const docker = new Docker();
 const LANG = TEST_IMAGE_LANG;
-const config = (limits: { cpu_slot: number; mem_slot: number }, environ: Record<string, string> = {}) => ({ lang: LANG, limits, mounts: [], environ });
+const config = (limits: { cpu_slot: number; mem_slot: number }, environ: Record<string, string> = {}) => ({
+  lang: LANG,
+  limits,
+  mounts: [],
+  environ,
+});
 const settled = poolSettled;
 
 /** The pooled containers of an agent in Docker (idle and claimed). */
@@ -47,7 +65,11 @@ describe('warm pool', function () {
     const { client, agent, agentId } = await startAgent({}, (ns) => putPool(ns, { [LANG]: { small: 2 } }));
     const warm = await settled(agent, 2);
     const ids = [uniqueName('k'), uniqueName('k')];
-    const infos: KernelInfo[] = await Promise.all(ids.map((id) => client.callWithTimeout(30_000, methods.create_kernel, id, config({ cpu_slot: 1, mem_slot: 128 }, { GREETING: 'hello pool' }))));
+    const infos: KernelInfo[] = await Promise.all(
+      ids.map((id) =>
+        client.callWithTimeout(30_000, methods.create_kernel, id, config({ cpu_slot: 1, mem_slot: 128 }, { GREETING: 'hello pool' })),
+      ),
+    );
     expect(infos.map((i) => i.container_id).sort()).to.deep.equal([...warm].sort());
     expect(infos.flatMap((i) => i.cpu_set).sort()).to.deep.equal([0, 1]);
     for (const [i, info] of infos.entries()) {
@@ -57,27 +79,47 @@ describe('warm pool', function () {
       expect(c.HostConfig.CpusetCpus).to.equal(info.cpu_set.join(','));
       expect(c.HostConfig.CpuShares).to.equal(1024);
       // renamed just after the reply (the name is cosmetic)
-      await eventually('the claimed container to carry the kernel name', async () => (await docker.getContainer(info.container_id).inspect()).Name === `/kernel.python.${ids[i]}`);
+      await eventually(
+        'the claimed container to carry the kernel name',
+        async () => (await docker.getContainer(info.container_id).inspect()).Name === `/kernel.python.${ids[i]}`,
+      );
       const published = [2000, 2001, 2002, 2003].map((p) => Number(c.NetworkSettings.Ports[`${p}/tcp`]![0]!.HostPort));
       expect(published).to.deep.equal([info.repl_in_port, info.repl_out_port, info.stdin_port, info.stdout_port]);
       const home = path.join(agent.options.scratchRoot, ids[i]!);
       expect(await fs.readFile(path.join(home, '.config/environ.txt'), 'utf8')).to.equal('GREETING=hello pool\n');
       // the environ reaches the code, the home renamed under the running container is still its /home/work, and no name was left behind
       await client.call(methods.upload_file, ids[i]!, 'note.txt', Buffer.from('from the agent'));
-      const out = await run(client, ids[i]!, "import os\nprint(os.environ['GREETING'], os.environ['OMP_NUM_THREADS'], open('/home/work/note.txt').read())");
+      const out = await run(
+        client,
+        ids[i]!,
+        "import os\nprint(os.environ['GREETING'], os.environ['OMP_NUM_THREADS'], open('/home/work/note.txt').read())",
+      );
       expect(out).to.equal('hello pool 1 from the agent\n');
       expect(await run(client, ids[i]!, "print(sorted(k for k in globals() if not k.startswith('__')))")).to.equal("['os']\n"); // the user's import only
-      expect(await run(client, ids[i]!, "import subprocess; print(subprocess.run('echo $GREETING', shell=True, capture_output=True, text=True).stdout)")).to.equal('hello pool\n\n');
+      expect(
+        await run(
+          client,
+          ids[i]!,
+          "import subprocess; print(subprocess.run('echo $GREETING', shell=True, capture_output=True, text=True).stdout)",
+        ),
+      ).to.equal('hello pool\n\n');
       // the terminal's shell, started before the claim, was replaced by one with the kernel's environment
       let cursor = (await client.call(methods.terminal_read, ids[i]!, 0, 0)).cursor;
       await client.call(methods.terminal_write, ids[i]!, Buffer.from('echo "env:$GREETING:$OMP_NUM_THREADS"\n'));
       let text = '';
-      await eventually('the terminal to echo the environ', async () => {
-        const chunk = await client.call(methods.terminal_read, ids[i]!, cursor, 1);
-        cursor = chunk.cursor;
-        text += chunk.data.toString('utf8');
-        return /env:hello pool:1/.test(text);
-      }, 15_000, 10).catch((e: Error) => { throw new Error(`${e.message}; terminal said ${JSON.stringify(text)}`); });
+      await eventually(
+        'the terminal to echo the environ',
+        async () => {
+          const chunk = await client.call(methods.terminal_read, ids[i]!, cursor, 1);
+          cursor = chunk.cursor;
+          text += chunk.data.toString('utf8');
+          return /env:hello pool:1/.test(text);
+        },
+        15_000,
+        10,
+      ).catch((e: Error) => {
+        throw new Error(`${e.message}; terminal said ${JSON.stringify(text)}`);
+      });
     }
     expect(await coresHeld(client)).to.equal(2);
     const refilled = await settled(agent, 2);
@@ -85,7 +127,12 @@ describe('warm pool', function () {
     expect(await pooledContainers(agentId)).to.have.length(4);
 
     // a restarted claimed kernel gets an ordinary container on the same home; its claim record goes
-    const restarted = await client.callWithTimeout(60_000, methods.restart_kernel, ids[0]!, config({ cpu_slot: 1, mem_slot: 128 }, { GREETING: 'again' }));
+    const restarted = await client.callWithTimeout(
+      60_000,
+      methods.restart_kernel,
+      ids[0]!,
+      config({ cpu_slot: 1, mem_slot: 128 }, { GREETING: 'again' }),
+    );
     expect(await run(client, ids[0]!, "print(open('/home/work/note.txt').read())")).to.equal('from the agent\n');
     expect(agent.warmPool!.claimed.has(infos[0]!.container_id)).to.equal(false);
     expect(await fs.readdir(path.join(agent.options.scratchRoot, '.pool-claims'))).to.deep.equal([`${infos[1]!.container_id}.json`]);
@@ -118,9 +165,22 @@ describe('warm pool', function () {
     const info = await client.callWithTimeout(60_000, methods.create_kernel, id, config({ cpu_slot: 1, mem_slot: 128 }, { X: 'after' }));
     expect(info.container_id).to.not.equal(hung);
     expect(await run(client, id, "import os; print(os.environ['X'])")).to.equal('after\n');
-    expect(await docker.getContainer(hung!).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
+    expect(
+      await docker
+        .getContainer(hung!)
+        .inspect()
+        .then(
+          () => 'exists',
+          () => 'gone',
+        ),
+    ).to.equal('gone');
     expect(await fs.readdir(path.join(agent.options.scratchRoot, '.pool-claims'))).to.deep.equal([]);
-    expect(await fs.stat(path.join(agent.options.scratchRoot, '.pool', slot)).then(() => 'exists', () => 'gone')).to.equal('gone');
+    expect(
+      await fs.stat(path.join(agent.options.scratchRoot, '.pool', slot)).then(
+        () => 'exists',
+        () => 'gone',
+      ),
+    ).to.equal('gone');
     expect(await coresHeld(client)).to.equal(1);
     expect(agent.warmPool!.claimed.size).to.equal(0);
     expect((await client.call(methods.list_kernels)).map((k) => k.container_id)).to.deep.equal([info.container_id]);
@@ -160,14 +220,30 @@ describe('warm pool', function () {
     });
     const [before] = await settled(agent, 1);
     const oldImage = agent.warmPool!.idle.get(before!)!.imageId;
-    execFileSync('docker', ['build', '-q', '-t', tag, '-'], { stdio: ['pipe', 'ignore', 'ignore'], input: `FROM ${tag}\nLABEL io.compute-agent.test-rebuild="${uniqueName('r')}"\n` });
+    execFileSync('docker', ['build', '-q', '-t', tag, '-'], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+      input: `FROM ${tag}\nLABEL io.compute-agent.test-rebuild="${uniqueName('r')}"\n`,
+    });
     const newImage = (await docker.getImage(tag).inspect()).Id;
     expect(newImage).to.not.equal(oldImage);
-    await eventually('the pooled container to be replaced', () => {
-      const idle = [...agent.warmPool!.idle.values()];
-      return idle.length === 1 && idle[0]!.containerId !== before && idle[0]!.imageId === newImage;
-    }, 90_000, 100);
-    expect(await docker.getContainer(before!).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
+    await eventually(
+      'the pooled container to be replaced',
+      () => {
+        const idle = [...agent.warmPool!.idle.values()];
+        return idle.length === 1 && idle[0]!.containerId !== before && idle[0]!.imageId === newImage;
+      },
+      90_000,
+      100,
+    );
+    expect(
+      await docker
+        .getContainer(before!)
+        .inspect()
+        .then(
+          () => 'exists',
+          () => 'gone',
+        ),
+    ).to.equal('gone');
   });
 
   it('never hands out a pooled container made with other lock-down settings, and replaces it at the next check', async () => {
@@ -178,18 +254,36 @@ describe('warm pool', function () {
     expect((await docker.getContainer(before!).inspect()).HostConfig.PidsLimit).to.equal(1024);
     await etcd.put('config/agent/kernel_pids_limit').value('512');
     await eventually('the new limit to be in force', () => pool.deps.kernelSettings().security.pidsLimit === 512);
-    const info: KernelInfo = await client.callWithTimeout(30_000, methods.create_kernel, uniqueName('k'), config({ cpu_slot: 1, mem_slot: 128 }));
+    const info: KernelInfo = await client.callWithTimeout(
+      30_000,
+      methods.create_kernel,
+      uniqueName('k'),
+      config({ cpu_slot: 1, mem_slot: 128 }),
+    );
     expect(info.container_id).to.not.equal(before);
     expect((await docker.getContainer(info.container_id).inspect()).HostConfig.PidsLimit).to.equal(512);
     expect([...pool.idle.keys()]).to.deep.equal([before]); // cold: the stale one was not taken
     await pool.tick();
-    await eventually('the pooled container to be replaced', () => {
-      const idle = [...pool.idle.keys()];
-      return idle.length === 1 && idle[0] !== before && pool.creating.size === 0;
-    }, 90_000, 100);
+    await eventually(
+      'the pooled container to be replaced',
+      () => {
+        const idle = [...pool.idle.keys()];
+        return idle.length === 1 && idle[0] !== before && pool.creating.size === 0;
+      },
+      90_000,
+      100,
+    );
     const [after] = [...pool.idle.keys()];
     expect((await docker.getContainer(after!).inspect()).HostConfig.PidsLimit).to.equal(512);
-    expect(await docker.getContainer(before!).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
+    expect(
+      await docker
+        .getContainer(before!)
+        .inspect()
+        .then(
+          () => 'exists',
+          () => 'gone',
+        ),
+    ).to.equal('gone');
   });
 
   it('replaces an idle container that died and one whose runner stopped answering its readiness check', async () => {
@@ -197,11 +291,25 @@ describe('warm pool', function () {
     const [dead, hung] = await settled(agent, 2);
     await docker.getContainer(dead!).kill();
     execFileSync('docker', ['exec', '-u', '1000', hung!, 'pkill', '-STOP', '-f', 'runner.py']);
-    await eventually('both to be replaced', () => {
-      const idle = [...agent.warmPool!.idle.keys()];
-      return idle.length === 2 && !idle.includes(dead!) && !idle.includes(hung!) && agent.warmPool!.creating.size === 0;
-    }, 90_000, 100);
-    for (const id of [dead!, hung!]) expect(await docker.getContainer(id).inspect().then(() => 'exists', () => 'gone')).to.equal('gone');
+    await eventually(
+      'both to be replaced',
+      () => {
+        const idle = [...agent.warmPool!.idle.keys()];
+        return idle.length === 2 && !idle.includes(dead!) && !idle.includes(hung!) && agent.warmPool!.creating.size === 0;
+      },
+      90_000,
+      100,
+    );
+    for (const id of [dead!, hung!])
+      expect(
+        await docker
+          .getContainer(id)
+          .inspect()
+          .then(
+            () => 'exists',
+            () => 'gone',
+          ),
+      ).to.equal('gone');
   });
 
   it('with autoscale, grows with demand from a floor of 0 and shrinks back after the window and max idle', async () => {
@@ -215,7 +323,12 @@ describe('warm pool', function () {
     const second = await client.callWithTimeout(30_000, methods.create_kernel, uniqueName('k'), config({ cpu_slot: 1, mem_slot: 128 }));
     expect(second.container_id).to.equal(warm); // claimed: demand 2, bounded by max 1
     await settled(agent, 1);
-    await eventually('the pool to shrink back to its floor', () => agent.warmPool!.idle.size === 0 && agent.warmPool!.creating.size === 0, 30_000, 100);
+    await eventually(
+      'the pool to shrink back to its floor',
+      () => agent.warmPool!.idle.size === 0 && agent.warmPool!.creating.size === 0,
+      30_000,
+      100,
+    );
   });
 
   it('removes an untracked pooled container older than the zombie allowance, and not a younger one', async () => {
@@ -226,7 +339,9 @@ describe('warm pool', function () {
       const c = await docker.createContainer({
         Image: TEST_IMAGE_PREFIX + LANG,
         Labels: {
-          'io.compute-agent.agent': owner, 'io.compute-agent.pool': `${LANG}/small`, 'io.compute-agent.pool-slot': 'feedbeef',
+          'io.compute-agent.agent': owner,
+          'io.compute-agent.pool': `${LANG}/small`,
+          'io.compute-agent.pool-slot': 'feedbeef',
           'io.compute-agent.created': String(Date.now() - ageMs),
         },
       });
@@ -235,10 +350,38 @@ describe('warm pool', function () {
     const old = await make(120_000);
     const young = await make(1_000);
     const othersOld = await make(120_000, stranger); // another agent's: never ours to remove
-    await eventually('the old zombie to be removed', async () => (await docker.getContainer(old).inspect().then(() => false, () => true)), 30_000, 200);
+    await eventually(
+      'the old zombie to be removed',
+      async () =>
+        await docker
+          .getContainer(old)
+          .inspect()
+          .then(
+            () => false,
+            () => true,
+          ),
+      30_000,
+      200,
+    );
     await agent.warmPool!.afterPasses(3); // three more checks
-    expect(await docker.getContainer(young).inspect().then(() => 'exists', () => 'gone')).to.equal('exists');
-    expect(await docker.getContainer(othersOld).inspect().then(() => 'exists', () => 'gone')).to.equal('exists');
+    expect(
+      await docker
+        .getContainer(young)
+        .inspect()
+        .then(
+          () => 'exists',
+          () => 'gone',
+        ),
+    ).to.equal('exists');
+    expect(
+      await docker
+        .getContainer(othersOld)
+        .inspect()
+        .then(
+          () => 'exists',
+          () => 'gone',
+        ),
+    ).to.equal('exists');
     expect(agent.warmPool!.idle.size).to.equal(0);
   });
 
@@ -252,8 +395,26 @@ describe('warm pool', function () {
     const metricsFile = path.join(await fs.mkdtemp(path.join(os.tmpdir(), 'agent-metrics-')), 'agent.prom');
     onCleanup(() => fs.rm(path.dirname(metricsFile), { recursive: true, force: true }));
     const port = await freePort();
-    const args = ['--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port), '--bind-host', '127.0.0.1',
-      '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-format', 'json', '--metrics', metricsFile];
+    const args = [
+      '--etcd-addr',
+      ETCD_ADDR,
+      '--namespace',
+      namespace,
+      '--agent-id',
+      agentId,
+      '--agent-port',
+      String(port),
+      '--bind-host',
+      '127.0.0.1',
+      '--agent-host-override',
+      '127.0.0.1',
+      '--scratch-root',
+      scratch,
+      '--log-format',
+      'json',
+      '--metrics',
+      metricsFile,
+    ];
     const metricsSay = async (state: string, n: number) => {
       const text = await fs.readFile(metricsFile, 'utf8').catch(() => '');
       return text !== '' && sample(parsePrometheus(text), 'compute_agent_pool_containers', { image: LANG, type: 'small', state }) === n;
@@ -264,8 +425,15 @@ describe('warm pool', function () {
     onCleanup(() => client.close());
     await eventually('a full pool', () => metricsSay('idle', 2), 90_000, 200);
     const ids = [uniqueName('k'), uniqueName('k')];
-    const infos = await Promise.all(ids.map((id) => client.call(methods.create_kernel, id, config({ cpu_slot: 1, mem_slot: 128 }, { WHO: id }))));
-    await eventually('a refilled pool', async () => (await metricsSay('idle', 2)) && (await metricsSay('creating', 0)) && (await metricsSay('claimed', 2)), 90_000, 200);
+    const infos = await Promise.all(
+      ids.map((id) => client.call(methods.create_kernel, id, config({ cpu_slot: 1, mem_slot: 128 }, { WHO: id }))),
+    );
+    await eventually(
+      'a refilled pool',
+      async () => (await metricsSay('idle', 2)) && (await metricsSay('creating', 0)) && (await metricsSay('claimed', 2)),
+      90_000,
+      200,
+    );
     const beforeKill = (await pooledContainers(agentId)).map((c) => c.Id).sort();
     expect(beforeKill).to.have.length(4);
     first.child.kill('SIGKILL');
@@ -275,7 +443,12 @@ describe('warm pool', function () {
     const second = spawnAgent(args);
     await second.waitFor(/"message":"agent running"/, 30_000);
     expect(second.stderr()).to.match(/"running":2/);
-    await eventually('the restarted agent to see its pool whole', async () => (await metricsSay('idle', 2)) && (await metricsSay('claimed', 2)), 30_000, 200);
+    await eventually(
+      'the restarted agent to see its pool whole',
+      async () => (await metricsSay('idle', 2)) && (await metricsSay('claimed', 2)),
+      30_000,
+      200,
+    );
     // A few sizing passes of the restarted agent (its pass counter in the metrics): nothing more may be created.
     const passes = async () => sample(parsePrometheus(await fs.readFile(metricsFile, 'utf8')), 'compute_agent_pool_passes_total', {}) ?? 0;
     const p0 = await passes();
@@ -286,20 +459,28 @@ describe('warm pool', function () {
     expect(again).to.deep.equal(infos);
     expect(await run(client, ids[0]!, "import os; print(os.environ['WHO'])")).to.equal(`${ids[0]}\n`);
     // both cores are held by the re-adopted kernels: a third kernel has no room
-    const full = await client.call(methods.create_kernel, uniqueName('k'), config({ cpu_slot: 1, mem_slot: 128 })).then(() => 'created', (e: Error) => e.message);
+    const full = await client.call(methods.create_kernel, uniqueName('k'), config({ cpu_slot: 1, mem_slot: 128 })).then(
+      () => 'created',
+      (e: Error) => e.message,
+    );
     expect(full).to.match(/not enough CPU cores/);
     for (const id of ids) await client.call(methods.destroy_kernel, id);
     expect(await fs.readdir(path.join(scratch, '.pool-claims'))).to.deep.equal([]);
     // a bad value while running: one log line naming the key and the problem
     await ns.put('config/agent/pool/max').value('many');
-    await second.waitFor(/^(?=.*"message":"rejected a pool setting from etcd)(?=.*config\/agent\/pool\/max")(?=.*is not a number).*$/m, 10_000);
+    await second.waitFor(
+      /^(?=.*"message":"rejected a pool setting from etcd)(?=.*config\/agent\/pool\/max")(?=.*is not a number).*$/m,
+      10_000,
+    );
   });
 
   it('writes a metrics file that parses as Prometheus text and matches the pool, and serves the same over HTTP', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-metrics-'));
     onCleanup(() => fs.rm(dir, { recursive: true, force: true }));
     const metricsPort = await freePort();
-    const { client, agent } = await startAgent({ metrics: path.join(dir, 'sub', 'agent.prom'), metricsPort }, (ns) => putPool(ns, { [LANG]: { small: 2 } }));
+    const { client, agent } = await startAgent({ metrics: path.join(dir, 'sub', 'agent.prom'), metricsPort }, (ns) =>
+      putPool(ns, { [LANG]: { small: 2 } }),
+    );
     await settled(agent, 2);
     await client.callWithTimeout(30_000, methods.create_kernel, uniqueName('k'), config({ cpu_slot: 1, mem_slot: 128 }));
     await client.callWithTimeout(60_000, methods.create_kernel, uniqueName('k'), config({ cpu_slot: 1, mem_slot: 2048 }));

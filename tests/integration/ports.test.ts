@@ -15,8 +15,19 @@ import { validateOptions } from '../../src/config/options.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods, type KernelInfo } from '../../src/rpc/methods.js';
 import {
-  agentOptions, containersOf, ETCD_ADDR, onCleanup, remoteError, removeContainersOf, requireEtcd, spawnAgent, startAgent, testEtcd, testLogger,
-  TEST_IMAGE_LANG, uniqueName,
+  agentOptions,
+  containersOf,
+  ETCD_ADDR,
+  onCleanup,
+  remoteError,
+  removeContainersOf,
+  requireEtcd,
+  spawnAgent,
+  startAgent,
+  testEtcd,
+  testLogger,
+  TEST_IMAGE_LANG,
+  uniqueName,
 } from '../helpers/env.js';
 
 const docker = new Docker();
@@ -31,7 +42,9 @@ function testRange(): { lo: number; hi: number; text: string } {
 
 async function publishedOf(containerId: string): Promise<number[]> {
   const c = await docker.getContainer(containerId).inspect();
-  return Object.values(c.NetworkSettings.Ports).map((b) => Number(b![0]!.HostPort)).sort((a, b) => a - b);
+  return Object.values(c.NetworkSettings.Ports)
+    .map((b) => Number(b![0]!.HostPort))
+    .sort((a, b) => a - b);
 }
 
 describe('host port range', function () {
@@ -52,8 +65,16 @@ describe('host port range', function () {
       expect(await publishedOf(info.container_id)).to.deep.equal([...ports].sort((a, b) => a - b));
       for (const p of ports) expect(p).to.be.within(range.lo, range.hi);
       // First in first out: a released port waits behind the other 8 before it comes back.
-      if (i >= 1) expect(ports.filter((p) => seen[i - 1]!.includes(p)), `cycle ${i}`).to.deep.equal([]);
-      if (i >= 2) expect(ports.filter((p) => seen[i - 2]!.includes(p)), `cycle ${i}`).to.deep.equal([]);
+      if (i >= 1)
+        expect(
+          ports.filter((p) => seen[i - 1]!.includes(p)),
+          `cycle ${i}`,
+        ).to.deep.equal([]);
+      if (i >= 2)
+        expect(
+          ports.filter((p) => seen[i - 2]!.includes(p)),
+          `cycle ${i}`,
+        ).to.deep.equal([]);
       seen.push(ports);
       await client.call(methods.destroy_kernel, id);
     }
@@ -109,12 +130,31 @@ describe('host port range', function () {
     await ns.put('config/agent/port_reuse_cooldown').value('3600');
     await ns.put('config/agent/cpu_overcommit').value('2');
     removeContainersOf(raw.agentId!);
-    const args = ['--etcd-addr', ETCD_ADDR, '--namespace', raw.namespace, '--agent-id', raw.agentId!, '--agent-port', String(raw.agentPort),
-      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', raw.scratchRoot!, '--log-format', 'json'];
+    const args = [
+      '--etcd-addr',
+      ETCD_ADDR,
+      '--namespace',
+      raw.namespace,
+      '--agent-id',
+      raw.agentId!,
+      '--agent-port',
+      String(raw.agentPort),
+      '--bind-host',
+      '127.0.0.1',
+      '--agent-host-override',
+      '127.0.0.1',
+      '--scratch-root',
+      raw.scratchRoot!,
+      '--log-format',
+      'json',
+    ];
     const first = spawnAgent(args);
     await first.waitFor(/"message":"agent running"/);
     const c1 = new AgentClient(`tcp://127.0.0.1:${raw.agentPort}`, { timeoutMs: 30_000 });
-    const kept = [await c1.call(methods.create_kernel, uniqueName('k'), config), await c1.call(methods.create_kernel, uniqueName('k'), config)];
+    const kept = [
+      await c1.call(methods.create_kernel, uniqueName('k'), config),
+      await c1.call(methods.create_kernel, uniqueName('k'), config),
+    ];
     c1.close();
     first.child.kill('SIGKILL');
     await first.exited;
@@ -128,7 +168,9 @@ describe('host port range', function () {
     const third = await client.call(methods.create_kernel, uniqueName('k'), config);
     const keptPorts = kept.flatMap(portsOf);
     expect(portsOf(third).filter((p) => keptPorts.includes(p))).to.deep.equal([]);
-    expect((await remoteError(client.call(methods.create_kernel, uniqueName('k'), config))).remoteType).to.equal('agent.InsufficientResources');
+    expect((await remoteError(client.call(methods.create_kernel, uniqueName('k'), config))).remoteType).to.equal(
+      'agent.InsufficientResources',
+    );
     for (const k of [...kept, third]) await client.call(methods.destroy_kernel, k.id);
     expect(agent.portStats()).to.include({ held: 0, cooling: 12 });
   });

@@ -12,11 +12,28 @@ import { validateOptions } from '../../src/config/options.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { nodeMemoryMiB } from '../../src/node/memory.js';
-import { agentOptions, onCleanup, remoteError, removeContainersOf, requireEtcd, startAgent, testEtcd, testLogger, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import {
+  agentOptions,
+  onCleanup,
+  remoteError,
+  removeContainersOf,
+  requireEtcd,
+  startAgent,
+  testEtcd,
+  testLogger,
+  TEST_IMAGE_LANG,
+  uniqueName,
+} from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 
 const CAPACITY = 600; // MiB schedulable: the test sets mem_reserve to the node's memory minus this
-const config = (limits: Record<string, number>, extra: Record<string, unknown> = {}) => ({ lang: TEST_IMAGE_LANG, limits, mounts: [], environ: {}, ...extra });
+const config = (limits: Record<string, number>, extra: Record<string, unknown> = {}) => ({
+  lang: TEST_IMAGE_LANG,
+  limits,
+  mounts: [],
+  environ: {},
+  ...extra,
+});
 
 describe('resource accounting', function () {
   this.timeout(120_000);
@@ -41,10 +58,17 @@ describe('resource accounting', function () {
     const b = uniqueName('k');
     await client.callWithTimeout(60_000, methods.create_kernel, a, config({ cpu_slot: 1, mem_slot: 256 }));
     await client.callWithTimeout(60_000, methods.create_kernel, b, config({ cpu_slot: 1, mem_slot: 300 }));
-    expect(await slots(client)).to.deep.equal({ cpu_total: cpuTotal, cpu_free: cpuTotal - 2, mem_total_mib: CAPACITY, mem_free_mib: CAPACITY - 556 });
+    expect(await slots(client)).to.deep.equal({
+      cpu_total: cpuTotal,
+      cpu_free: cpuTotal - 2,
+      mem_total_mib: CAPACITY,
+      mem_free_mib: CAPACITY - 556,
+    });
 
     // could fit once a kernel goes: retryable; never fits: a ParametersError with the node's figures
-    const later = await remoteError(client.callWithTimeout(60_000, methods.create_kernel, uniqueName('k'), config({ cpu_slot: 1, mem_slot: 64 })));
+    const later = await remoteError(
+      client.callWithTimeout(60_000, methods.create_kernel, uniqueName('k'), config({ cpu_slot: 1, mem_slot: 64 })),
+    );
     expect(later.remoteType).to.equal('agent.InsufficientResources');
     expect(later.retryable).to.equal(true);
     expect(String(later.remoteArgs[0])).to.match(/not enough memory.*64 MiB requested, 44 of 600 MiB/);
@@ -59,10 +83,19 @@ describe('resource accounting', function () {
       const err = await remoteError(client.callWithTimeout(60_000, methods.create_kernel, uniqueName('k'), cfg));
       expect(err.remoteType, String(why)).to.equal('aiozmq.rpc.base.ParametersError');
       expect(err.retryable).to.equal(false);
-      expect(String(err.remoteArgs[0])).to.match(why).and.match(/this node has \d+ cores .* and 600 MiB schedulable memory/);
+      expect(String(err.remoteArgs[0]))
+        .to.match(why)
+        .and.match(/this node has \d+ cores .* and 600 MiB schedulable memory/);
     }
     // a create that fails after taking gives everything back
-    const broken = await remoteError(client.callWithTimeout(60_000, methods.create_kernel, uniqueName('k'), config({ cpu_slot: 1, mem_slot: 32 }, { bootstrap_script: 'exit 3\n' })));
+    const broken = await remoteError(
+      client.callWithTimeout(
+        60_000,
+        methods.create_kernel,
+        uniqueName('k'),
+        config({ cpu_slot: 1, mem_slot: 32 }, { bootstrap_script: 'exit 3\n' }),
+      ),
+    );
     expect(broken.remoteType).to.equal('agent.KernelCreationFailed');
     expect((await slots(client)).mem_free_mib).to.equal(CAPACITY - 556);
 
@@ -73,7 +106,12 @@ describe('resource accounting', function () {
     expect((await slots(client)).mem_free_mib).to.equal(CAPACITY - 428);
 
     await client.call(methods.destroy_kernel, b);
-    expect(await slots(client)).to.deep.equal({ cpu_total: cpuTotal, cpu_free: cpuTotal - 1, mem_total_mib: CAPACITY, mem_free_mib: CAPACITY - 128 });
+    expect(await slots(client)).to.deep.equal({
+      cpu_total: cpuTotal,
+      cpu_free: cpuTotal - 1,
+      mem_total_mib: CAPACITY,
+      mem_free_mib: CAPACITY - 128,
+    });
     const after = Date.now();
     const beat2 = await s.next('instance_heartbeat', after);
     expect(beat2.args[0]).to.include({ mem_slots: CAPACITY, cpu_slots: cpuTotal }); // totals stay put
@@ -90,11 +128,18 @@ describe('resource accounting', function () {
     onCleanup(() => client2.close());
     expect(await slots(client2)).to.deep.equal(figures);
     expect(figures.mem_free_mib).to.equal(CAPACITY - 428);
-    const full = await remoteError(client2.callWithTimeout(60_000, methods.create_kernel, uniqueName('k'), config({ cpu_slot: 1, mem_slot: 200 })));
+    const full = await remoteError(
+      client2.callWithTimeout(60_000, methods.create_kernel, uniqueName('k'), config({ cpu_slot: 1, mem_slot: 200 })),
+    );
     expect(full.remoteType).to.equal('agent.InsufficientResources');
     await client2.call(methods.destroy_kernel, a);
     await client2.call(methods.destroy_kernel, b);
-    expect(await slots(client2)).to.deep.equal({ cpu_total: cpuTotal, cpu_free: cpuTotal, mem_total_mib: CAPACITY, mem_free_mib: CAPACITY });
+    expect(await slots(client2)).to.deep.equal({
+      cpu_total: cpuTotal,
+      cpu_free: cpuTotal,
+      mem_total_mib: CAPACITY,
+      mem_free_mib: CAPACITY,
+    });
     removeContainersOf(agentId);
   });
 });

@@ -18,10 +18,15 @@ import { eventually, freePort, onCleanup, remoteError, requireEtcd, startAgent }
 async function openOnPort(port: number): Promise<boolean> {
   const hex = port.toString(16).toUpperCase().padStart(4, '0');
   const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((f) => fs.readFile(f, 'utf8').catch(() => '')));
-  return tables.some((t) => t.split('\n').slice(1).some((line) => {
-    const [, local, , state] = line.trim().split(/\s+/);
-    return local?.endsWith(`:${hex}`) === true && (state === '01' || state === '08');
-  }));
+  return tables.some((t) =>
+    t
+      .split('\n')
+      .slice(1)
+      .some((line) => {
+        const [, local, , state] = line.trim().split(/\s+/);
+        return local?.endsWith(`:${hex}`) === true && (state === '01' || state === '08');
+      }),
+  );
 }
 
 describe('RPC on a running agent', () => {
@@ -57,7 +62,13 @@ describe('RPC on a running agent', () => {
 describe('RPC transport', () => {
   async function router(handler: ConstructorParameters<typeof RpcRouter>[0]['handler']) {
     const port = await freePort();
-    const r = new RpcRouter({ endpoint: `tcp://127.0.0.1:${port}`, codec: msgpackCodec, handler, log: silentLogger(), maxMessageBytes: 1 << 20 });
+    const r = new RpcRouter({
+      endpoint: `tcp://127.0.0.1:${port}`,
+      codec: msgpackCodec,
+      handler,
+      log: silentLogger(),
+      maxMessageBytes: 1 << 20,
+    });
     await r.start();
     onCleanup(() => r.close());
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 5000 });
@@ -107,7 +118,12 @@ describe('RPC transport', () => {
     client.close(); // not used here: the only connection to the router is the dealer's
     const dealer = new zmq.Dealer({ linger: 0 });
     dealer.connect(`tcp://127.0.0.1:${port}`);
-    await dealer.send([encodeRequestHeader({ pid: 1, random: 1, requestId: 1, time: 0 }), 'ping', msgpackCodec.encode(['x']), msgpackCodec.encode({})]);
+    await dealer.send([
+      encodeRequestHeader({ pid: 1, random: 1, requestId: 1, time: 0 }),
+      'ping',
+      msgpackCodec.encode(['x']),
+      msgpackCodec.encode({}),
+    ]);
     await eventually('the request to arrive', () => r.snapshot().inFlight === 1);
     dealer.close();
     await eventually('the router to close its side of the connection', async () => !(await openOnPort(port)));

@@ -14,22 +14,43 @@ import tar from 'tar-stream';
 import { methods, type RunResult } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import {
-  ETCD_ADDR, eventually, freePort, onCleanup, remoteError, removeContainersOf, REPO_ROOT, requireEtcd, spawnAgent, startAgent, tempScratch, TEST_IMAGE_LANG,
-  TEST_IMAGE_PREFIX, testEtcd, uniqueName, coresHeld,
+  ETCD_ADDR,
+  eventually,
+  freePort,
+  onCleanup,
+  remoteError,
+  removeContainersOf,
+  REPO_ROOT,
+  requireEtcd,
+  spawnAgent,
+  startAgent,
+  tempScratch,
+  TEST_IMAGE_LANG,
+  TEST_IMAGE_PREFIX,
+  testEtcd,
+  uniqueName,
+  coresHeld,
 } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { sink } from '../helpers/sink.js';
 import { waitRealTime } from '../helpers/real-time.js';
 
 const docker = new Docker();
-const config = (extra: Record<string, unknown> = {}) => ({ lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 }, mounts: [], environ: {}, ...extra });
+const config = (extra: Record<string, unknown> = {}) => ({
+  lang: TEST_IMAGE_LANG,
+  limits: { cpu_slot: 1, mem_slot: 256 },
+  mounts: [],
+  environ: {},
+  ...extra,
+});
 
 /** Starts a run (one execute call) and drives `continue` to its end; every reply, in order. */
 async function drive(client: AgentClient, id: string, first: Promise<RunResult>, timeoutMs = 60_000): Promise<RunResult[]> {
   const deadline = Date.now() + timeoutMs;
   const replies = [await first];
   while (replies.at(-1)!.status === 'continued' || replies.at(-1)!.status === 'build-finished') {
-    if (Date.now() > deadline) throw new Error(`run ${replies[0]!.runId} did not finish: ${JSON.stringify(replies.map((r) => [r.status, r.console]))}`);
+    if (Date.now() > deadline)
+      throw new Error(`run ${replies[0]!.runId} did not finish: ${JSON.stringify(replies.map((r) => [r.status, r.console]))}`);
     replies.push(await client.callWithTimeout(30_000, methods.execute, 2, id, replies[0]!.runId, 'continue', '', {}, 1));
   }
   return replies;
@@ -41,7 +62,12 @@ const start = (client: AgentClient, id: string, code: string, runId: string | nu
 /** A kernel of a fresh agent (with an event sink), its runner answering. */
 async function kernel(extra: Record<string, unknown> = {}) {
   const events = await sink();
-  const t = await startAgent({}, (etcd) => etcd.put('nodes/manager/event_addr').value(events.addr).then(() => undefined));
+  const t = await startAgent({}, (etcd) =>
+    etcd
+      .put('nodes/manager/event_addr')
+      .value(events.addr)
+      .then(() => undefined),
+  );
   const id = uniqueName('k');
   const info = await t.client.callWithTimeout(60_000, methods.create_kernel, id, config(extra));
   return { ...t, id, info, events };
@@ -70,7 +96,9 @@ describe('run integrity', function () {
       const endA = ra.at(-1)!;
       expect(endA.status, what).to.equal('finished');
       expect(endA.exitCode, what).to.equal(exitCode);
-      expect(consoleText(ra, 'stderr'), what).to.match(line).and.match(/state .*was lost/);
+      expect(consoleText(ra, 'stderr'), what)
+        .to.match(line)
+        .and.match(/state .*was lost/);
       expect(consoleText(ra, 'stdout'), what).to.not.contain('output of B');
       expect(rb.at(-1)!.exitCode, what).to.equal(0);
       expect(consoleText(rb, 'stdout'), what).to.equal(`output of B ${tag}\n`);
@@ -90,9 +118,20 @@ describe('run integrity', function () {
   });
 
   it('a create whose runner cannot start fails naming what it printed, and leaves nothing; environ that breaks Python and too little memory are refused', async () => {
-    const { client, agentId } = await startAgent({}, (etcd) => etcd.put('config/agent/runner_ready_timeout').value('3').then(() => undefined));
+    const { client, agentId } = await startAgent({}, (etcd) =>
+      etcd
+        .put('config/agent/runner_ready_timeout')
+        .value('3')
+        .then(() => undefined),
+    );
     const home = uniqueName('PYTHONHOME');
-    const refused = await remoteError(client.call(methods.create_kernel, uniqueName('k'), config({ environ: { PYTHONHOME: '/nonexistent', [home.replace(/-/g, '_')]: '1' } })));
+    const refused = await remoteError(
+      client.call(
+        methods.create_kernel,
+        uniqueName('k'),
+        config({ environ: { PYTHONHOME: '/nonexistent', [home.replace(/-/g, '_')]: '1' } }),
+      ),
+    );
     expect(refused.remoteType).to.equal('aiozmq.rpc.base.ParametersError');
     expect(String(refused.remoteArgs[0])).to.match(/PYTHONHOME would stop the kernel's Python runner/);
     for (const mem of [7, 8]) {
@@ -100,7 +139,9 @@ describe('run integrity', function () {
       expect(small.remoteType).to.equal('aiozmq.rpc.base.ParametersError');
       expect(String(small.remoteArgs[0])).to.match(new RegExp(`mem_slot is ${mem} MiB: a kernel needs at least 32 MiB`));
     }
-    const broken = await remoteError(client.callWithTimeout(30_000, methods.create_kernel, uniqueName('k'), config({ environ: { PYTHONIOENCODING: 'no-such-codec' } })));
+    const broken = await remoteError(
+      client.callWithTimeout(30_000, methods.create_kernel, uniqueName('k'), config({ environ: { PYTHONIOENCODING: 'no-such-codec' } })),
+    );
     expect(broken.remoteType).to.equal('agent.KernelCreationFailed');
     expect(String(broken.remoteArgs[0])).to.match(/runner did not come up .*LookupError: unknown encoding: no-such-codec/);
     expect(await docker.listContainers({ all: true, filters: { label: [`io.compute-agent.agent=${agentId}`] } })).to.have.length(0);
@@ -113,12 +154,20 @@ describe('run integrity', function () {
 
   it('runs ended by destroy say terminated, runs that never started say not started: never a plain finished', async () => {
     const { client, id, agent } = await kernel();
-    const calls = [start(client, id, 'import time; open("/home/work/r0-began", "w").close(); time.sleep(30)', 'r0', 20), ...[1, 2, 3].map((n) => start(client, id, `print(${n})`, `r${n}`, 20))];
+    const calls = [
+      start(client, id, 'import time; open("/home/work/r0-began", "w").close(); time.sleep(30)', 'r0', 20),
+      ...[1, 2, 3].map((n) => start(client, id, `print(${n})`, `r${n}`, 20)),
+    ];
     // Destroy once the agent has heard the runner start r0 (its `started` record), so that r0 is cut, not unstarted.
     await (await agent.kernelService!.relay(id)).whenRun('r0', 'started');
     await client.call(methods.destroy_kernel, id, 'user-requested');
     const replies = await Promise.all(calls);
-    expect(replies.map((r) => [r.status, r.exitCode])).to.deep.equal([['finished', -1], ['finished', -1], ['finished', -1], ['finished', -1]]);
+    expect(replies.map((r) => [r.status, r.exitCode])).to.deep.equal([
+      ['finished', -1],
+      ['finished', -1],
+      ['finished', -1],
+      ['finished', -1],
+    ]);
     expect(consoleText([replies[0]!], 'stderr')).to.equal('terminated: user-requested\n');
     for (const r of replies.slice(1)) {
       expect(consoleText([r], 'stderr')).to.equal('not started: user-requested\n');
@@ -170,7 +219,9 @@ describe('run integrity', function () {
     const first = await start(client, id, 'import time; time.sleep(1.5); print("done")', 'shared', 0.3);
     expect(first.status).to.equal('continued');
     const t0 = Date.now();
-    const [x, y] = await Promise.all([0, 1].map(() => client.callWithTimeout(30_000, methods.execute, 2, id, 'shared', 'continue', '', {}, 10)));
+    const [x, y] = await Promise.all(
+      [0, 1].map(() => client.callWithTimeout(30_000, methods.execute, 2, id, 'shared', 'continue', '', {}, 10)),
+    );
     expect(Date.now() - t0).to.be.below(8000); // woken by the end of the run, not by the 10 s flush timeout
     expect(x).to.deep.equal(y);
     expect([x!.status, x!.exitCode]).to.deep.equal(['finished', 0]);
@@ -187,7 +238,11 @@ describe('run integrity', function () {
     const c0 = await cpu();
     await waitRealTime(3000, 'an idle kernel must use almost no CPU over this time: a spinning capture thread would');
     expect((await cpu()) - c0).to.be.below(600);
-    const sub = await runToEnd(client, id, 'import subprocess\nf = open("/home/work/mine.txt", "w")\nsubprocess.run(["echo", "from a subprocess"])\nf.close()');
+    const sub = await runToEnd(
+      client,
+      id,
+      'import subprocess\nf = open("/home/work/mine.txt", "w")\nsubprocess.run(["echo", "from a subprocess"])\nf.close()',
+    );
     expect(consoleText(sub, 'stdout')).to.equal('from a subprocess\n');
     // ... and not into the file user code opened next (it would have got fd 1).
     expect(consoleText(await runToEnd(client, id, 'print(repr(open("/home/work/mine.txt").read()))'), 'stdout')).to.equal("''\n");
@@ -198,7 +253,11 @@ describe('run integrity', function () {
     const rl = await drive(client, id, loop);
     expect(consoleText(rl, 'stdout')).to.equal('looping\n');
     expect(consoleText(rl, 'stderr')).to.contain('KeyboardInterrupt');
-    await runToEnd(client, id, 'import threading, time\ndef chatter():\n    for i in range(10):\n        print("late", i)\n        time.sleep(0.1)\n    open("/home/work/chatter-done", "w").close()\nthreading.Thread(target=chatter).start()');
+    await runToEnd(
+      client,
+      id,
+      'import threading, time\ndef chatter():\n    for i in range(10):\n        print("late", i)\n        time.sleep(0.1)\n    open("/home/work/chatter-done", "w").close()\nthreading.Thread(target=chatter).start()',
+    );
     await eventually('the thread to stop printing', () => existsSync(path.join(agent.options.scratchRoot, id, 'chatter-done')), 30_000);
     expect(consoleText(await runToEnd(client, id, 'print("mine")'), 'stdout')).to.equal('mine\n');
   });
@@ -211,8 +270,24 @@ describe('run integrity', function () {
       removeContainersOf(agentId);
       const port = await freePort();
       const scratch = await tempScratch();
-      const args = ['--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
-        '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-format', 'json'];
+      const args = [
+        '--etcd-addr',
+        ETCD_ADDR,
+        '--namespace',
+        namespace,
+        '--agent-id',
+        agentId,
+        '--agent-port',
+        String(port),
+        '--bind-host',
+        '127.0.0.1',
+        '--agent-host-override',
+        '127.0.0.1',
+        '--scratch-root',
+        scratch,
+        '--log-format',
+        'json',
+      ];
       const first = spawnAgent(args);
       await first.waitFor(/"message":"agent running"/);
       const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });
@@ -220,9 +295,11 @@ describe('run integrity', function () {
       const id = uniqueName('k');
       await client.callWithTimeout(60_000, methods.create_kernel, id, config());
       // The old run prints a line, then waits for the test's go-ahead (a file in its home).
-      const code = 'import os, time\nprint("old start", flush=True)\nwhile not os.path.exists("/home/work/go"): time.sleep(0.05)\nprint("old run end")';
+      const code =
+        'import os, time\nprint("old start", flush=True)\nwhile not os.path.exists("/home/work/go"): time.sleep(0.05)\nprint("old run end")';
       const seen = [await client.callWithTimeout(30_000, methods.execute, 2, id, 'old', 'query', code, {}, 1)];
-      while (!consoleText(seen, 'stdout').includes('old start')) seen.push(await client.callWithTimeout(30_000, methods.execute, 2, id, 'old', 'continue', '', {}, 1));
+      while (!consoleText(seen, 'stdout').includes('old start'))
+        seen.push(await client.callWithTimeout(30_000, methods.execute, 2, id, 'old', 'continue', '', {}, 1));
       // A continue waiting on the run when the signal comes; a ping after it on the same connection shows it is in flight.
       const old = client.callWithTimeout(40_000, methods.execute, 2, id, 'old', 'continue', '', {}, 25);
       await client.call(methods.ping, 'after the continue');
@@ -256,17 +333,30 @@ describe('run integrity', function () {
   it('a runner that does not tag (no hello): a death is found by liveness probes; queued runs still get their own output', async () => {
     // A foreign runner layered on the image: the same entrypoint (which restarts it), another RUNNER.
     const tag = uniqueName('foreign');
-    const base = await docker.createContainer({ Image: `${TEST_IMAGE_PREFIX}${TEST_IMAGE_LANG}`, Cmd: ['/opt/kernel/entrypoint.sh'], Env: ['RUNNER=/opt/kernel/foreign_runner.py'], Labels: { 'io.compute-agent.test': tag } });
+    const base = await docker.createContainer({
+      Image: `${TEST_IMAGE_PREFIX}${TEST_IMAGE_LANG}`,
+      Cmd: ['/opt/kernel/entrypoint.sh'],
+      Env: ['RUNNER=/opt/kernel/foreign_runner.py'],
+      Labels: { 'io.compute-agent.test': tag },
+    });
     try {
       const pack = tar.pack();
       pack.entry({ name: 'foreign_runner.py', mode: 0o644 }, await fs.readFile(path.join(REPO_ROOT, 'tests/fixtures/foreign_runner.py')));
       pack.finalize();
-      await base.putArchive(pack as unknown as NodeJS.ReadableStream, { path: "/opt/kernel" });
+      await base.putArchive(pack as unknown as NodeJS.ReadableStream, { path: '/opt/kernel' });
       await base.commit({ repo: 'lablup/kernel-python', tag });
     } finally {
       await base.remove({ force: true });
     }
-    onCleanup(() => docker.getImage(`lablup/kernel-python:${tag}`).remove({ force: true }).then(() => undefined, () => undefined));
+    onCleanup(() =>
+      docker
+        .getImage(`lablup/kernel-python:${tag}`)
+        .remove({ force: true })
+        .then(
+          () => undefined,
+          () => undefined,
+        ),
+    );
     const { client, id, agent } = await kernel({ lang: `python:${tag}` });
     expect(consoleText(await runToEnd(client, id, '%ping'), 'stdout')).to.equal('pong!\n');
     expect((await agent.kernelService!.relay(id)).protocol).to.equal('untagged');
@@ -286,31 +376,42 @@ describe('run integrity', function () {
     this.timeout((seconds + 120) * 1000);
     const { client, id } = await kernel();
     let seed = Number(process.env.RUN_INTEGRITY_FUZZ_SEED ?? Date.now() % 100_000);
-    const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const rand = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const seedUsed = seed;
     const outstanding = new Set<Promise<void>>();
     const problems: string[] = [];
     const counts = { runs: 0, kills: 0, interrupts: 0, completions: 0, restarts: 0, ok: 0, ended: 0 };
     const launch = (kind: 'print' | 'kill') => {
       const rid = `f${++counts.runs}`;
-      const code = kind === 'kill'
-        ? `print("${rid}:a"); import os; os._exit(5)`
-        : `import sys, time\nprint("${rid}:a")\ntime.sleep(${(rand() * 0.4).toFixed(2)})\nsys.stderr.write("${rid}:e\\n")\nprint("${rid}:b")`;
-      const p = drive(client, id, start(client, id, code, rid, Number((0.1 + rand()).toFixed(2))), 120_000).then((replies) => {
-        const end = replies.at(-1)!;
-        const out = consoleText(replies, 'stdout');
-        const err = consoleText(replies, 'stderr');
-        for (const line of out.split('\n').filter(Boolean)) if (!line.startsWith(`${rid}:`)) problems.push(`${rid} got someone else's output: ${JSON.stringify(line)}`);
-        for (const line of err.split('\n').filter(Boolean)) {
-          if (!line.startsWith(`${rid}:`) && !/^(terminated: |not started: |runner |killed: |Traceback|KeyboardInterrupt| {2})/.test(line)) problems.push(`${rid} got a stderr line not its own: ${JSON.stringify(line)}`);
-        }
-        if (end.status !== 'finished') problems.push(`${rid} ended with ${end.status}`);
-        if (end.exitCode === 0) {
-          counts.ok++;
-          if (kind === 'kill' || out !== `${rid}:a\n${rid}:b\n`) problems.push(`${rid} reported success but printed ${JSON.stringify(out)}`);
-        } else counts.ended++;
-        if (kind === 'kill' && end.exitCode === 5 && !/runner exited with status 5/.test(err)) problems.push(`${rid} died without saying so: ${JSON.stringify(err)}`);
-      }, (e: unknown) => void problems.push(`${rid}: ${String(e)}`));
+      const code =
+        kind === 'kill'
+          ? `print("${rid}:a"); import os; os._exit(5)`
+          : `import sys, time\nprint("${rid}:a")\ntime.sleep(${(rand() * 0.4).toFixed(2)})\nsys.stderr.write("${rid}:e\\n")\nprint("${rid}:b")`;
+      const p = drive(client, id, start(client, id, code, rid, Number((0.1 + rand()).toFixed(2))), 120_000).then(
+        (replies) => {
+          const end = replies.at(-1)!;
+          const out = consoleText(replies, 'stdout');
+          const err = consoleText(replies, 'stderr');
+          for (const line of out.split('\n').filter(Boolean))
+            if (!line.startsWith(`${rid}:`)) problems.push(`${rid} got someone else's output: ${JSON.stringify(line)}`);
+          for (const line of err.split('\n').filter(Boolean)) {
+            if (
+              !line.startsWith(`${rid}:`) &&
+              !/^(terminated: |not started: |runner |killed: |Traceback|KeyboardInterrupt| {2})/.test(line)
+            )
+              problems.push(`${rid} got a stderr line not its own: ${JSON.stringify(line)}`);
+          }
+          if (end.status !== 'finished') problems.push(`${rid} ended with ${end.status}`);
+          if (end.exitCode === 0) {
+            counts.ok++;
+            if (kind === 'kill' || out !== `${rid}:a\n${rid}:b\n`)
+              problems.push(`${rid} reported success but printed ${JSON.stringify(out)}`);
+          } else counts.ended++;
+          if (kind === 'kill' && end.exitCode === 5 && !/runner exited with status 5/.test(err))
+            problems.push(`${rid} died without saying so: ${JSON.stringify(err)}`);
+        },
+        (e: unknown) => void problems.push(`${rid}: ${String(e)}`),
+      );
       outstanding.add(p);
       void p.finally(() => outstanding.delete(p));
     };
@@ -326,7 +427,9 @@ describe('run integrity', function () {
         await client.call(methods.interrupt_kernel, id);
       } else if (x < 0.8) {
         counts.completions++;
-        const r = await client.callWithTimeout(15_000, methods.get_completions, id, 'pri', {}).catch((e: unknown) => ({ completions: [], error: String(e) }));
+        const r = await client
+          .callWithTimeout(15_000, methods.get_completions, id, 'pri', {})
+          .catch((e: unknown) => ({ completions: [], error: String(e) }));
         if (r.completions.some((c) => !c.startsWith('pri'))) problems.push(`a completion of "pri" got ${JSON.stringify(r.completions)}`);
       } else if (x < 0.82) {
         counts.restarts++;

@@ -22,7 +22,11 @@ const PIDS_LIMIT = 200;
 
 /** The pids cgroup files of a container (cgroup v1 or v2), or null when neither is found. */
 async function pidsFile(containerId: string, name: string): Promise<string | null> {
-  for (const dir of [`/sys/fs/cgroup/pids/docker/${containerId}`, `/sys/fs/cgroup/system.slice/docker-${containerId}.scope`, `/sys/fs/cgroup/docker/${containerId}`]) {
+  for (const dir of [
+    `/sys/fs/cgroup/pids/docker/${containerId}`,
+    `/sys/fs/cgroup/system.slice/docker-${containerId}.scope`,
+    `/sys/fs/cgroup/docker/${containerId}`,
+  ]) {
     const text = await fs.readFile(`${dir}/${name}`, 'utf8').catch(() => null);
     if (text !== null) return text;
   }

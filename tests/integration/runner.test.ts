@@ -235,7 +235,12 @@ describe('kernel runner', function () {
     const t0 = Date.now();
     const r = await k.run('code', 'import time\nfor i in range(8):\n    print(i)\n    time.sleep(0.2)');
     expect(r.exitCode).to.equal(0);
-    expect(r.stdout).to.equal('01234567'.split('').map((d) => `${d}\n`).join(''));
+    expect(r.stdout).to.equal(
+      '01234567'
+        .split('')
+        .map((d) => `${d}\n`)
+        .join(''),
+    );
     const outs = r.records.filter((x) => x.type === 'stdout');
     expect(outs.length).to.be.at.least(4);
     expect(r.finishedAt - outs[0]!.at).to.be.at.least(1000);
@@ -340,12 +345,17 @@ describe('kernel runner', function () {
     // even a runner that dies is restarted by the entrypoint
     k.mark();
     await k.send('code', 'import os\nos._exit(3)');
-    await eventually('the restarted runner', async () => {
-      k.mark();
-      await k.send('code', '%ping');
-      await k.next('finished', 1000);
-      return true;
-    }, 20_000, 0);
+    await eventually(
+      'the restarted runner',
+      async () => {
+        k.mark();
+        await k.send('code', '%ping');
+        await k.next('finished', 1000);
+        return true;
+      },
+      20_000,
+      0,
+    );
     expect((await k.container.inspect()).State.Running).to.equal(true);
   });
 });

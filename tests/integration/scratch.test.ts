@@ -18,13 +18,29 @@ import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { writeFileAtomic } from '../../src/util/atomic-write.js';
 import {
-  AGENT_BIN, ETCD_ADDR, freePort, onCleanup, remoteError, removeContainersOf, requireEtcd, spawnAgent, startAgent, tempScratch, testEtcd, TEST_IMAGE_LANG, uniqueName,
+  AGENT_BIN,
+  ETCD_ADDR,
+  freePort,
+  onCleanup,
+  remoteError,
+  removeContainersOf,
+  requireEtcd,
+  spawnAgent,
+  startAgent,
+  tempScratch,
+  testEtcd,
+  TEST_IMAGE_LANG,
+  uniqueName,
 } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 
 const MiB = 1024 * 1024;
 const config = (limits: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
-  lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 128, ...limits }, mounts: [], environ: {}, ...extra,
+  lang: TEST_IMAGE_LANG,
+  limits: { cpu_slot: 1, mem_slot: 128, ...limits },
+  mounts: [],
+  environ: {},
+  ...extra,
 });
 
 /** Python run in a kernel: writes `mib` MiB to the home in 1 MiB steps; prints the MiB written and how it ended. */
@@ -40,7 +56,9 @@ function mountsUnder(dir: string): string[] {
 
 /** Loop devices reading a file under `dir`. */
 function loopsUnder(dir: string): string[] {
-  return execFileSync('losetup', ['-a'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(dir + '/'));
+  return execFileSync('losetup', ['-a'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.includes(dir + '/'));
 }
 
 /**
@@ -85,7 +103,8 @@ describe('scratch quotas', function () {
     expect(mounts).to.have.length(2);
     for (const m of mounts) expect(m).to.match(/ ext4 \/dev\/loop\d+$/);
     // sizes: limits.scratch_mib, else scratch_size (ext4's own metadata takes a little of each)
-    const size = async (id: string) => Number(consoleText(await runToEnd(client, id, "import os\ns = os.statvfs('/home/work')\nprint(s.f_blocks * s.f_frsize)"), 'stdout'));
+    const size = async (id: string) =>
+      Number(consoleText(await runToEnd(client, id, "import os\ns = os.statvfs('/home/work')\nprint(s.f_blocks * s.f_frsize)"), 'stdout'));
     expect(await size(small)).to.be.within(12 * MiB, 16 * MiB);
     expect(await size(other)).to.be.within(24 * MiB, 32 * MiB);
 
@@ -106,13 +125,17 @@ describe('scratch quotas', function () {
     expect(stats[other]!.io_cur_scratch_size).to.be.within(10 * MiB, 16 * MiB);
 
     // a create that fails after its home was mounted gives the home back
-    const failed = await remoteError(client.callWithTimeout(60_000, methods.create_kernel, uniqueName('k'), config({}, { bootstrap_script: 'exit 3' })));
+    const failed = await remoteError(
+      client.callWithTimeout(60_000, methods.create_kernel, uniqueName('k'), config({}, { bootstrap_script: 'exit 3' })),
+    );
     expect(failed.remoteType).to.equal('agent.KernelCreationFailed');
     expect(mountsUnder(root)).to.have.length(2);
     expect(await fs.readdir(path.join(root, '.scratch-files', agentId))).to.have.length(2);
 
     const last = await client.call(methods.destroy_kernel, small);
-    expect(last!.io_max_scratch_size).to.be.at.least(last!.io_cur_scratch_size).and.within(12 * MiB, 16 * MiB);
+    expect(last!.io_max_scratch_size)
+      .to.be.at.least(last!.io_cur_scratch_size)
+      .and.within(12 * MiB, 16 * MiB);
     await client.call(methods.destroy_kernel, other);
     await expectClean(root, agentId);
   });
@@ -128,14 +151,32 @@ describe('scratch quotas', function () {
     await ns.put('config/agent/runner_ready_timeout').value('30');
     removeContainersOf(agentId);
     const port = await freePort();
-    const args = ['--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
-      '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', root, '--log-format', 'json'];
+    const args = [
+      '--etcd-addr',
+      ETCD_ADDR,
+      '--namespace',
+      namespace,
+      '--agent-id',
+      agentId,
+      '--agent-port',
+      String(port),
+      '--bind-host',
+      '127.0.0.1',
+      '--agent-host-override',
+      '127.0.0.1',
+      '--scratch-root',
+      root,
+      '--log-format',
+      'json',
+    ];
     const first = spawnAgent(args);
     await first.waitFor(/"message":"agent running"/, 30_000);
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });
     onCleanup(() => client.close());
     const [kept, unmounted, dead, gone] = [uniqueName('k'), uniqueName('k'), uniqueName('k'), uniqueName('k')];
-    const infos = await Promise.all([kept, unmounted, dead, gone].map((id) => client.callWithTimeout(60_000, methods.create_kernel, id, config())));
+    const infos = await Promise.all(
+      [kept, unmounted, dead, gone].map((id) => client.callWithTimeout(60_000, methods.create_kernel, id, config())),
+    );
     for (const id of [kept, unmounted]) await runToEnd(client, id, "open('before.txt', 'w').write('written before')");
     first.child.kill('SIGKILL');
     await first.exited;
@@ -150,8 +191,16 @@ describe('scratch quotas', function () {
     expect(second.stderr()).to.match(/"home":"reattached"/);
     const targets = mountsUnder(root).map((l) => l.split(' ')[0]);
     expect(targets.sort()).to.deep.equal([path.join(root, kept), path.join(root, unmounted)].sort());
-    expect((await fs.readdir(path.join(root, '.scratch-files', agentId))).sort()).to.deep.equal([`${kept}.ext4`, `${unmounted}.ext4`].sort());
-    for (const id of [dead, gone]) expect(await fs.access(path.join(root, id)).then(() => true, () => false)).to.equal(false);
+    expect((await fs.readdir(path.join(root, '.scratch-files', agentId))).sort()).to.deep.equal(
+      [`${kept}.ext4`, `${unmounted}.ext4`].sort(),
+    );
+    for (const id of [dead, gone])
+      expect(
+        await fs.access(path.join(root, id)).then(
+          () => true,
+          () => false,
+        ),
+      ).to.equal(false);
     for (const id of [kept, unmounted]) {
       // the host's home and the kernel's are one file system again: what the kernel writes now, the agent reads
       expect(readFileSync(path.join(root, id, 'before.txt'), 'utf8')).to.equal('written before');
@@ -172,13 +221,18 @@ describe('scratch quotas', function () {
     const id = uniqueName('k');
     await client.callWithTimeout(60_000, methods.create_kernel, id, config({ scratch_mib: 16 }));
     expect(mountsUnder(root)).to.deep.equal([`${path.join(root, id)} tmpfs compute-agent-scratch.${agentId}`]);
-    const out = consoleText(await runToEnd(client, id, `import os\ns = os.statvfs('/home/work')\nprint(s.f_blocks * s.f_frsize)\n${fill('big.bin', 24)}`), 'stdout');
+    const out = consoleText(
+      await runToEnd(client, id, `import os\ns = os.statvfs('/home/work')\nprint(s.f_blocks * s.f_frsize)\n${fill('big.bin', 24)}`),
+      'stdout',
+    );
     expect(out.trim().split('\n')).to.deep.equal([String(16 * MiB), '16 ENOSPC']);
     expect((await client.call(methods.get_node_stats)).kernels[id]!.io_cur_scratch_size).to.equal(16 * MiB);
     // a restart keeps the home (a new container on the same mount)
     await client.callWithTimeout(60_000, methods.restart_kernel, id, config({ scratch_mib: 16 }));
     expect(mountsUnder(root)).to.have.length(1);
-    expect(consoleText(await runToEnd(client, id, "import os\nprint(os.path.getsize('big.bin'))"), 'stdout').trim()).to.match(/^1[56]\d{6}$/);
+    expect(consoleText(await runToEnd(client, id, "import os\nprint(os.path.getsize('big.bin'))"), 'stdout').trim()).to.match(
+      /^1[56]\d{6}$/,
+    );
     await client.call(methods.destroy_kernel, id);
     await expectClean(root, agentId);
   });
@@ -189,14 +243,30 @@ describe('scratch quotas', function () {
     await ns.put('config/agent/scratch_type').value('hostfile');
     const root = await tempScratch();
     const env = { PATH: '/usr/bin:/bin' }; // no sbin: neither mkfs.ext4 nor losetup
-    const args = ['--etcd-addr', ETCD_ADDR, '--namespace', namespace, '--agent-id', uniqueName('i-test'), '--agent-port', String(await freePort()),
-      '--bind-host', '127.0.0.1', '--scratch-root', root];
+    const args = [
+      '--etcd-addr',
+      ETCD_ADDR,
+      '--namespace',
+      namespace,
+      '--agent-id',
+      uniqueName('i-test'),
+      '--agent-port',
+      String(await freePort()),
+      '--bind-host',
+      '127.0.0.1',
+      '--scratch-root',
+      root,
+    ];
     const check = execFileSyncStatus(process.execPath, [AGENT_BIN, 'check', ...args], env);
     expect(check.code).to.equal(1);
-    expect(check.out).to.match(/\[FAIL\] scratch quotas \(hostfile\)\s+scratch_type is hostfile, which cannot work here: mkfs.ext4 is not installed/);
+    expect(check.out).to.match(
+      /\[FAIL\] scratch quotas \(hostfile\)\s+scratch_type is hostfile, which cannot work here: mkfs.ext4 is not installed/,
+    );
     const agent = spawnAgent(args, env);
     expect(await agent.exited).to.equal(1);
-    expect(agent.stderr()).to.match(/scratch_type is hostfile, which cannot work on this host: mkfs.ext4 is not installed \(apt-get install e2fsprogs\); losetup is not installed/);
+    expect(agent.stderr()).to.match(
+      /scratch_type is hostfile, which cannot work on this host: mkfs.ext4 is not installed \(apt-get install e2fsprogs\); losetup is not installed/,
+    );
   });
 });
 

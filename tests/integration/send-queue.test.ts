@@ -33,7 +33,10 @@ describe('eager sends (SendQueue over eagerSender)', () => {
     const queue = new SendQueue(eagerSender(d, -1), (err) => failures.push(err));
     const sent = Array.from({ length: 2000 }, (_, i) => `m${i}`);
     for (const m of sent) expect(queue.push([m])).to.equal(true);
-    await waitRealTime(200, 'nobody listens: the pipe is full at its high-water mark (1000), and a queue that dropped or lost its messages would be empty by now');
+    await waitRealTime(
+      200,
+      'nobody listens: the pipe is full at its high-water mark (1000), and a queue that dropped or lost its messages would be empty by now',
+    );
     expect(queue.size).to.be.greaterThan(0);
     const router = new zmq.Router({ linger: 0 });
     onCleanup(() => router.close());

@@ -16,7 +16,17 @@ import Docker from 'dockerode';
 import { methods } from '../../src/rpc/methods.js';
 import { runToEnd } from '../helpers/run.js';
 import { poolSettled, putPool } from '../helpers/pool.js';
-import { containersOf, onCleanup, remoteError, REPO_ROOT, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_JUPYTER_LANG, uniqueName } from '../helpers/env.js';
+import {
+  containersOf,
+  onCleanup,
+  remoteError,
+  REPO_ROOT,
+  requireEtcd,
+  startAgent,
+  TEST_IMAGE_LANG,
+  TEST_JUPYTER_LANG,
+  uniqueName,
+} from '../helpers/env.js';
 
 const run = promisify(execFile);
 const PYTHON = '/usr/bin/python3';
@@ -31,21 +41,42 @@ const config = (lang: string) => ({ lang, limits: { cpu_slot: 1, mem_slot: 256, 
 async function derivedImage(label: string, defs: Record<string, unknown>): Promise<string> {
   const tag = uniqueName('svc-test').toLowerCase();
   const base = `lablup/kernel-${TEST_IMAGE_LANG}`;
-  const script = Object.entries(defs).map(([name, d]) => `printf '%s' '${JSON.stringify(d)}' > /opt/kernel/service-defs/${name}.json`).join(' && ');
-  const c = await docker.createContainer({ Image: base, Entrypoint: ['/bin/sh', '-c'], Cmd: [`mkdir -p /opt/kernel/service-defs && ${script || 'true'}`], User: 'root', Labels: { 'io.compute-agent.test': tag } });
+  const script = Object.entries(defs)
+    .map(([name, d]) => `printf '%s' '${JSON.stringify(d)}' > /opt/kernel/service-defs/${name}.json`)
+    .join(' && ');
+  const c = await docker.createContainer({
+    Image: base,
+    Entrypoint: ['/bin/sh', '-c'],
+    Cmd: [`mkdir -p /opt/kernel/service-defs && ${script || 'true'}`],
+    User: 'root',
+    Labels: { 'io.compute-agent.test': tag },
+  });
   try {
     await c.start();
     const r = (await c.wait()) as { StatusCode: number };
     expect(r.StatusCode).to.equal(0);
     const baseInfo = await docker.getImage(base).inspect();
     await c.commit({
-      repo: 'lablup/kernel-python', tag,
-      changes: [`LABEL ai.backend.service-ports="${label}"`, `ENTRYPOINT ${JSON.stringify(baseInfo.Config.Entrypoint)}`, `CMD ${JSON.stringify(baseInfo.Config.Cmd)}`],
+      repo: 'lablup/kernel-python',
+      tag,
+      changes: [
+        `LABEL ai.backend.service-ports="${label}"`,
+        `ENTRYPOINT ${JSON.stringify(baseInfo.Config.Entrypoint)}`,
+        `CMD ${JSON.stringify(baseInfo.Config.Cmd)}`,
+      ],
     });
   } finally {
     await c.remove({ force: true });
   }
-  onCleanup(() => docker.getImage(`lablup/kernel-python:${tag}`).remove({ force: true }).then(() => undefined, () => undefined));
+  onCleanup(() =>
+    docker
+      .getImage(`lablup/kernel-python:${tag}`)
+      .remove({ force: true })
+      .then(
+        () => undefined,
+        () => undefined,
+      ),
+  );
   return `python:${tag}`;
 }
 
@@ -71,7 +102,9 @@ describe('service ports', function () {
     expect(r.start_again).to.deep.equal({ status: 'running' });
     expect(r.start_unknown).to.deep.equal({ status: 'failed', error: 'invalid service name' });
     const listed = (r.list as Array<{ id: string; services: unknown[] }>).find((k) => k.id === r.create.id);
-    expect(listed?.services).to.deep.equal([{ name: 'jupyter', protocol: 'http', host: '127.0.0.1', host_port: r.create.service_ports[0].host_port, state: 'running' }]);
+    expect(listed?.services).to.deep.equal([
+      { name: 'jupyter', protocol: 'http', host: '127.0.0.1', host_port: r.create.service_ports[0].host_port, state: 'running' },
+    ]);
     expect(r.shutdown).to.deep.equal({ status: 'stopped' });
     expect(r.api_after).to.have.property('error');
     expect(r.shutdown_again).to.deep.equal({ status: 'not-running' });
@@ -111,7 +144,9 @@ describe('service ports', function () {
     const lang = await derivedImage('jupyter:http:2001', {});
     const { client, agent, agentId } = await startAgent();
     const err = await remoteError(client.call(methods.create_kernel, uniqueName('k'), config(lang)));
-    expect(err.message).to.match(/ai\.backend\.service-ports="jupyter:http:2001" is invalid: port 2001 of jupyter is one of the runner's ports/);
+    expect(err.message).to.match(
+      /ai\.backend\.service-ports="jupyter:http:2001" is invalid: port 2001 of jupyter is one of the runner's ports/,
+    );
     expect(await containersOf(agentId)).to.have.length(0);
     expect(agent.portStats()).to.include({ held: 0 });
   });
@@ -123,7 +158,11 @@ describe('service ports', function () {
     const { client } = await startAgent();
     const id = uniqueName('k');
     const info = await client.call(methods.create_kernel, id, config(lang));
-    expect(info.service_ports.map((p) => [p.name, p.container_port])).to.deep.equal([['crash', 9100], ['http-files', 9101], ['nodef', 9102]]);
+    expect(info.service_ports.map((p) => [p.name, p.container_port])).to.deep.equal([
+      ['crash', 9100],
+      ['http-files', 9101],
+      ['nodef', 9102],
+    ]);
     expect(await client.call(methods.start_service, id, 'jupyter', {})).to.deep.equal({ status: 'failed', error: 'invalid service name' });
     const crashed = await client.call(methods.start_service, id, 'crash', { token: 'sekrit-123' });
     expect(crashed.status).to.equal('failed');
@@ -137,7 +176,11 @@ describe('service ports', function () {
     expect(res.status).to.equal(200);
     // an app that dies after it started is reported once, then started again: nothing restarts it behind the manager's back
     // (and waits until it is gone: SIGTERM takes a moment, more on a loaded machine)
-    await runToEnd(client, id, 'import subprocess, time\nsubprocess.run(["pkill", "-f", "http.server"])\nfor _ in range(100):\n    if subprocess.run(["pgrep", "-f", "http.server"]).returncode != 0: break\n    time.sleep(0.1)');
+    await runToEnd(
+      client,
+      id,
+      'import subprocess, time\nsubprocess.run(["pkill", "-f", "http.server"])\nfor _ in range(100):\n    if subprocess.run(["pgrep", "-f", "http.server"]).returncode != 0: break\n    time.sleep(0.1)',
+    );
     const died = await client.call(methods.start_service, id, 'http-files', {});
     expect(died.status).to.equal('failed');
     expect(died.error).to.match(/^http-files exited with status -15; its last output: /);

@@ -50,9 +50,11 @@ describe('cgroup stats of a kernel container', () => {
       Labels: { 'compute-agent.test': '1' },
       HostConfig: { Memory: 128 * MiB, Binds: [`${scratch}:/home/work`] },
     });
-    onCleanup(() => container.remove({ force: true }).catch((err: { statusCode?: number }) => {
-      if (err.statusCode !== 404) throw err;
-    }));
+    onCleanup(() =>
+      container.remove({ force: true }).catch((err: { statusCode?: number }) => {
+        if (err.statusCode !== 404) throw err;
+      }),
+    );
     await container.start();
     const pid = (await container.inspect()).State.Pid;
     await eventually('the kernel to finish its work', () => fs.access(path.join(scratch, 'ready')).then(() => true), 30_000);
@@ -87,7 +89,15 @@ describe('cgroup stats of a kernel container', () => {
 
     await container.remove({ force: true });
     const gone = await stats.read(target);
-    for (const k of ['cpu_used', 'mem_max_bytes', 'mem_cur_bytes', 'io_read_bytes', 'io_write_bytes', 'net_rx_bytes', 'net_tx_bytes'] as const) {
+    for (const k of [
+      'cpu_used',
+      'mem_max_bytes',
+      'mem_cur_bytes',
+      'io_read_bytes',
+      'io_write_bytes',
+      'net_rx_bytes',
+      'net_tx_bytes',
+    ] as const) {
       expect(gone[k], k).to.equal(0);
     }
     stats.forget(container.id);
@@ -103,7 +113,10 @@ describe('cgroup stats of a kernel container', () => {
     await fs.writeFile(path.join(root, 'cgroup.controllers'), 'cpu io memory pids\n');
     await fs.writeFile(path.join(dir, 'cpu.stat'), 'usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\n');
     await fs.writeFile(path.join(dir, 'memory.current'), '52428800\n');
-    await fs.writeFile(path.join(dir, 'io.stat'), '8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n259:0 rbytes=1000 wbytes=2000 rios=3 wios=4 dbytes=0 dios=0\n');
+    await fs.writeFile(
+      path.join(dir, 'io.stat'),
+      '8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n259:0 rbytes=1000 wbytes=2000 rios=3 wios=4 dbytes=0 dios=0\n',
+    );
 
     const stats = new CgroupStats({ cgroupRoot: root });
     expect(stats.version).to.equal('v2');

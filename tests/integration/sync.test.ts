@@ -9,7 +9,16 @@
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { methods } from '../../src/rpc/methods.js';
-import { containersOf, eventually, onCleanup, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
+import {
+  containersOf,
+  eventually,
+  onCleanup,
+  requireEtcd,
+  startAgent,
+  TEST_IMAGE_LANG,
+  TEST_IMAGE_PREFIX,
+  uniqueName,
+} from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 
 const config = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 128 }, mounts: [], environ: {} };
@@ -49,13 +58,20 @@ describe('self-sync', function () {
   before(requireEtcd);
 
   it("removes a container with this agent's label that no kernel accounts for, and leaves another agent's alone", async () => {
-    const { client, agentId } = await startAgent({}, (ns) => ns.put('config/agent/self_sync_interval').value('1').then(() => undefined));
+    const { client, agentId } = await startAgent({}, (ns) =>
+      ns
+        .put('config/agent/self_sync_interval')
+        .value('1')
+        .then(() => undefined),
+    );
     const kept = uniqueName('k');
     await client.callWithTimeout(60_000, methods.create_kernel, kept, config);
     const docker = new Docker();
     const forge = async (agent: string) => {
       const made = await docker.createContainer({
-        Image: TEST_IMAGE_PREFIX + TEST_IMAGE_LANG, Entrypoint: ['sleep', '300'], name: uniqueName('forged'),
+        Image: TEST_IMAGE_PREFIX + TEST_IMAGE_LANG,
+        Entrypoint: ['sleep', '300'],
+        name: uniqueName('forged'),
         Labels: { 'io.compute-agent.agent': agent, 'io.compute-agent.kernel-id': uniqueName('forgotten') },
       });
       await made.start();
@@ -63,9 +79,19 @@ describe('self-sync', function () {
     };
     const otherAgent = uniqueName('i-other');
     const others = await forge(otherAgent);
-    onCleanup(() => docker.getContainer(others).remove({ force: true }).catch(() => undefined));
+    onCleanup(() =>
+      docker
+        .getContainer(others)
+        .remove({ force: true })
+        .catch(() => undefined),
+    );
     const forgotten = await forge(agentId);
-    await eventually('the self-sync removes the forgotten container', async () => (await docker.listContainers({ all: true, filters: { id: [forgotten] } })).length === 0, 30_000, 200);
+    await eventually(
+      'the self-sync removes the forgotten container',
+      async () => (await docker.listContainers({ all: true, filters: { id: [forgotten] } })).length === 0,
+      30_000,
+      200,
+    );
     expect((await containersOf(agentId)).map((c) => c.Labels['io.compute-agent.kernel-id'])).to.deep.equal([kept]);
     expect((await docker.getContainer(others).inspect()).State.Running).to.equal(true);
     expect(await client.call(methods.create_kernel, kept, config)).to.have.property('id', kept); // the kernel is untouched

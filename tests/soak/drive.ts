@@ -8,7 +8,17 @@ import { Etcd3, type Namespace } from 'etcd3';
 import { methods, type KernelInfo, type RunResult } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import {
-  ETCD_ADDR, freePort, nextPortBlock, onCleanup, removeContainersOf, spawnAgent, tempScratch, testEtcd, TEST_IMAGE_LANG, uniqueName, type SpawnedAgent,
+  ETCD_ADDR,
+  freePort,
+  nextPortBlock,
+  onCleanup,
+  removeContainersOf,
+  spawnAgent,
+  tempScratch,
+  testEtcd,
+  TEST_IMAGE_LANG,
+  uniqueName,
+  type SpawnedAgent,
 } from '../helpers/env.js';
 export { procFigures, type ProcFigures } from '../../bench/lib/proc.js';
 
@@ -52,16 +62,41 @@ export async function childAgent(options: ChildAgentOptions = {}): Promise<Child
   // Under mocha, a new namespace gets a port block of its own, as in-process test agents do (test
   // processes run at once); `npm run soak` keeps the default range, whose 1,000 ports its long runs need.
   const underMocha = typeof (globalThis as { describe?: unknown }).describe === 'function';
-  const settings = underMocha && !options.namespace ? { container_port_range: nextPortBlock().text, ...options.settings } : options.settings;
+  const settings =
+    underMocha && !options.namespace ? { container_port_range: nextPortBlock().text, ...options.settings } : options.settings;
   for (const [k, v] of Object.entries(settings ?? {})) await etcd.put(`config/agent/${k}`).value(v);
   const proc = spawnAgent([
-    '--etcd-addr', etcdAddr, '--namespace', namespace, '--agent-id', agentId, '--agent-port', String(port),
-    '--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1', '--scratch-root', scratch, '--log-format', 'json',
+    '--etcd-addr',
+    etcdAddr,
+    '--namespace',
+    namespace,
+    '--agent-id',
+    agentId,
+    '--agent-port',
+    String(port),
+    '--bind-host',
+    '127.0.0.1',
+    '--agent-host-override',
+    '127.0.0.1',
+    '--scratch-root',
+    scratch,
+    '--log-format',
+    'json',
   ]);
   await proc.waitFor(/"message":"agent running"/, 60_000);
   const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });
   onCleanup(() => client.close());
-  return { proc, client, pid: proc.child.pid!, port, namespace, agentId, scratch, etcd, options: { ...options, namespace, agentId, scratch, port, etcdAddr } };
+  return {
+    proc,
+    client,
+    pid: proc.child.pid!,
+    port,
+    namespace,
+    agentId,
+    scratch,
+    etcd,
+    options: { ...options, namespace, agentId, scratch, port, etcdAddr },
+  };
 }
 
 /**

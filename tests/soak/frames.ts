@@ -139,6 +139,13 @@ export async function flood(endpoint: string, count: number, seed = 1, settleMs 
   let duplicates = 0;
   for (const n of replies.values()) if (n > 1) duplicates++;
   return {
-    sent: count, expected: expected.size, answered, duplicates, unexpected, missing: expected.size - answered, byKind, ms: Date.now() - started,
+    sent: count,
+    expected: expected.size,
+    answered,
+    duplicates,
+    unexpected,
+    missing: expected.size - answered,
+    byKind,
+    ms: Date.now() - started,
   };
 }

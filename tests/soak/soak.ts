@@ -121,7 +121,18 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
       () => false,
     );
   }
-  const report = { figures, cycleMs, flood: floodResult, floodFigures, leftovers: { containers, scratchDirs, openPorts, allCoresFree }, pooledIdle, warmStarts, pingAfter };
-  say(`leftovers: ${JSON.stringify(report.leftovers)}, idle pooled containers (kept by design): ${pooledIdle}, kernels from the pool: ${warmStarts}, ping after: ${pingAfter}`);
+  const report = {
+    figures,
+    cycleMs,
+    flood: floodResult,
+    floodFigures,
+    leftovers: { containers, scratchDirs, openPorts, allCoresFree },
+    pooledIdle,
+    warmStarts,
+    pingAfter,
+  };
+  say(
+    `leftovers: ${JSON.stringify(report.leftovers)}, idle pooled containers (kept by design): ${pooledIdle}, kernels from the pool: ${warmStarts}, ping after: ${pingAfter}`,
+  );
   return report;
 }

@@ -21,14 +21,33 @@ import os from 'node:os';
 import path from 'node:path';
 
 const metric = (over: Partial<MetricResult>): MetricResult => ({
-  key: 'latency', label: 'latency <1>', unit: 'ms', better: 'lower',
-  a: summarize([1, 2, 3]), b: summarize([2, 4, 6]), ratio: 0.5, delta: -2, ...over,
+  key: 'latency',
+  label: 'latency <1>',
+  unit: 'ms',
+  better: 'lower',
+  a: summarize([1, 2, 3]),
+  b: summarize([2, 4, 6]),
+  ratio: 0.5,
+  delta: -2,
+  ...over,
 });
 
 const result = (metrics: MetricResult[]): FigureResult => ({
-  name: 'demo', title: 'A & B', measures: 'things', target: 'A under B', sides: { a: 'agent', b: 'ref' },
-  rounds: 2, warmup: 1, short: true, order: ['w:A', 'w:B', 'A', 'B', 'B', 'A'], startedAt: '2026-01-01T00:00:00.000Z',
-  durationMs: 1234, host: { cpus: 2, loadavg: [1, 1, 1], node: 'v20' }, metrics, anchors: [], verdict: { met: true, detail: 'fine' },
+  name: 'demo',
+  title: 'A & B',
+  measures: 'things',
+  target: 'A under B',
+  sides: { a: 'agent', b: 'ref' },
+  rounds: 2,
+  warmup: 1,
+  short: true,
+  order: ['w:A', 'w:B', 'A', 'B', 'B', 'A'],
+  startedAt: '2026-01-01T00:00:00.000Z',
+  durationMs: 1234,
+  host: { cpus: 2, loadavg: [1, 1, 1], node: 'v20' },
+  metrics,
+  anchors: [],
+  verdict: { met: true, detail: 'fine' },
 });
 
 describe('benchmark suite parts', () => {
@@ -63,7 +82,11 @@ describe('benchmark suite parts', () => {
 
   it('reads the host ports of docker port output, the first binding of each container port', () => {
     const out = '2000/tcp -> 127.0.0.1:49153\n2001/tcp -> 127.0.0.1:49154\n2001/tcp -> [::1]:49999\n2003/tcp -> 127.0.0.1:49156\n';
-    expect([...parseDockerPort(out)]).to.deep.equal([[2000, 49153], [2001, 49154], [2003, 49156]]);
+    expect([...parseDockerPort(out)]).to.deep.equal([
+      [2000, 49153],
+      [2001, 49154],
+      [2003, 49156],
+    ]);
     expect(parseDockerPort('').size).to.equal(0);
   });
 
@@ -99,7 +122,17 @@ describe('benchmark suite parts', () => {
 
   it('lists the limit anchors under the table, with side A over each anchor', () => {
     const m = metric({ key: 'rate', label: 'rate', unit: 'req/s', better: 'higher', a: summarize([40, 50, 60]) });
-    const r = { ...result([m]), anchors: [{ label: 'bare echo', metrics: [{ key: 'rate', label: 'rate', unit: 'req/s', better: 'higher' as const, summary: summarize([90, 100, 110]), aOver: 0.5 }] }] };
+    const r = {
+      ...result([m]),
+      anchors: [
+        {
+          label: 'bare echo',
+          metrics: [
+            { key: 'rate', label: 'rate', unit: 'req/s', better: 'higher' as const, summary: summarize([90, 100, 110]), aOver: 0.5 },
+          ],
+        },
+      ],
+    };
     const md = markdown(r);
     expect(md).to.include('| anchor | metric |').and.include('| bare echo | rate | req/s | 100 | p1 90.0 | 0.500 |');
     expect(markdown(result([m]))).to.not.include('| anchor |');
@@ -107,7 +140,15 @@ describe('benchmark suite parts', () => {
 
   it("writes the README's table from results: every metric, a vs row per anchor, markup made literal, between the markers", () => {
     const m = metric({ key: 'rate', label: 'rate', unit: 'req/s', better: 'higher', a: summarize([40, 50, 60]) });
-    const r = { ...result([m, metric({ label: 'execute `x=1`' })]), anchors: [{ label: 'bare_ echo', metrics: [{ key: 'rate', label: 'rate', unit: 'req/s', better: 'higher' as const, summary: summarize([100]), aOver: 0.5 }] }] };
+    const r = {
+      ...result([m, metric({ label: 'execute `x=1`' })]),
+      anchors: [
+        {
+          label: 'bare_ echo',
+          metrics: [{ key: 'rate', label: 'rate', unit: 'req/s', better: 'higher' as const, summary: summarize([100]), aOver: 0.5 }],
+        },
+      ],
+    };
     const block = performanceTable([r]);
     expect(block.startsWith(BEGIN) && block.endsWith(END)).to.equal(true);
     const body = block.split('\n').filter((l) => l.startsWith('demo '));
@@ -121,9 +162,18 @@ describe('benchmark suite parts', () => {
   });
 
   it('compares two runs: every median of both sides and the anchors, the difference in percent, rows beyond the tolerance and verdicts that differ', () => {
-    const anchor = (median: number) => [{ label: 'hop', metrics: [{ key: 'latency', label: 'latency <1>', unit: 'ms', better: 'lower' as const, summary: summarize([median]), aOver: 1 }] }];
+    const anchor = (median: number) => [
+      {
+        label: 'hop',
+        metrics: [{ key: 'latency', label: 'latency <1>', unit: 'ms', better: 'lower' as const, summary: summarize([median]), aOver: 1 }],
+      },
+    ];
     const one = { ...result([metric({ a: summarize([10]), b: summarize([20]) })]), anchors: anchor(5) };
-    const two = { ...result([metric({ a: summarize([10.5]), b: summarize([30]) })]), anchors: anchor(5), verdict: { met: false, detail: 'worse' } };
+    const two = {
+      ...result([metric({ a: summarize([10.5]), b: summarize([30]) })]),
+      anchors: anchor(5),
+      verdict: { met: false, detail: 'worse' },
+    };
     const rows = compareRuns([one], [two], 10);
     expect(rows.map((r) => [r.what, r.first, r.second, Math.round(r.diffPercent), r.beyond])).to.deep.equal([
       ['latency <1> (ms), agent', 10, 10.5, 5, false],
@@ -140,7 +190,11 @@ describe('benchmark suite parts', () => {
     for (const [name, keys] of Object.entries(HEADLINES)) {
       const fig = figures.find((f) => f.name === name);
       expect(fig, name).to.not.equal(undefined);
-      for (const k of keys) expect(fig!.metrics.map((m) => m.key), `${name} ${k}`).to.include(k);
+      for (const k of keys)
+        expect(
+          fig!.metrics.map((m) => m.key),
+          `${name} ${k}`,
+        ).to.include(k);
     }
     const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-table-'));
     try {
@@ -150,25 +204,50 @@ describe('benchmark suite parts', () => {
         writeFileSync(path.join(dir, `${fig.name}.json`), JSON.stringify(r));
       }
       writeFileSync(path.join(dir, 'not-a-result.json'), '{"x": 1}');
-      const results = await readResults(dir, figures.map((f) => f.name));
+      const results = await readResults(
+        dir,
+        figures.map((f) => f.name),
+      );
       expect(results.map((r) => r.name)).to.deep.equal(figures.map((f) => f.name));
       const lines = performanceTable(results).split('\n');
       for (const fig of figures) {
         const keys = HEADLINES[fig.name] ?? fig.metrics.map((m) => m.key);
         const rows = lines.filter((l) => l.startsWith(`${fig.name} `));
         expect(rows, fig.name).to.have.length(keys.length);
-        expect(lines.filter((l) => l.startsWith(`- \`\`${fig.name}\`\`:`)), fig.name).to.have.length(1);
+        expect(
+          lines.filter((l) => l.startsWith(`- \`\`${fig.name}\`\`:`)),
+          fig.name,
+        ).to.have.length(1);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  it('reads replies as the agent packs them, long texts by their length only (the streaming figure\'s counting codec)', () => {
-    const small = { status: 'continued', runId: 'r-1', exitCode: -1, big: 2 ** 40, neg: -70000, f: 0.5, ok: true, none: null, list: [1, [2, 'x']], bytes: Buffer.from('ab') };
+  it("reads replies as the agent packs them, long texts by their length only (the streaming figure's counting codec)", () => {
+    const small = {
+      status: 'continued',
+      runId: 'r-1',
+      exitCode: -1,
+      big: 2 ** 40,
+      neg: -70000,
+      f: 0.5,
+      ok: true,
+      none: null,
+      list: [1, [2, 'x']],
+      bytes: Buffer.from('ab'),
+    };
     expect(decodeSkipping(msgpackCodec.encode(small))).to.deep.equal(msgpackCodec.decode(msgpackCodec.encode(small)));
     const text = 'é'.repeat(40_000); // 80,000 bytes of UTF-8: a str 32 header
-    const out = decodeSkipping(msgpackCodec.encode({ console: [['stdout', text], ['stderr', 'short']], blob: Buffer.alloc(300) })) as {
+    const out = decodeSkipping(
+      msgpackCodec.encode({
+        console: [
+          ['stdout', text],
+          ['stderr', 'short'],
+        ],
+        blob: Buffer.alloc(300),
+      }),
+    ) as {
       console: Array<[string, unknown]>;
       blob: unknown;
     };

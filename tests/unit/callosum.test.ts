@@ -45,14 +45,22 @@ describe('callosum: restricted pickle reader', () => {
     expect(readPickle(hex(p.enum_reason!))).to.equal('user-requested');
     expect(readPickle(hex(ENUM_BY_VALUE))).to.equal('user-requested');
     expect(readPickle(hex(p.image_ref!))).to.deep.equal({
-      name: 'python', project: 'lablup', tag: '3-debian', registry: 'index.docker.io', architecture: 'x86_64', is_local: false,
+      name: 'python',
+      project: 'lablup',
+      tag: '3-debian',
+      registry: 'index.docker.io',
+      architecture: 'x86_64',
+      is_local: false,
     });
     expect(readPickle(hex(p.resource_slot!))).to.deep.equal({ cpu: '1', mem: '268435456' });
     expect(readPickle(hex(p.binary_size!))).to.equal(2 ** 40);
   });
 
   it('refuses a foreign global (os.system) and an unknown opcode with a ParametersError, building nothing', () => {
-    expect(() => readPickle(hex(fixtures.pickles.foreign_global!))).to.throw(ParametersError, /global "posix.system" is not one this agent expects/);
+    expect(() => readPickle(hex(fixtures.pickles.foreign_global!))).to.throw(
+      ParametersError,
+      /global "posix.system" is not one this agent expects/,
+    );
     // protocol 0 uses GLOBAL (0x63), which names its global in text: refused as an opcode
     expect(() => readPickle(hex(fixtures.pickles.protocol_0!))).to.throw(ParametersError, /opcode 0x63/);
     const withInst = Buffer.concat([hex('8005'), Buffer.from([0x69]), Buffer.from('os\nsystem\n')]);
@@ -94,9 +102,34 @@ describe('callosum: modern codec', () => {
       bits = bits.padEnd(bytes * 8, '0');
       return Buffer.from(bits.match(/.{8}/g)!.map((b) => parseInt(b, 2)));
     };
-    const dtsz = pack([[0b111, 3], [0b01, 2], [2024, 12], [8, 4], [14, 5], [13, 5], [5, 6], [59, 6], [123456, 20], [64, 7]], 9);
+    const dtsz = pack(
+      [
+        [0b111, 3],
+        [0b01, 2],
+        [2024, 12],
+        [8, 4],
+        [14, 5],
+        [13, 5],
+        [5, 6],
+        [59, 6],
+        [123456, 20],
+        [64, 7],
+      ],
+      9,
+    );
     expect(readTemporenc(dtsz)).to.equal('2024-09-15T13:05:59.123456+00:00');
-    const dt = pack([[0b00, 2], [1999, 12], [11, 4], [30, 5], [23, 5], [59, 6], [0, 6]], 5);
+    const dt = pack(
+      [
+        [0b00, 2],
+        [1999, 12],
+        [11, 4],
+        [30, 5],
+        [23, 5],
+        [59, 6],
+        [0, 6],
+      ],
+      5,
+    );
     expect(readTemporenc(dt)).to.equal('1999-12-31T23:59:00');
     expect(() => readTemporenc(dt.subarray(0, 4))).to.throw(ParametersError);
   });
@@ -109,7 +142,9 @@ describe('callosum: framing', () => {
     const aiozmqShort = [id, Buffer.alloc(16), Buffer.from('ping')]; // a short aiozmq set: its 16-byte header is not a map
     expect(isCallosumFrames([id, ...CALLOSUM_PING])).to.equal(true);
     expect(isCallosumFrames(upper({ method: 'ping', okey: '', seq: 1, args: ['x'] }))).to.equal(true);
-    expect(isCallosumFrames([id, ...buildCallosumRequest('0.9', msgpackCodec, { method: 'ping', okey: '', seq: 1, args: ['x'] })])).to.equal(true);
+    expect(
+      isCallosumFrames([id, ...buildCallosumRequest('0.9', msgpackCodec, { method: 'ping', okey: '', seq: 1, args: ['x'] })]),
+    ).to.equal(true);
     expect(isCallosumFrames(aiozmqShort)).to.equal(false);
     expect(isCallosumFrames([id, Buffer.from('NOPE'), Buffer.alloc(0), Buffer.alloc(0)])).to.equal(false);
     expect(isCallosumFrames([id, Buffer.from([0x85])])).to.equal(false);
@@ -124,7 +159,17 @@ describe('callosum: framing', () => {
     for (const okey of ['', Buffer.alloc(0)]) {
       for (const generation of ['1.x', '0.9'] as const) {
         for (const zip of [undefined, (b: Buffer) => compressSync(b)]) {
-          const frames = [id, ...buildCallosumRequest(generation, msgpackCodec, { method: 'execute', okey, seq: 7, args: [SID, KID], kwargs: { flush_timeout: 2 }, zip })];
+          const frames = [
+            id,
+            ...buildCallosumRequest(generation, msgpackCodec, {
+              method: 'execute',
+              okey,
+              seq: 7,
+              args: [SID, KID],
+              kwargs: { flush_timeout: 2 },
+              zip,
+            }),
+          ];
           const r = parseCallosumFrames(frames, msgpackCodec, modernCodec);
           expect(r.kind).to.equal('request');
           if (r.kind !== 'request') return;
@@ -136,7 +181,11 @@ describe('callosum: framing', () => {
           expect(back.header).to.deep.equal({ type: 2, meth: 'execute', okey, seq: 7 });
           // byte for byte: the echoed okey keeps its type (str a0 or bin c4 00)
           const raw = reply[reply.length - 2]!;
-          expect(raw.includes(Buffer.from(typeof okey === 'string' ? [0xa4, 0x6f, 0x6b, 0x65, 0x79, 0xa0] : [0xa4, 0x6f, 0x6b, 0x65, 0x79, 0xc4, 0x00]))).to.equal(true);
+          expect(
+            raw.includes(
+              Buffer.from(typeof okey === 'string' ? [0xa4, 0x6f, 0x6b, 0x65, 0x79, 0xa0] : [0xa4, 0x6f, 0x6b, 0x65, 0x79, 0xc4, 0x00]),
+            ),
+          ).to.equal(true);
           expect(raw[0]).to.equal(0x85);
         }
       }
@@ -162,10 +211,16 @@ describe('callosum: framing', () => {
     const evil = parseCallosumFrames([...good.slice(0, 3), evilBody], msgpackCodec, modernCodec);
     expect(evil.kind === 'malformed' && evil.reason).to.match(/posix\.system/);
     expect(parseCallosumFrames([id, good[1]!, Buffer.from([0x85, 0xc1]), good[3]!], msgpackCodec, modernCodec).kind).to.equal('drop');
-    expect(parseCallosumFrames([id, good[1]!, msgpackCodec.encode({ type: 1 }), good[3]!], msgpackCodec, modernCodec).kind).to.equal('drop');
+    expect(parseCallosumFrames([id, good[1]!, msgpackCodec.encode({ type: 1 }), good[3]!], msgpackCodec, modernCodec).kind).to.equal(
+      'drop',
+    );
     // a zipped body that claims to unpack to 1 GiB from a few bytes is refused before anything is allocated
     const zipHeader = msgpackCodec.encode({ type: 1, meth: 'ping', okey: '', seq: 4, zip: true });
-    const bomb = parseCallosumFrames([id, good[1]!, zipHeader, Buffer.from([0x80, 0x80, 0x80, 0x80, 0x04, 0x00])], msgpackCodec, modernCodec);
+    const bomb = parseCallosumFrames(
+      [id, good[1]!, zipHeader, Buffer.from([0x80, 0x80, 0x80, 0x80, 0x04, 0x00])],
+      msgpackCodec,
+      modernCodec,
+    );
     expect(bomb.kind === 'malformed' && bomb.reason).to.match(/claims to unpack/);
     const cancel = parseCallosumFrames(upper({ method: 'ping', okey: '', seq: 3, args: [], type: 5 }), msgpackCodec, modernCodec);
     expect(cancel.kind).to.equal('cancel');

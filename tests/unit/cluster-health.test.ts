@@ -31,8 +31,14 @@ describe('etcd cluster health', () => {
   });
 
   it('fails without a leader (quorum lost), with members that disagree, with two clusters, or with no answer', () => {
-    expect(judgeCluster([member(1, { leader: '0' }), member(2, { leader: '0' }), { endpoint: 'y:1', ok: false }])).to.include({ ok: false, detail: 'no leader: the cluster has lost its quorum or is electing one' });
-    expect(judgeCluster([member(1), { endpoint: 'x:1', ok: false }, { endpoint: 'y:1', ok: false }])).to.include({ ok: false, detail: 'only 1 of 3 etcd endpoints answer: no quorum (a cluster of 3 needs 2)' });
+    expect(judgeCluster([member(1, { leader: '0' }), member(2, { leader: '0' }), { endpoint: 'y:1', ok: false }])).to.include({
+      ok: false,
+      detail: 'no leader: the cluster has lost its quorum or is electing one',
+    });
+    expect(judgeCluster([member(1), { endpoint: 'x:1', ok: false }, { endpoint: 'y:1', ok: false }])).to.include({
+      ok: false,
+      detail: 'only 1 of 3 etcd endpoints answer: no quorum (a cluster of 3 needs 2)',
+    });
     expect(judgeCluster([member(1), member(2, { leader: '12' })]).detail).to.match(/disagree on the leader/);
     expect(judgeCluster([member(1), member(2, { clusterId: '200' })]).detail).to.match(/2 different etcd clusters/);
     expect(judgeCluster([{ endpoint: 'x:1', ok: false }])).to.include({ ok: false, detail: 'none of 1 etcd endpoint(s) answers' });

@@ -90,7 +90,14 @@ describe('wire codec', () => {
 
     it('parses execute with a nil run id', () => {
       const parsed = parseRequestFrames([identity, ...request('execute')], msgpackCodec);
-      expect(parsed.kind === 'request' && parsed.args).to.deep.equal([2, '8d1e2b8a-0f3c-4a51-9a3e-4c1b7f0e2d11', null, 'query', 'print(1)', {}]);
+      expect(parsed.kind === 'request' && parsed.args).to.deep.equal([
+        2,
+        '8d1e2b8a-0f3c-4a51-9a3e-4c1b7f0e2d11',
+        null,
+        'query',
+        'print(1)',
+        {},
+      ]);
     });
 
     it('parses upload_file with bytes as a Buffer', () => {

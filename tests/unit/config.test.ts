@@ -23,7 +23,10 @@ describe('settings', () => {
   it('reports a bad value with its key and keeps the other source', () => {
     const c = compileSettings({ heartbeat_interval: '5' }, { heartbeat_interval: 'soon', event_queue_limit: '2.5' });
     expect(c.settings.heartbeatIntervalSec).to.equal(5);
-    expect(c.problems.map((p) => p.source)).to.deep.equal(['nodes/agents/<id>/config/heartbeat_interval', 'nodes/agents/<id>/config/event_queue_limit']);
+    expect(c.problems.map((p) => p.source)).to.deep.equal([
+      'nodes/agents/<id>/config/heartbeat_interval',
+      'nodes/agents/<id>/config/event_queue_limit',
+    ]);
     expect(c.problems[0]!.message).to.match(/"soon" is not a number/);
     expect(c.problems[1]!.message).to.match(/not a whole number/);
   });
@@ -32,7 +35,7 @@ describe('settings', () => {
     expect(compileSettings({ heartbeat_intervall: '1' }, {}).unknown).to.deep.equal(['config/agent/heartbeat_intervall']);
   });
 
-  it('reads scratch_type and scratch_size, and a create\'s limits.scratch_mib', () => {
+  it("reads scratch_type and scratch_size, and a create's limits.scratch_mib", () => {
     expect(defaultSettings()).to.include({ scratchType: 'hostdir', scratchSizeMiB: 1024 });
     const c = compileSettings({ scratch_type: 'hostfile', scratch_size: '64' }, { scratch_type: 'zfs' });
     expect(c.settings).to.include({ scratchType: 'hostfile', scratchSizeMiB: 64 });
@@ -67,7 +70,8 @@ describe('options', () => {
   it('parses host:port, with IPv6 in brackets', () => {
     expect(parseHostPort('etcd.local:2379', '--x')).to.deep.equal({ host: 'etcd.local', port: 2379 });
     expect(parseHostPort('[::1]:2379', '--x')).to.deep.equal({ host: '::1', port: 2379 });
-    for (const bad of ['etcd', ':2379', 'a b:1', 'h:0', 'h:70000', 'h:x']) expect(() => parseHostPort(bad, '--x'), bad).to.throw(ConfigError);
+    for (const bad of ['etcd', ':2379', 'a b:1', 'h:0', 'h:70000', 'h:x'])
+      expect(() => parseHostPort(bad, '--x'), bad).to.throw(ConfigError);
   });
 
   it('accepts good values and fills the agent id', async () => {

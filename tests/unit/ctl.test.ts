@@ -32,13 +32,30 @@ describe('agentctl parts', () => {
   it('WireErrors names exactly the wire types of the error catalogue, and RemoteError is retryable as the agent error is', () => {
     const names = new Set<string>();
     const samples: errors.AgentError[] = [
-      new errors.ParametersError('x'), new errors.MethodNotFoundError('m'), new errors.NotImplementedYetError('m'),
-      new errors.KernelNotFoundError('k'), new errors.InvalidPathError('x'), new errors.FileTooLargeError('x'),
-      new errors.KernelFileNotFoundError('x'), new errors.ImageNotFoundError('i'), new errors.DockerError('x'),
-      new errors.KernelCreationError('x'), new errors.NoResourcesError('x'), new errors.RunNotFoundError('x'), new errors.RunLostError('x'),
-      new errors.KernelUnresponsiveError('x'), new errors.AgentShuttingDownError(), new errors.InternalError('x'),
-      new errors.ConfigError('x'), new errors.ImagePullError('x'), new errors.ImageInUseError('x'), new errors.DestroyPendingError('x'), new errors.ImpossibleRequestError('x'), new errors.NoSpaceError('x'),
-      new errors.EtcdUnavailableError('x', 'unavailable'), new errors.EtcdError('x'),
+      new errors.ParametersError('x'),
+      new errors.MethodNotFoundError('m'),
+      new errors.NotImplementedYetError('m'),
+      new errors.KernelNotFoundError('k'),
+      new errors.InvalidPathError('x'),
+      new errors.FileTooLargeError('x'),
+      new errors.KernelFileNotFoundError('x'),
+      new errors.ImageNotFoundError('i'),
+      new errors.DockerError('x'),
+      new errors.KernelCreationError('x'),
+      new errors.NoResourcesError('x'),
+      new errors.RunNotFoundError('x'),
+      new errors.RunLostError('x'),
+      new errors.KernelUnresponsiveError('x'),
+      new errors.AgentShuttingDownError(),
+      new errors.InternalError('x'),
+      new errors.ConfigError('x'),
+      new errors.ImagePullError('x'),
+      new errors.ImageInUseError('x'),
+      new errors.DestroyPendingError('x'),
+      new errors.ImpossibleRequestError('x'),
+      new errors.NoSpaceError('x'),
+      new errors.EtcdUnavailableError('x', 'unavailable'),
+      new errors.EtcdError('x'),
     ];
     for (const e of samples) {
       names.add(e.wireName);
@@ -51,7 +68,7 @@ describe('agentctl parts', () => {
     expect(new errors.RemoteError('agent.SomethingNew', ['m'], '').retryable).to.equal(false);
   });
 
-  it('WireErrors is derived from the classes: each constant is its class\'s wire name, and no two classes share one', () => {
+  it("WireErrors is derived from the classes: each constant is its class's wire name, and no two classes share one", () => {
     const seen = new Map<string, string>();
     for (const [key, cls] of Object.entries(errors.WIRE_ERROR_CLASSES)) {
       expect(errors.WireErrors[key as keyof typeof errors.WireErrors]).to.equal(cls.wireName);
@@ -60,6 +77,9 @@ describe('agentctl parts', () => {
       seen.set(cls.wireName, cls.name).set(errors.shortWireName(cls.wireName), cls.name);
       expect(errors.wireErrorClass(cls.wireName)).to.equal(cls);
     }
-    expect([errors.WireErrors.KernelNotFound, errors.WireErrors.Parameters]).to.deep.equal(['agent.KernelNotFound', 'aiozmq.rpc.base.ParametersError']);
+    expect([errors.WireErrors.KernelNotFound, errors.WireErrors.Parameters]).to.deep.equal([
+      'agent.KernelNotFound',
+      'aiozmq.rpc.base.ParametersError',
+    ]);
   });
 });

@@ -30,9 +30,12 @@ describe('demand split', () => {
     }
   });
 
-  it('moves a departed agent\'s share to those left', () => {
+  it("moves a departed agent's share to those left", () => {
     const demand = { 'python:3-debian': { small: 4 } };
-    const equal = [{ id: 'i-1', freeCores: 2, freeMemMiB: 1024 }, { id: 'i-2', freeCores: 2, freeMemMiB: 1024 }];
+    const equal = [
+      { id: 'i-1', freeCores: 2, freeMemMiB: 1024 },
+      { id: 'i-2', freeCores: 2, freeMemMiB: 1024 },
+    ];
     expect(splitDemand(demand, equal).get('i-1')).to.deep.equal({ 'python:3-debian': { small: 2 } });
     const left = splitDemand(demand, [equal[1]!]);
     expect(left.get('i-2')).to.deep.equal({ 'python:3-debian': { small: 4 } });
@@ -43,7 +46,10 @@ describe('demand split', () => {
     expect(largestRemainder(1, [1, 1, 1])).to.deep.equal([1, 0, 0]);
     expect(largestRemainder(5, [0, 0])).to.deep.equal([3, 2]);
     expect(largestRemainder(0, [1, 2])).to.deep.equal([0, 0]);
-    const split = splitDemand({ l: { t: 1 } }, [{ id: 'i-z', freeCores: 1, freeMemMiB: 1 }, { id: 'i-y', freeCores: 1, freeMemMiB: 1 }]);
+    const split = splitDemand({ l: { t: 1 } }, [
+      { id: 'i-z', freeCores: 1, freeMemMiB: 1 },
+      { id: 'i-y', freeCores: 1, freeMemMiB: 1 },
+    ]);
     expect(split.get('i-y')).to.deep.equal({ l: { t: 1 } });
     expect(split.get('i-z')).to.deep.equal({});
   });
@@ -79,7 +85,7 @@ describe('demand split', () => {
     ]);
   });
 
-  it('sizes a pool to the floor plus the share, bounded by max, or to the autoscaler\'s target when larger', () => {
+  it("sizes a pool to the floor plus the share, bounded by max, or to the autoscaler's target when larger", () => {
     const base = { floor: 1, max: 4, autoscale: false, recentDemand: 0, creating: 0, idle: [], nowMs: 0, maxIdleSec: 60 };
     expect(decideSize({ ...base, clusterShare: 2 }).target).to.equal(3);
     expect(decideSize({ ...base, clusterShare: 9 }).target).to.equal(4);

@@ -80,7 +80,10 @@ describe('dispatcher', () => {
 
   it('answers an unknown method with aiozmq NotFoundError carrying the name', async () => {
     const r = await dispatcher.handle(req('nosuch', []));
-    expect(r).to.deep.equal({ ok: false, error: { type: 'aiozmq.rpc.base.NotFoundError', args: ['nosuch'], repr: "NotFoundError('nosuch')" } });
+    expect(r).to.deep.equal({
+      ok: false,
+      error: { type: 'aiozmq.rpc.base.NotFoundError', args: ['nosuch'], repr: "NotFoundError('nosuch')" },
+    });
   });
 
   it('answers bad arguments with aiozmq ParametersError', async () => {
@@ -116,7 +119,10 @@ describe('dispatcher', () => {
 
   it('answers malformed requests with ParametersError', async () => {
     const r = await dispatcher.handle({ kind: 'malformed', envelope: [], header: req('x', []).header, method: 'ping', reason: 'bad args' });
-    expect(r).to.deep.equal({ ok: false, error: { type: 'aiozmq.rpc.base.ParametersError', args: ['bad args'], repr: "ParametersError('bad args')" } });
+    expect(r).to.deep.equal({
+      ok: false,
+      error: { type: 'aiozmq.rpc.base.ParametersError', args: ['bad args'], repr: "ParametersError('bad args')" },
+    });
   });
 
   it('refuses new calls with a retryable error once draining', async () => {

@@ -62,7 +62,8 @@ describe('docs', () => {
     for (const m of Object.values(modernMethods)) expect(page('modern-methods'), m.name).to.include(`\`\`${m.name}\`\``);
     for (const e of AGENT_EVENTS) expect(page('events'), e.name).to.include(`\`\`${e.name}\`\``);
     for (const e of MODERN_EVENTS) expect(page('events'), e.name).to.include(`\`\`${e.name}\`\``);
-    for (const n of ['compute_agent_pool_containers', 'compute_agent_kernels', 'compute_agent_slots', 'compute_agent_gpu_allocated']) expect(page('metrics')).to.include(`\`\`${n}\`\``);
+    for (const n of ['compute_agent_pool_containers', 'compute_agent_kernels', 'compute_agent_slots', 'compute_agent_gpu_allocated'])
+      expect(page('metrics')).to.include(`\`\`${n}\`\``);
   });
 
   it('escapes plain text so that nothing in it reads as markup', () => {
@@ -76,9 +77,15 @@ describe('docs', () => {
       await run('sphinx-build', ['-W', '--keep-going', '-q', '-E', '-b', 'html', DOCS_DIR, path.join(out, 'html')], { cwd: REPO_ROOT });
     } catch (err) {
       const e = err as { stderr?: string; message: string };
-      throw new Error(`sphinx-build failed (install Debian's python3-sphinx: deploy/dev/prepare.sh does with PREPARE_TESTS=1): ${e.stderr || e.message}`, { cause: err });
+      throw new Error(
+        `sphinx-build failed (install Debian's python3-sphinx: deploy/dev/prepare.sh does with PREPARE_TESTS=1): ${e.stderr || e.message}`,
+        { cause: err },
+      );
     }
-    expect((await fs.readdir(path.join(out, 'html'))).filter((f) => f.endsWith('.html'))).to.include.members(['index.html', 'configuration.html']);
+    expect((await fs.readdir(path.join(out, 'html'))).filter((f) => f.endsWith('.html'))).to.include.members([
+      'index.html',
+      'configuration.html',
+    ]);
     // The chapters link to each other as files (so that the links work on a code host too): each link must reach a page and its section.
     const broken: string[] = [];
     const pages = (await fs.readdir(path.join(out, 'html'), { recursive: true })).filter((f) => f.endsWith('.html'));
@@ -100,13 +107,21 @@ describe('docs', () => {
     this.timeout(120_000);
     const bin = path.join(REPO_ROOT, 'node_modules/.bin/typedoc');
     try {
-      await run(bin, ['--options', path.join(REPO_ROOT, 'typedoc.json'), '--out', path.join(out, 'api'), '--logLevel', 'Warn'], { cwd: REPO_ROOT });
+      await run(bin, ['--options', path.join(REPO_ROOT, 'typedoc.json'), '--out', path.join(out, 'api'), '--logLevel', 'Warn'], {
+        cwd: REPO_ROOT,
+      });
     } catch (err) {
       const e = err as { stdout?: string; stderr?: string; message: string };
       const said = `${e.stdout ?? ''}${e.stderr ?? ''}`;
       throw new Error(`typedoc failed: ${said || e.message}`, { cause: err });
     }
     const classes = await fs.readdir(path.join(out, 'api/classes'));
-    expect(classes).to.include.members(['AgentApi.html', 'AgentClient.html', 'EventReceiver.html', 'RemoteError.html', 'RpcTimeoutError.html']);
+    expect(classes).to.include.members([
+      'AgentApi.html',
+      'AgentClient.html',
+      'EventReceiver.html',
+      'RemoteError.html',
+      'RpcTimeoutError.html',
+    ]);
   });
 });

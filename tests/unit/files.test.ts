@@ -80,9 +80,15 @@ describe('scratch files', () => {
     expect(top.errors).to.equal('');
     const listed = JSON.parse(top.files) as Array<Record<string, unknown>>;
     // A directory's size depends on the filesystem, so only the file's is checked.
-    expect(listed.map((f) => [f.filename, f.mode])).to.deep.equal([['hello.txt', '-rw-r--r--'], ['sub', 'drwxr-xr-x']]);
+    expect(listed.map((f) => [f.filename, f.mode])).to.deep.equal([
+      ['hello.txt', '-rw-r--r--'],
+      ['sub', 'drwxr-xr-x'],
+    ]);
     expect(listed[0]!.size).to.equal(2);
-    for (const key of ['ctime', 'mtime', 'atime']) expect(listed[0]![key]).to.be.a('number').within(Date.now() / 1000 - 60, Date.now() / 1000 + 60);
+    for (const key of ['ctime', 'mtime', 'atime'])
+      expect(listed[0]![key])
+        .to.be.a('number')
+        .within(Date.now() / 1000 - 60, Date.now() / 1000 + 60);
 
     const entries = await untar(await files.download('sub'));
     expect(entries.map((e) => [e.name, e.type, e.data])).to.deep.equal([
@@ -100,7 +106,11 @@ describe('scratch files', () => {
     await fs.chown(home, 4321, 4322);
     await files.upload('x/y/z.txt', Buffer.from('one'));
     await files.upload('x/y/z.txt', Buffer.from('two'));
-    for (const [rel, mode] of [['x', 0o755], ['x/y', 0o755], ['x/y/z.txt', 0o644]] as const) {
+    for (const [rel, mode] of [
+      ['x', 0o755],
+      ['x/y', 0o755],
+      ['x/y/z.txt', 0o644],
+    ] as const) {
       const st = await fs.stat(path.join(home, rel));
       expect([st.uid, st.gid, st.mode & 0o777], rel).to.deep.equal([4321, 4322, mode]);
     }
@@ -130,7 +140,8 @@ describe('scratch files', () => {
       expect(err, p).to.be.instanceOf(InvalidPathError);
       expect(err.message, p).to.match(/is a symlink to .*(outside|which leads out of) \/home\/work/);
     }
-    for (const p of ['rootlink', 'out', 'rel', `rootlink/${viaRoot}`]) expect(await rejection(files.list(p)), p).to.be.instanceOf(InvalidPathError);
+    for (const p of ['rootlink', 'out', 'rel', `rootlink/${viaRoot}`])
+      expect(await rejection(files.list(p)), p).to.be.instanceOf(InvalidPathError);
     for (const p of [`rootlink/${viaRoot}/secret`, 'out/secret', 'rel/secret', 'rootlink/etc/passwd']) {
       expect(await rejection(files.download(p)), p).to.be.instanceOf(InvalidPathError);
     }
@@ -140,7 +151,8 @@ describe('scratch files', () => {
   it('does not follow a symlink at the upload target that points outside', async () => {
     await fs.symlink(path.join(outside, 'secret'), path.join(home, 'victim'));
     await fs.symlink(path.join(outside, 'new'), path.join(home, 'dangling-out'));
-    for (const p of ['victim', 'dangling-out']) expect(await rejection(files.upload(p, Buffer.from('pwned'))), p).to.be.instanceOf(InvalidPathError);
+    for (const p of ['victim', 'dangling-out'])
+      expect(await rejection(files.upload(p, Buffer.from('pwned'))), p).to.be.instanceOf(InvalidPathError);
     expect(await fs.readFile(path.join(outside, 'secret'), 'utf8')).to.equal('top secret');
     expect(await outsideSnapshot()).to.deep.equal(['outside', 'outside/secret']);
     expect((await fs.lstat(path.join(home, 'victim'))).isSymbolicLink()).to.equal(true);
@@ -174,8 +186,14 @@ describe('scratch files', () => {
       await Promise.all([
         files.upload(`d/up${i}`, Buffer.from('x')).catch(() => undefined),
         files.upload(`d/new${i}/x`, Buffer.from('x')).catch(() => undefined),
-        files.download('d/secret').then(async (a) => leaked.push(...(await untar(a)).map((e) => e.data)), () => undefined),
-        files.list('d').then((l) => leaked.push(l.files), () => undefined),
+        files.download('d/secret').then(
+          async (a) => leaked.push(...(await untar(a)).map((e) => e.data)),
+          () => undefined,
+        ),
+        files.list('d').then(
+          (l) => leaked.push(l.files),
+          () => undefined,
+        ),
       ]);
     }
     stop = true;
@@ -219,9 +237,14 @@ describe('scratch files', () => {
     await fs.symlink(path.join(outside, 'secret'), path.join(home, 'link'));
     await fs.mkdir(path.join(home, 'd'));
     await fs.symlink('/', path.join(home, 'd', 'root'));
-    expect(await untar(await files.download('link'))).to.deep.equal([{ name: 'link', type: 'symlink', linkname: path.join(outside, 'secret'), data: '' }]);
+    expect(await untar(await files.download('link'))).to.deep.equal([
+      { name: 'link', type: 'symlink', linkname: path.join(outside, 'secret'), data: '' },
+    ]);
     const entries = await untar(await files.download('d'));
-    expect(entries.map((e) => [e.name, e.type, e.linkname])).to.deep.equal([['d/', 'directory', null], ['d/root', 'symlink', '/']]);
+    expect(entries.map((e) => [e.name, e.type, e.linkname])).to.deep.equal([
+      ['d/', 'directory', null],
+      ['d/root', 'symlink', '/'],
+    ]);
     const listed = JSON.parse((await files.list('.')).files) as Array<{ filename: string; mode: string }>;
     expect(listed.find((f) => f.filename === 'link')!.mode).to.equal('lrwxrwxrwx');
   });

@@ -52,8 +52,18 @@ function recordingLogger(): Logger & { lines: string[] } {
 
 describe('GPU detection (nvidia-smi and a fake /proc, /sys, /dev)', () => {
   it('parses nvidia-smi CSV, bus ids in sysfs spelling and "[N/A]" figures', () => {
-    const rows = parseSmiCsv('0, GPU-0b4f6d2e-7a1c, 00000000:00:1E.0, Tesla T4, 15360, 12, [N/A]\n1, GPU-aa, 0000:3B:00.0, NVIDIA A100, 80 GB, 40960, 5, 33\n');
-    expect(rows[0]).to.deep.equal({ index: 0, uuid: 'GPU-0b4f6d2e-7a1c', busId: '0000:00:1e.0', name: 'Tesla T4', memoryTotalMiB: 15360, memoryUsedMiB: 12, utilizationPct: null });
+    const rows = parseSmiCsv(
+      '0, GPU-0b4f6d2e-7a1c, 00000000:00:1E.0, Tesla T4, 15360, 12, [N/A]\n1, GPU-aa, 0000:3B:00.0, NVIDIA A100, 80 GB, 40960, 5, 33\n',
+    );
+    expect(rows[0]).to.deep.equal({
+      index: 0,
+      uuid: 'GPU-0b4f6d2e-7a1c',
+      busId: '0000:00:1e.0',
+      name: 'Tesla T4',
+      memoryTotalMiB: 15360,
+      memoryUsedMiB: 12,
+      utilizationPct: null,
+    });
     expect(rows[1]).to.include({ name: 'NVIDIA A100, 80 GB', busId: '0000:3b:00.0', utilizationPct: 33 });
     expect(sysfsBusId('00000000:BD:00.0')).to.equal('0000:bd:00.0');
     expect(() => parseSmiCsv('NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.')).to.throw(/cannot read/);
@@ -91,7 +101,10 @@ describe('GPU detection (nvidia-smi and a fake /proc, /sys, /dev)', () => {
     const toolkit = await fixtureCuda('dgx8', { binDirs: [dir] }).detect();
     expect(toolkit.path).to.equal('runtime');
     expect(toolkit.reason).to.match(/DeviceRequests/);
-    const oldDocker = await fixtureCuda('dgx8', { binDirs: [dir], docker: async () => ({ runtimes: ['runc'], apiVersion: '1.39' }) }).detect();
+    const oldDocker = await fixtureCuda('dgx8', {
+      binDirs: [dir],
+      docker: async () => ({ runtimes: ['runc'], apiVersion: '1.39' }),
+    }).detect();
     expect(oldDocker.path).to.equal('device-nodes');
   });
 
@@ -102,7 +115,9 @@ describe('GPU detection (nvidia-smi and a fake /proc, /sys, /dev)', () => {
     expect(noDriver.reason).to.match(/^no NVIDIA driver \(.*driver\/nvidia is missing; .*nvidia-smi not found\)$/);
     expect(noDriver.devices).to.deep.equal([]);
 
-    const failing = await fixtureCuda('dgx8', { smi: await fakeSmi('echo "Failed to initialize NVML: Driver/library version mismatch" >&2; exit 18') }).detect();
+    const failing = await fixtureCuda('dgx8', {
+      smi: await fakeSmi('echo "Failed to initialize NVML: Driver/library version mismatch" >&2; exit 18'),
+    }).detect();
     expect(failing).to.include({ path: 'none', driverFound: true });
     expect(failing.reason).to.match(/exited with code 18: Failed to initialize NVML: Driver\/library version mismatch/);
 
@@ -132,7 +147,11 @@ describe('GPU detection (nvidia-smi and a fake /proc, /sys, /dev)', () => {
     const cfg = cuda.hostConfig([s.devices[4]!, s.devices[6]!], 'runtime');
     const uuids = ['GPU-5e1c0a04-1c2d-4e5f-8a9b-c0ffee000004', 'GPU-5e1c0a06-1c2d-4e5f-8a9b-c0ffee000006'];
     expect(cfg.deviceRequests).to.deep.equal([{ Driver: 'nvidia', DeviceIDs: uuids, Capabilities: [['gpu']] }]);
-    expect(cfg.env).to.deep.equal(['CUDA_VISIBLE_DEVICES=0,1', `NVIDIA_VISIBLE_DEVICES=${uuids.join(',')}`, 'NVIDIA_DRIVER_CAPABILITIES=compute,utility']);
+    expect(cfg.env).to.deep.equal([
+      'CUDA_VISIBLE_DEVICES=0,1',
+      `NVIDIA_VISIBLE_DEVICES=${uuids.join(',')}`,
+      'NVIDIA_DRIVER_CAPABILITIES=compute,utility',
+    ]);
     expect(cfg.devices).to.deep.equal([]);
     expect(cfg.binds).to.deep.equal([]);
     expect(cfg.runtime).to.equal(null);
@@ -149,20 +168,31 @@ describe('GPU detection (nvidia-smi and a fake /proc, /sys, /dev)', () => {
     const s = await cuda.detect();
     const cfg = cuda.hostConfig([s.devices[2]!, s.devices[3]!], 'device-nodes');
     const dev = path.join(fixtureRoot('dgx8'), 'dev');
-    expect(cfg.devices).to.deep.equal(['nvidia2', 'nvidia3', 'nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools', 'nvidia-modeset'].map((n) => ({ PathOnHost: `${dev}/${n}`, PathInContainer: `/dev/${n}`, CgroupPermissions: 'mrw' })));
+    expect(cfg.devices).to.deep.equal(
+      ['nvidia2', 'nvidia3', 'nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools', 'nvidia-modeset'].map((n) => ({
+        PathOnHost: `${dev}/${n}`,
+        PathInContainer: `/dev/${n}`,
+        CgroupPermissions: 'mrw',
+      })),
+    );
     expect(cfg.binds).to.include('/usr/lib/x86_64-linux-gnu/libcuda.so.1:/usr/local/nvidia/lib64/libcuda.so.1:ro');
     expect(cfg.binds).to.include(`${fixtureRoot('dgx8')}/bin/nvidia-smi:/usr/local/nvidia/bin/nvidia-smi:ro`);
     expect(cfg.binds.join(' ')).not.to.match(/i386|libm\.so|libc\.so/);
     expect(cfg.env).to.deep.equal(['CUDA_VISIBLE_DEVICES=0,1', 'LD_LIBRARY_PATH=/usr/local/nvidia/lib64']);
     expect(cfg.deviceRequests).to.deep.equal([]);
     expect(cuda.hostConfig([s.devices[0]!], 'none')).to.deep.equal({ env: [], binds: [], devices: [], deviceRequests: [], runtime: null });
-    expect(driverLibraries('\tlibnvidia-ml.so.1 (libc6,x86-64) => /x/libnvidia-ml.so.1\n\tlibnvidia-ml.so.1 (libc6) => /y/libnvidia-ml.so.1\n')).to.deep.equal(['/x/libnvidia-ml.so.1']);
+    expect(
+      driverLibraries('\tlibnvidia-ml.so.1 (libc6,x86-64) => /x/libnvidia-ml.so.1\n\tlibnvidia-ml.so.1 (libc6) => /y/libnvidia-ml.so.1\n'),
+    ).to.deep.equal(['/x/libnvidia-ml.so.1']);
   });
 });
 
 describe('GPU allocation and NUMA placement', () => {
   const dgx = [0, 0, 0, 0, 1, 1, 1, 1].map((numaNode, index) => ({ index, numaNode }));
-  const dgxCpus = new Map([[0, [0, 1, 2, 3, 4, 5, 6, 7]], [1, [8, 9, 10, 11, 12, 13, 14, 15]]]);
+  const dgxCpus = new Map([
+    [0, [0, 1, 2, 3, 4, 5, 6, 7]],
+    [1, [8, 9, 10, 11, 12, 13, 14, 15]],
+  ]);
 
   it('picks whole devices on one NUMA node, the tightest node that fits first, else the lowest indexes', () => {
     const books = new DeviceAllocator(dgx);
@@ -172,12 +202,29 @@ describe('GPU allocation and NUMA placement', () => {
     expect(() => books.allocate(2, 'k4')).to.throw(DevicesExhausted, /2 GPU\(s\) requested, 1 of 8 free/);
     expect(books.free).to.equal(1); // a refusal takes nothing
     books.release([4, 5, 6, 7]);
-    expect(pickDevices([{ index: 3, numaNode: 0 }, { index: 4, numaNode: 1 }], 2)).to.deep.equal([3, 4]); // across nodes only when no node fits
+    expect(
+      pickDevices(
+        [
+          { index: 3, numaNode: 0 },
+          { index: 4, numaNode: 1 },
+        ],
+        2,
+      ),
+    ).to.deep.equal([3, 4]); // across nodes only when no node fits
     expect(pickDevices(dgx.slice(2), 2)).to.deep.equal([2, 3]); // node 0 has 2 free: tighter than node 1's 4
     expect(pickDevices(dgx, 1, 1)).to.deep.equal([4]); // a tie goes to the preferred node
     expect(pickDevices(dgx, 9)).to.equal(null);
     // A device of node "any" fits with either node, after the node's own.
-    expect(pickDevices([{ index: 0, numaNode: null }, { index: 1, numaNode: 1 }, { index: 2, numaNode: 0 }], 2)).to.deep.equal([0, 2]);
+    expect(
+      pickDevices(
+        [
+          { index: 0, numaNode: null },
+          { index: 1, numaNode: 1 },
+          { index: 2, numaNode: 0 },
+        ],
+        2,
+      ),
+    ).to.deep.equal([0, 2]);
   });
 
   it('honours a gpu_set, refuses one held by another kernel or not usable, and adopts whatever a running kernel holds', () => {
@@ -190,8 +237,18 @@ describe('GPU allocation and NUMA placement', () => {
   });
 
   it('chooses the cores and memory node of the GPUs: pure functions', () => {
-    expect(commonNode([{ index: 0, numaNode: 1 }, { index: 1, numaNode: null }])).to.equal(1);
-    expect(commonNode([{ index: 0, numaNode: 0 }, { index: 4, numaNode: 1 }])).to.equal(null);
+    expect(
+      commonNode([
+        { index: 0, numaNode: 1 },
+        { index: 1, numaNode: null },
+      ]),
+    ).to.equal(1);
+    expect(
+      commonNode([
+        { index: 0, numaNode: 0 },
+        { index: 4, numaNode: 1 },
+      ]),
+    ).to.equal(null);
     expect(numaPlacement([dgx[5]!, dgx[6]!], dgxCpus)).to.deep.equal({ preferCores: [8, 9, 10, 11, 12, 13, 14, 15], node: 1 });
     expect(numaPlacement([dgx[0]!, dgx[7]!], dgxCpus)).to.deep.equal({ preferCores: null, node: null });
     expect(numaPlacement([{ index: 0, numaNode: null }], dgxCpus)).to.deep.equal({ preferCores: null, node: null });
@@ -215,7 +272,10 @@ describe('GPU allocation and NUMA placement', () => {
     await gpus.refresh();
     expect(gpus.slots).to.equal(8);
     const spec = { gpuCount: 2, gpuSet: null, image: 'lablup/kernel-cuda:11' };
-    expect(() => gpus.take(spec, 'k0', { cuda: false })).to.throw(ParametersError, /does not opt in to GPUs: it needs the label io.sorna.nvidia.enabled=yes or ai.backend.accelerators=cuda/);
+    expect(() => gpus.take(spec, 'k0', { cuda: false })).to.throw(
+      ParametersError,
+      /does not opt in to GPUs: it needs the label io.sorna.nvidia.enabled=yes or ai.backend.accelerators=cuda/,
+    );
     expect(gpus.books.free).to.equal(8);
     const grant = gpus.take({ ...spec, gpuCount: 4 }, 'k1', { cuda: true });
     expect(grant).to.deep.equal({ gpuSet: [0, 1, 2, 3], preferCores: [0, 1, 2, 3, 4, 5, 6, 7] });
@@ -230,7 +290,10 @@ describe('GPU allocation and NUMA placement', () => {
     const none = new GpuService(fixtureCuda('dgx8', { smi: path.join(empty, 'nvidia-smi'), procRoot: empty }), silentLogger());
     await none.refresh();
     expect(none.slots).to.equal(0);
-    expect(() => none.take(spec, 'k1', { cuda: true })).to.throw(NoResourcesError, /^this node has no usable GPU \(no NVIDIA driver .*\); fix: install the NVIDIA driver/);
+    expect(() => none.take(spec, 'k1', { cuda: true })).to.throw(
+      NoResourcesError,
+      /^this node has no usable GPU \(no NVIDIA driver .*\); fix: install the NVIDIA driver/,
+    );
     expect(none.books.holders().size).to.equal(0);
   });
 
@@ -264,7 +327,11 @@ describe('GPU memory per kernel', () => {
 
   it("keeps each container's maximum over the samples, summed over its processes, and says nothing of others", async () => {
     const proc = await tempDir();
-    for (const [pid, text] of [['11', `0::/system.slice/docker-${cid}.scope\n`], ['12', `0::/system.slice/docker-${cid}.scope\n`], ['13', '0::/init.scope\n']]) {
+    for (const [pid, text] of [
+      ['11', `0::/system.slice/docker-${cid}.scope\n`],
+      ['12', `0::/system.slice/docker-${cid}.scope\n`],
+      ['13', '0::/init.scope\n'],
+    ]) {
       await fs.mkdir(path.join(proc, pid!));
       await fs.writeFile(path.join(proc, pid!, 'cgroup'), text!);
     }
@@ -315,9 +382,17 @@ describe('GPU kernels: spec, image labels and container request', () => {
     await gpus.refresh();
     const spec = { ...parseKernelConfig({ lang: 'cuda:11', limits: { gpu_slot: 2 } }, 'lablup/kernel-', '/mnt'), gpuSet: [6, 7] };
     const req = containerRequest({
-      agentId: 'i-1', kernelId: 'k1', spec, cpuSet: [10, 11], traits: imageTraits({ 'ai.backend.accelerators': 'cuda', 'ai.backend.envs.gpucount': 'GPU_COUNT' }),
-      scratchDir: '/s/k1', kernelUid: 1000, publishHost: '127.0.0.1', security: { noNewPrivileges: true, capabilities: [], seccomp: 'default', pidsLimit: 0, nofileLimit: 0 },
-      createdAt: 1, gpu: gpus.hostConfig(spec.gpuSet, [10, 11]),
+      agentId: 'i-1',
+      kernelId: 'k1',
+      spec,
+      cpuSet: [10, 11],
+      traits: imageTraits({ 'ai.backend.accelerators': 'cuda', 'ai.backend.envs.gpucount': 'GPU_COUNT' }),
+      scratchDir: '/s/k1',
+      kernelUid: 1000,
+      publishHost: '127.0.0.1',
+      security: { noNewPrivileges: true, capabilities: [], seccomp: 'default', pidsLimit: 0, nofileLimit: 0 },
+      createdAt: 1,
+      gpu: gpus.hostConfig(spec.gpuSet, [10, 11]),
     });
     expect(req.labels['io.compute-agent.gpu-set']).to.equal('6,7');
     expect(req.env).to.include.members(['GPU_COUNT=2', 'CUDA_VISIBLE_DEVICES=0,1', 'LD_LIBRARY_PATH=/usr/local/nvidia/lib64']);
@@ -325,7 +400,21 @@ describe('GPU kernels: spec, image labels and container request', () => {
     expect(req.cpusetMems).to.equal('1');
     expect(req.binds[0]).to.equal('/s/k1:/home/work:rw');
     // No GPU: no device fields at all.
-    const plain = containerRequest({ ...{ agentId: 'i-1', kernelId: 'k2', spec: { ...spec, gpuSet: null, gpuCount: 0 }, cpuSet: [0], traits: imageTraits({}), scratchDir: '/s/k2', kernelUid: 1000, publishHost: '127.0.0.1', security: { noNewPrivileges: true, capabilities: [], seccomp: 'default', pidsLimit: 0, nofileLimit: 0 }, createdAt: 1 }, gpu: gpus.hostConfig(null, [0]) });
+    const plain = containerRequest({
+      ...{
+        agentId: 'i-1',
+        kernelId: 'k2',
+        spec: { ...spec, gpuSet: null, gpuCount: 0 },
+        cpuSet: [0],
+        traits: imageTraits({}),
+        scratchDir: '/s/k2',
+        kernelUid: 1000,
+        publishHost: '127.0.0.1',
+        security: { noNewPrivileges: true, capabilities: [], seccomp: 'default', pidsLimit: 0, nofileLimit: 0 },
+        createdAt: 1,
+      },
+      gpu: gpus.hostConfig(null, [0]),
+    });
     expect(plain).not.to.have.any.keys('devices', 'deviceRequests', 'cpusetMems', 'runtime');
     expect(plain.env.join(' ')).not.to.match(/CUDA|NVIDIA/);
   });
@@ -339,7 +428,10 @@ describe('GPU kernels: spec, image labels and container request', () => {
     expect(broken).to.include({ ok: false });
     expect(broken.fix).to.match(/run nvidia-smi by hand/);
     const good = await gpuCheck(fixtureCuda('dgx8', { allow: () => ['0', '1'] }));
-    expect(good).to.deep.equal({ ok: true, detail: `device-nodes: 2 GPU(s) (NVIDIA A100-SXM4-40GB, 6 kept back by gpu_allow); no NVIDIA container runtime; device nodes under ${fixtureRoot('dgx8')}/dev and 6 driver libraries bind-mounted` });
+    expect(good).to.deep.equal({
+      ok: true,
+      detail: `device-nodes: 2 GPU(s) (NVIDIA A100-SXM4-40GB, 6 kept back by gpu_allow); no NVIDIA container runtime; device nodes under ${fixtureRoot('dgx8')}/dev and 6 driver libraries bind-mounted`,
+    });
   });
 });
 
@@ -353,10 +445,16 @@ describe('agent gpus (the probe gpu-check.sh prints)', () => {
       `path: device-nodes (no NVIDIA container runtime; device nodes under ${dev} and 6 driver libraries bind-mounted)`,
       'better: for DeviceRequests: install nvidia-container-toolkit and run nvidia-ctk runtime configure --runtime=docker, then restart dockerd',
     ]);
-    expect(text).to.include(`docker arguments for device 0:\n  --env CUDA_VISIBLE_DEVICES=0\n  --env LD_LIBRARY_PATH=/usr/local/nvidia/lib64\n  --device ${dev}/nvidia0:/dev/nvidia0:mrw\n  --device ${dev}/nvidiactl:/dev/nvidiactl:mrw`);
+    expect(text).to.include(
+      `docker arguments for device 0:\n  --env CUDA_VISIBLE_DEVICES=0\n  --env LD_LIBRARY_PATH=/usr/local/nvidia/lib64\n  --device ${dev}/nvidia0:/dev/nvidia0:mrw\n  --device ${dev}/nvidiactl:/dev/nvidiactl:mrw`,
+    );
     expect(text).to.include('  --volume /usr/lib/x86_64-linux-gnu/libcuda.so.1:/usr/local/nvidia/lib64/libcuda.so.1:ro');
-    const runtime = formatProbe(await probeGpus(fixtureCuda('any1', { docker: async () => ({ runtimes: ['nvidia'], apiVersion: '1.41' }) })));
-    expect(runtime).to.include(`  --gpus '"device=GPU-0b4f6d2e-7a1c-4b9e-9d3f-2a6c8e1f4b70"'  (HostConfig.DeviceRequests: driver nvidia, capabilities [["gpu"]])`);
+    const runtime = formatProbe(
+      await probeGpus(fixtureCuda('any1', { docker: async () => ({ runtimes: ['nvidia'], apiVersion: '1.41' }) })),
+    );
+    expect(runtime).to.include(
+      `  --gpus '"device=GPU-0b4f6d2e-7a1c-4b9e-9d3f-2a6c8e1f4b70"'  (HostConfig.DeviceRequests: driver nvidia, capabilities [["gpu"]])`,
+    );
     const empty = await tempDir();
     const none = await probeGpus(fixtureCuda('any1', { smi: path.join(empty, 'nvidia-smi'), procRoot: empty }));
     expect(none.oneDevice).to.equal(null);

@@ -8,9 +8,18 @@ import { compileSettings } from '../../src/config/settings.js';
 
 describe('image references', () => {
   it('splits registry, repository, tag and digest as Docker does', () => {
-    expect(parseImageRef('lablup/kernel-python:3-debian')).to.include({ registry: DOCKER_HUB, repository: 'lablup/kernel-python', tag: '3-debian', digest: null });
+    expect(parseImageRef('lablup/kernel-python:3-debian')).to.include({
+      registry: DOCKER_HUB,
+      repository: 'lablup/kernel-python',
+      tag: '3-debian',
+      digest: null,
+    });
     expect(parseImageRef('python')).to.include({ registry: DOCKER_HUB, repository: 'library/python', tag: 'latest' });
-    expect(parseImageRef('127.0.0.1:5000/t/kernel-python:3')).to.include({ registry: '127.0.0.1:5000', repository: 't/kernel-python', tag: '3' });
+    expect(parseImageRef('127.0.0.1:5000/t/kernel-python:3')).to.include({
+      registry: '127.0.0.1:5000',
+      repository: 't/kernel-python',
+      tag: '3',
+    });
     expect(parseImageRef('localhost/x')).to.include({ registry: 'localhost', repository: 'x', tag: 'latest' });
     const d = 'sha256:' + 'a'.repeat(64);
     expect(parseImageRef(`reg.example.com/a/b@${d}`)).to.include({ registry: 'reg.example.com', repository: 'a/b', digest: d });
@@ -42,7 +51,10 @@ describe('pull progress', () => {
     let s = p.snapshot();
     expect(s.bytesDone).to.equal(500);
     expect(s.bytesTotal).to.equal(3000); // the manifest's figure while Docker has told less
-    expect(s.layers.map((l) => [l.id, l.status])).to.deep.equal([['aaaaaaaaaaaa', 'Downloading'], ['bbbbbbbbbbbb', 'Already exists']]);
+    expect(s.layers.map((l) => [l.id, l.status])).to.deep.equal([
+      ['aaaaaaaaaaaa', 'Downloading'],
+      ['bbbbbbbbbbbb', 'Already exists'],
+    ]);
     p.update({ status: 'Download complete', id: 'aaaaaaaaaaaa' });
     p.update({ status: 'Extracting', id: 'aaaaaaaaaaaa', progressDetail: { current: 100, total: 2000 } });
     s = p.snapshot();
@@ -62,7 +74,13 @@ describe('pull progress', () => {
 });
 
 describe('agentctl pull bar', () => {
-  const pull = (done: number) => ({ image: 'reg/x:1', state: 'pulling' as const, bytes_done: done, bytes_total: 4 * 1024 * 1024, layers: [{ id: 'a'.repeat(64), status: 'Downloading', done, total: 4 * 1024 * 1024 }] });
+  const pull = (done: number) => ({
+    image: 'reg/x:1',
+    state: 'pulling' as const,
+    bytes_done: done,
+    bytes_total: 4 * 1024 * 1024,
+    layers: [{ id: 'a'.repeat(64), status: 'Downloading', done, total: 4 * 1024 * 1024 }],
+  });
 
   it('prints plain lines at most once a second when not a TTY, with percent, bytes and rate', () => {
     let now = 0;
@@ -96,11 +114,20 @@ describe('agentctl pull bar', () => {
 describe('image settings', () => {
   it('reads auto_pull, the pull bounds, the prepull list and the start-up policy, refusing bad values by key', () => {
     const { settings, problems } = compileSettings(
-      { auto_pull: 'digest', pull_concurrency: '3', pull_timeout: '60', prepull: 'python:3-debian, 127.0.0.1:5000/x/y:1', node_startup_failure: 'continue' },
+      {
+        auto_pull: 'digest',
+        pull_concurrency: '3',
+        pull_timeout: '60',
+        prepull: 'python:3-debian, 127.0.0.1:5000/x/y:1',
+        node_startup_failure: 'continue',
+      },
       { pull_concurrency: '0', auto_pull: 'sometimes' },
     );
     expect(settings).to.include({ autoPull: 'digest', pullConcurrency: 3, pullTimeoutSec: 60, nodeStartupFailure: 'continue' });
     expect(settings.prepull).to.deep.equal(['python:3-debian', '127.0.0.1:5000/x/y:1']);
-    expect(problems.map((p) => p.source).sort()).to.deep.equal(['nodes/agents/<id>/config/auto_pull', 'nodes/agents/<id>/config/pull_concurrency']);
+    expect(problems.map((p) => p.source).sort()).to.deep.equal([
+      'nodes/agents/<id>/config/auto_pull',
+      'nodes/agents/<id>/config/pull_concurrency',
+    ]);
   });
 });

@@ -35,7 +35,11 @@ function paths(lang: string): Record<string, boolean> {
       return false;
     }
   };
-  const pool = compilePoolSettings({ 'pool/types': '[{"name":"small","cpu":1,"memory":64}]', 'pool/images': JSON.stringify({ [lang]: { small: 1 } }) }, {}, { cluster: 'c/', node: 'n/' });
+  const pool = compilePoolSettings(
+    { 'pool/types': '[{"name":"small","cpu":1,"memory":64}]', 'pool/images': JSON.stringify({ [lang]: { small: 1 } }) },
+    {},
+    { cluster: 'c/', node: 'n/' },
+  );
   return {
     create: takes(() => parseKernelConfig({ lang }, PREFIX, '/mnt', [FULL])),
     pullImage: takes(() => images.resolve(lang)),
@@ -47,14 +51,19 @@ function paths(lang: string): Record<string, boolean> {
 
 describe('langs', () => {
   it('are taken by every path alike: create, pull_image, image_allow_list, prepull and pool/images', () => {
-    for (const lang of GOOD) expect(paths(lang), lang).to.deep.equal({ create: true, pullImage: true, allowList: true, prepull: true, poolImages: true });
-    for (const lang of BAD) expect(paths(lang), lang).to.deep.equal({ create: false, pullImage: false, allowList: false, prepull: false, poolImages: false });
+    for (const lang of GOOD)
+      expect(paths(lang), lang).to.deep.equal({ create: true, pullImage: true, allowList: true, prepull: true, poolImages: true });
+    for (const lang of BAD)
+      expect(paths(lang), lang).to.deep.equal({ create: false, pullImage: false, allowList: false, prepull: false, poolImages: false });
   });
 
   it('resolve a registry host only from the allow list, with errors that say what to do', () => {
     expect(resolveImage(FULL, PREFIX, [FULL])).to.equal(FULL);
     expect(() => resolveImage('127.0.0.1:5000/x:1', PREFIX, [])).to.throw(/makes no image name.*image_allow_list/);
-    expect(() => parseKernelConfig({ lang: '127.0.0.1:5000/x:1' }, PREFIX, '/mnt')).to.throw(ParametersError, /config lang .*image_allow_list/);
+    expect(() => parseKernelConfig({ lang: '127.0.0.1:5000/x:1' }, PREFIX, '/mnt')).to.throw(
+      ParametersError,
+      /config lang .*image_allow_list/,
+    );
     expect(() => checkLang('/etc/passwd')).to.throw(/lang must be an image "name:tag".*path segment/);
     expect(() => checkLang('')).to.throw(/not 1 to 384/); // an empty list setting is the empty list, not an empty lang
     expect(() => checkLang(`python@sha256:${'a'.repeat(64)}`)).to.throw(/names a digest/);
@@ -73,7 +82,14 @@ describe('langs', () => {
 
 describe('setting parsers', () => {
   it("read booleans one way in the agent's settings and the pool's, refusing an empty value", () => {
-    for (const [raw, want] of [['yes', true], ['ON', true], ['1', true], ['false', false], ['off', false], ['0', false]] as const) {
+    for (const [raw, want] of [
+      ['yes', true],
+      ['ON', true],
+      ['1', true],
+      ['false', false],
+      ['off', false],
+      ['0', false],
+    ] as const) {
       expect(compileSettings({ prepull_before_running: raw }, {}).settings.prepullBeforeRunning, raw).to.equal(want);
       expect(compilePoolSettings({ 'pool/freeze': raw }, {}, { cluster: 'c/', node: 'n/' }).settings.freeze, raw).to.equal(want);
     }

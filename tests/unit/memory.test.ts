@@ -5,8 +5,14 @@ import { checkPossible, MemoryBook, MemoryExhausted, schedulable } from '../../s
 
 describe('memory accounting', () => {
   it('computes the schedulable totals from the reserve and the overcommits', () => {
-    expect(schedulable({ cores: 2, memMiB: 24_000 }, { cpuOvercommit: 3, memReserveMiB: 1024, memOvercommit: 1 })).to.deep.equal({ cpuSlots: 6, memSlotsMiB: 22_976 });
-    expect(schedulable({ cores: 2, memMiB: 4000 }, { cpuOvercommit: 1, memReserveMiB: 1000, memOvercommit: 1.5 })).to.deep.equal({ cpuSlots: 2, memSlotsMiB: 4500 });
+    expect(schedulable({ cores: 2, memMiB: 24_000 }, { cpuOvercommit: 3, memReserveMiB: 1024, memOvercommit: 1 })).to.deep.equal({
+      cpuSlots: 6,
+      memSlotsMiB: 22_976,
+    });
+    expect(schedulable({ cores: 2, memMiB: 4000 }, { cpuOvercommit: 1, memReserveMiB: 1000, memOvercommit: 1.5 })).to.deep.equal({
+      cpuSlots: 2,
+      memSlotsMiB: 4500,
+    });
     expect(schedulable({ cores: 2, memMiB: 512 }, { cpuOvercommit: 1, memReserveMiB: 1024, memOvercommit: 1 }).memSlotsMiB).to.equal(0);
   });
 
@@ -47,7 +53,9 @@ describe('memory accounting', () => {
         err = e;
       }
       expect(err, String(why)).to.be.instanceOf(ImpossibleRequestError).and.instanceOf(ParametersError);
-      expect((err as Error).message).to.match(why).and.match(/2 cores \(0,1\) and 3000 MiB schedulable memory/);
+      expect((err as Error).message)
+        .to.match(why)
+        .and.match(/2 cores \(0,1\) and 3000 MiB schedulable memory/);
       expect(isRetryable(err)).to.equal(false);
     }
     expect(() => checkPossible({ cpuCount: 2, cpuSet: [0, 1], memMiB: 3000 }, node)).to.not.throw();

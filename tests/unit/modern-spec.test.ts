@@ -10,7 +10,12 @@ import { ParametersError } from '../../src/errors.js';
 import { MODERN_CONFIG_KEYS, parseModernKernelConfig } from '../../src/kernels/modern-spec.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const ctx = { imagePrefix: 'lablup/kernel-', imageAllowList: ['cr.example.com/stable/python:3.9'], vfolderRoot: '/vfroot', kernelUid: 1000 };
+const ctx = {
+  imagePrefix: 'lablup/kernel-',
+  imageAllowList: ['cr.example.com/stable/python:3.9'],
+  vfolderRoot: '/vfroot',
+  kernelUid: 1000,
+};
 const base = () => ({
   image: { canonical: 'lablup/kernel-python:3-debian', architecture: 'x86_64' },
   cluster_mode: 'single-node',
@@ -29,11 +34,19 @@ const base = () => ({
 describe('modern kernel creation config', () => {
   it('reads image, slots, environ and mounts into the 2018 kernel spec, with the extras for creation_info', () => {
     const { spec, extras } = parseModernKernelConfig(base(), undefined, ctx);
-    expect(spec).to.deep.include({ lang: 'python:3-debian', image: 'lablup/kernel-python:3-debian', cpuCount: 2, memMiB: 512, environ: { A: '1' } });
+    expect(spec).to.deep.include({
+      lang: 'python:3-debian',
+      image: 'lablup/kernel-python:3-debian',
+      cpuCount: 2,
+      memMiB: 512,
+      environ: { A: '1' },
+    });
     expect(spec.mounts).to.deep.equal([{ name: 'data', hostPath: '/vfroot/local/ab/cd' }]);
     expect(extras).to.include({ clusterRole: 'main', scalingGroup: 'sg1' });
     expect(extras.ignored).to.deep.equal(['auto_pull']);
-    expect(parseModernKernelConfig({ ...base(), image: { canonical: 'cr.example.com/stable/python:3.9' } }, undefined, ctx).spec.image).to.equal('cr.example.com/stable/python:3.9');
+    expect(
+      parseModernKernelConfig({ ...base(), image: { canonical: 'cr.example.com/stable/python:3.9' } }, undefined, ctx).spec.image,
+    ).to.equal('cr.example.com/stable/python:3.9');
   });
 
   it('falls back to the ImageRef of kernel_image_refs when the config has no image', () => {
@@ -58,7 +71,8 @@ describe('modern kernel creation config', () => {
       [{ mounts: [{ name: 'd', host_path: '/vfroot/a', mount_perm: 'ro' }] }, /mount_perm/],
       [{ environ: { LD_PRELOAD: 'x' } }, /environ/],
     ];
-    for (const [extra, re] of cases) expect(() => parseModernKernelConfig({ ...base(), ...extra }, undefined, ctx), JSON.stringify(extra)).to.throw(ParametersError, re);
+    for (const [extra, re] of cases)
+      expect(() => parseModernKernelConfig({ ...base(), ...extra }, undefined, ctx), JSON.stringify(extra)).to.throw(ParametersError, re);
     expect(parseModernKernelConfig({ ...base(), uid: 1000, main_gid: 1000 }, undefined, ctx).spec.lang).to.equal('python:3-debian');
   });
 

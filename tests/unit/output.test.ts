@@ -16,7 +16,13 @@ describe('run output aggregation', () => {
     o.addText('stdout', Buffer.from('c'));
     o.addHtml(Buffer.from('<b>x</b>'));
     expect(wire(o.take(2))).to.deep.equal({
-      console: [['stdout', 'ab\n'], ['stderr', 'oops\n'], ['media', ['image/svg+xml', '<svg/>']], ['stdout', 'c'], ['html', '<b>x</b>']],
+      console: [
+        ['stdout', 'ab\n'],
+        ['stderr', 'oops\n'],
+        ['media', ['image/svg+xml', '<svg/>']],
+        ['stdout', 'c'],
+        ['html', '<b>x</b>'],
+      ],
     });
     expect(wire(o.take(3))).to.deep.equal({ console: [] });
   });
@@ -58,7 +64,12 @@ describe('run output aggregation', () => {
     o.addMedia(Buffer.from('not json'));
     o.addText('stdout', Buffer.from([0xe2, 0x98]));
     o.finish();
-    expect(wire(o.take(2))).to.deep.equal({ console: [['stderr', '[a media record from the kernel could not be read]\n'], ['stdout', '\ufffd']] });
+    expect(wire(o.take(2))).to.deep.equal({
+      console: [
+        ['stderr', '[a media record from the kernel could not be read]\n'],
+        ['stdout', '\ufffd'],
+      ],
+    });
   });
 
   it('is full at MAX_PENDING_BYTES until a reply takes the output, and wakes who waits for room', async () => {

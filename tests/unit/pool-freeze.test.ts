@@ -13,7 +13,8 @@ function counting(): Logger & { warnings: string[] } {
   return Object.assign(Object.create(base) as Logger, { warnings, warn: (m: string) => void warnings.push(m), child: () => base });
 }
 
-const pooled = (id: string, frozen = false) => ({ containerId: id.padEnd(12, '0'), key: 'py/small', frozen, checking: false }) as unknown as PooledContainer;
+const pooled = (id: string, frozen = false) =>
+  ({ containerId: id.padEnd(12, '0'), key: 'py/small', frozen, checking: false }) as unknown as PooledContainer;
 
 describe('pool memory charges', () => {
   it('charges fills up to the capacity, moves a claimed charge to its kernel without counting it twice, and gives back', () => {

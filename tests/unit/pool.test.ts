@@ -6,7 +6,10 @@ import { decideSize, type SizingInput } from '../../src/pool/sizing.js';
 import { limitsExact, pinCores } from '../../src/pool/pinning.js';
 
 const prefixes = { cluster: 'config/agent/', node: 'nodes/agents/i-1/config/' };
-const TYPES = JSON.stringify([{ name: 'small', cpu: 1, memory: 256 }, { name: 'large', cpu: 2, memory: '2g' }]);
+const TYPES = JSON.stringify([
+  { name: 'small', cpu: 1, memory: 256 },
+  { name: 'large', cpu: 2, memory: '2g' },
+]);
 
 describe('pool settings', () => {
   it('reads types, images and numbers, the node winning over the cluster', () => {
@@ -16,14 +19,26 @@ describe('pool settings', () => {
       prefixes,
     );
     expect(problems).to.deep.equal([]);
-    expect(settings.types).to.deep.equal([{ name: 'small', cpu: 1, memMiB: 256, gpu: 0 }, { name: 'large', cpu: 2, memMiB: 2048, gpu: 0 }]);
+    expect(settings.types).to.deep.equal([
+      { name: 'small', cpu: 1, memMiB: 256, gpu: 0 },
+      { name: 'large', cpu: 2, memMiB: 2048, gpu: 0 },
+    ]);
     expect(settings.images).to.deep.equal({ 'python:3': { small: 2, large: 1 } });
     expect(settings).to.include({ max: 6, autoscale: true, checkIntervalSec: 0.5, zombieAllowanceSec: 300, fillConcurrency: 2 });
   });
 
   it('rejects a bad value naming its key, and keeps the last good value of that key', () => {
-    const good = compilePoolSettings({ 'pool/types': TYPES, 'pool/images': '{"python:3": {"small": 1}}', 'pool/max': '5' }, {}, prefixes).settings;
-    const c = compilePoolSettings({ 'pool/types': TYPES, 'pool/images': '{"python:3": {"small": 3}}', 'pool/max': 'lots' }, { 'pool/fill_concurrency': '0' }, prefixes, good);
+    const good = compilePoolSettings(
+      { 'pool/types': TYPES, 'pool/images': '{"python:3": {"small": 1}}', 'pool/max': '5' },
+      {},
+      prefixes,
+    ).settings;
+    const c = compilePoolSettings(
+      { 'pool/types': TYPES, 'pool/images': '{"python:3": {"small": 3}}', 'pool/max': 'lots' },
+      { 'pool/fill_concurrency': '0' },
+      prefixes,
+      good,
+    );
     expect(c.problems.map((p) => p.source)).to.deep.equal(['config/agent/pool/max', 'nodes/agents/i-1/config/pool/fill_concurrency']);
     expect(c.problems[0]!.message).to.match(/"lots" is not a number/);
     expect(c.settings.max).to.equal(5);
@@ -48,7 +63,10 @@ describe('pool settings', () => {
       ['pool/autoscale', 'maybe', /true or false/],
     ] as const) {
       const r = compilePoolSettings({ [key]: raw }, {}, prefixes);
-      expect(r.problems.map((p) => p.source), raw).to.deep.equal([`config/agent/${key}`]);
+      expect(
+        r.problems.map((p) => p.source),
+        raw,
+      ).to.deep.equal([`config/agent/${key}`]);
       expect(r.problems[0]!.message, raw).to.match(why);
     }
   });
@@ -66,7 +84,11 @@ describe('pool settings', () => {
   });
 
   it('reads a GPU count per type, and fits a request only to a type of exactly its GPU count', () => {
-    const withGpu = JSON.stringify([{ name: 'small', cpu: 1, memory: 256 }, { name: 'g1', cpu: 1, memory: 256, gpu: 1 }, { name: 'g2', cpu: 4, memory: '8g', gpu: 2 }]);
+    const withGpu = JSON.stringify([
+      { name: 'small', cpu: 1, memory: 256 },
+      { name: 'g1', cpu: 1, memory: 256, gpu: 1 },
+      { name: 'g2', cpu: 4, memory: '8g', gpu: 2 },
+    ]);
     const types = compilePoolSettings({ 'pool/types': withGpu }, {}, prefixes).settings.types;
     expect(types.map((t) => t.gpu)).to.deep.equal([0, 1, 2]);
     expect(fittingType(types, 1, 128)?.name).to.equal('small');
@@ -79,7 +101,16 @@ describe('pool settings', () => {
 });
 
 describe('pool sizing', () => {
-  const base: SizingInput = { floor: 2, max: 5, autoscale: false, recentDemand: 0, creating: 0, idle: [], nowMs: 1_000_000, maxIdleSec: 60 };
+  const base: SizingInput = {
+    floor: 2,
+    max: 5,
+    autoscale: false,
+    recentDemand: 0,
+    creating: 0,
+    idle: [],
+    nowMs: 1_000_000,
+    maxIdleSec: 60,
+  };
   const idle = (n: number, idleSinceMs = 1_000_000) => Array.from({ length: n }, (_, i) => ({ id: `c${i}`, idleSinceMs: idleSinceMs - i }));
 
   it('fills to the floor, counting containers still being created', () => {
@@ -104,7 +135,14 @@ describe('pool sizing', () => {
   it('with autoscale, removes idle containers above the target only after max idle', () => {
     const auto = { ...base, autoscale: true, floor: 1 };
     expect(decideSize({ ...auto, idle: idle(3, 1_000_000 - 30_000) }).remove).to.deep.equal([]);
-    const old = decideSize({ ...auto, idle: [{ id: 'old', idleSinceMs: 1_000_000 - 120_000 }, { id: 'new', idleSinceMs: 1_000_000 - 1000 }, { id: 'mid', idleSinceMs: 1_000_000 - 90_000 }] });
+    const old = decideSize({
+      ...auto,
+      idle: [
+        { id: 'old', idleSinceMs: 1_000_000 - 120_000 },
+        { id: 'new', idleSinceMs: 1_000_000 - 1000 },
+        { id: 'mid', idleSinceMs: 1_000_000 - 90_000 },
+      ],
+    });
     expect(old.remove).to.deep.equal(['old', 'mid']);
   });
 });
@@ -116,7 +154,17 @@ describe('pool pinning', () => {
     expect(pinCores([0, 1, 2, 3], 1, none, [[0]])).to.deep.equal([1]);
     expect(pinCores([0, 1, 2, 3], 2, none, [[0, 1]])).to.deep.equal([2, 3]);
     // cores held by kernels count as load: the allocator would give the free ones first
-    expect(pinCores([0, 1, 2, 3], 2, new Map([[0, 1], [2, 1]]), [])).to.deep.equal([1, 3]);
+    expect(
+      pinCores(
+        [0, 1, 2, 3],
+        2,
+        new Map([
+          [0, 1],
+          [2, 1],
+        ]),
+        [],
+      ),
+    ).to.deep.equal([1, 3]);
     expect(pinCores([0, 1], 1, new Map([[0, 1]]), [[1]])).to.deep.equal([0]);
     // a type wider than the node takes every core; a fractional one at least one
     expect(pinCores([0, 1], 4, none, [])).to.deep.equal([0, 1]);

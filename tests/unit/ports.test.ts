@@ -28,7 +28,9 @@ describe('host port range', () => {
     now += 30_000; // a's ports are still cooling down
     const err = await r.take(4, 'd', none).catch((e: unknown) => e);
     expect(err).to.be.instanceOf(NoResourcesError);
-    expect(String((err as Error).message)).to.match(/needs 4, the range 30000-30011 has 0 free \(12 cooling down.*widen container_port_range/);
+    expect(String((err as Error).message)).to.match(
+      /needs 4, the range 30000-30011 has 0 free \(12 cooling down.*widen container_port_range/,
+    );
     expect(r.stats()).to.include({ held: 0, ready: 0, cooling: 12 });
     now += 30_000;
     expect(await r.take(4, 'd', none)).to.deep.equal([30000, 30001, 30002, 30003]); // the oldest release first
@@ -38,7 +40,10 @@ describe('host port range', () => {
     const { r } = make(30000, 30005, 0);
     await r.take(4, 'a', none);
     const before = r.stats();
-    await r.take(4, 'b', none).then(() => expect.fail('should fail'), (e: unknown) => expect(e).to.be.instanceOf(NoResourcesError));
+    await r.take(4, 'b', none).then(
+      () => expect.fail('should fail'),
+      (e: unknown) => expect(e).to.be.instanceOf(NoResourcesError),
+    );
     expect(r.stats()).to.deep.equal(before);
     expect(r.portsOf('b')).to.deep.equal([]);
     expect(await r.take(2, 'c', none)).to.deep.equal([30004, 30005]); // the ports the failed take looked at are back in line
@@ -76,7 +81,10 @@ describe('host port range', () => {
     const { r } = make(30000, 30003, 0);
     const [p1, p2] = [...(await r.take(1, 'assign_port', none)), ...(await r.take(1, 'assign_port', none))];
     const kernel = await r.take(2, 'c0ffee0123456789', none);
-    expect(() => r.releaseOne('assign_port', kernel[0]!)).to.throw(ParametersError, /port 30002 was not given out by assign_port: container c0ffee012345 holds it/);
+    expect(() => r.releaseOne('assign_port', kernel[0]!)).to.throw(
+      ParametersError,
+      /port 30002 was not given out by assign_port: container c0ffee012345 holds it/,
+    );
     expect(r.releaseOne('assign_port', p1!)).to.equal(true);
     expect(r.releaseOne('assign_port', p1!)).to.equal(false);
     expect(r.portsOf('assign_port')).to.deep.equal([p2]);
@@ -85,10 +93,14 @@ describe('host port range', () => {
   });
 
   it('reads container_port_range and port_reuse_cooldown, refusing a bad range', () => {
-    const ok = compileSettings({ 'container_port_range': ' 31000 - 31011 ', 'port_reuse_cooldown': '5' }, {}, { cluster: 'config/agent/', node: 'n/' });
+    const ok = compileSettings(
+      { container_port_range: ' 31000 - 31011 ', port_reuse_cooldown: '5' },
+      {},
+      { cluster: 'config/agent/', node: 'n/' },
+    );
     expect(ok.settings).to.include({ containerPortRange: '31000-31011', portReuseCooldownSec: 5 });
     for (const bad of ['80-90', '30000-30002', '31000', '40000-70000', 'a-b']) {
-      const r = compileSettings({ 'container_port_range': bad }, {}, { cluster: 'config/agent/', node: 'n/' });
+      const r = compileSettings({ container_port_range: bad }, {}, { cluster: 'config/agent/', node: 'n/' });
       expect(JSON.stringify(r.problems), bad).to.match(/container_port_range/);
       expect(r.settings.containerPortRange, bad).to.equal('30000-31000');
     }
@@ -98,11 +110,19 @@ describe('host port range', () => {
 describe('service-port label', () => {
   it('reads name:protocol:port lists, the ai.backend label winning over io.sorna', () => {
     expect(parseServicePorts({})).to.deep.equal({ ok: true, services: [] });
-    expect(parseServicePorts({ 'io.sorna.service-ports': 'a:tcp:9000', 'ai.backend.service-ports': 'jupyter:http:8080, term:pty:7681' })).to.deep.equal({
+    expect(
+      parseServicePorts({ 'io.sorna.service-ports': 'a:tcp:9000', 'ai.backend.service-ports': 'jupyter:http:8080, term:pty:7681' }),
+    ).to.deep.equal({
       ok: true,
-      services: [{ name: 'jupyter', protocol: 'http', port: 8080 }, { name: 'term', protocol: 'pty', port: 7681 }],
+      services: [
+        { name: 'jupyter', protocol: 'http', port: 8080 },
+        { name: 'term', protocol: 'pty', port: 7681 },
+      ],
     });
-    expect(parseServicePorts({ 'io.sorna.service-ports': 'a:tcp:9000' })).to.deep.equal({ ok: true, services: [{ name: 'a', protocol: 'tcp', port: 9000 }] });
+    expect(parseServicePorts({ 'io.sorna.service-ports': 'a:tcp:9000' })).to.deep.equal({
+      ok: true,
+      services: [{ name: 'a', protocol: 'tcp', port: 9000 }],
+    });
   });
 
   it('refuses a bad label, naming it and what is wrong', () => {

@@ -109,7 +109,9 @@ describe('read loops', function () {
       while (seen.length === 0) await new Promise((r) => setImmediate(r));
       expect(seen).to.deep.equal(['finished']); // the loop went on after the failure
       expect(failures.map((e) => (e as Error).message)).to.deep.equal(['cannot handle this record']);
-      expect(log.count(/^error the relay failed handling a record .*"kernelId":"k-link".*"record":"stdout".*"stack":"Error: cannot handle/)).to.equal(1);
+      expect(
+        log.count(/^error the relay failed handling a record .*"kernelId":"k-link".*"record":"stdout".*"stack":"Error: cannot handle/),
+      ).to.equal(1);
     } finally {
       link.close();
       runner.close();
@@ -135,11 +137,17 @@ describe('read loops', function () {
       // An error reply whose type is a map with a `toString` key: String() of it throws inside the read loop.
       const reply = encodeReplyHeader({ pid: 1, random: 1, requestId, time: 0, isError: true });
       await agent.send([peer!, reply, pack([{ toString: 1 }, [], 'x'])]);
-      const err = await call.then(() => null, (e: Error) => e);
+      const err = await call.then(
+        () => null,
+        (e: Error) => e,
+      );
       expect(Date.now() - started).to.be.below(10_000);
       expect(err?.message).to.match(/^the client's read loop failed \(.+\); the client is closed: make a new one$/);
       expect(log.count(/^error the RPC client stopped reading replies .*"stack"/)).to.equal(1);
-      const after = await client.callRaw('ping', []).then(() => null, (e: Error) => e);
+      const after = await client.callRaw('ping', []).then(
+        () => null,
+        (e: Error) => e,
+      );
       expect(after?.message).to.equal(err?.message);
     } finally {
       client.close();

@@ -10,20 +10,40 @@ import { silentLogger } from '../../src/log.js';
 describe('runner records', () => {
   it('reads a two-frame record, a tagged one, and refuses meta it cannot read without failing', () => {
     expect(parseRecord([Buffer.from('stdout'), Buffer.from('x')])).to.deep.equal({ type: 'stdout', payload: Buffer.from('x'), meta: null });
-    expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('{"g":"G1","t":"e.1"}')])!.meta).to.deep.equal({ g: 'G1', t: 'e.1' });
-    expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('{"g":"G1","late":true}')])!.meta).to.deep.equal({ g: 'G1', late: true });
+    expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('{"g":"G1","t":"e.1"}')])!.meta).to.deep.equal({
+      g: 'G1',
+      t: 'e.1',
+    });
+    expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('{"g":"G1","late":true}')])!.meta).to.deep.equal({
+      g: 'G1',
+      late: true,
+    });
     expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('not json')])!.meta).to.equal(null);
     expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('{"g":7,"t":[1]}')])!.meta).to.deep.equal({});
     expect(parseRecord([])).to.equal(null);
   });
 
   it('reads hello, keeping only well-formed job references', () => {
-    const h = parseHello(Buffer.from(JSON.stringify({
-      generation: 'abc', pid: 12, protocol: 1, previous: { status: 139 },
-      current: { t: 'e.3', run: 'r3' }, queue: [{ t: 'e.4', run: 'r4' }, { run: 'no tag' }, 'junk'], recent: [{ t: 'e.2', run: 'r2', exitCode: 0 }],
-    })));
+    const h = parseHello(
+      Buffer.from(
+        JSON.stringify({
+          generation: 'abc',
+          pid: 12,
+          protocol: 1,
+          previous: { status: 139 },
+          current: { t: 'e.3', run: 'r3' },
+          queue: [{ t: 'e.4', run: 'r4' }, { run: 'no tag' }, 'junk'],
+          recent: [{ t: 'e.2', run: 'r2', exitCode: 0 }],
+        }),
+      ),
+    );
     expect(h).to.deep.equal({
-      generation: 'abc', pid: 12, previousStatus: 139, current: { t: 'e.3', run: 'r3' }, queue: [{ t: 'e.4', run: 'r4' }], recent: [{ t: 'e.2', run: 'r2', exitCode: 0 }],
+      generation: 'abc',
+      pid: 12,
+      previousStatus: 139,
+      current: { t: 'e.3', run: 'r3' },
+      queue: [{ t: 'e.4', run: 'r4' }],
+      recent: [{ t: 'e.2', run: 'r2', exitCode: 0 }],
     });
     expect(parseHello(Buffer.from('{"pid": 1}'))).to.equal(null);
     expect(parseHello(Buffer.from('garbage'))).to.equal(null);
@@ -42,10 +62,16 @@ describe('runner records', () => {
     expect(describeRunnerEnd(0, noOom)).to.deep.equal({ exitCode: -1, line: 'runner exited with status 0' });
     expect(describeRunnerEnd(139, noOom)).to.deep.equal({ exitCode: 139, line: 'runner died: signal 11 (SIGSEGV)' });
     expect(describeRunnerEnd(137, noOom)).to.deep.equal({ exitCode: 137, line: 'runner died: signal 9 (SIGKILL)' });
-    expect(describeRunnerEnd(137, { killed: true, limitMiB: 128 })).to.deep.equal({ exitCode: 137, line: 'killed: out of memory (limit 128 MiB)' });
+    expect(describeRunnerEnd(137, { killed: true, limitMiB: 128 })).to.deep.equal({
+      exitCode: 137,
+      line: 'killed: out of memory (limit 128 MiB)',
+    });
     expect(describeRunnerEnd(null, { killed: true, limitMiB: 64 }).line).to.equal('killed: out of memory (limit 64 MiB)');
     expect(describeRunnerEnd(3, { killed: true, limitMiB: 64 }).line).to.equal('runner exited with status 3'); // it exited by itself
-    expect(describeRunnerEnd(null, noOom)).to.deep.equal({ exitCode: -1, line: 'runner restarted (how the previous one ended is unknown)' });
+    expect(describeRunnerEnd(null, noOom)).to.deep.equal({
+      exitCode: -1,
+      line: 'runner restarted (how the previous one ended is unknown)',
+    });
   });
 });
 
@@ -53,7 +79,11 @@ describe('request book', () => {
   const book = (tagged: boolean) => {
     const sent: Array<[string, string, string | null]> = [];
     let n = 0;
-    const b = new RequestBook({ tagged: () => tagged, newTag: () => `t${++n}`, send: (type, payload, tag) => void sent.push([type, payload, tag]) });
+    const b = new RequestBook({
+      tagged: () => tagged,
+      newTag: () => `t${++n}`,
+      send: (type, payload, tag) => void sent.push([type, payload, tag]),
+    });
     return { b, sent };
   };
   const timeout = () => new Error('timed out');
@@ -61,7 +91,10 @@ describe('request book', () => {
   it('tagged: answers match by tag, out of order; a late answer to a timed-out request is dropped', async () => {
     const { b, sent } = book(true);
     const first = b.request('complete', 'a', 'completion', 30, timeout);
-    await first.then(() => expect.fail('answered'), (e: Error) => expect(e.message).to.equal('timed out'));
+    await first.then(
+      () => expect.fail('answered'),
+      (e: Error) => expect(e.message).to.equal('timed out'),
+    );
     const second = b.request('complete', 'b', 'completion', 1000, timeout);
     expect(b.answer('completion', 't1', Buffer.from('late'))).to.equal(false);
     expect(b.answer('completion', 't2', Buffer.from('mine'))).to.equal(true);
@@ -89,7 +122,10 @@ describe('request book', () => {
     await timedOut.catch(() => undefined);
     const waiting = b.request('status', '', 'status', 1000, timeout);
     b.failAll(() => new Error('gone'));
-    await waiting.then(() => expect.fail('answered'), (e: Error) => expect(e.message).to.equal('gone'));
+    await waiting.then(
+      () => expect.fail('answered'),
+      (e: Error) => expect(e.message).to.equal('gone'),
+    );
     const next = b.request('status', '', 'status', 1000, timeout);
     expect(b.answer('status', undefined, Buffer.from('fresh'))).to.equal(true);
     expect((await next).toString()).to.equal('fresh');
@@ -134,7 +170,14 @@ describe('run book: the output files of a run', () => {
 
 describe('run book: waits on a run', () => {
   const book = () =>
-    new RunBook({ log: silentLogger(), execTimeoutSec: () => 0, onExecTimeout: () => undefined, outputFiles: async () => [], tagged: () => true, hurry: () => true });
+    new RunBook({
+      log: silentLogger(),
+      execTimeoutSec: () => 0,
+      onExecTimeout: () => undefined,
+      outputFiles: async () => [],
+      tagged: () => true,
+      hurry: () => true,
+    });
   const settled = async (p: Promise<void>) => {
     let done = false;
     void p.then(() => (done = true)); // only observed: the promise never rejects

@@ -21,7 +21,14 @@ import { answer, registerZapDomain, zapDomains } from '../../src/wire/zap.js';
 describe('security settings and findings', () => {
   it('defaults to every protection on except CURVE, which 2018 managers do not speak', () => {
     const s = defaultSettings();
-    expect(s).to.include({ kernelNoNewPrivileges: true, kernelSeccomp: 'default', kernelPidsLimit: 1024, kernelNofileLimit: 4096, kernelPublishAddr: '', rpcKeypairFile: '' });
+    expect(s).to.include({
+      kernelNoNewPrivileges: true,
+      kernelSeccomp: 'default',
+      kernelPidsLimit: 1024,
+      kernelNofileLimit: 4096,
+      kernelPublishAddr: '',
+      rpcKeypairFile: '',
+    });
     expect(s.kernelCapabilities).to.deep.equal(['SETUID', 'SETGID']);
     expect(securityFindings(s).map((f) => f.name)).to.deep.equal(['rpc_keypair_file']);
   });
@@ -29,15 +36,28 @@ describe('security settings and findings', () => {
   it('reports each protection the settings turn off, with a fix', () => {
     const { settings, problems } = compileSettings(
       {
-        rpc_keypair_file: '/etc/agent.key', kernel_no_new_privileges: 'false', kernel_capabilities: 'docker-default', kernel_seccomp: 'unconfined',
-        kernel_pids_limit: '0', kernel_nofile_limit: '0', kernel_publish_addr: '0.0.0.0', image_prefix: '',
+        rpc_keypair_file: '/etc/agent.key',
+        kernel_no_new_privileges: 'false',
+        kernel_capabilities: 'docker-default',
+        kernel_seccomp: 'unconfined',
+        kernel_pids_limit: '0',
+        kernel_nofile_limit: '0',
+        kernel_publish_addr: '0.0.0.0',
+        image_prefix: '',
       },
       {},
     );
     expect(problems).to.deep.equal([]);
     const findings = securityFindings(settings);
     expect(findings.map((f) => f.name)).to.deep.equal([
-      'rpc_allowed_keys', 'kernel_no_new_privileges', 'kernel_capabilities', 'kernel_seccomp', 'kernel_pids_limit', 'kernel_nofile_limit', 'kernel_publish_addr', 'image_prefix',
+      'rpc_allowed_keys',
+      'kernel_no_new_privileges',
+      'kernel_capabilities',
+      'kernel_seccomp',
+      'kernel_pids_limit',
+      'kernel_nofile_limit',
+      'kernel_publish_addr',
+      'image_prefix',
     ]);
     for (const f of findings) expect(f.fix).to.be.a('string').and.not.equal('');
     const extra = securityFindings(compileSettings({ kernel_capabilities: 'cap_setuid,SETGID,NET_RAW' }, {}).settings);
@@ -45,16 +65,33 @@ describe('security settings and findings', () => {
   });
 
   it('refuses bad values of the new settings, naming the key', () => {
-    const c = compileSettings({ rpc_allowed_keys: 'short', kernel_seccomp: 'off', kernel_pids_limit: '-1', rpc_keypair_file: 'relative.key', kernel_no_new_privileges: 'maybe', image_allow_list: 'UPPER:1' }, {});
+    const c = compileSettings(
+      {
+        rpc_allowed_keys: 'short',
+        kernel_seccomp: 'off',
+        kernel_pids_limit: '-1',
+        rpc_keypair_file: 'relative.key',
+        kernel_no_new_privileges: 'maybe',
+        image_allow_list: 'UPPER:1',
+      },
+      {},
+    );
     expect(c.problems.map((p) => p.source.replace('config/agent/', ''))).to.have.members([
-      'rpc_allowed_keys', 'kernel_seccomp', 'kernel_pids_limit', 'rpc_keypair_file', 'kernel_no_new_privileges', 'image_allow_list',
+      'rpc_allowed_keys',
+      'kernel_seccomp',
+      'kernel_pids_limit',
+      'rpc_keypair_file',
+      'kernel_no_new_privileges',
+      'image_allow_list',
     ]);
     const key = zmq.curveKeyPair().publicKey;
     expect(compileSettings({ rpc_allowed_keys: `${key}, ${key}\n` }, {}).settings.rpcAllowedKeys).to.deep.equal([key]);
   });
 
   it('asks Docker for the lock-down, and for nothing the settings turned off', () => {
-    expect(securityHostConfig({ noNewPrivileges: true, capabilities: ['SETUID', 'SETGID'], seccomp: 'default', pidsLimit: 10, nofileLimit: 20 })).to.deep.equal({
+    expect(
+      securityHostConfig({ noNewPrivileges: true, capabilities: ['SETUID', 'SETGID'], seccomp: 'default', pidsLimit: 10, nofileLimit: 20 }),
+    ).to.deep.equal({
       Privileged: false,
       SecurityOpt: ['no-new-privileges'],
       CapDrop: ['ALL'],
@@ -62,7 +99,9 @@ describe('security settings and findings', () => {
       PidsLimit: 10,
       Ulimits: [{ Name: 'nofile', Soft: 20, Hard: 20 }],
     });
-    expect(securityHostConfig({ noNewPrivileges: false, capabilities: null, seccomp: 'unconfined', pidsLimit: 0, nofileLimit: 0 })).to.deep.equal({
+    expect(
+      securityHostConfig({ noNewPrivileges: false, capabilities: null, seccomp: 'unconfined', pidsLimit: 0, nofileLimit: 0 }),
+    ).to.deep.equal({
       Privileged: false,
       SecurityOpt: ['seccomp=unconfined'],
     });
@@ -87,22 +126,36 @@ describe('CURVE keys and the ZAP handler', () => {
       const file = path.join(dir, 'k');
       await fs.writeFile(file, formatKeyPair(pair), { mode: 0o640 });
       await fs.chmod(file, 0o640);
-      await loadKeyPair(file).then(() => expect.fail('loaded a group-readable key'), (e: Error) => expect(e.message).to.match(/chmod 600/));
+      await loadKeyPair(file).then(
+        () => expect.fail('loaded a group-readable key'),
+        (e: Error) => expect(e.message).to.match(/chmod 600/),
+      );
       await fs.chmod(file, 0o600);
       expect(await loadKeyPair(file)).to.deep.equal(pair);
-      await loadKeyPair(path.join(dir, 'none')).then(() => expect.fail('loaded a missing file'), (e: Error) => expect(e.message).to.match(/agent keygen --out/));
+      await loadKeyPair(path.join(dir, 'none')).then(
+        () => expect.fail('loaded a missing file'),
+        (e: Error) => expect(e.message).to.match(/agent keygen --out/),
+      );
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
   });
 
-  it('answers ZAP requests by the domain\'s allow-list, counting refusals; unknown domains and mechanisms are refused', async () => {
+  it("answers ZAP requests by the domain's allow-list, counting refusals; unknown domains and mechanisms are refused", async () => {
     const good = zmq.curveKeyPair();
     const bad = zmq.curveKeyPair();
     const refused: string[] = [];
     const unregister = await registerZapDomain('unit-domain', { allows: (k) => k === good.publicKey, onRefused: (k) => refused.push(k) });
     try {
-      const req = (domain: string, mech: string, key: string) => [Buffer.from('1.0'), Buffer.from('7'), Buffer.from(domain), Buffer.from('127.0.0.1'), Buffer.alloc(0), Buffer.from(mech), z85Decode(key)];
+      const req = (domain: string, mech: string, key: string) => [
+        Buffer.from('1.0'),
+        Buffer.from('7'),
+        Buffer.from(domain),
+        Buffer.from('127.0.0.1'),
+        Buffer.alloc(0),
+        Buffer.from(mech),
+        z85Decode(key),
+      ];
       const status = (frames: Buffer[]) => frames.slice(0, 3).map((f) => f.toString());
       expect(status(answer(req('unit-domain', 'CURVE', good.publicKey)))).to.deep.equal(['1.0', '7', '200']);
       expect(status(answer(req('unit-domain', 'CURVE', bad.publicKey)))).to.deep.equal(['1.0', '7', '400']);
@@ -110,7 +163,10 @@ describe('CURVE keys and the ZAP handler', () => {
       expect(status(answer(req('unit-domain', 'PLAIN', good.publicKey)))).to.deep.equal(['1.0', '7', '400']);
       expect(status(answer([Buffer.from('2.0'), Buffer.from('8')]))).to.deep.equal(['1.0', '8', '500']);
       expect(refused).to.deep.equal([bad.publicKey]);
-      await registerZapDomain('unit-domain', { allows: () => true }).then(() => expect.fail('registered a domain twice'), (e: Error) => expect(e.message).to.match(/already/));
+      await registerZapDomain('unit-domain', { allows: () => true }).then(
+        () => expect.fail('registered a domain twice'),
+        (e: Error) => expect(e.message).to.match(/already/),
+      );
     } finally {
       await unregister();
     }
@@ -130,7 +186,8 @@ describe('CURVE keys and the ZAP handler', () => {
 });
 
 describe('hostile kernel configs', () => {
-  const parse = (config: Record<string, unknown>, prefix = 'lablup/kernel-', allow: string[] = []) => parseKernelConfig({ lang: 'python:3', ...config }, prefix, '/mnt', allow);
+  const parse = (config: Record<string, unknown>, prefix = 'lablup/kernel-', allow: string[] = []) =>
+    parseKernelConfig({ lang: 'python:3', ...config }, prefix, '/mnt', allow);
 
   it('resolves images under the prefix or from the allow-list only', () => {
     expect(resolveImage('python:3', 'lablup/kernel-')).to.equal('lablup/kernel-python:3');

@@ -7,7 +7,10 @@ describe('sync_kernels plan', () => {
   it('reports missing ids, marks unlisted kernels, and destroys them only after the grace period', () => {
     const first = planSync({ held: ['a', 'b', 'c'], listed: ['a', 'x'], marks: new Map(), now: 1000, graceSec: 10 });
     expect(first.result).to.deep.equal({ missing: ['x'], extra: ['b', 'c'], destroyed: [], pending: ['b', 'c'] });
-    expect([...first.marks]).to.deep.equal([['b', 1000], ['c', 1000]]);
+    expect([...first.marks]).to.deep.equal([
+      ['b', 1000],
+      ['c', 1000],
+    ]);
     // c is listed again: its mark goes; b stays unlisted past the grace
     const later = planSync({ held: ['a', 'b', 'c'], listed: ['a', 'c'], marks: first.marks, now: 11_000, graceSec: 10 });
     expect(later.result).to.deep.equal({ missing: [], extra: ['b'], destroyed: ['b'], pending: [] });

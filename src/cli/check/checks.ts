@@ -61,10 +61,16 @@ export const CHECKS: Check[] = [
       const { problems, unknown } = await settings();
       if (problems.length > 0) {
         const p = problems[0]!;
-        return fail(`${etcd.prefix}${p.source}: ${p.message}`, `fix or delete it: etcdctl put ${etcd.prefix}${p.source} <value> (docs/reference/settings.rst lists the settings)`);
+        return fail(
+          `${etcd.prefix}${p.source}: ${p.message}`,
+          `fix or delete it: etcdctl put ${etcd.prefix}${p.source} <value> (docs/reference/settings.rst lists the settings)`,
+        );
       }
       const sink = await etcd.get(EVENT_ADDR_KEY);
-      const parts = [`${etcd.prefix} readable`, sink ? `manager event sink ${sink}` : 'no manager event sink yet (events wait for nodes/manager/event_addr)'];
+      const parts = [
+        `${etcd.prefix} readable`,
+        sink ? `manager event sink ${sink}` : 'no manager event sink yet (events wait for nodes/manager/event_addr)',
+      ];
       if (unknown.length > 0) parts.push(`unknown keys ignored: ${unknown.join(', ')}`);
       return pass(parts.join('; '));
     },
@@ -98,7 +104,9 @@ export const CHECKS: Check[] = [
           'stop that agent first, or give this one another --agent-id / BACKEND_AGENT_ID',
         );
       }
-      return pass(`a stale registration of ${options.agentId} (${state}) is left from an agent that did not stop cleanly; it is overwritten at start`);
+      return pass(
+        `a stale registration of ${options.agentId} (${state}) is left from an agent that did not stop cleanly; it is overwritten at start`,
+      );
     },
   },
   {
@@ -125,8 +133,15 @@ export const CHECKS: Check[] = [
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         const where = process.env.DOCKER_HOST ?? '/var/run/docker.sock';
-        if (code === 'EACCES') return fail(`permission denied on ${where}`, "run the agent as root or add its user to the docker group (usermod -aG docker <user>), then log in again");
-        return fail(`Docker does not answer at ${where}: ${errorMessage(err)}`, 'start dockerd (systemctl start docker, or deploy/dev/up.sh on a dev machine), or set DOCKER_HOST');
+        if (code === 'EACCES')
+          return fail(
+            `permission denied on ${where}`,
+            'run the agent as root or add its user to the docker group (usermod -aG docker <user>), then log in again',
+          );
+        return fail(
+          `Docker does not answer at ${where}: ${errorMessage(err)}`,
+          'start dockerd (systemctl start docker, or deploy/dev/up.sh on a dev machine), or set DOCKER_HOST',
+        );
       }
     },
   },
@@ -141,7 +156,10 @@ export const CHECKS: Check[] = [
       );
       const images = await docker.kernelImages(prefix);
       if (images.length === 0) {
-        return fail(`no image named ${prefix}* on this node`, `build one: sudo deploy/kernels/build-base.sh (makes ${prefix}python:3-debian), or set the image_prefix setting`);
+        return fail(
+          `no image named ${prefix}* on this node`,
+          `build one: sudo deploy/kernels/build-base.sh (makes ${prefix}python:3-debian), or set the image_prefix setting`,
+        );
       }
       return pass(`${images.length} with prefix ${prefix}: ${images.map(([name]) => name).join(', ')}`);
     },
@@ -153,7 +171,10 @@ export const CHECKS: Check[] = [
       const host = options.bindHost === '*' ? '0.0.0.0' : options.bindHost;
       const problem = await tryListen(host, options.agentPort);
       if (problem === null) return pass(`${options.bindHost}:${options.agentPort} is free`);
-      return fail(`cannot listen on ${options.bindHost}:${options.agentPort} (${problem})`, `find what holds it (ss -ltnp 'sport = ${options.agentPort}') and stop it, or choose another --agent-port / BACKEND_AGENT_PORT`);
+      return fail(
+        `cannot listen on ${options.bindHost}:${options.agentPort} (${problem})`,
+        `find what holds it (ss -ltnp 'sport = ${options.agentPort}') and stop it, or choose another --agent-port / BACKEND_AGENT_PORT`,
+      );
     },
   },
   {
@@ -167,7 +188,10 @@ export const CHECKS: Check[] = [
     name: 'GPUs',
     fix: 'run nvidia-smi by hand and see README.rst, GPUs',
     async run({ docker, settings }) {
-      const allow = await settings().then((s) => s.settings.gpuAllow, () => []);
+      const allow = await settings().then(
+        (s) => s.settings.gpuAllow,
+        () => [],
+      );
       return gpuCheck(new NvidiaCuda({ allow: () => allow, docker: () => docker.runtimes() }));
     },
   },
@@ -175,12 +199,19 @@ export const CHECKS: Check[] = [
     name: 'scratch quotas (hostfile)',
     fix: 'install e2fsprogs and util-linux, make loop devices available (modprobe loop) and run the agent as root; or set scratch_type to hostdir',
     async run({ settings }) {
-      const type = await settings().then((s) => s.settings.scratchType, () => 'hostdir' as const);
+      const type = await settings().then(
+        (s) => s.settings.scratchType,
+        () => 'hostdir' as const,
+      );
       const { problems, found } = await hostfileProblems();
       if (!problems.length) return pass(`hostfile homes can work here (${found.join(', ')}); scratch_type is ${type}`);
       const why = problems.join('; ');
       const needed = type === 'hostfile' ? problems : type === 'memory' ? problems.filter((p) => p === MOUNT_RIGHTS) : [];
-      if (needed.length) return fail(`scratch_type is ${type}, which cannot work here: ${needed.join('; ')}`, `fix that, or set scratch_type to hostdir; the agent refuses to start as it is`);
+      if (needed.length)
+        return fail(
+          `scratch_type is ${type}, which cannot work here: ${needed.join('; ')}`,
+          `fix that, or set scratch_type to hostdir; the agent refuses to start as it is`,
+        );
       return pass(`hostfile homes cannot work here (${why}); scratch_type is ${type}, which does not need them`);
     },
   },
@@ -253,12 +284,18 @@ export async function cgroupControllers(root: string): Promise<{ ok: boolean; de
     const have = (await fs.readFile(path.join(root, 'cgroup.controllers'), 'utf8')).trim().split(/\s+/);
     const missing = ['cpu', 'cpuset', 'memory', 'io'].filter((c) => !have.includes(c));
     if (missing.length === 0) return pass(`cgroup v2 with ${have.join(', ')}`);
-    return fail(`cgroup v2 without ${missing.join(', ')}`, 'enable the controllers in the kernel (e.g. boot with cgroup_enable=memory) and in cgroup.subtree_control');
+    return fail(
+      `cgroup v2 without ${missing.join(', ')}`,
+      'enable the controllers in the kernel (e.g. boot with cgroup_enable=memory) and in cgroup.subtree_control',
+    );
   }
   const want = ['memory', 'cpuset', 'cpuacct', 'blkio'];
   const missing = want.filter((c) => !existsSync(path.join(root, c)));
   if (missing.length === 0) return pass(`cgroup v1 with ${want.join(', ')}`);
-  return fail(`cgroup v1 without ${missing.join(', ')} under ${root}`, `mount the missing controllers (mount -t cgroup -o ${missing[0]} cgroup ${root}/${missing[0]}) or boot with cgroup_enable=memory`);
+  return fail(
+    `cgroup v1 without ${missing.join(', ')} under ${root}`,
+    `mount the missing controllers (mount -t cgroup -o ${missing[0]} cgroup ${root}/${missing[0]}) or boot with cgroup_enable=memory`,
+  );
 }
 
 /** Null when a TCP listener could be opened (and closed again) on host:port, else the error code. */

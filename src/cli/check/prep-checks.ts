@@ -19,7 +19,12 @@ export const PREP_CHECKS: Check[] = [
       const file = (await settings()).settings.nodeStartupScript;
       if (!file) return { ok: true, detail: 'none set (node_startup_script)' };
       const problem = await startupScriptProblem(file);
-      if (problem) return { ok: false, detail: problem, fix: `make it a root-owned executable that only root can write (chown root ${file}; chmod 0755 ${file})` };
+      if (problem)
+        return {
+          ok: false,
+          detail: problem,
+          fix: `make it a root-owned executable that only root can write (chown root ${file}; chmod 0755 ${file})`,
+        };
       return { ok: true, detail: `${file}: root-owned, not group/world-writable` };
     },
   },
@@ -36,7 +41,10 @@ export const PREP_CHECKS: Check[] = [
           let image = lang;
           try {
             image = resolveImage(lang, s.imagePrefix, s.imageAllowList);
-            const present = await docker.image(image).then(() => true, () => false);
+            const present = await docker.image(image).then(
+              () => true,
+              () => false,
+            );
             if (present) return { image, state: 'present', bad: false };
             await registry.manifest(parseImageRef(image));
             return { image, state: 'missing (in the registry: the agent pulls it at start)', bad: false };
@@ -47,8 +55,19 @@ export const PREP_CHECKS: Check[] = [
       );
       const detail = states.map((x) => `${x.image}: ${x.state}`).join('; ');
       const missing = states.filter((x) => x.state !== 'present').map((x) => x.image);
-      if (states.some((x) => x.bad)) return { ok: false, detail, fix: `push the images to their registry, fix the prepull list, or set the registry credentials (${registryCredentialKeys('<host>').username}, /password)` };
-      return { ok: true, detail, warnings: missing.length ? [`${missing.length} prepull image(s) not here yet: ${missing.join(', ')}; fix: none needed, the agent pulls them`] : [] };
+      if (states.some((x) => x.bad))
+        return {
+          ok: false,
+          detail,
+          fix: `push the images to their registry, fix the prepull list, or set the registry credentials (${registryCredentialKeys('<host>').username}, /password)`,
+        };
+      return {
+        ok: true,
+        detail,
+        warnings: missing.length
+          ? [`${missing.length} prepull image(s) not here yet: ${missing.join(', ')}; fix: none needed, the agent pulls them`]
+          : [],
+      };
     },
   },
 ];

@@ -93,7 +93,9 @@ export async function registeredAgents(etcd: EtcdStore): Promise<RegisteredAgent
   try {
     all = await etcd.getPrefix(AGENTS_PREFIX);
   } catch (err) {
-    throw new CtlError(`cannot read the agents from etcd at ${etcd.where} (${errorMessage(err)}); fix --etcd-addr or give --agent tcp://host:port`);
+    throw new CtlError(
+      `cannot read the agents from etcd at ${etcd.where} (${errorMessage(err)}); fix --etcd-addr or give --agent tcp://host:port`,
+    );
   }
   const agents = new Map<string, RegisteredAgent>();
   const get = (id: string) => {
@@ -134,7 +136,9 @@ export async function resolveEndpoint(argv: GlobalArgs): Promise<string> {
     } else if (agents.length === 0) {
       throw new CtlError(`no agent registered in ${where}; start one, or give --agent tcp://host:port`);
     } else {
-      throw new CtlError(`${agents.length} agents are registered in ${where} (${agents.map((a) => a.id).join(', ')}); pick one with --agent-id`);
+      throw new CtlError(
+        `${agents.length} agents are registered in ${where} (${agents.map((a) => a.id).join(', ')}); pick one with --agent-id`,
+      );
     }
     return (pick!.addr ?? pick!.heartbeat!.addr)!;
   } finally {
@@ -174,7 +178,9 @@ export function printJson(value: unknown): void {
 }
 
 function isBufferJson(v: unknown): v is { type: 'Buffer'; data: number[] } {
-  return typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data);
+  return (
+    typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data)
+  );
 }
 
 /** Prints rows as an aligned plain-text table with a header. */

@@ -25,8 +25,7 @@ export function eventsCommand(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
   return y.command(
     'events',
     "receive the agents' events as their manager and print them as they come",
-    (c) =>
-      addFlags(c, AGENTCTL_COMMAND_FLAGS.events),
+    (c) => addFlags(c, AGENTCTL_COMMAND_FLAGS.events),
     action<EventsArgs>(async (argv) => {
       const receiver = await EventReceiver.bind(argv.bind).catch((err: unknown) => {
         throw new CtlError(errorMessage(err));
@@ -59,7 +58,9 @@ export function eventsCommand(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
         }
       } finally {
         receiver.close();
-        await unregister().catch((err: unknown) => process.stderr.write(`agentctl: could not remove the sink from etcd: ${errorMessage(err)}\n`));
+        await unregister().catch((err: unknown) =>
+          process.stderr.write(`agentctl: could not remove the sink from etcd: ${errorMessage(err)}\n`),
+        );
         etcd.close();
       }
     }),

@@ -18,7 +18,11 @@ export function fileCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
     .command(
       'upload <kernel-id> <file> [dest]',
       "copy a local file into the kernel's home (dest defaults to its base name)",
-      (c) => c.positional('kernel-id', { type: 'string', demandOption: true }).positional('file', { type: 'string', demandOption: true }).positional('dest', { type: 'string' }),
+      (c) =>
+        c
+          .positional('kernel-id', { type: 'string', demandOption: true })
+          .positional('file', { type: 'string', demandOption: true })
+          .positional('dest', { type: 'string' }),
       action<GlobalArgs & { kernelId: string; file: string; dest?: string }>(async (argv) => {
         const data = await fs.readFile(argv.file).catch((err: unknown) => {
           throw new CtlError(`cannot read ${argv.file}: ${errorMessage(err)}`);
@@ -31,7 +35,11 @@ export function fileCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
     .command(
       'download <kernel-id> <path>',
       "copy a file (or, as a tar archive, a folder) out of the kernel's home",
-      (c) => addFlags(c.positional('kernel-id', { type: 'string', demandOption: true }).positional('path', { type: 'string', demandOption: true }), AGENTCTL_COMMAND_FLAGS.download),
+      (c) =>
+        addFlags(
+          c.positional('kernel-id', { type: 'string', demandOption: true }).positional('path', { type: 'string', demandOption: true }),
+          AGENTCTL_COMMAND_FLAGS.download,
+        ),
       action<GlobalArgs & { kernelId: string; path: string; output?: string; tar: boolean }>(async (argv) => {
         const archive = await withAgent(argv, (api) => api.downloadFile(argv.kernelId, argv.path));
         const single = argv.tar ? null : await singleFile(archive);

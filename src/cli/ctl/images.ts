@@ -22,7 +22,12 @@ interface RmArgs extends GlobalArgs {
  * Shows the progress of any pull of `image` on `out` until `done` settles
  * (polling list_pulls twice a second); returns what `done` gives.
  */
-export async function followPull<T>(api: AgentApi, image: string | ((images: string[]) => string | undefined), done: Promise<T>, out: NodeJS.WriteStream): Promise<T> {
+export async function followPull<T>(
+  api: AgentApi,
+  image: string | ((images: string[]) => string | undefined),
+  done: Promise<T>,
+  out: NodeJS.WriteStream,
+): Promise<T> {
   let bar: PullBar | null = null;
   let settled = false;
   const finished = done.finally(() => (settled = true));
@@ -35,7 +40,10 @@ export async function followPull<T>(api: AgentApi, image: string | ((images: str
         bar ??= new PullBar(p.image, { tty: out.isTTY === true, columns: out.columns });
         out.write(bar.update(p));
       }
-      await Promise.race([finished.catch(() => undefined) /* its failure is reported where it is awaited */, new Promise((r) => setTimeout(r, 500))]);
+      await Promise.race([
+        finished.catch(() => undefined) /* its failure is reported where it is awaited */,
+        new Promise((r) => setTimeout(r, 500)),
+      ]);
     }
   };
   const polling = poll();
@@ -62,20 +70,38 @@ export function imagesCommand(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
             const now = Date.now() / 1000;
             printTable(
               ['LANG', 'IMAGE', 'ID', 'SIZE', 'CREATED', 'KERNELS', 'POOLED'],
-              list.map((i) => [i.lang, i.image, i.id.replace(/^sha256:/, '').slice(0, 12), formatBytes(i.size), `${formatAge(now - i.created)} ago`, String(i.kernels), String(i.pooled)]),
+              list.map((i) => [
+                i.lang,
+                i.image,
+                i.id.replace(/^sha256:/, '').slice(0, 12),
+                formatBytes(i.size),
+                `${formatAge(now - i.created)} ago`,
+                String(i.kernels),
+                String(i.pooled),
+              ]),
             );
           }),
         ),
       )
       .command(
         'pull <lang>',
-        'pull a kernel image (name:tag under the agent\'s image prefix) with a progress bar',
-        (p) => p.positional('lang', { type: 'string', demandOption: true, describe: 'the image as create_kernel names it, e.g. python:3-debian' }),
+        "pull a kernel image (name:tag under the agent's image prefix) with a progress bar",
+        (p) =>
+          p.positional('lang', {
+            type: 'string',
+            demandOption: true,
+            describe: 'the image as create_kernel names it, e.g. python:3-debian',
+          }),
         action<PullArgs>((argv) =>
           withAgent(argv, async (api) => {
             const done = api.pullImage(argv.lang);
             // The agent names the image; until the pull is listed, follow the one whose name ends with the lang.
-            const r = await followPull(api, (images) => images.find((i) => i.endsWith(argv.lang)), done, argv.json ? process.stderr : process.stdout);
+            const r = await followPull(
+              api,
+              (images) => images.find((i) => i.endsWith(argv.lang)),
+              done,
+              argv.json ? process.stderr : process.stdout,
+            );
             if (argv.json) return printJson(r);
             process.stdout.write(r.pulled ? `pulled ${r.image}\n` : `${r.image} is already here\n`);
           }),
@@ -83,14 +109,21 @@ export function imagesCommand(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
       )
       .command(
         'rm <langs..>',
-        'remove kernel images; one in use is refused (--force removes idle pooled containers with it, never a kernel\'s image)',
-        (p) => addFlags(p.positional('langs', { type: 'string', array: true, demandOption: true, describe: 'images as create_kernel names them' }), AGENTCTL_COMMAND_FLAGS['images rm']),
+        "remove kernel images; one in use is refused (--force removes idle pooled containers with it, never a kernel's image)",
+        (p) =>
+          addFlags(
+            p.positional('langs', { type: 'string', array: true, demandOption: true, describe: 'images as create_kernel names them' }),
+            AGENTCTL_COMMAND_FLAGS['images rm'],
+          ),
         action<RmArgs>((argv) =>
           withAgent(argv, async (api) => {
             const results = await api.purgeImages(argv.langs, argv.force);
             if (argv.json) printJson(results);
-            else for (const r of results) process.stdout.write(r.removed ? `removed ${r.image}\n` : `kept ${r.image}: ${r.error ?? 'not removed'}\n`);
-            if (results.some((r) => !r.removed)) throw new CtlError(`${results.filter((r) => !r.removed).length} of ${results.length} images were not removed`);
+            else
+              for (const r of results)
+                process.stdout.write(r.removed ? `removed ${r.image}\n` : `kept ${r.image}: ${r.error ?? 'not removed'}\n`);
+            if (results.some((r) => !r.removed))
+              throw new CtlError(`${results.filter((r) => !r.removed).length} of ${results.length} images were not removed`);
           }),
         ),
       )

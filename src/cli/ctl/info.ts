@@ -4,7 +4,19 @@
  */
 import type { Argv } from 'yargs';
 import { callosumPing } from './modern.js';
-import { action, CtlError, EXIT_USAGE, formatAge, formatBytes, openEtcd, printJson, printTable, registeredAgents, withAgent, type GlobalArgs } from './common.js';
+import {
+  action,
+  CtlError,
+  EXIT_USAGE,
+  formatAge,
+  formatBytes,
+  openEtcd,
+  printJson,
+  printTable,
+  registeredAgents,
+  withAgent,
+  type GlobalArgs,
+} from './common.js';
 import { addFlags, AGENTCTL_COMMAND_FLAGS } from '../flags.js';
 
 /** Registers the subcommands on the agentctl parser. */
@@ -41,15 +53,17 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
       'check that the agent answers, and how fast',
       {},
       action<GlobalArgs>((argv) =>
-        argv.callosum ? callosumPing(argv) : withAgent(argv, async (api) => {
-          const started = process.hrtime.bigint();
-          const msg = `agentctl-${process.pid}`;
-          const echo = await api.ping(msg);
-          const ms = Number(process.hrtime.bigint() - started) / 1e6;
-          if (echo !== msg) throw new Error(`the agent answered ${JSON.stringify(echo)} instead of echoing ${JSON.stringify(msg)}`);
-          if (argv.json) printJson({ ok: true, ms });
-          else process.stdout.write(`pong from ${api.endpoint} in ${ms.toFixed(1)} ms\n`);
-        }),
+        argv.callosum
+          ? callosumPing(argv)
+          : withAgent(argv, async (api) => {
+              const started = process.hrtime.bigint();
+              const msg = `agentctl-${process.pid}`;
+              const echo = await api.ping(msg);
+              const ms = Number(process.hrtime.bigint() - started) / 1e6;
+              if (echo !== msg) throw new Error(`the agent answered ${JSON.stringify(echo)} instead of echoing ${JSON.stringify(msg)}`);
+              if (argv.json) printJson({ ok: true, ms });
+              else process.stdout.write(`pong from ${api.endpoint} in ${ms.toFixed(1)} ms\n`);
+            }),
       ),
     )
     .command(
@@ -70,8 +84,13 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
             printTable(
               ['GPU', 'NAME', 'NUMA', 'MEM USED', 'MEM', 'UTIL', 'KERNEL'],
               stats.gpus.map((g) => [
-                String(g.index), g.name, g.numa_node === null ? 'any' : String(g.numa_node), formatBytes(g.mem_used_bytes), formatBytes(g.mem_total_bytes),
-                g.util_pct === null ? '-' : `${g.util_pct}%`, g.kernel_id ?? '-',
+                String(g.index),
+                g.name,
+                g.numa_node === null ? 'any' : String(g.numa_node),
+                formatBytes(g.mem_used_bytes),
+                formatBytes(g.mem_total_bytes),
+                g.util_pct === null ? '-' : `${g.util_pct}%`,
+                g.kernel_id ?? '-',
               ]),
             );
           }

@@ -31,7 +31,10 @@ export async function callosumPing(argv: GlobalArgs): Promise<void> {
     if (echo !== msg) throw new Error(`the agent answered ${JSON.stringify(echo)} instead of echoing ${JSON.stringify(msg)}`);
     const health = await c.call(modernMethods.health);
     if (argv.json) printJson({ ok: true, ms, health });
-    else process.stdout.write(`pong over Callosum 1.x from ${endpoint} in ${ms.toFixed(1)} ms (handshake included); agent ${health.version}, ${health.kernels} kernel(s)\n`);
+    else
+      process.stdout.write(
+        `pong over Callosum 1.x from ${endpoint} in ${ms.toFixed(1)} ms (handshake included); agent ${health.version}, ${health.kernels} kernel(s)\n`,
+      );
   });
 }
 

@@ -47,7 +47,7 @@ export function openCommand(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
       addFlags(
         c
           .positional('kernel-id', { type: 'string', demandOption: true })
-          .positional('service', { type: 'string', demandOption: true, describe: 'a name of the image\'s ai.backend.service-ports label' }),
+          .positional('service', { type: 'string', demandOption: true, describe: "a name of the image's ai.backend.service-ports label" }),
         AGENTCTL_COMMAND_FLAGS.open,
       ),
     action<OpenArgs>((argv) =>
@@ -58,10 +58,12 @@ export function openCommand(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
         const app = (await api.listKernels()).find((k) => k.id === argv.kernelId)?.services?.find((s) => s.name === argv.service);
         const token = randomBytes(16).toString('hex');
         const r = await api.startService(argv.kernelId, argv.service, { token });
-        if (r.status === 'failed') throw new CtlError(`${argv.service} of kernel ${argv.kernelId} did not start: ${r.error ?? 'no reason given'}`);
+        if (r.status === 'failed')
+          throw new CtlError(`${argv.service} of kernel ${argv.kernelId} did not start: ${r.error ?? 'no reason given'}`);
         if (!app) throw new CtlError(`kernel ${argv.kernelId} has no app ${argv.service}`);
         const tokenPart = app.protocol === 'http' && r.status === 'started' ? `/?token=${token}` : '/';
-        if (r.status === 'running') process.stderr.write(`agentctl: ${argv.service} was already running; it keeps the token it was started with\n`);
+        if (r.status === 'running')
+          process.stderr.write(`agentctl: ${argv.service} was already running; it keeps the token it was started with\n`);
         const scheme = app.protocol === 'http' ? 'http' : 'tcp';
         if (argv.forward === undefined) {
           process.stdout.write(`${scheme}://${app.host}:${app.host_port}${scheme === 'http' ? tokenPart : ''}\n`);

@@ -42,7 +42,10 @@ export class PullBar {
     if (!this.options.tty) return this.throttle.ready() ? this.summary(p) + '\n' : '';
     const lines = [this.bar(p)];
     if ((this.options.columns ?? 80) >= LAYER_COLUMNS) {
-      for (const l of p.layers) lines.push(`  ${l.id.slice(0, 12)} ${l.status.padEnd(18)} ${l.total ? `${formatBytes(l.done)}/${formatBytes(l.total)}` : ''}`.trimEnd());
+      for (const l of p.layers)
+        lines.push(
+          `  ${l.id.slice(0, 12)} ${l.status.padEnd(18)} ${l.total ? `${formatBytes(l.done)}/${formatBytes(l.total)}` : ''}`.trimEnd(),
+        );
     }
     return this.redraw(lines);
   }
@@ -72,7 +75,10 @@ export class PullBar {
 
   private bar(p: PullSummary): string {
     const cols = Math.max(40, this.options.columns ?? 80);
-    const tail = p.state === 'queued' ? ' queued' : ` ${String(this.pct(p)).padStart(3)}% ${formatBytes(p.bytes_done)}/${formatBytes(p.bytes_total)} ${formatBytes(this.rate())}/s`;
+    const tail =
+      p.state === 'queued'
+        ? ' queued'
+        : ` ${String(this.pct(p)).padStart(3)}% ${formatBytes(p.bytes_done)}/${formatBytes(p.bytes_total)} ${formatBytes(this.rate())}/s`;
     const name = p.image.length > cols / 3 ? '…' + p.image.slice(-Math.floor(cols / 3)) : p.image;
     const width = Math.max(10, cols - name.length - tail.length - 4);
     const full = Math.round((width * this.pct(p)) / 100);
