@@ -117,6 +117,9 @@ const SOCKET_FAILURES: ReadonlySet<string> = new Set([
 /** The short cause when a failure means etcd is not reachable now (else null). */
 function unavailableReason(err: unknown): string | null {
   if (!(err instanceof Error)) return null;
+  // gRPC's unavailable status carries the socket's failure only in its message ("connect ECONNREFUSED ..."): name it
+  const socketCode = /\b(E[A-Z_]{4,})\b/.exec(err.message)?.[1];
+  if (socketCode !== undefined && SOCKET_FAILURES.has(socketCode)) return socketCode;
   if (err instanceof GRPCDeadlineExceededError) return 'deadline exceeded';
   if (err instanceof GRPCUnavailableError) return 'unavailable';
   // cockatiel's BrokenCircuitError: every endpoint failed just before, so etcd3 does not even try
