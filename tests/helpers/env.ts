@@ -301,6 +301,27 @@ export interface SpawnedAgent {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
 }
 
+/** Where and as whom an agent run as a child process (with {@link spawnAgent}) serves, on loopback. */
+export interface LoopbackAgent {
+  namespace: string;
+  agentId: string;
+  /** Its RPC port. */
+  port: number;
+  /** Default: the shared etcd. */
+  etcdAddr?: string;
+  /** Default: a new temporary folder, removed after the test. */
+  scratchRoot?: string;
+}
+
+/** The flags of an agent that serves on loopback only, with JSON logs: what most tests that spawn the real CLI run. */
+export async function loopbackAgentFlags(a: LoopbackAgent): Promise<string[]> {
+  return [
+    ...['--etcd-addr', a.etcdAddr ?? ETCD_ADDR, '--namespace', a.namespace, '--agent-id', a.agentId, '--agent-port', String(a.port)],
+    ...['--bind-host', '127.0.0.1', '--agent-host-override', '127.0.0.1'],
+    ...['--scratch-root', a.scratchRoot ?? (await tempScratch()), '--log-format', 'json'],
+  ];
+}
+
 /** The module {@link spawnAgent} preloads into agents so that their kernels take a port block of this process's lane. */
 const PORT_BLOCK_PRELOAD = path.join(REPO_ROOT, 'dist/tests/helpers/port-block-preload.js');
 

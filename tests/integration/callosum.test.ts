@@ -19,9 +19,9 @@ import { CallosumClient } from '../../src/rpc/callosum-client.js';
 import { msgpackCodec } from '../../src/wire/codec.js';
 import { buildCallosumRequest, parseCallosumReply } from '../../src/wire/callosum.js';
 import {
+  loopbackAgentFlags,
   AGENT_BIN,
   containersOf,
-  ETCD_ADDR,
   eventually,
   freePort,
   onCleanup,
@@ -30,7 +30,6 @@ import {
   requireEtcd,
   spawnAgent,
   startAgent,
-  tempScratch,
   testEtcd,
   TEST_IMAGE_LANG,
   TEST_IMAGE_PREFIX,
@@ -495,24 +494,7 @@ describe('shutdown_agent', function () {
     onCleanup(() => events.close());
     await events.mark();
     const port = await freePort();
-    const proc = spawnAgent([
-      '--etcd-addr',
-      ETCD_ADDR,
-      '--namespace',
-      namespace,
-      '--agent-id',
-      agentId,
-      '--agent-port',
-      String(port),
-      '--bind-host',
-      '127.0.0.1',
-      '--agent-host-override',
-      '127.0.0.1',
-      '--scratch-root',
-      await tempScratch(),
-      '--log-format',
-      'json',
-    ]);
+    const proc = spawnAgent(await loopbackAgentFlags({ namespace, agentId, port }));
     await proc.waitFor(/"message":"agent running"/);
     expect(await ns.get(`nodes/agents/${agentId}`).string()).to.equal('running');
     const m = new ModernManager(`tcp://127.0.0.1:${port}`, { timeoutMs: 10_000 });

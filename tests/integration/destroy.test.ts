@@ -12,7 +12,7 @@ import { expect } from 'chai';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import {
-  ETCD_ADDR,
+  loopbackAgentFlags,
   eventually,
   freePort,
   onCleanup,
@@ -20,7 +20,6 @@ import {
   removeContainersOf,
   requireEtcd,
   spawnAgent,
-  tempScratch,
   testEtcd,
   TEST_IMAGE_LANG,
   uniqueName,
@@ -45,27 +44,7 @@ describe('destroys that always finish', function () {
     await ns.put('config/agent/destroy_timeout').value('3');
     removeContainersOf(agentId);
     const port = await freePort();
-    const agent = spawnAgent(
-      [
-        '--etcd-addr',
-        ETCD_ADDR,
-        '--namespace',
-        namespace,
-        '--agent-id',
-        agentId,
-        '--agent-port',
-        String(port),
-        '--bind-host',
-        '127.0.0.1',
-        '--agent-host-override',
-        '127.0.0.1',
-        '--scratch-root',
-        await tempScratch(),
-        '--log-format',
-        'json',
-      ],
-      { DOCKER_HOST: proxy.host },
-    );
+    const agent = spawnAgent(await loopbackAgentFlags({ namespace, agentId, port }), { DOCKER_HOST: proxy.host });
     await agent.waitFor(/"message":"agent running"/);
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 20_000 }); // well past the 3 s bound
     onCleanup(() => client.close());

@@ -14,7 +14,7 @@ import { expect } from 'chai';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import {
-  ETCD_ADDR,
+  loopbackAgentFlags,
   eventually,
   freePort,
   onCleanup,
@@ -50,24 +50,7 @@ describe('download memory', function () {
     removeContainersOf(agentId);
     const scratch = await tempScratch();
     const port = await freePort();
-    const agent = spawnAgent([
-      '--etcd-addr',
-      ETCD_ADDR,
-      '--namespace',
-      namespace,
-      '--agent-id',
-      agentId,
-      '--agent-port',
-      String(port),
-      '--bind-host',
-      '127.0.0.1',
-      '--agent-host-override',
-      '127.0.0.1',
-      '--scratch-root',
-      scratch,
-      '--log-format',
-      'json',
-    ]);
+    const agent = spawnAgent(await loopbackAgentFlags({ namespace, agentId, port, scratchRoot: scratch }));
     await agent.waitFor(/"message":"agent running"/);
     const pid = agent.child.pid!;
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 120_000 });

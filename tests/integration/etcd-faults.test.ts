@@ -10,7 +10,7 @@
 import { expect } from 'chai';
 import { methods } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
-import { eventually, freePort, onCleanup, spawnAgent, tempScratch, uniqueName } from '../helpers/env.js';
+import { loopbackAgentFlags, eventually, freePort, onCleanup, spawnAgent, tempScratch, uniqueName } from '../helpers/env.js';
 import { etcdCluster } from '../helpers/etcd-cluster.js';
 import { sink } from '../helpers/sink.js';
 
@@ -28,24 +28,7 @@ describe('agent under etcd cluster faults', function () {
     await ns.put('nodes/manager').value('mgr');
     await ns.put('nodes/manager/event_addr').value(s.addr);
     const port = await freePort();
-    const proc = spawnAgent([
-      '--etcd-addr',
-      cluster.addr,
-      '--namespace',
-      namespace,
-      '--agent-id',
-      agentId,
-      '--agent-port',
-      String(port),
-      '--bind-host',
-      '127.0.0.1',
-      '--agent-host-override',
-      '127.0.0.1',
-      '--scratch-root',
-      await tempScratch(),
-      '--log-format',
-      'json',
-    ]);
+    const proc = spawnAgent(await loopbackAgentFlags({ etcdAddr: cluster.addr, namespace, agentId, port }));
     await proc.waitFor(/"message":"agent running"/, 60_000);
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 5000 });
     onCleanup(() => client.close());

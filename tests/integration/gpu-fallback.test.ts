@@ -15,6 +15,7 @@ import Docker from 'dockerode';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import {
+  loopbackAgentFlags,
   AGENT_BIN,
   REPO_ROOT,
   containersOf,
@@ -168,27 +169,7 @@ describe('GPUs on a node without one', function () {
       await ns.put('nodes/manager/event_addr').value(s.addr);
       removeContainersOf(agentId);
       const port = await freePort();
-      const agent = spawnAgent(
-        [
-          '--etcd-addr',
-          ETCD_ADDR,
-          '--namespace',
-          namespace,
-          '--agent-id',
-          agentId,
-          '--agent-port',
-          String(port),
-          '--bind-host',
-          '127.0.0.1',
-          '--agent-host-override',
-          '127.0.0.1',
-          '--scratch-root',
-          await tempScratch(),
-          '--log-format',
-          'json',
-        ],
-        { PATH: `${bin}:${process.env.PATH ?? ''}` },
-      );
+      const agent = spawnAgent(await loopbackAgentFlags({ namespace, agentId, port }), { PATH: `${bin}:${process.env.PATH ?? ''}` });
       await agent.waitFor(/"message":"agent running"/, 30_000);
       const beat = await s.next('instance_heartbeat', 0, 10_000);
       expect((beat.args[0] as Record<string, unknown>).gpu_slots).to.equal(0);

@@ -12,9 +12,9 @@ import * as zmq from 'zeromq';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods, type KernelInfo } from '../../src/rpc/methods.js';
 import {
+  loopbackAgentFlags,
   containersOf,
   coresHeld,
-  ETCD_ADDR,
   eventually,
   freePort,
   kernelIds,
@@ -159,24 +159,7 @@ describe('kernel lifecycle', function () {
     removeContainersOf(agentId);
     const scratch = await tempScratch();
     const port = await freePort();
-    const args = [
-      '--etcd-addr',
-      ETCD_ADDR,
-      '--namespace',
-      namespace,
-      '--agent-id',
-      agentId,
-      '--agent-port',
-      String(port),
-      '--bind-host',
-      '127.0.0.1',
-      '--agent-host-override',
-      '127.0.0.1',
-      '--scratch-root',
-      scratch,
-      '--log-format',
-      'json',
-    ];
+    const args = await loopbackAgentFlags({ namespace, agentId, port, scratchRoot: scratch });
     const first = spawnAgent(args);
     await first.waitFor(/"message":"agent running"/);
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });

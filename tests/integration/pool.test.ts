@@ -12,9 +12,9 @@ import Docker from 'dockerode';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods, type KernelInfo, type RunResult } from '../../src/rpc/methods.js';
 import {
+  loopbackAgentFlags,
   containersOf,
   coresHeld,
-  ETCD_ADDR,
   eventually,
   freePort,
   onCleanup,
@@ -395,26 +395,7 @@ describe('warm pool', function () {
     const metricsFile = path.join(await fs.mkdtemp(path.join(os.tmpdir(), 'agent-metrics-')), 'agent.prom');
     onCleanup(() => fs.rm(path.dirname(metricsFile), { recursive: true, force: true }));
     const port = await freePort();
-    const args = [
-      '--etcd-addr',
-      ETCD_ADDR,
-      '--namespace',
-      namespace,
-      '--agent-id',
-      agentId,
-      '--agent-port',
-      String(port),
-      '--bind-host',
-      '127.0.0.1',
-      '--agent-host-override',
-      '127.0.0.1',
-      '--scratch-root',
-      scratch,
-      '--log-format',
-      'json',
-      '--metrics',
-      metricsFile,
-    ];
+    const args = [...(await loopbackAgentFlags({ namespace, agentId, port, scratchRoot: scratch })), '--metrics', metricsFile];
     const metricsSay = async (state: string, n: number) => {
       const text = await fs.readFile(metricsFile, 'utf8').catch(() => '');
       return text !== '' && sample(parsePrometheus(text), 'compute_agent_pool_containers', { image: LANG, type: 'small', state }) === n;

@@ -15,9 +15,9 @@ import { validateOptions } from '../../src/config/options.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods, type KernelInfo } from '../../src/rpc/methods.js';
 import {
+  loopbackAgentFlags,
   agentOptions,
   containersOf,
-  ETCD_ADDR,
   onCleanup,
   remoteError,
   removeContainersOf,
@@ -130,24 +130,12 @@ describe('host port range', function () {
     await ns.put('config/agent/port_reuse_cooldown').value('3600');
     await ns.put('config/agent/cpu_overcommit').value('2');
     removeContainersOf(raw.agentId!);
-    const args = [
-      '--etcd-addr',
-      ETCD_ADDR,
-      '--namespace',
-      raw.namespace,
-      '--agent-id',
-      raw.agentId!,
-      '--agent-port',
-      String(raw.agentPort),
-      '--bind-host',
-      '127.0.0.1',
-      '--agent-host-override',
-      '127.0.0.1',
-      '--scratch-root',
-      raw.scratchRoot!,
-      '--log-format',
-      'json',
-    ];
+    const args = await loopbackAgentFlags({
+      namespace: raw.namespace,
+      agentId: raw.agentId!,
+      port: raw.agentPort,
+      scratchRoot: raw.scratchRoot!,
+    });
     const first = spawnAgent(args);
     await first.waitFor(/"message":"agent running"/);
     const c1 = new AgentClient(`tcp://127.0.0.1:${raw.agentPort}`, { timeoutMs: 30_000 });

@@ -14,7 +14,7 @@ import tar from 'tar-stream';
 import { methods, type RunResult } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import {
-  ETCD_ADDR,
+  loopbackAgentFlags,
   eventually,
   freePort,
   onCleanup,
@@ -270,24 +270,7 @@ describe('run integrity', function () {
       removeContainersOf(agentId);
       const port = await freePort();
       const scratch = await tempScratch();
-      const args = [
-        '--etcd-addr',
-        ETCD_ADDR,
-        '--namespace',
-        namespace,
-        '--agent-id',
-        agentId,
-        '--agent-port',
-        String(port),
-        '--bind-host',
-        '127.0.0.1',
-        '--agent-host-override',
-        '127.0.0.1',
-        '--scratch-root',
-        scratch,
-        '--log-format',
-        'json',
-      ];
+      const args = await loopbackAgentFlags({ namespace, agentId, port, scratchRoot: scratch });
       const first = spawnAgent(args);
       await first.waitFor(/"message":"agent running"/);
       const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });

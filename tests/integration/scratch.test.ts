@@ -18,6 +18,7 @@ import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { writeFileAtomic } from '../../src/util/atomic-write.js';
 import {
+  loopbackAgentFlags,
   AGENT_BIN,
   ETCD_ADDR,
   freePort,
@@ -151,24 +152,7 @@ describe('scratch quotas', function () {
     await ns.put('config/agent/runner_ready_timeout').value('30');
     removeContainersOf(agentId);
     const port = await freePort();
-    const args = [
-      '--etcd-addr',
-      ETCD_ADDR,
-      '--namespace',
-      namespace,
-      '--agent-id',
-      agentId,
-      '--agent-port',
-      String(port),
-      '--bind-host',
-      '127.0.0.1',
-      '--agent-host-override',
-      '127.0.0.1',
-      '--scratch-root',
-      root,
-      '--log-format',
-      'json',
-    ];
+    const args = await loopbackAgentFlags({ namespace, agentId, port, scratchRoot: root });
     const first = spawnAgent(args);
     await first.waitFor(/"message":"agent running"/, 30_000);
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });

@@ -8,6 +8,7 @@ import { Etcd3, type Namespace } from 'etcd3';
 import { methods, type KernelInfo, type RunResult } from '../../src/rpc/methods.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import {
+  loopbackAgentFlags,
   ETCD_ADDR,
   freePort,
   nextPortBlock,
@@ -65,24 +66,7 @@ export async function childAgent(options: ChildAgentOptions = {}): Promise<Child
   const settings =
     underMocha && !options.namespace ? { container_port_range: nextPortBlock().text, ...options.settings } : options.settings;
   for (const [k, v] of Object.entries(settings ?? {})) await etcd.put(`config/agent/${k}`).value(v);
-  const proc = spawnAgent([
-    '--etcd-addr',
-    etcdAddr,
-    '--namespace',
-    namespace,
-    '--agent-id',
-    agentId,
-    '--agent-port',
-    String(port),
-    '--bind-host',
-    '127.0.0.1',
-    '--agent-host-override',
-    '127.0.0.1',
-    '--scratch-root',
-    scratch,
-    '--log-format',
-    'json',
-  ]);
+  const proc = spawnAgent(await loopbackAgentFlags({ etcdAddr: etcdAddr, namespace, agentId, port, scratchRoot: scratch }));
   await proc.waitFor(/"message":"agent running"/, 60_000);
   const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });
   onCleanup(() => client.close());
