@@ -6,15 +6,8 @@
 export { AgentClient, type AgentClientOptions } from './rpc/client.js';
 export { AgentApi, type AgentApiOptions, type ExecuteMode, type KernelConfig, type KernelFileEntry } from './rpc/api.js';
 export { describeMethods } from './rpc/listing.js';
-export {
-  methods,
-  type KernelInfo,
-  type KernelStats,
-  type KernelSummary,
-  type NodeStatsResult,
-  type RunResult,
-  type MethodDef,
-} from './rpc/methods.js';
+export { methods, type MethodDef } from './rpc/methods.js';
+export { type KernelInfo, type KernelStats, type KernelSummary, type NodeStatsResult, type RunResult } from './rpc/results.js';
 export type { HeartbeatRecord } from './services/heartbeat.js';
 export { AgentError, RemoteError, RpcTimeoutError, WireErrors, isRetryable } from './errors.js';
 export { EventReceiver, decodeHeartbeatImages, registerEventSink, type AgentEvent } from './events/receiver.js';

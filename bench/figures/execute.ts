@@ -9,7 +9,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { KernelRelay } from '../../src/relay/kernel-relay.js';
-import { methods, type RunResult } from '../../src/rpc/methods.js';
+import { methods } from '../../src/rpc/methods.js';
+import { type RunResult } from '../../src/rpc/results.js';
 import type { Figure, Side } from '../harness.js';
 import type { BenchAgent } from '../lib/env.js';
 import { directRelay, kernelPair } from '../lib/runner.js';

@@ -7,7 +7,8 @@
  * composition root only lists which groups it serves.
  */
 import { implement, type Binding } from '../rpc/dispatcher.js';
-import { methods, type NodeStatsResult } from '../rpc/methods.js';
+import { methods } from '../rpc/methods.js';
+import { type NodeStatsResult } from '../rpc/results.js';
 import type { KernelService } from '../kernels/service.js';
 
 /** kernelBindings are the kernel lifecycle methods and what serves each; get_node_stats comes from the agent. */

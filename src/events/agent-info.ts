@@ -4,7 +4,7 @@
  * it, and the heartbeat service only fills it in.
  */
 import type { NodeFigures } from '../node/stats.js';
-import type { KernelStats } from '../rpc/methods.js';
+import type { KernelStats } from '../rpc/results.js';
 
 /** The agent_info map of heartbeats. */
 export interface AgentInfo {

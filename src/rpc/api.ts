@@ -6,8 +6,8 @@
  * `WireErrors`), {@link RpcTimeoutError} when no reply comes in time.
  */
 import { AgentClient, type AgentClientOptions } from './client.js';
+import { methods } from './methods.js';
 import {
-  methods,
   type ImageRemoval,
   type ImageSummary,
   type KernelInfo,
@@ -17,7 +17,7 @@ import {
   type PullSummary,
   type RunResult,
   type ServiceResult,
-} from './methods.js';
+} from './results.js';
 
 /** How long the slow calls may take by default: creating or restarting a container, destroying one, resetting a node. */
 const SLOW_CALL_MS = 120_000;

@@ -35,19 +35,6 @@ export const kernelIdParam = p.str('kernel_id', {
   pattern: { re: /^[A-Za-z0-9][A-Za-z0-9_.-]*$/, says: 'letters, digits, "_", "." and "-", not starting with a symbol' },
 });
 
-// The result types live in results.ts; re-exported for callers that take the table and its results together (index.ts, tests, bench).
-export type {
-  KernelInfo,
-  ServiceResult,
-  KernelStats,
-  NodeStatsResult,
-  RunResult,
-  KernelSummary,
-  ImageSummary,
-  PullSummary,
-  ImageRemoval,
-  SyncResult,
-} from './results.js';
 import type {
   KernelInfo,
   ServiceResult,

@@ -7,7 +7,8 @@
  * shape is the 2018 one are the 2018 declarations). The handlers map them
  * onto the same kernel, relay and file services (src/services/modern-rpc.ts).
  */
-import { define, kernelIdParam, methods, type KernelInfo, type KernelStats, type RunResult } from './methods.js';
+import { define, kernelIdParam, methods } from './methods.js';
+import { type KernelInfo, type KernelStats, type RunResult } from './results.js';
 import { p, type OptionalParam, type Param } from './params.js';
 
 const MiB = 1024 * 1024;

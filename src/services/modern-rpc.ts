@@ -9,7 +9,8 @@
 import type { Logger } from '../log.js';
 import { AgentError, KernelCreationError, KernelNotFoundError } from '../errors.js';
 import { implement, notImplemented, type Binding } from '../rpc/dispatcher.js';
-import { define, type KernelInfo } from '../rpc/methods.js';
+import { define } from '../rpc/methods.js';
+import { type KernelInfo } from '../rpc/results.js';
 import { modernMethods, modernNotServed, type HardwareMetadata, type ModernKernelResult } from '../rpc/modern-methods.js';
 import type { KernelService } from '../kernels/service.js';
 import { KernelApps } from '../kernels/apps.js';

@@ -7,7 +7,7 @@
  */
 import { CallosumClient, type CallosumClientOptions } from '../../src/rpc/callosum-client.js';
 import { modernMethods } from '../../src/rpc/modern-methods.js';
-import type { RunResult } from '../../src/rpc/methods.js';
+import type { RunResult } from '../../src/rpc/results.js';
 import { TEST_IMAGE_LANG, TEST_IMAGE_PREFIX } from './env.js';
 import { Redis } from 'ioredis';
 import { msgpackCodec } from '../../src/wire/codec.js';

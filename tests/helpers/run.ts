@@ -1,6 +1,7 @@
 /** Running code in a kernel through the agent, for the tests that need a run's output. */
 import type { AgentClient } from '../../src/rpc/client.js';
-import { methods, type RunResult } from '../../src/rpc/methods.js';
+import { methods } from '../../src/rpc/methods.js';
+import { type RunResult } from '../../src/rpc/results.js';
 
 /** How a test run is made: the api version, execute's flush timeout (seconds), and each call's timeout. */
 export interface RunOptions {

@@ -10,7 +10,8 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import * as zmq from 'zeromq';
 import { AgentClient } from '../../src/rpc/client.js';
-import { methods, type KernelInfo } from '../../src/rpc/methods.js';
+import { methods } from '../../src/rpc/methods.js';
+import { type KernelInfo } from '../../src/rpc/results.js';
 import {
   loopbackAgentFlags,
   containersOf,

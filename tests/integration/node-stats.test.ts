@@ -14,7 +14,8 @@ import { Etcd3 } from 'etcd3';
 import { Agent } from '../../src/agent.js';
 import { validateOptions } from '../../src/config/options.js';
 import { createLogger } from '../../src/log.js';
-import { methods, type NodeStatsResult } from '../../src/rpc/methods.js';
+import { methods } from '../../src/rpc/methods.js';
+import { type NodeStatsResult } from '../../src/rpc/results.js';
 import { agentOptions, eventually, freePort, onCleanup, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 

@@ -8,7 +8,8 @@
  */
 import { expect } from 'chai';
 import Docker from 'dockerode';
-import { methods, type KernelInfo } from '../../src/rpc/methods.js';
+import { methods } from '../../src/rpc/methods.js';
+import { type KernelInfo } from '../../src/rpc/results.js';
 import { eventually, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { poolSettled, putPool } from '../helpers/pool.js';
 import { runToEnd } from '../helpers/run.js';

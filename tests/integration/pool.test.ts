@@ -10,7 +10,8 @@ import path from 'node:path';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { AgentClient } from '../../src/rpc/client.js';
-import { methods, type KernelInfo, type RunResult } from '../../src/rpc/methods.js';
+import { methods } from '../../src/rpc/methods.js';
+import { type KernelInfo, type RunResult } from '../../src/rpc/results.js';
 import {
   loopbackAgentFlags,
   containersOf,

@@ -13,7 +13,8 @@ import Docker from 'dockerode';
 import { Agent } from '../../src/agent.js';
 import { validateOptions } from '../../src/config/options.js';
 import { AgentClient } from '../../src/rpc/client.js';
-import { methods, type KernelInfo } from '../../src/rpc/methods.js';
+import { methods } from '../../src/rpc/methods.js';
+import { type KernelInfo } from '../../src/rpc/results.js';
 import {
   loopbackAgentFlags,
   agentOptions,

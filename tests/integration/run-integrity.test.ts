@@ -11,7 +11,8 @@ import path from 'node:path';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import tar from 'tar-stream';
-import { methods, type RunResult } from '../../src/rpc/methods.js';
+import { methods } from '../../src/rpc/methods.js';
+import { type RunResult } from '../../src/rpc/results.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import {
   loopbackAgentFlags,

@@ -5,7 +5,8 @@
  * create/execute/destroy cycle through the RPC.
  */
 import { Etcd3, type Namespace } from 'etcd3';
-import { methods, type KernelInfo, type RunResult } from '../../src/rpc/methods.js';
+import { methods } from '../../src/rpc/methods.js';
+import { type KernelInfo, type RunResult } from '../../src/rpc/results.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import {
   loopbackAgentFlags,
