@@ -152,7 +152,7 @@ describe('fuzz: Callosum framing, the modern codec and the pickle reader', () =>
   const here = path.dirname(fileURLToPath(import.meta.url));
   const pickles = Object.values(
     (
-      JSON.parse(readFileSync(path.join(here, '../../../tests/unit/fixtures/modern-values.json'), 'utf8')) as {
+      JSON.parse(readFileSync(path.join(here, '../../../tests/fixtures/modern-values.json'), 'utf8')) as {
         pickles: Record<string, string>;
       }
     ).pickles,

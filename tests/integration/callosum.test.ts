@@ -44,7 +44,7 @@ import { agentctl } from '../helpers/ctl.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
-const fixtures = JSON.parse(readFileSync(path.join(REPO_ROOT, 'tests/unit/fixtures/modern-values.json'), 'utf8')) as {
+const fixtures = JSON.parse(readFileSync(path.join(REPO_ROOT, 'tests/fixtures/modern-values.json'), 'utf8')) as {
   bodies: Record<string, string>;
   pickles: Record<string, string>;
 };

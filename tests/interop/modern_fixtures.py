@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes tests/unit/fixtures/modern-values.json: pickles and msgpack bodies
+"""Writes tests/fixtures/modern-values.json: pickles and msgpack bodies
 as a Backend.AI 24.09 manager packs them (common/msgpack.py), made with the
 real pickle and msgpack modules of Debian's python3 and stand-in classes of
 the same module and class names (the pickles name only those). Run it again
@@ -88,7 +88,7 @@ out = {
         'evil': packb({'args': (Evil(),), 'kwargs': {}}).hex(),
     },
 }
-path = os.path.join(os.path.dirname(__file__), '..', 'unit', 'fixtures', 'modern-values.json')
+path = os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'modern-values.json')
 os.makedirs(os.path.dirname(path), exist_ok=True)
 with open(path, 'w') as f:
     json.dump(out, f, indent=2)

@@ -2,7 +2,7 @@
  * The Callosum framing and the modern codec without a socket: the detection
  * table of docs/modern-managers.rst, requests and replies of both generations,
  * and the restricted pickle reader against pickles made by real Python
- * (tests/unit/fixtures/modern-values.json, from tests/interop/modern_fixtures.py).
+ * (tests/fixtures/modern-values.json, from tests/interop/modern_fixtures.py).
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
@@ -25,7 +25,7 @@ import { readTemporenc } from '../../src/wire/temporenc.js';
 import { callosumFailure } from '../../src/rpc/callosum-failure.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const fixtures = JSON.parse(readFileSync(path.join(here, '../../../tests/unit/fixtures/modern-values.json'), 'utf8')) as {
+const fixtures = JSON.parse(readFileSync(path.join(here, '../../../tests/fixtures/modern-values.json'), 'utf8')) as {
   pickles: Record<string, string>;
   bodies: Record<string, string>;
 };
