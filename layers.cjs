@@ -17,7 +17,7 @@ const LAYERS = [
   { name: 'cli', paths: ['cli/'], what: 'the agent and agentctl commands, the one owner of signals, agent check' },
   {
     name: 'root',
-    paths: ['agent.ts', 'kernel-room.ts', 'modern-side.ts', 'index.ts'],
+    paths: ['agent.ts', 'kernel-room.ts', 'modern-side.ts', 'rpc-side.ts', 'index.ts'],
     what: 'the composition root and lifecycle, and the package entry (the client library)',
   },
   { name: 'bindings', paths: ['bindings/'], what: 'the RPC method tables bound to the services, one file per group of methods' },

@@ -5,7 +5,7 @@
  * owned by the CLI, not here.
  *
  * Start: wait for etcd -> settings -> register `starting` -> re-adopt the
- * kernels left running -> bind RPC -> follow the manager's event sink ->
+ * kernels left running -> bind RPC (src/rpc-side.ts) -> follow the manager's event sink ->
  * heartbeats, idle reaping, container deaths -> `running`.
  * Stop: refuse new calls -> finish in-flight calls -> `instance_terminated`
  * -> deregister -> close sockets -> close etcd.
@@ -18,14 +18,8 @@ import { EtcdStore } from './adapters/etcd.js';
 import { detectHostAddress, detectResources } from './node/resources.js';
 import { NodeMonitor } from './node/stats.js';
 import { msgpackCodec } from './wire/codec.js';
-import { RpcRouter, type RouterStats } from './wire/router.js';
-import { Dispatcher } from './rpc/dispatcher.js';
-import type { NodeStatsResult } from './rpc/results.js';
-import { kernelBindings } from './bindings/kernels.js';
-import { fileBindings } from './bindings/files.js';
-import { runBindings } from './bindings/runs.js';
-import { imageBindings } from './bindings/images.js';
-import { appBindings } from './bindings/apps.js';
+import type { RpcRouter, RouterStats } from './wire/router.js';
+import type { Dispatcher } from './rpc/dispatcher.js';
 import { EventPublisher, type PublisherStats } from './events/publisher.js';
 import { Heartbeat } from './services/heartbeat.js';
 import { LiveSettings } from './services/live-settings.js';
@@ -43,11 +37,10 @@ import { nodeStartup } from './node/startup.js';
 import { Prepull } from './images/prepull.js';
 import { ModernSide } from './modern-side.js';
 import { KernelRoom } from './kernel-room.js';
+import { buildRpc, startRpc } from './rpc-side.js';
 import { RangedDocker } from './ports/ranged-docker.js';
 import type { PortRangeStats } from './ports/range.js';
-import { KernelApps } from './kernels/apps.js';
 import { portRangeBounds } from './config/setting-parsers.js';
-import { slotFigures } from './node/memory.js';
 import { createRequire } from 'node:module';
 import type { SinkStats } from './events/sink.js';
 import type { AgentEventName } from './events/catalogue.js';
@@ -236,52 +229,30 @@ export class Agent {
         checkpoint,
       });
 
-      this.dispatcher = new Dispatcher(
-        [
-          ...kernelBindings(kernels, () => this.nodeStats(kernels)),
-          ...fileBindings(kernels),
-          ...runBindings(kernels),
-          ...imageBindings(images),
-          ...appBindings(new KernelApps(kernels), this.log.child({ component: 'rpc' })),
-        ],
-        this.log.child({ component: 'rpc' }),
-      );
-      const callosum = modern.serve(
-        {
-          kernels,
-          resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: gpus.slots }),
-          ports: {
-            assign: () => this.docker.assignPort(this.settings.value.kernelPublishAddr || kernelHost),
-            release: (port) => this.docker.releasePort(port),
-          },
-          images,
-          gpus: () => gpus.report(),
-          requestStop: (reason) => {
-            this.stop(reason).then(
-              () => this.onSelfStop?.(),
-              (err: unknown) => this.log.error('stopping on shutdown_agent failed', { error: errorMessage(err) }),
-            );
-          },
+      const rpc = buildRpc({
+        options: this.options,
+        log: this.log,
+        docker: this.docker,
+        settings: this.settings,
+        kernelHost,
+        keyPair: this.keyPair,
+        modern,
+        node: this.node,
+        room: this.room,
+        kernels,
+        images,
+        gpus,
+        rpcMaxMessageBytes: settings.rpcMaxMessageBytes,
+        requestStop: (reason) => {
+          this.stop(reason).then(
+            () => this.onSelfStop?.(),
+            (err: unknown) => this.log.error('stopping on shutdown_agent failed', { error: errorMessage(err) }),
+          );
         },
-        this.keyPair?.publicKey ?? null,
-      );
-      this.router = new RpcRouter({
-        endpoint: `tcp://${this.options.bindHost}:${this.options.agentPort}`,
-        codec: msgpackCodec,
-        handler: this.dispatcher.handle,
-        log: this.log.child({ component: 'rpc' }),
-        maxMessageBytes: settings.rpcMaxMessageBytes,
-        curve: this.keyPair ? { ...this.keyPair, allows: (key) => this.settings.value.rpcAllowedKeys.includes(key) } : undefined,
-        callosum,
       });
-      await this.router.start().catch((err: unknown) => {
-        throw new ConfigError(
-          `cannot listen on ${this.options.bindHost}:${this.options.agentPort} (${errorMessage(err)}): ` +
-            'stop what holds the port or choose another with --agent-port',
-        );
-      });
-      this.log.info('serving RPC', { endpoint: this.router.endpoint, curve: this.keyPair !== null });
-      await modern.startCurve(this.dispatcher.handle);
+      this.dispatcher = rpc.dispatcher;
+      this.router = rpc.router;
+      await startRpc(rpc, { options: this.options, log: this.log, keyPair: this.keyPair, modern });
 
       this.heartbeat = new Heartbeat(
         {
@@ -401,19 +372,6 @@ export class Agent {
   /** The figures of the host port range (src/ports/): held, ready and cooling ports. */
   portStats(): PortRangeStats {
     return this.docker.ports.stats();
-  }
-
-  /** get_node_stats: the node's figures, its slots, each kernel's cgroup figures and the GPUs. */
-  private async nodeStats(kernels: KernelService): Promise<NodeStatsResult> {
-    const [node, kernelStats] = await Promise.all([this.node.read(), kernels.sampleStats()]);
-    return {
-      time: Date.now() / 1000,
-      node,
-      slots: slotFigures(kernels),
-      kernels: kernelStats,
-      gpu_path: this.room.gpus?.state.path ?? 'none',
-      gpus: this.room.gpus?.report() ?? [],
-    };
   }
 
   private applySettings(s: Settings): void {

@@ -2,12 +2,12 @@
  * KernelService owns the kernels of this agent: it creates them (idempotent
  * per id, at most N at once against Docker, rolling back every step on
  * failure; claiming a warm pooled container first when a pool is given),
- * destroys, restarts and resets them, re-adopts them after an agent restart
+ * destroys, restarts (src/kernels/restart.ts) and resets them, re-adopts them after an agent restart
  * (src/kernels/adopt.ts), and through KernelWatch (src/kernels/watch.ts)
  * reaps idle ones and notices containers that die by themselves.
  * It knows Docker (through the adapter) and the file system, never frames.
  */
-import { AgentError, DestroyPendingError, errorMessage, KernelCreationError, KernelNotFoundError } from '../errors.js';
+import { AgentError, DestroyPendingError, errorMessage, KernelNotFoundError } from '../errors.js';
 import { PendingDestroys, removeContainer, removeUntilGone, within } from './teardown.js';
 import { KernelEndings, type Ending } from './endings.js';
 import { KernelSync } from './sync.js';
@@ -15,10 +15,8 @@ import { SelfSync } from './self-sync.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/results.js';
 import { CpuAllocator } from './allocator.js';
 import { MemoryBook, nodeMemoryMiB, schedulable, type Capacity } from '../node/memory.js';
-import { prepareScratch } from '../containers/launch.js';
-import { imageTraits } from '../containers/image-traits.js';
 import { Semaphore } from './semaphore.js';
-import { checkMounts, parseKernelConfig, type KernelSpec } from '../containers/spec.js';
+import { parseKernelConfig, type KernelSpec } from '../containers/spec.js';
 import { ScratchFiles } from './files.js';
 import type { KernelRelay } from '../relay/kernel-relay.js';
 import type { TerminalRelay } from '../relay/terminal.js';
@@ -29,7 +27,8 @@ import { KernelFactory } from './create.js';
 import { kernelInfo, statsTarget, type KernelRecord, type KernelServiceDeps } from './record.js';
 import { homesOf } from '../scratch/homes.js';
 import { shellWaitStatement } from '../relay/runner-snippets.js';
-import { appStates } from './apps.js';
+import { restartKernel, type RestartTarget } from './restart.js';
+import { sampleStats, summaries } from './listing.js';
 
 export type { KernelRecord, KernelServiceDeps } from './record.js';
 
@@ -55,6 +54,8 @@ export class KernelService {
   readonly memory: MemoryBook;
   private readonly watch: KernelWatch;
   private readonly factory: KernelFactory;
+  /** What restart() hands src/kernels/restart.ts. */
+  private readonly restarts: RestartTarget;
 
   constructor(private readonly deps: KernelServiceDeps) {
     this.createSlots = new Semaphore(deps.createConcurrency);
@@ -109,6 +110,18 @@ export class KernelService {
       destroy: (id, reason, ending) => this.destroy(id, reason, ending),
       strayDied: (cid) => deps.pool?.died(cid),
     });
+    this.restarts = {
+      deps,
+      factory: this.factory,
+      kernels: this.kernels,
+      relays: this.relays,
+      destroying: (id) => this.destroying.has(id),
+      ready: (id) => this.ready(id),
+      retireContainer: (rec, reason) => this.retireContainer(rec, reason),
+      destroyBoundMs: () => this.destroyBoundMs(),
+      touch: (rec) => this.touch(rec),
+      info: (rec) => this.info(rec),
+    };
   }
 
   /** How many kernels are in each state, creations under way included (for metrics). */
@@ -136,44 +149,14 @@ export class KernelService {
     return [...this.kernels.values()];
   }
 
-  /**
-   * Reads the cgroup figures of every running kernel (never the Docker stats
-   * API), by kernel id; a kernel whose figures cannot be read is left out.
-   */
+  /** The cgroup figures of every running kernel by kernel id, unreadable ones left out (src/kernels/listing.ts). */
   async sampleStats(): Promise<Record<string, KernelStats>> {
-    const live = this.list().filter((rec) => rec.state === 'running' && rec.containerId !== '');
-    const read = await Promise.all(
-      live.map((rec) =>
-        this.deps.stats.read(statsTarget(rec)).catch((err: unknown) => {
-          this.deps.log.debug('could not read kernel stats', { kernelId: rec.id, error: errorMessage(err) });
-          return null;
-        }),
-      ),
-    );
-    return Object.fromEntries(live.flatMap((rec, i) => (read[i] ? [[rec.id, read[i]]] : [])));
+    return sampleStats(this.deps, this.list());
   }
 
   /** list_kernels: every kernel held, with its current CPU time and memory (a cgroup read each, no scratch walk). */
   async summaries(): Promise<KernelSummary[]> {
-    return Promise.all(
-      this.list().map(async (rec) => {
-        const usage = await this.deps.stats.readUsage({ containerId: rec.containerId, pid: rec.pid }).catch(() => null); // optional: a kernel going away has no usage to read
-        return {
-          id: rec.id,
-          lang: rec.spec.lang,
-          image: rec.spec.image,
-          state: rec.state,
-          container_id: rec.containerId,
-          cpu_set: rec.cpuSet,
-          mem_mib: rec.spec.memMiB,
-          created_at: rec.createdAt / 1000,
-          last_used: rec.lastUsed / 1000,
-          cpu_used: usage?.cpu_used ?? null,
-          mem_cur_bytes: usage?.mem_cur_bytes ?? null,
-          services: appStates(rec, this.deps.kernelHost),
-        };
-      }),
-    );
+    return summaries(this.deps, this.list());
   }
 
   /**
@@ -310,61 +293,13 @@ export class KernelService {
     return stats;
   }
 
-  /** restart_kernel: a new container on the same scratch home and cores; calls on the kernel wait meanwhile. */
+  /** restart_kernel: a new container on the same scratch home and cores; calls on the kernel wait meanwhile (src/kernels/restart.ts). */
   async restart(
     id: string,
     config: Record<string, unknown>,
     readSpec?: (s: ReturnType<KernelServiceDeps['settings']>, current: KernelSpec) => KernelSpec,
   ): Promise<Omit<KernelInfo, 'id' | 'kernel_host'>> {
-    const rec = await this.ready(id);
-    if (rec.busy) {
-      // Another restart got here first: run after it (no await from here until `rec.busy` is set).
-      await rec.busy.catch(() => undefined); // only waits for it to settle: its failure is answered to its own caller
-      return this.restart(id, config, readSpec);
-    }
-    const s = this.deps.settings();
-    const spec = readSpec ? readSpec(s, rec.spec) : parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList);
-    await checkMounts(spec.mounts, s.vfolderRoot); // a bad mount is refused before the old container goes
-    if (rec.busy || this.kernels.get(id) !== rec || this.destroying.has(id)) return this.restart(id, config, readSpec); // changed meanwhile: look again
-    this.factory.chargeRestart(id, spec.memMiB, rec.cpuSet); // before the old container goes (no await from here until `rec.busy`)
-    const undo: Array<() => Promise<void> | void> = [];
-    const work = (async () => {
-      rec.state = 'restarting';
-      const stats = await this.retireContainer(rec, 'restarting');
-      this.deps.emit('kernel_terminated', [id, 'restarting', stats]);
-      const image = await this.deps.docker.image(spec.image);
-      Object.assign(rec, { spec: { ...spec, cpuSet: rec.cpuSet, gpuSet: rec.spec.gpuSet }, traits: imageTraits(image.labels) }); // same cores and GPUs
-      await prepareScratch(rec.scratchDir, spec.environ, s.kernelUid);
-      await this.factory.launch(rec, undo, () => undefined);
-      rec.state = 'running';
-      this.deps.emit('kernel_started', [id]);
-    })();
-    rec.busy = work;
-    try {
-      await work;
-    } catch (err) {
-      // Remove what the restart made, and the old container if removing it was what failed;
-      // then the kernel has no container: give back what it holds and tell the manager.
-      for (const fn of undo.reverse())
-        await Promise.resolve()
-          .then(fn)
-          .catch((e: unknown) => this.deps.log.warn('could not undo a step of a failed restart', { kernelId: id, error: errorMessage(e) }));
-      await within(this.deps.docker.remove(rec.containerId), this.destroyBoundMs(), 'remove').catch((e: unknown) =>
-        this.deps.log.error('could not remove the old container of a failed restart', { kernelId: id, error: errorMessage(e) }),
-      );
-      this.kernels.delete(id);
-      this.relays.close(id); // and the endings kept for a successor relay that will not come
-      this.factory.releaseCores(id, rec.cpuSet);
-      this.deps.gpus?.release(rec.spec.gpuSet);
-      await homesOf(this.deps).remove(rec.id); // logs what it could not remove
-      this.deps.emit('kernel_terminated', [id, 'restarting', null]);
-      throw new KernelCreationError(`restart_kernel ${id} failed: ${errorMessage(err)}; the kernel was removed`, { cause: err });
-    } finally {
-      rec.busy = null;
-    }
-    this.touch(rec); // idle from when the new container is ready
-    const { id: _id, kernel_host: _host, ...rest } = this.info(rec);
-    return rest;
+    return restartKernel(this.restarts, id, config, readSpec);
   }
 
   /** reset: destroys every kernel with reason agent-reset. */

@@ -10,7 +10,7 @@
  * (claim record; then at once the home renamed to `<scratch root>/<kernel
  * id>` — the bind mount follows the directory — with environ.txt, exact cores
  * and memory by a live update unless already pinned so, and the caller's
- * environ statement) and it is never handed out again. The pool refills in
+ * environ statement; src/pool/bind.ts) and it is never handed out again. The pool refills in
  * the background with bounded concurrency (src/pool/fill.ts), sized by `decideSize`, and a
  * hygiene pass (src/pool/hygiene.ts) replaces dead and outdated containers
  * and removes zombies. Idle containers' memory limits are charged to the
@@ -21,12 +21,13 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import type { ContainerSummary } from '../adapters/docker.js';
-import { containerName, prepareScratch } from '../containers/launch.js';
+import { containerName } from '../containers/launch.js';
 import type { KernelSpec } from '../containers/spec.js';
 import { ClaimStore, type ClaimRecord } from './claims.js';
 import { adoptIdle, claimOf, openRelay, pingReady, poolKey, splitKey, sweepHomes } from './adopt.js';
 import { PoolCharges } from './charges.js';
-import { PoolFiller, setLimits } from './fill.js';
+import { PoolFiller } from './fill.js';
+import { bindClaim } from './bind.js';
 import { PoolFreezer } from './freeze.js';
 import { poolRecipe, runHygiene } from './hygiene.js';
 import type { HygieneTarget, PooledContainer, PoolSizes, WarmPoolDeps } from './types.js';
@@ -131,15 +132,10 @@ export class WarmPool implements HygieneTarget {
   }
 
   /**
-   * Binds a taken container to a kernel: the claim record first (from then
-   * on an agent restart sees a kernel, never an idle container), then at
-   * once the home renamed to the kernel's with environ.txt, the exact cores
-   * and memory by a live update (none when the container was pinned to
-   * exactly these), and `alongside` (the caller's work on the
-   * running runner). A frozen container's unpause starts before all of it,
-   * and only `alongside` waits for it. On failure (an unpause that fails
-   * too) the container and everything of it is removed, once every step has
-   * ended, and the first error thrown.
+   * Binds a taken container to a kernel (src/pool/bind.ts): the claim record,
+   * then the home, exact cores and memory, and `alongside` (the caller's work
+   * on the running runner); on failure the container is removed and the first
+   * error thrown.
    */
   async bind(
     c: PooledContainer,
@@ -148,54 +144,12 @@ export class WarmPool implements HygieneTarget {
     cpuSet: number[],
     alongside: () => Promise<void>,
   ): Promise<{ scratchDir: string }> {
-    const scratchDir = this.homeOf(kernelId);
-    const wasFrozen = c.frozen;
-    // The runner is needed by `alongside` only; a restart that finds the claim record with the container still paused unpauses it (src/pool/adopt.ts).
-    const thawed = this.freezer.thaw(c);
-    const thawEnded = thawed.then(
-      () => undefined,
-      () => undefined,
-    );
-    try {
-      await this.claims.write(c.containerId, { kernelId, lang: c.lang, cpuSet, memMiB: spec.memMiB, createdAt: Date.now() });
-      const steps = await Promise.allSettled([
-        this.moveHome(c.home, scratchDir, spec.environ),
-        limitsExact(c.limits, cpuSet, spec.memMiB) ? Promise.resolve() : setLimits(this.deps.docker, c.containerId, cpuSet, spec.memMiB),
-        thawed.then(alongside),
-      ]);
-      const failed = steps.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
-    } catch (err) {
-      await thawEnded;
-      await this.discard(c.containerId, [c.home, scratchDir]);
-      this.deps.gpus?.release(c.gpuSet);
-      throw err;
-    }
-    this.noteDemand(c.key);
-    this.claimTotals.set(c.key, (this.claimTotals.get(c.key) ?? 0) + 1);
-    this.deps.log.info('claimed a warm container', {
-      kernelId,
-      container: c.containerId.slice(0, 12),
-      pool: c.key,
-      cpuSet,
-      memMiB: spec.memMiB,
-      updated: !limitsExact(c.limits, cpuSet, spec.memMiB),
-      wasFrozen,
-    });
-    queueMicrotask(() => this.resize());
-    return { scratchDir };
+    return bindClaim(this, c, kernelId, spec, cpuSet, alongside);
   }
 
   /** The home a claim gives kernel `kernelId`. */
   homeOf(kernelId: string): string {
     return path.join(this.deps.scratchRoot, kernelId);
-  }
-
-  /** Renames a pooled home to a kernel's (the running container's bind mount follows it) and writes its environ.txt. */
-  private async moveHome(home: string, scratchDir: string, environ: Record<string, string>): Promise<void> {
-    await fs.rm(scratchDir, { recursive: true, force: true }); // a leftover of a crash; no kernel holds it
-    await fs.rename(home, scratchDir);
-    await prepareScratch(scratchDir, environ, this.deps.kernelSettings().kernelUid);
   }
 
   /**
@@ -212,7 +166,8 @@ export class WarmPool implements HygieneTarget {
       );
   }
 
-  private noteDemand(key: string): void {
+  /** Counts a demand of a pool key now (claims, and cold creations a configured type would have served), for the autoscaler. */
+  noteDemand(key: string): void {
     this.recentDemand.set(key, [...(this.recentDemand.get(key) ?? []), Date.now()]);
   }
 

@@ -2,7 +2,7 @@
  * KernelRelay is the agent's side of one kernel runner (docs/wire-contract.rst,
  * "Kernel runner ports": a PUSH to its port 2000 and a PULL from 2001), opened on first use and closed with the kernel: its connection
  * ({@link RunnerLink}: sockets, read loop, synchronisation) and the routing
- * of what the runner sends to runs and requests. It answers `execute` with what a run printed within
+ * of what the runner sends to runs and requests (its options in src/relay/relay-options.ts). It answers `execute` with what a run printed within
  * the flush timeout, enforces the exec timeout, and makes sure every result
  * belongs to its run.
  *
@@ -21,7 +21,6 @@
  * has lost.
  */
 import { randomUUID } from 'node:crypto';
-import type { Logger } from '../log.js';
 import { errorMessage, InternalError, KernelUnresponsiveError, ParametersError, RunLostError, RunNotFoundError } from '../errors.js';
 import type { RunResult } from '../rpc/results.js';
 import { RequestBook } from './requests.js';
@@ -29,42 +28,9 @@ import { Liveness } from './liveness.js';
 import { OomWatch } from './oom-watch.js';
 import { RunBook, type RunStage } from './run-book.js';
 import { Run } from './runs.js';
+import type { ExecuteRequest, KernelRelayOptions } from './relay-options.js';
 import { RunnerLink, type InputMeta, type LinkMode } from './runner-link.js';
 import { batchInputs, describeRunnerEnd, parseHello, payloadJson, type RunnerHello, type RunnerRecord } from './runner-records.js';
-
-/** What `execute` asks of the relay, its arguments already checked. */
-export interface ExecuteRequest {
-  apiVersion: number;
-  runId: string | null;
-  mode: 'query' | 'batch' | 'input' | 'continue';
-  code: string;
-  opts: Record<string, unknown>;
-  flushTimeoutMs: number;
-}
-
-/** Options of {@link KernelRelay}. */
-export interface KernelRelayOptions {
-  host: string;
-  replInPort: number;
-  replOutPort: number;
-  log: Logger;
-  /** Seconds a run may take once the runner starts it (0 = no limit). */
-  execTimeoutSec: number;
-  /** Called once when a run exceeds the exec timeout; the kernel is then destroyed. */
-  onExecTimeout(): void;
-  /** Files under /home/work/.output created or changed since a time (ms), for finished runs. */
-  outputFiles(sinceMs: number): Promise<Array<{ name: string; size: number }>>;
-  /** The runner restarted; `line` says how the previous one ended. */
-  onRunnerRestart?(line: string): void;
-  /** The kernel's OOM kills so far (null: unknown), to tell an OOM kill from another SIGKILL. */
-  oomKills?(): Promise<number | null>;
-  /** The kernel's memory limit in MiB, for the message of an OOM kill. */
-  memLimitMiB?: number;
-  /** The kernel was re-adopted from a previous agent: runs its runner still holds are taken over, others are lost. */
-  takeOver?: boolean;
-  /** Runs a previous relay of the kernel ended (a restart) that were not collected yet. */
-  inherited?: Run[];
-}
 
 export class KernelRelay {
   private readonly link: RunnerLink;
