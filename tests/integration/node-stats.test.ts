@@ -4,10 +4,7 @@
  * etcd, checked against /proc, statfs and a running kernel; and heartbeats
  * that go on, logging once, while etcd is down (an etcd of the test's own).
  */
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
 import { Etcd3 } from 'etcd3';
@@ -16,67 +13,14 @@ import { validateOptions } from '../../src/config/options.js';
 import { createLogger } from '../../src/log.js';
 import { methods } from '../../src/rpc/methods.js';
 import { type NodeStatsResult } from '../../src/rpc/results.js';
-import { agentOptions, eventually, freePort, onCleanup, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import { agentOptions, eventually, onCleanup, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
+import { ownEtcd } from '../helpers/own-etcd.js';
 
 const NODE_KEYS = ['cpu_pct', 'mem_total_bytes', 'mem_available_bytes', 'disk_total_bytes', 'disk_free_bytes'];
 
 async function memTotalBytes(): Promise<number> {
   return Number(/^MemTotal:\s+(\d+) kB$/m.exec(await fs.readFile('/proc/meminfo', 'utf8'))![1]) * 1024;
-}
-
-/** An etcd of the test's own on free ports, which the test may kill and start again on the same data. */
-async function ownEtcd() {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-etcd-'));
-  const [client, peer] = [await freePort(), await freePort()];
-  let proc: ReturnType<typeof spawn> | null = null;
-  const start = async () => {
-    proc = spawn(
-      'etcd',
-      [
-        '--name',
-        'test',
-        '--data-dir',
-        `${dir}/data`,
-        '--listen-client-urls',
-        `http://127.0.0.1:${client}`,
-        '--advertise-client-urls',
-        `http://127.0.0.1:${client}`,
-        '--listen-peer-urls',
-        `http://127.0.0.1:${peer}`,
-        '--initial-advertise-peer-urls',
-        `http://127.0.0.1:${peer}`,
-        '--initial-cluster',
-        `test=http://127.0.0.1:${peer}`,
-      ],
-      { stdio: 'ignore' },
-    );
-    const probe = new Etcd3({ hosts: `http://127.0.0.1:${client}` });
-    await eventually(
-      'our etcd to answer',
-      () =>
-        probe
-          .get('x')
-          .string()
-          .then(() => true),
-      30_000,
-      200,
-    ).finally(() => probe.close());
-  };
-  const kill = async () => {
-    const p = proc;
-    if (!p || p.exitCode !== null) return;
-    await new Promise((r) => {
-      p.once('exit', r);
-      p.kill('SIGKILL');
-    });
-  };
-  onCleanup(async () => {
-    await kill();
-    await fs.rm(dir, { recursive: true, force: true });
-  });
-  await start();
-  return { addr: `127.0.0.1:${client}`, start, kill };
 }
 
 describe('node stats of the real agent', function () {
