@@ -126,7 +126,7 @@ function directSide(label: string, input: string, output: string, mib: number): 
       if (bytes !== mib * MiB) throw new Error(`${label}: the run ended with ${bytes} of ${mib * MiB} bytes`);
       return { rate: [mib / s] };
     },
-    ping: () => run('%ping'),
+    ready: () => run('%ping'), // the project's runner answers %ping
     close() {
       push.close();
       pull.close();
@@ -165,7 +165,7 @@ export const streamingFigure: Figure = {
       const child = env.spawnChild(process.execPath, [HOP, e.output, bind]);
       await env.waitForOutput(child, /ready/);
       hop = directSide(ANCHOR_HOP, e.input, bind, mib);
-      await hop.ping();
+      await hop.ready();
       hopPid = child.proc.pid!;
     } catch (err) {
       await close();

@@ -23,11 +23,11 @@ export function directRelay(host: string, replInPort: number, replOutPort: numbe
   });
 }
 
-/** Resolves when the runner answers `%ping` (the runner binds its ports a moment after its container starts). */
+/** Resolves when the runner answers `status`, as the agent waits for it (the runner binds its ports a moment after its container starts). */
 export async function runnerAnswers(host: string, replInPort: number, replOutPort: number): Promise<void> {
   const relay = directRelay(host, replInPort, replOutPort);
   try {
-    await relay.ping();
+    await relay.ready();
   } finally {
     relay.close();
   }
@@ -35,8 +35,8 @@ export async function runnerAnswers(host: string, replInPort: number, replOutPor
 
 /** A connection straight to a runner's ports, as a figure's direct side holds one. */
 export interface RunnerConnection {
-  /** Runs `%ping` (the first one waits for the runner to bind). */
-  ping(): Promise<unknown>;
+  /** Resolves once the runner answers (the first call waits for the runner to bind). */
+  ready(): Promise<unknown>;
   close(): void;
 }
 
@@ -104,7 +104,7 @@ export async function kernelPair<C extends RunnerConnection>(
   };
   try {
     await agent.client.callWithTimeout(60_000, methods.execute, 2, viaAgent, null, 'query', '%ping', {}, 30);
-    await direct.ping();
+    await direct.ready();
   } catch (err) {
     await close();
     throw err;

@@ -225,7 +225,7 @@ export const SETTINGS = [
   setting({
     key: 'runner_ready_timeout',
     field: 'runnerReadyTimeoutSec',
-    doc: "seconds a cold create (or restart) waits for the kernel's runner to answer %ping before it fails",
+    doc: "seconds a cold create (or restart) waits for the kernel's runner to answer a status request before it fails",
     see: 'Kernels',
     default: 10,
     live: true,

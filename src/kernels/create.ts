@@ -233,7 +233,7 @@ export class KernelFactory {
   }
 
   /**
-   * Waits for the new container's runner to answer `%ping`, so that a kernel
+   * Waits for the new container's runner to answer `status`, so that a kernel
    * whose runner cannot start (a broken environment, too little memory) is a
    * failed create rather than a kernel whose every run stays `continued`.
    */

@@ -64,7 +64,7 @@ export class KernelRelays {
   }
 
   /**
-   * Resolves once a new container's runner answers `%ping`, through a relay
+   * Resolves once a new container's runner answers `status`, through a relay
    * of its own that is closed again: the kernel's own relay opens on first
    * use (and answers the runs a restart ended), and an idle kernel holds no
    * connection.
@@ -74,7 +74,7 @@ export class KernelRelays {
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        probe.ping(timeoutMs),
+        probe.ready(timeoutMs),
         new Promise(
           (_, reject) =>
             (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs / 1000} s (runner_ready_timeout)`)), timeoutMs)),
@@ -115,8 +115,9 @@ export class KernelRelays {
       t = undefined;
     }
     if (!t) {
-      // Docker's proxy accepts connections before the runner listens, and a PUB drops what it sends meanwhile.
-      await this.relay(rec).ping();
+      // Docker's proxy accepts connections before the runner listens, and a PUB drops what it sends meanwhile:
+      // the runner's answer to `status` says it is up (no `%ping`: to a runner that is no shell, that is code).
+      await this.relay(rec).ready();
       t = this.terminals.get(rec.id);
       if (t) return t;
       t = new TerminalRelay(this.o.kernelHost, rec.ports[2]!, rec.ports[3]!, this.o.log.child({ kernelId: rec.id, component: 'terminal' }));

@@ -3,7 +3,7 @@
  * last run are taken back (a claimed one is a kernel, by its claim record;
  * an idle one rejoins the pool with its memory charged, unpaused first when
  * it was left frozen), dead ones and homes no container holds are removed.
- * Also the pool's relay to a runner and its readiness ping.
+ * Also the pool's relay to a runner and its readiness check.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -151,10 +151,4 @@ export function openRelay(deps: WarmPoolDeps, ports: number[]): KernelRelay {
     onExecTimeout: () => undefined,
     outputFiles: async () => [],
   });
-}
-
-/** Whether the runner answers `%ping` within the timeout; throws when it does not. */
-export async function pingReady(relay: KernelRelay, timeoutMs: number): Promise<void> {
-  const r = await relay.runToEnd('%ping', timeoutMs);
-  if (r.exitCode !== 0) throw new Error(`the runner answered %ping with exit code ${r.exitCode}`);
 }

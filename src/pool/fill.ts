@@ -1,7 +1,7 @@
 /**
  * The fills of the warm pool: one pooled container created (its memory
  * charged first, src/pool/charges.ts), started, its runner answering
- * `%ping`, pinned where a claim would likely put it (src/pool/pinning.ts),
+ * `status`, pinned where a claim would likely put it (src/pool/pinning.ts),
  * paused when `pool/freeze` is on, then handed to the pool; a failure
  * removes what it made and backs the pool's image and type off (doubling,
  * up to a minute).
@@ -20,7 +20,7 @@ import { prepareHome } from '../containers/workspace.js';
 import type { KernelSpec } from '../containers/spec.js';
 import { resolveImage } from '../config/lang.js';
 import type { KernelRelay } from '../relay/kernel-relay.js';
-import { openRelay, pingReady, poolKey } from './adopt.js';
+import { openRelay, poolKey } from './adopt.js';
 import type { PoolCharges } from './charges.js';
 import type { PoolFreezer } from './freeze.js';
 import { poolRecipe } from './hygiene.js';
@@ -119,7 +119,7 @@ export class PoolFiller {
       if (!state?.running || ports.some((p) => !p))
         throw new Error('the container stopped right after it started; docker logs has its output');
       relay = openRelay(this.pool.deps, ports as number[]);
-      await pingReady(relay, 30_000);
+      await relay.ready(30_000);
       // Started at a low weight on every core (its start yields to kernels); it waits where a claim would put it.
       const pins = [...this.pool.idle.values()].filter((c) => c.key === key && c.limits).map((c) => c.limits!.cpuSet);
       for (const p of this.pinning.values()) if (p.key === key) pins.push(p.cpuSet);

@@ -24,7 +24,7 @@ import type { ContainerSummary } from '../adapters/docker.js';
 import { containerName } from '../containers/launch.js';
 import type { KernelSpec } from '../containers/spec.js';
 import { ClaimStore, type ClaimRecord } from './claims.js';
-import { adoptIdle, claimOf, openRelay, pingReady, poolKey, splitKey, sweepHomes } from './adopt.js';
+import { adoptIdle, claimOf, openRelay, poolKey, splitKey, sweepHomes } from './adopt.js';
 import { PoolCharges } from './charges.js';
 import { PoolFiller } from './fill.js';
 import { bindClaim } from './bind.js';
@@ -365,11 +365,11 @@ export class WarmPool implements HygieneTarget {
     return gpus && gpus.slots > 0 ? Math.floor(gpus.books.free / type.gpu) : 0;
   }
 
-  /** Readiness of an idle container: its runner answers `%ping` within the timeout, through its kept relay; a frozen one is unpaused for it and paused again. */
+  /** Readiness of an idle container: its runner answers `status` within the timeout, through its kept relay; a frozen one is unpaused for it and paused again. */
   async check(c: PooledContainer, timeoutMs: number): Promise<void> {
     await this.freezer.thaw(c);
     c.relay ??= openRelay(this.deps, c.ports);
-    await pingReady(c.relay, timeoutMs);
+    await c.relay.ready(timeoutMs);
     await this.freezer.freeze(c);
   }
 }

@@ -190,7 +190,7 @@ export const POOL_SETTINGS = [
   poolSetting({
     key: 'readiness_interval',
     field: 'readinessIntervalSec',
-    doc: 'seconds between readiness checks (%ping, 5 s to answer) of an idle container; 0 = only when it is created',
+    doc: 'seconds between readiness checks (a status request, 5 s to answer) of an idle container; 0 = only when it is created',
     parse: number(0, 7 * 24 * 3600, false),
   }),
   poolSetting({

@@ -16,9 +16,11 @@
  * reach no one else. When the generation changes (the runner died and its
  * entrypoint started another), the run it was running ends with the way it
  * died, and runs it had not started go to its successor. A runner that does
- * not tag gets section 4 as it is (output to the oldest unfinished run), one
- * request of a kind at a time, and liveness probes that end a run its runner
- * has lost.
+ * not tag gets section 4 as it is: one run at a time (the next run's inputs
+ * go when the previous one has finished, so a runner that answers a run
+ * twice, or never, can at worst affect that run), its output to the run
+ * going, one request of a kind at a time, and liveness probes that end a run
+ * its runner has lost.
  */
 import { randomUUID } from 'node:crypto';
 import { errorMessage, InternalError, KernelUnresponsiveError, ParametersError, RunLostError, RunNotFoundError } from '../errors.js';
@@ -30,7 +32,15 @@ import { RunBook, type RunStage } from './run-book.js';
 import { Run } from './runs.js';
 import type { ExecuteRequest, KernelRelayOptions } from './relay-options.js';
 import { RunnerLink, type InputMeta, type LinkMode } from './runner-link.js';
-import { batchInputs, describeRunnerEnd, parseHello, payloadJson, type RunnerHello, type RunnerRecord } from './runner-records.js';
+import {
+  batchInputs,
+  completionRequest,
+  describeRunnerEnd,
+  parseHello,
+  payloadJson,
+  type RunnerHello,
+  type RunnerRecord,
+} from './runner-records.js';
 
 export class KernelRelay {
   private readonly link: RunnerLink;
@@ -47,6 +57,8 @@ export class KernelRelay {
   private broken: string | null = null;
   /** Records given to no one: from a runner that died, late output, or output of runs that are no longer held. */
   dropped = 0;
+  /** End records (`finished`, `build-finished`) that came for no run going; the first is logged. */
+  strayEnds = 0;
 
   constructor(private options: KernelRelayOptions) {
     this.requests = new RequestBook({
@@ -62,6 +74,11 @@ export class KernelRelay {
         outputFiles: (since) => this.options.outputFiles(since),
         tagged: () => this.mode === 'tagged',
         hurry: () => this.draining || this.closed,
+        sendNext: (run) => {
+          this.sendInputs(run);
+          if (!this.closed) this.liveness.sent();
+        },
+        endSaid: (run) => this.confirmEnd(run),
       },
       options.inherited,
     );
@@ -134,9 +151,8 @@ export class KernelRelay {
     if (old) this.book.forget(old);
     const inputs = req.mode === 'query' ? ([['code', req.code]] as Array<[string, string]>) : batchInputs(req.opts);
     const run = new Run(id, this.mode === 'tagged' ? this.link.newTag() : null, inputs);
-    this.book.add(run);
-    if (inputs.length === 0) this.book.finish(run, 0);
-    else this.sendInputs(run);
+    if (this.mode === 'tagged') this.sendInputs(run);
+    this.book.add(run); // a runner that does not tag is sent it from here, once the runs before it have ended
     return this.book.collect(run, req.apiVersion, req.flushTimeoutMs);
   }
 
@@ -153,10 +169,29 @@ export class KernelRelay {
     return r;
   }
 
-  /** Resolves once the runner answers `%ping` (it binds its ports a moment after the container starts). */
-  async ping(timeoutMs = 30_000): Promise<void> {
-    const r = await this.runToEnd('%ping', timeoutMs);
-    if (r.exitCode !== 0) throw new KernelUnresponsiveError(`the kernel runner answered %ping with exit code ${r.exitCode}`);
+  /**
+   * Resolves once the runner answers a `status` request (any payload: every
+   * runner of section 4 answers one); a runner that has answered on this
+   * relay before is asked again. Throws a KernelUnresponsiveError after
+   * `timeoutMs`. The runner binds its ports a moment after its container
+   * starts; what was sent meanwhile waits in the socket's queue.
+   */
+  async ready(timeoutMs = 30_000): Promise<void> {
+    const message = `the kernel runner did not answer a status request within ${timeoutMs / 1000} s`;
+    if (this.link.isUp) {
+      await this.request('status', '', 'status', timeoutMs, message);
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.link.whenUp(),
+        new Promise((_, reject) => (timer = setTimeout(() => reject(new KernelUnresponsiveError(message)), timeoutMs))),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.closed) throw new KernelUnresponsiveError('the connection to the kernel runner was closed');
   }
 
   /** interrupt_kernel: SIGINT (KeyboardInterrupt) to what the runner is running. */
@@ -169,7 +204,7 @@ export class KernelRelay {
     const list = payloadJson(
       await this.request(
         'complete',
-        JSON.stringify({ ...opts, code: text }),
+        completionRequest(text, opts),
         'completion',
         5000,
         'the kernel did not answer the completion request within 5 s; it may be busy',
@@ -208,7 +243,11 @@ export class KernelRelay {
     this.requests.failAll(() => new KernelUnresponsiveError('the connection to the kernel runner was closed'));
     const dropped = this.dropped + this.link.dropped;
     if (dropped + this.requests.dropped > 0)
-      this.options.log.debug('records given to no run or request', { records: dropped, answers: this.requests.dropped });
+      this.options.log.debug('records given to no run or request', {
+        records: dropped,
+        answers: this.requests.dropped,
+        strayEnds: this.strayEnds,
+      });
     this.link.close();
     this.book.releaseWaiters();
     return left;
@@ -321,6 +360,11 @@ export class KernelRelay {
     this.liveness.heard();
     if (!run || run.done) {
       this.dropped++; // late output (rec.meta.late), or a run no longer held
+      if ((rec.type === 'finished' || rec.type === 'build-finished') && this.strayEnds++ === 0)
+        this.options.log.info('the kernel runner sent an end record for no run going; dropped (further ones are only counted)', {
+          record: rec.type,
+          payload: rec.payload.subarray(0, 200).toString('utf8'),
+        });
       return undefined;
     }
     if (rec.type === 'finished' && run.tag !== null && this.runningTag === run.tag) this.runningTag = null;
@@ -372,16 +416,31 @@ export class KernelRelay {
     }
   }
 
-  /** A runner that does not tag lost its run (it says it runs nothing, or it stopped answering). */
+  /**
+   * A runner that does not tag lost its run (it restarted, or it stopped
+   * answering). The runs behind it were not sent yet (one run at a time):
+   * with `resend` the next one is sent now, with `end` they end unstarted.
+   */
   private lostRunner(line: string, queued: 'resend' | 'end'): void {
     const [head, ...rest] = this.book.pending();
     if (!head) return;
     this.options.log.warn('the kernel runner lost the run it was running', { reason: line, runId: head.id });
     this.options.onRunnerRestart?.(line);
-    this.book.end(head, -1, `${line}; the kernel's state may have been lost`); // begins the next one
-    for (const run of rest) {
-      if (queued === 'resend') this.sendInputs(run);
-      else this.book.end(run, -1, `not started: ${line}`);
-    }
+    if (queued === 'end') for (const run of rest.reverse()) this.book.end(run, -1, `not started: ${line}`);
+    this.book.end(head, -1, `${line}; the kernel's state may have been lost`); // sends the next one, if any
+  }
+
+  /**
+   * A runner that does not tag sent a `finished` without an exit code, as
+   * the 2018 shell runner does before the `finished` that has one. A
+   * `status` asked now is answered after that second record, if the runner
+   * sends one (it sends both at once, and its answers leave in order): the
+   * run ends at the second `finished`, or, if none came, at the answer.
+   */
+  private confirmEnd(run: Run): void {
+    const end = () => {
+      if (!run.done) this.book.finish(run, null);
+    };
+    this.requests.request('status', '', 'status', 5000, () => new KernelUnresponsiveError('no status')).then(end, end);
   }
 }

@@ -2,10 +2,13 @@
  * Liveness watches a kernel runner while it has runs: a run with nothing
  * heard from its runner for a while gets a `status` probe. For a runner that
  * tags, a probe answered with a generation the relay has not heard say hello
- * means a restart it missed; for one that does not, two "I run nothing"
- * answers in a row mean the runner lost the run (it restarted), and several
- * probes without an answer mean it stopped answering. It decides; the relay
- * acts.
+ * means a restart it missed. For one that does not, a runner is alive while
+ * it answers, whatever its status holds (section 4 promises no key; the 2018
+ * runner sends only `started_at`): several probes without an answer mean it
+ * stopped answering; a `started_at` other than the one it answered when the
+ * run was sent means it restarted and lost the run; and, for a runner that
+ * says `busy` and `queue`, two "I run nothing" answers in a row mean the same.
+ * It decides; the relay acts.
  */
 import type { Logger } from '../log.js';
 import { parseStatus } from './runner-records.js';
@@ -28,7 +31,7 @@ export interface LivenessTarget {
   active(): { any: boolean; headStarted: boolean };
   /** Sends a request and resolves with its answer's payload. */
   request(type: string, replyType: string, timeoutMs: number): Promise<Buffer>;
-  /** A runner that does not tag lost its run: end it, and `resend` or `end` the ones queued behind it. */
+  /** A runner that does not tag lost its run: end it, and `resend` (start) or `end` the ones waiting behind it. */
   lost(line: string, queued: 'resend' | 'end'): void;
 }
 
@@ -38,6 +41,8 @@ export class Liveness {
   private probing = false;
   private misses = 0;
   private idle = 0;
+  /** The `started_at` a runner that does not tag answered when its current run was sent (undefined: not known). */
+  private startedAt: unknown = undefined;
 
   constructor(private readonly target: LivenessTarget) {
     this.timer = setInterval(() => this.probe(), PROBE_INTERVAL_MS);
@@ -53,6 +58,26 @@ export class Liveness {
   /** Any record came: the runner answers. */
   answered(): void {
     this.misses = 0;
+  }
+
+  /**
+   * A run was just sent to a runner that does not tag: its `started_at` is
+   * asked for right after the run's inputs (the runner reads its inputs in
+   * order), so that a probe can tell the runner that took them from one
+   * started after. (Asked before them, a runner that restarted in between
+   * would run the inputs and be taken for one that lost them.)
+   */
+  sent(): void {
+    this.startedAt = undefined;
+    this.target
+      .request('status', 'status', PROBE_INTERVAL_MS)
+      .then(
+        (payload) => {
+          const st = parseStatus(payload);
+          if (this.startedAt === undefined) this.startedAt = st?.started_at;
+        },
+        () => undefined, // no answer: the probes find out
+      );
   }
 
   stop(): void {
@@ -83,6 +108,14 @@ export class Liveness {
         this.target.request('hello', 'hello', 5000).catch(() => undefined); // its answer reaches the relay as a hello record; no answer: the next probe asks again
       return;
     }
+    if (st.started_at !== undefined && this.target.active().headStarted) {
+      if (this.startedAt === undefined) this.startedAt = st.started_at;
+      else if (!sameValue(st.started_at, this.startedAt)) {
+        this.startedAt = undefined;
+        this.idle = 0;
+        return this.target.lost('runner lost the run: it restarted (its status names another start time)', 'resend');
+      }
+    }
     if (this.target.active().headStarted && st.busy === false && st.queue === 0) {
       if (++this.idle < 2) return; // twice in a row: a `finished` on its way has had time to arrive
       this.idle = 0;
@@ -99,4 +132,9 @@ export class Liveness {
       this.target.lost(`the runner did not answer ${UNTAGGED_MISSES} liveness probes`, 'end');
     }
   }
+}
+
+/** Whether two values of a status answer are the same (msgpack numbers and strings compare by value). */
+function sameValue(a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
 }

@@ -31,6 +31,10 @@ export interface RunBookOptions {
   tagged(): boolean;
   /** Whether calls should answer at once instead of waiting (the agent drains, or the relay closed). */
   hurry(): boolean;
+  /** A runner that does not tag is driven one run at a time: this run is now the oldest unfinished one, and its inputs go now. */
+  sendNext(run: Run): void;
+  /** A runner that does not tag sent a `finished` without an exit code: the relay finds out whether another follows. */
+  endSaid(run: Run): void;
   /** The clock (ms) of starts and ends; Date.now unless a test moves its own. */
   now?(): number;
 }
@@ -79,12 +83,21 @@ export class RunBook {
     return [...this.runs.values()];
   }
 
-  /** Adds a run just sent; for a runner that does not tag, the first one starts at once. */
+  /**
+   * Adds a run: a runner that tags has been sent it; one that does not is
+   * sent it now if no other run is going (it starts at once), else when the
+   * runs before it have ended (see {@link retire}).
+   */
   add(run: Run): void {
     this.runs.set(run.id, run);
     if (run.tag !== null) this.byTag.set(run.tag, run);
     this.order.push(run);
-    if (!this.options.tagged() && this.order.length === 1) this.begin(run);
+    if (!this.options.tagged() && this.order.length === 1) this.startNext(run);
+  }
+
+  private startNext(run: Run): void {
+    this.begin(run);
+    this.options.sendNext(run);
   }
 
   /** Moves a run to the end of the order (it was sent again, after the others). */
@@ -151,9 +164,15 @@ export class RunBook {
       case 'build-finished':
         run.settle({ status: 'build-finished', exitCode: payloadExitCode(rec.payload), options: null });
         break;
-      case 'finished':
-        this.finish(run, payloadExitCode(rec.payload));
+      case 'finished': {
+        const code = payloadExitCode(rec.payload);
+        // The 2018 shell runner ends a query with `{"upload_output_files": false}`, then `{"exitCode": n}`: one end.
+        if (code === null && !run.endSaid && !this.options.tagged()) {
+          run.endSaid = true;
+          this.options.endSaid(run);
+        } else this.finish(run, code);
         break;
+      }
     }
   }
 
@@ -163,7 +182,7 @@ export class RunBook {
     this.retire(run);
   }
 
-  /** Takes a run out of the order; for a runner that does not tag, the next one starts its exec timeout. */
+  /** Takes a run out of the order; for a runner that does not tag, the next one is sent and starts its exec timeout. */
   retire(run: Run): void {
     this.lastRetiredAt = this.now();
     run.done = true;
@@ -174,7 +193,7 @@ export class RunBook {
     const i = this.order.indexOf(run);
     if (i >= 0) this.order.splice(i, 1);
     this.reached(run.id, 'ended');
-    if (!this.options.tagged() && i === 0 && this.order[0]) this.begin(this.order[0]);
+    if (!this.options.tagged() && i === 0 && this.order[0]) this.startNext(this.order[0]);
   }
 
   /**
@@ -222,6 +241,8 @@ export class RunBook {
    * whose ending was not collected yet, for a successor relay to answer.
    */
   endAll(reason: string): Run[] {
+    // Last first: a run that ends sends no one behind it (a runner that does not tag gets one run at a time).
+    for (const run of [...this.order].reverse()) this.end(run, -1, run.started ? `terminated: ${reason}` : `not started: ${reason}`);
     for (const run of this.runs.values()) {
       if (!run.done) this.end(run, -1, run.started ? `terminated: ${reason}` : `not started: ${reason}`);
       run.output.release();

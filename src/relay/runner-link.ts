@@ -6,10 +6,11 @@
  * {@link LinkHandlers}' (KernelRelay's) business.
  *
  * On opening it sends `hello` and `status`: a runner that speaks the
- * integrity extension answers hello (it tags), any runner answers status.
- * Until one of them answers (or {@link SYNC_TIMEOUT_MS} passes: a runner
- * that does not tag), inputs are held back and records are kept, then
- * handed on.
+ * integrity extension answers hello (it tags), any runner answers status
+ * (a runner that does not know hello ignores it). Until one of them answers
+ * (or {@link SYNC_TIMEOUT_MS} passes: a runner that does not tag), inputs are
+ * held back and records are kept, then handed on. The first answer to
+ * either also says that the runner is up ({@link RunnerLink.whenUp}).
  *
  * The read loop never ends silently: a handler that throws is logged (error,
  * with the stack) and reported to {@link LinkHandlers.failed}, and the loop
@@ -79,6 +80,9 @@ export class RunnerLink {
   private readonly syncTimer: NodeJS.Timeout;
   private failuresInARow = 0;
   private closed = false;
+  /** The runner has answered `hello` or `status` (see {@link whenUp}). */
+  private up = false;
+  private readonly upWaiters: Array<() => void> = [];
   /** Records kept before the synchronisation that no one got (the runner does not tag, or there were too many). */
   dropped = 0;
 
@@ -122,6 +126,22 @@ export class RunnerLink {
     return new Promise((resolve) => this.syncWaiters.push(resolve));
   }
 
+  /**
+   * Resolves once the runner has answered `hello` or `status` (any payload):
+   * it is up and reads its inputs (or once the link closed). Docker's proxy
+   * accepts connections before the runner listens, so a connection alone
+   * says nothing.
+   */
+  whenUp(): Promise<void> {
+    if (this.up || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.upWaiters.push(resolve));
+  }
+
+  /** Whether the runner has answered `hello` or `status` on this link. */
+  get isUp(): boolean {
+    return this.up;
+  }
+
   /** Sends an input record; held until the link has synchronised, tagged when the runner tags. */
   send(type: string, payload: string, meta: InputMeta): void {
     if (this.closed) return;
@@ -139,7 +159,7 @@ export class RunnerLink {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.syncTimer);
-    for (const w of this.syncWaiters.splice(0)) w();
+    for (const w of [...this.syncWaiters.splice(0), ...this.upWaiters.splice(0)]) w();
     this.push.close();
     this.pull.close();
   }
@@ -234,6 +254,10 @@ export class RunnerLink {
 
   private onRecord(rec: RunnerRecord): Promise<void> | undefined {
     this.handlers.answered();
+    if (!this.up && (rec.type === 'status' || rec.type === 'hello')) {
+      this.up = true;
+      for (const w of this.upWaiters.splice(0)) w();
+    }
     if (this.state !== 'pending') {
       if (rec.type === 'status' && rec.meta?.t === undefined && this.syncStatusOwed) {
         this.syncStatusOwed = false; // the answer to the synchronisation's status, after hello settled it

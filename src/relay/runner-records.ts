@@ -160,10 +160,22 @@ export function payloadExitCode(payload: Buffer): number | null {
   return v && typeof v.exitCode === 'number' ? v.exitCode : null;
 }
 
-/** The records of a batch run: `*` would be the image's default command; this image declares none, so it is skipped like an empty one. */
+/**
+ * The records of a batch run: its `build` and its `exec`, verbatim, `*` and
+ * the empty string included (a missing or non-string one is empty), one
+ * record each. The runner decides what they mean (`*`: its default; empty:
+ * skip) and answers each with one `build-finished` or `finished`
+ * (docs/wire-contract.rst, "Kernel runner ports").
+ */
 export function batchInputs(opts: Record<string, unknown>): Array<[string, string]> {
-  const cmd = (v: unknown) => (typeof v === 'string' && v !== '' && v !== '*' ? v : null);
-  const build = cmd(opts.build);
-  const exec = cmd(opts.exec);
-  return [...(build ? [['build', build] as [string, string]] : []), ...(exec ? [['exec', exec] as [string, string]] : [])];
+  const cmd = (v: unknown) => (typeof v === 'string' ? v : '');
+  return [
+    ['build', cmd(opts.build)],
+    ['exec', cmd(opts.exec)],
+  ];
+}
+
+/** The payload of a `complete` request: the client's opts as given, `line` set to the text where absent, and `code` set to the text. */
+export function completionRequest(text: string, opts: Record<string, unknown>): string {
+  return JSON.stringify({ ...opts, line: opts.line === undefined ? text : opts.line, code: text });
 }

@@ -33,6 +33,8 @@ export class Run {
   timer: NodeJS.Timeout | null = null;
   /** The call collecting its output now; a second call for the run shares its answer. */
   collecting: { apiVersion: number; promise: Promise<RunResult> } | null = null;
+  /** A runner that does not tag sent a `finished` without an exit code: the next `finished` (if one follows) is the same end. */
+  endSaid = false;
   /** Output bytes dropped because nobody collects the run (a run taken over from a previous agent). */
   droppedBytes = 0;
   private readonly wakers = new Set<() => void>();

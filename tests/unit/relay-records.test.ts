@@ -143,6 +143,8 @@ describe('run book: the output files of a run', () => {
     outputFiles: async (since) => (sinceAsked.push(since), []),
     tagged: () => true,
     hurry: () => true,
+    sendNext: () => undefined,
+    endSaid: () => undefined,
   });
 
   it('counts from when a run was sent, not from when the agent heard it start, and never from before the last run ended', async () => {
@@ -177,6 +179,8 @@ describe('run book: waits on a run', () => {
       outputFiles: async () => [],
       tagged: () => true,
       hurry: () => true,
+      sendNext: () => undefined,
+      endSaid: () => undefined,
     });
   const settled = async (p: Promise<void>) => {
     let done = false;
