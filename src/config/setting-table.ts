@@ -49,8 +49,15 @@ function setting<const F extends string, T>(spec: {
   return spec;
 }
 
-/** The capabilities kernels keep by default: what the image's entrypoint needs to switch to the kernel user (README, Security). */
-export const DEFAULT_KERNEL_CAPABILITIES = ['SETUID', 'SETGID'];
+/**
+ * The capabilities kernels keep by default: what an image's entrypoint needs,
+ * as root, to set up the kernel user and switch to it (docs/security.rst):
+ * SETUID and SETGID to switch; CHOWN for `useradd` (which gives /etc/shadow
+ * back to group shadow) and `chown -R` of the home, DAC_OVERRIDE for that
+ * chown to enter the home's directories of other users, as the 2018
+ * Backend.AI entrypoints do. User code keeps none of them (no new privileges).
+ */
+export const DEFAULT_KERNEL_CAPABILITIES = ['SETUID', 'SETGID', 'CHOWN', 'DAC_OVERRIDE'];
 
 const capabilities = parser('capability names (commas or spaces between), none, or docker-default', (raw: string): string[] | null => {
   if (raw.trim() === 'docker-default') return null;

@@ -69,15 +69,13 @@ export class Liveness {
    */
   sent(): void {
     this.startedAt = undefined;
-    this.target
-      .request('status', 'status', PROBE_INTERVAL_MS)
-      .then(
-        (payload) => {
-          const st = parseStatus(payload);
-          if (this.startedAt === undefined) this.startedAt = st?.started_at;
-        },
-        () => undefined, // no answer: the probes find out
-      );
+    this.target.request('status', 'status', PROBE_INTERVAL_MS).then(
+      (payload) => {
+        const st = parseStatus(payload);
+        if (this.startedAt === undefined) this.startedAt = st?.started_at;
+      },
+      () => undefined, // no answer: the probes find out
+    );
   }
 
   stop(): void {

@@ -44,7 +44,7 @@ describe('locked-down kernels and hostile input', function () {
   this.timeout(60_000);
   before(requireEtcd);
 
-  it('runs kernels with no-new-privileges, only SETUID/SETGID, default seccomp, pids and nofile limits, as the kernel user', async () => {
+  it('runs kernels with no-new-privileges, only the default capabilities, default seccomp, pids and nofile limits, as the kernel user', async () => {
     const { client, agent } = await startAgent();
     const id = uniqueName('k');
     const info = await client.callWithTimeout(60_000, methods.create_kernel, id, config());
@@ -53,7 +53,7 @@ describe('locked-down kernels and hostile input', function () {
     expect(hc.Privileged).to.equal(false);
     expect(hc.SecurityOpt).to.deep.equal(['no-new-privileges']);
     expect(hc.CapDrop).to.deep.equal(['ALL']);
-    expect(hc.CapAdd).to.have.members(['SETUID', 'SETGID']);
+    expect(hc.CapAdd).to.have.members(['SETUID', 'SETGID', 'CHOWN', 'DAC_OVERRIDE']);
     expect(hc.PidsLimit).to.equal(1024);
     expect(hc.Ulimits).to.deep.equal([{ Name: 'nofile', Soft: 4096, Hard: 4096 }]);
     expect(hc.Binds).to.deep.equal([`${path.join(agent.options.scratchRoot, id)}:/home/work:rw`]); // no docker socket, no host paths
@@ -62,8 +62,9 @@ describe('locked-down kernels and hostile input', function () {
     const out = consoleText(await runToEnd(client, id, PROBE), 'stdout')
       .trim()
       .split(' ');
-    // uid 1000, no effective capability, SETUID/SETGID left in the bounding set only, NoNewPrivs, seccomp filter mode
-    expect(out).to.deep.equal(['1000', '0000000000000000', '00000000000000c0', '1', '2', '4096']);
+    // uid 1000, no effective capability, CHOWN (bit 0), DAC_OVERRIDE (1), SETGID (6), SETUID (7) left in the bounding set only,
+    // NoNewPrivs, seccomp filter mode
+    expect(out).to.deep.equal(['1000', '0000000000000000', '00000000000000c3', '1', '2', '4096']);
     await client.call(methods.destroy_kernel, id);
   });
 

@@ -29,7 +29,7 @@ describe('security settings and findings', () => {
       kernelPublishAddr: '',
       rpcKeypairFile: '',
     });
-    expect(s.kernelCapabilities).to.deep.equal(['SETUID', 'SETGID']);
+    expect(s.kernelCapabilities).to.deep.equal(['SETUID', 'SETGID', 'CHOWN', 'DAC_OVERRIDE']);
     expect(securityFindings(s).map((f) => f.name)).to.deep.equal(['rpc_keypair_file']);
   });
 
