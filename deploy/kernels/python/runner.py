@@ -39,6 +39,7 @@ import queue
 import re
 import rlcompleter
 import selectors
+import shlex
 import signal
 import subprocess
 import sys
@@ -55,7 +56,6 @@ from common import CHUNK, HOME, log
 from output import OutStream, capture, fd_capture, output_thread, send, send_json, tagging
 from terminal import Terminal, terminal_thread
 
-EXEC_AFTER_BUILD_WAIT = 0.5  # how long to wait for the exec following a build
 
 # --------------------------------------------------------------------------
 # state shared between the threads
@@ -68,6 +68,7 @@ class State:
         self.recent = collections.deque(maxlen=32)  # {'t', 'run', 'exitCode'} of the last jobs finished
         self.jobs_cv = threading.Condition(self.lock)
         self.busy = False
+        self.failed_build = None          # {'t': tag} of the last build that failed: the exec after it is skipped
         self.current = None          # ('code'|'build'|'exec', proc or None)
         self.in_code = False         # user code is running in the main thread
         self.proc = None             # running build/exec subprocess
@@ -90,11 +91,6 @@ def next_job(timeout=None):
             if not state.jobs:
                 return None
         return state.jobs.popleft()
-
-
-def peek_job():
-    with state.lock:
-        return state.jobs[0] if state.jobs else None
 
 
 # --------------------------------------------------------------------------
@@ -288,31 +284,47 @@ def restore_io():
         signal.signal(signal.SIGINT, sigint_handler)
 
 
+def default_build():
+    """Build `*`: `make` with a Makefile, else `python setup.py develop` with a setup.py, else nothing."""
+    cwd = HOME if os.path.isdir(HOME) else '/'
+    if os.path.isfile(os.path.join(cwd, 'Makefile')):
+        return run_shell('make')
+    if os.path.isfile(os.path.join(cwd, 'setup.py')):
+        return run_shell('%s setup.py develop' % shlex.quote(sys.executable))
+    return 0
+
+
+def default_exec():
+    """Exec `*`: `python main.py` (this image's Python), else exit 127."""
+    cwd = HOME if os.path.isdir(HOME) else '/'
+    if os.path.isfile(os.path.join(cwd, 'main.py')):
+        return run_shell('%s main.py' % shlex.quote(sys.executable))
+    capture.write('stderr', b'cannot find the main script (main.py)\n')
+    return 127
+
+
 def run_job(job):
+    """Runs one job and answers it with exactly one `finished` (code, exec) or `build-finished` (build).
+
+    Batch commands come verbatim: `*` is the default above, the empty one is
+    skipped (exit 0), and the exec after a failed build of the same run is
+    skipped with exit 127."""
     jtype, text, tag, _run = job
     if jtype == 'code':
         finish('finished', run_code(text), tag)
-    elif jtype == 'exec':
-        finish('finished', run_shell(text), tag)
     elif jtype == 'build':
-        rc = run_shell(text)
+        rc = default_build() if text == '*' else run_shell(text) if text else 0
+        with state.lock:
+            state.failed_build = {'t': tag} if rc != 0 else None
         finish('build-finished', rc, tag)
-        # the exec of the same run follows the build (the agent sends both at once)
-        nxt = peek_job()
-        if nxt is None:
-            nxt_job = next_job(EXEC_AFTER_BUILD_WAIT)
-            if nxt_job is not None:
-                with state.lock:
-                    state.jobs.appendleft(nxt_job)
-            nxt = nxt_job
-        if nxt is not None and nxt[0] == 'exec' and nxt[2] == tag:
-            if rc != 0:
-                next_job()  # skip it
-                finish('finished', 127, tag)
-            # else: it runs as the next job and sends `finished`
+    elif jtype == 'exec':
+        with state.lock:
+            failed, state.failed_build = state.failed_build, None
+        if failed is not None and failed['t'] == tag:
+            rc = 127
         else:
-            # a build with no exec: the run ends here
-            finish('finished', 127 if rc != 0 else 0, tag)
+            rc = default_exec() if text == '*' else run_shell(text) if text else 0
+        finish('finished', rc, tag)
 
 
 def executor():
