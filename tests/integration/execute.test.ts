@@ -91,6 +91,23 @@ describe('execute through the relay', function () {
     expect(consoleText(good, 'stdout')).to.equal('built\nran\n');
   });
 
+  it('runs batch `*` as the 2018 client sends it (the runner\'s defaults: python main.py, else 127) and empty commands, each answered', async () => {
+    const { client, id } = await kernel();
+    const batch = async (build: string, exec: string) => {
+      const rs = [await client.call(methods.execute, 2, id, null, 'batch', '', { build, exec })];
+      while (rs.at(-1)!.status !== 'finished') rs.push(await client.call(methods.execute, 2, id, rs[0]!.runId, 'continue', '', {}));
+      return rs;
+    };
+    const none = await batch('*', '*');
+    expect([none.at(-1)!.exitCode, consoleText(none, 'stderr')]).to.deep.equal([127, 'cannot find the main script (main.py)\n']);
+    await runToEnd(client, id, 'open("main.py", "w").write("import sys; print(sys.version_info[0])")');
+    const main = await batch('*', '*');
+    expect([consoleText(main, 'stdout'), main.at(-1)!.exitCode]).to.deep.equal(['3\n', 0]);
+    const buildOnly = await batch('echo built', '');
+    expect([consoleText(buildOnly, 'stdout'), buildOnly.at(-1)!.exitCode]).to.deep.equal(['built\n', 0]);
+    expect(consoleText(await runToEnd(client, id, 'print("next")'), 'stdout')).to.equal('next\n'); // nothing left over
+  });
+
   it('interrupts a busy loop, and completes names', async () => {
     const { client, id } = await kernel();
     const r = await client.call(methods.execute, 2, id, null, 'query', 'while True: pass', {}, 0.3);
