@@ -43,6 +43,8 @@ export interface ContainerRequest {
   runtime?: string | null;
   /** The lock-down of the container (README, Security). */
   security: ContainerSecurity;
+  /** The Docker network it joins (the agent's kernel network); absent: Docker's default bridge. */
+  network?: string;
 }
 
 /** How a kernel container is locked down; every field maps to one HostConfig field. */
@@ -194,6 +196,7 @@ export class DockerEngine {
           ...(req.deviceRequests?.length ? { DeviceRequests: req.deviceRequests } : {}),
           ...(req.runtime ? { Runtime: req.runtime } : {}),
           PortBindings: bindings,
+          ...(req.network ? { NetworkMode: req.network } : {}),
           Init: false,
           ...securityHostConfig(req.security),
         },
