@@ -113,6 +113,7 @@ export class KernelRoom {
     });
     this.network = network;
     await network.open();
+    c.docker.networkReady = (name) => (name === network.name ? network.ready() : Promise.resolve());
     c.checkpoint();
     const accelerator = c.accelerator ?? new NvidiaCuda({ allow: () => live.value.gpuAllow, docker: () => c.docker.runtimes() });
     const gpus = new GpuService(accelerator, c.log.child({ component: 'gpus' }), await readNodeCpus());

@@ -171,8 +171,15 @@ export class DockerEngine {
     }
   }
 
+  /**
+   * Awaited before a container that joins a network is created: the owner of
+   * that network makes it on first use (src/containers/kernel-network.ts).
+   */
+  networkReady: ((name: string) => Promise<void>) | null = null;
+
   /** Creates a container; returns its id. */
   async create(req: ContainerRequest): Promise<string> {
+    if (req.network && this.networkReady) await this.networkReady(req.network);
     const published = publishedPorts(req);
     const exposed = Object.fromEntries(published.map((p) => [`${p}/tcp`, {}]));
     const bindings = Object.fromEntries(

@@ -3,10 +3,11 @@
  * (never Docker's default bridge, where containers reach each other), with
  * traffic between containers off, and the firewall chains that keep kernels
  * from the host and from each other (src/containers/firewall.ts;
- * docs/security.rst, "Kernel networks"). Opened at start, before any
- * container is made or re-adopted; closed at a clean stop, when the chains
- * and the network go unless kernels still run on it (then they stay and keep
- * protecting them until the next start takes them over).
+ * docs/security.rst, "Kernel networks"). The chains are installed at
+ * start, before any container is made or re-adopted, and the network is
+ * made when the first container joins it; at a clean stop both go unless
+ * kernels still run on the network (then they stay and keep protecting them
+ * until the next start takes them over).
  *
  * `kernel_isolation off` keeps the network but installs no chains: for a
  * host where iptables cannot be used, said at start, in heartbeats and by
@@ -15,7 +16,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { ConfigError, errorMessage } from '../errors.js';
+import { ConfigError, DockerError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { LABELS } from '../adapters/labels.js';
 import type { BridgeNetwork, DockerNetworks } from '../adapters/docker-networks.js';
@@ -53,6 +54,7 @@ export interface KernelNetworkState {
 export class KernelNetwork {
   private plan: ChainPlan[] = [];
   private net: BridgeNetwork | null = null;
+  private making: Promise<void> | null = null;
 
   constructor(
     private readonly o: {
@@ -80,9 +82,17 @@ export class KernelNetwork {
     };
   }
 
-  /** Makes (or finds again) the network and, with isolation on, rebuilds the chains; a ConfigError when they cannot be. */
+  /**
+   * With isolation on, rebuilds the chains (a ConfigError when they cannot
+   * be); takes over the network if an earlier run left it. The network itself
+   * is made when the first container joins it ({@link ready}): most of an
+   * agent's starts make no kernel, and a network costs Docker an address pool.
+   */
   async open(): Promise<void> {
-    this.net = await this.ensureNetwork();
+    const existing = await this.o.networks.find(this.name);
+    if (existing && existing.labels[LABELS.agent] !== this.o.agentId)
+      throw new ConfigError(`the Docker network ${this.name} exists but is not this agent's: remove it (docker network rm ${this.name})`);
+    this.net = existing;
     if (this.o.isolation === 'off') {
       this.o.log.warn(
         'kernel_isolation is off: no firewall keeps kernels from the host or from each other (docs/security.rst); turn it on where iptables can be used',
@@ -90,7 +100,7 @@ export class KernelNetwork {
       );
       return;
     }
-    const plan = firewallPlan(this.o.agentId, this.net.bridge, this.o.egress);
+    const plan = firewallPlan(this.o.agentId, existing?.bridge ?? kernelBridgeName(this.o.agentId), this.o.egress);
     try {
       await requireBridgeFilter();
       await installFirewall(plan);
@@ -102,7 +112,23 @@ export class KernelNetwork {
       );
     }
     this.plan = plan;
-    this.o.log.info('kernel network ready', { ...this.state() });
+    this.o.log.info('kernel firewall ready', { ...this.state() });
+  }
+
+  /** Resolves once the network exists (made on the first call; a failed making is tried again by the next). */
+  ready(): Promise<void> {
+    if (this.net) return Promise.resolve();
+    this.making ??= this.makeNetwork().then(
+      (net) => {
+        this.net = net;
+        this.making = null;
+      },
+      (err: unknown) => {
+        this.making = null;
+        throw err;
+      },
+    );
+    return this.making;
   }
 
   /**
@@ -111,6 +137,7 @@ export class KernelNetwork {
    * start rebuilds it). Never throws.
    */
   async close(): Promise<void> {
+    await this.making?.catch(() => undefined);
     const net = await this.o.networks.find(this.name).catch(() => null);
     if (net && net.containers.length > 0) {
       this.o.log.info('kernel network and its firewall chains kept: kernels still run on it', {
@@ -123,19 +150,14 @@ export class KernelNetwork {
       await removeFirewall(this.plan);
       this.plan = [];
       if (net) await this.o.networks.remove(this.name);
+      this.net = null;
     } catch (err) {
       this.o.log.warn('could not remove the kernel network or its firewall chains', { network: this.name, error: errorMessage(err) });
     }
   }
 
-  private async ensureNetwork(): Promise<BridgeNetwork> {
-    const existing = await this.o.networks.find(this.name);
+  private async makeNetwork(): Promise<BridgeNetwork> {
     const bridge = kernelBridgeName(this.o.agentId);
-    if (existing) {
-      if (existing.labels[LABELS.agent] !== this.o.agentId)
-        throw new ConfigError(`the Docker network ${this.name} exists but is not this agent's: remove it (docker network rm ${this.name})`);
-      return existing;
-    }
     try {
       return await this.o.networks.create({
         name: this.name,
@@ -144,8 +166,12 @@ export class KernelNetwork {
         interContainer: false,
       });
     } catch (err) {
-      throw new ConfigError(
+      // Made meanwhile by another call of this agent (Docker answers 409): take it.
+      const again = await this.o.networks.find(this.name).catch(() => null);
+      if (again && again.labels[LABELS.agent] === this.o.agentId) return again;
+      throw new DockerError(
         `cannot make the kernel network ${this.name} (${errorMessage(err)}): free an address pool (docker network prune) or check dockerd`,
+        { cause: err },
       );
     }
   }

@@ -13,6 +13,7 @@
  * its heartbeats then say.
  */
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
 import Docker from 'dockerode';
@@ -157,27 +158,35 @@ describe('kernel networks: kernels are tenants', function () {
     expect(result[`${outside.addr}:8080`]).to.equal('timeout');
   });
 
-  it('installs its chains at start, rebuilds them at the next start, and removes them and its network at a clean stop', async () => {
+  it('installs its chains at start, rebuilds them at the next, makes its network for the first kernel, and removes both at a clean stop', async () => {
     const t = await startAgent();
     const plan = firewallPlan(t.agentId, kernelBridgeName(t.agentId), 'allow');
     expect(await missingChains(plan)).to.deep.equal([]);
     for (const c of plan)
       expect((await listRules(c.table, c.from))[0], `${c.chain} is hooked first`).to.equal(['-A', c.from, ...c.hook].join(' '));
+    const network = () =>
+      new Docker()
+        .getNetwork(kernelNetworkName(t.agentId))
+        .inspect()
+        .then(
+          () => 'present',
+          (e: { statusCode?: number }) => (e.statusCode === 404 ? 'absent' : `error ${e.statusCode}`),
+        );
+    expect(await network(), 'no network before the first kernel').to.equal('absent');
     // Someone flushes a chain; the next start rebuilds it.
     const fwd = plan.find((c) => c.chain.endsWith('-FWD'))!;
-    const { execFileSync } = await import('node:child_process');
     execFileSync('iptables', ['-w', '-F', fwd.chain]);
     const again = await restartAgent(t);
     expect(await listRules(fwd.table, fwd.chain)).to.have.length(fwd.rules.length);
+    const k = uniqueName('k');
+    await again.client.callWithTimeout(60_000, methods.create_kernel, k, config);
+    expect(await network()).to.equal('present');
+    await kernelAddress(t.agentId, k); // on it
+    await again.client.callWithTimeout(60_000, methods.destroy_kernel, k);
     await again.agent.stop();
     for (const table of ['filter', 'mangle'] as const)
       expect((await listChains(table)).filter((c) => plan.some((p) => p.chain === c))).to.deep.equal([]);
-    expect(
-      await new Docker()
-        .getNetwork(kernelNetworkName(t.agentId))
-        .inspect()
-        .catch((e: { statusCode?: number }) => e.statusCode),
-    ).to.equal(404);
+    expect(await network()).to.equal('absent');
   });
 
   it('refuses to start where the chains cannot be installed, and with kernel_isolation off starts and says so', async () => {
