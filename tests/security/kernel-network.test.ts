@@ -36,6 +36,7 @@ import {
   uniqueName,
 } from '../helpers/env.js';
 import { netnsHost } from '../helpers/netns.js';
+import { derivedImage } from '../helpers/derived-image.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 
 const config = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 128 }, mounts: [], environ: {} };
@@ -98,10 +99,13 @@ async function kernelAddress(agentId: string, kernelId: string): Promise<{ ip: s
   return { ip: onNet!.IPAddress, gateway: onNet!.Gateway };
 }
 
-/** The first bytes a TCP port sends, read from inside the namespace host (a ZMTP peer sends its greeting at once). */
-function greetingFrom(host: Awaited<ReturnType<typeof netnsHost>>, addr: string, port: number): Promise<string> {
+/** A ZMTP 3 greeting's first 10 bytes (signature and major version). */
+const ZMTP_HELLO = Buffer.from([0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f]);
+
+/** The first bytes (hex) a TCP port answers `hello` with, read from inside the namespace host. */
+function greetingFrom(host: Awaited<ReturnType<typeof netnsHost>>, addr: string, port: number, hello = ZMTP_HELLO): Promise<string> {
   const code =
-    `const s = require('net').connect(${port}, '${addr}', () => s.write(Buffer.from([0xff,0,0,0,0,0,0,0,1,0x7f])));` +
+    `const s = require('net').connect(${port}, '${addr}', () => s.write(Buffer.from('${hello.toString('hex')}', 'hex')));` +
     `s.once('data', (d) => { console.log(d.subarray(0, 10).toString('hex')); s.destroy(); });` +
     `s.on('error', (e) => { console.log('error ' + e.code); }); setTimeout(() => { console.log('timeout'); process.exit(0); }, 3000);`;
   return host.run(process.execPath, ['-e', code]).then((o) => o.trim());
@@ -115,14 +119,18 @@ describe('kernel networks: kernels are tenants', function () {
     const outside = await netnsHost();
     await outside.listen(8080);
     const listener = await hostListener();
+    const serviceLang = await derivedImage('http-files:http:9101', {});
     const t = await startAgent({ bindHost: '*' }, async (etcd) => {
       await etcd.put('config/agent/kernel_publish_addr').value('0.0.0.0'); // the manager reaches published ports from outside
     });
     const a = uniqueName('ka');
     const b = uniqueName('kb');
     await t.client.callWithTimeout(60_000, methods.create_kernel, a, config);
-    const bInfo = await t.client.callWithTimeout(60_000, methods.create_kernel, b, config);
-    const bPorts = RUNNER_PORTS.map((p) => bInfo[p]);
+    // B's image has a service port with an app that serves files over HTTP.
+    const bInfo = await t.client.callWithTimeout(60_000, methods.create_kernel, b, { ...config, lang: serviceLang });
+    expect(await t.client.call(methods.start_service, b, 'http-files', {})).to.deep.equal({ status: 'started' });
+    const servicePort = bInfo.service_ports[0]!.host_port;
+    const bPorts = [...RUNNER_PORTS.map((p) => bInfo[p]), servicePort];
     const { ip: bIp, gateway } = await kernelAddress(t.agentId, b);
     const hostAddrs = [gateway, ...hostAddresses()];
     expect(hostAddrs).to.include(outside.nodeAddr);
@@ -138,10 +146,14 @@ describe('kernel networks: kernels are tenants', function () {
     expect(reached, 'what kernel A reached').to.deep.equal([]);
     expect(listener.accepted(), 'connections the host listener accepted from the kernel').to.equal(0);
 
-    // The manager, from another host, reaches every published runner port of B (it speaks ZMTP: a greeting comes back).
-    for (const port of bPorts) {
+    // The manager, from another host, reaches every published runner port of B (it speaks ZMTP: a greeting comes back)
+    for (const port of RUNNER_PORTS.map((p) => bInfo[p])) {
       expect(await greetingFrom(outside, outside.nodeAddr, port), `published port ${port} from outside`).to.match(/^ff0{14}017f/);
     }
+    // and its service port (the app speaks HTTP).
+    const get = Buffer.from('GET / HTTP/1.0\r\n\r\n');
+    expect(await greetingFrom(outside, outside.nodeAddr, servicePort, get), 'the service port from outside').to.match(/^485454502f/); // "HTTP/"
+
     // B still works for its owner.
     expect(consoleText(await runToEnd(t.client, b, 'print(6*7)'), 'stdout')).to.equal('42\n');
   });
