@@ -1,7 +1,8 @@
 /**
  * Bounded input from kernels (docs/security.rst): code in a real kernel kills
- * its runner, binds the runner's output port (2001) and the terminal's
- * (2003) itself and starts one 1.5 GiB ZMTP frame on each
+ * its runner, binds the runner's four ports itself (2001, the runner's output; 2003,
+ * the terminal's; 2000 and 2002, which the agent only sends to) and starts
+ * one 1.5 GiB ZMTP frame on each
  * (tests/fixtures/oversized_frame.py). The agent, the real CLI in a process
  * of its own so that its RSS is its alone, refuses each frame from its
  * length header, cuts the connection, reports the cut on the stderr of the
@@ -17,7 +18,7 @@ import { expect } from 'chai';
 import { AgentClient } from '../../src/rpc/client.js';
 import { errorMessage } from '../../src/errors.js';
 import { methods } from '../../src/rpc/methods.js';
-import { KERNEL_FRAME_LIMIT } from '../../src/relay/kernel-socket.js';
+import { KERNEL_FRAME_LIMIT, SEND_ONLY_FRAME_LIMIT } from '../../src/relay/kernel-socket.js';
 import {
   eventually,
   freePort,
@@ -35,6 +36,13 @@ import { consoleText, runToEnd } from '../helpers/run.js';
 
 const MiB = 1024 * 1024;
 const FRAME = 1536 * MiB;
+/** The kernel's ports the agent connects to, with the socket type the attacker claims on each (the agent's peer's). */
+const PORTS = [
+  [2000, 'PULL'],
+  [2001, 'PUSH'],
+  [2002, 'SUB'],
+  [2003, 'PUB'],
+] as const;
 
 /** VmRSS and VmHWM (the peak since the last reset) of a process, in MiB. */
 async function memory(pid: number): Promise<{ rss: number; peak: number }> {
@@ -104,7 +112,7 @@ describe('bounded input from kernels', function () {
     // The run starts the attacker in a session of its own; the attacker kills the runner (and with it this run).
     const code = [
       'import os, subprocess, sys, time',
-      `subprocess.Popen([sys.executable, '/home/work/attack.py', str(os.getpid()), '${FRAME}', '2001:PUSH', '2003:PUB'],`,
+      `subprocess.Popen([sys.executable, '/home/work/attack.py', str(os.getpid()), '${FRAME}', ${PORTS.map(([p, k]) => `'${p}:${k}'`).join(', ')}],`,
       "  start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open('/home/work/attack.err', 'w'))",
       'time.sleep(60)',
     ].join('\n');
@@ -130,11 +138,11 @@ describe('bounded input from kernels', function () {
     // What the kernel got out before the agent cut it: far from the frame, and the agent came back on both ports.
     const sent = (p: number) => Number(new RegExp(`^${p} cut after (\\d+)$`, 'm').exec(log)?.[1] ?? NaN);
     console.log(
-      `      kernel input: ${FRAME / MiB} MiB frames on 2001 and 2003, the kernel got ${sent(2001)} and ${sent(2003)} bytes out before the cut; agent RSS baseline ${base.rss} MiB, peak ${during.peak} (+${during.peak - base.rss}); ${pings.n} pings meanwhile from another process, p50 ${pings.p50.toFixed(1)} ms, p99 ${pings.p99.toFixed(1)} ms, max ${pings.max.toFixed(1)} ms`,
+      `      kernel input: ${FRAME / MiB} MiB frames on ports 2000-2003, the kernel got ${PORTS.map(([p]) => sent(p)).join(', ')} bytes out before the cut; agent RSS baseline ${base.rss} MiB, peak ${during.peak} (+${during.peak - base.rss}); ${pings.n} pings meanwhile from another process, p50 ${pings.p50.toFixed(1)} ms, p99 ${pings.p99.toFixed(1)} ms, max ${pings.max.toFixed(1)} ms`,
     );
     expect(during.peak - base.rss).to.be.below(64);
     expect(pings.p99).to.be.below(50);
-    for (const p of [2001, 2003]) {
+    for (const [p] of PORTS) {
       expect(log, `port ${p}`).to.match(new RegExp(`^${p} cut after \\d+$`, 'm'));
       expect(sent(p), `bytes the kernel sent on ${p} before the cut`).to.be.below(64 * MiB);
       expect(log).to.match(new RegExp(`^${p} reconnected$`, 'm'));
@@ -145,10 +153,12 @@ describe('bounded input from kernels', function () {
       .split('\n')
       .filter((l) => l.includes('the kernel sent a record larger than'))
       .map((l) => JSON.parse(l) as { message: string; kernelId?: string });
-    expect(cuts.map((c) => /on (port \d+)/.exec(c.message)?.[1]).sort()).to.deep.equal(['port 2001', 'port 2003']);
+    expect(cuts.map((c) => /on (port \d+)/.exec(c.message)?.[1]).sort()).to.deep.equal(PORTS.map(([p]) => `port ${p}`));
     for (const c of cuts) {
       expect(c.kernelId).to.equal(id);
-      expect(c.message).to.contain(`larger than ${KERNEL_FRAME_LIMIT} bytes`);
+      // the ports the agent reads from take records up to the cut; those it only sends to, a subscription
+      const limit = /port 200[13]/.test(c.message) ? KERNEL_FRAME_LIMIT : SEND_ONLY_FRAME_LIMIT;
+      expect(c.message).to.contain(`larger than ${limit} bytes`);
     }
 
     // The run going on (the attacker's) says so on its stderr, and ends once the runner is back.
