@@ -33,7 +33,7 @@ export const SEND_ONLY_FRAME_LIMIT = 1024;
  * takes the disconnect for a cut; also the pace of reconnections to a kernel
  * that sends oversized frames over and over.
  */
-export const CUT_CONFIRM_MS = 1000;
+const CUT_CONFIRM_MS = 1000;
 
 /** A socket connected to a kernel, as {@link guardCuts} watches it. */
 export interface KernelSocket {
@@ -78,7 +78,11 @@ export function guardCuts(k: KernelSocket, log: () => Logger, onCut: (line: stri
         if (!socket.closed)
           log().error('could not reconnect to the kernel after a cut', { endpoint: k.endpoint, error: errorMessage(err) });
       }
-      onCut(line);
+      try {
+        onCut(line);
+      } catch (err) {
+        log().error('the relay failed reporting a cut', { error: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
+      }
     }, CUT_CONFIRM_MS);
     timer.unref();
   });

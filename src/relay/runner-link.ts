@@ -152,7 +152,7 @@ export class RunnerLink {
 
   private openPull(): void {
     // A small receive queue: records are up to 64 KiB, so while a run is held back (see RunOutput) libzmq keeps at most ~4 MiB of it here.
-    // A frame over KERNEL_FRAME_LIMIT is refused from its header, unread (a kernel streamed 1.5 GiB into one before).
+    // (A kernel that replaced its runner may send frames up to KERNEL_FRAME_LIMIT; one over it is refused from its header, unread.)
     this.pull = new zmq.Pull({ linger: 0, receiveHighWaterMark: 64, maxMessageSize: KERNEL_FRAME_LIMIT });
     this.pull.connect(this.endpoint.out);
     const pull = this.pull;
