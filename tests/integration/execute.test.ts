@@ -91,7 +91,7 @@ describe('execute through the relay', function () {
     expect(consoleText(good, 'stdout')).to.equal('built\nran\n');
   });
 
-  it('runs batch `*` as the 2018 client sends it (the runner\'s defaults: python main.py, else 127) and empty commands, each answered', async () => {
+  it("runs batch `*` as the 2018 client sends it (the runner's defaults: python main.py, else 127) and empty commands, each answered", async () => {
     const { client, id } = await kernel();
     const batch = async (build: string, exec: string) => {
       const rs = [await client.call(methods.execute, 2, id, null, 'batch', '', { build, exec })];
