@@ -68,7 +68,7 @@ if [[ -f /home/work/bootstrap.sh && ! -e /home/work/.config/bootstrap.done ]]; t
   rc=${PIPESTATUS[0]}
   if [[ $rc -ne 0 ]]; then
     log "bootstrap script failed with exit code $rc; the runner is not started"
-    # (written as the kernel user: root here has no CAP_DAC_OVERRIDE for the user's home)
+    # (written as the kernel user: the file is the user's, and root may lack CAP_DAC_OVERRIDE for the home)
     { echo "$rc"; tail -n 20 /tmp/bootstrap.out; } | "${run_as[@]}" sh -c 'cat >/home/work/.config/bootstrap.failed.tmp &&
       mv -f /home/work/.config/bootstrap.failed.tmp /home/work/.config/bootstrap.failed'
     exec sleep infinity
