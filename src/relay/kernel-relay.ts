@@ -75,8 +75,8 @@ export class KernelRelay {
         tagged: () => this.mode === 'tagged',
         hurry: () => this.draining || this.closed,
         sendNext: (run) => {
+          if (!this.closed) this.liveness.sending();
           this.sendInputs(run);
-          if (!this.closed) this.liveness.sent();
         },
         endSaid: (run) => this.confirmEnd(run),
       },
@@ -341,6 +341,9 @@ export class KernelRelay {
     switch (rec.type) {
       case 'completion':
       case 'status':
+        if (!tagged) this.liveness.statusSeen(rec.payload);
+        this.requests.answer(rec.type, tagged ? (rec.meta?.t ?? '') : undefined, rec.payload);
+        return undefined;
       case 'service-result':
         this.requests.answer(rec.type, tagged ? (rec.meta?.t ?? '') : undefined, rec.payload);
         return undefined;

@@ -43,6 +43,8 @@ export class Liveness {
   private idle = 0;
   /** The `started_at` a runner that does not tag answered when its current run was sent (undefined: not known). */
   private startedAt: unknown = undefined;
+  /** A run's inputs went: the next `status` answer names the runner that got them (see {@link sending}). */
+  private baselineOwed = false;
 
   constructor(private readonly target: LivenessTarget) {
     this.timer = setInterval(() => this.probe(), PROBE_INTERVAL_MS);
@@ -61,21 +63,25 @@ export class Liveness {
   }
 
   /**
-   * A run was just sent to a runner that does not tag: its `started_at` is
-   * asked for right after the run's inputs (the runner reads its inputs in
-   * order), so that a probe can tell the runner that took them from one
-   * started after. (Asked before them, a runner that restarted in between
-   * would run the inputs and be taken for one that lost them.)
+   * A run's inputs are about to go to a runner that does not tag: `status`
+   * is asked for first, and the first `status` answer after this (to that
+   * request, or to one already in flight: both were sent before the inputs)
+   * says which runner got them, so that a probe can tell it from one started
+   * after. Asked after the inputs instead, a runner that dies at once on
+   * them (code that kills it) leaves that request to its successor, which
+   * would answer for it.
    */
-  sent(): void {
+  sending(): void {
     this.startedAt = undefined;
-    this.target.request('status', 'status', PROBE_INTERVAL_MS).then(
-      (payload) => {
-        const st = parseStatus(payload);
-        if (this.startedAt === undefined) this.startedAt = st?.started_at;
-      },
-      () => undefined, // no answer: the probes find out
-    );
+    this.baselineOwed = true;
+    this.target.request('status', 'status', PROBE_INTERVAL_MS).catch(() => undefined); // its answer comes through statusSeen; none: the probes find out
+  }
+
+  /** A `status` answer came (to any request); the first after {@link sending} names the runner that got the run. */
+  statusSeen(payload: Buffer): void {
+    if (!this.baselineOwed) return;
+    this.baselineOwed = false;
+    this.startedAt = parseStatus(payload)?.started_at;
   }
 
   stop(): void {
