@@ -32,15 +32,8 @@ import { RunBook, type RunStage } from './run-book.js';
 import { Run } from './runs.js';
 import type { ExecuteRequest, KernelRelayOptions } from './relay-options.js';
 import { RunnerLink, type InputMeta, type LinkMode } from './runner-link.js';
-import {
-  batchInputs,
-  completionRequest,
-  describeRunnerEnd,
-  parseHello,
-  payloadJson,
-  type RunnerHello,
-  type RunnerRecord,
-} from './runner-records.js';
+import { lostRunner, runnerRestarted, type LossTarget } from './runner-loss.js';
+import { batchInputs, completionRequest, parseHello, payloadJson, type RunnerHello, type RunnerRecord } from './runner-records.js';
 
 export class KernelRelay {
   private readonly link: RunnerLink;
@@ -51,6 +44,8 @@ export class KernelRelay {
   private readonly book: RunBook;
   private readonly liveness: Liveness;
   private readonly oom: OomWatch;
+  /** What a loss of the runner settles (src/relay/runner-loss.ts). */
+  private readonly loss: LossTarget;
   private closed = false;
   private draining = false;
   /** Set when the link gave up after read failures: calls fail at once with it. */
@@ -83,6 +78,15 @@ export class KernelRelay {
       options.inherited,
     );
     this.oom = new OomWatch({ oomKills: () => this.options.oomKills?.() ?? null, log: () => this.options.log });
+    this.loss = {
+      book: this.book,
+      requests: this.requests,
+      oom: this.oom,
+      options: () => this.options,
+      closed: () => this.closed,
+      generation: () => this.generation,
+      sendInputs: (run) => this.sendInputs(run),
+    };
     this.liveness = new Liveness({
       log: options.log,
       ready: () => this.mode !== 'pending' && !this.closed,
@@ -91,7 +95,7 @@ export class KernelRelay {
       active: () => ({ any: this.book.head !== undefined, headStarted: this.book.head?.started === true }),
       request: (type, replyType, timeoutMs) =>
         this.requests.request(type, '', replyType, timeoutMs, () => new KernelUnresponsiveError(`no ${replyType}`)),
-      lost: (line, queued) => this.lostRunner(line, queued),
+      lost: (line, queued) => lostRunner(this.loss, line, queued),
     });
     this.link = new RunnerLink(
       { host: options.host, replInPort: options.replInPort, replOutPort: options.replOutPort, log: () => this.options.log },
@@ -382,62 +386,12 @@ export class KernelRelay {
     return run.unclaimed ? undefined : run;
   }
 
-  /**
-   * A new runner generation: the old runner is gone. The relay asks the new
-   * one what it holds: the run the old one was running (the one it said it
-   * started, else the oldest unfinished run the new one does not hold) ends
-   * with how it died; the other runs the new one lacks were lost in the old
-   * one's queue and are sent again; requests it owed fail.
-   */
+  /** A new runner generation: the old runner is gone; what that means for the runs is {@link runnerRestarted}'s. */
   private async runnerRestarted(h: RunnerHello): Promise<void> {
     this.generation = h.generation;
     const said = this.runningTag !== null ? this.book.withTag(this.runningTag) : undefined;
     this.runningTag = null;
-    const sent = this.book.pending();
-    this.requests.failAll(() => new KernelUnresponsiveError('the kernel runner restarted before it answered; ask again'));
-    const end = describeRunnerEnd(h.previousStatus, { killed: await this.oom.killedSince(), limitMiB: this.options.memLimitMiB ?? 0 });
-    this.options.onRunnerRestart?.(end.line);
-    let has: Set<string> | null = null;
-    if (sent.length > 0 && !this.closed) {
-      try {
-        const again = parseHello(await this.requests.request('hello', '', 'hello', 5000, () => new KernelUnresponsiveError('no hello')));
-        if (again?.generation !== this.generation) return; // restarted again meanwhile: that restart settles these runs
-        has = new Set([...(again.current ? [again.current] : []), ...again.queue, ...again.recent].map((j) => j.t));
-      } catch (err) {
-        this.options.log.warn('could not ask the restarted runner what it holds; runs queued before the restart are not sent again', {
-          error: errorMessage(err),
-        });
-      }
-    }
-    const held = (r: Run) => has !== null && has.has(r.tag ?? '');
-    const dead = said && !said.done ? said : sent.find((r) => !r.done && !held(r));
-    this.options.log.warn('the kernel runner restarted', {
-      reason: end.line,
-      endedRun: dead?.id ?? null,
-      generation: h.generation,
-      pid: h.pid,
-    });
-    if (dead) this.book.end(dead, end.exitCode, `${end.line}; the kernel's state (variables, imports) was lost`);
-    if (has === null) return;
-    for (const run of sent) {
-      if (run.done || run.started || held(run)) continue;
-      this.book.requeue(run);
-      this.sendInputs(run);
-    }
-  }
-
-  /**
-   * A runner that does not tag lost its run (it restarted, or it stopped
-   * answering). The runs behind it were not sent yet (one run at a time):
-   * with `resend` the next one is sent now, with `end` they end unstarted.
-   */
-  private lostRunner(line: string, queued: 'resend' | 'end'): void {
-    const [head, ...rest] = this.book.pending();
-    if (!head) return;
-    this.options.log.warn('the kernel runner lost the run it was running', { reason: line, runId: head.id });
-    this.options.onRunnerRestart?.(line);
-    if (queued === 'end') for (const run of rest.reverse()) this.book.end(run, -1, `not started: ${line}`);
-    this.book.end(head, -1, `${line}; the kernel's state may have been lost`); // sends the next one, if any
+    await runnerRestarted(this.loss, h, said);
   }
 
   /**
