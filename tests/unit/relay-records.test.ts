@@ -1,7 +1,7 @@
 /** The run-integrity pieces of the relay without a kernel: runner records, how a runner ended, and matching answers to requests. */
 import { expect } from 'chai';
 import { pack } from 'msgpackr';
-import { describeRunnerEnd, parseHello, parseRecord, parseStatus } from '../../src/relay/runner-records.js';
+import { batchInputs, completionRequest, describeRunnerEnd, parseHello, parseRecord, parseStatus } from '../../src/relay/runner-records.js';
 import { RequestBook } from '../../src/relay/requests.js';
 import { RunBook } from '../../src/relay/run-book.js';
 import { Run } from '../../src/relay/runs.js';
@@ -72,6 +72,35 @@ describe('runner records', () => {
       exitCode: -1,
       line: 'runner restarted (how the previous one ended is unknown)',
     });
+  });
+});
+
+describe('runner inputs', () => {
+  it('sends batch build and exec verbatim, `*` and empty included, a missing one as empty', () => {
+    expect(batchInputs({ build: '*', exec: '*' })).to.deep.equal([
+      ['build', '*'],
+      ['exec', '*'],
+    ]);
+    expect(batchInputs({ build: 'make', exec: '' })).to.deep.equal([
+      ['build', 'make'],
+      ['exec', ''],
+    ]);
+    expect(batchInputs({ exec: 7 })).to.deep.equal([
+      ['build', ''],
+      ['exec', ''],
+    ]);
+  });
+
+  it('asks for completions with the opts as given, line where absent, and code always the text', () => {
+    expect(JSON.parse(completionRequest('pri', {}))).to.deep.equal({ line: 'pri', code: 'pri' });
+    expect(JSON.parse(completionRequest('pri', { row: 1, col: 3, line: 'x = pri', post: '' }))).to.deep.equal({
+      row: 1,
+      col: 3,
+      line: 'x = pri',
+      post: '',
+      code: 'pri',
+    });
+    expect(JSON.parse(completionRequest('pri', { code: 'spoofed' })).code).to.equal('pri');
   });
 });
 
