@@ -12,6 +12,7 @@
 import { addExtension, Unpackr } from 'msgpackr';
 import { ParametersError } from '../errors.js';
 import { msgpackCodec, type Codec } from './codec.js';
+import { checkMsgpackBounds, DecodeBudget } from './decode-bounds.js';
 import { readPickle } from './pickle.js';
 import { readTemporenc } from './temporenc.js';
 
@@ -32,8 +33,11 @@ const EXT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(MODE
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Reads one modern ext value into a plain value; throws ParametersError when it cannot. */
-export function readModernExt(type: number, data: Uint8Array): unknown {
+/**
+ * Reads one modern ext value into a plain value; throws ParametersError when
+ * it cannot. A pickle spends from `budget`, its request's decode budget.
+ */
+export function readModernExt(type: number, data: Uint8Array, budget?: DecodeBudget): unknown {
   const what = `ext type ${type} (${EXT_NAMES[type] ?? '?'})`;
   switch (type) {
     case MODERN_EXT_TYPES.UUID: {
@@ -55,35 +59,44 @@ export function readModernExt(type: number, data: Uint8Array): unknown {
     case MODERN_EXT_TYPES.IMAGE_REF:
     case MODERN_EXT_TYPES.RESOURCE_SLOT:
     case MODERN_EXT_TYPES.BINARY_SIZE:
-      return readPickle(data, what);
+      return readPickle(data, what, budget);
     default:
       throw new ParametersError(`msgpack ext type ${type} is not one of the modern manager's`);
   }
 }
 
 let decodingModern = false;
+/** The budget of the decode under way (its pickles spend from it). */
+let decodeBudget: DecodeBudget | undefined;
 
 for (const type of Object.values(MODERN_EXT_TYPES)) {
   addExtension({
     type,
     unpack(data: Uint8Array) {
       if (!decodingModern) throw new Error(`Unknown extension type ${type}`);
-      return readModernExt(type, data);
+      return readModernExt(type, data, decodeBudget);
     },
   } as unknown as Parameters<typeof addExtension>[0]);
 }
 
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
-/** The codec of Callosum bodies: modern ext types in, plain msgpack out. */
+/**
+ * The codec of Callosum bodies: modern ext types in, plain msgpack out. A
+ * decode given a budget (a request's) is bounded by it, pickles included;
+ * without one, each pickle is still bounded by its own.
+ */
 export const modernCodec: Codec = {
   encode: (value) => msgpackCodec.encode(value),
-  decode(bytes: Uint8Array): unknown {
+  decode(bytes: Uint8Array, budget?: DecodeBudget): unknown {
+    if (budget) checkMsgpackBounds(bytes, budget, 'the msgpack value');
     decodingModern = true;
+    decodeBudget = budget;
     try {
       return unpackr.unpack(bytes);
     } finally {
       decodingModern = false;
+      decodeBudget = undefined;
     }
   },
 };
