@@ -41,6 +41,12 @@ export class DecodeBudget {
     private readonly parent?: DecodeBudget,
   ) {}
 
+  /** The units left to spend (its parent's, where fewer). */
+  get remaining(): number {
+    const own = this.limit - this.used;
+    return this.parent ? Math.min(own, this.parent.remaining) : own;
+  }
+
   /** Spends `n` units for `what` (it names the refused part in the error). */
   spend(n: number, what: string): void {
     this.used += n;
@@ -104,18 +110,20 @@ export function checkMsgpackBounds(bytes: Uint8Array, budget: DecodeBudget, what
   const outer: number[] = []; // values still to read at each enclosing level
   let left = 1;
   let at = 0;
+  let made = 0; // values met, spent at the end (or at once when over what is left)
+  const allowed = budget.remaining;
   const refuse = (why: string): never => {
     throw new ParametersError(`${what}: ${why}; it was not read`);
   };
   for (;;) {
     while (left === 0) {
-      if (outer.length === 0) return;
+      if (outer.length === 0) return budget.spend(made, what);
       left = outer.pop()!;
     }
-    if (at >= end) return;
+    if (at >= end) return budget.spend(made, what);
     const b = bytes[at++]!;
     left -= 1;
-    budget.spend(1, what);
+    if (++made > allowed) budget.spend(made, what); // throws
     let items = 0; // values a container holds (a map's keys and values)
     let skip = 0; // bytes of payload
     if (b <= 0x7f || b >= 0xe0) skip = 0;
@@ -128,7 +136,7 @@ export function checkMsgpackBounds(bytes: Uint8Array, budget: DecodeBudget, what
       else {
         // a length follows: 1, 2 or 4 bytes
         const width = [0xc4, 0xc7, 0xd9].includes(b) ? 1 : [0xc5, 0xc8, 0xda, 0xdc, 0xde].includes(b) ? 2 : 4;
-        if (b === 0xc1 || at + width > end) return;
+        if (b === 0xc1 || at + width > end) return budget.spend(made, what);
         const n = width === 1 ? bytes[at]! : width === 2 ? view.getUint16(at) : view.getUint32(at);
         at += width;
         if (b >= 0xdc) items = b >= 0xde ? 2 * n : n;

@@ -13,7 +13,7 @@ import { addExtension, Unpackr } from 'msgpackr';
 import { ParametersError } from '../errors.js';
 import { msgpackCodec, type Codec } from './codec.js';
 import { checkMsgpackBounds, DecodeBudget } from './decode-bounds.js';
-import { readPickle } from './pickle.js';
+import { MAX_REQUEST_PICKLE_WORK, readPickle } from './pickle.js';
 import { readTemporenc } from './temporenc.js';
 
 /** The ext type numbers of the modern manager (common/msgpack.py ExtTypes). */
@@ -66,7 +66,7 @@ export function readModernExt(type: number, data: Uint8Array, budget?: DecodeBud
 }
 
 let decodingModern = false;
-/** The budget of the decode under way (its pickles spend from it). */
+/** The budget of the pickles of the decode under way (a part of its request's). */
 let decodeBudget: DecodeBudget | undefined;
 
 for (const type of Object.values(MODERN_EXT_TYPES)) {
@@ -83,15 +83,16 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsTyp
 
 /**
  * The codec of Callosum bodies: modern ext types in, plain msgpack out. A
- * decode given a budget (a request's) is bounded by it, pickles included;
- * without one, each pickle is still bounded by its own.
+ * decode given a budget (a request's) is bounded by it, its pickles
+ * together also by MAX_REQUEST_PICKLE_WORK; without one, each pickle is
+ * still bounded by its own.
  */
 export const modernCodec: Codec = {
   encode: (value) => msgpackCodec.encode(value),
   decode(bytes: Uint8Array, budget?: DecodeBudget): unknown {
     if (budget) checkMsgpackBounds(bytes, budget, 'the msgpack value');
     decodingModern = true;
-    decodeBudget = budget;
+    decodeBudget = budget && new DecodeBudget(MAX_REQUEST_PICKLE_WORK, budget);
     try {
       return unpackr.unpack(bytes);
     } finally {

@@ -80,6 +80,16 @@ const MAX_PICKLE_BYTES = 1024 * 1024;
  */
 export const MAX_PICKLE_WORK = 4096;
 
+/**
+ * The most work the pickles of one request may take together (a part of
+ * the request's budget, src/wire/decode-bounds.ts): as much as 64 pickles
+ * at {@link MAX_PICKLE_WORK}, where the largest call that carries pickles
+ * (create_kernels, 64 kernels at most) has a few small ones a kernel. It
+ * keeps a request of many pickles, each within its bound, to a fraction of
+ * a second.
+ */
+export const MAX_REQUEST_PICKLE_WORK = 64 * MAX_PICKLE_WORK;
+
 class Global {
   constructor(
     readonly path: string,
@@ -119,23 +129,27 @@ function refuse(what: string, why: string): never {
  */
 function plain(v: unknown, budget: DecodeBudget, what: string, depth = 0): unknown {
   budget.spend(1, what);
-  if (typeof v === 'string') {
-    budget.spend(v.length >>> 6, what);
+  if (v === null || typeof v !== 'object') {
+    if (typeof v === 'string' && v.length >= 64) budget.spend(v.length >>> 6, what);
     return v;
+  }
+  if (v instanceof Tuple || v instanceof List) {
+    if (depth >= MAX_DECODE_DEPTH) refuse(what, `it nests deeper than ${MAX_DECODE_DEPTH} levels (or holds itself)`);
+    const items = v.items;
+    const out = new Array<unknown>(items.length);
+    for (let i = 0; i < items.length; i++) out[i] = plain(items[i], budget, what, depth + 1);
+    return out;
+  }
+  if (v instanceof Dict) {
+    if (depth >= MAX_DECODE_DEPTH) refuse(what, `it nests deeper than ${MAX_DECODE_DEPTH} levels (or holds itself)`);
+    const m: Record<string, unknown> = {};
+    for (const [k, x] of v.entries)
+      Object.defineProperty(m, k, { value: plain(x, budget, what, depth + 1), enumerable: true, writable: true, configurable: true });
+    return m;
   }
   if (Buffer.isBuffer(v)) {
     budget.spend(v.length >>> 6, what);
     return Buffer.from(v);
-  }
-  if (v instanceof Tuple || v instanceof List || v instanceof Dict) {
-    if (depth >= MAX_DECODE_DEPTH) refuse(what, `it nests deeper than ${MAX_DECODE_DEPTH} levels (or holds itself)`);
-    if (v instanceof Dict) {
-      const m: Record<string, unknown> = {};
-      for (const [k, x] of v.entries)
-        Object.defineProperty(m, k, { value: plain(x, budget, what, depth + 1), enumerable: true, writable: true, configurable: true });
-      return m;
-    }
-    return v.items.map((x) => plain(x, budget, what, depth + 1));
   }
   if (v instanceof Pending) return {};
   if (v instanceof Global) return refuse(what, `the bare global ${v.path} is not a value`);
