@@ -204,7 +204,7 @@ export const msgpackCodec: Codec = {
       if (bytes[0] === 0x80) return {};
       if (bytes[0] === 0x90) return [];
     }
-    if (budget) checkMsgpackBounds(bytes, budget, 'the msgpack value');
+    if (budget) checkMsgpackBounds(bytes, budget, 'msgpack');
     // unpack() rejects trailing bytes, so one frame holds exactly one value.
     return unpackr.unpack(bytes);
   },

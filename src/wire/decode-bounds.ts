@@ -113,7 +113,7 @@ export function checkMsgpackBounds(bytes: Uint8Array, budget: DecodeBudget, what
   let made = 0; // values met, spent at the end (or at once when over what is left)
   const allowed = budget.remaining;
   const refuse = (why: string): never => {
-    throw new ParametersError(`${what}: ${why}; it was not read`);
+    throw new ParametersError(`${what} ${why}`);
   };
   for (;;) {
     while (left === 0) {
@@ -144,8 +144,8 @@ export function checkMsgpackBounds(bytes: Uint8Array, budget: DecodeBudget, what
       }
     }
     if (items > 0) {
-      if (items > end - at) refuse(`a container announces ${items} values in the ${end - at} bytes left`);
-      if (outer.length >= MAX_DECODE_DEPTH) refuse(`it nests deeper than ${MAX_DECODE_DEPTH} levels`);
+      if (items > end - at) refuse(`announces ${items} values in the ${end - at} bytes left`);
+      if (outer.length >= MAX_DECODE_DEPTH) refuse(`nests deeper than ${MAX_DECODE_DEPTH} levels`);
       outer.push(left);
       left = items;
     }

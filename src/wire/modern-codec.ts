@@ -90,7 +90,7 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsTyp
 export const modernCodec: Codec = {
   encode: (value) => msgpackCodec.encode(value),
   decode(bytes: Uint8Array, budget?: DecodeBudget): unknown {
-    if (budget) checkMsgpackBounds(bytes, budget, 'the msgpack value');
+    if (budget) checkMsgpackBounds(bytes, budget, 'msgpack');
     decodingModern = true;
     decodeBudget = budget && new DecodeBudget(MAX_REQUEST_PICKLE_WORK, budget);
     try {

@@ -241,8 +241,9 @@ export function genMsgpack(r: Rand): Buffer {
   const out: number[] = [];
   const ext = (type: number, data: number[]) => {
     const n = data.length;
-    if (n === 1 || n === 2 || n === 4 || n === 8 || n === 16) out.push(0xd4 + Math.log2(n), type, ...data);
-    else out.push(...(n < 256 ? [0xc7, n] : [0xc8, ...u16be(n)]), type, ...data);
+    if (n === 1 || n === 2 || n === 4 || n === 8 || n === 16) out.push(0xd4 + Math.log2(n), type);
+    else out.push(...(n < 256 ? [0xc7, n] : n < 0x10000 ? [0xc8, ...u16be(n)] : [0xc9, ...u32be(n)]), type);
+    for (const b of data) out.push(b); // not spread: an ext may hold 100,000 bytes of nesting
   };
   const value = (depth: number): void => {
     const kind = depth > 5 ? r.int(4) : r.int(13);
