@@ -135,7 +135,8 @@ export function checkMsgpackBounds(bytes: Uint8Array, budget: DecodeBudget, what
       if (fixed !== undefined) skip = fixed;
       else {
         // a length follows: 1, 2 or 4 bytes
-        const width = [0xc4, 0xc7, 0xd9].includes(b) ? 1 : [0xc5, 0xc8, 0xda, 0xdc, 0xde].includes(b) ? 2 : 4;
+        const width =
+          b === 0xc4 || b === 0xc7 || b === 0xd9 ? 1 : b === 0xc5 || b === 0xc8 || b === 0xda || b === 0xdc || b === 0xde ? 2 : 4;
         if (b === 0xc1 || at + width > end) return budget.spend(made, what);
         const n = width === 1 ? bytes[at]! : width === 2 ? view.getUint16(at) : view.getUint32(at);
         at += width;
