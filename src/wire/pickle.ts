@@ -19,11 +19,8 @@
  * the budget or the depth bound before it expands, and what comes out
  * shares nothing.
  */
-import { ParametersError } from '../errors.js';
-import { DecodeBudget, MAX_DECODE_DEPTH } from './decode-bounds.js';
-
-/** What a global of the allow-list becomes when it is called. */
-type GlobalKind = 'decimal' | 'enum' | 'object' | 'userdict' | 'int' | 'getattr';
+import { DecodeBudget } from './decode-bounds.js';
+import { Dict, Global, List, MARK, Pending, plain, refuse, Tuple, type GlobalKind } from './pickle-nodes.js';
 
 const ENUMS_OF_TYPES = [
   'SlotTypes',
@@ -89,72 +86,6 @@ export const MAX_PICKLE_WORK = 4096;
  * a second.
  */
 export const MAX_REQUEST_PICKLE_WORK = 64 * MAX_PICKLE_WORK;
-
-class Global {
-  constructor(
-    readonly path: string,
-    readonly kind: GlobalKind,
-  ) {}
-}
-/** An object made by NEWOBJ that BUILD has not filled yet. */
-class Pending {
-  constructor(readonly cls: Global) {}
-}
-const MARK = Symbol('mark');
-class Tuple {
-  constructor(readonly items: unknown[]) {}
-}
-/** A list as the reader builds it (APPEND adds nodes, copied out at STOP). */
-class List {
-  readonly items: unknown[] = [];
-}
-/** A dict as the reader builds it: its keys and values in order, a later key winning. */
-class Dict {
-  readonly entries: [string, unknown][] = [];
-  get(k: string): unknown {
-    for (let i = this.entries.length - 1; i >= 0; i--) if (this.entries[i]![0] === k) return this.entries[i]![1];
-    return undefined;
-  }
-}
-
-function refuse(what: string, why: string): never {
-  throw new ParametersError(`${what}: ${why}; it was not read (only plain values of the modern manager's types are accepted)`);
-}
-
-/**
- * Copies what the stack holds into a plain value, spending 1 per value (and
- * 1 per 64 bytes of text): tuples and lists become arrays, dicts objects, a
- * pending object an empty map. A node the memo shares is copied each time
- * it is met, so its whole size is spent again.
- */
-function plain(v: unknown, budget: DecodeBudget, what: string, depth = 0): unknown {
-  budget.spend(1, what);
-  if (v === null || typeof v !== 'object') {
-    if (typeof v === 'string' && v.length >= 64) budget.spend(v.length >>> 6, what);
-    return v;
-  }
-  if (v instanceof Tuple || v instanceof List) {
-    if (depth >= MAX_DECODE_DEPTH) refuse(what, `it nests deeper than ${MAX_DECODE_DEPTH} levels (or holds itself)`);
-    const items = v.items;
-    const out = new Array<unknown>(items.length);
-    for (let i = 0; i < items.length; i++) out[i] = plain(items[i], budget, what, depth + 1);
-    return out;
-  }
-  if (v instanceof Dict) {
-    if (depth >= MAX_DECODE_DEPTH) refuse(what, `it nests deeper than ${MAX_DECODE_DEPTH} levels (or holds itself)`);
-    const m: Record<string, unknown> = {};
-    for (const [k, x] of v.entries)
-      Object.defineProperty(m, k, { value: plain(x, budget, what, depth + 1), enumerable: true, writable: true, configurable: true });
-    return m;
-  }
-  if (Buffer.isBuffer(v)) {
-    budget.spend(v.length >>> 6, what);
-    return Buffer.from(v);
-  }
-  if (v instanceof Pending) return {};
-  if (v instanceof Global) return refuse(what, `the bare global ${v.path} is not a value`);
-  return v;
-}
 
 /**
  * Reads one pickle into a plain value; `what` names it in errors (e.g.
