@@ -153,7 +153,8 @@ export class ScratchFiles {
       try {
         const dir = w.dirs.at(-1)!;
         const max = this.limits.maxDownloadBytes;
-        if (w.name === undefined) return await packArchive(dir, '.', w.names.at(-1) ?? w.top.split('/').pop()!, await dir.stat(), max, filepath);
+        if (w.name === undefined)
+          return await packArchive(dir, '.', w.names.at(-1) ?? w.top.split('/').pop()!, await dir.stat(), max, filepath);
         if (w.st) return await packArchive(dir, w.name, w.name, w.st, max, filepath);
         throw new KernelFileNotFoundError(`${shown([...w.names, w.name], w.top)} does not exist`);
       } finally {

@@ -51,7 +51,9 @@ export async function openOwnDir(dir: FileHandle, name: string, uid: number): Pr
       movedAside.push(aside);
     }
   }
-  throw new Error(`${name} in the kernel's home was replaced by something other than a folder ${ASIDE_TRIES} times while the agent prepared it`);
+  throw new Error(
+    `${name} in the kernel's home was replaced by something other than a folder ${ASIDE_TRIES} times while the agent prepared it`,
+  );
 }
 
 /**
@@ -225,7 +227,7 @@ interface Removal {
 async function emptyTree(r: Removal, dir: FileHandle, depth: number): Promise<void> {
   // Entries made meanwhile (a kernel still writing) are met on a later pass; a few passes, then rmdir says ENOTEMPTY.
   // At the top, a pass that moved deep folders up does not count: they are what the next pass removes.
-  for (let pass = 0; pass < 3; ) {
+  for (let pass = 0; pass < 3;) {
     const movedBefore = r.movedUp;
     const entries = await fs.readdir(`/proc/self/fd/${dir.fd}`, { withFileTypes: true });
     if (entries.length === 0) return;
@@ -235,7 +237,8 @@ async function emptyTree(r: Removal, dir: FileHandle, depth: number): Promise<vo
     for (let i = 0; i < entries.length; i += UNLINKS_AT_ONCE) {
       await Promise.all(
         entries.slice(i, i + UNLINKS_AT_ONCE).map(async (e) => {
-          if (e.isDirectory()) folders.push(e.name); // Node lstats an entry whose type the file system does not tell
+          if (e.isDirectory())
+            folders.push(e.name); // Node lstats an entry whose type the file system does not tell
           else await fs.unlink(at(dir, e.name)).catch(ignoreGoneOrSwapped);
         }),
       );

@@ -30,7 +30,13 @@ async function hostTarget(): Promise<{ dir: string; snapshot: () => Promise<stri
   const snapshot = async () => {
     const st = await fs.stat(dir);
     const names = (await fs.readdir(dir)).sort();
-    return JSON.stringify({ uid: st.uid, gid: st.gid, mode: st.mode, names, secret: await fs.readFile(path.join(dir, 'secret.txt'), 'utf8') });
+    return JSON.stringify({
+      uid: st.uid,
+      gid: st.gid,
+      mode: st.mode,
+      names,
+      secret: await fs.readFile(path.join(dir, 'secret.txt'), 'utf8'),
+    });
   };
   return { dir, snapshot };
 }
@@ -137,7 +143,11 @@ describe('kernel symlinks against the agent (security)', function () {
     );
 
     // environ.txt itself a link: replaced by the file, the target untouched.
-    await runToEnd(client, id, `import os\nos.remove("/home/work/.config/environ.txt")\nos.symlink(${JSON.stringify(target.dir + '/secret.txt')}, "/home/work/.config/environ.txt")`);
+    await runToEnd(
+      client,
+      id,
+      `import os\nos.remove("/home/work/.config/environ.txt")\nos.symlink(${JSON.stringify(target.dir + '/secret.txt')}, "/home/work/.config/environ.txt")`,
+    );
     await client.callWithTimeout(60_000, methods.restart_kernel, id, config([['data', 'host1', 'data']]));
     expect((await fs.lstat(path.join(home, '.config', 'environ.txt'))).isFile()).to.equal(true);
     expect(await target.snapshot()).to.equal(before);
@@ -203,7 +213,7 @@ describe('kernel symlinks against the agent (security)', function () {
         return null;
       }
     };
-    for (let i = 0; i < 60; i++) {
+    for (let i = 0; i < 15; i++) {
       for (const dir of ['d', 'data/d']) {
         await attempt(client.call(methods.upload_file, id, `${dir}/up.txt`, Buffer.from('pwned')));
         const listing = (await attempt(client.call(methods.list_files, id, dir))) as { files: string } | null;
@@ -212,12 +222,14 @@ describe('kernel symlinks against the agent (security)', function () {
         if (tar) expect(tar.includes(Buffer.from('host secret'))).to.equal(false);
       }
     }
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 4; i++) {
       const run = await runToEnd(client, id, 'pass');
       expect(hostNames(run.at(-1)!.files.map((f) => f.name))).to.deep.equal([]);
     }
     expect(await swaps(), 'the kernel swapped folders while the agent worked').to.be.greaterThan(swapsBefore);
+    // Both happen (seen: 61 done, 29 refused of 90): the race is really run, and the legitimate path still works through it.
     expect(outcomes.ok, JSON.stringify(outcomes)).to.be.greaterThan(0);
+    expect(outcomes.refused, JSON.stringify(outcomes)).to.be.greaterThan(0);
     expect(await target.snapshot()).to.equal(before);
     await client.call(methods.destroy_kernel, id);
     expect(await target.snapshot()).to.equal(before);

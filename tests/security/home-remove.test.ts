@@ -23,7 +23,12 @@ async function hostTarget(): Promise<{ dir: string; snapshot: () => Promise<stri
   for (let i = 0; i < 20; i++) await fs.writeFile(path.join(dir, 'sub', `secret-${i}.txt`), 'host secret');
   const snapshot = async () => {
     const st = await fs.stat(dir);
-    return JSON.stringify({ mode: st.mode, uid: st.uid, top: (await fs.readdir(dir)).sort(), sub: (await fs.readdir(path.join(dir, 'sub'))).sort() });
+    return JSON.stringify({
+      mode: st.mode,
+      uid: st.uid,
+      top: (await fs.readdir(dir)).sort(),
+      sub: (await fs.readdir(path.join(dir, 'sub'))).sort(),
+    });
   };
   return { dir, snapshot };
 }
@@ -145,7 +150,10 @@ async function run(cmd: string, args: string[]): Promise<number | null> {
 
 /** Makes a chain of `depth` nested folders under `home` through relative steps (no path is ever that long). */
 async function mkdirDeep(home: string, depth: number): Promise<void> {
-  const child = spawn('python3', ['-c', `import os\nos.chdir(${JSON.stringify(home)})\nfor i in range(${depth}):\n    os.mkdir("n" * 40)\n    os.chdir("n" * 40)\nopen("leaf", "w").write("x")`]);
+  const child = spawn('python3', [
+    '-c',
+    `import os\nos.chdir(${JSON.stringify(home)})\nfor i in range(${depth}):\n    os.mkdir("n" * 40)\n    os.chdir("n" * 40)\nopen("leaf", "w").write("x")`,
+  ]);
   const code = await new Promise((resolve) => child.on('exit', resolve));
   expect(code).to.equal(0);
 }
