@@ -6,14 +6,15 @@
  * downloads. Each attempt fails: the host folder keeps its owner, mode and
  * content, and nothing of it is listed or read. The legitimate paths still
  * work: restart, and files in the home and in a vfolder, where a vfolder's
- * path is the vfolder's host folder as the kernel sees it.
+ * path is the vfolder's host folder as the kernel sees it (also for a kernel
+ * re-adopted after an agent restart).
  */
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { methods } from '../../src/rpc/methods.js';
-import { eventually, onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import { eventually, onCleanup, remoteError, requireEtcd, restartAgent, startAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 
 const config = (mounts: unknown[] = []) => ({ lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 }, mounts, environ: { A: '1' } });
@@ -64,9 +65,10 @@ describe('kernel symlinks against the agent (security)', function () {
     const target = await hostTarget();
     const before = await target.snapshot();
     const v = await vfolderRoot();
-    const { client, agent } = await startAgent({}, async (ns) => {
+    const t = await startAgent({}, async (ns) => {
       await ns.put('volumes/_mount').value(v.root);
     });
+    const { client, agent } = t;
     const id = uniqueName('k');
     await client.callWithTimeout(60_000, methods.create_kernel, id, config([['data', 'host1', 'data']]));
     const home = path.join(agent.options.scratchRoot, id);
@@ -151,7 +153,12 @@ describe('kernel symlinks against the agent (security)', function () {
     await client.callWithTimeout(60_000, methods.restart_kernel, id, config([['data', 'host1', 'data']]));
     expect((await fs.lstat(path.join(home, '.config', 'environ.txt'))).isFile()).to.equal(true);
     expect(await target.snapshot()).to.equal(before);
-    await client.call(methods.destroy_kernel, id);
+
+    // A re-adopted kernel's vfolders are read back from its container: its vfolder paths still reach the vfolder.
+    const again = await restartAgent(t);
+    expect(names(await again.client.call(methods.list_files, id, 'data'))).to.include.members(['up.txt', 'v.txt']);
+    expect((await remoteError(again.client.call(methods.list_files, id, 'data/hostlink'))).remoteType).to.equal('agent.InvalidPath');
+    await again.client.call(methods.destroy_kernel, id);
     expect(await target.snapshot()).to.equal(before);
     expect(await fs.readFile(path.join(v.data, 'v.txt'), 'utf8')).to.equal('in the vfolder'); // the vfolder outlives the kernel
   });
@@ -167,9 +174,10 @@ describe('kernel symlinks against the agent (security)', function () {
     await client.callWithTimeout(60_000, methods.create_kernel, id, config([['data', 'host1', 'data']]));
     const home = path.join(agent.options.scratchRoot, id);
 
-    // A process of the kernel's own swaps three folders and links to the host folder, as fast as it can, counting its swaps.
+    // A process of the kernel's own swaps three folders for links to the host folder and back, counting its swaps; the
+    // links stand about two thirds of the time, so that the agent meets them often, and the swaps themselves too.
     const loop = [
-      'import os',
+      'import os, shutil, time',
       'os.chdir("/home/work")',
       'dirs = ["d", "data/d", ".output"]',
       'for d in dirs:',
@@ -177,16 +185,23 @@ describe('kernel symlinks against the agent (security)', function () {
       '    open(d + "/in.txt", "w").write("in")',
       'n = 0',
       'while True:',
-      '    for d in dirs:',
-      '        try:',
+      '    try:',
+      '        for d in dirs:',
       '            os.rename(d, d + ".x")',
       `            os.symlink(${JSON.stringify(target.dir)}, d)`,
+      '        time.sleep(0.002)',
+      '        for d in dirs:',
       '            os.unlink(d)',
       '            os.rename(d + ".x", d)',
-      '        except OSError:',
-      '            pass',
-      '    n += 1',
-      '    if n % 200 == 1:',
+      '        time.sleep(0.001)',
+      '        n += 1',
+      '    except OSError:', // an upload made the folder while it was away: put things back and go on
+      '        for d in dirs:',
+      '            if os.path.islink(d): os.unlink(d)',
+      '            if os.path.isdir(d + ".x"):',
+      '                shutil.rmtree(d, ignore_errors=True)',
+      '                os.rename(d + ".x", d)',
+      '    if n % 20 == 1:',
       '        open("swaps.tmp", "w").write(str(n))',
       '        os.replace("swaps.tmp", "swaps")',
     ].join('\n');
