@@ -43,6 +43,8 @@ export interface ContainerRequest {
   runtime?: string | null;
   /** The lock-down of the container (README, Security). */
   security: ContainerSecurity;
+  /** The Docker network it joins (the agent's kernel network); absent: Docker's default bridge. */
+  network?: string;
 }
 
 /** How a kernel container is locked down; every field maps to one HostConfig field. */
@@ -171,8 +173,15 @@ export class DockerEngine {
     }
   }
 
+  /**
+   * Awaited before a container that joins a network is created: the owner of
+   * that network makes it on first use (src/containers/kernel-network.ts).
+   */
+  networkReady: ((name: string) => Promise<void>) | null = null;
+
   /** Creates a container; returns its id. */
   async create(req: ContainerRequest): Promise<string> {
+    if (req.network && this.networkReady) await this.networkReady(req.network);
     const published = publishedPorts(req);
     const exposed = Object.fromEntries(published.map((p) => [`${p}/tcp`, {}]));
     const bindings = Object.fromEntries(
@@ -196,6 +205,7 @@ export class DockerEngine {
           ...(req.deviceRequests?.length ? { DeviceRequests: req.deviceRequests } : {}),
           ...(req.runtime ? { Runtime: req.runtime } : {}),
           PortBindings: bindings,
+          ...(req.network ? { NetworkMode: req.network } : {}),
           Init: false,
           ...securityHostConfig(req.security),
         },

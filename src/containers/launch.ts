@@ -12,6 +12,7 @@ import { langName } from '../config/lang.js';
 import { LABELS } from '../adapters/labels.js';
 import type { ImageTraits } from './image-traits.js';
 import { prepareConfig } from '../scratch/home-ops.js';
+import { kernelNetworkName } from './kernel-network.js';
 
 /** CPU weight of warm pooled containers: they hold every core but yield to kernels until claimed. */
 export const POOL_CPU_SHARES = 2;
@@ -69,6 +70,7 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
     cpusetCpus: i.cpuSet.join(','),
     ...(gpu ? { devices: gpu.devices, deviceRequests: gpu.deviceRequests, runtime: gpu.runtime, cpusetMems: gpu.cpusetMems } : {}),
     publishHost: i.publishHost,
+    network: kernelNetworkName(i.agentId),
     servicePorts: i.traits.services.ok ? i.traits.services.services.map((x) => x.port) : [],
     security: i.security,
   };

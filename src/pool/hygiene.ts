@@ -29,7 +29,11 @@ export type RecipeSettings = { kernelUid: number; security: ContainerSecurity; p
  */
 export function poolRecipe(s: RecipeSettings): string {
   const { kernelUid, security, publishAddr } = s;
-  return createHash('sha256').update(JSON.stringify({ kernelUid, security, publishAddr })).digest('hex').slice(0, 16);
+  // `network`: containers pooled before kernels had a network of their own (on Docker's bridge) are replaced.
+  return createHash('sha256')
+    .update(JSON.stringify({ kernelUid, security, publishAddr, network: 'kernel-network' }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** Runs one hygiene pass over the pool. */
