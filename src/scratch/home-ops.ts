@@ -178,6 +178,46 @@ export async function changedOutputFiles(home: string, sinceMs: number, limit = 
   return out.sort((a, b) => a.name.localeCompare(b.name));
 }
 
+/** Folders below the home that {@link homeUsage} enters; deeper ones are counted as themselves only. */
+const USAGE_MAX_DEPTH = 64;
+
+/**
+ * homeUsage is the bytes allocated under a home (st_blocks, like `du`, so a
+ * sparse file counts what it really takes), walked through descriptors
+ * opened with O_NOFOLLOW (a folder swapped for a link is not entered), at
+ * most `limit` entries and {@link USAGE_MAX_DEPTH} folders deep: a figure,
+ * not an inventory.
+ */
+export async function homeUsage(home: string, limit: number): Promise<number> {
+  let total = 0;
+  let budget = limit;
+  const visit = async (dir: FileHandle, depth: number): Promise<void> => {
+    const names = (await fs.readdir(`/proc/self/fd/${dir.fd}`).catch(() => [] as string[])).slice(0, budget); // gone meanwhile: nothing
+    budget -= names.length;
+    const stats = await Promise.all(names.map((n) => lstatOrNull(at(dir, n)).catch(() => null))); // unreadable: not counted
+    for (const [i, st] of stats.entries()) {
+      if (!st) continue;
+      total += st.blocks * 512;
+      if (!st.isDirectory() || depth >= USAGE_MAX_DEPTH || budget <= 0) continue;
+      const sub = await fs.open(at(dir, names[i]!), DIR_FLAGS).catch(() => null); // swapped for a link or removed meanwhile: not entered
+      if (!sub) continue;
+      try {
+        await visit(sub, depth + 1);
+      } finally {
+        await sub.close();
+      }
+    }
+  };
+  const homeFh = await openHome(home).catch(() => null); // no home (removed meanwhile): nothing
+  if (!homeFh) return 0;
+  try {
+    await visit(homeFh, 0);
+  } finally {
+    await homeFh.close();
+  }
+  return total;
+}
+
 /** Folders a removal holds open at once; a tree nested deeper is moved up to its top and removed from there. */
 const MAX_REMOVE_DEPTH = 32;
 
