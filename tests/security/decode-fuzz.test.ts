@@ -213,7 +213,8 @@ describe('security: a manager cannot make the agent decode without bound', funct
         }
         const s = shape(out.value);
         expect(s.nodes, where).to.be.at.most(MAX_DECODE_WORK);
-        expect(s.depth, where).to.be.at.most(MAX_DECODE_DEPTH);
+        // A pickle (the modern codec's ext values) nests up to the bound again below the msgpack it sits in.
+        expect(s.depth, where).to.be.at.most(codec === modernCodec ? 2 * MAX_DECODE_DEPTH : MAX_DECODE_DEPTH);
         values += 1;
       }
       // the whole request, as the ROUTER parses it: never a throw, a request or a ParametersError reply
