@@ -89,6 +89,8 @@ export interface ContainerState {
   paused?: boolean;
   /** Its memory limit in bytes (HostConfig.Memory; 0: none). */
   memoryBytes?: number;
+  /** Its bind mounts: host folder and where the container sees it (Docker's Mounts). */
+  binds?: Array<{ source: string; destination: string }>;
 }
 
 /** A container as listings show it. */
@@ -241,6 +243,7 @@ export class DockerEngine {
         exitCode: info.State.Running ? null : info.State.ExitCode,
         paused: info.State.Paused === true,
         memoryBytes: info.HostConfig?.Memory ?? 0,
+        binds: (info.Mounts ?? []).filter((m) => m.Type === 'bind').map((m) => ({ source: m.Source, destination: m.Destination })),
       };
     } catch (err) {
       if (isNotFound(err)) return null;

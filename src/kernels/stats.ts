@@ -9,6 +9,7 @@ import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { KernelStats } from '../rpc/results.js';
 import { fsFigures, isMountPoint } from '../scratch/mounts.js';
+import { homeUsage } from '../scratch/home-ops.js';
 
 /** What {@link CgroupStats.read} needs to find one container's figures. */
 export interface StatsTarget {
@@ -68,8 +69,8 @@ export class CgroupStats {
 
     const cg = this.readCgroup(known.rel);
     const net = pidIsOurs ? readNetDev(`/proc/${pid}/net/dev`) : { rx: 0, tx: 0 };
-    // A mounted home (hostfile, memory) has its file system's own figures; a plain folder is walked (bounded).
-    const scratch = (await isMountPoint(scratchDir)) ? (await fsFigures(scratchDir)).used : await scratchSize(scratchDir);
+    // A mounted home (hostfile, memory) has its file system's own figures; a plain folder is walked (bounded, never through a link).
+    const scratch = (await isMountPoint(scratchDir)) ? (await fsFigures(scratchDir)).used : await homeUsage(scratchDir, SCRATCH_WALK_LIMIT);
     known.maxScratch = Math.max(known.maxScratch, scratch);
     return {
       ...cg,
@@ -256,36 +257,4 @@ function readNetDev(file: string): { rx: number; tx: number } {
     tx += toNumber(f[8]);
   }
   return { rx, tx };
-}
-
-/**
- * Bytes allocated under `dir` (st_blocks, like `du`, so a sparse file counts
- * what it really takes), walking with lstat so symlinks out of the scratch
- * dir are never followed, and stopping after SCRATCH_WALK_LIMIT entries.
- */
-async function scratchSize(dir: string): Promise<number> {
-  let total = 0;
-  let budget = SCRATCH_WALK_LIMIT;
-  const dirs = [dir];
-  while (dirs.length > 0 && budget > 0) {
-    const current = dirs.pop()!;
-    let names: string[];
-    try {
-      names = await fs.readdir(current);
-    } catch (err) {
-      if (isSystemError(err)) continue; // removed meanwhile, or not a dir
-      throw err;
-    }
-    names = names.slice(0, budget);
-    budget -= names.length;
-    const stats = await Promise.all(
-      names.map((n) => fs.lstat(path.join(current, n)).catch((err: unknown) => (isSystemError(err) ? null : Promise.reject(err)))),
-    );
-    stats.forEach((st, i) => {
-      if (!st) return;
-      total += st.blocks * 512;
-      if (st.isDirectory()) dirs.push(path.join(current, names[i]!));
-    });
-  }
-  return total;
 }

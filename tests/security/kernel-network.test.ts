@@ -143,7 +143,10 @@ describe('kernel networks: kernels are tenants', function () {
     const result = await probeFrom(t.client, a, [...attacks, control]);
     expect(result[`${control[0]}:${control[1]}`], 'a host beyond the node is reachable (kernel_egress allow)').to.equal('open');
     const reached = attacks.map(([h, p]) => `${h}:${p}`).filter((k) => result[k] === 'open');
-    expect(reached, 'what kernel A reached').to.deep.equal([]);
+    const firewall = reached.length
+      ? ['filter', 'mangle'].map((t) => execFileSync('iptables', ['-w', '-t', t, '-S'], { encoding: 'utf8' })).join('\n')
+      : '';
+    expect(reached, `what kernel A reached; the firewall then:\n${firewall}`).to.deep.equal([]);
     expect(listener.accepted(), 'connections the host listener accepted from the kernel').to.equal(0);
 
     // The manager, from another host, reaches every published runner port of B (it speaks ZMTP: a greeting comes back)
