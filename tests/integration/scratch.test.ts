@@ -7,7 +7,8 @@
  * kernels mounted (or mounts them again) and cleans those of dead or removed
  * ones; a
  * memory kernel gets a tmpfs of its size, charged to the memory book beside
- * its limit and bounding uploads too; an agent that cannot make hostfile
+ * its limit (after a restart and a re-adoption too) and bounding uploads
+ * too; an agent that cannot make hostfile
  * homes refuses to start and `agent check` says why.
  */
 import { execFileSync } from 'node:child_process';
@@ -19,7 +20,10 @@ import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { writeFileAtomic } from '../../src/util/atomic-write.js';
 import { nodeMemoryMiB } from '../../src/node/memory.js';
+import { Agent } from '../../src/agent.js';
+import { validateOptions } from '../../src/config/options.js';
 import {
+  agentOptions,
   loopbackAgentFlags,
   AGENT_BIN,
   ETCD_ADDR,
@@ -32,6 +36,7 @@ import {
   startAgent,
   tempScratch,
   testEtcd,
+  testLogger,
   TEST_IMAGE_LANG,
   uniqueName,
 } from '../helpers/env.js';
@@ -186,12 +191,12 @@ describe('scratch quotas', function () {
 
   it('memory: a kernel gets a tmpfs of its size, charged to the memory book, full at that size for it and for uploads, kept by a restart, gone with the kernel', async () => {
     const root = await scratchRoot();
-    const { client, agentId } = await startAgent({ scratchRoot: root }, async (ns) => {
+    const { client, agent, agentId, namespace } = await startAgent({ scratchRoot: root }, async (ns) => {
       await ns.put('config/agent/scratch_type').value('memory');
       await ns.put('config/agent/runner_ready_timeout').value('30');
       await ns.put('config/agent/mem_reserve').value(String(nodeMemoryMiB() - MEM_CAPACITY));
     });
-    const memFree = async () => (await client.call(methods.get_node_stats)).slots.mem_free_mib;
+    const memFree = async (c = client) => (await c.call(methods.get_node_stats)).slots.mem_free_mib;
     const id = uniqueName('k');
     await client.callWithTimeout(60_000, methods.create_kernel, id, config({ scratch_mib: 16 }));
     expect(mountsUnder(root)).to.deep.equal([`${path.join(root, id)} tmpfs compute-agent-scratch.${agentId}`]);
@@ -221,8 +226,17 @@ describe('scratch quotas', function () {
     expect(consoleText(await runToEnd(client, id, "import os\nprint(os.path.getsize('big.bin'))"), 'stdout').trim()).to.match(
       /^1[56]\d{6}$/,
     );
-    await client.call(methods.destroy_kernel, id);
-    expect(await memFree()).to.equal(MEM_CAPACITY);
+    // a new agent of the same id re-adopts the kernel with its home's charge
+    await agent.stop();
+    const raw = await agentOptions({ agentId, namespace, scratchRoot: root });
+    const again = new Agent(await validateOptions(raw), testLogger());
+    onCleanup(() => again.stop());
+    await again.start();
+    const client2 = new AgentClient(`tcp://127.0.0.1:${raw.agentPort}`, { timeoutMs: 5000 });
+    onCleanup(() => client2.close());
+    expect(await memFree(client2)).to.equal(MEM_CAPACITY - 128 - 16);
+    await client2.call(methods.destroy_kernel, id);
+    expect(await memFree(client2)).to.equal(MEM_CAPACITY);
     await expectClean(root, agentId);
   });
 
