@@ -294,8 +294,9 @@ export class KernelFactory {
 
   /**
    * Charges a restart's memory limit (and what its home holds: a restart
-   * keeps the home) in place of the kernel's old charge (same cores); refuses, changing nothing, what could never fit (ParametersError)
-   * or does not fit now (NoResourcesError: the kernel runs on as it was).
+   * keeps the home) in place of the kernel's old charge (same cores);
+   * refuses, changing nothing, what could never fit (ParametersError) or
+   * does not fit now (NoResourcesError: the kernel runs on as it was).
    */
   chargeRestart(id: string, memMiB: number, cpuSet: number[], homeMemMiB = 0): void {
     checkPossible({ cpuCount: cpuSet.length, cpuSet, memMiB, homeMemMiB }, this.nodeLimits());
