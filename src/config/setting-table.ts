@@ -130,7 +130,7 @@ export const SETTINGS = [
   setting({
     key: 'scratch_reserve',
     field: 'scratchReserveMiB',
-    doc: 'MiB the scratch root must have free for a new kernel; less refuses creates (retryable)',
+    doc: "MiB the scratch root must keep free beyond a new kernel's home (a hostfile home's size), and the same share of its inodes; less refuses creates (retryable)",
     see: 'A full disk',
     default: 512,
     live: true,
@@ -139,7 +139,7 @@ export const SETTINGS = [
   setting({
     key: 'scratch_type',
     field: 'scratchType',
-    doc: 'what a kernel home is: hostdir (a folder), hostfile (a loop-mounted ext4 file of a size) or memory (a tmpfs of a size)',
+    doc: 'what a kernel home is: hostdir (a folder), hostfile (a loop-mounted ext4 file of a size, allocated in full) or memory (a tmpfs of a size, charged to the memory book)',
     default: 'hostdir',
     live: false,
     parse: oneOf('hostdir', 'hostfile', 'memory'),

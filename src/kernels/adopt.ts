@@ -82,7 +82,8 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
     const lang = labels[LABELS.lang] ?? '';
     const cpuSet = parseCoreList(labels[LABELS.cpuSet]);
     cores.claim(cpuSet, true);
-    memory.claim(id, Number(labels[LABELS.memMiB]) || 0);
+    const homeMemMiB = await homesOf(deps).heldMemory(id); // a memory home's size, charged beside the limit
+    memory.claim(id, (Number(labels[LABELS.memMiB]) || 0) + homeMemMiB);
     const gpuSet = parseCoreList(labels[LABELS.gpuSet]);
     deps.gpus?.adopt(gpuSet, id);
     let imageName = lang; // a lang that names no image now (image_prefix or image_allow_list changed) stands for what it named
@@ -112,6 +113,7 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
       busy: null,
       traits,
       adopted: true,
+      homeMemMiB,
       spec: {
         lang,
         image: imageName,

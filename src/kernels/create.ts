@@ -9,7 +9,7 @@ import { AgentError, DockerError, errorMessage, KernelCreationError, NoResources
 import { KERNEL_PORTS } from '../adapters/docker.js';
 import type { KernelInfo } from '../rpc/results.js';
 import { CoresExhausted, type CpuAllocator } from './allocator.js';
-import { checkPossible, checkScratchReserve, MemoryExhausted, type MemoryBook } from '../node/memory.js';
+import { checkPossible, MemoryExhausted, type MemoryBook } from '../node/memory.js';
 import { containerRequest, lastLines, prepareScratch } from '../containers/launch.js';
 import { imageTraits } from '../containers/image-traits.js';
 import type { Semaphore } from './semaphore.js';
@@ -45,10 +45,12 @@ export class KernelFactory {
 
   /** Claims a warm pooled container that fits the spec; falls back to a cold create when none fits or the claim fails. */
   async createWarmOrCold(id: string, spec: KernelSpec): Promise<KernelInfo> {
-    checkPossible(spec, this.nodeLimits()); // a ParametersError: never fits, never retried
-    await checkScratchReserve(this.deps.scratchRoot, this.deps.settings().scratchReserveMiB); // a full disk must not break the kernels already there
+    const homes = homesOf(this.deps);
+    spec = { ...spec, scratchMiB: homes.sizeOf(spec.scratchMiB ?? null) }; // scratch_size is live: the home's size is fixed once, here
+    checkPossible({ ...spec, homeMemMiB: homes.memoryCharge(spec.scratchMiB!) }, this.nodeLimits()); // a ParametersError: never fits, never retried
+    await homes.checkRoom(spec.scratchMiB!); // a full disk (bytes or inodes) must not break the kernels already there
     // A warm runner has started already (no bootstrap before it), in a home that is a plain folder (hostdir only).
-    const pool = spec.bootstrapScript || homesOf(this.deps).type !== 'hostdir' ? null : this.deps.pool;
+    const pool = spec.bootstrapScript || homes.type !== 'hostdir' ? null : this.deps.pool;
     if (pool) {
       const cpuSet = this.takeCores(id, spec, null, false); // no room: NoResources, nothing taken
       const warm = pool.take(spec, cpuSet, id); // its memory charge becomes the kernel's
@@ -150,7 +152,7 @@ export class KernelFactory {
       undo.push(() => this.releaseCores(id, cpuSet));
       step = `creating the scratch home (${homesOf(this.deps).type})`;
       undo.push(async () => void (await homesOf(this.deps).remove(id))); // whatever make got to: mount, loop device, file, folder
-      const scratchDir = await homesOf(this.deps).make(id, spec.scratchMiB ?? null); // a leftover of a crash is removed first
+      const scratchDir = await homesOf(this.deps).make(id, spec.scratchMiB ?? homesOf(this.deps).sizeOf(null)); // a leftover of a crash is removed first
       step = 'preparing the home (workspace template, bootstrap script)';
       await prepareHome(scratchDir, spec, this.deps.settings());
       await prepareScratch(scratchDir, spec.environ, this.deps.settings().kernelUid);
@@ -167,6 +169,7 @@ export class KernelFactory {
         lastUsed: Date.now(),
         state: 'running',
         busy: null,
+        homeMemMiB: this.homeMemory(spec),
       };
       await this.launch(rec, undo, (s) => (step = s));
       rec.lastUsed = Date.now(); // idle from when it is ready, not from when the create began
@@ -183,6 +186,11 @@ export class KernelFactory {
         }
       }
       log.warn('kernel creation failed and was rolled back', { step, error: errorMessage(err) });
+      if (!(err instanceof AgentError) && rootFull(err, step, homesOf(this.deps).type))
+        throw new NoResourcesError(
+          `create_kernel ${id} failed while ${step}: the scratch root ${this.deps.scratchRoot} is full (${errorMessage(err)}); everything it took was released: retry when kernels are destroyed or free space`,
+          { cause: err },
+        );
       if (err instanceof AgentError && !(err instanceof DockerError)) throw err; // already says what to do
       throw new KernelCreationError(`create_kernel ${id} failed while ${step}: ${errorMessage(err)}; everything it took was released`, {
         cause: err,
@@ -256,7 +264,7 @@ export class KernelFactory {
    */
   takeCores(id: string, spec: KernelSpec, prefer: number[] | null = null, memory = true): number[] {
     try {
-      if (memory) this.context.memory.take(id, spec.memMiB);
+      if (memory) this.context.memory.take(id, spec.memMiB + this.homeMemory(spec)); // a memory home's size beside the limit
     } catch (err) {
       if (err instanceof MemoryExhausted) throw new NoResourcesError(`not enough memory for this kernel: ${err.message}`);
       throw err;
@@ -274,19 +282,26 @@ export class KernelFactory {
     }
   }
 
+  /** The MiB a new kernel's home charges to the memory book (a memory home's size, else nothing). */
+  private homeMemory(spec: KernelSpec): number {
+    const homes = homesOf(this.deps);
+    return homes.memoryCharge(spec.scratchMiB ?? homes.sizeOf(null));
+  }
+
   private nodeLimits(): { cores: number[]; memSlotsMiB: number; memReserveMiB: number } {
     return { cores: this.deps.cores, memSlotsMiB: this.context.capacityMiB(), memReserveMiB: this.deps.settings().memReserveMiB };
   }
 
   /**
-   * Charges a restart's memory limit in place of the kernel's old one (same
-   * cores); refuses, changing nothing, what could never fit (ParametersError)
-   * or does not fit now (NoResourcesError: the kernel runs on as it was).
+   * Charges a restart's memory limit (and what its home holds: a restart
+   * keeps the home) in place of the kernel's old charge (same cores);
+   * refuses, changing nothing, what could never fit (ParametersError) or
+   * does not fit now (NoResourcesError: the kernel runs on as it was).
    */
-  chargeRestart(id: string, memMiB: number, cpuSet: number[]): void {
-    checkPossible({ cpuCount: cpuSet.length, cpuSet, memMiB }, this.nodeLimits());
+  chargeRestart(id: string, memMiB: number, cpuSet: number[], homeMemMiB = 0): void {
+    checkPossible({ cpuCount: cpuSet.length, cpuSet, memMiB, homeMemMiB }, this.nodeLimits());
     try {
-      this.context.memory.take(id, memMiB);
+      this.context.memory.take(id, memMiB + homeMemMiB);
     } catch (err) {
       if (err instanceof MemoryExhausted)
         throw new NoResourcesError(
@@ -301,4 +316,18 @@ export class KernelFactory {
     this.context.cores.release(cpuSet);
     this.context.memory.release(id);
   }
+}
+
+/**
+ * Whether a create failed because the scratch root itself ran out of space
+ * or inodes (ENOSPC, EDQUOT) while its home was made, or prepared as a
+ * folder on the root (hostdir): a race past the room check, retryable like it.
+ */
+function rootFull(err: unknown, step: string, type: string): boolean {
+  if (!step.startsWith('creating the scratch home') && !(type === 'hostdir' && step.startsWith('preparing the home'))) return false;
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT' || /No space left on device|Disk quota exceeded/.test(e.message)) return true;
+  }
+  return false;
 }

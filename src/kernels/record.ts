@@ -42,6 +42,8 @@ export interface KernelRecord {
   renamed?: Promise<void>;
   /** Re-adopted from a previous agent process: runs it had in flight may be picked up, or are lost. */
   adopted?: boolean;
+  /** MiB of the memory book its home holds beside its memory limit (a memory home's size); none otherwise. */
+  homeMemMiB?: number;
 }
 
 /**

@@ -56,7 +56,7 @@ export async function restartKernel(
   const spec = readSpec ? readSpec(s, rec.spec) : parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList);
   await checkMounts(spec.mounts, s.vfolderRoot); // a bad mount is refused before the old container goes
   if (rec.busy || k.kernels.get(id) !== rec || k.destroying(id)) return restartKernel(k, id, config, readSpec); // changed meanwhile: look again
-  k.factory.chargeRestart(id, spec.memMiB, rec.cpuSet); // before the old container goes (no await from here until `rec.busy`)
+  k.factory.chargeRestart(id, spec.memMiB, rec.cpuSet, rec.homeMemMiB); // before the old container goes (no await from here until `rec.busy`)
   const undo: Array<() => Promise<void> | void> = [];
   const work = (async () => {
     rec.state = 'restarting';

@@ -1,15 +1,15 @@
 /**
  * The node's schedulable capacity and the memory book beside the core
  * allocator (src/kernels/allocator.ts). Memory is accounted like cores: every
- * kernel's memory limit is charged to the book when its cores are taken and
+ * kernel's memory limit (and the size of its home when that is a tmpfs,
+ * scratch_type memory) is charged to the book when its cores are taken and
  * given back when they are, so the limits the agent has promised never add
  * up to more than the node's memory minus `mem_reserve`, times
  * `mem_overcommit`. The book is keyed by kernel id, so a charge is never
  * counted twice and a release of what was never charged is harmless.
  */
-import { promises as fs } from 'node:fs';
 import os from 'node:os';
-import { ImpossibleRequestError, NoResourcesError } from '../errors.js';
+import { ImpossibleRequestError } from '../errors.js';
 import type { SlotFigures } from '../rpc/results.js';
 import type { Settings } from '../config/setting-table.js';
 
@@ -94,7 +94,7 @@ export class MemoryBook {
  * to the allocators (a retryable NoResourcesError).
  */
 export function checkPossible(
-  req: { cpuCount: number; cpuSet: readonly number[] | null; memMiB: number },
+  req: { cpuCount: number; cpuSet: readonly number[] | null; memMiB: number; homeMemMiB?: number },
   node: { cores: readonly number[]; memSlotsMiB: number; memReserveMiB: number },
 ): void {
   const have = `this node has ${node.cores.length} cores (${node.cores.join(',') || 'none'}) and ${node.memSlotsMiB} MiB schedulable memory (mem_reserve ${node.memReserveMiB} MiB kept back)`;
@@ -106,8 +106,11 @@ export function checkPossible(
   }
   if (req.cpuCount > node.cores.length)
     throw new ImpossibleRequestError(`the kernel asks for ${req.cpuCount} cores, more than this node will ever hold: ${have}`);
-  if (req.memMiB > node.memSlotsMiB)
-    throw new ImpossibleRequestError(`the kernel asks for ${req.memMiB} MiB of memory, more than this node will ever hold: ${have}`);
+  const home = req.homeMemMiB ?? 0;
+  if (req.memMiB + home > node.memSlotsMiB)
+    throw new ImpossibleRequestError(
+      `the kernel asks for ${req.memMiB + home} MiB of memory${home ? ` (${req.memMiB} MiB and its ${home} MiB memory home)` : ''}, more than this node will ever hold: ${have}`,
+    );
 }
 
 /** The slot figures of get_node_stats: the totals and what is free of them now. */
@@ -115,22 +118,4 @@ export function slotFigures(k: { capacity(): Capacity; freeSlots(): Capacity }):
   const total = k.capacity();
   const free = k.freeSlots();
   return { cpu_total: total.cpuSlots, cpu_free: free.cpuSlots, mem_total_mib: total.memSlotsMiB, mem_free_mib: free.memSlotsMiB };
-}
-
-/**
- * Refuses a new kernel (retryably) when the scratch root has less free space
- * than `reserveMiB` (scratch_reserve): the kernels there and the agent's own
- * files keep room to write. A file system that cannot be read is left to
- * the create's own steps.
- */
-export async function checkScratchReserve(scratchRoot: string, reserveMiB: number): Promise<void> {
-  if (reserveMiB <= 0) return;
-  const st = await fs.statfs(scratchRoot).catch(() => null); // optional: without it, no disk figure
-  if (!st) return;
-  const freeMiB = Math.floor((st.bavail * st.bsize) / (1024 * 1024));
-  if (freeMiB < reserveMiB) {
-    throw new NoResourcesError(
-      `the scratch root ${scratchRoot} has ${freeMiB} MiB free, less than scratch_reserve (${reserveMiB} MiB): no new kernels until kernels free space or are destroyed`,
-    );
-  }
 }

@@ -3,14 +3,20 @@
  * lives on the host, `<scratch root>/<kernel id>` in every type.
  *
  * - `hostdir`: a plain directory on the scratch root (no quota).
- * - `hostfile`: a sparse file `<scratch root>/.scratch-files/<agent id>/<kernel id>.ext4`
- *   formatted ext4 and loop-mounted (`mount -o loop,nosuid,nodev`, so the
- *   loop device is freed with the mount) at the home: a kernel that fills it
- *   gets ENOSPC in its own home and nobody else's.
+ * - `hostfile`: a file `<scratch root>/.scratch-files/<agent id>/<kernel id>.ext4`
+ *   allocated in full when it is made (never sparse: homes that together
+ *   promise more than the root holds would corrupt each other when they
+ *   fill), formatted ext4 and loop-mounted (`mount -o loop,nosuid,nodev`, so
+ *   the loop device is freed with the mount) at the home, with discard off on
+ *   its loop device (a trim would punch holes in the file again): a kernel
+ *   that fills it gets ENOSPC in its own home and nobody else's.
  * - `memory`: a tmpfs named `compute-agent-scratch.<agent id>` mounted at the
- *   home with a size; counted against nothing else (not the memory book).
+ *   home with a size (`size=`, which bounds the host's writes too); the size
+ *   is charged to the memory book beside the kernel's memory limit.
  *
- * The size is the create's `limits.scratch_mib`, else `scratch_size`.
+ * The size is the create's `limits.scratch_mib`, else `scratch_size`. A home
+ * the scratch root cannot give (bytes or inodes, `scratch_reserve` kept back)
+ * is refused before anything is made (src/scratch/room.ts).
  * A mount at a home counts as the agent's only when it is a tmpfs of that
  * name or a loop device reading that file, so cleanup never touches what is
  * not this agent's. Removal is type-agnostic (it looks at what is there), so
@@ -18,12 +24,15 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, errorMessage } from '../errors.js';
+import { ConfigError, errorMessage, NoResourcesError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Settings } from '../config/setting-table.js';
+import { checkScratchRoom, HOME_INODES, type HomeNeeds } from './room.js';
 import {
   canMount,
   detachLoops,
+  disableDiscard,
+  fsFigures,
   hostfileProblems,
   MOUNT_RIGHTS,
   loopBackingFile,
@@ -41,8 +50,8 @@ export interface ScratchOptions {
   agentId: string;
   type: ScratchType;
   log: Logger;
-  /** The live figures a new home needs: its default size (scratch_size, MiB) and the kernel user. */
-  settings(): Pick<Settings, 'scratchSizeMiB' | 'kernelUid'>;
+  /** The live figures a new home needs: its default size (scratch_size, MiB), the kernel user and what the scratch root keeps back. */
+  settings(): Pick<Settings, 'scratchSizeMiB' | 'kernelUid' | 'scratchReserveMiB'>;
 }
 
 const MiB = 1024 * 1024;
@@ -50,6 +59,8 @@ const MiB = 1024 * 1024;
 export class ScratchHomes {
   readonly type: ScratchType;
   private realRoot: string | null = null;
+  /** The check of room and the allocation of the homes being made, one at a time: each check sees the homes made before it. */
+  private making: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly o: ScratchOptions) {
     this.type = o.type;
@@ -72,30 +83,102 @@ export class ScratchHomes {
     return `compute-agent-scratch.${this.o.agentId}`;
   }
 
+  /** The size in MiB of a new home: the create's `limits.scratch_mib`, else scratch_size. */
+  sizeOf(sizeMiB: number | null): number {
+    return Math.floor(sizeMiB ?? this.o.settings().scratchSizeMiB);
+  }
+
+  /** The MiB a new home of this size charges to the memory book: a memory home's size, else nothing. */
+  memoryCharge(sizeMiB: number): number {
+    return this.type === 'memory' ? sizeMiB : 0;
+  }
+
+  /** What a new home of this size takes from the scratch root when it is made. */
+  private needs(sizeMiB: number): HomeNeeds {
+    if (this.type === 'hostfile') return { bytes: sizeMiB * MiB, inodes: HOME_INODES, what: `a ${sizeMiB} MiB hostfile home` };
+    return { bytes: 0, inodes: HOME_INODES, what: `a ${this.type} home` };
+  }
+
+  /**
+   * Refuses (a retryable NoResourcesError, nothing made) a new home of this
+   * size that the scratch root cannot give with scratch_reserve kept back:
+   * the early check of a create, before anything is taken; {@link make}
+   * checks again as it allocates.
+   */
+  async checkRoom(sizeMiB: number): Promise<void> {
+    await checkScratchRoom(this.o.root, this.o.settings().scratchReserveMiB, this.needs(sizeMiB));
+  }
+
   /**
    * Makes the empty home of a new kernel (a leftover of the same id is
-   * removed first) and returns its path. On failure it throws having left
-   * what it made for {@link remove}, which the caller's rollback calls.
+   * removed first) and returns its path. A home the scratch root cannot give
+   * is refused (NoResourcesError) before anything is made. On another
+   * failure it throws having left what it made for {@link remove}, which the
+   * caller's rollback calls.
    */
-  async make(id: string, sizeMiB: number | null): Promise<string> {
+  async make(id: string, sizeMiB: number): Promise<string> {
     if (!(await this.remove(id))) throw new Error(`a leftover home of ${id} could not be removed`);
     const home = this.homeOf(id);
-    await fs.mkdir(home, { mode: 0o755 });
     const s = this.o.settings();
-    const size = Math.floor(sizeMiB ?? s.scratchSizeMiB);
+    const size = Math.floor(sizeMiB);
     const uid = s.kernelUid;
+    const made = this.making.then(async () => {
+      await this.checkRoom(size);
+      await fs.mkdir(home, { mode: 0o755 });
+      if (this.type === 'hostfile') await this.allocate(id, size);
+    });
+    this.making = made.catch(() => undefined); // the next home's check waits for this one, whatever became of it
+    await made;
     if (this.type === 'hostfile') {
-      await fs.mkdir(this.filesDir, { recursive: true, mode: 0o700 });
       const file = this.fileOf(id);
-      await fs.writeFile(file, '', { flag: 'wx', mode: 0o600 });
-      await fs.truncate(file, size * MiB); // sparse: it takes what the kernel writes
-      await tool('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', `root_owner=${uid}:${uid}`, file]);
+      // nodiscard: mkfs would otherwise punch the allocated blocks out again
+      await tool('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', `nodiscard,root_owner=${uid}:${uid}`, file]);
       await tool('mount', ['-t', 'ext4', '-o', 'loop,nosuid,nodev', file, home]);
+      await this.keepAllocated(id);
       await removeTree(path.join(home, 'lost+found'));
     } else if (this.type === 'memory') {
       await tool('mount', ['-t', 'tmpfs', '-o', `size=${size}m,mode=0755,uid=${uid},gid=${uid},nosuid,nodev`, this.tmpfsSource, home]);
     }
     return home;
+  }
+
+  /**
+   * Allocates a hostfile home's backing file in full (posix_fallocate(3):
+   * fallocate(2) where the root's file system has it, else written out), so
+   * that what the home promises its kernel is on disk before the kernel has
+   * it; a root that fills meanwhile (another writer) is a NoResourcesError.
+   */
+  private async allocate(id: string, sizeMiB: number): Promise<void> {
+    await fs.mkdir(this.filesDir, { recursive: true, mode: 0o700 });
+    const file = this.fileOf(id);
+    await fs.writeFile(file, '', { flag: 'wx', mode: 0o600 });
+    await tool('fallocate', ['--posix', '--length', String(sizeMiB * MiB), file]).catch((err: Error) => {
+      if (!/No space left|Disk quota/i.test(err.message)) throw err;
+      throw new NoResourcesError(
+        `the scratch root ${this.o.root} filled while a ${sizeMiB} MiB hostfile home was allocated on it: no new kernels of that size until kernels are destroyed or free space`,
+        { cause: err },
+      );
+    });
+  }
+
+  /** Turns off discard on the loop device of a mounted hostfile home: a trim (fstrim) would make its file sparse again. */
+  private async keepAllocated(id: string): Promise<void> {
+    const m = await this.mountAt(id);
+    if (!m || !(await disableDiscard(m.source)))
+      this.o.log.warn('could not turn off discard on the loop device of a hostfile home: a trim of it would make its file sparse again', {
+        kernelId: id,
+        device: m?.source ?? null,
+      });
+  }
+
+  /**
+   * The MiB of the memory book a re-adopted kernel's home holds: the size of
+   * this agent's tmpfs at it (statfs), else nothing.
+   */
+  async heldMemory(id: string): Promise<number> {
+    const m = await this.mountAt(id);
+    if (!m || m.fstype !== 'tmpfs' || !(await this.isOurs(m, id))) return 0;
+    return Math.ceil((await fsFigures(this.homeOf(id))).size / MiB);
   }
 
   /**
@@ -153,6 +236,7 @@ export class ScratchHomes {
     ) {
       await fs.mkdir(this.homeOf(id), { recursive: true, mode: 0o755 });
       await tool('mount', ['-t', 'ext4', '-o', 'loop,nosuid,nodev', file, this.homeOf(id)]);
+      await this.keepAllocated(id);
       this.o.log.warn('re-attached the hostfile home of a running kernel that was not mounted', { kernelId: id });
       return 'reattached';
     }
@@ -202,7 +286,7 @@ export function homesOf(deps: {
   scratchRoot: string;
   agentId: string;
   log: Logger;
-  settings(): Pick<Settings, 'scratchSizeMiB' | 'kernelUid'>;
+  settings(): Pick<Settings, 'scratchSizeMiB' | 'kernelUid' | 'scratchReserveMiB'>;
 }): ScratchHomes {
   return (
     deps.scratch ??

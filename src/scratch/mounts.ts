@@ -1,9 +1,9 @@
 /**
  * The host mechanics under the scratch homes: mount(8), umount(8),
- * losetup(8) and mkfs.ext4(8) run with execFile (no shell, bounded), the
- * mount table read from /proc/self/mountinfo, the backing file of a loop
- * device from sysfs, a mounted home's figures from statfs, and whether
- * `hostfile` homes can work on this host at all.
+ * losetup(8), fallocate(1) and mkfs.ext4(8) run with execFile (no shell,
+ * bounded), the mount table read from /proc/self/mountinfo, the backing file
+ * of a loop device and its discard limit in sysfs, a mounted home's figures
+ * from statfs, and whether `hostfile` homes can work on this host at all.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 
 const exec = promisify(execFile);
 
-/** How long one mount, umount, losetup or mkfs may take. */
+/** How long one mount, umount, losetup, fallocate or mkfs may take. */
 const TOOL_TIMEOUT_MS = 30_000;
 
 /** Runs a host tool; its failure is an Error naming the command and what it printed. */
@@ -59,6 +59,21 @@ export async function loopBackingFile(device: string): Promise<string | null> {
   if (!m) return null;
   const text = await fs.readFile(`/sys/block/${m[1]}/loop/backing_file`, 'utf8').catch(() => null); // optional: a loop device without a backing file is not ours
   return text === null ? null : text.trim().replace(/ \(deleted\)$/, '');
+}
+
+/**
+ * Turns off discard on a loop device (`/dev/loopN`): a trim of the file
+ * system on it (fstrim, often run weekly by a timer) would otherwise punch
+ * holes in its backing file, handing the root back blocks its home was
+ * promised. False when the device is none or sysfs refuses.
+ */
+export async function disableDiscard(device: string): Promise<boolean> {
+  const m = /^\/dev\/(loop\d+)$/.exec(device);
+  if (!m) return false;
+  return fs.writeFile(`/sys/block/${m[1]}/queue/discard_max_bytes`, '0').then(
+    () => true,
+    () => false, // optional: an older kernel or a read-only sysfs; the caller says so
+  );
 }
 
 /** Detaches every loop device that still reads `file` (a device in use is freed once its last user goes). */
@@ -117,7 +132,7 @@ export function canMount(): boolean {
 
 /**
  * What keeps `hostfile` homes from working here (no loop devices, no
- * mkfs.ext4, no right to mount), one phrase each; an empty list when they
+ * mkfs.ext4 or fallocate, no right to mount), one phrase each; an empty list when they
  * can, with `found` saying what was found.
  */
 export async function hostfileProblems(): Promise<{ problems: string[]; found: string[] }> {
@@ -139,6 +154,11 @@ export async function hostfileProblems(): Promise<{ problems: string[]; found: s
     });
     if (free) found.push(`loop devices (${free.trim()} free)`);
   }
+  const fallocate = await tool('fallocate', ['--version']).then(
+    () => true,
+    (err: Error) => !/ENOENT/.test(err.message), // only a missing binary is a failure
+  );
+  if (!fallocate) problems.push('fallocate is not installed (apt-get install util-linux)');
   if (canMount()) found.push('the right to mount');
   else problems.push(MOUNT_RIGHTS);
   return { problems, found };

@@ -13,8 +13,8 @@ import { onCleanup, uniqueName } from './env.js';
 
 const run = promisify(execFile);
 
-/** Makes and mounts a `sizeMiB` ext4 file system; resolves with its mount point. */
-export async function smallFs(sizeMiB: number): Promise<string> {
+/** Makes and mounts a `sizeMiB` ext4 file system (with about `inodes` inodes when given); resolves with its mount point. */
+export async function smallFs(sizeMiB: number, inodes?: number): Promise<string> {
   const name = uniqueName('ca-fs'); // ca-fs-<hex>: the image, the mount point and (its first 16 characters) the label
   const image = path.join(os.tmpdir(), `${name}.img`);
   const mnt = path.join(os.tmpdir(), `${name}.mnt`);
@@ -31,7 +31,7 @@ export async function smallFs(sizeMiB: number): Promise<string> {
   });
   await fs.writeFile(image, '');
   await fs.truncate(image, sizeMiB * 1024 * 1024);
-  await run('mkfs.ext4', ['-q', '-m', '0', '-L', name.slice(0, 16), image]);
+  await run('mkfs.ext4', ['-q', '-m', '0', '-L', name.slice(0, 16), ...(inodes ? ['-N', String(inodes)] : []), image]);
   await fs.mkdir(mnt);
   await run('mount', ['-o', 'loop', image, mnt]);
   return mnt;

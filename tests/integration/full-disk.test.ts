@@ -4,7 +4,7 @@
  * its free space is under scratch_reserve new kernels are refused with the
  * free space named (retryable), an upload that does not fit is agent.NoSpace
  * and leaves nothing behind, the agent's own atomic writes fail whole, and
- * the running kernel and the agent go on.
+ * the running kernel and the agent go on; inodes are checked like bytes.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -63,6 +63,42 @@ describe('a full scratch disk', function () {
     const second = uniqueName('k');
     await client.callWithTimeout(60_000, methods.create_kernel, second, config);
     await client.call(methods.destroy_kernel, second);
+    await client.call(methods.destroy_kernel, id);
+  });
+
+  it('refuses new kernels retryably, naming the inodes, while the scratch root has too few inodes free; lets them in once files are removed', async () => {
+    const scratchRoot = await smallFs(32, 128);
+    const { client } = await startAgent({ scratchRoot }, (ns) =>
+      ns
+        .put('config/agent/scratch_reserve')
+        .value('1') // keeps back 1/32 of the bytes, so 1/32 of the inodes too
+        .then(() => undefined),
+    );
+    // another writer on the root takes every inode left (bytes stay free)
+    const fill = path.join(scratchRoot, 'fill');
+    await fs.mkdir(fill);
+    let n = 0;
+    for (; n < 10_000; n++) {
+      const err = await fs.writeFile(path.join(fill, String(n)), '').then(
+        () => null,
+        (e: NodeJS.ErrnoException) => e,
+      );
+      if (err?.code === 'ENOSPC') break;
+      if (err) throw err;
+    }
+    expect((await fs.statfs(scratchRoot)).ffree).to.equal(0);
+    const before = (await fs.readdir(scratchRoot)).sort();
+    const refused = await remoteError(client.callWithTimeout(60_000, methods.create_kernel, uniqueName('k'), config));
+    expect(refused.remoteType).to.equal('agent.InsufficientResources');
+    expect(refused.retryable).to.equal(true);
+    expect(String(refused.remoteArgs[0])).to.match(
+      /has 0 free inodes, fewer than a hostdir home takes \(16\) and scratch_reserve keeps back \(\d+,/,
+    );
+    expect((await fs.readdir(scratchRoot)).sort()).to.deep.equal(before); // the refusal made nothing
+
+    await fs.rm(fill, { recursive: true });
+    const id = uniqueName('k');
+    await client.callWithTimeout(60_000, methods.create_kernel, id, config);
     await client.call(methods.destroy_kernel, id);
   });
 });

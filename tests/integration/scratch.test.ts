@@ -6,7 +6,9 @@
  * or file; after a SIGKILL of the agent a restart finds the homes of running
  * kernels mounted (or mounts them again) and cleans those of dead or removed
  * ones; a
- * memory kernel gets a tmpfs of its size; an agent that cannot make hostfile
+ * memory kernel gets a tmpfs of its size, charged to the memory book beside
+ * its limit (after a restart and a re-adoption too) and bounding uploads
+ * too; an agent that cannot make hostfile
  * homes refuses to start and `agent check` says why.
  */
 import { execFileSync } from 'node:child_process';
@@ -17,7 +19,11 @@ import Docker from 'dockerode';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { writeFileAtomic } from '../../src/util/atomic-write.js';
+import { nodeMemoryMiB } from '../../src/node/memory.js';
+import { Agent } from '../../src/agent.js';
+import { validateOptions } from '../../src/config/options.js';
 import {
+  agentOptions,
   loopbackAgentFlags,
   AGENT_BIN,
   ETCD_ADDR,
@@ -30,12 +36,15 @@ import {
   startAgent,
   tempScratch,
   testEtcd,
+  testLogger,
   TEST_IMAGE_LANG,
   uniqueName,
 } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
+import { cleanMountsUnder, loopsUnder, mountsUnder } from '../helpers/scratch-mounts.js';
 
 const MiB = 1024 * 1024;
+const MEM_CAPACITY = 300; // MiB schedulable in the memory test: mem_reserve is the node's memory minus this
 const config = (limits: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
   lang: TEST_IMAGE_LANG,
   limits: { cpu_slot: 1, mem_slot: 128, ...limits },
@@ -49,19 +58,6 @@ const fill = (name: string, mib: number) =>
   `import errno\nn = 0\ntry:\n  with open(${JSON.stringify(name)}, 'wb') as f:\n    for _ in range(${mib}):\n      f.write(b'x' * 1048576); f.flush(); n += 1\n  print(n, 'ok')\n` +
   `except OSError as e:\n  print(n, errno.errorcode[e.errno])`;
 
-/** The mounts at or under `dir` (target, fstype, source), from findmnt. */
-function mountsUnder(dir: string): string[] {
-  const out = execFileSync('findmnt', ['-rn', '-o', 'TARGET,FSTYPE,SOURCE'], { encoding: 'utf8' });
-  return out.split('\n').filter((l) => l.startsWith(dir + '/'));
-}
-
-/** Loop devices reading a file under `dir`. */
-function loopsUnder(dir: string): string[] {
-  return execFileSync('losetup', ['-a'], { encoding: 'utf8' })
-    .split('\n')
-    .filter((l) => l.includes(dir + '/'));
-}
-
 /**
  * A scratch root whose mounts and loop devices are removed after the test
  * even when it fails (registered after tempScratch, so it runs before the
@@ -69,10 +65,7 @@ function loopsUnder(dir: string): string[] {
  */
 async function scratchRoot(): Promise<string> {
   const dir = await fs.realpath(await tempScratch());
-  onCleanup(async () => {
-    for (const l of mountsUnder(dir).reverse()) execFileSync('umount', ['-l', l.split(' ')[0]!]);
-    for (const l of loopsUnder(dir)) execFileSync('losetup', ['-d', l.split(':')[0]!]);
-  });
+  cleanMountsUnder(dir);
   return dir;
 }
 
@@ -196,15 +189,30 @@ describe('scratch quotas', function () {
     await expectClean(root, agentId);
   });
 
-  it('memory: a kernel gets a tmpfs of its size, full at that size, kept by a restart, gone with the kernel', async () => {
+  it('memory: a kernel gets a tmpfs of its size, charged to the memory book, full at that size for it and for uploads, kept by a restart, gone with the kernel', async () => {
     const root = await scratchRoot();
-    const { client, agentId } = await startAgent({ scratchRoot: root }, async (ns) => {
+    const { client, agent, agentId, namespace } = await startAgent({ scratchRoot: root }, async (ns) => {
       await ns.put('config/agent/scratch_type').value('memory');
       await ns.put('config/agent/runner_ready_timeout').value('30');
+      await ns.put('config/agent/mem_reserve').value(String(nodeMemoryMiB() - MEM_CAPACITY));
     });
+    const memFree = async (c = client) => (await c.call(methods.get_node_stats)).slots.mem_free_mib;
     const id = uniqueName('k');
     await client.callWithTimeout(60_000, methods.create_kernel, id, config({ scratch_mib: 16 }));
     expect(mountsUnder(root)).to.deep.equal([`${path.join(root, id)} tmpfs compute-agent-scratch.${agentId}`]);
+    expect(await memFree()).to.equal(MEM_CAPACITY - 128 - 16); // the limit and the home
+    // what the book holds is what is promised: a kernel whose limit fits but whose home does not is refused, retryably
+    const refused = await remoteError(client.call(methods.create_kernel, uniqueName('k'), config({ scratch_mib: 100 })));
+    expect(refused.remoteType).to.equal('agent.InsufficientResources');
+    expect(String(refused.remoteArgs[0])).to.match(/not enough memory for this kernel: 228 MiB requested, 156 of 300 MiB/);
+    const never = await remoteError(client.call(methods.create_kernel, uniqueName('k'), config({ scratch_mib: 200 })));
+    expect(String(never.remoteArgs[0])).to.match(
+      /asks for 328 MiB of memory \(128 MiB and its 200 MiB memory home\), more than this node will ever hold/,
+    );
+    // the host's writes are bounded too: an upload past the size is agent.NoSpace and leaves nothing
+    const up = await remoteError(client.call(methods.upload_file, id, 'up.bin', Buffer.alloc(20 * MiB, 7)));
+    expect(up.remoteType).to.equal('agent.NoSpace');
+    expect((await fs.readdir(path.join(root, id))).filter((n) => n === 'up.bin' || n.startsWith('.upload-'))).to.deep.equal([]);
     const out = consoleText(
       await runToEnd(client, id, `import os\ns = os.statvfs('/home/work')\nprint(s.f_blocks * s.f_frsize)\n${fill('big.bin', 24)}`),
       'stdout',
@@ -214,10 +222,21 @@ describe('scratch quotas', function () {
     // a restart keeps the home (a new container on the same mount)
     await client.callWithTimeout(60_000, methods.restart_kernel, id, config({ scratch_mib: 16 }));
     expect(mountsUnder(root)).to.have.length(1);
+    expect(await memFree()).to.equal(MEM_CAPACITY - 128 - 16);
     expect(consoleText(await runToEnd(client, id, "import os\nprint(os.path.getsize('big.bin'))"), 'stdout').trim()).to.match(
       /^1[56]\d{6}$/,
     );
-    await client.call(methods.destroy_kernel, id);
+    // a new agent of the same id re-adopts the kernel with its home's charge
+    await agent.stop();
+    const raw = await agentOptions({ agentId, namespace, scratchRoot: root });
+    const again = new Agent(await validateOptions(raw), testLogger());
+    onCleanup(() => again.stop());
+    await again.start();
+    const client2 = new AgentClient(`tcp://127.0.0.1:${raw.agentPort}`, { timeoutMs: 5000 });
+    onCleanup(() => client2.close());
+    expect(await memFree(client2)).to.equal(MEM_CAPACITY - 128 - 16);
+    await client2.call(methods.destroy_kernel, id);
+    expect(await memFree(client2)).to.equal(MEM_CAPACITY);
     await expectClean(root, agentId);
   });
 
