@@ -42,7 +42,7 @@ import { MODERN_CONFIG_KEYS } from '../src/kernels/modern-spec.js';
 import { AGENT_EVENTS, MODERN_EVENTS, type EventSpec } from '../src/events/catalogue.js';
 import { AgentMetrics } from '../src/metrics/metrics.js';
 import { silentLogger } from '../src/log.js';
-import { WIRE_ERROR_CLASSES } from '../src/errors.js';
+import { ImpossibleRequestError, WIRE_ERROR_CLASSES, type WireErrorClass } from '../src/errors.js';
 import { callosumFailure } from '../src/rpc/callosum-failure.js';
 
 /** Plain text made safe for reStructuredText (no markup is recognised in it; URIs such as `tcp://HOST:PORT` become literals). */
@@ -331,20 +331,35 @@ function layersPage(): string {
   );
 }
 
-/** The wire errors: each class's wire name and retryability, and the name a modern manager sees. */
+/** The name on the aiozmq port (and where one method differs, that one too). */
+function aiozmqName(cls: WireErrorClass): string {
+  const others = Object.entries(cls.aiozmqNameIn).map(([method, name]) => `${lit(name)} in ${lit(method)}`);
+  return lit(cls.aiozmqName) + (others.length > 0 ? ` (${others.join(', ')})` : '');
+}
+
+/** The wire errors: each class's wire name and retryability, and the names 2018 and modern managers see. */
 function errorsPage(): string {
-  const rows = Object.entries(WIRE_ERROR_CLASSES).map(([key, cls]) => {
+  const classes: Array<[string, WireErrorClass]> = [
+    ...Object.entries(WIRE_ERROR_CLASSES),
+    ['Parameters', ImpossibleRequestError], // a ParametersError subclass with its own aiozmq name
+  ];
+  const rows = classes.map(([key, cls]) => {
     const callosum = callosumFailure({ type: cls.wireName, args: [], repr: '' }).name;
-    return [lit(cls.wireName), lit(`WireErrors.${key}`), lit(callosum), cls.retryable ? 'yes' : 'no', lit(cls.name)];
+    return [lit(cls.wireName), lit(`WireErrors.${key}`), aiozmqName(cls), lit(callosum), cls.retryable ? 'yes' : 'no', lit(cls.name)];
   });
   return (
     header('the error classes of src/errors.ts (WIRE_ERROR_CLASSES) and src/rpc/callosum-failure.ts') +
     title('Wire errors') +
-    'The error types an error reply carries (``[type, args, repr]`` to 2018 managers; a Callosum failure\n' +
-    "names the short form). *Retryable*: the same call may succeed later as it is; the client library's\n" +
-    `\`\`RemoteError.retryable\`\` and \`\`isRetryable\`\` read it (${ref('The wire contract')}). Anything else that fails\n` +
-    'is ``agent.InternalError``, whose message points at the agent log.\n\n' +
-    table(['wire type', 'client constant', 'Callosum name', 'retryable', 'class'], rows, [30, 25, 20, 10, 15])
+    "Each error kind of the agent (*agent's name*: what the client library's ``RemoteError.remoteType`` and\n" +
+    '``agentctl`` show) and the name it travels under on each port. On the aiozmq port (2018 managers) an\n' +
+    'error reply is ``[type, args, repr]`` under a Python builtin name, because the 2018 manager handles no\n' +
+    "other on its typed path, with the agent's name as the last arg (``KeyError('no kernel with id ...',\n" +
+    "'agent.KernelNotFound')``); aiozmq's own ``NotFoundError`` and ``ParametersError`` keep their names. A\n" +
+    'Callosum failure (modern managers) names the short form. *Retryable*: the same call may succeed later\n' +
+    "as it is; the client library's ``RemoteError.retryable`` and ``isRetryable`` read it\n" +
+    `(${ref('The wire contract')}). Anything else that fails is \`\`agent.InternalError\`\`, whose message points\n` +
+    'at the agent log.\n\n' +
+    table(["agent's name", 'client constant', 'aiozmq port (2018)', 'Callosum name', 'retryable', 'class'], rows, [22, 20, 22, 14, 8, 14])
   );
 }
 

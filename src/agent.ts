@@ -227,6 +227,8 @@ export class Agent {
         clusterShare: () => this.demand?.value ?? {},
         scratch,
         checkpoint,
+        modern,
+        node: this.node,
       });
 
       const rpc = buildRpc({

@@ -30,6 +30,13 @@ import { ImageService } from './images/service.js';
 import type { RangedDocker } from './ports/ranged-docker.js';
 import type { AgentEventName } from './events/catalogue.js';
 import type { ScratchHomes } from './scratch/homes.js';
+import { statsTarget } from './kernels/record.js';
+import { StatsWriter } from './stats/stats-writer.js';
+import type { Figures } from './stats/forms.js';
+import { LegacyRedisLink } from './services/redis-link.js';
+import { msgpackCodec } from './wire/codec.js';
+import type { NodeMonitor } from './node/stats.js';
+import type { ModernSide } from './modern-side.js';
 
 /** What the kernel room is built from. */
 export interface KernelRoomContext {
@@ -52,6 +59,45 @@ export interface KernelRoomContext {
   scratch: ScratchHomes;
   /** Throws when the start was aborted. */
   checkpoint(): void;
+  /** The modern side: which kernels a modern manager made, and where its Redis is (the modern stats go there). */
+  modern: ModernSide;
+  /** The node's figures (the modern node stats). */
+  node: NodeMonitor;
+}
+
+/** The stats writer over the kernel service's kernels (src/stats/), its Redis targets following etcd's keys. */
+function buildStats(c: KernelRoomContext, kernels: () => KernelService | null, cg: CgroupStats): StatsWriter {
+  const stats = new StatsWriter({
+    agentId: c.options.agentId,
+    log: c.log.child({ component: 'stats' }),
+    codec: msgpackCodec,
+    sources: () =>
+      (kernels()?.list() ?? [])
+        .filter((rec) => rec.state === 'running' && rec.containerId !== '')
+        .map((rec) => ({
+          id: rec.id,
+          generation: c.modern.sessionOf(rec.id) === null ? ('legacy' as const) : ('modern' as const),
+          memLimitBytes: rec.spec.memMiB * 1024 * 1024,
+          read: () => cg.sample(statsTarget(rec)),
+        })),
+    node: async () => {
+      const n = await c.node.read();
+      const cores = detectResources().cpuSlots;
+      return {
+        cpuPct: n.cpu_pct,
+        cores,
+        memUsed: n.mem_total_bytes - n.mem_available_bytes,
+        memTotal: n.mem_total_bytes,
+        diskUsed: n.disk_total_bytes - n.disk_free_bytes,
+        diskTotal: n.disk_total_bytes,
+      };
+    },
+    intervalSec: () => c.settings.value.statsIntervalSec,
+    readTimeoutSec: () => c.settings.value.statsReadTimeoutSec,
+    expirySec: () => c.settings.value.statsExpirySec,
+  });
+  c.modern.onRedisTarget = (t) => stats.modern.setTarget(t);
+  return stats;
 }
 
 /** The kernel service's live settings, read from the agent's settings each time. */
@@ -90,6 +136,9 @@ export class KernelRoom {
   pool: WarmPool | null = null;
   kernels: KernelService | null = null;
   metrics: AgentMetrics | null = null;
+  /** The kernels' stats in the managers' Redis, and the link that follows `nodes/redis`. */
+  stats: StatsWriter | null = null;
+  private legacyRedis: LegacyRedisLink | null = null;
 
   /** Builds and starts the parts in order; the kernels left running are re-adopted, the metrics served. */
   async build(
@@ -132,14 +181,21 @@ export class KernelRoom {
       memory: () => this.kernels?.memory ?? null, // idle pooled containers' limits are charged with the kernels'
     });
     this.pool = pool;
+    const cg = new CgroupStats();
+    const stats = buildStats(c, () => this.kernels, cg);
+    this.stats = stats;
     const kernels = new KernelService({
       scratch: c.scratch,
       pool,
       images,
       docker: c.docker,
-      stats: new CgroupStats(),
+      stats: cg,
       log: c.log.child({ component: 'kernels' }),
-      emit: (name, args) => c.emitEvent(name, args),
+      emit: (name, args) => {
+        if (name !== 'kernel_terminated') return c.emitEvent(name, args);
+        // The 2018 manager reads the kernel's hash when kernel_terminated arrives: the last stats go first (bounded).
+        void stats.final(String(args[0]), (args[2] ?? null) as Partial<Figures> | null).then(() => c.emitEvent(name, args));
+      },
       agentId: options.agentId,
       scratchRoot: options.scratchRoot,
       kernelHost: c.kernelHost,
@@ -156,6 +212,13 @@ export class KernelRoom {
       throw new ConfigError(`cannot re-adopt the kernels of this node: ${errorMessage(err)}`);
     });
     await pool.sweepHomes();
+    this.legacyRedis = new LegacyRedisLink({
+      etcd: c.etcd,
+      log: c.log.child({ component: 'redis-link' }),
+      setTarget: (t) => stats.legacy.setTarget(t),
+    });
+    await this.legacyRedis.start();
+    stats.start();
     c.checkpoint();
     const metrics = new AgentMetrics(
       {
@@ -187,6 +250,8 @@ export class KernelRoom {
 
   /** Stops what was built, in reverse order; never throws. */
   async close(): Promise<void> {
+    await this.legacyRedis?.stop();
+    await this.stats?.close();
     this.kernels?.close();
     this.gpus?.stop();
     await this.pool?.close();
