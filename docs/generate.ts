@@ -42,7 +42,7 @@ import { MODERN_CONFIG_KEYS } from '../src/kernels/modern-spec.js';
 import { AGENT_EVENTS, MODERN_EVENTS, type EventSpec } from '../src/events/catalogue.js';
 import { AgentMetrics } from '../src/metrics/metrics.js';
 import { silentLogger } from '../src/log.js';
-import { ImpossibleRequestError, WIRE_ERROR_CLASSES, type WireErrorClass } from '../src/errors.js';
+import { ArgumentsError, ImpossibleRequestError, WIRE_ERROR_CLASSES, type WireErrorClass } from '../src/errors.js';
 import { callosumFailure } from '../src/rpc/callosum-failure.js';
 
 /** Plain text made safe for reStructuredText (no markup is recognised in it; URIs such as `tcp://HOST:PORT` become literals). */
@@ -341,7 +341,9 @@ function aiozmqName(cls: WireErrorClass): string {
 function errorsPage(): string {
   const classes: Array<[string, WireErrorClass]> = [
     ...Object.entries(WIRE_ERROR_CLASSES),
-    ['Parameters', ImpossibleRequestError], // a ParametersError subclass with its own aiozmq name
+    // the ParametersError subclasses, each with its class (ArgumentsError: its own aiozmq name)
+    ['Parameters', ArgumentsError],
+    ['Parameters', ImpossibleRequestError],
   ];
   const rows = classes.map(([key, cls]) => {
     const callosum = callosumFailure({ type: cls.wireName, args: [], repr: '' }).name;
@@ -354,7 +356,8 @@ function errorsPage(): string {
     '``agentctl`` show) and the name it travels under on each port. On the aiozmq port (2018 managers) an\n' +
     'error reply is ``[type, args, repr]`` under a Python builtin name, because the 2018 manager handles no\n' +
     "other on its typed path, with the agent's name as the last arg (``KeyError('no kernel with id ...',\n" +
-    "'agent.KernelNotFound')``); aiozmq's own ``NotFoundError`` and ``ParametersError`` keep their names. A\n" +
+    "'agent.KernelNotFound')``); aiozmq's own ``NotFoundError`` and ``ParametersError`` (arguments that do not\n" +
+    'fit the signature, ``ArgumentsError``) keep their names; a config value refused is an ``AssertionError``. A\n' +
     'Callosum failure (modern managers) names the short form. *Retryable*: the same call may succeed later\n' +
     "as it is; the client library's ``RemoteError.retryable`` and ``isRetryable`` read it\n" +
     `(${ref('The wire contract')}). Anything else that fails is \`\`agent.InternalError\`\`, whose message points\n` +

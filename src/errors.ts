@@ -51,10 +51,24 @@ export class AgentError extends Error {
   }
 }
 
-/** ParametersError is raised when a call's arguments do not fit the method's declaration. */
+/**
+ * ParametersError is raised when a call's arguments do not fit the method's
+ * declaration or its config refuses a value. On the aiozmq port it is an
+ * AssertionError, as the 2018 agent asserted on its config (aiozmq's own
+ * ParametersError ends in the 2018 manager's bare internal-server-error);
+ * {@link ArgumentsError} keeps aiozmq's name.
+ */
 export class ParametersError extends AgentError {
   static override readonly wireName = 'aiozmq.rpc.base.ParametersError';
-  /** aiozmq's own error for arguments that do not fit a method, as the stock server sends it. */
+  static override readonly aiozmqName: string = 'builtins.AssertionError';
+}
+
+/**
+ * ArgumentsError is the ParametersError of arguments that do not fit the
+ * method's signature (count, names, types, declared limits): aiozmq's own
+ * error on the aiozmq port too, as the stock server sends it.
+ */
+export class ArgumentsError extends ParametersError {
   static override readonly aiozmqName: string = 'aiozmq.rpc.base.ParametersError';
 }
 
@@ -64,10 +78,7 @@ export class ParametersError extends AgentError {
  * empty cpu_set): a ParametersError, never retryable, whose message names
  * the node's figures. A request that could fit later is a NoResourcesError.
  */
-export class ImpossibleRequestError extends ParametersError {
-  /** The 2018 agent asserted on limits; the 2018 manager would answer aiozmq's ParametersError with a bare 500. */
-  static override readonly aiozmqName = 'builtins.AssertionError';
-}
+export class ImpossibleRequestError extends ParametersError {}
 
 /** MethodNotFoundError is raised for a method name the agent does not serve. */
 export class MethodNotFoundError extends AgentError {
@@ -396,7 +407,8 @@ export function toWireError(err: unknown, method: string): WireError {
   const args = err.wireArgs();
   const cls = err.constructor as typeof AgentError;
   const builtin = cls.aiozmqNameIn[method] ?? cls.aiozmqName;
-  return { type: err.wireName, args, repr: `${shortWireName(err.wireName)}(${args.map(pyRepr).join(', ')})`, builtin };
+  const repr = `${shortWireName(err.wireName)}(${args.map(pyRepr).join(', ')})`;
+  return builtin === err.wireName ? { type: err.wireName, args, repr } : { type: err.wireName, args, repr, builtin };
 }
 
 /** The wire error of a failure that is not one of ours (a handler that threw, a result that could not be encoded): the one way to build it. */

@@ -11,7 +11,7 @@ import {
   errorMessage,
   MethodNotFoundError,
   NotImplementedYetError,
-  ParametersError,
+  ArgumentsError,
   toWireError,
 } from '../errors.js';
 import type { DispatchRequest, Reply } from '../wire/router.js';
@@ -90,7 +90,7 @@ export class Dispatcher {
   readonly handle = (request: DispatchRequest): Reply | Promise<Reply> => {
     const method = request.method;
     try {
-      if (request.kind === 'malformed') throw new ParametersError(request.reason);
+      if (request.kind === 'malformed') throw new ArgumentsError(request.reason);
       if (!this.accepting) throw new AgentShuttingDownError();
       const binding = this.table.get(method);
       if (!binding) throw new MethodNotFoundError(method);
