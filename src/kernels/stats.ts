@@ -23,6 +23,9 @@ export interface StatsTarget {
 /** Entries the scratch walk visits at most, so a kernel with millions of files cannot stall sampling. */
 export const SCRATCH_WALK_LIMIT = 100_000;
 
+/** lstat calls of one walk in flight at once (libuv's thread pool has 4 threads, shared by every kernel's walk). */
+const WALK_BATCH = 16;
+
 /** The figures a sample holds; those whose file could not be read are null (unknown), never 0. */
 export type KernelFigures = { [K in keyof Omit<KernelStats, 'end_detail' | 'exit_code' | 'gpu_mem_max_bytes'>]: number | null };
 
@@ -296,14 +299,18 @@ async function scratchSize(dir: string): Promise<number> {
     }
     names = names.slice(0, budget);
     budget -= names.length;
-    const stats = await Promise.all(
-      names.map((n) => fs.lstat(path.join(current, n)).catch((err: unknown) => (isSystemError(err) ? null : Promise.reject(err)))),
-    );
-    stats.forEach((st, i) => {
-      if (!st) return;
-      total += st.blocks * 512;
-      if (st.isDirectory()) dirs.push(path.join(current, names[i]!));
-    });
+    // A few at a time: a home of 100 000 files must not fill the thread pool's queue ahead of the other kernels' reads.
+    for (let at = 0; at < names.length; at += WALK_BATCH) {
+      const batch = names.slice(at, at + WALK_BATCH);
+      const stats = await Promise.all(
+        batch.map((n) => fs.lstat(path.join(current, n)).catch((err: unknown) => (isSystemError(err) ? null : Promise.reject(err)))),
+      );
+      stats.forEach((st, i) => {
+        if (!st) return;
+        total += st.blocks * 512;
+        if (st.isDirectory()) dirs.push(path.join(current, batch[i]!));
+      });
+    }
   }
   return total;
 }

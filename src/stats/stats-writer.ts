@@ -66,6 +66,8 @@ export class StatsWriter {
   private round: Promise<StatsRound> | null = null;
   private closed = false;
   private lastRound: StatsRound = { kernels: 0, unknown: 0 };
+  /** Rounds done and kernels found unknown in them, since the start. */
+  private readonly totals = { rounds: 0, unknown: 0 };
 
   constructor(private readonly deps: StatsWriterDeps) {
     this.legacy = new RedisWriter(deps.log, 'nodes/redis (2018 managers)');
@@ -77,9 +79,14 @@ export class StatsWriter {
     this.schedule();
   }
 
-  /** Counters of both Redis connections and the last round. */
-  snapshot(): { legacy: RedisWriterStats; modern: RedisWriterStats; lastRound: StatsRound } {
-    return { legacy: this.legacy.snapshot(), modern: this.modern.snapshot(), lastRound: { ...this.lastRound } };
+  /** Counters of both Redis connections, the last round and the totals of all rounds. */
+  snapshot(): {
+    legacy: RedisWriterStats;
+    modern: RedisWriterStats;
+    lastRound: StatsRound;
+    totals: { rounds: number; unknown: number };
+  } {
+    return { legacy: this.legacy.snapshot(), modern: this.modern.snapshot(), lastRound: { ...this.lastRound }, totals: { ...this.totals } };
   }
 
   /** One round now (a round under way is joined, not doubled). */
@@ -180,6 +187,8 @@ export class StatsWriter {
           }),
     ]);
     this.lastRound = { kernels: sources.length, unknown: figures.filter((f) => f === null).length };
+    this.totals.rounds++;
+    this.totals.unknown += this.lastRound.unknown;
     return this.lastRound;
   }
 
