@@ -194,7 +194,10 @@ export class KernelRoom {
       emit: (name, args) => {
         if (name !== 'kernel_terminated') return c.emitEvent(name, args);
         // The 2018 manager reads the kernel's hash when kernel_terminated arrives: the last stats go first (bounded).
-        void stats.final(String(args[0]), (args[2] ?? null) as Partial<Figures> | null).then(() => c.emitEvent(name, args));
+        const id = String(args[0]);
+        const first = stats.final(id, c.modern.sessionOf(id) === null ? ((args[2] ?? null) as Partial<Figures> | null) : null); // a modern kernel has no 2018 hash
+        if (first) void first.then(() => c.emitEvent(name, args));
+        else c.emitEvent(name, args);
       },
       agentId: options.agentId,
       scratchRoot: options.scratchRoot,

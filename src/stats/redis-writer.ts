@@ -42,6 +42,16 @@ export class RedisWriter {
     return this.key === null ? null : this.key.split('|')[0]!;
   }
 
+  /** Whether a round would be taken now (connected); a round that would not is not worth reading for. */
+  get ready(): boolean {
+    return this.client?.status === 'ready';
+  }
+
+  /** Counts a round dropped without being built (Redis known but not connected). */
+  dropRound(): void {
+    this.counts.dropped++;
+  }
+
   snapshot(): RedisWriterStats {
     return { ...this.counts };
   }

@@ -98,20 +98,25 @@ export class StatsWriter {
   /**
    * The 2018 agent's write at destroy: the kernel's last stats into its hash
    * before kernel_terminated goes out (the manager reads the hash when that
-   * event arrives). Bounded by the read timeout; never rejects.
+   * event arrives). Bounded by the read timeout; never rejects. Null when
+   * there is nothing to write (no stats, no 2018 Redis): the event need not wait.
    */
-  async final(id: string, stats: Partial<Figures> | null): Promise<void> {
+  final(id: string, stats: Partial<Figures> | null): Promise<void> | null {
     this.finished.add(id);
     this.forms.keepOnly(new Set(this.deps.sources().map((s) => s.id)));
     const written = this.written.get(id) ?? new Set<string>();
     this.written.delete(id);
-    if (!stats || !this.legacy.addr) return;
+    if (!stats || !this.legacy.addr) return null;
+    return this.writeFinal(id, stats, written);
+  }
+
+  private async writeFinal(id: string, stats: Partial<Figures>, written: Set<string>): Promise<void> {
     const figures = Object.fromEntries(Object.entries(stats).map(([k, v]) => [k, typeof v === 'number' ? v : null])) as Figures;
     const fields = legacyHash(figures, written);
     const expiry = this.deps.expirySec();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      this.legacy.write((p) => (Object.keys(fields).length === 0 ? 0 : (p.hset(id, fields).expire(id, expiry), 2))),
+      this.legacy.write((p) => (Object.keys(fields).length === 0 ? 0 : (p.hmset(id, fields).expire(id, expiry), 2))),
       new Promise((r) => (timer = setTimeout(r, this.deps.readTimeoutSec() * 1000))),
     ]).finally(() => clearTimeout(timer));
   }
@@ -143,8 +148,11 @@ export class StatsWriter {
   }
 
   private async doRound(): Promise<StatsRound> {
-    const legacyOn = this.legacy.addr !== null;
-    const modernOn = this.modern.addr !== null;
+    // While a Redis is known but down, its kernels are not even read: the outage costs the stats and nothing else.
+    const legacyOn = this.legacy.ready;
+    const modernOn = this.modern.ready;
+    if (!legacyOn && this.legacy.addr !== null) this.legacy.dropRound();
+    if (!modernOn && this.modern.addr !== null) this.modern.dropRound();
     const all = this.deps.sources();
     const live = new Set(all.map((s) => s.id));
     for (const id of this.finished) if (!live.has(id)) this.finished.delete(id);
@@ -175,7 +183,7 @@ export class StatsWriter {
       legacyRound.length === 0
         ? Promise.resolve(true)
         : this.legacy.write((p) => {
-            for (const [id, fields] of legacyRound) p.hset(id, fields).expire(id, expiry);
+            for (const [id, fields] of legacyRound) p.hmset(id, fields).expire(id, expiry); // HMSET: 2018's Redis (3.x) has no multi-field HSET
             return legacyRound.length * 2;
           }),
       !modernOn
