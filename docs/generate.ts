@@ -14,7 +14,9 @@
  * - layers.rst: the floor plan of src/ (layers.cjs, the list that
  *   .dependency-cruiser.cjs also checks the imports against).
  * - errors.rst: the wire errors, from the error classes (src/errors.ts
- *   WIRE_ERROR_CLASSES) and their Callosum form (src/rpc/callosum-failure.ts).
+ *   WIRE_ERROR_CLASSES), their aiozmq names and their Callosum form
+ *   (src/rpc/callosum-failure.ts); error-names.inc: the same table alone,
+ *   which docs/wire-contract.rst includes.
  *
  * `node dist/docs/generate.js` (npm run docs:gen) writes them;
  * `--check` only says which differ (exit 1). tests/unit/docs.test.ts fails
@@ -338,7 +340,7 @@ function aiozmqName(cls: WireErrorClass): string {
 }
 
 /** The wire errors: each class's wire name and retryability, and the names 2018 and modern managers see. */
-function errorsPage(): string {
+function errorNamesTable(): string {
   const classes: Array<[string, WireErrorClass]> = [
     ...Object.entries(WIRE_ERROR_CLASSES),
     // the ParametersError subclasses, each with its class (ArgumentsError: its own aiozmq name)
@@ -349,6 +351,20 @@ function errorsPage(): string {
     const callosum = callosumFailure({ type: cls.wireName, args: [], repr: '' }).name;
     return [lit(cls.wireName), lit(`WireErrors.${key}`), aiozmqName(cls), lit(callosum), cls.retryable ? 'yes' : 'no', lit(cls.name)];
   });
+  return table(
+    ["agent's name", 'client constant', 'aiozmq port (2018)', 'Callosum name', 'retryable', 'class'],
+    rows,
+    [22, 20, 22, 14, 8, 14],
+  );
+}
+
+/** The table alone, which docs/wire-contract.rst includes (an `.inc` file: not a page of its own). */
+function errorNamesInclude(): string {
+  return header('the error classes of src/errors.ts (WIRE_ERROR_CLASSES) and src/rpc/callosum-failure.ts') + errorNamesTable();
+}
+
+/** The wire errors page: what the names mean, and the table. */
+function errorsPage(): string {
   return (
     header('the error classes of src/errors.ts (WIRE_ERROR_CLASSES) and src/rpc/callosum-failure.ts') +
     title('Wire errors') +
@@ -362,7 +378,7 @@ function errorsPage(): string {
     "as it is; the client library's ``RemoteError.retryable`` and ``isRetryable`` read it\n" +
     `(${ref('The wire contract')}). Anything else that fails is \`\`agent.InternalError\`\`, whose message points\n` +
     'at the agent log.\n\n' +
-    table(["agent's name", 'client constant', 'aiozmq port (2018)', 'Callosum name', 'retryable', 'class'], rows, [22, 20, 22, 14, 8, 14])
+    errorNamesTable()
   );
 }
 
@@ -378,6 +394,7 @@ export function generate(): Map<string, string> {
     ['reference/metrics.rst', metricsPage()],
     ['reference/layers.rst', layersPage()],
     ['reference/errors.rst', errorsPage()],
+    ['reference/error-names.inc', errorNamesInclude()],
   ]);
 }
 
