@@ -271,6 +271,7 @@ export class Agent {
             region: this.options.region,
             addr: this.address,
             ...(this.keyPair ? { public_key: this.keyPair.publicKey } : {}),
+            ...(this.room.network ? { kernel_isolation: this.room.network.state().isolation } : {}),
           }),
           resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: gpus.slots }), // schedulable totals (README, memory accounting)
           listImages: () => images.heartbeatImages(),

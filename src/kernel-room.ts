@@ -37,6 +37,8 @@ import { LegacyRedisLink } from './services/redis-link.js';
 import { msgpackCodec } from './wire/codec.js';
 import type { NodeMonitor } from './node/stats.js';
 import type { ModernSide } from './modern-side.js';
+import { DockerNetworks } from './adapters/docker-networks.js';
+import { KernelNetwork } from './containers/kernel-network.js';
 
 /** What the kernel room is built from. */
 export interface KernelRoomContext {
@@ -131,6 +133,7 @@ function kernelSettings(live: LiveSettings, options: AgentOptions, vfolderRoot: 
 
 /** The parts that hold kernels; null until built (or when a start failed before them). */
 export class KernelRoom {
+  network: KernelNetwork | null = null;
   gpus: GpuService | null = null;
   images: ImageService | null = null;
   pool: WarmPool | null = null;
@@ -149,6 +152,18 @@ export class KernelRoom {
     const vfolderRoot = (await c.etcd.get(VFOLDER_ROOT_KEY)) ?? '/mnt';
     const cores = Array.from({ length: detectResources().cpuSlots }, (_, i) => i);
     const forKernels = kernelSettings(live, options, vfolderRoot);
+    // Before any container is made or re-adopted: kernels join it, and its firewall chains keep them apart.
+    const network = new KernelNetwork({
+      agentId: options.agentId,
+      networks: new DockerNetworks(c.docker.docker),
+      log: c.log.child({ component: 'network' }),
+      isolation: settings.kernelIsolation,
+      egress: settings.kernelEgress,
+    });
+    this.network = network;
+    await network.open();
+    c.docker.networkReady = (name) => (name === network.name ? network.ready() : Promise.resolve());
+    c.checkpoint();
     const accelerator = c.accelerator ?? new NvidiaCuda({ allow: () => live.value.gpuAllow, docker: () => c.docker.runtimes() });
     const gpus = new GpuService(accelerator, c.log.child({ component: 'gpus' }), await readNodeCpus());
     this.gpus = gpus;
@@ -260,5 +275,6 @@ export class KernelRoom {
     await this.pool?.close();
     await this.images?.close();
     await this.metrics?.close();
+    await this.network?.close();
   }
 }

@@ -43,6 +43,8 @@ export interface ContainerRequest {
   runtime?: string | null;
   /** The lock-down of the container (README, Security). */
   security: ContainerSecurity;
+  /** The Docker network it joins (the agent's kernel network); absent: Docker's default bridge. */
+  network?: string;
 }
 
 /** How a kernel container is locked down; every field maps to one HostConfig field. */
@@ -87,6 +89,8 @@ export interface ContainerState {
   paused?: boolean;
   /** Its memory limit in bytes (HostConfig.Memory; 0: none). */
   memoryBytes?: number;
+  /** Its bind mounts: host folder and where the container sees it (Docker's Mounts). */
+  binds?: Array<{ source: string; destination: string }>;
 }
 
 /** A container as listings show it. */
@@ -169,8 +173,15 @@ export class DockerEngine {
     }
   }
 
+  /**
+   * Awaited before a container that joins a network is created: the owner of
+   * that network makes it on first use (src/containers/kernel-network.ts).
+   */
+  networkReady: ((name: string) => Promise<void>) | null = null;
+
   /** Creates a container; returns its id. */
   async create(req: ContainerRequest): Promise<string> {
+    if (req.network && this.networkReady) await this.networkReady(req.network);
     const published = publishedPorts(req);
     const exposed = Object.fromEntries(published.map((p) => [`${p}/tcp`, {}]));
     const bindings = Object.fromEntries(
@@ -194,6 +205,7 @@ export class DockerEngine {
           ...(req.deviceRequests?.length ? { DeviceRequests: req.deviceRequests } : {}),
           ...(req.runtime ? { Runtime: req.runtime } : {}),
           PortBindings: bindings,
+          ...(req.network ? { NetworkMode: req.network } : {}),
           Init: false,
           ...securityHostConfig(req.security),
         },
@@ -231,6 +243,7 @@ export class DockerEngine {
         exitCode: info.State.Running ? null : info.State.ExitCode,
         paused: info.State.Paused === true,
         memoryBytes: info.HostConfig?.Memory ?? 0,
+        binds: (info.Mounts ?? []).filter((m) => m.Type === 'bind').map((m) => ({ source: m.Source, destination: m.Destination })),
       };
     } catch (err) {
       if (isNotFound(err)) return null;

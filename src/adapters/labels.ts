@@ -20,4 +20,6 @@ export const LABELS = {
   poolSlot: 'io.compute-agent.pool-slot',
   /** Digest of the settings a pooled container was made with (lock-down, kernel uid, publish address). */
   poolRecipe: 'io.compute-agent.pool-recipe',
+  /** On a Docker network the agent made: what it is for (`kernels`). */
+  network: 'io.compute-agent.network',
 } as const;

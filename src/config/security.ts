@@ -43,6 +43,13 @@ export function securityFindings(s: Settings): SecurityFinding[] {
       fix: "list the managers' Z85 public keys",
     });
   }
+  if (s.kernelIsolation === 'off') {
+    out.push({
+      name: 'kernel_isolation',
+      detail: 'no firewall chains keep kernels from each other and from the ports of this host',
+      fix: 'set kernel_isolation to on (needs iptables and br_netfilter; agent check says whether this host has them)',
+    });
+  }
   if (!s.kernelNoNewPrivileges) {
     out.push({
       name: 'kernel_no_new_privileges',

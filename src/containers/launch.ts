@@ -2,17 +2,17 @@
  * How a kernel container is put together: its labels (src/adapters/labels.ts),
  * environment, mounts and limits, read from the kernel spec and the image's
  * traits (src/containers/image-traits.ts; docs/wire-contract.rst, "Containers"); the preparation of its scratch
- * home, and what a container that did not come up printed last.
+ * home (done through src/scratch/home-ops.ts), and what a container that did not come up printed last.
  */
 import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import type { ContainerRequest, ContainerSecurity, DockerEngine } from '../adapters/docker.js';
 import type { DeviceHostConfig } from '../accelerators/types.js';
 import type { KernelSpec } from './spec.js';
 import { langName } from '../config/lang.js';
 import { LABELS } from '../adapters/labels.js';
 import type { ImageTraits } from './image-traits.js';
-import { writeFileAtomic } from '../util/atomic-write.js';
+import { prepareConfig } from '../scratch/home-ops.js';
+import { kernelNetworkName } from './kernel-network.js';
 
 /** CPU weight of warm pooled containers: they hold every core but yield to kernels until claimed. */
 export const POOL_CPU_SHARES = 2;
@@ -70,6 +70,7 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
     cpusetCpus: i.cpuSet.join(','),
     ...(gpu ? { devices: gpu.devices, deviceRequests: gpu.deviceRequests, runtime: gpu.runtime, cpusetMems: gpu.cpusetMems } : {}),
     publishHost: i.publishHost,
+    network: kernelNetworkName(i.agentId),
     servicePorts: i.traits.services.ok ? i.traits.services.services.map((x) => x.port) : [],
     security: i.security,
   };
@@ -88,41 +89,14 @@ export function parseCoreList(value: string | undefined): number[] {
  * Creates the scratch home with `.config/environ.txt` (`KEY=VALUE` lines),
  * owned by the kernel user so that code in the kernel can write its home.
  * `.config` also marks the directory as the agent's for the orphan sweep.
+ * The kernel may have planted anything in an existing home (a restart):
+ * the work goes through descriptors and never follows a link
+ * (src/scratch/home-ops.ts); what stood in the way of `.config` is moved
+ * aside and its new names returned.
  */
-export async function prepareScratch(dir: string, environ: Record<string, string>, uid: number): Promise<void> {
-  await fs.mkdir(path.join(dir, '.config'), { recursive: true, mode: 0o755 });
-  const lines = Object.entries(environ)
-    .map(([k, v]) => `${k}=${v}\n`)
-    .join('');
-  // A full disk fails the step, never half a file; not fsynced, as it is read only by the kernel's own container.
-  await writeFileAtomic(path.join(dir, '.config', 'environ.txt'), lines, 0o644, { sync: false });
-  for (const p of [dir, path.join(dir, '.config'), path.join(dir, '.config', 'environ.txt')]) await fs.chown(p, uid, uid);
-}
-
-/**
- * Files under `<home>/.output` whose mtime is at or after `sinceMs`, as
- * `{name (relative to .output), size}`; symlinks are not followed, and the
- * walk stops after `limit` entries so a kernel cannot stall a reply.
- */
-export async function changedOutputFiles(home: string, sinceMs: number, limit = 1000): Promise<Array<{ name: string; size: number }>> {
-  const root = path.join(home, '.output');
-  const out: Array<{ name: string; size: number }> = [];
-  const stack = [''];
-  let seen = 0;
-  while (stack.length && seen < limit) {
-    const rel = stack.pop()!;
-    const entries = await fs.readdir(path.join(root, rel), { withFileTypes: true }).catch(() => []); // no .output directory (or gone meanwhile): no files
-    for (const e of entries) {
-      if (++seen > limit) break;
-      const name = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) stack.push(name);
-      else if (e.isFile()) {
-        const st = await fs.lstat(path.join(root, name)).catch(() => null); // removed meanwhile: not listed
-        if (st && st.mtimeMs >= sinceMs - 5) out.push({ name, size: st.size }); // 5 ms: file system timestamp granularity
-      }
-    }
-  }
-  return out.sort((a, b) => a.name.localeCompare(b.name));
+export async function prepareScratch(dir: string, environ: Record<string, string>, uid: number): Promise<string[]> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o755 }); // the agent's own path under the scratch root
+  return prepareConfig(dir, environ, uid);
 }
 
 /**

@@ -22,4 +22,6 @@ export interface AgentInfo {
   kernel_stats?: Record<string, KernelStats>;
   /** The agent's CURVE public key (Z85) when RPC authentication is on; a 2018 manager ignores it. */
   public_key?: string;
+  /** Beyond: whether the agent's firewall keeps kernels apart (`kernel_isolation`); a 2018 manager ignores it. */
+  kernel_isolation?: 'on' | 'off';
 }

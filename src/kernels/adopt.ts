@@ -8,7 +8,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { KERNEL_PORTS } from '../adapters/docker.js';
+import { KERNEL_PORTS, type ContainerState } from '../adapters/docker.js';
 import type { KernelStats } from '../rpc/results.js';
 import type { CpuAllocator } from './allocator.js';
 import type { MemoryBook } from '../node/memory.js';
@@ -18,8 +18,11 @@ import { imageTraits } from '../containers/image-traits.js';
 import type { KernelRecord, KernelServiceDeps } from './record.js';
 import { servicePortsOf } from '../containers/service-ports.js';
 import { homesOf } from '../scratch/homes.js';
+import { CONTAINER_HOME } from '../scratch/safe-walk.js';
+import type { KernelSpec } from '../containers/spec.js';
 import { errorMessage } from '../errors.js';
 import { resolveImage } from '../config/lang.js';
+import { removeTree } from '../scratch/home-ops.js';
 
 /** What re-adoption fills in: the service's registry, core books and pending reports. */
 export interface AdoptionContext {
@@ -115,7 +118,7 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
         cpuCount: cpuSet.length,
         memMiB: Number(labels[LABELS.memMiB]) || 0,
         gpuCount: gpuSet.length,
-        mounts: [],
+        mounts: vfoldersOf(state.binds),
         environ: {},
         cpuSet,
         gpuSet,
@@ -126,15 +129,23 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
   for (const name of await fs.readdir(deps.scratchRoot).catch(() => [] as string[])) {
     const dir = path.join(deps.scratchRoot, name);
     if (kernels.has(name)) continue;
+    // Any `.config` marks a home (lstat: a kernel may have made it a link); the removal never follows links.
     if (
-      !(await fs.stat(path.join(dir, '.config')).then(
-        (st) => st.isDirectory(),
+      !(await fs.lstat(path.join(dir, '.config')).then(
+        () => true,
         () => false,
       ))
     )
       continue;
-    await fs.rm(dir, { recursive: true, force: true });
+    await removeTree(dir);
     deps.log.info('removed a scratch home that belongs to no kernel', { dir });
   }
   deps.log.info('re-adopted kernels', { running: kernels.size, reportedDead: reports.length });
+}
+
+/** The vfolders of a re-adopted kernel, read back from its container's binds (`/home/work/<name>`; docs/kernels.rst, "Files"). */
+function vfoldersOf(binds: ContainerState['binds']): KernelSpec['mounts'] {
+  return (binds ?? [])
+    .filter((b) => path.posix.dirname(b.destination) === CONTAINER_HOME && path.posix.basename(b.destination) !== '')
+    .map((b) => ({ name: path.posix.basename(b.destination), hostPath: b.source }));
 }

@@ -1,7 +1,7 @@
 /**
  * The archive of download_file: an uncompressed tar of one place in a
  * kernel's home, packed from the directory a safe walk opened
- * (src/kernels/safe-walk.ts), straight into the one buffer its reply is sent
+ * (src/scratch/safe-walk.ts), straight into the one buffer its reply is sent
  * from. download_single reads a file back out of it (src/kernels/tar-single.ts).
  */
 import { constants as BUFFER } from 'node:buffer';
@@ -11,7 +11,7 @@ import tar, { type Pack } from 'tar-stream';
 import { FileTooLargeError } from '../errors.js';
 import { releasePending } from '../node/release-memory.js';
 import { HEADROOM_BYTES, withHeadroom } from '../wire/headroom.js';
-import { DIR_FLAGS, at, errCode, lstatOrNull } from './safe-walk.js';
+import { DIR_FLAGS, at, errCode, lstatOrNull } from '../scratch/safe-walk.js';
 
 /** Bytes read from a file at a time. */
 const READ_CHUNK = 256 * 1024;

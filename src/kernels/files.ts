@@ -2,7 +2,7 @@
  * File operations on a kernel's scratch home: upload_file, download_file and
  * list_files (docs/wire-contract.rst, "RPC"), as the kernel service calls
  * them. Every path is first resolved under the home by the safe walk
- * (src/kernels/safe-walk.ts: descriptors, O_NOFOLLOW, symlinks resolved as
+ * (src/scratch/safe-walk.ts: descriptors, O_NOFOLLOW, symlinks resolved as
  * the container sees them); download's tar is packed by src/kernels/archive.ts.
  * Linux only.
  */
@@ -21,7 +21,7 @@ import {
 import type { Semaphore } from './semaphore.js';
 import { releaseSoon } from '../node/release-memory.js';
 import { packArchive } from './archive.js';
-import { CONTAINER_HOME, at, closeAll, errCode, parsePath, shown, walkHome } from './safe-walk.js';
+import { at, closeAll, errCode, parsePath, shown, walkHome, type VfolderMount } from '../scratch/safe-walk.js';
 
 /** FileLimits bounds what one file call may move or return. */
 export interface FileLimits {
@@ -55,18 +55,22 @@ const SYSTEM_ERRORS: Record<string, [new (message: string, options: { cause: unk
 
 /**
  * ScratchFiles serves upload_file, download_file and list_files for one
- * kernel's scratch home; every path is proven to stay inside the home, and
- * a symlink that leads out of it is refused with {@link InvalidPathError}.
+ * kernel's scratch home and its vfolders; every path is proven to stay
+ * inside the home, or inside the vfolder it names (`/home/work/<folder>/...`
+ * is the vfolder's host folder, as the kernel sees it), and a symlink that
+ * leads out of it is refused with {@link InvalidPathError}.
  */
 export class ScratchFiles {
   /**
    * @param home absolute host path of the scratch home, mounted at `/home/work`.
    * @param downloads the agent's bound on downloads at once (download_concurrency), shared by every kernel; none = no bound.
+   * @param mounts the kernel's vfolders (its spec's mounts), mounted at `/home/work/<name>`.
    */
   constructor(
     private readonly home: string,
     private readonly limits: FileLimits,
     private readonly downloads: Semaphore | null = null,
+    private readonly mounts: readonly VfolderMount[] = [],
   ) {}
 
   /**
@@ -85,21 +89,20 @@ export class ScratchFiles {
       );
     }
     await this.guard(filename, async () => {
-      const w = await walkHome(this.home, filename, segs, { create: true, followLast: false });
+      const w = await walkHome(this.home, filename, segs, { create: true, followLast: false, mounts: this.mounts });
       const dir = w.dirs.at(-1)!;
       const tmp = `.upload-${randomBytes(8).toString('hex')}.tmp`;
       let tmpLeft = false;
       try {
-        if (w.st?.isDirectory())
-          throw new InvalidPathError(`cannot upload to ${JSON.stringify(filename)}: ${shown([...w.names, w.name!])} is a directory`);
+        if (w.name === undefined) throw new InvalidPathError(`cannot upload to ${JSON.stringify(filename)}: ${w.top} is a vfolder`);
+        const target = shown([...w.names, w.name], w.top);
+        if (w.st?.isDirectory()) throw new InvalidPathError(`cannot upload to ${JSON.stringify(filename)}: ${target} is a directory`);
         if (w.st?.isSymbolicLink()) {
           // Refused if it leads outside (that walk throws) or to nothing; otherwise the rename below replaces the link itself.
-          const link = await walkHome(this.home, filename, [...w.names, w.name!], { followLast: true });
+          const link = await walkHome(this.home, filename, [...w.base, ...w.names, w.name], { followLast: true, mounts: this.mounts });
           await closeAll(link.dirs);
           if (link.st === null)
-            throw new InvalidPathError(
-              `cannot upload to ${JSON.stringify(filename)}: ${shown([...w.names, w.name!])} is a symlink to a missing file`,
-            );
+            throw new InvalidPathError(`cannot upload to ${JSON.stringify(filename)}: ${target} is a symlink to a missing file`);
         }
         const owner = await w.dirs[0]!.stat();
         const fh = await fs.open(at(dir, tmp), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW | C.O_TRUNC, 0o644);
@@ -114,9 +117,9 @@ export class ScratchFiles {
         // The directory was reached from the home by descriptor; check that it is still there before publishing.
         const where = await fs.readlink(`/proc/self/fd/${dir.fd}`);
         if (where !== w.realHome && !where.startsWith(w.realHome + '/')) {
-          throw new InvalidPathError(`cannot upload to ${JSON.stringify(filename)}: its directory was moved out of ${CONTAINER_HOME}`);
+          throw new InvalidPathError(`cannot upload to ${JSON.stringify(filename)}: its directory was moved out of ${w.top}`);
         }
-        await fs.rename(at(dir, tmp), at(dir, w.name!));
+        await fs.rename(at(dir, tmp), at(dir, w.name));
         tmpLeft = false;
       } finally {
         if (tmpLeft) await fs.unlink(at(dir, tmp)).catch(() => undefined); // the upload's own error is thrown; a temp file it never made is nothing to report
@@ -146,13 +149,14 @@ export class ScratchFiles {
   /** Packs the archive of what `segs` names (src/kernels/archive.ts), from the directory the walk opened. */
   private makeArchive(filepath: string, segs: string[]): Promise<Buffer> {
     return this.guard(filepath, async () => {
-      const w = await walkHome(this.home, filepath, segs, { followLast: false });
+      const w = await walkHome(this.home, filepath, segs, { followLast: false, mounts: this.mounts });
       try {
         const dir = w.dirs.at(-1)!;
         const max = this.limits.maxDownloadBytes;
-        if (w.name === undefined) return await packArchive(dir, '.', 'work', await dir.stat(), max, filepath);
+        if (w.name === undefined)
+          return await packArchive(dir, '.', w.names.at(-1) ?? w.top.split('/').pop()!, await dir.stat(), max, filepath);
         if (w.st) return await packArchive(dir, w.name, w.name, w.st, max, filepath);
-        throw new KernelFileNotFoundError(`${shown([...w.names, w.name])} does not exist`);
+        throw new KernelFileNotFoundError(`${shown([...w.names, w.name], w.top)} does not exist`);
       } finally {
         await closeAll(w.dirs);
       }
@@ -172,10 +176,10 @@ export class ScratchFiles {
   async list(path: string): Promise<{ files: string; errors: string; abspath: string }> {
     const segs = parsePath(path, true);
     return this.guard(path, async () => {
-      const w = await walkHome(this.home, path, segs, { followLast: true });
+      const w = await walkHome(this.home, path, segs, { followLast: true, mounts: this.mounts });
       try {
         if (w.name !== undefined) {
-          const target = shown([...w.names, w.name]);
+          const target = shown([...w.names, w.name], w.top);
           if (w.st === null) throw new KernelFileNotFoundError(`${target} does not exist`);
           throw new InvalidPathError(`cannot list ${JSON.stringify(path)}: ${target} is not a directory`);
         }

@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import { KernelRelay } from '../relay/kernel-relay.js';
 import type { Run } from '../relay/runs.js';
 import { TerminalRelay } from '../relay/terminal.js';
-import { changedOutputFiles } from '../containers/launch.js';
+import { changedOutputFiles } from '../scratch/home-ops.js';
 import { type ImageTraits } from '../containers/image-traits.js';
 
 /** What a relay is opened from. */

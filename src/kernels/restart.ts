@@ -64,7 +64,12 @@ export async function restartKernel(
     k.deps.emit('kernel_terminated', [id, 'restarting', stats]);
     const image = await k.deps.docker.image(spec.image);
     Object.assign(rec, { spec: { ...spec, cpuSet: rec.cpuSet, gpuSet: rec.spec.gpuSet }, traits: imageTraits(image.labels) }); // same cores and GPUs
-    await prepareScratch(rec.scratchDir, spec.environ, s.kernelUid);
+    const movedAside = await prepareScratch(rec.scratchDir, spec.environ, s.kernelUid);
+    if (movedAside.length > 0)
+      k.deps.log.warn("the kernel had replaced its home's .config with something other than a folder; it was moved aside, not followed", {
+        kernelId: id,
+        movedAside,
+      });
     await k.factory.launch(rec, undo, () => undefined);
     rec.state = 'running';
     k.deps.emit('kernel_started', [id]);

@@ -343,10 +343,10 @@ export class KernelService {
     return this.deps.docker.logs((await this.ready(id)).containerId);
   }
 
-  /** The file operations of a kernel's scratch home. */
+  /** The file operations of a kernel's scratch home and its vfolders. */
   async files(id: string): Promise<ScratchFiles> {
     const rec = await this.ready(id);
-    return new ScratchFiles(rec.scratchDir, this.deps.settings().fileLimits, this.downloadSlots);
+    return new ScratchFiles(rec.scratchDir, this.deps.settings().fileLimits, this.downloadSlots, rec.spec.mounts);
   }
 
   /** The relay to a kernel's runner, opened on first use; counts as use. */

@@ -9,6 +9,7 @@ import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { KernelStats } from '../rpc/results.js';
 import { fsFigures, isMountPoint } from '../scratch/mounts.js';
+import { homeUsage } from '../scratch/home-ops.js';
 
 /** What {@link CgroupStats.read} needs to find one container's figures. */
 export interface StatsTarget {
@@ -22,9 +23,6 @@ export interface StatsTarget {
 
 /** Entries the scratch walk visits at most, so a kernel with millions of files cannot stall sampling. */
 export const SCRATCH_WALK_LIMIT = 100_000;
-
-/** lstat calls of one walk in flight at once (libuv's thread pool has 4 threads, shared by every kernel's walk). */
-const WALK_BATCH = 16;
 
 /** The figures a sample holds; those whose file could not be read are null (unknown), never 0. */
 export type KernelFigures = { [K in keyof Omit<KernelStats, 'end_detail' | 'exit_code' | 'gpu_mem_max_bytes'>]: number | null };
@@ -81,8 +79,8 @@ export class CgroupStats {
 
     const cg = this.readCgroupKnown(known.rel);
     const net = (pidIsOurs ? readNetDev(`/proc/${pid}/net/dev`) : null) ?? { rx: null, tx: null };
-    // A mounted home (hostfile, memory) has its file system's own figures; a plain folder is walked (bounded).
-    const scratch = (await isMountPoint(scratchDir)) ? (await fsFigures(scratchDir)).used : await scratchSize(scratchDir);
+    // A mounted home (hostfile, memory) has its file system's own figures; a plain folder is walked (bounded, never through a link).
+    const scratch = (await isMountPoint(scratchDir)) ? (await fsFigures(scratchDir)).used : await homeUsage(scratchDir, SCRATCH_WALK_LIMIT);
     known.maxScratch = Math.max(known.maxScratch, scratch);
     return {
       ...cg,
@@ -277,40 +275,4 @@ function readNetDev(file: string): { rx: number; tx: number } | null {
     tx += toNumber(f[8]);
   }
   return { rx, tx };
-}
-
-/**
- * Bytes allocated under `dir` (st_blocks, like `du`, so a sparse file counts
- * what it really takes), walking with lstat so symlinks out of the scratch
- * dir are never followed, and stopping after SCRATCH_WALK_LIMIT entries.
- */
-async function scratchSize(dir: string): Promise<number> {
-  let total = 0;
-  let budget = SCRATCH_WALK_LIMIT;
-  const dirs = [dir];
-  while (dirs.length > 0 && budget > 0) {
-    const current = dirs.pop()!;
-    let names: string[];
-    try {
-      names = await fs.readdir(current);
-    } catch (err) {
-      if (isSystemError(err)) continue; // removed meanwhile, or not a dir
-      throw err;
-    }
-    names = names.slice(0, budget);
-    budget -= names.length;
-    // A few at a time: a home of 100 000 files must not fill the thread pool's queue ahead of the other kernels' reads.
-    for (let at = 0; at < names.length; at += WALK_BATCH) {
-      const batch = names.slice(at, at + WALK_BATCH);
-      const stats = await Promise.all(
-        batch.map((n) => fs.lstat(path.join(current, n)).catch((err: unknown) => (isSystemError(err) ? null : Promise.reject(err)))),
-      );
-      stats.forEach((st, i) => {
-        if (!st) return;
-        total += st.blocks * 512;
-        if (st.isDirectory()) dirs.push(path.join(current, batch[i]!));
-      });
-    }
-  }
-  return total;
 }

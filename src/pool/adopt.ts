@@ -16,6 +16,7 @@ import { KernelRelay } from '../relay/kernel-relay.js';
 import type { ClaimRecord, ClaimStore } from './claims.js';
 import type { PoolCharges } from './charges.js';
 import { poolImage, type PooledContainer, type WarmPoolDeps } from './types.js';
+import { removeTree } from '../scratch/home-ops.js';
 
 export const poolKey = (lang: string, type: string) => `${lang}/${type}`;
 export const splitKey = (key: string) => {
@@ -91,7 +92,7 @@ export async function adoptIdle(pool: AdoptTarget, c: ContainerSummary): Promise
   const image = lang ? poolImage(pool.deps.kernelSettings(), lang) : null; // null: the lang names no image now
   if (!state?.running || ports.some((p) => !p) || !homeOk || image === null || !thawed) {
     await docker.remove(c.id);
-    if (homeOk) await fs.rm(home, { recursive: true, force: true });
+    if (homeOk) await removeTree(home);
     log.info('removed a pooled container that died, lost its home or could not be unpaused while the agent was away', {
       container: c.id.slice(0, 12),
     });
@@ -135,7 +136,7 @@ export async function sweepHomes(pool: AdoptTarget): Promise<void> {
   const root = path.join(pool.deps.scratchRoot, '.pool');
   for (const name of await fs.readdir(root).catch(() => [] as string[])) {
     if (held.has(name)) continue;
-    await fs.rm(path.join(root, name), { recursive: true, force: true });
+    await removeTree(path.join(root, name));
     pool.deps.log.info('removed a pooled home that no container holds', { dir: path.join(root, name) });
   }
 }

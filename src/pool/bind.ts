@@ -12,6 +12,7 @@ import { setLimits } from './fill.js';
 import type { PoolFreezer } from './freeze.js';
 import { limitsExact } from './pinning.js';
 import type { PooledContainer, WarmPoolDeps } from './types.js';
+import { removeTree } from '../scratch/home-ops.js';
 
 /** What a binding needs of the warm pool. */
 export interface BindTarget {
@@ -88,7 +89,7 @@ export async function bindClaim(
 
 /** Renames a pooled home to a kernel's (the running container's bind mount follows it) and writes its environ.txt. */
 async function moveHome(pool: BindTarget, home: string, scratchDir: string, environ: Record<string, string>): Promise<void> {
-  await fs.rm(scratchDir, { recursive: true, force: true }); // a leftover of a crash; no kernel holds it
+  await removeTree(scratchDir); // a leftover of a crash; no kernel holds it
   await fs.rename(home, scratchDir);
   await prepareScratch(scratchDir, environ, pool.deps.kernelSettings().kernelUid);
 }

@@ -11,12 +11,12 @@
  * whose container is gone are deleted.
  */
 import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import { LABELS } from '../adapters/labels.js';
 import type { ContainerSecurity } from '../adapters/docker.js';
 import { poolImage, type HygieneTarget } from './types.js';
+import { removeTree } from '../scratch/home-ops.js';
 
 /** What of the kernel settings a container is made with and a claim cannot change. */
 export type RecipeSettings = { kernelUid: number; security: ContainerSecurity; publishAddr: string };
@@ -29,7 +29,11 @@ export type RecipeSettings = { kernelUid: number; security: ContainerSecurity; p
  */
 export function poolRecipe(s: RecipeSettings): string {
   const { kernelUid, security, publishAddr } = s;
-  return createHash('sha256').update(JSON.stringify({ kernelUid, security, publishAddr })).digest('hex').slice(0, 16);
+  // `network`: containers pooled before kernels had a network of their own (on Docker's bridge) are replaced.
+  return createHash('sha256')
+    .update(JSON.stringify({ kernelUid, security, publishAddr, network: 'kernel-network' }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** Runs one hygiene pass over the pool. */
@@ -103,7 +107,7 @@ export async function runHygiene(pool: HygieneTarget): Promise<void> {
     await docker.remove(c.id).catch((e: unknown) => log.warn('could not remove a zombie pooled container', { error: errorMessage(e) }));
     const slot = c.labels[LABELS.poolSlot] ?? '';
     if (/^[0-9a-f]+$/.test(slot))
-      await fs.rm(path.join(scratchRoot, '.pool', slot), { recursive: true, force: true }).catch((e: unknown) =>
+      await removeTree(path.join(scratchRoot, '.pool', slot)).catch((e: unknown) =>
         log.warn('could not remove the home of a zombie pooled container', {
           container: c.id.slice(0, 12),
           slot,

@@ -17,7 +17,6 @@
  * kernels' memory book (src/pool/charges.ts) and, with `pool/freeze`, they
  * wait paused (src/pool/freeze.ts); re-adoption is src/pool/adopt.ts.
  */
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import type { ContainerSummary } from '../adapters/docker.js';
@@ -35,6 +34,7 @@ import { fittingType, type PoolType } from './settings.js';
 import { decideSize } from './sizing.js';
 import { limitsExact } from './pinning.js';
 import { PassCounter } from '../util/pass-counter.js';
+import { removeTree } from '../scratch/home-ops.js';
 
 export type { PooledContainer, PoolSizes, WarmPoolDeps } from './types.js';
 
@@ -183,7 +183,7 @@ export class WarmPool implements HygieneTarget {
       }),
     );
     for (const d of dirs)
-      await fs.rm(d, { recursive: true, force: true }).catch((e: unknown) =>
+      await removeTree(d).catch((e: unknown) =>
         this.deps.log.warn('could not remove a directory of a discarded pooled container', {
           container: containerId.slice(0, 12),
           dir: d,
@@ -235,7 +235,7 @@ export class WarmPool implements HygieneTarget {
     await this.deps.docker
       .remove(c.containerId)
       .catch((e: unknown) => this.deps.log.warn('could not remove a pooled container', { error: errorMessage(e) }));
-    await fs.rm(c.home, { recursive: true, force: true }).catch((e: unknown) =>
+    await removeTree(c.home).catch((e: unknown) =>
       this.deps.log.warn('could not remove the home of a pooled container', {
         container: c.containerId.slice(0, 12),
         dir: c.home,

@@ -83,6 +83,7 @@ export class KernelRelay {
         synced: (mode, hello) => this.synced(mode, hello),
         record: (rec, kept) => this.onRecord(rec, kept),
         failed: (err, final) => this.failed(err, final),
+        cut: (line) => this.cut(line),
       },
     );
   }
@@ -248,6 +249,12 @@ export class KernelRelay {
     this.book.wakeAll();
     this.requests.failAll(() => new InternalError(`${reason}; ask again`));
     if (final) this.broken = `${reason}; the relay gave up reading from the runner: destroy or restart the kernel`;
+  }
+
+  /** The link cut a frame over the size limit (it logged it): the run going on says so on its stderr. */
+  private cut(line: string): void {
+    const run = (this.runningTag !== null ? this.book.withTag(this.runningTag) : undefined) ?? this.book.head;
+    if (run && !run.done) run.note(`[${line}]`);
   }
 
   /** Handles one record of the link; a promise returned holds the read loop back (the run is full). */

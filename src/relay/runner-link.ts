@@ -24,6 +24,7 @@ import * as zmq from 'zeromq';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import { SendQueue } from '../wire/send-queue.js';
+import { guardCuts, KERNEL_FRAME_LIMIT, SEND_ONLY_FRAME_LIMIT } from './kernel-socket.js';
 import { MAX_PENDING_BYTES } from './output.js';
 import { parseHello, parseRecord, parseStatus, type RunnerHello, type RunnerRecord } from './runner-records.js';
 
@@ -51,6 +52,8 @@ export interface LinkHandlers {
   record(rec: RunnerRecord, kept: boolean): Promise<void> | undefined;
   /** The loop failed (a handler threw, or a receive on an open socket); `final` when the link gave up reconnecting. */
   failed(err: unknown, final: boolean): void;
+  /** The kernel sent a frame over the size limit: the connection was cut and made again; `line` says so (it was logged). */
+  cut(line: string): void;
 }
 
 /** Options of {@link RunnerLink}. */
@@ -62,7 +65,7 @@ export interface RunnerLinkOptions {
 }
 
 export class RunnerLink {
-  private readonly push = new zmq.Push({ linger: 0, sendHighWaterMark: 1000 });
+  private readonly push = new zmq.Push({ linger: 0, sendHighWaterMark: 1000, maxMessageSize: SEND_ONLY_FRAME_LIMIT });
   private pull!: zmq.Pull;
   private readonly endpoint: { in: string; out: string };
   private readonly queue: SendQueue;
@@ -89,6 +92,9 @@ export class RunnerLink {
     const host = options.host.includes(':') ? `[${options.host}]` : options.host;
     this.endpoint = { in: `tcp://${host}:${options.replInPort}`, out: `tcp://${host}:${options.replOutPort}` };
     this.push.connect(this.endpoint.in);
+    guardCuts({ socket: this.push, endpoint: this.endpoint.in, port: 'port 2000', limit: SEND_ONLY_FRAME_LIMIT }, options.log, (line) =>
+      this.handlers.cut(line),
+    );
     this.openPull();
     this.queue = new SendQueue(this.push, (err) =>
       this.options.log().warn('could not send to the kernel runner', { error: errorMessage(err) }),
@@ -146,8 +152,13 @@ export class RunnerLink {
 
   private openPull(): void {
     // A small receive queue: records are up to 64 KiB, so while a run is held back (see RunOutput) libzmq keeps at most ~4 MiB of it here.
-    this.pull = new zmq.Pull({ linger: 0, receiveHighWaterMark: 64 });
+    // (A kernel that replaced its runner may send frames up to KERNEL_FRAME_LIMIT; one over it is refused from its header, unread.)
+    this.pull = new zmq.Pull({ linger: 0, receiveHighWaterMark: 64, maxMessageSize: KERNEL_FRAME_LIMIT });
     this.pull.connect(this.endpoint.out);
+    const pull = this.pull;
+    guardCuts({ socket: pull, endpoint: this.endpoint.out, port: 'port 2001', limit: KERNEL_FRAME_LIMIT }, this.options.log, (line) => {
+      if (!this.closed && pull === this.pull) this.handlers.cut(line);
+    });
   }
 
   /** The link knows now whether the runner tags: records kept meanwhile are handed on (or dropped), deferred inputs sent. */

@@ -9,6 +9,7 @@ import * as zmq from 'zeromq';
 import { SendQueue } from '../wire/send-queue.js';
 import type { Logger } from '../log.js';
 import { errorMessage, InternalError } from '../errors.js';
+import { guardCuts, KERNEL_FRAME_LIMIT, SEND_ONLY_FRAME_LIMIT } from './kernel-socket.js';
 
 /** What a read returns: the bytes after the cursor, the cursor to read from next, and bytes lost to the scrollback bound. */
 export interface TerminalChunk {
@@ -18,8 +19,8 @@ export interface TerminalChunk {
 }
 
 export class TerminalRelay {
-  private readonly pub = new zmq.Publisher({ linger: 0 });
-  private readonly sub = new zmq.Subscriber({ linger: 0 });
+  private readonly pub = new zmq.Publisher({ linger: 0, maxMessageSize: SEND_ONLY_FRAME_LIMIT });
+  private readonly sub = new zmq.Subscriber({ linger: 0, maxMessageSize: KERNEL_FRAME_LIMIT });
   private readonly queue: SendQueue;
   private readonly ready: Promise<void>;
   /** Scrollback: `chunks` hold the bytes from offset `start` to `end`. */
@@ -49,6 +50,9 @@ export class TerminalRelay {
     });
     this.pub.connect(`tcp://${h}:${stdinPort}`);
     this.sub.connect(`tcp://${h}:${stdoutPort}`);
+    // Frames over the limits are refused unread and the connection made again (the cut is logged).
+    guardCuts({ socket: this.pub, endpoint: `tcp://${h}:${stdinPort}`, port: 'port 2002', limit: SEND_ONLY_FRAME_LIMIT }, () => log);
+    guardCuts({ socket: this.sub, endpoint: `tcp://${h}:${stdoutPort}`, port: 'port 2003', limit: KERNEL_FRAME_LIMIT }, () => log);
     this.sub.subscribe();
     this.queue = new SendQueue(this.pub, (err) => log.warn('terminal input not delivered', { error: errorMessage(err) }));
     void this.readLoop(); // it catches and logs whatever ends it

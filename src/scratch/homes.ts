@@ -32,6 +32,7 @@ import {
   unmount,
   type MountEntry,
 } from './mounts.js';
+import { removeTree } from './home-ops.js';
 
 export type ScratchType = Settings['scratchType'];
 
@@ -90,7 +91,7 @@ export class ScratchHomes {
       await fs.truncate(file, size * MiB); // sparse: it takes what the kernel writes
       await tool('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', `root_owner=${uid}:${uid}`, file]);
       await tool('mount', ['-t', 'ext4', '-o', 'loop,nosuid,nodev', file, home]);
-      await fs.rm(path.join(home, 'lost+found'), { recursive: true, force: true });
+      await removeTree(path.join(home, 'lost+found'));
     } else if (this.type === 'memory') {
       await tool('mount', ['-t', 'tmpfs', '-o', `size=${size}m,mode=0755,uid=${uid},gid=${uid},nosuid,nodev`, this.tmpfsSource, home]);
     }
@@ -112,7 +113,7 @@ export class ScratchHomes {
         if ((await unmount(home)) === 'lazily')
           this.o.log.warn('a host process still held a file in the home; it was unmounted lazily', { kernelId: id });
       }
-      await fs.rm(home, { recursive: true, force: true });
+      await removeTree(home); // never through a link the kernel made, nor into a mount
       const file = this.fileOf(id);
       if (
         await fs.access(file).then(

@@ -31,6 +31,8 @@ export interface HeartbeatRecord {
   node: NodeFigures | null;
   /** How many kernels run. */
   kernels: number;
+  /** Whether the agent's firewall keeps kernels apart (`kernel_isolation`). */
+  kernel_isolation?: 'on' | 'off';
 }
 
 /** What the heartbeat needs from the rest of the agent. */
@@ -38,7 +40,7 @@ export interface HeartbeatDeps {
   log: Logger;
   codec: Codec;
   emit(name: AgentEventName, args: unknown[]): boolean;
-  identity(): { ip: string; region: string; addr: string; public_key?: string };
+  identity(): { ip: string; region: string; addr: string; public_key?: string; kernel_isolation?: 'on' | 'off' };
   resources(): NodeResources;
   /** Lists kernel images; may fail (Docker down), then the last known list is sent. */
   listImages(): Promise<KernelImage[]>;
@@ -158,6 +160,7 @@ export class Heartbeat {
       mem_slots: info.mem_slots,
       node: info.node ?? null,
       kernels: Object.keys(info.kernel_stats ?? {}).length,
+      ...(info.kernel_isolation ? { kernel_isolation: info.kernel_isolation } : {}),
     };
     this.recording = this.deps
       .record(beat)

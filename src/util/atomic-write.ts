@@ -1,6 +1,7 @@
 /**
- * writeFileAtomic writes the agent's own files (claim records, a kernel's
- * environ.txt, the metrics file) so that a full or failing disk never leaves
+ * writeFileAtomic writes the agent's own files (claim records, the metrics
+ * file; a kernel's environ.txt, in a folder the kernel can write, goes the
+ * same way through descriptors: src/scratch/home-ops.ts) so that a full or failing disk never leaves
  * half a file: the data goes to a temporary file beside the target, is
  * fsynced, and renamed over it; on any failure the temporary file is removed
  * and the old file (if any) stays as it was. The caller decides what a
@@ -8,8 +9,8 @@
  *
  * The temporary file and the rename are what keep a half-written file from
  * ever being read; the fsync only matters if the machine itself goes down.
- * A file that means nothing once its container is gone (a claim record, a
- * kernel's environ.txt: no container outlives a crash of its machine) is
+ * A file that means nothing once its container is gone (a claim record: no
+ * container outlives a crash of its machine) is
  * written with `sync: false`, which spares a claim its slowest step.
  */
 import { randomBytes } from 'node:crypto';

@@ -12,6 +12,7 @@
  */
 import { uncompressSync } from 'snappy';
 import type { Codec } from './codec.js';
+import { DecodeBudget } from './decode-bounds.js';
 import { REQUEST_HEADER_SIZE } from './headers.js';
 import type { DroppedFrames } from './frames.js';
 
@@ -113,8 +114,9 @@ export function parseCallosumFrames(frames: Buffer[], headerCodec: Codec, codec:
     return { kind: 'ping', reply: [...envelope, PONG, rawHeader, rawBody] };
   }
   let decoded: unknown;
+  const budget = new DecodeBudget(); // header, body and arguments: one request
   try {
-    decoded = headerCodec.decode(rawHeader);
+    decoded = headerCodec.decode(rawHeader, budget);
   } catch (err) {
     return { kind: 'drop', reason: `bad Callosum header (${(err as Error).message})` };
   }
@@ -134,7 +136,7 @@ export function parseCallosumFrames(frames: Buffer[], headerCodec: Codec, codec:
   try {
     if (decoded.zip === true) checkSnappyLength(rawBody);
     const plain = decoded.zip === true ? uncompressSync(rawBody, { asBuffer: true }) : rawBody;
-    outer = headerCodec.decode(plain as Buffer);
+    outer = headerCodec.decode(plain as Buffer, budget);
   } catch (err) {
     return bad(`the body frame is not ${decoded.zip === true ? 'snappy-compressed ' : ''}msgpack (${(err as Error).message})`);
   }
@@ -144,7 +146,7 @@ export function parseCallosumFrames(frames: Buffer[], headerCodec: Codec, codec:
   if (!(inner instanceof Uint8Array)) return bad('the body of a call must be msgpack bytes of {args, kwargs}');
   let call: unknown;
   try {
-    call = codec.decode(inner);
+    call = codec.decode(inner, budget);
   } catch (err) {
     return bad(`the arguments could not be read: ${(err as Error).message}`);
   }

@@ -9,13 +9,19 @@ import { addExtension, Packr, Unpackr } from 'msgpackr';
 import { SendBuffers } from './send-buffers.js';
 import { Utf8Text } from './utf8-text.js';
 import { hasHeadroom } from './headroom.js';
+import { checkMsgpackBounds, type DecodeBudget } from './decode-bounds.js';
 
 /** Codec encodes values to bytes and back for the RPC payload frames. */
 export interface Codec {
   /** Encodes one value. */
   encode(value: unknown): Buffer;
-  /** Decodes exactly one value; throws on truncated data or trailing bytes. */
-  decode(bytes: Uint8Array): unknown;
+  /**
+   * Decodes exactly one value; throws on truncated data or trailing bytes.
+   * Given a budget (a request's, src/wire/decode-bounds.ts), the values made
+   * are spent from it, and a value that would pass it is refused before it
+   * is made.
+   */
+  decode(bytes: Uint8Array, budget?: DecodeBudget): unknown;
   /**
    * Like encode, for a payload that goes to a socket and is then dropped
    * (never kept, never sliced): a big one may be packed into a buffer used
@@ -192,12 +198,13 @@ export const msgpackCodec: Codec = {
   encodeForSend(value: unknown): Buffer {
     return encodeWith(value, reusedBuffer);
   },
-  decode(bytes: Uint8Array): unknown {
+  decode(bytes: Uint8Array, budget?: DecodeBudget): unknown {
     // The empty map and array (kwargs and args of most calls) need no unpacker.
     if (bytes.length === 1) {
       if (bytes[0] === 0x80) return {};
       if (bytes[0] === 0x90) return [];
     }
+    if (budget) checkMsgpackBounds(bytes, budget, 'msgpack');
     // unpack() rejects trailing bytes, so one frame holds exactly one value.
     return unpackr.unpack(bytes);
   },

@@ -4,6 +4,7 @@
  * aiozmq frames.
  */
 import type { Codec } from './codec.js';
+import { DecodeBudget } from './decode-bounds.js';
 import { decodeRequestHeader, replyHeader, type RequestHeader } from './headers.js';
 
 /** A request that parsed: what the RPC layer needs, and where to send the reply. */
@@ -70,13 +71,14 @@ export function parseRequestFrames(frames: Buffer[], codec: Codec): ParseResult 
   }
   let args: unknown;
   let kwargs: unknown;
+  const budget = new DecodeBudget(); // args and kwargs together: one request
   try {
-    args = codec.decode(frames[at + 2]!);
+    args = codec.decode(frames[at + 2]!, budget);
   } catch (err) {
     return bad(method, `the args frame is not valid msgpack (${(err as Error).message})`);
   }
   try {
-    kwargs = codec.decode(frames[at + 3]!);
+    kwargs = codec.decode(frames[at + 3]!, budget);
   } catch (err) {
     return bad(method, `the kwargs frame is not valid msgpack (${(err as Error).message})`);
   }

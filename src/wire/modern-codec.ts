@@ -12,7 +12,8 @@
 import { addExtension, Unpackr } from 'msgpackr';
 import { ParametersError } from '../errors.js';
 import { msgpackCodec, type Codec } from './codec.js';
-import { readPickle } from './pickle.js';
+import { checkMsgpackBounds, DecodeBudget } from './decode-bounds.js';
+import { MAX_REQUEST_PICKLE_WORK, readPickle } from './pickle.js';
 import { readTemporenc } from './temporenc.js';
 
 /** The ext type numbers of the modern manager (common/msgpack.py ExtTypes). */
@@ -32,8 +33,11 @@ const EXT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(MODE
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Reads one modern ext value into a plain value; throws ParametersError when it cannot. */
-export function readModernExt(type: number, data: Uint8Array): unknown {
+/**
+ * Reads one modern ext value into a plain value; throws ParametersError when
+ * it cannot. A pickle spends from `budget`, its request's decode budget.
+ */
+export function readModernExt(type: number, data: Uint8Array, budget?: DecodeBudget): unknown {
   const what = `ext type ${type} (${EXT_NAMES[type] ?? '?'})`;
   switch (type) {
     case MODERN_EXT_TYPES.UUID: {
@@ -55,35 +59,45 @@ export function readModernExt(type: number, data: Uint8Array): unknown {
     case MODERN_EXT_TYPES.IMAGE_REF:
     case MODERN_EXT_TYPES.RESOURCE_SLOT:
     case MODERN_EXT_TYPES.BINARY_SIZE:
-      return readPickle(data, what);
+      return readPickle(data, what, budget);
     default:
       throw new ParametersError(`msgpack ext type ${type} is not one of the modern manager's`);
   }
 }
 
 let decodingModern = false;
+/** The budget of the pickles of the decode under way (a part of its request's). */
+let decodeBudget: DecodeBudget | undefined;
 
 for (const type of Object.values(MODERN_EXT_TYPES)) {
   addExtension({
     type,
     unpack(data: Uint8Array) {
       if (!decodingModern) throw new Error(`Unknown extension type ${type}`);
-      return readModernExt(type, data);
+      return readModernExt(type, data, decodeBudget);
     },
   } as unknown as Parameters<typeof addExtension>[0]);
 }
 
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
-/** The codec of Callosum bodies: modern ext types in, plain msgpack out. */
+/**
+ * The codec of Callosum bodies: modern ext types in, plain msgpack out. A
+ * decode given a budget (a request's) is bounded by it, its pickles
+ * together also by MAX_REQUEST_PICKLE_WORK; without one, each pickle is
+ * still bounded by its own.
+ */
 export const modernCodec: Codec = {
   encode: (value) => msgpackCodec.encode(value),
-  decode(bytes: Uint8Array): unknown {
+  decode(bytes: Uint8Array, budget?: DecodeBudget): unknown {
+    if (budget) checkMsgpackBounds(bytes, budget, 'msgpack');
     decodingModern = true;
+    decodeBudget = budget && new DecodeBudget(MAX_REQUEST_PICKLE_WORK, budget);
     try {
       return unpackr.unpack(bytes);
     } finally {
       decodingModern = false;
+      decodeBudget = undefined;
     }
   },
 };

@@ -11,11 +11,16 @@
  * an enum member -> its value (by value or, as Python 3.12 pickles it, by
  * name through `builtins.getattr`, allowed for that alone); an object (NEWOBJ + BUILD) -> its field map;
  * a `ResourceSlot` -> its `data` map; a `BinarySize` -> its int.
+ *
+ * Its work is bounded, not only its size: lists, dicts and tuples stay the
+ * reader's own nodes (shared by the memo as Python shares them) until STOP,
+ * and are then copied once into a plain tree, each value copied spending
+ * from a {@link DecodeBudget}. A memo-shared DAG or a cycle is refused by
+ * the budget or the depth bound before it expands, and what comes out
+ * shares nothing.
  */
-import { ParametersError } from '../errors.js';
-
-/** What a global of the allow-list becomes when it is called. */
-type GlobalKind = 'decimal' | 'enum' | 'object' | 'userdict' | 'int' | 'getattr';
+import { DecodeBudget } from './decode-bounds.js';
+import { Dict, Global, List, MARK, Pending, plain, refuse, Tuple, type GlobalKind } from './pickle-nodes.js';
 
 const ENUMS_OF_TYPES = [
   'SlotTypes',
@@ -58,43 +63,39 @@ export const ALLOWED_GLOBALS: ReadonlyMap<string, GlobalKind> = new Map<string, 
   ...ENUMS_OF_TYPES.map((n): [string, GlobalKind] => [`ai.backend.common.types.${n}`, 'enum']),
 ]);
 
-/** Largest pickle read, and most values on its stack and memo: a manager's values are small. */
+/** Largest pickle read: a manager's values are small. */
 const MAX_PICKLE_BYTES = 1024 * 1024;
-const MAX_ITEMS = 100_000;
 
-class Global {
-  constructor(
-    readonly path: string,
-    readonly kind: GlobalKind,
-  ) {}
-}
-/** An object made by NEWOBJ that BUILD has not filled yet. */
-class Pending {
-  constructor(readonly cls: Global) {}
-}
-const MARK = Symbol('mark');
-class Tuple {
-  constructor(readonly items: unknown[]) {}
-}
+/**
+ * The most work one pickle may take: opcodes run plus values copied out (a
+ * str or bytes also 1 per 64 bytes). A manager's pickle is one small value
+ * (tests/fixtures/modern-values.json: a Decimal is 16 units, an ImageRef
+ * 47, a ResourceSlot of two slots 48, some 15 a slot more), and 4,096 units
+ * take well under a millisecond, so a pickle that expands (memo-shared
+ * tuples: 117 bytes for 2^28 values) is refused at once. It bounds the
+ * stack, the memo and every list too.
+ */
+export const MAX_PICKLE_WORK = 4096;
 
-function refuse(what: string, why: string): never {
-  throw new ParametersError(`${what}: ${why}; it was not read (only plain values of the modern manager's types are accepted)`);
-}
-
-/** Turns what the stack holds into a plain value: tuples become lists, a pending object an empty map. */
-function plain(v: unknown): unknown {
-  if (v instanceof Tuple) return v.items.map(plain);
-  if (v instanceof Pending) return {};
-  if (v instanceof Global) return refuse('pickle', `the bare global ${v.path} is not a value`);
-  return v;
-}
+/**
+ * The most work the pickles of one request may take together (a part of
+ * the request's budget, src/wire/decode-bounds.ts): as much as 64 pickles
+ * at {@link MAX_PICKLE_WORK}, where the largest call that carries pickles
+ * (create_kernels, 64 kernels at most) has a few small ones a kernel. It
+ * keeps a request of many pickles, each within its bound, to a fraction of
+ * a second.
+ */
+export const MAX_REQUEST_PICKLE_WORK = 64 * MAX_PICKLE_WORK;
 
 /**
  * Reads one pickle into a plain value; `what` names it in errors (e.g.
- * `ext type 6 (Enum)`). Throws ParametersError for anything it does not know.
+ * `ext type 6 (Enum)`). Throws ParametersError for anything it does not know
+ * and for a pickle whose work would pass {@link MAX_PICKLE_WORK} or what is
+ * left of `request`'s budget (the decode of the request it came in).
  */
-export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
+export function readPickle(data: Uint8Array, what = 'pickle', request?: DecodeBudget): unknown {
   if (data.length > MAX_PICKLE_BYTES) refuse(what, `it is larger than ${MAX_PICKLE_BYTES} bytes`);
+  const budget = new DecodeBudget(MAX_PICKLE_WORK, request);
   const buf = Buffer.from(data.buffer, data.byteOffset, data.length);
   const stack: unknown[] = [];
   const memo: unknown[] = [];
@@ -118,7 +119,6 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
     return stack[stack.length - 1];
   };
   const push = (v: unknown) => {
-    if (stack.length >= MAX_ITEMS) refuse(what, 'it has too many values');
     stack.push(v);
   };
   const str = (n: number) => {
@@ -139,12 +139,9 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
     return refuse(what, 'a map key is not a str or an int');
   };
   const setItems = (map: unknown, items: unknown[]) => {
-    if (map === null || typeof map !== 'object' || Array.isArray(map) || map instanceof Tuple || map instanceof Pending)
-      refuse(what, 'SETITEM(S) on something that is not a dict');
+    if (!(map instanceof Dict)) refuse(what, 'SETITEM(S) on something that is not a dict');
     if (items.length % 2 !== 0) refuse(what, 'SETITEMS with an odd number of values');
-    const m = map as Record<string, unknown>;
-    for (let i = 0; i < items.length; i += 2)
-      Object.defineProperty(m, key(items[i]), { value: plain(items[i + 1]), enumerable: true, writable: true, configurable: true });
+    for (let i = 0; i < items.length; i += 2) map.entries.push([key(items[i]), items[i + 1]]);
   };
   const call = (callee: unknown, args: unknown, op: string): unknown => {
     if (!(callee instanceof Global)) return refuse(what, `${op} of something that is not an allowed global`);
@@ -163,7 +160,7 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
         return a[0];
       case 'enum':
         if (op !== 'REDUCE' || a.length !== 1) return refuse(what, `enum ${callee.path} must be built from one value`);
-        return plain(a[0]);
+        return a[0];
       case 'getattr': {
         // only getattr(<an allowed enum>, "MEMBER"), as Python 3.12 pickles an enum member
         const [cls, name] = a;
@@ -187,6 +184,7 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
 
   for (;;) {
     need(1);
+    budget.spend(1, what);
     const op = buf[at++]!;
     switch (op) {
       case 0x80: // PROTO
@@ -202,10 +200,9 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
         // STOP
         if (stack.length !== 1 || stack[0] === MARK) refuse(what, 'it does not end with exactly one value');
         if (at !== buf.length) refuse(what, 'it has bytes after STOP');
-        return plain(stack[0]);
+        return plain(stack[0], budget, what);
       }
       case 0x94:
-        if (memo.length >= MAX_ITEMS) refuse(what, 'its memo is too large');
         memo.push(top());
         break;
       case 0x68:
@@ -264,7 +261,7 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
         push(new Tuple(popMark()));
         break;
       case 0x7d:
-        push({});
+        push(new Dict());
         break;
       case 0x73: {
         const v = pop();
@@ -278,15 +275,14 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
         break;
       }
       case 0x5d:
-        push([]);
+        push(new List());
         break;
       case 0x61:
       case 0x65: {
         const items = op === 0x61 ? [pop()] : popMark();
         const list = top();
-        if (!Array.isArray(list)) refuse(what, 'APPEND(S) on something that is not a list');
-        if (list.length + items.length > MAX_ITEMS) refuse(what, 'a list is too long');
-        for (const x of items) list.push(plain(x));
+        if (!(list instanceof List)) refuse(what, 'APPEND(S) on something that is not a list');
+        for (const x of items) list.items.push(x);
         break;
       }
       case 0x4e:
@@ -339,18 +335,16 @@ export function readPickle(data: Uint8Array, what = 'pickle'): unknown {
       }
       case 0x62: {
         // BUILD
-        const state = plain(pop());
+        const state = pop();
         const obj = pop();
         if (!(obj instanceof Pending)) refuse(what, 'BUILD on something that is not a new object');
-        if (state === null || typeof state !== 'object' || Array.isArray(state))
-          refuse(what, `the state of ${obj.cls.path} is not a field map`);
-        const fields = state as Record<string, unknown>;
+        if (!(state instanceof Dict)) refuse(what, `the state of ${obj.cls.path} is not a field map`);
         if (obj.cls.kind === 'userdict') {
-          const data = fields.data;
-          if (data === null || typeof data !== 'object' || Array.isArray(data)) refuse(what, `${obj.cls.path} has no data map`);
+          const data = state.get('data');
+          if (!(data instanceof Dict)) refuse(what, `${obj.cls.path} has no data map`);
           push(data);
         } else {
-          push(fields);
+          push(state);
         }
         break;
       }

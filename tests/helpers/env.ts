@@ -19,6 +19,8 @@ import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { RemoteError } from '../../src/errors.js';
+import { firewallPlan, removeFirewall } from '../../src/containers/firewall.js';
+import { kernelBridgeName, kernelNetworkName } from '../../src/containers/kernel-network.js';
 import { freePort } from '../../bench/lib/ports.js';
 
 /** A TCP port that was free a moment ago (shared with the benchmarks). */
@@ -113,7 +115,11 @@ export function containersOf(agentId: string): Promise<Docker.ContainerInfo[]> {
   return new Docker().listContainers({ all: true, filters: { label: [`io.compute-agent.agent=${agentId}`] } });
 }
 
-/** After the test, removes every container the agent of this id created. */
+/**
+ * After the test, removes every container the agent of this id created, then
+ * its kernel network and firewall chains (an agent keeps them at its stop
+ * while its kernels still run).
+ */
 export function removeContainersOf(agentId: string): void {
   onCleanup(async () => {
     const docker = new Docker();
@@ -125,7 +131,19 @@ export function removeContainersOf(agentId: string): void {
           .catch(() => undefined),
       ),
     );
+    await removeNetworkOf(agentId);
   });
+}
+
+/** Removes the kernel network and firewall chains of the agent of this id (a killed agent leaves them), if it has any. */
+export async function removeNetworkOf(agentId: string): Promise<void> {
+  await removeFirewall(firewallPlan(agentId, kernelBridgeName(agentId), 'allow'));
+  await new Docker()
+    .getNetwork(kernelNetworkName(agentId))
+    .remove()
+    .catch((err: { statusCode?: number }) => {
+      if (err.statusCode !== 404) throw err;
+    });
 }
 
 /** The RemoteError a call fails with; fails the test if the call succeeds or fails otherwise. */
@@ -343,11 +361,14 @@ export function spawnAgent(args: string[], env: NodeJS.ProcessEnv = {}): Spawned
   });
   child.stdout.resume();
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const agentId = serves ? args[args.indexOf('--agent-id') + 1] : undefined;
   onCleanup(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
       await exited;
     }
+    // A killed agent leaves its kernel network and chains; kernels of its own the test removes (removeContainersOf) keep them.
+    if (agentId && args.includes('--agent-id') && (await containersOf(agentId)).length === 0) await removeNetworkOf(agentId);
   });
   return {
     child,

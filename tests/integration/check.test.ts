@@ -84,6 +84,9 @@ describe('agent check', () => {
       /hostfile homes can work here \(mkfs.ext4, loop devices \(\/dev\/loop\d+ free\), the right to mount\); scratch_type is hostdir$/,
     );
     expect(lineOf(run, 'cgroup controllers').line).to.match(/cgroup v[12] with .*memory/);
+    expect(lineOf(run, 'kernel isolation').line).to.match(
+      /iptables v[\d.]+.* can keep kernels apart; kernel_egress allow; its chains \(mangle\/CA-.*-PRE, filter\/CA-.*-IN, filter\/CA-.*-FWD\) are installed when the agent starts$/,
+    );
   });
 
   it("fails with one clear line when the scratch root is not writable for the agent's user", async function () {
@@ -169,12 +172,15 @@ describe('agent check', () => {
     const { ns } = testEtcd(flags[1]!);
     await ns.put('config/agent/kernel_seccomp').value('unconfined');
     await ns.put('config/agent/kernel_pids_limit').value('0');
+    await ns.put('config/agent/kernel_isolation').value('off');
     const run = await runCheck(flags);
     expect(run.code, run.out + run.err).to.equal(0);
+    expect(run.out).to.match(/warn: kernel_isolation: no firewall chains .*; fix: set kernel_isolation to on/);
+    expect(lineOf(run, 'kernel isolation').line).to.match(/kernel_isolation is off: no firewall chains are installed$/);
     expect(lineOf(run, 'security settings').line).to.match(/turned off: .*kernel_seccomp/);
     expect(run.out).to.match(/warn: kernel_seccomp: .*; fix: /);
     expect(run.out).to.match(/warn: kernel_pids_limit: .*; fix: /);
-    expect(run.out.trim().split('\n').pop()).to.match(/^all \d+ checks passed \(3 warnings\)$/);
+    expect(run.out.trim().split('\n').pop()).to.match(/^all \d+ checks passed \(4 warnings\)$/);
   });
 
   it('fails naming the etcd key of a bad setting', async function () {

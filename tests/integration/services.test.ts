@@ -16,9 +16,9 @@ import Docker from 'dockerode';
 import { methods } from '../../src/rpc/methods.js';
 import { runToEnd } from '../helpers/run.js';
 import { poolSettled, putPool } from '../helpers/pool.js';
+import { derivedImage } from '../helpers/derived-image.js';
 import {
   containersOf,
-  onCleanup,
   remoteError,
   REPO_ROOT,
   requireEtcd,
@@ -33,52 +33,6 @@ const PYTHON = '/usr/bin/python3';
 const SCRIPT = path.join(REPO_ROOT, 'tests/interop/aiozmq_services.py');
 const docker = new Docker();
 const config = (lang: string) => ({ lang, limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 }, mounts: [], environ: {} });
-
-/**
- * Makes an image from the test's kernel image with a service-port label and
- * app definitions (a `docker commit`, no registry); removed after the test.
- */
-async function derivedImage(label: string, defs: Record<string, unknown>): Promise<string> {
-  const tag = uniqueName('svc-test').toLowerCase();
-  const base = `lablup/kernel-${TEST_IMAGE_LANG}`;
-  const script = Object.entries(defs)
-    .map(([name, d]) => `printf '%s' '${JSON.stringify(d)}' > /opt/kernel/service-defs/${name}.json`)
-    .join(' && ');
-  const c = await docker.createContainer({
-    Image: base,
-    Entrypoint: ['/bin/sh', '-c'],
-    Cmd: [`mkdir -p /opt/kernel/service-defs && ${script || 'true'}`],
-    User: 'root',
-    Labels: { 'io.compute-agent.test': tag },
-  });
-  try {
-    await c.start();
-    const r = (await c.wait()) as { StatusCode: number };
-    expect(r.StatusCode).to.equal(0);
-    const baseInfo = await docker.getImage(base).inspect();
-    await c.commit({
-      repo: 'lablup/kernel-python',
-      tag,
-      changes: [
-        `LABEL ai.backend.service-ports="${label}"`,
-        `ENTRYPOINT ${JSON.stringify(baseInfo.Config.Entrypoint)}`,
-        `CMD ${JSON.stringify(baseInfo.Config.Cmd)}`,
-      ],
-    });
-  } finally {
-    await c.remove({ force: true });
-  }
-  onCleanup(() =>
-    docker
-      .getImage(`lablup/kernel-python:${tag}`)
-      .remove({ force: true })
-      .then(
-        () => undefined,
-        () => undefined,
-      ),
-  );
-  return `python:${tag}`;
-}
 
 describe('service ports', function () {
   this.timeout(180_000);

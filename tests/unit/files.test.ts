@@ -276,4 +276,38 @@ describe('scratch files', () => {
     const gone = new ScratchFiles(path.join(root, 'no-home'), DEFAULT_FILE_LIMITS);
     expect(await rejection(gone.list('.'))).to.be.instanceOf(KernelFileNotFoundError);
   });
+
+  it("walks a vfolder path in the vfolder's host folder, never out of it, and never into it through the home", async () => {
+    const vf = path.join(root, 'vfolder');
+    await fs.mkdir(vf);
+    await fs.mkdir(path.join(home, 'data')); // the folder the mount hides, on the host
+    await fs.writeFile(path.join(home, 'data', 'hidden.txt'), 'hidden');
+    await fs.writeFile(path.join(vf, 'v.txt'), 'vee');
+    const withVf = new ScratchFiles(home, DEFAULT_FILE_LIMITS, null, [{ name: 'data', hostPath: vf }]);
+    await withVf.upload('data/sub/up.txt', Buffer.from('up'));
+    expect(await fs.readFile(path.join(vf, 'sub', 'up.txt'), 'utf8')).to.equal('up');
+    const listing = await withVf.list('/home/work/data');
+    expect(listing.abspath).to.equal('/home/work/data');
+    expect((JSON.parse(listing.files) as Array<{ filename: string }>).map((f) => f.filename)).to.deep.equal(['sub', 'v.txt']);
+    expect((await untar(await withVf.download('data/v.txt'))).map((e) => [e.name, e.data])).to.deep.equal([['v.txt', 'vee']]);
+    expect((await untar(await withVf.download('data'))).map((e) => e.name)).to.include.members(['data/', 'data/v.txt']);
+    expect(await rejection(withVf.upload('data', Buffer.from('x')))).to.be.instanceOf(InvalidPathError);
+
+    await fs.symlink(outside, path.join(vf, 'out'));
+    await fs.symlink('..', path.join(vf, 'up'));
+    await fs.symlink('/home/work/hello', path.join(vf, 'tohome'));
+    await fs.symlink('/home/work/data/v.txt', path.join(vf, 'self'));
+    await fs.symlink('data', path.join(home, 'tovf'));
+    for (const p of ['data/out/secret', 'data/up/x', 'data/tohome/x', 'tovf/v.txt']) {
+      const err = await rejection(withVf.download(p));
+      expect(err, p).to.be.instanceOf(InvalidPathError);
+    }
+    expect(await rejection(withVf.upload('data/out/new', Buffer.from('x')))).to.be.instanceOf(InvalidPathError);
+    expect(await rejection(withVf.list('tovf'))).to.be.instanceOf(InvalidPathError);
+    await withVf.upload('data/self', Buffer.from('replaced')); // a link inside the vfolder to a file in it: the link is replaced
+    expect((await fs.lstat(path.join(vf, 'self'))).isFile()).to.equal(true);
+    expect(await fs.readFile(path.join(vf, 'v.txt'), 'utf8')).to.equal('vee');
+    expect(await fs.readFile(path.join(home, 'data', 'hidden.txt'), 'utf8')).to.equal('hidden');
+    expect(await outsideSnapshot()).to.deep.equal(['outside', 'outside/secret', 'vfolder']);
+  });
 });

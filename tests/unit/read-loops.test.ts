@@ -97,6 +97,7 @@ describe('read loops', function () {
           return undefined;
         },
         failed: (err) => failures.push(err),
+        cut: () => undefined,
       },
     );
     try {

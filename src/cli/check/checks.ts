@@ -19,6 +19,7 @@ import { securityFindings } from '../../config/security.js';
 import { gpuCheck } from '../../accelerators/check.js';
 import { NvidiaCuda } from '../../accelerators/nvidia.js';
 import { PREP_CHECKS } from './prep-checks.js';
+import { NETWORK_CHECK } from './network-check.js';
 import type { Check, CheckContext, CheckResult } from './types.js';
 import { hostfileProblems, MOUNT_RIGHTS } from '../../scratch/mounts.js';
 
@@ -215,6 +216,7 @@ export const CHECKS: Check[] = [
       return pass(`hostfile homes cannot work here (${why}); scratch_type is ${type}, which does not need them`);
     },
   },
+  NETWORK_CHECK,
   ...PREP_CHECKS,
 ];
 

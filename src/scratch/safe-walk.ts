@@ -1,7 +1,10 @@
 /**
  * The safe walk: how a path given by a caller is resolved under a kernel's
- * scratch home without ever leaving it. What is then done with the place it
- * reaches (upload, download, list) is src/kernels/files.ts's.
+ * scratch home (or under one of its vfolders) without ever leaving it. What
+ * is then done with the place it reaches (upload, download, list) is
+ * src/kernels/files.ts's; the agent's own work in a home (environ.txt, the
+ * output listing, removal) is src/scratch/home-ops.ts's. It lives this low so
+ * that every room that touches a home can use it.
  *
  * The home (`<scratch root>/<kernel id>`) is `/home/work` in the container,
  * where untrusted code may plant symlinks anywhere, and the agent is root. So
@@ -10,7 +13,15 @@
  * `/proc/self/fd/<dir fd>/<name>` (Linux's stand-in for the `openat` Node
  * lacks), opening with O_NOFOLLOW. Symlinks are read and resolved here, as the
  * container sees them (an absolute target must be under `/home/work`), so a
- * link swapped in after a check cannot redirect a later step. Linux only.
+ * link swapped in after a check cannot redirect a later step.
+ *
+ * A vfolder is mounted at `/home/work/<name>` in the container only; on the
+ * host, beneath it, lies the scratch folder the mount hides. So a path whose
+ * first component names a vfolder is walked from a descriptor of the
+ * vfolder's host folder instead, with the same rules, and never leaves it
+ * (`..` above it or a symlink out of it is refused). A symlink or `..` that
+ * would reach a vfolder from the home is refused too: the walk would find
+ * the hidden folder, not what the kernel sees. Linux only.
  */
 import { constants as C, promises as fs, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -23,9 +34,16 @@ const MAX_LINK_HOPS = 40;
 /** DIR_FLAGS open a directory met on a walk: never through a symlink. */
 export const DIR_FLAGS = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
 
+/** A vfolder of a kernel: mounted at `/home/work/<name>` from host folder `hostPath`. */
+export interface VfolderMount {
+  name: string;
+  hostPath: string;
+}
+
 /**
- * Walk is where a walk ended: the open directories from the home down
- * (`dirs[0]` is the home, `names` their names below it, `realHome` its host
+ * Walk is where a walk ended: the open directories from its top down
+ * (`dirs[0]` is the home or the vfolder the path is in, `top` its path in
+ * the container, `names` the directories' names below it, `realHome` its host
  * path) and, unless the target is the last of them, the final `name` and its
  * lstat (null when absent). The caller closes `dirs` ({@link closeAll}).
  */
@@ -33,14 +51,17 @@ export interface Walk {
   dirs: FileHandle[];
   names: string[];
   realHome: string;
+  top: string;
+  /** The segments of `top` below the home: `[vfolder name]`, or none. */
+  base: string[];
   name?: string;
   st?: Stats | null;
 }
 
 /** at is the path of `name` inside the directory open as `dir`, resolved by the kernel from the descriptor, not from a path. */
 export const at = (dir: FileHandle, name: string): string => `/proc/self/fd/${dir.fd}/${name}`;
-/** shown is a place below the home as the container sees it, for messages. */
-export const shown = (names: readonly string[]): string => [CONTAINER_HOME, ...names].join('/');
+/** shown is a place below `top` (the home unless given) as the container sees it, for messages. */
+export const shown = (names: readonly string[], top = CONTAINER_HOME): string => [top, ...names].join('/');
 /** errCode is a system error's code (ENOENT, ...), if it has one. */
 export const errCode = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code;
 
@@ -78,20 +99,32 @@ export function parsePath(input: string, allowHome: boolean): string[] {
 /**
  * walkHome walks `segs` (from {@link parsePath}) from the home at host path
  * `home` one component at a time, opening each directory with O_NOFOLLOW and
- * resolving symlinks itself (container view). With `followLast` false the
- * last component is only lstat'ed; with `create`, missing directories on the
- * way are made. `input` is the caller's path, for messages.
+ * resolving symlinks itself (container view). A path whose first component
+ * is one of `mounts` is walked in that vfolder's host folder instead. With
+ * `followLast` false the last component is only lstat'ed; with `create`,
+ * missing directories on the way are made. `input` is the caller's path, for
+ * messages.
  */
 export async function walkHome(
   home: string,
   input: string,
-  segs: string[],
-  opts: { create?: boolean; followLast: boolean },
+  allSegs: string[],
+  opts: { create?: boolean; followLast: boolean; mounts?: readonly VfolderMount[] },
 ): Promise<Walk> {
-  const homeFh = await fs.open(home, C.O_RDONLY | C.O_DIRECTORY).catch((err: unknown) => {
-    throw new KernelFileNotFoundError(`the kernel's scratch home ${home} cannot be opened: ${errorMessage(err)}`);
+  const mounts = opts.mounts ?? [];
+  const mount = allSegs.length > 0 ? mounts.find((m) => m.name === allSegs[0]) : undefined;
+  const segs = mount ? allSegs.slice(1) : allSegs;
+  const top = mount ? `${CONTAINER_HOME}/${mount.name}` : CONTAINER_HOME;
+  const topParts = top.split('/').filter((p) => p !== '');
+  const homeFh = await fs.open(mount ? mount.hostPath : home, C.O_RDONLY | C.O_DIRECTORY).catch((err: unknown) => {
+    throw new KernelFileNotFoundError(
+      mount
+        ? `the vfolder ${mount.name} (${mount.hostPath}) cannot be opened: ${errorMessage(err)}`
+        : `the kernel's scratch home ${home} cannot be opened: ${errorMessage(err)}`,
+    );
   });
-  const w: Walk = { dirs: [homeFh], names: [], realHome: '' };
+  const w: Walk = { dirs: [homeFh], names: [], realHome: '', top, base: mount ? [mount.name] : [] };
+  const here = (name: string) => shown([...w.names, name], top);
   // Segments still to walk; `linked` marks those that came from a symlink's target, below which nothing is created.
   const queue = segs.map((seg) => ({ seg, linked: false }));
   let hops = 0;
@@ -104,27 +137,31 @@ export async function walkHome(
       const last = queue.length === 0;
       if (seg === '.') continue;
       if (seg === '..') {
-        if (w.names.length === 0) throw new InvalidPathError(`path ${JSON.stringify(input)}: ${via}, which leads out of ${CONTAINER_HOME}`);
+        if (w.names.length === 0) throw new InvalidPathError(`path ${JSON.stringify(input)}: ${via}, which leads out of ${top}`);
         await w.dirs.pop()!.close();
         w.names.pop();
         continue;
       }
+      // Only a path that names a vfolder first reaches it: through a link, the host has the folder the mount hides.
+      if (!mount && w.names.length === 0 && mounts.some((m) => m.name === seg))
+        throw new InvalidPathError(
+          `path ${JSON.stringify(input)}: ${via}, which leads into the vfolder ${shown([seg])}; name a path in it directly (${shown([seg])}/...)`,
+        );
       if (last && !opts.followLast) return { ...w, name: seg, st: await lstatOrNull(at(dir, seg)) };
       const st = await lstatOrNull(at(dir, seg));
       if (st === null && last) return { ...w, name: seg, st };
-      if (st === null && (!opts.create || linked)) throw new KernelFileNotFoundError(`${shown([...w.names, seg])} does not exist`);
+      if (st === null && (!opts.create || linked)) throw new KernelFileNotFoundError(`${here(seg)} does not exist`);
       if (st === null) {
         w.dirs.push(await makeDir(dir, seg, homeFh));
         w.names.push(seg);
       } else if (st.isSymbolicLink()) {
         const target = await fs.readlink(at(dir, seg));
-        via = `${shown([...w.names, seg])} is a symlink to ${target}`;
+        via = `${here(seg)} is a symlink to ${target}`;
         if (++hops > MAX_LINK_HOPS) throw new InvalidPathError(`path ${JSON.stringify(input)}: ${via}; too many levels of symlinks`);
         let parts = target.split('/').filter((s) => s !== '');
         if (target.startsWith('/')) {
-          if (parts[0] !== 'home' || parts[1] !== 'work')
-            throw new InvalidPathError(`path ${JSON.stringify(input)}: ${via}, outside ${CONTAINER_HOME}`);
-          parts = parts.slice(2);
+          if (topParts.some((p, i) => parts[i] !== p)) throw new InvalidPathError(`path ${JSON.stringify(input)}: ${via}, outside ${top}`);
+          parts = parts.slice(topParts.length);
           while (w.dirs.length > 1) await w.dirs.pop()!.close();
           w.names.length = 0;
         }
@@ -135,7 +172,7 @@ export async function walkHome(
       } else if (last) {
         return { ...w, name: seg, st };
       } else {
-        throw new InvalidPathError(`path ${JSON.stringify(input)}: ${shown([...w.names, seg])} is not a directory`);
+        throw new InvalidPathError(`path ${JSON.stringify(input)}: ${here(seg)} is not a directory`);
       }
     }
     return w;

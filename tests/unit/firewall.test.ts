@@ -1,0 +1,43 @@
+/**
+ * The firewall plan (src/containers/firewall.ts): chain names that fit
+ * iptables and name the agent, and rules that drop what a kernel must not
+ * reach while letting replies through.
+ */
+import { expect } from 'chai';
+import { chainId, firewallPlan } from '../../src/containers/firewall.js';
+import { kernelBridgeName, kernelNetworkName } from '../../src/containers/kernel-network.js';
+
+describe('firewall plan', () => {
+  it('names chains with the agent id, within the 28 characters iptables allows, telling long ids apart', () => {
+    expect(firewallPlan('i-node1', 'cak-x', 'allow').map((c) => c.chain)).to.deep.equal([
+      'CA-i-node1-PRE',
+      'CA-i-node1-IN',
+      'CA-i-node1-FWD',
+    ]);
+    const long1 = 'i-a-very-long-agent-id-of-some-node-0001';
+    const long2 = 'i-a-very-long-agent-id-of-some-node-0002';
+    expect(chainId(long1)).to.not.equal(chainId(long2));
+    for (const c of firewallPlan(long1, 'cak-x', 'deny')) expect(c.chain.length).to.be.at.most(28);
+    expect(chainId(long1).startsWith('i-a-very-lon')).to.equal(true);
+  });
+
+  it('gives each agent its own bridge name of at most 15 characters and a network named with its id', () => {
+    expect(kernelBridgeName('i-a')).to.match(/^cak-[0-9a-f]{11}$/);
+    expect(kernelBridgeName('i-a')).to.not.equal(kernelBridgeName('i-b'));
+    expect(kernelNetworkName('i-a')).to.equal('compute-agent.i-a');
+  });
+
+  it('lets replies through first, drops kernel to kernel and other networks, and drops egress only when denied', () => {
+    const [pre, input, allow] = firewallPlan('i-1', 'cak-1', 'allow');
+    expect(pre!.rules[0]).to.include('ESTABLISHED,RELATED');
+    expect(pre!.rules[1]).to.deep.equal(['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'DROP']);
+    expect(input!.rules.at(-1)).to.deep.equal(['-j', 'DROP']);
+    expect(allow!.rules).to.deep.include(['-i', 'cak-1', '-o', 'cak-1', '-j', 'DROP']);
+    expect(allow!.rules).to.deep.include(['-i', 'docker0', '-o', 'cak-1', '-j', 'DROP']);
+    expect(allow!.rules).to.not.deep.include(['-i', 'cak-1', '-j', 'DROP']);
+    const deny = firewallPlan('i-1', 'cak-1', 'deny')[2]!;
+    expect(deny.rules.at(-1)).to.deep.equal(['-i', 'cak-1', '-j', 'DROP']);
+    // Every hook names this agent's bridge or chain: nothing else of the firewall is touched.
+    for (const c of [pre!, input!, allow!]) expect(c.hook.join(' ')).to.match(/cak-1|CA-i-1-/);
+  });
+});
