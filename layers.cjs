@@ -32,6 +32,7 @@ const LAYERS = [
     what: 'what a kernel container is made of: spec, request, image traits, service ports, home',
   },
   { name: 'images', paths: ['images/'], what: 'kernel images: pulls, registry, inventory, prepull' },
+  { name: 'stats', paths: ['stats/'], what: "the kernels' stats in the managers' Redis: both generations' forms and writers" },
   { name: 'events', paths: ['events/'], what: 'the event catalogue and its sinks (PUSH, the Redis stream)' },
   { name: 'ports', paths: ['ports/'], what: 'the host port range and the Docker engine that publishes from it' },
   { name: 'scratch', paths: ['scratch/'], what: "the kernels' homes by scratch_type: make, mount, remove, sweep" },

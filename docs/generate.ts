@@ -14,7 +14,9 @@
  * - layers.rst: the floor plan of src/ (layers.cjs, the list that
  *   .dependency-cruiser.cjs also checks the imports against).
  * - errors.rst: the wire errors, from the error classes (src/errors.ts
- *   WIRE_ERROR_CLASSES) and their Callosum form (src/rpc/callosum-failure.ts).
+ *   WIRE_ERROR_CLASSES), their aiozmq names and their Callosum form
+ *   (src/rpc/callosum-failure.ts); error-names.inc: the same table alone,
+ *   which docs/wire-contract.rst includes.
  *
  * `node dist/docs/generate.js` (npm run docs:gen) writes them;
  * `--check` only says which differ (exit 1). tests/unit/docs.test.ts fails
@@ -42,7 +44,7 @@ import { MODERN_CONFIG_KEYS } from '../src/kernels/modern-spec.js';
 import { AGENT_EVENTS, MODERN_EVENTS, type EventSpec } from '../src/events/catalogue.js';
 import { AgentMetrics } from '../src/metrics/metrics.js';
 import { silentLogger } from '../src/log.js';
-import { WIRE_ERROR_CLASSES } from '../src/errors.js';
+import { ArgumentsError, ImpossibleRequestError, WIRE_ERROR_CLASSES, type WireErrorClass } from '../src/errors.js';
 import { callosumFailure } from '../src/rpc/callosum-failure.js';
 
 /** Plain text made safe for reStructuredText (no markup is recognised in it; URIs such as `tcp://HOST:PORT` become literals). */
@@ -331,20 +333,52 @@ function layersPage(): string {
   );
 }
 
-/** The wire errors: each class's wire name and retryability, and the name a modern manager sees. */
-function errorsPage(): string {
-  const rows = Object.entries(WIRE_ERROR_CLASSES).map(([key, cls]) => {
+/** The name on the aiozmq port (and where one method differs, that one too). */
+function aiozmqName(cls: WireErrorClass): string {
+  const others = Object.entries(cls.aiozmqNameIn).map(([method, name]) => `${lit(name)} in ${lit(method)}`);
+  return lit(cls.aiozmqName) + (others.length > 0 ? ` (${others.join(', ')})` : '');
+}
+
+/** The wire errors: each class's wire name and retryability, and the names 2018 and modern managers see. */
+function errorNamesTable(): string {
+  const classes: Array<[string, WireErrorClass]> = [
+    ...Object.entries(WIRE_ERROR_CLASSES),
+    // the ParametersError subclasses, each with its class (ArgumentsError: its own aiozmq name)
+    ['Parameters', ArgumentsError],
+    ['Parameters', ImpossibleRequestError],
+  ];
+  const rows = classes.map(([key, cls]) => {
     const callosum = callosumFailure({ type: cls.wireName, args: [], repr: '' }).name;
-    return [lit(cls.wireName), lit(`WireErrors.${key}`), lit(callosum), cls.retryable ? 'yes' : 'no', lit(cls.name)];
+    return [lit(cls.wireName), lit(`WireErrors.${key}`), aiozmqName(cls), lit(callosum), cls.retryable ? 'yes' : 'no', lit(cls.name)];
   });
+  return table(
+    ["agent's name", 'client constant', 'aiozmq port (2018)', 'Callosum name', 'retryable', 'class'],
+    rows,
+    [22, 20, 22, 14, 8, 14],
+  );
+}
+
+/** The table alone, which docs/wire-contract.rst includes (an `.inc` file: not a page of its own). */
+function errorNamesInclude(): string {
+  return header('the error classes of src/errors.ts (WIRE_ERROR_CLASSES) and src/rpc/callosum-failure.ts') + errorNamesTable();
+}
+
+/** The wire errors page: what the names mean, and the table. */
+function errorsPage(): string {
   return (
     header('the error classes of src/errors.ts (WIRE_ERROR_CLASSES) and src/rpc/callosum-failure.ts') +
     title('Wire errors') +
-    'The error types an error reply carries (``[type, args, repr]`` to 2018 managers; a Callosum failure\n' +
-    "names the short form). *Retryable*: the same call may succeed later as it is; the client library's\n" +
-    `\`\`RemoteError.retryable\`\` and \`\`isRetryable\`\` read it (${ref('The wire contract')}). Anything else that fails\n` +
-    'is ``agent.InternalError``, whose message points at the agent log.\n\n' +
-    table(['wire type', 'client constant', 'Callosum name', 'retryable', 'class'], rows, [30, 25, 20, 10, 15])
+    "Each error kind of the agent (*agent's name*: what the client library's ``RemoteError.remoteType`` and\n" +
+    '``agentctl`` show) and the name it travels under on each port. On the aiozmq port (2018 managers) an\n' +
+    'error reply is ``[type, args, repr]`` under a Python builtin name, because the 2018 manager handles no\n' +
+    "other on its typed path, with the agent's name as the last arg (``KeyError('no kernel with id ...',\n" +
+    "'agent.KernelNotFound')``); aiozmq's own ``NotFoundError`` and ``ParametersError`` (arguments that do not\n" +
+    'fit the signature, ``ArgumentsError``) keep their names; a config value refused is an ``AssertionError``. A\n' +
+    'Callosum failure (modern managers) names the short form. *Retryable*: the same call may succeed later\n' +
+    "as it is; the client library's ``RemoteError.retryable`` and ``isRetryable`` read it\n" +
+    `(${ref('The wire contract')}). Anything else that fails is \`\`agent.InternalError\`\`, whose message points\n` +
+    'at the agent log.\n\n' +
+    errorNamesTable()
   );
 }
 
@@ -360,6 +394,7 @@ export function generate(): Map<string, string> {
     ['reference/metrics.rst', metricsPage()],
     ['reference/layers.rst', layersPage()],
     ['reference/errors.rst', errorsPage()],
+    ['reference/error-names.inc', errorNamesInclude()],
   ]);
 }
 

@@ -43,6 +43,7 @@ import type { PortRangeStats } from './ports/range.js';
 import { portRangeBounds } from './config/setting-parsers.js';
 import { createRequire } from 'node:module';
 import type { SinkStats } from './events/sink.js';
+import type { StatsWriter } from './stats/stats-writer.js';
 import type { AgentEventName } from './events/catalogue.js';
 import { openScratchHomes } from './scratch/homes.js';
 
@@ -139,6 +140,10 @@ export class Agent {
   get gpuService(): GpuService | null {
     return this.room.gpus;
   }
+  /** The stats writer of the managers' Redis (src/stats/); null before start. */
+  get statsWriter(): StatsWriter | null {
+    return this.room.stats;
+  }
 
   /**
    * Resolves once `n` more heartbeats than now have gone out (at once when
@@ -227,6 +232,8 @@ export class Agent {
         clusterShare: () => this.demand?.value ?? {},
         scratch,
         checkpoint,
+        modern,
+        node: this.node,
       });
 
       const rpc = buildRpc({

@@ -20,6 +20,15 @@ export class AgentError extends Error {
   static readonly wireName: string = 'agent.AgentError';
   /** Whether the same call may succeed if simply tried again later. */
   static readonly retryable: boolean = false;
+  /**
+   * The exception name this error travels under on the aiozmq port: a Python
+   * builtin, because the 2018 manager handles only those on its typed path
+   * (any other name ends in its bare internal-server-error); the agent's own
+   * name follows the message as the last arg (docs/wire-contract.rst, "RPC").
+   */
+  static readonly aiozmqName: string = 'builtins.RuntimeError';
+  /** Where the 2018 agent raised another builtin for the same failure in one method, that method's name (e.g. `execute`). */
+  static readonly aiozmqNameIn: Readonly<Record<string, string>> = {};
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -42,9 +51,25 @@ export class AgentError extends Error {
   }
 }
 
-/** ParametersError is raised when a call's arguments do not fit the method's declaration. */
+/**
+ * ParametersError is raised when a call's arguments do not fit the method's
+ * declaration or its config refuses a value. On the aiozmq port it is an
+ * AssertionError, as the 2018 agent asserted on its config (aiozmq's own
+ * ParametersError ends in the 2018 manager's bare internal-server-error);
+ * {@link ArgumentsError} keeps aiozmq's name.
+ */
 export class ParametersError extends AgentError {
   static override readonly wireName = 'aiozmq.rpc.base.ParametersError';
+  static override readonly aiozmqName: string = 'builtins.AssertionError';
+}
+
+/**
+ * ArgumentsError is the ParametersError of arguments that do not fit the
+ * method's signature (count, names, types, declared limits): aiozmq's own
+ * error on the aiozmq port too, as the stock server sends it.
+ */
+export class ArgumentsError extends ParametersError {
+  static override readonly aiozmqName: string = 'aiozmq.rpc.base.ParametersError';
 }
 
 /**
@@ -58,6 +83,7 @@ export class ImpossibleRequestError extends ParametersError {}
 /** MethodNotFoundError is raised for a method name the agent does not serve. */
 export class MethodNotFoundError extends AgentError {
   static override readonly wireName = 'aiozmq.rpc.base.NotFoundError';
+  static override readonly aiozmqName = 'aiozmq.rpc.base.NotFoundError';
   constructor(readonly method: string) {
     super(`no such method: ${method}`);
   }
@@ -70,6 +96,7 @@ export class MethodNotFoundError extends AgentError {
 /** NotImplementedYetError is raised by methods of the contract that this build does not serve yet. */
 export class NotImplementedYetError extends AgentError {
   static override readonly wireName = 'agent.NotImplemented';
+  static override readonly aiozmqName = 'builtins.NotImplementedError';
   constructor(method: string) {
     super(`${method} is part of the agent protocol but is not implemented in this agent version yet`);
   }
@@ -78,6 +105,9 @@ export class NotImplementedYetError extends AgentError {
 /** KernelNotFoundError is raised when a call names a kernel id the agent does not hold. */
 export class KernelNotFoundError extends AgentError {
   static override readonly wireName = 'agent.KernelNotFound';
+  /** The 2018 agent's registry lookup raised KeyError; its execute raised RuntimeError. */
+  static override readonly aiozmqName = 'builtins.KeyError';
+  static override readonly aiozmqNameIn = { execute: 'builtins.RuntimeError' };
   constructor(kernelId: string) {
     super(`no kernel with id ${kernelId} on this agent; list kernels or create it first`);
   }
@@ -86,21 +116,25 @@ export class KernelNotFoundError extends AgentError {
 /** InvalidPathError is raised for a kernel file path that is malformed or would leave the kernel's scratch home. */
 export class InvalidPathError extends AgentError {
   static override readonly wireName = 'agent.InvalidPath';
+  static override readonly aiozmqName = 'builtins.AssertionError';
 }
 
 /** FileTooLargeError is raised when a file operation would exceed a configured size limit. */
 export class FileTooLargeError extends AgentError {
   static override readonly wireName = 'agent.FileTooLarge';
+  static override readonly aiozmqName = 'builtins.AssertionError';
 }
 
 /** KernelFileNotFoundError is raised when a path inside a kernel's scratch home does not exist. */
 export class KernelFileNotFoundError extends AgentError {
   static override readonly wireName = 'agent.FileNotFound';
+  static override readonly aiozmqName = 'builtins.LookupError';
 }
 
 /** ImageNotFoundError is raised when a kernel's image is not on this node and the agent may not pull it (auto_pull=never). */
 export class ImageNotFoundError extends AgentError {
   static override readonly wireName = 'agent.ImageNotFound';
+  static override readonly aiozmqName = 'builtins.LookupError';
   constructor(image: string, message?: string) {
     super(
       message ??
@@ -156,6 +190,7 @@ export class NoSpaceError extends AgentError {
 /** RunNotFoundError is raised for a `continue` or `input` naming a run the kernel does not have. */
 export class RunNotFoundError extends AgentError {
   static override readonly wireName = 'agent.RunNotFound';
+  static override readonly aiozmqName = 'builtins.LookupError';
 }
 
 /**
@@ -190,6 +225,7 @@ export class InternalError extends AgentError {
 /** ConfigError is raised when a setting, flag or environment value is invalid; it names the key. */
 export class ConfigError extends AgentError {
   static override readonly wireName = 'agent.ConfigError';
+  static override readonly aiozmqName = 'builtins.ValueError';
 }
 
 /** RpcTimeoutError is raised by the client when no reply arrives within the call's timeout. */
@@ -269,6 +305,8 @@ export interface WireErrorClass {
   readonly name: string;
   readonly wireName: string;
   readonly retryable: boolean;
+  readonly aiozmqName: string;
+  readonly aiozmqNameIn: Readonly<Record<string, string>>;
 }
 
 /** The catalogue's classes by wire name and by short name (Callosum replies carry only the short one). */
@@ -319,6 +357,31 @@ export interface WireError {
   type: string;
   args: unknown[];
   repr: string;
+  /** The builtin name it travels under on the aiozmq port where that is not `type` (AgentError.aiozmqName). */
+  builtin?: string;
+}
+
+/**
+ * The `[type, args, repr]` of an error reply on the aiozmq port: under its
+ * builtin name, with the agent's own name as the last arg, so that the 2018
+ * manager's `issubclass()` works and shows both in `agent-details`.
+ */
+export function aiozmqErrorValue(e: WireError): [string, unknown[], string] {
+  if (!e.builtin || e.builtin === e.type) return [e.type, e.args, e.repr];
+  const args = [...e.args, e.type];
+  return [e.builtin, args, `${shortWireName(e.builtin)}(${args.map(pyRepr).join(', ')})`];
+}
+
+/**
+ * The {@link RemoteError} of an aiozmq error reply: a builtin name whose
+ * last arg is one of the agent's names is read back as that name, so that
+ * clients see the agent's own error kind on either port.
+ */
+export function remoteErrorOf(type: string, args: unknown[], repr: string): RemoteError {
+  const last = args[args.length - 1];
+  if (type.startsWith('builtins.') && args.length >= 2 && typeof last === 'string' && wireErrorClass(last)?.wireName === last)
+    return new RemoteError(last, args.slice(0, -1), repr);
+  return new RemoteError(type, args, repr);
 }
 
 /** Python-style repr of a string, so that the repr field reads like aiozmq's. */
@@ -342,7 +405,10 @@ export function toWireError(err: unknown, method: string): WireError {
   if (!(err instanceof AgentError))
     return internalWireError(`internal error in ${method}: ${errorMessage(err)}; the agent log has the details`);
   const args = err.wireArgs();
-  return { type: err.wireName, args, repr: `${shortWireName(err.wireName)}(${args.map(pyRepr).join(', ')})` };
+  const cls = err.constructor as typeof AgentError;
+  const builtin = cls.aiozmqNameIn[method] ?? cls.aiozmqName;
+  const repr = `${shortWireName(err.wireName)}(${args.map(pyRepr).join(', ')})`;
+  return builtin === err.wireName ? { type: err.wireName, args, repr } : { type: err.wireName, args, repr, builtin };
 }
 
 /** The wire error of a failure that is not one of ours (a handler that threw, a result that could not be encoded): the one way to build it. */

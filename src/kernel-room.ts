@@ -30,6 +30,13 @@ import { ImageService } from './images/service.js';
 import type { RangedDocker } from './ports/ranged-docker.js';
 import type { AgentEventName } from './events/catalogue.js';
 import type { ScratchHomes } from './scratch/homes.js';
+import { statsTarget } from './kernels/record.js';
+import { StatsWriter } from './stats/stats-writer.js';
+import type { Figures } from './stats/forms.js';
+import { LegacyRedisLink } from './services/redis-link.js';
+import { msgpackCodec } from './wire/codec.js';
+import type { NodeMonitor } from './node/stats.js';
+import type { ModernSide } from './modern-side.js';
 import { DockerNetworks } from './adapters/docker-networks.js';
 import { KernelNetwork } from './containers/kernel-network.js';
 
@@ -54,6 +61,45 @@ export interface KernelRoomContext {
   scratch: ScratchHomes;
   /** Throws when the start was aborted. */
   checkpoint(): void;
+  /** The modern side: which kernels a modern manager made, and where its Redis is (the modern stats go there). */
+  modern: ModernSide;
+  /** The node's figures (the modern node stats). */
+  node: NodeMonitor;
+}
+
+/** The stats writer over the kernel service's kernels (src/stats/), its Redis targets following etcd's keys. */
+function buildStats(c: KernelRoomContext, kernels: () => KernelService | null, cg: CgroupStats): StatsWriter {
+  const stats = new StatsWriter({
+    agentId: c.options.agentId,
+    log: c.log.child({ component: 'stats' }),
+    codec: msgpackCodec,
+    sources: () =>
+      (kernels()?.list() ?? [])
+        .filter((rec) => rec.state === 'running' && rec.containerId !== '')
+        .map((rec) => ({
+          id: rec.id,
+          generation: c.modern.sessionOf(rec.id) === null ? ('legacy' as const) : ('modern' as const),
+          memLimitBytes: rec.spec.memMiB * 1024 * 1024,
+          read: () => cg.sample(statsTarget(rec)),
+        })),
+    node: async () => {
+      const n = await c.node.read();
+      const cores = detectResources().cpuSlots;
+      return {
+        cpuPct: n.cpu_pct,
+        cores,
+        memUsed: n.mem_total_bytes - n.mem_available_bytes,
+        memTotal: n.mem_total_bytes,
+        diskUsed: n.disk_total_bytes - n.disk_free_bytes,
+        diskTotal: n.disk_total_bytes,
+      };
+    },
+    intervalSec: () => c.settings.value.statsIntervalSec,
+    readTimeoutSec: () => c.settings.value.statsReadTimeoutSec,
+    expirySec: () => c.settings.value.statsExpirySec,
+  });
+  c.modern.onRedisTarget = (t) => stats.modern.setTarget(t);
+  return stats;
 }
 
 /** The kernel service's live settings, read from the agent's settings each time. */
@@ -93,6 +139,9 @@ export class KernelRoom {
   pool: WarmPool | null = null;
   kernels: KernelService | null = null;
   metrics: AgentMetrics | null = null;
+  /** The kernels' stats in the managers' Redis, and the link that follows `nodes/redis`. */
+  stats: StatsWriter | null = null;
+  private legacyRedis: LegacyRedisLink | null = null;
 
   /** Builds and starts the parts in order; the kernels left running are re-adopted, the metrics served. */
   async build(
@@ -147,14 +196,24 @@ export class KernelRoom {
       memory: () => this.kernels?.memory ?? null, // idle pooled containers' limits are charged with the kernels'
     });
     this.pool = pool;
+    const cg = new CgroupStats();
+    const stats = buildStats(c, () => this.kernels, cg);
+    this.stats = stats;
     const kernels = new KernelService({
       scratch: c.scratch,
       pool,
       images,
       docker: c.docker,
-      stats: new CgroupStats(),
+      stats: cg,
       log: c.log.child({ component: 'kernels' }),
-      emit: (name, args) => c.emitEvent(name, args),
+      emit: (name, args) => {
+        if (name !== 'kernel_terminated') return c.emitEvent(name, args);
+        // The 2018 manager reads the kernel's hash when kernel_terminated arrives: the last stats go first (bounded).
+        const id = String(args[0]);
+        const first = stats.final(id, c.modern.sessionOf(id) === null ? ((args[2] ?? null) as Partial<Figures> | null) : null); // a modern kernel has no 2018 hash
+        if (first) void first.then(() => c.emitEvent(name, args));
+        else c.emitEvent(name, args);
+      },
       agentId: options.agentId,
       scratchRoot: options.scratchRoot,
       kernelHost: c.kernelHost,
@@ -171,6 +230,13 @@ export class KernelRoom {
       throw new ConfigError(`cannot re-adopt the kernels of this node: ${errorMessage(err)}`);
     });
     await pool.sweepHomes();
+    this.legacyRedis = new LegacyRedisLink({
+      etcd: c.etcd,
+      log: c.log.child({ component: 'redis-link' }),
+      setTarget: (t) => stats.legacy.setTarget(t),
+    });
+    await this.legacyRedis.start();
+    stats.start();
     c.checkpoint();
     const metrics = new AgentMetrics(
       {
@@ -202,6 +268,8 @@ export class KernelRoom {
 
   /** Stops what was built, in reverse order; never throws. */
   async close(): Promise<void> {
+    await this.legacyRedis?.stop();
+    await this.stats?.close();
     this.kernels?.close();
     this.gpus?.stop();
     await this.pool?.close();

@@ -18,7 +18,7 @@ import { RpcRouter, type CallosumOptions, type RequestHandler, type RouterStats 
 import { zapDomains } from './wire/zap.js';
 import { Dispatcher } from './rpc/dispatcher.js';
 import { callosumFailure } from './rpc/callosum-failure.js';
-import { RedisStreamSink } from './events/redis-stream.js';
+import { RedisStreamSink, type RedisTarget } from './events/redis-stream.js';
 import { ModernEvents } from './events/modern-events.js';
 import type { SinkStats } from './events/sink.js';
 import { ModernRpc, type ModernRpcDeps } from './services/modern-rpc.js';
@@ -47,6 +47,9 @@ export class ModernSide {
   private events: ModernEvents | null = null;
   private link: RedisLink | null = null;
   private curveRouter: RpcRouter | null = null;
+  private rpc: ModernRpc | null = null;
+  /** Told where modern managers' Redis is whenever `config/redis` changes (the modern stats go there too). */
+  onRedisTarget: ((target: RedisTarget | null) => void) | null = null;
 
   constructor(private readonly o: ModernSideOptions) {
     this.sink = new RedisStreamSink({
@@ -93,6 +96,7 @@ export class ModernSide {
     const log = this.o.log.child({ component: 'rpc-modern' });
     const emitModern = (name: ModernEventName, args: unknown[]) => this.events?.emitModern(name, args);
     const rpc = new ModernRpc({ ...deps, log, version: this.o.version, agentAddr: this.address, emitModern });
+    this.rpc = rpc;
     const images = modernImageBindings({ images: deps.images, gpus: deps.gpus, agentId: this.o.agentId, emitModern, log });
     this.dispatcher = new Dispatcher([...rpc.bindings(), ...images], log);
     this.events = new ModernEvents(this.sink, rpc, msgpackCodec, () => ({
@@ -140,10 +144,18 @@ export class ModernSide {
     this.link = new RedisLink({
       etcd: this.o.etcd,
       log: this.o.log.child({ component: 'redis-link' }),
-      setTarget: (t) => this.sink.setTarget(t),
+      setTarget: (t) => {
+        this.sink.setTarget(t);
+        this.onRedisTarget?.(t);
+      },
     });
     await this.link.start();
     this.events?.fromAgent('instance_started', []);
+  }
+
+  /** The session of a kernel a modern manager created; null for the 2018 managers' kernels. */
+  sessionOf(kernelId: string): string | null {
+    return this.rpc?.sessionOf(kernelId) ?? null;
   }
 
   /** Takes an event as the agent emits it for 2018 managers (its modern form goes to the stream). */

@@ -58,7 +58,11 @@ export function buildRpc(p: RpcParts): { dispatcher: Dispatcher; router: RpcRout
   const { kernels, images, gpus } = p;
   const dispatcher = new Dispatcher(
     [
-      ...kernelBindings(kernels, () => nodeStats(p.node, p.room, kernels)),
+      ...kernelBindings(
+        kernels,
+        () => nodeStats(p.node, p.room, kernels),
+        () => p.settings.value.destroyAbandonedCreates,
+      ),
       ...fileBindings(kernels),
       ...runBindings(kernels),
       ...imageBindings(images),

@@ -13,6 +13,7 @@ import { imagePullFigure } from './image-pull.js';
 import { poolFreezeFigure } from './pool-freeze.js';
 import { restartFigure } from './restart.js';
 import { rpcFigure } from './rpc.js';
+import { statsWriterFigure } from './stats-writer.js';
 import { streamingFigure } from './streaming.js';
 import { warmCreateFigure } from './warm-create.js';
 
@@ -27,6 +28,7 @@ export const figures: Figure[] = [
   poolFreezeFigure,
   restartFigure,
   heartbeatFigure,
+  statsWriterFigure,
   densityFigure,
   imagePullFigure,
 ];

@@ -13,6 +13,7 @@
  *   config/agent/<setting>              cluster-wide settings; `pool/...` below them are the warm pool's
  *   config/agent/pool/demand            the cluster's pending demand (an input, not a setting)
  *   config/redis/{addr,password}        where modern managers' Redis is
+ *   nodes/redis                         where the 2018 manager's Redis is (stats)
  *   config/docker/registry/<host>/{username,password}  a registry's credentials
  *   volumes/_mount                      the vfolder root kernels' mounts come from
  */
@@ -23,6 +24,8 @@ export const MANAGER_KEY = 'nodes/manager';
 export const EVENT_ADDR_KEY = 'nodes/manager/event_addr';
 /** The manager's CURVE public key (40 Z85 characters); when present, events go out over CURVE. */
 export const MANAGER_PUBLIC_KEY = 'nodes/manager/public_key';
+/** `host:port` of the 2018 manager's Redis, where the kernels' stats go (database 0). */
+export const LEGACY_REDIS_KEY = 'nodes/redis';
 
 /** The prefix of every agent's registration. */
 export const AGENTS_PREFIX = 'nodes/agents/';

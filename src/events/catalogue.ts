@@ -47,7 +47,7 @@ export const AGENT_EVENTS = [
   {
     name: 'kernel_terminated',
     args: [kernelId, { name: 'reason', type: 'str' }, { name: 'stats', type: 'map of the last stats or nil' }],
-    when: 'a kernel is gone: destroyed, reset, idle, died by itself (self-terminated, oom-killed), restarting, or already-terminated (sync_kernels)',
+    when: 'a kernel is gone: destroyed, reset, idle, died by itself (self-terminated, oom-killed), restarting, already-terminated (sync_kernels), not-found (destroy_kernel of a kernel not held), or create-abandoned (its creator was gone)',
   },
   {
     name: 'kernel_runner_restarted',

@@ -215,6 +215,30 @@ export class KernelService {
   }
 
   /**
+   * destroy_kernel as managers call it: a kernel this agent does not hold
+   * answers nil (as the 2018 agent did) and is reported terminated with
+   * reason `not-found`, so that a manager can finish its records.
+   */
+  async destroyAsked(id: string, reason: string): Promise<KernelStats | null> {
+    return this.destroy(id, reason).catch((err: unknown) => {
+      if (!(err instanceof KernelNotFoundError)) throw err;
+      this.deps.log.info('destroy_kernel of a kernel this agent does not hold: reported terminated (not-found)', { kernelId: id });
+      this.deps.emit('kernel_terminated', [id, 'not-found', null]);
+      return null;
+    });
+  }
+
+  /** Destroys a kernel whose create or restart reply could not be delivered (the caller is gone), with reason create-abandoned. */
+  abandoned(id: string): void {
+    this.deps.log.warn('the reply of a create or restart could not be delivered (the caller is gone); destroying the kernel', {
+      kernelId: id,
+    });
+    this.destroy(id, 'create-abandoned').catch((err: unknown) =>
+      this.deps.log.error('destroying an abandoned kernel failed', { kernelId: id, error: errorMessage(err) }),
+    );
+  }
+
+  /**
    * Reads the last stats of a kernel's container, then removes the container
    * and closes its relays: runs not finished end with the reason.
    */

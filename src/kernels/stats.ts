@@ -24,6 +24,9 @@ export interface StatsTarget {
 /** Entries the scratch walk visits at most, so a kernel with millions of files cannot stall sampling. */
 export const SCRATCH_WALK_LIMIT = 100_000;
 
+/** The figures a sample holds; those whose file could not be read are null (unknown), never 0. */
+export type KernelFigures = { [K in keyof Omit<KernelStats, 'end_detail' | 'exit_code' | 'gpu_mem_max_bytes'>]: number | null };
+
 /** A v1 controller whose directory tells us where the container's cgroup is (all are laid out alike). */
 const PROBE_CONTROLLER = 'memory';
 
@@ -36,8 +39,9 @@ interface Known {
 /**
  * Reads one container's figures from cgroups (v1 or v2, detected once),
  * /proc/<pid>/net/dev and the scratch dir size; never the Docker stats API.
- * A figure whose file is missing (container gone, controller absent) is 0:
- * `read` throws only on a programming error.
+ * A figure whose file is missing (container gone, controller absent) is 0
+ * in `read` and null (unknown) in `sample`; both throw only on a
+ * programming error.
  */
 export class CgroupStats {
   /** Which layout this host has: 'v1' (legacy or hybrid) or 'v2' (unified only). */
@@ -54,6 +58,12 @@ export class CgroupStats {
 
   /** Samples the container now. Scratch sizes are in bytes as `du` counts them (allocated blocks). */
   async read(target: StatsTarget): Promise<KernelStats> {
+    const f = await this.sample(target);
+    return Object.fromEntries(Object.entries(f).map(([k, v]) => [k, v ?? 0])) as unknown as KernelStats;
+  }
+
+  /** Samples the container now, each figure that could not be read null (the Redis stats report it as unknown). */
+  async sample(target: StatsTarget): Promise<KernelFigures> {
     const { containerId, pid, scratchDir } = target;
     if (!/^[0-9a-f]{64}$/.test(containerId)) throw new TypeError(`not a container id: ${JSON.stringify(containerId)}`);
     if (pid !== null && !(Number.isInteger(pid) && pid > 0)) throw new TypeError(`not a pid: ${pid}`);
@@ -67,8 +77,8 @@ export class CgroupStats {
     const pidIsOurs = procCgroup !== null && procCgroup.includes(containerId);
     known.rel ??= await this.locate(containerId, pidIsOurs ? procCgroup : null);
 
-    const cg = this.readCgroup(known.rel);
-    const net = pidIsOurs ? readNetDev(`/proc/${pid}/net/dev`) : { rx: 0, tx: 0 };
+    const cg = this.readCgroupKnown(known.rel);
+    const net = (pidIsOurs ? readNetDev(`/proc/${pid}/net/dev`) : null) ?? { rx: null, tx: null };
     // A mounted home (hostfile, memory) has its file system's own figures; a plain folder is walked (bounded, never through a link).
     const scratch = (await isMountPoint(scratchDir)) ? (await fsFigures(scratchDir)).used : await homeUsage(scratchDir, SCRATCH_WALK_LIMIT);
     known.maxScratch = Math.max(known.maxScratch, scratch);
@@ -147,24 +157,31 @@ export class CgroupStats {
     return undefined; // not cached: the container may not have started yet
   }
 
-  private readCgroup(
+  private readCgroup(rel: string | undefined): { cpu_used: number; mem_cur_bytes: number } {
+    const f = this.readCgroupKnown(rel);
+    return { cpu_used: f.cpu_used ?? 0, mem_cur_bytes: f.mem_cur_bytes ?? 0 };
+  }
+
+  /** The cgroup's figures, null where a file could not be read. */
+  private readCgroupKnown(
     rel: string | undefined,
-  ): Omit<KernelStats, 'net_rx_bytes' | 'net_tx_bytes' | 'io_max_scratch_size' | 'io_cur_scratch_size'> {
-    if (rel === undefined) return { cpu_used: 0, mem_max_bytes: 0, mem_cur_bytes: 0, io_read_bytes: 0, io_write_bytes: 0 };
+  ): Omit<KernelFigures, 'net_rx_bytes' | 'net_tx_bytes' | 'io_max_scratch_size' | 'io_cur_scratch_size'> {
+    if (rel === undefined) return { cpu_used: null, mem_max_bytes: null, mem_cur_bytes: null, io_read_bytes: null, io_write_bytes: null };
     if (this.version === 'v2') {
       const dir = path.join(this.root, rel);
       const [cpuStat, peak, current, ioStat] = ['cpu.stat', 'memory.peak', 'memory.current', 'io.stat'].map((f) =>
         readText(path.join(dir, f)),
       );
-      const io = sumKeys(ioStat ?? '', ['rbytes', 'wbytes']);
-      const cur = toNumber(current);
+      const io = ioStat === null ? null : sumKeys(ioStat, ['rbytes', 'wbytes']);
+      const cur = current === null ? null : toNumber(current);
+      const usec = /^usage_usec (\d+)/m.exec(cpuStat ?? '')?.[1];
       return {
-        cpu_used: Number(toBigInt(/^usage_usec (\d+)/m.exec(cpuStat ?? '')?.[1]) / 1000n),
+        cpu_used: usec === undefined ? null : Number(toBigInt(usec) / 1000n),
         // memory.peak only exists since Linux 5.19; the current value is the best lower bound before that.
         mem_max_bytes: peak === null ? cur : toNumber(peak),
         mem_cur_bytes: cur,
-        io_read_bytes: io.rbytes!,
-        io_write_bytes: io.wbytes!,
+        io_read_bytes: io?.rbytes ?? null,
+        io_write_bytes: io?.wbytes ?? null,
       };
     }
     const at = (ctl: string, f: string) => readText(path.join(this.root, ctl, rel, f));
@@ -182,11 +199,11 @@ export class CgroupStats {
     }
     return {
       // Nanoseconds overflow 2^53 after ~104 days of CPU time, so divide as a bigint.
-      cpu_used: Number(toBigInt(usage) / 1_000_000n),
-      mem_max_bytes: toNumber(maxUsage),
-      mem_cur_bytes: toNumber(curUsage),
-      io_read_bytes: read,
-      io_write_bytes: write,
+      cpu_used: usage === null ? null : Number(toBigInt(usage) / 1_000_000n),
+      mem_max_bytes: maxUsage === null ? null : toNumber(maxUsage),
+      mem_cur_bytes: curUsage === null ? null : toNumber(curUsage),
+      io_read_bytes: blkio === null ? null : read,
+      io_write_bytes: blkio === null ? null : write,
     };
   }
 }
@@ -241,12 +258,13 @@ function sumKeys(text: string, keys: string[]): Record<string, number> {
   return out;
 }
 
-/** Received and sent bytes over all interfaces but lo; zeros when the process is gone. */
-function readNetDev(file: string): { rx: number; tx: number } {
+/** Received and sent bytes over all interfaces but lo; null when the process is gone. */
+function readNetDev(file: string): { rx: number; tx: number } | null {
   const text = readText(file);
+  if (text === null) return null;
   let rx = 0;
   let tx = 0;
-  for (const line of (text ?? '').split('\n').slice(2)) {
+  for (const line of text.split('\n').slice(2)) {
     const colon = line.indexOf(':'); // split on ':' first: big counters touch the name ("eth0:123")
     if (colon < 0 || line.slice(0, colon).trim() === 'lo') continue;
     const f = line

@@ -76,7 +76,7 @@ export class AgentApi {
     return this.client.callWithTimeout(this.slowMs, methods.create_kernel, kernelId, config);
   }
 
-  /** destroy_kernel: stops and removes a kernel and its home, and returns its last stats. */
+  /** destroy_kernel: stops and removes a kernel and its home, and returns its last stats (null for a kernel the agent does not hold). */
   destroyKernel(kernelId: string, reason?: string): Promise<KernelStats | null> {
     if (reason === undefined) return this.client.callWithTimeout(this.slowMs, methods.destroy_kernel, kernelId);
     return this.client.callWithTimeout(this.slowMs, methods.destroy_kernel, kernelId, reason);

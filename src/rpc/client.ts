@@ -4,7 +4,7 @@
  * request id, so many may be in flight; each has its own timeout.
  */
 import * as zmq from 'zeromq';
-import { errorMessage, RemoteError, RpcTimeoutError } from '../errors.js';
+import { errorMessage, remoteErrorOf, RpcTimeoutError } from '../errors.js';
 import { msgpackCodec, type Codec } from '../wire/codec.js';
 import { decodeReplyHeader, encodeRequestHeader } from '../wire/headers.js';
 import { eagerSender, SendQueue } from '../wire/send-queue.js';
@@ -137,7 +137,7 @@ export class AgentClient {
           continue;
         }
         const [type, args, repr] = Array.isArray(value) ? value : ['unknown', [value], String(value)];
-        this.pending.settle(header.requestId, undefined, new RemoteError(String(type), Array.isArray(args) ? args : [args], String(repr)));
+        this.pending.settle(header.requestId, undefined, remoteErrorOf(String(type), Array.isArray(args) ? args : [args], String(repr)));
       }
     } catch (err) {
       if (!this.socket.closed) this.loopFailed(err);

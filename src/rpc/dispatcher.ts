@@ -11,7 +11,7 @@ import {
   errorMessage,
   MethodNotFoundError,
   NotImplementedYetError,
-  ParametersError,
+  ArgumentsError,
   toWireError,
 } from '../errors.js';
 import type { DispatchRequest, Reply } from '../wire/router.js';
@@ -24,10 +24,21 @@ export interface Binding {
   readonly handler: (...args: never[]) => unknown;
 }
 
+/**
+ * Guarded is a handler's value with what to do when it cannot be delivered
+ * because the caller is gone (e.g. destroy the kernel a create made).
+ */
+export class Guarded<R> {
+  constructor(
+    readonly value: R,
+    readonly undelivered: () => void,
+  ) {}
+}
+
 /** Declares that `handler` serves `def`; the handler's argument types follow the declaration. */
 export function implement<const P extends readonly Param<unknown>[], R>(
   def: MethodDef<P, R>,
-  handler: (...args: ParamValues<P>) => Promise<R> | R,
+  handler: (...args: ParamValues<P>) => Promise<R | Guarded<R>> | R | Guarded<R>,
 ): Binding {
   return { def, handler: handler as unknown as Binding['handler'] };
 }
@@ -43,7 +54,10 @@ export function notImplemented(def: MethodDef): Binding {
 }
 
 /** A handler's value as a reply (undefined goes out as nil). */
-const answer = (value: unknown): Reply => ({ ok: true, value: value === undefined ? null : value });
+const answer = (value: unknown): Reply =>
+  value instanceof Guarded
+    ? { ok: true, value: value.value as unknown, undelivered: value.undelivered }
+    : { ok: true, value: value === undefined ? null : value };
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function';
@@ -76,7 +90,7 @@ export class Dispatcher {
   readonly handle = (request: DispatchRequest): Reply | Promise<Reply> => {
     const method = request.method;
     try {
-      if (request.kind === 'malformed') throw new ParametersError(request.reason);
+      if (request.kind === 'malformed') throw new ArgumentsError(request.reason);
       if (!this.accepting) throw new AgentShuttingDownError();
       const binding = this.table.get(method);
       if (!binding) throw new MethodNotFoundError(method);

@@ -72,7 +72,7 @@ export const methods = {
     name: 'destroy_kernel',
     summary: 'Stops and removes a kernel and its scratch home.',
     params: [kernelIdParam, p.optional(p.str('reason', { maxLength: 256 }))],
-    returns: 'last stats map or nil',
+    returns: 'last stats map or nil (nil for a kernel the agent does not hold, reported as kernel_terminated not-found)',
   }),
   restart_kernel: define<[Param<string>, Param<Record<string, unknown>>], Omit<KernelInfo, 'id' | 'kernel_host'>>({
     name: 'restart_kernel',

@@ -4,7 +4,7 @@
  * same object checks incoming arguments, types the handler and the client,
  * and describes the method in listings.
  */
-import { ParametersError } from '../errors.js';
+import { ArgumentsError } from '../errors.js';
 
 /** Param is one declared parameter; `check` returns the value or throws a readable reason. */
 export interface Param<T> {
@@ -168,7 +168,7 @@ export const p = {
 /**
  * Binds positional and keyword arguments to a parameter list, the way
  * Python's `inspect.signature().bind()` does for aiozmq, then checks each
- * value. Throws ParametersError with a message that names the parameter.
+ * value. Throws ArgumentsError (a ParametersError) with a message that names the parameter.
  */
 export function bindArguments(
   method: string,
@@ -177,23 +177,23 @@ export function bindArguments(
   kwargs: Record<string, unknown>,
 ): unknown[] {
   if (args.length > params.length) {
-    throw new ParametersError(`${method}() takes at most ${params.length} arguments (${args.length} given)`);
+    throw new ArgumentsError(`${method}() takes at most ${params.length} arguments (${args.length} given)`);
   }
   const known = new Set(params.map((x) => x.name));
   for (const key of Object.keys(kwargs)) {
-    if (!known.has(key)) throw new ParametersError(`${method}() got an unexpected keyword argument '${key}'`);
+    if (!known.has(key)) throw new ArgumentsError(`${method}() got an unexpected keyword argument '${key}'`);
   }
   return params.map((param, i) => {
     const inKw = Object.prototype.hasOwnProperty.call(kwargs, param.name);
-    if (i < args.length && inKw) throw new ParametersError(`${method}() got multiple values for argument '${param.name}'`);
+    if (i < args.length && inKw) throw new ArgumentsError(`${method}() got multiple values for argument '${param.name}'`);
     const value = i < args.length ? args[i] : inKw ? kwargs[param.name] : undefined;
     if (value === undefined && !param.optional && !(i < args.length || inKw)) {
-      throw new ParametersError(`${method}() is missing a required argument: '${param.name}'`);
+      throw new ArgumentsError(`${method}() is missing a required argument: '${param.name}'`);
     }
     try {
       return param.check(value);
     } catch (err) {
-      if (err instanceof CheckFailed) throw new ParametersError(`${method}(): argument '${param.name}' ${err.message}`);
+      if (err instanceof CheckFailed) throw new ArgumentsError(`${method}(): argument '${param.name}' ${err.message}`);
       throw err;
     }
   });

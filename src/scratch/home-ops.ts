@@ -181,6 +181,9 @@ export async function changedOutputFiles(home: string, sinceMs: number, limit = 
 /** Folders below the home that {@link homeUsage} enters; deeper ones are counted as themselves only. */
 const USAGE_MAX_DEPTH = 64;
 
+/** lstat calls of one usage walk in flight at once (libuv's thread pool has 4 threads, shared by every kernel's walk). */
+const USAGE_BATCH = 16;
+
 /**
  * homeUsage is the bytes allocated under a home (st_blocks, like `du`, so a
  * sparse file counts what it really takes), walked through descriptors
@@ -194,7 +197,11 @@ export async function homeUsage(home: string, limit: number): Promise<number> {
   const visit = async (dir: FileHandle, depth: number): Promise<void> => {
     const names = (await fs.readdir(`/proc/self/fd/${dir.fd}`).catch(() => [] as string[])).slice(0, budget); // gone meanwhile: nothing
     budget -= names.length;
-    const stats = await Promise.all(names.map((n) => lstatOrNull(at(dir, n)).catch(() => null))); // unreadable: not counted
+    // A few at a time (unreadable: not counted): a home of 100 000 files must not fill libuv's thread pool queue ahead of the
+    // other kernels' stats reads (tests/security/stats-hostile-kernel.test.ts).
+    const stats: Array<Awaited<ReturnType<typeof lstatOrNull>>> = [];
+    for (let i = 0; i < names.length; i += USAGE_BATCH)
+      stats.push(...(await Promise.all(names.slice(i, i + USAGE_BATCH).map((n) => lstatOrNull(at(dir, n)).catch(() => null)))));
     for (const [i, st] of stats.entries()) {
       if (!st) continue;
       total += st.blocks * 512;

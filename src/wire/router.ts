@@ -7,7 +7,7 @@
  */
 import * as zmq from 'zeromq';
 import type { Logger } from '../log.js';
-import { errorMessage, internalWireError, type WireError } from '../errors.js';
+import { aiozmqErrorValue, errorMessage, internalWireError, type WireError } from '../errors.js';
 import { msgpackCodec, type Codec } from './codec.js';
 import { buildReplyFrames, parseRequestFrames, type MalformedRequest, type ParsedRequest, type ServerStamp } from './frames.js';
 import { eagerSender, SendQueue } from './send-queue.js';
@@ -21,8 +21,18 @@ import {
   type CallosumRequest,
 } from './callosum.js';
 
-/** What a handler answers: a value, or a wire error. */
-export type Reply = { ok: true; value: unknown } | { ok: false; error: WireError };
+/**
+ * What a handler answers: a value, or a wire error. `undelivered` is called
+ * when the value cannot be delivered because the caller is gone (the
+ * mandatory ROUTER refuses the send with EHOSTUNREACH), so that what the
+ * call made can be given back.
+ */
+export type Reply = { ok: true; value: unknown; undelivered?: () => void } | { ok: false; error: WireError };
+
+/** Whether a failed send means the peer is gone (rather than slow or a full queue). */
+function peerGone(err: unknown): boolean {
+  return (err as { code?: string } | null)?.code === 'EHOSTUNREACH';
+}
 
 /** What a handler is given: a call that parsed, or one whose header parsed and whose reason says what was wrong. */
 export type DispatchRequest =
@@ -254,7 +264,7 @@ export class RpcRouter {
     try {
       let payload: Buffer;
       let isError = !reply.ok;
-      const errorValue = (e: WireError) => [e.type, e.args, e.repr];
+      const errorValue = aiozmqErrorValue; // builtin names, which the 2018 manager handles
       try {
         const value = reply.ok ? reply.value : errorValue(reply.error);
         // The payload goes to the send queue and is dropped once sent: a big one may reuse its buffer.
@@ -266,7 +276,8 @@ export class RpcRouter {
         );
       }
       const frames = buildReplyFrames(request.envelope, this.stamp, request.header.requestId, isError, payload);
-      if (this.queue.push(frames)) this.stats.replied++;
+      const undelivered = reply.ok ? reply.undelivered : undefined;
+      if (this.queue.push(frames, undelivered && ((err) => peerGone(err) && undelivered()))) this.stats.replied++;
       else this.stats.sendFailures++;
     } finally {
       this.callDone();

@@ -43,7 +43,7 @@ export function eagerSender(socket: TimedSocket, waitMs: number): Sender {
 
 /** SendQueue is the one writer of a socket; failures go to a callback, never to the caller. */
 export class SendQueue {
-  private readonly pending: Frames[] = [];
+  private readonly pending: Array<[Frames, ((err: unknown) => void) | undefined]> = [];
   private running = false;
   private idleWaiters: Array<() => void> = [];
 
@@ -59,10 +59,10 @@ export class SendQueue {
     return this.pending.length;
   }
 
-  /** Queues a message; returns false (and queues nothing) when the queue is full. */
-  push(frames: Frames): boolean {
+  /** Queues a message; returns false (and queues nothing) when the queue is full. `failed` is told too when its send fails. */
+  push(frames: Frames, failed?: (err: unknown) => void): boolean {
     if (this.pending.length >= this.limit) return false;
-    this.pending.push(frames);
+    this.pending.push([frames, failed]);
     if (!this.running) void this.pump();
     return true;
   }
@@ -76,11 +76,13 @@ export class SendQueue {
   private async pump(): Promise<void> {
     this.running = true;
     try {
-      for (let frames = this.pending.shift(); frames; frames = this.pending.shift()) {
+      for (let next = this.pending.shift(); next; next = this.pending.shift()) {
+        const [frames, failed] = next;
         try {
           await this.socket.send(frames);
         } catch (err) {
           this.onError(err, frames);
+          failed?.(err);
         }
       }
     } finally {

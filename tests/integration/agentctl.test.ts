@@ -128,7 +128,7 @@ describe('agentctl', function () {
 
   it("says the agent's errors in one line with the wire type, exits 1; bad flags exit 2", async () => {
     const t = await startAgent();
-    const r = await ctl(t, 'destroy', 'no-such-kernel');
+    const r = await ctl(t, 'ls', 'no-such-kernel');
     expect(r.code).to.equal(1);
     expect(r.stderr).to.equal(
       'agentctl: no kernel with id no-such-kernel on this agent; list kernels or create it first (agent.KernelNotFound)\n',

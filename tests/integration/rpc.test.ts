@@ -104,7 +104,7 @@ describe('RPC transport', () => {
     ] as const) {
       expect(err.remoteType).to.equal(WireErrors.Internal);
       expect(String(err.remoteArgs[0])).to.contain(message);
-      expect(err.remoteRepr).to.equal(`InternalError(${pyRepr(err.remoteArgs[0])})`);
+      expect(err.remoteRepr).to.equal(`RuntimeError(${pyRepr(err.remoteArgs[0])}, 'agent.InternalError')`); // a builtin on the aiozmq port
     }
   });
 

@@ -49,7 +49,8 @@ describe('service ports', function () {
     expect(r.ping_kernel).to.equal(null);
     expect(r.interrupt_2017).to.equal(null);
     expect(r.interrupt_2018).to.equal(null);
-    expect(r.ping_unknown).to.deep.include({ error: 'GenericError', type: 'agent.KernelNotFound' });
+    expect(r.ping_unknown).to.deep.include({ error: 'KeyError' }); // a builtin the 2018 manager handles
+    expect(r.ping_unknown.args[1]).to.equal('agent.KernelNotFound');
     expect(r.start).to.deep.equal({ status: 'started' });
     expect(r.api.status, JSON.stringify(r.api)).to.equal(200);
     expect(r.api.body).to.have.property('version').that.is.a('string');
