@@ -4,7 +4,8 @@
  * how to turn the protection back on. A pure function of the settings.
  */
 import type { ContainerSecurity } from '../adapters/docker.js';
-import { DEFAULT_KERNEL_CAPABILITIES, type Settings } from './setting-table.js';
+import type { Settings } from './setting-table.js';
+import { DEFAULT_KERNEL_CAPABILITIES } from './setting-table-boundaries.js';
 
 /** The lock-down of kernel containers that the settings ask for. */
 export function containerSecurity(s: Settings): ContainerSecurity {
