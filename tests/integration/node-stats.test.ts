@@ -89,7 +89,7 @@ describe('node stats of the real agent', function () {
       const v = JSON.parse((await etcd.get(`nodes/agents/${agentId}/heartbeat`).string()) ?? 'null') as Record<string, any> | null;
       return v?.kernels === 1 ? v : null;
     })) as Record<string, any>;
-    expect(beat).to.have.keys('time', 'addr', 'cpu_slots', 'mem_slots', 'node', 'kernels');
+    expect(beat).to.have.keys('time', 'addr', 'cpu_slots', 'mem_slots', 'node', 'kernels', 'kernel_isolation');
     expect(beat).to.include({ addr: agent.address, cpu_slots: info.cpu_slots, mem_slots: info.mem_slots });
     expect(beat.time)
       .to.be.a('number')
