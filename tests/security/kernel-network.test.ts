@@ -102,13 +102,28 @@ async function kernelAddress(agentId: string, kernelId: string): Promise<{ ip: s
 /** A ZMTP 3 greeting's first 10 bytes (signature and major version). */
 const ZMTP_HELLO = Buffer.from([0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f]);
 
-/** The first bytes (hex) a TCP port answers `hello` with, read from inside the namespace host. */
-function greetingFrom(host: Awaited<ReturnType<typeof netnsHost>>, addr: string, port: number, hello = ZMTP_HELLO): Promise<string> {
-  const code =
-    `const s = require('net').connect(${port}, '${addr}', () => s.write(Buffer.from('${hello.toString('hex')}', 'hex')));` +
-    `s.once('data', (d) => { console.log(d.subarray(0, 10).toString('hex')); s.destroy(); });` +
-    `s.on('error', (e) => { console.log('error ' + e.code); }); setTimeout(() => { console.log('timeout'); process.exit(0); }, 3000);`;
-  return host.run(process.execPath, ['-e', code]).then((o) => o.trim());
+/**
+ * The first bytes (hex) each TCP port answers its `hello` with, read from
+ * inside the namespace host, all at once: `{port: hex}`, or `error <code>` /
+ * `timeout` (3 s).
+ */
+async function greetingsFrom(
+  host: Awaited<ReturnType<typeof netnsHost>>,
+  addr: string,
+  probes: Array<[port: number, hello: Buffer]>,
+): Promise<Record<string, string>> {
+  const list = JSON.stringify(probes.map(([port, hello]) => [port, hello.toString('hex')]));
+  const code = `
+    const out = {};
+    const one = ([port, hello]) => new Promise((done) => {
+      const s = require('net').connect(port, '${addr}', () => s.write(Buffer.from(hello, 'hex')));
+      const end = (v) => { out[port] ??= v; s.destroy(); done(); };
+      s.once('data', (d) => end(d.subarray(0, 10).toString('hex')));
+      s.on('error', (e) => end('error ' + e.code));
+      setTimeout(() => end('timeout'), 3000).unref();
+    });
+    Promise.all(${list}.map(one)).then(() => console.log(JSON.stringify(out)));`;
+  return JSON.parse(await host.run(process.execPath, ['-e', code])) as Record<string, string>;
 }
 
 describe('kernel networks: kernels are tenants', function () {
@@ -150,12 +165,14 @@ describe('kernel networks: kernels are tenants', function () {
     expect(listener.accepted(), 'connections the host listener accepted from the kernel').to.equal(0);
 
     // The manager, from another host, reaches every published runner port of B (it speaks ZMTP: a greeting comes back)
-    for (const port of RUNNER_PORTS.map((p) => bInfo[p])) {
-      expect(await greetingFrom(outside, outside.nodeAddr, port), `published port ${port} from outside`).to.match(/^ff0{14}017f/);
-    }
     // and its service port (the app speaks HTTP).
-    const get = Buffer.from('GET / HTTP/1.0\r\n\r\n');
-    expect(await greetingFrom(outside, outside.nodeAddr, servicePort, get), 'the service port from outside').to.match(/^485454502f/); // "HTTP/"
+    const runnerPorts = RUNNER_PORTS.map((p) => bInfo[p]);
+    const answers = await greetingsFrom(outside, outside.nodeAddr, [
+      ...runnerPorts.map((p): [number, Buffer] => [p, ZMTP_HELLO]),
+      [servicePort, Buffer.from('GET / HTTP/1.0\r\n\r\n')],
+    ]);
+    for (const port of runnerPorts) expect(answers[port], `published port ${port} from outside`).to.match(/^ff0{14}017f/);
+    expect(answers[servicePort], 'the service port from outside').to.match(/^485454502f/); // "HTTP/"
 
     // B still works for its owner.
     expect(consoleText(await runToEnd(t.client, b, 'print(6*7)'), 'stdout')).to.equal('42\n');
