@@ -54,6 +54,8 @@ export class KernelRelay {
   dropped = 0;
   /** End records (`finished`, `build-finished`) that came for no run going; the first is logged. */
   strayEnds = 0;
+  /** The runner keeps its runs' output until acknowledged (its hello said `keep`). */
+  private keeps = false;
 
   constructor(private options: KernelRelayOptions) {
     this.requests = new RequestBook({
@@ -74,6 +76,7 @@ export class KernelRelay {
           this.sendInputs(run);
         },
         endSaid: (run) => this.confirmEnd(run),
+        ack: (run, seq) => this.keepRequest(run, 'ack', { s: seq }),
       },
       options.inherited,
     );
@@ -264,7 +267,36 @@ export class KernelRelay {
   }
 
   private sendInputs(run: Run): void {
-    for (const [type, payload] of run.inputs) this.send(type, payload, run.tag === null ? null : { t: run.tag, run: run.id });
+    for (const [type, payload] of run.inputs) this.send(type, payload, run.tag === null ? null : { t: run.tag, run: run.id, keep: true });
+  }
+
+  /** An `ack` or `resend` of the `keep` extension (docs/wire-contract.rst, "Kept output"), to a runner that keeps output. */
+  private keepRequest(run: Run, type: 'ack' | 'resend', body: Record<string, number>): void {
+    if (this.keeps && run.tag !== null) this.send(type, JSON.stringify(body), { t: run.tag, run: run.id });
+  }
+
+  /**
+   * Whether a numbered record is the one the run expects next (a runner
+   * that keeps output): one seen already is dropped, and one after a gap
+   * (records lost in a previous agent's socket) is dropped and the rest is
+   * asked for again from the first one missing. A marker of output the
+   * runner dropped moves the run past it.
+   */
+  private inSequence(run: Run, rec: RunnerRecord): boolean {
+    const s = rec.meta?.s;
+    if (s === undefined) return true;
+    run.nextSeq ??= s;
+    if (rec.meta?.lost === true ? s < run.nextSeq : s !== run.nextSeq) {
+      if (s > run.nextSeq && run.resendFrom !== run.nextSeq) {
+        run.resendFrom = run.nextSeq;
+        this.keepRequest(run, 'resend', { from: run.nextSeq });
+      }
+      this.dropped++;
+      return false;
+    }
+    run.nextSeq = s + 1;
+    run.lastSeq = s;
+    return true;
   }
 
   private whenSynced(): Promise<void> {
@@ -275,7 +307,11 @@ export class KernelRelay {
   private synced(mode: 'tagged' | 'untagged', hello: RunnerHello | null): void {
     if (mode === 'tagged' && hello) {
       this.generation = hello.generation;
+      this.keeps = hello.keep;
       if (this.options.takeOver) this.runningTag = this.book.takeOver(hello) ?? this.runningTag;
+      // Runs taken over get again what the previous agent did not acknowledge, their ends included.
+      for (const run of this.book.all())
+        if (!run.done && run.nextSeq !== null) this.keepRequest(run, 'resend', { from: (run.resendFrom = run.nextSeq) });
     }
   }
 
@@ -329,6 +365,7 @@ export class KernelRelay {
     if (rec.meta?.t !== undefined) this.requests.answer('hello', rec.meta.t, rec.payload);
     if (this.mode !== 'tagged') return; // a runner that did not answer in time is served as one that does not tag
     if (h.generation !== this.generation) {
+      this.keeps = h.keep;
       this.runnerRestarted(h).catch((err: unknown) => {
         this.options.log.error('the relay failed handling a restart of the kernel runner; its runs and requests end now', {
           error: errorMessage(err),
@@ -381,6 +418,7 @@ export class KernelRelay {
         });
       return undefined;
     }
+    if (!this.inSequence(run, rec)) return undefined;
     if (rec.type === 'finished' && run.tag !== null && this.runningTag === run.tag) this.runningTag = null;
     this.book.deliver(run, rec);
     return run.unclaimed ? undefined : run;
