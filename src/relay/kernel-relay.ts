@@ -30,6 +30,7 @@ import { Liveness } from './liveness.js';
 import { OomWatch } from './oom-watch.js';
 import { RunBook, type RunStage } from './run-book.js';
 import { Run } from './runs.js';
+import { inSequence } from './kept-output.js';
 import type { ExecuteRequest, KernelRelayOptions } from './relay-options.js';
 import { RunnerLink, type InputMeta, type LinkMode } from './runner-link.js';
 import { lostRunner, runnerRestarted, type LossTarget } from './runner-loss.js';
@@ -270,33 +271,9 @@ export class KernelRelay {
     for (const [type, payload] of run.inputs) this.send(type, payload, run.tag === null ? null : { t: run.tag, run: run.id, keep: true });
   }
 
-  /** An `ack` or `resend` of the `keep` extension (docs/wire-contract.rst, "Kept output"), to a runner that keeps output. */
+  /** An `ack` or `resend` of the `keep` extension (docs/running-code.rst, "Kept output"), to a runner that keeps output. */
   private keepRequest(run: Run, type: 'ack' | 'resend', body: Record<string, number>): void {
     if (this.keeps && run.tag !== null) this.send(type, JSON.stringify(body), { t: run.tag, run: run.id });
-  }
-
-  /**
-   * Whether a numbered record is the one the run expects next (a runner
-   * that keeps output): one seen already is dropped, and one after a gap
-   * (records lost in a previous agent's socket) is dropped and the rest is
-   * asked for again from the first one missing. A marker of output the
-   * runner dropped moves the run past it.
-   */
-  private inSequence(run: Run, rec: RunnerRecord): boolean {
-    const s = rec.meta?.s;
-    if (s === undefined) return true;
-    run.nextSeq ??= s;
-    if (rec.meta?.lost === true ? s < run.nextSeq : s !== run.nextSeq) {
-      if (s > run.nextSeq && run.resendFrom !== run.nextSeq) {
-        run.resendFrom = run.nextSeq;
-        this.keepRequest(run, 'resend', { from: run.nextSeq });
-      }
-      this.dropped++;
-      return false;
-    }
-    run.nextSeq = s + 1;
-    run.lastSeq = s;
-    return true;
   }
 
   private whenSynced(): Promise<void> {
@@ -418,7 +395,10 @@ export class KernelRelay {
         });
       return undefined;
     }
-    if (!this.inSequence(run, rec)) return undefined;
+    if (!inSequence(run, rec, (from) => this.keepRequest(run, 'resend', { from }))) {
+      this.dropped++; // seen already, or after a gap (asked for again)
+      return undefined;
+    }
     if (rec.type === 'finished' && run.tag !== null && this.runningTag === run.tag) this.runningTag = null;
     this.book.deliver(run, rec);
     return run.unclaimed ? undefined : run;

@@ -106,7 +106,7 @@ export class RunnerLink {
     this.readLoop().catch((err: unknown) =>
       this.options.log().error('the read loop of the kernel runner link ended', { error: errorMessage(err) }),
     ); // readLoop catches what it can; this is the last resort
-    // `keep`: a runner that can keeps its runs' output until we acknowledge it (docs/wire-contract.rst, "Kept output").
+    // `keep`: a runner that can keeps its runs' output until we acknowledge it (docs/running-code.rst, "Kept output").
     this.queue.push(['hello', '{"keep":true}']);
     this.queue.push(['status', '']);
     this.syncTimer = setTimeout(() => this.synced('untagged', null), SYNC_TIMEOUT_MS);

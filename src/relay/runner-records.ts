@@ -12,7 +12,7 @@ export interface RecordMeta {
   g?: string;
   t?: string;
   late?: boolean;
-  /** The record's number in its run (the `keep` extension: docs/wire-contract.rst, "Kept output"). */
+  /** The record's number in its run (the `keep` extension: docs/running-code.rst, "Kept output"). */
   s?: number;
   /** The record is the marker of output the runner dropped, numbered as the last record dropped. */
   lost?: boolean;

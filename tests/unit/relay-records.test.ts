@@ -20,7 +20,9 @@ describe('runner records', () => {
     });
     expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('not json')])!.meta).to.equal(null);
     // The keep extension's numbers: whole and not negative, or not read.
-    expect(parseRecord([Buffer.from('stderr'), Buffer.from('x'), Buffer.from('{"g":"G1","t":"e.1","s":4,"lost":true}')])!.meta).to.deep.equal({
+    expect(
+      parseRecord([Buffer.from('stderr'), Buffer.from('x'), Buffer.from('{"g":"G1","t":"e.1","s":4,"lost":true}')])!.meta,
+    ).to.deep.equal({
       g: 'G1',
       t: 'e.1',
       s: 4,

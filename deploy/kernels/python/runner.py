@@ -22,7 +22,8 @@ start and when asked (its generation, pid, how the runner before it ended,
 the job it runs, the queue and the last jobs it finished), sends `started`
 when a job begins, and, once the agent tags its inputs (a third frame), tags
 every record with its generation and the tag of the job or request it
-belongs to (output.Tagging). Before each job it puts back what user code may
+belongs to (output.Tagging). An agent that asks for it gets its runs' output
+numbered and kept until it acknowledges it (output.Keep). Before each job it puts back what user code may
 have taken from it: fds 1 and 2, sys.stdout/stderr/stdin, input() and the
 SIGINT handler.
 
