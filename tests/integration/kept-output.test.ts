@@ -89,7 +89,8 @@ describe('kept output (issue 28)', function () {
     });
   }
 
-  it('input sent before the run asks for it is kept until it does', async () => {
+  /** An agent of its own and a kernel of it. */
+  async function kernel() {
     const namespace = uniqueName('test');
     const agentId = uniqueName('i-test');
     testEtcd(namespace);
@@ -102,6 +103,31 @@ describe('kept output (issue 28)', function () {
     onCleanup(() => client.close());
     const id = uniqueName('k');
     await client.callWithTimeout(60_000, methods.create_kernel, id, config());
+    return { client, id, scratch };
+  }
+
+  it('output written just before the runner exits arrives, in order, before the run ends: fds 1 and 2, flushed or not, a subprocess too', async () => {
+    const { client, id } = await kernel();
+    const cases: Array<[string, number, string, string]> = [
+      [
+        'import os, sys\nprint("printed")\nsys.stdout.write("unflushed")\nos.write(1, b" raw\\n")\nos.write(2, b"err\\n")\nos._exit(3)',
+        3,
+        'printed\nunflushed raw\n',
+        'err\n',
+      ],
+      ['import os, subprocess\nsubprocess.run("echo child; echo child-err >&2", shell=True)\nos._exit(4)', 4, 'child\n', 'child-err\n'],
+    ];
+    for (const [code, exitCode, stdout, stderr] of cases) {
+      const rid = uniqueName('r');
+      const replies = await drive(client, id, rid, await client.callWithTimeout(30_000, methods.execute, 2, id, rid, 'query', code, {}, 1));
+      expect(replies.at(-1)!.exitCode, code).to.equal(exitCode);
+      expect(consoleText(replies, 'stdout'), code).to.equal(stdout);
+      expect(consoleText(replies, 'stderr'), code).to.match(new RegExp(`^${stderr}.*runner exited with status ${exitCode}`, 's'));
+    }
+  });
+
+  it('input sent before the run asks for it is kept until it does', async () => {
+    const { client, id, scratch } = await kernel();
     const code = 'import os, time\nwhile not os.path.exists("/home/work/go"): time.sleep(0.05)\nprint("got", input())';
     const replies = [await client.callWithTimeout(30_000, methods.execute, 2, id, 'early', 'query', code, {}, 1)];
     expect(replies[0]!.status).to.equal('continued');

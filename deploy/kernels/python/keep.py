@@ -39,6 +39,10 @@ class Keep:
                                   'recs': collections.deque(), 'done': False}
                 self._bound()
 
+    def holds(self, tag):
+        with self.lock:
+            return tag in self.runs
+
     def acked(self, tag):
         with self.lock:
             e = self.runs.get(tag)

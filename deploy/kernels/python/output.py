@@ -307,5 +307,13 @@ def output_thread(sock):
         finally:
             if counted:
                 backlog.sent(len(payload))
+            out_q.task_done()
+
+
+def wait_sent(timeout):
+    """Waits (at most `timeout` seconds) until every record queued so far was handed to the socket."""
+    deadline = time.monotonic() + timeout
+    while out_q.unfinished_tasks and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 

@@ -53,7 +53,7 @@ import zmq
 import common
 import services
 from common import CHUNK, HOME, log
-from output import OutStream, capture, fd_capture, keep, output_thread, send, send_json, tagging
+from output import OutStream, capture, fd_capture, keep, output_thread, send, send_json, tagging, wait_sent
 from terminal import Terminal, terminal_thread
 
 
@@ -270,6 +270,23 @@ def finish(rtype, exit_code, tag=None):
             state.recent.append({'t': tag, 'run': state.job['run'] if state.job else None, 'exitCode': exit_code})
 
 
+REAL_EXIT = os._exit
+EXIT_GRACE = 0.05  # seconds for the socket's I/O thread to put the last records on the wire
+
+
+def user_exit(status=0):
+    """os._exit of user code: what the run wrote, to fds 1 and 2 or sys.stdout/stderr,
+    flushed or not, reaches the agent before the runner goes, so before the run's end."""
+    try:
+        fd_capture.drain()
+        capture.flush()
+        wait_sent(2.0)
+        time.sleep(EXIT_GRACE)
+    except BaseException:
+        pass
+    REAL_EXIT(status)
+
+
 def restore_io():
     """Puts back what user code may have replaced or closed since the last job."""
     fd_capture.restore()
@@ -281,6 +298,7 @@ def restore_io():
         sys.stdin = InStream()
     builtins.input = user_input
     getpass.getpass = user_getpass
+    os._exit = user_exit
     if signal.getsignal(signal.SIGINT) is not sigint_handler:
         signal.signal(signal.SIGINT, sigint_handler)
 
@@ -439,7 +457,8 @@ def hello():
             'previous': None if common.PREVIOUS_STATUS is None else {'status': common.PREVIOUS_STATUS},
             'current': dict(state.job, acked=keep.acked(state.job['t'])) if state.job else None,
             'queue': [{'t': j[2], 'run': j[3]} for j in state.jobs],
-            'recent': [dict(r, acked=keep.acked(r['t'])) for r in state.recent],
+            # Keeping, a run whose every record was acknowledged (or dropped) is not held any more.
+            'recent': [dict(r, acked=keep.acked(r['t'])) for r in state.recent if not keep.enabled or keep.holds(r['t'])],
         }
 
 
