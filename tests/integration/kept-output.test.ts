@@ -106,7 +106,7 @@ describe('kept output (issue 28)', function () {
     return { client, id, scratch };
   }
 
-  it('output written just before the runner exits arrives, in order, before the run ends: fds 1 and 2, flushed or not, a subprocess too', async () => {
+  it('output written just before the runner exits arrives, in order, before the run ends: fds 1 and 2, flushed or not, a subprocess too, also after a signal', async () => {
     const { client, id } = await kernel();
     const cases: Array<[string, number, string, string]> = [
       [
@@ -116,13 +116,21 @@ describe('kept output (issue 28)', function () {
         'err\n',
       ],
       ['import os, subprocess\nsubprocess.run("echo child; echo child-err >&2", shell=True)\nos._exit(4)', 4, 'child\n', 'child-err\n'],
+      // A subprocess that writes once the runner is gone (killed by a signal): the next runner reads it for the run.
+      [
+        'import os, subprocess\nsubprocess.Popen("while kill -0 $PPID 2>/dev/null; do sleep 0.02; done; echo child-after; echo child-after-err >&2", shell=True)\nos.kill(os.getpid(), 9)',
+        137,
+        'child-after\n',
+        'child-after-err\n',
+      ],
     ];
+    const endLine = (exitCode: number) => (exitCode === 137 ? 'runner died: signal 9' : `runner exited with status ${exitCode}`);
     for (const [code, exitCode, stdout, stderr] of cases) {
       const rid = uniqueName('r');
       const replies = await drive(client, id, rid, await client.callWithTimeout(30_000, methods.execute, 2, id, rid, 'query', code, {}, 1));
       expect(replies.at(-1)!.exitCode, code).to.equal(exitCode);
       expect(consoleText(replies, 'stdout'), code).to.equal(stdout);
-      expect(consoleText(replies, 'stderr'), code).to.match(new RegExp(`^${stderr}.*runner exited with status ${exitCode}`, 's'));
+      expect(consoleText(replies, 'stderr'), code).to.match(new RegExp(`^${stderr}.*${endLine(exitCode)}`, 's'));
     }
   });
 

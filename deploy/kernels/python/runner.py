@@ -53,7 +53,7 @@ import zmq
 import common
 import services
 from common import CHUNK, HOME, log
-from output import OutStream, capture, fd_capture, keep, output_thread, send, send_json, tagging, wait_sent
+from output import OutStream, capture, fd_capture, keep, note_job, output_thread, send, send_json, tagging, wait_sent
 from terminal import Terminal, terminal_thread
 
 
@@ -371,6 +371,7 @@ def executor():
         capture.flush()  # what was written before this job is not this job's
         keep.open(tag, job[3])
         tagging.job_tag = tag
+        note_job(tag)
         if tag is not None:
             send('started', b'', tag)
         try:
@@ -390,6 +391,7 @@ def executor():
         finally:
             state.in_code = False
             tagging.job_tag = None
+            note_job(None)
             with state.lock:
                 state.busy = False
                 state.current = None
@@ -570,6 +572,7 @@ def main():
     terminal = Terminal(ctx)
     try:
         fd_capture.install()
+        fd_capture.leftover()
         threading.Thread(target=fd_capture.run, name='fd-capture', daemon=True).start()
     except Exception as e:
         log('cannot capture fds 1 and 2: %s' % e)
