@@ -34,14 +34,17 @@ interface Known {
   /** The container's cgroup path relative to the hierarchy root, once found. */
   rel?: string;
   maxScratch: number;
+  /** The figures last read: a container that died (its cgroup gone) reports these, never zeros (issue 28). */
+  last?: KernelFigures;
 }
 
 /**
  * Reads one container's figures from cgroups (v1 or v2, detected once),
  * /proc/<pid>/net/dev and the scratch dir size; never the Docker stats API.
- * A figure whose file is missing (container gone, controller absent) is 0
- * in `read` and null (unknown) in `sample`; both throw only on a
- * programming error.
+ * A figure whose file is missing (container gone, controller absent) is the
+ * last one read of that container (a kernel that died reports what it last
+ * used, never zeros), else 0 in `read` and null (unknown) in `sample`; both
+ * throw only on a programming error.
  */
 export class CgroupStats {
   /** Which layout this host has: 'v1' (legacy or hybrid) or 'v2' (unified only). */
@@ -82,13 +85,17 @@ export class CgroupStats {
     // A mounted home (hostfile, memory) has its file system's own figures; a plain folder is walked (bounded, never through a link).
     const scratch = (await isMountPoint(scratchDir)) ? (await fsFigures(scratchDir)).used : await homeUsage(scratchDir, SCRATCH_WALK_LIMIT);
     known.maxScratch = Math.max(known.maxScratch, scratch);
-    return {
+    const now: KernelFigures = {
       ...cg,
       net_rx_bytes: net.rx,
       net_tx_bytes: net.tx,
       io_max_scratch_size: known.maxScratch,
       io_cur_scratch_size: scratch,
     };
+    const last = known.last;
+    if (last) for (const k of Object.keys(now) as Array<keyof KernelFigures>) now[k] ??= last[k];
+    known.last = now;
+    return now;
   }
 
   /**

@@ -30,6 +30,7 @@ import { Liveness } from './liveness.js';
 import { OomWatch } from './oom-watch.js';
 import { RunBook, type RunStage } from './run-book.js';
 import { Run } from './runs.js';
+import { inSequence } from './kept-output.js';
 import type { ExecuteRequest, KernelRelayOptions } from './relay-options.js';
 import { RunnerLink, type InputMeta, type LinkMode } from './runner-link.js';
 import { lostRunner, runnerRestarted, type LossTarget } from './runner-loss.js';
@@ -54,6 +55,8 @@ export class KernelRelay {
   dropped = 0;
   /** End records (`finished`, `build-finished`) that came for no run going; the first is logged. */
   strayEnds = 0;
+  /** The runner keeps its runs' output until acknowledged (its hello said `keep`). */
+  private keeps = false;
 
   constructor(private options: KernelRelayOptions) {
     this.requests = new RequestBook({
@@ -74,6 +77,7 @@ export class KernelRelay {
           this.sendInputs(run);
         },
         endSaid: (run) => this.confirmEnd(run),
+        ack: (run, seq) => this.keepRequest(run, 'ack', { s: seq }),
       },
       options.inherited,
     );
@@ -264,7 +268,12 @@ export class KernelRelay {
   }
 
   private sendInputs(run: Run): void {
-    for (const [type, payload] of run.inputs) this.send(type, payload, run.tag === null ? null : { t: run.tag, run: run.id });
+    for (const [type, payload] of run.inputs) this.send(type, payload, run.tag === null ? null : { t: run.tag, run: run.id, keep: true });
+  }
+
+  /** An `ack` or `resend` of the `keep` extension (docs/running-code.rst, "Kept output"), to a runner that keeps output. */
+  private keepRequest(run: Run, type: 'ack' | 'resend', body: Record<string, number>): void {
+    if (this.keeps && run.tag !== null) this.send(type, JSON.stringify(body), { t: run.tag, run: run.id });
   }
 
   private whenSynced(): Promise<void> {
@@ -275,7 +284,11 @@ export class KernelRelay {
   private synced(mode: 'tagged' | 'untagged', hello: RunnerHello | null): void {
     if (mode === 'tagged' && hello) {
       this.generation = hello.generation;
+      this.keeps = hello.keep;
       if (this.options.takeOver) this.runningTag = this.book.takeOver(hello) ?? this.runningTag;
+      // Runs taken over get again what the previous agent did not acknowledge, their ends included.
+      for (const run of this.book.all())
+        if (!run.done && run.nextSeq !== null) this.keepRequest(run, 'resend', { from: (run.resendFrom = run.nextSeq) });
     }
   }
 
@@ -329,6 +342,7 @@ export class KernelRelay {
     if (rec.meta?.t !== undefined) this.requests.answer('hello', rec.meta.t, rec.payload);
     if (this.mode !== 'tagged') return; // a runner that did not answer in time is served as one that does not tag
     if (h.generation !== this.generation) {
+      this.keeps = h.keep;
       this.runnerRestarted(h).catch((err: unknown) => {
         this.options.log.error('the relay failed handling a restart of the kernel runner; its runs and requests end now', {
           error: errorMessage(err),
@@ -379,6 +393,10 @@ export class KernelRelay {
           record: rec.type,
           payload: rec.payload.subarray(0, 200).toString('utf8'),
         });
+      return undefined;
+    }
+    if (!inSequence(run, rec, (from) => this.keepRequest(run, 'resend', { from }))) {
+      this.dropped++; // seen already, or after a gap (asked for again)
       return undefined;
     }
     if (rec.type === 'finished' && run.tag !== null && this.runningTag === run.tag) this.runningTag = null;

@@ -35,6 +35,8 @@ export interface RunBookOptions {
   sendNext(run: Run): void;
   /** A runner that does not tag sent a `finished` without an exit code: the relay finds out whether another follows. */
   endSaid(run: Run): void;
+  /** The run's output up to record `seq` was handed on: the runner may forget it (a runner that keeps output). */
+  ack?(run: Run, seq: number): void;
   /** The clock (ms) of starts and ends; Date.now unless a test moves its own. */
   now?(): number;
 }
@@ -260,6 +262,7 @@ export class RunBook {
     holds.forEach((ref, i) => {
       if (!ref.run || this.runs.has(ref.run) || this.byTag.has(ref.t)) return;
       const run = new Run(ref.run, ref.t, [], true);
+      if (h.keep) run.nextSeq = ref.acked + 1;
       this.add(run);
       if (i === 0 && h.current) {
         running = ref.t;
@@ -273,6 +276,11 @@ export class RunBook {
       run.started = true;
       this.runs.set(run.id, run);
       this.byTag.set(ref.t, run);
+      if (h.keep) {
+        // The runner kept its output and end: they come again from what the previous agent acknowledged.
+        run.nextSeq = ref.acked + 1;
+        continue;
+      }
       run.settle({ status: 'finished', exitCode: ref.exitCode, options: null });
       run.done = true;
     }
@@ -304,6 +312,11 @@ export class RunBook {
     if (!run.ready && !this.options.hurry()) await run.sleep(flushTimeoutMs);
     const next: RunStatus = run.statuses.shift() ?? { status: 'continued', exitCode: null, options: null };
     if (run.done && run.statuses.length === 0) this.forget(run);
+    // Acknowledged only when no status waits: the runner keeps the records behind one until a reply gives it.
+    if (run.statuses.length === 0 && run.lastSeq > run.ackedSeq) {
+      run.ackedSeq = run.lastSeq;
+      this.options.ack?.(run, run.lastSeq);
+    }
     const files =
       next.status === 'finished' && run.startedAt > 0
         ? await this.options.outputFiles(run.filesSince).catch((err: unknown) => {

@@ -37,7 +37,7 @@ export const MAX_RECONNECTS = 5;
 /** Whether the runner tags its records ('pending' until the link has synchronised). */
 export type LinkMode = 'pending' | 'tagged' | 'untagged';
 /** The meta frame of an input: the tag, and the run it belongs to. */
-export type InputMeta = { t: string; run?: string } | null;
+export type InputMeta = { t: string; run?: string; keep?: boolean } | null;
 
 /** What the link tells its relay. */
 export interface LinkHandlers {
@@ -106,7 +106,8 @@ export class RunnerLink {
     this.readLoop().catch((err: unknown) =>
       this.options.log().error('the read loop of the kernel runner link ended', { error: errorMessage(err) }),
     ); // readLoop catches what it can; this is the last resort
-    this.queue.push(['hello', '']);
+    // `keep`: a runner that can keeps its runs' output until we acknowledge it (docs/running-code.rst, "Kept output").
+    this.queue.push(['hello', '{"keep":true}']);
     this.queue.push(['status', '']);
     this.syncTimer = setTimeout(() => this.synced('untagged', null), SYNC_TIMEOUT_MS);
   }
@@ -284,7 +285,7 @@ export class RunnerLink {
       const gen = parseStatus(rec.payload)?.generation;
       // Our runner answers hello before status; one whose status has no generation does not tag.
       if (typeof gen === 'string')
-        this.synced('tagged', { generation: gen, pid: null, previousStatus: null, current: null, queue: [], recent: [] });
+        this.synced('tagged', { generation: gen, pid: null, keep: false, previousStatus: null, current: null, queue: [], recent: [] });
       else this.synced('untagged', null);
       return undefined;
     }

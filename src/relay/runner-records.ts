@@ -12,6 +12,10 @@ export interface RecordMeta {
   g?: string;
   t?: string;
   late?: boolean;
+  /** The record's number in its run (the `keep` extension: docs/running-code.rst, "Kept output"). */
+  s?: number;
+  /** The record is the marker of output the runner dropped, numbered as the last record dropped. */
+  lost?: boolean;
 }
 
 /** One record from the runner's output port. */
@@ -26,12 +30,16 @@ export interface RunnerRecord {
 export interface JobRef {
   t: string;
   run: string | null;
+  /** The last record of the run an agent acknowledged (0: none; the `keep` extension). */
+  acked: number;
 }
 
 /** What a runner says in `hello`: who it is, how its predecessor ended, and what it holds. */
 export interface RunnerHello {
   generation: string;
   pid: number | null;
+  /** The runner keeps its runs' output until acknowledged (its hello lists the feature `keep`). */
+  keep: boolean;
   /** The exit status of the runner before this one (bash's `$?`), or null on a first start. */
   previousStatus: number | null;
   current: JobRef | null;
@@ -54,6 +62,8 @@ export function parseRecord(frames: Buffer[]): RunnerRecord | null {
         if (typeof m.g === 'string') meta.g = m.g;
         if (typeof m.t === 'string') meta.t = m.t;
         if (m.late === true) meta.late = true;
+        if (typeof m.s === 'number' && Number.isSafeInteger(m.s) && m.s >= 0) meta.s = m.s;
+        if (m.lost === true) meta.lost = true;
       }
     } catch {
       meta = null;
@@ -66,7 +76,8 @@ function jobRef(v: unknown): JobRef | null {
   if (!v || typeof v !== 'object') return null;
   const o = v as Record<string, unknown>;
   if (typeof o.t !== 'string') return null;
-  return { t: o.t, run: typeof o.run === 'string' ? o.run : null };
+  const acked = typeof o.acked === 'number' && Number.isSafeInteger(o.acked) && o.acked >= 0 ? o.acked : 0;
+  return { t: o.t, run: typeof o.run === 'string' ? o.run : null, acked };
 }
 
 /** Reads a `hello` payload (JSON); null when it is not one (a foreign record of the same name, or garbage). */
@@ -83,6 +94,7 @@ export function parseHello(payload: Buffer): RunnerHello | null {
   return {
     generation: o.generation,
     pid: typeof o.pid === 'number' ? o.pid : null,
+    keep: Array.isArray(o.features) && o.features.includes('keep'),
     previousStatus: prev && typeof prev.status === 'number' ? prev.status : null,
     current: jobRef(o.current),
     queue: list(o.queue)

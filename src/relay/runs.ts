@@ -37,6 +37,13 @@ export class Run {
   endSaid = false;
   /** Output bytes dropped because nobody collects the run (a run taken over from a previous agent). */
   droppedBytes = 0;
+  /** The number of the record expected next from a runner that keeps output (null: not numbered yet). */
+  nextSeq: number | null = null;
+  /** The number of the last record given to this run, and of the last one acknowledged to the runner. */
+  lastSeq = 0;
+  ackedSeq = 0;
+  /** The number a resend was last asked from (one ask per gap). */
+  resendFrom: number | null = null;
   private readonly wakers = new Set<() => void>();
 
   constructor(

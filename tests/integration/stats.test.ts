@@ -1,7 +1,8 @@
 /**
  * CgroupStats against a real container on this host's Docker: the figures
  * move the way the kernel's work says they should, and a removed container
- * reads as zeros instead of throwing. A second case feeds a fake cgroup v2
+ * reads as the figures last read of it (zeros to a reader that never read
+ * it) instead of throwing. A second case feeds a fake cgroup v2
  * tree, the layout of the other nodes, which this host cannot show.
  */
 import { randomBytes } from 'node:crypto';
@@ -40,7 +41,7 @@ describe('cgroup stats of a kernel container', () => {
     });
   });
 
-  it('reads cpu, memory, scratch and net figures of a live container, and zeros once it is gone', async function () {
+  it('reads cpu, memory, scratch and net figures of a live container, and the last ones read once it is gone', async function () {
     this.timeout(60_000);
     const scratch = await tempScratch();
     await fs.chmod(scratch, 0o777);
@@ -87,9 +88,10 @@ describe('cgroup stats of a kernel container', () => {
     times.sort((a, b) => a - b);
     console.log(`      read() median ${times[10]!.toFixed(2)} ms, max ${times[19]!.toFixed(2)} ms over 20 reads`);
 
+    const lastRead = await stats.read(target);
     await container.remove({ force: true });
     const gone = await stats.read(target);
-    for (const k of [
+    const cgroupFigures = [
       'cpu_used',
       'mem_max_bytes',
       'mem_cur_bytes',
@@ -97,9 +99,13 @@ describe('cgroup stats of a kernel container', () => {
       'io_write_bytes',
       'net_rx_bytes',
       'net_tx_bytes',
-    ] as const) {
-      expect(gone[k], k).to.equal(0);
-    }
+    ] as const;
+    // A container that died reports the figures last read of it, never zeros (issue 28).
+    for (const k of cgroupFigures) expect(gone[k], k).to.equal(lastRead[k]);
+    expect(gone.cpu_used, 'cpu_used (ms)').to.be.at.least(200);
+    // A reader that never read it has nothing to go on: zeros.
+    const fresh = await new CgroupStats().read(target);
+    for (const k of cgroupFigures) expect(fresh[k], k).to.equal(0);
     stats.forget(container.id);
     expect((await stats.read(target)).io_max_scratch_size).to.equal(gone.io_cur_scratch_size);
   });

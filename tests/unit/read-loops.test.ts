@@ -122,7 +122,7 @@ describe('read loops', function () {
   it('a hello whose recent list holds null is read, not thrown on', () => {
     // Such a hello once threw inside the relay's read loop; the loop now survives it, and the record reads.
     const rec = parseHello(Buffer.from(JSON.stringify({ generation: 'g', recent: [null, { t: 'e.1', exitCode: 0 }] })));
-    expect(rec!.recent).to.deep.equal([{ t: 'e.1', run: null, exitCode: 0 }]);
+    expect(rec!.recent).to.deep.equal([{ t: 'e.1', run: null, exitCode: 0, acked: 0 }]);
   });
 
   it('an RPC client whose reply it cannot handle fails its calls at once and logs it', async () => {

@@ -19,6 +19,17 @@ describe('runner records', () => {
       late: true,
     });
     expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('not json')])!.meta).to.equal(null);
+    // The keep extension's numbers: whole and not negative, or not read.
+    expect(
+      parseRecord([Buffer.from('stderr'), Buffer.from('x'), Buffer.from('{"g":"G1","t":"e.1","s":4,"lost":true}')])!.meta,
+    ).to.deep.equal({
+      g: 'G1',
+      t: 'e.1',
+      s: 4,
+      lost: true,
+    });
+    expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('{"t":"e.1","s":-1}')])!.meta).to.deep.equal({ t: 'e.1' });
+    expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('{"t":"e.1","s":1.5}')])!.meta).to.deep.equal({ t: 'e.1' });
     expect(parseRecord([Buffer.from('stdout'), Buffer.from('x'), Buffer.from('{"g":7,"t":[1]}')])!.meta).to.deep.equal({});
     expect(parseRecord([])).to.equal(null);
   });
@@ -31,20 +42,23 @@ describe('runner records', () => {
           pid: 12,
           protocol: 1,
           previous: { status: 139 },
-          current: { t: 'e.3', run: 'r3' },
+          features: ['keep'],
+          current: { t: 'e.3', run: 'r3', acked: 7 },
           queue: [{ t: 'e.4', run: 'r4' }, { run: 'no tag' }, 'junk'],
-          recent: [{ t: 'e.2', run: 'r2', exitCode: 0 }],
+          recent: [{ t: 'e.2', run: 'r2', exitCode: 0, acked: -1 }],
         }),
       ),
     );
     expect(h).to.deep.equal({
       generation: 'abc',
       pid: 12,
+      keep: true,
       previousStatus: 139,
-      current: { t: 'e.3', run: 'r3' },
-      queue: [{ t: 'e.4', run: 'r4' }],
-      recent: [{ t: 'e.2', run: 'r2', exitCode: 0 }],
+      current: { t: 'e.3', run: 'r3', acked: 7 },
+      queue: [{ t: 'e.4', run: 'r4', acked: 0 }],
+      recent: [{ t: 'e.2', run: 'r2', exitCode: 0, acked: 0 }],
     });
+    expect(parseHello(Buffer.from(JSON.stringify({ generation: 'g', features: 'keep' })))!.keep).to.equal(false);
     expect(parseHello(Buffer.from('{"pid": 1}'))).to.equal(null);
     expect(parseHello(Buffer.from('garbage'))).to.equal(null);
     expect(parseHello(Buffer.from(JSON.stringify({ generation: 'g' })))!.previousStatus).to.equal(null);

@@ -77,6 +77,19 @@ if [[ -f /home/work/bootstrap.sh && ! -e /home/work/.config/bootstrap.done ]]; t
   log "bootstrap script done"
 fi
 
+# FIFOs for the runner's fds 1 and 2, held open here: what the runner or its
+# subprocesses wrote to them just before it died stays in them, and the next
+# runner reads it for the run that died (docs/running-code.rst, "Every result
+# belongs to its run"); the runner keeps the tag of its job in the folder. Without them it
+# makes pipes of its own.
+out_dir=/tmp/.runner-out
+if rm -rf "$out_dir" && mkdir -m 700 "$out_dir" && mkfifo -m 600 "$out_dir/1" "$out_dir/2" &&
+  { [[ -z ${uid:-} ]] || chown "$uid:${gid:-$uid}" "$out_dir"; } && exec 7<>"$out_dir/1" 8<>"$out_dir/2"; then
+  export RUNNER_OUT_FDS=7,8
+else
+  log "cannot make the runner's output FIFOs; output written just before a runner death may be lost"
+fi
+
 log "starting runner as uid ${uid:-$(id -u)}"
 while :; do
   "${run_as[@]}" /usr/bin/python3 -u "$RUNNER"

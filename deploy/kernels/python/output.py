@@ -8,11 +8,13 @@ import json
 import os
 import queue
 import select
+import stat
 import threading
 import time
 
 import common
 from common import CHUNK, log
+from keep import Keep
 
 BATCH_DELAY = 0.03         # partial output is flushed after this many seconds
 MAX_PENDING = 8 * 1024 * 1024  # output bytes queued for sending before writers wait
@@ -68,7 +70,7 @@ class Tagging:
         self.enabled = False
         self.job_tag = None   # the tag of the job running now, None between jobs
 
-    def meta(self, tag=None, late=False):
+    def meta(self, tag=None, late=False, seq=None, lost=False):
         if not self.enabled:
             return None
         m = {'g': common.GENERATION}
@@ -76,17 +78,24 @@ class Tagging:
             m['t'] = tag
         elif late:
             m['late'] = True
+        if seq is not None:
+            m['s'] = seq
+        if lost:
+            m['lost'] = True
         return json.dumps(m, separators=(',', ':')).encode('ascii')
 
 
 tagging = Tagging()
 
 
+keep = Keep(out_q, tagging)
+
+
 def send(rtype, payload=b'', tag=None):
     """Queues a record; `tag` is the tag of the input it answers (a job's or a request's)."""
     if isinstance(payload, str):
         payload = payload.encode('utf-8')
-    out_q.put((rtype.encode('ascii'), payload, False, tagging.meta(tag)))
+    keep.put(rtype, payload, tag, False)
 
 
 def send_json(rtype, obj, tag=None):
@@ -136,9 +145,8 @@ class Capture:
         if self.parts:
             data = b''.join(self.parts)
             backlog.add(len(data))
-            meta = tagging.meta(self.tag, late=self.tag is None)
             for i in range(0, len(data), CHUNK):
-                out_q.put((self.kind.encode('ascii'), data[i:i + CHUNK], True, meta))
+                keep.put(self.kind, data[i:i + CHUNK], self.tag, True, late=self.tag is None)
         self.kind = None
         self.tag = None
         self.parts = []
@@ -214,13 +222,56 @@ class FdCapture:
         self.lock = threading.Lock()
         self.pipes = {}    # read fd -> kind
         self.writers = {}  # 1 or 2 -> (st_dev, st_ino) of the pipe it should hold
+        self.held = {}     # 1 or 2 -> the entrypoint's FIFO for it (see install)
 
     def install(self):
+        """Puts fds 1 and 2 on pipes read here: the entrypoint's FIFOs where it
+        holds them (RUNNER_OUT_FDS), which outlive this runner, so that what
+        was written to them before a runner died is read by the next one
+        (`leftover`), else pipes of its own."""
         common.set_log_fd(os.dup(2))
+        held = _held_fifos(os.environ.pop('RUNNER_OUT_FDS', ''))
         for fd, kind in ((1, 'stdout'), (2, 'stderr')):
+            if held:
+                self.held[fd] = held[fd - 1]
+                os.set_inheritable(self.held[fd], False)  # children get fds 1 and 2, not these
+                self.pipes[self.held[fd]] = kind
             self._attach(fd, kind)
 
+    def leftover(self):
+        """Sends what the runner before this one left in the FIFOs, with its
+        generation and the tag of the job it ran (RUNNER_JOB_FILE), before this
+        runner says hello: the agent gives it to that run before its end."""
+        job = {}
+        try:
+            with open(RUNNER_JOB_FILE) as f:
+                job = json.load(f)
+            os.unlink(RUNNER_JOB_FILE)
+        except (OSError, ValueError):
+            pass
+        if not isinstance(job, dict) or not isinstance(job.get('g'), str):
+            return
+        m = {'g': job['g']}
+        if isinstance(job.get('t'), str):
+            m['t'] = job['t']
+        else:
+            m['late'] = True
+        meta = json.dumps(m, separators=(',', ':')).encode('ascii')
+        for fd, kind in ((1, 'stdout'), (2, 'stderr')):
+            r = self.held.get(fd)
+            while r is not None and select.select([r], [], [], 0)[0]:
+                data = os.read(r, CHUNK)
+                if not data:
+                    break
+                out_q.put((kind.encode('ascii'), data, False, meta))
+
     def _attach(self, fd, kind):
+        if fd in self.held:
+            os.dup2(self.held[fd], fd)  # inheritable: subprocesses write to it too
+            st = os.fstat(fd)
+            with self.lock:
+                self.writers[fd] = (st.st_dev, st.st_ino)
+            return
         r, w = os.pipe()
         # With fds 1 and 2 closed, the pipe itself gets them: move both ends above 2 first.
         low = [x for x in (r, w) if x <= 2]
@@ -254,7 +305,8 @@ class FdCapture:
     def drain(self):
         with self.lock:
             for r, kind in list(self.pipes.items()):
-                while True:
+                held = r in self.held.values()  # blocking (its flags are fd 1's): read only what is there
+                while not held or select.select([r], [], [], 0)[0]:
                     try:
                         data = os.read(r, CHUNK)
                     except BlockingIOError:
@@ -282,6 +334,32 @@ class FdCapture:
                 time.sleep(0.1)
 
 
+RUNNER_JOB_FILE = '/tmp/.runner-out/job'  # {g, t} of the job running: whose output a runner death leaves
+
+
+def _held_fifos(raw):
+    """The entrypoint's FIFO fds (`7,8`) when both are open FIFOs, else None."""
+    try:
+        fds = [int(x) for x in raw.split(',')]
+        if len(fds) == 2 and all(stat.S_ISFIFO(os.fstat(x).st_mode) for x in fds):
+            return fds
+    except (ValueError, OSError):
+        pass
+    return None
+
+
+def note_job(tag):
+    """Writes (or, with None, removes) the job file of a job that starts (ends)."""
+    try:
+        if tag is None:
+            os.unlink(RUNNER_JOB_FILE)
+        else:
+            with open(RUNNER_JOB_FILE, 'w') as f:
+                json.dump({'g': common.GENERATION, 't': tag}, f)
+    except OSError:
+        pass  # no job file: output a runner death leaves goes to no run
+
+
 fd_capture = FdCapture()
 
 
@@ -300,5 +378,13 @@ def output_thread(sock):
         finally:
             if counted:
                 backlog.sent(len(payload))
+            out_q.task_done()
+
+
+def wait_sent(timeout):
+    """Waits (at most `timeout` seconds) until every record queued so far was handed to the socket."""
+    deadline = time.monotonic() + timeout
+    while out_q.unfinished_tasks and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 

@@ -22,7 +22,8 @@ start and when asked (its generation, pid, how the runner before it ended,
 the job it runs, the queue and the last jobs it finished), sends `started`
 when a job begins, and, once the agent tags its inputs (a third frame), tags
 every record with its generation and the tag of the job or request it
-belongs to (output.Tagging). Before each job it puts back what user code may
+belongs to (output.Tagging). An agent that asks for it gets its runs' output
+numbered and kept until it acknowledges it (output.Keep). Before each job it puts back what user code may
 have taken from it: fds 1 and 2, sys.stdout/stderr/stdin, input() and the
 SIGINT handler.
 
@@ -35,7 +36,6 @@ import getpass
 import io
 import json
 import os
-import queue
 import re
 import rlcompleter
 import selectors
@@ -53,7 +53,7 @@ import zmq
 import common
 import services
 from common import CHUNK, HOME, log
-from output import OutStream, capture, fd_capture, output_thread, send, send_json, tagging
+from output import OutStream, capture, fd_capture, keep, note_job, output_thread, send, send_json, tagging, wait_sent
 from terminal import Terminal, terminal_thread
 
 
@@ -73,7 +73,8 @@ class State:
         self.in_code = False         # user code is running in the main thread
         self.proc = None             # running build/exec subprocess
         self.interrupts = 0
-        self.inputs = queue.Queue()
+        self.inputs = []             # (tag, text) of input not asked for yet: kept until its run asks
+        self.inputs_cv = threading.Condition(self.lock)
         self.namespace = {'__name__': '__main__', '__builtins__': builtins}
 
 
@@ -100,19 +101,19 @@ def _request_input(prompt, is_password):
     if prompt:
         sys.stdout.write(str(prompt))
     capture.flush()
-    # stale answers (sent when nothing was asked) are dropped
-    while True:
-        try:
-            state.inputs.get_nowait()
-        except queue.Empty:
-            break
-    send_json('waiting-input', {'is_password': bool(is_password)}, tagging.job_tag)
-    while True:
-        try:
-            text = state.inputs.get(timeout=0.2)
-            break
-        except queue.Empty:
-            continue
+    tag = tagging.job_tag
+    # Input sent before the run asked (early input) is the answer: it is kept until asked for.
+    with state.inputs_cv:
+        early = any(t is None or t == tag for t, _ in state.inputs)
+    if not early:
+        send_json('waiting-input', {'is_password': bool(is_password)}, tag)
+    with state.inputs_cv:
+        while True:
+            mine = [i for i, (t, _) in enumerate(state.inputs) if t is None or t == tag]
+            if mine:
+                text = state.inputs.pop(mine[0])[1]
+                break
+            state.inputs_cv.wait(0.2)  # a timeout keeps the wait interruptible (SIGINT)
     if text.endswith('\r\n'):
         text = text[:-2]
     elif text.endswith('\n'):
@@ -269,6 +270,23 @@ def finish(rtype, exit_code, tag=None):
             state.recent.append({'t': tag, 'run': state.job['run'] if state.job else None, 'exitCode': exit_code})
 
 
+REAL_EXIT = os._exit
+EXIT_GRACE = 0.05  # seconds for the socket's I/O thread to put the last records on the wire
+
+
+def user_exit(status=0):
+    """os._exit of user code: what the run wrote, to fds 1 and 2 or sys.stdout/stderr,
+    flushed or not, reaches the agent before the runner goes, so before the run's end."""
+    try:
+        fd_capture.drain()
+        capture.flush()
+        wait_sent(2.0)
+        time.sleep(EXIT_GRACE)
+    except BaseException:
+        pass
+    REAL_EXIT(status)
+
+
 def restore_io():
     """Puts back what user code may have replaced or closed since the last job."""
     fd_capture.restore()
@@ -280,6 +298,7 @@ def restore_io():
         sys.stdin = InStream()
     builtins.input = user_input
     getpass.getpass = user_getpass
+    os._exit = user_exit
     if signal.getsignal(signal.SIGINT) is not sigint_handler:
         signal.signal(signal.SIGINT, sigint_handler)
 
@@ -311,7 +330,10 @@ def run_job(job):
     skipped with exit 127."""
     jtype, text, tag, _run = job
     if jtype == 'code':
-        finish('finished', run_code(text), tag)
+        try:
+            finish('finished', run_code(text), tag)
+        finally:
+            drop_inputs(tag)
     elif jtype == 'build':
         rc = default_build() if text == '*' else run_shell(text) if text else 0
         with state.lock:
@@ -325,6 +347,12 @@ def run_job(job):
         else:
             rc = default_exec() if text == '*' else run_shell(text) if text else 0
         finish('finished', rc, tag)
+
+
+def drop_inputs(tag):
+    """A run has ended: input it never asked for goes with it."""
+    with state.inputs_cv:
+        state.inputs = [i for i in state.inputs if i[0] != tag]
 
 
 def executor():
@@ -341,7 +369,9 @@ def executor():
             state.job = {'t': tag, 'run': job[3]}
             state.interrupts = 0
         capture.flush()  # what was written before this job is not this job's
+        keep.open(tag, job[3])
         tagging.job_tag = tag
+        note_job(tag)
         if tag is not None:
             send('started', b'', tag)
         try:
@@ -361,6 +391,7 @@ def executor():
         finally:
             state.in_code = False
             tagging.job_tag = None
+            note_job(None)
             with state.lock:
                 state.busy = False
                 state.current = None
@@ -424,10 +455,12 @@ def hello():
             'generation': common.GENERATION,
             'pid': os.getpid(),
             'protocol': 1,
+            'features': ['keep'],
             'previous': None if common.PREVIOUS_STATUS is None else {'status': common.PREVIOUS_STATUS},
-            'current': dict(state.job) if state.job else None,
+            'current': dict(state.job, acked=keep.acked(state.job['t'])) if state.job else None,
             'queue': [{'t': j[2], 'run': j[3]} for j in state.jobs],
-            'recent': list(state.recent),
+            # Keeping, a run whose every record was acknowledged (or dropped) is not held any more.
+            'recent': [dict(r, acked=keep.acked(r['t'])) for r in state.recent if not keep.enabled or keep.holds(r['t'])],
         }
 
 
@@ -442,7 +475,18 @@ def input_meta(frames):
     if not isinstance(m, dict):
         return {}
     tagging.enabled = True
+    if m.get('keep') is True:
+        keep.enabled = True  # the agent keeps its runs' output: so does a runner that started after its hello
     return m
+
+
+def payload_json(payload):
+    """A JSON object payload, or {}."""
+    try:
+        o = json.loads(payload.decode('utf-8')) if payload else {}
+    except Exception:
+        return {}
+    return o if isinstance(o, dict) else {}
 
 
 def input_thread(sock):
@@ -466,9 +510,18 @@ def input_thread(sock):
                     state.jobs.append((rtype, payload.decode('utf-8', 'replace'), tag, run))
                     state.jobs_cv.notify()
             elif rtype == 'hello':
+                if payload_json(payload).get('keep') is True:
+                    keep.enabled = True
                 send_json('hello', hello(), tag)
             elif rtype == 'input':
-                state.inputs.put(payload.decode('utf-8', 'replace'))
+                with state.inputs_cv:
+                    if len(state.inputs) < 1000:
+                        state.inputs.append((tag, payload.decode('utf-8', 'replace')))
+                    state.inputs_cv.notify_all()
+            elif rtype == 'ack' and tag is not None:
+                keep.ack(tag, payload_json(payload).get('s'))
+            elif rtype == 'resend' and tag is not None:
+                keep.resend(tag, payload_json(payload).get('from'))
             elif rtype == 'interrupt':
                 interrupt()
             elif rtype == 'complete':
@@ -519,6 +572,7 @@ def main():
     terminal = Terminal(ctx)
     try:
         fd_capture.install()
+        fd_capture.leftover()
         threading.Thread(target=fd_capture.run, name='fd-capture', daemon=True).start()
     except Exception as e:
         log('cannot capture fds 1 and 2: %s' % e)
