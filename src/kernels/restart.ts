@@ -98,9 +98,14 @@ export async function restartKernel(
     await faultPoint('restart.after-old-removed');
     const { containerId, pid, ports, servicePorts, spec: nextSpec, traits } = next;
     Object.assign(rec, { containerId, pid, ports, servicePorts, spec: nextSpec, traits, staleShells: undefined });
-    rec.renamed = k.deps.docker.rename(containerId, containerName(spec.lang, id)).catch((err: unknown) =>
-      k.deps.log.warn('could not give the restarted container the kernel name; it keeps its own', { kernelId: id, error: errorMessage(err) }),
-    );
+    rec.renamed = k.deps.docker
+      .rename(containerId, containerName(spec.lang, id))
+      .catch((err: unknown) =>
+        k.deps.log.warn('could not give the restarted container the kernel name; it keeps its own', {
+          kernelId: id,
+          error: errorMessage(err),
+        }),
+      );
     rec.state = 'running';
     k.deps.emit('kernel_started', [id]);
   })();
@@ -115,6 +120,11 @@ export async function restartKernel(
     if (!retired) {
       // The old container was not touched: the kernel runs on as it was, holding what it held.
       k.factory.restoreCharge(id, oldCharge);
+      if (step !== 'checking the image' && step !== 'writing environ.txt' && !rec.adopted)
+        // environ.txt is read when a container starts: the next start (a later restart) reads what this one runs with.
+        await prepareScratch(rec.scratchDir, rec.spec.environ, s.kernelUid).catch((e: unknown) =>
+          k.deps.log.warn("could not put back the kernel's environ.txt", { kernelId: id, error: errorMessage(e) }),
+        );
       rec.state = 'running';
       k.deps.log.warn('a restart failed before the old container was touched; the kernel runs on as it was', {
         kernelId: id,
@@ -137,7 +147,9 @@ export async function restartKernel(
     k.deps.gpus?.release(rec.spec.gpuSet);
     await homesOf(k.deps).remove(rec.id); // logs what it could not remove
     k.deps.emit('kernel_terminated', [id, 'restarting', null]);
-    throw new KernelCreationError(`restart_kernel ${id} failed while ${step}: ${errorMessage(err)}; the kernel was removed`, { cause: err });
+    throw new KernelCreationError(`restart_kernel ${id} failed while ${step}: ${errorMessage(err)}; the kernel was removed`, {
+      cause: err,
+    });
   } finally {
     rec.busy = null;
   }
