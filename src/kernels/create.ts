@@ -154,10 +154,10 @@ export class KernelFactory {
       step = `creating the scratch home (${homesOf(this.deps).type})`;
       undo.push(async () => void (await homesOf(this.deps).remove(id))); // whatever make got to: mount, loop device, file, folder
       const scratchDir = await homesOf(this.deps).make(id, spec.scratchMiB ?? homesOf(this.deps).sizeOf(null)); // a leftover of a crash is removed first
-      await faultPoint('create.after-home-made');
       step = 'preparing the home (workspace template, bootstrap script)';
       await prepareHome(scratchDir, spec, this.deps.settings());
       await prepareScratch(scratchDir, spec.environ, this.deps.settings().kernelUid);
+      await faultPoint('create.after-home-made');
       const rec: KernelRecord = {
         id,
         spec,

@@ -79,4 +79,21 @@ describe('drill: SIGKILL during restart_kernel and destroy_kernel', function () 
     expect(await kernelIds(again.client)).to.deep.equal([]);
     expect(await fs.readdir(again.scratch)).to.deep.equal([]);
   });
+
+  it('killed at create.after-home-made: the restarted agent removes the home and sends kernel_terminated', async () => {
+    const first = await childAgent({ env: { AGENT_FAULTS: 'create.after-home-made=kill' } });
+    const id = uniqueName('k');
+    await killedAt(first, first.client.callWithTimeout(120_000, methods.create_kernel, id, SMALL_KERNEL));
+    expect(await containersOf(first.agentId)).to.have.length(0);
+    expect(await fs.readdir(first.scratch)).to.deep.equal([id]);
+
+    const s = await sink();
+    await first.etcd.put('nodes/manager').value('mgr');
+    await first.etcd.put('nodes/manager/event_addr').value(s.addr);
+    const again = await childAgent(first.options);
+    const ended = await s.next('kernel_terminated', 0, 60_000);
+    expect(ended.args.slice(0, 2)).to.deep.equal([id, 'self-terminated']);
+    expect(await kernelIds(again.client)).to.deep.equal([]);
+    expect(await fs.readdir(again.scratch)).to.deep.equal([]);
+  });
 });
