@@ -43,14 +43,12 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
     const replaces = c.labels[LABELS.replaces];
     if (replaces && ids.has(replaces)) {
       // A restart stopped before it retired the old container: the kernel is the old one, as it was.
-      await deps.docker
-        .remove(c.id)
-        .catch((err: unknown) =>
-          deps.log.error('could not remove the new container of a restart cut short', {
-            container: c.id.slice(0, 12),
-            error: errorMessage(err),
-          }),
-        );
+      await deps.docker.remove(c.id).catch((err: unknown) =>
+        deps.log.error('could not remove the new container of a restart cut short', {
+          container: c.id.slice(0, 12),
+          error: errorMessage(err),
+        }),
+      );
       deps.log.info('removed the new container of a restart cut short; the kernel is its old container', {
         kernelId: c.labels[LABELS.kernel],
       });
@@ -96,14 +94,12 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
     }
     if (replaces) {
       // The old container is gone: the restart's new one is the kernel; it gets the kernel's name it had no room for before.
-      await deps.docker
-        .rename(c.id, containerName(labels[LABELS.lang] ?? '', id))
-        .catch((err: unknown) =>
-          deps.log.warn('could not give a restarted container the kernel name; it keeps its own', {
-            kernelId: id,
-            error: errorMessage(err),
-          }),
-        );
+      await deps.docker.rename(c.id, containerName(labels[LABELS.lang] ?? '', id)).catch((err: unknown) =>
+        deps.log.warn('could not give a restarted container the kernel name; it keeps its own', {
+          kernelId: id,
+          error: errorMessage(err),
+        }),
+      );
     }
     const home = await homesOf(deps)
       .reattach(id)
