@@ -132,7 +132,7 @@ export async function restartKernel(
       const why = `restart_kernel ${id} failed while ${step}: ${errorMessage(err)}; the kernel runs on as it was, with its home and files`;
       if (err instanceof NoResourcesError || noSpace(err))
         throw new NoResourcesError(`${why}: retry when resources are free`, { cause: err });
-      if (err instanceof AgentError && !(err instanceof DockerError)) throw err; // already says what to do
+      if (err instanceof AgentError && !(err instanceof DockerError) && !(err instanceof KernelCreationError)) throw err; // already says what to do (e.g. an image not found); a restart refused so takes nothing
       throw new KernelCreationError(why, { cause: err });
     }
     // The old container could not be retired: the kernel has no container it can rely on; give back what it holds and tell the manager.
