@@ -99,14 +99,12 @@ export async function restartKernel(
     const { containerId, pid, ports, servicePorts, spec: nextSpec, traits } = next;
     Object.assign(rec, { containerId, pid, ports, servicePorts, spec: nextSpec, traits, staleShells: undefined });
     rec.renamed = undefined;
-    await k.deps.docker
-      .rename(containerId, containerName(spec.lang, id))
-      .catch((err: unknown) =>
-        k.deps.log.warn('could not give the restarted container the kernel name; it keeps its own', {
-          kernelId: id,
-          error: errorMessage(err),
-        }),
-      );
+    await k.deps.docker.rename(containerId, containerName(spec.lang, id)).catch((err: unknown) =>
+      k.deps.log.warn('could not give the restarted container the kernel name; it keeps its own', {
+        kernelId: id,
+        error: errorMessage(err),
+      }),
+    );
     rec.state = 'running';
     k.deps.emit('kernel_started', [id]);
   })();
