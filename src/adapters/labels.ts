@@ -20,6 +20,8 @@ export const LABELS = {
   poolSlot: 'io.compute-agent.pool-slot',
   /** Digest of the settings a pooled container was made with (lock-down, kernel uid, publish address). */
   poolRecipe: 'io.compute-agent.pool-recipe',
+  /** On the new container of a restart: the id of the container it replaces (re-adoption keeps the old one while it exists). */
+  replaces: 'io.compute-agent.replaces',
   /** On a Docker network the agent made: what it is for (`kernels`). */
   network: 'io.compute-agent.network',
 } as const;

@@ -33,6 +33,8 @@ export interface LaunchInput {
   gpu?: (DeviceHostConfig & { cpusetMems: string }) | null;
   /** Set for a warm pooled container: its pool key (`<lang>/<type>`), slot and recipe, instead of a kernel id. */
   pool?: { key: string; slot: string; recipe: string };
+  /** Set for the new container of a restart: the container it replaces (a label, and a name of its own until the old one is gone). */
+  replaces?: string;
 }
 
 /** The container name, `kernel.<lang name>.<kernel id>`. */
@@ -50,9 +52,9 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
   const gpu = i.gpu && gpuCount > 0 ? i.gpu : null;
   const identity: Record<string, string> = i.pool
     ? { [LABELS.pool]: i.pool.key, [LABELS.poolSlot]: i.pool.slot, [LABELS.poolRecipe]: i.pool.recipe }
-    : { [LABELS.kernel]: i.kernelId };
+    : { [LABELS.kernel]: i.kernelId, ...(i.replaces ? { [LABELS.replaces]: i.replaces } : {}) };
   return {
-    name: containerName(i.spec.lang, i.pool ? `pool-${i.pool.slot}` : i.kernelId),
+    name: containerName(i.spec.lang, i.pool ? `pool-${i.pool.slot}` : i.kernelId) + (i.replaces ? `.next-${i.replaces.slice(0, 12)}` : ''),
     image: i.spec.image,
     ...(i.pool ? { cpuShares: POOL_CPU_SHARES } : {}),
     labels: {

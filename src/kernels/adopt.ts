@@ -4,7 +4,9 @@
  * they are (ports, cores, limits; a claimed warm-pool container by its claim
  * record), dead ones removed and queued for a `self-terminated` report, idle
  * pooled containers handed to the pool, and scratch homes that belong to no
- * kernel removed (their mounts and hostfiles first: src/scratch/homes.ts).
+ * kernel removed (their mounts and hostfiles first: src/scratch/homes.ts)
+ * and reported terminated. Of the two containers a restart cut short left
+ * (src/kernels/restart.ts), the old one is kept while it exists.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -12,7 +14,7 @@ import { KERNEL_PORTS, type ContainerState } from '../adapters/docker.js';
 import type { KernelStats } from '../rpc/results.js';
 import type { CpuAllocator } from './allocator.js';
 import type { MemoryBook } from '../node/memory.js';
-import { parseCoreList } from '../containers/launch.js';
+import { containerName, parseCoreList } from '../containers/launch.js';
 import { LABELS } from '../adapters/labels.js';
 import { imageTraits } from '../containers/image-traits.js';
 import type { KernelRecord, KernelServiceDeps } from './record.js';
@@ -36,7 +38,22 @@ export interface AdoptionContext {
 /** Re-adopts the kernels (and idle pooled containers) of this agent. */
 export async function adoptKernels({ deps, cores, memory, kernels, reports }: AdoptionContext): Promise<void> {
   const containers = await deps.docker.listByLabel(`${LABELS.agent}=${deps.agentId}`);
+  const ids = new Set(containers.map((c) => c.id));
   for (const c of containers) {
+    const replaces = c.labels[LABELS.replaces];
+    if (replaces && ids.has(replaces)) {
+      // A restart stopped before it retired the old container: the kernel is the old one, as it was.
+      await deps.docker.remove(c.id).catch((err: unknown) =>
+        deps.log.error('could not remove the new container of a restart cut short', {
+          container: c.id.slice(0, 12),
+          error: errorMessage(err),
+        }),
+      );
+      deps.log.info('removed the new container of a restart cut short; the kernel is its old container', {
+        kernelId: c.labels[LABELS.kernel],
+      });
+      continue;
+    }
     const pooled = c.labels[LABELS.pool] !== undefined;
     if (pooled && !deps.pool) continue;
     const claim = pooled ? await deps.pool!.claimOf(c) : null;
@@ -74,6 +91,15 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
       reports.push([id, 'self-terminated', null]);
       deps.log.info('removed a kernel that died while the agent was away', { kernelId: id });
       continue;
+    }
+    if (replaces) {
+      // The old container is gone: the restart's new one is the kernel; it gets the kernel's name it had no room for before.
+      await deps.docker.rename(c.id, containerName(labels[LABELS.lang] ?? '', id)).catch((err: unknown) =>
+        deps.log.warn('could not give a restarted container the kernel name; it keeps its own', {
+          kernelId: id,
+          error: errorMessage(err),
+        }),
+      );
     }
     const home = await homesOf(deps)
       .reattach(id)
@@ -140,7 +166,9 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
     )
       continue;
     await removeTree(dir);
-    deps.log.info('removed a scratch home that belongs to no kernel', { dir });
+    // A create, restart or destroy cut short by a crash left it: the kernel is gone, and the manager hears so.
+    reports.push([name, 'self-terminated', null]);
+    deps.log.info('removed a scratch home that belongs to no kernel; reported the kernel terminated', { dir });
   }
   deps.log.info('re-adopted kernels', { running: kernels.size, reportedDead: reports.length });
 }

@@ -22,6 +22,7 @@ import { takeGpus } from '../accelerators/kernel-gpus.js';
 import { prepareHome, waitBootstrap } from '../containers/workspace.js';
 import { refuseBadServiceLabel, servicePortsOf } from '../containers/service-ports.js';
 import { homesOf } from '../scratch/homes.js';
+import { faultPoint } from '../util/faults.js';
 
 /** What the factory shares with the service: its dependencies, books and relays. */
 export interface FactoryContext {
@@ -156,6 +157,7 @@ export class KernelFactory {
       step = 'preparing the home (workspace template, bootstrap script)';
       await prepareHome(scratchDir, spec, this.deps.settings());
       await prepareScratch(scratchDir, spec.environ, this.deps.settings().kernelUid);
+      await faultPoint('create.after-home-made');
       const rec: KernelRecord = {
         id,
         spec,
@@ -198,8 +200,11 @@ export class KernelFactory {
     }
   }
 
-  /** Creates and starts the container of a record, filling in its id, pid and ports; pushes its undo. */
-  async launch(rec: KernelRecord, undo: Array<() => Promise<void> | void>, at: (step: string) => void): Promise<void> {
+  /**
+   * Creates and starts the container of a record, filling in its id, pid and ports; pushes its undo.
+   * `replaces`: the container a restart's new one replaces, which runs on meanwhile.
+   */
+  async launch(rec: KernelRecord, undo: Array<() => Promise<void> | void>, at: (step: string) => void, replaces?: string): Promise<void> {
     const s = this.deps.settings();
     refuseBadServiceLabel(rec.traits, rec.spec.image);
     at('creating the container');
@@ -216,9 +221,11 @@ export class KernelFactory {
         security: s.security,
         createdAt: rec.createdAt,
         gpu: this.deps.gpus?.hostConfig(rec.spec.gpuSet, rec.cpuSet),
+        replaces,
       }),
     );
     undo.push(() => this.deps.docker.remove(containerId));
+    if (replaces) await faultPoint('restart.after-new-created');
     at('starting the container');
     await this.deps.docker.start(containerId);
     at('reading the published ports');
@@ -311,6 +318,11 @@ export class KernelFactory {
     }
   }
 
+  /** Puts back a kernel's memory charge as it was before {@link chargeRestart} (a restart that failed before the old container was touched). */
+  restoreCharge(id: string, mib: number): void {
+    this.context.memory.claim(id, mib);
+  }
+
   /** Gives back what {@link takeCores} took. */
   releaseCores(id: string, cpuSet: readonly number[]): void {
     this.context.cores.release(cpuSet);
@@ -325,6 +337,11 @@ export class KernelFactory {
  */
 function rootFull(err: unknown, step: string, type: string): boolean {
   if (!step.startsWith('creating the scratch home') && !(type === 'hostdir' && step.startsWith('preparing the home'))) return false;
+  return noSpace(err);
+}
+
+/** Whether an error, or one of its causes, says a file system is out of space or inodes (ENOSPC, EDQUOT). */
+export function noSpace(err: unknown): boolean {
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOSPC' || code === 'EDQUOT' || /No space left on device|Disk quota exceeded/.test(e.message)) return true;

@@ -29,6 +29,7 @@ import { homesOf } from '../scratch/homes.js';
 import { shellWaitStatement } from '../relay/runner-snippets.js';
 import { restartKernel, type RestartTarget } from './restart.js';
 import { sampleStats, summaries } from './listing.js';
+import { faultPoint } from '../util/faults.js';
 
 export type { KernelRecord, KernelServiceDeps } from './record.js';
 
@@ -308,6 +309,7 @@ export class KernelService {
 
   /** Gives back what a kernel held once its container is gone, and reports it. */
   private async finishDestroy(rec: KernelRecord, reason: string, stats: KernelStats | null): Promise<KernelStats | null> {
+    await faultPoint('destroy.after-container-removed');
     await homesOf(this.deps).remove(rec.id); // logs what it could not remove
     this.factory.releaseCores(rec.id, rec.cpuSet);
     this.deps.gpus?.release(rec.spec.gpuSet);
@@ -326,9 +328,21 @@ export class KernelService {
     return restartKernel(this.restarts, id, config, readSpec);
   }
 
-  /** reset: destroys every kernel with reason agent-reset. */
+  /**
+   * reset: destroys every kernel with reason agent-reset, those whose create
+   * is under way too (each once its create settles: a create that fails has
+   * nothing to destroy).
+   */
   async reset(): Promise<void> {
-    const results = await Promise.allSettled([...this.kernels.keys()].map((id) => this.destroy(id, 'agent-reset')));
+    const ids = new Set([...this.kernels.keys(), ...this.creating.keys()]);
+    const results = await Promise.allSettled(
+      [...ids].map((id) =>
+        this.destroy(id, 'agent-reset').catch((err: unknown) => {
+          if (!(err instanceof KernelNotFoundError)) throw err; // its create failed: nothing left of it
+          return null;
+        }),
+      ),
+    );
     const failed = results.filter((r) => r.status === 'rejected');
     if (failed.length)
       throw new AgentError(

@@ -201,7 +201,7 @@ describe('kernel lifecycle', function () {
     expect(left.map((c) => c.State)).to.deep.equal(['running', 'running', 'running', 'running']);
   });
 
-  it('restarts a kernel on a new container, keeping its home and cores, while other calls wait', async () => {
+  it('restarts a kernel on a new container, keeping its home and cores, while other calls wait; a failed restart leaves it as it was', async () => {
     const { client, agent, agentId } = await startAgent({}, (etcd) =>
       etcd
         .put('config/agent/runner_ready_timeout')
@@ -247,11 +247,18 @@ describe('kernel lifecycle', function () {
     const left = await containersOf(agentId);
     expect(left.map((c) => c.Id)).to.deep.equal([r2.container_id]);
 
-    // a restart that fails removes the kernel and gives back everything
+    // a restart whose new runner cannot start fails before the old container is touched: the kernel runs on as it was
     const failed = await remoteError(
       client.callWithTimeout(30_000, methods.restart_kernel, id, config({ environ: { PYTHONIOENCODING: 'no-such-codec' } })),
     );
     expect(failed.remoteType).to.equal('agent.KernelCreationFailed');
+    expect(failed.message).to.match(/the kernel runs on as it was/);
+    expect((await containersOf(agentId)).map((c) => c.Id)).to.deep.equal([r2.container_id]);
+    expect(await fs.readFile(path.join(home, 'keep.txt'), 'utf8')).to.equal('kept');
+    expect(await fs.readFile(path.join(home, '.config/environ.txt'), 'utf8')).to.match(/^GREETING=/); // r2's, put back
+    expect(consoleText(await runToEnd(client, id, 'print(open("keep.txt").read())'), 'stdout')).to.equal('kept\n');
+    expect(await coresHeld(client)).to.equal(1);
+    await client.call(methods.destroy_kernel, id);
     expect(await containersOf(agentId)).to.have.length(0);
     expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
     expect(await coresHeld(client)).to.equal(0);

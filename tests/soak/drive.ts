@@ -37,6 +37,8 @@ export interface ChildAgentOptions {
   scratch?: string;
   port?: number;
   etcdAddr?: string;
+  /** The agent process's environment besides the test's own, e.g. AGENT_FAULTS (src/util/faults.ts); not kept for a restart. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** An agent run as a child process, with a client and what identifies it. */
@@ -67,7 +69,7 @@ export async function childAgent(options: ChildAgentOptions = {}): Promise<Child
   const settings =
     underMocha && !options.namespace ? { container_port_range: nextPortBlock().text, ...options.settings } : options.settings;
   for (const [k, v] of Object.entries(settings ?? {})) await etcd.put(`config/agent/${k}`).value(v);
-  const proc = spawnAgent(await loopbackAgentFlags({ etcdAddr: etcdAddr, namespace, agentId, port, scratchRoot: scratch }));
+  const proc = spawnAgent(await loopbackAgentFlags({ etcdAddr: etcdAddr, namespace, agentId, port, scratchRoot: scratch }), options.env);
   await proc.waitFor(/"message":"agent running"/, 60_000);
   const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });
   onCleanup(() => client.close());
@@ -80,7 +82,7 @@ export async function childAgent(options: ChildAgentOptions = {}): Promise<Child
     agentId,
     scratch,
     etcd,
-    options: { ...options, namespace, agentId, scratch, port, etcdAddr },
+    options: { ...options, namespace, agentId, scratch, port, etcdAddr, env: undefined },
   };
 }
 
