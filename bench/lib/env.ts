@@ -18,6 +18,8 @@ import Docker from 'dockerode';
 import { Etcd3 } from 'etcd3';
 import { errorMessage } from '../../src/errors.js';
 import { LABELS } from '../../src/adapters/labels.js';
+import { DockerNetworks } from '../../src/adapters/docker-networks.js';
+import { removeKernelNetwork } from '../../src/containers/kernel-network.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { freePort } from './ports.js';
@@ -182,7 +184,10 @@ export class BenchEnv {
     await ns.put('config/agent/cpu_overcommit').value('4');
     for (const [k, v] of Object.entries(variant?.settings ?? {})) await ns.put(`config/agent/${k}`).value(v);
     for (const [k, v] of Object.entries(variant?.keys ?? {})) await ns.put(k).value(v);
-    this.onClose(() => this.removeContainers(`${LABELS.agent}=${agentId}`));
+    this.onClose(async () => {
+      await this.removeContainers(`${LABELS.agent}=${agentId}`);
+      await removeKernelNetwork(agentId, new DockerNetworks(this.docker)); // a killed agent leaves them
+    });
     const bin = path.join(REPO_ROOT, 'dist/src/cli/agent.js');
     // BENCH_AGENT_NODE_ARGS: node flags for the agents of the run, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them.
     const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);

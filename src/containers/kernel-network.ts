@@ -177,6 +177,16 @@ export class KernelNetwork {
   }
 }
 
+/**
+ * Removes the chains and the network of the agent of this id, as its clean
+ * stop does, for a tool or a test that killed it: what is already gone is
+ * fine; a network with containers on it stays (Docker refuses).
+ */
+export async function removeKernelNetwork(agentId: string, networks: DockerNetworks): Promise<void> {
+  await removeFirewall(firewallPlan(agentId, kernelBridgeName(agentId), 'allow')); // the hooks and names are the same for deny
+  await networks.remove(kernelNetworkName(agentId));
+}
+
 /** Resolves when bridged traffic passes iptables (so kernels on one bridge can be kept apart); rejects saying why not. */
 export async function requireBridgeFilter(): Promise<void> {
   const value = await fs.readFile(BRIDGE_NF, 'utf8').catch(() => null);

@@ -19,8 +19,8 @@ import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
 import { RemoteError } from '../../src/errors.js';
-import { firewallPlan, removeFirewall } from '../../src/containers/firewall.js';
-import { kernelBridgeName, kernelNetworkName } from '../../src/containers/kernel-network.js';
+import { removeKernelNetwork } from '../../src/containers/kernel-network.js';
+import { DockerNetworks } from '../../src/adapters/docker-networks.js';
 import { freePort } from '../../bench/lib/ports.js';
 
 /** A TCP port that was free a moment ago (shared with the benchmarks). */
@@ -137,13 +137,7 @@ export function removeContainersOf(agentId: string): void {
 
 /** Removes the kernel network and firewall chains of the agent of this id (a killed agent leaves them), if it has any. */
 export async function removeNetworkOf(agentId: string): Promise<void> {
-  await removeFirewall(firewallPlan(agentId, kernelBridgeName(agentId), 'allow'));
-  await new Docker()
-    .getNetwork(kernelNetworkName(agentId))
-    .remove()
-    .catch((err: { statusCode?: number }) => {
-      if (err.statusCode !== 404) throw err;
-    });
+  await removeKernelNetwork(agentId, new DockerNetworks(new Docker()));
 }
 
 /** The RemoteError a call fails with; fails the test if the call succeeds or fails otherwise. */

@@ -10,6 +10,8 @@ import path from 'node:path';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { onCleanup, REPO_ROOT, requireEtcd, tempScratch } from '../helpers/env.js';
+import { listChains } from '../../src/adapters/iptables.js';
+import { CHAIN_PREFIX } from '../../src/containers/firewall.js';
 
 const FIGURES = [
   'rpc',
@@ -133,5 +135,12 @@ describe('benchmark suite (short form)', function () {
       c.Labels['io.compute-agent.agent']!.startsWith(`i-${runId}`),
     );
     expect(ours.map((c) => c.Names[0])).to.deep.equal([]);
+    // nor their kernel networks and firewall chains (the run kills its agents, which then cannot remove them)
+    const networks = (await docker.listNetworks({ filters: { label: ['io.compute-agent.network'] } })).filter((n) =>
+      (n.Labels?.['io.compute-agent.agent'] ?? '').startsWith(`i-${runId}`),
+    );
+    expect(networks.map((n) => n.Name)).to.deep.equal([]);
+    const chains = (await listChains('filter')).filter((c) => c.startsWith(`${CHAIN_PREFIX}i-${runId!.slice(0, 10)}`));
+    expect(chains).to.deep.equal([]);
   });
 });
