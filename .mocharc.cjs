@@ -1,6 +1,6 @@
 // Mocha's settings. `npx mocha` runs the whole suite in one process, file
 // after file. deploy/dev/test.sh (CI) runs it in two parts, chosen by
-// TEST_PART: `parallel`, every file but those of ALONE, two files at a time
+// TEST_PART: `parallel`, every file but those of ALONE, three files at a time
 // (mocha's parallel mode, one worker process per file), then `alone`, the
 // files of ALONE one after another with nothing beside them. TEST_PART=drills
 // is `npm run drills`: the long drills, whose long forms that command asks
@@ -23,7 +23,7 @@ const ALL = ['dist/tests/**/*.test.js'];
 const part = process.env.TEST_PART ?? '';
 const parts = {
   '': { spec: ALL },
-  parallel: { spec: ALL, ignore: ALONE, parallel: true, jobs: Number(process.env.TEST_JOBS) || 2 },
+  parallel: { spec: ALL, ignore: ALONE, parallel: true, jobs: Number(process.env.TEST_JOBS) || 3 },
   alone: { spec: ALONE },
   drills: { spec: DRILLS },
 };

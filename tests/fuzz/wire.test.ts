@@ -43,7 +43,12 @@ const wireValue = fc.letrec((tie) => ({
   ),
   value: fc.oneof({ depthSize: 'small', withCrossShrink: true }, tie('leaf'), tie('array'), tie('map')),
   array: fc.array(tie('value'), { maxLength: 5 }),
-  map: fc.dictionary(fc.string({ maxLength: 12 }), tie('value'), { maxKeys: 5 }),
+  // msgpackr reads a key `__proto__` as `__proto_` (its guard against prototype pollution): not a round trip, by design.
+  map: fc.dictionary(
+    fc.string({ maxLength: 12 }).filter((k) => k !== '__proto__'),
+    tie('value'),
+    { maxKeys: 5 },
+  ),
 })).value;
 
 const frame = fc.uint8Array({ maxLength: 48 }).map((a) => Buffer.from(a));
