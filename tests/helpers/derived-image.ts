@@ -9,6 +9,19 @@ const docker = new Docker();
  * Makes an image from the test's kernel image with a service-port label and
  * app definitions (a `docker commit`, no registry); removed after the test.
  */
+/** Removes the image after the test, even when it fails (an image already gone is fine). */
+export function removeImageAfterTest(image: string): void {
+  onCleanup(() =>
+    docker
+      .getImage(image)
+      .remove({ force: true })
+      .then(
+        () => undefined,
+        () => undefined,
+      ),
+  );
+}
+
 export async function derivedImage(label: string, defs: Record<string, unknown>): Promise<string> {
   const tag = uniqueName('svc-test').toLowerCase();
   const base = `lablup/kernel-${TEST_IMAGE_LANG}`;
@@ -39,14 +52,6 @@ export async function derivedImage(label: string, defs: Record<string, unknown>)
   } finally {
     await c.remove({ force: true });
   }
-  onCleanup(() =>
-    docker
-      .getImage(`lablup/kernel-python:${tag}`)
-      .remove({ force: true })
-      .then(
-        () => undefined,
-        () => undefined,
-      ),
-  );
+  removeImageAfterTest(`lablup/kernel-python:${tag}`);
   return `python:${tag}`;
 }

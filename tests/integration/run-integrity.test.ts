@@ -32,6 +32,7 @@ import {
   uniqueName,
   coresHeld,
 } from '../helpers/env.js';
+import { removeImageAfterTest } from '../helpers/derived-image.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { sink } from '../helpers/sink.js';
 import { waitRealTime } from '../helpers/real-time.js';
@@ -332,15 +333,7 @@ describe('run integrity', function () {
     } finally {
       await base.remove({ force: true });
     }
-    onCleanup(() =>
-      docker
-        .getImage(`lablup/kernel-python:${tag}`)
-        .remove({ force: true })
-        .then(
-          () => undefined,
-          () => undefined,
-        ),
-    );
+    removeImageAfterTest(`lablup/kernel-python:${tag}`);
     const { client, id, agent } = await kernel({ lang: `python:${tag}` });
     expect(consoleText(await runToEnd(client, id, '%ping'), 'stdout')).to.equal('pong!\n');
     expect((await agent.kernelService!.relay(id)).protocol).to.equal('untagged');

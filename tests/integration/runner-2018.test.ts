@@ -14,6 +14,7 @@ import Docker from 'dockerode';
 import tar from 'tar-stream';
 import { methods } from '../../src/rpc/methods.js';
 import { onCleanup, REPO_ROOT, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
+import { removeImageAfterTest } from '../helpers/derived-image.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 
 const docker = new Docker();
@@ -40,15 +41,7 @@ async function image2018(kind: string): Promise<string> {
   } finally {
     await base.remove({ force: true });
   }
-  onCleanup(() =>
-    docker
-      .getImage(`lablup/kernel-python:${tag}`)
-      .remove({ force: true })
-      .then(
-        () => undefined,
-        () => undefined,
-      ),
-  );
+  removeImageAfterTest(`lablup/kernel-python:${tag}`);
   return `python:${tag}`;
 }
 
