@@ -11,19 +11,8 @@ import { expect } from 'chai';
 import { methods } from '../../src/rpc/methods.js';
 import { type RunResult } from '../../src/rpc/results.js';
 import { AgentClient } from '../../src/rpc/client.js';
-import {
-  eventually,
-  freePort,
-  loopbackAgentFlags,
-  onCleanup,
-  removeContainersOf,
-  requireEtcd,
-  spawnAgent,
-  tempScratch,
-  TEST_IMAGE_LANG,
-  testEtcd,
-  uniqueName,
-} from '../helpers/env.js';
+import { eventually, requireEtcd, spawnAgent, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import { spawnedKernel } from '../helpers/spawned-kernel.js';
 import { consoleText } from '../helpers/run.js';
 
 const config = () => ({ lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 }, mounts: [], environ: {} });
@@ -45,19 +34,7 @@ describe('kept output (issue 28)', function () {
 
   for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     it(`runs that end while no agent listens (${signal}): the restarted agent gives each, the queued one too, exactly its rest and its end`, async () => {
-      const namespace = uniqueName('test');
-      const agentId = uniqueName('i-test');
-      testEtcd(namespace);
-      removeContainersOf(agentId);
-      const port = await freePort();
-      const scratch = await tempScratch();
-      const args = await loopbackAgentFlags({ namespace, agentId, port, scratchRoot: scratch });
-      const first = spawnAgent(args);
-      await first.waitFor(/"message":"agent running"/);
-      const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });
-      onCleanup(() => client.close());
-      const id = uniqueName('k');
-      await client.callWithTimeout(60_000, methods.create_kernel, id, config());
+      const { args, first, client, id, scratch } = await spawnedKernel(config());
       // The run prints ticks 0-4, waits for the test's go-ahead (a file in its home), prints ticks 5-19 and `done`.
       const ticks =
         'import os, time\nfor i in range(5): print("tick", i, flush=True)\n' +
@@ -91,18 +68,7 @@ describe('kept output (issue 28)', function () {
 
   /** An agent of its own and a kernel of it. */
   async function kernel() {
-    const namespace = uniqueName('test');
-    const agentId = uniqueName('i-test');
-    testEtcd(namespace);
-    removeContainersOf(agentId);
-    const port = await freePort();
-    const scratch = await tempScratch();
-    const agent = spawnAgent(await loopbackAgentFlags({ namespace, agentId, port, scratchRoot: scratch }));
-    await agent.waitFor(/"message":"agent running"/);
-    const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });
-    onCleanup(() => client.close());
-    const id = uniqueName('k');
-    await client.callWithTimeout(60_000, methods.create_kernel, id, config());
+    const { client, id, scratch } = await spawnedKernel(config());
     return { client, id, scratch };
   }
 

@@ -15,24 +15,19 @@ import { methods } from '../../src/rpc/methods.js';
 import { type RunResult } from '../../src/rpc/results.js';
 import { AgentClient } from '../../src/rpc/client.js';
 import {
-  loopbackAgentFlags,
   eventually,
-  freePort,
-  onCleanup,
   remoteError,
-  removeContainersOf,
   REPO_ROOT,
   requireEtcd,
   spawnAgent,
   startAgent,
-  tempScratch,
   TEST_IMAGE_LANG,
   TEST_IMAGE_PREFIX,
-  testEtcd,
   uniqueName,
   coresHeld,
 } from '../helpers/env.js';
 import { removeImageAfterTest } from '../helpers/derived-image.js';
+import { spawnedKernel } from '../helpers/spawned-kernel.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { sink } from '../helpers/sink.js';
 import { waitRealTime } from '../helpers/real-time.js';
@@ -266,19 +261,7 @@ describe('run integrity', function () {
 
   for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     it(`an agent ${signal} mid-run: the restarted agent gives the old run the rest of its own output, and a new run only its own`, async () => {
-      const namespace = uniqueName('test');
-      const agentId = uniqueName('i-test');
-      testEtcd(namespace);
-      removeContainersOf(agentId);
-      const port = await freePort();
-      const scratch = await tempScratch();
-      const args = await loopbackAgentFlags({ namespace, agentId, port, scratchRoot: scratch });
-      const first = spawnAgent(args);
-      await first.waitFor(/"message":"agent running"/);
-      const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 30_000 });
-      onCleanup(() => client.close());
-      const id = uniqueName('k');
-      await client.callWithTimeout(60_000, methods.create_kernel, id, config());
+      const { args, first, client, id, scratch } = await spawnedKernel(config());
       // The old run prints a line, then waits for the test's go-ahead (a file in its home).
       const code =
         'import os, time\nprint("old start", flush=True)\nwhile not os.path.exists("/home/work/go"): time.sleep(0.05)\nprint("old run end")';
