@@ -177,6 +177,7 @@ export class KernelRoom {
       etcdGet: (key) => c.etcd.get(key),
       kernels: () => this.kernels?.list() ?? [],
       pool: () => this.pool,
+      scratchRoot: options.scratchRoot,
     });
     this.images = images;
     images.start();
@@ -247,6 +248,7 @@ export class KernelRoom {
         kernelStates: () => kernels.stateCounts(),
         slots: () => slotFigures(kernels),
         gpus: () => gpus.report(),
+        imagesCollected: () => images.gc.removedTotal,
       },
       {
         file: options.metricsPath,

@@ -153,7 +153,7 @@ export const AGENTCTL_FLAGS: readonly FlagSpec[] = [
 
 /** The flags of agentctl's commands, by command (like the global ones, each is also an `AGENTCTL_*` variable). */
 export const AGENTCTL_COMMAND_FLAGS: Readonly<
-  Record<'run' | 'events' | 'download' | 'destroy' | 'reset' | 'images rm' | 'open', readonly FlagSpec[]>
+  Record<'run' | 'events' | 'download' | 'destroy' | 'reset' | 'images rm' | 'images gc' | 'open', readonly FlagSpec[]>
 > = {
   run: [
     { name: 'file', alias: 'f', type: 'string', describe: 'read the code from FILE' },
@@ -182,6 +182,7 @@ export const AGENTCTL_COMMAND_FLAGS: Readonly<
   destroy: [{ name: 'reason', type: 'string', default: 'user-requested', describe: 'reason sent in kernel_terminated' }],
   reset: [{ name: 'yes', type: 'boolean', default: false, describe: 'required: confirms that every kernel goes' }],
   'images rm': [{ name: 'force', type: 'boolean', default: false, describe: 'also remove images that idle pooled containers use' }],
+  'images gc': [{ name: 'dry-run', type: 'boolean', default: false, describe: 'list what would be removed, in order, and remove nothing' }],
   open: [
     { name: 'forward', type: 'number', describe: 'serve the app on this local port through agentctl (runs until Ctrl-C)' },
     { name: 'bind', type: 'string', default: '127.0.0.1', describe: 'address --forward listens on' },

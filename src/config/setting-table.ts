@@ -8,6 +8,7 @@
 import { bool, filePath, imagePrefix, langList, list, number, oneOf } from './setting-parsers.js';
 import { setting, type SettingSpec } from './setting-spec.js';
 import { BOUNDARY_SETTINGS } from './setting-table-boundaries.js';
+import { IMAGE_GC_SETTINGS } from './setting-table-images.js';
 
 /** Every etcd setting of the agent, in the order of the manual's table (docs/reference/settings.rst, written from this list). */
 export const SETTINGS = [
@@ -252,6 +253,7 @@ export const SETTINGS = [
     live: false,
     parse: bool,
   }),
+  ...IMAGE_GC_SETTINGS,
   setting({
     key: 'node_startup_script',
     field: 'nodeStartupScript',

@@ -81,6 +81,17 @@ export const AGENT_EVENTS = [
     when: 'a pull failed',
     beyond: true,
   },
+  {
+    name: 'image_removed',
+    args: [
+      { name: 'image', type: 'str: the name removed (the first, when it had several)' },
+      { name: 'image_id', type: 'str: sha256:...' },
+      { name: 'last_used', type: 'float: unix seconds of its last recorded use, or nil' },
+      { name: 'usage_pct', type: "float: the data root's usage (percent) before it went" },
+    ],
+    when: "the image collector removed an unused kernel image (the data root's usage was over image_gc_high, or agentctl images gc)",
+    beyond: true,
+  },
 ] as const satisfies readonly EventSpec[];
 
 const modernKernel = [kernelId, { name: 'session_id', type: 'str' }, { name: 'reason', type: 'str' }] as const;

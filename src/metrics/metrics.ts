@@ -28,6 +28,8 @@ export interface MetricsSources {
   kernelStates(): Record<string, number>;
   /** Each usable GPU; absent: no GPU gauges. */
   gpus?(): GpuReport[];
+  /** Kernel images the image collector removed (src/images/gc.ts); absent: no counter. */
+  imagesCollected?(): number;
   /** The schedulable slots in all and free now (README, Memory accounting); absent: no slot gauges. */
   slots?(): { cpu_total: number; cpu_free: number; mem_total_mib: number; mem_free_mib: number };
 }
@@ -140,6 +142,18 @@ export class AgentMetrics {
           this.set({ resource: 'cpu', kind: 'free' }, s.cpu_free);
           this.set({ resource: 'mem_mib', kind: 'total' }, s.mem_total_mib);
           this.set({ resource: 'mem_mib', kind: 'free' }, s.mem_free_mib);
+        },
+      });
+    }
+    const collected = sources.imagesCollected;
+    if (collected) {
+      new Counter({
+        name: 'compute_agent_images_collected_total',
+        help: 'Unused kernel images the image collector removed to free disk space (image_gc_high, agentctl images gc).',
+        registers,
+        collect() {
+          this.reset();
+          this.inc(collected());
         },
       });
     }

@@ -9,6 +9,7 @@ import { AgentClient, type AgentClientOptions } from './client.js';
 import { methods } from './methods.js';
 import {
   type ImageRemoval,
+  type ImageGcResult,
   type ImageSummary,
   type KernelInfo,
   type KernelStats,
@@ -198,6 +199,11 @@ export class AgentApi {
   /** purge_images (beyond the 2018 set): removes several images, one answer each. */
   purgeImages(langs: string[], force = false): Promise<ImageRemoval[]> {
     return this.client.callWithTimeout(this.slowMs, methods.purge_images, langs, force);
+  }
+
+  /** gc_images (beyond the 2018 set): a pass of the image collector now; `dryRun` lists what would go and removes nothing. */
+  gcImages(dryRun = false): Promise<ImageGcResult> {
+    return this.client.callWithTimeout(this.slowMs, methods.gc_images, dryRun);
   }
 
   /** reset: destroys every kernel of the agent (reason agent-reset). */

@@ -45,6 +45,7 @@ import type {
   ImageSummary,
   PullSummary,
   ImageRemoval,
+  ImageGcResult,
   SyncResult,
 } from './results.js';
 
@@ -245,5 +246,13 @@ export const methods = {
     summary: 'Removes several kernel images as delete_image does; one refused does not stop the others (beyond).',
     params: [p.strList('images', { minLength: 1, maxLength: 512, maxItems: 256 }), p.optional(p.bool('force'))],
     returns: '[{image, removed, error?}]',
+  }),
+  gc_images: define<[OptionalParam<boolean>], ImageGcResult>({
+    name: 'gc_images',
+    summary:
+      'Runs a pass of the image collector now: removes unused kernel images, least recently used first, until the data root is under image_gc_low; with dry_run, lists them and removes nothing (beyond).',
+    params: [p.optional(p.bool('dry_run'))],
+    returns:
+      '{data_root, usage_pct, usage_after_pct, high_pct, low_pct, dry_run, ran, removed: [{image, names, id, size, last_used}], kept: [{image, id, reason}], failed}',
   }),
 } as const;
