@@ -231,6 +231,7 @@ export class KernelRoom {
       throw new ConfigError(`cannot re-adopt the kernels of this node: ${errorMessage(err)}`);
     });
     await pool.sweepHomes();
+    images.gc.start(); // now that the kernels left running are known again: their images are in use
     this.legacyRedis = new LegacyRedisLink({
       etcd: c.etcd,
       log: c.log.child({ component: 'redis-link' }),

@@ -97,11 +97,10 @@ export class ImageService {
     });
   }
 
-  /** Follows Docker's image events (the heartbeat's cache depends on them) and starts the collector's checks. */
+  /** Follows Docker's image events (the heartbeat's cache depends on them); the collector is started apart (`gc.start()`), once the kernels are known. */
   start(): void {
     this.watching ??= this.deps.images.watch((action) => this.inventory.onEvent(action), this.deps.log, this.abort.signal);
     void this.book.load();
-    this.gc.start();
   }
 
   async close(): Promise<void> {

@@ -28,8 +28,8 @@ export interface MetricsSources {
   kernelStates(): Record<string, number>;
   /** Each usable GPU; absent: no GPU gauges. */
   gpus?(): GpuReport[];
-  /** Kernel images the image collector removed (src/images/gc.ts); absent: no counter. */
-  imagesCollected?(): number;
+  /** Kernel images the image collector removed so far (src/images/gc.ts). */
+  imagesCollected(): number;
   /** The schedulable slots in all and free now (README, Memory accounting); absent: no slot gauges. */
   slots?(): { cpu_total: number; cpu_free: number; mem_total_mib: number; mem_free_mib: number };
 }
@@ -145,18 +145,15 @@ export class AgentMetrics {
         },
       });
     }
-    const collected = sources.imagesCollected;
-    if (collected) {
-      new Counter({
-        name: 'compute_agent_images_collected_total',
-        help: 'Unused kernel images the image collector removed to free disk space (image_gc_high, agentctl images gc).',
-        registers,
-        collect() {
-          this.reset();
-          this.inc(collected());
-        },
-      });
-    }
+    new Counter({
+      name: 'compute_agent_images_collected_total',
+      help: 'Unused kernel images the image collector removed to free disk space (image_gc_high, agentctl images gc).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.imagesCollected());
+      },
+    });
     this.gpuGauges(sources, registers);
   }
 
