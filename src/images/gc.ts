@@ -10,7 +10,8 @@
  * collector removes it ({@link ImageGc.settled}).
  *
  * An image may go only when all of these hold (docs/images.rst, "Image
- * collection"): each of its names is a kernel image name of this agent
+ * collection"): each of its names (tags, and the `repo@digest` references
+ * of the registries it came from) is a kernel image name of this agent
  * (under image_prefix or on image_allow_list) and it has no other name; it
  * carries a kernel image label (`ai.backend.*` or `io.sorna.*`); no
  * container at all, running or stopped, whoever made it, uses it; no kernel
@@ -31,6 +32,15 @@ import type { ImageUseBook } from './image-use.js';
 
 /** The label namespaces of kernel images (the same as src/containers/image-traits.ts reads). */
 const KERNEL_LABEL_PREFIXES = ['ai.backend.', 'io.sorna.'];
+
+/** Whether a reference (`repo:tag` or `repo@digest`) names a kernel image of this agent: under the prefix, or on the allow list (by its repository for a digest). */
+function isOwnName(ref: string, s: ImageGcSettings): boolean {
+  if (langOfImage(ref, s.imagePrefix, s.imageAllowList) !== null) return true;
+  const at = ref.indexOf('@');
+  if (at < 0) return false;
+  const repo = ref.slice(0, at);
+  return s.imageAllowList.some((a) => (a.lastIndexOf(':') > a.lastIndexOf('/') ? a.slice(0, a.lastIndexOf(':')) : a) === repo);
+}
 
 /** Whether an image's labels say it is a kernel image. */
 export function isKernelImage(labels: Record<string, string>): boolean {
@@ -225,7 +235,8 @@ export class ImageGc {
     const candidates: Planned[] = [];
     const kept: ImageGcResult['kept'] = [];
     for (const image of images) {
-      const names = image.tags.filter((t) => langOfImage(t, s.imagePrefix, s.imageAllowList) !== null).sort();
+      // Tags first (the names kernels use), then digest references (all a replaced image has left).
+      const names = [...image.tags.filter((t) => isOwnName(t, s)).sort(), ...image.digests.filter((d) => isOwnName(d, s)).sort()];
       if (names.length === 0) continue; // not named as this agent's kernel image: never looked at
       const why = this.keepReason(image, names, containerImages, inUse, prepull);
       if (why) {
@@ -255,7 +266,7 @@ export class ImageGc {
     prepull: ReadonlySet<string>,
   ): string | null {
     if (!isKernelImage(image.labels)) return 'not a kernel image (no ai.backend.* or io.sorna.* label)';
-    const other = image.tags.find((t) => !names.includes(t));
+    const other = [...image.tags, ...image.digests].find((t) => !names.includes(t));
     if (other !== undefined) return `also named ${other}, which is not a kernel image name of this agent`;
     if (containerImages.has(image.id)) return 'a container uses it (running or stopped)';
     if (names.some((n) => inUse.has(n))) return 'a kernel or pooled container of this agent uses it';
@@ -276,9 +287,13 @@ export class ImageGc {
     return null;
   }
 
-  /** Removes each name (never forced: Docker refuses a name whose image a container uses), then the image if references are left. */
+  /**
+   * Removes each tag (never forced: Docker refuses the last name of an image a
+   * container uses), then the image by id if it is still there (only its
+   * digest references, all the agent's, are left then).
+   */
   private async remove(c: Planned): Promise<void> {
-    for (const n of c.names) await this.deps.images.remove(n, false);
+    for (const n of c.names) if (!n.includes('@')) await this.deps.images.remove(n, false);
     if ((await this.deps.images.idOf(c.id)) !== null) await this.deps.images.remove(c.id, false);
   }
 }

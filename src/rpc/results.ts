@@ -180,6 +180,7 @@ export interface ImageRemoval {
 export interface ImageGcEntry {
   /** Its first kernel image name. */
   image: string;
+  /** All its names: tags, then the `repo@digest` references of the registries it came from. */
   names: string[];
   id: string;
   size: number;

@@ -4,7 +4,9 @@
  * by the agent, the watermarks set from the real usage of Docker's data root
  * so that a periodic check collects (image_gc_high just under the usage,
  * image_gc_low 0, which removing the test's images cannot reach, so every
- * image that may go goes). The unused ones go least recently used first; the
+ * image that may go goes). The unused ones go least recently used first (an
+ * image whose tag a newer one took, left with its digest name only, first of
+ * all: it has no recorded use); the
  * one a running kernel uses, the one a stopped container of another program
  * uses and the one on the prepull list stay; `agentctl images gc --dry-run`
  * lists the same order first.
@@ -41,7 +43,7 @@ describe('images: collection under disk pressure', function () {
 
   it('removes unused kernel images least recently used first and keeps those in use, of another program or on the prepull list', async () => {
     const base = uniqueName('test');
-    const names = ['a', 'b', 'c', 'run', 'stopped', 'pre'];
+    const names = ['old', 'a', 'b', 'c', 'run', 'stopped', 'pre'];
     const pushed = await Promise.all(names.map((tag) => pushTestImage({ repoBase: base, tag, noiseBytes: 64 * 1024 })));
     const img = Object.fromEntries(names.map((n, i) => [n, pushed[i]!]));
     const prefix = img.a!.prefix;
@@ -55,12 +57,18 @@ describe('images: collection under disk pressure', function () {
       await ns.put('config/agent/image_gc_low').value('0');
     });
     const images = a.agent.imageService!;
-    // the agent pulls each image: the prepull list by itself, the rest as asked, a to c in this order
+    // the agent pulls each image: the prepull list by itself, the rest as asked, old then a to c in this order
     await s.next('image_pull_finished', 0, 60_000);
-    for (const n of ['run', 'stopped', 'a', 'b', 'c']) {
+    for (const n of ['run', 'stopped', 'old', 'a', 'b', 'c']) {
       const r = await a.client.callWithTimeout(60_000, methods.pull_image, img[n]!.lang);
       expect(r, n).to.deep.equal({ image: img[n]!.image, pulled: true });
     }
+    // a newer image takes the tag old (made here and pushed, as a build host would): the one pulled is left with its digest name only
+    const oldId = (await docker.getImage(img.old!.image).inspect()).Id;
+    await pushTestImage({ repoBase: base, tag: 'old', noiseBytes: 64 * 1024, keepLocal: true });
+    const replaced = await docker.getImage(oldId).inspect();
+    expect(replaced.RepoTags ?? []).to.deep.equal([]);
+    const oldDigest = replaced.RepoDigests![0]!;
     await a.client.callWithTimeout(90_000, methods.create_kernel, uniqueName('k'), config(img.run!.lang));
     const other = await docker.createContainer({
       Image: img.stopped!.image,
@@ -77,8 +85,10 @@ describe('images: collection under disk pressure', function () {
     expect(dry.code, dry.stderr).to.equal(0);
     const plan = JSON.parse(dry.stdout) as ImageGcResult;
     expect(plan).to.include({ dry_run: true, ran: true, low_pct: 0 });
-    expect(plan.removed.map((r) => r.image)).to.deep.equal([img.a!.image, img.c!.image, img.b!.image]);
-    expect(plan.removed.every((r, i, all) => i === 0 || r.last_used! >= all[i - 1]!.last_used!)).to.equal(true);
+    const order = [oldDigest, img.old!.image, img.a!.image, img.c!.image, img.b!.image];
+    expect(plan.removed.map((r) => r.image)).to.deep.equal(order);
+    expect(plan.removed[0]).to.include({ id: oldId, last_used: null });
+    expect(plan.removed.every((r, i, all) => i < 2 || r.last_used! >= all[i - 1]!.last_used!)).to.equal(true);
     const reasons = Object.fromEntries(plan.kept.map((k) => [k.image, k.reason]));
     expect(reasons).to.deep.equal({
       [img.run!.image]: 'a container uses it (running or stopped)',
@@ -93,19 +103,21 @@ describe('images: collection under disk pressure', function () {
     const t0 = Date.now();
     await a.etcd.put('config/agent/image_gc_high').value(String(Math.floor(usage) - 2));
     const removed = [];
-    for (let nth = 1; nth <= 3; nth++) removed.push(await s.next('image_removed', t0, 60_000, nth));
-    expect(removed.map((e) => e.args[0])).to.deep.equal([img.a!.image, img.c!.image, img.b!.image]);
-    for (const e of removed) {
+    for (let nth = 1; nth <= order.length; nth++) removed.push(await s.next('image_removed', t0, 60_000, nth));
+    expect(removed.map((e) => e.args[0])).to.deep.equal(order);
+    expect(removed[0]!.args.slice(1, 3)).to.deep.equal([oldId, null]);
+    for (const e of removed.slice(1)) {
       const [, id, lastUsed, pct] = e.args as [string, string, number, number];
       expect(id).to.match(/^sha256:[0-9a-f]{64}$/);
       expect(lastUsed).to.be.within(t0 / 1000 - 600, t0 / 1000);
       expect(pct).to.be.greaterThan(Math.floor(usage) - 3);
     }
-    for (const n of ['a', 'b', 'c']) expect(await hasImage(img[n]!.image), n).to.equal(false);
+    expect(await hasImage(oldId)).to.equal(false);
+    for (const n of ['old', 'a', 'b', 'c']) expect(await hasImage(img[n]!.image), n).to.equal(false);
     for (const n of ['run', 'stopped', 'pre']) expect(await hasImage(img[n]!.image), n).to.equal(true);
-    expect(images.gc.removedTotal).to.equal(3);
+    expect(images.gc.removedTotal).to.equal(order.length);
     const m = parsePrometheus(await a.agent.agentMetrics!.registry.metrics());
-    expect(sample(m, 'compute_agent_images_collected_total', {})).to.equal(3);
+    expect(sample(m, 'compute_agent_images_collected_total', {})).to.equal(order.length);
     // the book of last uses forgot the removed names and keeps the others, on disk
     await images.book.flush();
     const book = JSON.parse(await fs.readFile(path.join(a.agent.options.scratchRoot, '.image-use.json'), 'utf8')) as Record<string, number>;

@@ -6,14 +6,17 @@
  * not the agent's, and one under the kernel prefix without kernel labels all
  * stay, as does a kernel-labelled image outside the prefix; an unused one of
  * the agent's goes, so the pass really ran. Images made with `docker import`
- * (empty, labels set with --change), no registry needed.
+ * (empty, labels set with --change), no registry needed. And an image the
+ * agent pulled that another program then pulled by digest from a repository
+ * of its own (the same manifest) stays too: its other `repo@digest` name is
+ * not the agent's.
  */
 import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { methods } from '../../src/rpc/methods.js';
 import { onCleanup, requireEtcd, startAgent, uniqueName } from '../helpers/env.js';
-import { hasImage } from '../helpers/registry.js';
+import { deleteFromRegistry, hasImage, pushTestImage, REGISTRY, requireRegistry } from '../helpers/registry.js';
 import { removeImageAfterTest } from '../helpers/derived-image.js';
 
 const docker = new Docker();
@@ -63,5 +66,37 @@ describe("security: the image collector removes only what is the agent's", funct
     expect((await docker.getImage(`${ns}-other/app:1`).inspect()).Id).to.equal(sharedId);
     expect(await hasImage(`${ns}-outside/kernel-python:x`)).to.equal(true);
     expect((await other.inspect()).Image).to.equal(spoofId);
+  });
+
+  it('keeps an image it pulled that another program also pulled by digest under another name', async () => {
+    await requireRegistry();
+    const img = await pushTestImage({ noiseBytes: 64 * 1024 });
+    const a = await startAgent({}, async (etcd) => {
+      await etcd.put('config/agent/image_prefix').value(img.prefix);
+      await etcd.put('config/agent/image_gc_low').value('0');
+    });
+    await a.client.callWithTimeout(60_000, methods.pull_image, img.lang);
+    const id = (await docker.getImage(img.image).inspect()).Id;
+    // another program's repository with the same image, pulled by digest (a name with no tag)
+    const otherPath = `${uniqueName('test')}/other-app`;
+    const other = `${REGISTRY}/${otherPath}`;
+    onCleanup(() => deleteFromRegistry(otherPath, 'y'));
+    await docker.getImage(img.image).tag({ repo: other, tag: 'y' });
+    removeImageAfterTest(`${other}:y`);
+    const push = spawnSync('docker', ['push', '-q', `${other}:y`], { encoding: 'utf8' });
+    expect(push.status, push.stderr).to.equal(0);
+    const digest = (await docker.getImage(`${other}:y`).inspect()).RepoDigests!.find((d) => d.startsWith(`${other}@`))!;
+    await docker.getImage(`${other}:y`).remove();
+    const pull = spawnSync('docker', ['pull', '-q', digest], { encoding: 'utf8' });
+    expect(pull.status, pull.stderr).to.equal(0);
+    removeImageAfterTest(digest);
+    const r = await a.client.callWithTimeout(60_000, methods.gc_images, false);
+    expect(r.removed).to.deep.equal([]);
+    expect(r.kept).to.deep.equal([
+      { image: img.image, id, reason: `also named ${digest}, which is not a kernel image name of this agent` },
+    ]);
+    const left = await docker.getImage(id).inspect();
+    expect(left.RepoTags).to.deep.equal([img.image]);
+    expect(left.RepoDigests).to.include(digest);
   });
 });

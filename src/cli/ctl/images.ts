@@ -170,7 +170,7 @@ function printGc(r: ImageGcResult): void {
   printTable(
     [r.dry_run ? 'WOULD REMOVE' : 'REMOVED', 'ID', 'SIZE', 'LAST USED'],
     r.removed.map((i) => [
-      i.names.join(','),
+      i.names.filter((n) => !n.includes('@')).join(',') || i.image,
       i.id.replace(/^sha256:/, '').slice(0, 12),
       formatBytes(i.size),
       i.last_used === null ? 'never recorded' : `${formatAge(now - i.last_used)} ago`,
