@@ -29,6 +29,7 @@ import type { AgentEventName } from '../events/catalogue.js';
 import type { ImageGcEntry, ImageGcResult } from '../rpc/results.js';
 import { langOfImage } from '../config/lang.js';
 import type { ImageUseBook } from './image-use.js';
+import { Outage } from '../util/backoff.js';
 
 /** The label namespaces of kernel images (the same as src/containers/image-traits.ts reads). */
 const KERNEL_LABEL_PREFIXES = ['ai.backend.', 'io.sorna.'];
@@ -94,6 +95,9 @@ export class ImageGc {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private dataRoot: string | null = null;
+  /** Periodic checks that fail, and passes that cannot reach the low watermark: each said once when it starts and once when it ends. */
+  private readonly failing = new Outage();
+  private readonly short = new Outage();
 
   constructor(private readonly deps: ImageGcDeps) {}
 
@@ -107,8 +111,17 @@ export class ImageGc {
     const tick = async () => {
       const sec = this.deps.settings().imageGcIntervalSec;
       if (sec > 0 && !this.pass) {
-        await this.run({ dryRun: false, manual: false }).catch((err: unknown) =>
-          this.deps.log.warn('image collection failed; it is tried again at the next check', { error: errorMessage(err) }),
+        await this.run({ dryRun: false, manual: false }).then(
+          () => {
+            const ms = this.failing.recover();
+            if (ms !== null) this.deps.log.info('image collection checks work again', { seconds: Math.round(ms / 1000) });
+          },
+          (err: unknown) => {
+            if (this.failing.fail())
+              this.deps.log.warn('image collection check failed; it is tried again at each check (said once until it works)', {
+                error: errorMessage(err),
+              });
+          },
         );
       }
       next(sec > 0 ? sec * 1000 : IDLE_RECHECK_MS);
@@ -170,7 +183,11 @@ export class ImageGc {
       kept: [],
       failed: [],
     };
-    if (!result.ran && !o.dryRun) return result;
+    if (!result.ran && !o.dryRun) {
+      if (usage < low && this.short.recover() !== null)
+        this.deps.log.info('the data root is under image_gc_low again', { usagePct: round(usage), lowPct: low, dataRoot: root });
+      return result;
+    }
     const { candidates, kept } = await this.plan(s);
     result.kept = kept;
     if (o.dryRun) {
@@ -218,12 +235,17 @@ export class ImageGc {
       usage = await usagePct(root);
     }
     result.usage_after_pct = round(usage);
-    if (usage >= low)
-      this.deps.log.warn('image collection could not bring the data root under image_gc_low: no unused kernel image is left to remove', {
-        usagePct: round(usage),
-        lowPct: low,
-        dataRoot: root,
-      });
+    if (usage < low) {
+      if (this.short.recover() !== null)
+        this.deps.log.info('the data root is under image_gc_low again', { usagePct: round(usage), lowPct: low, dataRoot: root });
+    } else if (this.short.fail()) {
+      this.deps.log.warn(
+        'image collection could not bring the data root under image_gc_low: no unused kernel image is left to remove; ' +
+          "free space another way (containers' logs and writable layers, other programs' images) or give Docker's data root more room " +
+          '(said once until usage is under image_gc_low)',
+        { usagePct: round(usage), lowPct: low, dataRoot: root },
+      );
+    }
     return result;
   }
 
@@ -278,7 +300,7 @@ export class ImageGc {
   /** Why an image planned for removal must stay after all (checked again just before it goes, with fresh figures from Docker), or null. */
   private stillFree(c: Planned, t0: number, containerImages: ReadonlySet<string>, ids: Array<string | null>): string | null {
     const moved = c.names.find((_, i) => ids[i] !== c.id);
-    if (moved !== undefined) return `${moved} now names another image`;
+    if (moved !== undefined) return `${moved} no longer names this image`;
     if (containerImages.has(c.id)) return 'a container uses it (running or stopped)';
     if (c.names.some((n) => this.deps.inUse().has(n))) return 'a kernel or pooled container of this agent uses it';
     if (c.names.some((n) => this.deps.prepull().has(n))) return 'on the prepull list';
