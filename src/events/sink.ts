@@ -7,8 +7,9 @@
 
 /**
  * Why a sink dropped an event: no transport known yet (`no_sink`), its
- * bounded queue full (`queue_full`), or the transport failed it or had not
- * taken it when the sink closed (`send_failed`).
+ * bounded queue full (`queue_full`), or the transport refused or failed it
+ * (the PUSH socket at its high-water mark, a failed XADD) or had not taken
+ * it when the sink closed (`send_failed`).
  */
 export const DROP_REASONS = ['no_sink', 'queue_full', 'send_failed'] as const;
 

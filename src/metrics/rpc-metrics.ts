@@ -105,8 +105,10 @@ export function registerRpcMetrics(sources: RpcMetricsSources, registry: Registr
   const sinks = sources.eventSinks?.bind(sources);
   if (sinks) {
     new Counter({
-      name: 'compute_agent_events_sent_total',
-      help: 'Events handed to the transport, by sink (push: the 2018 PUSH socket, redis: the Redis stream of modern managers).',
+      name: 'compute_agent_events_accepted_total',
+      help:
+        "Events a sink took, by sink (push: into the 2018 PUSH socket's send queue, where a send may still fail and count as dropped; " +
+        'redis: written to the Redis stream of modern managers).',
       labelNames: ['sink'],
       registers,
       collect() {
@@ -116,7 +118,9 @@ export function registerRpcMetrics(sources: RpcMetricsSources, registry: Registr
     });
     new Counter({
       name: 'compute_agent_events_dropped_total',
-      help: 'Events not sent, by sink and reason (no_sink: none known yet, queue_full: the bounded queue was full, send_failed: the transport failed).',
+      help:
+        'Events not sent, by sink and reason (no_sink: no sink known yet, queue_full: the bounded queue was full, ' +
+        'send_failed: the socket refused it at its bound or Redis failed it or had not taken it at close).',
       labelNames: ['sink', 'reason'],
       registers,
       collect() {

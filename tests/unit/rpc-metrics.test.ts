@@ -96,7 +96,7 @@ describe('per-method RPC metrics', () => {
       expect(sample(m, 'compute_agent_rpc_duration_seconds_count', { ...g, method })).to.equal(calls);
       expect(sample(m, 'compute_agent_rpc_duration_seconds_sum', { ...g, method })).to.equal(d.tally.of(method).seconds);
     }
-    expect(sample(m, 'compute_agent_events_sent_total', { sink: 'push' })).to.equal(4);
+    expect(sample(m, 'compute_agent_events_accepted_total', { sink: 'push' })).to.equal(4);
     expect(sample(m, 'compute_agent_events_dropped_total', { sink: 'push', reason: 'no_sink' })).to.equal(2);
     expect(sample(m, 'compute_agent_events_dropped_total', { sink: 'push', reason: 'queue_full' })).to.equal(1);
     expect(sample(m, 'compute_agent_events_dropped_total', { sink: 'push', reason: 'send_failed' })).to.equal(0);
