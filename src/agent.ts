@@ -42,7 +42,7 @@ import { RangedDocker } from './ports/ranged-docker.js';
 import type { PortRangeStats } from './ports/range.js';
 import { portRangeBounds } from './config/setting-parsers.js';
 import { createRequire } from 'node:module';
-import type { SinkStats } from './events/sink.js';
+import { emptySinkStats, type SinkStats } from './events/sink.js';
 import type { StatsWriter } from './stats/stats-writer.js';
 import type { AgentEventName } from './events/catalogue.js';
 import { openScratchHomes } from './scratch/homes.js';
@@ -158,8 +158,8 @@ export class Agent {
   stats(): { rpc: RouterStats | null; rpcCurve: RouterStats | null; events: PublisherStats; modernEvents: SinkStats } {
     return {
       rpc: this.router?.snapshot() ?? null,
-      events: this.publisher?.snapshot() ?? { queued: 0, dropped: 0 },
-      ...(this.modern?.stats() ?? { rpcCurve: null, modernEvents: { queued: 0, dropped: 0 } }),
+      events: this.publisher?.snapshot() ?? emptySinkStats(),
+      ...(this.modern?.stats() ?? { rpcCurve: null, modernEvents: emptySinkStats() }),
     };
   }
 
@@ -234,6 +234,13 @@ export class Agent {
         checkpoint,
         modern,
         node: this.node,
+        rpcSources: {
+          rpcTallies: () => [this.dispatcher?.tally, modern.tally].flatMap((t) => (t ? [t] : [])),
+          eventSinks: () => [
+            { sink: 'push', stats: publisher.snapshot() },
+            { sink: 'redis', stats: modern.sink.snapshot() },
+          ],
+        },
       });
 
       const rpc = buildRpc({

@@ -22,6 +22,7 @@ import { slotFigures } from './node/memory.js';
 import { containerSecurity } from './config/security.js';
 import { WarmPool } from './pool/pool.js';
 import { AgentMetrics } from './metrics/metrics.js';
+import type { RpcMetricsSources } from './metrics/rpc-metrics.js';
 import { GpuService, readNodeCpus } from './accelerators/gpus.js';
 import { NvidiaCuda } from './accelerators/nvidia.js';
 import type { Accelerator } from './accelerators/types.js';
@@ -65,6 +66,8 @@ export interface KernelRoomContext {
   modern: ModernSide;
   /** The node's figures (the modern node stats). */
   node: NodeMonitor;
+  /** The RPC tallies and event sinks the metrics read (built after the room: read at collection). */
+  rpcSources: RpcMetricsSources;
 }
 
 /** The stats writer over the kernel service's kernels (src/stats/), its Redis targets following etcd's keys. */
@@ -250,6 +253,7 @@ export class KernelRoom {
         slots: () => slotFigures(kernels),
         gpus: () => gpus.report(),
         imagesCollected: () => images.gc.removedTotal,
+        ...c.rpcSources,
       },
       {
         file: options.metricsPath,

@@ -17,6 +17,7 @@ import { modernCodec } from './wire/modern-codec.js';
 import { RpcRouter, type CallosumOptions, type RequestHandler, type RouterStats } from './wire/router.js';
 import { zapDomains } from './wire/zap.js';
 import { Dispatcher } from './rpc/dispatcher.js';
+import type { CallTally } from './rpc/call-tally.js';
 import { callosumFailure } from './rpc/callosum-failure.js';
 import { RedisStreamSink, type RedisTarget } from './events/redis-stream.js';
 import { ModernEvents } from './events/modern-events.js';
@@ -98,7 +99,7 @@ export class ModernSide {
     const rpc = new ModernRpc({ ...deps, log, version: this.o.version, agentAddr: this.address, emitModern });
     this.rpc = rpc;
     const images = modernImageBindings({ images: deps.images, gpus: deps.gpus, agentId: this.o.agentId, emitModern, log });
-    this.dispatcher = new Dispatcher([...rpc.bindings(), ...images], log);
+    this.dispatcher = new Dispatcher([...rpc.bindings(), ...images], log, 'modern');
     this.events = new ModernEvents(this.sink, rpc, msgpackCodec, () => ({
       scalingGroup: 'default',
       publicHost: this.o.hostIp,
@@ -161,6 +162,11 @@ export class ModernSide {
   /** Takes an event as the agent emits it for 2018 managers (its modern form goes to the stream). */
   fromAgent(name: string, args: unknown[]): void {
     this.events?.fromAgent(name, args);
+  }
+
+  /** The modern table's per-method tally (null before {@link serve}). */
+  get tally(): CallTally | null {
+    return this.dispatcher?.tally ?? null;
   }
 
   /** From now on, new modern calls are refused as shutting down. */

@@ -69,6 +69,7 @@ export function buildRpc(p: RpcParts): { dispatcher: Dispatcher; router: RpcRout
       ...appBindings(new KernelApps(kernels), p.log.child({ component: 'rpc' })),
     ],
     p.log.child({ component: 'rpc' }),
+    '2018',
   );
   const callosum = p.modern.serve(
     {

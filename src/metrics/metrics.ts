@@ -2,7 +2,8 @@
  * AgentMetrics exposes the agent's numbers in the Prometheus text format:
  * warm pool sizes per image and type and state (idle, creating, claimed),
  * claims, cold fallbacks, the creation latency of pooled containers, and the
- * kernels by state. They are written to a file for node_exporter's textfile
+ * kernels by state; and the agent's own RPC methods and event sinks
+ * (src/metrics/rpc-metrics.ts). They are written to a file for node_exporter's textfile
  * collector (atomically: a temp file renamed over the old one) every few
  * seconds and, when a port is given, served at `GET /metrics`.
  */
@@ -15,9 +16,10 @@ import { errorMessage } from '../errors.js';
 import type { PoolSizes } from '../pool/pool.js';
 import type { GpuReport } from '../accelerators/gpus.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { registerRpcMetrics, type RpcMetricsSources } from './rpc-metrics.js';
 
 /** Where the numbers come from, read at every collection. */
-export interface MetricsSources {
+export interface MetricsSources extends RpcMetricsSources {
   poolSizes(): PoolSizes[];
   /** Claims so far per `<lang>/<type>`. */
   claimTotals(): ReadonlyMap<string, number>;
@@ -155,6 +157,7 @@ export class AgentMetrics {
       },
     });
     this.gpuGauges(sources, registers);
+    registerRpcMetrics(sources, this.registry);
   }
 
   /** The per-device GPU gauges: memory, utilisation, and whether a kernel holds it. */
