@@ -30,6 +30,18 @@ export interface KernelSpec {
   bootstrapScript?: string | null;
   /** `limits.scratch_mib`: MiB of a hostfile or memory home; null = the scratch_size setting. */
   scratchMiB?: number | null;
+  /** MiB of its /dev/shm as the create asked (a modern manager's `resource_opts.shmem`); null = {@link shmMiBOf}'s default. */
+  shmMiB?: number | null;
+}
+
+/**
+ * The MiB of a kernel's /dev/shm: what its create asked for, else
+ * `settingMiB` (kernel_shm_size) but no more than its memory limit, which
+ * bounds what /dev/shm can hold anyway (its pages are charged to the
+ * kernel's memory cgroup).
+ */
+export function shmMiBOf(spec: Pick<KernelSpec, 'memMiB' | 'shmMiB'>, settingMiB: number): number {
+  return spec.shmMiB ?? Math.min(settingMiB, spec.memMiB);
 }
 
 /** Largest `bootstrap_script`. */

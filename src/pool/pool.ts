@@ -21,7 +21,7 @@ import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import type { ContainerSummary } from '../adapters/docker.js';
 import { containerName } from '../containers/launch.js';
-import type { KernelSpec } from '../containers/spec.js';
+import { shmMiBOf, type KernelSpec } from '../containers/spec.js';
 import { ClaimStore, type ClaimRecord } from './claims.js';
 import { adoptIdle, claimOf, openRelay, poolKey, splitKey, sweepHomes } from './adopt.js';
 import { PoolCharges } from './charges.js';
@@ -100,14 +100,18 @@ export class WarmPool implements HygieneTarget {
     // Mounts and devices cannot be added live: a GPU kernel takes a type with exactly its count, and a gpu_set (a restart) is never pooled.
     const servable = spec.mounts.length === 0 && (spec.gpuSet?.length ?? 0) === 0;
     // A container made with other kernel settings than today's is never handed out; hygiene replaces it.
-    const recipe = poolRecipe(this.deps.kernelSettings());
+    const kernelSettings = this.deps.kernelSettings();
+    const recipe = poolRecipe(kernelSettings);
+    // /dev/shm cannot change live: a type's containers serve a kernel only when its size would be theirs.
+    const shmMiB = shmMiBOf(spec, kernelSettings.kernelShmMiB);
     const usable = [...this.idle.values()].filter(
       (c) => c.lang === spec.lang && c.image === spec.image && c.recipe === recipe && !c.checking,
     );
     const types = s.types.filter((t) => usable.some((c) => c.type === t.name));
     let type: PoolType | null;
     while (servable && (type = fittingType(types, spec.cpuCount, spec.memMiB, spec.gpuCount))) {
-      const fits = usable.filter((e) => e.type === type!.name);
+      const sameShm = shmMiBOf({ memMiB: type.memMiB, shmMiB: null }, kernelSettings.kernelShmMiB) === shmMiB;
+      const fits = sameShm ? usable.filter((e) => e.type === type!.name) : [];
       const c = fits.find((e) => limitsExact(e.limits, cpuSet, spec.memMiB)) ?? fits[0];
       if (c && this.charges.transfer(c.slot, kernelId, spec.memMiB)) {
         this.idle.delete(c.containerId);
