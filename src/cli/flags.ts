@@ -112,7 +112,8 @@ export const CHECK_FLAGS: readonly FlagSpec[] = [
     name: 'json',
     type: 'boolean',
     default: false,
-    describe: "print one JSON document instead of the checklist: ok, summary, and each check's name, status (ok, warn, fail), message and fix",
+    describe:
+      "print one JSON document instead of the checklist: ok, summary, and each check's name, status (ok, warn, fail), message and fix",
   },
 ];
 

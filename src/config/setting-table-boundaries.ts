@@ -130,7 +130,7 @@ export const BOUNDARY_SETTINGS = [
   setting({
     key: 'kernel_log_max_files',
     field: 'kernelLogMaxFiles',
-    doc: "log files a kernel container keeps: the one being written and those rotated before it (the oldest is deleted)",
+    doc: 'log files a kernel container keeps: the one being written and those rotated before it (the oldest is deleted)',
     see: 'Kernel logs',
     default: 2,
     live: true,

@@ -85,7 +85,9 @@ describe('security: a kernel that prints without end cannot fill the disk', func
     // get_logs: the end of the output, at most LOG_TAIL_BYTES of it, after a line that says it was cut.
     const { logs } = await a.client.callWithTimeout(30_000, methods.get_logs, id);
     const [first, ...rest] = logs.split('\n');
-    expect(first).to.match(/^\[agent\] earlier output is cut \(\d+ bytes of it left out here\): .*kernel_log_max_size x kernel_log_max_files/);
+    expect(first).to.match(
+      /^\[agent\] earlier output is cut \(\d+ bytes of it left out here\): .*kernel_log_max_size x kernel_log_max_files/,
+    );
     expect(Buffer.byteLength(rest.join('\n'))).to.be.at.most(LOG_TAIL_BYTES);
     expect(logs.trimEnd().endsWith('flood-end'), logs.slice(-200)).to.equal(true);
     expect(rest[0], 'the tail starts at a whole line').to.match(/^(x{1023}|runner: .*)$/);

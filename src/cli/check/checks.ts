@@ -308,7 +308,13 @@ export function checkDocument(results: readonly CheckResult[]): { ok: boolean; s
       return at === -1 ? { message: w, fix: '' } : { message: w.slice(0, at), fix: w.slice(at + '; fix: '.length) };
     });
     const status = !r.ok ? 'fail' : warnings.length ? 'warn' : 'ok';
-    const fix = status === 'warn' ? warnings.map((w) => w.fix).filter(Boolean).join('; ') : r.fix;
+    const fix =
+      status === 'warn'
+        ? warnings
+            .map((w) => w.fix)
+            .filter(Boolean)
+            .join('; ')
+        : r.fix;
     return { name: r.name, status, message: r.detail, fix, warnings };
   });
   return { ok: results.every((r) => r.ok), summary: summaryLine(results), checks };
