@@ -139,7 +139,7 @@ export const BOUNDARY_SETTINGS = [
   setting({
     key: 'kernel_shm_size',
     field: 'kernelShmMiB',
-    doc: "MiB of a kernel's /dev/shm when the create names none (a modern manager's resource_opts.shmem), at most the kernel's memory limit: a tmpfs whose pages count against that limit, so a large size costs nothing until used; Docker's default of 64 MiB breaks PyTorch data loaders, whose workers pass batches through it",
+    doc: "MiB of a kernel's /dev/shm when the create names none (a modern manager's resource_opts.shmem): a tmpfs whose pages count against the kernel's memory limit, so a large size costs nothing until used and never holds more than that limit; Docker's default of 64 MiB breaks PyTorch data loaders, whose workers pass batches through it",
     see: 'Shared memory',
     default: 1024,
     live: true,

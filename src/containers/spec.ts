@@ -36,12 +36,13 @@ export interface KernelSpec {
 
 /**
  * The MiB of a kernel's /dev/shm: what its create asked for, else
- * `settingMiB` (kernel_shm_size) but no more than its memory limit, which
- * bounds what /dev/shm can hold anyway (its pages are charged to the
- * kernel's memory cgroup).
+ * `settingMiB` (kernel_shm_size). Not capped at the kernel's memory limit:
+ * /dev/shm's pages are charged to the kernel's memory cgroup, so the limit
+ * bounds what it holds anyway, and one size for every kernel lets a warm
+ * pooled container serve a kernel of less memory than its type.
  */
-export function shmMiBOf(spec: Pick<KernelSpec, 'memMiB' | 'shmMiB'>, settingMiB: number): number {
-  return spec.shmMiB ?? Math.min(settingMiB, spec.memMiB);
+export function shmMiBOf(spec: Pick<KernelSpec, 'shmMiB'>, settingMiB: number): number {
+  return spec.shmMiB ?? settingMiB;
 }
 
 /** Largest `bootstrap_script`. */

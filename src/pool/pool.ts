@@ -97,21 +97,22 @@ export class WarmPool implements HygieneTarget {
   take(spec: KernelSpec, cpuSet: number[], kernelId: string): PooledContainer | null {
     const s = this.deps.settings();
     if (this.closed || Object.keys(s.images).length === 0) return null; // no pool: not a fallback either
-    // Mounts and devices cannot be added live: a GPU kernel takes a type with exactly its count, and a gpu_set (a restart) is never pooled.
-    const servable = spec.mounts.length === 0 && (spec.gpuSet?.length ?? 0) === 0;
-    // A container made with other kernel settings than today's is never handed out; hygiene replaces it.
     const kernelSettings = this.deps.kernelSettings();
+    // Mounts, devices and /dev/shm's size cannot be changed live: a GPU kernel takes a type with exactly its count, a gpu_set (a restart)
+    // is never pooled, and pooled containers, made with kernel_shm_size, serve only kernels of that size.
+    const servable =
+      spec.mounts.length === 0 &&
+      (spec.gpuSet?.length ?? 0) === 0 &&
+      shmMiBOf(spec, kernelSettings.kernelShmMiB) === kernelSettings.kernelShmMiB;
+    // A container made with other kernel settings than today's is never handed out; hygiene replaces it.
     const recipe = poolRecipe(kernelSettings);
-    // /dev/shm cannot change live: a type's containers serve a kernel only when its size would be theirs.
-    const shmMiB = shmMiBOf(spec, kernelSettings.kernelShmMiB);
     const usable = [...this.idle.values()].filter(
       (c) => c.lang === spec.lang && c.image === spec.image && c.recipe === recipe && !c.checking,
     );
     const types = s.types.filter((t) => usable.some((c) => c.type === t.name));
     let type: PoolType | null;
     while (servable && (type = fittingType(types, spec.cpuCount, spec.memMiB, spec.gpuCount))) {
-      const sameShm = shmMiBOf({ memMiB: type.memMiB, shmMiB: null }, kernelSettings.kernelShmMiB) === shmMiB;
-      const fits = sameShm ? usable.filter((e) => e.type === type!.name) : [];
+      const fits = usable.filter((e) => e.type === type!.name);
       const c = fits.find((e) => limitsExact(e.limits, cpuSet, spec.memMiB)) ?? fits[0];
       if (c && this.charges.transfer(c.slot, kernelId, spec.memMiB)) {
         this.idle.delete(c.containerId);

@@ -25,10 +25,10 @@ describe('kernel limits: logs, /dev/shm and the check document', () => {
     expect(logsAnswer({ text: 'z\n', cutBytes: 0, linesFull: true })).to.match(/^\[agent\] earlier output is cut: /);
   });
 
-  it('sizes /dev/shm from the spec, else the setting up to the memory, and labels it; the log bound comes from the settings', () => {
-    expect(shmMiBOf({ memMiB: 256, shmMiB: null }, 1024)).to.equal(256);
-    expect(shmMiBOf({ memMiB: 4096, shmMiB: null }, 1024)).to.equal(1024);
-    expect(shmMiBOf({ memMiB: 4096, shmMiB: 64 }, 1024)).to.equal(64);
+  it('sizes /dev/shm from the spec, else the setting, and labels it; the log bound comes from the settings', () => {
+    expect(shmMiBOf({ shmMiB: null }, 1024)).to.equal(1024);
+    expect(shmMiBOf({}, 1024)).to.equal(1024);
+    expect(shmMiBOf({ shmMiB: 64 }, 1024)).to.equal(64);
     const { settings, problems } = compileSettings({ kernel_log_max_size: '3', kernel_log_max_files: '4', kernel_shm_size: '100' }, {});
     expect(problems).to.deep.equal([]);
     const req = containerRequest({
