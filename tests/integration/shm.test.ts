@@ -62,6 +62,9 @@ describe('the /dev/shm of kernels', function () {
     await m.createKernels(sid, [bytes], [modernKernelConfig({ resource_opts: { shmem: 64 * 1024 * 1024 } })]);
     expect(consoleText([await m.executeToEnd(sid, asked, DF_SHM)], 'stdout')).to.equal('96M\n');
     expect(consoleText([await m.executeToEnd(sid, bytes, DF_SHM)], 'stdout')).to.equal('64M\n');
+    // A restart with a full config that names no size keeps the kernel's.
+    await m.client.call(modernMethods.restart_kernel, sid, asked, {}, modernKernelConfig());
+    expect(consoleText([await m.executeToEnd(sid, asked, DF_SHM, 'r2')], 'stdout')).to.equal('96M\n');
     for (const [shmem, why] of [
       ['lots', /config resource_opts\.shmem must be a size in bytes or such as "64m" or "1g", got "lots"/],
       [
