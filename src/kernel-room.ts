@@ -130,6 +130,7 @@ function kernelSettings(live: LiveSettings, options: AgentOptions, vfolderRoot: 
       selfSyncIntervalSec: s.selfSyncIntervalSec,
       memReserveMiB: s.memReserveMiB,
       memOvercommit: s.memOvercommit,
+      kernelShmMiB: s.kernelShmMiB,
     };
   };
 }

@@ -108,7 +108,13 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
 
 /** The flags `agent check` takes besides {@link AGENT_FLAGS}. */
 export const CHECK_FLAGS: readonly FlagSpec[] = [
-  { name: 'json', type: 'boolean', default: false, describe: 'print the results as JSON instead of a checklist' },
+  {
+    name: 'json',
+    type: 'boolean',
+    default: false,
+    describe:
+      "print one JSON document instead of the checklist: ok, summary, and each check's name, status (ok, warn, fail), message and fix",
+  },
 ];
 
 /** The flags of the agent's other commands (these read no environment variables). */

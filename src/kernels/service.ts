@@ -9,7 +9,7 @@
  */
 import { AgentError, DestroyPendingError, errorMessage, KernelNotFoundError } from '../errors.js';
 import { PendingDestroys, removeContainer, removeUntilGone, within } from './teardown.js';
-import { KernelEndings, type Ending } from './endings.js';
+import { KernelEndings, kernelLogs, type Ending } from './endings.js';
 import { KernelSync } from './sync.js';
 import { SelfSync } from './self-sync.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/results.js';
@@ -354,7 +354,7 @@ export class KernelService {
   async logs(id: string): Promise<string> {
     const ended = this.endings.get(id);
     if (ended !== undefined && !this.kernels.has(id) && !this.creating.has(id)) return ended;
-    return this.deps.docker.logs((await this.ready(id)).containerId);
+    return kernelLogs(this.deps.docker, (await this.ready(id)).containerId);
   }
 
   /** The file operations of a kernel's scratch home and its vfolders. */

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import type { ContainerSummary } from '../adapters/docker.js';
 import { containerName } from '../containers/launch.js';
-import type { KernelSpec } from '../containers/spec.js';
+import { shmMiBOf, type KernelSpec } from '../containers/spec.js';
 import { ClaimStore, type ClaimRecord } from './claims.js';
 import { adoptIdle, claimOf, openRelay, poolKey, splitKey, sweepHomes } from './adopt.js';
 import { PoolCharges } from './charges.js';
@@ -97,10 +97,15 @@ export class WarmPool implements HygieneTarget {
   take(spec: KernelSpec, cpuSet: number[], kernelId: string): PooledContainer | null {
     const s = this.deps.settings();
     if (this.closed || Object.keys(s.images).length === 0) return null; // no pool: not a fallback either
-    // Mounts and devices cannot be added live: a GPU kernel takes a type with exactly its count, and a gpu_set (a restart) is never pooled.
-    const servable = spec.mounts.length === 0 && (spec.gpuSet?.length ?? 0) === 0;
+    const kernelSettings = this.deps.kernelSettings();
+    // Mounts, devices and /dev/shm's size cannot be changed live: a GPU kernel takes a type with exactly its count, a gpu_set (a restart)
+    // is never pooled, and pooled containers, made with kernel_shm_size, serve only kernels of that size.
+    const servable =
+      spec.mounts.length === 0 &&
+      (spec.gpuSet?.length ?? 0) === 0 &&
+      shmMiBOf(spec, kernelSettings.kernelShmMiB) === kernelSettings.kernelShmMiB;
     // A container made with other kernel settings than today's is never handed out; hygiene replaces it.
-    const recipe = poolRecipe(this.deps.kernelSettings());
+    const recipe = poolRecipe(kernelSettings);
     const usable = [...this.idle.values()].filter(
       (c) => c.lang === spec.lang && c.image === spec.image && c.recipe === recipe && !c.checking,
     );
