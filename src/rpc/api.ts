@@ -130,7 +130,7 @@ export class AgentApi {
     return this.client.call(methods.get_completions, kernelId, text, opts);
   }
 
-  /** get_logs: the kernel container's output. */
+  /** get_logs: the end of the kernel container's output (bounded; a first line says when it was cut). */
   getLogs(kernelId: string): Promise<{ logs: string }> {
     return this.client.call(methods.get_logs, kernelId);
   }

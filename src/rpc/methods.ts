@@ -148,7 +148,7 @@ export const methods = {
   }),
   get_logs: define<[Param<string>], { logs: string }>({
     name: 'get_logs',
-    summary: "Returns the kernel container's output.",
+    summary: "Returns the end of the kernel container's output, bounded in lines and bytes; a first line says when earlier output was cut.",
     params: [kernelIdParam],
     returns: '{logs}',
   }),
