@@ -99,11 +99,12 @@ export class WarmPool implements HygieneTarget {
     if (this.closed || Object.keys(s.images).length === 0) return null; // no pool: not a fallback either
     const kernelSettings = this.deps.kernelSettings();
     // Mounts, devices and /dev/shm's size cannot be changed live: a GPU kernel takes a type with exactly its count, a gpu_set (a restart)
-    // is never pooled, and pooled containers, made with kernel_shm_size, serve only kernels of that size.
+    // is never pooled, and pooled containers, made with kernel_shm_size, serve kernels that ask for that size or less (the size is only
+    // a ceiling: /dev/shm's pages are charged to the kernel's memory cgroup whatever it is).
     const servable =
       spec.mounts.length === 0 &&
       (spec.gpuSet?.length ?? 0) === 0 &&
-      shmMiBOf(spec, kernelSettings.kernelShmMiB) === kernelSettings.kernelShmMiB;
+      shmMiBOf(spec, kernelSettings.kernelShmMiB) <= kernelSettings.kernelShmMiB;
     // A container made with other kernel settings than today's is never handed out; hygiene replaces it.
     const recipe = poolRecipe(kernelSettings);
     const usable = [...this.idle.values()].filter(
