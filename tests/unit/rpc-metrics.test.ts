@@ -33,6 +33,7 @@ function metricsOf(tallies: CallTally[]): AgentMetrics {
       coldTotals: () => new Map(),
       poolPasses: () => 0,
       kernelStates: () => ({}),
+      imagesCollected: () => 0,
       rpcTallies: () => tallies,
       eventSinks: () => [
         { sink: 'push', stats: { ...emptySinkStats(), queued: 4, dropped: 3, droppedBy: { no_sink: 2, queue_full: 1, send_failed: 0 } } },
