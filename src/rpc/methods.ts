@@ -46,6 +46,7 @@ import type {
   PullSummary,
   ImageRemoval,
   SyncResult,
+  DrainStatus,
 } from './results.js';
 
 const MiB = 1024 * 1024;
@@ -245,5 +246,18 @@ export const methods = {
     summary: 'Removes several kernel images as delete_image does; one refused does not stop the others (beyond).',
     params: [p.strList('images', { minLength: 1, maxLength: 512, maxItems: 256 }), p.optional(p.bool('force'))],
     returns: '[{image, removed, error?}]',
+  }),
+  drain: define<[OptionalParam<number | null>], DrainStatus>({
+    name: 'drain',
+    summary:
+      'Drains the node: new kernels are refused (agent.NodeDraining, retryable), the warm pool empties, running kernels stay; after `deadline` seconds those left are destroyed with reason node-drain. Kept in etcd across restarts until undrain (beyond).',
+    params: [p.optional(p.nullable(p.float('deadline', { min: 0, max: 7 * 24 * 3600 })))],
+    returns: '{draining, since, deadline (unix seconds or nil), kernels}',
+  }),
+  undrain: define<[], DrainStatus>({
+    name: 'undrain',
+    summary: 'Ends a drain: the node takes new kernels again and the warm pool refills (beyond).',
+    params: [],
+    returns: '{draining, since, deadline, kernels}',
   }),
 } as const;
