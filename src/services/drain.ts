@@ -118,14 +118,14 @@ export class NodeDrain {
     const now = Date.now() / 1000;
     const next: DrainState = { since: this.state?.since ?? now, deadline: deadlineSec === null ? null : now + deadlineSec };
     await this.deps.etcd.put(drainKey(this.deps.agentId), JSON.stringify(next));
-    this.apply(next, 'drain asked');
+    if (!this.forStop) this.enforce(next, 'drain asked'); // a stop's drain keeps its deadline; the key is for the next start
     return this.status();
   }
 
   /** undrain: deletes the drain key and takes kernels again (a drain for a stop stays in force). */
   async undrain(): Promise<DrainStatus> {
     await this.deps.etcd.delete(drainKey(this.deps.agentId));
-    if (!this.forStop) this.apply(null, 'undrain asked');
+    if (!this.forStop) this.enforce(null, 'undrain asked');
     return this.status();
   }
 
@@ -137,11 +137,18 @@ export class NodeDrain {
   async drainForStop(deadlineSec: number): Promise<void> {
     const now = Date.now() / 1000;
     const deadline = Math.min(now + deadlineSec, this.state?.deadline ?? Infinity);
-    this.apply({ since: this.state?.since ?? now, deadline }, 'stopping on SIGTERM (sigterm_action drain)');
+    this.enforce({ since: this.state?.since ?? now, deadline }, 'stopping on SIGTERM (sigterm_action drain)');
     this.forStop = true; // from now on the key no longer changes the drain
+    let tries = 0;
     while (this.deps.kernels.list().length > 0) {
-      if (this.ending) await this.ending;
-      else await new Promise((r) => setTimeout(r, STOP_POLL_MS));
+      if (this.ending) {
+        await this.ending;
+        if (++tries >= 2 && this.deps.kernels.list().length > 0) {
+          // What two destructions could not remove stays for the next start to find (a stop must not hang on it).
+          this.deps.log.error('the drain could not destroy every kernel; stopping anyway', { kernels: this.deps.kernels.list().length });
+          return;
+        }
+      } else await new Promise((r) => setTimeout(r, STOP_POLL_MS));
       if (this.ending === null && Date.now() / 1000 >= deadline && this.deps.kernels.list().length > 0) this.expire();
     }
     await this.ending;
@@ -169,7 +176,7 @@ export class NodeDrain {
   private fromKey(value: string | null): void {
     if (this.forStop) return;
     if (value === null) {
-      this.apply(null, 'the drain key was deleted');
+      this.enforce(null, 'the drain key was deleted');
       return;
     }
     const now = Date.now() / 1000;
@@ -185,13 +192,13 @@ export class NodeDrain {
         .put(drainKey(this.deps.agentId), JSON.stringify(state))
         .catch((err: unknown) => this.deps.log.warn('could not write the drain key back with its times', { error: errorMessage(err) }));
     }
-    this.apply(state, 'the drain key was set');
+    this.enforce(state, 'the drain key was set');
   }
 
   /** The drain in force is the stop's: the key no longer changes it. */
   private forStop = false;
 
-  private apply(next: DrainState | null, why: string): void {
+  private enforce(next: DrainState | null, why: string): void {
     const same = next === this.state || (next && this.state && next.since === this.state.since && next.deadline === this.state.deadline);
     if (same) return;
     const was = this.state;
