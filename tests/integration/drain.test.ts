@@ -32,6 +32,8 @@ import { childAgent, runCode, SMALL_KERNEL } from '../soak/drive.js';
 
 const create = (t: { client: TestAgent['client'] }, id: string) =>
   t.client.callWithTimeout(120_000, methods.create_kernel, id, SMALL_KERNEL);
+/** Whether the agent says it drains in its registration. */
+const isDraining = async (t: TestAgent) => (await t.etcd.get(`nodes/agents/${t.agentId}/draining`).string()) !== null;
 const pooled = async (agentId: string) => (await containersOf(agentId)).filter((c) => c.Labels['io.compute-agent.pool'] !== undefined);
 
 describe('drain', function () {
@@ -124,6 +126,16 @@ describe('drain', function () {
       async () => (await t.etcd.get(`nodes/agents/${t.agentId}/draining`).string()) === null,
     );
     expect(await t.etcd.get(`nodes/agents/${t.agentId}/drain`).string()).to.equal(null);
+
+    // agentctl --etcd: the key only, for a node agentctl cannot reach.
+    const etcdArgs = ['--namespace', t.namespace, '--agent-id', t.agentId, '--etcd'];
+    const viaEtcd = await agentctl(['drain', ...etcdArgs, '--deadline', '600']);
+    expect(viaEtcd.code, viaEtcd.stderr).to.equal(0);
+    await eventually('the agent to drain from the key', () => isDraining(t));
+    const key = JSON.parse((await t.etcd.get(`nodes/agents/${t.agentId}/drain`).string())!) as { since: number; deadline: number };
+    expect(key.deadline - key.since).to.be.closeTo(600, 0.01);
+    expect((await agentctl(['undrain', ...etcdArgs])).code).to.equal(0);
+    await eventually('the agent to undrain from the key', async () => !(await isDraining(t)));
   });
 
   it('with sigterm_action drain, SIGTERM drains first: kernels left at sigterm_drain_deadline go with node-drain, then the process exits 0 and no drain key is left', async () => {
