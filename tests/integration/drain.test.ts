@@ -108,13 +108,13 @@ describe('drain', function () {
     const k1 = uniqueName('k');
     await create(t, k1);
     const asked = Date.now();
-    await t.etcd.put(`nodes/agents/${t.agentId}/drain`).value('3');
+    await t.etcd.put(`nodes/agents/${t.agentId}/drain`).value('1');
     const ended = await s.next('kernel_terminated', asked, 30_000);
     expect(ended.args.slice(0, 2)).to.deep.equal([k1, 'node-drain']);
-    expect(Date.now() - asked, 'not before the 3 s deadline').to.be.at.least(2900);
+    expect(Date.now() - asked, 'not before the 1 s deadline (timers may fire a few ms early against Date.now)').to.be.at.least(990);
     expect((await containersOf(t.agentId)).map((c) => c.Id)).to.deep.equal([]);
     const kept = JSON.parse((await t.etcd.get(`nodes/agents/${t.agentId}/drain`).string())!) as { since: number; deadline: number };
-    expect(kept.deadline - kept.since).to.be.closeTo(3, 0.01);
+    expect(kept.deadline - kept.since).to.be.closeTo(1, 0.01);
     expect((await remoteError(create(t, uniqueName('k')))).remoteType).to.equal(WireErrors.NodeDraining);
 
     // The modern table declares the same methods: a 24.09-style manager asks over Callosum.
