@@ -219,7 +219,7 @@ export class Agent {
       checkpoint();
 
       const kernelHost = this.options.kernelHostOverride ?? this.hostIp;
-      const { gpus, images, pool, kernels } = await this.room.build({
+      const { gpus, images, pool, kernels, drain } = await this.room.build({
         options: this.options,
         log: this.log,
         etcd: this.etcd,
@@ -241,6 +241,11 @@ export class Agent {
             { sink: 'redis', stats: modern.sink.snapshot() },
           ],
         },
+        announceDrain: async (state) => {
+          if (state) await this.registration.record('draining', JSON.stringify(state));
+          else await this.registration.forget('draining');
+          this.heartbeat?.kick();
+        },
       });
 
       const rpc = buildRpc({
@@ -256,6 +261,7 @@ export class Agent {
         kernels,
         images,
         gpus,
+        drain,
         rpcMaxMessageBytes: settings.rpcMaxMessageBytes,
         requestStop: (reason) => {
           this.stop(reason).then(
@@ -279,6 +285,7 @@ export class Agent {
             addr: this.address,
             ...(this.keyPair ? { public_key: this.keyPair.publicKey } : {}),
             ...(this.room.network ? { kernel_isolation: this.room.network.state().isolation } : {}),
+            ...(this.room.drain?.value ? { draining: true } : {}),
           }),
           resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: gpus.slots }), // schedulable totals (README, memory accounting)
           listImages: () => images.heartbeatImages(),
@@ -344,6 +351,20 @@ export class Agent {
       if (this.state === 'running') await this.drain(reason);
     })();
     return this.stopping;
+  }
+
+  /**
+   * Stops on SIGTERM as sigterm_action says: `leave` stops at once (kernels
+   * keep running), `drain` first drains the node (src/services/drain.ts) until
+   * its kernels have ended or sigterm_drain_deadline destroyed them.
+   */
+  async stopOnSignal(signal: string): Promise<void> {
+    const s = this.settings.value;
+    if (this.state === 'running' && s.sigtermAction === 'drain' && this.room.drain) {
+      this.log.info('stopping on signal; draining first (sigterm_action drain)', { signal, deadlineSec: s.sigtermDrainDeadlineSec });
+      await this.room.drain.drainForStop(s.sigtermDrainDeadlineSec);
+    } else this.log.info('stopping on signal; kernels keep running', { signal });
+    await this.stop('shutdown');
   }
 
   private async drain(reason: string): Promise<void> {

@@ -40,6 +40,9 @@ import type { NodeMonitor } from './node/stats.js';
 import type { ModernSide } from './modern-side.js';
 import { DockerNetworks } from './adapters/docker-networks.js';
 import { KernelNetwork } from './containers/kernel-network.js';
+import { NodeDrain, type DrainState } from './services/drain.js';
+import { readinessProbes } from './services/readiness.js';
+import { Health } from './metrics/health.js';
 
 /** What the kernel room is built from. */
 export interface KernelRoomContext {
@@ -68,6 +71,8 @@ export interface KernelRoomContext {
   node: NodeMonitor;
   /** The RPC tallies and event sinks the metrics read (built after the room: read at collection). */
   rpcSources: RpcMetricsSources;
+  /** Says a drain (or its end) in the registration and heartbeats (src/services/drain.ts). */
+  announceDrain(state: DrainState | null): Promise<void>;
 }
 
 /** The stats writer over the kernel service's kernels (src/stats/), its Redis targets following etcd's keys. */
@@ -143,6 +148,8 @@ export class KernelRoom {
   pool: WarmPool | null = null;
   kernels: KernelService | null = null;
   metrics: AgentMetrics | null = null;
+  /** The node's drain (src/services/drain.ts). */
+  drain: NodeDrain | null = null;
   /** The kernels' stats in the managers' Redis, and the link that follows `nodes/redis`. */
   stats: StatsWriter | null = null;
   private legacyRedis: LegacyRedisLink | null = null;
@@ -150,7 +157,7 @@ export class KernelRoom {
   /** Builds and starts the parts in order; the kernels left running are re-adopted, the metrics served. */
   async build(
     c: KernelRoomContext,
-  ): Promise<{ gpus: GpuService; images: ImageService; pool: WarmPool; kernels: KernelService; metrics: AgentMetrics }> {
+  ): Promise<{ gpus: GpuService; images: ImageService; pool: WarmPool; kernels: KernelService; metrics: AgentMetrics; drain: NodeDrain }> {
     const { options, settings: live } = c;
     const settings = live.value;
     const vfolderRoot = (await c.etcd.get(VFOLDER_ROOT_KEY)) ?? '/mnt';
@@ -243,7 +250,19 @@ export class KernelRoom {
     });
     await this.legacyRedis.start();
     stats.start();
+    // A drain kept in etcd is in force before the pool fills and before RPC takes creates.
+    const drain = new NodeDrain({
+      etcd: c.etcd,
+      agentId: options.agentId,
+      log: c.log.child({ component: 'drain' }),
+      kernels,
+      pool,
+      announce: c.announceDrain,
+    });
+    this.drain = drain;
+    await drain.start();
     c.checkpoint();
+    const probes = readinessProbes({ agentId: options.agentId, etcd: c.etcd, docker: c.docker, network, redis: c.modern.sink, drain });
     const metrics = new AgentMetrics(
       {
         poolSizes: () => pool.sizes(),
@@ -262,6 +281,7 @@ export class KernelRoom {
         host: options.bindHost,
         intervalMs: 2000,
         log: c.log.child({ component: 'metrics' }),
+        health: options.metricsPort === null ? undefined : new Health(probes),
       },
     );
     this.metrics = metrics;
@@ -271,11 +291,12 @@ export class KernelRoom {
         `cannot serve metrics on port ${options.metricsPort} (${errorMessage(err)}): choose another with --metrics-port`,
       );
     });
-    return { gpus, images, pool, kernels, metrics };
+    return { gpus, images, pool, kernels, metrics, drain };
   }
 
   /** Stops what was built, in reverse order; never throws. */
   async close(): Promise<void> {
+    await this.drain?.stop();
     await this.legacyRedis?.stop();
     await this.stats?.close();
     this.kernels?.close();

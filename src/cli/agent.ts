@@ -77,8 +77,7 @@ function installSignals(agent: Agent, log: Logger): void {
       process.exit(EXIT_FAILED);
     }
     signalled = true;
-    log.info('stopping on signal; kernels keep running', { signal });
-    agent.stop('shutdown').then(
+    agent.stopOnSignal(signal).then(
       () => process.exit(0),
       (err: unknown) => die(`stop failed: ${errorMessage(err)}`, EXIT_FAILED),
     );

@@ -353,6 +353,24 @@ export const SETTINGS = [
     live: true,
     parse: number(1, 24 * 3600),
   }),
+  setting({
+    key: 'sigterm_action',
+    field: 'sigtermAction',
+    doc: 'what SIGTERM does: leave (stop at once; kernels keep running for the next start) or drain (refuse new kernels and empty the warm pool, wait for the kernels to end until sigterm_drain_deadline, destroy those left with reason node-drain, then stop)',
+    see: 'Draining a node',
+    default: 'leave',
+    live: true,
+    parse: oneOf('leave', 'drain'),
+  }),
+  setting({
+    key: 'sigterm_drain_deadline',
+    field: 'sigtermDrainDeadlineSec',
+    doc: 'seconds a SIGTERM drain (sigterm_action drain) waits for the kernels to end before it destroys them; keep it below the stop timeout of supervisord or systemd',
+    see: 'Draining a node',
+    default: 300,
+    live: true,
+    parse: number(0, 7 * 24 * 3600),
+  }),
 ] as const;
 
 /** Settings are the compiled values of the `config/agent/...` keys: one field per row of {@link SETTINGS}, of the type its parser gives. */

@@ -47,7 +47,7 @@ export const AGENT_EVENTS = [
   {
     name: 'kernel_terminated',
     args: [kernelId, { name: 'reason', type: 'str' }, { name: 'stats', type: 'map of the last stats or nil' }],
-    when: 'a kernel is gone: destroyed, reset, idle, died by itself (self-terminated, oom-killed), restarting, already-terminated (sync_kernels), not-found (destroy_kernel of a kernel not held), or create-abandoned (its creator was gone)',
+    when: 'a kernel is gone: destroyed, reset, idle, died by itself (self-terminated, oom-killed), restarting, already-terminated (sync_kernels), not-found (destroy_kernel of a kernel not held), create-abandoned (its creator was gone), or node-drain (left at the deadline of a drain)',
   },
   {
     name: 'kernel_runner_restarted',
@@ -129,7 +129,7 @@ export const MODERN_EVENTS = [
   {
     name: 'kernel_terminated',
     args: [...modernKernel, { name: 'exit_code', type: 'int (-1) or nil' }],
-    when: "a kernel of a modern session is gone (24.09's reasons; agent-reset is reported as agent-termination), or a listed one is already gone (sync_kernel_registry)",
+    when: "a kernel of a modern session is gone (24.09's reasons; agent-reset and node-drain are reported as agent-termination), or a listed one is already gone (sync_kernel_registry)",
   },
   {
     name: 'image_pull_started',

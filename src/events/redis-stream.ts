@@ -57,6 +57,11 @@ export class RedisStreamSink implements EventSink {
     return this.target;
   }
 
+  /** Whether the connection to Redis is up; null while no Redis is set (`config/redis`). */
+  get connected(): boolean | null {
+    return this.client ? this.client.status === 'ready' : null;
+  }
+
   snapshot(): SinkStats {
     return copySinkStats(this.stats);
   }

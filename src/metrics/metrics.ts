@@ -17,6 +17,7 @@ import type { PoolSizes } from '../pool/pool.js';
 import type { GpuReport } from '../accelerators/gpus.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { registerRpcMetrics, type RpcMetricsSources } from './rpc-metrics.js';
+import type { Health } from './health.js';
 
 /** Where the numbers come from, read at every collection. */
 export interface MetricsSources extends RpcMetricsSources {
@@ -46,6 +47,8 @@ export interface MetricsOptions {
   host: string;
   intervalMs: number;
   log: Logger;
+  /** Serves `/livez` and `/readyz` beside `/metrics` (src/metrics/health.ts); absent: only `/metrics`. */
+  health?: Health;
 }
 
 export class AgentMetrics {
@@ -194,8 +197,19 @@ export class AgentMetrics {
   async start(): Promise<void> {
     if (this.options.port !== null) {
       const server = http.createServer((req, res) => {
-        if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-          res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics is served here\n');
+        const route = (req.url ?? '').split('?')[0];
+        const health = this.options.health;
+        if (health && (route === '/livez' || route === '/readyz')) {
+          health.serve(route, req, res).catch((err: unknown) => {
+            if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+            res.end(`${errorMessage(err)}\n`);
+          });
+          return;
+        }
+        if (req.method !== 'GET' || route !== '/metrics') {
+          res
+            .writeHead(404, { 'content-type': 'text/plain' })
+            .end(`only GET /metrics${health ? ', /livez and /readyz are' : ' is'} served here\n`);
           return;
         }
         this.registry.metrics().then(
@@ -241,6 +255,7 @@ export class AgentMetrics {
 
   /** Stops the file writer and the HTTP endpoint. */
   async close(): Promise<void> {
+    this.options.health?.close();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const server = this.server;

@@ -56,6 +56,8 @@ export class WarmPool implements HygieneTarget {
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private closed = false;
+  /** The node drains (src/services/drain.ts): nothing is created, and every idle container goes at each sizing. */
+  private draining = false;
   private readonly passCounter = new PassCounter();
 
   /** Creations under way: slot -> pool key. */
@@ -261,6 +263,12 @@ export class WarmPool implements HygieneTarget {
     loop();
   }
 
+  /** The node drains (true) or takes kernels again (false): the pool empties, or refills to its targets, now. */
+  setDraining(on: boolean): void {
+    this.draining = on;
+    this.resize();
+  }
+
   /** A settings change: size again now. */
   reconfigured(): void {
     this.resize();
@@ -308,6 +316,10 @@ export class WarmPool implements HygieneTarget {
   /** Brings every image and type towards its target; creations beyond fill_concurrency wait for a free place. */
   resize(): void {
     if (this.closed) return;
+    if (this.draining) {
+      for (const c of [...this.idle.values()]) void this.drop(c, 'the node drains');
+      return;
+    }
     const s = this.deps.settings();
     const now = Date.now();
     const keys = new Set<string>([...this.idle.values()].map((c) => c.key).concat([...this.creating.values()]));

@@ -18,6 +18,7 @@ import {
   type PullSummary,
   type RunResult,
   type ServiceResult,
+  type DrainStatus,
 } from './results.js';
 
 /** How long the slow calls may take by default: creating or restarting a container, destroying one, resetting a node. */
@@ -209,6 +210,16 @@ export class AgentApi {
   /** reset: destroys every kernel of the agent (reason agent-reset). */
   reset(): Promise<null> {
     return this.client.callWithTimeout(this.slowMs, methods.reset);
+  }
+
+  /** drain (beyond): the node refuses new kernels and empties its warm pool; after `deadlineSec` the kernels left are destroyed. */
+  drain(deadlineSec: number | null = null): Promise<DrainStatus> {
+    return this.client.call(methods.drain, deadlineSec);
+  }
+
+  /** undrain (beyond): the node takes new kernels again. */
+  undrain(): Promise<DrainStatus> {
+    return this.client.call(methods.undrain);
   }
 
   /** Fails pending calls and closes the socket. */

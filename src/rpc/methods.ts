@@ -47,6 +47,7 @@ import type {
   ImageRemoval,
   ImageGcResult,
   SyncResult,
+  DrainStatus,
 } from './results.js';
 
 const MiB = 1024 * 1024;
@@ -254,5 +255,18 @@ export const methods = {
     params: [p.optional(p.bool('dry_run'))],
     returns:
       '{data_root, usage_pct, usage_after_pct, high_pct, low_pct, dry_run, ran, removed: [{image, names, id, size, last_used}], kept: [{image, id, reason}], failed}',
+  }),
+  drain: define<[OptionalParam<number | null>], DrainStatus>({
+    name: 'drain',
+    summary:
+      'Drains the node: new kernels are refused (agent.NodeDraining, retryable), the warm pool empties, running kernels stay; after `deadline` seconds those left are destroyed with reason node-drain. Kept in etcd across restarts until undrain (beyond).',
+    params: [p.optional(p.nullable(p.float('deadline', { min: 0, max: 7 * 24 * 3600 })))],
+    returns: '{draining, since, deadline (unix seconds or nil), kernels}',
+  }),
+  undrain: define<[], DrainStatus>({
+    name: 'undrain',
+    summary: 'Ends a drain: the node takes new kernels again and the warm pool refills (beyond).',
+    params: [],
+    returns: '{draining, since, deadline, kernels}',
   }),
 } as const;

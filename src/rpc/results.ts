@@ -205,3 +205,14 @@ export interface ImageGcResult {
   kept: Array<{ image: string; id: string; reason: string }>;
   failed: Array<{ image: string; id: string; error: string }>;
 }
+
+/** DrainStatus is what drain and undrain answer (src/services/drain.ts): whether the node drains, since when and until when. */
+export interface DrainStatus {
+  draining: boolean;
+  /** Unix seconds the drain began; null when not draining. */
+  since: number | null;
+  /** Unix seconds after which the kernels left are destroyed (reason node-drain); null: none. */
+  deadline: number | null;
+  /** Kernels the node still holds. */
+  kernels: number;
+}
