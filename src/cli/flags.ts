@@ -159,7 +159,10 @@ export const AGENTCTL_FLAGS: readonly FlagSpec[] = [
 
 /** The flags of agentctl's commands, by command (like the global ones, each is also an `AGENTCTL_*` variable). */
 export const AGENTCTL_COMMAND_FLAGS: Readonly<
-  Record<'run' | 'events' | 'download' | 'destroy' | 'reset' | 'images rm' | 'images gc' | 'open' | 'drain' | 'undrain', readonly FlagSpec[]>
+  Record<
+    'run' | 'events' | 'download' | 'destroy' | 'reset' | 'images rm' | 'images gc' | 'open' | 'drain' | 'undrain',
+    readonly FlagSpec[]
+  >
 > = {
   run: [
     { name: 'file', alias: 'f', type: 'string', describe: 'read the code from FILE' },
