@@ -29,11 +29,7 @@ export function soakProblems(r: SoakReport): string[] {
     if (end.fds > start.fds + FD_SLACK) problems.push(`open descriptors grew from ${start.fds} to ${end.fds}`);
     if (end.sockets > start.sockets + FD_SLACK) problems.push(`sockets grew from ${start.sockets} to ${end.sockets}`);
   }
-  const l = r.leftovers;
-  if (l.containers) problems.push(`${l.containers} container(s) left`);
-  if (l.scratchDirs) problems.push(`${l.scratchDirs} scratch dir(s) left`);
-  if (l.openPorts) problems.push(`${l.openPorts} kernel port(s) still accept connections`);
-  if (!l.allCoresFree) problems.push('a kernel asking for every core did not fit: cores were not given back');
+  problems.push(...leftoverProblems(r.leftovers));
   if (!r.pingAfter) problems.push('the agent did not answer ping at the end');
   if (r.flood) {
     const f = r.flood;
@@ -46,5 +42,31 @@ export function soakProblems(r: SoakReport): string[] {
     if (after.rssKiB > rssBound(before.rssKiB)) problems.push(`RSS grew from ${before.rssKiB} to ${after.rssKiB} KiB over the flood`);
     if (after.fds > before.fds + FD_SLACK) problems.push(`open descriptors grew from ${before.fds} to ${after.fds} over the flood`);
   }
+  return problems;
+}
+
+/** What a soak left behind; the counts a soak does not take are absent. */
+export interface Leftovers {
+  containers: number;
+  scratchDirs: number;
+  openPorts: number;
+  allCoresFree?: boolean;
+  networks?: number;
+  chains?: number;
+  mounts?: number;
+  loopDevices?: number;
+}
+
+/** Every leftover, in words: the soak and the fault soak hold their ends to these alike. */
+export function leftoverProblems(l: Leftovers): string[] {
+  const problems: string[] = [];
+  if (l.containers) problems.push(`${l.containers} container(s) left`);
+  if (l.scratchDirs) problems.push(`${l.scratchDirs} scratch dir(s) left`);
+  if (l.openPorts) problems.push(`${l.openPorts} kernel port(s) still accept connections`);
+  if (l.allCoresFree === false) problems.push('a kernel asking for every core did not fit: cores were not given back');
+  if (l.networks) problems.push(`${l.networks} kernel network(s) left`);
+  if (l.chains) problems.push(`${l.chains} firewall chain(s) left`);
+  if (l.mounts) problems.push(`${l.mounts} mount(s) left under the scratch root`);
+  if (l.loopDevices) problems.push(`${l.loopDevices} loop device(s) left on the scratch root's files`);
   return problems;
 }

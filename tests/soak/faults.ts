@@ -1,0 +1,384 @@
+/**
+ * The fault soak (`npm run soak -- --faults MINUTES [--seed N]`): kernels
+ * of an agent run as the real CLI are driven with runs whose output is known
+ * from their code and uploads whose checksums are kept, while at seeded
+ * moments the agent is SIGKILLed or SIGTERMed and started again (same
+ * scratch root, same id), the host port range is held by listeners of the
+ * soak (a restart and a create must then fail retryably, the kernel running
+ * on), a home is filled to its quota from inside its kernel (an upload
+ * is then agent.NoSpace) and freed, and a kernel is restarted, the agent
+ * SIGKILLed under the restart half of the times. Every run's console must be exactly what
+ * its code printed, every file must be there whole, no home may go, and at
+ * the end nothing may be left (tests/soak/verdict.ts). The suite runs 60 s
+ * of it (tests/integration/soak-faults.test.ts).
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs, existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import Docker from 'dockerode';
+import { listChains } from '../../src/adapters/iptables.js';
+import { CHAIN_PREFIX, chainId } from '../../src/containers/firewall.js';
+import { RemoteError } from '../../src/errors.js';
+import { methods } from '../../src/rpc/methods.js';
+import { containersOf, nextPortBlock, reachable, tempScratch, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import { waitRealTime } from '../helpers/real-time.js';
+import { cleanMountsUnder, loopsUnder, mountsUnder } from '../helpers/scratch-mounts.js';
+import { childAgent, type ChildAgent } from './drive.js';
+import { asks, driveRun, fill, free, Link, quick, runProblems, sha256, slow, verify, type Program } from './fault-runs.js';
+import { prng } from './frames.js';
+import { leftoverProblems, type Leftovers } from './verdict.js';
+
+/** Options of {@link faultSoak}. */
+export interface FaultSoakOptions {
+  /** How long the kernels are driven and the faults come, counted from the agent's first start. */
+  seconds: number;
+  /** Seeds the faults' order and moments, the runs' programs and the uploads' bytes: the same seed replays the same soak (its timing aside). */
+  seed: number;
+  kernels?: number;
+  progress?: (line: string) => void;
+}
+
+/** The faults the soak makes. */
+const FAULTS = ['sigkill', 'sigterm', 'ports', 'fill', 'restart'] as const;
+type Fault = (typeof FAULTS)[number];
+
+/** What a fault soak did and found. */
+export interface FaultSoakReport {
+  seed: number;
+  seconds: number;
+  kernels: number;
+  runs: { total: number; byKind: Record<string, number>; resumed: number; requeried: number };
+  uploads: number;
+  faults: Record<Fault, number>;
+  /** Failures the soak made on purpose and got as the manual says, by kind. */
+  expected: Record<string, number>;
+  agentStarts: number;
+  leftovers: Leftovers;
+  problems: string[];
+}
+
+/** Each kernel of the soak: what it was given and what must still be there. */
+interface SoakKernel {
+  id: string;
+  /** Uploaded files of its home: name to sha256. */
+  files: Map<string, string>;
+  /** While a fill holds its home full, an upload may be agent.NoSpace. */
+  full: boolean;
+  rnd: () => number;
+  runs: number;
+  uploads: number;
+  /** Set while a fault needs the kernel to itself: the driver stops at its next step until it is released. */
+  pause: Pause | null;
+}
+
+/** A driver held at its next step: `reached` resolves when it stops there, `release` lets it go on. */
+interface Pause {
+  reached: Promise<void>;
+  stopped: () => void;
+  release: () => void;
+  released: Promise<void>;
+}
+
+function pause(): Pause {
+  let stopped!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((r) => (stopped = r));
+  const released = new Promise<void>((r) => (release = r));
+  return { reached, stopped, release, released };
+}
+
+const MiB = 1024 * 1024;
+/** One core, 256 MiB, a 32 MiB hostfile home (scratch_size below), so that a fill is quick. */
+const KERNEL = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 }, mounts: [], environ: {} };
+/** Host ports of the agent: the first 32 of a test port block (2 kernels take 8). */
+const RANGE_SIZE = 32;
+
+/** Runs the fault soak on a fresh child agent; the caller runs the clean-ups (the test hooks, or the command's finally). */
+export async function faultSoak(o: FaultSoakOptions): Promise<FaultSoakReport> {
+  const say = o.progress ?? (() => undefined);
+  const rnd = prng(o.seed);
+  const problems: string[] = [];
+  const expected: Record<string, number> = {};
+  const count = (what: string) => (expected[what] = (expected[what] ?? 0) + 1);
+  const faults: Record<Fault, number> = { sigkill: 0, sigterm: 0, ports: 0, fill: 0, restart: 0 };
+  const runs: FaultSoakReport['runs'] = { total: 0, byKind: {}, resumed: 0, requeried: 0 };
+  let uploads = 0;
+
+  const scratch = await fs.realpath(await tempScratch());
+  cleanMountsUnder(scratch);
+  const block = nextPortBlock();
+  const range = { lo: block.lo, hi: block.lo + RANGE_SIZE - 1 };
+  const started = Date.now();
+  const end = started + o.seconds * 1000;
+  let agent: ChildAgent = await childAgent({
+    scratch,
+    settings: {
+      container_port_range: `${range.lo}-${range.hi}`,
+      port_reuse_cooldown: '0',
+      scratch_type: 'hostfile',
+      scratch_size: '32',
+      cpu_overcommit: '2', // the kernels and the create tried while the ports are held, on a 2-core machine
+      runner_ready_timeout: '30', // a loaded machine
+    },
+  });
+  let agentStarts = 1;
+  const link = new Link(agent.client);
+  say(`fault soak: seed ${o.seed}, ${o.seconds} s, agent ${agent.agentId}, ports ${range.lo}-${range.hi}, scratch ${scratch}`);
+
+  const kernels: SoakKernel[] = [];
+  for (let i = 0; i < (o.kernels ?? 2); i++) {
+    const id = uniqueName(`soak${i}`);
+    await agent.client.callWithTimeout(120_000, methods.create_kernel, id, KERNEL);
+    const k: SoakKernel = { id, files: new Map(), full: false, rnd: prng(o.seed * 31 + i + 1), runs: 0, uploads: 0, pause: null };
+    kernels.push(k);
+    await upload(k, 'marker.txt', Buffer.from(`home of ${id}\n`));
+  }
+
+  async function upload(k: SoakKernel, name: string, bytes: Buffer): Promise<void> {
+    const wasFull = k.full;
+    try {
+      await link.retried((c) => c.callWithTimeout(60_000, methods.upload_file, k.id, name, bytes));
+      k.files.set(name, sha256(bytes));
+      uploads++;
+    } catch (err) {
+      if ((wasFull || k.full) && err instanceof RemoteError && err.remoteType === 'agent.NoSpace') {
+        count('upload to a full home: agent.NoSpace');
+        if (existsSync(path.join(scratch, k.id, name)))
+          problems.push(`the upload of ${name} to ${k.id} failed with NoSpace but left the file`);
+      } else problems.push(`upload of ${name} (${bytes.length} bytes) to ${k.id} failed: ${String(err)}`);
+    }
+  }
+
+  async function run(k: SoakKernel, p: Program): Promise<void> {
+    const runId = `${k.id}-r${++k.runs}`;
+    try {
+      const out = await driveRun(link, k.id, runId, p);
+      problems.push(...runProblems(k.id, p, out));
+      runs.total++;
+      runs.byKind[p.kind] = (runs.byKind[p.kind] ?? 0) + 1;
+      runs.resumed += out.resumed;
+      runs.requeried += out.requeried;
+      if (runs.total % 25 === 0) say(`${runs.total} runs, ${uploads} uploads, faults ${JSON.stringify(faults)}`);
+    } catch (err) {
+      problems.push(`run ${runId} (${p.kind}) on ${k.id} failed: ${String(err)}`);
+    }
+  }
+
+  /** The homes as the host sees them: each there with every uploaded file whole; the agent lists every kernel, one container each. */
+  async function checkHomes(when: string): Promise<void> {
+    const listed = (await link.retried((c) => c.call(methods.list_kernels))).map((x) => x.id);
+    const containers = await containersOf(agent.agentId);
+    if (containers.length !== kernels.length)
+      problems.push(
+        `${when}: ${containers.length} containers for ${kernels.length} kernels (${containers.map((c) => `${c.Names[0]} ${c.State}`).join(', ')})`,
+      );
+    for (const k of kernels) {
+      if (!listed.includes(k.id)) problems.push(`${when}: the agent does not list kernel ${k.id}`);
+      for (const [name, sum] of k.files) {
+        const got = await fs.readFile(path.join(scratch, k.id, name)).then(sha256, (err: unknown) => `unreadable (${String(err)})`);
+        if (got !== sum) problems.push(`${when}: ${k.id}/${name} is ${got}, uploaded ${sum}`);
+      }
+    }
+  }
+
+  // The drivers: each kernel gets runs (some two at once, queued), uploads and checks of its files until the end.
+  let stopping = false;
+  async function driver(k: SoakKernel): Promise<void> {
+    while (!stopping) {
+      if (k.pause) {
+        k.pause.stopped();
+        await k.pause.released;
+        continue;
+      }
+      const r = k.rnd();
+      const tok = `${k.id}-${k.runs + 1}`;
+      if (r < 0.15) await upload(k, `up-${++k.uploads}.bin`, randomBytesFrom(k.rnd, 1 + Math.floor(k.rnd() * 256 * 1024)));
+      else if (r < 0.25) await run(k, verify(tok, k.files));
+      else if (r < 0.4)
+        await Promise.all([run(k, slow(tok, 5 + Math.floor(k.rnd() * 20), 100)), run(k, quick(`${tok}q`, 1 + Math.floor(k.rnd() * 500)))]);
+      else if (r < 0.55) await run(k, asks(tok, k.rnd() < 0.5, Math.floor(k.rnd() * 1500)));
+      else if (r < 0.8) await run(k, slow(tok, 5 + Math.floor(k.rnd() * 25), 50 + Math.floor(k.rnd() * 250)));
+      else await run(k, quick(tok, 1 + Math.floor(k.rnd() * 3000)));
+    }
+  }
+  const drivers = kernels.map(driver);
+
+  async function restartAgent(signal: 'SIGKILL' | 'SIGTERM', when = `after ${signal}`): Promise<void> {
+    link.goingDown();
+    agent.proc.child.kill(signal);
+    const code = await agent.proc.exited;
+    if (signal === 'SIGTERM' && code !== 0) problems.push(`the agent's stop on SIGTERM exited ${code}`);
+    agent = await childAgent(agent.options);
+    agentStarts++;
+    link.up(agent.client);
+    await checkHomes(when);
+  }
+
+  /** Holds every free port of the range: a restart and a create must fail retryably, the kernels running on. */
+  async function exhaustPorts(): Promise<void> {
+    const taken = new Set((await containersOf(agent.agentId)).flatMap((c) => c.Ports.map((p) => p.PublicPort)));
+    const held: net.Server[] = [];
+    for (let p = range.lo; p <= range.hi; p++) if (!taken.has(p)) held.push(...(await hold(p)));
+    try {
+      const k = kernels[Math.floor(rnd() * kernels.length)]!;
+      await expectShort(`restart_kernel of ${k.id}`, /the kernel runs on as it was/, async () => {
+        await agent.client.callWithTimeout(120_000, methods.restart_kernel, k.id, KERNEL);
+      });
+      const extra = uniqueName('soak-extra');
+      await expectShort(`create_kernel of ${extra}`, /host ports/, async () => {
+        await agent.client.callWithTimeout(120_000, methods.create_kernel, extra, KERNEL);
+        await agent.client.callWithTimeout(120_000, methods.destroy_kernel, extra);
+      });
+      await waitRealTime(1000 + rnd() * 3000, 'the runs go on while the ports are held');
+    } finally {
+      await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
+    }
+  }
+
+  async function expectShort(what: string, message: RegExp, call: () => Promise<void>): Promise<void> {
+    try {
+      await call();
+      problems.push(`${what} went through with every free host port held`);
+    } catch (err) {
+      if (err instanceof RemoteError && err.remoteType === 'agent.InsufficientResources' && err.retryable && message.test(err.message))
+        count(`${what.split(' ')[0]} with no free host port: agent.InsufficientResources`);
+      else problems.push(`${what} with every free host port held failed otherwise: ${String(err)}`);
+    }
+  }
+
+  /** Fills a home from inside its kernel, finds an upload refused, and frees it. */
+  async function fillHome(): Promise<void> {
+    const k = kernels[Math.floor(rnd() * kernels.length)]!;
+    k.full = true;
+    await run(k, fill(`${k.id}-fill${faults.fill}`));
+    await upload(k, `after-fill-${faults.fill}.bin`, Buffer.alloc(MiB, 1));
+    if (k.files.has(`after-fill-${faults.fill}.bin`)) problems.push(`an upload of 1 MiB to the full home of ${k.id} went through`);
+    await run(k, free(`${k.id}-free${faults.fill}`));
+    k.full = false;
+  }
+
+  /**
+   * Restarts a kernel once its driver is between steps (a restart ends the
+   * runs of the old runner), half of the times with a SIGKILL of the agent
+   * 50-2000 ms into it; then the kernel must be listed, its home whole, and
+   * it must run.
+   */
+  async function restartKernel(): Promise<void> {
+    const k = kernels[Math.floor(rnd() * kernels.length)]!;
+    const held = pause();
+    k.pause = held;
+    await held.reached;
+    try {
+      const killAfter = rnd() < 0.5 ? 50 + Math.floor(rnd() * 1950) : null;
+      const restart = agent.client.callWithTimeout(120_000, methods.restart_kernel, k.id, KERNEL);
+      if (killAfter === null) {
+        await restart.catch((err: unknown) => problems.push(`restart_kernel of ${k.id} failed: ${String(err)}`));
+        await checkHomes(`after a restart of ${k.id}`);
+      } else {
+        say(`SIGKILL ${killAfter} ms into the restart of ${k.id}`);
+        const answered = restart.then(
+          () => 'answered',
+          () => 'cut',
+        );
+        await waitRealTime(killAfter, 'the agent dies at a random moment of the restart');
+        await restartAgent('SIGKILL', `after a SIGKILL ${killAfter} ms into the restart of ${k.id}`);
+        count(`restart_kernel ${await answered} by a SIGKILL of the agent`);
+      }
+      await run(k, verify(`${k.id}-restarted${faults.restart}`, k.files));
+    } finally {
+      k.pause = null;
+      held.release();
+    }
+  }
+
+  let order: Fault[] = [];
+  while (Date.now() < end) {
+    await waitRealTime(1500 + rnd() * 4000, 'faults come at random moments of the runs');
+    if (Date.now() >= end) break;
+    if (!order.length) order = shuffled(FAULTS, rnd);
+    const fault = order.shift()!;
+    faults[fault]++;
+    say(`fault ${fault} (${Math.round((Date.now() - started) / 1000)} s, ${runs.total} runs so far)`);
+    if (fault === 'sigkill') await restartAgent('SIGKILL');
+    else if (fault === 'sigterm') await restartAgent('SIGTERM');
+    else if (fault === 'ports') await exhaustPorts();
+    else if (fault === 'fill') await fillHome();
+    else await restartKernel();
+  }
+  stopping = true;
+  await Promise.all(drivers);
+
+  // The end: every file checked from inside each kernel and from the host, then everything removed.
+  for (const k of kernels) await run(k, verify(`${k.id}-final`, k.files));
+  await checkHomes('at the end');
+  for (const k of kernels) await link.retried((c) => c.callWithTimeout(120_000, methods.destroy_kernel, k.id));
+  agent.proc.child.kill('SIGTERM');
+  const code = await agent.proc.exited;
+  if (code !== 0) problems.push(`the agent's last stop exited ${code}`);
+  const leftovers = await leftoversOf(agent.agentId, scratch, range);
+  say(`leftovers: ${JSON.stringify(leftovers)}`);
+  return { seed: o.seed, seconds: o.seconds, kernels: kernels.length, runs, uploads, faults, expected, agentStarts, leftovers, problems };
+}
+
+/** Listens on a port of the range on every address, as another program would; nothing when something else has it. */
+function hold(port: number): Promise<net.Server[]> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve([]));
+    s.listen({ host: '0.0.0.0', port, exclusive: true }, () => resolve([s]));
+  });
+}
+
+/** Bytes drawn from a seeded source, so that a replay uploads the same files. */
+function randomBytesFrom(rnd: () => number, n: number): Buffer {
+  const seed = createHash('sha256').update(String(rnd())).digest();
+  const out = Buffer.alloc(n);
+  for (let i = 0; i < n; i += 32) createHash('sha256').update(seed).update(String(i)).digest().copy(out, i);
+  return out;
+}
+
+/** A seeded shuffle of the faults: each round makes every kind once, in its own order. */
+function shuffled<T>(xs: readonly T[], rnd: () => number): T[] {
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+/** What the agent left once its kernels were destroyed and it stopped: containers, kernel network, chains, mounts, loop devices, homes, ports of its range that accept connections. */
+async function leftoversOf(agentId: string, scratch: string, range: { lo: number; hi: number }): Promise<Leftovers> {
+  const networks = await new Docker().listNetworks({ filters: { label: [`io.compute-agent.agent=${agentId}`] } });
+  const prefix = `${CHAIN_PREFIX}${chainId(agentId)}-`;
+  const chains = [...(await listChains('filter')), ...(await listChains('mangle'))].filter((c) => c.startsWith(prefix));
+  const homes = (await fs.readdir(scratch)).filter((n) => !n.startsWith('.'));
+  const files = await fs.readdir(path.join(scratch, '.scratch-files', agentId)).catch(() => []);
+  let openPorts = 0;
+  for (let p = range.lo; p <= range.hi; p++) if (await reachable('127.0.0.1', p, 1000)) openPorts++;
+  return {
+    containers: (await containersOf(agentId)).length,
+    scratchDirs: homes.length + files.length,
+    openPorts,
+    networks: networks.length,
+    chains: chains.length,
+    mounts: mountsUnder(scratch).length,
+    loopDevices: loopsUnder(scratch).length,
+  };
+}
+
+/**
+ * Every way a fault soak failed: what it found on the way (a run whose
+ * console is not what its code printed, a file changed or gone, a home or
+ * kernel gone, a failure of a kind the manual does not promise), a fault
+ * kind that never came (the soak was too short to mean anything), and the
+ * leftovers.
+ */
+export function faultProblems(r: FaultSoakReport): string[] {
+  const problems = [...r.problems];
+  for (const [fault, n] of Object.entries(r.faults)) if (n === 0) problems.push(`no ${fault} fault came in ${r.seconds} s`);
+  if (r.runs.total === 0) problems.push('no run ran');
+  problems.push(...leftoverProblems(r.leftovers));
+  return problems;
+}
