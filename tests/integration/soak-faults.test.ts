@@ -7,7 +7,8 @@
  */
 import { expect } from 'chai';
 import { requireEtcd } from '../helpers/env.js';
-import { faultProblems, faultSoak } from '../soak/faults.js';
+import { faultSoak } from '../soak/faults.js';
+import { faultProblems } from '../soak/verdict.js';
 
 /** SOAK_FAULT_SECONDS and SOAK_FAULT_SEED change them (a failure prints the seed to replay). */
 const SECONDS = Number(process.env.SOAK_FAULT_SECONDS) || 60;

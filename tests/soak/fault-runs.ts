@@ -187,6 +187,8 @@ const text = (r: RunResult, stream: string) =>
 
 /** How long one execute call may wait for its reply (the flush timeout is 1 s; a loaded machine is slow). */
 const CALL_MS = 120_000;
+/** How long a run may take to its end, restarts of the agent included (the longest program runs about 10 s): past it the run is a problem, not a wait without end. */
+const RUN_MS = 180_000;
 
 /**
  * Runs a program on a kernel to its end, through agent deaths: a call cut
@@ -201,7 +203,9 @@ export async function driveRun(link: Link, kernelId: string, runId: string, p: P
   let replied = false;
   let inputSent = false;
   let next: { mode: 'query' | 'continue' | 'input'; code: string } = { mode: 'query', code: p.code };
+  const deadline = Date.now() + RUN_MS;
   for (;;) {
+    if (Date.now() > deadline) throw new Error(`run ${id} did not end within ${RUN_MS / 1000} s (last status ${out.status || 'none'})`);
     await link.ready();
     const gen = link.generation;
     let r: RunResult;

@@ -16,18 +16,15 @@ import { createHash } from 'node:crypto';
 import { promises as fs, existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import Docker from 'dockerode';
-import { listChains } from '../../src/adapters/iptables.js';
-import { CHAIN_PREFIX, chainId } from '../../src/containers/firewall.js';
 import { RemoteError } from '../../src/errors.js';
 import { methods } from '../../src/rpc/methods.js';
-import { containersOf, nextPortBlock, reachable, tempScratch, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
+import { containersOf, nextPortBlock, tempScratch, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { waitRealTime } from '../helpers/real-time.js';
-import { cleanMountsUnder, loopsUnder, mountsUnder } from '../helpers/scratch-mounts.js';
+import { cleanMountsUnder } from '../helpers/scratch-mounts.js';
 import { childAgent, type ChildAgent } from './drive.js';
 import { asks, driveRun, fill, free, Link, quick, runProblems, sha256, slow, verify, type Program } from './fault-runs.js';
 import { prng } from './frames.js';
-import { leftoverProblems, type Leftovers } from './verdict.js';
+import { FAULTS, leftoversOf, type Fault, type FaultSoakReport } from './verdict.js';
 
 /** Options of {@link faultSoak}. */
 export interface FaultSoakOptions {
@@ -37,25 +34,6 @@ export interface FaultSoakOptions {
   seed: number;
   kernels?: number;
   progress?: (line: string) => void;
-}
-
-/** The faults the soak makes. */
-const FAULTS = ['sigkill', 'sigterm', 'ports', 'fill', 'restart'] as const;
-type Fault = (typeof FAULTS)[number];
-
-/** What a fault soak did and found. */
-export interface FaultSoakReport {
-  seed: number;
-  seconds: number;
-  kernels: number;
-  runs: { total: number; byKind: Record<string, number>; resumed: number; requeried: number };
-  uploads: number;
-  faults: Record<Fault, number>;
-  /** Failures the soak made on purpose and got as the manual says, by kind. */
-  expected: Record<string, number>;
-  agentStarts: number;
-  leftovers: Leftovers;
-  problems: string[];
 }
 
 /** Each kernel of the soak: what it was given and what must still be there. */
@@ -247,15 +225,43 @@ export async function faultSoak(o: FaultSoakOptions): Promise<FaultSoakReport> {
     }
   }
 
-  /** Fills a home from inside its kernel, finds an upload refused, and frees it. */
+  /**
+   * Fills a home from inside its kernel and finds an upload refused; while
+   * it is full, the agent is SIGKILLed and started again, or the kernel
+   * restarted (which must go through or fail retryably, the kernel running
+   * on); then the home is freed. Its driver waits meanwhile, since a restart
+   * ends the runs of the old runner.
+   */
   async function fillHome(): Promise<void> {
     const k = kernels[Math.floor(rnd() * kernels.length)]!;
+    const n = faults.fill;
+    const held = pause();
+    k.pause = held;
+    await held.reached;
     k.full = true;
-    await run(k, fill(`${k.id}-fill${faults.fill}`));
-    await upload(k, `after-fill-${faults.fill}.bin`, Buffer.alloc(MiB, 1));
-    if (k.files.has(`after-fill-${faults.fill}.bin`)) problems.push(`an upload of 1 MiB to the full home of ${k.id} went through`);
-    await run(k, free(`${k.id}-free${faults.fill}`));
-    k.full = false;
+    try {
+      await run(k, fill(`${k.id}-fill${n}`));
+      await upload(k, `after-fill-${n}.bin`, Buffer.alloc(MiB, 1));
+      if (k.files.has(`after-fill-${n}.bin`)) problems.push(`an upload of 1 MiB to the full home of ${k.id} went through`);
+      if (rnd() < 0.5) {
+        await restartAgent('SIGKILL', `after a SIGKILL with the home of ${k.id} full`);
+      } else {
+        try {
+          await link.client.callWithTimeout(120_000, methods.restart_kernel, k.id, KERNEL);
+          count('restart_kernel with a full home: went through');
+        } catch (err) {
+          if (err instanceof RemoteError && err.remoteType === 'agent.InsufficientResources' && /runs on as it was/.test(err.message))
+            count('restart_kernel with a full home: agent.InsufficientResources');
+          else problems.push(`restart_kernel of ${k.id} with its home full failed otherwise: ${String(err)}`);
+        }
+        await checkHomes(`after a restart of ${k.id} with its home full`);
+      }
+      await run(k, free(`${k.id}-free${n}`));
+    } finally {
+      k.full = false;
+      k.pause = null;
+      held.release();
+    }
   }
 
   /**
@@ -346,39 +352,4 @@ function shuffled<T>(xs: readonly T[], rnd: () => number): T[] {
     [out[i], out[j]] = [out[j]!, out[i]!];
   }
   return out;
-}
-
-/** What the agent left once its kernels were destroyed and it stopped: containers, kernel network, chains, mounts, loop devices, homes, ports of its range that accept connections. */
-async function leftoversOf(agentId: string, scratch: string, range: { lo: number; hi: number }): Promise<Leftovers> {
-  const networks = await new Docker().listNetworks({ filters: { label: [`io.compute-agent.agent=${agentId}`] } });
-  const prefix = `${CHAIN_PREFIX}${chainId(agentId)}-`;
-  const chains = [...(await listChains('filter')), ...(await listChains('mangle'))].filter((c) => c.startsWith(prefix));
-  const homes = (await fs.readdir(scratch)).filter((n) => !n.startsWith('.'));
-  const files = await fs.readdir(path.join(scratch, '.scratch-files', agentId)).catch(() => []);
-  let openPorts = 0;
-  for (let p = range.lo; p <= range.hi; p++) if (await reachable('127.0.0.1', p, 1000)) openPorts++;
-  return {
-    containers: (await containersOf(agentId)).length,
-    scratchDirs: homes.length + files.length,
-    openPorts,
-    networks: networks.length,
-    chains: chains.length,
-    mounts: mountsUnder(scratch).length,
-    loopDevices: loopsUnder(scratch).length,
-  };
-}
-
-/**
- * Every way a fault soak failed: what it found on the way (a run whose
- * console is not what its code printed, a file changed or gone, a home or
- * kernel gone, a failure of a kind the manual does not promise), a fault
- * kind that never came (the soak was too short to mean anything), and the
- * leftovers.
- */
-export function faultProblems(r: FaultSoakReport): string[] {
-  const problems = [...r.problems];
-  for (const [fault, n] of Object.entries(r.faults)) if (n === 0) problems.push(`no ${fault} fault came in ${r.seconds} s`);
-  if (r.runs.total === 0) problems.push('no run ran');
-  problems.push(...leftoverProblems(r.leftovers));
-  return problems;
 }

@@ -7,9 +7,9 @@
  * --setting 'pool/images={"python:3-debian":{"small":2}}'`). Exits 1 when a leftover, a leak bound or a lost reply is found.
  */
 import { requireEtcd, runCleanups } from '../helpers/env.js';
-import { faultProblems, faultSoak } from './faults.js';
+import { faultSoak } from './faults.js';
 import { soak } from './soak.js';
-import { soakProblems } from './verdict.js';
+import { faultProblems, soakProblems } from './verdict.js';
 
 function parse(argv: string[]): { cycles: number; frames: number; seed: number; faults: number; settings: Record<string, string> } {
   const out = { cycles: 1000, frames: 100_000, seed: 1, faults: 0, settings: {} as Record<string, string> };
