@@ -1,18 +1,19 @@
 /**
- * The fault soak (`npm run soak -- --faults MINUTES [--seed N]`): kernels
- * of an agent run as the real CLI are driven with runs whose output is known
- * from their code and uploads whose checksums are kept, while at seeded
- * moments the agent is SIGKILLed or SIGTERMed and started again (same
- * scratch root, same id), the host port range is held by listeners of the
- * soak (a restart and a create must then fail retryably, the kernel running
- * on), a home is filled to its quota from inside its kernel (an upload
- * is then agent.NoSpace) and freed, and a kernel is restarted, the agent
- * SIGKILLed under the restart half of the times. Every run's console must be exactly what
- * its code printed, every file must be there whole, no home may go, and at
- * the end nothing may be left (tests/soak/verdict.ts). The suite runs 60 s
- * of it (tests/integration/soak-faults.test.ts).
+ * The fault soak (`npm run soak -- --faults MINUTES [--seed N]`): two
+ * kernels of an agent run as the real CLI are driven with runs whose output
+ * is known from their code and uploads whose checksums are kept, while at
+ * seeded moments the agent is SIGKILLed or SIGTERMed and started again
+ * (same scratch root, id and port); the host port range is held by
+ * listeners of the soak (a restart and a create must then fail retryably,
+ * the kernel running on); a home is filled to its quota from inside its
+ * kernel (an upload is then agent.NoSpace), the agent killed or the kernel
+ * restarted while it is full, and freed; and a kernel is restarted, the
+ * agent SIGKILLed under the restart half of the times. Every run's console
+ * must be exactly what its code printed, every file must be there whole, no
+ * home or kernel may go, and at the end nothing may be left
+ * (tests/soak/verdict.ts). The suite runs 60 s of it
+ * (tests/integration/soak-faults.test.ts); docs/development.rst says more.
  */
-import { createHash } from 'node:crypto';
 import { promises as fs, existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -20,9 +21,11 @@ import { RemoteError } from '../../src/errors.js';
 import { methods } from '../../src/rpc/methods.js';
 import { containersOf, nextPortBlock, tempScratch, TEST_IMAGE_LANG, uniqueName } from '../helpers/env.js';
 import { waitRealTime } from '../helpers/real-time.js';
-import { cleanMountsUnder } from '../helpers/scratch-mounts.js';
+import { cleanMountsUnder, mountsUnder } from '../helpers/scratch-mounts.js';
+import { LABELS } from '../../src/adapters/labels.js';
 import { childAgent, type ChildAgent } from './drive.js';
 import { asks, driveRun, fill, free, Link, quick, runProblems, sha256, slow, verify, type Program } from './fault-runs.js';
+import { hold, pause, randomBytesFrom, shuffled, type Pause } from './fault-kit.js';
 import { prng } from './frames.js';
 import { FAULTS, leftoversOf, type Fault, type FaultSoakReport } from './verdict.js';
 
@@ -32,7 +35,6 @@ export interface FaultSoakOptions {
   seconds: number;
   /** Seeds the faults' order and moments, the runs' programs and the uploads' bytes: the same seed replays the same soak (its timing aside). */
   seed: number;
-  kernels?: number;
   progress?: (line: string) => void;
 }
 
@@ -41,7 +43,7 @@ interface SoakKernel {
   id: string;
   /** Uploaded files of its home: name to sha256. */
   files: Map<string, string>;
-  /** While a fill holds its home full, an upload may be agent.NoSpace. */
+  /** While a fill holds its home full (its driver waiting), an upload must be agent.NoSpace. */
   full: boolean;
   rnd: () => number;
   runs: number;
@@ -50,25 +52,11 @@ interface SoakKernel {
   pause: Pause | null;
 }
 
-/** A driver held at its next step: `reached` resolves when it stops there, `release` lets it go on. */
-interface Pause {
-  reached: Promise<void>;
-  stopped: () => void;
-  release: () => void;
-  released: Promise<void>;
-}
-
-function pause(): Pause {
-  let stopped!: () => void;
-  let release!: () => void;
-  const reached = new Promise<void>((r) => (stopped = r));
-  const released = new Promise<void>((r) => (release = r));
-  return { reached, stopped, release, released };
-}
-
 const MiB = 1024 * 1024;
 /** One core, 256 MiB, a 32 MiB hostfile home (scratch_size below), so that a fill is quick. */
 const KERNEL = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256 }, mounts: [], environ: {} };
+/** The kernels driven at once: with the create tried while the ports are held, 3 cores of 4 (cpu_overcommit 2 on this 2-core machine). */
+const KERNELS = 2;
 /** Host ports of the agent: the first 32 of a test port block (2 kernels take 8). */
 const RANGE_SIZE = 32;
 
@@ -79,7 +67,7 @@ export async function faultSoak(o: FaultSoakOptions): Promise<FaultSoakReport> {
   const problems: string[] = [];
   const expected: Record<string, number> = {};
   const count = (what: string) => (expected[what] = (expected[what] ?? 0) + 1);
-  const faults: Record<Fault, number> = { sigkill: 0, sigterm: 0, ports: 0, fill: 0, restart: 0 };
+  const faults: Record<Fault, number> = { sigkill: 0, sigterm: 0, ports: 0, fill: 0, restart: 0, lifecycle: 0 };
   const runs: FaultSoakReport['runs'] = { total: 0, byKind: {}, resumed: 0, requeried: 0 };
   let uploads = 0;
 
@@ -105,7 +93,7 @@ export async function faultSoak(o: FaultSoakOptions): Promise<FaultSoakReport> {
   say(`fault soak: seed ${o.seed}, ${o.seconds} s, agent ${agent.agentId}, ports ${range.lo}-${range.hi}, scratch ${scratch}`);
 
   const kernels: SoakKernel[] = [];
-  for (let i = 0; i < (o.kernels ?? 2); i++) {
+  for (let i = 0; i < KERNELS; i++) {
     const id = uniqueName(`soak${i}`);
     await agent.client.callWithTimeout(120_000, methods.create_kernel, id, KERNEL);
     const k: SoakKernel = { id, files: new Map(), full: false, rnd: prng(o.seed * 31 + i + 1), runs: 0, uploads: 0, pause: null };
@@ -143,10 +131,17 @@ export async function faultSoak(o: FaultSoakOptions): Promise<FaultSoakReport> {
     }
   }
 
-  /** The homes as the host sees them: each there with every uploaded file whole; the agent lists every kernel, one container each. */
-  async function checkHomes(when: string): Promise<void> {
+  /**
+   * The homes as the host sees them: each there with every uploaded file
+   * whole; the agent lists every kernel, one container each (and at most one
+   * for a kernel of `maybe`, whose create or destroy a death cut).
+   */
+  async function checkHomes(when: string, maybe: string[] = []): Promise<void> {
     const listed = (await link.retried((c) => c.call(methods.list_kernels))).map((x) => x.id);
-    const containers = await containersOf(agent.agentId);
+    const all = await containersOf(agent.agentId);
+    const containers = all.filter((c) => !maybe.includes(c.Labels[LABELS.kernel]!));
+    if (all.length - containers.length > maybe.length)
+      problems.push(`${when}: ${all.length - containers.length} containers for the kernel(s) ${maybe.join(', ')}`);
     if (containers.length !== kernels.length)
       problems.push(
         `${when}: ${containers.length} containers for ${kernels.length} kernels (${containers.map((c) => `${c.Names[0]} ${c.State}`).join(', ')})`,
@@ -182,7 +177,7 @@ export async function faultSoak(o: FaultSoakOptions): Promise<FaultSoakReport> {
   }
   const drivers = kernels.map(driver);
 
-  async function restartAgent(signal: 'SIGKILL' | 'SIGTERM', when = `after ${signal}`): Promise<void> {
+  async function restartAgent(signal: 'SIGKILL' | 'SIGTERM', when = `after ${signal}`, maybe: string[] = []): Promise<void> {
     link.goingDown();
     agent.proc.child.kill(signal);
     const code = await agent.proc.exited;
@@ -190,7 +185,7 @@ export async function faultSoak(o: FaultSoakOptions): Promise<FaultSoakReport> {
     agent = await childAgent(agent.options);
     agentStarts++;
     link.up(agent.client);
-    await checkHomes(when);
+    await checkHomes(when, maybe);
   }
 
   /** Holds every free port of the range: a restart and a create must fail retryably, the kernels running on. */
@@ -298,10 +293,62 @@ export async function faultSoak(o: FaultSoakOptions): Promise<FaultSoakReport> {
     }
   }
 
+  /**
+   * A kernel made and destroyed with the agent SIGKILLed at a random moment
+   * of one of them: 50-3000 ms into the create, after which a retried
+   * create_kernel (idempotent per id) must give a kernel that runs, or
+   * 0-500 ms into the destroy; a retried destroy must then leave nothing of
+   * it (docs/kernels.rst, "What survives what").
+   */
+  async function lifecycle(): Promise<void> {
+    const id = uniqueName('soak-life');
+    const cut = (p: Promise<unknown>) =>
+      p.then(
+        () => 'answered',
+        () => 'cut',
+      );
+    const killCreate = rnd() < 0.5;
+    const create = cut(agent.client.callWithTimeout(120_000, methods.create_kernel, id, KERNEL));
+    if (killCreate) {
+      const into = 50 + Math.floor(rnd() * 2950);
+      await waitRealTime(into, 'the agent dies at a random moment of the create');
+      await restartAgent('SIGKILL', `after a SIGKILL ${into} ms into the create of ${id}`, [id]);
+      count(`create_kernel ${await create} by a SIGKILL of the agent`);
+    }
+    try {
+      await link.retried((c) => c.callWithTimeout(120_000, methods.create_kernel, id, KERNEL));
+      const p = quick(`${id}-1`, 20);
+      problems.push(...runProblems(id, p, await driveRun(link, id, `${id}-r1`, p)));
+    } catch (err) {
+      problems.push(`create_kernel of ${id}${killCreate ? ', tried again after a SIGKILL into its create,' : ''} failed: ${String(err)}`);
+    }
+    const destroy = cut(agent.client.callWithTimeout(120_000, methods.destroy_kernel, id));
+    if (!killCreate) {
+      const into = Math.floor(rnd() * 500);
+      await waitRealTime(into, 'the agent dies at a random moment of the destroy');
+      await restartAgent('SIGKILL', `after a SIGKILL ${into} ms into the destroy of ${id}`, [id]);
+      count(`destroy_kernel ${await destroy} by a SIGKILL of the agent`);
+    } else if ((await destroy) === 'cut') problems.push(`destroy_kernel of ${id} failed`);
+    await link
+      .retried((c) => c.callWithTimeout(120_000, methods.destroy_kernel, id))
+      .catch((err: unknown) => {
+        if (!(err instanceof RemoteError && err.remoteType === 'agent.KernelNotFound'))
+          problems.push(`destroy_kernel of ${id} tried again failed: ${String(err)}`);
+      });
+    const left = [
+      ...(await containersOf(agent.agentId)).filter((c) => c.Labels[LABELS.kernel] === id).map((c) => `container ${c.Names[0]}`),
+      ...(existsSync(path.join(scratch, id)) ? [`home ${id}`] : []),
+      ...(existsSync(path.join(scratch, '.scratch-files', agent.agentId, `${id}.ext4`)) ? [`file ${id}.ext4`] : []),
+      ...mountsUnder(scratch).filter((m) => m.startsWith(`${path.join(scratch, id)} `)),
+    ];
+    if (left.length) problems.push(`kernel ${id}, destroyed, left ${left.join(', ')}`);
+  }
+
+  // Rounds of every kind of fault, each in a seeded order; the first round is made whole however long it takes (a loaded machine).
   let order: Fault[] = [];
-  while (Date.now() < end) {
-    await waitRealTime(1500 + rnd() * 4000, 'faults come at random moments of the runs');
-    if (Date.now() >= end) break;
+  while (Date.now() < end || !Object.values(faults).every((n) => n > 0)) {
+    await waitRealTime(500 + rnd() * 2000, 'faults come at random moments of the runs');
+    if (Date.now() >= end && Object.values(faults).every((n) => n > 0)) break;
     if (!order.length) order = shuffled(FAULTS, rnd);
     const fault = order.shift()!;
     faults[fault]++;
@@ -310,7 +357,8 @@ export async function faultSoak(o: FaultSoakOptions): Promise<FaultSoakReport> {
     else if (fault === 'sigterm') await restartAgent('SIGTERM');
     else if (fault === 'ports') await exhaustPorts();
     else if (fault === 'fill') await fillHome();
-    else await restartKernel();
+    else if (fault === 'restart') await restartKernel();
+    else await lifecycle();
   }
   stopping = true;
   await Promise.all(drivers);
@@ -325,31 +373,4 @@ export async function faultSoak(o: FaultSoakOptions): Promise<FaultSoakReport> {
   const leftovers = await leftoversOf(agent.agentId, scratch, range);
   say(`leftovers: ${JSON.stringify(leftovers)}`);
   return { seed: o.seed, seconds: o.seconds, kernels: kernels.length, runs, uploads, faults, expected, agentStarts, leftovers, problems };
-}
-
-/** Listens on a port of the range on every address, as another program would; nothing when something else has it. */
-function hold(port: number): Promise<net.Server[]> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve([]));
-    s.listen({ host: '0.0.0.0', port, exclusive: true }, () => resolve([s]));
-  });
-}
-
-/** Bytes drawn from a seeded source, so that a replay uploads the same files. */
-function randomBytesFrom(rnd: () => number, n: number): Buffer {
-  const seed = createHash('sha256').update(String(rnd())).digest();
-  const out = Buffer.alloc(n);
-  for (let i = 0; i < n; i += 32) createHash('sha256').update(seed).update(String(i)).digest().copy(out, i);
-  return out;
-}
-
-/** A seeded shuffle of the faults: each round makes every kind once, in its own order. */
-function shuffled<T>(xs: readonly T[], rnd: () => number): T[] {
-  const out = [...xs];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
 }

@@ -83,7 +83,7 @@ function leftoverProblems(l: Leftovers): string[] {
 }
 
 /** The faults the fault soak (tests/soak/faults.ts) makes. */
-export const FAULTS = ['sigkill', 'sigterm', 'ports', 'fill', 'restart'] as const;
+export const FAULTS = ['sigkill', 'sigterm', 'ports', 'fill', 'restart', 'lifecycle'] as const;
 export type Fault = (typeof FAULTS)[number];
 
 /** What a fault soak did and found. */
