@@ -4,9 +4,9 @@
 With CA_USER_PYTHON set, query-mode code and completions run in a child
 process of that interpreter (user_repl.py), which speaks to the runner over
 an AF_UNIX SOCK_SEQPACKET socket pair (one message per datagram; its format
-is in user_repl.py). The child writes sys.stdout/sys.stderr as messages and
-has the runner's own fds 1 and 2 (the capture pipes), so its subprocesses'
-output is captured as before. The runner keeps every record, tag and kept
+is in user_repl.py). Its output does not go that way: the child has the
+runner's own fds 1 and 2 (the capture pipes), and its sys.stdout/sys.stderr
+write to them unbuffered. The runner keeps every record, tag and kept
 run; the child only ever affects the run going on.
 
 The child lives in a session of its own: user code that kills its process
@@ -23,9 +23,9 @@ import threading
 
 import common
 from common import HOME, log
-from output import capture, send_json
+from output import capture, fd_capture, send_json
 
-RECV_MAX = 256 * 1024      # a longer message is cut (the child sends 32 KiB at most)
+RECV_MAX = 256 * 1024      # a longer message is cut (the child's are short)
 MAX_MATCHES = 1000         # completions passed on at most
 KILL_AFTER = 3             # the interrupt of one run that kills a child that ignores SIGINT
 REPL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'user_repl.py')
@@ -109,16 +109,10 @@ class UserProcess:
                     break
                 self._malformed(msg)  # an empty message (user code can send one), not the end
                 continue
-            kind = msg[:1]
-            if kind == b'o':
-                capture.write('stdout', msg[1:])
-            elif kind == b'e':
-                capture.write('stderr', msg[1:])
-            else:
-                try:
-                    self._control(proc, msg)
-                except Exception:
-                    self._malformed(msg)
+            try:
+                self._control(proc, msg)
+            except Exception:
+                self._malformed(msg)
         if proc.poll() is None:
             # it closed its end of the socket but lives on: it can never finish a run
             log('the user-code process (pid %d) closed its channel; killing it' % proc.pid)
@@ -222,6 +216,7 @@ class UserProcess:
             proc, kind, obj = ev
             if proc is not self.proc:
                 continue  # of a child that ended before this one started
+            fd_capture.drain()  # what the child wrote before this event is the run's, before it
             if kind == 'dead':
                 code, how = describe(obj)
                 capture.write('stderr', ('[the Python process of user code %s; the kernel\'s state (variables, '

@@ -8,16 +8,16 @@ does all the ZeroMQ and msgpack work. It must run on any CPython 3.6+ with
 nothing but the standard library.
 
 <fd> is one end of an AF_UNIX SOCK_SEQPACKET socket pair: every message is
-one datagram, so a write can never be split or run into another one. The
-first byte says what it is:
-  b'o' / b'e'  stdout / stderr bytes of sys.stdout / sys.stderr
-  b'j'         a JSON object with 'op':
+one datagram, so a write can never be split or run into another one: b'j'
+and a JSON object with 'op':
     runner -> here: run {id, code}, input {id, req, text}, complete {id, code}
     here -> runner: ready {pid, python}, input {id, req, password},
                     done {id, exitCode}, completion {id, matches}
-Fds 1 and 2 are the runner's own output pipes (what subprocesses write there
-is captured as today). The socket is not inherited by subprocesses (close on
-exec). User code can still write to it, being in this process: the runner
+Output does not go through it: fds 1 and 2 are the runner's own capture pipes,
+and sys.stdout / sys.stderr write to them at once, unbuffered, so that print,
+os.write and subprocesses keep their order in each stream and what was
+written before a death is in the pipe when the runner ends the run. The
+socket is not inherited by subprocesses (close on exec). User code can still write to it, being in this process: the runner
 takes only well-formed messages of the run going on, and the worst a forged
 one does is end or feed that very run.
 """
@@ -35,11 +35,7 @@ import threading
 import traceback
 import io
 
-CHUNK = 32 * 1024  # bytes of one output message (far below a socket's send buffer)
-HOME = '/home/work'
-
 ctl = -1             # the socket to the runner
-MY_PID = os.getpid()  # a forked child writes to the raw fds, never to the socket
 namespace = {'__name__': '__main__', '__builtins__': builtins}
 jobs = queue.Queue()
 answers = queue.Queue()  # input answers: {id, req, text}
@@ -57,26 +53,19 @@ def send_json(obj):
     send_raw(b'j' + json.dumps(obj, separators=(',', ':')).encode('utf-8'))
 
 
-def write_out(kind, fd, data):
-    if not data:
-        return
-    if os.getpid() != MY_PID:
-        # a forked child (multiprocessing) shares the socket but not our order: the raw fd
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        return
-    for i in range(0, len(data), CHUNK):
-        send_raw(kind + data[i:i + CHUNK])
+def write_out(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class OutStream(io.TextIOBase):
-    """sys.stdout / sys.stderr of user code: each write goes to the runner at once, in order."""
+    """sys.stdout / sys.stderr of user code: each write goes to fd 1 or 2 at once."""
 
-    def __init__(self, kind, fd):
+    def __init__(self, fd):
         super().__init__()
-        self.kind, self.fd = kind, fd
-        self.buffer = RawOut(kind, fd)
+        self.fd = fd
+        self.buffer = RawOut(fd)
 
     @property
     def encoding(self):
@@ -102,7 +91,7 @@ class OutStream(io.TextIOBase):
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError('write() argument must be str, not %s' % type(s).__name__)
-        write_out(self.kind, self.fd, s.encode('utf-8', 'replace'))
+        write_out(self.fd, s.encode('utf-8', 'replace'))
         return len(s)
 
     def flush(self):
@@ -110,16 +99,16 @@ class OutStream(io.TextIOBase):
 
 
 class RawOut(io.RawIOBase):
-    def __init__(self, kind, fd):
+    def __init__(self, fd):
         super().__init__()
-        self.kind, self.fd = kind, fd
+        self.fd = fd
 
     def writable(self):
         return True
 
     def write(self, b):
         b = bytes(b)
-        write_out(self.kind, self.fd, b)
+        write_out(self.fd, b)
         return len(b)
 
 
@@ -208,9 +197,9 @@ def restore_io():
             except OSError:
                 pass
     if not isinstance(sys.stdout, OutStream) or sys.stdout.fd != 1:
-        sys.stdout = OutStream(b'o', 1)
+        sys.stdout = OutStream(1)
     if not isinstance(sys.stderr, OutStream) or sys.stderr.fd != 2:
-        sys.stderr = OutStream(b'e', 2)
+        sys.stderr = OutStream(2)
     if not isinstance(sys.stdin, InStream):
         sys.stdin = InStream()
     builtins.input = user_input
