@@ -25,7 +25,10 @@ describe("user code in the image's interpreter", function () {
   it('runs code in a child of the named Python: state across runs, output in order, exceptions, input, completions, interrupt', async () => {
     const k = await startKernel({ env: USER_PYTHON });
     // the runner (its parent) has imported zmq; the child has not
-    const who = await k.run('code', 'import os, sys\nprint(sys.executable, "zmq" in sys.modules, b"runner.py" in open("/proc/%d/cmdline" % os.getppid(), "rb").read())');
+    const who = await k.run(
+      'code',
+      'import os, sys\nprint(sys.executable, "zmq" in sys.modules, b"runner.py" in open("/proc/%d/cmdline" % os.getppid(), "rb").read())',
+    );
     expect(who).to.include({ stdout: '/usr/bin/python3.11 False True\n', exitCode: 0 });
     expect(await k.run('code', 'x = 41\ndef f(a):\n    return a + 1')).to.include({ exitCode: 0 });
     expect(await k.run('code', 'print(f(x))')).to.include({ stdout: '42\n', exitCode: 0 });
@@ -51,7 +54,10 @@ describe("user code in the image's interpreter", function () {
     expect(await k.run('code', 'import sys\nsys.exit(4)')).to.include({ exitCode: 4 });
 
     k.mark();
-    await k.send('code', 'name = input("name? ")\nprint("hello", name)\nimport getpass\npw = getpass.getpass()\nprint(len(pw), sys.stdin.readline())');
+    await k.send(
+      'code',
+      'name = input("name? ")\nprint("hello", name)\nimport getpass\npw = getpass.getpass()\nprint(len(pw), sys.stdin.readline())',
+    );
     expect(json(await k.next('waiting-input'))).to.deep.equal({ is_password: false });
     expect(text(k.recent, 'stdout')).to.equal('name? ');
     k.mark();
@@ -93,10 +99,15 @@ describe("user code in the image's interpreter", function () {
     const k = await startKernel({ env: USER_PYTHON });
     const gen = await generation(k);
     await k.run('code', 'kept = 1');
-    const exit = await k.run('code', 'import os, sys\nprint("unflushed", end="")\nsys.stderr.write("err")\nos.write(1, b"-raw")\nos._exit(3)');
+    const exit = await k.run(
+      'code',
+      'import os, sys\nprint("unflushed", end="")\nsys.stderr.write("err")\nos.write(1, b"-raw")\nos._exit(3)',
+    );
     expect(exit.exitCode).to.equal(3);
     expect(exit.stdout).to.equal('unflushed-raw');
-    expect(exit.stderr).to.match(/^err\[the Python process of user code exited with status 3; .*was lost: the next run starts a fresh one\]\n$/);
+    expect(exit.stderr).to.match(
+      /^err\[the Python process of user code exited with status 3; .*was lost: the next run starts a fresh one\]\n$/,
+    );
     const fresh = await k.run('code', 'print("kept" in globals())');
     expect(fresh).to.include({ stdout: 'False\n', exitCode: 0 });
 
@@ -115,7 +126,10 @@ describe("user code in the image's interpreter", function () {
     expect((await k.result(5000)).exitCode).to.equal(137);
     // a child that dies between runs: the next run says its state was lost
     await k.run('code', 'import os, threading, time\nthreading.Thread(target=lambda: (time.sleep(0.3), os._exit(0))).start()');
-    await eventually('the child to exit after its run', async () => !(await k.container.top()).Processes.some((p: string[]) => p.join(' ').includes('user_repl.py')));
+    await eventually(
+      'the child to exit after its run',
+      async () => !(await k.container.top()).Processes.some((p: string[]) => p.join(' ').includes('user_repl.py')),
+    );
     const after = await k.run('code', 'print("next")');
     expect(after).to.include({ stdout: 'next\n', exitCode: 0 });
     expect(after.stderr).to.include('exited with status 0 after the last run');
