@@ -6,11 +6,36 @@
  * runner's ports, without an agent.
  */
 import { expect } from 'chai';
-import { eventually } from '../helpers/env.js';
+import Docker from 'dockerode';
+import { methods } from '../../src/rpc/methods.js';
+import { removeImageAfterTest } from '../helpers/derived-image.js';
+import { eventually, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
+import { consoleText, runToEnd } from '../helpers/run.js';
 import { json, type Kernel, startKernel, text } from '../helpers/runner-kernel.js';
 
 // The runner runs as /usr/bin/python3 (the entrypoint); user code must run in the interpreter named here.
 const USER_PYTHON = ['CA_USER_PYTHON=/usr/bin/python3.11'];
+
+const docker = new Docker();
+
+/** The test kernel image with CA_USER_PYTHON in its own environment (a `docker commit`), removed after the test; its lang. */
+async function userPythonImage(): Promise<string> {
+  const tag = uniqueName('user-python').toLowerCase();
+  const base = `${TEST_IMAGE_PREFIX}${TEST_IMAGE_LANG}`;
+  const c = await docker.createContainer({ Image: base, Cmd: ['true'], Labels: { 'io.compute-agent.test': tag } });
+  try {
+    const info = await docker.getImage(base).inspect();
+    await c.commit({
+      repo: 'lablup/kernel-python',
+      tag,
+      changes: [`ENV ${USER_PYTHON[0]}`, `ENTRYPOINT ${JSON.stringify(info.Config.Entrypoint)}`, `CMD ${JSON.stringify(info.Config.Cmd)}`],
+    });
+  } finally {
+    await c.remove({ force: true });
+  }
+  removeImageAfterTest(`lablup/kernel-python:${tag}`);
+  return `python:${tag}`;
+}
 
 /** The runner's generation (its `hello`): it changes only when the runner itself restarts. */
 async function generation(k: Kernel): Promise<string> {
@@ -156,5 +181,24 @@ describe("user code in the image's interpreter", function () {
     expect((await k.result(5000)).exitCode).to.equal(130);
     // dash has no $BASH_VERSION: the terminal runs the named shell, not bash
     await k.typeUntil('echo "shell=$0 bash=${BASH_VERSION:-none}"\n', /shell=\/bin\/sh bash=none/);
+  });
+
+  it('through the agent: a kernel of such an image runs code in the named Python, and restart_kernel gives it a fresh REPL', async () => {
+    await requireEtcd();
+    const lang = await userPythonImage();
+    const { client } = await startAgent();
+    const id = uniqueName('k');
+    const config = { lang, limits: { cpu_slot: 1, mem_slot: 256 }, mounts: [], environ: {} };
+    await client.callWithTimeout(60_000, methods.create_kernel, id, config);
+    const first = await runToEnd(client, id, 'import sys\nkept = 1\nprint(sys.executable, "zmq" in sys.modules)');
+    expect(consoleText(first, 'stdout')).to.equal('/usr/bin/python3.11 False\n');
+    expect(consoleText(await runToEnd(client, id, 'print(kept)'), 'stdout')).to.equal('1\n');
+    await client.callWithTimeout(60_000, methods.restart_kernel, id, config);
+    expect(consoleText(await runToEnd(client, id, 'print("kept" in globals(), sys.executable)'), 'stderr')).to.include(
+      "NameError: name 'sys'",
+    );
+    expect(consoleText(await runToEnd(client, id, 'import sys\nprint("kept" in globals(), sys.executable)'), 'stdout')).to.equal(
+      'False /usr/bin/python3.11\n',
+    );
   });
 });
