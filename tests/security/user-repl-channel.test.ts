@@ -71,10 +71,13 @@ describe('user code against the runner of its child interpreter', function () {
         '        os.write(ch, m)',
         '    except OSError:',
         '        pass',
-        'print("forged", kept)',
+        'print("forged", kept, len(socks))',
       ].join('\n'),
     );
-    expect(r).to.include({ stdout: 'forged 7\n', exitCode: 0 });
+    expect(r).to.include({ stdout: 'forged 7 1\n', exitCode: 0 });
+    // the runner read them (and said so in its log), and took none as a message
+    const logs = (await k.container.logs({ stdout: true, stderr: true })).toString('utf8');
+    expect(logs).to.include('ignoring a malformed message from the user-code process');
     // the same child, its state and the runner
     expect(await k.run('code', 'print(kept)')).to.include({ stdout: '7\n', exitCode: 0 });
     k.mark();
