@@ -45,9 +45,11 @@ class Terminal:
         env['TERM'] = env.get('TERM') or 'xterm-256color'
         env.pop('RUNNER', None)
         cwd = HOME if os.path.isdir(HOME) else '/'
-        # setsid --ctty: a new session with the pty as controlling terminal; an image
-        # without setsid gets the same from the child itself (a new session, TIOCSCTTY)
-        if shutil.which('setsid'):
+        # setsid --ctty: a new session with the pty as controlling terminal. Where user code
+        # runs with the image's own programs (CA_USER_PYTHON, a shell kernel), the image's
+        # setsid may be another make (busybox's has no --ctty) or missing: the child then
+        # does the same itself (a new session, TIOCSCTTY on the pty).
+        if not (common.USER_PYTHON or common.SHELL_KERNEL) and shutil.which('setsid'):
             proc = subprocess.Popen(['setsid', '--ctty', common.USER_SHELL, '-i'], stdin=slave, stdout=slave,
                                     stderr=slave, cwd=cwd, env=env, close_fds=True)
         else:

@@ -27,7 +27,6 @@ import json
 import os
 import queue
 import re
-import rlcompleter
 import signal
 import stat
 import sys
@@ -209,10 +208,10 @@ def restore_io():
 
 
 def print_exception(exc):
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next  # this REPL's own frames (the exec() call)
-    sys.stderr.write(''.join(traceback.format_exception(type(exc), exc, tb)))
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    # without this REPL's own frames: the exec() call, the SIGINT handler
+    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != __file__])
+    sys.stderr.write(''.join(te.format()))
 
 
 def run_code(src):
@@ -249,6 +248,7 @@ def complete(code):
     text = m.group(0) if m else ''
     if not text:
         return []
+    import rlcompleter  # here: a Python without it still runs code
     comp = rlcompleter.Completer(namespace)
     seen, out = set(), []
     for i in range(1000):
