@@ -71,6 +71,8 @@ describe('user code against the runner of its child interpreter', function () {
         '        os.write(ch, m)',
         '    except OSError:',
         '        pass',
+        'for i in range(2000):',
+        '    os.write(ch, b\'j{"op":"done","id":%d,"exitCode":0}\' % (10 ** 6 + i))',
         'print("forged", kept, len(socks))',
       ].join('\n'),
     );

@@ -27,6 +27,7 @@ from output import capture, fd_capture, send_json
 
 RECV_MAX = 256 * 1024      # a longer message is cut (the child's are short)
 MAX_MATCHES = 1000         # completions passed on at most
+MAX_EVENTS = 256           # messages of the child held for the executor at most
 KILL_AFTER = 3             # the interrupt of one run that kills a child that ignores SIGINT
 REPL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'user_repl.py')
 
@@ -147,6 +148,11 @@ class UserProcess:
 
     def _post(self, proc, kind, obj):
         with self.state.inputs_cv:
+            if len(self.events) >= MAX_EVENTS:
+                # a child that floods messages: the oldest go (a death is always kept)
+                old = next((i for i, e in enumerate(self.events) if e[1] != 'dead'), None)
+                if old is not None:
+                    del self.events[old]
             self.events.append((proc, kind, obj))
             self.state.inputs_cv.notify_all()
 
