@@ -17,6 +17,10 @@ Threads:
             stdout/stderr.
   terminal  owns SUB/PUB and the pty of a bash shell, restarted on exit.
 
+With CA_USER_PYTHON, query-mode code runs in a child process of the image's
+Python instead (user_process.py, two threads per child); with
+CA_KERNEL_MODE=shell, in the image's shell (batch.py).
+
 Beyond section 4 (the agent's run integrity): the runner says `hello` at
 start and when asked (its generation, pid, how the runner before it ended,
 the job it runs, the queue and the last jobs it finished), sends `started`

@@ -31,14 +31,15 @@ MAX_EVENTS = 256           # messages of the child held for the executor at most
 KILL_AFTER = 3             # the interrupt of one run that kills a child that ignores SIGINT
 REPL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'user_repl.py')
 
-SIGNAMES = {getattr(signal, n): n for n in dir(signal) if n.startswith('SIG') and not n.startswith('SIG_')}
-
-
 def describe(status):
-    """How a child ended, as a stderr line and an exit code."""
+    """How a child ended (its Popen returncode): the run's exit code, and words for its stderr line."""
     if status < 0:
         sig = -status
-        return 128 + sig, 'died: signal %d (%s)' % (sig, SIGNAMES.get(sig, '?'))
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = '?'
+        return 128 + sig, 'died: signal %d (%s)' % (sig, name)
     return status, 'exited with status %d' % status
 
 
