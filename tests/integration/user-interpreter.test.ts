@@ -112,7 +112,7 @@ describe("user code in the image's interpreter", function () {
       await k.send('code', code);
       await k.waitFor('the job to run', () => text(k.recent, 'stdout').includes('in\n'));
       await k.send('interrupt');
-      const r = await k.result(5000);
+      const r = await k.result(10_000);
       expect(r.exitCode).to.equal(1);
       expect(r.stderr).to.include('KeyboardInterrupt').and.not.include('user_repl.py');
     }
@@ -148,7 +148,7 @@ describe("user code in the image's interpreter", function () {
     await k.send('code', 'import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint("in")\ntime.sleep(100)');
     await k.waitFor('the job to run', () => text(k.recent, 'stdout').includes('in\n'));
     for (let i = 0; i < 3; i++) await k.send('interrupt');
-    expect((await k.result(5000)).exitCode).to.equal(137);
+    expect((await k.result(10_000)).exitCode).to.equal(137);
     // a child that dies between runs: the next run says its state was lost
     await k.run('code', 'import os, threading, time\nthreading.Thread(target=lambda: (time.sleep(0.3), os._exit(0))).start()');
     await eventually(
@@ -178,7 +178,7 @@ describe("user code in the image's interpreter", function () {
     await k.send('code', 'echo in; sleep 100');
     await k.waitFor('the command to run', () => text(k.recent, 'stdout').includes('in\n'));
     await k.send('interrupt');
-    expect((await k.result(5000)).exitCode).to.equal(130);
+    expect((await k.result(10_000)).exitCode).to.equal(130);
     // dash has no $BASH_VERSION: the terminal runs the named shell, not bash
     await k.typeUntil('echo "shell=$0 bash=${BASH_VERSION:-none}"\n', /shell=\/bin\/sh bash=none/);
   });

@@ -6,6 +6,7 @@
  * and a closed channel end at most its own run, never the runner.
  */
 import { expect } from 'chai';
+import { eventually } from '../helpers/env.js';
 import { json, type Kernel, startKernel } from '../helpers/runner-kernel.js';
 
 const USER_PYTHON = ['CA_USER_PYTHON=/usr/bin/python3'];
@@ -78,8 +79,11 @@ describe('user code against the runner of its child interpreter', function () {
     );
     expect(r).to.include({ stdout: 'forged 7 1\n', exitCode: 0 });
     // the runner read them (and said so in its log), and took none as a message
-    const logs = (await k.container.logs({ stdout: true, stderr: true })).toString('utf8');
-    expect(logs).to.include('ignoring a malformed message from the user-code process');
+    await eventually('the runner to log what it ignored', async () =>
+      (await k.container.logs({ stdout: true, stderr: true }))
+        .toString('utf8')
+        .includes('ignoring a malformed message from the user-code process'),
+    );
     // the same child, its state and the runner
     expect(await k.run('code', 'print(kept)')).to.include({ stdout: '7\n', exitCode: 0 });
     k.mark();
