@@ -95,7 +95,7 @@ manifest() {
   (cd "$env" && find . -mindepth 1 ! -name MANIFEST -print0 | LC_ALL=C sort -z | while IFS= read -r -d '' p; do
     if [[ -L $p ]]; then printf 'l 777 0 %s %s\n' "$(readlink "$p")" "${p#./}"
     elif [[ -d $p ]]; then printf 'd %s 0 - %s\n' "$(stat -c %a "$p")" "${p#./}"
-    else printf 'f %s %s %s %s\n' "$(stat -c '%a %s' "$p")" "$(sha256sum <"$p" | cut -c1-64)" "${p#./}"; fi
+    else printf 'f %s %s %s\n' "$(stat -c '%a %s' "$p")" "$(sha256sum <"$p" | cut -c1-64)" "${p#./}"; fi
   done)
 }
 manifest >"$env/MANIFEST"
