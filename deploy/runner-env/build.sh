@@ -10,7 +10,8 @@
 #   bash deploy/runner-env/build.sh                 # installs under /var/lib/compute-agent/runner
 #   ROOT=/some/dir bash deploy/runner-env/build.sh  # elsewhere (the agent's runner_env_root)
 #
-# Env overrides: ROOT, SUITE, MIRROR, SECURITY_MIRROR, CACHE_DIR, KERNEL_SRC.
+# Env overrides: ROOT, SUITE, MIRROR, SECURITY_MIRROR, CACHE_DIR, KERNEL_SRC, FORCE=1 (rebuild even
+# when this recipe's environment is installed).
 #
 # The tree is content-addressed: ROOT/<digest>, the digest the first 24 hex
 # digits of the SHA-256 of its MANIFEST (one line per entry, sorted: type,
@@ -47,6 +48,20 @@ fi
 t0=$(date +%s)
 DEB_CACHE=$CACHE_DIR/debs/$SUITE
 mkdir -p "$ROOT" "$DEB_CACHE"
+
+# Skip the build when this recipe (this script, the entrypoint, the runner's files,
+# the packages and mirrors) built an environment that is still installed (FORCE=1 rebuilds).
+recipe=$( { cat "$HERE/build.sh" "$HERE/entrypoint.sh" "$HERE/drop.py"
+  (cd "$KERNEL_SRC" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+  echo "$PACKAGES $SUITE $MIRROR $SECURITY_MIRROR"; } | sha256sum | cut -c1-16)
+built=$(cat "$ROOT/.recipe-$recipe" 2>/dev/null || true)
+if [[ ${FORCE:-0} != 1 && -n $built && -f $ROOT/$built/MANIFEST ]] &&
+  [[ $(sha256sum <"$ROOT/$built/MANIFEST" | cut -c1-24) == "$built" ]]; then
+  touch "$ROOT/$built.installed"
+  log "$ROOT/$built is up to date (recipe $recipe); FORCE=1 rebuilds"
+  echo "$ROOT/$built"
+  exit 0
+fi
 work=$(mktemp -d "$ROOT/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 x=$work/extract
@@ -111,4 +126,5 @@ else
   touch "$dest.installed"
   log "installed $dest ($(du -sh "$dest" | cut -f1), $(wc -l <"$dest/MANIFEST") entries, $(( $(date +%s) - t0 )) s)"
 fi
+echo "$digest" >"$ROOT/.recipe-$recipe"
 echo "$dest"
