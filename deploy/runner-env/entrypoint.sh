@@ -62,6 +62,11 @@ else
   log "a shell kernel ($CA_USER_SHELL), as the image's labels say"
   unset CA_USER_PYTHON
 fi
+# The apps' definitions (start_service): the image's own where it has them, else the environment's.
+if [ -z "${SERVICE_DEFS_DIR:-}" ]; then
+  if [ -d /opt/kernel/service-defs ]; then SERVICE_DEFS_DIR=/opt/kernel/service-defs; else SERVICE_DEFS_DIR=$E/kernel/service-defs; fi
+  export SERVICE_DEFS_DIR
+fi
 # The environment's tools come after the image's own (setsid, awk, ... in images without them).
 export PATH="${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}:$E/bin"
 

@@ -17,14 +17,14 @@ import { containersOf, eventually, onCleanup, remoteError, requireEtcd, startAge
 import { requireRegistry } from '../helpers/registry.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { putPool, poolSettled } from '../helpers/pool.js';
-import { ANY_IMAGES, batch, pushAnyImage, requireRunnerEnv, runnerTakesUserInterpreter } from '../helpers/any-image.js';
+import { ANY_IMAGES, batch, pushAnyImage, relabelled, requireRunnerEnv, runnerTakesUserInterpreter } from '../helpers/any-image.js';
 import { RUNNER_ENV_MOUNT } from '../../src/containers/runner-env.js';
 
 const docker = new Docker();
 const limits = { cpu_slot: 1, mem_slot: 256 };
 
 /** An agent that pulls from the image's test repository, and a kernel of it; destroyed after the test. */
-async function anyKernel(local: string, pool = false) {
+async function anyKernel(local: string, pool = false, extra: Record<string, unknown> = {}) {
   const env = await requireRunnerEnv();
   const { prefix, lang } = await pushAnyImage(local);
   const t = await startAgent({}, async (ns) => {
@@ -33,7 +33,7 @@ async function anyKernel(local: string, pool = false) {
   });
   if (pool) await poolSettled(t.agent, 1);
   const id = uniqueName('k');
-  await t.client.callWithTimeout(90_000, methods.create_kernel, id, { lang, limits, mounts: [], environ: { GREETING: 'hello' } });
+  await t.client.callWithTimeout(90_000, methods.create_kernel, id, { lang, limits, mounts: [], environ: { GREETING: 'hello' }, ...extra });
   onCleanup(() => t.client.call(methods.destroy_kernel, id).then(() => undefined));
   return { ...t, id, env, lang };
 }
@@ -71,11 +71,14 @@ describe('images without a runner: the agent brings its runner environment', fun
     expect([consoleText(after, 'stdout'), after.at(-1)!.exitCode]).to.deep.equal(['uploaded', 0]);
   });
 
-  it('a shell-only image without Python: a shell kernel, batch and the terminal in the image shell', async () => {
-    const { client, id } = await anyKernel(ANY_IMAGES.shell);
-    expect(await logsOf(client, id)).to.contain('the image has no Python 3: a shell kernel (/bin/bash)');
-    const r = await batch(client, id, 'echo "$BASH_VERSION" | cut -c1; command -v python3 || echo no-python');
-    expect(consoleText(r, 'stdout')).to.equal('5\nno-python\n');
+  it('a shell-only image without Python: a shell kernel, its bootstrap script, batch and the terminal in the image shell', async () => {
+    const { client, id } = await anyKernel(ANY_IMAGES.shell, false, { bootstrap_script: 'echo "boot $(id -u)" > /home/work/booted\n' });
+    const logs = await logsOf(client, id);
+    expect(logs).to.contain('the image has no Python 3: a shell kernel (/bin/bash)');
+    expect(logs).to.contain('bootstrap script done');
+    const r = await batch(client, id, 'echo "$BASH_VERSION" | cut -c1; command -v python3 || echo no-python; cat booted; id -u');
+    const [major, none, booted, uid] = consoleText(r, 'stdout').split('\n');
+    expect([major, none, booted]).to.deep.equal(['5', 'no-python', `boot ${uid}`]); // the bootstrap script ran as the kernel user
     let cursor = (await client.call(methods.terminal_read, id, 0, 0)).cursor;
     await client.call(methods.terminal_write, id, Buffer.from('echo term-$((2+3))\n'));
     let text = '';
@@ -123,6 +126,28 @@ describe('images without a runner: the agent brings its runner environment', fun
     expect(agent.warmPool!.idle.size + agent.warmPool!.creating.size).to.be.lessThan(2); // the kernel is the claimed one
     const r = await batch(client, id, 'echo "$GREETING"');
     expect(consoleText(r, 'stdout')).to.equal('hello\n');
+  });
+
+  it("an image's app (service ports) starts with the image's own interpreter", async () => {
+    await requireRunnerEnv();
+    const lang = await relabelled(ANY_IMAGES.python, { 'ai.backend.service-ports': 'http-files:http:9101' });
+    const { client } = await startAgent();
+    const id = uniqueName('k');
+    const info = await client.callWithTimeout(90_000, methods.create_kernel, id, { lang, limits, mounts: [], environ: {} });
+    onCleanup(() => client.call(methods.destroy_kernel, id).then(() => undefined));
+    expect(info.service_ports).to.have.length(1);
+    expect(await client.call(methods.start_service, id, 'http-files', {})).to.deep.equal({ status: 'started' });
+    const port = info.service_ports[0]!.host_port;
+    await eventually(
+      'the app to answer',
+      () =>
+        fetch(`http://127.0.0.1:${port}/`).then(
+          (r) => r.status === 200,
+          () => false,
+        ),
+      20_000,
+      100,
+    );
   });
 
   describe("user code in the image's own interpreter (the runner's CA_USER_PYTHON)", () => {
