@@ -281,6 +281,9 @@ function metricsPage(): string {
       kernelStates: () => ({}),
       gpus: () => [],
       slots: () => ({ cpu_total: 0, cpu_free: 0, mem_total_mib: 0, mem_free_mib: 0 }),
+      imagesCollected: () => 0,
+      rpcTallies: () => [],
+      eventSinks: () => [],
     },
     { file: null, port: null, host: '*', intervalMs: 1000, log: silentLogger() },
   );

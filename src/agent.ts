@@ -42,7 +42,7 @@ import { RangedDocker } from './ports/ranged-docker.js';
 import type { PortRangeStats } from './ports/range.js';
 import { portRangeBounds } from './config/setting-parsers.js';
 import { createRequire } from 'node:module';
-import type { SinkStats } from './events/sink.js';
+import { emptySinkStats, type SinkStats } from './events/sink.js';
 import type { StatsWriter } from './stats/stats-writer.js';
 import type { AgentEventName } from './events/catalogue.js';
 import { openScratchHomes } from './scratch/homes.js';
@@ -158,8 +158,8 @@ export class Agent {
   stats(): { rpc: RouterStats | null; rpcCurve: RouterStats | null; events: PublisherStats; modernEvents: SinkStats } {
     return {
       rpc: this.router?.snapshot() ?? null,
-      events: this.publisher?.snapshot() ?? { queued: 0, dropped: 0 },
-      ...(this.modern?.stats() ?? { rpcCurve: null, modernEvents: { queued: 0, dropped: 0 } }),
+      events: this.publisher?.snapshot() ?? emptySinkStats(),
+      ...(this.modern?.stats() ?? { rpcCurve: null, modernEvents: emptySinkStats() }),
     };
   }
 
@@ -219,7 +219,7 @@ export class Agent {
       checkpoint();
 
       const kernelHost = this.options.kernelHostOverride ?? this.hostIp;
-      const { gpus, images, pool, kernels } = await this.room.build({
+      const { gpus, images, pool, kernels, drain } = await this.room.build({
         options: this.options,
         log: this.log,
         etcd: this.etcd,
@@ -234,6 +234,18 @@ export class Agent {
         checkpoint,
         modern,
         node: this.node,
+        rpcSources: {
+          rpcTallies: () => [this.dispatcher?.tally, modern.tally].flatMap((t) => (t ? [t] : [])),
+          eventSinks: () => [
+            { sink: 'push', stats: publisher.snapshot() },
+            { sink: 'redis', stats: modern.sink.snapshot() },
+          ],
+        },
+        announceDrain: async (state) => {
+          if (state) await this.registration.record('draining', JSON.stringify(state));
+          else await this.registration.forget('draining');
+          this.heartbeat?.kick();
+        },
       });
 
       const rpc = buildRpc({
@@ -249,6 +261,7 @@ export class Agent {
         kernels,
         images,
         gpus,
+        drain,
         rpcMaxMessageBytes: settings.rpcMaxMessageBytes,
         requestStop: (reason) => {
           this.stop(reason).then(
@@ -272,6 +285,7 @@ export class Agent {
             addr: this.address,
             ...(this.keyPair ? { public_key: this.keyPair.publicKey } : {}),
             ...(this.room.network ? { kernel_isolation: this.room.network.state().isolation } : {}),
+            ...(this.room.drain?.value ? { draining: true } : {}),
           }),
           resources: () => ({ ...detectResources(), ...kernels.capacity(), gpuSlots: gpus.slots }), // schedulable totals (README, memory accounting)
           listImages: () => images.heartbeatImages(),
@@ -337,6 +351,20 @@ export class Agent {
       if (this.state === 'running') await this.drain(reason);
     })();
     return this.stopping;
+  }
+
+  /**
+   * Stops on SIGTERM as sigterm_action says: `leave` stops at once (kernels
+   * keep running), `drain` first drains the node (src/services/drain.ts) until
+   * its kernels have ended or sigterm_drain_deadline destroyed them.
+   */
+  async stopOnSignal(signal: string): Promise<void> {
+    const s = this.settings.value;
+    if (this.state === 'running' && s.sigtermAction === 'drain' && this.room.drain) {
+      this.log.info('stopping on signal; draining first (sigterm_action drain)', { signal, deadlineSec: s.sigtermDrainDeadlineSec });
+      await this.room.drain.drainForStop(s.sigtermDrainDeadlineSec);
+    } else this.log.info('stopping on signal; kernels keep running', { signal });
+    await this.stop('shutdown');
   }
 
   private async drain(reason: string): Promise<void> {

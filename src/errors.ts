@@ -217,6 +217,17 @@ export class AgentShuttingDownError extends AgentError {
   }
 }
 
+/**
+ * NodeDrainingError is raised for a new kernel asked of a draining node
+ * (`agentctl drain`, the node's `drain` key in etcd, or SIGTERM with
+ * sigterm_action drain): its running kernels stay, new ones go elsewhere.
+ * Retryable: another node, or this one once undrained, takes the kernel.
+ */
+export class NodeDrainingError extends AgentError {
+  static override readonly wireName = 'agent.NodeDraining';
+  static override readonly retryable = true;
+}
+
 /** InternalError stands for any failure that is not one of ours; details go to the agent log. */
 export class InternalError extends AgentError {
   static override readonly wireName = 'agent.InternalError';
@@ -278,6 +289,7 @@ export const WIRE_ERROR_CLASSES = {
   RunLost: RunLostError,
   KernelUnresponsive: KernelUnresponsiveError,
   ShuttingDown: AgentShuttingDownError,
+  NodeDraining: NodeDrainingError,
   Internal: InternalError,
   Config: ConfigError,
   EtcdUnavailable: EtcdUnavailableError,

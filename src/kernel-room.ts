@@ -23,6 +23,7 @@ import { slotFigures } from './node/memory.js';
 import { containerSecurity } from './config/security.js';
 import { WarmPool } from './pool/pool.js';
 import { AgentMetrics } from './metrics/metrics.js';
+import type { RpcMetricsSources } from './metrics/rpc-metrics.js';
 import { GpuService, readNodeCpus } from './accelerators/gpus.js';
 import { NvidiaCuda } from './accelerators/nvidia.js';
 import type { Accelerator } from './accelerators/types.js';
@@ -40,6 +41,9 @@ import type { NodeMonitor } from './node/stats.js';
 import type { ModernSide } from './modern-side.js';
 import { DockerNetworks } from './adapters/docker-networks.js';
 import { KernelNetwork } from './containers/kernel-network.js';
+import { NodeDrain, type DrainState } from './services/drain.js';
+import { readinessProbes } from './services/readiness.js';
+import { Health } from './metrics/health.js';
 
 /** What the kernel room is built from. */
 export interface KernelRoomContext {
@@ -66,6 +70,10 @@ export interface KernelRoomContext {
   modern: ModernSide;
   /** The node's figures (the modern node stats). */
   node: NodeMonitor;
+  /** The RPC tallies and event sinks the metrics read (built after the room: read at collection). */
+  rpcSources: RpcMetricsSources;
+  /** Says a drain (or its end) in the registration and heartbeats (src/services/drain.ts). */
+  announceDrain(state: DrainState | null): Promise<void>;
 }
 
 /** The stats writer over the kernel service's kernels (src/stats/), its Redis targets following etcd's keys. */
@@ -133,6 +141,7 @@ function kernelSettings(
       selfSyncIntervalSec: s.selfSyncIntervalSec,
       memReserveMiB: s.memReserveMiB,
       memOvercommit: s.memOvercommit,
+      kernelShmMiB: s.kernelShmMiB,
       runnerEnv: runner.env,
       runnerEnvProblem: runner.problem,
     };
@@ -147,6 +156,8 @@ export class KernelRoom {
   pool: WarmPool | null = null;
   kernels: KernelService | null = null;
   metrics: AgentMetrics | null = null;
+  /** The node's drain (src/services/drain.ts). */
+  drain: NodeDrain | null = null;
   /** The kernels' stats in the managers' Redis, and the link that follows `nodes/redis`. */
   stats: StatsWriter | null = null;
   private legacyRedis: LegacyRedisLink | null = null;
@@ -154,7 +165,7 @@ export class KernelRoom {
   /** Builds and starts the parts in order; the kernels left running are re-adopted, the metrics served. */
   async build(
     c: KernelRoomContext,
-  ): Promise<{ gpus: GpuService; images: ImageService; pool: WarmPool; kernels: KernelService; metrics: AgentMetrics }> {
+  ): Promise<{ gpus: GpuService; images: ImageService; pool: WarmPool; kernels: KernelService; metrics: AgentMetrics; drain: NodeDrain }> {
     const { options, settings: live } = c;
     const settings = live.value;
     const vfolderRoot = (await c.etcd.get(VFOLDER_ROOT_KEY)) ?? '/mnt';
@@ -190,6 +201,7 @@ export class KernelRoom {
       etcdGet: (key) => c.etcd.get(key),
       kernels: () => this.kernels?.list() ?? [],
       pool: () => this.pool,
+      scratchRoot: options.scratchRoot,
     });
     this.images = images;
     images.start();
@@ -243,6 +255,7 @@ export class KernelRoom {
       throw new ConfigError(`cannot re-adopt the kernels of this node: ${errorMessage(err)}`);
     });
     await pool.sweepHomes();
+    images.gc.start(); // now that the kernels left running are known again: their images are in use
     this.legacyRedis = new LegacyRedisLink({
       etcd: c.etcd,
       log: c.log.child({ component: 'redis-link' }),
@@ -250,7 +263,19 @@ export class KernelRoom {
     });
     await this.legacyRedis.start();
     stats.start();
+    // A drain kept in etcd is in force before the pool fills and before RPC takes creates.
+    const drain = new NodeDrain({
+      etcd: c.etcd,
+      agentId: options.agentId,
+      log: c.log.child({ component: 'drain' }),
+      kernels,
+      pool,
+      announce: c.announceDrain,
+    });
+    this.drain = drain;
+    await drain.start();
     c.checkpoint();
+    const probes = readinessProbes({ agentId: options.agentId, etcd: c.etcd, docker: c.docker, network, redis: c.modern.sink, drain });
     const metrics = new AgentMetrics(
       {
         poolSizes: () => pool.sizes(),
@@ -260,6 +285,8 @@ export class KernelRoom {
         kernelStates: () => kernels.stateCounts(),
         slots: () => slotFigures(kernels),
         gpus: () => gpus.report(),
+        imagesCollected: () => images.gc.removedTotal,
+        ...c.rpcSources,
       },
       {
         file: options.metricsPath,
@@ -267,6 +294,7 @@ export class KernelRoom {
         host: options.bindHost,
         intervalMs: 2000,
         log: c.log.child({ component: 'metrics' }),
+        health: options.metricsPort === null ? undefined : new Health(probes),
       },
     );
     this.metrics = metrics;
@@ -276,11 +304,12 @@ export class KernelRoom {
         `cannot serve metrics on port ${options.metricsPort} (${errorMessage(err)}): choose another with --metrics-port`,
       );
     });
-    return { gpus, images, pool, kernels, metrics };
+    return { gpus, images, pool, kernels, metrics, drain };
   }
 
   /** Stops what was built, in reverse order; never throws. */
   async close(): Promise<void> {
+    await this.drain?.stop();
     await this.legacyRedis?.stop();
     await this.stats?.close();
     this.kernels?.close();

@@ -15,8 +15,10 @@ import { loadKeyPair, type KeyPair } from './config/keys.js';
 import { msgpackCodec } from './wire/codec.js';
 import { modernCodec } from './wire/modern-codec.js';
 import { RpcRouter, type CallosumOptions, type RequestHandler, type RouterStats } from './wire/router.js';
+import type { Binding } from './rpc/dispatcher.js';
 import { zapDomains } from './wire/zap.js';
 import { Dispatcher } from './rpc/dispatcher.js';
+import type { CallTally } from './rpc/call-tally.js';
 import { callosumFailure } from './rpc/callosum-failure.js';
 import { RedisStreamSink, type RedisTarget } from './events/redis-stream.js';
 import { ModernEvents } from './events/modern-events.js';
@@ -90,7 +92,11 @@ export class ModernSide {
    * socket's, else the 2018 one's).
    */
   serve(
-    deps: Pick<ModernRpcDeps, 'kernels' | 'requestStop' | 'resources' | 'ports'> & Pick<ModernImageDeps, 'images' | 'gpus'>,
+    deps: Pick<ModernRpcDeps, 'kernels' | 'requestStop' | 'resources' | 'ports'> &
+      Pick<ModernImageDeps, 'images' | 'gpus'> & {
+        /** Bindings of methods both generations serve alike (drain, undrain; src/bindings/). */
+        extra: Binding[];
+      },
     fallbackPublicKey: string | null,
   ): CallosumOptions {
     const log = this.o.log.child({ component: 'rpc-modern' });
@@ -98,7 +104,7 @@ export class ModernSide {
     const rpc = new ModernRpc({ ...deps, log, version: this.o.version, agentAddr: this.address, emitModern });
     this.rpc = rpc;
     const images = modernImageBindings({ images: deps.images, gpus: deps.gpus, agentId: this.o.agentId, emitModern, log });
-    this.dispatcher = new Dispatcher([...rpc.bindings(), ...images], log);
+    this.dispatcher = new Dispatcher([...rpc.bindings(), ...images, ...deps.extra], log, 'modern');
     this.events = new ModernEvents(this.sink, rpc, msgpackCodec, () => ({
       scalingGroup: 'default',
       publicHost: this.o.hostIp,
@@ -161,6 +167,11 @@ export class ModernSide {
   /** Takes an event as the agent emits it for 2018 managers (its modern form goes to the stream). */
   fromAgent(name: string, args: unknown[]): void {
     this.events?.fromAgent(name, args);
+  }
+
+  /** The modern table's per-method tally (null before {@link serve}). */
+  get tally(): CallTally | null {
+    return this.dispatcher?.tally ?? null;
   }
 
   /** From now on, new modern calls are refused as shutting down. */

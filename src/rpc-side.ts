@@ -21,6 +21,8 @@ import { fileBindings } from './bindings/files.js';
 import { runBindings } from './bindings/runs.js';
 import { imageBindings } from './bindings/images.js';
 import { appBindings } from './bindings/apps.js';
+import { drainBindings } from './bindings/drain.js';
+import type { NodeDrain } from './services/drain.js';
 import type { LiveSettings } from './services/live-settings.js';
 import type { KernelService } from './kernels/service.js';
 import { KernelApps } from './kernels/apps.js';
@@ -44,6 +46,8 @@ export interface RpcParts {
   kernels: KernelService;
   images: ImageService;
   gpus: GpuService;
+  /** The node's drain: drain and undrain, on both generations. */
+  drain: NodeDrain;
   /** The rpc_max_message_bytes setting at start. */
   rpcMaxMessageBytes: number;
   /** shutdown_agent: stops the agent. */
@@ -67,8 +71,10 @@ export function buildRpc(p: RpcParts): { dispatcher: Dispatcher; router: RpcRout
       ...runBindings(kernels),
       ...imageBindings(images),
       ...appBindings(new KernelApps(kernels), p.log.child({ component: 'rpc' })),
+      ...drainBindings(p.drain),
     ],
     p.log.child({ component: 'rpc' }),
+    '2018',
   );
   const callosum = p.modern.serve(
     {
@@ -81,6 +87,7 @@ export function buildRpc(p: RpcParts): { dispatcher: Dispatcher; router: RpcRout
       images,
       gpus: () => gpus.report(),
       requestStop: p.requestStop,
+      extra: drainBindings(p.drain),
     },
     p.keyPair?.publicKey ?? null,
   );

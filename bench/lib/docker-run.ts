@@ -43,6 +43,7 @@ function securityFlags(s: ContainerSecurity): string[] {
     ...(s.capabilities ? ['--cap-drop', 'ALL', ...s.capabilities.flatMap((c) => ['--cap-add', c])] : []),
     ...(s.pidsLimit > 0 ? ['--pids-limit', String(s.pidsLimit)] : []),
     ...(s.nofileLimit > 0 ? ['--ulimit', `nofile=${s.nofileLimit}:${s.nofileLimit}`] : []),
+    ...['--log-driver', 'json-file', '--log-opt', `max-size=${s.log.maxBytes}`, '--log-opt', `max-file=${s.log.maxFiles}`],
   ];
 }
 
@@ -84,6 +85,7 @@ export async function kernelRunArgs(
     publishHost: '127.0.0.1',
     createdAt: Date.now(),
     security: containerSecurity(defaultSettings()),
+    shmMiB: defaultSettings().kernelShmMiB,
   });
   return [
     'run',
@@ -98,6 +100,7 @@ export async function kernelRunArgs(
     `${req.memoryBytes}b`,
     '--memory-swap',
     `${req.memoryBytes}b`,
+    ...(req.shmBytes ? ['--shm-size', `${req.shmBytes}b`] : []),
     ...securityFlags(req.security),
     ...req.env.flatMap((e) => ['-e', e]),
     ...req.binds.flatMap((b) => ['-v', b]),

@@ -29,6 +29,8 @@ export interface LocalImage {
   size: number;
   /** Unix seconds. */
   created: number;
+  /** The image's labels (what a kernel image says of itself). */
+  labels: Record<string, string>;
 }
 
 /** The credentials Docker is given for a pull (X-Registry-Auth). */
@@ -76,6 +78,7 @@ export class DockerImages {
         digests: (i.RepoDigests ?? []).filter((d) => !d.startsWith('<none>')),
         size: i.Size,
         created: i.Created,
+        labels: i.Labels ?? {},
       }));
     } catch (err) {
       throw castDockerError(err, 'listing images');
@@ -89,6 +92,25 @@ export class DockerImages {
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 404) return null;
       throw castDockerError(err, `inspecting image ${name}`);
+    }
+  }
+
+  /** The id (`sha256:...`) a name points to now, or null when it names no local image. */
+  async idOf(name: string): Promise<string | null> {
+    try {
+      return (await this.docker.getImage(name).inspect()).Id;
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return null;
+      throw castDockerError(err, `inspecting image ${name}`);
+    }
+  }
+
+  /** The image ids of every container on the engine, running or stopped, whoever made it. */
+  async containerImageIds(): Promise<Set<string>> {
+    try {
+      return new Set((await this.docker.listContainers({ all: true })).map((c) => c.ImageID));
+    } catch (err) {
+      throw castDockerError(err, 'listing containers');
     }
   }
 

@@ -9,6 +9,10 @@ import Docker from 'dockerode';
 import { DockerError, errorMessage, ImageNotFoundError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { followEvents } from './docker-events.js';
+import { readLogTail, type LogTail } from './docker-logs.js';
+
+/** Bytes of a container's output that one read of its log (get_logs, a dead kernel's last output) returns at most. */
+export const LOG_TAIL_BYTES = 1024 * 1024;
 
 /** A kernel image as the heartbeat lists it: `name:tag` without the prefix, and the image id. */
 export type KernelImage = [nameTag: string, imageId: string];
@@ -45,6 +49,8 @@ export interface ContainerRequest {
   security: ContainerSecurity;
   /** The Docker network it joins (the agent's kernel network); absent: Docker's default bridge. */
   network?: string;
+  /** Bytes of its /dev/shm (HostConfig.ShmSize); absent: Docker's 64 MiB. */
+  shmBytes?: number;
   /** The command in place of the image's ENTRYPOINT and CMD (the injected runner's entrypoint); absent: the image's. */
   entrypoint?: string[];
   /** Docker's init (tini) as the container's PID 1, reaping orphans: for an entrypoint that is no init itself. */
@@ -61,6 +67,8 @@ export interface ContainerSecurity {
   pidsLimit: number;
   /** 0 = Docker's default. */
   nofileLimit: number;
+  /** Bytes of the container's log file before Docker rotates it, and the files kept: a kernel printing without end cannot fill the disk. */
+  log: { maxBytes: number; maxFiles: number };
 }
 
 /** The HostConfig fields of a lock-down; privileged mode is never asked for. */
@@ -74,6 +82,8 @@ export function securityHostConfig(s: ContainerSecurity): Record<string, unknown
     ...(s.capabilities ? { CapDrop: ['ALL'], CapAdd: s.capabilities } : {}),
     ...(s.pidsLimit > 0 ? { PidsLimit: s.pidsLimit } : {}),
     ...(s.nofileLimit > 0 ? { Ulimits: [{ Name: 'nofile', Soft: s.nofileLimit, Hard: s.nofileLimit }] } : {}),
+    // json-file whatever the daemon's default driver: `docker logs` (get_logs) reads it, and its files lie under LogPath.
+    LogConfig: { Type: 'json-file', Config: { 'max-size': String(s.log.maxBytes), 'max-file': String(s.log.maxFiles) } },
   };
 }
 
@@ -211,6 +221,7 @@ export class DockerEngine {
           ...(req.runtime ? { Runtime: req.runtime } : {}),
           PortBindings: bindings,
           ...(req.network ? { NetworkMode: req.network } : {}),
+          ...(req.shmBytes ? { ShmSize: req.shmBytes } : {}),
           Init: req.init === true,
           ...securityHostConfig(req.security),
         },
@@ -339,13 +350,15 @@ export class DockerEngine {
     }
   }
 
-  /** The container's output (stdout and stderr interleaved), as text. */
+  /** The container's output (stdout and stderr interleaved), as text: at most its last `tailLines` lines and {@link LOG_TAIL_BYTES} bytes. */
   async logs(id: string, tailLines = 10_000): Promise<string> {
+    return (await this.logTail(id, tailLines, LOG_TAIL_BYTES)).text;
+  }
+
+  /** The end of the container's output: its last `tailLines` lines, of which the last `maxBytes` bytes, and how much was cut. */
+  async logTail(id: string, tailLines: number, maxBytes: number): Promise<LogTail> {
     try {
-      const raw = (await this.docker
-        .getContainer(id)
-        .logs({ stdout: true, stderr: true, follow: false, tail: tailLines })) as unknown as Buffer;
-      return demux(raw).toString('utf8');
+      return await readLogTail(this.docker, id, tailLines, maxBytes);
     } catch (err) {
       throw castDockerError(err, `reading logs of container ${id.slice(0, 12)}`);
     }
@@ -375,18 +388,4 @@ export class DockerEngine {
       { log, signal, onReconnect, what: 'Docker events stream' },
     );
   }
-}
-
-/** Splits Docker's multiplexed log stream (8-byte frame headers) back into plain bytes. */
-function demux(raw: Buffer): Buffer {
-  const parts: Buffer[] = [];
-  let i = 0;
-  while (i + 8 <= raw.length) {
-    const type = raw[i]!;
-    const size = raw.readUInt32BE(i + 4);
-    if (type > 2 || raw[i + 1] !== 0 || raw[i + 2] !== 0 || raw[i + 3] !== 0) return raw; // a TTY container: not multiplexed
-    parts.push(raw.subarray(i + 8, i + 8 + size));
-    i += 8 + size;
-  }
-  return Buffer.concat(parts);
 }

@@ -14,6 +14,8 @@ export const LABELS = {
   cpuSet: 'io.compute-agent.cpu-set',
   gpuSet: 'io.compute-agent.gpu-set',
   memMiB: 'io.compute-agent.mem-mib',
+  /** MiB of the container's /dev/shm (it cannot change; a restart keeps it). */
+  shmMiB: 'io.compute-agent.shm-mib',
   created: 'io.compute-agent.created',
   /** `<lang>/<type>` of a warm pooled container (no kernel id until claimed). */
   pool: 'io.compute-agent.pool',

@@ -16,7 +16,7 @@ import { AgentError, errorMessage } from '../errors.js';
 import { createLogger, silentLogger, type Logger } from '../log.js';
 import { EtcdStore } from '../adapters/etcd.js';
 import { DockerEngine } from '../adapters/docker.js';
-import { formatChecklist, runChecks, settingsReader } from './check/checks.js';
+import { checkDocument, formatChecklist, runChecks, settingsReader } from './check/checks.js';
 import { describeMethods } from '../rpc/listing.js';
 import { modernMethods, modernNotServed } from '../rpc/modern-methods.js';
 import { generateKeyPairFile } from '../config/keys.js';
@@ -52,18 +52,20 @@ async function runAgent(raw: RawOptions): Promise<void> {
   }
 }
 
-/** `agent check`: runs the checklist, prints it, exits 0 when every check passed and 1 otherwise. */
+/** `agent check`: runs the checklist, prints it (or with `--json` one JSON document), exits 0 when every check passed and 1 otherwise. */
 async function runCheck(raw: RawOptions, json: boolean): Promise<void> {
   let options;
   try {
     options = await validateOptions(raw, { checkScratch: false });
   } catch (err) {
+    // A tool reading --json gets a document here too; the line on stderr and the exit code are as without it.
+    if (json) process.stdout.write(JSON.stringify({ ok: false, summary: errorMessage(err), checks: [] }, null, 2) + '\n');
     die(errorMessage(err), EXIT_USAGE);
   }
   const etcd = new EtcdStore(options.etcdAddr, options.namespace, silentLogger());
   const results = await runChecks({ options, etcd, docker: new DockerEngine(), settings: settingsReader(etcd, options.agentId) });
   etcd.close();
-  process.stdout.write((json ? JSON.stringify(results, null, 2) : formatChecklist(results)) + '\n');
+  process.stdout.write((json ? JSON.stringify(checkDocument(results), null, 2) : formatChecklist(results)) + '\n');
   process.exit(results.every((r) => r.ok) ? 0 : EXIT_FAILED);
 }
 
@@ -75,8 +77,7 @@ function installSignals(agent: Agent, log: Logger): void {
       process.exit(EXIT_FAILED);
     }
     signalled = true;
-    log.info('stopping on signal; kernels keep running', { signal });
-    agent.stop('shutdown').then(
+    agent.stopOnSignal(signal).then(
       () => process.exit(0),
       (err: unknown) => die(`stop failed: ${errorMessage(err)}`, EXIT_FAILED),
     );

@@ -16,6 +16,7 @@ import { infoCommands } from './ctl/info.js';
 import { runCommand } from './ctl/run.js';
 import { callCommand } from './ctl/modern.js';
 import { openCommand } from './ctl/open.js';
+import { drainCommands } from './ctl/drain.js';
 import { addFlags, AGENTCTL_FLAGS } from './flags.js';
 
 const base = yargs(hideBin(process.argv))
@@ -25,7 +26,17 @@ const base = yargs(hideBin(process.argv))
 const parser = addFlags<unknown, GlobalArgs>(base, AGENTCTL_FLAGS) as unknown as Argv<GlobalArgs>;
 
 let commands = parser;
-for (const add of [infoCommands, runCommand, attachCommand, eventsCommand, fileCommands, imagesCommand, callCommand, openCommand])
+for (const add of [
+  infoCommands,
+  runCommand,
+  attachCommand,
+  eventsCommand,
+  fileCommands,
+  imagesCommand,
+  callCommand,
+  openCommand,
+  drainCommands,
+])
   commands = add(commands);
 
 await commands

@@ -108,7 +108,13 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
 
 /** The flags `agent check` takes besides {@link AGENT_FLAGS}. */
 export const CHECK_FLAGS: readonly FlagSpec[] = [
-  { name: 'json', type: 'boolean', default: false, describe: 'print the results as JSON instead of a checklist' },
+  {
+    name: 'json',
+    type: 'boolean',
+    default: false,
+    describe:
+      "print one JSON document instead of the checklist: ok, summary, and each check's name, status (ok, warn, fail), message and fix",
+  },
 ];
 
 /** The flags of the agent's other commands (these read no environment variables). */
@@ -153,7 +159,10 @@ export const AGENTCTL_FLAGS: readonly FlagSpec[] = [
 
 /** The flags of agentctl's commands, by command (like the global ones, each is also an `AGENTCTL_*` variable). */
 export const AGENTCTL_COMMAND_FLAGS: Readonly<
-  Record<'run' | 'events' | 'download' | 'destroy' | 'reset' | 'images rm' | 'open', readonly FlagSpec[]>
+  Record<
+    'run' | 'events' | 'download' | 'destroy' | 'reset' | 'images rm' | 'images gc' | 'open' | 'drain' | 'undrain',
+    readonly FlagSpec[]
+  >
 > = {
   run: [
     { name: 'file', alias: 'f', type: 'string', describe: 'read the code from FILE' },
@@ -181,7 +190,25 @@ export const AGENTCTL_COMMAND_FLAGS: Readonly<
   ],
   destroy: [{ name: 'reason', type: 'string', default: 'user-requested', describe: 'reason sent in kernel_terminated' }],
   reset: [{ name: 'yes', type: 'boolean', default: false, describe: 'required: confirms that every kernel goes' }],
+  drain: [
+    {
+      name: 'deadline',
+      type: 'number',
+      defaultText: 'none: kernels run until they end',
+      describe: 'seconds after which the kernels still running are destroyed (reason node-drain)',
+    },
+    {
+      name: 'etcd',
+      type: 'boolean',
+      default: false,
+      describe: "write the node's drain key in etcd instead of calling the agent (it need not be reachable; --agent-id names it)",
+    },
+  ],
+  undrain: [
+    { name: 'etcd', type: 'boolean', default: false, describe: "delete the node's drain key in etcd instead of calling the agent" },
+  ],
   'images rm': [{ name: 'force', type: 'boolean', default: false, describe: 'also remove images that idle pooled containers use' }],
+  'images gc': [{ name: 'dry-run', type: 'boolean', default: false, describe: 'list what would be removed, in order, and remove nothing' }],
   open: [
     { name: 'forward', type: 'number', describe: 'serve the app on this local port through agentctl (runs until Ctrl-C)' },
     { name: 'bind', type: 'string', default: '127.0.0.1', describe: 'address --forward listens on' },

@@ -9,6 +9,8 @@
  *   nodes/manager/public_key            the manager's CURVE public key (Z85)
  *   nodes/agents/<id>                   `starting` or `running` (leased)
  *   nodes/agents/<id>/{ip,addr,heartbeat}  leased with it
+ *   nodes/agents/<id>/draining          while the agent drains: JSON {since, deadline} (leased with it)
+ *   nodes/agents/<id>/drain             a drain asked of the node (not leased: it outlives a restart)
  *   nodes/agents/<id>/config/<setting>  per-node settings (win over the cluster's)
  *   config/agent/<setting>              cluster-wide settings; `pool/...` below them are the warm pool's
  *   config/agent/pool/demand            the cluster's pending demand (an input, not a setting)
@@ -31,7 +33,7 @@ export const LEGACY_REDIS_KEY = 'nodes/redis';
 export const AGENTS_PREFIX = 'nodes/agents/';
 
 /** The keys an agent writes below its registration (under its lease). */
-export type AgentField = 'ip' | 'addr' | 'heartbeat';
+export type AgentField = 'ip' | 'addr' | 'heartbeat' | 'draining';
 
 /** The registration key of an agent (`nodes/agents/<id>`), whose value is its state. */
 export function agentKey(agentId: string): string {
@@ -42,6 +44,20 @@ export function agentKey(agentId: string): string {
 export function agentFieldKey(agentId: string, field: AgentField): string {
   return `${agentKey(agentId)}/${field}`;
 }
+
+/**
+ * The drain asked of an agent (`nodes/agents/<id>/drain`, src/services/drain.ts):
+ * JSON `{"since": unix seconds, "deadline": unix seconds | null}`, or a bare
+ * number of seconds from when the agent reads it. Written by agentctl, a
+ * manager or an operator; not leased and kept when the agent deregisters,
+ * so a drain outlives a restart until it is deleted (undrain).
+ */
+export function drainKey(agentId: string): string {
+  return `${agentKey(agentId)}/${DRAIN_SUBKEY}`;
+}
+
+/** Below an agent's registration, the drain asked of it (kept when it deregisters). */
+export const DRAIN_SUBKEY = 'drain';
 
 /** What below an agent's registration holds its per-node settings (kept when it deregisters). */
 export const AGENT_CONFIG_SUBKEY = 'config/';

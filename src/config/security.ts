@@ -15,6 +15,7 @@ export function containerSecurity(s: Settings): ContainerSecurity {
     seccomp: s.kernelSeccomp,
     pidsLimit: s.kernelPidsLimit,
     nofileLimit: s.kernelNofileLimit,
+    log: { maxBytes: s.kernelLogMaxMiB * 1024 * 1024, maxFiles: s.kernelLogMaxFiles },
   };
 }
 

@@ -8,6 +8,7 @@
 import { bool, filePath, imagePrefix, langList, list, number, oneOf } from './setting-parsers.js';
 import { setting, type SettingSpec } from './setting-spec.js';
 import { BOUNDARY_SETTINGS } from './setting-table-boundaries.js';
+import { IMAGE_GC_SETTINGS } from './setting-table-images.js';
 
 /** Every etcd setting of the agent, in the order of the manual's table (docs/reference/settings.rst, written from this list). */
 export const SETTINGS = [
@@ -252,6 +253,7 @@ export const SETTINGS = [
     live: false,
     parse: bool,
   }),
+  ...IMAGE_GC_SETTINGS,
   setting({
     key: 'node_startup_script',
     field: 'nodeStartupScript',
@@ -359,6 +361,24 @@ export const SETTINGS = [
     default: 600,
     live: true,
     parse: number(1, 24 * 3600),
+  }),
+  setting({
+    key: 'sigterm_action',
+    field: 'sigtermAction',
+    doc: 'what SIGTERM does: leave (stop at once; kernels keep running for the next start) or drain (refuse new kernels and empty the warm pool, wait for the kernels to end until sigterm_drain_deadline, destroy those left with reason node-drain, then stop)',
+    see: 'Draining a node',
+    default: 'leave',
+    live: true,
+    parse: oneOf('leave', 'drain'),
+  }),
+  setting({
+    key: 'sigterm_drain_deadline',
+    field: 'sigtermDrainDeadlineSec',
+    doc: 'seconds a SIGTERM drain (sigterm_action drain) waits for the kernels to end before it destroys them; keep it below the stop timeout of supervisord or systemd',
+    see: 'Draining a node',
+    default: 300,
+    live: true,
+    parse: number(0, 7 * 24 * 3600),
   }),
 ] as const;
 

@@ -20,7 +20,15 @@ import { ConfigError, DockerError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { LABELS } from '../adapters/labels.js';
 import type { BridgeNetwork, DockerNetworks } from '../adapters/docker-networks.js';
-import { firewallPlan, installFirewall, KERNEL_BRIDGE_PREFIX, removeFirewall, type ChainPlan, type KernelEgress } from './firewall.js';
+import {
+  firewallPlan,
+  installFirewall,
+  KERNEL_BRIDGE_PREFIX,
+  missingChains,
+  removeFirewall,
+  type ChainPlan,
+  type KernelEgress,
+} from './firewall.js';
 
 /** Whether kernels are kept apart by the agent's firewall chains (`kernel_isolation`). */
 export type KernelIsolation = 'on' | 'off';
@@ -80,6 +88,11 @@ export class KernelNetwork {
       egress: this.o.egress,
       chains: this.plan.map((c) => `${c.table}/${c.chain}`),
     };
+  }
+
+  /** The chains of this agent that are missing from the firewall now (`table/name`); empty when all are there or isolation is off. */
+  missing(): Promise<string[]> {
+    return missingChains(this.plan);
   }
 
   /**

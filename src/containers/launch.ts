@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs';
 import type { ContainerRequest, ContainerSecurity, DockerEngine } from '../adapters/docker.js';
 import type { DeviceHostConfig } from '../accelerators/types.js';
-import type { KernelSpec } from './spec.js';
+import { shmMiBOf, type KernelSpec } from './spec.js';
 import { langName } from '../config/lang.js';
 import { LABELS } from '../adapters/labels.js';
 import type { ImageTraits } from './image-traits.js';
@@ -29,6 +29,8 @@ export interface LaunchInput {
   kernelUid: number;
   publishHost: string;
   security: ContainerSecurity;
+  /** The kernel_shm_size setting: the /dev/shm of a kernel whose spec names none ({@link shmMiBOf}). */
+  shmMiB: number;
   createdAt: number;
   /** The Docker arguments of the kernel's GPUs (src/accelerators); none: no GPU. */
   gpu?: (DeviceHostConfig & { cpusetMems: string }) | null;
@@ -53,6 +55,7 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
   const gpuCount = i.spec.gpuSet?.length ?? 0;
   for (const name of i.traits.gpuCountEnvs) env.push(`${name}=${gpuCount}`);
   const gpu = i.gpu && gpuCount > 0 ? i.gpu : null;
+  const shmMiB = shmMiBOf(i.spec, i.shmMiB);
   const plan = i.traits.runner;
   const inject = !plan.baked && i.runnerEnv ? injection(plan, i.runnerEnv, i.kernelUid) : null;
   if (inject) env.push(...inject.env.filter((v) => !env.includes(v)));
@@ -70,6 +73,7 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
       [LABELS.cpuSet]: i.cpuSet.join(','),
       [LABELS.gpuSet]: (i.spec.gpuSet ?? []).join(','),
       [LABELS.memMiB]: String(i.spec.memMiB),
+      [LABELS.shmMiB]: String(shmMiB),
       [LABELS.created]: String(i.createdAt),
       ...(inject ? { [LABELS.runnerEnv]: i.runnerEnv!.digest } : {}),
     },
@@ -82,6 +86,8 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
     ],
     ...(inject ? { entrypoint: inject.entrypoint, init: true } : {}),
     memoryBytes: i.spec.memMiB * 1024 * 1024,
+    // Not taken from the memory limit (as the 24.09 agent did): /dev/shm's pages are charged to the kernel's memory cgroup already.
+    shmBytes: shmMiB * 1024 * 1024,
     cpusetCpus: i.cpuSet.join(','),
     ...(gpu ? { devices: gpu.devices, deviceRequests: gpu.deviceRequests, runtime: gpu.runtime, cpusetMems: gpu.cpusetMems } : {}),
     publishHost: i.publishHost,

@@ -30,6 +30,19 @@ export interface KernelSpec {
   bootstrapScript?: string | null;
   /** `limits.scratch_mib`: MiB of a hostfile or memory home; null = the scratch_size setting. */
   scratchMiB?: number | null;
+  /** MiB of its /dev/shm as the create asked (a modern manager's `resource_opts.shmem`); null = {@link shmMiBOf}'s default. */
+  shmMiB?: number | null;
+}
+
+/**
+ * The MiB of a kernel's /dev/shm: what its create asked for, else
+ * `settingMiB` (kernel_shm_size). Not capped at the kernel's memory limit:
+ * /dev/shm's pages are charged to the kernel's memory cgroup, so the limit
+ * bounds what it holds anyway, and one size for every kernel lets a warm
+ * pooled container serve a kernel of less memory than its type.
+ */
+export function shmMiBOf(spec: Pick<KernelSpec, 'shmMiB'>, settingMiB: number): number {
+  return spec.shmMiB ?? settingMiB;
 }
 
 /** Largest `bootstrap_script`. */

@@ -24,4 +24,6 @@ export interface AgentInfo {
   public_key?: string;
   /** Beyond: whether the agent's firewall keeps kernels apart (`kernel_isolation`); a 2018 manager ignores it. */
   kernel_isolation?: 'on' | 'off';
+  /** Beyond: present (true) while the node drains: it takes no new kernels (docs/agentctl.rst); a 2018 manager ignores it. */
+  draining?: boolean;
 }

@@ -47,7 +47,7 @@ export const AGENT_EVENTS = [
   {
     name: 'kernel_terminated',
     args: [kernelId, { name: 'reason', type: 'str' }, { name: 'stats', type: 'map of the last stats or nil' }],
-    when: 'a kernel is gone: destroyed, reset, idle, died by itself (self-terminated, oom-killed), restarting, already-terminated (sync_kernels), not-found (destroy_kernel of a kernel not held), or create-abandoned (its creator was gone)',
+    when: 'a kernel is gone: destroyed, reset, idle, died by itself (self-terminated, oom-killed), restarting, already-terminated (sync_kernels), not-found (destroy_kernel of a kernel not held), create-abandoned (its creator was gone), or node-drain (left at the deadline of a drain)',
   },
   {
     name: 'kernel_runner_restarted',
@@ -79,6 +79,17 @@ export const AGENT_EVENTS = [
       { name: 'reason', type: 'str' },
     ],
     when: 'a pull failed',
+    beyond: true,
+  },
+  {
+    name: 'image_removed',
+    args: [
+      { name: 'image', type: 'str: the name removed (the first, when it had several)' },
+      { name: 'image_id', type: 'str: sha256:...' },
+      { name: 'last_used', type: 'float: unix seconds of its last recorded use, or nil' },
+      { name: 'usage_pct', type: "float: the data root's usage (percent) before it went" },
+    ],
+    when: "the image collector removed an unused kernel image (the data root's usage was over image_gc_high, or agentctl images gc)",
     beyond: true,
   },
 ] as const satisfies readonly EventSpec[];
@@ -118,7 +129,7 @@ export const MODERN_EVENTS = [
   {
     name: 'kernel_terminated',
     args: [...modernKernel, { name: 'exit_code', type: 'int (-1) or nil' }],
-    when: "a kernel of a modern session is gone (24.09's reasons; agent-reset is reported as agent-termination), or a listed one is already gone (sync_kernel_registry)",
+    when: "a kernel of a modern session is gone (24.09's reasons; agent-reset and node-drain are reported as agent-termination), or a listed one is already gone (sync_kernel_registry)",
   },
   {
     name: 'image_pull_started',

@@ -22,6 +22,7 @@ import type { ModernEventName } from './catalogue.js';
 const REASONS: Readonly<Record<string, string>> = {
   'agent-reset': 'agent-termination',
   shutdown: 'agent-termination',
+  'node-drain': 'agent-termination', // a drain's deadline (src/services/drain.ts): 24.09 has no reason of its own for it
 };
 
 /** What the translator needs to know about modern sessions. */

@@ -9,7 +9,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { Codec } from '../wire/codec.js';
 import { SendQueue } from '../wire/send-queue.js';
-import type { EventSink } from './sink.js';
+import { copySinkStats, countDropped, emptySinkStats, type DropReason, type EventSink, type SinkStats } from './sink.js';
 
 /** Options of {@link EventPublisher}. */
 export interface EventPublisherOptions {
@@ -23,17 +23,14 @@ export interface EventPublisherOptions {
 }
 
 /** Counters of the publisher. */
-export interface PublisherStats {
-  queued: number;
-  dropped: number;
-}
+export type PublisherStats = SinkStats;
 
 export class EventPublisher implements EventSink {
   private socket: zmq.Push | null = null;
   private queue: SendQueue | null = null;
   private endpoint: string | null = null;
   private serverKey: string | null = null;
-  private readonly stats: PublisherStats = { queued: 0, dropped: 0 };
+  private readonly stats: PublisherStats = emptySinkStats();
   private readonly agentId: Buffer;
   private lastDropLog = 0;
 
@@ -47,7 +44,7 @@ export class EventPublisher implements EventSink {
   }
 
   snapshot(): PublisherStats {
-    return { ...this.stats };
+    return copySinkStats(this.stats);
   }
 
   /** Whether events go out over CURVE (the sink's public key is known). */
@@ -79,19 +76,19 @@ export class EventPublisher implements EventSink {
     }
     socket.connect(endpoint);
     this.socket = socket;
-    this.queue = new SendQueue(socket, (err) => this.noteDrop(`send failed: ${errorMessage(err)}`), this.options.queueLimit);
+    this.queue = new SendQueue(socket, (err) => this.noteDrop('send_failed', `send failed: ${errorMessage(err)}`), this.options.queueLimit);
     this.options.log.info('sending events to the manager', { sink: endpoint, curve: serverKey !== null });
   }
 
   /** Sends an event; returns false when it was dropped (no sink, or the queue is full). */
   emit(name: string, args: unknown[]): boolean {
     if (!this.queue) {
-      this.noteDrop(`no event sink known (${name})`);
+      this.noteDrop('no_sink', `no event sink known (${name})`);
       return false;
     }
     const frames = [Buffer.from(name, 'ascii'), this.agentId, this.options.codec.encode(args)];
     if (!this.queue.push(frames)) {
-      this.noteDrop(`event queue full (${name})`);
+      this.noteDrop('queue_full', `event queue full (${name})`);
       return false;
     }
     this.stats.queued++;
@@ -116,8 +113,8 @@ export class EventPublisher implements EventSink {
     this.queue = null;
   }
 
-  private noteDrop(reason: string): void {
-    this.stats.dropped++;
+  private noteDrop(kind: DropReason, reason: string): void {
+    countDropped(this.stats, kind);
     const now = Date.now();
     if (now - this.lastDropLog >= 10_000) {
       this.lastDropLog = now;

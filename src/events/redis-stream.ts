@@ -11,7 +11,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import { backoffDelay, type BackoffPolicy } from '../util/backoff.js';
 import type { Codec } from '../wire/codec.js';
-import type { EventSink, SinkStats } from './sink.js';
+import { copySinkStats, countDropped, emptySinkStats, type EventSink, type SinkStats } from './sink.js';
 import { REDIS_ADDR_KEY } from '../config/etcd-keys.js';
 
 /** ioredis' reconnect delays: 200 ms doubling to 2 s. */
@@ -43,7 +43,7 @@ export class RedisStreamSink implements EventSink {
   private client: Redis | null = null;
   private target: string | null = null;
   private readonly queue: Array<[string, Buffer]> = [];
-  private readonly stats: SinkStats = { queued: 0, dropped: 0 };
+  private readonly stats: SinkStats = emptySinkStats();
   private writing = false;
   private outage: { since: number; droppedAtStart: number } | null = null;
   private readonly stream: string;
@@ -57,8 +57,13 @@ export class RedisStreamSink implements EventSink {
     return this.target;
   }
 
+  /** Whether the connection to Redis is up; null while no Redis is set (`config/redis`). */
+  get connected(): boolean | null {
+    return this.client ? this.client.status === 'ready' : null;
+  }
+
   snapshot(): SinkStats {
-    return { ...this.stats };
+    return copySinkStats(this.stats);
   }
 
   /** Points the sink at a Redis (or none); events still queued for the old one go to the new one. */
@@ -100,11 +105,11 @@ export class RedisStreamSink implements EventSink {
   /** Queues an event; returns false when it was dropped (no Redis known, or the queue is full). */
   emit(name: string, args: unknown[]): boolean {
     if (!this.client) {
-      this.stats.dropped++;
+      countDropped(this.stats, 'no_sink');
       return false;
     }
     if (this.queue.length >= this.options.queueLimit) {
-      this.stats.dropped++;
+      countDropped(this.stats, 'queue_full');
       this.noteOutage(`event queue full (${this.options.queueLimit} events)`);
       return false;
     }
@@ -117,7 +122,7 @@ export class RedisStreamSink implements EventSink {
   async close(lingerMs = 1000): Promise<void> {
     const deadline = Date.now() + lingerMs;
     while (this.queue.length > 0 && this.client?.status === 'ready' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    this.stats.dropped += this.queue.length;
+    countDropped(this.stats, 'send_failed', this.queue.length); // Redis had not taken them within the linger
     this.queue.length = 0;
     this.disconnect();
   }
@@ -145,11 +150,11 @@ export class RedisStreamSink implements EventSink {
       .then((results) => {
         const failed = (results ?? []).filter(([err]) => err).length;
         this.stats.queued += batch.length - failed;
-        this.stats.dropped += failed;
+        countDropped(this.stats, 'send_failed', failed);
         if (failed > 0) this.noteOutage(`XADD failed: ${errorMessage(results!.find(([e]) => e)![0])}`);
       })
       .catch((err: unknown) => {
-        this.stats.dropped += batch.length;
+        countDropped(this.stats, 'send_failed', batch.length);
         this.noteOutage(errorMessage(err));
       })
       .finally(() => {

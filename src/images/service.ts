@@ -1,10 +1,11 @@
 /**
  * ImageService is the agent's room for kernel images: it composes the pull
  * queue (puller.ts), the registry client (registry.ts), the inventory
- * (inventory.ts) and Docker's image events, and serves the kernel factory
- * (`ensure` before a create), the pool (`ensure` before a fill), the RPC
- * methods (list_images, list_pulls, pull_image, delete_image, purge_images)
- * and the heartbeat (`heartbeatImages`). Every name a client gives is a
+ * (inventory.ts), the book of last uses (image-use.ts), the collector under
+ * disk pressure (gc.ts) and Docker's image events, and serves the kernel
+ * factory (`ensure` before a create), the pool (`ensure` before a fill), the
+ * RPC methods (list_images, list_pulls, pull_image, delete_image,
+ * purge_images, gc_images) and the heartbeat (`heartbeatImages`). Every name a client gives is a
  * lang checked against image_prefix / image_allow_list as create does.
  */
 import { errorMessage, ImageInUseError, ImageNotFoundError, ParametersError } from '../errors.js';
@@ -17,6 +18,8 @@ import { ImagePuller } from './puller.js';
 import { langOfImage, parseImageRef, resolveImage } from '../config/lang.js';
 import { readRegistryCredentials, RegistryClient, type RegistryCredentials } from './registry.js';
 import type { AgentEventName } from '../events/catalogue.js';
+import { ImageUseBook } from './image-use.js';
+import { ImageGc } from './gc.js';
 
 /** The settings the image room reads (live). */
 export interface ImageSettings {
@@ -26,6 +29,11 @@ export interface ImageSettings {
   pullConcurrency: number;
   pullTimeoutSec: number;
   pullSpaceMarginBytes: number;
+  /** Langs this node must have (the collector never removes them). */
+  prepull: string[];
+  imageGcHigh: number;
+  imageGcLow: number;
+  imageGcIntervalSec: number;
 }
 
 /** What the image room needs from the rest of the agent. */
@@ -38,9 +46,15 @@ export interface ImageServiceDeps {
   etcdGet(key: string): Promise<string | null>;
   /** The kernels held (their images are in use). */
   kernels(): ReadonlyArray<{ spec: { image: string } }>;
-  /** The warm pool, whose idle containers use images too; null before it exists. */
-  pool(): { idle: ReadonlyMap<string, PooledImageUser>; drop(c: PooledImageUser, reason: string): Promise<void> } | null;
+  /** The warm pool, whose idle containers use images too (and those being made, by `<lang>/<type>`); null before it exists. */
+  pool(): {
+    idle: ReadonlyMap<string, PooledImageUser>;
+    creating?: ReadonlyMap<string, string>;
+    drop(c: PooledImageUser, reason: string): Promise<void>;
+  } | null;
   freeBytes?(dir: string): Promise<number>;
+  /** Where the book of images' last uses is kept (`.image-use.json` in it). */
+  scratchRoot: string;
 }
 
 /** What the image service needs of an idle pooled container: its image. */
@@ -52,6 +66,8 @@ export class ImageService {
   readonly puller: ImagePuller;
   readonly inventory: ImageInventory;
   readonly registry: RegistryClient;
+  readonly book: ImageUseBook;
+  readonly gc: ImageGc;
   private readonly abort = new AbortController();
   private watching: Promise<void> | null = null;
 
@@ -68,16 +84,30 @@ export class ImageService {
       freeBytes: deps.freeBytes,
     });
     this.inventory = new ImageInventory(deps.images, deps.log);
+    this.book = new ImageUseBook(deps.scratchRoot, deps.log);
+    this.gc = new ImageGc({
+      images: deps.images,
+      log: deps.log.child({ component: 'image-gc' }),
+      emit: deps.emit,
+      settings: deps.settings,
+      book: this.book,
+      inUse: () => this.inUse(),
+      prepull: () => this.prepullImages(),
+      pulling: (image) => this.puller.pulling(image),
+    });
   }
 
-  /** Follows Docker's image events (the heartbeat's cache depends on them). */
+  /** Follows Docker's image events (the heartbeat's cache depends on them); the collector is started apart (`gc.start()`), once the kernels are known. */
   start(): void {
     this.watching ??= this.deps.images.watch((action) => this.inventory.onEvent(action), this.deps.log, this.abort.signal);
+    void this.book.load();
   }
 
   async close(): Promise<void> {
     this.abort.abort();
     this.puller.close();
+    await this.gc.close();
+    await this.book.flush();
     await this.watching;
   }
 
@@ -114,6 +144,8 @@ export class ImageService {
    * image already under way.
    */
   async ensure(image: string, kernelId?: string, onPull?: () => void): Promise<void> {
+    this.book.touch([image]); // before anything awaits: the collector keeps an image used after its pass began
+    await this.gc.settled(image);
     const policy = this.deps.settings().autoPull;
     if (this.puller.pulling(image)) return this.pullFor(image, kernelId, onPull);
     const local = await this.deps.images.digests(image);
@@ -161,6 +193,8 @@ export class ImageService {
   /** pull_image: pulls (or joins the pull of) an image; `pulled` is false when it was already here. */
   async pullImage(lang: string): Promise<{ image: string; pulled: boolean }> {
     const image = this.resolve(lang);
+    this.book.touch([image]);
+    await this.gc.settled(image);
     if (!this.puller.pulling(image) && (await this.deps.images.digests(image)) !== null) return { image, pulled: false };
     await this.puller.pull(image);
     return { image, pulled: true };
@@ -214,6 +248,33 @@ export class ImageService {
       kernels: this.deps.kernels().map((k) => k.spec.image),
       pooled: [...(this.deps.pool()?.idle.values() ?? [])].map((c) => c.image),
     };
+  }
+
+  /** The image names kernels (any state) and pooled containers (idle or being made) use now. */
+  private inUse(): Set<string> {
+    const users = this.users();
+    const out = new Set([...users.kernels, ...users.pooled]);
+    for (const key of this.deps.pool()?.creating?.values() ?? []) {
+      try {
+        out.add(this.resolve(key.slice(0, key.lastIndexOf('/'))));
+      } catch {
+        // a pool key whose lang no longer resolves names no image of this agent
+      }
+    }
+    return out;
+  }
+
+  /** The image names of the prepull list (a lang that does not resolve names none). */
+  private prepullImages(): Set<string> {
+    const out = new Set<string>();
+    for (const lang of this.deps.settings().prepull) {
+      try {
+        out.add(this.resolve(lang));
+      } catch {
+        // the prepull pass reports it
+      }
+    }
+    return out;
   }
 
   /** A registry's credentials from etcd, or null; never logged. */

@@ -145,6 +145,7 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
         image: imageName,
         cpuCount: cpuSet.length,
         memMiB: Number(labels[LABELS.memMiB]) || 0,
+        shmMiB: Number(labels[LABELS.shmMiB]) || null, // a restart keeps it; none on containers made before the label
         gpuCount: gpuSet.length,
         mounts: vfoldersOf(state.binds),
         environ: {},

@@ -223,6 +223,7 @@ export class KernelFactory {
         kernelUid: s.kernelUid,
         publishHost: s.publishAddr || this.deps.kernelHost,
         security: s.security,
+        shmMiB: s.kernelShmMiB,
         createdAt: rec.createdAt,
         gpu: this.deps.gpus?.hostConfig(rec.spec.gpuSet, rec.cpuSet),
         replaces,

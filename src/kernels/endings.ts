@@ -5,9 +5,12 @@
  * lines it printed (for the agent's log), and the final output kept for
  * `get_logs` after the kernel is gone, with a line a user can read when the
  * OOM killer ended it. The kernel watch (src/kernels/watch.ts) reads it; the
- * service keeps the last outputs in {@link KernelEndings}.
+ * service keeps the last outputs in {@link KernelEndings}. And what
+ * get_logs answers for a running kernel: the end of its output, with a
+ * first line that says when earlier output was cut ({@link kernelLogs}).
  */
-import type { ContainerState } from '../adapters/docker.js';
+import { LOG_TAIL_BYTES, type ContainerState, type DockerEngine } from '../adapters/docker.js';
+import type { LogTail } from '../adapters/docker-logs.js';
 
 /** What was learned about a container's end. */
 export interface Ending {
@@ -43,6 +46,24 @@ export function describeEnding(state: ContainerState | null, output: string, mem
     tail: lines.slice(-TAIL_LINES),
     finalLog: `${kept}${kept === '' || kept.endsWith('\n') ? '' : '\n'}${closing}\n`,
   };
+}
+
+/** Lines of a kernel's output get_logs reads at most (Docker's `tail`); of them, at most LOG_TAIL_BYTES bytes are answered. */
+const GET_LOGS_LINES = 10_000;
+
+/** get_logs of a running kernel: the end of its container's output, read with bounded memory ({@link logsAnswer}). */
+export async function kernelLogs(docker: Pick<DockerEngine, 'logTail'>, containerId: string): Promise<string> {
+  return logsAnswer(await docker.logTail(containerId, GET_LOGS_LINES, LOG_TAIL_BYTES));
+}
+
+/** get_logs' answer from the end of a container's output: when earlier output was left out, a first line says so and why. */
+export function logsAnswer(tail: LogTail): string {
+  if (tail.cutBytes === 0 && !tail.linesFull) return tail.text;
+  const left = tail.cutBytes > 0 ? ` (${tail.cutBytes} bytes of it left out here)` : '';
+  return (
+    `[agent] earlier output is cut${left}: get_logs answers at most the last ${GET_LOGS_LINES} lines and ${LOG_TAIL_BYTES / 1024} KiB ` +
+    `of a kernel's output, and its container log keeps at most kernel_log_max_size x kernel_log_max_files on disk\n${tail.text}`
+  );
 }
 
 /** KernelEndings keeps the final output of the last kernels that ended by themselves, for get_logs after they are gone. */

@@ -46,7 +46,11 @@ export const MODERN_CONFIG_KEYS: ReadonlyArray<{ key: string; treatment: KeyTrea
   { key: 'preopen_ports', treatment: 'refused unless empty', note: 'preopened ports are not served to modern managers yet' },
   { key: 'auto_pull', treatment: 'ignored', note: 'images are not pulled by this agent' },
   { key: 'session_type', treatment: 'ignored', note: 'interactive and batch kernels are created alike' },
-  { key: 'resource_opts', treatment: 'ignored', note: 'e.g. shmem: the agent sets its own' },
+  {
+    key: 'resource_opts',
+    treatment: 'supported',
+    note: '``shmem`` (bytes, or a size such as ``"64m"`` or ``"1g"``; at most the kernel\'s memory) sizes ``/dev/shm``; other options are ignored',
+  },
   { key: 'package_directory', treatment: 'ignored', note: '' },
   { key: 'idle_timeout', treatment: 'ignored', note: "the agent's idle_timeout applies" },
   { key: 'internal_data', treatment: 'ignored', note: '' },
@@ -89,6 +93,34 @@ function amount(v: unknown, key: string): number {
   if (!Number.isFinite(n) || n < 0)
     bad(`resource_slots.${key}`, `must be a non-negative decimal string such as "1" or "268435456", got ${JSON.stringify(v)}`);
   return n;
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+
+/**
+ * `resource_opts.shmem` in MiB (rounded up), or null when absent or 0 (the
+ * kernel_shm_size setting then applies): bytes as a number, or a size as
+ * 24.09's BinarySize writes it (`"64m"`, `"1g"`, `"1GiB"`, `"1073741824"`).
+ * More than the kernel's memory is refused, as the 24.09 manager refuses it:
+ * /dev/shm's pages are charged to that memory.
+ */
+function shmemOf(opts: unknown, memMiB: number, ignored: string[]): number | null {
+  if (empty(opts)) return null;
+  if (!isMap(opts)) bad('resource_opts', 'must be a map such as {"shmem": "1g"}');
+  for (const key of Object.keys(opts)) if (key !== 'shmem' && !empty(opts[key])) ignored.push(`resource_opts.${key}`);
+  const raw = opts.shmem;
+  if (raw === undefined || raw === null || raw === '' || raw === 0) return null;
+  const m = typeof raw === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(raw) : null;
+  const bytes = typeof raw === 'number' ? raw : m ? Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]! : NaN;
+  if (!Number.isFinite(bytes) || bytes < 0)
+    bad('resource_opts.shmem', `must be a size in bytes or such as "64m" or "1g", got ${JSON.stringify(raw).slice(0, 40)}`);
+  const mib = Math.ceil(bytes / 2 ** 20);
+  if (mib > memMiB)
+    bad(
+      'resource_opts.shmem',
+      `asks for ${mib} MiB of /dev/shm, more than the kernel's ${memMiB} MiB of memory (resource_slots.mem), which its pages are charged to; ask for less shared memory or more memory`,
+    );
+  return mib || null;
 }
 
 /** The lang of an image reference (src/config/lang.ts); a ParametersError when it is no kernel image of this agent. */
@@ -173,6 +205,7 @@ export function parseModernKernelConfig(
     ctx.imageAllowList,
   );
   spec.mounts = mountsOf(config.mounts, ctx.vfolderRoot);
+  spec.shmMiB = shmemOf(config.resource_opts, spec.memMiB, ignored);
   const str = (v: unknown, fallback: string) => (typeof v === 'string' ? v : fallback);
   return {
     spec,

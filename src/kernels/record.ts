@@ -70,6 +70,7 @@ export type KernelSettings = Pick<
   | 'memReserveMiB'
   | 'memOvercommit'
   | 'scratchSizeMiB'
+  | 'kernelShmMiB'
 > & {
   /** The host folder vfolder mounts come from (etcd `volumes/_mount`). */
   vfolderRoot: string;

@@ -72,7 +72,8 @@ export async function restartKernel(
     const image = await k.deps.docker.image(spec.image);
     const next: KernelRecord = {
       ...rec,
-      spec: { ...spec, cpuSet: rec.cpuSet, gpuSet: rec.spec.gpuSet }, // same cores and GPUs
+      // Same cores and GPUs; the same /dev/shm unless the restart's config names one.
+      spec: { ...spec, cpuSet: rec.cpuSet, gpuSet: rec.spec.gpuSet, shmMiB: spec.shmMiB ?? rec.spec.shmMiB ?? null },
       traits: imageTraits(image.labels),
       containerId: '',
       pid: null,

@@ -9,7 +9,7 @@
  */
 import { AgentError, DestroyPendingError, errorMessage, KernelNotFoundError } from '../errors.js';
 import { PendingDestroys, removeContainer, removeUntilGone, within } from './teardown.js';
-import { KernelEndings, type Ending } from './endings.js';
+import { KernelEndings, kernelLogs, type Ending } from './endings.js';
 import { KernelSync } from './sync.js';
 import { SelfSync } from './self-sync.js';
 import type { KernelInfo, KernelStats, KernelSummary } from '../rpc/results.js';
@@ -40,6 +40,11 @@ export class KernelService {
   /** Destroys that answered agent.DestroyPending and go on removing the container in the background. */
   private readonly tearingDown = new PendingDestroys<KernelStats | null>();
   private closed = false;
+  /**
+   * Called before a new kernel is made (not for one the agent holds, nor a
+   * restart); throws to refuse it: the node's drain sets it (src/services/drain.ts).
+   */
+  admission: (() => void) | null = null;
   /** The final output of kernels that died by themselves, for get_logs after they are gone. */
   private readonly endings = new KernelEndings();
   /** sync_kernels (src/kernels/sync.ts). */
@@ -183,6 +188,7 @@ export class KernelService {
       this.touch(live);
       return this.info(live);
     }
+    this.admission?.(); // a draining node refuses new kernels (src/services/drain.ts); the ones it holds are answered above
     const s = this.deps.settings();
     const spec = readSpec ? readSpec(s) : parseKernelConfig(config, s.imagePrefix, s.vfolderRoot, s.imageAllowList); // a bad config takes nothing
     const p = this.factory.createWarmOrCold(id, spec).finally(() => this.creating.delete(id));
@@ -329,15 +335,15 @@ export class KernelService {
   }
 
   /**
-   * reset: destroys every kernel with reason agent-reset, those whose create
+   * reset: destroys every kernel with reason agent-reset (or `reason`: node-drain at a drain's deadline), those whose create
    * is under way too (each once its create settles: a create that fails has
    * nothing to destroy).
    */
-  async reset(): Promise<void> {
+  async reset(reason = 'agent-reset'): Promise<void> {
     const ids = new Set([...this.kernels.keys(), ...this.creating.keys()]);
     const results = await Promise.allSettled(
       [...ids].map((id) =>
-        this.destroy(id, 'agent-reset').catch((err: unknown) => {
+        this.destroy(id, reason).catch((err: unknown) => {
           if (!(err instanceof KernelNotFoundError)) throw err; // its create failed: nothing left of it
           return null;
         }),
@@ -354,7 +360,7 @@ export class KernelService {
   async logs(id: string): Promise<string> {
     const ended = this.endings.get(id);
     if (ended !== undefined && !this.kernels.has(id) && !this.creating.has(id)) return ended;
-    return this.deps.docker.logs((await this.ready(id)).containerId);
+    return kernelLogs(this.deps.docker, (await this.ready(id)).containerId);
   }
 
   /** The file operations of a kernel's scratch home and its vfolders. */

@@ -2,7 +2,8 @@
  * AgentMetrics exposes the agent's numbers in the Prometheus text format:
  * warm pool sizes per image and type and state (idle, creating, claimed),
  * claims, cold fallbacks, the creation latency of pooled containers, and the
- * kernels by state. They are written to a file for node_exporter's textfile
+ * kernels by state; and the agent's own RPC methods and event sinks
+ * (src/metrics/rpc-metrics.ts). They are written to a file for node_exporter's textfile
  * collector (atomically: a temp file renamed over the old one) every few
  * seconds and, when a port is given, served at `GET /metrics`.
  */
@@ -15,9 +16,11 @@ import { errorMessage } from '../errors.js';
 import type { PoolSizes } from '../pool/pool.js';
 import type { GpuReport } from '../accelerators/gpus.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { registerRpcMetrics, type RpcMetricsSources } from './rpc-metrics.js';
+import type { Health } from './health.js';
 
 /** Where the numbers come from, read at every collection. */
-export interface MetricsSources {
+export interface MetricsSources extends RpcMetricsSources {
   poolSizes(): PoolSizes[];
   /** Claims so far per `<lang>/<type>`. */
   claimTotals(): ReadonlyMap<string, number>;
@@ -28,6 +31,8 @@ export interface MetricsSources {
   kernelStates(): Record<string, number>;
   /** Each usable GPU; absent: no GPU gauges. */
   gpus?(): GpuReport[];
+  /** Kernel images the image collector removed so far (src/images/gc.ts). */
+  imagesCollected(): number;
   /** The schedulable slots in all and free now (README, Memory accounting); absent: no slot gauges. */
   slots?(): { cpu_total: number; cpu_free: number; mem_total_mib: number; mem_free_mib: number };
 }
@@ -42,6 +47,8 @@ export interface MetricsOptions {
   host: string;
   intervalMs: number;
   log: Logger;
+  /** Serves `/livez` and `/readyz` beside `/metrics` (src/metrics/health.ts); absent: only `/metrics`. */
+  health?: Health;
 }
 
 export class AgentMetrics {
@@ -143,7 +150,17 @@ export class AgentMetrics {
         },
       });
     }
+    new Counter({
+      name: 'compute_agent_images_collected_total',
+      help: 'Unused kernel images the image collector removed to free disk space (image_gc_high, agentctl images gc).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.imagesCollected());
+      },
+    });
     this.gpuGauges(sources, registers);
+    registerRpcMetrics(sources, this.registry);
   }
 
   /** The per-device GPU gauges: memory, utilisation, and whether a kernel holds it. */
@@ -180,8 +197,19 @@ export class AgentMetrics {
   async start(): Promise<void> {
     if (this.options.port !== null) {
       const server = http.createServer((req, res) => {
-        if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-          res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics is served here\n');
+        const route = (req.url ?? '').split('?')[0];
+        const health = this.options.health;
+        if (health && (route === '/livez' || route === '/readyz')) {
+          health.serve(route, req, res).catch((err: unknown) => {
+            if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+            res.end(`${errorMessage(err)}\n`);
+          });
+          return;
+        }
+        if (req.method !== 'GET' || route !== '/metrics') {
+          res
+            .writeHead(404, { 'content-type': 'text/plain' })
+            .end(`only GET /metrics${health ? ', /livez and /readyz are' : ' is'} served here\n`);
           return;
         }
         this.registry.metrics().then(
@@ -227,6 +255,7 @@ export class AgentMetrics {
 
   /** Stops the file writer and the HTTP endpoint. */
   async close(): Promise<void> {
+    this.options.health?.close();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const server = this.server;

@@ -110,6 +110,7 @@ export class PoolFiller {
           kernelUid,
           publishHost: publishAddr || this.pool.deps.kernelHost,
           security,
+          shmMiB: settings.kernelShmMiB,
           createdAt: Date.now(),
           pool: { key, slot, recipe },
           gpu: this.pool.deps.gpus?.hostConfig(gpuSet, this.pool.deps.allCores),

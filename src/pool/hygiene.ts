@@ -2,8 +2,8 @@
  * The hygiene pass of the warm pool, run every `pool/check_interval`: idle
  * pooled containers that died, were built from an image that has since
  * changed (another image id under the same name, or another image prefix),
- * or were made with kernel settings that have since changed (lock-down,
- * kernel uid, publish address: {@link poolRecipe}) are removed (sizing then
+ * or were made with kernel settings that have since changed (lock-down and
+ * log bounds, kernel uid, publish address, /dev/shm size: {@link poolRecipe}) are removed (sizing then
  * replaces them), and so are idle containers whose runner does not answer a
  * readiness check (every `pool/readiness_interval` seconds, 5 s to answer);
  * containers labelled as pooled by this agent that it does not track and
@@ -23,20 +23,21 @@ export type RecipeSettings = {
   kernelUid: number;
   security: ContainerSecurity;
   publishAddr: string;
+  kernelShmMiB: number;
   /** The runner environment injected into images without a runner: a new one replaces the containers made with the old. */
   runnerEnv?: { digest: string } | null;
 };
 
 /**
  * A short digest of the settings a pooled container is made with and a claim
- * cannot change afterwards (its lock-down, the kernel uid, the address its
- * ports are published on, the runner environment); hygiene replaces idle containers whose digest is
+ * cannot change afterwards (its lock-down and log bounds, the kernel uid, the
+ * address its ports are published on, kernel_shm_size, the runner environment); hygiene replaces idle containers whose digest is
  * not the current one, so a settings change reaches the pool too.
  */
 export function poolRecipe(s: RecipeSettings): string {
-  const { kernelUid, security, publishAddr } = s;
+  const { kernelUid, security, publishAddr, kernelShmMiB } = s;
   // `network`: containers pooled before kernels had a network of their own (on Docker's bridge) are replaced.
-  const recipe: Record<string, unknown> = { kernelUid, security, publishAddr, network: 'kernel-network' };
+  const recipe: Record<string, unknown> = { kernelUid, security, publishAddr, kernelShmMiB, network: 'kernel-network' };
   if (s.runnerEnv) recipe.runnerEnv = s.runnerEnv.digest; // absent without one: the recipes of nodes without injection stay as they were
   return createHash('sha256').update(JSON.stringify(recipe)).digest('hex').slice(0, 16);
 }

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import type { ContainerSummary } from '../adapters/docker.js';
 import { containerName } from '../containers/launch.js';
-import type { KernelSpec } from '../containers/spec.js';
+import { shmMiBOf, type KernelSpec } from '../containers/spec.js';
 import { ClaimStore, type ClaimRecord } from './claims.js';
 import { adoptIdle, claimOf, openRelay, poolKey, splitKey, sweepHomes } from './adopt.js';
 import { PoolCharges } from './charges.js';
@@ -56,6 +56,8 @@ export class WarmPool implements HygieneTarget {
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private closed = false;
+  /** The node drains (src/services/drain.ts): nothing is created, and every idle container goes at each sizing. */
+  private draining = false;
   private readonly passCounter = new PassCounter();
 
   /** Creations under way: slot -> pool key. */
@@ -97,10 +99,16 @@ export class WarmPool implements HygieneTarget {
   take(spec: KernelSpec, cpuSet: number[], kernelId: string): PooledContainer | null {
     const s = this.deps.settings();
     if (this.closed || Object.keys(s.images).length === 0) return null; // no pool: not a fallback either
-    // Mounts and devices cannot be added live: a GPU kernel takes a type with exactly its count, and a gpu_set (a restart) is never pooled.
-    const servable = spec.mounts.length === 0 && (spec.gpuSet?.length ?? 0) === 0;
+    const kernelSettings = this.deps.kernelSettings();
+    // Mounts, devices and /dev/shm's size cannot be changed live: a GPU kernel takes a type with exactly its count, a gpu_set (a restart)
+    // is never pooled, and pooled containers, made with kernel_shm_size, serve kernels that ask for that size or less (the size is only
+    // a ceiling: /dev/shm's pages are charged to the kernel's memory cgroup whatever it is).
+    const servable =
+      spec.mounts.length === 0 &&
+      (spec.gpuSet?.length ?? 0) === 0 &&
+      shmMiBOf(spec, kernelSettings.kernelShmMiB) <= kernelSettings.kernelShmMiB;
     // A container made with other kernel settings than today's is never handed out; hygiene replaces it.
-    const recipe = poolRecipe(this.deps.kernelSettings());
+    const recipe = poolRecipe(kernelSettings);
     const usable = [...this.idle.values()].filter(
       (c) => c.lang === spec.lang && c.image === spec.image && c.recipe === recipe && !c.checking,
     );
@@ -255,6 +263,12 @@ export class WarmPool implements HygieneTarget {
     loop();
   }
 
+  /** The node drains (true) or takes kernels again (false): the pool empties, or refills to its targets, now. */
+  setDraining(on: boolean): void {
+    this.draining = on;
+    this.resize();
+  }
+
   /** A settings change: size again now. */
   reconfigured(): void {
     this.resize();
@@ -302,6 +316,10 @@ export class WarmPool implements HygieneTarget {
   /** Brings every image and type towards its target; creations beyond fill_concurrency wait for a free place. */
   resize(): void {
     if (this.closed) return;
+    if (this.draining) {
+      for (const c of [...this.idle.values()]) void this.drop(c, 'the node drains');
+      return;
+    }
     const s = this.deps.settings();
     const now = Date.now();
     const keys = new Set<string>([...this.idle.values()].map((c) => c.key).concat([...this.creating.values()]));

@@ -75,7 +75,10 @@ export interface WarmPoolDeps {
   /** Pulls a pooled image before the pool fills with it (src/images/); none: the image must be here. */
   ensureImage?(image: string): Promise<void>;
   /** The kernel settings pooled containers are made with (the same as a cold create's). */
-  kernelSettings(): Pick<Settings, 'imagePrefix' | 'imageAllowList' | 'kernelUid' | 'workspaceTemplate' | 'workspaceTemplateMaxBytes'> & {
+  kernelSettings(): Pick<
+    Settings,
+    'imagePrefix' | 'imageAllowList' | 'kernelUid' | 'workspaceTemplate' | 'workspaceTemplateMaxBytes' | 'kernelShmMiB'
+  > & {
     security: ContainerSecurity;
     publishAddr: string;
     /** The runner environment for images without a runner (src/containers/runner-env.ts); null: none, and why. */

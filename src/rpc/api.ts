@@ -9,6 +9,7 @@ import { AgentClient, type AgentClientOptions } from './client.js';
 import { methods } from './methods.js';
 import {
   type ImageRemoval,
+  type ImageGcResult,
   type ImageSummary,
   type KernelInfo,
   type KernelStats,
@@ -17,6 +18,7 @@ import {
   type PullSummary,
   type RunResult,
   type ServiceResult,
+  type DrainStatus,
 } from './results.js';
 
 /** How long the slow calls may take by default: creating or restarting a container, destroying one, resetting a node. */
@@ -129,7 +131,7 @@ export class AgentApi {
     return this.client.call(methods.get_completions, kernelId, text, opts);
   }
 
-  /** get_logs: the kernel container's output. */
+  /** get_logs: the end of the kernel container's output (bounded; a first line says when it was cut). */
   getLogs(kernelId: string): Promise<{ logs: string }> {
     return this.client.call(methods.get_logs, kernelId);
   }
@@ -200,9 +202,24 @@ export class AgentApi {
     return this.client.callWithTimeout(this.slowMs, methods.purge_images, langs, force);
   }
 
+  /** gc_images (beyond the 2018 set): a pass of the image collector now; `dryRun` lists what would go and removes nothing. */
+  gcImages(dryRun = false): Promise<ImageGcResult> {
+    return this.client.callWithTimeout(this.slowMs, methods.gc_images, dryRun);
+  }
+
   /** reset: destroys every kernel of the agent (reason agent-reset). */
   reset(): Promise<null> {
     return this.client.callWithTimeout(this.slowMs, methods.reset);
+  }
+
+  /** drain (beyond): the node refuses new kernels and empties its warm pool; after `deadlineSec` the kernels left are destroyed. */
+  drain(deadlineSec: number | null = null): Promise<DrainStatus> {
+    return this.client.call(methods.drain, deadlineSec);
+  }
+
+  /** undrain (beyond): the node takes new kernels again. */
+  undrain(): Promise<DrainStatus> {
+    return this.client.call(methods.undrain);
   }
 
   /** Fails pending calls and closes the socket. */

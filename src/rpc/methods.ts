@@ -45,7 +45,9 @@ import type {
   ImageSummary,
   PullSummary,
   ImageRemoval,
+  ImageGcResult,
   SyncResult,
+  DrainStatus,
 } from './results.js';
 
 const MiB = 1024 * 1024;
@@ -147,7 +149,7 @@ export const methods = {
   }),
   get_logs: define<[Param<string>], { logs: string }>({
     name: 'get_logs',
-    summary: "Returns the kernel container's output.",
+    summary: "Returns the end of the kernel container's output, bounded in lines and bytes; a first line says when earlier output was cut.",
     params: [kernelIdParam],
     returns: '{logs}',
   }),
@@ -245,5 +247,26 @@ export const methods = {
     summary: 'Removes several kernel images as delete_image does; one refused does not stop the others (beyond).',
     params: [p.strList('images', { minLength: 1, maxLength: 512, maxItems: 256 }), p.optional(p.bool('force'))],
     returns: '[{image, removed, error?}]',
+  }),
+  gc_images: define<[OptionalParam<boolean>], ImageGcResult>({
+    name: 'gc_images',
+    summary:
+      'Runs a pass of the image collector now: removes unused kernel images, least recently used first, until the data root is under image_gc_low; with dry_run, lists them and removes nothing (beyond).',
+    params: [p.optional(p.bool('dry_run'))],
+    returns:
+      '{data_root, usage_pct, usage_after_pct, high_pct, low_pct, dry_run, ran, removed: [{image, names, id, size, last_used}], kept: [{image, id, reason}], failed}',
+  }),
+  drain: define<[OptionalParam<number | null>], DrainStatus>({
+    name: 'drain',
+    summary:
+      'Drains the node: new kernels are refused (agent.NodeDraining, retryable), the warm pool empties, running kernels stay; after `deadline` seconds those left are destroyed with reason node-drain. Kept in etcd across restarts until undrain (beyond).',
+    params: [p.optional(p.nullable(p.float('deadline', { min: 0, max: 7 * 24 * 3600 })))],
+    returns: '{draining, since, deadline (unix seconds or nil), kernels}',
+  }),
+  undrain: define<[], DrainStatus>({
+    name: 'undrain',
+    summary: 'Ends a drain: the node takes new kernels again and the warm pool refills (beyond).',
+    params: [],
+    returns: '{draining, since, deadline, kernels}',
   }),
 } as const;

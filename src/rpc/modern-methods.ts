@@ -206,6 +206,8 @@ export const modernMethods = {
     params: [p.bool('terminate_kernels')],
     returns: 'nil',
   }),
+  drain: methods.drain,
+  undrain: methods.undrain,
 } as const;
 
 /**

@@ -175,3 +175,44 @@ export interface ImageRemoval {
   /** Why it was not removed (purge_images only; delete_image raises instead). */
   error?: string;
 }
+
+/** An image the collector removed, or (dry run) would remove. */
+export interface ImageGcEntry {
+  /** Its first kernel image name. */
+  image: string;
+  /** All its names: tags, then the `repo@digest` references of the registries it came from. */
+  names: string[];
+  id: string;
+  size: number;
+  /** Unix seconds of its last recorded use; null when none was recorded. */
+  last_used: number | null;
+}
+
+/** What gc_images returns: one pass of the image collector (beyond). */
+export interface ImageGcResult {
+  data_root: string;
+  /** Percent used of the data root's file system (as df counts it) when the pass began, and when it ended. */
+  usage_pct: number;
+  usage_after_pct: number;
+  high_pct: number;
+  low_pct: number;
+  dry_run: boolean;
+  /** Whether usage called for removals (over the low watermark for a pass asked for, over the high one for a periodic one). */
+  ran: boolean;
+  /** In the order they went (dry run: every image that may go, in the order a pass takes them until usage is under low_pct). */
+  removed: ImageGcEntry[];
+  /** The agent's kernel images that stay, and why. */
+  kept: Array<{ image: string; id: string; reason: string }>;
+  failed: Array<{ image: string; id: string; error: string }>;
+}
+
+/** DrainStatus is what drain and undrain answer (src/services/drain.ts): whether the node drains, since when and until when. */
+export interface DrainStatus {
+  draining: boolean;
+  /** Unix seconds the drain began; null when not draining. */
+  since: number | null;
+  /** Unix seconds after which the kernels left are destroyed (reason node-drain); null: none. */
+  deadline: number | null;
+  /** Kernels the node still holds. */
+  kernels: number;
+}

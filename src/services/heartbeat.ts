@@ -33,6 +33,8 @@ export interface HeartbeatRecord {
   kernels: number;
   /** Whether the agent's firewall keeps kernels apart (`kernel_isolation`). */
   kernel_isolation?: 'on' | 'off';
+  /** Present (true) while the node drains (src/services/drain.ts). */
+  draining?: boolean;
 }
 
 /** What the heartbeat needs from the rest of the agent. */
@@ -40,7 +42,7 @@ export interface HeartbeatDeps {
   log: Logger;
   codec: Codec;
   emit(name: AgentEventName, args: unknown[]): boolean;
-  identity(): { ip: string; region: string; addr: string; public_key?: string; kernel_isolation?: 'on' | 'off' };
+  identity(): { ip: string; region: string; addr: string; public_key?: string; kernel_isolation?: 'on' | 'off'; draining?: boolean };
   resources(): NodeResources;
   /** Lists kernel images; may fail (Docker down), then the last known list is sent. */
   listImages(): Promise<KernelImage[]>;
@@ -161,6 +163,7 @@ export class Heartbeat {
       node: info.node ?? null,
       kernels: Object.keys(info.kernel_stats ?? {}).length,
       ...(info.kernel_isolation ? { kernel_isolation: info.kernel_isolation } : {}),
+      ...(info.draining ? { draining: true } : {}),
     };
     this.recording = this.deps
       .record(beat)

@@ -21,7 +21,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import { backoffDelay, Outage } from '../util/backoff.js';
 import { ETCD_BACKOFF, type EtcdStore, type StoreLease } from '../adapters/etcd.js';
-import { AGENT_CONFIG_SUBKEY, agentFieldKey, agentKey, type AgentField } from '../config/etcd-keys.js';
+import { AGENT_CONFIG_SUBKEY, agentFieldKey, agentKey, DRAIN_SUBKEY, type AgentField } from '../config/etcd-keys.js';
 
 /** How often a running agent checks its registration (and so notices an etcd outage). */
 export const REGISTRATION_CHECK_MS = 5000;
@@ -92,6 +92,12 @@ export class Registration {
   async record(sub: AgentField, value: string): Promise<void> {
     this.extra.set(sub, value);
     await this.put(agentFieldKey(this.agentId, sub), value);
+  }
+
+  /** Removes a key {@link record} put (it is no longer rewritten after a loss). */
+  async forget(sub: AgentField): Promise<void> {
+    if (!this.extra.delete(sub)) return;
+    await this.etcd.delete(agentFieldKey(this.agentId, sub));
   }
 
   /** Stops the checks and the re-grants; waits for those under way. */
@@ -185,7 +191,7 @@ export class Registration {
     }
   }
 
-  /** Revokes the lease (its keys go at once) and removes anything else the agent wrote below `nodes/agents/<id>`; keeps `config/`. */
+  /** Revokes the lease (its keys go at once) and removes anything else the agent wrote below `nodes/agents/<id>`; keeps `config/` and `drain`. */
   async deregister(): Promise<void> {
     this.stopped = true;
     const lease = this.lease;
@@ -193,7 +199,7 @@ export class Registration {
     if (lease) await lease.revoke().catch(() => lease.release());
     const key = agentKey(this.agentId);
     const below = await this.etcd.getPrefix(`${key}/`);
-    const mine = Object.keys(below).filter((k) => !k.startsWith(AGENT_CONFIG_SUBKEY));
+    const mine = Object.keys(below).filter((k) => !k.startsWith(AGENT_CONFIG_SUBKEY) && k !== DRAIN_SUBKEY);
     await Promise.all(mine.map((k) => this.etcd.delete(`${key}/${k}`)));
     await this.etcd.delete(key);
   }

@@ -274,6 +274,8 @@ export async function startAgent(
   const { ns } = testEtcd(raw.namespace);
   const ports = nextPortBlock();
   await ns.put('config/agent/container_port_range').value(ports.text); // `before` may put another
+  // The shared kernel images are under the default image_prefix: a test agent never collects them, however full this machine's disk (a test of the collector puts its own).
+  await ns.put('config/agent/image_gc_high').value('100');
   await before?.(ns, raw);
   const agent = new Agent(await validateOptions(raw), log, parts);
   onCleanup(() => agent.stop());

@@ -4,7 +4,9 @@
  * namespace's `container_port_range` before the agent starts, unless the
  * namespace has one. Agents run as children would otherwise all take the
  * default range, and two test processes running at once (mocha's parallel
- * workers) would give the same host port to two kernels. Best effort: with
+ * workers) would give the same host port to two kernels. It also puts
+ * `image_gc_high` 100 unless set, as startAgent does: a test agent never
+ * collects the shared kernel images, however full the disk. Best effort: with
  * no `--namespace` flag, or an etcd that does not answer within 3 s, the
  * agent starts as it would have.
  */
@@ -24,7 +26,11 @@ if (block && namespace && etcdAddr) {
   const client = new Etcd3({ hosts: `http://${etcdAddr}`, dialTimeout: 3000 });
   const key = 'config/agent/container_port_range';
   const ns = client.namespace(`/sorna/${namespace}/`);
-  const put = ns.if(key, 'Create', '==', 0).then(ns.put(key).value(block)).commit();
+  const gcKey = 'config/agent/image_gc_high';
+  const put = Promise.all([
+    ns.if(key, 'Create', '==', 0).then(ns.put(key).value(block)).commit(),
+    ns.if(gcKey, 'Create', '==', 0).then(ns.put(gcKey).value('100')).commit(),
+  ]);
   const timer = new Promise((resolve) => setTimeout(resolve, 3000).unref());
   await Promise.race([put, timer]).catch(() => undefined); // no etcd yet (a test of waiting for it): the default range
   client.close();

@@ -3,7 +3,7 @@
  * this machine's set-up, and each failure is one clear line with a fix (a
  * scratch root the agent's user cannot write, a read-only mount, an
  * unreachable etcd, a taken port and a live agent of the same id, a bad etcd
- * setting), with exit code 1.
+ * setting), with exit code 1; `--json` gives the same as one document.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -213,6 +213,53 @@ describe('agent check', () => {
     await ns.put('config/agent/runner_env_root').value(path.join(root, 'none'));
     const none = await runCheck(flags);
     expect(lineOf(none, 'runner environment').line).to.match(/^\[warn\] runner environment +no runner environment under /);
+  });
+
+  it('prints one JSON document with --json: each check with its status, message and fix; the exit code as without it', async function () {
+    this.timeout(30_000);
+    const flags = await goodFlags();
+    const { ns } = testEtcd(flags[1]!);
+    await ns.put('config/agent/kernel_seccomp').value('unconfined');
+    type Doc = {
+      ok: boolean;
+      summary: string;
+      checks: Array<{ name: string; status: string; message: string; fix: string; warnings: Array<{ message: string; fix: string }> }>;
+    };
+    const good = await runCheck([...flags, '--json']);
+    expect(good.code, good.out + good.err).to.equal(0);
+    const doc = JSON.parse(good.out) as Doc;
+    expect(doc.ok).to.equal(true);
+    expect(doc.summary).to.match(/^all \d+ checks passed \(2 warnings\)$/);
+    expect(doc.checks.map((c) => c.status)).to.satisfy((s: string[]) => s.every((x) => x === 'ok' || x === 'warn'));
+    const security = doc.checks.find((c) => c.name === 'security settings')!;
+    expect(security.status).to.equal('warn');
+    expect(security.message).to.equal('2 protection(s) turned off: rpc_keypair_file, kernel_seccomp');
+    expect(security.warnings.find((w) => w.message.startsWith('kernel_seccomp:'))).to.deep.include({
+      fix: 'set kernel_seccomp to default',
+    });
+    expect(security.fix).to.include('set kernel_seccomp to default');
+    expect(doc.checks.find((c) => c.name === 'Docker reachable')).to.deep.include({ status: 'ok', fix: '', warnings: [] });
+
+    const dead = await freePort();
+    const bad = await runCheck([...flags, '--json', '--etcd-addr', `127.0.0.1:${dead}`]);
+    expect(bad.code, bad.out + bad.err).to.equal(1);
+    const failed = JSON.parse(bad.out) as Doc;
+    expect(failed.ok).to.equal(false);
+    expect(failed.checks.find((c) => c.name === 'etcd reachable')).to.deep.equal({
+      name: 'etcd reachable',
+      status: 'fail',
+      message: `etcd does not answer at 127.0.0.1:${dead} (ECONNREFUSED)`,
+      fix: 'start etcd, or fix --etcd-addr / BACKEND_ETCD_ADDR',
+      warnings: [],
+    });
+    expect(failed.checks.find((c) => c.name === 'agent id free')).to.deep.include({
+      status: 'fail',
+      message: 'not checked: "etcd reachable" failed',
+    });
+
+    const usage = await runCheck([...flags.slice(0, 5), '0', ...flags.slice(6), '--json']); // --agent-port 0: a bad flag
+    expect(usage.code, usage.out + usage.err).to.equal(2);
+    expect((JSON.parse(usage.out) as Doc).ok).to.equal(false);
   });
 
   it('fails naming the etcd key of a bad setting', async function () {

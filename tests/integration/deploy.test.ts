@@ -2,7 +2,7 @@
  * The deployment files tried for real: the shipped supervisord program
  * section and run script run the real agent under Debian's supervisord (an
  * instance of the test's own: own config, socket and log files); the agent
- * registers, serves a kernel, and `supervisorctl stop` makes it deregister
+ * registers, answers the run script's health probe (/livez, /readyz), serves a kernel, and `supervisorctl stop` makes it deregister
  * cleanly while the kernel keeps running. The systemd unit cannot run here
  * (no systemd as PID 1); `systemd-analyze verify` checks it when installed.
  */
@@ -104,6 +104,7 @@ describe('deployment', function () {
     const namespace = uniqueName('test');
     const agentId = uniqueName('i-test');
     const port = await freePort();
+    const metricsPort = await freePort();
     removeContainersOf(agentId);
     const { ns } = testEtcd(namespace);
     await ns.put(`nodes/agents/${agentId}/config/heartbeat_interval`).value('1');
@@ -116,6 +117,7 @@ describe('deployment', function () {
         `BACKEND_NAMESPACE=${namespace}`,
         `BACKEND_AGENT_ID=${agentId}`,
         `BACKEND_AGENT_PORT=${port}`,
+        `BACKEND_METRICS_PORT=${metricsPort}`,
         'BACKEND_BIND_HOST=127.0.0.1',
         'BACKEND_AGENT_HOST_OVERRIDE=127.0.0.1',
         `BACKEND_SCRATCH_ROOT="${dir}/scratch"`,
@@ -147,6 +149,17 @@ describe('deployment', function () {
       (await eventually('a heartbeat in etcd', () => ns.get(`nodes/agents/${agentId}/heartbeat`).string(), 20_000))!,
     ) as Record<string, unknown>;
     expect(beat).to.include({ addr: `tcp://127.0.0.1:${port}`, kernels: 0 });
+    // The run script's health probe, as a monitor (or the systemd unit's ExecStartPost) runs it, with the same env file.
+    const probe = (route: string) =>
+      spawnSync(path.join(REPO_ROOT, 'supervisord/run-agent.sh'), ['probe', route], {
+        encoding: 'utf8',
+        env: { ...process.env, COMPUTE_AGENT_ENV: path.join(dir, 'agent.env') },
+      });
+    for (const route of ['livez', 'readyz']) {
+      const r = probe(route);
+      expect(r.status, `${route}: ${r.stdout}${r.stderr}`).to.equal(0);
+      expect(JSON.parse(r.stdout)).to.include({ status: 'ok' });
+    }
 
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 60_000 });
     onCleanup(() => client.close());

@@ -47,6 +47,7 @@ describe('agentctl parts', () => {
       new errors.RunLostError('x'),
       new errors.KernelUnresponsiveError('x'),
       new errors.AgentShuttingDownError(),
+      new errors.NodeDrainingError('x'),
       new errors.InternalError('x'),
       new errors.ConfigError('x'),
       new errors.ImagePullError('x'),

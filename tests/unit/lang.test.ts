@@ -26,6 +26,7 @@ function paths(lang: string): Record<string, boolean> {
     etcdGet: () => Promise.resolve(null),
     kernels: () => [],
     pool: () => null,
+    scratchRoot: '/nonexistent', // the book of last uses is never read: nothing starts
   });
   const takes = (f: () => unknown) => {
     try {

@@ -76,6 +76,31 @@ describe('modern kernel creation config', () => {
     expect(parseModernKernelConfig({ ...base(), uid: 1000, main_gid: 1000 }, undefined, ctx).spec.lang).to.equal('python:3-debian');
   });
 
+  it('reads resource_opts.shmem as bytes or a BinarySize string into MiB, at most the memory; 0 or none leaves the setting', () => {
+    const shm = (opts: unknown) => parseModernKernelConfig({ ...base(), resource_opts: opts }, undefined, ctx).spec.shmMiB;
+    expect(shm({ shmem: '64m' })).to.equal(64);
+    expect(shm({ shmem: '0.25g' })).to.equal(256);
+    expect(shm({ shmem: '512MiB' })).to.equal(512);
+    expect(shm({ shmem: 67108864 })).to.equal(64);
+    expect(shm({ shmem: '1000000' }), 'rounded up to whole MiB').to.equal(1);
+    expect(shm({ shmem: 0 })).to.equal(null);
+    expect(shm({})).to.equal(null);
+    expect(shm(undefined)).to.equal(null);
+    const { extras } = parseModernKernelConfig(
+      { ...base(), resource_opts: { shmem: '64m', allow_fractional_resource_fragmentation: true } },
+      undefined,
+      ctx,
+    );
+    expect(extras.ignored).to.include('resource_opts.allow_fractional_resource_fragmentation');
+    for (const [opts, re] of [
+      [{ shmem: 'lots' }, /config resource_opts\.shmem must be a size in bytes or such as "64m" or "1g", got "lots"/],
+      [{ shmem: -1 }, /config resource_opts\.shmem must be a size/],
+      [{ shmem: '600m' }, /asks for 600 MiB of \/dev\/shm, more than the kernel's 512 MiB of memory \(resource_slots\.mem\)/],
+      ['64m', /config resource_opts must be a map/],
+    ] as const)
+      expect(() => shm(opts), JSON.stringify(opts)).to.throw(ParametersError, re);
+  });
+
   it("has every key in the manual's table (docs/reference/modern-config.rst), with the same treatment", () => {
     const lines = readFileSync(path.join(here, '../../../docs/reference/modern-config.rst'), 'utf8').split('\n');
     for (const k of MODERN_CONFIG_KEYS) {

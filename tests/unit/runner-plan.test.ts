@@ -71,6 +71,7 @@ describe('container request of a kernel with the injected runner', () => {
     publishHost: '127.0.0.1',
     security: { noNewPrivileges: true, capabilities: null, seccomp: 'default' as const, pidsLimit: 0, nofileLimit: 0 },
     createdAt: 1,
+    shmMiB: 64,
     runnerEnv: env,
   });
 

@@ -90,7 +90,14 @@ describe('security settings and findings', () => {
 
   it('asks Docker for the lock-down, and for nothing the settings turned off', () => {
     expect(
-      securityHostConfig({ noNewPrivileges: true, capabilities: ['SETUID', 'SETGID'], seccomp: 'default', pidsLimit: 10, nofileLimit: 20 }),
+      securityHostConfig({
+        noNewPrivileges: true,
+        capabilities: ['SETUID', 'SETGID'],
+        seccomp: 'default',
+        pidsLimit: 10,
+        nofileLimit: 20,
+        log: { maxBytes: 1024, maxFiles: 3 },
+      }),
     ).to.deep.equal({
       Privileged: false,
       SecurityOpt: ['no-new-privileges'],
@@ -98,12 +105,22 @@ describe('security settings and findings', () => {
       CapAdd: ['SETUID', 'SETGID'],
       PidsLimit: 10,
       Ulimits: [{ Name: 'nofile', Soft: 20, Hard: 20 }],
+      LogConfig: { Type: 'json-file', Config: { 'max-size': '1024', 'max-file': '3' } },
     });
+    // The log bound is never turned off: a kernel printing without end would fill the Docker data root.
     expect(
-      securityHostConfig({ noNewPrivileges: false, capabilities: null, seccomp: 'unconfined', pidsLimit: 0, nofileLimit: 0 }),
+      securityHostConfig({
+        noNewPrivileges: false,
+        capabilities: null,
+        seccomp: 'unconfined',
+        pidsLimit: 0,
+        nofileLimit: 0,
+        log: { maxBytes: 5 * 1024 * 1024, maxFiles: 2 },
+      }),
     ).to.deep.equal({
       Privileged: false,
       SecurityOpt: ['seccomp=unconfined'],
+      LogConfig: { Type: 'json-file', Config: { 'max-size': '5242880', 'max-file': '2' } },
     });
   });
 });

@@ -273,11 +273,51 @@ export function formatChecklist(results: readonly CheckResult[]): string {
     ...(r.ok ? [] : [`       ${' '.repeat(width)}  fix: ${r.fix}`]),
     ...r.warnings.map((w) => `       ${' '.repeat(width)}  warn: ${w}`),
   ]);
+  lines.push(summaryLine(results));
+  return lines.join('\n');
+}
+
+/** The last line of the checklist: how many checks passed or failed, and the warnings. */
+function summaryLine(results: readonly CheckResult[]): string {
   const failed = results.filter((r) => !r.ok).length;
   const warned = results.reduce((n, r) => n + r.warnings.length, 0);
   const warnings = warned ? ` (${warned} warning${warned === 1 ? '' : 's'})` : '';
-  lines.push(failed === 0 ? `all ${results.length} checks passed${warnings}` : `${failed} of ${results.length} checks failed${warnings}`);
-  return lines.join('\n');
+  return failed === 0 ? `all ${results.length} checks passed${warnings}` : `${failed} of ${results.length} checks failed${warnings}`;
+}
+
+/** What a configuration management tool reads of one check (`agent check --json`). */
+interface CheckEntry {
+  name: string;
+  /** `warn`: passed, with warnings; a check not run because one it needs failed is `fail`. */
+  status: 'ok' | 'warn' | 'fail';
+  message: string;
+  /** What to do: a failure's fix, or a warning check's fixes joined by `; `; empty when ok. */
+  fix: string;
+  warnings: Array<{ message: string; fix: string }>;
+}
+
+/**
+ * The checklist as one JSON document (`agent check --json`): `ok` (the exit
+ * code is 0 exactly when it is true), the summary line, and each check with
+ * its status, message and fix; a warning's text is split at its `; fix: `.
+ */
+export function checkDocument(results: readonly CheckResult[]): { ok: boolean; summary: string; checks: CheckEntry[] } {
+  const checks = results.map((r): CheckEntry => {
+    const warnings = r.warnings.map((w) => {
+      const at = w.lastIndexOf('; fix: ');
+      return at === -1 ? { message: w, fix: '' } : { message: w.slice(0, at), fix: w.slice(at + '; fix: '.length) };
+    });
+    const status = !r.ok ? 'fail' : warnings.length ? 'warn' : 'ok';
+    const fix =
+      status === 'warn'
+        ? warnings
+            .map((w) => w.fix)
+            .filter(Boolean)
+            .join('; ')
+        : r.fix;
+    return { name: r.name, status, message: r.detail, fix, warnings };
+  });
+  return { ok: results.every((r) => r.ok), summary: summaryLine(results), checks };
 }
 
 /** Which controllers the agent relies on: limits (memory, cpuset) and stats (cpuacct/cpu, blkio/io). */

@@ -8,7 +8,7 @@ import type { CompiledSettings } from '../../config/settings.js';
 import type { EtcdStore } from '../../adapters/etcd.js';
 import type { DockerEngine } from '../../adapters/docker.js';
 
-/** The result of one check, as printed and as `--format json` gives it. */
+/** The result of one check, as printed (and, reshaped by `checkDocument`, as `--json` gives it). */
 export interface CheckResult {
   name: string;
   ok: boolean;
@@ -16,7 +16,7 @@ export interface CheckResult {
   detail: string;
   /** What to do about a failure; empty when ok. */
   fix: string;
-  /** Things that pass but deserve a look (e.g. a protection turned off), each with its fix. */
+  /** Things that pass but deserve a look (e.g. a protection turned off), each `<what>; fix: <what to do>`. */
   warnings: string[];
 }
 

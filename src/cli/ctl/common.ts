@@ -85,6 +85,8 @@ export interface RegisteredAgent {
   addr: string | null;
   /** The last heartbeat record, when the agent writes one. */
   heartbeat: { time?: number; addr?: string; cpu_slots?: number; mem_slots?: number; node?: Record<string, unknown> } | null;
+  /** The drain in force (`nodes/agents/<id>/draining`: unix seconds), or null. */
+  draining: { since?: number; deadline?: number | null } | null;
 }
 
 /** Reads the agents registered in the namespace. */
@@ -100,7 +102,7 @@ export async function registeredAgents(etcd: EtcdStore): Promise<RegisteredAgent
   const agents = new Map<string, RegisteredAgent>();
   const get = (id: string) => {
     let a = agents.get(id);
-    if (!a) agents.set(id, (a = { id, status: '-', ip: null, addr: null, heartbeat: null }));
+    if (!a) agents.set(id, (a = { id, status: '-', ip: null, addr: null, heartbeat: null, draining: null }));
     return a;
   };
   for (const [key, value] of Object.entries(all)) {
@@ -109,11 +111,14 @@ export async function registeredAgents(etcd: EtcdStore): Promise<RegisteredAgent
     if (field === undefined) get(id).status = value;
     else if (field === 'ip') get(id).ip = value;
     else if (field === 'addr') get(id).addr = value;
-    else if (field === 'heartbeat') {
+    else if (field === 'heartbeat' || field === 'draining') {
       try {
-        get(id).heartbeat = JSON.parse(value) as RegisteredAgent['heartbeat'];
+        const v = JSON.parse(value) as unknown;
+        if (field === 'heartbeat') get(id).heartbeat = v as RegisteredAgent['heartbeat'];
+        else get(id).draining = (v && typeof v === 'object' ? v : {}) as RegisteredAgent['draining'];
       } catch {
-        // a half-written or foreign value: shown as absent
+        // a half-written or foreign value: shown as absent (a foreign draining value still says draining)
+        if (field === 'draining') get(id).draining = {};
       }
     }
   }

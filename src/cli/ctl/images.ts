@@ -1,11 +1,13 @@
 /**
  * `agentctl images`: `list` (the default), `pull LANG` with a progress bar
  * (from list_pulls, i.e. Docker's progress messages as the agent aggregates
- * them), `rm LANG... [--force]`. All take `--json`. `followPull` is shared
+ * them), `rm LANG... [--force]`, `gc [--dry-run]` (a pass of the image
+ * collector now, or the list of what it would remove). All take `--json`. `followPull` is shared
  * with `agentctl run`, whose create may wait for a first pull.
  */
 import type { Argv } from 'yargs';
 import type { AgentApi } from '../../rpc/api.js';
+import type { ImageGcResult } from '../../rpc/results.js';
 import { action, CtlError, formatAge, formatBytes, printJson, printTable, withAgent, type GlobalArgs } from './common.js';
 import { PullBar } from './progress-bar.js';
 import { addFlags, AGENTCTL_COMMAND_FLAGS } from '../flags.js';
@@ -16,6 +18,9 @@ interface PullArgs extends GlobalArgs {
 interface RmArgs extends GlobalArgs {
   langs: string[];
   force: boolean;
+}
+interface GcArgs extends GlobalArgs {
+  dryRun: boolean;
 }
 
 /**
@@ -57,7 +62,7 @@ export async function followPull<T>(
 
 /** Registers `images` on the agentctl parser. */
 export function imagesCommand(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
-  return y.command('images', "the node's kernel images: list, pull, rm", (c) =>
+  return y.command('images', "the node's kernel images: list, pull, rm, gc", (c) =>
     c
       .command(
         ['list', '$0'],
@@ -127,6 +132,50 @@ export function imagesCommand(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
           }),
         ),
       )
+      .command(
+        'gc',
+        'remove unused kernel images, least recently used first, until the data root is under image_gc_low (--dry-run: list them)',
+        (p) => addFlags(p, AGENTCTL_COMMAND_FLAGS['images gc']),
+        action<GcArgs>((argv) =>
+          withAgent(argv, async (api) => {
+            const r = await api.gcImages(argv.dryRun);
+            if (argv.json) return printJson(r);
+            printGc(r);
+            if (r.failed.length) throw new CtlError(`${r.failed.length} image(s) could not be removed`);
+          }),
+        ),
+      )
       .demandCommand(0),
   );
+}
+
+/** The table of a gc pass: what went (or would go), then what stays and why. */
+function printGc(r: ImageGcResult): void {
+  const now = Date.now() / 1000;
+  process.stdout.write(
+    `${r.data_root}: ${r.usage_pct}% used (high ${r.high_pct}%, low ${r.low_pct}%)` +
+      (r.dry_run ? '' : `, ${r.usage_after_pct}% after`) +
+      '\n',
+  );
+  if (!r.ran && !r.dry_run) {
+    process.stdout.write('under the low watermark: nothing removed\n');
+    return;
+  }
+  if (r.dry_run)
+    process.stdout.write(
+      r.ran
+        ? 'would remove, in this order, until usage is under the low watermark:\n'
+        : 'under the low watermark: a pass now removes nothing; were usage over it, these would go in this order:\n',
+    );
+  printTable(
+    [r.dry_run ? 'WOULD REMOVE' : 'REMOVED', 'ID', 'SIZE', 'LAST USED'],
+    r.removed.map((i) => [
+      i.names.filter((n) => !n.includes('@')).join(',') || i.image,
+      i.id.replace(/^sha256:/, '').slice(0, 12),
+      formatBytes(i.size),
+      i.last_used === null ? 'never recorded' : `${formatAge(now - i.last_used)} ago`,
+    ]),
+  );
+  for (const k of r.kept) process.stdout.write(`kept ${k.image}: ${k.reason}\n`);
+  for (const f of r.failed) process.stdout.write(`failed ${f.image}: ${f.error}\n`);
 }

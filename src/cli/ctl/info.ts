@@ -24,7 +24,7 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
   return y
     .command(
       'agents',
-      'list the agents registered in etcd: status, address, slots, last heartbeat',
+      'list the agents registered in etcd: status (draining while a drain is in force), address, slots, last heartbeat',
       {},
       action<GlobalArgs>(async (argv) => {
         const etcd = openEtcd(argv);
@@ -36,7 +36,7 @@ export function infoCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
             ['ID', 'STATUS', 'ADDRESS', 'CPU', 'MEM', 'HEARTBEAT'],
             agents.map((a) => [
               a.id,
-              a.status,
+              a.draining && a.status === 'running' ? 'draining' : a.status,
               a.addr ?? a.heartbeat?.addr ?? (a.ip ? `${a.ip} (port unknown)` : '-'),
               a.heartbeat?.cpu_slots === undefined ? '-' : String(a.heartbeat.cpu_slots),
               a.heartbeat?.mem_slots === undefined ? '-' : formatBytes(a.heartbeat.mem_slots * 1024 * 1024),
