@@ -136,7 +136,7 @@ describe('images without a runner: the agent brings its runner environment', fun
     const info = await client.callWithTimeout(90_000, methods.create_kernel, id, { lang, limits, mounts: [], environ: {} });
     onCleanup(() => client.call(methods.destroy_kernel, id).then(() => undefined));
     expect(info.service_ports).to.have.length(1);
-    expect(await client.call(methods.start_service, id, 'http-files', {})).to.deep.equal({ status: 'started' });
+    expect(await client.callWithTimeout(30_000, methods.start_service, id, 'http-files', {})).to.deep.equal({ status: 'started' });
     const port = info.service_ports[0]!.host_port;
     await eventually(
       'the app to answer',
