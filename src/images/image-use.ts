@@ -17,6 +17,16 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 
+/** Whether a process of that pid runs (a write of another agent sharing the scratch root may be under way). */
+function processLives(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** The most names the book keeps (the oldest go first); a node has far fewer kernel images. */
 const MAX_ENTRIES = 10_000;
 
@@ -36,7 +46,23 @@ export class ImageUseBook {
 
   /** Reads the file once; a missing or unreadable one is an empty book (said in the log when unreadable). */
   load(): Promise<void> {
-    this.loaded ??= fs.readFile(this.file, 'utf8').then(
+    this.loaded ??= this.sweepTemporaries().then(() => this.read());
+    return this.loaded;
+  }
+
+  /** Removes the temporary files of writes that an agent's end cut short (writeFileAtomic names them `<file>.<pid>.<random>.tmp`). */
+  private async sweepTemporaries(): Promise<void> {
+    const dir = path.dirname(this.file);
+    const base = path.basename(this.file);
+    const names = await fs.readdir(dir).catch(() => [] as string[]);
+    for (const name of names) {
+      const m = /^(.*)\.(\d+)\.[0-9a-f]+\.tmp$/.exec(name);
+      if (m?.[1] === base && !processLives(Number(m[2]))) await fs.unlink(path.join(dir, name)).catch(() => undefined);
+    }
+  }
+
+  private read(): Promise<void> {
+    return fs.readFile(this.file, 'utf8').then(
       (text) => {
         let parsed: unknown;
         try {
@@ -56,7 +82,6 @@ export class ImageUseBook {
           this.log.warn('cannot read the image use record; last uses start unknown', { file: this.file, error: errorMessage(err) });
       },
     );
-    return this.loaded;
   }
 
   /** When an image name was last used (ms since the epoch), or null when never recorded. */

@@ -95,7 +95,7 @@ export class KernelFactory {
       const environ = { ...spec.environ, ...Object.fromEntries(warm.traits.coreCountEnvs.map((n) => [n, String(cpuSet.length)])) };
       if (warm.relay) this.context.relays.adopt(rec, warm.relay); // open since the container was made: no connect here
       warm.relay = null;
-      const r = await this.context.relays.relay(rec).runToEnd(environStatement(environ), 10_000);
+      const r = await this.context.relays.relay(rec).runToEnd(environStatement(environ, !warm.traits.runner.baked), 10_000);
       if (r.exitCode !== 0) throw new Error(`the runner could not take the environment (exit code ${r.exitCode})`);
       // The terminal's old shell was hung up: the first terminal use waits for its successor.
       const printed = (r.console ?? [])

@@ -379,7 +379,7 @@ export class KernelService {
     const rec = await this.ready(id);
     const stale = rec.staleShells;
     if (stale?.length) {
-      await this.relays.relay(rec).runToEnd(shellWaitStatement(stale), 10_000);
+      await this.relays.relay(rec).runToEnd(shellWaitStatement(stale, !rec.traits.runner.baked), 10_000);
       rec.staleShells = [];
     }
     return this.relays.terminal(rec);

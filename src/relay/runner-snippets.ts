@@ -1,9 +1,13 @@
 /**
- * Runner snippets: the Python the agent has a kernel's runner run (through
+ * Runner snippets: what the agent has a kernel's runner run (through
  * `KernelRelay.runToEnd`) when a warm-pool claim makes a pooled
- * container a kernel. They lean on how the runner works (its terminal
- * shells are `/bin/bash -i` children of the runner process; query code runs
- * in the user's namespace), so they live with the relay that sends them.
+ * container a kernel. The runner this agent brings to images without one
+ * takes them as its commands `%environ` and `%shells-wait` (user code may
+ * run in another process there: the image's own Python, or its shell); any
+ * other runner gets Python statements, which lean on how such a runner
+ * works (its terminal shells are `/bin/bash -i` children of the runner
+ * process; query code runs in the runner, in the user's namespace). Both
+ * live with the relay that sends them.
  */
 
 /** Python: the pids of the runner's terminal shells (`/bin/bash -i` children of the runner). */
@@ -30,7 +34,7 @@ function once(name: string, params: string, body: string[], args: string): strin
 }
 
 /**
- * The Python statement that gives a claimed container's running runner the
+ * The statement that gives a claimed container's running runner the
  * kernel's environment: it updates `os.environ` (so query code, batch
  * commands and later shells see it) and hangs up the terminal's shell, which
  * was started before the claim; the runner starts a new one with the new
@@ -38,7 +42,9 @@ function once(name: string, params: string, body: string[], args: string): strin
  * (for {@link shellWaitStatement}). It runs in the user's namespace and leaves
  * no name there.
  */
-export function environStatement(environ: Record<string, string>): string {
+export function environStatement(environ: Record<string, string>, commands: boolean): string {
+  // JSON strings escape line ends: the command stays one line.
+  if (commands) return `%environ ${JSON.stringify(environ)}`;
   const body = [
     'import os',
     'os.environ.update(env)',
@@ -54,8 +60,9 @@ export function environStatement(environ: Record<string, string>): string {
   return once('_compute_agent_claim', 'env', body, JSON.stringify(environ));
 }
 
-/** The Python statement that waits (3 s at most) until the runner has a terminal shell other than the hung-up ones. */
-export function shellWaitStatement(oldShells: number[]): string {
+/** The statement that waits (3 s at most) until the runner has a terminal shell other than the hung-up ones. */
+export function shellWaitStatement(oldShells: number[], commands: boolean): string {
+  if (commands) return `%shells-wait ${JSON.stringify(oldShells)}`;
   const body = [
     'import time',
     'deadline = time.monotonic() + 3',

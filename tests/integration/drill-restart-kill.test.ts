@@ -13,6 +13,7 @@ import { methods } from '../../src/rpc/methods.js';
 import { containersOf, kernelIds, requireEtcd, uniqueName } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 import { childAgent, runCode, SMALL_KERNEL, type ChildAgent } from '../soak/drive.js';
+import { homesIn } from '../helpers/leftovers.js';
 
 /** Starts an agent armed to die at `point`, with a kernel that has a file in its home; returns both. */
 async function armedAgentWithKernel(point: string): Promise<{ first: ChildAgent; id: string; containerId: string }> {
@@ -68,7 +69,7 @@ describe('drill: SIGKILL during restart_kernel and destroy_kernel', function () 
     const { first, id } = await armedAgentWithKernel('destroy.after-container-removed');
     await killedAt(first, first.client.callWithTimeout(120_000, methods.destroy_kernel, id));
     expect(await containersOf(first.agentId)).to.have.length(0);
-    expect(await fs.readdir(first.scratch)).to.deep.equal([id]); // the kill came between the container and the home
+    expect(homesIn(first.scratch)).to.deep.equal([id]); // the kill came between the container and the home
 
     const s = await sink();
     await first.etcd.put('nodes/manager').value('mgr');
@@ -77,7 +78,7 @@ describe('drill: SIGKILL during restart_kernel and destroy_kernel', function () 
     const ended = await s.next('kernel_terminated', 0, 60_000);
     expect(ended.args.slice(0, 2)).to.deep.equal([id, 'self-terminated']);
     expect(await kernelIds(again.client)).to.deep.equal([]);
-    expect(await fs.readdir(again.scratch)).to.deep.equal([]);
+    expect(homesIn(again.scratch)).to.deep.equal([]);
   });
 
   it('killed at create.after-home-made: the restarted agent removes the home and sends kernel_terminated', async () => {
@@ -85,7 +86,7 @@ describe('drill: SIGKILL during restart_kernel and destroy_kernel', function () 
     const id = uniqueName('k');
     await killedAt(first, first.client.callWithTimeout(120_000, methods.create_kernel, id, SMALL_KERNEL));
     expect(await containersOf(first.agentId)).to.have.length(0);
-    expect(await fs.readdir(first.scratch)).to.deep.equal([id]);
+    expect(homesIn(first.scratch)).to.deep.equal([id]);
 
     const s = await sink();
     await first.etcd.put('nodes/manager').value('mgr');
@@ -94,6 +95,6 @@ describe('drill: SIGKILL during restart_kernel and destroy_kernel', function () 
     const ended = await s.next('kernel_terminated', 0, 60_000);
     expect(ended.args.slice(0, 2)).to.deep.equal([id, 'self-terminated']);
     expect(await kernelIds(again.client)).to.deep.equal([]);
-    expect(await fs.readdir(again.scratch)).to.deep.equal([]);
+    expect(homesIn(again.scratch)).to.deep.equal([]);
   });
 });

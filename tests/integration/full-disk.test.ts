@@ -14,6 +14,7 @@ import { remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, uniqueName } fro
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { smallFs } from '../helpers/small-fs.js';
 import { writeFileAtomic } from '../../src/util/atomic-write.js';
+import { homesIn } from '../helpers/leftovers.js';
 
 const MiB = 1024 * 1024;
 const config = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 128 }, mounts: [], environ: {} };
@@ -38,7 +39,7 @@ describe('a full scratch disk', function () {
     expect(refused.remoteType).to.equal('agent.InsufficientResources');
     expect(refused.retryable).to.equal(true);
     expect(String(refused.remoteArgs[0])).to.match(/has \d+ MiB free, less than scratch_reserve \(12 MiB\)/);
-    expect((await fs.readdir(scratchRoot)).filter((n) => n !== 'lost+found')).to.deep.equal([id]); // the refusal took nothing
+    expect(homesIn(scratchRoot)).to.deep.equal([id]); // the refusal took nothing
 
     const full = await remoteError(client.call(methods.upload_file, id, 'more.bin', Buffer.alloc(20 * MiB, 2)));
     expect(full.remoteType).to.equal('agent.NoSpace');

@@ -7,7 +7,7 @@
  * gpu_slots 0 and one log line.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, promises as fs, readdirSync } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -36,6 +36,7 @@ import {
 import { sink } from '../helpers/sink.js';
 import type { Logger } from '../../src/log.js';
 import { poolSettled, putPool } from '../helpers/pool.js';
+import { homesIn } from '../helpers/leftovers.js';
 
 const docker = new Docker();
 const config = (gpu: number) => ({ lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: gpu }, mounts: [], environ: {} });
@@ -63,7 +64,7 @@ describe('GPUs on a node without one', function () {
     const fractional = await remoteError(client.call(methods.create_kernel, uniqueName('k'), config(0.25)));
     expect(fractional.remoteType).to.equal('agent.InsufficientResources');
     expect(await containersOf(agentId)).to.have.length(0);
-    expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
+    expect(homesIn(agent.options.scratchRoot)).to.deep.equal([]);
     expect(await coresHeld(client)).to.equal(0);
     expect(agent.gpuService!.books.holders().size).to.equal(0);
 

@@ -33,6 +33,7 @@ import {
 import { sink } from '../helpers/sink.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { waitRealTime } from '../helpers/real-time.js';
+import { homesIn } from '../helpers/leftovers.js';
 
 const docker = new Docker();
 const config = (extra: Record<string, unknown> = {}) => ({
@@ -143,7 +144,7 @@ describe('kernel lifecycle', function () {
     expect(err.remoteType).to.equal('agent.KernelCreationFailed');
     expect(String(err.remoteArgs[0])).to.match(/runner did not come up .*printed last: .*no-such-codec/i);
     expect(await containersOf(agentId)).to.have.length(0);
-    expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
+    expect(homesIn(agent.options.scratchRoot)).to.deep.equal([]);
     expect(await coresHeld(client)).to.equal(0);
 
     const missing = await remoteError(client.call(methods.create_kernel, id, config({ lang: 'nosuch:1' })));
@@ -151,7 +152,7 @@ describe('kernel lifecycle', function () {
     expect(String(missing.remoteArgs[0])).to.match(/lablup\/kernel-nosuch:1 is not on this node.*build it/);
     const bad = await remoteError(client.call(methods.create_kernel, id, config({ mounts: [['x', '..', 'y']] })));
     expect(bad.remoteType).to.equal('aiozmq.rpc.base.ParametersError');
-    expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
+    expect(homesIn(agent.options.scratchRoot)).to.deep.equal([]);
   });
 
   it('re-adopts 5 running kernels after SIGKILL with the same ports and cores, and leaves them running on SIGTERM', async () => {
@@ -186,7 +187,7 @@ describe('kernel lifecycle', function () {
     const after = await Promise.all(ids.map((id) => client.call(methods.create_kernel, id, config())));
     expect(after).to.deep.equal(before);
     expect(await containersOf(agentId)).to.have.length(5);
-    expect(readdirSync(scratch).sort()).to.deep.equal([...ids, 'orphan-dir-marker'].sort());
+    expect(homesIn(scratch).sort()).to.deep.equal([...ids, 'orphan-dir-marker'].sort());
     // the re-adopted kernels hold their cores again: 5 of the 6 places (2 cores x 3) are taken
     await client.call(methods.create_kernel, 'sixth', config());
     const full = await remoteError(client.call(methods.create_kernel, 'seventh', config()));
@@ -260,7 +261,7 @@ describe('kernel lifecycle', function () {
     expect(await coresHeld(client)).to.equal(1);
     await client.call(methods.destroy_kernel, id);
     expect(await containersOf(agentId)).to.have.length(0);
-    expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
+    expect(homesIn(agent.options.scratchRoot)).to.deep.equal([]);
     expect(await coresHeld(client)).to.equal(0);
   });
 
@@ -373,7 +374,7 @@ describe('kernel lifecycle', function () {
     const fdBefore = fds();
     for (let i = 0; i < soakCycles; i += 2) await Promise.all([cycle(i), cycle(i + 1)]);
     expect(await containersOf(agentId)).to.have.length(0);
-    expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
+    expect(homesIn(agent.options.scratchRoot)).to.deep.equal([]);
     expect(await coresHeld(client)).to.equal(0);
     expect(fds()).to.be.at.most(fdBefore + 5);
   });

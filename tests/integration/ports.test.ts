@@ -6,7 +6,6 @@
  * create with too few free ports fails taking nothing; a port a listener of
  * the test holds is skipped; ports survive an agent SIGKILL and re-adoption.
  */
-import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import { expect } from 'chai';
 import Docker from 'dockerode';
@@ -30,6 +29,7 @@ import {
   TEST_IMAGE_LANG,
   uniqueName,
 } from '../helpers/env.js';
+import { homesIn } from '../helpers/leftovers.js';
 
 const docker = new Docker();
 const config = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 }, mounts: [], environ: {} };
@@ -104,7 +104,7 @@ describe('host port range', function () {
     expect(err.message).to.match(new RegExp(`needs 4, the range ${range.text} has 0 free \\(12 cooling down.*container_port_range`));
     expect(agent.portStats()).to.include({ held: 0, cooling: 12 });
     expect(await containersOf(agentId)).to.have.length(0);
-    expect(readdirSync(agent.options.scratchRoot)).to.deep.equal([]);
+    expect(homesIn(agent.options.scratchRoot)).to.deep.equal([]);
     const [summary] = await Promise.all([client.call(methods.list_kernels)]);
     expect(summary).to.deep.equal([]);
   });

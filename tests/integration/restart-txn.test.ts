@@ -23,6 +23,7 @@ import {
 } from '../helpers/env.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { smallFs } from '../helpers/small-fs.js';
+import { homesIn } from '../helpers/leftovers.js';
 
 const config = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 128 }, mounts: [], environ: {} };
 
@@ -111,7 +112,7 @@ describe('reset and destroy during creations', function () {
     expect(await containersOf(agentId)).to.have.length(0);
     expect(await kernelIds(client)).to.deep.equal([]);
     expect(await coresHeld(client)).to.equal(0);
-    expect(await fs.readdir(agent.options.scratchRoot)).to.deep.equal([]);
+    expect(homesIn(agent.options.scratchRoot)).to.deep.equal([]);
   });
 
   it('destroy_kernel of a kernel whose create is under way destroys it once made', async () => {

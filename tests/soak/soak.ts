@@ -50,7 +50,7 @@ async function leftovers(agent: ChildAgent): Promise<{ containers: number; scrat
     const pooled = all.filter((c) => c.Labels['io.compute-agent.pool']).length;
     const claims = (await fs.readdir(path.join(agent.scratch, '.pool-claims')).catch(() => [])).length;
     const poolHomes = (await fs.readdir(path.join(agent.scratch, '.pool')).catch(() => [])).length;
-    const homes = (await fs.readdir(agent.scratch)).filter((e) => e !== '.pool' && e !== '.pool-claims').length;
+    const homes = (await fs.readdir(agent.scratch)).filter((e) => !e.startsWith('.')).length;
     const pooledIdle = pooled - claims;
     return { containers: all.length - pooledIdle, scratchDirs: homes + Math.max(0, poolHomes - pooledIdle), pooledIdle };
   };

@@ -12,7 +12,7 @@ Threads:
             runs here so that an interrupt (SIGINT to this thread) raises
             KeyboardInterrupt even in time.sleep() or `while True: pass`.
   input     owns the PULL socket; queues jobs, answers status/complete,
-            delivers input and interrupts.
+            delivers input and interrupts (inputs.py).
   output    owns the PUSH socket; sends queued records, flushes batched
             stdout/stderr.
   terminal  owns SUB/PUB and the pty of a bash shell, restarted on exit.
@@ -38,24 +38,21 @@ import builtins
 import collections
 import getpass
 import io
-import json
 import os
-import re
-import rlcompleter
 import signal
 import sys
 import threading
 import time
 import traceback
 
-import msgpack
 import zmq
 
 import batch
+import claim
 import common
-import services
 import user_process
 from common import HOME, log
+from inputs import Inputs
 from output import OutStream, capture, fd_capture, keep, note_job, output_thread, send, send_json, tagging, wait_sent
 from terminal import Terminal, terminal_thread
 
@@ -76,6 +73,7 @@ class State:
         self.in_code = False         # user code is running in the main thread
         self.proc = None             # running build/exec subprocess
         self.interrupts = 0
+        self.sigint_sent = None      # the job an in-process SIGINT was sent to, until its handler runs
         self.inputs = []             # (tag, text) of input not asked for yet: kept until its run asks
         self.inputs_cv = threading.Condition(self.lock)
         self.namespace = {'__name__': '__main__', '__builtins__': builtins}
@@ -160,6 +158,7 @@ class InStream(io.TextIOBase):
 # query mode
 
 def sigint_handler(signum, frame):
+    state.sigint_sent = None
     if state.in_code:
         raise KeyboardInterrupt
     log('SIGINT outside user code ignored')
@@ -180,6 +179,9 @@ def run_magic(src):
     if cmd == '%ping':
         sys.stdout.write('pong!\n')
         return 0
+    if cmd in ('%environ', '%shells-wait'):
+        rest = src.strip()[len(cmd):]
+        return claim.take_environ(rest, user_code, terminal) if cmd == '%environ' else claim.wait_shell(rest, terminal)
     if cmd == '%resize':
         try:
             rows, cols = int(parts[1]), int(parts[2])
@@ -347,162 +349,6 @@ def executor():
                 state.job = None
 
 
-# --------------------------------------------------------------------------
-# the input thread
-
-def complete(payload, tag):
-    """Answers a `complete` request: names from the namespace of user code (none in a shell kernel)."""
-    try:
-        opts = json.loads(payload.decode('utf-8')) if payload else {}
-        if isinstance(opts, str):
-            opts = {'code': opts}
-        code = str(opts.get('code', ''))
-    except Exception:
-        code = ''
-    if common.SHELL_KERNEL:
-        send_json('completion', [], tag)
-    elif user_code is not None:
-        user_code.complete(code, tag)  # the child answers
-    else:
-        send_json('completion', complete_here(code), tag)
-
-
-def complete_here(code):
-    try:
-        m = re.search(r'[A-Za-z_][\w.]*$|$', code)
-        text = m.group(0) if m else ''
-        if not text:
-            return []
-        comp = rlcompleter.Completer(state.namespace)
-        seen, out = set(), []
-        for i in range(1000):
-            s = comp.complete(text, i)
-            if s is None:
-                break
-            s = s.rstrip('(')
-            if s not in seen:
-                seen.add(s)
-                out.append(s)
-        return out
-    except Exception as e:
-        log('completion failed: %s' % e)
-        return []
-
-
-def interrupt():
-    with state.lock:
-        cur = state.current
-        proc = state.proc
-        state.interrupts += 1
-        n = state.interrupts
-    if proc is not None:
-        sig = signal.SIGINT if n == 1 else signal.SIGKILL
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        except Exception as e:
-            log('cannot signal the subprocess: %s' % e)
-    elif cur == 'code' and user_code is not None:
-        user_code.interrupt(n)
-    elif cur == 'code' and state.in_code:
-        signal.pthread_kill(MAIN_THREAD, signal.SIGINT)
-    elif cur == 'code':
-        # waiting for a lock or about to start: still interrupt it
-        signal.pthread_kill(MAIN_THREAD, signal.SIGINT)
-
-
-def hello():
-    """The runner's identity and what it holds: the agent synchronises with it."""
-    with state.lock:
-        return {
-            'generation': common.GENERATION,
-            'pid': os.getpid(),
-            'protocol': 1,
-            'features': ['keep'],
-            'previous': None if common.PREVIOUS_STATUS is None else {'status': common.PREVIOUS_STATUS},
-            'current': dict(state.job, acked=keep.acked(state.job['t'])) if state.job else None,
-            'queue': [{'t': j[2], 'run': j[3]} for j in state.jobs],
-            # Keeping, a run whose every record was acknowledged (or dropped) is not held any more.
-            'recent': [dict(r, acked=keep.acked(r['t'])) for r in state.recent if not keep.enabled or keep.holds(r['t'])],
-        }
-
-
-def input_meta(frames):
-    """The agent's tag frame of an input, or {} (an agent that does not tag)."""
-    if len(frames) < 3:
-        return {}
-    try:
-        m = json.loads(frames[2].decode('utf-8'))
-    except Exception:
-        return {}
-    if not isinstance(m, dict):
-        return {}
-    tagging.enabled = True
-    if m.get('keep') is True:
-        keep.enabled = True  # the agent keeps its runs' output: so does a runner that started after its hello
-    return m
-
-
-def payload_json(payload):
-    """A JSON object payload, or {}."""
-    try:
-        o = json.loads(payload.decode('utf-8')) if payload else {}
-    except Exception:
-        return {}
-    return o if isinstance(o, dict) else {}
-
-
-def input_thread(sock):
-    while True:
-        try:
-            frames = sock.recv_multipart()
-        except zmq.ContextTerminated:
-            return
-        except Exception as e:
-            log('receive failed: %s' % e)
-            time.sleep(0.1)
-            continue
-        try:
-            rtype = frames[0].decode('utf-8', 'replace')
-            payload = frames[1] if len(frames) > 1 else b''
-            meta = input_meta(frames)
-            tag = meta.get('t') if isinstance(meta.get('t'), str) else None
-            run = meta.get('run') if isinstance(meta.get('run'), str) else None
-            if rtype in ('code', 'build', 'exec'):
-                with state.jobs_cv:
-                    state.jobs.append((rtype, payload.decode('utf-8', 'replace'), tag, run))
-                    state.jobs_cv.notify()
-            elif rtype == 'hello':
-                if payload_json(payload).get('keep') is True:
-                    keep.enabled = True
-                send_json('hello', hello(), tag)
-            elif rtype == 'input':
-                with state.inputs_cv:
-                    if len(state.inputs) < 1000:
-                        state.inputs.append((tag, payload.decode('utf-8', 'replace')))
-                    state.inputs_cv.notify_all()
-            elif rtype == 'ack' and tag is not None:
-                keep.ack(tag, payload_json(payload).get('s'))
-            elif rtype == 'resend' and tag is not None:
-                keep.resend(tag, payload_json(payload).get('from'))
-            elif rtype == 'interrupt':
-                interrupt()
-            elif rtype == 'complete':
-                complete(payload, tag)
-            elif rtype in ('start-service', 'shutdown-service'):
-                services.handle(rtype, payload, tag)
-            elif rtype == 'status':
-                with state.lock:
-                    st = {'busy': state.busy, 'queue': len(state.jobs), 'current': state.current,
-                          'generation': common.GENERATION}
-                send('status', msgpack.packb(st, use_bin_type=True), tag)
-            else:
-                log('ignoring a record of type %r' % rtype)
-        except Exception:
-            log('bad record: %s' % traceback.format_exc())
-
-
 terminal = None
 user_code = None  # user_process.UserProcess where the image's Python runs user code
 
@@ -553,12 +399,13 @@ def main():
     if not common.SHELL_KERNEL:
         user_code = user_process.from_env(state)
 
-    for target, args, name in ((output_thread, (push,), 'output'), (input_thread, (pull,), 'input'),
+    inputs = Inputs(state, user_code, MAIN_THREAD)
+    for target, args, name in ((output_thread, (push,), 'output'), (inputs.run, (pull,), 'input'),
                                (terminal_thread, (terminal, sub, pub), 'terminal')):
         threading.Thread(target=target, args=args, name=name, daemon=True).start()
     if common.PREVIOUS_STATUS is not None:
         log('the runner before this one ended with status %d; its state is lost' % common.PREVIOUS_STATUS)
-    send_json('hello', hello())
+    send_json('hello', inputs.hello())
     log('ready (uid %d, pid %d, generation %s)' % (os.getuid(), os.getpid(), common.GENERATION))
     while True:
         try:

@@ -76,6 +76,24 @@ class Terminal:
                 except OSError:
                     pass
 
+    def shell_pid(self):
+        """The pid of the shell running now, or None."""
+        with self.lock:
+            proc = self.proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def hangup(self):
+        """Hangs up the shell running now (SIGHUP; run() starts its successor
+        with the runner's environment then); returns its pid, or None."""
+        pid = self.shell_pid()
+        if pid is None:
+            return None
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except OSError:
+            return None
+        return pid
+
     def write(self, data):
         with self.lock:
             master = self.master

@@ -92,6 +92,15 @@ class UserProcess:
         threading.Thread(target=self._wait, args=(proc, mine), name='user-process-wait', daemon=True).start()
         log('user code runs in %s (pid %d)' % (self.python, proc.pid))
 
+    def renew(self):
+        """Starts a fresh child in place of the one running now (a claim gave the
+        runner a new environment, which only a new child inherits); raises
+        OSError when the interpreter cannot be run (the next run tries again)."""
+        old = self.proc
+        if old is not None and old.poll() is None:
+            self._kill(old)  # its death comes as an event of a child not current: ignored
+        self.start()
+
     def _wait(self, proc, sock):
         proc.wait()
         try:

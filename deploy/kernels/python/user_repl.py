@@ -267,6 +267,12 @@ def complete(code):
 
 def reader():
     """Takes the runner's messages: runs go to the main thread, completions are answered here."""
+    try:
+        # The runner's SIGINT is for user code in the main thread: one this thread took would
+        # wake no blocking call there (time.sleep would sleep on).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    except (AttributeError, OSError, ValueError):
+        pass
     while True:
         try:
             msg = os.read(ctl, 1024 * 1024)
