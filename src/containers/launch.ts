@@ -53,6 +53,7 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
   for (const name of i.traits.gpuCountEnvs) env.push(`${name}=${gpuCount}`);
   const gpu = i.gpu && gpuCount > 0 ? i.gpu : null;
   const shmMiB = shmMiBOf(i.spec, i.shmMiB);
+  const cluster = i.pool ? null : i.spec.cluster;
   const identity: Record<string, string> = i.pool
     ? { [LABELS.pool]: i.pool.key, [LABELS.poolSlot]: i.pool.slot, [LABELS.poolRecipe]: i.pool.recipe }
     : { [LABELS.kernel]: i.kernelId, ...(i.replaces ? { [LABELS.replaces]: i.replaces } : {}) };
@@ -69,6 +70,7 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
       [LABELS.memMiB]: String(i.spec.memMiB),
       [LABELS.shmMiB]: String(shmMiB),
       [LABELS.created]: String(i.createdAt),
+      ...(cluster ? { [LABELS.clusterNetwork]: cluster.network, [LABELS.clusterHostname]: cluster.hostname } : {}),
     },
     env: [...env, ...(gpu?.env ?? [])],
     binds: [`${i.scratchDir}:/home/work:rw`, ...i.spec.mounts.map((m) => `${m.hostPath}:/home/work/${m.name}:rw`), ...(gpu?.binds ?? [])],
@@ -78,7 +80,9 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
     cpusetCpus: i.cpuSet.join(','),
     ...(gpu ? { devices: gpu.devices, deviceRequests: gpu.deviceRequests, runtime: gpu.runtime, cpusetMems: gpu.cpusetMems } : {}),
     publishHost: i.publishHost,
-    network: kernelNetworkName(i.agentId),
+    // a session's kernel joins its session's network, known there by its cluster hostname
+    network: cluster?.network ?? kernelNetworkName(i.agentId),
+    ...(cluster ? { networkAliases: [cluster.hostname], hostname: cluster.hostname } : {}),
     servicePorts: i.traits.services.ok ? i.traits.services.services.map((x) => x.port) : [],
     security: i.security,
   };
