@@ -10,6 +10,7 @@
  */
 import { expect } from 'chai';
 import Docker from 'dockerode';
+import type { Namespace } from 'etcd3';
 import { modernMethods } from '../../src/rpc/modern-methods.js';
 import { sessionBridgeName } from '../../src/containers/session-network.js';
 import { kernelIds, onCleanup, remoteError, requireEtcd, restartAgent, startAgent } from '../helpers/env.js';
@@ -33,6 +34,11 @@ async function networkOf(name: string): Promise<{ bridge: string; labels: Record
   }
 }
 
+/** Three kernels of one core each on this 2-core machine. */
+const overcommit = async (ns: Namespace): Promise<void> => {
+  await ns.put('config/agent/cpu_overcommit').value('4');
+};
+
 function manager(port: number): ModernManager {
   const m = new ModernManager(`tcp://127.0.0.1:${port}`);
   onCleanup(() => m.close());
@@ -44,7 +50,7 @@ describe('sessions of several kernels', function () {
   before(requireEtcd);
 
   it('runs a job over main1, sub1 and sub2 on their session network, and takes them down one by one', async () => {
-    const t = await startAgent();
+    const t = await startAgent({}, overcommit);
     const m = manager(t.port);
     const s = newSession(['main1', 'sub1', 'sub2']);
     await m.client.call(modernMethods.create_local_network, s.network);
@@ -122,7 +128,7 @@ except OSError:
   });
 
   it('rolls a session back whole when one kernel fails, and re-adopts a session on its network after a restart', async () => {
-    const t = await startAgent();
+    const t = await startAgent({}, overcommit);
     const m = manager(t.port);
 
     // sub1 asks for a device this agent lacks: main1, created meanwhile, is destroyed too.
