@@ -32,7 +32,7 @@
  * port, the agent's own relay) are let through by conntrack state.
  */
 import { createHash } from 'node:crypto';
-import { dropChain, fillChain, hookFirst, listChains, unhook, type FirewallTable } from '../adapters/iptables.js';
+import { dropChain, fillChain, hookFirst, listChains, listRules, unhook, type FirewallTable } from '../adapters/iptables.js';
 
 /** What kernels may reach beyond the node (`kernel_egress`). */
 export type KernelEgress = 'allow' | 'deny';
@@ -118,8 +118,20 @@ export function firewallPlan(agentId: string, bridge: string, egress: KernelEgre
 export async function installFirewall(plan: readonly ChainPlan[]): Promise<void> {
   for (const c of plan) {
     await fillChain(c.table, c.chain, c.rules);
+    await unhookFormer(c);
     await hookFirst(c.table, c.from, c.hook);
   }
+}
+
+/**
+ * Removes the jumps to the chain other than its hook: releases before
+ * session networks hooked PRE and IN by the kernel bridge only, and a
+ * chain still jumped to cannot be deleted at the stop.
+ */
+async function unhookFormer(c: ChainPlan): Promise<void> {
+  const spec = ['-A', c.from, ...c.hook].join(' ');
+  for (const rule of await listRules(c.table, c.from))
+    if (rule !== spec && rule.endsWith(` -j ${c.chain}`)) await unhook(c.table, c.from, rule.split(' ').slice(2));
 }
 
 /** Unhooks and deletes each chain; what is already gone is fine. */
