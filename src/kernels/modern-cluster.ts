@@ -72,7 +72,9 @@ function memberOf(config: Record<string, unknown>, position: number): Member {
 export function clusterHostnameOf(config: Record<string, unknown>, position: number): string {
   const { hostname } = memberOf(config, position);
   if (!HOSTNAME.test(hostname))
-    throw new ParametersError(`config cluster_hostname ${JSON.stringify(hostname.slice(0, 80))} must be one DNS label such as main1 or sub2`);
+    throw new ParametersError(
+      `config cluster_hostname ${JSON.stringify(hostname.slice(0, 80))} must be one DNS label such as main1 or sub2`,
+    );
   return hostname;
 }
 

@@ -215,7 +215,7 @@ export const modernMethods = {
   }),
   destroy_local_network: define<[Param<string>], null>({
     name: 'destroy_local_network',
-    summary: "Removes a session network create_local_network made (one gone is fine; one still holding kernels is refused).",
+    summary: 'Removes a session network create_local_network made (one gone is fine; one still holding kernels is refused).',
     params: [p.str('network_name', { minLength: 1, maxLength: 128 })],
     returns: 'nil',
   }),

@@ -197,12 +197,16 @@ export class ModernRpc {
     refs: Record<string, unknown>,
   ): Promise<ModernKernelResult[]> {
     if (ids.length !== rawConfigs.length)
-      throw new KernelCreationError(`create_kernels got ${ids.length} kernel ids but ${rawConfigs.length} configs; they pair up one to one`);
+      throw new KernelCreationError(
+        `create_kernels got ${ids.length} kernel ids but ${rawConfigs.length} configs; they pair up one to one`,
+      );
     const cluster = readClusterInfo(rawCluster);
     const network = cluster.network;
     const hostnames = network ? rawConfigs.map(clusterHostnameOf) : [];
     if (new Set(hostnames).size < hostnames.length)
-      throw new KernelCreationError(`create_kernels: the cluster hostnames ${hostnames.join(', ')} repeat; each kernel of a session needs its own`);
+      throw new KernelCreationError(
+        `create_kernels: the cluster hostnames ${hostnames.join(', ')} repeat; each kernel of a session needs its own`,
+      );
     if (network) await this.deps.sessionNetworks.check(network); // never a network outside the firewall's cover
     const configs = ids.length > 1 || network ? withClusterEnviron(rawConfigs, cluster) : rawConfigs;
     const outcomes = await Promise.allSettled(
@@ -253,9 +257,11 @@ export class ModernRpc {
     const started = ids.filter((id) => held.has(id));
     this.deps.log.warn('create_kernels: a kernel of a session failed; its other kernels are destroyed', { sessionId, failures, started });
     for (const id of started)
-      await this.deps.kernels.destroy(id, 'failed-to-start').catch((err: unknown) =>
-        this.deps.log.warn('create_kernels: destroying a kernel of a failed session failed', { kernelId: id, error: String(err) }),
-      );
+      await this.deps.kernels
+        .destroy(id, 'failed-to-start')
+        .catch((err: unknown) =>
+          this.deps.log.warn('create_kernels: destroying a kernel of a failed session failed', { kernelId: id, error: String(err) }),
+        );
   }
 
   private async sync(pairs: Array<[string, string]>): Promise<null> {

@@ -22,7 +22,11 @@ const docker = new Docker();
 /** The network's labels and bridge interface, or null when it is gone. */
 async function networkOf(name: string): Promise<{ bridge: string; labels: Record<string, string>; icc: string } | null> {
   try {
-    const info = (await docker.getNetwork(name).inspect()) as { Name: string; Options: Record<string, string>; Labels: Record<string, string> };
+    const info = (await docker.getNetwork(name).inspect()) as {
+      Name: string;
+      Options: Record<string, string>;
+      Labels: Record<string, string>;
+    };
     if (info.Name !== name) return null;
     return {
       bridge: info.Options['com.docker.network.bridge.name']!,
