@@ -8,6 +8,7 @@
  * call itself (the kernels of a single-node session all come in one call).
  */
 import { ParametersError } from '../errors.js';
+import type { KernelSpec } from '../containers/spec.js';
 
 /** What the agent reads of `raw_cluster_info`. */
 export interface ClusterInfo {
@@ -106,4 +107,15 @@ export function withClusterEnviron(configs: Array<Record<string, unknown>>, info
     const environ = isMap(config.environ) ? config.environ : {};
     return { ...config, environ: { ...session, ...own, ...environ } };
   });
+}
+
+/**
+ * The spec of a session's kernel restarted with a full config: the cluster
+ * variables it had stay unless that config sets them (a restart's call
+ * carries no cluster info to derive them from again).
+ */
+export function keepClusterEnviron(current: KernelSpec, next: KernelSpec): KernelSpec {
+  if (!current.cluster) return next;
+  const kept = Object.entries(current.environ).filter(([k]) => k.startsWith('BACKENDAI_CLUSTER_'));
+  return { ...next, environ: { ...Object.fromEntries(kept), ...next.environ } };
 }

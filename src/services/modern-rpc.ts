@@ -15,7 +15,7 @@ import { modernMethods, modernNotServed, type HardwareMetadata, type ModernKerne
 import type { KernelService } from '../kernels/service.js';
 import { KernelApps } from '../kernels/apps.js';
 import { parseModernKernelConfig, type ModernKernelExtras } from '../kernels/modern-spec.js';
-import { clusterHostnameOf, readClusterInfo, withClusterEnviron } from '../kernels/modern-cluster.js';
+import { clusterHostnameOf, keepClusterEnviron, readClusterInfo, withClusterEnviron } from '../kernels/modern-cluster.js';
 import type { SessionNetworks } from '../containers/session-network.js';
 import { singleFileOfTar } from '../kernels/tar-single.js';
 import type { ModernEventName } from '../events/catalogue.js';
@@ -148,7 +148,9 @@ export class ModernRpc {
       implement(m.restart_kernel, async (_sid, id, image, config) => {
         // a full creation config (image or resource_slots) is read like create_kernels'; else the kernel keeps its spec
         const full = config.image !== undefined || config.resource_slots !== undefined;
-        const info = await k.restart(id, config, (s, current) => (full ? parseModernKernelConfig(config, image, s).spec : { ...current }));
+        const info = await k.restart(id, config, (s, current) =>
+          full ? keepClusterEnviron(current, parseModernKernelConfig(config, image, s).spec) : { ...current },
+        );
         return { ...info, service_ports: modernServicePorts(info.service_ports) };
       }),
       implement(m.execute, async (_sid, id, apiVersion, runId, mode, code, opts, flushTimeout) =>

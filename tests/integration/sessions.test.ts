@@ -14,8 +14,8 @@ import type { Namespace } from 'etcd3';
 import { modernMethods } from '../../src/rpc/modern-methods.js';
 import { sessionBridgeName } from '../../src/containers/session-network.js';
 import { kernelIds, onCleanup, remoteError, requireEtcd, restartAgent, startAgent } from '../helpers/env.js';
-import { ModernManager } from '../helpers/modern-manager.js';
-import { createSession, memberConfig, newSession, py, squareServer } from '../helpers/sessions.js';
+import { ModernManager, testImageRef } from '../helpers/modern-manager.js';
+import { addressOn, createSession, memberConfig, newSession, py, squareServer } from '../helpers/sessions.js';
 
 const docker = new Docker();
 
@@ -148,6 +148,14 @@ except OSError:
     const s = newSession(['main1', 'sub1']);
     await m.client.call(modernMethods.create_local_network, s.network);
     await createSession(m, s);
+    // restart_kernel of sub1 with a full config: the new container is sub1 on the session network, with its cluster variables.
+    await m.client.call(modernMethods.restart_kernel, s.sessionId, s.ids.sub1!, testImageRef(), memberConfig('sub1'));
+    const sub1 = await addressOn(s.ids.sub1!, s.network);
+    expect(sub1, 'the new sub1 is on the session network').to.not.equal(null);
+    expect(await py(m, s, 'main1', `import socket; print(socket.gethostbyname('sub1'))`)).to.equal(`${sub1!.ip}\n`);
+    expect(await py(m, s, 'sub1', `import os, socket; print(socket.gethostname(), os.environ['BACKENDAI_CLUSTER_HOSTS'])`)).to.equal(
+      'sub1 main1,sub1\n',
+    );
     expect(await py(m, s, 'sub1', squareServer(7001))).to.equal('listening\n');
 
     const again = await restartAgent(t);
