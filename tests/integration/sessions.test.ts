@@ -13,6 +13,8 @@ import Docker from 'dockerode';
 import type { Namespace } from 'etcd3';
 import { modernMethods } from '../../src/rpc/modern-methods.js';
 import { sessionBridgeName } from '../../src/containers/session-network.js';
+import { firewallPlan, missingChains } from '../../src/containers/firewall.js';
+import { kernelBridgeName } from '../../src/containers/kernel-network.js';
 import { kernelIds, onCleanup, remoteError, requireEtcd, restartAgent, startAgent } from '../helpers/env.js';
 import { ModernManager, testImageRef } from '../helpers/modern-manager.js';
 import { addressOn, createSession, memberConfig, newSession, py, squareServer } from '../helpers/sessions.js';
@@ -158,6 +160,9 @@ except OSError:
     );
     expect(await py(m, s, 'sub1', squareServer(7001))).to.equal('listening\n');
 
+    // A clean stop with only session kernels running keeps the chains that cover them.
+    await t.agent.stop();
+    expect(await missingChains(firewallPlan(t.agentId, kernelBridgeName(t.agentId), 'allow')), 'chains after the stop').to.deep.equal([]);
     const again = await restartAgent(t);
     const m2 = manager(again.agent.options.agentPort);
     expect(await kernelIds(again.client)).to.have.members(Object.values(s.ids));
