@@ -32,6 +32,10 @@ export function sessionBridgeName(agentId: string, network: string): string {
   return `${SESSION_BRIDGE_PREFIX}${createHash('sha256').update(`${agentId}\0${network}`).digest('hex').slice(0, 11)}`;
 }
 
+/**
+ * The session networks of one agent: made, checked before kernels join,
+ * removed, and swept at start when left without kernels.
+ */
 export class SessionNetworks {
   constructor(private readonly o: { agentId: string; networks: DockerNetworks; log: Logger }) {}
 
