@@ -41,6 +41,7 @@ import type { NodeMonitor } from './node/stats.js';
 import type { ModernSide } from './modern-side.js';
 import { DockerNetworks } from './adapters/docker-networks.js';
 import { KernelNetwork } from './containers/kernel-network.js';
+import { SessionNetworks } from './containers/session-network.js';
 import { NodeDrain, type DrainState } from './services/drain.js';
 import { readinessProbes } from './services/readiness.js';
 import { Health } from './metrics/health.js';
@@ -151,6 +152,8 @@ function kernelSettings(
 /** The parts that hold kernels; null until built (or when a start failed before them). */
 export class KernelRoom {
   network: KernelNetwork | null = null;
+  /** The session networks of multi-kernel sessions (docs/sessions.rst). */
+  sessionNetworks: SessionNetworks | null = null;
   gpus: GpuService | null = null;
   images: ImageService | null = null;
   pool: WarmPool | null = null;
@@ -186,6 +189,11 @@ export class KernelRoom {
     });
     this.network = network;
     await network.open();
+    this.sessionNetworks = new SessionNetworks({
+      agentId: options.agentId,
+      networks: new DockerNetworks(c.docker.docker),
+      log: c.log.child({ component: 'network' }),
+    });
     c.docker.networkReady = (name) => (name === network.name ? network.ready() : Promise.resolve());
     c.checkpoint();
     const accelerator = c.accelerator ?? new NvidiaCuda({ allow: () => live.value.gpuAllow, docker: () => c.docker.runtimes() });
@@ -254,6 +262,7 @@ export class KernelRoom {
     await kernels.adopt().catch((err: unknown) => {
       throw new ConfigError(`cannot re-adopt the kernels of this node: ${errorMessage(err)}`);
     });
+    await this.sessionNetworks.sweep(); // after adoption: a network with a re-adopted kernel on it stays
     await pool.sweepHomes();
     images.gc.start(); // now that the kernels left running are known again: their images are in use
     this.legacyRedis = new LegacyRedisLink({

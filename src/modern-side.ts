@@ -92,7 +92,7 @@ export class ModernSide {
    * socket's, else the 2018 one's).
    */
   serve(
-    deps: Pick<ModernRpcDeps, 'kernels' | 'requestStop' | 'resources' | 'ports'> &
+    deps: Pick<ModernRpcDeps, 'kernels' | 'requestStop' | 'resources' | 'ports' | 'sessionNetworks'> &
       Pick<ModernImageDeps, 'images' | 'gpus'> & {
         /** Bindings of methods both generations serve alike (drain, undrain; src/bindings/). */
         extra: Binding[];

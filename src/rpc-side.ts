@@ -87,6 +87,7 @@ export function buildRpc(p: RpcParts): { dispatcher: Dispatcher; router: RpcRout
       images,
       gpus: () => gpus.report(),
       requestStop: p.requestStop,
+      sessionNetworks: p.room.sessionNetworks!,
       extra: drainBindings(p.drain),
     },
     p.keyPair?.publicKey ?? null,

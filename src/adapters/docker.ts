@@ -49,6 +49,10 @@ export interface ContainerRequest {
   security: ContainerSecurity;
   /** The Docker network it joins (the agent's kernel network); absent: Docker's default bridge. */
   network?: string;
+  /** Names the container is known by on that network besides its own (Docker's embedded DNS answers them). */
+  networkAliases?: string[];
+  /** The container's hostname; absent: Docker's (the id's prefix). */
+  hostname?: string;
   /** Bytes of its /dev/shm (HostConfig.ShmSize); absent: Docker's 64 MiB. */
   shmBytes?: number;
   /** The command in place of the image's ENTRYPOINT and CMD (the injected runner's entrypoint); absent: the image's. */
@@ -209,6 +213,10 @@ export class DockerEngine {
         Env: req.env,
         ...(req.entrypoint ? { Entrypoint: req.entrypoint, Cmd: [] } : {}),
         ExposedPorts: exposed,
+        ...(req.hostname ? { Hostname: req.hostname } : {}),
+        ...(req.network && req.networkAliases?.length
+          ? { NetworkingConfig: { EndpointsConfig: { [req.network]: { Aliases: req.networkAliases } } } }
+          : {}),
         HostConfig: {
           Binds: req.binds,
           Memory: req.memoryBytes,

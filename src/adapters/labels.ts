@@ -28,4 +28,8 @@ export const LABELS = {
   runnerEnv: 'io.compute-agent.runner-env',
   /** On a Docker network the agent made: what it is for (`kernels`). */
   network: 'io.compute-agent.network',
+  /** On a kernel of a multi-kernel session: the session network it joined (re-adoption and restarts keep it there). */
+  clusterNetwork: 'io.compute-agent.cluster-network',
+  /** On a kernel of a multi-kernel session: its hostname among the session's kernels (main1, sub1, ...). */
+  clusterHostname: 'io.compute-agent.cluster-hostname',
 } as const;

@@ -17,11 +17,22 @@
  *   any other container network of the node, in either direction, and with
  *   `kernel_egress deny` nothing beyond the node either.
  *
+ * The kernels of a session (docs/sessions.rst) sit on a bridge of their
+ * session, named `cas-...` ({@link SESSION_BRIDGE_PREFIX}); the same three
+ * chains cover every such bridge by its prefix, so they need no change when
+ * a session comes or goes: the one thing they let through is traffic bridged
+ * within one session bridge (`physdev --physdev-is-bridged`: it never left
+ * that bridge, so it goes from a kernel of the session to another of the
+ * same session); routed traffic between session bridges, to the kernel
+ * network or other container networks, and to the host is dropped. This is
+ * why the PRE and IN chains are hooked for every packet and match the
+ * interfaces in their rules.
+ *
  * Replies to connections made from outside (the manager reaching a published
  * port, the agent's own relay) are let through by conntrack state.
  */
 import { createHash } from 'node:crypto';
-import { dropChain, fillChain, hookFirst, listChains, unhook, type FirewallTable } from '../adapters/iptables.js';
+import { dropChain, fillChain, hookFirst, listChains, listRules, unhook, type FirewallTable } from '../adapters/iptables.js';
 
 /** What kernels may reach beyond the node (`kernel_egress`). */
 export type KernelEgress = 'allow' | 'deny';
@@ -31,6 +42,9 @@ export const OTHER_BRIDGES = ['docker0', 'br-+'] as const;
 
 /** The prefix of every kernel network's bridge interface, this agent's and any other's on the node. */
 export const KERNEL_BRIDGE_PREFIX = 'cak-';
+
+/** The prefix of every session network's bridge interface (src/containers/session-network.ts), any agent's. */
+export const SESSION_BRIDGE_PREFIX = 'cas-';
 
 /** The prefix of every chain of every agent, for `agent check` and for the tests' sweeps. */
 export const CHAIN_PREFIX = 'CA-';
@@ -58,13 +72,14 @@ export function chainId(agentId: string): string {
 
 const ESTABLISHED = ['-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'RETURN'];
 
-/** The three chains of an agent whose kernels sit on `bridge`. */
+/** The three chains of an agent whose kernels sit on `bridge` (and on session bridges, `cas-+`). */
 export function firewallPlan(agentId: string, bridge: string, egress: KernelEgress): ChainPlan[] {
   const base = `${CHAIN_PREFIX}${chainId(agentId)}`;
   const pre = `${base}-PRE`;
   const input = `${base}-IN`;
   const fwd = `${base}-FWD`;
-  const others = [...OTHER_BRIDGES, `${KERNEL_BRIDGE_PREFIX}+`];
+  const sessions = `${SESSION_BRIDGE_PREFIX}+`;
+  const others = [...OTHER_BRIDGES, `${KERNEL_BRIDGE_PREFIX}+`, sessions];
   const forward: string[][] = [
     ['-i', bridge, ...ESTABLISHED],
     ['-o', bridge, ...ESTABLISHED],
@@ -75,16 +90,26 @@ export function firewallPlan(agentId: string, bridge: string, egress: KernelEgre
       ['-i', o, '-o', bridge, '-j', 'DROP'],
     ]),
     ...(egress === 'deny' ? [['-i', bridge, '-j', 'DROP']] : []),
+    // Session bridges: within one bridge, every port; routed to any other container network (another session's included), never.
+    ['-i', sessions, ...ESTABLISHED],
+    ['-o', sessions, ...ESTABLISHED],
+    ['-i', sessions, '-m', 'physdev', '--physdev-is-bridged', '-j', 'RETURN'],
+    ...others.flatMap((o) => [
+      ['-i', sessions, '-o', o, '-j', 'DROP'],
+      ['-i', o, '-o', sessions, '-j', 'DROP'],
+    ]),
+    ...(egress === 'deny' ? [['-i', sessions, '-j', 'DROP']] : []),
   ];
+  const toHost = (rest: string[]) => [bridge, sessions].map((i) => ['-i', i, ...rest]);
   return [
     {
       table: 'mangle',
       chain: pre,
       from: 'PREROUTING',
-      hook: ['-i', bridge, '-j', pre],
-      rules: [ESTABLISHED, ['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'DROP']],
+      hook: ['-j', pre],
+      rules: [ESTABLISHED, ...toHost(['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'DROP'])],
     },
-    { table: 'filter', chain: input, from: 'INPUT', hook: ['-i', bridge, '-j', input], rules: [ESTABLISHED, ['-j', 'DROP']] },
+    { table: 'filter', chain: input, from: 'INPUT', hook: ['-j', input], rules: [ESTABLISHED, ...toHost(['-j', 'DROP'])] },
     { table: 'filter', chain: fwd, from: 'DOCKER-USER', hook: ['-j', fwd], rules: forward },
   ];
 }
@@ -93,8 +118,20 @@ export function firewallPlan(agentId: string, bridge: string, egress: KernelEgre
 export async function installFirewall(plan: readonly ChainPlan[]): Promise<void> {
   for (const c of plan) {
     await fillChain(c.table, c.chain, c.rules);
+    await unhookFormer(c);
     await hookFirst(c.table, c.from, c.hook);
   }
+}
+
+/**
+ * Removes the jumps to the chain other than its hook: releases before
+ * session networks hooked PRE and IN by the kernel bridge only, and a
+ * chain still jumped to cannot be deleted at the stop.
+ */
+async function unhookFormer(c: ChainPlan): Promise<void> {
+  const spec = ['-A', c.from, ...c.hook].join(' ');
+  for (const rule of await listRules(c.table, c.from))
+    if (rule !== spec && rule.endsWith(` -j ${c.chain}`)) await unhook(c.table, c.from, rule.split(' ').slice(2));
 }
 
 /** Unhooks and deletes each chain; what is already gone is fine. */

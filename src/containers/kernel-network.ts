@@ -145,6 +145,22 @@ export class KernelNetwork {
   }
 
   /**
+   * The containers on this agent's session networks (docs/sessions.rst):
+   * the same chains cover them, so they stay while any runs; one that
+   * cannot be counted counts as running.
+   */
+  private async sessionContainers(): Promise<number> {
+    try {
+      let n = 0;
+      for (const name of await this.o.networks.listByLabel(`${LABELS.agent}=${this.o.agentId}`))
+        if (name !== this.name) n += (await this.o.networks.find(name))?.containers.length ?? 0;
+      return n;
+    } catch {
+      return 1;
+    }
+  }
+
+  /**
    * Takes the chains and the network out, unless containers still run on it
    * (kernels outlive the agent's stop: their protection stays until the next
    * start rebuilds it). Never throws.
@@ -152,10 +168,12 @@ export class KernelNetwork {
   async close(): Promise<void> {
     await this.making?.catch(() => undefined);
     const net = await this.o.networks.find(this.name).catch(() => null);
-    if (net && net.containers.length > 0) {
-      this.o.log.info('kernel network and its firewall chains kept: kernels still run on it', {
+    const inSessions = await this.sessionContainers();
+    if ((net && net.containers.length > 0) || inSessions > 0) {
+      this.o.log.info('kernel network and its firewall chains kept: kernels still run on it or on session networks', {
         network: this.name,
-        containers: net.containers.length,
+        containers: net?.containers.length ?? 0,
+        sessionContainers: inSessions,
       });
       return;
     }

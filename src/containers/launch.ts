@@ -56,6 +56,7 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
   for (const name of i.traits.gpuCountEnvs) env.push(`${name}=${gpuCount}`);
   const gpu = i.gpu && gpuCount > 0 ? i.gpu : null;
   const shmMiB = shmMiBOf(i.spec, i.shmMiB);
+  const cluster = i.pool ? null : i.spec.cluster;
   const plan = i.traits.runner;
   const inject = !plan.baked && i.runnerEnv ? injection(plan, i.runnerEnv, i.kernelUid) : null;
   if (inject) env.push(...inject.env.filter((v) => !env.includes(v)));
@@ -75,6 +76,7 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
       [LABELS.memMiB]: String(i.spec.memMiB),
       [LABELS.shmMiB]: String(shmMiB),
       [LABELS.created]: String(i.createdAt),
+      ...(cluster ? { [LABELS.clusterNetwork]: cluster.network, [LABELS.clusterHostname]: cluster.hostname } : {}),
       ...(inject ? { [LABELS.runnerEnv]: i.runnerEnv!.digest } : {}),
     },
     env: [...env, ...(gpu?.env ?? [])],
@@ -91,7 +93,9 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
     cpusetCpus: i.cpuSet.join(','),
     ...(gpu ? { devices: gpu.devices, deviceRequests: gpu.deviceRequests, runtime: gpu.runtime, cpusetMems: gpu.cpusetMems } : {}),
     publishHost: i.publishHost,
-    network: kernelNetworkName(i.agentId),
+    // a session's kernel joins its session's network, known there by its cluster hostname
+    network: cluster?.network ?? kernelNetworkName(i.agentId),
+    ...(cluster ? { networkAliases: [cluster.hostname], hostname: cluster.hostname } : {}),
     servicePorts: i.traits.services.ok ? i.traits.services.services.map((x) => x.port) : [],
     security: i.security,
   };

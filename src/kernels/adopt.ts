@@ -151,6 +151,10 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
         environ: {},
         cpuSet,
         gpuSet,
+        cluster:
+          labels[LABELS.clusterNetwork] && labels[LABELS.clusterHostname]
+            ? { network: labels[LABELS.clusterNetwork], hostname: labels[LABELS.clusterHostname] }
+            : null,
       },
     });
   }

@@ -52,7 +52,8 @@ export class KernelFactory {
     checkPossible({ ...spec, homeMemMiB: homes.memoryCharge(spec.scratchMiB!) }, this.nodeLimits()); // a ParametersError: never fits, never retried
     await homes.checkRoom(spec.scratchMiB!); // a full disk (bytes or inodes) must not break the kernels already there
     // A warm runner has started already (no bootstrap before it), in a home that is a plain folder (hostdir only).
-    const pool = spec.bootstrapScript || homes.type !== 'hostdir' ? null : this.deps.pool;
+    // A session's kernel joins its session network at creation, which a pooled container (on the kernel network) cannot.
+    const pool = spec.bootstrapScript || spec.cluster || homes.type !== 'hostdir' ? null : this.deps.pool;
     if (pool) {
       const cpuSet = this.takeCores(id, spec, null, false); // no room: NoResources, nothing taken
       const warm = pool.take(spec, cpuSet, id); // its memory charge becomes the kernel's

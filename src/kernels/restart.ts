@@ -73,7 +73,13 @@ export async function restartKernel(
     const next: KernelRecord = {
       ...rec,
       // Same cores and GPUs; the same /dev/shm unless the restart's config names one.
-      spec: { ...spec, cpuSet: rec.cpuSet, gpuSet: rec.spec.gpuSet, shmMiB: spec.shmMiB ?? rec.spec.shmMiB ?? null },
+      spec: {
+        ...spec,
+        cpuSet: rec.cpuSet,
+        gpuSet: rec.spec.gpuSet,
+        shmMiB: spec.shmMiB ?? rec.spec.shmMiB ?? null,
+        cluster: rec.spec.cluster ?? null,
+      },
       traits: imageTraits(image.labels),
       containerId: '',
       pid: null,

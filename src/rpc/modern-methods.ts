@@ -206,6 +206,19 @@ export const modernMethods = {
     params: [p.bool('terminate_kernels')],
     returns: 'nil',
   }),
+  create_local_network: define<[Param<string>], null>({
+    name: 'create_local_network',
+    summary:
+      'Makes the bridge network of a single-node session (docs/sessions.rst): its kernels reach each other on every port and nothing else on the node; a repeat is fine.',
+    params: [p.str('network_name', { minLength: 1, maxLength: 128 })],
+    returns: 'nil',
+  }),
+  destroy_local_network: define<[Param<string>], null>({
+    name: 'destroy_local_network',
+    summary: 'Removes a session network create_local_network made (one gone is fine; one still holding kernels is refused).',
+    params: [p.str('network_name', { minLength: 1, maxLength: 128 })],
+    returns: 'nil',
+  }),
   drain: methods.drain,
   undrain: methods.undrain,
 } as const;
@@ -221,6 +234,4 @@ export const modernNotServed: readonly string[] = [
   'get_commit_status',
   'commit',
   'push_image',
-  'create_local_network',
-  'destroy_local_network',
 ];

@@ -15,6 +15,8 @@ import { modernMethods, modernNotServed, type HardwareMetadata, type ModernKerne
 import type { KernelService } from '../kernels/service.js';
 import { KernelApps } from '../kernels/apps.js';
 import { parseModernKernelConfig, type ModernKernelExtras } from '../kernels/modern-spec.js';
+import { clusterHostnameOf, keepClusterEnviron, readClusterInfo, withClusterEnviron } from '../kernels/modern-cluster.js';
+import type { SessionNetworks } from '../containers/session-network.js';
 import { singleFileOfTar } from '../kernels/tar-single.js';
 import type { ModernEventName } from '../events/catalogue.js';
 
@@ -39,6 +41,8 @@ export interface ModernRpcDeps {
   requestStop(reason: string): void;
   /** assign_port / release_port over the host port range (src/ports/ranged-docker.ts). */
   ports: { assign(): Promise<number>; release(port: number): boolean };
+  /** create_local_network / destroy_local_network, and the check that a session's kernels join a network of this agent's making. */
+  sessionNetworks: Pick<SessionNetworks, 'create' | 'destroy' | 'check'>;
   /** The CPU cores and memory the node has, for gather_hwinfo. */
   resources(): { cpuSlots: number; memSlotsMiB: number };
 }
@@ -117,7 +121,15 @@ export class ModernRpc {
       implement(m.start_service, (id, service, opts) => apps.start(id, service, opts)),
       implement(m.shutdown_service, (id, service) => apps.shutdown(id, service)),
       implement(m.sync_kernel_registry, (pairs) => this.sync(pairs)),
-      implement(m.create_kernels, (sid, ids, configs, _cluster, refs) => this.createKernels(sid, ids, configs, refs)),
+      implement(m.create_kernels, (sid, ids, configs, cluster, refs) => this.createKernels(sid, ids, configs, cluster, refs)),
+      implement(m.create_local_network, async (name) => {
+        await this.deps.sessionNetworks.create(name);
+        return null;
+      }),
+      implement(m.destroy_local_network, async (name) => {
+        await this.deps.sessionNetworks.destroy(name);
+        return null;
+      }),
       implement(m.destroy_kernel, async (id, sid, reason, suppress) => {
         if (!k.list().some((r) => r.id === id)) throw new KernelNotFoundError(id);
         if (suppress) this.suppressed.add(id);
@@ -136,7 +148,9 @@ export class ModernRpc {
       implement(m.restart_kernel, async (_sid, id, image, config) => {
         // a full creation config (image or resource_slots) is read like create_kernels'; else the kernel keeps its spec
         const full = config.image !== undefined || config.resource_slots !== undefined;
-        const info = await k.restart(id, config, (s, current) => (full ? parseModernKernelConfig(config, image, s).spec : { ...current }));
+        const info = await k.restart(id, config, (s, current) =>
+          full ? keepClusterEnviron(current, parseModernKernelConfig(config, image, s).spec) : { ...current },
+        );
         return { ...info, service_ports: modernServicePorts(info.service_ports) };
       }),
       implement(m.execute, async (_sid, id, apiVersion, runId, mode, code, opts, flushTimeout) =>
@@ -180,11 +194,23 @@ export class ModernRpc {
   private async createKernels(
     sessionId: string,
     ids: string[],
-    configs: Array<Record<string, unknown>>,
+    rawConfigs: Array<Record<string, unknown>>,
+    rawCluster: Record<string, unknown>,
     refs: Record<string, unknown>,
   ): Promise<ModernKernelResult[]> {
-    if (ids.length !== configs.length)
-      throw new KernelCreationError(`create_kernels got ${ids.length} kernel ids but ${configs.length} configs; they pair up one to one`);
+    if (ids.length !== rawConfigs.length)
+      throw new KernelCreationError(
+        `create_kernels got ${ids.length} kernel ids but ${rawConfigs.length} configs; they pair up one to one`,
+      );
+    const cluster = readClusterInfo(rawCluster);
+    const network = cluster.network;
+    const hostnames = network ? rawConfigs.map(clusterHostnameOf) : [];
+    if (new Set(hostnames).size < hostnames.length)
+      throw new KernelCreationError(
+        `create_kernels: the cluster hostnames ${hostnames.join(', ')} repeat; each kernel of a session needs its own`,
+      );
+    if (network) await this.deps.sessionNetworks.check(network); // never a network outside the firewall's cover
+    const configs = ids.length > 1 || network ? withClusterEnviron(rawConfigs, cluster) : rawConfigs;
     const outcomes = await Promise.allSettled(
       ids.map(async (id, i) => {
         let extras: ModernKernelExtras | undefined;
@@ -195,7 +221,7 @@ export class ModernRpc {
           info = await this.deps.kernels.create(id, configs[i]!, (s) => {
             const r = parseModernKernelConfig(configs[i]!, refs[id], s);
             extras = r.extras;
-            return r.spec;
+            return network ? { ...r.spec, cluster: { network, hostname: hostnames[i]! } } : r.spec;
           });
         } catch (err) {
           if (!this.deps.kernels.list().some((r) => r.id === id)) this.sessions.delete(id); // rolled back: nothing left to report on
@@ -211,14 +237,33 @@ export class ModernRpc {
       }),
     );
     const failed = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [{ id: ids[i]!, err: o.reason as unknown }] : []));
+    if (failed.length > 0 && network) await this.rollBackSession(sessionId, ids, failed.length);
     if (failed.length === 1 && failed[0]!.err instanceof AgentError) throw failed[0]!.err; // as 24.09: one failure is raised as it is
     if (failed.length > 0) {
       const each = failed.map((f) => `${f.id}: ${f.err instanceof Error ? f.err.message : String(f.err)}`).join('; ');
       throw new KernelCreationError(
-        `create_kernels: ${failed.length} of ${ids.length} kernels failed and were rolled back (${each}); the others were created`,
+        `create_kernels: ${failed.length} of ${ids.length} kernels failed and were rolled back (${each}); ` +
+          (network ? 'the session was rolled back whole' : 'the others were created'),
       );
     }
     return outcomes.map((o) => (o as PromiseFulfilledResult<ModernKernelResult>).value);
+  }
+
+  /**
+   * Destroys the kernels of a session's call that did start, when another
+   * failed: a session runs whole or not at all on this agent (each
+   * destroyed kernel says kernel_terminated, reason failed-to-start).
+   */
+  private async rollBackSession(sessionId: string, ids: string[], failures: number): Promise<void> {
+    const held = new Set(this.deps.kernels.list().map((r) => r.id));
+    const started = ids.filter((id) => held.has(id));
+    this.deps.log.warn('create_kernels: a kernel of a session failed; its other kernels are destroyed', { sessionId, failures, started });
+    for (const id of started)
+      await this.deps.kernels
+        .destroy(id, 'failed-to-start')
+        .catch((err: unknown) =>
+          this.deps.log.warn('create_kernels: destroying a kernel of a failed session failed', { kernelId: id, error: String(err) }),
+        );
   }
 
   private async sync(pairs: Array<[string, string]>): Promise<null> {

@@ -21,6 +21,7 @@ import { methods } from '../../src/rpc/methods.js';
 import { RemoteError } from '../../src/errors.js';
 import { removeKernelNetwork } from '../../src/containers/kernel-network.js';
 import { DockerNetworks } from '../../src/adapters/docker-networks.js';
+import { LABELS } from '../../src/adapters/labels.js';
 import { freePort } from '../../bench/lib/ports.js';
 
 /** A TCP port that was free a moment ago (shared with the benchmarks). */
@@ -135,9 +136,11 @@ export function removeContainersOf(agentId: string): void {
   });
 }
 
-/** Removes the kernel network and firewall chains of the agent of this id (a killed agent leaves them), if it has any. */
+/** Removes the kernel network, session networks and firewall chains of the agent of this id (a killed agent leaves them), if it has any. */
 export async function removeNetworkOf(agentId: string): Promise<void> {
-  await removeKernelNetwork(agentId, new DockerNetworks(new Docker()));
+  const networks = new DockerNetworks(new Docker());
+  await removeKernelNetwork(agentId, networks);
+  for (const name of await networks.listByLabel(`${LABELS.agent}=${agentId}`)) await networks.remove(name).catch(() => undefined);
 }
 
 /** The RemoteError a call fails with; fails the test if the call succeeds or fails otherwise. */

@@ -476,7 +476,8 @@ describe('agentctl --callosum', function () {
     const { stdout } = await promisify(execFile)(process.execPath, [AGENT_BIN, 'methods', '--modern']);
     for (const name of Object.keys(modernMethods)) expect(stdout).to.match(new RegExp(`^${name}\\(`, 'm'));
     expect(stdout).to.match(/^execute\(session_id: .*, kernel_id: .*, api_version: .*flush_timeout: float/m);
-    expect(stdout).to.match(/not served yet .*push_image.*destroy_local_network/);
+    expect(stdout).to.match(/not served yet .*update_scaling_group/);
+    expect(stdout).to.not.match(/not served yet .*create_local_network/);
     expect(stdout).to.match(/^assign_port\(\) -> port number/m);
   });
 });

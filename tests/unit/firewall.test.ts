@@ -30,14 +30,30 @@ describe('firewall plan', () => {
   it('lets replies through first, drops kernel to kernel and other networks, and drops egress only when denied', () => {
     const [pre, input, allow] = firewallPlan('i-1', 'cak-1', 'allow');
     expect(pre!.rules[0]).to.include('ESTABLISHED,RELATED');
-    expect(pre!.rules[1]).to.deep.equal(['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'DROP']);
-    expect(input!.rules.at(-1)).to.deep.equal(['-j', 'DROP']);
+    expect(pre!.rules[1]).to.deep.equal(['-i', 'cak-1', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'DROP']);
+    expect(pre!.rules[2]).to.deep.equal(['-i', 'cas-+', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'DROP']);
+    expect(input!.rules.slice(1)).to.deep.equal([
+      ['-i', 'cak-1', '-j', 'DROP'],
+      ['-i', 'cas-+', '-j', 'DROP'],
+    ]);
     expect(allow!.rules).to.deep.include(['-i', 'cak-1', '-o', 'cak-1', '-j', 'DROP']);
     expect(allow!.rules).to.deep.include(['-i', 'docker0', '-o', 'cak-1', '-j', 'DROP']);
     expect(allow!.rules).to.not.deep.include(['-i', 'cak-1', '-j', 'DROP']);
+    expect(allow!.rules).to.deep.include(['-i', 'cak-1', '-o', 'cas-+', '-j', 'DROP']);
     const deny = firewallPlan('i-1', 'cak-1', 'deny')[2]!;
-    expect(deny.rules.at(-1)).to.deep.equal(['-i', 'cak-1', '-j', 'DROP']);
+    expect(deny.rules).to.deep.include(['-i', 'cak-1', '-j', 'DROP']);
+    expect(deny.rules.at(-1)).to.deep.equal(['-i', 'cas-+', '-j', 'DROP']);
     // Every hook names this agent's bridge or chain: nothing else of the firewall is touched.
     for (const c of [pre!, input!, allow!]) expect(c.hook.join(' ')).to.match(/cak-1|CA-i-1-/);
+  });
+
+  it('lets session bridges through only within one bridge: bridged traffic before the drops, routed traffic between them dropped', () => {
+    const fwd = firewallPlan('i-1', 'cak-1', 'allow')[2]!.rules.map((r) => r.join(' '));
+    const bridged = fwd.indexOf('-i cas-+ -m physdev --physdev-is-bridged -j RETURN');
+    expect(bridged).to.be.greaterThan(0);
+    for (const o of ['cas-+', 'cak-+', 'docker0', 'br-+']) {
+      expect(fwd.indexOf(`-i cas-+ -o ${o} -j DROP`), `session to ${o}`).to.be.greaterThan(bridged);
+      expect(fwd.indexOf(`-i ${o} -o cas-+ -j DROP`), `${o} to session`).to.be.greaterThan(bridged);
+    }
   });
 });

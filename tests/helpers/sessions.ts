@@ -1,0 +1,113 @@
+/**
+ * Multi-kernel sessions as a 24.09 manager makes them (docs/sessions.rst):
+ * the cluster info and configs of main1, sub1, ... on a session network,
+ * and what the tests read of the kernels' containers.
+ */
+import Docker from 'dockerode';
+import { expect } from 'chai';
+import { modernMethods } from '../../src/rpc/modern-methods.js';
+import type { ModernKernelResult } from '../../src/rpc/modern-methods.js';
+import { consoleText } from './run.js';
+import { modernKernelConfig, testImageRef, type ModernManager } from './modern-manager.js';
+import { uniqueName } from './env.js';
+
+/** A session of this test: its id, network name and kernel ids by cluster hostname. */
+export interface TestSession {
+  sessionId: string;
+  network: string;
+  ids: Record<string, string>;
+}
+
+/** Names a session of `hosts` (main1, sub1, ...) with a network name as 24.09 gives it. */
+export function newSession(hosts: string[]): TestSession {
+  const sessionId = uniqueName('sess');
+  return { sessionId, network: `bai-singlenode-${sessionId}`, ids: Object.fromEntries(hosts.map((h) => [h, uniqueName(h)])) };
+}
+
+/** The config of one kernel of a session: role and index from its hostname (`sub2` is role sub, index 2). */
+export function memberConfig(host: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const [, role, idx] = /^([a-z]+)(\d+)$/.exec(host)!;
+  return modernKernelConfig({ cluster_role: role, cluster_idx: Number(idx), cluster_hostname: host, ...extra });
+}
+
+/** create_kernels of the whole session as 24.09 sends it (network_name set, a key pair the agent does not use yet). */
+export function createSession(
+  m: ModernManager,
+  s: TestSession,
+  configs: Record<string, Record<string, unknown>> = {},
+  network: string | null = s.network,
+): Promise<ModernKernelResult[]> {
+  const hosts = Object.keys(s.ids);
+  const replicas: Record<string, number> = {};
+  for (const h of hosts) replicas[h.replace(/\d+$/, '')] = (replicas[h.replace(/\d+$/, '')] ?? 0) + 1;
+  return m.client.call(
+    modernMethods.create_kernels,
+    s.sessionId,
+    hosts.map((h) => s.ids[h]!),
+    hosts.map((h) => configs[h] ?? memberConfig(h)),
+    { mode: 'single-node', size: hosts.length, replicas, network_name: network, ssh_keypair: null, cluster_ssh_port_mapping: null },
+    Object.fromEntries(hosts.map((h) => [s.ids[h]!, testImageRef()])),
+  );
+}
+
+/** Runs Python in a kernel to its end and returns its stdout; fails the test when the run does not exit 0. */
+export async function py(m: ModernManager, s: TestSession, host: string, code: string): Promise<string> {
+  const r = await m.executeToEnd(s.sessionId, s.ids[host]!, code, uniqueName('run'));
+  const out = consoleText([r], 'stdout');
+  expect(r, `${host}: ${consoleText([r], 'stderr')}`).to.include({ status: 'finished', exitCode: 0 });
+  return out;
+}
+
+/** Python that starts, in the background, a TCP server on `port` answering each line `a b` with sum(i*i for i in range(a, b)). */
+export function squareServer(port: number): string {
+  const server = `
+import socket
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); srv.bind(('', ${port})); srv.listen(8)
+while True:
+    c, _ = srv.accept()
+    with c:
+        line = c.makefile().readline().split()
+        if len(line) == 2:  # the readiness probe below sends nothing
+            a, b = map(int, line)
+            c.sendall(f'{sum(i * i for i in range(a, b))}\\n'.encode())
+`;
+  return `import subprocess, sys, socket, time
+subprocess.Popen([sys.executable, '-c', ${JSON.stringify(server)}], start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for _ in range(100):
+    try:
+        socket.create_connection(('127.0.0.1', ${port}), 1).close(); break
+    except OSError:
+        time.sleep(0.05)
+print('listening')`;
+}
+
+/** The container of a kernel: its address on a network and that network's gateway. */
+export async function addressOn(kernelId: string, network: string): Promise<{ ip: string; gateway: string } | null> {
+  const docker = new Docker();
+  const [c] = await docker.listContainers({ filters: { label: [`io.compute-agent.kernel-id=${kernelId}`] } });
+  if (!c) return null;
+  const info = await docker.getContainer(c.Id).inspect();
+  const on = info.NetworkSettings.Networks[network];
+  return on ? { ip: on.IPAddress, gateway: on.Gateway } : null;
+}
+
+/** Python that tries a TCP connection to each target (2 s each, all at once) and prints `{"host:port": open|timeout|<error>}`. */
+export function probeCode(targets: Array<[string, number]>): string {
+  return `
+import json, socket
+from concurrent.futures import ThreadPoolExecutor
+def probe(t):
+    s = socket.socket(); s.settimeout(2)
+    try:
+        s.connect((t[0], t[1])); return 'open'
+    except socket.timeout:
+        return 'timeout'
+    except OSError as e:
+        return type(e).__name__
+    finally:
+        s.close()
+targets = ${JSON.stringify(targets)}
+with ThreadPoolExecutor(len(targets)) as ex:
+    print(json.dumps({f'{h}:{p}': r for (h, p), r in zip(targets, ex.map(probe, targets))}))
+`;
+}
