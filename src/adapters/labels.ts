@@ -26,4 +26,6 @@ export const LABELS = {
   replaces: 'io.compute-agent.replaces',
   /** On a Docker network the agent made: what it is for (`kernels`). */
   network: 'io.compute-agent.network',
+  /** On an image saved from a kernel (src/images/commit.ts): the kernel's id. Only images with it may be tagged over or pushed. */
+  committedFrom: 'io.compute-agent.committed-from',
 } as const;

@@ -20,6 +20,7 @@ import { readRegistryCredentials, RegistryClient, type RegistryCredentials } fro
 import type { AgentEventName } from '../events/catalogue.js';
 import { ImageUseBook } from './image-use.js';
 import { ImageGc } from './gc.js';
+import { ImageCommitter } from './commit.js';
 
 /** The settings the image room reads (live). */
 export interface ImageSettings {
@@ -29,6 +30,7 @@ export interface ImageSettings {
   pullConcurrency: number;
   pullTimeoutSec: number;
   pullSpaceMarginBytes: number;
+  pushTimeoutSec: number;
   /** Langs this node must have (the collector never removes them). */
   prepull: string[];
   imageGcHigh: number;
@@ -68,6 +70,8 @@ export class ImageService {
   readonly registry: RegistryClient;
   readonly book: ImageUseBook;
   readonly gc: ImageGc;
+  /** Saves kernels as images and pushes them (commit.ts). */
+  readonly committer: ImageCommitter;
   private readonly abort = new AbortController();
   private watching: Promise<void> | null = null;
 
@@ -94,6 +98,15 @@ export class ImageService {
       inUse: () => this.inUse(),
       prepull: () => this.prepullImages(),
       pulling: (image) => this.puller.pulling(image),
+    });
+    this.committer = new ImageCommitter({
+      images: deps.images,
+      log: deps.log.child({ component: 'image-commit' }),
+      emit: deps.emit,
+      credentials,
+      settings: deps.settings,
+      resolveCanonical: (canonical) => this.resolveCanonical(canonical),
+      kernelImages: () => this.users().kernels,
     });
   }
 
