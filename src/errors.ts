@@ -290,6 +290,8 @@ export const WIRE_ERROR_CLASSES = {
   ImageNotFound: ImageNotFoundError,
   ImagePullFailed: ImagePullError,
   ImageInUse: ImageInUseError,
+  ImageCommitFailed: ImageCommitError,
+  ImagePushFailed: ImagePushError,
   Docker: DockerError,
   KernelCreationFailed: KernelCreationError,
   InsufficientResources: NoResourcesError,

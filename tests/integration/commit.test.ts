@@ -1,0 +1,168 @@
+/**
+ * A kernel saved as an image (commit_kernel), pushed to the local registry
+ * (push_image) and used as a kernel image by another agent, against the real
+ * engine and registry; and the failure paths: a registry where nothing
+ * listens, a kernel destroyed during its commit, bad names.
+ */
+import { expect } from 'chai';
+import Docker from 'dockerode';
+import { methods } from '../../src/rpc/methods.js';
+import { LABELS } from '../../src/adapters/labels.js';
+import { freePort, onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
+import { sink } from '../helpers/sink.js';
+import { consoleText, runToEnd } from '../helpers/run.js';
+import { deleteFromRegistry, hasImage, registryDigest, removeLocal, REGISTRY, requireRegistry } from '../helpers/registry.js';
+import { execAsRoot, imagesOfKernel, removeImagesOfKernelAfterTest } from '../helpers/commit.js';
+
+const docker = new Docker();
+const config = (lang: string, environ: Record<string, string> = {}) => ({
+  lang,
+  limits: { cpu_slot: 1, mem_slot: 256, gpu_slot: 0 },
+  mounts: [],
+  environ,
+});
+const TEST_LABELS = { 'io.compute-agent.test': 'commit' };
+
+/** An agent that may name `allowed` (full image names), sending events to a sink of its own. */
+async function agentAllowing(allowed: string[]) {
+  const s = await sink();
+  const a = await startAgent({}, async (ns) => {
+    await ns.put('nodes/manager/event_addr').value(s.addr);
+    await ns.put('config/agent/image_allow_list').value(allowed.join(','));
+  });
+  return { ...a, sink: s };
+}
+
+/** A saved image's name in the local registry, removed there and here after the test. */
+function registryTarget(tag: string): { image: string; repo: string } {
+  const repo = `${uniqueName('test')}/kernel-python`;
+  const image = `${REGISTRY}/${repo}:${tag}`;
+  onCleanup(() => deleteFromRegistry(repo, tag));
+  onCleanup(() => removeLocal(image));
+  return { image, repo };
+}
+
+describe('commit: a kernel saved as an image, pushed and used', function () {
+  this.timeout(180_000);
+  before(async () => {
+    await requireEtcd();
+    await requireRegistry();
+  });
+
+  it('keeps what was installed (not the home, not the environ), pushes it once for two callers, and another agent runs a kernel from it', async () => {
+    const kid = uniqueName('k');
+    removeImagesOfKernelAfterTest(kid);
+    const target = registryTarget('saved');
+    const secret = `s3cr3t-${uniqueName('v')}`;
+    const mod = `mymod_${uniqueName('m').replace(/-/g, '_')}`;
+    const a = await agentAllowing([target.image]);
+    const info = await a.client.callWithTimeout(90_000, methods.create_kernel, kid, config(TEST_IMAGE_LANG, { SECRET_TOKEN: secret }));
+    // what an operator's `pip install` as root does: a module in the system site-packages
+    await execAsRoot(info.container_id, ['/bin/sh', '-c', `echo 'VALUE = 42' > /usr/local/lib/python3.11/dist-packages/${mod}.py`]);
+    expect(consoleText(await runToEnd(a.client, kid, "open('/home/work/note.txt', 'w').write('home')"), 'stderr')).to.equal('');
+
+    const t0 = Date.now();
+    const r = await a.client.callWithTimeout(120_000, methods.commit_kernel, kid, target.image, true, TEST_LABELS);
+    const commitMs = Date.now() - t0;
+    expect(r).to.include({ kernel: kid, image: target.image, status: 'ready' });
+    expect(r.image_id).to.match(/^sha256:[0-9a-f]{64}$/);
+    expect((await a.sink.next('image_commit_started')).args).to.deep.equal([kid, target.image]);
+    expect((await a.sink.next('image_commit_finished')).args).to.deep.equal([kid, target.image, r.image_id]);
+    const status = await a.client.call(methods.get_commit_status, kid);
+    expect(status.status).to.equal('ready');
+    expect(status.last).to.include({ image: target.image, image_id: r.image_id, error: null });
+
+    const saved = await docker.getImage(target.image).inspect();
+    const base = await docker.getImage(TEST_IMAGE_PREFIX + TEST_IMAGE_LANG).inspect();
+    expect(saved.Id).to.equal(r.image_id);
+    expect(saved.Config.Labels[LABELS.committedFrom]).to.equal(kid);
+    expect(saved.Config.Labels['io.sorna.features']).to.equal(base.Config.Labels['io.sorna.features']);
+    expect(saved.Config.Labels[LABELS.kernel]).to.equal(undefined);
+    expect(saved.Config.Labels[LABELS.agent]).to.equal(undefined);
+    expect(saved.Config.Env).to.deep.equal(base.Config.Env);
+    expect(saved.Config.Entrypoint).to.deep.equal(base.Config.Entrypoint);
+    expect(saved.Config.Cmd).to.deep.equal(base.Config.Cmd);
+    expect(JSON.stringify(saved)).not.to.include(secret);
+    // nothing but the saved image is left of the commit (the intermediate one is gone)
+    expect((await imagesOfKernel(kid)).map((i) => i.id)).to.deep.equal([saved.Id]);
+    // the kernel kept running
+    expect(consoleText(await runToEnd(a.client, kid, 'print(6 * 7)'), 'stdout')).to.equal('42\n');
+
+    const t1 = Date.now();
+    const [p1, p2] = await Promise.all([
+      a.client.callWithTimeout(120_000, methods.push_image, target.image),
+      a.client.callWithTimeout(120_000, methods.push_image, target.image),
+    ]);
+    const pushMs = Date.now() - t1;
+    expect(p1).to.deep.equal(p2);
+    expect(p1.digest).to.equal(await registryDigest(target.repo, 'saved'));
+    expect((await a.sink.next('image_push_finished')).args).to.deep.equal([target.image]);
+    expect(a.sink.events.filter((e) => e.name === 'image_push_finished')).to.have.length(1);
+    const progress = a.sink.events.filter((e) => e.name === 'image_push_progress').at(-1)!.args as [string, number, number];
+    expect(progress[0]).to.equal(target.image);
+    expect(progress[1]).to.equal(progress[2]);
+
+    await a.client.callWithTimeout(60_000, methods.destroy_kernel, kid);
+    await removeLocal(target.image);
+    expect(await hasImage(target.image)).to.equal(false);
+
+    // another agent, which has never seen the image, pulls it and runs a kernel from it
+    const b = await agentAllowing([target.image]);
+    const kid2 = uniqueName('k');
+    await b.client.callWithTimeout(120_000, methods.create_kernel, kid2, config(target.image));
+    const out = consoleText(
+      await runToEnd(
+        b.client,
+        kid2,
+        `import os, ${mod}\nprint(${mod}.VALUE, os.environ.get('SECRET_TOKEN'), os.path.exists('/home/work/note.txt'))`,
+      ),
+      'stdout',
+    );
+    expect(out).to.equal('42 None False\n');
+    await b.client.callWithTimeout(60_000, methods.destroy_kernel, kid2);
+    console.log(`      commit ${commitMs} ms, push ${pushMs} ms`);
+  });
+
+  it('refuses bad names and images not its own, fails a push where nothing listens, and survives a destroy during a commit: nothing left behind', async () => {
+    const kid = uniqueName('k');
+    removeImagesOfKernelAfterTest(kid);
+    const dead = `127.0.0.1:${await freePort()}/${uniqueName('test')}/kernel-python:t`;
+    const raced = registryTarget('raced');
+    onCleanup(() => removeLocal(dead));
+    const a = await agentAllowing([dead, raced.image]);
+    await a.client.callWithTimeout(90_000, methods.create_kernel, kid, config(TEST_IMAGE_LANG));
+    const shared = TEST_IMAGE_PREFIX + TEST_IMAGE_LANG;
+    const sharedId = (await docker.getImage(shared).inspect()).Id;
+
+    for (const bad of ['Not An Image!', `${REGISTRY}/elsewhere/kernel-python:x`, `${shared}@sha256:${'0'.repeat(64)}`]) {
+      const e = await remoteError(a.client.call(methods.commit_kernel, kid, bad, true));
+      expect(e.remoteType, bad).to.equal('aiozmq.rpc.base.ParametersError');
+    }
+    const over = await remoteError(a.client.call(methods.commit_kernel, kid, shared, true));
+    expect(over.message).to.include('was not saved by this agent');
+    expect((await docker.getImage(shared).inspect()).Id).to.equal(sharedId);
+
+    // a registry where nothing listens: a clear failure, the saved image stays here
+    const r = await a.client.callWithTimeout(120_000, methods.commit_kernel, kid, dead, true, TEST_LABELS);
+    const failed = await remoteError(a.client.callWithTimeout(120_000, methods.push_image, dead));
+    expect(failed.remoteType).to.equal('agent.ImagePushFailed');
+    expect(failed.message).to.include(dead);
+    expect((await a.sink.next('image_push_failed')).args[0]).to.equal(dead);
+    expect((await docker.getImage(dead).inspect()).Id).to.equal(r.image_id);
+
+    // destroyed while being saved: the commit ends (either way) and leaves no intermediate image
+    const started = await a.client.call(methods.commit_kernel, kid, raced.image, false, TEST_LABELS);
+    expect(started.status).to.equal('ongoing');
+    await a.client.callWithTimeout(60_000, methods.destroy_kernel, kid);
+    const end = await Promise.race([a.sink.next('image_commit_finished', 0, 60_000, 2), a.sink.next('image_commit_failed', 0, 60_000)]);
+    const left = await imagesOfKernel(kid);
+    expect(left.filter((i) => !i.saved)).to.deep.equal([]);
+    if (end.name === 'image_commit_failed') {
+      expect(await hasImage(raced.image)).to.equal(false);
+      expect(String(end.args[2])).to.include('nothing was left behind');
+    } else {
+      expect(await hasImage(raced.image)).to.equal(true);
+    }
+    expect((await a.client.call(methods.get_commit_status, kid)).status).to.equal('ready');
+  });
+});
