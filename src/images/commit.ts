@@ -133,6 +133,12 @@ export class ImageCommitter {
     const t0 = Date.now();
     this.deps.emit('image_commit_started', [src.kernelId, image]);
     let step: string | null = null;
+    /** The intermediate commit goes before the outcome is told, so that whoever hears it finds nothing of it left. */
+    const dropStep = async () => {
+      if (step)
+        await this.deps.images.remove(step).catch((err: unknown) => log.warn('cannot remove the intermediate commit', { id: step, error: errorMessage(err) }));
+      step = null;
+    };
     try {
       const source = await this.deps.images.view(src.image);
       if (!source) throw new ImageNotFoundError(src.image, `the kernel's image ${src.image} is no longer on this node; its config cannot be restored`);
@@ -157,18 +163,18 @@ export class ImageCommitter {
         // the previous save of this name, now untagged: removed unless a container still uses it
         await this.deps.images.remove(existing.id).catch((err: unknown) => log.info('the previous image of this name stays', { id: existing.id, error: errorMessage(err) }));
       }
+      await dropStep();
       this.last.set(src.kernelId, { image, image_id: id, error: null, at: Date.now() / 1000 });
       this.deps.emit('image_commit_finished', [src.kernelId, image, id]);
       log.info('kernel saved as an image', { id, seconds: (Date.now() - t0) / 1000 });
       return { image, image_id: id };
     } catch (err) {
+      await dropStep();
       const e = new ImageCommitError(`saving kernel ${src.kernelId} as ${image} failed: ${errorMessage(err)}; nothing was left behind`, { cause: err });
       this.last.set(src.kernelId, { image, image_id: null, error: e.message, at: Date.now() / 1000 });
       this.deps.emit('image_commit_failed', [src.kernelId, image, e.message]);
       log.warn('saving a kernel as an image failed', { error: e.message });
       throw e;
-    } finally {
-      if (step) await this.deps.images.remove(step).catch((err: unknown) => log.warn('cannot remove the intermediate commit', { id: step, error: errorMessage(err) }));
     }
   }
 
