@@ -19,11 +19,36 @@ const DRILLS = [
   'dist/tests/fuzz/wire.test.js',
 ];
 
+/**
+ * The longest files of the parallel part (about a minute or more each), started first: mocha hands files to its
+ * workers in spec order, so a long file started last would run on alone at the end.
+ */
+const LONGEST = [
+  'dist/tests/integration/bench.test.js',
+  'dist/tests/integration/run-integrity.test.js',
+  'dist/tests/integration/kernels.test.js',
+  'dist/tests/integration/soak-faults.test.js',
+  'dist/tests/integration/soak.test.js',
+  'dist/tests/integration/pool.test.js',
+];
+
 const ALL = ['dist/tests/**/*.test.js'];
+
+/** Every test file of the parallel part, the longest first, then the rest in path order. */
+function parallelFiles() {
+  const fs = require('node:fs');
+  const found = fs
+    .readdirSync('dist/tests', { recursive: true })
+    .map((f) => `dist/tests/${f}`)
+    .filter((f) => f.endsWith('.test.js') && !ALONE.includes(f))
+    .sort();
+  return [...LONGEST.filter((f) => found.includes(f)), ...found.filter((f) => !LONGEST.includes(f))];
+}
+
 const part = process.env.TEST_PART ?? '';
 const parts = {
   '': { spec: ALL },
-  parallel: { spec: ALL, ignore: ALONE, parallel: true, jobs: Number(process.env.TEST_JOBS) || 3 },
+  parallel: { spec: part === 'parallel' ? parallelFiles() : [], parallel: true, jobs: Number(process.env.TEST_JOBS) || 3 },
   alone: { spec: ALONE },
   drills: { spec: DRILLS },
 };

@@ -7,6 +7,7 @@
  * ({@link KernelRoom.close}). The agent (src/agent.ts) wires RPC, events
  * and etcd around it.
  */
+import { findRunnerEnv, type RunnerEnv } from './containers/runner-env.js';
 import type { Logger } from './log.js';
 import { ConfigError, errorMessage } from './errors.js';
 import type { AgentOptions } from './config/options.js';
@@ -111,7 +112,12 @@ function buildStats(c: KernelRoomContext, kernels: () => KernelService | null, c
 }
 
 /** The kernel service's live settings, read from the agent's settings each time. */
-function kernelSettings(live: LiveSettings, options: AgentOptions, vfolderRoot: string): KernelServiceDeps['settings'] {
+function kernelSettings(
+  live: LiveSettings,
+  options: AgentOptions,
+  vfolderRoot: string,
+  runner: { env: RunnerEnv | null; problem: string | null },
+): KernelServiceDeps['settings'] {
   return () => {
     const s = live.value;
     return {
@@ -136,6 +142,8 @@ function kernelSettings(live: LiveSettings, options: AgentOptions, vfolderRoot: 
       memReserveMiB: s.memReserveMiB,
       memOvercommit: s.memOvercommit,
       kernelShmMiB: s.kernelShmMiB,
+      runnerEnv: runner.env,
+      runnerEnvProblem: runner.problem,
     };
   };
 }
@@ -162,7 +170,12 @@ export class KernelRoom {
     const settings = live.value;
     const vfolderRoot = (await c.etcd.get(VFOLDER_ROOT_KEY)) ?? '/mnt';
     const cores = Array.from({ length: detectResources().cpuSlots }, (_, i) => i);
-    const forKernels = kernelSettings(live, options, vfolderRoot);
+    const runner = settings.runnerEnvRoot
+      ? await findRunnerEnv(settings.runnerEnvRoot)
+      : { env: null, problem: 'runner_env_root is empty' };
+    if (runner.env) c.log.info('runner environment for images without a runner', { dir: runner.env.dir, entries: runner.env.entries });
+    else c.log.warn('no runner environment: kernels of images without a runner are refused', { problem: runner.problem });
+    const forKernels = kernelSettings(live, options, vfolderRoot, runner);
     // Before any container is made or re-adopted: kernels join it, and its firewall chains keep them apart.
     const network = new KernelNetwork({
       agentId: options.agentId,

@@ -10,6 +10,7 @@ import { densityFigure } from './density.js';
 import { executeFigure } from './execute.js';
 import { heartbeatFigure } from './heartbeat.js';
 import { imagePullFigure } from './image-pull.js';
+import { injectedCreateFigure } from './injected-create.js';
 import { poolFreezeFigure } from './pool-freeze.js';
 import { restartFigure } from './restart.js';
 import { rpcFigure } from './rpc.js';
@@ -20,6 +21,7 @@ import { warmCreateFigure } from './warm-create.js';
 export const figures: Figure[] = [
   rpcFigure,
   coldCreateFigure,
+  injectedCreateFigure,
   warmCreateFigure,
   executeFigure,
   streamingFigure,

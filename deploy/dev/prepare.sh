@@ -21,10 +21,14 @@ fi
 log "compiling"
 npm run --silent build
 bash deploy/kernels/build-base.sh
+# The runner environment the agent mounts into images without a runner (docs/images.rst).
+bash deploy/runner-env/build.sh >/dev/null
 # The test suite also needs the Jupyter kernel image, a browser and Sphinx (test.sh
 # sets PREPARE_TESTS=1); the quick start does not.
 if [[ ${PREPARE_TESTS:-0} == 1 ]]; then
   bash deploy/kernels/build-jupyter.sh
+  # The images without a runner of tests/integration/any-image.test.ts, in the local registry.
+  PUSH_REGISTRY=${REGISTRY_ADDR:-127.0.0.1:5000} bash deploy/kernels/build-any.sh
   if ! command -v chromium >/dev/null; then
     log "installing Debian's chromium (the browser test)"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium

@@ -51,6 +51,10 @@ export interface ContainerRequest {
   network?: string;
   /** Bytes of its /dev/shm (HostConfig.ShmSize); absent: Docker's 64 MiB. */
   shmBytes?: number;
+  /** The command in place of the image's ENTRYPOINT and CMD (the injected runner's entrypoint); absent: the image's. */
+  entrypoint?: string[];
+  /** Docker's init (tini) as the container's PID 1, reaping orphans: for an entrypoint that is no init itself. */
+  init?: boolean;
 }
 
 /** How a kernel container is locked down; every field maps to one HostConfig field. */
@@ -203,6 +207,7 @@ export class DockerEngine {
         Image: req.image,
         Labels: req.labels,
         Env: req.env,
+        ...(req.entrypoint ? { Entrypoint: req.entrypoint, Cmd: [] } : {}),
         ExposedPorts: exposed,
         HostConfig: {
           Binds: req.binds,
@@ -217,13 +222,24 @@ export class DockerEngine {
           PortBindings: bindings,
           ...(req.network ? { NetworkMode: req.network } : {}),
           ...(req.shmBytes ? { ShmSize: req.shmBytes } : {}),
-          Init: false,
+          Init: req.init === true,
           ...securityHostConfig(req.security),
         },
       });
       return c.id;
     } catch (err) {
       throw castDockerError(err, `creating container ${req.name}`);
+    }
+  }
+
+  /** Whether a path exists in a container's file system (created or running; Docker's archive HEAD, nothing copied). */
+  async pathExists(id: string, file: string): Promise<boolean> {
+    try {
+      await this.docker.getContainer(id).infoArchive({ path: file });
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw castDockerError(err, `looking for ${file} in container ${id.slice(0, 12)}`);
     }
   }
 

@@ -24,6 +24,8 @@ export const LABELS = {
   poolRecipe: 'io.compute-agent.pool-recipe',
   /** On the new container of a restart: the id of the container it replaces (re-adoption keeps the old one while it exists). */
   replaces: 'io.compute-agent.replaces',
+  /** The digest of the runner environment mounted into the container (images without a runner: src/containers/runner-env.ts). */
+  runnerEnv: 'io.compute-agent.runner-env',
   /** On a Docker network the agent made: what it is for (`kernels`). */
   network: 'io.compute-agent.network',
   /** On an image saved from a kernel (src/images/commit.ts): the kernel's id. Only images with it may be tagged over or pushed. */

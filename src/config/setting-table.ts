@@ -291,6 +291,15 @@ export const SETTINGS = [
     parse: oneOf('abort', 'continue'),
   }),
   setting({
+    key: 'runner_env_root',
+    field: 'runnerEnvRoot',
+    doc: 'host folder of the runner environments (deploy/runner-env/build.sh) mounted into kernels of images without a runner; the newest is taken at start; empty = none',
+    see: 'Bring your own image',
+    default: '/var/lib/compute-agent/runner',
+    live: false,
+    parse: filePath,
+  }),
+  setting({
     key: 'workspace_template',
     field: 'workspaceTemplate',
     doc: 'host folder copied into each new scratch home (owned by kernel_uid, symlinks as links); empty = none',

@@ -1,9 +1,10 @@
 /**
  * What an image says of itself through its labels (`ai.backend.*` wins over
  * `io.sorna.*`): features, the variables that get core and GPU counts, GPUs,
- * the exec timeout and its service ports.
+ * the exec timeout, its service ports and whether it carries a runner.
  */
 import { parseServicePorts, type ServiceDecls } from './service-ports.js';
+import { runnerPlan, type RunnerPlan } from './runner-env.js';
 
 /** What the image says of itself (`ai.backend.*` wins over `io.sorna.*`). */
 export interface ImageTraits {
@@ -16,6 +17,8 @@ export interface ImageTraits {
   execTimeoutSec: number;
   /** The apps of `ai.backend.service-ports` (src/containers/service-ports.ts), or why the label is refused. */
   services: ServiceDecls;
+  /** Whether the image carries its runner, else how the injected runner runs user code ({@link runnerPlan}). */
+  runner: RunnerPlan;
 }
 
 /** Reads the kernel-related labels of an image. */
@@ -35,5 +38,6 @@ export function imageTraits(labels: Record<string, string>): ImageTraits {
       labels['io.sorna.nvidia.enabled']?.trim().toLowerCase() === 'yes' || names(labels['ai.backend.accelerators'] ?? '').includes('cuda'),
     execTimeoutSec: Number.isFinite(timeout) && timeout > 0 ? timeout : 0,
     services: parseServicePorts(labels),
+    runner: runnerPlan(labels),
   };
 }

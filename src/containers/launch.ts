@@ -13,6 +13,7 @@ import { LABELS } from '../adapters/labels.js';
 import type { ImageTraits } from './image-traits.js';
 import { prepareConfig } from '../scratch/home-ops.js';
 import { kernelNetworkName } from './kernel-network.js';
+import { injection, type RunnerEnv } from './runner-env.js';
 
 /** CPU weight of warm pooled containers: they hold every core but yield to kernels until claimed. */
 export const POOL_CPU_SHARES = 2;
@@ -37,6 +38,8 @@ export interface LaunchInput {
   pool?: { key: string; slot: string; recipe: string };
   /** Set for the new container of a restart: the container it replaces (a label, and a name of its own until the old one is gone). */
   replaces?: string;
+  /** The node's runner environment, mounted into a container whose image carries no runner (`traits.runner`). */
+  runnerEnv?: RunnerEnv | null;
 }
 
 /** The container name, `kernel.<lang name>.<kernel id>`. */
@@ -53,6 +56,9 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
   for (const name of i.traits.gpuCountEnvs) env.push(`${name}=${gpuCount}`);
   const gpu = i.gpu && gpuCount > 0 ? i.gpu : null;
   const shmMiB = shmMiBOf(i.spec, i.shmMiB);
+  const plan = i.traits.runner;
+  const inject = !plan.baked && i.runnerEnv ? injection(plan, i.runnerEnv, i.kernelUid) : null;
+  if (inject) env.push(...inject.env.filter((v) => !env.includes(v)));
   const identity: Record<string, string> = i.pool
     ? { [LABELS.pool]: i.pool.key, [LABELS.poolSlot]: i.pool.slot, [LABELS.poolRecipe]: i.pool.recipe }
     : { [LABELS.kernel]: i.kernelId, ...(i.replaces ? { [LABELS.replaces]: i.replaces } : {}) };
@@ -69,9 +75,16 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
       [LABELS.memMiB]: String(i.spec.memMiB),
       [LABELS.shmMiB]: String(shmMiB),
       [LABELS.created]: String(i.createdAt),
+      ...(inject ? { [LABELS.runnerEnv]: i.runnerEnv!.digest } : {}),
     },
     env: [...env, ...(gpu?.env ?? [])],
-    binds: [`${i.scratchDir}:/home/work:rw`, ...i.spec.mounts.map((m) => `${m.hostPath}:/home/work/${m.name}:rw`), ...(gpu?.binds ?? [])],
+    binds: [
+      `${i.scratchDir}:/home/work:rw`,
+      ...i.spec.mounts.map((m) => `${m.hostPath}:/home/work/${m.name}:rw`),
+      ...(gpu?.binds ?? []),
+      ...(inject ? [inject.bind] : []),
+    ],
+    ...(inject ? { entrypoint: inject.entrypoint, init: true } : {}),
     memoryBytes: i.spec.memMiB * 1024 * 1024,
     // Not taken from the memory limit (as the 24.09 agent did): /dev/shm's pages are charged to the kernel's memory cgroup already.
     shmBytes: shmMiB * 1024 * 1024,

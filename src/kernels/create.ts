@@ -22,6 +22,7 @@ import { takeGpus } from '../accelerators/kernel-gpus.js';
 import { prepareHome, waitBootstrap } from '../containers/workspace.js';
 import { refuseBadServiceLabel, servicePortsOf } from '../containers/service-ports.js';
 import { homesOf } from '../scratch/homes.js';
+import { refuseMusl, refuseUnservable } from '../containers/runner-env.js';
 import { faultPoint } from '../util/faults.js';
 
 /** What the factory shares with the service: its dependencies, books and relays. */
@@ -145,6 +146,8 @@ export class KernelFactory {
       const image = await this.deps.docker.image(spec.image);
       const traits = imageTraits(image.labels);
       refuseBadServiceLabel(traits, spec.image); // before anything is taken
+      const s = this.deps.settings();
+      refuseUnservable(traits.runner, spec.image, s.runnerEnv, s.runnerEnvProblem);
       step = 'allocating GPUs and cores';
       const grant = takeGpus(this.deps.gpus, id, spec, traits); // GPUs first: the cores follow their NUMA node
       undo.push(() => this.deps.gpus?.release(grant?.gpuSet));
@@ -207,6 +210,7 @@ export class KernelFactory {
   async launch(rec: KernelRecord, undo: Array<() => Promise<void> | void>, at: (step: string) => void, replaces?: string): Promise<void> {
     const s = this.deps.settings();
     refuseBadServiceLabel(rec.traits, rec.spec.image);
+    refuseUnservable(rec.traits.runner, rec.spec.image, s.runnerEnv, s.runnerEnvProblem);
     at('creating the container');
     const containerId = await this.deps.docker.create(
       containerRequest({
@@ -223,9 +227,11 @@ export class KernelFactory {
         createdAt: rec.createdAt,
         gpu: this.deps.gpus?.hostConfig(rec.spec.gpuSet, rec.cpuSet),
         replaces,
+        runnerEnv: s.runnerEnv,
       }),
     );
     undo.push(() => this.deps.docker.remove(containerId));
+    if (!rec.traits.runner.baked) await refuseMusl(rec.spec.image, (p) => this.deps.docker.pathExists(containerId, p));
     if (replaces) await faultPoint('restart.after-new-created');
     at('starting the container');
     await this.deps.docker.start(containerId);

@@ -7,6 +7,7 @@
 import type { Logger } from '../log.js';
 import type { ContainerSecurity, DockerEngine } from '../adapters/docker.js';
 import type { ImageTraits } from '../containers/image-traits.js';
+import type { RunnerEnv } from '../containers/runner-env.js';
 import type { KernelSpec } from '../containers/spec.js';
 import type { CgroupStats } from './stats.js';
 import type { FileLimits } from './files.js';
@@ -79,6 +80,9 @@ export type KernelSettings = Pick<
   security: ContainerSecurity;
   /** Host address kernel ports are published on (kernel_publish_addr); empty = `kernelHost`. */
   publishAddr: string;
+  /** The runner environment found at start (runner_env_root), for images without a runner; null: none, and why. */
+  runnerEnv: RunnerEnv | null;
+  runnerEnvProblem: string | null;
 };
 
 /** What the service needs from the rest of the agent. */

@@ -14,6 +14,7 @@ import { Backoff, type BackoffPolicy } from '../util/backoff.js';
 import { KERNEL_PORTS, type DockerEngine } from '../adapters/docker.js';
 import { containerRequest, lastLines, prepareScratch } from '../containers/launch.js';
 import { imageTraits } from '../containers/image-traits.js';
+import { refuseMusl, refuseUnservable } from '../containers/runner-env.js';
 import { refuseBadServiceLabel } from '../containers/service-ports.js';
 import { takeGpus } from '../accelerators/kernel-gpus.js';
 import { prepareHome } from '../containers/workspace.js';
@@ -82,6 +83,7 @@ export class PoolFiller {
       const image = await this.pool.deps.docker.image(imageName);
       const traits = imageTraits(image.labels);
       refuseBadServiceLabel(traits, imageName); // a bad service-port label makes no pooled container
+      refuseUnservable(traits.runner, imageName, settings.runnerEnv, settings.runnerEnvProblem);
       const spec: KernelSpec = {
         lang,
         image: imageName,
@@ -112,8 +114,10 @@ export class PoolFiller {
           createdAt: Date.now(),
           pool: { key, slot, recipe },
           gpu: this.pool.deps.gpus?.hostConfig(gpuSet, this.pool.deps.allCores),
+          runnerEnv: settings.runnerEnv,
         }),
       );
+      if (!traits.runner.baked) await refuseMusl(imageName, (p) => this.pool.deps.docker.pathExists(containerId, p));
       await this.pool.deps.docker.start(containerId);
       const state = await this.pool.deps.docker.inspect(containerId);
       const ports = KERNEL_PORTS.map((p) => state?.ports[p]);

@@ -19,21 +19,27 @@ import { poolImage, type HygieneTarget } from './types.js';
 import { removeTree } from '../scratch/home-ops.js';
 
 /** What of the kernel settings a container is made with and a claim cannot change. */
-export type RecipeSettings = { kernelUid: number; security: ContainerSecurity; publishAddr: string; kernelShmMiB: number };
+export type RecipeSettings = {
+  kernelUid: number;
+  security: ContainerSecurity;
+  publishAddr: string;
+  kernelShmMiB: number;
+  /** The runner environment injected into images without a runner: a new one replaces the containers made with the old. */
+  runnerEnv?: { digest: string } | null;
+};
 
 /**
  * A short digest of the settings a pooled container is made with and a claim
  * cannot change afterwards (its lock-down and log bounds, the kernel uid, the
- * address its ports are published on, kernel_shm_size); hygiene replaces idle containers whose digest is
+ * address its ports are published on, kernel_shm_size, the runner environment); hygiene replaces idle containers whose digest is
  * not the current one, so a settings change reaches the pool too.
  */
 export function poolRecipe(s: RecipeSettings): string {
   const { kernelUid, security, publishAddr, kernelShmMiB } = s;
   // `network`: containers pooled before kernels had a network of their own (on Docker's bridge) are replaced.
-  return createHash('sha256')
-    .update(JSON.stringify({ kernelUid, security, publishAddr, kernelShmMiB, network: 'kernel-network' }))
-    .digest('hex')
-    .slice(0, 16);
+  const recipe: Record<string, unknown> = { kernelUid, security, publishAddr, kernelShmMiB, network: 'kernel-network' };
+  if (s.runnerEnv) recipe.runnerEnv = s.runnerEnv.digest; // absent without one: the recipes of nodes without injection stay as they were
+  return createHash('sha256').update(JSON.stringify(recipe)).digest('hex').slice(0, 16);
 }
 
 /** Runs one hygiene pass over the pool. */

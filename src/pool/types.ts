@@ -4,6 +4,7 @@
  * below both the pool (src/pool/pool.ts) and its hygiene pass
  * (src/pool/hygiene.ts), so that neither imports the other's module for them.
  */
+import type { RunnerEnv } from '../containers/runner-env.js';
 import type { Logger } from '../log.js';
 import type { ContainerSecurity, DockerEngine } from '../adapters/docker.js';
 import type { ImageTraits } from '../containers/image-traits.js';
@@ -80,6 +81,9 @@ export interface WarmPoolDeps {
   > & {
     security: ContainerSecurity;
     publishAddr: string;
+    /** The runner environment for images without a runner (src/containers/runner-env.ts); null: none, and why. */
+    runnerEnv: RunnerEnv | null;
+    runnerEnvProblem: string | null;
   };
 }
 

@@ -16,6 +16,7 @@ import { CHAIN_PREFIX } from '../../src/containers/firewall.js';
 const FIGURES = [
   'rpc',
   'cold-create',
+  'injected-create',
   'warm-create',
   'execute',
   'streaming',

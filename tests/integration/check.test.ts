@@ -6,6 +6,9 @@
  * setting), with exit code 1; `--json` gives the same as one document.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { expect } from 'chai';
 import {
   AGENT_BIN,
@@ -84,6 +87,9 @@ describe('agent check', () => {
       /hostfile homes can work here \(mkfs.ext4, loop devices \(\/dev\/loop\d+ free\), the right to mount\); scratch_type is hostdir$/,
     );
     expect(lineOf(run, 'cgroup controllers').line).to.match(/cgroup v[12] with .*memory/);
+    expect(lineOf(run, 'runner environment').line).to.match(
+      /^\[ ok \] runner environment +\/var\/lib\/compute-agent\/runner\/[0-9a-f]{24}: \d+ entries, [\d.]+ MiB, every file as its manifest says$/,
+    );
     expect(lineOf(run, 'kernel isolation').line).to.match(
       /iptables v[\d.]+.* can keep kernels apart; kernel_egress allow; its chains \(mangle\/CA-.*-PRE, filter\/CA-.*-IN, filter\/CA-.*-FWD\) are installed when the agent starts$/,
     );
@@ -181,6 +187,32 @@ describe('agent check', () => {
     expect(run.out).to.match(/warn: kernel_seccomp: .*; fix: /);
     expect(run.out).to.match(/warn: kernel_pids_limit: .*; fix: /);
     expect(run.out.trim().split('\n').pop()).to.match(/^all \d+ checks passed \(4 warnings\)$/);
+  });
+
+  it('fails when a file of the runner environment differs from its manifest, and only warns when there is none', async function () {
+    this.timeout(30_000);
+    // A tiny environment of the test's own: one file and its manifest, named by the manifest's digest.
+    const root = await tempScratch();
+    const body = 'print("runner")\n';
+    const manifest = `f 644 ${body.length} ${createHash('sha256').update(body).digest('hex')} runner.py\n`;
+    const dir = path.join(root, createHash('sha256').update(manifest).digest('hex').slice(0, 24));
+    await fs.mkdir(dir, { mode: 0o755 });
+    await fs.writeFile(path.join(dir, 'runner.py'), 'print("RUNNER")\n', { mode: 0o644 }); // same size, other bytes
+    await fs.writeFile(path.join(dir, 'MANIFEST'), manifest);
+    await fs.writeFile(`${dir}.installed`, '');
+    const flags = await goodFlags();
+    const { ns } = testEtcd(flags[1]!);
+    await ns.put('config/agent/runner_env_root').value(root);
+    const run = await runCheck(flags);
+    expect(run.code, run.out + run.err).to.equal(1);
+    const { line, fix } = lineOf(run, 'runner environment');
+    expect(line).to.match(
+      /^\[FAIL\] runner environment +the runner environment \S+ fails its check: \S+\/runner\.py differs from its manifest \(SHA-256\)$/,
+    );
+    expect(fix).to.match(/^fix: build one with deploy\/runner-env\/build\.sh/);
+    await ns.put('config/agent/runner_env_root').value(path.join(root, 'none'));
+    const none = await runCheck(flags);
+    expect(lineOf(none, 'runner environment').line).to.match(/^\[warn\] runner environment +no runner environment under /);
   });
 
   it('prints one JSON document with --json: each check with its status, message and fix; the exit code as without it', async function () {

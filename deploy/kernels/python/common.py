@@ -23,6 +23,15 @@ def _previous_status():
 
 PREVIOUS_STATUS = _previous_status()
 
+# How user code runs (docs/running-code.rst, "User code in the image's Python"):
+# CA_USER_PYTHON names the image's interpreter, which then runs query-mode code in a
+# child process (user_process.py); CA_KERNEL_MODE=shell runs it with the image's shell;
+# without either, user code runs in this runner, as in the images that carry it.
+USER_PYTHON = os.environ.get('CA_USER_PYTHON') or None
+SHELL_KERNEL = os.environ.get('CA_KERNEL_MODE') == 'shell'
+# The shell of batch commands and the terminal: the image's, else bash of this image.
+USER_SHELL = os.environ.get('CA_USER_SHELL') or ('/bin/sh' if USER_PYTHON or SHELL_KERNEL else '/bin/bash')
+
 _log_lock = threading.Lock()
 _log_fd = 2  # the container's stderr (a dup of it once fd 2 is captured)
 

@@ -17,6 +17,10 @@ Threads:
             stdout/stderr.
   terminal  owns SUB/PUB and the pty of a bash shell, restarted on exit.
 
+With CA_USER_PYTHON, query-mode code runs in a child process of the image's
+Python instead (user_process.py, two threads per child); with
+CA_KERNEL_MODE=shell, in the image's shell (batch.py).
+
 Beyond section 4 (the agent's run integrity): the runner says `hello` at
 start and when asked (its generation, pid, how the runner before it ended,
 the job it runs, the queue and the last jobs it finished), sends `started`
@@ -38,10 +42,7 @@ import json
 import os
 import re
 import rlcompleter
-import selectors
-import shlex
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -50,9 +51,11 @@ import traceback
 import msgpack
 import zmq
 
+import batch
 import common
 import services
-from common import CHUNK, HOME, log
+import user_process
+from common import HOME, log
 from output import OutStream, capture, fd_capture, keep, note_job, output_thread, send, send_json, tagging, wait_sent
 from terminal import Terminal, terminal_thread
 
@@ -102,23 +105,27 @@ def _request_input(prompt, is_password):
         sys.stdout.write(str(prompt))
     capture.flush()
     tag = tagging.job_tag
-    # Input sent before the run asked (early input) is the answer: it is kept until asked for.
-    with state.inputs_cv:
-        early = any(t is None or t == tag for t, _ in state.inputs)
-    if not early:
-        send_json('waiting-input', {'is_password': bool(is_password)}, tag)
-    with state.inputs_cv:
-        while True:
-            mine = [i for i, (t, _) in enumerate(state.inputs) if t is None or t == tag]
-            if mine:
-                text = state.inputs.pop(mine[0])[1]
-                break
+    take_input(tag, {'is_password': bool(is_password)})
+    while True:
+        text = take_input(tag)
+        if text is not None:
+            return text
+        with state.inputs_cv:
             state.inputs_cv.wait(0.2)  # a timeout keeps the wait interruptible (SIGINT)
-    if text.endswith('\r\n'):
-        text = text[:-2]
-    elif text.endswith('\n'):
-        text = text[:-1]
-    return text
+
+
+def take_input(tag, ask=None):
+    """The input of the run `tag`, its line end stripped, or None while none came.
+    With `ask` (a run asks), sends `waiting-input` unless input sent before the run
+    asked (early input, kept until asked for) is there, and takes nothing."""
+    with state.inputs_cv:
+        mine = [i for i, (t, _) in enumerate(state.inputs) if t is None or t == tag]
+        if ask is None and mine:
+            text = state.inputs.pop(mine[0])[1]
+            return text[:-2] if text.endswith('\r\n') else text[:-1] if text.endswith('\n') else text
+    if ask is not None and not mine:
+        send_json('waiting-input', ask, tag)
+    return None
 
 
 def user_input(prompt=''):
@@ -188,6 +195,10 @@ def run_magic(src):
 def run_code(src):
     if src.lstrip().startswith('%'):
         return run_magic(src)
+    if common.SHELL_KERNEL:
+        return batch.run_shell(src, state)
+    if user_code is not None:
+        return user_code.run(src, tagging.job_tag, take_input)
     exit_code = 0
     try:
         code = compile(src, '<input>', 'exec')
@@ -213,49 +224,6 @@ def run_code(src):
     finally:
         state.in_code = False
     return exit_code
-
-
-# --------------------------------------------------------------------------
-# batch mode
-
-def run_shell(cmd):
-    cwd = HOME if os.path.isdir(HOME) else '/'
-    try:
-        proc = subprocess.Popen(['/bin/bash', '-c', cmd], cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, close_fds=True)
-    except Exception as e:
-        capture.write('stderr', ('cannot run the command: %s\n' % e).encode('utf-8'))
-        return 127
-    with state.lock:
-        state.proc = proc
-    try:
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ, 'stdout')
-        sel.register(proc.stderr, selectors.EVENT_READ, 'stderr')
-        open_streams = 2
-        while open_streams:
-            for key, _ in sel.select(timeout=1.0):
-                try:
-                    data = os.read(key.fd, CHUNK)
-                except OSError:
-                    data = b''
-                if data:
-                    capture.write(key.data, data)
-                else:
-                    sel.unregister(key.fileobj)
-                    open_streams -= 1
-        sel.close()
-        rc = proc.wait()
-    finally:
-        with state.lock:
-            state.proc = None
-        for f in (proc.stdout, proc.stderr):
-            try:
-                f.close()
-            except Exception:
-                pass
-    return 128 - rc if rc < 0 else rc
 
 
 # --------------------------------------------------------------------------
@@ -303,25 +271,6 @@ def restore_io():
         signal.signal(signal.SIGINT, sigint_handler)
 
 
-def default_build():
-    """Build `*`: `make` with a Makefile, else `python setup.py develop` with a setup.py, else nothing."""
-    cwd = HOME if os.path.isdir(HOME) else '/'
-    if os.path.isfile(os.path.join(cwd, 'Makefile')):
-        return run_shell('make')
-    if os.path.isfile(os.path.join(cwd, 'setup.py')):
-        return run_shell('%s setup.py develop' % shlex.quote(sys.executable))
-    return 0
-
-
-def default_exec():
-    """Exec `*`: `python main.py` (this image's Python), else exit 127."""
-    cwd = HOME if os.path.isdir(HOME) else '/'
-    if os.path.isfile(os.path.join(cwd, 'main.py')):
-        return run_shell('%s main.py' % shlex.quote(sys.executable))
-    capture.write('stderr', b'cannot find the main script (main.py)\n')
-    return 127
-
-
 def run_job(job):
     """Runs one job and answers it with exactly one `finished` (code, exec) or `build-finished` (build).
 
@@ -335,7 +284,7 @@ def run_job(job):
         finally:
             drop_inputs(tag)
     elif jtype == 'build':
-        rc = default_build() if text == '*' else run_shell(text) if text else 0
+        rc = batch.default_build(state) if text == '*' else batch.run_shell(text, state) if text else 0
         with state.lock:
             state.failed_build = {'t': tag} if rc != 0 else None
         finish('build-finished', rc, tag)
@@ -345,7 +294,7 @@ def run_job(job):
         if failed is not None and failed['t'] == tag:
             rc = 127
         else:
-            rc = default_exec() if text == '*' else run_shell(text) if text else 0
+            rc = batch.default_exec(state) if text == '*' else batch.run_shell(text, state) if text else 0
         finish('finished', rc, tag)
 
 
@@ -401,12 +350,25 @@ def executor():
 # --------------------------------------------------------------------------
 # the input thread
 
-def complete(payload):
+def complete(payload, tag):
+    """Answers a `complete` request: names from the namespace of user code (none in a shell kernel)."""
     try:
         opts = json.loads(payload.decode('utf-8')) if payload else {}
         if isinstance(opts, str):
             opts = {'code': opts}
         code = str(opts.get('code', ''))
+    except Exception:
+        code = ''
+    if common.SHELL_KERNEL:
+        send_json('completion', [], tag)
+    elif user_code is not None:
+        user_code.complete(code, tag)  # the child answers
+    else:
+        send_json('completion', complete_here(code), tag)
+
+
+def complete_here(code):
+    try:
         m = re.search(r'[A-Za-z_][\w.]*$|$', code)
         text = m.group(0) if m else ''
         if not text:
@@ -441,6 +403,8 @@ def interrupt():
             pass
         except Exception as e:
             log('cannot signal the subprocess: %s' % e)
+    elif cur == 'code' and user_code is not None:
+        user_code.interrupt(n)
     elif cur == 'code' and state.in_code:
         signal.pthread_kill(MAIN_THREAD, signal.SIGINT)
     elif cur == 'code':
@@ -525,7 +489,7 @@ def input_thread(sock):
             elif rtype == 'interrupt':
                 interrupt()
             elif rtype == 'complete':
-                send_json('completion', complete(payload), tag)
+                complete(payload, tag)
             elif rtype in ('start-service', 'shutdown-service'):
                 services.handle(rtype, payload, tag)
             elif rtype == 'status':
@@ -540,12 +504,13 @@ def input_thread(sock):
 
 
 terminal = None
+user_code = None  # user_process.UserProcess where the image's Python runs user code
 
 
 # --------------------------------------------------------------------------
 
 def main():
-    global terminal
+    global terminal, user_code
     try:
         # A group of its own: user code that signals its group (os.killpg(0, 9)) ends the
         # runner and its children, not the entrypoint that restarts it.
@@ -556,6 +521,8 @@ def main():
         os.chdir(HOME)
     except OSError:
         pass
+    if common.USER_PYTHON or common.SHELL_KERNEL:
+        user_process.guard_runner()  # user code runs in children only: keep them out of the runner
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
     push = ctx.socket(zmq.PUSH)
@@ -583,6 +550,8 @@ def main():
     builtins.input = user_input
     getpass.getpass = user_getpass
     signal.signal(signal.SIGINT, sigint_handler)
+    if not common.SHELL_KERNEL:
+        user_code = user_process.from_env(state)
 
     for target, args, name in ((output_thread, (push,), 'output'), (input_thread, (pull,), 'input'),
                                (terminal_thread, (terminal, sub, pub), 'terminal')):

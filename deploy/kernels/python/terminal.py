@@ -1,9 +1,11 @@
-"""The kernel's terminal: /bin/bash on a pty, its output published on port
+"""The kernel's terminal: the image's shell (common.USER_SHELL: bash of this
+image, else CA_USER_SHELL or /bin/sh) on a pty, its output published on port
 2003 and input from port 2002 written to it; restarted when the shell exits
 (docs/wire-contract.rst, "Kernel runner ports")."""
 import errno
 import fcntl
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -14,6 +16,7 @@ import traceback
 
 import zmq
 
+import common
 from common import CHUNK, HOME, log
 
 # --------------------------------------------------------------------------
@@ -42,9 +45,16 @@ class Terminal:
         env['TERM'] = env.get('TERM') or 'xterm-256color'
         env.pop('RUNNER', None)
         cwd = HOME if os.path.isdir(HOME) else '/'
-        # setsid --ctty: a new session with the pty as controlling terminal
-        proc = subprocess.Popen(['setsid', '--ctty', '/bin/bash', '-i'], stdin=slave, stdout=slave,
-                                stderr=slave, cwd=cwd, env=env, close_fds=True)
+        # setsid --ctty: a new session with the pty as controlling terminal. Where user code
+        # runs with the image's own programs (CA_USER_PYTHON, a shell kernel), the image's
+        # setsid may be another make (busybox's has no --ctty) or missing: the child then
+        # does the same itself (a new session, TIOCSCTTY on the pty).
+        if not (common.USER_PYTHON or common.SHELL_KERNEL) and shutil.which('setsid'):
+            proc = subprocess.Popen(['setsid', '--ctty', common.USER_SHELL, '-i'], stdin=slave, stdout=slave,
+                                    stderr=slave, cwd=cwd, env=env, close_fds=True)
+        else:
+            proc = subprocess.Popen([common.USER_SHELL, '-i'], stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
+                                    env=env, close_fds=True, start_new_session=True, preexec_fn=_take_tty)
         os.close(slave)
         os.set_blocking(master, False)
         with self.lock:
@@ -159,6 +169,10 @@ class Terminal:
             pub.send(b'Restarting...\r\n')
             log('terminal shell ended; restarting')
             time.sleep(0.2)
+
+
+def _take_tty():
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # in the child, after setsid(): the pty on fd 0 becomes its terminal
 
 
 def terminal_thread(terminal, sub, pub):

@@ -1,6 +1,7 @@
 /**
  * The node-preparation entries of `agent check`: the start-up script's owner
- * and mode, and the state of each image of the prepull list (present here,
+ * and mode, the runner environment for images without a runner (every file
+ * against its manifest), and the state of each image of the prepull list (present here,
  * missing but in the registry, or not in the registry either).
  */
 import type { Check } from './types.js';
@@ -9,6 +10,7 @@ import { parseImageRef, resolveImage } from '../../config/lang.js';
 import { registryCredentialKeys } from '../../config/etcd-keys.js';
 import { readRegistryCredentials, RegistryClient } from '../../images/registry.js';
 import { startupScriptProblem } from '../../node/startup.js';
+import { findRunnerEnv, RUNNER_ENV_FIX } from '../../containers/runner-env.js';
 
 export const PREP_CHECKS: Check[] = [
   {
@@ -26,6 +28,24 @@ export const PREP_CHECKS: Check[] = [
           fix: `make it a root-owned executable that only root can write (chown root ${file}; chmod 0755 ${file})`,
         };
       return { ok: true, detail: `${file}: root-owned, not group/world-writable` };
+    },
+  },
+  {
+    name: 'runner environment',
+    fix: 'make etcd reachable first',
+    after: 'etcd namespace and settings',
+    async run({ settings }) {
+      const root = (await settings()).settings.runnerEnvRoot;
+      if (!root) return { ok: true, detail: 'none (runner_env_root is empty): images without a runner are refused' };
+      const { env, problem } = await findRunnerEnv(root, true); // every file hashed: a changed environment must not reach a kernel
+      if (env)
+        return {
+          ok: true,
+          detail: `${env.dir}: ${env.entries} entries, ${(env.bytes / 2 ** 20).toFixed(1)} MiB, every file as its manifest says`,
+        };
+      if (problem?.startsWith('no runner environment'))
+        return { ok: true, detail: `${problem}: images without a runner are refused`, warnings: [`${problem}; fix: ${RUNNER_ENV_FIX}`] };
+      return { ok: false, detail: problem ?? 'unknown', fix: RUNNER_ENV_FIX };
     },
   },
   {
