@@ -14,7 +14,9 @@
  * and the step is removed. A name is checked as pulls check theirs (under
  * image_prefix or on image_allow_list), and the agent tags over no image it
  * did not save. Pushes are deduplicated per image, bounded by push_timeout,
- * and report progress as pulls do.
+ * and report progress as pulls do. For the image collector a saved image is
+ * a kernel image like the others, used when saved and when pushed, kept while
+ * it is being saved or pushed and, until its first push, always (gc.ts).
  */
 import { errorMessage, ImageCommitError, ImageInUseError, ImageNotFoundError, ImagePushError, ParametersError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -37,6 +39,10 @@ export interface CommitterDeps {
   resolveCanonical(canonical: string): { lang: string; image: string };
   /** The images of the kernels held. */
   kernelImages(): readonly string[];
+  /** Records a use of the image in the book of last uses (image-use.ts): a saved or pushed image is the newest. */
+  used(image: string): void;
+  /** Resolves when the image collector is not removing the image (gc.ts). */
+  settled(image: string): Promise<void>;
 }
 
 /** The kernel a commit saves. */
@@ -77,10 +83,12 @@ const OWN_LABELS = new Set<string>(Object.values(LABELS));
 /** Checks a caller's extra labels (str to str, not the agent's own keys); throws a ParametersError naming the bad one. */
 export function checkExtraLabels(labels: Record<string, unknown>): Record<string, string> {
   const entries = Object.entries(labels);
-  if (entries.length > MAX_EXTRA_LABELS) throw new ParametersError(`extra_labels has ${entries.length} labels; at most ${MAX_EXTRA_LABELS}`);
+  if (entries.length > MAX_EXTRA_LABELS)
+    throw new ParametersError(`extra_labels has ${entries.length} labels; at most ${MAX_EXTRA_LABELS}`);
   const out: Record<string, string> = {};
   for (const [k, v] of entries) {
-    if (!LABEL_KEY.test(k)) throw new ParametersError(`extra label ${JSON.stringify(k.slice(0, 64))} is no label key (letters, digits, ".", "_", "-", "/")`);
+    if (!LABEL_KEY.test(k))
+      throw new ParametersError(`extra label ${JSON.stringify(k.slice(0, 64))} is no label key (letters, digits, ".", "_", "-", "/")`);
     if (OWN_LABELS.has(k)) throw new ParametersError(`extra label ${k} is one the agent sets itself; choose another key`);
     if (typeof v !== 'string' || v.length > 1024 || /[\r\n\0]/.test(v))
       throw new ParametersError(`extra label ${k} must be a single-line str of at most 1024 characters`);
@@ -97,6 +105,11 @@ export class ImageCommitter {
 
   constructor(private readonly deps: CommitterDeps) {}
 
+  /** Whether a kernel is being saved as the image, or the image is being pushed. */
+  busy(image: string): boolean {
+    return this.pushes.has(image) || [...this.ongoing.values()].includes(image);
+  }
+
   /** Whether a commit of the kernel is under way, and how its last one ended. */
   status(kernelId: string): { status: 'ongoing' | 'ready'; last: CommitOutcome | null } {
     return { status: this.ongoing.has(kernelId) ? 'ongoing' : 'ready', last: this.last.get(kernelId) ?? null };
@@ -109,19 +122,27 @@ export class ImageCommitter {
    * agent, an image a kernel uses, an image the agent did not save, or a
    * kernel or image already being committed.
    */
-  async begin(src: CommitSource, canonical: string, extraLabels: Record<string, string> = {}): Promise<{ image: string; done: Promise<Committed> }> {
+  async begin(
+    src: CommitSource,
+    canonical: string,
+    extraLabels: Record<string, string> = {},
+  ): Promise<{ image: string; done: Promise<Committed> }> {
     const { image } = this.deps.resolveCanonical(canonical);
     const ref = parseImageRef(image);
     if (ref.digest) throw new ParametersError(`image ${image} names a digest; a saved image needs a tag`);
+    await this.deps.settled(image); // a previous save of this name the collector is removing goes first
     const existing = await this.deps.images.view(image);
     if (existing && existing.config.Labels?.[LABELS.committedFrom] === undefined) {
       throw new ParametersError(`image ${image} exists and was not saved by this agent; the agent never tags over it: choose another name`);
     }
     // checked after the await, so that two calls at once cannot both pass
     const busy = this.ongoing.get(src.kernelId);
-    if (busy !== undefined) throw new ImageInUseError(`kernel ${src.kernelId} is being saved as ${busy}; wait until get_commit_status says ready`);
-    if ([...this.ongoing.values()].includes(image)) throw new ImageInUseError(`image ${image} is being saved from another kernel; choose another tag or wait`);
-    if (this.deps.kernelImages().includes(image)) throw new ImageInUseError(`image ${image} is used by a kernel of this agent; save under another tag`);
+    if (busy !== undefined)
+      throw new ImageInUseError(`kernel ${src.kernelId} is being saved as ${busy}; wait until get_commit_status says ready`);
+    if ([...this.ongoing.values()].includes(image))
+      throw new ImageInUseError(`image ${image} is being saved from another kernel; choose another tag or wait`);
+    if (this.deps.kernelImages().includes(image))
+      throw new ImageInUseError(`image ${image} is used by a kernel of this agent; save under another tag`);
     this.ongoing.set(src.kernelId, image);
     const done = this.run(src, image, existing, extraLabels).finally(() => this.ongoing.delete(src.kernelId));
     done.catch(() => undefined); // the caller may not wait; the outcome is in status() and the events
@@ -136,17 +157,22 @@ export class ImageCommitter {
     /** The intermediate commit goes before the outcome is told, so that whoever hears it finds nothing of it left. */
     const dropStep = async () => {
       if (step)
-        await this.deps.images.remove(step).catch((err: unknown) => log.warn('cannot remove the intermediate commit', { id: step, error: errorMessage(err) }));
+        await this.deps.images
+          .remove(step)
+          .catch((err: unknown) => log.warn('cannot remove the intermediate commit', { id: step, error: errorMessage(err) }));
       step = null;
     };
     try {
       const source = await this.deps.images.view(src.image);
-      if (!source) throw new ImageNotFoundError(src.image, `the kernel's image ${src.image} is no longer on this node; its config cannot be restored`);
+      if (!source)
+        throw new ImageNotFoundError(src.image, `the kernel's image ${src.image} is no longer on this node; its config cannot be restored`);
       step = await this.deps.images.commitContainer(src.containerId);
       const made = await this.deps.images.view(step);
       if (!made) throw new ImageCommitError(`Docker's commit of kernel ${src.kernelId} left no image`);
       if (source.layers.some((l, i) => made.layers[i] !== l)) {
-        throw new ImageCommitError(`the commit of kernel ${src.kernelId} is not made on its image ${src.image} (the image changed under it)`);
+        throw new ImageCommitError(
+          `the commit of kernel ${src.kernelId} is not made on its image ${src.image} (the image changed under it)`,
+        );
       }
       const labels: Record<string, string> = {};
       for (const [k, v] of Object.entries(source.config.Labels ?? {})) if (!k.startsWith('io.compute-agent.')) labels[k] = v;
@@ -161,16 +187,21 @@ export class ImageCommitter {
       const id = await this.deps.images.loadConfig(image, config, made.layers.length);
       if (existing && existing.id !== id) {
         // the previous save of this name, now untagged: removed unless a container still uses it
-        await this.deps.images.remove(existing.id).catch((err: unknown) => log.info('the previous image of this name stays', { id: existing.id, error: errorMessage(err) }));
+        await this.deps.images
+          .remove(existing.id)
+          .catch((err: unknown) => log.info('the previous image of this name stays', { id: existing.id, error: errorMessage(err) }));
       }
       await dropStep();
+      this.deps.used(image);
       this.last.set(src.kernelId, { image, image_id: id, error: null, at: Date.now() / 1000 });
       this.deps.emit('image_commit_finished', [src.kernelId, image, id]);
       log.info('kernel saved as an image', { id, seconds: (Date.now() - t0) / 1000 });
       return { image, image_id: id };
     } catch (err) {
       await dropStep();
-      const e = new ImageCommitError(`saving kernel ${src.kernelId} as ${image} failed: ${errorMessage(err)}; nothing was left behind`, { cause: err });
+      const e = new ImageCommitError(`saving kernel ${src.kernelId} as ${image} failed: ${errorMessage(err)}; nothing was left behind`, {
+        cause: err,
+      });
       this.last.set(src.kernelId, { image, image_id: null, error: e.message, at: Date.now() / 1000 });
       this.deps.emit('image_commit_failed', [src.kernelId, image, e.message]);
       log.warn('saving a kernel as an image failed', { error: e.message });
@@ -232,16 +263,22 @@ export class ImageCommitter {
         }
       }
       stream.cancel();
-      if (timedOut) throw new ImagePushError(`pushing ${image} took longer than push_timeout (${pushTimeoutSec} s) and was aborted; check the registry, or raise push_timeout`);
+      if (timedOut)
+        throw new ImagePushError(
+          `pushing ${image} took longer than push_timeout (${pushTimeoutSec} s) and was aborted; check the registry, or raise push_timeout`,
+        );
       if (progress.error) throw new ImagePushError(`the registry ${ref.registry} refused the push of ${image}: ${progress.error}`);
       const s = progress.snapshot();
       this.deps.emit('image_push_progress', [image, s.bytesTotal, s.bytesTotal]);
+      this.deps.used(image);
       this.deps.emit('image_push_finished', [image]);
       log.info('image pushed', { digest, seconds: (Date.now() - t0) / 1000 });
       return { image, digest };
     } catch (err) {
       const e = timedOut
-        ? new ImagePushError(`pushing ${image} took longer than push_timeout (${pushTimeoutSec} s) and was aborted; check the registry, or raise push_timeout`)
+        ? new ImagePushError(
+            `pushing ${image} took longer than push_timeout (${pushTimeoutSec} s) and was aborted; check the registry, or raise push_timeout`,
+          )
         : err instanceof ImagePushError
           ? err
           : new ImagePushError(`cannot push ${image} to ${ref.registry}: ${errorMessage(err)}`, { cause: err });

@@ -98,6 +98,7 @@ export class ImageService {
       inUse: () => this.inUse(),
       prepull: () => this.prepullImages(),
       pulling: (image) => this.puller.pulling(image),
+      saving: (image) => this.committer.busy(image),
     });
     this.committer = new ImageCommitter({
       images: deps.images,
@@ -107,6 +108,8 @@ export class ImageService {
       settings: deps.settings,
       resolveCanonical: (canonical) => this.resolveCanonical(canonical),
       kernelImages: () => this.users().kernels,
+      used: (image) => this.book.touch([image]),
+      settled: (image) => this.gc.settled(image),
     });
   }
 

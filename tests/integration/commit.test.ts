@@ -1,18 +1,33 @@
 /**
  * A kernel saved as an image (commit_kernel), pushed to the local registry
  * (push_image) and used as a kernel image by another agent, against the real
- * engine and registry; and the failure paths: a registry where nothing
- * listens, a kernel destroyed during its commit, bad names.
+ * engine and registry; the same through a 24.09 manager's commit and
+ * push_image; and the failure paths: a registry where nothing listens, one
+ * that never answers (push_timeout), a kernel destroyed during its commit,
+ * bad names.
  */
 import { expect } from 'chai';
 import Docker from 'dockerode';
+import net from 'node:net';
 import { methods } from '../../src/rpc/methods.js';
+import { modernMethods } from '../../src/rpc/modern-methods.js';
 import { LABELS } from '../../src/adapters/labels.js';
-import { freePort, onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from '../helpers/env.js';
+import {
+  freePort,
+  onCleanup,
+  remoteError,
+  requireEtcd,
+  startAgent,
+  TEST_IMAGE_LANG,
+  TEST_IMAGE_PREFIX,
+  uniqueName,
+} from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { deleteFromRegistry, hasImage, registryDigest, removeLocal, REGISTRY, requireRegistry } from '../helpers/registry.js';
 import { execAsRoot, imagesOfKernel, removeImagesOfKernelAfterTest } from '../helpers/commit.js';
+import { agentctl } from '../helpers/ctl.js';
+import { ModernManager, modernKernelConfig, REDIS_ADDR, StreamReader } from '../helpers/modern-manager.js';
 
 const docker = new Docker();
 const config = (lang: string, environ: Record<string, string> = {}) => ({
@@ -23,12 +38,13 @@ const config = (lang: string, environ: Record<string, string> = {}) => ({
 });
 const TEST_LABELS = { 'io.compute-agent.test': 'commit' };
 
-/** An agent that may name `allowed` (full image names), sending events to a sink of its own. */
-async function agentAllowing(allowed: string[]) {
+/** An agent that may name `allowed` (full image names), sending events to a sink of its own; `push_timeout` when given. */
+async function agentAllowing(allowed: string[], pushTimeout?: number) {
   const s = await sink();
   const a = await startAgent({}, async (ns) => {
     await ns.put('nodes/manager/event_addr').value(s.addr);
     await ns.put('config/agent/image_allow_list').value(allowed.join(','));
+    if (pushTimeout !== undefined) await ns.put('config/agent/push_timeout').value(String(pushTimeout));
   });
   return { ...a, sink: s };
 }
@@ -87,6 +103,10 @@ describe('commit: a kernel saved as an image, pushed and used', function () {
     expect((await imagesOfKernel(kid)).map((i) => i.id)).to.deep.equal([saved.Id]);
     // the kernel kept running
     expect(consoleText(await runToEnd(a.client, kid, 'print(6 * 7)'), 'stdout')).to.equal('42\n');
+    // the image collector keeps a saved image until its first push: it is the only copy
+    const before = await a.client.callWithTimeout(60_000, methods.gc_images, true);
+    expect(before.removed.map((e) => e.image)).not.to.include(target.image);
+    expect(before.kept.find((e) => e.image === target.image)?.reason).to.include('never pushed');
 
     const t1 = Date.now();
     const [p1, p2] = await Promise.all([
@@ -101,6 +121,9 @@ describe('commit: a kernel saved as an image, pushed and used', function () {
     const progress = a.sink.events.filter((e) => e.name === 'image_push_progress').at(-1)!.args as [string, number, number];
     expect(progress[0]).to.equal(target.image);
     expect(progress[1]).to.equal(progress[2]);
+    // pushed, it is a kernel image like the others: it may go when no kernel uses it (a dry run lists what a pass would take)
+    const after = await a.client.callWithTimeout(60_000, methods.gc_images, true);
+    expect(after.removed.map((e) => e.image)).to.include(target.image);
 
     await a.client.callWithTimeout(60_000, methods.destroy_kernel, kid);
     await removeLocal(target.image);
@@ -128,8 +151,18 @@ describe('commit: a kernel saved as an image, pushed and used', function () {
     removeImagesOfKernelAfterTest(kid);
     const dead = `127.0.0.1:${await freePort()}/${uniqueName('test')}/kernel-python:t`;
     const raced = registryTarget('raced');
+    // a "registry" that takes connections and never answers: only push_timeout ends a push to it
+    const held: net.Socket[] = [];
+    const silentServer = net.createServer((sock) => void held.push(sock)).listen(0, '127.0.0.1');
+    await new Promise((resolve) => silentServer.once('listening', resolve));
+    onCleanup(() => {
+      for (const sock of held) sock.destroy();
+      silentServer.close();
+    });
+    const silent = `127.0.0.1:${(silentServer.address() as net.AddressInfo).port}/${uniqueName('test')}/kernel-python:t`;
     onCleanup(() => removeLocal(dead));
-    const a = await agentAllowing([dead, raced.image]);
+    onCleanup(() => removeLocal(silent));
+    const a = await agentAllowing([dead, silent, raced.image], 2);
     await a.client.callWithTimeout(90_000, methods.create_kernel, kid, config(TEST_IMAGE_LANG));
     const shared = TEST_IMAGE_PREFIX + TEST_IMAGE_LANG;
     const sharedId = (await docker.getImage(shared).inspect()).Id;
@@ -150,12 +183,30 @@ describe('commit: a kernel saved as an image, pushed and used', function () {
     expect((await a.sink.next('image_push_failed')).args[0]).to.equal(dead);
     expect((await docker.getImage(dead).inspect()).Id).to.equal(r.image_id);
 
+    // through agentctl: a registry that never answers is given up after push_timeout (2 s), the image stays here
+    const ctlArgs = ['--agent', `tcp://127.0.0.1:${a.port}`];
+    const saved = await agentctl([...ctlArgs, 'commit', '--json', kid, silent], { timeoutMs: 120_000 });
+    expect(saved.code, saved.stderr).to.equal(0);
+    expect(JSON.parse(saved.stdout)).to.include({ kernel: kid, image: silent, status: 'ready' });
+    const t0 = Date.now();
+    const stuck = await agentctl([...ctlArgs, 'push', silent], { timeoutMs: 120_000 });
+    const stuckMs = Date.now() - t0;
+    expect(stuck.code).not.to.equal(0);
+    expect(stuck.stderr).to.include('push_timeout (2 s)');
+    expect(stuckMs, 'not before push_timeout').to.be.at.least(2000);
+    expect(stuckMs, 'aborted at push_timeout, not left hanging (generous: a loaded machine)').to.be.below(30_000);
+    expect(await hasImage(silent)).to.equal(true);
+
     // destroyed while being saved: the engine holds the container for the commit, so the commit ends (whole, or failed
     // cleanly when the destroy came first) and leaves no intermediate image
+    const asked = Date.now();
     const started = await a.client.call(methods.commit_kernel, kid, raced.image, false, TEST_LABELS);
     expect(started.status).to.equal('ongoing');
     await a.client.callWithTimeout(60_000, methods.destroy_kernel, kid);
-    const end = await Promise.race([a.sink.next('image_commit_finished', 0, 60_000, 2), a.sink.next('image_commit_failed', 0, 60_000)]);
+    const ends = [a.sink.next('image_commit_finished', asked, 60_000), a.sink.next('image_commit_failed', asked, 60_000)];
+    for (const e of ends) e.catch(() => undefined); // one of the two never comes
+    const end = await Promise.race(ends);
+    expect(end.args[1]).to.equal(raced.image);
     const left = await imagesOfKernel(kid);
     expect(left.filter((i) => !i.saved)).to.deep.equal([]);
     if (end.name === 'image_commit_failed') {
@@ -165,5 +216,48 @@ describe('commit: a kernel saved as an image, pushed and used', function () {
       expect(await hasImage(raced.image)).to.equal(true);
     }
     expect((await a.client.call(methods.get_commit_status, kid)).status).to.equal('ready');
+  });
+  it('serves a 24.09 manager: commit and push_image are background tasks whose ends the Redis stream tells', async () => {
+    const agentId = uniqueName('i-test');
+    const events = new StreamReader(REDIS_ADDR, agentId);
+    onCleanup(() => events.close());
+    await events.mark();
+    const target = registryTarget('modern');
+    const { port } = await startAgent({ agentId }, async (ns) => {
+      await ns.put('config/redis/addr').value(REDIS_ADDR);
+      await ns.put('config/agent/image_allow_list').value(target.image);
+    });
+    const m = new ModernManager(`tcp://127.0.0.1:${port}`);
+    onCleanup(() => m.close());
+    const sid = uniqueName('s');
+    const kid = uniqueName('k');
+    removeImagesOfKernelAfterTest(kid);
+    await m.createKernels(sid, [kid], [modernKernelConfig()]);
+    const ended = (task: string) =>
+      events.waitFor(`the end of task ${task}`, (e) => e.name.startsWith('bgtask_') && e.args[0] === task, 60_000);
+
+    const saving = await m.client.call(modernMethods.commit, kid, 'snapshots', target.image, null, TEST_LABELS);
+    expect(saving).to.include({ kernel: kid, path: null });
+    const saved = await ended(saving.bgtask_id);
+    expect(saved.name, JSON.stringify(saved.args)).to.equal('bgtask_done');
+    expect(await m.client.call(modernMethods.get_commit_status, kid, 'snapshots')).to.deep.equal({ kernel: kid, status: 'ready' });
+    expect((await docker.getImage(target.image).inspect()).Config.Labels[LABELS.committedFrom]).to.equal(kid);
+
+    // the image as an ImageRef's field map (24.09 sends it pickled), with empty registry_conf: etcd's credentials
+    const [registry, project] = [REGISTRY, target.repo.split('/')[0]];
+    const pushing = await m.client.call(modernMethods.push_image, { registry, project, name: 'kernel-python', tag: 'modern' }, {});
+    expect(pushing.canonical).to.equal(target.image);
+    const pushed = await ended(pushing.bgtask_id);
+    expect(pushed.name, JSON.stringify(pushed.args)).to.equal('bgtask_done');
+    expect(await registryDigest(target.repo, 'modern')).to.match(/^sha256:/);
+
+    // a commit to a file is refused at once; so is a name the agent may not use
+    expect((await remoteError(m.client.call(modernMethods.commit, kid, 'snapshots', null, 'saved.tar', null))).message).to.include(
+      'filename',
+    );
+    expect((await remoteError(m.client.call(modernMethods.push_image, 'evil.example.com/x/kernel-python:t', {}))).message).to.include(
+      'image_allow_list',
+    );
+    await m.client.call(modernMethods.destroy_kernel, kid, sid, 'user-requested');
   });
 });
