@@ -137,7 +137,9 @@ export class DockerImages {
     bundle.entry({ name: 'manifest.json' }, JSON.stringify([{ Config: `${hex}.json`, RepoTags: [name], Layers: layers }]));
     bundle.finalize();
     try {
-      const out = (await this.docker.loadImage(bundle as unknown as NodeJS.ReadableStream, { quiet: true })) as unknown as AsyncIterable<Buffer>;
+      const out = (await this.docker.loadImage(bundle as unknown as NodeJS.ReadableStream, {
+        quiet: true,
+      })) as unknown as AsyncIterable<Buffer>;
       for await (const msg of jsonLines<DockerProgressMessage & { stream?: string }>(out)) {
         if (msg.error || msg.errorDetail?.message) throw new Error(msg.errorDetail?.message ?? msg.error);
       }

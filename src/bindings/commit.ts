@@ -69,7 +69,8 @@ export function modernCommitBindings(d: ModernCommitDeps): Binding[] {
   return [
     implement(m.get_commit_status, (id) => ({ kernel: id, status: c.status(id).status })),
     implement(m.commit, async (id, _subdir, canonical, filename, extra) => {
-      if (filename) throw new ParametersError('saving a kernel to a file (filename) is not supported by this agent; give canonical, an image name');
+      if (filename)
+        throw new ParametersError('saving a kernel to a file (filename) is not supported by this agent; give canonical, an image name');
       if (!canonical) throw new ParametersError('commit needs canonical: the name of the image to make');
       const { done } = await c.begin(await sourceOf(d.kernels, id), canonical, checkExtraLabels(extra ?? {}));
       return { bgtask_id: task('commit', done), kernel: id, path: null };

@@ -27,7 +27,15 @@ export interface PullSnapshot {
 }
 
 // Pushes (POST /images/{name}/push) tell their layers alike: Pushing with bytes, then Pushed, Layer already exists or Mounted from <repo>.
-const FINISHED = new Set(['Download complete', 'Verifying Checksum', 'Extracting', 'Pull complete', 'Already exists', 'Pushed', 'Layer already exists']);
+const FINISHED = new Set([
+  'Download complete',
+  'Verifying Checksum',
+  'Extracting',
+  'Pull complete',
+  'Already exists',
+  'Pushed',
+  'Layer already exists',
+]);
 const MOVING = new Set(['Downloading', 'Pushing']);
 
 export class PullProgress {

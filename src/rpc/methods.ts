@@ -269,7 +269,11 @@ export const methods = {
   }),
   get_commit_status: define<
     [Param<string>],
-    { kernel: string; status: 'ongoing' | 'ready'; last: { image: string; image_id: string | null; error: string | null; at: number } | null }
+    {
+      kernel: string;
+      status: 'ongoing' | 'ready';
+      last: { image: string; image_id: string | null; error: string | null; at: number } | null;
+    }
   >({
     name: 'get_commit_status',
     summary: 'Says whether a commit of the kernel is under way (ongoing) or not (ready), and how its last one ended (beyond).',

@@ -42,7 +42,9 @@ const kernelSessionPair = p.custom<[string, string]>('pair', '[kernel_id, sessio
 const opts = p.map('opts');
 /** An ImageRef as 24.09 sends it (a pickled object: its field map), or its canonical name. */
 const imageRefParam = p.custom<unknown>('image_ref', 'ImageRef or str', (v) =>
-  typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)) ? { ok: v } : 'must be an ImageRef or a canonical image name',
+  typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v))
+    ? { ok: v }
+    : 'must be an ImageRef or a canonical image name',
 );
 
 /** The methods served to modern managers; the order is the order of listings. */
@@ -217,7 +219,13 @@ export const modernMethods = {
     returns: '{kernel, status: ongoing | ready}',
   }),
   commit: define<
-    [Param<string>, Param<string>, OptionalParam<string | null>, OptionalParam<string | null>, OptionalParam<Record<string, unknown> | null>],
+    [
+      Param<string>,
+      Param<string>,
+      OptionalParam<string | null>,
+      OptionalParam<string | null>,
+      OptionalParam<Record<string, unknown> | null>,
+    ],
     { bgtask_id: string; kernel: string; path: null }
   >({
     name: 'commit',

@@ -25,8 +25,15 @@ export async function imagesOfKernel(kernelId: string): Promise<Array<{ id: stri
 export function removeImagesOfKernelAfterTest(kernelId: string): void {
   onCleanup(async () => {
     for (const i of await imagesOfKernel(kernelId).catch(() => [])) {
-      for (const t of i.tags) await docker.getImage(t).remove({ force: true }).catch(() => undefined);
-      await docker.getImage(i.id).remove({ force: true }).catch(() => undefined);
+      for (const t of i.tags)
+        await docker
+          .getImage(t)
+          .remove({ force: true })
+          .catch(() => undefined);
+      await docker
+        .getImage(i.id)
+        .remove({ force: true })
+        .catch(() => undefined);
     }
   });
 }

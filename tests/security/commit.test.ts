@@ -62,10 +62,11 @@ describe('security: saving a kernel as an image', function () {
     expect(saved.Id).to.equal(r.image_id);
     expect(JSON.stringify(saved)).not.to.include(secret);
     expect(JSON.stringify((await docker.getImage(mine).history()) as unknown)).not.to.include(secret);
-    expect(Object.keys(saved.Config.Labels).filter((k) => k.startsWith('io.compute-agent.')).sort()).to.deep.equal([
-      LABELS.committedFrom,
-      'io.compute-agent.test',
-    ]);
+    expect(
+      Object.keys(saved.Config.Labels)
+        .filter((k) => k.startsWith('io.compute-agent.'))
+        .sort(),
+    ).to.deep.equal([LABELS.committedFrom, 'io.compute-agent.test']);
     // nowhere in its files either (the home, with .config/environ.txt, is a mount: never committed)
     const c = await docker.createContainer({
       Image: mine,

@@ -19,13 +19,12 @@ export function commitCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
       'save a kernel as an image (what was installed in it, without its home and vfolders); the kernel keeps running',
       (c) =>
         addFlags(
-          c
-            .positional('kernel', { type: 'string', demandOption: true, describe: 'the kernel id' })
-            .positional('image', {
-              type: 'string',
-              demandOption: true,
-              describe: "the image to make, a full name under the agent's image prefix or on its allow list, e.g. 127.0.0.1:5000/me/kernel-python:mine",
-            }),
+          c.positional('kernel', { type: 'string', demandOption: true, describe: 'the kernel id' }).positional('image', {
+            type: 'string',
+            demandOption: true,
+            describe:
+              "the image to make, a full name under the agent's image prefix or on its allow list, e.g. 127.0.0.1:5000/me/kernel-python:mine",
+          }),
           AGENTCTL_COMMAND_FLAGS.commit,
         ),
       action<CommitArgs>((argv) =>
@@ -33,7 +32,9 @@ export function commitCommands(y: Argv<GlobalArgs>): Argv<GlobalArgs> {
           const r = await api.commitKernel(argv.kernel, argv.image, !argv.background);
           if (argv.json) return printJson(r);
           process.stdout.write(
-            r.status === 'ready' ? `saved ${r.kernel} as ${r.image} (${r.image_id})\n` : `saving ${r.kernel} as ${r.image} in the background\n`,
+            r.status === 'ready'
+              ? `saved ${r.kernel} as ${r.image} (${r.image_id})\n`
+              : `saving ${r.kernel} as ${r.image} in the background\n`,
           );
         }),
       ),
