@@ -2,9 +2,9 @@
  * A kernel saved as an image (commit_kernel), pushed to the local registry
  * (push_image) and used as a kernel image by another agent, against the real
  * engine and registry; the same through a 24.09 manager's commit and
- * push_image; and the failure paths: a registry where nothing listens, one
- * that never answers (push_timeout), a kernel destroyed during its commit,
- * bad names.
+ * push_image; and the failure paths: a registry that refuses the push (no
+ * credentials), one where nothing listens, one that never answers
+ * (push_timeout), a kernel destroyed during its commit, bad names.
  */
 import { expect } from 'chai';
 import Docker from 'dockerode';
@@ -24,7 +24,7 @@ import {
 } from '../helpers/env.js';
 import { sink } from '../helpers/sink.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
-import { deleteFromRegistry, hasImage, registryDigest, removeLocal, REGISTRY, requireRegistry } from '../helpers/registry.js';
+import { authRegistry, deleteFromRegistry, hasImage, registryDigest, removeLocal, REGISTRY, requireRegistry } from '../helpers/registry.js';
 import { execAsRoot, imagesOfKernel, removeImagesOfKernelAfterTest } from '../helpers/commit.js';
 import { agentctl } from '../helpers/ctl.js';
 import { ModernManager, modernKernelConfig, REDIS_ADDR, StreamReader } from '../helpers/modern-manager.js';
@@ -146,7 +146,7 @@ describe('commit: a kernel saved as an image, pushed and used', function () {
     if (process.env.TEST_LOG) console.log(`      commit ${commitMs} ms, push ${pushMs} ms`);
   });
 
-  it('refuses bad names and images not its own, fails a push where nothing listens, and survives a destroy during a commit: nothing left behind', async () => {
+  it('refuses bad names and images not its own, fails pushes a registry refuses, where nothing listens or nothing answers, and survives a destroy during a commit: nothing left behind', async () => {
     const kid = uniqueName('k');
     removeImagesOfKernelAfterTest(kid);
     const dead = `127.0.0.1:${await freePort()}/${uniqueName('test')}/kernel-python:t`;
@@ -160,9 +160,12 @@ describe('commit: a kernel saved as an image, pushed and used', function () {
       silentServer.close();
     });
     const silent = `127.0.0.1:${(silentServer.address() as net.AddressInfo).port}/${uniqueName('test')}/kernel-python:t`;
+    // a registry that wants credentials etcd does not have: it refuses the push
+    const guarded = `${(await authRegistry('agent', uniqueName('pw'))).addr}/${uniqueName('test')}/kernel-python:t`;
     onCleanup(() => removeLocal(dead));
     onCleanup(() => removeLocal(silent));
-    const a = await agentAllowing([dead, silent, raced.image], 2);
+    onCleanup(() => removeLocal(guarded));
+    const a = await agentAllowing([dead, silent, guarded, raced.image], 2);
     await a.client.callWithTimeout(90_000, methods.create_kernel, kid, config(TEST_IMAGE_LANG));
     const shared = TEST_IMAGE_PREFIX + TEST_IMAGE_LANG;
     const sharedId = (await docker.getImage(shared).inspect()).Id;
@@ -182,6 +185,12 @@ describe('commit: a kernel saved as an image, pushed and used', function () {
     expect(failed.message).to.include(dead);
     expect((await a.sink.next('image_push_failed')).args[0]).to.equal(dead);
     expect((await docker.getImage(dead).inspect()).Id).to.equal(r.image_id);
+    const g = await a.client.callWithTimeout(120_000, methods.commit_kernel, kid, guarded, true, TEST_LABELS);
+    const refused = await remoteError(a.client.callWithTimeout(120_000, methods.push_image, guarded));
+    expect(refused.remoteType).to.equal('agent.ImagePushFailed');
+    expect(refused.message).to.match(/refused the push|cannot push/);
+    expect(refused.message.toLowerCase()).to.match(/auth|unauthorized|denied/);
+    expect((await docker.getImage(guarded).inspect()).Id).to.equal(g.image_id);
 
     // through agentctl: a registry that never answers is given up after push_timeout (2 s), the image stays here
     const ctlArgs = ['--agent', `tcp://127.0.0.1:${a.port}`];
