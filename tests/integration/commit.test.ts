@@ -4,7 +4,9 @@
  * engine and registry; the same through a 24.09 manager's commit and
  * push_image; and the failure paths: a registry that refuses the push (no
  * credentials), one where nothing listens, one that never answers
- * (push_timeout), a kernel destroyed during its commit, bad names.
+ * (push_timeout), a kernel destroyed during its commit, an engine whose
+ * data root is full (a proxy of the test's own answers Docker's error: the
+ * tests cannot fill the real data root), bad names.
  */
 import { expect } from 'chai';
 import Docker from 'dockerode';
@@ -14,9 +16,12 @@ import { modernMethods } from '../../src/rpc/modern-methods.js';
 import { LABELS } from '../../src/adapters/labels.js';
 import {
   freePort,
+  loopbackAgentFlags,
   onCleanup,
   remoteError,
+  removeContainersOf,
   requireEtcd,
+  spawnAgent,
   startAgent,
   TEST_IMAGE_LANG,
   TEST_IMAGE_PREFIX,
@@ -27,6 +32,8 @@ import { consoleText, runToEnd } from '../helpers/run.js';
 import { authRegistry, deleteFromRegistry, hasImage, registryDigest, removeLocal, REGISTRY, requireRegistry } from '../helpers/registry.js';
 import { execAsRoot, imagesOfKernel, removeImagesOfKernelAfterTest } from '../helpers/commit.js';
 import { agentctl } from '../helpers/ctl.js';
+import { dockerProxy } from '../helpers/docker-proxy.js';
+import { AgentClient } from '../../src/rpc/client.js';
 import { ModernManager, modernKernelConfig, REDIS_ADDR, StreamReader } from '../helpers/modern-manager.js';
 
 const docker = new Docker();
@@ -268,5 +275,38 @@ describe('commit: a kernel saved as an image, pushed and used', function () {
       'image_allow_list',
     );
     await m.client.call(modernMethods.destroy_kernel, kid, sid, 'user-requested');
+  });
+  it('a commit the engine fails half way (its data root full) leaves no image nor tag, and the kernel runs on', async () => {
+    const proxy = await dockerProxy();
+    const namespace = uniqueName('test');
+    const agentId = uniqueName('i-test');
+    removeContainersOf(agentId);
+    const port = await freePort();
+    const agent = spawnAgent(await loopbackAgentFlags({ namespace, agentId, port }), { DOCKER_HOST: proxy.host });
+    await agent.waitFor(/"message":"agent running"/);
+    const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 20_000 });
+    onCleanup(() => client.close());
+    const kid = uniqueName('k');
+    removeImagesOfKernelAfterTest(kid);
+    const mine = `${TEST_IMAGE_PREFIX}python:${uniqueName('full').toLowerCase()}`;
+    onCleanup(() => removeLocal(mine));
+    await client.callWithTimeout(90_000, methods.create_kernel, kid, config(TEST_IMAGE_LANG));
+
+    // Docker's commit works; the image made from its layers (the second step) meets a full disk
+    proxy.fail(/^POST \S*\/images\/load/, 'write /var/lib/docker/tmp/docker-import-1/repositories: no space left on device');
+    const e = await remoteError(client.callWithTimeout(120_000, methods.commit_kernel, kid, mine, true, TEST_LABELS));
+    expect(e.remoteType).to.equal('agent.ImageCommitFailed');
+    expect(e.message).to.include('no space left on device').and.include('nothing was left behind');
+    expect(proxy.failed()).to.equal(1);
+    proxy.fail(null);
+    expect(await imagesOfKernel(kid)).to.deep.equal([]); // the first step's image is gone too
+    expect(await hasImage(mine)).to.equal(false);
+    expect((await client.call(methods.get_commit_status, kid)).last?.error).to.include('no space left on device');
+    expect(consoleText(await runToEnd(client, kid, 'print(6 * 7)'), 'stdout')).to.equal('42\n');
+
+    // with room again, the same commit works
+    const r = await client.callWithTimeout(120_000, methods.commit_kernel, kid, mine, true, TEST_LABELS);
+    expect(r.status).to.equal('ready');
+    await client.callWithTimeout(60_000, methods.destroy_kernel, kid);
   });
 });
