@@ -102,8 +102,36 @@ export class ImageCommitter {
   private readonly ongoing = new Map<string, string>();
   private readonly last = new Map<string, CommitOutcome>();
   private readonly pushes = new Map<string, Promise<Pushed>>();
+  /** The first steps of the commits under way (image ids), which `sweep` leaves alone. */
+  private readonly steps = new Set<string>();
 
   constructor(private readonly deps: CommitterDeps) {}
+
+  /**
+   * Removes the first steps of commits an earlier run of this agent was
+   * stopped in (a crash, a SIGKILL between the two steps): untagged images
+   * with this agent's label (Docker copies the container's labels into a
+   * commit) and no `committed-from`. Never forced; a failure is logged and
+   * the agent goes on.
+   */
+  async sweep(agentId: string): Promise<void> {
+    try {
+      for (const i of await this.deps.images.list()) {
+        if (i.tags.length > 0 || i.labels[LABELS.agent] !== agentId || i.labels[LABELS.committedFrom] !== undefined || this.steps.has(i.id))
+          continue;
+        await this.deps.images.remove(i.id);
+        this.deps.log.info('removed the first step of a commit cut short by a stop of the agent', {
+          id: i.id,
+          kernel: i.labels[LABELS.kernel],
+        });
+      }
+    } catch (err) {
+      this.deps.log.warn('cannot remove what commits cut short by a stop left; remove untagged images with this agent label by hand', {
+        label: `${LABELS.agent}=${agentId}`,
+        error: errorMessage(err),
+      });
+    }
+  }
 
   /** Whether a kernel is being saved as the image, or the image is being pushed. */
   busy(image: string): boolean {
@@ -156,10 +184,15 @@ export class ImageCommitter {
     let step: string | null = null;
     /** The intermediate commit goes before the outcome is told, so that whoever hears it finds nothing of it left. */
     const dropStep = async () => {
-      if (step)
-        await this.deps.images
-          .remove(step)
-          .catch((err: unknown) => log.warn('cannot remove the intermediate commit', { id: step, error: errorMessage(err) }));
+      if (step) {
+        this.steps.delete(step);
+        await this.deps.images.remove(step).catch((err: unknown) =>
+          log.warn('cannot remove the intermediate commit; the next start of the agent removes it', {
+            id: step,
+            error: errorMessage(err),
+          }),
+        );
+      }
       step = null;
     };
     try {
@@ -167,6 +200,7 @@ export class ImageCommitter {
       if (!source)
         throw new ImageNotFoundError(src.image, `the kernel's image ${src.image} is no longer on this node; its config cannot be restored`);
       step = await this.deps.images.commitContainer(src.containerId);
+      this.steps.add(step);
       const made = await this.deps.images.view(step);
       if (!made) throw new ImageCommitError(`Docker's commit of kernel ${src.kernelId} left no image`);
       if (source.layers.some((l, i) => made.layers[i] !== l)) {

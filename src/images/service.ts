@@ -57,6 +57,8 @@ export interface ImageServiceDeps {
   freeBytes?(dir: string): Promise<number>;
   /** Where the book of images' last uses is kept (`.image-use.json` in it). */
   scratchRoot: string;
+  /** This agent's id: the first step of a commit carries it (commit.ts, `sweep`). */
+  agentId: string;
 }
 
 /** What the image service needs of an idle pooled container: its image. */
@@ -117,6 +119,7 @@ export class ImageService {
   start(): void {
     this.watching ??= this.deps.images.watch((action) => this.inventory.onEvent(action), this.deps.log, this.abort.signal);
     void this.book.load();
+    void this.committer.sweep(this.deps.agentId);
   }
 
   async close(): Promise<void> {

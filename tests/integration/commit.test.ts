@@ -15,6 +15,7 @@ import { methods } from '../../src/rpc/methods.js';
 import { modernMethods } from '../../src/rpc/modern-methods.js';
 import { LABELS } from '../../src/adapters/labels.js';
 import {
+  eventually,
   freePort,
   loopbackAgentFlags,
   onCleanup,
@@ -54,6 +55,24 @@ async function agentAllowing(allowed: string[], pushTimeout?: number) {
     if (pushTimeout !== undefined) await ns.put('config/agent/push_timeout').value(String(pushTimeout));
   });
   return { ...a, sink: s };
+}
+
+/** An untagged commit of a container with `agentId`'s labels, as a stop between a commit's two steps leaves it; removed after the test. */
+async function leftStep(agentId: string): Promise<string> {
+  const c = await docker.createContainer({
+    Image: TEST_IMAGE_PREFIX + TEST_IMAGE_LANG,
+    Entrypoint: ['/bin/true'],
+    Labels: { [LABELS.agent]: agentId, [LABELS.kernel]: uniqueName('k'), ...TEST_LABELS },
+  });
+  onCleanup(() => c.remove({ force: true }).catch(() => undefined));
+  const { Id } = (await c.commit({})) as { Id: string };
+  onCleanup(() =>
+    docker
+      .getImage(Id)
+      .remove({ force: true })
+      .catch(() => undefined),
+  );
+  return Id;
 }
 
 /** A saved image's name in the local registry, removed there and here after the test. */
@@ -276,14 +295,18 @@ describe('commit: a kernel saved as an image, pushed and used', function () {
     );
     await m.client.call(modernMethods.destroy_kernel, kid, sid, 'user-requested');
   });
-  it('a commit the engine fails half way (its data root full) leaves no image nor tag, and the kernel runs on', async () => {
+  it('a commit the engine fails half way (its data root full) leaves no image nor tag, and the kernel runs on; a start removes what a stop left', async () => {
     const proxy = await dockerProxy();
     const namespace = uniqueName('test');
     const agentId = uniqueName('i-test');
     removeContainersOf(agentId);
     const port = await freePort();
+    // what a stop between a commit's two steps leaves: an untagged image with the agent's labels (Docker copies the container's)
+    const [cutShort, others] = [await leftStep(agentId), await leftStep(uniqueName('i-other'))];
     const agent = spawnAgent(await loopbackAgentFlags({ namespace, agentId, port }), { DOCKER_HOST: proxy.host });
     await agent.waitFor(/"message":"agent running"/);
+    await eventually('the agent to remove the step a stop cut short', async () => !(await hasImage(cutShort)), 30_000, 100);
+    expect(await hasImage(others), "another agent's is left alone").to.equal(true);
     const client = new AgentClient(`tcp://127.0.0.1:${port}`, { timeoutMs: 20_000 });
     onCleanup(() => client.close());
     const kid = uniqueName('k');
