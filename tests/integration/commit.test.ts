@@ -271,11 +271,16 @@ describe('commit: a kernel saved as an image, pushed and used', function () {
     const ended = (task: string) =>
       events.waitFor(`the end of task ${task}`, (e) => e.name.startsWith('bgtask_') && e.args[0] === task, 60_000);
 
-    const saving = await m.client.call(modernMethods.commit, kid, 'snapshots', target.image, null, TEST_LABELS);
+    // as 24.09's manager sends it: the owner's email as subdir, the rest as keywords
+    const saving = (await m.client.callRaw('commit', [kid, 'user@example.com'], {
+      canonical: target.image,
+      filename: null,
+      extra_labels: TEST_LABELS,
+    })) as { bgtask_id: string; kernel: string; path: null };
     expect(saving).to.include({ kernel: kid, path: null });
     const saved = await ended(saving.bgtask_id);
     expect(saved.name, JSON.stringify(saved.args)).to.equal('bgtask_done');
-    expect(await m.client.call(modernMethods.get_commit_status, kid, 'snapshots')).to.deep.equal({ kernel: kid, status: 'ready' });
+    expect(await m.client.call(modernMethods.get_commit_status, kid, 'user@example.com')).to.deep.equal({ kernel: kid, status: 'ready' });
     expect((await docker.getImage(target.image).inspect()).Config.Labels[LABELS.committedFrom]).to.equal(kid);
 
     // the image as an ImageRef's field map (24.09 sends it pickled), with empty registry_conf: etcd's credentials
