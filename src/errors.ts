@@ -149,6 +149,16 @@ export class ImagePullError extends AgentError {
   static override readonly wireName = 'agent.ImagePullFailed';
 }
 
+/** ImageCommitError is raised when saving a kernel as an image fails; the message names the kernel, the image and the cause, and nothing half-made is left. */
+export class ImageCommitError extends AgentError {
+  static override readonly wireName = 'agent.ImageCommitFailed';
+}
+
+/** ImagePushError is raised when pushing an image to its registry fails or times out; the message names the image and the cause. */
+export class ImagePushError extends AgentError {
+  static override readonly wireName = 'agent.ImagePushFailed';
+}
+
 /** ImageInUseError is raised by delete_image and purge_images for an image that kernels or pooled containers use. */
 export class ImageInUseError extends AgentError {
   static override readonly wireName = 'agent.ImageInUse';
@@ -280,6 +290,8 @@ export const WIRE_ERROR_CLASSES = {
   ImageNotFound: ImageNotFoundError,
   ImagePullFailed: ImagePullError,
   ImageInUse: ImageInUseError,
+  ImageCommitFailed: ImageCommitError,
+  ImagePushFailed: ImagePushError,
   Docker: DockerError,
   KernelCreationFailed: KernelCreationError,
   InsufficientResources: NoResourcesError,

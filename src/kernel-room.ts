@@ -210,6 +210,7 @@ export class KernelRoom {
       kernels: () => this.kernels?.list() ?? [],
       pool: () => this.pool,
       scratchRoot: options.scratchRoot,
+      agentId: options.agentId,
     });
     this.images = images;
     images.start();

@@ -24,6 +24,7 @@ import { RedisStreamSink, type RedisTarget } from './events/redis-stream.js';
 import { ModernEvents } from './events/modern-events.js';
 import type { SinkStats } from './events/sink.js';
 import { ModernRpc, type ModernRpcDeps } from './services/modern-rpc.js';
+import { modernCommitBindings } from './bindings/commit.js';
 import { modernImageBindings, type ModernImageDeps } from './bindings/modern-images.js';
 import type { ModernEventName } from './events/catalogue.js';
 import { RedisLink } from './services/redis-link.js';
@@ -104,7 +105,8 @@ export class ModernSide {
     const rpc = new ModernRpc({ ...deps, log, version: this.o.version, agentAddr: this.address, emitModern });
     this.rpc = rpc;
     const images = modernImageBindings({ images: deps.images, gpus: deps.gpus, agentId: this.o.agentId, emitModern, log });
-    this.dispatcher = new Dispatcher([...rpc.bindings(), ...images, ...deps.extra], log, 'modern');
+    const commit = modernCommitBindings({ kernels: deps.kernels, images: deps.images, emitModern, log });
+    this.dispatcher = new Dispatcher([...rpc.bindings(), ...images, ...commit, ...deps.extra], log, 'modern');
     this.events = new ModernEvents(this.sink, rpc, msgpackCodec, () => ({
       scalingGroup: 'default',
       publicHost: this.o.hostIp,

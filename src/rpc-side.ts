@@ -22,6 +22,7 @@ import { runBindings } from './bindings/runs.js';
 import { imageBindings } from './bindings/images.js';
 import { appBindings } from './bindings/apps.js';
 import { drainBindings } from './bindings/drain.js';
+import { commitBindings } from './bindings/commit.js';
 import type { NodeDrain } from './services/drain.js';
 import type { LiveSettings } from './services/live-settings.js';
 import type { KernelService } from './kernels/service.js';
@@ -70,6 +71,7 @@ export function buildRpc(p: RpcParts): { dispatcher: Dispatcher; router: RpcRout
       ...fileBindings(kernels),
       ...runBindings(kernels),
       ...imageBindings(images),
+      ...commitBindings(kernels, images),
       ...appBindings(new KernelApps(kernels), p.log.child({ component: 'rpc' })),
       ...drainBindings(p.drain),
     ],

@@ -6,6 +6,8 @@
  * itself when dockerd restarts. Failures become our errors here.
  */
 import type Docker from 'dockerode';
+import { createHash } from 'node:crypto';
+import tar from 'tar-stream';
 import type { Logger } from '../log.js';
 import { castDockerError } from './docker.js';
 import { followEvents, jsonLines } from './docker-events.js';
@@ -46,6 +48,18 @@ export interface PullStream {
   cancel(): void;
 }
 
+/** What the commit of a container needs to know of an image: its id, config, layers and platform. */
+export interface ImageConfigView {
+  id: string;
+  /** The image's container config (Env, Cmd, Entrypoint, Labels, User, WorkingDir...). */
+  config: Record<string, unknown> & { Env?: string[]; Labels?: Record<string, string> | null };
+  /** The diff ids of its layers, bottom first. */
+  layers: string[];
+  architecture: string;
+  os: string;
+  created: string;
+}
+
 export class DockerImages {
   constructor(private readonly docker: Docker) {}
 
@@ -66,6 +80,73 @@ export class DockerImages {
       throw castDockerError(err, `pulling ${name}`);
     }
     return { messages: jsonLines<DockerProgressMessage>(stream as unknown as AsyncIterable<Buffer>), cancel: () => stream.destroy() };
+  }
+
+  /** Starts pushing `name` (`repo:tag`) to its registry; the stream is Docker's JSON progress lines. */
+  async push(name: string, auth: PullAuth | null): Promise<PullStream> {
+    let stream: NodeJS.ReadableStream & { destroy(): void };
+    try {
+      stream = (await this.docker.getImage(name).push({ authconfig: auth ?? {} })) as unknown as typeof stream;
+    } catch (err) {
+      throw castDockerError(err, `pushing ${name}`);
+    }
+    return { messages: jsonLines<DockerProgressMessage>(stream as unknown as AsyncIterable<Buffer>), cancel: () => stream.destroy() };
+  }
+
+  /** Commits a container's file system to a new untagged image (the container paused meanwhile); its id. */
+  async commitContainer(containerId: string): Promise<string> {
+    try {
+      const r = (await this.docker.getContainer(containerId).commit({ pause: true })) as { Id: string };
+      return r.Id;
+    } catch (err) {
+      throw castDockerError(err, `committing container ${containerId.slice(0, 12)}`);
+    }
+  }
+
+  /** An image's id, config, layers and platform, or null when it is not here. */
+  async view(name: string): Promise<ImageConfigView | null> {
+    try {
+      const i = await this.docker.getImage(name).inspect();
+      return {
+        id: i.Id,
+        config: i.Config as unknown as ImageConfigView['config'],
+        layers: i.RootFS.Layers ?? [],
+        architecture: i.Architecture,
+        os: i.Os,
+        created: i.Created,
+      };
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return null;
+      throw castDockerError(err, `inspecting image ${name}`);
+    }
+  }
+
+  /**
+   * Makes an image of layers the engine already has with a config of our
+   * own, tagged `name`, and returns its id: a `docker load` of a tarball
+   * holding only the config and manifest (the engine skips the files of
+   * layers it has). A commit cannot drop the container's environment or
+   * labels (Docker merges them back in); this can.
+   */
+  async loadConfig(name: string, config: Record<string, unknown>, layerCount: number): Promise<string> {
+    const json = Buffer.from(JSON.stringify(config));
+    const hex = createHash('sha256').update(json).digest('hex');
+    const bundle = tar.pack();
+    bundle.entry({ name: `${hex}.json` }, json);
+    const layers = Array.from({ length: layerCount }, (_, i) => `${i}/layer.tar`);
+    bundle.entry({ name: 'manifest.json' }, JSON.stringify([{ Config: `${hex}.json`, RepoTags: [name], Layers: layers }]));
+    bundle.finalize();
+    try {
+      const out = (await this.docker.loadImage(bundle as unknown as NodeJS.ReadableStream, {
+        quiet: true,
+      })) as unknown as AsyncIterable<Buffer>;
+      for await (const msg of jsonLines<DockerProgressMessage & { stream?: string }>(out)) {
+        if (msg.error || msg.errorDetail?.message) throw new Error(msg.errorDetail?.message ?? msg.error);
+      }
+    } catch (err) {
+      throw castDockerError(err, `making image ${name}`);
+    }
+    return `sha256:${hex}`;
   }
 
   /** Every local image. */

@@ -32,4 +32,6 @@ export const LABELS = {
   clusterNetwork: 'io.compute-agent.cluster-network',
   /** On a kernel of a multi-kernel session: its hostname among the session's kernels (main1, sub1, ...). */
   clusterHostname: 'io.compute-agent.cluster-hostname',
+  /** On an image saved from a kernel (src/images/commit.ts): the kernel's id. Only images with it may be tagged over or pushed. */
+  committedFrom: 'io.compute-agent.committed-from',
 } as const;

@@ -17,6 +17,7 @@ import { runCommand } from './ctl/run.js';
 import { callCommand } from './ctl/modern.js';
 import { openCommand } from './ctl/open.js';
 import { drainCommands } from './ctl/drain.js';
+import { commitCommands } from './ctl/commit.js';
 import { addFlags, AGENTCTL_FLAGS } from './flags.js';
 
 const base = yargs(hideBin(process.argv))
@@ -36,6 +37,7 @@ for (const add of [
   callCommand,
   openCommand,
   drainCommands,
+  commitCommands,
 ])
   commands = add(commands);
 

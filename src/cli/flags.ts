@@ -160,7 +160,7 @@ export const AGENTCTL_FLAGS: readonly FlagSpec[] = [
 /** The flags of agentctl's commands, by command (like the global ones, each is also an `AGENTCTL_*` variable). */
 export const AGENTCTL_COMMAND_FLAGS: Readonly<
   Record<
-    'run' | 'events' | 'download' | 'destroy' | 'reset' | 'images rm' | 'images gc' | 'open' | 'drain' | 'undrain',
+    'run' | 'events' | 'download' | 'destroy' | 'reset' | 'images rm' | 'images gc' | 'open' | 'drain' | 'undrain' | 'commit',
     readonly FlagSpec[]
   >
 > = {
@@ -206,6 +206,14 @@ export const AGENTCTL_COMMAND_FLAGS: Readonly<
   ],
   undrain: [
     { name: 'etcd', type: 'boolean', default: false, describe: "delete the node's drain key in etcd instead of calling the agent" },
+  ],
+  commit: [
+    {
+      name: 'background',
+      type: 'boolean',
+      default: false,
+      describe: 'return once the commit has started (the get_commit_status call says when it is done) instead of waiting for the image',
+    },
   ],
   'images rm': [{ name: 'force', type: 'boolean', default: false, describe: 'also remove images that idle pooled containers use' }],
   'images gc': [{ name: 'dry-run', type: 'boolean', default: false, describe: 'list what would be removed, in order, and remove nothing' }],

@@ -227,6 +227,15 @@ export const SETTINGS = [
     parse: number(1, 24 * 3600),
   }),
   setting({
+    key: 'push_timeout',
+    field: 'pushTimeoutSec',
+    doc: 'seconds a push of a saved kernel image may take; then it is aborted and its waiters get agent.ImagePushFailed',
+    see: 'Images',
+    default: 600,
+    live: true,
+    parse: number(1, 24 * 3600),
+  }),
+  setting({
     key: 'pull_space_margin',
     field: 'pullSpaceMarginBytes',
     doc: "free bytes kept on Docker's data root beyond 2 x the image's compressed size (manifest); less refuses the pull",

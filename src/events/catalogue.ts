@@ -82,6 +82,44 @@ export const AGENT_EVENTS = [
     beyond: true,
   },
   {
+    name: 'image_commit_started',
+    args: [kernelId, { name: 'image', type: 'str: the image being made' }],
+    when: 'a kernel is being saved as an image (commit_kernel, a modern commit)',
+    beyond: true,
+  },
+  {
+    name: 'image_commit_finished',
+    args: [kernelId, { name: 'image', type: 'str' }, { name: 'image_id', type: 'str: sha256:...' }],
+    when: 'a kernel was saved as an image',
+    beyond: true,
+  },
+  {
+    name: 'image_commit_failed',
+    args: [kernelId, { name: 'image', type: 'str' }, { name: 'reason', type: 'str' }],
+    when: 'saving a kernel as an image failed (nothing of it is left)',
+    beyond: true,
+  },
+  {
+    name: 'image_push_progress',
+    args: [
+      { name: 'image', type: 'str' },
+      { name: 'bytes_done', type: 'int' },
+      { name: 'bytes_total', type: 'int' },
+    ],
+    when: 'at most once a second while a saved image is pushed, and once at the end with bytes_done = bytes_total',
+    beyond: true,
+  },
+  { name: 'image_push_finished', args: [{ name: 'image', type: 'str' }], when: 'a push ended well', beyond: true },
+  {
+    name: 'image_push_failed',
+    args: [
+      { name: 'image', type: 'str' },
+      { name: 'reason', type: 'str' },
+    ],
+    when: 'a push failed or took longer than push_timeout',
+    beyond: true,
+  },
+  {
     name: 'image_removed',
     args: [
       { name: 'image', type: 'str: the name removed (the first, when it had several)' },
@@ -161,6 +199,22 @@ export const MODERN_EVENTS = [
     ],
     when: 'a pull of check_and_pull failed (the shape of releases after 24.09)',
     beyond: true,
+  },
+  {
+    name: 'bgtask_done',
+    args: [
+      { name: 'task_id', type: 'str: the bgtask_id of commit or push_image' },
+      { name: 'message', type: 'str or nil' },
+    ],
+    when: 'a background task of commit or push_image ended well',
+  },
+  {
+    name: 'bgtask_failed',
+    args: [
+      { name: 'task_id', type: 'str' },
+      { name: 'message', type: 'str: why' },
+    ],
+    when: 'a background task of commit or push_image failed',
   },
 ] as const satisfies readonly EventSpec[];
 

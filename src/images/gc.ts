@@ -16,8 +16,10 @@
  * carries a kernel image label (`ai.backend.*` or `io.sorna.*`); no
  * container at all, running or stopped, whoever made it, uses it; no kernel
  * of this agent (in any state) nor pooled container (idle or being made)
- * names it; it is not on the prepull list; it is not being pulled; and it
- * was not used since the pass began. The last three and the containers are
+ * names it; it is not on the prepull list; it is not being pulled, saved
+ * from a kernel or pushed; it is not an image saved from a kernel that was
+ * never pushed (commit.ts: its only copy); and it was not used since the
+ * pass began. The last three and the containers are
  * checked again just before each removal, and the removal itself is never
  * forced, so Docker refuses it if a container appeared in between.
  */
@@ -30,6 +32,7 @@ import type { ImageGcEntry, ImageGcResult } from '../rpc/results.js';
 import { langOfImage } from '../config/lang.js';
 import type { ImageUseBook } from './image-use.js';
 import { Outage } from '../util/backoff.js';
+import { LABELS } from '../adapters/labels.js';
 
 /** The label namespaces of kernel images (the same as src/containers/image-traits.ts reads). */
 const KERNEL_LABEL_PREFIXES = ['ai.backend.', 'io.sorna.'];
@@ -70,6 +73,8 @@ export interface ImageGcDeps {
   prepull(): Set<string>;
   /** Whether a pull of the image is queued or under way. */
   pulling(image: string): boolean;
+  /** Whether a kernel is being saved as the image, or the image pushed (commit.ts). */
+  saving(image: string): boolean;
 }
 
 /** How often the collector looks again at an interval of 0 (whether it changed). */
@@ -294,6 +299,10 @@ export class ImageGc {
     if (names.some((n) => inUse.has(n))) return 'a kernel or pooled container of this agent uses it';
     if (names.some((n) => prepull.has(n))) return 'on the prepull list';
     if (names.some((n) => this.deps.pulling(n))) return 'being pulled';
+    if (names.some((n) => this.deps.saving(n))) return 'being saved from a kernel or pushed';
+    // A saved image has a digest name only once pushed (or pulled back): until then it is the only copy of what was installed.
+    if (image.labels[LABELS.committedFrom] !== undefined && image.digests.length === 0)
+      return 'saved from a kernel and never pushed (its only copy): push it, or remove it with agentctl images rm';
     return null;
   }
 
@@ -305,6 +314,7 @@ export class ImageGc {
     if (c.names.some((n) => this.deps.inUse().has(n))) return 'a kernel or pooled container of this agent uses it';
     if (c.names.some((n) => this.deps.prepull().has(n))) return 'on the prepull list';
     if (c.names.some((n) => this.deps.pulling(n))) return 'being pulled';
+    if (c.names.some((n) => this.deps.saving(n))) return 'being saved from a kernel or pushed';
     if (c.names.some((n) => (this.deps.book.lastUse(n) ?? 0) >= t0)) return 'used since the pass began';
     return null;
   }

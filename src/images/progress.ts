@@ -1,6 +1,6 @@
 /**
  * PullProgress folds Docker's JSON progress messages of one pull (the lines
- * of `POST /images/create`) into bytes done and bytes total, per layer and
+ * of `POST /images/create`) or push (src/images/commit.ts) into bytes done and bytes total, per layer and
  * in all. The agent's `image_pull_progress` events, `list_pulls` and
  * agentctl's progress bar all read this one aggregation. `Throttle` lets
  * an update through at most once per interval.
@@ -26,7 +26,17 @@ export interface PullSnapshot {
   layers: LayerProgress[];
 }
 
-const FINISHED = new Set(['Download complete', 'Verifying Checksum', 'Extracting', 'Pull complete', 'Already exists']);
+// Pushes (POST /images/{name}/push) tell their layers alike: Pushing with bytes, then Pushed, Layer already exists or Mounted from <repo>.
+const FINISHED = new Set([
+  'Download complete',
+  'Verifying Checksum',
+  'Extracting',
+  'Pull complete',
+  'Already exists',
+  'Pushed',
+  'Layer already exists',
+]);
+const MOVING = new Set(['Downloading', 'Pushing']);
 
 export class PullProgress {
   private readonly layers = new Map<string, LayerProgress>();
@@ -53,10 +63,10 @@ export class PullProgress {
     if (!layer) this.layers.set(id, (layer = { id, status, done: 0, total: 0 }));
     layer.status = status;
     const d = msg.progressDetail;
-    if (status === 'Downloading' && d) {
+    if (MOVING.has(status) && d) {
       if (typeof d.total === 'number' && d.total > 0) layer.total = d.total;
       if (typeof d.current === 'number' && d.current >= 0) layer.done = Math.min(d.current, layer.total || d.current);
-    } else if (FINISHED.has(status)) {
+    } else if (FINISHED.has(status) || status.startsWith('Mounted from')) {
       if (status === 'Extracting' && d && typeof d.total === 'number' && d.total > 0 && layer.total === 0) layer.total = d.total;
       layer.done = layer.total;
     }

@@ -20,6 +20,7 @@ import { readRegistryCredentials, RegistryClient, type RegistryCredentials } fro
 import type { AgentEventName } from '../events/catalogue.js';
 import { ImageUseBook } from './image-use.js';
 import { ImageGc } from './gc.js';
+import { ImageCommitter } from './commit.js';
 
 /** The settings the image room reads (live). */
 export interface ImageSettings {
@@ -29,6 +30,7 @@ export interface ImageSettings {
   pullConcurrency: number;
   pullTimeoutSec: number;
   pullSpaceMarginBytes: number;
+  pushTimeoutSec: number;
   /** Langs this node must have (the collector never removes them). */
   prepull: string[];
   imageGcHigh: number;
@@ -55,6 +57,8 @@ export interface ImageServiceDeps {
   freeBytes?(dir: string): Promise<number>;
   /** Where the book of images' last uses is kept (`.image-use.json` in it). */
   scratchRoot: string;
+  /** This agent's id: the first step of a commit carries it (commit.ts, `sweep`). */
+  agentId: string;
 }
 
 /** What the image service needs of an idle pooled container: its image. */
@@ -68,6 +72,8 @@ export class ImageService {
   readonly registry: RegistryClient;
   readonly book: ImageUseBook;
   readonly gc: ImageGc;
+  /** Saves kernels as images and pushes them (commit.ts). */
+  readonly committer: ImageCommitter;
   private readonly abort = new AbortController();
   private watching: Promise<void> | null = null;
 
@@ -94,6 +100,18 @@ export class ImageService {
       inUse: () => this.inUse(),
       prepull: () => this.prepullImages(),
       pulling: (image) => this.puller.pulling(image),
+      saving: (image) => this.committer.busy(image),
+    });
+    this.committer = new ImageCommitter({
+      images: deps.images,
+      log: deps.log.child({ component: 'image-commit' }),
+      emit: deps.emit,
+      credentials,
+      settings: deps.settings,
+      resolveCanonical: (canonical) => this.resolveCanonical(canonical),
+      kernelImages: () => this.users().kernels,
+      used: (image) => this.book.touch([image]),
+      settled: (image) => this.gc.settled(image),
     });
   }
 
@@ -101,6 +119,7 @@ export class ImageService {
   start(): void {
     this.watching ??= this.deps.images.watch((action) => this.inventory.onEvent(action), this.deps.log, this.abort.signal);
     void this.book.load();
+    void this.committer.sweep(this.deps.agentId);
   }
 
   async close(): Promise<void> {

@@ -158,6 +158,12 @@ function mountsOf(raw: unknown, vfolderRoot: string): MountSpec[] {
   });
 }
 
+/** The canonical name of a 24.09 ImageRef's field map: `registry/project/name:tag`, empty parts left out (as its `canonical`). */
+export function canonicalOfImageRef(r: Record<string, unknown>): string {
+  const repo = [r.registry, r.project, r.name].filter((x) => typeof x === 'string' && x !== '').join('/');
+  return `${repo}:${String(r.tag)}`;
+}
+
 /**
  * Reads one kernel's modern creation config; `imageRef` (the session's
  * `kernel_image_refs` entry, an ImageRef field map) is the fallback when the
@@ -183,11 +189,7 @@ export function parseModernKernelConfig(
   }
   const image = config.image;
   let canonical: unknown = isMap(image) ? image.canonical : undefined;
-  if (canonical === undefined && isMap(imageRef)) {
-    const r = imageRef;
-    const repo = [r.registry, r.project, r.name].filter((x) => typeof x === 'string' && x !== '').join('/');
-    canonical = `${repo}:${String(r.tag)}`;
-  }
+  if (canonical === undefined && isMap(imageRef)) canonical = canonicalOfImageRef(imageRef);
   if (typeof canonical !== 'string' || canonical === '') bad('image', 'must be a map with the image reference in canonical');
   const mode = config.cluster_mode ?? 'single-node';
   if (mode !== 'single-node') bad('cluster_mode', `${JSON.stringify(mode)} is not supported: this agent runs single-node sessions only`);

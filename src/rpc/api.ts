@@ -207,6 +207,29 @@ export class AgentApi {
     return this.client.callWithTimeout(this.slowMs, methods.gc_images, dryRun);
   }
 
+  /**
+   * commit_kernel (beyond): saves a kernel as the image `image`; with `wait`
+   * it returns once the image is made (a commit takes seconds to minutes).
+   */
+  commitKernel(
+    kernelId: string,
+    image: string,
+    wait = true,
+    extraLabels: Record<string, string> = {},
+  ): Promise<{ kernel: string; image: string; status: 'ongoing' | 'ready'; image_id: string | null }> {
+    return this.client.callWithTimeout(wait ? 3_600_000 : this.slowMs, methods.commit_kernel, kernelId, image, wait, extraLabels);
+  }
+
+  /** get_commit_status (beyond): whether a commit of the kernel is under way, and how its last one ended. */
+  getCommitStatus(kernelId: string) {
+    return this.client.call(methods.get_commit_status, kernelId);
+  }
+
+  /** push_image (beyond): pushes an image the agent saved to its registry; returns when it is there (bounded by push_timeout). */
+  pushImage(image: string, timeoutMs = 3_600_000): Promise<{ image: string; digest: string | null }> {
+    return this.client.callWithTimeout(timeoutMs, methods.push_image, image);
+  }
+
   /** reset: destroys every kernel of the agent (reason agent-reset). */
   reset(): Promise<null> {
     return this.client.callWithTimeout(this.slowMs, methods.reset);

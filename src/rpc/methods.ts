@@ -52,6 +52,7 @@ import type {
 
 const MiB = 1024 * 1024;
 const imageLang = p.str('image', { minLength: 1, maxLength: 512 });
+const canonicalImage = p.str('image', { minLength: 1, maxLength: 384 });
 const code = p.str('code', { maxLength: 16 * MiB });
 const opts = p.map('opts');
 const serviceName = p.str('service', { minLength: 1, maxLength: 64 });
@@ -255,6 +256,36 @@ export const methods = {
     params: [p.optional(p.bool('dry_run'))],
     returns:
       '{data_root, usage_pct, usage_after_pct, high_pct, low_pct, dry_run, ran, removed: [{image, names, id, size, last_used}], kept: [{image, id, reason}], failed}',
+  }),
+  commit_kernel: define<
+    [Param<string>, Param<string>, OptionalParam<boolean>, OptionalParam<Record<string, unknown>>],
+    { kernel: string; image: string; status: 'ongoing' | 'ready'; image_id: string | null }
+  >({
+    name: 'commit_kernel',
+    summary:
+      "Saves a kernel as an image named `image` (a canonical name under image_prefix or on image_allow_list), without its home and vfolders, with its image's config and labels; in the background unless `wait`; the kernel keeps running (beyond).",
+    params: [kernelIdParam, canonicalImage, p.optional(p.bool('wait')), p.optional(p.map('extra_labels'))],
+    returns: '{kernel, image, status: ongoing (ready with wait), image_id (with wait)}',
+  }),
+  get_commit_status: define<
+    [Param<string>],
+    {
+      kernel: string;
+      status: 'ongoing' | 'ready';
+      last: { image: string; image_id: string | null; error: string | null; at: number } | null;
+    }
+  >({
+    name: 'get_commit_status',
+    summary: 'Says whether a commit of the kernel is under way (ongoing) or not (ready), and how its last one ended (beyond).',
+    params: [kernelIdParam],
+    returns: '{kernel, status: ongoing | ready, last: {image, image_id, error, at} or nil}',
+  }),
+  push_image: define<[Param<string>], { image: string; digest: string | null }>({
+    name: 'push_image',
+    summary:
+      "Pushes an image the agent saved (commit_kernel) to its registry with etcd's credentials for it, bounded by push_timeout; progress goes out as events; two pushes of one image share it (beyond).",
+    params: [canonicalImage],
+    returns: '{image, digest}',
   }),
   drain: define<[OptionalParam<number | null>], DrainStatus>({
     name: 'drain',

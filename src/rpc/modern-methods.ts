@@ -40,6 +40,12 @@ const kernelSessionPair = p.custom<[string, string]>('pair', '[kernel_id, sessio
     : 'must be a [kernel_id, session_id] pair of ids',
 );
 const opts = p.map('opts');
+/** An ImageRef as 24.09 sends it (a pickled object: its field map), or its canonical name. */
+const imageRefParam = p.custom<unknown>('image_ref', 'ImageRef or str', (v) =>
+  typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v))
+    ? { ok: v }
+    : 'must be an ImageRef or a canonical image name',
+);
 
 /** The methods served to modern managers; the order is the order of listings. */
 export const modernMethods = {
@@ -219,6 +225,41 @@ export const modernMethods = {
     params: [p.str('network_name', { minLength: 1, maxLength: 128 })],
     returns: 'nil',
   }),
+  get_commit_status: define<[Param<string>, Param<string>], { kernel: string; status: 'ongoing' | 'ready' }>({
+    name: 'get_commit_status',
+    summary: 'Says whether a commit of the kernel is under way (ongoing) or not (ready); subdir is accepted and not used.',
+    params: [kernelId, p.str('subdir', { maxLength: 4096 })],
+    returns: '{kernel, status: ongoing | ready}',
+  }),
+  commit: define<
+    [
+      Param<string>,
+      Param<string>,
+      OptionalParam<string | null>,
+      OptionalParam<string | null>,
+      OptionalParam<Record<string, unknown> | null>,
+    ],
+    { bgtask_id: string; kernel: string; path: null }
+  >({
+    name: 'commit',
+    summary:
+      'Saves a kernel as the image `canonical` (under image_prefix or on image_allow_list) in the background; bgtask_done / bgtask_failed tell the outcome. Saving to a file (filename) is not supported.',
+    params: [
+      kernelId,
+      p.str('subdir', { maxLength: 4096 }),
+      p.optional(p.nullable(p.str('canonical', { minLength: 1, maxLength: 384 }))),
+      p.optional(p.nullable(p.str('filename', { maxLength: 4096 }))),
+      p.optional(p.nullable(p.map('extra_labels'))),
+    ],
+    returns: '{bgtask_id, kernel, path: nil}',
+  }),
+  push_image: define<[Param<unknown>, Param<Record<string, unknown>>], { bgtask_id: string; canonical: string }>({
+    name: 'push_image',
+    summary:
+      "Pushes an image the agent saved to its registry in the background (bounded by push_timeout), with registry_conf's username and password when given, else etcd's; bgtask_done / bgtask_failed tell the outcome.",
+    params: [imageRefParam, p.map('registry_conf')],
+    returns: '{bgtask_id, canonical}',
+  }),
   drain: methods.drain,
   undrain: methods.undrain,
 } as const;
@@ -228,10 +269,4 @@ export const modernMethods = {
  * serve yet: each answers a failure naming it (never silence). Their
  * parameters are not checked, so that the failure is always that one.
  */
-export const modernNotServed: readonly string[] = [
-  'update_scaling_group',
-  'trigger_batch_execution',
-  'get_commit_status',
-  'commit',
-  'push_image',
-];
+export const modernNotServed: readonly string[] = ['update_scaling_group', 'trigger_batch_execution'];

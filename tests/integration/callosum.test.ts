@@ -122,9 +122,9 @@ describe('Callosum managers beside aiozmq ones on one port', function () {
     const nf = await remoteError(modern.callRaw('no_such_method', []));
     expect(nf.remoteType).to.equal('KeyError');
     expect(nf.remoteRepr).to.match(/no_such_method is not served/);
-    const ns = await remoteError(modern.callRaw('push_image', [{}]));
+    const ns = await remoteError(modern.callRaw('create_local_network', [{}]));
     expect(ns.remoteType).to.equal('NotImplemented');
-    expect(ns.remoteRepr).to.match(/push_image .*not implemented/);
+    expect(ns.remoteRepr).to.match(/create_local_network .*not implemented/);
     const pe = await remoteError(modern.callRaw('execute', ['s', 'k', 2]));
     expect(pe.remoteType).to.equal('ParametersError');
     expect(pe.remoteRepr).to.match(/missing a required argument: 'run_id'/);
@@ -476,8 +476,8 @@ describe('agentctl --callosum', function () {
     const { stdout } = await promisify(execFile)(process.execPath, [AGENT_BIN, 'methods', '--modern']);
     for (const name of Object.keys(modernMethods)) expect(stdout).to.match(new RegExp(`^${name}\\(`, 'm'));
     expect(stdout).to.match(/^execute\(session_id: .*, kernel_id: .*, api_version: .*flush_timeout: float/m);
-    expect(stdout).to.match(/not served yet .*update_scaling_group/);
-    expect(stdout).to.not.match(/not served yet .*create_local_network/);
+    expect(stdout).to.match(/not served yet .*update_scaling_group.*trigger_batch_execution/);
+    expect(stdout).to.not.match(/not served yet .*(create_local_network|push_image)/);
     expect(stdout).to.match(/^assign_port\(\) -> port number/m);
   });
 });

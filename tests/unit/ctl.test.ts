@@ -52,6 +52,8 @@ describe('agentctl parts', () => {
       new errors.ConfigError('x'),
       new errors.ImagePullError('x'),
       new errors.ImageInUseError('x'),
+      new errors.ImageCommitError('x'),
+      new errors.ImagePushError('x'),
       new errors.DestroyPendingError('x'),
       new errors.ImpossibleRequestError('x'),
       new errors.NoSpaceError('x'),

@@ -27,6 +27,7 @@ function paths(lang: string): Record<string, boolean> {
     kernels: () => [],
     pool: () => null,
     scratchRoot: '/nonexistent', // the book of last uses is never read: nothing starts
+    agentId: 'i-unit',
   });
   const takes = (f: () => unknown) => {
     try {
