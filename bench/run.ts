@@ -84,7 +84,11 @@ async function main(): Promise<number> {
   const results: FigureResult[] = [];
   try {
     for (const fig of o.selected) {
-      const settings = { rounds: o.rounds ?? (o.short ? fig.rounds.short : fig.rounds.full), warmup: o.warmup ?? 1, short: o.short };
+      const settings = {
+        rounds: o.rounds ?? (o.short ? fig.rounds.short : fig.rounds.full),
+        warmup: o.warmup ?? (o.short ? 0 : 1),
+        short: o.short,
+      };
       console.error(`bench: ${fig.name}: ${settings.rounds} rounds after ${settings.warmup} warm-up`);
       const r = await runFigure(fig, env, settings, (line) => console.error(`bench: ${line}`));
       results.push(r);

@@ -90,6 +90,13 @@ if [ "$($BB id -u)" -eq 0 ]; then
     # a fresh (not bind-mounted) home must be writable by the kernel user
     [ "$($BB stat -c %u /home/work)" -eq 0 ] && $BB chown "$uid:$gid" /home/work 2>/dev/null
     export HOME=/home/work USER="$user" LOGNAME="$user" SHELL="$CA_USER_SHELL"
+    # The kernel user's packages (pip install --user) go outside the home, into the
+    # container's own file system, so that a kernel saved as an image keeps them.
+    if $BB mkdir -p /opt/user-packages && $BB chown "$uid:$gid" /opt/user-packages 2>/dev/null; then
+      export PYTHONUSERBASE=/opt/user-packages PATH="/opt/user-packages/bin:$PATH"
+    else
+      log "cannot make /opt/user-packages; packages installed with pip install --user go to the home"
+    fi
     run_as="$uid $gid"
   else
     export HOME=/home/work USER=root LOGNAME=root SHELL="$CA_USER_SHELL"

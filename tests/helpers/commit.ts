@@ -37,12 +37,3 @@ export function removeImagesOfKernelAfterTest(kernelId: string): void {
     }
   });
 }
-
-/** Runs a command in a kernel's container as root (as an operator installing a package would). */
-export async function execAsRoot(containerId: string, cmd: string[]): Promise<void> {
-  const ex = await docker.getContainer(containerId).exec({ Cmd: cmd, User: 'root', AttachStdout: true, AttachStderr: true });
-  const stream = await ex.start({});
-  for await (const _ of stream) void _;
-  const r = await ex.inspect();
-  if (r.ExitCode !== 0) throw new Error(`${cmd.join(' ')} exited ${r.ExitCode}`);
-}

@@ -122,9 +122,9 @@ describe('Callosum managers beside aiozmq ones on one port', function () {
     const nf = await remoteError(modern.callRaw('no_such_method', []));
     expect(nf.remoteType).to.equal('KeyError');
     expect(nf.remoteRepr).to.match(/no_such_method is not served/);
-    const ns = await remoteError(modern.callRaw('create_local_network', [{}]));
+    const ns = await remoteError(modern.callRaw('trigger_batch_execution', [{}]));
     expect(ns.remoteType).to.equal('NotImplemented');
-    expect(ns.remoteRepr).to.match(/create_local_network .*not implemented/);
+    expect(ns.remoteRepr).to.match(/trigger_batch_execution .*not implemented/);
     const pe = await remoteError(modern.callRaw('execute', ['s', 'k', 2]));
     expect(pe.remoteType).to.equal('ParametersError');
     expect(pe.remoteRepr).to.match(/missing a required argument: 'run_id'/);

@@ -31,7 +31,7 @@ import {
 import { sink } from '../helpers/sink.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
 import { authRegistry, deleteFromRegistry, hasImage, registryDigest, removeLocal, REGISTRY, requireRegistry } from '../helpers/registry.js';
-import { execAsRoot, imagesOfKernel, removeImagesOfKernelAfterTest } from '../helpers/commit.js';
+import { imagesOfKernel, removeImagesOfKernelAfterTest } from '../helpers/commit.js';
 import { agentctl } from '../helpers/ctl.js';
 import { dockerProxy } from '../helpers/docker-proxy.js';
 import { AgentClient } from '../../src/rpc/client.js';
@@ -98,9 +98,15 @@ describe('commit: a kernel saved as an image, pushed and used', function () {
     const secret = `s3cr3t-${uniqueName('v')}`;
     const mod = `mymod_${uniqueName('m').replace(/-/g, '_')}`;
     const a = await agentAllowing([target.image]);
-    const info = await a.client.callWithTimeout(90_000, methods.create_kernel, kid, config(TEST_IMAGE_LANG, { SECRET_TOKEN: secret }));
-    // what an operator's `pip install` as root does: a module in the system site-packages
-    await execAsRoot(info.container_id, ['/bin/sh', '-c', `echo 'VALUE = 42' > /usr/local/lib/python3.11/dist-packages/${mod}.py`]);
+    await a.client.callWithTimeout(90_000, methods.create_kernel, kid, config(TEST_IMAGE_LANG, { SECRET_TOKEN: secret }));
+    // what `pip install --user` does, as the kernel's own user (the test image has no pip): a module in the user site, which is outside the home
+    const installed = await runToEnd(
+      a.client,
+      kid,
+      `import os, site\nd = site.getusersitepackages()\nos.makedirs(d, exist_ok=True)\nopen(os.path.join(d, '${mod}.py'), 'w').write('VALUE = 42')\nprint(d)`,
+    );
+    expect(consoleText(installed, 'stderr')).to.equal('');
+    expect(consoleText(installed, 'stdout')).to.match(/^\/opt\/user-packages\/lib\/python3[.0-9]*\/site-packages\n$/);
     expect(consoleText(await runToEnd(a.client, kid, "open('/home/work/note.txt', 'w').write('home')"), 'stderr')).to.equal('');
 
     const t0 = Date.now();

@@ -48,6 +48,13 @@ if [[ $(id -u) -eq 0 ]]; then
     # a fresh (non-bind-mounted) home must be writable by the kernel user
     [[ -O /home/work ]] && chown "$uid:$gid" /home/work 2>/dev/null
     export HOME=/home/work USER=$user LOGNAME=$user SHELL=/bin/bash
+    # The kernel user's packages (pip install --user) go outside the home, into the
+    # container's own file system, so that a kernel saved as an image keeps them.
+    if mkdir -p /opt/user-packages && chown "$uid:$gid" /opt/user-packages 2>/dev/null; then
+      export PYTHONUSERBASE=/opt/user-packages PATH="/opt/user-packages/bin:$PATH"
+    else
+      log "cannot make /opt/user-packages; packages installed with pip install --user go to the home"
+    fi
     if getent passwd "$uid" >/dev/null; then groups=--init-groups; else groups=--clear-groups; fi
     run_as=(setpriv --reuid="$uid" --regid="$gid" "$groups" --)
   else
