@@ -9,6 +9,8 @@
 #   compute-agent-test/any-shell:bookworm   Debian minbase, no Python at all
 #   compute-agent-test/any-venv:bookworm    Python only in a venv under /opt/venv (none on PATH),
 #                                           named by ai.backend.runtime-type/-path labels
+#   compute-agent-test/any-jupyter:bookworm Debian's python3 + jupyter-notebook, its app named by
+#                                           ai.backend.service-ports (jupyter:http:8080)
 #   compute-agent-test/any-musl:fake        one file, /lib/ld-musl-x86_64.so.1: an image the agent refuses
 #
 #   bash deploy/kernels/build-any.sh                       # skip the images already built from this recipe
@@ -81,7 +83,10 @@ image compute-agent-test/any-venv:bookworm python3 'chroot "$1" python3 -m venv 
   rm -f "$1"/usr/bin/python3 "$1"/usr/bin/python3.11' -- \
   --change 'LABEL ai.backend.runtime-type="python" ai.backend.runtime-path="/opt/venv/bin/python3"'
 
-# The musl image: refused at create, so it need not run.
+# The musl image: refused at create, so it need not run.# Debian's Jupyter without this project's runner: its app (service ports) runs with the image's own programs.
+image compute-agent-test/any-jupyter:bookworm python3,jupyter-notebook,python3-notebook '' -- \
+  --change 'LABEL ai.backend.service-ports="jupyter:http:8080"'
+
 musl=compute-agent-test/any-musl:fake
 if [[ $FORCE == 1 ]] || ! docker image inspect "$musl" >/dev/null 2>&1; then
   mkdir -p "$work/musl/lib"

@@ -24,6 +24,7 @@ export const ANY_IMAGES = {
   python: 'compute-agent-test/any-python:bookworm',
   shell: 'compute-agent-test/any-shell:bookworm',
   venv: 'compute-agent-test/any-venv:bookworm',
+  jupyter: 'compute-agent-test/any-jupyter:bookworm',
   musl: 'compute-agent-test/any-musl:fake',
 } as const;
 

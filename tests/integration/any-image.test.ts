@@ -33,9 +33,15 @@ async function anyKernel(local: string, pool = false, extra: Record<string, unkn
   });
   if (pool) await poolSettled(t.agent, 1);
   const id = uniqueName('k');
-  await t.client.callWithTimeout(90_000, methods.create_kernel, id, { lang, limits, mounts: [], environ: { GREETING: 'hello' }, ...extra });
+  const info = await t.client.callWithTimeout(90_000, methods.create_kernel, id, {
+    lang,
+    limits,
+    mounts: [],
+    environ: { GREETING: 'hello' },
+    ...extra,
+  });
   onCleanup(() => t.client.call(methods.destroy_kernel, id).then(() => undefined));
-  return { ...t, id, env, lang };
+  return { ...t, id, env, lang, info };
 }
 
 const logsOf = async (client: AgentClient, id: string) => (await client.call(methods.get_logs, id)).logs;
@@ -147,6 +153,25 @@ describe('images without a runner: the agent brings its runner environment', fun
         ),
       20_000,
       100,
+    );
+  });
+
+  it("Debian's Jupyter without this project's runner: code runs, and its app answers on its service port", async () => {
+    const { client, id, info } = await anyKernel(ANY_IMAGES.jupyter);
+    expect(consoleText(await runToEnd(client, id, 'import notebook\nprint(notebook.__name__)'), 'stdout')).to.equal('notebook\n');
+    expect(info.service_ports.map((s) => s.name)).to.deep.equal(['jupyter']);
+    expect(await client.callWithTimeout(60_000, methods.start_service, id, 'jupyter', {})).to.deep.equal({ status: 'started' });
+    const port = info.service_ports[0]!.host_port;
+    // Jupyter answers its login page (or a redirect to it) once it listens.
+    await eventually(
+      'Jupyter to answer',
+      () =>
+        fetch(`http://127.0.0.1:${port}/login`, { redirect: 'manual' }).then(
+          (r) => r.status === 200 || r.status === 302,
+          () => false,
+        ),
+      60_000,
+      200,
     );
   });
 

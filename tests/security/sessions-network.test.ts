@@ -17,7 +17,7 @@ import os from 'node:os';
 import Docker from 'dockerode';
 import { modernMethods } from '../../src/rpc/modern-methods.js';
 import { kernelNetworkName } from '../../src/containers/kernel-network.js';
-import { kernelIds, onCleanup, remoteError, requireEtcd, startAgent, uniqueName } from '../helpers/env.js';
+import { freePort, kernelIds, onCleanup, remoteError, requireEtcd, startAgent, uniqueName } from '../helpers/env.js';
 import { ModernManager } from '../helpers/modern-manager.js';
 import { addressOn, createSession, newSession, probeCode, py, squareServer, type TestSession } from '../helpers/sessions.js';
 
@@ -83,9 +83,19 @@ describe('session networks: a session is a tenant', function () {
       ['sub1', 2000],
       [sub1.ip, 7000],
     ];
-    const result = JSON.parse(await py(m, a, 'main1', probeCode([...within, ...attacks]))) as Record<string, string>;
+    // A port where nothing listens on the node, probed on each host address: it opens only for a connection that left
+    // the node (an address another test's network held when the list was made, gone by the probe, is routed out, and
+    // egress is allowed; this machine's uplink answers any address), which then says nothing of the host.
+    const closed = await freePort();
+    const offNode = hosts.map((h): [string, number] => [h, closed]);
+    const result = JSON.parse(await py(m, a, 'main1', probeCode([...within, ...attacks, ...offNode]))) as Record<string, string>;
     for (const [h, p] of within) expect(result[`${h}:${p}`], `within the session: ${h}:${p}`).to.equal('open');
-    const reached = attacks.map(([h, p]) => `${h}:${p}`).filter((k) => result[k] === 'open');
+    const gone = new Set(hosts.filter((h) => result[`${h}:${closed}`] === 'open'));
+    expect(gone.has(sub1.gateway), "the session network's gateway is the node").to.equal(false);
+    const reached = attacks
+      .filter(([h]) => !gone.has(h))
+      .map(([h, p]) => `${h}:${p}`)
+      .filter((k) => result[k] === 'open');
     const firewall = () =>
       ['filter', 'mangle'].map((tb) => execFileSync('iptables', ['-w', '-t', tb, '-S'], { encoding: 'utf8' })).join('\n');
     expect(reached, `what session A's main1 reached; the firewall then:\n${reached.length ? firewall() : ''}`).to.deep.equal([]);
