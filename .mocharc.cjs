@@ -12,6 +12,7 @@ const ALONE = ['dist/tests/integration/dockerd-restart.test.js'];
 
 /** The files of the long drills (their short forms are in the suite). */
 const DRILLS = [
+  'dist/tests/integration/bench.test.js',
   'dist/tests/integration/drill-etcd.test.js',
   'dist/tests/integration/kernels.test.js',
   'dist/tests/integration/run-integrity.test.js',

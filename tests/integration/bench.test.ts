@@ -2,7 +2,9 @@
  * The benchmark suite's short form (`npm run bench -- --short`) runs to the
  * end against the real agent, aiozmq server, etcd and Docker, and writes
  * well-formed results. Timings are not asserted: they belong to the
- * benchmark, and this machine is shared.
+ * benchmark, and this machine is shared. The suite measures the figures of
+ * the agent's main paths (SUITE_FIGURES, about 40 s); `npm run drills`
+ * (BENCH_TEST_FIGURES=all) every figure, as `npm run bench` does.
  */
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -13,6 +15,7 @@ import { onCleanup, REPO_ROOT, requireEtcd, tempScratch } from '../helpers/env.j
 import { listChains } from '../../src/adapters/iptables.js';
 import { CHAIN_PREFIX } from '../../src/containers/firewall.js';
 
+/** Every figure the bench has, checked when BENCH_TEST_FIGURES=all. */
 const FIGURES = [
   'rpc',
   'cold-create',
@@ -27,6 +30,11 @@ const FIGURES = [
   'heartbeat',
   'density',
 ];
+
+/** The figures the suite measures: RPC, the creates, execute, streaming and restart (the others share their harness). */
+const SUITE_FIGURES = ['rpc', 'cold-create', 'injected-create', 'warm-create', 'execute', 'streaming', 'restart'];
+const ALL = process.env.BENCH_TEST_FIGURES === 'all';
+const CHECKED = ALL ? FIGURES : SUITE_FIGURES;
 
 /** The limit anchors each figure measures beside its two sides. */
 const ANCHORS: Record<string, string[]> = {
@@ -60,7 +68,8 @@ interface Result {
 
 /** Runs the suite as `npm run bench` does (built), with `--short`, into `out`; resolves with the exit code and stderr. */
 function runBench(out: string): Promise<{ code: number | string; stderr: string }> {
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/bench/run.js'), '--short', '--out', out], {
+  const figures = ALL ? [] : ['--figures', SUITE_FIGURES.join(',')];
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/bench/run.js'), '--short', ...figures, '--out', out], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -82,11 +91,11 @@ describe('benchmark suite (short form)', function () {
   this.timeout(300_000);
   before(requireEtcd);
 
-  it('measures every figure on both sides and writes JSON, Markdown and SVG, leaving no container behind', async () => {
+  it(`measures ${ALL ? 'every figure' : 'the figures of the main paths'} on both sides and writes JSON, Markdown and SVG, leaving no container behind`, async () => {
     const out = await tempScratch();
     const { code, stderr } = await runBench(out);
     expect(code, stderr).to.equal(0);
-    for (const name of FIGURES) {
+    for (const name of CHECKED) {
       const r = JSON.parse(await fs.readFile(path.join(out, `${name}.json`), 'utf8')) as Result;
       expect(r.name).to.equal(name);
       expect(r.sides.a).to.be.a('string').and.not.equal(r.sides.b);

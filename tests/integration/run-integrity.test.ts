@@ -332,7 +332,7 @@ describe('run integrity', function () {
   });
 
   it(`fuzz: random runs, runner kills, interrupts, completions and restarts on one kernel; every byte a run gets is its own`, async function () {
-    const seconds = Number(process.env.RUN_INTEGRITY_FUZZ_SECONDS ?? 15); // the suite's short form; `npm run drills` runs 120
+    const seconds = Number(process.env.RUN_INTEGRITY_FUZZ_SECONDS ?? 8); // the suite's short form; `npm run drills` runs 120
     this.timeout((seconds + 120) * 1000);
     const { client, id } = await kernel();
     let seed = Number(process.env.RUN_INTEGRITY_FUZZ_SEED ?? Date.now() % 100_000);
