@@ -90,24 +90,3 @@ export async function addressOn(kernelId: string, network: string): Promise<{ ip
   const on = info.NetworkSettings.Networks[network];
   return on ? { ip: on.IPAddress, gateway: on.Gateway } : null;
 }
-
-/** Python that tries a TCP connection to each target (2 s each, all at once) and prints `{"host:port": open|timeout|<error>}`. */
-export function probeCode(targets: Array<[string, number]>): string {
-  return `
-import json, socket
-from concurrent.futures import ThreadPoolExecutor
-def probe(t):
-    s = socket.socket(); s.settimeout(2)
-    try:
-        s.connect((t[0], t[1])); return 'open'
-    except socket.timeout:
-        return 'timeout'
-    except OSError as e:
-        return type(e).__name__
-    finally:
-        s.close()
-targets = ${JSON.stringify(targets)}
-with ThreadPoolExecutor(len(targets)) as ex:
-    print(json.dumps({f'{h}:{p}': r for (h, p), r in zip(targets, ex.map(probe, targets))}))
-`;
-}

@@ -14,8 +14,6 @@
  */
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import net from 'node:net';
-import os from 'node:os';
 import Docker from 'dockerode';
 import { methods } from '../../src/rpc/methods.js';
 import { agentFieldKey } from '../../src/config/etcd-keys.js';
@@ -26,7 +24,6 @@ import {
   eventually,
   freePort,
   loopbackAgentFlags,
-  onCleanup,
   requireEtcd,
   restartAgent,
   spawnAgent,
@@ -38,55 +35,15 @@ import {
 import { netnsHost } from '../helpers/netns.js';
 import { derivedImage } from '../helpers/derived-image.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
+import { hostAddresses, hostListener, probeCode } from '../helpers/host-probe.js';
 
 const config = { lang: TEST_IMAGE_LANG, limits: { cpu_slot: 1, mem_slot: 128 }, mounts: [], environ: {} };
 const RUNNER_PORTS = ['repl_in_port', 'repl_out_port', 'stdin_port', 'stdout_port'] as const;
-
-/** Python for a kernel: tries a TCP connection to each target at once, prints `host:port -> open|timeout|<error>` as JSON. */
-function probeCode(targets: Array<[string, number]>): string {
-  return `
-import json, socket
-from concurrent.futures import ThreadPoolExecutor
-def probe(t):
-    s = socket.socket(); s.settimeout(2)
-    try:
-        s.connect((t[0], t[1])); return 'open'
-    except socket.timeout:
-        return 'timeout'
-    except OSError as e:
-        return type(e).__name__
-    finally:
-        s.close()
-targets = ${JSON.stringify(targets)}
-with ThreadPoolExecutor(len(targets)) as ex:
-    print(json.dumps({f'{h}:{p}': r for (h, p), r in zip(targets, ex.map(probe, targets))}))
-`;
-}
 
 async function probeFrom(client: Awaited<ReturnType<typeof startAgent>>['client'], id: string, targets: Array<[string, number]>) {
   const out = await runToEnd(client, id, probeCode(targets));
   expect(out.at(-1)).to.include({ status: 'finished', exitCode: 0 });
   return JSON.parse(consoleText(out, 'stdout')) as Record<string, string>;
-}
-
-/** The node's IPv4 addresses other than loopback. */
-function hostAddresses(): string[] {
-  return Object.values(os.networkInterfaces())
-    .flat()
-    .filter((a): a is os.NetworkInterfaceInfo => !!a && a.family === 'IPv4' && !a.internal)
-    .map((a) => a.address);
-}
-
-/** A TCP server of the host on every address; counts the connections it accepts. */
-async function hostListener(): Promise<{ port: number; accepted: () => number }> {
-  let accepted = 0;
-  const server = net.createServer((s) => {
-    accepted++;
-    s.destroy();
-  });
-  await new Promise<void>((r) => server.listen(0, '0.0.0.0', r));
-  onCleanup(() => new Promise<void>((r) => server.close(() => r())));
-  return { port: (server.address() as net.AddressInfo).port, accepted: () => accepted };
 }
 
 /** The container of a kernel: its address on the kernel network and the network's gateway. */

@@ -12,34 +12,13 @@
  */
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import net from 'node:net';
-import os from 'node:os';
 import Docker from 'dockerode';
 import { modernMethods } from '../../src/rpc/modern-methods.js';
 import { kernelNetworkName } from '../../src/containers/kernel-network.js';
 import { freePort, kernelIds, onCleanup, remoteError, requireEtcd, startAgent, uniqueName } from '../helpers/env.js';
 import { ModernManager } from '../helpers/modern-manager.js';
-import { addressOn, createSession, newSession, probeCode, py, squareServer, type TestSession } from '../helpers/sessions.js';
-
-/** The node's IPv4 addresses other than loopback. */
-function hostAddresses(): string[] {
-  return Object.values(os.networkInterfaces())
-    .flat()
-    .filter((a): a is os.NetworkInterfaceInfo => !!a && a.family === 'IPv4' && !a.internal)
-    .map((a) => a.address);
-}
-
-/** A TCP server of the host on every address; counts the connections it accepts. */
-async function hostListener(): Promise<{ port: number; accepted: () => number }> {
-  let accepted = 0;
-  const server = net.createServer((s) => {
-    accepted++;
-    s.destroy();
-  });
-  await new Promise<void>((r) => server.listen(0, '0.0.0.0', r));
-  onCleanup(() => new Promise<void>((r) => server.close(() => r())));
-  return { port: (server.address() as net.AddressInfo).port, accepted: () => accepted };
-}
+import { addressOn, createSession, newSession, py, squareServer, type TestSession } from '../helpers/sessions.js';
+import { hostAddresses, hostListener, probeCode } from '../helpers/host-probe.js';
 
 describe('session networks: a session is a tenant', function () {
   this.timeout(180_000);
