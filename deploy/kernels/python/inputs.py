@@ -5,8 +5,6 @@ completions, input for a run, interrupts, acknowledgements and resends of
 kept output, and the service ports' start and stop."""
 import json
 import os
-import re
-import rlcompleter
 import signal
 import threading
 import time
@@ -16,6 +14,7 @@ import msgpack
 import zmq
 
 import common
+import completions
 import services
 from common import log
 from output import keep, send, send_json, tagging
@@ -80,26 +79,10 @@ class Inputs:
 
     def complete_here(self, code):
         try:
-            m = re.search(r'[A-Za-z_][\w.]*$|$', code)
-            text = m.group(0) if m else ''
-            if not text:
-                return []
-            comp = rlcompleter.Completer(self.state.namespace)
-            seen, out = set(), []
-            for i in range(1000):
-                s = comp.complete(text, i)
-                if s is None:
-                    break
-                s = s.rstrip('(')
-                if s not in seen:
-                    seen.add(s)
-                    out.append(s)
-            return out
+            return completions.names(self.state.namespace, code)
         except Exception as e:
             log('completion failed: %s' % e)
             return []
-
-
 
     def interrupt(self):
         with self.state.lock:

@@ -26,13 +26,17 @@ import getpass
 import json
 import os
 import queue
-import re
 import signal
 import stat
 import sys
 import threading
 import traceback
 import io
+
+# The runner's completion, imported while this file's folder is still on sys.path and then
+# forgotten by name, so that a user's own module `completions` is theirs to import.
+from completions import names as complete_names
+del sys.modules['completions']
 
 ctl = -1             # the socket to the runner
 namespace = {'__name__': '__main__', '__builtins__': builtins}
@@ -243,23 +247,6 @@ def run_code(src):
     return exit_code
 
 
-def complete(code):
-    m = re.search(r'[A-Za-z_][\w.]*$|$', code)
-    text = m.group(0) if m else ''
-    if not text:
-        return []
-    import rlcompleter  # here: a Python without it still runs code
-    comp = rlcompleter.Completer(namespace)
-    seen, out = set(), []
-    for i in range(1000):
-        s = comp.complete(text, i)
-        if s is None:
-            break
-        s = s.rstrip('(')
-        if s not in seen:
-            seen.add(s)
-            out.append(s)
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -293,7 +280,7 @@ def reader():
             answers.put(m)
         elif op == 'complete':
             try:
-                matches = complete(str(m.get('code', '')))
+                matches = complete_names(namespace, str(m.get('code', '')))
             except Exception:
                 matches = []
             try:
