@@ -17,6 +17,7 @@ const DRILLS = [
   'dist/tests/integration/kernels.test.js',
   'dist/tests/integration/run-integrity.test.js',
   'dist/tests/integration/soak.test.js',
+  'dist/tests/integration/soak-faults.test.js',
   'dist/tests/fuzz/wire.test.js',
 ];
 

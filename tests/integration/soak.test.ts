@@ -15,8 +15,8 @@ const POOL = {
 };
 
 /** The suite's short form; `npm run drills` runs 30 and 20 (SOAK_CYCLES, SOAK_POOL_CYCLES). */
-const CYCLES = Number(process.env.SOAK_CYCLES) || 8;
-const POOL_CYCLES = Number(process.env.SOAK_POOL_CYCLES) || 6;
+const CYCLES = Number(process.env.SOAK_CYCLES) || 5;
+const POOL_CYCLES = Number(process.env.SOAK_POOL_CYCLES) || 4;
 
 describe('soak (short form)', function () {
   this.timeout(600_000);
