@@ -26,7 +26,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 IMAGE=${IMAGE:-lablup/kernel-python:3-debian}
 SUITE=${SUITE:-bookworm}
 VARIANT=${VARIANT:-minbase}
-PACKAGES=${PACKAGES:-python3 python3-zmq python3-msgpack bash procps coreutils tini}
+# openssh: ssh among the kernels of a session (docs/sessions.rst), its sshd run by the runner as the kernel user
+PACKAGES=${PACKAGES:-python3 python3-zmq python3-msgpack bash procps coreutils tini openssh-client openssh-server}
 PACKAGES="$PACKAGES ${EXTRA_PACKAGES:-}"  # the base list plus an image's own (build-jupyter.sh)
 # The mirrors default to the ones this machine's apt already uses.
 apt_uris() { # every repository URI of this machine's apt sources, one a line
@@ -112,6 +113,9 @@ mm_args=(
   --customize-hook="chroot \"\$1\" groupadd -g $WORK_UID work"
   --customize-hook="chroot \"\$1\" useradd -u $WORK_UID -g $WORK_UID -d /home/work -m -s /bin/bash work"
   --customize-hook='mkdir -p "$1"/opt/kernel'
+  # no host keys shared by every kernel of the image (a session's sshd makes its own), no setuid helper
+  --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*'
+  --customize-hook='chmod u-s "$1"/usr/lib/openssh/ssh-keysign 2>/dev/null || true'
 )
 if [[ -d $KERNEL_SRC ]]; then
   mm_args+=(--customize-hook="sync-in $KERNEL_SRC /opt/kernel")

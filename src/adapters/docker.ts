@@ -109,6 +109,8 @@ export interface ContainerState {
   memoryBytes?: number;
   /** Its bind mounts: host folder and where the container sees it (Docker's Mounts). */
   binds?: Array<{ source: string; destination: string }>;
+  /** Its environment, `KEY=VALUE` (Docker's Config.Env: the image's and the container's own). */
+  env?: string[];
 }
 
 /** A container as listings show it. */
@@ -279,6 +281,7 @@ export class DockerEngine {
         paused: info.State.Paused === true,
         memoryBytes: info.HostConfig?.Memory ?? 0,
         binds: (info.Mounts ?? []).filter((m) => m.Type === 'bind').map((m) => ({ source: m.Source, destination: m.Destination })),
+        env: info.Config.Env ?? [],
       };
     } catch (err) {
       if (isNotFound(err)) return null;

@@ -32,6 +32,11 @@ export const LABELS = {
   clusterNetwork: 'io.compute-agent.cluster-network',
   /** On a kernel of a multi-kernel session: its hostname among the session's kernels (main1, sub1, ...). */
   clusterHostname: 'io.compute-agent.cluster-hostname',
+  /**
+   * The names of a kernel's environ (as its create or restart set it), comma-separated: re-adoption reads their
+   * values back from the container's environment. Not on pooled containers, whose claims set the environ later.
+   */
+  environKeys: 'io.compute-agent.environ-keys',
   /** On an image saved from a kernel (src/images/commit.ts): the kernel's id. Only images with it may be tagged over or pushed. */
   committedFrom: 'io.compute-agent.committed-from',
 } as const;

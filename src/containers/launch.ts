@@ -11,7 +11,7 @@ import { shmMiBOf, type KernelSpec } from './spec.js';
 import { langName } from '../config/lang.js';
 import { LABELS } from '../adapters/labels.js';
 import type { ImageTraits } from './image-traits.js';
-import { prepareConfig } from '../scratch/home-ops.js';
+import { prepareConfig, type ConfigFile } from '../scratch/home-ops.js';
 import { kernelNetworkName } from './kernel-network.js';
 import { injection, type RunnerEnv } from './runner-env.js';
 
@@ -77,6 +77,7 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
       [LABELS.shmMiB]: String(shmMiB),
       [LABELS.created]: String(i.createdAt),
       ...(cluster ? { [LABELS.clusterNetwork]: cluster.network, [LABELS.clusterHostname]: cluster.hostname } : {}),
+      ...(i.pool ? {} : { [LABELS.environKeys]: Object.keys(i.spec.environ).join(',') }),
       ...(inject ? { [LABELS.runnerEnv]: i.runnerEnv!.digest } : {}),
     },
     env: [...env, ...(gpu?.env ?? [])],
@@ -119,9 +120,28 @@ export function parseCoreList(value: string | undefined): number[] {
  * (src/scratch/home-ops.ts); what stood in the way of `.config` is moved
  * aside and its new names returned.
  */
-export async function prepareScratch(dir: string, environ: Record<string, string>, uid: number): Promise<string[]> {
+export async function prepareScratch(
+  dir: string,
+  environ: Record<string, string>,
+  uid: number,
+  files: ConfigFile[] = [],
+): Promise<string[]> {
   await fs.mkdir(dir, { recursive: true, mode: 0o755 }); // the agent's own path under the scratch root
-  return prepareConfig(dir, environ, uid);
+  return prepareConfig(dir, environ, uid, files);
+}
+
+/**
+ * The files a kernel's create leaves in its `.config` besides environ.txt:
+ * the session's SSH key pair (`id_cluster`, the kernel user's only, and
+ * `id_cluster.pub`), which its runner installs in ~/.ssh (docs/sessions.rst).
+ */
+export function configFilesOf(spec: Pick<KernelSpec, 'cluster'>): ConfigFile[] {
+  const ssh = spec.cluster?.ssh;
+  if (!ssh) return [];
+  return [
+    { name: 'id_cluster', data: ssh.privateKey, mode: 0o600 },
+    { name: 'id_cluster.pub', data: `${ssh.publicKey}\n`, mode: 0o644 },
+  ];
 }
 
 /**

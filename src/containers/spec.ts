@@ -32,8 +32,11 @@ export interface KernelSpec {
   scratchMiB?: number | null;
   /** MiB of its /dev/shm as the create asked (a modern manager's `resource_opts.shmem`); null = {@link shmMiBOf}'s default. */
   shmMiB?: number | null;
-  /** For a kernel of a multi-kernel session: the session network it joins and its hostname there (docs/sessions.rst); absent: the kernel network. */
-  cluster?: { network: string; hostname: string } | null;
+  /**
+   * For a kernel of a multi-kernel session: the session network it joins and its hostname there, and at its
+   * create the session's SSH key pair (docs/sessions.rst); absent: the kernel network.
+   */
+  cluster?: { network: string; hostname: string; ssh?: { publicKey: string; privateKey: string } | null } | null;
 }
 
 /**

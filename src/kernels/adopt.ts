@@ -148,7 +148,7 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
         shmMiB: Number(labels[LABELS.shmMiB]) || null, // a restart keeps it; none on containers made before the label
         gpuCount: gpuSet.length,
         mounts: vfoldersOf(state.binds),
-        environ: {},
+        environ: environOf(labels, state.env),
         cpuSet,
         gpuSet,
         cluster:
@@ -176,6 +176,20 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
     deps.log.info('removed a scratch home that belongs to no kernel; reported the kernel terminated', { dir });
   }
   deps.log.info('re-adopted kernels', { running: kernels.size, reportedDead: reports.length });
+}
+
+/**
+ * The environ of a re-adopted kernel: the names its label lists, with their values in the container's environment
+ * (set by the agent, never by the kernel); empty for a claimed pooled container or one made before the label.
+ */
+function environOf(labels: Record<string, string>, env: string[] | undefined): Record<string, string> {
+  const names = new Set((labels[LABELS.environKeys] ?? '').split(',').filter(Boolean));
+  const environ: Record<string, string> = {};
+  for (const entry of env ?? []) {
+    const eq = entry.indexOf('=');
+    if (eq > 0 && names.has(entry.slice(0, eq))) environ[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  return environ;
 }
 
 /** The vfolders of a re-adopted kernel, read back from its container's binds (`/home/work/<name>`; docs/kernels.rst, "Files"). */

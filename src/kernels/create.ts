@@ -10,7 +10,7 @@ import { KERNEL_PORTS } from '../adapters/docker.js';
 import type { KernelInfo } from '../rpc/results.js';
 import { CoresExhausted, type CpuAllocator } from './allocator.js';
 import { checkPossible, MemoryExhausted, type MemoryBook } from '../node/memory.js';
-import { containerRequest, lastLines, prepareScratch } from '../containers/launch.js';
+import { configFilesOf, containerRequest, lastLines, prepareScratch } from '../containers/launch.js';
 import { imageTraits } from '../containers/image-traits.js';
 import type { Semaphore } from './semaphore.js';
 import { checkMounts, type KernelSpec } from '../containers/spec.js';
@@ -160,7 +160,7 @@ export class KernelFactory {
       const scratchDir = await homesOf(this.deps).make(id, spec.scratchMiB ?? homesOf(this.deps).sizeOf(null)); // a leftover of a crash is removed first
       step = 'preparing the home (workspace template, bootstrap script)';
       await prepareHome(scratchDir, spec, this.deps.settings());
-      await prepareScratch(scratchDir, spec.environ, this.deps.settings().kernelUid);
+      await prepareScratch(scratchDir, spec.environ, this.deps.settings().kernelUid, configFilesOf(spec));
       await faultPoint('create.after-home-made');
       const rec: KernelRecord = {
         id,

@@ -9,6 +9,7 @@
  */
 import { ParametersError } from '../errors.js';
 import type { KernelSpec } from '../containers/spec.js';
+import { readSshKeypair, type SshKeypair } from './cluster-ssh.js';
 
 /** What the agent reads of `raw_cluster_info`. */
 export interface ClusterInfo {
@@ -17,6 +18,8 @@ export interface ClusterInfo {
   network: string | null;
   size: number | null;
   replicas: Record<string, number> | null;
+  /** `ssh_keypair`, the session's key pair for ssh among its kernels; null: the agent makes one. */
+  ssh: SshKeypair | null;
 }
 
 const isMap = (v: unknown): v is Record<string, unknown> =>
@@ -52,7 +55,8 @@ export function readClusterInfo(raw: Record<string, unknown>): ClusterInfo {
   const replicas = isMap(raw.replicas)
     ? Object.fromEntries(Object.entries(raw.replicas).filter((e): e is [string, number] => typeof e[1] === 'number'))
     : null;
-  return { mode: 'single-node', network: network || null, size, replicas };
+  // the key pair is for ssh among a session's kernels: read (and refused when bad) only for a session network
+  return { mode: 'single-node', network: network || null, size, replicas, ssh: network ? readSshKeypair(raw.ssh_keypair) : null };
 }
 
 /** A kernel config's cluster fields as the cluster variables read them. */

@@ -80,13 +80,25 @@ export async function writeFileIn(dir: FileHandle, name: string, data: string | 
   }
 }
 
+/** A file of the agent's in a home's `.config` (a plain name), written beside environ.txt. */
+export interface ConfigFile {
+  name: string;
+  data: string;
+  mode: number;
+}
+
 /**
  * prepareConfig makes the home's `.config/environ.txt` (`KEY=VALUE` lines)
- * and gives the home, `.config` and the file to the kernel user, all through
+ * and the `files` given, and gives the home, `.config` and the files to the kernel user, all through
  * descriptors: a `.config` the kernel replaced by a symlink or a file is moved
  * aside (returned, for the log), an `environ.txt` symlink is replaced.
  */
-export async function prepareConfig(home: string, environ: Record<string, string>, uid: number): Promise<string[]> {
+export async function prepareConfig(
+  home: string,
+  environ: Record<string, string>,
+  uid: number,
+  files: ConfigFile[] = [],
+): Promise<string[]> {
   const homeFh = await openHome(home);
   try {
     await homeFh.chown(uid, uid);
@@ -96,6 +108,7 @@ export async function prepareConfig(home: string, environ: Record<string, string
         .map(([k, v]) => `${k}=${v}\n`)
         .join('');
       await writeFileIn(fh, 'environ.txt', lines, 0o644, uid);
+      for (const f of files) await writeFileIn(fh, f.name, f.data, f.mode, uid);
     } finally {
       await fh.close();
     }

@@ -16,6 +16,7 @@ import type { KernelService } from '../kernels/service.js';
 import { KernelApps } from '../kernels/apps.js';
 import { parseModernKernelConfig, type ModernKernelExtras } from '../kernels/modern-spec.js';
 import { clusterHostnameOf, keepClusterEnviron, readClusterInfo, withClusterEnviron } from '../kernels/modern-cluster.js';
+import { newSshKeypair } from '../kernels/cluster-ssh.js';
 import type { SessionNetworks } from '../containers/session-network.js';
 import { singleFileOfTar } from '../kernels/tar-single.js';
 import type { ModernEventName } from '../events/catalogue.js';
@@ -211,6 +212,7 @@ export class ModernRpc {
       );
     if (network) await this.deps.sessionNetworks.check(network); // never a network outside the firewall's cover
     const configs = ids.length > 1 || network ? withClusterEnviron(rawConfigs, cluster) : rawConfigs;
+    const ssh = network ? (cluster.ssh ?? newSshKeypair()) : null; // one pair for the kernels of the session
     const outcomes = await Promise.allSettled(
       ids.map(async (id, i) => {
         let extras: ModernKernelExtras | undefined;
@@ -221,7 +223,7 @@ export class ModernRpc {
           info = await this.deps.kernels.create(id, configs[i]!, (s) => {
             const r = parseModernKernelConfig(configs[i]!, refs[id], s);
             extras = r.extras;
-            return network ? { ...r.spec, cluster: { network, hostname: hostnames[i]! } } : r.spec;
+            return network ? { ...r.spec, cluster: { network, hostname: hostnames[i]!, ssh } } : r.spec;
           });
         } catch (err) {
           if (!this.deps.kernels.list().some((r) => r.id === id)) this.sessions.delete(id); // rolled back: nothing left to report on

@@ -3,6 +3,7 @@
  * the cluster info and configs of main1, sub1, ... on a session network,
  * and what the tests read of the kernels' containers.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import Docker from 'dockerode';
 import { expect } from 'chai';
 import { modernMethods } from '../../src/rpc/modern-methods.js';
@@ -30,12 +31,36 @@ export function memberConfig(host: string, extra: Record<string, unknown> = {}):
   return modernKernelConfig({ cluster_role: role, cluster_idx: Number(idx), cluster_hostname: host, ...extra });
 }
 
-/** create_kernels of the whole session as 24.09 sends it (network_name set, a key pair the agent does not use yet). */
+/** An SSH key pair as 24.09's manager makes one per session: RSA 2048, PEM (PKCS#1) and an `ssh-rsa` line. */
+export function managerKeypair(): { public_key: string; private_key: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = publicKey.export({ format: 'jwk' });
+  const mpint = (b64: string): Buffer => {
+    const b = Buffer.from(b64, 'base64url');
+    return b[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), b]) : b;
+  };
+  const str = (b: Buffer): Buffer => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(b.length);
+    return Buffer.concat([len, b]);
+  };
+  const blob = Buffer.concat([str(Buffer.from('ssh-rsa')), str(mpint(jwk.e!)), str(mpint(jwk.n!))]);
+  return {
+    public_key: `ssh-rsa ${blob.toString('base64')}`,
+    private_key: privateKey.export({ type: 'pkcs1', format: 'pem' }) as string,
+  };
+}
+
+/**
+ * create_kernels of the whole session as 24.09 sends it: network_name set, and the session's key pair
+ * (`sshKeypair`; null, as a manager without one sends, makes the agent make one).
+ */
 export function createSession(
   m: ModernManager,
   s: TestSession,
   configs: Record<string, Record<string, unknown>> = {},
   network: string | null = s.network,
+  sshKeypair: Record<string, unknown> | null = null,
 ): Promise<ModernKernelResult[]> {
   const hosts = Object.keys(s.ids);
   const replicas: Record<string, number> = {};
@@ -45,7 +70,7 @@ export function createSession(
     s.sessionId,
     hosts.map((h) => s.ids[h]!),
     hosts.map((h) => configs[h] ?? memberConfig(h)),
-    { mode: 'single-node', size: hosts.length, replicas, network_name: network, ssh_keypair: null, cluster_ssh_port_mapping: null },
+    { mode: 'single-node', size: hosts.length, replicas, network_name: network, ssh_keypair: sshKeypair, cluster_ssh_port_mapping: null },
     Object.fromEntries(hosts.map((h) => [s.ids[h]!, testImageRef()])),
   );
 }
@@ -56,6 +81,15 @@ export async function py(m: ModernManager, s: TestSession, host: string, code: s
   const out = consoleText([r], 'stdout');
   expect(r, `${host}: ${consoleText([r], 'stderr')}`).to.include({ status: 'finished', exitCode: 0 });
   return out;
+}
+
+/** Python that runs `command` through `ssh <host>` and prints its output (the session's ssh, docs/sessions.rst). */
+export function sshCommand(host: string, command: string): string {
+  return `import subprocess
+r = subprocess.run(['ssh', ${JSON.stringify(host)}, ${JSON.stringify(command)}], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+print(r.stdout, end='')
+if r.returncode != 0:
+    raise SystemExit('ssh ${host} exited with %d: %s' % (r.returncode, r.stderr))`;
 }
 
 /** Python that starts, in the background, a TCP server on `port` answering each line `a b` with sum(i*i for i in range(a, b)). */

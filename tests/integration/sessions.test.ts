@@ -2,8 +2,8 @@
  * Sessions of several kernels (docs/sessions.rst) through a modern
  * (Callosum) client, against the real etcd, Docker and kernel image:
  * create_local_network, create_kernels with main1, sub1 and sub2 on it, the
- * cluster variables, names that resolve, a small job spread over the three
- * over TCP, one kernel destroyed leaving the others, destroy_local_network;
+ * cluster variables, names that resolve, ssh from main1 to sub2, a small
+ * job spread over the three over TCP, one kernel destroyed leaving the others, destroy_local_network;
  * then the failure paths: a kernel that fails takes its session down with
  * it, and a restarted agent re-adopts a session's kernels on their network
  * and removes a session network left without kernels.
@@ -17,7 +17,7 @@ import { firewallPlan, missingChains } from '../../src/containers/firewall.js';
 import { kernelBridgeName } from '../../src/containers/kernel-network.js';
 import { kernelIds, onCleanup, remoteError, requireEtcd, restartAgent, startAgent } from '../helpers/env.js';
 import { ModernManager, testImageRef } from '../helpers/modern-manager.js';
-import { addressOn, createSession, memberConfig, newSession, py, squareServer } from '../helpers/sessions.js';
+import { addressOn, createSession, managerKeypair, memberConfig, newSession, py, squareServer, sshCommand } from '../helpers/sessions.js';
 
 const docker = new Docker();
 
@@ -91,6 +91,11 @@ print(json.dumps({'hostname': socket.gethostname(), 'main1': socket.gethostbynam
     });
     expect(env.main1).to.match(/^\d+\.\d+\.\d+\.\d+$/);
 
+    // ssh among them, with the key pair the agent made (the call sent none): the command runs as code in sub2 would.
+    expect(await py(m, s, 'main1', sshCommand('sub2', 'hostname; echo $BACKENDAI_CLUSTER_ROLE $BACKENDAI_CLUSTER_IDX'))).to.equal(
+      'sub2\nsub 2\n',
+    );
+
     // The job: sub1 and sub2 each sum the squares of half the range, main1 sends the halves and gathers.
     for (const host of ['sub1', 'sub2']) expect(await py(m, s, host, squareServer(7000))).to.equal('listening\n');
     const gathered = await py(
@@ -149,7 +154,7 @@ except OSError:
     // A session on its network, and a network whose session never came (as a crash between the two calls leaves it).
     const s = newSession(['main1', 'sub1']);
     await m.client.call(modernMethods.create_local_network, s.network);
-    await createSession(m, s);
+    await createSession(m, s, {}, s.network, managerKeypair()); // the manager's key pair, as 24.09 sends it
     // restart_kernel of sub1 with a full config: the new container is sub1 on the session network, with its cluster variables.
     await m.client.call(modernMethods.restart_kernel, s.sessionId, s.ids.sub1!, testImageRef(), memberConfig('sub1'));
     const sub1 = await addressOn(s.ids.sub1!, s.network);
@@ -178,5 +183,12 @@ with socket.create_connection(('sub1', 7001), 5) as c:
     c.sendall(b'0 3\\n'); print(c.makefile().readline().strip())`,
       ),
     ).to.equal('5\n');
+    // A restart after the agent's own keeps the environ the kernel had (read back from its container), and ssh
+    // with the manager's key pair goes from the restarted main1 to the restarted sub1.
+    await m2.client.call(modernMethods.restart_kernel, s.sessionId, s.ids.main1!, testImageRef(), {});
+    expect(
+      await py(m2, s, 'main1', `import os; print(os.environ['BACKENDAI_CLUSTER_HOSTS'], os.environ['BACKENDAI_CLUSTER_ROLE'])`),
+    ).to.equal('main1,sub1 main\n');
+    expect(await py(m2, s, 'main1', sshCommand('sub1', 'hostname'))).to.equal('sub1\n');
   });
 });

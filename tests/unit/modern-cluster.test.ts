@@ -1,12 +1,15 @@
 /**
  * The cluster information of create_kernels (src/kernels/modern-cluster.ts):
- * what is read of it, what is refused, and the cluster variables each
- * kernel of a session gets (the manager's own win).
+ * what is read of it (the session's SSH key pair too, src/kernels/cluster-ssh.ts),
+ * what is refused, and the cluster variables each kernel of a session gets
+ * (the manager's own win).
  */
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { expect } from 'chai';
 import { ParametersError } from '../../src/errors.js';
 import { clusterHostnameOf, readClusterInfo, withClusterEnviron } from '../../src/kernels/modern-cluster.js';
 import { sessionBridgeName } from '../../src/containers/session-network.js';
+import { newSshKeypair, readSshKeypair } from '../../src/kernels/cluster-ssh.js';
 
 const member = (role: string, idx: number, environ: unknown = {}) => ({
   cluster_role: role,
@@ -24,6 +27,7 @@ describe('cluster info of create_kernels', () => {
       network: 'bai-singlenode-s1',
       size: 3,
       replicas: { main: 1, sub: 2 },
+      ssh: null,
     });
     expect(readClusterInfo({ network_config: { mode: 'bridge', network_name: 'n2' } }).network).to.equal('n2');
     expect(readClusterInfo({ network_name: null }).network).to.equal(null);
@@ -34,6 +38,42 @@ describe('cluster info of create_kernels', () => {
     expect(() => readClusterInfo({ network_name: 'host' })).to.throw(ParametersError, /host/);
     expect(() => readClusterInfo({ network_config: { mode: 'overlay', network_name: 'ov' } })).to.throw(ParametersError, /overlay/);
     expect(() => readClusterInfo({ network_name: 7 })).to.throw(ParametersError, /str or nil/);
+  });
+
+  it("reads the session's key pair, as 24.09 makes it or as the agent does, and refuses one that is not one key", () => {
+    const made = newSshKeypair();
+    expect(made.publicKey).to.match(/^ecdsa-sha2-nistp256 [A-Za-z0-9+/]+=* compute-agent-session$/);
+    expect(made.privateKey).to.match(/^-----BEGIN EC PRIVATE KEY-----\n[\s\S]+\n-----END EC PRIVATE KEY-----\n$/);
+    // the public line's key is the private key's: the point in the blob is the one the private key derives
+    const blob = Buffer.from(made.publicKey.split(' ')[1]!, 'base64');
+    const point = blob.subarray(blob.length - 65);
+    const jwk = createPublicKey(made.privateKey).export({ format: 'jwk' });
+    expect(point.subarray(1, 33).toString('base64url')).to.equal(jwk.x);
+    expect(point.subarray(33).toString('base64url')).to.equal(jwk.y);
+    const read = readClusterInfo({ network_name: 'n', ssh_keypair: { public_key: made.publicKey, private_key: made.privateKey } });
+    expect(read.ssh).to.deep.equal(made);
+    // 24.09's form: an RSA key in PKCS#1 PEM, CRLF line ends and no final newline taken as well
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs1', format: 'pem' }) as string;
+    const pub = 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7 user@host';
+    expect(readSshKeypair({ public_key: pub, private_key: rsa.trim().replace(/\n/g, '\r\n') })).to.deep.equal({
+      publicKey: pub,
+      privateKey: rsa,
+    });
+    expect(readSshKeypair(null)).to.equal(null);
+    expect(readSshKeypair({ public_key: '', private_key: '' }), 'no pair').to.equal(null);
+    // read only for a session network: a single kernel's call may carry anything there
+    expect(readClusterInfo({ network_name: null, ssh_keypair: 'not a pair' }).ssh).to.equal(null);
+    for (const bad of [
+      { public_key: `${pub}\n${pub}`, private_key: rsa },
+      { public_key: `no-pty ${pub}`, private_key: rsa },
+      { public_key: 'ssh-dss AAAAB3NzaC1kc3M=', private_key: rsa },
+      { public_key: pub, private_key: rsa.replace('RSA PRIVATE', 'ENCRYPTED PRIVATE') },
+      { public_key: pub, private_key: `${rsa}${rsa}` },
+      { public_key: pub, private_key: 'x'.repeat(17_000) },
+      { public_key: pub },
+      [pub, rsa],
+    ])
+      expect(() => readSshKeypair(bad), JSON.stringify(bad).slice(0, 80)).to.throw(ParametersError, /cluster_info ssh_keypair/);
   });
 
   it('takes one DNS label as a cluster hostname, and nothing that could name something else', () => {

@@ -49,6 +49,7 @@ import zmq
 
 import batch
 import claim
+import cluster_ssh
 import common
 import user_process
 from common import HOME, log
@@ -367,6 +368,7 @@ def main():
         os.chdir(HOME)
     except OSError:
         pass
+    cluster_ssh.start()  # a session's kernel: its sshd listens before the runner says it is ready
     if common.USER_PYTHON or common.SHELL_KERNEL:
         user_process.guard_runner()  # user code runs in children only: keep them out of the runner
     ctx = zmq.Context()
