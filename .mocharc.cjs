@@ -14,6 +14,7 @@ const ALONE = ['dist/tests/integration/dockerd-restart.test.js'];
 const DRILLS = [
   'dist/tests/integration/bench.test.js',
   'dist/tests/integration/drill-etcd.test.js',
+  'dist/tests/integration/drill-load.test.js',
   'dist/tests/integration/kernels.test.js',
   'dist/tests/integration/run-integrity.test.js',
   'dist/tests/integration/soak.test.js',

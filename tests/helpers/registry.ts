@@ -10,6 +10,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
+import tar from 'tar-stream';
 import { eventually, freePort, onCleanup, reachable, TEST_IMAGE_LANG, TEST_IMAGE_PREFIX, uniqueName } from './env.js';
 
 export const REGISTRY = process.env.TEST_REGISTRY ?? '127.0.0.1:5000';
@@ -99,6 +100,41 @@ export async function pushTestImage(
   await drain(await docker.getImage(image).push({ authconfig: { ...o.auth, serveraddress: registry } }));
   if (!o.keepLocal) await removeLocal(image);
   return { prefix: `${repo.slice(0, repo.lastIndexOf('/') + 1)}kernel-`, lang: `${name}:${tag}`, image, repo: repoPath, tag };
+}
+
+/**
+ * A tiny image of the test's own (a few files: no shell, no Python, no
+ * runner), pushed to `registry` under a repository of its own: a kernel of
+ * it runs with the injected runner environment as a shell kernel
+ * (docs/images.rst). For what needs an image in a registry but not the
+ * kernel image's size: a push to a fresh registry is a few hundred bytes.
+ */
+export async function pushTinyImage(o: { registry: string; auth?: { username: string; password: string } }): Promise<PushedImage> {
+  const repoPath = `${uniqueName('test')}/kernel-tiny`;
+  const image = `${o.registry}/${repoPath}:latest`;
+  const pack = tar.pack();
+  pack.entry({ name: 'etc/', type: 'directory', mode: 0o755 });
+  pack.entry({ name: 'etc/os-release', mode: 0o644 }, 'ID=tiny\nPRETTY_NAME="a tiny test image of compute-agent"\n');
+  pack.entry({ name: 'etc/passwd', mode: 0o644 }, 'root:x:0:0:root:/root:/bin/sh\n');
+  pack.entry({ name: 'etc/group', mode: 0o644 }, 'root:x:0:\n');
+  pack.entry({ name: 'tmp/', type: 'directory', mode: 0o1777 });
+  pack.entry({ name: 'home/work/', type: 'directory', mode: 0o755 });
+  pack.entry({ name: 'noise', mode: 0o644 }, uniqueName('noise')); // an image id of its own
+  pack.finalize();
+  await drain(await docker.importImage(pack as unknown as NodeJS.ReadableStream, { repo: `${o.registry}/${repoPath}`, tag: 'latest' }));
+  const id = (await docker.getImage(image).inspect()).Id;
+  onCleanup(() => removeIfOurs(id));
+  onCleanup(() => removeLocal(image));
+  if (o.registry === REGISTRY) onCleanup(() => deleteFromRegistry(repoPath, 'latest'));
+  await drain(await docker.getImage(image).push({ authconfig: { ...o.auth, serveraddress: o.registry } }));
+  await removeLocal(image);
+  return {
+    prefix: `${o.registry}/${repoPath.slice(0, repoPath.lastIndexOf('/') + 1)}kernel-`,
+    lang: 'tiny:latest',
+    image,
+    repo: repoPath,
+    tag: 'latest',
+  };
 }
 
 /**

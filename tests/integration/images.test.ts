@@ -15,7 +15,16 @@ import { eventually, onCleanup, remoteError, requireEtcd, startAgent, TEST_IMAGE
 import { sink } from '../helpers/sink.js';
 import { expectNothingLeft } from '../helpers/leftovers.js';
 import { consoleText, runToEnd } from '../helpers/run.js';
-import { authRegistry, hasImage, pushTestImage, removeLocal, REGISTRY, requireRegistry, type PushedImage } from '../helpers/registry.js';
+import {
+  authRegistry,
+  hasImage,
+  pushTestImage,
+  pushTinyImage,
+  removeLocal,
+  REGISTRY,
+  requireRegistry,
+  type PushedImage,
+} from '../helpers/registry.js';
 import { tcpProxy } from '../helpers/proxy.js';
 import { agentctl } from '../helpers/ctl.js';
 
@@ -330,7 +339,7 @@ describe('images: registry credentials', function () {
   it('pulls from a registry that needs a login with the credentials from etcd, and never logs or sends the password', async () => {
     const password = `pw-${uniqueName('secret')}`;
     const reg = await authRegistry('agent', password);
-    const img = await pushTestImage({ registry: reg.addr, auth: { username: 'agent', password } });
+    const img = await pushTinyImage({ registry: reg.addr, auth: { username: 'agent', password } }); // the login is what is tested, not the size
     const lines: string[] = [];
     const log = createLogger({
       level: 'debug',

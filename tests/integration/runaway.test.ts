@@ -59,20 +59,20 @@ describe('runaway kernel drill', function () {
     const b = await client.callWithTimeout(30_000, methods.execute, 2, bomb, null, 'query', FORK_BOMB, {}, 0.5);
     expect(b.status).to.equal('continued');
 
-    // Ping for 10 s, one after the other, while both run; every ping must be answered.
+    // Ping for 5 s, one after the other, while both run; every ping must be answered.
     const latencies: number[] = [];
     let maxRss = rssBefore;
     const calmRun = (async () => {
       await waitRealTime(2000, 'the calm kernel runs its code well into the flood and the fork bomb');
       return consoleText(await runToEnd(client, calm, 'print(6 * 7)', { timeoutMs: 60_000 }), 'stdout');
     })();
-    const until = Date.now() + 10_000;
+    const until = Date.now() + 5_000;
     while (Date.now() < until) {
       const t0 = process.hrtime.bigint();
       expect(await client.callWithTimeout(10_000, methods.ping, 'p')).to.equal('p');
       latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
       maxRss = Math.max(maxRss, process.memoryUsage().rss);
-      await waitRealTime(20, 'pings paced through the 10 s window under load');
+      await waitRealTime(20, 'pings paced through the 5 s window under load');
     }
     expect(await calmRun).to.equal('42\n');
 

@@ -14,9 +14,10 @@ const POOL = {
   'pool/images': JSON.stringify({ [TEST_IMAGE_LANG]: { small: 2 } }),
 };
 
-/** The suite's short form; `npm run drills` runs 30 and 20 (SOAK_CYCLES, SOAK_POOL_CYCLES). */
+/** The suite's short form; `npm run drills` runs 30 and 20 (SOAK_CYCLES, SOAK_POOL_CYCLES) and 100 000 frames (FLOOD_FRAMES). */
 const CYCLES = Number(process.env.SOAK_CYCLES) || 5;
 const POOL_CYCLES = Number(process.env.SOAK_POOL_CYCLES) || 4;
+const FRAMES = Number(process.env.FLOOD_FRAMES) || 10_000;
 
 describe('soak (short form)', function () {
   this.timeout(600_000);
@@ -36,10 +37,10 @@ describe('soak (short form)', function () {
     expect(report.warmStarts, 'kernels claimed from the pool').to.be.greaterThan(cycles / 2);
   });
 
-  it('answers every request with a parseable header exactly once in a flood of 20 000 malformed and random frame sets', async () => {
-    const report = await soak({ cycles: 0, frames: Number(process.env.FLOOD_FRAMES) || 20_000, seed: Date.now() % 1000 });
+  it(`answers every request with a parseable header exactly once in a flood of ${FRAMES} malformed and random frame sets`, async () => {
+    const report = await soak({ cycles: 0, frames: FRAMES, seed: Date.now() % 1000 });
     expect(soakProblems(report)).to.deep.equal([]);
-    expect(report.flood!.expected).to.be.greaterThan(5000); // the flood did send answerable requests
+    expect(report.flood!.expected).to.be.greaterThan(FRAMES / 4); // the flood did send answerable requests (about half)
     expect(report.pingAfter).to.equal(true);
   });
 });
