@@ -72,10 +72,13 @@ export class KernelRelay {
         outputFiles: (since) => this.options.outputFiles(since),
         tagged: () => this.mode === 'tagged',
         hurry: () => this.draining || this.closed,
-        sendNext: (run) => {
-          if (!this.closed) this.liveness.sending();
-          this.sendInputs(run);
-        },
+        sendNext: (run) =>
+          // once the link knows whether the runner tags; one that does not is asked its status first (Liveness.sending)
+          void this.link.whenSynced().then(async () => {
+            if (this.closed || run.done) return;
+            if (this.mode === 'untagged') await this.liveness.sending();
+            if (!this.closed && !run.done) this.sendInputs(run);
+          }),
         endSaid: (run) => this.confirmEnd(run),
         ack: (run, seq) => this.keepRequest(run, 'ack', { s: seq }),
       },
@@ -359,7 +362,6 @@ export class KernelRelay {
     switch (rec.type) {
       case 'completion':
       case 'status':
-        if (!tagged) this.liveness.statusSeen(rec.payload);
         this.requests.answer(rec.type, tagged ? (rec.meta?.t ?? '') : undefined, rec.payload);
         return undefined;
       case 'service-result':

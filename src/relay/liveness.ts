@@ -41,10 +41,8 @@ export class Liveness {
   private probing = false;
   private misses = 0;
   private idle = 0;
-  /** The `started_at` a runner that does not tag answered when its current run was sent (undefined: not known). */
+  /** The `started_at` a runner that does not tag answered just before its current run was sent (undefined: not known). */
   private startedAt: unknown = undefined;
-  /** A run's inputs went: the next `status` answer names the runner that got them (see {@link sending}). */
-  private baselineOwed = false;
 
   constructor(private readonly target: LivenessTarget) {
     this.timer = setInterval(() => this.probe(), PROBE_INTERVAL_MS);
@@ -63,25 +61,19 @@ export class Liveness {
   }
 
   /**
-   * A run's inputs are about to go to a runner that does not tag: `status`
-   * is asked for first, and the first `status` answer after this (to that
-   * request, or to one already in flight: both were sent before the inputs)
-   * says which runner got them, so that a probe can tell it from one started
-   * after. Asked after the inputs instead, a runner that dies at once on
-   * them (code that kills it) leaves that request to its successor, which
-   * would answer for it.
+   * A run is about to go to a runner that does not tag: `status` is asked
+   * for first, and the run's inputs go once it is answered (or the request
+   * failed), so its answer names the runner that gets them and a probe can
+   * tell it from one started after. Sent together, a runner that dies at
+   * once on the inputs (code that kills it) could take the answer with it
+   * (its I/O thread had not written it yet): the next answer, a probe's, came
+   * from its successor and was taken for the run's runner, and the lost run
+   * was never ended. Resolves when the inputs may go.
    */
-  sending(): void {
+  async sending(): Promise<void> {
     this.startedAt = undefined;
-    this.baselineOwed = true;
-    this.target.request('status', 'status', PROBE_INTERVAL_MS).catch(() => undefined); // its answer comes through statusSeen; none: the probes find out
-  }
-
-  /** A `status` answer came (to any request); the first after {@link sending} names the runner that got the run. */
-  statusSeen(payload: Buffer): void {
-    if (!this.baselineOwed) return;
-    this.baselineOwed = false;
-    this.startedAt = parseStatus(payload)?.started_at;
+    const payload = await this.target.request('status', 'status', PROBE_INTERVAL_MS).catch(() => null); // none: the probes find out
+    this.startedAt = payload ? parseStatus(payload)?.started_at : undefined;
   }
 
   stop(): void {

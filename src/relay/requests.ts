@@ -4,9 +4,16 @@
  * that tags echoes each request's tag, so answers are matched by tag and a
  * late answer to a request that timed out finds no one and is dropped. A
  * runner that does not tag gets one request of a kind in flight at a time;
- * after a timeout, the next answer of that kind is taken for the late one and
- * dropped, so it never reaches the request after it.
+ * after a timeout, the lane waits for the late answer (dropped, so it never
+ * reaches the request after it) before it sends the next request, but no
+ * longer than the timed-out request's own timeout (at most 5 s): a request
+ * the runner never answers (it went to a runner that died) is then taken as
+ * lost. (Counting owed answers instead jammed a lane for good: each answer
+ * was taken for the one before it, and each request timed out in turn.)
  */
+
+/** The longest a lane of a runner that does not tag waits for a late answer before it sends the next request. */
+const MAX_LATE_MS = 5000;
 
 interface Waiter {
   replyType: string;
@@ -15,11 +22,11 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
-/** One kind of answer of an untagged runner: its queue, the request in flight and the late answers still owed. */
+/** One kind of answer of an untagged runner: its queue, the request in flight, and the wait for a late answer still owed. */
 interface Lane {
   inflight: Waiter | null;
   waiting: Array<() => void>;
-  stale: number;
+  owed: NodeJS.Timeout | null;
 }
 
 /** What the book needs of its relay. */
@@ -66,15 +73,22 @@ export class RequestBook {
           reject,
           timer: setTimeout(() => {
             lane.inflight = null;
-            lane.stale++; // its answer may still come: it is not the next request's
             reject(timeout());
-            this.next(lane);
+            // its answer may still come, and is not the next request's: the next one waits for it, for a while
+            lane.owed = setTimeout(
+              () => {
+                lane.owed = null;
+                this.next(lane);
+              },
+              Math.min(timeoutMs, MAX_LATE_MS),
+            );
+            lane.owed.unref();
           }, timeoutMs),
         };
         lane.inflight = w;
         this.sender.send(type, payload, null);
       };
-      if (lane.inflight) lane.waiting.push(start);
+      if (lane.inflight || lane.owed) lane.waiting.push(start);
       else start();
     });
   }
@@ -93,7 +107,15 @@ export class RequestBook {
       return true;
     }
     const lane = this.lanes.get(replyType);
-    if (!lane || (lane.stale > 0 && (lane.stale--, true)) || !lane.inflight) {
+    if (lane?.owed) {
+      // the late answer of the request that timed out: dropped, and the next request goes
+      clearTimeout(lane.owed);
+      lane.owed = null;
+      this.dropped++;
+      this.next(lane);
+      return false;
+    }
+    if (!lane?.inflight) {
       this.dropped++;
       return false;
     }
@@ -113,7 +135,8 @@ export class RequestBook {
     }
     this.byTag.clear();
     for (const lane of this.lanes.values()) {
-      lane.stale = 0;
+      if (lane.owed) clearTimeout(lane.owed);
+      lane.owed = null;
       if (lane.inflight) {
         clearTimeout(lane.inflight.timer);
         lane.inflight.reject(err());
@@ -125,7 +148,7 @@ export class RequestBook {
 
   private lane(replyType: string): Lane {
     let lane = this.lanes.get(replyType);
-    if (!lane) this.lanes.set(replyType, (lane = { inflight: null, waiting: [], stale: 0 }));
+    if (!lane) this.lanes.set(replyType, (lane = { inflight: null, waiting: [], owed: null }));
     return lane;
   }
 

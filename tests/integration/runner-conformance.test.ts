@@ -68,6 +68,18 @@ describe('runners of other makes (section 4 only): the relay against each confor
     for (const { relay } of relays.values()) relay.close('the test ended');
     await remove();
   });
+  // A failure says what the relays logged and what the runners printed (their container's log), to tell a relay's
+  // fault from a runner's.
+  afterEach(async function () {
+    if (this.currentTest?.state !== 'failed') return;
+    for (const [kind, { log }] of relays)
+      if (log.lines.length) console.log(`      relay to ${kind}:\n        ${log.lines.slice(-30).join('\n        ')}`);
+    const [c] = await docker.listContainers({ all: true, filters: { label: ['io.compute-agent.test'], name: ['section4'] } });
+    if (c) {
+      const logs = await docker.getContainer(c.Id).logs({ stdout: true, stderr: true, tail: 40 });
+      console.log(`      the runners' container (${c.State}):\n${logs.toString('latin1')}`);
+    }
+  });
 
   /** The relay to one kind (one per kind, kept across its tests, as a kernel's is). */
   function relayOf(kind: Kind) {

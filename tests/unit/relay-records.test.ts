@@ -146,24 +146,37 @@ describe('request book', () => {
     expect(b.dropped).to.equal(1);
   });
 
-  it('untagged: one request of a kind in flight; after a timeout the next answer is the late one and is dropped', async () => {
+  it('untagged: one request of a kind in flight; after a timeout the next waits for the late answer, which is dropped', async () => {
     const { b, sent } = book(false);
     const first = b.request('complete', 'a', 'completion', 30, timeout);
     const second = b.request('complete', 'b', 'completion', 1000, timeout);
     expect(sent).to.have.length(1); // the second waits for the first
     await first.catch(() => undefined);
-    expect(sent).to.have.length(2);
+    expect(sent, 'the second waits for the late answer of the first').to.have.length(1);
     expect(b.answer('completion', undefined, Buffer.from('late answer of a'))).to.equal(false);
+    expect(sent).to.have.length(2);
     expect(b.answer('completion', undefined, Buffer.from('answer of b'))).to.equal(true);
     expect((await second).toString()).to.equal('answer of b');
     expect(b.answer('completion', undefined, Buffer.from('unasked'))).to.equal(false);
   });
 
-  it('fails every request waiting when the runner is gone, and forgets the late answers owed', async () => {
-    const { b } = book(false);
-    const timedOut = b.request('status', '', 'status', 10, timeout);
-    await timedOut.catch(() => undefined);
+  it('untagged: a request never answered (its runner died) is taken as lost after its timeout again; the lane goes on', async () => {
+    const { b, sent } = book(false);
+    for (let i = 0; i < 3; i++) await b.request('status', '', 'status', 20, timeout).catch(() => undefined); // the lost ones
+    const next = b.request('status', '', 'status', 1000, timeout);
+    await new Promise((r) => setTimeout(r, 40)); // past the wait for the last late answer
+    expect(sent).to.have.length(4);
+    expect(b.answer('status', undefined, Buffer.from('fresh'))).to.equal(true);
+    expect((await next).toString()).to.equal('fresh');
+  });
+
+  it('fails every request in flight when the runner is gone, and forgets the late answers owed', async () => {
+    const { b, sent } = book(false);
+    await b.request('status', '', 'status', 10, timeout).catch(() => undefined); // its late answer is owed
     const waiting = b.request('status', '', 'status', 1000, timeout);
+    expect(sent, 'it waits for the late answer').to.have.length(1);
+    b.failAll(() => new Error('gone'));
+    expect(sent, 'the late answer is forgotten: it goes').to.have.length(2);
     b.failAll(() => new Error('gone'));
     await waiting.then(
       () => expect.fail('answered'),
