@@ -1,10 +1,10 @@
 /**
  * The fault soak's suite form (`npm run soak -- --faults MINUTES` runs it
- * longer; docs/development.rst): 30 s of runs and uploads on two kernels of
+ * longer; docs/development.rst): 15 s of runs and uploads on two kernels of
  * an agent run as the real CLI while it is SIGKILLed and SIGTERMed, its
  * host ports are held, a home is filled, a kernel is restarted and a third
  * made and destroyed, the agent killed under some of them, with a fixed
- * seed (and on past the 30 s until every kind of fault was made once);
+ * seed (and on past the 15 s until every kind of fault was made once);
  * every run's console is what its code printed, every file is whole,
  * no kernel or home goes, nothing is left.
  */
@@ -14,7 +14,7 @@ import { faultSoak } from '../soak/faults.js';
 import { faultProblems } from '../soak/verdict.js';
 
 /** SOAK_FAULT_SECONDS and SOAK_FAULT_SEED change them (a failure prints the seed to replay). */
-const SECONDS = Number(process.env.SOAK_FAULT_SECONDS) || 30;
+const SECONDS = Number(process.env.SOAK_FAULT_SECONDS) || 15;
 const SEED = Number(process.env.SOAK_FAULT_SEED) || 28;
 
 describe('fault soak (short form)', function () {
