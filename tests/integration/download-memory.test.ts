@@ -7,19 +7,18 @@
  * process of their own (tests/helpers/pinger.ts), are timed and printed, not
  * asserted (no timings in tests).
  */
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { AgentClient } from '../../src/rpc/client.js';
 import { methods } from '../../src/rpc/methods.js';
+import { startPinger } from '../helpers/ping-process.js';
 import {
   loopbackAgentFlags,
   eventually,
   freePort,
   onCleanup,
   removeContainersOf,
-  REPO_ROOT,
   requireEtcd,
   spawnAgent,
   tempScratch,
@@ -71,18 +70,9 @@ describe('download memory', function () {
     await fs.writeFile(`/proc/${pid}/clear_refs`, '5'); // the peak starts from here
 
     // pings from a process of its own, so that this process's decoding of the replies does not count
-    const pinger = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/tests/helpers/pinger.js'), `tcp://127.0.0.1:${port}`], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    onCleanup(() => void pinger.kill('SIGKILL'));
-    let pingOut = '';
-    pinger.stdout.on('data', (d: Buffer) => (pingOut += d.toString()));
-    const pingerDone = new Promise((r) => pinger.once('exit', r));
-    await eventually('the pinger to be answered', () => pingOut.startsWith('pinging\n'), 30_000);
+    const pinger = await startPinger(port);
     const archives = await Promise.all([0, 1, 2].map(() => client.callWithTimeout(120_000, methods.download_file, id, 'big.bin')));
-    pinger.kill('SIGTERM');
-    await pingerDone;
-    const pings = JSON.parse(pingOut.slice('pinging\n'.length)) as { n: number; p50: number; p99: number; max: number };
+    const pings = await pinger.stop();
     for (const a of archives) expect(a.length).to.equal(512 + FILE + 1024);
     const during = await memory(pid);
     const after =

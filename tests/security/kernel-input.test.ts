@@ -12,12 +12,12 @@
  * the p99 of pings just before the attack); the kernel's runner comes back and serves runs
  * and the terminal.
  */
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { AgentClient } from '../../src/rpc/client.js';
 import { waitRealTime } from '../helpers/real-time.js';
+import { startPinger } from '../helpers/ping-process.js';
 import { errorMessage } from '../../src/errors.js';
 import { methods } from '../../src/rpc/methods.js';
 import { KERNEL_FRAME_LIMIT, SEND_ONLY_FRAME_LIMIT } from '../../src/relay/kernel-socket.js';
@@ -71,25 +71,6 @@ async function typeUntil(client: AgentClient, id: string, line: string, re: RegE
     },
     30_000,
   );
-}
-
-/** A pinger process (tests/helpers/pinger.ts) answered once; `stop` ends it and gives its figures. */
-async function startPinger(port: number): Promise<{ stop: () => Promise<{ n: number; p50: number; p99: number; max: number }> }> {
-  const pinger = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/tests/helpers/pinger.js'), `tcp://127.0.0.1:${port}`], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  onCleanup(() => void pinger.kill('SIGKILL'));
-  let out = '';
-  pinger.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const done = new Promise((r) => pinger.once('exit', r));
-  await eventually('the pinger to be answered', () => out.startsWith('pinging\n'), 30_000);
-  return {
-    stop: async () => {
-      pinger.kill('SIGTERM');
-      await done;
-      return JSON.parse(out.slice('pinging\n'.length)) as { n: number; p50: number; p99: number; max: number };
-    },
-  };
 }
 
 describe('bounded input from kernels', function () {
