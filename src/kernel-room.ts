@@ -41,6 +41,7 @@ import type { NodeMonitor } from './node/stats.js';
 import type { ModernSide } from './modern-side.js';
 import { DockerNetworks } from './adapters/docker-networks.js';
 import { KernelNetwork } from './containers/kernel-network.js';
+import { SessionOverlays } from './containers/session-overlay.js';
 import { SessionNetworks } from './containers/session-network.js';
 import { NodeDrain, type DrainState } from './services/drain.js';
 import { readinessProbes } from './services/readiness.js';
@@ -154,6 +155,8 @@ export class KernelRoom {
   network: KernelNetwork | null = null;
   /** The session networks of multi-kernel sessions (docs/sessions.rst). */
   sessionNetworks: SessionNetworks | null = null;
+  /** The overlay networks of multi-node sessions, which the manager makes (docs/sessions.rst). */
+  sessionOverlays: SessionOverlays | null = null;
   gpus: GpuService | null = null;
   images: ImageService | null = null;
   pool: WarmPool | null = null;
@@ -194,6 +197,7 @@ export class KernelRoom {
       networks: new DockerNetworks(c.docker.docker),
       log: c.log.child({ component: 'network' }),
     });
+    this.sessionOverlays = new SessionOverlays({ agentId: options.agentId, networks: new DockerNetworks(c.docker.docker) });
     c.docker.networkReady = (name) => (name === network.name ? network.ready() : Promise.resolve());
     c.checkpoint();
     const accelerator = c.accelerator ?? new NvidiaCuda({ allow: () => live.value.gpuAllow, docker: () => c.docker.runtimes() });

@@ -93,7 +93,7 @@ export class ModernSide {
    * socket's, else the 2018 one's).
    */
   serve(
-    deps: Pick<ModernRpcDeps, 'kernels' | 'requestStop' | 'resources' | 'ports' | 'sessionNetworks'> &
+    deps: Pick<ModernRpcDeps, 'kernels' | 'requestStop' | 'resources' | 'ports' | 'sessionNetworks' | 'sessionOverlays'> &
       Pick<ModernImageDeps, 'images' | 'gpus'> & {
         /** Bindings of methods both generations serve alike (drain, undrain; src/bindings/). */
         extra: Binding[];

@@ -90,6 +90,7 @@ export function buildRpc(p: RpcParts): { dispatcher: Dispatcher; router: RpcRout
       gpus: () => gpus.report(),
       requestStop: p.requestStop,
       sessionNetworks: p.room.sessionNetworks!,
+      sessionOverlays: p.room.sessionOverlays!,
       extra: drainBindings(p.drain),
     },
     p.keyPair?.publicKey ?? null,

@@ -20,6 +20,18 @@ export interface BridgeNetwork {
   containers: string[];
 }
 
+/** Any Docker network as the agent checks it before a kernel joins it (a multi-node session's overlay). */
+export interface NetworkView {
+  id: string;
+  name: string;
+  /** `bridge`, `overlay`, `macvlan`, ... */
+  driver: string;
+  /** `local`, `swarm` or `global`. */
+  scope: string;
+  attachable: boolean;
+  labels: Record<string, string>;
+}
+
 /** What a bridge network is made with. */
 export interface BridgeRequest {
   name: string;
@@ -39,6 +51,8 @@ interface NetworkInfo {
   Id: string;
   Name: string;
   Driver?: string;
+  Scope?: string;
+  Attachable?: boolean;
   Options?: Record<string, string>;
   Labels?: Record<string, string>;
   IPAM?: { Config?: Array<{ Subnet?: string }> };
@@ -65,6 +79,45 @@ export class DockerNetworks {
     } catch (err) {
       if (isNotFound(err)) return null;
       throw castDockerError(err, `inspecting network ${name}`);
+    }
+  }
+
+  /** Any network by exact name or by id, or null when this engine knows none (a worker sees a Swarm network only once a container of its joined it). */
+  async describe(nameOrId: string): Promise<NetworkView | null> {
+    try {
+      const info = (await this.docker.getNetwork(nameOrId).inspect()) as NetworkInfo;
+      if (info.Name !== nameOrId && info.Id !== nameOrId) return null; // Docker also matches an id prefix
+      return {
+        id: info.Id,
+        name: info.Name,
+        driver: info.Driver ?? '',
+        scope: info.Scope ?? '',
+        attachable: info.Attachable === true,
+        labels: info.Labels ?? {},
+      };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw castDockerError(err, `inspecting network ${nameOrId}`);
+    }
+  }
+
+  /** The id of the network a container joined under that name, or null when it is on no such network. */
+  async joinedId(containerId: string, name: string): Promise<string | null> {
+    try {
+      const info = await this.docker.getContainer(containerId).inspect();
+      return info.NetworkSettings?.Networks?.[name]?.NetworkID || null;
+    } catch (err) {
+      throw castDockerError(err, `inspecting container ${containerId.slice(0, 12)}`);
+    }
+  }
+
+  /** This engine's state in a Docker Swarm (`docker info` Swarm.LocalNodeState): `active`, `inactive`, `pending`, `error` or `locked`. */
+  async swarmState(): Promise<string> {
+    try {
+      const info = (await this.docker.info()) as { Swarm?: { LocalNodeState?: string } };
+      return info.Swarm?.LocalNodeState || 'inactive';
+    } catch (err) {
+      throw castDockerError(err, "reading the engine's swarm state");
     }
   }
 

@@ -51,6 +51,8 @@ export interface ContainerRequest {
   network?: string;
   /** Names the container is known by on that network besides its own (Docker's embedded DNS answers them). */
   networkAliases?: string[];
+  /** A Swarm overlay network it joins as well (connected between create and start), with its names there. */
+  overlay?: { name: string; aliases: string[] };
   /** The container's hostname; absent: Docker's (the id's prefix). */
   hostname?: string;
   /** Bytes of its /dev/shm (HostConfig.ShmSize); absent: Docker's 64 MiB. */
@@ -207,6 +209,7 @@ export class DockerEngine {
     const bindings = Object.fromEntries(
       published.map((p) => [`${p}/tcp`, [{ HostIp: req.publishHost, HostPort: String(req.hostPorts?.[p] ?? '') }]]),
     );
+    let id: string;
     try {
       const c = await this.docker.createContainer({
         name: req.name,
@@ -236,9 +239,24 @@ export class DockerEngine {
           ...securityHostConfig(req.security),
         },
       });
-      return c.id;
+      id = c.id;
     } catch (err) {
       throw castDockerError(err, `creating container ${req.name}`);
+    }
+    if (req.overlay) await this.connectOverlay(id, req.overlay);
+    return id;
+  }
+
+  /** Connects a created container to a Swarm overlay network (one network at create before API 1.44); removes the container when that fails. */
+  private async connectOverlay(id: string, overlay: { name: string; aliases: string[] }): Promise<void> {
+    try {
+      await this.docker.getNetwork(overlay.name).connect({ Container: id, EndpointConfig: { Aliases: overlay.aliases } });
+    } catch (err) {
+      await this.docker
+        .getContainer(id)
+        .remove({ force: true })
+        .catch(() => undefined);
+      throw castDockerError(err, `joining the overlay network ${overlay.name}`);
     }
   }
 

@@ -32,6 +32,8 @@ export const LABELS = {
   clusterNetwork: 'io.compute-agent.cluster-network',
   /** On a kernel of a multi-kernel session: its hostname among the session's kernels (main1, sub1, ...). */
   clusterHostname: 'io.compute-agent.cluster-hostname',
+  /** On a kernel of a multi-node session: `1`, its session network is a Docker Swarm overlay joined beside the kernel network. */
+  clusterOverlay: 'io.compute-agent.cluster-overlay',
   /**
    * The names of a kernel's environ (as its create or restart set it), comma-separated: re-adoption reads their
    * values back from the container's environment. Not on pooled containers, whose claims set the environ later.

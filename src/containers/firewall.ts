@@ -46,6 +46,20 @@ export const KERNEL_BRIDGE_PREFIX = 'cak-';
 /** The prefix of every session network's bridge interface (src/containers/session-network.ts), any agent's. */
 export const SESSION_BRIDGE_PREFIX = 'cas-';
 
+/**
+ * The ports of Docker Swarm between nodes, which no kernel may reach on any
+ * host (with `kernel_egress allow` too): a kernel's packets leave the node
+ * masqueraded as the node, a member of the swarm, so a forged VXLAN packet
+ * to another node would land in the overlay networks of other sessions, and
+ * the control and gossip ports are the swarm's own (docs/security.rst).
+ */
+export const SWARM_PORTS = [
+  { proto: 'udp', port: 4789, what: 'VXLAN data of overlay networks' },
+  { proto: 'tcp', port: 2377, what: 'swarm control (managers)' },
+  { proto: 'tcp', port: 7946, what: 'gossip among nodes' },
+  { proto: 'udp', port: 7946, what: 'gossip among nodes' },
+] as const;
+
 /** The prefix of every chain of every agent, for `agent check` and for the tests' sweeps. */
 export const CHAIN_PREFIX = 'CA-';
 
@@ -72,6 +86,10 @@ export function chainId(agentId: string): string {
 
 const ESTABLISHED = ['-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'RETURN'];
 
+/** Drops what kernels behind `from` send to the swarm's ports anywhere (with `kernel_egress deny`, everything is dropped already). */
+const swarmDrops = (from: string): string[][] =>
+  SWARM_PORTS.map((p) => ['-i', from, '-p', p.proto, '-m', p.proto, '--dport', String(p.port), '-j', 'DROP']);
+
 /** The three chains of an agent whose kernels sit on `bridge` (and on session bridges, `cas-+`). */
 export function firewallPlan(agentId: string, bridge: string, egress: KernelEgress): ChainPlan[] {
   const base = `${CHAIN_PREFIX}${chainId(agentId)}`;
@@ -89,7 +107,7 @@ export function firewallPlan(agentId: string, bridge: string, egress: KernelEgre
       ['-i', bridge, '-o', o, '-j', 'DROP'],
       ['-i', o, '-o', bridge, '-j', 'DROP'],
     ]),
-    ...(egress === 'deny' ? [['-i', bridge, '-j', 'DROP']] : []),
+    ...(egress === 'deny' ? [['-i', bridge, '-j', 'DROP']] : swarmDrops(bridge)),
     // Session bridges: within one bridge, every port; routed to any other container network (another session's included), never.
     ['-i', sessions, ...ESTABLISHED],
     ['-o', sessions, ...ESTABLISHED],
@@ -98,7 +116,7 @@ export function firewallPlan(agentId: string, bridge: string, egress: KernelEgre
       ['-i', sessions, '-o', o, '-j', 'DROP'],
       ['-i', o, '-o', sessions, '-j', 'DROP'],
     ]),
-    ...(egress === 'deny' ? [['-i', sessions, '-j', 'DROP']] : []),
+    ...(egress === 'deny' ? [['-i', sessions, '-j', 'DROP']] : swarmDrops(sessions)),
   ];
   const toHost = (rest: string[]) => [bridge, sessions].map((i) => ['-i', i, ...rest]);
   return [

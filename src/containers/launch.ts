@@ -77,6 +77,7 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
       [LABELS.shmMiB]: String(shmMiB),
       [LABELS.created]: String(i.createdAt),
       ...(cluster ? { [LABELS.clusterNetwork]: cluster.network, [LABELS.clusterHostname]: cluster.hostname } : {}),
+      ...(cluster?.overlay ? { [LABELS.clusterOverlay]: '1' } : {}),
       ...(i.pool ? {} : { [LABELS.environKeys]: Object.keys(i.spec.environ).join(',') }),
       ...(inject ? { [LABELS.runnerEnv]: i.runnerEnv!.digest } : {}),
     },
@@ -94,9 +95,13 @@ export function containerRequest(i: LaunchInput): ContainerRequest {
     cpusetCpus: i.cpuSet.join(','),
     ...(gpu ? { devices: gpu.devices, deviceRequests: gpu.deviceRequests, runtime: gpu.runtime, cpusetMems: gpu.cpusetMems } : {}),
     publishHost: i.publishHost,
-    // a session's kernel joins its session's network, known there by its cluster hostname
-    network: cluster?.network ?? kernelNetworkName(i.agentId),
-    ...(cluster ? { networkAliases: [cluster.hostname], hostname: cluster.hostname } : {}),
+    // A session's kernel joins its session's network, known there by its cluster hostname. A multi-node
+    // session's overlay has no way out of its own: the kernel network, under the firewall's cover, carries
+    // the kernel's ports and egress, and the overlay only the session (src/containers/session-overlay.ts).
+    network: cluster && !cluster.overlay ? cluster.network : kernelNetworkName(i.agentId),
+    ...(cluster && !cluster.overlay ? { networkAliases: [cluster.hostname] } : {}),
+    ...(cluster?.overlay ? { overlay: { name: cluster.network, aliases: [cluster.hostname] } } : {}),
+    ...(cluster ? { hostname: cluster.hostname } : {}),
     servicePorts: i.traits.services.ok ? i.traits.services.services.map((x) => x.port) : [],
     security: i.security,
   };

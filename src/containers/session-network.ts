@@ -27,6 +27,14 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /** Names Docker gives a meaning of its own, never a session's. */
 const DOCKER_NAMES = new Set(['host', 'bridge', 'none', 'default']);
 
+/** Refuses a name that cannot be a session's network (a bridge here or a multi-node session's overlay): a ParametersError. */
+export function checkNetworkName(name: string, agentId: string): void {
+  if (!NAME.test(name) || DOCKER_NAMES.has(name) || name === kernelNetworkName(agentId))
+    throw new ParametersError(
+      `network_name ${JSON.stringify(name.slice(0, 140))} cannot name a session network: use letters, digits, "_", "." and "-" (at most 128), not a name of Docker's or the kernel network's`,
+    );
+}
+
 /** The bridge interface of a session network: `cas-` and a hash of the agent id and the network name (15 characters). */
 export function sessionBridgeName(agentId: string, network: string): string {
   return `${SESSION_BRIDGE_PREFIX}${createHash('sha256').update(`${agentId}\0${network}`).digest('hex').slice(0, 11)}`;
@@ -40,10 +48,7 @@ export class SessionNetworks {
   constructor(private readonly o: { agentId: string; networks: DockerNetworks; log: Logger }) {}
 
   private checkName(name: string): void {
-    if (!NAME.test(name) || DOCKER_NAMES.has(name) || name === kernelNetworkName(this.o.agentId))
-      throw new ParametersError(
-        `network_name ${JSON.stringify(name.slice(0, 140))} cannot name a session network: use letters, digits, "_", "." and "-" (at most 128), not a name of Docker's or the kernel network's`,
-      );
+    checkNetworkName(name, this.o.agentId);
   }
 
   private ours(net: BridgeNetwork): boolean {

@@ -34,9 +34,16 @@ export interface KernelSpec {
   shmMiB?: number | null;
   /**
    * For a kernel of a multi-kernel session: the session network it joins and its hostname there, and at its
-   * create the session's SSH key pair (docs/sessions.rst); absent: the kernel network.
+   * create the session's SSH key pair (docs/sessions.rst); absent: the kernel network. `overlay`: the
+   * network is a multi-node session's Docker Swarm overlay, joined beside the kernel network
+   * (src/containers/session-overlay.ts).
    */
-  cluster?: { network: string; hostname: string; ssh?: { publicKey: string; privateKey: string } | null } | null;
+  cluster?: {
+    network: string;
+    hostname: string;
+    overlay?: boolean;
+    ssh?: { publicKey: string; privateKey: string } | null;
+  } | null;
 }
 
 /**

@@ -153,7 +153,11 @@ export async function adoptKernels({ deps, cores, memory, kernels, reports }: Ad
         gpuSet,
         cluster:
           labels[LABELS.clusterNetwork] && labels[LABELS.clusterHostname]
-            ? { network: labels[LABELS.clusterNetwork], hostname: labels[LABELS.clusterHostname] }
+            ? {
+                network: labels[LABELS.clusterNetwork],
+                hostname: labels[LABELS.clusterHostname],
+                overlay: labels[LABELS.clusterOverlay] === '1',
+              }
             : null,
       },
     });

@@ -11,11 +11,20 @@ import { ParametersError } from '../errors.js';
 import type { KernelSpec } from '../containers/spec.js';
 import { readSshKeypair, type SshKeypair } from './cluster-ssh.js';
 
+/** The session's cluster mode: all its kernels on one node, or spread over several. */
+export type ClusterMode = 'single-node' | 'multi-node';
+
 /** What the agent reads of `raw_cluster_info`. */
 export interface ClusterInfo {
-  mode: 'single-node';
-  /** The session network the kernels join (made by create_local_network); null: each kernel on the kernel network. */
+  mode: ClusterMode;
+  /**
+   * The session network the kernels join: a bridge of this agent's (made by
+   * create_local_network), or with `overlay` the manager's Docker Swarm
+   * overlay network (src/containers/session-overlay.ts); null: each kernel on the kernel network.
+   */
   network: string | null;
+  /** Whether `network` is a Swarm overlay network (a multi-node session's), joined beside the kernel network. */
+  overlay: boolean;
   size: number | null;
   replicas: Record<string, number> | null;
   /** `ssh_keypair`, the session's key pair for ssh among its kernels; null: the agent makes one. */
@@ -29,34 +38,44 @@ const isMap = (v: unknown): v is Record<string, unknown> =>
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
 /**
- * Reads `raw_cluster_info`: `network_name` (24.09) or
- * `network_config.network_name` with mode `bridge` (later releases); a
- * ParametersError for what this agent cannot serve (multi-node sessions,
- * host networking).
+ * Reads `raw_cluster_info`: `mode`, and the network as `network_name`
+ * (24.09) or `network_config` with its mode (later releases: `bridge` for a
+ * single-node session, `overlay` for a multi-node one). A ParametersError
+ * for what this agent cannot serve (host networking, a multi-node session on
+ * a bridge, or without its overlay network).
  */
 export function readClusterInfo(raw: Record<string, unknown>): ClusterInfo {
   const mode = raw.mode ?? 'single-node';
-  if (mode !== 'single-node')
-    throw new ParametersError(
-      `cluster_info mode ${JSON.stringify(mode)} is not supported: this agent runs single-node sessions only (docs/fleet.rst, "Multi-node sessions")`,
-    );
+  if (mode !== 'single-node' && mode !== 'multi-node')
+    throw new ParametersError(`cluster_info mode ${JSON.stringify(mode)} is not supported (single-node and multi-node are)`);
   const nc = raw.network_config;
   let network: unknown = raw.network_name;
-  if (network === undefined && isMap(nc)) {
-    if (nc.mode !== undefined && nc.mode !== null && nc.mode !== 'bridge')
-      throw new ParametersError(`cluster_info network_config mode ${JSON.stringify(nc.mode)} is not supported (bridge is)`);
-    network = nc.network_name;
+  let kind: unknown = null;
+  if (isMap(nc)) {
+    kind = nc.mode ?? null;
+    if (kind !== null && kind !== 'bridge' && kind !== 'overlay')
+      throw new ParametersError(`cluster_info network_config mode ${JSON.stringify(kind)} is not supported (bridge and overlay are)`);
+    if (network === undefined) network = nc.network_name;
   }
   if (network === 'host')
     throw new ParametersError('cluster_info network_name "host" is not supported: kernels never share the host\'s network here');
   if (network !== undefined && network !== null && typeof network !== 'string')
     throw new ParametersError('cluster_info network_name must be a str or nil');
+  const overlay = kind === 'overlay' || (kind === null && mode === 'multi-node');
+  if (mode === 'multi-node' && !overlay)
+    throw new ParametersError(
+      'cluster_info: a multi-node session needs an overlay network (network_config mode overlay), not a bridge of one node',
+    );
+  if (overlay && !network)
+    throw new ParametersError(
+      'cluster_info: a multi-node session needs network_name, the Docker Swarm overlay network its kernels join (docs/fleet.rst, "Multi-node sessions")',
+    );
   const size = typeof raw.size === 'number' && Number.isInteger(raw.size) && raw.size > 0 ? raw.size : null;
   const replicas = isMap(raw.replicas)
     ? Object.fromEntries(Object.entries(raw.replicas).filter((e): e is [string, number] => typeof e[1] === 'number'))
     : null;
   // the key pair is for ssh among a session's kernels: read (and refused when bad) only for a session network
-  return { mode: 'single-node', network: network || null, size, replicas, ssh: network ? readSshKeypair(raw.ssh_keypair) : null };
+  return { mode, network: network || null, overlay, size, replicas, ssh: network ? readSshKeypair(raw.ssh_keypair) : null };
 }
 
 /** A kernel config's cluster fields as the cluster variables read them. */

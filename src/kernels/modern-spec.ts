@@ -32,7 +32,7 @@ export const MODERN_CONFIG_KEYS: ReadonlyArray<{ key: string; treatment: KeyTrea
     treatment: 'supported',
     note: 'maps of ``name``, ``host_path`` (under the vfolder root), ``kernel_path`` (``/home/work/<name>``), ``mount_perm`` ``rw`` or ``wd``; ``ro`` is refused',
   },
-  { key: 'cluster_mode', treatment: 'supported', note: '``single-node`` only; ``multi-node`` is refused' },
+  { key: 'cluster_mode', treatment: 'supported', note: '``single-node`` or ``multi-node`` (docs/sessions.rst)' },
   { key: 'cluster_role', treatment: 'supported', note: '``BACKENDAI_CLUSTER_ROLE`` (docs/sessions.rst)' },
   { key: 'cluster_idx', treatment: 'supported', note: '``BACKENDAI_CLUSTER_IDX``' },
   {
@@ -192,7 +192,8 @@ export function parseModernKernelConfig(
   if (canonical === undefined && isMap(imageRef)) canonical = canonicalOfImageRef(imageRef);
   if (typeof canonical !== 'string' || canonical === '') bad('image', 'must be a map with the image reference in canonical');
   const mode = config.cluster_mode ?? 'single-node';
-  if (mode !== 'single-node') bad('cluster_mode', `${JSON.stringify(mode)} is not supported: this agent runs single-node sessions only`);
+  if (mode !== 'single-node' && mode !== 'multi-node')
+    bad('cluster_mode', `${JSON.stringify(mode)} is not supported (single-node and multi-node are)`);
 
   const slots = config.resource_slots ?? {};
   if (!isMap(slots)) bad('resource_slots', 'must be a map of slot name to amount');

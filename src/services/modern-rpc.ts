@@ -18,6 +18,7 @@ import { parseModernKernelConfig, type ModernKernelExtras } from '../kernels/mod
 import { clusterHostnameOf, keepClusterEnviron, readClusterInfo, withClusterEnviron } from '../kernels/modern-cluster.js';
 import { newSshKeypair } from '../kernels/cluster-ssh.js';
 import type { SessionNetworks } from '../containers/session-network.js';
+import type { SessionOverlays } from '../containers/session-overlay.js';
 import { singleFileOfTar } from '../kernels/tar-single.js';
 import type { ModernEventName } from '../events/catalogue.js';
 
@@ -44,6 +45,8 @@ export interface ModernRpcDeps {
   ports: { assign(): Promise<number>; release(port: number): boolean };
   /** create_local_network / destroy_local_network, and the check that a session's kernels join a network of this agent's making. */
   sessionNetworks: Pick<SessionNetworks, 'create' | 'destroy' | 'check'>;
+  /** The checks that a multi-node session's kernels join the overlay network of a session, before their create and after their start. */
+  sessionOverlays: Pick<SessionOverlays, 'check' | 'verify'>;
   /** The CPU cores and memory the node has, for gather_hwinfo. */
   resources(): { cpuSlots: number; memSlotsMiB: number };
 }
@@ -210,9 +213,17 @@ export class ModernRpc {
       throw new KernelCreationError(
         `create_kernels: the cluster hostnames ${hostnames.join(', ')} repeat; each kernel of a session needs its own`,
       );
-    if (network) await this.deps.sessionNetworks.check(network); // never a network outside the firewall's cover
+    // never a network outside the firewall's cover, nor an overlay that is not a session's
+    if (network) await (cluster.overlay ? this.deps.sessionOverlays.check(network) : this.deps.sessionNetworks.check(network));
     const configs = ids.length > 1 || network ? withClusterEnviron(rawConfigs, cluster) : rawConfigs;
     const ssh = network ? (cluster.ssh ?? newSshKeypair()) : null; // one pair for the kernels of the session
+    if (cluster.overlay && !cluster.ssh)
+      this.deps.log.warn(
+        'create_kernels: a multi-node session without ssh_keypair: the pair made here serves ssh among the kernels of this node only',
+        {
+          sessionId,
+        },
+      );
     const outcomes = await Promise.allSettled(
       ids.map(async (id, i) => {
         let extras: ModernKernelExtras | undefined;
@@ -223,8 +234,9 @@ export class ModernRpc {
           info = await this.deps.kernels.create(id, configs[i]!, (s) => {
             const r = parseModernKernelConfig(configs[i]!, refs[id], s);
             extras = r.extras;
-            return network ? { ...r.spec, cluster: { network, hostname: hostnames[i]!, ssh } } : r.spec;
+            return network ? { ...r.spec, cluster: { network, hostname: hostnames[i]!, ssh, overlay: cluster.overlay } } : r.spec;
           });
+          if (network && cluster.overlay) await this.deps.sessionOverlays.verify(info.container_id, network); // a failure rolls the session back
         } catch (err) {
           if (!this.deps.kernels.list().some((r) => r.id === id)) this.sessions.delete(id); // rolled back: nothing left to report on
           throw err;

@@ -342,14 +342,18 @@ export async function loopbackAgentFlags(a: LoopbackAgent): Promise<string[]> {
 /** The module {@link spawnAgent} preloads into agents so that their kernels take a port block of this process's lane. */
 const PORT_BLOCK_PRELOAD = path.join(REPO_ROOT, 'dist/tests/helpers/port-block-preload.js');
 
-/** Runs `agent` with arguments; the process is killed after the test if still running. */
-export function spawnAgent(args: string[], env: NodeJS.ProcessEnv = {}): SpawnedAgent {
+/**
+ * Runs `agent` with arguments; the process is killed after the test if still running. `via`: a
+ * command that runs it (`nsenter --net=...`), which must exec it in its place.
+ */
+export function spawnAgent(args: string[], env: NodeJS.ProcessEnv = {}, via: string[] = []): SpawnedAgent {
   // No metrics file unless a test asks for one (--metrics or BACKEND_METRICS): the CLI's default is node_exporter's directory.
   // An agent of a namespace of the test's own gets a port block as in-process agents do (see port-block-preload.ts).
   const serves = args.includes('--namespace') && (args[0]?.startsWith('-') ?? false); // the agent itself, not a subcommand
   const preload = serves ? ['--import', PORT_BLOCK_PRELOAD] : [];
   const portEnv = serves ? { TEST_PORT_BLOCK: nextPortBlock().text } : {};
-  const child = spawn(process.execPath, [...preload, AGENT_BIN, ...args], {
+  const [file, ...before] = [...via, process.execPath];
+  const child = spawn(file!, [...before, ...preload, AGENT_BIN, ...args], {
     env: { ...process.env, BACKEND_METRICS: '', ...portEnv, ...env },
   });
   let err = '';

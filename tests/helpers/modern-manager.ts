@@ -93,6 +93,14 @@ export class ModernManager {
     return r;
   }
 
+  /** Runs code to its end as {@link executeToEnd} does; every result, so that the output of the `continued` ones is kept. */
+  async executeAll(sessionId: string, kernelId: string, code: string, runId = 'r1'): Promise<RunResult[]> {
+    const all = [await this.client.call(modernMethods.execute, sessionId, kernelId, 2, runId, 'query', code, {}, 2.0)];
+    while (all.at(-1)!.status === 'continued' && all.length < 100)
+      all.push(await this.client.call(modernMethods.execute, sessionId, kernelId, 2, runId, 'continue', '', {}, 2.0));
+    return all;
+  }
+
   close(): void {
     this.client.close();
   }

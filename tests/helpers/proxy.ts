@@ -13,8 +13,8 @@ export interface TestProxy {
   connections(): number;
 }
 
-/** Starts a proxy on 127.0.0.1 (a free port) to `target`; closed after the test. */
-export async function tcpProxy(target: { host: string; port: number }, o: { stallAfter?: number } = {}): Promise<TestProxy> {
+/** Starts a proxy on 127.0.0.1 (or `o.host`; a free port) to `target`; closed after the test. */
+export async function tcpProxy(target: { host: string; port: number }, o: { stallAfter?: number; host?: string } = {}): Promise<TestProxy> {
   const sockets = new Set<net.Socket>();
   let count = 0;
   const server = net.createServer((client) => {
@@ -39,7 +39,7 @@ export async function tcpProxy(target: { host: string; port: number }, o: { stal
     client.on('close', end).on('error', end);
     upstream.on('close', end).on('error', end);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, o.host ?? '127.0.0.1', resolve));
   onCleanup(
     () =>
       new Promise<void>((resolve) => {

@@ -263,7 +263,7 @@ describe('a 24.09 session walk over Callosum', function () {
     onCleanup(() => m.close());
     const sid = uniqueName('s');
     for (const [extra, key] of [
-      [{ cluster_mode: 'multi-node' }, /cluster_mode/],
+      [{ cluster_mode: 'cross-cloud' }, /cluster_mode/],
       [{ bootstrap_script: 'echo hi' }, /bootstrap_script/],
       [{ resource_slots: { cpu: '1', mem: '268435456', 'cuda.device': '1' } }, /cuda\.device/],
       [{ image: { canonical: 'evil/image:latest' } }, /image_allow_list/],

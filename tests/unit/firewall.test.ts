@@ -56,4 +56,22 @@ describe('firewall plan', () => {
       expect(fwd.indexOf(`-i ${o} -o cas-+ -j DROP`), `${o} to session`).to.be.greaterThan(bridged);
     }
   });
+
+  it("drops what kernels send to Docker Swarm's ports on any host with egress allowed, after a session's own traffic", () => {
+    const fwd = firewallPlan('i-1', 'cak-1', 'allow')[2]!.rules.map((r) => r.join(' '));
+    const bridged = fwd.indexOf('-i cas-+ -m physdev --physdev-is-bridged -j RETURN');
+    for (const from of ['cak-1', 'cas-+'])
+      for (const [proto, port] of [
+        ['udp', 4789],
+        ['tcp', 2377],
+        ['tcp', 7946],
+        ['udp', 7946],
+      ] as const) {
+        const at = fwd.indexOf(`-i ${from} -p ${proto} -m ${proto} --dport ${port} -j DROP`);
+        expect(at, `${from} ${proto}/${port}`).to.be.greaterThan(-1);
+        if (from === 'cas-+') expect(at, 'within a session every port passes').to.be.greaterThan(bridged);
+      }
+    // with egress denied everything from kernels is dropped already: no port rules
+    expect(firewallPlan('i-1', 'cak-1', 'deny')[2]!.rules.some((r) => r.includes('--dport'))).to.equal(false);
+  });
 });

@@ -19,24 +19,37 @@ const member = (role: string, idx: number, environ: unknown = {}) => ({
 });
 
 describe('cluster info of create_kernels', () => {
-  it('reads the network of 24.09 and of later releases, and refuses multi-node sessions and host networking', () => {
+  it('reads the network of 24.09 and of later releases, single-node and multi-node, and refuses host networking', () => {
     expect(
       readClusterInfo({ mode: 'single-node', network_name: 'bai-singlenode-s1', size: 3, replicas: { main: 1, sub: 2 } }),
     ).to.deep.equal({
       mode: 'single-node',
       network: 'bai-singlenode-s1',
+      overlay: false,
       size: 3,
       replicas: { main: 1, sub: 2 },
       ssh: null,
     });
-    expect(readClusterInfo({ network_config: { mode: 'bridge', network_name: 'n2' } }).network).to.equal('n2');
+    expect(readClusterInfo({ network_config: { mode: 'bridge', network_name: 'n2' } })).to.include({ network: 'n2', overlay: false });
     expect(readClusterInfo({ network_name: null }).network).to.equal(null);
-    expect(() => readClusterInfo({ mode: 'multi-node', network_name: 'ov' })).to.throw(
+    // multi-node: 24.09 names the overlay in network_name; later releases say overlay in network_config
+    expect(readClusterInfo({ mode: 'multi-node', network_name: 'bai-multinode-s1' })).to.include({
+      mode: 'multi-node',
+      network: 'bai-multinode-s1',
+      overlay: true,
+    });
+    expect(readClusterInfo({ mode: 'multi-node', network_config: { mode: 'overlay', network_name: 'ov', network_id: 'x1' } })).to.include({
+      network: 'ov',
+      overlay: true,
+    });
+    expect(() => readClusterInfo({ mode: 'multi-node', network_name: null })).to.throw(ParametersError, /needs network_name.*overlay/);
+    expect(() => readClusterInfo({ mode: 'multi-node', network_config: { mode: 'bridge', network_name: 'b' } })).to.throw(
       ParametersError,
-      /single-node sessions only.*fleet\.rst/,
+      /multi-node session needs an overlay/,
     );
+    expect(() => readClusterInfo({ mode: 'cross-cloud' })).to.throw(ParametersError, /mode "cross-cloud" is not supported/);
     expect(() => readClusterInfo({ network_name: 'host' })).to.throw(ParametersError, /host/);
-    expect(() => readClusterInfo({ network_config: { mode: 'overlay', network_name: 'ov' } })).to.throw(ParametersError, /overlay/);
+    expect(() => readClusterInfo({ network_config: { mode: 'macvlan', network_name: 'ov' } })).to.throw(ParametersError, /macvlan/);
     expect(() => readClusterInfo({ network_name: 7 })).to.throw(ParametersError, /str or nil/);
   });
 

@@ -57,7 +57,7 @@ describe('modern kernel creation config', () => {
 
   it('refuses what it does not support, naming the key', () => {
     const cases: Array<[Record<string, unknown>, RegExp]> = [
-      [{ cluster_mode: 'multi-node' }, /config cluster_mode/],
+      [{ cluster_mode: 'cross-cloud' }, /config cluster_mode/],
       [{ bootstrap_script: 'x' }, /config bootstrap_script/],
       [{ startup_command: 'x' }, /config startup_command/],
       [{ preopen_ports: [8080] }, /config preopen_ports/],
