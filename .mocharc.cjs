@@ -39,6 +39,7 @@ const LONGEST = [
   'dist/tests/integration/soak-faults.test.js',
   'dist/tests/integration/soak.test.js',
   'dist/tests/integration/pool.test.js',
+  'dist/tests/security/session-overlay.test.js',
 ];
 
 const ALL = ['dist/tests/**/*.test.js'];

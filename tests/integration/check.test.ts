@@ -93,6 +93,9 @@ describe('agent check', () => {
     expect(lineOf(run, 'kernel isolation').line).to.match(
       /iptables v[\d.]+.* can keep kernels apart; kernel_egress allow; its chains \(mangle\/CA-.*-PRE, filter\/CA-.*-IN, filter\/CA-.*-FWD\) are installed when the agent starts$/,
     );
+    expect(lineOf(run, 'docker swarm').line).to.match(
+      /the engine is in no swarm: multi-node sessions are refused \(docker swarm join serves them\)$/,
+    );
   });
 
   it("fails with one clear line when the scratch root is not writable for the agent's user", async function () {

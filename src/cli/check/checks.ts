@@ -19,7 +19,7 @@ import { securityFindings } from '../../config/security.js';
 import { gpuCheck } from '../../accelerators/check.js';
 import { NvidiaCuda } from '../../accelerators/nvidia.js';
 import { PREP_CHECKS } from './prep-checks.js';
-import { NETWORK_CHECK } from './network-check.js';
+import { NETWORK_CHECK, SWARM_CHECK } from './network-check.js';
 import type { Check, CheckContext, CheckResult } from './types.js';
 import { hostfileProblems, MOUNT_RIGHTS } from '../../scratch/mounts.js';
 
@@ -217,6 +217,7 @@ export const CHECKS: Check[] = [
     },
   },
   NETWORK_CHECK,
+  SWARM_CHECK,
   ...PREP_CHECKS,
 ];
 

@@ -1,11 +1,13 @@
 /**
- * The `agent check` entry for kernel isolation (docs/security.rst, "Kernel
- * networks"): whether the firewall chains that keep kernels apart can be
- * installed here (iptables runs, bridged traffic passes it), whether this
- * agent's chains are in place now.
+ * The `agent check` entries of kernel networks: kernel isolation
+ * (docs/security.rst, "Kernel networks": whether the firewall chains that
+ * keep kernels apart can be installed here, iptables running and bridged
+ * traffic passing it, and whether this agent's chains are in place now), and
+ * the Docker Swarm of multi-node sessions.
  */
 import { errorMessage } from '../../errors.js';
 import { iptablesVersion } from '../../adapters/iptables.js';
+import { DockerNetworks } from '../../adapters/docker-networks.js';
 import { firewallPlan, missingChains } from '../../containers/firewall.js';
 import { kernelBridgeName, requireBridgeFilter } from '../../containers/kernel-network.js';
 import type { Check } from './types.js';
@@ -41,5 +43,32 @@ export const NETWORK_CHECK: Check = {
           ? `its chains (${chains}) are installed when the agent starts`
           : `some of its chains are missing (${missing.join(', ')}): the next start rebuilds them`;
     return { ok: true, detail: `${version} can keep kernels apart; kernel_egress ${s?.kernelEgress ?? 'allow'}; ${now}` };
+  },
+};
+
+/**
+ * The check of multi-node sessions (docs/fleet.rst, "Multi-node sessions"):
+ * whether this node's engine is in a Docker Swarm, without which the agent
+ * refuses them. Not being in one is fine (single-node sessions need none); a
+ * swarm the engine cannot take part in (`error`, `locked`, `pending`) is a
+ * warning.
+ */
+export const SWARM_CHECK: Check = {
+  name: 'docker swarm',
+  fix: 'check dockerd (docker info)',
+  after: 'Docker reachable',
+  async run({ docker }) {
+    const state = await new DockerNetworks(docker.docker).swarmState();
+    if (state === 'active')
+      return { ok: true, detail: "the engine is in a swarm: multi-node sessions join their manager's overlay networks" };
+    if (state === 'inactive')
+      return { ok: true, detail: 'the engine is in no swarm: multi-node sessions are refused (docker swarm join serves them)' };
+    return {
+      ok: true,
+      detail: `the engine's swarm state is ${state}: multi-node sessions are refused until it is active`,
+      warnings: [
+        `docker swarm state ${state}; fix: see docker info (a locked swarm needs docker swarm unlock, pending a reachable manager)`,
+      ],
+    };
   },
 };
