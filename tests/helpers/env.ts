@@ -70,6 +70,33 @@ const cleanups: Array<() => Promise<void> | void> = [];
 export function onCleanup(fn: () => Promise<void> | void): void {
   cleanups.push(fn);
 }
+/**
+ * Runs `fn` and keeps the cleanups it registers out of the test's: for what a
+ * `before` hook sets up for every test of a file (they would run after the
+ * first test). Resolves with fn's value and a function that runs those
+ * cleanups, last first (for the `after` hook); when fn throws, they run at once.
+ */
+export async function heldCleanups<T>(fn: () => Promise<T>): Promise<[T, () => Promise<void>]> {
+  const mark = cleanups.length;
+  const release = async (held: Array<() => Promise<void> | void>) => {
+    while (held.length) {
+      try {
+        await held.pop()!();
+      } catch (err) {
+        console.error('cleanup failed:', err);
+      }
+    }
+  };
+  try {
+    const value = await fn();
+    const held = cleanups.splice(mark);
+    return [value, () => release(held)];
+  } catch (err) {
+    await release(cleanups.splice(mark));
+    throw err;
+  }
+}
+
 export async function runCleanups(): Promise<void> {
   while (cleanups.length) {
     const fn = cleanups.pop()!;

@@ -32,10 +32,10 @@ const FIGURES = [
 ];
 
 /**
- * The figures the suite measures: RPC, the cold creates (the kernel's own runner and the injected one), execute and
- * streaming; the others (the warm pool's, restart, bursts, density) share their harness and run in `npm run drills`.
+ * The figures the suite measures: RPC, the cold create, execute and streaming; the others (the injected runner's
+ * create, the warm pool's, restart, bursts, density) share their harness and run in `npm run drills`.
  */
-const SUITE_FIGURES = ['rpc', 'cold-create', 'injected-create', 'execute', 'streaming'];
+const SUITE_FIGURES = ['rpc', 'cold-create', 'execute', 'streaming'];
 const ALL = process.env.BENCH_TEST_FIGURES === 'all';
 const CHECKED = ALL ? FIGURES : SUITE_FIGURES;
 

@@ -1,5 +1,5 @@
 /**
- * Load drill: 10 kernels on this 2-core node in the suite, 20 in `npm run
+ * Load drill: 8 kernels on this 2-core node in the suite, 20 in `npm run
  * drills` (DRILL_LOAD_KERNELS; cpu_overcommit 16, 256 MiB each), and 200
  * concurrent execute runs spread over them, each printing a token of its
  * own: every run is answered with its own token and nothing else, so no
@@ -10,7 +10,7 @@ import { methods } from '../../src/rpc/methods.js';
 import { containersOf, requireEtcd, startAgent, uniqueName } from '../helpers/env.js';
 import { runCode, SMALL_KERNEL } from '../soak/drive.js';
 
-const KERNELS = Number(process.env.DRILL_LOAD_KERNELS) || 10;
+const KERNELS = Number(process.env.DRILL_LOAD_KERNELS) || 8;
 const RUNS_PER_KERNEL = Math.ceil(200 / KERNELS);
 
 describe('drill: load', function () {

@@ -15,9 +15,9 @@ const POOL = {
 };
 
 /** The suite's short form; `npm run drills` runs 30 and 20 (SOAK_CYCLES, SOAK_POOL_CYCLES) and 100 000 frames (FLOOD_FRAMES). */
-const CYCLES = Number(process.env.SOAK_CYCLES) || 5;
-const POOL_CYCLES = Number(process.env.SOAK_POOL_CYCLES) || 4;
-const FRAMES = Number(process.env.FLOOD_FRAMES) || 10_000;
+const CYCLES = Number(process.env.SOAK_CYCLES) || 4;
+const POOL_CYCLES = Number(process.env.SOAK_POOL_CYCLES) || 3;
+const FRAMES = Number(process.env.FLOOD_FRAMES) || 6_000;
 
 describe('soak (short form)', function () {
   this.timeout(600_000);

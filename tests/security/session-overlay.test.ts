@@ -32,6 +32,7 @@ import {
   ETCD_ADDR,
   eventually,
   freePort,
+  heldCleanups,
   onCleanup,
   remoteError,
   requireEtcd,
@@ -62,12 +63,21 @@ describe('multi-node sessions over a Docker Swarm overlay network', function () 
   let swarm: Swarm | null = null;
   let lang = '';
 
+  /** An agent on each engine, shared by the tests (the last one restarts the first); stopped after them. */
+  let agents: [NodeAgent, NodeAgent];
+  let stopAgents = async () => {};
+
   before(async function () {
     await requireEtcd();
     swarm = await startSwarm(2);
     lang = await importTinyImage(swarm.engines);
+    const [e1, e2] = swarm.engines as [SwarmEngine, SwarmEngine];
+    [agents, stopAgents] = await heldCleanups(() => Promise.all([agentOn(e1), agentOn(e2)]));
   });
-  after(async () => swarm?.teardown());
+  after(async () => {
+    await stopAgents();
+    await swarm?.teardown();
+  });
 
   /** Starts an agent in the engine's namespace (a given id, namespace and scratch root: the same agent again). */
   async function agentOn(e: SwarmEngine, again?: Pick<NodeAgent, 'agentId' | 'namespace' | 'scratch'>): Promise<NodeAgent> {
@@ -166,7 +176,7 @@ describe('multi-node sessions over a Docker Swarm overlay network', function () 
 
   it("refuses a manager's network that is no session overlay, before anything is made or once the kernel shows it, and leaves nothing", async () => {
     const [e1, e2] = swarm!.engines as [SwarmEngine, SwarmEngine];
-    const [a1, a2] = await Promise.all([agentOn(e1), agentOn(e2)]);
+    const [a1, a2] = agents;
     const refused = async (a: NodeAgent, e: SwarmEngine, network: string, why: RegExp, type = 'ParametersError') => {
       const err = await remoteError(create(a, uniqueName('sess'), network, { sub1: uniqueName('sub1') }));
       expect(err.remoteType, `${network}: ${err.remoteRepr}`).to.equal(type);
@@ -198,7 +208,7 @@ describe('multi-node sessions over a Docker Swarm overlay network', function () 
 
   it("keeps a kernel on the overlay from the swarm's ports beyond its node and from its node, while it reaches other ports beyond", async () => {
     const e2 = swarm!.engines[1]!;
-    const a2 = await agentOn(e2);
+    const a2 = agents[1];
     const sessionId = uniqueName('sess');
     const overlay = `bai-multinode-${sessionId}`;
     await makeOverlay(overlay);
@@ -251,6 +261,7 @@ describe('multi-node sessions over a Docker Swarm overlay network', function () 
     expect(Object.fromEntries(tcp)).to.deep.equal({ 2377: 0, 7946: 0, 7950: 1 });
     expect(udp.get(4790), 'the control port beyond the node').to.be.greaterThan(0);
     expect({ 4789: udp.get(4789), 7946: udp.get(7946) }).to.deep.equal({ 4789: 0, 7946: 0 });
+    await a2.m.client.call(modernMethods.destroy_kernel, sub1, sessionId, 'user-requested'); // the overlay's removal after the test needs it gone
   });
 
   it('refuses a multi-node session on a node whose engine is in no swarm, naming the fix, and leaves nothing', async () => {
@@ -278,7 +289,7 @@ describe('multi-node sessions over a Docker Swarm overlay network', function () 
     // The manager makes the session's overlay on a swarm manager node, as Backend.AI's overlay plugin does.
     await makeOverlay(overlay);
     const ids = { main1: uniqueName('main1'), sub1: uniqueName('sub1'), sub2: uniqueName('sub2') };
-    const [a1, a2] = await Promise.all([agentOn(e1), agentOn(e2)]);
+    const [a1, a2] = agents;
     const [r1, r2] = await Promise.all([
       create(a1, sessionId, overlay, { main1: ids.main1, sub1: ids.sub1 }),
       create(a2, sessionId, overlay, { sub2: ids.sub2 }),
