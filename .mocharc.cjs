@@ -1,6 +1,6 @@
 // Mocha's settings. `npx mocha` runs the whole suite in one process, file
 // after file. deploy/dev/test.sh (CI) runs it in two parts, chosen by
-// TEST_PART: `parallel`, every file but those of ALONE, three files at a time
+// TEST_PART: `parallel`, every file but those of ALONE, four files at a time
 // (mocha's parallel mode, one worker process per file), then `alone`, the
 // files of ALONE one after another with nothing beside them. TEST_PART=drills
 // is `npm run drills`: the long drills, whose long forms that command asks
@@ -58,7 +58,7 @@ function parallelFiles() {
 const part = process.env.TEST_PART ?? '';
 const parts = {
   '': { spec: ALL },
-  parallel: { spec: part === 'parallel' ? parallelFiles() : [], parallel: true, jobs: Number(process.env.TEST_JOBS) || 3 },
+  parallel: { spec: part === 'parallel' ? parallelFiles() : [], parallel: true, jobs: Number(process.env.TEST_JOBS) || 4 },
   alone: { spec: ALONE },
   drills: { spec: DRILLS },
 };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite in two parts (.mocharc.cjs), against the running
-# stack: every file but a few three at a time (mocha's parallel mode), then
+# stack: every file but a few four at a time (mocha's parallel mode), then
 # the files that must have the machine to themselves. Extra arguments go to
 # mocha (both parts), e.g. --grep interop. The last line adds both parts up;
 # the exit status is non-zero when either failed. deploy/dev/test.sh (CI)
