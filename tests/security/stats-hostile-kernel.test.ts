@@ -47,10 +47,10 @@ describe('security: a kernel cannot stall the stats of the others', function () 
     await Promise.all([r.del(hostile), r.del(calm)]);
     await eventually('five more rounds', () => writer.snapshot().totals.rounds >= from.rounds + 6, 20_000);
     const to = writer.snapshot().totals;
-    expect(to.unknown - from.unknown, 'kernels unknown in the rounds (the hostile one once a round, the calm one at most once)').to.be.within(
-      to.rounds - from.rounds,
-      to.rounds - from.rounds + 1,
-    );
+    expect(
+      to.unknown - from.unknown,
+      'kernels unknown in the rounds (the hostile one once a round, the calm one at most once)',
+    ).to.be.within(to.rounds - from.rounds, to.rounds - from.rounds + 1);
     expect(await r.exists(calm), "the calm kernel's hash, written again").to.equal(1);
     expect(await r.exists(hostile), 'the hostile kernel is never written as known').to.equal(0);
   });
