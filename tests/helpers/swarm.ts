@@ -5,7 +5,9 @@
  * session on one machine (docs/fleet.rst, "Multi-node sessions"). Every
  * name carries `casw` and a random tag; {@link Swarm.teardown} removes the
  * engines with their containers, files and mounts, the namespaces, the links
- * and the one FORWARD rule, even after a failed set-up.
+ * and the one FORWARD rule, even after a failed set-up, and the next
+ * {@link startSwarm} removes those of a test process that was killed first
+ * (`/run/casw-<tag>.owner` names the process).
  *
  * Agents run in an engine's namespace (`nsenter --net`: `ip netns exec`
  * would mount a /sys of its own, without the cgroup hierarchies dockerd
@@ -51,66 +53,125 @@ const pathsOf = (ns: string) => ({
   pid: `/run/${ns}.pid`,
 });
 
+/** The FORWARD rule that lets the engines' traffic cross the bridge between them (the host's Docker sets FORWARD's policy to DROP). */
+const forwardRule = (tag: string) => {
+  const bridge = `caswb${tag}`;
+  return ['FORWARD', '-i', bridge, '-o', bridge, '-m', 'comment', '--comment', `compute-agent-test ${tag}`, '-j', 'ACCEPT'];
+};
+
+/** The file that names the test process a swarm of that tag belongs to (its pid). */
+const ownerFile = (tag: string) => `/run/casw-${tag}.owner`;
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Removes everything of the swarm of `tag`, from its names alone (so that a
+ * swarm whose test process was killed can be removed too): the engines'
+ * containers and swarm membership, the engines (SIGTERM by pid file, SIGKILL
+ * after 20 s), what they leave mounted, their files, the namespaces, the
+ * bridge and the FORWARD rule. Never throws.
+ */
+async function removeSwarm(tag: string): Promise<void> {
+  const nses = (await run('ip', 'netns', 'list').catch(() => ({ stdout: '' }))).stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter((n) => n.startsWith(`casw-${tag}-`));
+  const pids: number[] = [];
+  for (const ns of nses) {
+    // what else runs in the namespace (agents of a killed test process) goes first, so that nothing makes kernels meanwhile
+    for (const pid of await pidsIn(ns)) {
+      const comm = await fs.readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
+      if (!['dockerd', 'containerd', 'docker-proxy'].includes(comm.trim())) process.kill(pid, 'SIGKILL');
+    }
+    const p = pathsOf(ns);
+    const docker = new Docker({ socketPath: p.socket });
+    const list = await docker.listContainers({ all: true }).catch(() => []);
+    for (const c of list)
+      await docker
+        .getContainer(c.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
+    await docker.swarmLeave({ force: true }).catch(() => undefined);
+    const pid = Number((await fs.readFile(p.pid, 'utf8').catch(() => '')).trim());
+    if (pid > 0 && alive(pid)) pids.push(pid);
+  }
+  for (const pid of pids) process.kill(pid, 'SIGTERM');
+  for (const pid of pids) {
+    const deadline = Date.now() + 20_000;
+    while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    if (alive(pid)) process.kill(pid, 'SIGKILL');
+  }
+  for (const ns of nses) {
+    for (const pid of await pidsIn(ns)) process.kill(pid, 'SIGKILL'); // anything left in it
+    const p = pathsOf(ns);
+    // what a dockerd killed on its way out leaves mounted: overlay layers, shm, its namespaces' bind mounts
+    const mounts = readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[1] ?? '')
+      .filter((m) => [p.data, p.exec].some((root) => m === root || m.startsWith(`${root}/`)))
+      .reverse();
+    for (const m of mounts) await run('umount', '-l', m).catch(() => undefined);
+    for (const f of [p.data, p.exec, p.socket, p.pid]) await fs.rm(f, { recursive: true, force: true }).catch(() => undefined);
+    await run('ip', 'netns', 'del', ns).catch(() => undefined);
+  }
+  await run('ip', 'link', 'del', `caswb${tag}`).catch(() => undefined);
+  await run('iptables', '-D', ...forwardRule(tag)).catch(() => undefined);
+  await fs.rm(ownerFile(tag), { force: true }).catch(() => undefined);
+}
+
+/** The processes in a network namespace. */
+async function pidsIn(ns: string): Promise<number[]> {
+  const out = (await run('ip', 'netns', 'pids', ns).catch(() => ({ stdout: '' }))).stdout;
+  return out
+    .split('\n')
+    .map(Number)
+    .filter((n) => n > 0 && n !== process.pid);
+}
+
+/** Removes the swarms whose test process is gone (killed before its teardown ran). */
+async function sweepSwarms(): Promise<void> {
+  for (const f of await fs.readdir('/run').catch(() => [] as string[])) {
+    const m = /^casw-([0-9a-f]{6})\.owner$/.exec(f);
+    if (!m) continue;
+    const pid = Number((await fs.readFile(`/run/${f}`, 'utf8').catch(() => '')).trim());
+    if (!(pid > 0 && alive(pid))) await removeSwarm(m[1]!);
+  }
+}
+
 /**
  * Starts `count` engines (the first the swarm's manager, the others its
  * workers) and forms the swarm. On a failure on the way, what was made is
- * removed before the error is thrown.
+ * removed before the error is thrown. Swarms left by a test process that
+ * was killed are removed first.
  */
 export async function startSwarm(count: number): Promise<Swarm> {
+  await sweepSwarms();
   const tag = randomBytes(3).toString('hex');
+  await fs.writeFile(ownerFile(tag), String(process.pid));
   const bridge = `caswb${tag}`;
   const net = `198.19.${randomBytes(1)[0]! % 250}`; // a /24 of 198.18.0.0/15
   const hostAddr = `${net}.1`;
-  const forward = ['FORWARD', '-i', bridge, '-o', bridge, '-m', 'comment', '--comment', `compute-agent-test ${tag}`, '-j', 'ACCEPT'];
   const engines: SwarmEngine[] = [];
-  const daemons: ChildProcess[] = [];
   const logs: string[] = [];
   const nses = Array.from({ length: count }, (_, i) => `casw-${tag}-${i}`);
+  const children: ChildProcess[] = [];
   const teardown = async () => {
-    for (const e of engines) {
-      const list = await e.docker.listContainers({ all: true }).catch(() => []);
-      for (const c of list)
-        await e.docker
-          .getContainer(c.Id)
-          .remove({ force: true })
-          .catch(() => undefined);
-      await e.docker.swarmLeave({ force: true }).catch(() => undefined);
-    }
-    for (const d of daemons) if (d.exitCode === null && d.signalCode === null) d.kill('SIGTERM');
-    await Promise.all(
-      daemons.map(
-        (d) =>
-          new Promise<void>((resolve) => {
-            if (d.exitCode !== null || d.signalCode !== null) return resolve();
-            const t = setTimeout(() => d.kill('SIGKILL'), 20_000);
-            d.once('exit', () => (clearTimeout(t), resolve()));
-          }),
-      ),
-    );
-    for (const ns of nses) {
-      const p = pathsOf(ns);
-      // what a dockerd killed on its way out leaves mounted: overlay layers, shm, its namespaces' bind mounts
-      const mounts = readFileSync('/proc/self/mounts', 'utf8')
-        .split('\n')
-        .map((l) => l.split(' ')[1] ?? '')
-        .filter((m) => [p.data, p.exec].some((root) => m === root || m.startsWith(`${root}/`)))
-        .reverse();
-      for (const m of mounts) await run('umount', '-l', m).catch(() => undefined);
-      await fs.rm(p.data, { recursive: true, force: true }).catch(() => undefined);
-      await fs.rm(p.exec, { recursive: true, force: true }).catch(() => undefined);
-      await fs.rm(p.socket, { force: true }).catch(() => undefined);
-      await fs.rm(p.pid, { force: true }).catch(() => undefined);
-      await run('ip', 'netns', 'del', ns).catch(() => undefined);
-    }
-    await run('ip', 'link', 'del', bridge).catch(() => undefined);
-    await run('iptables', '-D', ...forward).catch(() => undefined);
+    await removeSwarm(tag);
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); // one that never wrote its pid file
   };
   try {
     await run('ip', 'link', 'add', bridge, 'type', 'bridge');
     await run('ip', 'addr', 'add', `${hostAddr}/24`, 'dev', bridge);
     await run('ip', 'link', 'set', bridge, 'up');
     // The host's Docker sets FORWARD's policy to DROP, and bridged traffic passes FORWARD (br_netfilter).
-    await run('iptables', '-I', ...forward);
+    await run('iptables', '-I', ...forwardRule(tag));
     for (const [i, ns] of nses.entries()) {
       const outside = `cw${tag}${i}o`;
       const addr = `${net}.${i + 2}`;
@@ -132,7 +193,7 @@ export async function startSwarm(count: number): Promise<Swarm> {
         { stdio: ['ignore', 'ignore', 'pipe'] },
       );
       d.stderr!.on('data', (b: Buffer) => (logs[i] = ((logs[i] ?? '') + b.toString()).slice(-4000)));
-      daemons.push(d.on('error', () => undefined));
+      children.push(d.on('error', () => undefined));
       engines.push({ ns, addr, socket: p.socket, docker: new Docker({ socketPath: p.socket }) });
     }
     for (const [i, e] of engines.entries())
