@@ -110,14 +110,19 @@ describe('execute through the relay', function () {
 
   it('interrupts a busy loop, and completes names', async () => {
     const { client, id } = await kernel();
-    const r = await client.call(methods.execute, 2, id, null, 'query', 'while True: pass', {}, 0.3);
-    expect(r.status).to.equal('continued');
+    // The interrupt goes once the loop runs: the runner drops one that comes before the run starts (a loaded machine may take that long).
+    const first = await client.call(methods.execute, 2, id, null, 'query', 'print("spinning", flush=True)\nwhile True: pass', {}, 0.3);
+    const runId = first.runId;
+    const seen = [first];
+    while (!consoleText(seen, 'stdout').includes('spinning') && seen.length < 200)
+      seen.push(await client.call(methods.execute, 2, id, runId, 'continue', '', {}, 0.3));
+    expect(seen.at(-1)!.status).to.equal('continued');
     await client.call(methods.interrupt_kernel, id);
-    let end = await client.call(methods.execute, 2, id, r.runId, 'continue', '', {});
-    while (end.status === 'continued') end = await client.call(methods.execute, 2, id, r.runId, 'continue', '', {});
+    let end = await client.call(methods.execute, 2, id, runId, 'continue', '', {});
+    while (end.status === 'continued') end = await client.call(methods.execute, 2, id, runId, 'continue', '', {});
     expect(end.status).to.equal('finished');
     expect(end.exitCode).to.not.equal(0);
-    const gone = await client.call(methods.execute, 2, id, r.runId, 'continue', '', {}).catch((e: unknown) => e);
+    const gone = await client.call(methods.execute, 2, id, runId, 'continue', '', {}).catch((e: unknown) => e);
     expect(gone instanceof RemoteError && gone.remoteType).to.equal('agent.RunNotFound');
     const c = await client.call(methods.get_completions, id, 'pri', {});
     expect(c.completions.some((x) => x.startsWith('print'))).to.equal(true);
