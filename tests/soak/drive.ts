@@ -97,13 +97,21 @@ function ownEtcdNamespace(addr: string, namespace: string): Namespace {
   return client.namespace(`/sorna/${namespace}/`);
 }
 
-/** Runs code in query mode and follows `continue` to the end; returns the stdout. */
-export async function runCode(client: AgentClient, id: string, code: string): Promise<string> {
+/**
+ * Runs code in query mode and follows `continue` to the end; returns the stdout. A run still going after
+ * `endWithinMs` (the soaks' and drills' programs print a line and end) is an error naming the kernel, not a hang.
+ */
+export async function runCode(client: AgentClient, id: string, code: string, endWithinMs = 120_000): Promise<string> {
   let out = '';
+  const deadline = Date.now() + endWithinMs;
   let r: RunResult = await client.callWithTimeout(60_000, methods.execute, 2, id, null, 'query', code, {});
   for (;;) {
     for (const [stream, text] of r.console ?? []) if (stream === 'stdout') out += String(text);
     if (r.status !== 'continued' && r.status !== 'build-finished') return out;
+    if (Date.now() > deadline)
+      throw new Error(
+        `the run ${r.runId} of kernel ${id} has not ended within ${endWithinMs / 1000} s (stdout so far: ${JSON.stringify(out)})`,
+      );
     r = await client.callWithTimeout(60_000, methods.execute, 2, id, r.runId, 'continue', '', {});
   }
 }

@@ -84,11 +84,20 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
 
   // one cycle first, so that lazily built things (image cache, relay sockets code) count as the baseline
   const ports: number[] = [];
-  if (options.cycles > 0) ports.push(...(await cycle(client, uniqueName('warm'))));
+  // a failed cycle says what the agent logged last (its log is kept only in memory)
+  const logged = (err: unknown) => {
+    throw new Error(
+      `${err instanceof Error ? err.message : String(err)}\nthe agent's last log lines:\n${agent.proc.stderr().slice(-6000)}`,
+      {
+        cause: err,
+      },
+    );
+  };
+  if (options.cycles > 0) ports.push(...(await cycle(client, uniqueName('warm')).catch(logged)));
   await mark('start');
   const t0 = Date.now();
   for (let i = 1; i <= options.cycles; i++) {
-    ports.push(...(await cycle(client, uniqueName(`soak${i}`))));
+    ports.push(...(await cycle(client, uniqueName(`soak${i}`)).catch(logged)));
     if (ports.length > 400) ports.splice(0, ports.length - 400);
     if (i % 50 === 0) say(`cycle ${i}/${options.cycles} (${((Date.now() - t0) / i).toFixed(0)} ms each)`);
     if (i === Math.floor(options.cycles / 2)) await mark('middle');
