@@ -71,6 +71,15 @@ const alive = (pid: number) => {
   }
 };
 
+/** Sends a signal to a process that may have ended meanwhile. */
+const signal = (pid: number, sig: NodeJS.Signals) => {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // gone already
+  }
+};
+
 /**
  * Removes everything of the swarm of `tag`, from its names alone (so that a
  * swarm whose test process was killed can be removed too): the engines'
@@ -88,7 +97,7 @@ async function removeSwarm(tag: string): Promise<void> {
     // what else runs in the namespace (agents of a killed test process) goes first, so that nothing makes kernels meanwhile
     for (const pid of await pidsIn(ns)) {
       const comm = await fs.readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
-      if (!['dockerd', 'containerd', 'docker-proxy'].includes(comm.trim())) process.kill(pid, 'SIGKILL');
+      if (!['dockerd', 'containerd', 'docker-proxy'].includes(comm.trim())) signal(pid, 'SIGKILL');
     }
     const p = pathsOf(ns);
     const docker = new Docker({ socketPath: p.socket });
@@ -102,14 +111,14 @@ async function removeSwarm(tag: string): Promise<void> {
     const pid = Number((await fs.readFile(p.pid, 'utf8').catch(() => '')).trim());
     if (pid > 0 && alive(pid)) pids.push(pid);
   }
-  for (const pid of pids) process.kill(pid, 'SIGTERM');
+  for (const pid of pids) signal(pid, 'SIGTERM');
   for (const pid of pids) {
     const deadline = Date.now() + 20_000;
     while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    if (alive(pid)) process.kill(pid, 'SIGKILL');
+    if (alive(pid)) signal(pid, 'SIGKILL');
   }
   for (const ns of nses) {
-    for (const pid of await pidsIn(ns)) process.kill(pid, 'SIGKILL'); // anything left in it
+    for (const pid of await pidsIn(ns)) signal(pid, 'SIGKILL'); // anything left in it
     const p = pathsOf(ns);
     // what a dockerd killed on its way out leaves mounted: overlay layers, shm, its namespaces' bind mounts
     const mounts = readFileSync('/proc/self/mounts', 'utf8')
