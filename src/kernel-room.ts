@@ -183,9 +183,10 @@ export class KernelRoom {
     else c.log.warn('no runner environment: kernels of images without a runner are refused', { problem: runner.problem });
     const forKernels = kernelSettings(live, options, vfolderRoot, runner);
     // Before any container is made or re-adopted: kernels join it, and its firewall chains keep them apart.
+    const networks = new DockerNetworks(c.docker.docker);
     const network = new KernelNetwork({
       agentId: options.agentId,
-      networks: new DockerNetworks(c.docker.docker),
+      networks,
       log: c.log.child({ component: 'network' }),
       isolation: settings.kernelIsolation,
       egress: settings.kernelEgress,
@@ -194,10 +195,10 @@ export class KernelRoom {
     await network.open();
     this.sessionNetworks = new SessionNetworks({
       agentId: options.agentId,
-      networks: new DockerNetworks(c.docker.docker),
+      networks,
       log: c.log.child({ component: 'network' }),
     });
-    this.sessionOverlays = new SessionOverlays({ agentId: options.agentId, networks: new DockerNetworks(c.docker.docker) });
+    this.sessionOverlays = new SessionOverlays({ agentId: options.agentId, networks });
     c.docker.networkReady = (name) => (name === network.name ? network.ready() : Promise.resolve());
     c.checkpoint();
     const accelerator = c.accelerator ?? new NvidiaCuda({ allow: () => live.value.gpuAllow, docker: () => c.docker.runtimes() });

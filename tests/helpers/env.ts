@@ -78,34 +78,30 @@ export function onCleanup(fn: () => Promise<void> | void): void {
  */
 export async function heldCleanups<T>(fn: () => Promise<T>): Promise<[T, () => Promise<void>]> {
   const mark = cleanups.length;
-  const release = async (held: Array<() => Promise<void> | void>) => {
-    while (held.length) {
-      try {
-        await held.pop()!();
-      } catch (err) {
-        console.error('cleanup failed:', err);
-      }
-    }
-  };
   try {
     const value = await fn();
     const held = cleanups.splice(mark);
-    return [value, () => release(held)];
+    return [value, () => runAll(held)];
   } catch (err) {
-    await release(cleanups.splice(mark));
+    await runAll(cleanups.splice(mark));
     throw err;
   }
 }
 
-export async function runCleanups(): Promise<void> {
-  while (cleanups.length) {
-    const fn = cleanups.pop()!;
+/** Runs and empties a list of cleanups, last first; a failing one is logged and the rest still run. */
+async function runAll(list: Array<() => Promise<void> | void>): Promise<void> {
+  while (list.length) {
+    const fn = list.pop()!;
     try {
       await fn();
     } catch (err) {
       console.error('cleanup failed:', err);
     }
   }
+}
+
+export async function runCleanups(): Promise<void> {
+  await runAll(cleanups);
 }
 
 /** An etcd client on a namespace of its own, removed after the test. */
@@ -234,7 +230,8 @@ function claimPortLane(): { lane: number; lanes: number } {
   return { lane: 0, lanes: 1 };
 }
 
-function alive(pid: number): boolean {
+/** Whether a process of that pid exists (one of another user's counts). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

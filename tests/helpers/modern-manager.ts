@@ -85,18 +85,15 @@ export class ModernManager {
     );
   }
 
-  /** Runs code to its end as the manager's execute loop does (continue while `continued`). */
+  /** Runs code to its end as the manager's execute loop does (continue while `continued`, 100 times at most); the last result. */
   async executeToEnd(sessionId: string, kernelId: string, code: string, runId = 'r1'): Promise<RunResult> {
-    let r = await this.client.call(modernMethods.execute, sessionId, kernelId, 2, runId, 'query', code, {}, 2.0);
-    for (let i = 0; r.status === 'continued' && i < 100; i++)
-      r = await this.client.call(modernMethods.execute, sessionId, kernelId, 2, runId, 'continue', '', {}, 2.0);
-    return r;
+    return (await this.executeAll(sessionId, kernelId, code, runId)).at(-1)!;
   }
 
   /** Runs code to its end as {@link executeToEnd} does; every result, so that the output of the `continued` ones is kept. */
   async executeAll(sessionId: string, kernelId: string, code: string, runId = 'r1'): Promise<RunResult[]> {
     const all = [await this.client.call(modernMethods.execute, sessionId, kernelId, 2, runId, 'query', code, {}, 2.0)];
-    while (all.at(-1)!.status === 'continued' && all.length < 100)
+    while (all.at(-1)!.status === 'continued' && all.length <= 100)
       all.push(await this.client.call(modernMethods.execute, sessionId, kernelId, 2, runId, 'continue', '', {}, 2.0));
     return all;
   }

@@ -21,7 +21,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import tar from 'tar-stream';
-import { eventually, uniqueName } from './env.js';
+import { alive, eventually, uniqueName } from './env.js';
 
 const exec = promisify(execFile);
 const run = (file: string, ...args: string[]) => exec(file, args, { timeout: 30_000 });
@@ -61,15 +61,6 @@ const forwardRule = (tag: string) => {
 
 /** The file that names the test process a swarm of that tag belongs to (its pid). */
 const ownerFile = (tag: string) => `/run/casw-${tag}.owner`;
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
 
 /** Sends a signal to a process that may have ended meanwhile. */
 const signal = (pid: number, sig: NodeJS.Signals) => {
